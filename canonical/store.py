@@ -1,0 +1,406 @@
+"""The store: raw landing, stream state, runs, quarantine, lineage and canonical upserts.
+
+Guarantees (tested on SQLite and PostgreSQL):
+
+* Raw upsert is idempotent on (system, object, source id). A payload whose content hash is
+  unchanged writes nothing.
+* :meth:`Store.commit_page` writes a page of raw records, its quarantined records and the stream's
+  new cursor in **one transaction**: after a crash either all of them are there or none is.
+* Everything is bulk: one ``SELECT`` of known hashes per page and object, then one
+  ``INSERT ... ON CONFLICT DO UPDATE`` executemany for the changed rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from canonical import db, model, tables
+from canonical.tables import lineage, quarantine, raw_record, run, stream_state
+
+_IN_CHUNK = 500
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def content_hash(payload: Any, deleted: bool = False) -> str:
+    """A 128-bit hash of the canonical JSON of ``payload`` (and the deleted flag)."""
+    return _digest(db.dumps(payload), deleted)
+
+
+def _digest(blob: bytes, deleted: bool) -> str:
+    h = hashlib.blake2b(blob, digest_size=16)
+    if deleted:
+        h.update(b"\x00deleted")
+    return h.hexdigest()
+
+
+# The landing statement is the hot path of every sync, so it is sent at the driver level with
+# values prepared once (JSON serialised once, for both the hash and the column), instead of
+# through SQLAlchemy's per-row type processing (three times slower here).
+_LAND_COLUMNS = "system, object, source_id, payload, content_hash, source_updated_at, fetched_at, deleted, run_id, pending_map"
+_LAND_UPDATE = """ON CONFLICT (system, object, source_id) DO UPDATE SET
+  payload = excluded.payload, content_hash = excluded.content_hash,
+  source_updated_at = excluded.source_updated_at, fetched_at = excluded.fetched_at,
+  deleted = excluded.deleted, run_id = excluded.run_id, pending_map = excluded.pending_map
+WHERE raw_record.content_hash <> excluded.content_hash"""
+_LAND_SQL = {
+    "sqlite": f"INSERT INTO raw_record ({_LAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) {_LAND_UPDATE}",
+    "postgresql": f"INSERT INTO raw_record ({_LAND_COLUMNS}) "
+    f"VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, true) {_LAND_UPDATE}",
+}
+# SQLAlchemy's storage format for DateTime on SQLite, so that the ORM reads these rows back.
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _known_hashes(conn: Connection, system: str, obj: str, ids: list[str]) -> dict[str, str]:
+    """Stored content hashes of these source ids (one query per chunk; one array on PostgreSQL)."""
+    c = raw_record.c
+    known: dict[str, str] = {}
+    if conn.dialect.name == "postgresql":
+        # Join against one array parameter: planned once, and a hash or index join whatever the
+        # table statistics say (an IN list or ANY() on a not-yet-analysed table is a slow seq scan).
+        rows = conn.exec_driver_sql(
+            "SELECT r.source_id, r.content_hash FROM unnest(%s::text[]) AS k(id) "
+            "JOIN raw_record r ON r.system = %s AND r.object = %s AND r.source_id = k.id",
+            (ids, system, obj),
+        )
+        known.update((sid, digest) for sid, digest in rows)
+        return known
+    for chunk in _chunks(ids, _IN_CHUNK):
+        rows = conn.execute(
+            sa.select(c.source_id, c.content_hash).where(
+                c.system == system, c.object == obj, c.source_id.in_(chunk)
+            )
+        )
+        known.update((sid, digest) for sid, digest in rows)
+    return known
+
+
+def _land(
+    conn: Connection,
+    system: str,
+    obj: str,
+    changed: list[tuple[str, bytes, str, datetime | None, bool]],
+    fetched: datetime,
+    run_id: str | None,
+) -> None:
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        def ts(v: datetime | None) -> Any:
+            return None if v is None else model.utc(v).strftime(_SQLITE_TS)
+    else:
+        def ts(v: datetime | None) -> Any:
+            return None if v is None else model.utc(v)
+    fetched_v = ts(fetched)
+    params = [
+        (system, obj, sid, blob.decode(), digest, ts(updated), fetched_v, deleted, run_id)
+        for sid, blob, digest, updated, deleted in changed
+    ]
+    conn.exec_driver_sql(_LAND_SQL[dialect], params)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One source record as the vendor returned it."""
+
+    object: str
+    source_id: str
+    payload: Mapping[str, Any]
+    source_updated_at: datetime | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that could not be accepted, and why; it goes to quarantine, the run goes on."""
+
+    object: str
+    reason: str
+    source_id: str | None = None
+    payload: Any = None
+    field: str | None = None
+    stage: str = "fetch"
+
+
+@dataclass(slots=True)
+class PageResult:
+    written: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    written_ids: list[int] = field(default_factory=list)
+
+
+def _insert_for(conn: Connection, table: sa.Table) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Store:
+    """Access to one ltc-hub database."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str | None = None, *, auto_create: bool = True) -> Store:
+        """Connect, and check (or on an empty database create) the schema."""
+        engine = db.make_engine(url)
+        db.ensure_schema(engine, auto_create=auto_create)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- runs ---------------------------------------------------------------------------------
+    def begin_run(self, kind: str, source: str | None = None) -> str:
+        run_id = f"{kind}-{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        with self.engine.begin() as conn:
+            conn.execute(
+                run.insert().values(
+                    id=run_id, kind=kind, source=source, started_at=now(), status="running", counts={}
+                )
+            )
+        return run_id
+
+    def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, Any] | None = None, message: str | None = None
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                run.update()
+                .where(run.c.id == run_id)
+                .values(status=status, finished_at=now(), counts=dict(counts or {}), message=message)
+            )
+
+    # --- raw landing --------------------------------------------------------------------------
+    def upsert_raw(
+        self, conn: Connection, system: str, records: Iterable[RawRecord], run_id: str | None = None
+    ) -> PageResult:
+        """Land raw records inside the caller's transaction; unchanged payloads write nothing."""
+        by_object: dict[str, dict[str, RawRecord]] = defaultdict(dict)
+        for rec in records:
+            by_object[rec.object][str(rec.source_id)] = rec  # a re-read row: the last version wins
+        result = PageResult()
+        fetched = now()
+        for obj, recs in by_object.items():
+            known = _known_hashes(conn, system, obj, list(recs))
+            changed = []
+            for sid, rec in recs.items():
+                blob = db.dumps(rec.payload)
+                digest = _digest(blob, rec.deleted)
+                if known.get(sid) == digest:
+                    result.unchanged += 1
+                    continue
+                changed.append((sid, blob, digest, rec.source_updated_at, rec.deleted))
+            if changed:
+                _land(conn, system, obj, changed, fetched, run_id)
+                result.written += len(changed)
+        return result
+
+    def add_quarantine(
+        self, conn: Connection, system: str, rejected: Iterable[Rejected], run_id: str | None = None
+    ) -> int:
+        rows = [
+            {
+                "run_id": run_id,
+                "stage": r.stage,
+                "system": system,
+                "object": r.object,
+                "source_id": r.source_id,
+                "field": r.field,
+                "reason": r.reason,
+                "payload": r.payload,
+                "created_at": now(),
+            }
+            for r in rejected
+        ]
+        if rows:
+            conn.execute(quarantine.insert(), rows)
+        return len(rows)
+
+    # --- stream state -------------------------------------------------------------------------
+    def commit_page(
+        self,
+        connector: str,
+        stream: str,
+        records: Sequence[RawRecord],
+        cursor: Any,
+        *,
+        run_id: str | None = None,
+        rejected: Sequence[Rejected] = (),
+    ) -> PageResult:
+        """Land a page and advance the stream's cursor in one transaction."""
+        with self.engine.begin() as conn:
+            result = self.upsert_raw(conn, connector, records, run_id)
+            result.quarantined = self.add_quarantine(conn, connector, rejected, run_id)
+            self._advance_cursor(conn, connector, stream, cursor, result, len(records), run_id)
+        return result
+
+    def _advance_cursor(
+        self,
+        conn: Connection,
+        connector: str,
+        stream: str,
+        cursor: Any,
+        result: PageResult,
+        seen: int,
+        run_id: str | None,
+    ) -> None:
+        self._ensure_stream_row(conn, connector, stream)
+        c = stream_state.c
+        conn.execute(
+            stream_state.update()
+            .where(c.connector == connector, c.stream == stream)
+            .values(
+                cursor=cursor,
+                last_run_id=run_id,
+                last_run_at=now(),
+                records_seen=c.records_seen + seen,
+                records_written=c.records_written + result.written,
+                quarantined=c.quarantined + result.quarantined,
+            )
+        )
+
+    def _ensure_stream_row(self, conn: Connection, connector: str, stream: str) -> None:
+        stmt = _insert_for(conn, stream_state).values(
+            connector=connector, stream=stream, records_seen=0, records_written=0, quarantined=0
+        )
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["connector", "stream"]))
+
+    def get_cursor(self, connector: str, stream: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(stream_state.c.cursor).where(
+                    stream_state.c.connector == connector, stream_state.c.stream == stream
+                )
+            ).scalar()
+
+    def start_stream(self, connector: str, stream: str, run_id: str) -> None:
+        """Mark a stream running and reset its per-run counters (the cursor is kept)."""
+        with self.engine.begin() as conn:
+            self._ensure_stream_row(conn, connector, stream)
+            conn.execute(
+                stream_state.update()
+                .where(stream_state.c.connector == connector, stream_state.c.stream == stream)
+                .values(
+                    status="running",
+                    last_run_id=run_id,
+                    last_run_at=now(),
+                    records_seen=0,
+                    records_written=0,
+                    quarantined=0,
+                    message=None,
+                )
+            )
+
+    def finish_stream(
+        self,
+        connector: str,
+        stream: str,
+        status: str,
+        *,
+        source_count: int | None = None,
+        store_count: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "message": message}
+        if status == "success":
+            values["last_success_at"] = now()
+        if source_count is not None:
+            values["source_count"] = source_count
+        if store_count is not None:
+            values["store_count"] = store_count
+        with self.engine.begin() as conn:
+            self._ensure_stream_row(conn, connector, stream)
+            conn.execute(
+                stream_state.update()
+                .where(stream_state.c.connector == connector, stream_state.c.stream == stream)
+                .values(**values)
+            )
+
+    def stream_states(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(stream_state).order_by(stream_state.c.connector, stream_state.c.stream)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    # --- reads used by mapping, status and tests -----------------------------------------------
+    def count_raw(self, system: str, obj: str | None = None, *, include_deleted: bool = False) -> int:
+        q = sa.select(sa.func.count()).select_from(raw_record).where(raw_record.c.system == system)
+        if obj is not None:
+            q = q.where(raw_record.c.object == obj)
+        if not include_deleted:
+            q = q.where(raw_record.c.deleted.is_(False))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def get_raw(self, system: str, obj: str, source_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(raw_record).where(
+                    raw_record.c.system == system,
+                    raw_record.c.object == obj,
+                    raw_record.c.source_id == source_id,
+                )
+            ).first()
+            return dict(row._mapping) if row else None
+
+    def quarantined(self, system: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(quarantine).order_by(quarantine.c.id)
+        if system is not None:
+            q = q.where(quarantine.c.system == system)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def table_counts(self) -> dict[str, int]:
+        """Live (not tombstoned) rows per canonical entity."""
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for name, table in tables.entity_tables.items():
+                out[name] = int(
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(table).where(table.c.deleted_at.is_(None))
+                    ).scalar_one()
+                )
+        return out
+
+    # --- canonical upserts ------------------------------------------------------------------------
+    def upsert_entities(
+        self, conn: Connection, entity: str, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Idempotent bulk upsert of canonical rows (keyed on the deterministic ``id``) plus lineage."""
+        if not rows:
+            return 0
+        table = tables.table_for(entity)
+        stmt = _insert_for(conn, table)
+        cols = [c.name for c in table.columns if c.name != "id"]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={c: stmt.excluded[c] for c in cols}
+        )
+        conn.execute(stmt, list(rows))
+        links = [
+            {"entity": entity, "canonical_id": r["id"], "raw_id": r["raw_id"]}
+            for r in rows
+            if r.get("raw_id") is not None
+        ]
+        if links:
+            ins = _insert_for(conn, lineage)
+            conn.execute(ins.on_conflict_do_nothing(), links)
+        return len(rows)

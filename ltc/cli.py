@@ -1,0 +1,134 @@
+"""``ltc``: a thin command-line shell over the same functions the Prefect flows call.
+
+Every error an operator can act on is printed as one line on stderr with a non-zero exit code;
+no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from canonical import db
+from canonical.errors import LtcError
+from canonical.store import Store
+from ltc.config import load_config
+
+app = typer.Typer(
+    help="ltc-hub: Lead-to-Cash integration hub.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration file (ltc.yaml).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
+
+
+def store_url(config_path: str | None = None) -> str:
+    """LTC_DATABASE_URL, else ltc.yaml's ``database_url``, else the embedded SQLite file."""
+    return os.environ.get("LTC_DATABASE_URL") or load_config(config_path).database_url or db.DEFAULT_URL
+
+
+def open_store(config_path: str | None = None, *, auto_create: bool = True) -> Store:
+    return Store.open(store_url(config_path), auto_create=auto_create)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: str | None = ConfigOpt) -> None:
+    """Create the schema in an empty database, or migrate it to this version."""
+    url = store_url(config)
+    engine = db.make_engine(url)
+    before, after = db.upgrade(engine)
+    if before == after:
+        console.print(f"schema of {db.mask_url(url)} is up to date (revision {after})")
+    else:
+        console.print(f"schema of {db.mask_url(url)} upgraded: {before or 'empty'} -> {after}")
+
+
+@db_app.command("current")
+def db_current(config: str | None = ConfigOpt) -> None:
+    """Print the schema revision of the database and the one this ltc-hub needs."""
+    url = store_url(config)
+    engine = db.make_engine(url)
+    console.print(f"database {db.mask_url(url)}: revision {db.current_revision(engine) or 'none'}; "
+                  f"this ltc-hub needs {db.head_revision()}")
+
+
+@config_app.command("check")
+def config_check(config: str | None = ConfigOpt) -> None:
+    """Validate ltc.yaml and say exactly what is wrong and where."""
+    cfg = load_config(config)
+    console.print(
+        f"configuration OK: {len(cfg.sources)} source(s)"
+        + (f" ({', '.join(f'{n}={s.kind}' for n, s in cfg.sources.items())})" if cfg.sources else "")
+        + f", reporting currency {cfg.reporting_currency}"
+        + (f", ERP {cfg.erp.source}" if cfg.erp else "")
+    )
+
+
+def _fmt(value: Any, width: int = 40) -> str:
+    if value is None:
+        return "-"
+    text = value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_status(store: Store) -> None:
+    states = store.stream_states()
+    url = db.mask_url(store.engine.url.render_as_string(hide_password=False))
+    if not states:
+        console.print(f"Store {url}: empty — no stream has been synced yet (run `ltc sync` or `make demo`).")
+        return
+    table = Table(title=f"Streams in {url}")
+    for col in ("connector", "stream", "status", "cursor", "last run", "seen", "written",
+                "quarantined", "source/store", "message"):
+        table.add_column(col)
+    for s in states:
+        completeness = (
+            f"{s['source_count']}/{s['store_count']}" if s["source_count"] is not None else "-"
+        )
+        table.add_row(
+            s["connector"], s["stream"], _fmt(s["status"]), _fmt(s["cursor"]), _fmt(s["last_run_at"]),
+            str(s["records_seen"]), str(s["records_written"]), str(s["quarantined"]), completeness,
+            _fmt(s["message"], 60),
+        )
+    console.print(table)
+    counts = store.table_counts()
+    console.print("Canonical rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@app.command()
+def status(config: str | None = ConfigOpt) -> None:
+    """Per stream: status, cursor, last run, records, quarantined, completeness."""
+    render_status(open_store(config))
+
+
+@app.command()
+def demo(config: str | None = ConfigOpt) -> None:
+    """Run the main job on the embedded default (SQLite + local sandbox sources)."""
+    store = open_store(config)
+    render_status(store)
+
+
+def main() -> None:
+    """Console entry point: LtcError -> one line on stderr and its exit code."""
+    try:
+        app()
+    except LtcError as exc:
+        err_console.print(f"error: {exc}", soft_wrap=True, highlight=False, markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)

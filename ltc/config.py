@@ -1,0 +1,179 @@
+"""``ltc.yaml``: sources, the ERP that receives pushed orders, mappings, reconciliation, notifications.
+
+The file is optional: with none, defaults make the demo run. ``ltc config check`` validates it and
+reports each problem as ``file:line: dotted.path: what is wrong``.
+
+Secrets never live in the file. A credential is a reference: ``{env: SF_PASSWORD}`` (an
+environment variable) or ``{secret: sf-password}`` (a Prefect Secret block), resolved at run time
+and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from canonical.errors import ConfigError
+from canonical.money import normalize_currency
+
+DEFAULT_PATH = "ltc.yaml"
+SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretRef(_Model):
+    """Where a credential comes from: an environment variable or a Prefect Secret block."""
+
+    env: str | None = None
+    secret: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SecretRef:
+        if bool(self.env) == bool(self.secret):
+            raise ValueError("give exactly one of `env: VARIABLE` or `secret: prefect-block-name`")
+        return self
+
+    def resolve(self) -> str:
+        """The secret's value. Raises ConfigError naming the variable or block (never the value)."""
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ConfigError(f"environment variable {self.env} is not set (a credential ltc.yaml refers to)")
+            return value
+        from prefect.blocks.system import Secret  # only the shell touches Prefect
+
+        assert self.secret is not None
+        try:
+            block: Any = Secret.load(self.secret)  # sync call outside an event loop
+            return str(block.get())
+        except Exception as exc:
+            raise ConfigError(f"cannot load Prefect Secret block {self.secret!r}: {exc}") from None
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"secret:{self.secret}"
+
+
+class SourceConfig(_Model):
+    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053"]
+    base_url: str | None = None
+    credentials: dict[str, SecretRef] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    streams: list[str] | None = None
+    lookback_minutes: int = Field(default=10, ge=0)
+    page_size: int | None = Field(default=None, ge=1)
+    mapping: str | None = None  # path of a mapping file that overrides or extends the shipped one
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://", "file://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
+        return v
+
+
+class ErpConfig(_Model):
+    source: str  # the name of a tryton or odoo source that receives closed-won deals
+    dry_run: bool = False
+
+
+class ReconcileConfig(_Model):
+    tolerance_abs: Decimal = Decimal("0.01")
+    tolerance_rel: Decimal = Decimal("0.001")
+    grace_days_won_not_ordered: int = Field(default=7, ge=0)
+    grace_days_ordered_not_invoiced: int = Field(default=30, ge=0)
+    max_subset_invoices: int = Field(default=6, ge=1, le=12)
+    identity_auto_threshold: Decimal = Decimal("0.92")
+    identity_review_threshold: Decimal = Decimal("0.80")
+
+    @field_validator("tolerance_abs", "tolerance_rel", mode="before")
+    @classmethod
+    def _no_float(cls, v: Any) -> Any:
+        if isinstance(v, float):
+            raise ValueError("write tolerances as quoted strings (e.g. \"0.01\") so they stay exact")
+        return v
+
+
+class NotificationConfig(_Model):
+    kind: Literal["slack", "teams", "email", "webhook"]
+    target: SecretRef
+
+
+class Config(_Model):
+    database_url: str | None = None
+    reporting_currency: str = "USD"
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    erp: ErpConfig | None = None
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    notifications: list[NotificationConfig] = Field(default_factory=list)
+    reports_dir: str = "reports"
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        return normalize_currency(v)
+
+    @model_validator(mode="after")
+    def _erp_is_a_source(self) -> Config:
+        if self.erp is not None:
+            src = self.sources.get(self.erp.source)
+            if src is None:
+                raise ValueError(f"erp.source {self.erp.source!r} is not one of the configured sources")
+            if src.kind not in ("tryton", "odoo"):
+                raise ValueError(f"erp.source {self.erp.source!r} is a {src.kind} source; it must be tryton or odoo")
+        return self
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            nxt = node.value[key]
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node = nxt
+        line = node.start_mark.line + 1
+    return line
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate ``ltc.yaml`` (``LTC_CONFIG`` or ``./ltc.yaml``); absent file -> defaults."""
+    explicit = path is not None or "LTC_CONFIG" in os.environ
+    p = Path(path or os.environ.get("LTC_CONFIG") or DEFAULT_PATH)
+    if not p.exists():
+        if explicit:
+            raise ConfigError(f"configuration file {p} does not exist")
+        return Config()
+    text = p.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}:1: the top level must be a mapping of settings")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+            dotted = ".".join(str(x) for x in loc) or "(top level)"
+            line = _line_of(node, loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{p}:{line}: {dotted}: {msg}")
+        raise ConfigError("; ".join(problems)) from None

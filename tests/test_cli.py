@@ -1,0 +1,113 @@
+"""The `ltc` shell: one-line errors with exit codes, status on an empty and a used store, config check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from canonical.store import RawRecord, Store
+
+LTC = [sys.executable, "-c", "from ltc.cli import main; main()"]
+
+
+def ltc(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("LTC_CONFIG", "LTC_DATABASE_URL")}
+    full_env = {**base, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([*LTC, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://admin:hunter2@127.0.0.1:1/ltc", "cannot connect to database postgresql://admin:***@127.0.0.1:1/ltc"),
+        ("not a url", "invalid LTC_DATABASE_URL 'not a url'"),
+        ("mysql://u:hunter2@localhost/x", "unsupported database 'mysql://u:***@localhost/x'"),
+    ],
+)
+def test_bad_database_url_is_one_masked_line_and_exit_2(url: str, expected: str, tmp_path: Path) -> None:
+    res = ltc("status", env={"LTC_DATABASE_URL": url}, cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert expected in lines[0]
+    assert "hunter2" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_status_on_empty_store_says_so(tmp_path: Path) -> None:
+    res = ltc("status", env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}"}, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "empty" in res.stdout and "no stream has been synced" in res.stdout
+
+
+def test_default_store_is_created_on_first_use(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LTC_DATABASE_URL"}
+    res = subprocess.run([*LTC, "status"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / ".ltc" / "ltc.db").exists()
+
+
+def test_status_lists_streams_with_cursor_counts_and_quarantine(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = Store.open(url)
+    run_id = store.begin_run("sync", "hubspot")
+    store.start_stream("hubspot", "deals", run_id)
+    store.commit_page("hubspot", "deals", [RawRecord("deals", str(i), {"id": str(i)}) for i in range(7)],
+                      {"updated": "2026-11-01T00:00:00Z", "id": "6"}, run_id=run_id)
+    store.finish_stream("hubspot", "deals", "paused", source_count=9, store_count=7, message="daily quota at 80%")
+    store.close()
+    res = ltc("status", env={"LTC_DATABASE_URL": url}, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if "deals" in line)
+    for part in ("hubspot", "paused", "9/7", "daily quota"):
+        assert part in row, row
+
+
+def test_db_upgrade_then_current(tmp_path: Path) -> None:
+    env = {"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'u.db'}"}
+    first = ltc("db", "upgrade", env=env, cwd=tmp_path)
+    assert first.returncode == 0 and "upgraded: empty ->" in first.stdout, first.stderr
+    again = ltc("db", "upgrade", env=env, cwd=tmp_path)
+    assert "up to date" in again.stdout
+
+
+def test_config_check_names_file_line_and_field(tmp_path: Path) -> None:
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text(
+        "reporting_currency: EUR\n"
+        "sources:\n"
+        "  crm:\n"
+        "    kind: salesfroce\n"
+        "    base_url: ftp://x\n"
+        "reconcile:\n"
+        "  tolerance_abs: 0.01\n"
+    )
+    res = ltc("config", "check", "--config", str(cfg), cwd=tmp_path)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert f"{cfg}:4: sources.crm.kind" in res.stderr
+    assert f"{cfg}:5: sources.crm.base_url" in res.stderr
+    assert f"{cfg}:7: reconcile.tolerance_abs" in res.stderr and "quoted" in res.stderr
+
+
+def test_config_check_accepts_a_good_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  crm: {kind: salesforce, base_url: 'https://example.my.salesforce.com',\n"
+        "        credentials: {password: {env: SF_PASSWORD}}}\n"
+        "  erp: {kind: tryton, base_url: 'http://127.0.0.1:8000'}\n"
+        "erp: {source: erp}\n"
+    )
+    res = ltc("config", "check", "--config", str(cfg), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "2 source(s)" in res.stdout and "ERP erp" in res.stdout
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    res = ltc("config", "check", "--config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert res.returncode == 2 and "does not exist" in res.stderr

@@ -1,0 +1,163 @@
+"""Store guarantees, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from canonical import model, tables
+from canonical.money import Money
+from canonical.store import RawRecord, Rejected, Store
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def recs(n: int, *, version: int = 1, obj: str = "Opportunity") -> list[RawRecord]:
+    return [
+        RawRecord(
+            obj,
+            f"006{i:05d}",
+            {"Id": f"006{i:05d}", "Amount": Decimal("1000.10") + i, "v": version, "Name": f"Deal {i}"},
+            source_updated_at=T0 + timedelta(minutes=i),
+        )
+        for i in range(n)
+    ]
+
+
+def raw_rows(store: Store) -> list[dict]:
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(tables.raw_record).order_by("source_id"))]
+
+
+def test_upsert_is_idempotent_and_same_hash_writes_nothing(store: Store) -> None:
+    first = store.commit_page("sf", "Opportunity", recs(50), {"ts": "a"})
+    assert (first.written, first.unchanged) == (50, 0)
+    before = raw_rows(store)
+    again = store.commit_page("sf", "Opportunity", recs(50), {"ts": "b"})
+    assert (again.written, again.unchanged) == (0, 50)
+    after = raw_rows(store)
+    assert after == before  # not even fetched_at moved: nothing was written
+    assert store.count_raw("sf", "Opportunity") == 50
+    assert store.get_cursor("sf", "Opportunity") == {"ts": "b"}
+
+
+def test_changed_payload_is_rewritten_and_marked_for_mapping(store: Store) -> None:
+    store.commit_page("sf", "Opportunity", recs(3), None)
+    with store.engine.begin() as conn:
+        conn.execute(tables.raw_record.update().values(pending_map=False))
+    changed = recs(3)
+    changed[1] = RawRecord("Opportunity", changed[1].source_id, {**changed[1].payload, "Name": "Renamed"})
+    res = store.commit_page("sf", "Opportunity", changed, None)
+    assert (res.written, res.unchanged) == (1, 2)
+    rows = {r["source_id"]: r for r in raw_rows(store)}
+    assert rows["00600001"]["payload"]["Name"] == "Renamed"
+    assert [r["pending_map"] for r in raw_rows(store)] == [False, True, False]
+
+
+def test_payload_decimals_are_kept_exactly(store: Store) -> None:
+    store.commit_page("sf", "Opportunity", [RawRecord("Opportunity", "1", {"Amount": Decimal("0.10")})], None)
+    assert store.get_raw("sf", "Opportunity", "1")["payload"]["Amount"] == "0.10"  # type: ignore[index]
+
+
+def test_duplicates_within_a_page_keep_the_last_version(store: Store) -> None:
+    page = [RawRecord("Lead", "L1", {"v": 1}), RawRecord("Lead", "L1", {"v": 2})]
+    res = store.commit_page("sf", "Lead", page, None)
+    assert res.written == 1
+    assert store.get_raw("sf", "Lead", "L1")["payload"] == {"v": 2}  # type: ignore[index]
+
+
+def test_tombstone(store: Store) -> None:
+    store.commit_page("hs", "deals", [RawRecord("deals", "9", {"id": "9", "archived": False})], None)
+    res = store.commit_page("hs", "deals", [RawRecord("deals", "9", {"id": "9", "archived": False}, deleted=True)], None)
+    assert res.written == 1  # same payload, but now deleted: a change
+    row = store.get_raw("hs", "deals", "9")
+    assert row is not None and row["deleted"] is True and row["pending_map"] is True
+    assert store.count_raw("hs", "deals") == 0
+    assert store.count_raw("hs", "deals", include_deleted=True) == 1
+
+
+def test_cursor_atomicity(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.commit_page("sf", "Opportunity", recs(5), {"page": 1})
+    before = raw_rows(store)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("crash between records and cursor")
+
+    monkeypatch.setattr(store, "_advance_cursor", boom)
+    with pytest.raises(RuntimeError, match="crash"):
+        store.commit_page("sf", "Opportunity", recs(10, version=2), {"page": 2},
+                          rejected=[Rejected("Opportunity", "bad", source_id="x")])
+    assert raw_rows(store) == before  # records rolled back with the cursor
+    assert store.get_cursor("sf", "Opportunity") == {"page": 1}
+    assert store.quarantined() == []
+
+
+def test_quarantine_keeps_record_reason_and_run(store: Store) -> None:
+    run_id = store.begin_run("sync", "sf")
+    bad = Rejected("Opportunity", "Amount is not a number: 'abc'", source_id="006X", payload={"Amount": "abc"},
+                   field="Amount")
+    res = store.commit_page("sf", "Opportunity", recs(2), {"c": 1}, run_id=run_id, rejected=[bad])
+    assert (res.written, res.quarantined) == (2, 1)
+    [q] = store.quarantined("sf")
+    assert (q["source_id"], q["field"], q["run_id"], q["stage"]) == ("006X", "Amount", run_id, "fetch")
+    assert q["payload"] == {"Amount": "abc"} and "not a number" in q["reason"]
+    [state] = store.stream_states()
+    assert (state["records_seen"], state["records_written"], state["quarantined"]) == (2, 2, 1)
+
+
+def test_stream_lifecycle_counts_and_completeness(store: Store) -> None:
+    run_id = store.begin_run("sync", "sf")
+    store.start_stream("sf", "Opportunity", run_id)
+    store.commit_page("sf", "Opportunity", recs(3), {"c": 1}, run_id=run_id)
+    store.commit_page("sf", "Opportunity", recs(3), {"c": 2}, run_id=run_id)
+    store.finish_stream("sf", "Opportunity", "success", source_count=3, store_count=3)
+    store.finish_run(run_id, "success", {"records": 6})
+    [s] = store.stream_states()
+    assert (s["status"], s["records_seen"], s["records_written"], s["cursor"]) == ("success", 6, 3, {"c": 2})
+    assert (s["source_count"], s["store_count"]) == (3, 3)
+    assert s["last_success_at"] is not None and s["last_success_at"].tzinfo is not None
+    store.start_stream("sf", "Opportunity", store.begin_run("sync", "sf"))
+    [s] = store.stream_states()
+    assert (s["status"], s["records_seen"], s["cursor"]) == ("running", 0, {"c": 2})
+
+
+def test_canonical_round_trip_money_dates_instants(store: Store) -> None:
+    deal = model.Deal(
+        id=model.canonical_id("sf", "deal", "006A"), source_system="sf", source_object="Opportunity",
+        source_id="006A", source_updated_at=datetime(2026, 11, 1, 13, 0, tzinfo=timezone(timedelta(hours=1))),
+        name="Big deal", stage="closed_won", amount=Money.of("1234.10", "KWD"),
+        close_date=date(2026, 10, 31), attributes={"region": "EMEA"},
+    )
+    with store.engine.begin() as conn:
+        store.upsert_entities(conn, "deal", [model.to_row(deal)])
+        store.upsert_entities(conn, "deal", [model.to_row(deal)])  # idempotent
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(tables.table_for("deal"))).mappings().all()
+    assert len(rows) == 1
+    back = model.from_row(model.Deal, rows[0])
+    assert isinstance(back, model.Deal)
+    assert back.amount == Money.of("1234.10", "KWD") and back.amount.amount == Decimal("1234.10")
+    assert back.close_date == date(2026, 10, 31) and type(back.close_date) is date
+    assert back.source_updated_at == datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    assert back.source_updated_at.tzinfo is not None
+    assert back.attributes == {"region": "EMEA"}
+
+
+def test_naive_datetimes_and_floats_are_refused(store: Store) -> None:
+    t = tables.table_for("payment")
+    with pytest.raises(sa.exc.StatementError, match="no timezone"), store.engine.begin() as conn:
+        conn.execute(t.insert().values(id="p", source_system="s", source_object="o", source_id="p",
+                                       attributes={}, received_at=datetime(2026, 1, 1)))
+    with pytest.raises(sa.exc.StatementError, match="Decimal"), store.engine.begin() as conn:
+        conn.execute(t.insert().values(id="p", source_system="s", source_object="o", source_id="p",
+                                       attributes={}, amount=0.1))
+
+
+def test_entity_currency_must_match_its_money_fields() -> None:
+    inv = model.Invoice(id="i", source_system="s", source_object="o", source_id="i", currency="EUR",
+                        total=Money.of("10", "USD"))
+    with pytest.raises(ValueError, match="USD"):
+        model.to_row(inv)
