@@ -25,7 +25,7 @@ def deployments(prefect_file: Path = ROOT / "prefect.yaml", config_path: str | N
         module_path, func = dep["entrypoint"].split(":")
         module = importlib.import_module(module_path.removesuffix(".py").replace("/", "."))
         flow_obj = getattr(module, func)
-        schedules = []
+        schedules: list[Any] = []
         for s in dep.get("schedules") or []:
             if "cron" in s:
                 schedules.append(CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC")))
