@@ -16,7 +16,7 @@ from rich.table import Table
 from canonical import db
 from canonical.errors import LtcError
 from canonical.store import Store
-from ltc import runtime
+from ltc import runtime, sandbox_cmd
 from ltc.config import load_config
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration file (ltc.yaml).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(sandbox_cmd.app, name="sandbox")
 
 console = Console()
 err_console = Console(stderr=True)
