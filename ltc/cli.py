@@ -18,6 +18,7 @@ from canonical import db
 from canonical.errors import LtcError
 from canonical.store import Store
 from ltc.config import load_config
+from ltc.statement_cmd import import_statement
 
 app = typer.Typer(
     help="ltc-hub: Lead-to-Cash integration hub.",
@@ -120,6 +121,9 @@ def demo(config: str | None = ConfigOpt) -> None:
     """Run the main job on the embedded default (SQLite + local sandbox sources)."""
     store = open_store(config)
     render_status(store)
+
+
+app.command("import-statement")(import_statement)
 
 
 def main() -> None:
