@@ -74,7 +74,6 @@ from connectors.statements import (
     StatementError,
     balance_gate,
     fallback_id,
-    unique_ids,
 )
 
 NAMESPACE_PREFIX = "urn:iso:std:iso:20022:tech:xsd:camt.053."
@@ -351,12 +350,8 @@ def _statement(stmt: Element, message_id: str | None, name: str, n: int) -> Pars
         balance_gate(label, opening, closing,
                      ((e["currency"], e["signed_amount"]) for _, e in entries if e["status"] in ("BOOK", None)))
     except StatementError as exc:
-        msg = str(exc)
-        parsed.error = msg if msg.startswith(label) else f"{label}: {msg}"
-        return parsed
-    ids = unique_ids([sid for sid, _ in entries])
-    parsed.entries = [(sid, e) for sid, (_, e) in zip(ids, entries, strict=True)]
-    return parsed
+        return parsed.reject(label, exc)
+    return parsed.accept(entries)
 
 
 def parse_camt053(data: bytes, name: str) -> list[ParsedStatement]:

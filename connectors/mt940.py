@@ -21,10 +21,14 @@ Field mapping (entry keys as documented in :mod:`connectors.camt053`):
 * Source id: the bank reference; without one, ``h:`` + a hash of account, dates, mark, amount,
   currency, customer reference, type code and ``:86:`` text (so re-imports give the same id).
   Repeats inside one statement get ``~2``, ``~3``….
+* A ``:20:`` block with a field mt-940 cannot read is rejected whole, its message naming the
+  file line of that field; the other blocks still import.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -33,7 +37,7 @@ from mt940.processors import transaction_details_post_processor_with_space
 
 from canonical.errors import InputError
 from canonical.money import UnknownCurrency, normalize_currency
-from connectors.statements import ParsedStatement, StatementError, balance_gate, fallback_id, unique_ids
+from connectors.statements import ParsedStatement, StatementError, balance_gate, fallback_id
 
 _CREDIT_MARKS = {"C": ("CRDT", False), "RD": ("CRDT", True), "D": ("DBIT", False), "RC": ("DBIT", True)}
 
@@ -143,37 +147,73 @@ def _statement(block: Any, name: str, n: int) -> ParsedStatement:
         balance_gate(label, {opening[0]: opening[1]}, {closing[0]: closing[1]},
                      ((e["currency"], e["signed_amount"]) for _, e in entries))
     except StatementError as exc:
-        msg = str(exc)
-        parsed.error = msg if msg.startswith(label) else f"{label}: {msg}"
-        return parsed
-    ids = unique_ids([sid for sid, _ in entries])
-    parsed.entries = [(sid, e) for sid, (_, e) in zip(ids, entries, strict=True)]
-    return parsed
+        return parsed.reject(label, exc)
+    return parsed.accept(entries)
+
+
+def _field(block: str, tag: str) -> str | None:
+    m = re.search(rf"(?m)^:{tag}:(.*)$", block)
+    return m.group(1).strip() or None if m else None
+
+
+def _broken(block: str, name: str, first_line: int, exc: Exception, n: int) -> ParsedStatement:
+    """A statement block mt-940 cannot read: rejected whole, naming the file line of the bad field."""
+    ref = _field(block, "20") or f"#{n}"
+    number = (_field(block, "28C") or "").split("/")[0] or None
+    stmt_id = f"{ref}/{number}" if number else ref
+    account = _field(block, "25")
+    tag, value = (exc.args[1], exc.args[2]) if len(exc.args) == 3 else (None, "")
+    tag_id = str(getattr(tag, "id", "?"))
+    line = first_line - 1 + _line_of(block, f":{tag_id}:", str(value))
+    parsed = ParsedStatement("mt940", stmt_id, f"{account or '?'}:{stmt_id}:?",
+                             {"format": "mt940", "statement_id": stmt_id, "account_iban": account})
+    detail = f"cannot read field :{tag_id}: ({getattr(tag, 'name', 'unknown')}) from {str(value)[:60]!r}" \
+        if tag is not None else f"cannot parse: {exc}"
+    return parsed.reject(f"statement {stmt_id} in {name}", StatementError(f"line {line}: {detail}"))
 
 
 def parse_mt940(data: bytes, name: str) -> list[ParsedStatement]:
-    """Every statement of an MT940 file, each with its entries or its rejection reason."""
+    """Every statement of an MT940 file, each with its entries or its rejection reason.
+
+    Statements are the ``:20:`` blocks; each is parsed on its own, so a block with an unreadable
+    field is rejected (with its file line) and the others still import.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("latin-1")  # SWIFT's character set is a subset; banks often send Latin-1
-    try:
-        blocks = mt940lib.parse_statements(
-            text, processors={"post_transaction_details": [transaction_details_post_processor_with_space]},
-            options=mt940lib.Options(applicant_iban=True),
-        )
-    except (ValueError, KeyError, AttributeError, TypeError) as exc:
-        line = _line_of(text, str(exc))
-        raise InputError(f"{name}:{line}: cannot parse MT940: {exc}") from None
-    if not blocks:
+    text = text.replace("\r\n", "\n")
+    pieces = re.split(r"(?m)^(?=:20:)", text)
+    if len(pieces) < 2:
         raise InputError(f"{name}: no MT940 statement (no :20: tag) found")
-    return [_statement(b, name, i) for i, b in enumerate(blocks, 1)]
+    mt_logger = logging.getLogger("mt940")
+    level = mt_logger.level
+    # mt-940 logs its regex attempts at ERROR level before raising; the raise is what we report.
+    mt_logger.setLevel(logging.CRITICAL)
+    out: list[ParsedStatement] = []
+    line = pieces[0].count("\n") + 1
+    try:
+        for n, block in enumerate(pieces[1:], 1):
+            try:
+                parsed = mt940lib.parse(
+                    block, processors={"post_transaction_details": [transaction_details_post_processor_with_space]},
+                    options=mt940lib.Options(applicant_iban=True),
+                )
+                out.append(_statement(parsed, name, n))
+            except (RuntimeError, ValueError, KeyError, AttributeError, TypeError, ArithmeticError) as exc:
+                out.append(_broken(block, name, line, exc, n))
+            line += block.count("\n")
+    finally:
+        mt_logger.setLevel(level)
+    return out
 
 
-def _line_of(text: str, message: str) -> int:
-    """Best-effort line of the tag an mt-940 error message quotes (1 when it quotes none)."""
+def _line_of(text: str, tag: str, value: str) -> int:
+    """The line where ``tag`` starts with ``value`` (the first line of the tag if none matches exactly)."""
+    first = 0
     for i, line in enumerate(text.splitlines(), 1):
-        tag = line[:5]
-        if line.startswith(":") and tag in message:
-            return i
-    return 1
+        if line.startswith(tag):
+            if line[len(tag):].strip().startswith(value.strip()[:20]):
+                return i
+            first = first or i
+    return first or 1

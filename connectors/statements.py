@@ -60,6 +60,19 @@ class ParsedStatement:
     entries: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (source id, payload)
     error: str | None = None
 
+    def reject(self, label: str, exc: StatementError) -> ParsedStatement:
+        """Mark rejected: nothing of it will land. The reason is prefixed with ``label`` once."""
+        msg = str(exc)
+        self.error = msg if msg.startswith(label) else f"{label}: {msg}"
+        self.entries = []
+        return self
+
+    def accept(self, entries: list[tuple[str, dict[str, Any]]]) -> ParsedStatement:
+        """Keep these entries, with source ids made unique within the statement."""
+        ids = unique_ids([sid for sid, _ in entries])
+        self.entries = [(sid, e) for sid, (_, e) in zip(ids, entries, strict=True)]
+        return self
+
     @property
     def entry_object(self) -> str:
         return f"{self.format}.entry"

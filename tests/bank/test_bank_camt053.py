@@ -28,13 +28,13 @@ def entries(stmt: ParsedStatement) -> dict[str, dict]:
 
 
 def test_v02_statement_entries_batch_and_remittance() -> None:
-    good, bad = parse("camt053_v02_nov.xml")
+    good, _ = parse("camt053_v02_nov.xml")
     assert good.error is None and good.statement_id == "STMT-2026-11-01"
     assert good.source_id == "DE89370400440532013000:STMT-2026-11-01"
     got = entries(good)
     assert list(got) == ["ASR-1001", "ASR-1002#1", "ASR-1002#2", "ASR-1002#3", "ASR-1003", "ASR-1004"]
     for payload in got.values():
-        assert REQUIRED_KEYS <= payload.keys()
+        assert payload.keys() >= REQUIRED_KEYS
         assert isinstance(payload["amount"], Decimal) and payload["amount"] >= 0
     single = got["ASR-1001"]
     assert single["amount"] == Decimal("1190.00") and single["credit_debit"] == "CRDT"
