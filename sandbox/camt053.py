@@ -14,6 +14,7 @@ statement that fails the import's balance gate).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -23,6 +24,7 @@ from xml.etree import ElementTree as ET
 from canonical.money import MINOR_UNITS, normalize_currency
 
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[a-zA-Z0-9]{1,30}")
 
 
 @dataclass(slots=True)
@@ -104,8 +106,26 @@ def _ustrd_lines(text: str | Sequence[str] | None) -> list[str]:
     if text is None:
         return []
     if isinstance(text, str):
-        return [text[i : i + 140] for i in range(0, len(text), 140)] or []
-    return list(text)
+        return [text[i : i + 140] for i in range(0, len(text), 140)]
+    lines = [line for line in text if line]
+    for line in lines:
+        _check(line, 140, "Ustrd")
+    return lines
+
+
+def _check(value: str, limit: int, what: str) -> str:
+    """The schema's MaxNNText limits: refuse rather than write an invalid document."""
+    if not value or len(value) > limit:
+        raise ValueError(f"{what} must be 1 to {limit} characters, got {value!r}")
+    return value
+
+
+def _account(parent: ET.Element, account: str) -> None:
+    ident = _sub(parent, "Id")
+    if _IBAN.fullmatch(account):
+        _sub(ident, "IBAN", account)
+    else:
+        _sub(_sub(ident, "Othr"), "Id", _check(account, 34, "account id"))
 
 
 def _balance(stmt_el: ET.Element, code: str, amount: Decimal, currency: str, day: date) -> None:
@@ -123,7 +143,7 @@ def _tx(parent: ET.Element, tx: Tx, currency: str, cdi: str, batch: bool) -> Non
     r = _sub(el, "Refs")
     for tag, value in refs:
         if value is not None:
-            _sub(r, tag, value)
+            _sub(r, tag, _check(value, 35, tag))
     if tx.amount is not None:
         _amt(el, "Amt", tx.amount, currency)
         _sub(el, "CdtDbtInd", cdi)
@@ -134,9 +154,9 @@ def _tx(parent: ET.Element, tx: Tx, currency: str, cdi: str, batch: bool) -> Non
         p = _sub(el, "RltdPties")
         for role, name, iban in (("Dbtr", tx.debtor_name, tx.debtor_iban), ("Cdtr", tx.creditor_name, tx.creditor_iban)):
             if name:
-                _sub(_sub(_sub(p, role), "Pty"), "Nm", name)
+                _sub(_sub(_sub(p, role), "Pty"), "Nm", _check(name, 140, f"{role} name"))
             if iban:
-                _sub(_sub(_sub(p, f"{role}Acct"), "Id"), "IBAN", iban)
+                _account(_sub(p, f"{role}Acct"), iban)
     lines = _ustrd_lines(tx.remittance)
     if lines or tx.creditor_reference or tx.referred_documents:
         rmt = _sub(el, "RmtInf")
@@ -147,13 +167,13 @@ def _tx(parent: ET.Element, tx: Tx, currency: str, cdi: str, batch: bool) -> Non
             for nb in tx.referred_documents:
                 doc = _sub(strd, "RfrdDocInf")
                 _sub(_sub(_sub(doc, "Tp"), "CdOrPrtry"), "Cd", "CINV")
-                _sub(doc, "Nb", nb)
+                _sub(doc, "Nb", _check(nb, 35, "referred document number"))
             if tx.creditor_reference:
                 cref = _sub(strd, "CdtrRefInf")
                 _sub(_sub(_sub(cref, "Tp"), "CdOrPrtry"), "Cd", "SCOR")
-                _sub(cref, "Ref", tx.creditor_reference)
+                _sub(cref, "Ref", _check(tx.creditor_reference, 35, "creditor reference"))
     if tx.additional_info:
-        _sub(el, "AddtlTxInf", tx.additional_info)
+        _sub(el, "AddtlTxInf", _check(tx.additional_info, 500, "AddtlTxInf"))
 
 
 def _entry(stmt_el: ET.Element, e: Entry, currency: str) -> None:
@@ -163,7 +183,7 @@ def _entry(stmt_el: ET.Element, e: Entry, currency: str) -> None:
         raise ValueError("entry amounts are positive; the sign is credit_debit")
     el = _sub(stmt_el, "Ntry")
     if e.entry_reference:
-        _sub(el, "NtryRef", e.entry_reference)
+        _sub(el, "NtryRef", _check(e.entry_reference, 35, "NtryRef"))
     _amt(el, "Amt", e.amount, currency)
     _sub(el, "CdtDbtInd", e.credit_debit)
     if e.reversal:
@@ -172,7 +192,7 @@ def _entry(stmt_el: ET.Element, e: Entry, currency: str) -> None:
     _sub(_sub(el, "BookgDt"), "Dt", e.booking_date.isoformat())
     _sub(_sub(el, "ValDt"), "Dt", (e.value_date or e.booking_date).isoformat())
     if e.account_servicer_ref:
-        _sub(el, "AcctSvcrRef", e.account_servicer_ref)
+        _sub(el, "AcctSvcrRef", _check(e.account_servicer_ref, 35, "AcctSvcrRef"))
     code = _sub(el, "BkTxCd")
     parts = e.bank_tx_code.split("-")
     if len(parts) == 3:
@@ -195,13 +215,13 @@ def _entry(stmt_el: ET.Element, e: Entry, currency: str) -> None:
         for tx in e.details:
             _tx(dtls, tx, currency, e.credit_debit, batch)
     if e.additional_info:
-        _sub(el, "AddtlNtryInf", e.additional_info)
+        _sub(el, "AddtlNtryInf", _check(e.additional_info, 500, "AddtlNtryInf"))
 
 
 def _statement(doc: ET.Element, s: Statement, created: datetime) -> None:
     currency = normalize_currency(s.currency)
     el = _sub(doc, "Stmt")
-    _sub(el, "Id", s.id)
+    _sub(el, "Id", _check(s.id, 35, "statement Id"))
     if s.electronic_seq_nb is not None:
         _sub(el, "ElctrncSeqNb", str(s.electronic_seq_nb))
     _sub(el, "CreDtTm", _ts(s.created_at or created))
@@ -211,7 +231,7 @@ def _statement(doc: ET.Element, s: Statement, created: datetime) -> None:
     _sub(frto, "FrDtTm", f"{s.opening_date.isoformat()}T00:00:00Z")
     _sub(frto, "ToDtTm", f"{closing_date.isoformat()}T23:59:59Z")
     acct = _sub(el, "Acct")
-    _sub(_sub(acct, "Id"), "IBAN", s.account_iban)
+    _account(acct, s.account_iban)
     _sub(acct, "Ccy", currency)
     if s.owner_name:
         _sub(_sub(acct, "Ownr"), "Nm", s.owner_name)
@@ -243,7 +263,7 @@ def render(statements: Sequence[Statement], *, message_id: str, created_at: date
     root = ET.Element("Document", {"xmlns": NAMESPACE})
     doc = _sub(root, "BkToCstmrStmt")
     hdr = _sub(doc, "GrpHdr")
-    _sub(hdr, "MsgId", message_id)
+    _sub(hdr, "MsgId", _check(message_id, 35, "MsgId"))
     _sub(hdr, "CreDtTm", _ts(created))
     for s in statements:
         _statement(doc, s, created)
