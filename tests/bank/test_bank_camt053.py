@@ -205,3 +205,27 @@ def test_format_detection() -> None:
     assert detect_format((FIXTURES / "mt940_nov.sta").read_bytes(), "b") == "mt940"
     with pytest.raises(InputError, match=r"^c.csv: neither a camt.053 XML document nor an MT940"):
         detect_format(b"date,amount\n2026-01-01,1\n", "c.csv")
+
+
+@pytest.mark.parametrize("version", ["001.03", "001.06", "001.10", "001.11", "001.13"])
+def test_later_and_earlier_namespaces_read_the_same(version: str) -> None:
+    data = (FIXTURES / "camt053_v08_multi.xml").read_bytes().replace(b"camt.053.001.08", f"camt.053.{version}".encode())
+    assert b"camt.053.001.08" not in data
+    statements = parse_camt053(data, "v.xml")
+    reference = parse("camt053_v08_multi.xml")
+    assert [(s.statement_id, s.error, s.entries) for s in statements] == [
+        (s.statement_id, s.error, s.entries) for s in reference
+    ]
+
+
+def test_multi_currency_account_gates_each_currency() -> None:
+    body = (HEAD + _bal("OPBD", "10.00") + _bal("OPBD", "5.00", ccy="USD") + _bal("CLBD", "12.00")
+            + _bal("CLBD", "1.00", "DBIT", ccy="USD") + _ntry("2.00", ref="E1") + _ntry("6.00", "DBIT", ref="U1", ccy="USD"))
+    [stmt] = parse_camt053(_doc(body), "x.xml")
+    assert stmt.error is None
+    assert {sid: (e["currency"], e["signed_amount"]) for sid, e in stmt.entries} == {
+        "E1": ("EUR", Decimal("2.00")), "U1": ("USD", Decimal("-6.00"))}
+    body = body.replace('<Amt Ccy="USD">1.00</Amt>', '<Amt Ccy="USD">1.50</Amt>')
+    [stmt] = parse_camt053(_doc(body), "x.xml")
+    assert stmt.error == ("statement S1 in x.xml: opening 5.00 USD + entries -6.00 USD = -1.00 USD but closing "
+                          "balance says -1.50 USD (difference 0.50 USD)")
