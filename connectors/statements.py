@@ -292,3 +292,54 @@ def import_folder(store: Store, folder: str | Path, source: str = DEFAULT_SOURCE
         except InputError as exc:
             results.append(FileResult(p, digest, error=str(exc)))
     return results
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """What one import run did: per-file results and the totals (also stored as the run's counts)."""
+
+    run_id: str
+    results: list[FileResult]
+    counts: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.counts["rejected"] or self.counts["bad_files"])
+
+
+def run_import(
+    store: Store, *, file: str | Path | None = None, folder: str | Path | None = None, source: str = DEFAULT_SOURCE
+) -> ImportSummary:
+    """One import run (a file, or a folder pass) with its run record and stream status, as the CLI
+    and the flow record it. A file that cannot be read raises InputError (the run is marked failed);
+    in a folder pass it is reported in its result and the other files still import."""
+    if (file is None) == (folder is None):
+        raise InputError("import-statement: give either a FILE or --folder DIR (one of them)")
+    run_id = store.begin_run("import", source)
+    store.start_stream(source, STREAM, run_id)
+    try:
+        results = (import_folder(store, folder, source, run_id=run_id) if folder is not None
+                   else [import_file(store, file, source, run_id=run_id)])  # type: ignore[arg-type]
+    except InputError as exc:
+        store.finish_run(run_id, "failed", message=str(exc))
+        store.finish_stream(source, STREAM, "failed", message=str(exc))
+        raise
+    stmts = [st for r in results for st in r.statements]
+    counts = {
+        "files": len(results),
+        "skipped": sum(r.skipped for r in results),
+        "bad_files": sum(r.error is not None for r in results),
+        "statements": len(stmts),
+        "rejected": sum(st.error is not None for st in stmts),
+        "entries": sum(st.entries for st in stmts),
+        "new": sum(st.new for st in stmts),
+        "changed": sum(st.changed for st in stmts),
+        "unchanged": sum(st.unchanged for st in stmts),
+    }
+    summary = ImportSummary(run_id, results, counts)
+    problems = [r.error for r in results if r.error] + [st.error for st in stmts if st.error]
+    status = "success" if summary.ok else "failed"
+    message = f"{len(problems)} problem(s); first: {problems[0]}" if problems else None
+    store.finish_run(run_id, status, counts, message)
+    store.finish_stream(source, STREAM, status, message=message)
+    return summary

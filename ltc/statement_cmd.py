@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from canonical.errors import InputError
-from connectors.statements import DEFAULT_SOURCE, FileResult, import_file, import_folder
+from connectors.statements import DEFAULT_SOURCE, FileResult, run_import
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -51,31 +51,10 @@ def import_statement(
 
     if (file is None) == (folder is None):
         raise InputError("import-statement: give either a FILE or --folder DIR (one of them)")
-    store = open_store(config)
-    run_id = store.begin_run("import", source)
-    try:
-        results = import_folder(store, folder, source, run_id=run_id) if folder else [
-            import_file(store, file, source, run_id=run_id)  # type: ignore[arg-type]
-        ]
-    except InputError as exc:
-        store.finish_run(run_id, "failed", message=str(exc))
-        raise
-    for r in results:
+    summary = run_import(open_store(config), file=file, folder=folder, source=source)
+    for r in summary.results:
         _print(r)
-    stmts = [s for r in results for s in r.statements]
-    counts = {
-        "files": len(results),
-        "skipped": sum(r.skipped for r in results),
-        "bad_files": sum(r.error is not None for r in results),
-        "statements": len(stmts),
-        "rejected": sum(s.error is not None for s in stmts),
-        "entries": sum(s.entries for s in stmts),
-        "new": sum(s.new for s in stmts),
-        "changed": sum(s.changed for s in stmts),
-        "unchanged": sum(s.unchanged for s in stmts),
-    }
-    failed = counts["rejected"] or counts["bad_files"]
-    store.finish_run(run_id, "failed" if failed else "success", counts)
+    counts = summary.counts
     if folder:
         console.print(
             f"{folder}: {counts['files']} file(s), {counts['skipped']} already imported, "

@@ -10,7 +10,7 @@ import pytest
 
 from canonical.errors import InputError
 from canonical.store import Store
-from connectors.statements import STREAM, import_file, import_folder
+from connectors.statements import STREAM, import_file, import_folder, run_import
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -113,3 +113,21 @@ def test_missing_folder_or_file_is_one_line(store: Store, tmp_path: Path) -> Non
         import_folder(store, tmp_path / "nope")
     with pytest.raises(InputError, match=r"nope.xml: cannot read statement file"):
         import_file(store, tmp_path / "nope.xml")
+
+
+def test_run_import_records_run_counts_and_stream_status(store: Store) -> None:
+    summary = run_import(store, file=FIXTURES / "camt053_v04_single.xml", source="bank-gb")
+    assert summary.ok and summary.counts["new"] == 1 and summary.counts["rejected"] == 0
+    [state] = store.stream_states()
+    assert (state["connector"], state["stream"], state["status"], state["message"]) == ("bank-gb", STREAM, "success", None)
+    summary = run_import(store, file=FIXTURES / "camt053_v02_nov.xml", source="bank-gb")
+    assert not summary.ok and summary.counts == {
+        "files": 1, "skipped": 0, "bad_files": 0, "statements": 2, "rejected": 1, "entries": 6, "new": 6,
+        "changed": 0, "unchanged": 0,
+    }
+    [state] = store.stream_states()
+    assert state["status"] == "failed" and "difference 50.00 EUR" in state["message"]
+    with pytest.raises(InputError):
+        run_import(store, file=FIXTURES / "malformed.xml", source="bank-gb")
+    [state] = store.stream_states()
+    assert state["status"] == "failed" and state["message"].startswith("malformed.xml:7:")
