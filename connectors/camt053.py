@@ -1,12 +1,15 @@
 """ISO 20022 camt.053 (BankToCustomerStatement) → raw statement and entry records.
 
-Any ``urn:iso:std:iso:20022:tech:xsd:camt.053.001.NN`` version is read (tested: .02, .04, .08):
+Any ``urn:iso:std:iso:20022:tech:xsd:camt.053.001.NN`` version is read (fixtures in .02, .04, .08; .03 to .13
+namespaces tested too):
 the element names this module uses are stable across versions, and the few that moved are
 read in both places (``Sts`` code vs ``Sts/Cd``, ``Dbtr/Nm`` vs ``Dbtr/Pty/Nm``,
 ``AmtDtls/TxAmt/Amt`` vs ``TxDtls/Amt``). XML is parsed with defusedxml (no entity expansion,
 no external references). A file that is not well-formed XML, or not a camt.053 document, raises
 :class:`~canonical.errors.InputError` with ``file:line``. A statement with an unreadable part or
-whose balances do not add up is rejected whole (see :mod:`connectors.statements`).
+whose balances do not add up is rejected whole (see :mod:`connectors.statements`); so is one
+with a batch entry whose ``TxDtls`` amounts are missing or do not sum to the entry's amount
+(splitting it anyway would invent cash).
 
 Raw records (system = the source instance name, default ``bank``):
 
@@ -31,7 +34,8 @@ key                               value
 ``credit_debit``                  ``"CRDT"`` (money in) or ``"DBIT"`` (money out)
 ``signed_amount``                 Decimal, ``amount`` with the sign of ``credit_debit``
 ``booking_date`` / ``value_date``  ISO date strings (``YYYY-MM-DD``) or None
-``status``                        ``BOOK``, ``PDNG``, ``INFO`` (only ``BOOK`` counts in the gate)
+``status``                        ``BOOK``, ``PDNG``, ``INFO`` (only ``BOOK``, or no ``Sts``,
+                                  counts in the balance gate; the others land all the same)
 ``reversal``                      bool, ``RvslInd``
 ``entry_reference``               ``NtryRef``
 ``account_servicer_ref``          ``AcctSvcrRef`` of the entry

@@ -19,6 +19,12 @@ Guarantees:
   transaction as the file's last statement. :func:`import_folder` skips files whose hash is
   there, so renaming or touching a file does not re-import it, and a half-copied file that fails
   to parse is simply retried on the next pass.
+
+Entry points: :func:`import_file` (one file, always parsed), :func:`import_folder` (every file of
+a folder not imported yet) and :func:`run_import` (either of them as one recorded run: ``run``
+row with counts, stream ``statements`` status and message), which ``ltc import-statement`` and
+the Prefect flow call. A whole file is parsed in memory (statement files are daily-sized); each
+statement is landed in its own transaction.
 """
 
 from __future__ import annotations
