@@ -1,8 +1,8 @@
 """ISO 20022 camt.053 (BankToCustomerStatement) → raw statement and entry records.
 
-Any ``urn:iso:std:iso:20022:tech:xsd:camt.053.001.NN`` version is read (fixtures in .02, .04, .08; .03 to .13
-namespaces tested too):
-the element names this module uses are stable across versions, and the few that moved are
+Any ``urn:iso:std:iso:20022:tech:xsd:camt.053.001.NN`` version is read (fixtures in .02, .04
+and .08; the .03 to .13 namespaces are tested too): the element names this module uses are
+stable across versions, and the few that moved are
 read in both places (``Sts`` code vs ``Sts/Cd``, ``Dbtr/Nm`` vs ``Dbtr/Pty/Nm``,
 ``AmtDtls/TxAmt/Amt`` vs ``TxDtls/Amt``). XML is parsed with defusedxml (no entity expansion,
 no external references). A file that is not well-formed XML, or not a camt.053 document, raises
