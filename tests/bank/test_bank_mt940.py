@@ -83,3 +83,16 @@ def test_unreadable_block_is_rejected_with_its_file_line_and_the_others_import()
     assert broken.error == "statement R1 in b.sta: line 4: cannot read field :61: (Statement) from 'garbage'"
     assert broken.entries == []
     assert good.error is None and [sid for sid, _ in good.entries] == ["B9"]
+
+
+def test_swift_envelope_and_intermediate_balances() -> None:
+    data = (b"{1:F01BANKDEFFAXXX0000000000}{2:I940BANKDEFFXXXXN}{4:\r\n:20:STMT\r\n:25:DE89370400440532013000\r\n"
+            b":28C:12/2\r\n:60M:C261101EUR100,00\r\n:61:2611011101D10,50NTRFREF123//B77\r\nSEPA transfer\r\n"
+            b":86:Payment to supplier\r\nsecond line\r\n:62M:C261101EUR89,50\r\n:64:C261101EUR89,50\r\n-}")
+    [stmt] = parse_mt940(data, "w.sta")
+    assert stmt.error is None and stmt.statement_id == "STMT/12"
+    [(sid, entry)] = stmt.entries
+    assert sid == "B77" and entry["entry_reference"] == "REF123"
+    assert (entry["amount"], entry["credit_debit"]) == (Decimal("10.50"), "DBIT")
+    assert entry["remittance_unstructured"] == "Payment to supplier second line"
+    assert entry["additional_info"] == "SEPA transfer"
