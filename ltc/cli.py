@@ -18,6 +18,7 @@ from canonical.errors import LtcError
 from canonical.store import Store
 from ltc import runtime, sandbox_cmd
 from ltc.config import load_config
+from ltc.statement_cmd import import_statement
 
 app = typer.Typer(
     help="ltc-hub: Lead-to-Cash integration hub.",
@@ -162,6 +163,9 @@ def serve(config: str | None = ConfigOpt) -> None:
     from flows.serve import serve_all
 
     serve_all(config)
+
+
+app.command("import-statement")(import_statement)
 
 
 def main() -> None:
