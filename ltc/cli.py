@@ -122,6 +122,12 @@ def demo(config: str | None = ConfigOpt) -> None:
     render_status(store)
 
 
+from ltc import reconcile_cmd  # noqa: E402
+
+app.command("reconcile")(reconcile_cmd.reconcile)
+app.add_typer(reconcile_cmd.exceptions_app, name="exceptions")
+
+
 def main() -> None:
     """Console entry point: LtcError -> one line on stderr and its exit code."""
     try:
