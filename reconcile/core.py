@@ -341,7 +341,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
     # explicit invoice references: invoice_ref + tokens of the remittance text that are invoice numbers
     tokens = pl.concat([
         act_pay.select("id", _norm("invoice_ref").alias("tok")),
-        act_pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]{2,}")
+        act_pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]+")
                        .alias("tok")).explode("tok"),
     ]).drop_nulls().unique()
     ref_inv = targets.select(pl.col("id").alias("invoice_id"), "ikey", "due_date", "number", "total", "currency",
