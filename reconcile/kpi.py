@@ -39,13 +39,13 @@ def _d(e: pl.Expr) -> pl.Expr:
 def _ratio(num: str, den: str, scale: int = 1) -> pl.Expr:
     # exact decimal ratio rounded to 4 places; null when the denominator is zero
     return pl.when(pl.col(den) != 0).then(
-        (pl.col(num).cast(pl.Decimal(38, 8)) * scale / pl.col(den).cast(pl.Decimal(38, 8))).round(4)
+        (pl.col(num).cast(pl.Decimal(38, 4)) * scale / pl.col(den).cast(pl.Decimal(38, 4))).round(4)
     ).cast(pl.Decimal(38, 4))
 
 
 def _by_owner(df: pl.DataFrame, aggs: list[pl.Expr]) -> pl.DataFrame:
     overall = df.select(aggs).with_columns(pl.lit(None, pl.String).alias("owner"))
-    per = df.group_by("owner").agg(aggs) if df.height else overall.clear()
+    per = df.filter(pl.col("owner").is_not_null()).group_by("owner").agg(aggs)
     return pl.concat([overall, per.select(overall.columns)], how="vertical_relaxed")
 
 

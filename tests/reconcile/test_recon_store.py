@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 from canonical import tables
 from canonical.errors import InputError
 from canonical.store import Store
+from ltc.cli import main
 from ltc.config import Config
 from reconcile import lifecycle
 from reconcile.engine import run_reconciliation
@@ -80,15 +80,23 @@ def test_lifecycle_round_trip_with_audit(store: Store) -> None:
     assert row["amount_at_risk"] == inv["total"] and isinstance(row["amount_at_risk"], Decimal)
 
 
-def test_cli_reconcile_list_ack_resolve(sqlite_store: Store) -> None:
+def test_cli_reconcile_list_ack_resolve(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     WORLD.load(sqlite_store)
-    url = sqlite_store.engine.url.render_as_string(hide_password=False)
-    env = {**{k: v for k, v in os.environ.items() if k not in ("LTC_CONFIG",)}, "LTC_DATABASE_URL": url,
-           "COLUMNS": "200"}
+    monkeypatch.setenv("LTC_DATABASE_URL", sqlite_store.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("LTC_CONFIG", raising=False)
 
     def ltc(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", *args],
-                              capture_output=True, text=True, env=env, timeout=120)
+        """The console entry point in-process (a subprocess pays seconds of imports per call)."""
+        monkeypatch.setattr(sys, "argv", ["ltc", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        cap = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, cap.out, cap.err)
 
     out = ltc("reconcile", "--as-of", WORLD.as_of.isoformat())
     assert out.returncode == 0, out.stderr
