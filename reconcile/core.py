@@ -218,7 +218,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
          & days(pl.col("close_date"), pl.col("order_date")).is_between(-30, s.order_match_window_days)).alias("ok")
     )
     ranked = cand.sort(["id", "diff", "cand_deal"]).with_columns(pl.int_range(pl.len()).over("id").alias("rk"))
-    fits = ranked.filter(pl.col("ok")).with_columns(
+    fits = ranked.filter(pl.col("ok")).filter(pl.col("diff") == pl.col("diff").min().over("id")).with_columns(
         pl.len().over("id").alias("n_c"), pl.len().over("cand_deal").alias("n_o")
     )
     runner = ranked.filter(pl.col("rk") == 1).select("id", pl.col("cand_deal").alias("runner_up_id"),
@@ -408,8 +408,9 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
     ).with_columns((pl.col("conv") - pl.col("residual")).abs().alias("diff"))
     hp = hp.with_columns((pl.col("diff") <= _tol(s, pl.col("residual"), pl.col("pccy") != pl.col("currency"))).alias("ok"))
     ranked_p = hp.sort(["id", "diff", "invoice_id"]).with_columns(pl.int_range(pl.len()).over("id").alias("rk"))
-    fit = ranked_p.filter(pl.col("ok")).with_columns(pl.len().over("id").alias("n_c"),
-                                                     pl.col("id").n_unique().over("invoice_id").alias("n_p"))
+    # within tolerance, the strictly closest candidate wins; equal best fits are ambiguous
+    fit = ranked_p.filter(pl.col("ok")).filter(pl.col("diff") == pl.col("diff").min().over("id")).with_columns(
+        pl.len().over("id").alias("n_c"), pl.col("id").n_unique().over("invoice_id").alias("n_p"))
     h1 = fit.filter((pl.col("n_c") == 1) & (pl.col("n_p") == 1))
     ru = ranked_p.filter(pl.col("rk") == 1).select("id", pl.col("invoice_id").alias("runner_up_id"),
                                                     pl.col("diff").alias("ru_diff"))
@@ -681,19 +682,25 @@ def _subset_sum(pays: pl.DataFrame, pools: pl.DataFrame, s: Settings) -> tuple[l
         cands.sort(key=lambda c: (abs((c[3] - pdate).days) if c[3] and pdate else 10**6, c[0]))
         cands = sorted(cands[: s.subset_pool_max], key=lambda c: c[0])
         tol = max(tol_abs, tol_rel * abs(amount))
-        hits: list[tuple[str, ...]] = []
+        # every subset within tolerance; the strictly closest wins, equal best fits are ambiguous
+        hits: list[tuple[Decimal, tuple[str, ...]]] = []
+        exact = 0
         for k in range(2, min(s.max_subset_invoices, len(cands)) + 1):
             for combo in itertools.combinations(cands, k):
-                if abs(sum((c[1] for c in combo), ZERO) - amount) <= tol:
-                    hits.append(tuple(c[0] for c in combo))
-                    if len(hits) > 1:
-                        break
-            if len(hits) > 1:
+                diff = abs(sum((c[1] for c in combo), ZERO) - amount)
+                if diff <= tol:
+                    hits.append((diff, tuple(c[0] for c in combo)))
+                    exact += diff == 0
+            if exact > 1:
                 break
-        if len(hits) == 1:
-            found.extend((pid, inv, len(hits[0])) for inv in hits[0])
-        elif len(hits) > 1:
-            ambiguous.append((pid, sorted({i for h in hits for i in h})))
+        if not hits:
+            continue
+        best = min(h[0] for h in hits)
+        top = [h[1] for h in hits if h[0] == best]
+        if len(top) == 1:
+            found.extend((pid, inv, len(top[0])) for inv in top[0])
+        else:
+            ambiguous.append((pid, sorted({i for h in top for i in h})))
     return found, ambiguous
 
 

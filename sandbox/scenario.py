@@ -127,9 +127,10 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     amb_j = take(recent, m)
     k_amb = min(len(amb_i), len(amb_j))
     amb_i, amb_j = amb_i[:k_amb], amb_j[:k_amb]
+    settled = perm[close[perm] <= asof_ord - 15]  # order and first invoice issued by as_of
     for code in ("AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "LINE_MISMATCH", "OVER_INVOICED", "STAGE_CONFLICT",
                  "ORDER_WITHOUT_DEAL", "INVOICE_WITHOUT_ORDER", "UNAPPLIED_PAYMENT"):
-        plant[code] = take(perm, m)
+        plant[code] = take(settled, m)
     planted = np.zeros(n, dtype=bool)
     planted[list(used)] = True
 
