@@ -25,6 +25,8 @@ Passes:
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -86,6 +88,20 @@ class CoreResult:
     totals: dict[str, Any]
 
 
+class _Clock:
+    """Section timings on stderr when LTC_RECON_PROFILE is set (benchmark tuning)."""
+
+    def __init__(self) -> None:
+        self.on = bool(os.environ.get("LTC_RECON_PROFILE"))
+        self.t = time.perf_counter()
+
+    def __call__(self, label: str) -> None:
+        if self.on:
+            now = time.perf_counter()
+            print(f"  {label}: {now - self.t:.2f}s", file=__import__("sys").stderr)
+            self.t = now
+
+
 # --- small expression helpers ---------------------------------------------------------------------
 
 def _m(v: Decimal | int | str) -> pl.Expr:
@@ -122,24 +138,24 @@ def _tol(s: Settings, amount: pl.Expr, fx: pl.Expr | bool = False) -> pl.Expr:
 
 def _with_rate(df: pl.DataFrame, rates: pl.DataFrame, frm: str, to: str | pl.Expr, on: str,
                name: str = "rate") -> pl.DataFrame:
-    """Attach the latest rate ``frm -> to`` dated on or before ``on`` (1 when equal, null if unknown)."""
-    tmp = df.with_row_index("__r").with_columns(
-        (to if isinstance(to, pl.Expr) else pl.col(to)).alias("__to"), pl.col(on).alias("__on")
-    )
-    need = tmp.filter((pl.col(frm) != pl.col("__to")) & pl.col("__on").is_not_null())
-    if need.height and rates.height:
-        r = rates.rename({"base": "__b", "quote": "__q", "rate_date": "__on"}).sort("__on")
-        got = need.select("__r", frm, "__to", "__on").sort("__on").join_asof(
-            r, on="__on", by_left=[frm, "__to"], by_right=["__b", "__q"], strategy="backward",
-            check_sortedness=False,
-        ).select("__r", pl.col("rate").alias("__rate"))
-        tmp = tmp.join(got, on="__r", how="left")
-    else:
-        tmp = tmp.with_columns(pl.lit(None, dtype=RATE).alias("__rate"))
-    return tmp.with_columns(
-        pl.when(pl.col(frm) == pl.col("__to")).then(pl.lit(Decimal(1), dtype=RATE))
-        .otherwise(pl.col("__rate")).alias(name)
-    ).sort("__r").drop("__r", "__to", "__on", "__rate")
+    """Attach the latest rate ``frm -> to`` dated on or before ``on`` (1 when equal, null if unknown).
+
+    Row order is not kept (callers sort or aggregate); only rows whose currencies differ are joined.
+    """
+    to_e = (to if isinstance(to, pl.Expr) else pl.col(to)).alias("__to")
+    same_mask = (pl.col(frm) == to_e).fill_null(False)
+    same = df.filter(same_mask).with_columns(pl.lit(Decimal(1), dtype=RATE).alias(name))
+    other = df.filter(~same_mask)
+    if other.height == 0:
+        return same
+    if rates.height == 0:
+        return pl.concat([same, other.with_columns(pl.lit(None, dtype=RATE).alias(name))])
+    r = rates.select(pl.col("base").alias("__b"), pl.col("quote").alias("__q"), pl.col("rate_date").alias("__on"),
+                     pl.col("rate").alias(name)).sort("__on")
+    got = other.with_columns(to_e, pl.col(on).alias("__on")).sort("__on", nulls_last=True).join_asof(
+        r, on="__on", by_left=[frm, "__to"], by_right=["__b", "__q"], strategy="backward", check_sortedness=False,
+    ).drop("__to", "__on")
+    return pl.concat([same, got.select(same.columns)])
 
 
 def _conv(amount: str, rate: str) -> pl.Expr:
@@ -160,6 +176,7 @@ def _split(pairs: pl.DataFrame, payer: str, total: str, cap: str) -> pl.Expr:
 # --- the core ------------------------------------------------------------------------------------
 
 def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noqa: PLR0915
+    clock = _Clock()
     ex_parts: list[pl.DataFrame] = []
     link_parts: list[pl.DataFrame] = []
 
@@ -182,6 +199,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
             pl.coalesce("cluster_id", col).alias("cluster_id")
         )
 
+    clock("identity")
     # 2. deals and orders -------------------------------------------------------------------------
     deal = cluster_of(fr.deal).with_columns(_norm("source_id").alias("dkey"),
                                            (pl.col("stage") == "closed_won").alias("won"))
@@ -261,6 +279,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         pl.format("deal_ref={}", pl.col("deal_ref").fill_null("-")).alias("detail"),
     ))
 
+    clock("orders")
     # 3. invoices ----------------------------------------------------------------------------------
     okeys = order.filter(pl.col("active")).with_columns(_norm("number").alias("okey")).group_by("okey").agg(
         pl.col("id").first().alias("order_id"), pl.len().alias("n_ord"),
@@ -313,6 +332,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
     inv = inv.with_columns(pl.col("id").is_in(dup_ids["id"].implode()).alias("is_dup"))
     targets = inv.filter(pl.col("active") & ~pl.col("is_credit") & ~pl.col("is_dup"))
 
+    clock("invoices")
     # 4. credit notes over their order's (or chain's) invoices --------------------------------------
     credits = inv.filter(pl.col("active") & pl.col("is_credit") & pl.col("chain_id").is_not_null())
     cpairs = credits.select(pl.col("id").alias("cn"), pl.col("total").alias("cn_total"), "order_id", "chain_id").join(
@@ -324,6 +344,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
     credit_by_inv = cpairs.group_by("invoice_id").agg(pl.col("credit").sum().alias("credited"))
     credit_applied = cpairs.group_by("cn").agg(pl.col("credit").sum().alias("applied"))
 
+    clock("credits")
     # 5. payments ----------------------------------------------------------------------------------
     pay = fr.payment.with_columns(
         (~pl.col("status").is_in(_INACTIVE_PAYMENT) | pl.col("status").is_null()).alias("active"),
@@ -378,9 +399,11 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
             "payment_amount", "rate", "signed",
         )
 
+    clock("explicit refs")
     alloc_x = finish(xpairs)
     bal0 = balances(alloc_x)
 
+    clock("balances0")
     # heuristics on the rest: pool = chain (deal_ref) or customer cluster
     rest = act_pay.join(explicit_ids, on="id", how="anti").filter(pl.col("sign") == 1)
     rest = rest.with_columns(
@@ -425,6 +448,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         pl.when(pl.col("pool").str.starts_with("chain:")).then(pl.lit("payment.deal_ref_amount"))
         .otherwise(pl.lit("payment.customer_amount")).alias("rule_id"), pl.col("amount").alias("payment_amount"),
     )
+    clock("h1")
     # H2: bounded subset sum over the residual (same currency only)
     tried = pl.concat([h1.select("id"), amb_p.select("id")]).unique()
     taken = h1.select("invoice_id").unique()
@@ -449,6 +473,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
                                pl.lit("two payments claim the same invoices").alias("detail")),
     ]).unique("id", keep="first")
 
+    clock("h2")
     alloc = pl.concat([alloc_x, finish(h1_alloc), finish(h2)])
     bal = balances(alloc)
 
@@ -473,6 +498,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         pl.format("fee={}", pl.col("fee").cast(pl.String).fill_null("0")).alias("evidence"),
     ))
 
+    clock("pay links")
     # payment balances and unapplied cash
     applied = alloc.group_by("payment_id").agg(pl.col("payment_amount").sum().alias("applied"))
     pbal = act_pay.select(pl.col("id").alias("payment_id"), "amount", "currency", "sign", "fee", "cluster_id",
@@ -493,9 +519,10 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         pl.format("{} {} matches no invoice", "unapplied", "currency").alias("detail"),
     ))
 
+    clock("pay balances")
     # invoice settlement
-    last_alloc = alloc.join(pbal.select("payment_id", "pdate"), on="payment_id").sort(
-        ["invoice_id", "pdate", "payment_id"]).group_by("invoice_id").agg(pl.col("payment_id").last())
+    last_alloc = alloc.join(pbal.select("payment_id", "pdate"), on="payment_id").group_by("invoice_id").agg(
+        pl.col("payment_id").filter(pl.col("pdate") == pl.col("pdate").max()).max())
     ib = bal.join(targets.select(pl.col("id").alias("invoice_id"), "due_date", "issue_date", "currency", "chain_id",
                                  "cluster_id", "order_id"), on="invoice_id").with_columns(
         (pl.col("residual").abs() <= _tol(s, pl.col("total"))).alias("in_tol"),
@@ -527,6 +554,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         .otherwise(pl.format("short paid by {}, {} days past due", "residual", "days_past_due")).alias("detail"),
     ))
 
+    clock("invoice settlement")
     # 6. chains ----------------------------------------------------------------------------------
     won = deal.filter(pl.col("won"))
     act_orders = order.filter(pl.col("active") & pl.col("deal_id").is_not_null())
@@ -535,35 +563,41 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         pl.len().alias("n_orders"), pl.col("to_deal").is_null().any().alias("no_rate"),
         (pl.col("currency") != pl.col("deal_ccy")).any().alias("ccy_differs"),
         pl.when(pl.col("to_deal").is_not_null()).then(_conv("net", "to_deal")).sum().cast(MONEY).alias("ordered_deal_ccy"),
-        pl.col("cluster_id").unique().alias("order_clusters"), pl.col("id").sort().alias("order_ids"),
+        (pl.col("cluster_id") != pl.col("deal_cluster")).fill_null(True).any().alias("other_customer"),
     )
     ch = won.join(per_chain, left_on="id", right_on="deal_id", how="left").with_columns(
         pl.col("n_orders").fill_null(0), days(pl.col("close_date"), as_of).alias("age")
     )
+    ch_flag = (pl.col("n_orders") > 0) & ((pl.col("ccy_differs") & pl.col("no_rate")) | pl.col("other_customer"))
+    amt_ok = (pl.col("ordered_deal_ccy") - pl.col("amount")).abs() <= _tol(s, pl.col("amount"), pl.col("ccy_differs"))
+    amt_bad = (pl.col("n_orders") > 0) & ~pl.col("no_rate") & pl.col("amount").is_not_null() & ~amt_ok
+    # the (few) flagged chains get the list of their orders, for the exceptions' records
+    flagged = ch.filter(ch_flag | amt_bad)
+    flagged = flagged.join(act_orders.select("deal_id", pl.col("id").alias("oid")).join(
+        flagged.select(pl.col("id").alias("deal_id")), on="deal_id").group_by("deal_id").agg(
+        pl.col("oid").sort().alias("order_ids")), left_on="id", right_on="deal_id", how="left")
     ex_parts.append(ch.filter((pl.col("n_orders") == 0) & (pl.col("age") > s.grace_days_won_not_ordered)).select(
         pl.lit("WON_NOT_ORDERED").alias("code"), pl.col("id").alias("chain_id"), pl.concat_list(pl.col("id")).alias("keys"),
         pl.concat_list(pl.col("id")).alias("records"), "currency", "amount", "cluster_id",
         pl.format("closed {} days ago, no order", "age").alias("detail"),
     ))
-    ex_parts.append(ch.filter((pl.col("n_orders") > 0) & pl.col("ccy_differs") & pl.col("no_rate")).select(
+    ex_parts.append(flagged.filter((pl.col("n_orders") > 0) & pl.col("ccy_differs") & pl.col("no_rate")).select(
         pl.lit("CURRENCY_MISMATCH").alias("code"), pl.col("id").alias("chain_id"), pl.concat_list(pl.col("id")).alias("keys"),
         pl.concat_list(pl.col("id"), pl.col("order_ids")).alias("records"), "currency", "amount", "cluster_id",
         pl.lit("order currency differs from the deal's and no FX rate explains it").alias("detail"),
     ))
-    amt_ok = (pl.col("ordered_deal_ccy") - pl.col("amount")).abs() <= _tol(s, pl.col("amount"), pl.col("ccy_differs"))
-    ex_parts.append(ch.filter((pl.col("n_orders") > 0) & ~pl.col("no_rate") & pl.col("amount").is_not_null() & ~amt_ok)
-                    .select(
+    ex_parts.append(flagged.filter(amt_bad).select(
         pl.lit("AMOUNT_MISMATCH").alias("code"), pl.col("id").alias("chain_id"), pl.concat_list(pl.col("id")).alias("keys"),
         pl.concat_list(pl.col("id"), pl.col("order_ids")).alias("records"), "currency",
         (pl.col("ordered_deal_ccy") - pl.col("amount")).abs().alias("amount"), "cluster_id",
         pl.format("deal {} vs ordered {}", "amount", "ordered_deal_ccy").alias("detail"),
     ))
-    ex_parts.append(ch.filter((pl.col("n_orders") > 0) & (pl.col("order_clusters").list.set_difference(
-        pl.concat_list(pl.col("cluster_id"))).list.len() > 0)).select(
+    ex_parts.append(flagged.filter((pl.col("n_orders") > 0) & pl.col("other_customer")).select(
         pl.lit("CUSTOMER_MISMATCH").alias("code"), pl.col("id").alias("chain_id"), pl.concat_list(pl.col("id")).alias("keys"),
         pl.concat_list(pl.col("id"), pl.col("order_ids")).alias("records"), "currency", pl.lit(None, MONEY).alias("amount"),
         "cluster_id", pl.lit("order customer is not the deal's customer").alias("detail"),
     ))
+    clock("chain checks")
     # lines: per chain and product, quantities and amounts must agree (same-currency chains)
     same_ccy = ch.filter((pl.col("n_orders") > 0) & ~pl.col("ccy_differs").fill_null(False)).select(pl.col("id").alias("chain"))
     dl = fr.deal_line.group_by(pl.col("deal_id").alias("chain"), "product_code").agg(
@@ -583,6 +617,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         pl.concat_list(pl.col("chain")).alias("records"), "currency", pl.col("diff").alias("amount"), "cluster_id",
         pl.format("products differ: {}", pl.col("products").list.join(",")).alias("detail"),
     ))
+    clock("lines")
     # invoiced vs ordered per order of a won chain (duplicates excluded; credit notes net)
     inv_o = inv.filter(pl.col("active") & ~pl.col("is_dup") & pl.col("order_id").is_not_null()).join(
         order.select(pl.col("id").alias("order_id"), pl.col("currency").alias("occy")), on="order_id")
@@ -612,6 +647,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         "currency", excess.alias("amount"), "cluster_id",
         pl.format("ordered {} invoiced {}", "total", "invoiced").alias("detail"),
     ))
+    clock("invoiced vs ordered")
     # stage conflicts: a deal that is not won but invoiced or paid
     lost_inv = inv.filter(pl.col("active") & pl.col("chain_id").is_not_null()).select("chain_id", "id", "total")
     lost_pay = pay.filter(pl.col("active") & pl.col("ref_deal").is_not_null()).select(
@@ -641,8 +677,10 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         pl.format("tax ids {}, countries {}, same-system duplicates {}", "n_tax", "n_cty", "dups").alias("detail"),
     ))
 
+    clock("stage+customer")
     exceptions = _finish_exceptions(ex_parts, deal, cluster_owner, ib, fr, s, as_of)
 
+    clock("finish exceptions")
     # allocations (with the settling residual on each invoice's last allocation)
     allocations = alloc.join(last_alloc.with_columns(pl.lit(True).alias("is_last")), on=["invoice_id", "payment_id"],
                              how="left").join(ib.select("invoice_id", "fx_difference", "writeoff"), on="invoice_id",
@@ -652,17 +690,21 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
         pl.col("rate").alias("fx_rate"),
         pl.when(pl.col("is_last")).then(pl.col("fx_difference")).alias("fx_difference"),
         pl.when(pl.col("is_last")).then(pl.col("writeoff")).alias("writeoff"),
-    ).sort(["invoice_id", "payment_id"])
-    links = pl.concat(link_parts, how="vertical_relaxed").sort(["from_entity", "from_id", "to_entity", "to_id"])
+    )
+    links = pl.concat(link_parts, how="vertical_relaxed")
 
+    clock("alloc+links out")
     states = _states(fr, deal, order, inv, act_pay, pay, ib, pbal, exceptions, s)
+    clock("states")
     chains = ch.select(
         pl.col("id").alias("chain_id"), "owner", "currency", "amount", "close_date", "n_orders",
     ).join(ib.group_by("chain_id").agg(pl.col("total").sum().alias("invoiced"), pl.col("paid").sum().alias("paid"),
                                        pl.col("open_amount").sum().alias("open_ar")), on="chain_id", how="left")
     totals = _conservation(fr, inv, targets, credits, credit_applied, act_pay, pbal, alloc, ib, exceptions, states)
-    return CoreResult(chains=chains.sort("chain_id"), links=links, allocations=allocations,
-                      invoice_balances=ib.sort("invoice_id"), payment_balances=pbal.sort("payment_id"),
+    clock("conservation")
+    # Row order of the frames is unspecified (content is order-independent); exceptions are sorted.
+    return CoreResult(chains=chains, links=links, allocations=allocations,
+                      invoice_balances=ib, payment_balances=pbal,
                       exceptions=exceptions, states=states, totals=totals)
 
 
@@ -756,7 +798,7 @@ def _states(fr: Frames, deal: pl.DataFrame, order: pl.DataFrame, inv: pl.DataFra
               ~pl.col("active"), (~pl.col("settled").fill_null(True)) & (pl.col("paid").fill_null(ZERO) != 0))
     p = state(pay.join(pbal.select(pl.col("payment_id").alias("id"), "unapplied", "applied"), on="id", how="left"),
               "payment", ~pl.col("active"), pl.col("unapplied").fill_null(ZERO) > _tol(s, pl.col("amount")))
-    return pl.concat([d, o, i, p]).sort(["entity", "id"])
+    return pl.concat([d, o, i, p])
 
 
 def _conservation(fr: Frames, inv: pl.DataFrame, targets: pl.DataFrame, credits: pl.DataFrame,

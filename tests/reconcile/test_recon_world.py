@@ -50,6 +50,13 @@ def test_noise_is_absorbed_by_the_rules() -> None:
 def test_shuffling_the_input_never_changes_the_result(seed: int) -> None:
     res = reconcile_frames(shuffled(WORLD, seed).frames(), Settings(), WORLD.as_of)
     assert res.exceptions.equals(BASE.exceptions)
-    assert res.allocations.equals(BASE.allocations)
-    assert res.links.equals(BASE.links)
-    assert res.states.equals(BASE.states)
+
+    def same(a: pl.DataFrame, b: pl.DataFrame) -> bool:  # row order is unspecified, content is not
+        cols = [c for c in a.columns if a[c].dtype != pl.List(pl.String)]
+        return a.sort(cols, nulls_last=True).equals(b.sort(cols, nulls_last=True))
+
+    assert same(res.allocations, BASE.allocations)
+    assert same(res.links, BASE.links)
+    assert same(res.states, BASE.states)
+    assert same(res.invoice_balances, BASE.invoice_balances)
+    assert same(res.payment_balances, BASE.payment_balances)
