@@ -27,10 +27,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from reconcile.core import Settings, reconcile_frames  # noqa: E402
-from sandbox.scenario import generate  # noqa: E402
+from reconcile.core import Settings, reconcile_frames
+from sandbox.scenario import generate
 
 
 def _datacompy(fr) -> float:  # type: ignore[no-untyped-def]

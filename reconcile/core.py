@@ -175,7 +175,7 @@ def _split(pairs: pl.DataFrame, payer: str, total: str, cap: str) -> pl.Expr:
 
 # --- the core ------------------------------------------------------------------------------------
 
-def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noqa: PLR0915
+def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     clock = _Clock()
     ex_parts: list[pl.DataFrame] = []
     link_parts: list[pl.DataFrame] = []
@@ -317,8 +317,8 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:  # noq
     ))
 
     # duplicates: same order (or customer), amount, issue date, currency; first by number/id is the original
-    dup_key = [pl.coalesce("order_id", "cluster_id").alias("dk"), "total", "issue_date", "currency"]
-    bills = inv.filter(pl.col("active") & ~pl.col("is_credit")).with_columns(dup_key[0])
+    bills = inv.filter(pl.col("active") & ~pl.col("is_credit")).with_columns(
+        pl.coalesce("order_id", "cluster_id").alias("dk"))
     dgroups = bills.sort(["number", "id"]).group_by(["dk", "total", "issue_date", "currency"]).agg(
         pl.col("id").alias("ids"), pl.col("chain_id").first(), pl.col("cluster_id").first()
     ).filter(pl.col("ids").list.len() > 1)

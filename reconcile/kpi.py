@@ -64,7 +64,8 @@ def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
     end = period_end or as_of
     start = period_start or end - timedelta(days=89)
     n_days = (end - start).days + 1
-    in_period = (lambda c: pl.col(c).is_between(start, end))
+    def in_period(c: str) -> pl.Expr:
+        return (pl.col(c).is_between(start, end))
     rep = pl.lit(s.reporting_currency)
     owners = fr.deal.select(pl.col("id").alias("chain_id"), "owner")
     out: list[pl.DataFrame] = []

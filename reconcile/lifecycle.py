@@ -17,8 +17,8 @@ from sqlalchemy.engine import Connection
 
 from canonical.errors import InputError
 from canonical.store import Store, now
-from reconcile.tables import recon_exception as T
-from reconcile.tables import recon_exception_audit as A
+from reconcile.tables import recon_exception as exc_t
+from reconcile.tables import recon_exception_audit as audit_t
 
 SYSTEM_ACTOR = "reconcile"
 
@@ -46,30 +46,30 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
     """Apply one run's findings to the stored exceptions; returns counts per transition."""
     at = at or now()
     found = _rows(ex, run_id, at)
-    stored = dict(conn.execute(sa.select(T.c.fingerprint, T.c.status)).all())
+    stored = dict(conn.execute(sa.select(exc_t.c.fingerprint, exc_t.c.status)).all())
     new = [fp for fp in found if fp not in stored]
     reopen = [fp for fp in found if stored.get(fp) == "resolved"]
     keep = [fp for fp in found if stored.get(fp) in ("open", "acknowledged")]
     gone = [fp for fp, st in stored.items() if st in ("open", "acknowledged") and fp not in found]
     audit: list[dict[str, Any]] = []
     if new:
-        conn.execute(T.insert(), [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new])
+        conn.execute(exc_t.insert(), [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new])
         audit += [_audit(fp, None, "open", "detected", run_id, at) for fp in new]
     upd_cols = ["severity", "chain_id", "subject_ids", "source_ids", "owner", "currency", "amount_at_risk",
                 "reporting_currency", "amount_reporting", "evidence", "last_seen_at", "last_run_id"]
     for fps, extra in ((keep, {}), (reopen, {"status": "open", "resolved_at": None})):
         if fps:
-            stmt = T.update().where(T.c.fingerprint == sa.bindparam("fp")).values(
+            stmt = exc_t.update().where(exc_t.c.fingerprint == sa.bindparam("fp")).values(
                 **{c: sa.bindparam(f"v_{c}") for c in upd_cols}, **extra)
             conn.execute(stmt, [{"fp": fp, **{f"v_{c}": found[fp][c] for c in upd_cols}} for fp in fps])
     audit += [_audit(fp, "resolved", "open", "found again: the break is back", run_id, at) for fp in reopen]
     if gone:
-        conn.execute(T.update().where(T.c.fingerprint == sa.bindparam("fp")).values(
+        conn.execute(exc_t.update().where(exc_t.c.fingerprint == sa.bindparam("fp")).values(
             status="resolved", resolved_at=at, last_run_id=run_id), [{"fp": fp} for fp in gone])
         audit += [_audit(fp, stored[fp], "resolved", "auto-resolved: no longer found (data fixed)", run_id, at)
                   for fp in gone]
     if audit:
-        conn.execute(A.insert(), audit)
+        conn.execute(audit_t.insert(), audit)
     return {"new": len(new), "reopened": len(reopen), "still_open": len(keep), "auto_resolved": len(gone)}
 
 
@@ -87,7 +87,7 @@ def resolve_id(conn: Connection, ident: str) -> str:
     ident = ident.strip().lower()
     if len(ident) < 6:
         raise InputError(f"exception id {ident!r} is too short: give at least 6 characters of the fingerprint")
-    hits = conn.execute(sa.select(T.c.fingerprint).where(T.c.fingerprint.like(f"{ident}%")).limit(3)).scalars().all()
+    hits = conn.execute(sa.select(exc_t.c.fingerprint).where(exc_t.c.fingerprint.like(f"{ident}%")).limit(3)).scalars().all()
     if not hits:
         raise InputError(f"no exception with id {ident!r} (see `ltc exceptions list`)")
     if len(hits) > 1:
@@ -102,26 +102,26 @@ def transition(store: Store, ident: str, to: str, note: str, actor: str) -> dict
     at = now()
     with store.engine.begin() as conn:
         fp = resolve_id(conn, ident)
-        cur = conn.execute(sa.select(T.c.status).where(T.c.fingerprint == fp)).scalar_one()
+        cur = conn.execute(sa.select(exc_t.c.status).where(exc_t.c.fingerprint == fp)).scalar_one()
         if cur not in _ALLOWED[to]:
             raise InputError(f"exception {fp[:12]} is {cur}; cannot move it to {to}")
         values: dict[str, Any] = {"status": to, "resolved_at": at if to == "resolved" else None}
-        conn.execute(T.update().where(T.c.fingerprint == fp).values(**values))
-        conn.execute(A.insert(), [_audit(fp, cur, to, note.strip(), None, at, actor)])
+        conn.execute(exc_t.update().where(exc_t.c.fingerprint == fp).values(**values))
+        conn.execute(audit_t.insert(), [_audit(fp, cur, to, note.strip(), None, at, actor)])
     return {"fingerprint": fp, "from": cur, "to": to}
 
 
 def list_exceptions(store: Store, code: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-    q = sa.select(T).order_by(T.c.code, T.c.fingerprint)
+    q = sa.select(exc_t).order_by(exc_t.c.code, exc_t.c.fingerprint)
     if code:
-        q = q.where(T.c.code == code.upper())
+        q = q.where(exc_t.c.code == code.upper())
     if status:
-        q = q.where(T.c.status == status.lower())
+        q = q.where(exc_t.c.status == status.lower())
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
 def audit_trail(store: Store, fingerprint: str) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
-        q = sa.select(A).where(A.c.fingerprint == fingerprint).order_by(A.c.id)
+        q = sa.select(audit_t).where(audit_t.c.fingerprint == fingerprint).order_by(audit_t.c.id)
         return [dict(r._mapping) for r in conn.execute(q)]

@@ -335,7 +335,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     eur_c = [int(Decimal(t) / Decimal(str(rate_of[p])) + Decimal("0.5")) for t, p in zip(fx_tot, fx_pd, strict=True)]
     pays = pays.with_columns(pl.when(pl.col("fx")).then(None).otherwise(pl.col("pay_c")).alias("pay_c"))
     fx_vals = pays.select(pl.col("fx").cast(pl.Int64).cum_sum() - 1).to_series()
-    eur_arr = np.array(eur_c + [0], dtype=np.int64)
+    eur_arr = np.array([*eur_c, 0], dtype=np.int64)
     pays = pays.with_columns(pl.when(pl.col("fx")).then(pl.Series(eur_arr[fx_vals.clip(0).to_numpy()]))
                              .otherwise(pl.col("pay_c")).alias("pay_c"),
                              pl.when(pl.col("fx")).then(pl.lit("EUR")).otherwise(pl.col("currency")).alias("pccy"))
