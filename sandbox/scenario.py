@@ -20,10 +20,13 @@ Every exception code of DESIGN.md is planted on disjoint chains; the truth lists
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +57,23 @@ class World:
 
     def frames(self) -> Frames:
         return prepare(**self.tables)
+
+    def save(self, directory: str | Path) -> None:
+        """One Parquet file per table + ``truth.parquet`` + ``meta.json`` (a writer's input, or the bench's)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, df in self.tables.items():
+            df.write_parquet(out / f"{name}.parquet")
+        self.truth.write_parquet(out / "truth.parquet")
+        (out / "meta.json").write_text(json.dumps({"as_of": self.as_of.isoformat(), "seed": self.seed, **self.meta}))
+
+    @classmethod
+    def read(cls, directory: str | Path) -> World:
+        src = Path(directory)
+        meta = json.loads((src / "meta.json").read_text())
+        tables = {p.stem: pl.read_parquet(p) for p in src.glob("*.parquet") if p.stem != "truth"}
+        return cls(tables=tables, truth=pl.read_parquet(src / "truth.parquet"),
+                   as_of=date.fromisoformat(meta.pop("as_of")), seed=int(meta.pop("seed")), meta=meta)
 
     def load(self, store: Any, chunk: int = 5000) -> None:
         """Write the world into a store through the canonical upsert (tests and demos, not 1M)."""
@@ -496,3 +516,17 @@ def shuffled(world: World, seed: int) -> World:
 
 def days_before(as_of: date, n: int) -> date:
     return as_of - timedelta(days=n)
+
+
+def main() -> None:
+    """``python -m sandbox.scenario --chains N --out DIR``: write a world as Parquet."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--chains", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    generate(args.chains, seed=args.seed).save(args.out)
+
+
+if __name__ == "__main__":
+    main()
