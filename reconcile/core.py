@@ -98,7 +98,11 @@ class _Clock:
     def __call__(self, label: str) -> None:
         if self.on:
             now = time.perf_counter()
-            print(f"  {label}: {now - self.t:.2f}s", file=__import__("sys").stderr)
+            import resource
+            import sys
+
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            print(f"  {label}: {now - self.t:.2f}s peak_rss={rss}MB", file=sys.stderr)
             self.t = now
 
 
