@@ -195,8 +195,8 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.col("owner").min().alias("cluster_owner")
     )
     name_to_cluster = acct.filter(pl.col("nname").is_not_null() & (pl.col("nname") != "")).group_by("nname").agg(
-        pl.col("cluster_id").unique().alias("cl")
-    ).filter(pl.col("cl").list.len() == 1).select("nname", pl.col("cl").list.first().alias("name_cluster"))
+        pl.col("cluster_id").n_unique().alias("n_cl"), pl.col("cluster_id").first().alias("name_cluster")
+    ).filter(pl.col("n_cl") == 1).select("nname", "name_cluster")
 
     def cluster_of(df: pl.DataFrame, col: str = "account_id") -> pl.DataFrame:
         return df.join(xref.rename({"account_id": col}), on=col, how="left").with_columns(
@@ -207,25 +207,30 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     # 2. deals and orders -------------------------------------------------------------------------
     deal = cluster_of(fr.deal).with_columns(_norm("source_id").alias("dkey"),
                                            (pl.col("stage") == "closed_won").alias("won"))
-    dkeys = deal.group_by("dkey").agg(pl.col("id").alias("dids"), pl.col("id").first().alias("did"))
+    # a reference resolves when exactly one deal has that source id (n_deals); lists only for the rare rest
+    dkeys = deal.group_by("dkey").agg(pl.len().alias("n_deals"), pl.col("id").min().alias("did"))
+    multi = deal.join(dkeys.filter(pl.col("n_deals") > 1).select("dkey"), on="dkey").group_by("dkey").agg(
+        pl.col("id").sort().alias("dids"))
+    unique_keys = dkeys.filter(pl.col("n_deals") == 1).select("dkey", pl.col("did").alias("ref_deal"))
     order = cluster_of(fr.order).with_columns(
         _norm("deal_ref").alias("dref"), (~pl.col("state").is_in(_ACTIVE_ORDER) | pl.col("state").is_null())
         .alias("active"), pl.coalesce("untaxed", "total").alias("net"),
     )
     order = order.join(dkeys, left_on="dref", right_on="dkey", how="left").with_columns(
-        pl.when(pl.col("dids").list.len() == 1).then(pl.col("did")).alias("deal_id"),
-        pl.when(pl.col("dids").list.len() == 1).then(pl.lit("order.deal_ref")).alias("rule_id"),
+        pl.col("n_deals").fill_null(0),
+        pl.when(pl.col("n_deals") == 1).then(pl.col("did")).alias("deal_id"),
+        pl.when(pl.col("n_deals") == 1).then(pl.lit("order.deal_ref")).alias("rule_id"),
     ).drop("did")
-    ref_ambig = order.filter((pl.col("dids").list.len() > 1) & pl.col("active"))
+    ref_ambig = order.filter((pl.col("n_deals") > 1) & pl.col("active")).join(multi, left_on="dref", right_on="dkey")
     ex_parts.append(ref_ambig.select(
         pl.lit("AMBIGUOUS_MATCH").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list("id", "dids").alias("records"),
         "currency", pl.col("net").alias("amount"), pl.col("cluster_id"),
-        pl.format("order deal_ref {} matches {} deals", "deal_ref", pl.col("dids").list.len()).alias("detail"),
+        pl.format("order deal_ref {} matches {} deals", "deal_ref", "n_deals").alias("detail"),
     ))
 
     # heuristic order -> deal: same cluster, amount within tolerance, order date in window
-    unlinked = order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("dids").list.len().fill_null(0) <= 1))
+    unlinked = order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("n_deals") <= 1))
     free_deals = deal.filter(pl.col("won")).join(
         order.filter(pl.col("deal_id").is_not_null()).select("deal_id").unique(), left_on="id",
         right_on="deal_id", how="anti",
@@ -275,7 +280,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.format("order fits {} deals by customer and amount", pl.col("cands").list.len()).alias("detail"),
     ))
     amb_order_ids = amb_orders.select("id")
-    ex_parts.append(order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("dids").list.len().fill_null(0) <= 1))
+    ex_parts.append(order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("n_deals") <= 1))
                     .join(amb_order_ids, on="id", how="anti").select(
         pl.lit("ORDER_WITHOUT_DEAL").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id")).alias("records"),
@@ -295,7 +300,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         (pl.col("kind") == "credit_note").alias("is_credit"), pl.col("total").abs().alias("total"),
     )
     inv = inv.join(okeys, left_on="oref", right_on="okey", how="left").join(
-        dkeys.filter(pl.col("dids").list.len() == 1).select("dkey", pl.col("did").alias("ref_deal")),
+        unique_keys,
         left_on="dref", right_on="dkey", how="left",
     ).with_columns(
         pl.when(pl.col("n_ord") == 1).then(pl.col("order_id")).alias("order_id"),
@@ -360,7 +365,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.when(pl.col("account_id").is_null()).then(pl.col("name_cluster")).otherwise(pl.col("cluster_id"))
         .alias("cluster_id")
     ).drop("name_cluster")
-    pay = pay.join(dkeys.filter(pl.col("dids").list.len() == 1).select("dkey", pl.col("did").alias("ref_deal")),
+    pay = pay.join(unique_keys,
                    left_on=_norm("deal_ref"), right_on="dkey", how="left")
     act_pay = pay.filter(pl.col("active"))
     # explicit invoice references: invoice_ref + tokens of the remittance text that are invoice numbers

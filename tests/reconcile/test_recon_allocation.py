@@ -156,3 +156,13 @@ def test_conservation_failure_is_loud() -> None:
                       pl.DataFrame(schema={"cn": pl.String, "applied": pl.Decimal(38, 4)}),
                       frame("payment", []), res.payment_balances.clear(), res.allocations.clear().rename(
                           {"amount": "signed"}), res.invoice_balances.clear(), res.exceptions.clear(), broken)
+
+
+def test_a_reference_that_names_two_deals_is_ambiguous() -> None:
+    twin = deal("X1", "100.00") | {"id": "hubspot:deal:X1"}
+    fr = world(deal=[deal("X1", "100.00"), twin], order=[order("SO0", "x1", "100.00")],
+               invoice=[invoice("I0", "SO0", "100.00", due=date(2026, 12, 1))])
+    res = run(fr)
+    amb = res.exceptions.filter(pl.col("code") == "AMBIGUOUS_MATCH").row(0, named=True)
+    assert amb["keys"] == ["erp:order:SO0"]
+    assert set(amb["records"]) == {"erp:order:SO0", "sf:deal:X1", "hubspot:deal:X1"}
