@@ -118,7 +118,7 @@ class StripeEmulator:
         self.deleted: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, tuple[str, int, Any]] = {}
         self.faults = Faults()
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []  # (method, path, decoded query)
         self._n = 0
         self._invoice_no = 0
         self._seed(size, history_days)
@@ -538,7 +538,7 @@ def create_app(*, seed: int = 0, size: int = 20, api_key: str = "sk_test_emulato
         counter["n"] += 1
         rid = f"req_emu{counter['n']:08d}"
         path = request.url.path
-        emu.requests.append((request.method, path))
+        emu.requests.append((request.method, path, decode_form(list(request.query_params.multi_items()))))
         try:
             if emu.faults.rate_limited > 0:
                 emu.faults.rate_limited -= 1
