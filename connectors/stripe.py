@@ -15,6 +15,8 @@ and position live in the page token, so an interrupted run resumes where it stop
   becomes a raw record of the stream whose object type it is; ``*.deleted`` events become
   tombstones. If the mark is older than Stripe's event retention (30 days), the events are gone:
   the ``created`` windows since ``mark - relist_margin_days`` are listed again instead.
+* Balance transactions have no events: their incremental run lists ``created`` windows since the
+  mark (with ``created_filter: false``, the whole list; unchanged records write nothing).
 * **Hot set**: ids of objects seen in a non-terminal state (draft/open invoices, processing
   payment intents, pending charges...) are kept in the stream's memo and re-fetched by id at the
   end of every incremental run, so their final state arrives even when no event says so.
@@ -54,10 +56,10 @@ HOT_STATUSES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _stream(name: str, obj: str) -> StreamSpec:
+def _stream(name: str, obj: str, incremental: str = "events") -> StreamSpec:
     return StreamSpec(name, obj, cursor_field="created", page_size=100, paginator=StartingAfter(),
                       path=f"/v1/{name}", records_path="data", deleted_when=("deleted", True),
-                      options={"hot": HOT_STATUSES.get(obj, ())})
+                      options={"hot": HOT_STATUSES.get(obj, ()), "incremental": incremental})
 
 
 STREAMS: tuple[StreamSpec, ...] = (
@@ -66,7 +68,8 @@ STREAMS: tuple[StreamSpec, ...] = (
     _stream("charges", "charge"),
     _stream("payment_intents", "payment_intent"),
     _stream("refunds", "refund"),
-    _stream("balance_transactions", "balance_transaction"),
+    # Stripe emits no event for a balance transaction: new ones are listed by `created` since the mark.
+    _stream("balance_transactions", "balance_transaction", incremental="list"),
     _stream("payouts", "payout"),
 )
 
@@ -148,7 +151,7 @@ class StripeConnector(Connector):
     # --- one page ------------------------------------------------------------------------------
 
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
-        token = token or self._start(window)
+        token = token or self._start(stream, window)
         phase = token["phase"]
         deleted: list[dict[str, Any]] = []
         if phase == "list":
@@ -169,11 +172,13 @@ class StripeConnector(Connector):
                     memo=self._update_hot(stream, window, records, deleted),
                     high_water=(datetime.fromtimestamp(token["until"], tz=UTC), ""))
 
-    def _start(self, window: Window) -> dict[str, Any]:
+    def _start(self, stream: StreamSpec, window: Window) -> dict[str, Any]:
         now = int(self.clock())
         if window.since is None:
             return self._list_token(now, floor=None, incremental=False)
         since = int(window.since.timestamp())
+        if stream.options.get("incremental") == "list":
+            return self._list_token(now, floor=since, incremental=True)
         if since < now - self.retention_s + 3600:  # the events we need may be gone (or about to go)
             return self._list_token(now, floor=since - self.relist_margin_s, incremental=True)
         return {"phase": "events", "until": now, "lo": since, "incremental": True}

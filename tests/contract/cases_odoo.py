@@ -4,7 +4,7 @@ MockTransport (no Odoo server is available here; payloads are shaped as Odoo doc
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 import httpx
 
@@ -40,9 +40,6 @@ def case() -> Iterator[ContractCase]:
                             http_transport=httpx.MockTransport(handler))
         return OdooConnector("odoo", client, streams=["partners", "sale_orders"], page_size=10)
 
-    good, bad = connector(KEY), connector(WRONG)
-    try:
+    with closing(connector(KEY)) as good, closing(connector(WRONG)) as bad:
+
         yield ContractCase("odoo", good, secrets=[KEY, WRONG], bad_credentials_connector=bad)
-    finally:
-        good.close()
-        bad.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 from connectors.governor import RateGovernor
 from connectors.http import RetryPolicy
@@ -24,9 +24,5 @@ def case() -> Iterator[ContractCase]:
             return StripeConnector("stripe", api_key=key, base_url=server.url, clock=emu.now,
                                    policy=RetryPolicy(max_attempts=2, sleep=lambda s: None),
                                    governor=RateGovernor("stripe-contract", capacity=1000, interval_s=1.0))
-        good, bad = connector(KEY), connector(WRONG)
-        try:
+        with closing(connector(KEY)) as good, closing(connector(WRONG)) as bad:
             yield ContractCase("stripe", good, secrets=[KEY, WRONG], bad_credentials_connector=bad)
-        finally:
-            good.close()
-            bad.close()

@@ -14,7 +14,7 @@ from connectors.base import sync
 from connectors.errors import AuthenticationError, ConnectorError, PermissionDenied
 from connectors.stripe import from_config
 from ltc.config import SourceConfig
-from tests.stripe.conftest import KEY, Sandbox
+from tests.stripe.conftest import KEY, T_NOW, Sandbox
 
 OBJECTS = {"customers": "customer", "invoices": "invoice", "charges": "charge", "payment_intents": "payment_intent",
            "refunds": "refund", "balance_transactions": "balance_transaction", "payouts": "payout"}
@@ -82,7 +82,11 @@ def test_incremental_reads_events_newest_state_wins_and_deletes_are_tombstones(
     assert (inv["status"], inv["amount_remaining"], inv["amount_paid"]) == ("paid", 0, 1999)
     gone = payload(sqlite_store, "invoice", draft["id"])
     assert gone["deleted"] is True and results["invoices"].deleted == 1
-    assert sqlite_store.get_raw("stripe", "charge", paid["_charge"]) is not None
+    charge = payload(sqlite_store, "charge", paid["_charge"])["payload"]
+    # balance transactions have no events: listed by created since the mark
+    assert payload(sqlite_store, "balance_transaction", charge["balance_transaction"])["payload"]["amount"] == 1999
+    txn_lists = [q for m, p, q in emu.requests[before:] if p == "/v1/balance_transactions"]
+    assert txn_lists and all(int(q["created"]["gte"]) >= T_NOW - 600 for q in txn_lists)
     again = sync(conn, sqlite_store)
     assert [r.written for r in again] == [0] * 7
 
