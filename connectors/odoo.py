@@ -9,7 +9,7 @@ Two transports, chosen by ``options.transport``:
 * ``json2`` (Odoo 19+): ``POST /json/2/<model>/<method>`` with named parameters, ``Authorization:
   bearer <API key>`` and ``X-Odoo-Database``; errors are real 4xx/5xx with ``{name, message}``.
 
-Incremental reads are a ``write_date`` keyset (``write_date asc, id asc``) with the engine's lookback.
+Incremental reads take the rows whose ``write_date`` is in [mark - lookback, run start), paged by id.
 Odoo writes ``false`` for every empty field (many2one, char, date, numeric): payloads are landed as
 Odoo sends them and the mapping reads ``false`` as empty. Datetimes are UTC ``YYYY-MM-DD HH:MM:SS``.
 """
@@ -19,14 +19,15 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors.base import Connector, Keyset, Page, StreamSpec, Window
+from connectors.base import Connector, Page, StartingAfter, StreamSpec, Window
 from connectors.errors import AuthenticationError, ConnectorError, NotFound, PermissionDenied
 from connectors.governor import RateGovernor
 from connectors.http import HttpClient, RetryPolicy
@@ -49,7 +50,7 @@ def odoo_ts(value: datetime) -> str:
 
 @dataclass(frozen=True)
 class OdooStream(StreamSpec):
-    """A ``search_read`` over ``model`` (= ``object``) restricted by ``domain``, keyset on write_date."""
+    """A ``search_read`` over ``model`` (= ``object``) restricted by ``domain``; cursor ``write_date``."""
 
     domain: tuple[Any, ...] = ()
     fields: tuple[str, ...] = ()
@@ -59,7 +60,7 @@ class OdooStream(StreamSpec):
 
 
 def _s(name: str, model: str, fields: Sequence[str], domain: Sequence[Any] = ()) -> OdooStream:
-    return OdooStream(name, model, cursor_field="write_date", page_size=200, paginator=Keyset(),
+    return OdooStream(name, model, cursor_field="write_date", page_size=200, paginator=StartingAfter(param="id"),
                       records_path=None, domain=tuple(domain),
                       fields=("id", "write_date", "create_date", "display_name", *fields))
 
@@ -197,8 +198,10 @@ class OdooConnector(Connector):
     kind = "odoo"
 
     def __init__(self, name: str, client: OdooClient, *, lookback: timedelta = timedelta(minutes=10),
-                 streams: Sequence[str] | None = None, page_size: int = 200):
+                 streams: Sequence[str] | None = None, page_size: int = 200,
+                 clock: Callable[[], float] = time.time):
         super().__init__(name, lookback=lookback)
+        self.clock = clock
         unknown = set(streams or ()) - {s.name for s in STREAMS}
         if unknown:
             raise ConfigError(f"{name}: unknown Odoo stream(s) {sorted(unknown)}; "
@@ -211,26 +214,34 @@ class OdooConnector(Connector):
         self.client.close()
 
     @staticmethod
-    def _domain(stream: StreamSpec, window: Window) -> list[Any]:
+    def _domain(stream: StreamSpec, since: datetime | None, until: str | None = None,
+                after: int | None = None) -> list[Any]:
         domain: list[Any] = [list(d) for d in getattr(stream, "domain", ())]
-        if window.since is not None:
-            domain.append(["write_date", ">=", odoo_ts(window.since)])
-        if window.resume_key is not None:
-            ts, rid = odoo_ts(window.resume_key[0]), int(window.resume_key[1])
-            domain += ["|", ["write_date", ">", ts], "&", ["write_date", "=", ts], ["id", ">", rid]]
+        if since is not None:
+            domain.append(["write_date", ">=", odoo_ts(since)])
+        if until is not None:
+            domain.append(["write_date", "<", until])
+        if after is not None:
+            domain.append(["id", ">", after])
         return domain
 
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
-        rows = self.client.call(stream.object, "search_read", [self._domain(stream, window)],
-                                fields=list(getattr(stream, "fields", ())), order="write_date asc, id asc",
-                                limit=stream.page_size)
+        # One window [since, run start) paged by id. Odoo stores write_date with microseconds but
+        # reads it back truncated to the second, so a (write_date, id) keyset built from what we
+        # read can skip or loop on rows of one busy second; whole-second window bounds and the id
+        # are exact. A row changed during the run leaves the window and is read by the next run
+        # (its write_date is past this run's high-water mark).
+        token = token or {"until": odoo_ts(datetime.fromtimestamp(self.clock(), tz=UTC)), "after": None}
+        rows = self.client.call(stream.object, "search_read",
+                                [self._domain(stream, window.since, token["until"], token["after"])],
+                                fields=list(getattr(stream, "fields", ())), order="id asc", limit=stream.page_size)
         if not isinstance(rows, list):
             raise ConnectorError(f"odoo: {stream.object}.search_read returned {type(rows).__name__}, not a list")
-        return Page([dict(r) for r in rows])
+        more = len(rows) >= stream.page_size
+        return Page([dict(r) for r in rows], next_token={**token, "after": int(rows[-1]["id"])} if more else None)
 
     def count(self, stream: StreamSpec, window: Window) -> int | None:
-        since = Window(window.since)
-        return int(self.client.call(stream.object, "search_count", [self._domain(stream, since)]))
+        return int(self.client.call(stream.object, "search_count", [self._domain(stream, window.since)]))
 
 
 # --- push: closed-won deal -> partner + sale order ---------------------------------------------------
@@ -328,6 +339,8 @@ def client_from_config(name: str, cfg: Any) -> OdooClient:
         raise ConfigError(f"sources.{name}.options.transport: must be jsonrpc or json2, got {transport!r}")
     if transport == "jsonrpc" and not opts.get("database"):
         raise ConfigError(f"sources.{name}.options.database is required for the jsonrpc transport")
+    if transport == "jsonrpc" and not (opts.get("uid") or opts.get("login")):
+        raise ConfigError(f"sources.{name}.options.login (or uid) is required for the jsonrpc transport")
     return OdooClient(cfg.base_url, db=str(opts.get("database") or ""), api_key=ref.resolve(), transport=transport,
                       login=opts.get("login"), uid=opts.get("uid"))
 

@@ -21,7 +21,7 @@ def _match(rec: dict[str, Any], leaf: list[Any]) -> bool:
     if isinstance(cur, list) and len(cur) == 2 and isinstance(cur[0], int) and not name.endswith("_ids"):
         cur = cur[0]  # many2one [id, "Name"] compares by id
     ops: dict[str, Callable[[Any, Any], bool]] = {
-        "=": lambda a, b: a == b, ">": lambda a, b: a is not False and a > b, ">=": lambda a, b: a is not False and a >= b,
+        "=": lambda a, b: a == b, "<": lambda a, b: a is not False and a < b, ">": lambda a, b: a is not False and a > b, ">=": lambda a, b: a is not False and a >= b,
         "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
     }
     return ops[op](cur, value)
@@ -61,8 +61,10 @@ class FakeOdoo:
             found = [r for r in rows if evaluate(args[0] if args else kw.get("domain", []), r)]
             if method == "search_count":
                 return len(found)
-            if kw.get("order") == "write_date asc, id asc":
-                found.sort(key=lambda r: (r["write_date"], r["id"]))
+            if kw.get("order") == "id asc":
+                found.sort(key=lambda r: r["id"])
+            elif kw.get("order"):
+                raise AssertionError(f"unexpected order {kw['order']}")
             found = found[int(kw.get("offset", 0)):][: kw.get("limit") or None]
             fields = kw.get("fields")
             return [{k: v for k, v in r.items() if not fields or k in fields} for r in found]

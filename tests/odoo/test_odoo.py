@@ -13,7 +13,7 @@ import respx
 
 from canonical.errors import ConfigError
 from canonical.store import Store
-from connectors.base import sync
+from connectors.base import sync, sync_stream
 from connectors.errors import AuthenticationError, ConnectorError, PermissionDenied
 from connectors.http import RetryPolicy
 from connectors.odoo import OdooClient, OdooConnector, OdooTarget, from_config, odoo_instant
@@ -45,7 +45,7 @@ def connector(transport: str, **kw: object) -> OdooConnector:
 
 
 def test_keyset_pages_land_payloads_as_odoo_sends_them(odoo: FakeOdoo, transport: str, sqlite_store: Store) -> None:
-    # 7 partners share one second: the keyset must page on the id inside it
+    # 7 partners share one second: paging must not depend on write_date ordering inside it
     odoo.models["res.partner"] = [partner(i, "2026-11-20 09:00:00") for i in range(1, 8)]
     odoo.models["res.partner"] += [partner(i, f"2026-11-20 09:00:{i:02d}") for i in range(8, 13)]
     odoo.models["res.partner"][0].update(parent_id=[5, "Partner 5"], email="a@b.test")
@@ -57,7 +57,8 @@ def test_keyset_pages_land_payloads_as_odoo_sends_them(odoo: FakeOdoo, transport
     assert raw["payload"]["country_id"] == [75, "France"]
     assert sqlite_store.get_raw("odoo", "res.partner", "1")["payload"]["parent_id"] == [5, "Partner 5"]  # type: ignore[index]
     reads = [c for c in odoo.calls if c[1] == "search_read"]
-    assert all(c[2]["order"] == "write_date asc, id asc" and c[2]["limit"] == 3 for c in reads)
+    assert all(c[2]["order"] == "id asc" and c[2]["limit"] == 3 for c in reads)
+    assert all(["write_date", "<", reads[0][2]["args"][0][-1][2]] in c[2]["args"][0] for c in reads)
 
 
 def test_incremental_reads_since_the_mark_minus_lookback(odoo: FakeOdoo, transport: str, sqlite_store: Store) -> None:
@@ -164,5 +165,21 @@ def test_odoo_instant_and_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert from_config("erp", cfg).client.transport == "json2"
     with pytest.raises(ConfigError, match=r"options\.database is required"):
         from_config("erp", cfg.model_copy(update={"options": {"transport": "jsonrpc"}}))
+    with pytest.raises(ConfigError, match=r"options\.login \(or uid\) is required"):
+        from_config("erp", cfg.model_copy(update={"options": {"transport": "jsonrpc", "database": "ltc"}}))
+    rpc = from_config("erp", cfg.model_copy(update={"options": {"database": "ltc", "uid": 2}}))
+    assert (rpc.client.transport, rpc.client.uid()) == ("jsonrpc", 2)
     with pytest.raises(ConfigError, match="must be jsonrpc or json2"):
         from_config("erp", cfg.model_copy(update={"options": {"transport": "xmlrpc"}}))
+
+
+def test_row_changed_behind_the_paging_position_is_read_by_the_next_run(odoo: FakeOdoo, sqlite_store: Store) -> None:
+    odoo.models["res.partner"] = [partner(i, f"2026-11-20 09:00:{i:02d}") for i in range(1, 10)]
+    conn = connector("jsonrpc", page_size=3)
+    run_id = sqlite_store.begin_run("sync", "odoo")
+    sync_stream(conn, conn.stream("partners"), sqlite_store, run_id=run_id, max_pages=1)
+    odoo.models["res.partner"][0].update(name="Renamed mid-run", write_date="2026-11-20 09:30:00")
+    [r] = sync(conn, sqlite_store, streams=["partners"])  # finishes the interrupted run
+    assert r.status == "success" and sqlite_store.count_raw("odoo", "res.partner") == 9
+    sync(conn, sqlite_store, streams=["partners"])
+    assert sqlite_store.get_raw("odoo", "res.partner", "1")["payload"]["name"] == "Renamed mid-run"  # type: ignore[index]
