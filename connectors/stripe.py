@@ -28,6 +28,7 @@ has more pages gets them all (``/v1/invoices/{id}/lines``) before it is landed.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -111,6 +112,7 @@ class StripeConnector(Connector):
         streams: Sequence[str] | None = None,
         page_size: int = 100,
         created_filter: bool = True,
+        oldest_first: bool = False,
         window_days: int = 30,
         event_retention_days: int = 30,
         event_slice_hours: int = 24,
@@ -131,6 +133,7 @@ class StripeConnector(Connector):
         self.streams = tuple(s for s in STREAMS if streams is None or s.name in streams)
         self.page_size = page_size
         self.created_filter = created_filter
+        self.oldest_first = oldest_first
         self.window_s = window_days * DAY
         self.retention_s = event_retention_days * DAY
         self.slice_s = event_slice_hours * 3600
@@ -243,8 +246,12 @@ class StripeConnector(Connector):
             hi = lo + (hi - lo) // 2  # too busy a slice for one page of memory: halve it
         latest: dict[str, dict[str, Any]] = {}
         # Oldest first, whatever order the server lists in; within one second the server's own
-        # order decides (Stripe lists newest first, hence the reversed index).
-        for _, _, event in sorted((int(e.get("created") or 0), -i, e) for i, e in enumerate(events or [])):
+        # order decides, so it must be known: read off the data where two timestamps differ, else
+        # the documented newest-first (or ``oldest_first`` for servers such as localstripe).
+        events = events or []
+        sign = -1 if self._newest_first(events) else 1
+        for _, _, event in sorted(((int(e.get("created") or 0), sign * i, e) for i, e in enumerate(events)),
+                                  key=lambda t: (t[0], t[1])):
             obj = (event.get("data") or {}).get("object")
             if isinstance(obj, Mapping) and obj.get("object") == stream.object and obj.get("id"):
                 latest[str(obj["id"])] = event
@@ -258,6 +265,12 @@ class StripeConnector(Connector):
                 records.append(obj)
         nxt = {**token, "lo": hi} if hi < until else None
         return records, deleted, nxt
+
+    def _newest_first(self, events: Sequence[Mapping[str, Any]]) -> bool:
+        for a, b in itertools.pairwise(events):
+            if a.get("created") != b.get("created"):
+                return int(a.get("created") or 0) > int(b.get("created") or 0)
+        return not self.oldest_first
 
     def _read_events(self, lo: int, hi: int) -> list[dict[str, Any]] | None:
         """All events created in [lo, hi); None if there are more than ``max_slice_events``."""
@@ -343,17 +356,18 @@ class StripeConnector(Connector):
 # --- configuration --------------------------------------------------------------------------------
 
 _OPTIONS: dict[str, type] = {
-    "api_version": str, "created_filter": bool, "window_days": int, "event_retention_days": int,
-    "event_slice_hours": int, "relist_margin_days": int, "max_slice_events": int,
+    "api_version": str, "created_filter": bool, "oldest_first": bool, "window_days": int,
+    "event_retention_days": int, "event_slice_hours": int, "relist_margin_days": int, "max_slice_events": int,
 }
 
 
 def from_config(name: str, cfg: Any) -> StripeConnector:
     """A connector from ``ltc.yaml``'s ``sources.<name>`` (kind: stripe).
 
-    ``credentials.api_key`` (a secret key, ``{env: STRIPE_API_KEY}``); ``options``: ``api_version``
-    (default the pinned one), ``created_filter`` (false for servers that reject ``created[...]`` on
-    lists), ``window_days``, ``event_retention_days``, ``event_slice_hours``, ``relist_margin_days``.
+    ``credentials.api_key`` (a secret key, ``{env: STRIPE_API_KEY}``). ``options``: ``api_version``
+    (default: the pinned one); ``created_filter: false`` and ``oldest_first: true`` for servers
+    that reject ``created[...]`` on lists or list oldest first (localstripe); ``window_days``,
+    ``event_retention_days``, ``event_slice_hours``, ``relist_margin_days``, ``max_slice_events``.
     """
     ref = cfg.credentials.get("api_key")
     if ref is None:

@@ -75,3 +75,30 @@ def test_interrupted_stripe_run_resumes_at_its_checkpoint(sandbox: Sandbox, sqli
     assert sqlite_store.count_raw("stripe", "charge") == len(sandbox.emu.store["charges"])
     resumed = sandbox.calls("/v1/charges")[before]
     assert "starting_after" in resumed  # continued inside the window, not from the top
+
+
+def _event(eid: str, created: int, name: str) -> dict[str, Any]:
+    return {"id": eid, "object": "event", "type": "customer.updated", "created": created,
+            "data": {"object": {"id": "cus_1", "object": "customer", "created": 1_700_000_000, "name": name}}}
+
+
+@pytest.mark.parametrize("oldest_first", [False, True])
+@respx.mock
+def test_same_second_events_apply_in_the_servers_order(oldest_first: bool, sqlite_store: Store) -> None:
+    from connectors.governor import RateGovernor
+    from connectors.stripe import StripeConnector
+
+    now = 1_795_000_000
+    events = [_event("evt_a", now - 100, "first"), _event("evt_b", now - 100, "second")]  # same second
+    data = events if oldest_first else events[::-1]
+    respx.get("https://stripe.test/v1/customers").mock(return_value=httpx.Response(
+        200, json={"object": "list", "data": [], "has_more": False}))
+    respx.get("https://stripe.test/v1/events").mock(return_value=httpx.Response(
+        200, json={"object": "list", "data": data, "has_more": False}))
+    conn = StripeConnector("stripe", api_key="sk_test_x", base_url="https://stripe.test", streams=["customers"],
+                           oldest_first=oldest_first, clock=lambda: now,
+                           governor=RateGovernor("t", capacity=100, interval_s=1.0))
+    sync(conn, sqlite_store)  # initial load: empty list, mark = now
+    sync(conn, sqlite_store)  # events since now - lookback
+    raw = sqlite_store.get_raw("stripe", "customer", "cus_1")
+    assert raw is not None and raw["payload"]["name"] == "second"

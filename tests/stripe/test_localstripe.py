@@ -102,7 +102,8 @@ def scenario(localstripe: httpx.Client) -> dict[str, Any]:
 
 
 def peer_connector(http: httpx.Client) -> StripeConnector:
-    return StripeConnector("localstripe", api_key=KEY, base_url=str(http.base_url).rstrip("/"), created_filter=False,
+    return StripeConnector("localstripe", api_key=KEY, base_url=str(http.base_url).rstrip("/"),
+                           created_filter=False, oldest_first=True,
                            clock=lambda: time.time() + 2,  # events of this very second are inside the run
                            policy=RetryPolicy(max_attempts=2, sleep=lambda s: None),
                            governor=RateGovernor("localstripe", capacity=1000, interval_s=1.0))
