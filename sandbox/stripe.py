@@ -529,9 +529,16 @@ def _authorized(emu: StripeEmulator, request: Request) -> None:
 
 def create_app(*, seed: int = 0, size: int = 20, api_key: str = "sk_test_emulator",
                clock: Callable[[], float] = time.time, history_days: int = 400,
+               rate_limited: int = 0, should_retry: str | None = None, drop_events: bool = False,
                emulator: StripeEmulator | None = None) -> Starlette:
-    """The ASGI app; ``app.state.stripe`` is the :class:`StripeEmulator` (tests drive faults/clock)."""
+    """The ASGI app; ``app.state.stripe`` is the :class:`StripeEmulator` (tests drive faults/clock).
+
+    Faults at start: ``rate_limited`` (the first N requests answer 429, with ``Stripe-Should-Retry:
+    should_retry`` if given) and ``drop_events`` (changes made through the API emit no event).
+    """
     emu = emulator or StripeEmulator(seed=seed, size=size, api_key=api_key, clock=clock, history_days=history_days)
+    if emulator is None:
+        emu.faults = Faults(rate_limited=rate_limited, should_retry=should_retry, drop_events=drop_events)
     counter = {"n": 0}
 
     async def handle(request: Request) -> Response:

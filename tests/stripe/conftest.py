@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,11 +17,12 @@ import pytest
 from connectors.governor import RateGovernor
 from connectors.http import RetryPolicy
 from connectors.stripe import StripeConnector
-from sandbox.server import RunningServer, serve
+from sandbox.server import RunningServer, free_port, serve
 from sandbox.stripe import StripeEmulator, create_app
 
 T_NOW = 1_795_000_000.0  # 2026-11-17, a fixed "now" so seeded data is the same every run
 KEY = "sk_test_emu_4eC39HqLyjWDarjtT1zdp7dc"
+LOCALSTRIPE_KEY = "sk_test_localstripe_peer_0001"
 
 
 class FakeTime:
@@ -91,3 +97,38 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
 @pytest.fixture
 def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     return make_sandbox()
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    pytest.importorskip("localstripe")
+    home = tmp_path_factory.mktemp("localstripe")
+    port = free_port()
+    # The stock `localstripe --from-scratch` binds every interface and pickles to the hard-coded
+    # /tmp/localstripe.pickle (TMPDIR does not move it): the wrapper serves the same app on
+    # 127.0.0.1 with in-memory state, so parallel runs never share or clobber a file.
+    log = (home / "localstripe.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox.localstripe_peer", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2],
+                            env={**os.environ, "TMPDIR": str(home)})
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {LOCALSTRIPE_KEY}"}, timeout=30)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if http.get("/v1/customers").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"localstripe did not start: {(home / 'localstripe.log').read_text()[-500:]}")
+            time.sleep(0.1)
+        yield http
+    finally:
+        http.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

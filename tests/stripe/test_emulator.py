@@ -112,3 +112,11 @@ def test_seeding_is_deterministic(make_sandbox: Any, seed: int) -> None:
     assert ids[0] == ids[1] and ids[0]
     assert any(len(i["_lines"]) > 10 for i in a.emu.store["invoices"].values())
     assert any(i["currency"] == "jpy" for i in a.emu.store["invoices"].values())
+
+
+def test_registry_factory_takes_seed_size_and_faults() -> None:
+    from sandbox.registry import EMULATORS
+
+    app = EMULATORS["stripe"](seed=1, size=3, rate_limited=2, should_retry="true")
+    emu = app.state.stripe
+    assert len(emu.store["customers"]) == 3 and emu.faults.rate_limited == 2 and emu.faults.should_retry == "true"

@@ -8,12 +8,7 @@ uses ``/v1/events?created[gte]/[lt]``, which localstripe supports.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,45 +19,9 @@ from connectors.base import sync
 from connectors.governor import RateGovernor
 from connectors.http import RetryPolicy
 from connectors.stripe import StripeConnector
-from sandbox.server import free_port
+from tests.stripe.conftest import LOCALSTRIPE_KEY as KEY
 
 pytestmark = pytest.mark.peer
-KEY = "sk_test_localstripe_peer_0001"
-
-
-@pytest.fixture(scope="module")
-def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    pytest.importorskip("localstripe")
-    home = tmp_path_factory.mktemp("localstripe")
-    port = free_port()
-    # The stock `localstripe --from-scratch` binds every interface and pickles to the hard-coded
-    # /tmp/localstripe.pickle (TMPDIR does not move it): the wrapper serves the same app on
-    # 127.0.0.1 with in-memory state, so parallel runs never share or clobber a file.
-    log = (home / "localstripe.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox.localstripe_peer", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2],
-                            env={**os.environ, "TMPDIR": str(home)})
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http.get("/v1/customers").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"localstripe did not start: {(home / 'localstripe.log').read_text()[-500:]}")
-            time.sleep(0.1)
-        yield http
-    finally:
-        http.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def ok(r: httpx.Response) -> dict[str, Any]:
