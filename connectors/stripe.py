@@ -89,7 +89,10 @@ def stripe_hint(status: int, headers: Mapping[str, str], body: Any) -> str | Non
         return None
     text = redact_keys(str(err.get("message") or "no message"))
     extras = [f"{k} {err[k]}" for k in ("type", "code", "param") if err.get(k)]
-    return f"{text} ({', '.join(extras)})" if extras else text
+    out = f"{text} ({', '.join(extras)})" if extras else text
+    if status == 400 and "created" in f"{err.get('param') or ''} {text}":
+        out += "; if this server does not filter lists by created, set the source's options.created_filter: false"
+    return out
 
 
 def stripe_should_retry(status: int, headers: Mapping[str, str]) -> bool | None:

@@ -152,12 +152,13 @@ def test_errors_name_the_endpoint_and_stripes_message_never_the_key(sandbox: San
     text = str(err.value)
     assert "/v1/charges" in text and "cannot access charges" in text and "secret_key_required" in text
     sandbox.emu.faults.errors["/v1/refunds"] = (400, "Received unknown parameter: created", "parameter_unknown")
-    with pytest.raises(ConnectorError, match=r"/v1/refunds answered 400: Received unknown parameter"):
+    with pytest.raises(ConnectorError, match=r"/v1/refunds answered 400: Received unknown parameter") as err:
         sync(sandbox.connector(), sqlite_store, streams=["refunds"])
+    assert "options.created_filter: false" in str(err.value)
     bad = "sk_test_thisIsNotTheRightKey9999"
-    with pytest.raises(AuthenticationError) as err:
+    with pytest.raises(AuthenticationError) as err2:
         sync(sandbox.connector(api_key=bad), sqlite_store, streams=["customers"])
-    assert "Invalid API Key" in str(err.value) and bad not in str(err.value) and "9999" not in str(err.value)
+    assert "Invalid API Key" in str(err2.value) and bad not in str(err2.value) and "9999" not in str(err2.value)
 
 
 def test_from_config_reads_key_options_and_refuses_unknown_ones(monkeypatch: pytest.MonkeyPatch) -> None:
