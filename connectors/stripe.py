@@ -168,14 +168,14 @@ class StripeConnector(Connector):
             records, deleted, nxt = self._hot_page(stream, token)
         else:
             raise ValueError(f"unknown Stripe page token phase {phase!r}")
-        if nxt is None and phase != "hot":
-            nxt = self._after_main(window, token)
         if stream.object == "invoice":
             records = [self._with_all_lines(r) for r in records]
+        memo = self._update_hot(stream, window, records, deleted)
+        if nxt is None and phase != "hot":
+            nxt = self._after_main(window, token)
         # Everything up to the run start is covered once the run completes (the engine only
         # promotes this to the high-water mark then).
-        return Page(records, next_token=nxt, deleted=deleted,
-                    memo=self._update_hot(stream, window, records, deleted),
+        return Page(records, next_token=nxt, deleted=deleted, memo=memo,
                     high_water=(datetime.fromtimestamp(token["until"], tz=UTC), ""))
 
     def _start(self, stream: StreamSpec, window: Window) -> dict[str, Any]:
