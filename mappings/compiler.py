@@ -15,7 +15,8 @@ Field spec keys (``fields: {<canonical field>: <spec>}``; a bare string is ``{fr
 ``pattern``   a regular expression applied to the text; group 1 (else the whole match) is kept,
               no match gives no value: this is how references are extracted from free text.
 ``map``       a value map ``{vendor value: canonical value}``; ``map_by: <path>`` makes it a map of
-              maps keyed by that path's value (HubSpot stages per pipeline), ``"*"`` the fallback.
+              maps keyed by that path's value (HubSpot stages per pipeline); ``"*"`` is the fallback
+              key at either level.
 ``unmapped``  ``error`` (default when there is a map), ``keep`` or ``default``.
 ``default``   the value when the result is empty. ``required: true`` makes an empty result an error.
 ``entity``    the referenced canonical entity (``coerce: ref``; implied for ``account_id``...).
@@ -86,7 +87,7 @@ def compile_path(path: str) -> Getter:
             if isinstance(cur, dict):
                 nxt = cur.get(p) if isinstance(p, str) else cur.get(str(p))
                 # Tryton returns a dotted read `party.name` under the key "party." next to "party".
-                if i < last and isinstance(p, str) and not isinstance(nxt, dict | list):
+                if i < last and isinstance(p, str):
                     alt = cur.get(p + ".")
                     if alt is not None:
                         nxt = alt
@@ -367,8 +368,11 @@ class _Compiler:
                 return None
             table = tables.get(_key(by_get(rec, None)), tables.get("*")) if by_get else tables["*"]
             k = _key(v)
-            if table is not None and k in table:
-                return table[k]
+            if table is not None:
+                if k in table:
+                    return table[k]
+                if "*" in table:
+                    return table["*"]
             if unmapped == "keep":
                 return v
             if unmapped == "default":
@@ -517,7 +521,7 @@ def apply_plan(
                 raise FieldFailure(f.name, str(exc)) from None
         row[f.name] = v
     if plan.deleted_if is not None and plan.deleted_if(rec):
-        row["deleted_at"] = updated_at or _now()
+        row["deleted_at"] = row["source_updated_at"] or updated_at or _now()
     out.append((plan.entity, row))
     for child in plan.children:
         assert child.each is not None and child.child_id is not None
