@@ -32,10 +32,17 @@ class Node(dict):  # type: ignore[type-arg]
     file: str = "?"
     line: int = 0
     key_lines: dict[Any, int]
+    key_files: dict[Any, str]  # keys merged in from an override file
 
     def where(self, key: Any = None) -> str:
-        line = self.key_lines.get(key, self.line) if key is not None else self.line
-        return f"{self.file}:{line}"
+        if key is None or key not in self.key_lines:
+            return f"{self.file}:{self.line}"
+        return f"{self.key_files.get(key, self.file)}:{self.key_lines[key]}"
+
+    def take(self, other: Node, key: Any) -> None:
+        """Record that ``key`` now comes from ``other`` (an override)."""
+        self.key_lines[key] = other.key_lines.get(key, other.line)
+        self.key_files[key] = other.key_files.get(key, other.file)
 
 
 def _loader(file: str) -> type[yaml.SafeLoader]:
@@ -45,7 +52,7 @@ def _loader(file: str) -> type[yaml.SafeLoader]:
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Node:
         loader.flatten_mapping(node)
         out = Node()
-        out.file, out.line, out.key_lines = file, node.start_mark.line + 1, {}
+        out.file, out.line, out.key_lines, out.key_files = file, node.start_mark.line + 1, {}, {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
             if key in out:
@@ -83,7 +90,8 @@ def shipped_kinds() -> list[str]:
 
 def _copy(node: Node) -> Node:
     out = Node(node)
-    out.file, out.line, out.key_lines = node.file, node.line, dict(node.key_lines)
+    out.file, out.line = node.file, node.line
+    out.key_lines, out.key_files = dict(node.key_lines), dict(node.key_files)
     return out
 
 
@@ -93,15 +101,13 @@ def merge(base: Node, override: Node) -> Node:
     for key, value in override.items():
         if key != "objects":
             out[key] = value
-            out.key_lines[key] = override.key_lines[key]
+            out.take(override, key)
             continue
         if not isinstance(value, Node):
             raise MappingError(f"{override.where(key)}: `objects` must be a mapping of source objects")
-        objects = _copy(base["objects"]) if isinstance(base.get("objects"), Node) else Node()
-        if not isinstance(base.get("objects"), Node):
-            objects.file, objects.line, objects.key_lines = override.file, override.line, {}
+        objects = _copy(base["objects"]) if isinstance(base.get("objects"), Node) else _copy(value)
         for obj, spec in value.items():
-            objects.key_lines[obj] = value.key_lines[obj]
+            objects.take(value, obj)
             if spec is None:
                 objects.pop(obj, None)
             elif isinstance(spec, Node) and isinstance(objects.get(obj), Node):
@@ -109,18 +115,18 @@ def merge(base: Node, override: Node) -> Node:
             else:
                 objects[obj] = spec
         out["objects"] = objects
-        out.key_lines["objects"] = override.key_lines["objects"]
+        out.take(override, "objects")
     return out
 
 
 def _merge_object(base: Node, override: Node) -> Node:
     out = _copy(base)
     for key, value in override.items():
-        out.key_lines[key] = override.key_lines[key]
+        out.take(override, key)
         if key == "fields" and isinstance(value, Node) and isinstance(base.get("fields"), Node):
             fields = _copy(base["fields"])
             for name, fspec in value.items():
-                fields.key_lines[name] = value.key_lines[name]
+                fields.take(value, name)
                 if fspec is None:
                     fields.pop(name, None)
                 else:
