@@ -436,7 +436,7 @@ def _diff(options: Mapping[str, Any]) -> Coerce:
 
     def fn(values: Any) -> Decimal | None:
         a, b = values
-        if empty(a) and a != 0 or empty(b) and b != 0:
+        if (empty(a) and a != 0) or (empty(b) and b != 0):
             return None
         return to_decimal(a) - to_decimal(b)
 

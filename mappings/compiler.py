@@ -157,10 +157,7 @@ def _matcher(node: Node, key: str, spec: Any) -> Callable[[Any], bool]:
         tests.append((compile_path(str(path)), {_key(v) for v in values}))
 
     def match(rec: Any) -> bool:
-        for get, allowed in tests:
-            if _key(get(rec, None)) not in allowed:
-                return False
-        return True
+        return all(_key(get(rec, None)) in allowed for get, allowed in tests)
 
     return match
 
@@ -193,7 +190,7 @@ def _compatible(produced: Any, expected: Any) -> bool:
         return produced in (Decimal, int)
     if expected is str:
         return produced is str
-    return produced is expected or expected is object or produced is object and expected is not str
+    return produced is expected or expected is object or (produced is object and expected is not str)
 
 
 # --- fields ---------------------------------------------------------------------------------------
@@ -259,15 +256,19 @@ class _Compiler:
                             f"{', '.join(sorted(MULTI_INPUT))}")
             getters = [compile_path(str(p)) for p in spec["args"]]
 
-            def get(rec: Any, parent: Any) -> Any:
+            def get_args(rec: Any, parent: Any) -> Any:
                 return [g(rec, parent) for g in getters]
+
+            get: Getter = get_args
         elif multi:
             raise _fail(where, "coerce", f"field {fname!r}: coercion {coerce_name!r} takes `args: [...]`")
         elif "const" in spec:
             const = spec["const"]
 
-            def get(rec: Any, parent: Any) -> Any:
+            def get_const(rec: Any, parent: Any) -> Any:
                 return const
+
+            get = get_const
         else:
             paths = spec["from"] if isinstance(spec["from"], list) else [spec["from"]]
             if not paths or not all(isinstance(p, str | int) for p in paths):

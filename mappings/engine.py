@@ -185,8 +185,9 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
                 counts[entity] += len(rows)
             _tombstone_dropped_children(conn, mset, live, result)
             counts["tombstoned"] += _tombstone(conn, mset, dead)
-            ok = {(o, s) for o, s in result.ok_raw} | {(r.object, r.source_id) for r in dead}
-            _resolve_quarantine(conn, mset.system, ok | {(r.object, r.source_id) for r in result.rejected})
+            seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
+            seen |= {(r.object, r.source_id or "") for r in result.rejected}
+            _resolve_quarantine(conn, mset.system, seen)
             store.add_quarantine(conn, mset.system, result.rejected, run_id)
             _clear_pending(conn, [(r.id, r.content_hash) for r in batch])
         counts["records"] += len(batch)

@@ -26,7 +26,7 @@ class MappingError(ConfigError):
     """A mapping file that cannot be used; the message names file and line."""
 
 
-class Node(dict):  # type: ignore[type-arg]
+class Node(dict[Any, Any]):
     """A YAML mapping that remembers where it and each of its keys were written."""
 
     file: str = "?"
@@ -54,10 +54,10 @@ def _loader(file: str) -> type[yaml.SafeLoader]:
         out = Node()
         out.file, out.line, out.key_lines, out.key_files = file, node.start_mark.line + 1, {}, {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = loader.construct_object(key_node, deep=True)
             if key in out:
                 raise MappingError(f"{file}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
-            out[key] = loader.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+            out[key] = loader.construct_object(value_node, deep=True)
             out.key_lines[key] = key_node.start_mark.line + 1
         return out
 
@@ -70,7 +70,7 @@ def load_file(path: str | Path) -> Node:
     if not p.exists():
         raise MappingError(f"mapping file {p} does not exist")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_loader(str(p)))  # noqa: S506
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_loader(str(p)))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)

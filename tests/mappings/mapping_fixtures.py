@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from canonical import db
 from canonical.store import RawRecord, Store
 

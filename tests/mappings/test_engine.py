@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from mapping_fixtures import fixture_records, land
 
 from canonical import tables
 from canonical.store import RawRecord, Store
 from ltc.config import Config, SourceConfig
 from mappings.engine import mark_pending, run_mapping
-from mapping_fixtures import fixture_records, land
 
 
 def rows(store: Store, entity: str) -> dict[str, dict[str, Any]]:

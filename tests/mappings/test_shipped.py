@@ -7,10 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from mapping_fixtures import SYSTEMS, as_stored, fixture_records
 
 from mappings.engine import compile_for, map_records
-
-from mapping_fixtures import SYSTEMS, as_stored, fixture_records
 
 
 def mapped(system: str) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[tuple[str, str], Any]]:
