@@ -130,6 +130,8 @@ def _str(options: Mapping[str, Any]) -> Coerce:
     limit = int(options.get("max_length", 400))
 
     def fn(value: Any) -> str | None:
+        if type(value) is str:
+            return value.strip()[:limit] or None
         if empty(value):
             return None
         if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
@@ -169,6 +171,16 @@ def _text_lines(options: Mapping[str, Any]) -> Coerce:
 
 def _decimal(options: Mapping[str, Any]) -> Coerce:
     def fn(value: Any) -> Decimal | None:
+        if type(value) is str and value:
+            try:
+                out = Decimal(value)
+            except InvalidOperation:
+                return to_decimal(value)
+            if out.is_finite():
+                return out
+            raise CoercionError(f"not a finite number: {value!r}")
+        if value is None:
+            return None
         return None if empty(value) else to_decimal(value)
 
     return fn
@@ -207,6 +219,11 @@ def _date(options: Mapping[str, Any]) -> Coerce:
     zone = _zone(options)
 
     def fn(value: Any) -> date | None:
+        if type(value) is str and len(value) == 10 and value[4] == "-":
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise CoercionError(f"not a date: {value!r}") from None
         if empty(value):
             return None
         if isinstance(value, datetime):
@@ -231,13 +248,26 @@ def _instant(options: Mapping[str, Any]) -> Coerce:
     zone = _zone(options)
 
     def fn(value: Any) -> datetime | None:
+        if type(value) is str and len(value) > 10 and not value.isdigit():
+            try:
+                dt = datetime.fromisoformat(value)
+            except ValueError:
+                raise CoercionError(f"not an ISO 8601 instant: {value!r}") from None
+            return (dt if dt.tzinfo is not None else dt.replace(tzinfo=zone)).astimezone(UTC)
         return None if empty(value) else _parse_instant(value, zone)
 
     return fn
 
 
+_CURRENCY_CACHE: dict[str, str] = {}
+
+
 def _currency(options: Mapping[str, Any]) -> Coerce:
     def fn(value: Any) -> str | None:
+        if type(value) is str:
+            known = _CURRENCY_CACHE.get(value)
+            if known is not None:
+                return known
         if empty(value):
             return None
         if isinstance(value, list) and len(value) == 2:
@@ -245,9 +275,12 @@ def _currency(options: Mapping[str, Any]) -> Coerce:
         if isinstance(value, dict):
             value = value.get("code") or value.get("name")
         try:
-            return normalize_currency(str(value))
+            code = normalize_currency(str(value))
         except ValueError as exc:
             raise CoercionError(str(exc)) from None
+        if isinstance(value, str):
+            _CURRENCY_CACHE[value] = code
+        return code
 
     return fn
 
@@ -284,6 +317,8 @@ def _ref(options: Mapping[str, Any]) -> Coerce:
     prefix = canonical_id(str(options["system"]), str(options["entity"]), "")
 
     def fn(value: Any) -> str | None:
+        if type(value) is str and value:
+            return prefix + value
         if empty(value):
             return None
         if isinstance(value, list):  # Odoo many2one [id, "name"]

@@ -126,6 +126,7 @@ class FieldPlan:
     kind: str  # plain | attr | money | money_minor
     currency: Getter | None = None
     convention: str = "stripe"
+    inline: tuple[str, Callable[[Any], Any], str] | None = None  # (top-level key, coercion, origin)
 
 
 @dataclass(slots=True)
@@ -142,6 +143,42 @@ class ObjectPlan:
     each: Getter | None = None  # for children: the list of items
     child_id: Getter | None = None
     children: list[ObjectPlan] = field(default_factory=list)
+    fill: Callable[[Any, Any, Row, dict[str, Any]], None] | None = None  # generated: plain fields
+
+
+def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]], None]:
+    """One generated function that sets every plain field of a row: no per-field closure dispatch.
+
+    Simple fields (one top-level key, no map/pattern/default) are read inline with ``rec.get``;
+    the others call their compiled value function.
+    """
+    env: dict[str, Any] = {"CoercionError": CoercionError, "FieldFailure": FieldFailure}
+    lines = ["def fill(rec, parent, row, attrs):", "    get = rec.get if type(rec) is dict else {}.get"]
+    for i, f in enumerate(plan.plain):
+        target = f"attrs[{f.name!r}]" if f.kind == "attr" else f"row[{f.name!r}]"
+        if f.inline is not None:
+            key, coerce, origin = f.inline
+            env[f"c{i}"] = coerce
+            env[f"o{i}"] = origin
+            env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
+            lines += [
+                "    try:",
+                f"        v = c{i}(get({key!r}))",
+                "    except CoercionError as exc:",
+                f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
+            ]
+        else:
+            env[f"v{i}"] = f.value
+            lines.append(f"    v = v{i}(rec, parent)")
+        if f.kind == "attr":
+            lines += ["    if v is not None:", f"        {target} = v.isoformat() if isinstance(v, date) else v"]
+        else:
+            lines += ["    if v is not None:", f"        {target} = v"]
+    lines.append("    return None")
+    env["date"] = date
+    exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)  # noqa: S102
+    fill: Callable[[Any, Any, Row, dict[str, Any]], None] = env["fill"]
+    return fill
 
 
 def _fail(node: Node, key: Any, msg: str) -> MappingError:
@@ -156,6 +193,10 @@ def _matcher(node: Node, key: str, spec: Any) -> Callable[[Any], bool]:
         values = allowed if isinstance(allowed, list) else [allowed]
         tests.append((compile_path(str(path)), {_key(v) for v in values}))
 
+    if len(tests) == 1:
+        only_get, only_allowed = tests[0]
+        return lambda rec: _key(only_get(rec, None)) in only_allowed
+
     def match(rec: Any) -> bool:
         return all(_key(get(rec, None)) in allowed for get, allowed in tests)
 
@@ -164,6 +205,8 @@ def _matcher(node: Node, key: str, spec: Any) -> Callable[[Any], bool]:
 
 def _key(value: Any) -> str:
     """Value-map keys compare as text; YAML ``true``/``null`` and vendor ones agree; ``false`` is null."""
+    if type(value) is str:
+        return value
     if value is None or value is False:
         return "null"  # Odoo's `false` is its null
     if value is True:
@@ -201,8 +244,10 @@ class _Compiler:
         self.system = system
         self.timezone = str(mapping.get("timezone") or "UTC")
 
-    def value_fn(self, fname: str, spec: Any, node: Node, expected: Any) -> tuple[Getter, str, Getter | None, str]:
-        """Compile one field spec; returns (getter, kind, currency getter, convention)."""
+    def value_fn(
+        self, fname: str, spec: Any, node: Node, expected: Any
+    ) -> tuple[Getter, str, Getter | None, str, tuple[str, Callable[[Any], Any], str] | None]:
+        """Compile one field spec; returns (getter, kind, currency getter, convention, inline form)."""
         if isinstance(spec, str):
             spec = {"from": spec}
         if not isinstance(spec, dict):
@@ -309,23 +354,24 @@ class _Compiler:
             fallback = self.value_fn(fname, spec["or"], where, expected)[0]
 
         label = f"{fname} (from {spec.get('from', spec.get('args', 'const'))})"
+        origin = spec.get("from", spec.get("args"))
 
-        def value(rec: Any, parent: Any) -> Any:
-            v = get(rec, parent)
-            try:
-                for stage in stages:
-                    v = stage(v, rec)
-                out = coerce(v)
-            except CoercionError as exc:
-                raise FieldFailure(fname, f"{exc} (from {spec.get('from', spec.get('args'))})") from None
-            if out is None and fallback is not None:
-                out = fallback(rec, parent)
-            if out is None:
-                if default is not None:
-                    return default
-                if required:
-                    raise FieldFailure(fname, f"required value missing: {label}")
-            return out
+        inline = None
+        simple_key = spec.get("from")
+        if (not stages and fallback is None and default is None and not required and isinstance(simple_key, str)
+                and "." not in simple_key):
+            inline = (simple_key, coerce, str(origin))
+        if not stages and fallback is None and default is None and not required:
+            # the common case, kept to one call per stage
+            def simple(rec: Any, parent: Any) -> Any:
+                try:
+                    return coerce(get(rec, parent))
+                except CoercionError as exc:
+                    raise FieldFailure(fname, f"{exc} (from {origin})") from None
+
+            value: Getter = simple
+        else:
+            value = self._full(fname, get, stages, coerce, fallback, default, required, label, origin)
 
         currency: Getter | None = None
         if produces in ("money", "money_minor"):
@@ -342,7 +388,31 @@ class _Compiler:
                 def currency(rec: Any, parent: Any) -> Any:
                     return cur_coerce(cur_get(rec, parent))
         kind = produces if produces in ("money", "money_minor") else "plain"
-        return value, kind, currency, str(spec.get("convention", "stripe"))
+        return value, kind, currency, str(spec.get("convention", "stripe")), inline
+
+    @staticmethod
+    def _full(
+        fname: str, get: Getter, stages: list[Callable[[Any, Any], Any]], coerce: Callable[[Any], Any],
+        fallback: Getter | None, default: Any, required: bool, label: str, origin: Any,
+    ) -> Getter:
+        def value(rec: Any, parent: Any) -> Any:
+            v = get(rec, parent)
+            try:
+                for stage in stages:
+                    v = stage(v, rec)
+                out = coerce(v)
+            except CoercionError as exc:
+                raise FieldFailure(fname, f"{exc} (from {origin})") from None
+            if out is None and fallback is not None:
+                out = fallback(rec, parent)
+            if out is None:
+                if default is not None:
+                    return default
+                if required:
+                    raise FieldFailure(fname, f"required value missing: {label}")
+            return out
+
+        return value
 
     def _value_map(self, fname: str, spec: Mapping[str, Any], where: Node) -> Callable[[Any, Any], Any]:
         raw_map = spec["map"]
@@ -412,11 +482,11 @@ class _Compiler:
                             "custom fields go to attributes.<name>)")
             else:
                 expected = types[fname]
-            value, kind, currency, convention = self.value_fn(fname, fspec, fields_spec, expected)
+            value, kind, currency, convention, inline = self.value_fn(fname, fspec, fields_spec, expected)
             if fname.startswith("attributes."):
-                plan = FieldPlan(fname[len("attributes."):], value, "attr")
+                plan = FieldPlan(fname[len("attributes."):], value, "attr", inline=inline)
             else:
-                plan = FieldPlan(fname, value, kind, currency, convention)
+                plan = FieldPlan(fname, value, kind, currency, convention, inline)
             (money if kind in ("money", "money_minor") else plain).append(plan)
         required = [
             f.name for f in dataclasses.fields(cls)
@@ -450,6 +520,7 @@ class _Compiler:
             if not isinstance(child_spec, Node):
                 raise _fail(spec, "children", f"object {obj!r}: children[{i}] must be a mapping")
             plan_.children.append(self.object_plan(obj, child_spec, spec, child=True))
+        plan_.fill = _generate_fill(plan_)
         return plan_
 
 
@@ -497,13 +568,8 @@ def apply_plan(
     row["source_id"] = source_id
     row["raw_id"] = raw_id
     row["source_updated_at"] = updated_at
-    for f in plan.plain:
-        v = f.value(rec, parent)
-        if v is not None:
-            if f.kind == "attr":
-                attrs[f.name] = v.isoformat() if isinstance(v, date) else v
-            else:
-                row[f.name] = v
+    assert plan.fill is not None
+    plan.fill(rec, parent, row, attrs)
     for f in plan.money:
         v = f.value(rec, parent)
         if v is None:
