@@ -110,6 +110,7 @@ class IdentityResult:
 class _Prepared:
     party: Party
     norm: str
+    words: tuple[str, ...]
     tokens: frozenset[str]
     acro: str | None
     digits: tuple[str, ...]
@@ -122,7 +123,8 @@ def _prepare(p: Party) -> _Prepared:
     words = norm.split()
     places = frozenset(w for w in words if w in PLACES)
     domain = p.domain.lower() if p.domain and p.domain.lower() not in FREE_MAIL else None
-    return _Prepared(p, norm, frozenset(words), acronym(norm), tuple(_DIGITS.findall(norm)), places, domain)
+    return _Prepared(p, norm, tuple(words), frozenset(words), acronym(norm), tuple(_DIGITS.findall(norm)), places,
+                     domain)
 
 
 def _q(x: float) -> Decimal:
@@ -154,6 +156,9 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
     same_domain = bool(a.domain and a.domain == b.domain)
     exact = a.norm == b.norm
     sim = max(fuzz.ratio(a.norm, b.norm), fuzz.token_sort_ratio(a.norm, b.norm)) / 100.0
+    if not exact and not same_domain and sim < 0.7 and len(a.words) != len(b.words) \
+            and a.norm.replace(" ", "") not in (b.acro, None) and b.norm.replace(" ", "") != a.acro:
+        return None  # nothing left that could link them: skip the slower checks
     evidence["names"] = sorted([a.norm, b.norm])
     if not exact:
         evidence["similarity"] = round(sim, 4)
@@ -212,8 +217,8 @@ def _distinct_token(a: _Prepared, b: _Prepared) -> bool:
 def _abbreviated(a: _Prepared, b: _Prepared) -> bool:
     """``soc generale`` / ``societe generale``: same words in order, some cut to a prefix of 3+
     letters (bank statements truncate payer names), at least one distinctive word in full."""
-    wa, wb = a.norm.split(), b.norm.split()
-    if len(wa) != len(wb) or len(wa) < 2 or wa == wb:
+    wa, wb = a.words, b.words
+    if len(wa) != len(wb) or len(wa) < 2 or wa == wb or wa[0][0] != wb[0][0]:
         return False
     full = 0
     for x, y in zip(wa, wb, strict=True):
@@ -258,7 +263,7 @@ def _keys(p: _Prepared) -> set[str]:
             if len(t) >= 5:
                 keys.add("p:" + t[:4])  # catches typos after the 4th letter
         if p.acro and len(p.acro) >= 2:
-            keys.add("c:" + p.acro)
+            keys.add("a:" + p.acro)  # paired only with a one-word name equal to it (IBM)
     keys.update("r:" + r for r in p.party.refs)
     if p.party.source_id:
         keys.add("r:" + p.party.source_id)
@@ -273,6 +278,11 @@ def candidate_pairs(items: Sequence[_Prepared], cap: int = BLOCK_CAP) -> set[tup
             blocks[k].append(i)
     pairs: set[tuple[int, int]] = set()
     for key, members in blocks.items():
+        if key.startswith("a:"):
+            singles = [i for i in blocks.get("c:" + key[2:], ()) if len(items[i].words) == 1]
+            if len(members) * len(singles) <= cap * cap:
+                pairs.update((min(i, j), max(i, j)) for i in members for j in singles if i != j)
+            continue
         if len(members) < 2 or (len(members) > cap and not key.startswith(("t:", "r:"))):
             continue
         pairs.update(combinations(members, 2))
@@ -362,6 +372,8 @@ def _attach_payers(
         for k in _keys(p):
             if k[0] in "ndcwp":
                 blocks[k].append(i)
+            elif k[0] == "a":  # a payer "IBM" meets "International Business Machines"
+                blocks["c:" + k[2:]].append(i)
     for payer in payers:
         pp = _prepare(payer)
         cands: set[int] = set()

@@ -18,6 +18,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
+from rapidfuzz import fuzz, process
 from text_unidecode import unidecode
 
 # Legal forms as token sequences (after steps 1-4). Longest first when matching.
@@ -82,6 +83,14 @@ _SPACES = re.compile(r"\s+")
 _UMLAUT = re.compile(r"(?<=[a-z])(ae|oe|ue)")
 
 
+def _fold_umlauts(token: str) -> str:
+    while True:
+        folded = _UMLAUT.sub(lambda m: m.group(1)[0], token)
+        if folded == token:
+            return token
+        token = folded
+
+
 def _strip_cjk(text: str) -> str:
     for form in _CJK_FORMS:
         if form in text:
@@ -101,7 +110,7 @@ def normalize_name(name: str) -> str:
     text = _DOTTED.sub(lambda m: m.group(0).replace(".", "") + " ", text)
     text = _PUNCT.sub(" ", text)
     # "and" carries no identity ("Baker & McKenzie" is "Baker McKenzie")
-    tokens = [_UMLAUT.sub(lambda m: m.group(1)[0], t) for t in _SPACES.split(text) if t and t != "and"]
+    tokens = [_fold_umlauts(t) for t in _SPACES.split(text) if t and t != "and"]
     tokens = _drop_legal(tokens)
     return " ".join(tokens)
 
@@ -111,9 +120,7 @@ _LONG_FORMS = tuple(sorted({p[0] for p in LEGAL_FORMS if len(p) == 1 and len(p[0
 
 def _misspelt_form(token: str) -> bool:
     """``corportion`` is ``corporation``: a long legal-form word with one or two letters off."""
-    from rapidfuzz import fuzz
-
-    return len(token) >= 7 and any(fuzz.ratio(token, form) >= 88 for form in _LONG_FORMS)
+    return len(token) >= 7 and process.extractOne(token, _LONG_FORMS, scorer=fuzz.ratio, score_cutoff=88) is not None
 
 
 def _drop_legal(tokens: list[str]) -> list[str]:
