@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from canonical.identity import Party, resolve  # noqa: E402
-from mappings.coerce import normalize_tax_id  # noqa: E402
+from canonical.identity import Party, resolve
+from mappings.coerce import normalize_tax_id
 
 DATA = Path(__file__).resolve().parent / "data" / "company_pairs.psv"
 

@@ -53,23 +53,10 @@ REVIEW = Decimal("0.80")
 BLOCK_CAP = 200  # a blocking key shared by more records than this is too common to compare on
 
 FREE_MAIL = frozenset(
-    "gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.co.jp hotmail.com outlook.com live.com msn.com "
-    "icloud.com me.com aol.com gmx.de gmx.net web.de t-online.de orange.fr free.fr laposte.net wanadoo.fr "
-    "libero.it mail.ru yandex.ru qq.com 163.com 126.com naver.com proton.me protonmail.com hey.com "
-    "fastmail.com zoho.com example.com".split()
+    ["gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.co.jp", "hotmail.com", "outlook.com", "live.com", "msn.com", "icloud.com", "me.com", "aol.com", "gmx.de", "gmx.net", "web.de", "t-online.de", "orange.fr", "free.fr", "laposte.net", "wanadoo.fr", "libero.it", "mail.ru", "yandex.ru", "qq.com", "163.com", "126.com", "naver.com", "proton.me", "protonmail.com", "hey.com", "fastmail.com", "zoho.com", "example.com"]
 )
 PLACES = frozenset(
-    "usa us america american canada mexico brazil argentina chile uk britain british england ireland "
-    "germany deutschland german france french spain espana italy italia netherlands nederland holland "
-    "belgium belgie luxembourg switzerland schweiz suisse swiss austria osterreich sweden norway denmark "
-    "finland iceland estonia latvia lithuania hungary romania bulgaria croatia serbia slovakia slovenia ukraine "
-    "poland portugal greece turkey egypt morocco nigeria kenya indonesia malaysia thailand vietnam philippines "
-    "peru colombia venezuela uruguay japan nippon china chinese hongkong hong kong taiwan korea "
-    "singapore india australia zealand africa israel emirates uae dubai saudi russia europe european "
-    "asia pacific apac emea latam nordic nordics iberia benelux north south east west "
-    "london paris berlin munich muenchen munchen tokyo osaka beijing shanghai shenzhen new york boston "
-    "chicago texas california madrid barcelona milan milano rome roma amsterdam zurich vienna wien "
-    "sydney melbourne toronto vancouver montreal seoul mumbai delhi bangalore dublin".split()
+    ["usa", "us", "america", "american", "canada", "mexico", "brazil", "argentina", "chile", "uk", "britain", "british", "england", "ireland", "germany", "deutschland", "german", "france", "french", "spain", "espana", "italy", "italia", "netherlands", "nederland", "holland", "belgium", "belgie", "luxembourg", "switzerland", "schweiz", "suisse", "swiss", "austria", "osterreich", "sweden", "norway", "denmark", "finland", "iceland", "estonia", "latvia", "lithuania", "hungary", "romania", "bulgaria", "croatia", "serbia", "slovakia", "slovenia", "ukraine", "poland", "portugal", "greece", "turkey", "egypt", "morocco", "nigeria", "kenya", "indonesia", "malaysia", "thailand", "vietnam", "philippines", "peru", "colombia", "venezuela", "uruguay", "japan", "nippon", "china", "chinese", "hongkong", "hong", "kong", "taiwan", "korea", "singapore", "india", "australia", "zealand", "africa", "israel", "emirates", "uae", "dubai", "saudi", "russia", "europe", "european", "asia", "pacific", "apac", "emea", "latam", "nordic", "nordics", "iberia", "benelux", "north", "south", "east", "west", "london", "paris", "berlin", "munich", "muenchen", "munchen", "tokyo", "osaka", "beijing", "shanghai", "shenzhen", "new", "york", "boston", "chicago", "texas", "california", "madrid", "barcelona", "milan", "milano", "rome", "roma", "amsterdam", "zurich", "vienna", "wien", "sydney", "melbourne", "toronto", "vancouver", "montreal", "seoul", "mumbai", "delhi", "bangalore", "dublin"]
 )
 _DIGITS = re.compile(r"\d+")
 
@@ -145,8 +132,7 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
     if (pb.source_id and pb.source_id in pa.refs) or pb.id in pa.refs or (pa.source_id and pa.source_id in pb.refs) \
             or pa.id in pb.refs:
         evidence["reference"] = True
-        conf = cap if tax_conflict else Decimal("1")
-        return Link(left, right, "reference", conf, evidence)
+        return Link(left, right, "reference", cap if tax_conflict else Decimal("1"), evidence)
     # 2. tax id
     if pa.tax_id and pa.tax_id == pb.tax_id:
         return Link(left, right, "tax_id", Decimal("0.99"), {"tax_id": pa.tax_id})
@@ -157,7 +143,7 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
     exact = a.norm == b.norm
     sim = max(fuzz.ratio(a.norm, b.norm), fuzz.token_sort_ratio(a.norm, b.norm)) / 100.0
     if not exact and not same_domain and sim < 0.7 and len(a.words) != len(b.words) \
-            and a.norm.replace(" ", "") not in (b.acro, None) and b.norm.replace(" ", "") != a.acro:
+            and a.norm.replace(" ", "") != b.acro and b.norm.replace(" ", "") != a.acro:
         return None  # nothing left that could link them: skip the slower checks
     evidence["names"] = sorted([a.norm, b.norm])
     if not exact:
@@ -171,7 +157,7 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
         method, conf = ("name+domain", Decimal("0.98")) if same_domain else ("name", Decimal("0.95"))
     elif same_domain and sim >= 0.6:
         method, conf = "domain", Decimal("0.95")
-    elif a.acro and b.norm.replace(" ", "") == a.acro or b.acro and a.norm.replace(" ", "") == b.acro:
+    elif (a.acro and b.norm.replace(" ", "") == a.acro) or (b.acro and a.norm.replace(" ", "") == b.acro):
         method, conf = "acronym", Decimal("0.95") if same_domain else Decimal("0.84")
     elif _abbreviated(a, b) or _abbreviated(b, a):
         method, conf = "abbreviation", Decimal("0.93")

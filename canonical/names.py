@@ -48,9 +48,7 @@ _CJK_FORMS = (
 # Words that say what kind of company, not which one: kept in the name, but a name must not be
 # reduced to them alone and blocking ignores them.
 GENERIC = frozenset(
-    "the and of group holding holdings international intl global services service solutions systems "
-    "technologies technology tech industries industrial enterprises trading company partners "
-    "consulting management capital".split()
+    ["the", "and", "of", "group", "holding", "holdings", "international", "intl", "global", "services", "service", "solutions", "systems", "technologies", "technology", "tech", "industries", "industrial", "enterprises", "trading", "company", "partners", "consulting", "management", "capital"]
 )
 
 
@@ -145,7 +143,7 @@ def name_tokens(normalized: str) -> list[str]:
     return [t for t in normalized.split() if t not in GENERIC and len(t) > 1]
 
 
-_ACRONYM_SKIP = frozenset("the of and de des du la le les der die das von van y e di del".split())
+_ACRONYM_SKIP = frozenset(["the", "of", "and", "de", "des", "du", "la", "le", "les", "der", "die", "das", "von", "van", "y", "e", "di", "del"])
 
 
 def acronym(normalized: str) -> str | None:

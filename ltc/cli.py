@@ -122,6 +122,12 @@ def demo(config: str | None = ConfigOpt) -> None:
     render_status(store)
 
 
+from ltc import mapping_cmd  # noqa: E402
+
+app.command("remap")(mapping_cmd.remap)
+app.command("identity")(mapping_cmd.identity)
+
+
 def main() -> None:
     """Console entry point: LtcError -> one line on stderr and its exit code."""
     try:

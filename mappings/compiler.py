@@ -176,7 +176,7 @@ def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]]
             lines += ["    if v is not None:", f"        {target} = v"]
     lines.append("    return None")
     env["date"] = date
-    exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)  # noqa: S102
+    exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
     fill: Callable[[Any, Any, Row, dict[str, Any]], None] = env["fill"]
     return fill
 

@@ -126,8 +126,9 @@ def test_blocking_keeps_large_inputs_fast() -> None:
 
 
 def test_run_identity_writes_cross_ref_and_candidates(store: Store) -> None:
-    from mappings.engine import run_mapping
     from tests_identity_data import land_chain  # type: ignore[import-not-found]
+
+    from mappings.engine import run_mapping
 
     land_chain(store)
     run_mapping(store)
