@@ -132,6 +132,8 @@ def _str(options: Mapping[str, Any]) -> Coerce:
     def fn(value: Any) -> str | None:
         if type(value) is str:
             return value.strip()[:limit] or None
+        if value is None:
+            return None
         if empty(value):
             return None
         if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
@@ -219,6 +221,8 @@ def _date(options: Mapping[str, Any]) -> Coerce:
     zone = _zone(options)
 
     def fn(value: Any) -> date | None:
+        if value is None:
+            return None
         if type(value) is str and len(value) == 10 and value[4] == "-":
             try:
                 return date.fromisoformat(value)
@@ -248,6 +252,8 @@ def _instant(options: Mapping[str, Any]) -> Coerce:
     zone = _zone(options)
 
     def fn(value: Any) -> datetime | None:
+        if value is None:
+            return None
         if type(value) is str and len(value) > 10 and not value.isdigit():
             try:
                 dt = datetime.fromisoformat(value)

@@ -152,18 +152,25 @@ def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]]
     Simple fields (one top-level key, no map/pattern/default) are read inline with ``rec.get``;
     the others call their compiled value function.
     """
-    env: dict[str, Any] = {"CoercionError": CoercionError, "FieldFailure": FieldFailure}
+    env: dict[str, Any] = {"CoercionError": CoercionError, "FieldFailure": FieldFailure, "date": date,
+                           "set_money": _set_money}
     lines = ["def fill(rec, parent, row, attrs):", "    get = rec.get if type(rec) is dict else {}.get"]
-    for i, f in enumerate(plan.plain):
-        target = f"attrs[{f.name!r}]" if f.kind == "attr" else f"row[{f.name!r}]"
+    for i, f in enumerate([*plan.plain, *plan.money]):
         if f.inline is not None:
             key, coerce, origin = f.inline
             env[f"c{i}"] = coerce
             env[f"o{i}"] = origin
             env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
+            if "." in key:
+                # two levels: HubSpot `properties.x`, Tryton dotted reads (key "party." wins over "party")
+                k0, k1 = key.split(".")
+                read = (f"t = get({k0 + '.'!r}) or get({k0!r})\n"
+                        f"        v = c{i}(t.get({k1!r}) if type(t) is dict else None)")
+            else:
+                read = f"v = c{i}(get({key!r}))"
             lines += [
                 "    try:",
-                f"        v = c{i}(get({key!r}))",
+                f"        {read}",
                 "    except CoercionError as exc:",
                 f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
             ]
@@ -171,14 +178,33 @@ def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]]
             env[f"v{i}"] = f.value
             lines.append(f"    v = v{i}(rec, parent)")
         if f.kind == "attr":
-            lines += ["    if v is not None:", f"        {target} = v.isoformat() if isinstance(v, date) else v"]
+            lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v.isoformat() if isinstance(v, date) else v"]
+        elif f.kind in ("money", "money_minor"):
+            env[f"m{i}"] = f
+            lines += ["    if v is not None:", f"        set_money(m{i}, v, rec, parent, row, {plan.entity!r})"]
         else:
-            lines += ["    if v is not None:", f"        {target} = v"]
+            lines += ["    if v is not None:", f"        row[{f.name!r}] = v"]
     lines.append("    return None")
-    env["date"] = date
     exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
     fill: Callable[[Any, Any, Row, dict[str, Any]], None] = env["fill"]
     return fill
+
+
+def _set_money(f: FieldPlan, v: Any, rec: Any, parent: Any, row: Row, entity: str) -> None:
+    """Set a money field: the currency is the field's own or the row's, and must agree with the row's."""
+    cur = f.currency(rec, parent) if f.currency is not None else row["currency"]
+    if cur is None:
+        raise FieldFailure(f.name, "amount without a currency (map `currency` or give `currency:`)")
+    if row["currency"] is None:
+        row["currency"] = cur
+    elif cur != row["currency"]:
+        raise FieldFailure(f.name, f"amount in {cur} on a {row['currency']} {entity}")
+    if f.kind == "money_minor":
+        try:
+            v = scale_minor(v, cur, f.convention)
+        except ValueError as exc:
+            raise FieldFailure(f.name, str(exc)) from None
+    row[f.name] = v
 
 
 def _fail(node: Node, key: Any, msg: str) -> MappingError:
@@ -359,7 +385,8 @@ class _Compiler:
         inline = None
         simple_key = spec.get("from")
         if (not stages and fallback is None and default is None and not required and isinstance(simple_key, str)
-                and "." not in simple_key):
+                and simple_key.count(".") <= 1 and not simple_key.startswith("$")
+                and not any(part.lstrip("-").isdigit() for part in simple_key.split("."))):
             inline = (simple_key, coerce, str(origin))
         if not stages and fallback is None and default is None and not required:
             # the common case, kept to one call per stage
@@ -570,23 +597,6 @@ def apply_plan(
     row["source_updated_at"] = updated_at
     assert plan.fill is not None
     plan.fill(rec, parent, row, attrs)
-    for f in plan.money:
-        v = f.value(rec, parent)
-        if v is None:
-            continue
-        cur = f.currency(rec, parent) if f.currency is not None else row["currency"]
-        if cur is None:
-            raise FieldFailure(f.name, "amount without a currency (map `currency` or give `currency:`)")
-        if row["currency"] is None:
-            row["currency"] = cur
-        elif cur != row["currency"]:
-            raise FieldFailure(f.name, f"amount in {cur} on a {row['currency']} {plan.entity}")
-        if f.kind == "money_minor":
-            try:
-                v = scale_minor(v, cur, f.convention)  # type: ignore[arg-type]
-            except ValueError as exc:
-                raise FieldFailure(f.name, str(exc)) from None
-        row[f.name] = v
     if plan.deleted_if is not None and plan.deleted_if(rec):
         row["deleted_at"] = row["source_updated_at"] or updated_at or _now()
     out.append((plan.entity, row))
