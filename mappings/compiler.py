@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 from canonical import model
-from canonical.money import Money, normalize_currency
+from canonical.money import Convention, Money, normalize_currency
 from mappings.coerce import COERCIONS, MULTI_INPUT, CoercionError, decode_tagged, empty, scale_minor
 from mappings.spec import MappingError, Node
 
@@ -125,7 +125,7 @@ class FieldPlan:
     value: Getter  # (record, parent) -> canonical value (money: Decimal or minor int)
     kind: str  # plain | attr | money | money_minor
     currency: Getter | None = None
-    convention: str = "stripe"
+    convention: Convention = "stripe"
     inline: tuple[str, Callable[[Any], Any], str] | None = None  # (top-level key, coercion, origin)
 
 
@@ -272,7 +272,7 @@ class _Compiler:
 
     def value_fn(
         self, fname: str, spec: Any, node: Node, expected: Any
-    ) -> tuple[Getter, str, Getter | None, str, tuple[str, Callable[[Any], Any], str] | None]:
+    ) -> tuple[Getter, str, Getter | None, Convention, tuple[str, Callable[[Any], Any], str] | None]:
         """Compile one field spec; returns (getter, kind, currency getter, convention, inline form)."""
         if isinstance(spec, str):
             spec = {"from": spec}
@@ -415,7 +415,10 @@ class _Compiler:
                 def currency(rec: Any, parent: Any) -> Any:
                     return cur_coerce(cur_get(rec, parent))
         kind = produces if produces in ("money", "money_minor") else "plain"
-        return value, kind, currency, str(spec.get("convention", "stripe")), inline
+        convention = spec.get("convention", "stripe")
+        if convention not in ("stripe", "iso4217"):
+            raise _fail(where, "convention", f"field {fname!r}: `convention` is stripe or iso4217")
+        return value, kind, currency, convention, inline
 
     @staticmethod
     def _full(

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
+from mapping_fixtures import fixture_records, land
 
 from canonical import tables
 from canonical.store import Store
-from mapping_fixtures import fixture_records, land
 
 LTC = [sys.executable, "-c", "from ltc.cli import main; main()"]
 
