@@ -45,11 +45,14 @@ class Node(dict[Any, Any]):
         self.key_files[key] = other.key_files.get(key, other.file)
 
 
-def _loader(file: str) -> type[yaml.SafeLoader]:
-    class Loader(yaml.SafeLoader):
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when installed
+
+
+def _loader(file: str) -> Any:
+    class Loader(_BASE_LOADER):
         pass
 
-    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Node:
+    def construct_mapping(loader: Any, node: yaml.MappingNode) -> Node:
         loader.flatten_mapping(node)
         out = Node()
         out.file, out.line, out.key_lines, out.key_files = file, node.start_mark.line + 1, {}, {}

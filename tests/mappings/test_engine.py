@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ def test_run_mapping_end_to_end(store: Store) -> None:
     assert inv["total"] == Decimal("12500.50") and inv["currency"] == "USD"
     deal = rows(store, "deal")["salesforce:deal:006000000000001AAA"]
     assert deal["account_id"] == "salesforce:account:001000000000001AAA" and deal["stage"] == "closed_won"
+    # types survive the driver-level upsert on both backends
+    assert deal["close_date"] == date(2026, 3, 31) and deal["amount"] == Decimal("12500.50")
+    assert deal["created_at"] == datetime(2026, 2, 15, 12, 0, tzinfo=UTC)
+    assert deal["attributes"]["type"] == "New Business" and deal["deleted_at"] is None
     q = open_quarantine(store)
     assert {(x["system"], x["object"], x["field"]) for x in q} == {
         ("stripe", "charge", "amount"), ("salesforce", "Account", "name"), ("salesforce", "Opportunity", "stage")}
