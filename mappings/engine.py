@@ -204,13 +204,11 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 def _clear_pending(conn: Connection, versions: list[tuple[int, str]]) -> None:
     """``pending_map = false`` for the versions read (same id AND same content hash)."""
-    c = raw_record.c
-    stmt = (
-        raw_record.update()
-        .where(c.id == sa.bindparam("rid"), c.content_hash == sa.bindparam("rhash"))
-        .values(pending_map=False)
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    conn.exec_driver_sql(
+        f"UPDATE raw_record SET pending_map = {mark} WHERE id = {mark} AND content_hash = {mark}",
+        [(False, rid, h) for rid, h in versions],
     )
-    conn.execute(stmt, [{"rid": rid, "rhash": h} for rid, h in versions])
 
 
 def _resolve_quarantine(conn: Connection, system: str, keys: set[tuple[str, str]]) -> None:
