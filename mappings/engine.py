@@ -18,6 +18,7 @@ a new version of their parent (a Stripe invoice line removed) are tombstoned the
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,20 @@ def map_records(
     mset: MappingSet, records: Sequence[tuple[int | None, str, str, Any, datetime | None]]
 ) -> BatchResult:
     """Map ``(raw_id, object, source_id, payload, source_updated_at)`` records in memory."""
+    # Mapping allocates many small dicts and no reference cycles: the cyclic collector would only
+    # re-scan every live object (the whole batch) again and again.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _map_records(mset, records)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _map_records(
+    mset: MappingSet, records: Sequence[tuple[int | None, str, str, Any, datetime | None]]
+) -> BatchResult:
     result = BatchResult()
     rows = result.rows
     plans_of = mset.plans
