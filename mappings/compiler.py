@@ -126,7 +126,8 @@ class FieldPlan:
     kind: str  # plain | attr | money | money_minor
     currency: Getter | None = None
     convention: Convention = "stripe"
-    inline: tuple[str, Callable[[Any], Any], str] | None = None  # (top-level key, coercion, origin)
+    # (path of one or two keys, coercion, origin, fast text form of the coercion for a str value)
+    inline: tuple[str, Callable[[Any], Any], str, str | None] | None = None
 
 
 @dataclass(slots=True)
@@ -157,17 +158,21 @@ def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]]
     lines = ["def fill(rec, parent, row, attrs):", "    get = rec.get if type(rec) is dict else {}.get"]
     for i, f in enumerate([*plan.plain, *plan.money]):
         if f.inline is not None:
-            key, coerce, origin = f.inline
+            key, coerce, origin, fast = f.inline
             env[f"c{i}"] = coerce
             env[f"o{i}"] = origin
             env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
             if "." in key:
                 # two levels: HubSpot `properties.x`, Tryton dotted reads (key "party." wins over "party")
                 k0, k1 = key.split(".")
-                read = (f"t = get({k0 + '.'!r}) or get({k0!r})\n"
-                        f"        v = c{i}(t.get({k1!r}) if type(t) is dict else None)")
+                fetch = (f"t = get({k0 + '.'!r}) or get({k0!r})\n"
+                         f"        v = t.get({k1!r}) if type(t) is dict else None")
             else:
-                read = f"v = c{i}(get({key!r}))"
+                fetch = f"v = get({key!r})"
+            if fast is not None:
+                read = f"{fetch}\n        v = ({fast}) if type(v) is str else c{i}(v)"
+            else:
+                read = f"{fetch}\n        v = c{i}(v)"
             lines += [
                 "    try:",
                 f"        {read}",
@@ -272,7 +277,7 @@ class _Compiler:
 
     def value_fn(
         self, fname: str, spec: Any, node: Node, expected: Any
-    ) -> tuple[Getter, str, Getter | None, Convention, tuple[str, Callable[[Any], Any], str] | None]:
+    ) -> tuple[Getter, str, Getter | None, Convention, tuple[str, Callable[[Any], Any], str, str | None] | None]:
         """Compile one field spec; returns (getter, kind, currency getter, convention, inline form)."""
         if isinstance(spec, str):
             spec = {"from": spec}
@@ -387,7 +392,12 @@ class _Compiler:
         if (not stages and fallback is None and default is None and not required and isinstance(simple_key, str)
                 and simple_key.count(".") <= 1 and not simple_key.startswith("$")
                 and not any(part.lstrip("-").isdigit() for part in simple_key.split("."))):
-            inline = (simple_key, coerce, str(origin))
+            fast = None  # the coercion's own fast path for a str value, written into the generated code
+            if coerce_name == "str" and "max_length" not in spec:
+                fast = "v.strip()[:400] or None"
+            elif coerce_name == "ref":
+                fast = f"({options['system'] + ':' + options['entity'] + ':'!r} + v) if v else None"
+            inline = (simple_key, coerce, str(origin), fast)
         if not stages and fallback is None and default is None and not required:
             # the common case, kept to one call per stage
             def simple(rec: Any, parent: Any) -> Any:
