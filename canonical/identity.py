@@ -434,6 +434,10 @@ def run_identity(store: Any, auto: Decimal | None = None, review: Decimal | None
     """Resolve identities over the whole store and replace the ``account``/``payment`` cross-refs."""
     from canonical.store import now
 
+    if config is None and (auto is None or review is None):
+        from ltc.config import load_config
+
+        config = load_config()
     if config is not None:
         auto = auto or config.reconcile.identity_auto_threshold
         review = review or config.reconcile.identity_review_threshold
