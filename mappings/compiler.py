@@ -235,11 +235,13 @@ def _matcher(node: Node, key: str, spec: Any) -> Callable[[Any], bool]:
 
 
 def _key(value: Any) -> str:
-    """Value-map keys compare as text; YAML ``true``/``null`` and vendor ones agree; ``false`` is null."""
+    """Value-map keys compare as text; YAML ``true``/``false``/``null`` and vendor ones agree."""
     if type(value) is str:
         return value
-    if value is None or value is False:
-        return "null"  # Odoo's `false` is its null
+    if value is None:
+        return "null"
+    if value is False:
+        return "false"  # Odoo's empty `false` must be matched explicitly: `[null, false]`
     if value is True:
         return "true"
     return str(value)

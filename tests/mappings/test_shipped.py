@@ -167,6 +167,11 @@ def test_tryton() -> None:
     party = rows["account"]["tryton:account:3"]
     assert party["tax_id"] == "DE123456789" and party["domain"] == "globex.example"
     assert rows["account"]["tryton:account:2"]["attributes"]["account_ref"] == "001000000000001AAA"
+    # `active` not read by the connector: the party is not taken for archived
+    bare = map_records(compile_for("tryton"), [(1, "party.party", "9", {"id": 9, "name": "Bare"}, None)])
+    assert bare.rows["account"][0]["deleted_at"] is None
+    archived = map_records(compile_for("tryton"), [(1, "party.party", "9", {"id": 9, "name": "B", "active": False}, None)])
+    assert archived.rows["account"][0]["deleted_at"] is not None
 
 
 def test_odoo() -> None:
