@@ -75,6 +75,9 @@ class BatchResult:
     rejected: list[Rejected] = field(default_factory=list)
     ok_raw: list[tuple[str, str]] = field(default_factory=list)  # (object, source_id) mapped fine
     ignored: int = 0
+    # records that do not map but say they are deleted (a Stripe `{"id", "deleted": true}` stub):
+    # tombstones, not quarantine
+    deleted_stubs: list[int | None] = field(default_factory=list)
 
 
 def map_records(
@@ -108,6 +111,9 @@ def _map_records(
             for plan in plans:
                 apply_plan(plan, payload, source_id, raw_id, updated, None, out)
         except FieldFailure as exc:
+            if any(p.deleted_if is not None and p.deleted_if(payload) for p in plans):
+                result.deleted_stubs.append(raw_id)
+                continue
             result.rejected.append(
                 Rejected(obj, exc.reason, source_id=source_id, payload=payload, field=exc.field, stage="map")
             )
@@ -199,6 +205,8 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
         live = [(r.id, r.object, r.source_id, r.payload, r.source_updated_at) for r in batch if not r.deleted]
         dead = [r for r in batch if r.deleted]
         result = map_records(mset, live)
+        stubs = set(result.deleted_stubs)
+        dead += [r for r in batch if r.id in stubs]
         with store.engine.begin() as conn:
             for entity, rows in result.rows.items():
                 store.upsert_entities(conn, entity, rows)

@@ -169,3 +169,14 @@ def test_objects_without_a_mapping_are_ignored_not_left_pending(store: Store) ->
     land(store, "stripe", [RawRecord("event", "evt_1", {"id": "evt_1", "type": "invoice.paid"})])
     counts = run_mapping(store)
     assert counts["stripe"]["ignored"] == 1 and pending(store) == 0
+
+
+def test_a_deleted_stub_tombstones_instead_of_quarantining(store: Store) -> None:
+    land(store, "stripe")
+    run_mapping(store, "stripe")
+    stub = {"id": "cus_Acme0001", "object": "customer", "deleted": True}
+    store.commit_page("stripe", "all", [RawRecord("customer", "cus_Acme0001", stub)], None)
+    counts = run_mapping(store, "stripe")
+    assert counts["stripe"]["quarantined"] == 0 and counts["stripe"]["tombstoned"] == 1
+    acc = rows(store, "account")["stripe:account:cus_Acme0001"]
+    assert acc["deleted_at"] is not None and acc["name"] == "Acme Corporation"
