@@ -7,6 +7,7 @@ no traceback.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, date, datetime
 from typing import Any
 
 import typer
@@ -14,10 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from canonical import db
-from canonical.errors import LtcError
+from canonical.errors import ConfigError, LtcError
 from canonical.store import Store
 from ltc import mapping_cmd, reconcile_cmd, runtime, sandbox_cmd
-from ltc.config import load_config
+from ltc.config import Config, load_config
 from ltc.statement_cmd import import_statement
 
 app = typer.Typer(
@@ -150,11 +151,80 @@ def status(config: str | None = ConfigOpt) -> None:
     render_status(open_store(config))
 
 
+def _run_sources(cfg: Config, store: Store, only: list[str] | None = None) -> bool:
+    """Sync the sources and print a table; True if any stream paused on a quota."""
+    from connectors.base import sync as sync_connector
+
+    table = Table(title="sync")
+    for col in ("source", "stream", "status", "records", "written", "unchanged", "quarantined", "message"):
+        table.add_column(col)
+    paused = False
+    for name in runtime.source_names(cfg, only):
+        connector = runtime.build_connector(cfg, name)
+        try:
+            for r in sync_connector(connector, store):
+                paused = paused or r.status == "paused"
+                table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
+                              str(r.quarantined), _fmt(r.message, 70))
+        finally:
+            connector.close()
+    console.print(table)
+    return paused
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    rec = summary["reconcile"]
+    console.print(f"mapping: {summary['mapping']}")
+    console.print(f"identity: {summary['identity']}")
+    console.print(f"reconcile: {rec['chains']} deal chains; rows {rec['rows']}; states {rec['states']}")
+    if rec["exceptions"]:
+        console.print("exceptions: " + ", ".join(f"{k}={v}" for k, v in sorted(rec["exceptions"].items())))
+    console.print("next: `ltc exceptions list`, `ltc status`")
+
+
 @app.command()
-def demo(config: str | None = ConfigOpt) -> None:
-    """Run the main job on the embedded default (SQLite + local sandbox sources)."""
-    store = open_store(config)
+def run(
+    source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s); default: all."),
+    as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default today."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """The main job without Prefect: sync, map, resolve identities, reconcile (as the pipeline flow does)."""
+    from ltc.pipeline import after_sync
+
+    cfg = load_config(config)
+    store = runtime.open_store(config)
+    paused = _run_sources(cfg, store, source)
+    _print_summary(after_sync(store, cfg, _date(as_of)))
+    if paused:
+        raise typer.Exit(3)
+
+
+def _date(value: str | None) -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@app.command()
+def demo(
+    seed: int = typer.Option(7, help="Seed of the emulators' data."),
+    size: int = typer.Option(50, help="Records per object in each emulator."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """The main job on the embedded default: local emulators as sources, the SQLite store."""
+    from ltc.demo import demo_sources, today
+    from ltc.pipeline import after_sync
+
+    store = runtime.open_store(config)
+    with demo_sources(seed=seed, size=size) as (cfg, servers):
+        console.print("emulators: " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
+        _run_sources(cfg, store)
+        summary = after_sync(store, cfg, today())
     render_status(store)
+    _print_summary(summary)
 
 
 @app.command()
