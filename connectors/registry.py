@@ -18,3 +18,7 @@ def build(name: str, cfg: Any) -> Connector:
     except KeyError:
         raise ConfigError(f"sources.{name}: no connector for kind {cfg.kind!r} in this build") from None
     return factory(name, cfg)
+
+from connectors import hubspot  # noqa: E402  (one import and one line per kind)
+
+KINDS["hubspot"] = hubspot.from_config

@@ -22,7 +22,8 @@ lives in memory. Shapes follow reference/api_facts.md §2:
 Switchable faults: ``latency_ms``; ``rate_limits`` (enforce ``burst_max`` per ``burst_interval_ms``
 rolling, ``search_per_s`` rolling per second for search, ``daily_limit``; refused requests do not
 count); ``error_rate`` (random 500/502/503); ``timeout_rate`` (answer after ``timeout_s``);
-``max_url`` (414 beyond); late visibility (``visible_at_ms`` on writes); bursts of modifications in one
+``max_url`` (414 beyond); ``other_apps_rps`` (other apps of the portal eat into the burst window:
+a 429 storm); late visibility (``visible_at_ms`` on writes); bursts of modifications in one
 window (:meth:`burst`); archives; association-only edits.
 """
 
@@ -148,6 +149,7 @@ class HubSpotEmulator:
     timeout_rate: float = 0.0
     timeout_s: float = 2.0
     max_url: int = 8_192
+    other_apps_rps: float = 0.0
     oauth: bool = False
     clock: Callable[[], float] = time.time
     objects: dict[str, dict[int, Rec]] = field(init=False, repr=False)
@@ -161,6 +163,7 @@ class HubSpotEmulator:
         self._burst: deque[float] = deque()
         self._search: deque[float] = deque()
         self.daily_used = 0
+        self._other_last = self.clock()
         self.served = {}
         self.statuses = {}
         self.objects = {t: {} for t in STANDARD}
@@ -207,7 +210,7 @@ class HubSpotEmulator:
         n = self.size
         t = BASE_MS
         owner_ids = [str(70_000 + i) for i in range(self.owners)]
-        self._owners = [
+        self._owner_rows = [
             {"id": oid, "email": f"owner{i}@example.com", "firstName": f"Owner{i}", "lastName": "Sandbox",
              "userId": 1_000 + i, "createdAt": iso_ms(BASE_MS), "updatedAt": iso_ms(BASE_MS + i),
              "archived": False, "teams": []}
@@ -365,6 +368,10 @@ class HubSpotEmulator:
             window = self._search if search else self._burst
             span = 1.0 if search else self.burst_interval_ms / 1000
             cap = self.search_per_s if search else self.burst_max
+            if self.other_apps_rps and not search:  # other apps of the portal share the burst window
+                others = int((now - self._other_last) * self.other_apps_rps)
+                window.extend([now] * others)
+                self._other_last += others / self.other_apps_rps
             while window and window[0] <= now - span:
                 window.popleft()
             if self.rate_limits:
@@ -598,9 +605,9 @@ class HubSpotEmulator:
             return {"results": []}
         limit = min(int(q.get("limit") or 100), 500)
         start = int(q.get("after") or 0)
-        page = self._owners[start: start + limit]
+        page = self._owner_rows[start: start + limit]
         out: dict[str, Any] = {"results": page}
-        if start + limit < len(self._owners):
+        if start + limit < len(self._owner_rows):
             out["paging"] = {"next": {"after": str(start + limit)}}
         return out
 

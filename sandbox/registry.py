@@ -6,3 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 EMULATORS: dict[str, Callable[..., Any]] = {}
+
+from sandbox import hubspot  # noqa: E402  (one import and one line per emulator)
+
+EMULATORS["hubspot"] = hubspot.create_app
