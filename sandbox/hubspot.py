@@ -88,9 +88,19 @@ DEFAULTS: dict[str, tuple[str, ...]] = {
 }
 
 
+_DAYS: dict[int, str] = {}
+
+
 def iso_ms(ms: int) -> str:
-    """HubSpot's instant format: ISO 8601, milliseconds, ``Z``."""
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """HubSpot's instant format: ISO 8601, milliseconds, ``Z`` (hot in the emulator: no strftime)."""
+    days, rem = divmod(ms, 86_400_000)
+    day = _DAYS.get(days)
+    if day is None:
+        day = _DAYS[days] = datetime.fromtimestamp(days * 86_400, UTC).strftime("%Y-%m-%d")
+    hours, rem = divmod(rem, 3_600_000)
+    minutes, rem = divmod(rem, 60_000)
+    seconds, millis = divmod(rem, 1000)
+    return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
 
 
 def modified_prop(obj: str) -> str:
@@ -137,6 +147,9 @@ class HubSpotEmulator:
     token: str = TOKEN
     products: int = 20
     owners: int = 10
+    companies: int | None = None  # default size // 5
+    contacts: int | None = None  # default size // 2
+    line_items: bool = True  # one line item per deal
     custom_properties: int = 0
     custom_property_name_len: int = 30
     latency_ms: int = 0
@@ -164,6 +177,8 @@ class HubSpotEmulator:
         self._search: deque[float] = deque()
         self.daily_used = 0
         self._other_last = self.clock()
+        self._updated_index: dict[str, tuple[list[int], list[Rec]]] = {}
+        self._window_cache: tuple[Any, list[Rec], list[int]] = (None, [], [])
         self.served = {}
         self.statuses = {}
         self.objects = {t: {} for t in STANDARD}
@@ -201,6 +216,8 @@ class HubSpotEmulator:
         return oid
 
     def _stamp(self, obj: str, rec: Rec) -> None:
+        self._updated_index.pop(obj, None)
+        self._window_cache = (None, [], [])
         rec.props["hs_object_id"] = str(rec.id)
         rec.props["createdate"] = iso_ms(rec.created)
         rec.props[modified_prop(obj)] = iso_ms(rec.updated)
@@ -212,7 +229,7 @@ class HubSpotEmulator:
         owner_ids = [str(70_000 + i) for i in range(self.owners)]
         self._owner_rows = [
             {"id": oid, "email": f"owner{i}@example.com", "firstName": f"Owner{i}", "lastName": "Sandbox",
-             "userId": 1_000 + i, "createdAt": iso_ms(BASE_MS), "updatedAt": iso_ms(BASE_MS + i),
+             "userId": 1_000 + i, "userIdIncludingInactive": 1_000 + i, "type": "PERSON", "createdAt": iso_ms(BASE_MS), "updatedAt": iso_ms(BASE_MS + i),
              "archived": False, "teams": []}
             for i, oid in enumerate(owner_ids)
         ]
@@ -221,12 +238,12 @@ class HubSpotEmulator:
             self._add("products", {"name": f"Product {i}", "price": f"{rng.randint(10, 5000)}.{rng.randint(0, 99):02d}",
                                    "hs_sku": f"SKU-{i:04d}", "description": f"Sandbox product {i}"}, t - 5000, t)
         product_ids = list(self._ids["products"])
-        for i in range(max(1, n // 5)):
+        for i in range(max(1, n // 5 if self.companies is None else self.companies)):
             t += rng.randint(1, 50)
             self._add("companies", {"name": f"Company {i} GmbH", "domain": f"company{i}.example.com",
                                     "country": rng.choice(["DE", "US", "FR", "JP", "GB"]),
                                     "hubspot_owner_id": rng.choice(owner_ids)}, t - 9000, t)
-        for i in range(max(1, n // 2)):
+        for i in range(max(1, n // 2 if self.contacts is None else self.contacts)):
             t += rng.randint(1, 50)
             self._add("contacts", {"firstname": f"First{i}", "lastname": f"Last{i}", "email": f"c{i}@example.com",
                                    "phone": f"+49 30 {i:07d}"}, t - 9000, t)
@@ -243,6 +260,8 @@ class HubSpotEmulator:
             self._link("deals", deal, "companies", companies[i % len(companies)])
             for _ in range(i % 3):
                 self._link("deals", deal, "contacts", rng.choice(contacts))
+            if not self.line_items:
+                continue
             t += 1
             prod = rng.choice(product_ids)
             qty = rng.randint(1, 20)
@@ -310,11 +329,18 @@ class HubSpotEmulator:
                 self._stamp(obj, rec)
             return ids
 
+    def reveal(self, obj: str, ids: Iterable[int]) -> None:
+        """The search index catches up: late records become visible (their timestamps do not move)."""
+        with self._lock:
+            for oid in ids:
+                self.objects[obj][oid].visible_at = 0
+
     def archive(self, obj: str, ids: Iterable[int]) -> None:
         with self._lock:
             for oid in ids:
                 rec = self.objects[obj][oid]
                 rec.archived, rec.archived_at = True, self.now_ms()
+                self._window_cache = (None, [], [])
 
     def live_ids(self, obj: str) -> list[int]:
         with self._lock:
@@ -450,7 +476,7 @@ class HubSpotEmulator:
         ids = self._ids[obj]
         start = bisect.bisect_left(ids, int(q.get("after") or 0))
         now = self.now_ms()
-        results = []
+        results: list[Rec] = []
         pos = start
         while pos < len(ids) and len(results) <= limit:
             rec = self.objects[obj][ids[pos]]
@@ -491,6 +517,12 @@ class HubSpotEmulator:
         return {"status": "COMPLETE", "results": results, "startedAt": stamp, "completedAt": stamp}
 
     def _key(self, obj: str, rec: Rec, name: str) -> Any:
+        if name == "hs_object_id":
+            return rec.id
+        if name == "createdate":
+            return rec.created
+        if name == modified_prop(obj):
+            return rec.updated
         value = self._value(obj, rec, name)
         if value is None:
             return None
@@ -499,6 +531,39 @@ class HubSpotEmulator:
         if name in NUMBER_PROPS:
             return Decimal(value)
         return value
+
+    def _by_updated(self, obj: str) -> tuple[list[int], list[Rec]]:
+        """Records sorted by last modification (rebuilt after writes): search windows are bisected."""
+        cached = self._updated_index.get(obj)
+        if cached is None:
+            recs = sorted(self.objects[obj].values(), key=lambda r: (r.updated, r.id))
+            cached = self._updated_index[obj] = ([r.updated for r in recs], recs)
+        return cached
+
+    def _candidates(self, obj: str, groups: list[dict[str, Any]]) -> list[Rec]:
+        """Records a one-group query can match, by id: the modified-date range narrowed by bisection,
+        then an ``hs_object_id`` lower bound (keyset paging) applied the same way."""
+        if len(groups) != 1:
+            return [self.objects[obj][i] for i in self._ids[obj]]
+        prop = modified_prop(obj)
+        lo, hi = -1, 1 << 62
+        id_lo = -1
+        for f in groups[0].get("filters") or []:
+            op, name = f.get("operator"), f.get("propertyName")
+            if name == prop and op in ("GTE", "GT", "LT", "LTE", "EQ"):
+                v = self._coerce(name, f.get("value"))
+                lo = max(lo, v + (op == "GT")) if op in ("GTE", "GT", "EQ") else lo
+                hi = min(hi, v + (op in ("LTE", "EQ"))) if op in ("LT", "LTE", "EQ") else hi
+            elif name == "hs_object_id" and op in ("GT", "GTE"):
+                id_lo = max(id_lo, int(self._coerce(name, f.get("value"))) + (op == "GT"))
+        key = (obj, lo, hi)
+        if self._window_cache[0] != key:
+            keys, recs = self._by_updated(obj)
+            window = recs[bisect.bisect_left(keys, lo): bisect.bisect_left(keys, hi)]
+            window.sort(key=lambda r: r.id)
+            self._window_cache = (key, window, [r.id for r in window])
+        _, window, ids = self._window_cache
+        return window[bisect.bisect_left(ids, id_lo):]
 
     def _coerce(self, name: str, value: Any) -> Any:
         if value is None:
@@ -514,29 +579,29 @@ class HubSpotEmulator:
             raise _error(400, f"{text} is not a valid value for {name}", "VALIDATION_ERROR") from None
         return text
 
-    def _match(self, obj: str, rec: Rec, flt: dict[str, Any]) -> bool:
+    def _predicate(self, obj: str, flt: dict[str, Any]) -> Callable[[Rec], bool]:
+        """One filter compiled once per query (its value coerced to the property's type)."""
         name, op = flt.get("propertyName", ""), flt.get("operator", "EQ")
-        have = self._key(obj, rec, name)
-        if op == "HAS_PROPERTY":
-            return have is not None
-        if op == "NOT_HAS_PROPERTY":
-            return have is None
-        if have is None:
-            return op in ("NEQ", "NOT_IN")
+        key = self._key
+        if op in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
+            return lambda r: (key(obj, r, name) is not None) == (op == "HAS_PROPERTY")
         if op in ("IN", "NOT_IN"):
             values = {self._coerce(name, v) for v in flt.get("values") or []}
-            return (have in values) == (op == "IN")
+            return lambda r: ((have := key(obj, r, name)) is None and op == "NOT_IN") or (
+                have is not None and (have in values) == (op == "IN"))
         want = self._coerce(name, flt.get("value"))
         if op == "BETWEEN":
-            return bool(want <= have <= self._coerce(name, flt.get("highValue")))
+            high = self._coerce(name, flt.get("highValue"))
+            return lambda r: (have := key(obj, r, name)) is not None and bool(want <= have <= high)
         if op == "CONTAINS_TOKEN":
-            return str(want).lower() in str(have).lower()
+            return lambda r: (have := key(obj, r, name)) is not None and str(want).lower() in str(have).lower()
         ops: dict[str, Callable[[Any, Any], bool]] = {
             "EQ": lambda a, b: a == b, "NEQ": lambda a, b: a != b, "LT": lambda a, b: a < b,
             "LTE": lambda a, b: a <= b, "GT": lambda a, b: a > b, "GTE": lambda a, b: a >= b}
         if op not in ops:
             raise _error(400, f"Unsupported operator {op}", "VALIDATION_ERROR")
-        return ops[op](have, want)
+        cmp = ops[op]
+        return lambda r: ((have := key(obj, r, name)) is None and op == "NEQ") or (have is not None and cmp(have, want))
 
     async def _search_objects(self, request: Request) -> Any:
         obj = self._type(request)
@@ -555,11 +620,12 @@ class HubSpotEmulator:
             raise _error(400, f"There was a problem with the request. Paging past {SEARCH_CAP} results "
                          "is not supported.", "VALIDATION_ERROR")
         now = self.now_ms()
-        hits = [rec for rid in self._ids[obj]
-                if not (rec := self.objects[obj][rid]).archived and self._visible(rec, now)
-                and (not groups or any(all(self._match(obj, rec, f) for f in g.get("filters") or [])
-                                       for g in groups))]
-        if sorts:
+        compiled = [[self._predicate(obj, f) for f in g.get("filters") or []] for g in groups]
+        hits = [rec for rec in self._candidates(obj, groups)
+                if not rec.archived and rec.visible_at <= now
+                and (not compiled or any(all(p(rec) for p in group) for group in compiled))]
+        if sorts and not (sorts[0].get("propertyName") == "hs_object_id"
+                          and sorts[0].get("direction", "ASCENDING") == "ASCENDING"):  # candidates are by id
             name = sorts[0].get("propertyName", "hs_object_id")
             desc = sorts[0].get("direction", "ASCENDING") == "DESCENDING"
             present = [r for r in hits if self._key(obj, r, name) is not None]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from connectors.governor import RateGovernor
-from connectors.hubspot import HubSpotConnector
 from connectors.http import RetryPolicy
+from connectors.hubspot import HubSpotConnector
 from sandbox.hubspot import TOKEN, HubSpotEmulator
 from sandbox.server import RunningServer, serve
 

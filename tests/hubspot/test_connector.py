@@ -76,13 +76,13 @@ def test_record_visible_after_its_timestamp_is_captured(store: Store, hubspot) -
     late = emu.create("deals", {"dealname": "late"}, at_ms=now - 60_000, visible_at_ms=now + 10**9)
     [r1] = sync(c, store)
     assert r1.status == "success" and store.get_raw("hubspot", "deals", str(late)) is None
-    emu.objects["deals"][late].visible_at = 0
+    emu.reveal("deals", [late])
     [r2] = sync(c, store)
     assert r2.status == "success" and store.get_raw("hubspot", "deals", str(late)) is not None
 
 
 def test_25000_deals_modified_within_one_hour_are_all_captured_once(sqlite_store: Store, hubspot) -> None:  # type: ignore[no-untyped-def]
-    emu, server = hubspot(size=25_000, products=5, owners=2)
+    emu, server = hubspot(size=25_000, products=5, owners=2, companies=1, contacts=1, line_items=False)
     c = make_connector(server, streams=["deals"])
     c.properties_wanted["deals"] = ["dealname", "amount", "dealstage"]
     touched = emu.burst("deals", 25_000, within_ms=3_600_000, same_ms_share=0.45)  # 11,250 in one ms
@@ -102,7 +102,7 @@ def test_25000_deals_modified_within_one_hour_are_all_captured_once(sqlite_store
 
 
 def test_search_refuses_paging_past_10000_like_hubspot(hubspot) -> None:  # type: ignore[no-untyped-def]
-    emu, server = hubspot(size=20)
+    _emu, server = hubspot(size=20)
     c = make_connector(server)
     with pytest.raises(ConnectorError, match="400"):
         c.search_http.json("POST", "/crm/v3/objects/deals/search", json={"limit": 200, "after": "10000"})
