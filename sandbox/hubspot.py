@@ -130,6 +130,17 @@ class Rec:
     archived_at: int | None = None
 
 
+@dataclass(frozen=True)
+class _RawJSON:
+    """A response body already serialised (pages assembled from cached record JSON)."""
+
+    text: str
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 class _Reject(Exception):
     def __init__(self, status: int, body: dict[str, Any]):
         self.status, self.body = status, body
@@ -177,6 +188,7 @@ class HubSpotEmulator:
         self._search: deque[float] = deque()
         self.daily_used = 0
         self._other_last = self.clock()
+        self._json_cache: dict[tuple[str, int], tuple[Any, str]] = {}
         self._updated_index: dict[str, tuple[list[int], list[Rec]]] = {}
         self._window_cache: tuple[Any, list[Rec], list[int]] = (None, [], [])
         self.served = {}
@@ -385,7 +397,8 @@ class HubSpotEmulator:
         except _Reject as rej:
             status, body = rej.status, rej.body
         self.statuses[status] = self.statuses.get(status, 0) + 1
-        return Response(json.dumps(body, separators=(",", ":")), status, media_type="application/json",
+        text = body.text if isinstance(body, _RawJSON) else json.dumps(body, separators=(",", ":"))
+        return Response(text, status, media_type="application/json",
                         headers=self._headers(search))
 
     def _limit(self, search: bool) -> None:
@@ -462,6 +475,16 @@ class HubSpotEmulator:
             out["archivedAt"] = iso_ms(rec.archived_at)
         return out
 
+    def _object_json(self, obj: str, rec: Rec, props: list[str] | None) -> str:
+        """``_object`` serialised, cached per record version and property list (pages are hot)."""
+        key = (rec.updated, rec.archived, tuple(props or ()))
+        hit = self._json_cache.get((obj, rec.id))
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        text = _dumps(self._object(obj, rec, props))
+        self._json_cache[(obj, rec.id)] = (key, text)
+        return text
+
     def _visible(self, rec: Rec, now: int) -> bool:
         return rec.visible_at <= now
 
@@ -483,20 +506,21 @@ class HubSpotEmulator:
             pos += 1
             if rec.archived == archived and self._visible(rec, now):
                 results.append(rec)
-        body: dict[str, Any] = {"results": []}
+        paging = ""
         if len(results) > limit:
             nxt = results.pop()
-            body["paging"] = {"next": {"after": str(nxt.id),
-                                       "link": f"{request.url.path}?after={nxt.id}"}}
+            paging = ',"paging":' + _dumps({"next": {"after": str(nxt.id),
+                                                     "link": f"{request.url.path}?after={nxt.id}"}})
+        parts = []
         for rec in results:
-            item = self._object(obj, rec, props)
             links = {to: {"results": [{"id": str(t), "type": f"{SINGULAR[obj]}_to_{SINGULAR[to]}"}
                                       for t in sorted(self._assoc[(obj, to)].get(rec.id, ()))]}
                      for to in assoc if self._assoc[(obj, to)].get(rec.id)}
             if links:
-                item["associations"] = links
-            body["results"].append(item)
-        return body
+                parts.append(_dumps({**self._object(obj, rec, props), "associations": links}))
+            else:
+                parts.append(self._object_json(obj, rec, props))
+        return _RawJSON('{"results":[' + ",".join(parts) + "]" + paging + "}")
 
     async def _read(self, request: Request) -> Any:
         obj = self._type(request)
@@ -632,11 +656,9 @@ class HubSpotEmulator:
             present.sort(key=lambda r: self._key(obj, r, name), reverse=desc)
             hits = present + [r for r in hits if self._key(obj, r, name) is None]
         page = hits[after: after + limit]
-        out: dict[str, Any] = {"total": len(hits),
-                               "results": [self._object(obj, r, body.get("properties")) for r in page]}
-        if after + limit < len(hits):
-            out["paging"] = {"next": {"after": str(after + limit)}}
-        return out
+        parts = ",".join(self._object_json(obj, r, body.get("properties")) for r in page)
+        paging = f',"paging":{{"next":{{"after":"{after + limit}"}}}}' if after + limit < len(hits) else ""
+        return _RawJSON(f'{{"total":{len(hits)},"results":[{parts}]{paging}}}')
 
     async def _properties(self, request: Request) -> Any:
         obj = self._type(request)
@@ -719,11 +741,16 @@ def main() -> None:  # pragma: no cover - the benchmark runs the emulator in its
     parser = argparse.ArgumentParser(description="Serve the HubSpot emulator on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--size", type=int, default=1000)
-    parser.add_argument("--rate-limits", action="store_true")
+    parser.add_argument("--size", type=int, default=1000, help="number of deals")
+    parser.add_argument("--rate-limits", action="store_true", help="enforce the burst, search and daily limits")
+    parser.add_argument("--burst-max", type=int, default=190)
+    parser.add_argument("--search-per-s", type=int, default=5)
+    parser.add_argument("--lean", action="store_true", help="deals only (one company and contact, no line items)")
     args = parser.parse_args()
-    emulator = HubSpotEmulator(seed=args.seed, size=args.size, rate_limits=args.rate_limits)
-    uvicorn.run(emulator.app, host="127.0.0.1", port=args.port, log_level="warning")
+    lean: dict[str, Any] = {"companies": 1, "contacts": 1, "line_items": False, "products": 5} if args.lean else {}
+    emulator = HubSpotEmulator(seed=args.seed, size=args.size, rate_limits=args.rate_limits,
+                               burst_max=args.burst_max, search_per_s=args.search_per_s, **lean)
+    uvicorn.run(emulator.app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":  # pragma: no cover
