@@ -386,10 +386,17 @@ class HubSpotConnector(Connector):
                     rec = records.get(str(row["from"]["id"]))
                     if rec is None:
                         continue
+                    edges = list(row.get("to") or [])
+                    after = (row.get("paging") or {}).get("next", {}).get("after")
+                    while after:  # more associations than batch/read returns for one record
+                        more = self._get(f"/crm/v4/objects/deals/{rec['id']}/associations/{to}",
+                                         {"after": after, "limit": 500})
+                        edges += more.get("results") or []
+                        after = (more.get("paging") or {}).get("next", {}).get("after")
                     rec[to] = sorted(
                         ({"id": str(t["toObjectId"]),
                           "types": sorted(int(a["typeId"]) for a in t.get("associationTypes") or [])}
-                         for t in row.get("to") or []), key=lambda e: int(e["id"]))
+                         for t in edges), key=lambda e: int(e["id"]))
         return Page(list(records.values()), next_token=following)
 
     def count(self, stream: StreamSpec, window: Window) -> int | None:

@@ -174,6 +174,7 @@ class HubSpotEmulator:
     timeout_s: float = 2.0
     max_url: int = 8_192
     other_apps_rps: float = 0.0
+    assoc_page: int = 500  # associations per record per page (v4 batch/read, then the per-record route)
     oauth: bool = False
     clock: Callable[[], float] = time.time
     objects: dict[str, dict[int, Rec]] = field(init=False, repr=False)
@@ -718,14 +719,25 @@ class HubSpotEmulator:
         if len(inputs) > 1000:
             raise _error(400, "Batch input size exceeds 1000", "VALIDATION_ERROR")
         stamp = iso_ms(self.now_ms())
-        results = [{"from": {"id": str(i["id"])}, "to": rows}
-                   for i in inputs if (rows := self._assoc_rows(frm, to, int(i["id"])))]
+        results = []
+        for i in inputs:
+            rows = self._assoc_rows(frm, to, int(i["id"]))
+            if rows:  # a record with more associations than a page: the rest via the per-record route
+                item: dict[str, Any] = {"from": {"id": str(i["id"])}, "to": rows[: self.assoc_page]}
+                if len(rows) > self.assoc_page:
+                    item["paging"] = {"next": {"after": str(self.assoc_page)}}
+                results.append(item)
         return {"status": "COMPLETE", "results": results, "startedAt": stamp, "completedAt": stamp}
 
     async def _assoc_one(self, request: Request) -> Any:
         frm, to = self._pair(request)
         rows = self._assoc_rows(frm, to, int(request.path_params["oid"]))
-        return {"results": rows}
+        start = int(request.query_params.get("after") or 0)
+        limit = min(int(request.query_params.get("limit") or self.assoc_page), self.assoc_page)
+        out: dict[str, Any] = {"results": rows[start: start + limit]}
+        if start + limit < len(rows):
+            out["paging"] = {"next": {"after": str(start + limit)}}
+        return out
 
 
 def create_app(**kwargs: Any) -> Starlette:

@@ -183,6 +183,20 @@ def test_association_only_edit_reaches_the_store(store: Store, hubspot) -> None:
     assert rec is not None and rec["payload"]["line_items"] == []
 
 
+def test_deal_with_more_associations_than_a_batch_page(store: Store, hubspot) -> None:  # type: ignore[no-untyped-def]
+    emu, server = hubspot(size=30, assoc_page=3)
+    deal = emu.live_ids("deals")[2]
+    contacts = emu.live_ids("contacts")[:8]
+    for contact in contacts:
+        emu.associate("deals", deal, "contacts", contact)
+    c = make_connector(server, streams=["deal_associations"])
+    sync(c, store)
+    rec = store.get_raw("hubspot", "associations.deals", str(deal))
+    assert rec is not None
+    assert {e["id"] for e in rec["payload"]["contacts"]} == {str(i) for i in emu.associations("deals", deal, "contacts")}
+    assert len(rec["payload"]["contacts"]) >= 8
+
+
 def test_wide_property_list_is_chunked_under_the_url_limit(store: Store, hubspot) -> None:  # type: ignore[no-untyped-def]
     emu, server = hubspot(size=30, custom_properties=400, custom_property_name_len=40, max_url=8_192)
     c = make_connector(server, streams=["deals"])
