@@ -147,6 +147,7 @@ class HubSpotConnector(Connector):
                                       observe=self._observe_daily, timeout=timeout, verify=verify)
         self.http_429 = 0
         self.read_ahead = read_ahead
+        self.search_cap, self.search_page = SEARCH_CAP, SEARCH_PAGE
         self.pages_per_commit = max(1, pages_per_commit)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hubspot-{name}")
         self._ahead: tuple[tuple[Any, ...], Future[Page]] | None = None
@@ -345,10 +346,10 @@ class HubSpotConnector(Connector):
         if not wins:
             return Page([], next_token=None)
         lo, hi = wins[0]
-        body = self._post(f"/crm/v3/objects/{obj}/search", self._search_body(obj, lo, hi, state["last"], SEARCH_PAGE),
+        body = self._post(f"/crm/v3/objects/{obj}/search", self._search_body(obj, lo, hi, state["last"], self.search_page),
                           search=True)
         total = int(body.get("total") or 0)
-        if not state["probed"] and total > SEARCH_CAP and hi - lo > 1:
+        if not state["probed"] and total > self.search_cap and hi - lo > 1:
             mid = lo + (hi - lo) // 2  # over the cap: bisect, left half first; this page is not used
             return Page([], next_token={**state, "wins": [[lo, mid], [mid, hi], *wins[1:]], "last": None})
         results = body.get("results") or []

@@ -174,6 +174,7 @@ class HubSpotEmulator:
     timeout_s: float = 2.0
     max_url: int = 8_192
     other_apps_rps: float = 0.0
+    search_cap: int = SEARCH_CAP  # HubSpot: 10,000 (tests shrink it to exercise bisection cheaply)
     assoc_page: int = 500  # associations per record per page (v4 batch/read, then the per-record route)
     oauth: bool = False
     clock: Callable[[], float] = time.time
@@ -641,8 +642,8 @@ class HubSpotEmulator:
             raise _error(400, "Only one sort is supported", "VALIDATION_ERROR")
         if len(groups) > 5 or sum(len(g.get("filters") or []) for g in groups) > 25:
             raise _error(400, "Too many filters: at most 5 groups and 25 filters", "VALIDATION_ERROR")
-        if after >= SEARCH_CAP:
-            raise _error(400, f"There was a problem with the request. Paging past {SEARCH_CAP} results "
+        if after >= self.search_cap:
+            raise _error(400, f"There was a problem with the request. Paging past {self.search_cap} results "
                          "is not supported.", "VALIDATION_ERROR")
         now = self.now_ms()
         compiled = [[self._predicate(obj, f) for f in g.get("filters") or []] for g in groups]

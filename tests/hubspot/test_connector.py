@@ -101,6 +101,29 @@ def test_25000_deals_modified_within_one_hour_are_all_captured_once(sqlite_store
     assert names == 25_000
 
 
+def test_bisection_state_is_checkpointed_and_a_paused_run_resumes_inside_it(store: Store, hubspot) -> None:  # type: ignore[no-untyped-def]
+    # the cap shrunk to 50 (and pages to 10) so that a 400-record burst needs several levels of bisection
+    emu, server = hubspot(size=500, search_cap=50, rate_limits=True, oauth=True, daily_limit=10**6)
+    c = make_connector(server, streams=["deals"], pages_per_commit=1, read_ahead=False)
+    c.search_cap, c.search_page = 50, 10
+    c.properties_wanted["deals"] = ["dealname"]
+    touched = emu.burst("deals", 400, within_ms=600_000, same_ms_share=0.3)  # 120 deals in one ms
+    hw = datetime.now(UTC) - timedelta(hours=1)
+    store.commit_page("hubspot", "deals", [], {"hw": [hw.isoformat(), ""], "run": None})
+    emu.daily_limit = emu.daily_used + 25  # the daily limit strikes mid-window
+    [r1] = sync(c, store)
+    assert r1.status == "paused"
+    state = store.get_cursor("hubspot", "deals")["run"]["token"]
+    assert state["p"] == "search" and len(state["wins"]) >= 2  # a bisected window stack was saved
+    emu.reset_daily()
+    emu.daily_limit = 10**6
+    [r2] = sync(c, store)
+    assert r2.status == "success"
+    assert live_ids(store, "deals") >= {str(i) for i in touched}
+    assert r1.records + r2.records == 400  # resumed inside the stack: nothing read twice
+    assert emu.statuses.get(400) is None
+
+
 def test_search_refuses_paging_past_10000_like_hubspot(hubspot) -> None:  # type: ignore[no-untyped-def]
     _emu, server = hubspot(size=20)
     c = make_connector(server)
