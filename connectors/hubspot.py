@@ -46,6 +46,10 @@ governor (5/s). A 429's ``policyName`` decides: ``TEN_SECONDLY_ROLLING`` and ``S
 after a wait (HubSpot often sends no ``Retry-After``), ``DAILY`` raises :class:`QuotaPaused` — the run
 stops with its state saved and the next run resumes.
 
+**Throughput.** Five API pages make one engine page (one transaction and checkpoint per ~500
+listed or ~1,000 searched records), and the next engine page is fetched in a background thread while
+the engine commits the current one (one request in flight ahead at most, same governor and retries).
+
 **HTTP.** Every call goes through :class:`~connectors.http.HttpClient` (httpx): one retry layer, the
 governor before each attempt and the headers after it, on success *and* error responses. The SDK
 (hubspot-api-client) talks urllib3 with its own optional retries and exposes headers only through
@@ -67,7 +71,7 @@ from canonical.errors import ConfigError
 from connectors.base import Connector, Page, StreamSpec, Window
 from connectors.errors import AuthenticationError, QuotaPaused, RetryableError
 from connectors.governor import RateGovernor, governor_for
-from connectors.http import HttpClient, RetryPolicy
+from connectors.http import HttpClient, RetryPolicy, parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 OBJECTS = ("contacts", "companies", "deals", "line_items", "products")
@@ -195,9 +199,9 @@ class HubSpotConnector(Connector):
                     "hubspot: the portal's DAILY API limit is reached (429 DAILY); paused with state saved, "
                     "the next run (after midnight in the portal's time zone) resumes"
                 )
-            retry_after = headers.get("Retry-After")
-            if retry_after:
-                wait = float(retry_after)
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+            if retry_after is not None:
+                wait = retry_after
             elif policy == "SECONDLY":
                 wait = 1.0
             else:  # TEN_SECONDLY_ROLLING: half the window frees the oldest requests we sent
@@ -208,8 +212,9 @@ class HubSpotConnector(Connector):
                 "hubspot: the private-app token was rejected (401); check credentials.token of this source "
                 "in ltc.yaml", status=401)
         if status == 403:
-            return (f"{message or 'missing scopes'}; grant the private app the crm.objects.*.read, "
-                    "crm.schemas.*.read and e-commerce scopes")
+            return (f"{message or 'missing scopes'}; grant the private app the scopes crm.objects.contacts.read, "
+                    "crm.objects.companies.read, crm.objects.deals.read, crm.objects.line_items.read, "
+                    "crm.objects.owners.read and e-commerce (products)")
         if status == 414:
             return "the request URL is too long; lower options.url_budget for this source"
         return message or None
