@@ -566,22 +566,27 @@ class HubSpotEmulator:
             cached = self._updated_index[obj] = ([r.updated for r in recs], recs)
         return cached
 
-    def _candidates(self, obj: str, groups: list[dict[str, Any]]) -> list[Rec]:
+    def _candidates(self, obj: str, groups: list[dict[str, Any]]) -> tuple[list[Rec], bool]:
         """Records a one-group query can match, by id: the modified-date range narrowed by bisection,
-        then an ``hs_object_id`` lower bound (keyset paging) applied the same way."""
+        then an ``hs_object_id`` lower bound (keyset paging) applied the same way. The flag says
+        whether these bounds were the group's only filters (then no filter needs evaluating)."""
         if len(groups) != 1:
-            return [self.objects[obj][i] for i in self._ids[obj]]
+            return [self.objects[obj][i] for i in self._ids[obj]], False
         prop = modified_prop(obj)
         lo, hi = -1, 1 << 62
         id_lo = -1
-        for f in groups[0].get("filters") or []:
+        consumed = 0
+        filters = groups[0].get("filters") or []
+        for f in filters:
             op, name = f.get("operator"), f.get("propertyName")
             if name == prop and op in ("GTE", "GT", "LT", "LTE", "EQ"):
                 v = self._coerce(name, f.get("value"))
                 lo = max(lo, v + (op == "GT")) if op in ("GTE", "GT", "EQ") else lo
                 hi = min(hi, v + (op in ("LTE", "EQ"))) if op in ("LT", "LTE", "EQ") else hi
+                consumed += 1
             elif name == "hs_object_id" and op in ("GT", "GTE"):
                 id_lo = max(id_lo, int(self._coerce(name, f.get("value"))) + (op == "GT"))
+                consumed += 1
         key = (obj, lo, hi)
         if self._window_cache[0] != key:
             keys, recs = self._by_updated(obj)
@@ -589,7 +594,7 @@ class HubSpotEmulator:
             window.sort(key=lambda r: r.id)
             self._window_cache = (key, window, [r.id for r in window])
         _, window, ids = self._window_cache
-        return window[bisect.bisect_left(ids, id_lo):]
+        return window[bisect.bisect_left(ids, id_lo):], consumed == len(filters)
 
     def _coerce(self, name: str, value: Any) -> Any:
         if value is None:
@@ -646,8 +651,9 @@ class HubSpotEmulator:
             raise _error(400, f"There was a problem with the request. Paging past {self.search_cap} results "
                          "is not supported.", "VALIDATION_ERROR")
         now = self.now_ms()
-        compiled = [[self._predicate(obj, f) for f in g.get("filters") or []] for g in groups]
-        hits = [rec for rec in self._candidates(obj, groups)
+        candidates, exact = self._candidates(obj, groups)
+        compiled = [] if exact else [[self._predicate(obj, f) for f in g.get("filters") or []] for g in groups]
+        hits = [rec for rec in candidates
                 if not rec.archived and rec.visible_at <= now
                 and (not compiled or any(all(p(rec) for p in group) for group in compiled))]
         if sorts and not (sorts[0].get("propertyName") == "hs_object_id"
