@@ -479,13 +479,22 @@ class HubSpotEmulator:
 
     def _object_json(self, obj: str, rec: Rec, props: list[str] | None) -> str:
         """``_object`` serialised, cached per record version and property list (pages are hot)."""
-        key = (rec.updated, rec.archived, tuple(props or ()))
+        key = (rec.updated, rec.archived, frozenset(props or ()))
         hit = self._json_cache.get((obj, rec.id))
         if hit is not None and hit[0] == key:
             return hit[1]
         text = _dumps(self._object(obj, rec, props))
         self._json_cache[(obj, rec.id)] = (key, text)
         return text
+
+    def prerender(self) -> None:
+        """Serialise every record with its full property list ahead of time, so that a benchmark
+        measures the client and the store rather than the emulator standing in for HubSpot's servers."""
+        with self._lock:
+            for obj, recs in self.objects.items():
+                props = sorted(self._known(obj))
+                for rec in recs.values():
+                    self._object_json(obj, rec, props)
 
     def _visible(self, rec: Rec, now: int) -> bool:
         return rec.visible_at <= now
@@ -765,10 +774,13 @@ def main() -> None:  # pragma: no cover - the benchmark runs the emulator in its
     parser.add_argument("--burst-max", type=int, default=190)
     parser.add_argument("--search-per-s", type=int, default=5)
     parser.add_argument("--lean", action="store_true", help="deals only (one company and contact, no line items)")
+    parser.add_argument("--prerender", action="store_true", help="serialise every record before serving")
     args = parser.parse_args()
     lean: dict[str, Any] = {"companies": 1, "contacts": 1, "line_items": False, "products": 5} if args.lean else {}
     emulator = HubSpotEmulator(seed=args.seed, size=args.size, rate_limits=args.rate_limits,
                                burst_max=args.burst_max, search_per_s=args.search_per_s, **lean)
+    if args.prerender:
+        emulator.prerender()
     uvicorn.run(emulator.app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 
