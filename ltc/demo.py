@@ -19,6 +19,11 @@ from sandbox.server import RunningServer
 
 # What each emulator accepts, and how its source is configured. Sandbox values, not secrets.
 DEMO_SOURCES: dict[str, dict[str, Any]] = {
+    "hubspot": {
+        "app": {"token": "pat-na1-ltc-demo"},
+        "credentials": {"token": "pat-na1-ltc-demo"},
+        "options": {},
+    },
     "stripe": {
         "app": {"api_key": "sk_test_ltc_demo"},
         "credentials": {"api_key": "sk_test_ltc_demo"},
