@@ -114,6 +114,24 @@ def _prepare(p: Party) -> _Prepared:
                      domain)
 
 
+SHARED_DOMAIN_MIN = 3
+NUMBERED_SIBLINGS = Decimal("0.70")  # below any sensible review threshold
+
+
+def _drop_shared_domains(items: list[_Prepared]) -> list[_Prepared]:
+    """A domain that several accounts of one system share (a reseller's, a group's, a placeholder)
+    identifies none of them: it stops counting as evidence for those accounts."""
+    per_system: dict[tuple[str, str], int] = {}
+    for p in items:
+        if p.domain:
+            key = (p.party.id.split(":", 1)[0], p.domain)
+            per_system[key] = per_system.get(key, 0) + 1
+    for p in items:
+        if p.domain and per_system[(p.party.id.split(":", 1)[0], p.domain)] >= SHARED_DOMAIN_MIN:
+            p.domain = None
+    return items
+
+
 def _q(x: float) -> Decimal:
     return Decimal(str(round(x, 4)))
 
@@ -184,6 +202,11 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
     if reasons:
         evidence["capped"] = reasons
         conf = min(conf, cap)
+    if a.digits and b.digits and a.digits != b.digits and method != "reference" \
+            and [w for w in a.words if not w.isdigit()] == [w for w in b.words if not w.isdigit()]:
+        # "Customer 014" / "Customer 015", "Store 12" / "Store 13": the number is the identity
+        evidence.setdefault("capped", []).append("names differ only by their numbers")
+        conf = min(conf, NUMBERED_SIBLINGS)
     return Link(left, right, method, conf, evidence)
 
 
@@ -284,7 +307,7 @@ def resolve(
     review: Decimal = REVIEW,
 ) -> IdentityResult:
     """Cluster accounts, attach payers; pure and independent of input order."""
-    items = [_prepare(p) for p in sorted(accounts, key=lambda p: p.id)]
+    items = _drop_shared_domains([_prepare(p) for p in sorted(accounts, key=lambda p: p.id)])
     index = {p.party.id: i for i, p in enumerate(items)}
     links: list[Link] = []
     for i, j in candidate_pairs(items):

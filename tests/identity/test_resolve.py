@@ -152,3 +152,19 @@ def test_run_identity_writes_cross_ref_and_candidates(store: Store) -> None:
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(tables.cross_ref)).scalar_one() == len(xref)
         assert len(list(conn.execute(sa.select(tables.identity_candidate)))) == len(cands)
+
+
+def test_a_domain_shared_by_many_accounts_of_one_system_is_not_evidence() -> None:
+    """Demo finding: 50 Stripe customers "Customer 000".."Customer 049" all billed at one domain made
+    every pair a review candidate. A domain three accounts of one system share identifies none."""
+    from canonical.identity import Party, resolve
+
+    shared = [Party(id=f"stripe:account:cus_{i:03d}", name=f"Customer {i:03d}", domain="example.test")
+              for i in range(6)]
+    result = resolve(shared)
+    assert result.reviews == [] and len(set(result.cluster_of.values())) == 6
+    # two accounts of different systems at one domain still count
+    pair = [Party(id="sf:account:001A", name="Globex Corporation", domain="globex.test"),
+            Party(id="stripe:account:cus_9", name="Globex Corp", domain="globex.test")]
+    res = resolve(pair)
+    assert res.cluster_of["sf:account:001A"] == res.cluster_of["stripe:account:cus_9"]
