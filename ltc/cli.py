@@ -33,7 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_cmd.app, name="sandbox")
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
@@ -87,6 +87,15 @@ def _fmt(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _cursor(value: Any) -> str:
+    """The high-water mark of a stream's cursor, readably (the full JSON is in stream_state)."""
+    if isinstance(value, dict):
+        hw = value.get("hw")
+        mark = hw[0][:19] if isinstance(hw, list) and hw and hw[0] else "-"
+        return mark + (" (resuming)" if value.get("run") else "")
+    return _fmt(value, 24)
+
+
 def render_status(store: Store) -> None:
     states = store.stream_states()
     url = db.mask_url(store.engine.url.render_as_string(hide_password=False))
@@ -94,21 +103,34 @@ def render_status(store: Store) -> None:
         console.print(f"Store {url}: empty — no stream has been synced yet (run `ltc sync` or `make demo`).")
         return
     table = Table(title=f"Streams in {url}")
-    for col in ("connector", "stream", "status", "cursor", "last run", "seen", "written",
-                "quarantined", "source/store", "message"):
-        table.add_column(col)
+    for col in ("source", "stream", "status", "synced up to", "last run", "seen", "written",
+                "quar.", "src/store", "message"):
+        table.add_column(col, overflow="fold")
     for s in states:
-        completeness = (
-            f"{s['source_count']}/{s['store_count']}" if s["source_count"] is not None else "-"
-        )
+        completeness = f"{s['source_count']}/{s['store_count']}" if s["source_count"] is not None else "-"
+        last = s["last_run_at"].strftime("%Y-%m-%d %H:%M") if s["last_run_at"] else "-"
         table.add_row(
-            s["connector"], s["stream"], _fmt(s["status"]), _fmt(s["cursor"]), _fmt(s["last_run_at"]),
+            s["connector"], s["stream"], _fmt(s["status"]), _cursor(s["cursor"]), last,
             str(s["records_seen"]), str(s["records_written"]), str(s["quarantined"]), completeness,
             _fmt(s["message"], 60),
         )
     console.print(table)
     counts = store.table_counts()
     console.print("Canonical rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    open_ex = _open_exceptions(store)
+    console.print("Open exceptions: " + (", ".join(f"{k}={v}" for k, v in open_ex.items()) or "none")
+                  + ("  (`ltc exceptions list`)" if open_ex else ""))
+
+
+def _open_exceptions(store: Store) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    from reconcile.tables import recon_exception as ex
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(ex.c.code, sa.func.count()).where(ex.c.status != "resolved")
+                            .group_by(ex.c.code).order_by(ex.c.code))
+        return {code: int(n) for code, n in rows}
 
 
 @app.command()
