@@ -18,3 +18,12 @@ def build(name: str, cfg: Any) -> Connector:
     except KeyError:
         raise ConfigError(f"sources.{name}: no connector for kind {cfg.kind!r} in this build") from None
     return factory(name, cfg)
+
+
+def _salesforce(name: str, cfg: Any) -> Connector:
+    from connectors.salesforce import from_config
+
+    return from_config(name, cfg)
+
+
+KINDS["salesforce"] = _salesforce

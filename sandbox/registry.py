@@ -6,3 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 EMULATORS: dict[str, Callable[..., Any]] = {}
+
+
+def _salesforce(**kwargs: Any) -> Any:
+    from sandbox.salesforce import build_app
+
+    return build_app(**kwargs)
+
+
+EMULATORS["salesforce"] = _salesforce
