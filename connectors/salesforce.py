@@ -129,12 +129,12 @@ def chunk_fields(fields: Sequence[str], budget: int, always: Sequence[str] = ("I
     rest = [f for f in fields if f not in always]
     chunks: list[list[str]] = []
     cur: list[str] = list(always)
-    size = sum(len(f) + 3 for f in cur)
+    size = sum(len(f) + 4 for f in cur)
     for f in rest:
-        cost = len(f) + 3  # ", " encodes to "%2C+"
+        cost = len(f) + 4  # ", " encodes to "%2C+"
         if size + cost > budget and len(cur) > len(always):
             chunks.append(cur)
-            cur, size = list(always), sum(len(x) + 3 for x in always)
+            cur, size = list(always), sum(len(x) + 4 for x in always)
         cur.append(f)
         size += cost
     chunks.append(cur)
@@ -292,9 +292,10 @@ class SalesforceConnector(Connector):
                                   version=self.version, parse_float=Decimal, object_pairs_hook=dict)
         return self._sf
 
-    def _call(self, what: str, fn: Callable[[Salesforce], T]) -> T:
+    def _call(self, what: str, fn: Callable[[Salesforce], T], *, guard: bool = True) -> T:
         """One vendor call with quota guard, one re-login on INVALID_SESSION_ID, typed errors."""
-        self.governor.check_quota()
+        if guard:
+            self.governor.check_quota()
         for attempt in (1, 2):
             sf = self._client()
             try:
@@ -416,6 +417,13 @@ class SalesforceConnector(Connector):
         return int(body["totalSize"])
 
     def before_stream(self, stream: StreamSpec) -> None:
+        share = self.governor.quota_share()
+        if share is not None and share >= self.governor.pause_at:
+            # the reading that paused an earlier run may be stale (rolling 24 h): ask the org again
+            limits = self._call("limits", lambda sf: sf.restful("limits/"), guard=False) or {}
+            daily = limits.get("DailyApiRequests") or {}
+            if daily.get("Max"):
+                self.governor.observe_daily(int(daily["Max"]) - int(daily.get("Remaining", 0)), int(daily["Max"]))
         self.governor.check_quota()
 
     # -- Bulk API 2.0 --------------------------------------------------------------------------------------
