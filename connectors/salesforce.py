@@ -103,11 +103,12 @@ def soql_literal(value: Any) -> str:
 def keyset_where(since: datetime | None, resume: tuple[datetime, str] | None) -> list[str]:
     """The changed-since + keyset conjuncts (rows strictly after ``resume`` in (SystemModstamp, Id))."""
     where = []
-    if since is not None:
+    if since is not None and resume is None:  # a resume key was read inside the window: it implies since
         where.append(f"SystemModstamp >= {soql_literal(since)}")
     if resume is not None:
         t, i = soql_literal(resume[0]), soql_literal(resume[1])
-        where.append(f"(SystemModstamp > {t} OR (SystemModstamp = {t} AND Id > {i}))")
+        # the tie group first: then even a left-to-right evaluator without precedence (simple-mockforce) is right
+        where.append(f"((SystemModstamp = {t} AND Id > {i}) OR SystemModstamp > {t})")
     return where
 
 
@@ -361,7 +362,8 @@ class SalesforceConnector(Connector):
         records: list[dict[str, Any]] = list(body["records"])
         while not body.get("done", True) and body.get("nextRecordsUrl"):
             url = str(body["nextRecordsUrl"])
-            body = self._call(what, lambda sf: sf.query_more(url, identifier_is_url=True, headers=self._headers()))
+            body = self._call(what, lambda sf, u=url: sf.query_more(u, identifier_is_url=True,  # type: ignore[misc]
+                                                                    headers=self._headers()))
             records.extend(body["records"])
         return records
 
@@ -472,12 +474,13 @@ class SalesforceConnector(Connector):
     def _start_bulk_job(self, obj: str, fields: list[str]) -> str:
         spec = {"operation": "queryAll", "query": build_soql(obj, fields), "columnDelimiter": "COMMA",
                 "lineEnding": "LF"}
-        info = self._call(f"Bulk 2.0 job for {obj}", lambda sf: sf.restful("jobs/query", method="POST", json=spec))
+        info = self._call(f"Bulk 2.0 job for {obj}",
+                          lambda sf: sf.restful("jobs/query", method="POST", json=spec)) or {}
         job_id = str(info["id"])
         deadline = time.monotonic() + self.bulk_timeout_s
         wait = self.bulk_poll_s
         while True:
-            state = self._call(f"Bulk 2.0 job {job_id}", lambda sf: sf.restful(f"jobs/query/{job_id}"))
+            state = self._call(f"Bulk 2.0 job {job_id}", lambda sf: sf.restful(f"jobs/query/{job_id}")) or {}
             if state.get("state") == "JobComplete":
                 return job_id
             if state.get("state") in ("Failed", "Aborted"):

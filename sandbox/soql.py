@@ -207,7 +207,7 @@ class _Parser:
         else:
             while True:
                 fields.append(self.expect("ident"))
-                if not (self.peek() == ("punct", ",")):
+                if self.peek() != ("punct", ","):
                     break
                 self.i += 1
         self.expect_kw("FROM")
