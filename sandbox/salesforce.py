@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -408,8 +409,7 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 
 def _json(body: Any, headers: dict[str, str]) -> Response:
-    return Response(json.dumps(body, default=_default, separators=(",", ":")), media_type="application/json",
-                    headers=headers)
+    return Response(orjson.dumps(body, default=_default), media_type="application/json", headers=headers)
 
 
 def _default(value: Any) -> Any:
