@@ -60,7 +60,8 @@ def run_salesforce(args: argparse.Namespace) -> str:
             store = Store.open(f"sqlite:///{tmp}/bench.db")
             conn = SalesforceConnector("sf-bench", base_url=url,
                                        credentials={"client_id": client_id, "client_secret": client_secret},
-                                       options={"ca_file": ca_file, "completeness": True}, page_size=2000)
+                                       options={"ca_file": ca_file, "completeness": True,
+                                                "prefetch": args.prefetch}, page_size=2000)
             started = time.perf_counter()
             results = sync(conn, store)
             elapsed = time.perf_counter() - started
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--source", choices=["salesforce", "hubspot"], required=True)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--mode", choices=["unthrottled", "throttled"], default="unthrottled")
+    parser.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=True,
+                        help="fetch the next keyset page while the current one is committed")
     args = parser.parse_args()
     runners = {"salesforce": run_salesforce}
     if args.source not in runners:

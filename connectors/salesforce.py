@@ -32,6 +32,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -212,6 +213,9 @@ class SalesforceConnector(Connector):
         self._sf: Salesforce | None = None
         self._describe: dict[str, dict[str, str]] = {}
         self._bulk: dict[str, dict[str, Any]] = {}
+        self.prefetch = bool(opts.get("prefetch", True))
+        self._executor: ThreadPoolExecutor | None = None
+        self._ahead: dict[str, tuple[Any, Future[list[dict[str, Any]]]]] = {}
         self.logins = 0
 
     # -- auth ------------------------------------------------------------------------------------------
@@ -379,9 +383,24 @@ class SalesforceConnector(Connector):
                 return page
         where = keyset_where(window.since, window.resume_key)
         soql = build_soql(obj, fields, where, limit=stream.page_size)
-        if self.url_length(soql) <= self.max_url_chars:
-            return Page(self.query_all(soql))
-        return self._chunked_page(stream, fields, where)
+        if self.url_length(soql) > self.max_url_chars:
+            return self._chunked_page(stream, fields, where)
+        ahead = self._ahead.pop(obj, None)
+        key = (window.since, window.resume_key)
+        records = ahead[1].result() if ahead is not None and ahead[0] == key else self.query_all(soql)
+        if self.prefetch and len(records) >= stream.page_size:
+            # the next page's keyset is known now: fetch it while the engine commits this one
+            last_ts = parse_instant(records[-1]["SystemModstamp"])
+            if last_ts is not None:
+                nxt = (last_ts, str(records[-1]["Id"]))
+                soql_next = build_soql(obj, fields, keyset_where(window.since, nxt), limit=stream.page_size)
+                self._ahead[obj] = ((window.since, nxt), self._pool().submit(self.query_all, soql_next))
+        return Page(records)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sf-{self.name}")
+        return self._executor
 
     def _chunked_page(self, stream: StreamSpec, fields: list[str], where: list[str]) -> Page:
         """A wide object: the keyset query with the first field chunk fixes the page's key range; the
@@ -506,6 +525,10 @@ class SalesforceConnector(Connector):
         return out
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._ahead.clear()
         self.session.close()
 
 
