@@ -236,3 +236,21 @@ def test_bulk_load_interrupted_resumes_by_rest_keyset(make: Make, org: Org, sqli
     done = sync(fresh, sqlite_store)[0]
     assert done.status == "success" and _ids(sqlite_store, "Contact") == len(org.rows["Contact"])
     assert not any("/jobs/query" in r for r in org.requests)
+
+
+def test_stalled_requests_time_out_and_are_retried(make: Make, org: Org, sqlite_store: Store) -> None:
+    org.faults.timeout_rate, org.faults.stall_s = 0.25, 2.0
+    conn = make(objects=["Account"], page_size=4, timeout_s=0.5)
+    result = sync(conn, sqlite_store)[0]
+    assert result.status == "success" and _ids(sqlite_store, "Account") == len(org.rows["Account"])
+
+
+def test_prefetch_reads_each_page_once(make: Make, org: Org, sqlite_store: Store) -> None:
+    pages = []
+    for prefetch in (False, True):
+        org.requests.clear()
+        conn = make(objects=["Contact"], page_size=5, prefetch=prefetch)
+        result = sync(conn, sqlite_store, full_refresh=True)[0]
+        pages.append(sum("queryAll" in r and "COUNT" not in r for r in org.requests))
+        assert result.records == len(org.rows["Contact"])
+    assert pages[0] == pages[1] == len(org.rows["Contact"]) // 5 + 1
