@@ -58,7 +58,17 @@ def run_salesforce(args: argparse.Namespace) -> str:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store.open(f"sqlite:///{tmp}/bench.db")
-            conn = SalesforceConnector("sf-bench", base_url=url,
+            class Timed(SalesforceConnector):
+                read_s = 0.0
+
+                def read_page(self, *a: Any, **kw: Any) -> Any:
+                    t = time.perf_counter()
+                    try:
+                        return super().read_page(*a, **kw)
+                    finally:
+                        Timed.read_s += time.perf_counter() - t
+
+            conn = Timed("sf-bench", base_url=url,
                                        credentials={"client_id": client_id, "client_secret": client_secret},
                                        options={"ca_file": ca_file, "completeness": True,
                                                 "prefetch": args.prefetch}, page_size=2000)
@@ -73,7 +83,8 @@ def run_salesforce(args: argparse.Namespace) -> str:
     finally:
         parent.send("stop")
         proc.join(timeout=15)
-    print(f"salesforce: {total} records in the org, {pulled} pulled, {landed} landed in {elapsed:.1f} s; "
+    print(f"salesforce: {total} records in the org, {pulled} pulled, {landed} landed in {elapsed:.1f} s "
+          f"({Timed.read_s:.1f} s waiting for/parsing pages, the rest in the engine and the store); "
           f"problems: {bad or 'none'}", file=sys.stderr)
     if pulled != total or landed != total or bad:
         raise SystemExit(f"incomplete sync: org {total}, pulled {pulled}, landed {landed}, {bad}")
