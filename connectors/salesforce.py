@@ -21,6 +21,17 @@
 * **Quota**: every response's ``Sforce-Limit-Info`` feeds the governor; at ``options.quota_pause_at``
   (default 80 %) of the daily allocation, or on 403 ``REQUEST_LIMIT_EXCEEDED``, the run pauses with
   state saved (:class:`QuotaPaused`).
+
+``ltc.yaml``::
+
+    sources:
+      crm:
+        kind: salesforce
+        base_url: https://acme.my.salesforce.com      # login + instance URL (or options.login_url)
+        credentials: {client_id: {env: SF_CLIENT_ID}, client_secret: {env: SF_CLIENT_SECRET}}
+        lookback_minutes: 10
+        options: {bulk_threshold: 200000, quota_pause_at: "0.80", objects: [Account, Opportunity],
+                  max_url_chars: 15000, batch_size: 2000, ca_file: null, prefetch: true}
 """
 
 from __future__ import annotations

@@ -120,6 +120,7 @@ class Faults:
     expire_session_once: bool = False  # next data request: 401 INVALID_SESSION_ID, every token revoked
     expire_session_always: bool = False  # every data request is refused with INVALID_SESSION_ID
     bulk_polls_before_complete: int = 1
+    late_commit_s: float = 0.0  # writes become visible this long after their SystemModstamp (long transactions)
 
 
 @dataclass
@@ -156,6 +157,7 @@ class Org:
             self.types[obj] = dict(_SYSTEM + fields + extra)
         self.rows: dict[str, dict[str, dict[str, Any]]] = {obj: {} for obj in _OBJECTS}
         self.hidden: dict[str, set[str]] = {obj: set() for obj in _OBJECTS}
+        self.visible_at: dict[str, dict[str, float]] = {obj: {} for obj in _OBJECTS}  # late commits
         self._index: dict[str, list[tuple[str, str]] | None] = {obj: None for obj in _OBJECTS}
         self.cursors: dict[str, tuple[str, list[str], list[str], int]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -186,8 +188,7 @@ class Org:
                 rec["CurrencyIsoCode"] = "USD"
             rec.update(self._check(obj, values))
             self.rows[obj][rid] = rec
-            if not visible:
-                self.hidden[obj].add(rid)
+            self._visibility(obj, rid, visible)
             self._index[obj] = None
             return rid
 
@@ -198,13 +199,18 @@ class Org:
             rec.update(self._check(obj, values))
             stamp = sf_datetime(at or self.now())
             rec["LastModifiedDate"] = rec["SystemModstamp"] = stamp
-            if not visible:
-                self.hidden[obj].add(rid)
+            self._visibility(obj, rid, visible)
             self._index[obj] = None
 
     def delete(self, obj: str, rid: str, *, at: datetime | None = None) -> None:
         """Soft delete (recycle bin): gone from ``query``, ``IsDeleted = true`` in ``queryAll``."""
         self.update(obj, rid, {"IsDeleted": True}, at=at)
+
+    def _visibility(self, obj: str, rid: str, visible: bool) -> None:
+        if not visible:
+            self.hidden[obj].add(rid)
+        elif self.faults.late_commit_s:
+            self.visible_at[obj][rid] = time.time() + self.faults.late_commit_s
 
     def publish(self, obj: str, rid: str | None = None) -> None:
         """Make hidden (not yet committed) records visible, with the stamps they were written with."""
@@ -311,7 +317,9 @@ class Org:
                 compile_where(_cmp_probe(f), types, q.obj)  # raises the vendor's INVALID_FIELD
         pred = compile_where(q.where, types, q.obj)
         with self.lock:
-            rows, hidden = self.rows[q.obj], self.hidden[q.obj]
+            rows, hidden = self.rows[q.obj], set(self.hidden[q.obj])
+            now = time.time()
+            hidden.update(rid for rid, at in self.visible_at[q.obj].items() if at > now)
             keyed = [name for name, _ in q.order_by] in (["SystemModstamp", "Id"], ["SystemModstamp"], [])
             if keyed and not any(desc for _, desc in q.order_by):
                 idx = self.index(q.obj)

@@ -254,3 +254,21 @@ def test_prefetch_reads_each_page_once(make: Make, org: Org, sqlite_store: Store
         pages.append(sum("queryAll" in r and "COUNT" not in r for r in org.requests))
         assert result.records == len(org.rows["Contact"])
     assert pages[0] == pages[1] == len(org.rows["Contact"]) // 5 + 1
+
+
+def test_late_commit_fault_rows_surface_after_their_stamp_and_are_captured(make: Make, org: Org,
+                                                                            sqlite_store: Store) -> None:
+    import time
+
+    conn = make(objects=["Account"])
+    sync(conn, sqlite_store)
+    org.faults.late_commit_s = 1.0
+    rid = org.insert("Account", {"Name": "slow transaction"})
+    assert sync(conn, sqlite_store)[0].written == 0  # not visible yet
+    org.faults.late_commit_s = 0.0
+    newer = org.insert("Account", {"Name": "after"}, at=org.now() + timedelta(seconds=1))
+    assert sync(conn, sqlite_store)[0].written == 1  # the newer row moves the high-water mark past `rid`
+    assert sqlite_store.get_raw("sf", "Account", newer) is not None
+    time.sleep(1.1)
+    assert sync(conn, sqlite_store)[0].written == 1  # the lookback re-read finds the late row
+    assert sqlite_store.get_raw("sf", "Account", rid) is not None
