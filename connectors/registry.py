@@ -6,9 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from canonical.errors import ConfigError
+from connectors import odoo, stripe
 from connectors.base import Connector
 
-KINDS: dict[str, Callable[[str, Any], Connector]] = {}
+KINDS: dict[str, Callable[[str, Any], Connector]] = {
+    "stripe": stripe.from_config,
+    "odoo": odoo.from_config,
+}
 
 
 def build(name: str, cfg: Any) -> Connector:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-EMULATORS: dict[str, Callable[..., Any]] = {}
+from sandbox import stripe
+
+EMULATORS: dict[str, Callable[..., Any]] = {
+    "stripe": stripe.create_app,
+}
 
 
 def _salesforce(**kwargs: Any) -> Any:
