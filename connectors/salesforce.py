@@ -16,8 +16,8 @@
   field list is split into several queries over the same key range, joined by Id; a row whose
   SystemModstamp differs between the chunk queries changed meanwhile and is left to a later page.
 * **Bulk API 2.0** serves an initial load whose row count exceeds ``options.bulk_threshold``: one
-  ``queryAll`` job in keyset order, downloaded ``page_size`` rows at a time with ``Sforce-Locator``;
-  a resumed run continues by REST keyset from the last committed row.
+  ``queryAll`` job, downloaded ``page_size`` rows at a time with ``Sforce-Locator``; job id and locator
+  are checkpointed with each page, so a resumed run continues the same job.
 * **Quota**: every response's ``Sforce-Limit-Info`` feeds the governor; at ``options.quota_pause_at``
   (default 80 %) of the daily allocation, or on 403 ``REQUEST_LIMIT_EXCEEDED``, the run pauses with
   state saved (:class:`QuotaPaused`).
@@ -223,7 +223,6 @@ class SalesforceConnector(Connector):
         )
         self._sf: Salesforce | None = None
         self._describe: dict[str, dict[str, str]] = {}
-        self._bulk: dict[str, dict[str, Any]] = {}
         self.prefetch = bool(opts.get("prefetch", True))
         self._executor: ThreadPoolExecutor | None = None
         self._ahead: dict[str, tuple[Any, Future[list[dict[str, Any]]]]] = {}
@@ -388,10 +387,9 @@ class SalesforceConnector(Connector):
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
         obj = stream.object
         fields = list(self.field_types(obj))
-        if obj in self._bulk or (window.resume_key is None and window.since is None and self._wants_bulk(obj)):
-            page = self._bulk_page(stream, fields, window)
-            if page is not None:
-                return page
+        if (window.memo or {}).get("bulk") or (window.resume_key is None and window.since is None
+                                               and self._wants_bulk(obj)):
+            return self._bulk_page(stream, fields, window)
         where = keyset_where(window.since, window.resume_key)
         soql = build_soql(obj, fields, where, limit=stream.page_size)
         if self.url_length(soql) > self.max_url_chars:
@@ -467,42 +465,41 @@ class SalesforceConnector(Connector):
         total = int(self._call(f"COUNT() on {obj}", lambda sf: sf.query(soql, include_deleted=True))["totalSize"])
         return total > int(self.bulk_threshold)
 
-    def _bulk_page(self, stream: StreamSpec, fields: list[str], window: Window) -> Page | None:
-        """The next ``page_size`` rows of this object's Bulk 2.0 job (started on first use); None when the
-        job is not the source of this window any more (e.g. a resumed run: the REST keyset takes over)."""
+    def _bulk_page(self, stream: StreamSpec, fields: list[str], window: Window) -> Page:
+        """The next ``page_size`` rows of this object's Bulk 2.0 job. The job id and the ``Sforce-Locator``
+        travel in the stream state (``Page.memo``), committed with each page, so an interrupted load goes
+        on from the same job in the next run; an expired job (404) is started again (re-read rows are
+        deduplicated). Bulk results are unordered (ORDER BY would disable Salesforce's PK chunking), which
+        is fine: the high-water mark is the maximum over all pages and the REST keyset is not used
+        until the job is done."""
         obj = stream.object
-        job = self._bulk.get(obj)
-        if job is None:
-            job = self._bulk[obj] = {"id": self._start_bulk_job(obj, fields), "locator": "", "last": None}
-        if job["last"] != window.resume_key:
-            self._bulk.pop(obj, None)
-            return None
-        if job["locator"] == "null":
-            self._bulk.pop(obj, None)
-            return Page([], more=False)
-        params = {"maxRecords": stream.page_size}
-        if job["locator"]:
-            params["locator"] = job["locator"]
-        url_path = f"jobs/query/{job['id']}/results"
-
-        def download(sf: Salesforce) -> requests.Response:
-            return sf._call_salesforce("GET", sf.base_url + url_path, name="bulk2 results", params=params,
-                                       headers={"Accept": "text/csv"})
-
-        response = self._call(f"Bulk 2.0 results of {obj}", download)
+        job = dict((window.memo or {}).get("bulk") or {})
+        if not job:
+            job = {"id": self._start_bulk_job(obj, fields), "locator": ""}
+        try:
+            response = self._download(obj, job, stream.page_size)
+        except NotFound:
+            job = {"id": self._start_bulk_job(obj, fields), "locator": ""}
+            response = self._download(obj, job, stream.page_size)
         job["locator"] = response.headers.get("Sforce-Locator") or "null"
         records = self._csv_records(obj, response.content.decode("utf-8"))
-        if records:
-            last = records[-1]
-            ts = parse_instant(last["SystemModstamp"])
-            job["last"] = (ts, str(last["Id"])) if ts else None
-        more = job["locator"] != "null"
-        if not more:
-            self._bulk.pop(obj, None)
-        return Page(records, more=more and len(records) > 0)
+        more = job["locator"] != "null" and len(records) > 0
+        return Page(records, more=more, memo={"bulk": job} if more else {})
+
+    def _download(self, obj: str, job: Mapping[str, str], max_records: int) -> requests.Response:
+        params = {"maxRecords": max_records}
+        if job["locator"]:
+            params["locator"] = job["locator"]  # type: ignore[assignment]
+        path = f"jobs/query/{job['id']}/results"
+
+        def download(sf: Salesforce) -> requests.Response:
+            return sf._call_salesforce("GET", sf.base_url + path, name="bulk2 results", params=params,
+                                       headers={"Accept": "text/csv"})
+
+        return self._call(f"Bulk 2.0 results of {obj}", download)
 
     def _start_bulk_job(self, obj: str, fields: list[str]) -> str:
-        spec = {"operation": "queryAll", "query": build_soql(obj, fields), "columnDelimiter": "COMMA",
+        spec = {"operation": "queryAll", "query": build_soql(obj, fields, order=False), "columnDelimiter": "COMMA",
                 "lineEnding": "LF"}
         info = self._call(f"Bulk 2.0 job for {obj}",
                           lambda sf: sf.restful("jobs/query", method="POST", json=spec)) or {}

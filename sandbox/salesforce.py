@@ -596,6 +596,8 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
             return _error(400, exc.code, exc.message, headers)
         if isinstance(ids, int):
             return _error(400, "INVALIDJOB", "COUNT() is not supported by Bulk API 2.0 query", headers)
+        if not q.order_by:
+            ids = sorted(ids)  # PK-chunked: Id order, not SystemModstamp order
         job_id = f"750Dn{len(org.jobs) + 1:010d}AAA"
         with org.lock:
             # results are a snapshot taken now, rendered as CSV when downloaded

@@ -224,18 +224,35 @@ def test_bulk_api_2_serves_a_large_initial_load(make: Make, org: Org, sqlite_sto
     assert again.records > 0 and again.written == 0
 
 
-def test_bulk_load_interrupted_resumes_by_rest_keyset(make: Make, org: Org, sqlite_store: Store) -> None:
+def test_bulk_load_interrupted_resumes_the_same_job(make: Make, org: Org, sqlite_store: Store) -> None:
     from connectors.base import sync_stream
 
     conn = make(objects=["Contact"], page_size=5, bulk_threshold=10, bulk_poll_s=0.01)
     run = sqlite_store.begin_run("sync", "sf")
     partial = sync_stream(conn, conn.stream("Contact"), sqlite_store, run_id=run, max_pages=2)
     assert partial.status == "paused" and partial.records == 10
-    fresh = make(objects=["Contact"], page_size=5, bulk_threshold=10)  # a new process: no job in memory
+    fresh = make(objects=["Contact"], page_size=5, bulk_threshold=10)  # a new process: only the saved state
     org.requests.clear()
     done = sync(fresh, sqlite_store)[0]
     assert done.status == "success" and _ids(sqlite_store, "Contact") == len(org.rows["Contact"])
-    assert not any("/jobs/query" in r for r in org.requests)
+    assert done.written == len(org.rows["Contact"]) - 10  # went on from the saved locator, nothing re-read
+    assert not any(r.startswith("POST") for r in org.requests) and any("/results" in r for r in org.requests)
+    # after the bulk load the next run is incremental over REST
+    org.requests.clear()
+    org.update("Contact", next(iter(org.rows["Contact"])), {"Title": "CFO"})
+    assert sync(fresh, sqlite_store)[0].written == 1
+    assert not any("/jobs/" in r for r in org.requests)
+
+
+def test_expired_bulk_job_is_started_again(make: Make, org: Org, sqlite_store: Store) -> None:
+    from connectors.base import sync_stream
+
+    conn = make(objects=["Contact"], page_size=5, bulk_threshold=10, bulk_poll_s=0.01)
+    run = sqlite_store.begin_run("sync", "sf")
+    sync_stream(conn, conn.stream("Contact"), sqlite_store, run_id=run, max_pages=1)
+    org.jobs.clear()  # Salesforce deletes finished jobs after 7 days
+    done = sync(make(objects=["Contact"], page_size=5, bulk_threshold=10, bulk_poll_s=0.01), sqlite_store)[0]
+    assert done.status == "success" and _ids(sqlite_store, "Contact") == len(org.rows["Contact"])
 
 
 def test_stalled_requests_time_out_and_are_retried(make: Make, org: Org, sqlite_store: Store) -> None:
