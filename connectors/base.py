@@ -213,6 +213,9 @@ class Page:
     next_token: Any = None
     # Records of this page the connector knows are deleted, if it learns of deletes separately.
     deleted: list[dict[str, Any]] = field(default_factory=list)
+    # Keyset only: whether rows may follow this page. None = "a full page means more"; a connector that
+    # had to drop rows from a page (e.g. changed between the column-chunk queries of a wide object) says so.
+    more: bool | None = None
     # A (timestamp, id) position the source guarantees this run has covered (e.g. the end of a
     # change-feed window); folded into the high-water mark like a record's key.
     high_water: tuple[datetime, str] | None = None
@@ -355,7 +358,8 @@ def sync_stream(
             run["max"] = best
             if isinstance(stream.paginator, Keyset):
                 token = None
-                if len(page.records) >= stream.page_size and raws:
+                more = page.more if page.more is not None else len(page.records) >= stream.page_size
+                if more and raws:
                     last = max(raws, key=lambda r: _key(r.source_updated_at, r.source_id))
                     assert last.source_updated_at is not None
                     window.resume_key = (last.source_updated_at, last.source_id)

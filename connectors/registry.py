@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors import hubspot, odoo, stripe
+from connectors import hubspot, odoo, salesforce, stripe
 from connectors.base import Connector
 
 KINDS: dict[str, Callable[[str, Any], Connector]] = {
     "hubspot": hubspot.from_config,
+    "salesforce": salesforce.from_config,
     "stripe": stripe.from_config,
     "odoo": odoo.from_config,
 }

@@ -24,6 +24,11 @@ DEMO_SOURCES: dict[str, dict[str, Any]] = {
         "credentials": {"token": "pat-na1-ltc-demo"},
         "options": {},
     },
+    "salesforce": {
+        "app": {},  # the emulator's own sandbox client (sandbox.salesforce.Credentials)
+        "credentials": {"client_id": "ltc-emulator-client", "client_secret": "ltc-emulator-secret"},
+        "options": {},
+    },
     "stripe": {
         "app": {"api_key": "sk_test_ltc_demo"},
         "credentials": {"api_key": "sk_test_ltc_demo"},

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sandbox import hubspot, stripe
+from sandbox import hubspot, salesforce, stripe
 
 EMULATORS: dict[str, Callable[..., Any]] = {
     "hubspot": hubspot.create_app,
+    "salesforce": salesforce.build_app,
     "stripe": stripe.create_app,
 }

@@ -95,6 +95,7 @@ class RunningServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
+        self._server.force_exit = True  # do not wait for idle keep-alive (TLS) clients to hang up
         self._thread.join(timeout=10)
         self._tmp.cleanup()
 

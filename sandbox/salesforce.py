@@ -1,0 +1,678 @@
+"""Salesforce REST emulator: an ASGI app serving exactly the subset ltc-hub uses, over TLS.
+
+Routes (``vNN.N`` = any API version):
+
+* ``POST /services/oauth2/token``: client credentials (HTTP Basic or form), JWT bearer (RS256, checked
+  against the org's connected-app key), username-password (password + security token).
+* ``GET /services/data/vNN.N/query[/]`` and ``queryAll[/]`` (``?q=SOQL``, see :mod:`sandbox.soql`),
+  ``query/<cursor>-<offset>`` (``nextRecordsUrl``), 2000 rows a batch or ``Sforce-Query-Options:
+  batchSize=N`` (200..2000); ``totalSize`` = all matching rows; ``attributes`` on every record.
+* ``GET .../sobjects/`` and ``.../sobjects/<Obj>/describe``, ``GET .../limits``.
+* Bulk API 2.0 query jobs: ``POST .../jobs/query``, ``GET .../jobs/query/<id>``,
+  ``GET .../jobs/query/<id>/results?maxRecords=&locator=`` (CSV, ``Sforce-Locator``,
+  ``Sforce-NumberOfRecords``).
+
+Every data response carries ``Sforce-Limit-Info: api-usage=<used>/<allocation>``; errors are the vendor's
+JSON array of ``{"message", "errorCode"}``. The :class:`Org` (``app.state.org``) is the data and the
+fault switches; tests mutate it between requests (insert/update/delete, hidden-then-published rows
+for late commits, ``faults.*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import json
+import random
+import secrets
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from sandbox.soql import Query, SoqlError, compile_where, lower_bound, parse, sf_datetime
+
+API_VERSION = "59.0"
+URI_LIMIT = 16_384
+
+# --- schema -------------------------------------------------------------------------------------
+
+# (name, type, custom, referenceTo)
+_SYSTEM = [("Id", "id"), ("IsDeleted", "boolean"), ("CreatedDate", "datetime"), ("LastModifiedDate", "datetime"),
+           ("SystemModstamp", "datetime")]
+_OBJECTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "Account": ("001", [("Name", "string"), ("Type", "picklist"), ("Industry", "picklist"),
+                        ("BillingCity", "string"), ("BillingCountry", "string"), ("BillingAddress", "address"),
+                        ("Phone", "phone"), ("Website", "url"), ("AnnualRevenue", "currency"),
+                        ("Region__c", "picklist"), ("Customer_Tier__c", "picklist"), ("ERP_Customer_Id__c", "string")]),
+    "Contact": ("003", [("AccountId", "reference"), ("FirstName", "string"), ("LastName", "string"),
+                        ("Email", "email"), ("Phone", "phone"), ("Title", "string")]),
+    "Lead": ("00Q", [("FirstName", "string"), ("LastName", "string"), ("Company", "string"), ("Email", "email"),
+                     ("Status", "picklist"), ("LeadSource", "picklist"), ("IsConverted", "boolean"),
+                     ("ConvertedDate", "date"), ("ConvertedAccountId", "reference"),
+                     ("ConvertedContactId", "reference"), ("ConvertedOpportunityId", "reference"),
+                     ("Region__c", "picklist")]),
+    "Product2": ("01t", [("Name", "string"), ("ProductCode", "string"), ("Family", "picklist"),
+                         ("IsActive", "boolean")]),
+    "Opportunity": ("006", [("AccountId", "reference"), ("Name", "string"), ("StageName", "picklist"),
+                            ("Amount", "currency"), ("CloseDate", "date"), ("Probability", "percent"),
+                            ("IsClosed", "boolean"), ("IsWon", "boolean"), ("Pricebook2Id", "reference"),
+                            ("Region__c", "picklist"), ("ERP_Order_Ref__c", "string")]),
+    "OpportunityLineItem": ("00k", [("OpportunityId", "reference"), ("Product2Id", "reference"),
+                                    ("ProductCode", "string"), ("Name", "string"), ("Quantity", "double"),
+                                    ("UnitPrice", "currency"), ("ListPrice", "currency"),
+                                    ("TotalPrice", "currency"), ("Discount", "percent"), ("ServiceDate", "date")]),
+    "Contract": ("800", [("AccountId", "reference"), ("ContractNumber", "string"), ("Status", "picklist"),
+                         ("StartDate", "date"), ("EndDate", "date"), ("ContractTerm", "int")]),
+    "Order": ("801", [("AccountId", "reference"), ("OpportunityId", "reference"), ("ContractId", "reference"),
+                      ("EffectiveDate", "date"), ("Status", "picklist"), ("OrderNumber", "string"),
+                      ("TotalAmount", "currency")]),
+    "OrderItem": ("802", [("OrderId", "reference"), ("Product2Id", "reference"), ("Quantity", "double"),
+                          ("UnitPrice", "currency"), ("TotalPrice", "currency")]),
+    "Quote": ("0Q0", [("OpportunityId", "reference"), ("AccountId", "reference"), ("Name", "string"),
+                      ("QuoteNumber", "string"), ("Status", "picklist"), ("ExpirationDate", "date"),
+                      ("Subtotal", "currency"), ("TotalPrice", "currency"), ("GrandTotal", "currency")]),
+}
+_REFERENCE_TO = {"AccountId": "Account", "ConvertedAccountId": "Account", "ConvertedContactId": "Contact",
+                 "ConvertedOpportunityId": "Opportunity", "OpportunityId": "Opportunity", "Product2Id": "Product2",
+                 "OrderId": "Order", "ContractId": "Contract", "Pricebook2Id": "Pricebook2"}
+_COMPOUND = {"address", "location"}
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _field_describe(name: str, ftype: str) -> dict[str, Any]:
+    numeric = ftype in ("currency", "double", "percent")
+    return {
+        "name": name, "label": name.removesuffix("__c").replace("_", " "), "type": ftype,
+        "custom": name.endswith("__c"), "nillable": name not in ("Id", "IsDeleted", "Name"),
+        "createable": ftype != "id" and name not in dict(_SYSTEM), "updateable": ftype != "id",
+        "externalId": name == "ERP_Customer_Id__c", "idLookup": name == "Id", "unique": False,
+        "calculated": False, "length": 255 if ftype in ("string", "picklist", "url", "email", "phone") else 0,
+        "precision": 18 if numeric else 0, "scale": 2 if numeric else 0, "picklistValues": [],
+        "referenceTo": [_REFERENCE_TO[name]] if ftype == "reference" and name in _REFERENCE_TO else [],
+        "relationshipName": name[:-2] if ftype == "reference" else None, "defaultValue": None,
+    }
+
+
+# --- the org -------------------------------------------------------------------------------------
+
+@dataclass
+class Faults:
+    """Switchable misbehaviour; change fields at any time (the server reads them per request)."""
+
+    latency_s: float = 0.0
+    error_rate: float = 0.0  # share of data requests answered 503 SERVER_UNAVAILABLE
+    timeout_rate: float = 0.0  # share of data requests that stall for ``stall_s`` before answering
+    stall_s: float = 5.0
+    expire_session_once: bool = False  # next data request: 401 INVALID_SESSION_ID, every token revoked
+    expire_session_always: bool = False  # every data request is refused with INVALID_SESSION_ID
+    bulk_polls_before_complete: int = 1
+    late_commit_s: float = 0.0  # writes become visible this long after their SystemModstamp (long transactions)
+
+
+@dataclass
+class Credentials:
+    client_id: str = "ltc-emulator-client"
+    client_secret: str = "ltc-emulator-secret"
+    username: str = "integration@ltc.example"
+    password: str = "emulator-password"
+    security_token: str = "SECTOKEN"
+    static_token: str = "00Demulator!static-token"  # accepted as-is (direct instance URL + token mode)
+
+
+class Org:
+    """The emulated org: schema, records, API usage, tokens, faults. Thread-safe."""
+
+    def __init__(self, *, seed: int = 1, size: int = 20, daily_limit: int = 15_000, api_used: int = 0,
+                 wide_fields: int = 0, multi_currency: bool = False, faults: Faults | None = None):
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.fault_rng = random.Random(seed + 1)
+        self.faults = faults or Faults()
+        self.creds = Credentials()
+        self.daily_limit = daily_limit
+        self.api_used = api_used
+        self.lock = threading.RLock()
+        self.tokens: set[str] = set()
+        self.requests: list[str] = []  # "METHOD path" of every data request (tests assert on it)
+        self.counters: dict[str, int] = {}
+        self.types: dict[str, dict[str, str]] = {}
+        for obj, (_, fields) in _OBJECTS.items():
+            extra = [("CurrencyIsoCode", "picklist")] if multi_currency else []
+            if obj == "Account":
+                extra += [(f"Wide_Attribute_{i:04d}__c", "string") for i in range(wide_fields)]
+            self.types[obj] = dict(_SYSTEM + fields + extra)
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {obj: {} for obj in _OBJECTS}
+        self.hidden: dict[str, set[str]] = {obj: set() for obj in _OBJECTS}
+        self.visible_at: dict[str, dict[str, float]] = {obj: {} for obj in _OBJECTS}  # late commits
+        self._index: dict[str, list[tuple[str, str]] | None] = {obj: None for obj in _OBJECTS}
+        self.cursors: dict[str, tuple[str, list[str], list[str], int]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._jwt_key: Any = None
+        self.multi_currency = multi_currency
+        self.populate(size)
+
+    # -- data ------------------------------------------------------------------------------------
+
+    def new_id(self, obj: str) -> str:
+        n = self.counters.get(obj, 0) + 1
+        self.counters[obj] = n
+        return f"{_OBJECTS[obj][0]}Dn{n:010d}AAA"
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC).replace(microsecond=0)
+
+    def insert(self, obj: str, values: dict[str, Any], *, at: datetime | None = None, visible: bool = True) -> str:
+        """A new record stamped ``at`` (default now); ``visible=False`` = committed later (see publish)."""
+        with self.lock:
+            rid = self.new_id(obj)
+            stamp = sf_datetime(at or self.now())
+            rec: dict[str, Any] = dict.fromkeys(self.types[obj])
+            rec.update({"Id": rid, "IsDeleted": False, "CreatedDate": stamp, "LastModifiedDate": stamp,
+                        "SystemModstamp": stamp})
+            if self.multi_currency:
+                rec["CurrencyIsoCode"] = "USD"
+            rec.update(self._check(obj, values))
+            self.rows[obj][rid] = rec
+            self._visibility(obj, rid, visible)
+            self._index[obj] = None
+            return rid
+
+    def update(self, obj: str, rid: str, values: dict[str, Any], *, at: datetime | None = None,
+               visible: bool = True) -> None:
+        with self.lock:
+            rec = self.rows[obj][rid]
+            rec.update(self._check(obj, values))
+            stamp = sf_datetime(at or self.now())
+            rec["LastModifiedDate"] = rec["SystemModstamp"] = stamp
+            self._visibility(obj, rid, visible)
+            self._index[obj] = None
+
+    def delete(self, obj: str, rid: str, *, at: datetime | None = None) -> None:
+        """Soft delete (recycle bin): gone from ``query``, ``IsDeleted = true`` in ``queryAll``."""
+        self.update(obj, rid, {"IsDeleted": True}, at=at)
+
+    def _visibility(self, obj: str, rid: str, visible: bool) -> None:
+        if not visible:
+            self.hidden[obj].add(rid)
+        elif self.faults.late_commit_s:
+            self.visible_at[obj][rid] = time.time() + self.faults.late_commit_s
+
+    def publish(self, obj: str, rid: str | None = None) -> None:
+        """Make hidden (not yet committed) records visible, with the stamps they were written with."""
+        with self.lock:
+            if rid is None:
+                self.hidden[obj].clear()
+            else:
+                self.hidden[obj].discard(rid)
+
+    def _check(self, obj: str, values: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(values) - set(self.types[obj])
+        if unknown:
+            raise KeyError(f"{obj} has no field(s) {sorted(unknown)}")
+        return {k: sf_datetime(v) if isinstance(v, datetime) else v.isoformat() if isinstance(v, date) else v
+                for k, v in values.items()}
+
+    def index(self, obj: str) -> list[tuple[str, str]]:
+        idx = self._index[obj]
+        if idx is None:
+            idx = self._index[obj] = sorted((r["SystemModstamp"], r["Id"]) for r in self.rows[obj].values())
+        return idx
+
+    def populate(self, size: int) -> None:
+        """Deterministic data: ``size`` accounts with contacts, leads, opportunities + line items, quotes,
+        contracts and orders + items, linked the way a Lead-to-Cash org links them."""
+        rng = self.rng
+        regions = ["EMEA", "NA", "APAC", "LATAM"]
+        stages = [("Prospecting", 10, False, False), ("Negotiation/Review", 80, False, False),
+                  ("Closed Won", 100, True, True), ("Closed Lost", 0, True, False)]
+
+        def stamp() -> datetime:
+            return T0 + timedelta(seconds=rng.randrange(0, 300 * 86400))
+
+        def money(lo: int, hi: int) -> Decimal:
+            return Decimal(rng.randrange(lo * 100, hi * 100)) / 100
+
+        products = []
+        for i in range(max(5, min(50, size // 10))):
+            products.append(self.insert("Product2", {"Name": f"Product {i}", "ProductCode": f"P-{i:04d}",
+                                                     "Family": rng.choice(["Licence", "Service"]),
+                                                     "IsActive": True}, at=stamp()))
+        for a in range(size):
+            region = rng.choice(regions)
+            acc = self.insert("Account", {
+                "Name": f"Account {a} {rng.choice(['GmbH', 'Ltd', 'Inc', 'SAS'])}", "Type": "Customer",
+                "Industry": rng.choice(["Manufacturing", "Retail", "Software"]), "BillingCity": "Berlin",
+                "BillingCountry": rng.choice(["DE", "US", "FR", "GB"]), "Phone": f"+49 30 {a:06d}",
+                "Website": f"https://acct{a}.example", "AnnualRevenue": money(10_000, 9_000_000),
+                "Region__c": region, "Customer_Tier__c": rng.choice(["Gold", "Silver", "Bronze"]),
+                "ERP_Customer_Id__c": f"C-{a:06d}"}, at=stamp())
+            contacts = [self.insert("Contact", {"AccountId": acc, "FirstName": f"First{a}{c}",
+                                                "LastName": f"Last{a}", "Email": f"p{a}.{c}@acct{a}.example",
+                                                "Title": "Buyer"}, at=stamp()) for c in range(2)]
+            stage, prob, closed, won = rng.choice(stages)
+            opp = self.insert("Opportunity", {"AccountId": acc, "Name": f"Deal {a}", "StageName": stage,
+                                              "CloseDate": date(2026, 1, 1) + timedelta(days=rng.randrange(330)),
+                                              "Probability": Decimal(prob), "IsClosed": closed, "IsWon": won,
+                                              "Region__c": region}, at=stamp())
+            total = Decimal(0)
+            for li in range(2):
+                qty, price = Decimal(rng.randrange(1, 20)), money(10, 5_000)
+                total += qty * price
+                prod = products[(a + li) % len(products)]
+                self.insert("OpportunityLineItem", {
+                    "OpportunityId": opp, "Product2Id": prod, "ProductCode": f"P-{(a + li) % len(products):04d}",
+                    "Name": f"Deal {a} line {li}", "Quantity": qty, "UnitPrice": price, "ListPrice": price,
+                    "TotalPrice": qty * price, "Discount": Decimal(0)}, at=stamp())
+            self.rows["Opportunity"][opp]["Amount"] = total
+            self.insert("Lead", {"FirstName": f"Lead{a}", "LastName": f"Person{a}", "Company": f"Account {a}",
+                                 "Email": f"lead{a}@acct{a}.example", "Status": "Closed - Converted",
+                                 "LeadSource": "Web", "IsConverted": True, "ConvertedDate": date(2026, 1, 2),
+                                 "ConvertedAccountId": acc, "ConvertedContactId": contacts[0],
+                                 "ConvertedOpportunityId": opp, "Region__c": region}, at=stamp())
+            self.insert("Quote", {"OpportunityId": opp, "AccountId": acc, "Name": f"Quote {a}",
+                                  "QuoteNumber": f"{a:08d}", "Status": "Accepted" if won else "Draft",
+                                  "ExpirationDate": date(2026, 12, 31), "Subtotal": total, "TotalPrice": total,
+                                  "GrandTotal": total}, at=stamp())
+            if won:
+                con = self.insert("Contract", {"AccountId": acc, "ContractNumber": f"{a:08d}",
+                                               "Status": "Activated", "StartDate": date(2026, 1, 1),
+                                               "ContractTerm": 12}, at=stamp())
+                order = self.insert("Order", {"AccountId": acc, "OpportunityId": opp, "ContractId": con,
+                                              "EffectiveDate": date(2026, 2, 1), "Status": "Activated",
+                                              "OrderNumber": f"{a:08d}", "TotalAmount": total}, at=stamp())
+                self.insert("OrderItem", {"OrderId": order, "Product2Id": products[a % len(products)],
+                                          "Quantity": Decimal(1), "UnitPrice": total, "TotalPrice": total},
+                            at=stamp())
+        self.rng = rng
+
+    def total_records(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def run_query(self, soql: str, *, include_deleted: bool) -> tuple[Query, list[str] | int]:
+        """Parse + evaluate: the matching ids in order (or the count for COUNT())."""
+        q = parse(soql)
+        if q.obj not in self.types:
+            raise SoqlError("INVALID_TYPE", f"sObject type '{q.obj}' is not supported. If you are attempting to "
+                                            "use a custom object, be sure to append the '__c' after the entity name.")
+        types = self.types[q.obj]
+        for f in q.fields + [name for name, _ in q.order_by]:
+            if f not in types:
+                compile_where(_cmp_probe(f), types, q.obj)  # raises the vendor's INVALID_FIELD
+        pred = compile_where(q.where, types, q.obj)
+        with self.lock:
+            rows, hidden = self.rows[q.obj], set(self.hidden[q.obj])
+            now = time.time()
+            hidden.update(rid for rid, at in self.visible_at[q.obj].items() if at > now)
+            keyed = [name for name, _ in q.order_by] in (["SystemModstamp", "Id"], ["SystemModstamp"], [])
+            if keyed and not any(desc for _, desc in q.order_by):
+                idx = self.index(q.obj)
+                lb = lower_bound(q.where, "SystemModstamp")
+                start = bisect_left(idx, (lb, "")) if lb else 0
+                out: list[str] = []
+                for _, rid in idx[start:]:
+                    rec = rows[rid]
+                    if rid in hidden or (rec["IsDeleted"] and not include_deleted) or not pred(rec):
+                        continue
+                    out.append(rid)
+                    if q.limit is not None and len(out) >= q.limit and not q.count:
+                        break
+            else:
+                out = [rid for rid, rec in rows.items() if rid not in hidden
+                       and (include_deleted or not rec["IsDeleted"]) and pred(rec)]
+                for name, desc in reversed(q.order_by):
+                    out.sort(key=lambda i, n=name: (rows[i][n] is None, rows[i][n] or ""), reverse=desc)  # type: ignore[misc]
+                if q.limit is not None:
+                    out = out[: q.limit]
+        if q.count:
+            return q, len(out) if q.limit is None else min(len(out), q.limit)
+        return q, out
+
+    def render(self, obj: str, fields: list[str], ids: list[str], version: str) -> list[dict[str, Any]]:
+        rows = self.rows[obj]
+        url = f"/services/data/v{version}/sobjects/{obj}/"
+        out = []
+        for rid in ids:
+            rec = rows[rid]
+            item: dict[str, Any] = {"attributes": {"type": obj, "url": url + rid}}
+            for f in fields:
+                item[f] = rec.get(f)
+            out.append(item)
+        return out
+
+    # -- auth --------------------------------------------------------------------------------------
+
+    def issue_token(self) -> str:
+        token = f"00D{self.seed:012d}!{secrets.token_urlsafe(24)}"
+        with self.lock:
+            self.tokens.add(token)
+        return token
+
+    def token_ok(self, token: str) -> bool:
+        return token in self.tokens or token == self.creds.static_token
+
+    @property
+    def jwt_private_key_pem(self) -> bytes:
+        """The connected app's key pair (the org knows the certificate, a test or config holds the key)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        with self.lock:
+            if self._jwt_key is None:
+                self._jwt_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return bytes(self._jwt_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+
+    def verify_jwt(self, assertion: str) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        if self._jwt_key is None:
+            return False
+        try:
+            head, body, sig = assertion.split(".")
+            header = json.loads(_b64d(head))
+            claims = json.loads(_b64d(body))
+            if header.get("alg") != "RS256":
+                return False
+            self._jwt_key.public_key().verify(_b64d(sig), f"{head}.{body}".encode(), padding.PKCS1v15(),
+                                              hashes.SHA256())
+        except (ValueError, InvalidSignature):
+            return False
+        return (claims.get("iss") == self.creds.client_id and claims.get("sub") == self.creds.username
+                and int(claims.get("exp", 0)) > time.time() and str(claims.get("aud", "")).startswith("https://"))
+
+
+def _cmp_probe(name: str) -> Any:
+    from sandbox.soql import Cmp
+
+    return Cmp(name, "=", None)
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse([{"message": message, "errorCode": code}], status_code=status, headers=headers)
+
+
+def _json(body: Any, headers: dict[str, str]) -> Response:
+    return Response(orjson.dumps(body, default=_default), media_type="application/json", headers=headers)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)  # a JSON number; repr gives back the same digits (<= 15 significant)
+    raise TypeError(type(value).__name__)
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return repr(float(value))  # the same digits the JSON API writes
+    if isinstance(value, str) and len(value) == 28 and value.endswith("+0000") and value[10] == "T":
+        return value[:23] + "Z"  # Bulk 2.0 CSV writes datetimes as 2026-01-31T10:00:00.000Z
+    return str(value)
+
+
+def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
+    """The ASGI app; ``kwargs`` go to :class:`Org` (seed, size, daily_limit, wide_fields, ...)."""
+    org = org or Org(**kwargs)
+
+    async def guard(request: Request) -> tuple[Response | None, dict[str, str]]:
+        """Auth, quota and faults for one data request; returns (error response or None, headers)."""
+        f = org.faults
+        if f.latency_s:
+            await asyncio.sleep(f.latency_s)
+        raw = request.url.path + ("?" + request.url.query if request.url.query else "")
+        with org.lock:
+            org.requests.append(f"{request.method} {raw}")
+            org.api_used += 1
+            used = org.api_used
+        headers = {"Sforce-Limit-Info": f"api-usage={used}/{org.daily_limit}"}
+        if len(raw) > URI_LIMIT:
+            return PlainTextResponse("URI Too Long", status_code=414), headers
+        auth = request.headers.get("authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        if f.expire_session_always or f.expire_session_once or not org.token_ok(token):
+            if f.expire_session_once:
+                f.expire_session_once = False
+                with org.lock:
+                    org.tokens.clear()
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid", headers), headers
+        if used > org.daily_limit:
+            return _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", headers), headers
+        if f.error_rate and org.fault_rng.random() < f.error_rate:
+            return _error(503, "SERVER_UNAVAILABLE", "Server is temporarily unavailable", headers), headers
+        if f.timeout_rate and org.fault_rng.random() < f.timeout_rate:
+            await asyncio.sleep(f.stall_s)
+        return None, headers
+
+    def version_of(request: Request) -> str:
+        return str(request.path_params["version"])
+
+    async def token(request: Request) -> Response:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        grant = str(form.get("grant_type", ""))
+        c = org.creds
+        ok = False
+        if grant == "client_credentials":
+            cid, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+            basic = request.headers.get("authorization", "")
+            if basic.startswith("Basic "):
+                cid, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+            ok = (cid, secret) == (c.client_id, c.client_secret)
+        elif grant == "password":
+            ok = (str(form.get("client_id")), str(form.get("client_secret")), str(form.get("username")),
+                  str(form.get("password"))) == (c.client_id, c.client_secret, c.username,
+                                                 c.password + c.security_token)
+        elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            ok = org.verify_jwt(str(form.get("assertion", "")))
+        else:
+            return JSONResponse({"error": "unsupported_grant_type", "error_description": "grant type not supported"},
+                                status_code=400)
+        if not ok:
+            return JSONResponse({"error": "invalid_grant", "error_description": "authentication failure"},
+                                status_code=400)
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        body = {"access_token": org.issue_token(), "instance_url": base, "token_type": "Bearer",
+                "id": f"{base}/id/00D{org.seed:015d}/005{org.seed:015d}", "issued_at": str(int(time.time() * 1000)),
+                "signature": base64.b64encode(secrets.token_bytes(32)).decode()}
+        if grant != "password":
+            body["scope"] = "api"
+        return JSONResponse(body)
+
+    async def query(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        include_deleted = "queryAll" in request.url.path
+        soql = request.query_params.get("q")
+        if not soql:
+            return _error(400, "MALFORMED_QUERY", "missing query parameter q", headers)
+        try:
+            q, result = org.run_query(soql, include_deleted=include_deleted)
+        except SoqlError as exc:
+            return _error(400, exc.code, exc.message, headers)
+        if isinstance(result, int):
+            return _json({"totalSize": result, "done": True, "records": []}, headers)
+        batch = _batch_size(request)
+        cursor = secrets.token_hex(8)
+        with org.lock:
+            org.cursors[cursor] = (q.obj, q.fields, result, batch)
+        return _page(request, cursor, 0, headers)
+
+    def _page(request: Request, cursor: str, offset: int, headers: dict[str, str]) -> Response:
+        obj, fields, ids, batch = org.cursors[cursor]
+        chunk = ids[offset:offset + batch]
+        with org.lock:
+            records = org.render(obj, fields, chunk, version_of(request))
+        body: dict[str, Any] = {"totalSize": len(ids), "done": offset + batch >= len(ids)}
+        if not body["done"]:
+            body["nextRecordsUrl"] = f"/services/data/v{version_of(request)}/query/{cursor}-{offset + batch}"
+        else:
+            org.cursors.pop(cursor, None)
+        body["records"] = records
+        return _json(body, headers)
+
+    async def query_more(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        cursor, _, offset = str(request.path_params["locator"]).rpartition("-")
+        if cursor not in org.cursors or not offset.isdigit():
+            return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator", headers)
+        return _page(request, cursor, int(offset), headers)
+
+    async def describe(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        obj = str(request.path_params["obj"])
+        if obj not in org.types:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
+        v = version_of(request)
+        return _json({
+            "name": obj, "label": obj, "labelPlural": obj + "s", "custom": False, "keyPrefix": _OBJECTS[obj][0],
+            "createable": True, "updateable": True, "deletable": True, "queryable": True,
+            "fields": [_field_describe(n, t) for n, t in org.types[obj].items()],
+            "childRelationships": [], "recordTypeInfos": [],
+            "urls": {"sobject": f"/services/data/v{v}/sobjects/{obj}",
+                     "describe": f"/services/data/v{v}/sobjects/{obj}/describe"},
+        }, headers)
+
+    async def global_describe(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        return _json({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [
+            {"name": o, "label": o, "custom": False, "keyPrefix": p, "queryable": True}
+            for o, (p, _) in _OBJECTS.items()]}, headers)
+
+    async def limits(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        return _json({"DailyApiRequests": {"Max": org.daily_limit, "Remaining": max(0, org.daily_limit - org.api_used)},
+                      "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - len(org.jobs)}}, headers)
+
+    async def create_job(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        try:
+            spec = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "request body is not JSON", headers)
+        op = spec.get("operation")
+        if op not in ("query", "queryAll") or not spec.get("query"):
+            return _error(400, "INVALIDJOB", "operation must be query or queryAll and query is required", headers)
+        try:
+            q, ids = org.run_query(spec["query"], include_deleted=op == "queryAll")
+        except SoqlError as exc:
+            return _error(400, exc.code, exc.message, headers)
+        if isinstance(ids, int):
+            return _error(400, "INVALIDJOB", "COUNT() is not supported by Bulk API 2.0 query", headers)
+        if not q.order_by:
+            ids = sorted(ids)  # PK-chunked: Id order, not SystemModstamp order
+        job_id = f"750Dn{len(org.jobs) + 1:010d}AAA"
+        with org.lock:
+            # results are a snapshot taken now, rendered as CSV when downloaded
+            org.jobs[job_id] = {"q": q, "ids": ids, "polls": 0, "snapshot": {i: dict(org.rows[q.obj][i]) for i in ids}}
+        return _json(_job_info(job_id, q.obj, op, "UploadComplete", 0), headers)
+
+    def _job_info(job_id: str, obj: str, op: str, state: str, n: int) -> dict[str, Any]:
+        return {"id": job_id, "operation": op, "object": obj, "createdById": "005000000000000AAA",
+                "createdDate": sf_datetime(org.now()), "systemModstamp": sf_datetime(org.now()), "state": state,
+                "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(API_VERSION),
+                "lineEnding": "LF", "columnDelimiter": "COMMA", "numberRecordsProcessed": n, "retries": 0,
+                "totalProcessingTime": 0}
+
+    async def job_status(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        job = org.jobs.get(str(request.path_params["job"]))
+        if job is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
+        job["polls"] += 1
+        done = job["polls"] >= org.faults.bulk_polls_before_complete
+        return _json(_job_info(str(request.path_params["job"]), job["q"].obj, "query",
+                               "JobComplete" if done else "InProgress", len(job["ids"]) if done else 0), headers)
+
+    async def job_results(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        job = org.jobs.get(str(request.path_params["job"]))
+        if job is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
+        max_records = int(request.query_params.get("maxRecords") or 50_000)
+        locator = request.query_params.get("locator") or ""
+        offset = int(base64.urlsafe_b64decode(locator.encode()).decode()) if locator else 0
+        ids = job["ids"][offset:offset + max_records]
+        fields = job["q"].fields
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(fields)
+        snap = job["snapshot"]
+        for rid in ids:
+            writer.writerow([_csv_value(snap[rid].get(f)) for f in fields])
+        nxt = offset + len(ids)
+        headers["Sforce-NumberOfRecords"] = str(len(ids))
+        headers["Sforce-Locator"] = base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(job["ids"]) else "null"
+        return Response(buf.getvalue(), media_type="text/csv", headers=headers)
+
+    data = "/services/data/v{version}"
+    routes = [
+        Route("/services/oauth2/token", token, methods=["POST"]),
+        Route(data + "/query", query), Route(data + "/query/", query),
+        Route(data + "/queryAll", query), Route(data + "/queryAll/", query),
+        Route(data + "/query/{locator}", query_more), Route(data + "/queryAll/{locator}", query_more),
+        Route(data + "/sobjects/", global_describe), Route(data + "/sobjects", global_describe),
+        Route(data + "/sobjects/{obj}/describe", describe), Route(data + "/sobjects/{obj}/describe/", describe),
+        Route(data + "/limits", limits), Route(data + "/limits/", limits),
+        Route(data + "/jobs/query", create_job, methods=["POST"]),
+        Route(data + "/jobs/query/{job}", job_status),
+        Route(data + "/jobs/query/{job}/results", job_results),
+    ]
+    app = Starlette(routes=routes)
+    app.state.org = org
+    return app
+
+
+def _batch_size(request: Request) -> int:
+    """``Sforce-Query-Options: batchSize=N``: 200..2000 (default 2000)."""
+    opts = request.headers.get("sforce-query-options", "")
+    for part in opts.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip() == "batchSize" and value.strip().isdigit():
+            return max(200, min(2000, int(value)))
+    return 2000
+
+
+def iter_objects() -> Iterator[str]:
+    yield from _OBJECTS
