@@ -351,6 +351,16 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
+    def count_raw_since(self, system: str, obj: str, since: datetime | None) -> int:
+        """Live raw records of an object updated at or after ``since`` (completeness checks)."""
+        q = sa.select(sa.func.count()).select_from(raw_record).where(
+            raw_record.c.system == system, raw_record.c.object == obj, raw_record.c.deleted.is_(False)
+        )
+        if since is not None:
+            q = q.where(raw_record.c.source_updated_at >= since)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     def get_raw(self, system: str, obj: str, source_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(

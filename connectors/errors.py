@@ -1,0 +1,45 @@
+"""Connector errors. Messages tell an admin what to fix and never contain a secret."""
+
+from __future__ import annotations
+
+from canonical.errors import LtcError
+
+
+class ConnectorError(LtcError):
+    """A source system refused or failed a request in a way retrying will not fix."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class AuthenticationError(ConnectorError):
+    """Credentials were rejected (401, bad token, expired session that re-login did not fix)."""
+
+
+class PermissionDenied(ConnectorError):
+    """The credentials work but lack a scope or permission (403)."""
+
+
+class NotFound(ConnectorError):
+    """The object or endpoint does not exist (404)."""
+
+
+class QuotaPaused(ConnectorError):
+    """The vendor's quota (daily API allocation) is nearly or fully used: stop with state saved.
+
+    The sync engine reports the stream as ``paused`` (never as a success with partial data); the
+    next run resumes from the saved checkpoint.
+    """
+
+
+class RetryableError(Exception):
+    """Internal: a response worth retrying (429, 5xx, transport error), with the server's wait hint."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after

@@ -1,0 +1,114 @@
+"""Rate governor: one token bucket per tenant + system, shared by every stream in the process.
+
+The bucket starts from a configured rate and is corrected by what the vendor reports about itself
+(``X-HubSpot-RateLimit-Remaining``/``-Max``/``-Interval-Milliseconds``, ``Sforce-Limit-Info``
+``api-usage=used/limit``): when the vendor says fewer requests remain in its window than we have
+tokens, we believe the vendor. A daily quota (Salesforce's rolling 24 h allocation, HubSpot's daily
+limit) is tracked separately; past ``pause_at`` (a share of the allocation) :meth:`check_quota`
+raises :class:`~connectors.errors.QuotaPaused` so that the run stops with its state saved.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from connectors.errors import QuotaPaused
+
+
+@dataclass
+class RateGovernor:
+    """Token bucket: ``capacity`` requests, refilled at ``capacity / interval_s`` per second."""
+
+    name: str
+    capacity: float
+    interval_s: float
+    pause_at: Decimal = Decimal("0.80")
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    tokens: float = field(init=False)
+    daily_used: int | None = field(default=None, init=False)
+    daily_limit: int | None = field(default=None, init=False)
+    waited_s: float = field(default=0.0, init=False)
+    _last: float = field(init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.capacity)
+        self._last = self.clock()
+
+    @property
+    def rate(self) -> float:
+        return self.capacity / self.interval_s
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(float(self.capacity), self.tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def acquire(self, cost: float = 1.0) -> None:
+        """Block until ``cost`` tokens are available, then take them."""
+        while True:
+            with self._lock:
+                self._refill()
+                if self.tokens >= cost - 1e-9:  # float refill may land a hair short
+                    self.tokens -= cost
+                    return
+                wait = (cost - self.tokens) / self.rate
+            self.waited_s += wait
+            self.sleep(wait)
+
+    def observe_window(self, remaining: int, limit: int | None = None, interval_s: float | None = None) -> None:
+        """The vendor's own count of requests left in its current window."""
+        with self._lock:
+            if limit and interval_s and (limit != self.capacity or interval_s != self.interval_s):
+                self.capacity, self.interval_s = float(limit), float(interval_s)
+            self._refill()
+            self.tokens = min(self.tokens, float(max(remaining, 0)))
+
+    def observe_daily(self, used: int, limit: int) -> None:
+        with self._lock:
+            self.daily_used, self.daily_limit = used, limit
+
+    def penalize(self, wait_s: float) -> None:
+        """After a 429: empty the bucket so that no stream sends before the window reopens."""
+        with self._lock:
+            self._refill()
+            self.tokens = min(self.tokens, -wait_s * self.rate + 1)
+
+    def quota_share(self) -> Decimal | None:
+        if self.daily_used is None or not self.daily_limit:
+            return None
+        return Decimal(self.daily_used) / Decimal(self.daily_limit)
+
+    def check_quota(self) -> None:
+        share = self.quota_share()
+        if share is not None and share >= self.pause_at:
+            raise QuotaPaused(
+                f"{self.name}: {self.daily_used}/{self.daily_limit} of the daily API allocation used "
+                f"({share:.0%} >= pause threshold {self.pause_at:.0%}); paused with state saved, "
+                "the next run resumes"
+            )
+
+
+_registry: dict[tuple[str, str], RateGovernor] = {}
+_registry_lock = threading.Lock()
+
+
+def governor_for(tenant: str, system: str, factory: Callable[[], RateGovernor]) -> RateGovernor:
+    """The process-wide governor of (tenant, system), created on first use by ``factory``."""
+    key = (tenant, system)
+    with _registry_lock:
+        gov = _registry.get(key)
+        if gov is None:
+            gov = _registry[key] = factory()
+        return gov
+
+
+def reset_governors() -> None:
+    """Forget every governor (tests)."""
+    with _registry_lock:
+        _registry.clear()

@@ -1,0 +1,260 @@
+"""The one HTTP retry layer (tenacity), for httpx, requests and urllib3 based clients alike.
+
+* 429, 5xx and transport errors are retried with exponential backoff and full jitter, at most
+  ``max_attempts`` times; a ``Retry-After`` header (seconds or an HTTP date) wins over the backoff,
+  clamped to ``max_wait_s``.
+* Any other 4xx fails at once with a :class:`~connectors.errors.ConnectorError` whose message says
+  what to fix (the vendor's ``hint`` hook adds e.g. the missing scope of a 403).
+* Before each attempt the system's :class:`~connectors.governor.RateGovernor` hands out a token;
+  after it, the vendor's rate headers are fed back to the governor (``observe`` hook).
+* URLs in messages are stripped of their query string, and no header is ever echoed: secrets
+  (API keys in query strings, bearer tokens) never reach a log or an error.
+
+Prefect task retries stay coarse and skip these errors' fatal kinds, so the layers do not multiply.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from connectors.errors import (
+    AuthenticationError,
+    ConnectorError,
+    NotFound,
+    PermissionDenied,
+    RetryableError,
+)
+from connectors.governor import RateGovernor
+
+log = logging.getLogger("connectors.http")
+T = TypeVar("T")
+
+Hint = Callable[[int, Mapping[str, str], Any], str | None]
+"""Vendor hook: (status, headers, parsed body) -> an admin-facing sentence, or None."""
+Observe = Callable[[Mapping[str, str]], None]
+"""Vendor hook: feed rate-limit headers of every response to the governor."""
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: float = 300.0) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), clamped to [0, cap]."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(Decimal(value))
+    except ArithmeticError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, min(seconds, cap))
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """The URL without its query string (where API keys and tokens hide)."""
+    return str(url).split("?", 1)[0]
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 6
+    base_s: float = 0.5
+    max_backoff_s: float = 30.0
+    max_wait_s: float = 300.0
+    sleep: Callable[[float], None] = time.sleep
+    attempts_made: int = field(default=0, init=False)
+
+    def wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_wait_s)
+        backoff = min(self.max_backoff_s, self.base_s * 2 ** (state.attempt_number - 1))
+        return random.uniform(0, backoff)  # full jitter
+
+    def call(self, fn: Callable[[], T], *, what: str = "request") -> T:
+        """Run ``fn``; retry it while it raises :class:`RetryableError` or a transport error."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("%s failed (%s); retry %d/%d", what, exc, state.attempt_number, self.max_attempts - 1)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type((RetryableError, httpx.TransportError, requests.ConnectionError,
+                                           requests.Timeout)),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self.wait,
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self.attempts_made += 1
+                    return fn()
+        except RetryableError as exc:
+            raise ConnectorError(
+                f"{what} still failing after {self.max_attempts} attempts: {exc}", status=exc.status
+            ) from None
+        except (httpx.TransportError, requests.ConnectionError, requests.Timeout) as exc:
+            raise ConnectorError(
+                f"{what}: cannot reach the server after {self.max_attempts} attempts "
+                f"({type(exc).__name__}); check the base_url and the network"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    body: Any,
+    *,
+    system: str,
+    url: str,
+    hint: Hint | None = None,
+) -> None:
+    """Raise the right error for a non-2xx response; return for a success."""
+    if status < 400:
+        return
+    extra = hint(status, headers, body) if hint else None
+    where = f"{system}: {redact_url(url)} answered {status}"
+    message = f"{where}: {extra}" if extra else where
+    if status == 429 or status >= 500:
+        raise RetryableError(message, status=status, retry_after=parse_retry_after(headers.get("Retry-After")))
+    if status == 401:
+        raise AuthenticationError(
+            message if extra else f"{where}: credentials rejected; check the source's credentials in ltc.yaml",
+            status=status,
+        )
+    if status == 403:
+        raise PermissionDenied(
+            message if extra else f"{where}: permission denied; grant the integration user access to this object",
+            status=status,
+        )
+    if status == 404:
+        raise NotFound(message, status=status)
+    raise ConnectorError(message, status=status)
+
+
+def _body(text: str) -> Any:
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return text[:500]
+
+
+class HttpClient:
+    """httpx client with the retry policy, the governor and the vendor hooks applied to every call."""
+
+    def __init__(
+        self,
+        system: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        governor: RateGovernor | None = None,
+        policy: RetryPolicy | None = None,
+        hint: Hint | None = None,
+        observe: Observe | None = None,
+        timeout: float = 60.0,
+        verify: Any = True,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.system = system
+        self.governor = governor
+        self.policy = policy or RetryPolicy()
+        self.hint = hint
+        self.observe = observe
+        self.requests_sent = 0
+        self.client = httpx.Client(
+            base_url=base_url, headers=dict(headers or {}), timeout=timeout, verify=verify, transport=transport
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        def once() -> httpx.Response:
+            if self.governor is not None:
+                self.governor.acquire()
+            self.requests_sent += 1
+            response = self.client.request(method, url, **kwargs)
+            if self.observe is not None:
+                self.observe(response.headers)
+            if response.status_code >= 400:
+                body = _body(response.text)
+                try:
+                    classify(response.status_code, response.headers, body, system=self.system,
+                             url=str(response.request.url), hint=self.hint)
+                except RetryableError as exc:
+                    if response.status_code == 429 and self.governor is not None:
+                        self.governor.penalize(exc.retry_after or 1.0)
+                    raise
+            return response
+
+        return self.policy.call(once, what=f"{self.system} {method} {redact_url(url)}")
+
+    def json(self, method: str, url: str, **kwargs: Any) -> Any:
+        """The response body parsed with exact decimals (``parse_float=Decimal``)."""
+        response = self.request(method, url, **kwargs)
+        return json.loads(response.content, parse_float=Decimal) if response.content else None
+
+
+class RetryingSession(requests.Session):
+    """A ``requests.Session`` (for simple-salesforce) that goes through the same retry layer.
+
+    Only retryable outcomes are turned into exceptions here; other error responses are returned
+    untouched so that the SDK raises its own typed errors, which the connector translates.
+    """
+
+    def __init__(
+        self,
+        system: str,
+        *,
+        governor: RateGovernor | None = None,
+        policy: RetryPolicy | None = None,
+        observe: Observe | None = None,
+    ):
+        super().__init__()
+        self.system = system
+        self.governor = governor
+        self.policy = policy or RetryPolicy()
+        self.observe = observe
+        self.requests_sent = 0
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        def once() -> requests.Response:
+            if self.governor is not None:
+                self.governor.acquire()
+            self.requests_sent += 1
+            response = super(RetryingSession, self).request(method, url, *args, **kwargs)
+            if self.observe is not None:
+                self.observe(response.headers)
+            if response.status_code == 429 or response.status_code >= 500:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if response.status_code == 429 and self.governor is not None:
+                    self.governor.penalize(retry_after or 1.0)
+                raise RetryableError(
+                    f"{self.system}: {redact_url(str(url))} answered {response.status_code}",
+                    status=response.status_code,
+                    retry_after=retry_after,
+                )
+            return response
+
+        return self.policy.call(once, what=f"{self.system} {method!s} {redact_url(str(url))}")
