@@ -1,4 +1,4 @@
-"""A small Tryton JSON-RPC client over httpx, with session login.
+"""A small Tryton JSON-RPC client on the shared HTTP layer (httpx + tenacity), with session login.
 
 Protocol facts (checked against trytond 8.2):
 
@@ -17,24 +17,27 @@ Protocol facts (checked against trytond 8.2):
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
-from canonical.errors import LtcError
+from connectors.errors import AuthenticationError, ConnectorError
+from connectors.http import HttpClient, RetryPolicy
 from connectors.tryton import codec
 
+# Calls that change nothing: retried on 429/5xx/transport errors. Everything else (create, write,
+# buttons, wizards) is sent once: a retry after a lost response could create a second sale.
+_READS = frozenset({"search_read", "search", "search_count", "read", "fields_get", "get_preferences",
+                    "common.server.version", "common.db.login", "common.db.logout"})
 
-class TrytonError(LtcError):
+
+class TrytonError(ConnectorError):
     """A Tryton call failed; the message says which call and what Tryton answered."""
 
 
-class TrytonAuthError(TrytonError):
+class TrytonAuthError(AuthenticationError):
     """Login refused, or the session expired; check the tryton source's credentials."""
-
-    exit_code = 2
 
 
 class TrytonUserError(TrytonError):
@@ -61,7 +64,7 @@ class TrytonConcurrencyError(TrytonError):
     """The record was modified by someone else since it was read (``ConcurrencyException``)."""
 
 
-def _error_from(method: str, error: Any) -> TrytonError:
+def _error_from(method: str, error: Any) -> ConnectorError:
     """Map Tryton's ``error`` member (``[type, args]`` or ``[str, traceback]``) to an exception."""
     if isinstance(error, list) and error and isinstance(error[0], str):
         kind, args = error[0], (error[1] if len(error) > 1 else [])
@@ -80,89 +83,85 @@ def _error_from(method: str, error: Any) -> TrytonError:
     return TrytonError(f"Tryton {method} failed: {str(error)[:300]}")
 
 
-Transport = Callable[[httpx.Request], httpx.Response]
-
-
 class TrytonClient:
-    """One logged-in session on one Tryton database.
+    """One logged-in session on one Tryton database, over the shared retry layer.
 
-    ``send`` is how requests reach the server: by default ``httpx.Client.send``; the connector
-    base's retrying client can be passed instead. Write calls (``create``, ``write``, buttons,
-    wizards) are never retried by this class.
+    If the session expires (Tryton answers 401, e.g. for calls that need a "fresh" session such as
+    ``account.invoice.post`` once ``[session] timeout`` has passed), the client logs in again once
+    and repeats the call.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        database: str,
-        *,
-        timeout: float = 120.0,
-        http: httpx.Client | None = None,
-        send: Callable[[httpx.Request], httpx.Response] | None = None,
-    ) -> None:
+    def __init__(self, base_url: str, database: str, *, system: str = "tryton", timeout: float = 120.0,
+                 policy: RetryPolicy | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.database = database
-        self.http = http or httpx.Client(timeout=timeout, headers={"Content-Type": "application/json"})
-        self._send = send or self.http.send
+        self.system = system
+        self._reads = HttpClient(system, self.base_url, timeout=timeout, policy=policy)
+        self._writes = HttpClient(system, self.base_url, timeout=timeout, policy=RetryPolicy(max_attempts=1))
         self._ids = itertools.count(1)
         self._auth: str | None = None
+        self._credentials: tuple[str, str, str] | None = None
         self.user_id: int | None = None
         self.context: dict[str, Any] = {}
 
     # --- transport ------------------------------------------------------------------------------
-    def _post(self, url: str, method: str, params: Sequence[Any]) -> Any:
+    def _post(self, path: str, method: str, params: Sequence[Any]) -> Any:
         body = codec.dumps({"id": next(self._ids), "method": method, "params": list(params)})
         headers = {"Content-Type": "application/json"}
         if self._auth:
             headers["Authorization"] = self._auth
-        request = self.http.build_request("POST", url, content=body, headers=headers)
+        http = self._reads if (method in _READS or method.rsplit(".", 1)[-1] in _READS) else self._writes
         try:
-            response = self._send(request)
-        except httpx.TransportError as exc:
-            raise TrytonError(f"cannot reach Tryton at {self.base_url} ({type(exc).__name__}: {exc})") from None
-        if response.status_code == 401:
+            response = http.request("POST", path, content=body, headers=headers)
+        except AuthenticationError:
             raise TrytonAuthError(
-                f"Tryton {method}: HTTP 401 (login refused or session expired; "
-                "check the tryton source's user and password)"
-            )
-        if response.status_code == 403:
-            raise TrytonError(f"Tryton {method}: HTTP 403 (the method is not callable over RPC, or access denied)")
-        if response.status_code == 404:
-            raise TrytonError(f"Tryton {method}: HTTP 404 (no database {self.database!r} at {self.base_url}?)")
-        if response.status_code != 200:
-            raise TrytonError(f"Tryton {method}: HTTP {response.status_code}: {response.text[:200]}")
+                f"Tryton {method}: login refused or session expired (HTTP 401); "
+                "check the tryton source's login and password"
+            ) from None
+        except ConnectorError as exc:
+            if exc.status == 403:
+                raise TrytonError(f"Tryton {method}: HTTP 403 (not callable over RPC, or access denied)",
+                                  status=403) from None
+            if exc.status == 404:
+                raise TrytonError(f"Tryton {method}: HTTP 404 (no database {self.database!r} at {self.base_url}?)",
+                                  status=404) from None
+            raise
         payload = codec.loads(response.content)
         if payload.get("error") is not None:
             raise _error_from(method, payload["error"])
         return payload.get("result")
 
     @property
-    def db_url(self) -> str:
-        return f"{self.base_url}/{self.database}/rpc/"
+    def db_path(self) -> str:
+        return f"/{self.database}/rpc/"
 
     # --- session ----------------------------------------------------------------------------------
     def server_version(self) -> str:
-        return str(self._post(f"{self.base_url}/rpc/", "common.server.version", []))
+        return str(self._post("/rpc/", "common.server.version", []))
 
     def login(self, login: str, password: str, *, language: str = "en") -> None:
         """Open a session and load the user's context (company, language...)."""
-        result = self._post(self.db_url, "common.db.login", [login, {"password": password}, language])
+        self._auth = None
+        result = self._post(self.db_path, "common.db.login", [login, {"password": password}, language])
         user_id, session = result[0], result[1]
         token = base64.b64encode(f"{login}:{user_id}:{session}".encode()).decode()
         self._auth = f"Session {token}"
         self.user_id = int(user_id)
+        self._credentials = (login, password, language)
         self.context = self.call("model.res.user.get_preferences", True)
 
     def logout(self) -> None:
         if self._auth:
             try:
-                self._post(self.db_url, "common.db.logout", [])
+                self._post(self.db_path, "common.db.logout", [])
             finally:
                 self._auth = None
 
     def close(self) -> None:
-        self.logout()
-        self.http.close()
+        with contextlib.suppress(ConnectorError):  # the session is gone either way
+            self.logout()
+        self._reads.close()
+        self._writes.close()
 
     def __enter__(self) -> TrytonClient:
         return self
@@ -176,7 +175,13 @@ class TrytonClient:
         ctx = dict(self.context)
         if context:
             ctx.update(context)
-        return self._post(self.db_url, method, [*params, ctx])
+        try:
+            return self._post(self.db_path, method, [*params, ctx])
+        except TrytonAuthError:
+            if self._credentials is None or self._auth is None:
+                raise
+            self.login(self._credentials[0], self._credentials[1], language=self._credentials[2])  # expired or not fresh enough: one new session, one retry
+            return self._post(self.db_path, method, [*params, ctx])
 
     def call_acknowledging(self, method: str, *params: Any, max_warnings: int = 5) -> Any:
         """Call, acknowledging each ``UserWarning`` the way the Tryton client does, then retry."""
