@@ -16,6 +16,8 @@ from connectors.tryton.rpc import TrytonClient
 from connectors.tryton.target import TrytonTarget
 from sandbox.tryton_setup import TrytonSetup
 
+from .conftest import Scenario
+
 pytestmark = pytest.mark.peer
 
 
@@ -29,34 +31,43 @@ def _sales(tryton: TrytonClient, ref: str) -> list[dict]:
                                "total_amount", "lines", "invoices", "sale_date", "description"])
 
 
-def test_push_creates_customer_products_and_a_confirmed_sale(
-    tryton: TrytonClient, tryton_setup: TrytonSetup, sqlite_store: Store
+def test_push_created_customer_products_and_a_confirmed_sale(
+    scenario: Scenario, tryton: TrytonClient, tryton_setup: TrytonSetup
 ) -> None:
-    ref = _ref()
-    put_deal(sqlite_store, ref, [(f"W-{ref}", "Widget", "3", "12.50"), (None, "Onboarding", "1", "99.99")],
-             account_ref=f"ACC-{ref}", account_name="Globex GmbH")
-    report = push_orders(sqlite_store, TrytonTarget(tryton))
-    (result,) = report.results
+    ref = scenario.paid_ref
+    result = next(r for r in scenario.push.results if r.reference == ref)
     assert (result.action, result.done, result.sale_state) == ("create", True, "processing"), result.message
     assert result.amount == Money.of("137.49", "EUR")
     (sale,) = _sales(tryton, ref)
     assert sale["number"] == result.sale_number
     assert sale["currency."]["code"] == "EUR"
     assert sale["untaxed_amount"] == Decimal("137.49")
-    assert sale["tax_amount"] == Decimal("13.75")  # the category's 10 % tax, on each line, rounded
+    assert sale["tax_amount"] == Decimal("13.75")  # the category's 10 % tax, per line, rounded
     assert sale["total_amount"] == Decimal("151.24")
     (party,) = tryton.read("party.party", [sale["party"]], ["name", "identifiers.code", "addresses", "email"])
-    assert party["name"] == "Globex GmbH"
+    assert party["name"] == "Paid Customer"
     assert [i["code"] for i in party["identifiers."]] == [f"CRM-ACC-{ref}"]
     assert party["email"] == f"billing@acc-{ref.lower()}.test"
+    assert len(party["addresses"]) == 1
     lines = tryton.read("sale.line", sale["lines"], ["product.code", "quantity", "unit_price", "description", "taxes"])
-    assert sorted((ln["product."]["code"], ln["quantity"], ln["unit_price"]) for ln in lines) == [
-        ("CRM-DEAL", 1, Decimal("99.99")), (f"W-{ref}", 3, Decimal("12.50"))]
+    assert sorted((ln["product."]["code"], ln["quantity"], ln["unit_price"], ln["description"]) for ln in lines) == [
+        ("SKU-P1", 3, Decimal("12.50"), "Widget"), ("SKU-P2", 1, Decimal("99.99"), "Support")]
     assert all(ln["taxes"] == [tryton_setup.tax] for ln in lines)
-    # confirming processed the sale: its invoice exists, in draft, for the same amounts
-    (invoice,) = tryton.read("account.invoice", sale["invoices"], ["state", "total_amount", "origins"])
-    assert (invoice["state"], invoice["total_amount"]) == ("draft", Decimal("151.24"))
+    # confirming processed the sale: its invoice was created for the same amounts
+    (invoice,) = tryton.read("account.invoice", sale["invoices"], ["total_amount", "origins"])
+    assert invoice["total_amount"] == Decimal("151.24")
     assert invoice["origins"] == f"{sale['number']} [{ref}]"
+
+
+def test_deal_line_without_product_code_uses_the_default_product(tryton: TrytonClient, sqlite_store: Store) -> None:
+    ref = _ref()
+    put_deal(sqlite_store, ref, [(None, "Onboarding", "1", "99.99")])
+    (result,) = push_orders(sqlite_store, TrytonTarget(tryton), confirm=False).results
+    assert (result.action, result.sale_state) == ("create", "draft"), result.message
+    (sale,) = _sales(tryton, ref)
+    (line,) = tryton.read("sale.line", sale["lines"], ["product.code", "description", "unit_price"])
+    assert (line["product."]["code"], line["description"], line["unit_price"]) == (
+        "CRM-DEAL", "Onboarding", Decimal("99.99"))
 
 
 def test_push_twice_makes_one_sale_and_reuses_party_and_products(
@@ -65,14 +76,14 @@ def test_push_twice_makes_one_sale_and_reuses_party_and_products(
     ref, other = _ref(), _ref()
     put_deal(sqlite_store, ref, [("SKU-SHARED", "Shared", "1", "10.00")], account_ref=f"ACC-{ref}")
     target = TrytonTarget(tryton)
-    first = push_orders(sqlite_store, target)
-    second = push_orders(sqlite_store, target)
+    first = push_orders(sqlite_store, target, confirm=False)
+    second = push_orders(sqlite_store, target, confirm=False)
     assert [r.action for r in first.results] == ["create"]
     assert [(r.action, r.sale_number) for r in second.results] == [("unchanged", first.results[0].sale_number)]
     assert len(_sales(tryton, ref)) == 1
     # a second deal of the same account and product reuses both
     put_deal(sqlite_store, other, [("SKU-SHARED", "Shared", "2", "10.00")], account_ref=f"ACC-{ref}")
-    third = push_orders(sqlite_store, target)
+    third = push_orders(sqlite_store, target, confirm=False)
     assert {r.reference: r.action for r in third.results if r.reference in (ref, other)} == {
         ref: "unchanged", other: "create"}
     assert tryton.search_count("party.party", [["identifiers.code", "=", f"CRM-ACC-{ref}"]]) == 1
