@@ -122,6 +122,11 @@ def demo(config: str | None = ConfigOpt) -> None:
     render_status(store)
 
 
+from ltc.push_cmd import push_orders_cmd  # noqa: E402
+
+app.command("push-orders")(push_orders_cmd)
+
+
 def main() -> None:
     """Console entry point: LtcError -> one line on stderr and its exit code."""
     try:

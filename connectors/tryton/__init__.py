@@ -37,3 +37,23 @@ def make_erp_target(name: str, source: Any) -> Any:
         product_category=source.options.get("product_category"),
         payment_term=source.options.get("payment_term"),
     )
+
+
+def make_connector(name: str, source: Any, *, store: Any = None) -> Any:
+    """The pull connector of a ``kind: tryton`` source (``store`` enables delete detection)."""
+    from datetime import timedelta
+
+    from connectors.tryton.connector import TrytonConnector
+
+    connector = TrytonConnector(
+        name, client_for(name, source), lookback=timedelta(minutes=source.lookback_minutes),
+        page_size=source.page_size, store=store,
+        detect_deletes=bool(source.options.get("detect_deletes", True)),
+    )
+    if source.streams:
+        unknown = sorted(set(source.streams) - {s.name for s in connector.streams})
+        if unknown:
+            raise ConfigError(f"sources.{name}.streams: unknown Tryton stream(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(s.name for s in connector.streams)}")
+        connector.streams = tuple(s for s in connector.streams if s.name in source.streams)
+    return connector

@@ -193,6 +193,9 @@ class TrytonTarget:
         self.client.write("sale.sale", [int(sale.id)], values)
         return self._read_sale(sale.id)
 
+    def close(self) -> None:
+        self.client.close()
+
     def confirm(self, sale: ErpSale) -> ErpSale:
         current = self._read_sale(sale.id)
         try:

@@ -3,8 +3,12 @@ idempotent re-push; a changed deal updates a draft sale and is a conflict on a c
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from push.deals import put_deal
@@ -14,6 +18,7 @@ from canonical.store import Store
 from connectors.push import PushConflict, push_orders
 from connectors.tryton.rpc import TrytonClient
 from connectors.tryton.target import TrytonTarget
+from sandbox import tryton_peer
 from sandbox.tryton_setup import TrytonSetup
 
 from .conftest import Scenario
@@ -142,3 +147,43 @@ def test_unknown_currency_is_a_clear_error(tryton: TrytonClient, sqlite_store: S
     assert result.action == "error"
     assert result.message == "currency JPY does not exist in Tryton; create it (with a rate) first"
     assert _sales(tryton, ref) == []
+
+
+def test_ltc_push_orders_cli_dry_run_then_push(
+    tryton_server: tryton_peer.TrytonPeer, tryton: TrytonClient, tmp_path: Path
+) -> None:
+    ref = _ref()
+    db_url = f"sqlite:///{tmp_path / 'ltc.db'}"
+    store = Store.open(db_url)
+    put_deal(store, ref, [("SKU-CLI", "Cli", "2", "1250.25")], currency="EUR")
+    store.close()
+    (tmp_path / "ltc.yaml").write_text(
+        "sources:\n  erp:\n    kind: tryton\n"
+        f"    base_url: {tryton_server.base_url}\n"
+        f"    options: {{database: {tryton_server.database}}}\n"
+        "    credentials: {login: {env: T_LOGIN}, password: {env: T_PASSWORD}}\n"
+        "erp: {source: erp}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LTC_CONFIG",)}
+    env.update(LTC_DATABASE_URL=db_url, T_LOGIN=tryton_peer.ADMIN_LOGIN, T_PASSWORD=tryton_peer.ADMIN_PASSWORD,
+               COLUMNS="250")
+
+    def ltc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", *args],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+
+    dry = ltc("push-orders", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing written" in dry.stdout and ref in dry.stdout
+    assert "1 order(s) to create: 2,500.50 EUR" in dry.stdout
+    assert _sales(tryton, ref) == []
+
+    real = ltc("push-orders")
+    assert real.returncode == 0, real.stderr
+    assert "1 order(s) created: 2,500.50 EUR" in real.stdout
+    (sale,) = _sales(tryton, ref)
+    assert sale["state"] == "processing" and sale["untaxed_amount"] == Decimal("2500.50")
+    assert sale["number"] in real.stdout
+    again = ltc("push-orders")
+    assert again.returncode == 0 and "unchanged" in again.stdout
+    assert len(_sales(tryton, ref)) == 1
