@@ -95,4 +95,4 @@ def _prepare(value: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Encode a request body with Tryton's type tags."""
-    return orjson.dumps(_prepare(value))
+    return orjson.dumps(_prepare(value), default=_encode_default)

@@ -22,6 +22,8 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+
 from connectors.errors import AuthenticationError, ConnectorError
 from connectors.http import HttpClient, RetryPolicy
 from connectors.tryton import codec
@@ -92,12 +94,13 @@ class TrytonClient:
     """
 
     def __init__(self, base_url: str, database: str, *, system: str = "tryton", timeout: float = 120.0,
-                 policy: RetryPolicy | None = None) -> None:
+                 policy: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.database = database
         self.system = system
-        self._reads = HttpClient(system, self.base_url, timeout=timeout, policy=policy)
-        self._writes = HttpClient(system, self.base_url, timeout=timeout, policy=RetryPolicy(max_attempts=1))
+        self._reads = HttpClient(system, self.base_url, timeout=timeout, policy=policy, transport=transport)
+        self._writes = HttpClient(system, self.base_url, timeout=timeout, policy=RetryPolicy(max_attempts=1),
+                                  transport=transport)
         self._ids = itertools.count(1)
         self._auth: str | None = None
         self._credentials: tuple[str, str, str] | None = None
