@@ -213,6 +213,13 @@ class Store:
                 result.written += len(changed)
         return result
 
+    def known_hashes(self, system: str, obj: str, source_ids: Sequence[str]) -> dict[str, str]:
+        """Stored content hashes of these source ids (to tell new, changed and unchanged apart)."""
+        if not source_ids:
+            return {}
+        with self.engine.connect() as conn:
+            return _known_hashes(conn, system, obj, list(source_ids))
+
     def add_quarantine(
         self, conn: Connection, system: str, rejected: Iterable[Rejected], run_id: str | None = None
     ) -> int:

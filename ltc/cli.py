@@ -6,7 +6,6 @@ no traceback.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -17,7 +16,10 @@ from rich.table import Table
 from canonical import db
 from canonical.errors import LtcError
 from canonical.store import Store
+from ltc import runtime, sandbox_cmd
 from ltc.config import load_config
+from ltc.push_cmd import push_orders_cmd
+from ltc.statement_cmd import import_statement
 
 app = typer.Typer(
     help="ltc-hub: Lead-to-Cash integration hub.",
@@ -29,6 +31,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration file (ltc.yaml).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(sandbox_cmd.app, name="sandbox")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -37,12 +40,11 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default
 
 
 def store_url(config_path: str | None = None) -> str:
-    """LTC_DATABASE_URL, else ltc.yaml's ``database_url``, else the embedded SQLite file."""
-    return os.environ.get("LTC_DATABASE_URL") or load_config(config_path).database_url or db.DEFAULT_URL
+    return runtime.store_url(load_config(config_path))
 
 
 def open_store(config_path: str | None = None, *, auto_create: bool = True) -> Store:
-    return Store.open(store_url(config_path), auto_create=auto_create)
+    return runtime.open_store(config_path, auto_create=auto_create)
 
 
 @db_app.command("upgrade")
@@ -110,6 +112,40 @@ def render_status(store: Store) -> None:
 
 
 @app.command()
+def sync(
+    source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s) from ltc.yaml; default: all."),
+    stream: list[str] = typer.Option(None, "--stream", help="Only these streams."),
+    full_refresh: bool = typer.Option(False, "--full-refresh", help="Ignore saved cursors; re-read everything."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """Pull the configured sources into the raw landing (checkpointed per page).
+
+    Exit code 0 when every stream completed, 3 when a stream paused on a vendor quota (state saved;
+    run again later to resume), 1 when a stream failed.
+    """
+    from connectors.base import sync as sync_connector
+
+    cfg = load_config(config)
+    store = runtime.open_store(config)
+    table = Table(title="sync")
+    for col in ("source", "stream", "status", "records", "written", "unchanged", "quarantined", "message"):
+        table.add_column(col)
+    paused = False
+    for name in runtime.source_names(cfg, source):
+        connector = runtime.build_connector(cfg, name)
+        try:
+            for r in sync_connector(connector, store, streams=stream or None, full_refresh=full_refresh):
+                paused = paused or r.status == "paused"
+                table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
+                              str(r.quarantined), _fmt(r.message, 70))
+        finally:
+            connector.close()
+    console.print(table)
+    if paused:
+        raise typer.Exit(3)
+
+
+@app.command()
 def status(config: str | None = ConfigOpt) -> None:
     """Per stream: status, cursor, last run, records, quarantined, completeness."""
     render_status(open_store(config))
@@ -122,8 +158,15 @@ def demo(config: str | None = ConfigOpt) -> None:
     render_status(store)
 
 
-from ltc.push_cmd import push_orders_cmd  # noqa: E402
+@app.command()
+def serve(config: str | None = ConfigOpt) -> None:
+    """Run the deployments of prefect.yaml on their schedules in this process (Prefect serve())."""
+    from flows.serve import serve_all
 
+    serve_all(config)
+
+
+app.command("import-statement")(import_statement)
 app.command("push-orders")(push_orders_cmd)
 
 

@@ -99,3 +99,10 @@ def sqlite_store(tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
     s = Store.open(f"sqlite:///{tmp_path / 'ltc.db'}")
     yield s
     s.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, keep every Prefect test on one worker so one test server serves them all."""
+    for item in items:
+        if item.get_closest_marker("prefect") is not None:
+            item.add_marker(pytest.mark.xdist_group("prefect"))

@@ -40,7 +40,10 @@ def make_erp_target(name: str, source: Any) -> Any:
 
 
 def make_connector(name: str, source: Any, *, store: Any = None) -> Any:
-    """The pull connector of a ``kind: tryton`` source (``store`` enables delete detection)."""
+    """The pull connector of a ``kind: tryton`` source (found by :func:`connectors.registry.build`).
+
+    Delete detection compares ids with the store the sync binds (``options.detect_deletes``).
+    """
     from datetime import timedelta
 
     from connectors.tryton.connector import TrytonConnector

@@ -98,9 +98,15 @@ class TrytonConnector(Connector):
         super().__init__(name, lookback=lookback)
         self.client = client
         self.store = store
+        self.detect_deletes_enabled = detect_deletes
         self.detect_deletes = detect_deletes and store is not None
         if page_size is not None:
             self.streams = tuple(replace(s, page_size=page_size) for s in STREAMS)
+
+    def bind_store(self, store: Store) -> None:
+        if self.detect_deletes_enabled:
+            self.store = store
+            self.detect_deletes = True
 
     def _domain(self, stream: StreamSpec, window: Window) -> list[Any]:
         domain = list(stream.options["domain"])

@@ -1,0 +1,351 @@
+"""Bank statements (camt.053, MT940): the shared statement shape, the balance gate, and file import.
+
+A parser (:mod:`connectors.camt053`, :mod:`connectors.mt940`) turns one file into
+:class:`ParsedStatement` objects: one raw payload per statement and one per entry (or per
+transaction detail of a batch-booked entry), all in the entry dict shape documented in
+:mod:`connectors.camt053`. This module lands them.
+
+Guarantees:
+
+* **Integrity gate per statement**: opening booked balance + signed booked entries = closing
+  booked balance, per currency. A statement that fails (or that cannot be read) is rejected whole:
+  nothing of it is landed, it goes to quarantine (object ``<format>.statement``, once per
+  statement and reason, however often the file is re-imported) and the import reports it. The
+  other statements of the file still import.
+* **Idempotent**: entries are keyed on the bank's account-servicer reference, statements on
+  account + statement id; re-importing a file writes nothing (the store's same-hash no-op).
+* **Imported files** are tracked by content hash (BLAKE2b-128 of the bytes) in the cursor of the
+  stream ``statements`` of the source (``stream_state``, no extra table), committed in the same
+  transaction as the file's last statement. :func:`import_folder` skips files whose hash is
+  there, so renaming or touching a file does not re-import it, and a half-copied file that fails
+  to parse is simply retried on the next pass.
+
+Entry points: :func:`import_file` (one file, always parsed), :func:`import_folder` (every file of
+a folder not imported yet) and :func:`run_import` (either of them as one recorded run: ``run``
+row with counts, stream ``statements`` status and message), which ``ltc import-statement`` and
+the Prefect flow call. A whole file is parsed in memory (statement files are daily-sized); each
+statement is landed in its own transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from canonical import db
+from canonical.errors import InputError
+from canonical.money import MINOR_UNITS
+from canonical.store import RawRecord, Rejected, Store, content_hash, now
+from canonical.tables import quarantine
+
+DEFAULT_SOURCE = "bank"
+STREAM = "statements"
+# Files import_folder never picks up: hidden files and the usual "still being written" names.
+_PARTIAL_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", "~")
+
+
+class StatementError(ValueError):
+    """A statement cannot be accepted (unreadable part, or failed balance gate); its message says why."""
+
+
+@dataclass(slots=True)
+class ParsedStatement:
+    """One statement of a file: its raw payload, its entries, or why it is rejected."""
+
+    format: str  # "camt053" | "mt940"
+    statement_id: str
+    source_id: str
+    payload: dict[str, Any]
+    entries: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (source id, payload)
+    error: str | None = None
+
+    def reject(self, label: str, exc: StatementError) -> ParsedStatement:
+        """Mark rejected: nothing of it will land. The reason is prefixed with ``label`` once."""
+        msg = str(exc)
+        self.error = msg if msg.startswith(label) else f"{label}: {msg}"
+        self.entries = []
+        return self
+
+    def accept(self, entries: list[tuple[str, dict[str, Any]]]) -> ParsedStatement:
+        """Keep these entries, with source ids made unique within the statement."""
+        ids = unique_ids([sid for sid, _ in entries])
+        self.entries = [(sid, e) for sid, (_, e) in zip(ids, entries, strict=True)]
+        return self
+
+    @property
+    def entry_object(self) -> str:
+        return f"{self.format}.entry"
+
+    @property
+    def statement_object(self) -> str:
+        return f"{self.format}.statement"
+
+
+def fmt_amount(value: Decimal, currency: str) -> str:
+    """``1000.00 EUR``: the currency's minor units where that is exact, else every digit."""
+    exp = Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))
+    q = value.quantize(exp)
+    return f"{q if q == value else value} {currency}"
+
+
+def balance_gate(
+    label: str,
+    opening: Mapping[str, Decimal],
+    closing: Mapping[str, Decimal],
+    entries: Iterable[tuple[str, Decimal]],
+) -> None:
+    """Check opening + sum(signed booked entries) = closing per currency; raise StatementError if not.
+
+    ``label`` is how the message names the statement, e.g. ``statement S1 in nov.xml``.
+    """
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    for currency, signed in entries:
+        sums[currency] += signed
+    for currency in sorted(set(opening) | set(closing) | set(sums)):
+        if currency not in opening:
+            raise StatementError(f"{label}: no opening booked balance (OPBD/PRCD or :60F:) in {currency}")
+        if currency not in closing:
+            raise StatementError(f"{label}: no closing booked balance (CLBD or :62F:) in {currency}")
+        total = sums.get(currency, Decimal(0))
+        expected = opening[currency] + total
+        if expected != closing[currency]:
+            f = fmt_amount
+            raise StatementError(
+                f"{label}: opening {f(opening[currency], currency)} + entries {f(total, currency)} = "
+                f"{f(expected, currency)} but closing balance says {f(closing[currency], currency)} "
+                f"(difference {f(expected - closing[currency], currency)})"
+            )
+
+
+def fallback_id(parts: Iterable[Any]) -> str:
+    """A stable source id for an entry without a bank reference: ``h:`` + hash of what identifies it."""
+    return "h:" + hashlib.blake2b(db.dumps([str(p) if p is not None else None for p in parts]),
+                                  digest_size=10).hexdigest()
+
+
+def unique_ids(ids: list[str]) -> list[str]:
+    """Keep ids unique within one statement: a repeated reference gets ``~2``, ``~3``… in file order.
+
+    Some banks reuse a reference inside one statement; without this the later entry would
+    overwrite the earlier one in the landing table while the balance gate still counted both.
+    """
+    seen: Counter[str] = Counter()
+    out = []
+    for sid in ids:
+        seen[sid] += 1
+        out.append(sid if seen[sid] == 1 else f"{sid}~{seen[sid]}")
+    return out
+
+
+# --- import -------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class StatementResult:
+    statement_id: str
+    account: str | None
+    format: str
+    entries: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class FileResult:
+    path: Path
+    file_hash: str
+    format: str | None = None
+    statements: list[StatementResult] = field(default_factory=list)
+    skipped: bool = False  # import_folder: already imported (same content hash)
+    error: str | None = None  # import_folder: the file could not be read at all
+
+    @property
+    def rejected(self) -> list[StatementResult]:
+        return [s for s in self.statements if s.error]
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def detect_format(data: bytes, name: str) -> str:
+    """``camt053`` (XML) or ``mt940`` (SWIFT tags), from the content, not the file name."""
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"<"):
+        return "camt053"
+    text = head.decode("latin-1")
+    if ":20:" in text and (":25:" in text or ":60F:" in text or ":60M:" in text):
+        return "mt940"
+    raise InputError(f"{name}: neither a camt.053 XML document nor an MT940 statement file")
+
+
+def parse_bytes(data: bytes, name: str) -> tuple[str, list[ParsedStatement]]:
+    """Parse a statement file's bytes. Raises InputError (one line, file and line) for a bad file."""
+    from connectors import camt053, mt940
+
+    kind = detect_format(data, name)
+    parser: Callable[[bytes, str], list[ParsedStatement]] = (
+        camt053.parse_camt053 if kind == "camt053" else mt940.parse_mt940
+    )
+    return kind, parser(data, name)
+
+
+def _imported_files(cursor: Any) -> dict[str, str]:
+    return dict(cursor.get("files", {})) if isinstance(cursor, dict) else {}
+
+
+def _quarantined_already(store: Store, source: str, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Which (object, source id, reason) rejections are already open in quarantine."""
+    if not keys:
+        return set()
+    q = quarantine.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(q.object, q.source_id, q.reason).where(
+                q.system == source,
+                q.resolved_at.is_(None),
+                q.source_id.in_(sorted({k[1] for k in keys})),
+            )
+        )
+        return {(o, s, r) for o, s, r in rows}
+
+
+def import_bytes(
+    store: Store, data: bytes, name: str, source: str = DEFAULT_SOURCE, *, run_id: str | None = None,
+    path: Path | None = None,
+) -> FileResult:
+    """Parse and land one statement file (see the module docstring). InputError for a bad file."""
+    digest = file_hash(data)
+    kind, statements = parse_bytes(data, name)
+    result = FileResult(path=path or Path(name), file_hash=digest, format=kind)
+    cursor = store.get_cursor(source, STREAM)
+    rejected: list[Rejected] = []
+    pages: list[list[RawRecord]] = []
+    for stmt in statements:
+        res = StatementResult(stmt.statement_id, stmt.payload.get("account_iban"), stmt.format,
+                              entries=len(stmt.entries), error=stmt.error)
+        result.statements.append(res)
+        if stmt.error is not None:
+            rejected.append(Rejected(stmt.statement_object, stmt.error, stmt.source_id, stmt.payload))
+            continue
+        known = store.known_hashes(source, stmt.entry_object, [sid for sid, _ in stmt.entries])
+        for sid, payload in stmt.entries:
+            stored = known.get(sid)
+            if stored is None:
+                res.new += 1
+            elif stored == content_hash(payload):
+                res.unchanged += 1
+            else:
+                res.changed += 1
+        pages.append([RawRecord(stmt.statement_object, stmt.source_id, stmt.payload)]
+                     + [RawRecord(stmt.entry_object, sid, payload) for sid, payload in stmt.entries])
+    # One transaction per statement; the last one also records the file as imported.
+    last = pages.pop() if pages else []
+    for records in pages:
+        store.commit_page(source, STREAM, records, cursor, run_id=run_id)
+    open_keys = _quarantined_already(store, source, [(r.object, str(r.source_id), r.reason) for r in rejected])
+    fresh = [r for r in rejected if (r.object, str(r.source_id), r.reason) not in open_keys]
+    files = _imported_files(cursor)
+    files[digest] = name
+    new_cursor = {"files": files, "last_file": name, "last_imported_at": now().isoformat()}
+    store.commit_page(source, STREAM, last, new_cursor, run_id=run_id, rejected=fresh)
+    return result
+
+
+def import_file(store: Store, path: str | Path, source: str = DEFAULT_SOURCE, *, run_id: str | None = None) -> FileResult:
+    """Import one camt.053 or MT940 file (always parsed, even if imported before: that is a no-op)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read statement file: {exc.strerror or exc}") from None
+    return import_bytes(store, data, p.name, source, run_id=run_id, path=p)
+
+
+def import_folder(store: Store, folder: str | Path, source: str = DEFAULT_SOURCE, *, run_id: str | None = None) -> list[FileResult]:
+    """Import every file of ``folder`` (not recursive, name order) whose content was not imported yet.
+
+    Idempotent: a second pass over the same folder imports nothing (each result has
+    ``skipped=True``). A file that cannot be read or parsed is reported in its result's ``error``
+    and not marked imported, so the next pass retries it; the other files still import.
+    """
+    base = Path(folder)
+    if not base.is_dir():
+        raise InputError(f"{base}: statement folder does not exist or is not a directory")
+    results: list[FileResult] = []
+    for p in sorted(base.iterdir()):
+        if not p.is_file() or p.name.startswith(".") or p.name.endswith(_PARTIAL_SUFFIXES):
+            continue
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            results.append(FileResult(p, "", error=f"{p.name}: cannot read: {exc.strerror or exc}"))
+            continue
+        digest = file_hash(data)
+        if digest in _imported_files(store.get_cursor(source, STREAM)):
+            results.append(FileResult(p, digest, skipped=True))
+            continue
+        try:
+            results.append(import_bytes(store, data, p.name, source, run_id=run_id, path=p))
+        except InputError as exc:
+            results.append(FileResult(p, digest, error=str(exc)))
+    return results
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """What one import run did: per-file results and the totals (also stored as the run's counts)."""
+
+    run_id: str
+    results: list[FileResult]
+    counts: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.counts["rejected"] or self.counts["bad_files"])
+
+
+def run_import(
+    store: Store, *, file: str | Path | None = None, folder: str | Path | None = None, source: str = DEFAULT_SOURCE
+) -> ImportSummary:
+    """One import run (a file, or a folder pass) with its run record and stream status, as the CLI
+    and the flow record it. A file that cannot be read raises InputError (the run is marked failed);
+    in a folder pass it is reported in its result and the other files still import."""
+    if (file is None) == (folder is None):
+        raise InputError("import-statement: give either a FILE or --folder DIR (one of them)")
+    run_id = store.begin_run("import", source)
+    store.start_stream(source, STREAM, run_id)
+    try:
+        results = (import_folder(store, folder, source, run_id=run_id) if folder is not None
+                   else [import_file(store, file, source, run_id=run_id)])  # type: ignore[arg-type]
+    except InputError as exc:
+        store.finish_run(run_id, "failed", message=str(exc))
+        store.finish_stream(source, STREAM, "failed", message=str(exc))
+        raise
+    stmts = [st for r in results for st in r.statements]
+    counts = {
+        "files": len(results),
+        "skipped": sum(r.skipped for r in results),
+        "bad_files": sum(r.error is not None for r in results),
+        "statements": len(stmts),
+        "rejected": sum(st.error is not None for st in stmts),
+        "entries": sum(st.entries for st in stmts),
+        "new": sum(st.new for st in stmts),
+        "changed": sum(st.changed for st in stmts),
+        "unchanged": sum(st.unchanged for st in stmts),
+    }
+    summary = ImportSummary(run_id, results, counts)
+    problems = [r.error for r in results if r.error] + [st.error for st in stmts if st.error]
+    status = "success" if summary.ok else "failed"
+    message = f"{len(problems)} problem(s); first: {problems[0]}" if problems else None
+    store.finish_run(run_id, status, counts, message)
+    store.finish_stream(source, STREAM, status, message=message)
+    return summary

@@ -1,0 +1,43 @@
+"""Run the deployments of ``prefect.yaml`` locally with ``serve()`` (no work pool or worker needed).
+
+The schedules are read from ``prefect.yaml`` so that ``ltc serve`` and ``prefect deploy --all`` run
+the same flows on the same schedules. Schedules need a Prefect server (`prefect server start`):
+the temporary server of a bare ``serve()`` does not schedule.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import serve
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def deployments(prefect_file: Path = ROOT / "prefect.yaml", config_path: str | None = None) -> list[Any]:
+    spec = yaml.safe_load(prefect_file.read_text())
+    out = []
+    for dep in spec["deployments"]:
+        module_path, func = dep["entrypoint"].split(":")
+        module = importlib.import_module(module_path.removesuffix(".py").replace("/", "."))
+        flow_obj = getattr(module, func)
+        schedules: list[Any] = []
+        for s in dep.get("schedules") or []:
+            if "cron" in s:
+                schedules.append(CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC")))
+            elif "interval" in s:
+                schedules.append(IntervalSchedule(interval=s["interval"]))
+        params = dict(dep.get("parameters") or {})
+        if "config_path" in params and config_path:
+            params["config_path"] = config_path
+        out.append(flow_obj.to_deployment(name=dep["name"], description=dep.get("description"),
+                                          parameters=params, schedules=schedules or None))
+    return out
+
+
+def serve_all(config_path: str | None = None) -> None:
+    serve(*deployments(config_path=config_path), pause_on_shutdown=False)

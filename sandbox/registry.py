@@ -1,0 +1,8 @@
+"""The emulators `ltc sandbox start` knows: kind -> factory of an ASGI app (seed, size, faults as kwargs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+EMULATORS: dict[str, Callable[..., Any]] = {}
