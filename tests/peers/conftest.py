@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from push.deals import put_deal
 
 from canonical.store import Store
 from connectors.push import PushReport, push_orders
@@ -20,6 +19,7 @@ from connectors.tryton.rpc import TrytonClient
 from connectors.tryton.target import TrytonTarget
 from sandbox import tryton_peer
 from sandbox.tryton_setup import TrytonSetup, credit_invoice, pay_invoice, post_invoices, setup_accounting
+from tests.push.deals import put_deal
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,9 @@ from canonical.store import Store
 from connectors.base import sync
 from connectors.tryton.connector import TrytonConnector
 from connectors.tryton.rpc import TrytonClient
+from ltc import runtime
+from ltc.config import Config
+from sandbox import tryton_peer
 
 from .conftest import Scenario
 
@@ -85,9 +88,18 @@ def test_streams_land_sales_invoices_credit_notes_and_payments_exactly(
 
 
 def test_incremental_runs_write_only_changes_and_tombstone_deletes(
-    scenario: Scenario, tryton: TrytonClient, sqlite_store: Store
+    scenario: Scenario, tryton: TrytonClient, sqlite_store: Store, tryton_server: tryton_peer.TrytonPeer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    connector = TrytonConnector("tryton", tryton, store=sqlite_store, lookback=timedelta(minutes=5))
+    # built from ltc.yaml settings through the registry, as `ltc sync` and the flows do
+    monkeypatch.setenv("T_LOGIN", tryton_peer.ADMIN_LOGIN)
+    monkeypatch.setenv("T_PASSWORD", tryton_peer.ADMIN_PASSWORD)
+    cfg = Config.model_validate({"sources": {"tryton": {
+        "kind": "tryton", "base_url": tryton_server.base_url, "lookback_minutes": 5,
+        "options": {"database": tryton_server.database},
+        "credentials": {"login": {"env": "T_LOGIN"}, "password": {"env": "T_PASSWORD"}}}}})
+    connector = runtime.build_connector(cfg, "tryton")
+    assert isinstance(connector, TrytonConnector) and connector.lookback == timedelta(minutes=5)
     sync(connector, sqlite_store)
     again = {r.stream: r for r in sync(connector, sqlite_store)}
     assert all(r.written == 0 and r.deleted == 0 for r in again.values()), again  # lookback re-read, unchanged
@@ -106,6 +118,7 @@ def test_incremental_runs_write_only_changes_and_tombstone_deletes(
     row = sqlite_store.get_raw("tryton", "sale.sale", str(draft))
     assert row is not None and row["deleted"] is True
     assert sqlite_store.get_raw("tryton", "sale.sale", str(scenario.paid_sale["id"]))["deleted"] is False  # type: ignore[index]
+    connector.close()
 
 
 def test_keyset_pages_through_ties_without_loss(scenario: Scenario, tryton: TrytonClient, sqlite_store: Store) -> None:

@@ -11,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from push.deals import put_deal
 
 from canonical.money import Money
 from canonical.store import Store
@@ -20,6 +19,7 @@ from connectors.tryton.rpc import TrytonClient
 from connectors.tryton.target import TrytonTarget
 from sandbox import tryton_peer
 from sandbox.tryton_setup import TrytonSetup
+from tests.push.deals import put_deal
 
 from .conftest import Scenario
 
