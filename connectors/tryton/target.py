@@ -48,8 +48,7 @@ class TrytonTarget:
         cat_domain: list[Any] = [["accounting", "=", True]]
         if self._category_name:
             cat_domain.append(["name", "=", self._category_name])
-        cats = c.search_read("product.category", cat_domain, ["name", "customer_taxes_used"],
-                             order=[("id", "ASC")], limit=1)
+        cats = c.search("product.category", cat_domain, order=[("id", "ASC")], limit=1)
         if not cats:
             raise PushError(
                 f"Tryton has no accounting product category{' named ' + repr(self._category_name) if self._category_name else ''}"
@@ -61,8 +60,7 @@ class TrytonTarget:
         units = c.search("product.uom", [["name", "=", "Unit"]], limit=1)
         if not units:
             raise PushError("Tryton has no 'Unit' unit of measure")
-        self._defaults = {"category": cats[0]["id"], "taxes": list(cats[0].get("customer_taxes_used") or []),
-                          "payment_term": terms[0] if terms else None, "unit": units[0]}
+        self._defaults = {"category": cats[0], "payment_term": terms[0] if terms else None, "unit": units[0]}
         return self._defaults
 
     def _currency_id(self, code: str) -> int:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-LTC = [sys.executable, "-c", "from ltc.cli import main; main()"]
-
-
-def ltc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LTC_CONFIG", "LTC_DATABASE_URL")}
-    return subprocess.run([*LTC, *args], capture_output=True, text=True, env={**env, "COLUMNS": "200"},
-                          cwd=cwd, timeout=120)
+from ltc.cli import main
 
 
 @pytest.mark.parametrize(("yaml_text", "expected"), [
@@ -26,10 +18,18 @@ def ltc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
      "    credentials: {login: {env: T_LOGIN_UNSET}, password: {env: T_PW_UNSET}}\nerp: {source: erp1}\n",
      "environment variable T_LOGIN_UNSET is not set"),
 ])
-def test_push_orders_config_errors_are_one_line(tmp_path: Path, yaml_text: str, expected: str) -> None:
+def test_push_orders_config_errors_are_one_line(
+    tmp_path: Path, yaml_text: str, expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "ltc.yaml").write_text(yaml_text)
-    res = ltc("push-orders", "--dry-run", cwd=tmp_path)
-    assert res.returncode == 2, res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], res.stderr
-    assert "Traceback" not in res.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LTC_CONFIG", raising=False)
+    monkeypatch.setenv("LTC_DATABASE_URL", f"sqlite:///{tmp_path / 'ltc.db'}")
+    monkeypatch.setattr(sys, "argv", ["ltc", "push-orders", "--dry-run"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
