@@ -3,7 +3,9 @@
 Every stream is a keyset over ``(last_modified_at, id)``. ``last_modified_at`` is the ModelSQL
 column ``COALESCE(write_date, create_date)`` (trytond >= 7), searchable and sortable over RPC,
 so one ordered query covers both new and modified records; the base re-reads a lookback window
-on each run. Raw records are landed as ``search_read`` returns them (decoded exactly: Decimals,
+on each run. Tryton stamps rows with the transaction's start time (``CURRENT_TIMESTAMP``), so a row
+can become visible with an older stamp than rows already read; trytond's 60 s request timeout
+bounds that delay, well inside the default 10 min lookback. Raw records are landed as ``search_read`` returns them (decoded exactly: Decimals,
 dates, UTC datetimes), with system = the source name and object = the Tryton model name.
 
 Streams:

@@ -32,35 +32,35 @@ def _payload(store: Store, obj: str, sid: int | str) -> dict[str, Any]:
 
 
 def test_streams_land_sales_invoices_credit_notes_and_payments_exactly(
-    scenario: Scenario, tryton: TrytonClient, sqlite_store: Store
+    scenario: Scenario, tryton: TrytonClient, store: Store
 ) -> None:
-    connector = TrytonConnector("tryton", tryton, store=sqlite_store)
-    results = {r.stream: r for r in sync(connector, sqlite_store)}
+    connector = TrytonConnector("tryton", tryton, store=store)
+    results = {r.stream: r for r in sync(connector, store)}
     assert {s: r.status for s, r in results.items()} == dict.fromkeys(
         ["party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line", "payments"], "success")
     for r in results.values():  # completeness: everything the source has for the window is stored
         assert r.source_count == r.store_count, r
 
-    sale = _payload(sqlite_store, "sale.sale", scenario.paid_sale["id"])
+    sale = _payload(store, "sale.sale", scenario.paid_sale["id"])
     assert (sale["reference"], sale["number"]) == (scenario.paid_ref, scenario.paid_sale["number"])
     assert sale["state"] == "done"  # invoiced and paid, nothing to ship
     assert sale["currency."]["code"] == "EUR"
     assert (sale["untaxed_amount"], sale["tax_amount"], sale["total_amount"]) == ("137.49", "13.75", "151.24")
     assert sale["invoices"] == [scenario.paid_invoice]
 
-    lines = [_payload(sqlite_store, "sale.line", i) for i in
+    lines = [_payload(store, "sale.line", i) for i in
              tryton.read("sale.sale", [scenario.paid_sale["id"]], ["lines"])[0]["lines"]]
     assert sorted((ln["product."]["code"], ln["quantity"], ln["unit_price"], ln["amount"]) for ln in lines) == [
         ("SKU-P1", "3.0", "12.50", "37.50"), ("SKU-P2", "1.0", "99.99", "99.99")]
 
-    paid = _payload(sqlite_store, "account.invoice", scenario.paid_invoice)
+    paid = _payload(store, "account.invoice", scenario.paid_invoice)
     assert (paid["state"], paid["type"], paid["total_amount"], paid["amount_to_pay"]) == ("paid", "out", "151.24", "0")
     assert paid["number"] and paid["reconciled"] is not None
     assert paid["origins"] == f"{scenario.paid_sale['number']} [{scenario.paid_ref}]"
     assert paid["sales"] == [scenario.paid_sale["id"]]
     assert len(paid["payment_lines"]) == 2
 
-    payments = [_payload(sqlite_store, "account.move.line", i) for i in paid["payment_lines"]]
+    payments = [_payload(store, "account.move.line", i) for i in paid["payment_lines"]]
     assert sorted(p["amount_second_currency"] for p in payments) == ["-100.00", "-51.24"]  # EUR, what was paid
     assert {p["second_currency."]["code"] for p in payments} == {"EUR"}
     assert {p["currency."]["code"] for p in payments} == {"USD"}  # company currency, credit at the EUR rate
@@ -70,20 +70,20 @@ def test_streams_land_sales_invoices_credit_notes_and_payments_exactly(
     assert {p["move_description_used"] for p in payments} == {f"wire {scenario.paid_ref} part 1",
                                                             f"wire {scenario.paid_ref} part 2"}
 
-    open_inv = _payload(sqlite_store, "account.invoice", scenario.open_invoice)
+    open_inv = _payload(store, "account.invoice", scenario.open_invoice)
     assert (open_inv["state"], open_inv["total_amount"], open_inv["amount_to_pay"]) == ("posted", "110.00", "110.00")
     assert open_inv["lines_to_pay."][0]["maturity_date"] == open_inv["invoice_date"]  # "Direct" payment term
-    credit = _payload(sqlite_store, "account.invoice", scenario.credit_note)
+    credit = _payload(store, "account.invoice", scenario.credit_note)
     assert (credit["state"], credit["type"], credit["total_amount"]) == ("posted", "out", "-110.00")
     assert credit["origin_invoices"] == [scenario.open_invoice]
     assert credit["number"] and credit["number"] != open_inv["number"]
-    credit_lines = [_payload(sqlite_store, "account.invoice.line", i) for i in credit["lines"]]
+    credit_lines = [_payload(store, "account.invoice.line", i) for i in credit["lines"]]
     assert [(ln["quantity"], ln["unit_price"], ln["amount"]) for ln in credit_lines] == [("-8.0", "12.50", "-100.00")]
 
-    party = _payload(sqlite_store, "party.party", scenario.paid_sale["party"])
+    party = _payload(store, "party.party", scenario.paid_sale["party"])
     assert party["name"] == "Paid Customer"
     assert [i["code"] for i in party["identifiers."]] == [f"CRM-ACC-{scenario.paid_ref}"]
-    raw = sqlite_store.get_raw("tryton", "account.invoice", str(scenario.paid_invoice))
+    raw = store.get_raw("tryton", "account.invoice", str(scenario.paid_invoice))
     assert raw is not None and raw["source_updated_at"] is not None and raw["source_updated_at"].tzinfo is not None
 
 
