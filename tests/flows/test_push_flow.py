@@ -1,4 +1,5 @@
-"""The push flow under a real Prefect server, with an in-memory ERP target."""
+"""The push flow under a real Prefect server, with an in-memory ERP target (here to share the
+session's Prefect test server with the other flow tests)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 
 from canonical.store import Store
 from connectors import push
-from tests.flows.conftest import prefect_harness  # noqa: F401 - the session's Prefect server
 from tests.push.deals import put_deal
 from tests.push.test_push import MemoryErp
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.prefect
 
 
 def test_push_flow_pushes_once_and_reports_conflicts_as_needing_an_operator(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None  # noqa: F811
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
 ) -> None:
     from prefect.artifacts import Artifact
 
