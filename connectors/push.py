@@ -267,16 +267,12 @@ def select_deals(store: Store, erp_system: str, *, deal_ids: Sequence[str] | Non
     """
     deal, line, acct = tables.table_for("deal"), tables.table_for("deal_line"), tables.table_for("account")
     order = tables.table_for("order")
-    last_order = (
-        sa.select(sa.func.max(order.c.source_updated_at))
-        .where(order.c.source_system == erp_system, order.c.deal_ref == deal.c.source_id,
-               order.c.deleted_at.is_(None), sa.or_(order.c.state.is_(None), order.c.state != "cancelled"))
-        .scalar_subquery()
-    )
-    has_order = sa.exists().where(
+    live_order_of_deal = sa.and_(
         order.c.source_system == erp_system, order.c.deal_ref == deal.c.source_id, order.c.deleted_at.is_(None),
         sa.or_(order.c.state.is_(None), order.c.state != "cancelled"),
     )
+    last_order = sa.select(sa.func.max(order.c.source_updated_at)).where(live_order_of_deal).scalar_subquery()
+    has_order = sa.exists().where(live_order_of_deal)
     q = (
         sa.select(deal, acct.c.source_id.label("acct_ref"), acct.c.name.label("acct_name"),
                   acct.c.email.label("acct_email"), acct.c.tax_id.label("acct_tax_id"),
