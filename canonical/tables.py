@@ -240,3 +240,6 @@ def table_for(entity: str) -> sa.Table:
         return entity_tables[entity]
     except KeyError:
         raise KeyError(f"unknown canonical entity {entity!r}; known: {', '.join(entity_tables)}") from None
+
+# Tables of other areas register on ``metadata`` in their own modules; imported here so Alembic sees them.
+import reconcile.tables  # noqa: E402, F401

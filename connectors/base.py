@@ -213,6 +213,11 @@ class Page:
     next_token: Any = None
     # Records of this page the connector knows are deleted, if it learns of deletes separately.
     deleted: list[dict[str, Any]] = field(default_factory=list)
+    # A (timestamp, id) position the source guarantees this run has covered (e.g. the end of a
+    # change-feed window); folded into the high-water mark like a record's key.
+    high_water: tuple[datetime, str] | None = None
+    # Connector-owned state carried across runs (e.g. ids to re-check); None = keep the previous.
+    memo: Any = None
 
 
 @dataclass
@@ -221,6 +226,7 @@ class Window:
 
     since: datetime | None
     resume_key: tuple[datetime, str] | None = None  # keyset position inside the run
+    memo: Any = None  # the connector's own state as of the last committed page (see Page.memo)
 
 
 class Connector:
@@ -333,6 +339,7 @@ def sync_stream(
     window = Window(
         since=datetime.fromisoformat(run["since"]) if run.get("since") else None,
         resume_key=(datetime.fromisoformat(resume[0]), resume[1]) if resume else None,
+        memo=state.get("memo"),
     )
     try:
         connector.before_stream(stream)
@@ -343,8 +350,10 @@ def sync_stream(
             raws += gone
             rejected += gone_rejected
             best = run.get("max")
-            for raw in raws:
-                k = _key(raw.source_updated_at, raw.source_id)
+            keys = [_key(raw.source_updated_at, raw.source_id) for raw in raws]
+            if page.high_water is not None:
+                keys.append(_key(*page.high_water))
+            for k in keys:
                 if best is None or tuple(k) > tuple(best):
                     best = list(k)
             run["max"] = best
@@ -361,6 +370,10 @@ def sync_stream(
             run["token"] = token
             last_page = token is None or (max_pages is not None and result.pages + 1 >= max_pages)
             new_state = {"hw": best, "run": None} if last_page and token is None else {"hw": state.get("hw"), "run": run}
+            if page.memo is not None:
+                window.memo = page.memo
+            if window.memo is not None:
+                new_state["memo"] = window.memo
             res = store.commit_page(connector.name, stream.name, raws, new_state, run_id=run_id, rejected=rejected)
             result.pages += 1
             result.records += len(raws)

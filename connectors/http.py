@@ -46,6 +46,9 @@ Hint = Callable[[int, Mapping[str, str], Any], str | None]
 """Vendor hook: (status, headers, parsed body) -> an admin-facing sentence, or None."""
 Observe = Callable[[Mapping[str, str]], None]
 """Vendor hook: feed rate-limit headers of every response to the governor."""
+ShouldRetry = Callable[[int, Mapping[str, str]], bool | None]
+"""Vendor hook: the server's own verdict on retrying this error response (e.g. Stripe's
+``Stripe-Should-Retry`` header): True/False overrides the status-based rule, None keeps it."""
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: float = 300.0) -> float | None:
@@ -128,6 +131,7 @@ def classify(
     system: str,
     url: str,
     hint: Hint | None = None,
+    should_retry: ShouldRetry | None = None,
 ) -> None:
     """Raise the right error for a non-2xx response; return for a success."""
     if status < 400:
@@ -135,8 +139,11 @@ def classify(
     extra = hint(status, headers, body) if hint else None
     where = f"{system}: {redact_url(url)} answered {status}"
     message = f"{where}: {extra}" if extra else where
-    if status == 429 or status >= 500:
+    verdict = should_retry(status, headers) if should_retry else None
+    if verdict is True or (verdict is None and (status == 429 or status >= 500)):
         raise RetryableError(message, status=status, retry_after=parse_retry_after(headers.get("Retry-After")))
+    if verdict is False and (status == 429 or status >= 500):
+        raise ConnectorError(f"{message} (the server says this request must not be retried)", status=status)
     if status == 401:
         raise AuthenticationError(
             message if extra else f"{where}: credentials rejected; check the source's credentials in ltc.yaml",
@@ -172,6 +179,7 @@ class HttpClient:
         policy: RetryPolicy | None = None,
         hint: Hint | None = None,
         observe: Observe | None = None,
+        should_retry: ShouldRetry | None = None,
         timeout: float = 60.0,
         verify: Any = True,
         transport: httpx.BaseTransport | None = None,
@@ -181,6 +189,7 @@ class HttpClient:
         self.policy = policy or RetryPolicy()
         self.hint = hint
         self.observe = observe
+        self.should_retry = should_retry
         self.requests_sent = 0
         self.client = httpx.Client(
             base_url=base_url, headers=dict(headers or {}), timeout=timeout, verify=verify, transport=transport
@@ -201,7 +210,7 @@ class HttpClient:
                 body = _body(response.text)
                 try:
                     classify(response.status_code, response.headers, body, system=self.system,
-                             url=str(response.request.url), hint=self.hint)
+                             url=str(response.request.url), hint=self.hint, should_retry=self.should_retry)
                 except RetryableError as exc:
                     if response.status_code == 429 and self.governor is not None:
                         self.governor.penalize(exc.retry_after or 1.0)

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from canonical.errors import ConfigError
+from connectors import odoo, stripe, tryton
 from connectors.base import Connector
 
-KINDS: dict[str, Callable[[str, Any], Connector]] = {}
+KINDS: dict[str, Callable[[str, Any], Connector]] = {
+    "stripe": stripe.from_config,
+    "odoo": odoo.from_config,
+    "tryton": tryton.make_connector,
+}
 
 
 def build(name: str, cfg: Any) -> Connector:
-    """The connector for source ``name`` of ltc.yaml.
-
-    A kind not registered in :data:`KINDS` is looked up as ``connectors.<kind>.make_connector``.
-    """
-    factory = KINDS.get(cfg.kind)
-    if factory is None:
-        try:
-            factory = importlib.import_module(f"connectors.{cfg.kind}").make_connector
-        except (ImportError, AttributeError):
-            raise ConfigError(f"sources.{name}: no connector for kind {cfg.kind!r} in this build") from None
-    assert factory is not None
+    """The connector for source ``name`` of ltc.yaml."""
+    try:
+        factory = KINDS[cfg.kind]
+    except KeyError:
+        raise ConfigError(f"sources.{name}: no connector for kind {cfg.kind!r} in this build") from None
     return factory(name, cfg)

@@ -16,7 +16,7 @@ from rich.table import Table
 from canonical import db
 from canonical.errors import LtcError
 from canonical.store import Store
-from ltc import runtime, sandbox_cmd
+from ltc import reconcile_cmd, runtime, sandbox_cmd
 from ltc.config import load_config
 from ltc.push_cmd import push_orders_cmd
 from ltc.statement_cmd import import_statement
@@ -168,6 +168,8 @@ def serve(config: str | None = ConfigOpt) -> None:
 
 app.command("import-statement")(import_statement)
 app.command("push-orders")(push_orders_cmd)
+app.command("reconcile")(reconcile_cmd.reconcile)
+app.add_typer(reconcile_cmd.exceptions_app, name="exceptions")
 
 
 def main() -> None:

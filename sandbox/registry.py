@@ -5,4 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-EMULATORS: dict[str, Callable[..., Any]] = {}
+from sandbox import stripe
+
+EMULATORS: dict[str, Callable[..., Any]] = {
+    "stripe": stripe.create_app,
+}

@@ -1,0 +1,352 @@
+"""Odoo: partners, sale orders + lines, customer invoices / credit notes + lines, payments; and the
+push target that turns a closed-won deal into a confirmed ``sale.order``.
+
+Two transports, chosen by ``options.transport``:
+
+* ``jsonrpc`` (default): ``POST /jsonrpc`` ``object.execute_kw(db, uid, key, model, method, args,
+  kwargs)``; ``uid`` from ``options.uid`` or a ``common.login``. Errors come back with HTTP 200
+  and an ``error`` member, which we turn into the same typed errors as HTTP statuses.
+* ``json2`` (Odoo 19+): ``POST /json/2/<model>/<method>`` with named parameters, ``Authorization:
+  bearer <API key>`` and ``X-Odoo-Database``; errors are real 4xx/5xx with ``{name, message}``.
+
+Incremental reads take the rows whose ``write_date`` is in [mark - lookback, run start), paged by id.
+Odoo writes ``false`` for every empty field (many2one, char, date, numeric): payloads are landed as
+Odoo sends them and the mapping reads ``false`` as empty. Datetimes are UTC ``YYYY-MM-DD HH:MM:SS``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from canonical.errors import ConfigError
+from connectors.base import Connector, Page, StartingAfter, StreamSpec, Window
+from connectors.errors import AuthenticationError, ConnectorError, NotFound, PermissionDenied
+from connectors.governor import RateGovernor
+from connectors.http import HttpClient, RetryPolicy
+
+ODOO_TS = "%Y-%m-%d %H:%M:%S"
+CUSTOMER_MOVES = ["out_invoice", "out_refund"]
+
+
+def odoo_instant(value: Any) -> datetime | None:
+    """Odoo's UTC ``YYYY-MM-DD HH:MM:SS`` (no zone) as an aware datetime; ``false`` -> None."""
+    if value is False or value is None or value == "":
+        return None
+    text = str(value)
+    return datetime.strptime(text[:19], ODOO_TS).replace(tzinfo=UTC)
+
+
+def odoo_ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(ODOO_TS)
+
+
+@dataclass(frozen=True)
+class OdooStream(StreamSpec):
+    """A ``search_read`` over ``model`` (= ``object``) restricted by ``domain``; cursor ``write_date``."""
+
+    domain: tuple[Any, ...] = ()
+    fields: tuple[str, ...] = ()
+
+    def updated_at(self, record: Mapping[str, Any]) -> datetime | None:
+        return odoo_instant(record.get(self.cursor_field or "write_date"))
+
+
+def _s(name: str, model: str, fields: Sequence[str], domain: Sequence[Any] = ()) -> OdooStream:
+    return OdooStream(name, model, cursor_field="write_date", page_size=200, paginator=StartingAfter(param="id"),
+                      records_path=None, domain=tuple(domain),
+                      fields=("id", "write_date", "create_date", "display_name", *fields))
+
+
+STREAMS: tuple[OdooStream, ...] = (
+    _s("partners", "res.partner", ["name", "ref", "email", "phone", "vat", "is_company", "parent_id",
+                                   "commercial_partner_id", "country_id", "customer_rank", "active"]),
+    _s("sale_orders", "sale.order", ["name", "partner_id", "date_order", "validity_date", "client_order_ref",
+                                     "origin", "state", "amount_untaxed", "amount_tax", "amount_total",
+                                     "currency_id", "invoice_status", "invoice_ids", "order_line"]),
+    _s("sale_order_lines", "sale.order.line", ["order_id", "product_id", "name", "product_uom_qty", "price_unit",
+                                               "discount", "price_subtotal", "price_total", "qty_invoiced",
+                                               "currency_id"]),
+    _s("invoices", "account.move", ["name", "move_type", "state", "payment_state", "partner_id", "currency_id",
+                                    "invoice_date", "invoice_date_due", "invoice_origin", "ref",
+                                    "payment_reference", "amount_untaxed", "amount_tax", "amount_total",
+                                    "amount_residual", "invoice_line_ids", "reversed_entry_id"],
+       [["move_type", "in", CUSTOMER_MOVES]]),
+    _s("invoice_lines", "account.move.line", ["move_id", "product_id", "name", "quantity", "price_unit",
+                                              "discount", "price_subtotal", "price_total", "currency_id",
+                                              "display_type", "sale_line_ids"],
+       [["move_id.move_type", "in", CUSTOMER_MOVES], ["display_type", "=", "product"]]),
+    _s("payments", "account.payment", ["name", "partner_id", "amount", "currency_id", "date", "payment_type",
+                                       "partner_type", "state", "move_id", "reconciled_invoice_ids"],
+       [["partner_type", "=", "customer"]]),
+)
+
+
+def _dumps(obj: Any) -> bytes:
+    """JSON with Decimals written as exact numbers (Odoo reads numbers; we never go through float)."""
+    decimals: list[str] = []
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            if not o.is_finite():
+                raise ValueError(f"cannot send {o} to Odoo")
+            decimals.append(str(o))
+            return f"\x00dec{len(decimals) - 1}\x00"
+        raise TypeError(f"cannot send {type(o).__name__} to Odoo")
+
+    text = json.dumps(obj, default=default)
+    return re.sub(r'"\\u0000dec(\d+)\\u0000"', lambda m: decimals[int(m.group(1))], text).encode()
+
+
+def _odoo_error(data: Mapping[str, Any], fallback: str) -> tuple[str, str]:
+    """(exception class path, first line of its message); Odoo's ``debug`` traceback is never kept."""
+    name = str(data.get("name") or "")
+    lines = str(data.get("message") or fallback).strip().splitlines()
+    return name, lines[0] if lines else fallback
+
+
+def _raise_odoo(what: str, name: str, message: str, status: int | None = None) -> None:
+    text = f"odoo: {what} failed: {name.rsplit('.', 1)[-1] or 'error'}: {message}"
+    if name.endswith("AccessDenied"):
+        raise AuthenticationError(f"{text}; check the Odoo login / API key in ltc.yaml", status=status)
+    if name.endswith("AccessError"):
+        raise PermissionDenied(f"{text}; grant the integration user read access to this model", status=status)
+    if name.endswith("MissingError"):
+        raise NotFound(text, status=status)
+    raise ConnectorError(text, status=status)
+
+
+def json2_hint(status: int, headers: Mapping[str, str], body: Any) -> str | None:
+    if isinstance(body, Mapping) and (body.get("name") or body.get("message")):
+        name, message = _odoo_error(body, "")
+        return f"{name.rsplit('.', 1)[-1]}: {message}" if name else message
+    return None
+
+
+class OdooClient:
+    """``call(model, method, *args, **kwargs)`` over either transport, with typed errors."""
+
+    def __init__(self, base_url: str, *, db: str, api_key: str, transport: str = "jsonrpc",
+                 login: str | None = None, uid: int | None = None, policy: RetryPolicy | None = None,
+                 governor: RateGovernor | None = None, verify: Any = True, http_transport: Any = None):
+        if transport not in ("jsonrpc", "json2"):
+            raise ConfigError(f"odoo transport must be 'jsonrpc' or 'json2', got {transport!r}")
+        self.transport, self.db, self._key, self.login, self._uid = transport, db, api_key, login, uid
+        headers = {"Content-Type": "application/json"}
+        if transport == "json2":
+            headers["Authorization"] = f"bearer {api_key}"
+            if db:
+                headers["X-Odoo-Database"] = db
+        self.http = HttpClient("odoo", base_url, headers=headers, policy=policy, governor=governor,
+                               hint=json2_hint if transport == "json2" else None, verify=verify,
+                               transport=http_transport)
+        self._ids = itertools.count(1)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _rpc(self, service: str, method: str, args: list[Any], what: str) -> Any:
+        body = self.http.json("POST", "/jsonrpc", content=_dumps(
+            {"jsonrpc": "2.0", "method": "call", "id": next(self._ids),
+             "params": {"service": service, "method": method, "args": args}}))
+        if not isinstance(body, Mapping):
+            raise ConnectorError(f"odoo: {what}: the server did not answer JSON-RPC (check base_url)")
+        if body.get("error") is not None:
+            err = body["error"] if isinstance(body["error"], Mapping) else {}
+            data = err.get("data")
+            data = data if isinstance(data, Mapping) else {}
+            name, message = _odoo_error(data, str(err.get("message") or "unknown error"))
+            _raise_odoo(what, name, message)
+        return body.get("result")
+
+    def uid(self) -> int:
+        if self._uid is None:
+            if not self.login:
+                raise ConfigError("odoo jsonrpc transport needs options.uid or options.login")
+            uid = self._rpc("common", "login", [self.db, self.login, self._key], "common.login")
+            if not uid:
+                raise AuthenticationError(f"odoo: login of {self.login!r} to database {self.db!r} was refused; "
+                                          "check the login and API key in ltc.yaml")
+            self._uid = int(uid)
+        return self._uid
+
+    def call(self, model: str, method: str, args: Sequence[Any] = (), **kwargs: Any) -> Any:
+        what = f"{model}.{method}"
+        if self.transport == "jsonrpc":
+            return self._rpc("object", "execute_kw",
+                             [self.db, self.uid(), self._key, model, method, list(args), kwargs], what)
+        params = dict(kwargs)
+        if method in ("write", "unlink", "read", "action_confirm") and args:
+            params["ids"] = args[0]
+            if method == "write" and len(args) > 1:
+                params["vals"] = args[1]
+        elif method == "create" and args:
+            params["vals_list"] = args[0]
+        elif method in ("search_read", "search_count", "search") and args:
+            params["domain"] = args[0]
+        return self.http.json("POST", f"/json/2/{model}/{method}", content=_dumps(params))
+
+
+class OdooConnector(Connector):
+    kind = "odoo"
+
+    def __init__(self, name: str, client: OdooClient, *, lookback: timedelta = timedelta(minutes=10),
+                 streams: Sequence[str] | None = None, page_size: int = 200,
+                 clock: Callable[[], float] = time.time):
+        super().__init__(name, lookback=lookback)
+        self.clock = clock
+        unknown = set(streams or ()) - {s.name for s in STREAMS}
+        if unknown:
+            raise ConfigError(f"{name}: unknown Odoo stream(s) {sorted(unknown)}; "
+                              f"known: {', '.join(s.name for s in STREAMS)}")
+        self.streams = tuple(replace(s, page_size=page_size) for s in STREAMS
+                             if streams is None or s.name in streams)
+        self.client = client
+
+    def close(self) -> None:
+        self.client.close()
+
+    @staticmethod
+    def _domain(stream: StreamSpec, since: datetime | None, until: str | None = None,
+                after: int | None = None) -> list[Any]:
+        domain: list[Any] = [list(d) for d in getattr(stream, "domain", ())]
+        if since is not None:
+            domain.append(["write_date", ">=", odoo_ts(since)])
+        if until is not None:
+            domain.append(["write_date", "<", until])
+        if after is not None:
+            domain.append(["id", ">", after])
+        return domain
+
+    def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
+        # One window [since, run start) paged by id. Odoo stores write_date with microseconds but
+        # reads it back truncated to the second, so a (write_date, id) keyset built from what we
+        # read can skip or loop on rows of one busy second; whole-second window bounds and the id
+        # are exact. A row changed during the run leaves the window and is read by the next run
+        # (its write_date is past this run's high-water mark).
+        token = token or {"until": odoo_ts(datetime.fromtimestamp(self.clock(), tz=UTC)), "after": None}
+        rows = self.client.call(stream.object, "search_read",
+                                [self._domain(stream, window.since, token["until"], token["after"])],
+                                fields=list(getattr(stream, "fields", ())), order="id asc", limit=stream.page_size)
+        if not isinstance(rows, list):
+            raise ConnectorError(f"odoo: {stream.object}.search_read returned {type(rows).__name__}, not a list")
+        more = len(rows) >= stream.page_size
+        return Page([dict(r) for r in rows], next_token={**token, "after": int(rows[-1]["id"])} if more else None)
+
+    def count(self, stream: StreamSpec, window: Window) -> int | None:
+        return int(self.client.call(stream.object, "search_count", [self._domain(stream, window.since)]))
+
+
+# --- push: closed-won deal -> partner + sale order ---------------------------------------------------
+
+class OdooTarget:
+    """Odoo as the ERP that receives closed-won deals (the ERP-agnostic ``ErpTarget`` operations).
+
+    Idempotent by construction: the sale is found by ``client_order_ref`` = CRM deal id, the
+    partner by ``ref`` = CRM account id, so pushing the same deal twice changes nothing.
+    """
+
+    def __init__(self, client: OdooClient):
+        self.client = client
+
+    def find_sale_by_reference(self, reference: str) -> dict[str, Any] | None:
+        rows = self.client.call("sale.order", "search_read", [[["client_order_ref", "=", reference]]],
+                                fields=["id", "name", "state", "partner_id", "amount_total"], limit=2)
+        if len(rows) > 1:
+            raise ConnectorError(f"odoo: several sale orders have client_order_ref {reference!r} "
+                                 f"({', '.join(r['name'] for r in rows)}); resolve the duplicate in Odoo")
+        return dict(rows[0]) if rows else None
+
+    def upsert_party(self, account_ref: str, values: Mapping[str, Any]) -> int:
+        """The ``res.partner`` whose ``ref`` is the CRM account id: updated, or created."""
+        vals = {k: v for k, v in values.items() if v is not None}
+        found = self.client.call("res.partner", "search_read", [[["ref", "=", account_ref]]], fields=["id"], limit=1)
+        if found:
+            pid = int(found[0]["id"])
+            if vals:
+                self.client.call("res.partner", "write", [[pid], vals])
+            return pid
+        created = self.client.call("res.partner", "create", [[{**vals, "ref": account_ref}]])
+        return int(created[0] if isinstance(created, list) else created)
+
+    def _order_lines(self, lines: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        codes = sorted({str(line["product_code"]) for line in lines})
+        found = self.client.call("product.product", "search_read", [[["default_code", "in", codes]]],
+                                 fields=["id", "default_code"])
+        by_code = {r["default_code"]: r["id"] for r in found}
+        absent = [c for c in codes if c not in by_code]
+        if absent:
+            raise ConnectorError(f"odoo: no product with internal reference {', '.join(absent)}; "
+                                 "create it in Odoo or fix the deal's product codes")
+        commands: list[list[Any]] = []
+        for line in lines:
+            vals: dict[str, Any] = {"product_id": by_code[str(line["product_code"])],
+                                    "product_uom_qty": Decimal(line["quantity"]),
+                                    "price_unit": Decimal(line["unit_price"])}
+            if line.get("description"):
+                vals["name"] = line["description"]
+            if line.get("discount") is not None:
+                vals["discount"] = Decimal(line["discount"])
+            commands.append([0, 0, vals])
+        return commands
+
+    def create_sale(self, *, partner_id: int, reference: str, lines: Sequence[Mapping[str, Any]],
+                    currency_id: int | None = None, date_order: datetime | None = None) -> int:
+        vals: dict[str, Any] = {"partner_id": partner_id, "client_order_ref": reference,
+                                "order_line": self._order_lines(lines)}
+        if currency_id is not None:
+            vals["currency_id"] = currency_id
+        if date_order is not None:
+            vals["date_order"] = odoo_ts(date_order)
+        created = self.client.call("sale.order", "create", [[vals]])
+        return int(created[0] if isinstance(created, list) else created)
+
+    def update_draft_sale(self, sale_id: int, lines: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the lines of a quotation; a confirmed order is never rewritten."""
+        [row] = self.client.call("sale.order", "read", [[sale_id]], fields=["state", "name"]) or [None]
+        if row is None:
+            raise NotFound(f"odoo: sale.order {sale_id} does not exist")
+        if row["state"] not in ("draft", "sent"):
+            raise ConnectorError(f"odoo: sale order {row['name']} is {row['state']}; only quotations are updated")
+        self.client.call("sale.order", "write", [[sale_id], {"order_line": [[5, 0, 0], *self._order_lines(lines)]}])
+
+    def confirm(self, sale_id: int) -> None:
+        self.client.call("sale.order", "action_confirm", [[sale_id]])
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+def client_from_config(name: str, cfg: Any) -> OdooClient:
+    ref = cfg.credentials.get("api_key") or cfg.credentials.get("password")
+    if ref is None:
+        raise ConfigError(f"sources.{name}.credentials.api_key is required (e.g. {{env: ODOO_API_KEY}})")
+    if not cfg.base_url:
+        raise ConfigError(f"sources.{name}.base_url is required for an Odoo source")
+    opts = dict(cfg.options or {})
+    known = {"transport", "database", "login", "uid"}
+    for key in opts:
+        if key not in known:
+            raise ConfigError(f"sources.{name}.options.{key}: unknown Odoo option; known: {', '.join(sorted(known))}")
+    transport = opts.get("transport", "jsonrpc")
+    if transport not in ("jsonrpc", "json2"):
+        raise ConfigError(f"sources.{name}.options.transport: must be jsonrpc or json2, got {transport!r}")
+    if transport == "jsonrpc" and not opts.get("database"):
+        raise ConfigError(f"sources.{name}.options.database is required for the jsonrpc transport")
+    if transport == "jsonrpc" and not (opts.get("uid") or opts.get("login")):
+        raise ConfigError(f"sources.{name}.options.login (or uid) is required for the jsonrpc transport")
+    return OdooClient(cfg.base_url, db=str(opts.get("database") or ""), api_key=ref.resolve(), transport=transport,
+                      login=opts.get("login"), uid=opts.get("uid"))
+
+
+def from_config(name: str, cfg: Any) -> OdooConnector:
+    """``sources.<name>`` (kind: odoo): ``credentials.api_key``; ``options``: ``transport`` (jsonrpc |
+    json2), ``database``, and for jsonrpc ``uid`` or ``login``."""
+    return OdooConnector(name, client_from_config(name, cfg), lookback=timedelta(minutes=cfg.lookback_minutes),
+                         streams=cfg.streams, page_size=cfg.page_size or 200)

@@ -1,0 +1,117 @@
+"""``ltc reconcile`` and ``ltc exceptions list|ack|resolve``."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from canonical.errors import InputError
+from ltc import runtime
+from reconcile import lifecycle
+from reconcile.codes import CODES, STATUSES
+
+console = Console()
+exceptions_app = typer.Typer(help="Reconciliation exceptions: list, acknowledge, resolve.", no_args_is_help=True)
+ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
+
+
+def _store(config: str | None) -> Any:
+    return runtime.open_store(config)
+
+
+def _as_of(value: str | None) -> date:
+    if not value:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def reconcile(
+    config: str | None = ConfigOpt,
+    as_of: str | None = typer.Option(None, "--as-of", help="Reconcile as of this date (default: today)."),
+) -> None:
+    """Run the reconciliation on the store and print a summary."""
+    from ltc.config import load_config
+    from reconcile.engine import run_reconciliation
+
+    cfg = load_config(config)
+    result = run_reconciliation(_store(config), cfg, _as_of(as_of))
+    s = result.summary()
+    console.print(f"reconcile run {s['run_id']} as of {s['as_of']}: {s['chains']} chains")
+    console.print("rows: " + ", ".join(f"{k}={v}" for k, v in s["rows"].items()))
+    console.print("states: " + ", ".join(f"{k}={v}" for k, v in s["states"].items()))
+    for ccy, c in s["cash"].items():
+        console.print(f"cash {ccy}: received {c['received']}, applied {c['applied']}, unapplied {c['unapplied']}")
+    console.print("exceptions: " + (", ".join(f"{k}={v}" for k, v in s["exceptions"].items()) or "none"))
+    lc = s["lifecycle"]
+    console.print(f"lifecycle: new={lc['new']} reopened={lc['reopened']} still_open={lc['still_open']} "
+                  f"auto_resolved={lc['auto_resolved']}")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v
+
+
+@exceptions_app.command("list")
+def list_cmd(
+    code: str | None = typer.Option(None, "--code", help="Only this exception code."),
+    status: str | None = typer.Option(None, "--status", help="open, acknowledged or resolved."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """List exceptions (newest run's view), optionally filtered."""
+    if code and code.upper() not in CODES:
+        raise InputError(f"--code {code!r} is not an exception code; known: {', '.join(CODES)}")
+    if status and status.lower() not in STATUSES:
+        raise InputError(f"--status {status!r} must be one of {', '.join(STATUSES)}")
+    rows = lifecycle.list_exceptions(_store(config), code, status)
+    if as_json:
+        keys = ("fingerprint", "code", "status", "severity", "source_ids", "subject_ids", "currency",
+                "amount_at_risk", "reporting_currency", "amount_reporting", "owner", "chain_id")
+        typer.echo(json.dumps([{k: _jsonable(r[k]) for k in keys} for r in rows], indent=1))
+        return
+    table = Table(title=f"{len(rows)} exception(s)")
+    for col in ("id", "code", "status", "severity", "records", "at risk", "owner"):
+        table.add_column(col)
+    for r in rows:
+        recs = ", ".join(r["source_ids"][:3]) + (" …" if len(r["source_ids"]) > 3 else "")
+        risk = f"{r['amount_at_risk']} {r['currency']}" if r["amount_at_risk"] is not None else "-"
+        table.add_row(r["fingerprint"][:12], r["code"], r["status"], r["severity"], recs, risk, r["owner"] or "-")
+    console.print(table)
+
+
+def _transition(ident: str, to: str, note: str, actor: str | None, config: str | None) -> None:
+    who = actor or getpass.getuser()
+    res = lifecycle.transition(_store(config), ident, to, note, who)
+    console.print(f"exception {res['fingerprint'][:12]}: {res['from']} -> {res['to']} (by {who})")
+
+
+NoteOpt = typer.Option(..., "--note", help="Why (kept in the audit trail).")
+ActorOpt = typer.Option(None, "--actor", help="Who (default: the OS user).")
+
+
+@exceptions_app.command("ack")
+def ack_cmd(ident: str = typer.Argument(..., help="Fingerprint or a unique prefix (>= 6 chars)."),
+            note: str = NoteOpt, actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
+    """Acknowledge an open exception."""
+    _transition(ident, "acknowledged", note, actor, config)
+
+
+@exceptions_app.command("resolve")
+def resolve_cmd(ident: str = typer.Argument(..., help="Fingerprint or a unique prefix (>= 6 chars)."),
+                note: str = NoteOpt, actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
+    """Resolve an exception by hand (it reopens if the next run finds it again)."""
+    _transition(ident, "resolved", note, actor, config)

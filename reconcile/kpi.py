@@ -1,0 +1,157 @@
+"""Lead-to-Cash KPIs, each with its formula variant named (the ``variant`` column), for a period and by owner.
+
+Variants (period = ``[start, end]``, AR and money in the reporting currency at the ``as_of`` rate):
+
+* ``dso`` / ``ending_ar_over_period_sales_x_days``: open AR at as_of / invoices issued in period × days.
+* ``o2c_cycle_days`` / ``mean_last_payment_minus_order_date`` and ``median_…``: chains fully settled whose
+  last payment falls in the period; payment date − order date.
+* ``won_not_invoiced_count`` / ``won_not_invoiced_amount`` / ``closed_won_no_invoice_after_grace``:
+  closed-won deals closed ≥ grace days before as_of with no active invoice.
+* ``unapplied_cash`` / ``sum_unapplied_at_as_of``; ``unapplied_ratio`` / ``unapplied_over_period_receipts``.
+* ``ar_aging_<bucket>`` / ``open_amount_by_days_past_due`` (current, 1-30, 31-60, 61-90, 90+).
+* ``invoice_accuracy`` / ``error_free_over_issued_pct``: invoices issued in period that no billing
+  exception (duplicate, without order, over-invoiced, line or amount mismatch) names.
+* ``lead_conversion_rate`` / ``converted_in_creation_cohort_pct``: of leads created in period.
+* ``win_rate`` / ``won_over_won_plus_lost_pct``: deals closed in period.
+* ``sales_cycle_days`` / ``mean_close_minus_created_won`` and ``median_…``: closed-won in period.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import polars as pl
+
+from reconcile.core import CoreResult, Settings, _conv, _with_rate
+from reconcile.frames import MONEY, Frames, days
+
+KPI_SCHEMA = {"kpi": pl.String, "variant": pl.String, "owner": pl.String, "value": pl.Decimal(38, 4),
+              "unit": pl.String, "numerator": pl.Decimal(38, 4), "denominator": pl.Decimal(38, 4)}
+BILLING_ERRORS = ["DUPLICATE_INVOICE", "INVOICE_WITHOUT_ORDER", "OVER_INVOICED", "LINE_MISMATCH", "AMOUNT_MISMATCH"]
+BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"]
+
+
+def _d(e: pl.Expr) -> pl.Expr:
+    return e.cast(pl.Decimal(38, 4))
+
+
+def _ratio(num: str, den: str, scale: int = 1) -> pl.Expr:
+    # exact decimal ratio rounded to 4 places; null when the denominator is zero
+    return pl.when(pl.col(den) != 0).then(
+        (pl.col(num).cast(pl.Decimal(38, 4)) * scale / pl.col(den).cast(pl.Decimal(38, 4))).round(4)
+    ).cast(pl.Decimal(38, 4))
+
+
+def _by_owner(df: pl.DataFrame, aggs: list[pl.Expr]) -> pl.DataFrame:
+    overall = df.select(aggs).with_columns(pl.lit(None, pl.String).alias("owner"))
+    per = df.filter(pl.col("owner").is_not_null()).group_by("owner").agg(aggs)
+    return pl.concat([overall, per.select(overall.columns)], how="vertical_relaxed")
+
+
+def _rows(df: pl.DataFrame, kpi: str, variant: str, unit: str, value: pl.Expr,
+          num: str | None = None, den: str | None = None) -> pl.DataFrame:
+    return df.select(
+        pl.lit(kpi).alias("kpi"), pl.lit(variant).alias("variant"), "owner", _d(value).alias("value"),
+        pl.lit(unit).alias("unit"),
+        (_d(pl.col(num)) if num else pl.lit(None, pl.Decimal(38, 4))).alias("numerator"),
+        (_d(pl.col(den)) if den else pl.lit(None, pl.Decimal(38, 4))).alias("denominator"),
+    )
+
+
+def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
+                 period_start: date | None = None, period_end: date | None = None) -> pl.DataFrame:
+    end = period_end or as_of
+    start = period_start or end - timedelta(days=89)
+    n_days = (end - start).days + 1
+    def in_period(c: str) -> pl.Expr:
+        return (pl.col(c).is_between(start, end))
+    rep = pl.lit(s.reporting_currency)
+    owners = fr.deal.select(pl.col("id").alias("chain_id"), "owner")
+    out: list[pl.DataFrame] = []
+
+    # AR, DSO, aging
+    ib = core.invoice_balances.join(owners, on="chain_id", how="left").with_columns(pl.lit(as_of).alias("asof"))
+    ib = _with_rate(ib, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null()).with_columns(
+        _conv("open_amount", "r").alias("open_rep"), _conv("total", "r").alias("total_rep"))
+    ar = _by_owner(ib, [pl.col("open_rep").sum().alias("ar"),
+                        pl.col("total_rep").filter(in_period("issue_date")).sum().alias("sales")])
+    out.append(_rows(ar, "dso", "ending_ar_over_period_sales_x_days", "days",
+                     _ratio("ar", "sales", n_days), "ar", "sales"))
+    for b in BUCKETS:
+        ag = _by_owner(ib, [pl.col("open_rep").filter(pl.col("bucket") == b).sum().alias("v")])
+        out.append(_rows(ag, f"ar_aging_{b}", "open_amount_by_days_past_due", s.reporting_currency, pl.col("v")))
+
+    # order-to-cash cycle
+    last_pay = core.allocations.join(core.payment_balances.select("payment_id", "pdate"), on="payment_id").group_by(
+        "invoice_id").agg(pl.col("pdate").max().alias("paid_on"))
+    settled = ib.join(last_pay, on="invoice_id").group_by("chain_id", "owner").agg(
+        pl.col("settled").all().alias("all_settled"), pl.col("paid_on").max())
+    first_order = core.links.filter((pl.col("from_entity") == "deal") & (pl.col("to_entity") == "order")).join(
+        fr.order.select(pl.col("id").alias("to_id"), "order_date"), on="to_id").group_by("chain_id").agg(
+        pl.col("order_date").min())
+    cyc = settled.filter(pl.col("all_settled") & in_period("paid_on")).join(first_order, on="chain_id").with_columns(
+        days(pl.col("order_date"), pl.col("paid_on")).alias("d"))
+    cy = _by_owner(cyc, [pl.col("d").mean().alias("mean"), pl.col("d").median().alias("median"), pl.len().alias("n")])
+    out.append(_rows(cy, "o2c_cycle_days", "mean_last_payment_minus_order_date", "days", pl.col("mean").round(2),
+                     None, "n"))
+    out.append(_rows(cy, "o2c_cycle_days", "median_last_payment_minus_order_date", "days", pl.col("median"), None, "n"))
+
+    # won not invoiced
+    invoiced_chains = core.invoice_balances.select("chain_id").drop_nulls().unique()
+    won = fr.deal.filter((pl.col("stage") == "closed_won")
+                         & (days(pl.col("close_date"), as_of) >= s.grace_days_ordered_not_invoiced))
+    wni = won.join(invoiced_chains, left_on="id", right_on="chain_id", how="anti").with_columns(
+        pl.lit(as_of).alias("asof"))
+    wni = _with_rate(wni, fr.fx_rate, "currency", rep, "asof", "r").with_columns(_conv("amount", "r").alias("a"))
+    w = _by_owner(wni, [pl.len().alias("n"), pl.col("a").sum().alias("amt")])
+    out.append(_rows(w, "won_not_invoiced_count", "closed_won_no_invoice_after_grace", "count", pl.col("n")))
+    out.append(_rows(w, "won_not_invoiced_amount", "closed_won_no_invoice_after_grace", s.reporting_currency,
+                     pl.col("amt")))
+
+    # unapplied cash
+    pb = core.payment_balances.join(owners.rename({"chain_id": "ref_deal"}), on="ref_deal", how="left").with_columns(
+        pl.lit(as_of).alias("asof"))
+    pb = _with_rate(pb, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null()).with_columns(
+        _conv("unapplied", "r").alias("u"), _conv("amount", "r").alias("rcv"))
+    ua = _by_owner(pb, [pl.col("u").filter(pl.col("sign") == 1).sum().alias("un"),
+                        pl.col("u").filter((pl.col("sign") == 1) & in_period("pdate")).sum().alias("un_p"),
+                        pl.col("rcv").filter((pl.col("sign") == 1) & in_period("pdate")).sum().alias("rcv")])
+    out.append(_rows(ua, "unapplied_cash", "sum_unapplied_at_as_of", s.reporting_currency, pl.col("un")))
+    out.append(_rows(ua, "unapplied_ratio", "unapplied_over_period_receipts_pct", "pct", _ratio("un_p", "rcv", 100),
+                     "un_p", "rcv"))
+
+    # invoice accuracy
+    bad = core.exceptions.filter(pl.col("code").is_in(BILLING_ERRORS)).select(pl.col("records").alias("id")).explode(
+        "id").unique()
+    issued = fr.invoice.filter(in_period("issue_date") & ~pl.col("status").is_in(["void", "draft"]).fill_null(False))
+    chain_of = core.links.filter(pl.col("to_entity") == "invoice").select(pl.col("to_id").alias("id"), "chain_id")
+    issued = issued.join(chain_of, on="id", how="left").join(owners, on="chain_id", how="left").join(
+        bad.with_columns(pl.lit(True).alias("bad")), on="id", how="left")
+    # an invoice is wrong if it, or its chain (amount/line mismatch names the deal), is named
+    issued = issued.with_columns((pl.col("bad").fill_null(False) | pl.col("chain_id").is_in(bad["id"].implode()))
+                                 .alias("bad"))
+    ia = _by_owner(issued, [(~pl.col("bad")).sum().alias("ok"), pl.len().alias("n")])
+    out.append(_rows(ia, "invoice_accuracy", "error_free_over_issued_pct", "pct", _ratio("ok", "n", 100), "ok", "n"))
+
+    # leads, win rate, sales cycle
+    leads = fr.lead.filter(pl.col("created_at").dt.date().is_between(start, end))
+    lc = _by_owner(leads, [pl.col("converted_at").is_not_null().sum().alias("c"), pl.len().alias("n")])
+    out.append(_rows(lc, "lead_conversion_rate", "converted_in_creation_cohort_pct", "pct", _ratio("c", "n", 100),
+                     "c", "n"))
+    closed = fr.deal.filter(in_period("close_date") & pl.col("stage").is_in(["closed_won", "closed_lost"]))
+    wr = _by_owner(closed, [(pl.col("stage") == "closed_won").sum().alias("w"), pl.len().alias("n")])
+    out.append(_rows(wr, "win_rate", "won_over_won_plus_lost_pct", "pct", _ratio("w", "n", 100), "w", "n"))
+    sc = closed.filter(pl.col("stage") == "closed_won").with_columns(
+        days(pl.col("created_at").dt.date(), pl.col("close_date")).alias("d"))
+    scl = _by_owner(sc, [pl.col("d").mean().alias("mean"), pl.col("d").median().alias("median"), pl.len().alias("n")])
+    out.append(_rows(scl, "sales_cycle_days", "mean_close_minus_created_won", "days", pl.col("mean").round(2), None, "n"))
+    out.append(_rows(scl, "sales_cycle_days", "median_close_minus_created_won", "days", pl.col("median"), None, "n"))
+
+    res = pl.concat([o.cast(KPI_SCHEMA) for o in out], how="vertical_relaxed")  # type: ignore[arg-type]
+    return res.with_columns(pl.lit(start).alias("period_start"), pl.lit(end).alias("period_end")).sort(
+        ["kpi", "variant", "owner"], nulls_last=False)
+
+
+ZERO = Decimal(0)
+__all__ = ["BUCKETS", "KPI_SCHEMA", "MONEY", "compute_kpis"]

@@ -1,0 +1,127 @@
+"""Exception lifecycle: open -> acknowledged -> resolved, keyed on the stable fingerprint.
+
+After each run, :func:`sync` compares what was found with what is stored, in bulk:
+new -> ``open``; found again after ``resolved`` -> reopened; stored open/acknowledged but no longer
+found -> ``resolved`` automatically (the data was fixed). Every change writes an audit row (who,
+when, why). :func:`transition` is the manual path (``ltc exceptions ack|resolve``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from canonical.errors import InputError
+from canonical.store import Store, now
+from reconcile.tables import recon_exception as exc_t
+from reconcile.tables import recon_exception_audit as audit_t
+
+SYSTEM_ACTOR = "reconcile"
+
+
+def _source_id(canonical_id: str) -> str:
+    parts = canonical_id.split(":", 2)
+    return parts[2] if len(parts) == 3 else canonical_id
+
+
+def _rows(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in ex.iter_rows(named=True):
+        out[r["fingerprint"]] = {
+            "fingerprint": r["fingerprint"], "code": r["code"], "severity": r["severity"], "chain_id": r["chain_id"],
+            "subject_ids": list(r["records"]), "source_ids": [_source_id(i) for i in r["records"]],
+            "owner": r["owner"], "currency": r["currency"], "amount_at_risk": r["amount"],
+            "reporting_currency": r["reporting_currency"], "amount_reporting": r["amount_reporting"],
+            "evidence": {"keys": list(r["keys"]), "detail": r["detail"], "bucket": r["bucket"]},
+            "last_seen_at": at, "last_run_id": run_id,
+        }
+    return out
+
+
+def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = None) -> dict[str, int]:
+    """Apply one run's findings to the stored exceptions; returns counts per transition."""
+    at = at or now()
+    found = _rows(ex, run_id, at)
+    stored = dict(conn.execute(sa.select(exc_t.c.fingerprint, exc_t.c.status)).all())
+    new = [fp for fp in found if fp not in stored]
+    reopen = [fp for fp in found if stored.get(fp) == "resolved"]
+    keep = [fp for fp in found if stored.get(fp) in ("open", "acknowledged")]
+    gone = [fp for fp, st in stored.items() if st in ("open", "acknowledged") and fp not in found]
+    audit: list[dict[str, Any]] = []
+    if new:
+        conn.execute(exc_t.insert(), [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new])
+        audit += [_audit(fp, None, "open", "detected", run_id, at) for fp in new]
+    upd_cols = ["severity", "chain_id", "subject_ids", "source_ids", "owner", "currency", "amount_at_risk",
+                "reporting_currency", "amount_reporting", "evidence", "last_seen_at", "last_run_id"]
+    for fps, extra in ((keep, {}), (reopen, {"status": "open", "resolved_at": None})):
+        if fps:
+            stmt = exc_t.update().where(exc_t.c.fingerprint == sa.bindparam("fp")).values(
+                **{c: sa.bindparam(f"v_{c}") for c in upd_cols}, **extra)
+            conn.execute(stmt, [{"fp": fp, **{f"v_{c}": found[fp][c] for c in upd_cols}} for fp in fps])
+    audit += [_audit(fp, "resolved", "open", "found again: the break is back", run_id, at) for fp in reopen]
+    if gone:
+        conn.execute(exc_t.update().where(exc_t.c.fingerprint == sa.bindparam("fp")).values(
+            status="resolved", resolved_at=at, last_run_id=run_id), [{"fp": fp} for fp in gone])
+        audit += [_audit(fp, stored[fp], "resolved", "auto-resolved: no longer found (data fixed)", run_id, at)
+                  for fp in gone]
+    if audit:
+        conn.execute(audit_t.insert(), audit)
+    return {"new": len(new), "reopened": len(reopen), "still_open": len(keep), "auto_resolved": len(gone)}
+
+
+def _audit(fp: str, frm: str | None, to: str, reason: str, run_id: str | None, at: datetime,
+           actor: str = SYSTEM_ACTOR) -> dict[str, Any]:
+    return {"fingerprint": fp, "at": at, "actor": actor, "from_status": frm, "to_status": to, "reason": reason,
+            "run_id": run_id}
+
+
+_ALLOWED = {"acknowledged": ("open",), "resolved": ("open", "acknowledged"), "open": ("acknowledged", "resolved")}
+
+
+def resolve_id(conn: Connection, ident: str) -> str:
+    """A fingerprint from its full value or a unique prefix (at least 6 characters)."""
+    ident = ident.strip().lower()
+    if len(ident) < 6:
+        raise InputError(f"exception id {ident!r} is too short: give at least 6 characters of the fingerprint")
+    hits = conn.execute(sa.select(exc_t.c.fingerprint).where(exc_t.c.fingerprint.like(f"{ident}%")).limit(3)).scalars().all()
+    if not hits:
+        raise InputError(f"no exception with id {ident!r} (see `ltc exceptions list`)")
+    if len(hits) > 1:
+        raise InputError(f"exception id {ident!r} is ambiguous ({', '.join(hits)}); give more characters")
+    return hits[0]
+
+
+def transition(store: Store, ident: str, to: str, note: str, actor: str) -> dict[str, Any]:
+    """Manual status change with an audit row; refuses transitions that make no sense."""
+    if not note or not note.strip():
+        raise InputError("a note is required: say why (--note \"...\")")
+    at = now()
+    with store.engine.begin() as conn:
+        fp = resolve_id(conn, ident)
+        cur = conn.execute(sa.select(exc_t.c.status).where(exc_t.c.fingerprint == fp)).scalar_one()
+        if cur not in _ALLOWED[to]:
+            raise InputError(f"exception {fp[:12]} is {cur}; cannot move it to {to}")
+        values: dict[str, Any] = {"status": to, "resolved_at": at if to == "resolved" else None}
+        conn.execute(exc_t.update().where(exc_t.c.fingerprint == fp).values(**values))
+        conn.execute(audit_t.insert(), [_audit(fp, cur, to, note.strip(), None, at, actor)])
+    return {"fingerprint": fp, "from": cur, "to": to}
+
+
+def list_exceptions(store: Store, code: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    q = sa.select(exc_t).order_by(exc_t.c.code, exc_t.c.fingerprint)
+    if code:
+        q = q.where(exc_t.c.code == code.upper())
+    if status:
+        q = q.where(exc_t.c.status == status.lower())
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def audit_trail(store: Store, fingerprint: str) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        q = sa.select(audit_t).where(audit_t.c.fingerprint == fingerprint).order_by(audit_t.c.id)
+        return [dict(r._mapping) for r in conn.execute(q)]

@@ -1,0 +1,118 @@
+"""The store path on SQLite and PostgreSQL: lifecycle (open/ack/resolve/auto-resolve/reopen), audit, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from canonical import tables
+from canonical.errors import InputError
+from canonical.store import Store
+from ltc.cli import main
+from ltc.config import Config
+from reconcile import lifecycle
+from reconcile.engine import run_reconciliation
+from reconcile.tables import kpi_snapshot, recon_allocation, recon_link
+from sandbox.scenario import generate
+
+WORLD = generate(120, seed=21)
+
+
+def _one(store: Store, code: str) -> dict:  # type: ignore[type-arg]
+    rows = lifecycle.list_exceptions(store, code=code)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_lifecycle_round_trip_with_audit(store: Store) -> None:
+    WORLD.load(store)
+    first = run_reconciliation(store, Config(), WORLD.as_of)
+    assert first.lifecycle["new"] == WORLD.truth.height
+    assert {r["code"] for r in lifecycle.list_exceptions(store, status="open")} == set(WORLD.truth["code"])
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(recon_link)).scalar_one() > 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(recon_allocation)).scalar_one() > 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(kpi_snapshot)).scalar_one() > 0
+
+    overdue = _one(store, "INVOICE_OVERDUE")
+    lifecycle.transition(store, overdue["fingerprint"][:10], "acknowledged", "customer promised to pay", "alice")
+    with pytest.raises(InputError, match="cannot move it to acknowledged"):
+        lifecycle.transition(store, overdue["fingerprint"], "acknowledged", "again", "alice")
+    again = run_reconciliation(store, Config(), WORLD.as_of)
+    assert again.lifecycle == {"new": 0, "reopened": 0, "still_open": WORLD.truth.height, "auto_resolved": 0}
+    assert _one(store, "INVOICE_OVERDUE")["status"] == "acknowledged"  # a run keeps the human's status
+
+    # the data is fixed: the customer pays the overdue invoice -> resolved automatically
+    inv_id = overdue["subject_ids"][0]
+    with store.engine.connect() as conn:
+        inv = conn.execute(sa.select(tables.table_for("invoice")).where(
+            tables.table_for("invoice").c.id == inv_id)).one()._mapping
+    pay = {c.name: None for c in tables.table_for("payment").columns}
+    pay.update(id="camt053:payment:FIX", source_system="camt053", source_object="payment", source_id="FIX",
+               attributes={}, kind="payment", currency=inv["currency"], amount=inv["total"],
+               payment_date=WORLD.as_of, remittance=f"paying {inv['number']}", status="succeeded")
+    with store.engine.begin() as conn:
+        store.upsert_entities(conn, "payment", [pay])
+    fixed = run_reconciliation(store, Config(), WORLD.as_of)
+    assert fixed.lifecycle["auto_resolved"] == 1
+    assert _one(store, "INVOICE_OVERDUE")["status"] == "resolved"
+
+    # it breaks again (the payment is reversed) -> the same exception reopens
+    with store.engine.begin() as conn:
+        t = tables.table_for("payment")
+        conn.execute(t.update().where(t.c.id == "camt053:payment:FIX").values(deleted_at=datetime.now(UTC)))
+    back = run_reconciliation(store, Config(), WORLD.as_of)
+    assert back.lifecycle["reopened"] == 1
+    row = _one(store, "INVOICE_OVERDUE")
+    assert row["status"] == "open" and row["fingerprint"] == overdue["fingerprint"]
+
+    trail = lifecycle.audit_trail(store, overdue["fingerprint"])
+    assert [(a["from_status"], a["to_status"], a["actor"]) for a in trail] == [
+        (None, "open", "reconcile"), ("open", "acknowledged", "alice"), ("acknowledged", "resolved", "reconcile"),
+        ("resolved", "open", "reconcile")]
+    assert trail[1]["reason"] == "customer promised to pay"
+    assert row["amount_at_risk"] == inv["total"] and isinstance(row["amount_at_risk"], Decimal)
+
+
+def test_cli_reconcile_list_ack_resolve(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    WORLD.load(sqlite_store)
+    monkeypatch.setenv("LTC_DATABASE_URL", sqlite_store.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("LTC_CONFIG", raising=False)
+
+    def ltc(*args: str) -> subprocess.CompletedProcess[str]:
+        """The console entry point in-process (a subprocess pays seconds of imports per call)."""
+        monkeypatch.setattr(sys, "argv", ["ltc", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        cap = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, cap.out, cap.err)
+
+    out = ltc("reconcile", "--as-of", WORLD.as_of.isoformat())
+    assert out.returncode == 0, out.stderr
+    assert "exceptions: AMBIGUOUS_MATCH=" in out.stdout and "lifecycle: new=" in out.stdout
+    listed = json.loads(ltc("exceptions", "list", "--json", "--code", "UNAPPLIED_PAYMENT").stdout)
+    assert len(listed) == 1
+    item = listed[0]
+    assert set(item) >= {"code", "fingerprint", "status", "severity", "source_ids", "amount_at_risk", "owner"}
+    assert item["source_ids"][0].startswith("U") and Decimal(item["amount_at_risk"]) > 0
+    ack = ltc("exceptions", "ack", item["fingerprint"][:8], "--note", "looking into it", "--actor", "bob")
+    assert ack.returncode == 0 and "open -> acknowledged (by bob)" in ack.stdout
+    assert json.loads(ltc("exceptions", "list", "--json", "--status", "acknowledged").stdout)[0]["fingerprint"] == \
+        item["fingerprint"]
+    res = ltc("exceptions", "resolve", item["fingerprint"], "--note", "refunded to sender")
+    assert res.returncode == 0
+    bad = ltc("exceptions", "ack", "zzzzzzzz", "--note", "x")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: no exception with id 'zzzzzzzz' (see `ltc exceptions list`)"
+    bad_code = ltc("exceptions", "list", "--code", "NOPE")
+    assert bad_code.returncode == 2 and "is not an exception code" in bad_code.stderr
