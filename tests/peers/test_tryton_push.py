@@ -3,8 +3,6 @@ idempotent re-push; a changed deal updates a draft sale and is a conflict on a c
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import uuid
 from decimal import Decimal
@@ -17,6 +15,7 @@ from canonical.store import Store
 from connectors.push import PushConflict, push_orders
 from connectors.tryton.rpc import TrytonClient
 from connectors.tryton.target import TrytonTarget
+from ltc.cli import main
 from sandbox import tryton_peer
 from sandbox.tryton_setup import TrytonSetup
 from tests.push.deals import put_deal
@@ -150,7 +149,8 @@ def test_unknown_currency_is_a_clear_error(tryton: TrytonClient, sqlite_store: S
 
 
 def test_ltc_push_orders_cli_dry_run_then_push(
-    tryton_server: tryton_peer.TrytonPeer, tryton: TrytonClient, tmp_path: Path
+    tryton_server: tryton_peer.TrytonPeer, tryton: TrytonClient, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     ref = _ref()
     db_url = f"sqlite:///{tmp_path / 'ltc.db'}"
@@ -164,26 +164,31 @@ def test_ltc_push_orders_cli_dry_run_then_push(
         "    credentials: {login: {env: T_LOGIN}, password: {env: T_PASSWORD}}\n"
         "erp: {source: erp}\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("LTC_CONFIG",)}
-    env.update(LTC_DATABASE_URL=db_url, T_LOGIN=tryton_peer.ADMIN_LOGIN, T_PASSWORD=tryton_peer.ADMIN_PASSWORD,
-               COLUMNS="250")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LTC_CONFIG", raising=False)
+    for key, value in (("LTC_DATABASE_URL", db_url), ("T_LOGIN", tryton_peer.ADMIN_LOGIN),
+                       ("T_PASSWORD", tryton_peer.ADMIN_PASSWORD), ("COLUMNS", "250")):
+        monkeypatch.setenv(key, value)
 
-    def ltc(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", *args],
-                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+    def ltc(*args: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["ltc", *args])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        out = capsys.readouterr()
+        return int(exit_.value.code or 0), out.out + out.err
 
-    dry = ltc("push-orders", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    assert "dry run: nothing written" in dry.stdout and ref in dry.stdout
-    assert "1 order(s) to create: 2,500.50 EUR" in dry.stdout
+    code, out = ltc("push-orders", "--dry-run")
+    assert code == 0, out
+    assert "dry run: nothing written" in out and ref in out
+    assert "1 order(s) to create: 2,500.50 EUR" in out
     assert _sales(tryton, ref) == []
 
-    real = ltc("push-orders")
-    assert real.returncode == 0, real.stderr
-    assert "1 order(s) created: 2,500.50 EUR" in real.stdout
+    code, out = ltc("push-orders")
+    assert code == 0, out
+    assert "1 order(s) created: 2,500.50 EUR" in out
     (sale,) = _sales(tryton, ref)
     assert sale["state"] == "processing" and sale["untaxed_amount"] == Decimal("2500.50")
-    assert sale["number"] in real.stdout
-    again = ltc("push-orders")
-    assert again.returncode == 0 and "unchanged" in again.stdout
+    assert sale["number"] in out
+    code, out = ltc("push-orders")
+    assert code == 0 and "unchanged" in out
     assert len(_sales(tryton, ref)) == 1
