@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from canonical import db, model, tables
-from canonical.tables import lineage, quarantine, raw_record, run, stream_state
+from canonical.tables import quarantine, raw_record, run, stream_state
 
 _IN_CHUNK = 500
 
@@ -149,6 +150,54 @@ def _insert_for(conn: Connection, table: sa.Table) -> Any:
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+_LINEAGE_SQL = {
+    "sqlite": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    "postgresql": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+}
+_UPSERT_CACHE: dict[tuple[str, str], tuple[str, list[tuple[str, Any]]]] = {}
+
+
+def _converter(column: sa.Column[Any], dialect: str) -> Any:
+    """A value -> driver parameter function for one column (mirrors the column's type processing)."""
+    ctype = column.type
+    if isinstance(ctype, tables.Amount):
+        def amount(v: Any) -> Any:
+            if v is None:
+                return None
+            if isinstance(v, float | bool) or not isinstance(v, Decimal | int):
+                raise TypeError(f"{column.name}: amount columns take Decimal, not {type(v).__name__}: {v!r}")
+            return v if dialect == "postgresql" else str(v)
+        return amount
+    if isinstance(ctype, tables.UTCDateTime):
+        if dialect == "sqlite":
+            return lambda v: None if v is None else model.utc(v).strftime(_SQLITE_TS)
+        return lambda v: None if v is None else model.utc(v)
+    if isinstance(ctype, sa.Date):
+        return (lambda v: None if v is None else v.isoformat()) if dialect == "sqlite" else (lambda v: v)
+    if isinstance(ctype, sa.JSON) or column.name == "attributes":
+        return lambda v: None if v is None else db.dumps(v).decode()
+    if isinstance(ctype, sa.Boolean):
+        return lambda v: None if v is None else bool(v)
+    return lambda v: v
+
+
+def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, list[tuple[str, Any]]]:
+    key = (table.name, dialect)
+    if key not in _UPSERT_CACHE:
+        names = [c.name for c in table.columns]
+        mark = "?" if dialect == "sqlite" else "%s"
+        values = ", ".join(
+            f"{mark}::jsonb" if dialect == "postgresql" and (isinstance(c.type, sa.JSON) or c.name == "attributes")
+            else mark
+            for c in table.columns
+        )
+        cols = ", ".join(f'"{n}"' for n in names)
+        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n != "id")
+        sql = f'INSERT INTO "{table.name}" ({cols}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}'
+        _UPSERT_CACHE[key] = (sql, [(c.name, _converter(c, dialect)) for c in table.columns])
+    return _UPSERT_CACHE[key]
 
 
 class Store:
@@ -402,22 +451,18 @@ class Store:
     def upsert_entities(
         self, conn: Connection, entity: str, rows: Sequence[Mapping[str, Any]]
     ) -> int:
-        """Idempotent bulk upsert of canonical rows (keyed on the deterministic ``id``) plus lineage."""
+        """Idempotent bulk upsert of canonical rows (keyed on the deterministic ``id``) plus lineage.
+
+        Rows are sent at the driver level with per-column converters prepared once per table (the
+        same checks as the column types: no float amounts, no naive instants), like raw landing.
+        """
         if not rows:
             return 0
         table = tables.table_for(entity)
-        stmt = _insert_for(conn, table)
-        cols = [c.name for c in table.columns if c.name != "id"]
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"], set_={c: stmt.excluded[c] for c in cols}
-        )
-        conn.execute(stmt, list(rows))
-        links = [
-            {"entity": entity, "canonical_id": r["id"], "raw_id": r["raw_id"]}
-            for r in rows
-            if r.get("raw_id") is not None
-        ]
+        sql, convert = _upsert_statement(table, conn.dialect.name)
+        params = [tuple(conv(r.get(name)) for name, conv in convert) for r in rows]
+        conn.exec_driver_sql(sql, params)
+        links = [(entity, r["id"], r["raw_id"]) for r in rows if r.get("raw_id") is not None]
         if links:
-            ins = _insert_for(conn, lineage)
-            conn.execute(ins.on_conflict_do_nothing(), links)
+            conn.exec_driver_sql(_LINEAGE_SQL[conn.dialect.name], links)
         return len(rows)

@@ -233,6 +233,22 @@ cross_ref = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Identity review candidates (canonical/identity.py): pairs scored between the review and the auto
+# threshold, or auto links refused because they would join two different tax ids. Reconciliation
+# raises CUSTOMER_MISMATCH from them. entity "account": two accounts; "payment": payer -> account.
+identity_candidate = sa.Table(
+    "identity_candidate",
+    metadata,
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("left_id", sa.String(400), primary_key=True),
+    sa.Column("right_id", sa.String(400), primary_key=True),
+    sa.Column("method", sa.String(64), nullable=False),
+    sa.Column("confidence", Amount, nullable=False),
+    sa.Column("evidence", JSONType, nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "right_id"),
+)
+
 
 def table_for(entity: str) -> sa.Table:
     """The table of a canonical entity name (``"deal"``, ``"order"``...)."""

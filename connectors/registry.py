@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors import odoo, stripe, tryton
+from connectors import hubspot, odoo, stripe, tryton
 from connectors.base import Connector
 
 KINDS: dict[str, Callable[[str, Any], Connector]] = {
+    "hubspot": hubspot.from_config,
     "stripe": stripe.from_config,
     "odoo": odoo.from_config,
     "tryton": tryton.make_connector,

@@ -7,6 +7,7 @@ no traceback.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, date, datetime
 from typing import Any
 
 import typer
@@ -14,10 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from canonical import db
-from canonical.errors import LtcError
+from canonical.errors import ConfigError, LtcError
 from canonical.store import Store
-from ltc import reconcile_cmd, runtime, sandbox_cmd
-from ltc.config import load_config
+from ltc import mapping_cmd, reconcile_cmd, runtime, sandbox_cmd
+from ltc.config import Config, load_config
 from ltc.push_cmd import push_orders_cmd
 from ltc.statement_cmd import import_statement
 
@@ -33,7 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_cmd.app, name="sandbox")
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
@@ -87,6 +88,15 @@ def _fmt(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _cursor(value: Any) -> str:
+    """The high-water mark of a stream's cursor, readably (the full JSON is in stream_state)."""
+    if isinstance(value, dict):
+        hw = value.get("hw")
+        mark = hw[0][:19] if isinstance(hw, list) and hw and hw[0] else "-"
+        return mark + (" (resuming)" if value.get("run") else "")
+    return _fmt(value, 24)
+
+
 def render_status(store: Store) -> None:
     states = store.stream_states()
     url = db.mask_url(store.engine.url.render_as_string(hide_password=False))
@@ -94,21 +104,34 @@ def render_status(store: Store) -> None:
         console.print(f"Store {url}: empty — no stream has been synced yet (run `ltc sync` or `make demo`).")
         return
     table = Table(title=f"Streams in {url}")
-    for col in ("connector", "stream", "status", "cursor", "last run", "seen", "written",
-                "quarantined", "source/store", "message"):
-        table.add_column(col)
+    for col in ("source", "stream", "status", "synced up to", "last run", "seen", "written",
+                "quar.", "src/store", "message"):
+        table.add_column(col, overflow="fold")
     for s in states:
-        completeness = (
-            f"{s['source_count']}/{s['store_count']}" if s["source_count"] is not None else "-"
-        )
+        completeness = f"{s['source_count']}/{s['store_count']}" if s["source_count"] is not None else "-"
+        last = s["last_run_at"].strftime("%Y-%m-%d %H:%M") if s["last_run_at"] else "-"
         table.add_row(
-            s["connector"], s["stream"], _fmt(s["status"]), _fmt(s["cursor"]), _fmt(s["last_run_at"]),
+            s["connector"], s["stream"], _fmt(s["status"]), _cursor(s["cursor"]), last,
             str(s["records_seen"]), str(s["records_written"]), str(s["quarantined"]), completeness,
             _fmt(s["message"], 60),
         )
     console.print(table)
     counts = store.table_counts()
     console.print("Canonical rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    open_ex = _open_exceptions(store)
+    console.print("Open exceptions: " + (", ".join(f"{k}={v}" for k, v in open_ex.items()) or "none")
+                  + ("  (`ltc exceptions list`)" if open_ex else ""))
+
+
+def _open_exceptions(store: Store) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    from reconcile.tables import recon_exception as ex
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(ex.c.code, sa.func.count()).where(ex.c.status != "resolved")
+                            .group_by(ex.c.code).order_by(ex.c.code))
+        return {code: int(n) for code, n in rows}
 
 
 @app.command()
@@ -151,11 +174,80 @@ def status(config: str | None = ConfigOpt) -> None:
     render_status(open_store(config))
 
 
+def _run_sources(cfg: Config, store: Store, only: list[str] | None = None) -> bool:
+    """Sync the sources and print a table; True if any stream paused on a quota."""
+    from connectors.base import sync as sync_connector
+
+    table = Table(title="sync")
+    for col in ("source", "stream", "status", "records", "written", "unchanged", "quarantined", "message"):
+        table.add_column(col)
+    paused = False
+    for name in runtime.source_names(cfg, only):
+        connector = runtime.build_connector(cfg, name)
+        try:
+            for r in sync_connector(connector, store):
+                paused = paused or r.status == "paused"
+                table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
+                              str(r.quarantined), _fmt(r.message, 70))
+        finally:
+            connector.close()
+    console.print(table)
+    return paused
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    rec = summary["reconcile"]
+    console.print(f"mapping: {summary['mapping']}")
+    console.print(f"identity: {summary['identity']}")
+    console.print(f"reconcile: {rec['chains']} deal chains; rows {rec['rows']}; states {rec['states']}")
+    if rec["exceptions"]:
+        console.print("exceptions: " + ", ".join(f"{k}={v}" for k, v in sorted(rec["exceptions"].items())))
+    console.print("next: `ltc exceptions list`, `ltc status`")
+
+
 @app.command()
-def demo(config: str | None = ConfigOpt) -> None:
-    """Run the main job on the embedded default (SQLite + local sandbox sources)."""
-    store = open_store(config)
+def run(
+    source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s); default: all."),
+    as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default today."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """The main job without Prefect: sync, map, resolve identities, reconcile (as the pipeline flow does)."""
+    from ltc.pipeline import after_sync
+
+    cfg = load_config(config)
+    store = runtime.open_store(config)
+    paused = _run_sources(cfg, store, source)
+    _print_summary(after_sync(store, cfg, _date(as_of)))
+    if paused:
+        raise typer.Exit(3)
+
+
+def _date(value: str | None) -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@app.command()
+def demo(
+    seed: int = typer.Option(7, help="Seed of the emulators' data."),
+    size: int = typer.Option(50, help="Records per object in each emulator."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """The main job on the embedded default: local emulators as sources, the SQLite store."""
+    from ltc.demo import demo_sources, today
+    from ltc.pipeline import after_sync
+
+    store = runtime.open_store(config)
+    with demo_sources(seed=seed, size=size) as (cfg, servers):
+        console.print("emulators: " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
+        _run_sources(cfg, store)
+        summary = after_sync(store, cfg, today())
     render_status(store)
+    _print_summary(summary)
 
 
 @app.command()
@@ -170,6 +262,8 @@ app.command("import-statement")(import_statement)
 app.command("push-orders")(push_orders_cmd)
 app.command("reconcile")(reconcile_cmd.reconcile)
 app.add_typer(reconcile_cmd.exceptions_app, name="exceptions")
+app.command("remap")(mapping_cmd.remap)
+app.command("identity")(mapping_cmd.identity)
 
 
 def main() -> None:

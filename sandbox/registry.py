@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sandbox import stripe
+from sandbox import hubspot, stripe
 
 EMULATORS: dict[str, Callable[..., Any]] = {
+    "hubspot": hubspot.create_app,
     "stripe": stripe.create_app,
 }

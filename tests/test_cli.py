@@ -63,6 +63,7 @@ def test_status_lists_streams_with_cursor_counts_and_quarantine(tmp_path: Path) 
     res = ltc("status", env={"LTC_DATABASE_URL": url}, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     row = next(line for line in res.stdout.splitlines() if "deals" in line)
+    assert "Open exceptions: none" in res.stdout
     for part in ("hubspot", "paused", "9/7", "daily quota"):
         assert part in row, row
 

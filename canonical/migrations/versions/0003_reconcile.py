@@ -1,7 +1,7 @@
 """reconciliation: exceptions + audit, links, allocations, FX rates, KPI snapshots
 
 Revision ID: 0003_reconcile
-Revises: 0001
+Revises: 0002_identity
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 import canonical.tables
 
 revision = "0003_reconcile"
-down_revision = "0001"
+down_revision = "0002_identity"
 branch_labels = None
 depends_on = None
 

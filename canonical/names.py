@@ -1,0 +1,152 @@
+"""Company-name normalization for identity resolution.
+
+``normalize_name("ＡＣＭＥ, Inc.")`` -> ``"acme"``. Steps, in order:
+
+1. Unicode NFKC (full-width ``ＡＣＭＥ`` -> ``ACME``, compatibility forms folded), case-folded.
+2. CJK legal forms (``株式会社``, ``有限会社``, ``合同会社``, ``股份有限公司``, ``有限公司``, ``(株)``...)
+   removed wherever they stand: Japanese puts 株式会社 before or after the name.
+3. Transliterated to ASCII (accents dropped, Cyrillic/Greek/CJK romanized); German umlaut
+   spellings fold to the same key (``Müller`` and ``Mueller`` -> ``muller``).
+4. ``&`` -> ``and``; punctuation becomes spaces; dotted abbreviations join (``s.a.`` -> ``sa``).
+5. Legal-form tokens at the end (and a few at the start) are removed, repeatedly
+   (``gmbh & co kg``, ``pty ltd``, ``sp z o o``), unless nothing would be left.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+from rapidfuzz import fuzz, process
+from text_unidecode import unidecode
+
+# Legal forms as token sequences (after steps 1-4). Longest first when matching.
+_LEGAL = """
+inc incorporated corp corporation co company cos llc lc llp lp ltd limited plc pllc pc
+gmbh mbh ag kg kgaa ohg ug eg ev gbr se
+sa sas sasu sarl eurl sca snc sc scs
+srl spa sapa sas snc scarl
+bv nv vof cv
+kk gk yk tk
+ab oy oyj as asa aps a s hf ehf
+pty pty ltd pte pte ltd sdn bhd bhd berhad tbk pt
+pvt pvt ltd private limited opc
+ltda eireli me epp
+sl slu sll sa de cv s de rl de cv sab de cv
+sro as spol s r o zrt kft nyrt bt
+doo dd ad ead ood
+sp z o o spzoo sa sk spk
+ooo oao zao pao ao ip tov pp
+kft
+jsc ojsc cjsc
+"""
+_CJK_FORMS = (
+    "股份有限公司", "有限責任公司", "有限责任公司", "有限公司", "株式会社", "有限会社", "合同会社", "合資会社",
+    "合名会社", "(株)", "（株）", "㈱", "(有)", "（有）", "㈲", "주식회사", "(주)", "유한회사", "公司",
+)
+# Words that say what kind of company, not which one: kept in the name, but a name must not be
+# reduced to them alone and blocking ignores them.
+GENERIC = frozenset(
+    ["the", "and", "of", "group", "holding", "holdings", "international", "intl", "global", "services", "service", "solutions", "systems", "technologies", "technology", "tech", "industries", "industrial", "enterprises", "trading", "company", "partners", "consulting", "management", "capital"]
+)
+
+
+def _phrases() -> tuple[tuple[str, ...], ...]:
+    seen: set[tuple[str, ...]] = set()
+    for line in _LEGAL.strip().splitlines():
+        tokens = line.split()
+        # each line lists single-token forms, plus known multi-token forms written with spaces
+        for t in tokens:
+            seen.add((t,))
+    for multi in ("pty ltd", "pte ltd", "sdn bhd", "pvt ltd", "private limited", "sa de cv", "s de rl de cv",
+                  "sab de cv", "sp z o o", "sp z oo", "spol s r o", "s r o", "a s", "gmbh and co kg", "gmbh co kg",
+                  "and co kg", "co kg", "co ltd", "co inc", "s a", "s a s", "s l", "b v", "n v", "k k",
+                  "s p a", "s r l", "l l c", "l p", "l l p", "p l c", "kabushiki kaisha", "godo kaisha",
+                  "yugen kaisha", "aktiengesellschaft", "aktiebolag", "aksjeselskap", "osakeyhtio", "gesellschaft mit beschrankter haftung",
+                  "societe anonyme", "societe par actions simplifiee", "naamloze vennootschap",
+                  "besloten vennootschap", "sociedad anonima", "societa per azioni", "limited liability company"):
+        seen.add(tuple(multi.split()))
+    return tuple(sorted(seen, key=len, reverse=True))
+
+
+LEGAL_FORMS: tuple[tuple[str, ...], ...] = _phrases()
+_MAX_FORM = max(len(p) for p in LEGAL_FORMS)
+_LEGAL_SET = frozenset(LEGAL_FORMS)
+_LEADING = frozenset({("the",), ("pt",), ("ooo",), ("oao",), ("zao",), ("pao",), ("ao",), ("tov",), ("cv",)})
+
+_PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
+_DOTTED = re.compile(r"\b(?:[a-z]\.){2,}", re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
+_UMLAUT = re.compile(r"(?<=[a-z])(ae|oe|ue)")
+
+
+def _fold_umlauts(token: str) -> str:
+    while True:
+        folded = _UMLAUT.sub(lambda m: m.group(1)[0], token)
+        if folded == token:
+            return token
+        token = folded
+
+
+def _strip_cjk(text: str) -> str:
+    for form in _CJK_FORMS:
+        if form in text:
+            stripped = text.replace(form, " ").strip()
+            if stripped:
+                text = stripped
+    return text
+
+
+@lru_cache(maxsize=200_000)
+def normalize_name(name: str) -> str:
+    """The comparison key of a company name (see the module docstring)."""
+    text = unicodedata.normalize("NFKC", name).casefold().strip()
+    text = _strip_cjk(text)
+    text = unidecode(text).lower().replace("'", "").replace("`", "")
+    text = text.replace("&", " and ").replace("+", " and ")
+    text = _DOTTED.sub(lambda m: m.group(0).replace(".", "") + " ", text)
+    text = _PUNCT.sub(" ", text)
+    # "and" carries no identity ("Baker & McKenzie" is "Baker McKenzie")
+    tokens = [_fold_umlauts(t) for t in _SPACES.split(text) if t and t != "and"]
+    tokens = _drop_legal(tokens)
+    return " ".join(tokens)
+
+
+_LONG_FORMS = tuple(sorted({p[0] for p in LEGAL_FORMS if len(p) == 1 and len(p[0]) >= 7}))
+
+
+def _misspelt_form(token: str) -> bool:
+    """``corportion`` is ``corporation``: a long legal-form word with one or two letters off."""
+    return len(token) >= 7 and process.extractOne(token, _LONG_FORMS, scorer=fuzz.ratio, score_cutoff=88) is not None
+
+
+def _drop_legal(tokens: list[str]) -> list[str]:
+    changed = True
+    while changed and tokens:
+        changed = False
+        for n in range(min(_MAX_FORM, len(tokens) - 1), 0, -1):
+            if tuple(tokens[-n:]) in _LEGAL_SET:
+                tokens = tokens[:-n]
+                changed = True
+                break
+        if not changed and len(tokens) > 1 and _misspelt_form(tokens[-1]):
+            tokens = tokens[:-1]
+            changed = True
+        if not changed and len(tokens) > 1 and tuple(tokens[:1]) in _LEADING:
+            tokens = tokens[1:]
+            changed = True
+    return tokens
+
+
+def name_tokens(normalized: str) -> list[str]:
+    return [t for t in normalized.split() if t not in GENERIC and len(t) > 1]
+
+
+_ACRONYM_SKIP = frozenset(["the", "of", "and", "de", "des", "du", "la", "le", "les", "der", "die", "das", "von", "van", "y", "e", "di", "del"])
+
+
+def acronym(normalized: str) -> str | None:
+    """Initials of a multi-word name (``international business machines`` -> ``ibm``)."""
+    words = [w for w in normalized.split() if w not in _ACRONYM_SKIP]
+    return "".join(w[0] for w in words) if len(words) >= 2 else None

@@ -1,0 +1,28 @@
+"""The stages after a sync, as plain Python: map pending raw records, resolve identities, reconcile.
+
+`ltc run` (and `ltc demo`) call :func:`after_sync`; the Prefect flow ``ltc-pipeline`` runs the same
+function as one task after its sync subflows, so what a schedule does and what an operator runs by
+hand are the same code.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from canonical.identity import run_identity
+from canonical.store import Store
+from ltc.config import Config
+from mappings.engine import run_mapping
+from reconcile.engine import run_reconciliation
+
+
+def after_sync(store: Store, cfg: Config, as_of: date) -> dict[str, Any]:
+    mapped = run_mapping(store, config=cfg)
+    identity = run_identity(store, config=cfg)
+    result = run_reconciliation(store, cfg, as_of)
+    totals: dict[str, int] = {}
+    for counts in mapped.values():
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + int(value)
+    return {"mapping": totals, "identity": identity, "reconcile": result.summary()}

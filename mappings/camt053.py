@@ -1,0 +1,32 @@
+"""The record shape the bank-statement parser lands for camt.053, and that ``camt053.yaml`` maps.
+
+One raw record per booked transaction: an ``Ntry`` with one ``TxDtls`` gives one record; a batch
+booking (several ``TxDtls``) gives one record per transaction with the transaction's own amount.
+Raw ``object`` is ``"entry"``; raw ``source_id`` is ``<statement_id>/<entry_ref or entry index>/<tx index>``
+(stable across re-imports of the same file).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+
+class Camt053Entry(TypedDict, total=False):
+    statement_id: str  # Stmt/Id
+    account_iban: str  # Stmt/Acct/Id/IBAN (or Othr/Id)
+    entry_ref: str | None  # Ntry/NtryRef
+    amount: str  # TxDtls/AmtDtls/TxAmt/Amt, else Ntry/Amt: always positive, exact decimal text
+    currency: str  # the Ccy attribute of that amount
+    credit_debit: Literal["CRDT", "DBIT"]  # CdtDbtInd: CRDT = money in, DBIT = money out
+    reversal: bool  # RvslInd
+    status: str  # BOOK / PDNG / INFO (Sts or Sts/Cd)
+    booking_date: str  # BookgDt/Dt (YYYY-MM-DD), or the date of BookgDt/DtTm
+    value_date: str | None  # ValDt/Dt
+    account_servicer_ref: str | None  # Refs/AcctSvcrRef, else Ntry/AcctSvcrRef
+    end_to_end_id: str | None  # Refs/EndToEndId ("NOTPROVIDED" kept as sent; the mapping drops it)
+    debtor_name: str | None  # RltdPties/Dbtr/Nm or Dbtr/Pty/Nm
+    debtor_iban: str | None  # RltdPties/DbtrAcct/Id/IBAN
+    creditor_name: str | None  # RltdPties/Cdtr/Nm (for DBIT entries, the payee)
+    remittance_unstructured: list[str]  # RmtInf/Ustrd lines, in order
+    creditor_reference: str | None  # RmtInf/Strd/CdtrRefInf/Ref (e.g. ISO 11649 RF...)
+    bank_transaction_code: str | None  # BkTxCd Domn/Fmly/SubFmly joined with "/", or Prtry/Cd

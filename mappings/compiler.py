@@ -1,0 +1,634 @@
+"""Compile a mapping (a validated YAML tree) into plain Python closures, once.
+
+Applying a compiled object mapping to a record runs one closure per field: a path getter, then
+the optional pattern, value map and coercion, then the default and the required check. Nothing
+in the YAML is looked at per record.
+
+Field spec keys (``fields: {<canonical field>: <spec>}``; a bare string is ``{from: <path>}``):
+
+``from``      a path (``properties.amount``, ``partner_id.0``, ``lines.data``) or a list of paths,
+              the first non-empty wins. ``$parent.<path>`` reads the parent record (``children``).
+              Tryton dotted reads (key ``"party."``) are found by the path ``party.name``.
+``args``      several paths, for the coercions that combine inputs (``join``, ``diff``, ``money_diff``).
+``const``     a constant value.
+``coerce``    a name from :data:`mappings.coerce.COERCIONS`; default by the canonical field's type.
+``pattern``   a regular expression applied to the text; group 1 (else the whole match) is kept,
+              no match gives no value: this is how references are extracted from free text.
+``map``       a value map ``{vendor value: canonical value}``; ``map_by: <path>`` makes it a map of
+              maps keyed by that path's value (HubSpot stages per pipeline); ``"*"`` is the fallback
+              key at either level.
+``unmapped``  ``error`` (default when there is a map), ``keep`` or ``default``.
+``default``   the value when the result is empty. ``required: true`` makes an empty result an error.
+``entity``    the referenced canonical entity (``coerce: ref``; implied for ``account_id``...).
+``currency`` / ``currency_from``  for money fields: a fixed code, or a path; else the row's currency.
+``convention``  ``stripe`` or ``iso4217`` for ``money_minor`` (default ``stripe``).
+``or``        a whole field spec used when this one gives no value.
+
+Canonical field ``attributes.<name>`` stores a custom field in the row's ``attributes`` JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from canonical import model
+from canonical.money import Convention, Money, normalize_currency
+from mappings.coerce import COERCIONS, MULTI_INPUT, CoercionError, decode_tagged, empty, scale_minor
+from mappings.spec import MappingError, Node
+
+Getter = Callable[[Any, Any], Any]  # (record, parent record) -> value
+Row = dict[str, Any]
+
+_FIELD_KEYS = {
+    "from", "args", "const", "coerce", "pattern", "map", "map_by", "unmapped", "default", "required",
+    "entity", "currency", "currency_from", "convention", "or", "separator", "timezone", "max_length",
+    "primary_type_ids",
+}
+_OBJECT_KEYS = {"entity", "fields", "when", "deleted_if", "children", "each", "id", "note"}
+_ENGINE_FIELDS = {"id", "source_system", "source_object", "source_id", "raw_id", "deleted_at"}
+_REF_ENTITIES = {
+    "account_id": "account", "deal_id": "deal", "order_id": "order", "invoice_id": "invoice",
+    "converted_account_id": "account", "converted_deal_id": "deal",
+}
+_IMPLIED_BY_NAME = {"currency": "currency", "domain": "domain", "tax_id": "tax_id", "country": "country"}
+_MISSING = object()
+
+
+class FieldFailure(Exception):
+    """A record's field could not be mapped; the record goes to quarantine with field and reason."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+# --- paths --------------------------------------------------------------------------------------
+
+def compile_path(path: str) -> Getter:
+    if path.startswith("$parent."):
+        inner = compile_path(path[len("$parent."):])
+        return lambda rec, parent: inner(parent, None)
+    parts: list[str | int] = [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
+    if len(parts) == 1 and isinstance(parts[0], str):
+        key = parts[0]
+        return lambda rec, parent: rec.get(key) if isinstance(rec, dict) else None
+    last = len(parts) - 1
+
+    def get(rec: Any, parent: Any) -> Any:
+        cur = rec
+        for i, p in enumerate(parts):
+            if isinstance(cur, dict):
+                nxt = cur.get(p) if isinstance(p, str) else cur.get(str(p))
+                # Tryton returns a dotted read `party.name` under the key "party." next to "party".
+                if i < last and isinstance(p, str):
+                    alt = cur.get(p + ".")
+                    if alt is not None:
+                        nxt = alt
+                cur = nxt
+            elif isinstance(cur, list) and isinstance(p, int):
+                cur = cur[p] if -len(cur) <= p < len(cur) else None
+            else:
+                return None
+            if cur is None or cur is False:
+                return None
+        return cur
+
+    return get
+
+
+def _coalesce(getters: list[Getter]) -> Getter:
+    if len(getters) == 1:
+        return getters[0]
+
+    def get(rec: Any, parent: Any) -> Any:
+        for g in getters:
+            v = g(rec, parent)
+            if not empty(v):
+                return v
+        return None
+
+    return get
+
+
+# --- compiled shapes ------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class FieldPlan:
+    name: str
+    value: Getter  # (record, parent) -> canonical value (money: Decimal or minor int)
+    kind: str  # plain | attr | money | money_minor
+    currency: Getter | None = None
+    convention: Convention = "stripe"
+    # (path of one or two keys, coercion, origin, fast text form of the coercion for a str value)
+    inline: tuple[str, Callable[[Any], Any], str, str | None] | None = None
+
+
+@dataclass(slots=True)
+class ObjectPlan:
+    """One source object (or one child list of it) -> one canonical entity."""
+
+    source_object: str
+    entity: str
+    template: Row
+    plain: list[FieldPlan]
+    money: list[FieldPlan]
+    when: Callable[[Any], bool] | None = None
+    deleted_if: Callable[[Any], bool] | None = None
+    each: Getter | None = None  # for children: the list of items
+    child_id: Getter | None = None
+    children: list[ObjectPlan] = field(default_factory=list)
+    fill: Callable[[Any, Any, Row, dict[str, Any]], None] | None = None  # generated: plain fields
+
+
+def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]], None]:
+    """One generated function that sets every plain field of a row: no per-field closure dispatch.
+
+    Simple fields (one top-level key, no map/pattern/default) are read inline with ``rec.get``;
+    the others call their compiled value function.
+    """
+    env: dict[str, Any] = {"CoercionError": CoercionError, "FieldFailure": FieldFailure, "date": date,
+                           "set_money": _set_money}
+    lines = ["def fill(rec, parent, row, attrs):", "    get = rec.get if type(rec) is dict else {}.get"]
+    for i, f in enumerate([*plan.plain, *plan.money]):
+        if f.inline is not None:
+            key, coerce, origin, fast = f.inline
+            env[f"c{i}"] = coerce
+            env[f"o{i}"] = origin
+            env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
+            if "." in key:
+                # two levels: HubSpot `properties.x`, Tryton dotted reads (key "party." wins over "party")
+                k0, k1 = key.split(".")
+                fetch = (f"t = get({k0 + '.'!r}) or get({k0!r})\n"
+                         f"        v = t.get({k1!r}) if type(t) is dict else None")
+            else:
+                fetch = f"v = get({key!r})"
+            if fast is not None:
+                read = f"{fetch}\n        v = ({fast}) if type(v) is str else c{i}(v)"
+            else:
+                read = f"{fetch}\n        v = c{i}(v)"
+            lines += [
+                "    try:",
+                f"        {read}",
+                "    except CoercionError as exc:",
+                f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
+            ]
+        else:
+            env[f"v{i}"] = f.value
+            lines.append(f"    v = v{i}(rec, parent)")
+        if f.kind == "attr":
+            lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v.isoformat() if isinstance(v, date) else v"]
+        elif f.kind in ("money", "money_minor"):
+            env[f"m{i}"] = f
+            lines += ["    if v is not None:", f"        set_money(m{i}, v, rec, parent, row, {plan.entity!r})"]
+        else:
+            lines += ["    if v is not None:", f"        row[{f.name!r}] = v"]
+    lines.append("    return None")
+    exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
+    fill: Callable[[Any, Any, Row, dict[str, Any]], None] = env["fill"]
+    return fill
+
+
+def _set_money(f: FieldPlan, v: Any, rec: Any, parent: Any, row: Row, entity: str) -> None:
+    """Set a money field: the currency is the field's own or the row's, and must agree with the row's."""
+    cur = f.currency(rec, parent) if f.currency is not None else row["currency"]
+    if cur is None:
+        raise FieldFailure(f.name, "amount without a currency (map `currency` or give `currency:`)")
+    if row["currency"] is None:
+        row["currency"] = cur
+    elif cur != row["currency"]:
+        raise FieldFailure(f.name, f"amount in {cur} on a {row['currency']} {entity}")
+    if f.kind == "money_minor":
+        try:
+            v = scale_minor(v, cur, f.convention)
+        except ValueError as exc:
+            raise FieldFailure(f.name, str(exc)) from None
+    row[f.name] = v
+
+
+def _fail(node: Node, key: Any, msg: str) -> MappingError:
+    return MappingError(f"{node.where(key)}: {msg}")
+
+
+def _matcher(node: Node, key: str, spec: Any) -> Callable[[Any], bool]:
+    if not isinstance(spec, Node) or not spec:
+        raise _fail(node, key, f"`{key}` must be a mapping of path: value (or list of values)")
+    tests: list[tuple[Getter, set[str]]] = []
+    for path, allowed in spec.items():
+        values = allowed if isinstance(allowed, list) else [allowed]
+        tests.append((compile_path(str(path)), {_key(v) for v in values}))
+
+    if len(tests) == 1:
+        only_get, only_allowed = tests[0]
+        return lambda rec: _key(only_get(rec, None)) in only_allowed
+
+    def match(rec: Any) -> bool:
+        return all(_key(get(rec, None)) in allowed for get, allowed in tests)
+
+    return match
+
+
+def _key(value: Any) -> str:
+    """Value-map keys compare as text; YAML ``true``/``false``/``null`` and vendor ones agree."""
+    if type(value) is str:
+        return value
+    if value is None:
+        return "null"
+    if value is False:
+        return "false"  # Odoo's empty `false` must be matched explicitly: `[null, false]`
+    if value is True:
+        return "true"
+    return str(value)
+
+
+def _expected_type(tp: Any) -> Any:
+    if tp is Money:
+        return "money"
+    return tp
+
+
+def _compatible(produced: Any, expected: Any) -> bool:
+    if expected == "money":
+        return produced in ("money", "money_minor")
+    if produced in ("money", "money_minor"):
+        return False
+    if expected is datetime:
+        return produced is datetime
+    if expected is date:
+        return produced is date
+    if expected is Decimal:
+        return produced in (Decimal, int)
+    if expected is str:
+        return produced is str
+    return produced is expected or expected is object or (produced is object and expected is not str)
+
+
+# --- fields ---------------------------------------------------------------------------------------
+
+class _Compiler:
+    def __init__(self, mapping: Node, system: str):
+        self.mapping = mapping
+        self.system = system
+        self.timezone = str(mapping.get("timezone") or "UTC")
+
+    def value_fn(
+        self, fname: str, spec: Any, node: Node, expected: Any
+    ) -> tuple[Getter, str, Getter | None, Convention, tuple[str, Callable[[Any], Any], str, str | None] | None]:
+        """Compile one field spec; returns (getter, kind, currency getter, convention, inline form)."""
+        if isinstance(spec, str):
+            spec = {"from": spec}
+        if not isinstance(spec, dict):
+            raise _fail(node, fname, f"field {fname!r}: expected a path or a mapping, got {spec!r}")
+        where = spec if isinstance(spec, Node) else node
+        unknown = set(spec) - _FIELD_KEYS
+        if unknown:
+            raise _fail(where, sorted(unknown)[0], f"field {fname!r}: unknown key {sorted(unknown)[0]!r} "
+                        f"(known: {', '.join(sorted(_FIELD_KEYS))})")
+        base = fname.rsplit(".", 1)[-1]
+        coerce_name = spec.get("coerce")
+        if coerce_name is None:
+            if expected == "money":
+                coerce_name = "money"
+            elif "entity" in spec or base in _REF_ENTITIES:
+                coerce_name = "ref"
+            elif base in _IMPLIED_BY_NAME and expected is str:
+                coerce_name = _IMPLIED_BY_NAME[base]
+            else:
+                coerce_name = {str: "str", Decimal: "decimal", date: "date", datetime: "instant", int: "int",
+                               bool: "bool"}.get(expected, "json")
+        if coerce_name not in COERCIONS:
+            raise _fail(where, "coerce", f"field {fname!r}: unknown coercion {coerce_name!r} "
+                        f"(known: {', '.join(sorted(COERCIONS))})")
+        factory, produces = COERCIONS[coerce_name]
+        if not _compatible(produces, expected):
+            raise _fail(where, "coerce", f"field {fname!r}: coercion {coerce_name!r} does not produce a "
+                        f"{getattr(expected, '__name__', expected)}")
+        options: dict[str, Any] = {"timezone": self.timezone, "system": self.system, **spec}
+        if coerce_name == "hubspot_association" and (spec.get("entity") or base in _REF_ENTITIES):
+            options["entity"] = spec.get("entity") or _REF_ENTITIES[base]
+        if coerce_name == "ref":
+            ent = spec.get("entity") or _REF_ENTITIES.get(base)
+            if ent not in model.ENTITIES:
+                raise _fail(where, "entity", f"field {fname!r}: `coerce: ref` needs `entity:` one of "
+                            f"{', '.join(model.ENTITIES)}")
+            options["entity"] = ent
+        try:
+            coerce = factory(options)
+        except Exception as exc:
+            raise _fail(where, "coerce", f"field {fname!r}: {exc}") from None
+
+        # the input: from / args / const
+        sources = [k for k in ("from", "args", "const") if k in spec]
+        if len(sources) != 1:
+            raise _fail(where, None, f"field {fname!r}: give exactly one of `from`, `args` or `const`")
+        multi = coerce_name in MULTI_INPUT
+        if "args" in spec:
+            if not multi or not isinstance(spec["args"], list):
+                raise _fail(where, "args", f"field {fname!r}: `args` (a list) is for the coercions "
+                            f"{', '.join(sorted(MULTI_INPUT))}")
+            getters = [compile_path(str(p)) for p in spec["args"]]
+
+            def get_args(rec: Any, parent: Any) -> Any:
+                return [g(rec, parent) for g in getters]
+
+            get: Getter = get_args
+        elif multi:
+            raise _fail(where, "coerce", f"field {fname!r}: coercion {coerce_name!r} takes `args: [...]`")
+        elif "const" in spec:
+            const = spec["const"]
+
+            def get_const(rec: Any, parent: Any) -> Any:
+                return const
+
+            get = get_const
+        else:
+            paths = spec["from"] if isinstance(spec["from"], list) else [spec["from"]]
+            if not paths or not all(isinstance(p, str | int) for p in paths):
+                raise _fail(where, "from", f"field {fname!r}: `from` must be a path or a list of paths")
+            get = _coalesce([compile_path(str(p)) for p in paths])
+
+        stages: list[Callable[[Any, Any], Any]] = []  # (value, record) -> value
+        if "pattern" in spec:
+            try:
+                rx = re.compile(str(spec["pattern"]))
+            except re.error as exc:
+                raise _fail(where, "pattern", f"field {fname!r}: bad regular expression: {exc}") from None
+            group = 1 if rx.groups else 0
+
+            def pattern(v: Any, rec: Any) -> Any:
+                if empty(v):
+                    return None
+                if isinstance(v, dict) and "__class__" in v:
+                    v = decode_tagged(v)
+                m = rx.search(v if isinstance(v, str) else " ".join(map(str, v)) if isinstance(v, list) else str(v))
+                return m.group(group) if m else None
+
+            stages.append(pattern)
+        if "map" in spec:
+            stages.append(self._value_map(fname, spec, where))
+        elif "map_by" in spec or "unmapped" in spec:
+            raise _fail(where, "map_by", f"field {fname!r}: `map_by`/`unmapped` need a `map`")
+
+        default = spec.get("default")
+        if default is not None and not multi:
+            try:
+                default = coerce(default)
+            except CoercionError as exc:
+                raise _fail(where, "default", f"field {fname!r}: bad default: {exc}") from None
+        required = bool(spec.get("required"))
+        fallback: Getter | None = None
+        if "or" in spec:
+            fallback = self.value_fn(fname, spec["or"], where, expected)[0]
+
+        label = f"{fname} (from {spec.get('from', spec.get('args', 'const'))})"
+        origin = spec.get("from", spec.get("args"))
+
+        inline = None
+        simple_key = spec.get("from")
+        if (not stages and fallback is None and default is None and not required and isinstance(simple_key, str)
+                and simple_key.count(".") <= 1 and not simple_key.startswith("$")
+                and not any(part.lstrip("-").isdigit() for part in simple_key.split("."))):
+            fast = None  # the coercion's own fast path for a str value, written into the generated code
+            if coerce_name == "str" and "max_length" not in spec:
+                fast = "v.strip()[:400] or None"
+            elif coerce_name == "ref":
+                fast = f"({options['system'] + ':' + options['entity'] + ':'!r} + v) if v else None"
+            inline = (simple_key, coerce, str(origin), fast)
+        if not stages and fallback is None and default is None and not required:
+            # the common case, kept to one call per stage
+            def simple(rec: Any, parent: Any) -> Any:
+                try:
+                    return coerce(get(rec, parent))
+                except CoercionError as exc:
+                    raise FieldFailure(fname, f"{exc} (from {origin})") from None
+
+            value: Getter = simple
+        else:
+            value = self._full(fname, get, stages, coerce, fallback, default, required, label, origin)
+
+        currency: Getter | None = None
+        if produces in ("money", "money_minor"):
+            if "currency" in spec:
+                try:
+                    code = normalize_currency(str(spec["currency"]))
+                except ValueError as exc:
+                    raise _fail(where, "currency", f"field {fname!r}: {exc}") from None
+                currency = lambda rec, parent: code  # noqa: E731
+            elif "currency_from" in spec:
+                cur_get = compile_path(str(spec["currency_from"]))
+                cur_coerce = COERCIONS["currency"][0]({})
+
+                def currency(rec: Any, parent: Any) -> Any:
+                    return cur_coerce(cur_get(rec, parent))
+        kind = produces if produces in ("money", "money_minor") else "plain"
+        convention = spec.get("convention", "stripe")
+        if convention not in ("stripe", "iso4217"):
+            raise _fail(where, "convention", f"field {fname!r}: `convention` is stripe or iso4217")
+        return value, kind, currency, convention, inline
+
+    @staticmethod
+    def _full(
+        fname: str, get: Getter, stages: list[Callable[[Any, Any], Any]], coerce: Callable[[Any], Any],
+        fallback: Getter | None, default: Any, required: bool, label: str, origin: Any,
+    ) -> Getter:
+        def value(rec: Any, parent: Any) -> Any:
+            v = get(rec, parent)
+            try:
+                for stage in stages:
+                    v = stage(v, rec)
+                out = coerce(v)
+            except CoercionError as exc:
+                raise FieldFailure(fname, f"{exc} (from {origin})") from None
+            if out is None and fallback is not None:
+                out = fallback(rec, parent)
+            if out is None:
+                if default is not None:
+                    return default
+                if required:
+                    raise FieldFailure(fname, f"required value missing: {label}")
+            return out
+
+        return value
+
+    def _value_map(self, fname: str, spec: Mapping[str, Any], where: Node) -> Callable[[Any, Any], Any]:
+        raw_map = spec["map"]
+        unmapped = spec.get("unmapped", "error")
+        if unmapped not in ("error", "keep", "default"):
+            raise _fail(where, "unmapped", f"field {fname!r}: `unmapped` is error, keep or default")
+        if not isinstance(raw_map, dict):
+            raise _fail(where, "map", f"field {fname!r}: `map` must be a mapping")
+        by = spec.get("map_by")
+        tables: dict[str, dict[str, Any]]
+        if by is None:
+            tables = {"*": {_key(k): v for k, v in raw_map.items()}}
+        else:
+            tables = {}
+            for sub_key, sub in raw_map.items():
+                if not isinstance(sub, dict):
+                    raise _fail(where, "map", f"field {fname!r}: with `map_by`, `map` is a map of maps")
+                tables[_key(sub_key)] = {_key(k): v for k, v in sub.items()}
+        by_get = compile_path(str(by)) if by is not None else None
+        source = spec.get("from")
+
+        def apply(v: Any, rec: Any) -> Any:
+            if empty(v):
+                return None
+            table = tables.get(_key(by_get(rec, None)), tables.get("*")) if by_get else tables["*"]
+            k = _key(v)
+            if table is not None:
+                if k in table:
+                    return table[k]
+                if "*" in table:
+                    return table["*"]
+            if unmapped == "keep":
+                return v
+            if unmapped == "default":
+                return None
+            scope = f" in {by} {by_get(rec, None)!r}" if by_get else ""
+            raise CoercionError(f"value {v!r} of {source} has no entry in the value map{scope}")
+
+        return apply
+
+    # --- objects ------------------------------------------------------------------------------------
+    def object_plan(self, obj: str, spec: Any, parent_node: Node, child: bool = False) -> ObjectPlan:
+        if not isinstance(spec, Node):
+            raise _fail(parent_node, obj, f"object {obj!r}: expected a mapping with `entity` and `fields`")
+        unknown = set(spec) - _OBJECT_KEYS
+        if unknown:
+            k = sorted(unknown)[0]
+            raise _fail(spec, k, f"object {obj!r}: unknown key {k!r} (known: {', '.join(sorted(_OBJECT_KEYS))})")
+        entity = spec.get("entity")
+        if entity not in model.ENTITIES:
+            raise _fail(spec, "entity", f"object {obj!r}: `entity` must be one of {', '.join(model.ENTITIES)}, "
+                        f"got {entity!r}")
+        cls = model.ENTITIES[entity]
+        types = {n: _expected_type(t) for n, t in model.field_types(cls).items()}
+        fields_spec = spec.get("fields")
+        if not isinstance(fields_spec, Node):
+            raise _fail(spec, "fields", f"object {obj!r}: `fields` must be a mapping")
+        plain: list[FieldPlan] = []
+        money: list[FieldPlan] = []
+        for fname, fspec in fields_spec.items():
+            fname = str(fname)
+            if fname.startswith("attributes."):
+                expected: Any = object
+            elif fname in _ENGINE_FIELDS or fname not in types or fname == "attributes":
+                raise _fail(fields_spec, fname, f"object {obj!r}: unknown canonical field {fname!r} of {entity} "
+                            f"(fields: {', '.join(n for n in types if n not in _ENGINE_FIELDS)}; "
+                            "custom fields go to attributes.<name>)")
+            else:
+                expected = types[fname]
+            value, kind, currency, convention, inline = self.value_fn(fname, fspec, fields_spec, expected)
+            if fname.startswith("attributes."):
+                plan = FieldPlan(fname[len("attributes."):], value, "attr", inline=inline)
+            else:
+                plan = FieldPlan(fname, value, kind, currency, convention, inline)
+            (money if kind in ("money", "money_minor") else plain).append(plan)
+        required = [
+            f.name for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            and f.name not in _ENGINE_FIELDS
+        ]
+        for name in required:
+            if name not in fields_spec:
+                raise _fail(spec, "fields", f"object {obj!r}: required canonical field {entity}.{name} is not mapped")
+        template: Row = {f.name: None for f in dataclasses.fields(cls)}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                template[f.name] = f.default
+        template["source_system"] = self.system
+        template["source_object"] = obj
+        plan_ = ObjectPlan(obj, entity, template, plain, money)
+        if "when" in spec:
+            plan_.when = _matcher(spec, "when", spec["when"])
+        if "deleted_if" in spec:
+            plan_.deleted_if = _matcher(spec, "deleted_if", spec["deleted_if"])
+        if child:
+            if "each" not in spec or "id" not in spec:
+                raise _fail(spec, None, f"child of {obj!r}: needs `each:` (the list's path) and `id:` (item id path)")
+            plan_.each = compile_path(str(spec["each"]))
+            plan_.child_id = compile_path(str(spec["id"]))
+            plan_.source_object = f"{obj}.{spec['each']}"
+            template["source_object"] = plan_.source_object
+        elif "each" in spec or "id" in spec:
+            raise _fail(spec, "each", f"object {obj!r}: `each`/`id` are for `children` entries")
+        for i, child_spec in enumerate(spec.get("children") or []):
+            if not isinstance(child_spec, Node):
+                raise _fail(spec, "children", f"object {obj!r}: children[{i}] must be a mapping")
+            plan_.children.append(self.object_plan(obj, child_spec, spec, child=True))
+        plan_.fill = _generate_fill(plan_)
+        return plan_
+
+
+def compile_mapping(mapping: Node, system: str) -> dict[str, list[ObjectPlan]]:
+    """Validate and compile a whole mapping for one connector instance: source object -> plans."""
+    objects = mapping.get("objects")
+    if not isinstance(objects, Node) or not objects:
+        raise MappingError(f"{mapping.where('objects')}: a mapping needs `objects:` (source object -> entity)")
+    unknown = set(mapping) - {"objects", "timezone", "kind", "note"}
+    if unknown:
+        k = sorted(unknown)[0]
+        raise MappingError(f"{mapping.where(k)}: unknown top-level key {k!r} (known: kind, timezone, objects, note)")
+    compiler = _Compiler(mapping, system)
+    try:
+        compiler.value_fn("timezone", {"const": "2020-01-01", "coerce": "date"}, mapping, date)
+    except Exception:
+        raise MappingError(f"{mapping.where('timezone')}: unknown timezone {compiler.timezone!r}") from None
+    plans: dict[str, list[ObjectPlan]] = {}
+    for obj, spec in objects.items():
+        specs = spec if isinstance(spec, list) else [spec]
+        plans[str(obj)] = [compiler.object_plan(str(obj), s, objects) for s in specs]
+    return plans
+
+
+# --- applying ---------------------------------------------------------------------------------------
+
+def apply_plan(
+    plan: ObjectPlan,
+    rec: Any,
+    source_id: str,
+    raw_id: int | None,
+    updated_at: datetime | None,
+    parent: Any = None,
+    out: list[tuple[str, Row]] | None = None,
+) -> list[tuple[str, Row]]:
+    """Map one record; returns ``(entity, row)`` pairs (the record's row, then its children's)."""
+    if out is None:
+        out = []
+    if plan.when is not None and not plan.when(rec):
+        return out
+    row = plan.template.copy()
+    attrs: dict[str, Any] = {}
+    row["attributes"] = attrs
+    row["id"] = f"{row['source_system']}:{plan.entity}:{source_id}"
+    row["source_id"] = source_id
+    row["raw_id"] = raw_id
+    row["source_updated_at"] = updated_at
+    assert plan.fill is not None
+    plan.fill(rec, parent, row, attrs)
+    if plan.deleted_if is not None and plan.deleted_if(rec):
+        row["deleted_at"] = row["source_updated_at"] or updated_at or _now()
+    out.append((plan.entity, row))
+    for child in plan.children:
+        assert child.each is not None and child.child_id is not None
+        items = child.each(rec, parent)
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            cid = child.child_id(item, rec)
+            if empty(cid):
+                raise FieldFailure(f"{child.source_object}.id", "child item without an id")
+            apply_plan(child, item, str(cid), raw_id, updated_at, rec, out)
+    return out
+
+
+def _now() -> datetime:
+    from canonical.store import now
+
+    return now()

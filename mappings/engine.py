@@ -1,0 +1,318 @@
+"""The mapping stage: pending raw records -> canonical rows, in bulk.
+
+:func:`run_mapping` is what the flows and ``ltc remap`` call (plain Python, no Prefect):
+
+1. For each system with pending raw rows, the mapping of its *kind* (ltc.yaml ``sources.<name>.kind``;
+   with no configuration the system name is the kind) is loaded, merged with the user's override
+   (``sources.<name>.mapping``), validated and compiled once.
+2. Pending rows are read in id order, in batches. Each batch is mapped in memory; records that fail
+   go to quarantine (stage ``map``, with field and reason) and the rest go on.
+3. One transaction per batch: bulk upserts per entity (with lineage), tombstones, quarantine, and
+   ``pending_map = false`` for exactly the versions that were read (a version landed meanwhile
+   stays pending).
+
+Tombstones: a raw row with ``deleted = true`` sets ``deleted_at`` on every canonical row it produced
+(found through lineage, plus its deterministic id), children included. Children that disappear from
+a new version of their parent (a Stripe invoice line removed) are tombstoned the same way.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from canonical import tables
+from canonical.model import ENTITIES, canonical_id
+from canonical.store import Rejected, Store, now
+from canonical.tables import lineage, quarantine, raw_record
+from mappings.compiler import FieldFailure, ObjectPlan, apply_plan, compile_mapping
+from mappings.spec import MappingError, load_mapping
+
+BATCH = 5000
+_CHUNK = 500
+
+
+@dataclass
+class MappingSet:
+    """The compiled mapping of one connector instance."""
+
+    system: str
+    kind: str
+    plans: dict[str, list[ObjectPlan]]
+
+    def child_entities(self, obj: str) -> set[str]:
+        out: set[str] = set()
+        stack = list(self.plans.get(obj, []))
+        while stack:
+            plan = stack.pop()
+            for child in plan.children:
+                out.add(child.entity)
+                stack.append(child)
+        return out
+
+    def entities_of(self, obj: str) -> set[str]:
+        return {p.entity for p in self.plans.get(obj, [])} | self.child_entities(obj)
+
+
+def compile_for(system: str, kind: str | None = None, override: str | Path | None = None) -> MappingSet:
+    """Load (shipped + override), validate and compile the mapping for one connector instance."""
+    kind = kind or system
+    mapping = load_mapping(kind, override)
+    return MappingSet(system, kind, compile_mapping(mapping, system))
+
+
+@dataclass(slots=True)
+class BatchResult:
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    rejected: list[Rejected] = field(default_factory=list)
+    ok_raw: list[tuple[str, str]] = field(default_factory=list)  # (object, source_id) mapped fine
+    ignored: int = 0
+    # records that do not map but say they are deleted (a Stripe `{"id", "deleted": true}` stub):
+    # tombstones, not quarantine
+    deleted_stubs: list[int | None] = field(default_factory=list)
+
+
+def map_records(
+    mset: MappingSet, records: Sequence[tuple[int | None, str, str, Any, datetime | None]]
+) -> BatchResult:
+    """Map ``(raw_id, object, source_id, payload, source_updated_at)`` records in memory."""
+    # Mapping allocates many small dicts and no reference cycles: the cyclic collector would only
+    # re-scan every live object (the whole batch) again and again.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _map_records(mset, records)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _map_records(
+    mset: MappingSet, records: Sequence[tuple[int | None, str, str, Any, datetime | None]]
+) -> BatchResult:
+    result = BatchResult()
+    rows = result.rows
+    plans_of = mset.plans
+    for raw_id, obj, source_id, payload, updated in records:
+        plans = plans_of.get(obj)
+        if plans is None:
+            result.ignored += 1
+            continue
+        try:
+            out: list[tuple[str, dict[str, Any]]] = []
+            for plan in plans:
+                apply_plan(plan, payload, source_id, raw_id, updated, None, out)
+        except FieldFailure as exc:
+            if any(p.deleted_if is not None and p.deleted_if(payload) for p in plans):
+                result.deleted_stubs.append(raw_id)
+                continue
+            result.rejected.append(
+                Rejected(obj, exc.reason, source_id=source_id, payload=payload, field=exc.field, stage="map")
+            )
+            continue
+        except Exception as exc:  # a vendor shape the mapping did not foresee: quarantine, go on
+            result.rejected.append(
+                Rejected(obj, f"{type(exc).__name__}: {exc}", source_id=source_id, payload=payload, stage="map")
+            )
+            continue
+        for entity, row in out:
+            rows[entity].append(row)
+        result.ok_raw.append((obj, source_id))
+    return result
+
+
+# --- the stage -----------------------------------------------------------------------------------------
+
+def _source_kinds(config: Any) -> dict[str, tuple[str, str | None]]:
+    """system name -> (kind, override mapping path) from ltc.yaml's sources."""
+    if config is None:
+        return {}
+    return {name: (src.kind, src.mapping) for name, src in config.sources.items()}
+
+
+def _pending_systems(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(raw_record.c.system).where(raw_record.c.pending_map.is_(True)).distinct()
+        )
+        return sorted(r[0] for r in rows)
+
+
+def mark_pending(store: Store, system: str | None = None) -> int:
+    """Make raw rows pending again (``ltc remap``): the next mapping run rebuilds their canonical rows."""
+    stmt = raw_record.update().values(pending_map=True)
+    if system is not None:
+        stmt = stmt.where(raw_record.c.system == system)
+    with store.engine.begin() as conn:
+        return int(conn.execute(stmt).rowcount or 0)
+
+
+def run_mapping(
+    store: Store,
+    system: str | None = None,
+    kind: str | None = None,
+    *,
+    config: Any = None,
+    override: str | Path | None = None,
+    batch_size: int = BATCH,
+    run_id: str | None = None,
+) -> dict[str, dict[str, int]]:
+    """Map every pending raw row (of ``system``, or of all systems) into canonical rows.
+
+    ``config`` is an :class:`ltc.config.Config` (sources name -> kind and override path; loaded from
+    ltc.yaml when not given, and with no file a system's name is its kind); ``kind`` and
+    ``override`` force them for a single ``system``. Returns per-system counts: ``records``, ``mapped``,
+    ``quarantined``, ``tombstoned``, ``ignored`` (objects without a mapping) and rows per entity.
+    """
+    if config is None:
+        from ltc.config import load_config
+
+        config = load_config()  # ltc.yaml ($LTC_CONFIG or ./ltc.yaml); none -> defaults
+    sources = _source_kinds(config)
+    systems = [system] if system is not None else _pending_systems(store)
+    counts: dict[str, dict[str, int]] = {}
+    for name in systems:
+        src_kind, src_override = sources.get(name, (name, None))
+        mset = compile_for(name, kind or src_kind, override or src_override)
+        counts[name] = _map_system(store, mset, batch_size, run_id)
+    return counts
+
+
+def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    c = raw_record.c
+    last_id = 0
+    while True:
+        with store.engine.connect() as conn:
+            batch = conn.execute(
+                sa.select(c.id, c.object, c.source_id, c.payload, c.source_updated_at, c.deleted, c.content_hash,
+                          c.fetched_at)
+                .where(c.system == mset.system, c.pending_map.is_(True), c.id > last_id)
+                .order_by(c.id)
+                .limit(batch_size)
+            ).all()
+        if not batch:
+            break
+        last_id = batch[-1].id
+        live = [(r.id, r.object, r.source_id, r.payload, r.source_updated_at) for r in batch if not r.deleted]
+        dead = [r for r in batch if r.deleted]
+        result = map_records(mset, live)
+        stubs = set(result.deleted_stubs)
+        dead += [r for r in batch if r.id in stubs]
+        with store.engine.begin() as conn:
+            for entity, rows in result.rows.items():
+                store.upsert_entities(conn, entity, rows)
+                counts[entity] += len(rows)
+            _tombstone_dropped_children(conn, mset, live, result)
+            counts["tombstoned"] += _tombstone(conn, mset, dead)
+            seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
+            seen |= {(r.object, r.source_id or "") for r in result.rejected}
+            _resolve_quarantine(conn, mset.system, seen)
+            store.add_quarantine(conn, mset.system, result.rejected, run_id)
+            _clear_pending(conn, [(r.id, r.content_hash) for r in batch])
+        counts["records"] += len(batch)
+        counts["mapped"] += len(result.ok_raw)
+        counts["quarantined"] += len(result.rejected)
+        counts["ignored"] += result.ignored
+    return dict(counts)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _clear_pending(conn: Connection, versions: list[tuple[int, str]]) -> None:
+    """``pending_map = false`` for the versions read (same id AND same content hash)."""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    conn.exec_driver_sql(
+        f"UPDATE raw_record SET pending_map = {mark} WHERE id = {mark} AND content_hash = {mark}",
+        [(False, rid, h) for rid, h in versions],
+    )
+
+
+def _resolve_quarantine(conn: Connection, system: str, keys: set[tuple[str, str]]) -> None:
+    """Close earlier open map-stage quarantine entries of these records (they are mapped again now)."""
+    by_object: dict[str, list[str]] = defaultdict(list)
+    for obj, sid in keys:
+        by_object[obj].append(sid)
+    q = quarantine.c
+    ts = now()
+    for obj, sids in by_object.items():
+        for chunk in _chunks(sids):
+            conn.execute(
+                quarantine.update()
+                .where(q.stage == "map", q.system == system, q.object == obj, q.resolved_at.is_(None),
+                       q.source_id.in_(chunk))
+                .values(resolved_at=ts)
+            )
+
+
+def _tombstone(conn: Connection, mset: MappingSet, dead: Sequence[Any]) -> int:
+    """Set ``deleted_at`` on every canonical row the deleted raw rows produced."""
+    if not dead:
+        return 0
+    total = 0
+    raw_ids = [r.id for r in dead]
+    when = {r.id: r.source_updated_at or r.fetched_at or now() for r in dead}
+    by_entity: dict[str, dict[str, Any]] = defaultdict(dict)  # entity -> canonical id -> deleted_at
+    for r in dead:
+        for plan in mset.plans.get(r.object, []):
+            by_entity[plan.entity][canonical_id(mset.system, plan.entity, r.source_id)] = when[r.id]
+    for chunk in _chunks(raw_ids):
+        rows = conn.execute(
+            sa.select(lineage.c.entity, lineage.c.canonical_id, lineage.c.raw_id).where(lineage.c.raw_id.in_(chunk))
+        )
+        for entity, cid, rid in rows:
+            if entity in ENTITIES:
+                by_entity[entity][cid] = when[rid]
+    for entity, ids in by_entity.items():
+        total += _set_deleted(conn, entity, ids)
+    return total
+
+
+def _set_deleted(conn: Connection, entity: str, ids: dict[str, Any]) -> int:
+    if not ids:
+        return 0
+    table = tables.table_for(entity)
+    stmt = (
+        table.update()
+        .where(table.c.id == sa.bindparam("cid"), table.c.deleted_at.is_(None))
+        .values(deleted_at=sa.bindparam("ts"))
+    )
+    result = conn.execute(stmt, [{"cid": cid, "ts": ts} for cid, ts in ids.items()])
+    return int(result.rowcount or 0)
+
+
+def _tombstone_dropped_children(
+    conn: Connection, mset: MappingSet, live: Sequence[tuple[Any, ...]], result: BatchResult
+) -> None:
+    """Children in lineage of a re-mapped parent but absent from its new version get ``deleted_at``."""
+    parents: dict[str, set[str]] = defaultdict(set)  # child entity -> raw ids of parents mapped now
+    ok = set(result.ok_raw)
+    for raw_id, obj, sid, _payload, _upd in live:
+        if (obj, sid) not in ok:
+            continue
+        for entity in mset.child_entities(obj):
+            parents[entity].add(raw_id)
+    ts = now()
+    for entity, raw_ids in parents.items():
+        produced = {r["id"] for r in result.rows.get(entity, ())}
+        stale: dict[str, Any] = {}
+        for chunk in _chunks(sorted(raw_ids)):
+            rows = conn.execute(
+                sa.select(lineage.c.canonical_id).where(lineage.c.entity == entity, lineage.c.raw_id.in_(chunk))
+            )
+            stale.update((cid, ts) for (cid,) in rows if cid not in produced)
+        _set_deleted(conn, entity, stale)
+
+
+__all__ = ["MappingError", "MappingSet", "compile_for", "map_records", "mark_pending", "run_mapping"]

@@ -1,0 +1,47 @@
+"""The main job as a Prefect flow: sync subflows, then map/resolve/reconcile, with a summary artifact."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from canonical.store import Store
+from sandbox.server import RunningServer, serve
+from sandbox.stripe import StripeEmulator, create_app
+
+pytestmark = pytest.mark.prefect
+KEY = "sk_test_flow_0123456789abcdef"
+
+
+@pytest.fixture
+def stripe_server() -> Iterator[RunningServer]:
+    with serve(create_app(emulator=StripeEmulator(seed=5, size=6, api_key=KEY))) as server:
+        yield server
+
+
+def test_pipeline_flow_runs_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       stripe_server: RunningServer, prefect_harness: None) -> None:
+    from prefect.artifacts import Artifact
+
+    from flows.pipeline import pipeline
+
+    db_url = f"sqlite:///{tmp_path / 'ltc.db'}"
+    monkeypatch.setenv("LTC_DATABASE_URL", db_url)
+    monkeypatch.setenv("LTC_TEST_STRIPE_KEY", KEY)
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text(
+        "sources:\n"
+        f"  payments: {{kind: stripe, base_url: '{stripe_server.url}',\n"
+        "             credentials: {api_key: {env: LTC_TEST_STRIPE_KEY}}}\n"
+    )
+    out = pipeline(str(cfg))
+    assert out["synced"] == ["payments"]
+    assert out["mapping"]["mapped"] > 0 and out["mapping"].get("quarantined", 0) == 0
+    assert out["reconcile"]["rows"]["invoice"] > 0
+    store = Store.open(db_url)
+    assert store.table_counts()["invoice"] == out["reconcile"]["rows"]["invoice"]
+    artifact = Artifact.get("ltc-pipeline")
+    assert artifact is not None and "reconcile" in str(artifact.data)
+    assert KEY not in str(artifact.data)

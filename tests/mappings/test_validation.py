@@ -1,0 +1,81 @@
+"""A mapping is validated when it loads: errors name the file and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mappings.engine import compile_for
+from mappings.spec import MappingError, load_mapping
+
+BASE = """\
+kind: x
+objects:
+  Thing:
+    entity: deal
+    fields:
+      name: Name
+"""
+
+
+def check(tmp_path: Path, text: str, match: str) -> str:
+    path = tmp_path / "m.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError, match=match) as exc:
+        compile_for("x", "no-such-kind", path)
+    return str(exc.value)
+
+
+def test_unknown_canonical_field_names_file_and_line(tmp_path: Path) -> None:
+    msg = check(tmp_path, BASE + "      stagex: StageName\n", "unknown canonical field 'stagex'")
+    assert f"{tmp_path / 'm.yaml'}:7:" in msg
+
+
+def test_unknown_coercion(tmp_path: Path) -> None:
+    msg = check(tmp_path, BASE + "      amount:\n        from: Amount\n        coerce: moneyy\n", "unknown coercion 'moneyy'")
+    assert ":9:" in msg
+
+
+def test_coercion_of_the_wrong_type(tmp_path: Path) -> None:
+    check(tmp_path, BASE + "      amount: {from: Amount, coerce: date}\n", "does not produce a money")
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    text = "objects:\n  Acc:\n    entity: account\n    fields:\n      domain: Website\n"
+    msg = check(tmp_path, text, r"required canonical field account\.name")
+    assert ":4:" in msg
+
+
+def test_unknown_entity_and_keys(tmp_path: Path) -> None:
+    check(tmp_path, "objects:\n  T:\n    entity: dael\n    fields: {}\n", "`entity` must be one of")
+    check(tmp_path, BASE + "      owner: {from: Name, defualt: x}\n", "unknown key 'defualt'")
+    check(tmp_path, BASE + "      owner: {coerce: str}\n", "exactly one of `from`, `args` or `const`")
+    check(tmp_path, BASE + "      account_id: {from: A, coerce: ref, entity: nope}\n", "needs `entity:`")
+    check(tmp_path, "timezone: Mars/Olympus\n" + BASE, "unknown timezone")
+    check(tmp_path, BASE + "      owner: {from: N, pattern: '(('}\n", "bad regular expression")
+    check(tmp_path, BASE + "  Thing2: [1]\n", "expected a mapping")
+
+
+def test_bad_yaml_and_duplicate_keys(tmp_path: Path) -> None:
+    check(tmp_path, "objects: [\n", "not valid YAML")
+    msg = check(tmp_path, BASE + "      name: Other\n", "duplicate key 'name'")
+    assert ":7:" in msg
+
+
+def test_override_merges_and_removes(tmp_path: Path) -> None:
+    over = tmp_path / "o.yaml"
+    over.write_text("objects:\n  Opportunity:\n    fields:\n      owner: null\n  Lead: null\n", encoding="utf-8")
+    merged = load_mapping("salesforce", over)
+    assert "Lead" not in merged["objects"]
+    assert "owner" not in merged["objects"]["Opportunity"]["fields"]
+    assert "amount" in merged["objects"]["Opportunity"]["fields"]
+    # an error in the override names the override file
+    over.write_text("objects:\n  Opportunity:\n    fields:\n      colour: Colour__c\n", encoding="utf-8")
+    with pytest.raises(MappingError, match=f"{over}:4: .*unknown canonical field 'colour'"):
+        compile_for("crm", "salesforce", over)
+
+
+def test_missing_shipped_mapping_names_the_kind() -> None:
+    with pytest.raises(MappingError, match="no shipped mapping for source kind 'nope'"):
+        load_mapping("nope")
