@@ -258,6 +258,9 @@ class Connector:
     def before_stream(self, stream: StreamSpec) -> None:
         """Hook: e.g. check the quota before starting."""
 
+    def bind_store(self, store: Store) -> None:
+        """Hook: the store this run lands in (e.g. to find deletes by comparing ids with it)."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -323,6 +326,7 @@ def sync_stream(
     """
     result = StreamResult(connector.name, stream.name)
     store.start_stream(connector.name, stream.name, run_id)
+    connector.bind_store(store)
     state: dict[str, Any] = store.get_cursor(connector.name, stream.name) or {}
     if full_refresh:
         state = {}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors import hubspot, odoo, salesforce, stripe
+from connectors import hubspot, odoo, salesforce, stripe, tryton
 from connectors.base import Connector
 
 KINDS: dict[str, Callable[[str, Any], Connector]] = {
@@ -14,6 +14,7 @@ KINDS: dict[str, Callable[[str, Any], Connector]] = {
     "salesforce": salesforce.from_config,
     "stripe": stripe.from_config,
     "odoo": odoo.from_config,
+    "tryton": tryton.make_connector,
 }
 
 

@@ -1,0 +1,98 @@
+"""Tryton's typed JSON: ``{"__class__": "Decimal", "decimal": "12.50"}`` and friends, both ways.
+
+Tryton (``trytond/protocols/jsonrpc.py``) tags every non-JSON value with ``__class__``. Decimals
+travel as text and are decoded exactly; dates stay dates. Tryton datetimes are naive server-UTC
+values, so they are decoded as aware UTC instants (the project never keeps a naive instant) and
+encoded back as naive UTC.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+
+def _decode_object(obj: dict[str, Any]) -> Any:
+    kind = obj.get("__class__")
+    if kind is None:
+        return obj
+    if kind == "Decimal":
+        return Decimal(obj["decimal"])
+    if kind == "date":
+        return date(obj["year"], obj["month"], obj["day"])
+    if kind == "datetime":
+        return datetime(
+            obj["year"], obj["month"], obj["day"],
+            obj.get("hour", 0), obj.get("minute", 0), obj.get("second", 0), obj.get("microsecond", 0),
+            tzinfo=UTC,
+        )
+    if kind == "time":
+        return time(obj.get("hour", 0), obj.get("minute", 0), obj.get("second", 0), obj.get("microsecond", 0))
+    if kind == "timedelta":
+        return timedelta(seconds=obj["seconds"])
+    if kind == "bytes":
+        return base64.b64decode(obj["base64"])
+    return obj
+
+
+def decode(value: Any) -> Any:
+    """Turn a parsed Tryton JSON value (plain ``json``/``orjson`` output) into Python values."""
+    if isinstance(value, dict):
+        return _decode_object({k: decode(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, float):
+        # Tryton sends Float fields as JSON numbers; they are not money, but keep them exact anyway.
+        return Decimal(repr(value))
+    return value
+
+
+def loads(body: bytes) -> Any:
+    """Parse and decode a Tryton JSON-RPC response body."""
+    return decode(orjson.loads(body))
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return {"__class__": "Decimal", "decimal": str(value)}
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return {
+            "__class__": "datetime", "year": value.year, "month": value.month, "day": value.day,
+            "hour": value.hour, "minute": value.minute, "second": value.second,
+            "microsecond": value.microsecond,
+        }
+    if isinstance(value, date):
+        return {"__class__": "date", "year": value.year, "month": value.month, "day": value.day}
+    if isinstance(value, time):
+        return {"__class__": "time", "hour": value.hour, "minute": value.minute, "second": value.second,
+                "microsecond": value.microsecond}
+    if isinstance(value, timedelta):
+        return {"__class__": "timedelta", "seconds": value.total_seconds()}
+    if isinstance(value, bytes):
+        return {"__class__": "bytes", "base64": base64.b64encode(value).decode()}
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot send {type(value).__name__} to Tryton")
+
+
+def _prepare(value: Any) -> Any:
+    # orjson serialises datetime/date natively (ISO text), before ``default`` is consulted, so the
+    # Tryton tagging has to be applied to the tree first.
+    if isinstance(value, dict):
+        return {k: _prepare(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_prepare(v) for v in value]
+    if isinstance(value, Decimal | date | time | timedelta | bytes | set | frozenset):
+        return _encode_default(value)
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    """Encode a request body with Tryton's type tags."""
+    return orjson.dumps(_prepare(value), default=_encode_default)
