@@ -90,6 +90,6 @@ def test_prefect_yaml_deployments_build_with_their_schedules(prefect_harness: No
     from flows.serve import deployments
 
     deps = {d.name: d for d in deployments(config_path="/etc/ltc.yaml")}
-    assert {"sync-all", "sync-source"} <= set(deps)
+    assert {"pipeline", "sync-all", "sync-source", "import-statements", "push-orders"} <= set(deps)
     assert deps["sync-all"].schedules[0].schedule.cron == "0 * * * *"
     assert deps["sync-all"].parameters["config_path"] == "/etc/ltc.yaml"
