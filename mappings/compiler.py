@@ -78,28 +78,35 @@ def compile_path(path: str) -> Getter:
     parts: list[str | int] = [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
     if len(parts) == 1 and isinstance(parts[0], str):
         key = parts[0]
-        return lambda rec, parent: rec.get(key) if isinstance(rec, dict) else None
+        return lambda rec, parent: rec.get(key) if type(rec) is dict or isinstance(rec, dict) else None
+    return _generate_path(parts)
+
+
+def _generate_path(parts: list[str | int]) -> Getter:
+    """An unrolled getter for a dotted path (no per-record loop over the parts).
+
+    Each step: a dict is read by key (an int part as its text; a non-last text part is overridden
+    by Tryton's dotted read under ``part + "."`` when present), a list by index for an int part;
+    anything else, ``None`` or ``False`` on the way gives ``None``.
+    """
     last = len(parts) - 1
-
-    def get(rec: Any, parent: Any) -> Any:
-        cur = rec
-        for i, p in enumerate(parts):
-            if isinstance(cur, dict):
-                nxt = cur.get(p) if isinstance(p, str) else cur.get(str(p))
-                # Tryton returns a dotted read `party.name` under the key "party." next to "party".
-                if i < last and isinstance(p, str):
-                    alt = cur.get(p + ".")
-                    if alt is not None:
-                        nxt = alt
-                cur = nxt
-            elif isinstance(cur, list) and isinstance(p, int):
-                cur = cur[p] if -len(cur) <= p < len(cur) else None
-            else:
-                return None
-            if cur is None or cur is False:
-                return None
-        return cur
-
+    lines = ["def get(rec, parent):", "    cur = rec"]
+    for i, p in enumerate(parts):
+        lines.append("    if isinstance(cur, dict):")
+        if isinstance(p, str):
+            lines.append(f"        nxt = cur.get({p!r})")
+            if i < last:
+                lines += [f"        alt = cur.get({p + '.'!r})", "        if alt is not None:", "            nxt = alt"]
+            lines.append("        cur = nxt")
+        else:
+            lines.append(f"        cur = cur.get({str(p)!r})")
+            lines += ["    elif isinstance(cur, list):",
+                      f"        cur = cur[{p}] if {-p - 1 if p < 0 else p} < len(cur) else None"]
+        lines += ["    else:", "        return None", "    if cur is None or cur is False:", "        return None"]
+    lines.append("    return cur")
+    env: dict[str, Any] = {}
+    exec(compile("\n".join(lines), f"<path {'.'.join(map(str, parts))}>", "exec"), env)
+    get: Getter = env["get"]
     return get
 
 
@@ -128,6 +135,8 @@ class FieldPlan:
     convention: Convention = "stripe"
     # (path of one or two keys, coercion, origin, fast text form of the coercion for a str value)
     inline: tuple[str, Callable[[Any], Any], str, str | None] | None = None
+    # (getter, coercion, origin) of a field with no pattern/map/default/fallback: called in line
+    simple: tuple[Getter, Callable[[Any], Any], str] | None = None
 
 
 @dataclass(slots=True)
@@ -179,14 +188,44 @@ def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]]
                 "    except CoercionError as exc:",
                 f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
             ]
+        elif f.simple is not None:
+            get, coerce, origin = f.simple
+            env[f"g{i}"], env[f"c{i}"], env[f"o{i}"] = get, coerce, origin
+            env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
+            lines += [
+                "    try:",
+                f"        v = c{i}(g{i}(rec, parent))",
+                "    except CoercionError as exc:",
+                f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
+            ]
         else:
             env[f"v{i}"] = f.value
             lines.append(f"    v = v{i}(rec, parent)")
         if f.kind == "attr":
             lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v.isoformat() if isinstance(v, date) else v"]
         elif f.kind in ("money", "money_minor"):
+            # _set_money written out: the currency is the field's own or the row's and must agree
             env[f"m{i}"] = f
-            lines += ["    if v is not None:", f"        set_money(m{i}, v, rec, parent, row, {plan.entity!r})"]
+            env[f"cur{i}"] = f.currency
+            cur = f"cur{i}(rec, parent)" if f.currency is not None else "row['currency']"
+            lines += [
+                "    if v is not None:",
+                f"        cur = {cur}",
+                "        rc = row['currency']",
+                "        if cur is None or (rc is not None and cur != rc):",
+                f"            set_money(m{i}, v, rec, parent, row, {plan.entity!r})  # raises the reason",
+                "        if rc is None:",
+                "            row['currency'] = cur",
+            ]
+            if f.kind == "money_minor":
+                env["scale_minor"] = scale_minor
+                lines += [
+                    "        try:",
+                    f"            v = scale_minor(v, cur, {f.convention!r})",
+                    "        except ValueError as exc:",
+                    f"            raise FieldFailure({f.name!r}, str(exc)) from None",
+                ]
+            lines.append(f"        row[{f.name!r}] = v")
         else:
             lines += ["    if v is not None:", f"        row[{f.name!r}] = v"]
     lines.append("    return None")
@@ -279,8 +318,12 @@ class _Compiler:
 
     def value_fn(
         self, fname: str, spec: Any, node: Node, expected: Any
-    ) -> tuple[Getter, str, Getter | None, Convention, tuple[str, Callable[[Any], Any], str, str | None] | None]:
-        """Compile one field spec; returns (getter, kind, currency getter, convention, inline form)."""
+    ) -> tuple[
+        Getter, str, Getter | None, Convention, tuple[str, Callable[[Any], Any], str, str | None] | None,
+        tuple[Getter, Callable[[Any], Any], str] | None,
+    ]:
+        """Compile one field spec; returns (getter, kind, currency getter, convention, inline form,
+        simple form)."""
         if isinstance(spec, str):
             spec = {"from": spec}
         if not isinstance(spec, dict):
@@ -400,6 +443,9 @@ class _Compiler:
             elif coerce_name == "ref":
                 fast = f"({options['system'] + ':' + options['entity'] + ':'!r} + v) if v else None"
             inline = (simple_key, coerce, str(origin), fast)
+        simple_form = None
+        if not stages and fallback is None and default is None and not required:
+            simple_form = (get, coerce, str(origin))
         if not stages and fallback is None and default is None and not required:
             # the common case, kept to one call per stage
             def simple(rec: Any, parent: Any) -> Any:
@@ -430,7 +476,7 @@ class _Compiler:
         convention = spec.get("convention", "stripe")
         if convention not in ("stripe", "iso4217"):
             raise _fail(where, "convention", f"field {fname!r}: `convention` is stripe or iso4217")
-        return value, kind, currency, convention, inline
+        return value, kind, currency, convention, inline, simple_form
 
     @staticmethod
     def _full(
@@ -524,11 +570,13 @@ class _Compiler:
                             "custom fields go to attributes.<name>)")
             else:
                 expected = types[fname]
-            value, kind, currency, convention, inline = self.value_fn(fname, fspec, fields_spec, expected)
+            value, kind, currency, convention, inline, simple_form = self.value_fn(
+                fname, fspec, fields_spec, expected
+            )
             if fname.startswith("attributes."):
-                plan = FieldPlan(fname[len("attributes."):], value, "attr", inline=inline)
+                plan = FieldPlan(fname[len("attributes."):], value, "attr", inline=inline, simple=simple_form)
             else:
-                plan = FieldPlan(fname, value, kind, currency, convention, inline)
+                plan = FieldPlan(fname, value, kind, currency, convention, inline, simple_form)
             (money if kind in ("money", "money_minor") else plain).append(plan)
         required = [
             f.name for f in dataclasses.fields(cls)
