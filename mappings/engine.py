@@ -33,7 +33,7 @@ from canonical import tables
 from canonical.model import ENTITIES, canonical_id
 from canonical.store import Rejected, Store, now
 from canonical.tables import lineage, quarantine, raw_record
-from mappings.compiler import FieldFailure, ObjectPlan, apply_plan, compile_mapping
+from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
 from mappings.spec import MappingError, load_mapping
 
 BATCH = 5000
@@ -109,7 +109,7 @@ def _map_records(
         try:
             out: list[tuple[str, dict[str, Any]]] = []
             for plan in plans:
-                apply_plan(plan, payload, source_id, raw_id, updated, None, out)
+                plan.run(payload, None, source_id, raw_id, updated, out)  # type: ignore[misc]
         except FieldFailure as exc:
             if any(p.deleted_if is not None and p.deleted_if(payload) for p in plans):
                 result.deleted_stubs.append(raw_id)
