@@ -110,17 +110,22 @@ def _generate_path(parts: list[str | int]) -> Getter:
     return get
 
 
-def _coalesce(getters: list[Getter]) -> Getter:
-    if len(getters) == 1:
-        return getters[0]
-
-    def get(rec: Any, parent: Any) -> Any:
-        for g in getters:
-            v = g(rec, parent)
-            if not empty(v):
-                return v
-        return None
-
+def _coalesce(paths: list[str]) -> Getter:
+    """The first non-empty value of several paths (one generated function; top-level keys in line)."""
+    if len(paths) == 1:
+        return compile_path(paths[0])
+    env: dict[str, Any] = {"empty": empty}
+    lines = ["def get(rec, parent):", "    is_dict = isinstance(rec, dict)"]
+    for j, path in enumerate(paths):
+        if "." not in path and not path.lstrip("-").isdigit():
+            lines.append(f"    v = rec.get({path!r}) if is_dict else None")
+        else:
+            env[f"g{j}"] = compile_path(path)
+            lines.append(f"    v = g{j}(rec, parent)")
+        lines += ["    if v is not None and v is not False and not empty(v):", "        return v"]
+    lines.append("    return None")
+    exec(compile("\n".join(lines), f"<paths {' | '.join(paths)}>", "exec"), env)
+    get: Getter = env["get"]
     return get
 
 
@@ -454,7 +459,7 @@ class _Compiler:
             paths = spec["from"] if isinstance(spec["from"], list) else [spec["from"]]
             if not paths or not all(isinstance(p, str | int) for p in paths):
                 raise _fail(where, "from", f"field {fname!r}: `from` must be a path or a list of paths")
-            get = _coalesce([compile_path(str(p)) for p in paths])
+            get = _coalesce([str(p) for p in paths])
 
         stages: list[Callable[[Any, Any], Any]] = []  # (value, record) -> value
         if "pattern" in spec:
