@@ -156,7 +156,7 @@ _LINEAGE_SQL = {
     "sqlite": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
     "postgresql": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
 }
-_UPSERT_CACHE: dict[tuple[str, str], tuple[str, list[tuple[str, Any]]]] = {}
+_UPSERT_CACHE: dict[tuple[str, str], tuple[str, Any]] = {}
 
 
 def _converter(column: sa.Column[Any], dialect: str) -> Any:
@@ -164,6 +164,8 @@ def _converter(column: sa.Column[Any], dialect: str) -> Any:
     ctype = column.type
     if isinstance(ctype, tables.Amount):
         def amount(v: Any) -> Any:
+            if type(v) is Decimal:
+                return v if dialect == "postgresql" else str(v)
             if v is None:
                 return None
             if isinstance(v, float | bool) or not isinstance(v, Decimal | int):
@@ -180,10 +182,27 @@ def _converter(column: sa.Column[Any], dialect: str) -> Any:
         return lambda v: None if v is None else db.dumps(v).decode()
     if isinstance(ctype, sa.Boolean):
         return lambda v: None if v is None else bool(v)
-    return lambda v: v
+    return None  # sent as is
 
 
-def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, list[tuple[str, Any]]]:
+def _row_params(table: sa.Table, dialect: str) -> Any:
+    """A generated ``rows -> [driver parameter tuple]`` function: one list comprehension per table,
+    columns that need no conversion read in line."""
+    env: dict[str, Any] = {}
+    exprs = []
+    for i, c in enumerate(table.columns):
+        conv = _converter(c, dialect)
+        if conv is None:
+            exprs.append(f"r.get({c.name!r})")
+        else:
+            env[f"c{i}"] = conv
+            exprs.append(f"c{i}(r.get({c.name!r}))")
+    src = f"def params(rows):\n    return [({', '.join(exprs)},) for r in rows]"
+    exec(compile(src, f"<upsert {table.name}>", "exec"), env)
+    return env["params"]
+
+
+def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, Any]:
     key = (table.name, dialect)
     if key not in _UPSERT_CACHE:
         names = [c.name for c in table.columns]
@@ -196,7 +215,7 @@ def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, list[tuple[st
         cols = ", ".join(f'"{n}"' for n in names)
         updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n != "id")
         sql = f'INSERT INTO "{table.name}" ({cols}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}'
-        _UPSERT_CACHE[key] = (sql, [(c.name, _converter(c, dialect)) for c in table.columns])
+        _UPSERT_CACHE[key] = (sql, _row_params(table, dialect))
     return _UPSERT_CACHE[key]
 
 
@@ -459,8 +478,8 @@ class Store:
         if not rows:
             return 0
         table = tables.table_for(entity)
-        sql, convert = _upsert_statement(table, conn.dialect.name)
-        params = [tuple(conv(r.get(name)) for name, conv in convert) for r in rows]
+        sql, to_params = _upsert_statement(table, conn.dialect.name)
+        params = to_params(rows)
         conn.exec_driver_sql(sql, params)
         links = [(entity, r["id"], r["raw_id"]) for r in rows if r.get("raw_id") is not None]
         if links:

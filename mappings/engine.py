@@ -201,12 +201,14 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
             ).all()
         if not batch:
             break
-        last_id = batch[-1].id
-        live = [(r.id, r.object, r.source_id, r.payload, r.source_updated_at) for r in batch if not r.deleted]
-        dead = [r for r in batch if r.deleted]
+        last_id = batch[-1][0]
+        # positional access: a Row's attribute look-up costs more than the mapping of a small record
+        live = [(r[0], r[1], r[2], r[3], r[4]) for r in batch if not r[5]]
+        dead = [r for r in batch if r[5]]
         result = map_records(mset, live)
-        stubs = set(result.deleted_stubs)
-        dead += [r for r in batch if r.id in stubs]
+        if result.deleted_stubs:
+            stubs = set(result.deleted_stubs)
+            dead += [r for r in batch if r[0] in stubs]
         with store.engine.begin() as conn:
             for entity, rows in result.rows.items():
                 store.upsert_entities(conn, entity, rows)
@@ -217,7 +219,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
             seen |= {(r.object, r.source_id or "") for r in result.rejected}
             _resolve_quarantine(conn, mset.system, seen)
             store.add_quarantine(conn, mset.system, result.rejected, run_id)
-            _clear_pending(conn, [(r.id, r.content_hash) for r in batch])
+            _clear_pending(conn, [(r[0], r[6]) for r in batch])
         counts["records"] += len(batch)
         counts["mapped"] += len(result.ok_raw)
         counts["quarantined"] += len(result.rejected)
@@ -241,10 +243,15 @@ def _clear_pending(conn: Connection, versions: list[tuple[int, str]]) -> None:
 
 def _resolve_quarantine(conn: Connection, system: str, keys: set[tuple[str, str]]) -> None:
     """Close earlier open map-stage quarantine entries of these records (they are mapped again now)."""
+    q = quarantine.c
+    open_entry = conn.execute(
+        sa.select(q.id).where(q.stage == "map", q.system == system, q.resolved_at.is_(None)).limit(1)
+    ).first()
+    if open_entry is None:  # the usual case: nothing of this system waits in quarantine
+        return
     by_object: dict[str, list[str]] = defaultdict(list)
     for obj, sid in keys:
         by_object[obj].append(sid)
-    q = quarantine.c
     ts = now()
     for obj, sids in by_object.items():
         for chunk in _chunks(sids):
