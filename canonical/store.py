@@ -219,6 +219,33 @@ def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, Any]:
     return _UPSERT_CACHE[key]
 
 
+# PostgreSQL: rows go as multi-row INSERTs (psycopg's executemany costs a round of Python work per row).
+_PG_ROWS_PER_STATEMENT = 1000
+_MULTI_CACHE: dict[tuple[str, int], str] = {}
+
+
+def _multi_row(sql: str, n: int) -> str:
+    """The single-row ``INSERT ... VALUES (...) ON CONFLICT ...`` with ``n`` rows of values."""
+    key = (sql, n)
+    if key not in _MULTI_CACHE:
+        head, rest = sql.split(" VALUES ", 1)
+        end = rest.index(")")  # the value list holds only placeholders (and casts), no parentheses
+        one, tail = rest[: end + 1], rest[end + 1 :]
+        _MULTI_CACHE[key] = f"{head} VALUES {', '.join([one] * n)}{tail}"
+    return _MULTI_CACHE[key]
+
+
+def _send_rows(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
+    """Send rows: executemany on SQLite, multi-row statements on PostgreSQL."""
+    if conn.dialect.name != "postgresql":
+        conn.exec_driver_sql(sql, params)
+        return
+    step = _PG_ROWS_PER_STATEMENT
+    for i in range(0, len(params), step):
+        chunk = params[i : i + step]
+        conn.exec_driver_sql(_multi_row(sql, len(chunk)), tuple(v for row in chunk for v in row))
+
+
 class Store:
     """Access to one ltc-hub database."""
 
@@ -479,9 +506,12 @@ class Store:
             return 0
         table = tables.table_for(entity)
         sql, to_params = _upsert_statement(table, conn.dialect.name)
-        params = to_params(rows)
-        conn.exec_driver_sql(sql, params)
+        if conn.dialect.name == "postgresql":
+            # one statement may not update a row twice: the last version of an id wins, as it
+            # would row after row
+            rows = list({r["id"]: r for r in rows}.values())
+        _send_rows(conn, sql, to_params(rows))
         links = [(entity, r["id"], r["raw_id"]) for r in rows if r.get("raw_id") is not None]
         if links:
-            conn.exec_driver_sql(_LINEAGE_SQL[conn.dialect.name], links)
+            _send_rows(conn, _LINEAGE_SQL[conn.dialect.name], links)
         return len(rows)

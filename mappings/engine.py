@@ -234,6 +234,13 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 def _clear_pending(conn: Connection, versions: list[tuple[int, str]]) -> None:
     """``pending_map = false`` for the versions read (same id AND same content hash)."""
+    if conn.dialect.name == "postgresql":  # one statement, not one round per row
+        conn.exec_driver_sql(
+            "UPDATE raw_record r SET pending_map = false FROM unnest(%s::bigint[], %s::text[]) AS v(id, h) "
+            "WHERE r.id = v.id AND r.content_hash = v.h",
+            ([rid for rid, _h in versions], [h for _rid, h in versions]),
+        )
+        return
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     conn.exec_driver_sql(
         f"UPDATE raw_record SET pending_map = {mark} WHERE id = {mark} AND content_hash = {mark}",
