@@ -219,31 +219,41 @@ def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, Any]:
     return _UPSERT_CACHE[key]
 
 
-# PostgreSQL: rows go as multi-row INSERTs (psycopg's executemany costs a round of Python work per row).
-_PG_ROWS_PER_STATEMENT = 1000
-_MULTI_CACHE: dict[tuple[str, int], str] = {}
+# PostgreSQL: rows go as one column array per column (``INSERT ... SELECT FROM unnest(...)``):
+# psycopg's executemany costs a round of Python work per row, and long multi-row statements
+# cost as much again in query parsing.
+_UNNEST_CACHE: dict[str, str] = {}
 
 
-def _multi_row(sql: str, n: int) -> str:
-    """The single-row ``INSERT ... VALUES (...) ON CONFLICT ...`` with ``n`` rows of values."""
-    key = (sql, n)
-    if key not in _MULTI_CACHE:
-        head, rest = sql.split(" VALUES ", 1)
-        end = rest.index(")")  # the value list holds only placeholders (and casts), no parentheses
-        one, tail = rest[: end + 1], rest[end + 1 :]
-        _MULTI_CACHE[key] = f"{head} VALUES {', '.join([one] * n)}{tail}"
-    return _MULTI_CACHE[key]
+def _unnest_sql(table: sa.Table) -> str:
+    if table.name not in _UNNEST_CACHE:
+        dialect = postgresql.dialect()
+        arrays, picks = [], []
+        for i, c in enumerate(table.columns):
+            is_json = isinstance(c.type, sa.JSON) or c.name == "attributes"
+            # text, not varchar(n): an explicit cast would silently cut an over-long value
+            text = is_json or isinstance(c.type, sa.String)
+            arrays.append("%s::text[]" if text else f"%s::{c.type.compile(dialect=dialect)}[]")
+            picks.append(f"u.c{i}::jsonb" if is_json else f"u.c{i}")
+        names = [c.name for c in table.columns]
+        cols = ", ".join(f'"{n}"' for n in names)
+        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n != "id")
+        aliases = ", ".join(f"c{i}" for i in range(len(names)))
+        _UNNEST_CACHE[table.name] = (
+            f'INSERT INTO "{table.name}" ({cols}) SELECT {", ".join(picks)} '
+            f"FROM unnest({', '.join(arrays)}) AS u({aliases}) ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+    return _UNNEST_CACHE[table.name]
 
 
-def _send_rows(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
-    """Send rows: executemany on SQLite, multi-row statements on PostgreSQL."""
-    if conn.dialect.name != "postgresql":
-        conn.exec_driver_sql(sql, params)
-        return
-    step = _PG_ROWS_PER_STATEMENT
-    for i in range(0, len(params), step):
-        chunk = params[i : i + step]
-        conn.exec_driver_sql(_multi_row(sql, len(chunk)), tuple(v for row in chunk for v in row))
+_LINEAGE_UNNEST = (
+    "INSERT INTO lineage (entity, canonical_id, raw_id) SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _columns(params: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(col) for col in zip(*params, strict=True)]
 
 
 class Store:
@@ -506,12 +516,16 @@ class Store:
             return 0
         table = tables.table_for(entity)
         sql, to_params = _upsert_statement(table, conn.dialect.name)
+        links = [(entity, r["id"], r["raw_id"]) for r in rows if r.get("raw_id") is not None]
         if conn.dialect.name == "postgresql":
             # one statement may not update a row twice: the last version of an id wins, as it
             # would row after row
-            rows = list({r["id"]: r for r in rows}.values())
-        _send_rows(conn, sql, to_params(rows))
-        links = [(entity, r["id"], r["raw_id"]) for r in rows if r.get("raw_id") is not None]
+            unique = list({r["id"]: r for r in rows}.values())
+            conn.exec_driver_sql(_unnest_sql(table), tuple(_columns(to_params(unique))))
+            if links:
+                conn.exec_driver_sql(_LINEAGE_UNNEST, tuple(_columns(links)))
+            return len(rows)
+        conn.exec_driver_sql(sql, to_params(rows))
         if links:
-            _send_rows(conn, _LINEAGE_SQL[conn.dialect.name], links)
+            conn.exec_driver_sql(_LINEAGE_SQL[conn.dialect.name], links)
         return len(rows)
