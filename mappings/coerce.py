@@ -198,6 +198,8 @@ def _decimal(options: Mapping[str, Any]) -> Coerce:
             raise CoercionError(f"not a finite number: {value!r}")
         if value is None:
             return None
+        if type(value) is int:
+            return Decimal(value)
         return None if empty(value) else to_decimal(value)
 
     return fn
