@@ -156,7 +156,7 @@ _LINEAGE_SQL = {
     "sqlite": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
     "postgresql": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
 }
-_UPSERT_CACHE: dict[tuple[str, str], tuple[str, list[tuple[str, Any]]]] = {}
+_UPSERT_CACHE: dict[tuple[str, str], tuple[str, Any]] = {}
 
 
 def _converter(column: sa.Column[Any], dialect: str) -> Any:
@@ -164,6 +164,8 @@ def _converter(column: sa.Column[Any], dialect: str) -> Any:
     ctype = column.type
     if isinstance(ctype, tables.Amount):
         def amount(v: Any) -> Any:
+            if type(v) is Decimal:
+                return v if dialect == "postgresql" else str(v)
             if v is None:
                 return None
             if isinstance(v, float | bool) or not isinstance(v, Decimal | int):
@@ -180,10 +182,27 @@ def _converter(column: sa.Column[Any], dialect: str) -> Any:
         return lambda v: None if v is None else db.dumps(v).decode()
     if isinstance(ctype, sa.Boolean):
         return lambda v: None if v is None else bool(v)
-    return lambda v: v
+    return None  # sent as is
 
 
-def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, list[tuple[str, Any]]]:
+def _row_params(table: sa.Table, dialect: str) -> Any:
+    """A generated ``rows -> [driver parameter tuple]`` function: one list comprehension per table,
+    columns that need no conversion read in line."""
+    env: dict[str, Any] = {}
+    exprs = []
+    for i, c in enumerate(table.columns):
+        conv = _converter(c, dialect)
+        if conv is None:
+            exprs.append(f"r.get({c.name!r})")
+        else:
+            env[f"c{i}"] = conv
+            exprs.append(f"c{i}(r.get({c.name!r}))")
+    src = f"def params(rows):\n    return [({', '.join(exprs)},) for r in rows]"
+    exec(compile(src, f"<upsert {table.name}>", "exec"), env)
+    return env["params"]
+
+
+def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, Any]:
     key = (table.name, dialect)
     if key not in _UPSERT_CACHE:
         names = [c.name for c in table.columns]
@@ -196,8 +215,45 @@ def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, list[tuple[st
         cols = ", ".join(f'"{n}"' for n in names)
         updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n != "id")
         sql = f'INSERT INTO "{table.name}" ({cols}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}'
-        _UPSERT_CACHE[key] = (sql, [(c.name, _converter(c, dialect)) for c in table.columns])
+        _UPSERT_CACHE[key] = (sql, _row_params(table, dialect))
     return _UPSERT_CACHE[key]
+
+
+# PostgreSQL: rows go as one column array per column (``INSERT ... SELECT FROM unnest(...)``):
+# psycopg's executemany costs a round of Python work per row, and long multi-row statements
+# cost as much again in query parsing.
+_UNNEST_CACHE: dict[str, str] = {}
+
+
+def _unnest_sql(table: sa.Table) -> str:
+    if table.name not in _UNNEST_CACHE:
+        dialect = postgresql.dialect()
+        arrays, picks = [], []
+        for i, c in enumerate(table.columns):
+            is_json = isinstance(c.type, sa.JSON) or c.name == "attributes"
+            # text, not varchar(n): an explicit cast would silently cut an over-long value
+            text = is_json or isinstance(c.type, sa.String)
+            arrays.append("%s::text[]" if text else f"%s::{c.type.compile(dialect=dialect)}[]")
+            picks.append(f"u.c{i}::jsonb" if is_json else f"u.c{i}")
+        names = [c.name for c in table.columns]
+        cols = ", ".join(f'"{n}"' for n in names)
+        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n != "id")
+        aliases = ", ".join(f"c{i}" for i in range(len(names)))
+        _UNNEST_CACHE[table.name] = (
+            f'INSERT INTO "{table.name}" ({cols}) SELECT {", ".join(picks)} '
+            f"FROM unnest({', '.join(arrays)}) AS u({aliases}) ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+    return _UNNEST_CACHE[table.name]
+
+
+_LINEAGE_UNNEST = (
+    "INSERT INTO lineage (entity, canonical_id, raw_id) SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _columns(params: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(col) for col in zip(*params, strict=True)]
 
 
 class Store:
@@ -459,10 +515,17 @@ class Store:
         if not rows:
             return 0
         table = tables.table_for(entity)
-        sql, convert = _upsert_statement(table, conn.dialect.name)
-        params = [tuple(conv(r.get(name)) for name, conv in convert) for r in rows]
-        conn.exec_driver_sql(sql, params)
+        sql, to_params = _upsert_statement(table, conn.dialect.name)
         links = [(entity, r["id"], r["raw_id"]) for r in rows if r.get("raw_id") is not None]
+        if conn.dialect.name == "postgresql":
+            # one statement may not update a row twice: the last version of an id wins, as it
+            # would row after row
+            unique = list({r["id"]: r for r in rows}.values())
+            conn.exec_driver_sql(_unnest_sql(table), tuple(_columns(to_params(unique))))
+            if links:
+                conn.exec_driver_sql(_LINEAGE_UNNEST, tuple(_columns(links)))
+            return len(rows)
+        conn.exec_driver_sql(sql, to_params(rows))
         if links:
             conn.exec_driver_sql(_LINEAGE_SQL[conn.dialect.name], links)
         return len(rows)

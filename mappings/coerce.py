@@ -44,7 +44,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def empty(value: Any) -> bool:
     """Odoo's ``false``, ``None``, blank strings and empty containers all mean "no value"."""
-    return value is None or value is False or value == "" or value == [] or value == {}
+    if value is None or value is False:
+        return True
+    t = type(value)
+    if t is str or t is list or t is dict:
+        return not value
+    if t is int or t is Decimal or t is float or t is bool:
+        return False
+    return value == "" or value == [] or value == {}
 
 
 def decode_tagged(value: Any) -> Any:
@@ -82,6 +89,12 @@ def to_decimal(value: Any) -> Decimal:
             raise CoercionError(f"not a finite number: {value!r}")
         return out
     if isinstance(value, dict) and "__class__" in value:
+        text = value.get("decimal")
+        if type(text) is str and value.get("__class__") == "Decimal":
+            try:  # Tryton's exact text, read once
+                return to_decimal(Decimal(text))
+            except InvalidOperation:
+                pass
         return to_decimal(decode_tagged(value))
     raise CoercionError(f"expected a number, got {type(value).__name__} {value!r}")
 
@@ -95,6 +108,8 @@ def _parse_instant(value: Any, zone: tzinfo) -> datetime:
     """An aware UTC datetime from an ISO string, epoch number or datetime; naive means ``zone``."""
     if isinstance(value, datetime):
         dt = value
+    elif type(value) is int and -100_000_000_000 < value < 100_000_000_000:
+        return _EPOCH + timedelta(seconds=value)  # epoch seconds (Stripe)
     elif isinstance(value, bool):
         raise CoercionError(f"expected an instant, got {value!r}")
     elif isinstance(value, int | float | Decimal):
@@ -183,6 +198,8 @@ def _decimal(options: Mapping[str, Any]) -> Coerce:
             raise CoercionError(f"not a finite number: {value!r}")
         if value is None:
             return None
+        if type(value) is int:
+            return Decimal(value)
         return None if empty(value) else to_decimal(value)
 
     return fn
@@ -311,8 +328,14 @@ def _money_minor(options: Mapping[str, Any]) -> Coerce:
     return fn
 
 
+_EXPONENTS: dict[tuple[str, str], int] = {}
+
+
 def scale_minor(units: int, currency: str, convention: Convention) -> Decimal:
-    return Decimal(units).scaleb(-minor_units(currency, convention))
+    exp = _EXPONENTS.get((currency, convention))
+    if exp is None:
+        exp = _EXPONENTS[(currency, convention)] = minor_units(currency, convention)
+    return Decimal(units).scaleb(-exp)
 
 
 def _ref(options: Mapping[str, Any]) -> Coerce:

@@ -78,46 +78,72 @@ def compile_path(path: str) -> Getter:
     parts: list[str | int] = [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
     if len(parts) == 1 and isinstance(parts[0], str):
         key = parts[0]
-        return lambda rec, parent: rec.get(key) if isinstance(rec, dict) else None
+        return lambda rec, parent: rec.get(key) if type(rec) is dict or isinstance(rec, dict) else None
+    return _generate_path(parts)
+
+
+def _generate_path(parts: list[str | int]) -> Getter:
+    """An unrolled getter for a dotted path (no per-record loop over the parts).
+
+    Each step: a dict is read by key (an int part as its text; a non-last text part is overridden
+    by Tryton's dotted read under ``part + "."`` when present), a list by index for an int part;
+    anything else, ``None`` or ``False`` on the way gives ``None``.
+    """
     last = len(parts) - 1
-
-    def get(rec: Any, parent: Any) -> Any:
-        cur = rec
-        for i, p in enumerate(parts):
-            if isinstance(cur, dict):
-                nxt = cur.get(p) if isinstance(p, str) else cur.get(str(p))
-                # Tryton returns a dotted read `party.name` under the key "party." next to "party".
-                if i < last and isinstance(p, str):
-                    alt = cur.get(p + ".")
-                    if alt is not None:
-                        nxt = alt
-                cur = nxt
-            elif isinstance(cur, list) and isinstance(p, int):
-                cur = cur[p] if -len(cur) <= p < len(cur) else None
-            else:
-                return None
-            if cur is None or cur is False:
-                return None
-        return cur
-
+    lines = ["def get(rec, parent):", "    cur = rec"]
+    for i, p in enumerate(parts):
+        lines.append("    if isinstance(cur, dict):")
+        if isinstance(p, str):
+            lines.append(f"        nxt = cur.get({p!r})")
+            if i < last:
+                lines += [f"        alt = cur.get({p + '.'!r})", "        if alt is not None:", "            nxt = alt"]
+            lines.append("        cur = nxt")
+        else:
+            lines.append(f"        cur = cur.get({str(p)!r})")
+            lines += ["    elif isinstance(cur, list):",
+                      f"        cur = cur[{p}] if {-p - 1 if p < 0 else p} < len(cur) else None"]
+        lines += ["    else:", "        return None", "    if cur is None or cur is False:", "        return None"]
+    lines.append("    return cur")
+    env: dict[str, Any] = {}
+    exec(compile("\n".join(lines), f"<path {'.'.join(map(str, parts))}>", "exec"), env)
+    get: Getter = env["get"]
     return get
 
 
-def _coalesce(getters: list[Getter]) -> Getter:
-    if len(getters) == 1:
-        return getters[0]
-
-    def get(rec: Any, parent: Any) -> Any:
-        for g in getters:
-            v = g(rec, parent)
-            if not empty(v):
-                return v
-        return None
-
+def _coalesce(paths: list[str]) -> Getter:
+    """The first non-empty value of several paths (one generated function; top-level keys in line)."""
+    if len(paths) == 1:
+        return compile_path(paths[0])
+    env: dict[str, Any] = {"empty": empty}
+    lines = ["def get(rec, parent):", "    is_dict = isinstance(rec, dict)"]
+    for j, path in enumerate(paths):
+        if "." not in path and not path.lstrip("-").isdigit():
+            lines.append(f"    v = rec.get({path!r}) if is_dict else None")
+        else:
+            env[f"g{j}"] = compile_path(path)
+            lines.append(f"    v = g{j}(rec, parent)")
+        lines += ["    if v is not None and v is not False and not empty(v):", "        return v"]
+    lines.append("    return None")
+    exec(compile("\n".join(lines), f"<paths {' | '.join(paths)}>", "exec"), env)
+    get: Getter = env["get"]
     return get
 
 
 # --- compiled shapes ------------------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class FieldParts:
+    """A field's compiled pieces: path getter, pattern/map stages, coercion, fallback, default."""
+
+    get: Getter
+    stages: list[Callable[[Any, Any], Any]]
+    coerce: Callable[[Any], Any]
+    fallback: Getter | None
+    default: Any
+    required: bool
+    label: str
+    origin: Any
+
 
 @dataclass(slots=True)
 class FieldPlan:
@@ -128,6 +154,8 @@ class FieldPlan:
     convention: Convention = "stripe"
     # (path of one or two keys, coercion, origin, fast text form of the coercion for a str value)
     inline: tuple[str, Callable[[Any], Any], str, str | None] | None = None
+    # the compiled parts, written into the generated function when there is no inline form
+    parts: FieldParts | None = None
 
 
 @dataclass(slots=True)
@@ -144,18 +172,34 @@ class ObjectPlan:
     each: Getter | None = None  # for children: the list of items
     child_id: Getter | None = None
     children: list[ObjectPlan] = field(default_factory=list)
-    fill: Callable[[Any, Any, Row, dict[str, Any]], None] | None = None  # generated: plain fields
+    # generated: (record, parent, source id, raw id, source_updated_at, out) -> out, the whole record
+    run: Callable[[Any, Any, str, int | None, datetime | None, list[tuple[str, Row]]], Any] | None = None
 
 
-def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]], None]:
-    """One generated function that sets every plain field of a row: no per-field closure dispatch.
+def _generate_run(plan: ObjectPlan) -> Any:
+    """One generated function that maps a record to its row (and its children's): no per-field
+    closure dispatch, no per-record look-up of the plan.
 
     Simple fields (one top-level key, no map/pattern/default) are read inline with ``rec.get``;
-    the others call their compiled value function.
+    the others call their compiled getter, stages and coercion in line.
     """
     env: dict[str, Any] = {"CoercionError": CoercionError, "FieldFailure": FieldFailure, "date": date,
-                           "set_money": _set_money}
-    lines = ["def fill(rec, parent, row, attrs):", "    get = rec.get if type(rec) is dict else {}.get"]
+                           "set_money": _set_money, "template": plan.template, "when": plan.when,
+                           "deleted_if": plan.deleted_if, "now": _now, "empty": empty,
+                           "idp": f"{plan.template['source_system']}:{plan.entity}:"}
+    lines = ["def run(rec, parent, source_id, raw_id, updated, out):"]
+    if plan.when is not None:
+        lines += ["    if not when(rec):", "        return out"]
+    lines += [
+        "    row = template.copy()",
+        "    attrs = {}",
+        "    row['attributes'] = attrs",
+        "    row['id'] = f'{idp}{source_id}'",
+        "    row['source_id'] = source_id",
+        "    row['raw_id'] = raw_id",
+        "    row['source_updated_at'] = updated",
+        "    get = rec.get if type(rec) is dict else {}.get",
+    ]
     for i, f in enumerate([*plan.plain, *plan.money]):
         if f.inline is not None:
             key, coerce, origin, fast = f.inline
@@ -179,20 +223,80 @@ def _generate_fill(plan: ObjectPlan) -> Callable[[Any, Any, Row, dict[str, Any]]
                 "    except CoercionError as exc:",
                 f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
             ]
+        elif f.parts is not None:
+            fp = f.parts
+            env[f"g{i}"], env[f"c{i}"], env[f"o{i}"] = fp.get, fp.coerce, fp.origin
+            env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
+            if not fp.stages and fp.fallback is None and fp.default is None and not fp.required:
+                lines += ["    try:", f"        v = c{i}(g{i}(rec, parent))"]
+            else:
+                lines += [f"    v = g{i}(rec, parent)", "    try:"]
+                for j, stage in enumerate(fp.stages):
+                    env[f"s{i}_{j}"] = stage
+                    lines.append(f"        v = s{i}_{j}(v, rec)")
+                lines.append(f"        v = c{i}(v)")
+            lines += [
+                "    except CoercionError as exc:",
+                f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
+            ]
+            if fp.fallback is not None:
+                env[f"f{i}"] = fp.fallback
+                lines += ["    if v is None:", f"        v = f{i}(rec, parent)"]
+            if fp.default is not None:
+                env[f"d{i}"] = fp.default
+                lines += ["    if v is None:", f"        v = d{i}"]
+            elif fp.required:
+                env[f"r{i}"] = f"required value missing: {fp.label}"
+                lines += ["    if v is None:", f"        raise FieldFailure(n{i}, r{i})"]
         else:
             env[f"v{i}"] = f.value
             lines.append(f"    v = v{i}(rec, parent)")
         if f.kind == "attr":
             lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v.isoformat() if isinstance(v, date) else v"]
         elif f.kind in ("money", "money_minor"):
+            # _set_money written out: the currency is the field's own or the row's and must agree
             env[f"m{i}"] = f
-            lines += ["    if v is not None:", f"        set_money(m{i}, v, rec, parent, row, {plan.entity!r})"]
+            env[f"cur{i}"] = f.currency
+            cur = f"cur{i}(rec, parent)" if f.currency is not None else "row['currency']"
+            lines += [
+                "    if v is not None:",
+                f"        cur = {cur}",
+                "        rc = row['currency']",
+                "        if cur is None or (rc is not None and cur != rc):",
+                f"            set_money(m{i}, v, rec, parent, row, {plan.entity!r})  # raises the reason",
+                "        if rc is None:",
+                "            row['currency'] = cur",
+            ]
+            if f.kind == "money_minor":
+                env["scale_minor"] = scale_minor
+                lines += [
+                    "        try:",
+                    f"            v = scale_minor(v, cur, {f.convention!r})",
+                    "        except ValueError as exc:",
+                    f"            raise FieldFailure({f.name!r}, str(exc)) from None",
+                ]
+            lines.append(f"        row[{f.name!r}] = v")
         else:
             lines += ["    if v is not None:", f"        row[{f.name!r}] = v"]
-    lines.append("    return None")
+    if plan.deleted_if is not None:
+        lines += ["    if deleted_if(rec):", "        row['deleted_at'] = row['source_updated_at'] or updated or now()"]
+    lines.append(f"    out.append(({plan.entity!r}, row))")
+    for k, child in enumerate(plan.children):
+        assert child.each is not None and child.child_id is not None and child.run is not None
+        env[f"each{k}"], env[f"cid{k}"], env[f"run{k}"] = child.each, child.child_id, child.run
+        env[f"noid{k}"] = f"{child.source_object}.id"
+        lines += [
+            f"    items = each{k}(rec, parent)",
+            "    if isinstance(items, list):",
+            "        for item in items:",
+            f"            cid = cid{k}(item, rec)",
+            "            if empty(cid):",
+            f"                raise FieldFailure(noid{k}, 'child item without an id')",
+            f"            run{k}(item, rec, str(cid), raw_id, updated, out)",
+        ]
+    lines.append("    return out")
     exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
-    fill: Callable[[Any, Any, Row, dict[str, Any]], None] = env["fill"]
-    return fill
+    return env["run"]
 
 
 def _set_money(f: FieldPlan, v: Any, rec: Any, parent: Any, row: Row, entity: str) -> None:
@@ -279,8 +383,12 @@ class _Compiler:
 
     def value_fn(
         self, fname: str, spec: Any, node: Node, expected: Any
-    ) -> tuple[Getter, str, Getter | None, Convention, tuple[str, Callable[[Any], Any], str, str | None] | None]:
-        """Compile one field spec; returns (getter, kind, currency getter, convention, inline form)."""
+    ) -> tuple[
+        Getter, str, Getter | None, Convention, tuple[str, Callable[[Any], Any], str, str | None] | None,
+        FieldParts,
+    ]:
+        """Compile one field spec; returns (getter, kind, currency getter, convention, inline form,
+        compiled parts)."""
         if isinstance(spec, str):
             spec = {"from": spec}
         if not isinstance(spec, dict):
@@ -351,7 +459,7 @@ class _Compiler:
             paths = spec["from"] if isinstance(spec["from"], list) else [spec["from"]]
             if not paths or not all(isinstance(p, str | int) for p in paths):
                 raise _fail(where, "from", f"field {fname!r}: `from` must be a path or a list of paths")
-            get = _coalesce([compile_path(str(p)) for p in paths])
+            get = _coalesce([str(p) for p in paths])
 
         stages: list[Callable[[Any, Any], Any]] = []  # (value, record) -> value
         if "pattern" in spec:
@@ -400,6 +508,7 @@ class _Compiler:
             elif coerce_name == "ref":
                 fast = f"({options['system'] + ':' + options['entity'] + ':'!r} + v) if v else None"
             inline = (simple_key, coerce, str(origin), fast)
+        parts = FieldParts(get, stages, coerce, fallback, default, required, label, origin)
         if not stages and fallback is None and default is None and not required:
             # the common case, kept to one call per stage
             def simple(rec: Any, parent: Any) -> Any:
@@ -430,7 +539,7 @@ class _Compiler:
         convention = spec.get("convention", "stripe")
         if convention not in ("stripe", "iso4217"):
             raise _fail(where, "convention", f"field {fname!r}: `convention` is stripe or iso4217")
-        return value, kind, currency, convention, inline
+        return value, kind, currency, convention, inline, parts
 
     @staticmethod
     def _full(
@@ -524,11 +633,11 @@ class _Compiler:
                             "custom fields go to attributes.<name>)")
             else:
                 expected = types[fname]
-            value, kind, currency, convention, inline = self.value_fn(fname, fspec, fields_spec, expected)
+            value, kind, currency, convention, inline, parts = self.value_fn(fname, fspec, fields_spec, expected)
             if fname.startswith("attributes."):
-                plan = FieldPlan(fname[len("attributes."):], value, "attr", inline=inline)
+                plan = FieldPlan(fname[len("attributes."):], value, "attr", inline=inline, parts=parts)
             else:
-                plan = FieldPlan(fname, value, kind, currency, convention, inline)
+                plan = FieldPlan(fname, value, kind, currency, convention, inline, parts)
             (money if kind in ("money", "money_minor") else plain).append(plan)
         required = [
             f.name for f in dataclasses.fields(cls)
@@ -562,7 +671,7 @@ class _Compiler:
             if not isinstance(child_spec, Node):
                 raise _fail(spec, "children", f"object {obj!r}: children[{i}] must be a mapping")
             plan_.children.append(self.object_plan(obj, child_spec, spec, child=True))
-        plan_.fill = _generate_fill(plan_)
+        plan_.run = _generate_run(plan_)
         return plan_
 
 
@@ -601,30 +710,8 @@ def apply_plan(
     """Map one record; returns ``(entity, row)`` pairs (the record's row, then its children's)."""
     if out is None:
         out = []
-    if plan.when is not None and not plan.when(rec):
-        return out
-    row = plan.template.copy()
-    attrs: dict[str, Any] = {}
-    row["attributes"] = attrs
-    row["id"] = f"{row['source_system']}:{plan.entity}:{source_id}"
-    row["source_id"] = source_id
-    row["raw_id"] = raw_id
-    row["source_updated_at"] = updated_at
-    assert plan.fill is not None
-    plan.fill(rec, parent, row, attrs)
-    if plan.deleted_if is not None and plan.deleted_if(rec):
-        row["deleted_at"] = row["source_updated_at"] or updated_at or _now()
-    out.append((plan.entity, row))
-    for child in plan.children:
-        assert child.each is not None and child.child_id is not None
-        items = child.each(rec, parent)
-        if not isinstance(items, list):
-            continue
-        for item in items:
-            cid = child.child_id(item, rec)
-            if empty(cid):
-                raise FieldFailure(f"{child.source_object}.id", "child item without an id")
-            apply_plan(child, item, str(cid), raw_id, updated_at, rec, out)
+    assert plan.run is not None
+    plan.run(rec, parent, source_id, raw_id, updated_at, out)
     return out
 
 

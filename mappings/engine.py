@@ -33,7 +33,7 @@ from canonical import tables
 from canonical.model import ENTITIES, canonical_id
 from canonical.store import Rejected, Store, now
 from canonical.tables import lineage, quarantine, raw_record
-from mappings.compiler import FieldFailure, ObjectPlan, apply_plan, compile_mapping
+from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
 from mappings.spec import MappingError, load_mapping
 
 BATCH = 5000
@@ -109,7 +109,7 @@ def _map_records(
         try:
             out: list[tuple[str, dict[str, Any]]] = []
             for plan in plans:
-                apply_plan(plan, payload, source_id, raw_id, updated, None, out)
+                plan.run(payload, None, source_id, raw_id, updated, out)  # type: ignore[misc]
         except FieldFailure as exc:
             if any(p.deleted_if is not None and p.deleted_if(payload) for p in plans):
                 result.deleted_stubs.append(raw_id)
@@ -201,12 +201,14 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
             ).all()
         if not batch:
             break
-        last_id = batch[-1].id
-        live = [(r.id, r.object, r.source_id, r.payload, r.source_updated_at) for r in batch if not r.deleted]
-        dead = [r for r in batch if r.deleted]
+        last_id = batch[-1][0]
+        # positional access: a Row's attribute look-up costs more than the mapping of a small record
+        live = [(r[0], r[1], r[2], r[3], r[4]) for r in batch if not r[5]]
+        dead = [r for r in batch if r[5]]
         result = map_records(mset, live)
-        stubs = set(result.deleted_stubs)
-        dead += [r for r in batch if r.id in stubs]
+        if result.deleted_stubs:
+            stubs = set(result.deleted_stubs)
+            dead += [r for r in batch if r[0] in stubs]
         with store.engine.begin() as conn:
             for entity, rows in result.rows.items():
                 store.upsert_entities(conn, entity, rows)
@@ -217,7 +219,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
             seen |= {(r.object, r.source_id or "") for r in result.rejected}
             _resolve_quarantine(conn, mset.system, seen)
             store.add_quarantine(conn, mset.system, result.rejected, run_id)
-            _clear_pending(conn, [(r.id, r.content_hash) for r in batch])
+            _clear_pending(conn, [(r[0], r[6]) for r in batch])
         counts["records"] += len(batch)
         counts["mapped"] += len(result.ok_raw)
         counts["quarantined"] += len(result.rejected)
@@ -232,6 +234,13 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 def _clear_pending(conn: Connection, versions: list[tuple[int, str]]) -> None:
     """``pending_map = false`` for the versions read (same id AND same content hash)."""
+    if conn.dialect.name == "postgresql":  # one statement, not one round per row
+        conn.exec_driver_sql(
+            "UPDATE raw_record r SET pending_map = false FROM unnest(%s::bigint[], %s::text[]) AS v(id, h) "
+            "WHERE r.id = v.id AND r.content_hash = v.h",
+            ([rid for rid, _h in versions], [h for _rid, h in versions]),
+        )
+        return
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     conn.exec_driver_sql(
         f"UPDATE raw_record SET pending_map = {mark} WHERE id = {mark} AND content_hash = {mark}",
@@ -241,10 +250,15 @@ def _clear_pending(conn: Connection, versions: list[tuple[int, str]]) -> None:
 
 def _resolve_quarantine(conn: Connection, system: str, keys: set[tuple[str, str]]) -> None:
     """Close earlier open map-stage quarantine entries of these records (they are mapped again now)."""
+    q = quarantine.c
+    open_entry = conn.execute(
+        sa.select(q.id).where(q.stage == "map", q.system == system, q.resolved_at.is_(None)).limit(1)
+    ).first()
+    if open_entry is None:  # the usual case: nothing of this system waits in quarantine
+        return
     by_object: dict[str, list[str]] = defaultdict(list)
     for obj, sid in keys:
         by_object[obj].append(sid)
-    q = quarantine.c
     ts = now()
     for obj, sids in by_object.items():
         for chunk in _chunks(sids):
