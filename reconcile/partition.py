@@ -60,7 +60,9 @@ def _components(edges: pl.DataFrame) -> pl.DataFrame:
     m, size = edges.height, int(idx.max()) + 1 if len(idx) else 0
     graph = coo_matrix((np.ones(m, dtype=np.int8), (idx[:m], idx[m:])), shape=(size, size))
     _, labels = connected_components(graph, directed=False)
-    return pl.DataFrame({"node": both, "label": labels[idx].astype(np.uint64)}).unique("node")
+    nodes = np.empty(size, dtype=np.uint64)
+    nodes[idx] = both.to_numpy()
+    return pl.DataFrame({"node": nodes, "label": labels.astype(np.uint64)})
 
 
 def assign_buckets(fr: Frames, n: int) -> dict[str, pl.Series]:
