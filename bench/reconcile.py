@@ -5,7 +5,10 @@
 What is timed (honestly):
 * ``reconcile_s``: :func:`reconcile.core.reconcile_frames` on in-memory Polars frames (the frame-level
   core the store path also uses): chains, links, allocations, exceptions, states and the conservation
-  check. The world is generated in a child process (``python -m sandbox.scenario``) and written as
+  check. Inputs of more than 2 x ``reconcile.core.ROWS_PER_PARTITION`` payments + invoices run
+  partitioned (``reconcile.partition``): the clock includes the global pre-pass (connected
+  components of customer clusters and reference keys) and every bucket's run, all in this process.
+  The world is generated in a child process (``python -m sandbox.scenario``) and written as
   Parquet; this process reads it and casts it to the canonical frame schemas (``prepare``). Those
   steps are printed (``generate``, ``load``) but are not on the clock; the store path (SQLite/PG
   load) is not exercised here. A cached world (``--world DIR``) is reused when present.

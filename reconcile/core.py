@@ -179,7 +179,54 @@ def _split(pairs: pl.DataFrame, payer: str, total: str, cap: str) -> pl.Expr:
 
 # --- the core ------------------------------------------------------------------------------------
 
-def reconcile_frames(fr: Frames, s: Settings, as_of: date) -> CoreResult:
+# payments + invoices per bucket: bounds the intermediates' memory (~1 GB per bucket); smaller inputs run
+# in one shot, where the partition pre-pass would cost more time than it saves memory
+ROWS_PER_PARTITION = 200_000
+
+
+def reconcile_frames(fr: Frames, s: Settings, as_of: date, partitions: int | None = None) -> CoreResult:
+    """Reconcile the frames; large inputs run bucket by bucket (see :mod:`reconcile.partition`).
+
+    ``partitions`` forces the number of buckets (1 = one shot); by default it grows with the input.
+    The result does not depend on it.
+    """
+    rows = fr.payment.height + fr.invoice.height
+    n = partitions if partitions is not None else 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
+    if n <= 1:
+        return reconcile_one(fr, s, as_of)
+    from reconcile.partition import partitions as split
+
+    clock = _Clock()
+    results = []
+    for part in split(fr, n):
+        clock("partition")
+        results.append(reconcile_one(part, s, as_of))
+    return _merge(results)
+
+
+def _merge(results: list[CoreResult]) -> CoreResult:
+    def cat(name: str) -> pl.DataFrame:
+        return pl.concat([getattr(r, name) for r in results], how="vertical_relaxed")
+
+    totals: dict[str, Any] = {"rows": {}, "states": {}, "cash": {}, "exceptions": {}}
+    for r in results:
+        for part in ("rows", "states", "exceptions"):
+            for k, v in r.totals[part].items():
+                totals[part][k] = totals[part].get(k, 0) + v
+        for ccy, c in r.totals["cash"].items():
+            acc = totals["cash"].setdefault(ccy, {})
+            for k, v in c.items():
+                acc[k] = str(Decimal(acc[k]) + Decimal(v)) if k in acc else v
+    for part in ("states", "cash", "exceptions"):
+        totals[part] = dict(sorted(totals[part].items()))
+    return CoreResult(chains=cat("chains"), links=cat("links"), allocations=cat("allocations"),
+                      invoice_balances=cat("invoice_balances"), payment_balances=cat("payment_balances"),
+                      exceptions=cat("exceptions").sort(["code", "fingerprint"]), states=cat("states"),
+                      totals=totals)
+
+
+def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
+    """One shot over all the frames (what each partition runs)."""
     clock = _Clock()
     ex_parts: list[pl.DataFrame] = []
     link_parts: list[pl.DataFrame] = []
