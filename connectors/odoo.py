@@ -27,10 +27,12 @@ from decimal import Decimal
 from typing import Any
 
 from canonical.errors import ConfigError
+from canonical.money import Money
 from connectors.base import Connector, Page, StartingAfter, StreamSpec, Window
 from connectors.errors import AuthenticationError, ConnectorError, NotFound, PermissionDenied
 from connectors.governor import RateGovernor
 from connectors.http import HttpClient, RetryPolicy
+from connectors.push import ErpSale, ErpSaleLine, PushAccount, PushError, PushLine, PushOrder, differences
 
 ODOO_TS = "%Y-%m-%d %H:%M:%S"
 CUSTOMER_MOVES = ["out_invoice", "out_refund"]
@@ -246,79 +248,177 @@ class OdooConnector(Connector):
 
 # --- push: closed-won deal -> partner + sale order ---------------------------------------------------
 
-class OdooTarget:
-    """Odoo as the ERP that receives closed-won deals (the ERP-agnostic ``ErpTarget`` operations).
+_EDITABLE = ("draft", "sent")  # a quotation, sent or not: its lines may still change
+_CONFIRMED = ("sale", "done")  # Odoo 17+ has no "done": a locked order stays "sale"
+_SALE_FIELDS = ["name", "client_order_ref", "state", "partner_id", "currency_id", "order_line",
+                "amount_untaxed", "amount_total"]
 
-    Idempotent by construction: the sale is found by ``client_order_ref`` = CRM deal id, the
-    partner by ``ref`` = CRM account id, so pushing the same deal twice changes nothing.
+
+def _m2o_id(value: Any) -> int | None:
+    """A many2one as read (``[id, "display name"]``, or ``false``) -> its id."""
+    return int(value[0]) if isinstance(value, list | tuple) and value else None
+
+
+def _created_id(created: Any) -> int:
+    return int(created[0] if isinstance(created, list) else created)
+
+
+class OdooTarget:
+    """Odoo as the ERP that receives closed-won deals (:class:`connectors.push.ErpTarget`).
+
+    The sale is found by ``client_order_ref`` = CRM deal id, the customer by ``ref`` = CRM account
+    id, products by ``default_code`` (created as services when missing). The order's currency comes
+    from a pricelist in that currency (Odoo derives ``sale.order.currency_id`` from the pricelist);
+    without one the order gets the company currency, so a mismatch is refused and the draft removed.
+    ``draft``/``sent`` are editable, ``sale``/``done`` confirmed, ``cancel`` is reported as ``cancelled``.
     """
 
-    def __init__(self, client: OdooClient):
+    def __init__(self, client: OdooClient, *, name: str = "odoo"):
         self.client = client
+        self.name = name
+        self._pricelists: dict[str, int | None] = {}
 
-    def find_sale_by_reference(self, reference: str) -> dict[str, Any] | None:
+    def close(self) -> None:
+        self.client.close()
+
+    # --- reads ------------------------------------------------------------------------------------
+    def _to_sale(self, rec: Mapping[str, Any]) -> ErpSale:
+        currency = rec["currency_id"][1] if rec.get("currency_id") else ""
+        line_ids = list(rec.get("order_line") or [])
+        rows = self.client.call("sale.order.line", "read", [line_ids],
+                                fields=["product_id", "product_uom_qty", "price_unit", "display_type"]) if line_ids else []
+        rows = [r for r in rows if not r.get("display_type")]  # section and note lines carry no product
+        product_ids = sorted({pid for r in rows if (pid := _m2o_id(r.get("product_id"))) is not None})
+        codes = {p["id"]: p.get("default_code") or None for p in self.client.call(
+            "product.product", "read", [product_ids], fields=["default_code"])} if product_ids else {}
+        state = str(rec["state"])
+
+        def money(key: str) -> Money | None:
+            value = rec.get(key)
+            return None if value is None or value is False or not currency else Money.of(Decimal(value), currency)
+
+        return ErpSale(
+            id=int(rec["id"]), reference=rec.get("client_order_ref") or None, number=rec.get("name") or None,
+            state="cancelled" if state == "cancel" else state, editable=state in _EDITABLE,
+            confirmed=state in _CONFIRMED, currency=currency,
+            lines=tuple(ErpSaleLine(codes.get(_m2o_id(r.get("product_id"))), Decimal(r["product_uom_qty"]),
+                                    Decimal(r["price_unit"])) for r in rows),
+            untaxed=money("amount_untaxed"), total=money("amount_total"), party_id=_m2o_id(rec.get("partner_id")),
+        )
+
+    def _read_sale(self, sale_id: int | str) -> ErpSale:
+        rows = self.client.call("sale.order", "read", [[int(sale_id)]], fields=_SALE_FIELDS)
+        if not rows:
+            raise NotFound(f"odoo: sale.order {sale_id} does not exist")
+        return self._to_sale(rows[0])
+
+    def find_sale_by_reference(self, reference: str) -> ErpSale | None:
         rows = self.client.call("sale.order", "search_read", [[["client_order_ref", "=", reference]]],
-                                fields=["id", "name", "state", "partner_id", "amount_total"], limit=2)
-        if len(rows) > 1:
-            raise ConnectorError(f"odoo: several sale orders have client_order_ref {reference!r} "
-                                 f"({', '.join(r['name'] for r in rows)}); resolve the duplicate in Odoo")
-        return dict(rows[0]) if rows else None
+                                fields=_SALE_FIELDS, order="id asc")
+        live = [r for r in rows if r["state"] != "cancel"]
+        if len(live) > 1:
+            raise PushError(f"deal {reference} already has {len(live)} Odoo sale orders "
+                            f"({', '.join(str(r['name']) for r in live)}); cancel all but one in Odoo")
+        chosen = live or rows[-1:]
+        return self._to_sale(chosen[0]) if chosen else None
 
-    def upsert_party(self, account_ref: str, values: Mapping[str, Any]) -> int:
-        """The ``res.partner`` whose ``ref`` is the CRM account id: updated, or created."""
-        vals = {k: v for k, v in values.items() if v is not None}
-        found = self.client.call("res.partner", "search_read", [[["ref", "=", account_ref]]], fields=["id"], limit=1)
+    # --- writes -----------------------------------------------------------------------------------
+    def upsert_party(self, account: PushAccount) -> int:
+        """The ``res.partner`` whose ``ref`` is the CRM account id: renamed if needed, or created."""
+        found = self.client.call("res.partner", "search_read", [[["ref", "=", account.reference]]],
+                                 fields=["name"], order="id asc", limit=1)
         if found:
             pid = int(found[0]["id"])
-            if vals:
-                self.client.call("res.partner", "write", [[pid], vals])
+            if found[0]["name"] != account.name:
+                self.client.call("res.partner", "write", [[pid], {"name": account.name}])
             return pid
-        created = self.client.call("res.partner", "create", [[{**vals, "ref": account_ref}]])
-        return int(created[0] if isinstance(created, list) else created)
+        vals: dict[str, Any] = {"name": account.name, "ref": account.reference, "is_company": True,
+                                "customer_rank": 1}
+        if account.email:
+            vals["email"] = account.email
+        return _created_id(self.client.call("res.partner", "create", [[vals]]))
 
-    def _order_lines(self, lines: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-        codes = sorted({str(line["product_code"]) for line in lines})
-        found = self.client.call("product.product", "search_read", [[["default_code", "in", codes]]],
-                                 fields=["id", "default_code"])
-        by_code = {r["default_code"]: r["id"] for r in found}
-        absent = [c for c in codes if c not in by_code]
-        if absent:
-            raise ConnectorError(f"odoo: no product with internal reference {', '.join(absent)}; "
-                                 "create it in Odoo or fix the deal's product codes")
-        commands: list[list[Any]] = []
-        for line in lines:
-            vals: dict[str, Any] = {"product_id": by_code[str(line["product_code"])],
-                                    "product_uom_qty": Decimal(line["quantity"]),
-                                    "price_unit": Decimal(line["unit_price"])}
-            if line.get("description"):
-                vals["name"] = line["description"]
-            if line.get("discount") is not None:
-                vals["discount"] = Decimal(line["discount"])
-            commands.append([0, 0, vals])
-        return commands
+    def _products(self, lines: Sequence[PushLine]) -> dict[str, int]:
+        """Product id per code: found by ``default_code``, the missing ones created (one call) as services."""
+        codes = sorted({ln.product_code for ln in lines})
+        found = {r["default_code"]: int(r["id"]) for r in self.client.call(
+            "product.product", "search_read", [[["default_code", "in", codes]]], fields=["default_code"],
+            order="id asc")}
+        missing = [c for c in codes if c not in found]
+        if missing:
+            first = {ln.product_code: ln for ln in reversed(lines)}
+            created = self.client.call("product.product", "create", [[
+                {"name": first[c].product_name, "default_code": c, "type": "service", "sale_ok": True,
+                 "list_price": first[c].unit_price} for c in missing]])
+            found.update(zip(missing, [int(i) for i in (created if isinstance(created, list) else [created])],
+                             strict=True))
+        return found
 
-    def create_sale(self, *, partner_id: int, reference: str, lines: Sequence[Mapping[str, Any]],
-                    currency_id: int | None = None, date_order: datetime | None = None) -> int:
-        vals: dict[str, Any] = {"partner_id": partner_id, "client_order_ref": reference,
-                                "order_line": self._order_lines(lines)}
-        if currency_id is not None:
-            vals["currency_id"] = currency_id
-        if date_order is not None:
-            vals["date_order"] = odoo_ts(date_order)
-        created = self.client.call("sale.order", "create", [[vals]])
-        return int(created[0] if isinstance(created, list) else created)
+    def _pricelist(self, currency: str) -> int | None:
+        if currency not in self._pricelists:
+            cur = self.client.call("res.currency", "search_read", [[["name", "=", currency]]], fields=["name"],
+                                   limit=1)
+            pls = self.client.call("product.pricelist", "search_read",
+                                   [[["currency_id", "=", int(cur[0]["id"])]]], fields=["name"], order="id asc",
+                                   limit=1) if cur else []
+            self._pricelists[currency] = int(pls[0]["id"]) if pls else None
+        return self._pricelists[currency]
 
-    def update_draft_sale(self, sale_id: int, lines: Sequence[Mapping[str, Any]]) -> None:
+    def _values(self, order: PushOrder, party_id: int | str) -> dict[str, Any]:
+        vals: dict[str, Any] = {"partner_id": int(party_id), "client_order_ref": order.reference}
+        pricelist = self._pricelist(order.currency)
+        if pricelist is not None:
+            vals["pricelist_id"] = pricelist
+        if order.order_date is not None:
+            vals["date_order"] = f"{order.order_date.isoformat()} 00:00:00"
+        return vals
+
+    def _line_commands(self, order: PushOrder) -> list[list[Any]]:
+        products = self._products(order.lines)
+        return [[0, 0, {"product_id": products[ln.product_code], "name": ln.product_name,
+                        "product_uom_qty": ln.quantity, "price_unit": ln.unit_price, "sequence": seq}]
+                for seq, ln in enumerate(order.lines, start=1)]
+
+    def _checked(self, sale: ErpSale, order: PushOrder, *, created: bool = False) -> ErpSale:
+        if sale.currency != order.currency:
+            if created:
+                self.client.call("sale.order", "unlink", [[int(sale.id)]])
+            raise PushError(f"Odoo has no pricelist in {order.currency} (the order came out in {sale.currency}); "
+                            f"create one in Sales > Configuration > Pricelists")
+        diffs = differences(order, sale)
+        if diffs:
+            raise PushError(f"Odoo stored sale {sale.number} differently (check the price decimal accuracy): "
+                            + "; ".join(diffs))
+        return sale
+
+    def create_sale(self, order: PushOrder, party_id: int | str) -> ErpSale:
+        vals = {**self._values(order, party_id), "order_line": self._line_commands(order)}
+        sale = self._read_sale(_created_id(self.client.call("sale.order", "create", [[vals]])))
+        return self._checked(sale, order, created=True)
+
+    def update_draft_sale(self, sale: ErpSale, order: PushOrder, party_id: int | str) -> ErpSale:
         """Replace the lines of a quotation; a confirmed order is never rewritten."""
-        [row] = self.client.call("sale.order", "read", [[sale_id]], fields=["state", "name"]) or [None]
-        if row is None:
-            raise NotFound(f"odoo: sale.order {sale_id} does not exist")
-        if row["state"] not in ("draft", "sent"):
-            raise ConnectorError(f"odoo: sale order {row['name']} is {row['state']}; only quotations are updated")
-        self.client.call("sale.order", "write", [[sale_id], {"order_line": [[5, 0, 0], *self._order_lines(lines)]}])
+        rows = self.client.call("sale.order", "read", [[int(sale.id)]], fields=["state", "name", "order_line"])
+        if not rows:
+            raise NotFound(f"odoo: sale.order {sale.id} does not exist")
+        if rows[0]["state"] not in _EDITABLE:
+            raise PushError(f"Odoo sale order {rows[0]['name']} is {rows[0]['state']}; only quotations are updated")
+        commands = [[2, int(line_id), 0] for line_id in rows[0]["order_line"]] + self._line_commands(order)
+        self.client.call("sale.order", "write", [[int(sale.id)], {**self._values(order, party_id),
+                                                                  "order_line": commands}])
+        return self._checked(self._read_sale(sale.id), order)
 
-    def confirm(self, sale_id: int) -> None:
-        self.client.call("sale.order", "action_confirm", [[sale_id]])
+    def confirm(self, sale: ErpSale) -> ErpSale:
+        try:
+            self.client.call("sale.order", "action_confirm", [[int(sale.id)]])
+        except ConnectorError as exc:
+            raise PushError(f"Odoo refused to confirm sale order {sale.number or sale.id}: {exc}") from None
+        return self._read_sale(sale.id)
+
+
+def make_erp_target(name: str, cfg: Any) -> OdooTarget:
+    """The push target for ``erp.source`` = an Odoo source (same credentials and options as the sync)."""
+    return OdooTarget(client_from_config(name, cfg), name=name)
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -330,7 +430,7 @@ def client_from_config(name: str, cfg: Any) -> OdooClient:
     if not cfg.base_url:
         raise ConfigError(f"sources.{name}.base_url is required for an Odoo source")
     opts = dict(cfg.options or {})
-    known = {"transport", "database", "login", "uid"}
+    known = {"transport", "database", "login", "uid", "confirm_orders"}
     for key in opts:
         if key not in known:
             raise ConfigError(f"sources.{name}.options.{key}: unknown Odoo option; known: {', '.join(sorted(known))}")

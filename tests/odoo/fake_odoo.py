@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -51,6 +52,7 @@ class FakeOdoo:
     bodies: list[bytes] = field(default_factory=list)
     next_id: int = 1000
     login_ok: bool = True
+    company_currency: list[Any] = field(default_factory=lambda: [1, "EUR"])
 
     def execute(self, model: str, method: str, args: list[Any], kw: dict[str, Any]) -> Any:
         self.calls.append((model, method, {"args": args, **kw}))
@@ -67,29 +69,74 @@ class FakeOdoo:
                 raise AssertionError(f"unexpected order {kw['order']}")
             found = found[int(kw.get("offset", 0)):][: kw.get("limit") or None]
             fields = kw.get("fields")
-            return [{k: v for k, v in r.items() if not fields or k in fields} for r in found]
+            return [{k: v for k, v in r.items() if not fields or k in fields or k == "id"} for r in found]  # id always
         if method == "read":
-            ids = args[0]
-            return [r for r in rows if r["id"] in ids]
+            ids, fields = args[0], kw.get("fields")
+            return [{k: v for k, v in r.items() if not fields or k in fields or k == "id"} for r in rows if r["id"] in ids]
         if method == "create":
             out = []
             for vals in args[0]:
                 self.next_id += 1
-                rows.append({"id": self.next_id, "name": f"S{self.next_id:05d}", "write_date": "2026-11-20 10:00:00",
-                             "state": "draft", **vals})
-                out.append(self.next_id)
+                rec = {"id": self.next_id, "name": f"S{self.next_id:05d}", "write_date": "2026-11-20 10:00:00",
+                       "state": "draft"}
+                rows.append(rec)
+                out.append(rec["id"])
+                self._write(model, rec, vals)  # may create line records (and ids) first
             return out
         if method == "write":
             for r in rows:
                 if r["id"] in args[0]:
-                    r.update(args[1])
+                    self._write(model, r, args[1])
+            return True
+        if method == "unlink":
+            self.models[model] = [r for r in rows if r["id"] not in args[0]]
             return True
         if method == "action_confirm":
             for r in rows:
                 if r["id"] in args[0]:
+                    if r["state"] not in ("draft", "sent"):
+                        raise LookupError("odoo.exceptions.UserError",
+                                          "Some orders are not in a state requiring confirmation.")
                     r["state"] = "sale"
             return True
         raise AssertionError(f"unexpected {model}.{method}")
+
+    def _get(self, model: str, rid: int) -> dict[str, Any]:
+        return next(r for r in self.models.get(model, []) if r["id"] == rid)
+
+    def _write(self, model: str, rec: dict[str, Any], vals: dict[str, Any]) -> None:
+        """``vals`` as Odoo stores them; sale orders get line records, many2one pairs and computed amounts."""
+        if model not in ("sale.order", "sale.order.line"):
+            rec.update(vals)
+            return
+        vals = dict(vals)
+        commands = vals.pop("order_line", None)
+        for key, target in (("partner_id", "res.partner"), ("product_id", "product.product"),
+                            ("pricelist_id", "product.pricelist")):
+            if isinstance(vals.get(key), int):
+                vals[key] = [vals[key], self._get(target, vals[key])["name"]]
+        rec.update(vals)
+        if model == "sale.order.line":
+            return
+        pricelist = rec.get("pricelist_id")
+        rec["currency_id"] = (self._get("product.pricelist", pricelist[0])["currency_id"] if pricelist
+                              else self.company_currency)
+        lines = list(rec.get("order_line") or [])
+        for cmd in commands or []:
+            if cmd[0] == 0:
+                [lid] = self.execute("sale.order.line", "create", [[{**cmd[2], "order_id": rec["id"]}]], {})
+                lines.append(lid)
+            elif cmd[0] == 2:
+                self.execute("sale.order.line", "unlink", [[cmd[1]]], {})
+                lines.remove(cmd[1])
+            else:
+                raise AssertionError(f"unexpected x2many command {cmd}")
+        rec["order_line"] = lines
+        untaxed = sum((Decimal(str(ln["product_uom_qty"])) * Decimal(str(ln["price_unit"]))
+                       for ln in self.models.get("sale.order.line", []) if ln["id"] in lines), Decimal(0))
+        untaxed = untaxed.quantize(Decimal("0.01"))
+        rec["amount_untaxed"] = float(untaxed)
+        rec["amount_total"] = float((untaxed * Decimal("1.2")).quantize(Decimal("0.01")))  # one 20 % tax
 
     # --- transports -------------------------------------------------------------------------------
 

@@ -12,11 +12,13 @@ import pytest
 import respx
 
 from canonical.errors import ConfigError
+from canonical.money import Money
 from canonical.store import Store
 from connectors.base import sync, sync_stream
 from connectors.errors import AuthenticationError, ConnectorError, PermissionDenied
 from connectors.http import RetryPolicy
 from connectors.odoo import OdooClient, OdooConnector, OdooTarget, from_config, odoo_instant
+from connectors.push import ErpSaleLine, PushError
 from ltc.config import SourceConfig
 from tests.odoo.fake_odoo import KEY, URL, FakeOdoo, partner
 
@@ -128,32 +130,36 @@ def test_json2_sends_bearer_key_database_and_named_params(odoo: FakeOdoo) -> Non
     assert odoo.calls[-1][:2] == ("res.partner", "search_read")
 
 
-def test_push_target_is_idempotent_and_sends_exact_numbers(odoo: FakeOdoo, transport: str) -> None:
-    odoo.models["product.product"] = [{"id": 41, "default_code": "WIDGET", "write_date": "2026-01-01 00:00:00"},
-                                      {"id": 42, "default_code": "SETUP", "write_date": "2026-01-01 00:00:00"}]
+def test_push_target_finds_by_reference_and_maps_states(odoo: FakeOdoo, transport: str) -> None:
+    """A sale order read back as Odoo documents it: many2one pairs, float amounts, line ids."""
+    odoo.models["product.product"] = [{"id": 41, "default_code": "WIDGET"}, {"id": 42, "default_code": False}]
+    odoo.models["sale.order.line"] = [
+        {"id": 11, "product_id": [41, "[WIDGET] Widget"], "product_uom_qty": 3.0, "price_unit": 19.99,
+         "display_type": False},
+        {"id": 12, "product_id": False, "product_uom_qty": 0.0, "price_unit": 0.0, "display_type": "line_section"},
+        {"id": 13, "product_id": [42, "Service"], "product_uom_qty": 1.0, "price_unit": 250.1, "display_type": False}]
+    odoo.models["sale.order"] = [
+        {"id": 7, "name": "S00007", "client_order_ref": "006DEAL", "state": "cancel", "partner_id": [3, "Acme"],
+         "currency_id": [1, "EUR"], "order_line": [], "amount_untaxed": 0.0, "amount_total": 0.0},
+        {"id": 8, "name": "S00008", "client_order_ref": "006DEAL", "state": "sent", "partner_id": [3, "Acme"],
+         "currency_id": [2, "USD"], "order_line": [11, 12, 13], "amount_untaxed": 310.07, "amount_total": 372.08}]
     target = OdooTarget(client(transport))
-    assert target.find_sale_by_reference("006DEAL") is None
-    pid = target.upsert_party("001ACC", {"name": "Acme SA", "vat": "FR123", "email": None})
-    assert target.upsert_party("001ACC", {"name": "Acme S.A."}) == pid
-    [p] = odoo.models["res.partner"]
-    assert (p["ref"], p["name"], p["vat"]) == ("001ACC", "Acme S.A.", "FR123") and "email" not in p
-    lines = [{"product_code": "WIDGET", "quantity": Decimal("3"), "unit_price": Decimal("19.99"), "description": "Widget"},
-             {"product_code": "SETUP", "quantity": Decimal("1"), "unit_price": Decimal("250.10")}]
-    sid = target.create_sale(partner_id=pid, reference="006DEAL", lines=lines)
-    sent = odoo.bodies[-1].decode()
-    assert '"price_unit": 19.99' in sent and '"price_unit": 250.10' in sent
-    [so] = odoo.models["sale.order"]
-    assert so["client_order_ref"] == "006DEAL" and so["order_line"][0][:2] == [0, 0]
-    assert so["order_line"][0][2]["product_id"] == 41
-    target.update_draft_sale(sid, lines[:1])
-    assert so["order_line"][0] == [5, 0, 0] and len(so["order_line"]) == 2
-    target.confirm(sid)
-    found = target.find_sale_by_reference("006DEAL")
-    assert found is not None and found["id"] == sid and found["state"] == "sale"
-    with pytest.raises(ConnectorError, match="only quotations are updated"):
-        target.update_draft_sale(sid, lines)
-    with pytest.raises(ConnectorError, match="no product with internal reference NOPE"):
-        target.create_sale(partner_id=pid, reference="X", lines=[{**lines[0], "product_code": "NOPE"}])
+    assert target.find_sale_by_reference("NOPE") is None
+    sale = target.find_sale_by_reference("006DEAL")  # the live order, not the cancelled one
+    assert sale is not None
+    assert (sale.id, sale.number, sale.state, sale.editable, sale.confirmed) == (8, "S00008", "sent", True, False)
+    assert (sale.currency, sale.party_id, sale.untaxed, sale.total) == (
+        "USD", 3, Money.of("310.07", "USD"), Money.of("372.08", "USD"))
+    assert sale.lines == (ErpSaleLine("WIDGET", Decimal(3), Decimal("19.99")), ErpSaleLine(None, Decimal(1), Decimal("250.1")))
+    odoo.models["sale.order"][1]["state"] = "done"
+    done = target.find_sale_by_reference("006DEAL")
+    assert done is not None and (done.editable, done.confirmed) == (False, True)
+    odoo.models["sale.order"][1]["state"] = "cancel"
+    cancelled = target.find_sale_by_reference("006DEAL")
+    assert cancelled is not None and (cancelled.id, cancelled.state, cancelled.editable) == (8, "cancelled", False)
+    odoo.models["sale.order"][0]["state"] = odoo.models["sale.order"][1]["state"] = "draft"
+    with pytest.raises(PushError, match="already has 2 Odoo sale orders"):
+        target.find_sale_by_reference("006DEAL")
 
 
 def test_odoo_instant_and_config(monkeypatch: pytest.MonkeyPatch) -> None:
