@@ -146,25 +146,7 @@ def sync(
     Exit code 0 when every stream completed, 3 when a stream paused on a vendor quota (state saved;
     run again later to resume), 1 when a stream failed.
     """
-    from connectors.base import sync as sync_connector
-
-    cfg = load_config(config)
-    store = runtime.open_store(config)
-    table = Table(title="sync")
-    for col in ("source", "stream", "status", "records", "written", "unchanged", "quarantined", "message"):
-        table.add_column(col)
-    paused = False
-    for name in runtime.source_names(cfg, source):
-        connector = runtime.build_connector(cfg, name)
-        try:
-            for r in sync_connector(connector, store, streams=stream or None, full_refresh=full_refresh):
-                paused = paused or r.status == "paused"
-                table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
-                              str(r.quarantined), _fmt(r.message, 70))
-        finally:
-            connector.close()
-    console.print(table)
-    if paused:
+    if _run_sources(load_config(config), runtime.open_store(config), source, stream or None, full_refresh):
         raise typer.Exit(3)
 
 
@@ -174,7 +156,8 @@ def status(config: str | None = ConfigOpt) -> None:
     render_status(open_store(config))
 
 
-def _run_sources(cfg: Config, store: Store, only: list[str] | None = None) -> bool:
+def _run_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,
+                 full_refresh: bool = False) -> bool:
     """Sync the sources and print a table; True if any stream paused on a quota."""
     from connectors.base import sync as sync_connector
 
@@ -185,7 +168,7 @@ def _run_sources(cfg: Config, store: Store, only: list[str] | None = None) -> bo
     for name in runtime.source_names(cfg, only):
         connector = runtime.build_connector(cfg, name)
         try:
-            for r in sync_connector(connector, store):
+            for r in sync_connector(connector, store, streams=streams, full_refresh=full_refresh):
                 paused = paused or r.status == "paused"
                 table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
                               str(r.quarantined), _fmt(r.message, 70))
