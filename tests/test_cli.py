@@ -112,3 +112,31 @@ def test_config_check_accepts_a_good_file(tmp_path: Path) -> None:
 def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     res = ltc("config", "check", "--config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
     assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_sync_against_an_emulator_then_status(tmp_path: Path) -> None:
+    from sandbox.server import serve
+    from sandbox.stripe import StripeEmulator, create_app
+
+    key = "sk_test_cli_sync_000000000000"
+    with serve(create_app(emulator=StripeEmulator(seed=2, size=5, api_key=key))) as srv:
+        cfg = tmp_path / "ltc.yaml"
+        cfg.write_text(f"sources:\n  pay: {{kind: stripe, base_url: '{srv.url}', "
+                       "credentials: {api_key: {env: CLI_TEST_STRIPE_KEY}}}\n")
+        env = {"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}", "CLI_TEST_STRIPE_KEY": key}
+        first = ltc("sync", "--config", str(cfg), env=env, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert "customers" in first.stdout and "success" in first.stdout and key not in first.stdout
+        status = ltc("status", "--config", str(cfg), env=env, cwd=tmp_path)
+        assert "pay" in status.stdout and "invoices" in status.stdout
+        wrong = ltc("sync", "--config", str(cfg), env={**env, "CLI_TEST_STRIPE_KEY": "sk_test_wrong_0000000000"},
+                    cwd=tmp_path)
+        assert wrong.returncode != 0 and len(wrong.stderr.strip().splitlines()) == 1
+        assert "sk_test_wrong_0000000000" not in wrong.stderr
+
+
+def test_demo_runs_the_main_job_on_emulators(tmp_path: Path) -> None:
+    res = ltc("demo", "--size", "15", env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"}, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "emulators:" in res.stdout and "reconcile:" in res.stdout and "deal chains" in res.stdout
+    assert "Open exceptions:" in res.stdout
