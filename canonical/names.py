@@ -107,8 +107,9 @@ def normalize_name(name: str) -> str:
     text = text.replace("&", " and ").replace("+", " and ")
     text = _DOTTED.sub(lambda m: m.group(0).replace(".", "") + " ", text)
     text = _PUNCT.sub(" ", text)
-    # "and" carries no identity ("Baker & McKenzie" is "Baker McKenzie")
-    tokens = [_fold_umlauts(t) for t in _SPACES.split(text) if t and t != "and"]
+    # "and" carries no identity ("Baker & McKenzie" is "Baker McKenzie") — unless it is all there is
+    words = [_fold_umlauts(t) for t in _SPACES.split(text) if t]
+    tokens = [t for t in words if t != "and"] or words
     tokens = _drop_legal(tokens)
     return " ".join(tokens)
 

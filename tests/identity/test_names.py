@@ -82,3 +82,9 @@ def test_accents_are_folded(parts: list[str]) -> None:
     base = " ".join(parts)
     accented = unicodedata.normalize("NFC", "".join(c + "\u0301" if c in "aeiou" else c for c in base))
     assert normalize_name(accented) == normalize_name(base)
+
+
+def test_a_name_that_is_only_a_connector_word_keeps_a_key() -> None:
+    # found by hypothesis: "ANÐ" transliterates to "and", which was dropped, leaving an empty key
+    assert normalize_name("ANÐ") == "and" == normalize_name("and")
+    assert normalize_name("Baker & McKenzie") == normalize_name("Baker McKenzie")
