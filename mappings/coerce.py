@@ -301,7 +301,11 @@ def _instant(options: Mapping[str, Any]) -> Coerce:
                 dt = datetime.fromisoformat(value)
             except ValueError:
                 raise CoercionError(f"not an ISO 8601 instant: {value!r}") from None
-            return (dt if dt.tzinfo is not None else dt.replace(tzinfo=zone)).astimezone(UTC)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=zone)
+                if zone is UTC:
+                    return dt
+            return dt.astimezone(UTC)
         t = type(value)
         if t is int and -100_000_000_000 < value < 100_000_000_000:
             return _EPOCH + timedelta(seconds=value)  # epoch seconds (Stripe)
@@ -353,6 +357,8 @@ def _money_minor(options: Mapping[str, Any]) -> Coerce:
     """Integer minor units (Stripe). Returns the raw int; the engine scales it with the currency."""
 
     def fn(value: Any) -> int | None:
+        if type(value) is int:
+            return value
         if empty(value) and value != 0:
             return None
         if isinstance(value, bool) or not isinstance(value, int):

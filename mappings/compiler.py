@@ -154,6 +154,7 @@ class FieldParts:
     paths: list[str] | None = None  # the `from` paths (written into the generated code when simple)
     false_is_none: bool = False  # the coercion maps Odoo's `false` to None, like a missing value
     fast: str | None = None  # the coercion written out for a str value (``{c}`` is the coercion)
+    text: bool = False  # the coercion produces text (no date to write as ISO text in attributes)
 
 
 @dataclass(slots=True)
@@ -185,6 +186,8 @@ class ObjectPlan:
     deleted_tests: list[tuple[str, frozenset[str]]] = field(default_factory=list)
     each: Getter | None = None  # for children: the list of items
     child_id: Getter | None = None
+    each_path: str = ""
+    id_path: str = ""
     children: list[ObjectPlan] = field(default_factory=list)
     # generated: (record, parent, source id, raw id, source_updated_at, out) -> out, the whole record
     run: Callable[[Any, Any, str, int | None, datetime | None, list[tuple[str, Row]]], Any] | None = None
@@ -279,7 +282,9 @@ def _generate_run(
         else:
             env[f"v{i}"] = f.value
             lines.append(f"    v = v{i}(rec, parent)")
-        if f.kind == "attr":
+        if f.kind == "attr" and f.parts is not None and f.parts.text:
+            lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v"]
+        elif f.kind == "attr":
             lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v.isoformat() if isinstance(v, date) else v"]
         elif f.kind in ("money", "money_minor"):
             # _set_money written out: the currency is the field's own or the row's and must agree
@@ -316,15 +321,21 @@ def _generate_run(
     if plan.deleted_if is not None:
         lines += [f"    if {_match_code(plan.deleted_tests, env, 'x')}:", "        row['deleted_at'] = row['source_updated_at'] or updated or now()"]
     lines.append(f"    out.append(({plan.entity!r}, row))")
+    child_paths = [(c.each_path, c.id_path) for c in plan.children]
     for k, child in enumerate(plan.children):
         assert child.each is not None and child.child_id is not None and child.run is not None
         env[f"each{k}"], env[f"cid{k}"], env[f"run{k}"] = child.each, child.child_id, child.run
         env[f"noid{k}"] = f"{child.source_object}.id"
+        each_path, id_path = child_paths[k]
+        lines += _read_code(each_path, "items") if _simple_path(each_path) else [f"    items = each{k}(rec, parent)"]
+        if _simple_path(id_path) and "." not in id_path:
+            read_id = f"cid = item.get({id_path!r}) if isinstance(item, dict) else None"
+        else:
+            read_id = f"cid = cid{k}(item, rec)"
         lines += [
-            f"    items = each{k}(rec, parent)",
             "    if isinstance(items, list):",
             "        for item in items:",
-            f"            cid = cid{k}(item, rec)",
+            f"            {read_id}",
             "            if empty(cid):",
             f"                raise FieldFailure(noid{k}, 'child item without an id')",
             f"            run{k}(item, rec, str(cid), raw_id, updated, out)",
@@ -360,6 +371,9 @@ def _fetch_code(paths: list[str], env: dict[str, Any], tag: str) -> list[str]:
     if len(paths) == 1:
         if _simple_path(paths[0]):
             return _read_code(paths[0], "v")
+        inner = paths[0][len("$parent."):]
+        if paths[0].startswith("$parent.") and "." not in inner and _simple_path(inner):
+            return [f"    v = parent.get({inner!r}) if isinstance(parent, dict) else None"]
         env[tag] = compile_path(paths[0])
         return [f"    v = {tag}(rec, parent)"]
     lines: list[str] = []
@@ -622,6 +636,8 @@ class _Compiler:
             fast = "v.strip()[:400] or None"
         elif coerce_name == "ref":
             fast = f"({options['system'] + ':' + options['entity'] + ':'!r} + v) if v else None"
+        elif coerce_name == "lower" and "max_length" not in spec:
+            fast = "v.strip()[:400].lower() or None"
         elif coerce_name == "json":
             fast = "v or None"
         elif coerce_name == "currency":
@@ -637,7 +653,7 @@ class _Compiler:
             from_paths = [str(p) for p in (spec["from"] if isinstance(spec["from"], list) else [spec["from"]])]
         false_is_none = not multi and coerce_name not in ("bool", "json", "money_minor")
         parts = FieldParts(get, stages, coerce, fallback, default, required, label, origin, from_paths,
-                           false_is_none, None if multi else fast)
+                           false_is_none, None if multi else fast, produces is str and fallback is None)
         if not stages and fallback is None and default is None and not required:
             # the common case, kept to one call per stage
             def simple(rec: Any, parent: Any) -> Any:
@@ -795,6 +811,7 @@ class _Compiler:
                 raise _fail(spec, None, f"child of {obj!r}: needs `each:` (the list's path) and `id:` (item id path)")
             plan_.each = compile_path(str(spec["each"]))
             plan_.child_id = compile_path(str(spec["id"]))
+            plan_.each_path, plan_.id_path = str(spec["each"]), str(spec["id"])
             plan_.source_object = f"{obj}.{spec['each']}"
             template["source_object"] = plan_.source_object
         elif "each" in spec or "id" in spec:
