@@ -155,6 +155,7 @@ class FieldParts:
     false_is_none: bool = False  # the coercion maps Odoo's `false` to None, like a missing value
     fast: str | None = None  # the coercion written out for a str value (``{c}`` is the coercion)
     text: bool = False  # the coercion produces text (no date to write as ISO text in attributes)
+    fast_type: str = "str"  # the type of value ``fast`` is for
 
 
 @dataclass(slots=True)
@@ -221,6 +222,7 @@ def _generate_run(
         "    row['source_updated_at'] = updated",
     ]
     for i, f in enumerate([*plan.plain, *plan.money]):
+        ft = f.parts.fast_type if f.parts is not None else "str"
         if f.inline is not None:
             key, coerce, origin, fast = f.inline
             env[f"c{i}"] = coerce
@@ -238,7 +240,7 @@ def _generate_run(
                 fetch += "\n        if v is False:\n            v = None"
             if fast is not None:
                 read = (f"{fetch}\n        if v is not None:\n"
-                        f"            v = ({fast.format(c=f'c{i}')}) if type(v) is str else c{i}(v)")
+                        f"            v = ({fast.format(c=f'c{i}')}) if type(v) is {ft} else c{i}(v)")
             else:
                 read = f"{fetch}\n        if v is not None:\n            v = c{i}(v)"
             lines += [
@@ -263,7 +265,7 @@ def _generate_run(
                 lines += ["        if v is False:", "            v = None"]
             if fp.fast is not None:
                 lines += ["        if v is not None:",
-                          f"            v = ({fp.fast.format(c=f'c{i}')}) if type(v) is str else c{i}(v)"]
+                          f"            v = ({fp.fast.format(c=f'c{i}')}) if type(v) is {ft} else c{i}(v)"]
             else:
                 lines += ["        if v is not None:", f"            v = c{i}(v)"]
             lines += [
@@ -642,6 +644,8 @@ class _Compiler:
             fast = "v or None"
         elif coerce_name == "currency":
             fast = "currency_cache.get(v) or {c}(v)"
+        elif coerce_name == "money_minor":
+            fast = "v"  # for an int (see fast_type)
         inline = None
         simple_key = spec.get("from")
         if (not stages and fallback is None and default is None and not required and isinstance(simple_key, str)
@@ -653,7 +657,8 @@ class _Compiler:
             from_paths = [str(p) for p in (spec["from"] if isinstance(spec["from"], list) else [spec["from"]])]
         false_is_none = not multi and coerce_name not in ("bool", "json", "money_minor")
         parts = FieldParts(get, stages, coerce, fallback, default, required, label, origin, from_paths,
-                           false_is_none, None if multi else fast, produces is str and fallback is None)
+                           false_is_none, None if multi else fast, produces is str and fallback is None,
+                           "int" if coerce_name == "money_minor" else "str")
         if not stages and fallback is None and default is None and not required:
             # the common case, kept to one call per stage
             def simple(rec: Any, parent: Any) -> Any:
