@@ -370,13 +370,13 @@ def _money_minor(options: Mapping[str, Any]) -> Coerce:
     return fn
 
 
-_EXPONENTS: dict[tuple[str, str], int] = {}
+EXPONENTS: dict[tuple[str, str], int] = {}
 
 
 def scale_minor(units: int, currency: str, convention: Convention) -> Decimal:
-    exp = _EXPONENTS.get((currency, convention))
+    exp = EXPONENTS.get((currency, convention))
     if exp is None:
-        exp = _EXPONENTS[(currency, convention)] = minor_units(currency, convention)
+        exp = EXPONENTS[(currency, convention)] = minor_units(currency, convention)
     return Decimal(units).scaleb(-exp)
 
 

@@ -42,6 +42,7 @@ from canonical.money import Convention, Money, normalize_currency
 from mappings.coerce import (
     COERCIONS,
     CURRENCY_CACHE,
+    EXPONENTS,
     MULTI_INPUT,
     CoercionError,
     decode_tagged,
@@ -310,12 +311,16 @@ def _generate_run(
                     f"            set_money(m{i}, v, rec, parent, row, {plan.entity!r})  # raises the reason",
                 ]
             if f.kind == "money_minor":
-                env["scale_minor"] = scale_minor
+                env.update(scale_minor=scale_minor, exponents=EXPONENTS, Decimal=Decimal)
                 lines += [
-                    "        try:",
-                    f"            v = scale_minor(v, cur, {f.convention!r})",
-                    "        except ValueError as exc:",
-                    f"            raise FieldFailure({f.name!r}, str(exc)) from None",
+                    f"        e = exponents.get((cur, {f.convention!r}))",  # known currencies: no call
+                    "        if e is not None:",
+                    "            v = Decimal(v).scaleb(-e)",
+                    "        else:",
+                    "            try:",
+                    f"                v = scale_minor(v, cur, {f.convention!r})",
+                    "            except ValueError as exc:",
+                    f"                raise FieldFailure({f.name!r}, str(exc)) from None",
                 ]
             lines.append(f"        row[{f.name!r}] = v")
         else:
