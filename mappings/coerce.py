@@ -145,10 +145,15 @@ def _str(options: Mapping[str, Any]) -> Coerce:
     limit = int(options.get("max_length", 400))
 
     def fn(value: Any) -> str | None:
-        if type(value) is str:
+        t = type(value)
+        if t is str:
             return value.strip()[:limit] or None
         if value is None:
             return None
+        if t is int:
+            return str(value)[:limit]
+        if t is list and len(value) == 2 and type(value[1]) is str:
+            return value[1].strip()[:limit] or None  # an Odoo many2one read as [id, "Display Name"]
         if empty(value):
             return None
         if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
@@ -198,8 +203,20 @@ def _decimal(options: Mapping[str, Any]) -> Coerce:
             raise CoercionError(f"not a finite number: {value!r}")
         if value is None:
             return None
-        if type(value) is int:
+        t = type(value)
+        if t is int:
             return Decimal(value)
+        if t is Decimal and value.is_finite():
+            return value
+        if t is float:
+            return Decimal(repr(value))
+        if t is dict and value.get("__class__") == "Decimal" and type(value.get("decimal")) is str:
+            try:  # Tryton's exact text
+                out = Decimal(value["decimal"])
+            except InvalidOperation:
+                return to_decimal(value)
+            if out.is_finite():
+                return out
         return None if empty(value) else to_decimal(value)
 
     return fn
@@ -240,11 +257,19 @@ def _date(options: Mapping[str, Any]) -> Coerce:
     def fn(value: Any) -> date | None:
         if value is None:
             return None
-        if type(value) is str and len(value) == 10 and value[4] == "-":
+        t = type(value)
+        if t is str and len(value) == 10 and value[4] == "-":
             try:
                 return date.fromisoformat(value)
             except ValueError:
                 raise CoercionError(f"not a date: {value!r}") from None
+        if t is dict and value.get("__class__") == "date":
+            try:
+                return date(value["year"], value["month"], value["day"])
+            except (KeyError, TypeError, ValueError):
+                pass  # the long way below gives the reason
+        if t is int and value is not False and -100_000_000_000 < value < 100_000_000_000 and zone is UTC:
+            return (_EPOCH + timedelta(seconds=value)).date()  # epoch seconds (Stripe)
         if empty(value):
             return None
         if isinstance(value, datetime):
@@ -276,19 +301,34 @@ def _instant(options: Mapping[str, Any]) -> Coerce:
                 dt = datetime.fromisoformat(value)
             except ValueError:
                 raise CoercionError(f"not an ISO 8601 instant: {value!r}") from None
-            return (dt if dt.tzinfo is not None else dt.replace(tzinfo=zone)).astimezone(UTC)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=zone)
+                if zone is UTC:
+                    return dt
+            return dt.astimezone(UTC)
+        t = type(value)
+        if t is int and -100_000_000_000 < value < 100_000_000_000:
+            return _EPOCH + timedelta(seconds=value)  # epoch seconds (Stripe)
+        if t is dict and value.get("__class__") == "datetime":
+            try:  # Tryton's naive server time
+                dt = datetime(value["year"], value["month"], value["day"], value.get("hour", 0),
+                              value.get("minute", 0), value.get("second", 0), value.get("microsecond", 0),
+                              tzinfo=zone)
+            except (KeyError, TypeError, ValueError):
+                return _parse_instant(value, zone)  # gives the reason
+            return dt.astimezone(UTC)
         return None if empty(value) else _parse_instant(value, zone)
 
     return fn
 
 
-_CURRENCY_CACHE: dict[str, str] = {}
+CURRENCY_CACHE: dict[str, str] = {}
 
 
 def _currency(options: Mapping[str, Any]) -> Coerce:
     def fn(value: Any) -> str | None:
         if type(value) is str:
-            known = _CURRENCY_CACHE.get(value)
+            known = CURRENCY_CACHE.get(value)
             if known is not None:
                 return known
         if empty(value):
@@ -302,7 +342,7 @@ def _currency(options: Mapping[str, Any]) -> Coerce:
         except ValueError as exc:
             raise CoercionError(str(exc)) from None
         if isinstance(value, str):
-            _CURRENCY_CACHE[value] = code
+            CURRENCY_CACHE[value] = code
         return code
 
     return fn
@@ -317,6 +357,8 @@ def _money_minor(options: Mapping[str, Any]) -> Coerce:
     """Integer minor units (Stripe). Returns the raw int; the engine scales it with the currency."""
 
     def fn(value: Any) -> int | None:
+        if type(value) is int:
+            return value
         if empty(value) and value != 0:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
@@ -328,13 +370,13 @@ def _money_minor(options: Mapping[str, Any]) -> Coerce:
     return fn
 
 
-_EXPONENTS: dict[tuple[str, str], int] = {}
+EXPONENTS: dict[tuple[str, str], int] = {}
 
 
 def scale_minor(units: int, currency: str, convention: Convention) -> Decimal:
-    exp = _EXPONENTS.get((currency, convention))
+    exp = EXPONENTS.get((currency, convention))
     if exp is None:
-        exp = _EXPONENTS[(currency, convention)] = minor_units(currency, convention)
+        exp = EXPONENTS[(currency, convention)] = minor_units(currency, convention)
     return Decimal(units).scaleb(-exp)
 
 
@@ -346,8 +388,13 @@ def _ref(options: Mapping[str, Any]) -> Coerce:
     prefix = canonical_id(str(options["system"]), str(options["entity"]), "")
 
     def fn(value: Any) -> str | None:
-        if type(value) is str and value:
+        t = type(value)
+        if t is str and value:
             return prefix + value
+        if t is list and value and type(value[0]) is int:  # Odoo many2one [id, "name"]
+            return prefix + str(value[0])
+        if t is int:
+            return prefix + str(value)
         if empty(value):
             return None
         if isinstance(value, list):  # Odoo many2one [id, "name"]

@@ -39,7 +39,16 @@ from typing import Any
 
 from canonical import model
 from canonical.money import Convention, Money, normalize_currency
-from mappings.coerce import COERCIONS, MULTI_INPUT, CoercionError, decode_tagged, empty, scale_minor
+from mappings.coerce import (
+    COERCIONS,
+    CURRENCY_CACHE,
+    EXPONENTS,
+    MULTI_INPUT,
+    CoercionError,
+    decode_tagged,
+    empty,
+    scale_minor,
+)
 from mappings.spec import MappingError, Node
 
 Getter = Callable[[Any, Any], Any]  # (record, parent record) -> value
@@ -143,6 +152,11 @@ class FieldParts:
     required: bool
     label: str
     origin: Any
+    paths: list[str] | None = None  # the `from` paths (written into the generated code when simple)
+    false_is_none: bool = False  # the coercion maps Odoo's `false` to None, like a missing value
+    fast: str | None = None  # the coercion written out for a str value (``{c}`` is the coercion)
+    text: bool = False  # the coercion produces text (no date to write as ISO text in attributes)
+    fast_type: str = "str"  # the type of value ``fast`` is for
 
 
 @dataclass(slots=True)
@@ -169,14 +183,21 @@ class ObjectPlan:
     money: list[FieldPlan]
     when: Callable[[Any], bool] | None = None
     deleted_if: Callable[[Any], bool] | None = None
+    # the matchers' (path, allowed keys) tests, written into the generated code
+    when_tests: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+    deleted_tests: list[tuple[str, frozenset[str]]] = field(default_factory=list)
     each: Getter | None = None  # for children: the list of items
     child_id: Getter | None = None
+    each_path: str = ""
+    id_path: str = ""
     children: list[ObjectPlan] = field(default_factory=list)
     # generated: (record, parent, source id, raw id, source_updated_at, out) -> out, the whole record
     run: Callable[[Any, Any, str, int | None, datetime | None, list[tuple[str, Row]]], Any] | None = None
 
 
-def _generate_run(plan: ObjectPlan) -> Any:
+def _generate_run(
+    plan: ObjectPlan, value_maps: Mapping[Callable[[Any, Any], Any], tuple[dict[str, dict[str, Any]], str | None]]
+) -> Any:
     """One generated function that maps a record to its row (and its children's): no per-field
     closure dispatch, no per-record look-up of the plan.
 
@@ -187,9 +208,11 @@ def _generate_run(plan: ObjectPlan) -> Any:
                            "set_money": _set_money, "template": plan.template, "when": plan.when,
                            "deleted_if": plan.deleted_if, "now": _now, "empty": empty,
                            "idp": f"{plan.template['source_system']}:{plan.entity}:"}
-    lines = ["def run(rec, parent, source_id, raw_id, updated, out):"]
+    env.update(key=_key, currency_cache=CURRENCY_CACHE)
+    lines = ["def run(rec, parent, source_id, raw_id, updated, out):",
+             "    get = rec.get if type(rec) is dict else {}.get"]
     if plan.when is not None:
-        lines += ["    if not when(rec):", "        return out"]
+        lines += [f"    if not ({_match_code(plan.when_tests, env, 'w')}):", "        return out"]
     lines += [
         "    row = template.copy()",
         "    attrs = {}",
@@ -198,9 +221,9 @@ def _generate_run(plan: ObjectPlan) -> Any:
         "    row['source_id'] = source_id",
         "    row['raw_id'] = raw_id",
         "    row['source_updated_at'] = updated",
-        "    get = rec.get if type(rec) is dict else {}.get",
     ]
     for i, f in enumerate([*plan.plain, *plan.money]):
+        ft = f.parts.fast_type if f.parts is not None else "str"
         if f.inline is not None:
             key, coerce, origin, fast = f.inline
             env[f"c{i}"] = coerce
@@ -213,10 +236,14 @@ def _generate_run(plan: ObjectPlan) -> Any:
                          f"        v = t.get({k1!r}) if type(t) is dict else None")
             else:
                 fetch = f"v = get({key!r})"
+            # None in gives None out for every coercion: no call for a missing value
+            if f.parts is not None and f.parts.false_is_none:
+                fetch += "\n        if v is False:\n            v = None"
             if fast is not None:
-                read = f"{fetch}\n        v = ({fast}) if type(v) is str else c{i}(v)"
+                read = (f"{fetch}\n        if v is not None:\n"
+                        f"            v = ({fast.format(c=f'c{i}')}) if type(v) is {ft} else c{i}(v)")
             else:
-                read = f"{fetch}\n        v = c{i}(v)"
+                read = f"{fetch}\n        if v is not None:\n            v = c{i}(v)"
             lines += [
                 "    try:",
                 f"        {read}",
@@ -227,14 +254,21 @@ def _generate_run(plan: ObjectPlan) -> Any:
             fp = f.parts
             env[f"g{i}"], env[f"c{i}"], env[f"o{i}"] = fp.get, fp.coerce, fp.origin
             env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
-            if not fp.stages and fp.fallback is None and fp.default is None and not fp.required:
-                lines += ["    try:", f"        v = c{i}(g{i}(rec, parent))"]
-            else:
-                lines += [f"    v = g{i}(rec, parent)", "    try:"]
-                for j, stage in enumerate(fp.stages):
-                    env[f"s{i}_{j}"] = stage
+            lines += _fetch_code(fp.paths, env, f"p{i}") if fp.paths is not None else [f"    v = g{i}(rec, parent)"]
+            lines.append("    try:")
+            for j, stage in enumerate(fp.stages):
+                env[f"s{i}_{j}"] = stage
+                if stage in value_maps:
+                    lines += _value_map_code(value_maps[stage], env, f"s{i}_{j}")
+                else:
                     lines.append(f"        v = s{i}_{j}(v, rec)")
-                lines.append(f"        v = c{i}(v)")
+            if fp.false_is_none:
+                lines += ["        if v is False:", "            v = None"]
+            if fp.fast is not None:
+                lines += ["        if v is not None:",
+                          f"            v = ({fp.fast.format(c=f'c{i}')}) if type(v) is {ft} else c{i}(v)"]
+            else:
+                lines += ["        if v is not None:", f"            v = c{i}(v)"]
             lines += [
                 "    except CoercionError as exc:",
                 f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
@@ -251,45 +285,64 @@ def _generate_run(plan: ObjectPlan) -> Any:
         else:
             env[f"v{i}"] = f.value
             lines.append(f"    v = v{i}(rec, parent)")
-        if f.kind == "attr":
+        if f.kind == "attr" and f.parts is not None and f.parts.text:
+            lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v"]
+        elif f.kind == "attr":
             lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v.isoformat() if isinstance(v, date) else v"]
         elif f.kind in ("money", "money_minor"):
             # _set_money written out: the currency is the field's own or the row's and must agree
             env[f"m{i}"] = f
             env[f"cur{i}"] = f.currency
-            cur = f"cur{i}(rec, parent)" if f.currency is not None else "row['currency']"
-            lines += [
-                "    if v is not None:",
-                f"        cur = {cur}",
-                "        rc = row['currency']",
-                "        if cur is None or (rc is not None and cur != rc):",
-                f"            set_money(m{i}, v, rec, parent, row, {plan.entity!r})  # raises the reason",
-                "        if rc is None:",
-                "            row['currency'] = cur",
-            ]
-            if f.kind == "money_minor":
-                env["scale_minor"] = scale_minor
+            if f.currency is not None:
                 lines += [
-                    "        try:",
-                    f"            v = scale_minor(v, cur, {f.convention!r})",
-                    "        except ValueError as exc:",
-                    f"            raise FieldFailure({f.name!r}, str(exc)) from None",
+                    "    if v is not None:",
+                    f"        cur = cur{i}(rec, parent)",
+                    "        rc = row['currency']",
+                    "        if cur is None or (rc is not None and cur != rc):",
+                    f"            set_money(m{i}, v, rec, parent, row, {plan.entity!r})  # raises the reason",
+                    "        if rc is None:",
+                    "            row['currency'] = cur",
+                ]
+            else:
+                lines += [
+                    "    if v is not None:",
+                    "        cur = row['currency']",
+                    "        if cur is None:",
+                    f"            set_money(m{i}, v, rec, parent, row, {plan.entity!r})  # raises the reason",
+                ]
+            if f.kind == "money_minor":
+                env.update(scale_minor=scale_minor, exponents=EXPONENTS, Decimal=Decimal)
+                lines += [
+                    f"        e = exponents.get((cur, {f.convention!r}))",  # known currencies: no call
+                    "        if e is not None:",
+                    "            v = Decimal(v).scaleb(-e)",
+                    "        else:",
+                    "            try:",
+                    f"                v = scale_minor(v, cur, {f.convention!r})",
+                    "            except ValueError as exc:",
+                    f"                raise FieldFailure({f.name!r}, str(exc)) from None",
                 ]
             lines.append(f"        row[{f.name!r}] = v")
         else:
             lines += ["    if v is not None:", f"        row[{f.name!r}] = v"]
     if plan.deleted_if is not None:
-        lines += ["    if deleted_if(rec):", "        row['deleted_at'] = row['source_updated_at'] or updated or now()"]
+        lines += [f"    if {_match_code(plan.deleted_tests, env, 'x')}:", "        row['deleted_at'] = row['source_updated_at'] or updated or now()"]
     lines.append(f"    out.append(({plan.entity!r}, row))")
+    child_paths = [(c.each_path, c.id_path) for c in plan.children]
     for k, child in enumerate(plan.children):
         assert child.each is not None and child.child_id is not None and child.run is not None
         env[f"each{k}"], env[f"cid{k}"], env[f"run{k}"] = child.each, child.child_id, child.run
         env[f"noid{k}"] = f"{child.source_object}.id"
+        each_path, id_path = child_paths[k]
+        lines += _read_code(each_path, "items") if _simple_path(each_path) else [f"    items = each{k}(rec, parent)"]
+        if _simple_path(id_path) and "." not in id_path:
+            read_id = f"cid = item.get({id_path!r}) if isinstance(item, dict) else None"
+        else:
+            read_id = f"cid = cid{k}(item, rec)"
         lines += [
-            f"    items = each{k}(rec, parent)",
             "    if isinstance(items, list):",
             "        for item in items:",
-            f"            cid = cid{k}(item, rec)",
+            f"            {read_id}",
             "            if empty(cid):",
             f"                raise FieldFailure(noid{k}, 'child item without an id')",
             f"            run{k}(item, rec, str(cid), raw_id, updated, out)",
@@ -297,6 +350,86 @@ def _generate_run(plan: ObjectPlan) -> Any:
     lines.append("    return out")
     exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
     return env["run"]
+
+
+def _simple_path(path: str) -> bool:
+    """A path the generated code reads in line: one key, or two (``properties.x``)."""
+    return (path.count(".") <= 1 and not path.startswith("$")
+            and not any(part.lstrip("-").isdigit() for part in path.split(".")))
+
+
+def _read_code(path: str, target: str) -> list[str]:
+    """Lines (indent 4) setting ``target`` as :func:`compile_path` reads ``path`` from ``get``."""
+    if "." not in path:
+        return [f"    {target} = get({path!r})"]
+    k0, k1 = path.split(".")
+    return [
+        f"    t = get({k0 + '.'!r})",  # Tryton's dotted read wins when present
+        "    if t is None:",
+        f"        t = get({k0!r})",
+        f"    {target} = t.get({k1!r}) if isinstance(t, dict) else None",
+        f"    if {target} is False:",
+        f"        {target} = None",
+    ]
+
+
+def _fetch_code(paths: list[str], env: dict[str, Any], tag: str) -> list[str]:
+    """Lines setting ``v`` as :func:`_coalesce` does: the first non-empty of the paths."""
+    if len(paths) == 1:
+        if _simple_path(paths[0]):
+            return _read_code(paths[0], "v")
+        inner = paths[0][len("$parent."):]
+        if paths[0].startswith("$parent.") and "." not in inner and _simple_path(inner):
+            return [f"    v = parent.get({inner!r}) if isinstance(parent, dict) else None"]
+        env[tag] = compile_path(paths[0])
+        return [f"    v = {tag}(rec, parent)"]
+    lines: list[str] = []
+    indent = ""
+    for j, path in enumerate(paths):
+        if _simple_path(path):
+            lines += [indent + line for line in _read_code(path, "v")]
+        else:
+            env[f"{tag}_{j}"] = compile_path(path)
+            lines.append(f"{indent}    v = {tag}_{j}(rec, parent)")
+        # empty(): None, False, "", [] and {} mean no value
+        lines += [f"{indent}    if v is None or v is False or (not v and type(v) in (str, list, dict)):"]
+        indent += "    "
+    lines.append(f"{indent}    v = None")
+    return lines
+
+
+def _value_map_code(vm: tuple[dict[str, dict[str, Any]], str | None], env: dict[str, Any], tag: str) -> list[str]:
+    """Lines (indent 8) applying a value map stage: a found key in line, anything else by the stage."""
+    tables, by = vm
+    env[f"{tag}_missing"] = _MISSING
+    if by is None:
+        env[f"{tag}_t"] = tables["*"]
+        table = f"{tag}_t"
+    else:
+        env[f"{tag}_ts"] = tables
+        env[f"{tag}_by"] = compile_path(by)
+        table = f"{tag}_ts.get(key({tag}_by(rec, None)), {{}})"
+    return [
+        "        if v is None or v is False or (not v and type(v) in (str, list, dict)):",
+        "            v = None",
+        "        else:",
+        f"            u = {table}.get(v if type(v) is str else key(v), {tag}_missing)",
+        f"            v = {tag}(v, rec) if u is {tag}_missing else u",
+    ]
+
+
+def _match_code(tests: list[tuple[str, frozenset[str]]], env: dict[str, Any], tag: str) -> str:
+    """An expression that is true when the record matches every (path, allowed keys) test."""
+    terms = []
+    for j, (path, allowed) in enumerate(tests):
+        env[f"{tag}{j}"] = allowed
+        if "." in path or path.startswith("$") or path.lstrip("-").isdigit():
+            env[f"{tag}g{j}"] = compile_path(path)
+            value = f"{tag}g{j}(rec, None)"
+        else:
+            value = f"get({path!r})"
+        terms.append(f"key({value}) in {tag}{j}")
+    return " and ".join(terms)
 
 
 def _set_money(f: FieldPlan, v: Any, rec: Any, parent: Any, row: Row, entity: str) -> None:
@@ -336,6 +469,11 @@ def _matcher(node: Node, key: str, spec: Any) -> Callable[[Any], bool]:
         return all(_key(get(rec, None)) in allowed for get, allowed in tests)
 
     return match
+
+
+def _matcher_tests(spec: Any) -> list[tuple[str, frozenset[str]]]:
+    return [(str(path), frozenset(_key(v) for v in (allowed if isinstance(allowed, list) else [allowed])))
+            for path, allowed in spec.items()]
 
 
 def _key(value: Any) -> str:
@@ -380,6 +518,9 @@ class _Compiler:
         self.mapping = mapping
         self.system = system
         self.timezone = str(mapping.get("timezone") or "UTC")
+        # value-map stage -> (tables by `map_by` key, the `map_by` path): the generated code looks up
+        # mapped values in line and calls the stage only for what the tables do not hold
+        self.value_maps: dict[Callable[[Any, Any], Any], tuple[dict[str, dict[str, Any]], str | None]] = {}
 
     def value_fn(
         self, fname: str, spec: Any, node: Node, expected: Any
@@ -497,18 +638,32 @@ class _Compiler:
         label = f"{fname} (from {spec.get('from', spec.get('args', 'const'))})"
         origin = spec.get("from", spec.get("args"))
 
+        fast = None  # the coercion's own fast path for a str value, written into the generated code
+        if coerce_name == "str" and "max_length" not in spec:
+            fast = "v.strip()[:400] or None"
+        elif coerce_name == "ref":
+            fast = f"({options['system'] + ':' + options['entity'] + ':'!r} + v) if v else None"
+        elif coerce_name == "lower" and "max_length" not in spec:
+            fast = "v.strip()[:400].lower() or None"
+        elif coerce_name == "json":
+            fast = "v or None"
+        elif coerce_name == "currency":
+            fast = "currency_cache.get(v) or {c}(v)"
+        elif coerce_name == "money_minor":
+            fast = "v"  # for an int (see fast_type)
         inline = None
         simple_key = spec.get("from")
         if (not stages and fallback is None and default is None and not required and isinstance(simple_key, str)
                 and simple_key.count(".") <= 1 and not simple_key.startswith("$")
                 and not any(part.lstrip("-").isdigit() for part in simple_key.split("."))):
-            fast = None  # the coercion's own fast path for a str value, written into the generated code
-            if coerce_name == "str" and "max_length" not in spec:
-                fast = "v.strip()[:400] or None"
-            elif coerce_name == "ref":
-                fast = f"({options['system'] + ':' + options['entity'] + ':'!r} + v) if v else None"
             inline = (simple_key, coerce, str(origin), fast)
-        parts = FieldParts(get, stages, coerce, fallback, default, required, label, origin)
+        from_paths = None
+        if "from" in spec and not multi:
+            from_paths = [str(p) for p in (spec["from"] if isinstance(spec["from"], list) else [spec["from"]])]
+        false_is_none = not multi and coerce_name not in ("bool", "json", "money_minor")
+        parts = FieldParts(get, stages, coerce, fallback, default, required, label, origin, from_paths,
+                           false_is_none, None if multi else fast, produces is str and fallback is None,
+                           "int" if coerce_name == "money_minor" else "str")
         if not stages and fallback is None and default is None and not required:
             # the common case, kept to one call per stage
             def simple(rec: Any, parent: Any) -> Any:
@@ -602,6 +757,7 @@ class _Compiler:
             scope = f" in {by} {by_get(rec, None)!r}" if by_get else ""
             raise CoercionError(f"value {v!r} of {source} has no entry in the value map{scope}")
 
+        self.value_maps[apply] = (tables, None if by is None else str(by))
         return apply
 
     # --- objects ------------------------------------------------------------------------------------
@@ -656,13 +812,16 @@ class _Compiler:
         plan_ = ObjectPlan(obj, entity, template, plain, money)
         if "when" in spec:
             plan_.when = _matcher(spec, "when", spec["when"])
+            plan_.when_tests = _matcher_tests(spec["when"])
         if "deleted_if" in spec:
             plan_.deleted_if = _matcher(spec, "deleted_if", spec["deleted_if"])
+            plan_.deleted_tests = _matcher_tests(spec["deleted_if"])
         if child:
             if "each" not in spec or "id" not in spec:
                 raise _fail(spec, None, f"child of {obj!r}: needs `each:` (the list's path) and `id:` (item id path)")
             plan_.each = compile_path(str(spec["each"]))
             plan_.child_id = compile_path(str(spec["id"]))
+            plan_.each_path, plan_.id_path = str(spec["each"]), str(spec["id"])
             plan_.source_object = f"{obj}.{spec['each']}"
             template["source_object"] = plan_.source_object
         elif "each" in spec or "id" in spec:
@@ -671,7 +830,7 @@ class _Compiler:
             if not isinstance(child_spec, Node):
                 raise _fail(spec, "children", f"object {obj!r}: children[{i}] must be a mapping")
             plan_.children.append(self.object_plan(obj, child_spec, spec, child=True))
-        plan_.run = _generate_run(plan_)
+        plan_.run = _generate_run(plan_, self.value_maps)
         return plan_
 
 

@@ -100,17 +100,20 @@ def _map_records(
 ) -> BatchResult:
     result = BatchResult()
     rows = result.rows
-    plans_of = mset.plans
+    runs_of = {obj: tuple(p.run for p in plans) for obj, plans in mset.plans.items()}
+    ok_append = result.ok_raw.append
+    ignored = 0
     for raw_id, obj, source_id, payload, updated in records:
-        plans = plans_of.get(obj)
-        if plans is None:
-            result.ignored += 1
+        runs = runs_of.get(obj)
+        if runs is None:
+            ignored += 1
             continue
+        out: list[tuple[str, dict[str, Any]]] = []
         try:
-            out: list[tuple[str, dict[str, Any]]] = []
-            for plan in plans:
-                plan.run(payload, None, source_id, raw_id, updated, out)  # type: ignore[misc]
+            for run in runs:
+                run(payload, None, source_id, raw_id, updated, out)  # type: ignore[misc]
         except FieldFailure as exc:
+            plans = mset.plans[obj]
             if any(p.deleted_if is not None and p.deleted_if(payload) for p in plans):
                 result.deleted_stubs.append(raw_id)
                 continue
@@ -125,7 +128,8 @@ def _map_records(
             continue
         for entity, row in out:
             rows[entity].append(row)
-        result.ok_raw.append((obj, source_id))
+        ok_append((obj, source_id))
+    result.ignored = ignored
     return result
 
 
