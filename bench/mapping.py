@@ -15,27 +15,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
-import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scratch_db import scratch_database  # noqa: E402
 
 from canonical import db  # noqa: E402
 from canonical.store import RawRecord, Store  # noqa: E402
 from mappings.engine import compile_for, map_records, run_mapping  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "mappings" / "fixtures"
-PG_ADMIN = os.environ.get("LTC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ID_KEY = {"salesforce": "Id", "hubspot": "id", "stripe": "id", "tryton": "id", "odoo": "id"}
 
 
@@ -91,18 +88,7 @@ def bench_memory(records: dict[str, list[tuple[int, str, str, Any, None]]]) -> t
 
 
 def bench_store(records: dict[str, list[tuple[int, str, str, Any, None]]], backend: str) -> tuple[int, float]:
-    tmp = tempfile.TemporaryDirectory()
-    admin = None
-    name = ""
-    if backend == "sqlite":
-        url = f"sqlite:///{Path(tmp.name) / 'bench.db'}"
-    else:
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        name = f"ltc_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = admin.url.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(backend) as url:
         store = Store.open(url)
         for system, recs in records.items():
             page = [RawRecord(obj, sid, payload) for _i, obj, sid, payload, _u in recs]
@@ -113,11 +99,6 @@ def bench_store(records: dict[str, list[tuple[int, str, str, Any, None]]], backe
         elapsed = time.perf_counter() - start
         store.close()
         return sum(c.get("records", 0) for c in counts.values()), elapsed
-    finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        tmp.cleanup()
 
 
 def main() -> None:

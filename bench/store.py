@@ -9,22 +9,18 @@ Last line: ``store_upsert_rows_per_s=<n> unchanged_rows_per_s=<n>``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import sqlalchemy as sa
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratch_db import scratch_database
 
 from canonical.store import RawRecord, Store
 
-PG_ADMIN = os.environ.get("LTC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -70,28 +66,13 @@ def main() -> None:
     ap.add_argument("--page", type=int, default=2000, help="records per commit_page (one transaction)")
     args = ap.parse_args()
 
-    admin = None
-    tmp = tempfile.TemporaryDirectory()
-    if args.db == "sqlite":
-        url = f"sqlite:///{Path(tmp.name) / 'bench.db'}"
-    else:
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        name = f"ltc_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = admin.url.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(args.db) as url:
         store = Store.open(url)
         rows = records(args.rows)
         first = run(store, rows, args.page)
         second = run(store, rows, args.page)
         assert store.count_raw("bench") == args.rows
         store.close()
-    finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        tmp.cleanup()
     print(f"db={args.db} rows={args.rows} page={args.page} first_pass_s={first:.2f} unchanged_pass_s={second:.2f}")
     print(f"store_upsert_rows_per_s={args.rows / first:.0f} unchanged_rows_per_s={args.rows / second:.0f}")
 
