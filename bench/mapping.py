@@ -56,7 +56,7 @@ def templates() -> dict[str, list[tuple[str, dict[str, Any]]]]:
 def replicate(system: str, obj: str, payload: dict[str, Any], i: int) -> tuple[str, dict[str, Any]]:
     rec = dict(payload)
     if system == "camt053":
-        rec["entry_ref"] = f"E{i}"
+        rec["entry_reference"] = f"E{i}"
         return f"{rec['statement_id']}/E{i}/0", rec
     key = ID_KEY[system]
     sid = f"{rec[key]}-{i}" if isinstance(rec[key], str) else str(rec[key] * 1_000_000 + i)

@@ -167,7 +167,7 @@ def load_config(path: str | Path | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}:1: the top level must be a mapping of settings")
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -177,3 +177,7 @@ def load_config(path: str | Path | None = None) -> Config:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{p}:{line}: {dotted}: {msg}")
         raise ConfigError("; ".join(problems)) from None
+    for src in cfg.sources.values():  # a relative mapping path is relative to this file, not the cwd
+        if src.mapping is not None and not Path(src.mapping).is_absolute():
+            src.mapping = str(p.parent / src.mapping)
+    return cfg

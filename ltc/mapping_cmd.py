@@ -30,6 +30,10 @@ def remap(source: str | None = SourceOpt, config: str | None = ConfigOpt) -> Non
     for col in ("source", "records", "mapped", "quarantined", "tombstoned", "ignored", "canonical rows"):
         table.add_column(col)
     for name, c in sorted(counts.items()):
+        if "waiting" in c:
+            console.print(f"{name}: {c['waiting']} raw record(s) wait, no mapping for kind {name!r}; "
+                          f"set sources.{name}.kind in ltc.yaml, then `ltc remap --source {name}`")
+            continue
         rows = ", ".join(f"{k}={v}" for k, v in sorted(c.items())
                          if k not in ("records", "mapped", "quarantined", "tombstoned", "ignored"))
         table.add_row(name, *(str(c.get(k, 0)) for k in ("records", "mapped", "quarantined", "tombstoned", "ignored")),

@@ -33,8 +33,9 @@ from canonical import tables
 from canonical.model import ENTITIES, canonical_id
 from canonical.store import Rejected, Store, now
 from canonical.tables import lineage, quarantine, raw_record
+from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
-from mappings.spec import MappingError, load_mapping
+from mappings.spec import MappingError, load_mapping, shipped_path
 
 BATCH = 5000
 _CHUNK = 500
@@ -135,11 +136,25 @@ def _map_records(
 
 # --- the stage -----------------------------------------------------------------------------------------
 
+# Systems whose kind is known without configuration: bank statements land under ``bank`` by default
+# (``ltc import-statement``), and camt.053 and MT940 entries share one shape and one mapping.
+IMPLIED_KINDS = {STATEMENT_SOURCE: "camt053"}
+
+
 def _source_kinds(config: Any) -> dict[str, tuple[str, str | None]]:
     """system name -> (kind, override mapping path) from ltc.yaml's sources."""
-    if config is None:
-        return {}
-    return {name: (src.kind, src.mapping) for name, src in config.sources.items()}
+    kinds: dict[str, tuple[str, str | None]] = {name: (kind, None) for name, kind in IMPLIED_KINDS.items()}
+    if config is not None:
+        kinds.update({name: (src.kind, src.mapping) for name, src in config.sources.items()})
+    return kinds
+
+
+def _pending_count(store: Store, system: str) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(
+            sa.select(sa.func.count()).select_from(raw_record)
+            .where(raw_record.c.system == system, raw_record.c.pending_map.is_(True))
+        ).scalar_one())
 
 
 def _pending_systems(store: Store) -> list[str]:
@@ -175,6 +190,10 @@ def run_mapping(
     ltc.yaml when not given, and with no file a system's name is its kind); ``kind`` and
     ``override`` force them for a single ``system``. Returns per-system counts: ``records``, ``mapped``,
     ``quarantined``, ``tombstoned``, ``ignored`` (objects without a mapping) and rows per entity.
+
+    Without ``system``, a system whose kind has no mapping (not in ltc.yaml, and its name is not a
+    shipped kind) is left pending, counted as ``waiting`` — its raw rows stay, nothing is lost — so
+    one unknown source does not stop the others; naming it in ``system`` raises the reason instead.
     """
     if config is None:
         from ltc.config import load_config
@@ -185,7 +204,11 @@ def run_mapping(
     counts: dict[str, dict[str, int]] = {}
     for name in systems:
         src_kind, src_override = sources.get(name, (name, None))
-        mset = compile_for(name, kind or src_kind, override or src_override)
+        use_kind, use_override = kind or src_kind, override or src_override
+        if system is None and use_override is None and not shipped_path(use_kind).exists():
+            counts[name] = {"waiting": _pending_count(store, name)}
+            continue
+        mset = compile_for(name, use_kind, use_override)
         counts[name] = _map_system(store, mset, batch_size, run_id)
     return counts
 

@@ -23,8 +23,8 @@ def land_chain(store: Store) -> None:
         RawRecord("party.party", "3", {"id": 3, "name": "Globex GmbH", "active": True,
                   "tax_identifier.": {"code": "DE 123 456 789"}}),
     ], None)
-    store.commit_page("camt053", "entry", [
-        RawRecord("entry", "STMT-2026-04-10/E1/0", {"statement_id": "STMT-2026-04-10", "entry_ref": "E1",
+    store.commit_page("camt053", "camt053.entry", [
+        RawRecord("camt053.entry", "STMT-2026-04-10/E1/0", {"statement_id": "STMT-2026-04-10", "entry_reference": "E1",
                   "amount": "2500.00", "currency": "USD", "credit_debit": "CRDT", "status": "BOOK",
                   "booking_date": "2026-04-10", "debtor_name": "ACME CORPORATION",
                   "remittance_unstructured": ["INV-0001"]}),

@@ -24,7 +24,7 @@ def source_id(system: str, record: dict[str, Any]) -> str:
     if system == "salesforce":
         return str(record["Id"])
     if system == "camt053":
-        return f"{record['statement_id']}/{record['entry_ref']}/0"
+        return f"{record['statement_id']}/{record['entry_reference']}/0"
     return str(record["id"])
 
 

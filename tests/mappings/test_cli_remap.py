@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from mapping_fixtures import fixture_records, land
 
@@ -56,3 +57,17 @@ def test_remap_with_a_custom_field_override(tmp_path: Path) -> None:
 
     res = ltc("remap", "--source", "nope", cwd=tmp_path, env=env)
     assert res.returncode == 2 and "unknown source 'nope'" in res.stderr
+
+
+def test_a_relative_mapping_path_is_relative_to_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ltc.config import load_config
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "ltc.yaml").write_text("sources:\n  crm:\n    kind: salesforce\n    mapping: maps/crm.yaml\n",
+                                   encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(conf / "ltc.yaml")
+    assert cfg.sources["crm"].mapping == str(conf / "maps" / "crm.yaml")

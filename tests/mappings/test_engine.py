@@ -116,7 +116,7 @@ def test_a_version_landed_during_mapping_stays_pending(store: Store) -> None:
 
     land(store, "camt053")
     real = engine.map_records
-    newer = RawRecord("entry", "STMT-2026-04-10/E1/0",
+    newer = RawRecord("camt053.entry", "STMT-2026-04-10/E1/0",
                       {**fixture_records("camt053")[0].payload, "amount": "2600.00"})
 
     def racing(mset: Any, records: Any) -> Any:

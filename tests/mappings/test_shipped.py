@@ -214,4 +214,4 @@ def test_camt053() -> None:
     assert p2["attributes"]["value_date"] == "2026-04-11"
     assert pays["camt053:payment:STMT-2026-04-10/E3/0"]["kind"] == "refund"
     assert "camt053:payment:STMT-2026-04-10/E4/0" not in pays  # pending entry
-    assert rejected[("entry", "STMT-2026-04-10/E5/0")].field == "amount"
+    assert rejected[("camt053.entry", "STMT-2026-04-10/E5/0")].field == "amount"
