@@ -17,7 +17,7 @@ import csv
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -191,9 +191,15 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
     elif system == "hubspot" and obj in HUBSPOT_CRM:
         if not isinstance(rec.get("properties"), dict):
             raise _fail(where, n, f"record {rid}: properties must be an object of property values (strings)")
-        for k in ("createdAt", "updatedAt"):
+        for k in ("createdAt", "updatedAt", "archivedAt"):
+            if k == "archivedAt" and rec.get(k) is None:
+                continue
             if not isinstance(rec.get(k), str):
                 raise _fail(where, n, f"record {rid}: {k} is missing (ISO 8601, e.g. \"2026-10-01T12:00:00.000Z\")")
+            try:
+                datetime.fromisoformat(rec[k].replace("Z", "+00:00"))
+            except ValueError:
+                raise _fail(where, n, f"record {rid}: {k} is not an ISO 8601 instant: {rec[k]!r}") from None
         if not str(rid).isdigit():
             raise _fail(where, n, f"record {rid!r}: a HubSpot id is a number written as a string")
     elif system == "hubspot" and obj == "pipelines":
