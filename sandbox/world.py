@@ -52,6 +52,14 @@ STRIPE_OBJECT = {"customers": "customer", "charges": "charge", "refunds": "refun
                  "credit_notes": "credit_note", "balance_transactions": "balance_transaction",
                  "payouts": "payout", "payment_intents": "payment_intent"}
 FX_HEADER = ["rate_date", "base", "quote", "rate"]
+# Fields the connectors select rows by: a row without one would be silently left out of a sync.
+FILTER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("tryton", "account.invoice"): ("type",),
+    ("tryton", "account.invoice.line"): ("invoice",),
+    ("odoo", "account.move"): ("move_type",),
+    ("odoo", "account.move.line"): ("move_id", "display_type"),
+    ("odoo", "account.payment"): ("partner_type",),
+}
 
 
 @dataclass
@@ -217,6 +225,21 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
         stamps = ("write_date", "create_date")
         if not any(rec.get(s) not in (None, False) for s in stamps):
             raise _fail(where, n, f"record {rid}: write_date or create_date is required")
+        for stamp in stamps:
+            value = rec.get(stamp)
+            if value in (None, False):
+                continue
+            if system == "tryton" and not (isinstance(value, dict) and value.get("__class__") == "datetime"):
+                raise _fail(where, n, f'record {rid}: {stamp} must be a Tryton datetime {{"__class__": "datetime", '
+                                      '"year": …, "month": …, "day": …, "hour": …, …}')
+            if system == "odoo" and not (isinstance(value, str)
+                                         and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?", value)):
+                raise _fail(where, n, f"record {rid}: {stamp} must be Odoo's UTC \"YYYY-MM-DD HH:MM:SS\", "
+                                      f"got {value!r}")
+        for name in FILTER_FIELDS.get((system, obj), ()):
+            if name not in rec:
+                raise _fail(where, n, f"record {rid}: field {name!r} is missing (the {system} connector selects "
+                                      f"{obj} rows by it)")
     return str(rid)
 
 

@@ -144,6 +144,13 @@ def test_duplicate_association_source_in_one_file(tmp_path: Path) -> None:
                                 "updatedAt": "yesterday"}, "updatedAt is not an ISO 8601 instant"),
     ("salesforce", "Lead.jsonl", {"attributes": {"type": "Lead"}, "Id": "00QDn00000X1x1xAAA"},
      "SystemModstamp is missing"),
+    ("tryton", "sale.sale.jsonl", {"id": 99, "create_date": "2026-10-01T00:00:00"}, "must be a Tryton datetime"),
+    ("odoo", "sale.order.jsonl", {"id": 99, "write_date": "2026-10-01T00:00:00Z"}, "must be Odoo's UTC"),
+    ("tryton", "account.invoice.jsonl", {"id": 99, "create_date": {"__class__": "datetime", "year": 2026,
+                                                                   "month": 1, "day": 1}},
+     "field 'type' is missing (the tryton connector selects account.invoice rows by it)"),
+    ("odoo", "account.move.line.jsonl", {"id": 99, "write_date": "2026-01-01 00:00:00", "move_id": [41, "X"]},
+     "field 'display_type' is missing"),
 ])
 def test_records_the_emulator_could_not_serve(tmp_path: Path, name: str, file: str, record: dict[str, object],
                                               what: str) -> None:
