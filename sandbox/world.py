@@ -178,9 +178,12 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
         if rid in (None, ""):
             raise _fail(where, n, 'association without its from id: write {"from": {"id": "…"}, "to": [...]}')
         to = rec.get("to")
-        if not isinstance(to, list) or not all(isinstance(t, dict) and t.get("toObjectId") not in (None, "")
+        if not isinstance(to, list) or not all(isinstance(t, dict) and str(t.get("toObjectId")).isdigit()
                                                for t in to):
-            raise _fail(where, n, 'association "to" must be a list of {"toObjectId": …, "associationTypes": [...]}')
+            raise _fail(where, n, 'association "to" must be a list of {"toObjectId": <numeric id>, '
+                                  '"associationTypes": [...]}')
+        if not str(rid).isdigit():
+            raise _fail(where, n, f"association from id {rid!r}: a HubSpot id is a number written as a string")
         return str(rid)
     key = "Id" if system == "salesforce" else "id"
     rid = rec.get(key)
@@ -194,8 +197,14 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
                                   f"move it to {kind}.jsonl or fix its attributes" if kind else
                                   f"record {rid}: attributes.type is missing; write "
                                   f'"attributes": {{"type": "{obj}"}}')
-        if not isinstance(rec.get("SystemModstamp"), str):
+        stamp = rec.get("SystemModstamp")
+        if not isinstance(stamp, str):
             raise _fail(where, n, f"record {rid}: SystemModstamp is missing (e.g. \"2026-10-01T12:00:00.000+0000\")")
+        try:
+            datetime.fromisoformat(re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", stamp.replace("Z", "+00:00")))
+        except ValueError:
+            raise _fail(where, n, f"record {rid}: SystemModstamp {stamp!r} is not a datetime "
+                                  "(e.g. \"2026-10-01T12:00:00.000+0000\")") from None
     elif system == "hubspot" and obj in HUBSPOT_CRM:
         if not isinstance(rec.get("properties"), dict):
             raise _fail(where, n, f"record {rid}: properties must be an object of property values (strings)")
