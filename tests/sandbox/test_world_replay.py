@@ -297,6 +297,7 @@ def test_a_world_of_every_system_runs_the_whole_pipeline(sqlite_store: Store, tm
                 continue
             results = sync(runtime.build_connector(cfg, source), sqlite_store)
             assert all(r.status == "success" for r in results), [(r.stream, r.message) for r in results]
+        assert world.as_of is not None
         summary = after_sync(sqlite_store, cfg, world.as_of)
     assert summary["mapping"]["quarantined"] == 0
     assert (summary["mapping"]["deal"], summary["mapping"]["order"], summary["mapping"]["invoice"]) == (4, 2, 4)
