@@ -36,6 +36,10 @@ source id = the deal id, payload ``{id, companies: [...], contacts: [...], line_
 with type ids). The store's content-hash diff *is* the association diff: an unchanged deal writes
 nothing, an added or removed edge rewrites exactly that deal's record, and archived deals (the
 ``archived=true`` pass) become tombstones. Cost: 4 requests per 100 deals per run.
+``line_item_associations`` does the same from the line items' side (object ``associations.line_items``,
+payload ``{id, deals: [...]}``; 2 requests per 100 line items), because a line item carries no deal
+property. The mapping joins these records to their deal / line item by id (``with:`` in hubspot.yaml),
+and a changed association record re-maps its deal or line item.
 
 **Limits.** One :class:`RateGovernor` per tenant for the 10-second burst limit, paced *under* the
 vendor's rolling window (a token bucket of capacity C and rate r admits C + r·W requests per window W,
@@ -162,7 +166,10 @@ class HubSpotConnector(Connector):
             StreamSpec("owners", "owners", deleted_when=("archived", True), options={"kind": "owners"}),
             StreamSpec("deal_pipelines", "deal_pipelines", options={"kind": "pipelines"}),
             StreamSpec("deal_associations", "associations.deals", deleted_when=("archived", True),
-                       options={"kind": "associations"}),
+                       options={"kind": "associations", "from": "deals", "to": ASSOCIATED}),
+            # a line item's deal (HubSpot line items carry no deal property): the same sweep from the other side
+            StreamSpec("line_item_associations", "associations.line_items", deleted_when=("archived", True),
+                       options={"kind": "associations", "from": "line_items", "to": ("deals",)}),
         ]
         self.streams = tuple(s for s in specs if streams is None or s.name in streams)
 
@@ -306,7 +313,7 @@ class HubSpotConnector(Connector):
         if kind == "pipelines":
             return Page(self._get("/crm/v3/pipelines/deals")["results"])
         if kind == "associations":
-            return self._associations_page(token)
+            return self._associations_page(token, stream.options["from"], stream.options["to"])
         raise AssertionError(f"unknown stream kind {kind!r}")
 
     def _object_page(self, obj: str, window: Window, token: Any) -> Page:
@@ -375,18 +382,18 @@ class HubSpotConnector(Connector):
             return Page(body["results"], next_token={**state, "after": nxt})
         return Page(body["results"], next_token={"archived": False, "after": None} if state["archived"] else None)
 
-    def _associations_page(self, token: Any) -> Page:
+    def _associations_page(self, token: Any, frm: str, targets: Sequence[str]) -> Page:
         state: dict[str, Any] = dict(token) if token else {"archived": True, "after": None}
-        body = self._list("deals", state["after"], archived=state["archived"], props=["hs_object_id"])
+        body = self._list(frm, state["after"], archived=state["archived"], props=["hs_object_id"])
         ids = [r["id"] for r in body.get("results") or []]
         nxt = (body.get("paging") or {}).get("next", {}).get("after")
         following = {**state, "after": nxt} if nxt else ({"archived": False, "after": None} if state["archived"] else None)
         if state["archived"]:
             return Page([{"id": i, "archived": True} for i in ids], next_token=following)
-        records: dict[str, dict[str, Any]] = {i: {"id": i, **{to: [] for to in ASSOCIATED}} for i in ids}
+        records: dict[str, dict[str, Any]] = {i: {"id": i, **{to: [] for to in targets}} for i in ids}
         if ids:
-            for to in ASSOCIATED:
-                found = self._post(f"/crm/v4/associations/deals/{to}/batch/read",
+            for to in targets:
+                found = self._post(f"/crm/v4/associations/{frm}/{to}/batch/read",
                                    {"inputs": [{"id": i} for i in ids]})
                 for row in found.get("results") or []:
                     rec = records.get(str(row["from"]["id"]))
@@ -395,7 +402,7 @@ class HubSpotConnector(Connector):
                     edges = list(row.get("to") or [])
                     after = (row.get("paging") or {}).get("next", {}).get("after")
                     while after:  # more associations than batch/read returns for one record
-                        more = self._get(f"/crm/v4/objects/deals/{rec['id']}/associations/{to}",
+                        more = self._get(f"/crm/v4/objects/{frm}/{rec['id']}/associations/{to}",
                                          {"after": after, "limit": 500})
                         edges += more.get("results") or []
                         after = (more.get("paging") or {}).get("next", {}).get("after")

@@ -567,7 +567,8 @@ def _minor_diff(options: Mapping[str, Any]) -> Coerce:
 def _hubspot_association(options: Mapping[str, Any]) -> Coerce:
     """The associated record's id from a HubSpot record's embedded associations.
 
-    Accepts the v3 embed (``{"results": [{"id": "456", "type": "deal_to_company"}]}``) and the v4
+    Accepts the v3 embed (``{"results": [{"id": "456", "type": "deal_to_company"}]}``), the
+    connector's association sweep (``[{"id": "456", "types": [5]}]``) and the v4
     shape (``[{"toObjectId": 456, "associationTypes": [{"typeId": 5, ...}]}]`` or ``{"results": [...]}``).
     A primary (labelled) association wins over an ``_unlabeled`` one; then the lowest id, so the
     choice does not depend on the order HubSpot lists them in.
@@ -589,6 +590,9 @@ def _hubspot_association(options: Mapping[str, Any]) -> Coerce:
                 primary = any(
                     int(t.get("typeId", -1)) in primary_ids for t in item.get("associationTypes") or ()
                 )
+            elif "types" in item:  # the connector's association sweep: {"id": "456", "types": [5]}
+                rid = str(item.get("id", ""))
+                primary = any(int(t) in primary_ids for t in item.get("types") or ())
             else:
                 rid = str(item.get("id", ""))
                 primary = not str(item.get("type", "")).endswith("unlabeled")

@@ -24,6 +24,10 @@ Field spec keys (``fields: {<canonical field>: <spec>}``; a bare string is ``{fr
 ``convention``  ``stripe`` or ``iso4217`` for ``money_minor`` (default ``stripe``).
 ``or``        a whole field spec used when this one gives no value.
 
+Object keys besides ``entity``/``fields``: ``when`` and ``deleted_if`` (matchers), ``children``
+(``each`` + ``id``), and ``with: {key: object}`` — the raw record of another object with the same
+source id, readable under ``key`` (HubSpot's association sweeps); a change to it re-maps the record.
+
 Canonical field ``attributes.<name>`` stores a custom field in the row's ``attributes`` JSON.
 """
 
@@ -59,7 +63,7 @@ _FIELD_KEYS = {
     "entity", "currency", "currency_from", "convention", "or", "separator", "timezone", "max_length",
     "primary_type_ids",
 }
-_OBJECT_KEYS = {"entity", "fields", "when", "deleted_if", "children", "each", "id", "note"}
+_OBJECT_KEYS = {"entity", "fields", "when", "deleted_if", "children", "each", "id", "note", "with"}
 _ENGINE_FIELDS = {"id", "source_system", "source_object", "source_id", "raw_id", "deleted_at"}
 _REF_ENTITIES = {
     "account_id": "account", "deal_id": "deal", "order_id": "order", "invoice_id": "invoice",
@@ -191,6 +195,8 @@ class ObjectPlan:
     each_path: str = ""
     id_path: str = ""
     children: list[ObjectPlan] = field(default_factory=list)
+    # ``with: {key: object}``: the raw record of ``object`` with the same source id is read under ``key``
+    sidecars: dict[str, str] = field(default_factory=dict)
     # generated: (record, parent, source id, raw id, source_updated_at, out) -> out, the whole record
     run: Callable[[Any, Any, str, int | None, datetime | None, list[tuple[str, Row]]], Any] | None = None
 
@@ -826,6 +832,13 @@ class _Compiler:
             template["source_object"] = plan_.source_object
         elif "each" in spec or "id" in spec:
             raise _fail(spec, "each", f"object {obj!r}: `each`/`id` are for `children` entries")
+        if "with" in spec:
+            side = spec["with"]
+            if child or not isinstance(side, Node) or not side or not all(
+                    isinstance(k, str) and isinstance(v, str) and v != obj for k, v in side.items()):
+                raise _fail(spec, "with", f"object {obj!r}: `with` maps a key to another source object whose record "
+                            "of the same id is read under that key, e.g. `with: {associations: associations.deals}`")
+            plan_.sidecars = {str(k): str(v) for k, v in side.items()}
         for i, child_spec in enumerate(spec.get("children") or []):
             if not isinstance(child_spec, Node):
                 raise _fail(spec, "children", f"object {obj!r}: children[{i}] must be a mapping")

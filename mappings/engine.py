@@ -59,6 +59,10 @@ class MappingSet:
                 stack.append(child)
         return out
 
+    def sidecars(self) -> dict[str, dict[str, str]]:
+        """object -> {key: sidecar object} for the objects mapped ``with:`` another object's record."""
+        return {obj: plans[0].sidecars for obj, plans in self.plans.items() if plans and plans[0].sidecars}
+
     def entities_of(self, obj: str) -> set[str]:
         return {p.entity for p in self.plans.get(obj, [])} | self.child_entities(obj)
 
@@ -217,6 +221,9 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
     counts: dict[str, int] = defaultdict(int)
     c = raw_record.c
     last_id = 0
+    sidecars = mset.sidecars()
+    if sidecars:
+        _mark_sidecar_changes(store, mset.system, sidecars)
     while True:
         with store.engine.connect() as conn:
             batch = conn.execute(
@@ -232,6 +239,8 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
         # positional access: a Row's attribute look-up costs more than the mapping of a small record
         live = [(r[0], r[1], r[2], r[3], r[4]) for r in batch if not r[5]]
         dead = [r for r in batch if r[5]]
+        if sidecars:
+            live = _with_sidecars(store, mset.system, sidecars, live)
         result = map_records(mset, live)
         if result.deleted_stubs:
             stubs = set(result.deleted_stubs)
@@ -252,6 +261,46 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
         counts["quarantined"] += len(result.rejected)
         counts["ignored"] += result.ignored
     return dict(counts)
+
+
+def _mark_sidecar_changes(store: Store, system: str, sidecars: dict[str, dict[str, str]]) -> None:
+    """A pending sidecar record (a changed HubSpot association sweep) makes its primary record pending."""
+    c = raw_record.c
+    with store.engine.begin() as conn:
+        for obj, sides in sidecars.items():
+            changed = (sa.select(c.source_id)
+                       .where(c.system == system, c.object.in_(sorted(set(sides.values()))), c.pending_map.is_(True))
+                       .scalar_subquery())
+            conn.execute(raw_record.update()
+                         .where(c.system == system, c.object == obj, c.pending_map.is_(False), c.source_id.in_(changed))
+                         .values(pending_map=True))
+
+
+def _with_sidecars(
+    store: Store, system: str, sidecars: dict[str, dict[str, str]], live: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Each record of an object mapped ``with:`` gets the sidecar records of its id under their keys."""
+    c = raw_record.c
+    wanted: dict[str, set[str]] = defaultdict(set)  # sidecar object -> source ids
+    for _rid, obj, sid, _payload, _upd in live:
+        for side in sidecars.get(obj, {}).values():
+            wanted[side].add(sid)
+    found: dict[tuple[str, str], Any] = {}
+    with store.engine.connect() as conn:
+        for side, sids in wanted.items():
+            for chunk in _chunks(sorted(sids)):
+                rows = conn.execute(sa.select(c.source_id, c.payload).where(
+                    c.system == system, c.object == side, c.deleted.is_(False), c.source_id.in_(chunk)))
+                found.update(((side, sid), payload) for sid, payload in rows)
+    out = []
+    for rid, obj, sid, payload, upd in live:
+        sides = sidecars.get(obj)
+        if sides and isinstance(payload, dict):  # with no sidecar record, the payload's own key stays
+            extra = {key: found[(side, sid)] for key, side in sides.items() if (side, sid) in found}
+            if extra:
+                payload = {**payload, **extra}
+        out.append((rid, obj, sid, payload, upd))
+    return out
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:

@@ -180,3 +180,25 @@ def test_a_deleted_stub_tombstones_instead_of_quarantining(store: Store) -> None
     assert counts["stripe"]["quarantined"] == 0 and counts["stripe"]["tombstoned"] == 1
     acc = rows(store, "account")["stripe:account:cus_Acme0001"]
     assert acc["deleted_at"] is not None and acc["name"] == "Acme Corporation"
+
+
+def test_an_association_only_change_remaps_its_deal(store: Store) -> None:
+    deal = {"id": "9001", "properties": {"dealname": "Renewal", "dealstage": "closedwon", "pipeline": "default",
+                                         "amount": "100.00", "closedate": "2026-09-14T00:00:00Z"},
+            "createdAt": "2026-09-01T00:00:00Z", "updatedAt": "2026-09-14T00:00:00Z", "archived": False}
+
+    def sweep(company: str) -> RawRecord:
+        return RawRecord("associations.deals", "9001", {"id": "9001", "companies": [
+            {"id": "5009", "types": [341]}, {"id": company, "types": [5, 341]}], "contacts": [], "line_items": []})
+
+    store.commit_page("hubspot", "deals", [RawRecord("deals", "9001", deal)], None)
+    store.commit_page("hubspot", "deal_associations", [sweep("5001")], None)
+    run_mapping(store, "hubspot")
+    assert rows(store, "deal")["hubspot:deal:9001"]["account_id"] == "hubspot:account:5001"  # primary beats 5009
+    assert pending(store) == 0
+
+    store.commit_page("hubspot", "deal_associations", [sweep("5002")], None)  # the deal itself did not change
+    counts = run_mapping(store, "hubspot")
+    assert counts["hubspot"]["deal"] == 1
+    assert rows(store, "deal")["hubspot:deal:9001"]["account_id"] == "hubspot:account:5002"
+    assert pending(store) == 0

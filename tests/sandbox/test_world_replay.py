@@ -110,6 +110,9 @@ def test_hubspot_world(sqlite_store: Store) -> None:
     assert assoc["payload"]["line_items"] == [{"id": "60001", "types": [19]}]  # from line_items_to_deals.jsonl
     owners = sqlite_store.get_raw("hubspot", "owners", "70001")
     assert owners is not None and owners["payload"]["email"] == "sam.sales@example.com"
+    # the sweeps are joined to their deal / line item by the mapping (`with:`): the chain is linked
+    assert won["account_id"] == "hubspot:account:5001" and deals["9004"]["account_id"] == "hubspot:account:5008"
+    assert line["deal_id"] == "hubspot:deal:9001"
 
 
 def test_stripe_world(store: Store) -> None:
