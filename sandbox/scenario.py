@@ -525,13 +525,23 @@ def days_before(as_of: date, n: int) -> date:
 
 
 def main() -> None:
-    """``python -m sandbox.scenario --chains N --out DIR``: write a world as Parquet."""
+    """``python -m sandbox.scenario --chains N (--out DIR | --world DIR)``: write a world as Parquet
+    (``--out``, the canonical tables) or as a world directory of vendor files (``--world``, docs/world.md)."""
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--chains", type=int, required=True)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="write the canonical tables as Parquet here")
+    ap.add_argument("--world", help="write a world directory (vendor-shaped files) here")
     args = ap.parse_args()
-    generate(args.chains, seed=args.seed).save(args.out)
+    if not (args.out or args.world):
+        ap.error("give --out DIR and/or --world DIR")
+    world = generate(args.chains, seed=args.seed)
+    if args.out:
+        world.save(args.out)
+    if args.world:
+        from sandbox.world_writer import write_world
+
+        write_world(world, args.world)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,13 @@ def _minor(value: Decimal, currency: str) -> int:
     return Money.of(value, currency).to_minor(convention="stripe")
 
 
+def _q(value: Decimal | None, currency: str) -> Decimal | None:
+    """An amount with its currency's decimals, as the vendor writes it (12.3000 -> 12.30)."""
+    from canonical.money import minor_units
+
+    return None if value is None else value.quantize(Decimal(1).scaleb(-minor_units(currency)))
+
+
 def _epoch(day: date, hour: int = 12) -> int:
     return int(datetime.combine(day, time(hour), tzinfo=UTC).timestamp())
 
@@ -218,8 +225,8 @@ def tryton_records(world: World) -> dict[str, list[dict[str, Any]]]:
             "sale_date": o["order_date"], "company": 1, "party": int(_sid(o["account_id"])),
             "invoice_party": int(_sid(o["account_id"])), "currency": cur(o["currency"])["id"],
             "currency.": cur(o["currency"]), "payment_term": 1, "invoice_method": "order",
-            "invoice_state": "none", "shipment_state": "none", "untaxed_amount": o["untaxed"],
-            "tax_amount": o["tax"], "total_amount": o["total"], "lines": sorted(lines_of[o["id"]]),
+            "invoice_state": "none", "shipment_state": "none", "untaxed_amount": _q(o["untaxed"], o["currency"]),
+            "tax_amount": _q(o["tax"], o["currency"]), "total_amount": _q(o["total"], o["currency"]), "lines": sorted(lines_of[o["id"]]),
             "invoices": [], "origin": None, **stamps(o["order_date"]),
         }))
     order_date = {o["id"]: o["order_date"] for o in orders}
@@ -229,13 +236,13 @@ def tryton_records(world: World) -> dict[str, list[dict[str, Any]]]:
             "id": int(_sid(ln["id"])), "sale": int(_sid(ln["order_id"])), "sequence": seq, "type": "line",
             "product": pid, "product.": {"id": pid, "code": ln["product_code"]},
             "description": f"Product {ln['product_code']}", "quantity": float(ln["quantity"]), "unit.": None,
-            "unit_price": ln["unit_price"], "amount": ln["amount"], "taxes": [], "currency": cur(ln["currency"])["id"],
+            "unit_price": _q(ln["unit_price"], ln["currency"]), "amount": _q(ln["amount"], ln["currency"]), "taxes": [], "currency": cur(ln["currency"])["id"],
             "currency.": cur(ln["currency"]), **stamps(order_date.get(ln["order_id"], as_of)),
         }))
     for inv in _rows(world, "invoice"):
         iid = int(_sid(inv["id"]))
         sign = Decimal(-1) if inv["kind"] == "credit_note" else Decimal(1)
-        total = inv["total"] * sign
+        total = _q(inv["total"], inv["currency"]) * sign  # type: ignore[operator]
         # Tryton's `origins` is the rec_name of the invoice's origin lines: its sale's number
         sale = order_of_number.get(inv["order_ref"] or "")
         out["account.invoice"].append(_tryton({
@@ -243,7 +250,7 @@ def tryton_records(world: World) -> dict[str, list[dict[str, Any]]]:
             "state": {"open": "posted", "paid": "paid", "draft": "draft", "void": "cancelled"}.get(inv["status"], "posted"),
             "invoice_date": inv["issue_date"], "accounting_date": None, "company": 1,
             "party": int(_sid(inv["account_id"])), "currency": cur(inv["currency"])["id"],
-            "currency.": cur(inv["currency"]), "payment_term": 1, "untaxed_amount": total, "tax_amount": Decimal("0.00") * sign,
+            "currency.": cur(inv["currency"]), "payment_term": 1, "untaxed_amount": total, "tax_amount": _q(Decimal(0), inv["currency"]),
             "total_amount": total, "amount_to_pay": total, "reconciled": None, "origins": inv["order_ref"],
             "sales": [sale] if sale else [], "origin_invoices": [], "lines": [],
             "lines_to_pay": [iid], "lines_to_pay.": [{"id": iid, "maturity_date": inv["due_date"]}],
@@ -352,7 +359,7 @@ def bank_statements(world: World) -> dict[str, bytes]:
         for p in pays:
             sign_cd = "DBIT" if p["kind"] == "refund" else "CRDT"
             entries.append(camt053.Entry(
-                amount=p["amount"], credit_debit=sign_cd, booking_date=p["payment_date"],
+                amount=_q(p["amount"], ccy), credit_debit=sign_cd, booking_date=p["payment_date"],
                 account_servicer_ref=_sid(p["id"]),
                 details=[camt053.Tx(end_to_end_id=None, debtor_name=p["payer_name"] if sign_cd == "CRDT" else None,
                                     creditor_name=p["payer_name"] if sign_cd == "DBIT" else None,
@@ -407,7 +414,7 @@ def write_world(world: World, directory: str | Path, *, erp: str = "tryton", nam
             w.writerow([r["rate_date"].isoformat(), r["base"], r["quote"], _rate_text(r["rate"])])
     meta = {
         "format": FORMAT, "name": name or f"generated-seed{world.seed}-{world.meta.get('chains', '')}",
-        "systems": systems, "erp": erp, "reporting_currency": reporting_currency, "as_of": world.as_of.isoformat(),
+        "systems": systems, "erp": erp, "reporting_currency": reporting_currency, "as_of": world.as_of,
     }
     (out / "world.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return out
