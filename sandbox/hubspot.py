@@ -103,6 +103,14 @@ def iso_ms(ms: int) -> str:
     return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
 
 
+def _ms(text: str) -> int:
+    """An ISO 8601 instant (``...Z`` or with an offset) as epoch milliseconds."""
+    value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
 def modified_prop(obj: str) -> str:
     return "lastmodifieddate" if obj == "contacts" else "hs_lastmodifieddate"
 
@@ -178,6 +186,7 @@ class HubSpotEmulator:
     assoc_page: int = 500  # associations per record per page (v4 batch/read, then the per-record route)
     oauth: bool = False
     clock: Callable[[], float] = time.time
+    world: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
     objects: dict[str, dict[int, Rec]] = field(init=False, repr=False)
     served: dict[str, int] = field(init=False)
     statuses: dict[int, int] = field(init=False)
@@ -200,7 +209,12 @@ class HubSpotEmulator:
         self._assoc: dict[tuple[str, str], dict[int, set[int]]] = {k: {} for k in TYPE_IDS}
         self._next_id = {"deals": 9_000, "companies": 500, "contacts": 700, "line_items": 60_000, "products": 90}
         self._custom = [self._custom_name(i) for i in range(self.custom_properties)]
-        self._generate()
+        self._extra: dict[str, list[str]] = {t: [] for t in STANDARD}  # properties only a world names
+        self._pipeline_rows: list[dict[str, Any]] | None = None
+        if self.world is None:
+            self._generate()
+        else:
+            self._load_world(self.world)
         self.app = Starlette(routes=[
             Route("/crm/v3/objects/{obj}", self._r(self._list), methods=["GET"]),
             Route("/crm/v3/objects/{obj}/search", self._r(self._search_objects, search=True), methods=["POST"]),
@@ -285,6 +299,38 @@ class HubSpotEmulator:
                 "amount": str(Decimal(price) * qty), "discount": "0", "hs_product_id": str(prod),
                 "hs_sku": self.objects["products"][prod].props["hs_sku"]}, t - 20_000, t)
             self._link("deals", deal, "line_items", line)
+
+    def _load_world(self, world: dict[str, list[dict[str, Any]]]) -> None:
+        """Objects, owners, pipelines and association files of a world directory, kept as given.
+
+        Properties the standard set does not know are served (and listed by ``/crm/v3/properties``)
+        as custom properties. Associations are served with HubSpot's default type ids for the pair.
+        """
+        self._owner_rows = list(world.get("owners", []))
+        if "pipelines" in world:
+            self._pipeline_rows = list(world["pipelines"])
+        for obj in STANDARD:
+            for raw in world.get(obj, []):
+                props = {k: (None if v is None else str(v)) for k, v in (raw.get("properties") or {}).items()}
+                oid = int(raw["id"])
+                rec = Rec(oid, props, _ms(raw["createdAt"]), _ms(raw["updatedAt"]), 0,
+                          archived=bool(raw.get("archived")),
+                          archived_at=_ms(raw["archivedAt"]) if raw.get("archivedAt") else None)
+                self._stamp(obj, rec)
+                self.objects[obj][oid] = rec
+                for name in props:
+                    if name not in STANDARD[obj] and name not in self._extra[obj]:
+                        self._extra[obj].append(name)
+            self._ids[obj] = sorted(self.objects[obj])
+            if self._ids[obj]:
+                self._next_id[obj] = self._ids[obj][-1] + 1
+        for key, rows in world.items():
+            if not key.startswith("associations/"):
+                continue
+            frm, _, to = key.removeprefix("associations/").partition("_to_")
+            for row in rows:
+                for target in row.get("to") or []:
+                    self._link(frm, int(row["from"]["id"]), to, int(target["toObjectId"]))
 
     # --- mutations (tests and demos drive these directly; each is one consistent step) ----------
     def now_ms(self) -> int:
@@ -463,7 +509,7 @@ class HubSpotEmulator:
         return cached
 
     def _known(self, obj: str) -> set[str]:
-        return set(STANDARD[obj]) | self._custom_set
+        return set(STANDARD[obj]) | self._custom_set | set(self._extra[obj])
 
     def _object(self, obj: str, rec: Rec, props: list[str] | None) -> dict[str, Any]:
         names = props or DEFAULTS.get(obj, ("name", "createdate", "hs_lastmodifieddate", "hs_object_id"))
@@ -692,11 +738,14 @@ class HubSpotEmulator:
                     "modificationMetadata": {"archivable": custom, "readOnlyDefinition": not custom,
                                              "readOnlyValue": name in DATETIME_PROPS | {"hs_object_id"}}}
 
-        return {"results": [prop(n, False) for n in STANDARD[obj]] + [prop(n, True) for n in self._custom]}
+        return {"results": [prop(n, False) for n in STANDARD[obj]]
+                + [prop(n, True) for n in [*self._custom, *self._extra[obj]]]}
 
     async def _pipelines(self, request: Request) -> Any:
         if request.path_params["obj"] != "deals":
             raise _error(400, "pipelines: only deals are emulated", "VALIDATION_ERROR")
+        if self._pipeline_rows is not None:
+            return {"results": self._pipeline_rows}
         stamp = iso_ms(BASE_MS)
         stages = [{"id": sid, "label": label, "displayOrder": k, "archived": False, "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
                    "metadata": {"isClosed": closed, "probability": prob}, "createdAt": stamp, "updatedAt": stamp}

@@ -10,14 +10,60 @@ import argparse
 import json
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from canonical.errors import LtcError
 from sandbox.registry import EMULATORS
 from sandbox.server import RunningServer, serve
+from sandbox.world import WorldDir, read_world
 
 TLS_KINDS = {"salesforce"}  # simple-salesforce only speaks https
+
+# What each emulator accepts when it serves a world (sandbox values, not secrets): the app's
+# keyword arguments, and the credentials and options a source pointing at it needs. Also used by
+# ``ltc.demo.world_sources`` and printed by ``ltc sandbox status``.
+WORLD_ACCESS: dict[str, dict[str, Any]] = {
+    "salesforce": {"app": {}, "credentials": {"client_id": "ltc-emulator-client",
+                                              "client_secret": "ltc-emulator-secret"}, "options": {}},
+    "hubspot": {"app": {"token": "pat-na1-ltc-demo"}, "credentials": {"token": "pat-na1-ltc-demo"}, "options": {}},
+    "stripe": {"app": {"api_key": "sk_test_ltc_demo"}, "credentials": {"api_key": "sk_test_ltc_demo"},
+               "options": {}},
+    "tryton": {"app": {"database": "ltc", "login": "admin", "password": "ltc-world"},
+               "credentials": {"login": "admin", "password": "ltc-world"}, "options": {"database": "ltc"}},
+    "odoo": {"app": {"database": "ltc", "login": "admin", "api_key": "ltc-world-odoo-key"},
+             "credentials": {"api_key": "ltc-world-odoo-key"}, "options": {"database": "ltc", "login": "admin"}},
+}
+
+
+def world_app(kind: str, records: dict[str, list[dict[str, Any]]], **options: Any) -> Any:
+    """The ASGI app of emulator ``kind`` seeded from a world's records (object -> records)."""
+    import importlib
+
+    factories = {"salesforce": "build_app", "hubspot": "create_app", "stripe": "create_app",
+                 "tryton": "create_app", "odoo": "create_app"}
+    if kind not in factories:
+        raise ValueError(f"no world emulator for {kind}")
+    module = importlib.import_module(f"sandbox.{kind}")
+    return getattr(module, factories[kind])(world=records, **options)
+
+
+def start_world(world: WorldDir) -> dict[str, RunningServer]:
+    """One emulator per API system of ``world`` (every system but ``bank``), each on a free loopback
+    port, accepting the credentials of :data:`WORLD_ACCESS`. The world is validated already
+    (:func:`sandbox.world.read_world`), so nothing is served from a half-valid world."""
+    servers: dict[str, RunningServer] = {}
+    try:
+        for kind in world.api_systems:
+            app = world_app(kind, world.records.get(kind, {}), **WORLD_ACCESS[kind]["app"])
+            servers[kind] = serve(app, tls=kind in TLS_KINDS)
+    except Exception:
+        for srv in servers.values():
+            srv.stop()
+        raise
+    return servers
 
 
 def start(kinds: list[str] | None = None, *, seed: int = 7, size: int = 200,
@@ -39,9 +85,13 @@ def start(kinds: list[str] | None = None, *, seed: int = 7, size: int = 200,
     return servers
 
 
-def describe(servers: dict[str, RunningServer]) -> dict[str, Any]:
-    return {"pid": os.getpid(),
-            "emulators": {k: {"url": s.url, "ca_file": s.ca_file} for k, s in servers.items()}}
+def describe(servers: dict[str, RunningServer], world: WorldDir | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"pid": os.getpid(),
+                           "emulators": {k: {"url": s.url, "ca_file": s.ca_file} for k, s in servers.items()}}
+    if world is not None:
+        out["world"] = {"path": str(world.path), "name": world.name, "systems": world.systems,
+                        "bank_folder": str(world.bank_folder) if world.bank_folder else None}
+    return out
 
 
 def main() -> None:
@@ -50,11 +100,21 @@ def main() -> None:
     ap.add_argument("--kind", action="append")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--size", type=int, default=200)
+    ap.add_argument("--world", help="serve this world directory (docs/world.md) instead of generated data")
     args = ap.parse_args()
-    servers = start(args.kind, seed=args.seed, size=args.size)
+    world = None
+    if args.world:
+        try:
+            world = read_world(args.world)
+        except LtcError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(exc.exit_code)
+        servers = start_world(world)
+    else:
+        servers = start(args.kind, seed=args.seed, size=args.size)
     state = Path(args.state)
     tmp = state.with_suffix(".tmp")
-    tmp.write_text(json.dumps(describe(servers), indent=2))
+    tmp.write_text(json.dumps(describe(servers, world), indent=2))
     tmp.replace(state)  # appears whole: the CLI waits for it
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

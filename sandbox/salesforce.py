@@ -137,7 +137,8 @@ class Org:
     """The emulated org: schema, records, API usage, tokens, faults. Thread-safe."""
 
     def __init__(self, *, seed: int = 1, size: int = 20, daily_limit: int = 15_000, api_used: int = 0,
-                 wide_fields: int = 0, multi_currency: bool = False, faults: Faults | None = None):
+                 wide_fields: int = 0, multi_currency: bool = False, faults: Faults | None = None,
+                 world: dict[str, list[dict[str, Any]]] | None = None):
         self.seed = seed
         self.rng = random.Random(seed)
         self.fault_rng = random.Random(seed + 1)
@@ -163,7 +164,10 @@ class Org:
         self.jobs: dict[str, dict[str, Any]] = {}
         self._jwt_key: Any = None
         self.multi_currency = multi_currency
-        self.populate(size)
+        if world is None:
+            self.populate(size)
+        else:
+            self.load_world(world)
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -300,6 +304,37 @@ class Org:
                             at=stamp())
         self.rng = rng
 
+    def load_world(self, world: dict[str, list[dict[str, Any]]]) -> None:
+        """Records of a world directory (object -> REST query records), inserted verbatim.
+
+        Fields the standard schema does not know (custom ``__c`` fields, or standard fields this
+        emulator does not model) join the object's schema with a type inferred from their values,
+        so ``describe`` lists them and SOQL can select them. ``SystemModstamp`` and ``IsDeleted``
+        are kept as given (datetimes normalised to the REST form ``...000+0000``).
+        """
+        with self.lock:
+            for obj, records in world.items():
+                if obj not in self.rows:
+                    raise KeyError(f"the emulator has no sObject {obj}")
+                types = self.types[obj]
+                for rec in records:
+                    for name, value in rec.items():
+                        if name != "attributes" and name not in types:
+                            types[name] = _infer_type(name, value)
+                for rec in records:
+                    row: dict[str, Any] = dict.fromkeys(types)
+                    row.update({k: v for k, v in rec.items() if k != "attributes"})
+                    for name, ftype in types.items():
+                        if ftype == "datetime" and isinstance(row.get(name), str):
+                            row[name] = _sf_stamp(row[name])
+                    row["IsDeleted"] = bool(row.get("IsDeleted") or False)
+                    for stamp in ("CreatedDate", "LastModifiedDate"):
+                        row[stamp] = row[stamp] or row["SystemModstamp"]
+                    self.rows[obj][str(row["Id"])] = row
+                self._index[obj] = None
+            for obj, rows in self.rows.items():  # a record inserted later must not reuse an id
+                self.counters[obj] = len(rows)
+
     def total_records(self) -> int:
         return sum(len(r) for r in self.rows.values())
 
@@ -398,6 +433,45 @@ class Org:
             return False
         return (claims.get("iss") == self.creds.client_id and claims.get("sub") == self.creds.username
                 and int(claims.get("exp", 0)) > time.time() and str(claims.get("aud", "")).startswith("https://"))
+
+
+def _sf_stamp(text: str) -> str:
+    """A datetime as a world may write it (``...Z``, ``+00:00``, ``+0000``) in the REST form."""
+    t = text.strip()
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    elif len(t) > 5 and t[-5] in "+-" and t[-4:].isdigit():
+        t = t[:-2] + ":" + t[-2:]
+    try:
+        value = datetime.fromisoformat(t)
+    except ValueError:
+        return text
+    return sf_datetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def _infer_type(name: str, value: Any) -> str:
+    """The describe type of a field only a world names, from one of its values."""
+    if name.endswith("Id") and isinstance(value, str) and len(value) in (15, 18):
+        return "reference"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "double"
+    if isinstance(value, Decimal | float):
+        return "currency" if any(w in name for w in ("Amount", "Price", "Revenue", "Total")) else "double"
+    if isinstance(value, dict):
+        return "address"
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                date.fromisoformat(value)
+                return "date"
+            if len(value) > 18 and value[10] == "T":
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+                return "datetime"
+        except ValueError:
+            pass
+    return "string"
 
 
 def _cmp_probe(name: str) -> Any:

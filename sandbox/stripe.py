@@ -35,16 +35,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.world import dumps_exact
+
 DAY = 86400
 RETENTION_S = 30 * DAY
 EMBEDDED_LINES = 10
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
                 "xaf", "xof", "xpf"}
 PREFIX = {"customers": "cus", "invoices": "in", "charges": "ch", "payment_intents": "pi", "refunds": "re",
-          "balance_transactions": "txn", "payouts": "po", "events": "evt", "invoiceitems": "ii"}
+          "balance_transactions": "txn", "payouts": "po", "events": "evt", "invoiceitems": "ii", "credit_notes": "cn"}
 OBJECT = {"customers": "customer", "invoices": "invoice", "charges": "charge", "payment_intents": "payment_intent",
           "refunds": "refund", "balance_transactions": "balance_transaction", "payouts": "payout",
-          "events": "event", "invoiceitems": "invoiceitem"}
+          "events": "event", "invoiceitems": "invoiceitem", "credit_notes": "credit_note"}
 FILTERS = {
     "customers": {"email"},
     "invoices": {"customer", "status", "subscription", "collection_method"},
@@ -55,6 +57,7 @@ FILTERS = {
     "payouts": {"status"},
     "events": {"type"},
     "invoiceitems": {"customer", "pending", "invoice"},
+    "credit_notes": {"customer", "invoice"},
 }
 _COMMON = {"limit", "starting_after", "ending_before", "created", "expand"}
 
@@ -108,7 +111,8 @@ class StripeEmulator:
     """The emulator's state and behaviour (the ASGI app is a thin shell around it)."""
 
     def __init__(self, *, seed: int = 0, size: int = 20, api_key: str = "sk_test_emulator",
-                 clock: Callable[[], float] = time.time, history_days: int = 400):
+                 clock: Callable[[], float] = time.time, history_days: int = 400,
+                 world: dict[str, list[dict[str, Any]]] | None = None):
         self.api_key = api_key
         self._clock = clock
         self.offset = 0.0
@@ -121,8 +125,29 @@ class StripeEmulator:
         self.requests: list[tuple[str, str, dict[str, Any]]] = []  # (method, path, decoded query)
         self._n = 0
         self._invoice_no = 0
-        self._seed(size, history_days)
+        if world is None:
+            self._seed(size, history_days)
+        else:
+            self.load_world(world)
 
+    def load_world(self, world: dict[str, list[dict[str, Any]]]) -> None:
+        """Objects of a world directory (resource -> objects as the API returns them), kept as given.
+
+        Lists order them newest first by ``created`` (file order breaks ties, later = newer, as
+        Stripe's own ids do); an invoice's embedded ``lines`` list is served and paged from
+        ``/v1/invoices/{id}/lines``. No events: a world is a snapshot, so the connector's first
+        sync lists everything by ``created``.
+        """
+        for resource, objects in world.items():
+            if resource not in self.store:
+                raise KeyError(f"the Stripe emulator has no resource {resource}")
+            for obj in objects:
+                self._n += 1
+                row = dict(obj)
+                if row.get("object") == "invoice":
+                    lines = row.pop("lines", None)
+                    row["_lines"] = list(lines.get("data") or []) if isinstance(lines, dict) else []
+                self._put(resource, row)
     # --- clock and ids ---------------------------------------------------------------------------
 
     def now(self) -> int:
@@ -530,13 +555,15 @@ def _authorized(emu: StripeEmulator, request: Request) -> None:
 def create_app(*, seed: int = 0, size: int = 20, api_key: str = "sk_test_emulator",
                clock: Callable[[], float] = time.time, history_days: int = 400,
                rate_limited: int = 0, should_retry: str | None = None, drop_events: bool = False,
-               emulator: StripeEmulator | None = None) -> Starlette:
+               emulator: StripeEmulator | None = None,
+               world: dict[str, list[dict[str, Any]]] | None = None) -> Starlette:
     """The ASGI app; ``app.state.stripe`` is the :class:`StripeEmulator` (tests drive faults/clock).
 
     Faults at start: ``rate_limited`` (the first N requests answer 429, with ``Stripe-Should-Retry:
     should_retry`` if given) and ``drop_events`` (changes made through the API emit no event).
     """
-    emu = emulator or StripeEmulator(seed=seed, size=size, api_key=api_key, clock=clock, history_days=history_days)
+    emu = emulator or StripeEmulator(seed=seed, size=size, api_key=api_key, clock=clock, history_days=history_days,
+                                     world=world)
     if emulator is None:
         emu.faults = Faults(rate_limited=rate_limited, should_retry=should_retry, drop_events=drop_events)
     counter = {"n": 0}
@@ -573,7 +600,7 @@ def create_app(*, seed: int = 0, size: int = 20, api_key: str = "sk_test_emulato
                 body = _route_write(emu, request.method, path, params)
                 if key:
                     emu.idempotency[key] = (raw, 200, body)
-            return JSONResponse(body, headers={"Request-Id": rid})
+            return Response(dumps_exact(body), media_type="application/json", headers={"Request-Id": rid})
         except StripeApiError as exc:
             return _error(exc, rid)
 

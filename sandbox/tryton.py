@@ -1,0 +1,311 @@
+"""A Tryton JSON-RPC emulator serving a world's records (read-only), for what ltc-hub's client calls.
+
+World-only: it has no generated data of its own (the real trytond peer, :mod:`sandbox.tryton_peer`,
+is the one to write to), so it is not in :data:`sandbox.registry.EMULATORS`.
+
+Protocol, as trytond >= 7 answers it (see :mod:`connectors.tryton.rpc`):
+
+* ``POST /rpc/`` ``common.server.version``; ``POST /<db>/rpc/`` for everything else (another
+  database: 404; another path: 405);
+* ``common.db.login(login, {"password": ...}, lang)`` -> ``[user_id, session, null]`` or HTTP 401;
+  then ``Authorization: Session base64(login:user_id:session)`` on every call (401 without it);
+  ``common.db.logout``;
+* the context dict is the last positional parameter of every model call (HTTP 422 without it);
+* ``model.res.user.get_preferences``; ``model.<m>.search_read(domain, offset, limit, order, fields)``,
+  ``search(domain, offset, limit, order)``, ``search_count(domain)``, ``read(ids, fields)``, with
+  Tryton's domain syntax (``[["f", "op", v], ...]`` = AND, ``["OR", c1, c2]``, nested lists; dotted
+  paths followed through the world's many2one ids or the row's dotted-read values ``"f.": {...}``;
+  operators ``= != < <= > >= in not in like ilike not like not ilike``), ``order`` ``[[field,
+  "ASC"|"DESC"], ...]``, ``context.active_test`` (default: inactive records are left out);
+* values travel in Tryton's typed JSON (:mod:`connectors.tryton.codec`); the computed
+  ``last_modified_at`` is ``COALESCE(write_date, create_date)`` as in trytond;
+* errors are Tryton's: a ``200`` envelope ``{"error": ["UserError", [message, description, null]]}``
+  for a refused write (the world is read-only), ``[str(exc), traceback]`` for a server-side failure
+  (an unknown field), and HTTP 403 for a model or method not callable over RPC.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from connectors.tryton import codec
+
+VERSION = "8.2.0"
+CURSOR = "last_modified_at"
+MODELS = ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line", "account.move.line")
+# many2one fields whose target is a world model: a dotted domain path is followed through them
+RELATIONS: dict[tuple[str, str], str] = {
+    ("sale.sale", "party"): "party.party", ("sale.sale", "invoice_party"): "party.party",
+    ("sale.line", "sale"): "sale.sale",
+    ("account.invoice", "party"): "party.party",
+    ("account.invoice.line", "invoice"): "account.invoice",
+    ("account.move.line", "party"): "party.party", ("account.move.line", "invoice_payment"): "account.invoice",
+}
+_READS = ("search_read", "search", "search_count", "read")
+_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in", "like", "ilike", "not like", "not ilike")
+
+
+class TrytonFault(Exception):
+    """An error Tryton sends in the 200 envelope: ``error`` = ``payload``."""
+
+    def __init__(self, payload: list[Any]) -> None:
+        super().__init__(str(payload[0]))
+        self.payload = payload
+
+
+class HttpAbort(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _like(pattern: str, value: Any, ci: bool) -> bool:
+    if not isinstance(value, str):
+        return False
+    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, value, re.IGNORECASE | re.DOTALL if ci else re.DOTALL) is not None
+
+
+def _compare(op: str, have: Any, want: Any) -> bool:
+    if op == "=":
+        return bool(have == want) if want is not None else have is None
+    if op == "!=":
+        return bool(have != want) if want is not None else have is not None
+    if op in ("in", "not in"):
+        values = list(want or [])
+        inside = have in values
+        return inside if op == "in" else not inside
+    if op in ("like", "ilike", "not like", "not ilike"):
+        hit = _like(str(want), have, ci="ilike" in op)
+        return hit if not op.startswith("not") else not hit
+    if have is None or want is None:
+        return False
+    if isinstance(have, datetime) != isinstance(want, datetime) and isinstance(want, date | datetime):
+        return False
+    try:
+        if op == "<":
+            return bool(have < want)
+        if op == "<=":
+            return bool(have <= want)
+        if op == ">":
+            return bool(have > want)
+        return bool(have >= want)  # ">="
+    except TypeError:
+        return False
+
+
+class TrytonWorld:
+    """The records (decoded) and the RPC methods over them."""
+
+    def __init__(self, world: dict[str, list[dict[str, Any]]], *, database: str = "ltc", login: str = "admin",
+                 password: str = "admin") -> None:
+        self.database, self.login, self.password = database, login, password
+        self.rows: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
+        self.by_id: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in MODELS}
+        for model, records in world.items():
+            if model not in self.rows:
+                raise KeyError(f"the Tryton emulator has no model {model}")
+            for rec in records:
+                row = codec.decode(rec)
+                row[CURSOR] = row.get("write_date") or row.get("create_date")
+                self.rows[model].append(row)
+                self.by_id[model][int(row["id"])] = row
+        self.sessions: set[str] = set()
+        self.calls: list[str] = []  # every method called (tests assert on it)
+        self.user_id = 1
+
+    # --- domain ---------------------------------------------------------------------------------
+    def value(self, model: str, row: dict[str, Any], path: str) -> Any:
+        head, _, rest = path.partition(".")
+        if not rest:
+            if head not in row and head != "id":
+                raise TrytonFault([f"KeyError: '{head}'", f"Traceback: {model} has no field {head!r} in this world"])
+            return row.get(head)
+        nested = row.get(head + ".")
+        if isinstance(nested, dict):
+            return self._nested(nested, rest)
+        target = RELATIONS.get((model, head))
+        rid = row.get(head)
+        if target is not None and isinstance(rid, int):
+            linked = self.by_id[target].get(rid)
+            return None if linked is None else self.value(target, linked, rest)
+        return None
+
+    def _nested(self, data: dict[str, Any], path: str) -> Any:
+        head, _, rest = path.partition(".")
+        if not rest:
+            return data.get(head)
+        nested = data.get(head + ".")
+        return self._nested(nested, rest) if isinstance(nested, dict) else None
+
+    def matches(self, model: str, row: dict[str, Any], domain: Any) -> bool:
+        if not isinstance(domain, list):
+            raise TrytonFault([f"ValueError: invalid domain {domain!r}", "Traceback"])
+        if not domain:
+            return True
+        if self._is_leaf(domain):
+            return self._leaf(model, row, domain)
+        if isinstance(domain[0], str) and domain[0] in ("OR", "AND"):
+            parts = domain[1:]
+            results = (self.matches(model, row, self._clause(p)) for p in parts)
+            return any(results) if domain[0] == "OR" else all(results)
+        return all(self.matches(model, row, self._clause(p)) for p in domain)
+
+    @staticmethod
+    def _is_leaf(clause: list[Any]) -> bool:
+        return (len(clause) in (3, 4) and isinstance(clause[0], str) and clause[0] not in ("OR", "AND")
+                and isinstance(clause[1], str) and clause[1] in _OPS)
+
+    @staticmethod
+    def _clause(part: Any) -> list[Any]:
+        if not isinstance(part, list):
+            raise TrytonFault([f"ValueError: invalid domain clause {part!r}", "Traceback"])
+        return part
+
+    def _leaf(self, model: str, row: dict[str, Any], leaf: list[Any]) -> bool:
+        name, op, want = leaf[0], leaf[1], leaf[2]
+        return _compare(op, self.value(model, row, name), want)
+
+    # --- methods ------------------------------------------------------------------------------
+    def _found(self, model: str, domain: Any, context: dict[str, Any], order: Any = None) -> list[dict[str, Any]]:
+        active_test = context.get("active_test", True)
+        rows = [r for r in self.rows[model]
+                if (not active_test or r.get("active") is not False) and self.matches(model, r, domain)]
+        keys = [list(o) for o in order] if order else [["id", "ASC"]]
+        for name, direction in reversed(keys):
+            desc = str(direction).upper().startswith("DESC")
+            present = [r for r in rows if self.value(model, r, name) is not None]
+            missing = [r for r in rows if self.value(model, r, name) is None]
+            present.sort(key=lambda r, n=name: self.value(model, r, n), reverse=desc)  # type: ignore[misc]
+            rows = present + missing if not desc else missing + present
+        return rows
+
+    @staticmethod
+    def _render(row: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+        if not fields:
+            return {k: v for k, v in row.items() if not k.endswith(".")}
+        out: dict[str, Any] = {"id": row["id"]}
+        for f in fields:
+            if "." in f:
+                head = f.split(".", 1)[0] + "."
+                out[head] = row.get(head)
+            else:
+                out[f] = row.get(f)
+        return out
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        self.calls.append(method)
+        if not params or not isinstance(params[-1], dict):
+            raise HttpAbort(422)  # "Missing context argument"
+        context, args = params[-1], params[:-1]
+        if method == "model.res.user.get_preferences":
+            return {"id": self.user_id, "login": self.login, "name": "Administrator", "language": "en",
+                    "company": 1, "companies": [1], "company_filter": "one", "groups": [1]}
+        parts = method.split(".")
+        if parts[0] != "model" or len(parts) < 3:
+            raise HttpAbort(403)
+        model, name = ".".join(parts[1:-1]), parts[-1]
+        if model not in self.rows:
+            raise HttpAbort(403)
+        if name not in _READS:
+            raise TrytonFault(["UserError", [f"This sandbox serves a world read-only: {model}.{name} is refused.",
+                                             "Replay worlds with `ltc sandbox start --world`; write to a real "
+                                             "Tryton (sandbox.tryton_peer) instead.", None]])
+
+        def arg(i: int, default: Any = None) -> Any:
+            return args[i] if len(args) > i else default
+
+        if name == "read":
+            ids, fields = list(arg(0) or []), arg(1)
+            missing = [i for i in ids if i not in self.by_id[model]]
+            if missing:
+                raise TrytonFault(["UserError", [f'The record "{missing[0]}" of "{model}" does not exist '
+                                                 "(it may have been deleted).", "", None]])
+            return [self._render(self.by_id[model][i], fields) for i in ids]
+        domain = arg(0, [])
+        if name == "search_count":
+            return len(self._found(model, domain, context))
+        offset, limit, order = int(arg(1) or 0), arg(2), arg(3)
+        found = self._found(model, domain, context, order)[offset:]
+        if limit is not None:
+            found = found[: int(limit)]
+        if name == "search":
+            return [r["id"] for r in found]
+        return [self._render(r, arg(4)) for r in found]
+
+
+def create_app(*, world: dict[str, list[dict[str, Any]]] | None = None, database: str = "ltc",
+               login: str = "admin", password: str = "admin", **_ignored: Any) -> Starlette:
+    """The ASGI app; ``app.state.tryton`` is the :class:`TrytonWorld`. A world is required."""
+    if world is None:
+        raise ValueError("the Tryton emulator serves a world only (sandbox.world); for a writable Tryton "
+                         "use sandbox.tryton_peer")
+    data = TrytonWorld(world, database=database, login=login, password=password)
+
+    def reply(rid: Any, result: Any = None, error: Any = None) -> Response:
+        return Response(codec.dumps({"id": rid, "result": result, "error": error}), media_type="application/json")
+
+    def authorized(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Session "):
+            return False
+        try:
+            login_, uid, session = base64.b64decode(header[8:]).decode().split(":", 2)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return login_ == data.login and uid == str(data.user_id) and session in data.sessions
+
+    async def handle(request: Request, db: str | None) -> Response:
+        try:
+            body = codec.loads(await request.body())
+        except ValueError:
+            return Response(status_code=400)
+        if not isinstance(body, dict) or not isinstance(body.get("params"), list):
+            return Response(status_code=400)
+        rid, method, params = body.get("id"), str(body.get("method", "")), body["params"]
+        if db is None:
+            if method == "common.server.version":
+                return reply(rid, VERSION)
+            return Response(status_code=403)
+        if db != data.database:
+            return Response(status_code=404)
+        if method == "common.db.login":
+            login_ = params[0] if params else None
+            creds = params[1] if len(params) > 1 else None
+            if login_ != data.login or not isinstance(creds, dict) or creds.get("password") != data.password:
+                return Response(status_code=401)
+            session = secrets.token_hex(16)
+            data.sessions.add(session)
+            return reply(rid, [data.user_id, session, None])
+        if not authorized(request):
+            return Response(status_code=401)
+        if method == "common.db.logout":
+            header = base64.b64decode(request.headers["authorization"][8:]).decode()
+            data.sessions.discard(header.split(":", 2)[2])
+            return reply(rid, None)
+        try:
+            return reply(rid, data.call(method, params))
+        except TrytonFault as fault:
+            return reply(rid, error=fault.payload)
+        except HttpAbort as abort:
+            return Response(status_code=abort.status)
+
+    def route(db: bool) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return await handle(request, str(request.path_params["db"]) if db else None)
+        return endpoint
+
+    app = Starlette(routes=[Route("/rpc/", route(False), methods=["POST"]),
+                            Route("/{db}/rpc/", route(True), methods=["POST"])])
+    app.state.tryton = data
+    return app

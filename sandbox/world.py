@@ -1,0 +1,366 @@
+"""World directories (docs/world.md): read and check a replayable export of a company's systems.
+
+:func:`read_world` reads *everything* first — ``world.yaml``, every JSON Lines file, the bank
+statements, ``fx_rates.csv`` — and raises one :class:`~canonical.errors.InputError`
+``"<file>:<line>: <what is wrong and what to do>"`` at the first problem, so nothing is served or
+loaded from a half-valid world. The emulators are then seeded from :attr:`WorldDir.records`
+(``sandbox.run.start_world``).
+
+Records stay in wire form (as the vendor's API returns them); JSON numbers with a fraction are read
+as :class:`~decimal.Decimal` so that no amount goes through a float, and :func:`dumps_exact` writes
+them back with the same digits.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from canonical.errors import InputError
+from canonical.money import normalize_currency
+
+FORMAT = 1
+SYSTEMS = ("salesforce", "hubspot", "stripe", "tryton", "odoo", "bank")
+API_SYSTEMS = ("salesforce", "hubspot", "stripe", "tryton", "odoo")
+ERPS = ("tryton", "odoo")
+YAML_KEYS = ("format", "name", "systems", "erp", "reporting_currency", "as_of")
+
+OBJECTS: dict[str, tuple[str, ...]] = {
+    "salesforce": ("Account", "Contact", "Lead", "Opportunity", "OpportunityLineItem", "Product2", "Order",
+                   "OrderItem", "Quote", "Contract"),
+    "hubspot": ("companies", "contacts", "deals", "line_items", "products", "owners", "pipelines"),
+    "stripe": ("customers", "charges", "refunds", "invoices", "credit_notes", "balance_transactions", "payouts",
+               "payment_intents"),
+    "tryton": ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line",
+               "account.move.line"),
+    "odoo": ("res.partner", "sale.order", "sale.order.line", "account.move", "account.move.line",
+             "account.payment"),
+}
+HUBSPOT_CRM = ("companies", "contacts", "deals", "line_items", "products")
+# HubSpot associations the emulator serves: associations/<from>_to_<to>.jsonl
+HUBSPOT_ASSOCIATIONS = (("deals", "companies"), ("companies", "deals"), ("deals", "contacts"),
+                        ("contacts", "deals"), ("deals", "line_items"), ("line_items", "deals"))
+STRIPE_OBJECT = {"customers": "customer", "charges": "charge", "refunds": "refund", "invoices": "invoice",
+                 "credit_notes": "credit_note", "balance_transactions": "balance_transaction",
+                 "payouts": "payout", "payment_intents": "payment_intent"}
+FX_HEADER = ["rate_date", "base", "quote", "rate"]
+
+
+@dataclass
+class WorldDir:
+    path: Path
+    name: str
+    systems: list[str]
+    erp: str | None
+    reporting_currency: str
+    as_of: date | None
+    records: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    """system -> object -> records in wire form, file order. HubSpot associations are under the object
+    ``associations/<from>_to_<to>``."""
+    bank_files: list[Path] = field(default_factory=list)
+    fx_rates: list[dict[str, Any]] = field(default_factory=list)  # rate_date (date), base, quote, rate (Decimal)
+
+    @property
+    def api_systems(self) -> list[str]:
+        """The systems served by an emulator (every system but ``bank``), in ``systems`` order."""
+        return [s for s in self.systems if s in API_SYSTEMS]
+
+    @property
+    def bank_folder(self) -> Path | None:
+        return self.path / "bank" if "bank" in self.systems else None
+
+
+def _fail(where: Path | str, line: int | None, what: str) -> InputError:
+    return InputError(f"{where}:{line}: {what}" if line is not None else f"{where}: {what}")
+
+
+# --- world.yaml ------------------------------------------------------------------------------------
+
+def _key_lines(node: yaml.Node | None) -> dict[str, int]:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): v.start_mark.line + 1 for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _read_manifest(root: Path) -> tuple[dict[str, Any], dict[str, int], Path]:
+    path = root / "world.yaml"
+    if not path.is_file():
+        raise _fail(root, None, "not a world directory: world.yaml is missing (see docs/world.md)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise _fail(path, mark.line + 1 if mark else 1, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise _fail(path, 1, "the top level must be a mapping (format, name, systems, erp, reporting_currency, as_of)")
+    return data, _key_lines(node), path
+
+
+def _manifest(root: Path) -> tuple[WorldDir, dict[str, int], Path]:
+    data, lines, path = _read_manifest(root)
+
+    def line(key: str) -> int:
+        return lines.get(key, 1)
+
+    for key in data:
+        if key not in YAML_KEYS:
+            raise _fail(path, line(str(key)), f"unknown key {key!r}; known: {', '.join(YAML_KEYS)}")
+    if data.get("format", FORMAT) != FORMAT:
+        raise _fail(path, line("format"), f"format {data.get('format')!r} is not supported; this version reads "
+                                          f"format: {FORMAT}")
+    name = data.get("name", root.name)
+    if not isinstance(name, str | int) or not str(name).strip():
+        raise _fail(path, line("name"), "name must be a non-empty text")
+    systems = data.get("systems")
+    if not isinstance(systems, list) or not systems or not all(isinstance(s, str) for s in systems):
+        raise _fail(path, line("systems"), f"systems must be a non-empty list of: {', '.join(SYSTEMS)}")
+    for s in systems:
+        if s not in SYSTEMS:
+            raise _fail(path, line("systems"), f"unknown system {s!r}; known: {', '.join(SYSTEMS)}")
+    if len(set(systems)) != len(systems):
+        raise _fail(path, line("systems"), "a system is listed twice in systems")
+    erp = data.get("erp")
+    if erp in (None, "none", False):
+        erp = None
+    elif erp not in ERPS:
+        raise _fail(path, line("erp"), f"erp must be tryton, odoo or none, got {erp!r}")
+    elif erp not in systems:
+        raise _fail(path, line("erp"), f"erp {erp!r} is not in systems; add it to systems (with its directory)")
+    if "reporting_currency" not in data:
+        raise _fail(path, 1, "reporting_currency is missing (an ISO 4217 code such as USD)")
+    try:
+        currency = normalize_currency(str(data["reporting_currency"]))
+    except Exception:
+        raise _fail(path, line("reporting_currency"),
+                    f"reporting_currency {data['reporting_currency']!r} is not an ISO 4217 currency code") from None
+    as_of = data.get("as_of")
+    if isinstance(as_of, str):
+        try:
+            as_of = date.fromisoformat(as_of)
+        except ValueError:
+            raise _fail(path, line("as_of"), f"as_of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    elif as_of is not None and not (isinstance(as_of, date) and not hasattr(as_of, "hour")):
+        raise _fail(path, line("as_of"), f"as_of {as_of!r} is not a date (YYYY-MM-DD)")
+    world = WorldDir(path=root, name=str(name), systems=list(systems), erp=erp, reporting_currency=currency,
+                     as_of=as_of)
+    return world, lines, path
+
+
+# --- JSON Lines --------------------------------------------------------------------------------------
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_float=Decimal)
+
+
+def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int) -> str:
+    """The record's id (as text) after the per-system checks; raises InputError naming file:line."""
+    if obj.startswith("associations/"):
+        frm = rec.get("from")
+        rid = frm.get("id") if isinstance(frm, dict) else None
+        if rid in (None, ""):
+            raise _fail(where, n, 'association without its from id: write {"from": {"id": "…"}, "to": [...]}')
+        to = rec.get("to")
+        if not isinstance(to, list) or not all(isinstance(t, dict) and t.get("toObjectId") not in (None, "")
+                                               for t in to):
+            raise _fail(where, n, 'association "to" must be a list of {"toObjectId": …, "associationTypes": [...]}')
+        return str(rid)
+    key = "Id" if system == "salesforce" else "id"
+    rid = rec.get(key)
+    if rid in (None, "") or isinstance(rid, bool | dict | list):
+        raise _fail(where, n, f"record without its id: every {obj} record needs {key!r}")
+    if system == "salesforce":
+        attrs = rec.get("attributes")
+        kind = attrs.get("type") if isinstance(attrs, dict) else None
+        if kind != obj:
+            raise _fail(where, n, f"record {rid}: attributes.type is {kind!r}, not {obj!r}; "
+                                  f"move it to {kind}.jsonl or fix its attributes" if kind else
+                                  f"record {rid}: attributes.type is missing; write "
+                                  f'"attributes": {{"type": "{obj}"}}')
+        if not isinstance(rec.get("SystemModstamp"), str):
+            raise _fail(where, n, f"record {rid}: SystemModstamp is missing (e.g. \"2026-10-01T12:00:00.000+0000\")")
+    elif system == "hubspot" and obj in HUBSPOT_CRM:
+        if not isinstance(rec.get("properties"), dict):
+            raise _fail(where, n, f"record {rid}: properties must be an object of property values (strings)")
+        for k in ("createdAt", "updatedAt"):
+            if not isinstance(rec.get(k), str):
+                raise _fail(where, n, f"record {rid}: {k} is missing (ISO 8601, e.g. \"2026-10-01T12:00:00.000Z\")")
+        if not str(rid).isdigit():
+            raise _fail(where, n, f"record {rid!r}: a HubSpot id is a number written as a string")
+    elif system == "hubspot" and obj == "pipelines":
+        if not isinstance(rec.get("stages"), list):
+            raise _fail(where, n, f"pipeline {rid}: stages must be a list")
+    elif system == "stripe":
+        want = STRIPE_OBJECT[obj]
+        if rec.get("object") != want:
+            raise _fail(where, n, f"record {rid}: object is {rec.get('object')!r}, not {want!r}")
+        if not isinstance(rec.get("created"), int) or isinstance(rec.get("created"), bool):
+            raise _fail(where, n, f"record {rid}: created must be Unix seconds (an integer)")
+    elif system in ("tryton", "odoo"):
+        if not isinstance(rid, int):
+            raise _fail(where, n, f"record {rid!r}: a {system} id is an integer")
+        stamps = ("write_date", "create_date")
+        if not any(rec.get(s) not in (None, False) for s in stamps):
+            raise _fail(where, n, f"record {rid}: write_date or create_date is required")
+    return str(rid)
+
+
+def _read_jsonl(system: str, obj: str, path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(path, None, f"not UTF-8 text ({exc.reason})") from None
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = _loads(line)
+        except json.JSONDecodeError as exc:
+            raise _fail(path, n, f"not JSON ({exc.msg} at column {exc.colno}); each line is one JSON object") from None
+        if not isinstance(rec, dict):
+            raise _fail(path, n, f"a line must be one JSON object, not {type(rec).__name__}")
+        rid = _check_record(system, obj, rec, path, n)
+        if rid in seen:
+            raise _fail(path, n, f"duplicate id {rid} (first on line {seen[rid]}); one record per id")
+        seen[rid] = n
+        out.append(rec)
+    return out
+
+
+def _read_system(world: WorldDir, system: str) -> None:
+    folder = world.path / system
+    if system == "bank":
+        _read_bank(world, folder)
+        return
+    known = OBJECTS[system]
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if system == "hubspot" and entry.name == "associations" and entry.is_dir():
+            for assoc in sorted(entry.iterdir()):
+                if assoc.name.startswith("."):
+                    continue
+                m = re.fullmatch(r"([a-z_]+?)_to_([a-z_]+)\.jsonl", assoc.name)
+                if not assoc.is_file() or not m or (m.group(1), m.group(2)) not in HUBSPOT_ASSOCIATIONS:
+                    pairs = ", ".join(f"{a}_to_{b}.jsonl" for a, b in HUBSPOT_ASSOCIATIONS)
+                    raise _fail(assoc, None, f"unknown association file; known: {pairs}")
+                key = f"associations/{m.group(1)}_to_{m.group(2)}"
+                objects[key] = _read_jsonl(system, key, assoc)
+            continue
+        obj = entry.name.removesuffix(".jsonl")
+        if not entry.is_file() or not entry.name.endswith(".jsonl") or obj not in known:
+            raise _fail(entry, None, f"unknown {system} file; a {system} world holds "
+                                     f"{', '.join(o + '.jsonl' for o in known)}"
+                                     + (" and associations/<from>_to_<to>.jsonl" if system == "hubspot" else ""))
+        objects[obj] = _read_jsonl(system, obj, entry)
+    world.records[system] = objects
+
+
+def _read_bank(world: WorldDir, folder: Path) -> None:
+    from connectors.statements import parse_bytes
+
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_file() or entry.suffix.lower() != ".xml":
+            raise _fail(entry, None, "unknown bank file; the bank directory holds camt.053 statements (*.xml)")
+        kind, _ = parse_bytes(entry.read_bytes(), str(entry))  # raises InputError naming the file
+        if kind != "camt053":
+            raise _fail(entry, 1, "not a camt.053 statement (ISO 20022 XML)")
+        world.bank_files.append(entry)
+
+
+def _read_fx(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != FX_HEADER:
+            raise _fail(path, 1, f"the header must be {','.join(FX_HEADER)}")
+        seen: dict[tuple[date, str, str], int] = {}
+        for row in reader:
+            n = reader.line_num
+            if not any(c.strip() for c in row):
+                continue
+            if len(row) != 4:
+                raise _fail(path, n, f"expected 4 columns ({','.join(FX_HEADER)}), got {len(row)}")
+            try:
+                day = date.fromisoformat(row[0].strip())
+            except ValueError:
+                raise _fail(path, n, f"rate_date {row[0]!r} is not a date (YYYY-MM-DD)") from None
+            try:
+                base, quote = normalize_currency(row[1].strip()), normalize_currency(row[2].strip())
+            except Exception:
+                raise _fail(path, n, f"{row[1]!r}/{row[2]!r}: base and quote must be ISO 4217 codes") from None
+            try:
+                rate = Decimal(row[3].strip())
+            except InvalidOperation:
+                raise _fail(path, n, f"rate {row[3]!r} is not a decimal number") from None
+            if not rate.is_finite() or rate <= 0:
+                raise _fail(path, n, f"rate {row[3]!r} must be a positive decimal")
+            key = (day, base, quote)
+            if key in seen:
+                raise _fail(path, n, f"duplicate rate for {base}/{quote} on {day} (first on line {seen[key]})")
+            seen[key] = n
+            rows.append({"rate_date": day, "base": base, "quote": quote, "rate": rate})
+    return rows
+
+
+def read_world(path: str | Path) -> WorldDir:
+    """Read and check a world directory; raises InputError ``file:line: what to fix`` at the first problem."""
+    root = Path(path)
+    if not root.is_dir():
+        raise _fail(root, None, "world directory does not exist or is not a directory")
+    world, lines, manifest = _manifest(root)
+    for s in world.systems:
+        if not (root / s).is_dir():
+            raise _fail(manifest, lines.get("systems", 1), f"system {s!r} has no directory {root / s}; "
+                                                            "create it or remove the system")
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or entry.name in ("world.yaml", "fx_rates.csv"):
+            continue
+        if entry.is_dir() and entry.name in world.systems:
+            continue
+        if entry.is_dir() and entry.name in SYSTEMS:
+            raise _fail(entry, None, f"directory of system {entry.name!r}, which world.yaml's systems does "
+                                     "not list; add it to systems or remove the directory")
+        raise _fail(entry, None, "unknown file or directory in a world; a world holds world.yaml, "
+                                 "fx_rates.csv and one directory per system")
+    for s in world.systems:
+        _read_system(world, s)
+    fx = root / "fx_rates.csv"
+    if fx.exists():
+        world.fx_rates = _read_fx(fx)
+    return world
+
+
+# --- writing wire form back -------------------------------------------------------------------------
+
+def dumps_exact(value: Any) -> bytes:
+    """JSON with Decimals written as number literals with their exact digits (no float on the way)."""
+    decimals: list[str] = []
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            decimals.append(str(o))
+            return f"\x00dec{len(decimals) - 1}\x00"
+        if isinstance(o, date):
+            return o.isoformat()
+        raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+    text = json.dumps(value, default=default, separators=(",", ":"))
+    if decimals:
+        text = re.sub(r'"\\u0000dec(\d+)\\u0000"', lambda m: decimals[int(m.group(1))], text)
+    return text.encode()
