@@ -88,8 +88,11 @@ def source_records(store: Any, canonical_ids: list[str]) -> dict[str, dict[str, 
     for cid in canonical_ids:
         if cid not in found:
             parts = cid.split(":", 2)
-            system, entity, sid = parts if len(parts) == 3 else (None, None, cid)
-            found[cid] = {"system": system, "object": None, "id": sid, "entity": entity, "canonical_id": cid}
+            if len(parts) == 3:
+                found[cid] = {"system": parts[0], "object": None, "id": parts[2], "entity": parts[1],
+                              "canonical_id": cid}
+            else:
+                found[cid] = {"system": None, "object": None, "id": cid, "entity": None, "canonical_id": cid}
     return found
 
 

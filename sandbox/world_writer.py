@@ -78,11 +78,15 @@ def _minor(value: Decimal, currency: str) -> int:
     return Money.of(value, currency).to_minor(convention="stripe")
 
 
-def _q(value: Decimal | None, currency: str) -> Decimal | None:
+def _qd(value: Decimal, currency: str) -> Decimal:
     """An amount with its currency's decimals, as the vendor writes it (12.3000 -> 12.30)."""
     from canonical.money import minor_units
 
-    return None if value is None else value.quantize(Decimal(1).scaleb(-minor_units(currency)))
+    return value.quantize(Decimal(1).scaleb(-minor_units(currency)))
+
+
+def _q(value: Decimal | None, currency: str) -> Decimal | None:
+    return None if value is None else _qd(value, currency)
 
 
 def _epoch(day: date, hour: int = 12) -> int:
@@ -359,7 +363,7 @@ def bank_statements(world: World) -> dict[str, bytes]:
         for p in pays:
             sign_cd = "DBIT" if p["kind"] == "refund" else "CRDT"
             entries.append(camt053.Entry(
-                amount=_q(p["amount"], ccy), credit_debit=sign_cd, booking_date=p["payment_date"],
+                amount=_qd(p["amount"], ccy), credit_debit=sign_cd, booking_date=p["payment_date"],
                 account_servicer_ref=_sid(p["id"]),
                 details=[camt053.Tx(end_to_end_id=None, debtor_name=p["payer_name"] if sign_cd == "CRDT" else None,
                                     creditor_name=p["payer_name"] if sign_cd == "DBIT" else None,
