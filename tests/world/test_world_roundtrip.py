@@ -32,7 +32,7 @@ MONEY = {"deal": ["amount"], "deal_line": ["amount", "unit_price", "quantity"], 
 # Columns where the vendor files carry something else than the generator's canonical row, on purpose:
 DIFFERENT = {
     ("order", "deal_ref"),  # the generator pads some with spaces ("noise"); the mapping trims text
-    ("payment", "fee"),  # a bank line has no fee (null, not 0); a refund has none either
+    ("payment", "fee"),  # a bank line has no fee (null, not 0), nor a refund; charges: checked below
     ("payment", "settlement_ref"),  # the vendor's own ids (balance transaction, bank reference)
     ("payment", "status"),  # the vendor's status text (camt "book")
     ("payment", "account_id"),  # a Stripe refund names its charge, not the customer
@@ -90,6 +90,15 @@ def test_replay_store_equals_the_direct_run(runs: dict[str, Any]) -> None:
             sa_, sb = a[col].cast(pl.Decimal(38, 4)).sum(), b[col].cast(pl.Decimal(38, 4)).abs().sum() \
                 if (name, col) == ("invoice", "total") else b[col].cast(pl.Decimal(38, 4)).sum()
             assert Decimal(str(sa_)) == Decimal(str(sb)), f"{name}.{col} sums differ"
+
+
+def test_stripe_fees_come_through_the_balance_transaction(runs: dict[str, Any]) -> None:
+    def fees(store: Store) -> dict[str, Any]:
+        df = _frame(store, "payment").filter(pl.col("id").str.starts_with("stripe:payment:ch_"))
+        return dict(zip(df["id"].to_list(), df["fee"].cast(pl.String).to_list(), strict=True))
+
+    direct = fees(runs["direct"])
+    assert direct and fees(runs["replay"]) == direct
 
 
 def test_identity_links_the_customers_the_generator_says(runs: dict[str, Any]) -> None:
