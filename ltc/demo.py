@@ -175,7 +175,7 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
             summary = run_import(store, folder=world.bank_folder, source="bank")
             c = summary.counts
             echo(f"bank: {c['statements']} statement(s), {c['entries']} entries, {c['new']} new, "
-                 f"{c['rejected']} rejected")
+                 f"{c['rejected']} rejected, {c['skipped']} file(s) already imported")
         if world.fx_rates:
             echo(f"fx rates: {load_fx_rates(store, world.fx_rates)} loaded")
         result = after_sync(store, cfg, as_of)
