@@ -17,7 +17,7 @@ import csv
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,14 @@ STRIPE_OBJECT = {"customers": "customer", "charges": "charge", "refunds": "refun
                  "credit_notes": "credit_note", "balance_transactions": "balance_transaction",
                  "payouts": "payout", "payment_intents": "payment_intent"}
 FX_HEADER = ["rate_date", "base", "quote", "rate"]
+# Fields the connectors select rows by: a row without one would be silently left out of a sync.
+FILTER_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("tryton", "account.invoice"): ("type",),
+    ("tryton", "account.invoice.line"): ("invoice",),
+    ("odoo", "account.move"): ("move_type",),
+    ("odoo", "account.move.line"): ("move_id", "display_type"),
+    ("odoo", "account.payment"): ("partner_type",),
+}
 
 
 @dataclass
@@ -170,9 +178,12 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
         if rid in (None, ""):
             raise _fail(where, n, 'association without its from id: write {"from": {"id": "…"}, "to": [...]}')
         to = rec.get("to")
-        if not isinstance(to, list) or not all(isinstance(t, dict) and t.get("toObjectId") not in (None, "")
+        if not isinstance(to, list) or not all(isinstance(t, dict) and str(t.get("toObjectId")).isdigit()
                                                for t in to):
-            raise _fail(where, n, 'association "to" must be a list of {"toObjectId": …, "associationTypes": [...]}')
+            raise _fail(where, n, 'association "to" must be a list of {"toObjectId": <numeric id>, '
+                                  '"associationTypes": [...]}')
+        if not str(rid).isdigit():
+            raise _fail(where, n, f"association from id {rid!r}: a HubSpot id is a number written as a string")
         return str(rid)
     key = "Id" if system == "salesforce" else "id"
     rid = rec.get(key)
@@ -186,14 +197,26 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
                                   f"move it to {kind}.jsonl or fix its attributes" if kind else
                                   f"record {rid}: attributes.type is missing; write "
                                   f'"attributes": {{"type": "{obj}"}}')
-        if not isinstance(rec.get("SystemModstamp"), str):
+        stamp = rec.get("SystemModstamp")
+        if not isinstance(stamp, str):
             raise _fail(where, n, f"record {rid}: SystemModstamp is missing (e.g. \"2026-10-01T12:00:00.000+0000\")")
+        try:
+            datetime.fromisoformat(re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", stamp.replace("Z", "+00:00")))
+        except ValueError:
+            raise _fail(where, n, f"record {rid}: SystemModstamp {stamp!r} is not a datetime "
+                                  "(e.g. \"2026-10-01T12:00:00.000+0000\")") from None
     elif system == "hubspot" and obj in HUBSPOT_CRM:
         if not isinstance(rec.get("properties"), dict):
             raise _fail(where, n, f"record {rid}: properties must be an object of property values (strings)")
-        for k in ("createdAt", "updatedAt"):
+        for k in ("createdAt", "updatedAt", "archivedAt"):
+            if k == "archivedAt" and rec.get(k) is None:
+                continue
             if not isinstance(rec.get(k), str):
                 raise _fail(where, n, f"record {rid}: {k} is missing (ISO 8601, e.g. \"2026-10-01T12:00:00.000Z\")")
+            try:
+                datetime.fromisoformat(rec[k].replace("Z", "+00:00"))
+            except ValueError:
+                raise _fail(where, n, f"record {rid}: {k} is not an ISO 8601 instant: {rec[k]!r}") from None
         if not str(rid).isdigit():
             raise _fail(where, n, f"record {rid!r}: a HubSpot id is a number written as a string")
     elif system == "hubspot" and obj == "pipelines":
@@ -211,6 +234,21 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
         stamps = ("write_date", "create_date")
         if not any(rec.get(s) not in (None, False) for s in stamps):
             raise _fail(where, n, f"record {rid}: write_date or create_date is required")
+        for stamp in stamps:
+            value = rec.get(stamp)
+            if value in (None, False):
+                continue
+            if system == "tryton" and not (isinstance(value, dict) and value.get("__class__") == "datetime"):
+                raise _fail(where, n, f'record {rid}: {stamp} must be a Tryton datetime {{"__class__": "datetime", '
+                                      '"year": …, "month": …, "day": …, "hour": …, …}')
+            if system == "odoo" and not (isinstance(value, str)
+                                         and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?", value)):
+                raise _fail(where, n, f"record {rid}: {stamp} must be Odoo's UTC \"YYYY-MM-DD HH:MM:SS\", "
+                                      f"got {value!r}")
+        for name in FILTER_FIELDS.get((system, obj), ()):
+            if name not in rec:
+                raise _fail(where, n, f"record {rid}: field {name!r} is missing (the {system} connector selects "
+                                      f"{obj} rows by it)")
     return str(rid)
 
 

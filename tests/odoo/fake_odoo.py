@@ -1,78 +1,39 @@
-"""An Odoo server in memory for respx: both transports, documented payload shapes, domain evaluation."""
+"""An Odoo server in memory for respx: the sandbox's Odoo logic (sandbox.odoo) plus the writes of the push."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from sandbox.odoo import OdooFault, OdooServer
+
 URL = "https://odoo.example.test"
 KEY = "odoo-api-key-5f1e0c2d9a7b"
 
 
-def _match(rec: dict[str, Any], leaf: list[Any]) -> bool:
-    name, op, value = leaf
-    cur: Any = rec
-    for part in name.split("."):
-        cur = cur.get(part) if isinstance(cur, dict) else None
-    if isinstance(cur, list) and len(cur) == 2 and isinstance(cur[0], int) and not name.endswith("_ids"):
-        cur = cur[0]  # many2one [id, "Name"] compares by id
-    ops: dict[str, Callable[[Any, Any], bool]] = {
-        "=": lambda a, b: a == b, "<": lambda a, b: a is not False and a < b, ">": lambda a, b: a is not False and a > b, ">=": lambda a, b: a is not False and a >= b,
-        "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
-    }
-    return ops[op](cur, value)
-
-
-def evaluate(domain: list[Any], rec: dict[str, Any]) -> bool:
-    """Odoo's prefix notation with implicit '&' between top-level terms."""
-    def term(i: int) -> tuple[bool, int]:
-        tok = domain[i]
-        if tok in ("&", "|"):
-            a, j = term(i + 1)
-            b, k = term(j)
-            return (a and b) if tok == "&" else (a or b), k
-        return _match(rec, tok), i + 1
-    i, ok = 0, True
-    while i < len(domain):
-        v, i = term(i)
-        ok = ok and v
-    return ok
-
-
 @dataclass
-class FakeOdoo:
-    models: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    errors: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (model, method) -> (name, msg)
-    calls: list[tuple[str, str, Any]] = field(default_factory=list)
+class FakeOdoo(OdooServer):
+    """:class:`sandbox.odoo.OdooServer` (domains, reads, both transports' envelopes) plus the writes the
+    push tests need: ``create`` / ``write`` / ``unlink`` / ``action_confirm`` with Odoo's computed values."""
+
     bodies: list[bytes] = field(default_factory=list)
     next_id: int = 1000
     login_ok: bool = True
     company_currency: list[Any] = field(default_factory=lambda: [1, "EUR"])
+    database: str | None = None
+    login: str | None = None
+    api_key: str = KEY
+    uid: int = 7
 
-    def execute(self, model: str, method: str, args: list[Any], kw: dict[str, Any]) -> Any:
-        self.calls.append((model, method, {"args": args, **kw}))
-        if (model, method) in self.errors:
-            raise LookupError(*self.errors[(model, method)])
+    def login_uid(self, db: Any, login: Any, key: Any) -> int | bool:
+        return self.uid if self.login_ok else False
+
+    def write_method(self, model: str, method: str, args: list[Any], kw: dict[str, Any]) -> Any:
         rows = self.models.setdefault(model, [])
-        if method in ("search_read", "search_count"):
-            found = [r for r in rows if evaluate(args[0] if args else kw.get("domain", []), r)]
-            if method == "search_count":
-                return len(found)
-            if kw.get("order") == "id asc":
-                found.sort(key=lambda r: r["id"])
-            elif kw.get("order"):
-                raise AssertionError(f"unexpected order {kw['order']}")
-            found = found[int(kw.get("offset", 0)):][: kw.get("limit") or None]
-            fields = kw.get("fields")
-            return [{k: v for k, v in r.items() if not fields or k in fields or k == "id"} for r in found]  # id always
-        if method == "read":
-            ids, fields = args[0], kw.get("fields")
-            return [{k: v for k, v in r.items() if not fields or k in fields or k == "id"} for r in rows if r["id"] in ids]
         if method == "create":
             out = []
             for vals in args[0]:
@@ -95,8 +56,8 @@ class FakeOdoo:
             for r in rows:
                 if r["id"] in args[0]:
                     if r["state"] not in ("draft", "sent"):
-                        raise LookupError("odoo.exceptions.UserError",
-                                          "Some orders are not in a state requiring confirmation.")
+                        raise OdooFault("odoo.exceptions.UserError",
+                                        "Some orders are not in a state requiring confirmation.")
                     r["state"] = "sale"
             return True
         raise AssertionError(f"unexpected {model}.{method}")
@@ -138,47 +99,18 @@ class FakeOdoo:
         rec["amount_untaxed"] = float(untaxed)
         rec["amount_total"] = float((untaxed * Decimal("1.2")).quantize(Decimal("0.01")))  # one 20 % tax
 
-    # --- transports -------------------------------------------------------------------------------
+    # --- transports (respx / httpx.MockTransport handlers) ---------------------------------------
 
     def jsonrpc(self, request: httpx.Request) -> httpx.Response:
         self.bodies.append(request.content)
-        msg = json.loads(request.content)
-        params = msg["params"]
-        if params["service"] == "common":
-            return httpx.Response(200, json={"jsonrpc": "2.0", "id": msg["id"], "result": 7 if self.login_ok else False})
-        _db, _uid, key, model, method, args, kw = params["args"]
-        if key != KEY:
-            return self._rpc_error(msg["id"], "odoo.exceptions.AccessDenied", "Access Denied")
-        try:
-            return httpx.Response(200, json={"jsonrpc": "2.0", "id": msg["id"], "result": self.execute(model, method, args, kw)})
-        except LookupError as exc:
-            return self._rpc_error(msg["id"], *exc.args)
-
-    @staticmethod
-    def _rpc_error(rid: int, name: str, message: str) -> httpx.Response:
-        return httpx.Response(200, json={"jsonrpc": "2.0", "id": rid, "error": {
-            "code": 200, "message": "Odoo Server Error",
-            "data": {"name": name, "message": message, "arguments": [message], "context": {},
-                     "debug": "Traceback (most recent call last):\n  File odoo/http.py ... secret internals"}}})
+        return httpx.Response(200, json=self.handle_jsonrpc(json.loads(request.content)))
 
     def json2(self, request: httpx.Request) -> httpx.Response:
         self.bodies.append(request.content)
-        if request.headers.get("authorization") != f"bearer {KEY}":
-            return httpx.Response(401, json={"name": "werkzeug.exceptions.Unauthorized", "message": "Invalid apikey",
-                                             "arguments": [], "context": {}, "debug": ""})
         _, _, _, model, method = request.url.path.split("/")
-        body = json.loads(request.content)
-        args = [body.pop("domain")] if "domain" in body else []
-        if "ids" in body:
-            args = [body.pop("ids")] + ([body.pop("vals")] if "vals" in body else [])
-        if "vals_list" in body:
-            args = [body.pop("vals_list")]
-        try:
-            return httpx.Response(200, json=self.execute(model, method, args, body))
-        except LookupError as exc:
-            status = 403 if exc.args[0].endswith("AccessError") else 422
-            return httpx.Response(status, json={"name": exc.args[0], "message": exc.args[1], "arguments": [],
-                                                "context": {}, "debug": "Traceback ..."})
+        status, body = self.handle_json2(model, method, request.headers.get("authorization"),
+                                         request.headers.get("x-odoo-database"), json.loads(request.content))
+        return httpx.Response(status, json=body)
 
 
 def partner(i: int, ts: str, **extra: Any) -> dict[str, Any]:
