@@ -220,6 +220,7 @@ def demo(
                                      "default: generate one into .ltc/world/ and replay it."),
     seed: int = typer.Option(7, help="Seed of the generated world."),
     chains: int = typer.Option(300, help="Closed-won deal chains of the generated world."),
+    erp: str = typer.Option("tryton", help="ERP of the generated world: tryton or odoo."),
     out: str | None = typer.Option(None, "--out", help="Where the reports go (default: .ltc/reports/)."),
     config: str | None = ConfigOpt,
 ) -> None:
@@ -228,8 +229,10 @@ def demo(
 
     store = runtime.open_store(config)
     if world is None:
-        world = str(generate_world(DEFAULT_WORLD, chains=chains, seed=seed))
-        console.print(f"generated world: {world} ({chains} chains, seed {seed})")
+        if erp not in ("tryton", "odoo"):
+            raise ConfigError(f"--erp {erp!r}: the generated world's ERP is tryton or odoo")
+        world = str(generate_world(DEFAULT_WORLD, chains=chains, seed=seed, erp=erp))
+        console.print(f"generated world: {world} ({chains} chains, seed {seed}, ERP {erp})")
     summary = replay_world(store, world, out or DEFAULT_REPORTS, sync_table=_run_sources, echo=console.print)
     render_status(store)
     _print_summary(summary)

@@ -119,12 +119,18 @@ DEFAULT_WORLD = Path(".ltc/world")
 DEFAULT_REPORTS = Path(".ltc/reports")
 
 
-def generate_world(directory: str | Path = DEFAULT_WORLD, *, chains: int = 300, seed: int = 7) -> Path:
+def generate_world(directory: str | Path = DEFAULT_WORLD, *, chains: int = 300, seed: int = 7,
+                   erp: str = "tryton") -> Path:
     """Generate a world (``sandbox.scenario``) and write it as vendor files into ``directory``."""
+    import shutil
+
     from sandbox.scenario import generate
     from sandbox.world_writer import write_world
 
-    return write_world(generate(chains, seed=seed), directory)
+    target = Path(directory)
+    if (target / "world.yaml").exists():  # a world written before (maybe with another ERP): replace it whole
+        shutil.rmtree(target)
+    return write_world(generate(chains, seed=seed, erp=erp), target)
 
 
 def load_fx_rates(store: Any, rates: list[dict[str, Any]], source: str = "world") -> int:

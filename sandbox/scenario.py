@@ -117,8 +117,15 @@ def _pad(col: str, width: int) -> pl.Expr:
     return pl.col(col).cast(pl.String).str.zfill(width)
 
 
-def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), rate: float = 0.003) -> World:
-    """A world with ``n_chains`` closed-won deals (plus lost/open deals and leads) and planted breaks."""
+def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), rate: float = 0.003,
+             erp: str = "tryton") -> World:
+    """A world with ``n_chains`` closed-won deals (plus lost/open deals and leads) and planted breaks.
+
+    ``erp`` names the ERP system of the orders, invoices and ERP customers (``tryton`` or ``odoo``):
+    their canonical ids are ``<erp>:<entity>:<integer id>``; everything else is the same world.
+    """
+    if erp not in ("tryton", "odoo"):
+        raise ValueError(f"erp must be tryton or odoo, not {erp!r}")
     rng = np.random.default_rng(seed)
     n = max(n_chains, 60)
     n_cust = max(8, n // 4)
@@ -169,7 +176,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         cidx.select(crm_id.alias("id"), pl.lit("salesforce").alias("source_system"),
                     pl.format("Company {} Inc", "c").alias("name"), pl.format("TX{}", _pad("c", 8)).alias("tax_id"),
                     pl.lit("US").alias("country"), pl.Series(cust_owner).alias("owner")),
-        cidx.select(pl.format("tryton:account:{}", pl.col("c") + 1).alias("id"), pl.lit("tryton").alias("source_system"),
+        cidx.select(pl.format(erp + ":account:{}", pl.col("c") + 1).alias("id"), pl.lit(erp).alias("source_system"),
                     pl.format("COMPANY {}, INC.", "c").alias("name"), pl.format("TX-{}", _pad("c", 8)).alias("tax_id"),
                     pl.lit("US").alias("country"), pl.lit(None, pl.String).alias("owner")),
         cidx.select(pl.format("stripe:account:cus_{}", _pad("c", 9)).alias("id"), pl.lit("stripe").alias("source_system"),
@@ -180,15 +187,18 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     # the ERP's copy of these customers says another country (identity still links them: the ERP
     # party carries the CRM account id; two different tax ids would never be linked)
     accounts = accounts.with_columns(
-        pl.when(pl.col("id").is_in([f"tryton:account:{c + 1}" for c in mis_cust]))
+        pl.when(pl.col("id").is_in([f"{erp}:account:{c + 1}" for c in mis_cust]))
         .then(pl.lit("CA")).otherwise(pl.col("country")).alias("country"))
     cross = pl.concat([
         cidx.select(pl.lit("account").alias("entity"), crm_id.alias("cluster_id"), crm_id.alias("member_id")),
         cidx.select(pl.lit("account").alias("entity"), crm_id.alias("cluster_id"),
-                    pl.format("tryton:account:{}", pl.col("c") + 1).alias("member_id")),
+                    pl.format(erp + ":account:{}", pl.col("c") + 1).alias("member_id")),
         cidx.select(pl.lit("account").alias("entity"), crm_id.alias("cluster_id"),
                     pl.format("stripe:account:cus_{}", _pad("c", 9)).alias("member_id")),
     ])
+    # a cluster is named by its smallest member id, as identity resolution names it
+    cross = cross.with_columns(pl.col("member_id").min().over("cluster_id").alias("cluster_id"))
+    cluster_of_cust = dict(zip(cross["member_id"].to_list(), cross["cluster_id"].to_list(), strict=True))
 
     # -- deals and lines ----------------------------------------------------------------------------
     ci = np.arange(n)
@@ -255,8 +265,8 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
                                  pl.Series(ref_case).alias("rc"), pl.Series(ref_null).alias("rn")).filter(
         pl.Series(has_order))
     orders = ord_df.select(
-        "ci", pl.format("tryton:order:{}", pl.col("ci") + 1).alias("id"), pl.format("SO{}", _pad("ci", 9)).alias("number"),
-        pl.format("tryton:account:{}", pl.col("cust") + 1).alias("account_id"),
+        "ci", pl.format(erp + ":order:{}", pl.col("ci") + 1).alias("id"), pl.format("SO{}", _pad("ci", 9)).alias("number"),
+        pl.format(erp + ":account:{}", pl.col("cust") + 1).alias("account_id"),
         pl.when(pl.col("rn")).then(None).when(pl.col("rc")).then(pl.format(" {} ", deal_sid.str.to_lowercase()))
         .otherwise(deal_sid).alias("deal_ref"),
         d(ord_df["od"].to_numpy()).alias("order_date"), pl.lit("confirmed").alias("state"),
@@ -266,16 +276,16 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     sub = set(plant["LINE_MISMATCH"].tolist())
     order_lines = lines.filter(pl.col("ci").is_in(orders["ci"].implode())).join(
         pl.DataFrame({"ci": ci, "occy": occy}), on="ci").select(
-        pl.format("tryton:order_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("id"),
-        pl.format("tryton:order:{}", pl.col("ci") + 1).alias("order_id"),
+        pl.format(erp + ":order_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("id"),
+        pl.format(erp + ":order:{}", pl.col("ci") + 1).alias("order_id"),
         pl.when(pl.col("ci").is_in(list(sub)) & (pl.col("ln") == 0)).then(pl.lit("SUBST"))
         .otherwise(pl.col("product_code")).alias("product_code"),
         pl.col("qty").alias("quantity_c"), pl.col("occy").alias("currency"), "unit_c", "amount_c",
     )
     orphan = plant["ORDER_WITHOUT_DEAL"]
     orders_x = pl.DataFrame({"ci": orphan, "cust": cust[orphan]}).select(
-        "ci", pl.format("tryton:order:{}", pl.col("ci") + n + 1).alias("id"), pl.format("SOX{}", _pad("ci", 9)).alias("number"),
-        pl.format("tryton:account:{}", pl.col("cust") + 1).alias("account_id"), pl.format("006ZZ{}", "ci").alias("deal_ref"),
+        "ci", pl.format(erp + ":order:{}", pl.col("ci") + n + 1).alias("id"), pl.format("SOX{}", _pad("ci", 9)).alias("number"),
+        pl.format(erp + ":account:{}", pl.col("cust") + 1).alias("account_id"), pl.format("006ZZ{}", "ci").alias("deal_ref"),
         d(np.full(len(orphan), asof_ord - 3)).alias("order_date"), pl.lit("confirmed").alias("state"),
         pl.Series(ccy[orphan]).alias("currency"), pl.Series(rng.integers(10000, 900000, len(orphan))).alias("untaxed_c"),
         pl.lit(0).alias("tax_c"), pl.lit(0).alias("total_c"), pl.lit(asof_ord - 3).alias("od"),
@@ -299,25 +309,25 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     inv2 = io.filter(pl.col("split")).select("ci", "number", "currency", "account_id", "issue", pl.lit(2).alias("k"),
                                              (pl.col("total_c") - first_c).alias("total_c"), (pl.col("issue") + 60).alias("due"))
     invs = pl.concat([inv1, inv2]).with_columns(
-        pl.format("tryton:invoice:{}", pl.col("ci") * 10 + pl.col("k")).alias("id"),
+        pl.format(erp + ":invoice:{}", pl.col("ci") * 10 + pl.col("k")).alias("id"),
         pl.format("INV{}-{}", _pad("ci", 9), "k").alias("inv_no"), pl.lit("invoice").alias("kind"),
         pl.lit(False).alias("extra"))
     # planted extra invoices
     def extra_inv(ids: np.ndarray, tag: str, order_ref: pl.Expr, frac: int, due: int) -> pl.DataFrame:
         base = orders.filter(pl.col("ci").is_in(ids.tolist())) if tag != "W" else pl.DataFrame(
             {"ci": ids, "number": [None] * len(ids), "currency": ccy[ids],
-             "account_id": [f"tryton:account:{c + 1}" for c in cust[ids]], "total_c": amount_c[ids]},
+             "account_id": [f"{erp}:account:{c + 1}" for c in cust[ids]], "total_c": amount_c[ids]},
             schema_overrides={"number": pl.String})
         return base.select("ci", order_ref.alias("number"), "currency", "account_id",
                            pl.lit(asof_ord - 5).alias("issue"), pl.lit(9).alias("k"),
                            ((pl.col("total_c") * frac) // 10).alias("total_c"), pl.lit(asof_ord + due).alias("due"),
-                           pl.format("tryton:invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT[tag]).alias("id"),
+                           pl.format(erp + ":invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT[tag]).alias("id"),
                            pl.format("INV{}-{}", _pad("ci", 9), pl.lit(tag)).alias("inv_no"),
                            pl.lit("invoice").alias("kind"), pl.lit(True).alias("extra"))
     over = extra_inv(plant["OVER_INVOICED"], "O", pl.col("number"), 2, 25)
     wo = extra_inv(plant["INVOICE_WITHOUT_ORDER"], "W", pl.format("SOW{}", _pad("ci", 9)), 10, 20)
     dup = invs.filter(pl.col("ci").is_in(plant["DUPLICATE_INVOICE"].tolist())).with_columns(
-        pl.format("tryton:invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT["D"]).alias("id"), pl.format("INV{}-9", _pad("ci", 9)).alias("inv_no"),
+        pl.format(erp + ":invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT["D"]).alias("id"), pl.format("INV{}-9", _pad("ci", 9)).alias("inv_no"),
         pl.lit(True).alias("extra"))
     invs = pl.concat([invs, over, wo, dup], how="diagonal_relaxed")
 
@@ -404,7 +414,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     credit_notes = rf.select(
         "ci", pl.col("number"), "currency", "account_id", pl.col("pd").alias("issue"), pl.lit(5).alias("k"),
         (pl.col("total_c") // 10).alias("total_c"), pl.col("pd").alias("due"),
-        pl.format("tryton:invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT["C"]).alias("id"), pl.format("CN{}", _pad("ci", 9)).alias("inv_no"),
+        pl.format(erp + ":invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT["C"]).alias("id"), pl.format("CN{}", _pad("ci", 9)).alias("inv_no"),
         pl.lit("credit_note").alias("kind"), pl.lit(True).alias("extra"))
     refunds = rf.select(
         pl.format("stripe:payment:re_{}", "ci").alias("id"), pl.lit("refund").alias("kind"),
@@ -493,25 +503,25 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         "WON_NOT_ORDERED": lambda i: [deal_id(i)], "AMOUNT_MISMATCH": lambda i: [deal_id(i)],
         "CURRENCY_MISMATCH": lambda i: [deal_id(i)], "LINE_MISMATCH": lambda i: [deal_id(i)],
         "STAGE_CONFLICT": lambda i: [deal_id(i)],
-        "ORDER_WITHOUT_DEAL": lambda i: [f"tryton:order:{i + n + 1}"],
-        "ORDERED_NOT_INVOICED": lambda i: [f"tryton:order:{i + 1}"], "OVER_INVOICED": lambda i: [f"tryton:order:{i + 1}"],
-        "INVOICE_WITHOUT_ORDER": lambda i: [f"tryton:invoice:{i * 10 + _INVOICE_SLOT['W']}"],
-        "DUPLICATE_INVOICE": lambda i: [f"tryton:invoice:{i * 10 + 1}", f"tryton:invoice:{i * 10 + _INVOICE_SLOT['D']}"],
-        "INVOICE_OVERDUE": lambda i: [f"tryton:invoice:{i * 10 + 1}"],
-        "PAYMENT_MISMATCH": lambda i: [f"tryton:invoice:{i * 10 + 1}"],
+        "ORDER_WITHOUT_DEAL": lambda i: [f"{erp}:order:{i + n + 1}"],
+        "ORDERED_NOT_INVOICED": lambda i: [f"{erp}:order:{i + 1}"], "OVER_INVOICED": lambda i: [f"{erp}:order:{i + 1}"],
+        "INVOICE_WITHOUT_ORDER": lambda i: [f"{erp}:invoice:{i * 10 + _INVOICE_SLOT['W']}"],
+        "DUPLICATE_INVOICE": lambda i: [f"{erp}:invoice:{i * 10 + 1}", f"{erp}:invoice:{i * 10 + _INVOICE_SLOT['D']}"],
+        "INVOICE_OVERDUE": lambda i: [f"{erp}:invoice:{i * 10 + 1}"],
+        "PAYMENT_MISMATCH": lambda i: [f"{erp}:invoice:{i * 10 + 1}"],
         "UNAPPLIED_PAYMENT": lambda i: [f"bank:payment:U{i}"],
     }
     for code, fn in keyer.items():
         truth.extend((code, fn(int(i))) for i in plant[code])
     truth.extend(("AMBIGUOUS_MATCH", [f"bank:payment:A{int(i)}"]) for i in amb_i)
-    truth.extend(("CUSTOMER_MISMATCH", [f"salesforce:account:001{int(c):012d}"]) for c in mis_cust)
+    truth.extend(("CUSTOMER_MISMATCH", [cluster_of_cust[f"salesforce:account:001{int(c):012d}"]]) for c in mis_cust)
     tdf = pl.DataFrame(
         [(c, sorted(k), fingerprint(c, k)) for c, k in truth],
         schema={"code": pl.String, "keys": pl.List(pl.String), "fingerprint": pl.String}, orient="row",
     )
     return World(tables=tables, truth=tdf, as_of=as_of, seed=seed,
                  meta={"chains": n, "customers": n_cust, "planted_per_code": m,
-                       "rate_days": math.floor(len(rate_days))})
+                       "rate_days": math.floor(len(rate_days)), "erp": erp})
 
 
 def shuffled(world: World, seed: int) -> World:

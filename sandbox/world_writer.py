@@ -20,7 +20,10 @@ customers the generator's ``cross_ref`` says:
   payer name and the remittance text as the generator made them.
 * ``fx_rates.csv`` and ``world.yaml`` (``as_of``, the reporting currency).
 
-Odoo (``erp="odoo"``) is not rendered yet: the generator's ERP is Tryton.
+* **Odoo** (``odoo/``, a world generated with ``erp="odoo"``): ``res.partner`` (``ref`` = the CRM
+  account id, ``vat``, ``country_id``), ``sale.order``, ``sale.order.line`` (product ``[CODE] Name``),
+  ``account.move`` (``out_invoice`` / ``out_refund``) ``search_read`` rows: many2one as ``[id, name]``,
+  ``false`` for empty, UTC ``YYYY-MM-DD HH:MM:SS`` stamps.
 
 ``python -m sandbox.world_writer --chains 300 --out DIR`` generates a world and writes it.
 """
@@ -114,6 +117,20 @@ def _rows(world: World, table: str) -> list[dict[str, Any]]:
     return list(world.tables[table].iter_rows(named=True))
 
 
+def _crm_accounts(world: World, system: str) -> dict[str, str]:
+    """Account canonical id of ``system`` -> the CRM (Salesforce) account of its cluster (cross_ref)."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for r in _rows(world, "cross_ref"):
+        if r["entity"] == "account":
+            members[r["cluster_id"]].append(r["member_id"])
+    out = {}
+    for ms in members.values():
+        crm = next((m for m in ms if m.startswith("salesforce:")), None)
+        if crm:
+            out.update((m, crm) for m in ms if m.startswith(f"{system}:"))
+    return out
+
+
 # --- Salesforce -----------------------------------------------------------------------------------
 
 _SF_STAGE = {"prospecting": "Prospecting", "qualification": "Qualification", "proposal": "Proposal/Price Quote",
@@ -191,8 +208,7 @@ def tryton_records(world: World) -> dict[str, list[dict[str, Any]]]:
         ts = _stamp(day, as_of)
         return {"create_date": ts, "write_date": ts}
 
-    crm_of = {r["member_id"]: r["cluster_id"] for r in _rows(world, "cross_ref")
-              if r["entity"] == "account" and r["member_id"].startswith("tryton:")}
+    crm_of = _crm_accounts(world, "tryton")
     ident = 0
     for a in _rows(world, "account"):
         if a["source_system"] != "tryton":
@@ -263,12 +279,105 @@ def tryton_records(world: World) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+# --- Odoo ----------------------------------------------------------------------------------------
+
+_COUNTRY_NAMES = {"US": "United States", "CA": "Canada", "GB": "United Kingdom", "DE": "Germany", "FR": "France"}
+
+
+def _odoo_ts(day: date, as_of: date) -> str:
+    return _stamp(day, as_of).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _f(value: Decimal | None) -> float | bool:
+    # Odoo sends monetary fields as JSON numbers and an empty field as `false`
+    return False if value is None else float(value)
+
+
+def odoo_records(world: World) -> dict[str, list[dict[str, Any]]]:
+    """``search_read`` rows of res.partner, sale.order, sale.order.line, account.move (Odoo 17 shapes)."""
+    as_of = world.as_of
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    currency_ids: dict[str, int] = {}
+
+    def cur(code: str) -> list[Any]:
+        return [currency_ids.setdefault(code, len(currency_ids) + 1), code]
+
+    def stamps(day: date, name: str) -> dict[str, Any]:
+        ts = _odoo_ts(day, as_of)
+        return {"write_date": ts, "create_date": ts, "display_name": name}
+
+    crm_of = _crm_accounts(world, "odoo")
+    partner: dict[str, list[Any]] = {}
+    for a in _rows(world, "account"):
+        if a["source_system"] != "odoo":
+            continue
+        pid = int(_sid(a["id"]))
+        partner[a["id"]] = [pid, a["name"]]
+        crm = crm_of.get(a["id"])
+        country = a["country"]
+        out["res.partner"].append({
+            "id": pid, **stamps(as_of - timedelta(days=400), a["name"]), "name": a["name"],
+            "ref": _sid(crm) if crm else False,  # the CRM account id, as the push flow records it
+            "email": False, "phone": False, "vat": a["tax_id"] or False, "is_company": True, "parent_id": False,
+            "commercial_partner_id": [pid, a["name"]],
+            "country_id": [list(_COUNTRY_NAMES).index(country) + 1 if country in _COUNTRY_NAMES else 999,
+                           _COUNTRY_NAMES.get(country, country)] if country else False,
+            "customer_rank": 1, "active": True,
+        })
+    lines_of: dict[str, list[int]] = defaultdict(list)
+    for ln in _rows(world, "order_line"):
+        lines_of[ln["order_id"]].append(int(_sid(ln["id"])))
+    orders = _rows(world, "order")
+    number_of = {o["id"]: o["number"] for o in orders}
+    for o in orders:
+        oid = int(_sid(o["id"]))
+        ccy = o["currency"]
+        out["sale.order"].append({
+            "id": oid, **stamps(o["order_date"], o["number"]), "name": o["number"],
+            "partner_id": partner.get(o["account_id"], [int(_sid(o["account_id"])), ""]),
+            "date_order": _odoo_ts(o["order_date"], as_of), "validity_date": False,
+            "client_order_ref": o["deal_ref"] or False, "origin": False,
+            "state": {"confirmed": "sale", "done": "done", "cancelled": "cancel", "draft": "draft",
+                      "quotation": "sent"}.get(o["state"], "sale"),
+            "amount_untaxed": _f(_q(o["untaxed"], ccy)), "amount_tax": _f(_q(o["tax"], ccy)),
+            "amount_total": _f(_q(o["total"], ccy)), "currency_id": cur(ccy), "invoice_status": "invoiced",
+            "invoice_ids": [], "order_line": sorted(lines_of[o["id"]]),
+        })
+    order_date = {o["id"]: o["order_date"] for o in orders}
+    for ln in _rows(world, "order_line"):
+        code = ln["product_code"]
+        ccy = ln["currency"]
+        name = f"Product {code}"
+        out["sale.order.line"].append({
+            "id": int(_sid(ln["id"])), **stamps(order_date.get(ln["order_id"], as_of), name),
+            "order_id": [int(_sid(ln["order_id"])), number_of.get(ln["order_id"], "")],
+            "product_id": [_product_id(code), f"[{code}] {name}"], "name": name,
+            "product_uom_qty": _f(ln["quantity"]), "price_unit": _f(_q(ln["unit_price"], ccy)), "discount": 0.0,
+            "price_subtotal": _f(_q(ln["amount"], ccy)), "price_total": _f(_q(ln["amount"], ccy)),
+            "qty_invoiced": 0.0, "currency_id": cur(ccy), "display_type": False,
+        })
+    for inv in _rows(world, "invoice"):
+        iid = int(_sid(inv["id"]))
+        ccy = inv["currency"]
+        total = _f(_q(inv["total"], ccy))
+        out["account.move"].append({
+            "id": iid, **stamps(inv["issue_date"], inv["number"]), "name": inv["number"],
+            "move_type": "out_refund" if inv["kind"] == "credit_note" else "out_invoice", "state": "posted",
+            "payment_state": "not_paid", "partner_id": partner.get(inv["account_id"], [int(_sid(inv["account_id"])), ""]),
+            "currency_id": cur(ccy), "invoice_date": inv["issue_date"].isoformat(),
+            "invoice_date_due": inv["due_date"].isoformat() if inv["due_date"] else False,
+            "invoice_origin": inv["order_ref"] or False, "ref": False, "payment_reference": inv["number"],
+            "amount_untaxed": total, "amount_tax": 0.0, "amount_total": total, "amount_residual": total,
+            "invoice_line_ids": [], "reversed_entry_id": False,
+        })
+    return out
+
+
 # --- Stripe ---------------------------------------------------------------------------------------
 
 def stripe_records(world: World) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    crm_of = {r["member_id"]: r["cluster_id"] for r in _rows(world, "cross_ref")
-              if r["entity"] == "account" and r["member_id"].startswith("stripe:")}
+    crm_of = _crm_accounts(world, "stripe")
     for a in _rows(world, "account"):
         if a["source_system"] != "stripe":
             continue
@@ -383,20 +492,26 @@ def bank_statements(world: World) -> dict[str, bytes]:
 
 # --- the directory --------------------------------------------------------------------------------
 
-def write_world(world: World, directory: str | Path, *, erp: str = "tryton", name: str | None = None,
+def write_world(world: World, directory: str | Path, *, erp: str | None = None, name: str | None = None,
                 reporting_currency: str = "USD") -> Path:
-    """Render ``world`` into ``directory`` (created; existing world files are replaced)."""
-    if erp not in ("tryton", "none"):
-        raise InputError(f"write_world: erp {erp!r} is not supported by the writer yet (tryton or none)")
+    """Render ``world`` into ``directory`` (created; existing world files are replaced).
+
+    ``erp``: ``none`` leaves the ERP out; otherwise it must be the world's own ERP (``generate(...,
+    erp=...)``, default ``tryton``), whose ids its records carry.
+    """
+    own = str(world.meta.get("erp", "tryton"))
+    erp = erp or own
+    if erp not in ("none", own):
+        raise InputError(f"write_world: this world's ERP is {own}; generate it with erp={erp!r} to write {erp} files")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     systems = ["salesforce", "stripe", "bank"]
     rendered: dict[str, dict[str, list[dict[str, Any]]]] = {
         "salesforce": salesforce_records(world), "stripe": stripe_records(world),
     }
-    if erp == "tryton":
-        systems.insert(1, "tryton")
-        rendered["tryton"] = tryton_records(world)
+    if erp != "none":
+        systems.insert(1, erp)
+        rendered[erp] = tryton_records(world) if erp == "tryton" else odoo_records(world)
     for system, objects in rendered.items():
         folder = out / system
         if folder.exists():
@@ -439,9 +554,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chains", type=int, required=True)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--erp", default="tryton", choices=["tryton", "none"])
+    ap.add_argument("--erp", default="tryton", choices=["tryton", "odoo", "none"])
     args = ap.parse_args(argv)
-    out = write_world(generate(args.chains, seed=args.seed), args.out, erp=args.erp)
+    world = generate(args.chains, seed=args.seed, erp="tryton" if args.erp == "none" else args.erp)
+    out = write_world(world, args.out, erp=args.erp)
     print(json.dumps({"world": str(out), "files": sum(1 for _ in iter_files(out))}))
 
 

@@ -40,10 +40,15 @@ DIFFERENT = {
 }
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("world")
-    world = generate(150, seed=11)
+# per ERP: the file of sales orders and the object of invoices
+ERP_OBJECTS = {"tryton": ("sale.sale", "account.invoice"), "odoo": ("sale.order", "account.move")}
+
+
+@pytest.fixture(scope="module", params=["tryton", "odoo"])
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    erp = request.param
+    tmp = tmp_path_factory.mktemp(f"world-{erp}")
+    world = generate(150, seed=11, erp=erp)
     direct = Store.open(f"sqlite:///{tmp / 'direct.db'}")
     world.load(direct)
     direct_result = run_reconciliation(direct, Config(), world.as_of)
@@ -51,7 +56,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     replay = Store.open(f"sqlite:///{tmp / 'replay.db'}")
     summary = replay_world(replay, tmp / "w", tmp / "reports", echo=lambda _m: None)
     return {"world": world, "direct": direct, "replay": replay, "direct_result": direct_result,
-            "summary": summary, "tmp": tmp}
+            "summary": summary, "tmp": tmp, "erp": erp}
 
 
 def _frame(store: Store, name: str) -> pl.DataFrame:
@@ -61,11 +66,13 @@ def _frame(store: Store, name: str) -> pl.DataFrame:
 def test_the_written_world_reads_back_whole(runs: dict[str, Any]) -> None:
     wd = read_world(runs["tmp"] / "w")
     world: World = runs["world"]
-    assert wd.systems == ["salesforce", "tryton", "stripe", "bank"] and wd.erp == "tryton"
+    erp = runs["erp"]
+    orders, invoices = ERP_OBJECTS[erp]
+    assert wd.systems == ["salesforce", erp, "stripe", "bank"] and wd.erp == erp
     assert wd.as_of == world.as_of and wd.reporting_currency == "USD"
     assert len(wd.records["salesforce"]["Opportunity"]) == world.tables["deal"].height
-    assert len(wd.records["tryton"]["sale.sale"]) == world.tables["order"].height
-    assert all(isinstance(r["id"], int) for r in wd.records["tryton"]["account.invoice"])  # Tryton ids are integers
+    assert len(wd.records[erp][orders]) == world.tables["order"].height
+    assert all(isinstance(r["id"], int) for r in wd.records[erp][invoices])  # ERP ids are integers
     charge = wd.records["stripe"]["charges"][0]
     assert isinstance(charge["amount"], int) and charge["currency"].islower()  # minor units, Stripe's casing
     assert len(wd.fx_rates) == world.tables["fx_rate"].height
@@ -139,8 +146,8 @@ def test_exceptions_list_json_names_the_vendor_records(runs: dict[str, Any]) -> 
     assert unapplied["records"] == [{"system": "bank", "object": "camt053.entry", "id": unapplied["source_ids"][0],
                                      "entity": "payment", "canonical_id": unapplied["subject_ids"][0]}]
     dup = by_code["DUPLICATE_INVOICE"]
-    assert {(r["system"], r["object"]) for r in dup["records"]} == {("tryton", "account.invoice")}
-    assert all(str(int(r["id"])) == r["id"] for r in dup["records"])  # Tryton's integer ids
+    assert {(r["system"], r["object"]) for r in dup["records"]} == {(runs["erp"], ERP_OBJECTS[runs["erp"]][1])}
+    assert all(str(int(r["id"])) == r["id"] for r in dup["records"])  # the ERP's integer ids
     won = by_code["WON_NOT_ORDERED"]
     assert won["records"][0]["system"] == "salesforce" and won["records"][0]["object"] == "Opportunity"
     for item in items:
