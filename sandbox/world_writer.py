@@ -123,7 +123,7 @@ def _crm_accounts(world: World, system: str) -> dict[str, str]:
     for r in _rows(world, "cross_ref"):
         if r["entity"] == "account":
             members[r["cluster_id"]].append(r["member_id"])
-    out = {}
+    out: dict[str, str] = {}
     for ms in members.values():
         crm = next((m for m in ms if m.startswith("salesforce:")), None)
         if crm:
