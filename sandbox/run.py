@@ -1,4 +1,5 @@
-"""Serve the registered emulators until stopped: ``python -m sandbox.run --state .ltc/sandbox.json``.
+"""Serve the registered emulators until stopped: ``python -m sandbox.run --state .ltc/sandbox.json``
+(generated data), or a world directory with ``--world DIR`` (docs/world.md; :func:`start_world`).
 
 Used by ``ltc sandbox start`` (which runs this in the background) and by the demo. The state file
 names each emulator's URL and CA file, and this process's pid, so ``ltc sandbox stop`` can end it.

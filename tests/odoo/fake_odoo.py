@@ -32,6 +32,11 @@ class FakeOdoo(OdooServer):
     def login_uid(self, db: Any, login: Any, key: Any) -> int | bool:
         return self.uid if self.login_ok else False
 
+    def execute(self, model: str, method: str, args: list[Any], kw: dict[str, Any]) -> Any:
+        if method == "search_read" and kw.get("order") not in (None, "id asc"):
+            raise AssertionError(f"unexpected order {kw['order']}")  # the connector pages by id only
+        return super().execute(model, method, args, kw)
+
     def write_method(self, model: str, method: str, args: list[Any], kw: dict[str, Any]) -> Any:
         rows = self.models.setdefault(model, [])
         if method == "create":

@@ -290,3 +290,33 @@ def test_cli_refuses_a_bad_world_in_one_line_and_starts_nothing(tmp_path: Path) 
     assert proc.stderr.strip().splitlines() == [f"error: {f}:{n}: not JSON (Expecting value at column 1); "
                                                 "each line is one JSON object"]
     assert not (tmp_path / ".ltc" / "sandbox.json").exists() and not (tmp_path / ".ltc").exists()
+
+
+def test_cli_serves_a_world_and_status_names_each_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import httpx
+
+    from canonical.errors import ConfigError
+    from ltc import sandbox_cmd
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="--kind and --world do not go together"):
+        sandbox_cmd.start(kind=["stripe"], seed=7, size=10, world=str(WORLDS / "odoo"))
+    started = subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", "sandbox", "start",
+                              "--world", str(WORLDS / "odoo")], capture_output=True, text=True, timeout=90)
+    try:
+        assert started.returncode == 0, started.stderr
+        capsys.readouterr()
+        sandbox_cmd.status()
+        status = capsys.readouterr().out
+        assert f"world odoo-small ({WORLDS / 'odoo'})" in status
+        [line] = [ln for ln in status.splitlines() if ln.startswith("odoo ")]
+        url = line.split()[1]
+        assert url.startswith("http://127.0.0.1:")
+        answer = httpx.post(f"{url}/jsonrpc", json={"jsonrpc": "2.0", "id": 1, "method": "call", "params": {
+            "service": "common", "method": "version", "args": []}}).json()
+        assert answer["result"]["server_version"].startswith("18")
+    finally:
+        sandbox_cmd.stop()
+    assert "sandbox stopped" in capsys.readouterr().out
+    assert not (tmp_path / ".ltc" / "sandbox.json").exists()
