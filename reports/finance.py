@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from canonical import tables as ct
+from canonical.money import minor_units
 from canonical.store import Store
 from reconcile.codes import CODES
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_exception, recon_link
@@ -67,8 +68,18 @@ class ReportFiles:
         return [self.html, *self.csv.values(), self.xlsx]
 
 
-def _money(v: Any) -> Decimal | None:
-    return None if v is None else Decimal(v)
+def _money(v: Any, currency: str | None = None) -> Decimal | None:
+    """An amount as an exact Decimal, shown with its currency's decimals where that loses nothing
+    (``63095.1100`` -> ``63095.11``; a converted ``1791.2043`` keeps its digits)."""
+    if v is None:
+        return None
+    d = Decimal(v)
+    try:
+        places = Decimal(1).scaleb(-minor_units(currency)) if currency else Decimal("0.01")
+    except ValueError:
+        places = Decimal("0.01")
+    q = d.quantize(places)
+    return q if q == d else d
 
 
 def _latest_kpis(conn: sa.Connection) -> tuple[str | None, date | None, list[dict[str, Any]]]:
@@ -91,8 +102,9 @@ def _exceptions(conn: sa.Connection) -> list[dict[str, Any]]:
         out.append({
             "fingerprint": m["fingerprint"], "code": m["code"], "status": m["status"], "severity": m["severity"],
             "chain_id": m["chain_id"], "records": " ".join(m["subject_ids"] or []), "owner": m["owner"],
-            "currency": m["currency"], "amount_at_risk": _money(m["amount_at_risk"]),
-            "reporting_currency": m["reporting_currency"], "amount_reporting": _money(m["amount_reporting"]),
+            "currency": m["currency"], "amount_at_risk": _money(m["amount_at_risk"], m["currency"]),
+            "reporting_currency": m["reporting_currency"],
+            "amount_reporting": _money(m["amount_reporting"], m["reporting_currency"]),
             "first_seen_at": m["first_seen_at"], "last_seen_at": m["last_seen_at"],
         })
     return out
@@ -110,7 +122,7 @@ def _by_code(exceptions: list[dict[str, Any]], reporting: str | None) -> list[di
             owners[x["owner"] or "(unowned)"] += 1
         out.append({
             "code": code, "meaning": CODES.get(code, ""), "count": len(xs),
-            "amount_reporting": sum((x["amount_reporting"] or ZERO for x in xs), ZERO),
+            "amount_reporting": _money(sum((x["amount_reporting"] or ZERO for x in xs), ZERO), reporting),
             "reporting_currency": next((x["reporting_currency"] for x in xs if x["reporting_currency"]), reporting),
             "owners": ", ".join(f"{o} ({n})" for o, n in sorted(owners.items(), key=lambda t: (-t[1], t[0]))),
         })
@@ -166,6 +178,8 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
             invoiced += sign * total
             paid += paid_on.get(i, ZERO)  # a refund is allocated (negative) to its credit note
             pays.update(pay_src.get(p, p) for p in pays_on.get(i, []))
+        ccy = d.currency if d else None
+        invoiced, paid, ordered = (_money(v, ccy) or ZERO for v in (invoiced, paid, ordered))
         open_amount = invoiced - paid
         codes = sorted(codes_of.get(cid, set()))
         if codes:
@@ -182,7 +196,7 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
             "chain_id": cid, "deal": d.source_id if d else None, "account": d.account_id if d else None,
             "owner": d.owner if d else None, "stage": d.stage if d else None,
             "close_date": d.close_date if d else None, "currency": d.currency if d else None,
-            "deal_amount": _money(d.amount) if d else None,
+            "deal_amount": _money(d.amount, d.currency) if d else None,
             "orders": " ".join(order_rows[o].number or o for o in ords if o in order_rows), "ordered": ordered,
             "invoices": " ".join(inv_rows[i].number or i for i in invs if i in inv_rows), "invoiced": invoiced,
             "payments": " ".join(sorted(pays)), "paid": paid, "open": open_amount, "status": status,
@@ -280,10 +294,21 @@ def _table(columns: list[str], rows: list[dict[str, Any]], numeric: set[str]) ->
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _kpi_value(k: dict[str, Any]) -> Any:
+    v = k["value"]
+    if v is None:
+        return None
+    if k["unit"] == "count":
+        return int(v)
+    if len(k["unit"]) == 3 and k["unit"].isupper():  # a currency
+        return _money(v, k["unit"])
+    return Decimal(v).quantize(Decimal("0.01"))
+
+
 def render_html(report: Report, title: str | None = None) -> str:
     rep = report.reporting_currency or ""
     kpi_cards = "".join(
-        f'<div class="kpi"><small>{html.escape(k["kpi"])}</small><b>{html.escape(_text(k["value"]))} '
+        f'<div class="kpi"><small>{html.escape(k["kpi"])}</small><b>{html.escape(_text(_kpi_value(k)))} '
         f'{html.escape(k["unit"])}</b><small>{html.escape(k["variant"])}</small></div>' for k in report.kpis)
     chains = sorted(report.chains, key=lambda c: (c["status"] != "exception", c["chain_id"]))
     shown = chains[:HTML_CHAIN_LIMIT]
