@@ -38,7 +38,7 @@ HTML_CHAIN_LIMIT = 2000  # the HTML lists this many chains (exceptions first); t
 
 EXCEPTION_COLUMNS = ["fingerprint", "code", "status", "severity", "chain_id", "records", "owner", "currency",
                      "amount_at_risk", "reporting_currency", "amount_reporting", "first_seen_at", "last_seen_at"]
-CHAIN_COLUMNS = ["chain_id", "deal", "account", "owner", "stage", "close_date", "currency", "deal_amount",
+CHAIN_COLUMNS = ["chain_id", "deal", "account", "customer", "owner", "stage", "close_date", "currency", "deal_amount",
                  "orders", "ordered", "invoices", "invoiced", "payments", "paid", "open", "status", "exceptions"]
 KPI_COLUMNS = ["kpi", "variant", "value", "unit", "numerator", "denominator", "period_start", "period_end"]
 SUMMARY_COLUMNS = ["code", "meaning", "count", "amount_reporting", "reporting_currency", "owners"]
@@ -152,6 +152,8 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
     for inv_id, pay_id, amount in conn.execute(sa.select(al.invoice_id, al.payment_id, al.amount)):
         paid_on[inv_id] += Decimal(amount)
         pays_on[inv_id].append(pay_id)
+    account = ct.table_for("account")
+    names = dict(conn.execute(sa.select(account.c.id, account.c.name)).all())
     pay_src = {r.id: f"{r.source_system}:{r.source_id}" for r in conn.execute(
         sa.select(payment.c.id, payment.c.source_system, payment.c.source_id))}
     codes_of: dict[str, set[str]] = defaultdict(set)
@@ -194,6 +196,7 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
             status = "paid"
         out.append({
             "chain_id": cid, "deal": d.source_id if d else None, "account": d.account_id if d else None,
+            "customer": names.get(d.account_id) if d else None,
             "owner": d.owner if d else None, "stage": d.stage if d else None,
             "close_date": d.close_date if d else None, "currency": d.currency if d else None,
             "deal_amount": _money(d.amount, d.currency) if d else None,
