@@ -216,21 +216,41 @@ def _date(value: str | None) -> date:
 
 @app.command()
 def demo(
-    seed: int = typer.Option(7, help="Seed of the emulators' data."),
-    size: int = typer.Option(50, help="Records per object in each emulator."),
+    world: str | None = typer.Option(None, "--world", help="Replay this world directory (docs/world.md); "
+                                     "default: generate one into .ltc/world/ and replay it."),
+    seed: int = typer.Option(7, help="Seed of the generated world."),
+    chains: int = typer.Option(300, help="Closed-won deal chains of the generated world."),
+    erp: str = typer.Option("tryton", help="ERP of the generated world: tryton or odoo."),
+    out: str | None = typer.Option(None, "--out", help="Where the reports go (default: .ltc/reports/)."),
     config: str | None = ConfigOpt,
 ) -> None:
-    """The main job on the embedded default: local emulators as sources, the SQLite store."""
-    from ltc.demo import demo_sources, today
-    from ltc.pipeline import after_sync
+    """The main job on a world: emulators serve it, then sync, map, identity, reconcile and the reports."""
+    from ltc.demo import DEFAULT_REPORTS, DEFAULT_WORLD, generate_world, replay_world
 
     store = runtime.open_store(config)
-    with demo_sources(seed=seed, size=size) as (cfg, servers):
-        console.print("emulators: " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
-        _run_sources(cfg, store)
-        summary = after_sync(store, cfg, today())
+    if world is None:
+        if erp not in ("tryton", "odoo"):
+            raise ConfigError(f"--erp {erp!r}: the generated world's ERP is tryton or odoo")
+        world = str(generate_world(DEFAULT_WORLD, chains=chains, seed=seed, erp=erp))
+        console.print(f"generated world: {world} ({chains} chains, seed {seed}, ERP {erp})")
+    summary = replay_world(store, world, out or DEFAULT_REPORTS, sync_table=_run_sources, echo=console.print)
     render_status(store)
     _print_summary(summary)
+    console.print("reports: " + ", ".join(str(p) for p in summary["reports"]))
+
+
+@app.command()
+def report(
+    out: str = typer.Option(".ltc/reports", "--out", help="Directory of the report files."),
+    title: str | None = typer.Option(None, help="Title of the HTML report."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """Write the finance report of the latest reconciliation: report.html, CSV files, report.xlsx."""
+    from reports.finance import write_reports
+
+    files = write_reports(open_store(config), out, title=title)
+    for path in files.all():
+        console.print(str(path))
 
 
 @app.command()

@@ -8,9 +8,10 @@ sync every source, map, resolve identities, reconcile. Nothing outside 127.0.0.1
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ltc.config import Config, SecretRef, SourceConfig
@@ -110,3 +111,94 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
 
 def today() -> Any:
     return datetime.now(UTC).date()
+
+
+# --- replay a world: what `ltc demo [--world DIR]` runs ---------------------------------------------
+
+DEFAULT_WORLD = Path(".ltc/world")
+DEFAULT_REPORTS = Path(".ltc/reports")
+
+
+def generate_world(directory: str | Path = DEFAULT_WORLD, *, chains: int = 300, seed: int = 7,
+                   erp: str = "tryton") -> Path:
+    """Generate a world (``sandbox.scenario``) and write it as vendor files into ``directory``."""
+    import shutil
+
+    from sandbox.scenario import generate
+    from sandbox.world_writer import write_world
+
+    target = Path(directory)
+    if (target / "world.yaml").exists():  # a world written before (maybe with another ERP): replace it whole
+        shutil.rmtree(target)
+    return write_world(generate(chains, seed=seed, erp=erp), target)
+
+
+def load_fx_rates(store: Any, rates: list[dict[str, Any]], source: str = "world") -> int:
+    """Replace the dated FX rates of ``source`` with ``rates`` (``rate_date``, ``base``, ``quote``, ``rate``)."""
+    import sqlalchemy as sa
+
+    from reconcile.tables import fx_rate
+
+    rows = [{"base": r["base"], "quote": r["quote"], "rate_date": r["rate_date"], "rate": r["rate"], "source": source}
+            for r in rates]
+    with store.engine.begin() as conn:
+        keys = {(r["base"], r["quote"], r["rate_date"]) for r in rows}
+        conn.execute(sa.delete(fx_rate).where(fx_rate.c.source == source))
+        if keys:  # a rate of another source for the same day and pair gives way to the world's
+            for base, quote in {(b, q) for b, q, _d in keys}:
+                days = sorted(d for b, q, d in keys if (b, q) == (base, quote))
+                for i in range(0, len(days), 500):
+                    conn.execute(sa.delete(fx_rate).where(fx_rate.c.base == base, fx_rate.c.quote == quote,
+                                                          fx_rate.c.rate_date.in_(days[i:i + 500])))
+        for i in range(0, len(rows), 5000):
+            conn.execute(fx_rate.insert(), rows[i:i + 5000])
+    return len(rows)
+
+
+def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
+                 sync_table: Callable[[Config, Any], Any] | None = None,
+                 echo: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Serve a world from the emulators and run the main job on it, then write the reports.
+
+    Sync every API source (``sync_table(cfg, store)``, default :func:`connectors.base.sync` per
+    source), import the bank statements, load ``fx_rates.csv``, map, resolve identities, reconcile as
+    of the world's ``as_of`` (default today) and write the finance report into ``reports_dir``.
+    """
+    from connectors.statements import run_import
+    from ltc.pipeline import after_sync
+    from reports.finance import write_reports
+    from sandbox.world import read_world
+
+    world = read_world(world_path)
+    as_of = world.as_of or today()
+    with world_sources(world) as (cfg, servers):
+        echo(f"world {world.name} ({world.path}): " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
+        if sync_table is not None:
+            sync_table(cfg, store)
+        else:
+            _sync_all(cfg, store)
+        if world.bank_folder is not None:
+            summary = run_import(store, folder=world.bank_folder, source="bank")
+            c = summary.counts
+            echo(f"bank: {c['statements']} statement(s), {c['entries']} entries, {c['new']} new, "
+                 f"{c['rejected']} rejected, {c['skipped']} file(s) already imported")
+        if world.fx_rates:
+            echo(f"fx rates: {load_fx_rates(store, world.fx_rates)} loaded")
+        result = after_sync(store, cfg, as_of)
+    files = write_reports(store, reports_dir, title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
+    result["reports"] = [str(p) for p in files.all()]
+    result["as_of"] = as_of.isoformat()
+    return result
+
+
+def _sync_all(cfg: Config, store: Any) -> None:
+    from connectors.base import sync
+    from ltc import runtime
+
+    for name in runtime.source_names(cfg):
+        connector = runtime.build_connector(cfg, name)
+        try:
+            for _ in sync(connector, store):
+                pass
+        finally:
+            connector.close()

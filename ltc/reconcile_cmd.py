@@ -57,6 +57,45 @@ def reconcile(
                   f"auto_resolved={lc['auto_resolved']}")
 
 
+def source_records(store: Any, canonical_ids: list[str]) -> dict[str, dict[str, str | None]]:
+    """Canonical id -> the record it came from: ``{system, object, id, entity, canonical_id}``.
+
+    Read from the canonical rows (``source_system``, ``source_object``, ``source_id``); an id whose row
+    is gone (or whose entity has no table) is described from the id itself, with ``object`` null.
+    """
+    import sqlalchemy as sa
+
+    from canonical import tables as ct
+
+    by_entity: dict[str, set[str]] = {}
+    for cid in canonical_ids:
+        parts = cid.split(":", 2)
+        if len(parts) == 3:
+            by_entity.setdefault(parts[1], set()).add(cid)
+    found: dict[str, dict[str, str | None]] = {}
+    with store.engine.connect() as conn:
+        for entity, ids in by_entity.items():
+            try:
+                table = ct.table_for(entity)
+            except (KeyError, ValueError):
+                continue
+            wanted = sorted(ids)
+            for i in range(0, len(wanted), 500):
+                q = sa.select(table.c.id, table.c.source_system, table.c.source_object, table.c.source_id).where(
+                    table.c.id.in_(wanted[i:i + 500]))
+                for cid, system, obj, sid in conn.execute(q):
+                    found[cid] = {"system": system, "object": obj, "id": sid, "entity": entity, "canonical_id": cid}
+    for cid in canonical_ids:
+        if cid not in found:
+            parts = cid.split(":", 2)
+            if len(parts) == 3:
+                found[cid] = {"system": parts[0], "object": None, "id": parts[2], "entity": parts[1],
+                              "canonical_id": cid}
+            else:
+                found[cid] = {"system": None, "object": None, "id": cid, "entity": None, "canonical_id": cid}
+    return found
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, Decimal):
         return str(v)
@@ -77,11 +116,15 @@ def list_cmd(
         raise InputError(f"--code {code!r} is not an exception code; known: {', '.join(CODES)}")
     if status and status.lower() not in STATUSES:
         raise InputError(f"--status {status!r} must be one of {', '.join(STATUSES)}")
-    rows = lifecycle.list_exceptions(_store(config), code, status)
+    store = _store(config)
+    rows = lifecycle.list_exceptions(store, code, status)
     if as_json:
         keys = ("fingerprint", "code", "status", "severity", "source_ids", "subject_ids", "currency",
                 "amount_at_risk", "reporting_currency", "amount_reporting", "owner", "chain_id")
-        typer.echo(json.dumps([{k: _jsonable(r[k]) for k in keys} for r in rows], indent=1))
+        described = source_records(store, [i for r in rows for i in r["subject_ids"]])
+        out = [{**{k: _jsonable(r[k]) for k in keys}, "records": [described[i] for i in r["subject_ids"]]}
+               for r in rows]
+        typer.echo(json.dumps(out, indent=1))
         return
     table = Table(title=f"{len(rows)} exception(s)")
     for col in ("id", "code", "status", "severity", "records", "at risk", "owner"):

@@ -41,6 +41,8 @@ PLANTED = (
     "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "AMBIGUOUS_MATCH", "STAGE_CONFLICT", "CUSTOMER_MISMATCH",
 )
 _MONEY_COLS = {"amount", "unit_price", "untaxed", "tax", "total", "fee", "quantity"}
+# Tryton ids are integers: an invoice is ``chain * 10 + slot`` (instalments 1 and 2, then the planted extras)
+_INVOICE_SLOT = {"O": 3, "W": 4, "D": 5, "C": 6}
 _TABLE_ENTITY = {"deal": "deal", "deal_line": "deal_line", "order": "order", "order_line": "order_line",
                  "invoice": "invoice", "payment": "payment", "account": "account", "lead": "lead"}
 
@@ -115,8 +117,15 @@ def _pad(col: str, width: int) -> pl.Expr:
     return pl.col(col).cast(pl.String).str.zfill(width)
 
 
-def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), rate: float = 0.003) -> World:
-    """A world with ``n_chains`` closed-won deals (plus lost/open deals and leads) and planted breaks."""
+def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), rate: float = 0.003,
+             erp: str = "tryton") -> World:
+    """A world with ``n_chains`` closed-won deals (plus lost/open deals and leads) and planted breaks.
+
+    ``erp`` names the ERP system of the orders, invoices and ERP customers (``tryton`` or ``odoo``):
+    their canonical ids are ``<erp>:<entity>:<integer id>``; everything else is the same world.
+    """
+    if erp not in ("tryton", "odoo"):
+        raise ValueError(f"erp must be tryton or odoo, not {erp!r}")
     rng = np.random.default_rng(seed)
     n = max(n_chains, 60)
     n_cust = max(8, n // 4)
@@ -167,7 +176,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         cidx.select(crm_id.alias("id"), pl.lit("salesforce").alias("source_system"),
                     pl.format("Company {} Inc", "c").alias("name"), pl.format("TX{}", _pad("c", 8)).alias("tax_id"),
                     pl.lit("US").alias("country"), pl.Series(cust_owner).alias("owner")),
-        cidx.select(pl.format("tryton:account:{}", "c").alias("id"), pl.lit("tryton").alias("source_system"),
+        cidx.select(pl.format(erp + ":account:{}", pl.col("c") + 1).alias("id"), pl.lit(erp).alias("source_system"),
                     pl.format("COMPANY {}, INC.", "c").alias("name"), pl.format("TX-{}", _pad("c", 8)).alias("tax_id"),
                     pl.lit("US").alias("country"), pl.lit(None, pl.String).alias("owner")),
         cidx.select(pl.format("stripe:account:cus_{}", _pad("c", 9)).alias("id"), pl.lit("stripe").alias("source_system"),
@@ -175,16 +184,21 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
                     pl.lit(None, pl.String).alias("country"), pl.lit(None, pl.String).alias("owner")),
     ]).with_columns(pl.col("id").str.split_exact(":", 2).struct.field("field_2").alias("source_id"))
     mis_cust = rng.choice(n_cust, size=min(m, n_cust), replace=False)
+    # the ERP's copy of these customers says another country (identity still links them: the ERP
+    # party carries the CRM account id; two different tax ids would never be linked)
     accounts = accounts.with_columns(
-        pl.when(pl.col("id").is_in([f"tryton:account:{c}" for c in mis_cust]))
-        .then(pl.format("TX-9{}", pl.col("tax_id").str.slice(4))).otherwise(pl.col("tax_id")).alias("tax_id"))
+        pl.when(pl.col("id").is_in([f"{erp}:account:{c + 1}" for c in mis_cust]))
+        .then(pl.lit("CA")).otherwise(pl.col("country")).alias("country"))
     cross = pl.concat([
         cidx.select(pl.lit("account").alias("entity"), crm_id.alias("cluster_id"), crm_id.alias("member_id")),
         cidx.select(pl.lit("account").alias("entity"), crm_id.alias("cluster_id"),
-                    pl.format("tryton:account:{}", "c").alias("member_id")),
+                    pl.format(erp + ":account:{}", pl.col("c") + 1).alias("member_id")),
         cidx.select(pl.lit("account").alias("entity"), crm_id.alias("cluster_id"),
                     pl.format("stripe:account:cus_{}", _pad("c", 9)).alias("member_id")),
     ])
+    # a cluster is named by its smallest member id, as identity resolution names it
+    cross = cross.with_columns(pl.col("member_id").min().over("cluster_id").alias("cluster_id"))
+    cluster_of_cust = dict(zip(cross["member_id"].to_list(), cross["cluster_id"].to_list(), strict=True))
 
     # -- deals and lines ----------------------------------------------------------------------------
     ci = np.arange(n)
@@ -251,8 +265,8 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
                                  pl.Series(ref_case).alias("rc"), pl.Series(ref_null).alias("rn")).filter(
         pl.Series(has_order))
     orders = ord_df.select(
-        "ci", pl.format("tryton:order:{}", "ci").alias("id"), pl.format("SO{}", _pad("ci", 9)).alias("number"),
-        pl.format("tryton:account:{}", "cust").alias("account_id"),
+        "ci", pl.format(erp + ":order:{}", pl.col("ci") + 1).alias("id"), pl.format("SO{}", _pad("ci", 9)).alias("number"),
+        pl.format(erp + ":account:{}", pl.col("cust") + 1).alias("account_id"),
         pl.when(pl.col("rn")).then(None).when(pl.col("rc")).then(pl.format(" {} ", deal_sid.str.to_lowercase()))
         .otherwise(deal_sid).alias("deal_ref"),
         d(ord_df["od"].to_numpy()).alias("order_date"), pl.lit("confirmed").alias("state"),
@@ -262,15 +276,16 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     sub = set(plant["LINE_MISMATCH"].tolist())
     order_lines = lines.filter(pl.col("ci").is_in(orders["ci"].implode())).join(
         pl.DataFrame({"ci": ci, "occy": occy}), on="ci").select(
-        pl.format("tryton:order_line:{}-{}", "ci", "ln").alias("id"), pl.format("tryton:order:{}", "ci").alias("order_id"),
+        pl.format(erp + ":order_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("id"),
+        pl.format(erp + ":order:{}", pl.col("ci") + 1).alias("order_id"),
         pl.when(pl.col("ci").is_in(list(sub)) & (pl.col("ln") == 0)).then(pl.lit("SUBST"))
         .otherwise(pl.col("product_code")).alias("product_code"),
         pl.col("qty").alias("quantity_c"), pl.col("occy").alias("currency"), "unit_c", "amount_c",
     )
     orphan = plant["ORDER_WITHOUT_DEAL"]
     orders_x = pl.DataFrame({"ci": orphan, "cust": cust[orphan]}).select(
-        "ci", pl.format("tryton:order:X{}", "ci").alias("id"), pl.format("SOX{}", _pad("ci", 9)).alias("number"),
-        pl.format("tryton:account:{}", "cust").alias("account_id"), pl.format("006ZZ{}", "ci").alias("deal_ref"),
+        "ci", pl.format(erp + ":order:{}", pl.col("ci") + n + 1).alias("id"), pl.format("SOX{}", _pad("ci", 9)).alias("number"),
+        pl.format(erp + ":account:{}", pl.col("cust") + 1).alias("account_id"), pl.format("006ZZ{}", "ci").alias("deal_ref"),
         d(np.full(len(orphan), asof_ord - 3)).alias("order_date"), pl.lit("confirmed").alias("state"),
         pl.Series(ccy[orphan]).alias("currency"), pl.Series(rng.integers(10000, 900000, len(orphan))).alias("untaxed_c"),
         pl.lit(0).alias("tax_c"), pl.lit(0).alias("total_c"), pl.lit(asof_ord - 3).alias("od"),
@@ -294,25 +309,25 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     inv2 = io.filter(pl.col("split")).select("ci", "number", "currency", "account_id", "issue", pl.lit(2).alias("k"),
                                              (pl.col("total_c") - first_c).alias("total_c"), (pl.col("issue") + 60).alias("due"))
     invs = pl.concat([inv1, inv2]).with_columns(
-        pl.format("tryton:invoice:{}-{}", "ci", "k").alias("id"),
+        pl.format(erp + ":invoice:{}", pl.col("ci") * 10 + pl.col("k")).alias("id"),
         pl.format("INV{}-{}", _pad("ci", 9), "k").alias("inv_no"), pl.lit("invoice").alias("kind"),
         pl.lit(False).alias("extra"))
     # planted extra invoices
     def extra_inv(ids: np.ndarray, tag: str, order_ref: pl.Expr, frac: int, due: int) -> pl.DataFrame:
         base = orders.filter(pl.col("ci").is_in(ids.tolist())) if tag != "W" else pl.DataFrame(
             {"ci": ids, "number": [None] * len(ids), "currency": ccy[ids],
-             "account_id": [f"tryton:account:{c}" for c in cust[ids]], "total_c": amount_c[ids]},
+             "account_id": [f"{erp}:account:{c + 1}" for c in cust[ids]], "total_c": amount_c[ids]},
             schema_overrides={"number": pl.String})
         return base.select("ci", order_ref.alias("number"), "currency", "account_id",
                            pl.lit(asof_ord - 5).alias("issue"), pl.lit(9).alias("k"),
                            ((pl.col("total_c") * frac) // 10).alias("total_c"), pl.lit(asof_ord + due).alias("due"),
-                           pl.format("tryton:invoice:{}-{}", "ci", pl.lit(tag)).alias("id"),
+                           pl.format(erp + ":invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT[tag]).alias("id"),
                            pl.format("INV{}-{}", _pad("ci", 9), pl.lit(tag)).alias("inv_no"),
                            pl.lit("invoice").alias("kind"), pl.lit(True).alias("extra"))
     over = extra_inv(plant["OVER_INVOICED"], "O", pl.col("number"), 2, 25)
     wo = extra_inv(plant["INVOICE_WITHOUT_ORDER"], "W", pl.format("SOW{}", _pad("ci", 9)), 10, 20)
     dup = invs.filter(pl.col("ci").is_in(plant["DUPLICATE_INVOICE"].tolist())).with_columns(
-        pl.format("tryton:invoice:{}-D", "ci").alias("id"), pl.format("INV{}-9", _pad("ci", 9)).alias("inv_no"),
+        pl.format(erp + ":invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT["D"]).alias("id"), pl.format("INV{}-9", _pad("ci", 9)).alias("inv_no"),
         pl.lit(True).alias("extra"))
     invs = pl.concat([invs, over, wo, dup], how="diagonal_relaxed")
 
@@ -370,7 +385,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     pays = pays.join(bat.join(groups.select("cust"), on="cust").select("ci", "k", "part"), on=["ci", "k", "part"],
                      how="anti")
     batch_pays = groups.select(
-        pl.format("camt053:payment:B{}", "cust").alias("id"), pl.lit("payment").alias("kind"),
+        pl.format("bank:payment:B{}", "cust").alias("id"), pl.lit("payment").alias("kind"),
         pl.lit(None, pl.String).alias("account_id"), pl.col("pccy").alias("currency"), "pay_c",
         pl.lit(0).alias("fee_c"), pl.col("pd"), pl.format("COMPANY {} INC", "cust").alias("payer_name"),
         pl.when(pl.col("cust") % 2 == 0).then(pl.format("Batch {}", pl.col("inv_no").list.join(" ")))
@@ -384,7 +399,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     fee = pl.when(stripe).then((pl.col("pay_c") * 29) // 1000 + 30).otherwise(0)
     payments = pays.select(
         pl.when(stripe).then(pl.format("stripe:payment:ch_{}{}{}", "ci", "k", "part"))
-        .otherwise(pl.format("camt053:payment:{}-{}{}", "ci", "k", "part")).alias("id"),
+        .otherwise(pl.format("bank:payment:{}-{}{}", "ci", "k", "part")).alias("id"),
         pl.lit("payment").alias("kind"),
         pl.when(stripe).then(pl.format("stripe:account:cus_{}", _pad("cust", 9))).alias("account_id"),
         pl.col("pccy").alias("currency"), "pay_c", fee.alias("fee_c"), "pd",
@@ -399,7 +414,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     credit_notes = rf.select(
         "ci", pl.col("number"), "currency", "account_id", pl.col("pd").alias("issue"), pl.lit(5).alias("k"),
         (pl.col("total_c") // 10).alias("total_c"), pl.col("pd").alias("due"),
-        pl.format("tryton:invoice:{}-C", "ci").alias("id"), pl.format("CN{}", _pad("ci", 9)).alias("inv_no"),
+        pl.format(erp + ":invoice:{}", pl.col("ci") * 10 + _INVOICE_SLOT["C"]).alias("id"), pl.format("CN{}", _pad("ci", 9)).alias("inv_no"),
         pl.lit("credit_note").alias("kind"), pl.lit(True).alias("extra"))
     refunds = rf.select(
         pl.format("stripe:payment:re_{}", "ci").alias("id"), pl.lit("refund").alias("kind"),
@@ -413,7 +428,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     # planted payments: unapplied cash, and one payment that fits two equal invoices
     un = plant["UNAPPLIED_PAYMENT"]
     unapplied = pl.DataFrame({"ci": un}).select(
-        pl.format("camt053:payment:U{}", "ci").alias("id"), pl.lit("payment").alias("kind"),
+        pl.format("bank:payment:U{}", "ci").alias("id"), pl.lit("payment").alias("kind"),
         pl.lit(None, pl.String).alias("account_id"), pl.lit("USD").alias("currency"),
         pl.Series(rng.integers(5000, 900000, len(un))).alias("pay_c"), pl.lit(0).alias("fee_c"),
         pl.lit(asof_ord - 2).alias("pd"), pl.format("Unknown Payer {}", "ci").alias("payer_name"),
@@ -422,7 +437,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     )
     ambp = invs.filter(pl.col("ci").is_in(amb_i.tolist()) & ~pl.col("extra")).join(
         chains.select("ci", "cust"), on="ci").select(
-        pl.format("camt053:payment:A{}", "ci").alias("id"), pl.lit("payment").alias("kind"),
+        pl.format("bank:payment:A{}", "ci").alias("id"), pl.lit("payment").alias("kind"),
         pl.lit(None, pl.String).alias("account_id"), "currency", pl.col("total_c").alias("pay_c"),
         pl.lit(0).alias("fee_c"), pl.lit(asof_ord - 1).alias("pd"), pl.format("Company {} Inc", "cust").alias("payer_name"),
         pl.lit(None, pl.String).alias("remittance"), pl.lit(None, pl.String).alias("invoice_ref"),
@@ -488,24 +503,25 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         "WON_NOT_ORDERED": lambda i: [deal_id(i)], "AMOUNT_MISMATCH": lambda i: [deal_id(i)],
         "CURRENCY_MISMATCH": lambda i: [deal_id(i)], "LINE_MISMATCH": lambda i: [deal_id(i)],
         "STAGE_CONFLICT": lambda i: [deal_id(i)],
-        "ORDER_WITHOUT_DEAL": lambda i: [f"tryton:order:X{i}"],
-        "ORDERED_NOT_INVOICED": lambda i: [f"tryton:order:{i}"], "OVER_INVOICED": lambda i: [f"tryton:order:{i}"],
-        "INVOICE_WITHOUT_ORDER": lambda i: [f"tryton:invoice:{i}-W"],
-        "DUPLICATE_INVOICE": lambda i: [f"tryton:invoice:{i}-1", f"tryton:invoice:{i}-D"],
-        "INVOICE_OVERDUE": lambda i: [f"tryton:invoice:{i}-1"], "PAYMENT_MISMATCH": lambda i: [f"tryton:invoice:{i}-1"],
-        "UNAPPLIED_PAYMENT": lambda i: [f"camt053:payment:U{i}"],
+        "ORDER_WITHOUT_DEAL": lambda i: [f"{erp}:order:{i + n + 1}"],
+        "ORDERED_NOT_INVOICED": lambda i: [f"{erp}:order:{i + 1}"], "OVER_INVOICED": lambda i: [f"{erp}:order:{i + 1}"],
+        "INVOICE_WITHOUT_ORDER": lambda i: [f"{erp}:invoice:{i * 10 + _INVOICE_SLOT['W']}"],
+        "DUPLICATE_INVOICE": lambda i: [f"{erp}:invoice:{i * 10 + 1}", f"{erp}:invoice:{i * 10 + _INVOICE_SLOT['D']}"],
+        "INVOICE_OVERDUE": lambda i: [f"{erp}:invoice:{i * 10 + 1}"],
+        "PAYMENT_MISMATCH": lambda i: [f"{erp}:invoice:{i * 10 + 1}"],
+        "UNAPPLIED_PAYMENT": lambda i: [f"bank:payment:U{i}"],
     }
     for code, fn in keyer.items():
         truth.extend((code, fn(int(i))) for i in plant[code])
-    truth.extend(("AMBIGUOUS_MATCH", [f"camt053:payment:A{int(i)}"]) for i in amb_i)
-    truth.extend(("CUSTOMER_MISMATCH", [f"salesforce:account:001{int(c):012d}"]) for c in mis_cust)
+    truth.extend(("AMBIGUOUS_MATCH", [f"bank:payment:A{int(i)}"]) for i in amb_i)
+    truth.extend(("CUSTOMER_MISMATCH", [cluster_of_cust[f"salesforce:account:001{int(c):012d}"]]) for c in mis_cust)
     tdf = pl.DataFrame(
         [(c, sorted(k), fingerprint(c, k)) for c, k in truth],
         schema={"code": pl.String, "keys": pl.List(pl.String), "fingerprint": pl.String}, orient="row",
     )
     return World(tables=tables, truth=tdf, as_of=as_of, seed=seed,
                  meta={"chains": n, "customers": n_cust, "planted_per_code": m,
-                       "rate_days": math.floor(len(rate_days))})
+                       "rate_days": math.floor(len(rate_days)), "erp": erp})
 
 
 def shuffled(world: World, seed: int) -> World:
@@ -519,13 +535,23 @@ def days_before(as_of: date, n: int) -> date:
 
 
 def main() -> None:
-    """``python -m sandbox.scenario --chains N --out DIR``: write a world as Parquet."""
+    """``python -m sandbox.scenario --chains N (--out DIR | --world DIR)``: write a world as Parquet
+    (``--out``, the canonical tables) or as a world directory of vendor files (``--world``, docs/world.md)."""
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--chains", type=int, required=True)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="write the canonical tables as Parquet here")
+    ap.add_argument("--world", help="write a world directory (vendor-shaped files) here")
     args = ap.parse_args()
-    generate(args.chains, seed=args.seed).save(args.out)
+    if not (args.out or args.world):
+        ap.error("give --out DIR and/or --world DIR")
+    world = generate(args.chains, seed=args.seed)
+    if args.out:
+        world.save(args.out)
+    if args.world:
+        from sandbox.world_writer import write_world
+
+        write_world(world, args.world)
 
 
 if __name__ == "__main__":

@@ -135,8 +135,25 @@ def test_sync_against_an_emulator_then_status(tmp_path: Path) -> None:
         assert "sk_test_wrong_0000000000" not in wrong.stderr
 
 
-def test_demo_runs_the_main_job_on_emulators(tmp_path: Path) -> None:
-    res = ltc("demo", "--size", "15", env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"}, cwd=tmp_path)
+def test_demo_generates_a_world_and_replays_it_on_emulators(tmp_path: Path) -> None:
+    res = ltc("demo", "--chains", "60", env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"}, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "emulators:" in res.stdout and "reconcile:" in res.stdout and "deal chains" in res.stdout
-    assert "Open exceptions:" in res.stdout
+    assert "generated world: .ltc/world" in res.stdout and "reconcile:" in res.stdout and "deal chains" in res.stdout
+    assert "Open exceptions:" in res.stdout and "bank: 3 statement(s)" in res.stdout
+    assert (tmp_path / ".ltc/world/world.yaml").exists() and (tmp_path / ".ltc/world/tryton/sale.sale.jsonl").exists()
+    for name in ("report.html", "exceptions.csv", "chains.csv", "kpis.csv", "report.xlsx"):
+        assert (tmp_path / ".ltc/reports" / name).stat().st_size > 0
+    # `ltc report` writes the same report again from the store
+    again = ltc("report", "--out", "again", env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"}, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again/exceptions.csv").read_text() == (tmp_path / ".ltc/reports/exceptions.csv").read_text()
+
+
+def test_demo_with_a_bad_world_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w/world.yaml").write_text("format: 1\nname: x\nsystems: [salesforce]\nerp: none\n"
+                                           "reporting_currency: USD\n")
+    res = ltc("demo", "--world", str(tmp_path / "w"), env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"},
+              cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "salesforce" in res.stderr

@@ -1,0 +1,1 @@
+"""Reports for finance: the reconciled order-to-invoice-to-cash report (HTML, CSV, XLSX)."""

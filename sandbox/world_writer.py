@@ -1,0 +1,565 @@
+"""Write a generated :class:`sandbox.scenario.World` as a world directory (``docs/world.md``).
+
+Each canonical table of the generator is rendered into the records the vendors' APIs return, so
+that the shipped mappings (``mappings/*.yaml``) turn them back into the same canonical rows (same
+canonical ids, amounts, currencies, dates and references) and identity resolution links the same
+customers the generator's ``cross_ref`` says:
+
+* **Salesforce** (``salesforce/``): ``Account``, ``Opportunity``, ``OpportunityLineItem``, ``Lead``
+  REST query records (``attributes``, ``Id``, ``SystemModstamp``, ``IsDeleted``, numbers as JSON numbers).
+* **Tryton** (``tryton/``): ``party.party`` (the CRM account id as a party identifier ``CRM-<id>``,
+  as the push flow writes it; the tax identifier; the address country), ``sale.sale``, ``sale.line``
+  and ``account.invoice`` ``search_read`` rows in Tryton's JSON-RPC encoding, with the dotted reads
+  the connector asks for (``currency.``, ``product.``, ``lines_to_pay.``...). Credit notes have a
+  negative total, as in Tryton. An invoice's ``origins`` is its sale's number.
+* **Stripe** (``stripe/``): ``customers`` (``metadata.crm_account_id``), ``charges`` (amounts in minor
+  units, ``metadata.deal_id`` / ``metadata.invoice_number``, the balance transaction expanded so the
+  fee is there), ``refunds``, ``balance_transactions`` and ``payouts``.
+* **Bank** (``bank/``): one camt.053 statement per account currency (:mod:`sandbox.camt053`), each
+  payment a credit entry whose account-servicer reference is the payment's source id, with the
+  payer name and the remittance text as the generator made them.
+* ``fx_rates.csv`` and ``world.yaml`` (``as_of``, the reporting currency).
+
+* **Odoo** (``odoo/``, a world generated with ``erp="odoo"``): ``res.partner`` (``ref`` = the CRM
+  account id, ``vat``, ``country_id``), ``sale.order``, ``sale.order.line`` (product ``[CODE] Name``),
+  ``account.move`` (``out_invoice`` / ``out_refund``) ``search_read`` rows: many2one as ``[id, name]``,
+  ``false`` for empty, UTC ``YYYY-MM-DD HH:MM:SS`` stamps.
+
+``python -m sandbox.world_writer --chains 300 --out DIR`` generates a world and writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from canonical.errors import InputError
+from connectors.tryton import codec
+from sandbox import camt053
+from sandbox.scenario import World, generate
+
+FORMAT = 1
+SF_API = "v59.0"
+# What the bank's statement account is called for each currency (valid IBAN shape, not a real account).
+_BANK_IBANS = {"USD": "US64SVBKUS6S3300958879", "EUR": "DE89370400440532013000", "GBP": "GB29NWBK60161331926819"}
+
+
+def _sid(canonical_id: str) -> str:
+    """The source id part of a canonical id ``system:entity:source id``."""
+    return canonical_id.split(":", 2)[2]
+
+
+def _stamp(day: date | None, as_of: date, hour: int = 12) -> datetime:
+    """An instant on ``day`` (the day after a record's own date, capped at the export day)."""
+    d = min(day or as_of, as_of)
+    return datetime.combine(d, time(hour), tzinfo=UTC)
+
+
+def _sf_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def _num(value: Decimal | None) -> float | None:
+    # Salesforce sends numbers as JSON numbers; the connector parses them back as exact Decimals
+    # (a float's shortest repr of a 2-decimal amount is that amount's text).
+    return None if value is None else float(value)
+
+
+def _minor(value: Decimal, currency: str) -> int:
+    from canonical.money import Money
+
+    return Money.of(value, currency).to_minor(convention="stripe")
+
+
+def _qd(value: Decimal, currency: str) -> Decimal:
+    """An amount with its currency's decimals, as the vendor writes it (12.3000 -> 12.30)."""
+    from canonical.money import minor_units
+
+    return value.quantize(Decimal(1).scaleb(-minor_units(currency)))
+
+
+def _q(value: Decimal | None, currency: str) -> Decimal | None:
+    return None if value is None else _qd(value, currency)
+
+
+def _epoch(day: date, hour: int = 12) -> int:
+    return int(datetime.combine(day, time(hour), tzinfo=UTC).timestamp())
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("wb") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row))
+            fh.write(b"\n")
+            n += 1
+    return n
+
+
+def _tryton(row: dict[str, Any]) -> dict[str, Any]:
+    """A row in Tryton's JSON-RPC encoding (Decimal/date/datetime tagged)."""
+    out: dict[str, Any] = orjson.loads(codec.dumps(row))
+    return out
+
+
+def _rows(world: World, table: str) -> list[dict[str, Any]]:
+    return list(world.tables[table].iter_rows(named=True))
+
+
+def _crm_accounts(world: World, system: str) -> dict[str, str]:
+    """Account canonical id of ``system`` -> the CRM (Salesforce) account of its cluster (cross_ref)."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for r in _rows(world, "cross_ref"):
+        if r["entity"] == "account":
+            members[r["cluster_id"]].append(r["member_id"])
+    out: dict[str, str] = {}
+    for ms in members.values():
+        crm = next((m for m in ms if m.startswith("salesforce:")), None)
+        if crm:
+            out.update((m, crm) for m in ms if m.startswith(f"{system}:"))
+    return out
+
+
+# --- Salesforce -----------------------------------------------------------------------------------
+
+_SF_STAGE = {"prospecting": "Prospecting", "qualification": "Qualification", "proposal": "Proposal/Price Quote",
+             "negotiation": "Negotiation/Review", "closed_won": "Closed Won", "closed_lost": "Closed Lost"}
+
+
+def _sf(obj: str, sid: str, stamp: datetime, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"attributes": {"type": obj, "url": f"/services/data/{SF_API}/sobjects/{obj}/{sid}"}, "Id": sid,
+            **fields, "IsDeleted": False, "SystemModstamp": _sf_time(stamp)}
+
+
+def salesforce_records(world: World) -> dict[str, list[dict[str, Any]]]:
+    as_of = world.as_of
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in _rows(world, "account"):
+        if a["source_system"] != "salesforce":
+            continue
+        sid = _sid(a["id"])
+        out["Account"].append(_sf("Account", sid, _stamp(as_of - timedelta(days=400), as_of), {
+            "Name": a["name"], "Website": None, "BillingCountryCode": a["country"], "CurrencyIsoCode": None,
+            "OwnerId": a["owner"], "ParentId": None, "Industry": None, "Phone": None,
+        }))
+    deals = _rows(world, "deal")
+    for d in deals:
+        sid = _sid(d["id"])
+        created: datetime = d["created_at"]
+        out["Opportunity"].append(_sf("Opportunity", sid, _stamp(d["close_date"] + timedelta(days=1), as_of), {
+            "AccountId": _sid(d["account_id"]) if d["account_id"] else None, "Name": f"Deal {sid}",
+            "StageName": _SF_STAGE[d["stage"]], "CurrencyIsoCode": d["currency"], "Amount": _num(d["amount"]),
+            "CloseDate": d["close_date"].isoformat(), "CreatedDate": _sf_time(created), "OwnerId": d["owner"],
+            "Probability": 100.0 if d["stage"] == "closed_won" else (0.0 if d["stage"] == "closed_lost" else 80.0),
+            "Type": "New Business", "LeadSource": None,
+        }))
+    close = {d["id"]: d["close_date"] for d in deals}
+    for ln in _rows(world, "deal_line"):
+        sid = _sid(ln["id"])
+        total = ln["amount"]
+        out["OpportunityLineItem"].append(_sf("OpportunityLineItem", sid,
+                                              _stamp(close.get(ln["deal_id"], as_of), as_of), {
+            "OpportunityId": _sid(ln["deal_id"]), "ProductCode": ln["product_code"],
+            "Name": f"Product {ln['product_code']}", "Quantity": _num(ln["quantity"]),
+            "CurrencyIsoCode": ln["currency"], "UnitPrice": _num(ln["unit_price"]), "Subtotal": _num(total),
+            "TotalPrice": _num(total), "Discount": None, "Product2Id": None,
+        }))
+    for ld in _rows(world, "lead"):
+        sid = _sid(ld["id"])
+        created = ld["created_at"]
+        conv: datetime | None = ld["converted_at"]
+        out["Lead"].append(_sf("Lead", sid, _stamp((conv or created).date() + timedelta(days=1), as_of), {
+            "FirstName": "Lead", "LastName": sid, "Company": f"Prospect {sid}", "Email": None,
+            # the mapping keeps Status as the org's picklist value
+            "Status": ld["status"], "LeadSource": "Web", "CreatedDate": _sf_time(created),
+            "ConvertedDate": conv.date().isoformat() if conv else None, "ConvertedAccountId": None,
+            "ConvertedOpportunityId": None, "OwnerId": ld["owner"],
+        }))
+    return out
+
+
+# --- Tryton ---------------------------------------------------------------------------------------
+
+def _product_id(code: str) -> int:
+    digits = "".join(c for c in code if c.isdigit())
+    return int(digits) + 1 if digits else 100000 + sum(ord(c) for c in code)
+
+
+def tryton_records(world: World) -> dict[str, list[dict[str, Any]]]:
+    as_of = world.as_of
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    currency_ids: dict[str, int] = {}
+
+    def cur(code: str) -> dict[str, Any]:
+        return {"id": currency_ids.setdefault(code, len(currency_ids) + 1), "code": code}
+
+    def stamps(day: date) -> dict[str, Any]:
+        ts = _stamp(day, as_of)
+        return {"create_date": ts, "write_date": ts}
+
+    crm_of = _crm_accounts(world, "tryton")
+    ident = 0
+    for a in _rows(world, "account"):
+        if a["source_system"] != "tryton":
+            continue
+        pid = int(_sid(a["id"]))
+        identifiers = []
+        crm = crm_of.get(a["id"])
+        if crm:  # the CRM account id, as the push flow records it on the party
+            ident += 1
+            identifiers.append({"id": ident, "code": f"CRM-{_sid(crm)}", "type": None})
+        tax = None
+        if a["tax_id"]:
+            ident += 1
+            tax = {"id": ident, "code": a["tax_id"], "type": "us_ein"}
+            identifiers.append(dict(tax))
+        out["party.party"].append(_tryton({
+            "id": pid, "name": a["name"], "code": f"C{pid:05d}", "active": True, "email": None, "phone": None,
+            "website": None, "lang.": None, "identifiers": [i["id"] for i in identifiers], "identifiers.": identifiers,
+            "tax_identifier": tax["id"] if tax else None, "tax_identifier.": tax,
+            "addresses": [pid], "addresses.": [{"id": pid, "country.": {"id": 1, "code": a["country"]}
+                                                if a["country"] else None, "city": None, "postal_code": None}],
+            **stamps(as_of - timedelta(days=400)),
+        }))
+    lines_of: dict[str, list[int]] = defaultdict(list)
+    for ln in _rows(world, "order_line"):
+        lines_of[ln["order_id"]].append(int(_sid(ln["id"])))
+    order_of_number: dict[str, int] = {}
+    orders = _rows(world, "order")
+    for o in orders:
+        oid = int(_sid(o["id"]))
+        order_of_number[o["number"]] = oid
+        out["sale.sale"].append(_tryton({
+            "id": oid, "number": o["number"], "reference": o["deal_ref"], "description": None, "state": o["state"],
+            "sale_date": o["order_date"], "company": 1, "party": int(_sid(o["account_id"])),
+            "invoice_party": int(_sid(o["account_id"])), "currency": cur(o["currency"])["id"],
+            "currency.": cur(o["currency"]), "payment_term": 1, "invoice_method": "order",
+            "invoice_state": "none", "shipment_state": "none", "untaxed_amount": _q(o["untaxed"], o["currency"]),
+            "tax_amount": _q(o["tax"], o["currency"]), "total_amount": _q(o["total"], o["currency"]), "lines": sorted(lines_of[o["id"]]),
+            "invoices": [], "origin": None, **stamps(o["order_date"]),
+        }))
+    order_date = {o["id"]: o["order_date"] for o in orders}
+    for seq, ln in enumerate(_rows(world, "order_line"), 1):
+        pid = _product_id(ln["product_code"])
+        out["sale.line"].append(_tryton({
+            "id": int(_sid(ln["id"])), "sale": int(_sid(ln["order_id"])), "sequence": seq, "type": "line",
+            "product": pid, "product.": {"id": pid, "code": ln["product_code"]},
+            "description": f"Product {ln['product_code']}", "quantity": float(ln["quantity"]), "unit.": None,
+            "unit_price": _q(ln["unit_price"], ln["currency"]), "amount": _q(ln["amount"], ln["currency"]), "taxes": [], "currency": cur(ln["currency"])["id"],
+            "currency.": cur(ln["currency"]), **stamps(order_date.get(ln["order_id"], as_of)),
+        }))
+    for inv in _rows(world, "invoice"):
+        iid = int(_sid(inv["id"]))
+        sign = Decimal(-1) if inv["kind"] == "credit_note" else Decimal(1)
+        total = _q(inv["total"], inv["currency"]) * sign  # type: ignore[operator]
+        # Tryton's `origins` is the rec_name of the invoice's origin lines: its sale's number
+        sale = order_of_number.get(inv["order_ref"] or "")
+        out["account.invoice"].append(_tryton({
+            "id": iid, "number": inv["number"], "reference": None, "description": None, "type": "out",
+            "state": {"open": "posted", "paid": "paid", "draft": "draft", "void": "cancelled"}.get(inv["status"], "posted"),
+            "invoice_date": inv["issue_date"], "accounting_date": None, "company": 1,
+            "party": int(_sid(inv["account_id"])), "currency": cur(inv["currency"])["id"],
+            "currency.": cur(inv["currency"]), "payment_term": 1, "untaxed_amount": total, "tax_amount": _q(Decimal(0), inv["currency"]),
+            "total_amount": total, "amount_to_pay": total, "reconciled": None, "origins": inv["order_ref"],
+            "sales": [sale] if sale else [], "origin_invoices": [], "lines": [],
+            "lines_to_pay": [iid], "lines_to_pay.": [{"id": iid, "maturity_date": inv["due_date"]}],
+            "payment_lines": [], "reconciliation_lines": [], "move": iid, **stamps(inv["issue_date"]),
+        }))
+    return out
+
+
+# --- Odoo ----------------------------------------------------------------------------------------
+
+_COUNTRY_NAMES = {"US": "United States", "CA": "Canada", "GB": "United Kingdom", "DE": "Germany", "FR": "France"}
+
+
+def _odoo_ts(day: date, as_of: date) -> str:
+    return _stamp(day, as_of).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _f(value: Decimal | None) -> float | bool:
+    # Odoo sends monetary fields as JSON numbers and an empty field as `false`
+    return False if value is None else float(value)
+
+
+def odoo_records(world: World) -> dict[str, list[dict[str, Any]]]:
+    """``search_read`` rows of res.partner, sale.order, sale.order.line, account.move (Odoo 17 shapes)."""
+    as_of = world.as_of
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    currency_ids: dict[str, int] = {}
+
+    def cur(code: str) -> list[Any]:
+        return [currency_ids.setdefault(code, len(currency_ids) + 1), code]
+
+    def stamps(day: date, name: str) -> dict[str, Any]:
+        ts = _odoo_ts(day, as_of)
+        return {"write_date": ts, "create_date": ts, "display_name": name}
+
+    crm_of = _crm_accounts(world, "odoo")
+    partner: dict[str, list[Any]] = {}
+    for a in _rows(world, "account"):
+        if a["source_system"] != "odoo":
+            continue
+        pid = int(_sid(a["id"]))
+        partner[a["id"]] = [pid, a["name"]]
+        crm = crm_of.get(a["id"])
+        country = a["country"]
+        out["res.partner"].append({
+            "id": pid, **stamps(as_of - timedelta(days=400), a["name"]), "name": a["name"],
+            "ref": _sid(crm) if crm else False,  # the CRM account id, as the push flow records it
+            "email": False, "phone": False, "vat": a["tax_id"] or False, "is_company": True, "parent_id": False,
+            "commercial_partner_id": [pid, a["name"]],
+            "country_id": [list(_COUNTRY_NAMES).index(country) + 1 if country in _COUNTRY_NAMES else 999,
+                           _COUNTRY_NAMES.get(country, country)] if country else False,
+            "customer_rank": 1, "active": True,
+        })
+    lines_of: dict[str, list[int]] = defaultdict(list)
+    for ln in _rows(world, "order_line"):
+        lines_of[ln["order_id"]].append(int(_sid(ln["id"])))
+    orders = _rows(world, "order")
+    number_of = {o["id"]: o["number"] for o in orders}
+    for o in orders:
+        oid = int(_sid(o["id"]))
+        ccy = o["currency"]
+        out["sale.order"].append({
+            "id": oid, **stamps(o["order_date"], o["number"]), "name": o["number"],
+            "partner_id": partner.get(o["account_id"], [int(_sid(o["account_id"])), ""]),
+            "date_order": _odoo_ts(o["order_date"], as_of), "validity_date": False,
+            "client_order_ref": o["deal_ref"] or False, "origin": False,
+            "state": {"confirmed": "sale", "done": "done", "cancelled": "cancel", "draft": "draft",
+                      "quotation": "sent"}.get(o["state"], "sale"),
+            "amount_untaxed": _f(_q(o["untaxed"], ccy)), "amount_tax": _f(_q(o["tax"], ccy)),
+            "amount_total": _f(_q(o["total"], ccy)), "currency_id": cur(ccy), "invoice_status": "invoiced",
+            "invoice_ids": [], "order_line": sorted(lines_of[o["id"]]),
+        })
+    order_date = {o["id"]: o["order_date"] for o in orders}
+    for ln in _rows(world, "order_line"):
+        code = ln["product_code"]
+        ccy = ln["currency"]
+        name = f"Product {code}"
+        out["sale.order.line"].append({
+            "id": int(_sid(ln["id"])), **stamps(order_date.get(ln["order_id"], as_of), name),
+            "order_id": [int(_sid(ln["order_id"])), number_of.get(ln["order_id"], "")],
+            "product_id": [_product_id(code), f"[{code}] {name}"], "name": name,
+            "product_uom_qty": _f(ln["quantity"]), "price_unit": _f(_q(ln["unit_price"], ccy)), "discount": 0.0,
+            "price_subtotal": _f(_q(ln["amount"], ccy)), "price_total": _f(_q(ln["amount"], ccy)),
+            "qty_invoiced": 0.0, "currency_id": cur(ccy), "display_type": False,
+        })
+    for inv in _rows(world, "invoice"):
+        iid = int(_sid(inv["id"]))
+        ccy = inv["currency"]
+        total = _f(_q(inv["total"], ccy))
+        out["account.move"].append({
+            "id": iid, **stamps(inv["issue_date"], inv["number"]), "name": inv["number"],
+            "move_type": "out_refund" if inv["kind"] == "credit_note" else "out_invoice", "state": "posted",
+            "payment_state": "not_paid", "partner_id": partner.get(inv["account_id"], [int(_sid(inv["account_id"])), ""]),
+            "currency_id": cur(ccy), "invoice_date": inv["issue_date"].isoformat(),
+            "invoice_date_due": inv["due_date"].isoformat() if inv["due_date"] else False,
+            "invoice_origin": inv["order_ref"] or False, "ref": False, "payment_reference": inv["number"],
+            "amount_untaxed": total, "amount_tax": 0.0, "amount_total": total, "amount_residual": total,
+            "invoice_line_ids": [], "reversed_entry_id": False,
+        })
+    return out
+
+
+# --- Stripe ---------------------------------------------------------------------------------------
+
+def stripe_records(world: World) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    crm_of = _crm_accounts(world, "stripe")
+    for a in _rows(world, "account"):
+        if a["source_system"] != "stripe":
+            continue
+        sid = _sid(a["id"])
+        meta = {"crm_account_id": _sid(crm_of[a["id"]])} if a["id"] in crm_of else {}
+        out["customers"].append({
+            "id": sid, "object": "customer", "created": _epoch(world.as_of - timedelta(days=400)),
+            "name": a["name"], "email": None, "description": None, "currency": None, "address": None,
+            "livemode": False, "metadata": meta, "tax_ids": {"object": "list", "data": [], "has_more": False},
+        })
+    crm_of_cus = {_sid(m): _sid(c) for m, c in crm_of.items()}
+    payouts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (settlement ref, currency) -> nets
+    charges_of: dict[str, str] = {}
+    pays = [p for p in _rows(world, "payment") if p["id"].startswith("stripe:")]
+    for p in pays:
+        sid = _sid(p["id"])
+        ccy = p["currency"]
+        amount = _minor(p["amount"], ccy)
+        fee = _minor(p["fee"] or Decimal(0), ccy)
+        created = _epoch(p["payment_date"])
+        po = p["settlement_ref"] or f"po_{p['payment_date'].isoformat()}"
+        charge = p["kind"] == "payment"
+        net = amount - fee if charge else -amount
+        txn = {
+            "id": f"txn_{sid}", "object": "balance_transaction", "amount": amount if charge else -amount,
+            "currency": ccy.lower(), "fee": fee if charge else 0, "net": net, "created": created,
+            "available_on": created + 2 * 86400, "status": "available", "type": "charge" if charge else "refund",
+            "reporting_category": "charge" if charge else "refund", "source": sid, "description": None,
+        }
+        out["balance_transactions"].append(txn)
+        payouts[(po, ccy)].append(net)
+        if charge:
+            meta = {"deal_id": p["deal_ref"]} if p["deal_ref"] else {}
+            if p["invoice_ref"]:
+                meta["invoice_number"] = p["invoice_ref"]
+            customer = _sid(p["account_id"]) if p["account_id"] else None
+            if customer and customer in crm_of_cus:
+                meta["crm_account_id"] = crm_of_cus[customer]
+            out["charges"].append({
+                "id": sid, "object": "charge", "amount": amount, "amount_captured": amount, "amount_refunded": 0,
+                "currency": ccy.lower(), "created": created, "customer": customer, "description": p["remittance"],
+                "paid": True, "captured": True, "refunded": False, "status": p["status"] or "succeeded",
+                "payment_intent": None, "invoice": None, "livemode": False, "metadata": meta,
+                "balance_transaction": txn,  # listed with expand[]=data.balance_transaction: the fee
+                "billing_details": {"name": p["payer_name"], "email": None, "address": None, "phone": None},
+            })
+            charges_of[p["invoice_ref"] or sid] = sid
+        else:
+            meta = {"invoice_number": p["invoice_ref"]} if p["invoice_ref"] else {}
+            if p["deal_ref"]:
+                meta["deal_id"] = p["deal_ref"]
+            out["refunds"].append({
+                "id": sid, "object": "refund", "amount": amount, "currency": ccy.lower(), "created": created,
+                "charge": charges_of.get(p["invoice_ref"] or ""), "reason": p["remittance"], "status": "succeeded",
+                "balance_transaction": txn["id"], "payment_intent": None, "metadata": meta,
+            })
+    refunded: dict[str, int] = defaultdict(int)
+    for r in out["refunds"]:
+        if r["charge"]:
+            refunded[r["charge"]] += r["amount"]
+    for c in out["charges"]:
+        if c["id"] in refunded:
+            c["amount_refunded"] = refunded[c["id"]]
+            c["refunded"] = refunded[c["id"]] >= c["amount"]
+    for (po, ccy), nets in sorted(payouts.items()):
+        day = po.removeprefix("po_")
+        try:
+            when = _epoch(date.fromisoformat(day) + timedelta(days=2))
+        except ValueError:
+            when = _epoch(world.as_of)
+        out["payouts"].append({
+            "id": f"{po}_{ccy.lower()}", "object": "payout", "amount": sum(nets), "currency": ccy.lower(),
+            "created": when, "arrival_date": when, "status": "paid", "method": "standard", "type": "bank_account",
+            "automatic": True, "metadata": {},
+        })
+    return out
+
+
+# --- bank -----------------------------------------------------------------------------------------
+
+def bank_statements(world: World) -> dict[str, bytes]:
+    """One camt.053 file per account currency: ``<currency>-<as_of>.xml``."""
+    by_ccy: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in _rows(world, "payment"):
+        if p["id"].startswith("bank:"):
+            by_ccy[p["currency"]].append(p)
+    out: dict[str, bytes] = {}
+    created = datetime.combine(world.as_of, time(23, 0), tzinfo=UTC)
+    for ccy, pays in sorted(by_ccy.items()):
+        pays.sort(key=lambda p: (p["payment_date"], p["id"]))
+        entries = []
+        for p in pays:
+            sign_cd = "DBIT" if p["kind"] == "refund" else "CRDT"
+            entries.append(camt053.Entry(
+                amount=_qd(p["amount"], ccy), credit_debit=sign_cd, booking_date=p["payment_date"],
+                account_servicer_ref=_sid(p["id"]),
+                details=[camt053.Tx(end_to_end_id=None, debtor_name=p["payer_name"] if sign_cd == "CRDT" else None,
+                                    creditor_name=p["payer_name"] if sign_cd == "DBIT" else None,
+                                    remittance=p["remittance"])],
+            ))
+        iban = _BANK_IBANS.get(ccy, f"GB{len(out) + 10:02d}NWBK6016133192{len(out):04d}")
+        first = pays[0]["payment_date"] if pays else world.as_of
+        stmt = camt053.Statement(
+            id=f"STMT-{ccy}-{world.as_of.isoformat()}", account_iban=iban, currency=ccy, opening_balance=Decimal("0.00"),
+            opening_date=first, entries=entries, closing_date=world.as_of, created_at=created,
+            owner_name="Demo Seller Inc",
+        )
+        out[f"{ccy}-{world.as_of.isoformat()}.xml"] = camt053.render(
+            [stmt], message_id=f"MSG-{ccy}-{world.as_of.isoformat()}", created_at=created)
+    return out
+
+
+# --- the directory --------------------------------------------------------------------------------
+
+def write_world(world: World, directory: str | Path, *, erp: str | None = None, name: str | None = None,
+                reporting_currency: str = "USD") -> Path:
+    """Render ``world`` into ``directory`` (created; existing world files are replaced).
+
+    ``erp``: ``none`` leaves the ERP out; otherwise it must be the world's own ERP (``generate(...,
+    erp=...)``, default ``tryton``), whose ids its records carry.
+    """
+    own = str(world.meta.get("erp", "tryton"))
+    erp = erp or own
+    if erp not in ("none", own):
+        raise InputError(f"write_world: this world's ERP is {own}; generate it with erp={erp!r} to write {erp} files")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    systems = ["salesforce", "stripe", "bank"]
+    rendered: dict[str, dict[str, list[dict[str, Any]]]] = {
+        "salesforce": salesforce_records(world), "stripe": stripe_records(world),
+    }
+    if erp != "none":
+        systems.insert(1, erp)
+        rendered[erp] = tryton_records(world) if erp == "tryton" else odoo_records(world)
+    for system, objects in rendered.items():
+        folder = out / system
+        if folder.exists():
+            for old in folder.glob("*.jsonl"):
+                old.unlink()
+        for obj, rows in sorted(objects.items()):
+            if rows:
+                _write_jsonl(folder / f"{obj}.jsonl", rows)
+    bank = out / "bank"
+    bank.mkdir(exist_ok=True)
+    for old in bank.glob("*.xml"):
+        old.unlink()
+    for fname, data in bank_statements(world).items():
+        (bank / fname).write_bytes(data)
+    with (out / "fx_rates.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rate_date", "base", "quote", "rate"])
+        for r in sorted(_rows(world, "fx_rate"), key=lambda r: (r["rate_date"], r["base"], r["quote"])):
+            w.writerow([r["rate_date"].isoformat(), r["base"], r["quote"], _rate_text(r["rate"])])
+    meta = {
+        "format": FORMAT, "name": name or f"generated-seed{world.seed}-{world.meta.get('chains', '')}",
+        "systems": systems, "erp": erp, "reporting_currency": reporting_currency, "as_of": world.as_of,
+    }
+    (out / "world.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return out
+
+
+def _rate_text(rate: Decimal) -> str:
+    text = format(rate.normalize(), "f")
+    return text if "." in text else text + ".0"
+
+
+def iter_files(directory: Path) -> Iterator[Path]:
+    yield from sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sandbox.world_writer --chains N --out DIR [--seed S]``: generate and write a world."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--chains", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--erp", default="tryton", choices=["tryton", "odoo", "none"])
+    args = ap.parse_args(argv)
+    world = generate(args.chains, seed=args.seed, erp="tryton" if args.erp == "none" else args.erp)
+    out = write_world(world, args.out, erp=args.erp)
+    print(json.dumps({"world": str(out), "files": sum(1 for _ in iter_files(out))}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The finance report: every number ties to the store's reconciliation results."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from canonical import tables as ct
+from canonical.store import Store
+from ltc.config import Config
+from reconcile.engine import run_reconciliation
+from reconcile.tables import kpi_snapshot, recon_allocation, recon_exception, recon_link
+from reports.finance import CHAIN_COLUMNS, EXCEPTION_COLUMNS, build_report, write_reports
+from sandbox.scenario import PLANTED, generate
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("report")
+    world = generate(80, seed=5)
+    store = Store.open(f"sqlite:///{tmp / 'r.db'}")
+    world.load(store)
+    result = run_reconciliation(store, Config(), world.as_of)
+    files = write_reports(store, tmp / "out", title="Test report")
+    return {"store": store, "files": files, "world": world, "result": result}
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_exceptions_csv_is_the_open_exceptions_of_the_store(reported: dict[str, Any]) -> None:
+    rows = _csv(reported["files"].csv["exceptions"])
+    with reported["store"].engine.connect() as conn:
+        stored = {r.fingerprint: r for r in conn.execute(sa.select(recon_exception)
+                                                         .where(recon_exception.c.status != "resolved"))}
+    assert {r["fingerprint"] for r in rows} == set(stored) and len(rows) == len(stored)
+    assert list(rows[0]) == EXCEPTION_COLUMNS
+    for r in rows:
+        s = stored[r["fingerprint"]]
+        assert r["code"] == s.code and r["owner"] == (s.owner or "")
+        assert (Decimal(r["amount_reporting"]) if r["amount_reporting"] else None) == \
+            (Decimal(s.amount_reporting) if s.amount_reporting is not None else None)
+        assert r["records"].split() == list(s.subject_ids)
+    assert {r["code"] for r in rows} == set(PLANTED)
+
+
+def test_summary_by_code_sums_the_reporting_amounts(reported: dict[str, Any]) -> None:
+    wb = load_workbook(reported["files"].xlsx, read_only=True)
+    assert wb.sheetnames == ["KPIs", "Exceptions by code", "Exceptions", "Chains"]
+    summary = list(wb["Exceptions by code"].iter_rows(values_only=True))
+    header, body = summary[0], summary[1:]
+    with reported["store"].engine.connect() as conn:
+        want: dict[str, Decimal] = defaultdict(Decimal)
+        counts: Counter[str] = Counter()
+        for code, amount in conn.execute(sa.select(recon_exception.c.code, recon_exception.c.amount_reporting)
+                                         .where(recon_exception.c.status != "resolved")):
+            want[code] += Decimal(amount or 0)
+            counts[code] += 1
+    got = {row[0]: row for row in body}
+    assert set(got) == set(want)
+    i_count, i_amount = header.index("count"), header.index("amount_reporting")
+    for code, total in want.items():
+        assert got[code][i_count] == counts[code]
+        assert Decimal(str(got[code][i_amount])).quantize(Decimal("0.01")) == total.quantize(Decimal("0.01"))
+    assert len(list(wb["Chains"].iter_rows())) - 1 == len(_csv(reported["files"].csv["chains"]))
+
+
+def test_chains_tie_to_links_and_allocations(reported: dict[str, Any]) -> None:
+    rows = _csv(reported["files"].csv["chains"])
+    assert list(rows[0]) == CHAIN_COLUMNS
+    store: Store = reported["store"]
+    deal = ct.table_for("deal")
+    with store.engine.connect() as conn:
+        won = set(conn.execute(sa.select(deal.c.id).where(deal.c.stage == "closed_won")).scalars())
+        inv_of = defaultdict(set)
+        for chain, to_id in conn.execute(sa.select(recon_link.c.chain_id, recon_link.c.to_id)
+                                         .where(recon_link.c.to_entity == "invoice")):
+            inv_of[chain].add(to_id)
+        alloc = defaultdict(Decimal)
+        for inv, amount in conn.execute(sa.select(recon_allocation.c.invoice_id, recon_allocation.c.amount)):
+            alloc[inv] += Decimal(amount)
+    by_chain = {r["chain_id"]: r for r in rows}
+    assert won <= set(by_chain)
+    for cid, r in by_chain.items():
+        assert Decimal(r["paid"]) == sum((alloc[i] for i in inv_of[cid]), Decimal(0))
+        assert Decimal(r["open"]) == Decimal(r["invoiced"]) - Decimal(r["paid"])
+        assert (r["status"] == "exception") == bool(r["exceptions"])
+    # the planted won-not-ordered deal has no order; its chain says so
+    wno = reported["world"].truth.filter(reported["world"].truth["code"] == "WON_NOT_ORDERED")["keys"][0][0]
+    assert by_chain[wno]["orders"] == "" and "WON_NOT_ORDERED" in by_chain[wno]["exceptions"]
+    paid = [r for r in rows if r["status"] == "paid"]
+    assert paid and all(Decimal(r["open"]) <= Decimal("0.01") and r["payments"] for r in paid)
+
+
+def test_kpis_are_the_latest_snapshot_with_their_formula(reported: dict[str, Any]) -> None:
+    rows = _csv(reported["files"].csv["kpis"])
+    with reported["store"].engine.connect() as conn:
+        snap = {(r.kpi, r.variant): r.value for r in conn.execute(
+            sa.select(kpi_snapshot).where(kpi_snapshot.c.run_id == reported["result"].run_id,
+                                          kpi_snapshot.c.owner.is_(None)))}
+    assert {(r["kpi"], r["variant"]) for r in rows} == set(snap)
+    for r in rows:
+        v = snap[(r["kpi"], r["variant"])]
+        assert (Decimal(r["value"]) if r["value"] else None) == (Decimal(v) if v is not None else None)
+
+
+def test_html_is_self_contained_and_shows_the_numbers(reported: dict[str, Any]) -> None:
+    text = reported["files"].html.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<title>Test report</title>" in text
+    lowered = text.lower()
+    for external in ("<script", "<link", "src=", "href=", "http://", "https://", "@import", "url("):
+        assert external not in lowered
+    report = build_report(reported["store"])
+    for k in report.kpis:
+        assert k["variant"] in text
+    for row in report.by_code:
+        assert f"<td>{row['code']}</td>" in text
+        assert f">{row['amount_reporting']}<" in text
+    assert f"{len(report.exceptions)} open exceptions" in text
+
+
+def test_empty_store_gives_empty_reports_not_an_error(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'e.db'}")
+    files = write_reports(store, tmp_path / "out")
+    assert all(p.exists() for p in files.all())
+    assert _csv(files.csv["exceptions"]) == [] and _csv(files.csv["chains"]) == []
