@@ -69,6 +69,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     _stream("charges", "charge"),
     _stream("payment_intents", "payment_intent"),
     _stream("refunds", "refund"),
+    _stream("credit_notes", "credit_note"),
     # Stripe emits no event for a balance transaction: new ones are listed by `created` since the mark.
     _stream("balance_transactions", "balance_transaction", incremental="list"),
     _stream("payouts", "payout"),

@@ -554,6 +554,47 @@ def _diff(options: Mapping[str, Any]) -> Coerce:
     return fn
 
 
+def _abs(options: Mapping[str, Any]) -> Coerce:
+    """The magnitude of an amount (Tryton's signed ``amount_second_currency``); the sign is the kind's business."""
+    dec = _decimal(options)
+
+    def fn(value: Any) -> Decimal | None:
+        d = dec(value)
+        return None if d is None else abs(d)
+
+    return fn
+
+
+def _abs_diff(options: Mapping[str, Any]) -> Coerce:
+    """``args: [a, b]`` -> |a - b| (a receivable line's amount from its credit and debit)."""
+    diff = _diff(options)
+
+    def fn(values: Any) -> Decimal | None:
+        d = diff(values)
+        return None if d is None else abs(d)
+
+    return fn
+
+
+def _sign(options: Mapping[str, Any]) -> Coerce:
+    """``args: [a, b]`` -> the ``positive:`` text when a > b, the ``negative:`` text when a < b, else None.
+
+    E.g. a receivable line: ``{args: [credit, debit], coerce: sign, positive: payment, negative: refund}``.
+    """
+    labels = {1: options.get("positive"), -1: options.get("negative")}
+    if not all(isinstance(v, str) and v for v in labels.values()):
+        raise CoercionError("`sign` needs `positive:` and `negative:` (the text for each sign)")
+    diff = _diff(options)
+
+    def fn(values: Any) -> str | None:
+        d = diff(values)
+        if d is None or d == 0:
+            return None
+        return labels[1 if d > 0 else -1]
+
+    return fn
+
+
 def _minor_diff(options: Mapping[str, Any]) -> Coerce:
     def fn(values: Any) -> int | None:
         a, b = values
@@ -628,9 +669,12 @@ COERCIONS: dict[str, tuple[Callable[[Mapping[str, Any]], Coerce], Any]] = {
     "instant": (_instant, datetime),
     "money": (_money, "money"),
     "money_diff": (_diff, "money"),
+    "money_abs": (_abs, "money"),
+    "money_abs_diff": (_abs_diff, "money"),
+    "sign": (_sign, str),
     "money_minor": (_money_minor, "money_minor"),
     "money_minor_diff": (_minor_diff, "money_minor"),
     "json": (_json, object),
 }
 # Coercions that take several inputs (``args:``) instead of one (``from:``).
-MULTI_INPUT = frozenset({"join", "diff", "money_diff", "money_minor_diff"})
+MULTI_INPUT = frozenset({"join", "diff", "money_diff", "money_minor_diff", "money_abs_diff", "sign"})

@@ -61,7 +61,7 @@ Row = dict[str, Any]
 _FIELD_KEYS = {
     "from", "args", "const", "coerce", "pattern", "map", "map_by", "unmapped", "default", "required",
     "entity", "currency", "currency_from", "convention", "or", "separator", "timezone", "max_length",
-    "primary_type_ids",
+    "primary_type_ids", "positive", "negative",
 }
 _OBJECT_KEYS = {"entity", "fields", "when", "deleted_if", "children", "each", "id", "note", "with"}
 _ENGINE_FIELDS = {"id", "source_system", "source_object", "source_id", "raw_id", "deleted_at"}

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from canonical import tables
 from canonical.store import Store
 from connectors.base import sync
 from connectors.tryton.connector import TrytonConnector
 from connectors.tryton.rpc import TrytonClient
 from ltc import runtime
 from ltc.config import Config
+from mappings.engine import run_mapping
 from sandbox import tryton_peer
 
 from .conftest import Scenario
@@ -85,6 +89,17 @@ def test_streams_land_sales_invoices_credit_notes_and_payments_exactly(
     assert [i["code"] for i in party["identifiers."]] == [f"CRM-ACC-{scenario.paid_ref}"]
     raw = store.get_raw("tryton", "account.invoice", str(scenario.paid_invoice))
     assert raw is not None and raw["source_updated_at"] is not None and raw["source_updated_at"].tzinfo is not None
+
+    # the shipped mapping turns the receivable cash lines into the customer's payments, in what was paid
+    counts = run_mapping(store, "tryton", config=None)
+    assert counts["tryton"]["quarantined"] == 0
+    table = tables.table_for("payment")
+    with store.engine.connect() as conn:
+        pays = conn.execute(sa.select(table).where(table.c.source_system == "tryton")).mappings().all()
+    mine = sorted((p for p in pays if p["invoice_ref"] == paid["number"]), key=lambda p: p["amount"])
+    assert [(p["kind"], p["amount"], p["currency"]) for p in mine] == [
+        ("payment", Decimal("51.24"), "EUR"), ("payment", Decimal("100.00"), "EUR")]
+    assert {p["account_id"] for p in mine} == {f"tryton:account:{scenario.paid_sale['party']}"}
 
 
 def test_incremental_runs_write_only_changes_and_tombstone_deletes(

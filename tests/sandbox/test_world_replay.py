@@ -136,6 +136,9 @@ def test_stripe_world(store: Store) -> None:
     assert (refund["kind"], refund["amount"], refund["reference"]) == ("refund", Decimal("500.00"), "ch_3QAcmeChg00001")
     lines = rows(store, "invoice_line")
     assert lines["il_1QAcmeLine001"]["unit_price"] == Decimal("1930.02")
+    note = invoices["cn_1QAcmeCn000001"]  # the credit_notes stream lands it; the mapping makes it a credit note
+    assert (note["kind"], note["total"], note["currency"], note["status"], note["attributes"]["invoice_ref"]) == (
+        "credit_note", Decimal("500.00"), "EUR", "open", "in_1QAcmeInv0001")
 
 
 def test_tryton_world(sqlite_store: Store) -> None:
@@ -158,6 +161,10 @@ def test_tryton_world(sqlite_store: Store) -> None:
     payment = sqlite_store.get_raw("tryton", "account.move.line", "61")  # the payments stream's domain matched it
     assert payment is not None and payment["payload"]["credit"] == "48250.50"  # exact, landed as decoded
     assert payment["payload"]["invoice_payment."]["number"] == "INV-2026-0108"
+    paid = rows(sqlite_store, "payment")["61"]  # a receipt on the receivable account: a payment of that invoice
+    assert (paid["kind"], paid["amount"], paid["currency"], paid["payment_date"], paid["invoice_ref"]) == (
+        "payment", Decimal("48250.50"), "EUR", date(2026, 10, 20), "INV-2026-0108")
+    assert paid["account_id"] == "tryton:account:12" and paid["reference"] == "CASH-0031"
 
 
 def test_tryton_emulator_speaks_trytons_protocol() -> None:
@@ -303,6 +310,7 @@ def test_a_world_of_every_system_runs_the_whole_pipeline(sqlite_store: Store, tm
         assert world.as_of is not None
         summary = after_sync(sqlite_store, cfg, world.as_of)
     assert summary["mapping"]["quarantined"] == 0
-    assert (summary["mapping"]["deal"], summary["mapping"]["order"], summary["mapping"]["invoice"]) == (4, 2, 4)
+    # invoices: 2 Stripe + 1 Stripe credit note + 1 Tryton + 1 Odoo
+    assert (summary["mapping"]["deal"], summary["mapping"]["order"], summary["mapping"]["invoice"]) == (4, 2, 5)
     assert summary["reconcile"]["as_of"] in ("2026-10-31", date(2026, 10, 31))
     assert summary["reconcile"]["chains"] == 2  # one per closed-won deal: Salesforce's and HubSpot's

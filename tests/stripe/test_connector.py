@@ -12,7 +12,7 @@ from canonical.money import Money
 from canonical.store import Store
 from connectors.base import sync
 from connectors.errors import AuthenticationError, ConnectorError, PermissionDenied
-from connectors.stripe import from_config
+from connectors.stripe import STREAMS, from_config
 from ltc.config import SourceConfig
 from tests.stripe.conftest import KEY, T_NOW, Sandbox
 
@@ -28,7 +28,8 @@ def payload(store: Store, obj: str, oid: str) -> dict[str, Any]:
 
 def test_initial_load_lands_every_object_with_all_invoice_lines(sandbox: Sandbox, sqlite_store: Store) -> None:
     results = sync(sandbox.connector(), sqlite_store)
-    assert [r.status for r in results] == ["success"] * 7
+    assert [r.status for r in results] == ["success"] * len(STREAMS)
+    assert [r.stream for r in results] == [s.name for s in STREAMS]  # credit_notes too (none seeded here)
     for resource, obj in OBJECTS.items():
         assert sqlite_store.count_raw("stripe", obj) == len(sandbox.emu.store[resource]) > 0, resource
     long = [i for i in sandbox.emu.store["invoices"].values() if len(i["_lines"]) > 10]
@@ -88,7 +89,7 @@ def test_incremental_reads_events_newest_state_wins_and_deletes_are_tombstones(
     txn_lists = [q for m, p, q in emu.requests[before:] if p == "/v1/balance_transactions"]
     assert txn_lists and all(int(q["created"]["gte"]) >= T_NOW - 600 for q in txn_lists)
     again = sync(conn, sqlite_store)
-    assert [r.written for r in again] == [0] * 7
+    assert [r.written for r in again] == [0] * len(STREAMS)
 
 
 def test_cursor_older_than_event_retention_relists_recent_windows(sandbox: Sandbox, sqlite_store: Store) -> None:
