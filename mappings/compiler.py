@@ -26,7 +26,9 @@ Field spec keys (``fields: {<canonical field>: <spec>}``; a bare string is ``{fr
 
 Object keys besides ``entity``/``fields``: ``when`` and ``deleted_if`` (matchers), ``children``
 (``each`` + ``id``), and ``with: {key: object}`` — the raw record of another object with the same
-source id, readable under ``key`` (HubSpot's association sweeps); a change to it re-maps the record.
+source id, readable under ``key`` (HubSpot's association sweeps), or ``with: {key: {object: o, id: f}}``
+— the record of ``o`` whose id is this record's field ``f`` (a Stripe charge's balance transaction);
+a change to that record re-maps this one.
 
 Canonical field ``attributes.<name>`` stores a custom field in the row's ``attributes`` JSON.
 """
@@ -195,8 +197,9 @@ class ObjectPlan:
     each_path: str = ""
     id_path: str = ""
     children: list[ObjectPlan] = field(default_factory=list)
-    # ``with: {key: object}``: the raw record of ``object`` with the same source id is read under ``key``
-    sidecars: dict[str, str] = field(default_factory=dict)
+    # ``with: {key: object}``: the raw record of ``object`` with the same source id is read under ``key``;
+    # ``with: {key: {object: o, id: field}}``: the record of ``o`` whose id is this record's ``field``
+    sidecars: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     # generated: (record, parent, source id, raw id, source_updated_at, out) -> out, the whole record
     run: Callable[[Any, Any, str, int | None, datetime | None, list[tuple[str, Row]]], Any] | None = None
 
@@ -833,18 +836,33 @@ class _Compiler:
         elif "each" in spec or "id" in spec:
             raise _fail(spec, "each", f"object {obj!r}: `each`/`id` are for `children` entries")
         if "with" in spec:
-            side = spec["with"]
-            if child or not isinstance(side, Node) or not side or not all(
-                    isinstance(k, str) and isinstance(v, str) and v != obj for k, v in side.items()):
-                raise _fail(spec, "with", f"object {obj!r}: `with` maps a key to another source object whose record "
-                            "of the same id is read under that key, e.g. `with: {associations: associations.deals}`")
-            plan_.sidecars = {str(k): str(v) for k, v in side.items()}
+            plan_.sidecars = _sidecars(spec, obj, child)
         for i, child_spec in enumerate(spec.get("children") or []):
             if not isinstance(child_spec, Node):
                 raise _fail(spec, "children", f"object {obj!r}: children[{i}] must be a mapping")
             plan_.children.append(self.object_plan(obj, child_spec, spec, child=True))
         plan_.run = _generate_run(plan_, self.value_maps)
         return plan_
+
+
+def _sidecars(spec: Node, obj: str, child: bool) -> dict[str, tuple[str, str | None]]:
+    """``with:`` -> key -> (sidecar object, the top-level field holding its id, or None for the same id)."""
+    usage = (f"object {obj!r}: `with` maps a key to another source object read under that key — "
+             "`{key: object}` (the record with the same id) or `{key: {object: o, id: field}}` (the record whose "
+             "id is this record's top-level `field`), e.g. `with: {associations: associations.deals}`")
+    side = spec["with"]
+    if child or not isinstance(side, Node) or not side:
+        raise _fail(spec, "with", usage)
+    out: dict[str, tuple[str, str | None]] = {}
+    for key, target in side.items():
+        if isinstance(target, str) and target != obj:
+            out[str(key)] = (target, None)
+        elif (isinstance(target, dict) and set(target) == {"object", "id"} and isinstance(target["object"], str)
+              and isinstance(target["id"], str) and target["id"] and "." not in target["id"]):
+            out[str(key)] = (target["object"], target["id"])
+        else:
+            raise _fail(side, key, usage)
+    return out
 
 
 def compile_mapping(mapping: Node, system: str) -> dict[str, list[ObjectPlan]]:

@@ -59,8 +59,8 @@ class MappingSet:
                 stack.append(child)
         return out
 
-    def sidecars(self) -> dict[str, dict[str, str]]:
-        """object -> {key: sidecar object} for the objects mapped ``with:`` another object's record."""
+    def sidecars(self) -> dict[str, dict[str, tuple[str, str | None]]]:
+        """object -> {key: (sidecar object, id field or None)} for the objects mapped ``with:`` another's record."""
         return {obj: plans[0].sidecars for obj, plans in self.plans.items() if plans and plans[0].sidecars}
 
     def entities_of(self, obj: str) -> set[str]:
@@ -263,28 +263,43 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
     return dict(counts)
 
 
-def _mark_sidecar_changes(store: Store, system: str, sidecars: dict[str, dict[str, str]]) -> None:
-    """A pending sidecar record (a changed HubSpot association sweep) makes its primary record pending."""
+Sidecars = dict[str, dict[str, tuple[str, str | None]]]
+
+
+def _mark_sidecar_changes(store: Store, system: str, sidecars: Sidecars) -> None:
+    """A pending sidecar record (a changed association sweep, a balance transaction landed after its
+    charge) makes the records that read it pending again."""
     c = raw_record.c
     with store.engine.begin() as conn:
         for obj, sides in sidecars.items():
-            changed = (sa.select(c.source_id)
-                       .where(c.system == system, c.object.in_(sorted(set(sides.values()))), c.pending_map.is_(True))
-                       .scalar_subquery())
-            conn.execute(raw_record.update()
-                         .where(c.system == system, c.object == obj, c.pending_map.is_(False), c.source_id.in_(changed))
-                         .values(pending_map=True))
+            for side, id_field in set(sides.values()):
+                pending_side = sa.select(c.source_id).where(c.system == system, c.object == side,
+                                                            c.pending_map.is_(True))
+                if conn.execute(pending_side.limit(1)).first() is None:
+                    continue
+                key = c.source_id if id_field is None else c.payload[id_field].as_string()
+                conn.execute(raw_record.update()
+                             .where(c.system == system, c.object == obj, c.pending_map.is_(False),
+                                    key.in_(pending_side.scalar_subquery()))
+                             .values(pending_map=True))
 
 
-def _with_sidecars(
-    store: Store, system: str, sidecars: dict[str, dict[str, str]], live: list[tuple[Any, ...]]
-) -> list[tuple[Any, ...]]:
-    """Each record of an object mapped ``with:`` gets the sidecar records of its id under their keys."""
+def _with_sidecars(store: Store, system: str, sidecars: Sidecars, live: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Each record of an object mapped ``with:`` gets its sidecar records under their keys."""
     c = raw_record.c
-    wanted: dict[str, set[str]] = defaultdict(set)  # sidecar object -> source ids
-    for _rid, obj, sid, _payload, _upd in live:
-        for side in sidecars.get(obj, {}).values():
-            wanted[side].add(sid)
+
+    def ref(payload: Any, sid: str, id_field: str | None) -> str | None:
+        if id_field is None:
+            return sid
+        value = payload.get(id_field) if isinstance(payload, dict) else None
+        return value if isinstance(value, str) and value else None  # an expanded object needs no look-up
+
+    wanted: dict[str, set[str]] = defaultdict(set)  # sidecar object -> its source ids
+    for _rid, obj, sid, payload, _upd in live:
+        for side, id_field in sidecars.get(obj, {}).values():
+            rid = ref(payload, sid, id_field)
+            if rid is not None:
+                wanted[side].add(rid)
     found: dict[tuple[str, str], Any] = {}
     with store.engine.connect() as conn:
         for side, sids in wanted.items():
@@ -296,7 +311,11 @@ def _with_sidecars(
     for rid, obj, sid, payload, upd in live:
         sides = sidecars.get(obj)
         if sides and isinstance(payload, dict):  # with no sidecar record, the payload's own key stays
-            extra = {key: found[(side, sid)] for key, side in sides.items() if (side, sid) in found}
+            extra = {}
+            for key, (side, id_field) in sides.items():
+                target = ref(payload, sid, id_field)
+                if target is not None and (side, target) in found:
+                    extra[key] = found[(side, target)]
             if extra:
                 payload = {**payload, **extra}
         out.append((rid, obj, sid, payload, upd))

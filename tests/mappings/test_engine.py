@@ -202,3 +202,18 @@ def test_an_association_only_change_remaps_its_deal(store: Store) -> None:
     assert counts["hubspot"]["deal"] == 1
     assert rows(store, "deal")["hubspot:deal:9001"]["account_id"] == "hubspot:account:5002"
     assert pending(store) == 0
+
+
+def test_a_balance_transaction_landed_after_its_charge_gives_the_charge_its_fee(store: Store) -> None:
+    charge = {"id": "ch_1", "object": "charge", "amount": 10000, "currency": "eur", "created": 1790000000,
+              "status": "succeeded", "balance_transaction": "txn_1", "customer": "cus_1", "amount_refunded": 0}
+    store.commit_page("stripe", "charges", [RawRecord("charge", "ch_1", charge)], None)
+    run_mapping(store, "stripe")
+    assert rows(store, "payment")["stripe:payment:ch_1"]["fee"] is None  # not synced yet
+
+    txn = {"id": "txn_1", "object": "balance_transaction", "amount": 10000, "currency": "eur", "fee": 320,
+           "net": 9680, "source": "ch_1", "created": 1790000000, "status": "available", "type": "charge"}
+    store.commit_page("stripe", "balance_transactions", [RawRecord("balance_transaction", "txn_1", txn)], None)
+    run_mapping(store, "stripe")
+    assert rows(store, "payment")["stripe:payment:ch_1"]["fee"] == Decimal("3.20")
+    assert pending(store) == 0

@@ -131,6 +131,8 @@ def test_stripe_world(store: Store) -> None:
     assert (charge["kind"], charge["amount"], charge["currency"], charge["payment_date"], charge["invoice_ref"]) == (
         "payment", Decimal("48250.50"), "EUR", date(2026, 9, 28), "in_1QAcmeInv0001")
     assert payments["ch_3QKyotoChg0002"]["amount"] == Decimal("150000")  # JPY has no minor unit
+    # the fee comes from the charge's balance transaction, a record of its own stream joined by id
+    assert (charge["fee"], payments["ch_3QKyotoChg0002"]["fee"]) == (Decimal("1399.56"), Decimal("5400"))
     assert payments["ch_3QKyotoChg0002"]["currency"] == "JPY"
     refund = payments["re_3QAcmeRef00001"]
     assert (refund["kind"], refund["amount"], refund["reference"]) == ("refund", Decimal("500.00"), "ch_3QAcmeChg00001")
