@@ -2,7 +2,8 @@
 
 Stages are plain Python (`mappings.engine.run_mapping`, `canonical.identity.run_identity`,
 `reconcile.engine.run_reconciliation`), so `ltc demo` and the CLI run exactly what this flow runs.
-A markdown artifact (key ``ltc-pipeline``) summarises the run for the Prefect UI.
+Then the finance report is written into ``reports_dir``. Markdown artifacts summarise the run
+(key ``ltc-pipeline``) and list the open exceptions by code (``ltc-exceptions``) in the Prefect UI.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ltc import runtime
 from ltc.config import load_config
-from ltc.pipeline import after_sync
+from ltc.pipeline import after_sync, write_report
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30, task_run_name="map, resolve, reconcile")
@@ -29,6 +30,18 @@ def map_resolve_reconcile(config_path: str | None, as_of: date) -> dict[str, Any
         store.close()
 
 
+@task(cache_policy=NO_CACHE, task_run_name="write the finance report")
+def report(config_path: str | None) -> dict[str, Any]:
+    """Write the report files and return what the UI shows: exceptions by code, where the files are."""
+    cfg = load_config(config_path)
+    store = runtime.open_store(config_path)
+    try:
+        files = write_report(store, cfg)
+    finally:
+        store.close()
+    return {"html": str(files.html), "by_code": files.report.by_code if files.report else []}
+
+
 @flow(name="ltc-pipeline")
 def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bool = True) -> dict[str, Any]:
     """Sync all sources (one subflow each), then map, resolve identities and reconcile."""
@@ -36,12 +49,26 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
 
     synced = sync_all(config_path) if sync else {}
     summary = map_resolve_reconcile(config_path, as_of or datetime.now(UTC).date())
+    written = report(config_path)
     create_markdown_artifact(render(summary), key="ltc-pipeline", description="What the pipeline run did")
-    return {"synced": list(synced), **summary}
+    create_markdown_artifact(render_exceptions(written), key="ltc-exceptions",
+                             description="Open exceptions by code, with amount at risk and owners")
+    return {"synced": list(synced), **summary, "report": written["html"]}
 
 
 def render(summary: dict[str, Any]) -> str:
     lines = ["# ltc-hub pipeline run", ""]
     for key, value in summary.items():
         lines.append(f"- **{key}**: {value}")
+    return "\n".join(lines)
+
+
+def render_exceptions(written: dict[str, Any]) -> str:
+    lines = ["# Open exceptions by code", "", "| code | count | amount at risk | owners |", "| --- | ---: | ---: | --- |"]
+    for row in written["by_code"]:
+        amount = f"{row['amount_reporting']} {row['reporting_currency'] or ''}".strip()
+        lines.append(f"| {row['code']} | {row['count']} | {amount} | {row['owners']} |")
+    if not written["by_code"]:
+        lines.append("| (none) | 0 | | |")
+    lines += ["", f"Report: `{written['html']}`"]
     return "\n".join(lines)

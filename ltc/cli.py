@@ -194,13 +194,14 @@ def run(
     as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default today."),
     config: str | None = ConfigOpt,
 ) -> None:
-    """The main job without Prefect: sync, map, resolve identities, reconcile (as the pipeline flow does)."""
-    from ltc.pipeline import after_sync
+    """The main job without Prefect: sync, map, resolve identities, reconcile, report (as the pipeline flow does)."""
+    from ltc.pipeline import after_sync, write_report
 
     cfg = load_config(config)
     store = runtime.open_store(config)
     paused = _run_sources(cfg, store, source)
     _print_summary(after_sync(store, cfg, _date(as_of)))
+    console.print(f"report: {write_report(store, cfg).html}")
     if paused:
         raise typer.Exit(3)
 

@@ -113,7 +113,7 @@ class Config(_Model):
     erp: ErpConfig | None = None
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     notifications: list[NotificationConfig] = Field(default_factory=list)
-    reports_dir: str = "reports"
+    reports_dir: str = "reports"  # where `ltc run` and the pipeline flow write the finance report
 
     @field_validator("reporting_currency")
     @classmethod
@@ -177,7 +177,9 @@ def load_config(path: str | Path | None = None) -> Config:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{p}:{line}: {dotted}: {msg}")
         raise ConfigError("; ".join(problems)) from None
-    for src in cfg.sources.values():  # a relative mapping path is relative to this file, not the cwd
+    if not Path(cfg.reports_dir).is_absolute():  # relative paths are relative to this file, not the cwd
+        cfg.reports_dir = str(p.parent / cfg.reports_dir)
+    for src in cfg.sources.values():
         if src.mapping is not None and not Path(src.mapping).is_absolute():
             src.mapping = str(p.parent / src.mapping)
     return cfg

@@ -1,6 +1,6 @@
 """The stages after a sync, as plain Python: map pending raw records, resolve identities, reconcile.
 
-`ltc run` (and `ltc demo`) call :func:`after_sync`; the Prefect flow ``ltc-pipeline`` runs the same
+`ltc run` (and `ltc demo`) call :func:`after_sync`, then :func:`write_report`; the Prefect flow ``ltc-pipeline`` runs the same
 function as one task after its sync subflows, so what a schedule does and what an operator runs by
 hand are the same code.
 """
@@ -26,3 +26,10 @@ def after_sync(store: Store, cfg: Config, as_of: date) -> dict[str, Any]:
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + int(value)
     return {"mapping": totals, "identity": identity, "reconcile": result.summary()}
+
+
+def write_report(store: Store, cfg: Config) -> Any:
+    """The finance report of the latest reconciliation into ``reports_dir`` (HTML, CSV, XLSX)."""
+    from reports.finance import write_reports
+
+    return write_reports(store, cfg.reports_dir)

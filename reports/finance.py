@@ -63,6 +63,7 @@ class ReportFiles:
     html: Path
     xlsx: Path
     csv: dict[str, Path]
+    report: Report | None = None  # what was written
 
     def all(self) -> list[Path]:
         return [self.html, *self.csv.values(), self.xlsx]
@@ -350,7 +351,7 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(store)
     files = ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
-        "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"})
+        "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
     _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
     _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
     _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
