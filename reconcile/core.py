@@ -204,25 +204,30 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date, partitions: int | Non
     return _merge(results)
 
 
-def _merge(results: list[CoreResult]) -> CoreResult:
-    def cat(name: str) -> pl.DataFrame:
-        return pl.concat([getattr(r, name) for r in results], how="vertical_relaxed")
-
+def merge_totals(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of several partitions' results as one run's totals."""
     totals: dict[str, Any] = {"rows": {}, "states": {}, "cash": {}, "exceptions": {}}
-    for r in results:
+    for t in parts:
         for part in ("rows", "states", "exceptions"):
-            for k, v in r.totals[part].items():
+            for k, v in t[part].items():
                 totals[part][k] = totals[part].get(k, 0) + v
-        for ccy, c in r.totals["cash"].items():
+        for ccy, c in t["cash"].items():
             acc = totals["cash"].setdefault(ccy, {})
             for k, v in c.items():
                 acc[k] = str(Decimal(acc[k]) + Decimal(v)) if k in acc else v
     for part in ("states", "cash", "exceptions"):
         totals[part] = dict(sorted(totals[part].items()))
+    return totals
+
+
+def _merge(results: list[CoreResult]) -> CoreResult:
+    def cat(name: str) -> pl.DataFrame:
+        return pl.concat([getattr(r, name) for r in results], how="vertical_relaxed")
+
     return CoreResult(chains=cat("chains"), links=cat("links"), allocations=cat("allocations"),
                       invoice_balances=cat("invoice_balances"), payment_balances=cat("payment_balances"),
                       exceptions=cat("exceptions").sort(["code", "fingerprint"]), states=cat("states"),
-                      totals=totals)
+                      totals=merge_totals([r.totals for r in results]))
 
 
 def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
