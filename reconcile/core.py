@@ -94,6 +94,7 @@ class _Clock:
     def __init__(self) -> None:
         self.on = bool(os.environ.get("LTC_RECON_PROFILE"))
         self.t = time.perf_counter()
+        self.cpu = time.process_time()
 
     def __call__(self, label: str) -> None:
         if self.on:
@@ -102,8 +103,9 @@ class _Clock:
             import sys
 
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-            print(f"  {label}: {now - self.t:.2f}s peak_rss={rss}MB", file=sys.stderr)
-            self.t = now
+            cpu = time.process_time()
+            print(f"  {label}: {now - self.t:.2f}s cpu={cpu - self.cpu:.2f}s peak_rss={rss}MB", file=sys.stderr)
+            self.t, self.cpu = now, cpu
 
 
 # --- small expression helpers ---------------------------------------------------------------------
@@ -171,9 +173,13 @@ def _split(pairs: pl.DataFrame, payer: str, total: str, cap: str) -> pl.Expr:
 
     ``pairs`` must be sorted by payer then target order. Σ over a payer == its total (if >= 0).
     """
-    before = pl.col(cap).cum_sum().over(payer) - pl.col(cap)
+    # runs of equal payers are the groups (sorted), so no window: cumulative sum minus its value at the run's start
+    first = pl.col(payer).ne_missing(pl.col(payer).shift(1))
+    last = pl.col(payer).ne_missing(pl.col(payer).shift(-1))
+    c = pl.col(cap).fill_null(0)
+    upto = c.cum_sum() - c
+    before = pl.when(pl.col(cap).is_not_null()).then(upto - pl.when(first).then(upto).forward_fill())
     remaining = (pl.col(total) - before).clip(lower_bound=0)
-    last = pl.int_range(pl.len()).over(payer) == pl.len().over(payer) - 1
     return pl.when(last).then(remaining).otherwise(pl.min_horizontal(pl.col(cap), remaining)).cast(MONEY)
 
 
@@ -425,7 +431,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         act_pay.select("id", _norm("invoice_ref").alias("tok")),
         act_pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]+")
                        .alias("tok")).explode("tok"),
-    ]).drop_nulls().unique()
+    ]).drop_nulls()
     ref_inv = targets.select(pl.col("id").alias("invoice_id"), "ikey", "due_date", "number", "total", "currency",
                              pl.col("chain_id").alias("inv_chain"))
     xpairs = tokens.join(ref_inv, left_on="tok", right_on="ikey", how="inner").unique(["id", "invoice_id"]).join(
@@ -442,8 +448,8 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
 
     # invoices' residual before heuristics
     def balances(allocs: pl.DataFrame) -> pl.DataFrame:
-        paid = allocs.group_by("invoice_id").agg(pl.col("signed").sum().alias("paid"),
-                                                 (pl.col("rate") != 1).any().alias("fx"))
+        paid = allocs.select("invoice_id", "signed", (pl.col("rate") != 1).alias("fx")).group_by("invoice_id").agg(
+            pl.col("signed").sum().alias("paid"), pl.col("fx").any())
         return targets.select(pl.col("id").alias("invoice_id"), "total").join(credit_by_inv, on="invoice_id", how="left").join(
             paid, on="invoice_id", how="left"
         ).with_columns(pl.col("credited").fill_null(ZERO).cast(MONEY), pl.col("paid").fill_null(ZERO).cast(MONEY),
@@ -582,8 +588,9 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
 
     clock("pay balances")
     # invoice settlement
-    last_alloc = alloc.join(pbal.select("payment_id", "pdate"), on="payment_id").group_by("invoice_id").agg(
-        pl.col("payment_id").filter(pl.col("pdate") == pl.col("pdate").max()).max())
+    last_alloc = alloc.select("invoice_id", "payment_id").join(pbal.select("payment_id", "pdate"), on="payment_id")
+    last_alloc = last_alloc.filter(pl.col("pdate") == pl.col("pdate").max().over("invoice_id")).group_by(
+        "invoice_id").agg(pl.col("payment_id").max())
     ib = bal.join(targets.select(pl.col("id").alias("invoice_id"), "due_date", "issue_date", "currency", "chain_id",
                                  "cluster_id", "order_id"), on="invoice_id").with_columns(
         (pl.col("residual").abs() <= _tol(s, pl.col("total"))).alias("in_tol"),
@@ -606,7 +613,8 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         "cluster_id", pl.format("{} days past due, bucket {}", "days_past_due", "bucket").alias("detail"),
     ))
     mism = ib.filter(~pl.col("settled") & ((pl.col("residual") < 0) | (((pl.col("paid") != 0) | (pl.col("credited") != 0)) & past_due)))
-    ex_parts.append(mism.join(alloc.group_by("invoice_id").agg(pl.col("payment_id").sort()), on="invoice_id", how="left")
+    mism_pays = alloc.select("invoice_id", "payment_id").join(mism.select("invoice_id"), on="invoice_id", how="semi")
+    ex_parts.append(mism.join(mism_pays.group_by("invoice_id").agg(pl.col("payment_id").sort()), on="invoice_id", how="left")
                     .select(
         pl.lit("PAYMENT_MISMATCH").alias("code"), "chain_id", pl.concat_list(pl.col("invoice_id")).alias("keys"),
         pl.concat_list(pl.col("invoice_id"), pl.col("payment_id").fill_null([])).alias("records"), "currency",
@@ -620,11 +628,14 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     won = deal.filter(pl.col("won"))
     act_orders = order.filter(pl.col("active") & pl.col("deal_id").is_not_null())
     act_orders = _with_rate(act_orders, fr.fx_rate, "currency", "deal_ccy", "order_date", "to_deal")
-    per_chain = act_orders.group_by("deal_id").agg(
-        pl.len().alias("n_orders"), pl.col("to_deal").is_null().any().alias("no_rate"),
-        (pl.col("currency") != pl.col("deal_ccy")).any().alias("ccy_differs"),
-        pl.when(pl.col("to_deal").is_not_null()).then(_conv("net", "to_deal")).sum().cast(MONEY).alias("ordered_deal_ccy"),
-        (pl.col("cluster_id") != pl.col("deal_cluster")).fill_null(True).any().alias("other_customer"),
+    per_chain = act_orders.select(
+        "deal_id", pl.col("to_deal").is_null().alias("no_rate"),
+        (pl.col("currency") != pl.col("deal_ccy")).alias("ccy_differs"),
+        pl.when(pl.col("to_deal").is_not_null()).then(_conv("net", "to_deal")).alias("ordered_deal_ccy"),
+        (pl.col("cluster_id") != pl.col("deal_cluster")).fill_null(True).alias("other_customer"),
+    ).group_by("deal_id").agg(
+        pl.len().alias("n_orders"), pl.col("no_rate").any(), pl.col("ccy_differs").any(),
+        pl.col("ordered_deal_ccy").sum().cast(MONEY), pl.col("other_customer").any(),
     )
     ch = won.join(per_chain, left_on="id", right_on="deal_id", how="left").with_columns(
         pl.col("n_orders").fill_null(0), days(pl.col("close_date"), as_of).alias("age")
@@ -684,16 +695,20 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         order.select(pl.col("id").alias("order_id"), pl.col("currency").alias("occy")), on="order_id")
     inv_o = _with_rate(inv_o, fr.fx_rate, "currency", "occy", "issue_date", "to_o").with_columns(
         (_conv("total", "to_o") * pl.when(pl.col("is_credit")).then(-1).otherwise(1)).cast(MONEY).alias("net_o"))
-    invoiced = inv_o.group_by("order_id").agg(
-        pl.col("net_o").sum().cast(MONEY).alias("invoiced"),
-        pl.col("net_o").filter(~pl.col("is_credit")).sum().cast(MONEY).alias("gross"),
-        pl.col("id").sort().alias("inv_ids"))
+    invoiced = inv_o.select("order_id", "net_o", pl.when(~pl.col("is_credit")).then(pl.col("net_o")).alias("g")).group_by(
+        "order_id").agg(pl.col("net_o").sum().cast(MONEY).alias("invoiced"), pl.col("g").sum().cast(MONEY).alias("gross"))
     oc = act_orders.filter(pl.col("deal_won")).join(invoiced, left_on="id", right_on="order_id", how="left").with_columns(
         pl.col("invoiced").fill_null(ZERO).cast(MONEY), pl.col("gross").fill_null(ZERO).cast(MONEY),
-        pl.col("inv_ids").fill_null([]),
         days(pl.col("order_date"), as_of).alias("age"))
     # not invoiced: gross billing short of the order; over-invoiced: net of credit notes above it
     gap = (pl.col("total") - pl.col("gross")).cast(MONEY)
+    excess = (pl.col("invoiced") - pl.col("total")).cast(MONEY)
+    oc = oc.filter(((gap > _tol(s, pl.col("total"))) & (pl.col("age") > s.grace_days_ordered_not_invoiced))
+                   | (excess > _tol(s, pl.col("total"))))
+    oc = oc.join(inv_o.select("order_id", "id").join(oc.select(pl.col("id").alias("order_id")), on="order_id",
+                                                     how="semi").group_by("order_id").agg(
+        pl.col("id").sort().alias("inv_ids")), left_on="id", right_on="order_id", how="left").with_columns(
+        pl.col("inv_ids").fill_null([]))
     ex_parts.append(oc.filter((gap > _tol(s, pl.col("total"))) & (pl.col("age") > s.grace_days_ordered_not_invoiced))
                     .select(
         pl.lit("ORDERED_NOT_INVOICED").alias("code"), pl.col("deal_id").alias("chain_id"),
@@ -701,7 +716,6 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         "currency", gap.alias("amount"), "cluster_id",
         pl.format("ordered {} invoiced {} after {} days", "total", "invoiced", "age").alias("detail"),
     ))
-    excess = (pl.col("invoiced") - pl.col("total")).cast(MONEY)
     ex_parts.append(oc.filter(excess > _tol(s, pl.col("total"))).select(
         pl.lit("OVER_INVOICED").alias("code"), pl.col("deal_id").alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id"), pl.col("inv_ids")).alias("records"),
@@ -728,10 +742,13 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     # customers whose members disagree on tax id / country, or with two records in one system
     cm = acct.with_columns(pl.col("tax_id").str.replace_all(r"[\s\-.]", "").str.to_uppercase().alias("tax"),
                            pl.col("country").str.to_uppercase().alias("cty")).group_by("cluster_id").agg(
-        pl.col("tax").drop_nulls().n_unique().alias("n_tax"), pl.col("cty").drop_nulls().n_unique().alias("n_cty"),
-        (pl.col("source_system").len() - pl.col("source_system").n_unique()).alias("dups"),
-        pl.col("id").sort().alias("ids"))
-    ex_parts.append(cm.filter((pl.col("n_tax") > 1) | (pl.col("n_cty") > 1) | (pl.col("dups") > 0)).select(
+        (pl.col("tax").n_unique() - pl.col("tax").is_null().any().cast(pl.UInt32)).alias("n_tax"),
+        (pl.col("cty").n_unique() - pl.col("cty").is_null().any().cast(pl.UInt32)).alias("n_cty"),
+        (pl.col("source_system").len() - pl.col("source_system").n_unique()).alias("dups"))
+    cm = cm.filter((pl.col("n_tax") > 1) | (pl.col("n_cty") > 1) | (pl.col("dups") > 0))
+    cm = cm.join(acct.select("cluster_id", "id").join(cm.select("cluster_id"), on="cluster_id", how="semi").group_by(
+        "cluster_id").agg(pl.col("id").sort().alias("ids")), on="cluster_id", how="left")
+    ex_parts.append(cm.select(
         pl.lit("CUSTOMER_MISMATCH").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("cluster_id")).alias("keys"), pl.col("ids").alias("records"),
         pl.lit(None, pl.String).alias("currency"), pl.lit(None, MONEY).alias("amount"), "cluster_id",
@@ -873,7 +890,9 @@ def _conservation(fr: Frames, inv: pl.DataFrame, targets: pl.DataFrame, credits:
     for ent, n in expected.items():
         if got.get(ent, 0) != n:
             problems.append(f"{ent}: {n} rows in, {got.get(ent, 0)} states out")
-    dup = states.group_by("entity", "id").len().filter(pl.col("len") > 1)
+    # (entity, id) pairs are unique when each entity's ids are (a cheap count first, the group-by only to report)
+    any_dup = any(part["id"].n_unique() != part.height for part in states.partition_by("entity"))
+    dup = states.group_by("entity", "id").len().filter(pl.col("len") > 1) if any_dup else states.clear()
     if dup.height:
         problems.append(f"{dup.height} rows with more than one state, e.g. {dup.row(0)}")
     # allocations only between active payments and active invoices

@@ -20,7 +20,8 @@ from typing import Any
 import polars as pl
 
 from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, merge_totals, reconcile_one
-from reconcile.partition import parquet_reader, read_bucket, shared_tables, spill
+from reconcile.frames import SCHEMAS, Frames
+from reconcile.partition import SPLIT, parquet_reader, read_bucket, shared_tables, spill
 
 FRAMES = ("chains", "links", "allocations", "invoice_balances", "payment_balances", "states")
 
@@ -49,18 +50,22 @@ def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | 
     """Reconcile the world in ``directory`` bucket by bucket (``partitions``: default grows with the input)."""
     src = Path(directory)
     rows = _rows(src, "payment") + _rows(src, "invoice")
-    n = partitions if partitions is not None else max(1, -(-rows // ROWS_PER_PARTITION))
+    n = partitions if partitions is not None else 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
     read = parquet_reader(src)
     clock = _Clock()
     outdir = Path(out) if out is not None else None
     ex: list[pl.DataFrame] = []
     totals: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
-        spill(read, n, tmp)
         shared = shared_tables(read)
+        if n > 1:
+            spill(read, n, tmp)
         clock("pre-pass + spill")
         for k in range(n):
-            res = reconcile_one(read_bucket(tmp, k, shared), s, as_of)
+            fr = read_bucket(tmp, k, shared) if n > 1 else Frames(
+                **shared, **{name: read(name, list(SCHEMAS[name])) for name in SPLIT})
+            res = reconcile_one(fr, s, as_of)
+            del fr
             ex.append(res.exceptions)
             totals.append(res.totals)
             if outdir is not None:
