@@ -252,9 +252,15 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     cluster_owner = acct.filter(pl.col("owner").is_not_null()).group_by("cluster_id").agg(
         pl.col("owner").min().alias("cluster_owner")
     )
-    name_to_cluster = acct.filter(pl.col("nname").is_not_null() & (pl.col("nname") != "")).group_by("nname").agg(
-        pl.col("cluster_id").n_unique().alias("n_cl"), pl.col("cluster_id").first().alias("name_cluster")
-    ).filter(pl.col("n_cl") == 1).select("nname", "name_cluster")
+    # a name maps to its cluster when all accounts of that name are in one (only repeated names need counting)
+    named = acct.filter(pl.col("nname").is_not_null() & (pl.col("nname") != "")).select(
+        "nname", "cluster_id", (pl.len().over("nname") > 1).alias("rep"))
+    name_to_cluster = pl.concat([
+        named.filter(~pl.col("rep")).select("nname", pl.col("cluster_id").alias("name_cluster")),
+        named.filter(pl.col("rep")).group_by("nname").agg(
+            pl.col("cluster_id").n_unique().alias("n_cl"), pl.col("cluster_id").first().alias("name_cluster")
+        ).filter(pl.col("n_cl") == 1).select("nname", "name_cluster"),
+    ])
 
     def cluster_of(df: pl.DataFrame, col: str = "account_id") -> pl.DataFrame:
         return df.join(xref.rename({"account_id": col}), on=col, how="left").with_columns(
@@ -449,7 +455,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     # invoices' residual before heuristics
     def balances(allocs: pl.DataFrame) -> pl.DataFrame:
         paid = allocs.select("invoice_id", "signed", (pl.col("rate") != 1).alias("fx")).group_by("invoice_id").agg(
-            pl.col("signed").sum().alias("paid"), pl.col("fx").any())
+            pl.col("signed").sum().alias("paid"), pl.col("fx").max())  # any() (never null); max() is faster
         return targets.select(pl.col("id").alias("invoice_id"), "total").join(credit_by_inv, on="invoice_id", how="left").join(
             paid, on="invoice_id", how="left"
         ).with_columns(pl.col("credited").fill_null(ZERO).cast(MONEY), pl.col("paid").fill_null(ZERO).cast(MONEY),
@@ -634,9 +640,9 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.when(pl.col("to_deal").is_not_null()).then(_conv("net", "to_deal")).alias("ordered_deal_ccy"),
         (pl.col("cluster_id") != pl.col("deal_cluster")).fill_null(True).alias("other_customer"),
     ).group_by("deal_id").agg(
-        pl.len().alias("n_orders"), pl.col("no_rate").any(), pl.col("ccy_differs").any(),
-        pl.col("ordered_deal_ccy").sum().cast(MONEY), pl.col("other_customer").any(),
-    )
+        pl.len().alias("n_orders"), pl.col("no_rate").max(), pl.col("ccy_differs").max(),
+        pl.col("ordered_deal_ccy").sum().cast(MONEY), pl.col("other_customer").max(),
+    ).with_columns(pl.col("ccy_differs").fill_null(False))  # any() of the group; max() is its fast form
     ch = won.join(per_chain, left_on="id", right_on="deal_id", how="left").with_columns(
         pl.col("n_orders").fill_null(0), days(pl.col("close_date"), as_of).alias("age")
     )
@@ -672,14 +678,25 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     clock("chain checks")
     # lines: per chain and product, quantities and amounts must agree (same-currency chains)
     same_ccy = ch.filter((pl.col("n_orders") > 0) & ~pl.col("ccy_differs").fill_null(False)).select(pl.col("id").alias("chain"))
-    dl = fr.deal_line.group_by(pl.col("deal_id").alias("chain"), "product_code").agg(
-        pl.col("quantity").sum().alias("dq"), pl.col("amount").sum().alias("da"))
-    ol = fr.order_line.join(act_orders.select(pl.col("id").alias("order_id"), pl.col("deal_id").alias("chain")),
-                            on="order_id").group_by("chain", "product_code").agg(
-        pl.col("quantity").sum().alias("oq"), pl.col("amount").sum().alias("oa"))
-    both = dl.select("chain").unique().join(ol.select("chain").unique(), on="chain").join(same_ccy, on="chain")
-    lm = dl.join(both, on="chain").join(ol.join(both, on="chain"), on=["chain", "product_code"], how="full",
-                                         coalesce=True)
+    # deal lines and order lines side by side per (chain, product) in one group-by (a full join of the two
+    # sums); a null product never pairs with the other side's null product, as in a join
+    nul = pl.lit(None, MONEY)
+    side_lines = pl.concat([
+        fr.deal_line.select(pl.col("deal_id").alias("chain"), "product_code", pl.col("quantity").alias("dq"),
+                            pl.col("amount").alias("da"), nul.alias("oq"), nul.alias("oa"),
+                            pl.lit(1, pl.UInt32).alias("nd"), pl.lit(0, pl.UInt32).alias("no")),
+        fr.order_line.join(act_orders.select(pl.col("id").alias("order_id"), pl.col("deal_id").alias("chain")),
+                           on="order_id").select("chain", "product_code", nul.alias("dq"), nul.alias("da"),
+                                                 pl.col("quantity").alias("oq"), pl.col("amount").alias("oa"),
+                                                 pl.lit(0, pl.UInt32).alias("nd"), pl.lit(1, pl.UInt32).alias("no")),
+    ]).join(same_ccy, on="chain", how="semi").with_columns(
+        pl.when(pl.col("product_code").is_null()).then(pl.col("nd")).alias("null_side"))
+    lm = side_lines.group_by("chain", "product_code", "null_side").agg(
+        pl.col("dq").sum(), pl.col("da").sum(), pl.col("oq").sum(), pl.col("oa").sum(), pl.col("nd").sum(),
+        pl.col("no").sum(),
+    ).filter((pl.col("nd").sum().over("chain") > 0) & (pl.col("no").sum().over("chain") > 0)).with_columns(
+        pl.when(pl.col("nd") > 0).then(pl.col("dq")).alias("dq"), pl.when(pl.col("nd") > 0).then(pl.col("da")).alias("da"),
+        pl.when(pl.col("no") > 0).then(pl.col("oq")).alias("oq"), pl.when(pl.col("no") > 0).then(pl.col("oa")).alias("oa"))
     lm = lm.filter(pl.col("dq").is_null() | pl.col("oq").is_null() | (pl.col("dq") != pl.col("oq"))
                    | ((pl.col("da") - pl.col("oa")).abs() > _tol(s, pl.col("da")))).group_by("chain").agg(
         pl.col("product_code").sort().alias("products"),
@@ -740,10 +757,10 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.format("deal stage {} but invoiced or paid", "stage").alias("detail"),
     ))
     # customers whose members disagree on tax id / country, or with two records in one system
-    cm = acct.with_columns(pl.col("tax_id").str.replace_all(r"[\s\-.]", "").str.to_uppercase().alias("tax"),
+    # (a single-account cluster can disagree with nobody: only clusters of several accounts are counted)
+    cm = acct.filter(pl.len().over("cluster_id") > 1).with_columns(pl.col("tax_id").str.replace_all(r"[\s\-.]", "").str.to_uppercase().alias("tax"),
                            pl.col("country").str.to_uppercase().alias("cty")).group_by("cluster_id").agg(
-        (pl.col("tax").n_unique() - pl.col("tax").is_null().any().cast(pl.UInt32)).alias("n_tax"),
-        (pl.col("cty").n_unique() - pl.col("cty").is_null().any().cast(pl.UInt32)).alias("n_cty"),
+        pl.col("tax").drop_nulls().n_unique().alias("n_tax"), pl.col("cty").drop_nulls().n_unique().alias("n_cty"),
         (pl.col("source_system").len() - pl.col("source_system").n_unique()).alias("dups"))
     cm = cm.filter((pl.col("n_tax") > 1) | (pl.col("n_cty") > 1) | (pl.col("dups") > 0))
     cm = cm.join(acct.select("cluster_id", "id").join(cm.select("cluster_id"), on="cluster_id", how="semi").group_by(
