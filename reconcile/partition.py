@@ -213,4 +213,4 @@ def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) 
 
 def shared_tables(read: Reader) -> dict[str, pl.DataFrame]:
     return {"fx_rate": with_inverse_rates(read("fx_rate", list(SCHEMAS["fx_rate"]))),
-            "lead": read("lead", list(SCHEMAS["lead"]))}
+            "lead": conform("lead", None)}  # leads feed the KPIs, not the core
