@@ -150,7 +150,7 @@ def assign_buckets(src: Frames | Reader, n: int) -> dict[str, pl.Series]:
     hubs["cross_ref"] = xref.select(pl.coalesce(_node("c", pl.col("member_id")), _node("r", pl.col("cluster_id")),
                                                 pl.lit(0, pl.UInt64)))["member_id"]
     edges = pl.concat(edge_parts)
-    del edge_parts
+    edge_parts.clear()
     labels = _components(edges, list(hubs.values()))
     del edges
     out = {name: pl.Series(name, (lab % n).astype(np.uint32)) for name, lab in zip(hubs, labels, strict=True)}
