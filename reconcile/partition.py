@@ -83,6 +83,32 @@ def _star(df: pl.DataFrame, nodes: list[pl.Expr], own: pl.Expr) -> tuple[pl.Seri
     return st["hub"], edges
 
 
+def _dense(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense ids (0..size-1) of 64-bit hashes, equal values equal ids: one sort of the values packed with
+    their positions (no hash table, no arg-sort). Only the top ``64 - bits(len)`` bits of a value are
+    kept, so two nodes may share an id: that can only merge two components (at 1M chains ~23M entries,
+    ~4.5M nodes, 39 bits: ~20 pairs of nodes in a run), never split one."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int32), 0
+    if n >= 2**31:
+        raise ValueError("too many graph nodes for one pre-pass")
+    pos_bits = max(1, int(n - 1).bit_length())
+    mask = np.uint64((1 << pos_bits) - 1)
+    packed = values & ~mask
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    pos = (packed & mask).astype(np.int32)
+    packed >>= np.uint64(pos_bits)
+    new = np.empty(n, dtype=bool)
+    new[0] = False
+    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    del packed
+    ids = np.empty(n, dtype=np.int32)
+    ids[pos] = np.cumsum(new, dtype=np.int32)
+    return ids, int(ids[pos[-1]]) + 1
+
+
 def _components(edges: pl.DataFrame, hubs: list[pl.Series]) -> list[np.ndarray]:
     """The component label of every hub (scipy's sparse connected components over the edges).
 
@@ -93,10 +119,9 @@ def _components(edges: pl.DataFrame, hubs: list[pl.Series]) -> list[np.ndarray]:
     from scipy.sparse.csgraph import connected_components
 
     m = edges.height
-    both = pl.concat([edges["a"], edges["b"], *hubs])
-    idx = both.rank("dense").cast(pl.Int64).to_numpy() - 1
+    both = pl.concat([edges["a"], edges["b"], *hubs]).to_numpy()
+    idx, size = _dense(both)
     del both
-    size = int(idx.max()) + 1 if len(idx) else 0
     graph = coo_matrix((np.ones(m, dtype=np.int8), (idx[:m], idx[m:2 * m])), shape=(size, size))
     _, labels = connected_components(graph, directed=False)
     out, at = [], 2 * m
@@ -106,7 +131,14 @@ def _components(edges: pl.DataFrame, hubs: list[pl.Series]) -> list[np.ndarray]:
     return out
 
 
-def assign_buckets(src: Frames | Reader, n: int) -> dict[str, pl.Series]:
+def _child_buckets(parent_ids: pl.Series, parent_bucket: pl.Series, keys: pl.Series, n: int) -> pl.Series:
+    """Lines go with their parent row (first one of that id); a line without a parent by its key's hash."""
+    pb = pl.DataFrame({"k": parent_ids, "b": parent_bucket}).unique("k", keep="first", maintain_order=True)
+    got = keys.rename("k").to_frame().join(pb, on="k", how="left", maintain_order="left")
+    return got.select(pl.coalesce("b", (pl.col("k").hash(seed=5) % n).cast(pl.UInt32)))["b"]
+
+
+def assign_buckets(src: Frames | Reader, n: int, lines: bool = True) -> dict[str, pl.Series]:
     """Bucket (0..n-1) of every row of the deal, order, invoice, payment, account, line and
     cross-ref frames, in their row order (``cross_ref``: its account rows, first per member)."""
     read = frames_reader(src) if isinstance(src, Frames) else src
@@ -124,8 +156,8 @@ def assign_buckets(src: Frames | Reader, n: int) -> dict[str, pl.Series]:
         hubs[name] = hub
         edge_parts.extend(edges)
 
-    acct = read("account", ["id", "name"])
-    add("account", acct, [c("id"), _node("n", pl.when(_nname("name") != "").then(_nname("name")))])
+    acct = read("account", ["id", "name"]).with_columns(_nname("name").alias("name"))
+    add("account", acct, [c("id"), _node("n", pl.when(pl.col("name") != "").then(pl.col("name")))])
     del acct
     add("deal", read("deal", ["id", "account_id", "source_id"]), [c("account_id"), _node("d", _norm("source_id"))])
     add("order", read("order", ["id", "account_id", "deal_ref", "number"]),
@@ -154,11 +186,8 @@ def assign_buckets(src: Frames | Reader, n: int) -> dict[str, pl.Series]:
     labels = _components(edges, list(hubs.values()))
     del edges
     out = {name: pl.Series(name, (lab % n).astype(np.uint32)) for name, lab in zip(hubs, labels, strict=True)}
-    for name, parent, key in (("deal_line", "deal", "deal_id"), ("order_line", "order", "order_id")):
-        pb = read(parent, ["id"]).select(pl.col("id").alias(key), out[parent].alias("b")).unique(
-            key, keep="first", maintain_order=True)
-        got = read(name, [key]).join(pb, on=key, how="left", maintain_order="left")
-        out[name] = got.select(pl.coalesce("b", (pl.col(key).hash(seed=5) % n).cast(pl.UInt32)))["b"]
+    for name, parent, key in _LINES if lines else ():
+        out[name] = _child_buckets(read(parent, ["id"])["id"], out[parent], read(name, [key])[key], n)
     return out
 
 
@@ -179,19 +208,29 @@ def partitions(fr: Frames, n: int) -> Iterator[Frames]:
         yield replace(fr, **parts)
 
 
+_LINES = (("deal_line", "deal", "deal_id"), ("order_line", "order", "order_id"))
+
+
 def spill(read: Reader, n: int, directory: str | Path) -> Path:
-    """Write each bucket's rows of every table to ``directory/<k>/<table>.arrow`` (one table in memory at a time)."""
+    """Write each bucket's rows of every table to ``directory/<k>/<table>.parquet`` (one table in memory at a time;
+    uncompressed: the fastest to write and read back)."""
     root = Path(directory)
-    b = assign_buckets(read, n)
+    b = assign_buckets(read, n, lines=False)
     for k in range(n):
         (root / str(k)).mkdir(parents=True, exist_ok=True)
-    for name in SPLIT:
+    parents: dict[str, tuple[pl.Series, pl.Series]] = {}
+    for name in SPLIT:  # parents before their lines
         df = read(name, list(SCHEMAS[name]))
         if name == "cross_ref":
             df = _xref_rows(df)
+        for line, parent, key in _LINES:
+            if line == name:
+                b[name] = _child_buckets(*parents.pop(parent), df[key], n)
+        if name in ("deal", "order"):
+            parents[name] = (df["id"], b[name])
         df = df.with_columns(b.pop(name).alias("__b"))
         for (k,), part in df.partition_by("__b", as_dict=True, include_key=False).items():
-            part.write_ipc(root / str(k) / f"{name}.arrow", compression="uncompressed")
+            part.write_parquet(root / str(k) / f"{name}.parquet", compression="uncompressed", statistics=False)
         del df
     return root
 
@@ -201,11 +240,11 @@ def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) 
     root = Path(directory) / str(k)
     out: dict[str, pl.DataFrame] = {}
     for f in fields(Frames):
-        path = root / f"{f.name}.arrow"
+        path = root / f"{f.name}.parquet"
         if f.name in shared:
             out[f.name] = shared[f.name]
         elif path.exists():
-            out[f.name] = pl.read_ipc(path, memory_map=False)
+            out[f.name] = pl.read_parquet(path)
         else:
             out[f.name] = conform(f.name, None)
     return Frames(**out)
