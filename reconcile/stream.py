@@ -1,4 +1,4 @@
-"""Reconcile a world directory (one Parquet file per canonical table) partition by partition.
+"""Reconcile a directory of canonical tables (``<table>.parquet``, as ``World.save`` writes) bucket by bucket.
 
 The in-memory path (:func:`reconcile.core.reconcile_frames`) needs every table in memory, and
 returns every result frame. This one never holds more than one bucket: the pre-pass
