@@ -690,11 +690,17 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
                                                  pl.col("quantity").alias("oq"), pl.col("amount").alias("oa"),
                                                  pl.lit(0, pl.UInt32).alias("nd"), pl.lit(1, pl.UInt32).alias("no")),
     ]).join(same_ccy, on="chain", how="semi").with_columns(
-        pl.when(pl.col("product_code").is_null()).then(pl.col("nd")).alias("null_side"))
-    lm = side_lines.group_by("chain", "product_code", "null_side").agg(
-        pl.col("dq").sum(), pl.col("da").sum(), pl.col("oq").sum(), pl.col("oa").sum(), pl.col("nd").sum(),
-        pl.col("no").sum(),
-    ).filter((pl.col("nd").sum().over("chain") > 0) & (pl.col("no").sum().over("chain") > 0)).with_columns(
+        pl.when(pl.col("product_code").is_null()).then(pl.col("nd")).alias("null_side")
+    ).sort("chain", "product_code", "null_side", nulls_last=True)
+    # grouped by runs of the sorted keys (a group-by on several string keys is far slower than a sort)
+    new_chain = pl.col("chain").ne_missing(pl.col("chain").shift(1))
+    new_key = new_chain | pl.col("product_code").ne_missing(pl.col("product_code").shift(1)) | pl.col(
+        "null_side").ne_missing(pl.col("null_side").shift(1))
+    lm = side_lines.with_columns(new_key.cum_sum().alias("__g"), new_chain.cum_sum().alias("__cg")).group_by(
+        "__g").agg(
+        pl.col("chain").first(), pl.col("__cg").first(), pl.col("product_code").first(), pl.col("dq").sum(),
+        pl.col("da").sum(), pl.col("oq").sum(), pl.col("oa").sum(), pl.col("nd").sum(), pl.col("no").sum(),
+    ).filter((pl.col("nd").sum().over("__cg") > 0) & (pl.col("no").sum().over("__cg") > 0)).with_columns(
         pl.when(pl.col("nd") > 0).then(pl.col("dq")).alias("dq"), pl.when(pl.col("nd") > 0).then(pl.col("da")).alias("da"),
         pl.when(pl.col("no") > 0).then(pl.col("oq")).alias("oq"), pl.when(pl.col("no") > 0).then(pl.col("oa")).alias("oa"))
     lm = lm.filter(pl.col("dq").is_null() | pl.col("oq").is_null() | (pl.col("dq") != pl.col("oq"))
