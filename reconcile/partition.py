@@ -209,6 +209,9 @@ def partitions(fr: Frames, n: int) -> Iterator[Frames]:
 
 
 _LINES = (("deal_line", "deal", "deal_id"), ("order_line", "order", "order_id"))
+#: columns the core never reads: not spilled (a bucket reads them back as nulls)
+_NOT_SPILLED = {"deal": {"created_at"}, "order": {"source_id"}, "invoice": {"source_id"}, "payment": {"source_id"},
+                "deal_line": {"id", "currency", "unit_price"}, "order_line": {"id", "currency", "unit_price"}}
 
 
 def spill(read: Reader, n: int, directory: str | Path) -> Path:
@@ -220,7 +223,7 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
         (root / str(k)).mkdir(parents=True, exist_ok=True)
     parents: dict[str, tuple[pl.Series, pl.Series]] = {}
     for name in SPLIT:  # parents before their lines
-        df = read(name, list(SCHEMAS[name]))
+        df = read(name, [c for c in SCHEMAS[name] if c not in _NOT_SPILLED.get(name, ())])
         if name == "cross_ref":
             df = _xref_rows(df)
         for line, parent, key in _LINES:
@@ -244,7 +247,7 @@ def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) 
         if f.name in shared:
             out[f.name] = shared[f.name]
         elif path.exists():
-            out[f.name] = pl.read_parquet(path)
+            out[f.name] = conform(f.name, pl.read_parquet(path))
         else:
             out[f.name] = conform(f.name, None)
     return Frames(**out)

@@ -71,7 +71,7 @@ def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | 
             if outdir is not None:
                 for name in FRAMES:
                     (outdir / name).mkdir(parents=True, exist_ok=True)
-                    getattr(res, name).write_parquet(outdir / name / f"{k:05d}.parquet")
+                    getattr(res, name).write_parquet(outdir / name / f"{k:05d}.parquet", compression="lz4")
             del res
             clock(f"bucket {k}")
     exceptions = pl.concat(ex, how="vertical_relaxed").sort(["code", "fingerprint"])
