@@ -3,15 +3,18 @@
 Every decision of :func:`reconcile.core.reconcile_one` is local to a *component*: the customer
 clusters and normalized reference keys (deal source ids, order numbers, invoice numbers found in
 references or remittance text, payer names) that rows share. The pre-pass builds that graph with one
-node per account / cluster or key (64-bit hashes; a collision only merges two components, which is
-always safe), finds its connected components (scipy), and gives every row the bucket of its
-component. Each bucket is then reconciled on its own, so peak memory is bounded by the largest
+node per account / cluster or key (64-bit hashes, given dense ids by one sort, :func:`_dense`; a
+collision of hashes or of the bits kept only merges two components, which is always safe), finds its
+connected components (scipy), and gives every row the bucket of its component (a line the bucket of
+its deal / order). Each bucket is then reconciled on its own, so peak memory is bounded by the largest
 bucket instead of the whole world, and the concatenated result equals the one-shot result: global
 counts (how many deals share a reference, how many clusters share a name) are never split.
 
 The pre-pass reads only the key columns it needs through a :data:`Reader` (in-memory
 :class:`~reconcile.frames.Frames` or a directory of Parquet tables), and keeps only integer hashes:
-its memory is a few hundred bytes per row, whatever the width of the tables.
+its memory is a few hundred bytes per row, whatever the width of the tables. :func:`spill` then writes
+each bucket's rows to a scratch directory one table at a time (the bucket-by-bucket driver over a
+directory is :func:`reconcile.stream.reconcile_world`).
 """
 
 from __future__ import annotations
