@@ -54,6 +54,11 @@ def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | 
     read = parquet_reader(src)
     clock = _Clock()
     outdir = Path(out) if out is not None else None
+    if outdir is not None:
+        for name in FRAMES:
+            (outdir / name).mkdir(parents=True, exist_ok=True)
+            for stale in (outdir / name).glob("*.parquet"):  # a previous run's buckets
+                stale.unlink()
     ex: list[pl.DataFrame] = []
     totals: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
@@ -70,7 +75,6 @@ def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | 
             totals.append(res.totals)
             if outdir is not None:
                 for name in FRAMES:
-                    (outdir / name).mkdir(parents=True, exist_ok=True)
                     getattr(res, name).write_parquet(outdir / name / f"{k:05d}.parquet", compression="lz4")
             del res
             clock(f"bucket {k}")
