@@ -3,19 +3,22 @@
     python bench/reconcile.py --chains 100000
 
 What is timed (honestly):
-* ``reconcile_s``: :func:`reconcile.core.reconcile_frames` on in-memory Polars frames (the frame-level
-  core the store path also uses): chains, links, allocations, exceptions, states and the conservation
-  check. Inputs of more than 2 x ``reconcile.core.ROWS_PER_PARTITION`` payments + invoices run
-  partitioned (``reconcile.partition``): the clock includes the global pre-pass (connected
-  components of customer clusters and reference keys) and every bucket's run, all in this process.
-  The world is generated in a child process (``python -m sandbox.scenario``) and written as
-  Parquet; this process reads it and casts it to the canonical frame schemas (``prepare``). Those
-  steps are printed (``generate``, ``load``) but are not on the clock; the store path (SQLite/PG
-  load) is not exercised here. A cached world (``--world DIR``) is reused when present.
+* ``reconcile_s``: :func:`reconcile.stream.reconcile_world` on the world directory (one Parquet file
+  per canonical table): reading the tables, casting them to the canonical schemas, and the
+  reconciliation proper (:func:`reconcile.core.reconcile_one`: chains, links, allocations,
+  exceptions, states and the conservation check) with every result frame written to Parquet.
+  Inputs of more than 2 x ``reconcile.core.ROWS_PER_PARTITION`` payments + invoices run partitioned
+  (``reconcile.partition``): the clock then includes the global pre-pass (connected components of
+  customer clusters and reference keys), writing each bucket's rows to a scratch directory, and every
+  bucket's run, all in this process. The world is generated (not timed, printed) in a child process
+  (``python -m sandbox.scenario``) and cached under the temp dir (``--world DIR`` to choose), so
+  generation is neither on the clock nor in the peak. The store path (SQLite/PG load) is not
+  exercised here.
 * ``datacompy_s``: ``datacompy.PolarsCompare`` of the deal table vs the invoice table on the deal key
   (deal amount vs invoiced total), including its ``matches()`` and ``report()``; the invoice frame is
   keyed on the deal before the clock starts.
-* ``peak_rss_mb``: the peak resident set of the whole process (generation included).
+* ``peak_rss_mb``: the peak resident set of this process over the whole run (reconciliation and the
+  datacompy comparison). The allocator is tuned for it (``_RJEM_MALLOC_CONF`` below, unless set).
 * ``precision`` / ``recall``: exceptions found vs the generator's ground truth, by fingerprint.
 
 The last line is machine-readable.
@@ -24,29 +27,37 @@ The last line is machine-readable.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# Polars' allocator (jemalloc) keeps freed pages ~10 s in one arena per thread, so the resident set of a
+# run that frees and reallocates whole tables grows far past its live data. One arena, freed pages handed
+# back after 5 s, and transparent huge pages (fewer page faults when they come back) keep the resident set
+# near the live data of the current step at little cost. Read when Polars loads: set before the import.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "thp:always,narenas:1,dirty_decay_ms:5000,muzzy_decay_ms:0")
 
 import polars as pl  # noqa: E402
 
-from reconcile.core import Settings, reconcile_frames  # noqa: E402
-from sandbox.scenario import World  # noqa: E402
+from reconcile.core import Settings  # noqa: E402
+from reconcile.partition import Reader, parquet_reader  # noqa: E402
+from reconcile.stream import FRAMES, reconcile_world  # noqa: E402
 
 
-def _datacompy(fr) -> float:  # type: ignore[no-untyped-def]
+def _datacompy(read: Reader) -> float:
     import datacompy
 
-    deals = fr.deal.select(pl.col("source_id").str.to_uppercase().alias("deal_key"),
+    deals = read("deal", ["source_id", "amount", "currency"]).select(pl.col("source_id").str.to_uppercase().alias("deal_key"),
                            pl.col("amount").cast(pl.Float64), "currency")
-    inv = fr.invoice.join(
-        fr.order.select(pl.col("number").alias("order_ref"),
+    inv = read("invoice", ["order_ref", "total", "currency"]).join(
+        read("order", ["number", "deal_ref"]).select(pl.col("number").alias("order_ref"),
                         pl.col("deal_ref").str.strip_chars().str.to_uppercase().alias("deal_key")),
         on="order_ref", how="inner",
     ).group_by("deal_key").agg(pl.col("total").sum().cast(pl.Float64).alias("amount"), pl.col("currency").first())
@@ -63,6 +74,7 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--world", help="Directory of a generated world (created if missing).")
+    ap.add_argument("--partitions", type=int, help="Force the number of buckets (default: grows with the input).")
     args = ap.parse_args()
 
     world_dir = args.world or os.path.join(tempfile.gettempdir(), f"ltc-world-{args.chains}-{args.seed}")
@@ -71,28 +83,28 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "sandbox.scenario", "--chains", str(args.chains), "--seed",
                         str(args.seed), "--out", world_dir], check=True, cwd=ROOT)
     gen_s = time.perf_counter() - t
-    t = time.perf_counter()
-    world = World.read(world_dir)
-    fr = world.frames()
-    load_s = time.perf_counter() - t
-    rows = fr.counts()
-    print(f"generate {gen_s:.1f}s (child process), load+prepare {load_s:.1f}s: "
-          + ", ".join(f"{k}={v}" for k, v in rows.items()), flush=True)
+    with open(os.path.join(world_dir, "meta.json")) as f:
+        meta = json.load(f)
+    as_of = date.fromisoformat(meta["as_of"])
+    print(f"generate {gen_s:.1f}s (child process), world {world_dir}", flush=True)
 
-    t = time.perf_counter()
-    res = reconcile_frames(fr, Settings(), world.as_of)
-    rec_s = time.perf_counter() - t
-
+    with tempfile.TemporaryDirectory(prefix="ltc-recon-out-") as out:
+        t = time.perf_counter()
+        res = reconcile_world(world_dir, Settings(), as_of, out=out, partitions=args.partitions)
+        rec_s = time.perf_counter() - t
+        print(f"{res.partitions} partitions; rows in: " + ", ".join(f"{k}={v}" for k, v in res.totals["rows"].items())
+              + "; result frames: " + ", ".join(f"{n}={pl.scan_parquet(os.path.join(out, n, '*.parquet')).select(pl.len()).collect().item()}"
+                                                 for n in FRAMES), flush=True)
     found = set(res.exceptions["fingerprint"].to_list())
-    truth = set(world.truth["fingerprint"].to_list())
+    truth = set(pl.read_parquet(os.path.join(world_dir, "truth.parquet"))["fingerprint"].to_list())
     tp = len(found & truth)
     precision = tp / len(found) if found else 1.0
     recall = tp / len(truth) if truth else 1.0
     print("exceptions: " + ", ".join(f"{k}={v}" for k, v in res.totals["exceptions"].items()), flush=True)
     print(f"true positives {tp}, found {len(found)}, planted {len(truth)}", flush=True)
 
-    dc_s = _datacompy(fr)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    dc_s = _datacompy(parquet_reader(world_dir))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the whole process, datacompy included
     print(f"reconcile_s={rec_s:.2f} peak_rss_mb={peak:.0f} precision={precision:.4f} recall={recall:.4f} "
           f"datacompy_s={dc_s:.2f} ratio={rec_s / dc_s:.2f}")
 

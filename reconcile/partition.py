@@ -1,27 +1,60 @@
-"""Partitioned reconciliation: split the canonical frames into independent parts, bounded memory.
+"""Partitioned reconciliation: split the canonical tables into independent parts, bounded memory.
 
 Every decision of :func:`reconcile.core.reconcile_one` is local to a *component*: the customer
 clusters and normalized reference keys (deal source ids, order numbers, invoice numbers found in
 references or remittance text, payer names) that rows share. The pre-pass builds that graph with one
-node per cluster or key (64-bit hashes; a collision only merges two components, which is always
-safe), finds its connected components by min-label propagation, and gives every row the bucket of
-its component. Each bucket is then reconciled on its own, so peak memory is bounded by the largest
+node per account / cluster or key (64-bit hashes, given dense ids by one sort, :func:`_dense`; a
+collision of hashes or of the bits kept only merges two components, which is always safe), finds its
+connected components (scipy), and gives every row the bucket of its component (a line the bucket of
+its deal / order). Each bucket is then reconciled on its own, so peak memory is bounded by the largest
 bucket instead of the whole world, and the concatenated result equals the one-shot result: global
 counts (how many deals share a reference, how many clusters share a name) are never split.
+
+The pre-pass reads only the key columns it needs through a :data:`Reader` (in-memory
+:class:`~reconcile.frames.Frames` or a directory of Parquet tables), and keeps only integer hashes:
+its memory is a few hundred bytes per row, whatever the width of the tables. :func:`spill` then writes
+each bucket's rows to a scratch directory one table at a time (the bucket-by-bucket driver over a
+directory is :func:`reconcile.stream.reconcile_world`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from reconcile.frames import Frames
+from reconcile.frames import SCHEMAS, Frames, conform, with_inverse_rates
 
 _NAME_SUFFIXES = r"\b(INC|INCORPORATED|CORP|CORPORATION|CO|COMPANY|LTD|LIMITED|LLC|GMBH|AG|SA|SARL|BV|PLC)\b"
 _TOKEN = r"[A-Z0-9][A-Z0-9_/\-]+"
+
+#: ``read(table, columns)`` -> those columns of the table, cast to :data:`reconcile.frames.SCHEMAS`
+Reader = Callable[[str, Sequence[str]], pl.DataFrame]
+#: tables split by bucket (fx rates and leads are shared by every bucket)
+SPLIT = ("deal", "deal_line", "order", "order_line", "invoice", "payment", "account", "cross_ref")
+
+
+def frames_reader(fr: Frames) -> Reader:
+    return lambda name, cols: getattr(fr, name).select(cols)
+
+
+def parquet_reader(directory: str | Path) -> Reader:
+    """Tables of a world directory (``<table>.parquet``); a missing table or column reads as nulls."""
+    root = Path(directory)
+
+    def read(name: str, cols: Sequence[str]) -> pl.DataFrame:
+        path = root / f"{name}.parquet"
+        if not path.exists():
+            return conform(name, None).select(cols)
+        have = set(pl.read_parquet_schema(path))
+        df = pl.read_parquet(path, columns=[c for c in cols if c in have])
+        schema = SCHEMAS[name]
+        return df.select([pl.col(c).cast(schema[c]) if c in have else pl.lit(None, schema[c]).alias(c) for c in cols])
+
+    return read
 
 
 def _norm(col: str) -> pl.Expr:
@@ -35,7 +68,7 @@ def _nname(col: str) -> pl.Expr:
     )
 
 
-_SEEDS = {"c": 11, "n": 13, "d": 17, "o": 19, "i": 23, "p": 29}
+_SEEDS = {"c": 11, "n": 13, "d": 17, "o": 19, "i": 23, "p": 29, "r": 3}
 
 
 def _node(kind: str, e: pl.Expr) -> pl.Expr:
@@ -43,101 +76,186 @@ def _node(kind: str, e: pl.Expr) -> pl.Expr:
     return pl.when(e.is_not_null()).then(e.hash(seed=_SEEDS[kind]))
 
 
-def _star(df: pl.DataFrame, nodes: list[pl.Expr]) -> pl.DataFrame:
-    """Rows -> (id, hub, other...) : the hub is the row's first non-null node."""
+def _star(df: pl.DataFrame, nodes: list[pl.Expr], own: pl.Expr) -> tuple[pl.Series, list[pl.DataFrame]]:
+    """Row hubs (the first non-null node, else ``own``: the row alone) and the edges hub -> every other node."""
     named = [n.alias(f"n{i}") for i, n in enumerate(nodes)]
-    out = df.select(pl.col("id"), *named)
-    return out.with_columns(pl.coalesce([f"n{i}" for i in range(len(nodes))]).alias("hub"))
+    st = df.select(*named, own.alias("own")).with_columns(
+        pl.coalesce([*(f"n{i}" for i in range(len(nodes))), "own"]).alias("hub"))
+    edges = [st.filter(pl.col(f"n{i}").is_not_null() & (pl.col(f"n{i}") != pl.col("hub")))
+             .select(pl.col("hub").alias("a"), pl.col(f"n{i}").alias("b")) for i in range(1, len(nodes))]
+    return st["hub"], edges
 
 
-def _components(edges: pl.DataFrame) -> pl.DataFrame:
-    """node -> label (an id of its connected component), via scipy's sparse connected components."""
+def _dense(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense ids (0..size-1) of 64-bit hashes, equal values equal ids: one sort of the values packed with
+    their positions (no hash table, no arg-sort). Only the top ``64 - bits(len)`` bits of a value are
+    kept, so two nodes may share an id: that can only merge two components (at 1M chains ~23M entries,
+    ~4.5M nodes, 39 bits: ~20 pairs of nodes in a run), never split one."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int32), 0
+    if n >= 2**31:
+        raise ValueError("too many graph nodes for one pre-pass")
+    pos_bits = max(1, int(n - 1).bit_length())
+    mask = np.uint64((1 << pos_bits) - 1)
+    packed = values & ~mask
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    pos = (packed & mask).astype(np.int32)
+    packed >>= np.uint64(pos_bits)
+    new = np.empty(n, dtype=bool)
+    new[0] = False
+    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    del packed
+    ids = np.empty(n, dtype=np.int32)
+    ids[pos] = np.cumsum(new, dtype=np.int32)
+    return ids, int(ids[pos[-1]]) + 1
+
+
+def _components(edges: pl.DataFrame, hubs: list[pl.Series]) -> list[np.ndarray]:
+    """The component label of every hub (scipy's sparse connected components over the edges).
+
+    The hubs are ranked together with the edges' ends, so a hub that no edge touches is a component
+    of its own and no lookup join is needed.
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    both = pl.concat([edges["a"], edges["b"]]).alias("node")
-    idx = both.rank("dense").cast(pl.Int64).to_numpy() - 1
-    m, size = edges.height, int(idx.max()) + 1 if len(idx) else 0
-    graph = coo_matrix((np.ones(m, dtype=np.int8), (idx[:m], idx[m:])), shape=(size, size))
+    m = edges.height
+    both = pl.concat([edges["a"], edges["b"], *hubs]).to_numpy()
+    idx, size = _dense(both)
+    del both
+    graph = coo_matrix((np.ones(m, dtype=np.int8), (idx[:m], idx[m:2 * m])), shape=(size, size))
     _, labels = connected_components(graph, directed=False)
-    nodes = np.empty(size, dtype=np.uint64)
-    nodes[idx] = both.to_numpy()
-    return pl.DataFrame({"node": nodes, "label": labels.astype(np.uint64)})
-
-
-def assign_buckets(fr: Frames, n: int) -> dict[str, pl.Series]:
-    """Bucket (0..n-1) of every row of the deal, order, invoice, payment, account and line frames."""
-    xref = fr.cross_ref.filter(pl.col("entity") == "account").select(
-        pl.col("member_id").alias("account_id"), "cluster_id").unique("account_id", keep="first")
-
-    def cl(df: pl.DataFrame, col: str = "account_id") -> pl.DataFrame:
-        return df.join(xref.rename({"account_id": col, "cluster_id": "__cl"}), on=col, how="left").with_columns(
-            pl.coalesce("__cl", col).alias("__cl"))
-
-    invoice_keys = fr.invoice.select(_norm("number").alias("tok")).drop_nulls().unique()
-    acct = cl(fr.account.select("id", "name"), "id").with_columns(_nname("name").alias("__nn"))
-    pay = cl(fr.payment.select("id", "account_id", "payer_name", "deal_ref"))
-    tok = pl.concat([
-        fr.payment.select("id", _norm("invoice_ref").alias("tok")),
-        fr.payment.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(_TOKEN).alias("tok"))
-        .explode("tok"),
-    ]).drop_nulls().join(invoice_keys, on="tok", how="semi").unique()
-    stars = {
-        "account": _star(acct, [_node("c", pl.col("__cl")),
-                                _node("n", pl.when(pl.col("__nn") != "").then(pl.col("__nn")))]),
-        "deal": _star(cl(fr.deal.select("id", "account_id", "source_id")),
-                      [_node("c", pl.col("__cl")), _node("d", _norm("source_id"))]),
-        "order": _star(cl(fr.order.select("id", "account_id", "deal_ref", "number")),
-                       [_node("c", pl.col("__cl")), _node("d", _norm("deal_ref")), _node("o", _norm("number"))]),
-        "invoice": _star(cl(fr.invoice.select("id", "account_id", "order_ref", "deal_ref", "number")),
-                         [_node("c", pl.col("__cl")), _node("o", _norm("order_ref")), _node("d", _norm("deal_ref")),
-                          _node("i", _norm("number"))]),
-        "payment": _star(pay, [
-            _node("c", pl.when(pl.col("account_id").is_not_null()).then(pl.col("__cl"))),
-            _node("n", pl.when(pl.col("account_id").is_null()).then(_nname("payer_name"))),
-            _node("d", _norm("deal_ref"))]),
-    }
-    # payment -> invoice-number tokens: extra edges from the payment's hub (or the payment itself)
-    pay_tok = stars["payment"].select("id", "hub").join(tok, on="id").with_columns(
-        pl.coalesce("hub", _node("p", pl.col("id"))).alias("hub"), _node("i", pl.col("tok")).alias("other"))
-    stars["payment"] = stars["payment"].join(pay_tok.select("id", pl.col("hub").alias("__h")).unique("id"), on="id",
-                                             how="left").with_columns(pl.coalesce("hub", "__h").alias("hub")).drop("__h")
-    edge_parts = [pay_tok.select(pl.col("hub").alias("a"), pl.col("other").alias("b"))]
-    for st in stars.values():
-        for c in st.columns:
-            if c.startswith("n"):
-                edge_parts.append(st.filter(pl.col("hub").is_not_null() & pl.col(c).is_not_null())
-                                  .select(pl.col("hub").alias("a"), pl.col(c).alias("b")))
-    edges = pl.concat(edge_parts).unique()
-    labels = _components(edges)
-
-    def bucket(st: pl.DataFrame) -> pl.Series:
-        got = st.select("id", "hub").join(labels, left_on="hub", right_on="node", how="left", maintain_order="left")
-        key = pl.coalesce("label", "hub", pl.col("id").hash(seed=3))
-        return got.select((key % n).cast(pl.UInt32).alias("bucket"))["bucket"]
-
-    out = {name: bucket(st) for name, st in stars.items()}
-    deal_b = fr.deal.select(pl.col("id").alias("deal_id"), out["deal"].alias("b")).unique("deal_id", keep="first")
-    order_b = fr.order.select(pl.col("id").alias("order_id"), out["order"].alias("b")).unique("order_id", keep="first")
-    for name, parent, key in (("deal_line", deal_b, "deal_id"), ("order_line", order_b, "order_id")):
-        df: pl.DataFrame = getattr(fr, name)
-        got = df.select(key).join(parent, on=key, how="left", maintain_order="left")
-        out[name] = got.select(pl.coalesce("b", (pl.col(key).hash(seed=5) % n).cast(pl.UInt32)))["b"]
-    xb = xref.with_columns(_node("c", pl.col("cluster_id")).alias("node")).join(labels, on="node", how="left")
-    out["cross_ref"] = xb.select((pl.coalesce("label", "node") % n).cast(pl.UInt32))["label"]
-    out["__xref"] = xref  # type: ignore[assignment]
+    out, at = [], 2 * m
+    for h in hubs:
+        out.append(labels[idx[at: at + len(h)]])
+        at += len(h)
     return out
+
+
+def _child_buckets(parent_ids: pl.Series, parent_bucket: pl.Series, keys: pl.Series, n: int) -> pl.Series:
+    """Lines go with their parent row (first one of that id); a line without a parent by its key's hash."""
+    pb = pl.DataFrame({"k": parent_ids, "b": parent_bucket}).unique("k", keep="first", maintain_order=True)
+    got = keys.rename("k").to_frame().join(pb, on="k", how="left", maintain_order="left")
+    return got.select(pl.coalesce("b", (pl.col("k").hash(seed=5) % n).cast(pl.UInt32)))["b"]
+
+
+def assign_buckets(src: Frames | Reader, n: int, lines: bool = True) -> dict[str, pl.Series]:
+    """Bucket (0..n-1) of every row of the deal, order, invoice, payment, account, line and
+    cross-ref frames, in their row order (``cross_ref``: its account rows, first per member)."""
+    read = frames_reader(src) if isinstance(src, Frames) else src
+    # accounts and clusters share one node space: an account id is its own cluster unless cross-ref'd
+    xref = read("cross_ref", ["entity", "member_id", "cluster_id"]).filter(pl.col("entity") == "account").select(
+        "member_id", "cluster_id").unique("member_id", keep="first", maintain_order=True)
+    c = lambda col: _node("c", pl.col(col))  # noqa: E731
+    hubs: dict[str, pl.Series] = {}
+    edge_parts: list[pl.DataFrame] = [xref.select(_node("c", pl.col("member_id")).alias("a"),
+                                                  _node("c", pl.col("cluster_id")).alias("b"))
+                                      .filter(pl.col("a").is_not_null() & pl.col("b").is_not_null())]
+
+    def add(name: str, df: pl.DataFrame, nodes: list[pl.Expr], own: str = "r") -> None:
+        hub, edges = _star(df, nodes, _node(own, pl.col("id")))
+        hubs[name] = hub
+        edge_parts.extend(edges)
+
+    acct = read("account", ["id", "name"]).with_columns(_nname("name").alias("name"))
+    add("account", acct, [c("id"), _node("n", pl.when(pl.col("name") != "").then(pl.col("name")))])
+    del acct
+    add("deal", read("deal", ["id", "account_id", "source_id"]), [c("account_id"), _node("d", _norm("source_id"))])
+    add("order", read("order", ["id", "account_id", "deal_ref", "number"]),
+        [c("account_id"), _node("d", _norm("deal_ref")), _node("o", _norm("number"))])
+    inv = read("invoice", ["id", "account_id", "order_ref", "deal_ref", "number"])
+    add("invoice", inv, [c("account_id"), _node("o", _norm("order_ref")), _node("d", _norm("deal_ref")),
+                         _node("i", _norm("number"))])
+    invoice_keys = inv.select(_node("i", _norm("number")).alias("h")).drop_nulls()["h"].unique()
+    del inv
+    pay = read("payment", ["id", "account_id", "payer_name", "deal_ref", "invoice_ref", "remittance"])
+    add("payment", pay, [
+        pl.when(pl.col("account_id").is_not_null()).then(c("account_id")).otherwise(_node("n", _nname("payer_name"))),
+        _node("d", _norm("deal_ref"))], own="p")
+    # payment -> invoice numbers it names (invoice_ref, remittance tokens): edges from the payment's hub
+    tok = pl.concat([
+        pay.select(hubs["payment"].alias("a"), _node("i", _norm("invoice_ref")).alias("b")),
+        pay.select(hubs["payment"].alias("a"), pl.col("remittance").str.to_uppercase().str.extract_all(_TOKEN)
+                   .alias("b")).explode("b").with_columns(_node("i", pl.col("b")).alias("b")),
+    ]).filter(pl.col("b").is_in(invoice_keys.implode()))
+    edge_parts.append(tok)
+    del pay, tok
+    hubs["cross_ref"] = xref.select(pl.coalesce(_node("c", pl.col("member_id")), _node("r", pl.col("cluster_id")),
+                                                pl.lit(0, pl.UInt64)))["member_id"]
+    edges = pl.concat(edge_parts)
+    edge_parts.clear()
+    labels = _components(edges, list(hubs.values()))
+    del edges
+    out = {name: pl.Series(name, (lab % n).astype(np.uint32)) for name, lab in zip(hubs, labels, strict=True)}
+    for name, parent, key in _LINES if lines else ():
+        out[name] = _child_buckets(read(parent, ["id"])["id"], out[parent], read(name, [key])[key], n)
+    return out
+
+
+def _xref_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """The account cross-refs the core reads: first row per member (what ``assign_buckets`` buckets)."""
+    return df.filter(pl.col("entity") == "account").unique("member_id", keep="first", maintain_order=True)
 
 
 def partitions(fr: Frames, n: int) -> Iterator[Frames]:
     """The frames of each bucket in turn (fx rates and leads are shared)."""
     b = assign_buckets(fr, n)
-    xref: pl.DataFrame = b.pop("__xref")  # type: ignore[assignment]
-    xref_rows = xref.select(pl.lit("account").alias("entity"), pl.col("account_id").alias("member_id"), "cluster_id")
-    tables = {f.name for f in fields(fr)} - {"fx_rate", "lead"}
+    xref = _xref_rows(fr.cross_ref)
     for k in range(n):
         parts: dict[str, pl.DataFrame] = {}
-        for name in tables:
-            src = xref_rows if name == "cross_ref" else getattr(fr, name)
+        for name in SPLIT:
+            src = xref if name == "cross_ref" else getattr(fr, name)
             parts[name] = src.filter(b[name] == k)
         yield replace(fr, **parts)
+
+
+_LINES = (("deal_line", "deal", "deal_id"), ("order_line", "order", "order_id"))
+#: columns the core never reads: not spilled (a bucket reads them back as nulls)
+_NOT_SPILLED = {"deal": {"created_at"}, "order": {"source_id"}, "invoice": {"source_id"}, "payment": {"source_id"},
+                "deal_line": {"id", "currency", "unit_price"}, "order_line": {"id", "currency", "unit_price"}}
+
+
+def spill(read: Reader, n: int, directory: str | Path) -> Path:
+    """Write each bucket's rows of every table to ``directory/<k>/<table>.parquet`` (one table in memory at a time;
+    uncompressed: the fastest to write and read back)."""
+    root = Path(directory)
+    b = assign_buckets(read, n, lines=False)
+    for k in range(n):
+        (root / str(k)).mkdir(parents=True, exist_ok=True)
+    parents: dict[str, tuple[pl.Series, pl.Series]] = {}
+    for name in SPLIT:  # parents before their lines
+        df = read(name, [c for c in SCHEMAS[name] if c not in _NOT_SPILLED.get(name, ())])
+        if name == "cross_ref":
+            df = _xref_rows(df)
+        for line, parent, key in _LINES:
+            if line == name:
+                b[name] = _child_buckets(*parents.pop(parent), df[key], n)
+        if name in ("deal", "order"):
+            parents[name] = (df["id"], b[name])
+        df = df.with_columns(b.pop(name).alias("__b"))
+        for (k,), part in df.partition_by("__b", as_dict=True, include_key=False).items():
+            part.write_parquet(root / str(k) / f"{name}.parquet", compression="uncompressed", statistics=False)
+        del df
+    return root
+
+
+def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) -> Frames:
+    """The frames of bucket ``k`` written by :func:`spill` (``shared``: fx_rate and lead)."""
+    root = Path(directory) / str(k)
+    out: dict[str, pl.DataFrame] = {}
+    for f in fields(Frames):
+        path = root / f"{f.name}.parquet"
+        if f.name in shared:
+            out[f.name] = shared[f.name]
+        elif path.exists():
+            out[f.name] = conform(f.name, pl.read_parquet(path))
+        else:
+            out[f.name] = conform(f.name, None)
+    return Frames(**out)
+
+
+def shared_tables(read: Reader) -> dict[str, pl.DataFrame]:
+    return {"fx_rate": with_inverse_rates(read("fx_rate", list(SCHEMAS["fx_rate"]))),
+            "lead": conform("lead", None)}  # leads feed the KPIs, not the core

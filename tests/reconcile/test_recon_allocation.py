@@ -166,3 +166,23 @@ def test_a_reference_that_names_two_deals_is_ambiguous() -> None:
     amb = res.exceptions.filter(pl.col("code") == "AMBIGUOUS_MATCH").row(0, named=True)
     assert amb["keys"] == ["erp:order:SO0"]
     assert set(amb["records"]) == {"erp:order:SO0", "sf:deal:X1", "hubspot:deal:X1"}
+
+
+def test_line_check_sums_per_product_and_never_pairs_missing_products() -> None:
+    def dl(i: str, d: str, p: str | None, q: str, a: str) -> dict:  # type: ignore[type-arg]
+        return {"id": f"sf:dl:{i}", "deal_id": f"sf:deal:{d}", "product_code": p, "quantity": q, "amount": a}
+
+    def ol(i: str, o: str, p: str | None, q: str, a: str) -> dict:  # type: ignore[type-arg]
+        return {"id": f"erp:ol:{i}", "order_id": f"erp:order:{o}", "product_code": p, "quantity": q, "amount": a}
+
+    fr = world(deal=[deal("D0", "100.00"), deal("D1", "100.00")],
+               order=[order("SO0", "D0", "100.00"), order("SO1", "D1", "100.00")],
+               # D0: two deal lines of P1 are the one order line of P1; D1: a line without a product on each
+               # side is not a pair (as in a join, a missing key matches nothing)
+               deal_line=[dl("1", "D0", "P1", "1", "40.00"), dl("2", "D0", "P1", "1", "60.00"),
+                          dl("3", "D1", None, "1", "100.00")],
+               order_line=[ol("1", "SO0", "P1", "2", "100.00"), ol("2", "SO1", None, "1", "100.00")],
+               invoice=[invoice(f"I{i}", f"SO{i}", "100.00", due=date(2026, 12, 1)) for i in (0, 1)])
+    res = run(fr)
+    assert codes(res) == [("LINE_MISMATCH", ["sf:deal:D1"])]
+    assert res.exceptions["amount"].to_list() == [Decimal("200.0000")]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import polars as pl
 import pytest
 
 from reconcile.core import Settings, reconcile_frames
-from reconcile.partition import assign_buckets
+from reconcile.partition import _dense, assign_buckets, parquet_reader
+from reconcile.stream import reconcile_world
 from sandbox.scenario import generate
 
 WORLD = generate(1200, seed=5)
@@ -35,3 +39,44 @@ def test_rows_sharing_a_reference_share_a_bucket() -> None:
     pairs = order.join(deal, on="k")
     assert pairs.height > 0 and (pairs["bd"] == pairs["bo"]).all()
     assert set(b["deal"].unique()) == set(range(5))  # the world is spread, not one giant component
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_world_directory_bucket_by_bucket_equals_one_shot(tmp_path: Path, n: int) -> None:
+    WORLD.save(tmp_path / "world")
+    got = reconcile_world(tmp_path / "world", Settings(), WORLD.as_of, out=tmp_path / "out", partitions=n)
+    assert got.partitions == n
+    assert got.totals == ONE.totals
+    assert got.exceptions.equals(ONE.exceptions)
+    for name in ("chains", "links", "allocations", "invoice_balances", "payment_balances", "states"):
+        assert _rows(got.frame(name)).equals(_rows(getattr(ONE, name))), name
+
+
+def test_parquet_reader_reads_missing_tables_and_columns_as_nulls(tmp_path: Path) -> None:
+    pl.DataFrame({"id": ["a"], "stage": ["closed_won"]}).write_parquet(tmp_path / "deal.parquet")
+    read = parquet_reader(tmp_path)
+    deal = read("deal", ["id", "amount"])
+    assert deal.schema == pl.Schema({"id": pl.String, "amount": pl.Decimal(38, 4)})
+    assert deal["amount"].null_count() == 1
+    assert read("payment", ["id"]).height == 0
+
+
+def test_dense_ids_are_equal_exactly_for_equal_hashes() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 2**63, 5000, dtype=np.uint64)
+    sample = values[rng.integers(0, len(values), 20000)]
+    ids, size = _dense(sample)
+    assert size == len(np.unique(sample))
+    assert ids.min() == 0 and ids.max() == size - 1
+    first: dict[int, int] = {}
+    for v, i in zip(sample.tolist(), ids.tolist(), strict=True):
+        assert first.setdefault(v, i) == i  # one id per value ...
+    assert len(set(first.values())) == size  # ... and one value per id
+
+
+def test_world_directory_without_out_keeps_exceptions_and_totals(tmp_path: Path) -> None:
+    WORLD.save(tmp_path)
+    got = reconcile_world(tmp_path, Settings(), WORLD.as_of, partitions=2)
+    assert got.exceptions.equals(ONE.exceptions) and got.totals == ONE.totals
+    with pytest.raises(ValueError, match="not kept"):
+        got.frame("states")
