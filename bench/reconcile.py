@@ -27,6 +27,7 @@ The last line is machine-readable.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -77,7 +78,10 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, help="Force the number of buckets (default: grows with the input).")
     args = ap.parse_args()
 
-    world_dir = args.world or os.path.join(tempfile.gettempdir(), f"ltc-world-{args.chains}-{args.seed}")
+    # the cache is keyed by the generator's source too: a changed generator never reuses an old world
+    with open(os.path.join(ROOT, "sandbox", "scenario.py"), "rb") as src:
+        version = hashlib.sha1(src.read()).hexdigest()[:8]
+    world_dir = args.world or os.path.join(tempfile.gettempdir(), f"ltc-world-{args.chains}-{args.seed}-{version}")
     t = time.perf_counter()
     if not os.path.exists(os.path.join(world_dir, "meta.json")):
         subprocess.run([sys.executable, "-m", "sandbox.scenario", "--chains", str(args.chains), "--seed",
