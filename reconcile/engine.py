@@ -16,6 +16,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from canonical.store import Store, now
+from canonical.tables import Amount
 from reconcile import lifecycle
 from reconcile.core import CoreResult, Settings, reconcile_frames
 from reconcile.frames import Frames, load_frames
@@ -40,13 +41,35 @@ class ReconcileResult:
                 "lifecycle": self.lifecycle, "chains": self.core.chains.height}
 
 
-def _insert_frame(conn: sa.Connection, table: sa.Table, df: pl.DataFrame, chunk: int = 20000) -> None:
-    rows = df.to_dicts()
-    if "evidence" in df.columns:
-        for r in rows:
-            r["evidence"] = {"text": r["evidence"]}
-    for i in range(0, len(rows), chunk):
-        conn.execute(table.insert(), rows[i: i + chunk])
+def _insert_frame(conn: sa.Connection, table: sa.Table, df: pl.DataFrame, chunk: int = 50000) -> None:
+    """Bulk insert a result frame at the driver level: the conversions happen column-wise in Polars
+    (amounts as exact decimal text, ``evidence`` as JSON text, dates as ISO text on SQLite), not per
+    value in SQLAlchemy's bind processing — at 100k chains that was most of the store path's time."""
+    if df.is_empty():
+        return
+    pg = conn.dialect.name == "postgresql"
+    cols, exprs, marks = [], [], []
+    for name in df.columns:
+        if name not in table.c:
+            continue
+        col = table.c[name]
+        expr = pl.col(name)
+        mark = "%s" if pg else "?"
+        if isinstance(col.type, Amount):
+            expr = expr.cast(pl.String)
+            mark = "%s::numeric" if pg else "?"
+        elif name == "evidence":
+            expr = pl.struct(expr.cast(pl.String).alias("text")).struct.json_encode()
+            mark = "%s::jsonb" if pg else "?"
+        elif isinstance(col.type, sa.Date) and not pg:
+            expr = expr.cast(pl.Date).dt.to_string("%Y-%m-%d")
+        cols.append(name)
+        exprs.append(expr.alias(name))
+        marks.append(mark)
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join(marks)})"
+    out = df.select(exprs)
+    for i in range(0, out.height, chunk):
+        conn.exec_driver_sql(sql, out.slice(i, chunk).rows())
 
 
 def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames | None = None,

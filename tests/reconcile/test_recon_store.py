@@ -39,6 +39,22 @@ def test_lifecycle_round_trip_with_audit(store: Store) -> None:
         assert conn.execute(sa.select(sa.func.count()).select_from(recon_link)).scalar_one() > 0
         assert conn.execute(sa.select(sa.func.count()).select_from(recon_allocation)).scalar_one() > 0
         assert conn.execute(sa.select(sa.func.count()).select_from(kpi_snapshot)).scalar_one() > 0
+        # what is stored is exactly the run's frames: exact decimals, evidence as JSON, dates as dates
+        links = {(r.from_id, r.to_id, r.rule_id): r for r in conn.execute(sa.select(recon_link))}
+        allocs = {(r.payment_id, r.invoice_id): r for r in conn.execute(sa.select(recon_allocation))}
+        kpis = {(r.kpi, r.variant, r.owner): r for r in conn.execute(sa.select(kpi_snapshot))}
+    assert len(links) == first.core.links.height and len(allocs) == first.core.allocations.height
+    for row in first.core.links.iter_rows(named=True):
+        got = links[(row["from_id"], row["to_id"], row["rule_id"])]
+        assert got.evidence == {"text": row["evidence"]} and got.confidence == row["confidence"]
+        assert isinstance(got.confidence, Decimal) and got.margin == row["margin"] and got.run_id == first.run_id
+    for row in first.core.allocations.iter_rows(named=True):
+        got = allocs[(row["payment_id"], row["invoice_id"])]
+        assert (got.amount, got.payment_amount, got.currency, got.fx_rate, got.writeoff) == (
+            row["amount"], row["payment_amount"], row["currency"], row["fx_rate"], row["writeoff"])
+    for row in first.kpis.iter_rows(named=True):
+        got = kpis[(row["kpi"], row["variant"], row["owner"])]
+        assert (got.value, got.period_start, got.as_of) == (row["value"], row["period_start"], WORLD.as_of)
 
     overdue = _one(store, "INVOICE_OVERDUE")
     lifecycle.transition(store, overdue["fingerprint"][:10], "acknowledged", "customer promised to pay", "alice")
