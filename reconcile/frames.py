@@ -130,11 +130,44 @@ def prepare(**frames: pl.DataFrame | None) -> Frames:
 
 
 def _read(conn: sa.Connection, entity: str) -> pl.DataFrame:
+    """Live rows of one canonical table, fetched at the driver level and typed column-wise in Polars.
+
+    Amounts come as exact decimal text (SQLite stores text; PostgreSQL casts NUMERIC to text), dates
+    and instants as SQLite's ISO text; Polars parses whole columns instead of SQLAlchemy converting
+    every value (at 100k chains that halves the load). Text Polars cannot parse exactly (an
+    exponent form such as ``1E+3``) goes through ``Decimal`` for that column."""
     table = tables.table_for(entity)
+    pg = conn.dialect.name == "postgresql"
     wanted = [c for c in SCHEMAS[entity] if c in table.c]
-    rows = conn.execute(sa.select(*[table.c[c] for c in wanted]).where(table.c.deleted_at.is_(None))).all()
-    schema = {c: SCHEMAS[entity][c] for c in wanted}
-    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+    select_cols: list[Any] = []
+    raw_schema: dict[str, Any] = {}
+    for c in wanted:
+        col, dtype = table.c[c], SCHEMAS[entity][c]
+        as_text = isinstance(col.type, tables.Amount) or (not pg and (dtype == pl.Date or isinstance(dtype, pl.Datetime)))
+        select_cols.append(sa.cast(col, sa.Text).label(c) if pg and isinstance(col.type, tables.Amount) else col)
+        raw_schema[c] = pl.String if as_text else dtype
+    stmt = sa.select(*select_cols).where(table.c.deleted_at.is_(None))
+    rows = conn.exec_driver_sql(str(stmt.compile(dialect=conn.dialect))).fetchall()
+    df = pl.DataFrame(rows, schema=raw_schema, orient="row")
+    out: list[Any] = []
+    for c in wanted:
+        dtype = SCHEMAS[entity][c]
+        if raw_schema[c] != pl.String or dtype == pl.String:
+            out.append(pl.col(c))
+        elif dtype == pl.Date:
+            out.append(pl.col(c).str.slice(0, 10).str.to_date("%Y-%m-%d"))
+        elif isinstance(dtype, pl.Datetime):  # SQLite: naive UTC "YYYY-MM-DD HH:MM:SS[.ffffff]"
+            out.append(pl.col(c).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us").dt.replace_time_zone("UTC"))
+        else:
+            out.append(_decimal_column(df[c], dtype))
+    return df.select(out)
+
+
+def _decimal_column(text: pl.Series, dtype: Any) -> pl.Series:
+    try:
+        return text.cast(dtype, strict=True)
+    except pl.exceptions.InvalidOperationError:
+        return pl.Series(text.name, [None if v is None else Decimal(v) for v in text.to_list()], dtype=dtype)
 
 
 def load_frames(store: Store) -> Frames:
