@@ -113,7 +113,7 @@ class Config(_Model):
     erp: ErpConfig | None = None
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     notifications: list[NotificationConfig] = Field(default_factory=list)
-    reports_dir: str = "reports"  # where `ltc run` and the pipeline flow write the finance report
+    reports_dir: str = ".ltc/reports"  # where `ltc run` and the pipeline flow write the finance report
 
     @field_validator("reporting_currency")
     @classmethod

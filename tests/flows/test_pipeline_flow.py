@@ -46,9 +46,10 @@ def test_pipeline_flow_runs_every_stage(tmp_path: Path, monkeypatch: pytest.Monk
     assert artifact is not None and "reconcile" in str(artifact.data)
     assert KEY not in str(artifact.data)
     # the finance report lands in reports_dir (relative to ltc.yaml), its exceptions table in the UI
-    assert out["report"] == str(tmp_path / "reports" / "report.html") and (tmp_path / "reports" / "report.html").exists()
+    reports = tmp_path / ".ltc" / "reports"
+    assert out["report"] == str(reports / "report.html") and (reports / "report.html").exists()
     table = Artifact.get("ltc-exceptions")
     assert table is not None and "| code | count | amount at risk | owners |" in str(table.data)
-    csv_codes = {line.split(",")[1] for line in (tmp_path / "reports" / "exceptions.csv").read_text().splitlines()[1:]}
+    csv_codes = {line.split(",")[1] for line in (reports / "exceptions.csv").read_text().splitlines()[1:]}
     assert csv_codes  # a Stripe-only store has invoices no order explains, at least
     assert all(f"| {code} |" in str(table.data) for code in csv_codes)
