@@ -155,6 +155,34 @@ def load_fx_rates(store: Any, rates: list[dict[str, Any]], source: str = "world"
     return len(rows)
 
 
+def world_key(world: WorldDir) -> str:
+    return f"{world.name} ({Path(world.path).resolve()})"
+
+
+def claim_store(store: Any, world: WorldDir) -> None:
+    """A store replays one world: another world's records would mix into its chains and report.
+
+    The first replay marks the store (a ``demo-world`` run naming the world); replaying another
+    world into it is refused with what to do instead."""
+    import sqlalchemy as sa
+
+    from canonical.db import mask_url
+    from canonical.errors import ConfigError
+    from canonical.tables import run
+
+    key = world_key(world)
+    with store.engine.connect() as conn:
+        held = conn.execute(sa.select(run.c.source).where(run.c.kind == "demo-world")
+                            .order_by(run.c.started_at.desc()).limit(1)).scalar()
+    if held is not None and held != key:
+        where = mask_url(store.engine.url.render_as_string(hide_password=False))
+        raise ConfigError(f"the store {where} holds the world {held}; replaying {key} into it would "
+                          "mix the two — remove that store (for the default: `rm .ltc/ltc.db`) or set "
+                          "LTC_DATABASE_URL to another one")
+    if held is None:
+        store.finish_run(store.begin_run("demo-world", key), "success")
+
+
 def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
                  sync_table: Callable[[Config, Any], Any] | None = None,
                  echo: Callable[[str], Any] = print) -> dict[str, Any]:
@@ -170,6 +198,7 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     from sandbox.world import read_world
 
     world = read_world(world_path)
+    claim_store(store, world)
     as_of = world.as_of or today()
     with world_sources(world) as (cfg, servers):
         echo(f"world {world.name} ({world.path}): " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -16,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from canonical import tables as ct
+from canonical.errors import ConfigError
 from canonical.store import Store
 from ltc.config import Config
 from ltc.demo import replay_world
@@ -158,3 +160,17 @@ def test_exceptions_list_json_names_the_vendor_records(runs: dict[str, Any]) -> 
         stored = dict(conn.execute(sa.select(recon_exception.c.fingerprint, recon_exception.c.amount_reporting)).all())
     assert {i["fingerprint"]: (Decimal(i["amount_reporting"]) if i["amount_reporting"] else None) for i in items} == \
         {fp: (Decimal(v) if v is not None else None) for fp, v in stored.items()}
+
+
+def test_a_store_replays_one_world_and_refuses_to_mix_in_another(tmp_path: Path) -> None:
+
+    worlds = Path(__file__).resolve().parent.parent / "worlds"
+    store = Store.open(f"sqlite:///{tmp_path / 'demo.db'}")
+    first = replay_world(store, worlds / "stripe", tmp_path / "r", echo=lambda _l: None)
+    again = replay_world(store, worlds / "stripe", tmp_path / "r", echo=lambda _l: None)  # same world: fine
+    assert again["mapping"].get("records", 0) == 0  # the same world again: nothing changed, nothing to remap
+    assert first["mapping"]["records"] > 0 and first["reports"] == again["reports"]
+    before = store.table_counts()
+    with pytest.raises(ConfigError, match=r"holds the world stripe-small .*rm \.ltc/ltc\.db"):
+        replay_world(store, worlds / "salesforce", tmp_path / "r", echo=lambda _l: None)
+    assert store.table_counts() == before  # nothing of the other world landed
