@@ -44,14 +44,23 @@ def demo_sources(seed: int = 7, size: int = 50) -> Iterator[tuple[Config, dict[s
     """Start the emulators and yield a configuration whose sources point at them."""
     kinds = sorted(DEMO_SOURCES)
     servers = start(kinds, seed=seed, size=size, options={k: DEMO_SOURCES[k]["app"] for k in kinds})
+    with _pointed_at(servers, DEMO_SOURCES, "LTC_DEMO") as sources:
+        yield Config(sources=sources), servers
+
+
+@contextmanager
+def _pointed_at(servers: dict[str, RunningServer], access: dict[str, dict[str, Any]],
+                env_prefix: str) -> Iterator[dict[str, SourceConfig]]:
+    """Sources pointing at running emulators, credentials through ``<prefix>_<KIND>_<FIELD>``
+    environment variables; on exit the environment is restored and the emulators stopped."""
     saved = dict(os.environ)
     try:
         sources: dict[str, SourceConfig] = {}
         for kind, srv in servers.items():
-            spec = DEMO_SOURCES[kind]
+            spec = access[kind]
             creds: dict[str, SecretRef] = {}
             for field, value in spec["credentials"].items():
-                var = f"LTC_DEMO_{kind.upper()}_{field.upper()}"
+                var = f"{env_prefix}_{kind.upper()}_{field.upper()}"
                 os.environ[var] = value
                 creds[field] = SecretRef(env=var)
             options = dict(spec["options"])
@@ -59,7 +68,7 @@ def demo_sources(seed: int = 7, size: int = 50) -> Iterator[tuple[Config, dict[s
                 options["ca_file"] = srv.ca_file
             sources[kind] = SourceConfig(kind=kind, base_url=srv.url, credentials=creds,  # type: ignore[arg-type]
                                          options=options)
-        yield Config(sources=sources), servers
+        yield sources
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -83,30 +92,11 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
     from sandbox.run import WORLD_ACCESS, start_world
 
     servers = start_world(world)
-    saved = dict(os.environ)
-    try:
-        sources: dict[str, SourceConfig] = {}
-        for kind, srv in servers.items():
-            spec = WORLD_ACCESS[kind]
-            creds: dict[str, SecretRef] = {}
-            for field, value in spec["credentials"].items():
-                var = f"LTC_WORLD_{kind.upper()}_{field.upper()}"
-                os.environ[var] = value
-                creds[field] = SecretRef(env=var)
-            options = dict(spec["options"])
-            if srv.ca_file:
-                options["ca_file"] = srv.ca_file
-            sources[kind] = SourceConfig(kind=kind, base_url=srv.url, credentials=creds,  # type: ignore[arg-type]
-                                         options=options)
+    with _pointed_at(servers, WORLD_ACCESS, "LTC_WORLD") as sources:
         if world.bank_folder is not None:
             sources["bank"] = SourceConfig(kind="camt053", options={"folder": str(world.bank_folder)})
         erp = ErpConfig(source=world.erp, dry_run=True) if world.erp else None
         yield Config(sources=sources, reporting_currency=world.reporting_currency, erp=erp), servers
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        for srv in servers.values():
-            srv.stop()
 
 
 def today() -> Any:

@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +57,16 @@ def start_world(world: WorldDir) -> dict[str, RunningServer]:
     """One emulator per API system of ``world`` (every system but ``bank``), each on a free loopback
     port, accepting the credentials of :data:`WORLD_ACCESS`. The world is validated already
     (:func:`sandbox.world.read_world`), so nothing is served from a half-valid world."""
+    return _serve_all({kind: partial(world_app, kind, world.records.get(kind, {}), **WORLD_ACCESS[kind]["app"])
+                       for kind in world.api_systems})
+
+
+def _serve_all(apps: dict[str, Callable[[], Any]]) -> dict[str, RunningServer]:
+    """Build and serve each app on a free loopback port; if one fails, the ones started are stopped."""
     servers: dict[str, RunningServer] = {}
     try:
-        for kind in world.api_systems:
-            app = world_app(kind, world.records.get(kind, {}), **WORLD_ACCESS[kind]["app"])
-            servers[kind] = serve(app, tls=kind in TLS_KINDS)
+        for kind, build in apps.items():
+            servers[kind] = serve(build(), tls=kind in TLS_KINDS)
     except Exception:
         for srv in servers.values():
             srv.stop()
@@ -74,16 +81,8 @@ def start(kinds: list[str] | None = None, *, seed: int = 7, size: int = 200,
     unknown = [k for k in chosen if k not in EMULATORS]
     if unknown:
         raise ValueError(f"no emulator for {', '.join(unknown)}; available: {', '.join(sorted(EMULATORS)) or 'none'}")
-    servers: dict[str, RunningServer] = {}
-    try:
-        for kind in chosen:
-            app = EMULATORS[kind](seed=seed, size=size, **(options or {}).get(kind, {}))
-            servers[kind] = serve(app, tls=kind in TLS_KINDS)
-    except Exception:
-        for srv in servers.values():
-            srv.stop()
-        raise
-    return servers
+    return _serve_all({kind: partial(EMULATORS[kind], seed=seed, size=size, **(options or {}).get(kind, {}))
+                       for kind in chosen})
 
 
 def describe(servers: dict[str, RunningServer], world: WorldDir | None = None) -> dict[str, Any]:
