@@ -34,3 +34,11 @@ class InputError(LtcError):
     """A file or record given to ltc-hub is malformed; the message names file and line."""
 
     exit_code = 2
+
+
+def yaml_problem(path: object, exc: Exception, *, default_line: int | None = None) -> str:
+    """``<path>:<line>: not valid YAML: <problem>`` for a YAML parse error (line where the parser knows it)."""
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else default_line
+    where = f"{path}:{line}" if line is not None else str(path)
+    return f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"

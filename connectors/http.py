@@ -19,10 +19,11 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -49,6 +50,27 @@ Observe = Callable[[Mapping[str, str]], None]
 ShouldRetry = Callable[[int, Mapping[str, str]], bool | None]
 """Vendor hook: the server's own verdict on retrying this error response (e.g. Stripe's
 ``Stripe-Should-Retry`` header): True/False overrides the status-based rule, None keeps it."""
+
+
+def dumps_exact(value: Any) -> bytes:
+    """JSON with Decimals written as number literals of their exact digits (never through a float),
+    dates as ISO text: what a JSON API that reads numbers gets from us (Odoo, the emulators)."""
+    decimals: list[str] = []
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            if not o.is_finite():
+                raise ValueError(f"cannot write {o} as a JSON number")
+            decimals.append(str(o))
+            return f"\x00dec{len(decimals) - 1}\x00"
+        if isinstance(o, date):
+            return o.isoformat()
+        raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+    text = json.dumps(value, default=default)
+    if decimals:
+        text = re.sub(r'"\\u0000dec(\d+)\\u0000"', lambda m: decimals[int(m.group(1))], text)
+    return text.encode()
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: float = 300.0) -> float | None:

@@ -17,8 +17,6 @@ Odoo sends them and the mapping reads ``false`` as empty. Datetimes are UTC ``YY
 from __future__ import annotations
 
 import itertools
-import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +29,7 @@ from canonical.money import Money
 from connectors.base import Connector, Page, StartingAfter, StreamSpec, Window
 from connectors.errors import AuthenticationError, ConnectorError, NotFound, PermissionDenied
 from connectors.governor import RateGovernor
-from connectors.http import HttpClient, RetryPolicy
+from connectors.http import HttpClient, RetryPolicy, dumps_exact
 from connectors.push import ErpSale, ErpSaleLine, PushAccount, PushError, PushLine, PushOrder, differences
 
 ODOO_TS = "%Y-%m-%d %H:%M:%S"
@@ -91,22 +89,6 @@ STREAMS: tuple[OdooStream, ...] = (
 )
 
 
-def _dumps(obj: Any) -> bytes:
-    """JSON with Decimals written as exact numbers (Odoo reads numbers; we never go through float)."""
-    decimals: list[str] = []
-
-    def default(o: Any) -> Any:
-        if isinstance(o, Decimal):
-            if not o.is_finite():
-                raise ValueError(f"cannot send {o} to Odoo")
-            decimals.append(str(o))
-            return f"\x00dec{len(decimals) - 1}\x00"
-        raise TypeError(f"cannot send {type(o).__name__} to Odoo")
-
-    text = json.dumps(obj, default=default)
-    return re.sub(r'"\\u0000dec(\d+)\\u0000"', lambda m: decimals[int(m.group(1))], text).encode()
-
-
 def _odoo_error(data: Mapping[str, Any], fallback: str) -> tuple[str, str]:
     """(exception class path, first line of its message); Odoo's ``debug`` traceback is never kept."""
     name = str(data.get("name") or "")
@@ -155,7 +137,7 @@ class OdooClient:
         self.http.close()
 
     def _rpc(self, service: str, method: str, args: list[Any], what: str) -> Any:
-        body = self.http.json("POST", "/jsonrpc", content=_dumps(
+        body = self.http.json("POST", "/jsonrpc", content=dumps_exact(
             {"jsonrpc": "2.0", "method": "call", "id": next(self._ids),
              "params": {"service": service, "method": method, "args": args}}))
         if not isinstance(body, Mapping):
@@ -193,7 +175,7 @@ class OdooClient:
             params["vals_list"] = args[0]
         elif method in ("search_read", "search_count", "search") and args:
             params["domain"] = args[0]
-        return self.http.json("POST", f"/json/2/{model}/{method}", content=_dumps(params))
+        return self.http.json("POST", f"/json/2/{model}/{method}", content=dumps_exact(params))
 
 
 class OdooConnector(Connector):

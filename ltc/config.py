@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from canonical.errors import ConfigError
+from canonical.errors import ConfigError, yaml_problem
 from canonical.money import normalize_currency
 
 DEFAULT_PATH = "ltc.yaml"
@@ -161,9 +161,7 @@ def load_config(path: str | Path | None = None) -> Config:
         node = yaml.compose(text)
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else str(p)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(yaml_problem(p, exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}:1: the top level must be a mapping of settings")
     try:

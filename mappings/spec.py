@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from canonical.errors import ConfigError
+from canonical.errors import ConfigError, yaml_problem
 
 SHIPPED_DIR = Path(__file__).parent
 
@@ -75,9 +75,7 @@ def load_file(path: str | Path) -> Node:
     try:
         data = yaml.load(p.read_text(encoding="utf-8"), Loader=_loader(str(p)))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else str(p)
-        raise MappingError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise MappingError(yaml_problem(p, exc)) from None
     if not isinstance(data, Node):
         raise MappingError(f"{p}:1: a mapping file is a YAML mapping with an `objects:` key")
     return data

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.world import dumps_exact
+from connectors.http import dumps_exact
 
 MODELS = ("res.partner", "sale.order", "sale.order.line", "account.move", "account.move.line", "account.payment")
 # many2one fields (by name) whose comodel a dotted domain path follows

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.world import dumps_exact
+from connectors.http import dumps_exact
 
 DAY = 86400
 RETENTION_S = 30 * DAY

@@ -7,7 +7,7 @@ loaded from a half-valid world. The emulators are then seeded from :attr:`WorldD
 (``sandbox.run.start_world``).
 
 Records stay in wire form (as the vendor's API returns them); JSON numbers with a fraction are read
-as :class:`~decimal.Decimal` so that no amount goes through a float, and :func:`dumps_exact` writes
+as :class:`~decimal.Decimal` so that no amount goes through a float, and ``connectors.http.dumps_exact`` writes
 them back with the same digits.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from canonical.errors import InputError
+from canonical.errors import InputError, yaml_problem
 from canonical.money import normalize_currency
 
 FORMAT = 1
@@ -107,8 +107,7 @@ def _read_manifest(root: Path) -> tuple[dict[str, Any], dict[str, int], Path]:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise _fail(path, mark.line + 1 if mark else 1, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise InputError(yaml_problem(path, exc, default_line=1)) from None
     if not isinstance(data, dict):
         raise _fail(path, 1, "the top level must be a mapping (format, name, systems, erp, reporting_currency, as_of)")
     return data, _key_lines(node), path
@@ -382,23 +381,3 @@ def read_world(path: str | Path) -> WorldDir:
     if fx.exists():
         world.fx_rates = _read_fx(fx)
     return world
-
-
-# --- writing wire form back -------------------------------------------------------------------------
-
-def dumps_exact(value: Any) -> bytes:
-    """JSON with Decimals written as number literals with their exact digits (no float on the way)."""
-    decimals: list[str] = []
-
-    def default(o: Any) -> Any:
-        if isinstance(o, Decimal):
-            decimals.append(str(o))
-            return f"\x00dec{len(decimals) - 1}\x00"
-        if isinstance(o, date):
-            return o.isoformat()
-        raise TypeError(f"cannot write {type(o).__name__} as JSON")
-
-    text = json.dumps(value, default=default, separators=(",", ":"))
-    if decimals:
-        text = re.sub(r'"\\u0000dec(\d+)\\u0000"', lambda m: decimals[int(m.group(1))], text)
-    return text.encode()
