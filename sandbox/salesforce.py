@@ -685,25 +685,29 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
                 "lineEnding": "LF", "columnDelimiter": "COMMA", "numberRecordsProcessed": n, "retries": 0,
                 "totalProcessingTime": 0}
 
-    async def job_status(request: Request) -> Response:
+    async def guarded_job(request: Request) -> tuple[Response | None, dict[str, str], dict[str, Any]]:
+        """The request's auth check, then the job it names (a 404 in Salesforce's shape if unknown)."""
         err, headers = await guard(request)
         if err:
-            return err
+            return err, headers, {}
         job = org.jobs.get(str(request.path_params["job"]))
         if job is None:
-            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers), headers, {}
+        return None, headers, job
+
+    async def job_status(request: Request) -> Response:
+        err, headers, job = await guarded_job(request)
+        if err:
+            return err
         job["polls"] += 1
         done = job["polls"] >= org.faults.bulk_polls_before_complete
         return _json(_job_info(str(request.path_params["job"]), job["q"].obj, "query",
                                "JobComplete" if done else "InProgress", len(job["ids"]) if done else 0), headers)
 
     async def job_results(request: Request) -> Response:
-        err, headers = await guard(request)
+        err, headers, job = await guarded_job(request)
         if err:
             return err
-        job = org.jobs.get(str(request.path_params["job"]))
-        if job is None:
-            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
         max_records = int(request.query_params.get("maxRecords") or 50_000)
         locator = request.query_params.get("locator") or ""
         offset = int(base64.urlsafe_b64decode(locator.encode()).decode()) if locator else 0
