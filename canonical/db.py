@@ -7,10 +7,14 @@ database at an older revision is refused with a message saying to run ``ltc db u
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -24,6 +28,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from canonical import tables
 from canonical.errors import ConfigError, DatabaseUnavailable, SchemaOutdated
 
+log = logging.getLogger("canonical.db")
+T = TypeVar("T")
 DEFAULT_URL = "sqlite:///.ltc/ltc.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -52,9 +58,42 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+# U+0000 as orjson writes it (``\u0000``), not preceded by an escaped backslash (``\\u0000`` is text)
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _exact_big_ints(value: Any) -> Any:
+    """The value with integers beyond 64 bits as their exact decimal text (orjson cannot write them,
+    and a JSON reader would turn them into lossy floats)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value) if not _INT64[0] <= value <= _INT64[1] else value
+    if isinstance(value, dict):
+        return {k: _exact_big_ints(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact_big_ints(v) for v in value]
+    return value
+
+
 def dumps(value: Any) -> bytes:
-    """Canonical JSON bytes (sorted keys): the basis of content hashes and of stored payloads."""
-    return orjson.dumps(value, default=json_default, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    """Canonical JSON bytes (sorted keys): the basis of content hashes and of stored payloads.
+
+    Whatever a vendor payload holds is storable on both backends, identically: an integer beyond
+    64 bits is kept exact as its decimal text, and U+0000 (which PostgreSQL refuses in ``text`` and
+    ``jsonb``) is stored as U+FFFD, the replacement character, in values and keys alike.
+    """
+    try:
+        out = orjson.dumps(value, default=json_default, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        out = orjson.dumps(_exact_big_ints(value), default=json_default,
+                           option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    if b"\\u0000" in out:
+        out = _NUL_ESCAPE.sub(rb"\1\\ufffd", out)
+    return out
 
 
 def _normalize(url: str) -> sa.engine.URL:
@@ -64,6 +103,12 @@ def _normalize(url: str) -> sa.engine.URL:
         raise ConfigError(
             f"invalid LTC_DATABASE_URL {mask_url(url)!r}: expected e.g. sqlite:///path/ltc.db "
             "or postgresql://user:pass@host:5432/db"
+        ) from None
+    try:
+        parsed.port  # noqa: B018 - parsed lazily: "host:54x2" fails only when read
+    except ValueError:
+        raise ConfigError(
+            f"invalid LTC_DATABASE_URL {mask_url(url)!r}: the port must be a number (e.g. host:5432)"
         ) from None
     if parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -148,8 +193,49 @@ def _has_ltc_tables(engine: Engine) -> bool:
     return bool(existing & set(tables.metadata.tables))
 
 
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """Serialise first-use schema creation between processes (two first syncs on a fresh store):
+    a PostgreSQL advisory lock, or an OS lock on a file next to the SQLite database."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
+        return
+    path = engine.url.database
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: SQLite's own locking is all there is
+        fcntl = None  # type: ignore[assignment]
+    if not path or path == ":memory:" or fcntl is None:
+        yield
+        return
+    with open(f"{path}.schema-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_SCHEMA_LOCK_KEY = 0x4C54435F534348  # "LTC_SCH"
+
+
 def ensure_schema(engine: Engine, *, auto_create: bool = True) -> None:
-    """Refuse to run against a schema other than head; create it in an empty database."""
+    """Refuse to run against a schema other than head; create it in an empty database.
+
+    Creation is serialised between processes, and the revision read again once the lock is held,
+    so a second process starting on the same fresh store waits and then finds the schema made."""
+    if current_revision(engine) == head_revision():
+        return
+    with _schema_lock(engine):
+        _check_schema(engine, auto_create=auto_create)
+
+
+def _check_schema(engine: Engine, *, auto_create: bool) -> None:
     current = current_revision(engine)
     head = head_revision()
     if current == head:
@@ -170,3 +256,46 @@ def ensure_schema(engine: Engine, *, auto_create: bool = True) -> None:
         f"database {masked} is at schema revision {current or 'none'}, this ltc-hub needs {head}: "
         "run `ltc db upgrade`"
     )
+
+
+# --- connection loss ----------------------------------------------------------------------------
+
+_PG_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin / crash shutdown, cannot connect now
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database connection was lost or cannot be made right now (a
+    PostgreSQL restart), as opposed to an error in the statement."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if type(orig).__module__.startswith("psycopg") and type(orig).__name__ in ("OperationalError", "InterfaceError"):
+        state = getattr(orig, "sqlstate", None)
+        return state is None or state.startswith("08") or state in _PG_CONNECTION_STATES
+    return False
+
+
+def reconnecting(fn: Callable[[], T], *, what: str, attempts: int = 8, base_s: float = 0.5,
+                 max_s: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``fn`` (one whole transaction); if the connection is lost, reconnect and run it again.
+
+    ``fn`` must be safe to repeat: a transaction whose COMMIT was sent but not acknowledged may have
+    landed, so what it writes is idempotent (upserts, hash-checked landing, deduplicated quarantine).
+    After ``attempts`` the loss is an operator's problem: :class:`DatabaseUnavailable`, one line.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except DBAPIError as exc:
+            if not is_disconnect(exc):
+                raise
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            if attempt == attempts:
+                raise DatabaseUnavailable(f"{what}: lost the database connection and could not reconnect "
+                                          f"after {attempts} attempts ({reason})") from None
+            log.warning("%s: database connection lost (%s); reconnecting (attempt %d/%d)", what, reason,
+                        attempt + 1, attempts)
+            sleep(min(max_s, base_s * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -13,13 +13,14 @@ Guarantees (tested on SQLite and PostgreSQL):
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,7 +29,11 @@ from sqlalchemy.engine import Connection, Engine
 from canonical import db, model, tables
 from canonical.tables import quarantine, raw_record, run, stream_state
 
+log = logging.getLogger("canonical.store")
+KEEP_CURSOR: Any = object()  # commit_page(..., cursor=KEEP_CURSOR): land records, leave the cursor as it is
 _IN_CHUNK = 500
+T = TypeVar("T")
+INTERRUPTED = "interrupted: the process running it ended before it finished (found at the next start)"
 
 
 def now() -> datetime:
@@ -141,6 +146,12 @@ class PageResult:
     unchanged: int = 0
     quarantined: int = 0
     written_ids: list[int] = field(default_factory=list)
+
+
+def quarantine_fingerprint(system: str, r: Rejected) -> str:
+    """What makes two rejections the same one (see :meth:`Store.add_quarantine`)."""
+    key = "\x1f".join((r.stage, system, r.object, r.source_id or "", r.field or "", r.reason))
+    return _digest(key.encode() + b"\x1f" + db.dumps(r.payload), False)
 
 
 def _insert_for(conn: Connection, table: sa.Table) -> Any:
@@ -272,26 +283,58 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def transaction(self, what: str, fn: Callable[[Connection], T]) -> T:
+        """``fn`` in one transaction; if the database connection is lost (a PostgreSQL restart) the
+        transaction is run again on a new connection (``fn`` must be safe to repeat)."""
+
+        def once() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn)
+
+        return db.reconnecting(once, what=what)
+
     # --- runs ---------------------------------------------------------------------------------
     def begin_run(self, kind: str, source: str | None = None) -> str:
         run_id = f"{kind}-{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        with self.engine.begin() as conn:
-            conn.execute(
-                run.insert().values(
-                    id=run_id, kind=kind, source=source, started_at=now(), status="running", counts={}
-                )
-            )
+        values: dict[str, Any] = {"id": run_id, "kind": kind, "source": source, "started_at": now(),
+                                  "status": "running",
+                  "counts": {}}
+        self.transaction(f"start of the {kind} run", lambda conn: conn.execute(
+            _insert_for(conn, run).values(**values).on_conflict_do_nothing(index_elements=["id"])))
         return run_id
 
     def finish_run(
         self, run_id: str, status: str, counts: Mapping[str, Any] | None = None, message: str | None = None
     ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                run.update()
-                .where(run.c.id == run_id)
-                .values(status=status, finished_at=now(), counts=dict(counts or {}), message=message)
-            )
+        stmt = (run.update().where(run.c.id == run_id)
+                .values(status=status, finished_at=now(), counts=dict(counts or {}), message=message))
+        self.transaction("end of the run", lambda conn: conn.execute(stmt))
+
+    def close_interrupted(self, kind: str, source: str | None = None, *, streams: bool = False) -> int:
+        """Mark ``running`` rows left by a process that died as ``failed``, with the reason.
+
+        Call it holding the stage's lock (:mod:`canonical.locks`): then nothing else can be running
+        them. ``run`` rows of ``kind`` (and ``source``); with ``streams``, also the stream states of
+        connector ``source``. Returns how many rows were closed.
+        """
+        at = now()
+
+        def close(conn: Connection) -> int:
+            q = run.update().where(run.c.kind == kind, run.c.status == "running")
+            if source is not None:
+                q = q.where(run.c.source == source)
+            n = int(conn.execute(q.values(status="failed", finished_at=at, message=INTERRUPTED)).rowcount or 0)
+            if streams and source is not None:
+                c = stream_state.c
+                n += int(conn.execute(stream_state.update().where(c.connector == source, c.status == "running")
+                                      .values(status="failed", message=INTERRUPTED)).rowcount or 0)
+            return n
+
+        closed = self.transaction(f"closing interrupted {kind} runs", close)
+        if closed:
+            log.warning("%s%s: closed %d row(s) left running by an interrupted process", kind,
+                        f" {source}" if source else "", closed)
+        return closed
 
     # --- raw landing --------------------------------------------------------------------------
     def upsert_raw(
@@ -328,23 +371,32 @@ class Store:
     def add_quarantine(
         self, conn: Connection, system: str, rejected: Iterable[Rejected], run_id: str | None = None
     ) -> int:
-        rows = [
-            {
-                "run_id": run_id,
-                "stage": r.stage,
-                "system": system,
-                "object": r.object,
-                "source_id": r.source_id,
-                "field": r.field,
-                "reason": r.reason,
-                "payload": r.payload,
-                "created_at": now(),
-            }
-            for r in rejected
-        ]
+        """Quarantine rejected records inside the caller's transaction; returns how many were given.
+
+        The same rejection (stage, object, id, field, reason and payload) that is still open is not
+        written again: a re-read page or a rerun finds it there already.
+        """
+        rows: dict[str, dict[str, Any]] = {}
+        given = 0
+        at = now()
+        for r in rejected:
+            given += 1
+            fp = quarantine_fingerprint(system, r)
+            rows.setdefault(fp, {
+                "run_id": run_id, "stage": r.stage, "system": system, "object": r.object,
+                "source_id": r.source_id, "field": r.field, "reason": r.reason, "payload": r.payload,
+                "created_at": at, "fingerprint": fp,
+            })
         if rows:
-            conn.execute(quarantine.insert(), rows)
-        return len(rows)
+            q = quarantine.c
+            for chunk in _chunks(list(rows), _IN_CHUNK):
+                known = conn.execute(sa.select(q.fingerprint).where(q.fingerprint.in_(chunk),
+                                                                    q.resolved_at.is_(None)))
+                for (fp,) in known:
+                    rows.pop(fp, None)
+            if rows:
+                conn.execute(quarantine.insert(), list(rows.values()))
+        return given
 
     # --- stream state -------------------------------------------------------------------------
     def commit_page(
@@ -357,12 +409,16 @@ class Store:
         run_id: str | None = None,
         rejected: Sequence[Rejected] = (),
     ) -> PageResult:
-        """Land a page and advance the stream's cursor in one transaction."""
-        with self.engine.begin() as conn:
+        """Land a page and advance the stream's cursor in one transaction (run again on a new
+        connection if the connection is lost: landing is hash-checked, quarantine deduplicated)."""
+
+        def page(conn: Connection) -> PageResult:
             result = self.upsert_raw(conn, connector, records, run_id)
             result.quarantined = self.add_quarantine(conn, connector, rejected, run_id)
             self._advance_cursor(conn, connector, stream, cursor, result, len(records), run_id)
-        return result
+            return result
+
+        return self.transaction(f"{connector}.{stream}: page commit", page)
 
     def _advance_cursor(
         self,
@@ -376,11 +432,12 @@ class Store:
     ) -> None:
         self._ensure_stream_row(conn, connector, stream)
         c = stream_state.c
+        values = {} if cursor is KEEP_CURSOR else {"cursor": cursor}
         conn.execute(
             stream_state.update()
             .where(c.connector == connector, c.stream == stream)
             .values(
-                cursor=cursor,
+                **values,
                 last_run_id=run_id,
                 last_run_at=now(),
                 records_seen=c.records_seen + seen,
@@ -396,16 +453,14 @@ class Store:
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["connector", "stream"]))
 
     def get_cursor(self, connector: str, stream: str) -> Any:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(stream_state.c.cursor).where(
-                    stream_state.c.connector == connector, stream_state.c.stream == stream
-                )
-            ).scalar()
+        q = sa.select(stream_state.c.cursor).where(stream_state.c.connector == connector,
+                                                   stream_state.c.stream == stream)
+        return self.transaction(f"{connector}.{stream}: cursor", lambda conn: conn.execute(q).scalar())
 
     def start_stream(self, connector: str, stream: str, run_id: str) -> None:
         """Mark a stream running and reset its per-run counters (the cursor is kept)."""
-        with self.engine.begin() as conn:
+
+        def start(conn: Connection) -> None:
             self._ensure_stream_row(conn, connector, stream)
             conn.execute(
                 stream_state.update()
@@ -420,6 +475,8 @@ class Store:
                     message=None,
                 )
             )
+
+        self.transaction(f"{connector}.{stream}: start", start)
 
     def finish_stream(
         self,
@@ -438,13 +495,16 @@ class Store:
             values["source_count"] = source_count
         if store_count is not None:
             values["store_count"] = store_count
-        with self.engine.begin() as conn:
+
+        def finish(conn: Connection) -> None:
             self._ensure_stream_row(conn, connector, stream)
             conn.execute(
                 stream_state.update()
                 .where(stream_state.c.connector == connector, stream_state.c.stream == stream)
                 .values(**values)
             )
+
+        self.transaction(f"{connector}.{stream}: finish", finish)
 
     def stream_states(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -463,15 +523,44 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
-    def count_raw_since(self, system: str, obj: str, since: datetime | None) -> int:
-        """Live raw records of an object updated at or after ``since`` (completeness checks)."""
+    def count_raw_since(self, system: str, obj: str, since: datetime | None, until: datetime | None = None) -> int:
+        """Live raw records of an object updated in [``since``, ``until``) (completeness checks)."""
         q = sa.select(sa.func.count()).select_from(raw_record).where(
             raw_record.c.system == system, raw_record.c.object == obj, raw_record.c.deleted.is_(False)
         )
         if since is not None:
             q = q.where(raw_record.c.source_updated_at >= since)
+        if until is not None:
+            q = q.where(raw_record.c.source_updated_at < until)
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
+
+    def open_quarantine_ids(self, system: str, obj: str, stage: str = "fetch") -> set[str]:
+        """Source ids with an open quarantine entry of ``stage`` (records the store knowingly lacks)."""
+        q = quarantine.c
+        stmt = sa.select(q.source_id).where(q.system == system, q.object == obj, q.stage == stage,
+                                            q.resolved_at.is_(None), q.source_id.is_not(None)).distinct()
+        with self.engine.connect() as conn:
+            return {sid for (sid,) in conn.execute(stmt)}
+
+    def live_stamps(self, system: str, obj: str) -> dict[str, datetime | None]:
+        """Source id -> ``source_updated_at`` of every live raw record of an object (deep checks)."""
+        c = raw_record.c
+        q = sa.select(c.source_id, c.source_updated_at).where(c.system == system, c.object == obj,
+                                                              c.deleted.is_(False))
+        with self.engine.connect() as conn:
+            return {sid: ts for sid, ts in conn.execute(q)}
+
+    def raw_payloads(self, system: str, obj: str, source_ids: Sequence[str]) -> dict[str, Any]:
+        """The stored payloads of these source ids."""
+        c = raw_record.c
+        out: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(source_ids), _IN_CHUNK):
+                rows = conn.execute(sa.select(c.source_id, c.payload).where(c.system == system, c.object == obj,
+                                                                            c.source_id.in_(chunk)))
+                out.update((sid, payload) for sid, payload in rows)
+        return out
 
     def get_raw(self, system: str, obj: str, source_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -146,7 +146,20 @@ quarantine = sa.Table(
     sa.Column("payload", JSONType),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("resolved_at", UTCDateTime),
+    # stage, system, object, source id, field, reason and payload hashed: the same rejection found
+    # again (a re-read page, a rerun) is not quarantined twice while it is open
+    sa.Column("fingerprint", sa.String(32)),
     sa.Index(None, "system", "object", "source_id"),
+    sa.Index(None, "fingerprint"),
+)
+
+# SQLite's stage locks (canonical/locks.py): one row per held lock, naming its holder process.
+stage_lock = sa.Table(
+    "stage_lock",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(300), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
 )
 
 lineage = sa.Table(

@@ -19,6 +19,7 @@ interrupted run resumes at the page where it stopped. Only a run that reached th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
-from canonical.store import RawRecord, Rejected, Store
+from canonical.locks import stage_lock
+from canonical.store import KEEP_CURSOR, RawRecord, Rejected, Store
 from connectors.errors import ConnectorError, QuotaPaused
 
 log = logging.getLogger("connectors")
@@ -225,11 +227,17 @@ class Page:
 
 @dataclass
 class Window:
-    """The changed-since window of one run: ``since`` inclusive (None = everything)."""
+    """The changed-since window of one run: [``since``, ``until``) (None = unbounded).
+
+    ``until`` is the run's start (minus the source's clock skew): a keyset query never reads past
+    it, and the high-water mark never passes it. The engine's *future probe* (records stamped ahead
+    of our clock) is the one read with ``until`` None.
+    """
 
     since: datetime | None
     resume_key: tuple[datetime, str] | None = None  # keyset position inside the run
     memo: Any = None  # the connector's own state as of the last committed page (see Page.memo)
+    until: datetime | None = None
 
 
 class Connector:
@@ -241,6 +249,10 @@ class Connector:
     def __init__(self, name: str, *, lookback: timedelta = timedelta(minutes=10)):
         self.name = name
         self.lookback = lookback
+        # how far the source's clock may lag ours: the high-water mark stays this far behind the run start
+        self.clock_skew = timedelta(0)
+        # how often the id sets of source and store are compared (None: never; see deep_check)
+        self.deep_check_every: timedelta | None = timedelta(hours=24)
 
     def stream(self, name: str) -> StreamSpec:
         for spec in self.streams:
@@ -254,6 +266,21 @@ class Connector:
     def count(self, stream: StreamSpec, window: Window) -> int | None:
         """Records the source holds for the window (completeness check); None if it cannot say."""
         return None
+
+    def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
+        """Every live record id of the stream in the source, with its cursor timestamp where cheap
+        (the deep completeness check); None if this stream has no cheap id listing."""
+        return None
+
+    def fetch_ids(self, stream: StreamSpec, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The records with these ids, as :meth:`read_page` returns them (ids the source no longer
+        has are left out). Needed when :meth:`source_ids` is implemented."""
+        raise NotImplementedError
+
+    def deleted_since(self, stream: StreamSpec, since: datetime) -> dict[str, datetime]:
+        """Ids the source says were deleted since ``since``, with when (e.g. Salesforce getDeleted);
+        used to date the tombstones of the deep check. Empty where the source has no such log."""
+        return {}
 
     def before_stream(self, stream: StreamSpec) -> None:
         """Hook: e.g. check the quota before starting."""
@@ -275,7 +302,7 @@ def _key(ts: datetime | None, sid: str) -> tuple[str, str]:
 class StreamResult:
     connector: str
     stream: str
-    status: str = "running"  # success | paused | failed
+    status: str = "running"  # success | incomplete | paused | failed
     pages: int = 0
     records: int = 0
     written: int = 0
@@ -285,6 +312,9 @@ class StreamResult:
     source_count: int | None = None
     store_count: int | None = None
     message: str | None = None
+    future: int = 0  # records stamped ahead of our clock: landed, the cursor does not follow them
+    deep_landed: int | None = None  # the deep check ran: records it found missing (or stale) and landed
+    deep_tombstoned: int | None = None  # ... and records the source no longer has, tombstoned
 
 
 def to_raw(stream: StreamSpec, records: Iterable[Mapping[str, Any]], *, deleted: bool = False
@@ -309,6 +339,100 @@ def to_raw(stream: StreamSpec, records: Iterable[Mapping[str, Any]], *, deleted:
     return raws, rejected
 
 
+FUTURE_MARGIN = timedelta(minutes=5)
+DEEP_FETCH = 200  # ids per fetch_ids call of the deep check
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _when(value: str | None) -> datetime | None:
+    return None if not value else datetime.fromisoformat(value)
+
+
+def _future_warning(stream: StreamSpec, raw: RawRecord, started: datetime) -> Rejected:
+    return Rejected(
+        stream.object,
+        f"{stream.cursor_field} {raw.source_updated_at.isoformat() if raw.source_updated_at else '?'} is in the "
+        f"future (the run started {started.isoformat(timespec='seconds')}): the record is landed, but the "
+        "sync cursor does not follow it; check the source's clock or the record",
+        source_id=raw.source_id, field=stream.cursor_field, stage="cursor",
+    )
+
+
+def deep_due(connector: Connector, state: Mapping[str, Any], at: datetime) -> bool:
+    """Whether the stream's periodic deep check is due (``deep_check_every`` since the last one)."""
+    every = connector.deep_check_every
+    if every is None:
+        return False
+    last = _when(state.get("deep_at"))
+    return last is None or at - last >= every
+
+
+@dataclass
+class DeepResult:
+    source: int  # live records the source lists
+    store: int  # live raw records in the store after the check
+    landed: int = 0
+    tombstoned: int = 0
+    quarantined: int = 0
+    unresolved: list[str] = field(default_factory=list)  # ids still different after the repair
+
+
+def deep_check(connector: Connector, stream: StreamSpec, store: Store, *, run_id: str | None = None
+               ) -> DeepResult | None:
+    """Compare the id sets of source and store for one stream and repair the difference.
+
+    Ids the source has that the store lacks (or holds in an older version: the source's timestamp
+    is newer) are fetched by id and landed — records that became visible later than the lookback,
+    or that a future stamp kept out of every window. Ids the store holds live that the source no
+    longer lists are tombstoned (Salesforce records purged from the recycle bin, HubSpot hard
+    deletes, rows deleted in an ERP), dated by the source's delete log where it has one.
+    Returns None when the connector has no cheap id listing for this stream.
+    """
+    listing = connector.source_ids(stream)
+    if listing is None:
+        return None
+    stored = store.live_stamps(connector.name, stream.object)
+    def stale(sid: str, ts: datetime | None) -> bool:
+        if sid not in stored:
+            return True
+        mine = stored[sid]
+        return ts is not None and mine is not None and ts > mine
+
+    missing = sorted(sid for sid, ts in listing.items() if stale(sid, ts))
+    gone = sorted(sid for sid in stored if sid not in listing)
+    result = DeepResult(source=len(listing), store=0)
+    for i in range(0, len(missing), DEEP_FETCH):
+        chunk = missing[i:i + DEEP_FETCH]
+        records = connector.fetch_ids(stream, chunk)
+        raws, rejected = to_raw(stream, records)
+        returned = {r.source_id for r in raws} | {r.source_id for r in rejected if r.source_id}
+        # asked for but not returned: deleted in between; tombstoned below if the store has them
+        gone += [sid for sid in chunk if sid not in returned and sid in stored]
+        page = store.commit_page(connector.name, stream.name, raws, KEEP_CURSOR, run_id=run_id, rejected=rejected)
+        result.landed += page.written
+        result.quarantined += len(rejected)
+    if gone:
+        oldest = min((ts for sid in gone if (ts := stored.get(sid)) is not None), default=None)
+        dated = connector.deleted_since(stream, oldest) if oldest is not None else {}
+        payloads = store.raw_payloads(connector.name, stream.object, gone)
+        now_ = datetime.now(UTC)
+        tombs = [RawRecord(stream.object, sid, payloads.get(sid) or {}, source_updated_at=dated.get(sid) or now_,
+                           deleted=True) for sid in sorted(set(gone))]
+        page = store.commit_page(connector.name, stream.name, tombs, KEEP_CURSOR, run_id=run_id)
+        result.tombstoned = page.written
+    after = store.live_stamps(connector.name, stream.object)
+    result.store = len(after)
+    held = store.open_quarantine_ids(connector.name, stream.object) if result.quarantined else set()
+    result.unresolved = sorted((set(listing) ^ set(after)) - held)[:20]
+    if result.landed or result.tombstoned:
+        log.warning("%s.%s: deep check: %d missing or stale record(s) landed, %d gone from the source tombstoned",
+                    connector.name, stream.name, result.landed, result.tombstoned)
+    return result
+
+
 def sync_stream(
     connector: Connector,
     stream: StreamSpec,
@@ -318,11 +442,15 @@ def sync_stream(
     full_refresh: bool = False,
     max_pages: int | None = None,
     on_page: Callable[[StreamResult], None] | None = None,
+    deep: bool = False,
 ) -> StreamResult:
     """Pull one stream into the raw landing, page by page, each page committed with its cursor.
 
     Returns the result; a :class:`QuotaPaused` ends the stream as ``paused`` (state saved, not an
-    error); any other connector error marks it ``failed`` and is raised.
+    error); any other connector error marks it ``failed`` and is raised. A run that landed
+    everything but cannot vouch for completeness (a gap the deep check could not close, a page of
+    which nothing could be landed) ends ``incomplete``. ``deep`` forces the deep check
+    (:func:`deep_check`), which otherwise runs every ``connector.deep_check_every``.
     """
     result = StreamResult(connector.name, stream.name)
     store.start_stream(connector.name, stream.name, run_id)
@@ -337,13 +465,26 @@ def sync_stream(
         if hw and stream.cursor_field:
             since = (datetime.fromisoformat(hw[0]) - connector.lookback).isoformat() if hw[0] else None
         run = {"since": since, "token": None, "max": hw}
+    # the run's start fixes its upper bound (kept across a resume): the cursor never passes it
+    started = _when(run.get("started")) or datetime.now(UTC)
+    run["started"] = started.isoformat()
+    until = started - connector.clock_skew if stream.cursor_field else None
+    future_from = started + FUTURE_MARGIN + connector.clock_skew
+    cap = _key(until, "") if until is not None else None
+    keyset = isinstance(stream.paginator, Keyset)
+    probe = keyset and stream.cursor_field is not None
+    main_since = _when(run.get("since"))
     token = run.get("token")
     resume = run.get("resume")
+    in_future = run.get("phase") == "future"
     window = Window(
-        since=datetime.fromisoformat(run["since"]) if run.get("since") else None,
+        since=future_from if in_future else main_since,
+        until=None if in_future else until,
         resume_key=(datetime.fromisoformat(resume[0]), resume[1]) if resume else None,
         memo=state.get("memo"),
     )
+    empty_pages: list[str] = []
+    stuck = False
     try:
         connector.before_stream(stream)
         while True:
@@ -352,15 +493,23 @@ def sync_stream(
             gone, gone_rejected = to_raw(stream, page.deleted, deleted=True)
             raws += gone
             rejected += gone_rejected
+            if page.records and not raws:
+                empty_pages.append(f"page {result.pages + 1}: 0 of {len(page.records)} records landed "
+                                   f"({rejected[0].reason})")
+            future = [r for r in raws if r.source_updated_at is not None and r.source_updated_at > future_from]
+            result.future += len(future)
+            warnings = [_future_warning(stream, r, started) for r in future]
             best = run.get("max")
             keys = [_key(raw.source_updated_at, raw.source_id) for raw in raws]
             if page.high_water is not None:
                 keys.append(_key(*page.high_water))
             for k in keys:
+                if cap is not None and k > cap:
+                    k = cap  # capped: the mark never passes the run's start
                 if best is None or tuple(k) > tuple(best):
                     best = list(k)
             run["max"] = best
-            if isinstance(stream.paginator, Keyset):
+            if keyset:
                 token = None
                 more = page.more if page.more is not None else len(page.records) >= stream.page_size
                 if more and raws:
@@ -368,47 +517,63 @@ def sync_stream(
                     assert last.source_updated_at is not None
                     window.resume_key = (last.source_updated_at, last.source_id)
                     token = "keyset"
+                elif more:
+                    stuck = True  # a full page with nothing landable: the keyset cannot move past it
+                elif probe and not in_future:
+                    # the window is done; one more pass reads what is stamped ahead of our clock
+                    in_future = True
+                    run["phase"] = "future"
+                    window.since, window.until, window.resume_key = future_from, None, None
+                    token = "keyset"
                 run["resume"] = _key(*window.resume_key) if window.resume_key and token else None
             else:
                 token = page.next_token
             run["token"] = token
-            last_page = token is None or (max_pages is not None and result.pages + 1 >= max_pages)
-            new_state = {"hw": best, "run": None} if last_page and token is None else {"hw": state.get("hw"), "run": run}
+            last_page = stuck or token is None or (max_pages is not None and result.pages + 1 >= max_pages)
+            done = token is None and not stuck
+            new_state: dict[str, Any] = {"hw": best, "run": None} if done else {"hw": state.get("hw"), "run": run}
             if page.memo is not None:
                 window.memo = page.memo
             if window.memo is not None:
                 new_state["memo"] = window.memo
-            res = store.commit_page(connector.name, stream.name, raws, new_state, run_id=run_id, rejected=rejected)
+            if state.get("deep_at"):
+                new_state["deep_at"] = state["deep_at"]
+            if done and main_since is None:
+                new_state["deep_at"] = started.isoformat()  # a full read is as complete as a deep check
+            res = store.commit_page(connector.name, stream.name, raws, new_state, run_id=run_id,
+                                    rejected=rejected + warnings)
             result.pages += 1
             result.records += len(raws)
             result.deleted += sum(1 for r in raws if r.deleted)
             result.written += res.written
             result.unchanged += res.unchanged
-            result.quarantined += res.quarantined
+            result.quarantined += len(rejected)
             if on_page is not None:
                 on_page(result)
             if last_page:
                 break
-        if token is not None:
+        if stuck:
+            result.status = "incomplete"
+            result.message = (f"{empty_pages[-1] if empty_pages else 'a full page landed nothing'}; the keyset "
+                              "cannot move past these records: fix them at the source (see the quarantine)")
+        elif token is not None:
             result.status = "paused"
             result.message = f"stopped after {result.pages} page(s) (max_pages); the next run resumes"
         else:
             result.status = "success"
-            result.source_count = connector.count(stream, window)
-            if result.source_count is not None:
-                result.store_count = store.count_raw_since(connector.name, stream.object, window.since)
-                if result.store_count < result.source_count:
-                    result.message = (
-                        f"completeness: source has {result.source_count}, store has {result.store_count} "
-                        "for this window"
-                    )
+            new_state = _completeness(connector, stream, store, result, Window(main_since, until=until),
+                                      new_state, deep=deep, started=started, run_id=run_id)
+            if empty_pages and result.status == "success":
+                result.status = "incomplete"
+                result.message = "; ".join(empty_pages[:3])
     except QuotaPaused as exc:
         result.status = "paused"
         result.message = str(exc)
-    except ConnectorError as exc:
+    except Exception as exc:
         result.status = "failed"
-        result.message = str(exc)
-        store.finish_stream(connector.name, stream.name, "failed", message=result.message)
+        result.message = str(exc)[:2000] or type(exc).__name__
+        with contextlib.suppress(Exception):  # the database may be what failed: the next start closes it
+            store.finish_stream(connector.name, stream.name, "failed", message=result.message)
         raise
     store.finish_stream(
         connector.name, stream.name, result.status,
@@ -419,27 +584,72 @@ def sync_stream(
     return result
 
 
+def _completeness(connector: Connector, stream: StreamSpec, store: Store, result: StreamResult, window: Window,
+                  state: dict[str, Any], *, deep: bool, started: datetime, run_id: str) -> dict[str, Any]:
+    """After a complete run: the per-window count, and the deep check when due, forced, or when
+    the count shows a gap. Returns the stream state to keep (with the deep check's time)."""
+    result.source_count = connector.count(stream, window)
+    gap = False
+    if result.source_count is not None:
+        result.store_count = store.count_raw_since(connector.name, stream.object, window.since, window.until)
+        # records in quarantine are missing knowingly (with their reason), not a gap to look for
+        gap = result.store_count < result.source_count and (
+            result.store_count + len(store.open_quarantine_ids(connector.name, stream.object)) < result.source_count)
+    checked = None
+    if deep or gap or deep_due(connector, state, started):
+        checked = deep_check(connector, stream, store, run_id=run_id)
+    if checked is not None:
+        state = {**state, "deep_at": started.isoformat()}
+        store.commit_page(connector.name, stream.name, [], state, run_id=run_id)
+        result.deep_landed, result.deep_tombstoned = checked.landed, checked.tombstoned
+        result.quarantined += checked.quarantined
+        result.source_count, result.store_count = checked.source, checked.store
+        if checked.unresolved:
+            result.status = "incomplete"
+            result.message = (f"completeness: the source lists {checked.source} live records, the store holds "
+                              f"{checked.store} after the deep check (e.g. {', '.join(checked.unresolved[:5])})")
+        elif checked.landed or checked.tombstoned:
+            result.message = (f"deep check repaired the store: {checked.landed} missing or stale record(s) "
+                              f"landed, {checked.tombstoned} deleted at the source tombstoned")
+    elif gap:
+        result.status = "incomplete"
+        result.message = (f"completeness: source has {result.source_count}, store has {result.store_count} "
+                          "for this window (no id listing to find the difference)")
+    return state
+
+
 def sync(connector: Connector, store: Store, *, streams: Sequence[str] | None = None,
-         full_refresh: bool = False) -> list[StreamResult]:
-    """Pull several streams of one connector in one run (plain Python; flows wrap this per stream)."""
-    run_id = store.begin_run("sync", connector.name)
-    results: list[StreamResult] = []
-    status = "success"
-    try:
-        for spec in connector.streams:
-            if streams is not None and spec.name not in streams:
-                continue
-            result = sync_stream(connector, spec, store, run_id=run_id, full_refresh=full_refresh)
-            results.append(result)
-            if result.status == "paused":
-                status = "paused"
-                break
-    except ConnectorError as exc:
-        store.finish_run(run_id, "failed", _counts(results), str(exc))
-        raise
-    store.finish_run(run_id, status, _counts(results),
-                     next((r.message for r in results if r.status == "paused"), None))
-    return results
+         full_refresh: bool = False, deep: bool = False,
+         on_wait: Callable[[str], None] | None = None) -> list[StreamResult]:
+    """Pull several streams of one connector in one run (plain Python; flows wrap this per stream).
+
+    Holds the store's ``sync:<source>`` lock: a second sync of the same source waits for the first
+    (``on_wait`` gets the line saying so). Rows a killed earlier run left ``running`` are closed as
+    ``failed`` first, with the reason.
+    """
+    with stage_lock(store.engine, f"sync:{connector.name}", on_wait=on_wait):
+        store.close_interrupted("sync", connector.name, streams=True)
+        run_id = store.begin_run("sync", connector.name)
+        results: list[StreamResult] = []
+        status = "success"
+        try:
+            for spec in connector.streams:
+                if streams is not None and spec.name not in streams:
+                    continue
+                result = sync_stream(connector, spec, store, run_id=run_id, full_refresh=full_refresh, deep=deep)
+                results.append(result)
+                if result.status == "paused":
+                    status = "paused"
+                    break
+                if result.status == "incomplete":
+                    status = "incomplete"
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # the database may be what failed: the next start closes it
+                store.finish_run(run_id, "failed", _counts(results), str(exc)[:2000])
+            raise
+        store.finish_run(run_id, status, _counts(results),
+                         next((r.message for r in results if r.status in ("paused", "incomplete")), None))
+        return results
 
 
 def _counts(results: Sequence[StreamResult]) -> dict[str, Any]:

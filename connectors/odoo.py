@@ -34,6 +34,7 @@ from connectors.push import ErpSale, ErpSaleLine, PushAccount, PushError, PushLi
 
 ODOO_TS = "%Y-%m-%d %H:%M:%S"
 CUSTOMER_MOVES = ["out_invoice", "out_refund"]
+ID_PAGE = 1000
 
 
 def odoo_instant(value: Any) -> datetime | None:
@@ -225,7 +226,30 @@ class OdooConnector(Connector):
         return Page([dict(r) for r in rows], next_token={**token, "after": int(rows[-1]["id"])} if more else None)
 
     def count(self, stream: StreamSpec, window: Window) -> int | None:
-        return int(self.client.call(stream.object, "search_count", [self._domain(stream, window.since)]))
+        until = odoo_ts(window.until) if window.until is not None else None
+        return int(self.client.call(stream.object, "search_count", [self._domain(stream, window.since, until)]))
+
+    def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
+        """Every record id of the stream with its ``write_date`` (``search_read`` of two fields,
+        1,000 a call, by id). Odoo deletes rows physically (``unlink``): a missing id is a delete."""
+        out: dict[str, datetime | None] = {}
+        after: int | None = None
+        while True:
+            rows = self.client.call(stream.object, "search_read", [self._domain(stream, None, None, after)],
+                                    fields=["id", "write_date"], order="id asc", limit=ID_PAGE)
+            if not isinstance(rows, list):
+                raise ConnectorError(f"odoo: {stream.object}.search_read returned {type(rows).__name__}, not a list")
+            for row in rows:
+                out[str(row["id"])] = odoo_instant(row.get("write_date"))
+            if len(rows) < ID_PAGE:
+                return out
+            after = int(rows[-1]["id"])
+
+    def fetch_ids(self, stream: StreamSpec, ids: Sequence[str]) -> list[dict[str, Any]]:
+        domain = [*self._domain(stream, None), ["id", "in", [int(i) for i in ids]]]
+        rows = self.client.call(stream.object, "search_read", [domain], fields=list(getattr(stream, "fields", ())),
+                                order="id asc")
+        return [dict(r) for r in rows or []]
 
 
 # --- push: closed-won deal -> partner + sale order ---------------------------------------------------

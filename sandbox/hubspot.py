@@ -402,6 +402,24 @@ class HubSpotEmulator:
                 rec.archived, rec.archived_at = True, self.now_ms()
                 self._window_cache = (None, [], [])
 
+    def purge(self, obj: str, ids: Iterable[int]) -> None:
+        """Permanent deletion (a GDPR delete, or an archived record past HubSpot's 90 days): the
+        record is gone from the list, ``archived=true``, search and batch reads alike."""
+        gone = set(ids)
+        with self._lock:
+            for oid in gone:
+                self.objects[obj].pop(oid, None)
+                self._json_cache.pop((obj, oid), None)
+                for (frm, to), edges in self._assoc.items():
+                    if frm == obj:
+                        edges.pop(oid, None)
+                    elif to == obj:
+                        for targets in edges.values():
+                            targets.discard(oid)
+            self._ids[obj] = [i for i in self._ids[obj] if i not in gone]
+            self._updated_index.pop(obj, None)
+            self._window_cache = (None, [], [])
+
     def live_ids(self, obj: str) -> list[int]:
         with self._lock:
             return [i for i in self._ids[obj] if not self.objects[obj][i].archived]

@@ -162,6 +162,8 @@ class Org:
         self._index: dict[str, list[tuple[str, str]] | None] = {obj: None for obj in _OBJECTS}
         self.cursors: dict[str, tuple[str, list[str], list[str], int]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        # the org's delete log (what getDeleted reads): obj -> Id -> deletedDate (REST datetime text)
+        self.delete_log: dict[str, dict[str, str]] = {obj: {} for obj in _OBJECTS}
         self._jwt_key: Any = None
         self.multi_currency = multi_currency
         if world is None:
@@ -207,8 +209,24 @@ class Org:
             self._index[obj] = None
 
     def delete(self, obj: str, rid: str, *, at: datetime | None = None) -> None:
-        """Soft delete (recycle bin): gone from ``query``, ``IsDeleted = true`` in ``queryAll``."""
+        """Soft delete (recycle bin): gone from ``query``, ``IsDeleted = true`` in ``queryAll``, and
+        written to the delete log that getDeleted reads."""
         self.update(obj, rid, {"IsDeleted": True}, at=at)
+        with self.lock:
+            self.delete_log[obj][rid] = self.rows[obj][rid]["SystemModstamp"]
+
+    def purge(self, obj: str, rid: str, *, keep_log: bool = True) -> None:
+        """Hard delete (emptied from the recycle bin): gone from ``queryAll`` too. The delete log
+        keeps its entry (15 days) unless ``keep_log`` is false (an administrator purged it)."""
+        with self.lock:
+            if not self.rows[obj][rid]["IsDeleted"]:
+                self.delete_log[obj][rid] = sf_datetime(self.now())
+            del self.rows[obj][rid]
+            self.hidden[obj].discard(rid)
+            self.visible_at[obj].pop(rid, None)
+            self._index[obj] = None
+            if not keep_log:
+                self.delete_log[obj].pop(rid, None)
 
     def _visibility(self, obj: str, rid: str, visible: bool) -> None:
         if not visible:
@@ -449,6 +467,19 @@ def _sf_stamp(text: str) -> str:
     return sf_datetime(value if value.tzinfo else value.replace(tzinfo=UTC))
 
 
+def _sf_iso(text: str) -> str:
+    """``2026-01-31T10:00:00.000+0000`` -> ``2026-01-31T10:00:00.000+00:00`` (for fromisoformat)."""
+    return text[:-2] + ":" + text[-2:] if len(text) > 5 and text[-5] in "+-" and ":" not in text[-5:] else text
+
+
+def _minute(text: str) -> datetime:
+    """A getDeleted parameter: ISO 8601 with a zone, seconds dropped (Salesforce ignores them)."""
+    value = datetime.fromisoformat(_sf_iso(text.strip().replace("Z", "+00:00").replace(" ", "+")))
+    if value.tzinfo is None:
+        raise ValueError("no time zone")
+    return value.astimezone(UTC).replace(second=0, microsecond=0)
+
+
 def _infer_type(name: str, value: Any) -> str:
     """The describe type of a field only a world names, from one of its values."""
     if name.endswith("Id") and isinstance(value, str) and len(value) in (15, 18):
@@ -646,6 +677,38 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
             {"name": o, "label": o, "custom": False, "keyPrefix": p, "queryable": True}
             for o, (p, _) in _OBJECTS.items()]}, headers)
 
+    async def get_deleted(request: Request) -> Response:
+        """``sobjects/<obj>/deleted/?start=&end=``: the delete log between two instants (seconds are
+        ignored; start must precede end by more than a minute and lie within the last 30 days;
+        entries older than 15 days are gone)."""
+        err, headers = await guard(request)
+        if err:
+            return err
+        obj = str(request.path_params["obj"])
+        if obj not in org.types:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
+        try:
+            start = _minute(request.query_params["start"])
+            end = _minute(request.query_params["end"])
+        except (KeyError, ValueError):
+            return _error(400, "MALFORMED_QUERY", "start and end must be ISO 8601 date-times", headers)
+        now = org.now()
+        if end - start <= timedelta(minutes=1):
+            return _error(400, "INVALID_REPLICATION_DATE", "startDate must precede endDate by more than one minute",
+                          headers)
+        if start < now - timedelta(days=30):
+            return _error(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than 30 days ago", headers)
+        end = min(end, now.replace(second=0))
+        floor = now - timedelta(days=15)
+        with org.lock:
+            log = [(rid, when) for rid, when in org.delete_log[obj].items()
+                   if (at := datetime.fromisoformat(_sf_iso(when))) >= floor and start <= at <= end]
+            earliest = min((_sf_iso(w) for w in org.delete_log[obj].values()), default=None)
+        return _json({"deletedRecords": [{"id": rid, "deletedDate": when} for rid, when in sorted(log)],
+                      "earliestDateAvailable": sf_datetime(datetime.fromisoformat(earliest)) if earliest
+                      else sf_datetime(floor),
+                      "latestDateCovered": sf_datetime(end)}, headers)
+
     async def limits(request: Request) -> Response:
         err, headers = await guard(request)
         if err:
@@ -732,6 +795,7 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         Route(data + "/query/{locator}", query_more), Route(data + "/queryAll/{locator}", query_more),
         Route(data + "/sobjects/", global_describe), Route(data + "/sobjects", global_describe),
         Route(data + "/sobjects/{obj}/describe", describe), Route(data + "/sobjects/{obj}/describe/", describe),
+        Route(data + "/sobjects/{obj}/deleted", get_deleted), Route(data + "/sobjects/{obj}/deleted/", get_deleted),
         Route(data + "/limits", limits), Route(data + "/limits/", limits),
         Route(data + "/jobs/query", create_job, methods=["POST"]),
         Route(data + "/jobs/query/{job}", job_status),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,13 +21,22 @@ class Source:
     fail_at_page: int | None = None
     pause_at_page: int | None = None
     pages_served: int = 0
+    windows: list[tuple[datetime | None, datetime | None]] = field(default_factory=list)  # (since, until) read
 
     def put(self, rid: str, ts: datetime, **extra: Any) -> None:
         self.rows[rid] = {"id": rid, "updatedAt": ts.isoformat().replace("+00:00", "Z"), **extra}
 
-    def visible(self, since: datetime | None) -> list[dict[str, Any]]:
-        out = [r for r in self.rows.values() if since is None or parse_instant(r["updatedAt"]) >= since]  # type: ignore[operator]
-        return sorted(out, key=lambda r: (parse_instant(r["updatedAt"]), r.get("id", "")))
+    def visible(self, since: datetime | None, until: datetime | None = None) -> list[dict[str, Any]]:
+        def inside(r: dict[str, Any]) -> bool:
+            try:
+                ts = parse_instant(r["updatedAt"])
+            except ValueError:
+                return since is None  # an unreadable stamp: only a full read returns it
+            assert ts is not None
+            return (since is None or ts >= since) and (until is None or ts < until)
+
+        out = [r for r in self.rows.values() if inside(r)]
+        return sorted(out, key=lambda r: (str(r["updatedAt"]), r.get("id", "")))
 
 
 class KeysetConnector(Connector):
@@ -47,14 +57,28 @@ class KeysetConnector(Connector):
 
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
         self._tick()
-        rows = self.source.visible(window.since)
+        self.source.windows.append((window.since, window.until))
+        rows = self.source.visible(window.since, window.until)
         if window.resume_key is not None:
             ts, rid = window.resume_key
             rows = [r for r in rows if (parse_instant(r["updatedAt"]), r["id"]) > (ts, rid)]
         return Page(rows[: stream.page_size])
 
     def count(self, stream: StreamSpec, window: Window) -> int | None:
-        return len([r for r in self.source.visible(window.since) if not r.get("archived")])
+        return len([r for r in self.source.visible(window.since, window.until) if not r.get("archived")])
+
+    def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
+        out: dict[str, datetime | None] = {}
+        for r in self.source.rows.values():
+            if r.get("id") and not r.get("archived"):
+                try:
+                    out[r["id"]] = parse_instant(r["updatedAt"])
+                except ValueError:
+                    out[r["id"]] = None
+        return out
+
+    def fetch_ids(self, stream: StreamSpec, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return [dict(self.source.rows[i]) for i in ids if i in self.source.rows]
 
 
 class TokenConnector(KeysetConnector):
@@ -64,7 +88,8 @@ class TokenConnector(KeysetConnector):
 
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
         self._tick()
-        rows = self.source.visible(window.since)
+        self.source.windows.append((window.since, window.until))
+        rows = self.source.visible(window.since, window.until)
         start = int(token or 0)
         nxt = start + stream.page_size
         return Page(rows[start:nxt], next_token=str(nxt) if nxt < len(rows) else None)
