@@ -51,6 +51,22 @@ _STRIPE_OVERRIDES: dict[str, int] = {"ISK": 2, **{c: 0 for c in STRIPE_ZERO_DECI
 
 Convention = Literal["iso4217", "stripe"]
 
+# A sane bound on one amount, per currency: no invoice, order or payment is a quadrillion of
+# anything. Currencies with thousands of units to the dollar get three more digits. Amounts at or
+# beyond it (a 1e308 or 1.23e29 in a payload) are quarantined at mapping, so reconciliation
+# (Decimal128, 38 digits with 4 decimals) and the reports only ever see amounts that fit, sums
+# and FX conversions included.
+SANE_BOUND = Decimal(10) ** 15
+_HIGH_NOMINAL = frozenset(
+    ["BIF", "CDF", "COP", "GNF", "IDR", "IQD", "IRR", "KHR", "KPW", "KRW", "LAK", "LBP", "MGA", "MMK", "MNT", "PYG", "SLL", "SYP", "TZS", "UGX", "UZS", "VES", "VND"]
+)
+HIGH_NOMINAL_BOUND = Decimal(10) ** 18
+
+
+def sane_bound(currency: str) -> Decimal:
+    """The magnitude an amount in ``currency`` stays below (see :data:`SANE_BOUND`)."""
+    return HIGH_NOMINAL_BOUND if currency in _HIGH_NOMINAL else SANE_BOUND
+
 
 class CurrencyMismatch(ValueError):
     """Two amounts in different currencies were combined."""

@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from connectors.errors import (
     AuthenticationError,
@@ -91,6 +93,49 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: fl
     return max(0.0, min(seconds, cap))
 
 
+# Transport failures worth another attempt: refused or reset connections, timeouts, and a body
+# cut off mid-stream (requests' ChunkedEncodingError / ContentDecodingError).
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.TransportError, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+def certificate_problem(exc: BaseException) -> str | None:
+    """The reason, if ``exc`` (or what caused it) is a failed TLS certificate verification: no
+    retry fixes that, only a trusted CA (``ca_file``) does."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return str(cur.verify_message or cur.reason or cur)
+        text = str(cur)
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            m = re.search(r"certificate verify failed: ([^(\])'\"]+)", text)
+            return m.group(1).strip() if m else "certificate verify failed"
+        nxt = cur.__cause__ or cur.__context__
+        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
+            nxt = cur.args[0]  # requests wraps urllib3's error as an argument
+        cur = nxt
+    return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, RetryableError):
+        return True
+    return isinstance(exc, TRANSPORT_ERRORS) and certificate_problem(exc) is None
+
+
+def not_json(system: str, url: str | httpx.URL, status: int, content: bytes, content_type: str | None) -> RetryableError:
+    """A 2xx answer whose body is not the JSON the API promises: cut off, or a proxy's HTML page."""
+    kind = "an HTML page" if (content_type or "").startswith("text/html") or content.lstrip()[:1] == b"<" \
+        else ("an empty body" if not content.strip() else "truncated or invalid JSON")
+    return RetryableError(f"{system}: {redact_url(url)} answered {status} with {kind} instead of JSON "
+                          "(a proxy or load balancer in the way, or the answer was cut off); check base_url",
+                          status=status)
+
+
 def redact_url(url: str | httpx.URL) -> str:
     """The URL without its query string (where API keys and tokens hide)."""
     return str(url).split("?", 1)[0]
@@ -120,8 +165,7 @@ class RetryPolicy:
             log.warning("%s failed (%s); retry %d/%d", what, exc, state.attempt_number, self.max_attempts - 1)
 
         retrying = Retrying(
-            retry=retry_if_exception_type((RetryableError, httpx.TransportError, requests.ConnectionError,
-                                           requests.Timeout)),
+            retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self.max_attempts),
             wait=self.wait,
             sleep=self.sleep,
@@ -137,7 +181,13 @@ class RetryPolicy:
             raise ConnectorError(
                 f"{what} still failing after {self.max_attempts} attempts: {exc}", status=exc.status
             ) from None
-        except (httpx.TransportError, requests.ConnectionError, requests.Timeout) as exc:
+        except TRANSPORT_ERRORS as exc:
+            problem = certificate_problem(exc)
+            if problem is not None:
+                raise ConnectorError(
+                    f"{what}: certificate not trusted: set ca_file in the source's options to the CA bundle "
+                    f"that signed the server's certificate ({problem})"
+                ) from None
             raise ConnectorError(
                 f"{what}: cannot reach the server after {self.max_attempts} attempts "
                 f"({type(exc).__name__}); check the base_url and the network"
@@ -221,7 +271,14 @@ class HttpClient:
         self.client.close()
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        def once() -> httpx.Response:
+        return self.call(method, url, None, **kwargs)[0]
+
+    def call(self, method: str, url: str, parse: Callable[[bytes], Any] | None, **kwargs: Any
+             ) -> tuple[httpx.Response, Any]:
+        """One request through the retry layer; with ``parse``, a 2xx body that ``parse`` cannot read
+        (truncated JSON, an HTML page from a proxy) is retried like a 5xx, then reported as such."""
+
+        def once() -> tuple[httpx.Response, Any]:
             if self.governor is not None:
                 self.governor.acquire()
             self.requests_sent += 1
@@ -237,14 +294,24 @@ class HttpClient:
                     if response.status_code == 429 and self.governor is not None:
                         self.governor.penalize(exc.retry_after or 1.0)
                     raise
-            return response
+            if parse is None:
+                return response, None
+            try:
+                return response, parse(response.content)
+            except ValueError:
+                raise not_json(self.system, response.request.url, response.status_code, response.content,
+                               response.headers.get("content-type")) from None
 
         return self.policy.call(once, what=f"{self.system} {method} {redact_url(url)}")
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
-        """The response body parsed with exact decimals (``parse_float=Decimal``)."""
-        response = self.request(method, url, **kwargs)
-        return json.loads(response.content, parse_float=Decimal) if response.content else None
+        """The response body parsed with exact decimals (``parse_float=Decimal``); an empty 2xx body
+        is None, one that is not JSON is retried."""
+        return self.call(method, url, _parse_json, **kwargs)[1]
+
+
+def _parse_json(content: bytes) -> Any:
+    return json.loads(content, parse_float=Decimal) if content else None
 
 
 class RetryingSession(requests.Session):
@@ -286,6 +353,28 @@ class RetryingSession(requests.Session):
                     status=response.status_code,
                     retry_after=retry_after,
                 )
+            if 200 <= response.status_code < 300 and _wants_json(kwargs):
+                _check_json(self.system, url, response)
             return response
 
         return self.policy.call(once, what=f"{self.system} {method!s} {redact_url(str(url))}")
+
+
+def _wants_json(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a request through :class:`RetryingSession` expects a JSON answer (every REST call of
+    simple-salesforce does; a Bulk 2.0 result download asks for CSV)."""
+    headers = kwargs.get("headers") or {}
+    accept = next((str(v) for k, v in headers.items() if k.lower() == "accept"), "")
+    return "csv" not in accept
+
+
+def _check_json(system: str, url: str, response: requests.Response) -> None:
+    """Raise (retryable) if a 2xx body that should be JSON is not: the SDK would fail on it later
+    with a JSONDecodeError, outside any retry (and the token call would blame the credentials)."""
+    content = response.content
+    if response.status_code == 204 or not content:
+        return
+    try:
+        orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise not_json(system, url, response.status_code, content, response.headers.get("Content-Type")) from None

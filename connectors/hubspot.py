@@ -469,5 +469,5 @@ def from_config(name: str, cfg: Any) -> HubSpotConnector:
         name, cfg.base_url or DEFAULT_BASE_URL, ref.resolve(),
         tenant=options.get("tenant"), lookback=timedelta(minutes=cfg.lookback_minutes),
         properties=options.get("properties"), url_budget=int(options.get("url_budget", 6_000)),
-        streams=cfg.streams,
+        streams=cfg.streams, verify=options.get("ca_file") or True,
     )

@@ -436,7 +436,7 @@ def client_from_config(name: str, cfg: Any) -> OdooClient:
     if not cfg.base_url:
         raise ConfigError(f"sources.{name}.base_url is required for an Odoo source")
     opts = dict(cfg.options or {})
-    known = {"transport", "database", "login", "uid", "confirm_orders"}
+    known = {"transport", "database", "login", "uid", "confirm_orders", "ca_file"}
     for key in opts:
         if key not in known:
             raise ConfigError(f"sources.{name}.options.{key}: unknown Odoo option; known: {', '.join(sorted(known))}")
@@ -448,7 +448,7 @@ def client_from_config(name: str, cfg: Any) -> OdooClient:
     if transport == "jsonrpc" and not (opts.get("uid") or opts.get("login")):
         raise ConfigError(f"sources.{name}.options.login (or uid) is required for the jsonrpc transport")
     return OdooClient(cfg.base_url, db=str(opts.get("database") or ""), api_key=ref.resolve(), transport=transport,
-                      login=opts.get("login"), uid=opts.get("uid"))
+                      login=opts.get("login"), uid=opts.get("uid"), verify=opts.get("ca_file") or True)
 
 
 def from_config(name: str, cfg: Any) -> OdooConnector:

@@ -378,9 +378,13 @@ def from_config(name: str, cfg: Any) -> StripeConnector:
         raise ConfigError(f"sources.{name}.credentials.api_key is required (e.g. {{env: STRIPE_API_KEY}})")
     opts: dict[str, Any] = {}
     for key, value in (cfg.options or {}).items():
+        if key == "ca_file":
+            opts["verify"] = str(value)
+            continue
         want = _OPTIONS.get(key)
         if want is None:
-            raise ConfigError(f"sources.{name}.options.{key}: unknown Stripe option; known: {', '.join(_OPTIONS)}")
+            raise ConfigError(f"sources.{name}.options.{key}: unknown Stripe option; known: "
+                              f"{', '.join([*_OPTIONS, 'ca_file'])}")
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise ConfigError(f"sources.{name}.options.{key}: expected {want.__name__}, got {value!r}")
         opts[key] = value

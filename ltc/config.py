@@ -10,10 +10,14 @@ and never logged.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -61,6 +65,37 @@ class SecretRef(_Model):
         return f"env:{self.env}" if self.env else f"secret:{self.secret}"
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str | int | None) -> timedelta | None:
+    """``"24h"``, ``"30m"``, ``"7d"``, ``"90s"`` -> a timedelta; ``off``/``null``/``0`` -> None."""
+    if text is None or text == 0 or (isinstance(text, str) and text.strip().lower() in ("off", "never", "0", "")):
+        return None
+    m = _DURATION.match(str(text))
+    if m is None:
+        raise ValueError(f"expected a duration such as 24h, 30m, 7d or off, got {text!r}")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_urls(source: SourceConfig) -> list[str]:
+    """The source's plain http:// URLs that leave this machine (base_url, options.login_url)."""
+    urls = [source.base_url, source.options.get("login_url")]
+    return [u for u in urls if isinstance(u, str) and u.lower().startswith("http://") and not is_loopback(u)]
+
+
 class SourceConfig(_Model):
     kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053"]
     base_url: str | None = None
@@ -70,6 +105,15 @@ class SourceConfig(_Model):
     lookback_minutes: int = Field(default=10, ge=0)
     page_size: int | None = Field(default=None, ge=1)
     mapping: str | None = None  # path of a mapping file that overrides or extends the shipped one
+    # plain http:// to another host sends credentials and data in clear: refused unless this is set
+    allow_insecure_http: bool = False
+    # how often the deep completeness check compares the id sets of source and store ("off": never)
+    deep_check_every: str | None = "24h"
+    # how far the source's clock may lag ours: the sync cursor stays this far behind each run's start
+    clock_skew_seconds: int = Field(default=0, ge=0)
+    # the decimal separator of amounts the source sends as text ("1.234,56" needs ","); unset:
+    # amount text with a comma that is not plainly thousands grouping is quarantined, never guessed
+    decimal_separator: Literal[".", ","] | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -77,6 +121,26 @@ class SourceConfig(_Model):
         if v is not None and not v.startswith(("http://", "https://", "file://")):
             raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
         return v
+
+    @field_validator("deep_check_every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> Any:
+        if v is False:
+            return None
+        parse_duration(v)
+        return None if v is None else str(v)
+
+    @model_validator(mode="after")
+    def _tls(self) -> SourceConfig:
+        plain = insecure_urls(self)
+        if plain and not self.allow_insecure_http:
+            raise ValueError(f"plain http:// to a host that is not this machine ({plain[0]}) sends credentials "
+                             "and data unencrypted; use https://, or set allow_insecure_http: true on this source")
+        return self
+
+    @property
+    def deep_every(self) -> timedelta | None:
+        return parse_duration(self.deep_check_every)
 
 
 class ErpConfig(_Model):

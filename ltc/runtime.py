@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 
@@ -10,7 +11,9 @@ from canonical.errors import ConfigError
 from canonical.store import Store
 from connectors import registry
 from connectors.base import Connector
-from ltc.config import Config, load_config
+from ltc.config import Config, insecure_urls, load_config
+
+log = logging.getLogger("ltc")
 
 
 def store_url(cfg: Config) -> str:
@@ -35,6 +38,11 @@ def source_names(cfg: Config, only: list[str] | None = None) -> list[str]:
 
 def build_connector(cfg: Config, name: str) -> Connector:
     src = cfg.sources[name]
+    for url in insecure_urls(src):
+        log.warning("sources.%s: %s is plain http:// to another host (allow_insecure_http: true): credentials "
+                    "and data travel unencrypted", name, url.split("?", 1)[0])
     connector = registry.build(name, src)
     connector.lookback = timedelta(minutes=src.lookback_minutes)
+    connector.clock_skew = timedelta(seconds=src.clock_skew_seconds)
+    connector.deep_check_every = src.deep_every
     return connector

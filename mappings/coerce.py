@@ -69,7 +69,49 @@ def decode_tagged(value: Any) -> Any:
     raise CoercionError(f"unsupported tagged value {cls!r}")
 
 
-def to_decimal(value: Any) -> Decimal:
+_GROUPING = " '\u00a0\u202f"  # spaces and apostrophes group digits in many locales
+_US_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+\.\d+$")  # 1,234.56: a comma can only be grouping
+_US_GROUPS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3}){2,}$")  # 1,234,567: two commas cannot both be decimal
+_DOT_LOCALE = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?$")
+_COMMA_LOCALE = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:\.\d{3})+)(?:,\d+)?$")
+
+
+def parse_amount_text(value: str, separator: str | None = None) -> Decimal:
+    """An amount sent as text, never silently scaled.
+
+    Without a configured ``separator`` (the source's ``decimal_separator``) a comma is accepted only
+    where it cannot be a decimal comma (``1,234.56``, ``1,234,567``); ``12,50`` or ``1,250`` could be
+    either, so they are refused with the reason instead of being read 100 or 1000 times too large.
+    With ``","`` the text reads ``1.234,56``; with ``"."`` it reads ``1,234.56``.
+    """
+    text = value.strip()
+    for ch in _GROUPING:
+        text = text.replace(ch, "")
+    text = text.replace("_", "")
+    if separator == ",":
+        if not _COMMA_LOCALE.match(text):
+            raise CoercionError(f"amount text {value!r} does not read with decimal_separator ','")
+        text = text.replace(".", "").replace(",", ".")
+    elif "," in text:
+        if (separator == "." and _DOT_LOCALE.match(text)) or _US_GROUPED.match(text) or _US_GROUPS.match(text):
+            text = text.replace(",", "")
+        elif separator == ".":
+            raise CoercionError(f"amount text {value!r} does not read with decimal_separator '.'")
+        else:
+            raise CoercionError(
+                f"ambiguous amount text {value!r}: a comma may be a decimal or a thousands separator; "
+                "set decimal_separator (',' or '.') on this source in ltc.yaml"
+            )
+    try:
+        out = Decimal(text)
+    except InvalidOperation:
+        raise CoercionError(f"not a number: {value!r}") from None
+    if not out.is_finite():
+        raise CoercionError(f"not a finite number: {value!r}")
+    return out
+
+
+def to_decimal(value: Any, separator: str | None = None) -> Decimal:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise CoercionError(f"not a finite number: {value}")
@@ -81,13 +123,7 @@ def to_decimal(value: Any) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(value))
     if isinstance(value, str):
-        try:
-            out = Decimal(value.strip().replace(",", "").replace("_", ""))
-        except InvalidOperation:
-            raise CoercionError(f"not a number: {value!r}") from None
-        if not out.is_finite():
-            raise CoercionError(f"not a finite number: {value!r}")
-        return out
+        return parse_amount_text(value, separator)
     if isinstance(value, dict) and "__class__" in value:
         text = value.get("decimal")
         if type(text) is str and value.get("__class__") == "Decimal":
@@ -192,12 +228,17 @@ def _text_lines(options: Mapping[str, Any]) -> Coerce:
 
 
 def _decimal(options: Mapping[str, Any]) -> Coerce:
+    sep = options.get("decimal_separator")
+    plain = sep != ","  # with a decimal comma, "1.250" is 1250: every text goes the long way
+
     def fn(value: Any) -> Decimal | None:
         if type(value) is str and value:
+            if not plain:
+                return parse_amount_text(value, sep)
             try:
                 out = Decimal(value)
             except InvalidOperation:
-                return to_decimal(value)
+                return to_decimal(value, sep)
             if out.is_finite():
                 return out
             raise CoercionError(f"not a finite number: {value!r}")
@@ -217,7 +258,7 @@ def _decimal(options: Mapping[str, Any]) -> Coerce:
                 return to_decimal(value)
             if out.is_finite():
                 return out
-        return None if empty(value) else to_decimal(value)
+        return None if empty(value) else to_decimal(value, sep)
 
     return fn
 
@@ -544,12 +585,13 @@ def _join(options: Mapping[str, Any]) -> Coerce:
 
 def _diff(options: Mapping[str, Any]) -> Coerce:
     """``args: [a, b]`` -> a - b (amount paid = total - residual); missing inputs give None."""
+    sep = options.get("decimal_separator")
 
     def fn(values: Any) -> Decimal | None:
         a, b = values
         if (empty(a) and a != 0) or (empty(b) and b != 0):
             return None
-        return to_decimal(a) - to_decimal(b)
+        return to_decimal(a, sep) - to_decimal(b, sep)
 
     return fn
 

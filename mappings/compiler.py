@@ -44,7 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from canonical import model
-from canonical.money import Convention, Money, normalize_currency
+from canonical.money import Convention, Money, normalize_currency, sane_bound
 from mappings.coerce import (
     COERCIONS,
     CURRENCY_CACHE,
@@ -73,6 +73,9 @@ _REF_ENTITIES = {
 }
 _IMPLIED_BY_NAME = {"currency": "currency", "domain": "domain", "tax_id": "tax_id", "country": "country"}
 _MISSING = object()
+
+
+_BOUNDS: dict[str, Any] = {}  # currency -> its sane bound (canonical.money.sane_bound), filled on first use
 
 
 class FieldFailure(Exception):
@@ -331,7 +334,15 @@ def _generate_run(
                     "            except ValueError as exc:",
                     f"                raise FieldFailure({f.name!r}, str(exc)) from None",
                 ]
-            lines.append(f"        row[{f.name!r}] = v")
+            # a sane bound per currency: 1e308 or 1.23e29 never reaches reconciliation or a report
+            env.update(sane_bound=sane_bound, bounds=_BOUNDS, FieldFailure=FieldFailure)
+            lines += [
+                "        b = bounds.get(cur) or bounds.setdefault(cur, sane_bound(cur))",
+                "        if not -b < v < b:",
+                f"            raise FieldFailure({f.name!r}, f'amount {{v}} {{cur}} is beyond the sane bound of "
+                "{b:,} for this currency (a corrupt or unit-mixed value?)')",
+                f"        row[{f.name!r}] = v",
+            ]
         else:
             lines += ["    if v is not None:", f"        row[{f.name!r}] = v"]
     if plan.deleted_if is not None:
@@ -455,6 +466,10 @@ def _set_money(f: FieldPlan, v: Any, rec: Any, parent: Any, row: Row, entity: st
             v = scale_minor(v, cur, f.convention)
         except ValueError as exc:
             raise FieldFailure(f.name, str(exc)) from None
+    b = _BOUNDS.get(cur) or _BOUNDS.setdefault(cur, sane_bound(cur))
+    if not -b < v < b:
+        raise FieldFailure(f.name, f"amount {v} {cur} is beyond the sane bound of {b:,} for this currency "
+                                   "(a corrupt or unit-mixed value?)")
     row[f.name] = v
 
 
@@ -523,9 +538,10 @@ def _compatible(produced: Any, expected: Any) -> bool:
 # --- fields ---------------------------------------------------------------------------------------
 
 class _Compiler:
-    def __init__(self, mapping: Node, system: str):
+    def __init__(self, mapping: Node, system: str, decimal_separator: str | None = None):
         self.mapping = mapping
         self.system = system
+        self.decimal_separator = decimal_separator
         self.timezone = str(mapping.get("timezone") or "UTC")
         # value-map stage -> (tables by `map_by` key, the `map_by` path): the generated code looks up
         # mapped values in line and calls the stage only for what the tables do not hold
@@ -567,7 +583,8 @@ class _Compiler:
         if not _compatible(produces, expected):
             raise _fail(where, "coerce", f"field {fname!r}: coercion {coerce_name!r} does not produce a "
                         f"{getattr(expected, '__name__', expected)}")
-        options: dict[str, Any] = {"timezone": self.timezone, "system": self.system, **spec}
+        options: dict[str, Any] = {"timezone": self.timezone, "system": self.system,
+                                   "decimal_separator": self.decimal_separator, **spec}
         if coerce_name == "hubspot_association" and (spec.get("entity") or base in _REF_ENTITIES):
             options["entity"] = spec.get("entity") or _REF_ENTITIES[base]
         if coerce_name == "ref":
@@ -865,8 +882,11 @@ def _sidecars(spec: Node, obj: str, child: bool) -> dict[str, tuple[str, str | N
     return out
 
 
-def compile_mapping(mapping: Node, system: str) -> dict[str, list[ObjectPlan]]:
-    """Validate and compile a whole mapping for one connector instance: source object -> plans."""
+def compile_mapping(mapping: Node, system: str, *, decimal_separator: str | None = None
+                    ) -> dict[str, list[ObjectPlan]]:
+    """Validate and compile a whole mapping for one connector instance: source object -> plans.
+
+    ``decimal_separator`` is the source's (ltc.yaml): how amounts sent as text are read."""
     objects = mapping.get("objects")
     if not isinstance(objects, Node) or not objects:
         raise MappingError(f"{mapping.where('objects')}: a mapping needs `objects:` (source object -> entity)")
@@ -874,7 +894,7 @@ def compile_mapping(mapping: Node, system: str) -> dict[str, list[ObjectPlan]]:
     if unknown:
         k = sorted(unknown)[0]
         raise MappingError(f"{mapping.where(k)}: unknown top-level key {k!r} (known: kind, timezone, objects, note)")
-    compiler = _Compiler(mapping, system)
+    compiler = _Compiler(mapping, system, decimal_separator)
     try:
         compiler.value_fn("timezone", {"const": "2020-01-01", "coerce": "date"}, mapping, date)
     except Exception:

@@ -67,11 +67,12 @@ class MappingSet:
         return {p.entity for p in self.plans.get(obj, [])} | self.child_entities(obj)
 
 
-def compile_for(system: str, kind: str | None = None, override: str | Path | None = None) -> MappingSet:
+def compile_for(system: str, kind: str | None = None, override: str | Path | None = None, *,
+                decimal_separator: str | None = None) -> MappingSet:
     """Load (shipped + override), validate and compile the mapping for one connector instance."""
     kind = kind or system
     mapping = load_mapping(kind, override)
-    return MappingSet(system, kind, compile_mapping(mapping, system))
+    return MappingSet(system, kind, compile_mapping(mapping, system, decimal_separator=decimal_separator))
 
 
 @dataclass(slots=True)
@@ -212,7 +213,9 @@ def run_mapping(
         if system is None and use_override is None and not shipped_path(use_kind).exists():
             counts[name] = {"waiting": _pending_count(store, name)}
             continue
-        mset = compile_for(name, use_kind, use_override)
+        src = config.sources.get(name) if config is not None else None
+        mset = compile_for(name, use_kind, use_override,
+                           decimal_separator=getattr(src, "decimal_separator", None))
         counts[name] = _map_system(store, mset, batch_size, run_id)
     return counts
 

@@ -23,7 +23,7 @@ def client_for(name: str, source: Any) -> Any:
     for key in ("login", "password"):
         if key not in source.credentials:
             raise ConfigError(f"sources.{name}.credentials.{key} is required (e.g. {{env: TRYTON_{key.upper()}}})")
-    client = TrytonClient(source.base_url, str(database))
+    client = TrytonClient(source.base_url, str(database), verify=source.options.get("ca_file") or True)
     client.login(source.credentials["login"].resolve(), source.credentials["password"].resolve())
     return client
 

@@ -17,6 +17,16 @@ import orjson
 
 
 def _decode_object(obj: dict[str, Any]) -> Any:
+    """The Python value of a tagged object; one that cannot be (a date of February 30, a Decimal
+    that is not a number) stays the tagged dict as sent, so that the record still lands and the
+    mapping quarantines it with the reason instead of the whole page failing."""
+    try:
+        return _decoded(obj)
+    except (ArithmeticError, ValueError, TypeError, KeyError, OverflowError):
+        return obj
+
+
+def _decoded(obj: dict[str, Any]) -> Any:
     kind = obj.get("__class__")
     if kind is None:
         return obj

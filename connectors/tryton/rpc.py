@@ -94,13 +94,15 @@ class TrytonClient:
     """
 
     def __init__(self, base_url: str, database: str, *, system: str = "tryton", timeout: float = 120.0,
-                 policy: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 policy: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
+                 verify: Any = True) -> None:
         self.base_url = base_url.rstrip("/")
         self.database = database
         self.system = system
-        self._reads = HttpClient(system, self.base_url, timeout=timeout, policy=policy, transport=transport)
+        self._reads = HttpClient(system, self.base_url, timeout=timeout, policy=policy, transport=transport,
+                                 verify=verify)
         self._writes = HttpClient(system, self.base_url, timeout=timeout, policy=RetryPolicy(max_attempts=1),
-                                  transport=transport)
+                                  transport=transport, verify=verify)
         self._ids = itertools.count(1)
         self._auth: str | None = None
         self._credentials: tuple[str, str, str] | None = None
@@ -115,7 +117,7 @@ class TrytonClient:
             headers["Authorization"] = self._auth
         http = self._reads if (method in _READS or method.rsplit(".", 1)[-1] in _READS) else self._writes
         try:
-            response = http.request("POST", path, content=body, headers=headers)
+            _response, payload = http.call("POST", path, codec.loads, content=body, headers=headers)
         except AuthenticationError:
             raise TrytonAuthError(
                 f"Tryton {method}: login refused or session expired (HTTP 401); "
@@ -129,7 +131,8 @@ class TrytonClient:
                 raise TrytonError(f"Tryton {method}: HTTP 404 (no database {self.database!r} at {self.base_url}?)",
                                   status=404) from None
             raise
-        payload = codec.loads(response.content)
+        if not isinstance(payload, dict):
+            raise TrytonError(f"Tryton {method}: the server did not answer JSON-RPC (check base_url)")
         if payload.get("error") is not None:
             raise _error_from(method, payload["error"])
         return payload.get("result")
