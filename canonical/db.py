@@ -188,6 +188,12 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     return before, after
 
 
+def upgrade_locked(engine: Engine) -> tuple[str | None, str]:
+    """:func:`upgrade` under the schema lock (``ltc db upgrade`` while a first sync creates it)."""
+    with _schema_lock(engine):
+        return upgrade(engine)
+
+
 def _has_ltc_tables(engine: Engine) -> bool:
     existing = set(sa.inspect(engine).get_table_names())
     return bool(existing & set(tables.metadata.tables))

@@ -454,7 +454,15 @@ def load_parties(conn: sa.Connection) -> tuple[list[Party], list[Party]]:
 
 def run_identity(store: Any, auto: Decimal | None = None, review: Decimal | None = None,
                  config: Any = None) -> dict[str, int]:
-    """Resolve identities over the whole store and replace the ``account``/``payment`` cross-refs."""
+    """Resolve identities over the whole store and replace the ``account``/``payment`` cross-refs
+    (under the store's ``identity`` lock: a second run waits for the first)."""
+    from canonical.locks import stage_lock
+
+    with stage_lock(store.engine, "identity"):
+        return _run_identity(store, auto, review, config)
+
+
+def _run_identity(store: Any, auto: Decimal | None, review: Decimal | None, config: Any) -> dict[str, int]:
     from canonical.store import now
 
     if config is None and (auto is None or review is None):

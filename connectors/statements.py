@@ -41,6 +41,7 @@ import sqlalchemy as sa
 
 from canonical import db
 from canonical.errors import InputError
+from canonical.locks import stage_lock
 from canonical.money import MINOR_UNITS
 from canonical.store import RawRecord, Rejected, Store, content_hash, now
 from canonical.tables import quarantine
@@ -321,6 +322,12 @@ def run_import(
     in a folder pass it is reported in its result and the other files still import."""
     if (file is None) == (folder is None):
         raise InputError("import-statement: give either a FILE or --folder DIR (one of them)")
+    with stage_lock(store.engine, f"import:{source}"):
+        store.close_interrupted("import", source, streams=True)
+        return _run_import(store, file, folder, source)
+
+
+def _run_import(store: Store, file: str | Path | None, folder: str | Path | None, source: str) -> ImportSummary:
     run_id = store.begin_run("import", source)
     store.start_stream(source, STREAM, run_id)
     try:

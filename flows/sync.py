@@ -22,6 +22,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.states import Completed, State
 
+from canonical.locks import stage_lock
 from connectors.base import sync_stream
 from connectors.errors import AuthenticationError, NotFound, PermissionDenied
 from ltc import runtime
@@ -79,6 +80,18 @@ def sync_source(source: str, streams: list[str] | None = None, full_refresh: boo
     limit = f"ltc-sync-{source}"
     ensure_limit(limit)
     store = runtime.open_store(config_path)
+    # the store's own lock too: a CLI `ltc sync` of the same source waits for this flow, and back
+    with stage_lock(store.engine, f"sync:{source}", on_wait=lambda line: get_run_logger().warning(line)):
+        store.close_interrupted("sync", source, streams=True)
+        status, results, message = _sync_streams(store, source, names, limit, full_refresh, config_path)
+    store.close()
+    if status == "paused":
+        return Completed(name="Paused", message=f"{source} paused with state saved: {message}", data=results)
+    return results
+
+
+def _sync_streams(store: Any, source: str, names: list[str], limit: str, full_refresh: bool,
+                  config_path: str | None) -> tuple[str, list[dict[str, Any]], str | None]:
     run_id = store.begin_run("sync", source)
     results: list[dict[str, Any]] = []
     status = "success"
@@ -90,17 +103,16 @@ def sync_source(source: str, streams: list[str] | None = None, full_refresh: boo
                 if result["status"] == "paused":
                     status = "paused"
                     break
+                if result["status"] == "incomplete":
+                    status = "incomplete"
     except Exception as exc:
         store.finish_run(run_id, "failed", {r["stream"]: r for r in results}, str(exc))
         raise
     finally:
         _artifact(source, results)
-    message = next((r["message"] for r in results if r["status"] == "paused"), None)
+    message = next((r["message"] for r in results if r["status"] in ("paused", "incomplete")), None)
     store.finish_run(run_id, status, {r["stream"]: r for r in results}, message)
-    store.close()
-    if status == "paused":
-        return Completed(name="Paused", message=f"{source} paused with state saved: {message}", data=results)
-    return results
+    return status, results, message
 
 
 @flow(name="ltc-sync-all")

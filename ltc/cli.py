@@ -53,7 +53,7 @@ def db_upgrade(config: str | None = ConfigOpt) -> None:
     """Create the schema in an empty database, or migrate it to this version."""
     url = store_url(config)
     engine = db.make_engine(url)
-    before, after = db.upgrade(engine)
+    before, after = db.upgrade_locked(engine)
     if before == after:
         console.print(f"schema of {db.mask_url(url)} is up to date (revision {after})")
     else:
@@ -139,15 +139,21 @@ def sync(
     source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s) from ltc.yaml; default: all."),
     stream: list[str] = typer.Option(None, "--stream", help="Only these streams."),
     full_refresh: bool = typer.Option(False, "--full-refresh", help="Ignore saved cursors; re-read everything."),
+    deep: bool = typer.Option(False, "--deep", help="Run the deep completeness check now (compare the id sets "
+                              "of source and store) instead of waiting for deep_check_every."),
     config: str | None = ConfigOpt,
 ) -> None:
     """Pull the configured sources into the raw landing (checkpointed per page).
 
     Exit code 0 when every stream completed, 3 when a stream paused on a vendor quota (state saved;
-    run again later to resume), 1 when a stream failed.
+    run again later to resume), 1 when a stream failed or ended incomplete (see its message).
     """
-    if _run_sources(load_config(config), runtime.open_store(config), source, stream or None, full_refresh):
+    outcome = _run_sources(load_config(config), runtime.open_store(config), source, stream or None, full_refresh,
+                           deep=deep)
+    if outcome == "paused":
         raise typer.Exit(3)
+    if outcome == "incomplete":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -157,25 +163,31 @@ def status(config: str | None = ConfigOpt) -> None:
 
 
 def _run_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,
-                 full_refresh: bool = False) -> bool:
-    """Sync the sources and print a table; True if any stream paused on a quota."""
+                 full_refresh: bool = False, *, deep: bool = False) -> str | None:
+    """Sync the sources and print a table; "paused" if any stream paused on a quota, else
+    "incomplete" if any stream could not vouch for its completeness, else None."""
     from connectors.base import sync as sync_connector
 
     table = Table(title="sync")
     for col in ("source", "stream", "status", "records", "written", "unchanged", "quarantined", "message"):
         table.add_column(col)
-    paused = False
+    seen: set[str] = set()
+
+    def waiting(line: str) -> None:
+        err_console.print(line, highlight=False, markup=False)
+
     for name in runtime.source_names(cfg, only):
         connector = runtime.build_connector(cfg, name)
         try:
-            for r in sync_connector(connector, store, streams=streams, full_refresh=full_refresh):
-                paused = paused or r.status == "paused"
+            for r in sync_connector(connector, store, streams=streams, full_refresh=full_refresh, deep=deep,
+                                    on_wait=waiting):
+                seen.add(r.status)
                 table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
                               str(r.quarantined), _fmt(r.message, 70))
         finally:
             connector.close()
     console.print(table)
-    return paused
+    return "paused" if "paused" in seen else "incomplete" if "incomplete" in seen else None
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -199,11 +211,13 @@ def run(
 
     cfg = load_config(config)
     store = runtime.open_store(config)
-    paused = _run_sources(cfg, store, source)
+    outcome = _run_sources(cfg, store, source)
     _print_summary(after_sync(store, cfg, _date(as_of)))
     console.print(f"report: {write_report(store, cfg).html}")
-    if paused:
+    if outcome == "paused":
         raise typer.Exit(3)
+    if outcome == "incomplete":
+        raise typer.Exit(1)
 
 
 def _date(value: str | None) -> date:

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from canonical import tables
+from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
 from canonical.store import Rejected, Store, now
 from canonical.tables import lineage, quarantine, raw_record
@@ -216,7 +217,9 @@ def run_mapping(
         src = config.sources.get(name) if config is not None else None
         mset = compile_for(name, use_kind, use_override,
                            decimal_separator=getattr(src, "decimal_separator", None))
-        counts[name] = _map_system(store, mset, batch_size, run_id)
+        # one mapping of a system at a time: a second waits (two would race on pending flags)
+        with stage_lock(store.engine, f"map:{name}"):
+            counts[name] = _map_system(store, mset, batch_size, run_id)
     return counts
 
 

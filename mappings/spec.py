@@ -68,16 +68,33 @@ def _loader(file: str) -> Any:
     return Loader
 
 
+TOP_LEVEL_KEYS = frozenset({"objects", "timezone", "kind", "note"})
+
+
 def load_file(path: str | Path) -> Node:
+    """Parse a mapping file. A path that names something else (``/etc/passwd``, a binary, a
+    directory) is refused without quoting any of its content: an error message is no way to read
+    files the operator did not mean to show."""
     p = Path(path)
     if not p.exists():
         raise MappingError(f"mapping file {p} does not exist")
+    not_mapping = MappingError(f"{p}: not a mapping file (a YAML mapping whose top-level keys are among "
+                               f"{', '.join(sorted(TOP_LEVEL_KEYS))}; see mappings/salesforce.yaml)")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_loader(str(p)))
-    except yaml.YAMLError as exc:
-        raise MappingError(yaml_problem(p, exc)) from None
-    if not isinstance(data, Node):
-        raise MappingError(f"{p}:1: a mapping file is a YAML mapping with an `objects:` key")
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise not_mapping from None
+    except OSError as exc:
+        raise MappingError(f"mapping file {p} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    looks_like_one = "objects:" in text or "timezone:" in text
+    try:
+        data = yaml.load(text, Loader=_loader(str(p)))
+    except (yaml.YAMLError, MappingError) as exc:
+        if not looks_like_one:
+            raise not_mapping from None
+        raise (exc if isinstance(exc, MappingError) else MappingError(yaml_problem(p, exc))) from None
+    if not isinstance(data, Node) or not set(data) <= TOP_LEVEL_KEYS:
+        raise not_mapping
     return data
 
 

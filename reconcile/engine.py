@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
+from canonical.locks import stage_lock
 from canonical.store import Store, now
 from canonical.tables import Amount
 from reconcile import lifecycle
@@ -74,7 +75,18 @@ def _insert_frame(conn: sa.Connection, table: sa.Table, df: pl.DataFrame, chunk:
 
 def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames | None = None,
                        period_start: date | None = None, period_end: date | None = None) -> ReconcileResult:
-    """Reconcile the store as of ``as_of`` (config: ``ltc.config.Config`` or ``ReconcileConfig``)."""
+    """Reconcile the store as of ``as_of`` (config: ``ltc.config.Config`` or ``ReconcileConfig``).
+
+    Holds the store's ``reconcile`` lock: a second reconciliation waits for the first instead of
+    interleaving with it (which doubled links and allocations); a run a killed process left
+    ``running`` is closed as failed first."""
+    with stage_lock(store.engine, "reconcile"):
+        store.close_interrupted("reconcile")
+        return _reconcile(store, config, as_of, frames, period_start, period_end)
+
+
+def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, period_start: date | None,
+               period_end: date | None) -> ReconcileResult:
     settings = Settings.from_config(config)
     run_id = store.begin_run("reconcile")
     try:

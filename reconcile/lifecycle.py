@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical.errors import InputError
@@ -53,7 +54,10 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
     gone = [fp for fp, st in stored.items() if st in ("open", "acknowledged") and fp not in found]
     audit: list[dict[str, Any]] = []
     if new:
-        conn.execute(exc_t.insert(), [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new])
+        # conflict-safe: a fingerprint stored meanwhile by someone else is left to them, not a crash
+        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(exc_t)
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["fingerprint"]),
+                     [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new])
         audit += [_audit(fp, None, "open", "detected", run_id, at) for fp in new]
     upd_cols = ["severity", "chain_id", "subject_ids", "source_ids", "owner", "currency", "amount_at_risk",
                 "reporting_currency", "amount_reporting", "evidence", "last_seen_at", "last_run_id"]

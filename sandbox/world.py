@@ -169,8 +169,46 @@ def _loads(text: str) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
+# a text that is a date or an ISO instant, and nothing else (a description that starts with one is not)
+_DATE_TEXT = re.compile(r"^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?"
+                        r"(?:Z|[+-]\d\d:?\d\d)?)?$")
+
+
+def _impossible_value(value: Any) -> str | None:
+    """Why a value cannot be what it says (a date of February 30, a Tryton tagged value that does
+    not decode), or None. A world is checked before anything serves it: the emulators then never
+    meet a value they cannot read."""
+    from connectors.tryton import codec
+
+    if isinstance(value, str):
+        m = _DATE_TEXT.match(value)
+        if m is None:
+            return None
+        y, mo, d, h, mi, sec = (int(x) if x is not None else 0 for x in m.groups())
+        try:
+            datetime(y, mo, d, h, mi, sec)
+        except ValueError as exc:
+            return f"{value!r} is not a valid date ({exc})"
+        return None
+    if isinstance(value, dict):
+        if "__class__" in value:
+            try:
+                codec._decoded(value)
+            except (ArithmeticError, ValueError, TypeError, KeyError, OverflowError) as exc:
+                return f"{json.dumps(value, default=str)} is not a valid Tryton {value.get('__class__')} ({'not a number' if isinstance(exc, ArithmeticError) else exc})"
+            return None
+        return next((f"{k}: {why}" for k, v in value.items() if (why := _impossible_value(v))), None)
+    if isinstance(value, list):
+        return next((why for v in value if (why := _impossible_value(v))), None)
+    return None
+
+
 def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int) -> str:
     """The record's id (as text) after the per-system checks; raises InputError naming file:line."""
+    bad = next(((k, why) for k, v in rec.items() if (why := _impossible_value(v))), None)
+    if bad is not None:
+        rid = rec.get("Id", rec.get("id"))
+        raise _fail(where, n, f"record {rid}: field {bad[0]}: {bad[1]}")
     if obj.startswith("associations/"):
         frm = rec.get("from")
         rid = frm.get("id") if isinstance(frm, dict) else None
