@@ -92,13 +92,17 @@ def dumps(value: Any) -> bytes:
         out = orjson.dumps(_exact_big_ints(value), default=json_default,
                            option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     if b"\\u0000" in out:
-        out = _NUL_ESCAPE.sub(rb"\1\\ufffd", out)
+        out = _NUL_ESCAPE.sub("\\1\ufffd".encode(), out)  # as orjson writes U+FFFD: UTF-8
     return out
 
 
 def _normalize(url: str) -> sa.engine.URL:
     try:
         parsed = sa.engine.make_url(url)
+    except ValueError:  # the port, parsed as an int
+        raise ConfigError(
+            f"invalid LTC_DATABASE_URL {mask_url(url)!r}: the port must be a number (e.g. host:5432)"
+        ) from None
     except ArgumentError:
         raise ConfigError(
             f"invalid LTC_DATABASE_URL {mask_url(url)!r}: expected e.g. sqlite:///path/ltc.db "

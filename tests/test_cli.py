@@ -26,6 +26,7 @@ def ltc(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
         ("postgresql://admin:hunter2@127.0.0.1:1/ltc", "cannot connect to database postgresql://admin:***@127.0.0.1:1/ltc"),
         ("not a url", "invalid LTC_DATABASE_URL 'not a url'"),
         ("mysql://u:hunter2@localhost/x", "unsupported database 'mysql://u:***@localhost/x'"),
+        ("postgresql://u:hunter2@db.internal:54x2/ltc", "the port must be a number"),
     ],
 )
 def test_bad_database_url_is_one_masked_line_and_exit_2(url: str, expected: str, tmp_path: Path) -> None:
