@@ -63,17 +63,20 @@ _INT64 = (-(2**63), 2**63 - 1)
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
-def _exact_big_ints(value: Any) -> Any:
-    """The value with integers beyond 64 bits as their exact decimal text (orjson cannot write them,
-    and a JSON reader would turn them into lossy floats)."""
+def _storable(value: Any) -> Any:
+    """The value with what orjson cannot write made storable, exactly where possible: integers
+    beyond 64 bits as their decimal text (a JSON reader would turn them into lossy floats), lone
+    UTF-16 surrogates (``"\ud800"`` in a vendor's JSON) as U+FFFD."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
         return str(value) if not _INT64[0] <= value <= _INT64[1] else value
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, dict):
-        return {k: _exact_big_ints(v) for k, v in value.items()}
+        return {_storable(k) if isinstance(k, str) else k: _storable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_exact_big_ints(v) for v in value]
+        return [_storable(v) for v in value]
     return value
 
 
@@ -82,14 +85,15 @@ def dumps(value: Any) -> bytes:
 
     Whatever a vendor payload holds is storable on both backends, identically: an integer beyond
     64 bits is kept exact as its decimal text, and U+0000 (which PostgreSQL refuses in ``text`` and
-    ``jsonb``) is stored as U+FFFD, the replacement character, in values and keys alike.
+    ``jsonb``) and lone surrogates are stored as U+FFFD, the replacement character, in values and
+    keys alike.
     """
     try:
         out = orjson.dumps(value, default=json_default, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
-        if "64-bit" not in str(exc):
+        if "64-bit" not in str(exc) and "surrogates" not in str(exc):
             raise
-        out = orjson.dumps(_exact_big_ints(value), default=json_default,
+        out = orjson.dumps(_storable(value), default=json_default,
                            option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     if b"\\u0000" in out:
         out = _NUL_ESCAPE.sub("\\1\ufffd".encode(), out)  # as orjson writes U+FFFD: UTF-8

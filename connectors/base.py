@@ -317,6 +317,20 @@ class StreamResult:
     deep_tombstoned: int | None = None  # ... and records the source no longer has, tombstoned
 
 
+MAX_ID = 255  # raw_record.source_id
+
+
+def unstorable_id(sid: str) -> str | None:
+    """Why a source id cannot be a key in the store (too long, U+0000, a lone surrogate), or None."""
+    if len(sid) > MAX_ID:
+        return f"longer than {MAX_ID} characters"
+    if "\x00" in sid:
+        return "contains U+0000"
+    if any("\ud800" <= ch <= "\udfff" for ch in sid):
+        return "contains a lone UTF-16 surrogate"
+    return None
+
+
 def to_raw(stream: StreamSpec, records: Iterable[Mapping[str, Any]], *, deleted: bool = False
            ) -> tuple[list[RawRecord], list[Rejected]]:
     """Raw records of a page; a record without an id or with an unreadable timestamp is rejected."""
@@ -326,6 +340,11 @@ def to_raw(stream: StreamSpec, records: Iterable[Mapping[str, Any]], *, deleted:
         sid = stream.source_id(rec)
         if sid is None:
             rejected.append(Rejected(stream.object, f"record has no {stream.primary_key!r}", payload=dict(rec),
+                                     field=stream.primary_key))
+            continue
+        problem = unstorable_id(sid)
+        if problem is not None:
+            rejected.append(Rejected(stream.object, f"record id {sid[:80]!r}: {problem}", payload=dict(rec),
                                      field=stream.primary_key))
             continue
         try:

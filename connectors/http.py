@@ -263,6 +263,8 @@ class HttpClient:
         self.observe = observe
         self.should_retry = should_retry
         self.requests_sent = 0
+        if isinstance(verify, str):  # a ca_file: httpx wants an SSL context for it
+            verify = ssl.create_default_context(cafile=verify)
         self.client = httpx.Client(
             base_url=base_url, headers=dict(headers or {}), timeout=timeout, verify=verify, transport=transport
         )

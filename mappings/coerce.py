@@ -177,6 +177,15 @@ def _parse_instant(value: Any, zone: tzinfo) -> datetime:
 
 # --- factories: options -> value function -------------------------------------------------------
 
+MAX_TEXT = 400  # the canonical text columns (String(400)): longer is not a value, it is a corrupt one
+
+
+def _fits(text: str, what: str) -> str:
+    if len(text) > MAX_TEXT:
+        raise CoercionError(f"{what} longer than {MAX_TEXT} characters ({len(text)})")
+    return text
+
+
 def _str(options: Mapping[str, Any]) -> Coerce:
     limit = int(options.get("max_length", 400))
 
@@ -427,10 +436,11 @@ def _ref(options: Mapping[str, Any]) -> Coerce:
     The mapping is compiled once per connector instance, so the system name is known here.
     """
     prefix = canonical_id(str(options["system"]), str(options["entity"]), "")
+    room = MAX_TEXT - len(prefix)
 
     def fn(value: Any) -> str | None:
         t = type(value)
-        if t is str and value:
+        if t is str and value and len(value) <= room:
             return prefix + value
         if t is list and value and type(value[0]) is int:  # Odoo many2one [id, "name"]
             return prefix + str(value[0])
@@ -444,7 +454,9 @@ def _ref(options: Mapping[str, Any]) -> Coerce:
             value = value.get("id")
             if value is None:
                 return None
-        return prefix + str(value)
+        if isinstance(value, dict | list):
+            raise CoercionError(f"expected a reference id, got {type(value).__name__}")
+        return _fits(prefix + str(value), "reference")
 
     return fn
 
@@ -459,7 +471,7 @@ def _source_id(options: Mapping[str, Any]) -> Coerce:
             value = value[0]
         if isinstance(value, dict):
             value = value.get("id")
-        return None if value is None else str(value)
+        return None if value is None else _fits(str(value), "id")
 
     return fn
 
@@ -481,7 +493,7 @@ def normalize_domain(value: str) -> str | None:
 
 def _domain(options: Mapping[str, Any]) -> Coerce:
     def fn(value: Any) -> str | None:
-        return None if empty(value) else normalize_domain(str(value))
+        return None if empty(value) else normalize_domain(_fits(str(value), "domain"))
 
     return fn
 
@@ -490,7 +502,7 @@ def _email(options: Mapping[str, Any]) -> Coerce:
     def fn(value: Any) -> str | None:
         if empty(value):
             return None
-        text = str(value).strip().lower()
+        text = _fits(str(value).strip().lower(), "e-mail address")
         if "@" not in text:
             raise CoercionError(f"not an e-mail address: {value!r}")
         return text
@@ -513,7 +525,7 @@ def _tax_id(options: Mapping[str, Any]) -> Coerce:
             value = value[0].get("code") or value[0].get("value")
         if isinstance(value, dict):
             value = value.get("code") or value.get("value")
-        return None if empty(value) else normalize_tax_id(str(value))
+        return None if empty(value) else normalize_tax_id(_fits(str(value), "tax id"))
 
     return fn
 
@@ -578,7 +590,7 @@ def _join(options: Mapping[str, Any]) -> Coerce:
 
     def fn(values: Any) -> str | None:
         parts = [str(v).strip() for v in values if not empty(v)]
-        return sep.join(p for p in parts if p) or None
+        return sep.join(p for p in parts if p)[:MAX_TEXT] or None
 
     return fn
 
@@ -684,7 +696,7 @@ def _hubspot_association(options: Mapping[str, Any]) -> Coerce:
             key = (0 if primary else 1, rid)
             if best is None or key < (best[0], best[1]):
                 best = key
-        return None if best is None else prefix + best[1]
+        return None if best is None else _fits(prefix + best[1], "association id")
 
     return fn
 

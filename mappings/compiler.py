@@ -76,6 +76,13 @@ _MISSING = object()
 
 
 _BOUNDS: dict[str, Any] = {}  # currency -> its sane bound (canonical.money.sane_bound), filled on first use
+MAX_SCALE = 12  # decimal places: an amount with more (1E-40) is not money but a corrupt value
+
+
+def _insane(v: Decimal, cur: str, bound: Decimal) -> str:
+    if not -bound < v < bound:
+        return f"amount {v} {cur} is beyond the sane bound of {bound:,} for this currency (a corrupt or unit-mixed value?)"
+    return f"amount {v} {cur} has more than {MAX_SCALE} decimal places (a corrupt value?)"
 
 
 class FieldFailure(Exception):
@@ -335,12 +342,12 @@ def _generate_run(
                     f"                raise FieldFailure({f.name!r}, str(exc)) from None",
                 ]
             # a sane bound per currency: 1e308 or 1.23e29 never reaches reconciliation or a report
-            env.update(sane_bound=sane_bound, bounds=_BOUNDS, FieldFailure=FieldFailure)
+            env.update(sane_bound=sane_bound, bounds=_BOUNDS, FieldFailure=FieldFailure, MAX_SCALE=MAX_SCALE,
+                       insane=_insane)
             lines += [
                 "        b = bounds.get(cur) or bounds.setdefault(cur, sane_bound(cur))",
-                "        if not -b < v < b:",
-                f"            raise FieldFailure({f.name!r}, f'amount {{v}} {{cur}} is beyond the sane bound of "
-                "{b:,} for this currency (a corrupt or unit-mixed value?)')",
+                "        if not -b < v < b or v.as_tuple().exponent < -MAX_SCALE:",
+                f"            raise FieldFailure({f.name!r}, insane(v, cur, b))",
                 f"        row[{f.name!r}] = v",
             ]
         else:
@@ -365,6 +372,8 @@ def _generate_run(
             f"            {read_id}",
             "            if empty(cid):",
             f"                raise FieldFailure(noid{k}, 'child item without an id')",
+            "            if len(str(cid)) > 255:",
+            f"                raise FieldFailure(noid{k}, 'child item id longer than 255 characters')",
             f"            run{k}(item, rec, str(cid), raw_id, updated, out)",
         ]
     lines.append("    return out")
@@ -467,9 +476,8 @@ def _set_money(f: FieldPlan, v: Any, rec: Any, parent: Any, row: Row, entity: st
         except ValueError as exc:
             raise FieldFailure(f.name, str(exc)) from None
     b = _BOUNDS.get(cur) or _BOUNDS.setdefault(cur, sane_bound(cur))
-    if not -b < v < b:
-        raise FieldFailure(f.name, f"amount {v} {cur} is beyond the sane bound of {b:,} for this currency "
-                                   "(a corrupt or unit-mixed value?)")
+    if not -b < v < b or v.as_tuple().exponent < -MAX_SCALE:
+        raise FieldFailure(f.name, _insane(v, cur, b))
     row[f.name] = v
 
 
@@ -668,7 +676,8 @@ class _Compiler:
         if coerce_name == "str" and "max_length" not in spec:
             fast = "v.strip()[:400] or None"
         elif coerce_name == "ref":
-            fast = f"({options['system'] + ':' + options['entity'] + ':'!r} + v) if v else None"
+            prefix = options["system"] + ":" + options["entity"] + ":"
+            fast = f"({prefix!r} + v) if v and len(v) <= {400 - len(prefix)} else {{c}}(v) if v else None"
         elif coerce_name == "lower" and "max_length" not in spec:
             fast = "v.strip()[:400].lower() or None"
         elif coerce_name == "json":

@@ -87,6 +87,11 @@ class BatchResult:
     deleted_stubs: list[int | None] = field(default_factory=list)
 
 
+# Canonical rows that reconciliation cannot use without this amount: quarantined (stage "validate").
+_MUST_HAVE = {"payment": "amount", "invoice": "total"}
+_MAP_STAGES = ("map", "validate")
+
+
 def map_records(
     mset: MappingSet, records: Sequence[tuple[int | None, str, str, Any, datetime | None]]
 ) -> BatchResult:
@@ -132,6 +137,12 @@ def _map_records(
             result.rejected.append(
                 Rejected(obj, f"{type(exc).__name__}: {exc}", source_id=source_id, payload=payload, stage="map")
             )
+            continue
+        missing = next(((e, f) for e, row in out if (f := _MUST_HAVE.get(e)) is not None and row.get(f) is None
+                        and row.get("deleted_at") is None), None)
+        if missing is not None:  # reconciliation cannot allocate cash to or from an amount it does not know
+            result.rejected.append(Rejected(obj, f"a {missing[0]} without its {missing[1]} cannot be reconciled",
+                                            source_id=source_id, payload=payload, field=missing[1], stage="validate"))
             continue
         for entity, row in out:
             rows[entity].append(row)
@@ -353,7 +364,7 @@ def _resolve_quarantine(conn: Connection, system: str, keys: set[tuple[str, str]
     """Close earlier open map-stage quarantine entries of these records (they are mapped again now)."""
     q = quarantine.c
     open_entry = conn.execute(
-        sa.select(q.id).where(q.stage == "map", q.system == system, q.resolved_at.is_(None)).limit(1)
+        sa.select(q.id).where(q.stage.in_(_MAP_STAGES), q.system == system, q.resolved_at.is_(None)).limit(1)
     ).first()
     if open_entry is None:  # the usual case: nothing of this system waits in quarantine
         return
@@ -365,7 +376,7 @@ def _resolve_quarantine(conn: Connection, system: str, keys: set[tuple[str, str]
         for chunk in _chunks(sids):
             conn.execute(
                 quarantine.update()
-                .where(q.stage == "map", q.system == system, q.object == obj, q.resolved_at.is_(None),
+                .where(q.stage.in_(_MAP_STAGES), q.system == system, q.object == obj, q.resolved_at.is_(None),
                        q.source_id.in_(chunk))
                 .values(resolved_at=ts)
             )
