@@ -215,12 +215,12 @@ class Org:
         with self.lock:
             self.delete_log[obj][rid] = self.rows[obj][rid]["SystemModstamp"]
 
-    def purge(self, obj: str, rid: str, *, keep_log: bool = True) -> None:
+    def purge(self, obj: str, rid: str, *, keep_log: bool = True, at: datetime | None = None) -> None:
         """Hard delete (emptied from the recycle bin): gone from ``queryAll`` too. The delete log
         keeps its entry (15 days) unless ``keep_log`` is false (an administrator purged it)."""
         with self.lock:
             if not self.rows[obj][rid]["IsDeleted"]:
-                self.delete_log[obj][rid] = sf_datetime(self.now())
+                self.delete_log[obj][rid] = sf_datetime(at or self.now())
             del self.rows[obj][rid]
             self.hidden[obj].discard(rid)
             self.visible_at[obj].pop(rid, None)

@@ -79,3 +79,23 @@ def test_override_merges_and_removes(tmp_path: Path) -> None:
 def test_missing_shipped_mapping_names_the_kind() -> None:
     with pytest.raises(MappingError, match="no shipped mapping for source kind 'nope'"):
         load_mapping("nope")
+
+
+@pytest.mark.parametrize("content", [
+    "root:x:0:0:root:/root:/bin/bash\nsvc:$6$hunter2-hash:19000:0:99999:7:::\n",
+    "password: hunter2\napi_key: sk_live_hunter2\n",
+    "secret: [unclosed hunter2\n",
+    "Name:\tpython\nState:\tS (hunter2)\n",
+])
+def test_a_mapping_path_at_some_other_file_never_quotes_it(tmp_path: Path, content: str) -> None:
+    other = tmp_path / "passwd"
+    other.write_text(content)
+    with pytest.raises(MappingError) as err:
+        load_mapping("salesforce", other)
+    assert "hunter2" not in str(err.value) and "/bin/bash" not in str(err.value) and "python" not in str(err.value)
+    assert "not a mapping file" in str(err.value)
+    binary = tmp_path / "blob"
+    binary.write_bytes(b"\x89PNG\x00\xff hunter2")
+    with pytest.raises(MappingError, match="not a mapping file") as err:
+        load_mapping("salesforce", binary)
+    assert "hunter2" not in str(err.value)
