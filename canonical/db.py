@@ -156,13 +156,29 @@ def make_engine(url: str | None = None) -> Engine:
         raise ConfigError(f"invalid LTC_DATABASE_URL {mask_url(raw)!r}: unknown driver") from None
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    try:
-        with engine.connect():
-            pass
-    except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot connect to database {mask_url(raw)}: {reason}") from None
-    return engine
+    for attempt in range(1, _RESTART_ATTEMPTS + 1):
+        try:
+            with engine.connect():
+                pass
+            return engine
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            if attempt < _RESTART_ATTEMPTS and _restarting(exc):  # a server restart: it answers again soon
+                time.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
+                continue
+            raise DatabaseUnavailable(f"cannot connect to database {mask_url(raw)}: {reason}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_RESTART_ATTEMPTS = 8
+
+
+def _restarting(exc: DBAPIError) -> bool:
+    """The server is shutting down or starting up (not a wrong address or password)."""
+    state = getattr(exc.orig, "sqlstate", None)
+    text = str(exc.orig)
+    return state in _PG_CONNECTION_STATES or "shutting down" in text or "starting up" in text \
+        or "in recovery mode" in text
 
 
 # --- migrations -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from canonical import db
 from canonical.errors import LtcError
 from canonical.tables import stage_lock as lock_table
 
@@ -132,20 +133,35 @@ def _advisory(engine: Engine, name: str, timeout_s: float | None, poll_s: float,
               say: Callable[[str], None]) -> Iterator[None]:
     k = advisory_key(name)
     deadline = _deadline(timeout_s)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        said = False
-        while not conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (k,)).scalar():
-            who = _pg_holder(conn, k)
-            if not said:
-                say(f"{name}: another process holds this store's lock ({who}); waiting for it to finish")
-                said = True
-            _check_deadline(deadline, name, who)
-            time.sleep(poll_s)
+    said = False
+
+    def acquire() -> Connection:
+        """A session holding the lock (a connection lost while waiting, e.g. a server restart,
+        is replaced and the wait goes on)."""
+        nonlocal said
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            yield
-        finally:
-            with contextlib.suppress(sa.exc.DBAPIError):  # a lost session took its locks with it
-                conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (k,))
+            while not conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (k,)).scalar():
+                who = _pg_holder(conn, k)
+                if not said:
+                    say(f"{name}: another process holds this store's lock ({who}); waiting for it to finish")
+                    said = True
+                _check_deadline(deadline, name, who)
+                time.sleep(poll_s)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    conn = db.reconnecting(acquire, what=f"{name}: taking the store's lock")
+    try:
+        yield
+    finally:
+        # a session lost meanwhile (a server restart) took its locks with it
+        with contextlib.suppress(sa.exc.DBAPIError):
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (k,))
+        with contextlib.suppress(sa.exc.DBAPIError):
+            conn.close()
 
 
 def _pg_holder(conn: Connection, key: int) -> str:

@@ -277,7 +277,8 @@ class Store:
     def open(cls, url: str | None = None, *, auto_create: bool = True) -> Store:
         """Connect, and check (or on an empty database create) the schema."""
         engine = db.make_engine(url)
-        db.ensure_schema(engine, auto_create=auto_create)
+        # PostgreSQL creates the schema in one transaction: after a lost connection it is run again
+        db.reconnecting(lambda: db.ensure_schema(engine, auto_create=auto_create), what="schema check")
         return cls(engine)
 
     def close(self) -> None:
@@ -289,6 +290,15 @@ class Store:
 
         def once() -> T:
             with self.engine.begin() as conn:
+                return fn(conn)
+
+        return db.reconnecting(once, what=what)
+
+    def read(self, what: str, fn: Callable[[Connection], T]) -> T:
+        """``fn`` on a connection, again on a new one if the connection is lost."""
+
+        def once() -> T:
+            with self.engine.connect() as conn:
                 return fn(conn)
 
         return db.reconnecting(once, what=what)
@@ -365,8 +375,7 @@ class Store:
         """Stored content hashes of these source ids (to tell new, changed and unchanged apart)."""
         if not source_ids:
             return {}
-        with self.engine.connect() as conn:
-            return _known_hashes(conn, system, obj, list(source_ids))
+        return self.read("known hashes", lambda conn: _known_hashes(conn, system, obj, list(source_ids)))
 
     def add_quarantine(
         self, conn: Connection, system: str, rejected: Iterable[Rejected], run_id: str | None = None
@@ -532,35 +541,35 @@ class Store:
             q = q.where(raw_record.c.source_updated_at >= since)
         if until is not None:
             q = q.where(raw_record.c.source_updated_at < until)
-        with self.engine.connect() as conn:
-            return int(conn.execute(q).scalar_one())
+        return self.read("completeness count", lambda conn: int(conn.execute(q).scalar_one()))
 
     def open_quarantine_ids(self, system: str, obj: str, stage: str = "fetch") -> set[str]:
         """Source ids with an open quarantine entry of ``stage`` (records the store knowingly lacks)."""
         q = quarantine.c
         stmt = sa.select(q.source_id).where(q.system == system, q.object == obj, q.stage == stage,
                                             q.resolved_at.is_(None), q.source_id.is_not(None)).distinct()
-        with self.engine.connect() as conn:
-            return {sid for (sid,) in conn.execute(stmt)}
+        return self.read("quarantined ids", lambda conn: {sid for (sid,) in conn.execute(stmt)})
 
     def live_stamps(self, system: str, obj: str) -> dict[str, datetime | None]:
         """Source id -> ``source_updated_at`` of every live raw record of an object (deep checks)."""
         c = raw_record.c
         q = sa.select(c.source_id, c.source_updated_at).where(c.system == system, c.object == obj,
                                                               c.deleted.is_(False))
-        with self.engine.connect() as conn:
-            return {sid: ts for sid, ts in conn.execute(q)}
+        return self.read("live ids", lambda conn: {sid: ts for sid, ts in conn.execute(q)})
 
     def raw_payloads(self, system: str, obj: str, source_ids: Sequence[str]) -> dict[str, Any]:
         """The stored payloads of these source ids."""
         c = raw_record.c
-        out: dict[str, Any] = {}
-        with self.engine.connect() as conn:
+
+        def payloads(conn: Connection) -> dict[str, Any]:
+            out: dict[str, Any] = {}
             for chunk in _chunks(list(source_ids), _IN_CHUNK):
                 rows = conn.execute(sa.select(c.source_id, c.payload).where(c.system == system, c.object == obj,
                                                                             c.source_id.in_(chunk)))
                 out.update((sid, payload) for sid, payload in rows)
-        return out
+            return out
+
+        return self.read("stored payloads", payloads)
 
     def get_raw(self, system: str, obj: str, source_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

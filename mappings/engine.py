@@ -23,13 +23,14 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from canonical import tables
+from canonical import db, tables
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
 from canonical.store import Rejected, Store, now
@@ -236,48 +237,63 @@ def run_mapping(
 
 def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
-    c = raw_record.c
-    last_id = 0
     sidecars = mset.sidecars()
     if sidecars:
         _mark_sidecar_changes(store, mset.system, sidecars)
+    last_id = 0
     while True:
-        with store.engine.connect() as conn:
-            batch = conn.execute(
-                sa.select(c.id, c.object, c.source_id, c.payload, c.source_updated_at, c.deleted, c.content_hash,
-                          c.fetched_at)
-                .where(c.system == mset.system, c.pending_map.is_(True), c.id > last_id)
-                .order_by(c.id)
-                .limit(batch_size)
-            ).all()
-        if not batch:
+        # one batch is one unit of work: if the database connection is lost it is read, mapped and
+        # written again (what it writes is idempotent, and pending flags say what is left)
+        done = db.reconnecting(partial(_map_batch, store, mset, sidecars, last_id, batch_size, run_id),
+                               what=f"mapping {mset.system}")
+        if done is None:
             break
-        last_id = batch[-1][0]
-        # positional access: a Row's attribute look-up costs more than the mapping of a small record
-        live = [(r[0], r[1], r[2], r[3], r[4]) for r in batch if not r[5]]
-        dead = [r for r in batch if r[5]]
-        if sidecars:
-            live = _with_sidecars(store, mset.system, sidecars, live)
-        result = map_records(mset, live)
-        if result.deleted_stubs:
-            stubs = set(result.deleted_stubs)
-            dead += [r for r in batch if r[0] in stubs]
-        with store.engine.begin() as conn:
-            for entity, rows in result.rows.items():
-                store.upsert_entities(conn, entity, rows)
-                counts[entity] += len(rows)
-            _tombstone_dropped_children(conn, mset, live, result)
-            counts["tombstoned"] += _tombstone(conn, mset, dead)
-            seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
-            seen |= {(r.object, r.source_id or "") for r in result.rejected}
-            _resolve_quarantine(conn, mset.system, seen)
-            store.add_quarantine(conn, mset.system, result.rejected, run_id)
-            _clear_pending(conn, [(r[0], r[6]) for r in batch])
-        counts["records"] += len(batch)
-        counts["mapped"] += len(result.ok_raw)
-        counts["quarantined"] += len(result.rejected)
-        counts["ignored"] += result.ignored
+        last_id, batch_counts = done
+        for key, value in batch_counts.items():
+            counts[key] += value
     return dict(counts)
+
+
+def _map_batch(store: Store, mset: MappingSet, sidecars: Sidecars, last_id: int, batch_size: int,
+               run_id: str | None) -> tuple[int, dict[str, int]] | None:
+    """Map the pending raw rows after ``last_id`` (one batch); None when none is left."""
+    c = raw_record.c
+    counts: dict[str, int] = defaultdict(int)
+    with store.engine.connect() as conn:
+        batch = conn.execute(
+            sa.select(c.id, c.object, c.source_id, c.payload, c.source_updated_at, c.deleted, c.content_hash,
+                      c.fetched_at)
+            .where(c.system == mset.system, c.pending_map.is_(True), c.id > last_id)
+            .order_by(c.id)
+            .limit(batch_size)
+        ).all()
+    if not batch:
+        return None
+    # positional access: a Row's attribute look-up costs more than the mapping of a small record
+    live = [(r[0], r[1], r[2], r[3], r[4]) for r in batch if not r[5]]
+    dead = [r for r in batch if r[5]]
+    if sidecars:
+        live = _with_sidecars(store, mset.system, sidecars, live)
+    result = map_records(mset, live)
+    if result.deleted_stubs:
+        stubs = set(result.deleted_stubs)
+        dead += [r for r in batch if r[0] in stubs]
+    with store.engine.begin() as conn:
+        for entity, rows in result.rows.items():
+            store.upsert_entities(conn, entity, rows)
+            counts[entity] += len(rows)
+        _tombstone_dropped_children(conn, mset, live, result)
+        counts["tombstoned"] += _tombstone(conn, mset, dead)
+        seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
+        seen |= {(r.object, r.source_id or "") for r in result.rejected}
+        _resolve_quarantine(conn, mset.system, seen)
+        store.add_quarantine(conn, mset.system, result.rejected, run_id)
+        _clear_pending(conn, [(r[0], r[6]) for r in batch])
+    counts["records"] += len(batch)
+    counts["mapped"] += len(result.ok_raw)
+    counts["quarantined"] += len(result.rejected)
+    counts["ignored"] += result.ignored
+    return batch[-1][0], counts
 
 
 Sidecars = dict[str, dict[str, tuple[str, str | None]]]

@@ -35,10 +35,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from canonical.store import Store
-from canonical.tables import raw_record
 from connectors.base import Connector, Keyset, Page, StreamSpec, Window
 from connectors.tryton.rpc import TrytonClient
 
@@ -165,11 +162,7 @@ class TrytonConnector(Connector):
     def _deleted(self, stream: StreamSpec) -> list[dict[str, Any]]:
         """Tombstones for records the store holds live but the source no longer has."""
         assert self.store is not None
-        c = raw_record.c
-        with self.store.engine.connect() as conn:
-            known = {row[0] for row in conn.execute(
-                sa.select(c.source_id).where(c.system == self.name, c.object == stream.object,
-                                             c.deleted.is_(False)))}
+        known = set(self.store.live_stamps(self.name, stream.object))
         if not known:
             return []
         present = {str(i) for i in self.client.model(stream.object, "search", list(stream.options["domain"]),
