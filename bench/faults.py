@@ -102,12 +102,19 @@ def _stage(name: str, config: str, url: str, as_of: str) -> None:
     store.close()
 
 
-def _worker(name: str, config: str, url: str, as_of: str) -> None:
+def _worker(name: str, config: str, url: str, as_of: str, go: Any = None) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
     logging.getLogger("connectors.http").setLevel(logging.ERROR)  # the retries are the point: not their lines
     try:
+        if go is not None:  # start together with the other worker: imports done, then the stage at once
+            import importlib
+
+            for module in ("canonical.identity", "connectors.base", "connectors.statements", "ltc.runtime",
+                           "mappings.engine", "reconcile.engine"):
+                importlib.import_module(module)
+            go.wait(120)
         _stage(name, config, url, as_of)
     except SystemExit as exc:
         print(f"  worker {name}: {exc}", file=sys.stderr, flush=True)
@@ -121,8 +128,8 @@ def _worker(name: str, config: str, url: str, as_of: str) -> None:
 _FORK = multiprocessing.get_context("fork")
 
 
-def start(name: str, config: str, url: str, as_of: str) -> Any:
-    proc = _FORK.Process(target=_worker, args=(name, config, url, as_of), daemon=True)
+def start(name: str, config: str, url: str, as_of: str, go: Any = None) -> Any:
+    proc = _FORK.Process(target=_worker, args=(name, config, url, as_of, go), daemon=True)
     proc.start()
     return proc
 
@@ -432,12 +439,15 @@ class Bench:
     def concurrent(self) -> tuple[str, str]:
         url = self.stores.new()
         for name in STAGES:
-            procs = [start(name, self.config, url, self.world.as_of) for _ in range(2 if name != "identity" else 1)]
+            go = _FORK.Event()
+            procs = [start(name, self.config, url, self.world.as_of, go) for _ in range(2)]
+            time.sleep(0.5)
+            go.set()
             for p in procs:
                 p.join()
             if any(p.exitcode != 0 for p in procs):
                 raise RuntimeError(f"concurrent {name} failed")
-        return url, "pairs=4"
+        return url, f"pairs={len(STAGES)}"
 
     def pg_restart(self) -> tuple[str, str]:
         url = self.stores.new()
