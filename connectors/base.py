@@ -370,12 +370,14 @@ def _when(value: str | None) -> datetime | None:
     return None if not value else datetime.fromisoformat(value)
 
 
-def _future_warning(stream: StreamSpec, raw: RawRecord, started: datetime) -> Rejected:
+def _future_warning(stream: StreamSpec, raw: RawRecord) -> Rejected:
+    """The warning for a record stamped ahead of our clock (the same text every run: it is
+    quarantined once, and again only when the stamp changes)."""
     return Rejected(
         stream.object,
         f"{stream.cursor_field} {raw.source_updated_at.isoformat() if raw.source_updated_at else '?'} is in the "
-        f"future (the run started {started.isoformat(timespec='seconds')}): the record is landed, but the "
-        "sync cursor does not follow it; check the source's clock or the record",
+        "future: the record is landed, but the sync cursor does not follow it; check the source's clock or "
+        "the record",
         source_id=raw.source_id, field=stream.cursor_field, stage="cursor",
     )
 
@@ -517,7 +519,7 @@ def sync_stream(
                                    f"({rejected[0].reason})")
             future = [r for r in raws if r.source_updated_at is not None and r.source_updated_at > future_from]
             result.future += len(future)
-            warnings = [_future_warning(stream, r, started) for r in future]
+            warnings = [_future_warning(stream, r) for r in future]
             best = run.get("max")
             keys = [_key(raw.source_updated_at, raw.source_id) for raw in raws]
             if page.high_water is not None:

@@ -652,13 +652,18 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
             return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator", headers)
         return _page(request, cursor, int(offset), headers)
 
-    async def describe(request: Request) -> Response:
+    async def guarded_object(request: Request) -> tuple[Response | None, dict[str, str], str]:
+        """The request's auth check, then the sObject it names (a 404 in Salesforce's shape if unknown)."""
         err, headers = await guard(request)
+        obj = str(request.path_params["obj"])
+        if err is None and obj not in org.types:
+            err = _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
+        return err, headers, obj
+
+    async def describe(request: Request) -> Response:
+        err, headers, obj = await guarded_object(request)
         if err:
             return err
-        obj = str(request.path_params["obj"])
-        if obj not in org.types:
-            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
         v = version_of(request)
         return _json({
             "name": obj, "label": obj, "labelPlural": obj + "s", "custom": False, "keyPrefix": _OBJECTS[obj][0],
@@ -681,12 +686,9 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         """``sobjects/<obj>/deleted/?start=&end=``: the delete log between two instants (seconds are
         ignored; start must precede end by more than a minute and lie within the last 30 days;
         entries older than 15 days are gone)."""
-        err, headers = await guard(request)
+        err, headers, obj = await guarded_object(request)
         if err:
             return err
-        obj = str(request.path_params["obj"])
-        if obj not in org.types:
-            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
         try:
             start = _minute(request.query_params["start"])
             end = _minute(request.query_params["end"])

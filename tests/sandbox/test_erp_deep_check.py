@@ -30,9 +30,14 @@ def _connector(kind: str, url: str, monkeypatch: Any) -> Any:
                                              options=dict(access["options"])))
 
 
+def _app(kind: str) -> Any:
+    """The emulator app of ``kind`` serving the example world of tests/worlds."""
+    world = read_world(WORLDS / kind)
+    return world_app(kind, world.records[kind], **WORLD_ACCESS[kind]["app"])
+
+
 def test_tryton_deleted_rows_are_tombstoned_and_old_stamped_rows_landed(store: Store, monkeypatch: Any) -> None:
-    world = read_world(WORLDS / "tryton")
-    app = world_app("tryton", world.records["tryton"], **WORLD_ACCESS["tryton"]["app"])
+    app = _app("tryton")
     data = app.state.tryton
     with serve(app) as srv:
         conn = _connector("tryton", srv.url, monkeypatch)
@@ -56,8 +61,7 @@ def test_tryton_deleted_rows_are_tombstoned_and_old_stamped_rows_landed(store: S
 
 
 def test_odoo_deleted_rows_are_tombstoned(store: Store, monkeypatch: Any) -> None:
-    world = read_world(WORLDS / "odoo")
-    app = world_app("odoo", world.records["odoo"], **WORLD_ACCESS["odoo"]["app"])
+    app = _app("odoo")
     server = app.state.odoo
     with serve(app) as srv:
         conn = _connector("odoo", srv.url, monkeypatch)
