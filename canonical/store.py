@@ -361,7 +361,7 @@ class Store:
                 stored = known.get(sid)
                 if (stored[0] if stamps and stored else stored) == digest:
                     result.unchanged += 1
-                    if stamps and stored[1] != rec.source_updated_at:
+                    if stamps and stored is not None and stored[1] != rec.source_updated_at:
                         touched.append((sid, blob, rec.source_updated_at))
                     continue
                 changed.append((sid, blob, digest, rec.source_updated_at, rec.deleted))

@@ -31,7 +31,7 @@ CRM_KINDS = ("salesforce", "hubspot")
 HUBSPOT_GROUP = "ltc"
 
 # The CRM object of each role, per CRM kind (the canonical deal/account's ``source_object``).
-OBJECTS: dict[str, dict[Role, str]] = {
+OBJECTS: dict[str, dict[str, str]] = {
     "salesforce": {"deal": "Opportunity", "account": "Account"},
     "hubspot": {"deal": "deals", "account": "companies"},
 }
@@ -97,7 +97,7 @@ ACCOUNT_FIELDS: tuple[FinanceField, ...] = (
 FIELDS: dict[Role, tuple[FinanceField, ...]] = {"deal": DEAL_FIELDS, "account": ACCOUNT_FIELDS}
 
 
-def names(crm: str, options: Mapping[str, Any] | None, source: str = "crm") -> dict[Role, list[tuple[FinanceField, str]]]:
+def names(crm: str, options: Mapping[str, Any] | None, source: str = "crm") -> dict[str, list[tuple[FinanceField, str]]]:
     """The fields a source writes per role, as (field, CRM name): defaults with ``options.finance_fields``."""
     overrides = (options or {}).get("finance_fields") or {}
     if not isinstance(overrides, Mapping):
@@ -106,7 +106,7 @@ def names(crm: str, options: Mapping[str, Any] | None, source: str = "crm") -> d
     if unknown_roles:
         raise ConfigError(f"sources.{source}.options.finance_fields: unknown {', '.join(sorted(unknown_roles))}; "
                           "use deal and account")
-    out: dict[Role, list[tuple[FinanceField, str]]] = {}
+    out: dict[str, list[tuple[FinanceField, str]]] = {}
     role: Role
     for role in ("deal", "account"):
         given = overrides.get(role) or {}

@@ -20,6 +20,7 @@ from canonical.store import Store
 from ltc import mapping_cmd, reconcile_cmd, runtime, sandbox_cmd
 from ltc.config import Config, load_config
 from ltc.push_cmd import push_orders_cmd
+from ltc.push_crm_cmd import push_crm_cmd
 from ltc.statement_cmd import import_statement
 
 app = typer.Typer(
@@ -264,6 +265,7 @@ def serve(config: str | None = ConfigOpt) -> None:
 
 app.command("import-statement")(import_statement)
 app.command("push-orders")(push_orders_cmd)
+app.command("push-crm")(push_crm_cmd)
 app.command("reconcile")(reconcile_cmd.reconcile)
 app.add_typer(reconcile_cmd.exceptions_app, name="exceptions")
 app.command("remap")(mapping_cmd.remap)
