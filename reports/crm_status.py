@@ -107,6 +107,18 @@ def _clip(items: list[str], sep: str = ", ", limit: int = TEXT_LIMIT) -> str | N
     return sep.join(out)
 
 
+def _amount(value: Any, currency: str | None) -> Decimal | None:
+    """An amount with its currency's decimals (``0`` -> ``0.00``) where that loses nothing."""
+    if value is None:
+        return None
+    d = Decimal(value)
+    try:
+        q = d.quantize(Decimal(1).scaleb(-minor_units(currency))) if currency else d
+    except (ValueError, ArithmeticError):
+        return d
+    return q if q == d else d
+
+
 def _day(value: Any) -> date | None:
     if value is None:
         return None
@@ -221,7 +233,8 @@ def finance_status(store: Store, *, systems: set[str] | None = None, links: Link
         codes = sorted({x["code"] for x in xs})
         values = {
             "erp_orders": _clip(chain["orders"].split()),
-            "invoiced": chain["invoiced"], "paid": chain["paid"], "open_balance": chain["open"],
+            **{k: _amount(chain[c], chain["currency"]) for k, c in (("invoiced", "invoiced"), ("paid", "paid"),
+                                                                    ("open_balance", "open"))},
             "currency": chain["currency"], "last_payment_date": ex.last_payment, "days_overdue": ex.days_overdue,
             "status": chain["status"], "exception_codes": _clip(codes),
             "exception_link": None if top is None else links.deal(
@@ -276,7 +289,8 @@ def _rollup(members: list[tuple[dict[str, Any], _ChainExtras]], open_by_chain: M
         status = "paid"
     payments = [ex.last_payment for _, ex in members if ex.last_payment is not None]
     values = {
-        "invoiced": sums["invoiced"], "paid": sums["paid"], "open_balance": sums["open"], "currency": currency,
+        **{k: _amount(sums[c], currency) for k, c in (("invoiced", "invoiced"), ("paid", "paid"),
+                                                       ("open_balance", "open"))}, "currency": currency,
         "last_payment_date": max(payments) if payments else None, "days_overdue": overdue, "status": status,
         "exception_codes": _clip(codes),
         "won_deals": sum(1 for c, _ in members if c["stage"] == "closed_won"),
