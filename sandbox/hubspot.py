@@ -210,6 +210,7 @@ class HubSpotEmulator:
     world: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
     # (object, id) -> (category, message): batch updates of these records are refused (207 errors)
     write_faults: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    scopes: set[str] | None = None  # the private app's granted scopes (None: all); writes check theirs
     objects: dict[str, dict[int, Rec]] = field(init=False, repr=False)
     served: dict[str, int] = field(init=False)
     statuses: dict[int, int] = field(init=False)
@@ -776,11 +777,19 @@ class HubSpotEmulator:
         return {"results": [prop(n, False) for n in STANDARD[obj]]
                 + [prop(n, True) for n in [*self._custom, *self._extra[obj]]] + list(self._defined[obj].values())}
 
+    def _require(self, scope: str) -> None:
+        if self.scopes is not None and scope not in self.scopes:
+            raise _error(403, "This app hasn't been granted all required scopes to make this call. Read more about "
+                         "required scopes here: https://developers.hubspot.com/scopes.", "MISSING_SCOPES",
+                         errors=[{"message": "One or more of the following scopes are required.",
+                                  "context": {"requiredGranularScopes": [scope]}}])
+
     async def _list_groups(self, request: Request) -> Any:
         return {"results": list(self._groups[self._type(request)].values())}
 
     async def _create_group(self, request: Request) -> Any:
         obj = self._type(request)
+        self._require(f"crm.schemas.{obj}.write")
         body = await request.json()
         name, label = body.get("name"), body.get("label")
         if not name or not label:
@@ -793,6 +802,7 @@ class HubSpotEmulator:
 
     async def _create_property(self, request: Request) -> Any:
         obj = self._type(request)
+        self._require(f"crm.schemas.{obj}.write")
         body = await request.json()
         missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
         if missing:
@@ -842,6 +852,7 @@ class HubSpotEmulator:
 
     async def _batch_update(self, request: Request) -> Any:
         obj = self._type(request)
+        self._require(f"crm.objects.{obj}.write")
         body = await request.json()
         inputs = body.get("inputs") or []
         if len(inputs) > 100:
