@@ -10,7 +10,7 @@ from rich.table import Table
 from connectors.crm_push import CrmPushReport, crm_sources, push_source
 from ltc.config import load_config
 
-SHOWN = 20  # changes and failures listed one per line; the counts cover them all
+SHOWN = 10  # changes and failures listed one per line; the counts cover them all
 
 
 def _amount(value: Decimal) -> str:

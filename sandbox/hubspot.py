@@ -887,10 +887,10 @@ class HubSpotEmulator:
         if missing:
             errors.append({"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": missing},
                            "message": f"Could not get some {SINGULAR[obj].upper()} objects, they may be deleted or "
-                                      "not exist. Check that ids are valid.", "errors": []})
+                                      "not exist. Check that ids are valid.", "errors": [], "links": {}})
         for (category, message), ids in refused.items():
             errors.append({"status": "error", "category": category, "message": message, "context": {"ids": ids},
-                           "errors": []})
+                           "errors": [], "links": {}})
         if not errors:
             return out
         return _Status(207, {**out, "numErrors": len(missing) + sum(len(v) for v in refused.values()),
