@@ -26,11 +26,14 @@ without re-mapping the record or re-reconciling anything.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
@@ -94,6 +97,7 @@ class CrmTarget(Protocol):
     kind: str
     batch_size: int
     mixed_objects: bool  # one request may carry records of several objects
+    bulk_threshold: int | None  # more records than this of one object: one bulk job (``write`` takes them all)
 
     @property
     def requests(self) -> int: ...
@@ -122,18 +126,24 @@ class SalesforceTarget:
     /composite/sobjects``, 200 records a request, ``allOrNone: false``, one SaveResult per record), or
     one ``PATCH /sobjects/<Obj>/<Id>`` per record with ``options.write_api: record`` (peers without
     sObject Collections, such as simple-mockforce). Fields listed in ``options.fields`` are taken as
-    existing and editable (like reads, for servers without ``describe``)."""
+    existing and editable (like reads, for servers without ``describe``).
+
+    More than ``options.bulk_write_threshold`` (default 2,000) changed records of one object go as one
+    Bulk API 2.0 ingest job instead (create, upload the CSV, close, poll, read the failed results: about
+    five requests whatever the count; an empty CSV cell leaves a field alone, ``#N/A`` clears it)."""
 
     kind = "salesforce"
     mixed_objects = True
 
-    def __init__(self, connector: Any, *, api: str = "composite", batch_size: int = 200):
+    def __init__(self, connector: Any, *, api: str = "composite", batch_size: int = 200,
+                 bulk_threshold: int | None = 2000):
         if api not in ("composite", "record"):
             raise ConfigError(f"sources.{connector.name}.options.write_api: composite or record, not {api!r}")
         self.connector = connector
         self.name = connector.name
         self.api = api
         self.batch_size = batch_size if api == "composite" else 1
+        self.bulk_threshold = bulk_threshold if api == "composite" else None
 
     @property
     def requests(self) -> int:
@@ -181,6 +191,8 @@ class SalesforceTarget:
     def write(self, updates: Sequence[Update]) -> list[WriteResult]:
         if self.api == "record":
             return [self._write_one(u) for u in updates]
+        if self.bulk_threshold is not None and len(updates) > self.bulk_threshold:
+            return self._write_bulk(updates)
         body = {"allOrNone": False, "records": [
             {"attributes": {"type": u.object}, "id": u.record_id, **self._typed(u)} for u in updates]}
         try:
@@ -202,6 +214,59 @@ class SalesforceTarget:
                 out.append(WriteResult(False, str(errs[0].get("statusCode") or "ERROR"),
                                        "; ".join(_sf_error(e) for e in errs)))
         return out
+
+    def _write_bulk(self, updates: Sequence[Update]) -> list[WriteResult]:
+        """One Bulk API 2.0 update job for records of one object."""
+        objects = {u.object for u in updates}
+        if len(objects) != 1:
+            raise ValueError("a Bulk API 2.0 job carries records of one object")
+        obj = objects.pop()
+        columns = sorted({name for u in updates for name in u.values})
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="\n")
+        out.writerow(["Id", *columns])
+        for u in updates:
+            out.writerow([u.record_id, *("" if n not in u.values else "#N/A" if u.values[n] is None else u.values[n]
+                                         for n in columns)])
+        c = self.connector
+        try:
+            job = c._call(f"Bulk 2.0 update job for {obj}", lambda sf: sf.restful("jobs/ingest", method="POST", json={
+                "object": obj, "operation": "update", "contentType": "CSV", "columnDelimiter": "COMMA",
+                "lineEnding": "LF"}))
+            job_id = str(job["id"])
+            c._call(f"Bulk 2.0 upload of job {job_id}", lambda sf: sf._call_salesforce(
+                "PUT", sf.base_url + f"jobs/ingest/{job_id}/batches", name="bulk2 upload",
+                data=buf.getvalue().encode("utf-8"), headers={"Content-Type": "text/csv"}))
+            c._call(f"Bulk 2.0 job {job_id}", lambda sf: sf.restful(f"jobs/ingest/{job_id}", method="PATCH",
+                                                                    json={"state": "UploadComplete"}))
+            info = self._wait(job_id)
+            if info.get("state") != "JobComplete":
+                reason = f"Bulk 2.0 job {job_id} ended {info.get('state')}: {info.get('errorMessage', 'no message')}"
+                return [WriteResult(False, "BULK_JOB_" + str(info.get("state")).upper(), reason) for _ in updates]
+            failed: dict[str, WriteResult] = {}
+            if int(info.get("numberRecordsFailed") or 0):
+                text = c._call(f"Bulk 2.0 failed results of job {job_id}", lambda sf: sf._call_salesforce(
+                    "GET", sf.base_url + f"jobs/ingest/{job_id}/failedResults/", name="bulk2 failed",
+                    headers={"Accept": "text/csv"})).content.decode("utf-8")
+                for row in csv.DictReader(io.StringIO(text)):
+                    code, _, rest = str(row.get("sf__Error") or "ERROR").partition(":")
+                    failed[str(row.get("Id") or row.get("sf__Id"))] = WriteResult(False, code, f"{code}: {rest}".rstrip(" -:"))
+        except _WHOLE_RUN:
+            raise
+        except ConnectorError as exc:
+            return _batch_failed(updates, exc)
+        return [failed.get(u.record_id, WriteResult(True)) for u in updates]
+
+    def _wait(self, job_id: str) -> dict[str, Any]:
+        c = self.connector
+        deadline = time.monotonic() + c.bulk_timeout_s
+        wait = c.bulk_poll_s
+        while True:
+            info: dict[str, Any] = c._call(f"Bulk 2.0 job {job_id}", lambda sf: sf.restful(f"jobs/ingest/{job_id}")) or {}
+            if info.get("state") in ("JobComplete", "Failed", "Aborted") or time.monotonic() > deadline:
+                return info
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
     def _write_one(self, update: Update) -> WriteResult:
         from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
@@ -244,6 +309,7 @@ class HubSpotTarget:
     kind = "hubspot"
     mixed_objects = False
     batch_size = 100
+    bulk_threshold: int | None = None
 
     def __init__(self, connector: Any):
         self.connector = connector
@@ -351,7 +417,9 @@ def make_target(cfg: Any, source: str) -> CrmTarget:
     crm_fields.names(src.kind, src.options, source)  # configuration errors before any connection
     connector = registry.build(source, src)
     if src.kind == "salesforce":
-        return SalesforceTarget(connector, api=str(src.options.get("write_api", "composite")))
+        threshold = src.options.get("bulk_write_threshold", 2000)
+        return SalesforceTarget(connector, api=str(src.options.get("write_api", "composite")),
+                                bulk_threshold=None if threshold is None else int(threshold))
     return HubSpotTarget(connector)
 
 
@@ -469,18 +537,27 @@ def plan(store: Store, source: str, records: Sequence[StatusRecord],
     return pending, quiet
 
 
-def _batches(pending: Sequence[_Pending], size: int, mixed: bool) -> Iterator[list[_Pending]]:
-    ordered = sorted(pending, key=lambda p: p.update.object)
-    if mixed:
-        for i in range(0, len(ordered), size):
-            yield list(ordered[i:i + size])
-        return
+BULK_JOB_MAX = 50_000  # records per bulk job (well under the 100 MB CSV limit)
+
+
+def _batches(pending: Sequence[_Pending], target: CrmTarget) -> Iterator[list[_Pending]]:
+    """Requests' worth of records: a bulk job per object past the target's threshold, then batches of
+    ``batch_size`` (of one object, or mixed where the target allows it)."""
     by_object: dict[str, list[_Pending]] = defaultdict(list)
-    for p in ordered:
+    for p in sorted(pending, key=lambda p: p.update.object):
         by_object[p.update.object].append(p)
+    rest: list[_Pending] = []
     for items in by_object.values():
-        for i in range(0, len(items), size):
-            yield items[i:i + size]
+        if target.bulk_threshold is not None and len(items) > target.bulk_threshold:
+            for i in range(0, len(items), BULK_JOB_MAX):
+                yield items[i:i + BULK_JOB_MAX]
+        elif target.mixed_objects:
+            rest.extend(items)
+        else:
+            for i in range(0, len(items), target.batch_size):
+                yield items[i:i + target.batch_size]
+    for i in range(0, len(rest), target.batch_size):
+        yield rest[i:i + target.batch_size]
 
 
 def _save(store: Store, source: str, batch: Sequence[_Pending], results: Sequence[WriteResult], run_id: str) -> None:
@@ -511,7 +588,8 @@ def push(store: Store, target: CrmTarget, status: FinanceStatus,
     """Write every changed record's finance status (see the module doc); ``dry_run`` writes nothing."""
     report = CrmPushReport(source=target.name, kind=target.kind, dry_run=dry_run, as_of=status.as_of,
                            warnings=list(status.warnings))
-    records = [r for r in status.records if r.system == target.name]
+    objects = OBJECTS[target.kind]  # the CRM object of each role (whatever the canonical source_object says)
+    records = [replace(r, object=objects[r.role]) for r in status.records if r.system == target.name]
     pending, quiet = plan(store, target.name, records, fields, report)
     start = target.requests
     try:
@@ -524,7 +602,7 @@ def push(store: Store, target: CrmTarget, status: FinanceStatus,
         if quiet:
             _save(store, target.name, quiet, [WriteResult(True)] * len(quiet), report.run_id)
         try:
-            for batch in _batches(pending, target.batch_size, target.mixed_objects):
+            for batch in _batches(pending, target):
                 results = target.write([p.update for p in batch])
                 _save(store, target.name, batch, results, report.run_id)
                 for p, r in zip(batch, results, strict=True):

@@ -22,6 +22,14 @@ Routes (``vNN.N`` = any API version):
   security), ``STRING_TOO_LONG``, ``ENTITY_IS_DELETED``, ``INVALID_CROSS_REFERENCE_KEY``. A successful
   update bumps ``LastModifiedDate`` and ``SystemModstamp``. Custom fields appear in ``describe`` once
   created (:meth:`Org.create_field`, what an admin does in Setup).
+* Bulk API 2.0 ingest (``operation: update``): ``POST .../jobs/ingest`` (state ``Open``), ``PUT
+  .../jobs/ingest/<id>/batches`` (the CSV, 201; an empty cell leaves a field alone, ``#N/A`` sets it
+  to null), ``PATCH .../jobs/ingest/<id>`` ``{"state": "UploadComplete"}``, ``GET .../jobs/ingest/<id>``
+  (``InProgress`` for ``faults.bulk_polls_before_complete`` polls, then ``JobComplete`` with
+  ``numberRecordsProcessed``/``numberRecordsFailed``; ``Failed`` with ``errorMessage`` for an unknown
+  column), ``GET .../failedResults/`` and ``.../successfulResults/`` (CSV: ``sf__Id``, ``sf__Error`` as
+  ``CODE:message:fields --`` or ``sf__Created``, then the uploaded columns). The rows are saved with
+  the same rules as the REST updates.
 
 Every data response carries ``Sforce-Limit-Info: api-usage=<used>/<allocation>``; errors are the vendor's
 JSON array of ``{"message", "errorCode"}``. The :class:`Org` (``app.state.org``) is the data and the
@@ -192,6 +200,7 @@ class Org:
         self._index: dict[str, list[tuple[str, str]] | None] = {obj: None for obj in _OBJECTS}
         self.cursors: dict[str, tuple[str, list[str], list[str], int]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.ingest: dict[str, dict[str, Any]] = {}  # Bulk API 2.0 ingest jobs
         self._jwt_key: Any = None
         self.multi_currency = multi_currency
         self.readonly: dict[str, set[str]] = {obj: set() for obj in _OBJECTS}  # no edit access (FLS)
@@ -309,6 +318,38 @@ class Org:
                 self._index[obj] = None
                 out.append({"id": rid, "success": True, "errors": []})
             return out
+
+    def run_ingest(self, job: dict[str, Any]) -> None:
+        """Process an uploaded update job row by row (as Salesforce does, each row its own save)."""
+        obj = job["object"]
+        reader = csv.reader(io.StringIO(job["csv"] or ""))
+        columns = next(reader, [])
+        job["columns"], job["failed"], job["succeeded"], job["processed"] = columns, [], [], 0
+        unknown = [c for c in columns if c not in self.types[obj]]
+        if "Id" not in columns or unknown:
+            job["error"] = (f"InvalidBatch : Field name not found : {unknown[0]}" if unknown
+                            else "InvalidBatch : The Id field is required for an update")
+            return
+        for row in reader:
+            values: dict[str, Any] = {}
+            problem = None
+            for name, cell in zip(columns, row, strict=False):
+                if name == "Id" or cell == "":
+                    continue  # an empty cell leaves the field as it is
+                try:
+                    values[name] = None if cell == "#N/A" else _from_csv(self.types[obj][name], cell)
+                except (ValueError, ArithmeticError):
+                    problem = f"INVALID_TYPE_ON_FIELD_IN_RECORD:{_label(name)}: value not of required type: {cell}:{name} --"
+            rid = row[columns.index("Id")] if len(row) > columns.index("Id") else ""
+            job["processed"] += 1
+            result = None if problem else self.save([(obj, rid or None, values)])[0]
+            if problem or not result or not result["success"]:
+                if not problem and result:
+                    e = result["errors"][0]
+                    problem = f"{e['statusCode']}:{e['message']}:{','.join(e['fields'])} --"
+                job["failed"].append(([rid, problem], row))
+            else:
+                job["succeeded"].append(([rid, "false"], row))
 
     def _save_one(self, obj: str, rid: str | None, values: dict[str, Any]) -> dict[str, Any] | None:
         """The error of one record's update (None: it would succeed)."""
@@ -605,6 +646,21 @@ def _json_type_ok(ftype: str, value: Any) -> bool:
             return False
         return len(value) == 10
     return isinstance(value, str)
+
+
+def _from_csv(ftype: str, cell: str) -> Any:
+    """A Bulk CSV cell typed for a field (CSV has only text)."""
+    if ftype in ("currency", "double", "percent"):
+        return Decimal(cell)
+    if ftype == "int":
+        return int(cell)
+    if ftype == "boolean":
+        if cell.lower() not in ("true", "false"):
+            raise ValueError(cell)
+        return cell.lower() == "true"
+    if ftype == "date":
+        date.fromisoformat(cell)
+    return cell
 
 
 def _cmp_probe(name: str) -> Any:
@@ -916,6 +972,96 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         return JSONResponse([{"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]}],
                             status_code=400, headers=headers)
 
+    def _ingest_info(job_id: str, job: dict[str, Any], state: str) -> dict[str, Any]:
+        info = _job_info(job_id, job["object"], job["operation"], state, job.get("processed", 0))
+        info["contentUrl"] = f"services/data/v{API_VERSION}/jobs/ingest/{job_id}/batches"
+        info["numberRecordsFailed"] = len(job.get("failed", []))
+        if job.get("error"):
+            info["errorMessage"] = job["error"]
+        return info
+
+    async def guarded_ingest(request: Request) -> tuple[Response | None, dict[str, str], str, dict[str, Any]]:
+        err, headers = await guard(request)
+        if err:
+            return err, headers, "", {}
+        job_id = str(request.path_params["job"])
+        job = org.ingest.get(job_id)
+        if job is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers), headers, job_id, {}
+        return None, headers, job_id, job
+
+    async def create_ingest(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        err, spec = await write_body(request, headers)
+        if err:
+            return err
+        obj, op = spec.get("object"), spec.get("operation")
+        if obj not in org.types:
+            return _error(400, "INVALIDJOB", f"Unable to find object: {obj}", headers)
+        if op != "update":
+            return _error(400, "API_ERROR", f"this emulator runs update ingest jobs only, not {op!r}", headers)
+        if spec.get("contentType", "CSV") != "CSV" or spec.get("columnDelimiter", "COMMA") != "COMMA":
+            return _error(400, "INVALIDJOB", "contentType CSV with columnDelimiter COMMA only", headers)
+        with org.lock:
+            job_id = f"750In{len(org.ingest) + 1:010d}AAA"
+            org.ingest[job_id] = {"object": obj, "operation": op, "state": "Open", "csv": None, "polls": 0}
+        return _json(_ingest_info(job_id, org.ingest[job_id], "Open"), headers)
+
+    async def upload_ingest(request: Request) -> Response:
+        err, headers, _job_id, job = await guarded_ingest(request)
+        if err:
+            return err
+        if job["state"] != "Open" or job["csv"] is not None:
+            return _error(409, "INVALIDJOBSTATE", "Job's state does not allow uploading data", headers)
+        job["csv"] = (await request.body()).decode("utf-8")
+        return Response(status_code=201, headers=headers)
+
+    async def close_ingest(request: Request) -> Response:
+        err, headers, job_id, job = await guarded_ingest(request)
+        if err:
+            return err
+        err, body = await write_body(request, headers)
+        if err:
+            return err
+        state = body.get("state")
+        if state == "Aborted":
+            job["state"] = "Aborted"
+        elif state == "UploadComplete" and job["state"] == "Open":
+            org.run_ingest(job)
+            job["state"] = "UploadComplete"
+        else:
+            return _error(409, "INVALIDJOBSTATE", f"cannot move a job from {job['state']} to {state}", headers)
+        return _json(_ingest_info(job_id, job, job["state"]), headers)
+
+    async def ingest_status(request: Request) -> Response:
+        err, headers, job_id, job = await guarded_ingest(request)
+        if err:
+            return err
+        if job["state"] in ("UploadComplete", "InProgress"):
+            job["polls"] += 1
+            job["state"] = "JobComplete" if job["polls"] >= org.faults.bulk_polls_before_complete else "InProgress"
+            if job.get("error"):
+                job["state"] = "Failed"
+        return _json(_ingest_info(job_id, job, job["state"]), headers)
+
+    async def ingest_results(request: Request) -> Response:
+        err, headers, _job_id, job = await guarded_ingest(request)
+        if err:
+            return err
+        if job["state"] not in ("JobComplete", "Failed"):
+            return _error(400, "INVALIDJOBSTATE", "results are available once the job is complete", headers)
+        kind = str(request.path_params["kind"])
+        rows = job.get("failed" if kind == "failedResults" else "succeeded", [])
+        first = ["sf__Id", "sf__Error"] if kind == "failedResults" else ["sf__Id", "sf__Created"]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(first + job.get("columns", []))
+        for extra, row in rows:
+            writer.writerow([*extra, *row])
+        return Response(buf.getvalue(), media_type="text/csv", headers=headers)
+
     data = "/services/data/v{version}"
     routes = [
         Route("/services/oauth2/token", token, methods=["POST"]),
@@ -930,6 +1076,12 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         Route(data + "/jobs/query", create_job, methods=["POST"]),
         Route(data + "/jobs/query/{job}", job_status),
         Route(data + "/jobs/query/{job}/results", job_results),
+        Route(data + "/jobs/ingest", create_ingest, methods=["POST"]),
+        Route(data + "/jobs/ingest/{job}", ingest_status, methods=["GET"]),
+        Route(data + "/jobs/ingest/{job}", close_ingest, methods=["PATCH"]),
+        Route(data + "/jobs/ingest/{job}/batches", upload_ingest, methods=["PUT"]),
+        Route(data + "/jobs/ingest/{job}/{kind:str}", ingest_results, methods=["GET"]),
+        Route(data + "/jobs/ingest/{job}/{kind:str}/", ingest_results, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.state.org = org

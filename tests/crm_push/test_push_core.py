@@ -28,6 +28,7 @@ class MemoryCrm:
     kind = "salesforce"
     batch_size = 2
     mixed_objects = True
+    bulk_threshold: int | None = None
 
     def __init__(self, existing: set[str] | None = None, creatable: bool = False):
         self.records: dict[tuple[str, str], dict[str, Any]] = {}

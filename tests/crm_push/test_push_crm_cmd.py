@@ -54,7 +54,8 @@ def test_dry_run_prints_what_would_change_with_amounts_per_currency(
     assert "LTC_Status__c=" in out and not [r for r in env.org.requests if r.startswith("PATCH")]
 
     env.org.locked.add(sorted(env.org.rows["Opportunity"])[0])
-    env.org.validation_rules.append(ValidationRule("Account", lambda r: True, "Accounts are read-only today"))
+    acct = sorted(env.org.rows["Account"])[0]
+    env.org.validation_rules.append(ValidationRule("Account", lambda r: r["Id"] == acct, "Accounts are read-only today"))
     assert _run(monkeypatch, "--source", "salesforce") == 1  # refused records: an operator should look
     out = capsys.readouterr().out
     assert "FAILED Opportunity" in out and "UNABLE_TO_LOCK_ROW" in out and "Accounts are read-only today" in out

@@ -286,3 +286,29 @@ def test_after_push_crm_the_sync_re_maps_nothing_and_no_exception_changes(sf_env
         connector.close()
     assert again["Opportunity"].written == 1
     assert run_mapping(env.store, config=env.cfg)["salesforce"]["mapped"] == 1
+
+
+def test_past_the_threshold_an_object_goes_as_one_bulk_ingest_job(sf_env: Env) -> None:
+    env = sf_env(bulk_write_threshold=20)  # 60 opportunities: a job; 15 accounts: one collection
+    opps = sorted(chains_by_deal(env))
+    env.org.locked.add(opps[5])
+    env.org.validation_rules.append(ValidationRule(
+        "Opportunity", lambda r: r["Id"] == opps[7], "Finance fields cannot change in a closed quarter"))
+    report = push_source(env.store, env.cfg, "salesforce")
+    jobs = [r for r in env.org.requests if r.startswith("POST /services/data/v59.0/jobs/ingest")]
+    assert len(jobs) == 1 and len([r for r in env.org.requests if r.startswith(COLLECTION)]) == 1
+    failed = {f.record_id: f for f in report.failures}
+    assert set(failed) == {opps[5], opps[7]}
+    assert failed[opps[5]].code == "UNABLE_TO_LOCK_ROW"
+    assert failed[opps[7]].code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert "closed quarter" in failed[opps[7]].message
+    # create, upload, close, poll, failed results + login, 2 describes, the accounts' collection
+    assert report.requests == 5 + 3 + 1
+    chains = chains_by_deal(env)
+    for sid in opps[:5]:
+        row = env.org.rows["Opportunity"][sid]
+        assert row["LTC_Open_Balance__c"] == chains[sid]["open"] and row["LTC_Status__c"] == chains[sid]["status"]
+    env.org.locked.clear()
+    env.org.validation_rules.clear()
+    again = push_source(env.store, env.cfg, "salesforce")
+    assert again.counts["Opportunity"].written == 2 and not again.failures  # 2 <= threshold: a collection

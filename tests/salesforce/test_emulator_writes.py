@@ -107,3 +107,38 @@ def test_single_record_patch(emulator: RunningServer, org: Org) -> None:
     assert locked.status_code == 400 and locked.json()[0]["errorCode"] == "UNABLE_TO_LOCK_ROW"
     missing = _send(emulator, org, "PATCH", "/services/data/v59.0/sobjects/Opportunity/006NOPE", {"Name": "x"})
     assert missing.status_code == 404 and missing.json()[0]["errorCode"] == "NOT_FOUND"
+
+
+def test_bulk_ingest_update_job(emulator: RunningServer, org: Org) -> None:
+    org.create_field("Opportunity", "LTC_Status__c", "string", length=40)
+    org.create_field("Opportunity", "LTC_Paid_Amount__c", "currency")
+    a, b, c = _opps(org, 3)
+    org.rows["Opportunity"][c]["LTC_Status__c"] = "old"
+    org.locked.add(b)
+    base = "/services/data/v59.0/jobs/ingest"
+    job = _send(emulator, org, "POST", base, {"object": "Opportunity", "operation": "update", "contentType": "CSV",
+                                              "lineEnding": "LF"}).json()
+    assert job["state"] == "Open" and job["contentUrl"].endswith(f"/jobs/ingest/{job['id']}/batches")
+    headers = {"Authorization": f"Bearer {org.creds.static_token}", "Content-Type": "text/csv"}
+    data = f"Id,LTC_Status__c,LTC_Paid_Amount__c\n{a},paid,10.50\n{b},paid,1\n{c},#N/A,\n"
+    up = requests.put(emulator.url + f"{base}/{job['id']}/batches", data=data, headers=headers,
+                      verify=emulator.ca_file, timeout=10)
+    assert up.status_code == 201
+    closed = _send(emulator, org, "PATCH", f"{base}/{job['id']}", {"state": "UploadComplete"}).json()
+    assert closed["state"] == "UploadComplete"
+    get = {"Authorization": f"Bearer {org.creds.static_token}"}
+    info = requests.get(emulator.url + f"{base}/{job['id']}", headers=get, verify=emulator.ca_file, timeout=10).json()
+    assert (info["state"], info["numberRecordsProcessed"], info["numberRecordsFailed"]) == ("JobComplete", 3, 1)
+    failed = requests.get(emulator.url + f"{base}/{job['id']}/failedResults/", headers=get, verify=emulator.ca_file,
+                          timeout=10).text.splitlines()
+    assert failed[0] == "sf__Id,sf__Error,Id,LTC_Status__c,LTC_Paid_Amount__c"
+    assert failed[1].startswith(f"{b},UNABLE_TO_LOCK_ROW:unable to obtain exclusive access") and len(failed) == 2
+    assert org.rows["Opportunity"][a]["LTC_Paid_Amount__c"] == Decimal("10.50")
+    assert org.rows["Opportunity"][c]["LTC_Status__c"] is None  # #N/A: null
+    assert org.rows["Opportunity"][c]["LTC_Paid_Amount__c"] is None  # empty: left alone (it was empty)
+    bad = _send(emulator, org, "POST", base, {"object": "Opportunity", "operation": "update"}).json()
+    requests.put(emulator.url + f"{base}/{bad['id']}/batches", data=f"Id,Nope__c\n{a},1\n", headers=headers,
+                 verify=emulator.ca_file, timeout=10)
+    _send(emulator, org, "PATCH", f"{base}/{bad['id']}", {"state": "UploadComplete"})
+    info = requests.get(emulator.url + f"{base}/{bad['id']}", headers=get, verify=emulator.ca_file, timeout=10).json()
+    assert info["state"] == "Failed" and "Field name not found : Nope__c" in info["errorMessage"]
