@@ -116,6 +116,13 @@ class CrmTarget(Protocol):
 _WHOLE_RUN = (QuotaPaused, PermissionDenied, AuthenticationError)
 
 
+def _one_object(updates: Sequence[Update], what: str) -> str:
+    objects = {u.object for u in updates}
+    if len(objects) != 1:
+        raise ValueError(f"{what} carries records of one object, not {sorted(objects)}")
+    return objects.pop()
+
+
 def _batch_failed(updates: Sequence[Update], exc: ConnectorError) -> list[WriteResult]:
     return [WriteResult(False, exc.code or (f"HTTP {exc.status}" if exc.status else "ERROR"), str(exc))
             for _ in updates]
@@ -217,10 +224,7 @@ class SalesforceTarget:
 
     def _write_bulk(self, updates: Sequence[Update]) -> list[WriteResult]:
         """One Bulk API 2.0 update job for records of one object."""
-        objects = {u.object for u in updates}
-        if len(objects) != 1:
-            raise ValueError("a Bulk API 2.0 job carries records of one object")
-        obj = objects.pop()
+        obj = _one_object(updates, "a Bulk API 2.0 job")
         columns = sorted({name for u in updates for name in u.values})
         buf = io.StringIO()
         out = csv.writer(buf, lineterminator="\n")
@@ -375,10 +379,7 @@ class HubSpotTarget:
         return created
 
     def write(self, updates: Sequence[Update]) -> list[WriteResult]:
-        objects = {u.object for u in updates}
-        if len(objects) != 1:
-            raise ValueError("a HubSpot batch update carries records of one object")
-        obj = objects.pop()
+        obj = _one_object(updates, "a HubSpot batch update")
         body = {"inputs": [{"id": u.record_id, "properties": {k: "" if v is None else v for k, v in u.values.items()}}
                            for u in updates]}
         try:

@@ -17,7 +17,7 @@ from canonical import tables
 from canonical.errors import ConfigError
 from canonical.tables import crm_push_state, raw_record
 from connectors.base import sync
-from connectors.crm_push import SalesforceTarget, push_source
+from connectors.crm_push import CrmPushReport, SalesforceTarget, push_source
 from ltc import runtime
 from mappings.engine import run_mapping
 from reconcile import lifecycle
@@ -120,15 +120,19 @@ def test_writes_are_collections_of_200_and_an_unchanged_rerun_sends_no_request(s
     assert sum(c.unchanged for c in again.counts.values()) == records
 
 
-def test_a_small_batch_size_splits_the_writes(sf_env: Env) -> None:
-    env = sf_env()
+def push_in_batches_of(env: SfEnv, size: int) -> CrmPushReport:
     from connectors import registry
 
-    target = SalesforceTarget(registry.build("salesforce", env.cfg.sources["salesforce"]), batch_size=7)
+    target = SalesforceTarget(registry.build("salesforce", env.cfg.sources["salesforce"]), batch_size=size)
     try:
-        report = push_source(env.store, env.cfg, "salesforce", target=target)
+        return push_source(env.store, env.cfg, "salesforce", target=target)
     finally:
         target.close()
+
+
+def test_a_small_batch_size_splits_the_writes(sf_env: Env) -> None:
+    env = sf_env()
+    report = push_in_batches_of(env, 7)
     records = sum(c.written for c in report.counts.values())
     assert len([r for r in env.org.requests if r.startswith(COLLECTION)]) == math.ceil(records / 7)
 
@@ -210,14 +214,8 @@ def test_dry_run_shows_amounts_per_currency_and_writes_nothing(sf_env: Env) -> N
 
 def test_a_quota_pause_leaves_the_rest_for_the_next_run(sf_env: Env) -> None:
     env = sf_env()
-    from connectors import registry
-
     env.org.daily_limit = env.org.api_used + 5  # describe x2, then three writes at most
-    target = SalesforceTarget(registry.build("salesforce", env.cfg.sources["salesforce"]), batch_size=10)
-    try:
-        report = push_source(env.store, env.cfg, "salesforce", target=target)
-    finally:
-        target.close()
+    report = push_in_batches_of(env, 10)
     total = sum(c.considered for c in report.counts.values())
     written = sum(c.written for c in report.counts.values())
     assert report.paused and "paused" in report.paused and 0 < written < total
