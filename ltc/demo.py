@@ -204,7 +204,8 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
         if world.fx_rates:
             echo(f"fx rates: {load_fx_rates(store, world.fx_rates)} loaded")
         result = after_sync(store, cfg, as_of)
-    files = write_reports(store, reports_dir, title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
+    files = write_reports(store, reports_dir, title=f"Reconciled order-to-invoice-to-cash report: {world.name}",
+                          config=cfg)
     result["reports"] = [str(p) for p in files.all()]
     result["as_of"] = as_of.isoformat()
     return result

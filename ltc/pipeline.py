@@ -32,4 +32,4 @@ def write_report(store: Store, cfg: Config) -> Any:
     """The finance report of the latest reconciliation into ``reports_dir`` (HTML, CSV, XLSX)."""
     from reports.finance import write_reports
 
-    return write_reports(store, cfg.reports_dir)
+    return write_reports(store, cfg.reports_dir, config=cfg)

@@ -18,7 +18,8 @@ from reconcile import lifecycle
 from reconcile.codes import CODES, STATUSES
 
 console = Console()
-exceptions_app = typer.Typer(help="Reconciliation exceptions: list, acknowledge, resolve.", no_args_is_help=True)
+exceptions_app = typer.Typer(help="Reconciliation exceptions: list, acknowledge, resolve, assign, comment, snooze.",
+                             no_args_is_help=True)
 ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
 
 
@@ -32,7 +33,7 @@ def _as_of(value: str | None) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise InputError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+        raise InputError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def reconcile(
@@ -136,25 +137,59 @@ def list_cmd(
     console.print(table)
 
 
-def _transition(ident: str, to: str, note: str, actor: str | None, config: str | None) -> None:
+def _act(idents: list[str], action: str, actor: str | None, config: str | None, **kw: Any) -> None:
     who = actor or getpass.getuser()
-    res = lifecycle.transition(_store(config), ident, to, note, who)
-    console.print(f"exception {res['fingerprint'][:12]}: {res['from']} -> {res['to']} (by {who})")
+    results = lifecycle.act(_store(config), idents, action, who, **kw)
+    for res in results:
+        if res["skipped"]:
+            console.print(f"exception {res['fingerprint'][:12]}: skipped ({res['skipped']})")
+        else:
+            console.print(f"exception {res['fingerprint'][:12]}: {action} ({res['from']} -> {res['to']}, by {who})")
+    if len(idents) == 1 and results[0]["skipped"]:
+        raise InputError(results[0]["skipped"])
 
 
+IdsArg = typer.Argument(..., help="Fingerprints or unique prefixes (>= 6 chars).")
 NoteOpt = typer.Option(..., "--note", help="Why (kept in the audit trail).")
+OptNote = typer.Option("", "--note", help="Why (kept in the audit trail).")
 ActorOpt = typer.Option(None, "--actor", help="Who (default: the OS user).")
 
 
 @exceptions_app.command("ack")
-def ack_cmd(ident: str = typer.Argument(..., help="Fingerprint or a unique prefix (>= 6 chars)."),
-            note: str = NoteOpt, actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
-    """Acknowledge an open exception."""
-    _transition(ident, "acknowledged", note, actor, config)
+def ack_cmd(ident: list[str] = IdsArg, note: str = NoteOpt, actor: str | None = ActorOpt,
+            config: str | None = ConfigOpt) -> None:
+    """Acknowledge open exceptions."""
+    if not note.strip():
+        raise InputError("a note is required: say why (--note \"...\")")
+    _act(ident, "acknowledge", actor, config, note=note)
 
 
 @exceptions_app.command("resolve")
-def resolve_cmd(ident: str = typer.Argument(..., help="Fingerprint or a unique prefix (>= 6 chars)."),
-                note: str = NoteOpt, actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
-    """Resolve an exception by hand (it reopens if the next run finds it again)."""
-    _transition(ident, "resolved", note, actor, config)
+def resolve_cmd(ident: list[str] = IdsArg, note: str = NoteOpt, actor: str | None = ActorOpt,
+                config: str | None = ConfigOpt) -> None:
+    """Resolve exceptions by hand (one reopens if the next run finds it again)."""
+    _act(ident, "resolve", actor, config, note=note)
+
+
+@exceptions_app.command("assign")
+def assign_cmd(ident: list[str] = IdsArg, owner: str = typer.Option(..., "--owner", help="Who owns it now "
+               "(empty: unassign, back to the owner reconciliation derived)."), note: str = OptNote,
+               actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
+    """Assign exceptions to an owner."""
+    _act(ident, "assign", actor, config, owner=owner, note=note)
+
+
+@exceptions_app.command("comment")
+def comment_cmd(ident: list[str] = IdsArg, text: str = typer.Option(..., "--text", help="The comment."),
+                actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
+    """Add a comment to the exceptions' audit trail."""
+    _act(ident, "comment", actor, config, note=text)
+
+
+@exceptions_app.command("snooze")
+def snooze_cmd(ident: list[str] = IdsArg, until: str = typer.Option(..., "--until", help="YYYY-MM-DD, after "
+               "today; 'none' lifts the snooze."), note: str = OptNote, actor: str | None = ActorOpt,
+               config: str | None = ConfigOpt) -> None:
+    """Hide exceptions from the work queue until a date."""
+    day = None if until.strip().lower() == "none" else _as_of(until)
+    _act(ident, "snooze", actor, config, until=day, note=note)
