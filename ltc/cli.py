@@ -17,7 +17,7 @@ from rich.table import Table
 from canonical import db
 from canonical.errors import ConfigError, LtcError
 from canonical.store import Store
-from ltc import mapping_cmd, reconcile_cmd, runtime, sandbox_cmd
+from ltc import mapping_cmd, reconcile_cmd, runtime, sandbox_cmd, ui_cmd
 from ltc.config import Config, load_config
 from ltc.push_cmd import push_orders_cmd
 from ltc.statement_cmd import import_statement
@@ -33,6 +33,7 @@ config_app = typer.Typer(help="Configuration file (ltc.yaml).", no_args_is_help=
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_cmd.app, name="sandbox")
+app.add_typer(ui_cmd.app, name="ui")
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
@@ -257,11 +258,12 @@ def report(
 
 
 @app.command()
-def serve(config: str | None = ConfigOpt) -> None:
+def serve(config: str | None = ConfigOpt,
+          ui: bool = typer.Option(False, "--ui", help="Also serve the work queue (ltc ui) in this process.")) -> None:
     """Run the deployments of prefect.yaml on their schedules in this process (Prefect serve())."""
     from flows.serve import serve_all
 
-    serve_all(config)
+    serve_all(config, ui=ui_cmd.server(config) if ui else None)
 
 
 app.command("import-statement")(import_statement)

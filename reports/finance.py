@@ -353,6 +353,45 @@ def _subject_records(conn: sa.Connection, ids: list[str], links: SourceLinks, re
                                         amount=_money(m.get(amt), ccy) if amt else None, currency=ccy)
 
 
+def describe(conn: sa.Connection, ids: list[str], links: SourceLinks) -> dict[str, Record]:
+    """Canonical ids -> their records with source links (ids whose row is gone are left out)."""
+    records: dict[str, Record] = {}
+    _subject_records(conn, ids, links, records)
+    return records
+
+
+def chain_detail(conn: sa.Connection, chain_id: str, links: SourceLinks) -> dict[str, Any]:
+    """One chain as a tree: deal -> orders -> invoices -> payments, with the amount at each hop and the
+    rule (and confidence) that linked it; invoices linked to the deal directly hang under the deal."""
+    lk, al = recon_link.c, recon_allocation.c
+    rows = conn.execute(sa.select(lk.from_entity, lk.from_id, lk.to_entity, lk.to_id, lk.rule_id, lk.confidence)
+                        .where(lk.chain_id == chain_id).order_by(lk.to_entity, lk.to_id)).all()
+    inv_ids = sorted({r.to_id for r in rows if r.to_entity == "invoice"})
+    allocs = conn.execute(sa.select(al.invoice_id, al.payment_id, al.rule_id, al.amount, al.currency,
+                                    al.payment_amount, al.payment_currency, al.fx_rate)
+                          .where(al.invoice_id.in_(inv_ids)).order_by(al.payment_id)).all() if inv_ids else []
+    ids = [chain_id] + [r.to_id for r in rows] + [a.payment_id for a in allocs]
+    records = describe(conn, ids, links)
+    pays_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in allocs:
+        pays_of[a.invoice_id].append({"record": records.get(a.payment_id), "id": a.payment_id, "rule": a.rule_id,
+                                      "applied": _money(a.amount, a.currency), "currency": a.currency,
+                                      "payment_amount": _money(a.payment_amount, a.payment_currency),
+                                      "payment_currency": a.payment_currency, "fx_rate": a.fx_rate})
+
+    def invoice(r: Any) -> dict[str, Any]:
+        return {"record": records.get(r.to_id), "id": r.to_id, "rule": r.rule_id, "confidence": r.confidence,
+                "payments": pays_of.get(r.to_id, [])}
+
+    orders = [{"record": records.get(r.to_id), "id": r.to_id, "rule": r.rule_id, "confidence": r.confidence,
+               "invoices": [invoice(i) for i in rows if i.to_entity == "invoice" and i.from_id == r.to_id]}
+              for r in rows if r.to_entity == "order"]
+    order_ids = {o["id"] for o in orders}
+    direct = [invoice(i) for i in rows if i.to_entity == "invoice" and i.from_id not in order_ids]
+    return {"chain_id": chain_id, "deal": records.get(chain_id), "orders": orders, "direct_invoices": direct,
+            "records": records}
+
+
 def _rates(conn: sa.Connection, to: str, on: date) -> dict[str, Decimal]:
     """Currency -> rate into ``to``, the latest dated on or before ``on`` (direct, else inverse)."""
     f = fx_rate.c
@@ -416,15 +455,17 @@ def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
     report.monthly_unconverted = missing
 
 
-def build_report(store: Store, config: Any | None = None) -> Report:
-    """Read the latest reconciliation results from the store (``config``: ltc.yaml, for source links)."""
+def build_report(store: Store, config: Any | None = None, *, chains: bool = True) -> Report:
+    """Read the latest reconciliation results from the store (``config``: ltc.yaml, for source links;
+    ``chains=False``: KPIs, history and exceptions only, as the work queue's KPI page needs)."""
     links = SourceLinks.from_config(config)
     report = Report(as_of=None, run_id=None, reporting_currency=None)
     with store.engine.connect() as conn:
         _kpi_history(conn, report)
         report.exceptions = _exceptions(conn)
-        report.chains = _chains(conn, report.exceptions, links, report.records)
-        _subject_records(conn, [i for x in report.exceptions for i in x["record_ids"]], links, report.records)
+        if chains:
+            report.chains = _chains(conn, report.exceptions, links, report.records)
+            _subject_records(conn, [i for x in report.exceptions for i in x["record_ids"]], links, report.records)
         reporting = next((x["reporting_currency"] for x in report.exceptions if x["reporting_currency"]), None)
         if reporting is None:
             reporting = next((k["unit"] for k in report.kpis if k["kpi"] == "unapplied_cash"), None)

@@ -131,6 +131,7 @@ ACTION: dict[str, str] = {
     "acknowledge": N_("acknowledged"), "resolve": N_("resolved"), "reopen": N_("reopened"),
     "assign": N_("assigned"), "comment": N_("comment"), "snooze": N_("snoozed"), "change": N_("changed"),
 }
+ROLE: dict[str, str] = {"viewer": N_("viewer"), "finance": N_("finance"), "admin": N_("admin")}
 AGING_BUCKETS: dict[str, str] = {"current": N_("not due"), "1-30": N_("1–30 days"), "31-60": N_("31–60 days"),
                                  "61-90": N_("61–90 days"), "90+": N_("90+ days")}
 
