@@ -57,6 +57,27 @@ def css_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
+def page_footer(text: str) -> str:
+    """CSS ``content`` for a translated "Page %(page)s of %(pages)s" (page counters in place)."""
+    out: list[str] = []
+    rest = text
+    while rest:
+        i, j = rest.find("%(page)s"), rest.find("%(pages)s")
+        cut = min((k for k in (i, j) if k >= 0), default=-1)
+        if cut < 0:
+            out.append(css_string(rest))
+            break
+        if cut > 0:
+            out.append(css_string(rest[:cut]))
+        if rest.startswith("%(pages)s", cut):
+            out.append("counter(pages)")
+            rest = rest[cut + len("%(pages)s"):]
+        else:
+            out.append("counter(page)")
+            rest = rest[cut + len("%(page)s"):]
+    return " ".join(out)
+
+
 def is_currency(unit: str) -> bool:
     return len(unit) == 3 and unit.isalpha() and unit.isupper()
 
@@ -203,7 +224,7 @@ def render_html(report: Report, title: str | None = None, *, lang: str = "en", l
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         title_css=Markup(css_string(clean_text(title or v._("Reconciled order-to-invoice-to-cash report"))
                                     .replace("<", "\\3c "))),
-        page_label=Markup(css_string(v._("Page"))), of_label=Markup(css_string(v._("of"))),
+        page_footer=Markup(page_footer(v._("Page %(page)s of %(pages)s"))),
         summary=summary(report, v), cards=kpi_cards(report, v), charts=charts(report, v),
         aging=[k for k in report.kpis if k["kpi"].startswith("ar_aging_")],
         exceptions=exceptions, chains=shown, more=len(chains) - len(shown), statuses=sorted(statuses.items()),
