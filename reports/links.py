@@ -26,6 +26,15 @@ STRIPE_PREFIX = {"ch_": "payments", "py_": "payments", "pi_": "payments", "re_":
 STRIPE_OBJECT = {"charge": "payments", "payment_intent": "payments", "refund": "refunds", "invoice": "invoices",
                  "customer": "customers", "payout": "payouts", "credit_note": "credit-notes"}
 TRYTON_MODEL = {"payments": "account.move.line"}
+# A row whose source object is stored under its canonical entity name (rows loaded from canonical
+# tables, e.g. the scenario generator's worlds) is linked as the vendor's usual object for it.
+ENTITY_OBJECT = {
+    "salesforce": {"deal": "Opportunity", "account": "Account", "lead": "Lead", "contact": "Contact"},
+    "hubspot": {"deal": "deals", "account": "companies", "contact": "contacts", "invoice": "invoices"},
+    "tryton": {"order": "sale.sale", "invoice": "account.invoice", "account": "party.party",
+               "payment": "account.move.line"},
+    "odoo": {"order": "sale.order", "invoice": "account.move", "account": "res.partner", "payment": "account.payment"},
+}
 DEFAULT_WEB = {"hubspot": "https://app.hubspot.com", "stripe": "https://dashboard.stripe.com"}
 
 
@@ -64,6 +73,7 @@ class SourceLinks:
         if web is None or not web.url or not source_id:
             return None
         sid, obj = str(source_id), str(obj or "")
+        obj = ENTITY_OBJECT.get(web.kind, {}).get(obj, obj)
         if web.kind == "salesforce" and obj:
             return f"{web.url}/lightning/r/{_q(obj)}/{_q(sid)}/view"
         if web.kind == "hubspot" and web.portal_id and obj in HUBSPOT_TYPES:
