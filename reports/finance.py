@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import decimal
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -202,6 +202,8 @@ def _by_code(exceptions: list[dict[str, Any]], reporting: str | None) -> list[di
             "amount_reporting": _money(sum((x["amount_reporting"] or ZERO for x in xs), ZERO), reporting),
             "reporting_currency": next((x["reporting_currency"] for x in xs if x["reporting_currency"]), reporting),
             "owners": ", ".join(f"{o} ({n})" for o, n in sorted(owners.items(), key=lambda t: (-t[1], t[0]))),
+            "owner_counts": sorted(((x, n) for x, n in Counter(x["owner"] for x in xs).items()),
+                                   key=lambda t: (-t[1], t[0] or "")),  # display: None = unowned
             "unpriced": sum(1 for x in xs if x["amount_reporting"] is None),
         })
     return out

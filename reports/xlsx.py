@@ -156,7 +156,8 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
                                         _("Owners"), _("Explanation")])
     for row in report.by_code:
         s.add([row["code"], L.label(L.CODE_TITLES, row["code"], _), row["count"], row["amount_reporting"],
-               row["reporting_currency"], row["owners"], L.label(L.CODE_EXPLANATIONS, row["code"], _)],
+               row["reporting_currency"], ", ".join(f"{o or _('unowned')} ({n})" for o, n in row["owner_counts"]),
+               L.label(L.CODE_EXPLANATIONS, row["code"], _)],
               money={3: row["reporting_currency"]})
     s.finish()
 
