@@ -144,7 +144,8 @@ def _act(idents: list[str], action: str, actor: str | None, config: str | None, 
         if res["skipped"]:
             console.print(f"exception {res['fingerprint'][:12]}: skipped ({res['skipped']})")
         else:
-            console.print(f"exception {res['fingerprint'][:12]}: {action} ({res['from']} -> {res['to']}, by {who})")
+            change = f"{res['from']} -> {res['to']}" if res["from"] != res["to"] else action
+            console.print(f"exception {res['fingerprint'][:12]}: {change} (by {who})")
     if len(idents) == 1 and results[0]["skipped"]:
         raise InputError(results[0]["skipped"])
 
