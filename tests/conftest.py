@@ -106,3 +106,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("prefect") is not None:
             item.add_marker(pytest.mark.xdist_group("prefect"))
+        if item.get_closest_marker("browser") is not None:  # one Chromium and one test world, not one per worker
+            item.add_marker(pytest.mark.xdist_group("browser"))
