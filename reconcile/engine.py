@@ -74,7 +74,7 @@ def _insert_frame(conn: sa.Connection, table: sa.Table, df: pl.DataFrame, chunk:
 
 def _with_exposure(kpis: pl.DataFrame, rows: list[dict[str, Any]], as_of: date) -> pl.DataFrame:
     """The run's KPIs plus the open book after its lifecycle sync (open exceptions, amount at risk)."""
-    extra = pl.DataFrame(rows, schema=KPI_SCHEMA).with_columns(
+    extra = pl.DataFrame(rows, schema=KPI_SCHEMA).with_columns(  # type: ignore[arg-type]
         pl.lit(kpis["period_start"][0] if kpis.height else as_of, pl.Date).alias("period_start"),
         pl.lit(kpis["period_end"][0] if kpis.height else as_of, pl.Date).alias("period_end"))
     return pl.concat([kpis, extra.select(kpis.columns)], how="vertical_relaxed")

@@ -17,7 +17,13 @@ from typing import Any
 
 from babel import Locale
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_compact_currency, format_currency, format_decimal, format_percent, get_currency_symbol
+from babel.numbers import (
+    format_compact_currency,
+    format_currency,
+    format_decimal,
+    format_percent,
+    get_currency_symbol,
+)
 
 from reports.cells import clean_text
 
@@ -26,8 +32,8 @@ _MAX_DIGITS = 400  # past this many integer digits an amount is written in scien
 
 
 def _context(value: Decimal) -> decimal.Context:
-    digits = max(len(value.as_tuple().digits), 1) + max(value.as_tuple().exponent if isinstance(
-        value.as_tuple().exponent, int) else 0, 0)
+    """A context wide enough to quantize ``value`` to cents without InvalidOperation."""
+    digits = max(value.adjusted(), 0) + 1 if value.is_finite() else 1
     return decimal.Context(prec=max(40, digits + 10), Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 
 

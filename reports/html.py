@@ -19,8 +19,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from reports import labels as L
-from reports import svg
+from reports import labels, svg
 from reports.cells import clean_text
 from reports.finance import HTML_CHAIN_LIMIT, Report
 from reports.fmt import DASH, Formatter
@@ -94,7 +93,7 @@ class View:
         return self.t.gettext(text)
 
     def label(self, table: str, key: Any) -> str:
-        return L.label(getattr(L, table), key, self.t.gettext)
+        return labels.label(getattr(labels, table), key, self.t.gettext)
 
     def kpi_value(self, value: Decimal | None, unit: str) -> str:
         if value is None:
@@ -144,12 +143,12 @@ def summary(report: Report, v: View) -> dict[str, Any]:
 
 def kpi_cards(report: Report, v: View) -> list[dict[str, Any]]:
     cards = []
-    order = {k: i for i, k in enumerate(L.KPI_LABELS)}
+    order = {k: i for i, k in enumerate(labels.KPI_LABELS)}
     for k in sorted(report.kpis, key=lambda k: (order.get(k["kpi"], 99), k["variant"])):
         if k["kpi"].startswith("ar_aging_"):
             continue
         prev = report.previous.get((k["kpi"], k["variant"]))
-        short = L.VARIANT_SHORT.get(k["variant"])
+        short = labels.VARIANT_SHORT.get(k["variant"])
         cards.append({
             "kpi": k["kpi"], "variant": k["variant"],
             "label": v.label("KPI_LABELS", k["kpi"]) + (f" ({v._(short)})" if short else ""),

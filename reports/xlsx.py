@@ -24,7 +24,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from canonical.money import minor_units
-from reports import labels as L
+from reports import labels
 from reports.cells import neutralise, plain_decimal, spreadsheet_number
 from reports.finance import Report
 from reports.i18n import translations
@@ -145,8 +145,8 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
         change = (k["value"] - prev) if k["value"] is not None and prev is not None else None
         fmt = {1: "#,##0", 3: "#,##0", 4: "+#,##0;-#,##0;0"} if unit == "count" else \
             {1: "#,##0.0", 3: "#,##0.0", 4: "+#,##0.0;-#,##0.0;0.0"}
-        s.add([L.label(L.KPI_LABELS, k["kpi"], _), k["value"], L.label(L.UNITS, unit, _), prev, change,
-               k["variant"], L.label(L.VARIANT_NOTES, k["variant"], _), k["numerator"], k["denominator"],
+        s.add([labels.label(labels.KPI_LABELS, k["kpi"], _), k["value"], labels.label(labels.UNITS, unit, _), prev, change,
+               k["variant"], labels.label(labels.VARIANT_NOTES, k["variant"], _), k["numerator"], k["denominator"],
                k["period_start"], k["period_end"], k["kpi"]],
               money={1: unit, 3: unit, 4: unit} if is_money else None, formats=None if is_money else fmt)
     s.finish()
@@ -155,9 +155,9 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
     s = sheet(_("Exceptions by code"), [_("Code"), _("Exception"), _("Count"), _("Amount at risk"), _("Currency"),
                                         _("Owners"), _("Explanation")])
     for row in report.by_code:
-        s.add([row["code"], L.label(L.CODE_TITLES, row["code"], _), row["count"], row["amount_reporting"],
+        s.add([row["code"], labels.label(labels.CODE_TITLES, row["code"], _), row["count"], row["amount_reporting"],
                row["reporting_currency"], ", ".join(f"{o or _('unowned')} ({n})" for o, n in row["owner_counts"]),
-               L.label(L.CODE_EXPLANATIONS, row["code"], _)],
+               labels.label(labels.CODE_EXPLANATIONS, row["code"], _)],
               money={3: row["reporting_currency"]})
     s.finish()
 
@@ -169,8 +169,8 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
         recs = [report.records.get(i) for i in x["record_ids"]]
         url = next((r.url for r in recs if r is not None and r.url), None)
         first_rec = next((r for r in recs if r is not None and r.url), None)
-        sh.add([x["fingerprint"], x["code"], L.label(L.CODE_TITLES, x["code"], _), L.label(L.STATUS, x["status"], _),
-                L.label(L.SEVERITY, x["severity"], _), x["owner"], x["amount_at_risk"], x["currency"],
+        sh.add([x["fingerprint"], x["code"], labels.label(labels.CODE_TITLES, x["code"], _), labels.label(labels.STATUS, x["status"], _),
+                labels.label(labels.SEVERITY, x["severity"], _), x["owner"], x["amount_at_risk"], x["currency"],
                 x["amount_reporting"], x["reporting_currency"], x["chain_id"], x["records"], x["first_seen_at"],
                 x["last_seen_at"], x["detail"],
                 f"{first_rec.system} {first_rec.source_id}" if first_rec else None],
@@ -190,7 +190,7 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
         ccy = c["currency"]
         s.add([c["chain_id"], c["deal"], c["customer"], c["owner"], c["stage"], c["close_date"], ccy,
                c["deal_amount"], c["ordered"], c["invoiced"], c["paid"], c["open"],
-               L.label(L.CHAIN_STATUS, c["status"], _), c["exceptions"], c["orders"], c["invoices"], c["payments"]],
+               labels.label(labels.CHAIN_STATUS, c["status"], _), c["exceptions"], c["orders"], c["invoices"], c["payments"]],
               money={i: ccy for i in (7, 8, 9, 10, 11)}, links={1: deal.url if deal else None})
     s.finish()
 
@@ -199,7 +199,7 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
                              _("Amount"), _("Currency"), _("Date"), _("Status"), _("Source record")])
     chain_of = {rid: c["chain_id"] for c in report.chains for rid in c["record_ids"]}
     for rid, r in report.records.items():
-        s.add([chain_of.get(rid), L.label(L.ENTITY, r.entity, _), r.system, r.object, r.source_id, r.label,
+        s.add([chain_of.get(rid), labels.label(labels.ENTITY, r.entity, _), r.system, r.object, r.source_id, r.label,
                r.amount, r.currency, r.day, r.status, r.url], money={6: r.currency}, links={10: r.url})
     s.finish()
 

@@ -26,7 +26,7 @@ from markupsafe import Markup
 from canonical.errors import ConfigError, LtcError
 from canonical.store import Store
 from reconcile import lifecycle
-from reports import labels as L
+from reports import labels
 from reports.finance import build_report
 from reports.html import View, charts, environment, kpi_cards
 from reports.i18n import LANGUAGES, report_language
@@ -89,9 +89,9 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
                 if role is None:
                     raise Denied(403, f"user {name!r} has no role in ltc.yaml (ui.users)")
                 return User(name=name, role=role, via="proxy")
-        name = signer.session_user(request.cookies.get(SESSION_COOKIE))
-        if name and name in ui.users:
-            return User(name=name, role=ui.users[name].role, via="session")
+        session = signer.session_user(request.cookies.get(SESSION_COOKIE))
+        if session and session in ui.users:
+            return User(name=session, role=ui.users[session].role, via="session")
         return None
 
     def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -103,7 +103,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         user: User | None = ctx.pop("user", None)
         html = env.get_template(template).render(
             v=v, f=v.f, lang=lg, languages=LANGUAGES, css=CSS, user=user, request_path=request.url.path,
-            csrf=signer.csrf(csrf_cookie, user.name if user else ""), L=L, **ctx)
+            csrf=signer.csrf(csrf_cookie, user.name if user else ""), **ctx)
         resp = HTMLResponse(html, status_code=status)
         if request.cookies.get(CSRF_COOKIE) != csrf_cookie:
             resp.set_cookie(CSRF_COOKIE, csrf_cookie, httponly=True, samesite="strict", secure=secure_cookies)
@@ -187,7 +187,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         user = viewer(request)
         f = queries.Filters.parse(dict(request.query_params))
         q = queries.queue(store, f)
-        return render(request, "queue.html.j2", user=user, q=q, flt=f, codes=list(L.CODE_TITLES),
+        return render(request, "queue.html.j2", user=user, q=q, flt=f, codes=list(labels.CODE_TITLES),
                       qs=lambda **kw: urlencode(f.query(**kw)), notice=request.query_params.get("done"))
 
     @app.get("/x/{fingerprint}", response_class=HTMLResponse)

@@ -163,7 +163,7 @@ def queue(store: Store, f: Filters, *, today: date | None = None, paginate: bool
         "status": lambda r: (r["status"], r["amount_reporting"] or 0),
     }[f.sort]
     rows.sort(key=lambda r: r["fingerprint"])
-    rows.sort(key=key, reverse=f.desc)  # type: ignore[arg-type]
+    rows.sort(key=key, reverse=f.desc)
     amount = sum((r["amount_reporting"] or Decimal(0) for r in rows), Decimal(0))
     by_status: dict[str, int] = {}
     for r in rows:

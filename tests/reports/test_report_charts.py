@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 
@@ -52,5 +53,5 @@ def test_line_chart_draws_one_point_per_known_value() -> None:
 def test_ticks_are_round_and_cover_the_range() -> None:
     ticks = svg.nice_ticks(0, 936_512.0)
     assert ticks[0] == 0 and ticks[-1] >= 936_512 and all(t % 50_000 == 0 for t in ticks)
-    assert len({round(b - a) for a, b in zip(ticks, ticks[1:], strict=False)}) == 1
+    assert len({round(b - a) for a, b in pairwise(ticks)}) == 1
     assert svg.nice_ticks(0, 0) == [0.0, 1.0]

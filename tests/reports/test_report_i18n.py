@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from babel.messages.pofile import read_po
@@ -112,7 +112,7 @@ def test_huge_money_is_exact_with_separators() -> None:
 class _Text(HTMLParser):
     """Visible text nodes, leaving out data: codes, ids, record labels, owners."""
 
-    SKIP_CLASSES = {"code", "id", "recs"}
+    SKIP_CLASSES: ClassVar[set[str]] = {"code", "id", "recs"}
 
     def __init__(self) -> None:
         super().__init__()

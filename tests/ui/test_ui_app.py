@@ -78,7 +78,7 @@ def test_password_hashes() -> None:
 
 
 def test_no_users_no_queue(sqlite_store: Store) -> None:
-    with pytest.raises(ConfigError, match="no users in ltc.yaml"):
+    with pytest.raises(ConfigError, match=r"no users in ltc\.yaml"):
         create_app(sqlite_store, Config())
 
 
