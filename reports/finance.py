@@ -418,6 +418,21 @@ def _month(d: date) -> str:
     return f"{d.year:04d}-{d.month:02d}"
 
 
+def _per_month(conn: sa.Connection, query: sa.Select[Any], rates: dict[str, Decimal],
+               negative_kind: str) -> tuple[dict[str, Decimal], int]:
+    """Sums per month of (day, kind, amount, currency) rows in the reporting currency; rows of
+    ``negative_kind`` count negative; rows without a rate are counted, not summed."""
+    sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    missing = 0
+    for day, kind, amount, ccy in conn.execute(query):
+        rate = rates.get(ccy or "")
+        if rate is None or amount is None:
+            missing += 1
+            continue
+        sums[_month(day)] += (-1 if kind == negative_kind else 1) * abs(Decimal(amount)) * rate
+    return sums, missing
+
+
 def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
     """Invoiced (issued, credit notes negative) and collected (payments received) per month, in the
     reporting currency at the as-of rate; the last ``months`` months up to as-of."""
@@ -433,25 +448,13 @@ def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
     first = date(int(keys[0][:4]), int(keys[0][5:]), 1)
     rates = _rates(conn, rep, as_of)
     inv, pay = ct.table_for("invoice"), ct.table_for("payment")
-    invoiced: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    collected: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    missing = 0
-    q = sa.select(inv.c.issue_date, inv.c.kind, inv.c.total, inv.c.currency).where(
+    q_inv = sa.select(inv.c.issue_date, inv.c.kind, inv.c.total, inv.c.currency).where(
         inv.c.deleted_at.is_(None), inv.c.issue_date.between(first, as_of), inv.c.status.not_in(["void", "draft"]))
-    for day, kind, total, ccy in conn.execute(q):
-        rate = rates.get(ccy or "")
-        if rate is None or total is None:
-            missing += 1
-            continue
-        invoiced[_month(day)] += (-1 if kind == "credit_note" else 1) * abs(Decimal(total)) * rate
-    q = sa.select(pay.c.payment_date, pay.c.kind, pay.c.amount, pay.c.currency).where(
+    q_pay = sa.select(pay.c.payment_date, pay.c.kind, pay.c.amount, pay.c.currency).where(
         pay.c.deleted_at.is_(None), pay.c.payment_date.between(first, as_of))
-    for day, kind, amount, ccy in conn.execute(q):
-        rate = rates.get(ccy or "")
-        if rate is None or amount is None:
-            missing += 1
-            continue
-        collected[_month(day)] += (-1 if kind == "refund" else 1) * abs(Decimal(amount)) * rate
+    invoiced, miss_inv = _per_month(conn, q_inv, rates, "credit_note")
+    collected, miss_pay = _per_month(conn, q_pay, rates, "refund")
+    missing = miss_inv + miss_pay
     report.monthly = [{"month": k, "invoiced": _money(invoiced[k].quantize(Decimal("0.01")), rep),
                        "collected": _money(collected[k].quantize(Decimal("0.01")), rep)} for k in keys]
     report.monthly_unconverted = missing

@@ -129,77 +129,86 @@ def bar_chart(bars: Sequence[Bar], *, title: str, fmt: Fmt, width: int = 520, co
     return svg.render()
 
 
+@dataclass
+class _Plot:
+    """A value axis with round ticks and grid lines over [top, height - bottom]."""
+
+    svg: _Svg
+    left: float
+    right: float
+    top: float
+    bottom: float
+    lo: float = 0.0
+    hi: float = 1.0
+
+    @classmethod
+    def start(cls, title: str, width: int, height: int, series: Sequence[Series], fmt: Fmt,
+              right: float) -> _Plot:
+        p = cls(_Svg(width, height, title), 70, right, 24, 34)
+        vals = [_f(v) for s in series for v in s.values if v is not None]
+        ticks = nice_ticks(min(vals, default=0.0), max(vals, default=0.0))
+        p.lo, p.hi = ticks[0], ticks[-1]
+        for t in ticks:
+            p.svg.line(p.left, p.y(t), width - right, p.y(t))
+            p.svg.text(p.left - 4, p.y(t) + 4, fmt(Decimal(repr(t))), anchor="end", size=10)
+        return p
+
+    @property
+    def pw(self) -> float:
+        return self.svg.width - self.left - self.right
+
+    def y(self, v: float) -> float:
+        ph = self.svg.height - self.top - self.bottom
+        return self.top + ph * (self.hi - v) / ((self.hi - self.lo) or 1.0)
+
+    def labels(self, categories: Sequence[str], x_of: Callable[[int], float], every: int) -> None:
+        n = len(categories)
+        step = max(1, math.ceil(n / every))
+        for i, c in enumerate(categories):
+            if i % step == 0 or (every <= 8 and i == n - 1):
+                self.svg.text(x_of(i), self.svg.height - self.bottom + 14, c, anchor="middle", size=10)
+
+
 def column_chart(categories: Sequence[str], series: Sequence[Series], *, title: str, fmt: Fmt,
                  width: int = 560, height: int = 220) -> str:
     """Grouped vertical columns per category (e.g. invoiced vs collected per month), with a legend."""
-    left, right, top, bottom = 70, 10, 24, 34
-    svg = _Svg(width, height, title)
-    vals = [_f(v) for s in series for v in s.values if v is not None]
-    ticks = nice_ticks(min(vals, default=0.0), max(vals, default=0.0))
-    lo, hi = ticks[0], ticks[-1]
-    ph = height - top - bottom
-    pw = width - left - right
-
-    def y_of(v: float) -> float:
-        return top + ph * (hi - v) / ((hi - lo) or 1.0)
-
-    for t in ticks:
-        svg.line(left, y_of(t), width - right, y_of(t))
-        svg.text(left - 4, y_of(t) + 4, fmt(Decimal(repr(t))), anchor="end", size=10)
-    n = max(len(categories), 1)
-    group = pw / n
+    p = _Plot.start(title, width, height, series, fmt, right=10)
+    group = p.pw / max(len(categories), 1)
     bw = max(min(group * 0.8 / max(len(series), 1), 28), 2)
     for si, s in enumerate(series):
         color = s.color or PALETTE[si % len(PALETTE)]
         for ci, v in enumerate(s.values):
             if v is None:
                 continue
-            x = left + ci * group + (group - bw * len(series)) / 2 + si * bw
-            y0, y1 = y_of(0.0), y_of(_f(v))
-            svg.rect(x, min(y0, y1), bw - 1, abs(y1 - y0), color, f"{s.name} {categories[ci]}: {fmt(v)}")
-    step = max(1, math.ceil(n / 12))
-    for ci, c in enumerate(categories):
-        if ci % step == 0:
-            svg.text(left + ci * group + group / 2, height - bottom + 14, c, anchor="middle", size=10)
-    _legend(svg, series, left, 12)
-    return svg.render()
+            x = p.left + ci * group + (group - bw * len(series)) / 2 + si * bw
+            y0, y1 = p.y(0.0), p.y(_f(v))
+            p.svg.rect(x, min(y0, y1), bw - 1, abs(y1 - y0), color, f"{s.name} {categories[ci]}: {fmt(v)}")
+    p.labels(categories, lambda i: p.left + i * group + group / 2, 12)
+    _legend(p.svg, series, p.left, 12)
+    return p.svg.render()
 
 
 def line_chart(categories: Sequence[str], series: Sequence[Series], *, title: str, fmt: Fmt,
                width: int = 560, height: int = 200) -> str:
     """Lines over categories (runs or dates); a single point is drawn as a dot."""
-    left, right, top, bottom = 70, 16, 24, 34
-    svg = _Svg(width, height, title)
-    vals = [_f(v) for s in series for v in s.values if v is not None]
-    ticks = nice_ticks(min(vals, default=0.0), max(vals, default=0.0))
-    lo, hi = ticks[0], ticks[-1]
-    ph, pw = height - top - bottom, width - left - right
+    p = _Plot.start(title, width, height, series, fmt, right=16)
     n = max(len(categories), 1)
 
     def x_of(i: int) -> float:
-        return left + (pw / 2 if n == 1 else pw * i / (n - 1))
+        return p.left + (p.pw / 2 if n == 1 else p.pw * i / (n - 1))
 
-    def y_of(v: float) -> float:
-        return top + ph * (hi - v) / ((hi - lo) or 1.0)
-
-    for t in ticks:
-        svg.line(left, y_of(t), width - right, y_of(t))
-        svg.text(left - 4, y_of(t) + 4, fmt(Decimal(repr(t))), anchor="end", size=10)
     for si, s in enumerate(series):
         color = s.color or PALETTE[si % len(PALETTE)]
-        pts = [(x_of(i), y_of(_f(v)), v) for i, v in enumerate(s.values) if v is not None]
+        pts = [(x_of(i), p.y(_f(v)), v) for i, v in enumerate(s.values) if v is not None]
         if len(pts) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts)
-            svg.parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            p.svg.parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y, v in pts:
-            svg.parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
-                             f"<title>{escape(s.name)}: {escape(fmt(v) if v is not None else '')}</title></circle>")
-    step = max(1, math.ceil(n / 8))
-    for i, c in enumerate(categories):
-        if i % step == 0 or i == n - 1:
-            svg.text(x_of(i), height - bottom + 14, c, anchor="middle", size=10)
-    _legend(svg, series, left, 12)
-    return svg.render()
+            p.svg.parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
+                               f"<title>{escape(s.name)}: {escape(fmt(v) if v is not None else '')}</title></circle>")
+    p.labels(categories, x_of, 8)
+    _legend(p.svg, series, p.left, 12)
+    return p.svg.render()
 
 
 def _legend(svg: _Svg, series: Sequence[Series], x: float, y: float) -> None:

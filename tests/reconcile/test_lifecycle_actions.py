@@ -3,17 +3,15 @@ rows naming who did them, the CLI over the same function, and the migration that
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
+from recon_helpers import in_process_cli
 
 from canonical import db
 from canonical.errors import InputError
 from canonical.store import Store
-from ltc.cli import main
 from ltc.config import Config
 from reconcile import lifecycle
 from reconcile.engine import run_reconciliation
@@ -93,15 +91,7 @@ def test_cli_assign_comment_snooze(sqlite_store: Store, monkeypatch: pytest.Monk
     monkeypatch.setenv("LTC_DATABASE_URL", sqlite_store.engine.url.render_as_string(hide_password=False))
     monkeypatch.setenv("COLUMNS", "200")
 
-    def ltc(*args: str) -> subprocess.CompletedProcess[str]:
-        monkeypatch.setattr(sys, "argv", ["ltc", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        cap = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, cap.out, cap.err)
+    ltc = in_process_cli(monkeypatch, capsys)
 
     a, b = _fps(sqlite_store)[:2]
     out = ltc("exceptions", "assign", a[:10], b[:10], "--owner", "frank", "--actor", "gina")
