@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from canonical import tables
 from canonical.errors import InputError
 from canonical.store import Store
+from ltc.app.config import Config
 from ltc.cli import main
-from ltc.config import Config
 from reconcile import lifecycle
 from reconcile.engine import run_reconciliation
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_link
