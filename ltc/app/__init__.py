@@ -2,7 +2,7 @@
 
 Plain Python, no typer, rich or Prefect: configuration (:mod:`ltc.app.config`), the store and the
 sources of ltc.yaml (:mod:`ltc.app.runtime`), the stages of the main job (:mod:`ltc.app.pipeline`),
-the ERP push (:mod:`ltc.app.push`), what ``ltc status`` and ``ltc exceptions`` read
+the ERP push (:mod:`ltc.app.push`), the background emulators (:mod:`ltc.app.emulators`), what ``ltc status`` and ``ltc exceptions`` read
 (:mod:`ltc.app.status`, :mod:`ltc.app.exceptions`), the demo and world replay (:mod:`ltc.app.demo`)
 and the whole store schema (:mod:`ltc.app.schema`). See docs/architecture.md.
 """

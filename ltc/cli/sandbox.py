@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-from typing import Any
-
 import typer
 from rich.console import Console
 
-from canonical.errors import ConfigError, LtcError
+from ltc.app import emulators
 
 app = typer.Typer(help="Local emulators of the vendor APIs (for demos, tests and trying mappings).",
                   no_args_is_help=True)
 console = Console()
-STATE = Path(".ltc/sandbox.json")
-
-
-def _read_state() -> dict[str, Any] | None:
-    if not STATE.exists():
-        return None
-    state = json.loads(STATE.read_text())
-    try:
-        os.kill(int(state["pid"]), 0)
-    except (ProcessLookupError, PermissionError):
-        STATE.unlink(missing_ok=True)  # a stale file of a process that is gone
-        return None
-    return state
 
 
 @app.command("start")
@@ -43,36 +21,14 @@ def start(
                                      "instead of generated data: one emulator per system it holds."),
 ) -> None:
     """Start the emulators on free 127.0.0.1 ports and print their URLs."""
-    if world is not None:
-        from sandbox.world import read_world
-
-        if kind:
-            raise ConfigError("--kind and --world do not go together: a world serves the systems it holds")
-        read_world(world)  # a bad world fails here, in one line, before anything starts
-    if _read_state() is not None:
-        raise ConfigError(f"the sandbox is already running (see {STATE}); `ltc sandbox stop` first")
-    STATE.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "sandbox.run", "--state", str(STATE), "--seed", str(seed), "--size", str(size)]
-    if world is not None:
-        cmd += ["--world", str(Path(world).resolve())]
-    for k in kind or []:
-        cmd += ["--kind", k]
-    log = open(STATE.with_suffix(".log"), "w")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not STATE.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = STATE.with_suffix(".log").read_text().strip().splitlines()[-1:] or ["(no output)"]
-            proc.kill()
-            raise LtcError(f"the sandbox did not start: {tail[0]}")
-        time.sleep(0.1)
+    emulators.start(kind or [], seed, size, world)
     status()
 
 
 @app.command("status")
 def status() -> None:
     """Print the running emulators."""
-    state = _read_state()
+    state = emulators.read_state()
     if state is None:
         console.print("sandbox: not running")
         return
@@ -89,12 +45,4 @@ def status() -> None:
 @app.command("stop")
 def stop() -> None:
     """Stop the emulators."""
-    state = _read_state()
-    if state is None:
-        console.print("sandbox: not running")
-        return
-    os.kill(int(state["pid"]), signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while STATE.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    console.print("sandbox stopped")
+    console.print("sandbox stopped" if emulators.stop() else "sandbox: not running")
