@@ -82,7 +82,7 @@ def _with_exposure(kpis: pl.DataFrame, rows: list[dict[str, Any]], as_of: date) 
 
 def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames | None = None,
                        period_start: date | None = None, period_end: date | None = None) -> ReconcileResult:
-    """Reconcile the store as of ``as_of`` (config: ``ltc.config.Config`` or ``ReconcileConfig``)."""
+    """Reconcile the store as of ``as_of`` (config: ``ltc.app.config.Config`` or ``ReconcileConfig``)."""
     settings = Settings.from_config(config)
     run_id = store.begin_run("reconcile")
     try:

@@ -22,8 +22,7 @@ from __future__ import annotations
 import csv
 import decimal
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,8 @@ from reconcile.codes import CODES
 from reconcile.tables import fx_rate, kpi_snapshot, recon_allocation, recon_exception, recon_link
 from reports.cells import csv_value
 from reports.links import SourceLinks
+from reports.model import HTML_CHAIN_LIMIT, ZERO, Record, Report, ReportFiles
 
-ZERO = Decimal(0)
-HTML_CHAIN_LIMIT = 2000  # the HTML lists this many chains (exceptions first); the CSV/XLSX list all
 HISTORY_RUNS = 24  # runs shown in the trend charts
 TREND_KPIS = ("dso", "won_not_invoiced_amount", "won_not_invoiced_count", "open_exceptions", "amount_at_risk",
               "unapplied_cash")
@@ -50,55 +48,6 @@ CHAIN_COLUMNS = ["chain_id", "deal", "account", "customer", "owner", "stage", "c
                  "orders", "ordered", "invoices", "invoiced", "payments", "paid", "open", "status", "exceptions"]
 KPI_COLUMNS = ["kpi", "variant", "value", "unit", "numerator", "denominator", "period_start", "period_end"]
 SUMMARY_COLUMNS = ["code", "meaning", "count", "amount_reporting", "reporting_currency", "owners"]
-
-
-@dataclass(slots=True)
-class Record:
-    """One source record a chain or an exception names, with the way back to its source system."""
-
-    id: str  # canonical id
-    entity: str
-    system: str
-    object: str
-    source_id: str
-    label: str  # what a person calls it: the number, the deal's name, the payer reference
-    amount: Decimal | None = None
-    currency: str | None = None
-    day: date | None = None
-    status: str | None = None
-    url: str | None = None
-
-
-@dataclass
-class Report:
-    """What the report shows; every list of rows follows its ``*_COLUMNS`` (plus display-only keys)."""
-
-    as_of: date | None
-    run_id: str | None
-    reporting_currency: str | None
-    kpis: list[dict[str, Any]] = field(default_factory=list)
-    exceptions: list[dict[str, Any]] = field(default_factory=list)
-    by_code: list[dict[str, Any]] = field(default_factory=list)
-    chains: list[dict[str, Any]] = field(default_factory=list)
-    records: dict[str, Record] = field(default_factory=dict)
-    previous: dict[tuple[str, str], Decimal | None] = field(default_factory=dict)  # the run before, overall KPIs
-    previous_as_of: date | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)  # [{run_id, as_of, values: {kpi/variant: v}}]
-    monthly: list[dict[str, Any]] = field(default_factory=list)  # [{month, invoiced, collected}]
-    monthly_unconverted: int = 0  # invoices/payments left out of the monthly chart: no FX rate
-    generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-@dataclass
-class ReportFiles:
-    directory: Path
-    html: Path
-    xlsx: Path
-    csv: dict[str, Path]
-    report: Report | None = None  # what was written
-
-    def all(self) -> list[Path]:
-        return [self.html, *self.csv.values(), self.xlsx]
 
 
 def _money(v: Any, currency: str | None = None) -> Decimal | None:
@@ -514,3 +463,7 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     write_xlsx(files.xlsx, report, lang=lang, locale=locale)
     files.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
     return files
+
+
+__all__ = ["CHAIN_COLUMNS", "EXCEPTION_COLUMNS", "HTML_CHAIN_LIMIT", "KPI_COLUMNS", "Record", "Report", "ReportFiles",
+           "build_report", "chain_detail", "describe", "write_reports"]

@@ -21,9 +21,9 @@ from markupsafe import Markup
 
 from reports import labels, svg
 from reports.cells import clean_text
-from reports.finance import HTML_CHAIN_LIMIT, Report
 from reports.fmt import DASH, Formatter
 from reports.i18n import translations
+from reports.model import HTML_CHAIN_LIMIT, Report
 
 TEMPLATES = Path(__file__).parent / "templates"
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")

@@ -26,8 +26,8 @@ from openpyxl.worksheet.worksheet import Worksheet
 from canonical.money import minor_units
 from reports import labels
 from reports.cells import neutralise, plain_decimal, spreadsheet_number
-from reports.finance import Report
 from reports.i18n import translations
+from reports.model import Report
 
 MAX_WIDTH = 60
 LINK_FONT = Font(color="0563C1", underline="single")

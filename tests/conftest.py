@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import sqlalchemy as sa
 
-from canonical import db, tables
+from canonical import db
 from canonical.store import Store
+from ltc.app import schema as tables  # the whole schema: every layer's tables
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

@@ -66,7 +66,7 @@ def check_config(cfg: Any) -> None:
 
 
 def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
-    """The work queue on ``store`` with the users and sources of ``cfg`` (an ``ltc.config.Config``)."""
+    """The work queue on ``store`` with the users and sources of ``cfg`` (an ``ltc.app.config.Config``)."""
     check_config(cfg)
     signer = Signer(_secret(cfg))
     links = SourceLinks.from_config(cfg)

@@ -23,7 +23,7 @@ import pytest
 from pypdf import PdfReader
 
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile import lifecycle
 from reconcile.engine import run_reconciliation
 from reports.finance import write_reports

@@ -13,7 +13,7 @@ from recon_helpers import in_process_cli
 from canonical import tables
 from canonical.errors import InputError
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile import lifecycle
 from reconcile.engine import run_reconciliation
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_link

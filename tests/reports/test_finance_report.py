@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 
 from canonical import tables as ct
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile.engine import run_reconciliation
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_exception, recon_link
 from reports.finance import CHAIN_COLUMNS, EXCEPTION_COLUMNS, build_report, write_reports

@@ -17,7 +17,7 @@ from openpyxl import load_workbook
 
 from canonical.errors import ConfigError
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile.engine import run_reconciliation
 from reports import i18n
 from reports.finance import build_report, write_reports

@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 
 from canonical import tables as ct
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile.engine import run_reconciliation
 from reconcile.tables import recon_exception
 from reports.cells import csv_value, neutralise

@@ -10,7 +10,7 @@ import pytest
 from openpyxl import load_workbook
 
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile.engine import run_reconciliation
 from reports.finance import write_reports
 from reports.links import SourceLinks

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from canonical import tables as ct
 from canonical.errors import ConfigError
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile import lifecycle
 from reconcile.engine import run_reconciliation
 from reconcile.tables import recon_exception

@@ -13,7 +13,7 @@ import yaml
 
 import flows.serve
 from canonical.errors import ConfigError
-from ltc import ui_cmd
+from ltc.cli import ui as ui_cmd
 from ui.auth import hash_password, verify_password
 
 

@@ -8,16 +8,16 @@ from typing import Any
 import typer
 
 from canonical.errors import ConfigError
+from ltc.cli.common import ConfigOpt
 
 app = typer.Typer(help="The exception work queue: a small web application on the store.",
                   invoke_without_command=True, no_args_is_help=False)
-ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
 
 
 def build(config: str | None, lang: str | None = None) -> tuple[Any, Any]:
     """The application and the configuration (users checked before anything listens)."""
-    from ltc import runtime
-    from ltc.config import load_config
+    from ltc.app import runtime
+    from ltc.app.config import load_config
     from ui.app import create_app
 
     cfg = load_config(config)

@@ -13,14 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from canonical.errors import InputError
-from ltc import runtime
+from ltc.app import runtime
+from ltc.app.exceptions import source_records
+from ltc.cli.common import ConfigOpt
 from reconcile import lifecycle
 from reconcile.codes import CODES, STATUSES
 
 console = Console()
 exceptions_app = typer.Typer(help="Reconciliation exceptions: list, acknowledge, resolve, assign, comment, snooze.",
                              no_args_is_help=True)
-ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
 
 
 def _store(config: str | None) -> Any:
@@ -41,7 +42,7 @@ def reconcile(
     as_of: str | None = typer.Option(None, "--as-of", help="Reconcile as of this date (default: today)."),
 ) -> None:
     """Run the reconciliation on the store and print a summary."""
-    from ltc.config import load_config
+    from ltc.app.config import load_config
     from reconcile.engine import run_reconciliation
 
     cfg = load_config(config)
@@ -56,45 +57,6 @@ def reconcile(
     lc = s["lifecycle"]
     console.print(f"lifecycle: new={lc['new']} reopened={lc['reopened']} still_open={lc['still_open']} "
                   f"auto_resolved={lc['auto_resolved']}")
-
-
-def source_records(store: Any, canonical_ids: list[str]) -> dict[str, dict[str, str | None]]:
-    """Canonical id -> the record it came from: ``{system, object, id, entity, canonical_id}``.
-
-    Read from the canonical rows (``source_system``, ``source_object``, ``source_id``); an id whose row
-    is gone (or whose entity has no table) is described from the id itself, with ``object`` null.
-    """
-    import sqlalchemy as sa
-
-    from canonical import tables as ct
-
-    by_entity: dict[str, set[str]] = {}
-    for cid in canonical_ids:
-        parts = cid.split(":", 2)
-        if len(parts) == 3:
-            by_entity.setdefault(parts[1], set()).add(cid)
-    found: dict[str, dict[str, str | None]] = {}
-    with store.engine.connect() as conn:
-        for entity, ids in by_entity.items():
-            try:
-                table = ct.table_for(entity)
-            except (KeyError, ValueError):
-                continue
-            wanted = sorted(ids)
-            for i in range(0, len(wanted), 500):
-                q = sa.select(table.c.id, table.c.source_system, table.c.source_object, table.c.source_id).where(
-                    table.c.id.in_(wanted[i:i + 500]))
-                for cid, system, obj, sid in conn.execute(q):
-                    found[cid] = {"system": system, "object": obj, "id": sid, "entity": entity, "canonical_id": cid}
-    for cid in canonical_ids:
-        if cid not in found:
-            parts = cid.split(":", 2)
-            if len(parts) == 3:
-                found[cid] = {"system": parts[0], "object": None, "id": parts[2], "entity": parts[1],
-                              "canonical_id": cid}
-            else:
-                found[cid] = {"system": None, "object": None, "id": cid, "entity": None, "canonical_id": cid}
-    return found
 
 
 def _jsonable(v: Any) -> Any:
