@@ -135,9 +135,10 @@ def summary(report: Report, v: View) -> dict[str, Any]:
                              ("unapplied_cash", (_overall(report, "unapplied_cash") or {}).get("value"), rep)):
         variant = next((k["variant"] for k in report.kpis if k["kpi"] == kpi), "")
         before = report.previous.get((kpi, variant))
+        trend = "same" if before is None or value is None or value == before else (
+            "worse" if value > before else "better")  # more of any of these four is worse
         items.append({"kpi": kpi, "label": v.label("KPI_LABELS", kpi), "value": v.kpi_value(value, unit),
-                      "change": v.change(value, before, unit), "worse": before is not None and value is not None
-                      and value > before})
+                      "change": v.change(value, before, unit), "trend": trend})
     return {"items": items, "previous_as_of": report.previous_as_of}
 
 
