@@ -10,7 +10,7 @@ holds as many deals and companies, with the ``ltc`` properties created.
 
 What is timed:
 
-* **Salesforce**, ``ltc push-crm`` end to end (:func:`connectors.crm_push.push_source`): the finance
+* **Salesforce**, ``ltc push-crm`` end to end (:func:`ltc.app.push_crm.push_source`): the finance
   status of every chain from the store, the describe check, the login, the writes (one Bulk API 2.0
   ingest job per object past ``bulk_write_threshold`` = 2,000 records, else sObject Collections of
   200) and the bookkeeping in the store. Then the same command again with nothing changed.
@@ -107,9 +107,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import connectors.registry  # noqa: F401  (module imports are not a push's cost)
-    from connectors.crm_push import HubSpotTarget, push, push_source
+    from connectors.crm_push import HubSpotTarget, push
     from connectors.hubspot import HubSpotConnector
-    from ltc.config import Config, SecretRef, SourceConfig
+    from ltc.app.config import Config, SecretRef, SourceConfig
+    from ltc.app.push_crm import push_source
     from reconcile.engine import run_reconciliation
     from reports.crm_status import finance_status
     from sandbox.scenario import generate

@@ -20,7 +20,8 @@ never fights the sync.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 from canonical.errors import ConfigError
@@ -132,3 +133,25 @@ def own_paths(crm: str, options: Mapping[str, Any] | None, source: str = "crm") 
     for role, fields in names(crm, options, source).items():
         out[OBJECTS[crm][role]] = STAMPS[crm] + tuple(prefix + name for _, name in fields)
     return out
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """What one CRM record should show: ``values`` by field key (Decimal, int, str, date or None)."""
+
+    role: str  # deal | account
+    canonical_id: str
+    system: str  # the CRM source
+    object: str  # Opportunity, Account, deals, companies
+    record_id: str
+    currency: str | None
+    values: dict[str, Any]
+
+
+@dataclass
+class FinanceStatus:
+    """The records of one reconciliation's finance status (``reports.crm_status`` builds it)."""
+
+    as_of: date
+    records: list[StatusRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)

@@ -1,8 +1,8 @@
 """``push-crm``: the finance status of reconciled chains written back onto CRM deals and accounts.
 
 What each record should show comes from :func:`reports.crm_status.finance_status` (the finance
-report's chains, per deal and rolled up per account); the fields are those of
-:mod:`connectors.crm_fields` (named per source in ltc.yaml). The CRM side is a small protocol,
+report's chains, per deal and rolled up per account; ``ltc.app.push_crm`` puts the two together);
+the fields are those of :mod:`connectors.crm_fields` (named per source in ltc.yaml). The CRM side is a small protocol,
 :class:`CrmTarget`: :class:`SalesforceTarget` and :class:`HubSpotTarget` write through the source's
 own connector, so writes share the reads' rate governor, quota guard and retry layer.
 
@@ -45,10 +45,9 @@ from canonical.errors import ConfigError
 from canonical.store import Store, now
 from canonical.tables import crm_push_state
 from connectors import crm_fields
-from connectors.crm_fields import OBJECTS, FinanceField, Kind
+from connectors.crm_fields import OBJECTS, FinanceField, FinanceStatus, Kind, StatusRecord
 from connectors.errors import AuthenticationError, ConnectorError, PermissionDenied, QuotaPaused
 from connectors.http import dumps_exact
-from reports.crm_status import FinanceStatus, Links, StatusRecord, finance_status
 
 Wanted = Mapping[str, Sequence[tuple[FinanceField, str]]]  # CRM object -> (field, CRM name)
 
@@ -646,38 +645,3 @@ def _check(target: CrmTarget, fields: Mapping[str, Sequence[tuple[FinanceField, 
 
 def _run_counts(report: CrmPushReport) -> dict[str, Any]:
     return {obj: vars(c) for obj, c in report.counts.items()} | {"requests": report.requests}
-
-
-def crm_sources(cfg: Any) -> list[str]:
-    """The CRM sources push-crm writes to: ``push_crm.sources``, else every salesforce/hubspot source."""
-    chosen = getattr(getattr(cfg, "push_crm", None), "sources", None)
-    names = chosen or [n for n, s in cfg.sources.items() if s.kind in crm_fields.CRM_KINDS]
-    if not names:
-        raise ConfigError("push-crm: no salesforce or hubspot source in ltc.yaml to write the finance status to")
-    return list(names)
-
-
-def links_of(cfg: Any) -> Links:
-    pc = getattr(cfg, "push_crm", None)
-    if pc is None:
-        return Links()
-    return Links(ui_base_url=pc.ui_base_url, report_url=pc.report_url, deal_template=pc.deal_link,
-                 account_template=pc.account_link)
-
-
-def push_source(store: Store, cfg: Any, source: str, *, dry_run: bool = False, create_fields: bool = False,
-                target: CrmTarget | None = None) -> CrmPushReport:
-    """``ltc push-crm --source <source>``: the finance status of the store's latest reconciliation onto
-    the deals and accounts of that CRM source."""
-    src = cfg.sources.get(source)
-    if src is None or src.kind not in crm_fields.CRM_KINDS:
-        make_target(cfg, source)  # raises the one-line configuration error
-    fields = crm_fields.names(src.kind, src.options, source)
-    status = finance_status(store, systems={source}, links=links_of(cfg), reporting_currency=cfg.reporting_currency)
-    own = target is None
-    target = target or make_target(cfg, source)
-    try:
-        return push(store, target, status, fields, dry_run=dry_run, create_fields=create_fields)
-    finally:
-        if own:
-            target.close()

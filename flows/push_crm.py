@@ -21,10 +21,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.states import Completed, State
 
-from connectors import crm_push
 from flows.sync import ensure_limit
-from ltc import runtime
-from ltc.config import load_config
+from ltc.app import runtime
+from ltc.app.config import load_config
+from ltc.app.push_crm import crm_sources, push_source
 
 
 @task(cache_policy=NO_CACHE, task_run_name="push finance status to {source}")
@@ -32,7 +32,7 @@ def push_crm_task(source: str, dry_run: bool, create_properties: bool, config_pa
     cfg = load_config(config_path)
     store = runtime.open_store(config_path)
     try:
-        report = crm_push.push_source(store, cfg, source, dry_run=dry_run, create_fields=create_properties)
+        report = push_source(store, cfg, source, dry_run=dry_run, create_fields=create_properties)
     finally:
         store.close()
     return {
@@ -50,7 +50,7 @@ def push_crm_flow(sources: list[str] | None = None, dry_run: bool = False, creat
     """Finance status -> the deals and accounts of each CRM source (``push_crm.sources`` by default)."""
     cfg = load_config(config_path)
     results = []
-    for source in sources or crm_push.crm_sources(cfg):
+    for source in sources or crm_sources(cfg):
         limit = f"ltc-push-crm-{source}".lower().replace("_", "-")
         ensure_limit(limit)
         with concurrency(limit, occupy=1):

@@ -11,18 +11,20 @@ applied and the days its oldest open invoice is past due (as of the reconciliati
   when they share one, else converted into the reporting currency at the latest dated rate on or
   before the day (no rate: the amounts are left empty and a warning says which); won deals, deals
   with exceptions, the latest payment, the worst days overdue, a status (exception > overdue > open >
-  not invoiced > paid), the codes and a link to the account's exceptions.
+  not invoiced > paid), the codes and a link to the account's most severe exception.
 
-Links come from ``push_crm`` in ltc.yaml: ``ui_base_url`` (the work queue), else ``report_url``, or
-explicit templates with ``{ui_base_url}``, ``{report_url}``, ``{fingerprint}``, ``{chain_id}``,
-``{record_id}``, ``{account_id}`` (values URL-encoded).
+Links go to the most severe open exception (the account's: across its chains), from ``push_crm`` in
+ltc.yaml: ``ui_base_url`` (the work queue, ``ltc ui``: ``<ui_base_url>/x/<fingerprint>``), else
+``report_url`` (the published report, ``#x-<fingerprint>``), or explicit templates with
+``{ui_base_url}``, ``{report_url}``, ``{fingerprint}``, ``{chain_id}``, ``{record_id}``,
+``{account_id}`` (values URL-encoded).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -33,6 +35,7 @@ import sqlalchemy as sa
 from canonical import tables as ct
 from canonical.money import minor_units
 from canonical.store import Store
+from connectors.crm_fields import FinanceStatus, StatusRecord
 from reconcile.tables import fx_rate, recon_allocation, recon_link
 from reports.finance import build_report
 
@@ -58,12 +61,11 @@ class Links:
         return report if self.report_url else None
 
     def deal(self, **values: str) -> str | None:
-        tpl = self._template(self.deal_template, "{ui_base_url}/exceptions/{fingerprint}", "{report_url}#{fingerprint}")
+        tpl = self._template(self.deal_template, "{ui_base_url}/x/{fingerprint}", "{report_url}#x-{fingerprint}")
         return self._fill(tpl, values)
 
     def account(self, **values: str) -> str | None:
-        tpl = self._template(self.account_template, "{ui_base_url}/exceptions?account={account_id}",
-                             "{report_url}#{account_id}")
+        tpl = self._template(self.account_template, "{ui_base_url}/x/{fingerprint}", "{report_url}#x-{fingerprint}")
         return self._fill(tpl, values)
 
     def _fill(self, template: str | None, values: Mapping[str, str]) -> str | None:
@@ -71,26 +73,6 @@ class Links:
             return None
         base = {"ui_base_url": (self.ui_base_url or "").rstrip("/"), "report_url": self.report_url or ""}
         return template.format(**base, **{k: quote(v, safe="") for k, v in values.items()})
-
-
-@dataclass(frozen=True)
-class StatusRecord:
-    """What one CRM record should show: ``values`` by field key (Decimal, int, str, date or None)."""
-
-    role: str  # deal | account
-    canonical_id: str
-    system: str  # the CRM source
-    object: str  # Opportunity, Account, deals, companies
-    record_id: str
-    currency: str | None
-    values: dict[str, Any]
-
-
-@dataclass
-class FinanceStatus:
-    as_of: date
-    records: list[StatusRecord] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def _clip(items: list[str], sep: str = ", ", limit: int = TEXT_LIMIT) -> str | None:
@@ -251,8 +233,9 @@ def finance_status(store: Store, *, systems: set[str] | None = None, links: Link
         values, currency, warning = _rollup(members, open_by_chain, rates, reporting_currency)
         if warning:
             result.warnings.append(f"account {a.source_id}: {warning}")
-        values["exception_link"] = links.account(account_id=a.source_id, record_id=a.source_id,
-                                                 chain_id="", fingerprint="") if values["exception_codes"] else None
+        top = _top_exception(x for c, _ in members for x in open_by_chain.get(c["chain_id"], []))
+        values["exception_link"] = None if top is None else links.account(
+            fingerprint=top["fingerprint"], chain_id=top["chain_id"], record_id=a.source_id, account_id=a.source_id)
         result.records.append(StatusRecord("account", a.id, a.source_system, a.source_object, a.source_id,
                                            currency, values))
     return result

@@ -17,10 +17,10 @@ from connectors import crm_fields
 from connectors.base import sync
 from connectors.governor import reset_governors
 from connectors.statements import run_import
-from ltc import runtime
-from ltc.config import Config, PushCrmConfig, SecretRef, SourceConfig
-from ltc.demo import generate_world, load_fx_rates, world_sources
-from ltc.pipeline import after_sync
+from ltc.app import runtime
+from ltc.app.config import Config, PushCrmConfig, SecretRef, SourceConfig
+from ltc.app.demo import generate_world, load_fx_rates, world_sources
+from ltc.app.pipeline import after_sync
 from sandbox.run import WORLD_ACCESS
 from sandbox.salesforce import Org, build_app
 from sandbox.server import RunningServer, serve

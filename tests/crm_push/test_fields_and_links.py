@@ -13,7 +13,7 @@ from canonical.errors import ConfigError
 from connectors import crm_fields
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
-from ltc.config import load_config
+from ltc.app.config import load_config
 from reports.crm_status import Links, _ChainExtras, _clip, _rollup
 
 
@@ -50,11 +50,14 @@ def test_connectors_leave_our_fields_and_stamps_out_of_the_hash() -> None:
 def test_links_from_the_work_queue_or_the_report_or_templates() -> None:
     assert Links().deal(fingerprint="abc", chain_id="c", record_id="r", account_id="a") is None
     ui = Links(ui_base_url="https://ltc.example.com/")
-    assert ui.deal(fingerprint="abc", chain_id="c", record_id="r", account_id="a") == "https://ltc.example.com/exceptions/abc"
-    assert ui.account(account_id="001 A/B", record_id="x", chain_id="", fingerprint="") == (
-        "https://ltc.example.com/exceptions?account=001%20A%2FB")
+    assert ui.deal(fingerprint="abc", chain_id="c", record_id="r", account_id="a") == "https://ltc.example.com/x/abc"
+    assert ui.account(account_id="001 A/B", record_id="x", chain_id="", fingerprint="f1") == "https://ltc.example.com/x/f1"
+    by_account = Links(ui_base_url="https://q", account_template="{ui_base_url}/accounts/{account_id}")
+    assert by_account.account(account_id="001 A/B", record_id="x", chain_id="", fingerprint="f") == (
+        "https://q/accounts/001%20A%2FB")
     report = Links(report_url="https://intranet/ltc/report.html")
-    assert report.deal(fingerprint="abc", chain_id="c", record_id="r", account_id="a") == "https://intranet/ltc/report.html#abc"
+    assert report.deal(fingerprint="abc", chain_id="c", record_id="r", account_id="a") == (
+        "https://intranet/ltc/report.html#x-abc")
     custom = Links(ui_base_url="https://q", deal_template="{ui_base_url}/chains/{chain_id}")
     assert custom.deal(fingerprint="f", chain_id="salesforce:deal:006", record_id="006", account_id="") == (
         "https://q/chains/salesforce%3Adeal%3A006")

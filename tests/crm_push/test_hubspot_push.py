@@ -20,11 +20,11 @@ from canonical.money import Money
 from canonical.store import Store
 from canonical.tables import raw_record
 from connectors.base import sync
-from connectors.crm_push import push_source
 from connectors.errors import PermissionDenied
-from ltc import runtime
-from ltc.config import Config, PushCrmConfig, SecretRef, SourceConfig
-from ltc.pipeline import after_sync
+from ltc.app import runtime
+from ltc.app.config import Config, PushCrmConfig, SecretRef, SourceConfig
+from ltc.app.pipeline import after_sync
+from ltc.app.push_crm import push_source
 from mappings.engine import run_mapping
 from reconcile.engine import run_reconciliation
 from reconcile.tables import recon_exception
@@ -137,7 +137,7 @@ def test_deals_and_companies_show_the_finance_status(hs_env: HsEnv) -> None:
     assert partial["ltc_last_payment_date"] == "2027-01-11"
     half = (Decimal(str(partial["amount"])) / 2).quantize(Decimal("0.01"))
     assert Decimal(str(partial["ltc_open_balance"])) == Decimal(str(partial["amount"])) - half
-    assert str(partial["ltc_exception_link"]).startswith(f"{UI}/exceptions/")
+    assert str(partial["ltc_exception_link"]).startswith(f"{UI}/x/")
     assert not_due["ltc_status"] == "invoiced, unpaid" and not_due["ltc_days_overdue"] == "0"
     assert not_due["ltc_last_payment_date"] == "" and not_due["ltc_exception_link"] == ""
     assert no_invoice["ltc_invoiced_amount"] in ("0", "0.00") and no_invoice["ltc_status"] == "ordered, not invoiced"

@@ -20,11 +20,11 @@ from simple_mockforce.virtual import virtual_salesforce
 
 from canonical.store import Store
 from connectors import crm_fields
+from connectors.crm_fields import FinanceStatus, StatusRecord
 from connectors.crm_push import SalesforceTarget, push
 from connectors.governor import RateGovernor
 from connectors.http import RetryPolicy
 from connectors.salesforce import SalesforceConnector
-from reports.crm_status import FinanceStatus, StatusRecord
 
 FIELDS = crm_fields.names("salesforce", None)
 OPP_FIELDS = ["Id", "Name", "Amount", *(name for _, name in FIELDS["deal"])]

@@ -15,8 +15,8 @@ from canonical.errors import ConfigError
 from canonical.store import Store
 from canonical.tables import crm_push_state
 from connectors import crm_fields
+from connectors.crm_fields import FinanceStatus, StatusRecord
 from connectors.crm_push import Update, Wanted, WriteResult, push
-from reports.crm_status import FinanceStatus, StatusRecord
 
 FIELDS = crm_fields.names("salesforce", None)
 

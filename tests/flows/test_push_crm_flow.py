@@ -10,6 +10,7 @@ import pytest
 
 from canonical.store import Store
 from connectors import crm_push
+from reports import crm_status
 from tests.crm_push.test_push_core import MemoryCrm, deal, status
 
 pytestmark = pytest.mark.prefect
@@ -30,7 +31,7 @@ def test_push_crm_flow_writes_once_and_reports_refusals_as_needing_an_operator(
     crm.name = "crm"
     wanted = status(deal("D1"), deal("D2"))
     monkeypatch.setattr(crm_push, "make_target", lambda _cfg, _source: crm)
-    monkeypatch.setattr(crm_push, "finance_status", lambda *a, **k: wanted)
+    monkeypatch.setattr(crm_status, "finance_status", lambda *a, **k: wanted)
     Store.open(db_url).close()
 
     rows: Any = push_crm_flow(config_path=str(cfg))

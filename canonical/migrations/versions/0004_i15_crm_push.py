@@ -1,7 +1,7 @@
 """push-crm: the values last written to each CRM record (idempotent, quiet write-back)
 
 Revision ID: 0004_i15_crm_push
-Revises: 0003_reconcile
+Revises: 0004_i14_worklist
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 import canonical.tables
 
 revision = "0004_i15_crm_push"
-down_revision = "0003_reconcile"
+down_revision = "0004_i14_worklist"
 branch_labels = None
 depends_on = None
 

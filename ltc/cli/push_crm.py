@@ -7,8 +7,9 @@ from decimal import Decimal
 import typer
 from rich.table import Table
 
-from connectors.crm_push import CrmPushReport, crm_sources, push_source
-from ltc.config import load_config
+from connectors.crm_push import CrmPushReport
+from ltc.app.push_crm import push_to_crm
+from ltc.cli.common import console
 
 SHOWN = 10  # changes and failures listed one per line; the counts cover them all
 
@@ -18,8 +19,6 @@ def _amount(value: Decimal) -> str:
 
 
 def render_report(report: CrmPushReport) -> None:
-    from ltc.cli import console
-
     mode = "dry run: nothing written" if report.dry_run else "written"
     title = f"Finance status -> {report.kind} {report.source} ({mode}; as of {report.as_of})"
     if not report.counts:
@@ -73,19 +72,10 @@ def push_crm_cmd(
     Exit code 0 when everything was written, 1 when some records were refused (reported with the CRM's
     message, retried next run), 3 when the CRM's API quota paused the run.
     """
-    from ltc.cli import open_store
-
-    cfg = load_config(config)
-    names = source or crm_sources(cfg)
-    store = open_store(config)
     reports = []
-    try:
-        for name in names:
-            report = push_source(store, cfg, name, dry_run=dry_run, create_fields=create_properties)
-            render_report(report)
-            reports.append(report)
-    finally:
-        store.close()
+    for report in push_to_crm(config, sources=source or None, dry_run=dry_run, create_fields=create_properties):
+        render_report(report)
+        reports.append(report)
     if any(r.paused for r in reports):
         raise typer.Exit(3)
     if any(r.failures for r in reports):
