@@ -594,8 +594,12 @@ def push(store: Store, target: CrmTarget, status: FinanceStatus,
     start = target.requests
     try:
         if pending:
-            _check(target, fields, {p.record.role for p in pending}, report, dry_run=dry_run,
-                   create=create_fields)
+            try:
+                _check(target, fields, {p.record.role for p in pending}, report, dry_run=dry_run,
+                       create=create_fields)
+            except QuotaPaused as exc:  # nothing written yet: everything is left for the next run
+                report.paused = str(exc)
+                return report
         if dry_run or not (pending or quiet):
             return report
         report.run_id = store.begin_run("push-crm", target.name)

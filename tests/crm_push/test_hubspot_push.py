@@ -215,3 +215,21 @@ def test_a_missing_write_scope_is_one_clear_error(hs_env: HsEnv) -> None:
     hs_env.emu.scopes = {"crm.schemas.deals.write", "crm.schemas.companies.write", "crm.objects.companies.write"}
     with pytest.raises(PermissionDenied, match=r"updating deals was refused \(403\); grant .*crm\.objects\.deals\.write"):
         push_source(hs_env.store, hs_env.cfg, "hs", create_fields=True)
+
+
+def test_the_daily_quota_pauses_the_run_and_the_next_one_finishes(hs_env: HsEnv) -> None:
+    from connectors.governor import reset_governors
+
+    reset_governors()
+    hs_env.emu.rate_limits, hs_env.emu.burst_max = True, 1_000_000
+    hs_env.emu.daily_limit = hs_env.emu.daily_used + 2  # the property check and one more request
+    report = push_source(hs_env.store, hs_env.cfg, "hs", create_fields=True)
+    assert report.paused is not None and "paused with state saved" in report.paused
+    assert sum(c.written for c in report.counts.values()) == 0 and not report.failures
+    hs_env.emu.reset_daily()
+    hs_env.emu.daily_limit = 1_000_000
+    reset_governors()
+    again = push_source(hs_env.store, hs_env.cfg, "hs", create_fields=True)
+    assert not again.paused and not again.failures
+    total = sum(c.written for c in report.counts.values()) + sum(c.written for c in again.counts.values())
+    assert total == sum(c.considered for c in again.counts.values())
