@@ -73,8 +73,8 @@ def _stage(name: str, config: str, url: str, as_of: str) -> None:
     from canonical.identity import run_identity
     from connectors.base import sync
     from connectors.statements import run_import
-    from ltc import runtime
-    from ltc.config import load_config
+    from ltc.app import runtime
+    from ltc.app.config import load_config
     from mappings.engine import run_mapping
     from reconcile.engine import run_reconciliation
 

@@ -183,11 +183,18 @@ def _restarting(exc: DBAPIError) -> bool:
 
 # --- migrations -------------------------------------------------------------------------------
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, *, target_metadata: sa.MetaData | None = None) -> Config:
+    """The Alembic configuration of canonical/migrations, on ``connection``.
+
+    ``target_metadata`` (the whole schema, :data:`ltc.app.schema.metadata`) is only needed to
+    autogenerate a migration; upgrading runs the scripts alone.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
         cfg.attributes["connection"] = connection
+    if target_metadata is not None:
+        cfg.attributes["target_metadata"] = target_metadata
     return cfg
 
 
@@ -219,6 +226,7 @@ def upgrade_locked(engine: Engine) -> tuple[str | None, str]:
 
 
 def _has_ltc_tables(engine: Engine) -> bool:
+    """Whether the database holds any table of ltc-hub (every ltc-hub schema has the canonical ones)."""
     existing = set(sa.inspect(engine).get_table_names())
     return bool(existing & set(tables.metadata.tables))
 

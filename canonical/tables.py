@@ -71,6 +71,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
+# The one MetaData of the store. Higher layers add their tables to it in their own ``tables`` module
+# (reconcile/tables.py); ltc/app/schema.py imports them all for the whole schema.
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -160,6 +162,23 @@ stage_lock = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("holder", sa.String(300), nullable=False),
     sa.Column("acquired_at", UTCDateTime, nullable=False),
+)
+
+# push-crm: per CRM record, the values ltc-hub last wrote and their content hash (an unchanged record
+# is not written again), or the CRM's message when the last write was refused (retried next run).
+crm_push_state = sa.Table(
+    "crm_push_state",
+    metadata,
+    sa.Column("system", sa.String(64), primary_key=True),  # the CRM source of ltc.yaml
+    sa.Column("object", sa.String(128), primary_key=True),  # Opportunity, Account, deals, companies
+    sa.Column("record_id", sa.String(255), primary_key=True),
+    sa.Column("canonical_id", sa.String(400)),
+    sa.Column("content_hash", sa.String(32)),  # of ``fields``; NULL until a write succeeded
+    sa.Column("fields", JSONType, nullable=False),  # CRM field name -> value as last written
+    sa.Column("written_at", UTCDateTime),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("error", sa.Text),  # the CRM's refusal of the last attempt; NULL when it succeeded
+    sa.Column("error_at", UTCDateTime),
 )
 
 lineage = sa.Table(
@@ -269,6 +288,3 @@ def table_for(entity: str) -> sa.Table:
         return entity_tables[entity]
     except KeyError:
         raise KeyError(f"unknown canonical entity {entity!r}; known: {', '.join(entity_tables)}") from None
-
-# Tables of other areas register on ``metadata`` in their own modules; imported here so Alembic sees them.
-import reconcile.tables  # noqa: E402, F401

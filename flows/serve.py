@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from prefect import serve
+from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,9 +29,13 @@ def deployments(prefect_file: Path = ROOT / "prefect.yaml", config_path: str | N
         schedules: list[Any] = []
         for s in dep.get("schedules") or []:
             if "cron" in s:
-                schedules.append(CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC")))
+                sched: Any = CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC"))
             elif "interval" in s:
-                schedules.append(IntervalSchedule(interval=s["interval"]))
+                sched = IntervalSchedule(interval=s["interval"])
+            else:
+                continue
+            # `active: false` declares an opt-in schedule (push-crm): registered, not running until activated
+            schedules.append(DeploymentScheduleCreate(schedule=sched, active=bool(s.get("active", True))))
         params = dict(dep.get("parameters") or {})
         if "config_path" in params and config_path:
             params["config_path"] = config_path
@@ -39,5 +44,18 @@ def deployments(prefect_file: Path = ROOT / "prefect.yaml", config_path: str | N
     return out
 
 
-def serve_all(config_path: str | None = None) -> None:
-    serve(*deployments(config_path=config_path), pause_on_shutdown=False)
+def serve_all(config_path: str | None = None, ui: Any | None = None) -> None:
+    """Serve the deployments; with ``ui`` (a uvicorn server, ``ltc serve --ui``) the work queue runs
+    in a thread beside them and stops with them."""
+    thread = None
+    if ui is not None:
+        import threading
+
+        thread = threading.Thread(target=ui.run, name="ltc-ui", daemon=True)
+        thread.start()
+    try:
+        serve(*deployments(config_path=config_path), pause_on_shutdown=False)
+    finally:
+        if ui is not None and thread is not None:
+            ui.should_exit = True
+            thread.join(timeout=10)

@@ -21,7 +21,7 @@ from canonical.tables import Amount
 from reconcile import lifecycle
 from reconcile.core import CoreResult, Settings, reconcile_frames
 from reconcile.frames import Frames, load_frames
-from reconcile.kpi import compute_kpis
+from reconcile.kpi import KPI_SCHEMA, compute_kpis
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_link
 
 
@@ -73,9 +73,17 @@ def _insert_frame(conn: sa.Connection, table: sa.Table, df: pl.DataFrame, chunk:
         conn.exec_driver_sql(sql, out.slice(i, chunk).rows())
 
 
+def _with_exposure(kpis: pl.DataFrame, rows: list[dict[str, Any]], as_of: date) -> pl.DataFrame:
+    """The run's KPIs plus the open book after its lifecycle sync (open exceptions, amount at risk)."""
+    extra = pl.DataFrame(rows, schema=KPI_SCHEMA).with_columns(  # type: ignore[arg-type]
+        pl.lit(kpis["period_start"][0] if kpis.height else as_of, pl.Date).alias("period_start"),
+        pl.lit(kpis["period_end"][0] if kpis.height else as_of, pl.Date).alias("period_end"))
+    return pl.concat([kpis, extra.select(kpis.columns)], how="vertical_relaxed")
+
+
 def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames | None = None,
                        period_start: date | None = None, period_end: date | None = None) -> ReconcileResult:
-    """Reconcile the store as of ``as_of`` (config: ``ltc.config.Config`` or ``ReconcileConfig``).
+    """Reconcile the store as of ``as_of`` (config: ``ltc.app.config.Config`` or ``ReconcileConfig``).
 
     Holds the store's ``reconcile`` lock: a second reconciliation waits for the first instead of
     interleaving with it (which doubled links and allocations); a run a killed process left
@@ -99,9 +107,10 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
             conn.execute(sa.delete(recon_allocation))
             _insert_frame(conn, recon_link, core.links.with_columns(pl.lit(run_id).alias("run_id")))
             _insert_frame(conn, recon_allocation, core.allocations.with_columns(pl.lit(run_id).alias("run_id")))
+            counts = lifecycle.sync(conn, core.exceptions, run_id, at)
+            kpis = _with_exposure(kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
             _insert_frame(conn, kpi_snapshot, kpis.with_columns(pl.lit(run_id).alias("run_id"),
                                                                 pl.lit(as_of).alias("as_of")))
-            counts = lifecycle.sync(conn, core.exceptions, run_id, at)
     except Exception as exc:
         store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
         raise

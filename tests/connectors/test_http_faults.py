@@ -112,8 +112,8 @@ def _write(tmp_path: Path, body: str) -> Path:
 
 def test_plain_http_to_another_host_needs_allow_insecure_http(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from ltc import runtime
-    from ltc.config import load_config
+    from ltc.app import runtime
+    from ltc.app.config import load_config
 
     source = ("sources:\n  shop:\n    kind: stripe\n    base_url: http://payments.internal:8080\n"
               "    credentials: {api_key: {env: SK}}\n")

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from canonical import tables
 from canonical.money import sane_bound
 from canonical.store import RawRecord, Store
-from ltc.config import Config, SourceConfig
+from ltc.app.config import Config, SourceConfig
 from mappings.coerce import CoercionError, parse_amount_text
 from mappings.engine import run_mapping
 from tests.mappings.mapping_fixtures import FIXTURES

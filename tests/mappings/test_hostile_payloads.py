@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from canonical.store import Store
 from connectors.base import StreamSpec, to_raw
-from ltc.config import Config
+from ltc.app.config import Config
 from mappings.engine import run_mapping
 from reconcile.engine import run_reconciliation
 from tests.mappings.mapping_fixtures import SYSTEMS, fixture_records

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from canonical.money import sane_bound
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile.engine import run_reconciliation
 from reconcile.tables import recon_allocation, recon_exception, recon_link
 from sandbox.scenario import generate

@@ -10,7 +10,7 @@ from typing import Any
 
 from canonical.store import Store
 from connectors.base import sync
-from ltc.config import SecretRef, SourceConfig
+from ltc.app.config import SecretRef, SourceConfig
 from sandbox.run import WORLD_ACCESS, world_app
 from sandbox.server import serve
 from sandbox.world import read_world

@@ -1,7 +1,7 @@
 """stage locks (SQLite) and quarantine fingerprints
 
 Revision ID: 0004_i13_locks
-Revises: 0003_reconcile
+Revises: 0004_i15_crm_push
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import canonical.tables
 
 revision = "0004_i13_locks"
-down_revision = "0003_reconcile"
+down_revision = "0004_i15_crm_push"
 branch_labels = None
 depends_on = None
 

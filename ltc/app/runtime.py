@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 from canonical import db
 from canonical.errors import ConfigError
 from canonical.store import Store
 from connectors import registry
-from connectors.base import Connector
-from ltc.config import Config, insecure_urls, load_config
+from connectors.base import Connector, StreamResult, sync
+from ltc.app.config import Config, insecure_urls, load_config
 
 log = logging.getLogger("ltc")
 
@@ -46,3 +47,20 @@ def build_connector(cfg: Config, name: str) -> Connector:
     connector.clock_skew = timedelta(seconds=src.clock_skew_seconds)
     connector.deep_check_every = src.deep_every
     return connector
+
+
+def sync_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,
+                 full_refresh: bool = False, *, deep: bool = False,
+                 on_wait: Callable[[str], None] | None = None) -> Iterator[tuple[str, StreamResult]]:
+    """Sync the configured sources (or the named ones) one after the other: (source, result) per stream.
+
+    ``deep`` runs the deep completeness check now; ``on_wait`` hears when another process holds a
+    source's sync lock and this one waits for it."""
+    for name in source_names(cfg, only):
+        connector = build_connector(cfg, name)
+        try:
+            for result in sync(connector, store, streams=streams, full_refresh=full_refresh, deep=deep,
+                               on_wait=on_wait):
+                yield name, result
+        finally:
+            connector.close()
