@@ -111,7 +111,7 @@ def _worker(name: str, config: str, url: str, as_of: str, go: Any = None) -> Non
         if go is not None:  # start together with the other worker: imports done, then the stage at once
             import importlib
 
-            for module in ("canonical.identity", "connectors.base", "connectors.statements", "ltc.runtime",
+            for module in ("canonical.identity", "connectors.base", "connectors.statements", "ltc.app.runtime",
                            "mappings.engine", "reconcile.engine"):
                 importlib.import_module(module)
             go.wait(120)
