@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -30,9 +31,10 @@ def _one(store: Store, code: str) -> dict:  # type: ignore[type-arg]
     return rows[0]
 
 
-def test_lifecycle_round_trip_with_audit(store: Store) -> None:
+def test_lifecycle_round_trip_with_audit(store: Store, tmp_path: Path) -> None:
     WORLD.load(store)
-    first = run_reconciliation(store, Config(), WORLD.as_of)
+    first = run_reconciliation(store, Config(), WORLD.as_of, keep=tmp_path / "out")
+    first_links, first_allocs = first.frame("links"), first.frame("allocations")
     assert first.lifecycle["new"] == WORLD.truth.height
     assert {r["code"] for r in lifecycle.list_exceptions(store, status="open")} == set(WORLD.truth["code"])
     with store.engine.connect() as conn:
@@ -43,12 +45,12 @@ def test_lifecycle_round_trip_with_audit(store: Store) -> None:
         links = {(r.from_id, r.to_id, r.rule_id): r for r in conn.execute(sa.select(recon_link))}
         allocs = {(r.payment_id, r.invoice_id): r for r in conn.execute(sa.select(recon_allocation))}
         kpis = {(r.kpi, r.variant, r.owner): r for r in conn.execute(sa.select(kpi_snapshot))}
-    assert len(links) == first.core.links.height and len(allocs) == first.core.allocations.height
-    for row in first.core.links.iter_rows(named=True):
+    assert len(links) == first_links.height and len(allocs) == first_allocs.height
+    for row in first_links.iter_rows(named=True):
         got = links[(row["from_id"], row["to_id"], row["rule_id"])]
         assert got.evidence == {"text": row["evidence"]} and got.confidence == row["confidence"]
         assert isinstance(got.confidence, Decimal) and got.margin == row["margin"] and got.run_id == first.run_id
-    for row in first.core.allocations.iter_rows(named=True):
+    for row in first_allocs.iter_rows(named=True):
         got = allocs[(row["payment_id"], row["invoice_id"])]
         assert (got.amount, got.payment_amount, got.currency, got.fx_rate, got.writeoff) == (
             row["amount"], row["payment_amount"], row["currency"], row["fx_rate"], row["writeoff"])
