@@ -22,11 +22,15 @@ Everything is derived from the SQLAlchemy table, so a new canonical entity (or a
 
 from __future__ import annotations
 
+import atexit
 import io
-import multiprocessing as mp
+import os
+import pickle
+import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -242,12 +246,75 @@ def read_tables(engine: Engine, wanted: Mapping[str, tuple[sa.Table, Sequence[st
         return {name: pl.read_parquet(job.path) for name, job in zip(wanted, jobs, strict=True)}
 
 
+class _Helper:
+    """A child process (``python -m canonical.columnar``) that runs functions of this module sent to it as
+    pickles over its stdin and answers on its stdout (the child's own prints go to stderr). Unlike
+    ``multiprocessing``'s spawn, it never re-imports the caller's ``__main__``."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "canonical.columnar"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": _path()})
+        self.lock = threading.Lock()
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with self.lock:
+            pickle.dump((fn.__name__, args), self.proc.stdin)
+            self.proc.stdin.flush()
+            try:
+                ok, value = pickle.load(self.proc.stdout)
+            except EOFError:
+                raise RuntimeError(f"the columnar I/O helper process died (exit {self.proc.wait()})") from None
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+def _path() -> str:
+    """The caller's import path, so the helper imports this very copy of the project."""
+    return os.pathsep.join(p for p in sys.path if p)
+
+
+def _serve() -> None:
+    """The helper's loop (``python -m canonical.columnar``)."""
+    inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, not into the answers
+    while True:
+        try:
+            name, args = pickle.load(inp)
+        except EOFError:
+            return
+        try:
+            answer: tuple[bool, Any] = (True, globals()[name](*args))
+        except Exception as exc:
+            answer = (False, exc)
+        pickle.dump(answer, out)
+        out.flush()
+
+
+_HELPER: _Helper | None = None
+_HELPER_LOCK = threading.Lock()
+
+
 def _run(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` here (PostgreSQL) or in a fresh helper process (SQLite, see :func:`export_tables`)."""
+    """``fn(*args)`` here (PostgreSQL) or in the helper process (SQLite, see :func:`export_tables`): one
+    process started on first use and kept for this process's life (each call opens and closes its own
+    database connection, so it holds no lock between calls)."""
+    global _HELPER
     if _is_pg(engine):
         return fn(*args)
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+    with _HELPER_LOCK:
+        if _HELPER is None or _HELPER.proc.poll() is not None:
+            _HELPER = _Helper()
+            atexit.register(_HELPER.close)
+        helper = _HELPER
+    return helper.call(fn, *args)
 
 
 # --- writes ----------------------------------------------------------------------------------------
@@ -263,6 +330,9 @@ def storage_frame(table: sa.Table, df: pl.DataFrame, dialect: str) -> pl.DataFra
         col, dt = table.c[name], df.schema[name]
         kind = _kind(col)
         e = pl.col(name)
+        if dt == pl.Null:  # a column of nulls only: no type to convert from
+            out.append(e.cast(pl.Int64 if kind in ("int", "bool") else pl.String).alias(name))
+            continue
         if kind == "amount":
             if dt == pl.Float32 or dt == pl.Float64:
                 raise TypeError(f"{table.name}.{name}: amount columns take decimals, not floats")
@@ -270,8 +340,6 @@ def storage_frame(table: sa.Table, df: pl.DataFrame, dialect: str) -> pl.DataFra
         elif kind == "json":
             if isinstance(dt, pl.Struct):
                 e = e.struct.json_encode()
-            elif dt == pl.Null:
-                e = e.cast(pl.String)
             elif dt != pl.String:
                 raise TypeError(f"{table.name}.{name}: JSON columns take JSON text or structs, not {dt}")
         elif kind == "date":
@@ -375,3 +443,7 @@ def copy_frame(conn: Connection, table: sa.Table, df: pl.DataFrame, chunk: int =
                                           datetime_format="%Y-%m-%d %H:%M:%S%.6f%:z")
             cp.write(buf.getbuffer())
     return out.height
+
+
+if __name__ == "__main__":
+    _serve()

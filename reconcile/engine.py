@@ -28,7 +28,7 @@ from canonical.store import Store, now
 from reconcile import lifecycle
 from reconcile.core import Settings, reconcile_frames
 from reconcile.frames import Frames, export_frames, read_store_frame
-from reconcile.kpi import compute_kpis, kpis_from_inputs
+from reconcile.kpi import closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.stream import FRAMES, KPI_INPUTS, Mapper, clear_out, combine, plan_buckets, run_bucket, sequential
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_link
 
@@ -117,6 +117,9 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
 
     res = combine(mapper(one, range(plan.n)), plan.n, out)
     inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
+    inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
+                                                    columns=["owner", "stage", "close_date", "created_at"]),
+                                    *period(as_of, start, end))
     kpis = kpis_from_inputs(inputs, read_store_frame(store, "lead"), s, as_of, start, end)
     return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out)

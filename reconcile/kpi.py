@@ -59,19 +59,21 @@ def _rows(df: pl.DataFrame, kpi: str, variant: str, unit: str, value: pl.Expr,
     )
 
 
-def _period(as_of: date, period_start: date | None, period_end: date | None) -> tuple[date, date]:
+def period(as_of: date, period_start: date | None, period_end: date | None) -> tuple[date, date]:
     end = period_end or as_of
     return period_start or end - timedelta(days=89), end
 
 
 def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
-               period_start: date | None = None, period_end: date | None = None) -> dict[str, pl.DataFrame]:
+               period_start: date | None = None, period_end: date | None = None, *, deals: bool = True
+               ) -> dict[str, pl.DataFrame]:
     """The rows every KPI aggregates, from one reconciled part (a bucket or the whole world).
 
     Each frame is row-local to a chain (a chain's deal, orders, invoices, payments and exceptions are in
     one bucket), so the inputs of several buckets concatenated equal the one-shot run's inputs, and
-    :func:`kpis_from_inputs` over them gives the same KPIs. Leads are not here: they are not bucketed."""
-    start, end = _period(as_of, period_start, period_end)
+    :func:`kpis_from_inputs` over them gives the same KPIs. Leads are not here: they are not bucketed;
+    nor, with ``deals=False``, the closed deals (:func:`closed_deals`, from the deal table alone)."""
+    start, end = period(as_of, period_start, period_end)
     def in_period(c: str) -> pl.Expr:
         return (pl.col(c).is_between(start, end))
     rep = pl.lit(s.reporting_currency)
@@ -124,17 +126,22 @@ def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
     out["issued"] = issued.select("owner", (pl.col("bad").fill_null(False) | pl.col("chain_id").is_in(
         bad["id"].implode())).alias("bad"))
 
-    # win rate, sales cycle
-    out["closed"] = fr.deal.filter(in_period("close_date") & pl.col("stage").is_in(["closed_won", "closed_lost"])
-                                   ).select("owner", "stage", days(pl.col("created_at").dt.date(),
-                                                                   pl.col("close_date")).alias("d"))
+    if deals:
+        out["closed"] = closed_deals(fr.deal, start, end)
     return out
+
+
+def closed_deals(deal: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
+    """The win-rate and sales-cycle input: deals closed in the period (needs only the deal table)."""
+    return deal.filter(pl.col("close_date").is_between(start, end)
+                       & pl.col("stage").is_in(["closed_won", "closed_lost"])).select(
+        "owner", "stage", days(pl.col("created_at").dt.date(), pl.col("close_date")).alias("d"))
 
 
 def kpis_from_inputs(inputs: dict[str, pl.DataFrame], leads: pl.DataFrame, s: Settings, as_of: date,
                      period_start: date | None = None, period_end: date | None = None) -> pl.DataFrame:
     """The KPI table from :func:`kpi_inputs` (of one part, or of several buckets concatenated) and the leads."""
-    start, end = _period(as_of, period_start, period_end)
+    start, end = period(as_of, period_start, period_end)
     n_days = (end - start).days + 1
     out: list[pl.DataFrame] = []
     ib = inputs["ar"]
@@ -190,4 +197,4 @@ def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
 
 
 ZERO = Decimal(0)
-__all__ = ["BUCKETS", "KPI_SCHEMA", "MONEY", "compute_kpis", "kpi_inputs", "kpis_from_inputs"]
+__all__ = ["BUCKETS", "KPI_SCHEMA", "MONEY", "closed_deals", "compute_kpis", "kpi_inputs", "kpis_from_inputs"]

@@ -33,7 +33,7 @@ from reconcile.partition import SPLIT, parquet_reader, read_bucket, shared_table
 
 FRAMES = ("chains", "links", "allocations", "invoice_balances", "payment_balances", "states")
 #: the KPI inputs of every bucket (reconcile.kpi.kpi_inputs), kept next to the result frames
-KPI_INPUTS = ("ar", "cycle", "won_not_invoiced", "cash", "issued", "closed")
+KPI_INPUTS = ("ar", "cycle", "won_not_invoiced", "cash", "issued")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
         for name in FRAMES:
             getattr(res, name).write_parquet(plan.out / name / f"{k:05d}.parquet", compression="lz4")
         if kpi_period is not None:
-            for name, df in kpi_inputs(fr, res, s, as_of, *kpi_period).items():
+            for name, df in kpi_inputs(fr, res, s, as_of, *kpi_period, deals=False).items():
                 df.write_parquet(plan.out / f"kpi_{name}" / f"{k:05d}.parquet", compression="lz4")
     return BucketSummary(bucket=k, exceptions=res.exceptions, totals=res.totals, chains=res.chains.height)
 
