@@ -30,8 +30,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -215,7 +215,12 @@ def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_
     library, and two copies in one process do not see each other's POSIX locks, so one would delete the
     WAL the other still uses ("How To Corrupt An SQLite Database File", §2.2.1). In a process of its own
     each is an ordinary SQLite client."""
-    _run(engine, _export, connectorx_url(engine), engine.dialect.name, list(jobs), batch_rows)
+    url = connectorx_url(engine)
+    # two readers on two cores: the jobs dealt alternately to two helper processes (PostgreSQL: read here)
+    halves: list[list[Export]] = [[], []]
+    for i, job in enumerate(jobs):
+        halves[i % 2].append(job)
+    _run_parallel(engine, _export, [(url, engine.dialect.name, h, batch_rows) for h in halves if h])
 
 
 def read_table(engine: Engine, table: sa.Table, columns: Sequence[str] | None = None, *, live: bool = True,
@@ -298,23 +303,52 @@ def _serve() -> None:
         out.flush()
 
 
-_HELPER: _Helper | None = None
+_HELPERS: list[_Helper] = []
 _HELPER_LOCK = threading.Lock()
 
 
+def _helper(i: int) -> _Helper:
+    with _HELPER_LOCK:
+        while len(_HELPERS) <= i:
+            _HELPERS.append(_Helper())
+            atexit.register(_HELPERS[-1].close)
+        if _HELPERS[i].proc.poll() is not None:  # it died (killed, out of memory): a new one
+            _HELPERS[i] = _Helper()
+            atexit.register(_HELPERS[i].close)
+        return _HELPERS[i]
+
+
+def close_helper() -> int:
+    """Stop the helper processes (if any run); returns their peak resident set in MB (0 if none ran)."""
+    with _HELPER_LOCK:
+        helpers = list(_HELPERS)
+        _HELPERS.clear()
+    if not helpers:
+        return 0
+    for h in helpers:
+        h.close()
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+
+
 def _run(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` here (PostgreSQL) or in the helper process (SQLite, see :func:`export_tables`): one
-    process started on first use and kept for this process's life (each call opens and closes its own
-    database connection, so it holds no lock between calls)."""
-    global _HELPER
+    """``fn(*args)`` here (PostgreSQL) or in a helper process (SQLite, see :func:`export_tables`): started on
+    first use and kept for this process's life (each call opens and closes its own database connection,
+    so it holds no lock between calls)."""
     if _is_pg(engine):
         return fn(*args)
-    with _HELPER_LOCK:
-        if _HELPER is None or _HELPER.proc.poll() is not None:
-            _HELPER = _Helper()
-            atexit.register(_HELPER.close)
-        helper = _HELPER
-    return helper.call(fn, *args)
+    return _helper(0).call(fn, *args)
+
+
+def _run_parallel(engine: Engine, fn: Callable[..., T], argsets: Sequence[tuple[Any, ...]]) -> list[T]:
+    """``fn`` over several argument sets at once: SQLite, one helper process each (readers do not block
+    each other); PostgreSQL, one after the other here."""
+    if _is_pg(engine) or len(argsets) < 2:
+        return [_run(engine, fn, *a) for a in argsets]
+    helpers = [_helper(i) for i in range(len(argsets))]
+    with ThreadPoolExecutor(len(argsets)) as pool:
+        return list(pool.map(lambda ha: ha[0].call(fn, *ha[1]), zip(helpers, argsets, strict=True)))
 
 
 # --- writes ----------------------------------------------------------------------------------------
@@ -401,14 +435,23 @@ def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("BEGIN IMMEDIATE")
         try:
+            rebuild: list[str] = []
             for name in delete:
                 cur.execute(f'DELETE FROM "{name}"')
+                # an emptied table is filled faster without its indexes, which are then built in one sort each
+                cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                            f"AND tbl_name = '{name}'")
+                for index, sql in cur.fetchall():
+                    cur.execute(f'DROP INDEX "{index}"')
+                    rebuild.append(sql)
             for job in jobs:
                 table = tables.metadata.tables[job.table]
                 for df in job.frames():
                     out = storage_frame(table, df, "sqlite")
                     cur.adbc_ingest(table.name, out.to_arrow(), mode="append")
                     n += out.height
+            for sql in rebuild:
+                cur.execute(sql)
         except BaseException:
             cur.execute("ROLLBACK")
             raise

@@ -26,10 +26,20 @@ import sqlalchemy as sa
 from canonical import columnar
 from canonical.store import Store, now
 from reconcile import lifecycle
-from reconcile.core import Settings, reconcile_frames
+from reconcile.core import Settings, _Clock, reconcile_frames
 from reconcile.frames import Frames, export_frames, read_store_frame
 from reconcile.kpi import closed_deals, compute_kpis, kpis_from_inputs, period
-from reconcile.stream import FRAMES, KPI_INPUTS, Mapper, clear_out, combine, plan_buckets, run_bucket, sequential
+from reconcile.partition import NOT_READ
+from reconcile.stream import (
+    FRAMES,
+    KPI_INPUTS,
+    Mapper,
+    clear_out,
+    combine,
+    plan_buckets,
+    run_bucket,
+    sequential,
+)
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_link
 
 
@@ -67,6 +77,7 @@ def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames
     one); ``scratch`` is where the export and the buckets go (default: the system temp dir; with workers
     on other machines, a directory they all see); ``keep`` keeps the result frames there."""
     settings = Settings.from_config(config)
+    clock = _Clock()
     run_id = store.begin_run("reconcile")
     try:
         with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
@@ -76,16 +87,19 @@ def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames
             else:
                 result = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out, run_id,
                                    partitions, mapper)
+            clock("reconcile + KPIs")
             columnar.bulk_load(store.engine, [
                 columnar.Load(t.name, tuple(str(p) for p in sorted((out / name).glob("*.parquet"))),
                               {"run_id": run_id}, {"evidence": "text"})
                 for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))],
                 delete=[recon_link.name, recon_allocation.name])
+            clock("links + allocations stored")
         at = now()
         with store.engine.begin() as conn:
             _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
                                                                        pl.lit(as_of).alias("as_of")))
             result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at)
+        clock("KPI snapshot + exception lifecycle")
         if keep is None:
             result.out = None
     except Exception as exc:
@@ -109,8 +123,12 @@ def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: dat
 
 def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: date | None, tmp: Path, out: Path,
               run_id: str, partitions: int | None, mapper: Mapper) -> ReconcileResult:
-    src = export_frames(store, tmp / "in", names=[n for n in Frames.__dataclass_fields__ if n != "lead"])
+    clock = _Clock()
+    omit = {name: set(cols) - {"created_at"} for name, cols in NOT_READ.items()}  # the KPIs read created_at
+    src = export_frames(store, tmp / "in", [n for n in Frames.__dataclass_fields__ if n != "lead"], omit)
+    clock("export to Parquet")
     plan = plan_buckets(src, tmp / "spill", out, partitions)
+    clock("pre-pass + spill")
 
     def one(k: int) -> Any:
         return run_bucket(plan, k, s, as_of, (start, end))

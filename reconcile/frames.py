@@ -9,7 +9,7 @@ rely on them. :func:`load_frames` reads the live (not tombstoned) canonical rows
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
@@ -19,9 +19,9 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
+import reconcile.tables  # noqa: F401  (registers fx_rate on the metadata)
 from canonical import columnar, tables
 from canonical.store import Store
-import reconcile.tables  # noqa: F401  (registers fx_rate on the metadata)
 
 MONEY = pl.Decimal(38, 4)
 RATE = pl.Decimal(38, 10)
@@ -155,14 +155,17 @@ def load_frames(store: Store) -> Frames:
     return prepare(**columnar.read_tables(store.engine, wanted))
 
 
-def export_frames(store: Store, directory: str | Path, names: Sequence[str] | None = None) -> Path:
+def export_frames(store: Store, directory: str | Path, names: Sequence[str] | None = None,
+                  omit: Mapping[str, Collection[str]] | None = None) -> Path:
     """Write the live rows of every frame's table to ``directory/<name>.parquet`` (the layout
-    :func:`reconcile.stream.reconcile_world` reads), streamed in batches: memory bounded by a batch."""
+    :func:`reconcile.stream.reconcile_world` reads), streamed in batches: memory bounded by a batch.
+    ``omit``: columns not to read, per frame (a reader of the files gets them as nulls)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for name in names or SCHEMAS:
         table, cols = _columns(name)
+        cols = [c for c in cols if c not in (omit or {}).get(name, ())]
         jobs.append(columnar.Export(table.name, tuple(cols), str(out / f"{name}.parquet"), SCHEMAS[name]))
     columnar.export_tables(store.engine, jobs)
     return out
