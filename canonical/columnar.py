@@ -6,7 +6,8 @@ alternatives (``bench/store_io.py``; 100k-chain store, 2 cores): ADBC's SQLite d
 type from the first rows' values and fails on a text column whose first values are NULL (``Type mismatch
 in column 0``), and ``fetchall`` builds one Python tuple per row (what this module replaces).
 
-Writes: on SQLite, ADBC bulk ingest (a prepared ``INSERT`` bound from Arrow batches in C, on its own
+Small SQLite stores (under :data:`SMALL` rows) are read and written by this process's own sqlite3 at the
+driver level instead (typed column-wise all the same). Writes: on SQLite, ADBC bulk ingest (a prepared ``INSERT`` bound from Arrow batches in C, on its own
 connection, in one transaction); on PostgreSQL, ``COPY … FROM STDIN (FORMAT csv)`` fed by Polars' CSV
 writer. Frames travel as Parquet files (:class:`Export`, :class:`Load`): on SQLite the driver side runs in
 a helper process (see :func:`export_tables`), and a bucketed run already has its results on disk.
@@ -215,12 +216,41 @@ def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_
     library, and two copies in one process do not see each other's POSIX locks, so one would delete the
     WAL the other still uses ("How To Corrupt An SQLite Database File", §2.2.1). In a process of its own
     each is an ordinary SQLite client."""
+    if not _is_pg(engine) and _live_rows(engine, jobs) < SMALL:
+        _export_here(engine, jobs)
+        return
     url = connectorx_url(engine)
     # two readers on two cores: the jobs dealt alternately to two helper processes (PostgreSQL: read here)
     halves: list[list[Export]] = [[], []]
     for i, job in enumerate(jobs):
         halves[i % 2].append(job)
     _run_parallel(engine, _export, [(url, engine.dialect.name, h, batch_rows) for h in halves if h])
+
+
+#: below this many rows SQLite I/O runs in this process with Python's own sqlite3, row by row at the driver
+#: level: starting a helper process (~1 s) would cost more than the rows
+SMALL = 200_000
+
+
+def _live_rows(engine: Engine, jobs: Sequence[Export]) -> int:
+    with engine.connect() as conn:
+        return sum(int(conn.exec_driver_sql(
+            f'SELECT count(*) FROM "{j.table}"' + (" WHERE deleted_at IS NULL" if j.live and "deleted_at" in
+                                                   tables.metadata.tables[j.table].c else "")).scalar_one())
+            for j in jobs)
+
+
+def _export_here(engine: Engine, jobs: Sequence[Export]) -> None:
+    """:func:`export_tables` for a small SQLite store: fetched by this process's sqlite3, typed column-wise."""
+    with engine.connect() as conn:
+        for job in jobs:
+            table = tables.metadata.tables[job.table]
+            cols = list(job.columns)
+            raw = {c: pl.Int64 if _kind(table.c[c]) in ("int", "bool") else pl.String for c in cols}
+            rows = conn.exec_driver_sql(select_sql("sqlite", table, cols, live=job.live)).fetchall()
+            df = pl.DataFrame(rows, schema=raw, orient="row")
+            out = _typed(df, table, job.dtypes).select(cols) if rows else _empty(table, cols, job.dtypes)
+            out.write_parquet(job.path, compression="uncompressed")
 
 
 def read_table(engine: Engine, table: sa.Table, columns: Sequence[str] | None = None, *, live: bool = True,
@@ -266,10 +296,10 @@ class _Helper:
         with self.lock:
             pickle.dump((fn.__name__, args), self.proc.stdin)
             self.proc.stdin.flush()
-            try:
-                ok, value = pickle.load(self.proc.stdout)
-            except EOFError:
-                raise RuntimeError(f"the columnar I/O helper process died (exit {self.proc.wait()})") from None
+            head = self.proc.stdout.read(8)
+            if len(head) < 8:
+                raise RuntimeError(f"the columnar I/O helper process died (exit {self.proc.wait()})")
+            ok, value = pickle.loads(self.proc.stdout.read(int.from_bytes(head, "big")))
         if not ok:
             raise value
         return value  # type: ignore[no-any-return]
@@ -299,7 +329,12 @@ def _serve() -> None:
             answer: tuple[bool, Any] = (True, globals()[name](*args))
         except Exception as exc:
             answer = (False, exc)
-        pickle.dump(answer, out)
+        try:
+            blob = pickle.dumps(answer)
+            pickle.loads(blob)
+        except Exception:  # a driver's exception that does not survive pickling: its text does
+            blob = pickle.dumps((False, RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}")))
+        out.write(len(blob).to_bytes(8, "big") + blob)  # length-framed: a reader never loses its place
         out.flush()
 
 
@@ -421,7 +456,26 @@ def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = ()) 
             for name in delete:
                 conn.exec_driver_sql(f'DELETE FROM "{name}"')
             return sum(copy_frame(conn, tables.metadata.tables[j.table], df) for j in jobs for df in j.frames())
+    if sum(pl.scan_parquet(list(j.files)).select(pl.len()).collect().item() for j in jobs if j.files) < SMALL:
+        return _load_here(engine, jobs, delete)
     return _run(engine, _sqlite_load, connectorx_url(engine).removeprefix("sqlite://"), list(jobs), list(delete))
+
+
+def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> int:
+    """:func:`bulk_load` of a few rows on SQLite: this process's sqlite3, one executemany per file."""
+    n = 0
+    with engine.begin() as conn:
+        for name in delete:
+            conn.exec_driver_sql(f'DELETE FROM "{name}"')
+        for job in jobs:
+            table = tables.metadata.tables[job.table]
+            for df in job.frames():
+                out = storage_frame(table, df, "sqlite")
+                cols = ", ".join(f'"{c}"' for c in out.columns)
+                conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) VALUES ({", ".join("?" * out.width)})',
+                                     out.rows())
+                n += out.height
+    return n
 
 
 def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:

@@ -16,6 +16,12 @@ from canonical.store import Store
 PAY = tables.table_for("payment")
 
 
+@pytest.fixture(autouse=True, params=["helper process", "in process"])
+def sqlite_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite I/O both ways: through the helper process (connectorx / ADBC) and, for small stores, here."""
+    monkeypatch.setattr(columnar, "SMALL", 0 if request.param == "helper process" else 10**9)
+
+
 def _rows(n: int) -> list[dict]:  # type: ignore[type-arg]
     out = []
     for i in range(n):
