@@ -116,6 +116,39 @@ def _store_run(world_dir: str, backend: str, as_of: date, partitions: int | None
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _digest(directory: str) -> dict[str, str]:
+    """A hash per result frame, order-free: the frames of two runs are equal as sets when these are."""
+    out = {}
+    for name in FRAMES:
+        df = pl.read_parquet(os.path.join(directory, name, "*.parquet"))
+        out[name] = hashlib.sha1(df.sort(df.columns, nulls_last=True).write_ipc(None).getvalue()).hexdigest()
+    return out
+
+
+def _dask_run(world_dir: str, as_of: date, partitions: int | None, workers: int, one: Any, one_s: float) -> str:
+    """The same world through ``flows/reconcile.py`` on a Dask LocalCluster; results compared, speed-up printed."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.reconcile import dask_runner, reconcile_directory
+
+    n = one.partitions
+    with tempfile.TemporaryDirectory(prefix="ltc-recon-a-") as a, tempfile.TemporaryDirectory(prefix="ltc-recon-b-") as b:
+        t = time.perf_counter()
+        base = reconcile_world(world_dir, Settings(), as_of, out=a, partitions=n)
+        base_s = time.perf_counter() - t
+        t = time.perf_counter()
+        got = reconcile_directory.with_options(task_runner=dask_runner(workers))(world_dir, as_of, b, n)
+        wall = time.perf_counter() - t
+        same = (got["exceptions"].equals(base.exceptions) and got["totals"] == base.totals
+                and _digest(a) == _digest(b))
+    print(f"dask: {workers} worker processes, {n} buckets; one process {base_s:.2f}s, on Dask {got['seconds']:.2f}s "
+          f"(flow wall with cluster start-up {wall:.2f}s); identical results: {same}", flush=True)
+    if not same:
+        raise SystemExit("the Dask run's results differ from the one-process run")
+    return f"dask_workers={workers} buckets={n} one_process_s={base_s:.2f} dask_s={got['seconds']:.2f} " \
+           f"speedup={base_s / got['seconds']:.2f} identical={same}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chains", type=int, default=100_000)
@@ -124,6 +157,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, help="Force the number of buckets (default: grows with the input).")
     ap.add_argument("--store", choices=["sqlite", "postgresql"],
                     help="Also time the store path (`ltc reconcile`) on this backend and compare with Parquet.")
+    ap.add_argument("--dask-workers", type=int,
+                    help="Also run the buckets as Prefect tasks on a Dask LocalCluster of this many processes; "
+                         "checks the results equal the one-process run and prints the speed-up.")
     ap.add_argument("--child-store", help=argparse.SUPPRESS)
     ap.add_argument("--as-of", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -164,6 +200,9 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the whole process, datacompy included
     line = (f"reconcile_s={rec_s:.2f} peak_rss_mb={peak:.0f} precision={precision:.4f} recall={recall:.4f} "
             f"datacompy_s={dc_s:.2f} ratio={rec_s / dc_s:.2f}")
+    if args.dask_workers:
+        print(line, flush=True)
+        line = _dask_run(world_dir, as_of, args.partitions, args.dask_workers, res, rec_s)
     if not args.store:
         print(line)
         return
