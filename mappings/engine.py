@@ -40,7 +40,7 @@ from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
 from mappings.spec import MappingError, load_mapping, shipped_path
 
-BATCH = 5000
+BATCH = 20000  # records per read + map + write round (fewer commits; the writer overlaps the next read)
 _CHUNK = 500
 
 
