@@ -79,7 +79,7 @@ def _store_child(url: str, as_of: date, partitions: int | None) -> None:
     process so that its peak resident set is its own; the columnar helper's peak is reported too."""
     from canonical import columnar
     from canonical.store import Store
-    from ltc.config import Config
+    from ltc.app.config import Config
     from reconcile.engine import run_reconciliation
 
     t = time.perf_counter()

@@ -29,7 +29,7 @@ from scratch_db import scratch_database  # noqa: E402
 
 from canonical.store import Store  # noqa: E402
 from canonical.tables import raw_record  # noqa: E402
-from ltc.demo import replay_world  # noqa: E402
+from ltc.app.demo import replay_world  # noqa: E402
 from reconcile.tables import recon_exception  # noqa: E402
 from sandbox.scenario import generate  # noqa: E402
 from sandbox.world_writer import write_world  # noqa: E402

@@ -114,11 +114,18 @@ def make_engine(url: str | None = None) -> Engine:
 
 # --- migrations -------------------------------------------------------------------------------
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, *, target_metadata: sa.MetaData | None = None) -> Config:
+    """The Alembic configuration of canonical/migrations, on ``connection``.
+
+    ``target_metadata`` (the whole schema, :data:`ltc.app.schema.metadata`) is only needed to
+    autogenerate a migration; upgrading runs the scripts alone.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
         cfg.attributes["connection"] = connection
+    if target_metadata is not None:
+        cfg.attributes["target_metadata"] = target_metadata
     return cfg
 
 
@@ -144,6 +151,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
 
 
 def _has_ltc_tables(engine: Engine) -> bool:
+    """Whether the database holds any table of ltc-hub (every ltc-hub schema has the canonical ones)."""
     existing = set(sa.inspect(engine).get_table_names())
     return bool(existing & set(tables.metadata.tables))
 

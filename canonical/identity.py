@@ -454,13 +454,13 @@ def load_parties(conn: sa.Connection) -> tuple[list[Party], list[Party]]:
 
 def run_identity(store: Any, auto: Decimal | None = None, review: Decimal | None = None,
                  config: Any = None) -> dict[str, int]:
-    """Resolve identities over the whole store and replace the ``account``/``payment`` cross-refs."""
+    """Resolve identities over the whole store and replace the ``account``/``payment`` cross-refs.
+
+    Thresholds: ``auto``/``review``, else ``config.reconcile`` (the :class:`ltc.app.config.Config` the
+    application layer passes), else :data:`AUTO`/:data:`REVIEW` (the same as ltc.yaml's defaults).
+    """
     from canonical.store import now
 
-    if config is None and (auto is None or review is None):
-        from ltc.config import load_config
-
-        config = load_config()
     if config is not None:
         auto = auto or config.reconcile.identity_auto_threshold
         review = review or config.reconcile.identity_review_threshold

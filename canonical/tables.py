@@ -71,6 +71,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
+# The one MetaData of the store. Higher layers add their tables to it in their own ``tables`` module
+# (reconcile/tables.py); ltc/app/schema.py imports them all for the whole schema.
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -256,6 +258,3 @@ def table_for(entity: str) -> sa.Table:
         return entity_tables[entity]
     except KeyError:
         raise KeyError(f"unknown canonical entity {entity!r}; known: {', '.join(entity_tables)}") from None
-
-# Tables of other areas register on ``metadata`` in their own modules; imported here so Alembic sees them.
-import reconcile.tables  # noqa: E402, F401

@@ -73,7 +73,7 @@ from defusedxml import DefusedXmlException
 
 from canonical.errors import InputError
 from canonical.money import UnknownCurrency, normalize_currency
-from connectors.statements import (
+from connectors.bank_statement import (
     ParsedStatement,
     StatementError,
     balance_gate,

@@ -37,7 +37,7 @@ from mt940.processors import transaction_details_post_processor_with_space
 
 from canonical.errors import InputError
 from canonical.money import UnknownCurrency, normalize_currency
-from connectors.statements import ParsedStatement, StatementError, balance_gate, fallback_id
+from connectors.bank_statement import ParsedStatement, StatementError, balance_gate, fallback_id
 
 _CREDIT_MARKS = {"C": ("CRDT", False), "RD": ("CRDT", True), "D": ("DBIT", False), "RC": ("DBIT", True)}
 

@@ -15,9 +15,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ltc import runtime
-from ltc.config import load_config
-from ltc.pipeline import after_sync, write_report
+from ltc.app import runtime
+from ltc.app.config import load_config
+from ltc.app.pipeline import after_sync, write_report
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30, task_run_name="map, resolve, reconcile")

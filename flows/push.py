@@ -17,25 +17,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.states import Completed, State
 
-from connectors import push
 from flows.sync import ensure_limit
-from ltc import runtime
-from ltc.config import load_config
+from ltc.app.config import load_config
+from ltc.app.push import push_to_erp
 
 
 @task(cache_policy=NO_CACHE, task_run_name="push orders to {erp}")
 def push_task(erp: str, dry_run: bool, config_path: str | None) -> list[dict[str, Any]]:
-    cfg = load_config(config_path)
-    target, confirm = push.make_target(cfg)
-    store = runtime.open_store(config_path)
-    try:
-        report = push.push_orders(store, target, dry_run=dry_run or (cfg.erp is not None and cfg.erp.dry_run),
-                             confirm=confirm)
-    finally:
-        close = getattr(target, "close", None)
-        if close is not None:
-            close()
-        store.close()
+    report = push_to_erp(config_path, dry_run=dry_run)
     return [{"deal": r.deal_id, "crm_id": r.reference, "action": r.action, "done": r.done,
              "amount": str(r.amount.amount), "currency": r.amount.currency, "erp_order": r.sale_number,
              "state": r.sale_state, "message": r.message} for r in report.results]

@@ -25,8 +25,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import unmapped
 
-from ltc import runtime
-from ltc.config import load_config
+from ltc.app import runtime
+from ltc.app.config import load_config
 from reconcile.engine import run_reconciliation
 from reconcile.core import Settings
 from reconcile.stream import BucketSummary, reconcile_world

@@ -39,5 +39,18 @@ def deployments(prefect_file: Path = ROOT / "prefect.yaml", config_path: str | N
     return out
 
 
-def serve_all(config_path: str | None = None) -> None:
-    serve(*deployments(config_path=config_path), pause_on_shutdown=False)
+def serve_all(config_path: str | None = None, ui: Any | None = None) -> None:
+    """Serve the deployments; with ``ui`` (a uvicorn server, ``ltc serve --ui``) the work queue runs
+    in a thread beside them and stops with them."""
+    thread = None
+    if ui is not None:
+        import threading
+
+        thread = threading.Thread(target=ui.run, name="ltc-ui", daemon=True)
+        thread.start()
+    try:
+        serve(*deployments(config_path=config_path), pause_on_shutdown=False)
+    finally:
+        if ui is not None and thread is not None:
+            ui.should_exit = True
+            thread.join(timeout=10)

@@ -21,8 +21,8 @@ from prefect.cache_policies import NO_CACHE
 
 from canonical.errors import ConfigError
 from connectors.statements import run_import
-from ltc import runtime
-from ltc.config import load_config
+from ltc.app import runtime
+from ltc.app.config import load_config
 
 
 @task(cache_policy=NO_CACHE, task_run_name="import statements of {source}")

@@ -24,8 +24,8 @@ from prefect.states import Completed, State
 
 from connectors.base import sync_stream
 from connectors.errors import AuthenticationError, NotFound, PermissionDenied
-from ltc import runtime
-from ltc.config import load_config
+from ltc.app import runtime
+from ltc.app.config import load_config
 
 FATAL = (AuthenticationError, PermissionDenied, NotFound)
 

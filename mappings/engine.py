@@ -193,8 +193,8 @@ def run_mapping(
 ) -> dict[str, dict[str, int]]:
     """Map every pending raw row (of ``system``, or of all systems) into canonical rows.
 
-    ``config`` is an :class:`ltc.config.Config` (sources name -> kind and override path; loaded from
-    ltc.yaml when not given, and with no file a system's name is its kind); ``kind`` and
+    ``config`` is the :class:`ltc.app.config.Config` of ltc.yaml (sources name -> kind and override
+    path), which the application layer loads and passes; without one a system's name is its kind; ``kind`` and
     ``override`` force them for a single ``system``. Returns per-system counts: ``records``, ``mapped``,
     ``quarantined``, ``tombstoned``, ``ignored`` (objects without a mapping) and rows per entity.
 
@@ -202,10 +202,6 @@ def run_mapping(
     shipped kind) is left pending, counted as ``waiting`` — its raw rows stay, nothing is lost — so
     one unknown source does not stop the others; naming it in ``system`` raises the reason instead.
     """
-    if config is None:
-        from ltc.config import load_config
-
-        config = load_config()  # ltc.yaml ($LTC_CONFIG or ./ltc.yaml); none -> defaults
     sources = _source_kinds(config)
     systems = [system] if system is not None else _pending_systems(store)
     counts: dict[str, dict[str, int]] = {}

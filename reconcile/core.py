@@ -54,7 +54,7 @@ class ConservationError(LtcError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Tolerances and grace periods (from ``ltc.config.ReconcileConfig``) + the reporting currency."""
+    """Tolerances and grace periods (from ``ltc.app.config.ReconcileConfig``) + the reporting currency."""
 
     tolerance_abs: Decimal = Decimal("0.01")
     tolerance_rel: Decimal = Decimal("0.001")

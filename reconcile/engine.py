@@ -6,7 +6,8 @@ customer cluster and reconciled bucket by bucket (:mod:`reconcile.stream`), so m
 bucket at any size; each bucket's result frames and KPI inputs go to the scratch directory and the KPIs
 are computed from them. Then, in one transaction, the links and allocations of the previous run are
 replaced (bulk: ADBC ingest on SQLite, ``COPY`` on PostgreSQL), and in a second one the KPI snapshot is
-stored and the exception lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
+stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
+lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
 ``run`` table with its counts; a conservation failure marks the run failed and re-raises.
 
 Frames already in memory (``frames=``) are reconciled in one shot instead; the results are the same.
@@ -28,7 +29,7 @@ from canonical.store import Store, now
 from reconcile import lifecycle
 from reconcile.core import Settings, _Clock, reconcile_frames
 from reconcile.frames import Frames, export_frames, read_store_frame
-from reconcile.kpi import closed_deals, compute_kpis, kpis_from_inputs, period
+from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import NOT_READ
 from reconcile.stream import (
     FRAMES,
@@ -66,11 +67,19 @@ class ReconcileResult:
                 "lifecycle": self.lifecycle, "chains": self.chains, "partitions": self.partitions}
 
 
+def _with_exposure(kpis: pl.DataFrame, rows: list[dict[str, Any]], as_of: date) -> pl.DataFrame:
+    """The run's KPIs plus the open book after its lifecycle sync (open exceptions, amount at risk)."""
+    extra = pl.DataFrame(rows, schema=KPI_SCHEMA).with_columns(  # type: ignore[arg-type]
+        pl.lit(kpis["period_start"][0] if kpis.height else as_of, pl.Date).alias("period_start"),
+        pl.lit(kpis["period_end"][0] if kpis.height else as_of, pl.Date).alias("period_end"))
+    return pl.concat([kpis, extra.select(kpis.columns)], how="vertical_relaxed")
+
+
 def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames | None = None,
                        period_start: date | None = None, period_end: date | None = None,
                        partitions: int | None = None, mapper: Mapper = sequential,
                        scratch: str | Path | None = None, keep: str | Path | None = None) -> ReconcileResult:
-    """Reconcile the store as of ``as_of`` (config: ``ltc.config.Config`` or ``ReconcileConfig``).
+    """Reconcile the store as of ``as_of`` (config: ``ltc.app.config.Config`` or ``ReconcileConfig``).
 
     ``partitions`` forces the number of buckets (default: grows with the input); ``mapper`` runs the
     buckets (default: one after the other in this process; ``flows/reconcile.py`` passes a Dask-backed
@@ -96,9 +105,10 @@ def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames
             clock("links + allocations stored")
         at = now()
         with store.engine.begin() as conn:
+            result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at)
+            result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
             _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
                                                                        pl.lit(as_of).alias("as_of")))
-            result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at)
         clock("KPI snapshot + exception lifecycle")
         if keep is None:
             result.out = None

@@ -3,12 +3,16 @@
 After each run, :func:`sync` compares what was found with what is stored, in bulk:
 new -> ``open``; found again after ``resolved`` -> reopened; stored open/acknowledged but no longer
 found -> ``resolved`` automatically (the data was fixed). Every change writes an audit row (who,
-when, why). :func:`transition` is the manual path (``ltc exceptions ack|resolve``).
+when, why, which action). :func:`act` is the path of people (``ltc exceptions ack|resolve|assign|
+comment|snooze`` and the work queue ``ltc ui``, one or many at once); :func:`transition` is its
+one-exception status form.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -54,7 +58,7 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
     audit: list[dict[str, Any]] = []
     if new:
         conn.execute(exc_t.insert(), [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new])
-        audit += [_audit(fp, None, "open", "detected", run_id, at) for fp in new]
+        audit += [_audit(fp, None, "open", "detected", run_id, at, action="detected") for fp in new]
     upd_cols = ["severity", "chain_id", "subject_ids", "source_ids", "owner", "currency", "amount_at_risk",
                 "reporting_currency", "amount_reporting", "evidence", "last_seen_at", "last_run_id"]
     for fps, extra in ((keep, {}), (reopen, {"status": "open", "resolved_at": None})):
@@ -62,24 +66,35 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
             stmt = exc_t.update().where(exc_t.c.fingerprint == sa.bindparam("fp")).values(
                 **{c: sa.bindparam(f"v_{c}") for c in upd_cols}, **extra)
             conn.execute(stmt, [{"fp": fp, **{f"v_{c}": found[fp][c] for c in upd_cols}} for fp in fps])
-    audit += [_audit(fp, "resolved", "open", "found again: the break is back", run_id, at) for fp in reopen]
+    audit += [_audit(fp, "resolved", "open", "found again: the break is back", run_id, at, action="reopened")
+              for fp in reopen]
     if gone:
         conn.execute(exc_t.update().where(exc_t.c.fingerprint == sa.bindparam("fp")).values(
             status="resolved", resolved_at=at, last_run_id=run_id), [{"fp": fp} for fp in gone])
-        audit += [_audit(fp, stored[fp], "resolved", "auto-resolved: no longer found (data fixed)", run_id, at)
-                  for fp in gone]
+        audit += [_audit(fp, stored[fp], "resolved", "auto-resolved: no longer found (data fixed)", run_id, at,
+                         action="auto_resolved") for fp in gone]
     if audit:
         conn.execute(audit_t.insert(), audit)
     return {"new": len(new), "reopened": len(reopen), "still_open": len(keep), "auto_resolved": len(gone)}
 
 
 def _audit(fp: str, frm: str | None, to: str, reason: str, run_id: str | None, at: datetime,
-           actor: str = SYSTEM_ACTOR) -> dict[str, Any]:
+           actor: str = SYSTEM_ACTOR, action: str = "change") -> dict[str, Any]:
     return {"fingerprint": fp, "at": at, "actor": actor, "from_status": frm, "to_status": to, "reason": reason,
-            "run_id": run_id}
+            "run_id": run_id, "action": action}
 
 
 _ALLOWED = {"acknowledged": ("open",), "resolved": ("open", "acknowledged"), "open": ("acknowledged", "resolved")}
+# A person's actions: the status each moves to (None: the status stays) and the statuses it applies to.
+ACTIONS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "acknowledge": ("acknowledged", _ALLOWED["acknowledged"]),
+    "resolve": ("resolved", _ALLOWED["resolved"]),
+    "reopen": ("open", _ALLOWED["open"]),
+    "assign": (None, ("open", "acknowledged", "resolved")),
+    "comment": (None, ("open", "acknowledged", "resolved")),
+    "snooze": (None, ("open", "acknowledged")),
+}
+_ACTION_OF = {"acknowledged": "acknowledge", "resolved": "resolve", "open": "reopen"}
 
 
 def resolve_id(conn: Connection, ident: str) -> str:
@@ -95,20 +110,95 @@ def resolve_id(conn: Connection, ident: str) -> str:
     return hits[0]
 
 
+def _check(action: str, note: str, owner: str | None, until: date | None, today: date) -> str:
+    """The audit reason of a person's action, or InputError when the action lacks what it needs."""
+    note = (note or "").strip()
+    if action not in ACTIONS:
+        raise InputError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+    if action in ("resolve", "reopen", "comment") and not note:
+        raise InputError("a note is required: say why" if action != "comment" else "a comment needs text")
+    if action == "acknowledge":
+        return note or "acknowledged"
+    if action == "assign":
+        who = (owner or "").strip()
+        return (f"assigned to {who}" if who else "unassigned") + (f": {note}" if note else "")
+    if action == "snooze":
+        if until is not None and until <= today:
+            raise InputError(f"snooze until {until.isoformat()}: give a date after today ({today.isoformat()})")
+        return (f"snoozed until {until.isoformat()}" if until else "snooze lifted") + (f": {note}" if note else "")
+    return note
+
+
+def act(store: Store, idents: Sequence[str], action: str, actor: str, *, note: str = "", owner: str | None = None,
+        until: date | None = None) -> list[dict[str, Any]]:
+    """A person's action on one or several exceptions, in one transaction, each with an audit row naming ``actor``.
+
+    ``acknowledge`` / ``resolve`` / ``reopen`` move the status; ``assign`` sets the owner a person chose
+    (``owner`` empty: unassign), ``comment`` only writes the trail, ``snooze`` hides the exception from
+    the work queue until ``until`` (None: lift the snooze). An exception the action does not apply to
+    (resolving a resolved one) is skipped with the reason; the others go on. The CLI
+    (``ltc exceptions ...``) and the work queue (``ltc ui``) both come here.
+    """
+    if not actor or not actor.strip():
+        raise InputError("an action needs the acting user")
+    at = now()
+    reason = _check(action, note, owner, until, at.date())
+    to, allowed = ACTIONS[action]
+    out: list[dict[str, Any]] = []
+    with store.engine.begin() as conn:
+        fps = list(dict.fromkeys(resolve_id(conn, i) for i in idents))
+        current = dict(conn.execute(sa.select(exc_t.c.fingerprint, exc_t.c.status)
+                                    .where(exc_t.c.fingerprint.in_(fps))).all()) if fps else {}
+        done, audit = [], []
+        for fp in fps:
+            cur = current[fp]
+            if cur not in allowed:
+                what = f"move it to {to}" if to else f"{action} it"
+                out.append({"fingerprint": fp, "from": cur, "to": cur, "skipped": f"exception {fp[:12]} is {cur}; "
+                            f"cannot {what}"})
+                continue
+            done.append(fp)
+            audit.append(_audit(fp, cur, to or cur, reason, None, at, actor.strip(), action))
+            out.append({"fingerprint": fp, "from": cur, "to": to or cur, "skipped": None})
+        values: dict[str, Any] = {}
+        if to is not None:
+            values = {"status": to, "resolved_at": at if to == "resolved" else None}
+        elif action == "assign":
+            values = {"assignee": (owner or "").strip() or None}
+        elif action == "snooze":
+            values = {"snoozed_until": until}
+        if done and values:
+            conn.execute(exc_t.update().where(exc_t.c.fingerprint.in_(done)).values(**values))
+        if audit:
+            conn.execute(audit_t.insert(), audit)
+    return out
+
+
 def transition(store: Store, ident: str, to: str, note: str, actor: str) -> dict[str, Any]:
     """Manual status change with an audit row; refuses transitions that make no sense."""
     if not note or not note.strip():
         raise InputError("a note is required: say why (--note \"...\")")
-    at = now()
-    with store.engine.begin() as conn:
-        fp = resolve_id(conn, ident)
-        cur = conn.execute(sa.select(exc_t.c.status).where(exc_t.c.fingerprint == fp)).scalar_one()
-        if cur not in _ALLOWED[to]:
-            raise InputError(f"exception {fp[:12]} is {cur}; cannot move it to {to}")
-        values: dict[str, Any] = {"status": to, "resolved_at": at if to == "resolved" else None}
-        conn.execute(exc_t.update().where(exc_t.c.fingerprint == fp).values(**values))
-        conn.execute(audit_t.insert(), [_audit(fp, cur, to, note.strip(), None, at, actor)])
-    return {"fingerprint": fp, "from": cur, "to": to}
+    if to not in _ACTION_OF:
+        raise InputError(f"unknown status {to!r}; known: {', '.join(_ACTION_OF)}")
+    res = act(store, [ident], _ACTION_OF[to], actor, note=note)[0]
+    if res["skipped"]:
+        raise InputError(res["skipped"])
+    return res
+
+
+def exposure(conn: Connection, reporting_currency: str) -> list[dict[str, Any]]:
+    """The open book after a run, as KPI rows (kept per run in ``kpi_snapshot`` for the trend and the
+    change since the last run): exceptions not resolved, and their amount at risk in the reporting
+    currency (those without an FX rate are counted in the denominator's complement, not summed)."""
+    rows = conn.execute(sa.select(exc_t.c.amount_reporting).where(exc_t.c.status != "resolved")).scalars().all()
+    priced = [Decimal(a) for a in rows if a is not None]
+    total = sum(priced, Decimal(0))
+    return [
+        {"kpi": "open_exceptions", "variant": "open_or_acknowledged_after_run", "owner": None,
+         "value": Decimal(len(rows)), "unit": "count", "numerator": None, "denominator": None},
+        {"kpi": "amount_at_risk", "variant": "sum_open_amount_in_reporting_currency", "owner": None, "value": total,
+         "unit": reporting_currency, "numerator": Decimal(len(priced)), "denominator": Decimal(len(rows))},
+    ]
 
 
 def list_exceptions(store: Store, code: str | None = None, status: str | None = None) -> list[dict[str, Any]]:

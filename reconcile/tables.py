@@ -2,7 +2,7 @@
 
 * ``recon_exception``: one row per break, keyed on its stable fingerprint (hash of code + the
   identifying source keys), with its lifecycle status (open -> acknowledged -> resolved).
-* ``recon_exception_audit``: every status change, with who/when/why.
+* ``recon_exception_audit``: every status change, assignment, comment and snooze, with who/when/why.
 * ``recon_link`` / ``recon_allocation``: the links and payment allocations of the latest run.
 * ``fx_rate``: dated FX rates (1 ``base`` = ``rate`` ``quote``).
 * ``kpi_snapshot``: KPI values per run, period, owner and named formula variant.
@@ -36,6 +36,11 @@ recon_exception = sa.Table(
     sa.Column("last_seen_at", UTCDateTime, nullable=False),
     sa.Column("resolved_at", UTCDateTime),
     sa.Column("last_run_id", sa.String(64)),
+    # Set by people (``ltc ui``, ``ltc exceptions assign|snooze``), never by a reconcile run: the owner a
+    # person assigned (``owner`` stays the one reconciliation derived), and a date the exception is
+    # hidden from the work queue until.
+    sa.Column("assignee", sa.String(400)),
+    sa.Column("snoozed_until", sa.Date),
 )
 
 recon_exception_audit = sa.Table(
@@ -49,6 +54,8 @@ recon_exception_audit = sa.Table(
     sa.Column("to_status", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("run_id", sa.String(64)),
+    # detected | reopened | auto_resolved | acknowledge | resolve | reopen | assign | comment | snooze
+    sa.Column("action", sa.String(16), nullable=False, server_default="change"),
 )
 
 recon_link = sa.Table(

@@ -2,25 +2,27 @@
 
 Everything is read from the store (what ``ltc reconcile`` left there), nothing is recomputed:
 
-* **KPIs**: the latest ``kpi_snapshot`` run, all owners, each with its formula variant.
+* **KPIs**: the latest ``kpi_snapshot`` run, all owners, each with its formula variant; the runs
+  before it give the trends and the change since the last run.
 * **Exceptions**: ``recon_exception`` rows that are not resolved; by code with count, amount at risk
-  in the reporting currency and owners; and one row each.
+  in the reporting currency and owners; and one row each, with the records it names.
 * **Chains**: one per closed-won deal (and per other deal a link or an exception names): its orders
   (``recon_link`` deal -> order), invoices (links to invoices of the chain), payments
-  (``recon_allocation`` on those invoices), the totals and a status.
+  (``recon_allocation`` on those invoices), the totals and a status; each record with the link to
+  its source system (:mod:`reports.links`).
+* **Invoiced vs collected** per month (reporting currency at the as-of rate).
 
-:func:`write_reports` writes ``report.html`` (self-contained: inline CSS, no script, no external
-asset), ``exceptions.csv``, ``chains.csv``, ``kpis.csv`` and ``report.xlsx`` (one sheet each, plus a
-summary by code). ``ltc report`` and ``ltc demo`` call it.
+:func:`write_reports` writes ``report.html`` (self-contained: inline CSS and SVG charts, no script,
+no external asset; links only to the records' source systems), ``exceptions.csv``, ``chains.csv``,
+``kpis.csv`` and ``report.xlsx``. ``ltc report``, ``ltc run``, ``ltc demo`` and the pipeline flow call it.
 """
 
 from __future__ import annotations
 
 import csv
-import html
-from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import date, datetime
+import decimal
+from collections import Counter, defaultdict
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,14 @@ from canonical import tables as ct
 from canonical.money import minor_units
 from canonical.store import Store
 from reconcile.codes import CODES
-from reconcile.tables import kpi_snapshot, recon_allocation, recon_exception, recon_link
+from reconcile.tables import fx_rate, kpi_snapshot, recon_allocation, recon_exception, recon_link
+from reports.cells import csv_value
+from reports.links import SourceLinks
+from reports.model import HTML_CHAIN_LIMIT, ZERO, Record, Report, ReportFiles
 
-ZERO = Decimal(0)
-HTML_CHAIN_LIMIT = 2000  # the HTML lists this many chains (exceptions first); the CSV/XLSX list all
+HISTORY_RUNS = 24  # runs shown in the trend charts
+TREND_KPIS = ("dso", "won_not_invoiced_amount", "won_not_invoiced_count", "open_exceptions", "amount_at_risk",
+              "unapplied_cash")
 
 EXCEPTION_COLUMNS = ["fingerprint", "code", "status", "severity", "chain_id", "records", "owner", "currency",
                      "amount_at_risk", "reporting_currency", "amount_reporting", "first_seen_at", "last_seen_at"]
@@ -44,54 +50,67 @@ KPI_COLUMNS = ["kpi", "variant", "value", "unit", "numerator", "denominator", "p
 SUMMARY_COLUMNS = ["code", "meaning", "count", "amount_reporting", "reporting_currency", "owners"]
 
 
-@dataclass
-class Report:
-    """What the report shows; every list of rows follows its ``*_COLUMNS``."""
-
-    as_of: date | None
-    run_id: str | None
-    reporting_currency: str | None
-    kpis: list[dict[str, Any]] = field(default_factory=list)
-    exceptions: list[dict[str, Any]] = field(default_factory=list)
-    by_code: list[dict[str, Any]] = field(default_factory=list)
-    chains: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class ReportFiles:
-    directory: Path
-    html: Path
-    xlsx: Path
-    csv: dict[str, Path]
-    report: Report | None = None  # what was written
-
-    def all(self) -> list[Path]:
-        return [self.html, *self.csv.values(), self.xlsx]
-
-
 def _money(v: Any, currency: str | None = None) -> Decimal | None:
     """An amount as an exact Decimal, shown with its currency's decimals where that loses nothing
-    (``63095.1100`` -> ``63095.11``; a converted ``1791.2043`` keeps its digits)."""
+    (``63095.1100`` -> ``63095.11``; a converted ``1791.2043`` keeps its digits; ``1.23E+29`` stays)."""
     if v is None:
         return None
     d = Decimal(v)
+    if not d.is_finite():
+        return d
     try:
         places = Decimal(1).scaleb(-minor_units(currency)) if currency else Decimal("0.01")
     except ValueError:
         places = Decimal("0.01")
-    q = d.quantize(places)
+    try:
+        with decimal.localcontext(decimal.Context(prec=max(28, d.adjusted() + 8))):
+            q = d.quantize(places)
+    except (decimal.InvalidOperation, ValueError):
+        return d
     return q if q == d else d
 
 
-def _latest_kpis(conn: sa.Connection) -> tuple[str | None, date | None, list[dict[str, Any]]]:
+def _kpi_key(kpi: str, variant: str) -> str:
+    return f"{kpi}/{variant}"
+
+
+def _runs(conn: sa.Connection) -> list[tuple[str, date]]:
+    """Reconcile runs with a KPI snapshot, oldest first."""
     k = kpi_snapshot.c
-    last = conn.execute(sa.select(k.run_id, k.as_of).order_by(k.id.desc()).limit(1)).first()
-    if last is None:
-        return None, None, []
-    rows = conn.execute(sa.select(k.kpi, k.variant, k.value, k.unit, k.numerator, k.denominator, k.period_start,
-                                  k.period_end).where(k.run_id == last.run_id, k.owner.is_(None))
-                        .order_by(k.kpi, k.variant)).all()
-    return last.run_id, last.as_of, [dict(r._mapping) for r in rows]
+    rows = conn.execute(sa.select(k.run_id, sa.func.max(k.as_of), sa.func.min(k.id).label("first_id"))
+                        .group_by(k.run_id).order_by(sa.text("first_id"))).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _kpis_of(conn: sa.Connection, run_ids: list[str]) -> list[dict[str, Any]]:
+    k = kpi_snapshot.c
+    if not run_ids:
+        return []
+    rows = conn.execute(sa.select(k.run_id, k.kpi, k.variant, k.value, k.unit, k.numerator, k.denominator,
+                                  k.period_start, k.period_end).where(k.run_id.in_(run_ids), k.owner.is_(None))
+                        .order_by(k.kpi, k.variant))
+    return [dict(r._mapping) for r in rows]
+
+
+def _kpi_history(conn: sa.Connection, report: Report) -> None:
+    runs = _runs(conn)
+    if not runs:
+        return
+    report.run_id, report.as_of = runs[-1]
+    shown = runs[-HISTORY_RUNS:]
+    by_run: dict[str, dict[str, Decimal | None]] = defaultdict(dict)
+    latest = []
+    for r in _kpis_of(conn, [rid for rid, _ in shown]):
+        by_run[r["run_id"]][_kpi_key(r["kpi"], r["variant"])] = r["value"]
+        if r["run_id"] == report.run_id:
+            latest.append({c: r[c] for c in KPI_COLUMNS})
+    report.kpis = latest
+    report.history = [{"run_id": rid, "as_of": day, "values": by_run.get(rid, {})} for rid, day in shown]
+    if len(runs) > 1:
+        prev_id, report.previous_as_of = runs[-2]
+        for key, v in by_run.get(prev_id, {}).items():
+            kpi, variant = key.split("/", 1)
+            report.previous[(kpi, variant)] = v
 
 
 def _exceptions(conn: sa.Connection) -> list[dict[str, Any]]:
@@ -100,13 +119,19 @@ def _exceptions(conn: sa.Connection) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         m = dict(r._mapping)
+        evidence = m.get("evidence") or {}
         out.append({
             "fingerprint": m["fingerprint"], "code": m["code"], "status": m["status"], "severity": m["severity"],
-            "chain_id": m["chain_id"], "records": " ".join(m["subject_ids"] or []), "owner": m["owner"],
+            "chain_id": m["chain_id"], "records": " ".join(m["subject_ids"] or []),
+            "owner": m.get("assignee") or m["owner"],
             "currency": m["currency"], "amount_at_risk": _money(m["amount_at_risk"], m["currency"]),
             "reporting_currency": m["reporting_currency"],
             "amount_reporting": _money(m["amount_reporting"], m["reporting_currency"]),
             "first_seen_at": m["first_seen_at"], "last_seen_at": m["last_seen_at"],
+            # display only
+            "record_ids": list(m["subject_ids"] or []), "detail": evidence.get("detail") if isinstance(
+                evidence, dict) else None, "bucket": evidence.get("bucket") if isinstance(evidence, dict) else None,
+            "snoozed_until": m.get("snoozed_until"),
         })
     return out
 
@@ -126,16 +151,27 @@ def _by_code(exceptions: list[dict[str, Any]], reporting: str | None) -> list[di
             "amount_reporting": _money(sum((x["amount_reporting"] or ZERO for x in xs), ZERO), reporting),
             "reporting_currency": next((x["reporting_currency"] for x in xs if x["reporting_currency"]), reporting),
             "owners": ", ".join(f"{o} ({n})" for o, n in sorted(owners.items(), key=lambda t: (-t[1], t[0]))),
+            "owner_counts": sorted(((x, n) for x, n in Counter(x["owner"] for x in xs).items()),
+                                   key=lambda t: (-t[1], t[0] or "")),  # display: None = unowned
+            "unpriced": sum(1 for x in xs if x["amount_reporting"] is None),
         })
     return out
 
 
-def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _record(row: Any, entity: str, label: str | None, links: SourceLinks, **kw: Any) -> Record:
+    return Record(id=row.id, entity=entity, system=row.source_system, object=row.source_object,
+                  source_id=row.source_id, label=label or row.source_id,
+                  url=links.url(row.source_system, row.source_object, row.source_id), **kw)
+
+
+def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]], links: SourceLinks,
+            records: dict[str, Record]) -> list[dict[str, Any]]:
     deal, order, invoice, payment = (ct.table_for(e) for e in ("deal", "order", "invoice", "payment"))
     lk, al = recon_link.c, recon_allocation.c
+    src = ("source_system", "source_object", "source_id")
     deals = {r.id: r for r in conn.execute(sa.select(
-        deal.c.id, deal.c.source_id, deal.c.account_id, deal.c.owner, deal.c.stage, deal.c.close_date,
-        deal.c.currency, deal.c.amount).where(deal.c.deleted_at.is_(None)))}
+        deal.c.id, deal.c.name, deal.c.account_id, deal.c.owner, deal.c.stage, deal.c.close_date,
+        deal.c.currency, deal.c.amount, *(deal.c[c] for c in src)).where(deal.c.deleted_at.is_(None)))}
     orders_of: dict[str, list[str]] = defaultdict(list)
     invoices_of: dict[str, list[str]] = defaultdict(list)
     for chain, frm, to_entity, to_id in conn.execute(sa.select(lk.chain_id, lk.from_entity, lk.to_entity, lk.to_id)
@@ -145,9 +181,11 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
         elif to_entity == "invoice":
             invoices_of[chain].append(to_id)
     order_rows = {r.id: r for r in conn.execute(sa.select(order.c.id, order.c.number, order.c.total,
-                                                          order.c.currency))}
+                                                          order.c.currency, order.c.order_date,
+                                                          *(order.c[c] for c in src)))}
     inv_rows = {r.id: r for r in conn.execute(sa.select(invoice.c.id, invoice.c.number, invoice.c.kind,
-                                                        invoice.c.total, invoice.c.currency, invoice.c.status))}
+                                                        invoice.c.total, invoice.c.currency, invoice.c.status,
+                                                        invoice.c.issue_date, *(invoice.c[c] for c in src)))}
     paid_on: dict[str, Decimal] = defaultdict(lambda: ZERO)
     pays_on: dict[str, list[str]] = defaultdict(list)
     for inv_id, pay_id, amount in conn.execute(sa.select(al.invoice_id, al.payment_id, al.amount)):
@@ -155,14 +193,21 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
         pays_on[inv_id].append(pay_id)
     account = ct.table_for("account")
     names = dict(conn.execute(sa.select(account.c.id, account.c.name)).all())
-    pay_src = {r.id: f"{r.source_system}:{r.source_id}" for r in conn.execute(
-        sa.select(payment.c.id, payment.c.source_system, payment.c.source_id))}
+    pay_rows = {r.id: r for r in conn.execute(sa.select(payment.c.id, payment.c.amount, payment.c.currency,
+                                                        payment.c.payment_date, payment.c.payer_reference,
+                                                        *(payment.c[c] for c in src)))}
     codes_of: dict[str, set[str]] = defaultdict(set)
     for x in exceptions:
         if x["chain_id"]:
             codes_of[x["chain_id"]].add(x["code"])
     chain_ids = {d for d, r in deals.items() if r.stage == "closed_won"} | set(orders_of) | set(invoices_of) \
         | {c for c in codes_of if c in deals}
+
+    def keep(rid: str, make: Any) -> str:
+        if rid not in records:
+            records[rid] = make()
+        return rid
+
     out = []
     for cid in sorted(chain_ids):
         d = deals.get(cid)
@@ -172,6 +217,7 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
         invoiced = ZERO
         paid = ZERO
         pays: set[str] = set()
+        pay_ids: set[str] = set()
         for i in invs:
             row = inv_rows.get(i)
             if row is None:
@@ -180,7 +226,10 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
             sign = -1 if row.kind == "credit_note" else 1
             invoiced += sign * total
             paid += paid_on.get(i, ZERO)  # a refund is allocated (negative) to its credit note
-            pays.update(pay_src.get(p, p) for p in pays_on.get(i, []))
+            for p in pays_on.get(i, []):
+                pay_ids.add(p)
+                pr = pay_rows.get(p)
+                pays.add(f"{pr.source_system}:{pr.source_id}" if pr else p)
         ccy = d.currency if d else None
         invoiced, paid, ordered = (_money(v, ccy) or ZERO for v in (invoiced, paid, ordered))
         open_amount = invoiced - paid
@@ -195,6 +244,23 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
             status = "partly paid" if paid > 0 else "invoiced, unpaid"
         else:
             status = "paid"
+        rec_ids: list[str] = []
+        if d is not None:
+            rec_ids.append(keep(cid, lambda d=d: _record(d, "deal", d.name or d.source_id, links, amount=_money(
+                d.amount, d.currency), currency=d.currency, day=d.close_date, status=d.stage)))
+        for o in ords:
+            if (r := order_rows.get(o)) is not None:
+                rec_ids.append(keep(o, lambda r=r: _record(r, "order", r.number, links, amount=_money(
+                    r.total, r.currency), currency=r.currency, day=r.order_date)))
+        for i in invs:
+            if (r := inv_rows.get(i)) is not None:
+                rec_ids.append(keep(i, lambda r=r: _record(r, "invoice", r.number, links, amount=_money(
+                    r.total, r.currency), currency=r.currency, day=r.issue_date, status=r.status)))
+        for p in sorted(pay_ids):
+            if (r := pay_rows.get(p)) is not None:
+                rec_ids.append(keep(p, lambda r=r: _record(r, "payment", r.payer_reference or r.source_id, links,
+                                                           amount=_money(r.amount, r.currency),
+                                                           currency=r.currency, day=r.payment_date)))
         out.append({
             "chain_id": cid, "deal": d.source_id if d else None, "account": d.account_id if d else None,
             "customer": names.get(d.account_id) if d else None,
@@ -205,33 +271,164 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> list[dict[
             "invoices": " ".join(inv_rows[i].number or i for i in invs if i in inv_rows), "invoiced": invoiced,
             "payments": " ".join(sorted(pays)), "paid": paid, "open": open_amount, "status": status,
             "exceptions": " ".join(codes),
+            "record_ids": rec_ids,  # display only
         })
     return out
 
 
-def build_report(store: Store) -> Report:
-    """Read the latest reconciliation results from the store."""
+def _subject_records(conn: sa.Connection, ids: list[str], links: SourceLinks, records: dict[str, Record]) -> None:
+    """Records that exceptions name but no chain holds (an unapplied payment, an account)."""
+    by_entity: dict[str, set[str]] = defaultdict(set)
+    for cid in ids:
+        parts = cid.split(":", 2)
+        if cid not in records and len(parts) == 3:
+            by_entity[parts[1]].add(cid)
+    label_col = {"order": "number", "invoice": "number", "deal": "name", "account": "name",
+                 "payment": "payer_reference"}
+    amount_col = {"order": "total", "invoice": "total", "deal": "amount", "payment": "amount"}
+    for entity, wanted in by_entity.items():
+        try:
+            t = ct.table_for(entity)
+        except KeyError:
+            continue
+        cols = [t.c.id, t.c.source_system, t.c.source_object, t.c.source_id]
+        lab = label_col.get(entity)
+        amt = amount_col.get(entity)
+        extra = [t.c[c] for c in (lab, amt) if c and c in t.c] + ([t.c.currency] if "currency" in t.c else [])
+        chunk = sorted(wanted)
+        for i in range(0, len(chunk), 500):
+            for r in conn.execute(sa.select(*cols, *extra).where(t.c.id.in_(chunk[i:i + 500]))):
+                m = r._mapping
+                ccy = m.get("currency")
+                records[r.id] = _record(r, entity, m.get(lab) if lab else None, links,
+                                        amount=_money(m.get(amt), ccy) if amt else None, currency=ccy)
+
+
+def describe(conn: sa.Connection, ids: list[str], links: SourceLinks) -> dict[str, Record]:
+    """Canonical ids -> their records with source links (ids whose row is gone are left out)."""
+    records: dict[str, Record] = {}
+    _subject_records(conn, ids, links, records)
+    return records
+
+
+def chain_detail(conn: sa.Connection, chain_id: str, links: SourceLinks) -> dict[str, Any]:
+    """One chain as a tree: deal -> orders -> invoices -> payments, with the amount at each hop and the
+    rule (and confidence) that linked it; invoices linked to the deal directly hang under the deal."""
+    lk, al = recon_link.c, recon_allocation.c
+    rows = conn.execute(sa.select(lk.from_entity, lk.from_id, lk.to_entity, lk.to_id, lk.rule_id, lk.confidence)
+                        .where(lk.chain_id == chain_id).order_by(lk.to_entity, lk.to_id)).all()
+    inv_ids = sorted({r.to_id for r in rows if r.to_entity == "invoice"})
+    allocs = conn.execute(sa.select(al.invoice_id, al.payment_id, al.rule_id, al.amount, al.currency,
+                                    al.payment_amount, al.payment_currency, al.fx_rate)
+                          .where(al.invoice_id.in_(inv_ids)).order_by(al.payment_id)).all() if inv_ids else []
+    ids = [chain_id] + [r.to_id for r in rows] + [a.payment_id for a in allocs]
+    records = describe(conn, ids, links)
+    pays_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in allocs:
+        pays_of[a.invoice_id].append({"record": records.get(a.payment_id), "id": a.payment_id, "rule": a.rule_id,
+                                      "applied": _money(a.amount, a.currency), "currency": a.currency,
+                                      "payment_amount": _money(a.payment_amount, a.payment_currency),
+                                      "payment_currency": a.payment_currency, "fx_rate": a.fx_rate})
+
+    def invoice(r: Any) -> dict[str, Any]:
+        return {"record": records.get(r.to_id), "id": r.to_id, "rule": r.rule_id, "confidence": r.confidence,
+                "payments": pays_of.get(r.to_id, [])}
+
+    orders = [{"record": records.get(r.to_id), "id": r.to_id, "rule": r.rule_id, "confidence": r.confidence,
+               "invoices": [invoice(i) for i in rows if i.to_entity == "invoice" and i.from_id == r.to_id]}
+              for r in rows if r.to_entity == "order"]
+    order_ids = {o["id"] for o in orders}
+    direct = [invoice(i) for i in rows if i.to_entity == "invoice" and i.from_id not in order_ids]
+    return {"chain_id": chain_id, "deal": records.get(chain_id), "orders": orders, "direct_invoices": direct,
+            "records": records}
+
+
+def _rates(conn: sa.Connection, to: str, on: date) -> dict[str, Decimal]:
+    """Currency -> rate into ``to``, the latest dated on or before ``on`` (direct, else inverse)."""
+    f = fx_rate.c
+    out: dict[str, tuple[date, Decimal]] = {}
+    for base, quote, day, rate in conn.execute(sa.select(f.base, f.quote, f.rate_date, f.rate)
+                                               .where(f.rate_date <= on, sa.or_(f.quote == to, f.base == to))):
+        r = Decimal(rate)
+        if quote == to:
+            key, value = base, r
+        elif r != 0:
+            key, value = quote, Decimal(1) / r
+        else:
+            continue
+        if key not in out or day >= out[key][0]:
+            out[key] = (day, value)
+    rates = {k: v for k, (_, v) in out.items()}
+    rates[to] = Decimal(1)
+    return rates
+
+
+def _month(d: date) -> str:
+    return f"{d.year:04d}-{d.month:02d}"
+
+
+def _per_month(conn: sa.Connection, query: sa.Select[Any], rates: dict[str, Decimal],
+               negative_kind: str) -> tuple[dict[str, Decimal], int]:
+    """Sums per month of (day, kind, amount, currency) rows in the reporting currency; rows of
+    ``negative_kind`` count negative; rows without a rate are counted, not summed."""
+    sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    missing = 0
+    for day, kind, amount, ccy in conn.execute(query):
+        rate = rates.get(ccy or "")
+        if rate is None or amount is None:
+            missing += 1
+            continue
+        sums[_month(day)] += (-1 if kind == negative_kind else 1) * abs(Decimal(amount)) * rate
+    return sums, missing
+
+
+def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
+    """Invoiced (issued, credit notes negative) and collected (payments received) per month, in the
+    reporting currency at the as-of rate; the last ``months`` months up to as-of."""
+    rep, as_of = report.reporting_currency, report.as_of
+    if not rep or as_of is None:
+        return
+    keys = []
+    y, m = as_of.year, as_of.month
+    for _ in range(months):
+        keys.append(f"{y:04d}-{m:02d}")
+        y, m = (y, m - 1) if m > 1 else (y - 1, 12)
+    keys.reverse()
+    first = date(int(keys[0][:4]), int(keys[0][5:]), 1)
+    rates = _rates(conn, rep, as_of)
+    inv, pay = ct.table_for("invoice"), ct.table_for("payment")
+    q_inv = sa.select(inv.c.issue_date, inv.c.kind, inv.c.total, inv.c.currency).where(
+        inv.c.deleted_at.is_(None), inv.c.issue_date.between(first, as_of), inv.c.status.not_in(["void", "draft"]))
+    q_pay = sa.select(pay.c.payment_date, pay.c.kind, pay.c.amount, pay.c.currency).where(
+        pay.c.deleted_at.is_(None), pay.c.payment_date.between(first, as_of))
+    invoiced, miss_inv = _per_month(conn, q_inv, rates, "credit_note")
+    collected, miss_pay = _per_month(conn, q_pay, rates, "refund")
+    missing = miss_inv + miss_pay
+    report.monthly = [{"month": k, "invoiced": _money(invoiced[k].quantize(Decimal("0.01")), rep),
+                       "collected": _money(collected[k].quantize(Decimal("0.01")), rep)} for k in keys]
+    report.monthly_unconverted = missing
+
+
+def build_report(store: Store, config: Any | None = None, *, chains: bool = True) -> Report:
+    """Read the latest reconciliation results from the store (``config``: ltc.yaml, for source links;
+    ``chains=False``: KPIs, history and exceptions only, as the work queue's KPI page needs)."""
+    links = SourceLinks.from_config(config)
+    report = Report(as_of=None, run_id=None, reporting_currency=None)
     with store.engine.connect() as conn:
-        run_id, as_of, kpis = _latest_kpis(conn)
-        exceptions = _exceptions(conn)
-        chains = _chains(conn, exceptions)
-    reporting = next((x["reporting_currency"] for x in exceptions if x["reporting_currency"]), None)
-    if reporting is None:
-        reporting = next((k["unit"] for k in kpis if k["kpi"] == "unapplied_cash"), None)
-    return Report(as_of=as_of, run_id=run_id, reporting_currency=reporting, kpis=kpis, exceptions=exceptions,
-                  by_code=_by_code(exceptions, reporting), chains=chains)
-
-
-# --- rendering ------------------------------------------------------------------------------------
-
-def _text(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, Decimal):
-        return format(v, "f")
-    if isinstance(v, datetime | date):
-        return v.isoformat()
-    return str(v)
+        _kpi_history(conn, report)
+        report.exceptions = _exceptions(conn)
+        if chains:
+            report.chains = _chains(conn, report.exceptions, links, report.records)
+            _subject_records(conn, [i for x in report.exceptions for i in x["record_ids"]], links, report.records)
+        reporting = next((x["reporting_currency"] for x in report.exceptions if x["reporting_currency"]), None)
+        if reporting is None:
+            reporting = next((k["unit"] for k in report.kpis if k["kpi"] == "unapplied_cash"), None)
+        if reporting is None and config is not None:
+            reporting = getattr(config, "reporting_currency", None)
+        report.reporting_currency = reporting
+        report.by_code = _by_code(report.exceptions, reporting)
+        _monthly(conn, report)
+    return report
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -239,122 +436,34 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
         w = csv.writer(fh)
         w.writerow(columns)
         for r in rows:
-            w.writerow([_text(r.get(c)) for c in columns])
+            w.writerow([csv_value(r.get(c)) for c in columns])
 
 
-def _cell(v: Any) -> Any:
-    # XLSX: money and counts as numbers (a spreadsheet sums them), everything else as text.
-    if isinstance(v, Decimal):
-        return float(v)
-    if isinstance(v, datetime):
-        return v.replace(tzinfo=None)
-    return v
+def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None, config: Any | None = None,
+                  lang: str | None = None, locale: str | None = None) -> ReportFiles:
+    """Write the HTML, CSV and XLSX reports of the latest reconciliation into ``out_dir``.
 
+    ``lang``: ``en`` or ``zh`` (default: the language of ``reporting_locale``); ``locale``: how numbers,
+    money and dates are written (default: ``reporting_locale`` of ltc.yaml when its language is
+    ``lang``, else the language's usual locale).
+    """
+    from reports.html import render_html
+    from reports.i18n import report_language
+    from reports.xlsx import write_xlsx
 
-def _write_xlsx(path: Path, report: Report) -> None:
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
-    wb = Workbook()
-    sheets = [("KPIs", KPI_COLUMNS, report.kpis), ("Exceptions by code", SUMMARY_COLUMNS, report.by_code),
-              ("Exceptions", EXCEPTION_COLUMNS, report.exceptions), ("Chains", CHAIN_COLUMNS, report.chains)]
-    first = True
-    for title, columns, rows in sheets:
-        ws = wb.active if first else wb.create_sheet()
-        first = False
-        assert ws is not None
-        ws.title = title
-        ws.append(columns)
-        for c in ws[1]:
-            c.font = Font(bold=True)
-        for r in rows:
-            ws.append([_cell(r.get(c)) for c in columns])
-        ws.freeze_panes = "A2"
-    wb.save(path)
-
-
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2733}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
-.meta{color:#5b6775;margin-bottom:16px}
-table{border-collapse:collapse;margin:4px 0 12px}th,td{border:1px solid #d5dbe2;padding:4px 8px;text-align:left}
-th{background:#f1f4f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.kpis{display:flex;flex-wrap:wrap;gap:10px}.kpi{border:1px solid #d5dbe2;border-radius:6px;padding:8px 12px;min-width:170px}
-.kpi b{display:block;font-size:18px}.kpi small{color:#5b6775}
-.s-paid{color:#1f7a3a}.s-exception{color:#b3261e;font-weight:600}
-"""
-
-
-def _table(columns: list[str], rows: list[dict[str, Any]], numeric: set[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = []
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = html.escape(_text(r.get(c)))
-            cls = ' class="n"' if c in numeric else (f' class="s-{v.split(",")[0]}"' if c == "status" else "")
-            cells.append(f"<td{cls}>{v}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _kpi_value(k: dict[str, Any]) -> Any:
-    v = k["value"]
-    if v is None:
-        return None
-    if k["unit"] == "count":
-        return int(v)
-    if len(k["unit"]) == 3 and k["unit"].isupper():  # a currency
-        return _money(v, k["unit"])
-    return Decimal(v).quantize(Decimal("0.01"))
-
-
-def render_html(report: Report, title: str | None = None) -> str:
-    rep = report.reporting_currency or ""
-    kpi_cards = "".join(
-        f'<div class="kpi"><small>{html.escape(k["kpi"])}</small><b>{html.escape(_text(_kpi_value(k)))} '
-        f'{html.escape(k["unit"])}</b><small>{html.escape(k["variant"])}</small></div>' for k in report.kpis)
-    chains = sorted(report.chains, key=lambda c: (c["status"] != "exception", c["chain_id"]))
-    shown = chains[:HTML_CHAIN_LIMIT]
-    more = (f"<p>{len(chains) - len(shown)} more chains in chains.csv / report.xlsx.</p>"
-            if len(chains) > len(shown) else "")
-    total_risk = sum((c["amount_reporting"] for c in report.by_code), ZERO)
-    statuses: dict[str, int] = defaultdict(int)
-    for c in report.chains:
-        statuses[c["status"]] += 1
-    status_line = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
-    name = title or "Reconciled order-to-invoice-to-cash report"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)}</title><style>{_CSS}</style></head>
-<body>
-<h1>{html.escape(name)}</h1>
-<div class="meta">as of {html.escape(_text(report.as_of))} · reconcile run {html.escape(report.run_id or "-")} ·
-reporting currency {html.escape(rep or "-")} · {len(report.chains)} chains ({html.escape(status_line)}) ·
-{len(report.exceptions)} open exceptions, {html.escape(_text(total_risk))} {html.escape(rep)} at risk</div>
-<h2>KPIs</h2>
-<div class="kpis">{kpi_cards}</div>
-{_table(KPI_COLUMNS, report.kpis, {"value", "numerator", "denominator"})}
-<h2>Exceptions by code</h2>
-{_table(SUMMARY_COLUMNS, report.by_code, {"count", "amount_reporting"})}
-<h2>Chains: deal → orders → invoices → payments</h2>
-{_table(CHAIN_COLUMNS, shown, {"deal_amount", "ordered", "invoiced", "paid", "open"})}
-{more}
-<h2>Exceptions</h2>
-{_table(EXCEPTION_COLUMNS, report.exceptions, {"amount_at_risk", "amount_reporting"})}
-</body></html>
-"""
-
-
-def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None) -> ReportFiles:
-    """Write the HTML, CSV and XLSX reports of the latest reconciliation into ``out_dir``."""
+    lang, locale = report_language(lang, locale or getattr(config, "reporting_locale", None))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(store)
+    report = build_report(store, config)
     files = ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
         "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
     _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
     _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
     _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
-    _write_xlsx(files.xlsx, report)
-    files.html.write_text(render_html(report, title), encoding="utf-8")
+    write_xlsx(files.xlsx, report, lang=lang, locale=locale)
+    files.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
     return files
+
+
+__all__ = ["CHAIN_COLUMNS", "EXCEPTION_COLUMNS", "HTML_CHAIN_LIMIT", "KPI_COLUMNS", "Record", "Report", "ReportFiles",
+           "build_report", "chain_detail", "describe", "write_reports"]

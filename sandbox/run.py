@@ -27,7 +27,7 @@ TLS_KINDS = {"salesforce"}  # simple-salesforce only speaks https
 
 # What each emulator accepts when it serves a world (sandbox values, not secrets): the app's
 # keyword arguments, and the credentials and options a source pointing at it needs. Also used by
-# ``ltc.demo.world_sources`` and printed by ``ltc sandbox status``.
+# ``ltc.app.demo.world_sources`` and printed by ``ltc sandbox status``.
 WORLD_ACCESS: dict[str, dict[str, Any]] = {
     "salesforce": {"app": {}, "credentials": {"client_id": "ltc-emulator-client",
                                               "client_secret": "ltc-emulator-secret"}, "options": {}},

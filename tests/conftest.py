@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import sqlalchemy as sa
 
-from canonical import db, tables
+from canonical import db
 from canonical.store import Store
+from ltc.app import schema as tables  # the whole schema: every layer's tables
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -106,3 +107,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("prefect") is not None:
             item.add_marker(pytest.mark.xdist_group("prefect"))
+        if item.get_closest_marker("browser") is not None:  # one Chromium and one test world, not one per worker
+            item.add_marker(pytest.mark.xdist_group("browser"))

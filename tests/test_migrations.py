@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from canonical import db, tables
+from canonical import db
 from canonical.errors import SchemaOutdated
 from canonical.store import Store
+from ltc.app import schema as tables  # the whole schema: every layer's tables
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

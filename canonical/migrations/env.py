@@ -1,8 +1,11 @@
-"""Alembic environment: runs on the connection ltc-hub hands it (``config.attributes['connection']``)."""
+"""Alembic environment: runs on the connection ltc-hub hands it (``config.attributes['connection']``).
+
+Upgrading needs no table declarations (the scripts are plain DDL). Autogenerate compares with the
+whole schema, which only the application layer assembles: pass it as
+``db.alembic_config(conn, target_metadata=ltc.app.schema.metadata)`` (see docs/architecture.md).
+"""
 
 from alembic import context
-
-from canonical.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - ltc always passes its own connection
@@ -10,7 +13,7 @@ if connection is None:  # pragma: no cover - ltc always passes its own connectio
 
 context.configure(
     connection=connection,
-    target_metadata=metadata,
+    target_metadata=context.config.attributes.get("target_metadata"),
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )

@@ -12,7 +12,7 @@ from canonical import tables as ct
 from canonical.store import Store
 from canonical.tables import table_for
 from connectors.statements import import_file
-from ltc.config import Config, SourceConfig
+from ltc.app.config import Config, SourceConfig
 from mappings.engine import run_mapping
 from sandbox.camt053 import Entry, Statement, Tx, render
 

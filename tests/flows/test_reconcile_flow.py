@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile.engine import run_reconciliation
 from reconcile.tables import recon_allocation, recon_exception, recon_link
 from sandbox.scenario import generate

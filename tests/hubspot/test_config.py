@@ -10,7 +10,7 @@ from canonical.errors import ConfigError
 from connectors.governor import RateGovernor
 from connectors.hubspot import HubSpotConnector, modified_property, pace
 from connectors.registry import build
-from ltc.config import SecretRef, SourceConfig
+from ltc.app.config import SecretRef, SourceConfig
 
 
 def test_from_config_reads_token_options_and_streams(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from canonical import tables
 from canonical.identity import Party, resolve, run_identity
 from canonical.store import Store
-from ltc.config import Config, ReconcileConfig
+from ltc.app.config import Config, ReconcileConfig
 
 
 def acc(pid: str, name: str, **kw: object) -> Party:

@@ -60,7 +60,7 @@ def test_remap_with_a_custom_field_override(tmp_path: Path) -> None:
 
 
 def test_a_relative_mapping_path_is_relative_to_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ltc.config import load_config
+    from ltc.app.config import load_config
 
     conf = tmp_path / "conf"
     conf.mkdir()

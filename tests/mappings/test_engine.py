@@ -14,7 +14,7 @@ from mapping_fixtures import fixture_records, land
 
 from canonical import tables
 from canonical.store import RawRecord, Store
-from ltc.config import Config, SourceConfig
+from ltc.app.config import Config, SourceConfig
 from mappings.engine import mark_pending, run_mapping
 
 

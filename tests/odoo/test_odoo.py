@@ -19,7 +19,7 @@ from connectors.errors import AuthenticationError, ConnectorError, PermissionDen
 from connectors.http import RetryPolicy
 from connectors.odoo import OdooClient, OdooConnector, OdooTarget, from_config, odoo_instant
 from connectors.push import ErpSaleLine, PushError
-from ltc.config import SourceConfig
+from ltc.app.config import SourceConfig
 from tests.odoo.fake_odoo import KEY, URL, FakeOdoo, partner
 
 

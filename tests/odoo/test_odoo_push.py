@@ -17,7 +17,7 @@ from canonical.store import Store
 from connectors.http import RetryPolicy
 from connectors.odoo import OdooClient, OdooTarget
 from connectors.push import PushConflict, make_target, push_orders
-from ltc.config import load_config
+from ltc.app.config import load_config
 from tests.odoo.fake_odoo import KEY, URL, FakeOdoo
 from tests.push.deals import put_deal
 

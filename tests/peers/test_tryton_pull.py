@@ -18,8 +18,8 @@ from canonical.store import Store
 from connectors.base import sync
 from connectors.tryton.connector import TrytonConnector
 from connectors.tryton.rpc import TrytonClient
-from ltc import runtime
-from ltc.config import Config
+from ltc.app import runtime
+from ltc.app.config import Config
 from mappings.engine import run_mapping
 from sandbox import tryton_peer
 

@@ -18,8 +18,8 @@ from connectors.base import sync
 from connectors.governor import RateGovernor
 from connectors.http import RetryPolicy
 from connectors.stripe import StripeConnector
-from ltc.config import Config
-from ltc.pipeline import after_sync
+from ltc.app.config import Config
+from ltc.app.pipeline import after_sync
 from sandbox.server import RunningServer, serve
 from sandbox.stripe import StripeEmulator, create_app
 

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from canonical import tables
 from canonical.store import Store
 from connectors.base import sync
-from ltc import runtime
-from ltc.demo import DEMO_SOURCES, demo_sources
-from ltc.pipeline import after_sync
+from ltc.app import runtime
+from ltc.app.demo import DEMO_SOURCES, demo_sources
+from ltc.app.pipeline import after_sync
 
 
 def test_each_emulator_syncs_and_maps_without_quarantine(sqlite_store: Store) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
+import pytest
 
 from reconcile.frames import SCHEMAS, Frames, prepare
 
@@ -61,3 +65,21 @@ def payment(i: str, amount: str, *, ref: str | None = None, remittance: str | No
             "amount": amount, "fee": fee, "payment_date": pd, "payer_name": payer, "remittance": remittance,
             "invoice_ref": ref, "deal_ref": deal_ref, "settlement_ref": f"st-{i}", "status": "succeeded"}
 
+
+
+def in_process_cli(monkeypatch: pytest.MonkeyPatch,
+                   capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``ltc(*args)``: the console entry point in-process (a subprocess pays seconds of imports per call)."""
+    from ltc.cli import main
+
+    def ltc(*args: str) -> subprocess.CompletedProcess[str]:
+        monkeypatch.setattr(sys, "argv", ["ltc", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        cap = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, cap.out, cap.err)
+
+    return ltc

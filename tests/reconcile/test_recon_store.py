@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -12,12 +10,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from recon_helpers import in_process_cli
 
 from canonical import columnar, tables
 from canonical.errors import InputError
 from canonical.store import Store
-from ltc.cli import main
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile import lifecycle
 from reconcile.core import Settings, reconcile_frames
 from reconcile.engine import run_reconciliation
@@ -109,16 +107,7 @@ def test_cli_reconcile_list_ack_resolve(sqlite_store: Store, monkeypatch: pytest
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.delenv("LTC_CONFIG", raising=False)
 
-    def ltc(*args: str) -> subprocess.CompletedProcess[str]:
-        """The console entry point in-process (a subprocess pays seconds of imports per call)."""
-        monkeypatch.setattr(sys, "argv", ["ltc", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        cap = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, cap.out, cap.err)
+    ltc = in_process_cli(monkeypatch, capsys)
 
     out = ltc("reconcile", "--as-of", WORLD.as_of.isoformat())
     assert out.returncode == 0, out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -14,10 +15,11 @@ from openpyxl import load_workbook
 
 from canonical import tables as ct
 from canonical.store import Store
-from ltc.config import Config
+from ltc.app.config import Config
 from reconcile.engine import run_reconciliation
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_exception, recon_link
 from reports.finance import CHAIN_COLUMNS, EXCEPTION_COLUMNS, build_report, write_reports
+from reports.html import anchor
 from sandbox.scenario import PLANTED, generate
 
 
@@ -55,7 +57,8 @@ def test_exceptions_csv_is_the_open_exceptions_of_the_store(reported: dict[str, 
 
 def test_summary_by_code_sums_the_reporting_amounts(reported: dict[str, Any]) -> None:
     wb = load_workbook(reported["files"].xlsx, read_only=True)
-    assert wb.sheetnames == ["KPIs", "Exceptions by code", "Exceptions", "Chains"]
+    codes = [b["code"] for b in reported["files"].report.by_code]
+    assert wb.sheetnames == ["KPIs", "Exceptions by code", "Exceptions", "Chains", "Records", *codes]
     summary = list(wb["Exceptions by code"].iter_rows(values_only=True))
     header, body = summary[0], summary[1:]
     with reported["store"].engine.connect() as conn:
@@ -67,10 +70,11 @@ def test_summary_by_code_sums_the_reporting_amounts(reported: dict[str, Any]) ->
             counts[code] += 1
     got = {row[0]: row for row in body}
     assert set(got) == set(want)
-    i_count, i_amount = header.index("count"), header.index("amount_reporting")
+    i_count, i_amount = header.index("Count"), header.index("Amount at risk")
     for code, total in want.items():
         assert got[code][i_count] == counts[code]
         assert Decimal(str(got[code][i_amount])).quantize(Decimal("0.01")) == total.quantize(Decimal("0.01"))
+        assert len(list(wb[code].iter_rows())) - 1 == counts[code]  # the code's own sheet
     assert len(list(wb["Chains"].iter_rows())) - 1 == len(_csv(reported["files"].csv["chains"]))
 
 
@@ -117,19 +121,33 @@ def test_html_is_self_contained_and_shows_the_numbers(reported: dict[str, Any]) 
     text = reported["files"].html.read_text()
     assert text.startswith("<!DOCTYPE html>") and "<title>Test report</title>" in text
     lowered = text.lower()
-    for external in ("<script", "<link", "src=", "href=", "http://", "https://", "@import", "url("):
+    # no script, no external asset: links go only to the records' source systems (<a href>)
+    for external in ("<script", "<link", "src=", "@import", "url("):
         assert external not in lowered
+    assert all(h.startswith(("#", "http://", "https://")) for h in re.findall(r'href="([^"]*)"', text))
     report = build_report(reported["store"])
     for k in report.kpis:
         assert k["variant"] in text
     for row in report.by_code:
-        assert f"<td>{row['code']}</td>" in text
-        assert f">{row['amount_reporting']}<" in text
-    assert f"{len(report.exceptions)} open exceptions" in text
+        assert f'<span class="code">{row["code"]}</span>' in text
+        assert f"${row['amount_reporting']:,.2f}" in text  # Babel: en_US money with separators
+    assert f"({len(report.exceptions)} open)" in text
 
 
-def test_empty_store_gives_empty_reports_not_an_error(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'e.db'}")
-    files = write_reports(store, tmp_path / "out")
-    assert all(p.exists() for p in files.all())
-    assert _csv(files.csv["exceptions"]) == [] and _csv(files.csv["chains"]) == []
+def test_every_exception_links_to_its_chain_and_the_chain_back(reported: dict[str, Any]) -> None:
+    text = reported["files"].html.read_text()
+    ids = set(re.findall(r'id="([^"]+)"', text))
+    targets = set(re.findall(r'href="#([^"]+)"', text))
+    assert targets <= ids, targets - ids  # every drill-down anchor lands somewhere
+    report = reported["files"].report
+    chained = [x for x in report.exceptions if x["chain_id"]]
+    assert chained
+    for x in chained:
+        x_anchor = anchor("x", x["fingerprint"])
+        c_anchor = anchor("c", x["chain_id"])
+        assert x_anchor in ids and c_anchor in ids and f'href="#{c_anchor}"' in text
+        row = text[text.index(f'id="{c_anchor}"'):]
+        row = row[:row.index("</tr>")]
+        assert f'href="#{x_anchor}"' in row  # the chain's row links back to the exception
+
+

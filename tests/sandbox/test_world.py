@@ -297,7 +297,7 @@ def test_cli_serves_a_world_and_status_names_each_emulator(tmp_path: Path, monke
     import httpx
 
     from canonical.errors import ConfigError
-    from ltc import sandbox_cmd
+    from ltc.cli import sandbox as sandbox_cmd
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="--kind and --world do not go together"):

@@ -17,9 +17,9 @@ from canonical.store import Store
 from connectors.base import sync
 from connectors.statements import import_folder
 from connectors.tryton.rpc import TrytonAuthError, TrytonClient, TrytonError, TrytonUserError
-from ltc import runtime
-from ltc.config import Config
-from ltc.demo import world_sources
+from ltc.app import runtime
+from ltc.app.config import Config
+from ltc.app.demo import world_sources
 from mappings.engine import run_mapping
 from sandbox.run import WORLD_ACCESS
 from sandbox.world import read_world
@@ -288,7 +288,7 @@ def test_a_world_of_every_system_runs_the_whole_pipeline(sqlite_store: Store, tm
     ERPs with Tryton as `erp`, a bank), synced, imported, mapped, resolved and reconciled."""
     import shutil
 
-    from ltc.pipeline import after_sync
+    from ltc.app.pipeline import after_sync
 
     root = tmp_path / "all"
     root.mkdir()

@@ -13,7 +13,7 @@ from canonical.store import Store
 from connectors.base import sync
 from connectors.errors import AuthenticationError, ConnectorError, PermissionDenied
 from connectors.stripe import STREAMS, from_config
-from ltc.config import SourceConfig
+from ltc.app.config import SourceConfig
 from tests.stripe.conftest import KEY, T_NOW, Sandbox
 
 OBJECTS = {"customers": "customer", "invoices": "invoice", "charges": "charge", "payment_intents": "payment_intent",

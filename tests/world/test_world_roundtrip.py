@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from canonical import tables as ct
 from canonical.errors import ConfigError
 from canonical.store import Store
-from ltc.config import Config
-from ltc.demo import replay_world
+from ltc.app.config import Config
+from ltc.app.demo import replay_world
 from reconcile.engine import run_reconciliation
 from reconcile.frames import load_frames
 from reconcile.tables import recon_exception

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 
 from canonical import db
 from canonical.errors import ConfigError
 from canonical.store import Store
 from connectors import registry
-from connectors.base import Connector
-from ltc.config import Config, load_config
+from connectors.base import Connector, StreamResult, sync
+from ltc.app.config import Config, load_config
 
 
 def store_url(cfg: Config) -> str:
@@ -38,3 +39,15 @@ def build_connector(cfg: Config, name: str) -> Connector:
     connector = registry.build(name, src)
     connector.lookback = timedelta(minutes=src.lookback_minutes)
     return connector
+
+
+def sync_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,
+                 full_refresh: bool = False) -> Iterator[tuple[str, StreamResult]]:
+    """Sync the configured sources (or the named ones) one after the other: (source, result) per stream."""
+    for name in source_names(cfg, only):
+        connector = build_connector(cfg, name)
+        try:
+            for result in sync(connector, store, streams=streams, full_refresh=full_refresh):
+                yield name, result
+        finally:
+            connector.close()

@@ -6,8 +6,9 @@ import typer
 from rich.table import Table
 
 from canonical.money import Money
-from connectors.push import Action, PushReport, make_target, push_orders
-from ltc.config import load_config
+from connectors.push import Action, PushReport
+from ltc.app.push import push_to_erp
+from ltc.cli.common import console
 
 _VERB = {"create": "create", "update": "update", "confirm": "confirm", "unchanged": "unchanged",
          "conflict": "CONFLICT", "error": "ERROR"}
@@ -18,8 +19,6 @@ def _money(m: Money) -> str:
 
 
 def render_report(report: PushReport) -> None:
-    from ltc.cli import console
-
     mode = "dry run: nothing written" if report.dry_run else "pushed"
     if not report.results:
         console.print(f"ERP {report.erp} ({mode}): no closed-won deal needs an order.")
@@ -50,19 +49,7 @@ def push_orders_cmd(
     config: str | None = typer.Option(None, "--config", "-c", help="Path of ltc.yaml."),
 ) -> None:
     """Push closed-won deals with no ERP order to the ERP of ltc.yaml `erp.source` (idempotent)."""
-    from ltc.cli import open_store
-
-    cfg = load_config(config)
-    target, confirm = make_target(cfg)
-    store = open_store(config)
-    try:
-        report = push_orders(store, target, dry_run=dry_run or (cfg.erp is not None and cfg.erp.dry_run),
-                             confirm=confirm, deal_ids=deal or None)
-    finally:
-        close = getattr(target, "close", None)
-        if close is not None:
-            close()
-        store.close()
+    report = push_to_erp(config, dry_run=dry_run, deal_ids=deal or None)
     render_report(report)
     if report.failed:
         raise typer.Exit(1)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from canonical.errors import ConfigError
 from canonical.identity import run_identity
 from canonical.store import Store
-from ltc.config import Config
-from mappings.engine import run_mapping
+from ltc.app.config import Config
+from mappings.engine import mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
 
 
@@ -32,4 +33,17 @@ def write_report(store: Store, cfg: Config) -> Any:
     """The finance report of the latest reconciliation into ``reports_dir`` (HTML, CSV, XLSX)."""
     from reports.finance import write_reports
 
-    return write_reports(store, cfg.reports_dir)
+    return write_reports(store, cfg.reports_dir, config=cfg)
+
+
+def remap(store: Store, cfg: Config, source: str | None = None) -> tuple[int, dict[str, dict[str, int]]]:
+    """Mark the raw records (of ``source``, or all) pending and map them again: (marked, counts per source).
+
+    An unknown ``source`` (not in ltc.yaml and nothing landed for it) is a ConfigError.
+    """
+    if source is not None and source not in cfg.sources and store.count_raw(source, include_deleted=True) == 0:
+        known = sorted(set(cfg.sources))
+        raise ConfigError(f"unknown source {source!r}: not in ltc.yaml and nothing landed for it"
+                          + (f" (configured: {', '.join(known)})" if known else ""))
+    marked = mark_pending(store, source)
+    return marked, run_mapping(store, source, config=cfg)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ltc.config import Config, SecretRef, SourceConfig
+from ltc.app.config import Config, SecretRef, SourceConfig
 from sandbox.run import start
 from sandbox.server import RunningServer
 from sandbox.world import WorldDir
@@ -88,7 +88,7 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
     The world's ERP is ``erp.source`` in dry-run mode: a world is a replay, its ERP emulator
     answers reads only. ``reporting_currency`` is the world's.
     """
-    from ltc.config import ErpConfig
+    from ltc.app.config import ErpConfig
     from sandbox.run import WORLD_ACCESS, start_world
 
     servers = start_world(world)
@@ -183,7 +183,7 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     of the world's ``as_of`` (default today) and write the finance report into ``reports_dir``.
     """
     from connectors.statements import run_import
-    from ltc.pipeline import after_sync
+    from ltc.app.pipeline import after_sync
     from reports.finance import write_reports
     from sandbox.world import read_world
 
@@ -204,20 +204,15 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
         if world.fx_rates:
             echo(f"fx rates: {load_fx_rates(store, world.fx_rates)} loaded")
         result = after_sync(store, cfg, as_of)
-    files = write_reports(store, reports_dir, title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
+    files = write_reports(store, reports_dir, title=f"Reconciled order-to-invoice-to-cash report: {world.name}",
+                          config=cfg)
     result["reports"] = [str(p) for p in files.all()]
     result["as_of"] = as_of.isoformat()
     return result
 
 
 def _sync_all(cfg: Config, store: Any) -> None:
-    from connectors.base import sync
-    from ltc import runtime
+    from ltc.app.runtime import sync_sources
 
-    for name in runtime.source_names(cfg):
-        connector = runtime.build_connector(cfg, name)
-        try:
-            for _ in sync(connector, store):
-                pass
-        finally:
-            connector.close()
+    for _ in sync_sources(cfg, store):
+        pass

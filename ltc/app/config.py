@@ -61,6 +61,32 @@ class SecretRef(_Model):
         return f"env:{self.env}" if self.env else f"secret:{self.secret}"
 
 
+class SourceWeb(_Model):
+    """The source's web UI, for links from the report and the work queue to each record.
+
+    ``url``: the web client's base URL (default: the vendor's, or ``base_url`` for Salesforce, Tryton
+    and Odoo). ``portal_id``: the HubSpot account (hub) id. ``test_mode``: Stripe test-mode dashboard.
+    ``database``: the Tryton database (default ``options.database``).
+    """
+
+    url: str | None = None
+    portal_id: str | None = None
+    test_mode: bool = False
+    database: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _web_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"web.url must start with http:// or https://, got {v!r}")
+        return v
+
+    @field_validator("portal_id", mode="before")
+    @classmethod
+    def _portal(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v
+
+
 class SourceConfig(_Model):
     kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053"]
     base_url: str | None = None
@@ -70,6 +96,8 @@ class SourceConfig(_Model):
     lookback_minutes: int = Field(default=10, ge=0)
     page_size: int | None = Field(default=None, ge=1)
     mapping: str | None = None  # path of a mapping file that overrides or extends the shipped one
+    web: SourceWeb = Field(default_factory=lambda: SourceWeb())  # where a person opens this source's records
+
 
     @field_validator("base_url")
     @classmethod
@@ -106,19 +134,56 @@ class NotificationConfig(_Model):
     target: SecretRef
 
 
+ROLES = ("viewer", "finance", "admin")
+
+
+class UiUser(_Model):
+    """A user of ``ltc ui``: a role and, for form login, a password hash (``ltc ui hash-password``)."""
+
+    role: Literal["viewer", "finance", "admin"] = "viewer"
+    password_hash: str | None = None
+    name: str | None = None
+
+
+class UiConfig(_Model):
+    """``ltc ui``: users and roles; form login, or a reverse proxy that authenticates (SSO)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65535)
+    users: dict[str, UiUser] = Field(default_factory=dict)
+    # Trust ``proxy_header`` (e.g. X-Forwarded-User) only from these client addresses.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    proxy_header: str = "X-Forwarded-User"
+    proxy_default_role: Literal["viewer", "finance", "admin"] | None = None  # a proxy user not listed in users
+    secret: SecretRef | None = None  # signs sessions and CSRF tokens; default: random per process
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+
+
 class Config(_Model):
     database_url: str | None = None
     reporting_currency: str = "USD"
+    reporting_locale: str = "en_US"  # numbers, money and dates in the report (Babel locale, e.g. zh_Hans_CN, de_DE)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     erp: ErpConfig | None = None
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     notifications: list[NotificationConfig] = Field(default_factory=list)
     reports_dir: str = ".ltc/reports"  # where `ltc run` and the pipeline flow write the finance report
+    ui: UiConfig = Field(default_factory=UiConfig)
 
     @field_validator("reporting_currency")
     @classmethod
     def _currency(cls, v: str) -> str:
         return normalize_currency(v)
+
+    @field_validator("reporting_locale")
+    @classmethod
+    def _locale(cls, v: str) -> str:
+        from babel import Locale, UnknownLocaleError
+
+        try:
+            return str(Locale.parse(v.replace("-", "_")))
+        except (ValueError, UnknownLocaleError):
+            raise ValueError(f"unknown locale {v!r}; e.g. en_US, de_DE, zh_Hans_CN") from None
 
     @model_validator(mode="after")
     def _erp_is_a_source(self) -> Config:

@@ -13,13 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from canonical.errors import InputError
-from ltc import runtime
+from ltc.app import runtime
+from ltc.app.exceptions import source_records
+from ltc.cli.common import ConfigOpt
 from reconcile import lifecycle
 from reconcile.codes import CODES, STATUSES
 
 console = Console()
-exceptions_app = typer.Typer(help="Reconciliation exceptions: list, acknowledge, resolve.", no_args_is_help=True)
-ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
+exceptions_app = typer.Typer(help="Reconciliation exceptions: list, acknowledge, resolve, assign, comment, snooze.",
+                             no_args_is_help=True)
 
 
 def _store(config: str | None) -> Any:
@@ -32,7 +34,7 @@ def _as_of(value: str | None) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise InputError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+        raise InputError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def reconcile(
@@ -40,7 +42,7 @@ def reconcile(
     as_of: str | None = typer.Option(None, "--as-of", help="Reconcile as of this date (default: today)."),
 ) -> None:
     """Run the reconciliation on the store and print a summary."""
-    from ltc.config import load_config
+    from ltc.app.config import load_config
     from reconcile.engine import run_reconciliation
 
     cfg = load_config(config)
@@ -55,45 +57,6 @@ def reconcile(
     lc = s["lifecycle"]
     console.print(f"lifecycle: new={lc['new']} reopened={lc['reopened']} still_open={lc['still_open']} "
                   f"auto_resolved={lc['auto_resolved']}")
-
-
-def source_records(store: Any, canonical_ids: list[str]) -> dict[str, dict[str, str | None]]:
-    """Canonical id -> the record it came from: ``{system, object, id, entity, canonical_id}``.
-
-    Read from the canonical rows (``source_system``, ``source_object``, ``source_id``); an id whose row
-    is gone (or whose entity has no table) is described from the id itself, with ``object`` null.
-    """
-    import sqlalchemy as sa
-
-    from canonical import tables as ct
-
-    by_entity: dict[str, set[str]] = {}
-    for cid in canonical_ids:
-        parts = cid.split(":", 2)
-        if len(parts) == 3:
-            by_entity.setdefault(parts[1], set()).add(cid)
-    found: dict[str, dict[str, str | None]] = {}
-    with store.engine.connect() as conn:
-        for entity, ids in by_entity.items():
-            try:
-                table = ct.table_for(entity)
-            except (KeyError, ValueError):
-                continue
-            wanted = sorted(ids)
-            for i in range(0, len(wanted), 500):
-                q = sa.select(table.c.id, table.c.source_system, table.c.source_object, table.c.source_id).where(
-                    table.c.id.in_(wanted[i:i + 500]))
-                for cid, system, obj, sid in conn.execute(q):
-                    found[cid] = {"system": system, "object": obj, "id": sid, "entity": entity, "canonical_id": cid}
-    for cid in canonical_ids:
-        if cid not in found:
-            parts = cid.split(":", 2)
-            if len(parts) == 3:
-                found[cid] = {"system": parts[0], "object": None, "id": parts[2], "entity": parts[1],
-                              "canonical_id": cid}
-            else:
-                found[cid] = {"system": None, "object": None, "id": cid, "entity": None, "canonical_id": cid}
-    return found
 
 
 def _jsonable(v: Any) -> Any:
@@ -136,25 +99,60 @@ def list_cmd(
     console.print(table)
 
 
-def _transition(ident: str, to: str, note: str, actor: str | None, config: str | None) -> None:
+def _act(idents: list[str], action: str, actor: str | None, config: str | None, **kw: Any) -> None:
     who = actor or getpass.getuser()
-    res = lifecycle.transition(_store(config), ident, to, note, who)
-    console.print(f"exception {res['fingerprint'][:12]}: {res['from']} -> {res['to']} (by {who})")
+    results = lifecycle.act(_store(config), idents, action, who, **kw)
+    for res in results:
+        if res["skipped"]:
+            console.print(f"exception {res['fingerprint'][:12]}: skipped ({res['skipped']})")
+        else:
+            change = f"{res['from']} -> {res['to']}" if res["from"] != res["to"] else action
+            console.print(f"exception {res['fingerprint'][:12]}: {change} (by {who})")
+    if len(idents) == 1 and results[0]["skipped"]:
+        raise InputError(results[0]["skipped"])
 
 
+IdsArg = typer.Argument(..., help="Fingerprints or unique prefixes (>= 6 chars).")
 NoteOpt = typer.Option(..., "--note", help="Why (kept in the audit trail).")
+OptNote = typer.Option("", "--note", help="Why (kept in the audit trail).")
 ActorOpt = typer.Option(None, "--actor", help="Who (default: the OS user).")
 
 
 @exceptions_app.command("ack")
-def ack_cmd(ident: str = typer.Argument(..., help="Fingerprint or a unique prefix (>= 6 chars)."),
-            note: str = NoteOpt, actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
-    """Acknowledge an open exception."""
-    _transition(ident, "acknowledged", note, actor, config)
+def ack_cmd(ident: list[str] = IdsArg, note: str = NoteOpt, actor: str | None = ActorOpt,
+            config: str | None = ConfigOpt) -> None:
+    """Acknowledge open exceptions."""
+    if not note.strip():
+        raise InputError("a note is required: say why (--note \"...\")")
+    _act(ident, "acknowledge", actor, config, note=note)
 
 
 @exceptions_app.command("resolve")
-def resolve_cmd(ident: str = typer.Argument(..., help="Fingerprint or a unique prefix (>= 6 chars)."),
-                note: str = NoteOpt, actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
-    """Resolve an exception by hand (it reopens if the next run finds it again)."""
-    _transition(ident, "resolved", note, actor, config)
+def resolve_cmd(ident: list[str] = IdsArg, note: str = NoteOpt, actor: str | None = ActorOpt,
+                config: str | None = ConfigOpt) -> None:
+    """Resolve exceptions by hand (one reopens if the next run finds it again)."""
+    _act(ident, "resolve", actor, config, note=note)
+
+
+@exceptions_app.command("assign")
+def assign_cmd(ident: list[str] = IdsArg, owner: str = typer.Option(..., "--owner", help="Who owns it now "
+               "(empty: unassign, back to the owner reconciliation derived)."), note: str = OptNote,
+               actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
+    """Assign exceptions to an owner."""
+    _act(ident, "assign", actor, config, owner=owner, note=note)
+
+
+@exceptions_app.command("comment")
+def comment_cmd(ident: list[str] = IdsArg, text: str = typer.Option(..., "--text", help="The comment."),
+                actor: str | None = ActorOpt, config: str | None = ConfigOpt) -> None:
+    """Add a comment to the exceptions' audit trail."""
+    _act(ident, "comment", actor, config, note=text)
+
+
+@exceptions_app.command("snooze")
+def snooze_cmd(ident: list[str] = IdsArg, until: str = typer.Option(..., "--until", help="YYYY-MM-DD, after "
+               "today; 'none' lifts the snooze."), note: str = OptNote, actor: str | None = ActorOpt,
+               config: str | None = ConfigOpt) -> None:
+    """Hide exceptions from the work queue until a date."""
+    day = None if until.strip().lower() == "none" else _as_of(until)
+    _act(ident, "snooze", actor, config, until=day, note=note)

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from canonical.errors import InputError
 from connectors.statements import DEFAULT_SOURCE, FileResult, run_import
+from ltc.cli.common import open_store
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -47,8 +48,6 @@ def import_statement(
     config: str | None = typer.Option(None, "--config", "-c", help="Path of ltc.yaml."),
 ) -> None:
     """Import bank statements (camt.053 any version, MT940); re-importing changes nothing."""
-    from ltc.cli import open_store
-
     if (file is None) == (folder is None):
         raise InputError("import-statement: give either a FILE or --folder DIR (one of them)")
     summary = run_import(open_store(config), file=file, folder=folder, source=source)

@@ -5,27 +5,18 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from canonical.errors import ConfigError
 from canonical.identity import run_identity
-from ltc.config import load_config
-from mappings.engine import mark_pending, run_mapping
+from ltc.app.config import load_config
+from ltc.app.pipeline import remap as remap_sources
+from ltc.cli.common import ConfigOpt, console, open_store
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Path of ltc.yaml (default: $LTC_CONFIG or ./ltc.yaml).")
 SourceOpt = typer.Option(None, "--source", "-s", help="Only this source (its name in ltc.yaml).")
 
 
 def remap(source: str | None = SourceOpt, config: str | None = ConfigOpt) -> None:
     """Rebuild canonical rows from the raw landing (after a mapping change); fetches nothing."""
-    from ltc.cli import console, open_store
-
     cfg = load_config(config)
-    store = open_store(config)
-    if source is not None and source not in cfg.sources and store.count_raw(source, include_deleted=True) == 0:
-        known = sorted(set(cfg.sources))
-        raise ConfigError(f"unknown source {source!r}: not in ltc.yaml and nothing landed for it"
-                          + (f" (configured: {', '.join(known)})" if known else ""))
-    marked = mark_pending(store, source)
-    counts = run_mapping(store, source, config=cfg)
+    marked, counts = remap_sources(open_store(config), cfg, source)
     table = Table(title=f"Remapped {marked} raw record(s)")
     for col in ("source", "records", "mapped", "quarantined", "tombstoned", "ignored", "canonical rows"):
         table.add_column(col)
@@ -43,8 +34,6 @@ def remap(source: str | None = SourceOpt, config: str | None = ConfigOpt) -> Non
 
 def identity(config: str | None = ConfigOpt) -> None:
     """Resolve which accounts (and bank payers) are the same customer; writes cross_ref."""
-    from ltc.cli import console, open_store
-
     cfg = load_config(config)
     counts = run_identity(open_store(config), config=cfg)
     console.print("Identity: " + ", ".join(f"{k}={v}" for k, v in counts.items()))

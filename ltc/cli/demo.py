@@ -1,0 +1,34 @@
+"""``ltc demo``: the main job on a generated world (or ``--world DIR``) served by the local emulators."""
+
+from __future__ import annotations
+
+import typer
+
+from canonical.errors import ConfigError
+from ltc.app import runtime
+from ltc.cli.common import ConfigOpt, console
+from ltc.cli.sync import print_summary, render_status, run_sources
+
+
+def demo(
+    world: str | None = typer.Option(None, "--world", help="Replay this world directory (docs/world.md); "
+                                     "default: generate one into .ltc/world/ and replay it."),
+    seed: int = typer.Option(7, help="Seed of the generated world."),
+    chains: int = typer.Option(300, help="Closed-won deal chains of the generated world."),
+    erp: str = typer.Option("tryton", help="ERP of the generated world: tryton or odoo."),
+    out: str | None = typer.Option(None, "--out", help="Where the reports go (default: .ltc/reports/)."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """The main job on a world: emulators serve it, then sync, map, identity, reconcile and the reports."""
+    from ltc.app.demo import DEFAULT_REPORTS, DEFAULT_WORLD, generate_world, replay_world
+
+    store = runtime.open_store(config)
+    if world is None:
+        if erp not in ("tryton", "odoo"):
+            raise ConfigError(f"--erp {erp!r}: the generated world's ERP is tryton or odoo")
+        world = str(generate_world(DEFAULT_WORLD, chains=chains, seed=seed, erp=erp))
+        console.print(f"generated world: {world} ({chains} chains, seed {seed}, ERP {erp})")
+    summary = replay_world(store, world, out or DEFAULT_REPORTS, sync_table=run_sources, echo=console.print)
+    render_status(store)
+    print_summary(summary)
+    console.print("reports: " + ", ".join(str(p) for p in summary["reports"]))

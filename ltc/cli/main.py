@@ -1,0 +1,50 @@
+"""``ltc``: a thin command-line shell over the same functions the Prefect flows call (:mod:`ltc.app`).
+
+Every error an operator can act on is printed as one line on stderr with a non-zero exit code;
+no traceback. Each command group lives in its own module; this one only assembles them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from canonical.errors import LtcError
+from ltc.cli import config, db, demo, mapping, push, reconcile, report, sandbox, serve, statements, sync, ui
+from ltc.cli.common import err_console
+
+app = typer.Typer(
+    help="ltc-hub: Lead-to-Cash integration hub.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(config.app, name="config")
+app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(ui.app, name="ui")
+app.command()(sync.sync)
+app.command()(sync.status)
+app.command()(sync.run)
+app.command()(demo.demo)
+app.command()(report.report)
+app.command()(serve.serve)
+app.command("import-statement")(statements.import_statement)
+app.command("push-orders")(push.push_orders_cmd)
+app.command("reconcile")(reconcile.reconcile)
+app.add_typer(reconcile.exceptions_app, name="exceptions")
+app.command("remap")(mapping.remap)
+app.command("identity")(mapping.identity)
+
+
+def main() -> None:
+    """Console entry point: LtcError -> one line on stderr and its exit code."""
+    try:
+        app()
+    except LtcError as exc:
+        err_console.print(f"error: {exc}", soft_wrap=True, highlight=False, markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)

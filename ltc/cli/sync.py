@@ -1,0 +1,123 @@
+"""``ltc sync``, ``ltc status`` and ``ltc run`` (the main job without Prefect)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from canonical import db
+from canonical.errors import ConfigError
+from canonical.store import Store
+from ltc.app import runtime
+from ltc.app.config import Config, load_config
+from ltc.app.status import open_exceptions
+from ltc.cli.common import ConfigOpt, console, fmt
+
+
+def _cursor(value: Any) -> str:
+    """The high-water mark of a stream's cursor, readably (the full JSON is in stream_state)."""
+    if isinstance(value, dict):
+        hw = value.get("hw")
+        mark = hw[0][:19] if isinstance(hw, list) and hw and hw[0] else "-"
+        return mark + (" (resuming)" if value.get("run") else "")
+    return fmt(value, 24)
+
+
+def render_status(store: Store) -> None:
+    states = store.stream_states()
+    url = db.mask_url(store.engine.url.render_as_string(hide_password=False))
+    if not states:
+        console.print(f"Store {url}: empty — no stream has been synced yet (run `ltc sync` or `make demo`).")
+        return
+    table = Table(title=f"Streams in {url}")
+    for col in ("source", "stream", "status", "synced up to", "last run", "seen", "written",
+                "quar.", "src/store", "message"):
+        table.add_column(col, overflow="fold")
+    for s in states:
+        completeness = f"{s['source_count']}/{s['store_count']}" if s["source_count"] is not None else "-"
+        last = s["last_run_at"].strftime("%Y-%m-%d %H:%M") if s["last_run_at"] else "-"
+        table.add_row(
+            s["connector"], s["stream"], fmt(s["status"]), _cursor(s["cursor"]), last,
+            str(s["records_seen"]), str(s["records_written"]), str(s["quarantined"]), completeness,
+            fmt(s["message"], 60),
+        )
+    console.print(table)
+    counts = store.table_counts()
+    console.print("Canonical rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    open_ex = open_exceptions(store)
+    console.print("Open exceptions: " + (", ".join(f"{k}={v}" for k, v in open_ex.items()) or "none")
+                  + ("  (`ltc exceptions list`)" if open_ex else ""))
+
+
+def run_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,
+                full_refresh: bool = False) -> bool:
+    """Sync the sources and print a table; True if any stream paused on a quota."""
+    table = Table(title="sync")
+    for col in ("source", "stream", "status", "records", "written", "unchanged", "quarantined", "message"):
+        table.add_column(col)
+    paused = False
+    for name, r in runtime.sync_sources(cfg, store, only, streams=streams, full_refresh=full_refresh):
+        paused = paused or r.status == "paused"
+        table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
+                      str(r.quarantined), fmt(r.message, 70))
+    console.print(table)
+    return paused
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    rec = summary["reconcile"]
+    console.print(f"mapping: {summary['mapping']}")
+    console.print(f"identity: {summary['identity']}")
+    console.print(f"reconcile: {rec['chains']} deal chains; rows {rec['rows']}; states {rec['states']}")
+    if rec["exceptions"]:
+        console.print("exceptions: " + ", ".join(f"{k}={v}" for k, v in sorted(rec["exceptions"].items())))
+    console.print("next: `ltc exceptions list`, `ltc status`")
+
+
+def sync(
+    source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s) from ltc.yaml; default: all."),
+    stream: list[str] = typer.Option(None, "--stream", help="Only these streams."),
+    full_refresh: bool = typer.Option(False, "--full-refresh", help="Ignore saved cursors; re-read everything."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """Pull the configured sources into the raw landing (checkpointed per page).
+
+    Exit code 0 when every stream completed, 3 when a stream paused on a vendor quota (state saved;
+    run again later to resume), 1 when a stream failed.
+    """
+    if run_sources(load_config(config), runtime.open_store(config), source, stream or None, full_refresh):
+        raise typer.Exit(3)
+
+
+def status(config: str | None = ConfigOpt) -> None:
+    """Per stream: status, cursor, last run, records, quarantined, completeness."""
+    render_status(runtime.open_store(config))
+
+
+def run(
+    source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s); default: all."),
+    as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default today."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """The main job without Prefect: sync, map, resolve identities, reconcile, report (as the pipeline flow does)."""
+    from ltc.app.pipeline import after_sync, write_report
+
+    cfg = load_config(config)
+    store = runtime.open_store(config)
+    paused = run_sources(cfg, store, source)
+    print_summary(after_sync(store, cfg, _date(as_of)))
+    console.print(f"report: {write_report(store, cfg).html}")
+    if paused:
+        raise typer.Exit(3)
+
+
+def _date(value: str | None) -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None

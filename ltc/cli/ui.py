@@ -1,0 +1,62 @@
+"""``ltc ui``: the exception work queue (``ui.app``) served by uvicorn; ``ltc ui hash-password``."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+import typer
+
+from canonical.errors import ConfigError
+from ltc.cli.common import ConfigOpt
+
+app = typer.Typer(help="The exception work queue: a small web application on the store.",
+                  invoke_without_command=True, no_args_is_help=False)
+
+
+def build(config: str | None, lang: str | None = None) -> tuple[Any, Any]:
+    """The application and the configuration (users checked before anything listens)."""
+    from ltc.app import runtime
+    from ltc.app.config import load_config
+    from ui.app import create_app
+
+    cfg = load_config(config)
+    return create_app(runtime.open_store(config), cfg, lang=lang), cfg
+
+
+def server(config: str | None, host: str | None = None, port: int | None = None, lang: str | None = None) -> Any:
+    """A uvicorn server for the work queue (``ltc ui`` runs it; ``ltc serve --ui`` runs it in a thread)."""
+    import uvicorn
+
+    application, cfg = build(config, lang)
+    return uvicorn.Server(uvicorn.Config(application, host=host or cfg.ui.host, port=port or cfg.ui.port, log_level="warning",
+                                         proxy_headers=False, server_header=False))
+
+
+@app.callback()
+def ui(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, help="Address to listen on (default ui.host, 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default ui.port, 8765)."),
+    lang: str | None = typer.Option(None, "--lang", help="Default language: en or zh."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """Serve the work queue (users and roles from ui.users in ltc.yaml)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    srv = server(config, host, port, lang)
+    typer.echo(f"work queue on http://{srv.config.host}:{srv.config.port}/ (Ctrl-C to stop)")
+    srv.run()
+
+
+@app.command("hash-password")
+def hash_password_cmd() -> None:
+    """Read a password (twice, not echoed) and print its hash for ui.users.<name>.password_hash."""
+    from ui.auth import hash_password
+
+    first = getpass.getpass("password: ")
+    if len(first) < 8:
+        raise ConfigError("a password needs at least 8 characters")
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the two passwords differ")
+    typer.echo(hash_password(first))

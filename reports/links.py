@@ -1,0 +1,89 @@
+"""Links from a canonical record to the same record in its source system's web UI.
+
+Built from ltc.yaml: a source's ``web.url`` (default: the vendor's web app, or the source's
+``base_url`` where the API and the web client share a host), HubSpot's ``web.portal_id``, Stripe's
+``web.test_mode`` and Tryton's database. Shapes (the vendors' own record URLs):
+
+* Salesforce: ``<instance>/lightning/r/<Object>/<Id>/view``
+* HubSpot: ``https://app.hubspot.com/contacts/<portal id>/record/<object type id>/<id>``
+* Stripe: ``https://dashboard.stripe.com[/test]/payments/ch_...`` (``/invoices/in_...``, ``/customers/cus_...``...)
+* Tryton (web client sao): ``<server>/#<database>/model/<model>/<id>``
+* Odoo: ``<server>/web#id=<id>&model=<model>&view_type=form`` (Odoo 17+ redirects it to its new routes)
+
+A record whose source has no web UI (bank statements) or whose source is not configured has no link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+HUBSPOT_TYPES = {"contacts": "0-1", "companies": "0-2", "deals": "0-3", "tickets": "0-5", "products": "0-7",
+                 "line_items": "0-8", "quotes": "0-14", "invoices": "0-53"}
+STRIPE_PREFIX = {"ch_": "payments", "py_": "payments", "pi_": "payments", "re_": "refunds", "in_": "invoices",
+                 "cus_": "customers", "po_": "payouts", "sub_": "subscriptions", "cn_": "credit-notes"}
+STRIPE_OBJECT = {"charge": "payments", "payment_intent": "payments", "refund": "refunds", "invoice": "invoices",
+                 "customer": "customers", "payout": "payouts", "credit_note": "credit-notes"}
+TRYTON_MODEL = {"payments": "account.move.line"}
+# A row whose source object is stored under its canonical entity name (rows loaded from canonical
+# tables, e.g. the scenario generator's worlds) is linked as the vendor's usual object for it.
+ENTITY_OBJECT = {
+    "salesforce": {"deal": "Opportunity", "account": "Account", "lead": "Lead", "contact": "Contact"},
+    "hubspot": {"deal": "deals", "account": "companies", "contact": "contacts", "invoice": "invoices"},
+    "tryton": {"order": "sale.sale", "invoice": "account.invoice", "account": "party.party",
+               "payment": "account.move.line"},
+    "odoo": {"order": "sale.order", "invoice": "account.move", "account": "res.partner", "payment": "account.payment"},
+}
+DEFAULT_WEB = {"hubspot": "https://app.hubspot.com", "stripe": "https://dashboard.stripe.com"}
+
+
+@dataclass(frozen=True)
+class _Web:
+    kind: str
+    url: str | None
+    portal_id: str | None = None
+    test_mode: bool = False
+    database: str | None = None
+
+
+def _q(part: str) -> str:
+    return quote(str(part), safe="")
+
+
+class SourceLinks:
+    """``url(system, object, id)`` for the sources of a configuration."""
+
+    def __init__(self, webs: dict[str, _Web] | None = None) -> None:
+        self._webs = webs or {}
+
+    @classmethod
+    def from_config(cls, cfg: Any | None) -> SourceLinks:
+        webs: dict[str, _Web] = {}
+        for name, src in (getattr(cfg, "sources", None) or {}).items():
+            web = src.web
+            url = web.url or DEFAULT_WEB.get(src.kind) or src.base_url
+            database = web.database or (src.options or {}).get("database")
+            webs[name] = _Web(kind=src.kind, url=url.rstrip("/") if url else None, portal_id=web.portal_id,
+                              test_mode=web.test_mode, database=str(database) if database else None)
+        return cls(webs)
+
+    def url(self, system: str | None, obj: str | None, source_id: str | None) -> str | None:
+        web = self._webs.get(system or "")
+        if web is None or not web.url or not source_id:
+            return None
+        sid, obj = str(source_id), str(obj or "")
+        obj = ENTITY_OBJECT.get(web.kind, {}).get(obj, obj)
+        if web.kind == "salesforce" and obj:
+            return f"{web.url}/lightning/r/{_q(obj)}/{_q(sid)}/view"
+        if web.kind == "hubspot" and web.portal_id and obj in HUBSPOT_TYPES:
+            return f"{web.url}/contacts/{_q(web.portal_id)}/record/{HUBSPOT_TYPES[obj]}/{_q(sid)}"
+        if web.kind == "stripe":
+            section = next((s for p, s in STRIPE_PREFIX.items() if sid.startswith(p)), None) or STRIPE_OBJECT.get(obj)
+            if section:
+                return f"{web.url}{'/test' if web.test_mode else ''}/{section}/{_q(sid)}"
+        if web.kind == "tryton" and web.database and obj:
+            return f"{web.url}/#{_q(web.database)}/model/{_q(TRYTON_MODEL.get(obj, obj))}/{_q(sid)}"
+        if web.kind == "odoo" and obj:
+            return f"{web.url}/web#id={_q(sid)}&model={_q(obj)}&view_type=form"
+        return None

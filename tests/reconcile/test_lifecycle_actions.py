@@ -1,0 +1,124 @@
+"""People's actions on exceptions (ack, resolve, reopen, assign, comment, snooze; one or many), the audit
+rows naming who did them, the CLI over the same function, and the migration that added them."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from recon_helpers import in_process_cli
+
+from canonical import db
+from canonical.errors import InputError
+from canonical.store import Store
+from ltc.app.config import Config
+from reconcile import lifecycle
+from reconcile.engine import run_reconciliation
+from reconcile.tables import kpi_snapshot, recon_exception
+from sandbox.scenario import generate
+
+WORLD = generate(60, seed=4)
+
+
+def _fps(store: Store) -> list[str]:
+    return [r["fingerprint"] for r in lifecycle.list_exceptions(store, status="open")]
+
+
+def test_actions_change_what_they_say_and_write_the_trail(store: Store) -> None:
+    WORLD.load(store)
+    run_reconciliation(store, Config(), WORLD.as_of)
+    fps = _fps(store)
+    a, b, c = fps[:3]
+    res = lifecycle.act(store, [a[:8]], "assign", "carol", owner="dave@example.com", note="AR team")
+    assert res == [{"fingerprint": a, "from": "open", "to": "open", "skipped": None}]
+    lifecycle.act(store, [a], "comment", "carol", note="called the customer")
+    tomorrow = date.today() + timedelta(days=1)
+    lifecycle.act(store, [a], "snooze", "carol", until=tomorrow, note="promised payment")
+    with pytest.raises(InputError, match="after today"):
+        lifecycle.act(store, [a], "snooze", "carol", until=date.today())
+    with pytest.raises(InputError, match="comment needs text"):
+        lifecycle.act(store, [a], "comment", "carol", note="  ")
+    with pytest.raises(InputError, match="note is required"):
+        lifecycle.act(store, [a], "resolve", "carol")
+    with pytest.raises(InputError, match="acting user"):
+        lifecycle.act(store, [a], "comment", " ", note="x")
+    row = next(r for r in lifecycle.list_exceptions(store) if r["fingerprint"] == a)
+    assert (row["assignee"], row["snoozed_until"], row["status"]) == ("dave@example.com", tomorrow, "open")
+    trail = lifecycle.audit_trail(store, a)
+    assert [(t["action"], t["actor"]) for t in trail] == [
+        ("detected", "reconcile"), ("assign", "carol"), ("comment", "carol"), ("snooze", "carol")]
+    assert trail[1]["reason"] == "assigned to dave@example.com: AR team"
+    assert trail[2]["reason"] == "called the customer" and trail[2]["from_status"] == trail[2]["to_status"] == "open"
+
+    # bulk: one transaction, the ones the action does not apply to are skipped with the reason
+    lifecycle.act(store, [b], "resolve", "erin", note="credit note issued")
+    out = lifecycle.act(store, [a, b, c], "acknowledge", "erin", note="batch")
+    assert [r["skipped"] is None for r in out] == [True, False, True]
+    assert "is resolved" in (out[1]["skipped"] or "")
+    statuses = {r["fingerprint"]: r["status"] for r in lifecycle.list_exceptions(store)}
+    assert (statuses[a], statuses[b], statuses[c]) == ("acknowledged", "resolved", "acknowledged")
+
+    # a reconcile run keeps what people set: the assignee and the snooze survive, the derived owner is refreshed
+    run_reconciliation(store, Config(), WORLD.as_of)
+    row = next(r for r in lifecycle.list_exceptions(store) if r["fingerprint"] == a)
+    assert row["assignee"] == "dave@example.com" and row["snoozed_until"] == tomorrow
+    assert statuses[a] == row["status"]
+    reopened = lifecycle.audit_trail(store, b)[-1]
+    assert (reopened["action"], reopened["actor"]) == ("reopened", "reconcile")  # the break is still there
+
+
+def test_each_run_keeps_the_open_book_as_kpis(sqlite_store: Store) -> None:
+    WORLD.load(sqlite_store)
+    first = run_reconciliation(sqlite_store, Config(), WORLD.as_of)
+    lifecycle.act(sqlite_store, _fps(sqlite_store)[:2], "resolve", "x", note="fixed")
+    second = run_reconciliation(sqlite_store, Config(), WORLD.as_of)
+    with sqlite_store.engine.connect() as conn:
+        rows = conn.execute(sa.select(kpi_snapshot.c.run_id, kpi_snapshot.c.value, kpi_snapshot.c.unit)
+                            .where(kpi_snapshot.c.kpi == "open_exceptions")).all()
+        risk = conn.execute(sa.select(recon_exception.c.amount_reporting)
+                            .where(recon_exception.c.status != "resolved")).scalars().all()
+    by_run = {r.run_id: r.value for r in rows}
+    assert by_run[first.run_id] == WORLD.truth.height and by_run[second.run_id] == WORLD.truth.height
+    stored = first.kpis.filter(first.kpis["kpi"] == "amount_at_risk")["value"][0]
+    assert stored == sum((a for a in risk if a is not None), start=stored - stored)
+
+
+def test_cli_assign_comment_snooze(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    WORLD.load(sqlite_store)
+    run_reconciliation(sqlite_store, Config(), WORLD.as_of)
+    monkeypatch.setenv("LTC_DATABASE_URL", sqlite_store.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "200")
+
+    ltc = in_process_cli(monkeypatch, capsys)
+
+    a, b = _fps(sqlite_store)[:2]
+    out = ltc("exceptions", "assign", a[:10], b[:10], "--owner", "frank", "--actor", "gina")
+    assert out.returncode == 0 and out.stdout.count("assign (by gina)") == 2
+    assert ltc("exceptions", "comment", a, "--text", "waiting for the PO", "--actor", "gina").returncode == 0
+    until = (date.today() + timedelta(days=3)).isoformat()
+    assert ltc("exceptions", "snooze", a, "--until", until, "--actor", "gina").returncode == 0
+    bad = ltc("exceptions", "snooze", a, "--until", "31.12.2030")
+    assert bad.returncode == 2 and "is not a date" in bad.stderr
+    trail = lifecycle.audit_trail(sqlite_store, a)
+    assert [t["action"] for t in trail[-3:]] == ["assign", "comment", "snooze"]
+    assert all(t["actor"] == "gina" for t in trail[-3:])
+
+
+def test_migration_names_the_action_of_older_audit_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    db.upgrade(engine, "0003_reconcile")
+    rows = [("detected", None, "open", "reconcile"), ("acknowledge", "open", "acknowledged", "amy"),
+            ("resolve", "acknowledged", "resolved", "amy"), ("reopened", "resolved", "open", "reconcile"),
+            ("auto_resolved", "open", "resolved", "reconcile"), ("reopen", "resolved", "open", "amy")]
+    with engine.begin() as conn:
+        for i, (_, frm, to, actor) in enumerate(rows):
+            conn.execute(sa.text("INSERT INTO recon_exception_audit (fingerprint, at, actor, from_status, to_status, "
+                                 "reason) VALUES (:fp, '2026-01-01 00:00:00', :actor, :frm, :to, 'r')"),
+                         {"fp": f"fp{i}", "actor": actor, "frm": frm, "to": to})
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT action FROM recon_exception_audit ORDER BY id")).scalars().all()
+    assert got == [r[0] for r in rows]
+    engine.dispose()

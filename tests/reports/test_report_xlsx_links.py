@@ -1,0 +1,151 @@
+"""report.xlsx as finance uses it, and the links from records to their source systems."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+
+from canonical.store import Store
+from ltc.app.config import Config
+from reconcile.engine import run_reconciliation
+from reports.finance import write_reports
+from reports.links import SourceLinks
+from reports.xlsx import money_format
+from sandbox.scenario import generate
+
+CONFIG = Config.model_validate({
+    "reporting_currency": "USD",
+    "sources": {
+        "salesforce": {"kind": "salesforce", "base_url": "https://acme.my.salesforce.com"},
+        "tryton": {"kind": "tryton", "base_url": "https://erp.example.com:8000", "options": {"database": "ltc"}},
+        "stripe": {"kind": "stripe", "base_url": "https://api.stripe.com", "web": {"test_mode": True}},
+        "hubspot": {"kind": "hubspot", "web": {"portal_id": 4711}},
+        "odoo": {"kind": "odoo", "base_url": "https://odoo.example.com"},
+        "bank": {"kind": "camt053", "options": {"folder": "/tmp"}},
+    },
+})
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("xlsx")
+    world = generate(60, seed=3)
+    store = Store.open(f"sqlite:///{tmp / 'x.db'}")
+    world.load(store)
+    run_reconciliation(store, CONFIG, world.as_of)
+    files = write_reports(store, tmp / "out", config=CONFIG)
+    return {"files": files, "wb": load_workbook(files.xlsx)}
+
+
+def test_source_record_urls_follow_each_vendor() -> None:
+    links = SourceLinks.from_config(CONFIG)
+    assert links.url("salesforce", "Opportunity", "006A0000001") == \
+        "https://acme.my.salesforce.com/lightning/r/Opportunity/006A0000001/view"
+    assert links.url("hubspot", "deals", "123") == "https://app.hubspot.com/contacts/4711/record/0-3/123"
+    assert links.url("hubspot", "companies", "9") == "https://app.hubspot.com/contacts/4711/record/0-2/9"
+    assert links.url("stripe", "charge", "ch_1") == "https://dashboard.stripe.com/test/payments/ch_1"
+    assert links.url("stripe", "invoice", "in_9") == "https://dashboard.stripe.com/test/invoices/in_9"
+    assert links.url("stripe", "customer", "cus_2") == "https://dashboard.stripe.com/test/customers/cus_2"
+    assert links.url("tryton", "sale.sale", "42") == "https://erp.example.com:8000/#ltc/model/sale.sale/42"
+    assert links.url("odoo", "account.move", "7") == \
+        "https://odoo.example.com/web#id=7&model=account.move&view_type=form"
+    assert links.url("bank", "camt053.entry", "X1") is None  # a bank statement has no web UI
+    assert links.url("unknown", "Opportunity", "1") is None
+    # ids are quoted, never able to change the URL's path or host
+    assert links.url("salesforce", "Opportunity", "../x?y#z") == \
+        "https://acme.my.salesforce.com/lightning/r/Opportunity/..%2Fx%3Fy%23z/view"
+    no_portal = SourceLinks.from_config(Config.model_validate({"sources": {"hubspot": {"kind": "hubspot"}}}))
+    assert no_portal.url("hubspot", "deals", "1") is None  # HubSpot needs the portal id
+
+
+@pytest.mark.parametrize(("ccy", "fmt"), [("USD", "#,##0.00 [$USD]"), ("JPY", "#,##0 [$JPY]"),
+                                          ("KWD", "#,##0.000 [$KWD]"), (None, "#,##0.00")])
+def test_money_format_has_the_currency_decimals_and_code(ccy: str | None, fmt: str) -> None:
+    assert money_format(ccy) == fmt
+
+
+def test_every_sheet_has_filter_frozen_header_and_sized_columns(written: dict[str, Any]) -> None:
+    wb = written["wb"]
+    codes = [b["code"] for b in written["files"].report.by_code]
+    assert wb.sheetnames == ["KPIs", "Exceptions by code", "Exceptions", "Chains", "Records", *codes]
+    for ws in wb.worksheets:
+        assert ws.freeze_panes == "A2", ws.title
+        assert ws.auto_filter.ref == f"A1:{ws.cell(1, ws.max_column).column_letter}{ws.max_row}", ws.title
+        assert all(c.font.b for c in ws[1]), ws.title
+        widths = [ws.column_dimensions[ws.cell(1, i).column_letter].width for i in range(1, ws.max_column + 1)]
+        assert all(8 <= w <= 62 for w in widths) and len(set(widths)) > 1, (ws.title, widths)
+
+
+def test_money_cells_are_numbers_with_their_currency_format(written: dict[str, Any]) -> None:
+    ws = written["wb"]["Chains"]
+    h = [c.value for c in ws[1]]
+    i_ccy = h.index("Currency")
+    amounts = [h.index(n) for n in ("Deal amount", "Ordered", "Invoiced", "Paid", "Open")]
+    assert i_ccy == amounts[0] - 1  # the currency column stands beside the amounts
+    currencies = set()
+    for row in ws.iter_rows(min_row=2):
+        ccy = row[i_ccy].value
+        currencies.add(ccy)
+        for i in amounts:
+            cell = row[i]
+            if cell.value is None:
+                continue
+            assert cell.data_type == "n" and isinstance(cell.value, int | float | Decimal)
+            assert cell.number_format == money_format(ccy), (cell.coordinate, cell.number_format, ccy)
+    assert len(currencies) > 1  # the world has EUR/GBP chains next to USD ones, each formatted as itself
+    x = written["wb"]["Exceptions"]
+    h = [c.value for c in x[1]]
+    for row in x.iter_rows(min_row=2):
+        amt, ccy = row[h.index("Amount at risk")], row[h.index("Currency")].value
+        if amt.value is not None:
+            assert amt.data_type == "n" and amt.number_format == money_format(ccy)
+
+
+def test_records_link_to_their_source_systems(written: dict[str, Any]) -> None:
+    ws = written["wb"]["Records"]
+    h = [c.value for c in ws[1]]
+    seen: dict[str, int] = {}
+    for row in ws.iter_rows(min_row=2):
+        system, url_cell = row[h.index("System")].value, row[h.index("Source record")]
+        if system == "bank":
+            assert url_cell.hyperlink is None
+            continue
+        assert url_cell.hyperlink is not None and url_cell.hyperlink.target == url_cell.value
+        seen[system] = seen.get(system, 0) + 1
+        if system == "salesforce":
+            assert url_cell.value.startswith(("https://acme.my.salesforce.com/lightning/r/Opportunity/",
+                                              "https://acme.my.salesforce.com/lightning/r/Account/"))
+        if system == "tryton":
+            assert url_cell.value.startswith("https://erp.example.com:8000/#ltc/model/")
+        if system == "stripe":
+            assert url_cell.value.startswith("https://dashboard.stripe.com/test/")
+    assert {"salesforce", "tryton", "stripe"} <= set(seen)
+    chains = written["wb"]["Chains"]
+    deal = chains.cell(2, 2)
+    assert deal.hyperlink is not None and "/lightning/r/Opportunity/" in deal.hyperlink.target
+
+
+def test_kpi_sheet_names_each_formula(written: dict[str, Any]) -> None:
+    ws = written["wb"]["KPIs"]
+    h = [c.value for c in ws[1]]
+    rows = list(ws.iter_rows(min_row=2, values_only=True))
+    report = written["files"].report
+    assert len(rows) == len(report.kpis)
+    by_code = {(r[h.index("KPI code")], r[h.index("Formula variant")]): r for r in rows}
+    dso = by_code[("dso", "ending_ar_over_period_sales_x_days")]
+    assert dso[h.index("KPI")] == "Days sales outstanding (DSO)"
+    assert "days in the period" in dso[h.index("Formula")]
+    risk = by_code[("amount_at_risk", "sum_open_amount_in_reporting_currency")]
+    want = sum((b["amount_reporting"] for b in report.by_code), Decimal(0))
+    assert Decimal(str(risk[h.index("Value")])).quantize(Decimal("0.01")) == want.quantize(Decimal("0.01"))
+
+
+def test_html_records_link_out(written: dict[str, Any]) -> None:
+    text = Path(written["files"].html).read_text()
+    assert 'href="https://acme.my.salesforce.com/lightning/r/Opportunity/' in text
+    assert 'href="https://erp.example.com:8000/#ltc/model/account.invoice/' in text
+    assert 'rel="noopener noreferrer"' in text

@@ -1,0 +1,243 @@
+"""The work queue over HTTP (FastAPI's test client), on SQLite and PostgreSQL: who may see and do what,
+CSRF, escaping, filters, totals, the exception page, actions through the lifecycle with the actor."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from canonical import tables as ct
+from canonical.errors import ConfigError
+from canonical.store import Store
+from ltc.app.config import Config
+from reconcile import lifecycle
+from reconcile.engine import run_reconciliation
+from reconcile.tables import recon_exception
+from sandbox.scenario import generate
+from ui.app import create_app
+from ui.auth import hash_password, verify_password
+
+WORLD = generate(50, seed=8)
+PASSWORDS = {"fiona": "fiona-secret-1", "victor": "victor-secret-1", "ada": "ada-secret-1"}
+HASHES = {n: hash_password(p) for n, p in PASSWORDS.items()}
+EVIL = '<script>alert("x")</script>'
+
+
+def config(**ui: Any) -> Config:
+    return Config.model_validate({
+        "sources": {"salesforce": {"kind": "salesforce", "base_url": "https://acme.my.salesforce.com"},
+                    "tryton": {"kind": "tryton", "base_url": "https://erp.example.com", "options": {"database": "ltc"}}},
+        "ui": {"users": {"fiona": {"role": "finance", "password_hash": HASHES["fiona"]},
+                         "victor": {"role": "viewer", "password_hash": HASHES["victor"]},
+                         "ada": {"role": "admin", "password_hash": HASHES["ada"]}}, **ui},
+    })
+
+
+@pytest.fixture
+def world(store: Store) -> Store:
+    WORLD.load(store)
+    run_reconciliation(store, Config(), WORLD.as_of)
+    e = recon_exception.c
+    with store.engine.begin() as conn:
+        fp = conn.execute(sa.select(e.fingerprint).where(e.code == "UNAPPLIED_PAYMENT")).scalar_one()
+        conn.execute(recon_exception.update().where(e.fingerprint == fp).values(owner=EVIL))
+    return store
+
+
+def csrf(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, html[:500]
+    return m.group(1)
+
+
+def login(client: TestClient, user: str) -> None:
+    page = client.get("/login")
+    r = client.post("/login", data={"username": user, "password": PASSWORDS[user], "csrf": csrf(page.text),
+                                    "next": "/"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/", r.text
+
+
+def client_for(store: Store, user: str | None = None, **ui: Any) -> TestClient:
+    c = TestClient(create_app(store, config(**ui)))
+    if user:
+        login(c, user)
+    return c
+
+
+def test_password_hashes() -> None:
+    h = hash_password("correct horse")
+    assert h.startswith("scrypt$") and verify_password("correct horse", h)
+    assert not verify_password("wrong", h) and not verify_password("x", None) and not verify_password("x", "md5$1")
+    assert hash_password("correct horse") != h  # salted
+
+
+def test_no_users_no_queue(sqlite_store: Store) -> None:
+    with pytest.raises(ConfigError, match=r"no users in ltc\.yaml"):
+        create_app(sqlite_store, Config())
+
+
+def test_login_required_and_wrong_password_refused(world: Store) -> None:
+    c = client_for(world)
+    r = c.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    page = c.get("/login")
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert page.headers["x-frame-options"] == "DENY"
+    bad = c.post("/login", data={"username": "fiona", "password": "nope", "csrf": csrf(page.text)})
+    assert bad.status_code == 401 and "wrong password" in bad.text
+    no_token = c.post("/login", data={"username": "fiona", "password": PASSWORDS["fiona"]})
+    assert no_token.status_code == 403
+    evil_next = c.post("/login", data={"username": "fiona", "password": PASSWORDS["fiona"], "csrf": csrf(page.text),
+                                       "next": "//evil.example/"}, follow_redirects=False)
+    assert evil_next.headers["location"] == "/"  # no open redirect
+
+
+def test_queue_totals_filters_sorting_and_escaping(world: Store) -> None:
+    c = client_for(world, "victor")
+    page = c.get("/")
+    assert page.status_code == 200
+    rows = lifecycle.list_exceptions(world)
+    total = int(re.search(r'data-total="(\d+)"', page.text).group(1))
+    amount = Decimal(re.search(r'data-amount="([^"]+)"', page.text).group(1))
+    assert total == len(rows)
+    assert amount == sum((r["amount_reporting"] for r in rows if r["amount_reporting"] is not None), Decimal(0))
+    # escaped everywhere, never run
+    assert EVIL not in page.text and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+    # default order: amount at risk, largest first
+    order = re.findall(r'<tr data-fp="([0-9a-f]{32})">', page.text)
+    amounts = {r["fingerprint"]: r["amount_reporting"] or Decimal(-1) for r in rows}
+    assert [amounts[f] for f in order] == sorted((amounts[f] for f in order), reverse=True)
+    code = c.get("/", params={"code": "INVOICE_OVERDUE"})
+    assert re.findall(r'<tr data-fp="([0-9a-f]{32})">', code.text) == [
+        r["fingerprint"] for r in rows if r["code"] == "INVOICE_OVERDUE"]
+    big = max(amounts.values())
+    only_big = c.get("/", params={"min_amount": str(big)})
+    assert len(re.findall(r"<tr data-fp=", only_big.text)) == sum(1 for a in amounts.values() if a >= big)
+    bank = c.get("/", params={"source": "bank"})
+    want = {r["fingerprint"] for r in rows if any(i.startswith("bank:") for i in r["subject_ids"])}
+    assert set(re.findall(r'<tr data-fp="([0-9a-f]{32})">', bank.text)) == want and want
+    by_age = c.get("/", params={"sort": "code", "dir": "asc"})
+    codes = re.findall(r'<span class="code muted">([A-Z_]+) ·', by_age.text)
+    assert codes == sorted(codes)
+    assert c.get("/", params={"min_age": "3650"}).text.count("<tr data-fp=") == 0
+
+
+def test_exception_page_shows_chain_records_evidence_history(world: Store) -> None:
+    c = client_for(world, "victor")
+    x = next(r for r in lifecycle.list_exceptions(world) if r["code"] == "INVOICE_OVERDUE")
+    page = c.get(f"/x/{x['fingerprint']}")
+    assert page.status_code == 200
+    text = page.text
+    deal = x["chain_id"].split(":", 2)[2]
+    assert f'href="https://acme.my.salesforce.com/lightning/r/Opportunity/{deal}/view"' in text
+    invoice = x["subject_ids"][0].split(":", 2)[2]
+    assert f'href="https://erp.example.com/#ltc/model/account.invoice/{invoice}"' in text
+    assert "rule <span class=\"code\">" in text  # the rule that linked each hop
+    assert x["evidence"]["detail"] in text and 'data-action="detected"' in text
+    assert "<h2>Actions</h2>" not in text  # a viewer sees no action forms
+    assert c.get("/x/" + "0" * 32).status_code == 404
+
+
+def test_viewer_cannot_act_and_csrf_is_checked(world: Store) -> None:
+    fp = lifecycle.list_exceptions(world)[0]["fingerprint"]
+    v = client_for(world, "victor")
+    token = csrf(v.get(f"/x/{fp}").text)
+    r = v.post(f"/x/{fp}/act", data={"action": "comment", "note": "hi", "csrf": token})
+    assert r.status_code == 403 and "viewer" in r.text
+    f = client_for(world, "fiona")
+    no = f.post(f"/x/{fp}/act", data={"action": "comment", "note": "hi"})
+    assert no.status_code == 403
+    stolen = f.post(f"/x/{fp}/act", data={"action": "comment", "note": "hi", "csrf": token})  # victor's token
+    assert stolen.status_code == 403
+    anonymous = TestClient(create_app(world, config())).post(f"/x/{fp}/act", data={"action": "comment", "note": "x"})
+    assert anonymous.status_code == 401
+    assert [t["action"] for t in lifecycle.audit_trail(world, fp)] == ["detected"]
+
+
+def test_actions_go_through_the_lifecycle_with_the_user(world: Store) -> None:
+    rows = lifecycle.list_exceptions(world)
+    fp = rows[0]["fingerprint"]
+    c = client_for(world, "fiona")
+    token = csrf(c.get(f"/x/{fp}").text)
+    for data in ({"action": "assign", "owner": "ar-team@example.com"}, {"action": "comment", "note": EVIL},
+                 {"action": "acknowledge", "note": ""},
+                 {"action": "snooze", "until": (date.today() + timedelta(days=5)).isoformat()}):
+        r = c.post(f"/x/{fp}/act", data={**data, "csrf": token}, follow_redirects=False)
+        assert r.status_code == 303 and "done=" in r.headers["location"], (data, r.headers["location"])
+    bad = c.post(f"/x/{fp}/act", data={"action": "resolve", "note": "", "csrf": token}, follow_redirects=False)
+    assert "error=" in bad.headers["location"]  # a resolve needs a note: said on the page
+    r = c.post(f"/x/{fp}/act", data={"action": "resolve", "note": "credit note CN-7 issued", "csrf": token},
+               follow_redirects=False)
+    assert r.status_code == 303
+    trail = lifecycle.audit_trail(world, fp)
+    assert [(t["action"], t["actor"]) for t in trail[1:]] == [
+        ("assign", "fiona"), ("comment", "fiona"), ("acknowledge", "fiona"), ("snooze", "fiona"), ("resolve", "fiona")]
+    page = c.get(f"/x/{fp}").text
+    assert EVIL not in page and "credit note CN-7 issued" in page and 'data-status="resolved"' in page
+    reopen = c.post(f"/x/{fp}/act", data={"action": "reopen", "note": "not fixed", "csrf": token})
+    assert reopen.status_code == 403  # only an admin reopens
+    a = client_for(world, "ada")
+    r = a.post(f"/x/{fp}/act", data={"action": "reopen", "note": "not fixed", "csrf": csrf(a.get(f"/x/{fp}").text)},
+               follow_redirects=False)
+    assert r.status_code == 303 and lifecycle.audit_trail(world, fp)[-1]["actor"] == "ada"
+
+
+def test_snoozed_are_hidden_and_bulk_acts_on_the_filtered_set(world: Store) -> None:
+    c = client_for(world, "fiona")
+    page = c.get("/")
+    token = csrf(page.text)
+    rows = lifecycle.list_exceptions(world)
+    first = rows[0]["fingerprint"]
+    lifecycle.act(world, [first], "snooze", "fiona", until=date.today() + timedelta(days=2))
+    assert f'data-fp="{first}"' not in c.get("/").text
+    assert f'data-fp="{first}"' in c.get("/", params={"snoozed": "1"}).text
+    medium = [r["fingerprint"] for r in rows if r["severity"] == "medium" and r["fingerprint"] != first]
+    r = c.post("/bulk", data={"csrf": token, "action": "acknowledge", "note": "weekly review", "scope": "filtered",
+                              "f_severity": "medium"}, follow_redirects=False)
+    assert r.status_code == 303 and f"done=acknowledge%3A{len(medium)}%3A0" in r.headers["location"]
+    statuses = {x["fingerprint"]: x["status"] for x in lifecycle.list_exceptions(world)}
+    assert all(statuses[f] == "acknowledged" for f in medium)
+    assert sum(1 for s in statuses.values() if s == "acknowledged") == len(medium)
+    two = [x["fingerprint"] for x in rows if x["severity"] != "medium"][:2]
+    r = c.post("/bulk", data={"csrf": token, "action": "assign", "owner": "zoe", "scope": "selected", "fp": two},
+               follow_redirects=False)
+    assert r.status_code == 303
+    assert {x["fingerprint"]: x["assignee"] for x in lifecycle.list_exceptions(world)}[two[1]] == "zoe"
+    assert all(lifecycle.audit_trail(world, f)[-1]["actor"] == "fiona" for f in [*medium, *two])
+
+
+def test_trusted_proxy_header_only_from_the_proxy(world: Store) -> None:
+    # TestClient's peer address is "testclient"
+    c = client_for(world, trusted_proxies=["testclient"], proxy_default_role="viewer")
+    page = c.get("/", headers={"X-Forwarded-User": "sso-user@corp"})
+    assert page.status_code == 200 and "sso-user@corp" in page.text
+    known = c.get("/", headers={"X-Forwarded-User": "fiona"})
+    assert "Bulk action" in known.text  # fiona's role from ltc.yaml
+    untrusted = client_for(world, trusted_proxies=["10.9.9.9"])
+    r = untrusted.get("/", headers={"X-Forwarded-User": "fiona"}, follow_redirects=False)
+    assert r.status_code == 303  # the header is ignored: log in first
+    strict = client_for(world, trusted_proxies=["testclient"])
+    assert strict.get("/", headers={"X-Forwarded-User": "stranger"}).status_code == 403
+
+
+def test_kpi_page_and_chinese_pages(world: Store) -> None:
+    c = client_for(world, "victor")
+    page = c.get("/kpis")
+    assert page.status_code == 200 and "Days sales outstanding (DSO)" in page.text and "<svg" in page.text
+    zh = c.get("/", params={"lang": "zh"})
+    assert "未结异常" in zh.text and "ltc_lang=zh" in zh.headers.get("set-cookie", "")
+    assert "工作队列" in c.get("/kpis").text  # the choice is remembered
+
+
+def test_deleted_records_do_not_break_the_exception_page(world: Store) -> None:
+    x = next(r for r in lifecycle.list_exceptions(world) if r["chain_id"])
+    deal = ct.table_for("deal")
+    with world.engine.begin() as conn:
+        conn.execute(deal.delete().where(deal.c.id == x["chain_id"]))
+    assert client_for(world, "victor").get(f"/x/{x['fingerprint']}").status_code == 200

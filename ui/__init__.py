@@ -1,0 +1,1 @@
+"""``ltc ui``: the exception work queue, a small server-rendered web application on the store."""
