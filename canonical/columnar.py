@@ -142,9 +142,9 @@ def _typed(df: pl.DataFrame, table: sa.Table, dtypes: Dtypes | None) -> pl.DataF
         elif _kind(col) == "instant":
             if s.dtype == pl.String:  # SQLite text a driver did not parse
                 s = s.str.to_datetime(_SQLITE_TS, time_unit="us")
-            s = s.cast(pl.Datetime("us", s.dtype.time_zone if isinstance(s.dtype, pl.Datetime) else None))
-            out.append(s.dt.replace_time_zone("UTC") if s.dtype.time_zone is None  # type: ignore[union-attr]
-                       else s.dt.convert_time_zone("UTC"))
+            zone = s.dtype.time_zone if isinstance(s.dtype, pl.Datetime) else None
+            s = s.cast(pl.Datetime("us", zone))
+            out.append(s.dt.replace_time_zone("UTC") if zone is None else s.dt.convert_time_zone("UTC"))
         elif _kind(col) == "date" and s.dtype == pl.String:
             out.append(s.str.slice(0, 10).str.to_date("%Y-%m-%d"))
         else:
@@ -302,7 +302,7 @@ class _Helper:
             ok, value = pickle.loads(self.proc.stdout.read(int.from_bytes(head, "big")))
         if not ok:
             raise value
-        return value  # type: ignore[no-any-return]
+        return value
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -531,7 +531,7 @@ def copy_frame(conn: Connection, table: sa.Table, df: pl.DataFrame, chunk: int =
     """PostgreSQL: ``COPY table (cols) FROM STDIN (FORMAT csv)`` in ``conn``'s transaction."""
     out = storage_frame(table, df, "postgresql")
     cols = ", ".join(f'"{c}"' for c in out.columns)
-    raw = conn.connection.dbapi_connection
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is psycopg's own API
     assert raw is not None
     with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN (FORMAT csv)') as cp:
         for i in range(0, out.height, chunk):

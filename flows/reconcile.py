@@ -27,8 +27,8 @@ from prefect.utilities.annotations import unmapped
 
 from ltc.app import runtime
 from ltc.app.config import load_config
-from reconcile.engine import run_reconciliation
 from reconcile.core import Settings
+from reconcile.engine import run_reconciliation
 from reconcile.stream import BucketSummary, reconcile_world
 
 
