@@ -136,15 +136,24 @@ class TrytonConnector(Connector):
         return int(self.client.model(stream.object, "search_count", domain, context=_CONTEXT))
 
     def _deleted(self, stream: StreamSpec) -> list[dict[str, Any]]:
-        """Tombstones for records the store holds live but the source no longer has."""
+        """Tombstones for records the store holds live but the source no longer has.
+
+        The store holds every record the source has (this run landed whatever was created or changed), so
+        when both count the same nothing was deleted: a run where nothing changed costs one
+        ``search_count``, not a listing of every id of the model."""
         assert self.store is not None
         c = raw_record.c
+        live = sa.and_(c.system == self.name, c.object == stream.object, c.deleted.is_(False))
         with self.store.engine.connect() as conn:
-            known = {row[0] for row in conn.execute(
-                sa.select(c.source_id).where(c.system == self.name, c.object == stream.object,
-                                             c.deleted.is_(False)))}
-        if not known:
+            held = int(conn.execute(sa.select(sa.func.count()).where(live)).scalar_one())
+        if held == 0:
             return []
+        source = int(self.client.model(stream.object, "search_count", list(stream.options["domain"]),
+                                       context=_CONTEXT))
+        if source == held:
+            return []
+        with self.store.engine.connect() as conn:
+            known = {row[0] for row in conn.execute(sa.select(c.source_id).where(live))}
         present = {str(i) for i in self.client.model(stream.object, "search", list(stream.options["domain"]),
                                                      0, None, None, context=_CONTEXT)}
         return [{"id": int(sid)} for sid in sorted(known - present, key=int)]

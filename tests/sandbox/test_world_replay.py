@@ -338,3 +338,29 @@ def test_tryton_keyset_pages_come_from_the_index_and_equal_a_full_scan() -> None
         assert world._keyset_start("account.invoice", domain, order) is not None
         for limit in (1, 7, 50, 1000):
             assert world._found("account.invoice", domain, {}, order, limit) == full[:limit]
+
+
+def test_tryton_no_change_run_counts_instead_of_listing_every_id(sqlite_store: Store) -> None:
+    """Delete detection: a run where nothing changed asks search_count, not every id of each model; a
+    deleted record is still found (the counts differ, then the ids are compared)."""
+    from connectors.base import sync
+    from ltc.app import runtime
+    from ltc.app.demo import world_sources
+
+    world = read_world(WORLDS / "tryton")
+    with world_sources(world) as (cfg, servers):
+        emulator = servers["tryton"]._server.config.app.state.tryton
+        connector = runtime.build_connector(cfg, "tryton")
+        try:
+            sync(connector, sqlite_store)
+            emulator.calls.clear()
+            quiet = sync(connector, sqlite_store)
+            assert "model.sale.sale.search" not in emulator.calls and sum(r.written for r in quiet) == 0
+            gone = emulator.rows["sale.sale"].pop()
+            emulator._indexes.clear()
+            again = {r.stream: r for r in sync(connector, sqlite_store)}
+        finally:
+            connector.close()
+    assert "model.sale.sale.search" in emulator.calls
+    raw = sqlite_store.get_raw("tryton", "sale.sale", str(gone["id"]))
+    assert raw is not None and raw["deleted"] is True and sum(r.deleted for r in again.values()) == 1
