@@ -53,7 +53,9 @@ def _is_json(col: sa.Column[Any]) -> bool:
     return isinstance(col.type, sa.JSON) or col.name in ("attributes", "evidence")
 
 
-def _kind(col: sa.Column[Any]) -> str:
+def _kind(col: sa.Column[Any] | str) -> str:
+    if isinstance(col, str):  # a Shape's column: the kind itself
+        return col
     t = col.type
     if isinstance(t, tables.Amount):
         return "amount"
@@ -70,7 +72,23 @@ def _kind(col: sa.Column[Any]) -> str:
     return "text"
 
 
-def polars_type(col: sa.Column[Any]) -> Any:
+@dataclass(frozen=True)
+class Shape:
+    """What the helper process needs of a table: its name and each column's kind (a picklable stand-in for
+    the ``sa.Table``, whose module the helper need not import)."""
+
+    name: str
+    c: Mapping[str, str]
+
+
+def shape(table: sa.Table) -> Shape:
+    return Shape(table.name, {col.name: _kind(col) for col in table.columns})
+
+
+Tableish = sa.Table | Shape
+
+
+def polars_type(col: sa.Column[Any] | str) -> Any:
     """The Polars type a column reads as (amounts: 38 digits, 10 places, unless the caller names a type)."""
     return {
         "amount": pl.Decimal(38, 10), "instant": pl.Datetime("us", "UTC"), "date": pl.Date,
@@ -97,7 +115,7 @@ def _is_pg(engine: Engine | Connection) -> bool:
 
 # --- reads -----------------------------------------------------------------------------------------
 
-def select_sql(dialect: str, table: sa.Table, columns: Sequence[str] | None = None, *,
+def select_sql(dialect: str, table: Tableish, columns: Sequence[str] | None = None, *,
                live: bool = True) -> str:
     """``SELECT`` of ``columns`` (default: all) of ``table`` in the forms connectorx reads exactly.
 
@@ -106,7 +124,7 @@ def select_sql(dialect: str, table: sa.Table, columns: Sequence[str] | None = No
     value and cannot from a NULL, so a NULL reads as ``''`` (never valid JSON) and is turned back."""
     pg = dialect == "postgresql"
     parts = []
-    for name in columns or [c.name for c in table.columns]:
+    for name in columns or list(table.c.keys()):
         kind = _kind(table.c[name])
         if pg and kind in ("amount", "json"):
             parts.append(f'"{name}"::text AS "{name}"')
@@ -123,11 +141,11 @@ def select_sql(dialect: str, table: sa.Table, columns: Sequence[str] | None = No
 Dtypes = Mapping[str, Any]
 
 
-def _want(table: sa.Table, name: str, dtypes: Dtypes | None) -> Any:
+def _want(table: Tableish, name: str, dtypes: Dtypes | None) -> Any:
     return (dtypes or {}).get(name) or polars_type(table.c[name])
 
 
-def _typed(df: pl.DataFrame, table: sa.Table, dtypes: Dtypes | None) -> pl.DataFrame:
+def _typed(df: pl.DataFrame, table: Tableish, dtypes: Dtypes | None) -> pl.DataFrame:
     out: list[Any] = []
     for name in df.columns:
         col = table.c[name]
@@ -175,7 +193,7 @@ def _read_arrow(url: str, sql: str) -> Any:
     return cx.read_sql(url, sql, return_type="arrow")
 
 
-def _empty(table: sa.Table, cols: Sequence[str], dtypes: Dtypes | None) -> pl.DataFrame:
+def _empty(table: Tableish, cols: Sequence[str], dtypes: Dtypes | None) -> pl.DataFrame:
     return pl.DataFrame(schema={c: _want(table, c, dtypes) for c in cols})
 
 
@@ -183,7 +201,7 @@ def _empty(table: sa.Table, cols: Sequence[str], dtypes: Dtypes | None) -> pl.Da
 class Export:
     """One table to read into a Parquet file: ``columns`` of ``table`` (live rows), typed by ``dtypes``."""
 
-    table: str
+    table: Shape
     columns: tuple[str, ...]
     path: str
     dtypes: Mapping[str, Any] | None = None
@@ -197,7 +215,7 @@ def _export(url: str, dialect: str, jobs: Sequence[Export], batch_rows: int) -> 
     import pyarrow.parquet as pq
 
     for job in jobs:
-        table = tables.metadata.tables[job.table]
+        table = job.table
         cols = list(job.columns)
         schema = _empty(table, cols, job.dtypes).to_arrow().schema
         sql = select_sql(dialect, table, cols, live=job.live)
@@ -235,8 +253,8 @@ SMALL = 200_000
 def _live_rows(engine: Engine, jobs: Sequence[Export]) -> int:
     with engine.connect() as conn:
         return sum(int(conn.exec_driver_sql(
-            f'SELECT count(*) FROM "{j.table}"' + (" WHERE deleted_at IS NULL" if j.live and "deleted_at" in
-                                                   tables.metadata.tables[j.table].c else "")).scalar_one())
+            f'SELECT count(*) FROM "{j.table.name}"'
+            + (" WHERE deleted_at IS NULL" if j.live and "deleted_at" in j.table.c else "")).scalar_one())
             for j in jobs)
 
 
@@ -244,7 +262,7 @@ def _export_here(engine: Engine, jobs: Sequence[Export]) -> None:
     """:func:`export_tables` for a small SQLite store: fetched by this process's sqlite3, typed column-wise."""
     with engine.connect() as conn:
         for job in jobs:
-            table = tables.metadata.tables[job.table]
+            table = job.table
             cols = list(job.columns)
             raw = {c: pl.Int64 if _kind(table.c[c]) in ("int", "bool") else pl.String for c in cols}
             rows = conn.exec_driver_sql(select_sql("sqlite", table, cols, live=job.live)).fetchall()
@@ -266,7 +284,7 @@ def read_table(engine: Engine, table: sa.Table, columns: Sequence[str] | None = 
         return _empty(table, cols, dtypes) if raw.is_empty() else _typed(raw, table, dtypes).select(cols)
     with tempfile.TemporaryDirectory(prefix="ltc-read-") as tmp:
         path = str(Path(tmp) / "t.parquet")
-        export_tables(engine, [Export(table.name, tuple(cols), path, dtypes, live)])
+        export_tables(engine, [Export(shape(table), tuple(cols), path, dtypes, live)])
         return pl.read_parquet(path)
 
 
@@ -276,7 +294,8 @@ def read_tables(engine: Engine, wanted: Mapping[str, tuple[sa.Table, Sequence[st
     if _is_pg(engine):
         return {name: read_table(engine, t, cols, dtypes=d) for name, (t, cols, d) in wanted.items()}
     with tempfile.TemporaryDirectory(prefix="ltc-read-") as tmp:
-        jobs = [Export(t.name, tuple(cols), str(Path(tmp) / f"{name}.parquet"), d) for name, (t, cols, d) in wanted.items()]
+        jobs = [Export(shape(t), tuple(cols), str(Path(tmp) / f"{name}.parquet"), d)
+                for name, (t, cols, d) in wanted.items()]
         export_tables(engine, jobs)
         return {name: pl.read_parquet(job.path) for name, job in zip(wanted, jobs, strict=True)}
 
@@ -388,7 +407,7 @@ def _run_parallel(engine: Engine, fn: Callable[..., T], argsets: Sequence[tuple[
 
 # --- writes ----------------------------------------------------------------------------------------
 
-def storage_frame(table: sa.Table, df: pl.DataFrame, dialect: str) -> pl.DataFrame:
+def storage_frame(table: Tableish, df: pl.DataFrame, dialect: str) -> pl.DataFrame:
     """``df``'s columns that ``table`` has, converted to what the database stores (exact text amounts,
     JSON text, SQLite's date and timestamp text and 0/1 booleans)."""
     pg = dialect == "postgresql"
@@ -432,7 +451,7 @@ class Load:
     columns added to every row (e.g. the run id); ``wrap`` names JSON columns whose text values are
     stored as ``{key: text}``."""
 
-    table: str
+    table: Shape
     files: tuple[str, ...]
     constants: Mapping[str, Any] = field(default_factory=dict)
     wrap: Mapping[str, str] = field(default_factory=dict)
@@ -455,7 +474,7 @@ def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = ()) 
         with engine.begin() as conn:
             for name in delete:
                 conn.exec_driver_sql(f'DELETE FROM "{name}"')
-            return sum(copy_frame(conn, tables.metadata.tables[j.table], df) for j in jobs for df in j.frames())
+            return sum(copy_frame(conn, j.table, df) for j in jobs for df in j.frames())
     if sum(pl.scan_parquet(list(j.files)).select(pl.len()).collect().item() for j in jobs if j.files) < SMALL:
         return _load_here(engine, jobs, delete)
     return _run(engine, _sqlite_load, connectorx_url(engine).removeprefix("sqlite://"), list(jobs), list(delete))
@@ -468,7 +487,7 @@ def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> i
         for name in delete:
             conn.exec_driver_sql(f'DELETE FROM "{name}"')
         for job in jobs:
-            table = tables.metadata.tables[job.table]
+            table = job.table
             for df in job.frames():
                 out = storage_frame(table, df, "sqlite")
                 cols = ", ".join(f'"{c}"' for c in out.columns)
@@ -499,7 +518,7 @@ def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:
                     cur.execute(f'DROP INDEX "{index}"')
                     rebuild.append(sql)
             for job in jobs:
-                table = tables.metadata.tables[job.table]
+                table = job.table
                 for df in job.frames():
                     out = storage_frame(table, df, "sqlite")
                     cur.adbc_ingest(table.name, out.to_arrow(), mode="append")
@@ -516,18 +535,18 @@ def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:
     return n
 
 
-def write_frames(engine: Engine, frames: Mapping[str, pl.DataFrame], delete: Sequence[str] = ()) -> int:
-    """Append in-memory frames (table name -> frame) in one transaction (:func:`bulk_load`)."""
+def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete: Sequence[str] = ()) -> int:
+    """Append in-memory frames (table -> frame) in one transaction (:func:`bulk_load`)."""
     with tempfile.TemporaryDirectory(prefix="ltc-write-") as tmp:
         jobs = []
-        for i, (name, df) in enumerate(frames.items()):
+        for i, (table, df) in enumerate(frames.items()):
             path = str(Path(tmp) / f"{i}.parquet")
             df.write_parquet(path, compression="uncompressed")
-            jobs.append(Load(name, (path,)))
+            jobs.append(Load(shape(table), (path,)))
         return bulk_load(engine, jobs, delete)
 
 
-def copy_frame(conn: Connection, table: sa.Table, df: pl.DataFrame, chunk: int = 200_000) -> int:
+def copy_frame(conn: Connection, table: Tableish, df: pl.DataFrame, chunk: int = 200_000) -> int:
     """PostgreSQL: ``COPY table (cols) FROM STDIN (FORMAT csv)`` in ``conn``'s transaction."""
     out = storage_frame(table, df, "postgresql")
     cols = ", ".join(f'"{c}"' for c in out.columns)

@@ -98,7 +98,7 @@ def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames
                                    partitions, mapper)
             clock("reconcile + KPIs")
             columnar.bulk_load(store.engine, [
-                columnar.Load(t.name, tuple(str(p) for p in sorted((out / name).glob("*.parquet"))),
+                columnar.Load(columnar.shape(t), tuple(str(p) for p in sorted((out / name).glob("*.parquet"))),
                               {"run_id": run_id}, {"evidence": "text"})
                 for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))],
                 delete=[recon_link.name, recon_allocation.name])

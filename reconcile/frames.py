@@ -166,7 +166,7 @@ def export_frames(store: Store, directory: str | Path, names: Sequence[str] | No
     for name in names or SCHEMAS:
         table, cols = _columns(name)
         cols = [c for c in cols if c not in (omit or {}).get(name, ())]
-        jobs.append(columnar.Export(table.name, tuple(cols), str(out / f"{name}.parquet"), SCHEMAS[name]))
+        jobs.append(columnar.Export(columnar.shape(table), tuple(cols), str(out / f"{name}.parquet"), SCHEMAS[name]))
     columnar.export_tables(store.engine, jobs)
     return out
 

@@ -85,19 +85,19 @@ class World:
         from reconcile.tables import fx_rate
 
         now = datetime.now(UTC)
-        frames: dict[str, pl.DataFrame] = {}
+        frames: dict[Any, pl.DataFrame] = {}
         for name, entity in _TABLE_ENTITY.items():
             df = self.tables[name]
             sid = pl.col("id").str.splitn(":", 3)
-            frames[ct.table_for(entity).name] = df.with_columns(
+            frames[ct.table_for(entity)] = df.with_columns(
                 sid.struct.field("field_0").alias("source_system"), pl.lit(entity).alias("source_object"),
                 (pl.col("source_id") if "source_id" in df.columns else pl.lit(None, pl.String))
                 .fill_null(sid.struct.field("field_2")).alias("source_id"),
                 pl.lit("{}").alias("attributes"))
-        frames[ct.cross_ref.name] = self.tables["cross_ref"].with_columns(
+        frames[ct.cross_ref] = self.tables["cross_ref"].with_columns(
             pl.lit("generator").alias("method"), pl.lit(Decimal(1), pl.Decimal(38, 4)).alias("confidence"),
             pl.lit("{}").alias("evidence"), pl.lit(now, pl.Datetime("us", "UTC")).alias("created_at"))
-        frames[fx_rate.name] = self.tables["fx_rate"].with_columns(pl.lit("generator").alias("source"))
+        frames[fx_rate] = self.tables["fx_rate"].with_columns(pl.lit("generator").alias("source"))
         columnar.write_frames(store.engine, frames, delete=[fx_rate.name])
 
 

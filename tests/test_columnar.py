@@ -65,7 +65,7 @@ def test_bulk_load_writes_what_the_orm_reads_back(store: Store, tmp_path) -> Non
     frame = pl.DataFrame([{k: v for k, v in r.items() if k != "attributes"} for r in rows],
                          schema_overrides={"amount": pl.Decimal(38, 3), "fee": pl.Decimal(38, 2)}, infer_schema_length=None
                          ).with_columns(pl.lit("{}").alias("attributes"))
-    n = columnar.write_frames(store.engine, {PAY.name: frame})
+    n = columnar.write_frames(store.engine, {PAY: frame})
     assert n == 50
     with store.engine.connect() as conn:
         back = {r.id: r for r in conn.execute(sa.select(PAY))}
@@ -78,7 +78,7 @@ def test_bulk_load_writes_what_the_orm_reads_back(store: Store, tmp_path) -> Non
     bad = frame.with_columns(pl.lit("not json").alias("attributes")) if store.engine.dialect.name == "postgresql" \
         else frame  # SQLite: the same ids again violate the primary key
     with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
-        columnar.write_frames(store.engine, {PAY.name: bad}, delete=[tables.table_for("deal").name])
+        columnar.write_frames(store.engine, {PAY: bad}, delete=[tables.table_for("deal").name])
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(PAY)).scalar_one() == 50
 

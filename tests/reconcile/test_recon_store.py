@@ -149,7 +149,8 @@ def test_bucketed_store_run_equals_the_one_shot_run(store: Store, tmp_path: Path
     for name in ("chains", "links", "allocations", "invoice_balances", "payment_balances", "states"):
         assert _sorted(got.frame(name)).equals(_sorted(getattr(core, name))), name
     assert got.exceptions.equals(core.exceptions) and got.totals == core.totals
-    assert got.kpis.equals(kpis)
+    assert got.kpis.slice(0, kpis.height).equals(kpis)  # then the open book after the lifecycle (exposure)
+    assert got.kpis["kpi"].slice(kpis.height).to_list() == ["open_exceptions", "amount_at_risk"]
     with store.engine.connect() as conn:
         stored = conn.execute(sa.select(recon_allocation.c.payment_id, recon_allocation.c.invoice_id,
                                         recon_allocation.c.amount)).all()
