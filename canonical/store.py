@@ -35,9 +35,29 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def content_hash(payload: Any, deleted: bool = False) -> str:
-    """A 128-bit hash of the canonical JSON of ``payload`` (and the deleted flag)."""
-    return _digest(db.dumps(payload), deleted)
+def content_hash(payload: Any, deleted: bool = False, ignore: Sequence[str] = ()) -> str:
+    """A 128-bit hash of the canonical JSON of ``payload`` (and the deleted flag), leaving out the
+    dotted paths of ``ignore``."""
+    return _digest(db.dumps(without(payload, ignore) if ignore else payload), deleted)
+
+
+def without(payload: Any, paths: Sequence[str]) -> Any:
+    """``payload`` without the dotted ``paths`` (``"properties.hs_lastmodifieddate"``); a copy only
+    of the levels it changes."""
+    if not isinstance(payload, Mapping):
+        return payload
+    top: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        head, _, rest = path.partition(".")
+        top[head].append(rest)
+    out = {}
+    for key, value in payload.items():
+        rests = top.get(key)
+        if rests is None:
+            out[key] = value
+        elif all(rests):  # only deeper paths under this key
+            out[key] = without(value, rests)
+    return out
 
 
 def _digest(blob: bytes, deleted: bool) -> str:
@@ -65,28 +85,52 @@ _LAND_SQL = {
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def _known_hashes(conn: Connection, system: str, obj: str, ids: list[str]) -> dict[str, str]:
-    """Stored content hashes of these source ids (one query per chunk; one array on PostgreSQL)."""
+def _known_hashes(conn: Connection, system: str, obj: str, ids: list[str], *, stamps: bool = False
+                  ) -> dict[str, Any]:
+    """Stored content hashes of these source ids (one query per chunk; one array on PostgreSQL);
+    with ``stamps``, (hash, source_updated_at) pairs."""
     c = raw_record.c
-    known: dict[str, str] = {}
+    known: dict[str, Any] = {}
     if conn.dialect.name == "postgresql":
         # Join against one array parameter: planned once, and a hash or index join whatever the
         # table statistics say (an IN list or ANY() on a not-yet-analysed table is a slow seq scan).
         rows = conn.exec_driver_sql(
-            "SELECT r.source_id, r.content_hash FROM unnest(%s::text[]) AS k(id) "
+            f"SELECT r.source_id, r.content_hash{', r.source_updated_at' if stamps else ''} "
+            "FROM unnest(%s::text[]) AS k(id) "
             "JOIN raw_record r ON r.system = %s AND r.object = %s AND r.source_id = k.id",
             (ids, system, obj),
         )
-        known.update((sid, digest) for sid, digest in rows)
+        known.update((row[0], tuple(row[1:]) if stamps else row[1]) for row in rows)
         return known
+    cols = [c.source_id, c.content_hash] + ([c.source_updated_at] if stamps else [])
     for chunk in _chunks(ids, _IN_CHUNK):
-        rows = conn.execute(
-            sa.select(c.source_id, c.content_hash).where(
-                c.system == system, c.object == obj, c.source_id.in_(chunk)
-            )
-        )
-        known.update((sid, digest) for sid, digest in rows)
+        rows = conn.execute(sa.select(*cols).where(c.system == system, c.object == obj, c.source_id.in_(chunk)))
+        known.update((row[0], tuple(row[1:]) if stamps else row[1]) for row in rows)
     return known
+
+
+# A record whose content hash leaves out stamps (``RawRecord.hash_ignore``) and came back with only
+# those changed: its payload and timestamp are refreshed, it is not re-mapped.
+_TOUCH_SQL = {
+    "sqlite": "UPDATE raw_record SET payload = ?, source_updated_at = ?, fetched_at = ?, run_id = ? "
+    "WHERE system = ? AND object = ? AND source_id = ?",
+    "postgresql": "UPDATE raw_record r SET payload = u.p::jsonb, source_updated_at = u.t, fetched_at = %s, "
+    "run_id = %s FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS u(id, p, t) "
+    "WHERE r.system = %s AND r.object = %s AND r.source_id = u.id",
+}
+
+
+def _touch(conn: Connection, system: str, obj: str, touched: list[tuple[str, bytes, datetime | None]],
+           fetched: datetime, run_id: str | None) -> None:
+    if conn.dialect.name == "postgresql":
+        ids, blobs, stamps = zip(*touched, strict=True)
+        conn.exec_driver_sql(_TOUCH_SQL["postgresql"], (fetched, run_id, list(ids), [b.decode() for b in blobs],
+                                                        list(stamps), system, obj))
+        return
+    def ts(v: datetime | None) -> Any:
+        return None if v is None else model.utc(v).strftime(_SQLITE_TS)
+    conn.exec_driver_sql(_TOUCH_SQL["sqlite"], [(blob.decode(), ts(updated), ts(fetched), run_id, system, obj, sid)
+                                                for sid, blob, updated in touched])
 
 
 def _land(
@@ -121,6 +165,7 @@ class RawRecord:
     payload: Mapping[str, Any]
     source_updated_at: datetime | None = None
     deleted: bool = False
+    hash_ignore: tuple[str, ...] = ()  # dotted paths the content hash leaves out (see ``content_hash``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +185,7 @@ class PageResult:
     written: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    touched: int = 0  # unchanged but for the ignored paths: payload refreshed, not re-mapped
     written_ids: list[int] = field(default_factory=list)
 
 
@@ -304,18 +350,27 @@ class Store:
         result = PageResult()
         fetched = now()
         for obj, recs in by_object.items():
-            known = _known_hashes(conn, system, obj, list(recs))
+            stamps = any(rec.hash_ignore for rec in recs.values())
+            known = _known_hashes(conn, system, obj, list(recs), stamps=stamps)
             changed = []
+            touched = []
             for sid, rec in recs.items():
                 blob = db.dumps(rec.payload)
-                digest = _digest(blob, rec.deleted)
-                if known.get(sid) == digest:
+                digest = _digest(db.dumps(without(rec.payload, rec.hash_ignore)) if rec.hash_ignore else blob,
+                                 rec.deleted)
+                stored = known.get(sid)
+                if (stored[0] if stamps and stored else stored) == digest:
                     result.unchanged += 1
+                    if stamps and stored is not None and stored[1] != rec.source_updated_at:
+                        touched.append((sid, blob, rec.source_updated_at))
                     continue
                 changed.append((sid, blob, digest, rec.source_updated_at, rec.deleted))
             if changed:
                 _land(conn, system, obj, changed, fetched, run_id)
                 result.written += len(changed)
+            if touched:
+                _touch(conn, system, obj, touched, fetched, run_id)
+                result.touched += len(touched)
         return result
 
     def known_hashes(self, system: str, obj: str, source_ids: Sequence[str]) -> dict[str, str]:

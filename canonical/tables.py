@@ -151,6 +151,23 @@ quarantine = sa.Table(
     sa.Index(None, "system", "object", "source_id"),
 )
 
+# push-crm: per CRM record, the values ltc-hub last wrote and their content hash (an unchanged record
+# is not written again), or the CRM's message when the last write was refused (retried next run).
+crm_push_state = sa.Table(
+    "crm_push_state",
+    metadata,
+    sa.Column("system", sa.String(64), primary_key=True),  # the CRM source of ltc.yaml
+    sa.Column("object", sa.String(128), primary_key=True),  # Opportunity, Account, deals, companies
+    sa.Column("record_id", sa.String(255), primary_key=True),
+    sa.Column("canonical_id", sa.String(400)),
+    sa.Column("content_hash", sa.String(32)),  # of ``fields``; NULL until a write succeeded
+    sa.Column("fields", JSONType, nullable=False),  # CRM field name -> value as last written
+    sa.Column("written_at", UTCDateTime),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("error", sa.Text),  # the CRM's refusal of the last attempt; NULL when it succeeded
+    sa.Column("error_at", UTCDateTime),
+)
+
 lineage = sa.Table(
     "lineage",
     metadata,

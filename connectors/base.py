@@ -195,6 +195,9 @@ class StreamSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     deleted_when: tuple[str, Any] | None = None  # (dotted path, value) that marks a tombstone
     options: Mapping[str, Any] = field(default_factory=dict)  # connector-specific knobs
+    # Dotted paths left out of the content hash: fields only ltc-hub writes (push-crm) and the stamps
+    # such a write bumps, so that our own write-back is not landed again as a business change.
+    hash_ignore: tuple[str, ...] = ()
 
     def source_id(self, record: Mapping[str, Any]) -> str | None:
         value = dig(record, self.primary_key)
@@ -305,7 +308,7 @@ def to_raw(stream: StreamSpec, records: Iterable[Mapping[str, Any]], *, deleted:
                                      payload=dict(rec), field=stream.cursor_field))
             continue
         raws.append(RawRecord(stream.object, sid, rec, source_updated_at=updated,
-                              deleted=deleted or stream.is_deleted(rec)))
+                              deleted=deleted or stream.is_deleted(rec), hash_ignore=stream.hash_ignore))
     return raws, rejected
 
 

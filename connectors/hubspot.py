@@ -83,6 +83,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from canonical.errors import ConfigError
+from connectors import crm_fields
 from connectors.base import Connector, Page, StreamSpec, Window
 from connectors.errors import AuthenticationError, QuotaPaused, RetryableError
 from connectors.governor import RateGovernor, governor_for
@@ -150,6 +151,7 @@ class HubSpotConnector(Connector):
         read_ahead: bool = True,
         pages_per_commit: int = 5,
         full_sweep_every: timedelta = timedelta(hours=24),
+        options: Mapping[str, Any] | None = None,
     ):
         super().__init__(name, lookback=lookback)
         tenant = tenant or name
@@ -174,8 +176,11 @@ class HubSpotConnector(Connector):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hubspot-{name}")
         self._ahead: tuple[tuple[Any, ...], Future[Page]] | None = None
         self._props: dict[str, list[str]] = {}
+        self.options = dict(options or {})
+        own = crm_fields.own_paths("hubspot", self.options, name)  # what push-crm writes: not a business change
         specs = [StreamSpec(obj, obj, cursor_field=f"properties.{modified_property(obj)}", page_size=LIST_PAGE,
-                            deleted_when=("archived", True), options={"kind": "object"}) for obj in OBJECTS]
+                            deleted_when=("archived", True), options={"kind": "object"},
+                            hash_ignore=own.get(obj, ())) for obj in OBJECTS]
         specs += [
             StreamSpec("owners", "owners", deleted_when=("archived", True), options={"kind": "owners"}),
             StreamSpec("deal_pipelines", "deal_pipelines", options={"kind": "pipelines"}),
@@ -493,6 +498,6 @@ def from_config(name: str, cfg: Any) -> HubSpotConnector:
         name, cfg.base_url or DEFAULT_BASE_URL, ref.resolve(),
         tenant=options.get("tenant"), lookback=timedelta(minutes=cfg.lookback_minutes),
         properties=options.get("properties"), url_budget=int(options.get("url_budget", 6_000)),
-        streams=cfg.streams,
+        streams=cfg.streams, options=options,
         full_sweep_every=timedelta(hours=float(options.get("association_full_sweep_hours", 24))),
     )

@@ -60,6 +60,7 @@ from simple_salesforce.exceptions import (
 )
 
 from canonical.errors import ConfigError
+from connectors import crm_fields
 from connectors.base import Connector, Keyset, Page, StreamSpec, Window, parse_instant
 from connectors.errors import (
     AuthenticationError,
@@ -216,9 +217,11 @@ class SalesforceConnector(Connector):
         )
         self.session = _Session("salesforce", governor=self.governor, policy=policy, observe=self._observe,
                                 timeout=float(opts.get("timeout_s", 120)), verify=opts.get("ca_file") or True)
+        own = crm_fields.own_paths("salesforce", opts, name)  # what push-crm writes: not a business change
         self.streams = tuple(
             StreamSpec(obj, obj, primary_key="Id", cursor_field="SystemModstamp", page_size=self.page_size,
-                       paginator=Keyset(), records_path="records", deleted_when=("IsDeleted", True))
+                       paginator=Keyset(), records_path="records", deleted_when=("IsDeleted", True),
+                       hash_ignore=own.get(obj, ()))
             for obj in objects
         )
         self._sf: Salesforce | None = None

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from prefect import serve
+from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,9 +29,13 @@ def deployments(prefect_file: Path = ROOT / "prefect.yaml", config_path: str | N
         schedules: list[Any] = []
         for s in dep.get("schedules") or []:
             if "cron" in s:
-                schedules.append(CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC")))
+                sched: Any = CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC"))
             elif "interval" in s:
-                schedules.append(IntervalSchedule(interval=s["interval"]))
+                sched = IntervalSchedule(interval=s["interval"])
+            else:
+                continue
+            # `active: false` declares an opt-in schedule (push-crm): registered, not running until activated
+            schedules.append(DeploymentScheduleCreate(schedule=sched, active=bool(s.get("active", True))))
         params = dict(dep.get("parameters") or {})
         if "config_path" in params and config_path:
             params["config_path"] = config_path

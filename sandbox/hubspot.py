@@ -15,6 +15,14 @@ lives in memory. Shapes follow reference/api_facts.md §2:
 * ``POST /crm/v4/associations/{from}/{to}/batch/read`` and ``GET /crm/v4/objects/{from}/{id}/associations/{to}``
   with HubSpot's default association type ids; association edits do not bump ``hs_lastmodifieddate``;
 * ``GET /crm/v3/properties/{type}``, ``GET /crm/v3/pipelines/{type}`` (string stage metadata), ``GET /crm/v3/owners/``;
+* writes: ``POST /crm/v3/objects/{type}/batch/update`` (``{inputs: [{id, properties}]}``, at most 100
+  inputs or 400; a property that does not exist, is read-only or has a value of the wrong type fails the
+  whole batch with 400 ``VALIDATION_ERROR``; ids that do not exist (or are archived) and records refused by
+  :attr:`HubSpotEmulator.write_faults` come back as **207 Multi-Status** with ``numErrors`` and ``errors``
+  ``[{status, category, message, context: {ids}}]`` next to the ``results`` of the others); an update bumps
+  ``hs_lastmodifieddate``/``updatedAt``. Properties API: ``GET|POST /crm/v3/properties/{type}/groups``
+  and ``POST /crm/v3/properties/{type}`` (201; **409** ``OBJECT_ALREADY_EXISTS`` for an existing name, 400
+  for an unknown group or type);
 * ``X-HubSpot-RateLimit-Daily[-Remaining]`` on every response and the interval headers
   (``-Max``/``-Remaining``/``-Interval-Milliseconds``) on every non-search response; 429 bodies carry
   ``policyName`` ``TEN_SECONDLY_ROLLING`` | ``SECONDLY`` | ``DAILY`` and no ``Retry-After``.
@@ -145,6 +153,19 @@ class _RawJSON:
     text: str
 
 
+@dataclass(frozen=True)
+class _Status:
+    """A response body with a status other than 200 (201 Created, 207 Multi-Status)."""
+
+    status: int
+    body: Any
+
+
+PROPERTY_TYPES = {"string": {"text", "textarea", "html", "phonenumber", "file"}, "number": {"number", "calculation_equation"},
+                  "date": {"date"}, "datetime": {"date"}, "bool": {"booleancheckbox"},
+                  "enumeration": {"select", "radio", "checkbox", "booleancheckbox"}}
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -188,6 +209,9 @@ class HubSpotEmulator:
     edit_gap_ms: int = 50  # seeded records are modified 1..edit_gap_ms apart (a portal's history spread out)
     clock: Callable[[], float] = time.time
     world: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
+    # (object, id) -> (category, message): batch updates of these records are refused (207 errors)
+    write_faults: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    scopes: set[str] | None = None  # the private app's granted scopes (None: all); writes check theirs
     objects: dict[str, dict[int, Rec]] = field(init=False, repr=False)
     served: dict[str, int] = field(init=False)
     statuses: dict[int, int] = field(init=False)
@@ -212,6 +236,12 @@ class HubSpotEmulator:
         self._custom = [self._custom_name(i) for i in range(self.custom_properties)]
         self._extra: dict[str, list[str]] = {t: [] for t in STANDARD}  # properties only a world names
         self._pipeline_rows: list[dict[str, Any]] | None = None
+        # properties and groups created through the properties API: object -> name -> definition
+        self._defined: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in STANDARD}
+        self._groups: dict[str, dict[str, dict[str, Any]]] = {
+            t: {f"{SINGULAR[t]}information": {"name": f"{SINGULAR[t]}information", "archived": False,
+                                               "label": f"{SINGULAR[t].replace('_', ' ').title()} information",
+                                               "displayOrder": 0}} for t in STANDARD}
         if self.world is None:
             self._generate()
         else:
@@ -220,8 +250,12 @@ class HubSpotEmulator:
             Route("/crm/v3/objects/{obj}", self._r(self._list), methods=["GET"]),
             Route("/crm/v3/objects/{obj}/search", self._r(self._search_objects, search=True), methods=["POST"]),
             Route("/crm/v3/objects/{obj}/batch/read", self._r(self._batch_read), methods=["POST"]),
+            Route("/crm/v3/objects/{obj}/batch/update", self._r(self._batch_update), methods=["POST"]),
             Route("/crm/v3/objects/{obj}/{oid}", self._r(self._read), methods=["GET"]),
             Route("/crm/v3/properties/{obj}", self._r(self._properties), methods=["GET"]),
+            Route("/crm/v3/properties/{obj}", self._r(self._create_property), methods=["POST"]),
+            Route("/crm/v3/properties/{obj}/groups", self._r(self._list_groups), methods=["GET"]),
+            Route("/crm/v3/properties/{obj}/groups", self._r(self._create_group), methods=["POST"]),
             Route("/crm/v3/pipelines/{obj}", self._r(self._pipelines), methods=["GET"]),
             Route("/crm/v3/owners", self._r(self._owners), methods=["GET"]),
             Route("/crm/v3/owners/", self._r(self._owners), methods=["GET"]),
@@ -443,6 +477,8 @@ class HubSpotEmulator:
             self._limit(search)
             with self._lock:
                 body = await handler(request)
+            if isinstance(body, _Status):
+                status, body = body.status, body.body
         except _Reject as rej:
             status, body = rej.status, rej.body
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -510,7 +546,7 @@ class HubSpotEmulator:
         return cached
 
     def _known(self, obj: str) -> set[str]:
-        return set(STANDARD[obj]) | self._custom_set | set(self._extra[obj])
+        return set(STANDARD[obj]) | self._custom_set | set(self._extra[obj]) | set(self._defined[obj])
 
     def _object(self, obj: str, rec: Rec, props: list[str] | None) -> dict[str, Any]:
         names = props or DEFAULTS.get(obj, ("name", "createdate", "hs_lastmodifieddate", "hs_object_id"))
@@ -740,7 +776,126 @@ class HubSpotEmulator:
                                              "readOnlyValue": name in DATETIME_PROPS | {"hs_object_id"}}}
 
         return {"results": [prop(n, False) for n in STANDARD[obj]]
-                + [prop(n, True) for n in [*self._custom, *self._extra[obj]]]}
+                + [prop(n, True) for n in [*self._custom, *self._extra[obj]]] + list(self._defined[obj].values())}
+
+    def _require(self, scope: str) -> None:
+        if self.scopes is not None and scope not in self.scopes:
+            raise _error(403, "This app hasn't been granted all required scopes to make this call. Read more about "
+                         "required scopes here: https://developers.hubspot.com/scopes.", "MISSING_SCOPES",
+                         errors=[{"message": "One or more of the following scopes are required.",
+                                  "context": {"requiredGranularScopes": [scope]}}])
+
+    async def _list_groups(self, request: Request) -> Any:
+        return {"results": list(self._groups[self._type(request)].values())}
+
+    async def _create_group(self, request: Request) -> Any:
+        obj = self._type(request)
+        self._require(f"crm.schemas.{obj}.write")
+        body = await request.json()
+        name, label = body.get("name"), body.get("label")
+        if not name or not label:
+            raise _error(400, "name and label are required", "VALIDATION_ERROR")
+        if name in self._groups[obj]:
+            raise _error(409, f"A property group named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
+        group = {"name": name, "label": label, "displayOrder": int(body.get("displayOrder", -1)), "archived": False}
+        self._groups[obj][name] = group
+        return _Status(201, group)
+
+    async def _create_property(self, request: Request) -> Any:
+        obj = self._type(request)
+        self._require(f"crm.schemas.{obj}.write")
+        body = await request.json()
+        missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
+        if missing:
+            raise _error(400, f"Missing required fields: {', '.join(missing)}", "VALIDATION_ERROR")
+        name, ptype, ftype = body["name"], body["type"], body["fieldType"]
+        if name in self._known(obj):
+            raise _error(409, f"Property named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
+        if ptype not in PROPERTY_TYPES or ftype not in PROPERTY_TYPES[ptype]:
+            raise _error(400, f"fieldType {ftype!r} is not valid for a property of type {ptype!r}", "VALIDATION_ERROR")
+        if body["groupName"] not in self._groups[obj]:
+            raise _error(400, f"Property group {body['groupName']!r} does not exist.", "VALIDATION_ERROR")
+        stamp = iso_ms(self.now_ms())
+        prop = {"name": name, "label": body["label"], "type": ptype, "fieldType": ftype,
+                "groupName": body["groupName"], "description": body.get("description", ""), "options": [],
+                "displayOrder": int(body.get("displayOrder", -1)), "calculated": False, "externalOptions": False,
+                "hasUniqueValue": bool(body.get("hasUniqueValue", False)), "hidden": False, "formField": False,
+                "createdAt": stamp, "updatedAt": stamp,
+                "modificationMetadata": {"archivable": True, "readOnlyDefinition": False, "readOnlyValue": False}}
+        self._defined[obj][name] = prop
+        return _Status(201, prop)
+
+    def _value_problem(self, obj: str, name: str, value: Any) -> dict[str, Any] | None:
+        """Why HubSpot would refuse this property value (None: it takes it)."""
+        def bad(error: str, message: str) -> dict[str, Any]:
+            return {"isValid": False, "message": message, "error": error, "name": name}
+
+        if name not in self._known(obj):
+            return bad("PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist')
+        if name in DATETIME_PROPS | {"hs_object_id"}:
+            return bad("READ_ONLY_VALUE", f'"{name}" is a read only property; its value cannot be set.')
+        ptype = self._defined[obj].get(name, {}).get("type") or ("number" if name in NUMBER_PROPS else "string")
+        text = "" if value is None else str(value)
+        if text == "":
+            return None  # an empty string clears the value
+        if ptype == "number":
+            try:
+                Decimal(text)
+            except InvalidOperation:
+                return bad("INVALID_DECIMAL", f"{text} was not a valid number.")
+        if ptype == "date":
+            try:
+                datetime.strptime(text, "%Y-%m-%d")
+            except ValueError:
+                if not text.isdigit():
+                    return bad("INVALID_DATE", f"{text} is not a valid date (YYYY-MM-DD or midnight UTC in ms)")
+        return None
+
+    async def _batch_update(self, request: Request) -> Any:
+        obj = self._type(request)
+        self._require(f"crm.objects.{obj}.write")
+        body = await request.json()
+        inputs = body.get("inputs") or []
+        if len(inputs) > 100:
+            raise _error(400, "Batch input size exceeds 100", "VALIDATION_ERROR")
+        problems = [p for i in inputs for n, v in (i.get("properties") or {}).items()
+                    if (p := self._value_problem(obj, n, v)) is not None]
+        if problems:
+            raise _error(400, "Property values were not valid: " + json.dumps(problems), "VALIDATION_ERROR",
+                         errors=[{"message": p["message"], "code": p["error"], "context": {"propertyName": [p["name"]]}}
+                                 for p in problems])
+        now = self.now_ms()
+        stamp = iso_ms(now)
+        results, missing = [], []
+        refused: dict[tuple[str, str], list[str]] = {}
+        for item in inputs:
+            oid = str(item.get("id", ""))
+            rec = self.objects[obj].get(int(oid)) if oid.isdigit() else None
+            if rec is None or rec.archived:
+                missing.append(oid)
+                continue
+            fault = self.write_faults.get((obj, rec.id))
+            if fault is not None:
+                refused.setdefault(fault, []).append(oid)
+                continue
+            props = {k: "" if v is None else str(v) for k, v in (item.get("properties") or {}).items()}
+            rec.props.update(props)
+            rec.updated = rec.visible_at = now
+            self._stamp(obj, rec)
+            results.append(self._object(obj, rec, list(props)))
+        out: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": stamp, "completedAt": stamp}
+        errors = []
+        if missing:
+            errors.append({"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": missing},
+                           "message": f"Could not get some {SINGULAR[obj].upper()} objects, they may be deleted or "
+                                      "not exist. Check that ids are valid.", "errors": [], "links": {}})
+        for (category, message), ids in refused.items():
+            errors.append({"status": "error", "category": category, "message": message, "context": {"ids": ids},
+                           "errors": [], "links": {}})
+        if not errors:
+            return out
+        return _Status(207, {**out, "numErrors": len(missing) + sum(len(v) for v in refused.values()),
+                             "errors": errors})
 
     async def _pipelines(self, request: Request) -> Any:
         if request.path_params["obj"] != "deals":

@@ -11,6 +11,25 @@ Routes (``vNN.N`` = any API version):
 * Bulk API 2.0 query jobs: ``POST .../jobs/query``, ``GET .../jobs/query/<id>``,
   ``GET .../jobs/query/<id>/results?maxRecords=&locator=`` (CSV, ``Sforce-Locator``,
   ``Sforce-NumberOfRecords``).
+* Writes: ``PATCH .../composite/sobjects`` (sObject Collections update: ``{allOrNone, records}``, at most
+  200 records or 400 ``EXCEEDED_ID_LIMIT``, every record with ``attributes.type`` and ``id``; 200 with one
+  SaveResult ``{id, success, errors: [{statusCode, message, fields}]}`` per record in input order, the
+  ``id`` left out of a failed one; ``allOrNone: true`` rolls every record back when one fails) and
+  ``PATCH .../sobjects/<Obj>/<Id>`` (204, or the error array). An unknown field fails the whole request
+  (400 ``INVALID_FIELD``), a value of the wrong JSON type too (400 ``JSON_PARSER_ERROR``); per record:
+  ``FIELD_CUSTOM_VALIDATION_EXCEPTION`` (the org's validation rules), ``UNABLE_TO_LOCK_ROW`` (records in
+  ``Org.locked``), ``INVALID_FIELD_FOR_INSERT_UPDATE`` (fields without edit access, field-level
+  security), ``STRING_TOO_LONG``, ``ENTITY_IS_DELETED``, ``INVALID_CROSS_REFERENCE_KEY``. A successful
+  update bumps ``LastModifiedDate`` and ``SystemModstamp``. Custom fields appear in ``describe`` once
+  created (:meth:`Org.create_field`, what an admin does in Setup).
+* Bulk API 2.0 ingest (``operation: update``): ``POST .../jobs/ingest`` (state ``Open``), ``PUT
+  .../jobs/ingest/<id>/batches`` (the CSV, 201; an empty cell leaves a field alone, ``#N/A`` sets it
+  to null), ``PATCH .../jobs/ingest/<id>`` ``{"state": "UploadComplete"}``, ``GET .../jobs/ingest/<id>``
+  (``InProgress`` for ``faults.bulk_polls_before_complete`` polls, then ``JobComplete`` with
+  ``numberRecordsProcessed``/``numberRecordsFailed``; ``Failed`` with ``errorMessage`` for an unknown
+  column), ``GET .../failedResults/`` and ``.../successfulResults/`` (CSV: ``sf__Id``, ``sf__Error`` as
+  ``CODE:message:fields --`` or ``sf__Created``, then the uploaded columns). The rows are saved with
+  the same rules as the REST updates.
 
 Every data response carries ``Sforce-Limit-Info: api-usage=<used>/<allocation>``; errors are the vendor's
 JSON array of ``{"message", "errorCode"}``. The :class:`Org` (``app.state.org``) is the data and the
@@ -30,7 +49,7 @@ import secrets
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -90,17 +109,36 @@ _REFERENCE_TO = {"AccountId": "Account", "ConvertedAccountId": "Account", "Conve
                  "ConvertedOpportunityId": "Opportunity", "OpportunityId": "Opportunity", "Product2Id": "Product2",
                  "OrderId": "Order", "ContractId": "Contract", "Pricebook2Id": "Pricebook2"}
 _COMPOUND = {"address", "location"}
+_TEXT = {"string", "picklist", "url", "email", "phone", "textarea", "id", "reference"}
+_NUMBER = {"currency", "double", "percent", "int"}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+COLLECTION_LIMIT = 200
 
 
-def _field_describe(name: str, ftype: str) -> dict[str, Any]:
+def _label(name: str) -> str:
+    return name.removesuffix("__c").replace("_", " ")
+
+
+@dataclass
+class ValidationRule:
+    """An org validation rule: ``fails(record after the update)`` -> the update is refused with
+    ``FIELD_CUSTOM_VALIDATION_EXCEPTION`` and ``message`` (on ``fields``, if the rule names them)."""
+
+    obj: str
+    fails: Callable[[dict[str, Any]], bool]
+    message: str
+    fields: tuple[str, ...] = ()
+
+
+def _field_describe(name: str, ftype: str, *, updateable: bool = True, length: int | None = None) -> dict[str, Any]:
     numeric = ftype in ("currency", "double", "percent")
     return {
-        "name": name, "label": name.removesuffix("__c").replace("_", " "), "type": ftype,
+        "name": name, "label": _label(name), "type": ftype,
         "custom": name.endswith("__c"), "nillable": name not in ("Id", "IsDeleted", "Name"),
-        "createable": ftype != "id" and name not in dict(_SYSTEM), "updateable": ftype != "id",
+        "createable": ftype != "id" and name not in dict(_SYSTEM) and updateable,
+        "updateable": ftype != "id" and name not in dict(_SYSTEM) and updateable,
         "externalId": name == "ERP_Customer_Id__c", "idLookup": name == "Id", "unique": False,
-        "calculated": False, "length": 255 if ftype in ("string", "picklist", "url", "email", "phone") else 0,
+        "calculated": False, "length": length or (255 if ftype in _TEXT else 0),
         "precision": 18 if numeric else 0, "scale": 2 if numeric else 0, "picklistValues": [],
         "referenceTo": [_REFERENCE_TO[name]] if ftype == "reference" and name in _REFERENCE_TO else [],
         "relationshipName": name[:-2] if ftype == "reference" else None, "defaultValue": None,
@@ -162,8 +200,13 @@ class Org:
         self._index: dict[str, list[tuple[str, str]] | None] = {obj: None for obj in _OBJECTS}
         self.cursors: dict[str, tuple[str, list[str], list[str], int]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.ingest: dict[str, dict[str, Any]] = {}  # Bulk API 2.0 ingest jobs
         self._jwt_key: Any = None
         self.multi_currency = multi_currency
+        self.readonly: dict[str, set[str]] = {obj: set() for obj in _OBJECTS}  # no edit access (FLS)
+        self.lengths: dict[tuple[str, str], int] = {}
+        self.validation_rules: list[ValidationRule] = []
+        self.locked: set[str] = set()  # records another transaction holds: UNABLE_TO_LOCK_ROW
         if world is None:
             self.populate(size)
         else:
@@ -223,6 +266,120 @@ class Org:
                 self.hidden[obj].clear()
             else:
                 self.hidden[obj].discard(rid)
+
+    def create_field(self, obj: str, name: str, ftype: str, *, length: int | None = None,
+                     editable: bool = True) -> None:
+        """A custom field created in Setup (``describe`` lists it from now on); ``editable=False``: the
+        integration user's profile has read access only (field-level security)."""
+        with self.lock:
+            self.types[obj][name] = ftype
+            for rec in self.rows[obj].values():
+                rec.setdefault(name, None)
+            if length:
+                self.lengths[(obj, name)] = length
+            (self.readonly[obj].discard if editable else self.readonly[obj].add)(name)
+
+    def describe_field(self, obj: str, name: str) -> dict[str, Any]:
+        return _field_describe(name, self.types[obj][name], updateable=name not in self.readonly[obj],
+                               length=self.lengths.get((obj, name)))
+
+    def save(self, items: list[tuple[str, str | None, dict[str, Any]]], *, all_or_none: bool = False
+             ) -> list[dict[str, Any]]:
+        """Update records as the REST API does: one SaveResult per (object, id, values), in order.
+        Raises :class:`SoqlError` for what fails the whole request (unknown field, wrong JSON type)."""
+        with self.lock:
+            for obj, _, values in items:
+                if obj not in self.types:
+                    raise SoqlError("INVALID_TYPE", f"sObject type '{obj}' is not supported.")
+                for name, value in values.items():
+                    ftype = self.types[obj].get(name)
+                    if ftype is None:
+                        raise SoqlError("INVALID_FIELD", f"No such column '{name}' on sobject of type {obj}")
+                    if value is not None and not _json_type_ok(ftype, value):
+                        raise SoqlError("JSON_PARSER_ERROR", f"Cannot deserialize instance of {ftype} from "
+                                                             f"{type(value).__name__} value {value!r} for {name}")
+            results = [self._save_one(obj, rid, values) for obj, rid, values in items]
+            ok = all(r is None for r in results)
+            if all_or_none and not ok:
+                rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": "Record rolled back "
+                          "because not all records were valid and the request was using AllOrNone header",
+                          "fields": []}
+                return [{"success": False, "errors": [err or rolled]} for err in results]
+            stamp = sf_datetime(self.now())
+            out = []
+            for (obj, rid, values), err in zip(items, results, strict=True):
+                if err is not None:
+                    out.append({"success": False, "errors": [err]})
+                    continue
+                assert rid is not None
+                rec = self.rows[obj][rid]
+                rec.update(values)
+                rec["LastModifiedDate"] = rec["SystemModstamp"] = stamp
+                self._index[obj] = None
+                out.append({"id": rid, "success": True, "errors": []})
+            return out
+
+    def run_ingest(self, job: dict[str, Any]) -> None:
+        """Process an uploaded update job row by row (as Salesforce does, each row its own save)."""
+        obj = job["object"]
+        reader = csv.reader(io.StringIO(job["csv"] or ""))
+        columns = next(reader, [])
+        job["columns"], job["failed"], job["succeeded"], job["processed"] = columns, [], [], 0
+        unknown = [c for c in columns if c not in self.types[obj]]
+        if "Id" not in columns or unknown:
+            job["error"] = (f"InvalidBatch : Field name not found : {unknown[0]}" if unknown
+                            else "InvalidBatch : The Id field is required for an update")
+            return
+        for row in reader:
+            values: dict[str, Any] = {}
+            problem = None
+            for name, cell in zip(columns, row, strict=False):
+                if name == "Id" or cell == "":
+                    continue  # an empty cell leaves the field as it is
+                try:
+                    values[name] = None if cell == "#N/A" else _from_csv(self.types[obj][name], cell)
+                except (ValueError, ArithmeticError):
+                    problem = f"INVALID_TYPE_ON_FIELD_IN_RECORD:{_label(name)}: value not of required type: {cell}:{name} --"
+            rid = row[columns.index("Id")] if len(row) > columns.index("Id") else ""
+            job["processed"] += 1
+            result = None if problem else self.save([(obj, rid or None, values)])[0]
+            if problem or not result or not result["success"]:
+                if not problem and result:
+                    e = result["errors"][0]
+                    problem = f"{e['statusCode']}:{e['message']}:{','.join(e['fields'])} --"
+                job["failed"].append(([rid, problem], row))
+            else:
+                job["succeeded"].append(([rid, "false"], row))
+
+    def _save_one(self, obj: str, rid: str | None, values: dict[str, Any]) -> dict[str, Any] | None:
+        """The error of one record's update (None: it would succeed)."""
+        def err(code: str, message: str, fields: list[str] | None = None) -> dict[str, Any]:
+            return {"statusCode": code, "message": message, "fields": fields or []}
+
+        if not rid:
+            return err("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
+        rec = self.rows[obj].get(rid)
+        if rec is None:
+            return err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"])
+        if rec["IsDeleted"]:
+            return err("ENTITY_IS_DELETED", "entity is deleted")
+        denied = sorted(n for n in values if n in self.readonly[obj] or n in dict(_SYSTEM))
+        if denied:
+            return err("INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: {', '.join(denied)}. "
+                       "Please check the security settings of this field and verify that it is read/write for "
+                       "your profile or permission set.", denied)
+        for name, value in values.items():
+            limit = self.lengths.get((obj, name)) or (255 if self.types[obj][name] in _TEXT else None)
+            if isinstance(value, str) and limit is not None and len(value) > limit:
+                return err("STRING_TOO_LONG", f"{_label(name)}: data value too large: {value[:40]} "
+                           f"(max length={limit})", [name])
+        if rid in self.locked:
+            return err("UNABLE_TO_LOCK_ROW", f"unable to obtain exclusive access to this record or 1 records: {rid}")
+        after = {**rec, **values}
+        for rule in self.validation_rules:
+            if rule.obj == obj and rule.fails(after):
+                return err("FIELD_CUSTOM_VALIDATION_EXCEPTION", rule.message, list(rule.fields))
+        return None
 
     def _check(self, obj: str, values: dict[str, Any]) -> dict[str, Any]:
         unknown = set(values) - set(self.types[obj])
@@ -474,6 +631,38 @@ def _infer_type(name: str, value: Any) -> str:
     return "string"
 
 
+def _json_type_ok(ftype: str, value: Any) -> bool:
+    """Whether Salesforce's JSON reader takes ``value`` for a field of ``ftype``."""
+    if ftype in _NUMBER:
+        return isinstance(value, int | Decimal | float) and not isinstance(value, bool)
+    if ftype == "boolean":
+        return isinstance(value, bool)
+    if ftype == "date":
+        if not isinstance(value, str):
+            return False
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return False
+        return len(value) == 10
+    return isinstance(value, str)
+
+
+def _from_csv(ftype: str, cell: str) -> Any:
+    """A Bulk CSV cell typed for a field (CSV has only text)."""
+    if ftype in ("currency", "double", "percent"):
+        return Decimal(cell)
+    if ftype == "int":
+        return int(cell)
+    if ftype == "boolean":
+        if cell.lower() not in ("true", "false"):
+            raise ValueError(cell)
+        return cell.lower() == "true"
+    if ftype == "date":
+        date.fromisoformat(cell)
+    return cell
+
+
 def _cmp_probe(name: str) -> Any:
     from sandbox.soql import Cmp
 
@@ -632,7 +821,7 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         return _json({
             "name": obj, "label": obj, "labelPlural": obj + "s", "custom": False, "keyPrefix": _OBJECTS[obj][0],
             "createable": True, "updateable": True, "deletable": True, "queryable": True,
-            "fields": [_field_describe(n, t) for n, t in org.types[obj].items()],
+            "fields": [org.describe_field(obj, n) for n in org.types[obj]],
             "childRelationships": [], "recordTypeInfos": [],
             "urls": {"sobject": f"/services/data/v{v}/sobjects/{obj}",
                      "describe": f"/services/data/v{v}/sobjects/{obj}/describe"},
@@ -724,6 +913,155 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         headers["Sforce-Locator"] = base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(job["ids"]) else "null"
         return Response(buf.getvalue(), media_type="text/csv", headers=headers)
 
+    async def write_body(request: Request, headers: dict[str, str]) -> tuple[Response | None, Any]:
+        try:
+            return None, json.loads(await request.body(), parse_float=Decimal)
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "Unexpected character: the request body is not JSON",
+                          headers), None
+
+    async def collection_update(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        err, body = await write_body(request, headers)
+        if err:
+            return err
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list):
+            return _error(400, "JSON_PARSER_ERROR", "records: a list of sObjects is required", headers)
+        if len(records) > COLLECTION_LIMIT:
+            return _error(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than "
+                          f"{COLLECTION_LIMIT} records into this call", headers)
+        items = []
+        for rec in records:
+            obj = (rec.get("attributes") or {}).get("type") if isinstance(rec, dict) else None
+            if not obj:
+                return _error(400, "INVALID_TYPE", "Must send a concrete entity type: every record needs "
+                              "attributes.type", headers)
+            rid = rec.get("id") or rec.get("Id")
+            items.append((str(obj), str(rid) if rid else None,
+                          {k: v for k, v in rec.items() if k not in ("attributes", "id", "Id")}))
+        chunks = sum(1 for i, it in enumerate(items) if i == 0 or it[0] != items[i - 1][0])
+        if chunks > 10:
+            return _error(400, "INVALID_BATCH_REQUEST", "A single request can process up to 10 chunks of "
+                          "records of one type", headers)
+        try:
+            results = org.save(items, all_or_none=bool(body.get("allOrNone")))
+        except SoqlError as exc:
+            return _error(400, exc.code, exc.message, headers)
+        return _json(results, headers)
+
+    async def record_update(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        obj, rid = str(request.path_params["obj"]), str(request.path_params["rid"])
+        if obj not in org.types or rid not in org.rows[obj]:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
+        err, body = await write_body(request, headers)
+        if err:
+            return err
+        try:
+            (result,) = org.save([(obj, rid, {k: v for k, v in body.items() if k != "attributes"})])
+        except SoqlError as exc:
+            return _error(400, exc.code, exc.message, headers)
+        if result["success"]:
+            return Response(status_code=204, headers=headers)
+        e = result["errors"][0]
+        return JSONResponse([{"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]}],
+                            status_code=400, headers=headers)
+
+    def _ingest_info(job_id: str, job: dict[str, Any], state: str) -> dict[str, Any]:
+        info = _job_info(job_id, job["object"], job["operation"], state, job.get("processed", 0))
+        info["contentUrl"] = f"services/data/v{API_VERSION}/jobs/ingest/{job_id}/batches"
+        info["numberRecordsFailed"] = len(job.get("failed", []))
+        if job.get("error"):
+            info["errorMessage"] = job["error"]
+        return info
+
+    async def guarded_ingest(request: Request) -> tuple[Response | None, dict[str, str], str, dict[str, Any]]:
+        err, headers = await guard(request)
+        if err:
+            return err, headers, "", {}
+        job_id = str(request.path_params["job"])
+        job = org.ingest.get(job_id)
+        if job is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers), headers, job_id, {}
+        return None, headers, job_id, job
+
+    async def create_ingest(request: Request) -> Response:
+        err, headers = await guard(request)
+        if err:
+            return err
+        err, spec = await write_body(request, headers)
+        if err:
+            return err
+        obj, op = spec.get("object"), spec.get("operation")
+        if obj not in org.types:
+            return _error(400, "INVALIDJOB", f"Unable to find object: {obj}", headers)
+        if op != "update":
+            return _error(400, "API_ERROR", f"this emulator runs update ingest jobs only, not {op!r}", headers)
+        if spec.get("contentType", "CSV") != "CSV" or spec.get("columnDelimiter", "COMMA") != "COMMA":
+            return _error(400, "INVALIDJOB", "contentType CSV with columnDelimiter COMMA only", headers)
+        with org.lock:
+            job_id = f"750In{len(org.ingest) + 1:010d}AAA"
+            org.ingest[job_id] = {"object": obj, "operation": op, "state": "Open", "csv": None, "polls": 0}
+        return _json(_ingest_info(job_id, org.ingest[job_id], "Open"), headers)
+
+    async def upload_ingest(request: Request) -> Response:
+        err, headers, _job_id, job = await guarded_ingest(request)
+        if err:
+            return err
+        if job["state"] != "Open" or job["csv"] is not None:
+            return _error(409, "INVALIDJOBSTATE", "Job's state does not allow uploading data", headers)
+        job["csv"] = (await request.body()).decode("utf-8")
+        return Response(status_code=201, headers=headers)
+
+    async def close_ingest(request: Request) -> Response:
+        err, headers, job_id, job = await guarded_ingest(request)
+        if err:
+            return err
+        err, body = await write_body(request, headers)
+        if err:
+            return err
+        state = body.get("state")
+        if state == "Aborted":
+            job["state"] = "Aborted"
+        elif state == "UploadComplete" and job["state"] == "Open":
+            org.run_ingest(job)
+            job["state"] = "UploadComplete"
+        else:
+            return _error(409, "INVALIDJOBSTATE", f"cannot move a job from {job['state']} to {state}", headers)
+        return _json(_ingest_info(job_id, job, job["state"]), headers)
+
+    async def ingest_status(request: Request) -> Response:
+        err, headers, job_id, job = await guarded_ingest(request)
+        if err:
+            return err
+        if job["state"] in ("UploadComplete", "InProgress"):
+            job["polls"] += 1
+            job["state"] = "JobComplete" if job["polls"] >= org.faults.bulk_polls_before_complete else "InProgress"
+            if job.get("error"):
+                job["state"] = "Failed"
+        return _json(_ingest_info(job_id, job, job["state"]), headers)
+
+    async def ingest_results(request: Request) -> Response:
+        err, headers, _job_id, job = await guarded_ingest(request)
+        if err:
+            return err
+        if job["state"] not in ("JobComplete", "Failed"):
+            return _error(400, "INVALIDJOBSTATE", "results are available once the job is complete", headers)
+        kind = str(request.path_params["kind"])
+        rows = job.get("failed" if kind == "failedResults" else "succeeded", [])
+        first = ["sf__Id", "sf__Error"] if kind == "failedResults" else ["sf__Id", "sf__Created"]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(first + job.get("columns", []))
+        for extra, row in rows:
+            writer.writerow([*extra, *row])
+        return Response(buf.getvalue(), media_type="text/csv", headers=headers)
+
     data = "/services/data/v{version}"
     routes = [
         Route("/services/oauth2/token", token, methods=["POST"]),
@@ -732,10 +1070,18 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         Route(data + "/query/{locator}", query_more), Route(data + "/queryAll/{locator}", query_more),
         Route(data + "/sobjects/", global_describe), Route(data + "/sobjects", global_describe),
         Route(data + "/sobjects/{obj}/describe", describe), Route(data + "/sobjects/{obj}/describe/", describe),
+        Route(data + "/sobjects/{obj}/{rid}", record_update, methods=["PATCH"]),
+        Route(data + "/composite/sobjects", collection_update, methods=["PATCH"]),
         Route(data + "/limits", limits), Route(data + "/limits/", limits),
         Route(data + "/jobs/query", create_job, methods=["POST"]),
         Route(data + "/jobs/query/{job}", job_status),
         Route(data + "/jobs/query/{job}/results", job_results),
+        Route(data + "/jobs/ingest", create_ingest, methods=["POST"]),
+        Route(data + "/jobs/ingest/{job}", ingest_status, methods=["GET"]),
+        Route(data + "/jobs/ingest/{job}", close_ingest, methods=["PATCH"]),
+        Route(data + "/jobs/ingest/{job}/batches", upload_ingest, methods=["PUT"]),
+        Route(data + "/jobs/ingest/{job}/{kind:str}", ingest_results, methods=["GET"]),
+        Route(data + "/jobs/ingest/{job}/{kind:str}/", ingest_results, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.state.org = org

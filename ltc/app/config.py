@@ -129,6 +129,23 @@ class ReconcileConfig(_Model):
         return v
 
 
+class PushCrmConfig(_Model):
+    """``push_crm``: where the finance status goes (``ltc push-crm``) and where its links point."""
+
+    sources: list[str] | None = None  # CRM sources to write to (default: every salesforce/hubspot source)
+    ui_base_url: str | None = None  # the ltc-hub work queue (`ltc ui`): links go to its exception pages
+    report_url: str | None = None  # else the published finance report
+    deal_link: str | None = None  # link templates: {ui_base_url} {report_url} {fingerprint} {chain_id}
+    account_link: str | None = None  # {record_id} {account_id}
+
+    @field_validator("ui_base_url", "report_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {v!r}")
+        return v
+
+
 class NotificationConfig(_Model):
     kind: Literal["slack", "teams", "email", "webhook"]
     target: SecretRef
@@ -169,6 +186,7 @@ class Config(_Model):
     notifications: list[NotificationConfig] = Field(default_factory=list)
     reports_dir: str = ".ltc/reports"  # where `ltc run` and the pipeline flow write the finance report
     ui: UiConfig = Field(default_factory=UiConfig)
+    push_crm: PushCrmConfig = Field(default_factory=PushCrmConfig)
 
     @field_validator("reporting_currency")
     @classmethod
@@ -193,6 +211,10 @@ class Config(_Model):
                 raise ValueError(f"erp.source {self.erp.source!r} is not one of the configured sources")
             if src.kind not in ("tryton", "odoo"):
                 raise ValueError(f"erp.source {self.erp.source!r} is a {src.kind} source; it must be tryton or odoo")
+        for name in self.push_crm.sources or []:
+            src = self.sources.get(name)
+            if src is None or src.kind not in ("salesforce", "hubspot"):
+                raise ValueError(f"push_crm.sources: {name!r} is not a salesforce or hubspot source of this file")
         return self
 
 

@@ -11,7 +11,21 @@ import sys
 import typer
 
 from canonical.errors import LtcError
-from ltc.cli import config, db, demo, mapping, push, reconcile, report, sandbox, serve, statements, sync, ui
+from ltc.cli import (
+    config,
+    db,
+    demo,
+    mapping,
+    push,
+    push_crm,
+    reconcile,
+    report,
+    sandbox,
+    serve,
+    statements,
+    sync,
+    ui,
+)
 from ltc.cli.common import err_console
 
 app = typer.Typer(
@@ -32,6 +46,7 @@ app.command()(report.report)
 app.command()(serve.serve)
 app.command("import-statement")(statements.import_statement)
 app.command("push-orders")(push.push_orders_cmd)
+app.command("push-crm")(push_crm.push_crm_cmd)
 app.command("reconcile")(reconcile.reconcile)
 app.add_typer(reconcile.exceptions_app, name="exceptions")
 app.command("remap")(mapping.remap)

@@ -90,6 +90,10 @@ def test_prefect_yaml_deployments_build_with_their_schedules(prefect_harness: No
     from flows.serve import deployments
 
     deps = {d.name: d for d in deployments(config_path="/etc/ltc.yaml")}
-    assert {"pipeline", "sync-all", "sync-source", "import-statements", "push-orders"} <= set(deps)
+    assert {"pipeline", "sync-all", "sync-source", "import-statements", "push-orders", "push-crm"} <= set(deps)
     assert deps["sync-all"].schedules[0].schedule.cron == "0 * * * *"
+    assert deps["sync-all"].schedules[0].active is True
     assert deps["sync-all"].parameters["config_path"] == "/etc/ltc.yaml"
+    # writing into the CRM is opt-in: the push-crm schedule is declared, not active
+    assert deps["push-crm"].schedules[0].schedule.cron == "50 * * * *"
+    assert deps["push-crm"].schedules[0].active is False
