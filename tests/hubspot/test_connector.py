@@ -200,7 +200,7 @@ def test_association_only_edit_reaches_the_store_within_the_sweep_bound(store: S
     emu.dissociate("deals", other, "line_items", line)
     eline = next(iter(emu.associations("deals", edited, "line_items")))
     emu.dissociate("deals", edited, "line_items", eline)
-    emu.touch("deals", [edited])  # this one is also edited: its associations are read at once
+    emu.touch("deals", [edited], dealname="Renamed deal")  # also edited: its associations are read at once
     sent = c.http.requests_sent + c.search_http.requests_sent
     results = {r.stream: r for r in sync(c, store)}
     assert results["deals"].written == 1
