@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from datetime import date
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -48,13 +49,17 @@ os.environ.setdefault("_RJEM_MALLOC_CONF", "thp:always,narenas:1,dirty_decay_ms:
 import polars as pl  # noqa: E402
 
 from reconcile.core import Settings  # noqa: E402
-from reconcile.partition import Reader, parquet_reader  # noqa: E402
+from reconcile.partition import parquet_reader  # noqa: E402
 from reconcile.stream import FRAMES, reconcile_world  # noqa: E402
 
 
-def _datacompy(read: Reader) -> float:
+def _datacompy(world_dir: str) -> float:
+    """datacompy's deal-vs-invoice comparison, timed like ``reconcile_s``: reading its tables (Parquet) and
+    shaping them are on the clock too, not only ``PolarsCompare``."""
     import datacompy
 
+    t = time.perf_counter()
+    read = parquet_reader(world_dir)
     deals = read("deal", ["source_id", "amount", "currency"]).select(pl.col("source_id").str.to_uppercase().alias("deal_key"),
                            pl.col("amount").cast(pl.Float64), "currency")
     inv = read("invoice", ["order_ref", "total", "currency"]).join(
@@ -62,12 +67,86 @@ def _datacompy(read: Reader) -> float:
                         pl.col("deal_ref").str.strip_chars().str.to_uppercase().alias("deal_key")),
         on="order_ref", how="inner",
     ).group_by("deal_key").agg(pl.col("total").sum().cast(pl.Float64).alias("amount"), pl.col("currency").first())
-    t = time.perf_counter()
     cmp = datacompy.PolarsCompare(deals, inv, join_columns="deal_key", abs_tol=0.01, df1_name="deal",
                                   df2_name="invoice")
     cmp.matches()
     cmp.report()
     return time.perf_counter() - t
+
+
+def _store_child(url: str, as_of: date, partitions: int | None) -> None:
+    """``--child-store``: what ``ltc reconcile`` runs (run_reconciliation on the store), alone in this
+    process so that its peak resident set is its own; the columnar helper's peak is reported too."""
+    from canonical import columnar
+    from canonical.store import Store
+    from ltc.app.config import Config
+    from reconcile.engine import run_reconciliation
+
+    t = time.perf_counter()
+    store = Store.open(url)
+    res = run_reconciliation(store, Config(), as_of, partitions=partitions)
+    secs = time.perf_counter() - t
+    store.close()
+    helper = columnar.close_helper()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    fps = sorted(res.exceptions["fingerprint"].to_list())
+    print(json.dumps({"seconds": secs, "rss_mb": own, "helper_rss_mb": helper, "partitions": res.partitions,
+                      "fingerprints": hashlib.sha1("\n".join(fps).encode()).hexdigest(), "exceptions": len(fps)}))
+
+
+def _store_run(world_dir: str, backend: str, as_of: date, partitions: int | None) -> dict[str, Any]:
+    """Load the world into a fresh store (not timed), then time the store path in a child process."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from scratch_db import scratch_database
+
+    from canonical.store import Store
+    from sandbox.scenario import World
+
+    with scratch_database(backend) as url:
+        t = time.perf_counter()
+        store = Store.open(url)
+        World.read(world_dir).load(store)
+        store.close()
+        print(f"store {backend}: world loaded in {time.perf_counter() - t:.1f}s (columnar bulk load, not timed)",
+              flush=True)
+        cmd = [sys.executable, os.path.abspath(__file__), "--child-store", url, "--as-of", as_of.isoformat()]
+        if partitions:
+            cmd += ["--partitions", str(partitions)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _digest(directory: str) -> dict[str, str]:
+    """A hash per result frame, order-free: the frames of two runs are equal as sets when these are."""
+    out = {}
+    for name in FRAMES:
+        df = pl.read_parquet(os.path.join(directory, name, "*.parquet"))
+        out[name] = hashlib.sha1(df.sort(df.columns, nulls_last=True).write_ipc(None).getvalue()).hexdigest()
+    return out
+
+
+def _dask_run(world_dir: str, as_of: date, partitions: int | None, workers: int, one: Any, one_s: float) -> str:
+    """The same world through ``flows/reconcile.py`` on a Dask LocalCluster; results compared, speed-up printed."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.reconcile import dask_runner, reconcile_directory
+
+    n = one.partitions
+    with tempfile.TemporaryDirectory(prefix="ltc-recon-a-") as a, tempfile.TemporaryDirectory(prefix="ltc-recon-b-") as b:
+        t = time.perf_counter()
+        base = reconcile_world(world_dir, Settings(), as_of, out=a, partitions=n)
+        base_s = time.perf_counter() - t
+        t = time.perf_counter()
+        got = reconcile_directory.with_options(task_runner=dask_runner(workers))(world_dir, as_of, b, n)
+        wall = time.perf_counter() - t
+        same = (got["exceptions"].equals(base.exceptions) and got["totals"] == base.totals
+                and _digest(a) == _digest(b))
+    print(f"dask: {workers} worker processes, {n} buckets; one process {base_s:.2f}s, on Dask {got['seconds']:.2f}s "
+          f"(flow wall with cluster start-up {wall:.2f}s); identical results: {same}", flush=True)
+    if not same:
+        raise SystemExit("the Dask run's results differ from the one-process run")
+    return f"dask_workers={workers} buckets={n} one_process_s={base_s:.2f} dask_s={got['seconds']:.2f} " \
+           f"speedup={base_s / got['seconds']:.2f} identical={same}"
 
 
 def main() -> None:
@@ -76,7 +155,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--world", help="Directory of a generated world (created if missing).")
     ap.add_argument("--partitions", type=int, help="Force the number of buckets (default: grows with the input).")
+    ap.add_argument("--store", choices=["sqlite", "postgresql"],
+                    help="Also time the store path (`ltc reconcile`) on this backend and compare with Parquet.")
+    ap.add_argument("--dask-workers", type=int,
+                    help="Also run the buckets as Prefect tasks on a Dask LocalCluster of this many processes; "
+                         "checks the results equal the one-process run and prints the speed-up.")
+    ap.add_argument("--child-store", help=argparse.SUPPRESS)
+    ap.add_argument("--as-of", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_store:
+        _store_child(args.child_store, date.fromisoformat(args.as_of), args.partitions)
+        return
 
     # the cache is keyed by the generator's source too: a changed generator never reuses an old world
     with open(os.path.join(ROOT, "sandbox", "scenario.py"), "rb") as src:
@@ -107,10 +196,26 @@ def main() -> None:
     print("exceptions: " + ", ".join(f"{k}={v}" for k, v in res.totals["exceptions"].items()), flush=True)
     print(f"true positives {tp}, found {len(found)}, planted {len(truth)}", flush=True)
 
-    dc_s = _datacompy(parquet_reader(world_dir))
+    dc_s = _datacompy(world_dir)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the whole process, datacompy included
-    print(f"reconcile_s={rec_s:.2f} peak_rss_mb={peak:.0f} precision={precision:.4f} recall={recall:.4f} "
-          f"datacompy_s={dc_s:.2f} ratio={rec_s / dc_s:.2f}")
+    line = (f"reconcile_s={rec_s:.2f} peak_rss_mb={peak:.0f} precision={precision:.4f} recall={recall:.4f} "
+            f"datacompy_s={dc_s:.2f} ratio={rec_s / dc_s:.2f}")
+    if args.dask_workers:
+        print(line, flush=True)
+        line = _dask_run(world_dir, as_of, args.partitions, args.dask_workers, res, rec_s)
+    if not args.store:
+        print(line)
+        return
+    print(line, flush=True)
+    got = _store_run(world_dir, args.store, as_of, args.partitions)
+    fps = sorted(found)
+    same = got["fingerprints"] == hashlib.sha1("\n".join(fps).encode()).hexdigest()
+    rss = max(got["rss_mb"], got["helper_rss_mb"])
+    print(f"store {args.store}: {got['partitions']} partitions, {got['exceptions']} exceptions, same as Parquet: {same}; "
+          f"process peak {got['rss_mb']} MB, columnar helper peak {got['helper_rss_mb']} MB", flush=True)
+    if not same:
+        raise SystemExit("the store path found other exceptions than the Parquet path")
+    print(f"store_reconcile_s={got['seconds']:.2f} peak_rss_mb={rss} parquet_ratio={got['seconds'] / rec_s:.2f}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
     python bench/sync.py --source hubspot --records 100000 --mode unthrottled
     python bench/sync.py --source hubspot --mode throttled
     python bench/sync.py --source salesforce --records 100000 --mode unthrottled
+    python bench/sync.py --source hubspot --mode incremental      # 10k deals, every stream, nothing changed
 
 Last line, unthrottled: ``sync_records_per_s=<n> peak_rss_mb=<n>``; throttled (the emulator enforces
-the vendor's real limits): ``ceiling_ratio=<achieved / limit-implied records per s> http_429=<n>``.
+the vendor's real limits): ``ceiling_ratio=<achieved / limit-implied records per s> http_429=<n>``;
+incremental (HubSpot): ``nochange_requests=<n> ...``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,47 @@ def _emulator_process(module: str, args: list[str], ready_path: str, headers: di
             break
     proc.kill()
     raise SystemExit(f"the {module} emulator did not start")
+
+
+def run_hubspot_incremental(args: argparse.Namespace) -> str:
+    """A portal of 10k deals (contacts, companies, line items, products in proportion): a first run of every
+    stream, then a second run where nothing changed; the requests of the second run are what a schedule
+    pays for "nothing happened" (the association streams' full sweep is not due: it runs once a day)."""
+    from connectors.hubspot import HubSpotConnector
+    from sandbox.hubspot import TOKEN
+
+    size = args.records or 10_000
+    # a portal's history: records modified up to a minute apart over days (the default emulator puts all
+    # 25k records within ten minutes, so the 10-minute lookback alone would re-read all of them)
+    proc, url = _emulator_process("sandbox.hubspot", ["--size", str(size), "--burst-max", str(10**9),
+                                                      "--search-per-s", str(10**9), "--edit-gap-ms", "60000"],
+                                  "/crm/v3/pipelines/deals", {"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store.open(f"sqlite:///{os.path.join(tmp, 'bench.db')}")
+
+            def run() -> tuple[int, float, list[Any]]:
+                connector = HubSpotConnector("hubspot", url, TOKEN, tenant=f"bench-{uuid.uuid4().hex[:6]}")
+                start = time.perf_counter()
+                results = sync(connector, store)
+                elapsed = time.perf_counter() - start
+                sent = connector.http.requests_sent + connector.search_http.requests_sent
+                connector.close()
+                bad = [(r.stream, r.status, r.message) for r in results if r.status != "success"]
+                if bad:
+                    raise SystemExit(f"incomplete sync: {bad}")
+                return sent, elapsed, results
+
+            full, full_s, _ = run()
+            print(f"hubspot full run ({size} deals, all streams): requests={full} elapsed_s={full_s:.2f}", flush=True)
+            quiet, quiet_s, results = run()
+            written = sum(r.written for r in results)
+            print(f"hubspot no-change run: requests={quiet} elapsed_s={quiet_s:.2f} written={written}; per stream: "
+                  + ", ".join(f"{r.stream}={r.pages}p" for r in results), flush=True)
+            return f"nochange_requests={quiet} nochange_s={quiet_s:.2f} full_requests={full}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def run_hubspot(args: argparse.Namespace) -> str:
@@ -161,6 +204,7 @@ def run_salesforce(args: argparse.Namespace) -> str:
 
 RUNNERS: dict[str, Callable[[argparse.Namespace], str]] = {
     "hubspot": run_hubspot,
+    "hubspot-incremental": run_hubspot_incremental,
     "salesforce": run_salesforce,
 }
 
@@ -169,11 +213,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, choices=["salesforce", "hubspot"])
     parser.add_argument("--records", type=int, default=None)
-    parser.add_argument("--mode", choices=["unthrottled", "throttled"], default="unthrottled")
+    parser.add_argument("--mode", choices=["unthrottled", "throttled", "incremental"], default="unthrottled")
     parser.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=True,
                         help="salesforce: fetch the next keyset page while the current one is committed")
     args = parser.parse_args()
-    runner = RUNNERS.get(args.source)
+    runner = RUNNERS.get(args.source if args.mode != "incremental" else f"{args.source}-incremental")
     if runner is None:
         parser.error(f"no {args.source} benchmark in this build")
     print(runner(args))

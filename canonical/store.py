@@ -612,6 +612,12 @@ class Store:
                                                               c.deleted.is_(False))
         return self.read("live ids", lambda conn: {sid: ts for sid, ts in conn.execute(q)})
 
+    def live_count(self, system: str, obj: str) -> int:
+        """How many live raw records of an object the store holds (cheap deletion checks)."""
+        c = raw_record.c
+        q = sa.select(sa.func.count()).where(c.system == system, c.object == obj, c.deleted.is_(False))
+        return int(self.read("live count", lambda conn: conn.execute(q).scalar_one()))
+
     def raw_payloads(self, system: str, obj: str, source_ids: Sequence[str]) -> dict[str, Any]:
         """The stored payloads of these source ids."""
         c = raw_record.c

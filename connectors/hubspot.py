@@ -29,17 +29,28 @@ engine checkpoints with every page (so an interrupted or paused run resumes at t
    become visible late (search index lag) fall inside the next run's ``[hw − lookback, …)``.
 
 **Associations** (deal→company, deal→contact, deal→line_item) do not bump ``hs_lastmodifieddate``, so
-no timestamp cursor can see an association-only edit (airbyte #44554). ``deal_associations`` sweeps
-them instead: every run lists all live deal ids (100 per page) and reads their associations with one
-v4 ``batch/read`` per target type; it lands one record per deal, object ``associations.deals``,
-source id = the deal id, payload ``{id, companies: [...], contacts: [...], line_items: [...]}`` (sorted,
-with type ids). The store's content-hash diff *is* the association diff: an unchanged deal writes
-nothing, an added or removed edge rewrites exactly that deal's record, and archived deals (the
-``archived=true`` pass) become tombstones. Cost: 4 requests per 100 deals per run.
-``line_item_associations`` does the same from the line items' side (object ``associations.line_items``,
-payload ``{id, deals: [...]}``; 2 requests per 100 line items), because a line item carries no deal
-property. The mapping joins these records to their deal / line item by id (``with:`` in hubspot.yaml),
-and a changed association record re-maps its deal or line item.
+no timestamp cursor can see an association-only edit (airbyte #44554). HubSpot's own change signal for
+them is the ``*.associationChange`` webhook, which needs a public HTTPS endpoint the hub would have to
+host; a pulling connector cannot use it. ``deal_associations`` therefore reads associations in two ways
+and lands one record per deal, object ``associations.deals``, source id = the deal id, payload
+``{id, companies: [...], contacts: [...], line_items: [...]}`` (sorted, with type ids); the store's
+content-hash diff *is* the association diff (an unchanged deal writes nothing, an added or removed edge
+rewrites exactly that deal's record, archived deals become tombstones):
+
+* every run, the deals **modified since the last run** (a search on ``hs_lastmodifieddate`` over
+  ``[mark − lookback, run start)``, by id keyset) get their associations re-read with one v4
+  ``batch/read`` per target type and 100 deals — a created or edited deal is current at once, and a run
+  where nothing changed costs one search request;
+* a **full sweep** (every live deal, 4 requests per 100 deals) runs when the last complete one started
+  ``association_full_sweep_hours`` ago (default 24) or never ran. That is the bound on staleness: an
+  association-only edit is in the store after the first run that starts a full sweep after it, at most
+  ``association_full_sweep_hours`` plus one run interval later.
+
+The schedule (``{"full_at", "mark"}``, epoch ms) is kept with the stream's cursor and only moves when a
+pass completed. ``line_item_associations`` does the same from the line items' side (object
+``associations.line_items``, payload ``{id, deals: [...]}``), because a line item carries no deal property.
+The mapping joins these records to their deal / line item by id (``with:`` in hubspot.yaml), and a
+changed association record re-maps its deal or line item.
 
 **Limits.** One :class:`RateGovernor` per tenant for the 10-second burst limit, paced *under* the
 vendor's rolling window (a token bucket of capacity C and rate r admits C + r·W requests per window W,
@@ -139,6 +150,7 @@ class HubSpotConnector(Connector):
         verify: Any = True,
         read_ahead: bool = True,
         pages_per_commit: int = 5,
+        full_sweep_every: timedelta = timedelta(hours=24),
         options: Mapping[str, Any] | None = None,
     ):
         super().__init__(name, lookback=lookback)
@@ -159,6 +171,8 @@ class HubSpotConnector(Connector):
         self.read_ahead = read_ahead
         self.search_cap, self.search_page = SEARCH_CAP, SEARCH_PAGE
         self.pages_per_commit = max(1, pages_per_commit)
+        self.full_sweep_every = full_sweep_every
+        self.clock = time.time  # the sweep schedule's clock (tests move it)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hubspot-{name}")
         self._ahead: tuple[tuple[Any, ...], Future[Page]] | None = None
         self._props: dict[str, list[str]] = {}
@@ -177,6 +191,10 @@ class HubSpotConnector(Connector):
                        options={"kind": "associations", "from": "line_items", "to": ("deals",)}),
         ]
         self.streams = tuple(s for s in specs if streams is None or s.name in streams)
+
+    @property
+    def _full_every_ms(self) -> int:
+        return int(self.full_sweep_every.total_seconds() * 1000)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -318,7 +336,7 @@ class HubSpotConnector(Connector):
         if kind == "pipelines":
             return Page(self._get("/crm/v3/pipelines/deals")["results"])
         if kind == "associations":
-            return self._associations_page(token, stream.options["from"], stream.options["to"])
+            return self._associations_page(token, stream.options["from"], stream.options["to"], window.memo)
         raise AssertionError(f"unknown stream kind {kind!r}")
 
     def _object_page(self, obj: str, window: Window, token: Any) -> Page:
@@ -387,19 +405,56 @@ class HubSpotConnector(Connector):
             return Page(body["results"], next_token={**state, "after": nxt})
         return Page(body["results"], next_token={"archived": False, "after": None} if state["archived"] else None)
 
-    def _associations_page(self, token: Any, frm: str, targets: Sequence[str]) -> Page:
+    def _associations_page(self, token: Any, frm: str, targets: Sequence[str], memo: Any) -> Page:
+        """One page of an association stream: the archived pass (tombstones), then either the full sweep
+        (every live record, when the last complete one started ``full_sweep_every`` ago or never ran) or
+        the sweep of the records modified since the last run (search on the last-modified property). The
+        last page hands the engine the new memo ``{"full_at", "mark"}`` (epoch ms), kept with the cursor."""
+        now = int(self.clock() * 1000)
+        memo = memo if isinstance(memo, dict) else {}
         state: dict[str, Any] = dict(token) if token else {"archived": True, "after": None}
-        body = self._list(frm, state["after"], archived=state["archived"], props=["hs_object_id"])
-        ids = [r["id"] for r in body.get("results") or []]
-        nxt = (body.get("paging") or {}).get("next", {}).get("after")
-        following = {**state, "after": nxt} if nxt else ({"archived": False, "after": None} if state["archived"] else None)
         if state["archived"]:
+            body = self._list(frm, state["after"], archived=True, props=["hs_object_id"])
+            ids = [r["id"] for r in body.get("results") or []]
+            nxt = (body.get("paging") or {}).get("next", {}).get("after")
+            if nxt:
+                return Page([{"id": i, "archived": True} for i in ids], next_token={**state, "after": nxt})
+            full_due = memo.get("full_at") is None or now - int(memo["full_at"]) >= self._full_every_ms
+            if full_due or memo.get("mark") is None:
+                following: dict[str, Any] = {"archived": False, "after": None, "full": True, "t0": now}
+            else:
+                since = int(memo["mark"]) - int(self.lookback.total_seconds() * 1000)
+                following = {"archived": False, "full": False, "t0": now, "lo": since, "last": None}
             return Page([{"id": i, "archived": True} for i in ids], next_token=following)
+        if state["full"]:
+            body = self._list(frm, state["after"], archived=False, props=["hs_object_id"])
+            ids = [r["id"] for r in body.get("results") or []]
+            nxt = (body.get("paging") or {}).get("next", {}).get("after")
+            records = self._associations_of(frm, ids, targets)
+            if nxt:
+                return Page(records, next_token={**state, "after": nxt})
+            return Page(records, next_token=None, memo={"full_at": state["t0"], "mark": state["t0"]})
+        # modified since the mark: an id keyset over one search window [lo, t0)
+        body = self._post(f"/crm/v3/objects/{frm}/search",
+                          {**self._search_body(frm, state["lo"], state["t0"], state["last"], self.search_page),
+                           "properties": ["hs_object_id"]}, search=True)
+        if state["last"] is None and int(body.get("total") or 0) > self.search_cap:
+            # more changed than one search can page through: sweep everything instead
+            return Page([], next_token={"archived": False, "after": None, "full": True, "t0": state["t0"]})
+        ids = [r["id"] for r in body.get("results") or []]
+        records = self._associations_of(frm, ids, targets)
+        if body.get("paging") and ids:
+            return Page(records, next_token={**state, "last": ids[-1]})
+        return Page(records, next_token=None, memo={**memo, "mark": state["t0"]})
+
+    def _associations_of(self, frm: str, ids: Sequence[str], targets: Sequence[str]) -> list[dict[str, Any]]:
+        """Each record's associations to every target type: one v4 ``batch/read`` per target and 100 ids."""
         records: dict[str, dict[str, Any]] = {i: {"id": i, **{to: [] for to in targets}} for i in ids}
-        if ids:
+        for start in range(0, len(ids), LIST_PAGE):
+            chunk = ids[start:start + LIST_PAGE]
             for to in targets:
                 found = self._post(f"/crm/v4/associations/{frm}/{to}/batch/read",
-                                   {"inputs": [{"id": i} for i in ids]})
+                                   {"inputs": [{"id": i} for i in chunk]})
                 for row in found.get("results") or []:
                     rec = records.get(str(row["from"]["id"]))
                     if rec is None:
@@ -415,7 +470,7 @@ class HubSpotConnector(Connector):
                         ({"id": str(t["toObjectId"]),
                           "types": sorted(int(a["typeId"]) for a in t.get("associationTypes") or [])}
                          for t in edges), key=lambda e: int(e["id"]))
-        return Page(list(records.values()), next_token=following)
+        return list(records.values())
 
     def count(self, stream: StreamSpec, window: Window) -> int | None:
         """Live records the source holds changed in [``window.since``, ``window.until``) (search ``total``)."""
@@ -465,7 +520,8 @@ class HubSpotConnector(Connector):
 
 def from_config(name: str, cfg: Any) -> HubSpotConnector:
     """Build from ``ltc.yaml``: ``credentials.token`` (private-app token), optional ``base_url`` and
-    ``options`` (``tenant``, ``properties: {object: [names]}``, ``url_budget``)."""
+    ``options`` (``tenant``, ``properties: {object: [names]}``, ``url_budget``, ``association_full_sweep_hours``:
+    the bound on how stale an association-only edit may get, default 24)."""
     ref = cfg.credentials.get("token")
     if ref is None:
         raise ConfigError(f"sources.{name}.credentials.token is required (a HubSpot private-app token)")
@@ -475,4 +531,5 @@ def from_config(name: str, cfg: Any) -> HubSpotConnector:
         tenant=options.get("tenant"), lookback=timedelta(minutes=cfg.lookback_minutes),
         properties=options.get("properties"), url_budget=int(options.get("url_budget", 6_000)),
         streams=cfg.streams, options=options, verify=options.get("ca_file") or True,
+        full_sweep_every=timedelta(hours=float(options.get("association_full_sweep_hours", 24))),
     )

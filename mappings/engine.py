@@ -19,14 +19,17 @@ a new version of their parent (a Stripe invoice line removed) are tombstoned the
 from __future__ import annotations
 
 import gc
+import queue
+import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -39,7 +42,7 @@ from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
 from mappings.spec import MappingError, load_mapping, shipped_path
 
-BATCH = 5000
+BATCH = 20000  # records per read + map + write round (fewer commits; the writer overlaps the next read)
 _CHUNK = 500
 
 
@@ -231,23 +234,117 @@ def run_mapping(
     return counts
 
 
+class _Raw(NamedTuple):
+    """One pending raw row as the mapping stage reads it."""
+
+    id: int
+    object: str
+    source_id: str
+    payload: Any
+    source_updated_at: datetime | None
+    deleted: bool
+    content_hash: str
+    fetched_at: datetime | None
+
+
+_PENDING_SQL = {
+    "sqlite": "SELECT id, object, source_id, payload, source_updated_at, deleted, content_hash, fetched_at "
+              "FROM raw_record WHERE system = ? AND pending_map = 1 AND id > ? ORDER BY id LIMIT ?",
+    "postgresql": "SELECT id, object, source_id, payload::text, source_updated_at, deleted, content_hash, fetched_at "
+                  "FROM raw_record WHERE system = %s AND pending_map AND id > %s ORDER BY id LIMIT %s",
+}
+
+
+def _instant(value: Any) -> datetime | None:
+    """A stored instant: SQLite's naive UTC text, or PostgreSQL's aware datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _read_pending(store: Store, system: str, after: int, limit: int) -> list[_Raw]:
+    """A batch of pending raw rows at the driver level: the JSON parsed once by orjson and the timestamps by
+    ``fromisoformat``, not through SQLAlchemy's per-value result processing."""
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(_PENDING_SQL[conn.dialect.name], (system, after, limit)).fetchall()
+    loads = orjson.loads
+    return [_Raw(r[0], r[1], r[2], loads(r[3]), _instant(r[4]), bool(r[5]), r[6], _instant(r[7])) for r in rows]
+
+
 def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
+    """Read and map batch k+1 while batch k is written (a writer thread with its own connection: SQLite's
+    and psycopg's statement work runs without the GIL, the mapping is Python), one transaction per batch."""
     counts: dict[str, int] = defaultdict(int)
     sidecars = mset.sidecars()
     if sidecars:
         _mark_sidecar_changes(store, mset.system, sidecars)
-    last_id = 0
-    while True:
-        # one batch is one unit of work: if the database connection is lost it is read, mapped and
-        # written again (what it writes is idempotent, and pending flags say what is left)
-        done = db.reconnecting(partial(_map_batch, store, mset, sidecars, last_id, batch_size, run_id),
-                               what=f"mapping {mset.system}")
-        if done is None:
-            break
-        last_id, batch_counts = done
-        for key, value in batch_counts.items():
-            counts[key] += value
+    done: queue.Queue[tuple[list[_Raw], list[tuple[Any, ...]], list[_Raw], BatchResult] | None] = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+
+    def writer() -> None:
+        while (item := done.get()) is not None:
+            if failed:
+                continue  # drain: the reader stops at its next batch
+            try:
+                # one batch is one transaction: if the database connection is lost it is written again
+                # (what it writes is idempotent, and pending flags say what is left)
+                batch_counts = db.reconnecting(partial(_write_batch, store, mset, run_id, *item),
+                                               what=f"mapping {mset.system}")
+            except BaseException as exc:  # re-raised by the reader
+                failed.append(exc)
+            else:
+                for key, value in batch_counts.items():
+                    counts[key] += value
+
+    thread = threading.Thread(target=writer, name=f"map-{mset.system}-writer", daemon=True)
+    thread.start()
+    try:
+        last_id = 0
+        while not failed:
+            batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, batch_size),
+                                    what=f"mapping {mset.system}")
+            if not batch:
+                break
+            last_id = batch[-1].id
+            live = [(r.id, r.object, r.source_id, r.payload, r.source_updated_at) for r in batch if not r.deleted]
+            dead = [r for r in batch if r.deleted]
+            if sidecars:
+                live = _with_sidecars(store, mset.system, sidecars, live)
+            result = map_records(mset, live)
+            if result.deleted_stubs:
+                stubs = set(result.deleted_stubs)
+                dead += [r for r in batch if r.id in stubs]
+            done.put((batch, live, dead, result))
+    finally:
+        done.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
     return dict(counts)
+
+
+def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: list[_Raw],
+                 live: list[tuple[Any, ...]], dead: list[_Raw], result: BatchResult) -> dict[str, int]:
+    """One batch's transaction: canonical upserts with lineage, tombstones, quarantine, pending cleared.
+    Returns its counts (only once it is committed, so a retried batch is counted once)."""
+    counts: dict[str, int] = defaultdict(int)
+    with store.engine.begin() as conn:
+        for entity, rows in result.rows.items():
+            store.upsert_entities(conn, entity, rows)
+            counts[entity] += len(rows)
+        _tombstone_dropped_children(conn, mset, live, result)
+        counts["tombstoned"] += _tombstone(conn, mset, dead)
+        if result.rejected or _has_open_quarantine(conn, mset.system):
+            seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
+            seen |= {(r.object, r.source_id or "") for r in result.rejected}
+            _resolve_quarantine(conn, mset.system, seen)
+        store.add_quarantine(conn, mset.system, result.rejected, run_id)
+        _clear_pending(conn, [(r.id, r.content_hash) for r in batch])
+    counts["records"] += len(batch)
+    counts["mapped"] += len(result.ok_raw)
+    counts["quarantined"] += len(result.rejected)
+    counts["ignored"] += result.ignored
+    return counts
 
 
 def _map_batch(store: Store, mset: MappingSet, sidecars: Sidecars, last_id: int, batch_size: int,
@@ -357,28 +454,33 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 
 def _clear_pending(conn: Connection, versions: list[tuple[int, str]]) -> None:
-    """``pending_map = false`` for the versions read (same id AND same content hash)."""
-    if conn.dialect.name == "postgresql":  # one statement, not one round per row
+    """``pending_map = false`` for the versions read (same id AND same content hash), in one statement."""
+    if not versions:
+        return
+    if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
             "UPDATE raw_record r SET pending_map = false FROM unnest(%s::bigint[], %s::text[]) AS v(id, h) "
             "WHERE r.id = v.id AND r.content_hash = v.h",
             ([rid for rid, _h in versions], [h for _rid, h in versions]),
         )
         return
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    conn.exec_driver_sql(
-        f"UPDATE raw_record SET pending_map = {mark} WHERE id = {mark} AND content_hash = {mark}",
-        [(False, rid, h) for rid, h in versions],
+    conn.exec_driver_sql(  # SQLite: the versions as one JSON object {id: hash}
+        "UPDATE raw_record SET pending_map = 0 FROM json_each(?) AS v "
+        "WHERE raw_record.id = CAST(v.key AS INTEGER) AND raw_record.content_hash = v.value",
+        (orjson.dumps({str(rid): h for rid, h in versions}).decode(),),
     )
+
+
+def _has_open_quarantine(conn: Connection, system: str) -> bool:
+    q = quarantine.c
+    return conn.execute(sa.select(q.id).where(q.stage.in_(_MAP_STAGES), q.system == system, q.resolved_at.is_(None))
+                        .limit(1)).first() is not None
 
 
 def _resolve_quarantine(conn: Connection, system: str, keys: set[tuple[str, str]]) -> None:
     """Close earlier open map-stage quarantine entries of these records (they are mapped again now)."""
     q = quarantine.c
-    open_entry = conn.execute(
-        sa.select(q.id).where(q.stage.in_(_MAP_STAGES), q.system == system, q.resolved_at.is_(None)).limit(1)
-    ).first()
-    if open_entry is None:  # the usual case: nothing of this system waits in quarantine
+    if not _has_open_quarantine(conn, system):  # the usual case: nothing of this system waits in quarantine
         return
     by_object: dict[str, list[str]] = defaultdict(list)
     for obj, sid in keys:

@@ -1,27 +1,47 @@
 """``run_reconciliation``: the store path around the frame-level core (no Prefect).
 
-Reads the live canonical rows, runs :func:`reconcile.core.reconcile_frames`, computes the KPIs,
-then in one transaction replaces the links and allocations of the previous run, applies the
-exception lifecycle (:mod:`reconcile.lifecycle`) and stores a KPI snapshot. The run is recorded in
-the ``run`` table with its counts; a conservation failure marks the run failed and re-raises.
+The store's live canonical rows are exported column-wise to Parquet in a scratch directory
+(:func:`reconcile.frames.export_frames`, :mod:`canonical.columnar`: no Python rows), partitioned by
+customer cluster and reconciled bucket by bucket (:mod:`reconcile.stream`), so memory is bounded by one
+bucket at any size; each bucket's result frames and KPI inputs go to the scratch directory and the KPIs
+are computed from them. Then, in one transaction, the links and allocations of the previous run are
+replaced (bulk: ADBC ingest on SQLite, ``COPY`` on PostgreSQL), and in a second one the KPI snapshot is
+stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
+lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
+``run`` table with its counts; a conservation failure marks the run failed and re-raises.
+
+Frames already in memory (``frames=``) are reconciled in one shot instead; the results are the same.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
 
+from canonical import columnar
 from canonical.locks import stage_lock
 from canonical.store import Store, now
-from canonical.tables import Amount
 from reconcile import lifecycle
-from reconcile.core import CoreResult, Settings, reconcile_frames
-from reconcile.frames import Frames, load_frames
-from reconcile.kpi import KPI_SCHEMA, compute_kpis
+from reconcile.core import Settings, _Clock, reconcile_frames
+from reconcile.frames import Frames, export_frames, read_store_frame
+from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
+from reconcile.partition import NOT_READ
+from reconcile.stream import (
+    FRAMES,
+    KPI_INPUTS,
+    Mapper,
+    clear_out,
+    combine,
+    plan_buckets,
+    run_bucket,
+    sequential,
+)
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_link
 
 
@@ -29,48 +49,23 @@ from reconcile.tables import kpi_snapshot, recon_allocation, recon_link
 class ReconcileResult:
     run_id: str
     as_of: date
-    core: CoreResult
+    exceptions: pl.DataFrame
+    totals: dict[str, Any]
+    chains: int
     kpis: pl.DataFrame
+    partitions: int = 1
     lifecycle: dict[str, int] = field(default_factory=dict)
+    out: Path | None = None  # the result frames, <frame>/<bucket>.parquet, when the caller kept them
 
-    @property
-    def exceptions(self) -> pl.DataFrame:
-        return self.core.exceptions
+    def frame(self, name: str) -> pl.DataFrame:
+        """A result frame of the run (``chains``, ``links``, ``allocations``, …), when kept (``keep=``)."""
+        if self.out is None:
+            raise ValueError("the result frames were not kept (run_reconciliation(..., keep=DIR))")
+        return pl.read_parquet(self.out / name / "*.parquet")
 
     def summary(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "as_of": self.as_of.isoformat(), **self.core.totals,
-                "lifecycle": self.lifecycle, "chains": self.core.chains.height}
-
-
-def _insert_frame(conn: sa.Connection, table: sa.Table, df: pl.DataFrame, chunk: int = 50000) -> None:
-    """Bulk insert a result frame at the driver level: the conversions happen column-wise in Polars
-    (amounts as exact decimal text, ``evidence`` as JSON text, dates as ISO text on SQLite), not per
-    value in SQLAlchemy's bind processing — at 100k chains that was most of the store path's time."""
-    if df.is_empty():
-        return
-    pg = conn.dialect.name == "postgresql"
-    cols, exprs, marks = [], [], []
-    for name in df.columns:
-        if name not in table.c:
-            continue
-        col = table.c[name]
-        expr = pl.col(name)
-        mark = "%s" if pg else "?"
-        if isinstance(col.type, Amount):
-            expr = expr.cast(pl.String)
-            mark = "%s::numeric" if pg else "?"
-        elif name == "evidence":
-            expr = pl.struct(expr.cast(pl.String).alias("text")).struct.json_encode()
-            mark = "%s::jsonb" if pg else "?"
-        elif isinstance(col.type, sa.Date) and not pg:
-            expr = expr.cast(pl.Date).dt.to_string("%Y-%m-%d")
-        cols.append(name)
-        exprs.append(expr.alias(name))
-        marks.append(mark)
-    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join(marks)})"
-    out = df.select(exprs)
-    for i in range(0, out.height, chunk):
-        conn.exec_driver_sql(sql, out.slice(i, chunk).rows())
+        return {"run_id": self.run_id, "as_of": self.as_of.isoformat(), **self.totals,
+                "lifecycle": self.lifecycle, "chains": self.chains, "partitions": self.partitions}
 
 
 def _with_exposure(kpis: pl.DataFrame, rows: list[dict[str, Any]], as_of: date) -> pl.DataFrame:
@@ -82,39 +77,103 @@ def _with_exposure(kpis: pl.DataFrame, rows: list[dict[str, Any]], as_of: date) 
 
 
 def run_reconciliation(store: Store, config: Any, as_of: date, *, frames: Frames | None = None,
-                       period_start: date | None = None, period_end: date | None = None) -> ReconcileResult:
+                       period_start: date | None = None, period_end: date | None = None,
+                       partitions: int | None = None, mapper: Mapper = sequential,
+                       scratch: str | Path | None = None, keep: str | Path | None = None) -> ReconcileResult:
     """Reconcile the store as of ``as_of`` (config: ``ltc.app.config.Config`` or ``ReconcileConfig``).
+
+    ``partitions`` forces the number of buckets (default: grows with the input); ``mapper`` runs the
+    buckets (default: one after the other in this process; ``flows/reconcile.py`` passes a Dask-backed
+    one); ``scratch`` is where the export and the buckets go (default: the system temp dir; with workers
+    on other machines, a directory they all see); ``keep`` keeps the result frames there.
 
     Holds the store's ``reconcile`` lock: a second reconciliation waits for the first instead of
     interleaving with it (which doubled links and allocations); a run a killed process left
     ``running`` is closed as failed first."""
     with stage_lock(store.engine, "reconcile"):
         store.close_interrupted("reconcile")
-        return _reconcile(store, config, as_of, frames, period_start, period_end)
+        return _reconcile(store, config, as_of, frames, period_start, period_end, partitions, mapper,
+                          scratch, keep)
 
 
 def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, period_start: date | None,
-               period_end: date | None) -> ReconcileResult:
+               period_end: date | None, partitions: int | None, mapper: Mapper,
+               scratch: str | Path | None, keep: str | Path | None) -> ReconcileResult:
     settings = Settings.from_config(config)
+    clock = _Clock()
     run_id = store.begin_run("reconcile")
     try:
-        fr = frames if frames is not None else load_frames(store)
-        core = reconcile_frames(fr, settings, as_of)
-        kpis = compute_kpis(fr, core, settings, as_of, period_start, period_end)
+        with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
+            out = Path(keep) if keep is not None else Path(tmp) / "out"
+            if frames is not None:
+                result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
+            else:
+                result = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out, run_id,
+                                   partitions, mapper)
+            clock("reconcile + KPIs")
+            columnar.bulk_load(store.engine, [
+                columnar.Load(columnar.shape(t), tuple(str(p) for p in sorted((out / name).glob("*.parquet"))),
+                              {"run_id": run_id}, {"evidence": "text"})
+                for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))],
+                delete=[recon_link.name, recon_allocation.name])
+            clock("links + allocations stored")
         at = now()
         with store.engine.begin() as conn:
-            conn.execute(sa.delete(recon_link))
-            conn.execute(sa.delete(recon_allocation))
-            _insert_frame(conn, recon_link, core.links.with_columns(pl.lit(run_id).alias("run_id")))
-            _insert_frame(conn, recon_allocation, core.allocations.with_columns(pl.lit(run_id).alias("run_id")))
-            counts = lifecycle.sync(conn, core.exceptions, run_id, at)
-            kpis = _with_exposure(kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
-            _insert_frame(conn, kpi_snapshot, kpis.with_columns(pl.lit(run_id).alias("run_id"),
-                                                                pl.lit(as_of).alias("as_of")))
+            result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at)
+            result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
+            _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
+                                                                       pl.lit(as_of).alias("as_of")))
+        clock("KPI snapshot + exception lifecycle")
+        if keep is None:
+            result.out = None
     except Exception as exc:
         store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    result = ReconcileResult(run_id=run_id, as_of=as_of, core=core, kpis=kpis, lifecycle=counts)
-    store.finish_run(run_id, "success", counts={"exceptions": core.totals["exceptions"], "lifecycle": counts,
-                                                "states": core.totals["states"]})
+    store.finish_run(run_id, "success", counts={"exceptions": result.totals["exceptions"],
+                                                "lifecycle": result.lifecycle, "states": result.totals["states"],
+                                                "partitions": result.partitions})
     return result
+
+
+def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: date | None, out: Path,
+              run_id: str) -> ReconcileResult:
+    core = reconcile_frames(fr, s, as_of)
+    clear_out(out)
+    for name in FRAMES:
+        getattr(core, name).write_parquet(out / name / "00000.parquet")
+    return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=core.exceptions, totals=core.totals,
+                           chains=core.chains.height, kpis=compute_kpis(fr, core, s, as_of, start, end), out=out)
+
+
+def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: date | None, tmp: Path, out: Path,
+              run_id: str, partitions: int | None, mapper: Mapper) -> ReconcileResult:
+    clock = _Clock()
+    omit = {name: set(cols) - {"created_at"} for name, cols in NOT_READ.items()}  # the KPIs read created_at
+    src = export_frames(store, tmp / "in", [n for n in Frames.__dataclass_fields__ if n != "lead"], omit)
+    clock("export to Parquet")
+    plan = plan_buckets(src, tmp / "spill", out, partitions)
+    clock("pre-pass + spill")
+
+    def one(k: int) -> Any:
+        return run_bucket(plan, k, s, as_of, (start, end))
+
+    res = combine(mapper(one, range(plan.n)), plan.n, out)
+    inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
+    inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
+                                                    columns=["owner", "stage", "close_date", "created_at"]),
+                                    *period(as_of, start, end))
+    kpis = kpis_from_inputs(inputs, read_store_frame(store, "lead"), s, as_of, start, end)
+    return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
+                           chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
+
+
+def _insert_small(conn: sa.Connection, table: sa.Table, df: pl.DataFrame) -> None:
+    """A small frame (the KPI snapshot) inserted in the caller's transaction."""
+    if df.is_empty():
+        return
+    if conn.dialect.name == "postgresql":
+        columnar.copy_frame(conn, table, df)
+        return
+    out = columnar.storage_frame(table, df, "sqlite")
+    cols = ", ".join(f'"{c}"' for c in out.columns)
+    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) VALUES ({", ".join("?" * out.width)})', out.rows())

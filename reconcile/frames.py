@@ -2,22 +2,26 @@
 
 Money columns are ``Decimal(38, 4)`` (exact); dates are ``Date``. :func:`prepare` casts whatever a
 caller built (the store loader, the scenario generator, a test) to these schemas, so the core can
-rely on them. :func:`load_frames` reads the live (not tombstoned) canonical rows of a store.
+rely on them. :func:`load_frames` reads the live (not tombstoned) canonical rows of a store into memory and
+:func:`export_frames` streams them to Parquet files (the bucketed store path), both column-wise
+(:mod:`canonical.columnar`): a frame named like a canonical entity or a store table loads with no code here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
 
-from canonical import tables
+import reconcile.tables  # noqa: F401  (registers fx_rate on the metadata)
+from canonical import columnar, tables
 from canonical.store import Store
-from reconcile.tables import fx_rate
 
 MONEY = pl.Decimal(38, 4)
 RATE = pl.Decimal(38, 10)
@@ -63,11 +67,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "converted_at": pl.Datetime("us", "UTC"), "owner": pl.String,
     },
 }
-
-# canonical entity name -> store table name
-_TABLES = {"deal": "deal", "deal_line": "deal_line", "order": "order", "order_line": "order_line",
-           "invoice": "invoice", "payment": "payment", "account": "account", "lead": "lead"}
-
 
 @dataclass
 class Frames:
@@ -129,62 +128,47 @@ def prepare(**frames: pl.DataFrame | None) -> Frames:
     return Frames(**out)
 
 
-def _read(conn: sa.Connection, entity: str) -> pl.DataFrame:
-    """Live rows of one canonical table, fetched at the driver level and typed column-wise in Polars.
-
-    Amounts come as exact decimal text (SQLite stores text; PostgreSQL casts NUMERIC to text), dates
-    and instants as SQLite's ISO text; Polars parses whole columns instead of SQLAlchemy converting
-    every value (at 100k chains that halves the load). Text Polars cannot parse exactly (an
-    exponent form such as ``1E+3``) goes through ``Decimal`` for that column."""
-    table = tables.table_for(entity)
-    pg = conn.dialect.name == "postgresql"
-    wanted = [c for c in SCHEMAS[entity] if c in table.c]
-    select_cols: list[Any] = []
-    raw_schema: dict[str, Any] = {}
-    for c in wanted:
-        col, dtype = table.c[c], SCHEMAS[entity][c]
-        as_text = isinstance(col.type, tables.Amount) or (not pg and (dtype == pl.Date or isinstance(dtype, pl.Datetime)))
-        select_cols.append(sa.cast(col, sa.Text).label(c) if pg and isinstance(col.type, tables.Amount) else col)
-        raw_schema[c] = pl.String if as_text else dtype
-    stmt = sa.select(*select_cols).where(table.c.deleted_at.is_(None))
-    rows = conn.exec_driver_sql(str(stmt.compile(dialect=conn.dialect))).fetchall()
-    df = pl.DataFrame(rows, schema=raw_schema, orient="row")
-    out: list[Any] = []
-    for c in wanted:
-        dtype = SCHEMAS[entity][c]
-        if raw_schema[c] != pl.String or dtype == pl.String:
-            out.append(pl.col(c))
-        elif dtype == pl.Date:
-            out.append(pl.col(c).str.slice(0, 10).str.to_date("%Y-%m-%d"))
-        elif isinstance(dtype, pl.Datetime):  # SQLite: naive UTC "YYYY-MM-DD HH:MM:SS[.ffffff]"
-            out.append(pl.col(c).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us").dt.replace_time_zone("UTC"))
-        else:
-            out.append(_decimal_column(df[c], dtype))
-    return df.select(out)
+def store_table(name: str) -> sa.Table:
+    """The store table of a frame: the canonical entity of that name, else the table of that name."""
+    table = tables.entity_tables.get(name)
+    if table is None:
+        table = tables.metadata.tables.get(name)
+    if table is None:
+        raise KeyError(f"no store table for frame {name!r}")
+    return table
 
 
-def _decimal_column(text: pl.Series, dtype: Any) -> pl.Series:
-    try:
-        return text.cast(dtype, strict=True)
-    except pl.exceptions.InvalidOperationError:
-        return pl.Series(text.name, [None if v is None else Decimal(v) for v in text.to_list()], dtype=dtype)
+def _columns(name: str) -> tuple[sa.Table, list[str]]:
+    table = store_table(name)
+    return table, [c for c in SCHEMAS[name] if c in table.c]
+
+
+def read_store_frame(store: Store, name: str) -> pl.DataFrame:
+    """The live rows of one frame's table, read column-wise (:mod:`canonical.columnar`) and conformed."""
+    table, cols = _columns(name)
+    return conform(name, columnar.read_table(store.engine, table, cols, dtypes=SCHEMAS[name]))
 
 
 def load_frames(store: Store) -> Frames:
-    """Live canonical rows of the store, plus account cross-refs and FX rates."""
-    with store.engine.connect() as conn:
-        loaded: dict[str, pl.DataFrame | None] = {name: _read(conn, ent) for name, ent in _TABLES.items()}
-        xr = tables.cross_ref
-        loaded["cross_ref"] = pl.DataFrame(
-            [tuple(r) for r in conn.execute(sa.select(xr.c.entity, xr.c.member_id, xr.c.cluster_id))],
-            schema=SCHEMAS["cross_ref"], orient="row",
-        )
-        loaded["fx_rate"] = pl.DataFrame(
-            [tuple(r) for r in conn.execute(sa.select(fx_rate.c.base, fx_rate.c.quote, fx_rate.c.rate_date,
-                                                      fx_rate.c.rate))],
-            schema=SCHEMAS["fx_rate"], orient="row",
-        )
-    return prepare(**loaded)
+    """Live canonical rows of the store, plus account cross-refs and FX rates (every table in memory)."""
+    wanted = {name: (*_columns(name), SCHEMAS[name]) for name in SCHEMAS}
+    return prepare(**columnar.read_tables(store.engine, wanted))
+
+
+def export_frames(store: Store, directory: str | Path, names: Sequence[str] | None = None,
+                  omit: Mapping[str, Collection[str]] | None = None) -> Path:
+    """Write the live rows of every frame's table to ``directory/<name>.parquet`` (the layout
+    :func:`reconcile.stream.reconcile_world` reads), streamed in batches: memory bounded by a batch.
+    ``omit``: columns not to read, per frame (a reader of the files gets them as nulls)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for name in names or SCHEMAS:
+        table, cols = _columns(name)
+        cols = [c for c in cols if c not in (omit or {}).get(name, ())]
+        jobs.append(columnar.Export(columnar.shape(table), tuple(cols), str(out / f"{name}.parquet"), SCHEMAS[name]))
+    columnar.export_tables(store.engine, jobs)
+    return out
 
 
 def days(a: pl.Expr, b: date | pl.Expr) -> pl.Expr:

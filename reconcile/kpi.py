@@ -59,28 +59,33 @@ def _rows(df: pl.DataFrame, kpi: str, variant: str, unit: str, value: pl.Expr,
     )
 
 
-def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
-                 period_start: date | None = None, period_end: date | None = None) -> pl.DataFrame:
+def period(as_of: date, period_start: date | None, period_end: date | None) -> tuple[date, date]:
     end = period_end or as_of
-    start = period_start or end - timedelta(days=89)
-    n_days = (end - start).days + 1
+    return period_start or end - timedelta(days=89), end
+
+
+def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
+               period_start: date | None = None, period_end: date | None = None, *, deals: bool = True
+               ) -> dict[str, pl.DataFrame]:
+    """The rows every KPI aggregates, from one reconciled part (a bucket or the whole world).
+
+    Each frame is row-local to a chain (a chain's deal, orders, invoices, payments and exceptions are in
+    one bucket), so the inputs of several buckets concatenated equal the one-shot run's inputs, and
+    :func:`kpis_from_inputs` over them gives the same KPIs. Leads are not here: they are not bucketed;
+    nor, with ``deals=False``, the closed deals (:func:`closed_deals`, from the deal table alone)."""
+    start, end = period(as_of, period_start, period_end)
     def in_period(c: str) -> pl.Expr:
         return (pl.col(c).is_between(start, end))
     rep = pl.lit(s.reporting_currency)
     owners = fr.deal.select(pl.col("id").alias("chain_id"), "owner")
-    out: list[pl.DataFrame] = []
+    out: dict[str, pl.DataFrame] = {}
 
     # AR, DSO, aging
     ib = core.invoice_balances.join(owners, on="chain_id", how="left").with_columns(pl.lit(as_of).alias("asof"))
     ib = _with_rate(ib, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null()).with_columns(
         _conv("open_amount", "r").alias("open_rep"), _conv("total", "r").alias("total_rep"))
-    ar = _by_owner(ib, [pl.col("open_rep").sum().alias("ar"),
-                        pl.col("total_rep").filter(in_period("issue_date")).sum().alias("sales")])
-    out.append(_rows(ar, "dso", "ending_ar_over_period_sales_x_days", "days",
-                     _ratio("ar", "sales", n_days), "ar", "sales"))
-    for b in BUCKETS:
-        ag = _by_owner(ib, [pl.col("open_rep").filter(pl.col("bucket") == b).sum().alias("v")])
-        out.append(_rows(ag, f"ar_aging_{b}", "open_amount_by_days_past_due", s.reporting_currency, pl.col("v")))
+    out["ar"] = ib.select("owner", "open_rep", "bucket",
+                          pl.when(in_period("issue_date")).then(pl.col("total_rep")).alias("sales_rep"))
 
     # order-to-cash cycle
     last_pay = core.allocations.join(core.payment_balances.select("payment_id", "pdate"), on="payment_id").group_by(
@@ -90,12 +95,8 @@ def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
     first_order = core.links.filter((pl.col("from_entity") == "deal") & (pl.col("to_entity") == "order")).join(
         fr.order.select(pl.col("id").alias("to_id"), "order_date"), on="to_id").group_by("chain_id").agg(
         pl.col("order_date").min())
-    cyc = settled.filter(pl.col("all_settled") & in_period("paid_on")).join(first_order, on="chain_id").with_columns(
-        days(pl.col("order_date"), pl.col("paid_on")).alias("d"))
-    cy = _by_owner(cyc, [pl.col("d").mean().alias("mean"), pl.col("d").median().alias("median"), pl.len().alias("n")])
-    out.append(_rows(cy, "o2c_cycle_days", "mean_last_payment_minus_order_date", "days", pl.col("mean").round(2),
-                     None, "n"))
-    out.append(_rows(cy, "o2c_cycle_days", "median_last_payment_minus_order_date", "days", pl.col("median"), None, "n"))
+    out["cycle"] = settled.filter(pl.col("all_settled") & in_period("paid_on")).join(
+        first_order, on="chain_id").select("owner", days(pl.col("order_date"), pl.col("paid_on")).alias("d"))
 
     # won not invoiced
     invoiced_chains = core.invoice_balances.select("chain_id").drop_nulls().unique()
@@ -103,23 +104,16 @@ def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
                          & (days(pl.col("close_date"), as_of) >= s.grace_days_ordered_not_invoiced))
     wni = won.join(invoiced_chains, left_on="id", right_on="chain_id", how="anti").with_columns(
         pl.lit(as_of).alias("asof"))
-    wni = _with_rate(wni, fr.fx_rate, "currency", rep, "asof", "r").with_columns(_conv("amount", "r").alias("a"))
-    w = _by_owner(wni, [pl.len().alias("n"), pl.col("a").sum().alias("amt")])
-    out.append(_rows(w, "won_not_invoiced_count", "closed_won_no_invoice_after_grace", "count", pl.col("n")))
-    out.append(_rows(w, "won_not_invoiced_amount", "closed_won_no_invoice_after_grace", s.reporting_currency,
-                     pl.col("amt")))
+    out["won_not_invoiced"] = _with_rate(wni, fr.fx_rate, "currency", rep, "asof", "r").select(
+        "owner", _conv("amount", "r").alias("a"))
 
     # unapplied cash
     pb = core.payment_balances.join(owners.rename({"chain_id": "ref_deal"}), on="ref_deal", how="left").with_columns(
         pl.lit(as_of).alias("asof"))
-    pb = _with_rate(pb, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null()).with_columns(
-        _conv("unapplied", "r").alias("u"), _conv("amount", "r").alias("rcv"))
-    ua = _by_owner(pb, [pl.col("u").filter(pl.col("sign") == 1).sum().alias("un"),
-                        pl.col("u").filter((pl.col("sign") == 1) & in_period("pdate")).sum().alias("un_p"),
-                        pl.col("rcv").filter((pl.col("sign") == 1) & in_period("pdate")).sum().alias("rcv")])
-    out.append(_rows(ua, "unapplied_cash", "sum_unapplied_at_as_of", s.reporting_currency, pl.col("un")))
-    out.append(_rows(ua, "unapplied_ratio", "unapplied_over_period_receipts_pct", "pct", _ratio("un_p", "rcv", 100),
-                     "un_p", "rcv"))
+    pb = _with_rate(pb, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null())
+    out["cash"] = pb.filter(pl.col("sign") == 1).select(
+        "owner", _conv("unapplied", "r").alias("u"), _conv("amount", "r").alias("rcv"),
+        in_period("pdate").alias("in_period"))
 
     # invoice accuracy
     bad = core.exceptions.filter(pl.col("code").is_in(BILLING_ERRORS)).select(pl.col("records").alias("id")).explode(
@@ -129,21 +123,63 @@ def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
     issued = issued.join(chain_of, on="id", how="left").join(owners, on="chain_id", how="left").join(
         bad.with_columns(pl.lit(True).alias("bad")), on="id", how="left")
     # an invoice is wrong if it, or its chain (amount/line mismatch names the deal), is named
-    issued = issued.with_columns((pl.col("bad").fill_null(False) | pl.col("chain_id").is_in(bad["id"].implode()))
-                                 .alias("bad"))
-    ia = _by_owner(issued, [(~pl.col("bad")).sum().alias("ok"), pl.len().alias("n")])
+    out["issued"] = issued.select("owner", (pl.col("bad").fill_null(False) | pl.col("chain_id").is_in(
+        bad["id"].implode())).alias("bad"))
+
+    if deals:
+        out["closed"] = closed_deals(fr.deal, start, end)
+    return out
+
+
+def closed_deals(deal: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
+    """The win-rate and sales-cycle input: deals closed in the period (needs only the deal table)."""
+    return deal.filter(pl.col("close_date").is_between(start, end)
+                       & pl.col("stage").is_in(["closed_won", "closed_lost"])).select(
+        "owner", "stage", days(pl.col("created_at").dt.date(), pl.col("close_date")).alias("d"))
+
+
+def kpis_from_inputs(inputs: dict[str, pl.DataFrame], leads: pl.DataFrame, s: Settings, as_of: date,
+                     period_start: date | None = None, period_end: date | None = None) -> pl.DataFrame:
+    """The KPI table from :func:`kpi_inputs` (of one part, or of several buckets concatenated) and the leads."""
+    start, end = period(as_of, period_start, period_end)
+    n_days = (end - start).days + 1
+    out: list[pl.DataFrame] = []
+    ib = inputs["ar"]
+    ar = _by_owner(ib, [pl.col("open_rep").sum().alias("ar"), pl.col("sales_rep").sum().alias("sales")])
+    out.append(_rows(ar, "dso", "ending_ar_over_period_sales_x_days", "days",
+                     _ratio("ar", "sales", n_days), "ar", "sales"))
+    for b in BUCKETS:
+        ag = _by_owner(ib, [pl.col("open_rep").filter(pl.col("bucket") == b).sum().alias("v")])
+        out.append(_rows(ag, f"ar_aging_{b}", "open_amount_by_days_past_due", s.reporting_currency, pl.col("v")))
+
+    cy = _by_owner(inputs["cycle"], [pl.col("d").mean().alias("mean"), pl.col("d").median().alias("median"),
+                                     pl.len().alias("n")])
+    out.append(_rows(cy, "o2c_cycle_days", "mean_last_payment_minus_order_date", "days", pl.col("mean").round(2),
+                     None, "n"))
+    out.append(_rows(cy, "o2c_cycle_days", "median_last_payment_minus_order_date", "days", pl.col("median"), None, "n"))
+
+    w = _by_owner(inputs["won_not_invoiced"], [pl.len().alias("n"), pl.col("a").sum().alias("amt")])
+    out.append(_rows(w, "won_not_invoiced_count", "closed_won_no_invoice_after_grace", "count", pl.col("n")))
+    out.append(_rows(w, "won_not_invoiced_amount", "closed_won_no_invoice_after_grace", s.reporting_currency,
+                     pl.col("amt")))
+
+    ua = _by_owner(inputs["cash"], [pl.col("u").sum().alias("un"), pl.col("u").filter("in_period").sum().alias("un_p"),
+                                    pl.col("rcv").filter("in_period").sum().alias("rcv")])
+    out.append(_rows(ua, "unapplied_cash", "sum_unapplied_at_as_of", s.reporting_currency, pl.col("un")))
+    out.append(_rows(ua, "unapplied_ratio", "unapplied_over_period_receipts_pct", "pct", _ratio("un_p", "rcv", 100),
+                     "un_p", "rcv"))
+
+    ia = _by_owner(inputs["issued"], [(~pl.col("bad")).sum().alias("ok"), pl.len().alias("n")])
     out.append(_rows(ia, "invoice_accuracy", "error_free_over_issued_pct", "pct", _ratio("ok", "n", 100), "ok", "n"))
 
-    # leads, win rate, sales cycle
-    leads = fr.lead.filter(pl.col("created_at").dt.date().is_between(start, end))
+    leads = leads.filter(pl.col("created_at").dt.date().is_between(start, end))
     lc = _by_owner(leads, [pl.col("converted_at").is_not_null().sum().alias("c"), pl.len().alias("n")])
     out.append(_rows(lc, "lead_conversion_rate", "converted_in_creation_cohort_pct", "pct", _ratio("c", "n", 100),
                      "c", "n"))
-    closed = fr.deal.filter(in_period("close_date") & pl.col("stage").is_in(["closed_won", "closed_lost"]))
+    closed = inputs["closed"]
     wr = _by_owner(closed, [(pl.col("stage") == "closed_won").sum().alias("w"), pl.len().alias("n")])
     out.append(_rows(wr, "win_rate", "won_over_won_plus_lost_pct", "pct", _ratio("w", "n", 100), "w", "n"))
-    sc = closed.filter(pl.col("stage") == "closed_won").with_columns(
-        days(pl.col("created_at").dt.date(), pl.col("close_date")).alias("d"))
+    sc = closed.filter(pl.col("stage") == "closed_won")
     scl = _by_owner(sc, [pl.col("d").mean().alias("mean"), pl.col("d").median().alias("median"), pl.len().alias("n")])
     out.append(_rows(scl, "sales_cycle_days", "mean_close_minus_created_won", "days", pl.col("mean").round(2), None, "n"))
     out.append(_rows(scl, "sales_cycle_days", "median_close_minus_created_won", "days", pl.col("median"), None, "n"))
@@ -153,5 +189,12 @@ def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
         ["kpi", "variant", "owner"], nulls_last=False)
 
 
+def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
+                 period_start: date | None = None, period_end: date | None = None) -> pl.DataFrame:
+    """The KPIs of one reconciled part (all of it in memory)."""
+    return kpis_from_inputs(kpi_inputs(fr, core, s, as_of, period_start, period_end), fr.lead, s, as_of,
+                            period_start, period_end)
+
+
 ZERO = Decimal(0)
-__all__ = ["BUCKETS", "KPI_SCHEMA", "MONEY", "compute_kpis"]
+__all__ = ["BUCKETS", "KPI_SCHEMA", "MONEY", "closed_deals", "compute_kpis", "kpi_inputs", "kpis_from_inputs"]

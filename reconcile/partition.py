@@ -213,7 +213,7 @@ def partitions(fr: Frames, n: int) -> Iterator[Frames]:
 
 _LINES = (("deal_line", "deal", "deal_id"), ("order_line", "order", "order_id"))
 #: columns the core never reads: not spilled (a bucket reads them back as nulls)
-_NOT_SPILLED = {"deal": {"created_at"}, "order": {"source_id"}, "invoice": {"source_id"}, "payment": {"source_id"},
+NOT_READ = {"deal": {"created_at"}, "order": {"source_id"}, "invoice": {"source_id"}, "payment": {"source_id"},
                 "deal_line": {"id", "currency", "unit_price"}, "order_line": {"id", "currency", "unit_price"}}
 
 
@@ -226,7 +226,7 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
         (root / str(k)).mkdir(parents=True, exist_ok=True)
     parents: dict[str, tuple[pl.Series, pl.Series]] = {}
     for name in SPLIT:  # parents before their lines
-        df = read(name, [c for c in SCHEMAS[name] if c not in _NOT_SPILLED.get(name, ())])
+        df = read(name, [c for c in SCHEMAS[name] if c not in NOT_READ.get(name, ())])
         if name == "cross_ref":
             df = _xref_rows(df)
         for line, parent, key in _LINES:

@@ -3,15 +3,22 @@
 The in-memory path (:func:`reconcile.core.reconcile_frames`) needs every table in memory, and
 returns every result frame. This one never holds more than one bucket: the pre-pass
 (:func:`reconcile.partition.assign_buckets`) reads only key columns, :func:`reconcile.partition.spill`
-writes each bucket's rows to a scratch directory one table at a time, and each bucket is then read,
-reconciled (:func:`reconcile.core.reconcile_one`) and its result frames written to ``out``
-(``<out>/<frame>/<bucket>.parquet``) before the next one is read. Exceptions (small) and totals are
-returned; they equal the one-shot run's (same rows, same order), as the bucket results do as sets.
+writes each bucket's rows to a scratch directory one table at a time (:func:`plan_buckets`), and each
+bucket is then read, reconciled (:func:`reconcile.core.reconcile_one`) and its result frames written to
+``out`` (``<out>/<frame>/<bucket>.parquet``) before the next one is read (:func:`run_bucket`).
+Exceptions (small) and totals are returned; they equal the one-shot run's (same rows, same order), as
+the bucket results do as sets.
+
+:func:`run_bucket` is plain Python over paths and small values, so the buckets of one plan can run in
+any order, in other processes or on other machines (``flows/reconcile.py`` maps it over the buckets with
+a Dask task runner; the scratch and ``out`` directories must then be on storage every worker sees).
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,9 +28,33 @@ import polars as pl
 
 from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, merge_totals, reconcile_one
 from reconcile.frames import SCHEMAS, Frames
+from reconcile.kpi import kpi_inputs
 from reconcile.partition import SPLIT, parquet_reader, read_bucket, shared_tables, spill
 
 FRAMES = ("chains", "links", "allocations", "invoice_balances", "payment_balances", "states")
+#: the KPI inputs of every bucket (reconcile.kpi.kpi_inputs), kept next to the result frames
+KPI_INPUTS = ("ar", "cycle", "won_not_invoiced", "cash", "issued")
+
+
+@dataclass(frozen=True)
+class BucketPlan:
+    """Where the buckets of one run are: the source tables, their spilled parts, the results."""
+
+    source: Path  # the canonical tables (<table>.parquet)
+    spill: Path  # <k>/<table>.parquet per bucket (unused when n == 1)
+    n: int
+    out: Path | None  # <frame>/<k>.parquet per bucket (None: result frames not kept)
+    shared: dict[str, pl.DataFrame]  # fx_rate (+ empty lead): small, every bucket reads them
+
+
+@dataclass
+class BucketSummary:
+    """What one bucket hands back to the driver (the result frames are in ``plan.out``)."""
+
+    bucket: int
+    exceptions: pl.DataFrame
+    totals: dict[str, Any]
+    chains: int
 
 
 @dataclass
@@ -32,6 +63,7 @@ class StreamResult:
     totals: dict[str, Any]
     partitions: int
     out: Path | None  # where the result frames were written (None: not kept)
+    chains: int = 0
 
     def frame(self, name: str) -> pl.DataFrame:
         """One result frame, all buckets (reads ``out``)."""
@@ -45,38 +77,92 @@ def _rows(directory: Path, name: str) -> int:
     return pl.scan_parquet(path).select(pl.len()).collect().item() if path.exists() else 0
 
 
-def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | Path | None = None,
-                    partitions: int | None = None, scratch: str | Path | None = None) -> StreamResult:
-    """Reconcile the world in ``directory`` bucket by bucket (``partitions``: default grows with the input)."""
+def bucket_count(directory: str | Path, partitions: int | None = None) -> int:
+    """Buckets for the tables in ``directory``: ``partitions``, else one per ``ROWS_PER_PARTITION``
+    payments + invoices (one shot up to twice that)."""
+    if partitions is not None:
+        return max(1, partitions)
     src = Path(directory)
     rows = _rows(src, "payment") + _rows(src, "invoice")
-    n = partitions if partitions is not None else 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
+    return 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
+
+
+def clear_out(out: str | Path) -> Path:
+    """``out`` with an empty folder per result frame and KPI input (a previous run's buckets removed)."""
+    outdir = Path(out)
+    for name in (*FRAMES, *(f"kpi_{k}" for k in KPI_INPUTS)):
+        if (outdir / name).exists():
+            shutil.rmtree(outdir / name)
+        (outdir / name).mkdir(parents=True)
+    return outdir
+
+
+def plan_buckets(directory: str | Path, scratch: str | Path, out: str | Path | None = None,
+                 partitions: int | None = None) -> BucketPlan:
+    """The pre-pass and the spill: every bucket's rows written under ``scratch`` (one table in memory at a time)."""
+    src = Path(directory)
+    n = bucket_count(src, partitions)
     read = parquet_reader(src)
-    clock = _Clock()
-    outdir = Path(out) if out is not None else None
-    if outdir is not None:
+    outdir = clear_out(out) if out is not None else None
+    shared = shared_tables(read)
+    if n > 1:
+        spill(read, n, scratch)
+    return BucketPlan(source=src, spill=Path(scratch), n=n, out=outdir, shared=shared)
+
+
+def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
+               kpi_period: tuple[date | None, date | None] | None = None) -> BucketSummary:
+    """Reconcile bucket ``k``; its result frames (and, with ``kpi_period``, its KPI inputs) go to ``plan.out``."""
+    if plan.n > 1:
+        fr = read_bucket(plan.spill, k, plan.shared)
+    else:
+        read = parquet_reader(plan.source)
+        fr = Frames(**plan.shared, **{name: read(name, list(SCHEMAS[name])) for name in SPLIT})
+    res = reconcile_one(fr, s, as_of)
+    if plan.out is not None:
         for name in FRAMES:
-            (outdir / name).mkdir(parents=True, exist_ok=True)
-            for stale in (outdir / name).glob("*.parquet"):  # a previous run's buckets
-                stale.unlink()
-    ex: list[pl.DataFrame] = []
-    totals: list[dict[str, Any]] = []
+            getattr(res, name).write_parquet(plan.out / name / f"{k:05d}.parquet", compression="lz4")
+        if kpi_period is not None:
+            for name, df in kpi_inputs(fr, res, s, as_of, *kpi_period, deals=False).items():
+                df.write_parquet(plan.out / f"kpi_{name}" / f"{k:05d}.parquet", compression="lz4")
+    return BucketSummary(bucket=k, exceptions=res.exceptions, totals=res.totals, chains=res.chains.height)
+
+
+Mapper = Callable[[Callable[[int], BucketSummary], Sequence[int]], Iterable[BucketSummary]]
+
+
+def sequential(fn: Callable[[int], BucketSummary], buckets: Sequence[int]) -> list[BucketSummary]:
+    """The default mapper: one bucket after the other in this process (memory bounded by one bucket)."""
+    clock = _Clock()
+    out = []
+    for k in buckets:
+        out.append(fn(k))
+        clock(f"bucket {k}")
+    return out
+
+
+def combine(summaries: Iterable[BucketSummary], n: int, out: Path | None) -> StreamResult:
+    """The run's exceptions (sorted as the one-shot run sorts them) and totals from its buckets."""
+    got = sorted(summaries, key=lambda b: b.bucket)
+    if [b.bucket for b in got] != list(range(n)):
+        raise RuntimeError(f"buckets missing from the run: {sorted(set(range(n)) - {b.bucket for b in got})}")
+    exceptions = pl.concat([b.exceptions for b in got], how="vertical_relaxed").sort(["code", "fingerprint"])
+    return StreamResult(exceptions=exceptions, totals=merge_totals([b.totals for b in got]), partitions=n, out=out,
+                        chains=sum(b.chains for b in got))
+
+
+def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | Path | None = None,
+                    partitions: int | None = None, scratch: str | Path | None = None,
+                    mapper: Mapper = sequential,
+                    kpi_period: tuple[date | None, date | None] | None = None) -> StreamResult:
+    """Reconcile the world in ``directory`` bucket by bucket (``partitions``: default grows with the input;
+    ``mapper`` runs :func:`run_bucket` over the buckets, by default one after the other here)."""
+    clock = _Clock()
     with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
-        shared = shared_tables(read)
-        if n > 1:
-            spill(read, n, tmp)
+        plan = plan_buckets(directory, tmp, out, partitions)
         clock("pre-pass + spill")
-        for k in range(n):
-            fr = read_bucket(tmp, k, shared) if n > 1 else Frames(
-                **shared, **{name: read(name, list(SCHEMAS[name])) for name in SPLIT})
-            res = reconcile_one(fr, s, as_of)
-            del fr
-            ex.append(res.exceptions)
-            totals.append(res.totals)
-            if outdir is not None:
-                for name in FRAMES:
-                    getattr(res, name).write_parquet(outdir / name / f"{k:05d}.parquet", compression="lz4")
-            del res
-            clock(f"bucket {k}")
-    exceptions = pl.concat(ex, how="vertical_relaxed").sort(["code", "fingerprint"])
-    return StreamResult(exceptions=exceptions, totals=merge_totals(totals), partitions=n, out=outdir)
+
+        def one(k: int) -> BucketSummary:
+            return run_bucket(plan, k, s, as_of, kpi_period)
+
+        return combine(mapper(one, range(plan.n)), plan.n, plan.out)

@@ -206,6 +206,7 @@ class HubSpotEmulator:
     search_cap: int = SEARCH_CAP  # HubSpot: 10,000 (tests shrink it to exercise bisection cheaply)
     assoc_page: int = 500  # associations per record per page (v4 batch/read, then the per-record route)
     oauth: bool = False
+    edit_gap_ms: int = 50  # seeded records are modified 1..edit_gap_ms apart (a portal's history spread out)
     clock: Callable[[], float] = time.time
     world: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
     # (object, id) -> (category, message): batch updates of these records are refused (207 errors)
@@ -296,22 +297,22 @@ class HubSpotEmulator:
             for i, oid in enumerate(owner_ids)
         ]
         for i in range(self.products):
-            t += rng.randint(1, 50)
+            t += rng.randint(1, self.edit_gap_ms)
             self._add("products", {"name": f"Product {i}", "price": f"{rng.randint(10, 5000)}.{rng.randint(0, 99):02d}",
                                    "hs_sku": f"SKU-{i:04d}", "description": f"Sandbox product {i}"}, t - 5000, t)
         product_ids = list(self._ids["products"])
         for i in range(max(1, n // 5 if self.companies is None else self.companies)):
-            t += rng.randint(1, 50)
+            t += rng.randint(1, self.edit_gap_ms)
             self._add("companies", {"name": f"Company {i} GmbH", "domain": f"company{i}.example.com",
                                     "country": rng.choice(["DE", "US", "FR", "JP", "GB"]),
                                     "hubspot_owner_id": rng.choice(owner_ids)}, t - 9000, t)
         for i in range(max(1, n // 2 if self.contacts is None else self.contacts)):
-            t += rng.randint(1, 50)
+            t += rng.randint(1, self.edit_gap_ms)
             self._add("contacts", {"firstname": f"First{i}", "lastname": f"Last{i}", "email": f"c{i}@example.com",
                                    "phone": f"+49 30 {i:07d}"}, t - 9000, t)
         companies, contacts = self._ids["companies"], self._ids["contacts"]
         for i in range(n):
-            t += rng.randint(1, 50)
+            t += rng.randint(1, self.edit_gap_ms)
             cents = rng.randint(10_000, 10_000_000)
             stage = rng.choice(STAGES)[0]
             deal = self._add("deals", {
@@ -997,10 +998,13 @@ def main() -> None:  # pragma: no cover - the benchmark runs the emulator in its
     parser.add_argument("--search-per-s", type=int, default=5)
     parser.add_argument("--lean", action="store_true", help="deals only (one company and contact, no line items)")
     parser.add_argument("--prerender", action="store_true", help="serialise every record before serving")
+    parser.add_argument("--edit-gap-ms", type=int, default=50,
+                        help="seeded records are modified up to this far apart (default 50: all within minutes)")
     args = parser.parse_args()
     lean: dict[str, Any] = {"companies": 1, "contacts": 1, "line_items": False, "products": 5} if args.lean else {}
     emulator = HubSpotEmulator(seed=args.seed, size=args.size, rate_limits=args.rate_limits,
-                               burst_max=args.burst_max, search_per_s=args.search_per_s, **lean)
+                               burst_max=args.burst_max, search_per_s=args.search_per_s,
+                               edit_gap_ms=args.edit_gap_ms, **lean)
     if args.prerender:
         emulator.prerender()
     uvicorn.run(emulator.app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)

@@ -22,6 +22,7 @@ the writes its push tests need. World-only as a server (no generated data), so i
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,10 +100,46 @@ class OdooServer:
     login: str | None = "admin"  # None: any login is accepted
     api_key: str = "odoo-api-key"
     uid: int = 2
+    _ids: dict[str, tuple[int, list[dict[str, Any]], dict[Any, dict[str, Any]]]] = field(
+        default_factory=dict, repr=False)
 
     # --- domains --------------------------------------------------------------------------------
     def _row(self, model: str, rid: Any) -> dict[str, Any] | None:
-        return next((r for r in self.models.get(model, []) if r.get("id") == rid), None)
+        return self._by_id(model)[1].get(rid)
+
+    def _by_id(self, model: str) -> tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]]:
+        """The model's rows sorted by id, and by id: rebuilt when rows were added (ids never change), so a
+        relation look-up or an id-keyset page is not a scan of the whole model."""
+        rows = self.models.get(model, [])
+        cached = self._ids.get(model)
+        if cached is None or cached[0] != len(rows):
+            ordered = sorted(rows, key=lambda r: r["id"])
+            cached = (len(rows), ordered, {r.get("id"): r for r in rows})
+            self._ids[model] = cached
+        return cached[1], cached[2]
+
+    def _id_page(self, model: str, domain: list[Any], kw: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """An ``order="id asc"`` page whose domain (only implicit ``&``) bounds ``id`` from below: a bisection
+        on the id-sorted rows, then a scan that stops at ``offset + limit`` matches. None: another shape."""
+        if (kw.get("order") or "id asc").strip().lower() not in ("id asc", "id") or not kw.get("limit"):
+            return None
+        if any(not isinstance(t, list | tuple) for t in domain):
+            return None  # "|", "&", "!": the general path
+        bounds = [t[2] + 1 if t[1] == ">" else t[2] for t in domain
+                  if len(t) == 3 and t[0] == "id" and t[1] in (">", ">=") and type(t[2]) is int]
+        if not bounds:
+            return None
+        low = max(bounds)
+        ordered, _ = self._by_id(model)
+        start = bisect.bisect_left(ordered, low, key=lambda r: r["id"])
+        want = int(kw.get("offset") or 0) + int(kw["limit"])
+        out: list[dict[str, Any]] = []
+        for r in ordered[start:]:
+            if self.evaluate(domain, r):
+                out.append(r)
+                if len(out) >= want:
+                    break
+        return out[int(kw.get("offset") or 0):]
 
     def value(self, rec: dict[str, Any], path: str) -> Any:
         cur: Any = rec
@@ -176,6 +213,9 @@ class OdooServer:
             ids, fields = (args[0] if args else kw.get("ids", [])), kw.get("fields", args[1] if len(args) > 1 else None)
             return [self._fields(r, fields) for r in rows if r["id"] in ids]
         domain = args[0] if args else kw.get("domain", [])
+        page = self._id_page(model, domain, kw) if method != "search_count" else None
+        if page is not None:
+            return [r["id"] for r in page] if method == "search" else [self._fields(r, kw.get("fields")) for r in page]
         found = [r for r in rows if self.evaluate(domain, r)]
         if method == "search_count":
             return len(found)

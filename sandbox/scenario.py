@@ -77,36 +77,28 @@ class World:
         return cls(tables=tables, truth=pl.read_parquet(src / "truth.parquet"),
                    as_of=date.fromisoformat(meta.pop("as_of")), seed=int(meta.pop("seed")), meta=meta)
 
-    def load(self, store: Any, chunk: int = 5000) -> None:
-        """Write the world into a store through the canonical upsert (tests and demos, not 1M)."""
-        import sqlalchemy as sa
-
+    def load(self, store: Any) -> None:
+        """Write the world into an empty store, column-wise (:mod:`canonical.columnar`: no Python rows,
+        so 1M chains load in seconds): canonical rows with their source keys, account cross-refs, FX rates."""
+        from canonical import columnar
         from canonical import tables as ct
         from reconcile.tables import fx_rate
 
-        with store.engine.begin() as conn:
-            for name, entity in _TABLE_ENTITY.items():
-                df = self.tables[name]
-                table = ct.table_for(entity)
-                cols = [c.name for c in table.columns]
-                rows = []
-                for r in df.iter_rows(named=True):
-                    sid = r["id"].split(":", 2)
-                    row = {c: r.get(c) for c in cols}
-                    row.update(source_system=sid[0], source_object=entity, source_id=r.get("source_id") or sid[2],
-                               attributes={})
-                    rows.append(row)
-                for i in range(0, len(rows), chunk):
-                    store.upsert_entities(conn, entity, rows[i: i + chunk])
-            now = datetime.now(UTC)
-            xr = [dict(r, method="generator", confidence=Decimal(1), evidence={}, created_at=now)
-                  for r in self.tables["cross_ref"].iter_rows(named=True)]
-            if xr:
-                conn.execute(ct.cross_ref.insert(), xr)
-            fx = [dict(r, source="generator") for r in self.tables["fx_rate"].iter_rows(named=True)]
-            if fx:
-                conn.execute(sa.delete(fx_rate))
-                conn.execute(fx_rate.insert(), fx)
+        now = datetime.now(UTC)
+        frames: dict[Any, pl.DataFrame] = {}
+        for name, entity in _TABLE_ENTITY.items():
+            df = self.tables[name]
+            sid = pl.col("id").str.splitn(":", 3)
+            frames[ct.table_for(entity)] = df.with_columns(
+                sid.struct.field("field_0").alias("source_system"), pl.lit(entity).alias("source_object"),
+                (pl.col("source_id") if "source_id" in df.columns else pl.lit(None, pl.String))
+                .fill_null(sid.struct.field("field_2")).alias("source_id"),
+                pl.lit("{}").alias("attributes"))
+        frames[ct.cross_ref] = self.tables["cross_ref"].with_columns(
+            pl.lit("generator").alias("method"), pl.lit(Decimal(1), pl.Decimal(38, 4)).alias("confidence"),
+            pl.lit("{}").alias("evidence"), pl.lit(now, pl.Datetime("us", "UTC")).alias("created_at"))
+        frames[fx_rate] = self.tables["fx_rate"].with_columns(pl.lit("generator").alias("source"))
+        columnar.write_frames(store.engine, frames, delete=[fx_rate.name])
 
 
 def _money(col: str) -> pl.Expr:

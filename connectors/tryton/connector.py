@@ -160,11 +160,20 @@ class TrytonConnector(Connector):
         )
 
     def _deleted(self, stream: StreamSpec) -> list[dict[str, Any]]:
-        """Tombstones for records the store holds live but the source no longer has."""
+        """Tombstones for records the store holds live but the source no longer has.
+
+        The store holds every record the source has (this run landed whatever was created or changed), so
+        when both count the same nothing was deleted: a run where nothing changed costs one
+        ``search_count``, not a listing of every id of the model."""
         assert self.store is not None
-        known = set(self.store.live_stamps(self.name, stream.object))
-        if not known:
+        held = self.store.live_count(self.name, stream.object)
+        if held == 0:
             return []
+        source = int(self.client.model(stream.object, "search_count", list(stream.options["domain"]),
+                                       context=_CONTEXT))
+        if source == held:
+            return []
+        known = set(self.store.live_stamps(self.name, stream.object))
         present = {str(i) for i in self.client.model(stream.object, "search", list(stream.options["domain"]),
                                                      0, None, None, context=_CONTEXT)}
         return [{"id": int(sid)} for sid in sorted(known - present, key=int)]

@@ -3,6 +3,7 @@ cap, late visibility, limits, tombstones, associations and wide property lists."
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -188,15 +189,27 @@ def test_archived_records_become_tombstones(store: Store, hubspot) -> None:  # t
     assert again["deals"].written == 0 and again["deal_associations"].written == 0
 
 
-def test_association_only_edit_reaches_the_store(store: Store, hubspot) -> None:  # type: ignore[no-untyped-def]
+def test_association_only_edit_reaches_the_store_within_the_sweep_bound(store: Store, hubspot) -> None:  # type: ignore[no-untyped-def]
     emu, server = hubspot(size=50)
-    c = make_connector(server, streams=["deals", "deal_associations"])
+    c = make_connector(server, streams=["deals", "deal_associations"], full_sweep_every=timedelta(hours=6))
     sync(c, store)
-    deal, other = emu.live_ids("deals")[7], emu.live_ids("deals")[8]
+    deal, other, edited = emu.live_ids("deals")[7], emu.live_ids("deals")[8], emu.live_ids("deals")[9]
     company = emu.live_ids("companies")[-1]
     line = next(iter(emu.associations("deals", other, "line_items")))
     emu.associate("deals", deal, "companies", company)  # hs_lastmodifieddate does not move
     emu.dissociate("deals", other, "line_items", line)
+    eline = next(iter(emu.associations("deals", edited, "line_items")))
+    emu.dissociate("deals", edited, "line_items", eline)
+    emu.touch("deals", [edited], dealname="Renamed deal")  # also edited: its associations are read at once
+    sent = c.http.requests_sent + c.search_http.requests_sent
+    results = {r.stream: r for r in sync(c, store)}
+    assert results["deals"].written == 1
+    assert results["deal_associations"].written == 1  # within the bound, only the modified deal's
+    assert c.http.requests_sent + c.search_http.requests_sent - sent < 20  # no sweep of all 50 deals
+    rec = store.get_raw("hubspot", "associations.deals", str(edited))
+    assert rec is not None and str(eline) not in {e["id"] for e in rec["payload"]["line_items"]}
+    # the bound passes: the next run sweeps every deal and the association-only edits are in the store
+    c.clock = lambda: time.time() + 6 * 3600 + 1
     results = {r.stream: r for r in sync(c, store)}
     assert results["deals"].written == 0  # invisible to any timestamp cursor
     assert results["deal_associations"].written == 2

@@ -28,9 +28,9 @@ def _count(store: Store, table: sa.Table) -> int:
 
 def test_two_reconciliations_at_once_serialise_and_double_nothing(store: Store) -> None:
     WORLD.load(store)
-    alone = run_reconciliation(store, Config(), WORLD.as_of)
+    run_reconciliation(store, Config(), WORLD.as_of)
     expected = (_count(store, recon_link), _count(store, recon_allocation), _count(store, recon_exception))
-    assert expected[0] == alone.core.links.height > 0
+    assert expected[0] > 0
     errors: list[BaseException] = []
     barrier = threading.Barrier(3)
 

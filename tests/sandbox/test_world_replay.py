@@ -316,3 +316,51 @@ def test_a_world_of_every_system_runs_the_whole_pipeline(sqlite_store: Store, tm
     assert (summary["mapping"]["deal"], summary["mapping"]["order"], summary["mapping"]["invoice"]) == (4, 2, 5)
     assert summary["reconcile"]["as_of"] in ("2026-10-31", date(2026, 10, 31))
     assert summary["reconcile"]["chains"] == 2  # one per closed-won deal: Salesforce's and HubSpot's
+
+
+def test_tryton_keyset_pages_come_from_the_index_and_equal_a_full_scan() -> None:
+    """The emulator's indexed keyset path returns exactly what filtering + sorting the whole model does."""
+    import random
+
+    from sandbox.tryton import CURSOR, TrytonWorld
+
+    rng = random.Random(3)
+    rows = [{"id": i, "type": rng.choice(["out", "in"]), "write_date": {"__class__": "datetime", "year": 2026,
+             "month": 1, "day": 1, "hour": 0, "minute": 0, "second": rng.randrange(40), "microsecond": 0},
+             "create_date": None} for i in rng.sample(range(1, 5000), 600)]
+    world = TrytonWorld({"account.invoice": rows})
+    order = [[CURSOR, "ASC"], ["id", "ASC"]]
+    ts, last = datetime(2026, 1, 1, 0, 0, 17, tzinfo=UTC), 2500
+    for domain in ([["type", "=", "out"], [CURSOR, ">=", ts]],
+                   [["type", "=", "out"], ["OR", [CURSOR, ">", ts], [[CURSOR, "=", ts], ["id", ">", last]]]],
+                   [[CURSOR, ">=", ts], [CURSOR, ">", datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)]]):
+        full = world._found("account.invoice", domain, {}, order)
+        assert world._keyset_start("account.invoice", domain, order) is not None
+        for limit in (1, 7, 50, 1000):
+            assert world._found("account.invoice", domain, {}, order, limit) == full[:limit]
+
+
+def test_tryton_no_change_run_counts_instead_of_listing_every_id(sqlite_store: Store) -> None:
+    """Delete detection: a run where nothing changed asks search_count, not every id of each model; a
+    deleted record is still found (the counts differ, then the ids are compared)."""
+    from connectors.base import sync
+    from ltc.app import runtime
+    from ltc.app.demo import world_sources
+
+    world = read_world(WORLDS / "tryton")
+    with world_sources(world) as (cfg, servers):
+        emulator = servers["tryton"]._server.config.app.state.tryton
+        connector = runtime.build_connector(cfg, "tryton")
+        try:
+            sync(connector, sqlite_store)
+            emulator.calls.clear()
+            quiet = sync(connector, sqlite_store)
+            assert "model.sale.sale.search" not in emulator.calls and sum(r.written for r in quiet) == 0
+            gone = emulator.rows["sale.sale"].pop()
+            emulator._indexes.clear()
+            again = {r.stream: r for r in sync(connector, sqlite_store)}
+        finally:
+            connector.close()
+    assert "model.sale.sale.search" in emulator.calls
+    raw = sqlite_store.get_raw("tryton", "sale.sale", str(gone["id"]))
+    assert raw is not None and raw["deleted"] is True and sum(r.deleted for r in again.values()) == 1

@@ -1,0 +1,565 @@
+"""Columnar I/O between the store and Polars: tables read as Arrow, frames written in bulk, no Python rows.
+
+Reads go through **connectorx** on both backends: it fills Arrow buffers in native code (SQLite through
+its C API with the columns' declared types, PostgreSQL through binary ``COPY``). Measured against the
+alternatives (``bench/store_io.py``; 100k-chain store, 2 cores): ADBC's SQLite driver infers a column's
+type from the first rows' values and fails on a text column whose first values are NULL (``Type mismatch
+in column 0``), and ``fetchall`` builds one Python tuple per row (what this module replaces).
+
+Small SQLite stores (under :data:`SMALL` rows) are read and written by this process's own sqlite3 at the
+driver level instead (typed column-wise all the same). Writes: on SQLite, ADBC bulk ingest (a prepared ``INSERT`` bound from Arrow batches in C, on its own
+connection, in one transaction); on PostgreSQL, ``COPY … FROM STDIN (FORMAT csv)`` fed by Polars' CSV
+writer. Frames travel as Parquet files (:class:`Export`, :class:`Load`): on SQLite the driver side runs in
+a helper process (see :func:`export_tables`), and a bucketed run already has its results on disk.
+
+Money is exact end to end and never a float: :class:`~canonical.tables.Amount` columns travel as
+decimal text (SQLite stores text; PostgreSQL ``NUMERIC`` is cast to text for the read and parsed from text
+by ``COPY``) and become ``Decimal`` (Decimal128) columns in Polars. A stored amount Polars cannot parse
+exactly (an exponent form such as ``1E+3``) goes through :class:`decimal.Decimal` for that column.
+
+Everything is derived from the SQLAlchemy table, so a new canonical entity (or any table registered on
+:data:`canonical.tables.metadata`) reads and writes without code here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from canonical import tables
+
+T = TypeVar("T")
+
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S%.f"
+
+
+def _is_json(col: sa.Column[Any]) -> bool:
+    return isinstance(col.type, sa.JSON) or col.name in ("attributes", "evidence")
+
+
+def _kind(col: sa.Column[Any] | str) -> str:
+    if isinstance(col, str):  # a Shape's column: the kind itself
+        return col
+    t = col.type
+    if isinstance(t, tables.Amount):
+        return "amount"
+    if isinstance(t, tables.UTCDateTime):
+        return "instant"
+    if isinstance(t, sa.Date):
+        return "date"
+    if _is_json(col):
+        return "json"
+    if isinstance(t, sa.Boolean):
+        return "bool"
+    if isinstance(t, sa.Integer):
+        return "int"
+    return "text"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the helper process needs of a table: its name and each column's kind (a picklable stand-in for
+    the ``sa.Table``, whose module the helper need not import)."""
+
+    name: str
+    c: Mapping[str, str]
+
+
+def shape(table: sa.Table) -> Shape:
+    return Shape(table.name, {col.name: _kind(col) for col in table.columns})
+
+
+Tableish = sa.Table | Shape
+
+
+def polars_type(col: sa.Column[Any] | str) -> Any:
+    """The Polars type a column reads as (amounts: 38 digits, 10 places, unless the caller names a type)."""
+    return {
+        "amount": pl.Decimal(38, 10), "instant": pl.Datetime("us", "UTC"), "date": pl.Date,
+        "json": pl.String, "bool": pl.Boolean, "int": pl.Int64, "text": pl.String,
+    }[_kind(col)]
+
+
+# --- connections -----------------------------------------------------------------------------------
+
+def connectorx_url(engine: Engine) -> str:
+    """The engine's database as a connectorx connection string (an absolute path for SQLite)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if not path or path == ":memory:":
+            raise ValueError("columnar reads need a SQLite file, not an in-memory database")
+        return f"sqlite://{Path(path).expanduser().resolve()}"
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _is_pg(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+# --- reads -----------------------------------------------------------------------------------------
+
+def select_sql(dialect: str, table: Tableish, columns: Sequence[str] | None = None, *,
+               live: bool = True) -> str:
+    """``SELECT`` of ``columns`` (default: all) of ``table`` in the forms connectorx reads exactly.
+
+    PostgreSQL: amounts and JSON as text. SQLite: columns as declared (connectorx types them by their
+    declared type), except JSON, whose declared type it does not know: there it infers from the first
+    value and cannot from a NULL, so a NULL reads as ``''`` (never valid JSON) and is turned back."""
+    pg = dialect == "postgresql"
+    parts = []
+    for name in columns or list(table.c.keys()):
+        kind = _kind(table.c[name])
+        if pg and kind in ("amount", "json"):
+            parts.append(f'"{name}"::text AS "{name}"')
+        elif not pg and kind == "json":
+            parts.append(f"COALESCE(\"{name}\", '') AS \"{name}\"")
+        else:
+            parts.append(f'"{name}"')
+    sql = f'SELECT {", ".join(parts)} FROM "{table.name}"'
+    if live and "deleted_at" in table.c:
+        sql += " WHERE deleted_at IS NULL"
+    return sql
+
+
+Dtypes = Mapping[str, Any]
+
+
+def _want(table: Tableish, name: str, dtypes: Dtypes | None) -> Any:
+    return (dtypes or {}).get(name) or polars_type(table.c[name])
+
+
+def _typed(df: pl.DataFrame, table: Tableish, dtypes: Dtypes | None) -> pl.DataFrame:
+    out: list[Any] = []
+    for name in df.columns:
+        col = table.c[name]
+        want = _want(table, name, dtypes)
+        s = df[name]
+        if _kind(col) == "amount":
+            out.append(decimal_column(s.cast(pl.String), want))
+        elif _kind(col) == "json" and s.dtype == pl.String:
+            out.append(pl.Series(name, s).replace("", None))
+        elif s.dtype == want:
+            out.append(s)
+        elif _kind(col) == "instant":
+            if s.dtype == pl.String:  # SQLite text a driver did not parse
+                s = s.str.to_datetime(_SQLITE_TS, time_unit="us")
+            zone = s.dtype.time_zone if isinstance(s.dtype, pl.Datetime) else None
+            s = s.cast(pl.Datetime("us", zone))
+            out.append(s.dt.replace_time_zone("UTC") if zone is None else s.dt.convert_time_zone("UTC"))
+        elif _kind(col) == "date" and s.dtype == pl.String:
+            out.append(s.str.slice(0, 10).str.to_date("%Y-%m-%d"))
+        else:
+            out.append(s.cast(want))
+    return pl.DataFrame(out) if out else df
+
+
+def decimal_column(text: pl.Series, dtype: Any) -> pl.Series:
+    """Exact decimal text -> a Decimal column (an exponent form goes through ``Decimal``)."""
+    if text.dtype != pl.String:
+        return text.cast(dtype)
+    try:
+        return text.cast(dtype, strict=True)
+    except pl.exceptions.InvalidOperationError:
+        def exact(v: str | None) -> Decimal | None:
+            if v is None:
+                return None
+            try:
+                return Decimal(v)
+            except InvalidOperation:
+                raise ValueError(f"{text.name}: {v!r} is not a decimal amount") from None
+        return pl.Series(text.name, [exact(v) for v in text.to_list()], dtype=dtype)
+
+
+def _read_arrow(url: str, sql: str) -> Any:
+    import connectorx as cx
+
+    return cx.read_sql(url, sql, return_type="arrow")
+
+
+def _empty(table: Tableish, cols: Sequence[str], dtypes: Dtypes | None) -> pl.DataFrame:
+    return pl.DataFrame(schema={c: _want(table, c, dtypes) for c in cols})
+
+
+@dataclass(frozen=True)
+class Export:
+    """One table to read into a Parquet file: ``columns`` of ``table`` (live rows), typed by ``dtypes``."""
+
+    table: Shape
+    columns: tuple[str, ...]
+    path: str
+    dtypes: Mapping[str, Any] | None = None
+    live: bool = True
+
+
+def _export(url: str, dialect: str, jobs: Sequence[Export], batch_rows: int) -> None:
+    """Run in this process (PostgreSQL) or in the SQLite helper process: each job's rows, batch by batch,
+    typed and appended to its Parquet file (memory bounded by a batch)."""
+    import connectorx as cx
+    import pyarrow.parquet as pq
+
+    for job in jobs:
+        table = job.table
+        cols = list(job.columns)
+        schema = _empty(table, cols, job.dtypes).to_arrow().schema
+        sql = select_sql(dialect, table, cols, live=job.live)
+        with pq.ParquetWriter(job.path, schema, compression="none") as writer:
+            for batch in cx.read_sql(url, sql, return_type="arrow_stream", batch_size=batch_rows):
+                df = pl.from_arrow(batch)
+                assert isinstance(df, pl.DataFrame)
+                if not df.is_empty():
+                    writer.write_table(_typed(df, table, job.dtypes).select(cols).to_arrow().cast(schema))
+
+
+def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_000) -> None:
+    """Read tables into Parquet files (:class:`Export`), without a Python row.
+
+    On SQLite this runs in a helper process: connectorx and ADBC carry their own copy of the SQLite
+    library, and two copies in one process do not see each other's POSIX locks, so one would delete the
+    WAL the other still uses ("How To Corrupt An SQLite Database File", §2.2.1). In a process of its own
+    each is an ordinary SQLite client."""
+    if not _is_pg(engine) and _live_rows(engine, jobs) < SMALL:
+        _export_here(engine, jobs)
+        return
+    url = connectorx_url(engine)
+    # two readers on two cores: the jobs dealt alternately to two helper processes (PostgreSQL: read here)
+    halves: list[list[Export]] = [[], []]
+    for i, job in enumerate(jobs):
+        halves[i % 2].append(job)
+    _run_parallel(engine, _export, [(url, engine.dialect.name, h, batch_rows) for h in halves if h])
+
+
+#: below this many rows SQLite I/O runs in this process with Python's own sqlite3, row by row at the driver
+#: level: starting a helper process (~1 s) would cost more than the rows
+SMALL = 200_000
+
+
+def _live_rows(engine: Engine, jobs: Sequence[Export]) -> int:
+    with engine.connect() as conn:
+        return sum(int(conn.exec_driver_sql(
+            f'SELECT count(*) FROM "{j.table.name}"'
+            + (" WHERE deleted_at IS NULL" if j.live and "deleted_at" in j.table.c else "")).scalar_one())
+            for j in jobs)
+
+
+def _export_here(engine: Engine, jobs: Sequence[Export]) -> None:
+    """:func:`export_tables` for a small SQLite store: fetched by this process's sqlite3, typed column-wise."""
+    with engine.connect() as conn:
+        for job in jobs:
+            table = job.table
+            cols = list(job.columns)
+            raw = {c: pl.Int64 if _kind(table.c[c]) in ("int", "bool") else pl.String for c in cols}
+            rows = conn.exec_driver_sql(select_sql("sqlite", table, cols, live=job.live)).fetchall()
+            df = pl.DataFrame(rows, schema=raw, orient="row")
+            out = _typed(df, table, job.dtypes).select(cols) if rows else _empty(table, cols, job.dtypes)
+            out.write_parquet(job.path, compression="uncompressed")
+
+
+def read_table(engine: Engine, table: sa.Table, columns: Sequence[str] | None = None, *, live: bool = True,
+               dtypes: Dtypes | None = None) -> pl.DataFrame:
+    """``columns`` (default: all) of ``table``'s rows (``live``: not tombstoned) as a typed Polars frame.
+
+    ``dtypes`` names the Polars type of some columns (e.g. an amount's ``Decimal(38, 4)``); the others
+    read as :func:`polars_type` says."""
+    cols = list(columns or [c.name for c in table.columns])
+    if _is_pg(engine):
+        raw = pl.from_arrow(_read_arrow(connectorx_url(engine), select_sql("postgresql", table, cols, live=live)))
+        assert isinstance(raw, pl.DataFrame)
+        return _empty(table, cols, dtypes) if raw.is_empty() else _typed(raw, table, dtypes).select(cols)
+    with tempfile.TemporaryDirectory(prefix="ltc-read-") as tmp:
+        path = str(Path(tmp) / "t.parquet")
+        export_tables(engine, [Export(shape(table), tuple(cols), path, dtypes, live)])
+        return pl.read_parquet(path)
+
+
+def read_tables(engine: Engine, wanted: Mapping[str, tuple[sa.Table, Sequence[str], Dtypes | None]]
+                ) -> dict[str, pl.DataFrame]:
+    """Several tables at once (one helper process on SQLite): name -> (table, columns, dtypes)."""
+    if _is_pg(engine):
+        return {name: read_table(engine, t, cols, dtypes=d) for name, (t, cols, d) in wanted.items()}
+    with tempfile.TemporaryDirectory(prefix="ltc-read-") as tmp:
+        jobs = [Export(shape(t), tuple(cols), str(Path(tmp) / f"{name}.parquet"), d)
+                for name, (t, cols, d) in wanted.items()]
+        export_tables(engine, jobs)
+        return {name: pl.read_parquet(job.path) for name, job in zip(wanted, jobs, strict=True)}
+
+
+class _Helper:
+    """A child process (``python -m canonical.columnar``) that runs functions of this module sent to it as
+    pickles over its stdin and answers on its stdout (the child's own prints go to stderr). Unlike
+    ``multiprocessing``'s spawn, it never re-imports the caller's ``__main__``."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "canonical.columnar"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": _path()})
+        self.lock = threading.Lock()
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with self.lock:
+            pickle.dump((fn.__name__, args), self.proc.stdin)
+            self.proc.stdin.flush()
+            head = self.proc.stdout.read(8)
+            if len(head) < 8:
+                raise RuntimeError(f"the columnar I/O helper process died (exit {self.proc.wait()})")
+            ok, value = pickle.loads(self.proc.stdout.read(int.from_bytes(head, "big")))
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+def _path() -> str:
+    """The caller's import path, so the helper imports this very copy of the project."""
+    return os.pathsep.join(p for p in sys.path if p)
+
+
+def _serve() -> None:
+    """The helper's loop (``python -m canonical.columnar``)."""
+    inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, not into the answers
+    while True:
+        try:
+            name, args = pickle.load(inp)
+        except EOFError:
+            return
+        try:
+            answer: tuple[bool, Any] = (True, globals()[name](*args))
+        except Exception as exc:
+            answer = (False, exc)
+        try:
+            blob = pickle.dumps(answer)
+            pickle.loads(blob)
+        except Exception:  # a driver's exception that does not survive pickling: its text does
+            blob = pickle.dumps((False, RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}")))
+        out.write(len(blob).to_bytes(8, "big") + blob)  # length-framed: a reader never loses its place
+        out.flush()
+
+
+_HELPERS: list[_Helper] = []
+_HELPER_LOCK = threading.Lock()
+
+
+def _helper(i: int) -> _Helper:
+    with _HELPER_LOCK:
+        while len(_HELPERS) <= i:
+            _HELPERS.append(_Helper())
+            atexit.register(_HELPERS[-1].close)
+        if _HELPERS[i].proc.poll() is not None:  # it died (killed, out of memory): a new one
+            _HELPERS[i] = _Helper()
+            atexit.register(_HELPERS[i].close)
+        return _HELPERS[i]
+
+
+def close_helper() -> int:
+    """Stop the helper processes (if any run); returns their peak resident set in MB (0 if none ran)."""
+    with _HELPER_LOCK:
+        helpers = list(_HELPERS)
+        _HELPERS.clear()
+    if not helpers:
+        return 0
+    for h in helpers:
+        h.close()
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+
+
+def _run(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` here (PostgreSQL) or in a helper process (SQLite, see :func:`export_tables`): started on
+    first use and kept for this process's life (each call opens and closes its own database connection,
+    so it holds no lock between calls)."""
+    if _is_pg(engine):
+        return fn(*args)
+    return _helper(0).call(fn, *args)
+
+
+def _run_parallel(engine: Engine, fn: Callable[..., T], argsets: Sequence[tuple[Any, ...]]) -> list[T]:
+    """``fn`` over several argument sets at once: SQLite, one helper process each (readers do not block
+    each other); PostgreSQL, one after the other here."""
+    if _is_pg(engine) or len(argsets) < 2:
+        return [_run(engine, fn, *a) for a in argsets]
+    helpers = [_helper(i) for i in range(len(argsets))]
+    with ThreadPoolExecutor(len(argsets)) as pool:
+        return list(pool.map(lambda ha: ha[0].call(fn, *ha[1]), zip(helpers, argsets, strict=True)))
+
+
+# --- writes ----------------------------------------------------------------------------------------
+
+def storage_frame(table: Tableish, df: pl.DataFrame, dialect: str) -> pl.DataFrame:
+    """``df``'s columns that ``table`` has, converted to what the database stores (exact text amounts,
+    JSON text, SQLite's date and timestamp text and 0/1 booleans)."""
+    pg = dialect == "postgresql"
+    out: list[pl.Expr] = []
+    for name in df.columns:
+        if name not in table.c:
+            continue
+        col, dt = table.c[name], df.schema[name]
+        kind = _kind(col)
+        e = pl.col(name)
+        if dt == pl.Null:  # a column of nulls only: no type to convert from
+            out.append(e.cast(pl.Int64 if kind in ("int", "bool") else pl.String).alias(name))
+            continue
+        if kind == "amount":
+            if dt == pl.Float32 or dt == pl.Float64:
+                raise TypeError(f"{table.name}.{name}: amount columns take decimals, not floats")
+            e = e.cast(pl.String)
+        elif kind == "json":
+            if isinstance(dt, pl.Struct):
+                e = e.struct.json_encode()
+            elif dt != pl.String:
+                raise TypeError(f"{table.name}.{name}: JSON columns take JSON text or structs, not {dt}")
+        elif kind == "date":
+            e = e.cast(pl.Date)
+            if not pg:
+                e = e.dt.to_string("%Y-%m-%d")
+        elif kind == "instant":
+            if isinstance(dt, pl.Datetime) and dt.time_zone is None:
+                raise TypeError(f"{table.name}.{name}: instants must be timezone-aware")
+            e = e.dt.convert_time_zone("UTC")
+            e = e.dt.to_string("%Y-%m-%d %H:%M:%S.%6f") if not pg else e
+        elif kind == "bool" and not pg:
+            e = e.cast(pl.Int8)
+        out.append(e.alias(name))
+    return df.select(out)
+
+
+@dataclass(frozen=True)
+class Load:
+    """Parquet ``files`` appended to ``table`` in order, one file in memory at a time; ``constants`` are
+    columns added to every row (e.g. the run id); ``wrap`` names JSON columns whose text values are
+    stored as ``{key: text}``."""
+
+    table: Shape
+    files: tuple[str, ...]
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    wrap: Mapping[str, str] = field(default_factory=dict)
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        for path in self.files:
+            df = pl.read_parquet(path)
+            if df.is_empty():
+                continue
+            df = df.with_columns(*(pl.lit(v).alias(k) for k, v in self.constants.items()))
+            yield df.with_columns(*(pl.struct(pl.col(c).cast(pl.String).alias(key)).struct.json_encode().alias(c)
+                                    for c, key in self.wrap.items() if c in df.columns))
+
+
+def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = ()) -> int:
+    """In one transaction: delete every row of the ``delete`` tables, then append every job's files.
+    PostgreSQL: ``COPY`` here; SQLite: ADBC bulk ingest in the helper process (see :func:`export_tables`).
+    Returns the rows written."""
+    if _is_pg(engine):
+        with engine.begin() as conn:
+            for name in delete:
+                conn.exec_driver_sql(f'DELETE FROM "{name}"')
+            return sum(copy_frame(conn, j.table, df) for j in jobs for df in j.frames())
+    if sum(pl.scan_parquet(list(j.files)).select(pl.len()).collect().item() for j in jobs if j.files) < SMALL:
+        return _load_here(engine, jobs, delete)
+    return _run(engine, _sqlite_load, connectorx_url(engine).removeprefix("sqlite://"), list(jobs), list(delete))
+
+
+def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> int:
+    """:func:`bulk_load` of a few rows on SQLite: this process's sqlite3, one executemany per file."""
+    n = 0
+    with engine.begin() as conn:
+        for name in delete:
+            conn.exec_driver_sql(f'DELETE FROM "{name}"')
+        for job in jobs:
+            table = job.table
+            for df in job.frames():
+                out = storage_frame(table, df, "sqlite")
+                cols = ", ".join(f'"{c}"' for c in out.columns)
+                conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) VALUES ({", ".join("?" * out.width)})',
+                                     out.rows())
+                n += out.height
+    return n
+
+
+def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    adbc = adbc_sqlite.connect(path, autocommit=True)  # the transaction is ours: BEGIN IMMEDIATE .. COMMIT
+    cur = adbc.cursor()
+    n = 0
+    try:
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            rebuild: list[str] = []
+            for name in delete:
+                cur.execute(f'DELETE FROM "{name}"')
+                # an emptied table is filled faster without its indexes, which are then built in one sort each
+                cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                            f"AND tbl_name = '{name}'")
+                for index, sql in cur.fetchall():
+                    cur.execute(f'DROP INDEX "{index}"')
+                    rebuild.append(sql)
+            for job in jobs:
+                table = job.table
+                for df in job.frames():
+                    out = storage_frame(table, df, "sqlite")
+                    cur.adbc_ingest(table.name, out.to_arrow(), mode="append")
+                    n += out.height
+            for sql in rebuild:
+                cur.execute(sql)
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+    finally:
+        cur.close()
+        adbc.close()
+    return n
+
+
+def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete: Sequence[str] = ()) -> int:
+    """Append in-memory frames (table -> frame) in one transaction (:func:`bulk_load`)."""
+    with tempfile.TemporaryDirectory(prefix="ltc-write-") as tmp:
+        jobs = []
+        for i, (table, df) in enumerate(frames.items()):
+            path = str(Path(tmp) / f"{i}.parquet")
+            df.write_parquet(path, compression="uncompressed")
+            jobs.append(Load(shape(table), (path,)))
+        return bulk_load(engine, jobs, delete)
+
+
+def copy_frame(conn: Connection, table: Tableish, df: pl.DataFrame, chunk: int = 200_000) -> int:
+    """PostgreSQL: ``COPY table (cols) FROM STDIN (FORMAT csv)`` in ``conn``'s transaction."""
+    out = storage_frame(table, df, "postgresql")
+    cols = ", ".join(f'"{c}"' for c in out.columns)
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is psycopg's own API
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN (FORMAT csv)') as cp:
+        for i in range(0, out.height, chunk):
+            buf = io.BytesIO()
+            out.slice(i, chunk).write_csv(buf, include_header=False, null_value="", quote_style="necessary",
+                                          datetime_format="%Y-%m-%d %H:%M:%S%.6f%:z")
+            cp.write(buf.getbuffer())
+    return out.height
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,93 @@
+"""Reconcile the store with its customer buckets fanned out over Dask (Prefect's ``DaskTaskRunner``).
+
+The stages stay plain Python: :func:`reconcile.engine.run_reconciliation` exports the store, plans the
+buckets and stores the results; this flow only hands it a *mapper* that runs
+:func:`reconcile.stream.run_bucket` as one Prefect task per bucket on the flow's task runner. The
+results are the same as in one process (the buckets are independent; their summaries are combined in
+bucket order).
+
+* One machine: ``reconcile_on_dask(workers=2)`` starts a ``LocalCluster`` of 2 worker processes
+  (one thread each: Polars uses the cores of its process).
+* Several machines: start ``dask scheduler`` on one host and ``dask worker tcp://<scheduler>:8786`` on
+  each, put the store on PostgreSQL, point ``scratch`` at a directory every worker mounts (the buckets
+  and their results are files there), and run ``reconcile_on_dask(address="tcp://<scheduler>:8786",
+  scratch="/shared/ltc")``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import unmapped
+
+from ltc.app import runtime
+from ltc.app.config import load_config
+from reconcile.core import Settings
+from reconcile.engine import run_reconciliation
+from reconcile.stream import BucketSummary, reconcile_world
+
+
+@task(cache_policy=NO_CACHE, task_run_name="reconcile bucket {k}")
+def bucket_task(run: Callable[[int], BucketSummary], k: int) -> BucketSummary:
+    return run(k)
+
+
+def task_mapper(run: Callable[[int], BucketSummary], buckets: Sequence[int]) -> list[BucketSummary]:
+    """Run the buckets as Prefect tasks on the current flow's task runner (Dask: in parallel)."""
+    futures = bucket_task.map(unmapped(run), list(buckets))
+    return [f.result() for f in futures]
+
+
+def dask_runner(workers: int | None = None, address: str | None = None) -> Any:
+    """A ``DaskTaskRunner``: on the cluster at ``address``, else a local cluster of ``workers`` processes."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    # the workers report their task runs to this process's Prefect API (without it, each would start a
+    # temporary server of its own)
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        api = str(client.api_url)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None, "env": {"PREFECT_API_URL": api}})
+
+
+@flow(name="ltc-reconcile")
+def reconcile(config_path: str | None = None, as_of: date | None = None, partitions: int | None = None,
+              scratch: str | None = None) -> dict[str, Any]:
+    """Reconcile the store; the buckets run as tasks on this flow's task runner (see :func:`dask_runner`)."""
+    cfg = load_config(config_path)
+    store = runtime.open_store(config_path)
+    try:
+        result = run_reconciliation(store, cfg, as_of or datetime.now(UTC).date(), partitions=partitions,
+                                    mapper=task_mapper, scratch=scratch)
+    finally:
+        store.close()
+    return result.summary()
+
+
+@flow(name="ltc-reconcile-directory")
+def reconcile_directory(directory: str, as_of: date, out: str | None = None, partitions: int | None = None,
+                        scratch: str | None = None) -> dict[str, Any]:
+    """Reconcile a directory of canonical Parquet tables (``World.save``'s layout) bucket by bucket on this
+    flow's task runner; returns the exceptions, totals and the seconds the buckets took."""
+    started = time.perf_counter()
+    res = reconcile_world(directory, Settings(), as_of, out=out, partitions=partitions, scratch=scratch,
+                          mapper=task_mapper)
+    return {"exceptions": res.exceptions, "totals": res.totals, "partitions": res.partitions,
+            "seconds": time.perf_counter() - started}
+
+
+def reconcile_on_dask(config_path: str | None = None, as_of: date | None = None, *, workers: int | None = None,
+                      address: str | None = None, partitions: int | None = None,
+                      scratch: str | None = None) -> dict[str, Any]:
+    """:func:`reconcile` with its buckets on Dask (a local cluster of ``workers`` processes, or ``address``)."""
+    runner = dask_runner(workers, address)
+    return reconcile.with_options(task_runner=runner)(config_path, as_of, partitions, scratch)
