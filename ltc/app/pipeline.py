@@ -83,10 +83,10 @@ class SourceStatus:
         return self.status in ("paused", "failed")
 
     def banner(self) -> str:
-        since = f"since {self.since:%Y-%m-%d %H:%M} UTC" if self.since else "never synced completely"
+        since = (f"its data is missing since {self.since:%Y-%m-%d %H:%M} UTC (last complete sync)" if self.since
+                 else "it has never synced completely")
         what = {"paused": "paused (vendor quota; it resumes on the next run)", "failed": "failed"}[self.status]
-        return f"Source {self.name} ({self.kind}) {what}; its data is missing {since}" + (
-            f": {self.message}" if self.message else "")
+        return f"Source {self.name} ({self.kind}) {what}; {since}" + (f": {self.message}" if self.message else "")
 
 
 @dataclass
