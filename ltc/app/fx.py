@@ -195,18 +195,19 @@ def erp_rates(store: Store, cfg: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def _erp_rate(kind: str, p: dict[str, Any], company: str) -> dict[str, Any] | None:
+    """One ERP rate record as an fx_rate row (1 company currency = ``rate`` quote), or None if unusable."""
+    from connectors.tryton.codec import decode
+
     try:
-        if kind == "tryton":
-            day, rate, ccy = p.get("date"), p.get("rate"), p.get("currency.code") or p.get("currency_code")
-        else:  # odoo: name is the date, currency_id a [id, "EUR"] pair
+        if kind == "tryton":  # the dotted read "currency.code" comes back under "currency."
+            cur = p.get("currency.")
+            day, rate = decode(p.get("date")), decode(p.get("rate"))
+            ccy = cur.get("code") if isinstance(cur, dict) else p.get("currency.code")
+        else:  # odoo: name is the day, currency_id an [id, "EUR"] pair
             day, rate, cur = p.get("name"), p.get("rate"), p.get("currency_id")
             ccy = cur[1] if isinstance(cur, list) and len(cur) > 1 else None
-        if isinstance(day, dict):  # Tryton's JSON-RPC date: {"__class__": "date", "year": …}
-            day = date(day["year"], day["month"], day["day"])
-        if isinstance(rate, dict):  # Tryton's Decimal: {"__class__": "Decimal", "decimal": "1.08"}
-            rate = rate.get("decimal")
         value = _positive(str(rate))
-        if not ccy or value is None:
+        if not ccy or value is None or day in (None, False, ""):
             return None
         quote = normalize_currency(str(ccy))
         if quote == company:
