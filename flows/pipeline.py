@@ -121,7 +121,11 @@ def render_exceptions(result: PipelineResult) -> str:
     lines = [f"# Open exceptions by code (as of {result.as_of.isoformat()})", "",
              "| code | count | amount at risk | owners |", "| --- | ---: | ---: | --- |"]
     for row in result.by_code:
-        amount = f"{row['amount_reporting']} {row['reporting_currency'] or ''}".strip()
+        amount = (f"{row['amount_reporting']} {row['reporting_currency'] or ''}".strip()
+                  if row["amount_reporting"] is not None else "unconverted")
+        if row.get("unconverted"):
+            amount += (" (excluding " if row["amount_reporting"] is not None else ": ") + ", ".join(
+                f"{v} {c}" for c, v in row["unconverted"].items()) + (")" if row["amount_reporting"] is not None else "")
         lines.append(f"| {row['code']} | {row['count']} | {amount} | {row['owners']} |")
     if not result.by_code:
         lines.append("| (none) | 0 | | |")

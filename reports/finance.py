@@ -464,11 +464,12 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
 
 def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None, config: Any | None = None,
                   lang: str | None = None, locale: str | None = None, banners: list[str] | None = None,
-                  previous_complete: str | None = None) -> ReportFiles:
+                  previous_complete: str | None = None, notes: list[str] | None = None) -> ReportFiles:
     """Write the HTML, CSV and XLSX reports of the latest reconciliation into ``out_dir``.
 
     ``banners``: lines shown at the top when the data is partial (a source paused or failed);
-    ``previous_complete``: a link to the last complete report, kept beside this one.
+    ``previous_complete``: a link to the last complete report, kept beside this one; ``notes``: lines
+    about the data shown under the header (stale FX rates, a rate source that could not be read).
     ``lang``: ``en`` or ``zh`` (default: the language of ``reporting_locale``); ``locale``: how numbers,
     money and dates are written (default: ``reporting_locale`` of ltc.yaml when its language is
     ``lang``, else the language's usual locale).
@@ -483,6 +484,7 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     report = build_report(store, config)
     report.banners = list(banners or [])
     report.previous_complete = previous_complete
+    report.notes = list(notes or [])
     files = ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
         "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
     _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)

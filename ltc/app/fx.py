@@ -250,11 +250,17 @@ def stale_pairs(store: Store, as_of: date, max_age_days: int) -> list[str]:
 
 
 def refresh_rates(store: Store, cfg: Any, as_of: date) -> dict[str, Any]:
-    """Load every configured rate source into ``fx_rate``; what was loaded, per source, and the stale pairs."""
+    """Load every configured rate source into ``fx_rate``: what was loaded per source, the stale pairs, and
+    the sources that could not be read (``errors``: one line each; the rates loaded before stay)."""
     fx = getattr(cfg, "fx", None)
     loaded: dict[str, int] = {}
+    errors: list[str] = []
     for location in (fx.files if fx is not None else []):
-        rows = parse_rates(read_file(location), location)
+        try:
+            rows = parse_rates(read_file(location), location)
+        except (ConfigError, InputError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+            errors.append(str(exc))
+            continue
         bases = {r["base"] for r in rows}
         if bases == {"EUR"} and cfg.reporting_currency != "EUR":
             rows += cross_rates(rows, cfg.reporting_currency)
@@ -264,7 +270,8 @@ def refresh_rates(store: Store, cfg: Any, as_of: date) -> dict[str, Any]:
             loaded[f"erp:{name}"] = load_rates(store, rows, f"erp:{name}"[:64])
     max_age = fx.max_age_days if fx is not None else 7
     stale = stale_pairs(store, as_of, max_age)
-    return {"loaded": sum(loaded.values()), "sources": loaded, "stale": stale, "max_age_days": max_age}
+    return {"loaded": sum(loaded.values()), "sources": loaded, "stale": stale, "max_age_days": max_age,
+            "errors": errors}
 
 
 def _source_key(location: str) -> str:

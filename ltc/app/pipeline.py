@@ -262,9 +262,12 @@ def stage_fx(ctx: Context) -> dict[str, Any]:
 
     detail = refresh_rates(ctx.store, ctx.cfg, ctx.result.as_of)
     ctx.result.fx = detail
-    if detail.get("loaded") or detail.get("stale"):
+    if detail.get("loaded") or detail.get("stale") or detail.get("errors"):
         ctx.echo(f"fx rates: {detail.get('loaded', 0)} loaded" + (
             f"; stale: {', '.join(detail['stale'])}" if detail.get("stale") else ""))
+    for line in detail.get("errors", []):
+        log.warning("fx: %s", line)
+        ctx.echo(f"fx rates: {line}")
     return detail
 
 
@@ -298,7 +301,7 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     out = Path(ctx.cfg.reports_dir)
     kept = keep_last_complete(out) if res.partial else None
     files = write_report(ctx.store, ctx.cfg, title=ctx.report_title, banners=res.banners(),
-                         previous_complete=f"{LAST_COMPLETE}/report.html" if kept else None)
+                         previous_complete=f"{LAST_COMPLETE}/report.html" if kept else None, notes=fx_notes(res.fx))
     res.report = str(files.html)
     res.by_code = [dict(r) for r in (files.report.by_code if files.report else [])]
     res.previous_report = str(kept) if kept else None
@@ -505,13 +508,22 @@ def keep_last_complete(out: Path) -> Path | None:
     return kept / "report.html" if (kept / "report.html").exists() else None
 
 
+def fx_notes(fx: dict[str, Any]) -> list[str]:
+    """What the report says about the FX rates of this run: stale pairs, rate sources that could not be read."""
+    notes = []
+    if fx.get("stale"):
+        notes.append(f"Stale FX rates (newest older than {fx.get('max_age_days')} days): " + ", ".join(fx["stale"]))
+    notes += [f"FX rates not refreshed: {e}" for e in fx.get("errors", [])]
+    return notes
+
+
 def write_report(store: Store, cfg: Config, *, title: str | None = None, banners: list[str] | None = None,
-                 previous_complete: str | None = None) -> Any:
+                 previous_complete: str | None = None, notes: list[str] | None = None) -> Any:
     """The finance report of the latest reconciliation into ``reports_dir`` (HTML, CSV, XLSX)."""
     from reports.finance import write_reports
 
     return write_reports(store, cfg.reports_dir, config=cfg, title=title, banners=banners or [],
-                         previous_complete=previous_complete)
+                         previous_complete=previous_complete, notes=notes or [])
 
 
 # --- compatibility and helpers -----------------------------------------------------------------------

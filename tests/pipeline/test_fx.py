@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from canonical.errors import ConfigError, InputError
+from canonical.errors import InputError
 from canonical.store import Store
 from ltc.app.config import Config, FxConfig
 from ltc.app.fx import cross_rates, erp_rates, parse_rates, refresh_rates
@@ -83,8 +83,11 @@ def test_ecb_file_from_a_url_and_our_csv_from_a_path_with_stale_pairs(sqlite_sto
     assert got[("USD", "CHF", date(2026, 8, 1))] == Decimal("0.8800")
     assert out["loaded"] == len(got)
     assert out["stale"] == ["USD/CHF (newest 2026-08-01 on 2026-10-31)"]  # 91 days > 5
-    with pytest.raises(ConfigError, match="does not exist"):
-        refresh_rates(sqlite_store, Config(fx=FxConfig(files=[str(tmp_path / "missing.csv")])), date(2026, 10, 31))
+    # a rate file that cannot be read is named; the rates loaded before stay, the run goes on
+    missing = refresh_rates(sqlite_store, Config(fx=FxConfig(files=[str(tmp_path / "missing.csv")])),
+                            date(2026, 10, 31))
+    assert missing["errors"] == [f"fx.files: {tmp_path / 'missing.csv'} does not exist or is not a file"]
+    assert _rates(sqlite_store) == got
 
 
 @pytest.mark.parametrize("world", ["tryton", "odoo"])

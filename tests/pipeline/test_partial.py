@@ -60,6 +60,7 @@ def test_complete_then_paused_then_failed(world_path: Path, tmp_path: Path, monk
     assert [s.name for s in done.stages] == ["sync", "import", "fx", "map", "identity", "reconcile", "report",
                                              "notify"]
     assert "Partial data" not in (reports / "report.html").read_text()
+    assert done.fx["loaded"] > 0 and done.fx["stale"] == [] and done.fx["errors"] == []  # the world's fx_rates.csv
     complete_html = (reports / "report.html").read_text()
     assert not (reports / LAST_COMPLETE).exists()
 
