@@ -69,7 +69,8 @@ MARKER = ".ltc-report.json"  # written next to each report: its as-of, run, comp
 
 @dataclass
 class SourceStatus:
-    """One source in this run: ``ok``, ``paused`` (a vendor quota; state saved) or ``failed``."""
+    """One source in this run: ``ok``, ``paused`` (a vendor quota; state saved), ``incomplete`` (a stream
+    could not vouch for its completeness: source and store counts differ) or ``failed``."""
 
     name: str
     kind: str
@@ -80,12 +81,13 @@ class SourceStatus:
 
     @property
     def missing(self) -> bool:
-        return self.status in ("paused", "failed")
+        return self.status in ("paused", "failed", "incomplete")
 
     def banner(self) -> str:
         since = (f"its data is missing since {self.since:%Y-%m-%d %H:%M} UTC (last complete sync)" if self.since
                  else "it has never synced completely")
-        what = {"paused": "paused (vendor quota; it resumes on the next run)", "failed": "failed"}[self.status]
+        what = {"paused": "paused (vendor quota; it resumes on the next run)", "failed": "failed",
+                "incomplete": "incomplete (its record count and the store's differ)"}[self.status]
         return f"Source {self.name} ({self.kind}) {what}; {since}" + (f": {self.message}" if self.message else "")
 
 
@@ -129,8 +131,9 @@ class PipelineResult:
 
     @property
     def status(self) -> str:
-        """``completed``, ``paused`` (a source paused, none failed) or ``failed``."""
-        if self.failed_stage is not None or any(s.status == "failed" for s in self.sources.values()):
+        """``completed``, ``paused`` (a source paused, none failed) or ``failed`` (a source failed or ended
+        incomplete, or a stage failed)."""
+        if self.failed_stage is not None or any(s.status in ("failed", "incomplete") for s in self.sources.values()):
             return "failed"
         if any(s.status == "paused" for s in self.sources.values()):
             return "paused"
@@ -204,6 +207,8 @@ def _source_status(name: str, kind: str, streams: list[dict[str, Any]]) -> Sourc
         st.status = "failed"
     elif "paused" in statuses:
         st.status = "paused"
+    elif "incomplete" in statuses:
+        st.status = "incomplete"
     st.message = next((s.get("message") for s in streams if s.get("status") in ("failed", "paused", "incomplete")
                        and s.get("message")), None)
     return st
