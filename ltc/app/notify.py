@@ -40,7 +40,7 @@ from canonical.store import Store
 from ltc.app.config import SEVERITIES, Config, NotifyTarget, SecretRef
 from ltc.app.notify_tables import notify_sent
 from reconcile.codes import CODES
-from reconcile.tables import recon_exception
+from reconcile.tables import kpi_snapshot, recon_exception
 
 log = logging.getLogger("ltc.notify")
 
@@ -218,6 +218,30 @@ def open_exceptions(store: Store) -> list[dict[str, Any]]:
     return [{**dict(r._mapping), "owner": r.assignee or r.owner} for r in rows]
 
 
+def run_kpis(store: Store, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The KPIs (all owners) of reconcile run ``run_id``, else of the latest run with KPIs: kpi, variant,
+    value (Decimal or None), unit, period."""
+    k = kpi_snapshot.c
+    with store.engine.connect() as conn:
+        if run_id is None:
+            run_id = conn.execute(sa.select(k.run_id).order_by(k.id.desc()).limit(1)).scalar()
+        if run_id is None:
+            return []
+        rows = conn.execute(sa.select(k.kpi, k.variant, k.value, k.unit, k.period_start, k.period_end)
+                            .where(k.run_id == run_id, k.owner.is_(None)).order_by(k.kpi, k.variant)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def kpi_labels(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """``{"dso (default)": "41.20 days"}``: KPI rows as the digest and the Prefect table show them."""
+    out = {}
+    for r in rows:
+        value = "n/a" if r["value"] is None else f"{Decimal(r['value']).quantize(Decimal('0.01')):,}"
+        label = r["kpi"] if r["variant"] in ("default", "", None) else f"{r['kpi']} ({r['variant']})"
+        out[label] = f"{value} {r['unit']}".strip()
+    return out
+
+
 def _filter(rows: Iterable[dict[str, Any]], target: NotifyTarget, min_severity: str) -> list[dict[str, Any]]:
     floor = _sev_rank(min_severity)
     return [r for r in rows if _sev_rank(r["severity"]) >= floor
@@ -246,7 +270,8 @@ def new_exceptions_message(rows: Sequence[dict[str, Any]], outcome: RunOutcome, 
     return Message("new_exceptions", "ltc-hub: new exceptions", lines, "high", list(rows))
 
 
-def digest_message(rows: Sequence[dict[str, Any]], cfg: Config, outcome: RunOutcome, link: str | None) -> Message:
+def digest_message(rows: Sequence[dict[str, Any]], cfg: Config, outcome: RunOutcome, link: str | None,
+                   kpis_fallback: dict[str, str] | None = None) -> Message:
     """The finance digest: open exceptions by code and owner, amount at risk, KPIs, the report link."""
     reporting = cfg.reporting_currency
     total = Decimal(0)
@@ -277,8 +302,9 @@ def digest_message(rows: Sequence[dict[str, Any]], cfg: Config, outcome: RunOutc
         lines.append(f"- `{code}`: {len(xs)} · {_money(amount, reporting)} · {who}")
     if not by_code:
         lines.append("- none")
-    if outcome.kpis:
-        lines += ["", "**KPIs**"] + [f"- {k}: {v}" for k, v in outcome.kpis.items()]
+    kpis = outcome.kpis or kpis_fallback
+    if kpis:
+        lines += ["", "**KPIs**"] + [f"- {k}: {v}" for k, v in kpis.items()]
     if link:
         lines += ["", f"Report: {link}"]
     return Message("digest", "ltc-hub: daily finance digest", lines, "low", list(rows))
@@ -333,7 +359,7 @@ def _wecom_markdown_class() -> type:
     import requests
     from apprise.plugins.wecombot import NotifyWeComBot
 
-    class WeComMarkdownBot(NotifyWeComBot):  # type: ignore[misc]
+    class WeComMarkdownBot(NotifyWeComBot):
         title_maxlen = 250
 
         def send(self, body: str, title: str = "", notify_type: Any = None, **kwargs: Any) -> bool:
@@ -428,7 +454,8 @@ def notify_run(store: Store, cfg: Config, result: Any, *, now: datetime | None =
                 key = f"digest:{now.date().isoformat()}"
                 if not _sent_keys(store, tid, [key]):
                     mine = _filter(rows, target, target.min_severity or "low")
-                    if _send(out, url, label, digest_message(mine, cfg, outcome, link)):
+                    kpis = {} if outcome.kpis else kpi_labels(run_kpis(store, outcome.run_id))
+                    if _send(out, url, label, digest_message(mine, cfg, outcome, link, kpis)):
                         _remember(store, tid, "digest", [key], now)
         except Exception as exc:  # e.g. the store is busy: log, go on with the next target
             log.warning("notification target %s: %s", label, _safe(exc))

@@ -16,12 +16,14 @@ from canonical.store import Store
 from ltc.app.config import Config
 from mappings.engine import mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
+from reconcile.stream import Mapper, sequential
 
 
-def after_sync(store: Store, cfg: Config, as_of: date) -> dict[str, Any]:
+def after_sync(store: Store, cfg: Config, as_of: date, *, mapper: Mapper = sequential) -> dict[str, Any]:
+    """``mapper`` runs the reconcile buckets (the Prefect flow passes one that reports progress)."""
     mapped = run_mapping(store, config=cfg)
     identity = run_identity(store, config=cfg)
-    result = run_reconciliation(store, cfg, as_of)
+    result = run_reconciliation(store, cfg, as_of, mapper=mapper)
     totals: dict[str, int] = {}
     for counts in mapped.values():
         for key, value in counts.items():
