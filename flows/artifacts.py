@@ -108,7 +108,7 @@ def pipeline_summary(*, as_of: Any, status: str, sources: Mapping[str, Mapping[s
         parts = []
         for k, v in facts.items():
             if isinstance(v, Mapping):
-                v = ", ".join(f"{kk} {vv}" for kk, vv in v.items() if not isinstance(vv, Mapping | list)) or "-"
+                v = ", ".join(f"{kk} {vv}" for kk, vv in v.items() if not isinstance(vv, Mapping | list)) or "none"
             elif isinstance(v, list):
                 continue
             parts.append(f"{k.replace('_', ' ')}: {v}")

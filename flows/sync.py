@@ -175,8 +175,10 @@ def source_outcome(name: str, state: State) -> dict[str, Any]:
         return {"status": "ok", "message": None, "hint": None, "streams": state.result()}
     if state.name in ("Paused", "Incomplete"):
         status = state.name.lower()
-        return {"status": status, "message": state.message, "hint": hint_for(name, status=status),
-                "streams": state.result(raise_on_failure=False)}
+        streams = state.result(raise_on_failure=False)
+        reason = next((f"{r['stream']}: {r['message']}" for r in streams or [] if isinstance(r, dict)
+                       and r.get("status") == status), state.message)
+        return {"status": status, "message": reason, "hint": hint_for(name, status=status), "streams": streams}
     exc: BaseException | None = None
     try:
         state.result()

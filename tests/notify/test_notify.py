@@ -1,27 +1,22 @@
 """Notifications through apprise to a local HTTP receiver: each service's payload, dedup, routing, failures.
 
 The vendors' webhook hosts are fixed inside apprise's plugins (hooks.slack.com, open.feishu.cn,
-qyapi.weixin.qq.com, the Teams workflow host); the ``receiver`` fixture sends every HTTP request that
-leaves the process to a local ``http.server`` instead, keeping the original host as the first path
-segment, so the payloads asserted here are the ones apprise's real plugins (and ours for WeCom) build.
+qyapi.weixin.qq.com, the Teams workflow host); the ``receiver`` fixture (tests/receiver.py) sends every
+HTTP request that leaves the process to a local ``http.server`` instead, so the payloads asserted here
+are the ones apprise's real plugins (and ours for WeCom) build.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -31,6 +26,7 @@ from ltc.app.config import Config, load_config
 from ltc.app.notify import RunOutcome, SourceOutcome, check_targets, notify_run, send_test
 from ltc.app.notify_tables import notify_sent
 from reconcile.tables import recon_exception
+from tests.receiver import Receiver, receiving
 
 SLACK = "slack://T0ABCDEFG/B0ABCDEFG/sEcReTsLaCkToKeN0123456789"
 FEISHU = "feishu://fEiShUsEcReTtOkEn0123456789abcdef"
@@ -40,67 +36,10 @@ SECRETS = ("sEcReTsLaCkToKeN0123456789", "fEiShUsEcReTtOkEn0123456789abcdef", "w
            "sIgNaTuReSeCrEt0123456789")
 
 
-@dataclass
-class Received:
-    host: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    port: int
-    requests: list[Received] = field(default_factory=list)
-    status: dict[str, int] = field(default_factory=dict)  # host -> HTTP status to answer
-
-    def to(self, host: str) -> list[Received]:
-        return [r for r in self.requests if r.host == host]
-
-
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    state = Receiver(port=0)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            parts = urlsplit(self.path)
-            host, _, path = parts.path.lstrip("/").partition("/")
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.requests.append(Received(host, "/" + path, parse_qs(parts.query), dict(self.headers), body))
-            code = state.status.get(host, 200)
-            # what each vendor answers on success (Slack webhooks: the text ``ok``)
-            reply = b"ok" if host == "hooks.slack.com" else b'{"errcode": 0, "errmsg": "ok"}' if host.startswith(
-                "qyapi.") else b'{"code": 0, "msg": "success", "data": {}}'
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    real = requests.Session.request
-
-    def redirected(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        parts = urlsplit(url)
-        local = f"http://127.0.0.1:{state.port}/{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
-        kwargs.pop("verify", None)
-        return real(self, method, local, *args, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", redirected)
-    yield state
-    server.shutdown()
-    server.server_close()
+    with receiving(monkeypatch) as state:
+        yield state
 
 
 def _cfg(targets: list[dict[str, Any]], **extra: Any) -> Config:
