@@ -100,6 +100,9 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
 
     log = get_run_logger()
     as_of = as_of or datetime.now(UTC).date()
+    names = list(load_config(config_path).sources)
+    log.info("pipeline as of %s: %s", as_of, f"syncing {len(names)} source(s): {', '.join(names)}" if sync and names
+             else "no sync; map, resolve, reconcile, report, notify")
     sources = sync_each(config_path) if sync else {}
     for name, o in sources.items():
         (log.info if o["status"] == "ok" else log.warning)("source %s: %s%s", name, o["status"],
