@@ -85,3 +85,39 @@ def receiving(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def smtp_receiving() -> Iterator[tuple[int, list[bytes]]]:
+    """A minimal SMTP server on 127.0.0.1 (no TLS, no login): yields its port and the messages it took."""
+    import socketserver
+
+    messages: list[bytes] = []
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(b"220 receiver.test ESMTP\r\n")
+            while line := self.rfile.readline():
+                verb = line[:4].upper()
+                if verb == b"DATA":
+                    self.wfile.write(b"354 end with .\r\n")
+                    data = b""
+                    while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                        data += chunk
+                    messages.append(data)
+                    self.wfile.write(b"250 queued\r\n")
+                elif verb == b"QUIT":
+                    self.wfile.write(b"221 bye\r\n")
+                    return
+                else:  # EHLO, HELO, MAIL, RCPT, RSET, NOOP
+                    self.wfile.write(b"250 ok\r\n")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], messages
+    finally:
+        server.shutdown()
+        server.server_close()

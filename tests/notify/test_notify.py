@@ -262,3 +262,23 @@ def test_the_old_list_form_and_bad_urls_are_refused(tmp_path: Path) -> None:
     path.write_text("notifications:\n  targets:\n    - {url: 'json://x.test/', events: [sometimes]}\n")
     with pytest.raises(ConfigError, match=r"notifications.targets.0.events.0"):
         load_config(path)
+
+
+def test_email_goes_out_over_smtp(sqlite_store: Store) -> None:
+    from email import message_from_bytes
+    from email.message import Message as Mail
+
+    from tests.receiver import smtp_receiving
+
+    with smtp_receiving() as (port, messages):
+        url = f"mailto://127.0.0.1:{port}?mode=insecure&from=ltc@example.test&to=finance@example.test"
+        cfg = _cfg([{"url": url, "events": ["new_exceptions"], "name": "finance mail"}])
+        _exception(sqlite_store, "a" * 32, "OVER_INVOICED", "high", owner="alice")
+        result = notify_run(sqlite_store, cfg, OUTCOME)
+    assert [(d.target, d.event, d.ok) for d in result.deliveries] == [("finance mail", "new_exceptions", True)]
+    [raw] = messages
+    mail = message_from_bytes(raw)
+    assert mail["Subject"] == "ltc-hub: new exceptions" and "finance@example.test" in mail["To"]
+    parts = [p for p in mail.walk() if isinstance(p, Mail) and p.get_content_type() == "text/html"]
+    html = parts[0].get_payload(decode=True).decode() if parts else ""  # type: ignore[union-attr]
+    assert "OVER_INVOICED" in html and "<strong>" in html  # the markdown arrives as HTML
