@@ -54,6 +54,9 @@ def _runs_and_artifacts(flow_run_id: Any) -> tuple[Any, list[Any], dict[str, Any
 
 def test_a_paused_source_gives_a_paused_run_with_readable_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    prefect_harness: None) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
     from flows.pipeline import pipeline
 
     factory = Factory()
@@ -76,6 +79,10 @@ def test_a_paused_source_gives_a_paused_run_with_readable_artifacts(tmp_path: Pa
     subflows = {c.name: c for c in children}
     assert subflows["sync crm"].state.name == "Paused" and subflows["sync crm"].state.is_failed()
     assert subflows["sync crm_eu"].state.is_completed()  # the other source went on
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+            any_=[subflows["sync crm_eu"].id])))
+    assert tasks and all({"ltc", "source:crm_eu"} <= set(t.tags) for t in tasks)
     # the rest of the pipeline ran on what it had, and said so
     summary = arts["ltc-pipeline"]
     assert summary.type == "markdown"
@@ -96,51 +103,6 @@ def test_a_paused_source_gives_a_paused_run_with_readable_artifacts(tmp_path: Pa
     [alert] = receiver.to("alerts.example.test")
     body = alert.json()
     assert body["title"] == "ltc-hub: source paused" and "crm" in body["message"] and "fix:" in body["message"]
-
-
-def test_sync_all_runs_every_source_and_names_each_subflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          prefect_harness: None) -> None:
-    from prefect.client.orchestration import get_client
-
-    from flows.sync import sync_all
-
-    factory = Factory()
-    monkeypatch.setitem(registry.KINDS, "hubspot", factory)
-    monkeypatch.setenv("LTC_DATABASE_URL", f"sqlite:///{tmp_path / 'ltc.db'}")
-    cfg = tmp_path / "ltc.yaml"
-    cfg.write_text("sources:\n  crm: {kind: hubspot, base_url: 'http://127.0.0.1:1'}\n"
-                   "  crm_eu: {kind: hubspot, base_url: 'http://127.0.0.1:1'}\n")
-    state = sync_all(str(cfg), return_state=True)
-    assert state.is_completed()
-    out = state.result()
-    assert {n: o["status"] for n, o in out.items()} == {"crm": "ok", "crm_eu": "ok"}
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(state.state_details.flow_run_id)
-        tasks = client.read_task_runs()
-    assert run.name == "sync all sources"
-    stream_tasks = [t for t in tasks if t.name.startswith("sync crm_eu.")]
-    assert stream_tasks and all({"ltc", "source:crm_eu"} <= set(t.tags) for t in stream_tasks)
-
-
-def test_serve_after_deploy_keeps_the_schedules(prefect_harness: None) -> None:
-    """`prefect deploy --all` then `ltc serve` (twice): the same deployments, schedules updated by slug."""
-    from prefect.client.orchestration import get_client
-
-    from flows.serve import deployments
-
-    for _ in range(3):  # first: what deploy registers; then serve, twice
-        ids = {d.name: d.apply() for d in deployments(config_path="/etc/ltc.yaml")}
-    with get_client(sync_client=True) as client:
-        deps = {name: client.read_deployment(i) for name, i in ids.items()}
-    assert [s.slug for s in deps["pipeline"].schedules] == ["hourly"]
-    assert len(deps["import-statements"].schedules) == 1
-    # writing into the ERP or the CRM on a schedule is opt-in
-    assert [s.active for s in deps["push-orders"].schedules] == [False]
-    assert [s.active for s in deps["push-crm"].schedules] == [False]
-    assert deps["pipeline"].tags == ["ltc", "pipeline"]
-    # sync-source has no default source: a run must name one
-    assert "source" not in deps["sync-source"].parameters
-    assert "source" in deps["sync-source"].parameter_openapi_schema["required"]
 
 
 def test_the_pull_step_runs_in_ltc_home_or_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,3 +127,43 @@ def test_the_pull_step_runs_in_ltc_home_or_the_checkout(tmp_path: Path, monkeypa
             set_ltc_home()
     finally:
         os.chdir(here)
+
+
+@pytest.mark.slow
+def test_prefect_deploy_all_then_ltc_serve_coexist(tmp_path: Path, prefect_harness: None) -> None:
+    """The real `prefect deploy --all` of prefect.yaml, then serve's deployments on top: no 422, same schedules."""
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.serve import deployments
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_CLI_PROMPT": "false"}
+    prefect = [sys.executable, "-m", "prefect"]
+    subprocess.run([*prefect, "work-pool", "create", "ltc", "--type", "process", "--overwrite"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+    done = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    def read() -> dict[str, Any]:
+        with get_client(sync_client=True) as client:
+            return {d.name: d for d in client.read_deployments()}
+
+    deployed = read()
+    assert deployed["pipeline"].pull_steps == [{"flows.steps.set_ltc_home": {}}]
+    assert deployed["pipeline"].work_pool_name == "ltc" and deployed["pipeline"].tags == ["ltc", "pipeline"]
+    # sync-source has no default source: a run must name one
+    assert "source" not in deployed["sync-source"].parameters
+    assert "source" in deployed["sync-source"].parameter_openapi_schema["required"]
+    for _ in range(2):  # what `ltc serve` registers before it starts serving, twice
+        for d in deployments():
+            d.apply()
+    served = read()
+    assert [(s.slug, s.active) for s in served["pipeline"].schedules] == [("hourly", True)]
+    # writing into the ERP or the CRM on a schedule is opt-in
+    assert [(s.slug, s.active) for s in served["push-orders"].schedules] == [("hourly", False)]
+    assert [(s.slug, s.active) for s in served["push-crm"].schedules] == [("hourly", False)]
+    assert served["pipeline"].schedules[0].id == deployed["pipeline"].schedules[0].id  # updated, not replaced
