@@ -294,12 +294,18 @@ def digest_message(rows: Sequence[dict[str, Any]], cfg: Config, outcome: RunOutc
     order = list(CODES)
     for code in sorted(by_code, key=lambda c: order.index(c) if c in order else len(order)):
         xs = by_code[code]
-        amount = sum((x["amount_reporting"] for x in xs if x["amount_reporting"] is not None), Decimal(0))
+        priced = [x["amount_reporting"] for x in xs if x["amount_reporting"] is not None]
+        apart: dict[str, Decimal] = defaultdict(Decimal)
+        for x in xs:
+            if x["amount_reporting"] is None and x["amount_at_risk"] is not None:
+                apart[x["currency"] or "?"] += x["amount_at_risk"]
+        amounts = ([_money(sum(priced, Decimal(0)), reporting)] if priced or not apart else []) + [
+            f"{_money(v, c)} unconverted" for c, v in sorted(apart.items())]
         owners: dict[str, int] = defaultdict(int)
         for x in xs:
             owners[x["owner"] or "(unowned)"] += 1
         who = ", ".join(f"{o} {n}" for o, n in sorted(owners.items(), key=lambda t: (-t[1], t[0])))
-        lines.append(f"- `{code}`: {len(xs)} · {_money(amount, reporting)} · {who}")
+        lines.append(f"- `{code}`: {len(xs)} · {' + '.join(amounts)} · {who}")
     if not by_code:
         lines.append("- none")
     kpis = outcome.kpis or kpis_fallback
@@ -330,6 +336,8 @@ def deliver(url: str, message: Message) -> None:
         body, fmt = message.markdown(), apprise.NotifyFormat.MARKDOWN
         if plugin.secure_protocol == "feishu":  # its bot's text message renders no markdown
             body, fmt = message.text(), apprise.NotifyFormat.TEXT
+        elif "slack" in _protocols(plugin):  # Slack's mrkdwn: *bold*
+            body = body.replace("**", "*")
         ap = apprise.Apprise()
         ap.add(plugin)
         ok = ap.notify(body=body, title=message.title, body_format=fmt,
@@ -340,6 +348,11 @@ def deliver(url: str, message: Message) -> None:
             q.setLevel(lvl)
     if not ok:
         raise RuntimeError("the service did not accept the message (see the apprise warning above)")
+
+
+def _protocols(plugin: Any) -> set[str]:
+    p = plugin.secure_protocol
+    return set(p) if isinstance(p, tuple | list) else {p}
 
 
 def _provider_shaped(plugin: Any, url: str) -> Any:

@@ -200,7 +200,9 @@ def test_digest_once_a_day_with_unconverted_amounts_apart(receiver: Receiver, sq
     [digest] = receiver.requests
     text = digest.json()["attachments"][0]["text"]
     assert "3 open exception(s), 1,650.00 USD at risk (excluding 1 unconverted: 7,000.00 JPY)" in text
-    assert "INVOICE_OVERDUE" in text and "bob 2" in text and "DSO (days): 41.2" in text
+    assert "- `INVOICE_OVERDUE`: 2 · 550.00 USD + 7,000.00 JPY unconverted · bob 2" in text
+    assert "*ltc-hub daily digest*" in text and "**" not in text  # Slack's mrkdwn bold
+    assert "DSO (days): 41.2" in text
     assert "https://reports.example.test/ltc/report.html" in text
     notify_run(sqlite_store, cfg, OUTCOME, now=now + timedelta(days=1))
     assert len(receiver.requests) == 2
