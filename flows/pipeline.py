@@ -112,8 +112,12 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
     store = runtime.open_store(config_path)
     try:
         kpis = run_kpis(store, summary["reconcile"].get("run_id"))
+        since = last_complete_sync(store.stream_states())
     finally:
         store.close()
+    for name, o in sources.items():
+        if o["status"] != "ok" and since.get(name):
+            o["message"] = f"{o['message']} (last complete sync {since[name]:%Y-%m-%d %H:%M} UTC)"
     verdict = sync_verdict(sources)
     status = "complete" if verdict is None else "failed" if verdict.name == "Failed" else "partial"
     outcome = RunOutcome(
@@ -135,6 +139,16 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
     if verdict is not None:
         return Failed(name=verdict.name, message=verdict.message, data=result)
     return result
+
+
+def last_complete_sync(states: list[dict[str, Any]]) -> dict[str, datetime]:
+    """Per source, the oldest of its streams' last successful syncs: since when its data is complete."""
+    out: dict[str, datetime] = {}
+    for s in states:
+        at = s.get("last_success_at")
+        if at is not None and (s["connector"] not in out or at < out[s["connector"]]):
+            out[s["connector"]] = at
+    return out
 
 
 def render_exceptions(written: dict[str, Any]) -> str:

@@ -167,3 +167,15 @@ def test_prefect_deploy_all_then_ltc_serve_coexist(tmp_path: Path, prefect_harne
     assert [(s.slug, s.active) for s in served["push-orders"].schedules] == [("hourly", False)]
     assert [(s.slug, s.active) for s in served["push-crm"].schedules] == [("hourly", False)]
     assert served["pipeline"].schedules[0].id == deployed["pipeline"].schedules[0].id  # updated, not replaced
+
+
+def test_since_when_a_source_is_complete_is_its_oldest_stream() -> None:
+    from datetime import UTC, datetime
+
+    from flows.pipeline import last_complete_sync
+
+    t1, t2 = datetime(2026, 11, 29, 23, 30, tzinfo=UTC), datetime(2026, 11, 30, 6, tzinfo=UTC)
+    states = [{"connector": "crm", "stream": "deals", "last_success_at": t2},
+              {"connector": "crm", "stream": "companies", "last_success_at": t1},
+              {"connector": "erp", "stream": "orders", "last_success_at": None}]
+    assert last_complete_sync(states) == {"crm": t1}
