@@ -124,7 +124,10 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
         as_of=as_of, status=status, run_id=summary["reconcile"].get("run_id"),
         sources=[SourceOutcome(n, o["status"], o["message"], o["hint"]) for n, o in sources.items()],
         gaps=[f"{n}: {o['message']}" for n, o in sources.items() if o["status"] == "incomplete"],
-        quarantined=int(summary["mapping"].get("quarantined", 0)), report_path=written["html"])
+        quarantined=int(summary["mapping"].get("quarantined", 0)) + sum(
+            int(r.get("quarantined") or 0) for o in sources.values() for r in o.get("streams") or []
+            if isinstance(r, dict)),
+        report_path=written["html"])
     notified = notify(config_path, outcome)
     kpi_table(kpis, as_of)
     report_link(written["html"], description=f"Finance report as of {as_of}" + ("" if status == "complete"

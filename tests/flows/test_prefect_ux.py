@@ -83,6 +83,10 @@ def test_a_paused_source_gives_a_paused_run_with_readable_artifacts(tmp_path: Pa
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
             any_=[subflows["sync crm_eu"].id])))
     assert tasks and all({"ltc", "source:crm_eu"} <= set(t.tags) for t in tasks)
+    _, _, sync_arts = _runs_and_artifacts(subflows["sync crm_eu"].id)
+    assert sync_arts["sync-progress-crm-eu"].type == "progress"
+    assert float(sync_arts["sync-progress-crm-eu"].data) == 100.0
+    assert sync_arts["sync-crm-eu"].type == "table"
     # the rest of the pipeline ran on what it had, and said so
     summary = arts["ltc-pipeline"]
     assert summary.type == "markdown"
