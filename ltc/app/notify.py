@@ -147,8 +147,14 @@ def outcome_from(result: Any) -> RunOutcome:
         sources.append(SourceOutcome(name=str(name or get("name")), status=str(get("status", "ok")),
                                      message=get("message"), hint=get("hint"), since=get("since")))
     kpis = getattr(result, "kpis", None) or {}
+    if isinstance(kpis, list):  # KPI rows (kpi, variant, value, unit)
+        kpis = kpi_labels(kpis)
+    status = getattr(result, "status", None)
+    if status not in ("complete", "partial", "failed"):
+        status = "failed" if getattr(result, "error", None) else "partial" if getattr(result, "partial", False) \
+            else "complete"
     return RunOutcome(
-        as_of=result.as_of, status=str(getattr(result, "status", "complete")), run_id=getattr(result, "run_id", None),
+        as_of=result.as_of, status=str(status), run_id=getattr(result, "run_id", None),
         sources=sources, gaps=list(getattr(result, "gaps", None) or []),
         quarantined=int(getattr(result, "quarantined", 0) or 0),
         kpis={str(k): str(v) for k, v in dict(kpis).items()},

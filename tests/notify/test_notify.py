@@ -284,3 +284,17 @@ def test_email_goes_out_over_smtp(sqlite_store: Store) -> None:
     parts = [p for p in mail.walk() if isinstance(p, Mail) and p.get_content_type() == "text/html"]
     html = parts[0].get_payload(decode=True).decode() if parts else ""  # type: ignore[union-attr]
     assert "OVER_INVOICED" in html and "<strong>" in html  # the markdown arrives as HTML
+
+
+def test_any_result_object_with_the_attributes_will_do() -> None:
+    from types import SimpleNamespace
+
+    from ltc.app.notify import outcome_from
+
+    result = SimpleNamespace(as_of=date(2026, 11, 30), partial=True, run_id="r9",
+                             sources={"crm": {"status": "paused", "message": "quota"}, "erp": {"status": "ok"}},
+                             kpis=[{"kpi": "dso", "variant": "default", "value": Decimal("41.204"), "unit": "days"}],
+                             report_path=Path("/srv/r.html"), held_back=["f" * 32])
+    out = outcome_from(result)
+    assert out.status == "partial" and [(s.name, s.status) for s in out.sources] == [("crm", "paused"), ("erp", "ok")]
+    assert out.kpis == {"dso": "41.20 days"} and out.report_path == "/srv/r.html" and out.held_back == {"f" * 32}
