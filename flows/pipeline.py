@@ -82,7 +82,7 @@ def notify(config_path: str | None, outcome: RunOutcome) -> list[str]:
     cfg = load_config(config_path)
     store = runtime.open_store(config_path)
     try:
-        result = notify_run(store, cfg, outcome)
+        result = notify_run(outcome, cfg, store)
     finally:
         store.close()
     lines = [f"{d.event} → {d.target}: {'sent' if d.ok else 'FAILED ' + (d.error or '')}" for d in result.deliveries]

@@ -17,8 +17,9 @@ plain ``text`` one (its bot webhook renders no markdown). A target that cannot b
 (by its name or scheme, never its URL: webhook keys are secrets) and the run goes on — a notifier
 never fails the pipeline.
 
-:func:`notify_run` takes a :class:`RunOutcome` (or any object with the same attributes, e.g. the
-pipeline's result), :func:`send_test` sends ``ltc notify test``'s message.
+:func:`notify_run` takes a :class:`RunOutcome` or the pipeline's result (``ltc.app.pipeline``: its
+sources, status, mapping, kpis, report, held_back are read), :func:`send_test` sends ``ltc notify
+test``'s message.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class NotifyResult:
     def failures(self) -> list[Delivery]:
         return [d for d in self.deliveries if not d.ok]
 
+    def __str__(self) -> str:
+        if not self.deliveries:
+            return "nothing to send"
+        return "; ".join(f"{d.event} → {d.target}: " + ("sent" if d.ok else f"FAILED ({d.error})")
+                         for d in self.deliveries)
+
 
 def _plain(line: str) -> str:
     return line.replace("**", "").replace("`", "").replace("### ", "").replace("## ", "").replace("# ", "")
@@ -138,27 +145,37 @@ def outcome_from(result: Any) -> RunOutcome:
     """A :class:`RunOutcome` from any object with its attributes (the pipeline's result)."""
     if isinstance(result, RunOutcome):
         return result
-    sources = []
+    sources: list[SourceOutcome] = []
+    gaps: list[str] = list(getattr(result, "gaps", None) or [])
+    quarantined = getattr(result, "quarantined", None)
+    if quarantined is None:  # the pipeline's result: the mapping's and the streams' quarantines
+        quarantined = int((getattr(result, "mapping", None) or {}).get("quarantined", 0) or 0)
     raw_sources = getattr(result, "sources", None) or []
     items = raw_sources.items() if isinstance(raw_sources, dict) else ((getattr(s, "name", None), s)
                                                                        for s in raw_sources)
     for name, s in items:
         get = s.get if isinstance(s, dict) else lambda k, d=None, s=s: getattr(s, k, d)
-        sources.append(SourceOutcome(name=str(name or get("name")), status=str(get("status", "ok")),
-                                     message=get("message"), hint=get("hint"), since=get("since")))
+        so = SourceOutcome(name=str(name or get("name")), status=str(get("status", "ok")),
+                           message=get("message"), hint=get("hint"), since=get("since"))
+        sources.append(so)
+        if so.status == "incomplete" and not getattr(result, "gaps", None):
+            gaps.append(f"{so.name}: {so.message or 'source and store counts differ'}")
+        if getattr(result, "quarantined", None) is None:
+            quarantined += sum(int(r.get("quarantined") or 0) for r in get("streams", None) or []
+                               if isinstance(r, dict))
     kpis = getattr(result, "kpis", None) or {}
     if isinstance(kpis, list):  # KPI rows (kpi, variant, value, unit)
         kpis = kpi_labels(kpis)
-    status = getattr(result, "status", None)
+    status = {"completed": "complete", "paused": "partial"}.get(getattr(result, "status", None) or "",
+                                                                 getattr(result, "status", None))
     if status not in ("complete", "partial", "failed"):
         status = "failed" if getattr(result, "error", None) else "partial" if getattr(result, "partial", False) \
             else "complete"
     return RunOutcome(
         as_of=result.as_of, status=str(status), run_id=getattr(result, "run_id", None),
-        sources=sources, gaps=list(getattr(result, "gaps", None) or []),
-        quarantined=int(getattr(result, "quarantined", 0) or 0),
+        sources=sources, gaps=gaps, quarantined=int(quarantined or 0),
         kpis={str(k): str(v) for k, v in dict(kpis).items()},
-        report_path=_str_or_none(getattr(result, "report_path", None)),
+        report_path=_str_or_none(getattr(result, "report_path", None) or getattr(result, "report", None)),
         report_url=getattr(result, "report_url", None), error=getattr(result, "error", None),
         hint=getattr(result, "hint", None), held_back=set(getattr(result, "held_back", None) or ()),
     )
@@ -430,12 +447,27 @@ def _wants(target: NotifyTarget, event: str) -> bool:
     return target.events is None or event in target.events
 
 
-def notify_run(store: Store, cfg: Config, result: Any, *, now: datetime | None = None) -> NotifyResult:
-    """Tell every target what it asked to hear about this run. Never raises: failures are logged and returned."""
+def notify_run(result: Any, cfg: Config, store: Store | None = None, *, now: datetime | None = None) -> NotifyResult:
+    """Tell every target what it asked to hear about this run (``result``: a :class:`RunOutcome` or the
+    pipeline's result). Without ``store``, opens the one ltc.yaml names. Never raises: failures are logged
+    and returned."""
     out = NotifyResult()
     targets = cfg.notifications.targets
     if not targets:
         return out
+    if store is None:
+        try:
+            from ltc.app.runtime import store_url
+
+            opened = Store.open(store_url(cfg))
+        except Exception as exc:
+            log.warning("notifications skipped: %s", _safe(exc))
+            out.deliveries.append(Delivery("(all)", "prepare", False, _safe(exc)))
+            return out
+        try:
+            return notify_run(result, cfg, opened, now=now)
+        finally:
+            opened.close()
     try:
         outcome = outcome_from(result)
         now = now or datetime.now(UTC)

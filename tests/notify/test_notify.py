@@ -104,7 +104,7 @@ def test_new_high_severity_exceptions_are_announced_once(receiver: Receiver, sql
     _exception(sqlite_store, "a" * 32, "AMOUNT_MISMATCH", "high")
     _exception(sqlite_store, "b" * 32, "DUPLICATE_INVOICE", "critical", owner="bob")
     _exception(sqlite_store, "c" * 32, "INVOICE_OVERDUE", "medium")  # below high: not an alert
-    first = notify_run(sqlite_store, cfg, OUTCOME)
+    first = notify_run(OUTCOME, cfg, sqlite_store)
     assert [(d.event, d.ok) for d in first.deliveries] == [("new_exceptions", True)]
     [msg] = receiver.requests
     content = msg.json()["markdown"]["content"]
@@ -112,11 +112,11 @@ def test_new_high_severity_exceptions_are_announced_once(receiver: Receiver, sql
     assert "AMOUNT_MISMATCH" in content and "INVOICE_OVERDUE" not in content
     assert content.index("DUPLICATE_INVOICE") < content.index("AMOUNT_MISMATCH")  # most severe first
 
-    second = notify_run(sqlite_store, cfg, OUTCOME)  # nothing new: nothing sent
+    second = notify_run(OUTCOME, cfg, sqlite_store)  # nothing new: nothing sent
     assert second.deliveries == [] and len(receiver.requests) == 1
 
     _exception(sqlite_store, "d" * 32, "WON_NOT_ORDERED", "high", owner="carol")
-    notify_run(sqlite_store, cfg, OUTCOME)
+    notify_run(OUTCOME, cfg, sqlite_store)
     content = receiver.requests[-1].json()["markdown"]["content"]
     assert "1 new exception(s)" in content and "WON_NOT_ORDERED" in content and "AMOUNT_MISMATCH" not in content
     with sqlite_store.engine.connect() as conn:
@@ -128,10 +128,10 @@ def test_an_undelivered_alert_is_sent_on_the_next_run(receiver: Receiver, sqlite
     cfg = _cfg([{"url": SLACK, "events": ["new_exceptions"]}])
     _exception(sqlite_store, "a" * 32, "AMOUNT_MISMATCH", "high")
     receiver.status["hooks.slack.com"] = 500
-    failed = notify_run(sqlite_store, cfg, OUTCOME)
+    failed = notify_run(OUTCOME, cfg, sqlite_store)
     assert [(d.event, d.ok) for d in failed.deliveries] == [("new_exceptions", False)]
     receiver.status.clear()
-    again = notify_run(sqlite_store, cfg, OUTCOME)
+    again = notify_run(OUTCOME, cfg, sqlite_store)
     assert [(d.event, d.ok) for d in again.deliveries] == [("new_exceptions", True)]
     assert "AMOUNT_MISMATCH" in receiver.requests[-1].json()["attachments"][0]["text"]
 
@@ -149,7 +149,7 @@ def test_routing_by_event_code_severity_and_owner(receiver: Receiver, sqlite_sto
     outcome = RunOutcome(as_of=date(2026, 11, 30), status="partial", sources=[
         SourceOutcome("crm", "paused", "HubSpot daily quota reached", "wait for the quota reset or raise the limit",
                       datetime(2026, 11, 29, 23, 30, tzinfo=UTC))])
-    notify_run(sqlite_store, cfg, outcome)
+    notify_run(outcome, cfg, sqlite_store)
     got: dict[str, list[str]] = {}
     for r in receiver.to("ops.test"):
         got.setdefault(r.path, []).append(r.json()["title"])
@@ -176,7 +176,7 @@ def test_run_failure_gap_and_quarantine_events(receiver: Receiver, sqlite_store:
                          gaps=["erp.invoices: 120 at the source, 118 in the store"],
                          sources=[SourceOutcome("erp", "failed", "401 credentials rejected",
                                                 "set TRYTON_PASSWORD and run `ltc sync erp`")])
-    result = notify_run(sqlite_store, cfg, outcome)
+    result = notify_run(outcome, cfg, sqlite_store)
     assert [d.event for d in result.deliveries] == ["run_failed", "completeness_gap", "quarantine"]
     texts = [r.json()["content"]["text"] for r in receiver.requests]
     assert "erp failed: 401 credentials rejected — fix: set TRYTON_PASSWORD" in texts[0]
@@ -185,7 +185,7 @@ def test_run_failure_gap_and_quarantine_events(receiver: Receiver, sqlite_store:
     receiver.requests.clear()
     outcome.quarantined = 10  # at the threshold: no alert
     outcome.gaps, outcome.sources, outcome.status = [], [], "complete"
-    assert notify_run(sqlite_store, cfg, outcome).deliveries == [] and receiver.requests == []
+    assert notify_run(outcome, cfg, sqlite_store).deliveries == [] and receiver.requests == []
 
 
 def test_digest_once_a_day_with_unconverted_amounts_apart(receiver: Receiver, sqlite_store: Store) -> None:
@@ -195,8 +195,8 @@ def test_digest_once_a_day_with_unconverted_amounts_apart(receiver: Receiver, sq
     _exception(sqlite_store, "c" * 32, "INVOICE_OVERDUE", "medium", owner="bob", amount="7000",
                currency="JPY", converted=False)
     now = datetime(2026, 12, 1, 7, tzinfo=UTC)
-    notify_run(sqlite_store, cfg, OUTCOME, now=now)
-    notify_run(sqlite_store, cfg, OUTCOME, now=now + timedelta(hours=5))  # same day: no second digest
+    notify_run(OUTCOME, cfg, sqlite_store, now=now)
+    notify_run(OUTCOME, cfg, sqlite_store, now=now + timedelta(hours=5))  # same day: no second digest
     [digest] = receiver.requests
     text = digest.json()["attachments"][0]["text"]
     assert "3 open exception(s), 1,650.00 USD at risk (excluding 1 unconverted: 7,000.00 JPY)" in text
@@ -204,7 +204,7 @@ def test_digest_once_a_day_with_unconverted_amounts_apart(receiver: Receiver, sq
     assert "*ltc-hub daily digest*" in text and "**" not in text  # Slack's mrkdwn bold
     assert "DSO (days): 41.2" in text
     assert "https://reports.example.test/ltc/report.html" in text
-    notify_run(sqlite_store, cfg, OUTCOME, now=now + timedelta(days=1))
+    notify_run(OUTCOME, cfg, sqlite_store, now=now + timedelta(days=1))
     assert len(receiver.requests) == 2
 
 
@@ -215,7 +215,7 @@ def test_a_dead_target_never_fails_the_run_nor_leaks_its_key(receiver: Receiver,
     receiver.status["open.feishu.cn"] = 500
     outcome = RunOutcome(as_of=date(2026, 11, 30), sources=[SourceOutcome("crm", "paused", "quota")])
     with caplog.at_level(logging.DEBUG):
-        result = notify_run(sqlite_store, cfg, outcome)
+        result = notify_run(outcome, cfg, sqlite_store)
     assert {d.target for d in result.failures} == {"target 1 (wecombot://…)", "target 3 (feishu://…)"}
     assert any(d.ok for d in result.deliveries if d.target.startswith("target 2"))
     logged = caplog.text + " ".join(str(d) for d in result.deliveries)
@@ -276,7 +276,7 @@ def test_email_goes_out_over_smtp(sqlite_store: Store) -> None:
         url = f"mailto://127.0.0.1:{port}?mode=insecure&from=ltc@example.test&to=finance@example.test"
         cfg = _cfg([{"url": url, "events": ["new_exceptions"], "name": "finance mail"}])
         _exception(sqlite_store, "a" * 32, "OVER_INVOICED", "high", owner="alice")
-        result = notify_run(sqlite_store, cfg, OUTCOME)
+        result = notify_run(OUTCOME, cfg, sqlite_store)
     assert [(d.target, d.event, d.ok) for d in result.deliveries] == [("finance mail", "new_exceptions", True)]
     [raw] = messages
     mail = message_from_bytes(raw)
@@ -296,5 +296,30 @@ def test_any_result_object_with_the_attributes_will_do() -> None:
                              kpis=[{"kpi": "dso", "variant": "default", "value": Decimal("41.204"), "unit": "days"}],
                              report_path=Path("/srv/r.html"), held_back=["f" * 32])
     out = outcome_from(result)
-    assert out.status == "partial" and [(s.name, s.status) for s in out.sources] == [("crm", "paused"), ("erp", "ok")]
+    assert str(out.status) == "partial" and [(s.name, s.status) for s in out.sources] == [("crm", "paused"), ("erp", "ok")]
     assert out.kpis == {"dso": "41.20 days"} and out.report_path == "/srv/r.html" and out.held_back == {"f" * 32}
+
+
+def test_the_pipeline_result_shape_without_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   receiver: Receiver) -> None:
+    """``notify_run(result, cfg)`` as ltc.app.pipeline's notify stage calls it: the store is ltc.yaml's."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("LTC_DATABASE_URL", f"sqlite:///{tmp_path / 'ltc.db'}")
+    crm = SimpleNamespace(name="crm", kind="hubspot", status="paused", message="deals: daily quota",
+                          since=datetime(2026, 11, 29, 23, 30, tzinfo=UTC),
+                          streams=[{"stream": "deals", "status": "paused", "quarantined": 7}])
+    erp = SimpleNamespace(name="erp", kind="tryton", status="incomplete", message="invoices: 120 vs 118",
+                          since=None, streams=[])
+    result = SimpleNamespace(as_of=date(2026, 11, 30), status="paused", sources={"crm": crm, "erp": erp},
+                             mapping={"quarantined": 4}, kpis={"dso": "41.2"}, report="/srv/report.html",
+                             held_back=[], run_id=None)
+    cfg = _cfg([{"url": "json://ops.test/all", "events": ["run_paused", "completeness_gap", "quarantine"]}],
+               quarantine_threshold=10)
+    sent = notify_run(result, cfg)
+    assert [(d.event, d.ok) for d in sent.deliveries] == [
+        ("run_paused", True), ("completeness_gap", True), ("quarantine", True)]
+    assert str(sent).startswith("run_paused → target 1 (json://…): sent")
+    messages = [r.json()["message"] for r in receiver.to("ops.test")]
+    assert "last complete sync 2026-11-29 23:30 UTC" in messages[0]
+    assert "erp: invoices: 120 vs 118" in messages[1] and "11 records quarantined" in messages[2]
