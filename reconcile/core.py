@@ -196,6 +196,9 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date, partitions: int | Non
     ``partitions`` forces the number of buckets (1 = one shot); by default it grows with the input.
     The result does not depend on it.
     """
+    from reconcile.discovery import discover
+
+    fr = discover(fr)
     rows = fr.payment.height + fr.invoice.height
     n = partitions if partitions is not None else 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
     if n <= 1:
@@ -283,7 +286,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     order = order.join(dkeys, left_on="dref", right_on="dkey", how="left").with_columns(
         pl.col("n_deals").fill_null(0),
         pl.when(pl.col("n_deals") == 1).then(pl.col("did")).alias("deal_id"),
-        pl.when(pl.col("n_deals") == 1).then(pl.lit("order.deal_ref")).alias("rule_id"),
+        pl.when(pl.col("n_deals") == 1).then(pl.coalesce("ref_rule", pl.lit("order.deal_ref"))).alias("rule_id"),
     ).drop("did")
     ref_ambig = order.filter((pl.col("n_deals") > 1) & pl.col("active")).join(multi, left_on="dref", right_on="dkey")
     ex_parts.append(ref_ambig.select(
@@ -331,10 +334,12 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     ).select(
         pl.col("deal_id").alias("chain_id"), pl.lit("deal").alias("from_entity"), pl.col("deal_id").alias("from_id"),
         pl.lit("order").alias("to_entity"), pl.col("id").alias("to_id"), "rule_id",
-        pl.when(pl.col("rule_id") == "order.deal_ref").then(pl.lit(Decimal(1), RATE)).otherwise(
+        pl.when(pl.col("rule_id") != "order.identity_amount").then(pl.lit(Decimal(1), RATE)).otherwise(
             pl.lit(Decimal("0.8"), RATE)).alias("confidence"),
         "runner_up_id", pl.col("margin").cast(MONEY),
         pl.when(pl.col("rule_id") == "order.deal_ref").then(pl.format("deal_ref={}", "deal_ref"))
+        .when(pl.col("rule_id") != "order.identity_amount").then(
+            pl.format("deal_ref={} found in {}", "deal_ref", pl.col("ref_evidence").fill_null("-")))
         .otherwise(pl.format("cluster={} amount={}", "cluster_id", "net")).alias("evidence"),
     ))
     ex_parts.append(order.join(amb_orders, on="id", how="inner").select(
@@ -344,7 +349,11 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.format("order fits {} deals by customer and amount", pl.col("cands").list.len()).alias("detail"),
     ))
     amb_order_ids = amb_orders.select("id")
-    ex_parts.append(order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("n_deals") <= 1))
+    # a reference found by value that fits several deals is reported, never used
+    ref_amb = pl.col("ref_ambiguous").is_not_null()
+    ex_parts.append(_ambiguous_ref(order.filter(pl.col("deal_id").is_null() & pl.col("active") & ref_amb)
+                                   .join(amb_order_ids, on="id", how="anti").with_columns(pl.col("net").alias("amount"))))
+    ex_parts.append(order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("n_deals") <= 1) & ~ref_amb)
                     .join(amb_order_ids, on="id", how="anti").select(
         pl.lit("ORDER_WITHOUT_DEAL").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id")).alias("records"),
@@ -370,8 +379,9 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.when(pl.col("n_ord") == 1).then(pl.col("order_id")).alias("order_id"),
     ).with_columns(
         pl.coalesce(pl.when(pl.col("order_id").is_not_null()).then(pl.col("o_deal")), pl.col("ref_deal")).alias("chain_id"),
-        pl.when(pl.col("order_id").is_not_null()).then(pl.lit("invoice.order_ref"))
-        .when(pl.col("ref_deal").is_not_null()).then(pl.lit("invoice.deal_ref")).alias("rule_id"),
+        pl.coalesce(pl.when(pl.col("order_id").is_not_null() | pl.col("ref_deal").is_not_null()).then(pl.col("ref_rule")),
+                    pl.when(pl.col("order_id").is_not_null()).then(pl.lit("invoice.order_ref"))
+                    .when(pl.col("ref_deal").is_not_null()).then(pl.lit("invoice.deal_ref"))).alias("rule_id"),
     ).drop("o_deal", "n_ord")
     link_parts.append(inv.filter(pl.col("rule_id").is_not_null()).select(
         "chain_id",
@@ -380,9 +390,12 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.col("id").alias("to_id"), "rule_id", pl.lit(Decimal(1), RATE).alias("confidence"),
         pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin"),
         pl.format("order_ref={} deal_ref={}", pl.col("order_ref").fill_null("-"), pl.col("deal_ref").fill_null("-"))
-        .alias("evidence"),
+        .alias("evidence").pipe(lambda e: pl.when(pl.col("ref_rule").is_not_null()).then(
+            pl.format("{} found in {}", e, pl.col("ref_evidence").fill_null("-"))).otherwise(e)),
     ))
-    ex_parts.append(inv.filter(pl.col("active") & pl.col("rule_id").is_null()).select(
+    ex_parts.append(_ambiguous_ref(inv.filter(pl.col("active") & pl.col("rule_id").is_null()
+                                              & pl.col("ref_ambiguous").is_not_null())))
+    ex_parts.append(inv.filter(pl.col("active") & pl.col("rule_id").is_null() & pl.col("ref_ambiguous").is_null()).select(
         pl.lit("INVOICE_WITHOUT_ORDER").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id")).alias("records"),
         "currency", pl.col("total").alias("amount"), "cluster_id",
@@ -433,6 +446,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
                    left_on=_norm("deal_ref"), right_on="dkey", how="left")
     act_pay = pay.filter(pl.col("active"))
     # explicit invoice references: invoice_ref + tokens of the remittance text that are invoice numbers
+    # (configured first: a pair found both ways keeps the configured rule), then what discovery found
     tokens = pl.concat([
         act_pay.select("id", _norm("invoice_ref").alias("tok")),
         act_pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]+")
@@ -440,7 +454,13 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     ]).drop_nulls()
     ref_inv = targets.select(pl.col("id").alias("invoice_id"), "ikey", "due_date", "number", "total", "currency",
                              pl.col("chain_id").alias("inv_chain"))
-    xpairs = tokens.join(ref_inv, left_on="tok", right_on="ikey", how="inner").unique(["id", "invoice_id"]).join(
+    found = act_pay.filter(pl.col("found_invoice_ids").is_not_null()).select(
+        "id", pl.col("found_invoice_ids").alias("invoice_id"), pl.col("ref_rule").alias("rule_id")).explode("invoice_id")
+    xpairs = pl.concat([
+        tokens.join(ref_inv, left_on="tok", right_on="ikey", how="inner").drop("tok").with_columns(
+            pl.lit("payment.invoice_ref").alias("rule_id")),
+        found.join(ref_inv, on="invoice_id", how="inner").drop("ikey"),
+    ], how="diagonal").unique(["id", "invoice_id"], keep="first", maintain_order=True).join(
         act_pay.select("id", "amount", pl.col("currency").alias("pccy"), "pdate", "sign"), on="id"
     )
     xpairs = _with_rate(xpairs, fr.fx_rate, "pccy", "currency", "pdate", "rate")
@@ -448,8 +468,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     xpairs = xpairs.filter(pl.col("rate").is_not_null() & pl.col("inv_rate").is_not_null()).with_columns(
         _conv("total", "inv_rate").alias("cap_p")
     ).sort(["id", "due_date", "number", "invoice_id"])
-    xpairs = xpairs.with_columns(_split(xpairs, "id", "amount", "cap_p").alias("payment_amount"),
-                                 pl.lit("payment.invoice_ref").alias("rule_id"))
+    xpairs = xpairs.with_columns(_split(xpairs, "id", "amount", "cap_p").alias("payment_amount"))
     explicit_ids = xpairs.select("id").unique()
 
     # invoices' residual before heuristics
@@ -538,8 +557,13 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     ).with_columns(pl.lit(Decimal(1), RATE).alias("rate")).sort(["id", "due_date", "number", "invoice_id"])
     h2 = h2.with_columns(_split(h2, "id", "amount", "residual").alias("payment_amount"),
                          pl.lit("payment.subset_sum").alias("rule_id"))
+    placed = pl.concat([explicit_ids, h1.select("id"), h2.select("id")])
+    ref_amb_p = rest.filter(pl.col("ref_ambiguous").is_not_null()).join(placed, on="id", how="anti").select(
+        "id", pl.col("ref_candidates").fill_null([]).alias("cands"), pl.format("reference {}", "ref_ambiguous")
+        .alias("detail"))
     amb_all = pl.concat([
         amb_p.select("id", "cands", pl.lit("payment fits several invoices 1:1 by amount").alias("detail")),
+        ref_amb_p,
         pl.DataFrame(h2_amb, schema={"id": pl.String, "cands": pl.List(pl.String)}, orient="row").with_columns(
             pl.lit("several invoice subsets sum to the payment").alias("detail")),
         clash_pay.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("cands"),
@@ -807,6 +831,17 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     return CoreResult(chains=chains, links=links, allocations=allocations,
                       invoice_balances=ib, payment_balances=pbal,
                       exceptions=exceptions, states=states, totals=totals)
+
+
+def _ambiguous_ref(df: pl.DataFrame) -> pl.DataFrame:
+    """``AMBIGUOUS_MATCH`` for records whose discovered reference fits several targets (never used)."""
+    return df.select(
+        pl.lit("AMBIGUOUS_MATCH").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
+        pl.concat_list(pl.col("id")).alias("keys"),
+        pl.concat_list(pl.col("id"), pl.col("ref_candidates").fill_null([])).alias("records"),
+        "currency", pl.col("amount") if "amount" in df.columns else pl.col("total").alias("amount"), "cluster_id",
+        pl.format("reference {}", "ref_ambiguous").alias("detail"),
+    )
 
 
 def _subset_sum(pays: pl.DataFrame, pools: pl.DataFrame, s: Settings) -> tuple[list[tuple[str, str, int]], list[tuple[str, list[str]]]]:
