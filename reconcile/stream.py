@@ -27,9 +27,9 @@ from typing import Any
 import polars as pl
 
 from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, merge_totals, reconcile_one
+from reconcile.discovery import discover_directory
 from reconcile.frames import SCHEMAS, Frames
 from reconcile.kpi import kpi_inputs
-from reconcile.discovery import discover_directory
 from reconcile.partition import SPLIT, parquet_reader, read_bucket, shared_tables, spill
 
 FRAMES = ("chains", "links", "allocations", "invoice_balances", "payment_balances", "states")
