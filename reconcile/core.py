@@ -36,6 +36,7 @@ from typing import Any
 import polars as pl
 
 from canonical.errors import LtcError
+from canonical.names import name_key
 from reconcile.codes import BASE_SEVERITY, fingerprint
 from reconcile.frames import MONEY, RATE, Frames, days
 
@@ -43,7 +44,6 @@ ZERO = Decimal(0)
 _ACTIVE_ORDER = ["draft", "quotation", "cancelled"]  # states that are not (yet / any more) an order
 _INACTIVE_INVOICE = ["void", "draft"]
 _INACTIVE_PAYMENT = ["failed", "canceled", "cancelled", "reversed"]
-_NAME_SUFFIXES = r"\b(INC|INCORPORATED|CORP|CORPORATION|CO|COMPANY|LTD|LIMITED|LLC|GMBH|AG|SA|SARL|BV|PLC)\b"
 
 
 class ConservationError(LtcError):
@@ -120,15 +120,9 @@ def _norm(col: str | pl.Expr) -> pl.Expr:
 
 
 def normalize_name(col: str | pl.Expr) -> pl.Expr:
-    """Upper-case, punctuation off, legal suffixes off, spaces collapsed: 'Acme, Inc.' == 'ACME INC'."""
-    e = pl.col(col) if isinstance(col, str) else col
-    return (
-        e.str.to_uppercase()
-        .str.replace_all(r"[^A-Z0-9 ]", " ")
-        .str.replace_all(_NAME_SUFFIXES, " ")
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars()
-    )
+    """The company-name key identity uses (:func:`canonical.names.normalize_name`: scripts other than
+    Latin kept, legal forms of many jurisdictions off, full-width folded): 'Acme, Inc.' == 'ACME INC'."""
+    return name_key(col)
 
 
 def _tol(s: Settings, amount: pl.Expr, fx: pl.Expr | bool = False) -> pl.Expr:

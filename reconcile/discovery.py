@@ -80,7 +80,10 @@ def _tokens(df: pl.DataFrame, field: str, whole: bool = True) -> pl.DataFrame:
         # a whole value ("SO 77", a metadata value) and each " | "-separated value of ref_text
         parts.append(base.select("id", pl.col("text").str.split(" | ").alias("value")).explode("value"))
     out = pl.concat(parts).drop_nulls("value").with_columns(key_expr(pl.col("value")).alias("key"))
-    return out.drop_nulls("key").unique(["id", "key"]).select("id", pl.lit(field).alias("field"), "value", "key")
+    # one row per (record, key): the fullest value that gave it (evidence reads "so 0042", not "0042")
+    out = out.drop_nulls("key").sort(pl.col("value").str.len_chars(), descending=True)
+    return out.unique(["id", "key"], keep="first", maintain_order=True).select(
+        "id", pl.lit(field).alias("field"), "value", "key")
 
 
 def build_index(fr: Frames) -> pl.DataFrame:
@@ -112,8 +115,10 @@ def _match(tokens: pl.DataFrame, idx: pl.DataFrame, kind: str) -> pl.DataFrame:
 
 
 def _evidence(m: pl.DataFrame) -> pl.DataFrame:
-    """Per (id, target): the first field it was found in (data order) and the value, as evidence text."""
-    return m.sort("id", "field", "value").group_by("id", "target_id").agg(
+    """Per (id, target): the field it was found in and the fullest value found there, as evidence text."""
+    m = m.with_columns(pl.col("value").str.len_chars().alias("__len"))
+    return m.sort(["id", "field", "__len", "value"], descending=[False, False, True, False]).group_by(
+        "id", "target_id").agg(
         pl.col("target_value").first(), pl.format("{}={}", "field", "value").first().alias("ev"))
 
 
@@ -199,9 +204,16 @@ def discover(fr: Frames) -> Frames:
         ["id", "target_id"], keep="first")
     found = found.group_by("id").agg(pl.col("target_id").sort().alias("__found"),
                                      pl.col("rule").min().alias("__rule"), pl.col("ev").sort().str.join(" ").alias("ev"))
+    # the deal a payment names: its id, or an order number ("payment for order SO-77") whose deal resolves
     t_pd = pay.filter(~pl.col("__dok"))
-    pd_links, _ = _decide(_match(pl.concat([_tokens(t_pd, "deal_ref"), _tokens(t_pd, "ref_text")]), idx, "deal"),
-                          many=False)
+    pd_tok = pl.concat([_tokens(t_pd, f) for f in ("deal_ref", "ref_text", "remittance")])
+    pd_links, _ = _decide(_match(pd_tok, idx, "deal"), many=False)
+    po_links, _ = _decide(_match(pd_tok, idx, "order"), many=False)
+    order_deal = order.filter(resolved("deal_ref", deal_keys)).select(pl.col("id").alias("target_id"),
+                                                                     pl.col("deal_ref").alias("target_value"))
+    po_links = po_links.drop("target_value").join(order_deal, on="target_id").join(pd_links.select("id"), on="id",
+                                                                                 how="anti")
+    pd_links = pl.concat([pd_links.select("id", "target_value"), po_links.select("id", "target_value")])
     p_amb = p_amb.join(found.select("id"), on="id", how="anti")
     pay = pay.drop("__dok").join(found, on="id", how="left").join(
         pd_links.select("id", pl.col("target_value").alias("__deal")), on="id", how="left").join(

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from canonical.names import name_key
 from reconcile.frames import SCHEMAS, Frames, conform, with_inverse_rates
 
-_NAME_SUFFIXES = r"\b(INC|INCORPORATED|CORP|CORPORATION|CO|COMPANY|LTD|LIMITED|LLC|GMBH|AG|SA|SARL|BV|PLC)\b"
 _TOKEN = r"[A-Z0-9][A-Z0-9_/\-]+"
 
 #: ``read(table, columns)`` -> those columns of the table, cast to :data:`reconcile.frames.SCHEMAS`
@@ -62,10 +62,7 @@ def _norm(col: str) -> pl.Expr:
 
 
 def _nname(col: str) -> pl.Expr:
-    return (
-        pl.col(col).str.to_uppercase().str.replace_all(r"[^A-Z0-9 ]", " ").str.replace_all(_NAME_SUFFIXES, " ")
-        .str.replace_all(r"\s+", " ").str.strip_chars()
-    )
+    return name_key(col)  # the core's payer key (reconcile.core.normalize_name)
 
 
 _SEEDS = {"c": 11, "n": 13, "d": 17, "o": 19, "i": 23, "p": 29, "r": 3}
