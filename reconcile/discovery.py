@@ -65,6 +65,18 @@ def key_expr(e: pl.Expr) -> pl.Expr:
     return pl.when(key.str.contains(r"[0-9]") & (key.str.len_chars() >= _MIN_KEY)).then(key)
 
 
+def _with_key(df: pl.DataFrame, value: str, out: str = "key") -> pl.DataFrame:
+    """``df`` with :func:`key_expr` of ``value`` as ``out``, step by step (each intermediate computed once)."""
+    raw = pl.col("__raw")
+    df = df.with_columns(pl.col(value).str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").alias("__raw"))
+    df = df.with_columns(raw.str.replace(_PREFIX_RE, "").alias("__st"))
+    df = df.with_columns(pl.when(pl.col("__st").str.len_chars() >= _MIN_KEY).then(pl.col("__st")).otherwise(raw)
+                         .alias("__k"))
+    k = pl.col("__k")
+    return df.with_columns(pl.when(k.str.contains(r"[0-9]") & (k.str.len_chars() >= _MIN_KEY)).then(k).alias(out)).drop(
+        "__raw", "__st", "__k")
+
+
 def _core_key(e: pl.Expr) -> pl.Expr:
     """How the core compares configured references (``reconcile.core._norm``)."""
     return e.str.strip_chars().str.to_uppercase()
@@ -79,7 +91,7 @@ def _tokens(df: pl.DataFrame, field: str, whole: bool = True) -> pl.DataFrame:
     if whole:
         # a whole value ("SO 77", a metadata value) and each " | "-separated value of ref_text
         parts.append(base.select("id", pl.col("text").str.split(" | ").alias("value")).explode("value"))
-    out = pl.concat(parts).drop_nulls("value").with_columns(key_expr(pl.col("value")).alias("key"))
+    out = _with_key(pl.concat(parts).drop_nulls("value"), "value")
     # one row per (record, key): the fullest value that gave it (evidence reads "so 0042", not "0042")
     out = out.drop_nulls("key").sort(pl.col("value").str.len_chars(), descending=True)
     return out.unique(["id", "key"], keep="first", maintain_order=True).select(
@@ -87,26 +99,27 @@ def _tokens(df: pl.DataFrame, field: str, whole: bool = True) -> pl.DataFrame:
 
 
 def build_index(fr: Frames) -> pl.DataFrame:
-    """Every known identifier once: (kind, key, target_id, target_value, n) with ``n`` the number of
-    distinct targets of that kind sharing the key."""
+    """Every known identifier once: (kind, key, target_id, target_value, system, n) with ``n`` the number
+    of distinct targets of that kind (and system, for vendor ids) sharing the key."""
+    inv = fr.invoice.filter((pl.col("kind") != "credit_note").fill_null(True))
     parts = [
-        fr.deal.select(pl.lit("deal").alias("kind"), key_expr(pl.col("source_id")).alias("key"),
-                       pl.col("id").alias("target_id"), pl.col("source_id").alias("target_value"),
-                       pl.lit(None, pl.String).alias("system")),
-        fr.order.filter(~pl.col("state").is_in(["draft", "quotation", "cancelled"]).fill_null(False)).select(
-            pl.lit("order").alias("kind"), key_expr(pl.col("number")).alias("key"), pl.col("id").alias("target_id"),
-            pl.col("number").alias("target_value"), pl.lit(None, pl.String).alias("system")),
-        fr.invoice.filter(pl.col("kind") != "credit_note").select(
-            pl.lit("invoice").alias("kind"), key_expr(pl.col("number")).alias("key"), pl.col("id").alias("target_id"),
-            pl.col("number").alias("target_value"), pl.lit(None, pl.String).alias("system")),
+        ("deal", fr.deal, "source_id", False),
+        ("order", fr.order.filter(~pl.col("state").is_in(["draft", "quotation", "cancelled"]).fill_null(False)),
+         "number", False),
+        ("invoice", inv, "number", False),
         # vendor object ids: exact (upper-cased) and only within one system
-        fr.invoice.filter(pl.col("kind") != "credit_note").select(
-            pl.lit("vendor").alias("kind"), _core_key(pl.col("source_id")).alias("key"),
-            pl.col("id").alias("target_id"), pl.col("source_id").alias("target_value"),
-            pl.col("id").str.split(":").list.first().alias("system")),
+        ("vendor", inv, "source_id", True),
     ]
-    idx = pl.concat(parts).drop_nulls(["key", "target_id"]).unique(["kind", "system", "key", "target_id"])
-    return idx.with_columns(pl.col("target_id").n_unique().over("kind", "system", "key").alias("n"))
+    out = []
+    for kind, df, value, by_system in parts:
+        system = pl.col("id").str.split(":").list.first() if by_system else pl.lit(None, pl.String)
+        got = df.select(pl.col("id").alias("target_id"), pl.col(value).alias("target_value"), system.alias("system"))
+        got = got.with_columns(_core_key(pl.col("target_value")).alias("key")) if by_system else _with_key(
+            got, "target_value")
+        got = got.drop_nulls(["key", "target_id"]).unique(["key", "target_id"])
+        n = pl.len().over(["system", "key"] if by_system else "key").cast(pl.UInt32)
+        out.append(got.with_columns(pl.lit(kind).alias("kind"), n.alias("n")))
+    return pl.concat(out).select("kind", "key", "target_id", "target_value", "system", "n")
 
 
 def _match(tokens: pl.DataFrame, idx: pl.DataFrame, kind: str) -> pl.DataFrame:
@@ -154,7 +167,7 @@ def discover(fr: Frames) -> Frames:
     order_keys = fr.order.select(_core_key(pl.col("number")).alias("k")).drop_nulls().unique()["k"].implode()
     inv_keys = fr.invoice.select(_core_key(pl.col("number")).alias("k")).drop_nulls().unique()["k"].implode()
 
-    def resolved(col: str, keys: pl.Expr) -> pl.Expr:
+    def resolved(col: str, keys: pl.Series) -> pl.Expr:
         return _core_key(pl.col(col)).is_in(keys).fill_null(False)
 
     # orders -> deals
@@ -241,12 +254,8 @@ def _apply(df: pl.DataFrame, links: pl.DataFrame, amb: pl.DataFrame, entity: str
 
 def _keep(rule: pl.Expr, ev: pl.Expr, amb: pl.Expr, cands: pl.Expr) -> list[pl.Expr]:
     """The discovery columns: this pass's findings, else what the frame already carried."""
-    def old(name: str) -> pl.Expr:
-        return pl.col(name)
-    return [pl.coalesce(rule, old("ref_rule")).alias("ref_rule"),
-            pl.coalesce(ev, old("ref_evidence")).alias("ref_evidence"),
-            pl.coalesce(amb, old("ref_ambiguous")).alias("ref_ambiguous"),
-            pl.coalesce(cands, old("ref_candidates")).alias("ref_candidates")]
+    return [pl.coalesce(new, pl.col(name)).alias(name) for new, name in
+            ((rule, "ref_rule"), (ev, "ref_evidence"), (amb, "ref_ambiguous"), (cands, "ref_candidates"))]
 
 
 # --- the bucketed path: the world's tables on disk ------------------------------------------------
