@@ -8,8 +8,10 @@ free string -> string object whose keys the company chooses, a camt.053 entry ca
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -19,6 +21,7 @@ from recon_helpers import AS_OF, deal, invoice, order, payment, world
 from mappings.engine import compile_for, map_records
 from reconcile.core import Settings, reconcile_frames
 from reconcile.discovery import discover, key_expr
+from reconcile.stream import reconcile_world
 
 S = Settings()
 
@@ -195,3 +198,19 @@ def test_ref_text_of_a_camt053_entry_links_by_end_to_end_id() -> None:
     res = run(fr)
     assert allocs(res) == {("bank:payment:E1", "erp:invoice:RF-2026-0815"): Decimal("100.00")}
     assert set(res.allocations["rule_id"]) == {"payment.discovered_ref"}
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_the_bucketed_path_discovers_too(tmp_path: Path, n: int) -> None:
+    # two customers' chains; one invoice and one payment linked only by what discovery finds
+    fr = world(deal=[deal("006A", "100.00"), deal("006B", "70.00")],
+               order=[order("SO-0042", "006A", "100.00"), order("SO-0043", "006B", "70.00")],
+               invoice=[_stripe_invoice("1", "100.00", {"erp_so": "SO 0042"}), invoice("INV-0009", "SO-0043", "70.00")],
+               payment=[dict(payment("P", "70.00", payer=None), ref_text="our ref inv 0009")])
+    for f in fields(fr):
+        getattr(fr, f.name).write_parquet(tmp_path / f"{f.name}.parquet")
+    got = reconcile_world(tmp_path, S, AS_OF, out=tmp_path / "out", partitions=n, scratch=tmp_path)
+    one = run(fr)
+    assert got.exceptions.equals(one.exceptions)
+    rules = set(got.frame("links")["rule_id"])
+    assert {"invoice.discovered_ref", "payment.discovered_ref"} <= rules
