@@ -8,6 +8,10 @@ made only when it is unique both ways, and every tie becomes ``AMBIGUOUS_MATCH``
 rows is needed (spreading one payment over several invoices) it is a data order (due date, number,
 id), never the load order.
 
+Before any pass, over the whole input (before bucketing), reference discovery
+(:mod:`reconcile.discovery`) fills the references the configured keys miss with what it finds by value
+in ``ref_text`` / remittance / vendor object ids (rules ``*.discovered_ref``, ``payment.vendor_id``).
+
 Passes (each a stage module of :mod:`reconcile.stages`; :func:`reconcile_one` calls them in order):
 
 1. Identity: account -> cluster (``cross_ref``); bank payer name -> cluster by normalized name.
