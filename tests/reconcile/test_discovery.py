@@ -214,3 +214,17 @@ def test_the_bucketed_path_discovers_too(tmp_path: Path, n: int) -> None:
     assert got.exceptions.equals(one.exceptions)
     rules = set(got.frame("links")["rule_id"])
     assert {"invoice.discovered_ref", "payment.discovered_ref"} <= rules
+
+
+def test_erp_payment_lines_name_their_invoice_by_record_id() -> None:
+    # Odoo account.payment.reconciled_invoice_ids: the invoices (account.move ids) it pays
+    odoo = _map("odoo", "account.payment", {
+        "id": 31, "name": "PBNK1/2026/0031", "partner_id": [7, "Acme"], "amount": 100.0, "currency_id": [1, "USD"],
+        "date": "2026-09-20", "payment_type": "inbound", "partner_type": "customer", "state": "posted",
+        "reconciled_invoice_ids": [12], "write_date": "2026-09-20 10:00:00"})
+    assert odoo["invoice_ref"] == "12"
+    # Tryton account.move.line.invoice_payment: a Many2One (an id) when the dotted number is not read
+    tryton = _map("tryton", "account.move.line", {
+        "id": 5, "party": 7, "credit": "100.00", "debit": "0", "currency.": {"id": 1, "code": "USD"}, "date":
+        "2026-09-20", "move_state": "posted", "invoice_payment": 12, "move.": {"id": 9, "number": "M9"}})
+    assert tryton["invoice_ref"] == "12"
