@@ -201,10 +201,14 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
                         (pl.col("ru_diff") - pl.col("diff")).cast(MONEY).alias("margin")),
         h2.select("id", "invoice_id", "rule_id", pl.lit(Decimal("0.8"), RATE).alias("confidence"),
                   pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin")),
-    ]).join(invoices.inv.select(pl.col("id").alias("invoice_id"), "chain_id"), on="invoice_id", how="left").select(
+    ]).join(invoices.inv.select(pl.col("id").alias("invoice_id"), "chain_id"), on="invoice_id", how="left").join(
+        act_pay.select("id", "ref_rule", "ref_evidence"), on="id", how="left").select(
         "chain_id", pl.lit("invoice").alias("from_entity"), pl.col("invoice_id").alias("from_id"),
         pl.lit("payment").alias("to_entity"), pl.col("id").alias("to_id"), "rule_id", "confidence", "runner_up_id",
-        "margin", pl.format("rule={}", "rule_id").alias("evidence"),
+        # a discovered reference keeps the field it was found in and the value
+        "margin", pl.when(pl.col("rule_id") == pl.col("ref_rule")).then(
+            pl.format("rule={} found in {}", "rule_id", pl.col("ref_evidence").fill_null("-")))
+        .otherwise(pl.format("rule={}", "rule_id")).alias("evidence"),
     ), act_pay.filter(pl.col("settlement_ref").is_not_null()).select(
         pl.lit(None, pl.String).alias("chain_id"), pl.lit("payment").alias("from_entity"), pl.col("id").alias("from_id"),
         pl.lit("settlement").alias("to_entity"), pl.col("settlement_ref").alias("to_id"),

@@ -130,6 +130,7 @@ def test_stripe_charge_names_its_invoice_by_id_before_any_heuristic() -> None:
     res = run(fr)
     assert allocs(res) == {("stripe:payment:ch_1", "stripe:invoice:in_A2"): Decimal("100.00")}
     assert set(res.allocations["rule_id"]) == {"payment.vendor_id"}
+    assert links(res, "payment")["stripe:payment:ch_1"]["evidence"] == "rule=payment.vendor_id found in invoice_ref=in_A2"
     assert "AMBIGUOUS_MATCH" not in {c for c, _ in codes(res)}
 
 
