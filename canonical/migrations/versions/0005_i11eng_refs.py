@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_i11eng_refs"
-down_revision = "0004_i13_locks"
+down_revision = "0005_i12notify_sent"
 branch_labels = None
 depends_on = None
 
