@@ -53,6 +53,8 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
     create_markdown_artifact(render(summary), key="ltc-pipeline", description="What the pipeline run did")
     create_markdown_artifact(render_exceptions(written), key="ltc-exceptions",
                              description="Open exceptions by code, with amount at risk and owners")
+    if summary.get("failed"):  # a stream over quarantine_fail_share: the run is not Completed
+        raise RuntimeError(summary["failed"])
     return {"synced": list(synced), **summary, "report": written["html"]}
 
 

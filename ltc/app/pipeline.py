@@ -14,19 +14,26 @@ from canonical.errors import ConfigError
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
+from ltc.app.discovery import map_with_discovery
+from ltc.app.unread import failure, stream_health
 from mappings.engine import mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
 
 
 def after_sync(store: Store, cfg: Config, as_of: date) -> dict[str, Any]:
-    mapped = run_mapping(store, config=cfg)
+    """Map (with the discovered identifier fields), resolve identities, reconcile. The summary leads
+    with the streams that have quarantined records (``unread``) and, when one is over
+    ``quarantine_fail_share``, the line that fails the run (``failed``; see :mod:`ltc.app.unread`)."""
+    mapped, discovered = map_with_discovery(store, cfg, enabled=cfg.discover_fields)
     identity = run_identity(store, config=cfg)
     result = run_reconciliation(store, cfg, as_of)
     totals: dict[str, int] = {}
     for counts in mapped.values():
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + int(value)
-    return {"mapping": totals, "identity": identity, "reconcile": result.summary()}
+    streams = stream_health(store, cfg.quarantine_fail_share)
+    return {"unread": streams, "failed": failure(streams, cfg.quarantine_fail_share),
+            "discovered": discovered, "mapping": totals, "identity": identity, "reconcile": result.summary()}
 
 
 def write_report(store: Store, cfg: Config) -> Any:

@@ -32,3 +32,5 @@ def demo(
     render_status(store)
     print_summary(summary)
     console.print("reports: " + ", ".join(str(p) for p in summary["reports"]))
+    if summary.get("failed"):  # the data was not read: not a success, whatever the report says
+        raise typer.Exit(1)

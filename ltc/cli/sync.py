@@ -45,6 +45,10 @@ def render_status(store: Store) -> None:
             fmt(s["message"], 60),
         )
     console.print(table)
+    from ltc.app.discovery import describe, last_applied
+
+    for line in describe(last_applied(store)):
+        console.print(f"Discovered field: {line}", highlight=False)
     counts = store.table_counts()
     console.print("Canonical rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     open_ex = open_exceptions(store)
@@ -74,6 +78,17 @@ def run_sources(cfg: Config, store: Store, only: list[str] | None = None, stream
 
 
 def print_summary(summary: dict[str, Any]) -> None:
+    """The run summary: unread data first (quarantine and missing required fields per stream), the
+    identifier fields applied by discovery, then mapping, identity and reconciliation."""
+    from ltc.app.discovery import describe
+    from ltc.app.unread import lines
+
+    for line in lines(summary.get("unread") or []):
+        console.print(f"quarantine: {line}", highlight=False)
+    if summary.get("failed"):
+        err_console.print(f"error: {summary['failed']}", soft_wrap=True, highlight=False, markup=False)
+    for line in describe(summary.get("discovered") or []):
+        console.print(f"discovered field: {line}", highlight=False)
     rec = summary["reconcile"]
     console.print(f"mapping: {summary['mapping']}")
     console.print(f"identity: {summary['identity']}")
@@ -114,14 +129,21 @@ def run(
     as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default today."),
     config: str | None = ConfigOpt,
 ) -> None:
-    """The main job without Prefect: sync, map, resolve identities, reconcile, report (as the pipeline flow does)."""
+    """The main job without Prefect: sync, map, resolve identities, reconcile, report (as the pipeline flow does).
+
+    Exit code 1 when a stream's quarantined share is over ``quarantine_fail_share`` (the report is
+    still written), 3 when a stream paused on a vendor quota, 1 when a stream ended incomplete.
+    """""
     from ltc.app.pipeline import after_sync, write_report
 
     cfg = load_config(config)
     store = runtime.open_store(config)
     outcome = run_sources(cfg, store, source)
-    print_summary(after_sync(store, cfg, _date(as_of)))
+    summary = after_sync(store, cfg, _date(as_of))
+    print_summary(summary)
     console.print(f"report: {write_report(store, cfg).html}")
+    if summary.get("failed"):
+        raise typer.Exit(1)
     if outcome == "paused":
         raise typer.Exit(3)
     if outcome == "incomplete":
