@@ -299,11 +299,17 @@ def discover(store: Store, sources: Mapping[str, tuple[str, str | None]], only: 
         for obj in _raw_objects(store, system):
             spec = objects.get(obj)
             if not isinstance(spec, dict):
-                continue
+                continue  # unmapped, or mapped to several entities (Odoo's partners): not extended here
             if known is None:
                 known = known_identifiers(store)
             out += profile_records(system, obj, spec, _payloads(store, system, obj, sample), known)
     return out
+
+
+def from_evidence(evidence: Iterable[Mapping[str, Any]]) -> list[Finding]:
+    """Findings back from their recorded form (:meth:`Finding.as_dict`)."""
+    names = {f.name for f in dataclasses.fields(Finding)}
+    return [Finding(**{k: v for k, v in d.items() if k in names}) for d in evidence]
 
 
 # --- the override --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from canonical.store import Store
 from canonical.tables import run as run_table
 from ltc.app.config import Config
-from mappings.discover import Finding, best, discover, override_node, write_override
+from mappings.discover import Finding, best, discover, from_evidence, override_node, write_override
 from mappings.engine import IMPLIED_KINDS, mark_pending, run_mapping
 from mappings.spec import Node
 
@@ -56,6 +56,11 @@ def last_applied(store: Store) -> list[dict[str, Any]]:
                               .order_by(run_table.c.started_at.desc()).limit(1)).scalar()
     fields = counts.get("fields") if isinstance(counts, dict) else None
     return list(fields) if isinstance(fields, list) else []
+
+
+def applied_overrides(store: Store) -> dict[str, Node]:
+    """The overrides of the fields the latest run applied: ``ltc remap`` maps with them too."""
+    return _overrides(from_evidence(last_applied(store)))
 
 
 def _overrides(findings: list[Finding]) -> dict[str, Node]:

@@ -14,7 +14,7 @@ from canonical.errors import ConfigError
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
-from ltc.app.discovery import map_with_discovery
+from ltc.app.discovery import applied_overrides, map_with_discovery
 from ltc.app.unread import failure, stream_health
 from mappings.engine import mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
@@ -53,4 +53,5 @@ def remap(store: Store, cfg: Config, source: str | None = None) -> tuple[int, di
         raise ConfigError(f"unknown source {source!r}: not in ltc.yaml and nothing landed for it"
                           + (f" (configured: {', '.join(known)})" if known else ""))
     marked = mark_pending(store, source)
-    return marked, run_mapping(store, source, config=cfg)
+    extra = applied_overrides(store) if cfg.discover_fields else None  # the discovered fields stay applied
+    return marked, run_mapping(store, source, config=cfg, extra=extra)

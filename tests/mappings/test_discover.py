@@ -132,3 +132,27 @@ def test_cli_suggest_and_write(landed: Store, tmp_path: Path) -> None:
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "VAT_Number__c" in (tmp_path / "crm.yaml").read_text(encoding="utf-8")
+
+
+def test_remap_keeps_the_discovered_fields(landed: Store) -> None:
+    from ltc.app.pipeline import remap
+
+    map_with_discovery(landed, CFG)
+    remap(landed, CFG, "crm")
+    acc = tables.table_for("account")
+    with landed.engine.connect() as conn:
+        taxes = dict(conn.execute(sa.select(acc.c.source_id, acc.c.tax_id)).all())
+    assert taxes["001000000000001AAA"] == "GB980780684"
+
+
+def test_a_hubspot_custom_property_with_uscc_values() -> None:
+    from mappings.discover import profile_records
+    from mappings.spec import load_mapping
+
+    spec = load_mapping("hubspot")["objects"]["companies"]
+    good = [USCC, "91350211M000100Y46", "91440300MA5FXXXX0X"]  # the last: a wrong check character
+    payloads = [{"id": str(i), "properties": {"name": f"公司{i}", "tax_id_cn": v, "phone": "+86 755 1234 5678"}}
+                for i, v in enumerate(good)]
+    [f] = profile_records("hubspot", "companies", spec, payloads, {})
+    assert (f.path, f.target, f.values, f.detail) == ("properties.tax_id_cn", "tax_id", 3, {"CN USCC": 2})
+    assert f.confidence == "low"  # 2 of 3 pass the check character: not applied without a person
