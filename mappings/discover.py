@@ -7,8 +7,8 @@ source's mapping does not read, counts the values that
 * validate as a tax id with the official check digits (python-stdnum): an EU or other
   country-prefixed VAT number, a China USCC (统一社会信用代码, 18 characters with its check
   character), a US EIN written ``NN-NNNNNNN`` with an assigned prefix;
-* equal (case, spaces and punctuation aside) a deal id, an order number or an invoice number known
-  from *another* system's canonical rows.
+* equal (case, spaces and punctuation aside) a deal id, an order number, an invoice number or an
+  account's tax id known from *another* system's canonical rows.
 
 Each field becomes a :class:`Finding` with its match counts and the canonical field it should fill
 (``tax_id`` of an account; ``deal_ref`` / ``order_ref`` / ``invoice_ref`` of the entities that have
@@ -120,6 +120,12 @@ def normalize_ref(value: Any) -> str | None:
     return text if 3 <= len(text) <= _MAX_TEXT else None
 
 
+def _known_tax_id(text: str, known: Mapping[str, Mapping[str, str]], system: str) -> str | None:
+    """``"= <system> tax id"`` when the value is a tax id another system's accounts carry."""
+    where = known.get("tax_id", {}).get(_compact(text))
+    return f"= {where} tax id" if where is not None and where != system else None
+
+
 # --- the raw side ------------------------------------------------------------------------------------
 
 def flatten(payload: Any) -> Iterable[tuple[str, Any]]:
@@ -213,7 +219,7 @@ def profile_records(system: str, obj: str, obj_spec: Any, payloads: Iterable[Any
             if not text or len(text) > _MAX_TEXT:
                 continue
             values[path] += 1
-            if "tax_id" in fields and (scheme := tax_id_scheme(text)) is not None:
+            if "tax_id" in fields and (scheme := tax_id_scheme(text) or _known_tax_id(text, known, system)):
                 taxes[path][scheme] += 1
                 if len(examples[(path, "tax_id")]) < 3:
                     examples[(path, "tax_id")].append(text)
@@ -221,7 +227,7 @@ def profile_records(system: str, obj: str, obj_spec: Any, payloads: Iterable[Any
             if ref is None:
                 continue
             for kind, index in known.items():
-                if REF_TARGETS[kind] in fields and (where := index.get(ref)) is not None and where != system:
+                if kind in REF_TARGETS and REF_TARGETS[kind] in fields and (where := index.get(ref)) is not None and where != system:
                     refs[(path, kind)][where] += 1
                     if len(examples[(path, kind)]) < 3:
                         examples[(path, kind)].append(text)
@@ -248,8 +254,8 @@ _KNOWN = {"deal_id": ("deal", "source_id"), "order_number": ("order", "number"),
 
 
 def known_identifiers(store: Store) -> dict[str, dict[str, str]]:
-    """Identifier kind -> {normalised value: the system it belongs to}, from the canonical rows (one
-    query per kind: a hash index, looked up per value)."""
+    """Identifier kind (and ``tax_id``) -> {normalised value: the system it belongs to}, from the
+    canonical rows (one query per kind: a hash index, looked up per value)."""
     out: dict[str, dict[str, str]] = {}
     with store.engine.connect() as conn:
         for kind, (entity, column) in _KNOWN.items():
@@ -262,6 +268,13 @@ def known_identifiers(store: Store) -> dict[str, dict[str, str]]:
                 if ref is not None:
                     index.setdefault(ref, system)
             out[kind] = index
+        acc = tables.table_for("account")
+        taxes: dict[str, str] = {}
+        for system, value in conn.execute(sa.select(acc.c.source_system, acc.c.tax_id)
+                                          .where(acc.c.deleted_at.is_(None), acc.c.tax_id.is_not(None))):
+            if len(compact := _compact(str(value))) >= 5:
+                taxes.setdefault(compact, system)
+        out["tax_id"] = taxes
     return out
 
 

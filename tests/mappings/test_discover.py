@@ -156,3 +156,16 @@ def test_a_hubspot_custom_property_with_uscc_values() -> None:
     [f] = profile_records("hubspot", "companies", spec, payloads, {})
     assert (f.path, f.target, f.values, f.detail) == ("properties.tax_id_cn", "tax_id", 3, {"CN USCC": 2})
     assert f.confidence == "low"  # 2 of 3 pass the check character: not applied without a person
+
+
+def test_a_tax_id_field_is_also_found_by_the_values_another_system_holds(sqlite_store: Store) -> None:
+    # tax ids without check digits of any scheme, equal to the ERP's (Tryton parties carry them)
+    erp = [RawRecord("party.party", str(i), {"id": i, "name": f"Company {i}", "tax_identifier.": {"code": f"TX-{i:06d}"},
+                                            "create_date": "2026-01-01T00:00:00"}) for i in range(1, 5)]
+    sqlite_store.commit_page("tryton", "party.party", erp, None)
+    sqlite_store.commit_page("crm", "Account", [_account(i, f"tx{i:06d}") for i in range(1, 4)], None)
+    cfg = Config(sources={"crm": SourceConfig(kind="salesforce"), "tryton": SourceConfig(kind="tryton")})
+    map_with_discovery(sqlite_store, cfg, enabled=False)
+    [f] = [f for f in suggest(sqlite_store, cfg, "crm") if f.target == "tax_id"]
+    assert (f.path, f.matches, f.values, f.detail, f.confidence) == (
+        "VAT_Number__c", 3, 3, {"= tryton tax id": 3}, "high")
