@@ -37,7 +37,7 @@ from canonical import model, tables
 from canonical.store import Store
 from mappings.spec import MappingError, Node, load_file, load_mapping
 
-SAMPLE = 5000  # newest raw records profiled per source object
+SAMPLE = 2000  # newest raw records profiled per source object (a sample: a field is a property of the object)
 MIN_VALUES = 2  # a field needs at least this many matching values to be proposed
 HIGH_SHARE = 0.8  # tax ids: share of the field's values that validate, for a high-confidence finding
 REF_HIGH_SHARE = 0.5  # references: share of the values that match a known identifier
@@ -211,9 +211,13 @@ def profile_records(system: str, obj: str, obj_spec: Any, payloads: Iterable[Any
     taxes: dict[str, Counter[str]] = defaultdict(Counter)
     refs: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)  # (path, kind) -> system -> n
     examples: dict[tuple[str, str], list[str]] = defaultdict(list)
+    skip: dict[str, bool] = {}  # path -> read by the mapping (a record has few distinct paths)
     for payload in payloads:
         for path, value in flatten(payload):
-            if path in ("id", "Id") or _is_read(path, read):
+            skipped = skip.get(path)
+            if skipped is None:
+                skipped = skip[path] = path in ("id", "Id") or _is_read(path, read)
+            if skipped:
                 continue
             text = str(value).strip()
             if not text or len(text) > _MAX_TEXT:

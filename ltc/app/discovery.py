@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from canonical.store import Store
+from canonical.tables import raw_record
 from canonical.tables import run as run_table
 from ltc.app.config import Config
 from mappings.discover import Finding, best, discover, from_evidence, override_node, write_override
@@ -87,8 +88,11 @@ def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
     Returns the mapping counts per system and the applied fields with their evidence."""
     if not enabled:
         return run_mapping(store, config=cfg), []
+    applied = last_applied(store)
+    if not _anything_pending(store):  # nothing landed since: the fields stand as the last run found them
+        return run_mapping(store, config=cfg, extra=_overrides(from_evidence(applied))), applied
     sources = source_kinds(cfg)
-    previous = {(d["system"], d["object"], d["target"], d["path"]) for d in last_applied(store)}
+    previous = {(d["system"], d["object"], d["target"], d["path"]) for d in applied}
     first = best(discover(store, sources), high_only=True)
     for system in _changed_systems(previous, {_key(f) for f in first}):
         mark_pending(store, system)
@@ -106,6 +110,12 @@ def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
                      message="; ".join(f"{d['system']}.{d['object']}.{d['path']} -> {d['target']}: {d['reason']}"
                                        for d in evidence) or None)
     return counts, evidence
+
+
+def _anything_pending(store: Store) -> bool:
+    c = raw_record.c
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(c.id).where(c.pending_map.is_(True)).limit(1)).first() is not None
 
 
 def describe(evidence: Sequence[Mapping[str, Any]]) -> list[str]:
