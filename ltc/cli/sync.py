@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from canonical import db
-from canonical.errors import ConfigError
+from canonical.errors import ConfigError, LtcError
 from canonical.store import Store
 from ltc.app import runtime
 from ltc.app.config import Config, load_config
@@ -26,7 +26,7 @@ def _cursor(value: Any) -> str:
     return fmt(value, 24)
 
 
-def render_status(store: Store) -> None:
+def render_status(store: Store, fail_share: float = 0.05) -> None:
     states = store.stream_states()
     url = db.mask_url(store.engine.url.render_as_string(hide_password=False))
     if not states:
@@ -46,7 +46,10 @@ def render_status(store: Store) -> None:
         )
     console.print(table)
     from ltc.app.discovery import describe, last_applied
+    from ltc.app.unread import lines, stream_health
 
+    for line in lines(stream_health(store, fail_share)):
+        console.print(f"Quarantine: {line}", highlight=False)
     for line in describe(last_applied(store)):
         console.print(f"Discovered field: {line}", highlight=False)
     counts = store.table_counts()
@@ -121,7 +124,11 @@ def sync(
 
 def status(config: str | None = ConfigOpt) -> None:
     """Per stream: status, cursor, last run, records, quarantined, completeness."""
-    render_status(runtime.open_store(config))
+    try:
+        share = load_config(config).quarantine_fail_share
+    except LtcError:  # status still shows the store with a broken ltc.yaml (`ltc config check` names the problem)
+        share = Config().quarantine_fail_share
+    render_status(runtime.open_store(config), share)
 
 
 def run(

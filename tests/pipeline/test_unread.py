@@ -51,6 +51,9 @@ def test_ltc_run_exits_non_zero_on_unread_data(tmp_path: Path) -> None:
     assert res.returncode == 1, res.stdout + res.stderr
     assert "quarantine: FAIL stripe invoice: 2 of 10 quarantined (20.0%); required currency missing in 2" in res.stdout
     assert "over quarantine_fail_share 5%" in res.stderr
+    res = subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", "status"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0 and "Quarantine: FAIL stripe invoice: 2 of 10 quarantined" in res.stdout, res.stdout
     (tmp_path / "ltc.yaml").write_text(head + "quarantine_fail_share: 0.5\n", encoding="utf-8")
     res = subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", "run", "--as-of", "2026-04-01"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

@@ -115,3 +115,18 @@ def test_demo_world_maps_with_the_worlds_override(tmp_path: Path, sqlite_store: 
     with sqlite_store.engine.connect() as conn:
         attrs = dict(conn.execute(sa.select(inv.c.source_id, inv.c.attributes)).all())
     assert attrs["in_1QAcmeInv0001"]["billing"] == "billing@acme-robotics.example"
+
+
+def test_stripe_invoice_lines_without_a_currency_are_refused(tmp_path: Path) -> None:
+    world = _copy(tmp_path, "stripe")
+    inv = world / "stripe" / "invoices.jsonl"
+
+    def lines_without_currency(rec: dict[str, Any]) -> None:
+        for line in rec["lines"]["data"]:
+            line.pop("currency", None)
+            (line.get("price") or {}).pop("currency", None)
+
+    _edit(inv, 1, lines_without_currency)
+    with pytest.raises(InputError, match=r"invoices\.jsonl:1: record in_1QAcmeInv0001: the stripe mapping cannot read "
+                                         r"it \(field unit_price: amount without a currency"):
+        read_world(world)
