@@ -163,11 +163,15 @@ def _paths_in(spec: Any, out: set[str]) -> None:
 
 
 def read_paths(obj_spec: Any) -> set[str]:
-    """Every path an object's mapping reads (its fields and its children's ``each``)."""
+    """Every path an object's mapping reads (its fields and its children's ``each``). ``ref_text`` is
+    left out: it is a bag of free text that reference discovery searches by value, not a key the
+    mapping reads as one, so a reference field under it is still worth proposing as a key."""
     out: set[str] = set()
     if not isinstance(obj_spec, dict):
         return out
-    for spec in (obj_spec.get("fields") or {}).values():
+    for name, spec in (obj_spec.get("fields") or {}).items():
+        if name == "ref_text":
+            continue
         _paths_in(spec, out)
     for key in ("when", "deleted_if"):
         if isinstance(obj_spec.get(key), dict):
