@@ -262,9 +262,11 @@ class _Planner:
         r = self.r
         conv = self.conv
         style = style or r.choice(conv.remittance)
-        if style == "none" and (len(invs) != 1 or amount != invs[0].total):
-            style = "exact"
-        if style == "order" and (len(invs) != 1 or invs[0].order is None):
+        if style == "none" and (len(invs) != 1 or amount != invs[0].total or any(
+                i is not invs[0] and i.customer is c and i.total == amount for i in self.co.invoices)):
+            style = "exact"  # name + amount alone would be truly ambiguous: this payer would write a reference
+        if style == "order" and (len(invs) != 1 or invs[0].order is None or sum(
+                1 for i in self.co.invoices if i.order is invs[0].order) != 1):
             style = "exact"
         ustrd, strd, e2e = (None, None, None) if style == "none" else self._remit_text(style, invs)
         cur = invs[0].currency if invs else c.currency
@@ -305,6 +307,10 @@ class _Planner:
         day = self._pay_day(inv)
         if inv.system == "stripe":
             self._stripe_payment(inv, inv.total, day)
+            return
+        if must:  # a planted chain: a later invoice may repeat this amount or order, so name the invoice
+            self._bank_payment(inv.customer, [inv], inv.total, day, style=self.r.choice(
+                [x for x in self.conv.remittance if x not in ("order", "none", "batch")] or ["exact"]))
             return
         if r.random() < 0.12 and (day - inv.invoice_date).days >= 2:  # two transfers that add up
             first = _q(inv.total * Decimal(r.choice(("0.3", "0.5", "0.6"))))
