@@ -80,8 +80,8 @@ class Score:
             getattr(self, name).update(getattr(other, name))
         for k, v in other.false_pos.items():
             self.false_pos[k].extend(v)
-        for k, v in other.missed.items():
-            self.missed[k].extend(v)
+        for code, misses in other.missed.items():
+            self.missed[code].extend(misses)
 
 
 def score(truth: Iterable[Planted], exceptions: Iterable[Reported]) -> Score:
@@ -134,7 +134,7 @@ def ours_world(directory: Path, chains: int, seed: int, breaks: bool) -> tuple[l
     from sandbox.world_writer import write_world
 
     erp = "tryton" if seed % 2 else "odoo"
-    world = generate(chains, seed=seed, erp=erp, **({} if breaks else {"rate": 0.0}))
+    world = generate(chains, seed=seed, erp=erp) if breaks else generate(chains, seed=seed, erp=erp, rate=0.0)
     write_world(world, directory, erp=erp)
     planted = []
     for code, keys in zip(world.truth["code"].to_list(), world.truth["keys"].to_list(), strict=True):
@@ -218,9 +218,9 @@ def report(s: Score, examples: int = 2) -> None:
     misses = sorted(s.missed.items(), key=lambda kv: -len(kv[1]))
     if misses:
         print("missed planted breaks by code:")
-    for c, items in misses:
-        print(f"  {c}: {len(items)}  e.g. " + "; ".join(
-            f"{p.note} [{', '.join(f'{a}/{b}' for a, b in sorted(p.records))}]" for p in items[:examples]))
+    for c, planted in misses:
+        print(f"  {c}: {len(planted)}  e.g. " + "; ".join(
+            f"{p.note} [{', '.join(f'{a}/{b}' for a, b in sorted(p.records))}]" for p in planted[:examples]))
 
 
 def main() -> None:

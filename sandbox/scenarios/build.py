@@ -113,14 +113,14 @@ class _Planner:
         while len(self.co.customers) < n:
             kind = r.random()
             if kind < 0.08:  # a Chinese customer, billed in USD; the CRM may hold the English name
-                city, word, trade, form = (r.choice(x) for x in (_CN_CITY, _CN_WORD, _CN_TRADE, _CN_FORM))
-                name = f"{city[0]}{word[0]}{trade[0]}{form[0]}"
+                cn = [r.choice(x) for x in (_CN_CITY, _CN_WORD, _CN_TRADE, _CN_FORM)]
+                name = "".join(x[0] for x in cn)
                 if name in self.used_names:
                     continue
                 self.used_names.add(name)
-                en = f"{city[1]} {word[1]} {trade[1]} {form[1]}"
+                en = " ".join(x[1] for x in cn)
                 c = self._new_customer(name, en if r.random() < 0.5 else name, "CN",
-                                       f"{word[1].lower()}{r.randint(1, 999)}.example.cn")
+                                       f"{cn[1][1].lower()}{r.randint(1, 999)}.example.cn")
                 c.payer_name = name  # Chinese banks send the registered legal name
                 continue
             word, trade = r.choice(_WORDS), r.choice(_TRADES)
@@ -532,8 +532,8 @@ def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(202
             for _ in range(per_code):
                 plan[next(it)] = code
     picker: Callable[[], Customer] = lambda: p.r.choice(p.co.customers)  # noqa: E731
-    for code in plan:
-        p.chain(picker(), code)
+    for planned in plan:
+        p.chain(picker(), planned)
     if breaks:
         p.customer_mismatches(max(1, round(chains * rate)))
     p.batches()

@@ -201,23 +201,23 @@ def tryton(co: Company, out: Path) -> None:
             continue
         iid = erp_id("invoice", int(inv.ident))
         lid = erp_id("invoice_line", int(inv.ident))
-        o = inv.order
+        so = inv.order
         invoices.append({
-            "id": iid, "number": inv.number, "reference": o.customer_po if o else None, "description": inv.memo,
+            "id": iid, "number": inv.number, "reference": so.customer_po if so else None, "description": inv.memo,
             "type": "out", "state": "posted", "invoice_date": _tdate(inv.invoice_date), "accounting_date": None,
             "company": 1, "party": erp_id("party", inv.customer.key), "currency.": cur(inv.currency),
             "payment_term": 1, "untaxed_amount": _dec(inv.total), "tax_amount": _dec(Decimal("0.00")),
             "total_amount": _dec(inv.total), "amount_to_pay": _dec(inv.total), "reconciled": None,
-            "origins": o.number if o else None, "sales": [erp_id("order", o.erp_id)] if o else [],
+            "origins": so.number if so else None, "sales": [erp_id("order", so.erp_id)] if so else [],
             "origin_invoices": [], "lines": [lid], "lines_to_pay": [iid * 10],
             "lines_to_pay.": [{"id": iid * 10, "maturity_date": _tdate(inv.due_date)}], "payment_lines": [],
             "reconciliation_lines": [], "move": iid, "create_date": _tdt(inv.invoice_date), "write_date": None})
         ilines.append({
             "id": lid, "invoice": iid, "sequence": 1, "type": "line", "product": 5,
-            "product.": {"id": 5, "code": o.product if o else "SRV-ADHOC"}, "description": inv.memo or "Services",
+            "product.": {"id": 5, "code": so.product if so else "SRV-ADHOC"}, "description": inv.memo or "Services",
             "quantity": 1.0, "unit.": {"id": 1, "name": "Unit"}, "unit_price": _dec(inv.total),
             "amount": _dec(inv.total), "taxes": [], "currency.": cur(inv.currency),
-            "origin": f"sale.line,{erp_id('order_line', o.line_id)}" if o else None,
+            "origin": f"sale.line,{erp_id('order_line', so.line_id)}" if so else None,
             "create_date": _tdt(inv.invoice_date), "write_date": None})
     base = out / "tryton"
     for name, rows in (("party.party", parties), ("sale.sale", sales), ("sale.line", slines),
@@ -269,23 +269,23 @@ def odoo(co: Company, out: Path) -> None:
         if inv.system != "odoo":
             continue
         mid, lid = erp_id("invoice", int(inv.ident)), erp_id("invoice_line", int(inv.ident))
-        o = inv.order
+        so = inv.order
         moves.append({
             "id": mid, "write_date": ts(inv.invoice_date), "create_date": ts(inv.invoice_date),
             "display_name": inv.number, "name": inv.number, "move_type": "out_invoice", "state": "posted",
             "payment_state": "not_paid", "partner_id": [erp_id("party", inv.customer.key), names[inv.customer.key]],
             "currency_id": cur(inv.currency), "invoice_date": inv.invoice_date.isoformat(),
-            "invoice_date_due": inv.due_date.isoformat(), "invoice_origin": o.number if o else False,
-            "ref": (o.customer_po if o else inv.memo) or False, "payment_reference": inv.number,
+            "invoice_date_due": inv.due_date.isoformat(), "invoice_origin": so.number if so else False,
+            "ref": (so.customer_po if so else inv.memo) or False, "payment_reference": inv.number,
             "amount_untaxed": inv.total, "amount_tax": Decimal("0.0"), "amount_total": inv.total,
             "amount_residual": inv.total, "invoice_line_ids": [lid], "reversed_entry_id": False})
         mlines.append({
             "id": lid, "write_date": ts(inv.invoice_date), "create_date": ts(inv.invoice_date),
-            "display_name": f"{inv.number} {o.product if o else 'Services'}", "move_id": [mid, inv.number],
-            "product_id": [5, o.product] if o else False, "name": o.product if o else (inv.memo or "Services"),
+            "display_name": f"{inv.number} {so.product if so else 'Services'}", "move_id": [mid, inv.number],
+            "product_id": [5, so.product] if so else False, "name": so.product if so else (inv.memo or "Services"),
             "quantity": Decimal("1.0"), "price_unit": inv.total, "discount": Decimal("0.0"),
             "price_subtotal": inv.total, "price_total": inv.total, "currency_id": cur(inv.currency),
-            "display_type": "product", "sale_line_ids": [erp_id("order_line", o.line_id)] if o else []})
+            "display_type": "product", "sale_line_ids": [erp_id("order_line", so.line_id)] if so else []})
     base = out / "odoo"
     for name, rows in (("res.partner", partners), ("sale.order", orders), ("sale.order.line", olines),
                        ("account.move", moves), ("account.move.line", mlines)):
