@@ -91,6 +91,7 @@ class _Planner:
         self.as_of = as_of
         self.erp = self.conv.erp
         self.used_names: set[str] = set()
+        self.used_bases: set[str] = set()  # trading names in use (group members and homonyms included)
         self.open_amounts: dict[int, set[Decimal]] = defaultdict(set)  # customer key -> open invoice totals
 
     # -- customers ------------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ class _Planner:
         k = self.ids.next("customer")
         tax = _tax_id(r, country)
         crm_tax = tax if r.random() < 0.75 else None
-        if crm_tax and r.random() < 0.3:  # typed with spaces / lower case, still the same id
+        if crm_tax and crm_tax[:2].isalpha() and r.random() < 0.3:  # typed with a space / lower case: same id
             crm_tax = crm_tax.lower() if r.random() < 0.5 else f"{crm_tax[:2]} {crm_tax[2:]}"
         payer = name if r.random() < 0.6 else name.upper()
         c = Customer(key=k, name=name, crm_name=crm_name, country=country, domain=domain, tax_id=tax,
@@ -129,9 +130,14 @@ class _Planner:
                 country = r.choice(("DE", "FR", "GB", "US"))
                 form = r.choice(_LEGAL[country])
                 names = [f"{word} {trade} {form}", f"{word} {trade2} {form}"]
-                if any(x in self.used_names for x in names):
+                if any(x in self.used_names for x in names) or f"{word} {trade}" in self.used_bases \
+                        or f"{word} {trade2}" in self.used_bases:
                     continue
+                self.used_bases.update((f"{word} {trade}", f"{word} {trade2}"))
                 domain = f"{word.lower().replace(' ', '')}-group.example"
+                if domain in self.used_bases:  # one group per group domain
+                    continue
+                self.used_bases.add(domain)
                 for nm in names:
                     self.used_names.add(nm)
                     self._new_customer(nm, nm, country, domain)
@@ -139,8 +145,9 @@ class _Planner:
             if kind < 0.19:  # homonyms: the same name in two countries, two companies
                 pair = r.choice((("DE", "AT"), ("GB", "US"), ("FR", "DE")))
                 base = f"{word} {trade}"
-                if any(f"{base} {c}" in self.used_names for c in pair):
+                if base in self.used_bases:
                     continue
+                self.used_bases.add(base)
                 for country in pair:
                     nm = f"{base} {_LEGAL[country][0]}"
                     self.used_names.add(f"{base} {country}")
@@ -148,14 +155,16 @@ class _Planner:
                 continue
             country = r.choice(("DE", "DE", "FR", "GB", "US", "US", "NL", "ES", "IT"))
             form = r.choice(_LEGAL[country])
-            name = f"{word} {trade} {form}"
-            if name in self.used_names:
-                name = f"{word} {trade} {r.choice(_WORDS)} {form}"
-                if name in self.used_names:
+            base = f"{word} {trade}"
+            if base in self.used_bases:  # one company per trading name (and so per web domain)
+                base = f"{word} {r.choice(_WORDS)} {trade}"
+                if base in self.used_bases:
                     continue
+            self.used_bases.add(base)
+            name = f"{base} {form}"
             self.used_names.add(name)
-            crm_name = name if r.random() < 0.7 else f"{word} {trade}"
-            self._new_customer(name, crm_name, country, f"{word.lower().replace(' ', '')}{trade.lower()}.example")
+            crm_name = name if r.random() < 0.7 else base
+            self._new_customer(name, crm_name, country, base.lower().replace(" ", "") + ".example")
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _amount(self) -> Decimal:
