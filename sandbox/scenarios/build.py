@@ -151,7 +151,7 @@ class _Planner:
                 for country in pair:
                     nm = f"{base} {_LEGAL[country][0]}"
                     self.used_names.add(f"{base} {country}")
-                    self._new_customer(nm, nm, country, f"{word.lower().replace(' ', '')}-{country.lower()}.example")
+                    self._new_customer(nm, nm, country, f"{base.lower().replace(' ', '')}-{country.lower()}.example")
                 continue
             country = r.choice(("DE", "DE", "FR", "GB", "US", "US", "NL", "ES", "IT"))
             form = r.choice(_LEGAL[country])
