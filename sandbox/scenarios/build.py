@@ -289,7 +289,8 @@ class _Planner:
             credited = credited - charges
         p = Payment(system="bank", ident=self._bank_ref(), customer=c, payer_name=c.payer_name, amount=credited,
                     currency=acct_cur, value_date=day, remittance=ustrd, structured_ref=strd, end_to_end=e2e,
-                    instructed=instructed, charges=charges, invoices=list(invs))
+                    instructed=instructed, charges=charges, invoices=list(invs),
+                    style=style + ("+fx" if acct_cur != cur else "") + ("+fee" if charges else ""))
         for inv in invs:
             inv.paid += inv.total if len(invs) > 1 else amount
         self.co.payments.append(p)

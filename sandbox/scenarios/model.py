@@ -159,6 +159,7 @@ class Payment:
     invoices: list[Invoice] = field(default_factory=list)  # what it pays (truth only)
     stripe_invoice: str | None = None  # charge.invoice
     fee: int = 0  # Stripe fee in minor units
+    style: str = ""  # how the payer wrote the remittance (diagnostics only)
 
 
 @dataclass
