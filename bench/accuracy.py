@@ -115,7 +115,10 @@ def score(truth: Iterable[Planted], exceptions: Iterable[Reported]) -> Score:
 
 
 # -- worlds ------------------------------------------------------------------------------------------------
-def scenarios_world(directory: Path, chains: int, seed: int, breaks: bool) -> tuple[list[Planted], str]:
+World = tuple[list[Planted], str, dict[str, str]]  # truth, description, record labels (diagnostics)
+
+
+def scenarios_world(directory: Path, chains: int, seed: int, breaks: bool) -> World:
     from sandbox.scenarios import make_world
 
     truth = make_world(directory, chains=chains, seed=seed, breaks=breaks)
@@ -126,10 +129,10 @@ def scenarios_world(directory: Path, chains: int, seed: int, breaks: bool) -> tu
             f"remittance={','.join(c['remittance'])} fx_share={c['fx_share']} fee_share={c['fee_share']}")
     planted = [Planted(b["code"], frozenset((r["system"], str(r["id"])) for r in b["records"]), b["note"],
                        tuple(b["tolerated"])) for b in truth["breaks"]]
-    return planted, desc
+    return planted, desc, truth.get("labels", {})
 
 
-def ours_world(directory: Path, chains: int, seed: int, breaks: bool) -> tuple[list[Planted], str]:
+def ours_world(directory: Path, chains: int, seed: int, breaks: bool) -> World:
     from sandbox.scenario import generate
     from sandbox.world_writer import write_world
 
@@ -140,7 +143,7 @@ def ours_world(directory: Path, chains: int, seed: int, breaks: bool) -> tuple[l
     for code, keys in zip(world.truth["code"].to_list(), world.truth["keys"].to_list(), strict=True):
         recs = frozenset((k.split(":", 2)[0], k.split(":", 2)[2]) for k in keys if k.count(":") >= 2)
         planted.append(Planted(code, recs, ",".join(keys)))
-    return planted, f"sandbox.scenario erp={erp}"
+    return planted, f"sandbox.scenario erp={erp}", {}
 
 
 # -- replay ------------------------------------------------------------------------------------------------
@@ -184,23 +187,32 @@ def replay(world: Path, work: Path, use_cli: bool) -> tuple[list[Reported], floa
     return out, secs, note
 
 
-def run_one(args: argparse.Namespace, seed: int) -> tuple[Score, str]:
+def run_one(args: argparse.Namespace, seed: int) -> tuple[Score, str, dict[str, str]]:
     with tempfile.TemporaryDirectory(prefix="ltc-accuracy-") as tmp:
         base = Path(args.keep) / f"seed{seed}" if args.keep else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         world = base / "world"
         t0 = time.perf_counter()
         make = scenarios_world if args.generator == "scenarios" else ours_world
-        truth, desc = make(world, args.chains, seed, args.breaks == "planted")
+        truth, desc, labels = make(world, args.chains, seed, args.breaks == "planted")
         gen_s = time.perf_counter() - t0
         exceptions, secs, note = replay(world, base, args.cli)
     print(f"seed {seed}: {desc}")
     print(f"seed {seed}: generate_s={gen_s:.1f} replay_s={secs:.1f} planted={len(truth)} reported={len(exceptions)}"
           + (f"  [{note}]" if note else ""))
-    return score(truth, exceptions), note
+    return score(truth, exceptions), note, labels
 
 
-def report(s: Score, examples: int = 2) -> None:
+def causes(items: list[Reported], labels: dict[str, str]) -> Counter[str]:
+    """False positives grouped by what the generator says their records are."""
+    out: Counter[str] = Counter()
+    for e in items:
+        found = sorted({labels[f"{a}/{b}"] for a, b in e.records if f"{a}/{b}" in labels})
+        out[" + ".join(found) or "(unlabelled records)"] += 1
+    return out
+
+
+def report(s: Score, examples: int = 2, labels: dict[str, str] | None = None) -> None:
     codes = sorted(set(s.planted) | set(s.reported))
     print(f"{'code':<22} {'found/planted':>14} {'correct/reported':>17} {'false_pos':>10}")
     for c in codes:
@@ -215,6 +227,9 @@ def report(s: Score, examples: int = 2) -> None:
         for e in items[:examples]:
             recs = ", ".join(f"{d.get('system')}/{d.get('object')}/{d.get('id')}" for d in e.detail[:4])
             print(f"    {e.fingerprint[:12]} {recs}")
+        if labels:
+            for label, n in causes(items, labels).most_common(4):
+                print(f"      {n:>6} x {label}")
     misses = sorted(s.missed.items(), key=lambda kv: -len(kv[1]))
     if misses:
         print("missed planted breaks by code:")
@@ -236,9 +251,11 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     total = Score()
     rows = []
+    all_labels: dict[str, str] = {}
     for seed in seeds:
-        s, note = run_one(args, seed)
-        report(s)
+        s, note, labels = run_one(args, seed)
+        all_labels.update(labels)
+        report(s, labels=labels)
         if len(seeds) > 1:
             print(f"seed {seed}: precision={s.precision:.4f} recall={s.recall:.4f}\n")
         rows.append((seed, s, note))
@@ -249,7 +266,7 @@ def main() -> None:
             print(f"{seed:>5} {sum(s.planted.values()):>8} {sum(s.reported.values()):>9} {sum(s.correct.values()):>8} "
                   f"{sum(s.found.values()):>6} {s.precision:>10.4f} {s.recall:>7.4f}" + ("  (" + note + ")" if note else ""))
         print("pooled over seeds:")
-        report(total)
+        report(total, labels=all_labels)
     print(f"precision={total.precision:.4f} recall={total.recall:.4f}")
 
 

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sandbox.scenarios.build import CODES, build
+from sandbox.scenarios.build import CODES, build, labels
 from sandbox.scenarios.model import Company, Conventions
 from sandbox.scenarios.render import write
 
@@ -30,6 +30,7 @@ def truth_of(co: Company) -> dict[str, Any]:
         "breaks": [{"code": b.code, "note": b.note, "tolerated": list(b.tolerated),
                     "records": [{"system": s, "object": o, "id": i} for s, o, i in b.records]}
                    for b in co.breaks],
+        "labels": labels(co),
     }
 
 
@@ -37,7 +38,7 @@ def make_world(directory: str | Path, *, chains: int, seed: int, breaks: bool = 
                as_of: date = date(2026, 10, 31)) -> dict[str, Any]:
     """Write the world into ``directory`` (created) and return its truth."""
     co = build(chains, seed, breaks=breaks, as_of=as_of)
-    write(co, Path(directory))
+    write(co, Path(directory))  # (sets the Stripe customer ids the labels use)
     return truth_of(co)
 
 

@@ -548,3 +548,48 @@ def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(202
         p.customer_mismatches(max(1, round(chains * rate)))
     p.batches()
     return p.co
+
+
+def labels(co: Company) -> dict[str, str]:
+    """``"system/source id"`` -> what kind of record this is and how its references are kept (diagnostics:
+    the bench groups false positives by it)."""
+    conv = co.conventions
+    out: dict[str, str] = {}
+    paid_by: dict[int, list[str]] = defaultdict(list)
+    for p in co.payments:
+        for inv in p.invoices:
+            paid_by[id(inv)].append(p.style or p.system)
+        label = (f"{p.system} payment, remittance {p.style or 'charge.invoice'}" if p.customer is not None
+                 else "bank payment from a non-customer")
+        if p.customer is not None and p.customer.country == "CN":
+            label += ", Chinese payer"
+        out[f"{p.system}/{p.ident}"] = label
+    for d in co.deals:
+        linked = [o for o in co.orders if o.deal is d] if d.stage == "won" else []
+        how = ("order names it in " + conv.erp_deal_place if linked and linked[0].deal_ref
+               else f"only CRM field {conv.crm_order_field}" if d.order_number_on_crm else "no order")
+        out[f"{conv.crm}/{d.crm_id}"] = f"{d.stage} deal, {how}"
+    for o in co.orders:
+        how = (f"deal ref in {conv.erp_deal_place}" if o.deal_ref else
+               f"deal only via CRM field {conv.crm_order_field}" if o.deal and o.deal.order_number_on_crm else
+               "no deal")
+        out[f"{conv.erp}/{erp_id('order', o.erp_id)}"] = f"order billed in {o.billing}, {how}"
+    for inv in co.invoices:
+        where = (f"order ref in {conv.stripe_order_place}"
+                 + (f" ({conv.stripe_order_key})" if conv.stripe_order_place == "metadata" else "")
+                 if inv.system == "stripe" else "order via ERP link")
+        if inv.order is None:
+            where = "no order"
+        paid = "+".join(sorted(set(paid_by.get(id(inv), [])))) or "unpaid"
+        key = inv.ident if inv.system == "stripe" else str(erp_id("invoice", int(inv.ident)))
+        out[f"{inv.system}/{key}"] = f"{inv.system} invoice, {where}, paid by {paid}"
+    for c in co.customers:
+        kind = "CN" if c.country == "CN" else c.country
+        shared = sum(1 for x in co.customers if x.domain == c.domain) > 1
+        homonym = sum(1 for x in co.customers if x.name == c.name) > 1
+        desc = f"customer {kind}" + (", shares its domain" if shared else "") + (", homonym" if homonym else "")
+        out[f"{conv.crm}/{c.crm_id}"] = desc
+        out[f"{conv.erp}/{erp_id('party', c.key)}"] = desc
+        if c.stripe_id:
+            out[f"stripe/{c.stripe_id}"] = desc
+    return out
