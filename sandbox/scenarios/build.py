@@ -448,14 +448,19 @@ class _Planner:
             inv.due_date = inv.invoice_date + timedelta(days=TERM_DAYS)
             self.plant(code, f"due {inv.due_date}, nothing paid", inv)
             return
+        if code in ("PAYMENT_MISMATCH", "AMBIGUOUS_MATCH") and inv.system == "stripe":
+            # a Stripe invoice is paid in full by its payment intent; short, over and unreferenced
+            # payments are bank transfers against an ERP invoice
+            self.co.invoices.remove(inv)
+            o.billing = "erp"
+            inv = self._invoice(c, o, inv_day, o.total, o.currency, self.erp)
         if code == "PAYMENT_MISMATCH":
             inv.invoice_date = max(o.order_date, self._days_ago(TERM_DAYS + 5, TERM_DAYS + 90))
             inv.due_date = inv.invoice_date + timedelta(days=TERM_DAYS)
             short = r.random() < 0.6
             amount = _q(inv.total * Decimal(r.choice(("0.4", "0.5", "0.7", "0.9") if short else ("1.05", "1.1"))))
             day = self._pay_day(inv)
-            p = (self._stripe_payment(inv, amount, day) if inv.system == "stripe"
-                 else self._bank_payment(c, [inv], amount, day, style="exact", allow_fee=False))
+            p = self._bank_payment(c, [inv], amount, day, style="exact", allow_fee=False)
             self.plant(code, f"{'short' if short else 'over'} payment {amount} of {inv.total}", inv, p)
             return
         if code == "OVER_INVOICED":
@@ -473,9 +478,6 @@ class _Planner:
                        tolerated=("OVER_INVOICED",))
             return
         if code == "AMBIGUOUS_MATCH":
-            if inv.system == "stripe":  # a card charge always names its invoice; make the twin a bank case
-                self.co.invoices.remove(inv)
-                inv = self._invoice(c, o, inv_day, o.total, o.currency, self.erp)
             d2 = self._deal(c, "won", d.close_date, d.currency)
             d2.amount = d.amount
             o2 = self._order(c, d2, o.order_date, o.total, o.currency, "erp")
