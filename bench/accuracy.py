@@ -137,7 +137,10 @@ def ours_world(directory: Path, chains: int, seed: int, breaks: bool) -> World:
     from sandbox.world_writer import write_world
 
     erp = "tryton" if seed % 2 else "odoo"
-    world = generate(chains, seed=seed, erp=erp) if breaks else generate(chains, seed=seed, erp=erp, rate=0.0)
+    if not breaks:
+        raise SystemExit("--breaks none: sandbox.scenario always plants at least one break per code; "
+                         "use --generator scenarios")
+    world = generate(chains, seed=seed, erp=erp)
     write_world(world, directory, erp=erp)
     planted = []
     for code, keys in zip(world.truth["code"].to_list(), world.truth["keys"].to_list(), strict=True):
