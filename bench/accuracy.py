@@ -53,6 +53,7 @@ class Reported:
     records: frozenset[Rec]
     fingerprint: str = ""
     detail: list[dict[str, Any]] = field(default_factory=list)
+    labels: tuple[str, ...] = ()  # what the generator says its records are (diagnostics)
 
 
 @dataclass
@@ -190,7 +191,7 @@ def replay(world: Path, work: Path, use_cli: bool) -> tuple[list[Reported], floa
     return out, secs, note
 
 
-def run_one(args: argparse.Namespace, seed: int) -> tuple[Score, str, dict[str, str]]:
+def run_one(args: argparse.Namespace, seed: int) -> tuple[Score, str, bool]:
     with tempfile.TemporaryDirectory(prefix="ltc-accuracy-") as tmp:
         base = Path(args.keep) / f"seed{seed}" if args.keep else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -203,19 +204,17 @@ def run_one(args: argparse.Namespace, seed: int) -> tuple[Score, str, dict[str, 
     print(f"seed {seed}: {desc}")
     print(f"seed {seed}: generate_s={gen_s:.1f} replay_s={secs:.1f} planted={len(truth)} reported={len(exceptions)}"
           + (f"  [{note}]" if note else ""))
-    return score(truth, exceptions), note, labels
+    for e in exceptions:
+        e.labels = tuple(sorted({labels[f"{a}/{b}"] for a, b in e.records if f"{a}/{b}" in labels}))
+    return score(truth, exceptions), note, bool(labels)
 
 
-def causes(items: list[Reported], labels: dict[str, str]) -> Counter[str]:
+def causes(items: list[Reported]) -> Counter[str]:
     """False positives grouped by what the generator says their records are."""
-    out: Counter[str] = Counter()
-    for e in items:
-        found = sorted({labels[f"{a}/{b}"] for a, b in e.records if f"{a}/{b}" in labels})
-        out[" + ".join(found) or "(unlabelled records)"] += 1
-    return out
+    return Counter(" + ".join(e.labels) or "(unlabelled records)" for e in items)
 
 
-def report(s: Score, examples: int = 2, labels: dict[str, str] | None = None) -> None:
+def report(s: Score, examples: int = 2, labels: bool = False) -> None:
     codes = sorted(set(s.planted) | set(s.reported))
     print(f"{'code':<22} {'found/planted':>14} {'correct/reported':>17} {'false_pos':>10}")
     for c in codes:
@@ -231,7 +230,7 @@ def report(s: Score, examples: int = 2, labels: dict[str, str] | None = None) ->
             recs = ", ".join(f"{d.get('system')}/{d.get('object')}/{d.get('id')}" for d in e.detail[:4])
             print(f"    {e.fingerprint[:12]} {recs}")
         if labels:
-            for label, n in causes(items, labels).most_common(4):
+            for label, n in causes(items).most_common(4):
                 print(f"      {n:>6} x {label}")
     misses = sorted(s.missed.items(), key=lambda kv: -len(kv[1]))
     if misses:
@@ -254,10 +253,8 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     total = Score()
     rows = []
-    all_labels: dict[str, str] = {}
     for seed in seeds:
         s, note, labels = run_one(args, seed)
-        all_labels.update(labels)
         report(s, labels=labels)
         if len(seeds) > 1:
             print(f"seed {seed}: precision={s.precision:.4f} recall={s.recall:.4f}\n")
@@ -269,7 +266,7 @@ def main() -> None:
             print(f"{seed:>5} {sum(s.planted.values()):>8} {sum(s.reported.values()):>9} {sum(s.correct.values()):>8} "
                   f"{sum(s.found.values()):>6} {s.precision:>10.4f} {s.recall:>7.4f}" + ("  (" + note + ")" if note else ""))
         print("pooled over seeds:")
-        report(total, labels=all_labels)
+        report(total, labels=args.generator == "scenarios")
     print(f"precision={total.precision:.4f} recall={total.recall:.4f}")
 
 
