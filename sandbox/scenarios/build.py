@@ -287,6 +287,14 @@ class _Planner:
             charges = Decimal(r.choice(("7.50", "12.00", "15.00", "25.00")))
             instructed = instructed or (amount, cur)
             credited = credited - charges
+        if conv.cash == "erp":  # booked in the ERP against the invoice(s) it pays: no remittance, no bank line
+            p = Payment(system=self.erp, ident=str(erp_id("payment", self.ids.next("erp_payment"))), customer=c,
+                        payer_name=c.name, amount=amount, currency=cur, value_date=day, invoices=list(invs),
+                        style="erp payment")
+            for inv in invs:
+                inv.paid += inv.total if len(invs) > 1 else amount
+            self.co.payments.append(p)
+            return p
         p = Payment(system="bank", ident=self._bank_ref(), customer=c, payer_name=c.payer_name, amount=credited,
                     currency=acct_cur, value_date=day, remittance=ustrd, structured_ref=strd, end_to_end=e2e,
                     instructed=instructed, charges=charges, invoices=list(invs),
@@ -348,7 +356,9 @@ class _Planner:
                     out.append((self.erp, "account.invoice" if self.erp == "tryton" else "account.move",
                                 self._erp_id("invoice", int(o.ident))))
             elif isinstance(o, Payment):
-                out.append((o.system, "charges" if o.system == "stripe" else "camt053", o.ident))
+                obj = {"stripe": "charges", "bank": "camt053", "tryton": "account.move.line",
+                       "odoo": "account.payment"}[o.system]
+                out.append((o.system, obj, o.ident))
         return out
 
     def party_ref(self, c: Customer) -> tuple[str, str, str]:
@@ -379,6 +389,13 @@ class _Planner:
             inv.memo = r.choice(("Consulting, ad hoc", "Extra services", None))
             self._settle(inv, must=True)
             self.plant(code, "invoice raised by hand, no order behind it", inv)
+            return
+        if code == "UNAPPLIED_PAYMENT" and conv.cash == "erp":  # a receipt booked to the party, no invoice
+            p = Payment(system=self.erp, ident=str(erp_id("payment", self.ids.next("erp_payment"))), customer=c,
+                        payer_name=c.name, amount=self._amount(), currency=c.currency, value_date=self._days_ago(1, 90),
+                        style="erp payment, no invoice")
+            self.co.payments.append(p)
+            self.plant(code, "receipt booked to the customer, no invoice it pays", p)
             return
         if code == "UNAPPLIED_PAYMENT":
             p = Payment(system="bank", ident=self._bank_ref(), customer=None, payer_name=r.choice(_UNKNOWN_PAYERS),
@@ -492,7 +509,7 @@ class _Planner:
 
     def batches(self) -> None:
         """Some customers pay two of their open invoices with one transfer ("INV 10023 + 10024")."""
-        if "batch" not in self.conv.remittance:
+        if "batch" not in self.conv.remittance or self.conv.cash == "erp":
             return
         by_customer: dict[int, list[Invoice]] = defaultdict(list)
         for inv in self.co.invoices:
@@ -524,7 +541,7 @@ class _Planner:
 def erp_id(kind: str, n: int) -> int:
     """ERP integer ids: one range per model so that a record is recognisable from its id alone."""
     return {"party": 1_000, "order": 100_000, "order_line": 200_000, "invoice": 300_000,
-            "invoice_line": 400_000}[kind] + n
+            "invoice_line": 400_000, "payment": 500_000}[kind] + n
 
 
 def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(2026, 10, 31),

@@ -53,6 +53,7 @@ class Conventions:
     remittance: tuple[str, ...]  # styles this company's customers use, most common first
     fx_share: float  # share of foreign-currency invoices paid into the home-currency account
     fee_share: float  # share of transfers that arrive with the sender's bank charges deducted
+    cash: str = "bank"  # where customer cash is seen: bank (camt.053) | erp (payments booked on invoices)
 
     @classmethod
     def draw(cls, seed: int) -> Conventions:
@@ -61,7 +62,7 @@ class Conventions:
         erp = r.choice(("tryton", "odoo"))
         styles = list(REMITTANCE_STYLES)
         r.shuffle(styles)
-        return cls(
+        kw = dict(
             crm=crm, erp=erp,
             reporting_currency=r.choice(("EUR", "USD")),
             stripe_share=r.choice((0.0, 0.2, 0.35, 0.5)),
@@ -79,6 +80,7 @@ class Conventions:
             fx_share=r.choice((0.0, 0.3, 0.6)),
             fee_share=r.choice((0.0, 0.1, 0.25)),
         )
+        return cls(**kw, cash="erp" if r.random() < 0.3 else "bank")  # type: ignore[arg-type]
 
 
 @dataclass

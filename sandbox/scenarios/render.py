@@ -148,6 +148,21 @@ def _invoices_of(co: Company) -> dict[int, list[Invoice]]:
     return by_order
 
 
+def _erp_payments(co: Company) -> tuple[list[Payment], dict[int, list[Payment]]]:
+    """The payments booked in the ERP (cash convention ``erp``), and per invoice the ones that pay it."""
+    pays = [p for p in co.payments if p.system == co.conventions.erp]
+    by_inv: dict[int, list[Payment]] = defaultdict(list)
+    for p in pays:
+        for inv in p.invoices:
+            by_inv[id(inv)].append(p)
+    return pays, by_inv
+
+
+def _residual(inv: Invoice, pays: list[Payment]) -> Decimal:
+    paid = sum((p.amount if len(p.invoices) == 1 else inv.total for p in pays), Decimal(0))
+    return max(inv.total - paid, Decimal("0.00"))
+
+
 def _order_texts(co: Company, o: Order) -> tuple[str | None, str | None]:
     """(reference field, description field) as this company fills them."""
     place = co.conventions.erp_deal_place
@@ -165,6 +180,8 @@ def tryton(co: Company, out: Path) -> None:
 
     def cur(code: str) -> dict[str, Any]:
         return {"id": _CURRENCY_IDS[code], "code": code}
+
+    erp_pays, erp_by_inv = _erp_payments(co)
 
     for c in co.customers:
         pid = erp_id("party", c.key)
@@ -202,16 +219,20 @@ def tryton(co: Company, out: Path) -> None:
         iid = erp_id("invoice", int(inv.ident))
         lid = erp_id("invoice_line", int(inv.ident))
         so = inv.order
+        paid_by = erp_by_inv.get(id(inv), [])
+        residual = _residual(inv, paid_by)
         invoices.append({
             "id": iid, "number": inv.number, "reference": so.customer_po if so else None, "description": inv.memo,
-            "type": "out", "state": "posted", "invoice_date": _tdate(inv.invoice_date), "accounting_date": None,
-            "company": 1, "party": erp_id("party", inv.customer.key), "currency.": cur(inv.currency),
-            "payment_term": 1, "untaxed_amount": _dec(inv.total), "tax_amount": _dec(Decimal("0.00")),
-            "total_amount": _dec(inv.total), "amount_to_pay": _dec(inv.total), "reconciled": None,
+            "type": "out", "state": "paid" if residual == 0 else "posted", "invoice_date": _tdate(inv.invoice_date),
+            "accounting_date": None, "company": 1, "party": erp_id("party", inv.customer.key),
+            "currency.": cur(inv.currency), "payment_term": 1, "untaxed_amount": _dec(inv.total),
+            "tax_amount": _dec(Decimal("0.00")), "total_amount": _dec(inv.total), "amount_to_pay": _dec(residual),
+            "reconciled": _tdate(max(p.value_date for p in paid_by)) if residual == 0 and paid_by else None,
             "origins": so.number if so else None, "sales": [erp_id("order", so.erp_id)] if so else [],
             "origin_invoices": [], "lines": [lid], "lines_to_pay": [iid * 10],
-            "lines_to_pay.": [{"id": iid * 10, "maturity_date": _tdate(inv.due_date)}], "payment_lines": [],
-            "reconciliation_lines": [], "move": iid, "create_date": _tdt(inv.invoice_date), "write_date": None})
+            "lines_to_pay.": [{"id": iid * 10, "maturity_date": _tdate(inv.due_date)}],
+            "payment_lines": [int(p.ident) for p in paid_by],
+            "reconciliation_lines": [int(p.ident) for p in paid_by] if residual == 0 else [], "move": iid, "create_date": _tdt(inv.invoice_date), "write_date": None})
         ilines.append({
             "id": lid, "invoice": iid, "sequence": 1, "type": "line", "product": 5,
             "product.": {"id": 5, "code": so.product if so else "SRV-ADHOC"}, "description": inv.memo or "Services",
@@ -219,7 +240,24 @@ def tryton(co: Company, out: Path) -> None:
             "amount": _dec(inv.total), "taxes": [], "currency.": cur(inv.currency),
             "origin": f"sale.line,{erp_id('order_line', so.line_id)}" if so else None,
             "create_date": _tdt(inv.invoice_date), "write_date": None})
+    moves = []
+    for p in erp_pays:
+        inv0 = p.invoices[0] if p.invoices else None
+        moves.append({
+            "id": int(p.ident), "move": int(p.ident), "move.": {"id": int(p.ident), "number": f"CASH-{p.ident}",
+                                                             "journal.": {"id": 4, "type": "cash"}},
+            "date": _tdate(p.value_date), "debit": _dec(Decimal("0.00")), "credit": _dec(p.amount),
+            "currency.": cur(p.currency), "amount_second_currency": None, "second_currency.": None,
+            "party": erp_id("party", p.customer.key) if p.customer else None,
+            "account.": {"id": 9, "code": "1100", "type.": {"id": 3, "receivable": True}},
+            "description": inv0.number if inv0 else None, "move_description_used": "Customer payment",
+            "move_origin": None, "invoice_payment": erp_id("invoice", int(inv0.ident)) if inv0 else None,
+            "invoice_payment.": ({"id": erp_id("invoice", int(inv0.ident)), "number": inv0.number} if inv0 else None),
+            "reconciliation": None, "maturity_date": None, "state": "valid", "move_state": "posted",
+            "create_date": _tdt(p.value_date, 11), "write_date": None})
     base = out / "tryton"
+    if moves:
+        _write(base / "account.move.line.jsonl", moves)
     for name, rows in (("party.party", parties), ("sale.sale", sales), ("sale.line", slines),
                        ("account.invoice", invoices), ("account.invoice.line", ilines)):
         _write(base / f"{name}.jsonl", rows)
@@ -236,6 +274,7 @@ def odoo(co: Company, out: Path) -> None:
         return [_CURRENCY_IDS[code], code]
 
     names = {c.key: c.name for c in co.customers}
+    erp_pays, erp_by_inv = _erp_payments(co)
     for c in co.customers:
         pid = erp_id("party", c.key)
         day = _first_day(co, c)
@@ -270,15 +309,17 @@ def odoo(co: Company, out: Path) -> None:
             continue
         mid, lid = erp_id("invoice", int(inv.ident)), erp_id("invoice_line", int(inv.ident))
         so = inv.order
+        residual = _residual(inv, erp_by_inv.get(id(inv), []))
         moves.append({
             "id": mid, "write_date": ts(inv.invoice_date), "create_date": ts(inv.invoice_date),
             "display_name": inv.number, "name": inv.number, "move_type": "out_invoice", "state": "posted",
-            "payment_state": "not_paid", "partner_id": [erp_id("party", inv.customer.key), names[inv.customer.key]],
+            "payment_state": ("not_paid" if residual == inv.total else "paid" if residual == 0 else "partial"),
+            "partner_id": [erp_id("party", inv.customer.key), names[inv.customer.key]],
             "currency_id": cur(inv.currency), "invoice_date": inv.invoice_date.isoformat(),
             "invoice_date_due": inv.due_date.isoformat(), "invoice_origin": so.number if so else False,
             "ref": (so.customer_po if so else inv.memo) or False, "payment_reference": inv.number,
             "amount_untaxed": inv.total, "amount_tax": Decimal("0.0"), "amount_total": inv.total,
-            "amount_residual": inv.total, "invoice_line_ids": [lid], "reversed_entry_id": False})
+            "amount_residual": residual, "invoice_line_ids": [lid], "reversed_entry_id": False})
         mlines.append({
             "id": lid, "write_date": ts(inv.invoice_date), "create_date": ts(inv.invoice_date),
             "display_name": f"{inv.number} {so.product if so else 'Services'}", "move_id": [mid, inv.number],
@@ -286,7 +327,20 @@ def odoo(co: Company, out: Path) -> None:
             "quantity": Decimal("1.0"), "price_unit": inv.total, "discount": Decimal("0.0"),
             "price_subtotal": inv.total, "price_total": inv.total, "currency_id": cur(inv.currency),
             "display_type": "product", "sale_line_ids": [erp_id("order_line", so.line_id)] if so else []})
+    payments = []
+    for p in erp_pays:
+        pid = int(p.ident)
+        name = f"PBNK1/2026/{pid % 100000:05d}"
+        payments.append({
+            "id": pid, "write_date": ts(p.value_date, 11), "create_date": ts(p.value_date, 11), "display_name": name,
+            "name": name, "partner_id": ([erp_id("party", p.customer.key), names[p.customer.key]] if p.customer
+                                         else False),
+            "amount": p.amount, "currency_id": cur(p.currency), "date": p.value_date.isoformat(),
+            "payment_type": "inbound", "partner_type": "customer", "state": "paid", "move_id": [pid, name],
+            "reconciled_invoice_ids": [erp_id("invoice", int(i.ident)) for i in p.invoices]})
     base = out / "odoo"
+    if payments:
+        _write(base / "account.payment.jsonl", payments)
     for name, rows in (("res.partner", partners), ("sale.order", orders), ("sale.order.line", olines),
                        ("account.move", moves), ("account.move.line", mlines)):
         _write(base / f"{name}.jsonl", rows)
@@ -412,7 +466,8 @@ def bank(co: Company, out: Path) -> int:
         if p.system == "bank":
             groups[(p.currency, p.value_date.strftime("%Y-%m"))].append(p)
     folder = out / "bank"
-    folder.mkdir(parents=True, exist_ok=True)
+    if groups:
+        folder.mkdir(parents=True, exist_ok=True)
     for (currency, month), pays in sorted(groups.items()):
         pays.sort(key=lambda p: (p.value_date, p.ident))
         first = date.fromisoformat(f"{month}-01")

@@ -14,7 +14,7 @@ import pytest
 from sandbox.scenarios import CODES, make_world
 from sandbox.world import read_world
 
-SEEDS = (1, 2, 3, 4, 5, 6)
+SEEDS = (1, 2, 3, 4, 5, 6, 14)  # 3 and 14: cash booked in the ERP (Tryton, Odoo)
 
 
 def _ids(world_dir: Path) -> set[tuple[str, str, str]]:
@@ -34,7 +34,8 @@ def _ids(world_dir: Path) -> set[tuple[str, str, str]]:
 _OBJECT_FILE = {"Opportunity": "Opportunity", "Account": "Account", "deals": "deals", "companies": "companies",
                 "sale.sale": "sale.sale", "sale.order": "sale.order", "account.invoice": "account.invoice",
                 "account.move": "account.move", "party.party": "party.party", "res.partner": "res.partner",
-                "invoices": "invoices", "charges": "charges", "camt053": "camt053"}
+                "invoices": "invoices", "charges": "charges", "camt053": "camt053",
+                "account.move.line": "account.move.line", "account.payment": "account.payment"}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -99,3 +100,18 @@ def test_same_seed_same_world(tmp_path: Path) -> None:
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     make_world(tmp_path / "c", chains=80, seed=10)
     assert digest(tmp_path / "a") != digest(tmp_path / "c")
+
+
+@pytest.mark.parametrize(("seed", "obj", "link"), [(3, "account.move.line", "invoice_payment"),
+                                                   (14, "account.payment", "reconciled_invoice_ids")])
+def test_cash_booked_in_the_erp_names_its_invoice_by_id(tmp_path: Path, seed: int, obj: str, link: str) -> None:
+    truth = make_world(tmp_path / "w", chains=150, seed=seed)
+    erp = truth["conventions"]["erp"]
+    assert truth["conventions"]["cash"] == "erp"
+    w = read_world(tmp_path / "w")
+    invoices = {r["id"] for r in w.records[erp]["account.invoice" if erp == "tryton" else "account.move"]}
+    pays = w.records[erp][obj]
+    linked = [r[link] for r in pays if r[link]]
+    assert len(linked) > len(pays) // 2
+    for ref in linked:
+        assert all(i in invoices for i in (ref if isinstance(ref, list) else [ref]))
