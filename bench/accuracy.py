@@ -127,7 +127,8 @@ def scenarios_world(directory: Path, chains: int, seed: int, breaks: bool) -> Wo
     desc = (f"crm={c['crm']} erp={c['erp']} stripe_share={c['stripe_share']} stripe_keys="
             f"{c['stripe_deal_key']}/{c['stripe_order_key']}@{c['stripe_order_place']} tax_field={c['crm_tax_field']} "
             f"crm_order_field={c['crm_order_field']} erp_deal_place={c['erp_deal_place']} "
-            f"remittance={','.join(c['remittance'])} fx_share={c['fx_share']} fee_share={c['fee_share']}")
+            f"remittance={','.join(c['remittance'])} fx_share={c['fx_share']} fee_share={c['fee_share']} "
+            f"cash={c.get('cash', 'bank')}")
     planted = [Planted(b["code"], frozenset((r["system"], str(r["id"])) for r in b["records"]), b["note"],
                        tuple(b["tolerated"])) for b in truth["breaks"]]
     return planted, desc, truth.get("labels", {})
