@@ -12,6 +12,7 @@ and group companies sharing one web domain (different legal entities, different 
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -204,7 +205,7 @@ class _Planner:
                 if conv.crm_order_field is not None and self.r.random() < 0.5:
                     deal.order_number_on_crm = number
         o = Order(erp_id=n, number=number, customer=c, deal=deal, order_date=when, currency=currency, total=total,
-                  deal_ref=deal_ref, customer_po=f"PO-{self.r.randint(1000, 99999)}", billing=billing,
+                  deal_ref=deal_ref, customer_po=f"PO-{self.r.randint(1000, 9999)}", billing=billing,
                   product=self.r.choice(("LIC-STD", "SRV-IMPL", "HW-T2", "SUP-GOLD")))
         o.line_id = n
         self.co.orders.append(o)
@@ -250,8 +251,11 @@ class _Planner:
             return " ".join(nums), None, e2e
         if style == "prefix":
             return r.choice(("Invoice ", "Rechnung ", "Facture n° ", "RE: ", "Inv. ")) + ", ".join(nums), None, e2e
-        if style == "digits":
-            digits = ["".join(ch for ch in x if ch.isdigit()).lstrip("0").removeprefix("2026") or x for x in nums]
+        if style == "digits":  # the invoice's own sequence part, as people copy it from the PDF
+            if self.erp == "odoo":  # INV/2026/00072 -> 2026/00072 (00072 alone would also be order S00072)
+                digits = [re.sub(r"^\D+", "", x) for x in nums]
+            else:  # INV-2026-10072, RE202610072, F10072 -> 10072
+                digits = [x[-5:] if x[-5:].isdigit() else x for x in nums]
             return r.choice(("RE: ", "Inv ", "")) + " + ".join(digits), None, e2e
         if style == "order" and len(invs) == 1 and invs[0].order is not None:
             return f"payment for order {invs[0].order.number}", None, e2e
