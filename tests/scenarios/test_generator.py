@@ -40,7 +40,7 @@ _OBJECT_FILE = {"Opportunity": "Opportunity", "Account": "Account", "deals": "de
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_world_reads_and_truth_records_exist(tmp_path: Path, seed: int) -> None:
-    truth = make_world(tmp_path / "w", chains=150, seed=seed)
+    truth = make_world(tmp_path / "w", chains=100, seed=seed)
     assert not list(tmp_path.joinpath("w").glob("*.json")), "the truth must not be inside the world directory"
     ids = _ids(tmp_path / "w")
     assert truth["breaks"]
@@ -82,7 +82,7 @@ def test_conventions_vary_by_seed_and_show_in_the_files(tmp_path: Path) -> None:
 
 
 def test_no_breaks_means_an_empty_truth_and_a_readable_world(tmp_path: Path) -> None:
-    truth = make_world(tmp_path / "w", chains=150, seed=4, breaks=False)
+    truth = make_world(tmp_path / "w", chains=100, seed=4, breaks=False)
     assert truth["breaks"] == []
     read_world(tmp_path / "w")
 
@@ -105,7 +105,7 @@ def test_same_seed_same_world(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("seed", "obj", "link"), [(3, "account.move.line", "invoice_payment"),
                                                    (14, "account.payment", "reconciled_invoice_ids")])
 def test_cash_booked_in_the_erp_names_its_invoice_by_id(tmp_path: Path, seed: int, obj: str, link: str) -> None:
-    truth = make_world(tmp_path / "w", chains=150, seed=seed)
+    truth = make_world(tmp_path / "w", chains=100, seed=seed)
     erp = truth["conventions"]["erp"]
     assert truth["conventions"]["cash"] == "erp"
     w = read_world(tmp_path / "w")
