@@ -37,6 +37,7 @@ import polars as pl
 
 from canonical.errors import LtcError
 from reconcile.codes import BASE_SEVERITY, fingerprint
+from reconcile import stages_delivery, stages_quote
 from reconcile.frames import MONEY, RATE, Frames, days
 
 ZERO = Decimal(0)
@@ -61,6 +62,8 @@ class Settings:
     fx_tolerance_rel: Decimal = Decimal("0.02")
     grace_days_won_not_ordered: int = 7
     grace_days_ordered_not_invoiced: int = 30
+    grace_days_delivered_not_invoiced: int = 7
+    grace_days_invoiced_not_delivered: int = 7
     max_subset_invoices: int = 6
     subset_pool_max: int = 14
     order_match_window_days: int = 120
@@ -404,6 +407,11 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     dup_ids = dgroups.select(pl.col("ids").list.slice(1).alias("id")).explode("id")
     inv = inv.with_columns(pl.col("id").is_in(dup_ids["id"].implode()).alias("is_dup"))
     targets = inv.filter(pl.col("active") & ~pl.col("is_credit") & ~pl.col("is_dup"))
+    # quotes, contracts, deliveries (reconcile/stages_*.py)
+    stage_ex, stage_links = stages_quote.check(fr.quote, fr.quote_line, fr.contract, deal, fr.deal_line, order, s)
+    del_ex, del_links = stages_delivery.check(fr.delivery, order, inv, s, as_of)
+    ex_parts += stage_ex + del_ex
+    link_parts += stage_links + del_links
 
     clock("invoices")
     # 4. credit notes over their order's (or chain's) invoices --------------------------------------
@@ -801,6 +809,8 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         pl.col("id").alias("chain_id"), "owner", "currency", "amount", "close_date", "n_orders",
     ).join(ib.group_by("chain_id").agg(pl.col("total").sum().alias("invoiced"), pl.col("paid").sum().alias("paid"),
                                        pl.col("open_amount").sum().alias("open_ar")), on="chain_id", how="left")
+    chains = chains.join(stages_quote.chain_columns(fr.quote, fr.contract, stage_links), on="chain_id", how="left").join(
+        stages_delivery.chain_columns(del_links, fr.delivery), on="chain_id", how="left")
     totals = _conservation(fr, inv, targets, credits, credit_applied, act_pay, pbal, alloc, ib, exceptions, states)
     clock("conservation")
     # Row order of the frames is unspecified (content is order-independent); exceptions are sorted.
@@ -869,7 +879,10 @@ def _finish_exceptions(parts: list[pl.DataFrame], deal: pl.DataFrame, cluster_ow
     sev = (pl.when(pl.col("code") == "INVOICE_OVERDUE").then(
         pl.col("bucket").replace_strict({"1-30": "low", "31-60": "medium", "61-90": "high", "90+": "critical"},
                                         default="medium"))
-        .when(big.fill_null(False)).then(pl.lit("critical")).otherwise(base))
+        .when(big.fill_null(False)).then(pl.lit("critical"))
+        .when(pl.col("code") == "INVOICED_NOT_DELIVERED").then(
+            stages_delivery.severity(pl.col("amount_reporting"), pl.col("amount")))
+        .otherwise(base))
     ex = ex.with_columns(sev.alias("severity"), pl.col("keys").list.sort(), pl.col("records").list.unique().list.sort())
     fps = [fingerprint(c, k) for c, k in ex.select("code", "keys").iter_rows()]
     ex = ex.with_columns(pl.Series("fingerprint", fps, dtype=pl.String))

@@ -39,12 +39,15 @@ PLANTED = (
     "WON_NOT_ORDERED", "ORDER_WITHOUT_DEAL", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "LINE_MISMATCH",
     "ORDERED_NOT_INVOICED", "OVER_INVOICED", "INVOICE_WITHOUT_ORDER", "DUPLICATE_INVOICE", "INVOICE_OVERDUE",
     "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "AMBIGUOUS_MATCH", "STAGE_CONFLICT", "CUSTOMER_MISMATCH",
+    "QUOTE_MISMATCH", "CONTRACT_MISMATCH", "DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED",
 )
 _MONEY_COLS = {"amount", "unit_price", "untaxed", "tax", "total", "fee", "quantity"}
 # Tryton ids are integers: an invoice is ``chain * 10 + slot`` (instalments 1 and 2, then the planted extras)
 _INVOICE_SLOT = {"O": 3, "W": 4, "D": 5, "C": 6}
 _TABLE_ENTITY = {"deal": "deal", "deal_line": "deal_line", "order": "order", "order_line": "order_line",
-                 "invoice": "invoice", "payment": "payment", "account": "account", "lead": "lead"}
+                 "invoice": "invoice", "payment": "payment", "account": "account", "lead": "lead",
+                 "quote": "quote", "quote_line": "quote_line", "contract": "contract", "delivery": "delivery",
+                 "delivery_line": "delivery_line"}
 
 
 @dataclass
@@ -87,6 +90,8 @@ class World:
         now = datetime.now(UTC)
         frames: dict[Any, pl.DataFrame] = {}
         for name, entity in _TABLE_ENTITY.items():
+            if name not in self.tables:  # a world saved before the table existed
+                continue
             df = self.tables[name]
             sid = pl.col("id").str.splitn(":", 3)
             frames[ct.table_for(entity)] = df.with_columns(
@@ -152,6 +157,10 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     for code in ("AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "LINE_MISMATCH", "OVER_INVOICED", "STAGE_CONFLICT",
                  "ORDER_WITHOUT_DEAL", "INVOICE_WITHOUT_ORDER", "UNAPPLIED_PAYMENT"):
         plant[code] = take(settled, m)
+    for code in ("QUOTE_MISMATCH", "CONTRACT_MISMATCH", "INVOICED_NOT_DELIVERED"):
+        plant[code] = take(settled, m)
+    # ordered 9..30 days ago (not yet ORDERED_NOT_INVOICED), shipped on the order date, never invoiced
+    plant["DELIVERED_NOT_INVOICED"] = take(perm[(close[perm] >= asof_ord - 25) & (close[perm] <= asof_ord - 14)], m)
     planted = np.zeros(n, dtype=bool)
     planted[list(used)] = True
 
@@ -284,7 +293,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     ).with_columns(pl.col("untaxed_c").alias("total_c"))
 
     # -- invoices -----------------------------------------------------------------------------------
-    no_inv = set(plant["ORDERED_NOT_INVOICED"].tolist())
+    no_inv = set(plant["ORDERED_NOT_INVOICED"].tolist()) | set(plant["DELIVERED_NOT_INVOICED"].tolist())
     io = orders.filter(~pl.col("ci").is_in(list(no_inv)))
     io = io.with_columns(
         (pl.col("od") + pl.Series(rng.integers(0, 4, io.height))).alias("issue"),
@@ -449,6 +458,68 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         pl.Series(owners[rng.integers(0, 12, n_leads)]).alias("owner"),
     )
 
+    # -- quotes, contracts, deliveries (drawn last: the rest of the world does not move) ---------------
+    qdf = chains.select("ci", "ccy", pl.Series(deal_amount_c).alias("amt"), "close", "owner")
+    q_bad = plant["QUOTE_MISMATCH"].tolist()
+    quotes = qdf.select(
+        pl.format("salesforce:quote:0Q0{}", _pad("ci", 12)).alias("id"),
+        pl.format("Q-{}", _pad("ci", 8)).alias("number"),
+        pl.format("salesforce:deal:006{}", _pad("ci", 12)).alias("deal_id"), pl.lit("accepted").alias("status"),
+        d(qdf["close"].to_numpy() - 10).alias("quote_date"), d(qdf["close"].to_numpy() + 20).alias("valid_until"),
+        pl.col("ccy").alias("currency"),
+        pl.when(pl.col("ci").is_in(q_bad)).then(pl.col("amt") * 105 // 100).otherwise(pl.col("amt")).alias("untaxed_c"),
+        "owner")
+    # lost and open deals were quoted too (some): rejected / expired / still sent
+    xq = extra_deals.filter(pl.Series(rng.random(n_extra) < 0.5))
+    quotes = pl.concat([quotes.with_columns(pl.col("untaxed_c").alias("total_c")), xq.select(
+        pl.col("id").str.replace("salesforce:deal:006", "salesforce:quote:0Q0").alias("id"),
+        pl.col("source_id").str.replace("006", "Q-").alias("number"), pl.col("id").alias("deal_id"),
+        pl.when(pl.col("stage") == "closed_lost").then(pl.lit("rejected")).otherwise(pl.lit("sent")).alias("status"),
+        (pl.col("close_date") - pl.duration(days=10)).alias("quote_date"),
+        (pl.col("close_date") + pl.duration(days=20)).alias("valid_until"), "currency",
+        pl.col("amount_c").alias("untaxed_c"), "owner").with_columns(pl.col("untaxed_c").alias("total_c"))],
+        how="vertical_relaxed")
+    quote_lines = deal_lines.select(
+        pl.col("id").str.replace("salesforce:deal_line:00k", "salesforce:quote_line:0QL").alias("id"),
+        pl.col("deal_id").str.replace("salesforce:deal:006", "salesforce:quote:0Q0").alias("quote_id"),
+        "product_code", "quantity_c", "currency", "unit_c", "amount_c")
+    c_bad = plant["CONTRACT_MISMATCH"].tolist()
+    contracts = chains.select(
+        pl.format("salesforce:contract:800{}", _pad("ci", 12)).alias("id"),
+        pl.format("C-{}", _pad("ci", 8)).alias("number"),
+        pl.format("salesforce:account:001{}", _pad("cust", 12)).alias("account_id"),
+        pl.format("salesforce:deal:006{}", _pad("ci", 12)).alias("deal_id"), pl.lit("activated").alias("status"),
+        d(close).alias("start_date"), d(close + 365).alias("end_date"), d(close).alias("signed_date"),
+        pl.col("ccy").alias("currency"),
+        pl.when(pl.col("ci").is_in(c_bad)).then(pl.col("amount_c") * 12 // 10).otherwise(pl.col("amount_c"))
+        .alias("value_c"), "owner")
+    # deliveries: every order but the not-yet-shipped (ORDERED_NOT_INVOICED) and the planted
+    # INVOICED_NOT_DELIVERED; some late (after the planned date), some short by one unit
+    no_ship = set(plant["ORDERED_NOT_INVOICED"].tolist()) | set(plant["INVOICED_NOT_DELIVERED"].tolist())
+    dni = plant["DELIVERED_NOT_INVOICED"].tolist()
+    ship = orders.filter(~pl.col("ci").is_in(list(no_ship)))
+    lag = rng.integers(0, 3, ship.height)
+    late = rng.random(ship.height) < 0.08
+    short_ship = set(ship.filter(pl.Series(rng.random(ship.height) < 0.05))["ci"].to_list())
+    ship = ship.with_columns(pl.when(pl.col("ci").is_in(dni)).then(pl.col("od")).otherwise(
+        pl.col("od") + pl.Series(lag) + pl.Series(late).cast(pl.Int64) * 4).alias("out"),
+        (pl.col("od") + 2).alias("plan"))
+    deliveries = ship.select(
+        pl.format(erp + ":delivery:{}", pl.col("ci") + 1).alias("id"), pl.format("OUT{}", _pad("ci", 9)).alias("number"),
+        "account_id", pl.col("id").alias("order_id"), pl.col("number").alias("order_ref"),
+        pl.when(pl.col("out") <= asof_ord).then(pl.lit("delivered")).otherwise(pl.lit("ready")).alias("state"),
+        d(ship["plan"].to_numpy()).alias("planned_date"),
+        pl.when(pl.col("out") <= asof_ord).then(pl.Series(d(ship["out"].to_numpy()))).alias("shipped_date"),
+        pl.when(pl.col("out") <= asof_ord).then(pl.Series(d(ship["out"].to_numpy()))).alias("delivered_date"))
+    delivery_lines = lines.filter(pl.col("ci").is_in(ship["ci"].implode())).select(
+        pl.format(erp + ":delivery_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("id"),
+        pl.format(erp + ":delivery:{}", pl.col("ci") + 1).alias("delivery_id"),
+        pl.format(erp + ":order_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("order_line_id"),
+        pl.when(pl.col("ci").is_in(list(sub)) & (pl.col("ln") == 0)).then(pl.lit("SUBST"))
+        .otherwise(pl.col("product_code")).alias("product_code"),
+        pl.when(pl.col("ci").is_in(list(short_ship)) & (pl.col("ln") == 0) & (pl.col("qty") > 1))
+        .then(pl.col("qty") - 1).otherwise(pl.col("qty")).cast(MONEY).alias("quantity"))
+
     # -- output frames ------------------------------------------------------------------------------
     tables: dict[str, pl.DataFrame] = {
         "account": accounts,
@@ -480,8 +551,16 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
             "base", "quote", d(rate_days).alias("rate_date"),
             pl.Series([Decimal(str(r)) for r in eurusd.tolist()], dtype=pl.Decimal(38, 10)).alias("rate")),
         "lead": leads,
+        "quote": quotes.with_columns(_money("untaxed_c"), _money("total_c")).drop("untaxed_c", "total_c"),
+        "quote_line": quote_lines.with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
+                                               pl.col("quantity_c").cast(MONEY).alias("quantity"))
+        .drop("unit_c", "amount_c", "quantity_c"),
+        "contract": contracts.with_columns(_money("value_c")).drop("value_c"),
+        "delivery": deliveries,
+        "delivery_line": delivery_lines,
     }
-    for name in ("deal", "order", "invoice", "payment", "account", "deal_line", "order_line"):
+    for name in ("deal", "order", "invoice", "payment", "account", "deal_line", "order_line", "quote", "quote_line",
+                 "contract", "delivery", "delivery_line"):
         if "source_id" not in tables[name].columns:
             tables[name] = tables[name].with_columns(
                 pl.col("id").str.split_exact(":", 2).struct.field("field_2").alias("source_id"))
@@ -502,6 +581,10 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         "INVOICE_OVERDUE": lambda i: [f"{erp}:invoice:{i * 10 + 1}"],
         "PAYMENT_MISMATCH": lambda i: [f"{erp}:invoice:{i * 10 + 1}"],
         "UNAPPLIED_PAYMENT": lambda i: [f"bank:payment:U{i}"],
+        "QUOTE_MISMATCH": lambda i: [f"salesforce:quote:0Q0{i:012d}"],
+        "CONTRACT_MISMATCH": lambda i: [f"salesforce:contract:800{i:012d}"],
+        "DELIVERED_NOT_INVOICED": lambda i: [f"{erp}:order:{i + 1}"],
+        "INVOICED_NOT_DELIVERED": lambda i: [f"{erp}:order:{i + 1}"],
     }
     for code, fn in keyer.items():
         truth.extend((code, fn(int(i))) for i in plant[code])
