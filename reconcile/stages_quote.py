@@ -2,7 +2,8 @@
 
 * ``QUOTE_MISMATCH``: an accepted quote whose net total differs from its deal's amount beyond
   tolerance (or is in another currency), or whose lines differ from the deal's lines (quantity per
-  product code, compared only when both sides have lines). Keys: the quote.
+  product code, compared only when both sides have lines and every quote line has a product code:
+  Salesforce's ``QuoteLineItem`` has none unless the org adds one). Keys: the quote.
 * ``CONTRACT_MISMATCH``: an active contract (not draft, in approval or cancelled) whose value differs
   from the net total of its deal's active orders beyond tolerance. Compared only when the deal has
   orders, all in the contract's currency (no order is ``WON_NOT_ORDERED``'s case; another currency
@@ -78,7 +79,10 @@ def check(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame,
         qty_d = deal_line.join(acc.select(pl.col("id").alias("quote_id"), pl.col("chain_id").alias("deal_id")),
                                on="deal_id").group_by("quote_id", "product_code").agg(
             pl.col("quantity").sum().alias("d_qty"))
-        both = qty_q.select("quote_id").unique().join(qty_d.select("quote_id").unique(), on="quote_id")
+        # lines are compared when both sides have them and every quote line names its product code
+        coded = qty_q.group_by("quote_id").agg(pl.col("product_code").is_null().any().alias("uncoded")).filter(
+            ~pl.col("uncoded")).select("quote_id")
+        both = coded.join(qty_d.select("quote_id").unique(), on="quote_id")
         lines_bad = qty_q.join(both, on="quote_id").join(qty_d.join(both, on="quote_id"), on=["quote_id", "product_code"],
                                                          how="full", coalesce=True).filter(
             pl.col("q_qty").ne_missing(pl.col("d_qty"))).group_by("quote_id").agg(pl.len().alias("n_lines"))

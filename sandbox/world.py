@@ -35,14 +35,14 @@ YAML_KEYS = ("format", "name", "systems", "erp", "reporting_currency", "as_of")
 
 OBJECTS: dict[str, tuple[str, ...]] = {
     "salesforce": ("Account", "Contact", "Lead", "Opportunity", "OpportunityLineItem", "Product2", "Order",
-                   "OrderItem", "Quote", "Contract"),
+                   "OrderItem", "Quote", "QuoteLineItem", "Contract"),
     "hubspot": ("companies", "contacts", "deals", "line_items", "products", "owners", "pipelines"),
     "stripe": ("customers", "charges", "refunds", "invoices", "credit_notes", "balance_transactions", "payouts",
                "payment_intents"),
     "tryton": ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line",
-               "account.move.line"),
+               "account.move.line", "stock.shipment.out", "stock.move"),
     "odoo": ("res.partner", "sale.order", "sale.order.line", "account.move", "account.move.line",
-             "account.payment"),
+             "account.payment", "stock.picking", "stock.move"),
 }
 HUBSPOT_CRM = ("companies", "contacts", "deals", "line_items", "products")
 # HubSpot associations the emulator serves: associations/<from>_to_<to>.jsonl
