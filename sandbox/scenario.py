@@ -157,10 +157,6 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     for code in ("AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "LINE_MISMATCH", "OVER_INVOICED", "STAGE_CONFLICT",
                  "ORDER_WITHOUT_DEAL", "INVOICE_WITHOUT_ORDER", "UNAPPLIED_PAYMENT"):
         plant[code] = take(settled, m)
-    for code in ("QUOTE_MISMATCH", "CONTRACT_MISMATCH", "INVOICED_NOT_DELIVERED"):
-        plant[code] = take(settled, m)
-    # ordered 9..30 days ago (not yet ORDERED_NOT_INVOICED), shipped on the order date, never invoiced
-    plant["DELIVERED_NOT_INVOICED"] = take(perm[(close[perm] >= asof_ord - 25) & (close[perm] <= asof_ord - 14)], m)
     planted = np.zeros(n, dtype=bool)
     planted[list(used)] = True
 
@@ -293,7 +289,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     ).with_columns(pl.col("untaxed_c").alias("total_c"))
 
     # -- invoices -----------------------------------------------------------------------------------
-    no_inv = set(plant["ORDERED_NOT_INVOICED"].tolist()) | set(plant["DELIVERED_NOT_INVOICED"].tolist())
+    no_inv = set(plant["ORDERED_NOT_INVOICED"].tolist())
     io = orders.filter(~pl.col("ci").is_in(list(no_inv)))
     io = io.with_columns(
         (pl.col("od") + pl.Series(rng.integers(0, 4, io.height))).alias("issue"),
@@ -458,7 +454,40 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         pl.Series(owners[rng.integers(0, 12, n_leads)]).alias("owner"),
     )
 
-    # -- quotes, contracts, deliveries (drawn last: the rest of the world does not move) ---------------
+    # -- quotes, contracts, deliveries (drawn and planted last: the rest of the world does not move) ---
+    for code in ("QUOTE_MISMATCH", "CONTRACT_MISMATCH", "INVOICED_NOT_DELIVERED"):
+        plant[code] = take(settled, m)
+    # DELIVERED_NOT_INVOICED: m more won chains (index 3n + j: no id of the world above has it), ordered
+    # 9..25 days ago (not yet ORDERED_NOT_INVOICED), shipped on the order date, never invoiced
+    plant["DELIVERED_NOT_INVOICED"] = np.arange(m, dtype=np.int64)
+    dci = 3 * n + np.arange(m, dtype=np.int64)
+    d_cust = rng.integers(0, n_cust, m)
+    d_close = asof_ord - rng.integers(14, 26, m)
+    d_lines = pl.DataFrame({"ci": dci, "ln": np.zeros(m, dtype=np.int64), "qty": rng.integers(1, 11, m),
+                            "unit_c": rng.integers(1000, 500000, m),
+                            "product_code": [f"P{k:03d}" for k in rng.integers(0, 400, m)]}).with_columns(
+        (pl.col("qty") * pl.col("unit_c")).alias("amount_c"))
+    d_chains = pl.DataFrame({"ci": dci, "cust": d_cust, "ccy": cust_ccy[d_cust], "close": d_close,
+                             "owner": cust_owner[d_cust], "amount_c": d_lines["amount_c"]})
+    deals = pl.concat([deals, d_chains.select(
+        pl.format("salesforce:deal:006{}", _pad("ci", 12)).alias("id"), pl.format("006{}", _pad("ci", 12)).alias("source_id"),
+        pl.format("salesforce:account:001{}", _pad("cust", 12)).alias("account_id"), pl.lit("closed_won").alias("stage"),
+        pl.col("ccy").alias("currency"), "amount_c", d(d_close).alias("close_date"),
+        d(d_close - 30).cast(pl.Datetime("us", "UTC")).alias("created_at"), "owner")])
+    d_deal_lines = d_lines.join(d_chains.select("ci", "ccy"), on="ci").select(
+        pl.format("salesforce:deal_line:00k{}{}", _pad("ci", 12), "ln").alias("id"),
+        pl.format("salesforce:deal:006{}", _pad("ci", 12)).alias("deal_id"), "product_code",
+        pl.col("qty").alias("quantity_c"), pl.col("ccy").alias("currency"), "unit_c", "amount_c")
+    d_orders = d_chains.with_columns((pl.col("close") + 2).alias("od")).select(
+        "ci", pl.format(erp + ":order:{}", pl.col("ci") + 1).alias("id"), pl.format("SO{}", _pad("ci", 9)).alias("number"),
+        pl.format(erp + ":account:{}", pl.col("cust") + 1).alias("account_id"),
+        pl.format("006{}", _pad("ci", 12)).alias("deal_ref"), d(d_close + 2).alias("order_date"),
+        pl.lit("confirmed").alias("state"), pl.col("ccy").alias("currency"), pl.col("amount_c").alias("untaxed_c"),
+        pl.lit(0).alias("tax_c"), pl.col("amount_c").alias("total_c"), "od")
+    d_order_lines = d_lines.join(d_chains.select("ci", "ccy"), on="ci").select(
+        pl.format(erp + ":order_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("id"),
+        pl.format(erp + ":order:{}", pl.col("ci") + 1).alias("order_id"), "product_code",
+        pl.col("qty").alias("quantity_c"), pl.col("ccy").alias("currency"), "unit_c", "amount_c")
     qdf = chains.select("ci", "ccy", pl.Series(deal_amount_c).alias("amt"), "close", "owner")
     q_bad = plant["QUOTE_MISMATCH"].tolist()
     quotes = qdf.select(
@@ -496,8 +525,8 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
     # deliveries: every order but the not-yet-shipped (ORDERED_NOT_INVOICED) and the planted
     # INVOICED_NOT_DELIVERED; some late (after the planned date), some short by one unit
     no_ship = set(plant["ORDERED_NOT_INVOICED"].tolist()) | set(plant["INVOICED_NOT_DELIVERED"].tolist())
-    dni = plant["DELIVERED_NOT_INVOICED"].tolist()
-    ship = orders.filter(~pl.col("ci").is_in(list(no_ship)))
+    dni = dci.tolist()
+    ship = pl.concat([orders.filter(~pl.col("ci").is_in(list(no_ship))), d_orders], how="vertical_relaxed")
     lag = rng.integers(0, 3, ship.height)
     late = rng.random(ship.height) < 0.08
     short_ship = set(ship.filter(pl.Series(rng.random(ship.height) < 0.05))["ci"].to_list())
@@ -511,7 +540,8 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         d(ship["plan"].to_numpy()).alias("planned_date"),
         pl.when(pl.col("out") <= asof_ord).then(pl.Series(d(ship["out"].to_numpy()))).alias("shipped_date"),
         pl.when(pl.col("out") <= asof_ord).then(pl.Series(d(ship["out"].to_numpy()))).alias("delivered_date"))
-    delivery_lines = lines.filter(pl.col("ci").is_in(ship["ci"].implode())).select(
+    delivery_lines = pl.concat([lines, d_lines], how="diagonal_relaxed").filter(
+        pl.col("ci").is_in(ship["ci"].implode())).select(
         pl.format(erp + ":delivery_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("id"),
         pl.format(erp + ":delivery:{}", pl.col("ci") + 1).alias("delivery_id"),
         pl.format(erp + ":order_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("order_line_id"),
@@ -525,14 +555,14 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         "account": accounts,
         "cross_ref": cross,
         "deal": pl.concat([deals, extra_deals]).with_columns(_money("amount_c")).drop("amount_c"),
-        "deal_line": deal_lines.with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
+        "deal_line": pl.concat([deal_lines, d_deal_lines]).with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
                                              pl.col("quantity_c").cast(MONEY).alias("quantity"))
         .drop("unit_c", "amount_c", "quantity_c"),
-        "order": pl.concat([orders, orders_x], how="vertical_relaxed").drop("ci", "od").with_columns(
+        "order": pl.concat([orders, orders_x, d_orders], how="vertical_relaxed").drop("ci", "od").with_columns(
             _money("untaxed_c"), _money("tax_c"), _money("total_c"),
             pl.col("id").str.split_exact(":", 2).struct.field("field_2").alias("source_id"),
         ).drop("untaxed_c", "tax_c", "total_c"),
-        "order_line": order_lines.with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
+        "order_line": pl.concat([order_lines, d_order_lines]).with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
                                                pl.col("quantity_c").cast(MONEY).alias("quantity"))
         .drop("unit_c", "amount_c", "quantity_c"),
         "invoice": invs.select(
@@ -583,7 +613,7 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         "UNAPPLIED_PAYMENT": lambda i: [f"bank:payment:U{i}"],
         "QUOTE_MISMATCH": lambda i: [f"salesforce:quote:0Q0{i:012d}"],
         "CONTRACT_MISMATCH": lambda i: [f"salesforce:contract:800{i:012d}"],
-        "DELIVERED_NOT_INVOICED": lambda i: [f"{erp}:order:{i + 1}"],
+        "DELIVERED_NOT_INVOICED": lambda j: [f"{erp}:order:{3 * n + j + 1}"],
         "INVOICED_NOT_DELIVERED": lambda i: [f"{erp}:order:{i + 1}"],
     }
     for code, fn in keyer.items():
