@@ -36,8 +36,8 @@ from typing import Any
 import polars as pl
 
 from canonical.errors import LtcError
-from reconcile.codes import BASE_SEVERITY, fingerprint
 from reconcile import stages_delivery, stages_quote
+from reconcile.codes import BASE_SEVERITY, fingerprint
 from reconcile.frames import MONEY, RATE, Frames, days
 
 ZERO = Decimal(0)

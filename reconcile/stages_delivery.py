@@ -19,14 +19,22 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import polars as pl
 
 from reconcile.frames import MONEY, RATE
 
-if TYPE_CHECKING:
-    from reconcile.core import Settings
+
+class Settings(Protocol):
+    """What this stage reads of :class:`reconcile.core.Settings` (which imports this module)."""
+
+    @property
+    def grace_days_delivered_not_invoiced(self) -> int: ...
+
+    @property
+    def grace_days_invoiced_not_delivered(self) -> int: ...
+
 
 OUT_STATES = ["shipped", "delivered"]
 EX_COLS = ["code", "chain_id", "keys", "records", "currency", "amount", "cluster_id", "detail"]
@@ -101,10 +109,9 @@ def check(delivery: pl.DataFrame, order: pl.DataFrame, inv: pl.DataFrame, s: Set
 def severity(amount_reporting: pl.Expr, amount: pl.Expr) -> pl.Expr:
     """The severity of an ``INVOICED_NOT_DELIVERED`` by its amount (reporting currency, else its own)."""
     a = pl.coalesce(amount_reporting, amount).abs()
-    out = pl.when(a.is_null()).then(pl.lit("medium"))
-    for limit, sev in SEVERITY_STEPS:
-        out = out.when(a < pl.lit(limit, MONEY)).then(pl.lit(sev))
-    return out.otherwise(pl.lit("high"))
+    (low, low_sev), (mid, mid_sev) = SEVERITY_STEPS
+    return (pl.when(a.is_null()).then(pl.lit("medium")).when(a < pl.lit(low, MONEY)).then(pl.lit(low_sev))
+            .when(a < pl.lit(mid, MONEY)).then(pl.lit(mid_sev)).otherwise(pl.lit("high")))
 
 
 def chain_columns(links: list[pl.DataFrame], delivery: pl.DataFrame) -> pl.DataFrame:

@@ -17,14 +17,21 @@ and ``deal -> contract`` put them on the chain.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import polars as pl
 
 from reconcile.frames import MONEY, RATE
 
-if TYPE_CHECKING:
-    from reconcile.core import Settings
+
+class Settings(Protocol):
+    """What this stage reads of :class:`reconcile.core.Settings` (which imports this module)."""
+
+    @property
+    def tolerance_abs(self) -> Decimal: ...
+
+    @property
+    def tolerance_rel(self) -> Decimal: ...
 
 QUOTE_SENT = ["sent", "accepted", "rejected", "expired"]
 CONTRACT_INACTIVE = ["draft", "in_approval", "cancelled"]

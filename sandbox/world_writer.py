@@ -426,12 +426,12 @@ def odoo_records(world: World) -> dict[str, list[dict[str, Any]]]:
     deliveries = _rows(world, "delivery")
     for dv in deliveries:
         day = dv["delivered_date"] or dv["planned_date"] or as_of
-        oid = int(_sid(dv["order_id"])) if dv["order_id"] else None
+        sale = int(_sid(dv["order_id"])) if dv["order_id"] else None
         out["stock.picking"].append({
             "id": int(_sid(dv["id"])), **stamps(day, dv["number"]), "name": dv["number"],
             "partner_id": partner.get(dv["account_id"], [int(_sid(dv["account_id"])), ""]),
             "picking_type_code": "outgoing", "state": pick_state[dv["state"]], "origin": dv["order_ref"] or False,
-            "sale_id": [oid, dv["order_ref"]] if oid else False,
+            "sale_id": [sale, dv["order_ref"]] if sale else False,
             "scheduled_date": _odoo_ts(dv["planned_date"], as_of) if dv["planned_date"] else False,
             "date_deadline": False,
             "date_done": _odoo_ts(dv["delivered_date"], as_of) if dv["delivered_date"] else False,
