@@ -34,6 +34,8 @@ import polars as pl
 
 from reconcile.core import CoreResult, Settings, _conv, _with_rate
 from reconcile.frames import MONEY, Frames, days
+from reconcile.stages_delivery import OUT_STATES
+from reconcile.stages_quote import QUOTE_SENT
 
 KPI_SCHEMA = {"kpi": pl.String, "variant": pl.String, "owner": pl.String, "value": pl.Decimal(38, 4),
               "unit": pl.String, "numerator": pl.Decimal(38, 4), "denominator": pl.Decimal(38, 4)}
@@ -150,7 +152,7 @@ def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
 def quoted_deals(fr: Frames, core: CoreResult, start: date, end: date) -> pl.DataFrame:
     """Deals closed in the period that had a quote sent: ``owner``, ``won``."""
     sent = core.links.filter(pl.col("to_entity") == "quote").join(
-        fr.quote.filter(pl.col("status").is_in(["sent", "accepted", "rejected", "expired"])).select(
+        fr.quote.filter(pl.col("status").is_in(QUOTE_SENT)).select(
             pl.col("id").alias("to_id")), on="to_id").select("chain_id").unique()
     return fr.deal.filter(pl.col("close_date").is_between(start, end)
                           & pl.col("stage").is_in(["closed_won", "closed_lost"])).join(
@@ -163,7 +165,7 @@ def delivered_orders(fr: Frames, core: CoreResult, start: date, end: date) -> pl
         pl.col("from_id").alias("order_id"), "chain_id", pl.col("to_id").alias("delivery_id"))
     dv = dl.join(fr.delivery.select(pl.col("id").alias("delivery_id"), "state", "planned_date",
                                     pl.coalesce("delivered_date", "shipped_date").alias("out_on")), on="delivery_id")
-    out = dv.filter(pl.col("state").is_in(["shipped", "delivered"]))
+    out = dv.filter(pl.col("state").is_in(OUT_STATES))
     per = out.group_by("order_id", "chain_id").agg(pl.col("out_on").max().alias("last_out"),
                                                    pl.col("planned_date").max().alias("planned"))
     per = per.filter(pl.col("last_out").is_between(start, end))

@@ -33,6 +33,7 @@ class Settings(Protocol):
     @property
     def tolerance_rel(self) -> Decimal: ...
 
+
 QUOTE_SENT = ["sent", "accepted", "rejected", "expired"]
 CONTRACT_INACTIVE = ["draft", "in_approval", "cancelled"]
 EX_COLS = ["code", "chain_id", "keys", "records", "currency", "amount", "cluster_id", "detail"]
