@@ -67,3 +67,14 @@ def test_odoo_outgoing_pickings_and_moves() -> None:
     move = rows["delivery_line"]["odoo:delivery_line:81"]
     assert move["delivery_id"] == "odoo:delivery:8" and move["order_line_id"] == "odoo:order_line:101"
     assert move["product_code"] == "WIDGET" and move["quantity"] == Decimal("2.0")
+
+
+def test_hubspot_quotes_with_their_deal_association() -> None:
+    rows, rejected = mapped("hubspot")
+    q = rows["quote"]["hubspot:quote:7001"]
+    assert q["deal_id"] == "hubspot:deal:9001" and q["status"] == "sent" and q["source_status"] == "APPROVED"
+    assert q["currency"] == "EUR" and q["total"] == Decimal("1500.50") and q["untaxed"] == Decimal("1500.50")
+    assert q["valid_until"] == date(2026, 4, 30) and q["quote_date"] == date(2026, 3, 1)
+    draft = rows["quote"]["hubspot:quote:7002"]
+    assert draft["status"] == "draft" and draft["deal_id"] is None and draft["currency"] == "USD"
+    assert not [k for k in rejected if k[0] == "quotes"]
