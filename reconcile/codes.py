@@ -50,7 +50,7 @@ BASE_SEVERITY: dict[str, str] = {
     "QUOTE_MISMATCH": "medium",
     "CONTRACT_MISMATCH": "high",
     "DELIVERED_NOT_INVOICED": "high",
-    "INVOICED_NOT_DELIVERED": "medium",  # by amount, see reconcile/stages_delivery.py
+    "INVOICED_NOT_DELIVERED": "medium",  # by amount, see reconcile/stages/deliveries.py
 }
 
 SEVERITIES = ("low", "medium", "high", "critical")

@@ -1,4 +1,4 @@
-"""The commercial stages between a deal and its order: quotes and contracts.
+"""Stage check_quotes: the commercial stages between a deal and its order, quotes and contracts.
 
 * ``QUOTE_MISMATCH``: an accepted quote whose net total differs from its deal's amount beyond
   tolerance (or is in another currency), or whose lines differ from the deal's lines (quantity per
@@ -17,49 +17,33 @@ and ``deal -> contract`` put them on the chain.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Protocol
 
 import polars as pl
 
 from reconcile.frames import MONEY, RATE
-
-
-class Settings(Protocol):
-    """What this stage reads of :class:`reconcile.core.Settings` (which imports this module)."""
-
-    @property
-    def tolerance_abs(self) -> Decimal: ...
-
-    @property
-    def tolerance_rel(self) -> Decimal: ...
-
+from reconcile.settings import Settings
+from reconcile.stages.contract import EXCEPTION_COLUMNS, expect
+from reconcile.stages.expr import norm, tol
 
 QUOTE_SENT = ["sent", "accepted", "rejected", "expired"]
 CONTRACT_INACTIVE = ["draft", "in_approval", "cancelled"]
-EX_COLS = ["code", "chain_id", "keys", "records", "currency", "amount", "cluster_id", "detail"]
+EX_COLS = list(EXCEPTION_COLUMNS)
 
-
-def _norm(e: pl.Expr) -> pl.Expr:
-    return e.str.strip_chars().str.to_uppercase()
 
 
 def resolve_deal(df: pl.DataFrame, deal: pl.DataFrame) -> pl.DataFrame:
     """``df`` with ``chain_id``: its ``deal_id`` when that deal exists, else the one deal whose source id is
     its ``deal_ref``; and the deal's ``cluster_id``, amount and currency as ``d_*``."""
     hit = deal.select(pl.col("id").alias("deal_id"), pl.lit(True).alias("__hit"))
-    by_ref = deal.group_by(_norm(pl.col("source_id")).alias("__ref")).agg(
+    by_ref = deal.group_by(norm(pl.col("source_id")).alias("__ref")).agg(
         pl.col("id").min().alias("__rd"), pl.len().alias("__n")).filter(pl.col("__n") == 1).drop("__n")
-    out = df.join(hit, on="deal_id", how="left").with_columns(_norm(pl.col("deal_ref")).alias("__ref"))
+    out = df.join(hit, on="deal_id", how="left").with_columns(norm(pl.col("deal_ref")).alias("__ref"))
     out = out.join(by_ref, on="__ref", how="left").with_columns(
         pl.when(pl.col("__hit").fill_null(False)).then(pl.col("deal_id")).otherwise(pl.col("__rd")).alias("chain_id")
     ).drop("__hit", "__ref", "__rd")
     return out.join(deal.select(pl.col("id").alias("chain_id"), pl.col("cluster_id"), pl.col("amount").alias("d_amount"),
                                 pl.col("currency").alias("d_ccy")), on="chain_id", how="left")
 
-
-def _tol(s: Settings, amount: pl.Expr) -> pl.Expr:
-    rel = pl.lit(s.tolerance_rel, dtype=pl.Decimal(38, 6))
-    return pl.max_horizontal(pl.lit(s.tolerance_abs, dtype=MONEY), amount.abs() * rel).cast(MONEY)
 
 
 def _link(df: pl.DataFrame, to_entity: str, rule: str) -> pl.DataFrame:
@@ -70,10 +54,12 @@ def _link(df: pl.DataFrame, to_entity: str, rule: str) -> pl.DataFrame:
         pl.lit(None, MONEY).alias("margin"), pl.format("{}", pl.coalesce("deal_ref", "chain_id")).alias("evidence"))
 
 
-def check(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame, deal: pl.DataFrame,
+def check_quotes(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame, deal: pl.DataFrame,
           deal_line: pl.DataFrame, order: pl.DataFrame, s: Settings) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
     """(exception parts, link parts). ``deal``: the core's deals (with ``cluster_id``); ``order``: its orders
     (with ``deal_id``, ``active`` and ``net``)."""
+    expect("check_quotes", "deal", deal, ("id", "source_id", "cluster_id", "amount", "currency"))
+    expect("check_quotes", "order", order, ("id", "deal_id", "active", "net", "currency"))
     ex: list[pl.DataFrame] = []
     links: list[pl.DataFrame] = []
     if quote.height:
@@ -96,7 +82,7 @@ def check(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame,
             pl.col("q_qty").ne_missing(pl.col("d_qty"))).group_by("quote_id").agg(pl.len().alias("n_lines"))
         acc = acc.join(lines_bad, left_on="id", right_on="quote_id", how="left").with_columns(
             (pl.col("currency") != pl.col("d_ccy")).fill_null(False).alias("ccy_bad"),
-            ((pl.col("net") - pl.col("d_amount")).abs() > _tol(s, pl.col("d_amount"))).fill_null(False).alias("amt_bad"))
+            ((pl.col("net") - pl.col("d_amount")).abs() > tol(s, pl.col("d_amount"))).fill_null(False).alias("amt_bad"))
         bad = acc.filter(pl.col("ccy_bad") | pl.col("amt_bad") | pl.col("n_lines").is_not_null())
         ex.append(bad.select(
             pl.lit("QUOTE_MISMATCH").alias("code"), "chain_id", pl.concat_list(pl.col("id")).alias("keys"),
@@ -114,7 +100,7 @@ def check(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame,
         act = c.filter(~pl.col("status").is_in(CONTRACT_INACTIVE).fill_null(False) & pl.col("chain_id").is_not_null())
         act = act.join(ords, left_on="chain_id", right_on="deal_id", how="inner").filter(
             (pl.col("n_ccy") == 1) & (pl.col("o_ccy") == pl.col("currency")))
-        bad_c = act.filter((pl.col("value") - pl.col("ordered")).abs() > _tol(s, pl.col("ordered")))
+        bad_c = act.filter((pl.col("value") - pl.col("ordered")).abs() > tol(s, pl.col("ordered")))
         ex.append(bad_c.select(
             pl.lit("CONTRACT_MISMATCH").alias("code"), "chain_id", pl.concat_list(pl.col("id")).alias("keys"),
             pl.concat_list(pl.col("id"), pl.col("orders")).alias("records"), "currency",
@@ -124,7 +110,7 @@ def check(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame,
     return [e.select(EX_COLS) for e in ex], links
 
 
-def chain_columns(quote: pl.DataFrame, contract: pl.DataFrame, links: list[pl.DataFrame]) -> pl.DataFrame:
+def quote_chain_columns(quote: pl.DataFrame, contract: pl.DataFrame, links: list[pl.DataFrame]) -> pl.DataFrame:
     """Per chain: number of quotes, the accepted quote, the contract (from the ``deal -> quote|contract`` links)."""
     lk = pl.concat(links, how="vertical_relaxed") if links else None
     schema = {"chain_id": pl.String, "n_quotes": pl.UInt32, "accepted_quote": pl.String, "contract_id": pl.String}

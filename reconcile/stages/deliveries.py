@@ -1,4 +1,4 @@
-"""The delivery stage between an order and its invoices.
+"""Stage check_deliveries: the delivery stage between an order and its invoices.
 
 A delivery names its order by canonical id (``order_id``) or by the order's number (``order_ref``, case
 and spaces ignored, resolved only when one active order has it). A delivery counts as *out* when its state
@@ -19,41 +19,29 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Protocol
 
 import polars as pl
 
 from reconcile.frames import MONEY, RATE
-
-
-class Settings(Protocol):
-    """What this stage reads of :class:`reconcile.core.Settings` (which imports this module)."""
-
-    @property
-    def grace_days_delivered_not_invoiced(self) -> int: ...
-
-    @property
-    def grace_days_invoiced_not_delivered(self) -> int: ...
-
+from reconcile.settings import Settings
+from reconcile.stages.contract import EXCEPTION_COLUMNS, expect
+from reconcile.stages.expr import norm
 
 OUT_STATES = ["shipped", "delivered"]
-EX_COLS = ["code", "chain_id", "keys", "records", "currency", "amount", "cluster_id", "detail"]
+EX_COLS = list(EXCEPTION_COLUMNS)
 #: INVOICED_NOT_DELIVERED severity by invoiced amount (reporting currency): below 1,000 low, below 10,000
 #: medium, else high (100,000 and more is critical, as for every code)
 SEVERITY_STEPS = ((Decimal(1000), "low"), (Decimal(10000), "medium"))
 
-
-def _norm(e: pl.Expr) -> pl.Expr:
-    return e.str.strip_chars().str.to_uppercase()
 
 
 def resolve_order(delivery: pl.DataFrame, order: pl.DataFrame) -> pl.DataFrame:
     """``delivery`` with ``oid``: its ``order_id`` when that order exists, else the one active order numbered
     ``order_ref``."""
     hit = order.select(pl.col("id").alias("order_id"), pl.lit(True).alias("__hit"))
-    by_no = order.filter(pl.col("active")).group_by(_norm(pl.col("number")).alias("__ref")).agg(
+    by_no = order.filter(pl.col("active")).group_by(norm(pl.col("number")).alias("__ref")).agg(
         pl.col("id").min().alias("__ro"), pl.len().alias("__n")).filter(pl.col("__n") == 1).drop("__n")
-    out = delivery.join(hit, on="order_id", how="left").with_columns(_norm(pl.col("order_ref")).alias("__ref"))
+    out = delivery.join(hit, on="order_id", how="left").with_columns(norm(pl.col("order_ref")).alias("__ref"))
     return out.join(by_no, on="__ref", how="left").with_columns(
         pl.when(pl.col("__hit").fill_null(False)).then(pl.col("order_id")).otherwise(pl.col("__ro")).alias("oid"),
         pl.when(pl.col("__hit").fill_null(False)).then(pl.lit("delivery.order_id"))
@@ -61,10 +49,13 @@ def resolve_order(delivery: pl.DataFrame, order: pl.DataFrame) -> pl.DataFrame:
     ).drop("__hit", "__ref", "__ro")
 
 
-def check(delivery: pl.DataFrame, order: pl.DataFrame, inv: pl.DataFrame, s: Settings, as_of: date
+def check_deliveries(delivery: pl.DataFrame, order: pl.DataFrame, inv: pl.DataFrame, s: Settings, as_of: date
           ) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
     """(exception parts, link parts). ``order``: the core's orders (``active``, ``deal_id``, ``cluster_id``);
     ``inv``: its invoices (``active``, ``is_credit``, ``is_dup``, ``order_id``, ``issue_date``)."""
+    expect("check_deliveries", "order", order, ("id", "number", "active", "deal_id", "cluster_id", "total", "currency"))
+    expect("check_deliveries", "inv", inv, ("id", "active", "is_credit", "is_dup", "order_id", "issue_date", "total",
+                                            "currency"))
     if delivery.height == 0:
         return [], []
     dl = resolve_order(delivery, order)
@@ -114,7 +105,7 @@ def severity(amount_reporting: pl.Expr, amount: pl.Expr) -> pl.Expr:
             .when(a < pl.lit(mid, MONEY)).then(pl.lit(mid_sev)).otherwise(pl.lit("high")))
 
 
-def chain_columns(links: list[pl.DataFrame], delivery: pl.DataFrame) -> pl.DataFrame:
+def delivery_chain_columns(links: list[pl.DataFrame], delivery: pl.DataFrame) -> pl.DataFrame:
     """Per chain: the number of deliveries and of those out, and the last date one went out."""
     schema = {"chain_id": pl.String, "n_deliveries": pl.UInt32, "n_delivered": pl.UInt32, "last_delivered": pl.Date}
     if not links:
