@@ -30,6 +30,9 @@ INVOICE_STATUSES = ("draft", "open", "paid", "void", "uncollectible")
 INVOICE_KINDS = ("invoice", "credit_note")
 PAYMENT_KINDS = ("payment", "refund")
 ORDER_STATES = ("draft", "quotation", "confirmed", "processing", "done", "cancelled")
+QUOTE_STATUSES = ("draft", "sent", "accepted", "rejected", "expired")
+CONTRACT_STATUSES = ("draft", "in_approval", "activated", "expired", "terminated", "cancelled")
+DELIVERY_STATES = ("draft", "waiting", "ready", "shipped", "delivered", "cancelled")
 
 
 def canonical_id(system: str, entity: str, source_id: str) -> str:
@@ -125,6 +128,59 @@ class DealLine(Entity):
 
 
 @dataclass(kw_only=True)
+class Quote(Entity):
+    """A priced offer for a deal (``status`` one of :data:`QUOTE_STATUSES`)."""
+
+    ENTITY: ClassVar[str] = "quote"
+    number: str | None = None
+    name: str | None = None
+    account_id: str | None = None
+    deal_id: str | None = None
+    deal_ref: str | None = None
+    status: str | None = None
+    source_status: str | None = None
+    quote_date: date | None = None
+    valid_until: date | None = None
+    currency: str | None = None
+    untaxed: Money | None = None
+    tax: Money | None = None
+    total: Money | None = None
+    owner: str | None = None
+
+
+@dataclass(kw_only=True)
+class QuoteLine(Entity):
+    ENTITY: ClassVar[str] = "quote_line"
+    quote_id: str | None = None
+    product_code: str | None = None
+    product_name: str | None = None
+    quantity: Decimal | None = None
+    currency: str | None = None
+    unit_price: Money | None = None
+    discount: Money | None = None
+    amount: Money | None = None
+
+
+@dataclass(kw_only=True)
+class Contract(Entity):
+    """A signed agreement (``status`` one of :data:`CONTRACT_STATUSES`); ``value`` is its contracted total."""
+
+    ENTITY: ClassVar[str] = "contract"
+    number: str | None = None
+    account_id: str | None = None
+    deal_id: str | None = None
+    deal_ref: str | None = None
+    status: str | None = None
+    source_status: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    signed_date: date | None = None
+    currency: str | None = None
+    value: Money | None = None
+    owner: str | None = None
+
+
+@dataclass(kw_only=True)
 class Order(Entity):
     ENTITY: ClassVar[str] = "order"
     number: str | None = None
@@ -149,6 +205,35 @@ class OrderLine(Entity):
     currency: str | None = None
     unit_price: Money | None = None
     amount: Money | None = None
+
+
+@dataclass(kw_only=True)
+class Delivery(Entity):
+    """An outgoing shipment of an order (``state`` one of :data:`DELIVERY_STATES`).
+
+    ``order_id`` is the canonical order when the source names it; ``order_ref`` the order's number."""
+
+    ENTITY: ClassVar[str] = "delivery"
+    number: str | None = None
+    account_id: str | None = None
+    order_id: str | None = None
+    order_ref: str | None = None
+    state: str | None = None
+    source_state: str | None = None
+    planned_date: date | None = None
+    shipped_date: date | None = None
+    delivered_date: date | None = None
+
+
+@dataclass(kw_only=True)
+class DeliveryLine(Entity):
+    ENTITY: ClassVar[str] = "delivery_line"
+    delivery_id: str | None = None
+    order_line_id: str | None = None
+    product_code: str | None = None
+    product_name: str | None = None
+    quantity: Decimal | None = None
+    state: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -220,7 +305,8 @@ class CrossRef:
 
 ENTITIES: dict[str, type[Entity]] = {
     cls.ENTITY: cls
-    for cls in (Account, Contact, Lead, Deal, DealLine, Order, OrderLine, Invoice, InvoiceLine, Payment)
+    for cls in (Account, Contact, Lead, Deal, DealLine, Quote, QuoteLine, Contract, Order, OrderLine, Delivery,
+                DeliveryLine, Invoice, InvoiceLine, Payment)
 }
 
 

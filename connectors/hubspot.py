@@ -90,7 +90,7 @@ from connectors.governor import RateGovernor, governor_for
 from connectors.http import HttpClient, RetryPolicy, parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
-OBJECTS = ("contacts", "companies", "deals", "line_items", "products")
+OBJECTS = ("contacts", "companies", "deals", "line_items", "products", "quotes")
 ASSOCIATED = ("companies", "contacts", "line_items")
 SEARCH_CAP = 10_000
 LIST_PAGE = 100
@@ -189,6 +189,9 @@ class HubSpotConnector(Connector):
             # a line item's deal (HubSpot line items carry no deal property): the same sweep from the other side
             StreamSpec("line_item_associations", "associations.line_items", deleted_when=("archived", True),
                        options={"kind": "associations", "from": "line_items", "to": ("deals",)}),
+            # a quote's deal: quotes carry no deal property either
+            StreamSpec("quote_associations", "associations.quotes", deleted_when=("archived", True),
+                       options={"kind": "associations", "from": "quotes", "to": ("deals",)}),
         ]
         self.streams = tuple(s for s in specs if streams is None or s.name in streams)
 

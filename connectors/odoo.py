@@ -1,4 +1,4 @@
-"""Odoo: partners, sale orders + lines, customer invoices / credit notes + lines, payments; and the
+"""Odoo: partners, sale orders + lines, outgoing deliveries (``stock.picking`` + ``stock.move``), customer invoices / credit notes + lines, payments; and the
 push target that turns a closed-won deal into a confirmed ``sale.order``.
 
 Two transports, chosen by ``options.transport``:
@@ -75,6 +75,11 @@ STREAMS: tuple[OdooStream, ...] = (
     _s("sale_order_lines", "sale.order.line", ["order_id", "product_id", "name", "product_uom_qty", "price_unit",
                                                "discount", "price_subtotal", "price_total", "qty_invoiced",
                                                "currency_id"]),
+    _s("deliveries", "stock.picking", ["name", "partner_id", "picking_type_code", "state", "origin", "sale_id",
+                                       "scheduled_date", "date_deadline", "date_done", "move_ids"],
+       [["picking_type_code", "=", "outgoing"]]),
+    _s("delivery_moves", "stock.move", ["picking_id", "product_id", "product_uom_qty", "quantity", "state",
+                                        "sale_line_id", "date"], [["picking_code", "=", "outgoing"]]),
     _s("invoices", "account.move", ["name", "move_type", "state", "payment_state", "partner_id", "currency_id",
                                     "invoice_date", "invoice_date_due", "invoice_origin", "ref",
                                     "payment_reference", "amount_untaxed", "amount_tax", "amount_total",

@@ -75,7 +75,7 @@ from connectors.http import RetryingSession, RetryPolicy, redact_url
 T = TypeVar("T")
 
 OBJECTS = ("Lead", "Account", "Contact", "Opportunity", "OpportunityLineItem", "Product2", "Order", "OrderItem",
-           "Quote", "Contract")
+           "Quote", "QuoteLineItem", "Contract")
 API_VERSION = "59.0"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _SKIPPED_TYPES = {"address", "location", "base64"}

@@ -69,7 +69,8 @@ _OBJECT_KEYS = {"entity", "fields", "when", "deleted_if", "children", "each", "i
 _ENGINE_FIELDS = {"id", "source_system", "source_object", "source_id", "raw_id", "deleted_at"}
 _REF_ENTITIES = {
     "account_id": "account", "deal_id": "deal", "order_id": "order", "invoice_id": "invoice",
-    "converted_account_id": "account", "converted_deal_id": "deal",
+    "converted_account_id": "account", "converted_deal_id": "deal", "quote_id": "quote",
+    "delivery_id": "delivery", "order_line_id": "order_line",
 }
 _IMPLIED_BY_NAME = {"currency": "currency", "domain": "domain", "tax_id": "tax_id", "country": "country"}
 _MISSING = object()

@@ -25,6 +25,10 @@ CODES: dict[str, str] = {
     "AMBIGUOUS_MATCH": "several candidates fit equally",
     "STAGE_CONFLICT": "deal lost/open but invoiced or paid",
     "CUSTOMER_MISMATCH": "the same customer differs between systems (tax id, country) or is duplicated",
+    "QUOTE_MISMATCH": "accepted quote vs deal amount (or currency) beyond tolerance, or its lines differ",
+    "CONTRACT_MISMATCH": "active contract value vs the deal's ordered total beyond tolerance",
+    "DELIVERED_NOT_INVOICED": "order shipped/delivered, no invoice after the grace period",
+    "INVOICED_NOT_DELIVERED": "order invoiced, nothing shipped after the grace period",
 }
 
 BASE_SEVERITY: dict[str, str] = {
@@ -43,6 +47,10 @@ BASE_SEVERITY: dict[str, str] = {
     "AMBIGUOUS_MATCH": "medium",
     "STAGE_CONFLICT": "high",
     "CUSTOMER_MISMATCH": "low",
+    "QUOTE_MISMATCH": "medium",
+    "CONTRACT_MISMATCH": "high",
+    "DELIVERED_NOT_INVOICED": "high",
+    "INVOICED_NOT_DELIVERED": "medium",  # by amount, see reconcile/stages/deliveries.py
 }
 
 SEVERITIES = ("low", "medium", "high", "critical")

@@ -44,12 +44,14 @@ from reconcile.stages.chains import check_chains
 from reconcile.stages.conservation import ConservationError, conservation
 from reconcile.stages.credits import apply_credits
 from reconcile.stages.customers import check_customers
+from reconcile.stages.deliveries import check_deliveries, delivery_chain_columns
 from reconcile.stages.exceptions import finish_exceptions
 from reconcile.stages.identity import resolve_identity
 from reconcile.stages.invoices import link_invoices
 from reconcile.stages.lines import check_lines
 from reconcile.stages.orders import link_orders
 from reconcile.stages.payments import allocate_payments
+from reconcile.stages.quotes import check_quotes, quote_chain_columns
 from reconcile.stages.settlement import settle
 from reconcile.stages.states import row_states
 
@@ -160,8 +162,10 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     settlement = settle(invoices, payments, s, as_of)
     clock("settlement")
     chains = check_chains(fr, orders, s, as_of, ident.acct)
+    quote_ex, quote_links = check_quotes(fr.quote, fr.quote_line, fr.contract, orders.deal, fr.deal_line, orders.order, s)
+    delivery_ex, delivery_links = check_deliveries(fr.delivery, orders.order, invoices.inv, s, as_of)
     checks = [*chains.exceptions, *check_lines(fr, chains, s), *check_billing(fr, orders, invoices, chains, s, as_of),
-              *check_stage_conflicts(orders, invoices, payments), *check_customers(ident)]
+              *check_stage_conflicts(orders, invoices, payments), *check_customers(ident), *quote_ex, *delivery_ex]
     clock("checks")
     exceptions = finish_exceptions([*orders.exceptions, *invoices.exceptions, *settlement.exceptions, *checks],
                                    orders.deal, ident.cluster_owner, settlement.ib, fr, s, as_of)
@@ -171,8 +175,12 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
                           payments.act_pay, settlement.pbal, payments.alloc, settlement.ib, exceptions, states)
     clock("states+conservation")
     # Row order of the frames is unspecified (content is order-independent); exceptions are sorted.
-    return CoreResult(chains=_chain_rows(chains.ch, settlement.ib),
-                      links=pl.concat([*orders.links, *invoices.links, *payments.links], how="vertical_relaxed"),
+    chain_rows = _chain_rows(chains.ch, settlement.ib).join(
+        quote_chain_columns(fr.quote, fr.contract, quote_links), on="chain_id", how="left").join(
+        delivery_chain_columns(delivery_links, fr.delivery), on="chain_id", how="left")
+    return CoreResult(chains=chain_rows,
+                      links=pl.concat([*orders.links, *invoices.links, *payments.links, *quote_links, *delivery_links],
+                                      how="vertical_relaxed"),
                       allocations=_allocation_rows(payments.alloc, settlement.last_alloc, settlement.ib),
                       invoice_balances=settlement.ib, payment_balances=settlement.pbal,
                       exceptions=exceptions, states=states, totals=totals)

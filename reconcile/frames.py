@@ -66,6 +66,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "cross_ref": {"entity": pl.String, "member_id": pl.String, "cluster_id": pl.String},
     "fx_rate": {"base": pl.String, "quote": pl.String, "rate_date": pl.Date, "rate": RATE},
+    "quote": {
+        "id": pl.String, "deal_id": pl.String, "deal_ref": pl.String, "status": pl.String, "quote_date": pl.Date,
+        "valid_until": pl.Date, "currency": pl.String, "untaxed": MONEY, "total": MONEY,
+    },
+    "quote_line": {
+        "id": pl.String, "quote_id": pl.String, "product_code": pl.String, "quantity": MONEY,
+        "currency": pl.String, "amount": MONEY,
+    },
+    "contract": {
+        "id": pl.String, "number": pl.String, "deal_id": pl.String, "deal_ref": pl.String, "status": pl.String,
+        "start_date": pl.Date, "end_date": pl.Date, "signed_date": pl.Date, "currency": pl.String, "value": MONEY,
+    },
+    "delivery": {
+        "id": pl.String, "number": pl.String, "order_id": pl.String, "order_ref": pl.String, "state": pl.String,
+        "planned_date": pl.Date, "shipped_date": pl.Date, "delivered_date": pl.Date,
+    },
+    "delivery_line": {
+        "id": pl.String, "delivery_id": pl.String, "product_code": pl.String, "quantity": MONEY,
+    },
     "lead": {
         "id": pl.String, "status": pl.String, "created_at": pl.Datetime("us", "UTC"),
         "converted_at": pl.Datetime("us", "UTC"), "owner": pl.String,
@@ -85,6 +104,11 @@ class Frames:
     account: pl.DataFrame
     cross_ref: pl.DataFrame
     fx_rate: pl.DataFrame
+    quote: pl.DataFrame
+    quote_line: pl.DataFrame
+    contract: pl.DataFrame
+    delivery: pl.DataFrame
+    delivery_line: pl.DataFrame
     lead: pl.DataFrame
 
     def counts(self) -> dict[str, int]:

@@ -17,6 +17,15 @@ Variants (period = ``[start, end]``, AR and money in the reporting currency at t
 * ``fx_unconverted`` / ``amounts_without_fx_rate_left_out``: open invoices, unapplied receipts and
   won-not-invoiced deals whose currency has no rate to the reporting currency at as_of: the money KPIs
   above exclude them (never count them as 0); this says how many.
+* ``order_delivery_on_time`` / ``in_full`` / ``otif`` (variant ``order_level_last_out_vs_latest_planned_pct``):
+  active orders whose last delivery went out (shipped or delivered) in the period. On time: that last
+  date is on or before the latest planned date of its deliveries (no planned date: on time). In full:
+  for every product code of the order's lines, the quantity out is at least the quantity ordered.
+  OTIF: both. Order level (not line level): one short line makes the whole order not in full.
+* ``quote_to_close_rate`` / ``won_over_closed_quoted_deals_pct``: deals closed (won or lost) in period that
+  had a quote sent (sent, accepted, rejected or expired).
+* ``contract_to_cash_days`` / ``mean_last_payment_minus_contract_signed_date`` and ``median_…``: chains fully
+  settled whose last payment falls in the period and whose deal has a signed contract.
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ import polars as pl
 
 from reconcile.core import CoreResult, Settings
 from reconcile.frames import MONEY, Frames, days
+from reconcile.stages.deliveries import OUT_STATES
 from reconcile.stages.expr import conv, with_rate
+from reconcile.stages.quotes import QUOTE_SENT
 
 KPI_SCHEMA = {"kpi": pl.String, "variant": pl.String, "owner": pl.String, "value": pl.Decimal(38, 4),
               "unit": pl.String, "numerator": pl.Decimal(38, 4), "denominator": pl.Decimal(38, 4)}
@@ -104,6 +115,13 @@ def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
         pl.col("order_date").min())
     out["cycle"] = settled.filter(pl.col("all_settled") & in_period("paid_on")).join(
         first_order, on="chain_id").select("owner", days(pl.col("order_date"), pl.col("paid_on")).alias("d"))
+    signed = core.links.filter(pl.col("to_entity") == "contract").join(
+        fr.contract.select(pl.col("id").alias("to_id"), "signed_date"), on="to_id").group_by("chain_id").agg(
+        pl.col("signed_date").min()).drop_nulls()
+    out["c2c"] = settled.filter(pl.col("all_settled") & in_period("paid_on")).join(signed, on="chain_id").select(
+        "owner", days(pl.col("signed_date"), pl.col("paid_on")).alias("d"))
+    out["quoted"] = quoted_deals(fr, core, start, end)
+    out["delivery"] = delivered_orders(fr, core, start, end)
 
     # won not invoiced
     invoiced_chains = core.invoice_balances.select("chain_id").drop_nulls().unique()
@@ -142,6 +160,39 @@ def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
     if deals:
         out["closed"] = closed_deals(fr.deal, start, end)
     return out
+
+
+def quoted_deals(fr: Frames, core: CoreResult, start: date, end: date) -> pl.DataFrame:
+    """Deals closed in the period that had a quote sent: ``owner``, ``won``."""
+    sent = core.links.filter(pl.col("to_entity") == "quote").join(
+        fr.quote.filter(pl.col("status").is_in(QUOTE_SENT)).select(
+            pl.col("id").alias("to_id")), on="to_id").select("chain_id").unique()
+    return fr.deal.filter(pl.col("close_date").is_between(start, end)
+                          & pl.col("stage").is_in(["closed_won", "closed_lost"])).join(
+        sent, left_on="id", right_on="chain_id").select("owner", (pl.col("stage") == "closed_won").alias("won"))
+
+
+def delivered_orders(fr: Frames, core: CoreResult, start: date, end: date) -> pl.DataFrame:
+    """Orders whose last delivery went out in the period: ``owner``, ``on_time``, ``in_full``."""
+    dl = core.links.filter(pl.col("to_entity") == "delivery").select(
+        pl.col("from_id").alias("order_id"), "chain_id", pl.col("to_id").alias("delivery_id"))
+    dv = dl.join(fr.delivery.select(pl.col("id").alias("delivery_id"), "state", "planned_date",
+                                    pl.coalesce("delivered_date", "shipped_date").alias("out_on")), on="delivery_id")
+    out = dv.filter(pl.col("state").is_in(OUT_STATES))
+    per = out.group_by("order_id", "chain_id").agg(pl.col("out_on").max().alias("last_out"),
+                                                   pl.col("planned_date").max().alias("planned"))
+    per = per.filter(pl.col("last_out").is_between(start, end))
+    shipped = fr.delivery_line.join(out.select("delivery_id", "order_id"), on="delivery_id").group_by(
+        "order_id", "product_code").agg(pl.col("quantity").sum().alias("q_out"))
+    ordered = fr.order_line.join(per.select("order_id"), on="order_id").group_by("order_id", "product_code").agg(
+        pl.col("quantity").sum().alias("q_ord"))
+    short = ordered.join(shipped, on=["order_id", "product_code"], how="left").filter(
+        pl.col("q_out").fill_null(0) < pl.col("q_ord")).select("order_id").unique().with_columns(
+        pl.lit(True).alias("short"))
+    owners = fr.deal.select(pl.col("id").alias("chain_id"), "owner")
+    return per.join(short, on="order_id", how="left").join(owners, on="chain_id", how="left").select(
+        "owner", (pl.col("planned").is_null() | (pl.col("last_out") <= pl.col("planned"))).alias("on_time"),
+        (~pl.col("short").fill_null(False)).alias("in_full"))
 
 
 def closed_deals(deal: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
@@ -201,6 +252,21 @@ def kpis_from_inputs(inputs: dict[str, pl.DataFrame], leads: pl.DataFrame, s: Se
     scl = _by_owner(sc, [pl.col("d").mean().alias("mean"), pl.col("d").median().alias("median"), pl.len().alias("n")])
     out.append(_rows(scl, "sales_cycle_days", "mean_close_minus_created_won", "days", pl.col("mean").round(2), None, "n"))
     out.append(_rows(scl, "sales_cycle_days", "median_close_minus_created_won", "days", pl.col("median"), None, "n"))
+
+    c2c = _by_owner(inputs["c2c"], [pl.col("d").mean().alias("mean"), pl.col("d").median().alias("median"),
+                                    pl.len().alias("n")])
+    out.append(_rows(c2c, "contract_to_cash_days", "mean_last_payment_minus_contract_signed_date", "days",
+                     pl.col("mean").round(2), None, "n"))
+    out.append(_rows(c2c, "contract_to_cash_days", "median_last_payment_minus_contract_signed_date", "days",
+                     pl.col("median"), None, "n"))
+    qc = _by_owner(inputs["quoted"], [pl.col("won").sum().alias("w"), pl.len().alias("n")])
+    out.append(_rows(qc, "quote_to_close_rate", "won_over_closed_quoted_deals_pct", "pct", _ratio("w", "n", 100),
+                     "w", "n"))
+    dr = _by_owner(inputs["delivery"], [pl.col("on_time").sum().alias("ot"), pl.col("in_full").sum().alias("if"),
+                                        (pl.col("on_time") & pl.col("in_full")).sum().alias("otif"),
+                                        pl.len().alias("n")])
+    for kpi, num in (("order_delivery_on_time", "ot"), ("order_delivery_in_full", "if"), ("order_delivery_otif", "otif")):
+        out.append(_rows(dr, kpi, "order_level_last_out_vs_latest_planned_pct", "pct", _ratio(num, "n", 100), num, "n"))
 
     res = pl.concat([o.cast(KPI_SCHEMA) for o in out], how="vertical_relaxed")  # type: ignore[arg-type]
     return res.with_columns(pl.lit(start).alias("period_start"), pl.lit(end).alias("period_end")).sort(

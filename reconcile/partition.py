@@ -34,7 +34,8 @@ _TOKEN = r"[A-Z0-9][A-Z0-9_/\-]+"
 #: ``read(table, columns)`` -> those columns of the table, cast to :data:`reconcile.frames.SCHEMAS`
 Reader = Callable[[str, Sequence[str]], pl.DataFrame]
 #: tables split by bucket (fx rates and leads are shared by every bucket)
-SPLIT = ("deal", "deal_line", "order", "order_line", "invoice", "payment", "account", "cross_ref")
+SPLIT = ("deal", "deal_line", "quote", "quote_line", "contract", "order", "order_line", "delivery", "delivery_line",
+         "invoice", "payment", "account", "cross_ref")
 
 
 def frames_reader(fr: Frames) -> Reader:
@@ -212,7 +213,11 @@ def partitions(fr: Frames, n: int) -> Iterator[Frames]:
         yield replace(fr, **parts)
 
 
-_LINES = (("deal_line", "deal", "deal_id"), ("order_line", "order", "order_id"))
+#: rows that follow their parent's bucket (child, parent, key), parents before their children
+_LINES = (("deal_line", "deal", "deal_id"), ("quote", "deal", "deal_id"), ("quote_line", "quote", "quote_id"),
+          ("contract", "deal", "deal_id"), ("order_line", "order", "order_id"), ("delivery", "order", "order_id"),
+          ("delivery_line", "delivery", "delivery_id"))
+_PARENTS = {parent for _, parent, _ in _LINES}
 #: columns the core never reads: not spilled (a bucket reads them back as nulls)
 NOT_READ = {"deal": {"created_at"}, "order": {"source_id", "ref_text"}, "invoice": {"source_id", "ref_text"},
             "payment": {"source_id", "ref_text", "reference"},
@@ -233,8 +238,8 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
             df = _xref_rows(df)
         for line, parent, key in _LINES:
             if line == name:
-                b[name] = _child_buckets(*parents.pop(parent), df[key], n)
-        if name in ("deal", "order"):
+                b[name] = _child_buckets(*parents[parent], df[key], n)
+        if name in _PARENTS:
             parents[name] = (df["id"], b[name])
         df = df.with_columns(b.pop(name).alias("__b"))
         for (k,), part in df.partition_by("__b", as_dict=True, include_key=False).items():

@@ -16,6 +16,8 @@ class Settings:
     fx_tolerance_rel: Decimal = Decimal("0.02")
     grace_days_won_not_ordered: int = 7
     grace_days_ordered_not_invoiced: int = 30
+    grace_days_delivered_not_invoiced: int = 7
+    grace_days_invoiced_not_delivered: int = 7
     max_subset_invoices: int = 6
     subset_pool_max: int = 14
     order_match_window_days: int = 120

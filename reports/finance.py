@@ -45,7 +45,8 @@ TREND_KPIS = ("dso", "won_not_invoiced_amount", "won_not_invoiced_count", "open_
 EXCEPTION_COLUMNS = ["fingerprint", "code", "status", "severity", "chain_id", "records", "owner", "currency",
                      "amount_at_risk", "reporting_currency", "amount_reporting", "first_seen_at", "last_seen_at"]
 CHAIN_COLUMNS = ["chain_id", "deal", "account", "customer", "owner", "stage", "close_date", "currency", "deal_amount",
-                 "orders", "ordered", "invoices", "invoiced", "payments", "paid", "open", "status", "exceptions"]
+                 "quotes", "contract", "orders", "ordered", "deliveries", "invoices", "invoiced", "payments", "paid",
+                 "open", "status", "exceptions"]
 KPI_COLUMNS = ["kpi", "variant", "value", "unit", "numerator", "denominator", "period_start", "period_end"]
 SUMMARY_COLUMNS = ["code", "meaning", "count", "amount_reporting", "reporting_currency", "owners"]
 
@@ -196,12 +197,23 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]], links: Source
         deal.c.currency, deal.c.amount, *(deal.c[c] for c in src)).where(deal.c.deleted_at.is_(None)))}
     orders_of: dict[str, list[str]] = defaultdict(list)
     invoices_of: dict[str, list[str]] = defaultdict(list)
+    stages_of: dict[tuple[str, str], list[str]] = defaultdict(list)  # (chain, quote|contract|delivery) -> ids
     for chain, frm, to_entity, to_id in conn.execute(sa.select(lk.chain_id, lk.from_entity, lk.to_entity, lk.to_id)
                                                      .where(lk.chain_id.is_not(None))):
         if to_entity == "order" and frm == "deal":
             orders_of[chain].append(to_id)
         elif to_entity == "invoice":
             invoices_of[chain].append(to_id)
+        elif to_entity in ("quote", "contract", "delivery"):
+            stages_of[chain, to_entity].append(to_id)
+    stage_text: dict[str, str] = {}  # id -> "number (status)"
+    for entity, status in (("quote", "status"), ("contract", "status"), ("delivery", "state")):
+        t = ct.table_for(entity)
+        wanted = sorted({i for (_, e), ids in stages_of.items() if e == entity for i in ids})
+        for k in range(0, len(wanted), 500):
+            for rid, number, st in conn.execute(sa.select(t.c.id, t.c.number, t.c[status])
+                                                .where(t.c.id.in_(wanted[k:k + 500]))):
+                stage_text[rid] = f"{number or rid} ({st})" if st else str(number or rid)
     order_rows = {r.id: r for r in conn.execute(sa.select(order.c.id, order.c.number, order.c.total,
                                                           order.c.currency, order.c.order_date,
                                                           *(order.c[c] for c in src)))}
@@ -289,7 +301,11 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]], links: Source
             "owner": d.owner if d else None, "stage": d.stage if d else None,
             "close_date": d.close_date if d else None, "currency": d.currency if d else None,
             "deal_amount": _money(d.amount, d.currency) if d else None,
+            "quotes": "; ".join(stage_text.get(q, q) for q in sorted(set(stages_of.get((cid, "quote"), [])))),
+            "contract": "; ".join(stage_text.get(c, c) for c in sorted(set(stages_of.get((cid, "contract"), [])))),
             "orders": " ".join(order_rows[o].number or o for o in ords if o in order_rows), "ordered": ordered,
+            "deliveries": "; ".join(stage_text.get(x, x)
+                                    for x in sorted(set(stages_of.get((cid, "delivery"), [])))),
             "invoices": " ".join(inv_rows[i].number or i for i in invs if i in inv_rows), "invoiced": invoiced,
             "payments": " ".join(sorted(pays)), "paid": paid, "open": open_amount, "status": status,
             "exceptions": " ".join(codes),

@@ -34,6 +34,11 @@ KPI_LABELS: dict[str, str] = {
     "win_rate": N_("Win rate"),
     "sales_cycle_days": N_("Sales cycle length"),
     "fx_unconverted": N_("Amounts without an FX rate"),
+    "order_delivery_on_time": N_("Orders delivered on time"),
+    "order_delivery_in_full": N_("Orders delivered in full"),
+    "order_delivery_otif": N_("Orders delivered on time and in full (OTIF)"),
+    "quote_to_close_rate": N_("Quote-to-close rate"),
+    "contract_to_cash_days": N_("Contract-to-cash cycle"),
 }
 
 VARIANT_NOTES: dict[str, str] = {
@@ -57,6 +62,14 @@ VARIANT_NOTES: dict[str, str] = {
     "won_over_won_plus_lost_pct": N_("deals won ÷ deals won or lost, closed in the period"),
     "mean_close_minus_created_won": N_("mean of close date − created date, deals won in the period"),
     "median_close_minus_created_won": N_("median of close date − created date, deals won in the period"),
+    "order_level_last_out_vs_latest_planned_pct": N_("orders whose last delivery went out in the period: by the "
+                                                     "latest planned date (on time), every product in the ordered "
+                                                     "quantity (in full) ÷ those orders"),
+    "won_over_closed_quoted_deals_pct": N_("deals won ÷ deals won or lost in the period that had a quote sent"),
+    "mean_last_payment_minus_contract_signed_date": N_("mean of last payment date − contract signed date, chains "
+                                                       "settled in the period"),
+    "median_last_payment_minus_contract_signed_date": N_("median of last payment date − contract signed date, "
+                                                         "chains settled in the period"),
 }
 
 VARIANT_SHORT: dict[str, str] = {
@@ -64,6 +77,8 @@ VARIANT_SHORT: dict[str, str] = {
     "median_last_payment_minus_order_date": N_("median"),
     "mean_close_minus_created_won": N_("mean"),
     "median_close_minus_created_won": N_("median"),
+    "mean_last_payment_minus_contract_signed_date": N_("mean"),
+    "median_last_payment_minus_contract_signed_date": N_("median"),
 }
 
 UNITS: dict[str, str] = {"days": N_("days"), "count": N_("count"), "pct": N_("%")}
@@ -84,6 +99,8 @@ CODE_TITLES: dict[str, str] = {
     "PAYMENT_MISMATCH": N_("Payment mismatch"),
     "AMBIGUOUS_MATCH": N_("Ambiguous match"),
     "STAGE_CONFLICT": N_("Stage conflict"),
+    "QUOTE_MISMATCH": N_("Quote mismatch"),
+    "CONTRACT_MISMATCH": N_("Contract mismatch"),
     "DELIVERED_NOT_INVOICED": N_("Delivered, not invoiced"),
     "INVOICED_NOT_DELIVERED": N_("Invoiced, not delivered"),
     "CUSTOMER_MISMATCH": N_("Customer mismatch"),
@@ -109,8 +126,11 @@ CODE_EXPLANATIONS: dict[str, str] = {
     "PAYMENT_MISMATCH": N_("A payment is short (past due) or over the invoices it pays."),
     "AMBIGUOUS_MATCH": N_("Several candidates fit equally well; nothing was linked by guesswork."),
     "STAGE_CONFLICT": N_("The deal is lost or still open in the CRM, but it was invoiced or paid."),
+    "QUOTE_MISMATCH": N_("The accepted quote differs from the deal: amount, currency or lines."),
+    "CONTRACT_MISMATCH": N_("The contract value differs from what was ordered for the deal."),
     "DELIVERED_NOT_INVOICED": N_("Goods were shipped but not invoiced after the grace period: revenue leakage."),
-    "INVOICED_NOT_DELIVERED": N_("Billed for what was not shipped."),
+    "INVOICED_NOT_DELIVERED": N_("Billed for what was not shipped after the grace period; the larger the "
+                                 "amount, the higher the severity."),
     "CUSTOMER_MISMATCH": N_("The same customer differs between CRM and ERP (name, tax id, country) or is "
                             "duplicated."),
 }
@@ -128,7 +148,8 @@ SEVERITY: dict[str, str] = {"low": N_("low"), "medium": N_("medium"), "high": N_
                             "critical": N_("critical")}
 STATUS: dict[str, str] = {"open": N_("open"), "acknowledged": N_("acknowledged"), "resolved": N_("resolved")}
 ENTITY: dict[str, str] = {"deal": N_("deal"), "order": N_("order"), "invoice": N_("invoice"),
-                          "payment": N_("payment"), "account": N_("account"), "lead": N_("lead")}
+                          "payment": N_("payment"), "account": N_("account"), "lead": N_("lead"),
+                          "quote": N_("quote"), "contract": N_("contract"), "delivery": N_("delivery")}
 ACTION: dict[str, str] = {
     "detected": N_("detected"), "reopened": N_("found again"), "auto_resolved": N_("auto-resolved"),
     "acknowledge": N_("acknowledged"), "resolve": N_("resolved"), "reopen": N_("reopened"),

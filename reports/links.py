@@ -29,11 +29,13 @@ TRYTON_MODEL = {"payments": "account.move.line"}
 # A row whose source object is stored under its canonical entity name (rows loaded from canonical
 # tables, e.g. the scenario generator's worlds) is linked as the vendor's usual object for it.
 ENTITY_OBJECT = {
-    "salesforce": {"deal": "Opportunity", "account": "Account", "lead": "Lead", "contact": "Contact"},
+    "salesforce": {"deal": "Opportunity", "account": "Account", "lead": "Lead", "contact": "Contact",
+                   "quote": "Quote", "contract": "Contract", "order": "Order"},
     "hubspot": {"deal": "deals", "account": "companies", "contact": "contacts", "invoice": "invoices"},
     "tryton": {"order": "sale.sale", "invoice": "account.invoice", "account": "party.party",
-               "payment": "account.move.line"},
-    "odoo": {"order": "sale.order", "invoice": "account.move", "account": "res.partner", "payment": "account.payment"},
+               "payment": "account.move.line", "delivery": "stock.shipment.out"},
+    "odoo": {"order": "sale.order", "invoice": "account.move", "account": "res.partner", "payment": "account.payment",
+             "delivery": "stock.picking"},
 }
 DEFAULT_WEB = {"hubspot": "https://app.hubspot.com", "stripe": "https://dashboard.stripe.com"}
 

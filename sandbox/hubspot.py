@@ -79,11 +79,12 @@ TYPE_IDS: dict[tuple[str, str], tuple[int, ...]] = {
     ("deals", "companies"): (5, 341), ("companies", "deals"): (6, 342),
     ("deals", "contacts"): (3,), ("contacts", "deals"): (4,),
     ("deals", "line_items"): (19,), ("line_items", "deals"): (20,),
+    ("deals", "quotes"): (63,), ("quotes", "deals"): (64,),
 }
 # HubSpot object type ids (imports, schemas): deals 0-3, companies 0-2, contacts 0-1, line items 0-8, products 0-7
 OBJECT_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3", "products": "0-7", "line_items": "0-8"}
 SINGULAR = {"deals": "deal", "companies": "company", "contacts": "contact", "line_items": "line_item",
-            "products": "product"}
+            "products": "product", "quotes": "quote"}
 STAGES = [("appointmentscheduled", "Appointment Scheduled", "0.2", "false"),
           ("qualifiedtobuy", "Qualified To Buy", "0.4", "false"),
           ("presentationscheduled", "Presentation Scheduled", "0.6", "false"),
@@ -91,8 +92,8 @@ STAGES = [("appointmentscheduled", "Appointment Scheduled", "0.2", "false"),
           ("contractsent", "Contract Sent", "0.9", "false"),
           ("closedwon", "Closed Won", "1.0", "true"),
           ("closedlost", "Closed Lost", "0.0", "true")]
-DATETIME_PROPS = {"createdate", "hs_lastmodifieddate", "lastmodifieddate", "closedate"}
-NUMBER_PROPS = {"hs_object_id", "amount", "price", "quantity", "discount", "hs_product_id"}
+DATETIME_PROPS = {"createdate", "hs_lastmodifieddate", "lastmodifieddate", "closedate", "hs_expiration_date"}
+NUMBER_PROPS = {"hs_object_id", "amount", "price", "quantity", "discount", "hs_product_id", "hs_quote_amount"}
 STANDARD: dict[str, tuple[str, ...]] = {
     "deals": ("dealname", "amount", "dealstage", "pipeline", "closedate", "deal_currency_code",
               "hubspot_owner_id", "createdate", "hs_lastmodifieddate", "hs_object_id"),
@@ -102,6 +103,8 @@ STANDARD: dict[str, tuple[str, ...]] = {
     "line_items": ("name", "quantity", "price", "amount", "discount", "hs_product_id", "hs_sku",
                    "createdate", "hs_lastmodifieddate", "hs_object_id"),
     "products": ("name", "price", "hs_sku", "description", "createdate", "hs_lastmodifieddate", "hs_object_id"),
+    "quotes": ("hs_title", "hs_status", "hs_expiration_date", "hs_quote_amount", "hs_currency",
+               "hs_esign_enabled", "createdate", "hs_lastmodifieddate", "hs_object_id"),
 }
 DEFAULTS: dict[str, tuple[str, ...]] = {
     "deals": ("dealname", "amount", "dealstage", "pipeline", "closedate", "createdate", "hs_lastmodifieddate",
@@ -248,7 +251,8 @@ class HubSpotEmulator:
         self.objects = {t: {} for t in STANDARD}
         self._ids: dict[str, list[int]] = {t: [] for t in STANDARD}
         self._assoc: dict[tuple[str, str], dict[int, set[int]]] = {k: {} for k in TYPE_IDS}
-        self._next_id = {"deals": 9_000, "companies": 500, "contacts": 700, "line_items": 60_000, "products": 90}
+        self._next_id = {"deals": 9_000, "companies": 500, "contacts": 700, "line_items": 60_000, "products": 90,
+                         "quotes": 70_000}
         self._custom = [self._custom_name(i) for i in range(self.custom_properties)]
         self._extra: dict[str, list[str]] = {t: [] for t in STANDARD}  # properties only a world names
         self._pipeline_rows: list[dict[str, Any]] | None = None

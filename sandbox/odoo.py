@@ -35,12 +35,12 @@ from starlette.routing import Route
 from connectors.http import dumps_exact
 
 MODELS = ("res.partner", "sale.order", "sale.order.line", "account.move", "account.move.line", "account.payment",
-          "res.currency.rate")
+          "res.currency.rate", "stock.picking", "stock.move")
 # many2one fields (by name) whose comodel a dotted domain path follows
 RELATIONS: dict[str, str] = {
     "move_id": "account.move", "order_id": "sale.order", "partner_id": "res.partner",
     "commercial_partner_id": "res.partner", "parent_id": "res.partner", "reversed_entry_id": "account.move",
-    "product_id": "product.product", "currency_id": "res.currency", "pricelist_id": "product.pricelist",
+    "product_id": "product.product", "picking_id": "stock.picking", "sale_id": "sale.order", "currency_id": "res.currency", "pricelist_id": "product.pricelist",
 }
 _READS = ("search_read", "search", "search_count", "read")
 

@@ -95,7 +95,9 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
                                     ("UnitPrice", "currency"), ("ListPrice", "currency"),
                                     ("TotalPrice", "currency"), ("Discount", "percent"), ("ServiceDate", "date")]),
     "Contract": ("800", [("AccountId", "reference"), ("ContractNumber", "string"), ("Status", "picklist"),
-                         ("StartDate", "date"), ("EndDate", "date"), ("ContractTerm", "int")]),
+                         ("StartDate", "date"), ("EndDate", "date"), ("ContractTerm", "int"),
+                         ("StatusCode", "picklist"), ("CustomerSignedDate", "date"),
+                         ("CompanySignedDate", "date"), ("OwnerId", "reference")]),
     "Order": ("801", [("AccountId", "reference"), ("OpportunityId", "reference"), ("ContractId", "reference"),
                       ("EffectiveDate", "date"), ("Status", "picklist"), ("OrderNumber", "string"),
                       ("TotalAmount", "currency")]),
@@ -103,11 +105,16 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
                           ("UnitPrice", "currency"), ("TotalPrice", "currency")]),
     "Quote": ("0Q0", [("OpportunityId", "reference"), ("AccountId", "reference"), ("Name", "string"),
                       ("QuoteNumber", "string"), ("Status", "picklist"), ("ExpirationDate", "date"),
-                      ("Subtotal", "currency"), ("TotalPrice", "currency"), ("GrandTotal", "currency")]),
+                      ("Subtotal", "currency"), ("TotalPrice", "currency"), ("GrandTotal", "currency"),
+                      ("Tax", "currency")]),
+    "QuoteLineItem": ("0QL", [("QuoteId", "reference"), ("Product2Id", "reference"), ("Description", "string"),
+                              ("Quantity", "double"), ("UnitPrice", "currency"), ("ListPrice", "currency"),
+                              ("Subtotal", "currency"), ("TotalPrice", "currency"), ("Discount", "percent"),
+                              ("ServiceDate", "date")]),
 }
 _REFERENCE_TO = {"AccountId": "Account", "ConvertedAccountId": "Account", "ConvertedContactId": "Contact",
                  "ConvertedOpportunityId": "Opportunity", "OpportunityId": "Opportunity", "Product2Id": "Product2",
-                 "OrderId": "Order", "ContractId": "Contract", "Pricebook2Id": "Pricebook2"}
+                 "OrderId": "Order", "ContractId": "Contract", "QuoteId": "Quote", "Pricebook2Id": "Pricebook2"}
 _COMPOUND = {"address", "location"}
 _TEXT = {"string", "picklist", "url", "email", "phone", "textarea", "id", "reference"}
 _NUMBER = {"currency", "double", "percent", "int"}

@@ -39,12 +39,15 @@ PLANTED = (
     "WON_NOT_ORDERED", "ORDER_WITHOUT_DEAL", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "LINE_MISMATCH",
     "ORDERED_NOT_INVOICED", "OVER_INVOICED", "INVOICE_WITHOUT_ORDER", "DUPLICATE_INVOICE", "INVOICE_OVERDUE",
     "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "AMBIGUOUS_MATCH", "STAGE_CONFLICT", "CUSTOMER_MISMATCH",
+    "QUOTE_MISMATCH", "CONTRACT_MISMATCH", "DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED",
 )
 _MONEY_COLS = {"amount", "unit_price", "untaxed", "tax", "total", "fee", "quantity"}
 # Tryton ids are integers: an invoice is ``chain * 10 + slot`` (instalments 1 and 2, then the planted extras)
 _INVOICE_SLOT = {"O": 3, "W": 4, "D": 5, "C": 6}
 _TABLE_ENTITY = {"deal": "deal", "deal_line": "deal_line", "order": "order", "order_line": "order_line",
-                 "invoice": "invoice", "payment": "payment", "account": "account", "lead": "lead"}
+                 "invoice": "invoice", "payment": "payment", "account": "account", "lead": "lead",
+                 "quote": "quote", "quote_line": "quote_line", "contract": "contract", "delivery": "delivery",
+                 "delivery_line": "delivery_line"}
 
 
 @dataclass
@@ -87,6 +90,8 @@ class World:
         now = datetime.now(UTC)
         frames: dict[Any, pl.DataFrame] = {}
         for name, entity in _TABLE_ENTITY.items():
+            if name not in self.tables:  # a world saved before the table existed
+                continue
             df = self.tables[name]
             sid = pl.col("id").str.splitn(":", 3)
             frames[ct.table_for(entity)] = df.with_columns(
@@ -449,19 +454,115 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         pl.Series(owners[rng.integers(0, 12, n_leads)]).alias("owner"),
     )
 
+    # -- quotes, contracts, deliveries (drawn and planted last: the rest of the world does not move) ---
+    for code in ("QUOTE_MISMATCH", "CONTRACT_MISMATCH", "INVOICED_NOT_DELIVERED"):
+        plant[code] = take(settled, m)
+    # DELIVERED_NOT_INVOICED: m more won chains (index 3n + j: no id of the world above has it), ordered
+    # 9..25 days ago (not yet ORDERED_NOT_INVOICED), shipped on the order date, never invoiced
+    plant["DELIVERED_NOT_INVOICED"] = np.arange(m, dtype=np.int64)
+    dci = 3 * n + np.arange(m, dtype=np.int64)
+    d_cust = rng.integers(0, n_cust, m)
+    d_close = asof_ord - rng.integers(14, 26, m)
+    d_lines = pl.DataFrame({"ci": dci, "ln": np.zeros(m, dtype=np.int64), "qty": rng.integers(1, 11, m),
+                            "unit_c": rng.integers(1000, 500000, m),
+                            "product_code": [f"P{k:03d}" for k in rng.integers(0, 400, m)]}).with_columns(
+        (pl.col("qty") * pl.col("unit_c")).alias("amount_c"))
+    d_chains = pl.DataFrame({"ci": dci, "cust": d_cust, "ccy": cust_ccy[d_cust], "close": d_close,
+                             "owner": cust_owner[d_cust], "amount_c": d_lines["amount_c"]})
+    deals = pl.concat([deals, d_chains.select(
+        pl.format("salesforce:deal:006{}", _pad("ci", 12)).alias("id"), pl.format("006{}", _pad("ci", 12)).alias("source_id"),
+        pl.format("salesforce:account:001{}", _pad("cust", 12)).alias("account_id"), pl.lit("closed_won").alias("stage"),
+        pl.col("ccy").alias("currency"), "amount_c", d(d_close).alias("close_date"),
+        d(d_close - 30).cast(pl.Datetime("us", "UTC")).alias("created_at"), "owner")])
+    d_deal_lines = d_lines.join(d_chains.select("ci", "ccy"), on="ci").select(
+        pl.format("salesforce:deal_line:00k{}{}", _pad("ci", 12), "ln").alias("id"),
+        pl.format("salesforce:deal:006{}", _pad("ci", 12)).alias("deal_id"), "product_code",
+        pl.col("qty").alias("quantity_c"), pl.col("ccy").alias("currency"), "unit_c", "amount_c")
+    d_orders = d_chains.with_columns((pl.col("close") + 2).alias("od")).select(
+        "ci", pl.format(erp + ":order:{}", pl.col("ci") + 1).alias("id"), pl.format("SO{}", _pad("ci", 9)).alias("number"),
+        pl.format(erp + ":account:{}", pl.col("cust") + 1).alias("account_id"),
+        pl.format("006{}", _pad("ci", 12)).alias("deal_ref"), d(d_close + 2).alias("order_date"),
+        pl.lit("confirmed").alias("state"), pl.col("ccy").alias("currency"), pl.col("amount_c").alias("untaxed_c"),
+        pl.lit(0).alias("tax_c"), pl.col("amount_c").alias("total_c"), "od")
+    d_order_lines = d_lines.join(d_chains.select("ci", "ccy"), on="ci").select(
+        pl.format(erp + ":order_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("id"),
+        pl.format(erp + ":order:{}", pl.col("ci") + 1).alias("order_id"), "product_code",
+        pl.col("qty").alias("quantity_c"), pl.col("ccy").alias("currency"), "unit_c", "amount_c")
+    qdf = chains.select("ci", "ccy", pl.Series(deal_amount_c).alias("amt"), "close", "owner")
+    q_bad = plant["QUOTE_MISMATCH"].tolist()
+    quotes = qdf.select(
+        pl.format("salesforce:quote:0Q0{}", _pad("ci", 12)).alias("id"),
+        pl.format("Q-{}", _pad("ci", 8)).alias("number"),
+        pl.format("salesforce:deal:006{}", _pad("ci", 12)).alias("deal_id"), pl.lit("accepted").alias("status"),
+        d(qdf["close"].to_numpy() - 10).alias("quote_date"), d(qdf["close"].to_numpy() + 20).alias("valid_until"),
+        pl.col("ccy").alias("currency"),
+        pl.when(pl.col("ci").is_in(q_bad)).then(pl.col("amt") * 105 // 100).otherwise(pl.col("amt")).alias("untaxed_c"),
+        "owner")
+    # lost and open deals were quoted too (some): rejected / expired / still sent
+    xq = extra_deals.filter(pl.Series(rng.random(n_extra) < 0.5))
+    quotes = pl.concat([quotes.with_columns(pl.col("untaxed_c").alias("total_c")), xq.select(
+        pl.col("id").str.replace("salesforce:deal:006", "salesforce:quote:0Q0").alias("id"),
+        pl.col("source_id").str.replace("006", "Q-").alias("number"), pl.col("id").alias("deal_id"),
+        pl.when(pl.col("stage") == "closed_lost").then(pl.lit("rejected")).otherwise(pl.lit("sent")).alias("status"),
+        (pl.col("close_date") - pl.duration(days=10)).alias("quote_date"),
+        (pl.col("close_date") + pl.duration(days=20)).alias("valid_until"), "currency",
+        pl.col("amount_c").alias("untaxed_c"), "owner").with_columns(pl.col("untaxed_c").alias("total_c"))],
+        how="vertical_relaxed")
+    quote_lines = deal_lines.select(
+        pl.col("id").str.replace("salesforce:deal_line:00k", "salesforce:quote_line:0QL").alias("id"),
+        pl.col("deal_id").str.replace("salesforce:deal:006", "salesforce:quote:0Q0").alias("quote_id"),
+        "product_code", "quantity_c", "currency", "unit_c", "amount_c")
+    c_bad = plant["CONTRACT_MISMATCH"].tolist()
+    contracts = chains.select(
+        pl.format("salesforce:contract:800{}", _pad("ci", 12)).alias("id"),
+        pl.format("C-{}", _pad("ci", 8)).alias("number"),
+        pl.format("salesforce:account:001{}", _pad("cust", 12)).alias("account_id"),
+        pl.format("salesforce:deal:006{}", _pad("ci", 12)).alias("deal_id"), pl.lit("activated").alias("status"),
+        d(close).alias("start_date"), d(close + 365).alias("end_date"), d(close).alias("signed_date"),
+        pl.col("ccy").alias("currency"),
+        pl.when(pl.col("ci").is_in(c_bad)).then(pl.col("amount_c") * 12 // 10).otherwise(pl.col("amount_c"))
+        .alias("value_c"), "owner")
+    # deliveries: every order but the not-yet-shipped (ORDERED_NOT_INVOICED) and the planted
+    # INVOICED_NOT_DELIVERED; some late (after the planned date), some short by one unit
+    no_ship = set(plant["ORDERED_NOT_INVOICED"].tolist()) | set(plant["INVOICED_NOT_DELIVERED"].tolist())
+    dni = dci.tolist()
+    ship = pl.concat([orders.filter(~pl.col("ci").is_in(list(no_ship))), d_orders], how="vertical_relaxed")
+    lag = rng.integers(0, 3, ship.height)
+    late = rng.random(ship.height) < 0.08
+    short_ship = set(ship.filter(pl.Series(rng.random(ship.height) < 0.05))["ci"].to_list())
+    ship = ship.with_columns(pl.when(pl.col("ci").is_in(dni)).then(pl.col("od")).otherwise(
+        pl.col("od") + pl.Series(lag) + pl.Series(late).cast(pl.Int64) * 4).alias("out"),
+        (pl.col("od") + 2).alias("plan"))
+    deliveries = ship.select(
+        pl.format(erp + ":delivery:{}", pl.col("ci") + 1).alias("id"), pl.format("OUT{}", _pad("ci", 9)).alias("number"),
+        "account_id", pl.col("id").alias("order_id"), pl.col("number").alias("order_ref"),
+        pl.when(pl.col("out") <= asof_ord).then(pl.lit("delivered")).otherwise(pl.lit("ready")).alias("state"),
+        d(ship["plan"].to_numpy()).alias("planned_date"),
+        pl.when(pl.col("out") <= asof_ord).then(pl.Series(d(ship["out"].to_numpy()))).alias("shipped_date"),
+        pl.when(pl.col("out") <= asof_ord).then(pl.Series(d(ship["out"].to_numpy()))).alias("delivered_date"))
+    delivery_lines = pl.concat([lines, d_lines], how="diagonal_relaxed").filter(
+        pl.col("ci").is_in(ship["ci"].implode())).select(
+        pl.format(erp + ":delivery_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("id"),
+        pl.format(erp + ":delivery:{}", pl.col("ci") + 1).alias("delivery_id"),
+        pl.format(erp + ":order_line:{}", pl.col("ci") * 10 + pl.col("ln") + 1).alias("order_line_id"),
+        pl.when(pl.col("ci").is_in(list(sub)) & (pl.col("ln") == 0)).then(pl.lit("SUBST"))
+        .otherwise(pl.col("product_code")).alias("product_code"),
+        pl.when(pl.col("ci").is_in(list(short_ship)) & (pl.col("ln") == 0) & (pl.col("qty") > 1))
+        .then(pl.col("qty") - 1).otherwise(pl.col("qty")).cast(MONEY).alias("quantity"))
+
     # -- output frames ------------------------------------------------------------------------------
     tables: dict[str, pl.DataFrame] = {
         "account": accounts,
         "cross_ref": cross,
         "deal": pl.concat([deals, extra_deals]).with_columns(_money("amount_c")).drop("amount_c"),
-        "deal_line": deal_lines.with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
+        "deal_line": pl.concat([deal_lines, d_deal_lines]).with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
                                              pl.col("quantity_c").cast(MONEY).alias("quantity"))
         .drop("unit_c", "amount_c", "quantity_c"),
-        "order": pl.concat([orders, orders_x], how="vertical_relaxed").drop("ci", "od").with_columns(
+        "order": pl.concat([orders, orders_x, d_orders], how="vertical_relaxed").drop("ci", "od").with_columns(
             _money("untaxed_c"), _money("tax_c"), _money("total_c"),
             pl.col("id").str.split_exact(":", 2).struct.field("field_2").alias("source_id"),
         ).drop("untaxed_c", "tax_c", "total_c"),
-        "order_line": order_lines.with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
+        "order_line": pl.concat([order_lines, d_order_lines]).with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
                                                pl.col("quantity_c").cast(MONEY).alias("quantity"))
         .drop("unit_c", "amount_c", "quantity_c"),
         "invoice": invs.select(
@@ -480,8 +581,16 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
             "base", "quote", d(rate_days).alias("rate_date"),
             pl.Series([Decimal(str(r)) for r in eurusd.tolist()], dtype=pl.Decimal(38, 10)).alias("rate")),
         "lead": leads,
+        "quote": quotes.with_columns(_money("untaxed_c"), _money("total_c")).drop("untaxed_c", "total_c"),
+        "quote_line": quote_lines.with_columns(_money("unit_c").alias("unit_price"), _money("amount_c"),
+                                               pl.col("quantity_c").cast(MONEY).alias("quantity"))
+        .drop("unit_c", "amount_c", "quantity_c"),
+        "contract": contracts.with_columns(_money("value_c")).drop("value_c"),
+        "delivery": deliveries,
+        "delivery_line": delivery_lines,
     }
-    for name in ("deal", "order", "invoice", "payment", "account", "deal_line", "order_line"):
+    for name in ("deal", "order", "invoice", "payment", "account", "deal_line", "order_line", "quote", "quote_line",
+                 "contract", "delivery", "delivery_line"):
         if "source_id" not in tables[name].columns:
             tables[name] = tables[name].with_columns(
                 pl.col("id").str.split_exact(":", 2).struct.field("field_2").alias("source_id"))
@@ -502,6 +611,10 @@ def generate(n_chains: int, *, seed: int = 7, as_of: date = date(2026, 10, 31), 
         "INVOICE_OVERDUE": lambda i: [f"{erp}:invoice:{i * 10 + 1}"],
         "PAYMENT_MISMATCH": lambda i: [f"{erp}:invoice:{i * 10 + 1}"],
         "UNAPPLIED_PAYMENT": lambda i: [f"bank:payment:U{i}"],
+        "QUOTE_MISMATCH": lambda i: [f"salesforce:quote:0Q0{i:012d}"],
+        "CONTRACT_MISMATCH": lambda i: [f"salesforce:contract:800{i:012d}"],
+        "DELIVERED_NOT_INVOICED": lambda j: [f"{erp}:order:{3 * n + j + 1}"],
+        "INVOICED_NOT_DELIVERED": lambda i: [f"{erp}:order:{i + 1}"],
     }
     for code, fn in keyer.items():
         truth.extend((code, fn(int(i))) for i in plant[code])

@@ -44,11 +44,12 @@ from connectors.tryton import codec
 VERSION = "8.2.0"
 CURSOR = "last_modified_at"
 MODELS = ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line", "account.move.line",
-          "currency.currency.rate")
+          "currency.currency.rate", "stock.shipment.out", "stock.move")
 # many2one fields whose target is a world model: a dotted domain path is followed through them
 RELATIONS: dict[tuple[str, str], str] = {
     ("sale.sale", "party"): "party.party", ("sale.sale", "invoice_party"): "party.party",
     ("sale.line", "sale"): "sale.sale",
+    ("stock.shipment.out", "customer"): "party.party",
     ("account.invoice", "party"): "party.party",
     ("account.invoice.line", "invoice"): "account.invoice",
     ("account.move.line", "party"): "party.party", ("account.move.line", "invoice_payment"): "account.invoice",

@@ -35,19 +35,20 @@ YAML_KEYS = ("format", "name", "systems", "erp", "reporting_currency", "as_of", 
 
 OBJECTS: dict[str, tuple[str, ...]] = {
     "salesforce": ("Account", "Contact", "Lead", "Opportunity", "OpportunityLineItem", "Product2", "Order",
-                   "OrderItem", "Quote", "Contract"),
-    "hubspot": ("companies", "contacts", "deals", "line_items", "products", "owners", "pipelines"),
+                   "OrderItem", "Quote", "QuoteLineItem", "Contract"),
+    "hubspot": ("companies", "contacts", "deals", "line_items", "products", "quotes", "owners", "pipelines"),
     "stripe": ("customers", "charges", "refunds", "invoices", "credit_notes", "balance_transactions", "payouts",
                "payment_intents"),
     "tryton": ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line",
-               "account.move.line", "currency.currency.rate"),
+               "account.move.line", "currency.currency.rate", "stock.shipment.out", "stock.move"),
     "odoo": ("res.partner", "sale.order", "sale.order.line", "account.move", "account.move.line",
-             "account.payment", "res.currency.rate"),
+             "account.payment", "res.currency.rate", "stock.picking", "stock.move"),
 }
-HUBSPOT_CRM = ("companies", "contacts", "deals", "line_items", "products")
+HUBSPOT_CRM = ("companies", "contacts", "deals", "line_items", "products", "quotes")
 # HubSpot associations the emulator serves: associations/<from>_to_<to>.jsonl
 HUBSPOT_ASSOCIATIONS = (("deals", "companies"), ("companies", "deals"), ("deals", "contacts"),
-                        ("contacts", "deals"), ("deals", "line_items"), ("line_items", "deals"))
+                        ("contacts", "deals"), ("deals", "line_items"), ("line_items", "deals"),
+                        ("deals", "quotes"), ("quotes", "deals"))
 STRIPE_OBJECT = {"customers": "customer", "charges": "charge", "refunds": "refund", "invoices": "invoice",
                  "credit_notes": "credit_note", "balance_transactions": "balance_transaction",
                  "payouts": "payout", "payment_intents": "payment_intent"}

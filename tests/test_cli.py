@@ -158,3 +158,27 @@ def test_demo_with_a_bad_world_is_one_line_and_exit_2(tmp_path: Path) -> None:
               cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "salesforce" in res.stderr
+
+
+@pytest.mark.slow
+def test_demo_world_replay_finds_the_delivery_breaks(tmp_path: Path) -> None:
+    """`ltc demo --world`: an Odoo world with quotes, contracts and deliveries, replayed on the emulators,
+    finds goods shipped but not billed and billed but not shipped, on the orders the generator planted."""
+    import csv
+
+    from sandbox.scenario import generate
+    from sandbox.world_writer import write_world
+
+    world = generate(60, seed=5, erp="odoo")
+    write_world(world, tmp_path / "w")
+    res = ltc("demo", "--world", str(tmp_path / "w"), env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"},
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with (tmp_path / ".ltc/reports/exceptions.csv").open(encoding="utf-8") as fh:
+        found = {(r["code"], r["fingerprint"]) for r in csv.DictReader(fh)}
+    stages = {"DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED", "QUOTE_MISMATCH", "CONTRACT_MISMATCH"}
+    planted = {(c, f) for c, f in world.truth.select("code", "fingerprint").iter_rows() if c in stages}
+    assert {c for c, _ in planted} == stages and planted <= found
+    with (tmp_path / ".ltc/reports/chains.csv").open(encoding="utf-8") as fh:
+        chains = list(csv.DictReader(fh))
+    assert any(c["quotes"] and c["contract"] and c["deliveries"] for c in chains)

@@ -13,6 +13,8 @@ Streams:
 * ``party.party`` (customers), with inactive ones (``active_test: False``; an archived party is
   not a deleted one);
 * ``sale.sale`` and ``sale.line``;
+* ``stock.shipment.out`` (customer shipments; ``origins`` is its sales' numbers) and their ``stock.move``
+  rows (stream ``shipment_moves``: ``shipment`` is the reference ``stock.shipment.out,<id>``);
 * ``account.invoice`` and ``account.invoice.line``, customer side (``type = out``); credit notes
   are customer invoices with a negative total and ``origin_invoices`` naming what they credit;
 * ``payments``: ``account.move.line`` on receivable accounts in cash/statement journals — the
@@ -61,6 +63,10 @@ INVOICE_LINE_FIELDS = ("invoice", "sequence", "type", "product", "product.code",
                        "description", "quantity", "unit.name", "unit_price", "amount", "taxes", "currency.code",
                        "origin")
 RATE_FIELDS = ("date", "rate", "currency", "currency.code")  # 1 company currency = rate of this currency
+SHIPMENT_FIELDS = ("number", "reference", "state", "company", "customer", "planned_date", "effective_date",
+                   "origins", "moves")
+MOVE_FIELDS = ("shipment", "product", "product.code", "quantity", "unit.name", "origin", "state", "planned_date",
+               "effective_date")
 PAYMENT_FIELDS = ("move", "move.number", "move.journal.type", "date", "debit", "credit", "currency.code",
                   "amount_second_currency", "second_currency.code", "party", "account.code",
                   "description", "move_description_used", "move_origin", "invoice_payment",
@@ -80,6 +86,8 @@ STREAMS: tuple[StreamSpec, ...] = (
     _spec("sale.line", "sale.line", SALE_LINE_FIELDS),
     _spec("account.invoice", "account.invoice", INVOICE_FIELDS, [["type", "=", "out"]]),
     _spec("account.invoice.line", "account.invoice.line", INVOICE_LINE_FIELDS, [["invoice.type", "=", "out"]]),
+    _spec("stock.shipment.out", "stock.shipment.out", SHIPMENT_FIELDS),
+    _spec("shipment_moves", "stock.move", MOVE_FIELDS, [["shipment", "like", "stock.shipment.out,%"]]),
     _spec("payments", "account.move.line", PAYMENT_FIELDS,
           [["account.type.receivable", "=", True], ["move.journal.type", "in", ["cash", "statement"]]]),
     # the ERP's own FX rates (ltc.app.fx loads them into fx_rate; they map to no canonical entity)

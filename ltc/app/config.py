@@ -180,6 +180,8 @@ class ReconcileConfig(_Model):
     tolerance_rel: Decimal = Decimal("0.001")
     grace_days_won_not_ordered: int = Field(default=7, ge=0)
     grace_days_ordered_not_invoiced: int = Field(default=30, ge=0)
+    grace_days_delivered_not_invoiced: int = Field(default=7, ge=0)
+    grace_days_invoiced_not_delivered: int = Field(default=7, ge=0)
     max_subset_invoices: int = Field(default=6, ge=1, le=12)
     identity_auto_threshold: Decimal = Decimal("0.92")
     identity_review_threshold: Decimal = Decimal("0.80")

@@ -14,6 +14,8 @@ check_chains        :mod:`.chains`              won deals vs their orders (amoun
 check_lines         :mod:`.lines`               deal lines vs order lines per product
 check_billing       :mod:`.billing`             ordered vs invoiced, stage conflicts
 check_customers     :mod:`.customers`           clusters whose members disagree
+check_quotes        :mod:`.quotes`              accepted quote vs deal, contract vs ordered; deal -> quote/contract
+check_deliveries    :mod:`.deliveries`          delivered / invoiced without the other; order -> delivery
 finish_exceptions   :mod:`.exceptions`          owner, reporting amount, severity, fingerprint
 row_states          :mod:`.states`              one state per source row
 conservation        :mod:`.conservation`        the totals tie out (raises otherwise)

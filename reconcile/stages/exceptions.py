@@ -11,6 +11,7 @@ from reconcile.codes import BASE_SEVERITY, fingerprint
 from reconcile.frames import MONEY, Frames
 from reconcile.settings import Settings
 from reconcile.stages.contract import EXCEPTION_COLUMNS, expect_parts
+from reconcile.stages.deliveries import severity as delivery_severity
 from reconcile.stages.expr import conv, m, with_rate
 
 
@@ -39,7 +40,10 @@ def finish_exceptions(parts: list[pl.DataFrame], deal: pl.DataFrame, cluster_own
     sev = (pl.when(pl.col("code") == "INVOICE_OVERDUE").then(
         pl.col("bucket").replace_strict({"1-30": "low", "31-60": "medium", "61-90": "high", "90+": "critical"},
                                         default="medium"))
-        .when(big.fill_null(False)).then(pl.lit("critical")).otherwise(base))
+        .when(big.fill_null(False)).then(pl.lit("critical"))
+        .when(pl.col("code") == "INVOICED_NOT_DELIVERED").then(
+            delivery_severity(pl.col("amount_reporting"), pl.col("amount")))
+        .otherwise(base))
     ex = ex.with_columns(sev.alias("severity"), pl.col("keys").list.sort(), pl.col("records").list.unique().list.sort())
     fps = [fingerprint(c, k) for c, k in ex.select("code", "keys").iter_rows()]
     ex = ex.with_columns(pl.Series("fingerprint", fps, dtype=pl.String))

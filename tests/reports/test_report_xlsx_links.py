@@ -117,8 +117,8 @@ def test_records_link_to_their_source_systems(written: dict[str, Any]) -> None:
         assert url_cell.hyperlink is not None and url_cell.hyperlink.target == url_cell.value
         seen[system] = seen.get(system, 0) + 1
         if system == "salesforce":
-            assert url_cell.value.startswith(("https://acme.my.salesforce.com/lightning/r/Opportunity/",
-                                              "https://acme.my.salesforce.com/lightning/r/Account/"))
+            assert url_cell.value.startswith(tuple(f"https://acme.my.salesforce.com/lightning/r/{o}/"
+                                                   for o in ("Opportunity", "Account", "Quote", "Contract")))
         if system == "tryton":
             assert url_cell.value.startswith("https://erp.example.com:8000/#ltc/model/")
         if system == "stripe":

@@ -113,6 +113,12 @@ def test_hubspot_world(sqlite_store: Store) -> None:
     # the sweeps are joined to their deal / line item by the mapping (`with:`): the chain is linked
     assert won["account_id"] == "hubspot:account:5001" and deals["9004"]["account_id"] == "hubspot:account:5008"
     assert line["deal_id"] == "hubspot:deal:9001"
+    # a quote and its deal, from the quote -> deal association sweep (HubSpot's type 64)
+    quote = rows(sqlite_store, "quote")["80001"]
+    assert (quote["deal_id"], quote["status"], quote["total"], quote["valid_until"]) == (
+        "hubspot:deal:9001", "sent", Decimal("18400.75"), date(2026, 9, 30))
+    qa = sqlite_store.get_raw("hubspot", "associations.quotes", "80001")
+    assert qa is not None and qa["payload"]["deals"] == [{"id": "9001", "types": [64]}]
 
 
 def test_stripe_world(store: Store) -> None:
@@ -167,6 +173,12 @@ def test_tryton_world(sqlite_store: Store) -> None:
     assert (paid["kind"], paid["amount"], paid["currency"], paid["payment_date"], paid["invoice_ref"]) == (
         "payment", Decimal("48250.50"), "EUR", date(2026, 10, 20), "INV-2026-0108")
     assert paid["account_id"] == "tryton:account:12" and paid["reference"] == "CASH-0031"
+    shipment = rows(sqlite_store, "delivery")["81"]  # the customer shipment of the sale, found by its number
+    assert (shipment["order_ref"], shipment["state"], shipment["delivered_date"], shipment["account_id"]) == (
+        "SO-2026-0042", "delivered", date(2026, 10, 3), "tryton:account:12")
+    move = rows(sqlite_store, "delivery_line")["91"]
+    assert (move["delivery_id"], move["order_line_id"], move["quantity"]) == (
+        "tryton:delivery:81", "tryton:order_line:21", Decimal("25.0"))
 
 
 def test_tryton_emulator_speaks_trytons_protocol() -> None:
@@ -219,6 +231,11 @@ def test_odoo_world(sqlite_store: Store) -> None:
     pay = rows(sqlite_store, "payment")["51"]
     assert (pay["amount"], pay["payment_date"], pay["account_id"]) == (Decimal("6000.0"), date(2026, 10, 5),
                                                                       "odoo:account:14")
+    # outgoing pickings only (the receipt WH/IN is left out by the stream's domain), linked to their sale
+    assert sorted(rows(sqlite_store, "delivery")) == ["61"] and sorted(rows(sqlite_store, "delivery_line")) == ["611"]
+    out = rows(sqlite_store, "delivery")["61"]
+    assert (out["order_id"], out["state"], out["delivered_date"], out["planned_date"]) == (
+        "odoo:order:31", "delivered", date(2026, 9, 22), date(2026, 9, 21))
 
 
 @pytest.mark.parametrize("transport", ["jsonrpc", "json2"])
