@@ -79,7 +79,7 @@ STREAMS: tuple[OdooStream, ...] = (
                                        "scheduled_date", "date_deadline", "date_done", "move_ids"],
        [["picking_type_code", "=", "outgoing"]]),
     _s("delivery_moves", "stock.move", ["picking_id", "product_id", "product_uom_qty", "quantity", "state",
-                                        "sale_line_id", "date"], [["picking_code", "=", "outgoing"]]),
+                                        "sale_line_id", "date", "picking_code"], [["picking_code", "=", "outgoing"]]),
     _s("invoices", "account.move", ["name", "move_type", "state", "payment_state", "partner_id", "currency_id",
                                     "invoice_date", "invoice_date_due", "invoice_origin", "ref",
                                     "payment_reference", "amount_untaxed", "amount_tax", "amount_total",
