@@ -130,9 +130,11 @@ def test_sync_against_an_emulator_then_status(tmp_path: Path) -> None:
         assert "customers" in first.stdout and "success" in first.stdout and key not in first.stdout
         status = ltc("status", "--config", str(cfg), env=env, cwd=tmp_path)
         assert "pay" in status.stdout and "invoices" in status.stdout
-        wrong = ltc("sync", "--config", str(cfg), env={**env, "CLI_TEST_STRIPE_KEY": "sk_test_wrong_0000000000"},
-                    cwd=tmp_path)
-        assert wrong.returncode != 0 and len(wrong.stderr.strip().splitlines()) == 1
+        wrong = ltc("sync", "--config", str(cfg), "--progress", "off",
+                    env={**env, "CLI_TEST_STRIPE_KEY": "sk_test_wrong_0000000000"}, cwd=tmp_path)
+        # a rejected API key is the operator's to fix: exit 2, one line naming the source and the problem
+        assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr
+        assert wrong.stderr.startswith("pay: needs an operator") and "Invalid API Key" in wrong.stderr
         assert "sk_test_wrong_0000000000" not in wrong.stderr
 
 

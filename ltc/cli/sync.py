@@ -11,10 +11,12 @@ from rich.table import Table
 from canonical import db
 from canonical.errors import ConfigError
 from canonical.store import Store
+from connectors.base import StreamResult
 from ltc.app import runtime
 from ltc.app.config import Config, load_config
 from ltc.app.status import open_exceptions
 from ltc.cli.common import ConfigOpt, console, err_console, fmt
+from ltc.cli.progress import ProgressOpt, reporter
 
 
 def _cursor(value: Any) -> str:
@@ -52,25 +54,58 @@ def render_status(store: Store) -> None:
                   + ("  (`ltc exceptions list`)" if open_ex else ""))
 
 
+SEVERITY = {0: 0, 3: 1, 1: 2, 2: 3}  # exit codes, least to most severe: ok, paused, failed, operator-fixable
+
+
+def worst(codes: list[int]) -> int:
+    """The most severe exit code: 2 (an operator must fix something) > 1 (failed) > 3 (paused) > 0."""
+    return max(codes, key=lambda c: SEVERITY.get(c, 2), default=0)
+
+
+def result_code(r: StreamResult) -> int:
+    if isinstance(r, runtime.FailedStream):
+        return r.exit_code
+    return {"success": 0, "paused": 3}.get(r.status, 1)
+
+
 def run_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,
-                full_refresh: bool = False, *, deep: bool = False) -> str | None:
-    """Sync the sources and print a table; "paused" if any stream paused on a quota, else
-    "incomplete" if any stream could not vouch for its completeness, else None."""
+                full_refresh: bool = False, *, deep: bool = False, progress: str = "auto") -> int:
+    """Sync the sources (each isolated: one that fails does not stop the others), show progress,
+    print a table and a summary per source; returns the worst exit code (:func:`worst`)."""
     table = Table(title="sync")
     for col in ("source", "stream", "status", "records", "written", "unchanged", "quarantined", "message"):
-        table.add_column(col)
-    seen: set[str] = set()
+        table.add_column(col, overflow="fold")
+    per_source: dict[str, list[StreamResult]] = {}
 
     def waiting(line: str) -> None:  # another process syncs this source: say why we wait
         err_console.print(line, highlight=False, markup=False)
 
-    for name, r in runtime.sync_sources(cfg, store, only, streams=streams, full_refresh=full_refresh, deep=deep,
-                                        on_wait=waiting):
-        seen.add(r.status)
-        table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
-                      str(r.quarantined), fmt(r.message, 70))
+    with reporter(err_console, progress) as on_progress:
+        for name, r in runtime.sync_sources(cfg, store, only, streams=streams, full_refresh=full_refresh, deep=deep,
+                                            on_wait=waiting, on_progress=on_progress):
+            per_source.setdefault(name, []).append(r)
+            table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
+                          str(r.quarantined), r.message or "")
     console.print(table)
-    return "paused" if "paused" in seen else "incomplete" if "incomplete" in seen else None
+    codes: list[int] = []
+    for name, results in per_source.items():
+        code = worst([result_code(r) for r in results])
+        codes.append(code)
+        records = sum(r.records for r in results)
+        bad = next((r for r in results if result_code(r) == code and code), None)
+        if bad is None:
+            console.print(f"{name}: ok, {records:,} records in {len(results)} stream(s)", highlight=False)
+        else:
+            what = {3: "paused", 1: "failed", 2: "needs an operator"}[code] if code in (1, 2, 3) else "failed"
+            err_console.print(f"{name}: {what} ({bad.stream}): {bad.message or bad.status}",
+                              highlight=False, markup=False, soft_wrap=True)
+    outcome = worst(codes)
+    if len(per_source) > 1:
+        counts = {label: sum(1 for c in codes if c == code) for label, code in
+                  (("ok", 0), ("paused", 3), ("failed", 1), ("need an operator", 2))}
+        console.print(f"sync: {len(per_source)} sources: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+                      + f" (exit {outcome})", highlight=False)
+    return outcome
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -90,18 +125,19 @@ def sync(
     deep: bool = typer.Option(False, "--deep", help="Run the deep completeness check now (compare the id sets "
                               "of source and store) instead of waiting for deep_check_every."),
     config: str | None = ConfigOpt,
+    progress: str = ProgressOpt,
 ) -> None:
     """Pull the configured sources into the raw landing (checkpointed per page).
 
-    Exit code 0 when every stream completed, 3 when a stream paused on a vendor quota (state saved;
-    run again later to resume), 1 when a stream failed or ended incomplete (see its message).
+    Each source is isolated: one that fails does not stop the others. Exit code (the worst of all
+    sources): 0 every stream completed; 3 a stream paused on a vendor quota (state saved; run again
+    later to resume); 1 a stream failed or ended incomplete (see its message); 2 an operator must fix
+    something (credentials rejected, server unreachable, configuration).
     """
     outcome = run_sources(load_config(config), runtime.open_store(config), source, stream or None, full_refresh,
-                          deep=deep)
-    if outcome == "paused":
-        raise typer.Exit(3)
-    if outcome == "incomplete":
-        raise typer.Exit(1)
+                          deep=deep, progress=progress)
+    if outcome:
+        raise typer.Exit(outcome)
 
 
 def status(config: str | None = ConfigOpt) -> None:
@@ -113,19 +149,29 @@ def run(
     source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s); default: all."),
     as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default today."),
     config: str | None = ConfigOpt,
+    progress: str = ProgressOpt,
 ) -> None:
-    """The main job without Prefect: sync, map, resolve identities, reconcile, report (as the pipeline flow does)."""
+    """The main job without Prefect: sync, map, resolve identities, reconcile, report (as the pipeline flow does).
+
+    Exit code: 0 done; 3 a source paused on its quota; 1 a source failed or ended incomplete; 2 an
+    operator must fix something (credentials, an unreachable URL, configuration).
+    """
     from ltc.app.pipeline import after_sync, write_report
+    from ltc.app.progress import stage
 
     cfg = load_config(config)
     store = runtime.open_store(config)
-    outcome = run_sources(cfg, store, source)
-    print_summary(after_sync(store, cfg, _date(as_of)))
-    console.print(f"report: {write_report(store, cfg).html}")
-    if outcome == "paused":
-        raise typer.Exit(3)
-    if outcome == "incomplete":
-        raise typer.Exit(1)
+    outcome = run_sources(cfg, store, source, progress=progress)
+    with reporter(err_console, progress) as on_progress:
+        with stage("map, identity, reconcile", on_progress) as done:
+            summary = after_sync(store, cfg, _date(as_of))
+            done(f"{summary['reconcile']['chains']} chains")
+        with stage("report", on_progress):
+            files = write_report(store, cfg)
+    print_summary(summary)
+    console.print(f"report: {files.html}")
+    if outcome:
+        raise typer.Exit(outcome)
 
 
 def _date(value: str | None) -> date:
