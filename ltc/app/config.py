@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -141,6 +141,9 @@ class SourceConfig(_Model):
     # amount text with a comma that is not plainly thousands grouping is quarantined, never guessed
     decimal_separator: Literal[".", ","] | None = None
     web: SourceWeb = Field(default_factory=lambda: SourceWeb())  # where a person opens this source's records
+    # how often this source is synced (an interval such as 1h, or a cron line in UTC): `ltc status`
+    # says whether its data is fresh or late; unset, prefect.yaml's deployment schedule is used
+    schedule: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -156,6 +159,30 @@ class SourceConfig(_Model):
             return None
         parse_duration(v)
         return None if v is None else str(v)
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = f"{v}s"
+        text = str(v).strip()
+        if len(text.split()) == 5:
+            from cronsim import CronSim, CronSimError
+
+            try:
+                CronSim(text, datetime.now(UTC))
+            except CronSimError as exc:
+                raise ValueError(f"{text!r} is not a valid cron line: {exc}") from None
+            return text
+        try:
+            interval = parse_duration(text)
+        except ValueError:
+            interval = None
+        if interval is None:
+            raise ValueError(f"{text!r}: give an interval such as 1h or 15m, or a cron line such as '0 * * * *'")
+        return text
 
     @model_validator(mode="after")
     def _tls(self) -> SourceConfig:

@@ -14,7 +14,7 @@ from canonical.store import Store
 from connectors.base import StreamResult
 from ltc.app import runtime
 from ltc.app.config import Config, load_config
-from ltc.app.status import open_exceptions
+from ltc.app.status import freshness, open_exceptions, source_schedules
 from ltc.cli.common import ConfigOpt, console, err_console, fmt
 from ltc.cli.progress import ProgressOpt, reporter
 
@@ -28,15 +28,20 @@ def _cursor(value: Any) -> str:
     return fmt(value, 24)
 
 
-def render_status(store: Store) -> None:
+def render_status(store: Store, cfg: Config | None = None, config_path: str | None = None) -> None:
+    """Streams (status, cursor, last run, counts, freshness against the source's schedule), then each
+    stream's message in full (one line each, wrapped by the terminal, never cut), canonical rows and
+    open exceptions."""
     states = store.stream_states()
     url = db.mask_url(store.engine.url.render_as_string(hide_password=False))
     if not states:
         console.print(f"Store {url}: empty — no stream has been synced yet (run `ltc sync` or `make demo`).")
         return
+    schedules = source_schedules(cfg, config_path) if cfg is not None else {}
+    now = datetime.now(UTC)
     table = Table(title=f"Streams in {url}")
     for col in ("source", "stream", "status", "synced up to", "last run", "seen", "written",
-                "quar.", "src/store", "message"):
+                "quar.", "src/store", "freshness"):
         table.add_column(col, overflow="fold")
     for s in states:
         completeness = f"{s['source_count']}/{s['store_count']}" if s["source_count"] is not None else "-"
@@ -44,9 +49,17 @@ def render_status(store: Store) -> None:
         table.add_row(
             s["connector"], s["stream"], fmt(s["status"]), _cursor(s["cursor"]), last,
             str(s["records_seen"]), str(s["records_written"]), str(s["quarantined"]), completeness,
-            fmt(s["message"], 60),
+            freshness(schedules.get(s["connector"]), s.get("last_success_at"), now),
         )
     console.print(table)
+    messages = [s for s in states if s["message"]]
+    if messages:
+        console.print("Messages:")
+        for s in messages:
+            console.print(f"  {s['connector']}.{s['stream']} ({s['status']}): {s['message']}",
+                          highlight=False, markup=False, soft_wrap=True)
+    for name, sch in sorted(schedules.items()):
+        console.print(f"schedule of {name}: {sch.describe()}", highlight=False, markup=False)
     counts = store.table_counts()
     console.print("Canonical rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     open_ex = open_exceptions(store)
@@ -141,8 +154,9 @@ def sync(
 
 
 def status(config: str | None = ConfigOpt) -> None:
-    """Per stream: status, cursor, last run, records, quarantined, completeness."""
-    render_status(runtime.open_store(config))
+    """Per stream: status, cursor, last run, records, quarantined, completeness, freshness against the
+    source's schedule (ltc.yaml `schedule`, else prefect.yaml), and each stream's message in full."""
+    render_status(runtime.open_store(config), load_config(config), config)
 
 
 def run(
