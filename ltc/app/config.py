@@ -308,6 +308,15 @@ class Config(_Model):
         return self
 
 
+class ConfigProblems(ConfigError):
+    """ltc.yaml does not validate: ``problems`` holds each one as ``file:line: dotted.path: what``
+    (the message joins them on one line; ``ltc config check`` prints one per line)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
     """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -351,7 +360,7 @@ def load_config(path: str | Path | None = None) -> Config:
             line = _line_of(node, loc)
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{p}:{line}: {dotted}: {msg}")
-        raise ConfigError("; ".join(problems)) from None
+        raise ConfigProblems(problems) from None
     if not Path(cfg.reports_dir).is_absolute():  # relative paths are relative to this file, not the cwd
         cfg.reports_dir = str(p.parent / cfg.reports_dir)
     for src in cfg.sources.values():
