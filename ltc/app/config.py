@@ -34,19 +34,26 @@ class _Model(BaseModel):
 
 
 class SecretRef(_Model):
-    """Where a credential comes from: an environment variable or a Prefect Secret block."""
+    """Where a credential comes from: an environment variable or a Prefect Secret block.
+
+    ``value:`` (the credential itself, in the file) is only for the local emulators' throwaway
+    credentials (``ltc sandbox start --write-config``): a source whose ``base_url`` is not on this
+    machine refuses it."""
 
     env: str | None = None
     secret: str | None = None
+    value: str | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> SecretRef:
-        if bool(self.env) == bool(self.secret):
+        if sum(1 for v in (self.env, self.secret, self.value) if v) != 1:
             raise ValueError("give exactly one of `env: VARIABLE` or `secret: prefect-block-name`")
         return self
 
     def resolve(self) -> str:
         """The secret's value. Raises ConfigError naming the variable or block (never the value)."""
+        if self.value:
+            return self.value
         if self.env:
             value = os.environ.get(self.env)
             if not value:
@@ -62,7 +69,7 @@ class SecretRef(_Model):
             raise ConfigError(f"cannot load Prefect Secret block {self.secret!r}: {exc}") from None
 
     def describe(self) -> str:
-        return f"env:{self.env}" if self.env else f"secret:{self.secret}"
+        return f"env:{self.env}" if self.env else f"secret:{self.secret}" if self.secret else "value:(in the file)"
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
@@ -186,6 +193,11 @@ class SourceConfig(_Model):
 
     @model_validator(mode="after")
     def _tls(self) -> SourceConfig:
+        literal = sorted(k for k, ref in self.credentials.items() if ref.value)
+        if literal and not (self.base_url and is_loopback(self.base_url)):
+            raise ValueError(f"credentials.{literal[0]}: a credential written in the file (`value:`) is only for "
+                             "the local sandbox (base_url on 127.0.0.1); use `env: VARIABLE` or "
+                             "`secret: prefect-block-name`")
         plain = insecure_urls(self)
         if plain and not self.allow_insecure_http:
             raise ValueError(f"plain http:// to a host that is not this machine ({plain[0]}) sends credentials "
@@ -295,6 +307,8 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _erp_is_a_source(self) -> Config:
+        if self.ui.secret is not None and self.ui.secret.value:
+            raise ValueError("ui.secret: use `env: VARIABLE` or `secret: prefect-block-name`, not a value in the file")
         if self.erp is not None:
             src = self.sources.get(self.erp.source)
             if src is None:

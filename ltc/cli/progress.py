@@ -71,10 +71,9 @@ class PlainProgress:
             if ev.done:
                 self.last.pop(key, None)
                 self.echo(stream_line(ev))
-            elif ev.pages == 0:
+            elif key not in self.last:  # its first line comes after `every` seconds, or when it ends
                 self.last[key] = now
-                self.echo(f"sync {key}: started")
-            elif now - self.last.get(key, 0.0) >= self.every:
+            elif now - self.last[key] >= self.every:
                 self.last[key] = now
                 self.echo(stream_line(ev))
             for stage in self.stages:  # a stream's line says its stage is alive
