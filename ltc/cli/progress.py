@@ -49,8 +49,10 @@ class PlainProgress:
         self.echo = echo
         self.every = every
         self.clock = clock
-        self.last: dict[str, float] = {}  # what runs -> when its last line was printed
+        self.last: dict[str, float] = {}  # running stream -> when its last line was printed
+        self.running: dict[str, StreamProgress] = {}  # running stream -> its latest counts
         self.stages: dict[str, float] = {}  # running stage -> when it started
+        self.spoke: float | None = None  # when the last line was printed
         self.lock = threading.Lock()
 
     def __call__(self, ev: ProgressEvent) -> None:
@@ -59,34 +61,43 @@ class PlainProgress:
             if isinstance(ev, StageProgress):
                 if ev.state == "start":
                     self.stages[ev.stage] = now
-                    self.last[ev.stage] = now
-                    self.echo(f"{ev.stage}: started")
+                    self._say(f"{ev.stage}: started", now)
                 else:
                     self.stages.pop(ev.stage, None)
-                    self.last.pop(ev.stage, None)
                     tail = f" ({ev.detail})" if ev.detail else ""
-                    self.echo(f"{ev.stage}: {ev.state} in {ev.elapsed:,.1f} s{tail}")
+                    self._say(f"{ev.stage}: {ev.state} in {ev.elapsed:,.1f} s{tail}", now)
                 return
             key = f"{ev.source}.{ev.stream}"
             if ev.done:
+                self.running.pop(key, None)
                 self.last.pop(key, None)
-                self.echo(stream_line(ev))
+                self._say(stream_line(ev), now)
             elif key not in self.last:  # its first line comes after `every` seconds, or when it ends
+                self.running[key] = ev
                 self.last[key] = now
-            elif now - self.last[key] >= self.every:
-                self.last[key] = now
-                self.echo(stream_line(ev))
-            for stage in self.stages:  # a stream's line says its stage is alive
-                self.last[stage] = now
+            else:
+                self.running[key] = ev
+                if now - self.last[key] >= self.every:
+                    self.last[key] = now
+                    self._say(stream_line(ev), now)
+
+    def _say(self, line: str, now: float) -> None:
+        self.spoke = now
+        self.echo(line)
 
     def heartbeat(self) -> None:
-        """A line for each stage that said nothing for ``every`` seconds (a long reconcile)."""
+        """When nothing was said for ``every`` seconds: the latest counts of each running stream
+        (a slow page), else a line per running stage (a long reconcile)."""
         now = self.clock()
         with self.lock:
+            for key, ev in self.running.items():
+                if now - self.last.get(key, now) >= self.every:
+                    self.last[key] = now
+                    self._say(stream_line(ev), now)
+            if self.spoke is not None and now - self.spoke < self.every:
+                return
             for stage, started in self.stages.items():
-                if now - self.last.get(stage, started) >= self.every:
-                    self.last[stage] = now
-                    self.echo(f"{stage}: running, {now - started:,.0f} s")
+                self._say(f"{stage}: running, {now - started:,.0f} s", now)
 
 
 class BarProgress:
