@@ -113,6 +113,19 @@ def test_auto_mode_is_bars_on_a_terminal_and_lines_otherwise(monkeypatch: pytest
         assert on is None
 
 
+def test_long_commands_announce_themselves_before_loading(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from ltc.cli import announce
+
+    monkeypatch.delenv("LTC_PROGRESS", raising=False)
+    assert announce(["run", "--config", "x.yaml"]) and capsys.readouterr().err == "ltc run: starting\n"
+    assert not announce(["sync", "--progress", "off"]) and not announce(["sync", "--progress=off"])
+    assert not announce(["status"]) and not announce(["sync", "--help"]) and not announce(["--version"])
+    monkeypatch.setenv("LTC_PROGRESS", "off")
+    assert not announce(["demo"])
+    assert capsys.readouterr().err == ""
+
+
 def test_operator_fixable_errors_exit_2() -> None:
     assert AuthenticationError("x").exit_code == 2  # 401, INVALID_SESSION_ID after a re-login, wrong API key
     assert PermissionDenied("x").exit_code == 2
@@ -151,7 +164,7 @@ def test_one_dead_source_does_not_stop_the_others(tmp_path: Path) -> None:
     assert res.returncode == 2, res.stderr  # the worst: a rejected key is the operator's to fix
     assert "good: ok" in res.stdout and "sync: 2 sources: 1 ok, 1 need an operator (exit 2)" in res.stdout
     err = res.stderr.splitlines()
-    assert err[0] == "sync dead: started"  # the first line comes before anything is fetched
+    assert err[:2] == ["ltc sync: starting", "sync dead: started"]  # before the imports, before any fetch
     assert any(line.startswith("dead: needs an operator") and "Invalid API Key" in line for line in err)
     assert any(line.startswith("sync good.charges: ") and "success" in line for line in err)
     assert "sk_test_wrong_000000000000" not in res.stdout + res.stderr and key not in res.stdout + res.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from ltc.app.config_check import check_config
 from ltc.cli.common import ConfigOpt, console, err_console
 
 app = typer.Typer(help="Configuration file (ltc.yaml).", no_args_is_help=True)
@@ -14,6 +13,8 @@ app = typer.Typer(help="Configuration file (ltc.yaml).", no_args_is_help=True)
 def config_check(config: str | None = ConfigOpt) -> None:
     """Validate ltc.yaml and what it refers to (credential variables and Secret blocks, mapping files,
     bank folders); list every problem, one per line (exit 2 if any)."""
+    from ltc.app.config_check import check_config
+
     result = check_config(config)
     if result.problems:
         for line in result.problems:
