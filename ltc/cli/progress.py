@@ -30,7 +30,8 @@ EVERY_S = 5.0  # plain mode: seconds between two lines of a running stage or str
 
 def stream_line(ev: StreamProgress) -> str:
     """``sync salesforce.Opportunity: 12,000 records, 6 pages, 2,100 rec/s`` (+ the outcome when it ended)."""
-    line = (f"sync {ev.source}.{ev.stream}: {ev.records:,} records, {ev.pages:,} page{'s' if ev.pages != 1 else ''}, "
+    line = (f"sync {ev.source}.{ev.stream}: {ev.records:,} record{'s' if ev.records != 1 else ''}, "
+            f"{ev.pages:,} page{'s' if ev.pages != 1 else ''}, "
             f"{ev.rate:,.0f} rec/s")
     if ev.done:
         line += f"; {ev.status} in {ev.elapsed:,.1f} s"
