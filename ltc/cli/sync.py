@@ -60,6 +60,10 @@ def render_status(store: Store, cfg: Config | None = None, config_path: str | No
                           highlight=False, markup=False, soft_wrap=True)
     for name, sch in sorted(schedules.items()):
         console.print(f"schedule of {name}: {sch.describe()}", highlight=False, markup=False)
+    synced = {s["connector"] for s in states}
+    for name, src in (cfg.sources.items() if cfg is not None else []):
+        if src.kind != "camt053" and name not in synced:
+            console.print(f"{name}: never synced (`ltc sync --source {name}`)", highlight=False, markup=False)
     counts = store.table_counts()
     console.print("Canonical rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     open_ex = open_exceptions(store)
