@@ -160,4 +160,6 @@ def test_demo_with_a_bad_world_is_one_line_and_exit_2(tmp_path: Path) -> None:
     res = ltc("demo", "--world", str(tmp_path / "w"), env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"},
               cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and "salesforce" in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert lines[0] == "ltc demo: starting"  # said at once, before the imports
+    assert len(lines) == 2 and "salesforce" in lines[1]
