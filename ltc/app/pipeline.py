@@ -304,11 +304,12 @@ def stage_identity(ctx: Context) -> dict[str, Any]:
 
 
 def stage_reconcile(ctx: Context) -> dict[str, Any]:
+    before = _open_fingerprints(ctx.store)
     rec = run_reconciliation(ctx.store, ctx.cfg, ctx.result.as_of)
     res = ctx.result
     res.reconcile = rec.summary()
     res.kpis = _kpis(rec.kpis)
-    _open_book(ctx, rec.run_id)
+    _open_book(ctx, before)
     return {"run_id": rec.run_id, "as_of": rec.as_of.isoformat(), "chains": rec.chains,
             "exceptions": res.exceptions, "new": len(res.new_fingerprints), "held_back": len(res.held_back)}
 
@@ -479,8 +480,16 @@ def _kpis(frame: Any) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def _open_book(ctx: Context, recon_run: str) -> None:
-    """Open exceptions by code, the new ones, and — with a source missing — the partial marks."""
+def _open_fingerprints(store: Store) -> set[str]:
+    from reconcile.tables import recon_exception as rx
+
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.select(rx.c.fingerprint).where(rx.c.status == "open")).scalars())
+
+
+def _open_book(ctx: Context, before: set[str]) -> None:
+    """Open exceptions by code, the new ones (open now, not before this run: opened or reopened), and —
+    with a source missing — the partial marks."""
     from reconcile.tables import recon_exception as rx
 
     res = ctx.result
@@ -489,13 +498,10 @@ def _open_book(ctx: Context, recon_run: str) -> None:
     partial_note = {"sources": [{"name": s.name, "status": s.status,
                                  "since": s.since.isoformat() if s.since else None} for s in missing]}
     with ctx.store.engine.begin() as conn:
-        rows = conn.execute(sa.select(rx.c.fingerprint, rx.c.code, rx.c.first_seen_at, rx.c.evidence,
-                                      rx.c.last_run_id)
-                            .where(rx.c.status == "open")).all()
-        started = res.started_at
-        for fp, code, first_seen, evidence, last_run in rows:
+        rows = conn.execute(sa.select(rx.c.fingerprint, rx.c.code, rx.c.evidence).where(rx.c.status == "open")).all()
+        for fp, code, evidence in rows:
             ev = dict(evidence or {})
-            is_new = last_run == recon_run and first_seen is not None and _aware(first_seen) >= started
+            is_new = fp not in before
             if code in explainable:
                 res.partial_fingerprints.append(fp)
                 ev["partial"] = partial_note
@@ -510,10 +516,6 @@ def _open_book(ctx: Context, recon_run: str) -> None:
             if is_new:
                 res.new_fingerprints.append(fp)
     res.exceptions = dict(sorted(res.exceptions.items()))
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 # --- reports ---------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ def test_complete_then_paused_then_failed(world_path: Path, tmp_path: Path, monk
     assert [s.name for s in done.stages] == ["sync", "import", "fx", "map", "identity", "reconcile", "report",
                                              "notify"]
     assert "Partial data" not in (reports / "report.html").read_text()
+    assert len(done.new_fingerprints) == sum(done.exceptions.values()) > 0  # a first run: every open one is new
     assert done.fx["loaded"] > 0 and done.fx["stale"] == [] and done.fx["errors"] == []  # the world's fx_rates.csv
     complete_html = (reports / "report.html").read_text()
     assert not (reports / LAST_COMPLETE).exists()
@@ -102,7 +103,7 @@ def test_complete_then_paused_then_failed(world_path: Path, tmp_path: Path, monk
     sf = res.sources["salesforce"]
     assert sf.since is not None and f"since {sf.since:%Y-%m-%d %H:%M} UTC" in res.reason()
     assert res.stage("reconcile") is not None and res.stage("report") is not None  # it reconciled what it could
-    assert not res.held_back  # these exceptions were open before the gap: marked partial, not new
+    assert not res.held_back and not res.new_fingerprints  # all open before: marked partial, none new
     assert (reports / LAST_COMPLETE / "report.html").read_text() == complete_html  # still the complete one
     assert res.previous_report == str(reports / LAST_COMPLETE / "report.html")
 
