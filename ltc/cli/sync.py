@@ -16,7 +16,7 @@ from ltc.app import runtime
 from ltc.app.config import Config, load_config
 from ltc.app.status import freshness, open_exceptions, source_schedules
 from ltc.cli.common import ConfigOpt, console, err_console, fmt
-from ltc.cli.progress import ProgressOpt, reporter
+from ltc.cli.progress import BarProgress, ProgressOpt, reporter
 
 
 def _cursor(value: Any) -> str:
@@ -165,31 +165,64 @@ def status(config: str | None = ConfigOpt) -> None:
 
 def run(
     source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s); default: all."),
-    as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default today."),
+    as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default: the as-of a "
+                                     "replayed world recorded in the store, else today."),
     config: str | None = ConfigOpt,
     progress: str = ProgressOpt,
 ) -> None:
-    """The main job without Prefect: sync, map, resolve identities, reconcile, report (as the pipeline flow does).
+    """The main job without Prefect: every stage of the pipeline (sync, bank files, FX, map, identity,
+    reconcile, report, notify), as the pipeline flow runs them.
 
-    Exit code: 0 done; 3 a source paused on its quota; 1 a source failed or ended incomplete; 2 an
-    operator must fix something (credentials, an unreachable URL, configuration).
+    Exit code 0 when complete, 3 when a source paused on a vendor quota, 1 when a source or a stage
+    failed, 2 when an operator must fix something (credentials rejected, an unreachable URL,
+    configuration); with a source missing the report says so in a banner and the last complete one
+    is kept. Progress (stages, streams) goes to stderr: bars on a terminal, periodic lines otherwise.
     """
-    from ltc.app.pipeline import after_sync, write_report
-    from ltc.app.progress import stage
+    from ltc.app.pipeline import run_pipeline
 
     cfg = load_config(config)
     store = runtime.open_store(config)
-    outcome = run_sources(cfg, store, source, progress=progress)
     with reporter(err_console, progress) as on_progress:
-        with stage("map, identity, reconcile", on_progress) as done:
-            summary = after_sync(store, cfg, _date(as_of))
-            done(f"{summary['reconcile']['chains']} chains")
-        with stage("report", on_progress):
-            files = write_report(store, cfg)
-    print_summary(summary)
-    console.print(f"report: {files.html}")
-    if outcome:
-        raise typer.Exit(outcome)
+        result = run_pipeline(store, cfg, _date(as_of) if as_of else None, sources=source or None,
+                              echo=echo_line(on_progress), on_progress=on_progress)
+    print_result(result)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def echo_line(on_progress: Any) -> Any:
+    """Where the pipeline's own lines go: on stdout; with bars on a terminal, on their console (stderr)
+    so that they print above the bars instead of through them."""
+    target = err_console if isinstance(on_progress, BarProgress) else console
+    return lambda line: target.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_result(result: Any) -> None:
+    """What a pipeline run did (:class:`ltc.app.pipeline.PipelineResult`), for a person."""
+    table = Table(title="sync")
+    for col in ("source", "stream", "status", "records", "written", "quarantined", "message"):
+        table.add_column(col, overflow="fold")
+    for name, st in result.sources.items():
+        if not st.streams:
+            table.add_row(name, "-", st.status, "-", "-", "-", st.message or "")
+        for r in st.streams:
+            table.add_row(name, str(r.get("stream")), str(r.get("status")), str(r.get("records", "-")),
+                          str(r.get("written", r.get("new", "-"))), str(r.get("quarantined", r.get("rejected", "-"))),
+                          str(r.get("message") or ""))
+    if result.sources:
+        console.print(table)
+    console.print(f"as of {result.as_of.isoformat()}; stages: "
+                  + ", ".join(f"{s.name} {s.status}" for s in result.stages), highlight=False)
+    if result.reconcile:
+        print_summary({"mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile})
+    if result.held_back:
+        console.print(f"held back (a missing source could explain them): {len(result.held_back)} new exception(s)")
+    if result.report:
+        console.print(f"report: {result.report}", highlight=False)
+    for line in result.banners():
+        err_console.print(f"PARTIAL: {line}", highlight=False, markup=False)
+    if result.previous_report:
+        err_console.print(f"the last complete report is kept: {result.previous_report}", highlight=False)
 
 
 def _date(value: str | None) -> date:
