@@ -197,7 +197,13 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
         reasons.append("different numbers in the names")
     if a.places != b.places and method in ("fuzzy", "domain", "acronym"):
         reasons.append("different places in the names")
+    # a shared domain is evidence, not a verdict: two companies of one group share it (Acme Robotics /
+    # Acme Finance at acme.com) and are two legal entities
     if method == "fuzzy" and _distinct_token(a, b) and not _one_typo_in_context(a, b):
+        reasons.append("a distinctive word differs")
+    elif method == "domain" and _distinct_both_ways(a, b) and not _one_typo_in_context(a, b):
+        # each name has a word the other lacks ("Adventure Works" / "Adventure Works Cycles" is one name
+        # with a qualifier; "Acme Robotics" / "Acme Finance" are two)
         reasons.append("a distinctive word differs")
     if reasons:
         evidence["capped"] = reasons
@@ -221,6 +227,13 @@ def _distinct_token(a: _Prepared, b: _Prepared) -> bool:
             if not any(_close_words(t, u) for u in y):
                 return True
     return False
+
+
+def _distinct_both_ways(a: _Prepared, b: _Prepared) -> bool:
+    """Each name has a non-generic word with no close counterpart in the other."""
+    def one_way(x: frozenset[str], y: frozenset[str]) -> bool:
+        return any(t not in GENERIC and len(t) >= 3 and not any(_close_words(t, u) for u in y) for t in x - y)
+    return one_way(a.tokens, b.tokens) and one_way(b.tokens, a.tokens)
 
 
 def _abbreviated(a: _Prepared, b: _Prepared) -> bool:
@@ -416,6 +429,32 @@ def _attach_payers(
 
 # --- the stage: read accounts and payers, write cross_ref and identity_candidate --------------------
 
+_TAX_KEY = re.compile(r"(?i)(^|[^a-z])(tax|vat|ein|uscc|gst|abn|tin|nif|cif|siren|cnpj|ust)([^a-z]|$)|tax_?id|taxnumber")
+_TAX_STRIP = re.compile(r"[\s.\-/]")
+
+
+def normalize_tax(value: Any) -> str | None:
+    """A tax id as compared: upper case, no spaces, dots, dashes or slashes (``DE 123.456.789``)."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = _TAX_STRIP.sub("", str(value)).upper()
+    return text if len(text) >= 4 and any(c.isdigit() for c in text) else None
+
+
+def tax_id_of(tax_id: Any, attributes: Mapping[str, Any] | None) -> str | None:
+    """The account's tax id whichever field it came from: the mapped ``tax_id``, else an attribute whose
+    key names a tax id (a custom field mapped into ``attributes``: ``vat``, ``tax_id__c``, ``uscc``...)."""
+    own = normalize_tax(tax_id)
+    if own or not attributes:
+        return own
+    for key in sorted(attributes):
+        if _TAX_KEY.search(key):
+            found = normalize_tax(attributes[key])
+            if found:
+                return found
+    return None
+
+
 def _refs(attributes: Mapping[str, Any] | None) -> tuple[str, ...]:
     if not attributes:
         return ()
@@ -432,7 +471,7 @@ def load_parties(conn: sa.Connection) -> tuple[list[Party], list[Party]]:
     pay = tables.table_for("payment")
     accounts = [
         Party(
-            id=r.id, name=r.name or "", source_id=r.source_id, tax_id=r.tax_id,
+            id=r.id, name=r.name or "", source_id=r.source_id, tax_id=tax_id_of(r.tax_id, r.attributes),
             domain=r.domain or (r.email.rsplit("@", 1)[1].lower() if r.email and "@" in r.email else None),
             country=r.country, refs=_refs(r.attributes),
         )

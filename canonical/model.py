@@ -136,6 +136,7 @@ class Order(Entity):
     untaxed: Money | None = None
     tax: Money | None = None
     total: Money | None = None
+    ref_text: str | None = None  # free text that may name a deal (description, origin, notes): see reconcile.discovery
 
 
 @dataclass(kw_only=True)
@@ -167,6 +168,7 @@ class Invoice(Entity):
     total: Money | None = None
     amount_paid: Money | None = None
     amount_due: Money | None = None
+    ref_text: str | None = None  # metadata values, memo, description, origin: see reconcile.discovery
 
 
 @dataclass(kw_only=True)
@@ -199,6 +201,7 @@ class Payment(Entity):
     deal_ref: str | None = None
     settlement_ref: str | None = None
     status: str | None = None
+    ref_text: str | None = None  # metadata values, description, end-to-end id: see reconcile.discovery
 
 
 @dataclass(kw_only=True)

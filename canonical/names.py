@@ -18,6 +18,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
+import polars as pl
 from rapidfuzz import fuzz, process
 from text_unidecode import unidecode
 
@@ -138,6 +139,22 @@ def _drop_legal(tokens: list[str]) -> list[str]:
             tokens = tokens[1:]
             changed = True
     return tokens
+
+
+def normalize_series(names: pl.Series) -> pl.Series:
+    """:func:`normalize_name` of every value of a column (each distinct name once; null stays null):
+    the one name key identity and reconciliation (payer matching, bucketing) share."""
+    distinct = names.drop_nulls().unique()
+    if distinct.is_empty():
+        return pl.Series(names.name, [None] * len(names), dtype=pl.String)
+    keys = pl.Series([normalize_name(x) for x in distinct.to_list()], dtype=pl.String)
+    return names.replace_strict(distinct, keys, default=None, return_dtype=pl.String)
+
+
+def name_key(col: str | pl.Expr) -> pl.Expr:
+    """The expression form of :func:`normalize_series`."""
+    e = pl.col(col) if isinstance(col, str) else col
+    return e.cast(pl.String).map_batches(normalize_series, return_dtype=pl.String, is_elementwise=True)
 
 
 def name_tokens(normalized: str) -> list[str]:

@@ -6,23 +6,37 @@ recorded and the others go on); then bank files, FX rates, map, identity, reconc
 notify are each a task. Markdown artifacts summarise the run (key ``ltc-pipeline``, with its as-of)
 and list the open exceptions by code (``ltc-exceptions``).
 
-A run with a source paused or failed is never Completed: it ends ``Failed`` (named ``Partial`` when
+In the Prefect UI each run is named ``pipeline as of <date>`` and has: a readable summary (key
+``ltc-pipeline``), the KPI table (``ltc-kpis``), a link to the report (``ltc-report``), the open
+exceptions by code (``ltc-exceptions``) and a progress bar of the reconcile (``reconcile-progress``).
+
+A run with a source paused or failed is never Completed: it ends ``Failed`` (named ``Paused`` when
 a source only paused on a vendor quota) with the reason, after reconciling what it could.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
+from flows.artifacts import (
+    Progress,
+    kpi_table,
+    pipeline_summary,
+    progress_mapper,
+    report_link,
+    summary_artifact,
+)
 from ltc.app import runtime
 from ltc.app.config import load_config
+from ltc.app.notify import run_kpis
 from ltc.app.pipeline import STAGES, Context, PipelineResult, begin, finish, run_stage
 
 _CONTEXTS: dict[str, Context] = {}  # the run's context, by token: tasks run in this process
@@ -43,6 +57,9 @@ def _sync_subflow(config_path: str | None) -> Any:
         from flows.sync import sync_source
 
         state = sync_source(name, None, False, config_path, return_state=True)
+        if state.name in ("Paused", "Incomplete"):  # data, not a crash: its streams say paused / incomplete
+            data = state.result(raise_on_failure=False)
+            return list(data) if isinstance(data, list) else []
         if state.is_failed() or state.is_crashed() or state.is_cancelled():
             raise RuntimeError(state.message or f"the sync of {name} ended {state.name}")
         data = state.result(raise_on_failure=False)
@@ -50,16 +67,22 @@ def _sync_subflow(config_path: str | None) -> Any:
     return sync_one
 
 
-@flow(name="ltc-pipeline")
+def _run_name() -> str:
+    as_of = (flow_run.parameters or {}).get("as_of")
+    return f"pipeline as of {as_of or datetime.now(UTC).date()}"
+
+
+@flow(name="ltc-pipeline", flow_run_name=_run_name)
 def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bool = True) -> Any:
-    """Every stage of the main job; Failed (or Failed named Partial) when a source is missing."""
+    """Every stage of the main job; Failed (or Failed named Paused) when a source is missing."""
     cfg = load_config(config_path)
     store = runtime.open_store(config_path)
     token = uuid.uuid4().hex
     try:
         result = begin(store, cfg, as_of)
+        progress = Progress("reconcile-progress", f"Reconcile as of {result.as_of}")
         ctx = Context(store, cfg, result, sync_one=_sync_subflow(config_path),
-                      echo=lambda line: get_run_logger().info("%s", line))
+                      echo=lambda line: get_run_logger().info("%s", line), mapper=progress_mapper(progress))
         _CONTEXTS[token] = ctx
         failed = False
         for spec in STAGES:
@@ -74,10 +97,16 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
                 get_run_logger().error("stage %s failed: %s", spec.name, exc)
                 failed = True
         finish(store, result)
+        kpis = run_kpis(store, result.reconcile.get("run_id")) if result.reconcile else []
     finally:
         _CONTEXTS.pop(token, None)
         store.close()
-    create_markdown_artifact(render(result), key="ltc-pipeline", description="What the pipeline run did")
+    if result.reconcile:
+        progress.done(f"reconciled: {result.reconcile.get('chains')} chain(s)")
+    kpi_table(kpis, result.as_of)
+    report_link(result.report, description=f"Finance report as of {result.as_of}"
+                + ("" if result.status == "completed" else f" ({result.status}: partial data)"))
+    summary_artifact(summary(result))
     create_markdown_artifact(render_exceptions(result), key="ltc-exceptions",
                              description="Open exceptions by code, with amount at risk and owners")
     return final_state(result)
@@ -90,31 +119,33 @@ def final_state(result: PipelineResult) -> Any:
     if result.status == "completed":
         return out
     reason = result.reason()
-    name = "Partial" if result.status == "paused" else "Failed"
+    name = "Paused" if result.status == "paused" else "Failed"
     state: State[Any] = Failed(name=name, message=f"partial data, not complete: {reason}", data=out)
     return state
 
 
-def render(result: PipelineResult) -> str:
-    lines = ["# ltc-hub pipeline run", "",
-             f"**As of {result.as_of.isoformat()}** · status **{result.status}**"
-             + (" · partial data" if result.partial else ""), ""]
-    for banner in result.banners():
-        lines.append(f"> **Partial:** {banner}")
-    if result.banners():
-        lines.append("")
-    lines += ["| stage | status | seconds |", "| --- | --- | ---: |"]
-    lines += [f"| {s.name} | {s.status} | {s.seconds:.1f} |" for s in result.stages]
-    lines += ["", "| source | status | since | message |", "| --- | --- | --- | --- |"]
-    lines += [f"| {s.name} | {s.status} | {s.since or ''} | {s.message or ''} |" for s in result.sources.values()]
-    lines += ["", f"Open exceptions: {sum(result.exceptions.values())}"
-              + (f" (+{len(result.held_back)} held back: a missing source could explain them)"
-                 if result.held_back else ""), ""]
-    if result.report:
-        lines.append(f"Report: `{result.report}`")
+def summary(result: PipelineResult) -> str:
+    """The readable run summary (``ltc-pipeline``): status, each source with its fix, the stages, the report."""
+    status = {"completed": "complete", "paused": "partial"}.get(result.status, result.status)
+    sources = {}
+    for name, st in result.sources.items():
+        reason = next((f"{r['stream']}: {r['message']}" for r in st.streams
+                       if r.get("status") == st.status and r.get("message") and r.get("stream")), st.message)
+        if st.missing and st.since:
+            reason = f"{reason} (last complete sync {st.since:%Y-%m-%d %H:%M} UTC)"
+        sources[name] = {"status": st.status, "message": reason, "hint": st.hint}
+    stages: dict[str, dict[str, Any]] = {"map": result.mapping, "identity": result.identity,
+                                         "reconcile": {k: v for k, v in result.reconcile.items() if k != "as_of"}}
+    if result.failed_stage:
+        stages[result.failed_stage] = {"failed": result.error or "see the log"}
+    notify = result.stage("notify")
+    notified = list((notify.detail if notify else {}).get("deliveries") or [])
+    text = pipeline_summary(as_of=result.as_of, status=status, sources=sources, stages=stages, report=result.report,
+                            notified=notified)
+    extra = [f"> **Partial:** {b}" for b in result.banners()]
     if result.previous_report:
-        lines.append(f"Last complete report (kept): `{result.previous_report}`")
-    return "\n".join(lines)
+        extra.append(f"Last complete report (kept): `{result.previous_report}`")
+    return text + ("\n" + "\n".join(extra) + "\n" if extra else "")
 
 
 def render_exceptions(result: PipelineResult) -> str:

@@ -30,7 +30,7 @@ def push_task(erp: str, dry_run: bool, config_path: str | None) -> list[dict[str
              "state": r.sale_state, "message": r.message} for r in report.results]
 
 
-@flow(name="ltc-push-orders")
+@flow(name="ltc-push-orders", flow_run_name="push orders (dry run: {dry_run})")
 def push_orders_flow(dry_run: bool = False, config_path: str | None = None) -> list[dict[str, Any]] | State:
     """Closed-won deals -> customer + sales order in ltc.yaml's ``erp.source`` (idempotent)."""
     cfg = load_config(config_path)

@@ -44,7 +44,7 @@ def push_crm_task(source: str, dry_run: bool, create_properties: bool, config_pa
     }
 
 
-@flow(name="ltc-push-crm")
+@flow(name="ltc-push-crm", flow_run_name="push finance status to the CRM (dry run: {dry_run})")
 def push_crm_flow(sources: list[str] | None = None, dry_run: bool = False, create_properties: bool = False,
                   config_path: str | None = None) -> list[dict[str, Any]] | State:
     """Finance status -> the deals and accounts of each CRM source (``push_crm.sources`` by default)."""

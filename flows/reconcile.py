@@ -32,15 +32,30 @@ from reconcile.engine import run_reconciliation
 from reconcile.stream import BucketSummary, reconcile_world
 
 
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"reconcile as of {(flow_run.parameters or {}).get('as_of') or datetime.now(UTC).date()}"
+
+
 @task(cache_policy=NO_CACHE, task_run_name="reconcile bucket {k}")
 def bucket_task(run: Callable[[int], BucketSummary], k: int) -> BucketSummary:
     return run(k)
 
 
 def task_mapper(run: Callable[[int], BucketSummary], buckets: Sequence[int]) -> list[BucketSummary]:
-    """Run the buckets as Prefect tasks on the current flow's task runner (Dask: in parallel)."""
+    """Run the buckets as Prefect tasks on the current flow's task runner (Dask: in parallel); a progress
+    artifact (key ``reconcile-progress``) counts the buckets done."""
+    from flows.artifacts import Progress
+
+    progress = Progress("reconcile-progress", f"Reconcile: {len(buckets)} bucket(s)")
     futures = bucket_task.map(unmapped(run), list(buckets))
-    return [f.result() for f in futures]
+    out = []
+    for i, f in enumerate(futures):
+        out.append(f.result())
+        progress.update(100.0 * (i + 1) / (len(futures) or 1), f"bucket {i + 1} of {len(futures)} done",
+                        force=i + 1 == len(futures))
+    return out
 
 
 def dask_runner(workers: int | None = None, address: str | None = None) -> Any:
@@ -59,7 +74,7 @@ def dask_runner(workers: int | None = None, address: str | None = None) -> Any:
                                           "dashboard_address": None, "env": {"PREFECT_API_URL": api}})
 
 
-@flow(name="ltc-reconcile")
+@flow(name="ltc-reconcile", flow_run_name=_run_name)
 def reconcile(config_path: str | None = None, as_of: date | None = None, partitions: int | None = None,
               scratch: str | None = None) -> dict[str, Any]:
     """Reconcile the store; the buckets run as tasks on this flow's task runner (see :func:`dask_runner`)."""
@@ -73,7 +88,7 @@ def reconcile(config_path: str | None = None, as_of: date | None = None, partiti
     return result.summary()
 
 
-@flow(name="ltc-reconcile-directory")
+@flow(name="ltc-reconcile-directory", flow_run_name="reconcile {directory} as of {as_of}")
 def reconcile_directory(directory: str, as_of: date, out: str | None = None, partitions: int | None = None,
                         scratch: str | None = None) -> dict[str, Any]:
     """Reconcile a directory of canonical Parquet tables (``World.save``'s layout) bucket by bucket on this

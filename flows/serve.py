@@ -35,12 +35,16 @@ def deployments(prefect_file: Path = ROOT / "prefect.yaml", config_path: str | N
             else:
                 continue
             # `active: false` declares an opt-in schedule (push-crm): registered, not running until activated
-            schedules.append(DeploymentScheduleCreate(schedule=sched, active=bool(s.get("active", True))))
+            # the slug is the schedule's identity: with it, serving after `prefect deploy --all` (or again)
+            # updates the deployed schedules instead of clashing with them
+            schedules.append(DeploymentScheduleCreate(schedule=sched, active=bool(s.get("active", True)),
+                                                      slug=s.get("slug")))
         params = dict(dep.get("parameters") or {})
         if "config_path" in params and config_path:
             params["config_path"] = config_path
         out.append(flow_obj.to_deployment(name=dep["name"], description=dep.get("description"),
-                                          parameters=params, schedules=schedules or None))
+                                          parameters=params, schedules=schedules or None,
+                                          tags=list(dep.get("tags") or [])))
     return out
 
 

@@ -35,7 +35,7 @@ def import_source_folder(source: str, folder: str, config_path: str | None = Non
     return dataclasses.asdict(summary)
 
 
-@flow(name="ltc-import-statements")
+@flow(name="ltc-import-statements", flow_run_name="import bank statements")
 def import_statements(config_path: str | None = None) -> dict[str, Any]:
     cfg = load_config(config_path)
     sources = {n: s for n, s in cfg.sources.items() if s.kind == "camt053"}

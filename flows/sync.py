@@ -5,8 +5,13 @@
   coarse Prefect retries for transient failures only (the HTTP layer already retried each call).
 * ``sync_all``: every configured source, each as a subflow.
 * A stream that hit a vendor quota ends *paused* (state saved); the flow run then ends in a
-  Completed state named ``Paused`` with the reason — never a plain success with partial data.
-* Artifacts: a table per run (key ``sync-<source>``) so the Prefect UI shows what each run did.
+  Failed state named ``Paused`` with the reason and the fix hint — the runs list shows it red, never a
+  green success with partial data (an ``incomplete`` stream: a Failed state named ``Incomplete``).
+  ``sync_all`` goes on with the other sources and ends in the worst of their states.
+* Run names: ``sync <source>`` (the source in each subflow's name), ``sync all sources``; the stream
+  tasks carry the tags ``ltc`` and ``source:<name>``.
+* Artifacts: a table per run (key ``sync-<source>``) so the Prefect UI shows what each run did, and a
+  progress artifact (key ``sync-progress-<source>``) updated per stream and every few seconds of pages.
 """
 
 from __future__ import annotations
@@ -14,23 +19,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.states import Completed, State
+from prefect.states import Failed, State
 
 from canonical.locks import stage_lock
 from connectors.base import sync_stream
 from connectors.errors import AuthenticationError, NotFound, PermissionDenied
 from ltc.app import runtime
 from ltc.app.config import load_config
+from ltc.app.hints import PAUSED_HINT, hint_for
 
 FATAL = (AuthenticationError, PermissionDenied, NotFound)
-
-
 def _transient_only(task_: Any, task_run: Any, state: State) -> bool:
     """Retry a stream task unless it failed for a reason a retry cannot fix (credentials, scopes)."""
     try:
@@ -54,12 +58,20 @@ def ensure_limit(name: str, limit: int = 1) -> None:
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient_only,
       task_run_name="sync {source}.{stream}")
 def sync_stream_task(source: str, stream: str, run_id: str, full_refresh: bool = False,
-                     config_path: str | None = None) -> dict[str, Any]:
+                     config_path: str | None = None, progress: Any = None, share: tuple[float, float] = (0, 100)
+                     ) -> dict[str, Any]:
     cfg = load_config(config_path)
     store = runtime.open_store(config_path)
     connector = runtime.build_connector(cfg, source)
+
+    def on_page(r: Any) -> None:
+        if progress is not None:  # within this stream's share of the bar: it nears the end, never reaches it
+            progress.update(share[0] + (share[1] - share[0]) * r.pages / (r.pages + 20),
+                            f"{source}.{stream}: {r.pages} page(s), {r.records:,} record(s)")
+
     try:
-        result = sync_stream(connector, connector.stream(stream), store, run_id=run_id, full_refresh=full_refresh)
+        result = sync_stream(connector, connector.stream(stream), store, run_id=run_id, full_refresh=full_refresh,
+                             on_page=on_page)
     finally:
         connector.close()
         store.close()
@@ -68,10 +80,10 @@ def sync_stream_task(source: str, stream: str, run_id: str, full_refresh: bool =
     return dataclasses.asdict(result)
 
 
-@flow(name="ltc-sync-source", log_prints=True)
+@flow(name="ltc-sync-source", flow_run_name="sync {source}", log_prints=True)
 def sync_source(source: str, streams: list[str] | None = None, full_refresh: bool = False,
                 config_path: str | None = None) -> Any:
-    """Pull one source's streams into the raw landing."""
+    """Pull one source's streams into the raw landing (``source``: a name under ``sources:`` in ltc.yaml)."""
     cfg = load_config(config_path)
     runtime.source_names(cfg, [source])
     connector = runtime.build_connector(cfg, source)
@@ -85,8 +97,15 @@ def sync_source(source: str, streams: list[str] | None = None, full_refresh: boo
         store.close_interrupted("sync", source, streams=True)
         status, results, message = _sync_streams(store, source, names, limit, full_refresh, config_path)
     store.close()
+    log = get_run_logger()
     if status == "paused":
-        return Completed(name="Paused", message=f"{source} paused with state saved: {message}", data=results)
+        log.warning("%s paused: %s", source, message)
+        return Failed(name="Paused", data=results,
+                      message=f"{source} paused with state saved: {message} — {PAUSED_HINT}")
+    if status == "incomplete":
+        log.warning("%s incomplete: %s", source, message)
+        return Failed(name="Incomplete", data=results, message=f"{source} incomplete: {message}")
+    log.info("%s: %d stream(s) synced, %d record(s)", source, len(results), sum(r["records"] for r in results))
     return results
 
 
@@ -95,11 +114,18 @@ def _sync_streams(store: Any, source: str, names: list[str], limit: str, full_re
     run_id = store.begin_run("sync", source)
     results: list[dict[str, Any]] = []
     status = "success"
+    from flows.artifacts import Progress
+
+    progress = Progress(f"sync-progress-{source}", f"Sync of {source}: {len(names)} stream(s)")
     try:
-        with concurrency(limit, occupy=1, strict=True):
-            for name in names:
-                result = sync_stream_task(source, name, run_id, full_refresh, config_path)
+        with concurrency(limit, occupy=1, strict=True), tags("ltc", f"source:{source}"):
+            for i, name in enumerate(names):
+                share = (100.0 * i / len(names), 100.0 * (i + 1) / len(names))
+                progress.update(share[0], f"{source}.{name}: starting", force=True)
+                result = sync_stream_task(source, name, run_id, full_refresh, config_path, progress, share)
                 results.append(result)
+                progress.update(share[1], f"{source}.{name}: {result['status']}, {result['records']:,} record(s)",
+                                force=True)
                 if result["status"] == "paused":
                     status = "paused"
                     break
@@ -115,11 +141,52 @@ def _sync_streams(store: Any, source: str, names: list[str], limit: str, full_re
     return status, results, message
 
 
-@flow(name="ltc-sync-all")
-def sync_all(config_path: str | None = None, full_refresh: bool = False) -> dict[str, Any]:
-    """Pull every configured source (one subflow each)."""
+def sync_each(config_path: str | None, full_refresh: bool = False) -> dict[str, dict[str, Any]]:
+    """Every configured source as a ``sync <source>`` subflow; one failing or pausing never stops the
+    others. Per source: ``status`` (ok | paused | incomplete | failed), ``message``, ``hint``, ``streams``."""
     cfg = load_config(config_path)
-    return {name: sync_source(name, None, full_refresh, config_path) for name in runtime.source_names(cfg)}
+    out: dict[str, dict[str, Any]] = {}
+    for name in runtime.source_names(cfg):
+        state = sync_source(name, None, full_refresh, config_path, return_state=True)
+        out[name] = source_outcome(name, state)
+    return out
+
+
+def source_outcome(name: str, state: State) -> dict[str, Any]:
+    if state.is_completed():
+        return {"status": "ok", "message": None, "hint": None, "streams": state.result()}
+    if state.name in ("Paused", "Incomplete"):
+        status = state.name.lower()
+        streams = state.result(raise_on_failure=False)
+        reason = next((f"{r['stream']}: {r['message']}" for r in streams or [] if isinstance(r, dict)
+                       and r.get("status") == status), state.message)
+        return {"status": status, "message": reason, "hint": hint_for(name, status=status), "streams": streams}
+    exc: BaseException | None = None
+    try:
+        state.result()
+    except BaseException as e:  # the subflow's own error: reported, never re-raised here
+        exc = e
+    return {"status": "failed", "message": str(exc) if exc else state.message, "hint": hint_for(name, exc),
+            "streams": []}
+
+
+def sync_verdict(outcomes: dict[str, dict[str, Any]], data: Any = None) -> State | None:
+    """The state a run with these sources ends in: None (all ok), else Failed, named ``Paused`` when
+    no source failed outright."""
+    bad = {n: o for n, o in outcomes.items() if o["status"] != "ok"}
+    if not bad:
+        return None
+    message = "; ".join(f"{n} {o['status']}: {o['message']}" + (f" (fix: {o['hint']})" if o["hint"] else "")
+                        for n, o in bad.items())[:2000]
+    paused_only = all(o["status"] in ("paused", "incomplete") for o in bad.values())
+    return Failed(name="Paused" if paused_only else "Failed", message=message, data=data)
+
+
+@flow(name="ltc-sync-all", flow_run_name="sync all sources")
+def sync_all(config_path: str | None = None, full_refresh: bool = False) -> Any:
+    """Pull every configured source (one subflow each, named after it); the others go on when one fails."""
+    outcomes = sync_each(config_path, full_refresh)
+    return sync_verdict(outcomes, data=outcomes) or outcomes
 
 
 def _artifact(source: str, results: list[dict[str, Any]]) -> None:

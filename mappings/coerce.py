@@ -595,6 +595,33 @@ def _join(options: Mapping[str, Any]) -> Coerce:
     return fn
 
 
+def _ref_text(options: Mapping[str, Any]) -> Coerce:
+    """Every text value of several inputs (``args``) as one line for reference discovery: an object
+    (Stripe ``metadata``) gives all its values whatever their keys, a list all its items; empties and
+    repeats are skipped; joined with `` | `` and cut at the column's size (never an error: it is evidence).
+    """
+    sep = str(options.get("separator", " | "))
+
+    def walk(value: Any, out: list[str]) -> None:
+        if isinstance(value, Mapping):
+            for v in value.values():
+                walk(v, out)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v, out)
+        elif not empty(value) and not isinstance(value, bool):
+            text = " ".join(str(value).split())
+            if text and text not in out:
+                out.append(text)
+
+    def fn(values: Any) -> str | None:
+        out: list[str] = []
+        walk(list(values), out)
+        return sep.join(out)[:MAX_TEXT].strip() or None
+
+    return fn
+
+
 def _diff(options: Mapping[str, Any]) -> Coerce:
     """``args: [a, b]`` -> a - b (amount paid = total - residual); missing inputs give None."""
     sep = options.get("decimal_separator")
@@ -715,6 +742,7 @@ COERCIONS: dict[str, tuple[Callable[[Mapping[str, Any]], Coerce], Any]] = {
     "source_id": (_source_id, str),
     "hubspot_association": (_hubspot_association, str),
     "join": (_join, str),
+    "ref_text": (_ref_text, str),
     "decimal": (_decimal, Decimal),
     "diff": (_diff, Decimal),
     "int": (_integer, int),
@@ -731,4 +759,4 @@ COERCIONS: dict[str, tuple[Callable[[Mapping[str, Any]], Coerce], Any]] = {
     "json": (_json, object),
 }
 # Coercions that take several inputs (``args:``) instead of one (``from:``).
-MULTI_INPUT = frozenset({"join", "diff", "money_diff", "money_minor_diff", "money_abs_diff", "sign"})
+MULTI_INPUT = frozenset({"join", "ref_text", "diff", "money_diff", "money_minor_diff", "money_abs_diff", "sign"})

@@ -8,6 +8,10 @@ made only when it is unique both ways, and every tie becomes ``AMBIGUOUS_MATCH``
 rows is needed (spreading one payment over several invoices) it is a data order (due date, number,
 id), never the load order.
 
+Before any pass, over the whole input (before bucketing), reference discovery
+(:mod:`reconcile.discovery`) fills the references the configured keys miss with what it finds by value
+in ``ref_text`` / remittance / vendor object ids (rules ``*.discovered_ref``, ``payment.vendor_id``).
+
 Passes (each a stage module of :mod:`reconcile.stages`; :func:`reconcile_one` calls them in order):
 
 1. Identity: account -> cluster (``cross_ref``); bank payer name -> cluster by normalized name.
@@ -98,6 +102,9 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date, partitions: int | Non
     ``partitions`` forces the number of buckets (1 = one shot); by default it grows with the input.
     The result does not depend on it.
     """
+    from reconcile.discovery import discover
+
+    fr = discover(fr)
     rows = fr.payment.height + fr.invoice.height
     n = partitions if partitions is not None else 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
     if n <= 1:
@@ -152,7 +159,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     clock("payments")
     settlement = settle(invoices, payments, s, as_of)
     clock("settlement")
-    chains = check_chains(fr, orders, s, as_of)
+    chains = check_chains(fr, orders, s, as_of, ident.acct)
     checks = [*chains.exceptions, *check_lines(fr, chains, s), *check_billing(fr, orders, invoices, chains, s, as_of),
               *check_stage_conflicts(orders, invoices, payments), *check_customers(ident)]
     clock("checks")

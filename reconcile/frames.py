@@ -26,6 +26,10 @@ from canonical.store import Store
 MONEY = pl.Decimal(38, 4)
 RATE = pl.Decimal(38, 10)
 
+# reference discovery (reconcile/discovery.py): the candidate text (a store column) and what was found in it
+_REFS: dict[str, Any] = {"ref_text": pl.String, "ref_rule": pl.String, "ref_evidence": pl.String,
+                         "ref_ambiguous": pl.String, "ref_candidates": pl.List(pl.String)}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "deal": {
         "id": pl.String, "source_id": pl.String, "account_id": pl.String, "stage": pl.String,
@@ -39,7 +43,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "order": {
         "id": pl.String, "source_id": pl.String, "number": pl.String, "account_id": pl.String,
         "deal_ref": pl.String, "order_date": pl.Date, "state": pl.String, "currency": pl.String,
-        "untaxed": MONEY, "total": MONEY,
+        "untaxed": MONEY, "total": MONEY, **_REFS,
     },
     "order_line": {
         "id": pl.String, "order_id": pl.String, "product_code": pl.String, "quantity": MONEY,
@@ -48,13 +52,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "invoice": {
         "id": pl.String, "source_id": pl.String, "number": pl.String, "kind": pl.String,
         "account_id": pl.String, "order_ref": pl.String, "deal_ref": pl.String, "issue_date": pl.Date,
-        "due_date": pl.Date, "status": pl.String, "currency": pl.String, "total": MONEY,
+        "due_date": pl.Date, "status": pl.String, "currency": pl.String, "total": MONEY, **_REFS,
     },
     "payment": {
         "id": pl.String, "source_id": pl.String, "kind": pl.String, "account_id": pl.String,
         "currency": pl.String, "amount": MONEY, "fee": MONEY, "payment_date": pl.Date,
         "payer_name": pl.String, "remittance": pl.String, "invoice_ref": pl.String, "deal_ref": pl.String,
-        "settlement_ref": pl.String, "status": pl.String,
+        "settlement_ref": pl.String, "status": pl.String, "reference": pl.String, "found_invoice_ids": pl.List(pl.String), **_REFS,
     },
     "account": {
         "id": pl.String, "source_system": pl.String, "name": pl.String, "tax_id": pl.String,

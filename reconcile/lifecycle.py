@@ -205,12 +205,16 @@ def exposure(conn: Connection, reporting_currency: str) -> list[dict[str, Any]]:
     ]
 
 
-def list_exceptions(store: Store, code: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+def list_exceptions(store: Store, code: str | None = None,
+                    status: str | Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Exceptions by code and fingerprint; ``status`` one status or several (``None``: every status)."""
     q = sa.select(exc_t).order_by(exc_t.c.code, exc_t.c.fingerprint)
     if code:
         q = q.where(exc_t.c.code == code.upper())
-    if status:
+    if isinstance(status, str):
         q = q.where(exc_t.c.status == status.lower())
+    elif status is not None:
+        q = q.where(exc_t.c.status.in_([x.lower() for x in status]))
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
 

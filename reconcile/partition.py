@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from canonical.names import name_key
 from reconcile.frames import SCHEMAS, Frames, conform, with_inverse_rates
 
-_NAME_SUFFIXES = r"\b(INC|INCORPORATED|CORP|CORPORATION|CO|COMPANY|LTD|LIMITED|LLC|GMBH|AG|SA|SARL|BV|PLC)\b"
 _TOKEN = r"[A-Z0-9][A-Z0-9_/\-]+"
 
 #: ``read(table, columns)`` -> those columns of the table, cast to :data:`reconcile.frames.SCHEMAS`
@@ -62,10 +62,7 @@ def _norm(col: str) -> pl.Expr:
 
 
 def _nname(col: str) -> pl.Expr:
-    return (
-        pl.col(col).str.to_uppercase().str.replace_all(r"[^A-Z0-9 ]", " ").str.replace_all(_NAME_SUFFIXES, " ")
-        .str.replace_all(r"\s+", " ").str.strip_chars()
-    )
+    return name_key(col)  # the core's payer key (reconcile.core.normalize_name)
 
 
 _SEEDS = {"c": 11, "n": 13, "d": 17, "o": 19, "i": 23, "p": 29, "r": 3}
@@ -166,11 +163,13 @@ def assign_buckets(src: Frames | Reader, n: int, lines: bool = True) -> dict[str
     add("order", read("order", ["id", "account_id", "deal_ref", "number"]),
         [c("account_id"), _node("d", _norm("deal_ref")), _node("o", _norm("number"))])
     inv = read("invoice", ["id", "account_id", "order_ref", "deal_ref", "number"])
+    # the invoice's own id too: a payment may name it by id (reference discovery's found_invoice_ids)
     add("invoice", inv, [c("account_id"), _node("o", _norm("order_ref")), _node("d", _norm("deal_ref")),
-                         _node("i", _norm("number"))])
+                         _node("i", _norm("number")), _node("r", pl.col("id"))])
     invoice_keys = inv.select(_node("i", _norm("number")).alias("h")).drop_nulls()["h"].unique()
     del inv
-    pay = read("payment", ["id", "account_id", "payer_name", "deal_ref", "invoice_ref", "remittance"])
+    pay = read("payment", ["id", "account_id", "payer_name", "deal_ref", "invoice_ref", "remittance",
+                           "found_invoice_ids"])
     add("payment", pay, [
         pl.when(pl.col("account_id").is_not_null()).then(c("account_id")).otherwise(_node("n", _nname("payer_name"))),
         _node("d", _norm("deal_ref"))], own="p")
@@ -181,6 +180,8 @@ def assign_buckets(src: Frames | Reader, n: int, lines: bool = True) -> dict[str
                    .alias("b")).explode("b").with_columns(_node("i", pl.col("b")).alias("b")),
     ]).filter(pl.col("b").is_in(invoice_keys.implode()))
     edge_parts.append(tok)
+    edge_parts.append(pay.select(hubs["payment"].alias("a"), pl.col("found_invoice_ids").alias("b")).explode("b")
+                      .drop_nulls("b").with_columns(_node("r", pl.col("b")).alias("b")))
     del pay, tok
     hubs["cross_ref"] = xref.select(pl.coalesce(_node("c", pl.col("member_id")), _node("r", pl.col("cluster_id")),
                                                 pl.lit(0, pl.UInt64)))["member_id"]
@@ -213,7 +214,8 @@ def partitions(fr: Frames, n: int) -> Iterator[Frames]:
 
 _LINES = (("deal_line", "deal", "deal_id"), ("order_line", "order", "order_id"))
 #: columns the core never reads: not spilled (a bucket reads them back as nulls)
-NOT_READ = {"deal": {"created_at"}, "order": {"source_id"}, "invoice": {"source_id"}, "payment": {"source_id"},
+NOT_READ = {"deal": {"created_at"}, "order": {"source_id", "ref_text"}, "invoice": {"source_id", "ref_text"},
+            "payment": {"source_id", "ref_text", "reference"},
                 "deal_line": {"id", "currency", "unit_price"}, "order_line": {"id", "currency", "unit_price"}}
 
 

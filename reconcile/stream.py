@@ -27,6 +27,7 @@ from typing import Any
 import polars as pl
 
 from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, merge_totals, reconcile_one
+from reconcile.discovery import discover_directory
 from reconcile.frames import SCHEMAS, Frames
 from reconcile.kpi import kpi_inputs
 from reconcile.partition import SPLIT, parquet_reader, read_bucket, shared_tables, spill
@@ -100,7 +101,8 @@ def clear_out(out: str | Path) -> Path:
 def plan_buckets(directory: str | Path, scratch: str | Path, out: str | Path | None = None,
                  partitions: int | None = None) -> BucketPlan:
     """The pre-pass and the spill: every bucket's rows written under ``scratch`` (one table in memory at a time)."""
-    src = Path(directory)
+    # reference discovery over the whole world first (it needs every known identifier), into the scratch space
+    src = discover_directory(directory, Path(scratch) / "discovered")
     n = bucket_count(src, partitions)
     read = parquet_reader(src)
     outdir = clear_out(out) if out is not None else None

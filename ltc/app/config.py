@@ -256,9 +256,55 @@ class FxConfig(_Model):
     max_age_days: int = Field(default=7, ge=0)  # newest rate older than this at the as-of: stale
 
 
-class NotificationConfig(_Model):
-    kind: Literal["slack", "teams", "email", "webhook"]
-    target: SecretRef
+NOTIFY_EVENTS = ("run_failed", "run_paused", "completeness_gap", "quarantine", "new_exceptions", "digest")
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class NotifyTarget(_Model):
+    """One place alerts go: an apprise URL (``slack://``, ``feishu://``, ``wecombot://``, ``workflows://``
+    for Microsoft Teams, ``mailto://``, ``json://``) written out or, since webhook keys are secrets, a
+    ``{env: VAR}`` / ``{secret: block}`` reference. With only ``url`` it gets every event; ``events``,
+    ``codes``, ``min_severity`` and ``owners`` narrow it (codes and owners narrow the exceptions of the
+    ``new_exceptions`` and ``digest`` events)."""
+
+    url: str | SecretRef
+    name: str | None = None  # shown in logs instead of the (secret) URL
+    events: list[Literal["run_failed", "run_paused", "completeness_gap", "quarantine", "new_exceptions",
+                         "digest"]] | None = None
+    codes: list[str] | None = None
+    min_severity: Literal["low", "medium", "high", "critical"] | None = None
+    owners: list[str] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_url(cls, v: str | SecretRef) -> str | SecretRef:
+        if isinstance(v, str) and "://" not in v:
+            raise ValueError(f"expected an apprise URL such as slack://..., feishu://..., wecombot://..., "
+                             f"json://host/path, or {{env: VAR}} / {{secret: block}}; got {v[:12]!r}...")
+        return v
+
+    def label(self, index: int) -> str:
+        """How logs and messages name this target: its name, else its scheme and position (never the URL)."""
+        if self.name:
+            return self.name
+        if isinstance(self.url, SecretRef):
+            return f"target {index + 1} ({self.url.describe()})"
+        return f"target {index + 1} ({self.url.split('://', 1)[0]}://…)"
+
+
+class NotificationsConfig(_Model):
+    """``notifications``: the targets, and when the quarantine of a run is worth an alert."""
+
+    targets: list[NotifyTarget] = Field(default_factory=list)
+    quarantine_threshold: int = Field(default=50, ge=0)  # records quarantined in one run above which to alert
+    report_url: str | None = None  # where people open the finance report (else the report's file path)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_list_form(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            raise ValueError("notifications is a mapping: `notifications: {targets: [{url: ...}, ...]}`")
+        return v
 
 
 ROLES = ("viewer", "finance", "admin")
@@ -294,7 +340,7 @@ class Config(_Model):
     erp: ErpConfig | None = None
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     fx: FxConfig = Field(default_factory=FxConfig)
-    notifications: list[NotificationConfig] = Field(default_factory=list)
+    notifications: NotificationsConfig = Field(default_factory=lambda: NotificationsConfig())
     reports_dir: str = ".ltc/reports"  # where `ltc run` and the pipeline flow write the finance report
     ui: UiConfig = Field(default_factory=UiConfig)
     push_crm: PushCrmConfig = Field(default_factory=PushCrmConfig)

@@ -84,6 +84,8 @@ def check_config(path: str | Path | None = None) -> CheckResult:
         found.append((line, f"{p}:{line}: {'.'.join(str(x) for x in loc)}: {what}"))
 
     for loc, ref in secret_refs(cfg):
+        if loc[:1] == ("notifications",):
+            continue  # the targets: check_targets below resolves them (and checks the URL) without showing it
         result.credentials += 1
         why = reference_problem(ref)
         if why is not None:
@@ -101,4 +103,7 @@ def check_config(path: str | Path | None = None) -> CheckResult:
         if src.kind == "camt053" and folder and not Path(str(folder)).is_dir():
             problem(("sources", name, "options", "folder"), f"bank statement folder {folder} does not exist")
     result.problems = [text for _line, text in sorted(found, key=lambda t: t[0])]
+    from ltc.app.notify import check_targets
+
+    result.problems += [f"{p}: {line}" for line in check_targets(cfg)]  # URLs apprise knows, codes
     return result

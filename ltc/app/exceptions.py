@@ -42,3 +42,28 @@ def source_records(store: Any, canonical_ids: list[str]) -> dict[str, dict[str, 
             else:
                 found[cid] = {"system": None, "object": None, "id": cid, "entity": None, "canonical_id": cid}
     return found
+
+
+# what a finance team still has to read: resolved ones stay in the store, behind ``--status all``
+DEFAULT_STATUSES = ("open", "acknowledged")
+
+
+def statuses_for(status: str | None) -> tuple[str, ...] | None:
+    """The statuses ``ltc exceptions list --status S`` shows: open + acknowledged by default, every
+    status for ``all``, else the one named (``None`` means no filter)."""
+    if status is None:
+        return DEFAULT_STATUSES
+    if status.lower() == "all":
+        return None
+    return (status.lower(),)
+
+
+def list_exceptions(store: Any, code: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    """The exceptions ``ltc exceptions list`` shows (see :func:`statuses_for`), with their detail."""
+    from reconcile import lifecycle
+
+    rows = lifecycle.list_exceptions(store, code, statuses_for(status))
+    for r in rows:
+        ev = r.get("evidence")
+        r["detail"] = ev.get("detail") if isinstance(ev, dict) else None
+    return rows

@@ -25,7 +25,6 @@ ends Failed).
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import shutil
@@ -42,10 +41,12 @@ from canonical.errors import ConfigError
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
+from ltc.app.hints import hint_for
 from ltc.app.progress import OnProgress, StreamTimer
 from ltc.app.progress import stage as progress_stage
 from mappings.engine import mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
+from reconcile.stream import Mapper, sequential
 
 log = logging.getLogger("ltc.pipeline")
 
@@ -80,6 +81,7 @@ class SourceStatus:
     message: str | None = None
     since: datetime | None = None  # its data is complete up to here (last successful sync), when not ok
     streams: list[dict[str, Any]] = field(default_factory=list)  # per stream: stream, status, records, ...
+    hint: str | None = None  # what an operator does about it (ltc.app.hints)
     exit_code: int | None = None  # failed: the error's exit code (2: an operator must fix it)
 
     @property
@@ -186,6 +188,7 @@ class Context:
     sources: list[str] | None = None  # only these sources (default: all)
     on_progress: OnProgress | None = None  # stages and streams as they go (ltc.app.progress)
     report_title: str | None = None
+    mapper: Mapper = sequential  # runs the reconcile buckets (the Prefect flow passes one that reports progress)
 
 
 # --- the stages ----------------------------------------------------------------------------------
@@ -235,10 +238,11 @@ def stage_sync(ctx: Context) -> dict[str, Any]:
         try:
             with progress_stage(f"sync {name}", ctx.on_progress):
                 st = _source_status(name, kind, sync_one(ctx, name))
+            st.hint = hint_for(name, status=st.status)
         except Exception as exc:  # isolated: one dead source never stops the others
             log.warning("source %s failed: %s", name, exc)
             st = SourceStatus(name, kind, status="failed", message=f"{type(exc).__name__}: {exc}"[:500],
-                              exit_code=exit_code_of(exc))
+                              hint=hint_for(name, exc), exit_code=exit_code_of(exc))
         if st.missing:
             st.since = _since(ctx.store, name)
         ctx.result.sources[name] = st
@@ -305,7 +309,7 @@ def stage_identity(ctx: Context) -> dict[str, Any]:
 
 def stage_reconcile(ctx: Context) -> dict[str, Any]:
     before = _open_fingerprints(ctx.store)
-    rec = run_reconciliation(ctx.store, ctx.cfg, ctx.result.as_of)
+    rec = run_reconciliation(ctx.store, ctx.cfg, ctx.result.as_of, mapper=ctx.mapper)
     res = ctx.result
     res.reconcile = rec.summary()
     res.kpis = _kpis(rec.kpis)
@@ -332,20 +336,18 @@ def stage_report(ctx: Context) -> dict[str, Any]:
 
 
 def stage_notify(ctx: Context) -> dict[str, Any]:
-    """Hand the result to ``ltc.app.notify.notify_run(result, config)``; a notifier never fails the run."""
+    """Alerts and the digest (``ltc.app.notify``); a notifier never fails the run."""
+    from ltc.app.notify import notify_run
+
     try:
-        notify = importlib.import_module("ltc.app.notify")
-    except ModuleNotFoundError:
-        return {"skipped": "no notifier (ltc.app.notify) installed"}
-    hook = getattr(notify, "notify_run", None)
-    if hook is None:
-        return {"skipped": "ltc.app.notify has no notify_run"}
-    try:
-        sent = hook(ctx.result, ctx.cfg)
-    except Exception as exc:
+        sent = notify_run(ctx.result, ctx.cfg, ctx.store)
+    except Exception as exc:  # notify_run logs its own failures; this is the last guard
         log.warning("notifications failed (the run goes on): %s", exc)
         return {"failed": f"{type(exc).__name__}: {exc}"[:300]}
-    return sent if isinstance(sent, dict) else {"sent": sent}
+    lines = [f"{d.event} → {d.target}: {'sent' if d.ok else 'FAILED ' + (d.error or '')}" for d in sent.deliveries]
+    for line in lines:
+        ctx.echo(f"notify: {line}")
+    return {"deliveries": lines}
 
 
 @dataclass(frozen=True)
@@ -562,10 +564,11 @@ def write_report(store: Store, cfg: Config, *, title: str | None = None, banners
 
 # --- compatibility and helpers -----------------------------------------------------------------------
 
-def after_sync(store: Store, cfg: Config, as_of: date) -> dict[str, Any]:
-    """Map, resolve identities, reconcile (no sync, no report): the summary as a dict."""
+def after_sync(store: Store, cfg: Config, as_of: date, *, mapper: Mapper = sequential) -> dict[str, Any]:
+    """Map, resolve identities, reconcile (no sync, no report): the summary as a dict. ``mapper`` runs
+    the reconcile buckets (the Prefect flow passes one that reports progress)."""
     result = begin(store, cfg, as_of)
-    ctx = Context(store, cfg, result)
+    ctx = Context(store, cfg, result, mapper=mapper)
     try:
         for stage in STAGES:
             if stage.name in ("map", "identity", "reconcile"):

@@ -12,6 +12,7 @@ A new layer with tables: import its ``tables`` module here and add a migration.
 
 from __future__ import annotations
 
+import ltc.app.notify_tables  # noqa: F401  (adds notify_sent)
 import reconcile.tables  # noqa: F401  (adds recon_*, fx_rate, kpi_snapshot to the shared metadata)
 from canonical.tables import metadata
 

@@ -12,7 +12,7 @@ app = typer.Typer(help="Configuration file (ltc.yaml).", no_args_is_help=True)
 @app.command("check")
 def config_check(config: str | None = ConfigOpt) -> None:
     """Validate ltc.yaml and what it refers to (credential variables and Secret blocks, mapping files,
-    bank folders); list every problem, one per line (exit 2 if any)."""
+    bank folders, notification targets); list every problem, one per line (exit 2 if any)."""
     from ltc.app.config_check import check_config
 
     result = check_config(config)
@@ -29,6 +29,7 @@ def config_check(config: str | None = ConfigOpt) -> None:
         + (f" ({', '.join(f'{n}={s.kind}' for n, s in cfg.sources.items())})" if cfg.sources else "")
         + f", reporting currency {cfg.reporting_currency}"
         + (f", ERP {cfg.erp.source}" if cfg.erp else "")
+        + (f", {len(cfg.notifications.targets)} notification target(s)" if cfg.notifications.targets else "")
         + f"; {result.credentials} credential reference(s) resolve, {result.mappings} mapping(s) compile",
         highlight=False,
     )

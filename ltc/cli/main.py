@@ -16,6 +16,7 @@ from ltc.cli import (
     db,
     demo,
     mapping,
+    notify,
     push,
     push_crm,
     reconcile,
@@ -65,6 +66,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(config.app, name="config")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(ui.app, name="ui")
+app.add_typer(notify.app, name="notify")
 app.command()(sync.sync)
 app.command()(sync.status)
 app.command()(sync.run)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from canonical.errors import InputError
 from ltc.app import runtime
-from ltc.app.exceptions import source_records
+from ltc.app.exceptions import list_exceptions, source_records
 from ltc.cli.common import ConfigOpt
 from reconcile import lifecycle
 from reconcile.codes import CODES, STATUSES
@@ -73,20 +73,21 @@ def _jsonable(v: Any) -> Any:
 @exceptions_app.command("list")
 def list_cmd(
     code: str | None = typer.Option(None, "--code", help="Only this exception code."),
-    status: str | None = typer.Option(None, "--status", help="open, acknowledged or resolved."),
+    status: str | None = typer.Option(None, "--status",
+                                      help="open, acknowledged, resolved or all (default: open and acknowledged)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     config: str | None = ConfigOpt,
 ) -> None:
     """List exceptions (newest run's view), optionally filtered."""
     if code and code.upper() not in CODES:
         raise InputError(f"--code {code!r} is not an exception code; known: {', '.join(CODES)}")
-    if status and status.lower() not in STATUSES:
-        raise InputError(f"--status {status!r} must be one of {', '.join(STATUSES)}")
+    if status and status.lower() not in (*STATUSES, "all"):
+        raise InputError(f"--status {status!r} must be one of {', '.join(STATUSES)}, all")
     store = _store(config)
-    rows = lifecycle.list_exceptions(store, code, status)
+    rows = list_exceptions(store, code, status)
     if as_json:
         keys = ("fingerprint", "code", "status", "severity", "source_ids", "subject_ids", "currency",
-                "amount_at_risk", "reporting_currency", "amount_reporting", "owner", "chain_id")
+                "amount_at_risk", "reporting_currency", "amount_reporting", "owner", "chain_id", "detail")
         described = source_records(store, [i for r in rows for i in r["subject_ids"]])
         out = [{**{k: _jsonable(r[k]) for k in keys}, "records": [described[i] for i in r["subject_ids"]]}
                for r in rows]

@@ -10,6 +10,7 @@ import polars as pl
 from reconcile.frames import MONEY, Frames, days
 from reconcile.settings import Settings
 from reconcile.stages.contract import expect
+from reconcile.stages.customers import customer_mismatch
 from reconcile.stages.expr import conv, tol, with_rate
 from reconcile.stages.orders import Orders
 
@@ -25,7 +26,8 @@ class Chains:
     exceptions: list[pl.DataFrame]
 
 
-def check_chains(fr: Frames, orders: Orders, s: Settings, as_of: date) -> Chains:
+def check_chains(fr: Frames, orders: Orders, s: Settings, as_of: date, acct: pl.DataFrame | None = None) -> Chains:
+    """``acct``: the accounts (``Identity.acct``), for what a CUSTOMER_MISMATCH names."""
     deal, order = orders.deal, orders.order
     expect("check_chains", "order", order, ("id", "active", "deal_id", "deal_ccy", "deal_cluster", "net",
                                             "order_date", "cluster_id"))
@@ -69,9 +71,6 @@ def check_chains(fr: Frames, orders: Orders, s: Settings, as_of: date) -> Chains
         (pl.col("ordered_deal_ccy") - pl.col("amount")).abs().alias("amount"), "cluster_id",
         pl.format("deal {} vs ordered {}", "amount", "ordered_deal_ccy").alias("detail"),
     ))
-    ex_parts.append(flagged.filter((pl.col("n_orders") > 0) & pl.col("other_customer")).select(
-        pl.lit("CUSTOMER_MISMATCH").alias("code"), pl.col("id").alias("chain_id"), pl.concat_list(pl.col("id")).alias("keys"),
-        pl.concat_list(pl.col("id"), pl.col("order_ids")).alias("records"), "currency", pl.lit(None, MONEY).alias("amount"),
-        "cluster_id", pl.lit("order customer is not the deal's customer").alias("detail"),
-    ))
+    ex_parts.append(customer_mismatch(flagged.filter((pl.col("n_orders") > 0) & pl.col("other_customer")),
+                                      act_orders, deal, acct))
     return Chains(ch=ch, act_orders=act_orders, exceptions=ex_parts)

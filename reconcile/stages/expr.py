@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import polars as pl
 
+from canonical.names import name_key
 from reconcile.frames import MONEY, RATE
 from reconcile.settings import Settings
 
@@ -13,7 +14,6 @@ ZERO = Decimal(0)
 INACTIVE_ORDER = ["draft", "quotation", "cancelled"]  # states that are not (yet / any more) an order
 INACTIVE_INVOICE = ["void", "draft"]
 INACTIVE_PAYMENT = ["failed", "canceled", "cancelled", "reversed"]
-_NAME_SUFFIXES = r"\b(INC|INCORPORATED|CORP|CORPORATION|CO|COMPANY|LTD|LIMITED|LLC|GMBH|AG|SA|SARL|BV|PLC)\b"
 
 
 def m(v: Decimal | int | str) -> pl.Expr:
@@ -28,14 +28,19 @@ def norm(col: str | pl.Expr) -> pl.Expr:
 
 
 def normalize_name(col: str | pl.Expr) -> pl.Expr:
-    """Upper-case, punctuation off, legal suffixes off, spaces collapsed: 'Acme, Inc.' == 'ACME INC'."""
-    e = pl.col(col) if isinstance(col, str) else col
-    return (
-        e.str.to_uppercase()
-        .str.replace_all(r"[^A-Z0-9 ]", " ")
-        .str.replace_all(_NAME_SUFFIXES, " ")
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars()
+    """The company-name key identity uses (:func:`canonical.names.normalize_name`: scripts other than
+    Latin kept, legal forms of many jurisdictions off, full-width folded): 'Acme, Inc.' == 'ACME INC'."""
+    return name_key(col)
+
+
+def ambiguous_ref(df: pl.DataFrame) -> pl.DataFrame:
+    """``AMBIGUOUS_MATCH`` for records whose discovered reference fits several targets (reported, never used)."""
+    return df.select(
+        pl.lit("AMBIGUOUS_MATCH").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
+        pl.concat_list(pl.col("id")).alias("keys"),
+        pl.concat_list(pl.col("id"), pl.col("ref_candidates").fill_null([])).alias("records"),
+        "currency", pl.col("amount") if "amount" in df.columns else pl.col("total").alias("amount"), "cluster_id",
+        pl.format("reference {}", "ref_ambiguous").alias("detail"),
     )
 
 

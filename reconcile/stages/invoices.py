@@ -9,7 +9,7 @@ import polars as pl
 
 from reconcile.frames import MONEY, RATE, Frames
 from reconcile.stages.contract import expect
-from reconcile.stages.expr import INACTIVE_INVOICE, norm
+from reconcile.stages.expr import INACTIVE_INVOICE, ambiguous_ref, norm
 from reconcile.stages.identity import Identity
 from reconcile.stages.orders import Orders
 
@@ -48,8 +48,9 @@ def link_invoices(fr: Frames, ident: Identity, orders: Orders) -> Invoices:
         pl.when(pl.col("n_ord") == 1).then(pl.col("order_id")).alias("order_id"),
     ).with_columns(
         pl.coalesce(pl.when(pl.col("order_id").is_not_null()).then(pl.col("o_deal")), pl.col("ref_deal")).alias("chain_id"),
-        pl.when(pl.col("order_id").is_not_null()).then(pl.lit("invoice.order_ref"))
-        .when(pl.col("ref_deal").is_not_null()).then(pl.lit("invoice.deal_ref")).alias("rule_id"),
+        pl.coalesce(pl.when(pl.col("order_id").is_not_null() | pl.col("ref_deal").is_not_null()).then(pl.col("ref_rule")),
+                    pl.when(pl.col("order_id").is_not_null()).then(pl.lit("invoice.order_ref"))
+                    .when(pl.col("ref_deal").is_not_null()).then(pl.lit("invoice.deal_ref"))).alias("rule_id"),
     ).drop("o_deal", "n_ord")
     links = [inv.filter(pl.col("rule_id").is_not_null()).select(
         "chain_id",
@@ -58,9 +59,13 @@ def link_invoices(fr: Frames, ident: Identity, orders: Orders) -> Invoices:
         pl.col("id").alias("to_id"), "rule_id", pl.lit(Decimal(1), RATE).alias("confidence"),
         pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin"),
         pl.format("order_ref={} deal_ref={}", pl.col("order_ref").fill_null("-"), pl.col("deal_ref").fill_null("-"))
-        .alias("evidence"),
+        .alias("evidence").pipe(lambda e: pl.when(pl.col("ref_rule").is_not_null()).then(
+            pl.format("{} found in {}", e, pl.col("ref_evidence").fill_null("-"))).otherwise(e)),
     )]
-    ex_parts.append(inv.filter(pl.col("active") & pl.col("rule_id").is_null()).select(
+    # a reference found by value that fits several orders/deals is reported, never used
+    ex_parts.append(ambiguous_ref(inv.filter(pl.col("active") & pl.col("rule_id").is_null()
+                                             & pl.col("ref_ambiguous").is_not_null())))
+    ex_parts.append(inv.filter(pl.col("active") & pl.col("rule_id").is_null() & pl.col("ref_ambiguous").is_null()).select(
         pl.lit("INVOICE_WITHOUT_ORDER").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id")).alias("records"),
         "currency", pl.col("total").alias("amount"), "cluster_id",

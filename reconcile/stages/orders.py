@@ -10,7 +10,7 @@ import polars as pl
 from reconcile.frames import MONEY, RATE, Frames, days
 from reconcile.settings import Settings
 from reconcile.stages.contract import expect
-from reconcile.stages.expr import INACTIVE_ORDER, norm, tol
+from reconcile.stages.expr import INACTIVE_ORDER, ambiguous_ref, norm, tol
 from reconcile.stages.identity import Identity
 
 
@@ -48,7 +48,7 @@ def link_orders(fr: Frames, ident: Identity, s: Settings) -> Orders:
     order = order.join(dkeys, left_on="dref", right_on="dkey", how="left").with_columns(
         pl.col("n_deals").fill_null(0),
         pl.when(pl.col("n_deals") == 1).then(pl.col("did")).alias("deal_id"),
-        pl.when(pl.col("n_deals") == 1).then(pl.lit("order.deal_ref")).alias("rule_id"),
+        pl.when(pl.col("n_deals") == 1).then(pl.coalesce("ref_rule", pl.lit("order.deal_ref"))).alias("rule_id"),
     ).drop("did")
     ref_ambig = order.filter((pl.col("n_deals") > 1) & pl.col("active")).join(multi, left_on="dref", right_on="dkey")
     ex_parts.append(ref_ambig.select(
@@ -96,10 +96,12 @@ def link_orders(fr: Frames, ident: Identity, s: Settings) -> Orders:
     ).select(
         pl.col("deal_id").alias("chain_id"), pl.lit("deal").alias("from_entity"), pl.col("deal_id").alias("from_id"),
         pl.lit("order").alias("to_entity"), pl.col("id").alias("to_id"), "rule_id",
-        pl.when(pl.col("rule_id") == "order.deal_ref").then(pl.lit(Decimal(1), RATE)).otherwise(
+        pl.when(pl.col("rule_id") != "order.identity_amount").then(pl.lit(Decimal(1), RATE)).otherwise(
             pl.lit(Decimal("0.8"), RATE)).alias("confidence"),
         "runner_up_id", pl.col("margin").cast(MONEY),
         pl.when(pl.col("rule_id") == "order.deal_ref").then(pl.format("deal_ref={}", "deal_ref"))
+        .when(pl.col("rule_id") != "order.identity_amount").then(
+            pl.format("deal_ref={} found in {}", "deal_ref", pl.col("ref_evidence").fill_null("-")))
         .otherwise(pl.format("cluster={} amount={}", "cluster_id", "net")).alias("evidence"),
     )]
     ex_parts.append(order.join(amb_orders, on="id", how="inner").select(
@@ -109,7 +111,11 @@ def link_orders(fr: Frames, ident: Identity, s: Settings) -> Orders:
         pl.format("order fits {} deals by customer and amount", pl.col("cands").list.len()).alias("detail"),
     ))
     amb_order_ids = amb_orders.select("id")
-    ex_parts.append(order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("n_deals") <= 1))
+    # a reference found by value that fits several deals is reported, never used
+    ref_amb = pl.col("ref_ambiguous").is_not_null()
+    ex_parts.append(ambiguous_ref(order.filter(pl.col("deal_id").is_null() & pl.col("active") & ref_amb)
+                                  .join(amb_order_ids, on="id", how="anti").with_columns(pl.col("net").alias("amount"))))
+    ex_parts.append(order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("n_deals") <= 1) & ~ref_amb)
                     .join(amb_order_ids, on="id", how="anti").select(
         pl.lit("ORDER_WITHOUT_DEAL").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id")).alias("records"),

@@ -95,7 +95,14 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
     ]).drop_nulls()
     ref_inv = targets.select(pl.col("id").alias("invoice_id"), "ikey", "due_date", "number", "total", "currency",
                              pl.col("chain_id").alias("inv_chain"))
-    xpairs = tokens.join(ref_inv, left_on="tok", right_on="ikey", how="inner").unique(["id", "invoice_id"]).join(
+    # configured first (a pair found both ways keeps the configured rule), then what discovery found
+    found = act_pay.filter(pl.col("found_invoice_ids").is_not_null()).select(
+        "id", pl.col("found_invoice_ids").alias("invoice_id"), pl.col("ref_rule").alias("rule_id")).explode("invoice_id")
+    xpairs = pl.concat([
+        tokens.join(ref_inv, left_on="tok", right_on="ikey", how="inner").drop("tok").with_columns(
+            pl.lit("payment.invoice_ref").alias("rule_id")),
+        found.join(ref_inv, on="invoice_id", how="inner").drop("ikey"),
+    ], how="diagonal").unique(["id", "invoice_id"], keep="first", maintain_order=True).join(
         act_pay.select("id", "amount", pl.col("currency").alias("pccy"), "pdate", "sign"), on="id"
     )
     xpairs = with_rate(xpairs, fr.fx_rate, "pccy", "currency", "pdate", "rate")
@@ -103,8 +110,7 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
     xpairs = xpairs.filter(pl.col("rate").is_not_null() & pl.col("inv_rate").is_not_null()).with_columns(
         conv("total", "inv_rate").alias("cap_p")
     ).sort(["id", "due_date", "number", "invoice_id"])
-    xpairs = xpairs.with_columns(split(xpairs, "id", "amount", "cap_p").alias("payment_amount"),
-                                 pl.lit("payment.invoice_ref").alias("rule_id"))
+    xpairs = xpairs.with_columns(split(xpairs, "id", "amount", "cap_p").alias("payment_amount"))
     explicit_ids = xpairs.select("id").unique()
 
     alloc_x = _allocation_rows(xpairs)
@@ -170,8 +176,14 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
     ).with_columns(pl.lit(Decimal(1), RATE).alias("rate")).sort(["id", "due_date", "number", "invoice_id"])
     h2 = h2.with_columns(split(h2, "id", "amount", "residual").alias("payment_amount"),
                          pl.lit("payment.subset_sum").alias("rule_id"))
+    # a discovered reference that fits several invoices: reported when nothing else placed the payment
+    placed = pl.concat([explicit_ids, h1.select("id"), h2.select("id")])
+    ref_amb_p = rest.filter(pl.col("ref_ambiguous").is_not_null()).join(placed, on="id", how="anti").select(
+        "id", pl.col("ref_candidates").fill_null([]).alias("cands"), pl.format("reference {}", "ref_ambiguous")
+        .alias("detail"))
     amb_all = pl.concat([
         amb_p.select("id", "cands", pl.lit("payment fits several invoices 1:1 by amount").alias("detail")),
+        ref_amb_p,
         pl.DataFrame(h2_amb, schema={"id": pl.String, "cands": pl.List(pl.String)}, orient="row").with_columns(
             pl.lit("several invoice subsets sum to the payment").alias("detail")),
         clash_pay.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("cands"),
@@ -189,10 +201,14 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
                         (pl.col("ru_diff") - pl.col("diff")).cast(MONEY).alias("margin")),
         h2.select("id", "invoice_id", "rule_id", pl.lit(Decimal("0.8"), RATE).alias("confidence"),
                   pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin")),
-    ]).join(invoices.inv.select(pl.col("id").alias("invoice_id"), "chain_id"), on="invoice_id", how="left").select(
+    ]).join(invoices.inv.select(pl.col("id").alias("invoice_id"), "chain_id"), on="invoice_id", how="left").join(
+        act_pay.select("id", "ref_rule", "ref_evidence"), on="id", how="left").select(
         "chain_id", pl.lit("invoice").alias("from_entity"), pl.col("invoice_id").alias("from_id"),
         pl.lit("payment").alias("to_entity"), pl.col("id").alias("to_id"), "rule_id", "confidence", "runner_up_id",
-        "margin", pl.format("rule={}", "rule_id").alias("evidence"),
+        # a discovered reference keeps the field it was found in and the value
+        "margin", pl.when(pl.col("rule_id") == pl.col("ref_rule")).then(
+            pl.format("rule={} found in {}", "rule_id", pl.col("ref_evidence").fill_null("-")))
+        .otherwise(pl.format("rule={}", "rule_id")).alias("evidence"),
     ), act_pay.filter(pl.col("settlement_ref").is_not_null()).select(
         pl.lit(None, pl.String).alias("chain_id"), pl.lit("payment").alias("from_entity"), pl.col("id").alias("from_id"),
         pl.lit("settlement").alias("to_entity"), pl.col("settlement_ref").alias("to_id"),

@@ -57,7 +57,7 @@ def test_pipeline_flow_runs_every_stage(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_a_paused_source_never_ends_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               prefect_harness: None) -> None:
-    """Salesforce out of API quota: the flow still reconciles, then ends Failed named Partial with the reason."""
+    """Salesforce out of API quota: the flow still reconciles, then ends Failed named Paused with the reason."""
     import yaml
     from prefect.artifacts import Artifact
 
@@ -76,8 +76,8 @@ def test_a_paused_source_never_ends_completed(tmp_path: Path, monkeypatch: pytes
         path = tmp_path / "ltc.yaml"
         path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
         state = pipeline(str(path), as_of=world.as_of, return_state=True)
-    assert state.is_failed() and state.name == "Partial"
+    assert state.is_failed() and state.name == "Paused"
     assert "salesforce" in (state.message or "") and "paused" in (state.message or "")
     artifact = Artifact.get("ltc-pipeline")
-    assert artifact is not None and f"As of {world.as_of}" in str(artifact.data)
-    assert "Partial" in str(artifact.data) and "| reconcile | ok |" in str(artifact.data)
+    assert artifact is not None and f"as of {world.as_of}" in str(artifact.data)
+    assert "Partial" in str(artifact.data) and "- **reconcile** —" in str(artifact.data)

@@ -51,3 +51,8 @@ def test_buckets_on_dask_equal_one_process(tmp_path: Path, monkeypatch: pytest.M
         k: local.summary()[k] for k in ("rows", "states", "cash", "exceptions", "chains")}
     links, allocs, exc = _stored(urls[1])
     assert (links, allocs, exc) == _stored(urls[0]) and links and allocs and exc
+    # the UI showed the buckets done as they came in: the progress artifact ends at 100 %
+    from prefect.artifacts import Artifact
+
+    progress = Artifact.get("reconcile-progress")
+    assert progress is not None and progress.type == "progress" and float(progress.data) == 100.0  # type: ignore[arg-type]

@@ -123,6 +123,13 @@ def test_cli_reconcile_list_ack_resolve(sqlite_store: Store, monkeypatch: pytest
         item["fingerprint"]
     res = ltc("exceptions", "resolve", item["fingerprint"], "--note", "refunded to sender")
     assert res.returncode == 0
+    # the default view is what is still to read (open + acknowledged); --status all shows the resolved one too
+    default = json.loads(ltc("exceptions", "list", "--json").stdout)
+    assert item["fingerprint"] not in {x["fingerprint"] for x in default}
+    assert {x["status"] for x in default} <= {"open", "acknowledged"} and default
+    assert all("detail" in x for x in default)
+    every = json.loads(ltc("exceptions", "list", "--json", "--status", "all").stdout)
+    assert {x["fingerprint"] for x in every} == {x["fingerprint"] for x in default} | {item["fingerprint"]}
     bad = ltc("exceptions", "ack", "zzzzzzzz", "--note", "x")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: no exception with id 'zzzzzzzz' (see `ltc exceptions list`)"
     bad_code = ltc("exceptions", "list", "--code", "NOPE")

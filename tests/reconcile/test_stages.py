@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from recon_helpers import AS_OF, deal, frame, invoice, order, payment, world
 
+from canonical.names import normalize_name
 from reconcile.settings import Settings
 from reconcile.stages.billing import check_billing, check_stage_conflicts
 from reconcile.stages.chains import check_chains
@@ -53,8 +54,9 @@ def test_identity_maps_accounts_and_unique_names_to_their_cluster() -> None:
     assert clusters == {"sf:account:A": "sf:account:A", "erp:account:E": "sf:account:A",
                         "sf:account:B": "sf:account:B", "erp:account:B2": "erp:account:B2"}
     names = dict(ident.name_to_cluster.iter_rows())
-    assert names["ACME"] == "sf:account:A"  # two accounts of one name, one cluster
-    assert "BETA" not in names  # "Beta GmbH" and "Beta": one name, two clusters: no payer match by name
+    # the keys are canonical.names' (the one name normaliser of identity and reconciliation)
+    assert names[normalize_name("Acme Inc")] == "sf:account:A"  # two accounts of one name, one cluster
+    assert normalize_name("Beta") not in names  # "Beta GmbH" and "Beta": one name, two clusters: no payer match
     assert dict(ident.cluster_owner.iter_rows()) == {"sf:account:A": "ann"}
 
 

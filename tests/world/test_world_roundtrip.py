@@ -39,6 +39,9 @@ DIFFERENT = {
     ("payment", "status"),  # the vendor's status text (camt "book")
     ("payment", "account_id"),  # a Stripe refund names its charge, not the customer
     ("account", "tax_id"),  # Salesforce accounts have no tax id field; Tryton's is normalized
+    # candidate reference text for discovery: what the vendor records carry (metadata values, sale
+    # reference, remittance lines), which the generator's canonical tables do not model
+    ("order", "ref_text"), ("invoice", "ref_text"), ("payment", "ref_text"),
 }
 
 
