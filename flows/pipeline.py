@@ -38,6 +38,7 @@ from ltc.app import runtime
 from ltc.app.config import load_config
 from ltc.app.notify import run_kpis
 from ltc.app.pipeline import STAGES, Context, PipelineResult, begin, finish, run_stage
+from ltc.app.unread import lines as unread_lines
 
 _CONTEXTS: dict[str, Context] = {}  # the run's context, by token: tasks run in this process
 
@@ -120,7 +121,8 @@ def final_state(result: PipelineResult) -> Any:
         return out
     reason = result.reason()
     name = "Paused" if result.status == "paused" else "Failed"
-    state: State[Any] = Failed(name=name, message=f"partial data, not complete: {reason}", data=out)
+    message = f"partial data, not complete: {reason}" if result.partial else reason
+    state: State[Any] = Failed(name=name, message=message, data=out)
     return state
 
 
@@ -142,7 +144,10 @@ def summary(result: PipelineResult) -> str:
     notified = list((notify.detail if notify else {}).get("deliveries") or [])
     text = pipeline_summary(as_of=result.as_of, status=status, sources=sources, stages=stages, report=result.report,
                             notified=notified)
-    extra = [f"> **Partial:** {b}" for b in result.banners()]
+    extra = [f"> **Partial:** {b}" for b in result.banners() if b != result.quarantine_failure]
+    if result.quarantine_failure:
+        extra.append(f"> **Failed:** {result.quarantine_failure}")
+    extra += [f"- quarantine: {line}" for line in unread_lines(result.unread)]
     if result.previous_report:
         extra.append(f"Last complete report (kept): `{result.previous_report}`")
     return text + ("\n" + "\n".join(extra) + "\n" if extra else "")

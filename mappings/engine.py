@@ -22,7 +22,7 @@ import gc
 import queue
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -40,7 +40,7 @@ from canonical.store import Rejected, Store, now
 from canonical.tables import lineage, quarantine, raw_record
 from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
-from mappings.spec import MappingError, load_mapping, shipped_path
+from mappings.spec import MappingError, Node, load_mapping, merge, shipped_path
 
 BATCH = 20000  # records per read + map + write round (fewer commits; the writer overlaps the next read)
 _CHUNK = 500
@@ -73,10 +73,13 @@ class MappingSet:
 
 
 def compile_for(system: str, kind: str | None = None, override: str | Path | None = None, *,
-                decimal_separator: str | None = None) -> MappingSet:
-    """Load (shipped + override), validate and compile the mapping for one connector instance."""
+                decimal_separator: str | None = None, extra: Node | None = None) -> MappingSet:
+    """Load (shipped + override [+ ``extra``, an override in memory: the discovered identifier
+    fields]), validate and compile the mapping for one connector instance."""
     kind = kind or system
     mapping = load_mapping(kind, override)
+    if extra is not None:
+        mapping = merge(mapping, extra)
     return MappingSet(system, kind, compile_mapping(mapping, system, decimal_separator=decimal_separator))
 
 
@@ -204,6 +207,7 @@ def run_mapping(
     override: str | Path | None = None,
     batch_size: int = BATCH,
     run_id: str | None = None,
+    extra: Mapping[str, Node] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Map every pending raw row (of ``system``, or of all systems) into canonical rows.
 
@@ -215,6 +219,7 @@ def run_mapping(
     Without ``system``, a system whose kind has no mapping (not in ltc.yaml, and its name is not a
     shipped kind) is left pending, counted as ``waiting`` — its raw rows stay, nothing is lost — so
     one unknown source does not stop the others; naming it in ``system`` raises the reason instead.
+    ``extra``: system -> an override in memory merged last (:mod:`mappings.discover`'s fields).
     """
     sources = _source_kinds(config)
     systems = [system] if system is not None else _pending_systems(store)
@@ -227,7 +232,8 @@ def run_mapping(
             continue
         src = config.sources.get(name) if config is not None else None
         mset = compile_for(name, use_kind, use_override,
-                           decimal_separator=getattr(src, "decimal_separator", None))
+                           decimal_separator=getattr(src, "decimal_separator", None),
+                           extra=(extra or {}).get(name))
         # one mapping of a system at a time: a second waits (two would race on pending flags)
         with stage_lock(store.engine, f"map:{name}"):
             counts[name] = _map_system(store, mset, batch_size, run_id)

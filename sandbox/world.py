@@ -31,7 +31,7 @@ FORMAT = 1
 SYSTEMS = ("salesforce", "hubspot", "stripe", "tryton", "odoo", "bank")
 API_SYSTEMS = ("salesforce", "hubspot", "stripe", "tryton", "odoo")
 ERPS = ("tryton", "odoo")
-YAML_KEYS = ("format", "name", "systems", "erp", "reporting_currency", "as_of")
+YAML_KEYS = ("format", "name", "systems", "erp", "reporting_currency", "as_of", "mappings")
 
 OBJECTS: dict[str, tuple[str, ...]] = {
     "salesforce": ("Account", "Contact", "Lead", "Opportunity", "OpportunityLineItem", "Product2", "Order",
@@ -75,6 +75,10 @@ class WorldDir:
     ``associations/<from>_to_<to>``."""
     bank_files: list[Path] = field(default_factory=list)
     fx_rates: list[dict[str, Any]] = field(default_factory=list)  # rate_date (date), base, quote, rate (Decimal)
+    mappings: dict[str, Path] = field(default_factory=dict)
+    """system -> the world's mapping override file (``mappings: {stripe: mappings/stripe.yaml}``)."""
+    lines: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """system -> object -> record id -> its line in the object's file."""
 
     @property
     def api_systems(self) -> list[str]:
@@ -159,8 +163,30 @@ def _manifest(root: Path) -> tuple[WorldDir, dict[str, int], Path]:
     elif as_of is not None and not (isinstance(as_of, date) and not hasattr(as_of, "hour")):
         raise _fail(path, line("as_of"), f"as_of {as_of!r} is not a date (YYYY-MM-DD)")
     world = WorldDir(path=root, name=str(name), systems=list(systems), erp=erp, reporting_currency=currency,
-                     as_of=as_of)
+                     as_of=as_of, mappings=_mappings(root, data.get("mappings"), systems, path, line("mappings")))
     return world, lines, path
+
+
+def _mappings(root: Path, value: Any, systems: list[str], path: Path, line: int) -> dict[str, Path]:
+    """``mappings: {<system>: <override file in the world>}``: each file is loaded and compiled now."""
+    from mappings.engine import compile_for
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise _fail(path, line, "mappings must map a system to its override file, e.g. "
+                                "{stripe: mappings/stripe.yaml}")
+    out: dict[str, Path] = {}
+    for system, rel in value.items():
+        if system not in systems or system not in API_SYSTEMS:
+            raise _fail(path, line, f"mappings: {system!r} is not an API system of this world "
+                                    f"({', '.join(s for s in systems if s in API_SYSTEMS)})")
+        file = (root / rel).resolve()
+        if not file.is_relative_to(root.resolve()) or not file.is_file():
+            raise _fail(path, line, f"mappings: {system}: {rel} is not a file inside the world directory")
+        compile_for(system, system, file)  # a broken override: MappingError naming its file:line
+        out[system] = file
+    return out
 
 
 # --- JSON Lines --------------------------------------------------------------------------------------
@@ -289,7 +315,7 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
     return str(rid)
 
 
-def _read_jsonl(system: str, obj: str, path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(system: str, obj: str, path: Path, lines: dict[str, int] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     try:
@@ -310,6 +336,8 @@ def _read_jsonl(system: str, obj: str, path: Path) -> list[dict[str, Any]]:
             raise _fail(path, n, f"duplicate id {rid} (first on line {seen[rid]}); one record per id")
         seen[rid] = n
         out.append(rec)
+    if lines is not None:
+        lines.update(seen)
     return out
 
 
@@ -339,7 +367,7 @@ def _read_system(world: WorldDir, system: str) -> None:
             raise _fail(entry, None, f"unknown {system} file; a {system} world holds "
                                      f"{', '.join(o + '.jsonl' for o in known)}"
                                      + (" and associations/<from>_to_<to>.jsonl" if system == "hubspot" else ""))
-        objects[obj] = _read_jsonl(system, obj, entry)
+        objects[obj] = _read_jsonl(system, obj, entry, world.lines.setdefault(system, {}).setdefault(obj, {}))
     world.records[system] = objects
 
 
@@ -393,6 +421,18 @@ def _read_fx(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _check_readable(world: WorldDir, system: str) -> None:
+    """Refuse a record the connector and mapping that serve it cannot read (``sandbox.world_readable``)."""
+    from sandbox.world_readable import first_unreadable
+
+    problem = first_unreadable(system, world.records.get(system, {}), world.mappings.get(system))
+    if problem is None:
+        return
+    obj, rid, what = problem
+    where = world.path / system / f"{obj}.jsonl"
+    raise _fail(where, world.lines.get(system, {}).get(obj, {}).get(rid), f"record {rid}: {what}")
+
+
 def read_world(path: str | Path) -> WorldDir:
     """Read and check a world directory; raises InputError ``file:line: what to fix`` at the first problem."""
     root = Path(path)
@@ -408,13 +448,17 @@ def read_world(path: str | Path) -> WorldDir:
             continue
         if entry.is_dir() and entry.name in world.systems:
             continue
+        if entry.is_dir() and entry.name == "mappings":  # the mapping overrides world.yaml names
+            continue
         if entry.is_dir() and entry.name in SYSTEMS:
             raise _fail(entry, None, f"directory of system {entry.name!r}, which world.yaml's systems does "
                                      "not list; add it to systems or remove the directory")
         raise _fail(entry, None, "unknown file or directory in a world; a world holds world.yaml, "
-                                 "fx_rates.csv and one directory per system")
+                                 "fx_rates.csv, one directory per system and mappings/")
     for s in world.systems:
         _read_system(world, s)
+    for s in world.api_systems:
+        _check_readable(world, s)
     fx = root / "fx_rates.csv"
     if fx.exists():
         world.fx_rates = _read_fx(fx)

@@ -344,6 +344,10 @@ class Config(_Model):
     reports_dir: str = ".ltc/reports"  # where `ltc run` and the pipeline flow write the finance report
     ui: UiConfig = Field(default_factory=UiConfig)
     push_crm: PushCrmConfig = Field(default_factory=PushCrmConfig)
+    # a stream whose share of quarantined records exceeds this fails the run (`ltc run`, `ltc demo`, the flow)
+    quarantine_fail_share: float = Field(default=0.05, ge=0, le=1)
+    # apply the identifier fields found in the landed records (`ltc mappings suggest`) automatically
+    discover_fields: bool = True
 
     @field_validator("reporting_currency")
     @classmethod

@@ -91,13 +91,17 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
     bank folder (``options.folder``); like every statement source it is not synced by the
     connectors: import it with :func:`connectors.statements.import_folder` (or ``run_import``).
     The world's ERP is ``erp.source`` in dry-run mode: a world is a replay, its ERP emulator
-    answers reads only. ``reporting_currency`` is the world's.
+    answers reads only. ``reporting_currency`` is the world's; a system the world gives a mapping
+    override (world.yaml ``mappings``) is mapped with it.
     """
     from ltc.app.config import ErpConfig, FxConfig
     from sandbox.run import WORLD_ACCESS, start_world
 
     servers = start_world(world)
     with _pointed_at(servers, WORLD_ACCESS, "LTC_WORLD") as sources:
+        for system, override in world.mappings.items():  # the world's mappings/<system>.yaml (world.yaml)
+            if system in sources:
+                sources[system] = sources[system].model_copy(update={"mapping": str(override)})
         if world.bank_folder is not None:
             sources["bank"] = SourceConfig(kind="camt053", options={"folder": str(world.bank_folder)})
         erp = ErpConfig(source=world.erp, dry_run=True) if world.erp else None
@@ -191,5 +195,6 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     if result.failed_stage:
         raise LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")
     report = result.stage("report")
-    return {"mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile,
+    return {"unread": result.unread, "failed": result.quarantine_failure, "discovered": result.discovered,
+            "mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile,
             "reports": report.detail["files"] if report else [], "as_of": as_of.isoformat(), "result": result}

@@ -41,9 +41,11 @@ from canonical.errors import ConfigError
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
+from ltc.app.discovery import applied_overrides, describe, map_with_discovery
 from ltc.app.hints import hint_for
 from ltc.app.progress import OnProgress, StreamTimer
 from ltc.app.progress import stage as progress_stage
+from ltc.app.unread import failure, stream_health
 from mappings.engine import mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
 from reconcile.stream import Mapper, sequential
@@ -129,6 +131,9 @@ class PipelineResult:
     reconcile: dict[str, Any] = field(default_factory=dict)
     failed_stage: str | None = None
     error: str | None = None
+    unread: list[dict[str, Any]] = field(default_factory=list)  # streams with quarantined records (ltc.app.unread)
+    discovered: list[Any] = field(default_factory=list)  # identifier fields applied by discovery
+    quarantine_failure: str | None = None  # a stream over quarantine_fail_share: the run failed
 
     @property
     def partial(self) -> bool:
@@ -138,7 +143,8 @@ class PipelineResult:
     def status(self) -> str:
         """``completed``, ``paused`` (a source paused, none failed) or ``failed`` (a source failed or ended
         incomplete, or a stage failed)."""
-        if self.failed_stage is not None or any(s.status in ("failed", "incomplete") for s in self.sources.values()):
+        if self.failed_stage is not None or self.quarantine_failure \
+                or any(s.status in ("failed", "incomplete") for s in self.sources.values()):
             return "failed"
         if any(s.status == "paused" for s in self.sources.values()):
             return "paused"
@@ -157,6 +163,8 @@ class PipelineResult:
         lines = [s.banner() for s in self.sources.values() if s.missing]
         if self.failed_stage:
             lines.append(f"Stage {self.failed_stage} failed: {self.error}")
+        if self.quarantine_failure:
+            lines.append(self.quarantine_failure)
         return lines
 
     def reason(self) -> str:
@@ -293,12 +301,22 @@ def stage_fx(ctx: Context) -> dict[str, Any]:
 
 
 def stage_map(ctx: Context) -> dict[str, Any]:
-    mapped = run_mapping(ctx.store, config=ctx.cfg)
+    """Map (with the identifier fields discovery found in the landed data); then the quarantine per
+    stream, which fails the run when a stream is over ``quarantine_fail_share`` (:mod:`ltc.app.unread`)."""
+    mapped, discovered = map_with_discovery(ctx.store, ctx.cfg, enabled=ctx.cfg.discover_fields)
     totals: dict[str, int] = {}
     for counts in mapped.values():
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + int(value)
-    ctx.result.mapping = totals
+    res = ctx.result
+    res.mapping = totals
+    res.discovered = list(discovered)
+    res.unread = stream_health(ctx.store, ctx.cfg.quarantine_fail_share)
+    res.quarantine_failure = failure(res.unread, ctx.cfg.quarantine_fail_share)
+    for line in describe(res.discovered):
+        ctx.echo(f"discovered field: {line}")
+    if res.quarantine_failure:
+        log.warning("%s", res.quarantine_failure)
     return totals
 
 
@@ -575,7 +593,8 @@ def after_sync(store: Store, cfg: Config, as_of: date, *, mapper: Mapper = seque
                 run_stage(ctx, stage)
     finally:
         finish(store, result)
-    return {"mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile}
+    return {"unread": result.unread, "failed": result.quarantine_failure, "discovered": result.discovered,
+            "mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile}
 
 
 def remap(store: Store, cfg: Config, source: str | None = None) -> tuple[int, dict[str, dict[str, int]]]:
@@ -588,4 +607,5 @@ def remap(store: Store, cfg: Config, source: str | None = None) -> tuple[int, di
         raise ConfigError(f"unknown source {source!r}: not in ltc.yaml and nothing landed for it"
                           + (f" (configured: {', '.join(known)})" if known else ""))
     marked = mark_pending(store, source)
-    return marked, run_mapping(store, source, config=cfg)
+    extra = applied_overrides(store) if cfg.discover_fields else None  # the discovered fields stay applied
+    return marked, run_mapping(store, source, config=cfg, extra=extra)

@@ -80,6 +80,7 @@ app.command("reconcile")(reconcile.reconcile)
 app.add_typer(reconcile.exceptions_app, name="exceptions")
 app.command("remap")(mapping.remap)
 app.command("identity")(mapping.identity)
+app.add_typer(mapping.mappings_app, name="mappings")
 
 
 def main() -> None:

@@ -39,3 +39,48 @@ def identity(config: str | None = ConfigOpt) -> None:
     cfg = load_config(config)
     counts = run_identity(open_store(config), config=cfg)
     console.print("Identity: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+mappings_app = typer.Typer(help="Mapping tools: find identifier fields no mapping reads.", no_args_is_help=True)
+
+
+@mappings_app.command("suggest")
+def suggest(
+    source: str | None = SourceOpt,
+    write: str | None = typer.Option(None, "--write", help="Accept the suggestion: merge it into this override "
+                                     "file (needs --source; name the file in sources.<name>.mapping)."),
+    config: str | None = ConfigOpt,
+) -> None:
+    """Profile the landed raw records; propose mapping lines for unmapped identifier fields (tax ids that
+    pass their check digits, values equal to another system's deal ids, order or invoice numbers)."""
+    from canonical.errors import ConfigError
+    from ltc.app.discovery import accept
+    from ltc.app.discovery import suggest as find
+    from mappings.discover import override_text
+
+    cfg = load_config(config)
+    store = open_store(config)
+    if write is not None:
+        if source is None:
+            raise ConfigError("--write needs --source: an override file belongs to one source")
+        written = accept(store, cfg, source, write)
+        console.print(f"{write}: {len(written)} field(s) added"
+                      + "".join(f"\n  {f.object}.{f.target} <- {f.path} ({f.reason()})" for f in written),
+                      highlight=False)
+        if written and cfg.sources.get(source) is not None and cfg.sources[source].mapping != write:
+            console.print(f"name it in ltc.yaml: sources.{source}.mapping: {write}; then `ltc remap --source {source}`",
+                          highlight=False)
+        return
+    findings = find(store, cfg, source)
+    if not findings:
+        console.print("no unmapped identifier fields found" + (f" in {source}" if source else ""))
+        return
+    table = Table(title="Unmapped identifier fields")
+    for col in ("source", "object", "field", "looks like", "matches", "confidence", "proposed"):
+        table.add_column(col, overflow="fold")
+    for f in findings:
+        table.add_row(f.system, f.object, f.path, f.kind, f"{f.matches}/{f.values}", f.confidence, f.target)
+    console.print(table)
+    for system in sorted({f.system for f in findings}):
+        console.print(f"\n# --- override for source {system} (sources.{system}.mapping) ---", highlight=False)
+        console.print(override_text(findings, system), highlight=False, markup=False, soft_wrap=True)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from canonical import db
-from canonical.errors import ConfigError
+from canonical.errors import ConfigError, LtcError
 from canonical.store import Store
 from connectors.base import StreamResult
 from ltc.app import runtime
@@ -28,10 +28,11 @@ def _cursor(value: Any) -> str:
     return fmt(value, 24)
 
 
-def render_status(store: Store, cfg: Config | None = None, config_path: str | None = None) -> None:
+def render_status(store: Store, cfg: Config | None = None, config_path: str | None = None,
+                  fail_share: float = 0.05) -> None:
     """Streams (status, cursor, last run, counts, freshness against the source's schedule), then each
-    stream's message in full (one line each, wrapped by the terminal, never cut), canonical rows and
-    open exceptions."""
+    stream's message in full (one line each, wrapped by the terminal, never cut), quarantine shares,
+    discovered fields, canonical rows and open exceptions."""
     states = store.stream_states()
     url = db.mask_url(store.engine.url.render_as_string(hide_password=False))
     if not states:
@@ -64,6 +65,13 @@ def render_status(store: Store, cfg: Config | None = None, config_path: str | No
     for name, src in (cfg.sources.items() if cfg is not None else []):
         if src.kind != "camt053" and name not in synced:
             console.print(f"{name}: never synced (`ltc sync --source {name}`)", highlight=False, markup=False)
+    from ltc.app.discovery import describe, last_applied
+    from ltc.app.unread import lines, stream_health
+
+    for line in lines(stream_health(store, fail_share)):
+        console.print(f"Quarantine: {line}", highlight=False)
+    for line in describe(last_applied(store)):
+        console.print(f"Discovered field: {line}", highlight=False)
     counts = store.table_counts()
     console.print("Canonical rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     open_ex = open_exceptions(store)
@@ -126,6 +134,17 @@ def run_sources(cfg: Config, store: Store, only: list[str] | None = None, stream
 
 
 def print_summary(summary: dict[str, Any]) -> None:
+    """The run summary: unread data first (quarantine and missing required fields per stream), the
+    identifier fields applied by discovery, then mapping, identity and reconciliation."""
+    from ltc.app.discovery import describe
+    from ltc.app.unread import lines
+
+    for line in lines(summary.get("unread") or []):
+        console.print(f"quarantine: {line}", highlight=False)
+    if summary.get("failed"):
+        err_console.print(f"error: {summary['failed']}", soft_wrap=True, highlight=False, markup=False)
+    for line in describe(summary.get("discovered") or []):
+        console.print(f"discovered field: {line}", highlight=False)
     rec = summary["reconcile"]
     console.print(f"mapping: {summary['mapping']}")
     console.print(f"identity: {summary['identity']}")
@@ -160,7 +179,13 @@ def sync(
 def status(config: str | None = ConfigOpt) -> None:
     """Per stream: status, cursor, last run, records, quarantined, completeness, freshness against the
     source's schedule (ltc.yaml `schedule`, else prefect.yaml), and each stream's message in full."""
-    render_status(runtime.open_store(config), load_config(config), config)
+    cfg: Config | None
+    try:
+        cfg = load_config(config)
+    except LtcError:  # status still shows the store with a broken ltc.yaml (`ltc config check` names the problem)
+        cfg = None
+    share = (cfg or Config()).quarantine_fail_share
+    render_status(runtime.open_store(config), cfg, config, share)
 
 
 def run(
@@ -214,13 +239,15 @@ def print_result(result: Any) -> None:
     console.print(f"as of {result.as_of.isoformat()}; stages: "
                   + ", ".join(f"{s.name} {s.status}" for s in result.stages), highlight=False)
     if result.reconcile:
-        print_summary({"mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile})
+        print_summary({"unread": result.unread, "failed": result.quarantine_failure, "discovered": result.discovered,
+                       "mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile})
     if result.held_back:
         console.print(f"held back (a missing source could explain them): {len(result.held_back)} new exception(s)")
     if result.report:
         console.print(f"report: {result.report}", highlight=False)
     for line in result.banners():
-        err_console.print(f"PARTIAL: {line}", highlight=False, markup=False)
+        if line != result.quarantine_failure:  # print_summary names that one
+            err_console.print(f"PARTIAL: {line}", highlight=False, markup=False)
     if result.previous_report:
         err_console.print(f"the last complete report is kept: {result.previous_report}", highlight=False)
 

@@ -81,3 +81,23 @@ def test_a_paused_source_never_ends_completed(tmp_path: Path, monkeypatch: pytes
     artifact = Artifact.get("ltc-pipeline")
     assert artifact is not None and f"as of {world.as_of}" in str(artifact.data)
     assert "Partial" in str(artifact.data) and "- **reconcile** —" in str(artifact.data)
+
+
+def test_pipeline_flow_is_not_completed_over_the_quarantine_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 prefect_harness: None) -> None:
+    from canonical.store import RawRecord
+    from flows.pipeline import pipeline
+
+    db_url = f"sqlite:///{tmp_path / 'ltc.db'}"
+    monkeypatch.setenv("LTC_DATABASE_URL", db_url)
+    store = Store.open(db_url)
+    store.commit_page("stripe", "invoice", [RawRecord("invoice", f"in_{i}", {
+        "id": f"in_{i}", "object": "invoice", "customer": "cus_1", "currency": None if i < 3 else "usd",
+        "total": 1000, "created": 1774915200, "status": "open", "lines": {"data": []}}) for i in range(10)], None)
+    store.close()
+    (tmp_path / "bank").mkdir()
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text("sources:\n  bank: {kind: camt053, options: {folder: bank}}\n")
+    state = pipeline(str(cfg), sync=False, return_state=True)
+    assert state.is_failed() and state.name == "Failed"
+    assert "stripe invoice: 3 of 10 records quarantined" in (state.message or "")

@@ -216,7 +216,7 @@ def manifest(tmp_path: Path, text: str, systems: tuple[str, ...] = ("stripe",)) 
 def test_unknown_key(tmp_path: Path) -> None:
     world = manifest(tmp_path, "format: 1\nsystems: [stripe]\nreporting_currency: USD\nerp_system: odoo\n")
     assert error(world) == (f"{world / 'world.yaml'}:4: unknown key 'erp_system'; known: format, name, systems, "
-                            "erp, reporting_currency, as_of")
+                            "erp, reporting_currency, as_of, mappings")
 
 
 def test_system_without_directory(tmp_path: Path) -> None:

@@ -1,0 +1,123 @@
+"""Identifier fields found in the landed data, applied without hand-written configuration.
+
+``ltc mappings suggest`` prints :func:`suggest`'s findings as an override; ``--write`` accepts them
+(:func:`accept`). The pipeline maps through :func:`map_with_discovery`: the high-confidence
+findings (a Salesforce ``VAT_Number__c`` whose values pass the VAT check digits, a Stripe metadata
+key whose values are the CRM's deal ids) are merged over each source's mapping as an automatic
+override, after the shipped mapping and the operator's own override (which stay first: a
+discovered path is only ever a fallback). Which field was applied, and why, is recorded as a
+``discover`` run (``ltc status`` shows the latest) and returned in the run summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from canonical.store import Store
+from canonical.tables import raw_record
+from canonical.tables import run as run_table
+from ltc.app.config import Config
+from mappings.discover import Finding, best, discover, from_evidence, override_node, write_override
+from mappings.engine import IMPLIED_KINDS, mark_pending, run_mapping
+from mappings.spec import Node
+
+RUN_KIND = "discover"
+
+
+def source_kinds(cfg: Config | None) -> dict[str, tuple[str, str | None]]:
+    """system name -> (mapping kind, override path), as the mapping stage resolves them."""
+    out: dict[str, tuple[str, str | None]] = {name: (kind, None) for name, kind in IMPLIED_KINDS.items()}
+    if cfg is not None:
+        out.update({name: (src.kind, src.mapping) for name, src in cfg.sources.items()})
+    return out
+
+
+def suggest(store: Store, cfg: Config | None, source: str | None = None) -> list[Finding]:
+    """Every finding (high and low confidence) of the landed raw records, of ``source`` or all."""
+    return discover(store, source_kinds(cfg), source)
+
+
+def accept(store: Store, cfg: Config | None, source: str, path: str | Path) -> list[Finding]:
+    """Merge the best findings of ``source`` into the override file ``path``; the fields written."""
+    return write_override(path, suggest(store, cfg, source), source)
+
+
+def _key(f: Finding) -> tuple[str, str, str, str]:
+    return (f.system, f.object, f.target, f.path)
+
+
+def last_applied(store: Store) -> list[dict[str, Any]]:
+    """The identifier fields the latest pipeline run applied (with their evidence)."""
+    with store.engine.connect() as conn:
+        counts = conn.execute(sa.select(run_table.c.counts).where(run_table.c.kind == RUN_KIND)
+                              .order_by(run_table.c.started_at.desc()).limit(1)).scalar()
+    fields = counts.get("fields") if isinstance(counts, dict) else None
+    return list(fields) if isinstance(fields, list) else []
+
+
+def applied_overrides(store: Store) -> dict[str, Node]:
+    """The overrides of the fields the latest run applied: ``ltc remap`` maps with them too."""
+    return _overrides(from_evidence(last_applied(store)))
+
+
+def _overrides(findings: list[Finding]) -> dict[str, Node]:
+    out: dict[str, Node] = {}
+    for system in sorted({f.system for f in findings}):
+        node = override_node(findings, system)
+        if node is not None:
+            out[system] = node
+    return out
+
+
+def _changed_systems(before: set[tuple[str, str, str, str]], after: set[tuple[str, str, str, str]]) -> set[str]:
+    return {k[0] for k in before ^ after}
+
+
+def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
+                       ) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
+    """Map the pending raw records with the discovered identifier fields applied.
+
+    Discovery runs before the mapping (on the raw records and the identifiers already known) and
+    again after it (the rows just mapped are new identifiers to match): when the second finds
+    other fields, the systems concerned are mapped again. A change from the fields the previous run
+    applied marks that system's raw records pending (its rows are rebuilt with the new fields).
+    Returns the mapping counts per system and the applied fields with their evidence."""
+    if not enabled:
+        return run_mapping(store, config=cfg), []
+    applied = last_applied(store)
+    if not _anything_pending(store):  # nothing landed since: the fields stand as the last run found them
+        return run_mapping(store, config=cfg, extra=_overrides(from_evidence(applied))), applied
+    sources = source_kinds(cfg)
+    previous = {(d["system"], d["object"], d["target"], d["path"]) for d in applied}
+    first = best(discover(store, sources), high_only=True)
+    for system in _changed_systems(previous, {_key(f) for f in first}):
+        mark_pending(store, system)
+    counts = run_mapping(store, config=cfg, extra=_overrides(first))
+    second = best(discover(store, sources), high_only=True)
+    again = _changed_systems({_key(f) for f in first}, {_key(f) for f in second})
+    for system in again:
+        mark_pending(store, system)
+    if again:
+        for system, c in run_mapping(store, config=cfg, extra=_overrides(second)).items():
+            counts[system] = c  # the second mapping of a system is the one that stands
+    evidence = [f.as_dict() for f in second]
+    run_id = store.begin_run(RUN_KIND, None)
+    store.finish_run(run_id, "success", counts={"fields": evidence},
+                     message="; ".join(f"{d['system']}.{d['object']}.{d['path']} -> {d['target']}: {d['reason']}"
+                                       for d in evidence) or None)
+    return counts, evidence
+
+
+def _anything_pending(store: Store) -> bool:
+    c = raw_record.c
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(c.id).where(c.pending_map.is_(True)).limit(1)).first() is not None
+
+
+def describe(evidence: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per applied field, for the run summary and ``ltc status``."""
+    return [f"{d['system']} {d['object']}.{d['path']} -> {d['target']} ({d['reason']})" for d in evidence]

@@ -1,0 +1,109 @@
+"""Can the pipeline read a world's records? Checked with the connector's own requests and the mapping.
+
+A record that is valid JSON in the vendor's shape can still be unreadable by the code that serves
+it: a Tryton dotted read written flat (``"currency.code": "EUR"`` where the connector reads
+``"currency.": {"code": "EUR"}``), a field the connector never requests (a Tryton invoice's
+``due_date``: the connector reads ``lines_to_pay.maturity_date``), a Stripe invoice line without a
+currency (the mapping quarantines the invoice). :func:`first_unreadable` serves each stream the
+connector syncs from the world's records the way its emulator answers the connector's request
+(the stream's fields and domain), then maps the answer with the source's mapping (shipped + the
+world's override): the first record that the connector drops a field of, or that the mapping
+would quarantine, is the problem to report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from canonical import db
+from mappings.engine import compile_for, map_records
+
+# file object -> raw object (Stripe lands a resource under its `object` name)
+STRIPE_RAW = {"customers": "customer", "charges": "charge", "refunds": "refund", "invoices": "invoice",
+              "credit_notes": "credit_note", "balance_transactions": "balance_transaction",
+              "payouts": "payout", "payment_intents": "payment_intent"}
+_STAMPS = frozenset({"id", "create_date", "write_date", "create_uid", "write_uid", "rec_name", "display_name"})
+
+
+def _stored(payload: Any) -> Any:
+    """The payload as the mapping stage reads it back from the raw landing."""
+    return orjson.loads(db.dumps(payload))
+
+
+def _served(system: str, records: Mapping[str, list[dict[str, Any]]]
+            ) -> Iterator[tuple[str, str, dict[str, Any] | None, dict[str, Any]]]:
+    """``(file object, raw object, world record or None, payload as landed)`` of every record the
+    system's connector syncs, as its emulator serves it."""
+    if system == "tryton":
+        from connectors.tryton.connector import _CONTEXT, STREAMS
+        from sandbox.tryton import TrytonWorld
+
+        world = TrytonWorld({m: rs for m, rs in records.items()})
+        for stream in STREAMS:
+            by_id = {r.get("id"): r for r in records.get(stream.object, [])}
+            rows = world.call(f"model.{stream.object}.search_read",
+                              [stream.options["domain"], 0, None, [["id", "ASC"]], list(stream.options["fields"]),
+                               dict(_CONTEXT)])
+            for row in rows:
+                yield stream.object, stream.object, by_id.get(row["id"]), row
+    elif system == "odoo":
+        from connectors.odoo import STREAMS as ODOO_STREAMS
+        from sandbox.odoo import MODELS, OdooServer
+
+        server = OdooServer(models={m: list(records.get(m, [])) for m in MODELS})
+        for ostream in ODOO_STREAMS:
+            by_id = {r.get("id"): r for r in records.get(ostream.object, [])}
+            rows = server.execute(ostream.object, "search_read", [[list(t) if isinstance(t, tuple) else t
+                                                                   for t in ostream.domain]],
+                                  {"fields": list(ostream.fields), "order": "id asc"})
+            for row in rows:
+                yield ostream.object, ostream.object, by_id.get(row["id"]), row
+    else:
+        for obj, recs in records.items():
+            if obj.startswith("associations/"):
+                continue
+            raw = STRIPE_RAW.get(obj, obj) if system == "stripe" else obj
+            for rec in recs:
+                yield obj, raw, None, rec
+
+
+def _dropped(world_rec: dict[str, Any], served: dict[str, Any]) -> str | None:
+    """A field of the world record that the connector's request leaves out."""
+    for key, value in world_rec.items():
+        if key in _STAMPS or key in served or f"{key}." in served or value in (None, False, [], {}):
+            continue
+        return key
+    return None
+
+
+def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
+                     override: str | Path | None = None) -> tuple[str, str, str] | None:
+    """``(file object, record id, what is wrong)`` of the first record of ``system`` that its
+    connector and mapping cannot read, or None."""
+    mset = compile_for(system, system, override)
+    batch: list[tuple[int | None, str, str, Any, Any]] = []
+    files: dict[tuple[str, str], str] = {}
+    for obj, raw, world_rec, payload in _served(system, records):
+        rid = str(payload.get("Id", payload.get("id")))
+        if world_rec is not None and (key := _dropped(world_rec, payload)) is not None:
+            fields = ", ".join(sorted(k for k in payload if k not in _STAMPS))
+            hint = (f"; a dotted read is written as {{\"{key.split('.')[0]}.\": {{\"{key.split('.', 1)[1]}\": …}}}}"
+                    if "." in key.rstrip(".") else "")
+            return obj, rid, (f"field {key!r} is never requested by the {system} connector, so it would not be "
+                              f"read (it requests: {fields}){hint}")
+        if raw not in mset.plans:
+            continue
+        files[(raw, rid)] = obj
+        batch.append((None, raw, rid, _stored(payload), None))
+    result = map_records(mset, batch)
+    if result.rejected:
+        bad = result.rejected[0]
+        where = f"field {bad.field}: " if bad.field else ""
+        return (files.get((bad.object, bad.source_id or ""), bad.object), bad.source_id or "?",
+                f"the {system} mapping cannot read it ({where}{bad.reason}); fix the record or give the world a "
+                f"mapping override (world.yaml mappings: {{{system}: mappings/{system}.yaml}})")
+    return None

@@ -1,0 +1,132 @@
+"""read_world refuses records the connector and the mapping that serve them cannot read (file:line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canonical.errors import InputError
+from sandbox.world import read_world
+
+WORLDS = Path(__file__).parent.parent / "worlds"
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    return Path(shutil.copytree(WORLDS / name, tmp_path / name))
+
+
+def _edit(path: Path, line: int, change: Any) -> None:
+    rows = path.read_text(encoding="utf-8").splitlines()
+    rec = json.loads(rows[line - 1])
+    change(rec)
+    rows[line - 1] = json.dumps(rec)
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_the_shipped_example_worlds_are_readable() -> None:
+    for world in sorted(p.parent for p in WORLDS.glob("*/world.yaml")):
+        read_world(world)
+
+
+def test_a_dotted_read_written_flat_is_refused(tmp_path: Path) -> None:
+    world = _copy(tmp_path, "tryton")
+    inv = world / "tryton" / "account.invoice.jsonl"
+
+    def flat(rec: dict[str, Any]) -> None:
+        rec["currency.code"] = rec.pop("currency.")["code"]
+
+    _edit(inv, 1, flat)
+    with pytest.raises(InputError) as err:
+        read_world(world)
+    msg = str(err.value)
+    assert msg.startswith(f"{inv}:1: record 31: field 'currency.code' is never requested by the tryton connector")
+    assert '{"currency.": {"code": …}}' in msg
+
+
+def test_a_field_the_connector_never_requests_is_refused(tmp_path: Path) -> None:
+    world = _copy(tmp_path, "tryton")
+    inv = world / "tryton" / "account.invoice.jsonl"
+    _edit(inv, 1, lambda rec: rec.update(due_date={"__class__": "date", "year": 2026, "month": 10, "day": 31}))
+    with pytest.raises(InputError, match=r"account\.invoice\.jsonl:1: record 31: field 'due_date' is never requested"):
+        read_world(world)
+
+
+def test_a_record_the_mapping_would_quarantine_is_refused(tmp_path: Path) -> None:
+    world = _copy(tmp_path, "stripe")
+    inv = world / "stripe" / "invoices.jsonl"
+
+    def no_currency(rec: dict[str, Any]) -> None:
+        del rec["currency"]
+
+    _edit(inv, 2, no_currency)
+    with pytest.raises(InputError) as err:
+        read_world(world)
+    assert str(err.value).startswith(f"{inv}:2: record in_1QAcmeInv0002: the stripe mapping cannot read it "
+                                     "(field currency: required value missing")
+    # the world's own mapping override makes it readable (and ltc demo --world uses it)
+    (world / "mappings").mkdir()
+    (world / "mappings" / "stripe.yaml").write_text(
+        "objects:\n  invoice:\n    fields:\n      currency: {from: currency, default: eur}\n", encoding="utf-8")
+    (world / "world.yaml").write_text((world / "world.yaml").read_text(encoding="utf-8")
+                                      + "mappings:\n  stripe: mappings/stripe.yaml\n", encoding="utf-8")
+    assert read_world(world).mappings == {"stripe": (world / "mappings" / "stripe.yaml").resolve()}
+
+
+def test_a_bad_world_mapping_is_one_line_exit_2(tmp_path: Path) -> None:
+    world = _copy(tmp_path, "stripe")
+    (world / "world.yaml").write_text((world / "world.yaml").read_text(encoding="utf-8")
+                                      + "mappings:\n  stripe: nowhere.yaml\n", encoding="utf-8")
+    env = {**{k: v for k, v in os.environ.items() if k != "LTC_CONFIG"},
+           "LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'ltc.db'}"}
+    res = subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", "demo", "--world", str(world),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.count("\n") == 1 and "world.yaml:" in res.stderr and "nowhere.yaml is not a file" in res.stderr
+
+
+def test_demo_world_maps_with_the_worlds_override(tmp_path: Path, sqlite_store: Any) -> None:
+    import sqlalchemy as sa
+
+    from canonical import tables
+    from connectors.base import sync
+    from ltc.app import runtime
+    from ltc.app.demo import world_sources
+    from mappings.engine import run_mapping
+
+    world = _copy(tmp_path, "stripe")
+    (world / "mappings").mkdir()
+    (world / "mappings" / "stripe.yaml").write_text(
+        "objects:\n  invoice:\n    fields:\n      attributes.billing: customer_email\n", encoding="utf-8")
+    (world / "world.yaml").write_text((world / "world.yaml").read_text(encoding="utf-8")
+                                      + "mappings:\n  stripe: mappings/stripe.yaml\n", encoding="utf-8")
+    with world_sources(read_world(world)) as (cfg, _servers):
+        assert cfg.sources["stripe"].mapping == str((world / "mappings" / "stripe.yaml").resolve())
+        sync(runtime.build_connector(cfg, "stripe"), sqlite_store)
+        run_mapping(sqlite_store, config=cfg)
+    inv = tables.table_for("invoice")
+    with sqlite_store.engine.connect() as conn:
+        attrs = dict(conn.execute(sa.select(inv.c.source_id, inv.c.attributes)).all())
+    assert attrs["in_1QAcmeInv0001"]["billing"] == "billing@acme-robotics.example"
+
+
+def test_stripe_invoice_lines_without_a_currency_are_refused(tmp_path: Path) -> None:
+    world = _copy(tmp_path, "stripe")
+    inv = world / "stripe" / "invoices.jsonl"
+
+    def lines_without_currency(rec: dict[str, Any]) -> None:
+        for line in rec["lines"]["data"]:
+            line.pop("currency", None)
+            (line.get("price") or {}).pop("currency", None)
+
+    _edit(inv, 1, lines_without_currency)
+    with pytest.raises(InputError, match=r"invoices\.jsonl:1: record in_1QAcmeInv0001: the stripe mapping cannot read "
+                                         r"it \(field unit_price: amount without a currency"):
+        read_world(world)

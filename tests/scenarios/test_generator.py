@@ -1,0 +1,117 @@
+"""The independent world generator (sandbox.scenarios): readable worlds, conventions that vary by
+seed, a truth whose records exist in the world's files, and a clean world on request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sandbox.scenarios import CODES, make_world
+from sandbox.world import read_world
+
+SEEDS = (1, 2, 3, 4, 5, 6, 14)  # 3 and 14: cash booked in the ERP (Tryton, Odoo)
+
+
+def _ids(world_dir: Path) -> set[tuple[str, str, str]]:
+    """(system, object, source id) of every record in the world's files."""
+    out: set[tuple[str, str, str]] = set()
+    w = read_world(world_dir)
+    for system, objects in w.records.items():
+        for obj, rows in objects.items():
+            for row in rows:
+                rid = row.get("Id", row.get("id"))
+                out.add((system, obj, str(rid)))
+    for f in (world_dir / "bank").glob("*.xml"):
+        out.update(("bank", "camt053", ref) for ref in re.findall(r"<AcctSvcrRef>([^<]+)</AcctSvcrRef>", f.read_text()))
+    return out
+
+
+_OBJECT_FILE = {"Opportunity": "Opportunity", "Account": "Account", "deals": "deals", "companies": "companies",
+                "sale.sale": "sale.sale", "sale.order": "sale.order", "account.invoice": "account.invoice",
+                "account.move": "account.move", "party.party": "party.party", "res.partner": "res.partner",
+                "invoices": "invoices", "charges": "charges", "camt053": "camt053",
+                "account.move.line": "account.move.line", "account.payment": "account.payment"}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_world_reads_and_truth_records_exist(tmp_path: Path, seed: int) -> None:
+    truth = make_world(tmp_path / "w", chains=100, seed=seed)
+    assert not list(tmp_path.joinpath("w").glob("*.json")), "the truth must not be inside the world directory"
+    ids = _ids(tmp_path / "w")
+    assert truth["breaks"]
+    for b in truth["breaks"]:
+        assert b["code"] in CODES
+        assert b["records"], b
+        for r in b["records"]:
+            assert (r["system"], _OBJECT_FILE[r["object"]], r["id"]) in ids, (b["code"], r)
+
+
+def test_every_code_is_planted_at_size(tmp_path: Path) -> None:
+    truth = make_world(tmp_path / "w", chains=400, seed=3)
+    assert set(Counter(b["code"] for b in truth["breaks"])) == set(CODES)
+
+
+def test_conventions_vary_by_seed_and_show_in_the_files(tmp_path: Path) -> None:
+    seen: dict[str, set[str]] = {"stripe_deal_key": set(), "stripe_order_key": set(), "crm_tax_field": set(),
+                                 "remittance": set(), "crm": set(), "erp": set()}
+    stripe_keys_in_files: set[str] = set()
+    tax_fields_in_files: set[str] = set()
+    for seed in range(1, 9):
+        d = tmp_path / f"w{seed}"
+        truth = make_world(d, chains=60, seed=seed)
+        conv = truth["conventions"]
+        for k in seen:
+            seen[k].add(str(conv[k]))
+        w = read_world(d)
+        for inv in w.records.get("stripe", {}).get("invoices", []):
+            stripe_keys_in_files.update(inv["metadata"])
+        if conv["crm"] == "salesforce":
+            tax_fields_in_files.update(k for k in w.records["salesforce"]["Account"][0] if k.endswith("__c"))
+        else:
+            tax_fields_in_files.update(k for k in w.records["hubspot"]["companies"][0]["properties"]
+                                       if k == conv["crm_tax_field"])
+    for k, values in seen.items():
+        assert len(values) > 1, f"{k} is the same for every seed: {values}"
+    assert len(stripe_keys_in_files) > 2
+    assert len(tax_fields_in_files) > 1
+
+
+def test_no_breaks_means_an_empty_truth_and_a_readable_world(tmp_path: Path) -> None:
+    truth = make_world(tmp_path / "w", chains=100, seed=4, breaks=False)
+    assert truth["breaks"] == []
+    read_world(tmp_path / "w")
+
+
+def test_same_seed_same_world(tmp_path: Path) -> None:
+    def digest(d: Path) -> str:
+        h = hashlib.sha256()
+        for f in sorted(p for p in d.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(d)).encode() + f.read_bytes())
+        return h.hexdigest()
+
+    t1 = make_world(tmp_path / "a", chains=80, seed=9)
+    t2 = make_world(tmp_path / "b", chains=80, seed=9)
+    assert json.dumps(t1, sort_keys=True) == json.dumps(t2, sort_keys=True)
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    make_world(tmp_path / "c", chains=80, seed=10)
+    assert digest(tmp_path / "a") != digest(tmp_path / "c")
+
+
+@pytest.mark.parametrize(("seed", "obj", "link"), [(3, "account.move.line", "invoice_payment"),
+                                                   (14, "account.payment", "reconciled_invoice_ids")])
+def test_cash_booked_in_the_erp_names_its_invoice_by_id(tmp_path: Path, seed: int, obj: str, link: str) -> None:
+    truth = make_world(tmp_path / "w", chains=100, seed=seed)
+    erp = truth["conventions"]["erp"]
+    assert truth["conventions"]["cash"] == "erp"
+    w = read_world(tmp_path / "w")
+    invoices = {r["id"] for r in w.records[erp]["account.invoice" if erp == "tryton" else "account.move"]}
+    pays = w.records[erp][obj]
+    linked = [r[link] for r in pays if r[link]]
+    assert len(linked) > len(pays) // 2
+    for ref in linked:
+        assert all(i in invoices for i in (ref if isinstance(ref, list) else [ref]))
