@@ -644,12 +644,15 @@ def _completeness(connector: Connector, stream: StreamSpec, store: Store, result
 
 def sync(connector: Connector, store: Store, *, streams: Sequence[str] | None = None,
          full_refresh: bool = False, deep: bool = False,
-         on_wait: Callable[[str], None] | None = None) -> list[StreamResult]:
+         on_wait: Callable[[str], None] | None = None,
+         on_page: Callable[[StreamResult], None] | None = None) -> list[StreamResult]:
     """Pull several streams of one connector in one run (plain Python; flows wrap this per stream).
 
     Holds the store's ``sync:<source>`` lock: a second sync of the same source waits for the first
     (``on_wait`` gets the line saying so). Rows a killed earlier run left ``running`` are closed as
-    ``failed`` first, with the reason.
+    ``failed`` first, with the reason. ``on_page`` hears each stream as it starts (status
+    ``running``, no page yet), after each committed page, and once more when it ends (its final
+    status; ``failed`` with the message when it raised).
     """
     with stage_lock(store.engine, f"sync:{connector.name}", on_wait=on_wait):
         store.close_interrupted("sync", connector.name, streams=True)
@@ -660,8 +663,19 @@ def sync(connector: Connector, store: Store, *, streams: Sequence[str] | None = 
             for spec in connector.streams:
                 if streams is not None and spec.name not in streams:
                     continue
-                result = sync_stream(connector, spec, store, run_id=run_id, full_refresh=full_refresh, deep=deep)
+                if on_page is not None:
+                    on_page(StreamResult(connector.name, spec.name))
+                try:
+                    result = sync_stream(connector, spec, store, run_id=run_id, full_refresh=full_refresh,
+                                         deep=deep, on_page=on_page)
+                except Exception as exc:
+                    if on_page is not None:
+                        on_page(StreamResult(connector.name, spec.name, status="failed",
+                                             message=str(exc)[:2000] or type(exc).__name__))
+                    raise
                 results.append(result)
+                if on_page is not None:
+                    on_page(result)
                 if result.status == "paused":
                     status = "paused"
                     break

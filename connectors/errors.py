@@ -17,11 +17,24 @@ class ConnectorError(LtcError):
 
 
 class AuthenticationError(ConnectorError):
-    """Credentials were rejected (401, bad token, expired session that re-login did not fix)."""
+    """Credentials were rejected (401, bad token, expired session that re-login did not fix).
+
+    An operator fixes it (the credentials in ltc.yaml or their variable / Secret block): exit 2."""
+
+    exit_code = 2
 
 
 class PermissionDenied(ConnectorError):
-    """The credentials work but lack a scope or permission (403)."""
+    """The credentials work but lack a scope or permission (403): an operator grants it (exit 2)."""
+
+    exit_code = 2
+
+
+class Unreachable(ConnectorError):
+    """The server cannot be reached at all (DNS, refused connection, TLS certificate not trusted)
+    after the retries: an operator fixes ``base_url``, the network or ``ca_file`` (exit 2)."""
+
+    exit_code = 2
 
 
 class NotFound(ConnectorError):

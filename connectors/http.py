@@ -39,6 +39,7 @@ from connectors.errors import (
     NotFound,
     PermissionDenied,
     RetryableError,
+    Unreachable,
 )
 from connectors.governor import RateGovernor
 
@@ -184,11 +185,11 @@ class RetryPolicy:
         except TRANSPORT_ERRORS as exc:
             problem = certificate_problem(exc)
             if problem is not None:
-                raise ConnectorError(
+                raise Unreachable(
                     f"{what}: certificate not trusted: set ca_file in the source's options to the CA bundle "
                     f"that signed the server's certificate ({problem})"
                 ) from None
-            raise ConnectorError(
+            raise Unreachable(
                 f"{what}: cannot reach the server after {self.max_attempts} attempts "
                 f"({type(exc).__name__}); check the base_url and the network"
             ) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -34,19 +34,26 @@ class _Model(BaseModel):
 
 
 class SecretRef(_Model):
-    """Where a credential comes from: an environment variable or a Prefect Secret block."""
+    """Where a credential comes from: an environment variable or a Prefect Secret block.
+
+    ``value:`` (the credential itself, in the file) is only for the local emulators' throwaway
+    credentials (``ltc sandbox start --write-config``): a source whose ``base_url`` is not on this
+    machine refuses it."""
 
     env: str | None = None
     secret: str | None = None
+    value: str | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> SecretRef:
-        if bool(self.env) == bool(self.secret):
+        if sum(1 for v in (self.env, self.secret, self.value) if v) != 1:
             raise ValueError("give exactly one of `env: VARIABLE` or `secret: prefect-block-name`")
         return self
 
     def resolve(self) -> str:
         """The secret's value. Raises ConfigError naming the variable or block (never the value)."""
+        if self.value:
+            return self.value
         if self.env:
             value = os.environ.get(self.env)
             if not value:
@@ -62,7 +69,7 @@ class SecretRef(_Model):
             raise ConfigError(f"cannot load Prefect Secret block {self.secret!r}: {exc}") from None
 
     def describe(self) -> str:
-        return f"env:{self.env}" if self.env else f"secret:{self.secret}"
+        return f"env:{self.env}" if self.env else f"secret:{self.secret}" if self.secret else "value:(in the file)"
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
@@ -141,6 +148,9 @@ class SourceConfig(_Model):
     # amount text with a comma that is not plainly thousands grouping is quarantined, never guessed
     decimal_separator: Literal[".", ","] | None = None
     web: SourceWeb = Field(default_factory=lambda: SourceWeb())  # where a person opens this source's records
+    # how often this source is synced (an interval such as 1h, or a cron line in UTC): `ltc status`
+    # says whether its data is fresh or late; unset, prefect.yaml's deployment schedule is used
+    schedule: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -157,8 +167,37 @@ class SourceConfig(_Model):
         parse_duration(v)
         return None if v is None else str(v)
 
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = f"{v}s"
+        text = str(v).strip()
+        if len(text.split()) == 5:
+            from cronsim import CronSim, CronSimError
+
+            try:
+                CronSim(text, datetime.now(UTC))
+            except CronSimError as exc:
+                raise ValueError(f"{text!r} is not a valid cron line: {exc}") from None
+            return text
+        try:
+            interval = parse_duration(text)
+        except ValueError:
+            interval = None
+        if interval is None:
+            raise ValueError(f"{text!r}: give an interval such as 1h or 15m, or a cron line such as '0 * * * *'")
+        return text
+
     @model_validator(mode="after")
     def _tls(self) -> SourceConfig:
+        literal = sorted(k for k, ref in self.credentials.items() if ref.value)
+        if literal and not (self.base_url and is_loopback(self.base_url)):
+            raise ValueError(f"credentials.{literal[0]}: a credential written in the file (`value:`) is only for "
+                             "the local sandbox (base_url on 127.0.0.1); use `env: VARIABLE` or "
+                             "`secret: prefect-block-name`")
         plain = insecure_urls(self)
         if plain and not self.allow_insecure_http:
             raise ValueError(f"plain http:// to a host that is not this machine ({plain[0]}) sends credentials "
@@ -329,6 +368,8 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _erp_is_a_source(self) -> Config:
+        if self.ui.secret is not None and self.ui.secret.value:
+            raise ValueError("ui.secret: use `env: VARIABLE` or `secret: prefect-block-name`, not a value in the file")
         if self.erp is not None:
             src = self.sources.get(self.erp.source)
             if src is None:
@@ -340,6 +381,15 @@ class Config(_Model):
             if src is None or src.kind not in ("salesforce", "hubspot"):
                 raise ValueError(f"push_crm.sources: {name!r} is not a salesforce or hubspot source of this file")
         return self
+
+
+class ConfigProblems(ConfigError):
+    """ltc.yaml does not validate: ``problems`` holds each one as ``file:line: dotted.path: what``
+    (the message joins them on one line; ``ltc config check`` prints one per line)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
@@ -385,7 +435,7 @@ def load_config(path: str | Path | None = None) -> Config:
             line = _line_of(node, loc)
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{p}:{line}: {dotted}: {msg}")
-        raise ConfigError("; ".join(problems)) from None
+        raise ConfigProblems(problems) from None
     if not Path(cfg.reports_dir).is_absolute():  # relative paths are relative to this file, not the cwd
         cfg.reports_dir = str(p.parent / cfg.reports_dir)
     cfg.fx.files = [f if f.startswith(("http://", "https://")) or Path(f).is_absolute() else str(p.parent / f)

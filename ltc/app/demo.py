@@ -22,6 +22,7 @@ from sandbox.world import WorldDir
 
 if TYPE_CHECKING:
     from ltc.app.pipeline import SyncOne
+    from ltc.app.progress import OnProgress
 
 # What each emulator accepts, and how its source is configured. Sandbox values, not secrets.
 DEMO_SOURCES: dict[str, dict[str, Any]] = {
@@ -171,7 +172,7 @@ def claim_store(store: Any, world: WorldDir) -> None:
 
 def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
                  sync_one: SyncOne | None = None,
-                 echo: Callable[[str], Any] = print) -> dict[str, Any]:
+                 echo: Callable[[str], Any] = print, on_progress: OnProgress | None = None) -> dict[str, Any]:
     """Serve a world from the emulators and run the pipeline on it (:func:`ltc.app.pipeline.run_pipeline`):
     sync every API source (``sync_one(ctx, source)``, default :func:`connectors.base.sync`), import the
     bank statements, load ``fx_rates.csv``, map, resolve identities, reconcile as of the world's
@@ -189,7 +190,7 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     with world_sources(world) as (cfg, servers):
         echo(f"world {world.name} ({world.path}): " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
         cfg.reports_dir = str(reports_dir)
-        result = run_pipeline(store, cfg, as_of, sync_one=sync_one, echo=echo,
+        result = run_pipeline(store, cfg, as_of, sync_one=sync_one, echo=echo, on_progress=on_progress,
                               report_title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
     if result.failed_stage:
         raise LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")

@@ -43,6 +43,8 @@ from canonical.store import Store
 from ltc.app.config import Config
 from ltc.app.discovery import applied_overrides, describe, map_with_discovery
 from ltc.app.hints import hint_for
+from ltc.app.progress import OnProgress, StreamTimer
+from ltc.app.progress import stage as progress_stage
 from ltc.app.unread import failure, stream_health
 from mappings.engine import mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
@@ -82,6 +84,7 @@ class SourceStatus:
     since: datetime | None = None  # its data is complete up to here (last successful sync), when not ok
     streams: list[dict[str, Any]] = field(default_factory=list)  # per stream: stream, status, records, ...
     hint: str | None = None  # what an operator does about it (ltc.app.hints)
+    exit_code: int | None = None  # failed: the error's exit code (2: an operator must fix it)
 
     @property
     def missing(self) -> bool:
@@ -149,7 +152,12 @@ class PipelineResult:
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "paused": 3, "failed": 1}[self.status]
+        """0 completed, 3 paused, 1 failed, 2 when a source failed in a way an operator must fix
+        (credentials rejected, an unreachable URL, configuration): the worst, 2 > 1 > 3 > 0."""
+        code = {"completed": 0, "paused": 3, "failed": 1}[self.status]
+        if code == 1 and any(s.status == "failed" and s.exit_code == 2 for s in self.sources.values()):
+            return 2
+        return code
 
     def banners(self) -> list[str]:
         lines = [s.banner() for s in self.sources.values() if s.missing]
@@ -186,6 +194,7 @@ class Context:
     sync_one: SyncOne | None = None
     echo: Callable[[str], Any] = lambda line: None
     sources: list[str] | None = None  # only these sources (default: all)
+    on_progress: OnProgress | None = None  # stages and streams as they go (ltc.app.progress)
     report_title: str | None = None
     mapper: Mapper = sequential  # runs the reconcile buckets (the Prefect flow passes one that reports progress)
 
@@ -198,7 +207,8 @@ def _default_sync_one(ctx: Context, name: str) -> list[dict[str, Any]]:
 
     connector = build_connector(ctx.cfg, name)
     try:
-        return [asdict(r) for r in sync(connector, ctx.store)]
+        on_page = StreamTimer(ctx.on_progress) if ctx.on_progress is not None else None
+        return [asdict(r) for r in sync(connector, ctx.store, on_page=on_page)]
     finally:
         connector.close()
 
@@ -227,19 +237,20 @@ def _source_status(name: str, kind: str, streams: list[dict[str, Any]]) -> Sourc
 
 def stage_sync(ctx: Context) -> dict[str, Any]:
     """Sync every API source; a source that fails is recorded as failed and the others go on."""
-    from ltc.app.runtime import source_names
+    from ltc.app.runtime import exit_code_of, source_names
 
     sync_one = ctx.sync_one or _default_sync_one
     names = [n for n in source_names(ctx.cfg, ctx.sources) if ctx.cfg.sources[n].kind != "camt053"]
     for name in names:
         kind = ctx.cfg.sources[name].kind
         try:
-            st = _source_status(name, kind, sync_one(ctx, name))
+            with progress_stage(f"sync {name}", ctx.on_progress):
+                st = _source_status(name, kind, sync_one(ctx, name))
             st.hint = hint_for(name, status=st.status)
         except Exception as exc:  # isolated: one dead source never stops the others
             log.warning("source %s failed: %s", name, exc)
             st = SourceStatus(name, kind, status="failed", message=f"{type(exc).__name__}: {exc}"[:500],
-                              hint=hint_for(name, exc))
+                              hint=hint_for(name, exc), exit_code=exit_code_of(exc))
         if st.missing:
             st.since = _since(ctx.store, name)
         ctx.result.sources[name] = st
@@ -394,6 +405,18 @@ def run_stage(ctx: Context, stage: Stage) -> StageRun:
     return run
 
 
+def _brief(run: StageRun) -> str:
+    """A few words on what a stage did, for its progress line."""
+    d = run.detail
+    if run.name == "reconcile" and "chains" in d:
+        return f"{d['chains']} chains, {sum(d.get('exceptions', {}).values())} open exceptions"
+    if run.name == "map" and "mapped" in d:
+        return f"{d['mapped']} mapped, {d.get('quarantined', 0)} quarantined"
+    if run.name == "fx" and "loaded" in d:
+        return f"{d['loaded']} rates loaded"
+    return run.status
+
+
 def begin(store: Store, cfg: Config, as_of: date | None = None) -> PipelineResult:
     """A new pipeline run: its as-of (given, else the store's recorded one, else today) and its ``run`` row."""
     day = as_of or default_as_of(store)
@@ -416,17 +439,20 @@ def finish(store: Store, result: PipelineResult) -> PipelineResult:
 
 def run_pipeline(store: Store, cfg: Config, as_of: date | None = None, *, sync_one: SyncOne | None = None,
                  echo: Callable[[str], Any] = lambda line: None, sources: list[str] | None = None,
-                 skip: tuple[str, ...] = (), report_title: str | None = None) -> PipelineResult:
+                 skip: tuple[str, ...] = (), report_title: str | None = None,
+                 on_progress: OnProgress | None = None) -> PipelineResult:
     """Run :data:`STAGES` (minus ``skip``) on the store; returns what happened (never raises for a
     source that fails; a failing stage ends the run ``failed`` and the later stages, but notify, are skipped)."""
     result = begin(store, cfg, as_of)
-    ctx = Context(store, cfg, result, sync_one=sync_one, echo=echo, sources=sources, report_title=report_title)
+    ctx = Context(store, cfg, result, sync_one=sync_one, echo=echo, sources=sources, report_title=report_title,
+                  on_progress=on_progress)
     failed = False
     for stage in STAGES:
         if stage.name in skip or (failed and not stage.after_failure):
             continue
-        try:
-            run_stage(ctx, stage)
+        try:  # sync shows a stage per source instead of one for all
+            with progress_stage(stage.name, on_progress if stage.name != "sync" else None) as done:
+                done(_brief(run_stage(ctx, stage)))
         except Exception as exc:
             log.error("stage %s failed: %s", stage.name, exc)
             echo(f"stage {stage.name} failed: {exc}")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from canonical import db
-from canonical.errors import ConfigError
+from canonical.errors import ConfigError, LtcError
 from canonical.store import Store
 from connectors import registry
 from connectors.base import Connector, StreamResult, sync
 from ltc.app.config import Config, insecure_urls, load_config
+from ltc.app.progress import OnProgress, StreamTimer, stage
 
 log = logging.getLogger("ltc")
 
@@ -49,18 +51,56 @@ def build_connector(cfg: Config, name: str) -> Connector:
     return connector
 
 
+@dataclass
+class FailedStream(StreamResult):
+    """A stream (or a whole source, stream ``*``) that raised: the others went on. ``exit_code`` is
+    the error's (2 when an operator can fix it: credentials, an unreachable URL, configuration)."""
+
+    exit_code: int = 1
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code an error stands for: its own (``LtcError.exit_code``), else 1."""
+    return int(getattr(exc, "exit_code", 1)) if isinstance(exc, LtcError) else 1
+
+
 def sync_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,
                  full_refresh: bool = False, *, deep: bool = False,
-                 on_wait: Callable[[str], None] | None = None) -> Iterator[tuple[str, StreamResult]]:
+                 on_wait: Callable[[str], None] | None = None,
+                 on_progress: OnProgress | None = None) -> Iterator[tuple[str, StreamResult]]:
     """Sync the configured sources (or the named ones) one after the other: (source, result) per stream.
 
+    Each source is isolated: when one raises (bad credentials, unreachable, a bug), its finished
+    streams and a :class:`FailedStream` saying why are yielded and the next source goes on.
     ``deep`` runs the deep completeness check now; ``on_wait`` hears when another process holds a
-    source's sync lock and this one waits for it."""
+    source's sync lock and this one waits for it; ``on_progress`` hears each stage (``sync <source>``)
+    and each stream's pages (:mod:`ltc.app.progress`)."""
+    timer = StreamTimer(on_progress) if on_progress is not None else None
     for name in source_names(cfg, only):
-        connector = build_connector(cfg, name)
+        finished: list[StreamResult] = []
+        current: list[str] = []
+
+        def on_page(result: StreamResult, finished: list[StreamResult] = finished,
+                    current: list[str] = current) -> None:
+            current[:] = [result.stream]
+            if result.status not in ("running", "failed"):
+                finished.append(result)
+            if timer is not None:
+                timer(result)
+
         try:
-            for result in sync(connector, store, streams=streams, full_refresh=full_refresh, deep=deep,
-                               on_wait=on_wait):
-                yield name, result
-        finally:
-            connector.close()
+            with stage(f"sync {name}", on_progress):
+                connector = build_connector(cfg, name)
+                try:
+                    sync(connector, store, streams=streams, full_refresh=full_refresh, deep=deep,
+                         on_wait=on_wait, on_page=on_page)
+                finally:
+                    connector.close()
+        except Exception as exc:
+            log.info("sync of source %s failed: %s", name, exc)
+            yield from ((name, r) for r in finished)
+            stream = current[0] if current and current[0] not in {r.stream for r in finished} else "*"
+            yield name, FailedStream(name, stream, status="failed", message=str(exc)[:2000] or type(exc).__name__,
+                                     exit_code=exit_code_of(exc))
+            continue
+        yield from ((name, r) for r in finished)

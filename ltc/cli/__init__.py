@@ -4,6 +4,44 @@ One module per command group; :mod:`ltc.cli.main` assembles them into one typer 
 entry point is ``ltc.cli:main``.
 """
 
-from ltc.cli.main import app, main
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+LONG_COMMANDS = ("sync", "run", "demo")  # they show progress: their first line comes before the imports
+
+
+def announce(argv: list[str]) -> bool:
+    """``ltc sync: starting`` on stderr at once for a long command (loading the connectors, Polars and
+    SQLAlchemy takes a moment on a busy machine); nothing with ``--help`` or progress ``off``."""
+    words = [a for a in argv if not a.startswith("-")]
+    if not words or words[0] not in LONG_COMMANDS or {"--help", "-h"} & set(argv):
+        return False
+    chosen = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--progress"), None)
+    chosen = chosen or next((a.split("=", 1)[1] for a in argv if a.startswith("--progress=")), None)
+    if (chosen or os.environ.get("LTC_PROGRESS", "")).strip().lower() == "off":
+        return False
+    sys.stderr.write(f"ltc {words[0]}: starting\n")
+    sys.stderr.flush()
+    return True
+
+
+def main() -> None:
+    """Console entry point (see :func:`ltc.cli.main.main`)."""
+    announce(sys.argv[1:])
+    from ltc.cli.main import main as run
+
+    run()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from ltc.cli.main import app
+
+        return app
+    raise AttributeError(f"module 'ltc.cli' has no attribute {name!r}")
+
 
 __all__ = ["app", "main"]

@@ -6,8 +6,9 @@ import typer
 
 from canonical.errors import ConfigError
 from ltc.app import runtime
-from ltc.cli.common import ConfigOpt, console
-from ltc.cli.sync import print_result, render_status
+from ltc.cli.common import ConfigOpt, console, err_console
+from ltc.cli.progress import ProgressOpt, reporter
+from ltc.cli.sync import echo_line, print_result, render_status
 
 
 def demo(
@@ -18,6 +19,7 @@ def demo(
     erp: str = typer.Option("tryton", help="ERP of the generated world: tryton or odoo."),
     out: str | None = typer.Option(None, "--out", help="Where the reports go (default: .ltc/reports/)."),
     config: str | None = ConfigOpt,
+    progress: str = ProgressOpt,
 ) -> None:
     """The main job on a world: emulators serve it, then sync, map, identity, reconcile and the reports."""
     from ltc.app.demo import DEFAULT_REPORTS, DEFAULT_WORLD, generate_world, replay_world
@@ -28,8 +30,9 @@ def demo(
             raise ConfigError(f"--erp {erp!r}: the generated world's ERP is tryton or odoo")
         world = str(generate_world(DEFAULT_WORLD, chains=chains, seed=seed, erp=erp))
         console.print(f"generated world: {world} ({chains} chains, seed {seed}, ERP {erp})")
-    summary = replay_world(store, world, out or DEFAULT_REPORTS,
-                           echo=lambda line: console.print(line, highlight=False, markup=False))
+    with reporter(err_console, progress) as on_progress:
+        summary = replay_world(store, world, out or DEFAULT_REPORTS, echo=echo_line(on_progress),
+                               on_progress=on_progress)
     render_status(store)
     result = summary["result"]
     print_result(result)

@@ -35,6 +35,33 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def version() -> str:
+    """The installed distribution's version (``ltc-hub``), or ``unknown`` when run from a bare checkout."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("ltc-hub")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ltc-hub {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(False, "--version", "-V", help="Print the version of ltc-hub and exit.",
+                                      callback=_version, is_eager=True),
+) -> None:
+    """ltc-hub: Lead-to-Cash integration hub."""
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(config.app, name="config")
 app.add_typer(sandbox.app, name="sandbox")

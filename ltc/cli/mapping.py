@@ -5,9 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from canonical.identity import run_identity
 from ltc.app.config import load_config
-from ltc.app.pipeline import remap as remap_sources
 from ltc.cli.common import ConfigOpt, console, open_store
 
 SourceOpt = typer.Option(None, "--source", "-s", help="Only this source (its name in ltc.yaml).")
@@ -15,6 +13,8 @@ SourceOpt = typer.Option(None, "--source", "-s", help="Only this source (its nam
 
 def remap(source: str | None = SourceOpt, config: str | None = ConfigOpt) -> None:
     """Rebuild canonical rows from the raw landing (after a mapping change); fetches nothing."""
+    from ltc.app.pipeline import remap as remap_sources
+
     cfg = load_config(config)
     marked, counts = remap_sources(open_store(config), cfg, source)
     table = Table(title=f"Remapped {marked} raw record(s)")
@@ -34,6 +34,8 @@ def remap(source: str | None = SourceOpt, config: str | None = ConfigOpt) -> Non
 
 def identity(config: str | None = ConfigOpt) -> None:
     """Resolve which accounts (and bank payers) are the same customer; writes cross_ref."""
+    from canonical.identity import run_identity
+
     cfg = load_config(config)
     counts = run_identity(open_store(config), config=cfg)
     console.print("Identity: " + ", ".join(f"{k}={v}" for k, v in counts.items()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from canonical.errors import ConfigError
 from ltc.app import emulators
 
 app = typer.Typer(help="Local emulators of the vendor APIs (for demos, tests and trying mappings).",
@@ -19,10 +20,23 @@ def start(
     size: int = typer.Option(200, help="Records per object."),
     world: str | None = typer.Option(None, "--world", help="Serve this world directory (docs/world.md) "
                                      "instead of generated data: one emulator per system it holds."),
+    write_config: str | None = typer.Option(None, "--write-config", help="With --world: write an ltc.yaml "
+                                            "here pointing at the emulators (every source, the bank folder, "
+                                            "the FX file, the emulators' credentials) that `ltc run` uses as it is."),
 ) -> None:
     """Start the emulators on free 127.0.0.1 ports and print their URLs."""
+    if write_config and not world:
+        raise ConfigError("--write-config needs --world: only a world's sandbox has one configuration to write")
     emulators.start(kind or [], seed, size, world)
     status()
+    if write_config:
+        try:
+            path = emulators.write_config(write_config)
+        except Exception:
+            emulators.stop()  # nothing half-done stays running
+            raise
+        console.print(f"wrote {path}: `ltc config check --config {path}`, then `ltc run --config {path}`",
+                      highlight=False)
 
 
 @app.command("status")

@@ -11,10 +11,12 @@ from rich.table import Table
 from canonical import db
 from canonical.errors import ConfigError, LtcError
 from canonical.store import Store
+from connectors.base import StreamResult
 from ltc.app import runtime
 from ltc.app.config import Config, load_config
-from ltc.app.status import open_exceptions
+from ltc.app.status import freshness, open_exceptions, source_schedules
 from ltc.cli.common import ConfigOpt, console, err_console, fmt
+from ltc.cli.progress import BarProgress, ProgressOpt, reporter
 
 
 def _cursor(value: Any) -> str:
@@ -26,15 +28,21 @@ def _cursor(value: Any) -> str:
     return fmt(value, 24)
 
 
-def render_status(store: Store, fail_share: float = 0.05) -> None:
+def render_status(store: Store, cfg: Config | None = None, config_path: str | None = None,
+                  fail_share: float = 0.05) -> None:
+    """Streams (status, cursor, last run, counts, freshness against the source's schedule), then each
+    stream's message in full (one line each, wrapped by the terminal, never cut), quarantine shares,
+    discovered fields, canonical rows and open exceptions."""
     states = store.stream_states()
     url = db.mask_url(store.engine.url.render_as_string(hide_password=False))
     if not states:
         console.print(f"Store {url}: empty — no stream has been synced yet (run `ltc sync` or `make demo`).")
         return
+    schedules = source_schedules(cfg, config_path) if cfg is not None else {}
+    now = datetime.now(UTC)
     table = Table(title=f"Streams in {url}")
     for col in ("source", "stream", "status", "synced up to", "last run", "seen", "written",
-                "quar.", "src/store", "message"):
+                "quar.", "src/store", "freshness"):
         table.add_column(col, overflow="fold")
     for s in states:
         completeness = f"{s['source_count']}/{s['store_count']}" if s["source_count"] is not None else "-"
@@ -42,9 +50,21 @@ def render_status(store: Store, fail_share: float = 0.05) -> None:
         table.add_row(
             s["connector"], s["stream"], fmt(s["status"]), _cursor(s["cursor"]), last,
             str(s["records_seen"]), str(s["records_written"]), str(s["quarantined"]), completeness,
-            fmt(s["message"], 60),
+            freshness(schedules.get(s["connector"]), s.get("last_success_at"), now),
         )
     console.print(table)
+    messages = [s for s in states if s["message"]]
+    if messages:
+        console.print("Messages:")
+        for s in messages:
+            console.print(f"  {s['connector']}.{s['stream']} ({s['status']}): {s['message']}",
+                          highlight=False, markup=False, soft_wrap=True)
+    for name, sch in sorted(schedules.items()):
+        console.print(f"schedule of {name}: {sch.describe()}", highlight=False, markup=False)
+    synced = {s["connector"] for s in states}
+    for name, src in (cfg.sources.items() if cfg is not None else []):
+        if src.kind != "camt053" and name not in synced:
+            console.print(f"{name}: never synced (`ltc sync --source {name}`)", highlight=False, markup=False)
     from ltc.app.discovery import describe, last_applied
     from ltc.app.unread import lines, stream_health
 
@@ -59,25 +79,58 @@ def render_status(store: Store, fail_share: float = 0.05) -> None:
                   + ("  (`ltc exceptions list`)" if open_ex else ""))
 
 
+SEVERITY = {0: 0, 3: 1, 1: 2, 2: 3}  # exit codes, least to most severe: ok, paused, failed, operator-fixable
+
+
+def worst(codes: list[int]) -> int:
+    """The most severe exit code: 2 (an operator must fix something) > 1 (failed) > 3 (paused) > 0."""
+    return max(codes, key=lambda c: SEVERITY.get(c, 2), default=0)
+
+
+def result_code(r: StreamResult) -> int:
+    if isinstance(r, runtime.FailedStream):
+        return r.exit_code
+    return {"success": 0, "paused": 3}.get(r.status, 1)
+
+
 def run_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,
-                full_refresh: bool = False, *, deep: bool = False) -> str | None:
-    """Sync the sources and print a table; "paused" if any stream paused on a quota, else
-    "incomplete" if any stream could not vouch for its completeness, else None."""
+                full_refresh: bool = False, *, deep: bool = False, progress: str = "auto") -> int:
+    """Sync the sources (each isolated: one that fails does not stop the others), show progress,
+    print a table and a summary per source; returns the worst exit code (:func:`worst`)."""
     table = Table(title="sync")
     for col in ("source", "stream", "status", "records", "written", "unchanged", "quarantined", "message"):
-        table.add_column(col)
-    seen: set[str] = set()
+        table.add_column(col, overflow="fold")
+    per_source: dict[str, list[StreamResult]] = {}
 
     def waiting(line: str) -> None:  # another process syncs this source: say why we wait
         err_console.print(line, highlight=False, markup=False)
 
-    for name, r in runtime.sync_sources(cfg, store, only, streams=streams, full_refresh=full_refresh, deep=deep,
-                                        on_wait=waiting):
-        seen.add(r.status)
-        table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
-                      str(r.quarantined), fmt(r.message, 70))
+    with reporter(err_console, progress) as on_progress:
+        for name, r in runtime.sync_sources(cfg, store, only, streams=streams, full_refresh=full_refresh, deep=deep,
+                                            on_wait=waiting, on_progress=on_progress):
+            per_source.setdefault(name, []).append(r)
+            table.add_row(name, r.stream, r.status, str(r.records), str(r.written), str(r.unchanged),
+                          str(r.quarantined), r.message or "")
     console.print(table)
-    return "paused" if "paused" in seen else "incomplete" if "incomplete" in seen else None
+    codes: list[int] = []
+    for name, results in per_source.items():
+        code = worst([result_code(r) for r in results])
+        codes.append(code)
+        records = sum(r.records for r in results)
+        bad = next((r for r in results if result_code(r) == code and code), None)
+        if bad is None:
+            console.print(f"{name}: ok, {records:,} records in {len(results)} stream(s)", highlight=False)
+        else:
+            what = {3: "paused", 1: "failed", 2: "needs an operator"}[code] if code in (1, 2, 3) else "failed"
+            err_console.print(f"{name}: {what} ({bad.stream}): {bad.message or bad.status}",
+                              highlight=False, markup=False, soft_wrap=True)
+    outcome = worst(codes)
+    if len(per_source) > 1:
+        counts = {label: sum(1 for c in codes if c == code) for label, code in
+                  (("ok", 0), ("paused", 3), ("failed", 1), ("need an operator", 2))}
+        console.print(f"sync: {len(per_source)} sources: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+                      + f" (exit {outcome})", highlight=False)
+    return outcome
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -108,27 +161,31 @@ def sync(
     deep: bool = typer.Option(False, "--deep", help="Run the deep completeness check now (compare the id sets "
                               "of source and store) instead of waiting for deep_check_every."),
     config: str | None = ConfigOpt,
+    progress: str = ProgressOpt,
 ) -> None:
     """Pull the configured sources into the raw landing (checkpointed per page).
 
-    Exit code 0 when every stream completed, 3 when a stream paused on a vendor quota (state saved;
-    run again later to resume), 1 when a stream failed or ended incomplete (see its message).
+    Each source is isolated: one that fails does not stop the others. Exit code (the worst of all
+    sources): 0 every stream completed; 3 a stream paused on a vendor quota (state saved; run again
+    later to resume); 1 a stream failed or ended incomplete (see its message); 2 an operator must fix
+    something (credentials rejected, server unreachable, configuration).
     """
     outcome = run_sources(load_config(config), runtime.open_store(config), source, stream or None, full_refresh,
-                          deep=deep)
-    if outcome == "paused":
-        raise typer.Exit(3)
-    if outcome == "incomplete":
-        raise typer.Exit(1)
+                          deep=deep, progress=progress)
+    if outcome:
+        raise typer.Exit(outcome)
 
 
 def status(config: str | None = ConfigOpt) -> None:
-    """Per stream: status, cursor, last run, records, quarantined, completeness."""
+    """Per stream: status, cursor, last run, records, quarantined, completeness, freshness against the
+    source's schedule (ltc.yaml `schedule`, else prefect.yaml), and each stream's message in full."""
+    cfg: Config | None
     try:
-        share = load_config(config).quarantine_fail_share
+        cfg = load_config(config)
     except LtcError:  # status still shows the store with a broken ltc.yaml (`ltc config check` names the problem)
-        share = Config().quarantine_fail_share
-    render_status(runtime.open_store(config), share)
+        cfg = None
+    share = (cfg or Config()).quarantine_fail_share
+    render_status(runtime.open_store(config), cfg, config, share)
 
 
 def run(
@@ -136,22 +193,33 @@ def run(
     as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default: the as-of a "
                                      "replayed world recorded in the store, else today."),
     config: str | None = ConfigOpt,
+    progress: str = ProgressOpt,
 ) -> None:
     """The main job without Prefect: every stage of the pipeline (sync, bank files, FX, map, identity,
     reconcile, report, notify), as the pipeline flow runs them.
 
     Exit code 0 when complete, 3 when a source paused on a vendor quota, 1 when a source or a stage
-    failed; with a source missing the report says so in a banner and the last complete one is kept.
+    failed, 2 when an operator must fix something (credentials rejected, an unreachable URL,
+    configuration); with a source missing the report says so in a banner and the last complete one
+    is kept. Progress (stages, streams) goes to stderr: bars on a terminal, periodic lines otherwise.
     """
     from ltc.app.pipeline import run_pipeline
 
     cfg = load_config(config)
     store = runtime.open_store(config)
-    result = run_pipeline(store, cfg, _date(as_of) if as_of else None, sources=source or None,
-                          echo=lambda line: console.print(line, highlight=False, markup=False))
+    with reporter(err_console, progress) as on_progress:
+        result = run_pipeline(store, cfg, _date(as_of) if as_of else None, sources=source or None,
+                              echo=echo_line(on_progress), on_progress=on_progress)
     print_result(result)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+def echo_line(on_progress: Any) -> Any:
+    """Where the pipeline's own lines go: on stdout; with bars on a terminal, on their console (stderr)
+    so that they print above the bars instead of through them."""
+    target = err_console if isinstance(on_progress, BarProgress) else console
+    return lambda line: target.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_result(result: Any) -> None:

@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from canonical.store import Store
 from reconcile.tables import kpi_snapshot, recon_exception
-from sandbox.run import WORLD_ACCESS
 from sandbox.scenario import generate
 from sandbox.world_writer import write_world
 
@@ -36,31 +35,6 @@ def open_book(url: str) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str
             .where(kpi_snapshot.c.run_id == last, kpi_snapshot.c.owner.is_(None)))}
     store.close()
     return ex, kpis
-
-
-def sandbox_config(state: dict[str, Any], world_as_yaml: dict[str, Any], out: Path) -> dict[str, str]:
-    """An ltc.yaml pointing at the running sandbox's emulators; returns the credential variables to set."""
-    env: dict[str, str] = {}
-    sources: dict[str, Any] = {}
-    for kind, emu in state["emulators"].items():
-        access = WORLD_ACCESS[kind]
-        creds = {}
-        for field, value in access["credentials"].items():
-            var = f"LTC_SBX_{kind.upper()}_{field.upper()}"
-            env[var] = value
-            creds[field] = {"env": var}
-        options = dict(access["options"])
-        if emu.get("ca_file"):
-            options["ca_file"] = emu["ca_file"]
-        sources[kind] = {"kind": kind, "base_url": emu["url"], "credentials": creds, "options": options}
-    world = state["world"]
-    if world.get("bank_folder"):
-        sources["bank"] = {"kind": "camt053", "options": {"folder": world["bank_folder"]}}
-    cfg = {"reporting_currency": world_as_yaml.get("reporting_currency", "USD"), "sources": sources,
-           "erp": {"source": world_as_yaml["erp"], "dry_run": True},
-           "fx": {"files": [str(Path(world["path"]) / "fx_rates.csv")]}, "reports_dir": "reports"}
-    out.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return env
 
 
 @pytest.fixture
@@ -96,9 +70,9 @@ def test_demo_run_and_flow_agree(world_dir: Path, tmp_path: Path, sandbox: dict[
     demo = runner.invoke(app, ["demo", "--world", str(world_dir), "--out", str(tmp_path / "demo-reports")])
     assert demo.exit_code == 0, demo.output
 
-    cfg = tmp_path / "ltc.yaml"
-    for var, value in sandbox_config(sandbox, world_yaml, cfg).items():
-        monkeypatch.setenv(var, value)
+    from ltc.app.emulators import write_config
+
+    cfg = write_config(tmp_path / "ltc.yaml", sandbox)  # what `ltc sandbox start --write-config` writes, as it is
     monkeypatch.setenv("LTC_DATABASE_URL", urls["run"])
     run = runner.invoke(app, ["run", "--config", str(cfg), "--as-of", as_of])
     assert run.exit_code == 0, run.output

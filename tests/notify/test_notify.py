@@ -238,7 +238,8 @@ def test_urls_from_env_and_config_check(tmp_path: Path, monkeypatch: pytest.Monk
     ]
     runner = CliRunner()
     res = runner.invoke(app, ["config", "check", "--config", str(path)])
-    assert isinstance(res.exception, ConfigError) and res.exception.exit_code == 2
+    assert res.exit_code == 2  # every problem on its own line, then how many
+    assert res.stderr.splitlines() == [f"{path}: {p}" for p in problems] + [f"2 problem(s) in {path}"]
     monkeypatch.setenv("LTC_TEST_WECOM_URL", WECOM)
     path.write_text(path.read_text().replace("[NOT_A_CODE]", "[AMOUNT_MISMATCH]"))
     res = runner.invoke(app, ["config", "check", "--config", str(path)])

@@ -90,13 +90,14 @@ def test_complete_then_paused_then_failed(world_path: Path, tmp_path: Path, monk
     assert all(codes[fp] in EXPLAINED_BY["crm"] for fp in marks)
     assert all(codes[fp] not in EXPLAINED_BY["crm"] for fp in set(codes) - set(marks))
 
-    # 3. the full store, Salesforce paused again, plus a source that is down: failed (exit 1), the others went on
+    # 3. the full store, Salesforce paused again, plus a source that is down: failed (exit 2: an unreachable
+    #    URL is the operator's to fix), the others went on
     with world_sources(world) as (cfg, _servers):
         cfg.reports_dir = str(reports)
         cfg.sources["dead"] = SourceConfig(kind="stripe", base_url="http://127.0.0.1:9",
                                            credentials=cfg.sources["stripe"].credentials)
         res = run_pipeline(Store.open(full_url), cfg, world.as_of)
-    assert res.status == "failed" and res.exit_code == 1
+    assert res.status == "failed" and res.exit_code == 2 and res.sources["dead"].exit_code == 2
     assert {n: s.status for n, s in res.sources.items()} == {
         "salesforce": "paused", "tryton": "ok", "stripe": "ok", "dead": "failed", "bank": "ok"}
     sf = res.sources["salesforce"]

@@ -32,6 +32,8 @@ def test_status_and_exit_code() -> None:
                             "missing since 2026-10-30 06:00 UTC (last complete sync): daily limit")
     res.sources["pay"] = SourceStatus("pay", "stripe", "failed", "401")
     assert (res.status, res.exit_code) == ("failed", 1)
+    res.sources["pay"].exit_code = 2  # its credentials were rejected: the operator's to fix, the worst code
+    assert (res.status, res.exit_code) == ("failed", 2)
     out = res.to_dict()
     assert out["status"] == "failed" and out["partial"] is True and out["sources"]["crm"]["since"].startswith("2026")
     done = PipelineResult(as_of=date(2026, 10, 31), failed_stage="reconcile", error="conservation")
