@@ -63,7 +63,7 @@ def _pointed_at(servers: dict[str, RunningServer], access: dict[str, dict[str, A
                 var = f"{env_prefix}_{kind.upper()}_{field.upper()}"
                 os.environ[var] = value
                 creds[field] = SecretRef(env=var)
-            options = dict(spec["options"])
+            options = {k: (srv.url if v == "$url" else v) for k, v in spec["options"].items()}
             if srv.ca_file:
                 options["ca_file"] = srv.ca_file
             sources[kind] = SourceConfig(kind=kind, base_url=srv.url, credentials=creds,  # type: ignore[arg-type]
