@@ -294,6 +294,7 @@ class ZohoConnector(Connector):
         self.governor.check_quota()
 
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
+        self.governor.check_quota()
         key = (stream.name, json.dumps(token, sort_keys=True), window.since, window.until)
         if self._ahead is not None:
             ahead_key, future = self._ahead
@@ -303,7 +304,6 @@ class ZohoConnector(Connector):
                 self._schedule(stream, window, page.next_token)
                 return page
             future.cancel()
-        self.governor.check_quota()
         page = self._read(stream, window, token)
         self._schedule(stream, window, page.next_token)
         return page
