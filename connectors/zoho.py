@@ -59,6 +59,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -130,6 +131,23 @@ def _parse(content: bytes) -> Any:
     return json.loads(content, parse_float=Decimal) if content else None
 
 
+@dataclass
+class _Plan:
+    """One keyset page in flight: its ids in keyset order, the body calls queued for them, and the
+    key the next page starts after (None: the last page)."""
+
+    ids: list[str]
+    calls: list[Future[list[dict[str, Any]]]]
+    next_after: tuple[str, str] | None
+
+    def collect(self) -> list[dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for call in self.calls:
+            for row in call.result():
+                merged.setdefault(str(row.get("id")), {}).update(row)
+        return [merged[i] for i in self.ids if i in merged]
+
+
 class ZohoConnector(Connector):
     kind = "zoho"
 
@@ -181,8 +199,8 @@ class ZohoConnector(Connector):
                                     verify=verify)
         self._fields: dict[str, list[str]] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"zoho-{name}")
-        self._ahead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"zoho-{name}-ahead")
-        self._ahead: tuple[Any, Future[Page]] | None = None
+        self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"zoho-{name}-ahead")
+        self._ahead: tuple[Any, Future[_Plan]] | None = None
         wanted = list(modules or MODULES)
         unknown = [m for m in wanted if m not in MODULES]
         if unknown:
@@ -269,7 +287,7 @@ class ZohoConnector(Connector):
         return f"{code}: {message} {json.dumps(details, default=str)}".strip() if code else message or None
 
     def close(self) -> None:
-        self._ahead_pool.shutdown(wait=True, cancel_futures=True)
+        self._planner.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._accounts.close()
         if self._http is not None:
@@ -295,71 +313,72 @@ class ZohoConnector(Connector):
 
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
         self.governor.check_quota()
-        key = (stream.name, json.dumps(token, sort_keys=True), window.since, window.until)
+        state: dict[str, Any] = dict(token) if token else {"phase": "deleted" if window.since else "live", "page": 1}
+        if state["phase"] == "deleted":
+            return self._read_deleted(stream, window, state)
+        after = tuple(state["after"]) if state.get("after") else None
+        key = (stream.name, after, window.since, window.until)
+        plan: _Plan | None = None
         if self._ahead is not None:
             ahead_key, future = self._ahead
             self._ahead = None
             if ahead_key == key:
-                page = future.result()
-                self._schedule(stream, window, page.next_token)
-                return page
-            future.cancel()
-        page = self._read(stream, window, token)
-        self._schedule(stream, window, page.next_token)
-        return page
+                plan = future.result()
+        if plan is None:
+            plan = self._plan(stream, window, after)
+        if self.read_ahead and plan.next_after is not None:
+            # the next page's COQL runs now and its body calls queue behind this page's: the
+            # concurrency slots never idle at a page boundary
+            frozen = Window(window.since, until=window.until)
+            nxt = (stream.name, plan.next_after, window.since, window.until)
+            self._ahead = (nxt, self._planner.submit(self._plan, stream, frozen, plan.next_after))
+        records = plan.collect()
+        next_token = {"phase": "live", "after": list(plan.next_after)} if plan.next_after is not None else None
+        return Page(records, next_token=next_token)
 
-    def _schedule(self, stream: StreamSpec, window: Window, token: Any) -> None:
-        if not self.read_ahead or token is None or token.get("phase") != "live":
-            return
-        key = (stream.name, json.dumps(token, sort_keys=True), window.since, window.until)
-        frozen = Window(window.since, until=window.until)
-        self._ahead = (key, self._ahead_pool.submit(self._read, stream, frozen, token))
+    def _read_deleted(self, stream: StreamSpec, window: Window, state: dict[str, Any]) -> Page:
+        """One page of ``/{module}/deleted?type=all`` since the window start: tombstones."""
+        assert window.since is not None
+        body = self._call("GET", f"{API}/{stream.object}/deleted",
+                          params={"type": "all", "page": state["page"], "per_page": LIST_PAGE},
+                          headers={"If-Modified-Since": coql_time(window.since)})
+        rows = (body or {}).get("data") or []
+        gone = [{**row, "id": str(row["id"]), "Modified_Time": row.get("deleted_time")} for row in rows
+                if row.get("id") is not None]
+        more = bool(((body or {}).get("info") or {}).get("more_records"))
+        nxt = {"phase": "deleted", "page": state["page"] + 1} if more else {"phase": "live", "after": None}
+        return Page([], deleted=gone, next_token=nxt)
 
-    def _read(self, stream: StreamSpec, window: Window, token: Any) -> Page:
-        module = stream.object
-        state: dict[str, Any] = dict(token) if token else {"phase": "deleted" if window.since else "live", "page": 1}
-        if state["phase"] == "deleted":
-            assert window.since is not None
-            body = self._call("GET", f"{API}/{module}/deleted",
-                              params={"type": "all", "page": state["page"], "per_page": LIST_PAGE},
-                              headers={"If-Modified-Since": coql_time(window.since)})
-            rows = (body or {}).get("data") or []
-            gone = [{**row, "id": str(row["id"]), "Modified_Time": row.get("deleted_time")} for row in rows
-                    if row.get("id") is not None]
-            more = bool(((body or {}).get("info") or {}).get("more_records"))
-            nxt = {"phase": "deleted", "page": state["page"] + 1} if more else {"phase": "live", "after": None}
-            return Page([], deleted=gone, next_token=nxt)
-        after = tuple(state["after"]) if state.get("after") else None
-        query = keyset_query(module, since=window.since, until=window.until, after=after,  # type: ignore[arg-type]
+    def _plan(self, stream: StreamSpec, window: Window, after: tuple[str, str] | None) -> _Plan:
+        """The keys of one keyset page (COQL), with the body calls of its records queued."""
+        query = keyset_query(stream.object, since=window.since, until=window.until, after=after,
                              limit=self.keyset_limit)
         body = self._call("POST", f"{API}/coql", json_body={"select_query": query})
         keys = (body or {}).get("data") or []
         more = bool(((body or {}).get("info") or {}).get("more_records")) and bool(keys)
-        records = self._fetch(module, [str(k["id"]) for k in keys])
-        nxt = {"phase": "live", "after": [str(keys[-1]["Modified_Time"]), str(keys[-1]["id"])]} if more else None
-        return Page(records, next_token=nxt)
+        ids = [str(k["id"]) for k in keys]
+        next_after = (str(keys[-1]["Modified_Time"]), str(keys[-1]["id"])) if more else None
+        return _Plan(ids, self._submit(stream.object, ids), next_after)
 
-    def _fetch(self, module: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The records with these ids, every field, in the order asked (ids the source no longer has are
-        left out): ``ids`` by 100 and fields by 50 per call, ``concurrency`` calls at a time."""
+    def _submit(self, module: str, ids: Sequence[str]) -> list[Future[list[dict[str, Any]]]]:
+        """Queue the body calls of ``ids``: by 100 ids and 50 fields a call, run ``concurrency`` at a time."""
         if not ids:
             return []
         names = self.fields(module)
         field_chunks = [names[i:i + FIELDS_PER_CALL] for i in range(0, len(names), FIELDS_PER_CALL)]
-        jobs = [(ids[i:i + IDS_PER_CALL], chunk) for i in range(0, len(ids), IDS_PER_CALL) for chunk in field_chunks]
 
-        def one(job: tuple[Sequence[str], list[str]]) -> list[dict[str, Any]]:
-            chunk_ids, chunk_fields = job
+        def one(chunk_ids: Sequence[str], chunk_fields: list[str]) -> list[dict[str, Any]]:
             body = self._call("GET", f"{API}/{module}", params={"ids": ",".join(chunk_ids),
                                                               "fields": ",".join(chunk_fields)})
             return list((body or {}).get("data") or [])
 
-        results = list(self._pool.map(one, jobs)) if len(jobs) > 1 else [one(jobs[0])]
-        merged: dict[str, dict[str, Any]] = {}
-        for rows in results:
-            for row in rows:
-                merged.setdefault(str(row.get("id")), {}).update(row)
-        return [merged[i] for i in ids if i in merged]
+        return [self._pool.submit(one, ids[i:i + IDS_PER_CALL], chunk)
+                for i in range(0, len(ids), IDS_PER_CALL) for chunk in field_chunks]
+
+    def _fetch(self, module: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The records with these ids, every field, in the order asked (ids the source no longer has
+        are left out)."""
+        return _Plan(list(ids), self._submit(module, ids), None).collect()
 
     # --- completeness -----------------------------------------------------------------------------------
     def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:

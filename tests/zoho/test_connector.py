@@ -111,7 +111,7 @@ def test_keyset_misses_nothing_when_records_change_during_the_run(zoho: Start, s
     conn = make_connector(srv, streams=["deals"], keyset_limit=5, read_ahead=False)
     ordered = sorted(emu.records["Deals"], key=int)
     past = zoho_time(datetime.now(UTC) - timedelta(minutes=1), emu.tz)
-    real_read = conn._read
+    real_read = conn.read_page
     seen_pages = []
 
     def read(stream: Any, window: Any, token: Any) -> Any:
@@ -124,7 +124,7 @@ def test_keyset_misses_nothing_when_records_change_during_the_run(zoho: Start, s
         seen_pages.append(len(page.records))
         return page
 
-    conn._read = read  # type: ignore[method-assign]
+    conn.read_page = read  # type: ignore[method-assign]
     [result] = sync(conn, sqlite_store)
     assert result.status == "success"
     assert set(_stamps(sqlite_store, "Deals")) == set(ordered)
