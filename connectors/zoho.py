@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -90,17 +91,44 @@ FIELDS_PER_CALL = 50
 LIST_PAGE = 200
 DISCRETE_LIMIT = 2000
 
-_semaphores: dict[str, threading.BoundedSemaphore] = {}
-_semaphores_lock = threading.Lock()
+class FairSlots:
+    """A first-come-first-served counting semaphore: at most ``limit`` holders, waiters served in
+    arrival order. (A plain semaphore lets a worker that just released a slot take it straight back,
+    so the next page's COQL call could wait behind every body call of the current page.)"""
+
+    def __init__(self, limit: int):
+        self.free = limit
+        self._cond = threading.Condition()
+        self._line: deque[object] = deque()
+
+    def __enter__(self) -> FairSlots:
+        me = object()
+        with self._cond:
+            self._line.append(me)
+            while self._line[0] is not me or self.free == 0:
+                self._cond.wait()
+            self._line.popleft()
+            self.free -= 1
+            self._cond.notify_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self.free += 1
+            self._cond.notify_all()
 
 
-def concurrency_slot(tenant: str, limit: int) -> threading.BoundedSemaphore:
-    """The process-wide semaphore of a Zoho org (tenant): at most ``limit`` calls in flight."""
-    with _semaphores_lock:
-        sem = _semaphores.get(tenant)
-        if sem is None:
-            sem = _semaphores[tenant] = threading.BoundedSemaphore(limit)
-        return sem
+_slots: dict[str, FairSlots] = {}
+_slots_lock = threading.Lock()
+
+
+def concurrency_slot(tenant: str, limit: int) -> FairSlots:
+    """The process-wide slots of a Zoho org (tenant): at most ``limit`` calls in flight."""
+    with _slots_lock:
+        slots = _slots.get(tenant)
+        if slots is None:
+            slots = _slots[tenant] = FairSlots(limit)
+        return slots
 
 
 def coql_time(value: datetime) -> str:
@@ -353,7 +381,11 @@ class ZohoConnector(Connector):
         """The keys of one keyset page (COQL), with the body calls of its records queued."""
         query = keyset_query(stream.object, since=window.since, until=window.until, after=after,
                              limit=self.keyset_limit)
+        # the first page of a module needs its fields metadata too: asked for next to the COQL call
+        meta = None if stream.object in self._fields else self._pool.submit(self.fields, stream.object)
         body = self._call("POST", f"{API}/coql", json_body={"select_query": query})
+        if meta is not None:
+            meta.result()
         keys = (body or {}).get("data") or []
         more = bool(((body or {}).get("info") or {}).get("more_records")) and bool(keys)
         ids = [str(k["id"]) for k in keys]

@@ -564,7 +564,7 @@ class ZohoEmulator:
                 self.in_flight -= 1
             self.credits_used += credits
             response.headers.update(self._rate_headers())
-            return response  # type: ignore[no-any-return]
+            return response
 
         return endpoint
 
@@ -590,7 +590,7 @@ class ZohoEmulator:
                         "read_only": name in SYSTEM_FIELDS, "visible": True})
         return self._json({"fields": out}), 1
 
-    def _since(self, request: Request) -> datetime | None | Response:
+    def _since(self, request: Request) -> datetime | Response | None:
         header = request.headers.get("If-Modified-Since")
         if not header:
             return None
@@ -626,7 +626,7 @@ class ZohoEmulator:
                 rows = [r for r in rows if parse_time(r["Modified_Time"]) > since]
             if not rows:
                 return Response(status_code=204), 1
-            info = {"per_page": len(ids), "count": len(rows), "page": 1, "more_records": False}
+            info: dict[str, Any] = {"per_page": len(ids), "count": len(rows), "page": 1, "more_records": False}
             return self._records_response(module, rows, fields, info), 1
         try:
             per_page = int(q.get("per_page", PAGE_MAX))
@@ -669,7 +669,8 @@ class ZohoEmulator:
             exp = self.clock() + self.page_token_ttl_s
             self._page_tokens[next_token] = (exp, query_key, start + per_page)
             expiry = zoho_time(datetime.fromtimestamp(exp, UTC), self.tz)
-        info = {"per_page": per_page, "next_page_token": next_token, "count": len(rows), "sort_by": sort_by,
+        info = {"per_page": per_page, "next_page_token": next_token, "count": len(rows),
+                                "sort_by": sort_by,
                 "page": page, "previous_page_token": token or None, "page_token_expiry": expiry,
                 "sort_order": "desc" if desc else "asc", "more_records": more}
         return self._records_response(module, rows, fields, info), 1
@@ -780,7 +781,7 @@ class ZohoEmulator:
                     break
         if not natural:
             for name, desc in reversed(order or [("id", False)]):
-                matched.sort(key=lambda r, n=name: _sort_value(r, n), reverse=desc)
+                matched.sort(key=_sort_key(name), reverse=desc)
         page = matched[offset:offset + limit]
         if not page:
             return Response(status_code=204), credits
@@ -788,6 +789,10 @@ class ZohoEmulator:
         data = [{f: _coql_value(r.get(f)) for f in fields} | {"id": r["id"]} for r in page]
         info = {"count": len(page), "more_records": len(matched) > offset + limit}
         return self._json({"data": data, "info": info}), credits
+
+
+def _sort_key(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda rec: _sort_value(rec, name)
 
 
 def _sort_value(rec: dict[str, Any], name: str) -> Any:

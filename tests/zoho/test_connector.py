@@ -199,7 +199,7 @@ def test_within_the_concurrency_limit_no_429(zoho: Start, sqlite_store: Store) -
 
 
 def test_credits_exhausted_pauses_with_state_saved(zoho: Start, sqlite_store: Store) -> None:
-    emu, srv = zoho(size=30, modules=["Deals"], daily_credits=2)
+    _emu, srv = zoho(size=30, modules=["Deals"], daily_credits=2)
     conn = make_connector(srv, streams=["deals"])
     [result] = sync(conn, sqlite_store)
     assert result.status == "paused"
