@@ -305,18 +305,34 @@ _HS_WRITE_SCOPES = ("crm.objects.deals.write, crm.objects.companies.write (and c
                     "crm.schemas.companies.write for --create-properties)")
 
 
+HUBSPOT_TYPE_IDS = {"deals": "0-3", "companies": "0-2"}  # the object type ids an import names
+_HS_IMPORT_DONE = ("DONE", "FAILED", "CANCELED")
+
+
 class HubSpotTarget:
     """Properties of deals / companies in the group ``ltc``, written with ``POST
-    /crm/v3/objects/<type>/batch/update`` (100 a request; 207 Multi-Status names the refused ids)."""
+    /crm/v3/objects/<type>/batch/update`` (100 a request; 207 Multi-Status names the refused ids).
+
+    More than ``options.import_threshold`` (default 2,000) changed records of one object go as one
+    CSV through the imports API instead (``POST /crm/v3/imports``, ``importOperations: UPDATE`` by
+    Record ID, then the status polled and the refused rows read from ``/errors``): about four requests
+    whatever the count, where batches need one per hundred. An import never clears a property (a blank
+    cell is skipped), so records that clear a value go by batch update. Without the ``crm.import``
+    scope (403) the run falls back to batch updates and says so; ``import_threshold: null`` turns
+    imports off."""
 
     kind = "hubspot"
     mixed_objects = False
     batch_size = 100
-    bulk_threshold: int | None = None
 
-    def __init__(self, connector: Any):
+    def __init__(self, connector: Any, *, import_threshold: int | None = 2000, poll_s: float = 1.0,
+                 timeout_s: float = 3600.0):
         self.connector = connector
         self.name = connector.name
+        self.bulk_threshold: int | None = import_threshold
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.notes: list[str] = []
 
     @property
     def requests(self) -> int:
@@ -378,6 +394,95 @@ class HubSpotTarget:
         return created
 
     def write(self, updates: Sequence[Update]) -> list[WriteResult]:
+        if self.bulk_threshold is not None and len(updates) > self.bulk_threshold:
+            return self._write_import(updates)
+        out: list[WriteResult] = []
+        for i in range(0, len(updates), self.batch_size):  # a bulk group when imports are off
+            out.extend(self._write_batch(updates[i:i + self.batch_size]))
+        return out
+
+    def _write_import(self, updates: Sequence[Update]) -> list[WriteResult]:
+        """One UPDATE import of one object's records (records that clear a value go by batch update)."""
+        obj = _one_object(updates, "a HubSpot import")
+        type_id = HUBSPOT_TYPE_IDS[obj]
+        results: dict[int, WriteResult] = {}
+        clears = [i for i, u in enumerate(updates) if any(v is None for v in u.values.values())]
+        for k in range(0, len(clears), self.batch_size):
+            chunk = clears[k:k + self.batch_size]
+            results.update(zip(chunk, self._write_batch([updates[i] for i in chunk]), strict=True))
+        rest = [i for i in range(len(updates)) if i not in results]
+        if rest:
+            try:
+                refused = self._import(obj, type_id, [updates[i] for i in rest])
+            except PermissionDenied:
+                self.bulk_threshold = None
+                self.notes.append(f"hubspot {self.name}: the private app lacks the crm.import scope, so "
+                                  f"{len(rest)} {obj} went by batch update (grant crm.import for large runs)")
+                batch = [updates[i] for i in rest]
+                results.update(zip(rest, self.write(batch), strict=True))
+                return [results[i] for i in range(len(updates))]
+            except _WHOLE_RUN:
+                raise
+            except ConnectorError as exc:
+                refused = dict.fromkeys((updates[i].record_id for i in rest),
+                                        WriteResult(False, exc.code or f"HTTP {exc.status}", str(exc)))
+            for i in rest:
+                results[i] = refused.get(updates[i].record_id, WriteResult(True))
+        return [results[i] for i in range(len(updates))]
+
+    def _import(self, obj: str, type_id: str, updates: Sequence[Update]) -> dict[str, WriteResult]:
+        """Start the import, wait for it, and return the refused records by id."""
+        columns = sorted({name for u in updates for name in u.values})
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["Record ID", *columns])
+        for u in updates:
+            writer.writerow([u.record_id, *("" if u.values.get(n) is None else u.values[n] for n in columns)])
+        file_name = f"ltc-push-{obj}.csv"
+        request = {"name": f"ltc push-crm: {len(updates)} {obj}", "importOperations": {type_id: "UPDATE"},
+                   "dateFormat": "YEAR_MONTH_DAY", "files": [{
+                       "fileName": file_name, "fileFormat": "CSV", "fileImportPage": {"hasHeader": True, "columnMappings": [
+                           {"columnObjectTypeId": type_id, "columnName": "Record ID", "propertyName": "hs_object_id",
+                            "columnType": "HUBSPOT_OBJECT_ID"},
+                           *({"columnObjectTypeId": type_id, "columnName": c, "propertyName": c} for c in columns)]}}]}
+        c = self.connector
+        c.governor.check_quota()
+        started = c.http.json("POST", "/crm/v3/imports", data={"importRequest": json.dumps(request)},
+                              files={"files": (file_name, buf.getvalue().encode("utf-8"), "text/csv")}) or {}
+        iid = str(started.get("id"))
+        deadline = time.monotonic() + self.timeout_s
+        wait = self.poll_s
+        info = started
+        while info.get("state") not in _HS_IMPORT_DONE and time.monotonic() < deadline:
+            time.sleep(wait)
+            wait = min(wait * 2, 10.0)
+            c.governor.check_quota()
+            info = c.http.json("GET", f"/crm/v3/imports/{iid}") or {}
+        state = str(info.get("state"))
+        if state != "DONE":
+            why = f"HubSpot import {iid} ended {state}" if state in _HS_IMPORT_DONE else \
+                f"HubSpot import {iid} still {state} after {self.timeout_s:.0f} s (it goes on in HubSpot; the next run checks the values)"
+            return {u.record_id: WriteResult(False, "IMPORT_" + state, why) for u in updates}
+        refused: dict[str, WriteResult] = {}
+        counters = (info.get("metadata") or {}).get("counters") or {}
+        if counters.get("ERRORS", 1):  # read the errors unless the counters say there are none
+            after: str | None = None
+            while True:
+                c.governor.check_quota()
+                params: dict[str, Any] = {"limit": 500, **({"after": after} if after else {})}
+                page = c.http.json("GET", f"/crm/v3/imports/{iid}/errors", params=params) or {}
+                for err in page.get("results") or []:
+                    row = (err.get("sourceData") or {}).get("rowData") or ""
+                    rid = next(csv.reader([row]), [""])[0] if row else str(err.get("invalidValue") or "")
+                    kind = str(err.get("errorType") or "IMPORT_ERROR")
+                    refused[rid] = WriteResult(False, kind, f"{kind}: {err.get('invalidValue', '')} (import {iid}, "
+                                                            f"line {(err.get('sourceData') or {}).get('lineNumber')})")
+                after = ((page.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+        return refused
+
+    def _write_batch(self, updates: Sequence[Update]) -> list[WriteResult]:
         obj = _one_object(updates, "a HubSpot batch update")
         body = {"inputs": [{"id": u.record_id, "properties": {k: "" if v is None else v for k, v in u.values.items()}}
                            for u in updates]}
@@ -420,7 +525,9 @@ def make_target(cfg: Any, source: str) -> CrmTarget:
         threshold = src.options.get("bulk_write_threshold", 2000)
         return SalesforceTarget(connector, api=str(src.options.get("write_api", "composite")),
                                 bulk_threshold=None if threshold is None else int(threshold))
-    return HubSpotTarget(connector)
+    threshold = src.options.get("import_threshold", 2000)
+    return HubSpotTarget(connector, import_threshold=None if threshold is None else int(threshold),
+                         poll_s=float(src.options.get("import_poll_s", 1.0)))
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -630,6 +737,7 @@ def push(store: Store, target: CrmTarget, status: FinanceStatus,
         return report
     finally:
         report.requests = target.requests - start
+        report.warnings.extend(getattr(target, "notes", ()))
 
 
 def _check(target: CrmTarget, fields: Mapping[str, Sequence[tuple[FinanceField, str]]], roles: set[str],

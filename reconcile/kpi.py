@@ -23,8 +23,9 @@ from decimal import Decimal
 
 import polars as pl
 
-from reconcile.core import CoreResult, Settings, _conv, _with_rate
+from reconcile.core import CoreResult, Settings
 from reconcile.frames import MONEY, Frames, days
+from reconcile.stages.expr import conv, with_rate
 
 KPI_SCHEMA = {"kpi": pl.String, "variant": pl.String, "owner": pl.String, "value": pl.Decimal(38, 4),
               "unit": pl.String, "numerator": pl.Decimal(38, 4), "denominator": pl.Decimal(38, 4)}
@@ -82,8 +83,8 @@ def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
 
     # AR, DSO, aging
     ib = core.invoice_balances.join(owners, on="chain_id", how="left").with_columns(pl.lit(as_of).alias("asof"))
-    ib = _with_rate(ib, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null()).with_columns(
-        _conv("open_amount", "r").alias("open_rep"), _conv("total", "r").alias("total_rep"))
+    ib = with_rate(ib, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null()).with_columns(
+        conv("open_amount", "r").alias("open_rep"), conv("total", "r").alias("total_rep"))
     out["ar"] = ib.select("owner", "open_rep", "bucket",
                           pl.when(in_period("issue_date")).then(pl.col("total_rep")).alias("sales_rep"))
 
@@ -104,15 +105,15 @@ def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
                          & (days(pl.col("close_date"), as_of) >= s.grace_days_ordered_not_invoiced))
     wni = won.join(invoiced_chains, left_on="id", right_on="chain_id", how="anti").with_columns(
         pl.lit(as_of).alias("asof"))
-    out["won_not_invoiced"] = _with_rate(wni, fr.fx_rate, "currency", rep, "asof", "r").select(
-        "owner", _conv("amount", "r").alias("a"))
+    out["won_not_invoiced"] = with_rate(wni, fr.fx_rate, "currency", rep, "asof", "r").select(
+        "owner", conv("amount", "r").alias("a"))
 
     # unapplied cash
     pb = core.payment_balances.join(owners.rename({"chain_id": "ref_deal"}), on="ref_deal", how="left").with_columns(
         pl.lit(as_of).alias("asof"))
-    pb = _with_rate(pb, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null())
+    pb = with_rate(pb, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null())
     out["cash"] = pb.filter(pl.col("sign") == 1).select(
-        "owner", _conv("unapplied", "r").alias("u"), _conv("amount", "r").alias("rcv"),
+        "owner", conv("unapplied", "r").alias("u"), conv("amount", "r").alias("rcv"),
         in_period("pdate").alias("in_period"))
 
     # invoice accuracy

@@ -23,6 +23,14 @@ lives in memory. Shapes follow reference/api_facts.md §2:
   ``hs_lastmodifieddate``/``updatedAt``. Properties API: ``GET|POST /crm/v3/properties/{type}/groups``
   and ``POST /crm/v3/properties/{type}`` (201; **409** ``OBJECT_ALREADY_EXISTS`` for an existing name, 400
   for an unknown group or type);
+* imports: ``POST /crm/v3/imports`` (multipart/form-data: ``importRequest`` JSON + ``files``; each file's
+  ``fileName`` must name an uploaded part, its ``columnMappings`` its header columns in order; CSV, at most
+  1,048,576 rows; ``importOperations`` per object type id ``CREATE`` | ``UPDATE`` | ``UPSERT``; only
+  ``UPDATE`` by a ``HUBSPOT_OBJECT_ID`` column is emulated) answers ``{id, state: STARTED, ...}``; the
+  rows are applied at once, ``GET /crm/v3/imports/{id}`` reads ``PROCESSING`` (:attr:`import_polls`
+  times) then ``DONE`` with ``metadata.counters``; ``GET /crm/v3/imports/{id}/errors`` pages the refused
+  rows (``errorType``, ``invalidValue``, ``sourceData.rowData`` / ``lineNumber``). A blank cell leaves a
+  property as it is (imports never clear a value);
 * ``X-HubSpot-RateLimit-Daily[-Remaining]`` on every response and the interval headers
   (``-Max``/``-Remaining``/``-Interval-Milliseconds``) on every non-search response; 429 bodies carry
   ``policyName`` ``TEN_SECONDLY_ROLLING`` | ``SECONDLY`` | ``DAILY`` and no ``Retry-After``.
@@ -39,6 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import csv
+import io
 import json
 import random
 import threading
@@ -49,6 +59,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from email.parser import BytesParser
+from email.policy import default as email_default
 from typing import Any
 
 from starlette.applications import Starlette
@@ -68,6 +80,8 @@ TYPE_IDS: dict[tuple[str, str], tuple[int, ...]] = {
     ("deals", "contacts"): (3,), ("contacts", "deals"): (4,),
     ("deals", "line_items"): (19,), ("line_items", "deals"): (20,),
 }
+# HubSpot object type ids (imports, schemas): deals 0-3, companies 0-2, contacts 0-1, line items 0-8, products 0-7
+OBJECT_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3", "products": "0-7", "line_items": "0-8"}
 SINGULAR = {"deals": "deal", "companies": "company", "contacts": "contact", "line_items": "line_item",
             "products": "product"}
 STAGES = [("appointmentscheduled", "Appointment Scheduled", "0.2", "false"),
@@ -212,6 +226,7 @@ class HubSpotEmulator:
     # (object, id) -> (category, message): batch updates of these records are refused (207 errors)
     write_faults: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
     scopes: set[str] | None = None  # the private app's granted scopes (None: all); writes check theirs
+    import_polls: int = 1  # status reads of an import answered PROCESSING before it is DONE
     objects: dict[str, dict[int, Rec]] = field(init=False, repr=False)
     served: dict[str, int] = field(init=False)
     statuses: dict[int, int] = field(init=False)
@@ -228,6 +243,7 @@ class HubSpotEmulator:
         self._updated_index: dict[str, tuple[list[int], list[Rec]]] = {}
         self._window_cache: tuple[Any, list[Rec], list[int]] = (None, [], [])
         self.served = {}
+        self.imports: dict[str, dict[str, Any]] = {}
         self.statuses = {}
         self.objects = {t: {} for t in STANDARD}
         self._ids: dict[str, list[int]] = {t: [] for t in STANDARD}
@@ -259,6 +275,9 @@ class HubSpotEmulator:
             Route("/crm/v3/pipelines/{obj}", self._r(self._pipelines), methods=["GET"]),
             Route("/crm/v3/owners", self._r(self._owners), methods=["GET"]),
             Route("/crm/v3/owners/", self._r(self._owners), methods=["GET"]),
+            Route("/crm/v3/imports", self._r(self._start_import), methods=["POST"]),
+            Route("/crm/v3/imports/{iid}", self._r(self._import_status), methods=["GET"]),
+            Route("/crm/v3/imports/{iid}/errors", self._r(self._import_errors), methods=["GET"]),
             Route("/crm/v4/associations/{frm}/{to}/batch/read", self._r(self._assoc_batch), methods=["POST"]),
             Route("/crm/v4/objects/{frm}/{oid}/associations/{to}", self._r(self._assoc_one), methods=["GET"]),
         ])
@@ -914,6 +933,117 @@ class HubSpotEmulator:
             return out
         return _Status(207, {**out, "numErrors": len(missing) + sum(len(v) for v in refused.values()),
                              "errors": errors})
+
+    # --- imports -------------------------------------------------------------------------------
+    async def _start_import(self, request: Request) -> Any:
+        self._require("crm.import")
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            raise _error(415, "Content type must be multipart/form-data", "VALIDATION_ERROR")
+        raw = await request.body()
+        msg = BytesParser(policy=email_default).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
+        fields: dict[str, str] = {}
+        uploads: dict[str, bytes] = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            got = part.get_payload(decode=True)
+            payload = got if isinstance(got, bytes) else b""
+            if part.get_filename():
+                uploads[str(part.get_filename())] = payload
+            elif name:
+                fields[str(name)] = payload.decode("utf-8")
+        try:
+            spec = json.loads(fields["importRequest"])
+        except (KeyError, ValueError):
+            raise _error(400, "importRequest is missing or is not JSON", "VALIDATION_ERROR") from None
+        ops: dict[str, str] = spec.get("importOperations") or {}
+        if any(v not in ("CREATE", "UPDATE", "UPSERT") for v in ops.values()):
+            raise _error(400, "importOperations: CREATE, UPDATE or UPSERT", "VALIDATION_ERROR")
+        files = spec.get("files") or []
+        if not files:
+            raise _error(400, "files: at least one file is required", "VALIDATION_ERROR")
+        iid = str(80_000_000 + len(self.imports))
+        errors: list[dict[str, Any]] = []
+        counters = {"TOTAL_ROWS": 0, "UPDATED_OBJECTS": 0, "CREATED_OBJECTS": 0}
+        now = self.now_ms()
+        for f in files:
+            page = f.get("fileImportPage") or {}
+            content = uploads.get(str(f.get("fileName")))
+            if content is None:
+                raise _error(400, f"no uploaded file named {f.get('fileName')!r}", "VALIDATION_ERROR")
+            if f.get("fileFormat") != "CSV":
+                raise _error(400, "only fileFormat CSV is emulated", "VALIDATION_ERROR")
+            rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+            header = rows.pop(0) if page.get("hasHeader") and rows else []
+            if len(rows) > 1_048_576:
+                raise _error(400, "a file holds at most 1,048,576 rows", "VALIDATION_ERROR")
+            mappings = page.get("columnMappings") or []
+            if header and [m.get("columnName") for m in mappings] != header:
+                raise _error(400, "columnMappings must name the file's header columns in order", "VALIDATION_ERROR")
+            type_ids = {str(m.get("columnObjectTypeId")) for m in mappings}
+            objs = [o for o, t in OBJECT_TYPE_IDS.items() if t in type_ids]
+            if len(objs) != 1 or ops.get(OBJECT_TYPE_IDS[objs[0]]) != "UPDATE":
+                raise _error(400, "only UPDATE imports of one object per file are emulated", "VALIDATION_ERROR")
+            obj = objs[0]
+            id_col = [i for i, m in enumerate(mappings) if m.get("columnType") == "HUBSPOT_OBJECT_ID"]
+            if len(id_col) != 1:
+                raise _error(400, "an UPDATE import needs one HUBSPOT_OBJECT_ID column", "VALIDATION_ERROR")
+            props = {i: str(m.get("propertyName")) for i, m in enumerate(mappings) if i != id_col[0]}
+            for name in props.values():
+                if name not in self._known(obj):
+                    raise _error(400, f'Property "{name}" does not exist', "VALIDATION_ERROR")
+            for line, row in enumerate(rows, start=2 if header else 1):
+                counters["TOTAL_ROWS"] += 1
+                oid = row[id_col[0]] if id_col[0] < len(row) else ""
+                rec = self.objects[obj].get(int(oid)) if oid.isdigit() else None
+                problem: tuple[str, str] | None = None
+                values = {props[i]: v for i, v in enumerate(row) if i in props and v != ""}
+                if rec is None or rec.archived:
+                    problem = ("UNKNOWN_OBJECT_ID", oid)
+                elif (fault := self.write_faults.get((obj, rec.id))) is not None:
+                    problem = (fault[0], oid)
+                elif bad := [p for n, v in values.items() if (p := self._value_problem(obj, n, v)) is not None]:
+                    problem = (str(bad[0]["error"]), str(values[bad[0]["name"]]))
+                if problem is not None or rec is None:
+                    kind, value = problem or ("UNKNOWN_OBJECT_ID", oid)
+                    errors.append({"id": str(len(errors) + 1), "createdAt": iso_ms(now), "errorType": kind,
+                                   "invalidValue": value, "objectType": SINGULAR[obj].upper(),
+                                   "sourceData": {"sourceType": "FILE", "rowData": ",".join(row),
+                                                  "lineNumber": line, "fileId": iid}})
+                    continue
+                rec.props.update(values)
+                rec.updated = rec.visible_at = now
+                self._stamp(obj, rec)
+                counters["UPDATED_OBJECTS"] += 1
+        counters["ERRORS"] = len(errors)
+        meta = {"id": iid, "importName": spec.get("name") or iid, "createdAt": iso_ms(now), "updatedAt": iso_ms(now),
+                "optOutImport": False, "importSource": "API", "importRequestJson": spec,
+                "metadata": {"objectLists": [], "fileIds": [iid], "counters": counters}}
+        self.imports[iid] = {"meta": meta, "errors": errors, "polls": 0}
+        return {**meta, "state": "STARTED"}
+
+    def _import(self, request: Request) -> dict[str, Any]:
+        found = self.imports.get(request.path_params["iid"])
+        if found is None:
+            raise _error(404, f"Import {request.path_params['iid']} not found", "OBJECT_NOT_FOUND")
+        return found
+
+    async def _import_status(self, request: Request) -> Any:
+        imp = self._import(request)
+        imp["polls"] += 1
+        done = imp["polls"] > self.import_polls
+        return {**imp["meta"], "state": "DONE" if done else "PROCESSING"}
+
+    async def _import_errors(self, request: Request) -> Any:
+        imp = self._import(request)
+        q = request.query_params
+        limit = min(int(q.get("limit") or 100), 500)
+        start = int(q.get("after") or 0)
+        page = imp["errors"][start:start + limit]
+        out: dict[str, Any] = {"results": page}
+        if start + limit < len(imp["errors"]):
+            out["paging"] = {"next": {"after": str(start + limit)}}
+        return out
 
     async def _pipelines(self, request: Request) -> Any:
         if request.path_params["obj"] != "deals":

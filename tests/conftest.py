@@ -14,6 +14,8 @@ from canonical.store import Store
 from ltc.app import schema as tables  # the whole schema: every layer's tables
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# the reconcile stages check their frame contracts (columns in, columns out) under test
+os.environ.setdefault("LTC_RECON_CHECK", "1")
 
 PG_ADMIN_URL = os.environ.get("LTC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from recon_helpers import AS_OF, deal, frame, invoice, order, payment, world
 
-from reconcile.core import ConservationError, Settings, _conservation, reconcile_frames
+from reconcile.core import ConservationError, Settings, reconcile_frames
+from reconcile.stages.conservation import conservation as _conservation
 
 S = Settings()
 

@@ -1,0 +1,31 @@
+"""The reconciliation's tolerances and grace periods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tolerances and grace periods (from ``ltc.app.config.ReconcileConfig``) + the reporting currency."""
+
+    tolerance_abs: Decimal = Decimal("0.01")
+    tolerance_rel: Decimal = Decimal("0.001")
+    fx_tolerance_rel: Decimal = Decimal("0.02")
+    grace_days_won_not_ordered: int = 7
+    grace_days_ordered_not_invoiced: int = 30
+    max_subset_invoices: int = 6
+    subset_pool_max: int = 14
+    order_match_window_days: int = 120
+    reporting_currency: str = "USD"
+
+    @classmethod
+    def from_config(cls, cfg: Any, reporting_currency: str | None = None) -> Settings:
+        """From a ``Config`` (uses its ``reconcile`` and ``reporting_currency``) or a ``ReconcileConfig``."""
+        rc = getattr(cfg, "reconcile", cfg)
+        rep = reporting_currency or getattr(cfg, "reporting_currency", None) or "USD"
+        names = {f for f in cls.__dataclass_fields__ if f != "reporting_currency"}
+        kwargs = {n: getattr(rc, n) for n in names if getattr(rc, n, None) is not None}
+        return cls(reporting_currency=rep, **kwargs)

@@ -1,0 +1,85 @@
+"""Stage 3, link_invoices: each invoice to its order (order reference) or deal (deal reference); duplicates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import polars as pl
+
+from reconcile.frames import MONEY, RATE, Frames
+from reconcile.stages.contract import expect
+from reconcile.stages.expr import INACTIVE_INVOICE, norm
+from reconcile.stages.identity import Identity
+from reconcile.stages.orders import Orders
+
+
+@dataclass(frozen=True)
+class Invoices:
+    """``inv``: invoices + cluster_id, oref, dref, ikey, active, is_credit, order_id, ref_deal, chain_id,
+    rule_id, is_dup (``total`` is the absolute amount).
+    ``targets``: the active invoices that are neither credit notes nor duplicates (what payments settle).
+    ``links``: order/deal -> invoice; ``exceptions``: INVOICE_WITHOUT_ORDER, DUPLICATE_INVOICE."""
+
+    inv: pl.DataFrame
+    targets: pl.DataFrame
+    links: list[pl.DataFrame]
+    exceptions: list[pl.DataFrame]
+
+
+def link_invoices(fr: Frames, ident: Identity, orders: Orders) -> Invoices:
+    expect("link_invoices", "invoice", fr.invoice, ("id", "number", "kind", "account_id", "order_ref", "deal_ref",
+                                                   "issue_date", "status", "currency", "total"))
+    expect("link_invoices", "order", orders.order, ("id", "number", "active", "deal_id"))
+    ex_parts: list[pl.DataFrame] = []
+    okeys = orders.order.filter(pl.col("active")).with_columns(norm("number").alias("okey")).group_by("okey").agg(
+        pl.col("id").first().alias("order_id"), pl.len().alias("n_ord"),
+        pl.col("deal_id").first().alias("o_deal"),
+    )
+    inv = ident.cluster_of(fr.invoice).with_columns(
+        norm("order_ref").alias("oref"), norm("deal_ref").alias("dref"), norm("number").alias("ikey"),
+        (~pl.col("status").is_in(INACTIVE_INVOICE) | pl.col("status").is_null()).alias("active"),
+        (pl.col("kind") == "credit_note").alias("is_credit"), pl.col("total").abs().alias("total"),
+    )
+    inv = inv.join(okeys, left_on="oref", right_on="okey", how="left").join(
+        orders.unique_keys,
+        left_on="dref", right_on="dkey", how="left",
+    ).with_columns(
+        pl.when(pl.col("n_ord") == 1).then(pl.col("order_id")).alias("order_id"),
+    ).with_columns(
+        pl.coalesce(pl.when(pl.col("order_id").is_not_null()).then(pl.col("o_deal")), pl.col("ref_deal")).alias("chain_id"),
+        pl.when(pl.col("order_id").is_not_null()).then(pl.lit("invoice.order_ref"))
+        .when(pl.col("ref_deal").is_not_null()).then(pl.lit("invoice.deal_ref")).alias("rule_id"),
+    ).drop("o_deal", "n_ord")
+    links = [inv.filter(pl.col("rule_id").is_not_null()).select(
+        "chain_id",
+        pl.when(pl.col("order_id").is_not_null()).then(pl.lit("order")).otherwise(pl.lit("deal")).alias("from_entity"),
+        pl.coalesce("order_id", "ref_deal").alias("from_id"), pl.lit("invoice").alias("to_entity"),
+        pl.col("id").alias("to_id"), "rule_id", pl.lit(Decimal(1), RATE).alias("confidence"),
+        pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin"),
+        pl.format("order_ref={} deal_ref={}", pl.col("order_ref").fill_null("-"), pl.col("deal_ref").fill_null("-"))
+        .alias("evidence"),
+    )]
+    ex_parts.append(inv.filter(pl.col("active") & pl.col("rule_id").is_null()).select(
+        pl.lit("INVOICE_WITHOUT_ORDER").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
+        pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id")).alias("records"),
+        "currency", pl.col("total").alias("amount"), "cluster_id",
+        pl.format("order_ref={}", pl.col("order_ref").fill_null("-")).alias("detail"),
+    ))
+
+    # duplicates: same order (or customer), amount, issue date, currency; first by number/id is the original
+    bills = inv.filter(pl.col("active") & ~pl.col("is_credit")).with_columns(
+        pl.coalesce("order_id", "cluster_id").alias("dk"))
+    dgroups = bills.sort(["number", "id"]).group_by(["dk", "total", "issue_date", "currency"]).agg(
+        pl.col("id").alias("ids"), pl.col("chain_id").first(), pl.col("cluster_id").first()
+    ).filter(pl.col("ids").list.len() > 1)
+    ex_parts.append(dgroups.select(
+        pl.lit("DUPLICATE_INVOICE").alias("code"), "chain_id", pl.col("ids").list.sort().alias("keys"),
+        pl.col("ids").list.sort().alias("records"), "currency",
+        (pl.col("total") * (pl.col("ids").list.len() - 1)).cast(MONEY).alias("amount"), "cluster_id",
+        pl.format("{} invoices of {} on {}", pl.col("ids").list.len(), "total", "issue_date").alias("detail"),
+    ))
+    dup_ids = dgroups.select(pl.col("ids").list.slice(1).alias("id")).explode("id")
+    inv = inv.with_columns(pl.col("id").is_in(dup_ids["id"].implode()).alias("is_dup"))
+    targets = inv.filter(pl.col("active") & ~pl.col("is_credit") & ~pl.col("is_dup"))
+    return Invoices(inv=inv, targets=targets, links=links, exceptions=ex_parts)

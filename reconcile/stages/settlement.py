@@ -1,0 +1,93 @@
+"""Stage 6, settle: what each payment left unapplied and what each invoice still owes, as of a day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from reconcile.frames import MONEY, days
+from reconcile.settings import Settings
+from reconcile.stages.contract import expect
+from reconcile.stages.expr import ZERO, m, tol
+from reconcile.stages.invoices import Invoices
+from reconcile.stages.payments import Payments
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """``pbal``: payment_id, amount, currency, sign, fee, cluster_id, ref_deal, pdate, applied, unapplied.
+    ``ib`` (invoice balances): invoice_id, total, credited, paid, fx, residual, due_date, issue_date, currency,
+    chain_id, cluster_id, order_id, in_tol, in_fx_tol, days_past_due, fx_difference, writeoff, settled,
+    open_amount, bucket. ``last_alloc``: invoice_id, payment_id (the latest payment of each invoice).
+    ``exceptions``: AMBIGUOUS_MATCH (payments), UNAPPLIED_PAYMENT, INVOICE_OVERDUE, PAYMENT_MISMATCH."""
+
+    pbal: pl.DataFrame
+    ib: pl.DataFrame
+    last_alloc: pl.DataFrame
+    exceptions: list[pl.DataFrame]
+
+
+def settle(invoices: Invoices, payments: Payments, s: Settings, as_of: date) -> Settlement:
+    alloc, act_pay, amb_all = payments.alloc, payments.act_pay, payments.ambiguous
+    expect("settle", "act_pay", act_pay, ("id", "amount", "currency", "sign", "fee", "cluster_id", "ref_deal", "pdate"))
+    expect("settle", "alloc", alloc, ("payment_id", "invoice_id", "payment_amount"))
+    ex_parts: list[pl.DataFrame] = []
+    # payment balances and unapplied cash
+    applied = alloc.group_by("payment_id").agg(pl.col("payment_amount").sum().alias("applied"))
+    pbal = act_pay.select(pl.col("id").alias("payment_id"), "amount", "currency", "sign", "fee", "cluster_id",
+                          "ref_deal", "pdate").join(applied, on="payment_id", how="left").with_columns(
+        pl.col("applied").fill_null(ZERO).cast(MONEY)
+    ).with_columns((pl.col("amount") - pl.col("applied")).cast(MONEY).alias("unapplied"))
+    amb_ids = amb_all.select(pl.col("id").alias("payment_id"))
+    unapplied = pbal.filter(pl.col("unapplied") > tol(s, pl.col("amount"))).join(amb_ids, on="payment_id", how="anti")
+    ex_parts.append(pbal.join(amb_all.rename({"id": "payment_id"}), on="payment_id").select(
+        pl.lit("AMBIGUOUS_MATCH").alias("code"), pl.col("ref_deal").alias("chain_id"),
+        pl.concat_list(pl.col("payment_id")).alias("keys"), pl.concat_list("payment_id", "cands").alias("records"),
+        "currency", pl.col("unapplied").alias("amount"), "cluster_id", "detail",
+    ))
+    ex_parts.append(unapplied.select(
+        pl.lit("UNAPPLIED_PAYMENT").alias("code"), pl.col("ref_deal").alias("chain_id"),
+        pl.concat_list(pl.col("payment_id")).alias("keys"), pl.concat_list(pl.col("payment_id")).alias("records"),
+        "currency", pl.col("unapplied").alias("amount"), "cluster_id",
+        pl.format("{} {} matches no invoice", "unapplied", "currency").alias("detail"),
+    ))
+
+    # invoice settlement
+    last_alloc = alloc.select("invoice_id", "payment_id").join(pbal.select("payment_id", "pdate"), on="payment_id")
+    last_alloc = last_alloc.filter(pl.col("pdate") == pl.col("pdate").max().over("invoice_id")).group_by(
+        "invoice_id").agg(pl.col("payment_id").max())
+    ib = payments.bal.join(invoices.targets.select(pl.col("id").alias("invoice_id"), "due_date", "issue_date",
+                                                   "currency", "chain_id", "cluster_id", "order_id"),
+                           on="invoice_id").with_columns(
+        (pl.col("residual").abs() <= tol(s, pl.col("total"))).alias("in_tol"),
+        (pl.col("fx") & (pl.col("residual").abs() <= tol(s, pl.col("total"), True))).alias("in_fx_tol"),
+        days(pl.col("due_date"), as_of).alias("days_past_due"),
+    ).with_columns(
+        pl.when(pl.col("in_fx_tol") & pl.col("fx")).then(pl.col("residual")).alias("fx_difference"),
+        pl.when(pl.col("in_tol") & ~pl.col("fx")).then(pl.col("residual")).alias("writeoff"),
+        (pl.col("in_tol") | pl.col("in_fx_tol")).alias("settled"),
+    ).with_columns(
+        pl.when(pl.col("settled")).then(m(0)).otherwise(pl.col("residual")).cast(MONEY).alias("open_amount"),
+        pl.when(pl.col("days_past_due") <= 0).then(pl.lit("current")).when(pl.col("days_past_due") <= 30)
+        .then(pl.lit("1-30")).when(pl.col("days_past_due") <= 60).then(pl.lit("31-60"))
+        .when(pl.col("days_past_due") <= 90).then(pl.lit("61-90")).otherwise(pl.lit("90+")).alias("bucket"),
+    )
+    past_due = pl.col("days_past_due") > 0
+    ex_parts.append(ib.filter(~pl.col("settled") & (pl.col("paid") == 0) & (pl.col("credited") == 0) & past_due).select(
+        pl.lit("INVOICE_OVERDUE").alias("code"), "chain_id", pl.concat_list(pl.col("invoice_id")).alias("keys"),
+        pl.concat_list(pl.col("invoice_id")).alias("records"), "currency", pl.col("residual").alias("amount"),
+        "cluster_id", pl.format("{} days past due, bucket {}", "days_past_due", "bucket").alias("detail"),
+    ))
+    mism = ib.filter(~pl.col("settled") & ((pl.col("residual") < 0) | (((pl.col("paid") != 0) | (pl.col("credited") != 0)) & past_due)))
+    mism_pays = alloc.select("invoice_id", "payment_id").join(mism.select("invoice_id"), on="invoice_id", how="semi")
+    ex_parts.append(mism.join(mism_pays.group_by("invoice_id").agg(pl.col("payment_id").sort()), on="invoice_id", how="left")
+                    .select(
+        pl.lit("PAYMENT_MISMATCH").alias("code"), "chain_id", pl.concat_list(pl.col("invoice_id")).alias("keys"),
+        pl.concat_list(pl.col("invoice_id"), pl.col("payment_id").fill_null([])).alias("records"), "currency",
+        pl.col("residual").abs().alias("amount"), "cluster_id",
+        pl.when(pl.col("residual") < 0).then(pl.format("overpaid by {}", pl.col("residual").abs()))
+        .otherwise(pl.format("short paid by {}, {} days past due", "residual", "days_past_due")).alias("detail"),
+    ))
+    return Settlement(pbal=pbal, ib=ib, last_alloc=last_alloc, exceptions=ex_parts)
