@@ -109,3 +109,36 @@ def test_world_replays_end_to_end(tmp_path: Path) -> None:
         assert (tmp_path / "reports" / "report.html").exists()
     finally:
         store.close()
+
+
+def test_a_changed_sales_order_remaps_the_invoices_that_name_it(tmp_path: Path) -> None:
+    """The invoice reads its order's number through the ``so`` sidecar (``with:`` on the lookup's
+    dotted id ``Sales_Order.id``); when only the sales order changes, the invoice is mapped again."""
+    import sqlalchemy as sa
+
+    from canonical.store import RawRecord
+    from canonical.tables import table_for
+    from mappings.engine import run_mapping
+
+    world = read_world(WORLD)
+    so = dict(world.records["zoho"]["Sales_Orders"][0])
+    inv = dict(world.records["zoho"]["Invoices"][0])
+    store = Store.open(f"sqlite:///{tmp_path / 'ltc.db'}")
+    try:
+        def land(obj: str, rec: dict[str, Any]) -> None:
+            store.commit_page("zoho", obj.lower(), [RawRecord(obj, rec["id"], rec)], None)
+
+        def order_ref() -> str:
+            invoice = table_for("invoice")
+            with store.engine.connect() as conn:
+                return str(conn.execute(sa.select(invoice.c.order_ref)).scalar_one())
+
+        land("Sales_Orders", so)
+        land("Invoices", inv)
+        run_mapping(store, "zoho")
+        assert order_ref() == "SO-2026-0042"
+        land("Sales_Orders", {**so, "SO_Number": "SO-2026-0042-A", "Modified_Time": "2026-10-02T09:00:00+05:30"})
+        run_mapping(store, "zoho")
+        assert order_ref() == "SO-2026-0042-A"
+    finally:
+        store.close()
