@@ -266,3 +266,19 @@ def test_sync_stream_resumes_after_max_pages(zoho: Start, sqlite_store: Store) -
     assert rest.status == "success" and rest.records == 15
     assert set(_stamps(sqlite_store, "Deals")) == set(emu.records["Deals"])
     conn.close()
+
+
+def test_nothing_changed_is_204_no_content_and_a_clean_run(zoho: Start, sqlite_store: Store) -> None:
+    emu, srv = zoho(size=12, modules=["Deals"])
+    conn = make_connector(srv, streams=["deals"], lookback=timedelta(0))
+    sync(conn, sqlite_store)
+    token = next(iter(emu.tokens))
+    empty = httpx.get(f"{srv.url}/crm/v8/Deals/deleted", params={"type": "all"},
+                      headers={"Authorization": f"Zoho-oauthtoken {token}"})
+    assert empty.status_code == 204 and empty.content == b""
+    emu.requests.clear()
+    [again] = sync(conn, sqlite_store)
+    assert again.status == "success" and again.written == 0
+    assert again.records == 1  # the window starts at the mark, inclusive: the last deal, unchanged
+    assert emu.requests == [("GET", "/crm/v8/Deals/deleted"), ("POST", "/crm/v8/coql"), ("GET", "/crm/v8/Deals")]
+    conn.close()
