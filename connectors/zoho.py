@@ -172,7 +172,12 @@ class _Plan:
         merged: dict[str, dict[str, Any]] = {}
         for call in self.calls:
             for row in call.result():
-                merged.setdefault(str(row.get("id")), {}).update(row)
+                rid = str(row.get("id"))
+                have = merged.get(rid)
+                if have is None:
+                    merged[rid] = row
+                else:  # a wide module: the same record's other field chunk
+                    have.update(row)
         return [merged[i] for i in self.ids if i in merged]
 
 
