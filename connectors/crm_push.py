@@ -79,6 +79,8 @@ class Update:
     record_id: str
     values: Mapping[str, str | None]
     kinds: Mapping[str, Kind]
+    # fields set to None here that hold a value we wrote before (a real clear, not just "never set")
+    clears: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,7 @@ class HubSpotTarget:
     whatever the count, where batches need one per hundred. An import never clears a property (a blank
     cell is skipped), so records that clear a value go by batch update. Without the ``crm.import``
     scope (403) the run falls back to batch updates and says so; ``import_threshold: null`` turns
-    imports off."""
+    imports off. (A None never written before needs no clearing: its cell stays blank.)"""
 
     kind = "hubspot"
     mixed_objects = False
@@ -406,7 +408,7 @@ class HubSpotTarget:
         obj = _one_object(updates, "a HubSpot import")
         type_id = HUBSPOT_TYPE_IDS[obj]
         results: dict[int, WriteResult] = {}
-        clears = [i for i, u in enumerate(updates) if any(v is None for v in u.values.values())]
+        clears = [i for i, u in enumerate(updates) if u.clears]
         for k in range(0, len(clears), self.batch_size):
             chunk = clears[k:k + self.batch_size]
             results.update(zip(chunk, self._write_batch([updates[i] for i in chunk]), strict=True))
@@ -633,7 +635,8 @@ def plan(store: Store, source: str, records: Sequence[StatusRecord],
             counts.unchanged += 1
             continue
         changed = {k: v for k, v in wanted.items() if k not in stored or stored[k] != v}
-        item = _Pending(rec, wanted, digest, Update(rec.object, rec.record_id, changed, kinds_of[rec.role]))
+        clears = frozenset(k for k, v in changed.items() if v is None and stored.get(k) is not None)
+        item = _Pending(rec, wanted, digest, Update(rec.object, rec.record_id, changed, kinds_of[rec.role], clears))
         if not changed:
             counts.unchanged += 1
             quiet.append(item)

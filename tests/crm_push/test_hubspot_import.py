@@ -41,8 +41,10 @@ def portal(request: pytest.FixtureRequest) -> Iterator[tuple[HubSpotEmulator, Hu
         server.stop()
 
 
-def _update(rid: str, paid: str | None, status: str | None = "paid", last: str | None = "2026-11-30") -> Update:
-    return Update("deals", rid, {"ltc_paid_amount": paid, "ltc_status": status, "ltc_last_payment": last}, KINDS)
+def _update(rid: str, paid: str | None, status: str | None = "paid", last: str | None = "2026-11-30",
+            clears: frozenset[str] = frozenset()) -> Update:
+    return Update("deals", rid, {"ltc_paid_amount": paid, "ltc_status": status, "ltc_last_payment": last}, KINDS,
+                  clears)
 
 
 def test_an_import_updates_many_deals_in_a_few_requests_and_reads_back_the_refused_rows(
@@ -81,11 +83,14 @@ def test_records_that_clear_a_value_go_by_batch_update_since_an_import_never_cle
     emu, target = portal
     ids = [str(i) for i in emu.live_ids("deals")][:8]
     assert all(r.ok for r in target.write([_update(rid, "5.00") for rid in ids]))
-    results = target.write([_update(rid, "6.00", last=None if rid == ids[0] else "2026-12-01") for rid in ids])
+    results = target.write([_update(rid, "6.00", last=None, clears=frozenset({"ltc_last_payment"}))
+                            if rid == ids[0] else _update(rid, "6.00", last=None if rid == ids[1] else "2026-12-01")
+                            for rid in ids])
     assert all(r.ok for r in results)
-    assert emu.objects["deals"][int(ids[0])].props["ltc_last_payment"] in ("", None)  # cleared by batch update
-    assert emu.objects["deals"][int(ids[1])].props["ltc_last_payment"] == "2026-12-01"
-    assert emu.served["objects"] >= 1 and len(emu.imports) == 2
+    assert emu.objects["deals"][int(ids[0])].props["ltc_last_payment"] == ""  # cleared by a batch update
+    assert emu.objects["deals"][int(ids[1])].props["ltc_last_payment"] == "2026-11-30"  # blank cell: left alone
+    assert emu.objects["deals"][int(ids[2])].props["ltc_last_payment"] == "2026-12-01"
+    assert emu.served["objects"] == 1 and len(emu.imports) == 2
 
 
 def test_below_the_threshold_batch_updates_are_used(portal: tuple[HubSpotEmulator, HubSpotTarget]) -> None:
