@@ -91,8 +91,9 @@ def is_loopback(url: str) -> bool:
 
 
 def insecure_urls(source: SourceConfig) -> list[str]:
-    """The source's plain http:// URLs that leave this machine (base_url, options.login_url)."""
-    urls = [source.base_url, source.options.get("login_url")]
+    """The source's plain http:// URLs that leave this machine (base_url, options.login_url, and
+    Zoho's options.accounts_url, where the client secret goes)."""
+    urls = [source.base_url, source.options.get("login_url"), source.options.get("accounts_url")]
     return [u for u in urls if isinstance(u, str) and u.lower().startswith("http://") and not is_loopback(u)]
 
 

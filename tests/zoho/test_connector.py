@@ -282,3 +282,23 @@ def test_nothing_changed_is_204_no_content_and_a_clean_run(zoho: Start, sqlite_s
     assert again.records == 1  # the window starts at the mark, inclusive: the last deal, unchanged
     assert emu.requests == [("GET", "/crm/v8/Deals/deleted"), ("POST", "/crm/v8/coql"), ("GET", "/crm/v8/Deals")]
     conn.close()
+
+
+def test_config_builds_the_connector_and_refuses_plain_http_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.registry import build
+    from ltc.app.config import SecretRef, SourceConfig
+
+    for k, v in (("ZC_ID", "1000.X"), ("ZC_SECRET", "s3cret"), ("ZC_REFRESH", "1000.r")):
+        monkeypatch.setenv(k, v)
+    creds = {"client_id": SecretRef(env="ZC_ID"), "client_secret": SecretRef(env="ZC_SECRET"),
+             "refresh_token": SecretRef(env="ZC_REFRESH")}
+    conn = build("crm", SourceConfig(kind="zoho", credentials=creds, options={"dc": "com.au", "concurrency": 3}))
+    assert isinstance(conn, ZohoConnector)
+    assert conn.accounts_url == "https://accounts.zoho.com.au" and conn.concurrency == 3
+    assert [s.name for s in conn.streams] == ["leads", "accounts", "contacts", "deals", "products", "quotes",
+                                              "sales_orders", "invoices"]
+    conn.close()
+    with pytest.raises(ConfigError, match="refresh_token"):
+        build("crm", SourceConfig(kind="zoho", credentials={"client_id": creds["client_id"]}))
+    with pytest.raises(ValueError, match="unencrypted"):
+        SourceConfig(kind="zoho", credentials=creds, options={"accounts_url": "http://accounts.example.com"})
