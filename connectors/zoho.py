@@ -69,7 +69,7 @@ from canonical.errors import ConfigError
 from connectors.base import AfterCursor, Connector, Page, StreamSpec, Window, parse_instant
 from connectors.errors import AuthenticationError, ConnectorError, QuotaPaused, RetryableError
 from connectors.governor import RateGovernor, governor_for
-from connectors.http import HttpClient, RetryPolicy, parse_retry_after
+from connectors.http import HttpClient, RetryPolicy, not_json, parse_retry_after
 
 # data centre -> (accounts server, API domain)
 DATA_CENTRES: dict[str, tuple[str, str]] = {
@@ -277,19 +277,31 @@ class ZohoConnector(Connector):
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json_body: Any = None,
               headers: Mapping[str, str] | None = None) -> Any:
-        """One API call (the parsed body; None for 204/304), refreshing the token once on INVALID_TOKEN."""
+        """One API call (the parsed body; None for 204/304), refreshing the token once on INVALID_TOKEN.
+
+        The body is parsed after the concurrency slot is given back (the org's limit counts calls in
+        flight, not our parsing); a body that is not JSON is asked for again, twice at most."""
         stale: str | None = None
-        for attempt in range(2):
+        refreshed = unreadable = 0
+        while True:
             token, http = self._access(stale)
             hdrs = {"Authorization": f"Zoho-oauthtoken {token}", **(headers or {})}
             try:
                 with self.slot:
-                    return http.call(method, path, _parse, params=params, json=json_body, headers=hdrs)[1]
+                    response = http.request(method, path, params=params, json=json_body, headers=hdrs)
             except AuthenticationError as exc:
-                if exc.code != "INVALID_TOKEN" or attempt:
+                if exc.code != "INVALID_TOKEN" or refreshed:
                     raise
-                stale = token
-        raise AssertionError("unreachable")  # pragma: no cover
+                refreshed, stale = 1, token
+                continue
+            try:
+                return _parse(response.content)
+            except ValueError:
+                unreadable += 1
+                if unreadable > 2:
+                    err = not_json("zoho", response.request.url, response.status_code, response.content,
+                                   response.headers.get("content-type"))
+                    raise ConnectorError(str(err), status=response.status_code) from None
 
     def _observe(self, headers: Mapping[str, str]) -> None:
         limit, left = headers.get("X-RATELIMIT-LIMIT"), headers.get("X-RATELIMIT-REMAINING")
