@@ -210,13 +210,40 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
-    """Bring the schema to ``revision``; returns (before, after)."""
+    """Bring the schema to ``revision`` in one transaction; returns (before, after).
+
+    All or nothing, SQLite included: a process killed half-way leaves the schema as it was (an empty
+    store stays empty and is created again on next use), never tables without their revision."""
     before = current_revision(engine)
-    with engine.begin() as conn:
+    with _ddl_engine(engine) as ddl, ddl.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
     after = current_revision(engine)
     assert after is not None
     return before, after
+
+
+@contextmanager
+def _ddl_engine(engine: Engine) -> Iterator[Engine]:
+    """An engine whose transactions hold DDL: PostgreSQL's own; for a SQLite file, one that emits
+    ``BEGIN`` itself (pysqlite runs DDL outside any transaction, one ``CREATE TABLE`` at a time)."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        yield engine
+        return
+    ddl = sa.create_engine(engine.url, poolclass=sa.pool.NullPool, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(ddl, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver opens no transaction of its own
+
+    @sa.event.listens_for(ddl, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        yield ddl
+    finally:
+        ddl.dispose()
 
 
 def upgrade_locked(engine: Engine) -> tuple[str | None, str]:

@@ -87,6 +87,8 @@ STREAMS: tuple[OdooStream, ...] = (
     _s("payments", "account.payment", ["name", "partner_id", "amount", "currency_id", "date", "payment_type",
                                        "partner_type", "state", "move_id", "reconciled_invoice_ids"],
        [["partner_type", "=", "customer"]]),
+    # the ERP's own FX rates: name = the day, rate = units of currency_id per 1 company currency
+    _s("currency_rates", "res.currency.rate", ["name", "rate", "currency_id", "company_id"]),
 )
 
 

@@ -14,6 +14,9 @@ Variants (period = ``[start, end]``, AR and money in the reporting currency at t
 * ``lead_conversion_rate`` / ``converted_in_creation_cohort_pct``: of leads created in period.
 * ``win_rate`` / ``won_over_won_plus_lost_pct``: deals closed in period.
 * ``sales_cycle_days`` / ``mean_close_minus_created_won`` and ``median_…``: closed-won in period.
+* ``fx_unconverted`` / ``amounts_without_fx_rate_left_out``: open invoices, unapplied receipts and
+  won-not-invoiced deals whose currency has no rate to the reporting currency at as_of: the money KPIs
+  above exclude them (never count them as 0); this says how many.
 """
 
 from __future__ import annotations
@@ -83,7 +86,10 @@ def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
 
     # AR, DSO, aging
     ib = core.invoice_balances.join(owners, on="chain_id", how="left").with_columns(pl.lit(as_of).alias("asof"))
-    ib = with_rate(ib, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null()).with_columns(
+    ib = with_rate(ib, fr.fx_rate, "currency", rep, "asof", "r")
+    unconverted = [ib.filter(pl.col("r").is_null() & (pl.col("open_amount") != 0)).select(
+        "owner", "currency", pl.col("open_amount").alias("amount"))]
+    ib = ib.filter(pl.col("r").is_not_null()).with_columns(
         conv("open_amount", "r").alias("open_rep"), conv("total", "r").alias("total_rep"))
     out["ar"] = ib.select("owner", "open_rep", "bucket",
                           pl.when(in_period("issue_date")).then(pl.col("total_rep")).alias("sales_rep"))
@@ -105,13 +111,19 @@ def kpi_inputs(fr: Frames, core: CoreResult, s: Settings, as_of: date,
                          & (days(pl.col("close_date"), as_of) >= s.grace_days_ordered_not_invoiced))
     wni = won.join(invoiced_chains, left_on="id", right_on="chain_id", how="anti").with_columns(
         pl.lit(as_of).alias("asof"))
-    out["won_not_invoiced"] = with_rate(wni, fr.fx_rate, "currency", rep, "asof", "r").select(
-        "owner", conv("amount", "r").alias("a"))
+    wni = with_rate(wni, fr.fx_rate, "currency", rep, "asof", "r")
+    unconverted.append(wni.filter(pl.col("r").is_null()).select("owner", "currency", "amount"))
+    out["won_not_invoiced"] = wni.select("owner", conv("amount", "r").alias("a"))  # counted; no rate: no amount
 
     # unapplied cash
     pb = core.payment_balances.join(owners.rename({"chain_id": "ref_deal"}), on="ref_deal", how="left").with_columns(
         pl.lit(as_of).alias("asof"))
-    pb = with_rate(pb, fr.fx_rate, "currency", rep, "asof", "r").filter(pl.col("r").is_not_null())
+    pb = with_rate(pb, fr.fx_rate, "currency", rep, "asof", "r")
+    unconverted.append(pb.filter(pl.col("r").is_null() & (pl.col("sign") == 1) & (pl.col("unapplied") != 0)).select(
+        "owner", "currency", pl.col("unapplied").alias("amount")))
+    out["unconverted"] = pl.concat([u.with_columns(pl.col("amount").cast(MONEY)) for u in unconverted],
+                                   how="vertical_relaxed")
+    pb = pb.filter(pl.col("r").is_not_null())
     out["cash"] = pb.filter(pl.col("sign") == 1).select(
         "owner", conv("unapplied", "r").alias("u"), conv("amount", "r").alias("rcv"),
         in_period("pdate").alias("in_period"))
@@ -169,6 +181,11 @@ def kpis_from_inputs(inputs: dict[str, pl.DataFrame], leads: pl.DataFrame, s: Se
     out.append(_rows(ua, "unapplied_cash", "sum_unapplied_at_as_of", s.reporting_currency, pl.col("un")))
     out.append(_rows(ua, "unapplied_ratio", "unapplied_over_period_receipts_pct", "pct", _ratio("un_p", "rcv", 100),
                      "un_p", "rcv"))
+
+    unc = inputs.get("unconverted")
+    if unc is not None:
+        un = _by_owner(unc, [pl.len().alias("n")])
+        out.append(_rows(un, "fx_unconverted", "amounts_without_fx_rate_left_out", "count", pl.col("n")))
 
     ia = _by_owner(inputs["issued"], [(~pl.col("bad")).sum().alias("ok"), pl.len().alias("n")])
     out.append(_rows(ia, "invoice_accuracy", "error_free_over_issued_pct", "pct", _ratio("ok", "n", 100), "ok", "n"))

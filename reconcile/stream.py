@@ -33,7 +33,7 @@ from reconcile.partition import SPLIT, parquet_reader, read_bucket, shared_table
 
 FRAMES = ("chains", "links", "allocations", "invoice_balances", "payment_balances", "states")
 #: the KPI inputs of every bucket (reconcile.kpi.kpi_inputs), kept next to the result frames
-KPI_INPUTS = ("ar", "cycle", "won_not_invoiced", "cash", "issued")
+KPI_INPUTS = ("ar", "cycle", "won_not_invoiced", "cash", "issued", "unconverted")
 
 
 @dataclass(frozen=True)

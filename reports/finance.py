@@ -132,6 +132,8 @@ def _exceptions(conn: sa.Connection) -> list[dict[str, Any]]:
             "record_ids": list(m["subject_ids"] or []), "detail": evidence.get("detail") if isinstance(
                 evidence, dict) else None, "bucket": evidence.get("bucket") if isinstance(evidence, dict) else None,
             "snoozed_until": m.get("snoozed_until"),
+            # a source was missing when this run saw it: {"sources": [{name, status, since}]}
+            "partial": evidence.get("partial") if isinstance(evidence, dict) else None,
         })
     return out
 
@@ -153,9 +155,29 @@ def _by_code(exceptions: list[dict[str, Any]], reporting: str | None) -> list[di
             "owners": ", ".join(f"{o} ({n})" for o, n in sorted(owners.items(), key=lambda t: (-t[1], t[0]))),
             "owner_counts": sorted(((x, n) for x, n in Counter(x["owner"] for x in xs).items()),
                                    key=lambda t: (-t[1], t[0] or "")),  # display: None = unowned
-            "unpriced": sum(1 for x in xs if x["amount_reporting"] is None),
+            "unpriced": sum(1 for x in xs if x["amount_reporting"] is None and x["amount_at_risk"] is not None),
+            # amounts that could not be converted, in their own currency (never counted as 0)
+            "unconverted": _unconverted_totals(xs),
+            "partial": sum(1 for x in xs if x.get("partial")),
         })
+        if out[-1]["unpriced"] and all(x["amount_reporting"] is None for x in xs):  # nothing converted: no total, not 0
+            out[-1]["amount_reporting"] = None
     return out
+
+
+def _unconverted_totals(xs: list[dict[str, Any]]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for x in xs:
+        if x["amount_reporting"] is None and x["amount_at_risk"] is not None and x["currency"]:
+            totals[x["currency"]] = totals.get(x["currency"], ZERO) + x["amount_at_risk"]
+    return dict(sorted(totals.items()))
+
+
+def unconverted(exceptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The gap: open exceptions whose amount could not be converted to the reporting currency."""
+    return [{"fingerprint": x["fingerprint"], "code": x["code"], "currency": x["currency"],
+             "amount_at_risk": x["amount_at_risk"], "reporting_currency": x["reporting_currency"]}
+            for x in exceptions if x["amount_reporting"] is None and x["amount_at_risk"] is not None]
 
 
 def _record(row: Any, entity: str, label: str | None, links: SourceLinks, **kw: Any) -> Record:
@@ -427,6 +449,7 @@ def build_report(store: Store, config: Any | None = None, *, chains: bool = True
             reporting = getattr(config, "reporting_currency", None)
         report.reporting_currency = reporting
         report.by_code = _by_code(report.exceptions, reporting)
+        report.unconverted = unconverted(report.exceptions)
         _monthly(conn, report)
     return report
 
@@ -440,9 +463,13 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
 
 
 def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None, config: Any | None = None,
-                  lang: str | None = None, locale: str | None = None) -> ReportFiles:
+                  lang: str | None = None, locale: str | None = None, banners: list[str] | None = None,
+                  previous_complete: str | None = None, notes: list[str] | None = None) -> ReportFiles:
     """Write the HTML, CSV and XLSX reports of the latest reconciliation into ``out_dir``.
 
+    ``banners``: lines shown at the top when the data is partial (a source paused or failed);
+    ``previous_complete``: a link to the last complete report, kept beside this one; ``notes``: lines
+    about the data shown under the header (stale FX rates, a rate source that could not be read).
     ``lang``: ``en`` or ``zh`` (default: the language of ``reporting_locale``); ``locale``: how numbers,
     money and dates are written (default: ``reporting_locale`` of ltc.yaml when its language is
     ``lang``, else the language's usual locale).
@@ -455,6 +482,9 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(store, config)
+    report.banners = list(banners or [])
+    report.previous_complete = previous_complete
+    report.notes = list(notes or [])
     files = ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
         "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
     _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)

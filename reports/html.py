@@ -137,8 +137,10 @@ def summary(report: Report, v: View) -> dict[str, Any]:
         before = report.previous.get((kpi, variant))
         trend = "same" if before is None or value is None or value == before else (
             "worse" if value > before else "better")  # more of any of these four is worse
+        note = (v._("excluding %(n)s unconverted") % {"n": len(report.unconverted)}
+                if kpi == "amount_at_risk" and report.unconverted else None)
         items.append({"kpi": kpi, "label": v.label("KPI_LABELS", kpi), "value": v.kpi_value(value, unit),
-                      "change": v.change(value, before, unit), "trend": trend})
+                      "change": v.change(value, before, unit), "trend": trend, "note": note})
     return {"items": items, "previous_as_of": report.previous_as_of}
 
 

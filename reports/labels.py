@@ -33,9 +33,12 @@ KPI_LABELS: dict[str, str] = {
     "lead_conversion_rate": N_("Lead conversion rate"),
     "win_rate": N_("Win rate"),
     "sales_cycle_days": N_("Sales cycle length"),
+    "fx_unconverted": N_("Amounts without an FX rate"),
 }
 
 VARIANT_NOTES: dict[str, str] = {
+    "amounts_without_fx_rate_left_out": N_("open invoices, unapplied receipts and won deals with no FX rate to the "
+                                           "reporting currency: left out of the money KPIs, never counted as 0"),
     "open_or_acknowledged_after_run": N_("exceptions open or acknowledged after the run"),
     "sum_open_amount_in_reporting_currency": N_("sum of the open exceptions' amounts at risk, converted to the "
                                                 "reporting currency"),

@@ -51,6 +51,10 @@ class Report:
     monthly: list[dict[str, Any]] = field(default_factory=list)  # [{month, invoiced, collected}]
     monthly_unconverted: int = 0  # invoices/payments left out of the monthly chart: no FX rate
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    unconverted: list[dict[str, Any]] = field(default_factory=list)  # open exceptions with no FX rate to convert
+    banners: list[str] = field(default_factory=list)  # partial data: which source is missing, since when
+    previous_complete: str | None = None
+    notes: list[str] = field(default_factory=list)  # about the data: stale FX rates, a rate source not read  # relative link to the last complete report, kept beside a partial one
 
 
 @dataclass

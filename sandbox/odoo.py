@@ -34,7 +34,8 @@ from starlette.routing import Route
 
 from connectors.http import dumps_exact
 
-MODELS = ("res.partner", "sale.order", "sale.order.line", "account.move", "account.move.line", "account.payment")
+MODELS = ("res.partner", "sale.order", "sale.order.line", "account.move", "account.move.line", "account.payment",
+          "res.currency.rate")
 # many2one fields (by name) whose comodel a dotted domain path follows
 RELATIONS: dict[str, str] = {
     "move_id": "account.move", "order_id": "sale.order", "partner_id": "res.partner",

@@ -43,7 +43,8 @@ from connectors.tryton import codec
 
 VERSION = "8.2.0"
 CURSOR = "last_modified_at"
-MODELS = ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line", "account.move.line")
+MODELS = ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line", "account.move.line",
+          "currency.currency.rate")
 # many2one fields whose target is a world model: a dotted domain path is followed through them
 RELATIONS: dict[tuple[str, str], str] = {
     ("sale.sale", "party"): "party.party", ("sale.sale", "invoice_party"): "party.party",

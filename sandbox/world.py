@@ -41,9 +41,9 @@ OBJECTS: dict[str, tuple[str, ...]] = {
     "stripe": ("customers", "charges", "refunds", "invoices", "credit_notes", "balance_transactions", "payouts",
                "payment_intents"),
     "tryton": ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line",
-               "account.move.line"),
+               "account.move.line", "currency.currency.rate"),
     "odoo": ("res.partner", "sale.order", "sale.order.line", "account.move", "account.move.line",
-             "account.payment"),
+             "account.payment", "res.currency.rate"),
 }
 HUBSPOT_CRM = ("companies", "contacts", "deals", "line_items", "products")
 # HubSpot associations the emulator serves: associations/<from>_to_<to>.jsonl

@@ -61,3 +61,25 @@ def test_empty_database_gets_the_schema_on_first_use(empty_url: str) -> None:
     store = Store.open(empty_url)
     assert db.current_revision(store.engine) == db.head_revision()
     store.close()
+
+
+def test_a_schema_creation_cut_short_leaves_nothing_behind(empty_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed during the first use's schema creation: every table was created, but the
+    transaction never committed. The store stays empty and the next start creates the schema."""
+    real = db.command.upgrade
+
+    def crash_after_ddl(cfg, revision):  # type: ignore[no-untyped-def]
+        real(cfg, revision)
+        raise KeyboardInterrupt("killed after the DDL, before the commit")
+
+    engine = db.make_engine(empty_url)
+    monkeypatch.setattr(db.command, "upgrade", crash_after_ddl)
+    with pytest.raises(KeyboardInterrupt):
+        db.ensure_schema(engine)
+    monkeypatch.undo()
+    assert db.current_revision(engine) is None
+    assert not set(tables.metadata.tables) & set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+    store = Store.open(empty_url)  # no "schema revision none ... run `ltc db upgrade`"
+    assert db.current_revision(store.engine) == db.head_revision()
+    store.close()

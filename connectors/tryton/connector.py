@@ -60,6 +60,7 @@ INVOICE_FIELDS = ("number", "reference", "description", "type", "state", "invoic
 INVOICE_LINE_FIELDS = ("invoice", "sequence", "type", "product", "product.code",
                        "description", "quantity", "unit.name", "unit_price", "amount", "taxes", "currency.code",
                        "origin")
+RATE_FIELDS = ("date", "rate", "currency", "currency.code")  # 1 company currency = rate of this currency
 PAYMENT_FIELDS = ("move", "move.number", "move.journal.type", "date", "debit", "credit", "currency.code",
                   "amount_second_currency", "second_currency.code", "party", "account.code",
                   "description", "move_description_used", "move_origin", "invoice_payment",
@@ -81,6 +82,8 @@ STREAMS: tuple[StreamSpec, ...] = (
     _spec("account.invoice.line", "account.invoice.line", INVOICE_LINE_FIELDS, [["invoice.type", "=", "out"]]),
     _spec("payments", "account.move.line", PAYMENT_FIELDS,
           [["account.type.receivable", "=", True], ["move.journal.type", "in", ["cash", "statement"]]]),
+    # the ERP's own FX rates (ltc.app.fx loads them into fx_rate; they map to no canonical entity)
+    _spec("currency.currency.rate", "currency.currency.rate", RATE_FIELDS),
 )
 
 # Archived records are still records: read them all.

@@ -210,6 +210,14 @@ class PushCrmConfig(_Model):
         return v
 
 
+class FxConfig(_Model):
+    """``fx``: where FX rates come from (``ltc.app.fx``) and when a rate is stale."""
+
+    files: list[str] = Field(default_factory=list)  # paths or http(s) URLs: our CSV, ECB eurofxref CSV/XML/zip
+    erp_rates: bool = True  # load the ERP sources' own rate stream (Tryton/Odoo currency rates)
+    max_age_days: int = Field(default=7, ge=0)  # newest rate older than this at the as-of: stale
+
+
 class NotificationConfig(_Model):
     kind: Literal["slack", "teams", "email", "webhook"]
     target: SecretRef
@@ -247,6 +255,7 @@ class Config(_Model):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     erp: ErpConfig | None = None
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    fx: FxConfig = Field(default_factory=FxConfig)
     notifications: list[NotificationConfig] = Field(default_factory=list)
     reports_dir: str = ".ltc/reports"  # where `ltc run` and the pipeline flow write the finance report
     ui: UiConfig = Field(default_factory=UiConfig)
@@ -328,6 +337,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError("; ".join(problems)) from None
     if not Path(cfg.reports_dir).is_absolute():  # relative paths are relative to this file, not the cwd
         cfg.reports_dir = str(p.parent / cfg.reports_dir)
+    cfg.fx.files = [f if f.startswith(("http://", "https://")) or Path(f).is_absolute() else str(p.parent / f)
+                    for f in cfg.fx.files]
     for src in cfg.sources.values():
         if src.mapping is not None and not Path(src.mapping).is_absolute():
             src.mapping = str(p.parent / src.mapping)

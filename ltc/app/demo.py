@@ -12,12 +12,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from canonical.errors import LtcError
 from ltc.app.config import Config, SecretRef, SourceConfig
 from sandbox.run import start
 from sandbox.server import RunningServer
 from sandbox.world import WorldDir
+
+if TYPE_CHECKING:
+    from ltc.app.pipeline import SyncOne
 
 # What each emulator accepts, and how its source is configured. Sandbox values, not secrets.
 DEMO_SOURCES: dict[str, dict[str, Any]] = {
@@ -88,7 +92,7 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
     The world's ERP is ``erp.source`` in dry-run mode: a world is a replay, its ERP emulator
     answers reads only. ``reporting_currency`` is the world's.
     """
-    from ltc.app.config import ErpConfig
+    from ltc.app.config import ErpConfig, FxConfig
     from sandbox.run import WORLD_ACCESS, start_world
 
     servers = start_world(world)
@@ -96,7 +100,9 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
         if world.bank_folder is not None:
             sources["bank"] = SourceConfig(kind="camt053", options={"folder": str(world.bank_folder)})
         erp = ErpConfig(source=world.erp, dry_run=True) if world.erp else None
-        yield Config(sources=sources, reporting_currency=world.reporting_currency, erp=erp), servers
+        fx_file = Path(world.path) / "fx_rates.csv"
+        fx = FxConfig(files=[str(fx_file)] if fx_file.exists() else [])
+        yield Config(sources=sources, reporting_currency=world.reporting_currency, erp=erp, fx=fx), servers
 
 
 def today() -> Any:
@@ -127,24 +133,9 @@ def generate_world(directory: str | Path = DEFAULT_WORLD, *, chains: int = 300, 
 
 def load_fx_rates(store: Any, rates: list[dict[str, Any]], source: str = "world") -> int:
     """Replace the dated FX rates of ``source`` with ``rates`` (``rate_date``, ``base``, ``quote``, ``rate``)."""
-    import sqlalchemy as sa
+    from ltc.app.fx import load_rates
 
-    from reconcile.tables import fx_rate
-
-    rows = [{"base": r["base"], "quote": r["quote"], "rate_date": r["rate_date"], "rate": r["rate"], "source": source}
-            for r in rates]
-    with store.engine.begin() as conn:
-        keys = {(r["base"], r["quote"], r["rate_date"]) for r in rows}
-        conn.execute(sa.delete(fx_rate).where(fx_rate.c.source == source))
-        if keys:  # a rate of another source for the same day and pair gives way to the world's
-            for base, quote in {(b, q) for b, q, _d in keys}:
-                days = sorted(d for b, q, d in keys if (b, q) == (base, quote))
-                for i in range(0, len(days), 500):
-                    conn.execute(sa.delete(fx_rate).where(fx_rate.c.base == base, fx_rate.c.quote == quote,
-                                                          fx_rate.c.rate_date.in_(days[i:i + 500])))
-        for i in range(0, len(rows), 5000):
-            conn.execute(fx_rate.insert(), rows[i:i + 5000])
-    return len(rows)
+    return load_rates(store, rates, source)
 
 
 def world_key(world: WorldDir) -> str:
@@ -171,22 +162,23 @@ def claim_store(store: Any, world: WorldDir) -> None:
         raise ConfigError(f"the store {where} holds the world {held}; replaying {key} into it would "
                           "mix the two — remove that store (for the default: `rm .ltc/ltc.db`) or set "
                           "LTC_DATABASE_URL to another one")
-    if held is None:
-        store.finish_run(store.begin_run("demo-world", key), "success")
+    if held is None:  # the world's as-of stays the store's: a later `ltc reconcile` without --as-of uses it
+        counts = {"as_of": world.as_of.isoformat()} if world.as_of else {}
+        store.finish_run(store.begin_run("demo-world", key), "success", counts)
 
 
 def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
-                 sync_table: Callable[[Config, Any], Any] | None = None,
+                 sync_one: SyncOne | None = None,
                  echo: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Serve a world from the emulators and run the main job on it, then write the reports.
+    """Serve a world from the emulators and run the pipeline on it (:func:`ltc.app.pipeline.run_pipeline`):
+    sync every API source (``sync_one(ctx, source)``, default :func:`connectors.base.sync`), import the
+    bank statements, load ``fx_rates.csv``, map, resolve identities, reconcile as of the world's
+    ``as_of`` (default today) and write the finance report into ``reports_dir``.
 
-    Sync every API source (``sync_table(cfg, store)``, default :func:`connectors.base.sync` per
-    source), import the bank statements, load ``fx_rates.csv``, map, resolve identities, reconcile as
-    of the world's ``as_of`` (default today) and write the finance report into ``reports_dir``.
+    Returns the summary (``mapping``, ``identity``, ``reconcile``, ``reports``, ``as_of``) and the
+    :class:`~ltc.app.pipeline.PipelineResult` as ``result``.
     """
-    from connectors.statements import run_import
-    from ltc.app.pipeline import after_sync
-    from reports.finance import write_reports
+    from ltc.app.pipeline import run_pipeline
     from sandbox.world import read_world
 
     world = read_world(world_path)
@@ -194,27 +186,11 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     as_of = world.as_of or today()
     with world_sources(world) as (cfg, servers):
         echo(f"world {world.name} ({world.path}): " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
-        if sync_table is not None:
-            sync_table(cfg, store)
-        else:
-            _sync_all(cfg, store)
-        if world.bank_folder is not None:
-            summary = run_import(store, folder=world.bank_folder, source="bank")
-            c = summary.counts
-            echo(f"bank: {c['statements']} statement(s), {c['entries']} entries, {c['new']} new, "
-                 f"{c['rejected']} rejected, {c['skipped']} file(s) already imported")
-        if world.fx_rates:
-            echo(f"fx rates: {load_fx_rates(store, world.fx_rates)} loaded")
-        result = after_sync(store, cfg, as_of)
-    files = write_reports(store, reports_dir, title=f"Reconciled order-to-invoice-to-cash report: {world.name}",
-                          config=cfg)
-    result["reports"] = [str(p) for p in files.all()]
-    result["as_of"] = as_of.isoformat()
-    return result
-
-
-def _sync_all(cfg: Config, store: Any) -> None:
-    from ltc.app.runtime import sync_sources
-
-    for _ in sync_sources(cfg, store):
-        pass
+        cfg.reports_dir = str(reports_dir)
+        result = run_pipeline(store, cfg, as_of, sync_one=sync_one, echo=echo,
+                              report_title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
+    if result.failed_stage:
+        raise LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")
+    report = result.stage("report")
+    return {"mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile,
+            "reports": report.detail["files"] if report else [], "as_of": as_of.isoformat(), "result": result}

@@ -1,14 +1,42 @@
-"""The stages after a sync, as plain Python: map pending raw records, resolve identities, reconcile.
+"""The main job, one plain-Python definition: a list of stages and a small result object.
 
-`ltc run` (and `ltc demo`) call :func:`after_sync`, then :func:`write_report`; the Prefect flow ``ltc-pipeline`` runs the same
-function as one task after its sync subflows, so what a schedule does and what an operator runs by
-hand are the same code.
+:data:`STAGES` is the whole job, in order::
+
+    sync      every API source of ltc.yaml (each failure isolated: the others go on)
+    import    new bank files of each camt053/MT940 source's folder
+    fx        FX rates: the ERP's own rate stream, ECB reference-rate files, CSV files
+    map       pending raw records -> canonical rows
+    identity  clusters of the same customer
+    reconcile deal -> order -> invoice -> payment, exceptions, KPIs (as of ``as_of``)
+    report    the finance report (HTML, CSV, XLSX) into ``reports_dir``
+    notify    ``ltc.app.notify.notify_run(result, config)`` when that module exists
+
+``ltc demo``, ``ltc run`` and the ``ltc-pipeline`` Prefect flow (flows/pipeline.py, one task per
+stage) all call :func:`run_pipeline` / :func:`run_stage`, so what a schedule does and what an
+operator runs by hand are the same code. The outcome is a :class:`PipelineResult`.
+
+Partial data is never complete: when a source is paused or failed, the later stages still run on
+what there is, but the exceptions that source's missing records could explain are marked
+``partial`` (and the new ones held back from alerts), the report carries a banner naming the source
+and since when, the previous complete report is kept in ``<reports_dir>/last-complete/``, and
+:attr:`PipelineResult.status` is ``paused`` or ``failed`` (``ltc run`` exits 3 or 1, the flow run
+ends Failed).
 """
 
 from __future__ import annotations
 
-from datetime import date
+import importlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from canonical.errors import ConfigError
 from canonical.identity import run_identity
@@ -17,23 +45,507 @@ from ltc.app.config import Config
 from mappings.engine import mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
 
+log = logging.getLogger("ltc.pipeline")
 
-def after_sync(store: Store, cfg: Config, as_of: date) -> dict[str, Any]:
-    mapped = run_mapping(store, config=cfg)
-    identity = run_identity(store, config=cfg)
-    result = run_reconciliation(store, cfg, as_of)
+# What each kind of source holds, and the exception codes its missing records could explain: with
+# that source paused or failed, such an exception may be an artefact of the gap, not a finding.
+ROLE = {"salesforce": "crm", "hubspot": "crm", "tryton": "erp", "odoo": "erp", "stripe": "payments",
+        "camt053": "bank"}
+EXPLAINED_BY: dict[str, frozenset[str]] = {
+    "crm": frozenset({"ORDER_WITHOUT_DEAL", "WON_NOT_ORDERED", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH",
+                      "LINE_MISMATCH", "STAGE_CONFLICT", "AMBIGUOUS_MATCH", "CUSTOMER_MISMATCH"}),
+    "erp": frozenset({"WON_NOT_ORDERED", "ORDER_WITHOUT_DEAL", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH",
+                      "LINE_MISMATCH", "ORDERED_NOT_INVOICED", "OVER_INVOICED", "INVOICE_WITHOUT_ORDER",
+                      "DUPLICATE_INVOICE", "INVOICE_OVERDUE", "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH",
+                      "AMBIGUOUS_MATCH", "STAGE_CONFLICT", "CUSTOMER_MISMATCH"}),
+    "payments": frozenset({"INVOICE_OVERDUE", "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "INVOICE_WITHOUT_ORDER",
+                           "DUPLICATE_INVOICE", "AMBIGUOUS_MATCH", "STAGE_CONFLICT", "CUSTOMER_MISMATCH"}),
+    "bank": frozenset({"INVOICE_OVERDUE", "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "AMBIGUOUS_MATCH",
+                       "CUSTOMER_MISMATCH"}),
+}
+LAST_COMPLETE = "last-complete"  # the previous complete report, kept beside a partial one
+MARKER = ".ltc-report.json"  # written next to each report: its as-of, run, complete or partial
+
+
+@dataclass
+class SourceStatus:
+    """One source in this run: ``ok``, ``paused`` (a vendor quota; state saved), ``incomplete`` (a stream
+    could not vouch for its completeness: source and store counts differ) or ``failed``."""
+
+    name: str
+    kind: str
+    status: str = "ok"
+    message: str | None = None
+    since: datetime | None = None  # its data is complete up to here (last successful sync), when not ok
+    streams: list[dict[str, Any]] = field(default_factory=list)  # per stream: stream, status, records, ...
+
+    @property
+    def missing(self) -> bool:
+        return self.status in ("paused", "failed", "incomplete")
+
+    def banner(self) -> str:
+        since = (f"its data is missing since {self.since:%Y-%m-%d %H:%M} UTC (last complete sync)" if self.since
+                 else "it has never synced completely")
+        what = {"paused": "paused (vendor quota; it resumes on the next run)", "failed": "failed",
+                "incomplete": "incomplete (its record count and the store's differ)"}[self.status]
+        return f"Source {self.name} ({self.kind}) {what}; {since}" + (f": {self.message}" if self.message else "")
+
+
+@dataclass
+class StageRun:
+    name: str
+    status: str  # ok | skipped | failed
+    seconds: float
+    detail: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+@dataclass
+class PipelineResult:
+    """What one pipeline run did: what the CLI prints, the flow's artifacts show and notifications send."""
+
+    as_of: date
+    run_id: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    stages: list[StageRun] = field(default_factory=list)
+    sources: dict[str, SourceStatus] = field(default_factory=dict)
+    exceptions: dict[str, int] = field(default_factory=dict)  # open exceptions by code (held-back ones excluded)
+    new_fingerprints: list[str] = field(default_factory=list)  # opened (or reopened) by this run, not held back
+    held_back: list[str] = field(default_factory=list)  # new ones the missing sources could explain
+    partial_fingerprints: list[str] = field(default_factory=list)  # open ones marked partial in this run
+    kpis: dict[str, str] = field(default_factory=dict)  # "kpi" or "kpi/variant" -> value (overall, as text)
+    report: str | None = None  # the HTML report's path
+    by_code: list[dict[str, Any]] = field(default_factory=list)  # the report's rows: code, count, amount_reporting,
+    #                                                              reporting_currency, owners (as the report shows them)
+    previous_report: str | None = None  # the last complete report, kept when this one is partial
+    fx: dict[str, Any] = field(default_factory=dict)  # loaded, stale pairs, unconverted
+    mapping: dict[str, int] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
+    reconcile: dict[str, Any] = field(default_factory=dict)
+    failed_stage: str | None = None
+    error: str | None = None
+
+    @property
+    def partial(self) -> bool:
+        return any(s.missing for s in self.sources.values()) or self.failed_stage is not None
+
+    @property
+    def status(self) -> str:
+        """``completed``, ``paused`` (a source paused, none failed) or ``failed`` (a source failed or ended
+        incomplete, or a stage failed)."""
+        if self.failed_stage is not None or any(s.status in ("failed", "incomplete") for s in self.sources.values()):
+            return "failed"
+        if any(s.status == "paused" for s in self.sources.values()):
+            return "paused"
+        return "completed"
+
+    @property
+    def exit_code(self) -> int:
+        return {"completed": 0, "paused": 3, "failed": 1}[self.status]
+
+    def banners(self) -> list[str]:
+        lines = [s.banner() for s in self.sources.values() if s.missing]
+        if self.failed_stage:
+            lines.append(f"Stage {self.failed_stage} failed: {self.error}")
+        return lines
+
+    def reason(self) -> str:
+        """One line: why this run is not complete (empty when it is)."""
+        return "; ".join(self.banners())
+
+    def stage(self, name: str) -> StageRun | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(status=self.status, partial=self.partial, exit_code=self.exit_code)
+        return json.loads(json.dumps(out, default=str))
+
+
+SyncOne = Callable[["Context", str], list[dict[str, Any]]]
+
+
+@dataclass
+class Context:
+    """What the stages share: the store, ltc.yaml, the as-of, the result they fill, and the hooks
+    the shells plug in (``sync_one``: how one source is synced; ``echo``: a line of progress)."""
+
+    store: Store
+    cfg: Config
+    result: PipelineResult
+    sync_one: SyncOne | None = None
+    echo: Callable[[str], Any] = lambda line: None
+    sources: list[str] | None = None  # only these sources (default: all)
+    report_title: str | None = None
+
+
+# --- the stages ----------------------------------------------------------------------------------
+
+def _default_sync_one(ctx: Context, name: str) -> list[dict[str, Any]]:
+    from connectors.base import sync
+    from ltc.app.runtime import build_connector
+
+    connector = build_connector(ctx.cfg, name)
+    try:
+        return [asdict(r) for r in sync(connector, ctx.store)]
+    finally:
+        connector.close()
+
+
+def _since(store: Store, source: str) -> datetime | None:
+    """When the source's data was last complete: the oldest last success among its streams."""
+    times = [s["last_success_at"] for s in store.stream_states() if s["connector"] == source]
+    if not times or any(t is None for t in times):
+        return None
+    return min(times)
+
+
+def _source_status(name: str, kind: str, streams: list[dict[str, Any]]) -> SourceStatus:
+    st = SourceStatus(name, kind, streams=streams)
+    statuses = {s.get("status") for s in streams}
+    if "failed" in statuses:
+        st.status = "failed"
+    elif "paused" in statuses:
+        st.status = "paused"
+    elif "incomplete" in statuses:
+        st.status = "incomplete"
+    st.message = next((s.get("message") for s in streams if s.get("status") in ("failed", "paused", "incomplete")
+                       and s.get("message")), None)
+    return st
+
+
+def stage_sync(ctx: Context) -> dict[str, Any]:
+    """Sync every API source; a source that fails is recorded as failed and the others go on."""
+    from ltc.app.runtime import source_names
+
+    sync_one = ctx.sync_one or _default_sync_one
+    names = [n for n in source_names(ctx.cfg, ctx.sources) if ctx.cfg.sources[n].kind != "camt053"]
+    for name in names:
+        kind = ctx.cfg.sources[name].kind
+        try:
+            st = _source_status(name, kind, sync_one(ctx, name))
+        except Exception as exc:  # isolated: one dead source never stops the others
+            log.warning("source %s failed: %s", name, exc)
+            st = SourceStatus(name, kind, status="failed", message=f"{type(exc).__name__}: {exc}"[:500])
+        if st.missing:
+            st.since = _since(ctx.store, name)
+        ctx.result.sources[name] = st
+        ctx.echo(f"sync {name}: {st.status}" + (f" ({st.message})" if st.message else ""))
+    return {n: ctx.result.sources[n].status for n in names}
+
+
+def stage_import(ctx: Context) -> dict[str, Any]:
+    """Import the new statement files (camt.053, MT940) of each camt053 source's folder."""
+    from connectors.statements import run_import
+
+    out: dict[str, Any] = {}
+    for name, src in ctx.cfg.sources.items():
+        if src.kind != "camt053" or (ctx.sources and name not in ctx.sources):
+            continue
+        folder = src.options.get("folder")
+        try:
+            if not folder:
+                raise ConfigError(f"sources.{name}.options.folder: the folder to watch for statement files is not set")
+            if not Path(str(folder)).is_dir():
+                raise ConfigError(f"sources.{name}.options.folder: {folder} is not a directory")
+            counts = run_import(ctx.store, folder=folder, source=name).counts
+            st = SourceStatus(name, "camt053", streams=[{"stream": "statements", "status": "success", **counts}])
+            ctx.echo(f"bank {name}: {counts['statements']} statement(s), {counts['entries']} entries, "
+                     f"{counts['new']} new, {counts['rejected']} rejected, {counts['skipped']} file(s) already imported")
+            out[name] = counts
+        except Exception as exc:
+            st = SourceStatus(name, "camt053", status="failed", message=f"{type(exc).__name__}: {exc}"[:500])
+            ctx.echo(f"bank {name}: failed ({exc})")
+            out[name] = {"failed": str(exc)}
+        ctx.result.sources[name] = st
+    return out
+
+
+def stage_fx(ctx: Context) -> dict[str, Any]:
+    """Refresh the FX rates from every configured rate source; report stale pairs."""
+    from ltc.app.fx import refresh_rates
+
+    detail = refresh_rates(ctx.store, ctx.cfg, ctx.result.as_of)
+    ctx.result.fx = detail
+    if detail.get("loaded") or detail.get("stale") or detail.get("errors"):
+        ctx.echo(f"fx rates: {detail.get('loaded', 0)} loaded" + (
+            f"; stale: {', '.join(detail['stale'])}" if detail.get("stale") else ""))
+    for line in detail.get("errors", []):
+        log.warning("fx: %s", line)
+        ctx.echo(f"fx rates: {line}")
+    return detail
+
+
+def stage_map(ctx: Context) -> dict[str, Any]:
+    mapped = run_mapping(ctx.store, config=ctx.cfg)
     totals: dict[str, int] = {}
     for counts in mapped.values():
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + int(value)
-    return {"mapping": totals, "identity": identity, "reconcile": result.summary()}
+    ctx.result.mapping = totals
+    return totals
 
 
-def write_report(store: Store, cfg: Config) -> Any:
+def stage_identity(ctx: Context) -> dict[str, Any]:
+    ctx.result.identity = dict(run_identity(ctx.store, config=ctx.cfg))
+    return ctx.result.identity
+
+
+def stage_reconcile(ctx: Context) -> dict[str, Any]:
+    before = _open_fingerprints(ctx.store)
+    rec = run_reconciliation(ctx.store, ctx.cfg, ctx.result.as_of)
+    res = ctx.result
+    res.reconcile = rec.summary()
+    res.kpis = _kpis(rec.kpis)
+    _open_book(ctx, before)
+    return {"run_id": rec.run_id, "as_of": rec.as_of.isoformat(), "chains": rec.chains,
+            "exceptions": res.exceptions, "new": len(res.new_fingerprints), "held_back": len(res.held_back)}
+
+
+def stage_report(ctx: Context) -> dict[str, Any]:
+    res = ctx.result
+    out = Path(ctx.cfg.reports_dir)
+    kept = keep_last_complete(out) if res.partial else None
+    files = write_report(ctx.store, ctx.cfg, title=ctx.report_title, banners=res.banners(),
+                         previous_complete=f"{LAST_COMPLETE}/report.html" if kept else None, notes=fx_notes(res.fx))
+    res.report = str(files.html)
+    res.by_code = [dict(r) for r in (files.report.by_code if files.report else [])]
+    res.previous_report = str(kept) if kept else None
+    (out / MARKER).write_text(json.dumps({"as_of": res.as_of.isoformat(), "run_id": res.run_id,
+                                          "complete": not res.partial, "banners": res.banners()}), encoding="utf-8")
+    if not res.partial:
+        shutil.rmtree(out / LAST_COMPLETE, ignore_errors=True)
+    return {"report": res.report, "previous_report": res.previous_report,
+            "files": [str(p) for p in files.all()]}
+
+
+def stage_notify(ctx: Context) -> dict[str, Any]:
+    """Hand the result to ``ltc.app.notify.notify_run(result, config)``; a notifier never fails the run."""
+    try:
+        notify = importlib.import_module("ltc.app.notify")
+    except ModuleNotFoundError:
+        return {"skipped": "no notifier (ltc.app.notify) installed"}
+    hook = getattr(notify, "notify_run", None)
+    if hook is None:
+        return {"skipped": "ltc.app.notify has no notify_run"}
+    try:
+        sent = hook(ctx.result, ctx.cfg)
+    except Exception as exc:
+        log.warning("notifications failed (the run goes on): %s", exc)
+        return {"failed": f"{type(exc).__name__}: {exc}"[:300]}
+    return sent if isinstance(sent, dict) else {"sent": sent}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[Context], dict[str, Any]]
+    description: str
+    after_failure: bool = False  # runs even when an earlier stage failed (report the failure, notify it)
+
+
+STAGES: list[Stage] = [
+    Stage("sync", stage_sync, "sync every API source"),
+    Stage("import", stage_import, "import new bank statement files"),
+    Stage("fx", stage_fx, "refresh FX rates"),
+    Stage("map", stage_map, "map raw records to the canonical model"),
+    Stage("identity", stage_identity, "resolve customer identities"),
+    Stage("reconcile", stage_reconcile, "reconcile deal -> order -> invoice -> payment"),
+    Stage("report", stage_report, "write the finance report"),
+    Stage("notify", stage_notify, "send notifications", after_failure=True),
+]
+
+
+def run_stage(ctx: Context, stage: Stage) -> StageRun:
+    """Run one stage into ``ctx.result``; a stage's exception is recorded (the result then fails) and re-raised."""
+    t0 = time.monotonic()
+    try:
+        detail = stage.run(ctx)
+    except Exception as exc:
+        run = StageRun(stage.name, "failed", round(time.monotonic() - t0, 3), message=f"{type(exc).__name__}: {exc}")
+        ctx.result.stages.append(run)
+        ctx.result.failed_stage = ctx.result.failed_stage or stage.name
+        ctx.result.error = ctx.result.error or str(exc)[:500]
+        raise
+    status = "skipped" if set(detail) == {"skipped"} else "ok"
+    run = StageRun(stage.name, status, round(time.monotonic() - t0, 3), detail=detail)
+    ctx.result.stages.append(run)
+    return run
+
+
+def begin(store: Store, cfg: Config, as_of: date | None = None) -> PipelineResult:
+    """A new pipeline run: its as-of (given, else the store's recorded one, else today) and its ``run`` row."""
+    day = as_of or default_as_of(store)
+    result = PipelineResult(as_of=day)
+    result.run_id = store.begin_run("pipeline")
+    _record_as_of(store, result.run_id, day)
+    return result
+
+
+def finish(store: Store, result: PipelineResult) -> PipelineResult:
+    status = {"completed": "success", "paused": "paused", "failed": "failed"}[result.status]
+    if result.run_id:
+        store.finish_run(result.run_id, status, {"as_of": result.as_of.isoformat(), "partial": result.partial,
+                                                 "sources": {n: s.status for n, s in result.sources.items()},
+                                                 "stages": [s.name for s in result.stages],
+                                                 "exceptions": result.exceptions, "report": result.report},
+                         result.reason() or None)
+    return result
+
+
+def run_pipeline(store: Store, cfg: Config, as_of: date | None = None, *, sync_one: SyncOne | None = None,
+                 echo: Callable[[str], Any] = lambda line: None, sources: list[str] | None = None,
+                 skip: tuple[str, ...] = (), report_title: str | None = None) -> PipelineResult:
+    """Run :data:`STAGES` (minus ``skip``) on the store; returns what happened (never raises for a
+    source that fails; a failing stage ends the run ``failed`` and the later stages, but notify, are skipped)."""
+    result = begin(store, cfg, as_of)
+    ctx = Context(store, cfg, result, sync_one=sync_one, echo=echo, sources=sources, report_title=report_title)
+    failed = False
+    for stage in STAGES:
+        if stage.name in skip or (failed and not stage.after_failure):
+            continue
+        try:
+            run_stage(ctx, stage)
+        except Exception as exc:
+            log.error("stage %s failed: %s", stage.name, exc)
+            echo(f"stage {stage.name} failed: {exc}")
+            failed = True
+    return finish(store, result)
+
+
+# --- as-of ---------------------------------------------------------------------------------------
+
+def _record_as_of(store: Store, run_id: str, day: date) -> None:
+    from canonical.tables import run
+
+    with store.engine.begin() as conn:
+        conn.execute(run.update().where(run.c.id == run_id).values(counts={"as_of": day.isoformat()}))
+
+
+def recorded_as_of(store: Store) -> date | None:
+    """The as-of a replayed world left in the store (its ``demo-world`` run), if any."""
+    from canonical.tables import run
+
+    with store.engine.connect() as conn:
+        counts = conn.execute(sa.select(run.c.counts).where(run.c.kind == "demo-world")
+                              .order_by(run.c.started_at.desc()).limit(1)).scalar()
+    value = (counts or {}).get("as_of") if isinstance(counts, dict) else None
+    return date.fromisoformat(value) if value else None
+
+
+def default_as_of(store: Store) -> date:
+    """The as-of to use when none is given: a replayed world's own, else today (UTC)."""
+    return recorded_as_of(store) or datetime.now(UTC).date()
+
+
+# --- after reconcile: the open book, partial marks -------------------------------------------------
+
+def _kpis(frame: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    cols = set(frame.columns)
+    for row in frame.iter_rows(named=True):
+        if "owner" in cols and row.get("owner") is not None:  # overall rows only
+            continue
+        if row.get("value") is None:
+            continue
+        key = row["kpi"] + (f"/{row['variant']}" if row.get("variant") else "")
+        out.setdefault(key, str(row["value"]))
+    return dict(sorted(out.items()))
+
+
+def _open_fingerprints(store: Store) -> set[str]:
+    from reconcile.tables import recon_exception as rx
+
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.select(rx.c.fingerprint).where(rx.c.status == "open")).scalars())
+
+
+def _open_book(ctx: Context, before: set[str]) -> None:
+    """Open exceptions by code, the new ones (open now, not before this run: opened or reopened), and —
+    with a source missing — the partial marks."""
+    from reconcile.tables import recon_exception as rx
+
+    res = ctx.result
+    missing = [s for s in res.sources.values() if s.missing]
+    explainable = frozenset().union(*(EXPLAINED_BY.get(ROLE.get(s.kind, ""), frozenset()) for s in missing))
+    partial_note = {"sources": [{"name": s.name, "status": s.status,
+                                 "since": s.since.isoformat() if s.since else None} for s in missing]}
+    with ctx.store.engine.begin() as conn:
+        rows = conn.execute(sa.select(rx.c.fingerprint, rx.c.code, rx.c.evidence).where(rx.c.status == "open")).all()
+        for fp, code, evidence in rows:
+            ev = dict(evidence or {})
+            is_new = fp not in before
+            if code in explainable:
+                res.partial_fingerprints.append(fp)
+                ev["partial"] = partial_note
+                conn.execute(rx.update().where(rx.c.fingerprint == fp).values(evidence=ev))
+                if is_new:
+                    res.held_back.append(fp)
+                    continue
+            elif "partial" in ev:
+                ev.pop("partial")
+                conn.execute(rx.update().where(rx.c.fingerprint == fp).values(evidence=ev))
+            res.exceptions[code] = res.exceptions.get(code, 0) + 1
+            if is_new:
+                res.new_fingerprints.append(fp)
+    res.exceptions = dict(sorted(res.exceptions.items()))
+
+
+# --- reports ---------------------------------------------------------------------------------------
+
+def keep_last_complete(out: Path) -> Path | None:
+    """Before a partial report overwrites ``out``: keep the complete report there in ``out/last-complete/``
+    (a partial one after a partial one keeps the complete one saved before). Returns its HTML path."""
+    kept = out / LAST_COMPLETE
+    marker = out / MARKER
+    complete = False
+    if marker.exists():
+        try:
+            complete = bool(json.loads(marker.read_text(encoding="utf-8")).get("complete"))
+        except (ValueError, OSError):
+            complete = False
+    elif (out / "report.html").exists():
+        complete = True  # a report from before markers existed: treat it as the last complete one
+    if complete:
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        for p in out.iterdir():
+            if p.is_file():
+                shutil.copy2(p, kept / p.name)
+    return kept / "report.html" if (kept / "report.html").exists() else None
+
+
+def fx_notes(fx: dict[str, Any]) -> list[str]:
+    """What the report says about the FX rates of this run: stale pairs, rate sources that could not be read."""
+    notes = []
+    if fx.get("stale"):
+        notes.append(f"Stale FX rates (newest older than {fx.get('max_age_days')} days): " + ", ".join(fx["stale"]))
+    notes += [f"FX rates not refreshed: {e}" for e in fx.get("errors", [])]
+    return notes
+
+
+def write_report(store: Store, cfg: Config, *, title: str | None = None, banners: list[str] | None = None,
+                 previous_complete: str | None = None, notes: list[str] | None = None) -> Any:
     """The finance report of the latest reconciliation into ``reports_dir`` (HTML, CSV, XLSX)."""
     from reports.finance import write_reports
 
-    return write_reports(store, cfg.reports_dir, config=cfg)
+    return write_reports(store, cfg.reports_dir, config=cfg, title=title, banners=banners or [],
+                         previous_complete=previous_complete, notes=notes or [])
+
+
+# --- compatibility and helpers -----------------------------------------------------------------------
+
+def after_sync(store: Store, cfg: Config, as_of: date) -> dict[str, Any]:
+    """Map, resolve identities, reconcile (no sync, no report): the summary as a dict."""
+    result = begin(store, cfg, as_of)
+    ctx = Context(store, cfg, result)
+    try:
+        for stage in STAGES:
+            if stage.name in ("map", "identity", "reconcile"):
+                run_stage(ctx, stage)
+    finally:
+        finish(store, result)
+    return {"mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile}
 
 
 def remap(store: Store, cfg: Config, source: str | None = None) -> tuple[int, dict[str, dict[str, int]]]:

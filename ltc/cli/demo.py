@@ -7,7 +7,7 @@ import typer
 from canonical.errors import ConfigError
 from ltc.app import runtime
 from ltc.cli.common import ConfigOpt, console
-from ltc.cli.sync import print_summary, render_status, run_sources
+from ltc.cli.sync import print_result, render_status
 
 
 def demo(
@@ -31,7 +31,11 @@ def demo(
             raise ConfigError(f"--crm {crm!r}: the generated world's CRM is salesforce or zoho")
         world = str(generate_world(DEFAULT_WORLD, chains=chains, seed=seed, erp=erp, crm=crm))
         console.print(f"generated world: {world} ({chains} chains, seed {seed}, CRM {crm}, ERP {erp})")
-    summary = replay_world(store, world, out or DEFAULT_REPORTS, sync_table=run_sources, echo=console.print)
+    summary = replay_world(store, world, out or DEFAULT_REPORTS,
+                           echo=lambda line: console.print(line, highlight=False, markup=False))
     render_status(store)
-    print_summary(summary)
-    console.print("reports: " + ", ".join(str(p) for p in summary["reports"]))
+    result = summary["result"]
+    print_result(result)
+    console.print("reports: " + ", ".join(str(p) for p in summary["reports"]), highlight=False)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)

@@ -39,14 +39,17 @@ def _as_of(value: str | None) -> date:
 
 def reconcile(
     config: str | None = ConfigOpt,
-    as_of: str | None = typer.Option(None, "--as-of", help="Reconcile as of this date (default: today)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Reconcile as of this date (default: the as-of a "
+                                     "replayed world recorded in the store, else today)."),
 ) -> None:
     """Run the reconciliation on the store and print a summary."""
     from ltc.app.config import load_config
+    from ltc.app.pipeline import default_as_of
     from reconcile.engine import run_reconciliation
 
     cfg = load_config(config)
-    result = run_reconciliation(_store(config), cfg, _as_of(as_of))
+    store = _store(config)
+    result = run_reconciliation(store, cfg, _as_of(as_of) if as_of else default_as_of(store))
     s = result.summary()
     console.print(f"reconcile run {s['run_id']} as of {s['as_of']}: {s['chains']} chains")
     console.print("rows: " + ", ".join(f"{k}={v}" for k, v in s["rows"].items()))

@@ -111,21 +111,53 @@ def status(config: str | None = ConfigOpt) -> None:
 
 def run(
     source: list[str] = typer.Option(None, "--source", "-s", help="Source name(s); default: all."),
-    as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default today."),
+    as_of: str | None = typer.Option(None, help="Reconcile as of this date (YYYY-MM-DD); default: the as-of a "
+                                     "replayed world recorded in the store, else today."),
     config: str | None = ConfigOpt,
 ) -> None:
-    """The main job without Prefect: sync, map, resolve identities, reconcile, report (as the pipeline flow does)."""
-    from ltc.app.pipeline import after_sync, write_report
+    """The main job without Prefect: every stage of the pipeline (sync, bank files, FX, map, identity,
+    reconcile, report, notify), as the pipeline flow runs them.
+
+    Exit code 0 when complete, 3 when a source paused on a vendor quota, 1 when a source or a stage
+    failed; with a source missing the report says so in a banner and the last complete one is kept.
+    """
+    from ltc.app.pipeline import run_pipeline
 
     cfg = load_config(config)
     store = runtime.open_store(config)
-    outcome = run_sources(cfg, store, source)
-    print_summary(after_sync(store, cfg, _date(as_of)))
-    console.print(f"report: {write_report(store, cfg).html}")
-    if outcome == "paused":
-        raise typer.Exit(3)
-    if outcome == "incomplete":
-        raise typer.Exit(1)
+    result = run_pipeline(store, cfg, _date(as_of) if as_of else None, sources=source or None,
+                          echo=lambda line: console.print(line, highlight=False, markup=False))
+    print_result(result)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def print_result(result: Any) -> None:
+    """What a pipeline run did (:class:`ltc.app.pipeline.PipelineResult`), for a person."""
+    table = Table(title="sync")
+    for col in ("source", "stream", "status", "records", "written", "quarantined", "message"):
+        table.add_column(col, overflow="fold")
+    for name, st in result.sources.items():
+        if not st.streams:
+            table.add_row(name, "-", st.status, "-", "-", "-", st.message or "")
+        for r in st.streams:
+            table.add_row(name, str(r.get("stream")), str(r.get("status")), str(r.get("records", "-")),
+                          str(r.get("written", r.get("new", "-"))), str(r.get("quarantined", r.get("rejected", "-"))),
+                          str(r.get("message") or ""))
+    if result.sources:
+        console.print(table)
+    console.print(f"as of {result.as_of.isoformat()}; stages: "
+                  + ", ".join(f"{s.name} {s.status}" for s in result.stages), highlight=False)
+    if result.reconcile:
+        print_summary({"mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile})
+    if result.held_back:
+        console.print(f"held back (a missing source could explain them): {len(result.held_back)} new exception(s)")
+    if result.report:
+        console.print(f"report: {result.report}", highlight=False)
+    for line in result.banners():
+        err_console.print(f"PARTIAL: {line}", highlight=False, markup=False)
+    if result.previous_report:
+        err_console.print(f"the last complete report is kept: {result.previous_report}", highlight=False)
 
 
 def _date(value: str | None) -> date:

@@ -53,3 +53,31 @@ def test_pipeline_flow_runs_every_stage(tmp_path: Path, monkeypatch: pytest.Monk
     csv_codes = {line.split(",")[1] for line in (reports / "exceptions.csv").read_text().splitlines()[1:]}
     assert csv_codes  # a Stripe-only store has invoices no order explains, at least
     assert all(f"| {code} |" in str(table.data) for code in csv_codes)
+
+
+def test_a_paused_source_never_ends_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              prefect_harness: None) -> None:
+    """Salesforce out of API quota: the flow still reconciles, then ends Failed named Partial with the reason."""
+    import yaml
+    from prefect.artifacts import Artifact
+
+    from flows.pipeline import pipeline
+    from ltc.app.demo import world_sources
+    from sandbox.run import WORLD_ACCESS
+    from sandbox.scenario import generate
+    from sandbox.world import read_world
+    from sandbox.world_writer import write_world
+
+    world = read_world(write_world(generate(15, seed=4, erp="odoo"), tmp_path / "w"))
+    monkeypatch.setitem(WORLD_ACCESS["salesforce"], "app", {"daily_limit": 3})
+    monkeypatch.setenv("LTC_DATABASE_URL", f"sqlite:///{tmp_path / 'ltc.db'}")
+    with world_sources(world) as (cfg, _servers):
+        cfg.reports_dir = str(tmp_path / "reports")
+        path = tmp_path / "ltc.yaml"
+        path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
+        state = pipeline(str(path), as_of=world.as_of, return_state=True)
+    assert state.is_failed() and state.name == "Partial"
+    assert "salesforce" in (state.message or "") and "paused" in (state.message or "")
+    artifact = Artifact.get("ltc-pipeline")
+    assert artifact is not None and f"As of {world.as_of}" in str(artifact.data)
+    assert "Partial" in str(artifact.data) and "| reconcile | ok |" in str(artifact.data)

@@ -50,3 +50,23 @@ def test_kpis_by_formula_variant_and_owner() -> None:
     assert val("sales_cycle_days", "ann") == 30 and val("sales_cycle_days", "bob") == 10
     assert set(k["variant"]) >= {"median_close_minus_created_won", "converted_in_creation_cohort_pct",
                                  "won_over_won_plus_lost_pct", "error_free_over_issued_pct"}
+
+
+def test_amounts_without_an_fx_rate_are_counted_never_zero() -> None:
+    """A JPY invoice, a CHF receipt and a GBP deal with no rate to USD: left out of the money KPIs, counted."""
+    fr = world(
+        deal=[deal("D0", "100.00"), deal("D9", "70.00", ccy="GBP")],  # D9: won, never invoiced, no GBP rate
+        order=[order("SO0", "D0", "100.00"), order("SOJ", None, "5000", ccy="JPY")],
+        invoice=[invoice("I0", "SO0", "100.00", due=date(2026, 9, 20)),
+                 invoice("IJ", "SOJ", "5000", ccy="JPY", due=date(2026, 9, 20))],
+        payment=[payment("UC", "40.00", ccy="CHF", payer="Nobody")],
+    )
+    s = Settings()
+    k = compute_kpis(fr, reconcile_frames(fr, s, AS_OF), s, AS_OF)
+    overall = k.filter(pl.col("owner").is_null())
+    row = overall.filter(pl.col("kpi") == "fx_unconverted")
+    assert row["variant"][0] == "amounts_without_fx_rate_left_out" and row["value"][0] == 3
+    aging = overall.filter(pl.col("kpi").str.starts_with("ar_aging_"))["value"].sum()
+    assert aging == Decimal("100.00")  # only the USD invoice; the JPY one is not a 0 inside the total
+    assert overall.filter(pl.col("kpi") == "won_not_invoiced_count")["value"][0] == 1  # counted, no amount
+    assert overall.filter(pl.col("kpi") == "won_not_invoiced_amount")["value"][0] == 0

@@ -1,0 +1,279 @@
+"""FX rates from where they really are: the ERP's own rate table, ECB reference-rate files, CSV files.
+
+``ltc.yaml``::
+
+    fx:
+      files:                       # paths or http(s) URLs; the format is read from the content
+        - .ltc/world/fx_rates.csv  #   rate_date,base,quote,rate (1 base = rate quote)
+        - https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip   # ECB: CSV, XML or the zip
+      erp_rates: true              # load the rates the ERP sources synced (Tryton currency.currency.rate,
+                                   # Odoo res.currency.rate); the ERP's company currency is the base
+      max_age_days: 7              # a pair whose newest rate is older than this at the as-of is stale
+
+Each file and the ERP replace their own rows (``fx_rate.source``); a later source wins a day and pair
+an earlier one also gives. ECB rates are per euro; for another reporting currency the cross rate
+reporting → X (on the ECB's days) is derived too, so an amount in any ECB currency converts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from collections.abc import Iterable
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import sqlalchemy as sa
+
+from canonical.errors import ConfigError, InputError
+from canonical.money import normalize_currency
+from canonical.store import Store
+
+ERP_RATE_OBJECTS = {"tryton": "currency.currency.rate", "odoo": "res.currency.rate"}
+OUR_HEADER = ["rate_date", "base", "quote", "rate"]
+PLACES = Decimal("1e-10")
+
+
+def _positive(text: str) -> Decimal | None:
+    try:
+        value = Decimal(str(text).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return value if value.is_finite() and value > 0 else None
+
+
+def parse_rates(data: bytes, name: str) -> list[dict[str, Any]]:
+    """The rates in a file's bytes: our CSV, the ECB's CSV (``Date,USD,JPY,…``), its XML, or a zip of one."""
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = [m for m in zf.namelist() if m.lower().endswith((".csv", ".xml"))]
+            if not members:
+                raise InputError(f"{name}: the zip holds no .csv or .xml rate file")
+            return parse_rates(zf.read(members[0]), f"{name}!{members[0]}")
+    text = data.decode("utf-8-sig", errors="strict").lstrip()
+    if text.startswith("<"):
+        return _ecb_xml(text, name)
+    first = text.splitlines()[0] if text else ""
+    header = [h.strip().lower() for h in first.split(",")]
+    if header == OUR_HEADER:
+        return _our_csv(text, name)
+    if header and header[0] == "date":
+        return _ecb_csv(text, name)
+    raise InputError(f"{name}:1: not a rate file: expected the header {','.join(OUR_HEADER)}, "
+                     "the ECB's Date,USD,JPY,… or the ECB's XML")
+
+
+def _our_csv(text: str, name: str) -> list[dict[str, Any]]:
+    rows = []
+    reader = csv.reader(io.StringIO(text))
+    next(reader)
+    for row in reader:
+        if not any(c.strip() for c in row):
+            continue
+        n = reader.line_num
+        try:
+            day = date.fromisoformat(row[0].strip())
+            base, quote = normalize_currency(row[1].strip()), normalize_currency(row[2].strip())
+        except Exception:
+            raise InputError(f"{name}:{n}: expected rate_date (YYYY-MM-DD), base and quote (ISO 4217)") from None
+        rate = _positive(row[3]) if len(row) > 3 else None
+        if rate is None:
+            raise InputError(f"{name}:{n}: rate {row[3] if len(row) > 3 else ''!r} must be a positive decimal")
+        rows.append({"rate_date": day, "base": base, "quote": quote, "rate": rate})
+    return rows
+
+
+def _ecb_csv(text: str, name: str) -> list[dict[str, Any]]:
+    """``Date,USD,JPY,…`` then one row per day; ``N/A`` or empty where the ECB published no rate."""
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip() for h in next(reader)]
+    ccys = [h if re.fullmatch(r"[A-Z]{3}", h) else None for h in header[1:]]
+    rows = []
+    for row in reader:
+        if not row or not row[0].strip():
+            continue
+        try:
+            day = date.fromisoformat(row[0].strip())
+        except ValueError:
+            raise InputError(f"{name}:{reader.line_num}: {row[0]!r} is not a date (YYYY-MM-DD)") from None
+        for ccy, cell in zip(ccys, row[1:], strict=False):
+            if ccy is None or not cell.strip() or cell.strip().upper() == "N/A":
+                continue
+            rate = _positive(cell)
+            if rate is None:
+                raise InputError(f"{name}:{reader.line_num}: {ccy} rate {cell!r} is not a positive decimal")
+            rows.append({"rate_date": day, "base": "EUR", "quote": ccy, "rate": rate})
+    return rows
+
+
+def _ecb_xml(text: str, name: str) -> list[dict[str, Any]]:
+    """``<gesmes:Envelope>…<Cube><Cube time="…"><Cube currency="USD" rate="1.0921"/>…``"""
+    if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
+        raise InputError(f"{name}: a rate file with a DOCTYPE or entities is refused")
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        raise InputError(f"{name}: not well-formed XML ({exc})") from None
+    rows = []
+    for cube in root.iter():
+        if not cube.tag.endswith("Cube") or "time" not in cube.attrib:
+            continue
+        try:
+            day = date.fromisoformat(cube.attrib["time"])
+        except ValueError:
+            raise InputError(f"{name}: time={cube.attrib['time']!r} is not a date") from None
+        for c in cube:
+            ccy, rate = c.attrib.get("currency"), _positive(c.attrib.get("rate", ""))
+            if ccy and rate is not None:
+                rows.append({"rate_date": day, "base": "EUR", "quote": normalize_currency(ccy), "rate": rate})
+    if not rows:
+        raise InputError(f"{name}: no <Cube time=…><Cube currency=… rate=…/> rates in this XML")
+    return rows
+
+
+def read_file(location: str) -> bytes:
+    """A rate file's bytes from a path or an http(s) URL (one clear line when it cannot be read)."""
+    if location.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            resp = httpx.get(location, timeout=30, follow_redirects=True)
+            resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ConfigError(f"fx.files: cannot fetch {location}: {exc}") from None
+        return resp.content
+    path = Path(location)
+    if not path.is_file():
+        raise ConfigError(f"fx.files: {location} does not exist or is not a file")
+    return path.read_bytes()
+
+
+def cross_rates(rows: list[dict[str, Any]], reporting: str) -> list[dict[str, Any]]:
+    """For rates per one base (the ECB's euro): ``reporting -> X`` = (base→X) / (base→reporting), per day."""
+    by_day: dict[tuple[str, date], dict[str, Decimal]] = {}
+    for r in rows:
+        by_day.setdefault((r["base"], r["rate_date"]), {})[r["quote"]] = r["rate"]
+    out = []
+    for (base, day), quotes in by_day.items():
+        rep = quotes.get(reporting)
+        if base == reporting or rep is None:
+            continue
+        for quote, rate in quotes.items():
+            if quote != reporting:
+                out.append({"rate_date": day, "base": reporting, "quote": quote,
+                            "rate": (rate / rep).quantize(PLACES)})
+    return out
+
+
+def erp_rates(store: Store, cfg: Any) -> dict[str, list[dict[str, Any]]]:
+    """The rates the ERP sources synced, per source: Tryton ``currency.currency.rate`` and Odoo
+    ``res.currency.rate``; 1 company currency (``options.company_currency``, default the reporting
+    currency) = ``rate`` of the record's currency."""
+    from canonical.tables import raw_record as rr
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, src in cfg.sources.items():
+        obj = ERP_RATE_OBJECTS.get(src.kind)
+        if obj is None:
+            continue
+        company = normalize_currency(str(src.options.get("company_currency") or cfg.reporting_currency))
+        rows: dict[tuple[str, date], dict[str, Any]] = {}
+        with store.engine.connect() as conn:
+            q = sa.select(rr.c.payload).where(rr.c.system == name, rr.c.object == obj, rr.c.deleted.is_(False))
+            for (payload,) in conn.execute(q):
+                row = _erp_rate(src.kind, payload, company)
+                if row is not None:
+                    rows[(row["quote"], row["rate_date"])] = row
+        if rows:
+            out[name] = list(rows.values())
+    return out
+
+
+def _erp_rate(kind: str, p: dict[str, Any], company: str) -> dict[str, Any] | None:
+    """One ERP rate record as an fx_rate row (1 company currency = ``rate`` quote), or None if unusable."""
+    from connectors.tryton.codec import decode
+
+    try:
+        if kind == "tryton":  # the dotted read "currency.code" comes back under "currency."
+            cur = p.get("currency.")
+            day, rate = decode(p.get("date")), decode(p.get("rate"))
+            ccy = cur.get("code") if isinstance(cur, dict) else p.get("currency.code")
+        else:  # odoo: name is the day, currency_id an [id, "EUR"] pair
+            day, rate, cur = p.get("name"), p.get("rate"), p.get("currency_id")
+            ccy = cur[1] if isinstance(cur, list) and len(cur) > 1 else None
+        value = _positive(str(rate))
+        if not ccy or value is None or day in (None, False, ""):
+            return None
+        quote = normalize_currency(str(ccy))
+        if quote == company:
+            return None
+        return {"rate_date": date.fromisoformat(str(day)[:10]), "base": company, "quote": quote, "rate": value}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def load_rates(store: Store, rates: Iterable[dict[str, Any]], source: str) -> int:
+    """Replace the rates of ``source`` with ``rates``; another source's rate for the same day and pair gives way."""
+    from reconcile.tables import fx_rate
+
+    rows = {(r["base"], r["quote"], r["rate_date"]): {"base": r["base"], "quote": r["quote"],
+                                                      "rate_date": r["rate_date"], "rate": r["rate"],
+                                                      "source": source} for r in rates}
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(fx_rate).where(fx_rate.c.source == source))
+        for base, quote in {(b, q) for b, q, _d in rows}:
+            days = sorted(d for b, q, d in rows if (b, q) == (base, quote))
+            for i in range(0, len(days), 500):
+                conn.execute(sa.delete(fx_rate).where(fx_rate.c.base == base, fx_rate.c.quote == quote,
+                                                      fx_rate.c.rate_date.in_(days[i:i + 500])))
+        values = list(rows.values())
+        for i in range(0, len(values), 5000):
+            conn.execute(fx_rate.insert(), values[i:i + 5000])
+    return len(rows)
+
+
+def stale_pairs(store: Store, as_of: date, max_age_days: int) -> list[str]:
+    """``BASE/QUOTE (newest YYYY-MM-DD)`` for each pair whose newest rate on or before ``as_of`` is older
+    than ``max_age_days`` (or which has none by then)."""
+    from reconcile.tables import fx_rate as f
+
+    limit = as_of - timedelta(days=max_age_days)
+    with store.engine.connect() as conn:
+        newest = conn.execute(sa.select(f.c.base, f.c.quote, sa.func.max(
+            sa.case((f.c.rate_date <= as_of, f.c.rate_date)))).group_by(f.c.base, f.c.quote)).all()
+    return sorted(f"{b}/{q} (newest {d or 'none'} on {as_of})" for b, q, d in newest if d is None or d < limit)
+
+
+def refresh_rates(store: Store, cfg: Any, as_of: date) -> dict[str, Any]:
+    """Load every configured rate source into ``fx_rate``: what was loaded per source, the stale pairs, and
+    the sources that could not be read (``errors``: one line each; the rates loaded before stay)."""
+    fx = getattr(cfg, "fx", None)
+    loaded: dict[str, int] = {}
+    errors: list[str] = []
+    for location in (fx.files if fx is not None else []):
+        try:
+            rows = parse_rates(read_file(location), location)
+        except (ConfigError, InputError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+            errors.append(str(exc))
+            continue
+        bases = {r["base"] for r in rows}
+        if bases == {"EUR"} and cfg.reporting_currency != "EUR":
+            rows += cross_rates(rows, cfg.reporting_currency)
+        loaded[f"file:{location}"] = load_rates(store, rows, _source_key(location))
+    if fx is None or fx.erp_rates:
+        for name, rows in erp_rates(store, cfg).items():
+            loaded[f"erp:{name}"] = load_rates(store, rows, f"erp:{name}"[:64])
+    max_age = fx.max_age_days if fx is not None else 7
+    stale = stale_pairs(store, as_of, max_age)
+    return {"loaded": sum(loaded.values()), "sources": loaded, "stale": stale, "max_age_days": max_age,
+            "errors": errors}
+
+
+def _source_key(location: str) -> str:
+    key = "file:" + (location.rsplit("/", 1)[-1] if "/" in location else location)
+    return key[:64]

@@ -1,0 +1,105 @@
+"""FX rates from real sources: the ERP's rate stream (Tryton ``currency.currency.rate``, Odoo
+``res.currency.rate``), the ECB's euro reference rates (``eurofxref-hist`` CSV, XML, zip; path or URL),
+our CSV; stale pairs named."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from canonical.errors import InputError
+from canonical.store import Store
+from ltc.app.config import Config, FxConfig
+from ltc.app.fx import cross_rates, erp_rates, parse_rates, refresh_rates
+from reconcile.tables import fx_rate
+from sandbox.server import serve
+from tests.sandbox.test_world_replay import replay
+
+ECB_CSV = """Date,USD,JPY,BGN,CYP,GBP,
+2026-10-30,1.0791,162.11,1.9558,N/A,0.8420,
+2026-10-29,1.0810,161.80,1.9558,N/A,0.8431,
+"""
+ECB_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">
+  <gesmes:subject>Reference rates</gesmes:subject>
+  <gesmes:Sender><gesmes:name>European Central Bank</gesmes:name></gesmes:Sender>
+  <Cube>
+    <Cube time="2026-10-30"><Cube currency="USD" rate="1.0791"/><Cube currency="GBP" rate="0.8420"/></Cube>
+    <Cube time="2026-10-29"><Cube currency="USD" rate="1.0810"/><Cube currency="GBP" rate="0.8431"/></Cube>
+  </Cube>
+</gesmes:Envelope>
+"""
+
+
+def _rates(store: Store) -> dict[tuple[str, str, date], Decimal]:
+    with store.engine.connect() as conn:
+        return {(r.base, r.quote, r.rate_date): Decimal(r.rate) for r in conn.execute(sa.select(fx_rate))}
+
+
+def test_ecb_csv_and_xml_read_the_same_rates() -> None:
+    csv_rows = parse_rates(ECB_CSV.encode(), "eurofxref-hist.csv")
+    xml_rows = parse_rates(ECB_XML.encode(), "eurofxref-hist.xml")
+    key = lambda r: (r["rate_date"], r["quote"])  # noqa: E731
+    assert {key(r): r["rate"] for r in xml_rows}.items() <= {key(r): r["rate"] for r in csv_rows}.items()
+    assert {r["base"] for r in csv_rows} == {"EUR"} and not any(r["quote"] == "CYP" for r in csv_rows)  # N/A
+    assert next(r["rate"] for r in csv_rows if key(r) == (date(2026, 10, 30), "USD")) == Decimal("1.0791")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("eurofxref-hist.csv", ECB_CSV)
+    assert parse_rates(buf.getvalue(), "eurofxref-hist.zip") == csv_rows
+    with pytest.raises(InputError, match="not a rate file"):
+        parse_rates(b"a,b\n1,2\n", "x.csv")
+    with pytest.raises(InputError, match="DOCTYPE"):
+        parse_rates(b'<!DOCTYPE x [<!ENTITY a "b">]><x/>', "evil.xml")
+
+
+def test_cross_rates_for_a_usd_reporting_currency() -> None:
+    rows = parse_rates(ECB_CSV.encode(), "ecb.csv")
+    cross = {(r["rate_date"], r["quote"]): r["rate"] for r in cross_rates(rows, "USD") if r["base"] == "USD"}
+    # 1 USD = (EUR->GBP) / (EUR->USD) GBP
+    assert cross[(date(2026, 10, 30), "GBP")] == (Decimal("0.8420") / Decimal("1.0791")).quantize(Decimal("1e-10"))
+
+
+def test_ecb_file_from_a_url_and_our_csv_from_a_path_with_stale_pairs(sqlite_store: Store, tmp_path: Path) -> None:
+    app = Starlette(routes=[Route("/eurofxref-hist.xml", lambda _r: Response(ECB_XML, media_type="text/xml"))])
+    ours = tmp_path / "fx.csv"
+    ours.write_text("rate_date,base,quote,rate\n2026-08-01,USD,CHF,0.8800\n")
+    with serve(app) as server:
+        cfg = Config(reporting_currency="USD",
+                     fx=FxConfig(files=[f"{server.url}/eurofxref-hist.xml", str(ours)], max_age_days=5))
+        out = refresh_rates(sqlite_store, cfg, date(2026, 10, 31))
+    got = _rates(sqlite_store)
+    assert got[("EUR", "USD", date(2026, 10, 30))] == Decimal("1.0791")
+    assert ("USD", "GBP", date(2026, 10, 30)) in got  # the cross rate for the USD reporting currency
+    assert got[("USD", "CHF", date(2026, 8, 1))] == Decimal("0.8800")
+    assert out["loaded"] == len(got)
+    assert out["stale"] == ["USD/CHF (newest 2026-08-01 on 2026-10-31)"]  # 91 days > 5
+    # a rate file that cannot be read is named; the rates loaded before stay, the run goes on
+    missing = refresh_rates(sqlite_store, Config(fx=FxConfig(files=[str(tmp_path / "missing.csv")])),
+                            date(2026, 10, 31))
+    assert missing["errors"] == [f"fx.files: {tmp_path / 'missing.csv'} does not exist or is not a file"]
+    assert _rates(sqlite_store) == got
+
+
+@pytest.mark.parametrize("world", ["tryton", "odoo"])
+def test_the_erps_own_rate_stream(world: str, sqlite_store: Store) -> None:
+    cfg, counts = replay(world, sqlite_store)
+    assert counts[world]["quarantined"] == 0
+    rates = erp_rates(sqlite_store, cfg)[world]
+    # the company currency (the world's EUR) is the base: 1 EUR = rate USD/GBP
+    assert {(r["base"], r["quote"], r["rate_date"], r["rate"]) for r in rates} == {
+        ("EUR", "USD", date(2026, 10, 1), Decimal("1.0842")), ("EUR", "USD", date(2026, 10, 30), Decimal("1.0791")),
+        ("EUR", "GBP", date(2026, 9, 1), Decimal("0.842"))}
+    out = refresh_rates(sqlite_store, cfg, date(2026, 10, 31))
+    assert out["sources"] == {f"erp:{world}": 3}
+    assert out["stale"] == ["EUR/GBP (newest 2026-09-01 on 2026-10-31)"]  # older than the default 7 days
+    assert _rates(sqlite_store)[("EUR", "USD", date(2026, 10, 30))] == Decimal("1.0791")

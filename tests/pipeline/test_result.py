@@ -1,0 +1,38 @@
+"""PipelineResult: what a run's status and exit code are, from its sources and stages."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from ltc.app.pipeline import PipelineResult, SourceStatus, _source_status
+
+
+@pytest.mark.parametrize(("streams", "status"), [
+    ([{"stream": "a", "status": "success"}, {"stream": "b", "status": "success"}], "ok"),
+    ([{"stream": "a", "status": "success"}, {"stream": "b", "status": "paused", "message": "quota"}], "paused"),
+    ([{"stream": "a", "status": "incomplete", "message": "3/4"}], "incomplete"),
+    ([{"stream": "a", "status": "paused"}, {"stream": "b", "status": "failed", "message": "boom"}], "failed"),
+])
+def test_source_status_from_its_streams(streams: list[dict[str, str]], status: str) -> None:
+    st = _source_status("crm", "salesforce", streams)
+    assert st.status == status and st.missing == (status != "ok")
+    assert st.message == next((s["message"] for s in streams if s["status"] != "success" and s.get("message")), None)
+
+
+def test_status_and_exit_code() -> None:
+    res = PipelineResult(as_of=date(2026, 10, 31))
+    res.sources["erp"] = SourceStatus("erp", "tryton")
+    assert (res.status, res.exit_code, res.partial, res.reason()) == ("completed", 0, False, "")
+    since = datetime(2026, 10, 30, 6, 0, tzinfo=UTC)
+    res.sources["crm"] = SourceStatus("crm", "hubspot", "paused", "daily limit", since)
+    assert (res.status, res.exit_code, res.partial) == ("paused", 3, True)
+    assert res.reason() == ("Source crm (hubspot) paused (vendor quota; it resumes on the next run); its data is "
+                            "missing since 2026-10-30 06:00 UTC (last complete sync): daily limit")
+    res.sources["pay"] = SourceStatus("pay", "stripe", "failed", "401")
+    assert (res.status, res.exit_code) == ("failed", 1)
+    out = res.to_dict()
+    assert out["status"] == "failed" and out["partial"] is True and out["sources"]["crm"]["since"].startswith("2026")
+    done = PipelineResult(as_of=date(2026, 10, 31), failed_stage="reconcile", error="conservation")
+    assert (done.status, done.exit_code, done.banners()) == ("failed", 1, ["Stage reconcile failed: conservation"])
