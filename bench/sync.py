@@ -4,6 +4,8 @@
     python bench/sync.py --source hubspot --mode throttled
     python bench/sync.py --source salesforce --records 100000 --mode unthrottled
     python bench/sync.py --source hubspot --mode incremental      # 10k deals, every stream, nothing changed
+    python bench/sync.py --source zoho --records 100000 --mode unthrottled
+    python bench/sync.py --source zoho --mode throttled
 
 Last line, unthrottled: ``sync_records_per_s=<n> peak_rss_mb=<n>``; throttled (the emulator enforces
 the vendor's real limits): ``ceiling_ratio=<achieved / limit-implied records per s> http_429=<n>``;
@@ -202,16 +204,63 @@ def run_salesforce(args: argparse.Namespace) -> str:
     return f"sync_records_per_s={pulled / elapsed:.0f} peak_rss_mb={peak_rss_mb():.0f}"
 
 
+def run_zoho(args: argparse.Namespace) -> str:
+    """Deals from Zoho CRM: the first run (COQL keyset pages of 2,000 keys, bodies by 100 ids) into SQLite.
+
+    Throttled, the emulator enforces a concurrency limit of 5 calls in flight (the free edition's
+    per-org limit) and answers each call after 500 ms (a Zoho call's usual time): the limit allows
+    5 / 0.5 s = 10 calls/s, and a
+    page of 2,000 records costs 21 calls (one COQL, twenty ``ids=`` reads of 100), so the ceiling is
+    10 x 2000 / 21 records/s. Unthrottled, no latency and no concurrency limit (the connector keeps 5 in
+    flight); the emulator pre-renders its records' JSON and runs in its own process."""
+    from connectors.zoho import IDS_PER_CALL, KEYSET_LIMIT, ZohoConnector
+    from sandbox.zoho import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
+
+    throttled = args.mode == "throttled"
+    size = args.records or (40_000 if throttled else 100_000)
+    concurrency, latency_s = 5, 0.5
+    limits = ["--concurrency", str(concurrency), "--latency-ms", str(latency_s * 1000)] if throttled else []
+    proc, url = _emulator_process("sandbox.zoho", ["--size", str(size), "--modules", "Deals", "--prerender",
+                                                   *limits], "/crm/v8/Deals", {})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store.open(f"sqlite:///{os.path.join(tmp, 'bench.db')}")
+            connector = ZohoConnector("zoho", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                                      refresh_token=REFRESH_TOKEN, base_url=url, accounts_url=url,
+                                      tenant=f"bench-{uuid.uuid4().hex[:6]}", concurrency=concurrency,
+                                      streams=["deals"])
+            start = time.perf_counter()
+            [result] = sync(connector, store, streams=["deals"])
+            elapsed = time.perf_counter() - start
+            landed = store.count_raw("zoho", "Deals")
+            requests = connector.requests_sent
+            connector.close()
+            print(f"zoho deals: status={result.status} records={result.records} landed={landed}/{size} "
+                  f"pages={result.pages} requests={requests} elapsed_s={elapsed:.2f}")
+            if result.status != "success" or landed != size:
+                raise SystemExit(f"incomplete sync: {result.status} {result.message}")
+            rate = landed / elapsed
+            if throttled:
+                calls_per_page = 1 + KEYSET_LIMIT // IDS_PER_CALL
+                ceiling = concurrency / latency_s * KEYSET_LIMIT / calls_per_page
+                return f"ceiling_ratio={rate / ceiling:.3f} http_429={connector.http_429}"
+            return f"sync_records_per_s={rate:.0f} peak_rss_mb={peak_rss_mb():.1f}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], str]] = {
     "hubspot": run_hubspot,
     "hubspot-incremental": run_hubspot_incremental,
     "salesforce": run_salesforce,
+    "zoho": run_zoho,
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, choices=["salesforce", "hubspot"])
+    parser.add_argument("--source", required=True, choices=["salesforce", "hubspot", "zoho"])
     parser.add_argument("--records", type=int, default=None)
     parser.add_argument("--mode", choices=["unthrottled", "throttled", "incremental"], default="unthrottled")
     parser.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=True,

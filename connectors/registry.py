@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors import hubspot, odoo, salesforce, stripe, tryton
+from connectors import hubspot, odoo, salesforce, stripe, tryton, zoho
 from connectors.base import Connector
 
 KINDS: dict[str, Callable[[str, Any], Connector]] = {
@@ -15,6 +15,7 @@ KINDS: dict[str, Callable[[str, Any], Connector]] = {
     "stripe": stripe.from_config,
     "odoo": odoo.from_config,
     "tryton": tryton.make_connector,
+    "zoho": zoho.from_config,
 }
 
 

@@ -873,10 +873,10 @@ class _Compiler:
 
 
 def _sidecars(spec: Node, obj: str, child: bool) -> dict[str, tuple[str, str | None]]:
-    """``with:`` -> key -> (sidecar object, the top-level field holding its id, or None for the same id)."""
+    """``with:`` -> key -> (sidecar object, the field (dotted path) holding its id, or None for the same id)."""
     usage = (f"object {obj!r}: `with` maps a key to another source object read under that key — "
              "`{key: object}` (the record with the same id) or `{key: {object: o, id: field}}` (the record whose "
-             "id is this record's top-level `field`), e.g. `with: {associations: associations.deals}`")
+             "id is this record's `field`, a dotted path such as `Sales_Order.id` allowed), e.g. `with: {associations: associations.deals}`")
     side = spec["with"]
     if child or not isinstance(side, Node) or not side:
         raise _fail(spec, "with", usage)
@@ -885,7 +885,7 @@ def _sidecars(spec: Node, obj: str, child: bool) -> dict[str, tuple[str, str | N
         if isinstance(target, str) and target != obj:
             out[str(key)] = (target, None)
         elif (isinstance(target, dict) and set(target) == {"object", "id"} and isinstance(target["object"], str)
-              and isinstance(target["id"], str) and target["id"] and "." not in target["id"]):
+              and isinstance(target["id"], str) and target["id"] and all(target["id"].split("."))):
             out[str(key)] = (target["object"], target["id"])
         else:
             raise _fail(side, key, usage)

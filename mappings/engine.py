@@ -409,7 +409,8 @@ def _mark_sidecar_changes(store: Store, system: str, sidecars: Sidecars) -> None
                                                             c.pending_map.is_(True))
                 if conn.execute(pending_side.limit(1)).first() is None:
                     continue
-                key = c.source_id if id_field is None else c.payload[id_field].as_string()
+                key = (c.source_id if id_field is None else c.payload[id_field].as_string() if "." not in id_field
+                       else c.payload[tuple(id_field.split("."))].as_string())
                 conn.execute(raw_record.update()
                              .where(c.system == system, c.object == obj, c.pending_map.is_(False),
                                     key.in_(pending_side.scalar_subquery()))
@@ -423,7 +424,9 @@ def _with_sidecars(store: Store, system: str, sidecars: Sidecars, live: list[tup
     def ref(payload: Any, sid: str, id_field: str | None) -> str | None:
         if id_field is None:
             return sid
-        value = payload.get(id_field) if isinstance(payload, dict) else None
+        value: Any = payload
+        for part in id_field.split("."):  # a dotted path: a lookup's id (Zoho's {"name", "id"})
+            value = value.get(part) if isinstance(value, dict) else None
         return value if isinstance(value, str) and value else None  # an expanded object needs no look-up
 
     wanted: dict[str, set[str]] = defaultdict(set)  # sidecar object -> its source ids

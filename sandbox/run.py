@@ -38,6 +38,11 @@ WORLD_ACCESS: dict[str, dict[str, Any]] = {
                "credentials": {"login": "admin", "password": "ltc-world"}, "options": {"database": "ltc"}},
     "odoo": {"app": {"database": "ltc", "login": "admin", "api_key": "ltc-world-odoo-key"},
              "credentials": {"api_key": "ltc-world-odoo-key"}, "options": {"database": "ltc", "login": "admin"}},
+    # the emulator is its own accounts server: accounts_url is set to its URL (see ltc.app.demo)
+    "zoho": {"app": {"client_id": "1000.LTCWORLDCLIENT", "client_secret": "ltc-world-zoho-secret",
+                     "refresh_token": "1000.ltc-world-refresh"},
+             "credentials": {"client_id": "1000.LTCWORLDCLIENT", "client_secret": "ltc-world-zoho-secret",
+                             "refresh_token": "1000.ltc-world-refresh"}, "options": {"accounts_url": "$url"}},
 }
 
 
@@ -46,7 +51,7 @@ def world_app(kind: str, records: dict[str, list[dict[str, Any]]], **options: An
     import importlib
 
     factories = {"salesforce": "build_app", "hubspot": "create_app", "stripe": "create_app",
-                 "tryton": "create_app", "odoo": "create_app"}
+                 "tryton": "create_app", "odoo": "create_app", "zoho": "create_app"}
     if kind not in factories:
         raise ValueError(f"no world emulator for {kind}")
     module = importlib.import_module(f"sandbox.{kind}")

@@ -28,8 +28,8 @@ from canonical.errors import InputError, yaml_problem
 from canonical.money import normalize_currency
 
 FORMAT = 1
-SYSTEMS = ("salesforce", "hubspot", "stripe", "tryton", "odoo", "bank")
-API_SYSTEMS = ("salesforce", "hubspot", "stripe", "tryton", "odoo")
+SYSTEMS = ("salesforce", "hubspot", "zoho", "stripe", "tryton", "odoo", "bank")
+API_SYSTEMS = ("salesforce", "hubspot", "zoho", "stripe", "tryton", "odoo")
 ERPS = ("tryton", "odoo")
 YAML_KEYS = ("format", "name", "systems", "erp", "reporting_currency", "as_of", "mappings")
 
@@ -37,6 +37,7 @@ OBJECTS: dict[str, tuple[str, ...]] = {
     "salesforce": ("Account", "Contact", "Lead", "Opportunity", "OpportunityLineItem", "Product2", "Order",
                    "OrderItem", "Quote", "QuoteLineItem", "Contract"),
     "hubspot": ("companies", "contacts", "deals", "line_items", "products", "quotes", "owners", "pipelines"),
+    "zoho": ("Leads", "Accounts", "Contacts", "Deals", "Products", "Quotes", "Sales_Orders", "Invoices"),
     "stripe": ("customers", "charges", "refunds", "invoices", "credit_notes", "balance_transactions", "payouts",
                "payment_intents"),
     "tryton": ("party.party", "sale.sale", "sale.line", "account.invoice", "account.invoice.line",
@@ -286,6 +287,20 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
     elif system == "hubspot" and obj == "pipelines":
         if not isinstance(rec.get("stages"), list):
             raise _fail(where, n, f"pipeline {rid}: stages must be a list")
+    elif system == "zoho":
+        if not isinstance(rid, str) or not rid.isdigit():
+            raise _fail(where, n, f"record {rid!r}: a Zoho id is a number written as a string")
+        for k in ("Created_Time", "Modified_Time"):
+            stamp = rec.get(k)
+            if k == "Created_Time" and stamp is None:
+                continue
+            try:
+                ok = isinstance(stamp, str) and datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
+            except ValueError:
+                ok = False
+            if not ok:
+                raise _fail(where, n, f"record {rid}: {k} must be an ISO 8601 instant with its offset "
+                                      f"(e.g. \"2026-10-01T17:30:00+05:30\"), got {stamp!r}")
     elif system == "stripe":
         want = STRIPE_OBJECT[obj]
         if rec.get("object") != want:

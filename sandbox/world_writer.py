@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 import yaml
 
 from canonical.errors import InputError
@@ -120,14 +121,14 @@ def _rows(world: World, table: str) -> list[dict[str, Any]]:
 
 
 def _crm_accounts(world: World, system: str) -> dict[str, str]:
-    """Account canonical id of ``system`` -> the CRM (Salesforce) account of its cluster (cross_ref)."""
+    """Account canonical id of ``system`` -> the CRM (Salesforce or Zoho) account of its cluster (cross_ref)."""
     members: dict[str, list[str]] = defaultdict(list)
     for r in _rows(world, "cross_ref"):
         if r["entity"] == "account":
             members[r["cluster_id"]].append(r["member_id"])
     out: dict[str, str] = {}
     for ms in members.values():
-        crm = next((m for m in ms if m.startswith("salesforce:")), None)
+        crm = next((m for m in ms if m.startswith(("salesforce:", "zoho:"))), None)
         if crm:
             out.update((m, crm) for m in ms if m.startswith(f"{system}:"))
     return out
@@ -224,6 +225,96 @@ def salesforce_records(world: World) -> dict[str, list[dict[str, Any]]]:
             "ConvertedDate": conv.date().isoformat() if conv else None, "ConvertedAccountId": None,
             "ConvertedOpportunityId": None, "OwnerId": ld["owner"],
         }))
+    return out
+
+
+# --- Zoho CRM (the CRM of a world written with crm="zoho") ---------------------------------------
+
+# Salesforce id prefixes of the generator -> a digit, so that every id becomes a Zoho-like number
+_ZOHO_IDS = (("001", "1"), ("006", "6"), ("00k", "7"), ("00Q", "9"))
+_ZOHO_STAGE = {"prospecting": "Qualification", "qualification": "Qualification",
+               "proposal": "Proposal/Price Quote", "negotiation": "Negotiation/Review",
+               "closed_won": "Closed Won", "closed_lost": "Closed Lost"}
+
+
+def as_zoho(world: World) -> World:
+    """The same world with Zoho CRM as its CRM: every ``salesforce:<entity>:<id>`` becomes
+    ``zoho:<entity>:<digits>`` (and every bare CRM id in references the same digits), in the tables
+    and in the ground truth (fingerprints recomputed). Zoho deals carry no line items, so the deal
+    lines and the LINE_MISMATCH breaks planted on them are left out."""
+    from reconcile.codes import fingerprint
+
+    def text(expr: pl.Expr) -> pl.Expr:
+        for prefix, digit in _ZOHO_IDS:
+            expr = expr.str.replace_all(rf"\b{prefix}(\d{{12}}\d*)\b", f"5725767{digit}$1")
+        return expr.str.replace_all("salesforce:", "zoho:", literal=True).str.replace(r"^salesforce$", "zoho")
+
+    tables: dict[str, pl.DataFrame] = {}
+    for name, df in world.tables.items():
+        if name == "deal_line":
+            df = df.clear()
+        tables[name] = df.with_columns(
+            [text(pl.col(c)).alias(c) for c, t in df.schema.items() if t == pl.String]
+            + [pl.col(c).list.eval(text(pl.element())).alias(c) for c, t in df.schema.items()
+               if t == pl.List(pl.String)])
+    # a cluster is named by its smallest member id: with "zoho:" ids that may now be another member
+    renamed: dict[str, str] = {}
+    if "cross_ref" in tables:
+        cross = tables["cross_ref"].with_columns(pl.col("member_id").min().over("entity", "cluster_id").alias("new"))
+        renamed = dict(zip(cross["cluster_id"].to_list(), cross["new"].to_list(), strict=True))
+        tables["cross_ref"] = cross.with_columns(pl.col("new").alias("cluster_id")).drop("new")
+    truth = world.truth.filter(pl.col("code") != "LINE_MISMATCH").with_columns(
+        pl.col("keys").list.eval(text(pl.element())).alias("keys"))
+    truth = truth.with_columns(pl.Series("keys", [sorted(renamed.get(k, k) for k in keys)
+                                                  for keys in truth["keys"].to_list()], dtype=pl.List(pl.String)))
+    truth = truth.with_columns(pl.Series("fingerprint", [fingerprint(c, k) for c, k in
+                                                         zip(truth["code"].to_list(), truth["keys"].to_list(),
+                                                             strict=True)], dtype=pl.String))
+    return World(tables=tables, truth=truth, as_of=world.as_of, seed=world.seed, meta={**world.meta, "crm": "zoho"})
+
+
+def _zoho_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def zoho_records(world: World) -> dict[str, list[dict[str, Any]]]:
+    """Accounts, Deals and Leads as ``GET /crm/v8/{module}`` returns them (of a world made by :func:`as_zoho`)."""
+    as_of = world.as_of
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    names: dict[str, str] = {}
+    for a in _rows(world, "account"):
+        if a["source_system"] != "zoho":
+            continue
+        sid = _sid(a["id"])
+        names[sid] = a["name"]
+        stamp = _zoho_time(_stamp(as_of - timedelta(days=400), as_of))
+        out["Accounts"].append({
+            "id": sid, "Account_Name": a["name"], "Website": None, "Billing_Country": a["country"],
+            "Currency": None, "Owner": {"name": a["owner"], "id": a["owner"], "email": a["owner"]},
+            "Industry": None, "Phone": None, "Created_Time": stamp, "Modified_Time": stamp})
+    for d in _rows(world, "deal"):
+        sid = _sid(d["id"])
+        acc = _sid(d["account_id"]) if d["account_id"] else None
+        created: datetime = d["created_at"]
+        out["Deals"].append({
+            "id": sid, "Deal_Name": f"Deal {sid}",
+            "Account_Name": {"name": names.get(acc or "", ""), "id": acc} if acc else None,
+            "Stage": _ZOHO_STAGE[d["stage"]], "Currency": d["currency"], "Amount": _num(d["amount"]),
+            "Closing_Date": d["close_date"].isoformat(), "Owner": {"name": d["owner"], "id": d["owner"],
+                                                                  "email": d["owner"]},
+            "Probability": 100 if d["stage"] == "closed_won" else (0 if d["stage"] == "closed_lost" else 80),
+            "Type": "New Business", "Lead_Source": None, "Created_Time": _zoho_time(created),
+            "Modified_Time": _zoho_time(_stamp(d["close_date"] + timedelta(days=1), as_of))})
+    for ld in _rows(world, "lead"):
+        sid = _sid(ld["id"])
+        created = ld["created_at"]
+        conv: datetime | None = ld["converted_at"]
+        out["Leads"].append({
+            "id": sid, "First_Name": "Lead", "Last_Name": sid, "Company": f"Prospect {sid}", "Email": None,
+            "Lead_Status": ld["status"], "Lead_Source": "Web",
+            "Owner": {"name": ld["owner"], "id": ld["owner"], "email": ld["owner"]},
+            "Created_Time": _zoho_time(created),
+            "Modified_Time": _zoho_time(_stamp((conv or created).date() + timedelta(days=1), as_of))})
     return out
 
 
@@ -587,21 +678,27 @@ def bank_statements(world: World) -> dict[str, bytes]:
 # --- the directory --------------------------------------------------------------------------------
 
 def write_world(world: World, directory: str | Path, *, erp: str | None = None, name: str | None = None,
-                reporting_currency: str = "USD") -> Path:
+                reporting_currency: str = "USD", crm: str = "salesforce") -> Path:
     """Render ``world`` into ``directory`` (created; existing world files are replaced).
 
     ``erp``: ``none`` leaves the ERP out; otherwise it must be the world's own ERP (``generate(...,
-    erp=...)``, default ``tryton``), whose ids its records carry.
+    erp=...)``, default ``tryton``), whose ids its records carry. ``crm``: ``salesforce`` (default) or
+    ``zoho`` — a world passed through :func:`as_zoho` (converted here if it is not yet).
     """
+    if crm not in ("salesforce", "zoho"):
+        raise InputError(f"write_world: crm must be salesforce or zoho, not {crm!r}")
+    if crm == "zoho" and world.meta.get("crm") != "zoho":
+        world = as_zoho(world)
     own = str(world.meta.get("erp", "tryton"))
     erp = erp or own
     if erp not in ("none", own):
         raise InputError(f"write_world: this world's ERP is {own}; generate it with erp={erp!r} to write {erp} files")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    systems = ["salesforce", "stripe", "bank"]
+    systems = [crm, "stripe", "bank"]
     rendered: dict[str, dict[str, list[dict[str, Any]]]] = {
-        "salesforce": salesforce_records(world), "stripe": stripe_records(world),
+        crm: salesforce_records(world) if crm == "salesforce" else zoho_records(world),
+        "stripe": stripe_records(world),
     }
     if erp != "none":
         systems.insert(1, erp)
@@ -643,15 +740,16 @@ def iter_files(directory: Path) -> Iterator[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sandbox.world_writer --chains N --out DIR [--seed S]``: generate and write a world."""
+    """``python -m sandbox.world_writer --chains N --out DIR [--seed S] [--crm zoho]``: generate and write a world."""
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--chains", type=int, required=True)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", required=True)
     ap.add_argument("--erp", default="tryton", choices=["tryton", "odoo", "none"])
+    ap.add_argument("--crm", default="salesforce", choices=["salesforce", "zoho"])
     args = ap.parse_args(argv)
     world = generate(args.chains, seed=args.seed, erp="tryton" if args.erp == "none" else args.erp)
-    out = write_world(world, args.out, erp=args.erp)
+    out = write_world(world, args.out, erp=args.erp, crm=args.crm)
     print(json.dumps({"world": str(out), "files": sum(1 for _ in iter_files(out))}))
 
 

@@ -26,7 +26,7 @@ from canonical.errors import ConfigError, yaml_problem
 from canonical.money import normalize_currency
 
 DEFAULT_PATH = "ltc.yaml"
-SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053")
+SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho")
 
 
 class _Model(BaseModel):
@@ -98,8 +98,9 @@ def is_loopback(url: str) -> bool:
 
 
 def insecure_urls(source: SourceConfig) -> list[str]:
-    """The source's plain http:// URLs that leave this machine (base_url, options.login_url)."""
-    urls = [source.base_url, source.options.get("login_url")]
+    """The source's plain http:// URLs that leave this machine (base_url, options.login_url, and
+    Zoho's options.accounts_url, where the client secret goes)."""
+    urls = [source.base_url, source.options.get("login_url"), source.options.get("accounts_url")]
     return [u for u in urls if isinstance(u, str) and u.lower().startswith("http://") and not is_loopback(u)]
 
 
@@ -130,7 +131,7 @@ class SourceWeb(_Model):
 
 
 class SourceConfig(_Model):
-    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053"]
+    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho"]
     base_url: str | None = None
     credentials: dict[str, SecretRef] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)

@@ -68,7 +68,7 @@ def _pointed_at(servers: dict[str, RunningServer], access: dict[str, dict[str, A
                 var = f"{env_prefix}_{kind.upper()}_{field.upper()}"
                 os.environ[var] = value
                 creds[field] = SecretRef(env=var)
-            options = dict(spec["options"])
+            options = {k: (srv.url if v == "$url" else v) for k, v in spec["options"].items()}
             if srv.ca_file:
                 options["ca_file"] = srv.ca_file
             sources[kind] = SourceConfig(kind=kind, base_url=srv.url, credentials=creds,  # type: ignore[arg-type]
@@ -121,8 +121,9 @@ DEFAULT_REPORTS = Path(".ltc/reports")
 
 
 def generate_world(directory: str | Path = DEFAULT_WORLD, *, chains: int = 300, seed: int = 7,
-                   erp: str = "tryton") -> Path:
-    """Generate a world (``sandbox.scenario``) and write it as vendor files into ``directory``."""
+                   erp: str = "tryton", crm: str = "salesforce") -> Path:
+    """Generate a world (``sandbox.scenario``) and write it as vendor files into ``directory``
+    (``crm``: salesforce or zoho; a Zoho world has its own name, so a store never mixes the two)."""
     import shutil
 
     from sandbox.scenario import generate
@@ -131,7 +132,8 @@ def generate_world(directory: str | Path = DEFAULT_WORLD, *, chains: int = 300, 
     target = Path(directory)
     if (target / "world.yaml").exists():  # a world written before (maybe with another ERP): replace it whole
         shutil.rmtree(target)
-    return write_world(generate(chains, seed=seed, erp=erp), target)
+    name = f"generated-seed{seed}-{chains}-zoho" if crm == "zoho" else None
+    return write_world(generate(chains, seed=seed, erp=erp), target, crm=crm, name=name)
 
 
 def load_fx_rates(store: Any, rates: list[dict[str, Any]], source: str = "world") -> int:
