@@ -154,7 +154,7 @@ def ours_world(directory: Path, chains: int, seed: int, breaks: bool) -> World:
 # -- replay ------------------------------------------------------------------------------------------------
 def _ltc() -> list[str]:
     exe = Path(sys.executable).with_name("ltc")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ltc.cli.main"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from ltc.cli import main; main()"]
 
 
 def replay(world: Path, work: Path, use_cli: bool) -> tuple[list[Reported], float, str]:

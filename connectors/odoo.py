@@ -68,7 +68,7 @@ def _s(name: str, model: str, fields: Sequence[str], domain: Sequence[Any] = ())
 
 STREAMS: tuple[OdooStream, ...] = (
     _s("partners", "res.partner", ["name", "ref", "email", "phone", "vat", "is_company", "parent_id",
-                                   "commercial_partner_id", "country_id", "customer_rank", "active"]),
+                                   "commercial_partner_id", "country_id", "customer_rank", "active", "website"]),
     _s("sale_orders", "sale.order", ["name", "partner_id", "date_order", "validity_date", "client_order_ref",
                                      "origin", "state", "amount_untaxed", "amount_tax", "amount_total",
                                      "currency_id", "invoice_status", "invoice_ids", "order_line"]),

@@ -1,6 +1,7 @@
 """``ltc``: the command line, a thin shell over the application layer (:mod:`ltc.app`).
 
-One module per command group; :mod:`ltc.cli.main` assembles them into one typer app. The console
+One module per command group; :mod:`ltc.cli.commands` assembles them into one typer app (not named
+``main``: a submodule of that name would replace the entry function below as an attribute of this package). The console
 entry point is ``ltc.cli:main``.
 """
 
@@ -29,16 +30,16 @@ def announce(argv: list[str]) -> bool:
 
 
 def main() -> None:
-    """Console entry point (see :func:`ltc.cli.main.main`)."""
+    """Console entry point (see :func:`ltc.cli.commands.main`)."""
     announce(sys.argv[1:])
-    from ltc.cli.main import main as run
+    from ltc.cli.commands import main as run
 
     run()
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from ltc.cli.main import app
+        from ltc.cli.commands import app
 
         return app
     raise AttributeError(f"module 'ltc.cli' has no attribute {name!r}")

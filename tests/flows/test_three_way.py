@@ -59,7 +59,7 @@ def sandbox(world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_demo_run_and_flow_agree(world_dir: Path, tmp_path: Path, sandbox: dict[str, Any],
                                  monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> None:
     from flows.pipeline import pipeline
-    from ltc.cli.main import app
+    from ltc.cli.commands import app
 
     world_yaml = yaml.safe_load((world_dir / "world.yaml").read_text())
     as_of = str(world_yaml["as_of"])

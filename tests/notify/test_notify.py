@@ -224,7 +224,7 @@ def test_a_dead_target_never_fails_the_run_nor_leaks_its_key(receiver: Receiver,
 
 
 def test_urls_from_env_and_config_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> None:
-    from ltc.cli.main import app
+    from ltc.cli.commands import app
 
     path = tmp_path / "ltc.yaml"
     path.write_text("notifications:\n  targets:\n    - url: {env: LTC_TEST_WECOM_URL}\n      name: ops group\n"

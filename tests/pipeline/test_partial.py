@@ -46,7 +46,7 @@ def _evidence(url: str) -> dict[str, Any]:
 
 
 def test_complete_then_paused_then_failed(world_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ltc.cli.main import app
+    from ltc.cli.commands import app
 
     world = read_world(world_path)
     reports = tmp_path / "reports"
@@ -111,7 +111,7 @@ def test_complete_then_paused_then_failed(world_path: Path, tmp_path: Path, monk
 def test_reconcile_keeps_the_world_as_of(world_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store replayed from a world keeps the world's as-of: `ltc reconcile` without --as-of reopens nothing."""
     from ltc.app.demo import replay_world
-    from ltc.cli.main import app
+    from ltc.cli.commands import app
 
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     summary = replay_world(Store.open(url), world_path, tmp_path / "r", echo=lambda _l: None)
