@@ -76,6 +76,19 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
+def cron_line(text: str) -> bool:
+    """Whether ``text`` is a cron line (five fields); ValueError when it is one that does not parse."""
+    if len(text.split()) != 5:
+        return False
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(text, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ValueError(f"schedule {text!r} is not a valid cron line: {exc}") from None
+    return True
+
+
 def parse_duration(text: str | int | None) -> timedelta | None:
     """``"24h"``, ``"30m"``, ``"7d"``, ``"90s"`` -> a timedelta; ``off``/``null``/``0`` -> None."""
     if text is None or text == 0 or (isinstance(text, str) and text.strip().lower() in ("off", "never", "0", "")):
@@ -176,13 +189,7 @@ class SourceConfig(_Model):
         if isinstance(v, int) and not isinstance(v, bool):
             v = f"{v}s"
         text = str(v).strip()
-        if len(text.split()) == 5:
-            from cronsim import CronSim, CronSimError
-
-            try:
-                CronSim(text, datetime.now(UTC))
-            except CronSimError as exc:
-                raise ValueError(f"{text!r} is not a valid cron line: {exc}") from None
+        if cron_line(text):
             return text
         try:
             interval = parse_duration(text)

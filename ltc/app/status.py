@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import yaml
 
 from canonical.store import Store
-from ltc.app.config import Config, parse_duration
+from ltc.app.config import Config, cron_line, parse_duration
 from reconcile.tables import recon_exception as ex
 
 SYNC_ENTRYPOINTS = {"flows/sync.py:sync_all", "flows/pipeline.py:pipeline"}  # they sync every source
@@ -98,13 +98,7 @@ def parse_schedule(text: Any, origin: str, timezone: str = "UTC") -> Schedule:
             raise ValueError(f"schedule interval must be positive, got {text!r}")
         return Schedule(origin, interval=timedelta(seconds=float(text)))
     value = str(text).strip()
-    if len(value.split()) == 5:
-        from cronsim import CronSim, CronSimError
-
-        try:
-            CronSim(value, datetime.now(UTC))
-        except CronSimError as exc:
-            raise ValueError(f"schedule {value!r} is not a valid cron line: {exc}") from None
+    if cron_line(value):
         return Schedule(origin, cron=value, timezone=timezone)
     interval = parse_duration(value)
     if interval is None:
