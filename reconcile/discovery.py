@@ -181,7 +181,8 @@ def discover(fr: Frames) -> Frames:
     # invoices -> orders, deals
     inv = fr.invoice.with_columns(resolved("order_ref", order_keys).alias("__ook"),
                                   resolved("deal_ref", deal_keys).alias("__dok"))
-    t_o = inv.filter(~pl.col("__ook") & ~pl.col("__dok"))
+    # an invoice that names its deal may still name its order (the more specific link: what was billed)
+    t_o = inv.filter(~pl.col("__ook"))
     i_o, i_o_amb = _decide(_match(pl.concat([_tokens(t_o, "order_ref"), _tokens(t_o, "ref_text")]), idx, "order"),
                            many=False)
     t_d = inv.filter(~pl.col("__dok") & ~pl.col("__ook"))

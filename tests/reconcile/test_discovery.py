@@ -74,6 +74,19 @@ def test_invoice_metadata_under_the_company_own_keys_links_order_and_deal() -> N
     assert link["chain_id"] == "sf:deal:006A" and "ref_text=so 0042" in link["evidence"]
 
 
+def test_an_invoice_that_names_its_deal_still_finds_the_order_it_bills() -> None:
+    # deal_ref resolves (a configured or discovered key), the description names the order: the invoice
+    # bills that order, so the order is not "ordered, not invoiced" (the deal-level link would say so)
+    old = date(2026, 8, 1)
+    fr = world(deal=[deal("006A", "100.00")], order=[order("S00003", "006A", "100.00", od=old)],
+               invoice=[dict(invoice("I1", None, "100.00", due=date(2026, 12, 1)), deal_ref="006A",
+                             ref_text="SRV-IMPL as per order S00003")])
+    res = run(fr)
+    assert codes(res) == []
+    link = links(res, "invoice")["erp:invoice:I1"]
+    assert link["from_id"] == "erp:order:S00003" and link["rule_id"] == "invoice.discovered_ref"
+
+
 def test_configured_reference_stays_first() -> None:
     # order_ref names SO1 (configured); the memo names SO2: the configured one is used
     fr = world(deal=[deal("D1", "100.00"), deal("D2", "100.00")],
