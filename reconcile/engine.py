@@ -148,7 +148,9 @@ def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: dat
 def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: date | None, tmp: Path, out: Path,
               run_id: str, partitions: int | None, mapper: Mapper) -> ReconcileResult:
     clock = _Clock()
-    omit = {name: set(cols) - {"created_at"} for name, cols in NOT_READ.items()}  # the KPIs read created_at
+    # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
+    # ids that the buckets then leave out
+    omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference"} for name, cols in NOT_READ.items()}
     src = export_frames(store, tmp / "in", [n for n in Frames.__dataclass_fields__ if n != "lead"], omit)
     clock("export to Parquet")
     plan = plan_buckets(src, tmp / "spill", out, partitions)

@@ -242,3 +242,39 @@ def test_erp_payment_lines_name_their_invoice_by_record_id() -> None:
         "id": 5, "party": 7, "credit": "100.00", "debit": "0", "currency.": {"id": 1, "code": "USD"}, "date":
         "2026-09-20", "move_state": "posted", "invoice_payment": 12, "move.": {"id": 9, "number": "M9"}})
     assert tryton["invoice_ref"] == "12"
+
+
+def test_the_store_path_discovers_references_in_the_texts_it_exports(sqlite_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``ltc reconcile`` (export to Parquet, discovery pre-pass, buckets): the texts discovery reads are
+    exported (the buckets leave them out afterwards), so an order number in a Stripe description links."""
+    import sqlalchemy as sa
+
+    from canonical.model import Account, Deal, Invoice, Order, to_row
+    from canonical.money import Money
+    from reconcile.engine import run_reconciliation
+    from reconcile.tables import recon_link
+
+    acct = Account(id="sf:account:A", source_system="sf", source_object="Account", source_id="A", name="Acme")
+    rows = {
+        "account": [to_row(acct)],
+        "deal": [to_row(Deal(id="sf:deal:006A", source_system="sf", source_object="Opportunity", source_id="006A",
+                             account_id=acct.id, stage="closed_won", currency="USD",
+                             amount=Money.of("100.00", "USD"), close_date=date(2026, 7, 1)))],
+        "order": [to_row(Order(id="odoo:order:1", source_system="odoo", source_object="sale.order", source_id="1",
+                               number="S00003", deal_ref="006A", account_id=acct.id, order_date=date(2026, 7, 2),
+                               state="confirmed", currency="USD", total=Money.of("100.00", "USD")))],
+        "invoice": [to_row(Invoice(id="stripe:invoice:in_1", source_system="stripe", source_object="invoice",
+                                   source_id="in_1", number="A1-0003", deal_ref="006A", account_id=acct.id,
+                                   issue_date=date(2026, 7, 3), due_date=date(2026, 12, 1), status="open",
+                                   currency="USD", total=Money.of("100.00", "USD"),
+                                   ref_text="006A | SRV-IMPL as per order S00003"))],
+    }
+    with sqlite_store.engine.begin() as conn:
+        for entity, batch in rows.items():
+            sqlite_store.upsert_entities(conn, entity, batch)
+    res = run_reconciliation(sqlite_store, S, AS_OF, partitions=1)
+    assert "ORDERED_NOT_INVOICED" not in res.totals["exceptions"]
+    with sqlite_store.engine.connect() as conn:
+        link = conn.execute(sa.select(recon_link.c.from_id, recon_link.c.rule_id)
+                            .where(recon_link.c.to_id == "stripe:invoice:in_1")).one()
+    assert tuple(link) == ("odoo:order:1", "invoice.discovered_ref")
