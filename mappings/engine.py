@@ -353,48 +353,6 @@ def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: list
     return counts
 
 
-def _map_batch(store: Store, mset: MappingSet, sidecars: Sidecars, last_id: int, batch_size: int,
-               run_id: str | None) -> tuple[int, dict[str, int]] | None:
-    """Map the pending raw rows after ``last_id`` (one batch); None when none is left."""
-    c = raw_record.c
-    counts: dict[str, int] = defaultdict(int)
-    with store.engine.connect() as conn:
-        batch = conn.execute(
-            sa.select(c.id, c.object, c.source_id, c.payload, c.source_updated_at, c.deleted, c.content_hash,
-                      c.fetched_at)
-            .where(c.system == mset.system, c.pending_map.is_(True), c.id > last_id)
-            .order_by(c.id)
-            .limit(batch_size)
-        ).all()
-    if not batch:
-        return None
-    # positional access: a Row's attribute look-up costs more than the mapping of a small record
-    live = [(r[0], r[1], r[2], r[3], r[4]) for r in batch if not r[5]]
-    dead = [r for r in batch if r[5]]
-    if sidecars:
-        live = _with_sidecars(store, mset.system, sidecars, live)
-    result = map_records(mset, live)
-    if result.deleted_stubs:
-        stubs = set(result.deleted_stubs)
-        dead += [r for r in batch if r[0] in stubs]
-    with store.engine.begin() as conn:
-        for entity, rows in result.rows.items():
-            store.upsert_entities(conn, entity, rows)
-            counts[entity] += len(rows)
-        _tombstone_dropped_children(conn, mset, live, result)
-        counts["tombstoned"] += _tombstone(conn, mset, dead)
-        seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
-        seen |= {(r.object, r.source_id or "") for r in result.rejected}
-        _resolve_quarantine(conn, mset.system, seen)
-        store.add_quarantine(conn, mset.system, result.rejected, run_id)
-        _clear_pending(conn, [(r[0], r[6]) for r in batch])
-    counts["records"] += len(batch)
-    counts["mapped"] += len(result.ok_raw)
-    counts["quarantined"] += len(result.rejected)
-    counts["ignored"] += result.ignored
-    return batch[-1][0], counts
-
-
 Sidecars = dict[str, dict[str, tuple[str, str | None]]]
 
 
