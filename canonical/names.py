@@ -104,7 +104,7 @@ def normalize_name(name: str) -> str:
     """The comparison key of a company name (see the module docstring)."""
     text = unicodedata.normalize("NFKC", name).casefold().strip()
     text = _strip_cjk(text)
-    text = unidecode(text).lower().replace("'", "").replace("`", "")
+    text = (text if text.isascii() else unidecode(text)).lower().replace("'", "").replace("`", "")
     text = text.replace("&", " and ").replace("+", " and ")
     text = _DOTTED.sub(lambda m: m.group(0).replace(".", "") + " ", text)
     text = _PUNCT.sub(" ", text)
@@ -143,12 +143,74 @@ def _drop_legal(tokens: list[str]) -> list[str]:
 
 def normalize_series(names: pl.Series) -> pl.Series:
     """:func:`normalize_name` of every value of a column (each distinct name once; null stays null):
-    the one name key identity and reconciliation (payer matching, bucketing) share."""
+    the one name key identity and reconciliation (payer matching, bucketing) share.
+
+    Most names are plain printable ASCII, where NFKC, case folding and transliteration change nothing:
+    those are normalized column-wise (:func:`_ascii_keys`); the rest (other scripts, dotted
+    abbreviations, umlaut spellings, control characters) go through :func:`normalize_name` one by one.
+    Both give the same key (``tests/identity/test_names_vectorised.py``)."""
     distinct = names.drop_nulls().unique()
     if distinct.is_empty():
         return pl.Series(names.name, [None] * len(names), dtype=pl.String)
-    keys = pl.Series([normalize_name(x) for x in distinct.to_list()], dtype=pl.String)
-    return names.replace_strict(distinct, keys, default=None, return_dtype=pl.String)
+    fast = _ascii_keys(distinct.rename("name"))
+    slow = fast.filter(pl.col("key").is_null())["name"]
+    parts = [fast.drop_nulls("key")]
+    if len(slow):
+        parts.append(pl.DataFrame({"name": slow, "key": pl.Series([normalize_name(x) for x in slow.to_list()],
+                                                                  dtype=pl.String)}))
+    keys = pl.concat(parts)
+    return names.replace_strict(keys["name"], keys["key"], default=None, return_dtype=pl.String)
+
+
+#: what the column-wise path takes: printable ASCII only (NFKC, casefold and unidecode are the identity there)
+_PRINTABLE = r"^[\x20-\x7e]*$"
+#: what it leaves to ``normalize_name``: dotted abbreviations (``s.a.``) and umlaut spellings (``mueller``)
+_SLOW = r"[a-z]\.[a-z]\.|[a-z](?:ae|oe|ue)"
+#: a legal form ending a name of more words (the leftmost such start is the longest form, as in _drop_legal)
+_LEGAL_END = r" (?:" + "|".join(sorted((" ".join(f) for f in LEGAL_FORMS), key=len, reverse=True)) + r")$"
+_LEADING_WORDS = [w for (w,) in _LEADING]
+
+
+def _ascii_keys(distinct: pl.Series) -> pl.DataFrame:
+    """(name, key) for distinct names: :func:`normalize_name`'s steps as Polars string expressions for
+    printable ASCII names (words kept one space apart); ``key`` null for the names left to ``normalize_name``."""
+    df = pl.DataFrame(distinct).with_columns(
+        pl.col("name").str.to_lowercase().str.replace_all(r"['`]", "").str.replace_all(r"[&+]", " and ").alias("key"))
+    ok = pl.col("name").str.contains(_PRINTABLE) & ~pl.col("key").str.contains(_SLOW)
+    df = df.with_columns(pl.when(ok).then(pl.col("key").str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars(" ")))
+    # "and" carries no identity unless it is all there is (spaces doubled: "and and" are two matches)
+    no_and = (pl.lit("  ") + pl.col("key").str.replace_all(" ", "  ", literal=True) + pl.lit("  ")).str.replace_all(
+        " and ", " ", literal=True).str.replace_all(" +", " ").str.strip_chars(" ")
+    df = df.with_columns(no_and.alias("__k")).select(
+        "name", pl.when(pl.col("__k") != "").then(pl.col("__k")).otherwise(pl.col("key")).alias("key"))
+    todo = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "key").filter(
+        pl.col("key").str.contains(" ", literal=True))
+    done: list[pl.DataFrame] = []
+    while not todo.is_empty():  # _drop_legal: one removal per round, every name at once
+        todo = _drop_round(todo)
+        more = pl.col("changed") & pl.col("key").str.contains(" ", literal=True)
+        done.append(todo.filter(~more).select("row", "key"))
+        todo = todo.filter(more).select("row", "key")
+    keys = df["key"]
+    if done:
+        fixed = pl.concat(done).sort("row")
+        keys = keys.scatter(fixed["row"], fixed["key"])
+    return pl.DataFrame({"name": df["name"], "key": keys})
+
+
+def _drop_round(todo: pl.DataFrame) -> pl.DataFrame:
+    """One pass of :func:`_drop_legal`'s loop over names of two words or more: the longest legal form at
+    the end (never the whole name), else a misspelt long form at the end, else a leading form."""
+    key = pl.col("key")
+    last = key.str.extract(r" ([a-z0-9]+)$")
+    todo = todo.with_columns(key.str.replace(_LEGAL_END, "").alias("cut"), last.alias("last"))
+    long = todo.filter(pl.col("last").str.len_chars() >= 7)["last"].unique().to_list()
+    misspelt = [t for t in long if _misspelt_form(t)]
+    return todo.select("row", pl.when(pl.col("cut") != key).then(pl.col("cut"))
+                       .when(pl.col("last").is_in(misspelt)).then(key.str.replace(r" [a-z0-9]+$", ""))
+                       .when(key.str.extract(r"^([a-z0-9]+) ").is_in(_LEADING_WORDS))
+                       .then(key.str.replace(r"^[a-z0-9]+ ", "")).otherwise(key).alias("key")).with_columns(
+        (pl.col("key") != todo["key"]).alias("changed"))
 
 
 def name_key(col: str | pl.Expr) -> pl.Expr:
