@@ -37,13 +37,14 @@ the tokens of the texts; no per-record scan.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from reconcile.frames import SCHEMAS, Frames, conform
+from reconcile.frames import Frames, conform
 
 #: prefixes people put before a number ("INV 10023", "SO-77", "Order #5", "Rechnung RE-1")
 PREFIXES = ("INVOICE", "RECHNUNG", "FACTURE", "FACTURA", "SALESORDER", "ORDER", "INV", "RINV", "BILL", "FACT",
@@ -94,18 +95,19 @@ def _tokens(df: pl.DataFrame, field: str, whole: bool = True) -> pl.DataFrame:
         parts.append(base.select("id", pl.col("text").str.split(" | ").alias("value")).explode("value"))
     out = _with_key(pl.concat(parts).drop_nulls("value"), "value")
     # one row per (record, key): the fullest value that gave it (evidence reads "so 0042", not "0042")
-    out = out.drop_nulls("key").sort(pl.col("value").str.len_chars(), descending=True)
+    out = out.drop_nulls("key").sort([pl.col("value").str.len_chars(), pl.col("value")], descending=[True, False])
     return out.unique(["id", "key"], keep="first", maintain_order=True).select(
         "id", pl.lit(field).alias("field"), "value", "key")
 
 
-def build_index(fr: Frames) -> pl.DataFrame:
+def build_index(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) -> pl.DataFrame:
     """Every known identifier once: (kind, key, target_id, target_value, system, n) with ``n`` the number
-    of distinct targets of that kind (and system, for vendor ids) sharing the key."""
-    inv = fr.invoice.filter((pl.col("kind") != "credit_note").fill_null(True))
+    of distinct targets of that kind (and system, for vendor ids) sharing the key. Reads only
+    :data:`INDEX_COLUMNS` of the three tables."""
+    inv = invoice.filter((pl.col("kind") != "credit_note").fill_null(True))
     parts = [
-        ("deal", fr.deal, "source_id", False),
-        ("order", fr.order.filter(~pl.col("state").is_in(["draft", "quotation", "cancelled"]).fill_null(False)),
+        ("deal", deal, "source_id", False),
+        ("order", order.filter(~pl.col("state").is_in(["draft", "quotation", "cancelled"]).fill_null(False)),
          "number", False),
         ("invoice", inv, "number", False),
         # vendor object ids: exact (upper-cased) and only within one system
@@ -123,9 +125,46 @@ def build_index(fr: Frames) -> pl.DataFrame:
     return pl.concat(out).select("kind", "key", "target_id", "target_value", "system", "n")
 
 
-def _match(tokens: pl.DataFrame, idx: pl.DataFrame, kind: str) -> pl.DataFrame:
+#: the columns the index is built from (the only columns of these tables discovery reads whole)
+INDEX_COLUMNS = {"deal": ("id", "source_id", "order_ref"), "order": ("id", "number", "state"),
+                 "invoice": ("id", "number", "kind", "source_id")}
+
+
+@dataclass(frozen=True)
+class Index:
+    """What every record is matched against, built once per run from :data:`INDEX_COLUMNS`: the
+    identifiers per kind, the configured keys that resolve, and the orders deals name."""
+
+    by_kind: dict[str, pl.DataFrame]  # kind -> (key, target_id, target_value, n) (+ system for vendor ids)
+    deal_keys: pl.Series  # the core's keys of deal source ids, order numbers, invoice numbers (imploded)
+    order_keys: pl.Series
+    inv_keys: pl.Series
+    deal_names: pl.DataFrame  # (id, deal, value): an order a deal's order_ref names (one order per key)
+
+
+def index_of(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) -> Index | None:
+    """The :class:`Index` of the three tables (key columns only), None when there is nothing to find."""
+    idx = build_index(deal, order, invoice)
+    if idx.is_empty():
+        return None
+
+    def keys(df: pl.DataFrame, col: str) -> pl.Series:
+        return df.select(_core_key(pl.col(col)).alias("k")).drop_nulls().unique()["k"].implode()
+
+    by_kind = {kind: idx.filter(pl.col("kind") == kind).select(
+        "key", "target_id", "target_value", "n", *(["system"] if kind == "vendor" else []))
+        for kind in ("deal", "order", "invoice", "vendor")}
+    del idx
+    named = deal.filter(pl.col("order_ref").is_not_null())
+    tok = _with_key(named.select(pl.col("source_id").alias("deal"), pl.col("order_ref").alias("value")), "value")
+    deal_names = tok.drop_nulls("key").join(by_kind["order"].filter(pl.col("n") == 1).select(
+        "key", pl.col("target_id").alias("id")), on="key", maintain_order="left").select("id", "deal", "value")
+    return Index(by_kind, keys(deal, "source_id"), keys(order, "number"), keys(invoice, "number"), deal_names)
+
+
+def _match(tokens: pl.DataFrame, ix: Index, kind: str) -> pl.DataFrame:
     """Tokens joined with the index of one kind (one hash join)."""
-    return tokens.join(idx.filter(pl.col("kind") == kind).select("key", "target_id", "target_value", "n"), on="key")
+    return tokens.join(ix.by_kind[kind].select("key", "target_id", "target_value", "n"), on="key")
 
 
 def _evidence(m: pl.DataFrame) -> pl.DataFrame:
@@ -145,7 +184,7 @@ def _decide(m: pl.DataFrame, many: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     links = per.join(counts, on="id").filter((pl.col("k") == 1) | pl.lit(many)).drop("k", "cands")
     several = counts.filter(pl.col("k") > 1) if not many else counts.clear()
     shared = m.filter(pl.col("n") > 1).join(links.select("id").unique(), on="id", how="anti").group_by("id").agg(
-        pl.col("target_id").unique().sort().alias("cands"), pl.format("{}={}", "field", "value").first().alias("ev"))
+        pl.col("target_id").unique().sort().alias("cands"), pl.format("{}={}", "field", "value").min().alias("ev"))
     amb = pl.concat([
         several.select("id", pl.format("names {} targets", "k").alias("detail"), "cands"),
         shared.select("id", pl.format("{} fits {} targets", "ev", pl.col("cands").list.len()).alias("detail"), "cands"),
@@ -160,40 +199,57 @@ _EXTRA = {"ref_rule": pl.String, "ref_evidence": pl.String, "ref_ambiguous": pl.
 def discover(fr: Frames) -> Frames:
     """The frames with what discovery found filled in (see the module docstring): a missing or
     unresolved ``deal_ref`` / ``order_ref`` set to the target's own key, ``found_invoice_ids`` on
-    payments, and ``ref_rule`` / ``ref_evidence`` / ``ref_ambiguous`` / ``ref_candidates``."""
-    idx = build_index(fr)
-    if idx.is_empty():
+    payments, and ``ref_rule`` / ``ref_evidence`` / ``ref_ambiguous`` / ``ref_candidates``.
+
+    Every record is decided on its own against the :class:`Index`, so the tables can as well be
+    discovered in row batches (:func:`discover_directory`): the result is the same."""
+    ix = index_of(fr.deal, fr.order, fr.invoice)
+    if ix is None:
         return fr
-    deal_keys = fr.deal.select(_core_key(pl.col("source_id")).alias("k")).drop_nulls().unique()["k"].implode()
-    order_keys = fr.order.select(_core_key(pl.col("number")).alias("k")).drop_nulls().unique()["k"].implode()
-    inv_keys = fr.invoice.select(_core_key(pl.col("number")).alias("k")).drop_nulls().unique()["k"].implode()
+    order = discover_orders(fr.order, ix)
+    inv = discover_invoices(fr.invoice, ix)
+    pay = discover_payments(fr.payment, ix, order_deals(order, ix))
+    return replace(fr, order=order, invoice=inv, payment=pay)
 
-    def resolved(col: str, keys: pl.Series) -> pl.Expr:
-        return _core_key(pl.col(col)).is_in(keys).fill_null(False)
 
-    # orders -> deals
-    order = fr.order.with_columns(resolved("deal_ref", deal_keys).alias("__ok"))
+def _resolved(col: str, keys: pl.Series) -> pl.Expr:
+    return _core_key(pl.col(col)).is_in(keys).fill_null(False)
+
+
+def discover_orders(order: pl.DataFrame, ix: Index) -> pl.DataFrame:
+    """Orders -> deals (a batch of orders: any subset of the table's rows)."""
+    order = order.with_columns(_resolved("deal_ref", ix.deal_keys).alias("__ok"))
     # a deal that names its order (a CRM field holding the ERP order number): the link from the deal's side
-    d_links, d_amb = _deal_side(fr.deal, order.filter(~pl.col("__ok")), idx)
+    d_links, d_amb = _deal_side(ix, order.filter(~pl.col("__ok")))
     order = order.with_columns((pl.col("__ok") | pl.col("id").is_in(d_links["id"].implode())).alias("__ok"))
     todo = order.filter(~pl.col("__ok"))
-    o_links, o_amb = _decide(_match(pl.concat([_tokens(todo, "deal_ref"), _tokens(todo, "ref_text")]), idx, "deal"),
+    o_links, o_amb = _decide(_match(pl.concat([_tokens(todo, "deal_ref"), _tokens(todo, "ref_text")]), ix, "deal"),
                              many=False)
     o_links = pl.concat([d_links.with_columns(pl.lit(RULES["deal"]).alias("__rule")),
                          o_links.select("id", "target_value", "ev", pl.lit(RULES["order"]).alias("__rule"))])
     o_amb = pl.concat([d_amb, o_amb.join(d_amb.select("id"), on="id", how="anti")])
     order = _apply(order, o_links.select("id", pl.col("target_value").alias("__deal"), "ev", "__rule"), o_amb, "order",
                    {"deal_ref": "__deal"}).drop("__ok")
+    return conform("order", order)
 
-    # invoices -> orders, deals
-    inv = fr.invoice.with_columns(resolved("order_ref", order_keys).alias("__ook"),
-                                  resolved("deal_ref", deal_keys).alias("__dok"))
+
+def order_deals(order: pl.DataFrame, ix: Index) -> pl.DataFrame:
+    """(target_id, target_value): the deal of every discovered order whose deal reference resolves (what a
+    payment naming an order number is linked through)."""
+    return order.filter(_resolved("deal_ref", ix.deal_keys)).select(pl.col("id").alias("target_id"),
+                                                                   pl.col("deal_ref").alias("target_value"))
+
+
+def discover_invoices(inv: pl.DataFrame, ix: Index) -> pl.DataFrame:
+    """Invoices -> orders, deals (a batch of invoices)."""
+    inv = inv.with_columns(_resolved("order_ref", ix.order_keys).alias("__ook"),
+                           _resolved("deal_ref", ix.deal_keys).alias("__dok"))
     # an invoice that names its deal may still name its order (the more specific link: what was billed)
     t_o = inv.filter(~pl.col("__ook"))
-    i_o, i_o_amb = _decide(_match(pl.concat([_tokens(t_o, "order_ref"), _tokens(t_o, "ref_text")]), idx, "order"),
+    i_o, i_o_amb = _decide(_match(pl.concat([_tokens(t_o, "order_ref"), _tokens(t_o, "ref_text")]), ix, "order"),
                            many=False)
     t_d = inv.filter(~pl.col("__dok") & ~pl.col("__ook"))
-    i_d, i_d_amb = _decide(_match(pl.concat([_tokens(t_d, "deal_ref"), _tokens(t_d, "ref_text")]), idx, "deal"),
+    i_d, i_d_amb = _decide(_match(pl.concat([_tokens(t_d, "deal_ref"), _tokens(t_d, "ref_text")]), ix, "deal"),
                            many=False)
     i_links = i_o.select("id", pl.col("target_value").alias("__order"), "ev").join(
         i_d.select("id", pl.col("target_value").alias("__deal"), pl.col("ev").alias("ev_d")), on="id", how="full",
@@ -203,23 +259,26 @@ def discover(fr: Frames) -> Frames:
     i_amb = pl.concat([i_o_amb.join(i_d.select("id"), on="id", how="anti"),
                        i_d_amb.join(i_o.select("id"), on="id", how="anti")]).unique("id", keep="first")
     inv = _apply(inv.drop("__ook", "__dok"), i_links, i_amb, "invoice", {"order_ref": "__order", "deal_ref": "__deal"})
+    return conform("invoice", inv)
 
-    # payments -> invoices (several allowed: one remittance may pay several), deals
-    pay = fr.payment.with_columns(resolved("deal_ref", deal_keys).alias("__dok"))
+
+def discover_payments(pay: pl.DataFrame, ix: Index, order_deal: pl.DataFrame) -> pl.DataFrame:
+    """Payments -> invoices (several allowed: one remittance may pay several), deals (a batch of payments;
+    ``order_deal``: :func:`order_deals` of every discovered order)."""
+    pay = pay.with_columns(_resolved("deal_ref", ix.deal_keys).alias("__dok"))
     conf = pl.concat([
         pay.select("id", _core_key(pl.col("invoice_ref")).alias("k")),
         pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]+")
                    .alias("k")).explode("k"),
-    ]).drop_nulls().filter(pl.col("k").is_in(inv_keys)).select("id").unique()
+    ]).drop_nulls().filter(pl.col("k").is_in(ix.inv_keys)).select("id").unique()
     t_p = pay.join(conf, on="id", how="anti")
     p_tok = pl.concat([_tokens(t_p, f) for f in ("invoice_ref", "reference", "remittance", "ref_text")])
     v_tok = pl.concat([t_p.select("id", pl.lit(f).alias("field"), pl.col(f).alias("value"),
                                   _core_key(pl.col(f)).alias("key"), pl.col("id").str.split(":").list.first()
                                   .alias("system")) for f in ("invoice_ref", "reference")]).drop_nulls("key")
-    vendor = v_tok.join(idx.filter(pl.col("kind") == "vendor").select("system", "key", "target_id", "target_value", "n"),
-                        on=["system", "key"]).drop("system")
+    vendor = v_tok.join(ix.by_kind["vendor"], on=["system", "key"]).drop("system")
     v_links, _ = _decide(vendor.select("id", "field", "value", "key", "target_id", "target_value", "n"), many=True)
-    p_links, p_amb = _decide(_match(p_tok, idx, "invoice"), many=True)
+    p_links, p_amb = _decide(_match(p_tok, ix, "invoice"), many=True)
     found = pl.concat([v_links.with_columns(pl.lit(RULES["vendor"]).alias("rule")),
                        p_links.with_columns(pl.lit(RULES["payment"]).alias("rule"))]).unique(
         ["id", "target_id"], keep="first")
@@ -228,10 +287,8 @@ def discover(fr: Frames) -> Frames:
     # the deal a payment names: its id, or an order number ("payment for order SO-77") whose deal resolves
     t_pd = pay.filter(~pl.col("__dok"))
     pd_tok = pl.concat([_tokens(t_pd, f) for f in ("deal_ref", "ref_text", "remittance")])
-    pd_links, _ = _decide(_match(pd_tok, idx, "deal"), many=False)
-    po_links, _ = _decide(_match(pd_tok, idx, "order"), many=False)
-    order_deal = order.filter(resolved("deal_ref", deal_keys)).select(pl.col("id").alias("target_id"),
-                                                                     pl.col("deal_ref").alias("target_value"))
+    pd_links, _ = _decide(_match(pd_tok, ix, "deal"), many=False)
+    po_links, _ = _decide(_match(pd_tok, ix, "order"), many=False)
     po_links = po_links.drop("target_value").join(order_deal, on="target_id").join(pd_links.select("id"), on="id",
                                                                                  how="anti")
     pd_links = pl.concat([pd_links.select("id", "target_value"), po_links.select("id", "target_value")])
@@ -240,29 +297,21 @@ def discover(fr: Frames) -> Frames:
         pd_links.select("id", pl.col("target_value").alias("__deal")), on="id", how="left").join(
         p_amb.select("id", pl.col("detail").alias("__amb"), pl.col("cands").alias("__cands")),
         on="id", how="left").with_columns(
-        pl.coalesce(pl.when(~resolved("deal_ref", deal_keys)).then(pl.col("__deal")), pl.col("deal_ref"))
+        pl.coalesce(pl.when(~_resolved("deal_ref", ix.deal_keys)).then(pl.col("__deal")), pl.col("deal_ref"))
         .alias("deal_ref"), pl.coalesce("__found", "found_invoice_ids").alias("found_invoice_ids"),
         *_keep(pl.col("__rule"), pl.col("ev"), pl.col("__amb"), pl.col("__cands")))
-    pay = conform("payment", pay)
-    return replace(fr, order=conform("order", order), invoice=conform("invoice", inv), payment=pay)
+    return conform("payment", pay)
 
 
-def _deal_side(deal: pl.DataFrame, orders: pl.DataFrame, idx: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _deal_side(ix: Index, orders: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Orders named by a deal's ``order_ref`` (the ERP order number kept on the CRM deal): links
     (order id, deal source id as ``target_value``, evidence) for the orders in ``orders`` that exactly one deal
     names, and ambiguities for orders several deals name. A deal whose value fits several orders names none."""
-    empty = (pl.DataFrame(schema={"id": pl.String, "target_value": pl.String, "ev": pl.String}),
-             pl.DataFrame(schema={"id": pl.String, "detail": pl.String, "cands": pl.List(pl.String)}))
-    if "order_ref" not in deal.columns or orders.is_empty():
-        return empty
-    named = deal.filter(pl.col("order_ref").is_not_null())
-    if named.is_empty():
-        return empty
-    tok = _with_key(named.select(pl.col("source_id").alias("deal"), pl.col("order_ref").alias("value")), "value")
-    m = tok.drop_nulls("key").join(idx.filter((pl.col("kind") == "order") & (pl.col("n") == 1))
-                                   .select("key", pl.col("target_id").alias("id")), on="key")
-    m = m.join(orders.select("id"), on="id", how="semi")
-    per = m.group_by("id").agg(pl.col("deal").unique().sort().alias("cands"), pl.col("value").first())
+    if orders.is_empty() or ix.deal_names.is_empty():
+        return (pl.DataFrame(schema={"id": pl.String, "target_value": pl.String, "ev": pl.String}),
+                pl.DataFrame(schema={"id": pl.String, "detail": pl.String, "cands": pl.List(pl.String)}))
+    m = ix.deal_names.join(orders.select("id"), on="id", how="semi")
+    per = m.group_by("id").agg(pl.col("deal").unique().sort().alias("cands"), pl.col("value").min())
     links = per.filter(pl.col("cands").list.len() == 1).select(
         "id", pl.col("cands").list.first().alias("target_value"),
         pl.format("deal {} order_ref={}", pl.col("cands").list.first(), "value").alias("ev"))
@@ -293,20 +342,61 @@ def _keep(rule: pl.Expr, ev: pl.Expr, amb: pl.Expr, cands: pl.Expr) -> list[pl.E
 
 # --- the bucketed path: the world's tables on disk ------------------------------------------------
 
-_READ = ("deal", "order", "invoice", "payment")
+#: rows of one table discovered at a time on the bucketed path (memory: one batch of rows, its tokens, the index)
+BATCH_ROWS = 250_000
 
 
-def discover_directory(src: str | Path, dest: str | Path) -> Path:
+def _batches(path: Path, name: str, rows: int) -> Iterator[pl.DataFrame]:
+    """The table's rows in batches of ``rows``, conformed (one empty batch for a missing or empty table)."""
+    if not path.exists():
+        yield conform(name, None)
+        return
+    import pyarrow.parquet as pq
+
+    # buffered reads: a batch's pages are read as they are decoded, not a whole row group's columns at once
+    with pq.ParquetFile(path, buffer_size=1 << 20) as pf:
+        if pf.metadata.num_rows == 0:
+            yield conform(name, None)
+            return
+        for batch in pf.iter_batches(batch_size=rows):
+            df = pl.from_arrow(batch)
+            assert isinstance(df, pl.DataFrame)
+            yield conform(name, df)
+
+
+class _Writer:
+    """Batches appended to one Parquet file (uncompressed: it is read back once per bucket plan)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: Any = None
+
+    def write(self, df: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        table = df.to_arrow()
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="none")
+        self.writer.write_table(table.cast(self.writer.schema))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATCH_ROWS) -> Path:
     """:func:`discover` over a directory of ``<table>.parquet`` (the bucketed path): the patched order,
-    invoice and payment tables are written to ``dest``, every other table is linked there unchanged."""
+    invoice and payment tables are written to ``dest``, every other table is linked there unchanged.
+
+    Memory is bounded: the index is built from :data:`INDEX_COLUMNS` only, then the order, invoice and
+    payment tables are discovered ``batch_rows`` rows at a time (each record is decided on its own, so
+    the result is :func:`discover`'s)."""
+    from reconcile.partition import parquet_reader
+
     src, dest = Path(src), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    frames: dict[str, pl.DataFrame] = {}
-    for name in _READ:
-        path = src / f"{name}.parquet"
-        frames[name] = conform(name, pl.read_parquet(path) if path.exists() else None)
-    empty = {name: conform(name, None) for name in SCHEMAS if name not in frames}
-    got = discover(Frames(**frames, **empty))
+    read = parquet_reader(src)
+    ix = index_of(*(read(name, list(cols)) for name, cols in INDEX_COLUMNS.items()))
     for path in src.iterdir():
         if path.suffix == ".parquet" and path.stem not in ("order", "invoice", "payment"):
             target = dest / path.name
@@ -315,6 +405,21 @@ def discover_directory(src: str | Path, dest: str | Path) -> Path:
                     target.symlink_to(path.resolve())
                 except OSError:
                     shutil.copyfile(path, target)
+    deals: list[pl.DataFrame] = []
     for name in ("order", "invoice", "payment"):
-        getattr(got, name).write_parquet(dest / f"{name}.parquet")
+        out = _Writer(dest / f"{name}.parquet")
+        try:
+            for batch in _batches(src / f"{name}.parquet", name, batch_rows):
+                if ix is not None and name == "order":
+                    batch = discover_orders(batch, ix)
+                    deals.append(order_deals(batch, ix))
+                elif ix is not None and name == "invoice":
+                    batch = discover_invoices(batch, ix)
+                elif ix is not None:
+                    if len(deals) > 1:
+                        deals = [pl.concat(deals)]
+                    batch = discover_payments(batch, ix, deals[0])
+                out.write(batch)
+        finally:
+            out.close()
     return dest
