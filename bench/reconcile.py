@@ -112,7 +112,8 @@ def _store_run(world_dir: str, backend: str, as_of: date, partitions: int | None
         cmd = [sys.executable, os.path.abspath(__file__), "--child-store", url, "--as-of", as_of.isoformat()]
         if partitions:
             cmd += ["--partitions", str(partitions)]
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+        # its stderr passes through (the per-step clocks with LTC_RECON_PROFILE set)
+        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

@@ -29,7 +29,7 @@ from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
 from reconcile.core import Settings, _Clock, reconcile_frames
-from reconcile.frames import Frames, export_frames, read_store_frame
+from reconcile.frames import Frames, conform, export_frames
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import NOT_READ
 from reconcile.stream import (
@@ -151,7 +151,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
     omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference", "order_ref"} for name, cols in NOT_READ.items()}
-    src = export_frames(store, tmp / "in", [n for n in Frames.__dataclass_fields__ if n != "lead"], omit)
+    src = export_frames(store, tmp / "in", list(Frames.__dataclass_fields__), omit)  # leads: for the KPIs
     clock("export to Parquet")
     plan = plan_buckets(src, tmp / "spill", out, partitions)
     clock("pre-pass + spill")
@@ -164,7 +164,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
                                                     columns=["owner", "stage", "close_date", "created_at"]),
                                     *period(as_of, start, end))
-    kpis = kpis_from_inputs(inputs, read_store_frame(store, "lead"), s, as_of, start, end)
+    kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of, start, end)
     return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
 

@@ -10,18 +10,19 @@ one-exception status form.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from canonical.db import dumps
 from canonical.errors import InputError
 from canonical.store import Store, now
+from canonical.tables import Amount, UTCDateTime
 from reconcile.tables import recon_exception as exc_t
 from reconcile.tables import recon_exception_audit as audit_t
 
@@ -57,29 +58,68 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
     keep = [fp for fp in found if stored.get(fp) in ("open", "acknowledged")]
     gone = [fp for fp, st in stored.items() if st in ("open", "acknowledged") and fp not in found]
     audit: list[dict[str, Any]] = []
+    # bulk, at the driver level: tens of thousands of exceptions are one executemany each, not a Python
+    # round of SQLAlchemy's per-row type processing (the values are converted to their stored forms here)
     if new:
         # conflict-safe: a fingerprint stored meanwhile by someone else is left to them, not a crash
-        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(exc_t)
-        conn.execute(insert.on_conflict_do_nothing(index_elements=["fingerprint"]),
-                     [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new])
+        _write(conn, exc_t, [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new],
+               conflict="fingerprint")
         audit += [_audit(fp, None, "open", "detected", run_id, at, action="detected") for fp in new]
     upd_cols = ["severity", "chain_id", "subject_ids", "source_ids", "owner", "currency", "amount_at_risk",
                 "reporting_currency", "amount_reporting", "evidence", "last_seen_at", "last_run_id"]
     for fps, extra in ((keep, {}), (reopen, {"status": "open", "resolved_at": None})):
         if fps:
-            stmt = exc_t.update().where(exc_t.c.fingerprint == sa.bindparam("fp")).values(
-                **{c: sa.bindparam(f"v_{c}") for c in upd_cols}, **extra)
-            conn.execute(stmt, [{"fp": fp, **{f"v_{c}": found[fp][c] for c in upd_cols}} for fp in fps])
+            _update(conn, exc_t, [{**{c: found[fp][c] for c in upd_cols}, **extra, "fingerprint": fp} for fp in fps])
     audit += [_audit(fp, "resolved", "open", "found again: the break is back", run_id, at, action="reopened")
               for fp in reopen]
     if gone:
-        conn.execute(exc_t.update().where(exc_t.c.fingerprint == sa.bindparam("fp")).values(
-            status="resolved", resolved_at=at, last_run_id=run_id), [{"fp": fp} for fp in gone])
+        _update(conn, exc_t, [{"status": "resolved", "resolved_at": at, "last_run_id": run_id, "fingerprint": fp}
+                              for fp in gone])
         audit += [_audit(fp, stored[fp], "resolved", "auto-resolved: no longer found (data fixed)", run_id, at,
                          action="auto_resolved") for fp in gone]
     if audit:
-        conn.execute(audit_t.insert(), audit)
+        _write(conn, audit_t, audit)
     return {"new": len(new), "reopened": len(reopen), "still_open": len(keep), "auto_resolved": len(gone)}
+
+
+def _stored(conn: Connection, col: sa.Column[Any]) -> Callable[[Any], Any]:
+    """What the driver is handed for a value of ``col`` (as the column's SQLAlchemy type would bind it)."""
+    dialect, typ = conn.dialect, col.type
+    if isinstance(typ, UTCDateTime) and dialect.name == "sqlite":  # SQLite's DateTime text, as SQLAlchemy writes it
+        return lambda v: None if v is None else typ.process_bind_param(v, dialect).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(typ, UTCDateTime | Amount):
+        return lambda v: typ.process_bind_param(v, dialect)
+    if isinstance(typ, sa.JSON):
+        return lambda v: None if v is None else dumps(v).decode()
+    return lambda v: v
+
+
+def _placeholder(conn: Connection, col: sa.Column[Any]) -> str:
+    if conn.dialect.name != "postgresql":
+        return "?"
+    return "CAST(%s AS jsonb)" if isinstance(col.type, sa.JSON) else "%s"
+
+
+def _write(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], conflict: str | None = None) -> None:
+    """``INSERT`` the rows (all with the same keys) in one driver-level executemany."""
+    cols = list(rows[0])
+    conv = [_stored(conn, table.c[c]) for c in cols]
+    names = ", ".join(f'"{c}"' for c in cols)
+    marks = ", ".join(_placeholder(conn, table.c[c]) for c in cols)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
+    if conflict:
+        sql += f' ON CONFLICT ("{conflict}") DO NOTHING'
+    conn.exec_driver_sql(sql, [tuple(f(r[c]) for c, f in zip(cols, conv, strict=True)) for r in rows])
+
+
+def _update(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """``UPDATE`` each row's columns by its ``fingerprint`` (all rows with the same keys), one executemany."""
+    cols = [c for c in rows[0] if c != "fingerprint"]
+    conv = [_stored(conn, table.c[c]) for c in cols]
+    sets = ", ".join(f'"{c}" = {_placeholder(conn, table.c[c])}' for c in cols)
+    key = _placeholder(conn, table.c.fingerprint)
+    conn.exec_driver_sql(f'UPDATE "{table.name}" SET {sets} WHERE "fingerprint" = {key}',
+                         [(*(f(r[c]) for c, f in zip(cols, conv, strict=True)), r["fingerprint"]) for r in rows])
 
 
 def _audit(fp: str, frm: str | None, to: str, reason: str, run_id: str | None, at: datetime,
