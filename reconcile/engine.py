@@ -16,6 +16,7 @@ Frames already in memory (``frames=``) are reconciled in one shot instead; the r
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -107,16 +108,11 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
             out = Path(keep) if keep is not None else Path(tmp) / "out"
             if frames is not None:
                 result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
+                _store_links(store, out, run_id)
             else:
                 result = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out, run_id,
                                    partitions, mapper)
-            clock("reconcile + KPIs")
-            columnar.bulk_load(store.engine, [
-                columnar.Load(columnar.shape(t), tuple(str(p) for p in sorted((out / name).glob("*.parquet"))),
-                              {"run_id": run_id}, {"evidence": "text"})
-                for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))],
-                delete=[recon_link.name, recon_allocation.name])
-            clock("links + allocations stored")
+            clock("reconcile + KPIs, links + allocations stored")
         at = now()
         with store.engine.begin() as conn:
             result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at)
@@ -160,13 +156,30 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         return run_bucket(plan, k, s, as_of, (start, end))
 
     res = combine(mapper(one, range(plan.n)), plan.n, out)
-    inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
-    inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
-                                                    columns=["owner", "stage", "close_date", "created_at"]),
-                                    *period(as_of, start, end))
-    kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of, start, end)
+    clock("buckets")
+    # the links and allocations go to the store (the SQLite helper process, or COPY) while the KPIs are computed
+    with ThreadPoolExecutor(1) as pool:
+        stored = pool.submit(_store_links, store, out, run_id)
+        inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
+        inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
+                                                        columns=["owner", "stage", "close_date", "created_at"]),
+                                        *period(as_of, start, end))
+        kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of, start,
+                                end)
+        clock("KPIs")
+        stored.result()
+    clock("links + allocations stored")
     return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
+
+
+def _store_links(store: Store, out: Path, run_id: str) -> None:
+    """Replace the previous run's links and allocations with this run's (one transaction, bulk)."""
+    columnar.bulk_load(store.engine, [
+        columnar.Load(columnar.shape(t), tuple(str(p) for p in sorted((out / name).glob("*.parquet"))),
+                      {"run_id": run_id}, {"evidence": "text"})
+        for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))],
+        delete=[recon_link.name, recon_allocation.name])
 
 
 def _insert_small(conn: sa.Connection, table: sa.Table, df: pl.DataFrame) -> None:
