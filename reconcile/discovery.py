@@ -40,7 +40,6 @@ import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -348,40 +347,27 @@ BATCH_ROWS = 250_000
 
 def _batches(path: Path, name: str, rows: int) -> Iterator[pl.DataFrame]:
     """The table's rows in batches of ``rows``, conformed (one empty batch for a missing or empty table)."""
-    if not path.exists():
-        yield conform(name, None)
+    total = pl.scan_parquet(path).select(pl.len()).collect().item() if path.exists() else 0
+    if not total:
+        yield conform(name, pl.read_parquet(path) if path.exists() else None)
         return
-    import pyarrow.parquet as pq
-
-    # buffered reads: a batch's pages are read as they are decoded, not a whole row group's columns at once
-    with pq.ParquetFile(path, buffer_size=1 << 20) as pf:
-        if pf.metadata.num_rows == 0:
-            yield conform(name, None)
-            return
-        for batch in pf.iter_batches(batch_size=rows):
-            df = pl.from_arrow(batch)
-            assert isinstance(df, pl.DataFrame)
-            yield conform(name, df)
+    for start in range(0, total, rows):
+        yield conform(name, pl.scan_parquet(path).slice(start, rows).collect())
 
 
-class _Writer:
-    """Batches appended to one Parquet file (uncompressed: it is read back once per bucket plan)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.writer: Any = None
-
-    def write(self, df: pl.DataFrame) -> None:
-        import pyarrow.parquet as pq
-
-        table = df.to_arrow()
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema, compression="none")
-        self.writer.write_table(table.cast(self.writer.schema))
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
+    """The batches as one Parquet file: written as they come, then (several) joined by Polars' streaming
+    engine, so no more than one batch is in memory."""
+    parts: list[Path] = []
+    for i, df in enumerate(batches):
+        parts.append(path.with_name(f".{path.stem}-{i:05d}.parquet"))
+        df.write_parquet(parts[-1], compression="uncompressed", statistics=False)
+    if len(parts) == 1:
+        parts[0].rename(path)
+        return
+    pl.scan_parquet(parts).sink_parquet(path, compression="uncompressed", statistics=False)
+    for part in parts:
+        part.unlink()
 
 
 def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATCH_ROWS) -> Path:
@@ -405,21 +391,26 @@ def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATC
                     target.symlink_to(path.resolve())
                 except OSError:
                     shutil.copyfile(path, target)
-    deals: list[pl.DataFrame] = []
-    for name in ("order", "invoice", "payment"):
-        out = _Writer(dest / f"{name}.parquet")
-        try:
-            for batch in _batches(src / f"{name}.parquet", name, batch_rows):
-                if ix is not None and name == "order":
-                    batch = discover_orders(batch, ix)
-                    deals.append(order_deals(batch, ix))
-                elif ix is not None and name == "invoice":
-                    batch = discover_invoices(batch, ix)
-                elif ix is not None:
-                    if len(deals) > 1:
-                        deals = [pl.concat(deals)]
-                    batch = discover_payments(batch, ix, deals[0])
-                out.write(batch)
-        finally:
-            out.close()
+    _discover_tables(src, dest, ix, batch_rows)
     return dest
+
+
+def _discover_tables(src: Path, dest: Path, ix: Index | None, batch_rows: int) -> None:
+    deals: list[pl.DataFrame] = []
+
+    def found(name: str) -> Iterator[pl.DataFrame]:
+        nonlocal deals
+        for batch in _batches(src / f"{name}.parquet", name, batch_rows):
+            if ix is not None and name == "order":
+                batch = discover_orders(batch, ix)
+                deals.append(order_deals(batch, ix))
+            elif ix is not None and name == "invoice":
+                batch = discover_invoices(batch, ix)
+            elif ix is not None:
+                if len(deals) > 1:
+                    deals = [pl.concat(deals)]
+                batch = discover_payments(batch, ix, deals[0])
+            yield batch
+
+    for name in ("order", "invoice", "payment"):
+        _write_batches(found(name), dest / f"{name}.parquet")
