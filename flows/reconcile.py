@@ -16,6 +16,7 @@ bucket order).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -70,8 +71,13 @@ def dask_runner(workers: int | None = None, address: str | None = None) -> Any:
 
     with get_client(sync_client=True) as client:
         api = str(client.api_url)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None, "env": {"PREFECT_API_URL": api}})
+    # each worker's Polars gets its share of the cores (workers that each run a thread per core oversubscribe
+    # the machine)
+    n = workers or 2
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None,
+                                          "env": {"PREFECT_API_URL": api, "POLARS_MAX_THREADS": threads}})
 
 
 @flow(name="ltc-reconcile", flow_run_name=_run_name)
