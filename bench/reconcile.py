@@ -94,21 +94,26 @@ def _store_child(url: str, as_of: date, partitions: int | None) -> None:
                       "fingerprints": hashlib.sha1("\n".join(fps).encode()).hexdigest(), "exceptions": len(fps)}))
 
 
-def _store_run(world_dir: str, backend: str, as_of: date, partitions: int | None) -> dict[str, Any]:
-    """Load the world into a fresh store (not timed), then time the store path in a child process."""
+def _store_run(world_dir: str, backend: str, as_of: date, partitions: int | None,
+               loaded: str | None = None) -> dict[str, Any]:
+    """Load the world into a fresh store (not timed), then time the store path in a child process
+    (``loaded``: the URL of a store this world was already loaded into, reused as it is)."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from contextlib import nullcontext
+
     from scratch_db import scratch_database
 
     from canonical.store import Store
     from sandbox.scenario import World
 
-    with scratch_database(backend) as url:
-        t = time.perf_counter()
-        store = Store.open(url)
-        World.read(world_dir).load(store)
-        store.close()
-        print(f"store {backend}: world loaded in {time.perf_counter() - t:.1f}s (columnar bulk load, not timed)",
-              flush=True)
+    with nullcontext(loaded) if loaded else scratch_database(backend) as url:
+        if not loaded:
+            t = time.perf_counter()
+            store = Store.open(url)
+            World.read(world_dir).load(store)
+            store.close()
+            print(f"store {backend}: world loaded in {time.perf_counter() - t:.1f}s (columnar bulk load, not timed)",
+                  flush=True)
         cmd = [sys.executable, os.path.abspath(__file__), "--child-store", url, "--as-of", as_of.isoformat()]
         if partitions:
             cmd += ["--partitions", str(partitions)]
@@ -161,6 +166,8 @@ def main() -> None:
     ap.add_argument("--dask-workers", type=int,
                     help="Also run the buckets as Prefect tasks on a Dask LocalCluster of this many processes; "
                          "checks the results equal the one-process run and prints the speed-up.")
+    ap.add_argument("--store-url", help="With --store: a store this world is already loaded into (loading 1M "
+                                        "chains takes many minutes), used as it is instead of a fresh one.")
     ap.add_argument("--child-store", help=argparse.SUPPRESS)
     ap.add_argument("--as-of", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -208,7 +215,7 @@ def main() -> None:
         print(line)
         return
     print(line, flush=True)
-    got = _store_run(world_dir, args.store, as_of, args.partitions)
+    got = _store_run(world_dir, args.store, as_of, args.partitions, args.store_url)
     fps = sorted(found)
     same = got["fingerprints"] == hashlib.sha1("\n".join(fps).encode()).hexdigest()
     rss = max(got["rss_mb"], got["helper_rss_mb"])

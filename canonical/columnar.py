@@ -234,7 +234,7 @@ def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_
     library, and two copies in one process do not see each other's POSIX locks, so one would delete the
     WAL the other still uses ("How To Corrupt An SQLite Database File", §2.2.1). In a process of its own
     each is an ordinary SQLite client."""
-    if not _is_pg(engine) and _live_rows(engine, jobs) < SMALL:
+    if not _is_pg(engine) and _live_rows(engine, jobs, limit=SMALL) < SMALL:
         _export_here(engine, jobs)
         return
     url = connectorx_url(engine)
@@ -250,12 +250,20 @@ def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_
 SMALL = 200_000
 
 
-def _live_rows(engine: Engine, jobs: Sequence[Export]) -> int:
+def _live_rows(engine: Engine, jobs: Sequence[Export], limit: int | None = None) -> int:
+    """Live rows of the jobs' tables; with ``limit``, counted no further than that (a large store's full
+    count would read every page of its tables once more only to learn that it is large)."""
+    n = 0
     with engine.connect() as conn:
-        return sum(int(conn.exec_driver_sql(
-            f'SELECT count(*) FROM "{j.table.name}"'
-            + (" WHERE deleted_at IS NULL" if j.live and "deleted_at" in j.table.c else "")).scalar_one())
-            for j in jobs)
+        for j in jobs:
+            rows = f'SELECT 1 FROM "{j.table.name}"' + (
+                " WHERE deleted_at IS NULL" if j.live and "deleted_at" in j.table.c else "")
+            if limit is not None:
+                rows += f" LIMIT {max(0, limit - n)}"
+            n += int(conn.exec_driver_sql(f"SELECT count(*) FROM ({rows})").scalar_one())
+            if limit is not None and n >= limit:
+                break
+    return n
 
 
 def _export_here(engine: Engine, jobs: Sequence[Export]) -> None:

@@ -103,6 +103,14 @@ def build_index(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) 
     """Every known identifier once: (kind, key, target_id, target_value, system, n) with ``n`` the number
     of distinct targets of that kind (and system, for vendor ids) sharing the key. Reads only
     :data:`INDEX_COLUMNS` of the three tables."""
+    return pl.concat([df.with_columns(pl.lit(kind).alias("kind"), (pl.col("system") if "system" in df.columns else
+                                                                    pl.lit(None, pl.String)).alias("system"))
+                      .select("kind", "key", "target_id", "target_value", "system", "n")
+                      for kind, df in _index_parts(deal, order, invoice).items()])
+
+
+def _index_parts(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The identifiers per kind: (key, target_id, target_value, n), vendor ids with their system."""
     inv = invoice.filter((pl.col("kind") != "credit_note").fill_null(True))
     parts = [
         ("deal", deal, "source_id", False),
@@ -112,16 +120,17 @@ def build_index(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) 
         # vendor object ids: exact (upper-cased) and only within one system
         ("vendor", inv, "source_id", True),
     ]
-    out = []
+    out = {}
     for kind, df, value, by_system in parts:
-        system = pl.col("id").str.split(":").list.first() if by_system else pl.lit(None, pl.String)
-        got = df.select(pl.col("id").alias("target_id"), pl.col(value).alias("target_value"), system.alias("system"))
+        system = [pl.col("id").str.split(":").list.first().alias("system")] if by_system else []
+        got = df.select(pl.col("id").alias("target_id"), pl.col(value).alias("target_value"), *system)
         got = got.with_columns(_core_key(pl.col("target_value")).alias("key")) if by_system else _with_key(
             got, "target_value")
         got = got.drop_nulls(["key", "target_id"]).unique(["key", "target_id"])
         n = pl.len().over(["system", "key"] if by_system else "key").cast(pl.UInt32)
-        out.append(got.with_columns(pl.lit(kind).alias("kind"), n.alias("n")))
-    return pl.concat(out).select("kind", "key", "target_id", "target_value", "system", "n")
+        out[kind] = got.with_columns(n.alias("n")).select("key", "target_id", "target_value", "n",
+                                                          *(["system"] if by_system else []))
+    return out
 
 
 #: the columns the index is built from (the only columns of these tables discovery reads whole)
@@ -143,17 +152,13 @@ class Index:
 
 def index_of(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) -> Index | None:
     """The :class:`Index` of the three tables (key columns only), None when there is nothing to find."""
-    idx = build_index(deal, order, invoice)
-    if idx.is_empty():
+    by_kind = _index_parts(deal, order, invoice)
+    if all(df.is_empty() for df in by_kind.values()):
         return None
 
     def keys(df: pl.DataFrame, col: str) -> pl.Series:
         return df.select(_core_key(pl.col(col)).alias("k")).drop_nulls().unique()["k"].implode()
 
-    by_kind = {kind: idx.filter(pl.col("kind") == kind).select(
-        "key", "target_id", "target_value", "n", *(["system"] if kind == "vendor" else []))
-        for kind in ("deal", "order", "invoice", "vendor")}
-    del idx
     named = deal.filter(pl.col("order_ref").is_not_null())
     tok = _with_key(named.select(pl.col("source_id").alias("deal"), pl.col("order_ref").alias("value")), "value")
     deal_names = tok.drop_nulls("key").join(by_kind["order"].filter(pl.col("n") == 1).select(
