@@ -167,3 +167,17 @@ def test_chinese_payer_without_remittance_meets_the_erp_party_with_another_legal
     res = reconcile_frames(prepare(account=frame("account", acc), invoice=frame("invoice", inv),
                                    payment=frame("payment", pay)), Settings(), AS_OF)
     assert allocs(res) == {("bank:payment:P1", "erp:invoice:I1"): ("payment.customer_amount", D("3922.64"))}
+
+
+def test_bank_charge_caps_from_the_configuration() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from ltc.app.config import ReconcileConfig
+
+    s = Settings.from_config(ReconcileConfig(bank_charge_max={"eur": "25.00"}, bank_charge_rel="0.005"))
+    assert s.bank_charge_max == {"EUR": D("25.00")} and s.bank_charge_rel == D("0.005")
+    assert Settings.from_config(ReconcileConfig()).bank_charge_max == {}
+    for bad in ({"EUR": 25.0}, {"EURO": "25"}, {"EUR": "-1"}):
+        with pytest.raises(ValidationError):
+            ReconcileConfig(bank_charge_max=bad)
