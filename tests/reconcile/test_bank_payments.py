@@ -181,3 +181,17 @@ def test_bank_charge_caps_from_the_configuration() -> None:
     for bad in ({"EUR": 25.0}, {"EURO": "25"}, {"EUR": "-1"}):
         with pytest.raises(ValidationError):
             ReconcileConfig(bank_charge_max=bad)
+
+
+def test_payer_name_keys_are_computed_once_per_distinct_name(monkeypatch: Any) -> None:
+    """The core's payer key (a Polars expression) runs the Python normaliser per distinct name, not per row."""
+    import canonical.names as names
+    from reconcile.stages.expr import normalize_name
+
+    calls: list[str] = []
+    real = names.normalize_name.__wrapped__  # type: ignore[attr-defined]
+    monkeypatch.setattr(names, "normalize_name", lambda n: calls.append(n) or real(n))
+    raw = ["ACME, Inc.", "苏州嘉禾贸易有限责任公司", None, "Ａｃｍｅ Inc"] * 5000
+    got = pl.DataFrame({"payer_name": raw}).select(normalize_name("payer_name"))["payer_name"].to_list()
+    assert sorted(calls) == sorted({n for n in raw if n is not None})
+    assert got[:4] == ["acme", real("苏州嘉禾贸易有限责任公司"), None, "acme"] and len(got) == len(raw)
