@@ -22,6 +22,7 @@ class Settings:
     max_subset_invoices: int = 6
     subset_pool_max: int = 14
     order_match_window_days: int = 120
+    duplicate_window_days: int = 7
     # bank charges nobody itemised (no camt Chrgs/InstdAmt, MT940): an invoice paid short by at most
     # bank_charge_max[its currency] (and, when set, at most bank_charge_rel x its total) is settled with the
     # short amount written off as a bank charge, named on the link; off unless configured
