@@ -255,11 +255,12 @@ class _Raw(NamedTuple):
 
 
 _PENDING_SQL = {
-    # the partial index ix_raw_record_pending (system, id) WHERE pending_map: read in id order, no sort
+    # through the partial index ix_raw_record_pending (system, id): in id order, no sort, no other rows
+    # (the condition must read as the index's: ``pending_map IS 1`` on SQLite, ``IS TRUE`` on PostgreSQL)
     "sqlite": "SELECT id, object, source_id, payload, source_updated_at, deleted, content_hash, fetched_at "
-              "FROM raw_record WHERE system = ? AND pending_map = 1 AND id > ? ORDER BY id LIMIT ?",
+              "FROM raw_record WHERE system = ? AND pending_map IS 1 AND id > ? ORDER BY id LIMIT ?",
     "postgresql": "SELECT id, object, source_id, payload::text, source_updated_at, deleted, content_hash, fetched_at "
-                  "FROM raw_record WHERE system = %s AND pending_map AND id > %s ORDER BY id LIMIT %s",
+                  "FROM raw_record WHERE system = %s AND pending_map IS TRUE AND id > %s ORDER BY id LIMIT %s",
 }
 
 
