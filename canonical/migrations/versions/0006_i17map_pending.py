@@ -18,12 +18,22 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_raw_record_pending", "raw_record", ["system", "id"], unique=False,
-                    sqlite_where=sa.text("pending_map IS 1"), postgresql_where=sa.text("pending_map IS TRUE"))
+    op.create_index(
+        "ix_raw_record_pending",
+        "raw_record",
+        ["system", "id"],
+        unique=False,
+        sqlite_where=sa.text("pending_map IS 1"),
+        postgresql_where=sa.text("pending_map IS TRUE"),
+    )
     op.drop_index("ix_raw_record_system_object_pending_map", table_name="raw_record")
 
 
 def downgrade() -> None:
-    op.create_index("ix_raw_record_system_object_pending_map", "raw_record", ["system", "object", "pending_map"],
-                    unique=False)
+    op.create_index(
+        "ix_raw_record_system_object_pending_map",
+        "raw_record",
+        ["system", "object", "pending_map"],
+        unique=False,
+    )
     op.drop_index("ix_raw_record_pending", table_name="raw_record")
