@@ -605,13 +605,21 @@ def _ref_text(options: Mapping[str, Any]) -> Coerce:
     sep = str(options.get("separator", " | "))
 
     def walk(value: Any, out: list[str]) -> None:
-        if isinstance(value, Mapping):
-            for k in sorted(value, key=str):
+        t = type(value)
+        if t is str:  # the usual leaf, first
+            if value:
+                text = " ".join(value.split())
+                if text and text not in out:
+                    out.append(text)
+        elif value is None or t is bool:
+            return
+        elif isinstance(value, Mapping):
+            for k in (sorted(value, key=str) if len(value) > 1 else value):
                 walk(value[k], out)
         elif isinstance(value, list | tuple):
             for v in value:
                 walk(v, out)
-        elif not empty(value) and not isinstance(value, bool):
+        elif not empty(value):
             text = " ".join(str(value).split())
             if text and text not in out:
                 out.append(text)
