@@ -25,6 +25,8 @@ CODES = ("WON_NOT_ORDERED", "ORDER_WITHOUT_DEAL", "AMOUNT_MISMATCH", "CURRENCY_M
          "INVOICE_OVERDUE", "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "AMBIGUOUS_MATCH", "STAGE_CONFLICT",
          "CUSTOMER_MISMATCH")
 CENT = Decimal("0.01")
+# the CRM's (deal, account) objects
+_CRM_OBJECTS = {"salesforce": ("Opportunity", "Account"), "hubspot": ("deals", "companies"), "zoho": ("Deals", "Accounts")}
 TERM_DAYS = 30
 
 _WORDS = ("Nordlicht", "Atlas", "Helix", "Orion", "Vega", "Kestrel", "Blue Harbor", "Granite", "Summit", "Lumen",
@@ -179,6 +181,8 @@ class _Planner:
         if self.conv.crm == "salesforce":
             prefix = {"account": "001", "deal": "006"}[kind]
             return f"{prefix}W{self.co.seed % 100:02d}{n:010d}AAB"[:18].ljust(18, "A")
+        if self.conv.crm == "zoho":  # 19-digit record ids of one org
+            return str({"account": 4_876_876_000_000_100_000, "deal": 4_876_876_000_000_400_000}[kind] + n * 3)
         base = {"account": 31_000_000_000, "deal": 18_000_000_000}[kind]
         return str(base + n * 7)
 
@@ -347,9 +351,9 @@ class _Planner:
         conv = self.conv
         for o in objs:
             if isinstance(o, Deal):
-                out.append((conv.crm, "Opportunity" if conv.crm == "salesforce" else "deals", o.crm_id))
+                out.append((conv.crm, _CRM_OBJECTS[conv.crm][0], o.crm_id))
             elif isinstance(o, Customer):
-                out.append((conv.crm, "Account" if conv.crm == "salesforce" else "companies", o.crm_id))
+                out.append((conv.crm, _CRM_OBJECTS[conv.crm][1], o.crm_id))
             elif isinstance(o, Order):
                 out.append((self.erp, "sale.sale" if self.erp == "tryton" else "sale.order",
                             self._erp_id("order", o.erp_id)))

@@ -26,6 +26,9 @@ HS_TAX_PROPS = ("vat_number", "tax_id", "company_vat", "steuernummer", "uscc_cod
 # Where the CRM keeps the ERP order number (if it does).
 SF_ORDER_FIELDS = ("ERP_Order__c", "Sales_Order_No__c", "Order_Number__c", "SAP_Order__c")
 HS_ORDER_PROPS = ("erp_order", "sales_order_number", "so_ref", "order_no")
+# Zoho CRM custom fields (API names, no suffix) for the tax id and the ERP order number.
+ZOHO_TAX_FIELDS = ("VAT_Number", "Tax_ID", "GSTIN", "USt_IdNr", "Company_Reg_No")
+ZOHO_ORDER_FIELDS = ("ERP_Order", "Sales_Order_No", "SAP_Order_Number")
 # Where the ERP order names the CRM deal.
 ERP_DEAL_PLACES = ("reference", "description", "crm_side_only")
 # How customers write remittance information on a bank transfer.
@@ -36,7 +39,7 @@ REMITTANCE_STYLES = ("exact", "prefix", "digits", "order", "batch", "e2e", "stru
 class Conventions:
     """How this company keeps references; every field is drawn from the seed."""
 
-    crm: str  # salesforce | hubspot
+    crm: str  # salesforce | hubspot | zoho
     erp: str  # tryton | odoo
     reporting_currency: str
     stripe_share: float  # share of chains billed through Stripe (the rest: ERP invoice + bank transfer)
@@ -80,7 +83,13 @@ class Conventions:
             fx_share=r.choice((0.0, 0.3, 0.6)),
             fee_share=r.choice((0.0, 0.1, 0.25)),
         )
-        return cls(**kw, cash="erp" if r.random() < 0.3 else "bank")  # type: ignore[arg-type]
+        cash = "erp" if r.random() < 0.3 else "bank"
+        # some companies sell in Zoho CRM (drawn apart, so the other conventions of a seed stay as they were)
+        z = random.Random(f"conventions-zoho:{seed}")
+        if z.random() < 0.3:
+            kw.update(crm="zoho", crm_tax_field=z.choice(ZOHO_TAX_FIELDS),
+                      crm_order_field=z.choice((*ZOHO_ORDER_FIELDS, None)))
+        return cls(**kw, cash=cash)  # type: ignore[arg-type]
 
 
 @dataclass
