@@ -4,15 +4,15 @@ The mapping stage reads a system's pending rows in id order, batch after batch. 
 SQLite read every row of the system past the last id and sorted them for each batch; the partial
 index gives them in order and holds only what waits, so clearing the flag only removes entries.
 
-Revision ID: 0006_i17map_pending
-Revises: 0005_i16stages_stages
+Revision ID: 0007_i17map_pending
+Revises: 0006_deal_order_ref
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_i17map_pending"
-down_revision = "0005_i16stages_stages"
+revision = "0007_i17map_pending"
+down_revision = "0006_deal_order_ref"
 branch_labels = None
 depends_on = None
 
