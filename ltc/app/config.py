@@ -26,7 +26,7 @@ from canonical.errors import ConfigError, yaml_problem
 from canonical.money import normalize_currency
 
 DEFAULT_PATH = "ltc.yaml"
-SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho")
+SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho", "jiandaoyun")
 
 
 class _Model(BaseModel):
@@ -144,7 +144,7 @@ class SourceWeb(_Model):
 
 
 class SourceConfig(_Model):
-    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho"]
+    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho", "jiandaoyun"]
     base_url: str | None = None
     credentials: dict[str, SecretRef] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
