@@ -99,6 +99,9 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
 
     servers = start_world(world)
     with _pointed_at(servers, WORLD_ACCESS, "LTC_WORLD") as sources:
+        if world.jiandaoyun is not None and "jiandaoyun" in sources:  # the app and its forms: jiandaoyun/app.yaml
+            src = sources["jiandaoyun"]
+            sources["jiandaoyun"] = src.model_copy(update={"options": {**src.options, **world.jiandaoyun["options"]}})
         for system, override in world.mappings.items():  # the world's mappings/<system>.yaml (world.yaml)
             if system in sources:
                 sources[system] = sources[system].model_copy(update={"mapping": str(override)})
