@@ -338,6 +338,25 @@ class JiandaoyunConnector(Connector):
         high = (window.until, "") if window.until is not None else None
         return Page(records, next_token=nxt, high_water=high)
 
+    def survey(self, sample: int = MAX_LIMIT) -> list[Any]:
+        """Every form of the app with its widget list and its first ``sample`` records (for
+        ``ltc mappings suggest``: :mod:`mappings.jiandaoyun_suggest`)."""
+        from mappings.jiandaoyun_suggest import FormSurvey
+
+        out: list[FormSurvey] = []
+        skip = 0
+        while True:
+            forms = list((self._post(f"{API}/list", {"app_id": self.app_id, "limit": 100, "skip": skip}) or {})
+                         .get("forms") or [])
+            for f in forms:
+                entry = str(f.get("entry_id"))
+                widgets = self._post(f"{API}/widget/list", {"app_id": self.app_id, "entry_id": entry}) or {}
+                rows = self._list({"app_id": self.app_id, "entry_id": entry, "limit": min(sample, MAX_LIMIT)})
+                out.append(FormSurvey(entry, str(f.get("name") or entry), list(widgets.get("widgets") or []), rows))
+            if len(forms) < 100:
+                return out
+            skip += len(forms)
+
     # --- completeness ------------------------------------------------------------------------------------
     def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
         """Every live ``_id`` of the form with its ``updateTime`` (id paging, only that field asked)."""
@@ -371,9 +390,9 @@ class JiandaoyunConnector(Connector):
         return out
 
 
-def from_config(name: str, cfg: Any) -> JiandaoyunConnector:
+def from_config(name: str, cfg: Any, *, forms_required: bool = True) -> JiandaoyunConnector:
     """Build from ``ltc.yaml``: ``credentials.api_key`` (``{env: JDY_API_KEY}``), ``options.app_id``,
-    ``options.forms`` (:func:`parse_forms`), optional ``base_url`` (default https://api.jiandaoyun.com),
+    ``options.forms`` (:func:`parse_forms`; not needed to survey the app), optional ``base_url`` (default https://api.jiandaoyun.com),
     ``page_size`` (1–100, default 100), ``options.rate_per_s`` (default 30), ``options.tenant``,
     ``options.ca_file``."""
     ref = cfg.credentials.get("api_key")
@@ -387,7 +406,7 @@ def from_config(name: str, cfg: Any) -> JiandaoyunConnector:
     app_id = options.get("app_id")
     if not isinstance(app_id, str) or not app_id.strip():
         raise ConfigError(f"sources.{name}.options.app_id is required (the app's id: 应用 ID)")
-    forms = parse_forms(name, options)
+    forms = parse_forms(name, options) if forms_required or options.get("forms") else []
     try:
         rate = float(options.get("rate_per_s", RATE_PER_S))
     except (TypeError, ValueError):

@@ -41,6 +41,22 @@ def suggest(store: Store, cfg: Config | None, source: str | None = None) -> list
     return discover(store, source_kinds(cfg), source)
 
 
+def suggest_jiandaoyun(source: str, src: Any) -> str:
+    """``ltc mappings suggest --source <jiandaoyun source>``: the forms configuration proposed from the
+    app's forms, widget labels and sample values (:mod:`mappings.jiandaoyun_suggest`), as text to paste."""
+    from connectors.jiandaoyun import from_config
+    from mappings.jiandaoyun_suggest import propose, proposal_text
+
+    conn = from_config(source, src, forms_required=False)
+    try:
+        forms = conn.survey()
+    finally:
+        conn.close()
+    proposals = propose(forms)
+    chosen = {p.survey.entry_id for p in proposals}
+    return proposal_text(source, conn.app_id, proposals, [f for f in forms if f.entry_id not in chosen])
+
+
 def accept(store: Store, cfg: Config | None, source: str, path: str | Path) -> list[Finding]:
     """Merge the best findings of ``source`` into the override file ``path``; the fields written."""
     return write_override(path, suggest(store, cfg, source), source)

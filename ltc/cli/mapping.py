@@ -59,6 +59,14 @@ def suggest(
     from mappings.discover import override_text
 
     cfg = load_config(config)
+    src = cfg.sources.get(source) if source is not None else None
+    if src is not None and src.kind == "jiandaoyun":
+        from ltc.app.discovery import suggest_jiandaoyun
+
+        if write is not None:
+            raise ConfigError(f"--write is not for a Jiandaoyun source: paste the proposal under sources.{source}.options")
+        console.print(suggest_jiandaoyun(source, src), highlight=False, markup=False, soft_wrap=True)
+        return
     store = open_store(config)
     if write is not None:
         if source is None:
