@@ -29,6 +29,10 @@ check (:func:`connectors.base.deep_check`), which lists every live id of a form 
 ["updateTime"]``, id paging) and tombstones the ids the store holds that the form no longer has;
 records it finds missing or stale are fetched one by one (``POST /api/v5/app/entry/data/get``).
 
+A committed page (one checkpoint: the records and the ``data_id`` to resume after, in one transaction)
+holds up to ``pages_per_commit`` API pages (default 5, 500 records), and the next one is read while
+the engine commits the current one.
+
 **Limits and errors.** 30 requests/s per interface (the whole platform: 50/s): one governor per
 tenant paces calls just under it. An error is HTTP 400 ``{"code": <n>, "msg": "..."}``; the frequency
 limit is ``code`` 8303 (documented as a 400) or HTTP 429 — both retried through the one retry layer
@@ -214,7 +218,7 @@ class JiandaoyunConnector(Connector):
     def __init__(self, name: str, *, api_key: str, app_id: str, forms: Sequence[FormConfig],
                  base_url: str = DEFAULT_BASE_URL, limit: int = MAX_LIMIT, rate_per_s: float = RATE_PER_S,
                  tenant: str | None = None, lookback: timedelta = timedelta(minutes=10),
-                 streams: Sequence[str] | None = None, read_ahead: bool = True,
+                 streams: Sequence[str] | None = None, read_ahead: bool = True, pages_per_commit: int = 5,
                  policy: RetryPolicy | None = None, governor: RateGovernor | None = None,
                  timeout: float = 60.0, verify: Any = True):
         super().__init__(name, lookback=lookback)
@@ -234,13 +238,15 @@ class JiandaoyunConnector(Connector):
                                governor=self.governor, policy=policy, hint=jdy_hint, retry_body=self._rate_limited,
                                timeout=timeout, verify=verify)
         self.http_429 = 0
+        self.pages_per_commit = max(1, pages_per_commit)
         self.read_ahead = read_ahead
         self._ahead: tuple[Any, Future[Any]] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"jdy-{name}")
         self._widgets: dict[str, dict[str, Any]] = {}
         specs = [StreamSpec(WIDGETS, "_widgets", primary_key="entry_id", page_size=len(self.forms) or 1,
                             paginator=LastId(), records_path="widgets")]
-        specs += [StreamSpec(f.key, f.key, primary_key="_id", cursor_field="updateTime", page_size=limit,
+        specs += [StreamSpec(f.key, f.key, primary_key="_id", cursor_field="updateTime",
+                             page_size=limit * self.pages_per_commit,
                              paginator=LastId(), path=f"{API}/data/list", records_path="data",
                              options={"entry_id": f.entry_id}) for f in forms]
         unknown = sorted(set(streams or ()) - {s.name for s in specs})
@@ -315,6 +321,19 @@ class JiandaoyunConnector(Connector):
     def _list(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         return list((self._post(f"{API}/data/list", body) or {}).get("data") or [])
 
+    def _batch(self, body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to ``pages_per_commit`` API pages from ``body``'s position: the records, and the id the next
+        batch starts after (None: the last API page was short, the form is read to its end)."""
+        records: list[dict[str, Any]] = []
+        position = body.get("data_id")
+        for _ in range(self.pages_per_commit):
+            rows = self._list({**body, "data_id": position} if position else body)
+            records += rows
+            if len(rows) < self.limit:
+                return records, None
+            position = str(rows[-1]["_id"])
+        return records, position
+
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
         if stream.name == WIDGETS:
             records = [{"entry_id": f.entry_id, "app_id": self.app_id, "form": f.key, **self.widgets(f)}
@@ -322,19 +341,19 @@ class JiandaoyunConnector(Connector):
             return Page(records)
         body = self._body(stream, window, token)
         key = (stream.name, repr(body))
-        records: list[dict[str, Any]] | None = None
+        batch: tuple[list[dict[str, Any]], str | None] | None = None
         if self._ahead is not None:
             ahead_key, future = self._ahead
             self._ahead = None
             if ahead_key == key:
-                records = future.result()
-        if records is None:
-            records = self._list(body)
-        nxt = stream.paginator.next_token(None, records, self.limit)
+                batch = future.result()
+        if batch is None:
+            batch = self._batch(body)
+        records, nxt = batch
         if self.read_ahead and nxt is not None:
-            # the next page is asked for while the engine commits this one (ids only move forward)
+            # the next batch is asked for while the engine commits this one (ids only move forward)
             ahead = {**body, "data_id": nxt}
-            self._ahead = ((stream.name, repr(ahead)), self._pool.submit(self._list, ahead))
+            self._ahead = ((stream.name, repr(ahead)), self._pool.submit(self._batch, ahead))
         high = (window.until, "") if window.until is not None else None
         return Page(records, next_token=nxt, high_water=high)
 
