@@ -31,6 +31,9 @@ _WORDS = ("Nordlicht", "Atlas", "Helix", "Orion", "Vega", "Kestrel", "Blue Harbo
           "Cobalt", "Meridian", "Falcon", "Tessera", "Quarry", "Harbor", "Pioneer", "Aurora", "Cedar", "Delta",
           "Ember", "Fjord", "Juniper", "Kepler", "Larch", "Magnolia", "Nimbus", "Onyx", "Polaris", "Quill",
           "Rowan", "Sable", "Tundra", "Umber", "Verde", "Willow", "Xenon", "Yarrow", "Zephyr", "Alder")
+# the CRM's raw objects of customers and deals (what the truth names records by)
+CRM_OBJECTS = {"salesforce": ("Account", "Opportunity"), "hubspot": ("companies", "deals"),
+               "jiandaoyun": ("customers", "opportunities")}
 _TRADES = ("Robotics", "Logistics", "Medical", "Foods", "Software", "Energy", "Textiles", "Optics", "Tools",
            "Analytics", "Packaging", "Marine", "Pharma", "Retail", "Motors")
 _LEGAL = {"DE": ("GmbH", "AG", "GmbH & Co. KG"), "AT": ("GmbH",), "FR": ("SAS", "SARL", "SA"),
@@ -82,9 +85,9 @@ def _iban(r: random.Random, country: str) -> str:
 
 
 class _Planner:
-    def __init__(self, chains: int, seed: int, breaks: bool, as_of: date) -> None:
+    def __init__(self, chains: int, seed: int, breaks: bool, as_of: date, crm: str | None = None) -> None:
         self.r = random.Random(f"company:{seed}")
-        self.conv = Conventions.draw(seed)
+        self.conv = Conventions.draw(seed, crm)
         self.co = Company(seed=seed, as_of=as_of, conventions=self.conv)
         self.ids = _Ids(seed)
         self.chains = chains
@@ -179,6 +182,9 @@ class _Planner:
         if self.conv.crm == "salesforce":
             prefix = {"account": "001", "deal": "006"}[kind]
             return f"{prefix}W{self.co.seed % 100:02d}{n:010d}AAB"[:18].ljust(18, "A")
+        if self.conv.crm == "jiandaoyun":  # a 24-hex data id (ObjectId-like)
+            tag = {"account": "6a1", "deal": "6a6"}[kind]
+            return f"{tag}{self.co.seed % 256:02x}{n:019x}"
         base = {"account": 31_000_000_000, "deal": 18_000_000_000}[kind]
         return str(base + n * 7)
 
@@ -347,9 +353,9 @@ class _Planner:
         conv = self.conv
         for o in objs:
             if isinstance(o, Deal):
-                out.append((conv.crm, "Opportunity" if conv.crm == "salesforce" else "deals", o.crm_id))
+                out.append((conv.crm, CRM_OBJECTS[conv.crm][1], o.crm_id))
             elif isinstance(o, Customer):
-                out.append((conv.crm, "Account" if conv.crm == "salesforce" else "companies", o.crm_id))
+                out.append((conv.crm, CRM_OBJECTS[conv.crm][0], o.crm_id))
             elif isinstance(o, Order):
                 out.append((self.erp, "sale.sale" if self.erp == "tryton" else "sale.order",
                             self._erp_id("order", o.erp_id)))
@@ -549,9 +555,10 @@ def erp_id(kind: str, n: int) -> int:
 
 
 def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(2026, 10, 31),
-          rate: float = 0.009) -> Company:
-    """The company's history: ``chains`` deal-to-cash chains, breaks planted at ``rate`` per code."""
-    p = _Planner(chains, seed, breaks, as_of)
+          rate: float = 0.009, crm: str | None = None) -> Company:
+    """The company's history: ``chains`` deal-to-cash chains, breaks planted at ``rate`` per code;
+    ``crm`` replaces the CRM the seed draws (salesforce, hubspot, jiandaoyun)."""
+    p = _Planner(chains, seed, breaks, as_of, crm)
     p.customers(max(8, chains // 3))
     plan: list[str | None] = [None] * chains
     if breaks:

@@ -26,6 +26,9 @@ HS_TAX_PROPS = ("vat_number", "tax_id", "company_vat", "steuernummer", "uscc_cod
 # Where the CRM keeps the ERP order number (if it does).
 SF_ORDER_FIELDS = ("ERP_Order__c", "Sales_Order_No__c", "Order_Number__c", "SAP_Order__c")
 HS_ORDER_PROPS = ("erp_order", "sales_order_number", "so_ref", "order_no")
+# Jiandaoyun (简道云): forms are built by the company, so these are widget *labels*.
+JDY_TAX_LABELS = ("统一社会信用代码", "税号", "纳税人识别号", "信用代码")
+JDY_ORDER_LABELS = ("ERP订单号", "销售订单号", "订单编号", "U8订单号")
 # Where the ERP order names the CRM deal.
 ERP_DEAL_PLACES = ("reference", "description", "crm_side_only")
 # How customers write remittance information on a bank transfer.
@@ -36,7 +39,7 @@ REMITTANCE_STYLES = ("exact", "prefix", "digits", "order", "batch", "e2e", "stru
 class Conventions:
     """How this company keeps references; every field is drawn from the seed."""
 
-    crm: str  # salesforce | hubspot
+    crm: str  # salesforce | hubspot | jiandaoyun (only when asked for: draw(seed, crm=...))
     erp: str  # tryton | odoo
     reporting_currency: str
     stripe_share: float  # share of chains billed through Stripe (the rest: ERP invoice + bank transfer)
@@ -56,7 +59,24 @@ class Conventions:
     cash: str = "bank"  # where customer cash is seen: bank (camt.053) | erp (payments booked on invoices)
 
     @classmethod
-    def draw(cls, seed: int) -> Conventions:
+    def draw(cls, seed: int, crm: str | None = None) -> Conventions:
+        """The seed's conventions; ``crm`` replaces the drawn CRM (and its field names) and nothing else,
+        so a seed's world stays the same company on another CRM."""
+        drawn = cls._draw(seed)
+        if crm is None or crm == drawn.crm:
+            return drawn
+        if crm not in ("salesforce", "hubspot", "jiandaoyun"):
+            raise ValueError(f"crm must be salesforce, hubspot or jiandaoyun, not {crm!r}")
+        r = random.Random(f"conventions:{seed}:{crm}")
+        tax = {"salesforce": SF_TAX_FIELDS, "hubspot": HS_TAX_PROPS, "jiandaoyun": JDY_TAX_LABELS}[crm]
+        order = {"salesforce": SF_ORDER_FIELDS, "hubspot": HS_ORDER_PROPS, "jiandaoyun": JDY_ORDER_LABELS}[crm]
+        from dataclasses import replace
+
+        return replace(drawn, crm=crm, crm_tax_field=r.choice(tax),
+                       crm_order_field=r.choice((*order, None)) if drawn.crm_order_field else None)
+
+    @classmethod
+    def _draw(cls, seed: int) -> Conventions:
         r = random.Random(f"conventions:{seed}")
         crm = r.choice(("salesforce", "hubspot"))
         erp = r.choice(("tryton", "odoo"))
