@@ -63,3 +63,27 @@ def test_a_generated_jiandaoyun_world_replays_with_every_break_found(tmp_path: P
     assert lines == world.tables["deal_line"].height  # the 产品明细 sub-form rows
     truth = set(world.truth["fingerprint"].to_list())
     assert truth and found == truth
+
+
+def test_the_independent_generator_emits_a_jiandaoyun_crm(tmp_path: Path) -> None:
+    """sandbox.scenarios with crm="jiandaoyun": the seed's company keeps its forms in Jiandaoyun; the
+    world replays, and the tax-id widget the app.yaml does not name is found by its values."""
+    from sandbox.scenarios import make_world
+
+    truth = make_world(tmp_path / "world", chains=40, seed=3, crm="jiandaoyun")
+    assert truth["conventions"]["crm"] == "jiandaoyun"
+    read = read_world(tmp_path / "world")
+    assert read.jiandaoyun is not None and read.systems[0] == "jiandaoyun"
+    tax_label = truth["conventions"]["crm_tax_field"]
+    customers = next(m for m in read.jiandaoyun["forms"] if m["key"] == "customers")
+    [tax_widget] = [w["name"] for w in customers["widgets"]["widgets"] if w["label"] == tax_label]
+    assert tax_label not in read.jiandaoyun["options"]["forms"]["customers"]["fields"].values()
+    store = Store.open(f"sqlite:///{tmp_path / 'ltc.db'}")
+    try:
+        summary = replay_world(store, tmp_path / "world", tmp_path / "reports", echo=lambda _line: None)
+    finally:
+        store.close()
+    found = {(d["system"], d["object"], d["path"], d["target"]) for d in summary["discovered"]}
+    assert ("jiandaoyun", "customers", tax_widget, "tax_id") in found
+    planted = {r["system"] for b in truth["breaks"] for r in b["records"]}
+    assert "jiandaoyun" in planted
