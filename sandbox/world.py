@@ -406,6 +406,15 @@ def _read_system(world: WorldDir, system: str) -> None:
     world.records[system] = objects
 
 
+def jiandaoyun_options(app: dict[str, Any]) -> dict[str, Any]:
+    """A world's ``jiandaoyun/app.yaml`` as the source's ``options`` (app_id, forms, currency,
+    timezone; the forms' display ``name`` and ``flow`` are the emulator's)."""
+    options: dict[str, Any] = {"app_id": app["app_id"], "forms": {
+        str(k): {a: b for a, b in spec.items() if a not in ("name", "flow")} for k, spec in app["forms"].items()}}
+    options.update({k: app[k] for k in ("currency", "timezone") if app.get(k)})
+    return options
+
+
 def _read_jiandaoyun(world: WorldDir, folder: Path) -> None:
     """``app.yaml`` (``app_id``, ``forms: {<key>: {entry_id, name, flow, fields, values, lines, entity,
     currency}}``, ``currency``, ``timezone``) and, per form, ``<key>.widgets.json`` (the
@@ -421,17 +430,12 @@ def _read_jiandaoyun(world: WorldDir, folder: Path) -> None:
         raise InputError(yaml_problem(app, exc, default_line=1)) from None
     if not isinstance(data, dict) or not isinstance(data.get("app_id"), str) or not isinstance(data.get("forms"), dict):
         raise _fail(app, 1, "app.yaml needs app_id (text) and forms (a mapping of form key -> entry_id, fields, ...)")
-    forms_meta: list[dict[str, Any]] = []
-    options: dict[str, Any] = {"app_id": data["app_id"], "forms": {}}
-    for key in ("currency", "timezone"):
-        if data.get(key):
-            options[key] = data[key]
-    for key, spec in data["forms"].items():
-        if not isinstance(spec, dict):
-            raise _fail(app, 1, f"forms.{key} must be a mapping (entry_id, name, fields, ...)")
-        options["forms"][str(key)] = {k: v for k, v in spec.items() if k not in ("name", "flow")}
-        forms_meta.append({"key": str(key), "entry_id": str(spec.get("entry_id")), "name": str(spec.get("name") or key),
-                           "flow": bool(spec.get("flow"))})
+    bad = next((key for key, spec in data["forms"].items() if not isinstance(spec, dict)), None)
+    if bad is not None:
+        raise _fail(app, 1, f"forms.{bad} must be a mapping (entry_id, name, fields, ...)")
+    options = jiandaoyun_options(data)
+    forms_meta = [{"key": str(key), "entry_id": str(spec.get("entry_id")), "name": str(spec.get("name") or key),
+                   "flow": bool(spec.get("flow"))} for key, spec in data["forms"].items()]
     try:
         parse_forms("jiandaoyun", options)
     except Exception as exc:
