@@ -77,6 +77,16 @@ SYSTEM_FIELDS = ("_id", "appId", "entryId", "creator", "updater", "deleter", "cr
                  "deleteTime", "flowState")
 
 
+@dataclass
+class FormSurvey:
+    """What the app shows about one form: its name, widget list and a sample of its records."""
+
+    entry_id: str
+    name: str
+    widgets: list[dict[str, Any]]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class LinesConfig:
     """A sub-form read as lines: ``widget`` (the sub-form, by name or label) and its item widgets."""
@@ -197,6 +207,53 @@ def resolve_widget(ref: str, widgets: Sequence[Mapping[str, Any]]) -> str | None
     return by_label[0] if len(by_label) == 1 else None
 
 
+MEMBER_TYPES = {"user", "usergroup", "dept", "deptgroup"}
+
+
+def _widget_path(source: str, key: str, ref: str, widgets: Sequence[Mapping[str, Any]], what: str) -> str:
+    """The record path that config value ``ref`` names: a system field, a widget (by name or label),
+    optionally followed by ``.sub`` (``客户.name``); member widgets are read by their ``name``."""
+    head, _, rest = ref.partition(".")
+    if ref in SYSTEM_FIELDS or head in SYSTEM_FIELDS:
+        return ref
+    name = resolve_widget(ref, widgets)
+    if name is None and rest:
+        name = resolve_widget(head, widgets)
+    else:
+        rest = ""
+    if name is None:
+        labels = ", ".join(f"{w.get('label')} ({w.get('name')})" for w in widgets)
+        raise ConfigError(f"sources.{name_of(source, key)}.{what}: no widget named or labelled {ref!r} in this form "
+                          f"(or the label is not unique); widgets: {labels or 'none'}")
+    kind = next((str(w.get("type")) for w in widgets if w.get("name") == name), "")
+    if not rest and kind in MEMBER_TYPES:
+        rest = "name"
+    return f"{name}.{rest}" if rest else name
+
+
+def name_of(source: str | None, key: str) -> str:
+    return f"{source}.options.forms.{key}"
+
+
+def resolve_form(source: str, form: FormConfig, widget_list: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's configured fields as record paths (and its lines' sub-form and item paths);
+    a widget the form does not have is a one-line ConfigError naming the config key."""
+    widgets = list(widget_list.get("widgets") or [])
+    fields = {f: _widget_path(source, form.key, ref, widgets, f"fields.{f}") for f, ref in form.fields.items()}
+    out: dict[str, Any] = {"fields": fields, "lines": None}
+    if form.lines is not None:
+        sub = resolve_widget(form.lines.widget, widgets)
+        spec = next((w for w in widgets if w.get("name") == sub), None)
+        if spec is None or spec.get("type") != "subform":
+            subforms = ", ".join(f"{w.get('label')} ({w.get('name')})" for w in widgets if w.get("type") == "subform")
+            raise ConfigError(f"sources.{name_of(source, form.key)}.lines.widget: {form.lines.widget!r} is not a sub-form "
+                              f"(子表单) of this form; sub-forms: {subforms or 'none'}")
+        items = list(spec.get("items") or [])
+        out["lines"] = {"each": sub, "fields": {
+            f: _widget_path(source, form.key, ref, items, f"lines.fields.{f}") for f, ref in form.lines.fields.items()}}
+    return out
+
+
 def jdy_time(value: datetime) -> str:
     """An instant as Jiandaoyun writes it: ISO 8601 UTC with milliseconds and ``Z``."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -295,8 +352,6 @@ class JiandaoyunConnector(Connector):
 
     def check_form(self, form: FormConfig) -> None:
         """Every configured widget exists (by name or label): else one line naming the config key."""
-        from mappings.jiandaoyun import resolve_form
-
         resolve_form(self.name, form, self.widgets(form))
 
     # --- reading ---------------------------------------------------------------------------------------
@@ -357,11 +412,9 @@ class JiandaoyunConnector(Connector):
         high = (window.until, "") if window.until is not None else None
         return Page(records, next_token=nxt, high_water=high)
 
-    def survey(self, sample: int = MAX_LIMIT) -> list[Any]:
+    def survey(self, sample: int = MAX_LIMIT) -> list[FormSurvey]:
         """Every form of the app with its widget list and its first ``sample`` records (for
         ``ltc mappings suggest``: :mod:`mappings.jiandaoyun_suggest`)."""
-        from mappings.jiandaoyun_suggest import FormSurvey
-
         out: list[FormSurvey] = []
         skip = 0
         while True:

@@ -18,19 +18,18 @@ midnight.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
 from canonical.errors import ConfigError
-from connectors.jiandaoyun import LINES, SYSTEM_FIELDS, FormConfig, parse_forms, resolve_widget
+from connectors.jiandaoyun import LINES, FormConfig, name_of, parse_forms, resolve_form
 from mappings.spec import Node
 
 DEFAULT_CURRENCY = "CNY"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
-MEMBER_TYPES = {"user", "usergroup", "dept", "deptgroup"}
 
 # the usual values of Chinese CRM forms; a form's `values:` extends and overrides them
 DEFAULT_VALUES: dict[str, dict[str, dict[str, str]]] = {
@@ -68,50 +67,6 @@ def _node(value: Any, where: str) -> Any:
     if isinstance(value, list):
         return [_node(v, where) for v in value]
     return value
-
-
-def _widget_path(source: str, key: str, ref: str, widgets: Sequence[Mapping[str, Any]], what: str) -> str:
-    """The record path that config value ``ref`` names: a system field, a widget (by name or label),
-    optionally followed by ``.sub`` (``客户.name``); member widgets are read by their ``name``."""
-    head, _, rest = ref.partition(".")
-    if ref in SYSTEM_FIELDS or head in SYSTEM_FIELDS:
-        return ref
-    name = resolve_widget(ref, widgets)
-    if name is None and rest:
-        name = resolve_widget(head, widgets)
-    else:
-        rest = ""
-    if name is None:
-        labels = ", ".join(f"{w.get('label')} ({w.get('name')})" for w in widgets)
-        raise ConfigError(f"sources.{name_of(source, key)}.{what}: no widget named or labelled {ref!r} in this form "
-                          f"(or the label is not unique); widgets: {labels or 'none'}")
-    kind = next((str(w.get("type")) for w in widgets if w.get("name") == name), "")
-    if not rest and kind in MEMBER_TYPES:
-        rest = "name"
-    return f"{name}.{rest}" if rest else name
-
-
-def name_of(source: str | None, key: str) -> str:
-    return f"{source}.options.forms.{key}"
-
-
-def resolve_form(source: str, form: FormConfig, widget_list: Mapping[str, Any]) -> dict[str, Any]:
-    """The form's configured fields as record paths (and its lines' sub-form and item paths);
-    a widget the form does not have is a one-line ConfigError naming the config key."""
-    widgets = list(widget_list.get("widgets") or [])
-    fields = {f: _widget_path(source, form.key, ref, widgets, f"fields.{f}") for f, ref in form.fields.items()}
-    out: dict[str, Any] = {"fields": fields, "lines": None}
-    if form.lines is not None:
-        sub = resolve_widget(form.lines.widget, widgets)
-        spec = next((w for w in widgets if w.get("name") == sub), None)
-        if spec is None or spec.get("type") != "subform":
-            subforms = ", ".join(f"{w.get('label')} ({w.get('name')})" for w in widgets if w.get("type") == "subform")
-            raise ConfigError(f"sources.{name_of(source, form.key)}.lines.widget: {form.lines.widget!r} is not a sub-form "
-                              f"(子表单) of this form; sub-forms: {subforms or 'none'}")
-        items = list(spec.get("items") or [])
-        out["lines"] = {"each": sub, "fields": {
-            f: _widget_path(source, form.key, ref, items, f"lines.fields.{f}") for f, ref in form.lines.fields.items()}}
-    return out
 
 
 def _field_spec(entity: str, fname: str, path: str, values: Mapping[str, str] | None) -> dict[str, Any]:

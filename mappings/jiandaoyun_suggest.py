@@ -20,7 +20,10 @@ from typing import Any
 
 import yaml
 
+from connectors.jiandaoyun import FormSurvey
 from mappings.jiandaoyun import DEFAULT_VALUES
+
+__all__ = ["FormSurvey", "Proposal", "options_of", "proposal_text", "propose"]
 
 # role -> (form-name pattern, entity)
 ROLE_NAMES: dict[str, tuple[str, str]] = {
@@ -67,16 +70,6 @@ _ISO = re.compile(r"^\d{4}-\d\d-\d\dT")
 
 
 @dataclass
-class FormSurvey:
-    """What the app shows about one form: its name, widget list and a sample of its records."""
-
-    entry_id: str
-    name: str
-    widgets: list[dict[str, Any]]
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
 class Proposal:
     key: str
     survey: FormSurvey
@@ -93,7 +86,7 @@ def _values_fit(check: Check, values: Sequence[Any]) -> tuple[bool, str]:
         return True, "no values to check"
     n = len(present)
     if check == "number":
-        ok = sum(1 for v in present if isinstance(v, int | float) and not isinstance(v, bool) or
+        ok = sum(1 for v in present if (isinstance(v, int | float) and not isinstance(v, bool)) or
                  (hasattr(v, "as_tuple")))
     elif check == "date":
         ok = sum(1 for v in present if isinstance(v, str) and _ISO.match(v))

@@ -433,7 +433,7 @@ def _cond(c: Any) -> Callable[[Mapping[str, Any]], bool]:
         return parse_time(v) if is_time and v is not None else v
 
     if method == "range":
-        lo, hi = (vals + [None, None])[:2]
+        lo, hi = [*vals, None, None][:2]
         return lambda r: (v := get(r)) is not None and (lo is None or v >= lo) and (hi is None or v <= hi)
     if method in ("gt", "lt"):
         ref = vals[0] if vals else None

@@ -434,8 +434,9 @@ def _read_jiandaoyun(world: WorldDir, folder: Path) -> None:
     if bad is not None:
         raise _fail(app, 1, f"forms.{bad} must be a mapping (entry_id, name, fields, ...)")
     options = jiandaoyun_options(data)
-    forms_meta = [{"key": str(key), "entry_id": str(spec.get("entry_id")), "name": str(spec.get("name") or key),
-                   "flow": bool(spec.get("flow"))} for key, spec in data["forms"].items()]
+    forms_meta: list[dict[str, Any]] = [
+        {"key": str(key), "entry_id": str(spec.get("entry_id")), "name": str(spec.get("name") or key),
+         "flow": bool(spec.get("flow"))} for key, spec in data["forms"].items()]
     try:
         parse_forms("jiandaoyun", options)
     except Exception as exc:
@@ -479,9 +480,9 @@ def jiandaoyun_app(world: WorldDir) -> dict[str, Any]:
 
 def _check_jiandaoyun(world: WorldDir) -> None:
     """Every record maps with the mapping generated from app.yaml (labels resolved on the widget lists)."""
-    from sandbox.world_readable import _stored
     from mappings.engine import compile_for, map_records
     from mappings.jiandaoyun import mapping_for
+    from sandbox.world_readable import _stored
 
     assert world.jiandaoyun is not None
     app = world.path / "jiandaoyun" / "app.yaml"

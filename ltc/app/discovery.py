@@ -64,7 +64,7 @@ def suggest_jiandaoyun(source: str, src: Any) -> str:
     """``ltc mappings suggest --source <jiandaoyun source>``: the forms configuration proposed from the
     app's forms, widget labels and sample values (:mod:`mappings.jiandaoyun_suggest`), as text to paste."""
     from connectors.jiandaoyun import from_config
-    from mappings.jiandaoyun_suggest import propose, proposal_text
+    from mappings.jiandaoyun_suggest import proposal_text, propose
 
     conn = from_config(source, src, forms_required=False)
     try:

@@ -60,7 +60,7 @@ def suggest(
 
     cfg = load_config(config)
     src = cfg.sources.get(source) if source is not None else None
-    if src is not None and src.kind == "jiandaoyun":
+    if source is not None and src is not None and src.kind == "jiandaoyun":
         from ltc.app.discovery import suggest_jiandaoyun
 
         if write is not None:

@@ -40,7 +40,7 @@ def test_labels_and_widget_names_vary_by_seed() -> None:
         return {f"{k}.{f}": v for k, spec in app["forms"].items() for f, v in spec["fields"].items()}, names
 
     seen = [labels(seed) for seed in (1, 2, 3, 4)]
-    assert len({tuple(sorted(l.items())) for l, _ in seen}) > 1  # labels differ between seeds
+    assert len({tuple(sorted(lab.items())) for lab, _ in seen}) > 1  # labels differ between seeds
     assert len({frozenset(n) for _, n in seen}) == 4  # widget names differ between seeds
     assert labels(2) == seen[1]  # and are the seed's own
 
