@@ -254,6 +254,11 @@ def resolve_form(source: str, form: FormConfig, widget_list: Mapping[str, Any]) 
     return out
 
 
+def _said(exc: ConnectorError) -> str:
+    """What the server said (its ``msg``), without the URL the error message starts with."""
+    return str(exc).split(" answered ", 1)[-1].split(": ", 1)[-1].lower()
+
+
 def jdy_time(value: datetime) -> str:
     """An instant as Jiandaoyun writes it: ISO 8601 UTC with milliseconds and ``Z``."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -310,7 +315,8 @@ class JiandaoyunConnector(Connector):
         if unknown:
             raise ConfigError(f"sources.{name}.streams: unknown stream {unknown[0]!r}; streams: "
                               f"{', '.join(s.name for s in specs)}")
-        self.streams = tuple(s for s in specs if streams is None or s.name in streams)
+        # the widget lists are always read: the mapping resolves labels with them
+        self.streams = tuple(s for s in specs if streams is None or s.name in streams or s.name == WIDGETS)
 
     def _rate_limited(self, status: int, body: Any) -> bool:
         """The frequency limit: HTTP 429, or 400 with code 8303 (counted in :attr:`http_429`)."""
@@ -326,16 +332,18 @@ class JiandaoyunConnector(Connector):
 
     # --- calls ------------------------------------------------------------------------------------------
     def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+        """One call; a 400 about the app or the form names the config key to check."""
         try:
             return self.http.json("POST", path, json=dict(body))
         except AuthenticationError:
             raise
         except ConnectorError as exc:
-            if exc.status == 400 and "form" in str(exc).lower() and "entry_id" in body:
+            said = _said(exc)
+            if exc.status == 400 and ("form" in said or "表单" in said) and "entry_id" in body:
                 form = next((k for k, f in self.forms.items() if f.entry_id == body["entry_id"]), "?")
                 raise ConnectorError(f"{exc}; check sources.{self.name}.options.forms.{form}.entry_id "
                                      f"({body['entry_id']}) and options.app_id ({self.app_id})", status=400) from None
-            if exc.status == 400 and "app" in str(exc).lower():
+            if exc.status == 400 and ("app" in said or "应用" in said):
                 raise ConnectorError(f"{exc}; check sources.{self.name}.options.app_id ({self.app_id})",
                                      status=400) from None
             raise
@@ -454,7 +462,8 @@ class JiandaoyunConnector(Connector):
                 body = self._post(f"{API}/data/get", {"app_id": self.app_id, "entry_id": stream.options["entry_id"],
                                                       "data_id": data_id})
             except ConnectorError as exc:
-                if exc.status == 400 and "not exist" in str(exc).lower():
+                said = _said(exc)
+                if exc.status == 400 and ("data" in said or "数据" in said) and ("not exist" in said or "不存在" in said):
                     continue  # deleted since the listing: the deep check tombstones it
                 raise
             if isinstance(body, Mapping) and isinstance(body.get("data"), Mapping):

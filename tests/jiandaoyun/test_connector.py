@@ -14,13 +14,18 @@ from canonical.errors import ConfigError
 from canonical.store import Store
 from connectors.base import sync
 from connectors.errors import AuthenticationError, ConnectorError
-from connectors.jiandaoyun import FormConfig, from_config
+from connectors.jiandaoyun import FormConfig, JiandaoyunConnector, from_config
 from ltc.app.config import SourceConfig
 from sandbox.jiandaoyun import API_KEY, JdyEmulator
 from sandbox.server import RunningServer
 from tests.jiandaoyun.conftest import make_connector
 
 Start = Callable[..., tuple[JdyEmulator, RunningServer]]
+
+
+def _run(conn: Any, store: Store, **kwargs: Any) -> list[Any]:
+    """The form streams' results (the widget lists are read too, always)."""
+    return [r for r in sync(conn, store, **kwargs) if r.stream != "widgets"]
 
 
 def _post(srv: RunningServer, path: str, body: dict[str, Any], key: str = API_KEY) -> httpx.Response:
@@ -76,14 +81,15 @@ def test_paging_by_data_id_across_pages(jdy: Start, sqlite_store: Store) -> None
 def test_incremental_by_update_time_filter(jdy: Start, sqlite_store: Store) -> None:
     emu, srv = jdy(size=60, roles=["opportunities"])
     conn = make_connector(srv, emu, streams=["opportunities"])
-    assert sync(conn, sqlite_store)[0].records == 60
+    assert [s.name for s in conn.streams] == ["widgets", "opportunities"]  # the widget lists always come along
+    assert _run(conn, sqlite_store)[0].records == 60
     form = emu.form("opportunities")
     changed = form.order[10]
     amount = emu.labels["opportunities"]["amount"]
     emu.modify("opportunities", changed, **{amount: 99})
     new = emu.add("opportunities", {amount: 5})
     before = len(emu.requests)
-    [again] = sync(conn, sqlite_store)
+    [again] = _run(conn, sqlite_store)
     assert again.status == "success" and {again.records} == {2}
     body = emu.requests[before][1]
     [cond] = body["filter"]["cond"]
@@ -100,7 +106,7 @@ def test_incremental_by_update_time_filter(jdy: Start, sqlite_store: Store) -> N
 def test_sub_form_rows_land_with_their_ids(jdy: Start, sqlite_store: Store) -> None:
     emu, srv = jdy(size=20, roles=["customers", "opportunities", "contracts"])
     conn = make_connector(srv, emu, streams=["contracts"])
-    assert sync(conn, sqlite_store)[0].status == "success"
+    assert _run(conn, sqlite_store)[0].status == "success"
     items = emu.labels["contracts"]["items"]
     some = next(iter(emu.form("contracts").records))
     landed = sqlite_store.raw_payloads("jdy", "contracts", [some])[some]
@@ -112,12 +118,12 @@ def test_sub_form_rows_land_with_their_ids(jdy: Start, sqlite_store: Store) -> N
 def test_deletes_become_tombstones_by_id_set_comparison(jdy: Start, sqlite_store: Store) -> None:
     emu, srv = jdy(size=30, roles=["opportunities"])
     conn = make_connector(srv, emu, streams=["opportunities"])
-    sync(conn, sqlite_store)
+    _run(conn, sqlite_store)
     gone = emu.form("opportunities").order[3]
     emu.delete("opportunities", gone)
-    [plain] = sync(conn, sqlite_store)  # an incremental window cannot see a delete
+    [plain] = _run(conn, sqlite_store)  # an incremental window cannot see a delete
     assert gone in sqlite_store.live_stamps("jdy", "opportunities") and plain.deep_tombstoned is None
-    [deep] = sync(conn, sqlite_store, deep=True)
+    [deep] = _run(conn, sqlite_store, deep=True)
     assert deep.status == "success" and deep.deep_tombstoned == 1
     assert gone not in sqlite_store.live_stamps("jdy", "opportunities")
     assert len(sqlite_store.live_stamps("jdy", "opportunities")) == 29
@@ -127,10 +133,10 @@ def test_deletes_become_tombstones_by_id_set_comparison(jdy: Start, sqlite_store
 def test_deep_check_fetches_a_record_the_windows_missed(jdy: Start, sqlite_store: Store) -> None:
     emu, srv = jdy(size=10, roles=["opportunities"])
     conn = make_connector(srv, emu, streams=["opportunities"])
-    sync(conn, sqlite_store)
+    _run(conn, sqlite_store)
     # a record stamped long before the window (imported with its original times): only the deep check finds it
     late = emu.add("opportunities", {}, when=datetime(2025, 1, 1, tzinfo=UTC))
-    [deep] = sync(conn, sqlite_store, deep=True)
+    [deep] = _run(conn, sqlite_store, deep=True)
     assert deep.deep_landed == 1 and late["_id"] in sqlite_store.live_stamps("jdy", "opportunities")
     assert any(p.endswith("/data/get") for p, _ in emu.requests)
     conn.close()
@@ -141,7 +147,7 @@ def test_frequency_limit_is_retried_through_the_governor(jdy: Start, sqlite_stor
     emu, srv = jdy(size=300, roles=["opportunities"], limit_status=status)
     emu.rate_per_s = 3  # a tiny limit, so that the connector (paced at 10,000/s here) meets it
     conn = make_connector(srv, emu, streams=["opportunities"])
-    [res] = sync(conn, sqlite_store)
+    [res] = _run(conn, sqlite_store)
     assert res.status == "success" and res.records == 300
     assert emu.http_429 >= 1 and conn.http_429 == emu.http_429
     assert conn.governor.waited_s > 0  # the bucket was emptied after each refusal
@@ -152,7 +158,7 @@ def test_governor_paces_under_the_limit(jdy: Start, sqlite_store: Store) -> None
     emu, srv = jdy(size=500, roles=["opportunities"])
     emu.rate_per_s = 30
     conn = make_connector(srv, emu, streams=["opportunities"], rate_per_s=30, limit=10)
-    [res] = sync(conn, sqlite_store)
+    [res] = _run(conn, sqlite_store)
     assert res.status == "success" and res.records == 500
     assert emu.http_429 == 0  # 51 calls at 30/s: paced, never refused
     conn.close()
@@ -162,7 +168,7 @@ def test_auth_error_names_the_credential(jdy: Start, sqlite_store: Store) -> Non
     emu, srv = jdy(size=5, roles=["opportunities"])
     conn = make_connector(srv, emu, api_key="revoked-key")
     with pytest.raises(AuthenticationError) as err:
-        sync(conn, sqlite_store)
+        _run(conn, sqlite_store)
     text = str(err.value)
     assert "credentials.api_key" in text and "revoked-key" not in text and "\n" not in text
     conn.close()
@@ -172,8 +178,14 @@ def test_unknown_form_names_the_entry_id(jdy: Start, sqlite_store: Store) -> Non
     emu, srv = jdy(size=5, roles=["opportunities"])
     conn = make_connector(srv, emu, forms=[FormConfig("opportunities", "0" * 24, "deal", {"name": "商机名称"})])
     with pytest.raises(ConnectorError, match=r"forms\.opportunities\.entry_id"):
-        sync(conn, sqlite_store)
+        _run(conn, sqlite_store)
     conn.close()
+    other = JiandaoyunConnector("jdy", api_key=API_KEY, app_id="0" * 24, base_url=srv.url, rate_per_s=10_000,
+                                forms=[FormConfig("opportunities", emu.roles["opportunities"], "deal", {"name": "x"})])
+    with pytest.raises(ConnectorError, match=r"check sources\.jdy\.options\.app_id") as err:
+        _run(other, sqlite_store)
+    assert "limit" not in str(err.value)
+    other.close()
 
 
 def test_a_label_the_form_lacks_is_one_config_line(jdy: Start, sqlite_store: Store) -> None:
@@ -181,7 +193,7 @@ def test_a_label_the_form_lacks_is_one_config_line(jdy: Start, sqlite_store: Sto
     conn = make_connector(srv, emu, forms=[FormConfig("opportunities", emu.roles["opportunities"], "deal",
                                                       {"name": "不存在的字段"})])
     with pytest.raises(ConfigError) as err:
-        sync(conn, sqlite_store)
+        _run(conn, sqlite_store)
     assert "forms.opportunities.fields.name" in str(err.value) and "不存在的字段" in str(err.value)
     conn.close()
 
