@@ -166,6 +166,11 @@ class SourceConfig(_Model):
     # says whether its data is fresh or late; unset, prefect.yaml's deployment schedule is used
     schedule: str | None = None
 
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_alias(cls, v: Any) -> Any:
+        return "jiandaoyun" if v == "jdy" else v  # 简道云's usual short name
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:

@@ -4,6 +4,7 @@ id-set comparison, the frequency limit, errors."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -214,3 +215,20 @@ def test_bad_config_is_one_line(options: dict[str, Any], expect: str, monkeypatc
     with pytest.raises(ConfigError) as err:
         from_config("jdy", src)
     assert expect in str(err.value) and "\n" not in str(err.value)
+
+
+def test_config_check_lists_a_bad_forms_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ltc.app.config import load_config
+    from ltc.app.config_check import check_config
+
+    monkeypatch.setenv("JDY_API_KEY", "k")
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text("sources:\n  jdy:\n    kind: jdy\n    credentials: {api_key: {env: JDY_API_KEY}}\n"
+                   "    options:\n      app_id: 6650f1c2a3b4c5d6e7f80001\n"
+                   "      forms: {opportunities: {entry_id: e1, fields: {amount: 商机金额, colour: 颜色}}}\n",
+                   encoding="utf-8")
+    assert load_config(cfg).sources["jdy"].kind == "jiandaoyun"  # `jdy` is the kind's short name
+    problems = check_config(cfg).problems
+    assert len(problems) == 1 and "forms.opportunities.fields.colour: deal has no field 'colour'" in problems[0]
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace(", colour: 颜色", ""), encoding="utf-8")
+    assert check_config(cfg).problems == []
