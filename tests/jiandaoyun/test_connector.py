@@ -4,8 +4,8 @@ id-set comparison, the frequency limit, errors."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
