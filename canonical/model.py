@@ -112,6 +112,8 @@ class Deal(Entity):
     close_date: date | None = None
     created_at: datetime | None = None
     owner: str | None = None
+    # the ERP order number the CRM keeps on the deal (a custom field): links the order from the deal's side
+    order_ref: str | None = None
 
 
 @dataclass(kw_only=True)

@@ -154,7 +154,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     clock("identity")
     orders = link_orders(fr, ident, s)
     clock("orders")
-    invoices = link_invoices(fr, ident, orders)
+    invoices = link_invoices(fr, ident, orders, s)
     credits = apply_credits(invoices)
     clock("invoices+credits")
     payments = allocate_payments(fr, ident, orders, invoices, credits, s, as_of)

@@ -9,7 +9,8 @@ reference or origin. Those texts land in ``ref_text`` (and ``remittance`` / ``re
 ======================  =============================================  ==============================
 source                  fields read                                    targets
 ======================  =============================================  ==============================
-order                   ``deal_ref`` (unresolved), ``ref_text``        deal id
+order                   ``deal_ref`` (unresolved), ``ref_text``;       deal id
+                        a deal's ``order_ref`` naming the order
 invoice                 ``order_ref``/``deal_ref`` (unresolved),       order number, deal id
                         ``ref_text``
 payment                 ``invoice_ref``, ``reference``, ``remittance``,  invoice number, invoice vendor
@@ -54,7 +55,7 @@ _MIN_KEY = 3
 
 #: the rule ids of discovered links
 RULES = {"order": "order.discovered_ref", "invoice": "invoice.discovered_ref", "payment": "payment.discovered_ref",
-         "vendor": "payment.vendor_id"}
+         "vendor": "payment.vendor_id", "deal": "order.deal_order_ref"}
 
 
 def key_expr(e: pl.Expr) -> pl.Expr:
@@ -172,11 +173,17 @@ def discover(fr: Frames) -> Frames:
 
     # orders -> deals
     order = fr.order.with_columns(resolved("deal_ref", deal_keys).alias("__ok"))
+    # a deal that names its order (a CRM field holding the ERP order number): the link from the deal's side
+    d_links, d_amb = _deal_side(fr.deal, order.filter(~pl.col("__ok")), idx)
+    order = order.with_columns((pl.col("__ok") | pl.col("id").is_in(d_links["id"].implode())).alias("__ok"))
     todo = order.filter(~pl.col("__ok"))
     o_links, o_amb = _decide(_match(pl.concat([_tokens(todo, "deal_ref"), _tokens(todo, "ref_text")]), idx, "deal"),
                              many=False)
-    order = _apply(order, o_links.select("id", pl.col("target_value").alias("__deal"), "ev"), o_amb, "order",
-                   {"deal_ref": "__deal"})
+    o_links = pl.concat([d_links.with_columns(pl.lit(RULES["deal"]).alias("__rule")),
+                         o_links.select("id", "target_value", "ev", pl.lit(RULES["order"]).alias("__rule"))])
+    o_amb = pl.concat([d_amb, o_amb.join(d_amb.select("id"), on="id", how="anti")])
+    order = _apply(order, o_links.select("id", pl.col("target_value").alias("__deal"), "ev", "__rule"), o_amb, "order",
+                   {"deal_ref": "__deal"}).drop("__ok")
 
     # invoices -> orders, deals
     inv = fr.invoice.with_columns(resolved("order_ref", order_keys).alias("__ook"),
@@ -240,17 +247,42 @@ def discover(fr: Frames) -> Frames:
     return replace(fr, order=conform("order", order), invoice=conform("invoice", inv), payment=pay)
 
 
+def _deal_side(deal: pl.DataFrame, orders: pl.DataFrame, idx: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Orders named by a deal's ``order_ref`` (the ERP order number kept on the CRM deal): links
+    (order id, deal source id as ``target_value``, evidence) for the orders in ``orders`` that exactly one deal
+    names, and ambiguities for orders several deals name. A deal whose value fits several orders names none."""
+    empty = (pl.DataFrame(schema={"id": pl.String, "target_value": pl.String, "ev": pl.String}),
+             pl.DataFrame(schema={"id": pl.String, "detail": pl.String, "cands": pl.List(pl.String)}))
+    if "order_ref" not in deal.columns or orders.is_empty():
+        return empty
+    named = deal.filter(pl.col("order_ref").is_not_null())
+    if named.is_empty():
+        return empty
+    tok = _with_key(named.select(pl.col("source_id").alias("deal"), pl.col("order_ref").alias("value")), "value")
+    m = tok.drop_nulls("key").join(idx.filter((pl.col("kind") == "order") & (pl.col("n") == 1))
+                                   .select("key", pl.col("target_id").alias("id")), on="key")
+    m = m.join(orders.select("id"), on="id", how="semi")
+    per = m.group_by("id").agg(pl.col("deal").unique().sort().alias("cands"), pl.col("value").first())
+    links = per.filter(pl.col("cands").list.len() == 1).select(
+        "id", pl.col("cands").list.first().alias("target_value"),
+        pl.format("deal {} order_ref={}", pl.col("cands").list.first(), "value").alias("ev"))
+    amb = per.filter(pl.col("cands").list.len() > 1).select(
+        "id", pl.format("{} deals name order {}", pl.col("cands").list.len(), "value").alias("detail"), "cands")
+    return links, amb
+
+
 def _apply(df: pl.DataFrame, links: pl.DataFrame, amb: pl.DataFrame, entity: str, fill: Mapping[str, str]) -> pl.DataFrame:
     """Fill the configured columns from the links (only where they do not resolve), attach rule/evidence/ambiguity
     (what an earlier pass found is kept)."""
     out = df.join(links, on="id", how="left").join(
         amb.select("id", pl.col("detail").alias("__amb"), pl.col("cands").alias("__cands")), on="id", how="left")
     found = pl.any_horizontal([pl.col(src).is_not_null() for src in fill.values()])
+    rule = pl.col("__rule") if "__rule" in out.columns else pl.lit(RULES[entity])
     return out.with_columns(
         *[pl.coalesce(pl.col(src), pl.col(col)).alias(col) for col, src in fill.items()],
-        *_keep(pl.when(found).then(pl.lit(RULES[entity])), pl.when(found).then(pl.col("ev")),
+        *_keep(pl.when(found).then(rule), pl.when(found).then(pl.col("ev")),
                pl.col("__amb"), pl.col("__cands")),
-    )
+    ).drop([c for c in ("__rule",) if c in out.columns])
 
 
 def _keep(rule: pl.Expr, ev: pl.Expr, amb: pl.Expr, cands: pl.Expr) -> list[pl.Expr]:

@@ -150,7 +150,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     clock = _Clock()
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
-    omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference"} for name, cols in NOT_READ.items()}
+    omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference", "order_ref"} for name, cols in NOT_READ.items()}
     src = export_frames(store, tmp / "in", [n for n in Frames.__dataclass_fields__ if n != "lead"], omit)
     clock("export to Parquet")
     plan = plan_buckets(src, tmp / "spill", out, partitions)

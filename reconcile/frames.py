@@ -34,7 +34,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "deal": {
         "id": pl.String, "source_id": pl.String, "account_id": pl.String, "stage": pl.String,
         "currency": pl.String, "amount": MONEY, "close_date": pl.Date, "created_at": pl.Datetime("us", "UTC"),
-        "owner": pl.String,
+        "owner": pl.String, "order_ref": pl.String,
     },
     "deal_line": {
         "id": pl.String, "deal_id": pl.String, "product_code": pl.String, "quantity": MONEY,

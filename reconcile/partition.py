@@ -219,7 +219,7 @@ _LINES = (("deal_line", "deal", "deal_id"), ("quote", "deal", "deal_id"), ("quot
           ("delivery_line", "delivery", "delivery_id"))
 _PARENTS = {parent for _, parent, _ in _LINES}
 #: columns the core never reads: not spilled (a bucket reads them back as nulls)
-NOT_READ = {"deal": {"created_at"}, "order": {"source_id", "ref_text"}, "invoice": {"source_id", "ref_text"},
+NOT_READ = {"deal": {"created_at", "order_ref"}, "order": {"source_id", "ref_text"}, "invoice": {"source_id", "ref_text"},
             "payment": {"source_id", "ref_text", "reference"},
                 "deal_line": {"id", "currency", "unit_price"}, "order_line": {"id", "currency", "unit_price"}}
 

@@ -21,6 +21,7 @@ class Settings:
     max_subset_invoices: int = 6
     subset_pool_max: int = 14
     order_match_window_days: int = 120
+    duplicate_window_days: int = 7
     reporting_currency: str = "USD"
 
     @classmethod

@@ -235,6 +235,8 @@ class ReconcileConfig(_Model):
     grace_days_delivered_not_invoiced: int = Field(default=7, ge=0)
     grace_days_invoiced_not_delivered: int = Field(default=7, ge=0)
     max_subset_invoices: int = Field(default=6, ge=1, le=12)
+    # a second bill of one order for the same amount within this many days, billing the order beyond its total
+    duplicate_window_days: int = Field(default=7, ge=0, le=90)
     identity_auto_threshold: Decimal = Decimal("0.92")
     identity_review_threshold: Decimal = Decimal("0.80")
 

@@ -18,7 +18,8 @@ from reconcile.stages.orders import Orders
 @dataclass(frozen=True)
 class Chains:
     """``ch``: the won deals + n_orders, no_rate, ccy_differs, ordered_deal_ccy (orders' net in the deal's
-    currency), other_customer, age. ``act_orders``: active linked orders + to_deal (rate to the deal's currency).
+    currency), ordered_own / ordered_ccy / n_ccy (the orders' own figure and currency),
+    other_customer, age. ``act_orders``: active linked orders + to_deal (rate to the deal's currency).
     ``exceptions``: WON_NOT_ORDERED, CURRENCY_MISMATCH, AMOUNT_MISMATCH, CUSTOMER_MISMATCH (chain level)."""
 
     ch: pl.DataFrame
@@ -40,16 +41,24 @@ def check_chains(fr: Frames, orders: Orders, s: Settings, as_of: date, acct: pl.
         (pl.col("currency") != pl.col("deal_ccy")).alias("ccy_differs"),
         pl.when(pl.col("to_deal").is_not_null()).then(conv("net", "to_deal")).alias("ordered_deal_ccy"),
         (pl.col("cluster_id") != pl.col("deal_cluster")).fill_null(True).alias("other_customer"),
+        "net", "currency",
     ).group_by("deal_id").agg(
         pl.len().alias("n_orders"), pl.col("no_rate").max(), pl.col("ccy_differs").max(),
         pl.col("ordered_deal_ccy").sum().cast(MONEY), pl.col("other_customer").max(),
+        pl.col("net").sum().cast(MONEY).alias("ordered_own"), pl.col("currency").n_unique().alias("n_ccy"),
+        pl.col("currency").first().alias("ordered_ccy"),
     ).with_columns(pl.col("ccy_differs").fill_null(False))  # any() of the group; max() is its fast form
     ch = won.join(per_chain, left_on="id", right_on="deal_id", how="left").with_columns(
         pl.col("n_orders").fill_null(0), days(pl.col("close_date"), as_of).alias("age")
     )
-    ch_flag = (pl.col("n_orders") > 0) & ((pl.col("ccy_differs") & pl.col("no_rate")) | pl.col("other_customer"))
     amt_ok = (pl.col("ordered_deal_ccy") - pl.col("amount")).abs() <= tol(s, pl.col("amount"), pl.col("ccy_differs"))
-    amt_bad = (pl.col("n_orders") > 0) & ~pl.col("no_rate") & pl.col("amount").is_not_null() & ~amt_ok
+    # the deal's figure ordered in another currency, which the rate does not explain: the currency was keyed
+    # wrong (USD 10,000 ordered as EUR 10,000), not an amount difference
+    same_figure = (pl.col("ccy_differs") & (pl.col("n_ccy") == 1) & ~amt_ok.fill_null(False)
+                   & ((pl.col("ordered_own") - pl.col("amount")).abs() <= tol(s, pl.col("amount"))).fill_null(False))
+    ccy_bad = (pl.col("n_orders") > 0) & pl.col("ccy_differs") & (pl.col("no_rate").fill_null(False) | same_figure)
+    ch_flag = ccy_bad | ((pl.col("n_orders") > 0) & pl.col("other_customer"))
+    amt_bad = (pl.col("n_orders") > 0) & ~pl.col("no_rate") & pl.col("amount").is_not_null() & ~amt_ok & ~ccy_bad
     # the (few) flagged chains get the list of their orders, for the exceptions' records
     flagged = ch.filter(ch_flag | amt_bad)
     flagged = flagged.join(act_orders.select("deal_id", pl.col("id").alias("oid")).join(
@@ -60,10 +69,13 @@ def check_chains(fr: Frames, orders: Orders, s: Settings, as_of: date, acct: pl.
         pl.concat_list(pl.col("id")).alias("records"), "currency", "amount", "cluster_id",
         pl.format("closed {} days ago, no order", "age").alias("detail"),
     ))
-    ex_parts.append(flagged.filter((pl.col("n_orders") > 0) & pl.col("ccy_differs") & pl.col("no_rate")).select(
+    ex_parts.append(flagged.filter(ccy_bad).select(
         pl.lit("CURRENCY_MISMATCH").alias("code"), pl.col("id").alias("chain_id"), pl.concat_list(pl.col("id")).alias("keys"),
         pl.concat_list(pl.col("id"), pl.col("order_ids")).alias("records"), "currency", "amount", "cluster_id",
-        pl.lit("order currency differs from the deal's and no FX rate explains it").alias("detail"),
+        pl.when(pl.col("no_rate")).then(pl.lit("order currency differs from the deal's and no FX rate explains it"))
+        .otherwise(pl.format("deal {} {} ordered as {} {} (at the day's rate {} {}): same figure, other currency",
+                             "currency", "amount", pl.col("ordered_ccy"), "ordered_own", "currency",
+                             "ordered_deal_ccy")).alias("detail"),
     ))
     ex_parts.append(flagged.filter(amt_bad).select(
         pl.lit("AMOUNT_MISMATCH").alias("code"), pl.col("id").alias("chain_id"), pl.concat_list(pl.col("id")).alias("keys"),

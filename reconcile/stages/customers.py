@@ -45,7 +45,8 @@ def customer_mismatch(chains: pl.DataFrame, orders: pl.DataFrame, deal: pl.DataF
                       ) -> pl.DataFrame:
     """Chain-level ``CUSTOMER_MISMATCH`` (``chains``: the flagged won deals + order_ids): the deal's customer
     record and the order's (both in ``records``), and what disagrees — the first of tax id, country, name
-    that both have and differ on — with both values in ``detail``."""
+    that both have and differ on — with both values in ``detail``. A pair whose only difference is a name
+    written in another script (a Chinese legal name against its English one) is no mismatch."""
     if acct is None:
         acct = pl.DataFrame(schema={"id": pl.String, "tax_id": pl.String, "country": pl.String, "nname": pl.String,
                                     "name": pl.String})
@@ -69,10 +70,15 @@ def customer_mismatch(chains: pl.DataFrame, orders: pl.DataFrame, deal: pl.DataF
     field = (pl.when(differs("tax")).then(pl.lit("tax_id")).when(differs("cty")).then(pl.lit("country"))
              .when(differs("nname")).then(pl.lit("name")).otherwise(pl.lit("customer")))
     pairs = pairs.with_columns(field.alias("field")).with_columns(val("d").alias("dv"), val("o").alias("ov"))
+    # names in two scripts (深圳市恒瑞科技有限公司 / Shenzhen Hengrui Technology Co., Ltd.) cannot be compared:
+    # with no identifier or country in conflict, the reference that links deal and order stands
+    cjk = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]"
+    cross_script = pl.col("d_name").str.contains(cjk) != pl.col("o_name").str.contains(cjk)
+    pairs = pairs.filter(~((pl.col("field") == "name") & cross_script.fill_null(False)))
     first = pairs.sort("deal_id", "order_id").group_by("deal_id", maintain_order=True).agg(
         pl.col("order_id").first(), pl.col("d_acct").first(), pl.col("o_acct").first(), pl.col("field").first(),
         pl.col("dv").first(), pl.col("ov").first(), pl.col("o_acct").drop_nulls().unique().sort().alias("o_accts"))
-    got = chains.join(first, left_on="id", right_on="deal_id", how="left")
+    got = chains.join(first, left_on="id", right_on="deal_id", how="inner")
     return got.select(
         pl.lit("CUSTOMER_MISMATCH").alias("code"), pl.col("id").alias("chain_id"), pl.concat_list(pl.col("id")).alias("keys"),
         pl.concat_list(pl.col("id"), pl.col("order_ids"),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import polars as pl
 
 from reconcile.frames import MONEY, RATE, Frames
+from reconcile.settings import Settings
 from reconcile.stages.contract import expect
 from reconcile.stages.expr import INACTIVE_INVOICE, ambiguous_ref, norm
 from reconcile.stages.identity import Identity
@@ -27,7 +29,9 @@ class Invoices:
     exceptions: list[pl.DataFrame]
 
 
-def link_invoices(fr: Frames, ident: Identity, orders: Orders) -> Invoices:
+def link_invoices(fr: Frames, ident: Identity, orders: Orders, s: Settings | None = None) -> Invoices:
+    """``s``: for the duplicate window (:attr:`Settings.duplicate_window_days`)."""
+    s = s or Settings()
     expect("link_invoices", "invoice", fr.invoice, ("id", "number", "kind", "account_id", "order_ref", "deal_ref",
                                                    "issue_date", "status", "currency", "total"))
     expect("link_invoices", "order", orders.order, ("id", "number", "active", "deal_id"))
@@ -77,14 +81,49 @@ def link_invoices(fr: Frames, ident: Identity, orders: Orders) -> Invoices:
         pl.coalesce("order_id", "cluster_id").alias("dk"))
     dgroups = bills.sort(["number", "id"]).group_by(["dk", "total", "issue_date", "currency"]).agg(
         pl.col("id").alias("ids"), pl.col("chain_id").first(), pl.col("cluster_id").first()
-    ).filter(pl.col("ids").list.len() > 1)
+    ).filter(pl.col("ids").list.len() > 1).with_columns(
+        pl.format("{} invoices of {} on {}", pl.col("ids").list.len(), "total", "issue_date").alias("detail"))
+    dgroups = pl.concat([dgroups, _rebilled(bills, orders.order, dgroups, s.duplicate_window_days)])
     ex_parts.append(dgroups.select(
         pl.lit("DUPLICATE_INVOICE").alias("code"), "chain_id", pl.col("ids").list.sort().alias("keys"),
         pl.col("ids").list.sort().alias("records"), "currency",
-        (pl.col("total") * (pl.col("ids").list.len() - 1)).cast(MONEY).alias("amount"), "cluster_id",
-        pl.format("{} invoices of {} on {}", pl.col("ids").list.len(), "total", "issue_date").alias("detail"),
+        (pl.col("total") * (pl.col("ids").list.len() - 1)).cast(MONEY).alias("amount"), "cluster_id", "detail",
     ))
     dup_ids = dgroups.select(pl.col("ids").list.slice(1).alias("id")).explode("id")
     inv = inv.with_columns(pl.col("id").is_in(dup_ids["id"].implode()).alias("is_dup"))
     targets = inv.filter(pl.col("active") & ~pl.col("is_credit") & ~pl.col("is_dup"))
     return Invoices(inv=inv, targets=targets, links=links, exceptions=ex_parts)
+
+
+def _rebilled(bills: pl.DataFrame, order: pl.DataFrame, same_day: pl.DataFrame, window: int) -> pl.DataFrame:
+    """An order billed again for the same amount within ``window`` days (another number, a later date),
+    where the bills together exceed the order's total: the later bills are duplicates, not instalments
+    (instalments add up to the order). Groups already caught as same-day duplicates are left out."""
+    cols: dict[str, Any] = {"dk": pl.String, "total": MONEY, "issue_date": pl.Date, "currency": pl.String,
+            "ids": pl.List(pl.String), "chain_id": pl.String, "cluster_id": pl.String, "detail": pl.String}
+    if window <= 0 or "total" not in order.columns:
+        return pl.DataFrame(schema=cols)
+    seen = same_day.select(pl.col("ids").list.slice(1).alias("id")).explode("id")
+    on_order = bills.filter(pl.col("order_id").is_not_null()).join(seen, on="id", how="anti")
+    billed = on_order.group_by("order_id").agg(pl.col("total").sum().cast(MONEY).alias("billed"),
+                                               pl.col("currency").n_unique().alias("n_ccy"))
+    over = billed.join(order.select(pl.col("id").alias("order_id"), pl.col("total").abs().alias("ordered"),
+                                    pl.col("currency").alias("o_ccy")), on="order_id").filter(
+        (pl.col("n_ccy") == 1) & (pl.col("billed") > pl.col("ordered")))
+    cand = on_order.join(over.select("order_id", "o_ccy"), on="order_id").filter(pl.col("currency") == pl.col("o_ccy"))
+    cand = cand.sort(["order_id", "total", "issue_date", "number", "id"]).with_columns(
+        (pl.col("issue_date") - pl.col("issue_date").shift(1).over(["order_id", "total"])).dt.total_days()
+        .alias("gap"))
+    # a run of same-amount bills each within the window of the one before: one group, the first is the original
+    cand = cand.with_columns((pl.col("gap").is_null() | (pl.col("gap") > window)).cum_sum().over(
+        ["order_id", "total"]).alias("run"))
+    groups = cand.group_by(["order_id", "total", "run"]).agg(
+        pl.col("id").alias("ids"), pl.col("issue_date").first(), pl.col("issue_date").last().alias("last"),
+        pl.col("number").alias("numbers"), pl.col("currency").first(), pl.col("chain_id").first(),
+        pl.col("cluster_id").first()).filter(pl.col("ids").list.len() > 1)
+    return groups.select(
+        pl.col("order_id").alias("dk"), "total", "issue_date", "currency", "ids", "chain_id", "cluster_id",
+        pl.format("{} bills of {} for one order within {} days ({}), more than the order's total",
+                  pl.col("ids").list.len(), "total", (pl.col("last") - pl.col("issue_date")).dt.total_days(),
+                  pl.col("numbers").list.join(", ")).alias("detail"),
+    ).select(list(cols)).cast(cols)  # type: ignore[arg-type]

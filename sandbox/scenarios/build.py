@@ -25,15 +25,15 @@ CODES = ("WON_NOT_ORDERED", "ORDER_WITHOUT_DEAL", "AMOUNT_MISMATCH", "CURRENCY_M
          "INVOICE_OVERDUE", "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "AMBIGUOUS_MATCH", "STAGE_CONFLICT",
          "CUSTOMER_MISMATCH")
 CENT = Decimal("0.01")
+# the CRM's (deal, account) objects
+_CRM_OBJECTS = {"salesforce": ("Opportunity", "Account"), "hubspot": ("deals", "companies"), "zoho": ("Deals", "Accounts"),
+                "jiandaoyun": ("opportunities", "customers")}
 TERM_DAYS = 30
 
 _WORDS = ("Nordlicht", "Atlas", "Helix", "Orion", "Vega", "Kestrel", "Blue Harbor", "Granite", "Summit", "Lumen",
           "Cobalt", "Meridian", "Falcon", "Tessera", "Quarry", "Harbor", "Pioneer", "Aurora", "Cedar", "Delta",
           "Ember", "Fjord", "Juniper", "Kepler", "Larch", "Magnolia", "Nimbus", "Onyx", "Polaris", "Quill",
           "Rowan", "Sable", "Tundra", "Umber", "Verde", "Willow", "Xenon", "Yarrow", "Zephyr", "Alder")
-# the CRM's raw objects of customers and deals (what the truth names records by)
-CRM_OBJECTS = {"salesforce": ("Account", "Opportunity"), "hubspot": ("companies", "deals"),
-               "jiandaoyun": ("customers", "opportunities")}
 _TRADES = ("Robotics", "Logistics", "Medical", "Foods", "Software", "Energy", "Textiles", "Optics", "Tools",
            "Analytics", "Packaging", "Marine", "Pharma", "Retail", "Motors")
 _LEGAL = {"DE": ("GmbH", "AG", "GmbH & Co. KG"), "AT": ("GmbH",), "FR": ("SAS", "SARL", "SA"),
@@ -185,6 +185,8 @@ class _Planner:
         if self.conv.crm == "jiandaoyun":  # a 24-hex data id (ObjectId-like)
             tag = {"account": "6a1", "deal": "6a6"}[kind]
             return f"{tag}{self.co.seed % 256:02x}{n:019x}"
+        if self.conv.crm == "zoho":  # 19-digit record ids of one org
+            return str({"account": 4_876_876_000_000_100_000, "deal": 4_876_876_000_000_400_000}[kind] + n * 3)
         base = {"account": 31_000_000_000, "deal": 18_000_000_000}[kind]
         return str(base + n * 7)
 
@@ -353,9 +355,9 @@ class _Planner:
         conv = self.conv
         for o in objs:
             if isinstance(o, Deal):
-                out.append((conv.crm, CRM_OBJECTS[conv.crm][1], o.crm_id))
+                out.append((conv.crm, _CRM_OBJECTS[conv.crm][0], o.crm_id))
             elif isinstance(o, Customer):
-                out.append((conv.crm, CRM_OBJECTS[conv.crm][0], o.crm_id))
+                out.append((conv.crm, _CRM_OBJECTS[conv.crm][1], o.crm_id))
             elif isinstance(o, Order):
                 out.append((self.erp, "sale.sale" if self.erp == "tryton" else "sale.order",
                             self._erp_id("order", o.erp_id)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,43 @@ def jiandaoyun(co: Company, out: Path) -> None:
         "# The company's Jiandaoyun app: which form is which, which widget label is which field\n"
         + yaml.safe_dump({"app_id": app_id, "timezone": "Asia/Shanghai", "forms": forms}, sort_keys=False,
                          allow_unicode=True), encoding="utf-8")
+
+
+def zoho(co: Company, out: Path) -> None:
+    """Accounts and Deals as Zoho CRM v8 ``GET /crm/v8/{module}`` returns them: ids as digit strings,
+    lookups as ``{"name", "id"}``, amounts as JSON numbers, times with the org's offset, custom fields
+    by API name."""
+    conv = co.conventions
+    offset = timezone(timedelta(hours=1))  # the org's time zone (CET)
+    owner = {"name": "Lena Brandt", "id": "4876876000000017001", "email": "lena@example.com"}
+
+    def ztime(day: date) -> str:
+        return _at(_stamp_of(co, day)).astimezone(offset).isoformat(timespec="seconds")
+
+    accounts = []
+    for c in co.customers:
+        t = ztime(_first_day(co, c))
+        accounts.append({"id": c.crm_id, "Account_Name": c.crm_name, "Website": f"www.{c.domain}",
+                         "Billing_Country": _COUNTRY_NAMES.get(c.country, c.country), "Phone": None,
+                         "Account_Type": "Customer", conv.crm_tax_field: c.crm_tax_id, "Owner": owner,
+                         "Created_Time": t, "Modified_Time": t})
+    deals = []
+    for d in co.deals:
+        t = ztime(d.close_date if d.stage != "open" else co.as_of)
+        rec: dict[str, Any] = {
+            "id": d.crm_id, "Deal_Name": d.name, "Account_Name": {"name": d.customer.crm_name, "id": d.customer.crm_id},
+            "Stage": {"won": "Closed Won", "lost": "Closed Lost", "open": "Negotiation/Review"}[d.stage],
+            "Amount": d.amount, "Currency": d.currency, "Closing_Date": d.close_date.isoformat(),
+            "Probability": {"won": 100, "lost": 0, "open": 75}[d.stage], "Pipeline": "Standard", "Owner": owner,
+            "Created_Time": t, "Modified_Time": t}
+        if conv.crm_order_field:
+            rec[conv.crm_order_field] = d.order_number_on_crm
+        deals.append(rec)
+    _write(out / "zoho" / "Accounts.jsonl", accounts)
+    _write(out / "zoho" / "Deals.jsonl", deals)
+
+
+_CRMS = {"salesforce": salesforce, "hubspot": hubspot, "zoho": zoho, "jiandaoyun": jiandaoyun}
 
 
 # -- ERP ---------------------------------------------------------------------------------------------------
@@ -589,7 +626,7 @@ def write(co: Company, out: Path) -> Path:
     conv = co.conventions
     out.mkdir(parents=True, exist_ok=True)
     systems = [conv.crm]
-    {"salesforce": salesforce, "hubspot": hubspot, "jiandaoyun": jiandaoyun}[conv.crm](co, out)
+    _CRMS[conv.crm](co, out)
     if any(i.system == "stripe" for i in co.invoices):
         systems.append("stripe")
         stripe(co, out)

@@ -14,7 +14,7 @@ import pytest
 from sandbox.scenarios import CODES, make_world
 from sandbox.world import read_world
 
-SEEDS = (1, 2, 3, 4, 5, 6, 14)  # 3 and 14: cash booked in the ERP (Tryton, Odoo)
+SEEDS = (1, 2, 3, 4, 5, 6, 14)  # 3 and 14: cash booked in the ERP (Tryton, Odoo); 5: Zoho CRM
 
 
 def _ids(world_dir: Path) -> set[tuple[str, str, str]]:
@@ -35,7 +35,8 @@ _OBJECT_FILE = {"Opportunity": "Opportunity", "Account": "Account", "deals": "de
                 "sale.sale": "sale.sale", "sale.order": "sale.order", "account.invoice": "account.invoice",
                 "account.move": "account.move", "party.party": "party.party", "res.partner": "res.partner",
                 "invoices": "invoices", "charges": "charges", "camt053": "camt053",
-                "account.move.line": "account.move.line", "account.payment": "account.payment"}
+                "account.move.line": "account.move.line", "account.payment": "account.payment",
+                "Deals": "Deals", "Accounts": "Accounts"}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -72,6 +73,8 @@ def test_conventions_vary_by_seed_and_show_in_the_files(tmp_path: Path) -> None:
             stripe_keys_in_files.update(inv["metadata"])
         if conv["crm"] == "salesforce":
             tax_fields_in_files.update(k for k in w.records["salesforce"]["Account"][0] if k.endswith("__c"))
+        elif conv["crm"] == "zoho":
+            tax_fields_in_files.update(k for k in w.records["zoho"]["Accounts"][0] if k == conv["crm_tax_field"])
         else:
             tax_fields_in_files.update(k for k in w.records["hubspot"]["companies"][0]["properties"]
                                        if k == conv["crm_tax_field"])
@@ -115,3 +118,20 @@ def test_cash_booked_in_the_erp_names_its_invoice_by_id(tmp_path: Path, seed: in
     assert len(linked) > len(pays) // 2
     for ref in linked:
         assert all(i in invoices for i in (ref if isinstance(ref, list) else [ref]))
+
+
+def test_a_zoho_crm_company_writes_zoho_v8_records(tmp_path: Path) -> None:
+    truth = make_world(tmp_path / "w", chains=60, seed=5)
+    conv = truth["conventions"]
+    assert conv["crm"] == "zoho"
+    w = read_world(tmp_path / "w")
+    deals, accounts = w.records["zoho"]["Deals"], w.records["zoho"]["Accounts"]
+    assert deals and accounts
+    ids = {a["id"] for a in accounts}
+    for d in deals:
+        assert d["id"].isdigit() and len(d["id"]) == 19
+        assert set(d["Account_Name"]) == {"name", "id"} and d["Account_Name"]["id"] in ids
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}", d["Modified_Time"])
+    assert any(conv["crm_tax_field"] in a for a in accounts)
+    text = (tmp_path / "w" / "zoho" / "Deals.jsonl").read_text()
+    assert re.search(r'"Amount": \d+(\.\d+)?[,}]', text), "Zoho amounts are JSON numbers"
