@@ -147,7 +147,7 @@ def test_deep_check_fetches_a_record_the_windows_missed(jdy: Start, sqlite_store
 def test_frequency_limit_is_retried_through_the_governor(jdy: Start, sqlite_store: Store, status: int) -> None:
     emu, srv = jdy(size=300, roles=["opportunities"], limit_status=status)
     emu.rate_per_s = 3  # a tiny limit, so that the connector (paced at 10,000/s here) meets it
-    conn = make_connector(srv, emu, streams=["opportunities"])
+    conn = make_connector(srv, emu, streams=["opportunities"], limit=10)  # 31 calls
     [res] = _run(conn, sqlite_store)
     assert res.status == "success" and res.records == 300
     assert emu.http_429 >= 1 and conn.http_429 == emu.http_429
