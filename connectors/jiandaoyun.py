@@ -134,6 +134,9 @@ def parse_forms(name: str, options: Mapping[str, Any]) -> list[FormConfig]:
     out: list[FormConfig] = []
     for key, spec in forms.items():
         key = str(key)
+        if key == WIDGETS or key.startswith("_"):
+            raise ConfigError(f"{_where(name, 'forms', key)}: {key!r} is reserved (the forms' widget lists); "
+                              "name the form by its role or another key")
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{_where(name, 'forms', key)} must be a mapping with entry_id and fields")
         unknown = set(spec) - {"entry_id", "entity", "fields", "values", "lines", "currency"}

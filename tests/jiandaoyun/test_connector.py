@@ -208,6 +208,7 @@ def test_a_label_the_form_lacks_is_one_config_line(jdy: Start, sqlite_store: Sto
     ({"app_id": "a", "forms": {"contracts": {"entry_id": "e", "fields": {"number": "x"},
                                              "lines": {"widget": "w", "fields": {}}}}}, "contract has no lines"),
     ({"app_id": "a", "forms": {}, "colour": 1}, "unknown Jiandaoyun option"),
+    ({"app_id": "a", "forms": {"widgets": {"entry_id": "e", "entity": "deal", "fields": {"name": "x"}}}}, "is reserved"),
 ])
 def test_bad_config_is_one_line(options: dict[str, Any], expect: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JDY_KEY", "k")
