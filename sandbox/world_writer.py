@@ -242,8 +242,8 @@ def as_zoho(world: World) -> World:
     ``zoho:<entity>:<digits>`` (and every bare CRM id in references the same digits), in the tables
     and in the ground truth (fingerprints recomputed). Zoho deals carry no line items, so the deal
     lines and the LINE_MISMATCH breaks planted on them are left out; the generated quotes and contracts
-    are Salesforce's (Zoho's Quotes module is landed, not mapped), so they and their QUOTE_MISMATCH /
-    CONTRACT_MISMATCH breaks are left out too."""
+    are not written as Zoho records (Zoho has no contracts module; quotes are not rendered as Quotes),
+    so they and their QUOTE_MISMATCH / CONTRACT_MISMATCH breaks are left out too."""
     from reconcile.codes import fingerprint
 
     def text(expr: pl.Expr) -> pl.Expr:
