@@ -23,7 +23,9 @@ from sandbox.scenarios.model import Break, Company, Conventions, Customer, Deal,
 CODES = ("WON_NOT_ORDERED", "ORDER_WITHOUT_DEAL", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH",
          "ORDERED_NOT_INVOICED", "OVER_INVOICED", "INVOICE_WITHOUT_ORDER", "DUPLICATE_INVOICE",
          "INVOICE_OVERDUE", "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "AMBIGUOUS_MATCH", "STAGE_CONFLICT",
-         "CUSTOMER_MISMATCH")
+         "CUSTOMER_MISMATCH", "DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED")
+# planted only in companies whose shipments are synced
+SHIP_CODES = ("DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED")
 CENT = Decimal("0.01")
 # the CRM's (deal, account) objects
 _CRM_OBJECTS = {"salesforce": ("Opportunity", "Account"), "hubspot": ("deals", "companies"), "zoho": ("Deals", "Accounts"),
@@ -453,7 +455,14 @@ class _Planner:
         elif code == "STAGE_CONFLICT":
             self.plant(code, "deal lost in the CRM but ordered, invoiced and paid", d, o,
                        tolerated=("ORDER_WITHOUT_DEAL",))
+        if code == "DELIVERED_NOT_INVOICED":
+            o.order_date = self._days_ago(12, 40)
+            d.close_date = min(d.close_date, o.order_date)
+            o.ship_plan, o.shipped = "shipped", o.order_date + timedelta(days=r.randint(0, 2))
+            self.plant(code, f"goods shipped on {o.shipped}, never billed", o, tolerated=("ORDERED_NOT_INVOICED",))
+            return
         if code == "ORDERED_NOT_INVOICED":
+            o.ship_plan = "none"
             o.order_date = self._days_ago(45, 150)
             d.close_date = o.order_date
             self.plant(code, "order never invoiced", o, d)
@@ -472,6 +481,13 @@ class _Planner:
             return
         inv = self._invoice(c, o, inv_day, o.total, o.currency, inv_sys)
 
+        if code == "INVOICED_NOT_DELIVERED":
+            inv.invoice_date = max(o.order_date, self._days_ago(12, 60))
+            inv.due_date = inv.invoice_date + timedelta(days=TERM_DAYS)
+            o.ship_plan = "none"
+            self._settle(inv, must=True)
+            self.plant(code, f"billed on {inv.invoice_date}, nothing shipped", o, inv)
+            return
         if code == "INVOICE_OVERDUE":
             inv.invoice_date = max(o.order_date, self._days_ago(TERM_DAYS + 10, TERM_DAYS + 100))
             inv.due_date = inv.invoice_date + timedelta(days=TERM_DAYS)
@@ -519,6 +535,19 @@ class _Planner:
             return
         self._settle(inv, must=code is not None)
 
+    def shipments(self) -> None:
+        """When the goods of each order went out: a few days after the order; an order not billed yet
+        is still in the warehouse unless it left in the last couple of days."""
+        if not self.conv.ships:
+            return
+        billed = {id(i.order) for i in self.co.invoices if i.order is not None}
+        for o in self.co.orders:
+            if o.ship_plan != "auto":
+                continue
+            day = o.order_date + timedelta(days=self.r.randint(0, 3))
+            if day <= self.as_of and (id(o) in billed or (self.as_of - day).days <= 2):
+                o.shipped = day
+
     def batches(self) -> None:
         """Some customers pay two of their open invoices with one transfer ("INV 10023 + 10024")."""
         if "batch" not in self.conv.remittance or self.conv.cash == "erp":
@@ -553,7 +582,7 @@ class _Planner:
 def erp_id(kind: str, n: int) -> int:
     """ERP integer ids: one range per model so that a record is recognisable from its id alone."""
     return {"party": 1_000, "order": 100_000, "order_line": 200_000, "invoice": 300_000,
-            "invoice_line": 400_000, "payment": 500_000}[kind] + n
+            "invoice_line": 400_000, "payment": 500_000, "shipment": 600_000, "move": 700_000}[kind] + n
 
 
 def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(2026, 10, 31),
@@ -569,7 +598,7 @@ def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(202
         p.r.shuffle(slots)
         it = iter(slots)
         for code in CODES:
-            if code == "CUSTOMER_MISMATCH":
+            if code == "CUSTOMER_MISMATCH" or (code in SHIP_CODES and not p.conv.ships):
                 continue
             for _ in range(per_code):
                 plan[next(it)] = code
@@ -579,6 +608,7 @@ def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(202
     if breaks:
         p.customer_mismatches(max(1, round(chains * rate)))
     p.batches()
+    p.shipments()
     return p.co
 
 

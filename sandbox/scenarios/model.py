@@ -60,6 +60,7 @@ class Conventions:
     fx_share: float  # share of foreign-currency invoices paid into the home-currency account
     fee_share: float  # share of transfers that arrive with the sender's bank charges deducted
     cash: str = "bank"  # where customer cash is seen: bank (camt.053) | erp (payments booked on invoices)
+    ships: bool = False  # goods leave by ERP shipments (Tryton stock.shipment.out / Odoo stock.picking) the hub syncs
 
     @classmethod
     def draw(cls, seed: int, crm: str | None = None) -> Conventions:
@@ -105,6 +106,7 @@ class Conventions:
             fee_share=r.choice((0.0, 0.1, 0.25)),
         )
         cash = "erp" if r.random() < 0.3 else "bank"
+        kw["ships"] = random.Random(f"conventions-ships:{seed}").random() < 0.6  # drawn apart, like the CRM below
         # some companies sell in Zoho CRM (drawn apart, so the other conventions of a seed stay as they were)
         z = random.Random(f"conventions-zoho:{seed}")
         if z.random() < 0.3:
@@ -156,6 +158,8 @@ class Order:
     billing: str  # erp | stripe
     line_id: int = 0
     product: str = "SVC"
+    ship_plan: str = "auto"  # auto (as the warehouse does it) | shipped (on ``shipped``) | none (never shipped)
+    shipped: date | None = None  # the day the goods went out (None: not yet)
 
 
 @dataclass

@@ -322,7 +322,7 @@ def tryton(co: Company, out: Path) -> None:
             "sale_date": _tdate(o.order_date), "company": 1, "party": erp_id("party", o.customer.key),
             "invoice_party": None, "currency.": cur(o.currency), "payment_term": 1,
             "invoice_method": "order" if o.billing == "erp" else "manual",
-            "invoice_state": ("waiting" if invs else "none"), "shipment_state": "none",
+            "invoice_state": ("waiting" if invs else "none"), "shipment_state": ("none" if not conv.ships else "sent" if o.shipped else "waiting"),
             "untaxed_amount": _dec(o.total), "tax_amount": _dec(Decimal("0.00")), "total_amount": _dec(o.total),
             "lines": [lid], "invoices": [erp_id("invoice", int(i.ident)) for i in invs], "origin": None,
             "create_date": _tdt(o.order_date), "write_date": None})
@@ -376,9 +376,64 @@ def tryton(co: Company, out: Path) -> None:
     base = out / "tryton"
     if moves:
         _write(base / "account.move.line.jsonl", moves)
+    if conv.ships:
+        _tryton_shipments(co, base)
     for name, rows in (("party.party", parties), ("sale.sale", sales), ("sale.line", slines),
                        ("account.invoice", invoices), ("account.invoice.line", ilines)):
         _write(base / f"{name}.jsonl", rows)
+
+
+def _tryton_shipments(co: Company, base: Path) -> None:
+    """``stock.shipment.out`` (one per sale; ``origins`` = the sale's number, as Tryton's function field
+    gives it) and its ``stock.move``: done on the day the goods left, else waiting."""
+    ships, moves = [], []
+    for o in co.orders:
+        sid, mid = erp_id("shipment", o.erp_id), erp_id("move", o.line_id)
+        planned = o.order_date + timedelta(days=2)
+        done = o.shipped is not None
+        ships.append({
+            "id": sid, "number": f"CS{o.erp_id:05d}", "reference": o.customer_po, "state": "done" if done else "waiting",
+            "company": 1, "customer": erp_id("party", o.customer.key), "planned_date": _tdate(planned),
+            "effective_date": _tdate(o.shipped) if o.shipped else None, "origins": o.number, "moves": [mid],
+            "create_date": _tdt(o.order_date), "write_date": _tdt(o.shipped, 16) if o.shipped else None})
+        moves.append({
+            "id": mid, "shipment": f"stock.shipment.out,{sid}", "product": 5, "product.": {"id": 5, "code": o.product},
+            "quantity": 1.0, "unit.": {"id": 1, "name": "Unit"}, "origin": f"sale.line,{erp_id('order_line', o.line_id)}",
+            "state": "done" if done else "assigned", "planned_date": _tdate(planned),
+            "effective_date": _tdate(o.shipped) if o.shipped else None, "create_date": _tdt(o.order_date),
+            "write_date": _tdt(o.shipped, 16) if o.shipped else None})
+    _write(base / "stock.shipment.out.jsonl", ships)
+    _write(base / "stock.move.jsonl", moves)
+
+
+def _odoo_pickings(co: Company, base: Path, names: dict[int, str]) -> None:
+    """Outgoing ``stock.picking`` (``origin`` and ``sale_id`` name the sale order) and its ``stock.move``:
+    ``done`` with ``date_done`` when the goods left, else ``assigned``."""
+    picks, moves = [], []
+
+    def ts(day: date, hour: int = 9) -> str:
+        return f"{_stamp_of(co, day).isoformat()} {hour:02d}:00:00"
+
+    for o in co.orders:
+        pid, mid = erp_id("shipment", o.erp_id), erp_id("move", o.line_id)
+        name = f"WH/OUT/{o.erp_id:05d}"
+        done = o.shipped is not None
+        last = o.shipped or o.order_date
+        picks.append({
+            "id": pid, "write_date": ts(last, 16), "create_date": ts(o.order_date), "display_name": name, "name": name,
+            "partner_id": [erp_id("party", o.customer.key), names[o.customer.key]], "picking_type_code": "outgoing",
+            "state": "done" if done else "assigned", "origin": o.number, "sale_id": [erp_id("order", o.erp_id), o.number],
+            "scheduled_date": ts(o.order_date + timedelta(days=2), 8), "date_deadline": False,
+            "date_done": ts(o.shipped, 15) if o.shipped else False, "move_ids": [mid]})
+        moves.append({
+            "id": mid, "write_date": ts(last, 16), "create_date": ts(o.order_date),
+            "display_name": f"[{o.product}] {o.product}", "picking_id": [pid, name], "picking_code": "outgoing",
+            "product_id": [5, f"[{o.product}] {o.product}"], "product_uom_qty": Decimal("1.0"),
+            "quantity": Decimal("1.0") if done else Decimal("0.0"), "state": "done" if done else "assigned",
+            "sale_line_id": [erp_id("order_line", o.line_id), f"{o.number} - {o.product}"],
+            "date": ts(last, 15)})
+    _write(base / "stock.picking.jsonl", picks)
+    _write(base / "stock.move.jsonl", moves)
 
 
 def odoo(co: Company, out: Path) -> None:
@@ -457,6 +512,8 @@ def odoo(co: Company, out: Path) -> None:
             "payment_type": "inbound", "partner_type": "customer", "state": "paid", "move_id": [pid, name],
             "reconciled_invoice_ids": [erp_id("invoice", int(i.ident)) for i in p.invoices]})
     base = out / "odoo"
+    if conv.ships:
+        _odoo_pickings(co, base, names)
     if payments:
         _write(base / "account.payment.jsonl", payments)
     for name, rows in (("res.partner", partners), ("sale.order", orders), ("sale.order.line", olines),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.scenarios import CODES, make_world
+from sandbox.scenarios.build import SHIP_CODES
 from sandbox.world import read_world
 
 SEEDS = (1, 2, 3, 4, 5, 6, 14)  # 3 and 14: cash booked in the ERP (Tryton, Odoo); 5: Zoho CRM
@@ -52,9 +53,30 @@ def test_world_reads_and_truth_records_exist(tmp_path: Path, seed: int) -> None:
             assert (r["system"], _OBJECT_FILE[r["object"]], r["id"]) in ids, (b["code"], r)
 
 
-def test_every_code_is_planted_at_size(tmp_path: Path) -> None:
-    truth = make_world(tmp_path / "w", chains=400, seed=3)
-    assert set(Counter(b["code"] for b in truth["breaks"])) == set(CODES)
+@pytest.mark.parametrize("seed", [3, 4])  # 3: shipments not synced; 4: Odoo pickings synced
+def test_every_code_is_planted_at_size(tmp_path: Path, seed: int) -> None:
+    truth = make_world(tmp_path / "w", chains=400, seed=seed)
+    expected = set(CODES) - (set() if truth["conventions"]["ships"] else set(SHIP_CODES))
+    assert set(Counter(b["code"] for b in truth["breaks"])) == expected
+
+
+@pytest.mark.parametrize(("seed", "system", "obj", "origin"), [(2, "tryton", "stock.shipment.out", "origins"),
+                                                               (4, "odoo", "stock.picking", "origin")])
+def test_a_company_that_ships_writes_its_outgoing_shipments(tmp_path: Path, seed: int, system: str, obj: str,
+                                                            origin: str) -> None:
+    truth = make_world(tmp_path / "w", chains=200, seed=seed)
+    assert truth["conventions"]["ships"]
+    w = read_world(tmp_path / "w")
+    ships = w.records[system][obj]
+    numbers = {o["number"] if system == "tryton" else o["name"]
+               for o in w.records[system]["sale.sale" if system == "tryton" else "sale.order"]}
+    assert ships and {s[origin] for s in ships} <= numbers
+    done = [s for s in ships if s["state"] == "done"]
+    assert done and len(done) < len(ships)  # some orders have not shipped yet
+    assert all((s["effective_date"] if system == "tryton" else s["date_done"]) for s in done)
+    assert w.records[system]["stock.move"]
+    planted = {b["code"] for b in truth["breaks"]}
+    assert {"DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED"} <= planted
 
 
 def test_conventions_vary_by_seed_and_show_in_the_files(tmp_path: Path) -> None:
