@@ -52,7 +52,7 @@ from typing import Any
 from canonical.errors import ConfigError
 from connectors.base import Connector, LastId, Page, StreamSpec, Window, parse_instant
 from connectors.errors import AuthenticationError, ConnectorError
-from connectors.governor import RateGovernor, governor_for
+from connectors.governor import Pacer, RateGovernor, governor_for
 from connectors.http import HttpClient, RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.jiandaoyun.com"
@@ -295,10 +295,10 @@ class JiandaoyunConnector(Connector):
         self.app_id = app_id
         self.forms = {f.key: f for f in forms}
         self.limit = limit
-        # paced just under the limit (a token bucket of one: no burst that a per-second window would refuse)
+        # paced just under the limit, calls in slots 1/rate apart (no burst a per-second window would refuse)
         rate = rate_per_s * 0.98
         self.governor = governor or governor_for(tenant or name, "jiandaoyun",
-                                                 lambda: RateGovernor(f"jiandaoyun:{name}", 1, 1 / rate))
+                                                 lambda: Pacer(f"jiandaoyun:{name}", 1, 1 / rate))
         self.http = HttpClient("jiandaoyun", base_url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"},
                                governor=self.governor, policy=policy, hint=jdy_hint, retry_body=self._rate_limited,
                                timeout=timeout, verify=verify)
