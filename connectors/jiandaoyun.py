@@ -30,11 +30,12 @@ check (:func:`connectors.base.deep_check`), which lists every live id of a form 
 records it finds missing or stale are fetched one by one (``POST /api/v5/app/entry/data/get``).
 
 A committed page (one checkpoint: the records and the ``data_id`` to resume after, in one transaction)
-holds up to ``pages_per_commit`` API pages (default 5, 500 records), and the next one is read while
-the engine commits the current one.
+holds up to ``pages_per_commit`` API pages (default 5, 500 records); a worker thread reads the next
+batches (two at most: memory stays flat) while the engine commits, and a run that stopped resumes
+after its last checkpoint.
 
 **Limits and errors.** 30 requests/s per interface (the whole platform: 50/s): one governor per
-tenant paces calls just under it. An error is HTTP 400 ``{"code": <n>, "msg": "..."}``; the frequency
+tenant (a :class:`~connectors.governor.Pacer`: calls in slots 1/29.4 s apart) paces calls just under it. An error is HTTP 400 ``{"code": <n>, "msg": "..."}``; the frequency
 limit is ``code`` 8303 (documented as a 400) or HTTP 429 — both retried through the one retry layer
 after the governor empties its bucket. An unknown or disabled API key is one line naming
 ``credentials.api_key``; an unknown app or form names ``options.app_id`` / ``forms.<form>.entry_id``.
@@ -42,9 +43,9 @@ after the governor empties its bucket. An unknown or disabled API key is one lin
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -277,6 +278,55 @@ def jdy_hint(status: int, headers: Mapping[str, str], body: Any) -> str | None:
     return text
 
 
+Batch = tuple[list[dict[str, Any]], str | None]  # records, and the id the next batch starts after
+
+
+class _ReadAhead:
+    """The batches of one form read ahead by a worker thread, ``depth`` at most (memory stays flat):
+    batch after batch from ``body``'s position until the form's end, each keyed by the id it starts
+    after. :meth:`take` hands them out in order; a position it does not hold ends the worker."""
+
+    def __init__(self, fetch: Callable[[Mapping[str, Any]], Batch], shape: Any, body: dict[str, Any], depth: int):
+        self.shape = shape
+        self._queue: queue.Queue[tuple[Any, Batch | None, BaseException | None]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(fetch, body), daemon=True, name="jdy-read-ahead")
+        self._thread.start()
+
+    def _run(self, fetch: Callable[[Mapping[str, Any]], Batch], body: dict[str, Any]) -> None:
+        while not self._stop.is_set():
+            start = body.get("data_id")
+            try:
+                item: tuple[Any, Batch | None, BaseException | None] = (start, fetch(body), None)
+            except BaseException as exc:  # handed to the engine's thread by take()
+                item = (start, None, exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[1] is None or item[1][1] is None:
+                return
+            body = {**body, "data_id": item[1][1]}
+
+    def take(self, shape: Any, token: Any) -> Batch | None:
+        """The batch that starts after ``token`` (raising what reading it raised), or None."""
+        if shape != self.shape or self._stop.is_set():
+            return None
+        start, batch, error = self._queue.get()
+        if start != token:
+            self.stop()
+            return None
+        if error is not None:
+            self.stop()
+            raise error
+        return batch
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class JiandaoyunConnector(Connector):
     kind = "jiandaoyun"
 
@@ -305,8 +355,7 @@ class JiandaoyunConnector(Connector):
         self.http_429 = 0
         self.pages_per_commit = max(1, pages_per_commit)
         self.read_ahead = read_ahead
-        self._ahead: tuple[Any, Future[Any]] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"jdy-{name}")
+        self._ahead: _ReadAhead | None = None
         self._widgets: dict[str, dict[str, Any]] = {}
         specs = [StreamSpec(WIDGETS, "_widgets", primary_key="entry_id", page_size=len(self.forms) or 1,
                             paginator=LastId(), records_path="widgets")]
@@ -330,7 +379,8 @@ class JiandaoyunConnector(Connector):
         return hit
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._ahead is not None:
+            self._ahead.stop()
         self.http.close()
 
     # --- calls ------------------------------------------------------------------------------------------
@@ -406,20 +456,16 @@ class JiandaoyunConnector(Connector):
                        for f in self.forms.values()]
             return Page(records)
         body = self._body(stream, window, token)
-        key = (stream.name, repr(body))
-        batch: tuple[list[dict[str, Any]], str | None] | None = None
-        if self._ahead is not None:
-            ahead_key, future = self._ahead
-            self._ahead = None
-            if ahead_key == key:
-                batch = future.result()
-        if batch is None:
+        shape = (stream.name, repr({k: v for k, v in body.items() if k != "data_id"}))
+        batch = self._ahead.take(shape, token) if self._ahead is not None else None
+        if batch is None:  # nothing read ahead for this position (first page, a resume, another stream)
+            if self._ahead is not None:
+                self._ahead.stop()
             batch = self._batch(body)
+            if self.read_ahead and batch[1] is not None:
+                # the next batches are read by a worker while the engine commits (ids only move forward)
+                self._ahead = _ReadAhead(self._batch, shape, {**body, "data_id": batch[1]}, depth=2)
         records, nxt = batch
-        if self.read_ahead and nxt is not None:
-            # the next batch is asked for while the engine commits this one (ids only move forward)
-            ahead = {**body, "data_id": nxt}
-            self._ahead = ((stream.name, repr(ahead)), self._pool.submit(self._batch, ahead))
         high = (window.until, "") if window.until is not None else None
         return Page(records, next_token=nxt, high_water=high)
 

@@ -233,3 +233,24 @@ def test_config_check_lists_a_bad_forms_block(tmp_path: Path, monkeypatch: pytes
     assert len(problems) == 1 and "forms.opportunities.fields.colour: deal has no field 'colour'" in problems[0]
     cfg.write_text(cfg.read_text(encoding="utf-8").replace(", colour: 颜色", ""), encoding="utf-8")
     assert check_config(cfg).problems == []
+
+
+def test_an_interrupted_run_resumes_at_its_checkpoint(jdy: Start, sqlite_store: Store) -> None:
+    """The read-ahead worker runs ahead of the checkpoints; a run stopped after one committed page
+    resumes after that page's last id (nothing read twice into the store, nothing skipped)."""
+    from connectors.base import sync_stream
+
+    emu, srv = jdy(size=230, roles=["opportunities"])
+    conn = make_connector(srv, emu, streams=["opportunities"], limit=20, pages_per_commit=2)
+    spec = conn.stream("opportunities")
+    first = sync_stream(conn, spec, sqlite_store, run_id="r1", max_pages=1)
+    assert first.status == "paused" and first.records == 40
+    conn.close()
+    conn = make_connector(srv, emu, streams=["opportunities"], limit=20, pages_per_commit=2)
+    before = len(emu.requests)
+    rest = sync_stream(conn, conn.stream("opportunities"), sqlite_store, run_id="r2")
+    assert rest.status == "success" and rest.records == 190
+    resumed = [b for p, b in emu.requests[before:] if p.endswith("/data/list")][0]
+    assert resumed["data_id"] == emu.form("opportunities").order[39]
+    assert set(sqlite_store.live_stamps("jdy", "opportunities")) == set(emu.form("opportunities").order)
+    conn.close()
