@@ -250,7 +250,7 @@ def test_an_interrupted_run_resumes_at_its_checkpoint(jdy: Start, sqlite_store: 
     before = len(emu.requests)
     rest = sync_stream(conn, conn.stream("opportunities"), sqlite_store, run_id="r2")
     assert rest.status == "success" and rest.records == 190
-    resumed = [b for p, b in emu.requests[before:] if p.endswith("/data/list")][0]
+    resumed = next(b for p, b in emu.requests[before:] if p.endswith("/data/list"))
     assert resumed["data_id"] == emu.form("opportunities").order[39]
     assert set(sqlite_store.live_stamps("jdy", "opportunities")) == set(emu.form("opportunities").order)
     conn.close()
