@@ -52,7 +52,7 @@ from reconcile.stages.lines import check_lines
 from reconcile.stages.orders import link_orders
 from reconcile.stages.payments import allocate_payments
 from reconcile.stages.quotes import check_quotes, quote_chain_columns
-from reconcile.stages.settlement import settle
+from reconcile.stages.settlement import settle, with_bank_charges
 from reconcile.stages.states import row_states
 
 __all__ = ["ROWS_PER_PARTITION", "ConservationError", "CoreResult", "Settings", "merge_totals", "reconcile_frames",
@@ -187,8 +187,9 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         quote_chain_columns(fr.quote, fr.contract, quote_links), on="chain_id", how="left").join(
         delivery_chain_columns(delivery_links, fr.delivery), on="chain_id", how="left")
     return CoreResult(chains=chain_rows,
-                      links=pl.concat([*orders.links, *invoices.links, *payments.links, *quote_links, *delivery_links],
-                                      how="vertical_relaxed"),
+                      links=pl.concat([*orders.links, *invoices.links,
+                                       *(with_bank_charges(lk, settlement) for lk in payments.links),
+                                       *quote_links, *delivery_links], how="vertical_relaxed"),
                       allocations=_allocation_rows(payments.alloc, settlement.last_alloc, settlement.ib),
                       invoice_balances=settlement.ib, payment_balances=settlement.pbal,
                       exceptions=exceptions, states=states, totals=totals)

@@ -281,12 +281,14 @@ class _Planner:
         return " ".join(nums), None, e2e
 
     def _bank_payment(self, c: Customer, invs: list[Invoice], amount: Decimal, day: date, *,
-                      style: str | None = None, allow_fee: bool = True) -> Payment:
+                      style: str | None = None, allow_fee: bool = True, unreferenced: bool = False) -> Payment:
+        """``unreferenced``: the payer writes no reference although name + amount fit several invoices
+        (the planted AMBIGUOUS_MATCH); otherwise such a payer writes one."""
         r = self.r
         conv = self.conv
         style = style or r.choice(conv.remittance)
-        if style == "none" and (len(invs) != 1 or amount != invs[0].total or any(
-                i is not invs[0] and i.customer is c and i.total == amount for i in self.co.invoices)):
+        if style == "none" and (len(invs) != 1 or amount != invs[0].total or (not unreferenced and any(
+                i is not invs[0] and i.customer is c and i.total == amount for i in self.co.invoices))):
             style = "exact"  # name + amount alone would be truly ambiguous: this payer would write a reference
         if style == "order" and (len(invs) != 1 or invs[0].order is None or sum(
                 1 for i in self.co.invoices if i.order is invs[0].order) != 1):
@@ -527,7 +529,7 @@ class _Planner:
             d2.amount = d.amount
             o2 = self._order(c, d2, o.order_date, o.total, o.currency, "erp")
             twin = self._invoice(c, o2, inv.invoice_date, inv.total, inv.currency, self.erp)
-            p = self._bank_payment(c, [inv], inv.total, self._pay_day(inv), style="none")
+            p = self._bank_payment(c, [inv], inv.total, self._pay_day(inv), style="none", unreferenced=True)
             p.invoices = []
             inv.paid = Decimal(0)
             self.plant(code, f"one transfer of {inv.total}, no reference, two open invoices of that amount",

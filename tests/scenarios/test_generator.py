@@ -142,6 +142,19 @@ def test_cash_booked_in_the_erp_names_its_invoice_by_id(tmp_path: Path, seed: in
         assert all(i in invoices for i in (ref if isinstance(ref, list) else [ref]))
 
 
+def test_planted_ambiguous_transfer_carries_no_reference(tmp_path: Path) -> None:
+    """The planted AMBIGUOUS_MATCH is "one transfer, no reference, two open invoices of that amount": the
+    bank line must really have no remittance (a payer who names the invoice is no ambiguity)."""
+    truth = make_world(tmp_path / "w", chains=400, seed=2)  # seed 2: cash arrives by bank
+    refs = {r["id"] for b in truth["breaks"] if b["code"] == "AMBIGUOUS_MATCH" for r in b["records"]
+            if r["system"] == "bank"}
+    assert refs
+    entries = {m.group(1): m.group(0) for f in (tmp_path / "w" / "bank").glob("*.xml")
+               for m in re.finditer(r"<Ntry>.*?<AcctSvcrRef>([^<]+)</AcctSvcrRef>.*?</Ntry>", f.read_text())}
+    for ref in refs:
+        assert "<RmtInf>" not in entries[ref] and "<EndToEndId>NOTPROVIDED</EndToEndId>" in entries[ref], ref
+
+
 def test_a_zoho_crm_company_writes_zoho_v8_records(tmp_path: Path) -> None:
     truth = make_world(tmp_path / "w", chains=60, seed=5)
     conv = truth["conventions"]
