@@ -41,7 +41,7 @@ from canonical.store import Rejected, Store, now
 from canonical.tables import lineage, quarantine, raw_record
 from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
-from mappings.spec import MappingError, Node, load_mapping, merge, shipped_path
+from mappings.spec import MappingError, Node, load_file, load_mapping, merge, shipped_path
 
 BATCH = 20000  # records per read + map + write round (fewer commits; the writer overlaps the next read)
 _CHUNK = 500
@@ -82,11 +82,16 @@ class MappingSet:
 
 
 def compile_for(system: str, kind: str | None = None, override: str | Path | None = None, *,
-                decimal_separator: str | None = None, extra: Node | None = None) -> MappingSet:
+                decimal_separator: str | None = None, extra: Node | None = None,
+                base: Node | None = None) -> MappingSet:
     """Load (shipped + override [+ ``extra``, an override in memory: the discovered identifier
-    fields]), validate and compile the mapping for one connector instance."""
+    fields]), validate and compile the mapping for one connector instance. ``base`` replaces the
+    shipped file (a mapping generated from configuration: Jiandaoyun's forms)."""
     kind = kind or system
-    mapping = load_mapping(kind, override)
+    if base is not None:
+        mapping = merge(base, load_file(override)) if override is not None else base
+    else:
+        mapping = load_mapping(kind, override)
     if extra is not None:
         mapping = merge(mapping, extra)
     return MappingSet(system, kind, compile_mapping(mapping, system, decimal_separator=decimal_separator))
@@ -177,6 +182,20 @@ def _source_kinds(config: Any) -> dict[str, tuple[str, str | None]]:
     return kinds
 
 
+# Source kinds whose mapping is generated from the source's configuration, not shipped as a file.
+GENERATED_KINDS = frozenset({"jiandaoyun"})
+
+
+def generated_mapping(system: str, kind: str, src: Any, store: Store) -> Node | None:
+    """The mapping generated from ``src`` (ltc.yaml's source) for the kinds that have no shipped
+    file (Jiandaoyun: forms and widgets are configuration), else None."""
+    if kind not in GENERATED_KINDS or src is None:
+        return None
+    from mappings.jiandaoyun import mapping_for_source
+
+    return mapping_for_source(system, src, store)
+
+
 def _pending_count(store: Store, system: str) -> int:
     with store.engine.connect() as conn:
         return int(conn.execute(
@@ -231,13 +250,14 @@ def run_mapping(
     for name in systems:
         src_kind, src_override = sources.get(name, (name, None))
         use_kind, use_override = kind or src_kind, override or src_override
-        if system is None and use_override is None and not shipped_path(use_kind).exists():
+        src = config.sources.get(name) if config is not None else None
+        base = generated_mapping(name, use_kind, src, store)
+        if system is None and base is None and use_override is None and not shipped_path(use_kind).exists():
             counts[name] = {"waiting": _pending_count(store, name)}
             continue
-        src = config.sources.get(name) if config is not None else None
         mset = compile_for(name, use_kind, use_override,
                            decimal_separator=getattr(src, "decimal_separator", None),
-                           extra=(extra or {}).get(name))
+                           extra=(extra or {}).get(name), base=base)
         # one mapping of a system at a time: a second waits (two would race on pending flags)
         with stage_lock(store.engine, f"map:{name}"):
             counts[name] = _map_system(store, mset, batch_size, run_id)

@@ -26,7 +26,7 @@ from canonical.errors import ConfigError, yaml_problem
 from canonical.money import normalize_currency
 
 DEFAULT_PATH = "ltc.yaml"
-SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho")
+SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho", "jiandaoyun")
 
 
 class _Model(BaseModel):
@@ -144,7 +144,7 @@ class SourceWeb(_Model):
 
 
 class SourceConfig(_Model):
-    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho"]
+    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho", "jiandaoyun"]
     base_url: str | None = None
     credentials: dict[str, SecretRef] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
@@ -165,6 +165,11 @@ class SourceConfig(_Model):
     # how often this source is synced (an interval such as 1h, or a cron line in UTC): `ltc status`
     # says whether its data is fresh or late; unset, prefect.yaml's deployment schedule is used
     schedule: str | None = None
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_alias(cls, v: Any) -> Any:
+        return "jiandaoyun" if v == "jdy" else v  # 简道云's usual short name
 
     @field_validator("base_url")
     @classmethod

@@ -28,7 +28,8 @@ CODES = ("WON_NOT_ORDERED", "ORDER_WITHOUT_DEAL", "AMOUNT_MISMATCH", "CURRENCY_M
 SHIP_CODES = ("DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED")
 CENT = Decimal("0.01")
 # the CRM's (deal, account) objects
-_CRM_OBJECTS = {"salesforce": ("Opportunity", "Account"), "hubspot": ("deals", "companies"), "zoho": ("Deals", "Accounts")}
+_CRM_OBJECTS = {"salesforce": ("Opportunity", "Account"), "hubspot": ("deals", "companies"), "zoho": ("Deals", "Accounts"),
+                "jiandaoyun": ("opportunities", "customers")}
 TERM_DAYS = 30
 
 _WORDS = ("Nordlicht", "Atlas", "Helix", "Orion", "Vega", "Kestrel", "Blue Harbor", "Granite", "Summit", "Lumen",
@@ -86,9 +87,9 @@ def _iban(r: random.Random, country: str) -> str:
 
 
 class _Planner:
-    def __init__(self, chains: int, seed: int, breaks: bool, as_of: date) -> None:
+    def __init__(self, chains: int, seed: int, breaks: bool, as_of: date, crm: str | None = None) -> None:
         self.r = random.Random(f"company:{seed}")
-        self.conv = Conventions.draw(seed)
+        self.conv = Conventions.draw(seed, crm)
         self.co = Company(seed=seed, as_of=as_of, conventions=self.conv)
         self.ids = _Ids(seed)
         self.chains = chains
@@ -183,6 +184,9 @@ class _Planner:
         if self.conv.crm == "salesforce":
             prefix = {"account": "001", "deal": "006"}[kind]
             return f"{prefix}W{self.co.seed % 100:02d}{n:010d}AAB"[:18].ljust(18, "A")
+        if self.conv.crm == "jiandaoyun":  # a 24-hex data id (ObjectId-like)
+            tag = {"account": "6a1", "deal": "6a6"}[kind]
+            return f"{tag}{self.co.seed % 256:02x}{n:019x}"
         if self.conv.crm == "zoho":  # 19-digit record ids of one org
             return str({"account": 4_876_876_000_000_100_000, "deal": 4_876_876_000_000_400_000}[kind] + n * 3)
         base = {"account": 31_000_000_000, "deal": 18_000_000_000}[kind]
@@ -584,9 +588,10 @@ def erp_id(kind: str, n: int) -> int:
 
 
 def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(2026, 10, 31),
-          rate: float = 0.009) -> Company:
-    """The company's history: ``chains`` deal-to-cash chains, breaks planted at ``rate`` per code."""
-    p = _Planner(chains, seed, breaks, as_of)
+          rate: float = 0.009, crm: str | None = None) -> Company:
+    """The company's history: ``chains`` deal-to-cash chains, breaks planted at ``rate`` per code;
+    ``crm`` replaces the CRM the seed draws (salesforce, hubspot, jiandaoyun)."""
+    p = _Planner(chains, seed, breaks, as_of, crm)
     p.customers(max(8, chains // 3))
     plan: list[str | None] = [None] * chains
     if breaks:

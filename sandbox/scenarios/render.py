@@ -126,6 +126,87 @@ def hubspot(co: Company, out: Path) -> None:
     _write(out / "hubspot" / "associations" / "deals_to_companies.jsonl", assoc)
 
 
+# Jiandaoyun (简道云): the company built its own forms; labels (and the widget names they get) vary.
+_JDY_LABELS = {
+    "customers": {"name": ("客户名称", "公司名称", "客户全称"), "country": ("国家", "国家/地区", "所在国家")},
+    "opportunities": {"name": ("商机名称", "机会名称", "项目名称"), "account_id": ("客户", "关联客户", "所属客户"),
+                      "amount": ("商机金额", "预计金额", "预计成交金额"), "currency": ("币种", "结算币种"),
+                      "stage": ("销售阶段", "商机阶段", "阶段"), "close_date": ("预计成交日期", "预计签单日期", "成交日期")},
+}
+_JDY_TYPES = {"name": "text", "country": "text", "account_id": "linkdata", "amount": "number", "currency": "combo",
+              "stage": "combo", "close_date": "datetime"}
+
+
+def jiandaoyun(co: Company, out: Path) -> None:
+    """Two forms of a Jiandaoyun app (``POST /api/v5/app/entry/data/list`` records and ``/widget/list``
+    answers), and ``app.yaml``: which form is customers / opportunities and which label is which
+    field, as the company's admin would configure it — the tax id and order number widgets are the
+    company's own and left for discovery, as custom fields are on the other CRMs."""
+    import random
+
+    import yaml
+
+    conv = co.conventions
+    r = random.Random(f"jiandaoyun-forms:{co.seed}")
+    folder = out / "jiandaoyun"
+    folder.mkdir(parents=True, exist_ok=True)
+    taken: set[int] = set()
+
+    def widget_name() -> str:
+        while (n := r.randrange(1_600_000_000_000, 1_700_000_000_000)) in taken:
+            pass
+        taken.add(n)
+        return f"_widget_{n}"
+
+    def day_instant(day: date) -> str:  # a date widget: the UTC instant of Beijing midnight
+        return (datetime.combine(day, time(0), tzinfo=UTC) - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    app_id = f"66e4{co.seed % 65536:04x}{0:016x}"
+    forms: dict[str, Any] = {}
+    names: dict[str, dict[str, str]] = {}
+    for i, (key, fields) in enumerate(_JDY_LABELS.items()):
+        entry = f"66e4{co.seed % 65536:04x}{i + 1:016x}"
+        names[key] = {f: widget_name() for f in fields}
+        labels = {f: r.choice(v) for f, v in fields.items()}
+        widgets = [{"name": names[key][f], "widgetName": names[key][f], "label": labels[f], "type": _JDY_TYPES[f]}
+                   for f in fields]
+        extra = {"customers": [("tax", conv.crm_tax_field)],
+                 "opportunities": [("order", conv.crm_order_field)] if conv.crm_order_field else []}[key]
+        for f, label in extra:
+            names[key][f] = widget_name()
+            widgets.append({"name": names[key][f], "widgetName": names[key][f], "label": label, "type": "text"})
+        (folder / f"{key}.widgets.json").write_text(json.dumps(
+            {"widgets": widgets, "sysWidgets": [{"name": n} for n in ("creator", "createTime", "updater", "updateTime")],
+             "dataModifyTime": _at(co.as_of).strftime("%Y-%m-%dT%H:%M:%S.000Z")}, ensure_ascii=False, indent=1) + "\n",
+            encoding="utf-8")
+        forms[key] = {"entry_id": entry, "name": {"customers": "客户", "opportunities": "商机"}[key],
+                      "fields": labels}
+    member = {"name": "销售管理员", "username": "sales_admin", "status": 1, "type": 0, "departments": [1]}
+
+    def rec(key: str, rid: str, day: date, values: dict[str, Any]) -> dict[str, Any]:
+        t = _at(_stamp_of(co, day)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return {"_id": rid, "appId": app_id, "entryId": forms[key]["entry_id"], "creator": member, "updater": member,
+                "deleter": None, "createTime": t, "updateTime": t, "deleteTime": None,
+                **{names[key][f]: v for f, v in values.items()}}
+
+    customers = [rec("customers", c.crm_id, _first_day(co, c), {"name": c.crm_name, "country": c.country,
+                                                                 "tax": c.crm_tax_id}) for c in co.customers]
+    opps = []
+    for d in co.deals:
+        values: dict[str, Any] = {
+            "name": d.name, "account_id": d.customer.crm_id, "amount": d.amount, "currency": d.currency,
+            "stage": {"won": "赢单", "lost": "输单", "open": "商务谈判"}[d.stage], "close_date": day_instant(d.close_date)}
+        if conv.crm_order_field:
+            values["order"] = d.order_number_on_crm
+        opps.append(rec("opportunities", d.crm_id, d.close_date if d.stage != "open" else co.as_of, values))
+    _write(folder / "customers.jsonl", customers)
+    _write(folder / "opportunities.jsonl", opps)
+    (folder / "app.yaml").write_text(
+        "# The company's Jiandaoyun app: which form is which, which widget label is which field\n"
+        + yaml.safe_dump({"app_id": app_id, "timezone": "Asia/Shanghai", "forms": forms}, sort_keys=False,
+                         allow_unicode=True), encoding="utf-8")
+
+
 def zoho(co: Company, out: Path) -> None:
     """Accounts and Deals as Zoho CRM v8 ``GET /crm/v8/{module}`` returns them: ids as digit strings,
     lookups as ``{"name", "id"}``, amounts as JSON numbers, times with the org's offset, custom fields
@@ -160,7 +241,7 @@ def zoho(co: Company, out: Path) -> None:
     _write(out / "zoho" / "Deals.jsonl", deals)
 
 
-_CRMS = {"salesforce": salesforce, "hubspot": hubspot, "zoho": zoho}
+_CRMS = {"salesforce": salesforce, "hubspot": hubspot, "zoho": zoho, "jiandaoyun": jiandaoyun}
 
 
 # -- ERP ---------------------------------------------------------------------------------------------------
