@@ -119,10 +119,10 @@ def score(truth: Iterable[Planted], exceptions: Iterable[Reported]) -> Score:
 World = tuple[list[Planted], str, dict[str, str]]  # truth, description, record labels (diagnostics)
 
 
-def scenarios_world(directory: Path, chains: int, seed: int, breaks: bool) -> World:
+def scenarios_world(directory: Path, chains: int, seed: int, breaks: bool, crm: str | None = None) -> World:
     from sandbox.scenarios import make_world
 
-    truth = make_world(directory, chains=chains, seed=seed, breaks=breaks)
+    truth = make_world(directory, chains=chains, seed=seed, breaks=breaks, crm=crm)
     c = truth["conventions"]
     desc = (f"crm={c['crm']} erp={c['erp']} stripe_share={c['stripe_share']} stripe_keys="
             f"{c['stripe_deal_key']}/{c['stripe_order_key']}@{c['stripe_order_place']} tax_field={c['crm_tax_field']} "
@@ -134,7 +134,7 @@ def scenarios_world(directory: Path, chains: int, seed: int, breaks: bool) -> Wo
     return planted, desc, truth.get("labels", {})
 
 
-def ours_world(directory: Path, chains: int, seed: int, breaks: bool) -> World:
+def ours_world(directory: Path, chains: int, seed: int, breaks: bool, crm: str | None = None) -> World:
     from sandbox.scenario import generate
     from sandbox.world_writer import write_world
 
@@ -143,12 +143,22 @@ def ours_world(directory: Path, chains: int, seed: int, breaks: bool) -> World:
         raise SystemExit("--breaks none: sandbox.scenario always plants at least one break per code; "
                          "use --generator scenarios")
     world = generate(chains, seed=seed, erp=erp)
-    write_world(world, directory, erp=erp)
+    if crm == "zoho":
+        from sandbox.world_writer import as_zoho
+
+        world = as_zoho(world)
+    elif crm == "jiandaoyun":
+        from sandbox.world_writer import as_jiandaoyun
+
+        world = as_jiandaoyun(world)
+    elif crm not in (None, "salesforce"):
+        raise SystemExit(f"--crm {crm}: sandbox.scenario writes salesforce, zoho or jiandaoyun")
+    write_world(world, directory, erp=erp, crm=crm or "salesforce")
     planted = []
     for code, keys in zip(world.truth["code"].to_list(), world.truth["keys"].to_list(), strict=True):
         recs = frozenset((k.split(":", 2)[0], k.split(":", 2)[2]) for k in keys if k.count(":") >= 2)
         planted.append(Planted(code, recs, ",".join(keys)))
-    return planted, f"sandbox.scenario erp={erp}", {}
+    return planted, f"sandbox.scenario crm={crm or 'salesforce'} erp={erp}", {}
 
 
 # -- replay ------------------------------------------------------------------------------------------------
@@ -199,7 +209,7 @@ def run_one(args: argparse.Namespace, seed: int) -> tuple[Score, str, bool]:
         world = base / "world"
         t0 = time.perf_counter()
         make = scenarios_world if args.generator == "scenarios" else ours_world
-        truth, desc, labels = make(world, args.chains, seed, args.breaks == "planted")
+        truth, desc, labels = make(world, args.chains, seed, args.breaks == "planted", args.crm)
         gen_s = time.perf_counter() - t0
         exceptions, secs, note = replay(world, base, args.cli)
     print(f"seed {seed}: {desc}")
@@ -248,6 +258,8 @@ def main() -> None:
     ap.add_argument("--seeds", help="comma-separated seeds: one run each, then a summary table")
     ap.add_argument("--generator", choices=["scenarios", "ours"], default="scenarios")
     ap.add_argument("--breaks", choices=["planted", "none"], default="planted")
+    ap.add_argument("--crm", choices=["salesforce", "hubspot", "zoho", "jiandaoyun"], default=None,
+                    help="the CRM instead of the generator's own (scenarios: the seed's draw; ours: salesforce)")
     ap.add_argument("--cli", action="store_true", help="replay with the `ltc demo --world` command")
     ap.add_argument("--keep", help="keep worlds, truth and stores under this directory")
     args = ap.parse_args()

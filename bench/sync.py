@@ -6,6 +6,8 @@
     python bench/sync.py --source hubspot --mode incremental      # 10k deals, every stream, nothing changed
     python bench/sync.py --source zoho --records 100000 --mode unthrottled
     python bench/sync.py --source zoho --mode throttled
+    python bench/sync.py --source jiandaoyun --records 100000 --mode unthrottled
+    python bench/sync.py --source jiandaoyun --mode throttled
 
 Last line, unthrottled: ``sync_records_per_s=<n> peak_rss_mb=<n>``; throttled (the emulator enforces
 the vendor's real limits): ``ceiling_ratio=<achieved / limit-implied records per s> http_429=<n>``;
@@ -250,17 +252,66 @@ def run_zoho(args: argparse.Namespace) -> str:
         proc.wait(timeout=10)
 
 
+def run_jiandaoyun(args: argparse.Namespace) -> str:
+    """One Jiandaoyun form (opportunities) into SQLite: ``data/list`` pages of 100 by ``data_id``.
+
+    Throttled, the emulator refuses more than 30 calls in a second (429, code 8303) and the connector
+    paces itself with its governor: the limit-implied ceiling is 30 calls/s x 100 records. Unthrottled,
+    no limit on either side; the emulator runs in its own process."""
+    import json as _json
+
+    from connectors.jiandaoyun import MAX_LIMIT, RATE_PER_S, FormConfig, JiandaoyunConnector
+    from sandbox.jiandaoyun import API_KEY
+
+    throttled = args.mode == "throttled"
+    size = args.records or (30_000 if throttled else 100_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "jdy.json")
+        limits = ["--rate-per-s", str(int(RATE_PER_S))] if throttled else []
+        proc, url = _emulator_process("sandbox.jiandaoyun", ["--size", str(size), "--roles", "opportunities",
+                                                             "--state", state, *limits],
+                                      "/api/v5/app/entry/list", {"Authorization": f"Bearer {API_KEY}"})
+        try:
+            info = _json.loads(Path(state).read_text(encoding="utf-8"))
+            name = info["labels"]["opportunities"]["name"]
+            form = FormConfig("opportunities", info["roles"]["opportunities"], "deal", {"name": name})
+            time.sleep(1.1)  # the readiness probe's second passes
+            store = Store.open(f"sqlite:///{os.path.join(tmp, 'bench.db')}")
+            connector = JiandaoyunConnector("jiandaoyun", api_key=API_KEY, app_id=info["app_id"], forms=[form],
+                                            base_url=url, tenant=f"bench-{uuid.uuid4().hex[:6]}",
+                                            rate_per_s=RATE_PER_S if throttled else 10**9)
+            start = time.perf_counter()
+            [result] = sync(connector, store, streams=["opportunities"])
+            elapsed = time.perf_counter() - start
+            landed = store.count_raw("jiandaoyun", "opportunities")
+            requests = connector.http.requests_sent
+            connector.close()
+            print(f"jiandaoyun opportunities: status={result.status} records={result.records} landed={landed}/{size} "
+                  f"pages={result.pages} requests={requests} http_429={connector.http_429} elapsed_s={elapsed:.2f}")
+            if result.status != "success" or landed != size:
+                raise SystemExit(f"incomplete sync: {result.status} {result.message}")
+            rate = landed / elapsed
+            if throttled:
+                ceiling = RATE_PER_S * MAX_LIMIT
+                return f"ceiling_ratio={rate / ceiling:.3f} records_per_s={rate:.0f} http_429={connector.http_429}"
+            return f"sync_records_per_s={rate:.0f} peak_rss_mb={peak_rss_mb():.1f}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], str]] = {
     "hubspot": run_hubspot,
     "hubspot-incremental": run_hubspot_incremental,
     "salesforce": run_salesforce,
     "zoho": run_zoho,
+    "jiandaoyun": run_jiandaoyun,
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, choices=["salesforce", "hubspot", "zoho"])
+    parser.add_argument("--source", required=True, choices=["salesforce", "hubspot", "zoho", "jiandaoyun"])
     parser.add_argument("--records", type=int, default=None)
     parser.add_argument("--mode", choices=["unthrottled", "throttled", "incremental"], default="unthrottled")
     parser.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=True,

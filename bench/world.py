@@ -1,6 +1,6 @@
 """World replay end to end: the path a user's export takes, at a size.
 
-    python bench/world.py [--chains 5000] [--erp tryton|odoo] [--crm salesforce|zoho] [--db sqlite|postgresql]
+    python bench/world.py [--chains 5000] [--erp tryton|odoo] [--crm salesforce|zoho|jiandaoyun] [--db sqlite|postgresql]
 
 Generates a world (sandbox.scenario), writes it as vendor files (sandbox.world_writer), then
 replays it exactly as ``ltc demo --world`` does: read + validate every file, serve it from the
@@ -32,7 +32,7 @@ from canonical.tables import raw_record  # noqa: E402
 from ltc.app.demo import replay_world  # noqa: E402
 from reconcile.tables import recon_exception  # noqa: E402
 from sandbox.scenario import generate  # noqa: E402
-from sandbox.world_writer import as_zoho, write_world  # noqa: E402
+from sandbox.world_writer import as_jiandaoyun, as_zoho, write_world  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--erp", choices=["tryton", "odoo"], default="tryton")
-    ap.add_argument("--crm", choices=["salesforce", "zoho"], default="salesforce")
+    ap.add_argument("--crm", choices=["salesforce", "zoho", "jiandaoyun"], default="salesforce")
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     args = ap.parse_args()
 
@@ -48,6 +48,8 @@ def main() -> None:
     world = generate(args.chains, seed=args.seed, erp=args.erp)
     if args.crm == "zoho":
         world = as_zoho(world)
+    elif args.crm == "jiandaoyun":
+        world = as_jiandaoyun(world)
     truth = set(world.truth["fingerprint"].to_list())
     with tempfile.TemporaryDirectory() as tmp, scratch_database(args.db) as url:
         path = write_world(world, Path(tmp) / "world", erp=args.erp, crm=args.crm)

@@ -11,10 +11,13 @@ Evidence, strongest first, for a pair of records:
 
 Rules that keep precision: two *different* tax ids are never linked (at most a review candidate);
 different countries, different numbers in the names, or different place names (``Acme Japan`` vs
-``Acme France``) cap a name-based link below the automatic threshold.
+``Acme France``) cap a name-based link below the automatic threshold; so do two different web domains
+for a similar (not equal) name, and an equal name that two accounts of one system share (homonyms:
+only a domain, a tax id or a reference can then say which one is meant). A similar name never links
+above an equal one.
 
 Confidence >= ``identity_auto_threshold`` links automatically; between the review and auto
-thresholds the pair is a *review candidate* (reconciliation raises ``CUSTOMER_MISMATCH``). Auto links
+thresholds the pair is a *review candidate* (``identity_candidate``, for a person to decide). Auto links
 are applied strongest first with ties broken by ids, so the result does not depend on input order;
 a link that would put two different tax ids into one cluster becomes a review candidate instead.
 
@@ -103,6 +106,7 @@ class _Prepared:
     digits: tuple[str, ...]
     places: frozenset[str]
     domain: str | None
+    homonym: bool = False  # another account of the same system has this normalized name
 
 
 def _prepare(p: Party) -> _Prepared:
@@ -115,6 +119,7 @@ def _prepare(p: Party) -> _Prepared:
 
 
 SHARED_DOMAIN_MIN = 3
+FUZZY_MAX = Decimal("0.94")  # a similar name links below an equal one (``name`` 0.95)
 NUMBERED_SIBLINGS = Decimal("0.70")  # below any sensible review threshold
 
 
@@ -129,6 +134,19 @@ def _drop_shared_domains(items: list[_Prepared]) -> list[_Prepared]:
     for p in items:
         if p.domain and per_system[(p.party.id.split(":", 1)[0], p.domain)] >= SHARED_DOMAIN_MIN:
             p.domain = None
+    return items
+
+
+def _mark_homonyms(items: list[_Prepared]) -> list[_Prepared]:
+    """A name two accounts of one system share (two companies called "Guangzhou Jiahe Electronics" in
+    the CRM) cannot say which of them another record is: the name alone stops being enough for them."""
+    per_system: dict[tuple[str, str], int] = defaultdict(int)
+    for p in items:
+        if p.norm:
+            per_system[(p.party.id.split(":", 1)[0], p.norm)] += 1
+    for p in items:
+        if p.norm and per_system[(p.party.id.split(":", 1)[0], p.norm)] >= 2:
+            p.homonym = True
     return items
 
 
@@ -182,7 +200,8 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
     elif same_domain:
         method, conf = "domain", Decimal("0.82")
     elif sim >= 0.7:
-        method, conf = "fuzzy", _q(sim)
+        # never above an exact name: "Vega Cedar Textiles" meets "Cedar Vega Textiles" at token-sort 1.0
+        method, conf = "fuzzy", min(_q(sim), FUZZY_MAX)
     else:
         return None
 
@@ -197,6 +216,16 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
         reasons.append("different numbers in the names")
     if a.places != b.places and method in ("fuzzy", "domain", "acronym"):
         reasons.append("different places in the names")
+    if a.domain and b.domain and a.domain != b.domain and method in ("fuzzy", "acronym", "abbreviation"):
+        reasons.append("different web domains")
+        evidence["domains"] = sorted([a.domain, b.domain])
+    if method == "name":
+        if pa.id.split(":", 1)[0] != pb.id.split(":", 1)[0]:
+            if a.homonym or b.homonym:
+                reasons.append("the name is not unique in its system")
+        elif a.domain and b.domain and a.domain != b.domain:  # two records of one system, one name, two sites
+            reasons.append("different web domains")
+            evidence["domains"] = sorted([a.domain, b.domain])
     # a shared domain is evidence, not a verdict: two companies of one group share it (Acme Robotics /
     # Acme Finance at acme.com) and are two legal entities
     if method == "fuzzy" and _distinct_token(a, b) and not _one_typo_in_context(a, b):
@@ -320,7 +349,7 @@ def resolve(
     review: Decimal = REVIEW,
 ) -> IdentityResult:
     """Cluster accounts, attach payers; pure and independent of input order."""
-    items = _drop_shared_domains([_prepare(p) for p in sorted(accounts, key=lambda p: p.id)])
+    items = _mark_homonyms(_drop_shared_domains([_prepare(p) for p in sorted(accounts, key=lambda p: p.id)]))
     index = {p.party.id: i for i, p in enumerate(items)}
     links: list[Link] = []
     for i, j in candidate_pairs(items):

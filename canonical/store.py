@@ -86,8 +86,6 @@ _LAND_SQL = {
     "postgresql": f"INSERT INTO raw_record ({_LAND_COLUMNS}) "
     f"VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, true) {_LAND_UPDATE}",
 }
-# SQLAlchemy's storage format for DateTime on SQLite, so that the ORM reads these rows back.
-_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def _known_hashes(conn: Connection, system: str, obj: str, ids: list[str], *, stamps: bool = False
@@ -133,7 +131,7 @@ def _touch(conn: Connection, system: str, obj: str, touched: list[tuple[str, byt
                                                         list(stamps), system, obj))
         return
     def ts(v: datetime | None) -> Any:
-        return None if v is None else model.utc(v).strftime(_SQLITE_TS)
+        return None if v is None else _sqlite_instant(v)
     conn.exec_driver_sql(_TOUCH_SQL["sqlite"], [(blob.decode(), ts(updated), ts(fetched), run_id, system, obj, sid)
                                                 for sid, blob, updated in touched])
 
@@ -149,7 +147,7 @@ def _land(
     dialect = conn.dialect.name
     if dialect == "sqlite":
         def ts(v: datetime | None) -> Any:
-            return None if v is None else model.utc(v).strftime(_SQLITE_TS)
+            return None if v is None else _sqlite_instant(v)
     else:
         def ts(v: datetime | None) -> Any:
             return None if v is None else model.utc(v)
@@ -216,6 +214,12 @@ _LINEAGE_SQL = {
 _UPSERT_CACHE: dict[tuple[str, str], tuple[str, Any]] = {}
 
 
+def _sqlite_instant(v: datetime) -> str:
+    """An aware instant as SQLAlchemy stores DateTime on SQLite (naive UTC text with microseconds,
+    ``%Y-%m-%d %H:%M:%S.%f``), so that the ORM reads these rows back."""
+    return model.utc(v).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def _converter(column: sa.Column[Any], dialect: str) -> Any:
     """A value -> driver parameter function for one column (mirrors the column's type processing)."""
     ctype = column.type
@@ -231,7 +235,7 @@ def _converter(column: sa.Column[Any], dialect: str) -> Any:
         return amount
     if isinstance(ctype, tables.UTCDateTime):
         if dialect == "sqlite":
-            return lambda v: None if v is None else model.utc(v).strftime(_SQLITE_TS)
+            return lambda v: None if v is None else _sqlite_instant(v)
         return lambda v: None if v is None else model.utc(v)
     if isinstance(ctype, sa.Date):
         return (lambda v: None if v is None else v.isoformat()) if dialect == "sqlite" else (lambda v: v)
@@ -242,19 +246,47 @@ def _converter(column: sa.Column[Any], dialect: str) -> Any:
     return None  # sent as is
 
 
+def _inline(column: sa.Column[Any], dialect: str, read: str, conv: str) -> str:
+    """The parameter expression of one column: the common case (a Decimal, a UTC datetime, empty
+    attributes) in line, anything else through the column's converter ``conv``, which checks it."""
+    ctype = column.type
+    head = f"x if (x := {read}) is None"
+    if isinstance(ctype, tables.Amount):
+        return f"({head} else x if type(x) is Decimal else {conv}(x))" if dialect == "postgresql" \
+            else f"({head} else str(x) if type(x) is Decimal else {conv}(x))"
+    if isinstance(ctype, tables.UTCDateTime):
+        if dialect == "postgresql":
+            return f"({head} or (type(x) is datetime and x.tzinfo is UTC) else {conv}(x))"
+        return (f"({head} else x.replace(tzinfo=None).isoformat(' ', 'microseconds') "
+                f"if type(x) is datetime and x.tzinfo is UTC else {conv}(x))")
+    if isinstance(ctype, sa.JSON) or column.name == "attributes":
+        return f"({head} else '{{}}' if type(x) is dict and not x else {conv}(x))"
+    if isinstance(ctype, sa.Boolean):
+        return f"({head} or type(x) is bool else bool(x))"
+    return f"{conv}({read})"
+
+
 def _row_params(table: sa.Table, dialect: str) -> Any:
     """A generated ``rows -> [driver parameter tuple]`` function: one list comprehension per table,
-    columns that need no conversion read in line."""
-    env: dict[str, Any] = {}
-    exprs = []
+    the usual values converted in line (no call per value), the rest through the column's converter.
+    Rows that have every column as a key (the mapping's rows do) are read by subscript; others by
+    ``get`` (a missing column is NULL)."""
+    env: dict[str, Any] = {"Decimal": Decimal, "datetime": datetime, "UTC": UTC}
+    fast, slow = [], []
     for i, c in enumerate(table.columns):
         conv = _converter(c, dialect)
         if conv is None:
-            exprs.append(f"r.get({c.name!r})")
-        else:
-            env[f"c{i}"] = conv
-            exprs.append(f"c{i}(r.get({c.name!r}))")
-    src = f"def params(rows):\n    return [({', '.join(exprs)},) for r in rows]"
+            fast.append(f"r[{c.name!r}]")
+            slow.append(f"r.get({c.name!r})")
+            continue
+        env[f"c{i}"] = conv
+        fast.append(_inline(c, dialect, f"r[{c.name!r}]", f"c{i}"))
+        slow.append(_inline(c, dialect, f"r.get({c.name!r})", f"c{i}"))
+    src = (f"def params(rows):\n"
+           f"    try:\n"
+           f"        return [({', '.join(fast)},) for r in rows]\n"
+           f"    except KeyError:\n"
+           f"        return [({', '.join(slow)},) for r in rows]\n")
     exec(compile(src, f"<upsert {table.name}>", "exec"), env)
     return env["params"]
 

@@ -113,7 +113,12 @@ raw_record = sa.Table(
     # True until the mapping stage has turned this version of the payload into canonical rows.
     sa.Column("pending_map", sa.Boolean, nullable=False, default=True),
     sa.UniqueConstraint("system", "object", "source_id"),
-    sa.Index(None, "system", "object", "pending_map"),
+    # the pending versions of a system in id order (the mapping stage reads them by batch): a partial
+    # index, so it holds only what waits to be mapped and clearing the flag only removes entries.
+    # A query uses it when its condition reads as the index's: ``pending_map IS 1`` on SQLite and ``IS TRUE``
+    # on PostgreSQL, as SQLAlchemy writes ``.is_(True)`` (not ``= 1`` nor a bare ``pending_map``).
+    sa.Index("ix_raw_record_pending", "system", "id",
+             sqlite_where=sa.text("pending_map IS 1"), postgresql_where=sa.text("pending_map IS TRUE")),
 )
 
 stream_state = sa.Table(

@@ -152,6 +152,26 @@ class StartingAfter:
 
 
 @dataclass(frozen=True)
+class LastId:
+    """Paging by the last record's id (Jiandaoyun ``data_id``): the source answers in id order, the
+    token is the page's last id, a short page is the last one."""
+
+    param: str = "data_id"
+    id_field: str = "_id"
+    in_body: bool = True
+
+    def apply(self, request: Request, token: Any) -> Request:
+        if token is None:
+            return request
+        return request.with_json(**{self.param: token}) if self.in_body else request.with_params(**{self.param: token})
+
+    def next_token(self, body: Any, records: Sequence[Mapping[str, Any]], page_size: int) -> Any:
+        if len(records) < page_size:
+            return None
+        return records[-1].get(self.id_field)
+
+
+@dataclass(frozen=True)
 class Offset:
     """Offset/limit (Tryton and Odoo ``search_read``): a short page is the last one."""
 

@@ -54,6 +54,15 @@ key                               value
 ``bank_tx_code``                  ``Domn-Fmly-SubFmly`` codes (e.g. ``PMNT-RCDT-ESCT``), else
                                   ``Prtry/Cd``
 ``additional_info``               ``AddtlTxInf``, else ``AddtlNtryInf``
+``instructed_amount`` /           ``AmtDtls/InstdAmt/Amt`` (of the ``TxDtls``, else of a single
+``instructed_currency``           transaction's ``Ntry``): the amount the payer instructed, before
+                                  charges, in the currency ordered (may differ: FX)
+``charges``                       Decimal or None: the bank charges ``amount`` is net of, in its
+                                  currency (``Chrgs`` records with ``ChrgInclInd`` true; unflagged
+                                  ones when the instructed amount confirms them; else a same-currency
+                                  instructed amount minus the booked amount)
+``gross_amount``                  Decimal: the amount before charges (credit: ``amount`` +
+                                  ``charges``; debit: ``amount`` - ``charges``); = ``amount`` if none
 ================================  ===========================================================
 
 Statement payload: ``format``, ``statement_id``, ``message_id``, ``account_iban``, ``currency``,
@@ -208,6 +217,60 @@ def _tx_amount(tx: Element, entry_cdi: str, what: str) -> tuple[Decimal, str, st
     return amount, currency, _text(tx, "CdtDbtInd") or entry_cdi
 
 
+def _charges(holder: Element, currency: str, what: str) -> tuple[Decimal, Decimal]:
+    """The charge records under ``holder`` (``Chrgs/Rcrd`` from .03 on, repeated ``Chrgs`` with their own
+    ``Amt`` in .02) in the booked currency: (included, unflagged). ``included``: records whose
+    ``ChrgInclInd`` is true, i.e. already taken out of (credit) / added to (debit) the booked amount;
+    ``unflagged``: records without the indicator. A ``CRDT`` record (charges given back) counts negative;
+    ``ChrgInclInd`` false (charges booked as an entry of their own) and other currencies do not count."""
+    included = unflagged = Decimal(0)
+    records = holder.findall("Chrgs/Rcrd") + [c for c in holder.findall("Chrgs") if c.find("Amt") is not None]
+    for i, rec in enumerate(records, 1):
+        amount, ccy = _amount(rec.find("Amt"), f"{what} charge record {i}")
+        if ccy != currency:
+            continue
+        if _text(rec, "CdtDbtInd") == "CRDT":
+            amount = -amount
+        flag = (_text(rec, "ChrgInclInd") or "").lower()
+        if flag == "true":
+            included += amount
+        elif flag == "":
+            unflagged += amount
+    return included, unflagged
+
+
+def _gross(holders: list[Element], amount: Decimal, currency: str, cdi: str, what: str) -> dict[str, Any]:
+    """The instructed amount and the bank charges of one transaction (``AmtDtls/InstdAmt``, ``Chrgs``;
+    the first of ``holders`` that has them: the ``TxDtls``, then the ``Ntry`` of a single transaction).
+
+    ``InstdAmt`` is the amount moved between debtor and creditor *before deduction of charges*. The
+    charges the booked amount is net of are the included charge records; records without
+    ``ChrgInclInd`` count when the instructed amount (same currency) confirms them; with no usable record,
+    an instructed amount in the booked currency that differs from it by the charge direction gives them.
+    ``gross_amount`` is the amount before charges: booked + charges on a credit, booked - charges on a
+    debit (the bank added them to what was paid out)."""
+    instd = next((el for h in holders if (el := h.find("AmtDtls/InstdAmt/Amt")) is not None), None)
+    instructed, instructed_ccy = _amount(instd, f"{what} instructed amount") if instd is not None else (None, None)
+    charges = Decimal(0)
+    for h in holders:
+        included, unflagged = _charges(h, currency, what)
+        if not (included or unflagged):
+            continue
+        charges = included
+        if unflagged and instructed_ccy == currency and instructed is not None:
+            net = instructed - amount if cdi == "CRDT" else amount - instructed
+            if net == included + unflagged:
+                charges += unflagged
+        break
+    if not charges and instructed is not None and instructed_ccy == currency:
+        charges = instructed - amount if cdi == "CRDT" else amount - instructed
+    if charges <= 0 or (cdi == "DBIT" and charges >= amount):
+        charges = Decimal(0)  # charges given back, or an instructed amount that is no gross: book as is
+    gross = amount + charges if cdi == "CRDT" else amount - charges
+    return {"instructed_amount": instructed, "instructed_currency": instructed_ccy,
+            "charges": charges or None, "gross_amount": gross}
+
+
 def _bank_tx_code(el: Element | None) -> str | None:
     if el is None:
         return None
@@ -277,6 +340,7 @@ def _entries(ntry: Element, n: int, base: dict[str, Any]) -> list[tuple[str, dic
         fields["additional_info"] = fields["additional_info"] or entry_info
         if tx is not None and common["bank_tx_code"] is None:
             common["bank_tx_code"] = _bank_tx_code(tx.find("BkTxCd"))
+        fields.update(_gross([h for h in (tx, ntry) if h is not None], amount, currency, cdi, what))
         parts = [(amount, cdi, fields, 1)]
     else:
         parts = []
@@ -291,6 +355,8 @@ def _entries(ntry: Element, n: int, base: dict[str, Any]) -> list[tuple[str, dic
             total += _signed(tx_amount, tx_cdi)
             fields = _tx_fields(tx)
             fields["additional_info"] = fields["additional_info"] or entry_info
+            # charges booked for the whole batch (Ntry/Chrgs) cannot be told apart per detail: not used
+            fields.update(_gross([tx], tx_amount, currency, tx_cdi, f"{what} detail {i}"))
             parts.append((tx_amount, tx_cdi, fields, i))
         if total != _signed(amount, cdi):
             raise StatementError(

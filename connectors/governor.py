@@ -94,6 +94,33 @@ class RateGovernor:
             )
 
 
+@dataclass
+class Pacer(RateGovernor):
+    """For vendors whose limit is *N calls per second* (Jiandaoyun's 30/s): calls are given slots
+    ``1 / rate`` apart, each slot following the previous *slot*, not the moment the caller woke up.
+
+    A token bucket of one token loses every late wake-up (a sleep that overshoots by a few
+    milliseconds on a busy machine becomes a slower rate); a bigger bucket allows bursts that a
+    per-second window refuses. Here a late call is made up by the next one being on time, and never
+    more: after an idle spell the next slot starts from now (no credit piles up)."""
+
+    _next: float = field(default=0.0, init=False)
+
+    def acquire(self, cost: float = 1.0) -> None:
+        with self._lock:
+            now = self.clock()
+            slot = max(now, self._next)
+            self._next = slot + cost / self.rate
+        if slot > now:
+            self.waited_s += slot - now
+            self.sleep(slot - now)
+
+    def penalize(self, wait_s: float) -> None:
+        """After a refusal: no call before ``wait_s`` from now."""
+        with self._lock:
+            self._next = max(self._next, self.clock() + wait_s)
+
+
 _registry: dict[tuple[str, str], RateGovernor] = {}
 _registry_lock = threading.Lock()
 

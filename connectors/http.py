@@ -50,6 +50,9 @@ Hint = Callable[[int, Mapping[str, str], Any], str | None]
 """Vendor hook: (status, headers, parsed body) -> an admin-facing sentence, or None."""
 Observe = Callable[[Mapping[str, str]], None]
 """Vendor hook: feed rate-limit headers of every response to the governor."""
+RetryBody = Callable[[int, Any], bool]
+"""Vendor hook: (status, parsed error body) -> whether this error answer is a rate limit to retry
+(Jiandaoyun answers its frequency limit as HTTP 400 with ``code`` 8303)."""
 ShouldRetry = Callable[[int, Mapping[str, str]], bool | None]
 """Vendor hook: the server's own verdict on retrying this error response (e.g. Stripe's
 ``Stripe-Should-Retry`` header): True/False overrides the status-based rule, None keeps it."""
@@ -256,6 +259,7 @@ class HttpClient:
         timeout: float = 60.0,
         verify: Any = True,
         transport: httpx.BaseTransport | None = None,
+        retry_body: RetryBody | None = None,
     ):
         self.system = system
         self.governor = governor
@@ -263,6 +267,7 @@ class HttpClient:
         self.hint = hint
         self.observe = observe
         self.should_retry = should_retry
+        self.retry_body = retry_body
         self.requests_sent = 0
         if isinstance(verify, str):  # a ca_file: httpx wants an SSL context for it
             verify = ssl.create_default_context(cafile=verify)
@@ -290,6 +295,14 @@ class HttpClient:
                 self.observe(response.headers)
             if response.status_code >= 400:
                 body = _body(response.text)
+                if self.retry_body is not None and self.retry_body(response.status_code, body):
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    if self.governor is not None:
+                        self.governor.penalize(retry_after or 1.0)
+                    extra = self.hint(response.status_code, response.headers, body) if self.hint else None
+                    raise RetryableError(f"{self.system}: {redact_url(str(response.request.url))} answered "
+                                         f"{response.status_code}" + (f": {extra}" if extra else ""),
+                                         status=response.status_code, retry_after=retry_after)
                 try:
                     classify(response.status_code, response.headers, body, system=self.system,
                              url=str(response.request.url), hint=self.hint, should_retry=self.should_retry)

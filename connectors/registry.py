@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors import hubspot, odoo, salesforce, stripe, tryton, zoho
+from connectors import hubspot, jiandaoyun, odoo, salesforce, stripe, tryton, zoho
 from connectors.base import Connector
 
 KINDS: dict[str, Callable[[str, Any], Connector]] = {
@@ -16,6 +16,7 @@ KINDS: dict[str, Callable[[str, Any], Connector]] = {
     "odoo": odoo.from_config,
     "tryton": tryton.make_connector,
     "zoho": zoho.from_config,
+    "jiandaoyun": jiandaoyun.from_config,
 }
 
 

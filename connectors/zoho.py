@@ -231,7 +231,9 @@ class ZohoConnector(Connector):
         self._accounts = HttpClient("zoho accounts", self.accounts_url, policy=self.policy, timeout=timeout,
                                     verify=verify)
         self._fields: dict[str, list[str]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"zoho-{name}")
+        # twice the slots: a thread parsing a body has given its slot back, another thread takes it (the
+        # slot, not the pool, bounds the calls in flight)
+        self._pool = ThreadPoolExecutor(max_workers=2 * self.concurrency, thread_name_prefix=f"zoho-{name}")
         self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"zoho-{name}-ahead")
         self._ahead: tuple[Any, Future[_Plan]] | None = None
         wanted = list(modules or MODULES)

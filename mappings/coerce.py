@@ -599,17 +599,27 @@ def _ref_text(options: Mapping[str, Any]) -> Coerce:
     """Every text value of several inputs (``args``) as one line for reference discovery: an object
     (Stripe ``metadata``) gives all its values whatever their keys, a list all its items; empties and
     repeats are skipped; joined with `` | `` and cut at the column's size (never an error: it is evidence).
+    An object's values go in the order of their keys: the stored payload's key order is the backend's
+    (PostgreSQL's ``jsonb`` reorders keys), and the line must not depend on it.
     """
     sep = str(options.get("separator", " | "))
 
     def walk(value: Any, out: list[str]) -> None:
-        if isinstance(value, Mapping):
-            for v in value.values():
-                walk(v, out)
+        t = type(value)
+        if t is str:  # the usual leaf, first
+            if value:
+                text = " ".join(value.split())
+                if text and text not in out:
+                    out.append(text)
+        elif value is None or t is bool:
+            return
+        elif isinstance(value, Mapping):
+            for k in (sorted(value, key=str) if len(value) > 1 else value):
+                walk(value[k], out)
         elif isinstance(value, list | tuple):
             for v in value:
                 walk(v, out)
-        elif not empty(value) and not isinstance(value, bool):
+        elif not empty(value):
             text = " ".join(str(value).split())
             if text and text not in out:
                 out.append(text)

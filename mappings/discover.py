@@ -301,8 +301,10 @@ def _payloads(store: Store, system: str, obj: str, sample: int) -> list[Any]:
 
 
 def discover(store: Store, sources: Mapping[str, tuple[str, str | None]], only: str | None = None, *,
-             sample: int = SAMPLE) -> list[Finding]:
-    """Findings for every landed system with a mapping (``sources``: name -> (kind, override path))."""
+             sample: int = SAMPLE, generated: Mapping[str, Node] | None = None) -> list[Finding]:
+    """Findings for every landed system with a mapping (``sources``: name -> (kind, override path);
+    ``generated``: name -> the mapping generated from the source's configuration, for the kinds that
+    ship none — Jiandaoyun)."""
     c = tables.raw_record.c
     with store.engine.connect() as conn:
         systems = sorted(r[0] for r in conn.execute(sa.select(c.system).distinct()))
@@ -313,7 +315,8 @@ def discover(store: Store, sources: Mapping[str, tuple[str, str | None]], only: 
             continue
         kind, override = sources.get(system, (system, None))
         try:
-            mapping = load_mapping(kind, override)
+            base = (generated or {}).get(system)
+            mapping = base if base is not None else load_mapping(kind, override)
         except MappingError:
             continue  # no mapping for it: nothing is mapped, nothing to extend
         objects = mapping.get("objects") or {}

@@ -23,6 +23,7 @@ import queue
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -40,7 +41,7 @@ from canonical.store import Rejected, Store, now
 from canonical.tables import lineage, quarantine, raw_record
 from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
-from mappings.spec import MappingError, Node, load_mapping, merge, shipped_path
+from mappings.spec import MappingError, Node, load_file, load_mapping, merge, shipped_path
 
 BATCH = 20000  # records per read + map + write round (fewer commits; the writer overlaps the next read)
 _CHUNK = 500
@@ -53,8 +54,16 @@ class MappingSet:
     system: str
     kind: str
     plans: dict[str, list[ObjectPlan]]
+    _children: dict[str, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
-    def child_entities(self, obj: str) -> set[str]:
+    def child_entities(self, obj: str) -> frozenset[str]:
+        """The entities of the child plans of ``obj`` (lines), at any depth."""
+        known = self._children.get(obj)
+        if known is None:
+            known = self._children[obj] = frozenset(self._child_entities(obj))
+        return known
+
+    def _child_entities(self, obj: str) -> set[str]:
         out: set[str] = set()
         stack = list(self.plans.get(obj, []))
         while stack:
@@ -73,11 +82,16 @@ class MappingSet:
 
 
 def compile_for(system: str, kind: str | None = None, override: str | Path | None = None, *,
-                decimal_separator: str | None = None, extra: Node | None = None) -> MappingSet:
+                decimal_separator: str | None = None, extra: Node | None = None,
+                base: Node | None = None) -> MappingSet:
     """Load (shipped + override [+ ``extra``, an override in memory: the discovered identifier
-    fields]), validate and compile the mapping for one connector instance."""
+    fields]), validate and compile the mapping for one connector instance. ``base`` replaces the
+    shipped file (a mapping generated from configuration: Jiandaoyun's forms)."""
     kind = kind or system
-    mapping = load_mapping(kind, override)
+    if base is not None:
+        mapping = merge(base, load_file(override)) if override is not None else base
+    else:
+        mapping = load_mapping(kind, override)
     if extra is not None:
         mapping = merge(mapping, extra)
     return MappingSet(system, kind, compile_mapping(mapping, system, decimal_separator=decimal_separator))
@@ -105,13 +119,8 @@ def map_records(
     """Map ``(raw_id, object, source_id, payload, source_updated_at)`` records in memory."""
     # Mapping allocates many small dicts and no reference cycles: the cyclic collector would only
     # re-scan every live object (the whole batch) again and again.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _no_gc():
         return _map_records(mset, records)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _map_records(
@@ -173,6 +182,20 @@ def _source_kinds(config: Any) -> dict[str, tuple[str, str | None]]:
     return kinds
 
 
+# Source kinds whose mapping is generated from the source's configuration, not shipped as a file.
+GENERATED_KINDS = frozenset({"jiandaoyun"})
+
+
+def generated_mapping(system: str, kind: str, src: Any, store: Store) -> Node | None:
+    """The mapping generated from ``src`` (ltc.yaml's source) for the kinds that have no shipped
+    file (Jiandaoyun: forms and widgets are configuration), else None."""
+    if kind not in GENERATED_KINDS or src is None:
+        return None
+    from mappings.jiandaoyun import mapping_for_source
+
+    return mapping_for_source(system, src, store)
+
+
 def _pending_count(store: Store, system: str) -> int:
     with store.engine.connect() as conn:
         return int(conn.execute(
@@ -227,13 +250,14 @@ def run_mapping(
     for name in systems:
         src_kind, src_override = sources.get(name, (name, None))
         use_kind, use_override = kind or src_kind, override or src_override
-        if system is None and use_override is None and not shipped_path(use_kind).exists():
+        src = config.sources.get(name) if config is not None else None
+        base = generated_mapping(name, use_kind, src, store)
+        if system is None and base is None and use_override is None and not shipped_path(use_kind).exists():
             counts[name] = {"waiting": _pending_count(store, name)}
             continue
-        src = config.sources.get(name) if config is not None else None
         mset = compile_for(name, use_kind, use_override,
                            decimal_separator=getattr(src, "decimal_separator", None),
-                           extra=(extra or {}).get(name))
+                           extra=(extra or {}).get(name), base=base)
         # one mapping of a system at a time: a second waits (two would race on pending flags)
         with stage_lock(store.engine, f"map:{name}"):
             counts[name] = _map_system(store, mset, batch_size, run_id)
@@ -241,23 +265,22 @@ def run_mapping(
 
 
 class _Raw(NamedTuple):
-    """One pending raw row as the mapping stage reads it."""
+    """A pending raw row that tombstones (deleted, or a deleted stub): what :func:`_tombstone` reads."""
 
     id: int
     object: str
     source_id: str
-    payload: Any
     source_updated_at: datetime | None
-    deleted: bool
-    content_hash: str
     fetched_at: datetime | None
 
 
 _PENDING_SQL = {
+    # through the partial index ix_raw_record_pending (system, id): in id order, no sort, no other rows
+    # (the condition must read as the index's: ``pending_map IS 1`` on SQLite, ``IS TRUE`` on PostgreSQL)
     "sqlite": "SELECT id, object, source_id, payload, source_updated_at, deleted, content_hash, fetched_at "
-              "FROM raw_record WHERE system = ? AND pending_map = 1 AND id > ? ORDER BY id LIMIT ?",
+              "FROM raw_record WHERE system = ? AND pending_map IS 1 AND id > ? ORDER BY id LIMIT ?",
     "postgresql": "SELECT id, object, source_id, payload::text, source_updated_at, deleted, content_hash, fetched_at "
-                  "FROM raw_record WHERE system = %s AND pending_map AND id > %s ORDER BY id LIMIT %s",
+                  "FROM raw_record WHERE system = %s AND pending_map IS TRUE AND id > %s ORDER BY id LIMIT %s",
 }
 
 
@@ -268,13 +291,68 @@ def _instant(value: Any) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _read_pending(store: Store, system: str, after: int, limit: int) -> list[_Raw]:
-    """A batch of pending raw rows at the driver level: the JSON parsed once by orjson and the timestamps by
-    ``fromisoformat``, not through SQLAlchemy's per-value result processing."""
+def _instants(values: Sequence[Any]) -> list[datetime | None]:
+    """:func:`_instant` of a column, each distinct value parsed once (a page lands with one ``fetched_at``)."""
+    parsed = {v: _instant(v) for v in dict.fromkeys(values)}
+    return list(map(parsed.__getitem__, values))
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A batch of pending raw rows, by column: ``live`` as :func:`map_records` takes them, ``dead``
+    (``deleted = true``) as :func:`_tombstone` takes them."""
+
+    ids: Sequence[int]
+    hashes: Sequence[str]
+    live: list[tuple[int, str, str, Any, datetime | None]]
+    dead: list[_Raw]
+    fetched: Sequence[Any]  # as stored: parsed only for the rows that tombstone
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def raws(self, raw_ids: set[int | None]) -> list[_Raw]:
+        """The live rows of these ids, as tombstones (Stripe's deleted stubs)."""
+        at = {rid: i for i, rid in enumerate(self.ids)}
+        out = []
+        for rid, obj, sid, _payload, updated in self.live:
+            if rid in raw_ids:
+                out.append(_Raw(rid, obj, sid, updated, _instant(self.fetched[at[rid]])))
+        return out
+
+
+def _read_pending(store: Store, system: str, after: int, limit: int) -> _Pending:
+    """A batch of pending raw rows at the driver level, by column: the JSON parsed by orjson in one
+    ``map``, each distinct timestamp once, not through SQLAlchemy's per-value result processing."""
     with store.engine.connect() as conn:
         rows = conn.exec_driver_sql(_PENDING_SQL[conn.dialect.name], (system, after, limit)).fetchall()
-    loads = orjson.loads
-    return [_Raw(r[0], r[1], r[2], loads(r[3]), _instant(r[4]), bool(r[5]), r[6], _instant(r[7])) for r in rows]
+    if not rows:
+        return _Pending((), (), [], [], ())
+    ids, objects, sids, texts, updated, deleted, hashes, fetched = zip(*rows, strict=True)
+    payloads = list(map(orjson.loads, texts))
+    stamps = _instants(updated)
+    if not any(deleted):
+        return _Pending(ids, hashes, list(zip(ids, objects, sids, payloads, stamps, strict=True)), [], fetched)
+    live, dead = [], []
+    for i, rid in enumerate(ids):
+        if deleted[i]:
+            dead.append(_Raw(rid, objects[i], sids[i], stamps[i], _instant(fetched[i])))
+        else:
+            live.append((rid, objects[i], sids[i], payloads[i], stamps[i]))
+    return _Pending(ids, hashes, live, dead, fetched)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic collector off: the stage allocates many small containers and no reference cycles,
+    and the collector would re-scan the whole batch again and again (a third of the read's time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
@@ -284,7 +362,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
     sidecars = mset.sidecars()
     if sidecars:
         _mark_sidecar_changes(store, mset.system, sidecars)
-    done: queue.Queue[tuple[list[_Raw], list[tuple[Any, ...]], list[_Raw], BatchResult] | None] = queue.Queue(maxsize=1)
+    done: queue.Queue[tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult] | None] = queue.Queue(maxsize=1)
     failed: list[BaseException] = []
 
     def writer() -> None:
@@ -302,34 +380,33 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
                 for key, value in batch_counts.items():
                     counts[key] += value
 
-    thread = threading.Thread(target=writer, name=f"map-{mset.system}-writer", daemon=True)
-    thread.start()
-    try:
-        last_id = 0
-        while not failed:
-            batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, batch_size),
-                                    what=f"mapping {mset.system}")
-            if not batch:
-                break
-            last_id = batch[-1].id
-            live = [(r.id, r.object, r.source_id, r.payload, r.source_updated_at) for r in batch if not r.deleted]
-            dead = [r for r in batch if r.deleted]
-            if sidecars:
-                live = _with_sidecars(store, mset.system, sidecars, live)
-            result = map_records(mset, live)
-            if result.deleted_stubs:
-                stubs = set(result.deleted_stubs)
-                dead += [r for r in batch if r.id in stubs]
-            done.put((batch, live, dead, result))
-    finally:
-        done.put(None)
-        thread.join()
+    with _no_gc():
+        thread = threading.Thread(target=writer, name=f"map-{mset.system}-writer", daemon=True)
+        thread.start()
+        try:
+            last_id = 0
+            while not failed:
+                batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, batch_size),
+                                        what=f"mapping {mset.system}")
+                if not batch:
+                    break
+                last_id = batch.ids[-1]
+                live, dead = batch.live, batch.dead
+                if sidecars:
+                    live = _with_sidecars(store, mset.system, sidecars, live)
+                result = map_records(mset, live)
+                if result.deleted_stubs:
+                    dead = dead + batch.raws(set(result.deleted_stubs))
+                done.put((batch, live, dead, result))
+        finally:
+            done.put(None)
+            thread.join()
     if failed:
         raise failed[0]
     return dict(counts)
 
 
-def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: list[_Raw],
+def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pending,
                  live: list[tuple[Any, ...]], dead: list[_Raw], result: BatchResult) -> dict[str, int]:
     """One batch's transaction: canonical upserts with lineage, tombstones, quarantine, pending cleared.
     Returns its counts (only once it is committed, so a retried batch is counted once)."""
@@ -345,7 +422,7 @@ def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: list
             seen |= {(r.object, r.source_id or "") for r in result.rejected}
             _resolve_quarantine(conn, mset.system, seen)
         store.add_quarantine(conn, mset.system, result.rejected, run_id)
-        _clear_pending(conn, [(r.id, r.content_hash) for r in batch])
+        _clear_pending(conn, batch.ids, batch.hashes)
     counts["records"] += len(batch)
     counts["mapped"] += len(result.ok_raw)
     counts["quarantined"] += len(result.rejected)
@@ -420,21 +497,21 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
         yield items[i : i + size]
 
 
-def _clear_pending(conn: Connection, versions: list[tuple[int, str]]) -> None:
+def _clear_pending(conn: Connection, ids: Sequence[int], hashes: Sequence[str]) -> None:
     """``pending_map = false`` for the versions read (same id AND same content hash), in one statement."""
-    if not versions:
+    if not ids:
         return
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
             "UPDATE raw_record r SET pending_map = false FROM unnest(%s::bigint[], %s::text[]) AS v(id, h) "
             "WHERE r.id = v.id AND r.content_hash = v.h",
-            ([rid for rid, _h in versions], [h for _rid, h in versions]),
+            (list(ids), list(hashes)),
         )
         return
     conn.exec_driver_sql(  # SQLite: the versions as one JSON object {id: hash}
         "UPDATE raw_record SET pending_map = 0 FROM json_each(?) AS v "
         "WHERE raw_record.id = CAST(v.key AS INTEGER) AND raw_record.content_hash = v.value",
-        (orjson.dumps({str(rid): h for rid, h in versions}).decode(),),
+        (orjson.dumps(dict(zip(ids, hashes, strict=True)), option=orjson.OPT_NON_STR_KEYS).decode(),),
     )
 
 
@@ -503,23 +580,34 @@ def _tombstone_dropped_children(
     conn: Connection, mset: MappingSet, live: Sequence[tuple[Any, ...]], result: BatchResult
 ) -> None:
     """Children in lineage of a re-mapped parent but absent from its new version get ``deleted_at``."""
-    parents: dict[str, set[str]] = defaultdict(set)  # child entity -> raw ids of parents mapped now
+    with_children = {obj for obj in mset.plans if mset.child_entities(obj)}
+    if not with_children:
+        return
+    parents: dict[str, list[int]] = defaultdict(list)  # child entity -> raw ids of parents mapped now
     ok = set(result.ok_raw)
     for raw_id, obj, sid, _payload, _upd in live:
-        if (obj, sid) not in ok:
-            continue
-        for entity in mset.child_entities(obj):
-            parents[entity].add(raw_id)
+        if obj in with_children and (obj, sid) in ok:
+            for entity in mset.child_entities(obj):
+                parents[entity].append(raw_id)
     ts = now()
     for entity, raw_ids in parents.items():
         produced = {r["id"] for r in result.rows.get(entity, ())}
-        stale: dict[str, Any] = {}
-        for chunk in _chunks(sorted(raw_ids)):
-            rows = conn.execute(
-                sa.select(lineage.c.canonical_id).where(lineage.c.entity == entity, lineage.c.raw_id.in_(chunk))
-            )
-            stale.update((cid, ts) for (cid,) in rows if cid not in produced)
-        _set_deleted(conn, entity, stale)
+        found = _lineage_of(conn, entity, raw_ids)
+        _set_deleted(conn, entity, {cid: ts for cid in found if cid not in produced})
+
+
+def _lineage_of(conn: Connection, entity: str, raw_ids: Sequence[int]) -> list[str]:
+    """The canonical ids of ``entity`` in lineage of these raw rows, in one statement."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            "SELECT canonical_id FROM lineage WHERE entity = %s AND raw_id = ANY(%s::bigint[])", (entity, list(raw_ids))
+        )
+    else:
+        rows = conn.exec_driver_sql(
+            "SELECT canonical_id FROM lineage WHERE entity = ? AND raw_id IN (SELECT value FROM json_each(?))",
+            (entity, orjson.dumps(list(raw_ids)).decode()),
+        )
+    return [cid for (cid,) in rows]
 
 
 __all__ = ["MappingError", "MappingSet", "compile_for", "map_records", "mark_pending", "run_mapping"]

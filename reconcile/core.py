@@ -52,7 +52,7 @@ from reconcile.stages.lines import check_lines
 from reconcile.stages.orders import link_orders
 from reconcile.stages.payments import allocate_payments
 from reconcile.stages.quotes import check_quotes, quote_chain_columns
-from reconcile.stages.settlement import settle
+from reconcile.stages.settlement import settle, with_bank_charges
 from reconcile.stages.states import row_states
 
 __all__ = ["ROWS_PER_PARTITION", "ConservationError", "CoreResult", "Settings", "merge_totals", "reconcile_frames",
@@ -164,7 +164,15 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     chains = check_chains(fr, orders, s, as_of, ident.acct)
     quote_ex, quote_links = check_quotes(fr.quote, fr.quote_line, fr.contract, orders.deal, fr.deal_line, orders.order, s)
     delivery_ex, delivery_links = check_deliveries(fr.delivery, orders.order, invoices.inv, s, as_of)
-    checks = [*chains.exceptions, *check_lines(fr, chains, s), *check_billing(fr, orders, invoices, chains, s, as_of),
+    billing = check_billing(fr, orders, invoices, chains, s, as_of)
+    # goods out and never billed is the more specific fact: the order is not also "ordered, not invoiced"
+    shipped_unbilled = [e.filter(pl.col("code") == "DELIVERED_NOT_INVOICED").select(pl.col("keys").list.first())
+                        for e in delivery_ex]
+    if shipped_unbilled:
+        told = pl.concat(shipped_unbilled)["keys"].implode()
+        billing = [e.filter(~((pl.col("code") == "ORDERED_NOT_INVOICED") & pl.col("keys").list.first().is_in(told)))
+                   for e in billing]
+    checks = [*chains.exceptions, *check_lines(fr, chains, s), *billing,
               *check_stage_conflicts(orders, invoices, payments), *check_customers(ident), *quote_ex, *delivery_ex]
     clock("checks")
     exceptions = finish_exceptions([*orders.exceptions, *invoices.exceptions, *settlement.exceptions, *checks],
@@ -179,8 +187,9 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         quote_chain_columns(fr.quote, fr.contract, quote_links), on="chain_id", how="left").join(
         delivery_chain_columns(delivery_links, fr.delivery), on="chain_id", how="left")
     return CoreResult(chains=chain_rows,
-                      links=pl.concat([*orders.links, *invoices.links, *payments.links, *quote_links, *delivery_links],
-                                      how="vertical_relaxed"),
+                      links=pl.concat([*orders.links, *invoices.links,
+                                       *(with_bank_charges(lk, settlement) for lk in payments.links),
+                                       *quote_links, *delivery_links], how="vertical_relaxed"),
                       allocations=_allocation_rows(payments.alloc, settlement.last_alloc, settlement.ib),
                       invoice_balances=settlement.ib, payment_balances=settlement.pbal,
                       exceptions=exceptions, states=states, totals=totals)

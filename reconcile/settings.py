@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,11 @@ class Settings:
     subset_pool_max: int = 14
     order_match_window_days: int = 120
     duplicate_window_days: int = 7
+    # bank charges nobody itemised (no camt Chrgs/InstdAmt, MT940): an invoice paid short by at most
+    # bank_charge_max[its currency] (and, when set, at most bank_charge_rel x its total) is settled with the
+    # short amount written off as a bank charge, named on the link; off unless configured
+    bank_charge_max: Mapping[str, Decimal] = field(default_factory=dict, hash=False)
+    bank_charge_rel: Decimal | None = None
     reporting_currency: str = "USD"
 
     @classmethod

@@ -44,6 +44,11 @@ class Tx:
     creditor_reference: str | None = None  # Strd/CdtrRefInf/Ref with type SCOR
     referred_documents: Sequence[str] = ()  # Strd/RfrdDocInf/Nb (invoice numbers)
     additional_info: str | None = None
+    # AmtDtls/InstdAmt: (amount, currency) the payer instructed, before the charges (and before FX)
+    instructed: tuple[Decimal, str] | None = None
+    # Chrgs/Rcrd: the bank charges the booked amount is net of (ChrgInclInd as given; None: not written)
+    charges: Decimal | None = None
+    charges_included: bool | None = True
 
 
 @dataclass(slots=True)
@@ -147,9 +152,20 @@ def _tx(parent: ET.Element, tx: Tx, currency: str, cdi: str, batch: bool) -> Non
     if tx.amount is not None:
         _amt(el, "Amt", tx.amount, currency)
         _sub(el, "CdtDbtInd", cdi)
-        _amt(_sub(_sub(el, "AmtDtls"), "TxAmt"), "Amt", tx.amount, currency)
     elif batch:
         raise ValueError("every detail of a batch entry needs an amount")
+    if tx.amount is not None or tx.instructed is not None:
+        dtls = _sub(el, "AmtDtls")
+        if tx.instructed is not None:
+            _amt(_sub(dtls, "InstdAmt"), "Amt", tx.instructed[0], normalize_currency(tx.instructed[1]))
+        if tx.amount is not None:
+            _amt(_sub(dtls, "TxAmt"), "Amt", tx.amount, currency)
+    if tx.charges is not None:
+        rec = _sub(_sub(el, "Chrgs"), "Rcrd")
+        _amt(rec, "Amt", tx.charges, currency)
+        _sub(rec, "CdtDbtInd", "DBIT")
+        if tx.charges_included is not None:
+            _sub(rec, "ChrgInclInd", "true" if tx.charges_included else "false")
     if any((tx.debtor_name, tx.debtor_iban, tx.creditor_name, tx.creditor_iban)):
         p = _sub(el, "RltdPties")
         for role, name, iban in (("Dbtr", tx.debtor_name, tx.debtor_iban), ("Cdtr", tx.creditor_name, tx.creditor_iban)):

@@ -43,6 +43,9 @@ WORLD_ACCESS: dict[str, dict[str, Any]] = {
                      "refresh_token": "1000.ltc-world-refresh"},
              "credentials": {"client_id": "1000.LTCWORLDCLIENT", "client_secret": "ltc-world-zoho-secret",
                              "refresh_token": "1000.ltc-world-refresh"}, "options": {"accounts_url": "$url"}},
+    # options (app_id, forms) come from the world's jiandaoyun/app.yaml (see ltc.app.demo.world_sources)
+    "jiandaoyun": {"app": {"api_key": "ltc-world-jdy-api-key", "rate_per_s": 30},
+                   "credentials": {"api_key": "ltc-world-jdy-api-key"}, "options": {}},
 }
 
 
@@ -51,7 +54,7 @@ def world_app(kind: str, records: dict[str, list[dict[str, Any]]], **options: An
     import importlib
 
     factories = {"salesforce": "build_app", "hubspot": "create_app", "stripe": "create_app",
-                 "tryton": "create_app", "odoo": "create_app", "zoho": "create_app"}
+                 "tryton": "create_app", "odoo": "create_app", "zoho": "create_app", "jiandaoyun": "create_app"}
     if kind not in factories:
         raise ValueError(f"no world emulator for {kind}")
     module = importlib.import_module(f"sandbox.{kind}")
@@ -62,7 +65,12 @@ def start_world(world: WorldDir) -> dict[str, RunningServer]:
     """One emulator per API system of ``world`` (every system but ``bank``), each on a free loopback
     port, accepting the credentials of :data:`WORLD_ACCESS`. The world is validated already
     (:func:`sandbox.world.read_world`), so nothing is served from a half-valid world."""
-    return _serve_all({kind: partial(world_app, kind, world.records.get(kind, {}), **WORLD_ACCESS[kind]["app"])
+    from sandbox.world import jiandaoyun_app
+
+    def records(kind: str) -> Any:
+        return jiandaoyun_app(world) if kind == "jiandaoyun" else world.records.get(kind, {})
+
+    return _serve_all({kind: partial(world_app, kind, records(kind), **WORLD_ACCESS[kind]["app"])
                        for kind in world.api_systems})
 
 

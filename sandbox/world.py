@@ -28,8 +28,8 @@ from canonical.errors import InputError, yaml_problem
 from canonical.money import normalize_currency
 
 FORMAT = 1
-SYSTEMS = ("salesforce", "hubspot", "zoho", "stripe", "tryton", "odoo", "bank")
-API_SYSTEMS = ("salesforce", "hubspot", "zoho", "stripe", "tryton", "odoo")
+SYSTEMS = ("salesforce", "hubspot", "zoho", "jiandaoyun", "stripe", "tryton", "odoo", "bank")
+API_SYSTEMS = ("salesforce", "hubspot", "zoho", "jiandaoyun", "stripe", "tryton", "odoo")
 ERPS = ("tryton", "odoo")
 YAML_KEYS = ("format", "name", "systems", "erp", "reporting_currency", "as_of", "mappings")
 
@@ -81,6 +81,10 @@ class WorldDir:
     """system -> the world's mapping override file (``mappings: {stripe: mappings/stripe.yaml}``)."""
     lines: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     """system -> object -> record id -> its line in the object's file."""
+    jiandaoyun: dict[str, Any] | None = None
+    """A Jiandaoyun app (``jiandaoyun/app.yaml``): ``options`` (the source's ``app_id``, ``forms``,
+    ``currency``, ``timezone``) and ``forms`` ``[{key, entry_id, name, flow, widgets}]``; the records of
+    form ``key`` are ``records["jiandaoyun"][key]``."""
 
     @property
     def api_systems(self) -> list[str]:
@@ -250,7 +254,7 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
         if not str(rid).isdigit():
             raise _fail(where, n, f"association from id {rid!r}: a HubSpot id is a number written as a string")
         return str(rid)
-    key = "Id" if system == "salesforce" else "id"
+    key = "Id" if system == "salesforce" else "_id" if system == "jiandaoyun" else "id"
     rid = rec.get(key)
     if rid in (None, "") or isinstance(rid, bool | dict | list):
         raise _fail(where, n, f"record without its id: every {obj} record needs {key!r}")
@@ -301,6 +305,18 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
             if not ok:
                 raise _fail(where, n, f"record {rid}: {k} must be an ISO 8601 instant with its offset "
                                       f"(e.g. \"2026-10-01T17:30:00+05:30\"), got {stamp!r}")
+    elif system == "jiandaoyun":
+        if not isinstance(rid, str) or not re.fullmatch(r"[0-9a-f]{24}", rid):
+            raise _fail(where, n, f"record {rid!r}: a Jiandaoyun data id (_id) is 24 hexadecimal digits")
+        for k in ("createTime", "updateTime"):
+            stamp = rec.get(k)
+            try:
+                ok = isinstance(stamp, str) and datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
+            except ValueError:
+                ok = False
+            if not ok:
+                raise _fail(where, n, f"record {rid}: {k} must be an ISO 8601 UTC instant "
+                                      f"(e.g. \"2026-10-01T09:30:00.000Z\"), got {stamp!r}")
     elif system == "stripe":
         want = STRIPE_OBJECT[obj]
         if rec.get("object") != want:
@@ -362,6 +378,9 @@ def _read_system(world: WorldDir, system: str) -> None:
     if system == "bank":
         _read_bank(world, folder)
         return
+    if system == "jiandaoyun":
+        _read_jiandaoyun(world, folder)
+        return
     known = OBJECTS[system]
     objects: dict[str, list[dict[str, Any]]] = {}
     for entry in sorted(folder.iterdir()):
@@ -385,6 +404,103 @@ def _read_system(world: WorldDir, system: str) -> None:
                                      + (" and associations/<from>_to_<to>.jsonl" if system == "hubspot" else ""))
         objects[obj] = _read_jsonl(system, obj, entry, world.lines.setdefault(system, {}).setdefault(obj, {}))
     world.records[system] = objects
+
+
+def jiandaoyun_options(app: dict[str, Any]) -> dict[str, Any]:
+    """A world's ``jiandaoyun/app.yaml`` as the source's ``options`` (app_id, forms, currency,
+    timezone; the forms' display ``name`` and ``flow`` are the emulator's)."""
+    options: dict[str, Any] = {"app_id": app["app_id"], "forms": {
+        str(k): {a: b for a, b in spec.items() if a not in ("name", "flow")} for k, spec in app["forms"].items()}}
+    options.update({k: app[k] for k in ("currency", "timezone") if app.get(k)})
+    return options
+
+
+def _read_jiandaoyun(world: WorldDir, folder: Path) -> None:
+    """``app.yaml`` (``app_id``, ``forms: {<key>: {entry_id, name, flow, fields, values, lines, entity,
+    currency}}``, ``currency``, ``timezone``) and, per form, ``<key>.widgets.json`` (the
+    ``/widget/list`` answer) and ``<key>.jsonl`` (its records)."""
+    from connectors.jiandaoyun import parse_forms
+
+    app = folder / "app.yaml"
+    if not app.is_file():
+        raise _fail(folder, None, "app.yaml is missing: app_id and forms (see docs/world.md)")
+    try:
+        data = yaml.safe_load(app.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(yaml_problem(app, exc, default_line=1)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("app_id"), str) or not isinstance(data.get("forms"), dict):
+        raise _fail(app, 1, "app.yaml needs app_id (text) and forms (a mapping of form key -> entry_id, fields, ...)")
+    bad = next((key for key, spec in data["forms"].items() if not isinstance(spec, dict)), None)
+    if bad is not None:
+        raise _fail(app, 1, f"forms.{bad} must be a mapping (entry_id, name, fields, ...)")
+    options = jiandaoyun_options(data)
+    forms_meta: list[dict[str, Any]] = [
+        {"key": str(key), "entry_id": str(spec.get("entry_id")), "name": str(spec.get("name") or key),
+         "flow": bool(spec.get("flow"))} for key, spec in data["forms"].items()]
+    try:
+        parse_forms("jiandaoyun", options)
+    except Exception as exc:
+        raise _fail(app, 1, str(exc)) from None
+    known = {m["key"] for m in forms_meta}
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or entry.name == "app.yaml":
+            continue
+        stem = entry.name.removesuffix(".widgets.json").removesuffix(".jsonl")
+        if not entry.is_file() or stem not in known or not entry.name.endswith((".widgets.json", ".jsonl")):
+            raise _fail(entry, None, "unknown jiandaoyun file; the folder holds app.yaml and, per form of app.yaml, "
+                                     "<form>.widgets.json and <form>.jsonl")
+    for meta in forms_meta:
+        wfile = folder / f"{meta['key']}.widgets.json"
+        try:
+            widgets = _loads(wfile.read_text(encoding="utf-8")) if wfile.is_file() else None
+        except json.JSONDecodeError as exc:
+            raise _fail(wfile, exc.lineno, f"not JSON ({exc.msg})") from None
+        if not isinstance(widgets, dict) or not isinstance(widgets.get("widgets"), list):
+            raise _fail(wfile, 1 if wfile.is_file() else None,
+                        'the widget list is missing or not {"widgets": [{"name", "label", "type"}, ...]}')
+        meta["widgets"] = widgets
+        rfile = folder / f"{meta['key']}.jsonl"
+        objects[meta["key"]] = _read_jsonl("jiandaoyun", meta["key"], rfile,
+                                           world.lines.setdefault("jiandaoyun", {}).setdefault(meta["key"], {})) \
+            if rfile.is_file() else []
+    world.records["jiandaoyun"] = objects
+    world.jiandaoyun = {"options": options, "forms": forms_meta}
+
+
+def jiandaoyun_app(world: WorldDir) -> dict[str, Any]:
+    """The emulator's ``world=`` of a Jiandaoyun world: app id and forms with widgets and records."""
+    assert world.jiandaoyun is not None
+    recs = world.records.get("jiandaoyun", {})
+    return {"app_id": world.jiandaoyun["options"]["app_id"],
+            "forms": [{"entry_id": m["entry_id"], "name": m["name"], "flow": m["flow"],
+                       "widgets": m["widgets"]["widgets"], "records": recs.get(m["key"], [])}
+                      for m in world.jiandaoyun["forms"]]}
+
+
+def _check_jiandaoyun(world: WorldDir) -> None:
+    """Every record maps with the mapping generated from app.yaml (labels resolved on the widget lists)."""
+    from mappings.engine import compile_for, map_records
+    from mappings.jiandaoyun import mapping_for
+    from sandbox.world_readable import _stored
+
+    assert world.jiandaoyun is not None
+    app = world.path / "jiandaoyun" / "app.yaml"
+    widgets = {m["entry_id"]: m["widgets"] for m in world.jiandaoyun["forms"]}
+    try:
+        mset = compile_for("jiandaoyun", "jiandaoyun", base=mapping_for("jiandaoyun", world.jiandaoyun["options"],
+                                                                         widgets))
+    except Exception as exc:
+        raise _fail(app, 1, str(exc)) from None
+    batch = [(None, key, str(rec["_id"]), _stored(rec), None)
+             for key, recs in world.records.get("jiandaoyun", {}).items() for rec in recs]
+    result = map_records(mset, batch)
+    if result.rejected:
+        bad = result.rejected[0]
+        line = world.lines.get("jiandaoyun", {}).get(bad.object, {}).get(bad.source_id or "")
+        raise _fail(world.path / "jiandaoyun" / f"{bad.object}.jsonl", line,
+                    f"record {bad.source_id}: the mapping from app.yaml cannot read it "
+                    f"({f'field {bad.field}: ' if bad.field else ''}{bad.reason})")
 
 
 def _read_bank(world: WorldDir, folder: Path) -> None:
@@ -440,6 +556,10 @@ def _read_fx(path: Path) -> list[dict[str, Any]]:
 def _check_readable(world: WorldDir, system: str) -> None:
     """Refuse a record the connector and mapping that serve it cannot read (``sandbox.world_readable``)."""
     from sandbox.world_readable import first_unreadable
+
+    if system == "jiandaoyun":
+        _check_jiandaoyun(world)
+        return
 
     problem = first_unreadable(system, world.records.get(system, {}), world.mappings.get(system))
     if problem is None:

@@ -128,7 +128,7 @@ def _crm_accounts(world: World, system: str) -> dict[str, str]:
             members[r["cluster_id"]].append(r["member_id"])
     out: dict[str, str] = {}
     for ms in members.values():
-        crm = next((m for m in ms if m.startswith(("salesforce:", "zoho:"))), None)
+        crm = next((m for m in ms if m.startswith(("salesforce:", "zoho:", "jiandaoyun:"))), None)
         if crm:
             out.update((m, crm) for m in ms if m.startswith(f"{system}:"))
     return out
@@ -242,8 +242,8 @@ def as_zoho(world: World) -> World:
     ``zoho:<entity>:<digits>`` (and every bare CRM id in references the same digits), in the tables
     and in the ground truth (fingerprints recomputed). Zoho deals carry no line items, so the deal
     lines and the LINE_MISMATCH breaks planted on them are left out; the generated quotes and contracts
-    are Salesforce's (Zoho's Quotes module is landed, not mapped), so they and their QUOTE_MISMATCH /
-    CONTRACT_MISMATCH breaks are left out too."""
+    are not written as Zoho records (Zoho has no contracts module; quotes are not rendered as Quotes),
+    so they and their QUOTE_MISMATCH / CONTRACT_MISMATCH breaks are left out too."""
     from reconcile.codes import fingerprint
 
     def text(expr: pl.Expr) -> pl.Expr:
@@ -318,6 +318,170 @@ def zoho_records(world: World) -> dict[str, list[dict[str, Any]]]:
             "Created_Time": _zoho_time(created),
             "Modified_Time": _zoho_time(_stamp((conv or created).date() + timedelta(days=1), as_of))})
     return out
+
+
+# --- Jiandaoyun (the CRM of a world written with crm="jiandaoyun") ---------------------------------
+
+# Salesforce id prefixes of the generator -> the head of a 24-hex Jiandaoyun data id, and the zeros
+# that pad the digits to 24 characters (longest digit runs first)
+_JDY_IDS = (("00k", r"(\d{14})", "66e3a70000"), ("00k", r"(\d{13})", "66e3a700000"),
+            ("001", r"(\d{12})", "66e3a1000000"), ("006", r"(\d{12})", "66e3a6000000"),
+            ("800", r"(\d{12})", "66e3a8000000"), ("00Q", r"(\d{12})", "66e3a9000000"))
+_JDY_STAGE = {"prospecting": "初步接洽", "qualification": "需求确认", "proposal": "方案报价",
+              "negotiation": "商务谈判", "closed_won": "赢单", "closed_lost": "输单"}
+_JDY_CONTRACT = {"draft": "草稿", "in_approval": "审批中", "activated": "执行中", "expired": "已到期",
+                 "terminated": "已终止", "cancelled": "已作废"}
+# form key -> (form name, entry id, [(config field, label variants, widget type)], sub-form items)
+_JDY_FORMS: dict[str, tuple[str, str, list[tuple[str, tuple[str, ...], str]]]] = {
+    "customers": ("客户", "66e3f0000000000000000011", [
+        ("name", ("客户名称", "公司名称", "客户全称"), "text"),
+        ("tax_id", ("统一社会信用代码", "税号", "纳税人识别号"), "text"),
+        ("country", ("国家/地区", "国家"), "text"), ("owner", ("负责人邮箱", "销售邮箱"), "text")]),
+    "opportunities": ("商机", "66e3f0000000000000000012", [
+        ("name", ("商机名称", "机会名称", "项目名称"), "text"), ("account_id", ("客户", "关联客户", "所属客户"), "linkdata"),
+        ("amount", ("商机金额", "预计金额", "预计成交金额"), "number"), ("currency", ("币种", "结算币种"), "combo"),
+        ("stage", ("销售阶段", "商机阶段", "阶段"), "combo"), ("close_date", ("预计成交日期", "预计签单日期"), "datetime"),
+        ("owner", ("负责人邮箱", "销售邮箱"), "text"), ("lines", ("产品明细", "商机明细", "产品清单"), "subform")]),
+    "contracts": ("合同", "66e3f0000000000000000013", [
+        ("number", ("合同编号", "合同号"), "sn"), ("account_id", ("客户", "签约客户", "甲方"), "linkdata"),
+        ("deal_id", ("关联商机", "商机", "对应商机"), "linkdata"), ("value", ("合同金额", "合同总额", "签约金额"), "number"),
+        ("currency", ("币种", "合同币种"), "combo"), ("status", ("合同状态", "状态"), "combo"),
+        ("start_date", ("开始日期", "生效日期"), "datetime"), ("end_date", ("结束日期", "到期日期"), "datetime"),
+        ("signed_date", ("签订日期", "签约日期"), "datetime"), ("owner", ("负责人邮箱", "销售邮箱"), "text")]),
+}
+_JDY_ITEMS = [("product_code", ("产品编码", "产品编号"), "text"), ("quantity", ("数量", "购买数量"), "number"),
+              ("unit_price", ("单价", "销售单价"), "number"), ("amount", ("小计", "金额", "行金额"), "number")]
+JDY_APP_ID = "66e3f0000000000000000001"
+
+
+def as_jiandaoyun(world: World) -> World:
+    """The same world with a Jiandaoyun app as its CRM: every ``salesforce:<entity>:<id>`` becomes
+    ``jiandaoyun:<entity>:<24 hex>`` (and every bare CRM id in references the same hex), in the
+    tables and the ground truth (fingerprints recomputed). Deals keep their lines (a 产品明细
+    sub-form) and contracts (a 合同 form); the app has no quotes and no leads, so those tables and the
+    QUOTE_MISMATCH breaks are left out."""
+    from reconcile.codes import fingerprint
+
+    def text(expr: pl.Expr) -> pl.Expr:
+        for prefix, digits, head in _JDY_IDS:
+            expr = expr.str.replace_all(rf"\b{prefix}{digits}\b", f"{head}$1")
+        return expr.str.replace_all("salesforce:", "jiandaoyun:", literal=True).str.replace(r"^salesforce$",
+                                                                                            "jiandaoyun")
+
+    tables: dict[str, pl.DataFrame] = {}
+    for name, df in world.tables.items():
+        if name in ("quote", "quote_line", "lead"):
+            df = df.clear()
+        tables[name] = df.with_columns(
+            [text(pl.col(c)).alias(c) for c, t in df.schema.items() if t == pl.String]
+            + [pl.col(c).list.eval(text(pl.element())).alias(c) for c, t in df.schema.items()
+               if t == pl.List(pl.String)])
+    renamed: dict[str, str] = {}
+    if "cross_ref" in tables:
+        cross = tables["cross_ref"].with_columns(pl.col("member_id").min().over("entity", "cluster_id").alias("new"))
+        renamed = dict(zip(cross["cluster_id"].to_list(), cross["new"].to_list(), strict=True))
+        tables["cross_ref"] = cross.with_columns(pl.col("new").alias("cluster_id")).drop("new")
+    truth = world.truth.filter(~pl.col("code").is_in(["QUOTE_MISMATCH"])).with_columns(
+        pl.col("keys").list.eval(text(pl.element())).alias("keys"))
+    truth = truth.with_columns(pl.Series("keys", [sorted(renamed.get(k, k) for k in keys)
+                                                  for keys in truth["keys"].to_list()], dtype=pl.List(pl.String)))
+    truth = truth.with_columns(pl.Series("fingerprint", [fingerprint(c, k) for c, k in
+                                                         zip(truth["code"].to_list(), truth["keys"].to_list(),
+                                                             strict=True)], dtype=pl.String))
+    return World(tables=tables, truth=truth, as_of=world.as_of, seed=world.seed,
+                 meta={**world.meta, "crm": "jiandaoyun"})
+
+
+def _jdy_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _jdy_day(day: date | None) -> str | None:
+    """A date widget's value: the UTC instant of Beijing midnight of that day."""
+    return None if day is None else _jdy_time(datetime.combine(day, time(0), tzinfo=UTC) - timedelta(hours=8))
+
+
+def jiandaoyun_records(world: World) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """``(app.yaml, widget lists, records)`` of a world made by :func:`as_jiandaoyun`: forms 客户, 商机
+    (with a product sub-form) and 合同; widget names ``_widget_<13 digits>`` and labels chosen by the
+    world's seed, and an app.yaml that names every widget by its label."""
+    import random
+
+    rng = random.Random(f"jiandaoyun-{world.seed}")
+    as_of = world.as_of
+    names: dict[str, dict[str, str]] = {}
+    labels: dict[str, dict[str, str]] = {}
+    widget_lists: dict[str, dict[str, Any]] = {}
+    used: set[int] = set()
+
+    def widget_name() -> str:
+        while (n := rng.randrange(1_600_000_000_000, 1_700_000_000_000)) in used:
+            pass
+        used.add(n)
+        return f"_widget_{n}"
+
+    for key, (_form, _entry, fields) in _JDY_FORMS.items():
+        names[key], labels[key], widgets = {}, {}, []
+        for fname, variants, wtype in fields:
+            wname, label = widget_name(), rng.choice(variants)
+            names[key][fname], labels[key][fname] = wname, label
+            widget: dict[str, Any] = {"name": wname, "widgetName": wname, "label": label, "type": wtype}
+            if wtype == "subform":
+                widget["items"] = []
+                for iname, ivariants, itype in _JDY_ITEMS:
+                    sub, sub_label = widget_name(), rng.choice(ivariants)
+                    names[key][f"lines.{iname}"], labels[key][f"lines.{iname}"] = sub, sub_label
+                    widget["items"].append({"name": sub, "widgetName": sub, "label": sub_label, "type": itype})
+            widgets.append(widget)
+        sys_widgets = [{"name": n} for n in ("creator", "createTime", "updater", "updateTime")]
+        widget_lists[key] = {"widgets": widgets, "sysWidgets": sys_widgets,
+                             "dataModifyTime": _jdy_time(_stamp(as_of, as_of))}
+    member = {"name": "系统管理员", "username": "admin", "status": 1, "type": 0, "departments": [1]}
+
+    def rec(key: str, sid: str, created: datetime, updated: datetime, values: dict[str, Any]) -> dict[str, Any]:
+        return {"_id": sid, "appId": JDY_APP_ID, "entryId": _JDY_FORMS[key][1], "creator": member, "updater": member,
+                "deleter": None, "createTime": _jdy_time(created), "updateTime": _jdy_time(updated),
+                "deleteTime": None, **{names[key][f]: v for f, v in values.items()}}
+
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in _rows(world, "account"):
+        if a["source_system"] != "jiandaoyun":
+            continue
+        stamp = _stamp(as_of - timedelta(days=400), as_of)
+        out["customers"].append(rec("customers", _sid(a["id"]), stamp, stamp, {
+            "name": a["name"], "tax_id": a["tax_id"], "country": a["country"], "owner": a["owner"]}))
+    lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ln in _rows(world, "deal_line"):
+        lines[ln["deal_id"]].append({"_id": _sid(ln["id"]), names["opportunities"]["lines.product_code"]: ln["product_code"],
+                                     names["opportunities"]["lines.quantity"]: _num(ln["quantity"]),
+                                     names["opportunities"]["lines.unit_price"]: _num(ln["unit_price"]),
+                                     names["opportunities"]["lines.amount"]: _num(ln["amount"])})
+    for d in _rows(world, "deal"):
+        sid = _sid(d["id"])
+        out["opportunities"].append(rec("opportunities", sid, d["created_at"],
+                                        _stamp(d["close_date"] + timedelta(days=1), as_of), {
+            "name": f"商机 {sid[-6:]}", "account_id": _sid(d["account_id"]) if d["account_id"] else None,
+            "amount": _num(d["amount"]), "currency": d["currency"], "stage": _JDY_STAGE[d["stage"]],
+            "close_date": _jdy_day(d["close_date"]), "owner": d["owner"], "lines": lines.get(d["id"], [])}))
+    for c in _rows(world, "contract"):
+        signed = c["signed_date"] or c["start_date"]
+        created = _stamp(signed, as_of) if signed else _stamp(as_of, as_of)
+        out["contracts"].append(rec("contracts", _sid(c["id"]), created, created, {
+            "number": c["number"], "account_id": _sid(c["account_id"]) if c["account_id"] else None,
+            "deal_id": _sid(c["deal_id"]) if c["deal_id"] else None, "value": _num(c["value"]),
+            "currency": c["currency"], "status": _JDY_CONTRACT.get(c["status"], c["status"]),
+            "start_date": _jdy_day(c["start_date"]), "end_date": _jdy_day(c["end_date"]),
+            "signed_date": _jdy_day(c["signed_date"]), "owner": c["owner"]}))
+    forms: dict[str, Any] = {}
+    for key, (form_name, entry, fields) in _JDY_FORMS.items():
+        spec: dict[str, Any] = {"entry_id": entry, "name": form_name,
+                                "fields": {f: labels[key][f] for f, _v, t in fields if t != "subform"}}
+        if key == "opportunities":
+            spec["lines"] = {"widget": labels[key]["lines"],
+                             "fields": {f: labels[key][f"lines.{f}"] for f, _v, _t in _JDY_ITEMS}}
+        forms[key] = spec
+    app = {"app_id": JDY_APP_ID, "timezone": "Asia/Shanghai", "forms": forms}
+    return app, widget_lists, dict(out)
 
 
 # --- Tryton ---------------------------------------------------------------------------------------
@@ -687,10 +851,12 @@ def write_world(world: World, directory: str | Path, *, erp: str | None = None, 
     erp=...)``, default ``tryton``), whose ids its records carry. ``crm``: ``salesforce`` (default) or
     ``zoho`` — a world passed through :func:`as_zoho` (converted here if it is not yet).
     """
-    if crm not in ("salesforce", "zoho"):
-        raise InputError(f"write_world: crm must be salesforce or zoho, not {crm!r}")
+    if crm not in ("salesforce", "zoho", "jiandaoyun"):
+        raise InputError(f"write_world: crm must be salesforce, zoho or jiandaoyun, not {crm!r}")
     if crm == "zoho" and world.meta.get("crm") != "zoho":
         world = as_zoho(world)
+    if crm == "jiandaoyun" and world.meta.get("crm") != "jiandaoyun":
+        world = as_jiandaoyun(world)
     own = str(world.meta.get("erp", "tryton"))
     erp = erp or own
     if erp not in ("none", own):
@@ -698,10 +864,21 @@ def write_world(world: World, directory: str | Path, *, erp: str | None = None, 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     systems = [crm, "stripe", "bank"]
-    rendered: dict[str, dict[str, list[dict[str, Any]]]] = {
-        crm: salesforce_records(world) if crm == "salesforce" else zoho_records(world),
-        "stripe": stripe_records(world),
-    }
+    rendered: dict[str, dict[str, list[dict[str, Any]]]] = {"stripe": stripe_records(world)}
+    if crm == "jiandaoyun":
+        app, widget_lists, records = jiandaoyun_records(world)
+        folder = out / "jiandaoyun"
+        if folder.exists():
+            for old in [*folder.glob("*.jsonl"), *folder.glob("*.widgets.json")]:
+                old.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "app.yaml").write_text(yaml.safe_dump(app, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        for key, wl in widget_lists.items():
+            (folder / f"{key}.widgets.json").write_text(json.dumps(wl, ensure_ascii=False, indent=1) + "\n",
+                                                        encoding="utf-8")
+        rendered[crm] = records
+    else:
+        rendered[crm] = salesforce_records(world) if crm == "salesforce" else zoho_records(world)
     if erp != "none":
         systems.insert(1, erp)
         rendered[erp] = tryton_records(world) if erp == "tryton" else odoo_records(world)
@@ -742,13 +919,13 @@ def iter_files(directory: Path) -> Iterator[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sandbox.world_writer --chains N --out DIR [--seed S] [--crm zoho]``: generate and write a world."""
+    """``python -m sandbox.world_writer --chains N --out DIR [--seed S] [--crm zoho|jiandaoyun]``: generate and write a world."""
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--chains", type=int, required=True)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", required=True)
     ap.add_argument("--erp", default="tryton", choices=["tryton", "odoo", "none"])
-    ap.add_argument("--crm", default="salesforce", choices=["salesforce", "zoho"])
+    ap.add_argument("--crm", default="salesforce", choices=["salesforce", "zoho", "jiandaoyun"])
     args = ap.parse_args(argv)
     world = generate(args.chains, seed=args.seed, erp="tryton" if args.erp == "none" else args.erp)
     out = write_world(world, args.out, erp=args.erp, crm=args.crm)

@@ -24,7 +24,7 @@ def ltc(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world", ["tryton"])
+@pytest.mark.parametrize("world", ["tryton", "jiandaoyun"])
 def test_written_config_points_at_the_emulators_and_ltc_run_finds_the_data(world: str, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'run.db'}"
     start = ltc("sandbox", "start", "--world", str(WORLDS / world), "--write-config", "ltc.yaml", cwd=tmp_path)

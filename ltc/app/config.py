@@ -26,7 +26,7 @@ from canonical.errors import ConfigError, yaml_problem
 from canonical.money import normalize_currency
 
 DEFAULT_PATH = "ltc.yaml"
-SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho")
+SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho", "jiandaoyun")
 
 
 class _Model(BaseModel):
@@ -144,7 +144,7 @@ class SourceWeb(_Model):
 
 
 class SourceConfig(_Model):
-    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho"]
+    kind: Literal["salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho", "jiandaoyun"]
     base_url: str | None = None
     credentials: dict[str, SecretRef] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
@@ -165,6 +165,11 @@ class SourceConfig(_Model):
     # how often this source is synced (an interval such as 1h, or a cron line in UTC): `ltc status`
     # says whether its data is fresh or late; unset, prefect.yaml's deployment schedule is used
     schedule: str | None = None
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_alias(cls, v: Any) -> Any:
+        return "jiandaoyun" if v == "jdy" else v  # 简道云's usual short name
 
     @field_validator("base_url")
     @classmethod
@@ -234,12 +239,38 @@ class ReconcileConfig(_Model):
     duplicate_window_days: int = Field(default=7, ge=0, le=90)
     identity_auto_threshold: Decimal = Decimal("0.92")
     identity_review_threshold: Decimal = Decimal("0.80")
+    # un-itemised bank charges (docs/reconciliation.md): currency -> the most an invoice may be paid short
+    bank_charge_max: dict[str, Decimal] = Field(default_factory=dict)
+    bank_charge_rel: Decimal | None = None
 
-    @field_validator("tolerance_abs", "tolerance_rel", mode="before")
+    @field_validator("tolerance_abs", "tolerance_rel", "bank_charge_rel", mode="before")
     @classmethod
     def _no_float(cls, v: Any) -> Any:
         if isinstance(v, float):
             raise ValueError("write tolerances as quoted strings (e.g. \"0.01\") so they stay exact")
+        return v
+
+    @field_validator("bank_charge_max", mode="before")
+    @classmethod
+    def _charge_caps(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for ccy, cap in v.items():
+            if isinstance(cap, float):
+                raise ValueError(f"bank_charge_max.{ccy}: write amounts as quoted strings (e.g. \"25.00\")")
+            code = str(ccy).strip().upper()
+            if len(code) != 3 or not code.isalpha():
+                raise ValueError(f"bank_charge_max: {ccy!r} is not an ISO 4217 currency code")
+            out[code] = cap
+        return out
+
+    @field_validator("bank_charge_max")
+    @classmethod
+    def _charge_caps_positive(cls, v: dict[str, Decimal]) -> dict[str, Decimal]:
+        bad = [c for c, cap in v.items() if not cap.is_finite() or cap < 0]
+        if bad:
+            raise ValueError(f"bank_charge_max: the cap of {', '.join(bad)} must be a non-negative amount")
         return v
 
 

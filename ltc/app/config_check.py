@@ -90,9 +90,20 @@ def check_config(path: str | Path | None = None) -> CheckResult:
         why = reference_problem(ref)
         if why is not None:
             problem(loc, why)
-    from mappings.engine import compile_for
+    from mappings.engine import GENERATED_KINDS, compile_for
 
     for name, src in cfg.sources.items():
+        if src.kind in GENERATED_KINDS:  # the mapping is the forms configuration (widgets resolved at sync)
+            from connectors.jiandaoyun import parse_forms
+
+            try:
+                if not str(src.options.get("app_id") or "").strip():
+                    raise ValueError(f"sources.{name}.options.app_id is required (the app's id: 应用 ID)")
+                parse_forms(name, src.options)
+                result.mappings += 1
+            except Exception as exc:
+                problem(("sources", name, "options"), str(exc))
+            continue
         try:
             compile_for(name, src.kind, src.mapping, decimal_separator=src.decimal_separator)
             result.mappings += 1

@@ -99,6 +99,9 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
 
     servers = start_world(world)
     with _pointed_at(servers, WORLD_ACCESS, "LTC_WORLD") as sources:
+        if world.jiandaoyun is not None and "jiandaoyun" in sources:  # the app and its forms: jiandaoyun/app.yaml
+            src = sources["jiandaoyun"]
+            sources["jiandaoyun"] = src.model_copy(update={"options": {**src.options, **world.jiandaoyun["options"]}})
         for system, override in world.mappings.items():  # the world's mappings/<system>.yaml (world.yaml)
             if system in sources:
                 sources[system] = sources[system].model_copy(update={"mapping": str(override)})
@@ -123,7 +126,8 @@ DEFAULT_REPORTS = Path(".ltc/reports")
 def generate_world(directory: str | Path = DEFAULT_WORLD, *, chains: int = 300, seed: int = 7,
                    erp: str = "tryton", crm: str = "salesforce") -> Path:
     """Generate a world (``sandbox.scenario``) and write it as vendor files into ``directory``
-    (``crm``: salesforce or zoho; a Zoho world has its own name, so a store never mixes the two)."""
+    (``crm``: salesforce, zoho or jiandaoyun; a Zoho or Jiandaoyun world has its own name, so a store
+    never mixes the two)."""
     import shutil
 
     from sandbox.scenario import generate
@@ -132,7 +136,7 @@ def generate_world(directory: str | Path = DEFAULT_WORLD, *, chains: int = 300, 
     target = Path(directory)
     if (target / "world.yaml").exists():  # a world written before (maybe with another ERP): replace it whole
         shutil.rmtree(target)
-    name = f"generated-seed{seed}-{chains}-zoho" if crm == "zoho" else None
+    name = f"generated-seed{seed}-{chains}-{crm}" if crm in ("zoho", "jiandaoyun") else None
     return write_world(generate(chains, seed=seed, erp=erp), target, crm=crm, name=name)
 
 

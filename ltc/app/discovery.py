@@ -36,9 +36,44 @@ def source_kinds(cfg: Config | None) -> dict[str, tuple[str, str | None]]:
     return out
 
 
+def generated_mappings(store: Store, cfg: Config | None) -> dict[str, Node]:
+    """The mappings generated from configuration (Jiandaoyun sources whose forms' widget lists are
+    landed), so that discovery extends them like a shipped file."""
+    from canonical.errors import ConfigError
+    from mappings.engine import GENERATED_KINDS, generated_mapping
+
+    out: dict[str, Node] = {}
+    for name, src in (cfg.sources.items() if cfg is not None else ()):
+        if src.kind not in GENERATED_KINDS:
+            continue
+        try:
+            node = generated_mapping(name, src.kind, src, store)
+        except ConfigError:
+            continue  # not synced yet (no widget lists) or misconfigured: the mapping stage says so
+        if node is not None:
+            out[name] = node
+    return out
+
+
 def suggest(store: Store, cfg: Config | None, source: str | None = None) -> list[Finding]:
     """Every finding (high and low confidence) of the landed raw records, of ``source`` or all."""
-    return discover(store, source_kinds(cfg), source)
+    return discover(store, source_kinds(cfg), source, generated=generated_mappings(store, cfg))
+
+
+def suggest_jiandaoyun(source: str, src: Any) -> str:
+    """``ltc mappings suggest --source <jiandaoyun source>``: the forms configuration proposed from the
+    app's forms, widget labels and sample values (:mod:`mappings.jiandaoyun_suggest`), as text to paste."""
+    from connectors.jiandaoyun import from_config
+    from mappings.jiandaoyun_suggest import proposal_text, propose
+
+    conn = from_config(source, src, forms_required=False)
+    try:
+        forms = conn.survey()
+    finally:
+        conn.close()
+    proposals = propose(forms)
+    chosen = {p.survey.entry_id for p in proposals}
+    return proposal_text(source, conn.app_id, proposals, [f for f in forms if f.entry_id not in chosen])
 
 
 def accept(store: Store, cfg: Config | None, source: str, path: str | Path) -> list[Finding]:
@@ -92,12 +127,13 @@ def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
     if not _anything_pending(store):  # nothing landed since: the fields stand as the last run found them
         return run_mapping(store, config=cfg, extra=_overrides(from_evidence(applied))), applied
     sources = source_kinds(cfg)
+    generated = generated_mappings(store, cfg)
     previous = {(d["system"], d["object"], d["target"], d["path"]) for d in applied}
-    first = best(discover(store, sources), high_only=True)
+    first = best(discover(store, sources, generated=generated), high_only=True)
     for system in _changed_systems(previous, {_key(f) for f in first}):
         mark_pending(store, system)
     counts = run_mapping(store, config=cfg, extra=_overrides(first))
-    second = best(discover(store, sources), high_only=True)
+    second = best(discover(store, sources, generated=generated), high_only=True)
     again = _changed_systems({_key(f) for f in first}, {_key(f) for f in second})
     for system in again:
         mark_pending(store, system)

@@ -83,6 +83,13 @@ def sandbox_config(state: dict[str, Any], fx_key: bool = True) -> dict[str, Any]
     for kind, emu in state["emulators"].items():
         access = WORLD_ACCESS[kind]
         options = dict(access["options"])
+        if kind == "jiandaoyun":  # the app and its forms: the world's jiandaoyun/app.yaml
+            import yaml
+
+            from sandbox.world import jiandaoyun_options
+
+            app = yaml.safe_load((Path(info["path"]) / "jiandaoyun" / "app.yaml").read_text(encoding="utf-8"))
+            options.update(jiandaoyun_options(app))
         if emu.get("ca_file"):
             options["ca_file"] = str(Path(emu["ca_file"]).resolve())
         sources[kind] = {"kind": kind, "base_url": emu["url"],
@@ -122,7 +129,8 @@ def write_config(path: str | Path, state: dict[str, Any] | None = None) -> Path:
     import yaml
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(header) + "\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    target.write_text("\n".join(header) + "\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                      encoding="utf-8")
     load_config(target)  # what was written loads as it is
     return target
 

@@ -17,7 +17,7 @@ def demo(
     seed: int = typer.Option(7, help="Seed of the generated world."),
     chains: int = typer.Option(300, help="Closed-won deal chains of the generated world."),
     erp: str = typer.Option("tryton", help="ERP of the generated world: tryton or odoo."),
-    crm: str = typer.Option("salesforce", help="CRM of the generated world: salesforce or zoho."),
+    crm: str = typer.Option("salesforce", help="CRM of the generated world: salesforce, zoho or jiandaoyun."),
     out: str | None = typer.Option(None, "--out", help="Where the reports go (default: .ltc/reports/)."),
     config: str | None = ConfigOpt,
     progress: str = ProgressOpt,
@@ -29,8 +29,8 @@ def demo(
     if world is None:
         if erp not in ("tryton", "odoo"):
             raise ConfigError(f"--erp {erp!r}: the generated world's ERP is tryton or odoo")
-        if crm not in ("salesforce", "zoho"):
-            raise ConfigError(f"--crm {crm!r}: the generated world's CRM is salesforce or zoho")
+        if crm not in ("salesforce", "zoho", "jiandaoyun"):
+            raise ConfigError(f"--crm {crm!r}: the generated world's CRM is salesforce, zoho or jiandaoyun")
         world = str(generate_world(DEFAULT_WORLD, chains=chains, seed=seed, erp=erp, crm=crm))
         console.print(f"generated world: {world} ({chains} chains, seed {seed}, CRM {crm}, ERP {erp})")
     with reporter(err_console, progress) as on_progress:

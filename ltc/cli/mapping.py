@@ -59,6 +59,21 @@ def suggest(
     from mappings.discover import override_text
 
     cfg = load_config(config)
+    src = cfg.sources.get(source) if source is not None else None
+    if source is not None and src is not None and src.kind == "jiandaoyun":
+        # the forms configuration, proposed from the app itself; once forms are configured and synced,
+        # the identifier fields found in the landed records follow as for every source
+        from ltc.app.discovery import suggest_jiandaoyun
+
+        configured = bool(src.options.get("forms"))
+        if write is None:
+            console.print(suggest_jiandaoyun(source, src), highlight=False, markup=False, soft_wrap=True)
+            if not configured:
+                return
+            console.print("# --- identifier fields found in the landed records ---", highlight=False)
+        elif not configured:
+            raise ConfigError(f"--write merges identifier fields into a mapping override: configure "
+                              f"sources.{source}.options.forms first (paste the proposal printed without --write)")
     store = open_store(config)
     if write is not None:
         if source is None:

@@ -16,12 +16,15 @@ class Identity:
     """``xref``: account_id, cluster_id (one row per account of a cluster).
     ``acct``: the accounts + cluster_id (own id when unclustered) + nname (normalized name).
     ``cluster_owner``: cluster_id, cluster_owner (the smallest owner of the cluster's accounts).
-    ``name_to_cluster``: nname, name_cluster (names that belong to exactly one cluster)."""
+    ``name_to_cluster``: nname, name_cluster (names that belong to exactly one cluster).
+    ``shared_names``: nname, cluster_id (names several clusters carry: homonyms in two countries, two
+    entities the CRM and the ERP do not agree are one; one row per cluster of the name)."""
 
     xref: pl.DataFrame
     acct: pl.DataFrame
     cluster_owner: pl.DataFrame
     name_to_cluster: pl.DataFrame
+    shared_names: pl.DataFrame
 
     def cluster_of(self, df: pl.DataFrame, col: str = "account_id") -> pl.DataFrame:
         """``df`` + cluster_id of its ``col`` account (the account itself when unclustered)."""
@@ -45,10 +48,12 @@ def resolve_identity(fr: Frames) -> Identity:
     # a name maps to its cluster when all accounts of that name are in one (only repeated names need counting)
     named = acct.filter(pl.col("nname").is_not_null() & (pl.col("nname") != "")).select(
         "nname", "cluster_id", (pl.len().over("nname") > 1).alias("rep"))
+    rep = named.filter(pl.col("rep")).select("nname", "cluster_id").unique().with_columns(
+        pl.len().over("nname").alias("n_cl"))
     name_to_cluster = pl.concat([
         named.filter(~pl.col("rep")).select("nname", pl.col("cluster_id").alias("name_cluster")),
-        named.filter(pl.col("rep")).group_by("nname").agg(
-            pl.col("cluster_id").n_unique().alias("n_cl"), pl.col("cluster_id").first().alias("name_cluster")
-        ).filter(pl.col("n_cl") == 1).select("nname", "name_cluster"),
+        rep.filter(pl.col("n_cl") == 1).select("nname", pl.col("cluster_id").alias("name_cluster")),
     ])
-    return Identity(xref=xref, acct=acct, cluster_owner=cluster_owner, name_to_cluster=name_to_cluster)
+    shared = rep.filter(pl.col("n_cl") > 1).select("nname", "cluster_id")
+    return Identity(xref=xref, acct=acct, cluster_owner=cluster_owner, name_to_cluster=name_to_cluster,
+                    shared_names=shared)

@@ -84,6 +84,11 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
         pl.when(pl.col("account_id").is_null()).then(pl.col("name_cluster")).otherwise(pl.col("cluster_id"))
         .alias("cluster_id")
     ).drop("name_cluster")
+    # a payer name several customers carry (homonyms, entities not linked): the payment's pool is all of them
+    shared = ident.shared_names.select("nname").unique()["nname"]
+    pay = pay.with_columns(pl.when(pl.col("account_id").is_null() & pl.col("cluster_id").is_null()
+                                   & pl.col("nname").is_in(shared.implode())).then(pl.col("nname"))
+                           .alias("shared_name"))
     pay = pay.join(orders.unique_keys,
                    left_on=norm("deal_ref"), right_on="dkey", how="left")
     act_pay = pay.filter(pl.col("active"))
@@ -120,7 +125,8 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
     rest = act_pay.join(explicit_ids, on="id", how="anti").filter(pl.col("sign") == 1)
     rest = rest.with_columns(
         pl.when(pl.col("ref_deal").is_not_null()).then(pl.format("chain:{}", "ref_deal"))
-        .when(pl.col("cluster_id").is_not_null()).then(pl.format("cl:{}", "cluster_id")).alias("pool")
+        .when(pl.col("cluster_id").is_not_null()).then(pl.format("cl:{}", "cluster_id"))
+        .when(pl.col("shared_name").is_not_null()).then(pl.format("nm:{}", "shared_name")).alias("pool")
     )
     open_inv = targets.join(bal0.select("invoice_id", "residual"), left_on="id", right_on="invoice_id").filter(
         pl.col("residual") > tol(s, pl.col("total"))
@@ -132,6 +138,10 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
         open_inv.filter(pl.col("cluster_id").is_not_null()).select(pl.format("cl:{}", "cluster_id").alias("pool"),
                                                                    pl.col("id").alias("invoice_id"), "residual", "total",
                                                                    "currency", "due_date", "number"),
+        open_inv.join(ident.shared_names.join(rest.select(pl.col("shared_name").alias("nname")).drop_nulls().unique(),
+                                              on="nname"), on="cluster_id").select(
+            pl.format("nm:{}", "nname").alias("pool"), pl.col("id").alias("invoice_id"), "residual", "total",
+            "currency", "due_date", "number"),
     ])
     hp = rest.filter(pl.col("pool").is_not_null()).select(
         "id", "pool", "amount", pl.col("currency").alias("pccy"), "pdate", "sign"
@@ -158,12 +168,14 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
     )
     h1_alloc = h1.with_columns(
         pl.when(pl.col("pool").str.starts_with("chain:")).then(pl.lit("payment.deal_ref_amount"))
+        .when(pl.col("pool").str.starts_with("nm:")).then(pl.lit("payment.payer_name_amount"))
         .otherwise(pl.lit("payment.customer_amount")).alias("rule_id"), pl.col("amount").alias("payment_amount"),
     )
-    # H2: bounded subset sum over the residual (same currency only)
+    # H2: bounded subset sum over the residual (same currency only; one customer's invoices: not a shared name)
     tried = pl.concat([h1.select("id"), amb_p.select("id")]).unique()
     taken = h1.select("invoice_id").unique()
-    sub_pay = rest.filter(pl.col("pool").is_not_null()).join(tried, on="id", how="anti")
+    sub_pay = rest.filter(pl.col("pool").is_not_null() & ~pl.col("pool").str.starts_with("nm:")).join(
+        tried, on="id", how="anti")
     sub_pools = pools.join(taken, on="invoice_id", how="anti")
     h2_rows, h2_amb = subset_sum(sub_pay, sub_pools, s)
     h2 = pl.DataFrame(h2_rows, schema={"id": pl.String, "invoice_id": pl.String, "k": pl.Int64}, orient="row")
@@ -194,21 +206,32 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
     bal = invoice_balances(targets, credits, alloc)
 
     # payment links with evidence, runner-up and margin
+    no_note = pl.lit(None, pl.String).alias("note")
     links = [pl.concat([
         xpairs.select("id", "invoice_id", "rule_id", pl.lit(Decimal(1), RATE).alias("confidence"),
-                      pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin")),
+                      pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin"), no_note),
         h1_alloc.select("id", "invoice_id", "rule_id", pl.lit(Decimal("0.9"), RATE).alias("confidence"), "runner_up_id",
-                        (pl.col("ru_diff") - pl.col("diff")).cast(MONEY).alias("margin")),
+                        (pl.col("ru_diff") - pl.col("diff")).cast(MONEY).alias("margin"),
+                        pl.when(pl.col("pool").str.starts_with("nm:")).then(pl.format(
+                            " payer name '{}' is carried by several customers; the amount fits one open invoice",
+                            pl.col("pool").str.slice(3))).alias("note")),
         h2.select("id", "invoice_id", "rule_id", pl.lit(Decimal("0.8"), RATE).alias("confidence"),
-                  pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin")),
+                  pl.lit(None, pl.String).alias("runner_up_id"), pl.lit(None, MONEY).alias("margin"), no_note),
     ]).join(invoices.inv.select(pl.col("id").alias("invoice_id"), "chain_id"), on="invoice_id", how="left").join(
-        act_pay.select("id", "ref_rule", "ref_evidence"), on="id", how="left").select(
+        act_pay.select("id", "ref_rule", "ref_evidence", "fee", pl.col("currency").alias("pccy")), on="id",
+        how="left").select(
         "chain_id", pl.lit("invoice").alias("from_entity"), pl.col("invoice_id").alias("from_id"),
         pl.lit("payment").alias("to_entity"), pl.col("id").alias("to_id"), "rule_id", "confidence", "runner_up_id",
-        # a discovered reference keeps the field it was found in and the value
-        "margin", pl.when(pl.col("rule_id") == pl.col("ref_rule")).then(
-            pl.format("rule={} found in {}", "rule_id", pl.col("ref_evidence").fill_null("-")))
-        .otherwise(pl.format("rule={}", "rule_id")).alias("evidence"),
+        # a discovered reference keeps the field it was found in and the value; a fee the payment is net of
+        # (bank charges, PSP fee: the gross is applied) is named
+        "margin", pl.concat_str(
+            pl.when(pl.col("rule_id") == pl.col("ref_rule")).then(
+                pl.format("rule={} found in {}", "rule_id", pl.col("ref_evidence").fill_null("-")))
+            .otherwise(pl.format("rule={}", "rule_id")),
+            pl.col("note").fill_null(""),
+            pl.when(pl.col("fee") > 0).then(pl.format(" fee={} {} (gross applied)", pl.col("fee").round(2).cast(pl.Decimal(38, 2)), "pccy"))
+            .otherwise(pl.lit("")),
+        ).alias("evidence"),
     ), act_pay.filter(pl.col("settlement_ref").is_not_null()).select(
         pl.lit(None, pl.String).alias("chain_id"), pl.lit("payment").alias("from_entity"), pl.col("id").alias("from_id"),
         pl.lit("settlement").alias("to_entity"), pl.col("settlement_ref").alias("to_id"),

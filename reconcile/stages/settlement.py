@@ -19,8 +19,8 @@ from reconcile.stages.payments import Payments
 class Settlement:
     """``pbal``: payment_id, amount, currency, sign, fee, cluster_id, ref_deal, pdate, applied, unapplied.
     ``ib`` (invoice balances): invoice_id, total, credited, paid, fx, residual, due_date, issue_date, currency,
-    chain_id, cluster_id, order_id, in_tol, in_fx_tol, days_past_due, fx_difference, writeoff, settled,
-    open_amount, bucket. ``last_alloc``: invoice_id, payment_id (the latest payment of each invoice).
+    chain_id, cluster_id, order_id, in_tol, in_fx_tol, days_past_due, bank_charge, fx_difference, writeoff,
+    settled, open_amount, bucket (``writeoff`` includes ``bank_charge``). ``last_alloc``: invoice_id, payment_id (the latest payment of each invoice).
     ``exceptions``: AMBIGUOUS_MATCH (payments), UNAPPLIED_PAYMENT, INVOICE_OVERDUE, PAYMENT_MISMATCH."""
 
     pbal: pl.DataFrame
@@ -64,10 +64,12 @@ def settle(invoices: Invoices, payments: Payments, s: Settings, as_of: date) -> 
         (pl.col("residual").abs() <= tol(s, pl.col("total"))).alias("in_tol"),
         (pl.col("fx") & (pl.col("residual").abs() <= tol(s, pl.col("total"), True))).alias("in_fx_tol"),
         days(pl.col("due_date"), as_of).alias("days_past_due"),
-    ).with_columns(
+    )
+    ib = _bank_charges(ib, alloc, act_pay, s).with_columns(
         pl.when(pl.col("in_fx_tol") & pl.col("fx")).then(pl.col("residual")).alias("fx_difference"),
-        pl.when(pl.col("in_tol") & ~pl.col("fx")).then(pl.col("residual")).alias("writeoff"),
-        (pl.col("in_tol") | pl.col("in_fx_tol")).alias("settled"),
+        pl.when(pl.col("in_tol") & ~pl.col("fx")).then(pl.col("residual"))
+        .when(pl.col("bank_charge").is_not_null()).then(pl.col("bank_charge")).alias("writeoff"),
+        (pl.col("in_tol") | pl.col("in_fx_tol") | pl.col("bank_charge").is_not_null()).alias("settled"),
     ).with_columns(
         pl.when(pl.col("settled")).then(m(0)).otherwise(pl.col("residual")).cast(MONEY).alias("open_amount"),
         pl.when(pl.col("days_past_due") <= 0).then(pl.lit("current")).when(pl.col("days_past_due") <= 30)
@@ -91,3 +93,40 @@ def settle(invoices: Invoices, payments: Payments, s: Settings, as_of: date) -> 
         .otherwise(pl.format("short paid by {}, {} days past due", "residual", "days_past_due")).alias("detail"),
     ))
     return Settlement(pbal=pbal, ib=ib, last_alloc=last_alloc, exceptions=ex_parts)
+
+
+def _bank_charges(ib: pl.DataFrame, alloc: pl.DataFrame, act_pay: pl.DataFrame, s: Settings) -> pl.DataFrame:
+    """``ib`` + ``bank_charge``: the short amount of an invoice written off as an un-itemised bank charge.
+
+    Only when configured for the invoice's currency (``bank_charge_max``), the invoice was paid (in its own
+    currency, no FX), is short by more than the ordinary tolerance and at most the cap (and at most
+    ``bank_charge_rel`` x its total when set), and none of its payments has a recorded fee: a payment whose
+    bank or PSP reported the charges already had its gross applied, so what is still short is no charge."""
+    if not s.bank_charge_max:
+        return ib.with_columns(pl.lit(None, MONEY).alias("bank_charge"))
+    caps = pl.DataFrame({"currency": list(s.bank_charge_max), "charge_cap": list(s.bank_charge_max.values())},
+                        schema={"currency": pl.String, "charge_cap": MONEY})
+    fee_known = alloc.select("invoice_id", "payment_id").join(
+        act_pay.select(pl.col("id").alias("payment_id"), (pl.col("fee").fill_null(ZERO) != 0).alias("has_fee")),
+        on="payment_id").group_by("invoice_id").agg(pl.col("has_fee").max())
+    short = pl.col("residual")
+    ok = (~pl.col("in_tol") & ~pl.col("fx") & (pl.col("paid") > 0) & (short > 0) & (short <= pl.col("charge_cap"))
+          & ~pl.col("has_fee").fill_null(False))
+    if s.bank_charge_rel is not None:
+        ok = ok & (short <= pl.col("total") * pl.lit(s.bank_charge_rel, dtype=pl.Decimal(38, 6)))
+    return ib.join(caps, on="currency", how="left").join(fee_known, on="invoice_id", how="left").with_columns(
+        pl.when(ok.fill_null(False)).then(short).cast(MONEY).alias("bank_charge")).drop("charge_cap", "has_fee")
+
+
+def with_bank_charges(links: pl.DataFrame, st: Settlement) -> pl.DataFrame:
+    """The invoice -> payment links + the bank charge written off on the invoice's last payment (evidence)."""
+    charged = st.ib.filter(pl.col("bank_charge").is_not_null())
+    if charged.is_empty():
+        return links
+    note = charged.join(st.last_alloc, on="invoice_id").select(
+        pl.col("invoice_id").alias("from_id"), pl.col("payment_id").alias("to_id"),
+        pl.lit("invoice").alias("from_entity"), pl.lit("payment").alias("to_entity"),
+        pl.format(" bank_charge={} {} written off (short paid within bank_charge_max)",
+                  pl.col("bank_charge").round(2).cast(pl.Decimal(38, 2)), "currency").alias("charge_note"))
+    return links.join(note, on=["from_entity", "from_id", "to_entity", "to_id"], how="left").with_columns(
+        pl.concat_str("evidence", pl.col("charge_note").fill_null("")).alias("evidence")).drop("charge_note")

@@ -6,7 +6,7 @@ remittance styles, FX, fees), and returns the truth: every planted break with it
 the source records (system, object, id) it involves. The truth is written *outside* the world
 directory (``write_truth``), since a world directory refuses unknown files.
 
-    python -m sandbox.scenarios DIR --chains 300 --seed 3 [--breaks none] [--truth FILE]
+    python -m sandbox.scenarios DIR --chains 300 --seed 3 [--breaks none] [--crm jiandaoyun] [--truth FILE]
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ def truth_of(co: Company) -> dict[str, Any]:
 
 
 def make_world(directory: str | Path, *, chains: int, seed: int, breaks: bool = True,
-               as_of: date = date(2026, 10, 31)) -> dict[str, Any]:
-    """Write the world into ``directory`` (created) and return its truth."""
-    co = build(chains, seed, breaks=breaks, as_of=as_of)
+               as_of: date = date(2026, 10, 31), crm: str | None = None) -> dict[str, Any]:
+    """Write the world into ``directory`` (created) and return its truth (``crm``: another CRM than the
+    seed draws, e.g. ``jiandaoyun``; the company is otherwise the seed's)."""
+    co = build(chains, seed, breaks=breaks, as_of=as_of, crm=crm)
     write(co, Path(directory))  # (sets the Stripe customer ids the labels use)
     return truth_of(co)
 

@@ -23,8 +23,13 @@ from sandbox.scenarios.model import Break, Company, Conventions, Customer, Deal,
 CODES = ("WON_NOT_ORDERED", "ORDER_WITHOUT_DEAL", "AMOUNT_MISMATCH", "CURRENCY_MISMATCH",
          "ORDERED_NOT_INVOICED", "OVER_INVOICED", "INVOICE_WITHOUT_ORDER", "DUPLICATE_INVOICE",
          "INVOICE_OVERDUE", "UNAPPLIED_PAYMENT", "PAYMENT_MISMATCH", "AMBIGUOUS_MATCH", "STAGE_CONFLICT",
-         "CUSTOMER_MISMATCH")
+         "CUSTOMER_MISMATCH", "DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED")
+# planted only in companies whose shipments are synced
+SHIP_CODES = ("DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED")
 CENT = Decimal("0.01")
+# the CRM's (deal, account) objects
+_CRM_OBJECTS = {"salesforce": ("Opportunity", "Account"), "hubspot": ("deals", "companies"), "zoho": ("Deals", "Accounts"),
+                "jiandaoyun": ("opportunities", "customers")}
 TERM_DAYS = 30
 
 _WORDS = ("Nordlicht", "Atlas", "Helix", "Orion", "Vega", "Kestrel", "Blue Harbor", "Granite", "Summit", "Lumen",
@@ -82,9 +87,9 @@ def _iban(r: random.Random, country: str) -> str:
 
 
 class _Planner:
-    def __init__(self, chains: int, seed: int, breaks: bool, as_of: date) -> None:
+    def __init__(self, chains: int, seed: int, breaks: bool, as_of: date, crm: str | None = None) -> None:
         self.r = random.Random(f"company:{seed}")
-        self.conv = Conventions.draw(seed)
+        self.conv = Conventions.draw(seed, crm)
         self.co = Company(seed=seed, as_of=as_of, conventions=self.conv)
         self.ids = _Ids(seed)
         self.chains = chains
@@ -179,6 +184,11 @@ class _Planner:
         if self.conv.crm == "salesforce":
             prefix = {"account": "001", "deal": "006"}[kind]
             return f"{prefix}W{self.co.seed % 100:02d}{n:010d}AAB"[:18].ljust(18, "A")
+        if self.conv.crm == "jiandaoyun":  # a 24-hex data id (ObjectId-like)
+            tag = {"account": "6a1", "deal": "6a6"}[kind]
+            return f"{tag}{self.co.seed % 256:02x}{n:019x}"
+        if self.conv.crm == "zoho":  # 19-digit record ids of one org
+            return str({"account": 4_876_876_000_000_100_000, "deal": 4_876_876_000_000_400_000}[kind] + n * 3)
         base = {"account": 31_000_000_000, "deal": 18_000_000_000}[kind]
         return str(base + n * 7)
 
@@ -271,12 +281,14 @@ class _Planner:
         return " ".join(nums), None, e2e
 
     def _bank_payment(self, c: Customer, invs: list[Invoice], amount: Decimal, day: date, *,
-                      style: str | None = None, allow_fee: bool = True) -> Payment:
+                      style: str | None = None, allow_fee: bool = True, unreferenced: bool = False) -> Payment:
+        """``unreferenced``: the payer writes no reference although name + amount fit several invoices
+        (the planted AMBIGUOUS_MATCH); otherwise such a payer writes one."""
         r = self.r
         conv = self.conv
         style = style or r.choice(conv.remittance)
-        if style == "none" and (len(invs) != 1 or amount != invs[0].total or any(
-                i is not invs[0] and i.customer is c and i.total == amount for i in self.co.invoices)):
+        if style == "none" and (len(invs) != 1 or amount != invs[0].total or (not unreferenced and any(
+                i is not invs[0] and i.customer is c and i.total == amount for i in self.co.invoices))):
             style = "exact"  # name + amount alone would be truly ambiguous: this payer would write a reference
         if style == "order" and (len(invs) != 1 or invs[0].order is None or sum(
                 1 for i in self.co.invoices if i.order is invs[0].order) != 1):
@@ -347,9 +359,9 @@ class _Planner:
         conv = self.conv
         for o in objs:
             if isinstance(o, Deal):
-                out.append((conv.crm, "Opportunity" if conv.crm == "salesforce" else "deals", o.crm_id))
+                out.append((conv.crm, _CRM_OBJECTS[conv.crm][0], o.crm_id))
             elif isinstance(o, Customer):
-                out.append((conv.crm, "Account" if conv.crm == "salesforce" else "companies", o.crm_id))
+                out.append((conv.crm, _CRM_OBJECTS[conv.crm][1], o.crm_id))
             elif isinstance(o, Order):
                 out.append((self.erp, "sale.sale" if self.erp == "tryton" else "sale.order",
                             self._erp_id("order", o.erp_id)))
@@ -445,7 +457,14 @@ class _Planner:
         elif code == "STAGE_CONFLICT":
             self.plant(code, "deal lost in the CRM but ordered, invoiced and paid", d, o,
                        tolerated=("ORDER_WITHOUT_DEAL",))
+        if code == "DELIVERED_NOT_INVOICED":
+            o.order_date = self._days_ago(12, 40)
+            d.close_date = min(d.close_date, o.order_date)
+            o.ship_plan, o.shipped = "shipped", o.order_date + timedelta(days=r.randint(0, 2))
+            self.plant(code, f"goods shipped on {o.shipped}, never billed", o, tolerated=("ORDERED_NOT_INVOICED",))
+            return
         if code == "ORDERED_NOT_INVOICED":
+            o.ship_plan = "none"
             o.order_date = self._days_ago(45, 150)
             d.close_date = o.order_date
             self.plant(code, "order never invoiced", o, d)
@@ -464,6 +483,13 @@ class _Planner:
             return
         inv = self._invoice(c, o, inv_day, o.total, o.currency, inv_sys)
 
+        if code == "INVOICED_NOT_DELIVERED":
+            inv.invoice_date = max(o.order_date, self._days_ago(12, 60))
+            inv.due_date = inv.invoice_date + timedelta(days=TERM_DAYS)
+            o.ship_plan = "none"
+            self._settle(inv, must=True)
+            self.plant(code, f"billed on {inv.invoice_date}, nothing shipped", o, inv)
+            return
         if code == "INVOICE_OVERDUE":
             inv.invoice_date = max(o.order_date, self._days_ago(TERM_DAYS + 10, TERM_DAYS + 100))
             inv.due_date = inv.invoice_date + timedelta(days=TERM_DAYS)
@@ -503,13 +529,26 @@ class _Planner:
             d2.amount = d.amount
             o2 = self._order(c, d2, o.order_date, o.total, o.currency, "erp")
             twin = self._invoice(c, o2, inv.invoice_date, inv.total, inv.currency, self.erp)
-            p = self._bank_payment(c, [inv], inv.total, self._pay_day(inv), style="none")
+            p = self._bank_payment(c, [inv], inv.total, self._pay_day(inv), style="none", unreferenced=True)
             p.invoices = []
             inv.paid = Decimal(0)
             self.plant(code, f"one transfer of {inv.total}, no reference, two open invoices of that amount",
                        p, inv, twin)
             return
         self._settle(inv, must=code is not None)
+
+    def shipments(self) -> None:
+        """When the goods of each order went out: a few days after the order; an order not billed yet
+        is still in the warehouse unless it left in the last couple of days."""
+        if not self.conv.ships:
+            return
+        billed = {id(i.order) for i in self.co.invoices if i.order is not None}
+        for o in self.co.orders:
+            if o.ship_plan != "auto":
+                continue
+            day = o.order_date + timedelta(days=self.r.randint(0, 3))
+            if day <= self.as_of and (id(o) in billed or (self.as_of - day).days <= 2):
+                o.shipped = day
 
     def batches(self) -> None:
         """Some customers pay two of their open invoices with one transfer ("INV 10023 + 10024")."""
@@ -545,13 +584,14 @@ class _Planner:
 def erp_id(kind: str, n: int) -> int:
     """ERP integer ids: one range per model so that a record is recognisable from its id alone."""
     return {"party": 1_000, "order": 100_000, "order_line": 200_000, "invoice": 300_000,
-            "invoice_line": 400_000, "payment": 500_000}[kind] + n
+            "invoice_line": 400_000, "payment": 500_000, "shipment": 600_000, "move": 700_000}[kind] + n
 
 
 def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(2026, 10, 31),
-          rate: float = 0.009) -> Company:
-    """The company's history: ``chains`` deal-to-cash chains, breaks planted at ``rate`` per code."""
-    p = _Planner(chains, seed, breaks, as_of)
+          rate: float = 0.009, crm: str | None = None) -> Company:
+    """The company's history: ``chains`` deal-to-cash chains, breaks planted at ``rate`` per code;
+    ``crm`` replaces the CRM the seed draws (salesforce, hubspot, jiandaoyun)."""
+    p = _Planner(chains, seed, breaks, as_of, crm)
     p.customers(max(8, chains // 3))
     plan: list[str | None] = [None] * chains
     if breaks:
@@ -560,7 +600,7 @@ def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(202
         p.r.shuffle(slots)
         it = iter(slots)
         for code in CODES:
-            if code == "CUSTOMER_MISMATCH":
+            if code == "CUSTOMER_MISMATCH" or (code in SHIP_CODES and not p.conv.ships):
                 continue
             for _ in range(per_code):
                 plan[next(it)] = code
@@ -570,6 +610,7 @@ def build(chains: int, seed: int, *, breaks: bool = True, as_of: date = date(202
     if breaks:
         p.customer_mismatches(max(1, round(chains * rate)))
     p.batches()
+    p.shipments()
     return p.co
 
 

@@ -26,6 +26,12 @@ HS_TAX_PROPS = ("vat_number", "tax_id", "company_vat", "steuernummer", "uscc_cod
 # Where the CRM keeps the ERP order number (if it does).
 SF_ORDER_FIELDS = ("ERP_Order__c", "Sales_Order_No__c", "Order_Number__c", "SAP_Order__c")
 HS_ORDER_PROPS = ("erp_order", "sales_order_number", "so_ref", "order_no")
+# Zoho CRM custom fields (API names, no suffix) for the tax id and the ERP order number.
+ZOHO_TAX_FIELDS = ("VAT_Number", "Tax_ID", "GSTIN", "USt_IdNr", "Company_Reg_No")
+ZOHO_ORDER_FIELDS = ("ERP_Order", "Sales_Order_No", "SAP_Order_Number")
+# Jiandaoyun (简道云): forms are built by the company, so these are widget *labels*.
+JDY_TAX_LABELS = ("统一社会信用代码", "税号", "纳税人识别号", "信用代码")
+JDY_ORDER_LABELS = ("ERP订单号", "销售订单号", "订单编号", "U8订单号")
 # Where the ERP order names the CRM deal.
 ERP_DEAL_PLACES = ("reference", "description", "crm_side_only")
 # How customers write remittance information on a bank transfer.
@@ -36,7 +42,7 @@ REMITTANCE_STYLES = ("exact", "prefix", "digits", "order", "batch", "e2e", "stru
 class Conventions:
     """How this company keeps references; every field is drawn from the seed."""
 
-    crm: str  # salesforce | hubspot
+    crm: str  # salesforce | hubspot | zoho | jiandaoyun (only when asked for: draw(seed, crm=...))
     erp: str  # tryton | odoo
     reporting_currency: str
     stripe_share: float  # share of chains billed through Stripe (the rest: ERP invoice + bank transfer)
@@ -54,9 +60,28 @@ class Conventions:
     fx_share: float  # share of foreign-currency invoices paid into the home-currency account
     fee_share: float  # share of transfers that arrive with the sender's bank charges deducted
     cash: str = "bank"  # where customer cash is seen: bank (camt.053) | erp (payments booked on invoices)
+    ships: bool = False  # goods leave by ERP shipments (Tryton stock.shipment.out / Odoo stock.picking) the hub syncs
 
     @classmethod
-    def draw(cls, seed: int) -> Conventions:
+    def draw(cls, seed: int, crm: str | None = None) -> Conventions:
+        """The seed's conventions; ``crm`` replaces the drawn CRM (and its field names) and nothing else,
+        so a seed's world stays the same company on another CRM."""
+        drawn = cls._draw(seed)
+        if crm is None or crm == drawn.crm:
+            return drawn
+        fields = {"salesforce": (SF_TAX_FIELDS, SF_ORDER_FIELDS), "hubspot": (HS_TAX_PROPS, HS_ORDER_PROPS),
+                  "zoho": (ZOHO_TAX_FIELDS, ZOHO_ORDER_FIELDS), "jiandaoyun": (JDY_TAX_LABELS, JDY_ORDER_LABELS)}
+        if crm not in fields:
+            raise ValueError(f"crm must be one of {', '.join(fields)}, not {crm!r}")
+        r = random.Random(f"conventions:{seed}:{crm}")
+        tax, order = fields[crm]
+        from dataclasses import replace
+
+        return replace(drawn, crm=crm, crm_tax_field=r.choice(tax),
+                       crm_order_field=r.choice((*order, None)) if drawn.crm_order_field else None)
+
+    @classmethod
+    def _draw(cls, seed: int) -> Conventions:
         r = random.Random(f"conventions:{seed}")
         crm = r.choice(("salesforce", "hubspot"))
         erp = r.choice(("tryton", "odoo"))
@@ -80,7 +105,14 @@ class Conventions:
             fx_share=r.choice((0.0, 0.3, 0.6)),
             fee_share=r.choice((0.0, 0.1, 0.25)),
         )
-        return cls(**kw, cash="erp" if r.random() < 0.3 else "bank")  # type: ignore[arg-type]
+        cash = "erp" if r.random() < 0.3 else "bank"
+        kw["ships"] = random.Random(f"conventions-ships:{seed}").random() < 0.6  # drawn apart, like the CRM below
+        # some companies sell in Zoho CRM (drawn apart, so the other conventions of a seed stay as they were)
+        z = random.Random(f"conventions-zoho:{seed}")
+        if z.random() < 0.3:
+            kw.update(crm="zoho", crm_tax_field=z.choice(ZOHO_TAX_FIELDS),
+                      crm_order_field=z.choice((*ZOHO_ORDER_FIELDS, None)))
+        return cls(**kw, cash=cash)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -126,6 +158,8 @@ class Order:
     billing: str  # erp | stripe
     line_id: int = 0
     product: str = "SVC"
+    ship_plan: str = "auto"  # auto (as the warehouse does it) | shipped (on ``shipped``) | none (never shipped)
+    shipped: date | None = None  # the day the goods went out (None: not yet)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,124 @@ def hubspot(co: Company, out: Path) -> None:
     _write(out / "hubspot" / "associations" / "deals_to_companies.jsonl", assoc)
 
 
+# Jiandaoyun (简道云): the company built its own forms; labels (and the widget names they get) vary.
+_JDY_LABELS = {
+    "customers": {"name": ("客户名称", "公司名称", "客户全称"), "country": ("国家", "国家/地区", "所在国家")},
+    "opportunities": {"name": ("商机名称", "机会名称", "项目名称"), "account_id": ("客户", "关联客户", "所属客户"),
+                      "amount": ("商机金额", "预计金额", "预计成交金额"), "currency": ("币种", "结算币种"),
+                      "stage": ("销售阶段", "商机阶段", "阶段"), "close_date": ("预计成交日期", "预计签单日期", "成交日期")},
+}
+_JDY_TYPES = {"name": "text", "country": "text", "account_id": "linkdata", "amount": "number", "currency": "combo",
+              "stage": "combo", "close_date": "datetime"}
+
+
+def jiandaoyun(co: Company, out: Path) -> None:
+    """Two forms of a Jiandaoyun app (``POST /api/v5/app/entry/data/list`` records and ``/widget/list``
+    answers), and ``app.yaml``: which form is customers / opportunities and which label is which
+    field, as the company's admin would configure it — the tax id and order number widgets are the
+    company's own and left for discovery, as custom fields are on the other CRMs."""
+    import random
+
+    import yaml
+
+    conv = co.conventions
+    r = random.Random(f"jiandaoyun-forms:{co.seed}")
+    folder = out / "jiandaoyun"
+    folder.mkdir(parents=True, exist_ok=True)
+    taken: set[int] = set()
+
+    def widget_name() -> str:
+        while (n := r.randrange(1_600_000_000_000, 1_700_000_000_000)) in taken:
+            pass
+        taken.add(n)
+        return f"_widget_{n}"
+
+    def day_instant(day: date) -> str:  # a date widget: the UTC instant of Beijing midnight
+        return (datetime.combine(day, time(0), tzinfo=UTC) - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    app_id = f"66e4{co.seed % 65536:04x}{0:016x}"
+    forms: dict[str, Any] = {}
+    names: dict[str, dict[str, str]] = {}
+    for i, (key, fields) in enumerate(_JDY_LABELS.items()):
+        entry = f"66e4{co.seed % 65536:04x}{i + 1:016x}"
+        names[key] = {f: widget_name() for f in fields}
+        labels = {f: r.choice(v) for f, v in fields.items()}
+        widgets = [{"name": names[key][f], "widgetName": names[key][f], "label": labels[f], "type": _JDY_TYPES[f]}
+                   for f in fields]
+        extra = {"customers": [("tax", conv.crm_tax_field)],
+                 "opportunities": [("order", conv.crm_order_field)] if conv.crm_order_field else []}[key]
+        for f, label in extra:
+            names[key][f] = widget_name()
+            widgets.append({"name": names[key][f], "widgetName": names[key][f], "label": label, "type": "text"})
+        (folder / f"{key}.widgets.json").write_text(json.dumps(
+            {"widgets": widgets, "sysWidgets": [{"name": n} for n in ("creator", "createTime", "updater", "updateTime")],
+             "dataModifyTime": _at(co.as_of).strftime("%Y-%m-%dT%H:%M:%S.000Z")}, ensure_ascii=False, indent=1) + "\n",
+            encoding="utf-8")
+        forms[key] = {"entry_id": entry, "name": {"customers": "客户", "opportunities": "商机"}[key],
+                      "fields": labels}
+    member = {"name": "销售管理员", "username": "sales_admin", "status": 1, "type": 0, "departments": [1]}
+
+    def rec(key: str, rid: str, day: date, values: dict[str, Any]) -> dict[str, Any]:
+        t = _at(_stamp_of(co, day)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return {"_id": rid, "appId": app_id, "entryId": forms[key]["entry_id"], "creator": member, "updater": member,
+                "deleter": None, "createTime": t, "updateTime": t, "deleteTime": None,
+                **{names[key][f]: v for f, v in values.items()}}
+
+    customers = [rec("customers", c.crm_id, _first_day(co, c), {"name": c.crm_name, "country": c.country,
+                                                                 "tax": c.crm_tax_id}) for c in co.customers]
+    opps = []
+    for d in co.deals:
+        values: dict[str, Any] = {
+            "name": d.name, "account_id": d.customer.crm_id, "amount": d.amount, "currency": d.currency,
+            "stage": {"won": "赢单", "lost": "输单", "open": "商务谈判"}[d.stage], "close_date": day_instant(d.close_date)}
+        if conv.crm_order_field:
+            values["order"] = d.order_number_on_crm
+        opps.append(rec("opportunities", d.crm_id, d.close_date if d.stage != "open" else co.as_of, values))
+    _write(folder / "customers.jsonl", customers)
+    _write(folder / "opportunities.jsonl", opps)
+    (folder / "app.yaml").write_text(
+        "# The company's Jiandaoyun app: which form is which, which widget label is which field\n"
+        + yaml.safe_dump({"app_id": app_id, "timezone": "Asia/Shanghai", "forms": forms}, sort_keys=False,
+                         allow_unicode=True), encoding="utf-8")
+
+
+def zoho(co: Company, out: Path) -> None:
+    """Accounts and Deals as Zoho CRM v8 ``GET /crm/v8/{module}`` returns them: ids as digit strings,
+    lookups as ``{"name", "id"}``, amounts as JSON numbers, times with the org's offset, custom fields
+    by API name."""
+    conv = co.conventions
+    offset = timezone(timedelta(hours=1))  # the org's time zone (CET)
+    owner = {"name": "Lena Brandt", "id": "4876876000000017001", "email": "lena@example.com"}
+
+    def ztime(day: date) -> str:
+        return _at(_stamp_of(co, day)).astimezone(offset).isoformat(timespec="seconds")
+
+    accounts = []
+    for c in co.customers:
+        t = ztime(_first_day(co, c))
+        accounts.append({"id": c.crm_id, "Account_Name": c.crm_name, "Website": f"www.{c.domain}",
+                         "Billing_Country": _COUNTRY_NAMES.get(c.country, c.country), "Phone": None,
+                         "Account_Type": "Customer", conv.crm_tax_field: c.crm_tax_id, "Owner": owner,
+                         "Created_Time": t, "Modified_Time": t})
+    deals = []
+    for d in co.deals:
+        t = ztime(d.close_date if d.stage != "open" else co.as_of)
+        rec: dict[str, Any] = {
+            "id": d.crm_id, "Deal_Name": d.name, "Account_Name": {"name": d.customer.crm_name, "id": d.customer.crm_id},
+            "Stage": {"won": "Closed Won", "lost": "Closed Lost", "open": "Negotiation/Review"}[d.stage],
+            "Amount": d.amount, "Currency": d.currency, "Closing_Date": d.close_date.isoformat(),
+            "Probability": {"won": 100, "lost": 0, "open": 75}[d.stage], "Pipeline": "Standard", "Owner": owner,
+            "Created_Time": t, "Modified_Time": t}
+        if conv.crm_order_field:
+            rec[conv.crm_order_field] = d.order_number_on_crm
+        deals.append(rec)
+    _write(out / "zoho" / "Accounts.jsonl", accounts)
+    _write(out / "zoho" / "Deals.jsonl", deals)
+
+
+_CRMS = {"salesforce": salesforce, "hubspot": hubspot, "zoho": zoho, "jiandaoyun": jiandaoyun}
+
+
 # -- ERP ---------------------------------------------------------------------------------------------------
 def _dec(v: Decimal) -> dict[str, Any]:
     return {"__class__": "Decimal", "decimal": str(v)}
@@ -204,7 +322,7 @@ def tryton(co: Company, out: Path) -> None:
             "sale_date": _tdate(o.order_date), "company": 1, "party": erp_id("party", o.customer.key),
             "invoice_party": None, "currency.": cur(o.currency), "payment_term": 1,
             "invoice_method": "order" if o.billing == "erp" else "manual",
-            "invoice_state": ("waiting" if invs else "none"), "shipment_state": "none",
+            "invoice_state": ("waiting" if invs else "none"), "shipment_state": ("none" if not conv.ships else "sent" if o.shipped else "waiting"),
             "untaxed_amount": _dec(o.total), "tax_amount": _dec(Decimal("0.00")), "total_amount": _dec(o.total),
             "lines": [lid], "invoices": [erp_id("invoice", int(i.ident)) for i in invs], "origin": None,
             "create_date": _tdt(o.order_date), "write_date": None})
@@ -258,9 +376,64 @@ def tryton(co: Company, out: Path) -> None:
     base = out / "tryton"
     if moves:
         _write(base / "account.move.line.jsonl", moves)
+    if conv.ships:
+        _tryton_shipments(co, base)
     for name, rows in (("party.party", parties), ("sale.sale", sales), ("sale.line", slines),
                        ("account.invoice", invoices), ("account.invoice.line", ilines)):
         _write(base / f"{name}.jsonl", rows)
+
+
+def _tryton_shipments(co: Company, base: Path) -> None:
+    """``stock.shipment.out`` (one per sale; ``origins`` = the sale's number, as Tryton's function field
+    gives it) and its ``stock.move``: done on the day the goods left, else waiting."""
+    ships, moves = [], []
+    for o in co.orders:
+        sid, mid = erp_id("shipment", o.erp_id), erp_id("move", o.line_id)
+        planned = o.order_date + timedelta(days=2)
+        done = o.shipped is not None
+        ships.append({
+            "id": sid, "number": f"CS{o.erp_id:05d}", "reference": o.customer_po, "state": "done" if done else "waiting",
+            "company": 1, "customer": erp_id("party", o.customer.key), "planned_date": _tdate(planned),
+            "effective_date": _tdate(o.shipped) if o.shipped else None, "origins": o.number, "moves": [mid],
+            "create_date": _tdt(o.order_date), "write_date": _tdt(o.shipped, 16) if o.shipped else None})
+        moves.append({
+            "id": mid, "shipment": f"stock.shipment.out,{sid}", "product": 5, "product.": {"id": 5, "code": o.product},
+            "quantity": 1.0, "unit.": {"id": 1, "name": "Unit"}, "origin": f"sale.line,{erp_id('order_line', o.line_id)}",
+            "state": "done" if done else "assigned", "planned_date": _tdate(planned),
+            "effective_date": _tdate(o.shipped) if o.shipped else None, "create_date": _tdt(o.order_date),
+            "write_date": _tdt(o.shipped, 16) if o.shipped else None})
+    _write(base / "stock.shipment.out.jsonl", ships)
+    _write(base / "stock.move.jsonl", moves)
+
+
+def _odoo_pickings(co: Company, base: Path, names: dict[int, str]) -> None:
+    """Outgoing ``stock.picking`` (``origin`` and ``sale_id`` name the sale order) and its ``stock.move``:
+    ``done`` with ``date_done`` when the goods left, else ``assigned``."""
+    picks, moves = [], []
+
+    def ts(day: date, hour: int = 9) -> str:
+        return f"{_stamp_of(co, day).isoformat()} {hour:02d}:00:00"
+
+    for o in co.orders:
+        pid, mid = erp_id("shipment", o.erp_id), erp_id("move", o.line_id)
+        name = f"WH/OUT/{o.erp_id:05d}"
+        done = o.shipped is not None
+        last = o.shipped or o.order_date
+        picks.append({
+            "id": pid, "write_date": ts(last, 16), "create_date": ts(o.order_date), "display_name": name, "name": name,
+            "partner_id": [erp_id("party", o.customer.key), names[o.customer.key]], "picking_type_code": "outgoing",
+            "state": "done" if done else "assigned", "origin": o.number, "sale_id": [erp_id("order", o.erp_id), o.number],
+            "scheduled_date": ts(o.order_date + timedelta(days=2), 8), "date_deadline": False,
+            "date_done": ts(o.shipped, 15) if o.shipped else False, "move_ids": [mid]})
+        moves.append({
+            "id": mid, "write_date": ts(last, 16), "create_date": ts(o.order_date),
+            "display_name": f"[{o.product}] {o.product}", "picking_id": [pid, name], "picking_code": "outgoing",
+            "product_id": [5, f"[{o.product}] {o.product}"], "product_uom_qty": Decimal("1.0"),
+            "quantity": Decimal("1.0") if done else Decimal("0.0"), "state": "done" if done else "assigned",
+            "sale_line_id": [erp_id("order_line", o.line_id), f"{o.number} - {o.product}"],
+            "date": ts(last, 15)})
+    _write(base / "stock.picking.jsonl", picks)
+    _write(base / "stock.move.jsonl", moves)
 
 
 def odoo(co: Company, out: Path) -> None:
@@ -339,6 +512,8 @@ def odoo(co: Company, out: Path) -> None:
             "payment_type": "inbound", "partner_type": "customer", "state": "paid", "move_id": [pid, name],
             "reconciled_invoice_ids": [erp_id("invoice", int(i.ident)) for i in p.invoices]})
     base = out / "odoo"
+    if conv.ships:
+        _odoo_pickings(co, base, names)
     if payments:
         _write(base / "account.payment.jsonl", payments)
     for name, rows in (("res.partner", partners), ("sale.order", orders), ("sale.order.line", olines),
@@ -508,7 +683,7 @@ def write(co: Company, out: Path) -> Path:
     conv = co.conventions
     out.mkdir(parents=True, exist_ok=True)
     systems = [conv.crm]
-    (salesforce if conv.crm == "salesforce" else hubspot)(co, out)
+    _CRMS[conv.crm](co, out)
     if any(i.system == "stripe" for i in co.invoices):
         systems.append("stripe")
         stripe(co, out)

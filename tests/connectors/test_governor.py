@@ -54,3 +54,56 @@ def test_one_governor_per_tenant_and_system() -> None:
     c = governor_for("other", "hubspot", lambda: RateGovernor("hubspot", 190, 10))
     assert a is b and a is not c
     reset_governors()
+
+
+class LateTime(FakeTime):
+    """Every sleep wakes ``late`` seconds after it should (a busy machine)."""
+
+    def __init__(self, late: float) -> None:
+        super().__init__()
+        self.late = late
+
+    def sleep(self, s: float) -> None:
+        self.now += s + self.late
+
+
+def _calls_per_second(times: list[float]) -> int:
+    """The most calls in any one-second window starting at a call."""
+    return max(sum(1 for u in times if t <= u < t + 1) for t in times)
+
+
+def test_pacer_makes_up_late_wake_ups_without_bursting() -> None:
+    from connectors.governor import Pacer
+
+    t = LateTime(late=0.004)
+    pacer = Pacer("jdy", capacity=1, interval_s=1 / 29.4, clock=t.clock, sleep=t.sleep)
+    times = []
+    for _ in range(300):
+        pacer.acquire()
+        times.append(t.now)
+    # 300 calls at 29.4/s take ~10.2 s although every sleep overshoots by 4 ms...
+    assert times[-1] == pytest.approx(299 / 29.4, abs=0.01)
+    assert _calls_per_second(times) <= 30  # ...and no one-second window holds more than 30
+    # a token bucket of one token loses each overshoot: the same calls take 4 ms x 299 longer
+    t2 = LateTime(late=0.004)
+    bucket = RateGovernor("jdy", capacity=1, interval_s=1 / 29.4, clock=t2.clock, sleep=t2.sleep)
+    for _ in range(300):
+        bucket.acquire()
+    assert t2.now > times[-1] + 1.0
+
+
+def test_pacer_keeps_no_credit_when_idle_and_waits_after_a_refusal() -> None:
+    from connectors.governor import Pacer
+
+    t = FakeTime()
+    pacer = Pacer("jdy", capacity=1, interval_s=0.1, clock=t.clock, sleep=t.sleep)
+    pacer.acquire()
+    t.now += 5.0  # idle
+    start = t.now
+    for _ in range(3):
+        pacer.acquire()
+    assert t.now == pytest.approx(start + 0.2)  # no burst of the idle time's slots
+    pacer.penalize(1.0)
+    before = t.now
+    pacer.acquire()
+    assert t.now >= before + 1.0

@@ -42,3 +42,33 @@ def test_clusters_are_checked_transitively_on_tax_ids() -> None:
         assert got.cluster_of[a.id] != got.cluster_of[c.id]
         assert got.cluster_of[b.id] in (got.cluster_of[a.id], got.cluster_of[c.id])
         assert got.reviews  # the link that was refused is left for a person
+
+
+def test_homonyms_of_one_system_are_told_apart_by_domain_not_by_name() -> None:
+    # two CRM companies with one name (homonyms at different domains); the ERP party shares the second's domain
+    a = Party(id="crm:account:1", name="Guangzhou Jiahe Electronics Co., Ltd.", domain="jiahe490.example.cn")
+    b = Party(id="crm:account:2", name="Guangzhou Jiahe Electronics Co., Ltd.", domain="jiahe913.example.cn")
+    erp = Party(id="erp:account:9", name="Guangzhou Jiahe Electronics Co Ltd", domain="jiahe913.example.cn")
+    got = resolve([a, b, erp])
+    assert got.cluster_of[b.id] == got.cluster_of[erp.id]
+    assert got.cluster_of[a.id] != got.cluster_of[erp.id]
+    assert got.reviews  # left for a person, with why it was not linked
+    assert all(lk.evidence.get("capped") for lk in got.reviews)
+
+
+def test_an_equal_name_still_links_when_the_name_is_unique() -> None:
+    got = resolve([Party(id="crm:account:1", name="Acme GmbH", domain="acme.de"),
+                   Party(id="erp:account:2", name="ACME GmbH", domain="acme.com")])
+    assert got.cluster_of["crm:account:1"] == got.cluster_of["erp:account:2"]
+
+
+def test_reordered_words_link_below_an_equal_name_and_not_across_domains() -> None:
+    crm = Party(id="crm:account:1", name="Vega Cedar Textiles GmbH", domain="vegacedartextiles.example")
+    same = Party(id="erp:account:2", name="Vega Cedar Textiles GmbH", domain="vegacedartextiles.example",
+                 tax_id="DE906569661")
+    other = Party(id="erp:account:3", name="Cedar Vega Textiles GmbH", domain="cedarvegatextiles.example",
+                  tax_id="DE973391563")
+    for order in ([crm, same, other], [other, crm, same]):
+        got = resolve(order)
+        assert got.cluster_of[crm.id] == got.cluster_of[same.id]
+        assert got.cluster_of[other.id] != got.cluster_of[crm.id]

@@ -109,6 +109,18 @@ def test_delivered_not_invoiced_after_the_grace_period() -> None:
     assert codes(ex, "ORDERED_NOT_INVOICED") == []  # ordered 10 days ago: that grace is 30 days
 
 
+def test_goods_out_long_ago_and_never_billed_is_reported_once_as_delivered_not_invoiced() -> None:
+    ordered, out = AS_OF - timedelta(days=45), AS_OF - timedelta(days=43)
+    ex, _ = run(
+        deal=[deal("D1", "100.00", close=ordered), deal("D2", "100.00", close=ordered)],
+        order=[order("SO1", "D1", "100.00", od=ordered), order("SO2", "D2", "100.00", od=ordered)],
+        delivery=[delivery("OUT1", "SO1", out), delivery("OUT2", "SO2", None, state="ready")],
+    )
+    assert codes(ex, "DELIVERED_NOT_INVOICED") == [["erp:order:SO1"]]
+    # the order whose goods did not leave is still ordered and not invoiced after 30 days
+    assert codes(ex, "ORDERED_NOT_INVOICED") == [["erp:order:SO2"]]
+
+
 def test_invoiced_not_delivered_with_severity_by_amount() -> None:
     issued = AS_OF - timedelta(days=20)
     ex, _ = run(

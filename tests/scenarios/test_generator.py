@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from sandbox.scenarios import CODES, make_world
+from sandbox.scenarios.build import SHIP_CODES
 from sandbox.world import read_world
 
-SEEDS = (1, 2, 3, 4, 5, 6, 14)  # 3 and 14: cash booked in the ERP (Tryton, Odoo)
+SEEDS = (1, 2, 3, 4, 5, 6, 14)  # 3 and 14: cash booked in the ERP (Tryton, Odoo); 5: Zoho CRM
 
 
 def _ids(world_dir: Path) -> set[tuple[str, str, str]]:
@@ -35,7 +36,8 @@ _OBJECT_FILE = {"Opportunity": "Opportunity", "Account": "Account", "deals": "de
                 "sale.sale": "sale.sale", "sale.order": "sale.order", "account.invoice": "account.invoice",
                 "account.move": "account.move", "party.party": "party.party", "res.partner": "res.partner",
                 "invoices": "invoices", "charges": "charges", "camt053": "camt053",
-                "account.move.line": "account.move.line", "account.payment": "account.payment"}
+                "account.move.line": "account.move.line", "account.payment": "account.payment",
+                "Deals": "Deals", "Accounts": "Accounts"}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -51,9 +53,30 @@ def test_world_reads_and_truth_records_exist(tmp_path: Path, seed: int) -> None:
             assert (r["system"], _OBJECT_FILE[r["object"]], r["id"]) in ids, (b["code"], r)
 
 
-def test_every_code_is_planted_at_size(tmp_path: Path) -> None:
-    truth = make_world(tmp_path / "w", chains=400, seed=3)
-    assert set(Counter(b["code"] for b in truth["breaks"])) == set(CODES)
+@pytest.mark.parametrize("seed", [3, 4])  # 3: shipments not synced; 4: Odoo pickings synced
+def test_every_code_is_planted_at_size(tmp_path: Path, seed: int) -> None:
+    truth = make_world(tmp_path / "w", chains=400, seed=seed)
+    expected = set(CODES) - (set() if truth["conventions"]["ships"] else set(SHIP_CODES))
+    assert set(Counter(b["code"] for b in truth["breaks"])) == expected
+
+
+@pytest.mark.parametrize(("seed", "system", "obj", "origin"), [(2, "tryton", "stock.shipment.out", "origins"),
+                                                               (4, "odoo", "stock.picking", "origin")])
+def test_a_company_that_ships_writes_its_outgoing_shipments(tmp_path: Path, seed: int, system: str, obj: str,
+                                                            origin: str) -> None:
+    truth = make_world(tmp_path / "w", chains=200, seed=seed)
+    assert truth["conventions"]["ships"]
+    w = read_world(tmp_path / "w")
+    ships = w.records[system][obj]
+    numbers = {o["number"] if system == "tryton" else o["name"]
+               for o in w.records[system]["sale.sale" if system == "tryton" else "sale.order"]}
+    assert ships and {s[origin] for s in ships} <= numbers
+    done = [s for s in ships if s["state"] == "done"]
+    assert done and len(done) < len(ships)  # some orders have not shipped yet
+    assert all((s["effective_date"] if system == "tryton" else s["date_done"]) for s in done)
+    assert w.records[system]["stock.move"]
+    planted = {b["code"] for b in truth["breaks"]}
+    assert {"DELIVERED_NOT_INVOICED", "INVOICED_NOT_DELIVERED"} <= planted
 
 
 def test_conventions_vary_by_seed_and_show_in_the_files(tmp_path: Path) -> None:
@@ -72,6 +95,8 @@ def test_conventions_vary_by_seed_and_show_in_the_files(tmp_path: Path) -> None:
             stripe_keys_in_files.update(inv["metadata"])
         if conv["crm"] == "salesforce":
             tax_fields_in_files.update(k for k in w.records["salesforce"]["Account"][0] if k.endswith("__c"))
+        elif conv["crm"] == "zoho":
+            tax_fields_in_files.update(k for k in w.records["zoho"]["Accounts"][0] if k == conv["crm_tax_field"])
         else:
             tax_fields_in_files.update(k for k in w.records["hubspot"]["companies"][0]["properties"]
                                        if k == conv["crm_tax_field"])
@@ -115,3 +140,33 @@ def test_cash_booked_in_the_erp_names_its_invoice_by_id(tmp_path: Path, seed: in
     assert len(linked) > len(pays) // 2
     for ref in linked:
         assert all(i in invoices for i in (ref if isinstance(ref, list) else [ref]))
+
+
+def test_planted_ambiguous_transfer_carries_no_reference(tmp_path: Path) -> None:
+    """The planted AMBIGUOUS_MATCH is "one transfer, no reference, two open invoices of that amount": the
+    bank line must really have no remittance (a payer who names the invoice is no ambiguity)."""
+    truth = make_world(tmp_path / "w", chains=400, seed=2)  # seed 2: cash arrives by bank
+    refs = {r["id"] for b in truth["breaks"] if b["code"] == "AMBIGUOUS_MATCH" for r in b["records"]
+            if r["system"] == "bank"}
+    assert refs
+    entries = {m.group(1): m.group(0) for f in (tmp_path / "w" / "bank").glob("*.xml")
+               for m in re.finditer(r"<Ntry>.*?<AcctSvcrRef>([^<]+)</AcctSvcrRef>.*?</Ntry>", f.read_text())}
+    for ref in refs:
+        assert "<RmtInf>" not in entries[ref] and "<EndToEndId>NOTPROVIDED</EndToEndId>" in entries[ref], ref
+
+
+def test_a_zoho_crm_company_writes_zoho_v8_records(tmp_path: Path) -> None:
+    truth = make_world(tmp_path / "w", chains=60, seed=5)
+    conv = truth["conventions"]
+    assert conv["crm"] == "zoho"
+    w = read_world(tmp_path / "w")
+    deals, accounts = w.records["zoho"]["Deals"], w.records["zoho"]["Accounts"]
+    assert deals and accounts
+    ids = {a["id"] for a in accounts}
+    for d in deals:
+        assert d["id"].isdigit() and len(d["id"]) == 19
+        assert set(d["Account_Name"]) == {"name", "id"} and d["Account_Name"]["id"] in ids
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}", d["Modified_Time"])
+    assert any(conv["crm_tax_field"] in a for a in accounts)
+    text = (tmp_path / "w" / "zoho" / "Deals.jsonl").read_text()
+    assert re.search(r'"Amount": \d+(\.\d+)?[,}]', text), "Zoho amounts are JSON numbers"

@@ -25,7 +25,7 @@ def rows() -> dict[str, dict[str, dict[str, Any]]]:
                for obj, recs in world.records["zoho"].items() for i, rec in enumerate(recs)]
     result = map_records(compile_for("zoho"), records)
     assert result.rejected == []
-    assert result.ignored == 3  # two products and a quote: landed, not mapped
+    assert result.ignored == 2  # two products: landed, not mapped
     return {e: {r["source_id"]: r for r in rs} for e, rs in result.rows.items()}
 
 
@@ -39,6 +39,24 @@ def test_accounts_and_contacts(rows: dict[str, dict[str, dict[str, Any]]]) -> No
     con = rows["contact"]["5725767000000413001"]
     assert con["account_id"] == "zoho:account:5725767000000412001"
     assert (con["name"], con["email"]) == ("Vikram Sharma", "vikram@sharmatextiles.example.in")
+
+
+def test_quote_and_its_quoted_items(rows: dict[str, dict[str, dict[str, Any]]]) -> None:
+    quote = rows["quote"]["5725767000000417001"]
+    assert quote["id"] == "zoho:quote:5725767000000417001"
+    assert (quote["name"], quote["status"], quote["source_status"]) == (
+        "Quote for Sharma Looms 2026", "accepted", "Confirmed")
+    assert quote["deal_id"] == "zoho:deal:5725767000000416001"
+    assert quote["account_id"] == "zoho:account:5725767000000412001"
+    assert (quote["currency"], quote["total"], quote["tax"], quote["untaxed"]) == (
+        "INR", Decimal("265001.00"), Decimal("0"), Decimal("265001.00"))
+    assert quote["valid_until"] == date(2026, 9, 30) and quote["quote_date"] == date(2026, 9, 10)
+    lines = {r["source_id"]: r for r in rows["quote_line"].values() if r["quote_id"] == quote["id"]}
+    assert set(lines) == {"5725767000000417101", "5725767000000417102"}
+    loom = lines["5725767000000417101"]
+    assert (loom["product_name"], loom["quantity"], loom["unit_price"], loom["amount"]) == (
+        "Loom Controller", Decimal("2"), Decimal("125000.00"), Decimal("250000.00"))
+    assert sum(r["amount"] for r in lines.values()) == quote["total"]
 
 
 def test_leads(rows: dict[str, dict[str, dict[str, Any]]]) -> None:
