@@ -83,6 +83,12 @@ def link_invoices(fr: Frames, ident: Identity, orders: Orders, s: Settings | Non
         pl.col("id").alias("ids"), pl.col("chain_id").first(), pl.col("cluster_id").first()
     ).filter(pl.col("ids").list.len() > 1).with_columns(
         pl.format("{} invoices of {} on {}", pl.col("ids").list.len(), "total", "issue_date").alias("detail"))
+    # two bills of one order that together do not exceed it are instalments, even on one day
+    billed = bills.filter(pl.col("order_id").is_not_null()).group_by("order_id").agg(
+        pl.col("total").sum().cast(MONEY).alias("billed"), pl.col("currency").n_unique().alias("n_ccy"))
+    within = billed.join(orders.order.select(pl.col("id").alias("order_id"), pl.col("total").abs().alias("ordered")),
+                         on="order_id").filter((pl.col("n_ccy") == 1) & (pl.col("billed") <= pl.col("ordered")))
+    dgroups = dgroups.join(within.select(pl.col("order_id").alias("dk")), on="dk", how="anti")
     dgroups = pl.concat([dgroups, _rebilled(bills, orders.order, dgroups, s.duplicate_window_days)])
     ex_parts.append(dgroups.select(
         pl.lit("DUPLICATE_INVOICE").alias("code"), "chain_id", pl.col("ids").list.sort().alias("keys"),

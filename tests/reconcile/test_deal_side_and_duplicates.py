@@ -109,6 +109,15 @@ def test_instalments_adding_up_to_the_order_are_no_duplicates() -> None:
     assert "DUPLICATE_INVOICE" not in got and "OVER_INVOICED" not in got
 
 
+def test_two_instalments_of_one_order_on_one_day_are_no_duplicates() -> None:
+    fr = world(deal=[deal("D1", "1000.00")], order=[order("SO1", "D1", "1000.00")],
+               invoice=[invoice("I1", "SO1", "500.00"), invoice("I2", "SO1", "500.00")])
+    assert "DUPLICATE_INVOICE" not in _codes(fr)
+    twice = world(deal=[deal("D1", "500.00")], order=[order("SO1", "D1", "500.00")],
+                  invoice=[invoice("I1", "SO1", "500.00"), invoice("I2", "SO1", "500.00")])
+    assert _codes(twice).get("DUPLICATE_INVOICE") == [["erp:invoice:I1", "erp:invoice:I2"]]
+
+
 def test_a_second_bill_outside_the_window_is_over_invoicing() -> None:
     fr = world(deal=[deal("D1", "500.00")], order=[order("SO1", "D1", "500.00")],
                invoice=[invoice("I1", "SO1", "500.00", issue=date(2026, 9, 3)),
