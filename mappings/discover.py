@@ -35,7 +35,7 @@ import yaml
 
 from canonical import model, tables
 from canonical.store import Store
-from mappings.spec import MappingError, Node, load_file, load_mapping
+from mappings.spec import MappingError, Node, load_file, load_mapping, node_of
 
 SAMPLE = 2000  # newest raw records profiled per source object (a sample: a field is a property of the object)
 MIN_VALUES = 2  # a field needs at least this many matching values to be proposed
@@ -373,17 +373,7 @@ def override_node(findings: Iterable[Finding], system: str) -> Node | None:
     data = override_dict(f for f in findings if f.system == system).get(system)
     if data is None:
         return None
-    return _node(data, f"<discovered fields of {system}>")
-
-
-def _node(value: Any, where: str) -> Any:
-    if isinstance(value, dict):
-        out = Node({k: _node(v, where) for k, v in value.items()})
-        out.file, out.line, out.key_lines, out.key_files = where, 0, {}, {}
-        return out
-    if isinstance(value, list):
-        return [_node(v, where) for v in value]
-    return value
+    return node_of(data, f"<discovered fields of {system}>")
 
 
 def override_text(findings: list[Finding], system: str) -> str:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from canonical.errors import ConfigError
 from connectors.jiandaoyun import LINES, FormConfig, name_of, parse_forms, resolve_form
-from mappings.spec import Node
+from mappings.spec import Node, node_of
 
 DEFAULT_CURRENCY = "CNY"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -57,16 +57,6 @@ DEFAULT_VALUES: dict[str, dict[str, dict[str, str]]] = {
 }
 # canonical status fields whose source value is also kept (the entity has a source_* twin)
 SOURCE_TWINS = {"stage": "source_stage", "status": "source_status", "state": "source_state"}
-
-
-def _node(value: Any, where: str) -> Any:
-    if isinstance(value, dict):
-        out = Node({k: _node(v, where) for k, v in value.items()})
-        out.file, out.line, out.key_lines, out.key_files = where, 0, {}, {}
-        return out
-    if isinstance(value, list):
-        return [_node(v, where) for v in value]
-    return value
 
 
 def _field_spec(entity: str, fname: str, path: str, values: Mapping[str, str] | None) -> dict[str, Any]:
@@ -129,7 +119,7 @@ def mapping_for(source: str, options: Mapping[str, Any], widget_lists: Mapping[s
         objects[form.key] = _object(source, form, resolve_form(source, form, widget_list),
                                     form.currency or currency)
     tree = {"kind": "jiandaoyun", "timezone": str(options.get("timezone") or DEFAULT_TIMEZONE), "objects": objects}
-    return _node(tree, f"<sources.{source}.options.forms>")
+    return node_of(tree, f"<sources.{source}.options.forms>")
 
 
 def stored_widgets(store: Any, system: str) -> dict[str, dict[str, Any]]:

@@ -168,3 +168,15 @@ def load_mapping(kind: str, override: str | Path | None = None) -> Node:
         return base
     extra = load_file(override)
     return extra if base is None else merge(base, extra)
+
+
+def node_of(value: Any, where: str) -> Any:
+    """Plain dicts and lists (a mapping built in code, not read from YAML) as :class:`Node` trees whose
+    places all read ``where``, so errors about them say where they came from."""
+    if isinstance(value, dict):
+        out = Node({k: node_of(v, where) for k, v in value.items()})
+        out.file, out.line, out.key_lines, out.key_files = where, 0, {}, {}
+        return out
+    if isinstance(value, list):
+        return [node_of(v, where) for v in value]
+    return value

@@ -34,7 +34,7 @@ import argparse
 import csv
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -237,6 +237,37 @@ _ZOHO_STAGE = {"prospecting": "Qualification", "qualification": "Qualification",
                "closed_won": "Closed Won", "closed_lost": "Closed Lost"}
 
 
+def _with_crm(world: World, crm: str, text: Callable[[pl.Expr], pl.Expr], *, cleared: tuple[str, ...],
+              dropped: tuple[str, ...]) -> World:
+    """``world`` with its CRM ids rewritten by ``text`` in every string (and list of strings) column and in the
+    truth's keys (fingerprints recomputed); the ``cleared`` tables emptied and the ``dropped`` codes' breaks
+    left out (what that CRM does not hold)."""
+    from reconcile.codes import fingerprint
+
+    tables: dict[str, pl.DataFrame] = {}
+    for name, df in world.tables.items():
+        if name in cleared:
+            df = df.clear()
+        tables[name] = df.with_columns(
+            [text(pl.col(c)).alias(c) for c, t in df.schema.items() if t == pl.String]
+            + [pl.col(c).list.eval(text(pl.element())).alias(c) for c, t in df.schema.items()
+               if t == pl.List(pl.String)])
+    # a cluster is named by its smallest member id: with the new ids that may now be another member
+    renamed: dict[str, str] = {}
+    if "cross_ref" in tables:
+        cross = tables["cross_ref"].with_columns(pl.col("member_id").min().over("entity", "cluster_id").alias("new"))
+        renamed = dict(zip(cross["cluster_id"].to_list(), cross["new"].to_list(), strict=True))
+        tables["cross_ref"] = cross.with_columns(pl.col("new").alias("cluster_id")).drop("new")
+    truth = world.truth.filter(~pl.col("code").is_in(list(dropped))).with_columns(
+        pl.col("keys").list.eval(text(pl.element())).alias("keys"))
+    truth = truth.with_columns(pl.Series("keys", [sorted(renamed.get(k, k) for k in keys)
+                                                  for keys in truth["keys"].to_list()], dtype=pl.List(pl.String)))
+    truth = truth.with_columns(pl.Series("fingerprint", [fingerprint(c, k) for c, k in
+                                                         zip(truth["code"].to_list(), truth["keys"].to_list(),
+                                                             strict=True)], dtype=pl.String))
+    return World(tables=tables, truth=truth, as_of=world.as_of, seed=world.seed, meta={**world.meta, "crm": crm})
+
+
 def as_zoho(world: World) -> World:
     """The same world with Zoho CRM as its CRM: every ``salesforce:<entity>:<id>`` becomes
     ``zoho:<entity>:<digits>`` (and every bare CRM id in references the same digits), in the tables
@@ -244,35 +275,13 @@ def as_zoho(world: World) -> World:
     lines and the LINE_MISMATCH breaks planted on them are left out; the generated quotes and contracts
     are not written as Zoho records (Zoho has no contracts module; quotes are not rendered as Quotes),
     so they and their QUOTE_MISMATCH / CONTRACT_MISMATCH breaks are left out too."""
-    from reconcile.codes import fingerprint
-
     def text(expr: pl.Expr) -> pl.Expr:
         for prefix, digit in _ZOHO_IDS:
             expr = expr.str.replace_all(rf"\b{prefix}(\d{{12}}\d*)\b", f"5725767{digit}$1")
         return expr.str.replace_all("salesforce:", "zoho:", literal=True).str.replace(r"^salesforce$", "zoho")
 
-    tables: dict[str, pl.DataFrame] = {}
-    for name, df in world.tables.items():
-        if name in ("deal_line", "quote", "quote_line", "contract"):
-            df = df.clear()
-        tables[name] = df.with_columns(
-            [text(pl.col(c)).alias(c) for c, t in df.schema.items() if t == pl.String]
-            + [pl.col(c).list.eval(text(pl.element())).alias(c) for c, t in df.schema.items()
-               if t == pl.List(pl.String)])
-    # a cluster is named by its smallest member id: with "zoho:" ids that may now be another member
-    renamed: dict[str, str] = {}
-    if "cross_ref" in tables:
-        cross = tables["cross_ref"].with_columns(pl.col("member_id").min().over("entity", "cluster_id").alias("new"))
-        renamed = dict(zip(cross["cluster_id"].to_list(), cross["new"].to_list(), strict=True))
-        tables["cross_ref"] = cross.with_columns(pl.col("new").alias("cluster_id")).drop("new")
-    truth = world.truth.filter(~pl.col("code").is_in(["LINE_MISMATCH", "QUOTE_MISMATCH", "CONTRACT_MISMATCH"])).with_columns(
-        pl.col("keys").list.eval(text(pl.element())).alias("keys"))
-    truth = truth.with_columns(pl.Series("keys", [sorted(renamed.get(k, k) for k in keys)
-                                                  for keys in truth["keys"].to_list()], dtype=pl.List(pl.String)))
-    truth = truth.with_columns(pl.Series("fingerprint", [fingerprint(c, k) for c, k in
-                                                         zip(truth["code"].to_list(), truth["keys"].to_list(),
-                                                             strict=True)], dtype=pl.String))
-    return World(tables=tables, truth=truth, as_of=world.as_of, seed=world.seed, meta={**world.meta, "crm": "zoho"})
+    return _with_crm(world, "zoho", text, cleared=("deal_line", "quote", "quote_line", "contract"),
+                     dropped=("LINE_MISMATCH", "QUOTE_MISMATCH", "CONTRACT_MISMATCH"))
 
 
 def _zoho_time(ts: datetime) -> str:
@@ -360,36 +369,13 @@ def as_jiandaoyun(world: World) -> World:
     tables and the ground truth (fingerprints recomputed). Deals keep their lines (a 产品明细
     sub-form) and contracts (a 合同 form); the app has no quotes and no leads, so those tables and the
     QUOTE_MISMATCH breaks are left out."""
-    from reconcile.codes import fingerprint
-
     def text(expr: pl.Expr) -> pl.Expr:
         for prefix, digits, head in _JDY_IDS:
             expr = expr.str.replace_all(rf"\b{prefix}{digits}\b", f"{head}$1")
         return expr.str.replace_all("salesforce:", "jiandaoyun:", literal=True).str.replace(r"^salesforce$",
                                                                                             "jiandaoyun")
 
-    tables: dict[str, pl.DataFrame] = {}
-    for name, df in world.tables.items():
-        if name in ("quote", "quote_line", "lead"):
-            df = df.clear()
-        tables[name] = df.with_columns(
-            [text(pl.col(c)).alias(c) for c, t in df.schema.items() if t == pl.String]
-            + [pl.col(c).list.eval(text(pl.element())).alias(c) for c, t in df.schema.items()
-               if t == pl.List(pl.String)])
-    renamed: dict[str, str] = {}
-    if "cross_ref" in tables:
-        cross = tables["cross_ref"].with_columns(pl.col("member_id").min().over("entity", "cluster_id").alias("new"))
-        renamed = dict(zip(cross["cluster_id"].to_list(), cross["new"].to_list(), strict=True))
-        tables["cross_ref"] = cross.with_columns(pl.col("new").alias("cluster_id")).drop("new")
-    truth = world.truth.filter(~pl.col("code").is_in(["QUOTE_MISMATCH"])).with_columns(
-        pl.col("keys").list.eval(text(pl.element())).alias("keys"))
-    truth = truth.with_columns(pl.Series("keys", [sorted(renamed.get(k, k) for k in keys)
-                                                  for keys in truth["keys"].to_list()], dtype=pl.List(pl.String)))
-    truth = truth.with_columns(pl.Series("fingerprint", [fingerprint(c, k) for c, k in
-                                                         zip(truth["code"].to_list(), truth["keys"].to_list(),
-                                                             strict=True)], dtype=pl.String))
-    return World(tables=tables, truth=truth, as_of=world.as_of, seed=world.seed,
-                 meta={**world.meta, "crm": "jiandaoyun"})
+    return _with_crm(world, "jiandaoyun", text, cleared=("quote", "quote_line", "lead"), dropped=("QUOTE_MISMATCH",))
 
 
 def _jdy_time(ts: datetime) -> str:
