@@ -96,6 +96,14 @@ class WorldDir:
         return self.path / "bank" if "bank" in self.systems else None
 
 
+def _is_instant(stamp: Any) -> bool:
+    """An ISO 8601 instant with its offset (``Z`` or ``+05:30``)."""
+    try:
+        return isinstance(stamp, str) and datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
+
+
 def _fail(where: Path | str, line: int | None, what: str) -> InputError:
     return InputError(f"{where}:{line}: {what}" if line is not None else f"{where}: {what}")
 
@@ -298,11 +306,7 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
             stamp = rec.get(k)
             if k == "Created_Time" and stamp is None:
                 continue
-            try:
-                ok = isinstance(stamp, str) and datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
-            except ValueError:
-                ok = False
-            if not ok:
+            if not _is_instant(stamp):
                 raise _fail(where, n, f"record {rid}: {k} must be an ISO 8601 instant with its offset "
                                       f"(e.g. \"2026-10-01T17:30:00+05:30\"), got {stamp!r}")
     elif system == "jiandaoyun":
@@ -310,11 +314,7 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
             raise _fail(where, n, f"record {rid!r}: a Jiandaoyun data id (_id) is 24 hexadecimal digits")
         for k in ("createTime", "updateTime"):
             stamp = rec.get(k)
-            try:
-                ok = isinstance(stamp, str) and datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
-            except ValueError:
-                ok = False
-            if not ok:
+            if not _is_instant(stamp):
                 raise _fail(where, n, f"record {rid}: {k} must be an ISO 8601 UTC instant "
                                       f"(e.g. \"2026-10-01T09:30:00.000Z\"), got {stamp!r}")
     elif system == "stripe":
