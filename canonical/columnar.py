@@ -24,6 +24,7 @@ Everything is derived from the SQLAlchemy table, so a new canonical entity (or a
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import os
 import pickle
@@ -476,16 +477,11 @@ class Load:
 
 def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = ()) -> int:
     """In one transaction: delete every row of the ``delete`` tables, then append every job's files.
-    PostgreSQL: ``COPY`` here; SQLite: ADBC bulk ingest in the helper process (see :func:`export_tables`).
-    Returns the rows written."""
-    if _is_pg(engine):
-        with engine.begin() as conn:
-            for name in delete:
-                conn.exec_driver_sql(f'DELETE FROM "{name}"')
-            return sum(copy_frame(conn, j.table, df) for j in jobs for df in j.frames())
-    if sum(pl.scan_parquet(list(j.files)).select(pl.len()).collect().item() for j in jobs if j.files) < SMALL:
-        return _load_here(engine, jobs, delete)
-    return _run(engine, _sqlite_load, connectorx_url(engine).removeprefix("sqlite://"), list(jobs), list(delete))
+    PostgreSQL: ``COPY``; SQLite: ADBC bulk ingest in the helper process (see :func:`export_tables`), or
+    this process's sqlite3 for a few rows. Returns the rows written (:class:`BulkWriter` in one go)."""
+    with BulkWriter(engine, delete) as writer:
+        writer.add(jobs)
+        return writer.finish()
 
 
 def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> int:
@@ -505,12 +501,19 @@ def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> i
     return n
 
 
-def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:
+#: the helper's open bulk write (:func:`_sqlite_begin` .. :func:`_sqlite_end`): connection, cursor, the indexes to
+#: rebuild and the rows written so far
+_SESSION: dict[str, Any] = {}
+
+
+def _sqlite_begin(path: str, delete: Sequence[str]) -> None:
+    """In the helper process: open a bulk write (one transaction) and empty the ``delete`` tables."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
+    if _SESSION:  # an earlier write its caller never ended (it died between calls)
+        _sqlite_end(False)
     adbc = adbc_sqlite.connect(path, autocommit=True)  # the transaction is ours: BEGIN IMMEDIATE .. COMMIT
     cur = adbc.cursor()
-    n = 0
     try:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -518,32 +521,179 @@ def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:
         # index rebuilds sort in memory (measured: ~15% less CPU for 860k link + allocation rows)
         cur.execute("PRAGMA cache_size=-131072")
         cur.execute("BEGIN IMMEDIATE")
-        try:
-            rebuild: list[str] = []
-            for name in delete:
-                cur.execute(f'DELETE FROM "{name}"')
-                # an emptied table is filled faster without its indexes, which are then built in one sort each
-                cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                            f"AND tbl_name = '{name}'")
-                for index, sql in cur.fetchall():
-                    cur.execute(f'DROP INDEX "{index}"')
-                    rebuild.append(sql)
-            for job in jobs:
-                table = job.table
-                for df in job.frames():
-                    out = storage_frame(table, df, "sqlite")
-                    cur.adbc_ingest(table.name, out.to_arrow(), mode="append")
-                    n += out.height
-            for sql in rebuild:
-                cur.execute(sql)
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
-    finally:
+    except BaseException:
         cur.close()
         adbc.close()
+        raise
+    _SESSION.update(adbc=adbc, cur=cur, rebuild=[], rows=0)
+    try:
+        for name in delete:
+            cur.execute(f'DELETE FROM "{name}"')
+            # an emptied table is filled faster without its indexes, which are then built in one sort each
+            cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                        f"AND tbl_name = '{name}'")
+            for index, sql in cur.fetchall():
+                cur.execute(f'DROP INDEX "{index}"')
+                _SESSION["rebuild"].append(sql)
+    except BaseException:
+        _sqlite_end(False)
+        raise
+
+
+def _sqlite_append(jobs: Sequence[Load]) -> int:
+    """In the helper process: append the jobs' files in the open bulk write."""
+    cur = _SESSION["cur"]
+    n = 0
+    for job in jobs:
+        for df in job.frames():
+            out = storage_frame(job.table, df, "sqlite")
+            cur.adbc_ingest(job.table.name, out.to_arrow(), mode="append")
+            n += out.height
+    _SESSION["rows"] += n
     return n
+
+
+def _sqlite_end(commit: bool) -> int:
+    """In the helper process: rebuild the dropped indexes and commit (or roll back) the open bulk write;
+    returns the rows it wrote (0 when rolled back or none was open)."""
+    if not _SESSION:
+        return 0
+    cur, adbc = _SESSION["cur"], _SESSION["adbc"]
+    rows = _SESSION["rows"]
+    try:
+        if commit:
+            try:
+                for sql in _SESSION["rebuild"]:
+                    cur.execute(sql)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        else:
+            with contextlib.suppress(Exception):
+                cur.execute("ROLLBACK")
+            rows = 0
+    finally:
+        _SESSION.clear()
+        cur.close()
+        adbc.close()
+    return rows
+
+
+class BulkWriter:
+    """:func:`bulk_load` spread over time: the ``delete`` tables emptied, then each :meth:`add`'s jobs appended
+    while the caller goes on (a background thread: SQLite's ADBC ingest in the helper process, PostgreSQL's
+    ``COPY`` on a connection of its own), all in one transaction that :meth:`finish` commits (indexes the
+    delete dropped are rebuilt then, in one sort each). A failed or abandoned write (:meth:`abort`, or an
+    exception in the ``with`` block) is rolled back: readers see the old rows or all the new ones.
+
+    A bucketed reconciliation hands it each bucket's links as the bucket finishes, so they are written
+    while the next bucket is computed. A small SQLite write (under :data:`SMALL` rows, and ``rows_hint``
+    under it too) is held until :meth:`finish` and done by this process's sqlite3 (:func:`_load_here`)."""
+
+    def __init__(self, engine: Engine, delete: Sequence[str] = (), rows_hint: int = 0) -> None:
+        self.engine = engine
+        self.delete = list(delete)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ltc-bulk-write")
+        self.mode = ""  # "" (not started: small jobs held), "pg", "helper"
+        self.held: list[Load] = []
+        self.held_rows = 0
+        self.futures: list[Any] = []
+        self.pg: tuple[Connection, Any] | None = None
+        if _is_pg(engine) or rows_hint >= SMALL:
+            self._start()
+
+    def __enter__(self) -> BulkWriter:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is not None:
+            self.abort()
+
+    def _start(self) -> None:
+        if _is_pg(self.engine):
+            self.mode = "pg"
+            self.futures.append(self.pool.submit(self._pg_begin))
+        else:
+            self.mode = "helper"
+            path = connectorx_url(self.engine).removeprefix("sqlite://")
+            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_begin, path, self.delete))
+
+    def add(self, jobs: Sequence[Load]) -> None:
+        """Append the jobs' files (in the background; their errors surface in :meth:`finish`)."""
+        jobs = [j for j in jobs if j.files]
+        if not self.mode:
+            self.held.extend(jobs)
+            self.held_rows += sum(pl.scan_parquet(list(j.files)).select(pl.len()).collect().item() for j in jobs)
+            if self.held_rows < SMALL:
+                return
+            self._start()
+            jobs, self.held = self.held, []
+        if not jobs:
+            return
+        if self.mode == "pg":
+            self.futures.append(self.pool.submit(self._pg_append, jobs))
+        else:
+            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_append, jobs))
+
+    def finish(self) -> int:
+        """Wait for the appends, commit; the rows written."""
+        try:
+            written = sum(f.result() or 0 for f in self.futures)
+        except BaseException:
+            self.abort()
+            raise
+        self.futures.clear()
+        try:
+            if not self.mode:
+                return _load_here(self.engine, self.held, self.delete)
+            if self.mode == "pg":
+                self.pool.submit(self._pg_end, True).result()
+                return written
+            return self.pool.submit(_helper(0).call, _sqlite_end, True).result()
+        finally:
+            self.pool.shutdown()
+
+    def abort(self) -> None:
+        """Roll back (nothing written becomes visible)."""
+        for f in self.futures:
+            with contextlib.suppress(BaseException):
+                f.result()
+        self.futures.clear()
+        with contextlib.suppress(Exception):
+            if self.mode == "pg":
+                self.pool.submit(self._pg_end, False).result()
+            elif self.mode == "helper":
+                self.pool.submit(_helper(0).call, _sqlite_end, False).result()
+        self.mode = ""
+        self.held.clear()
+        self.pool.shutdown()
+
+    # PostgreSQL: one connection, used only by the writer's thread
+    def _pg_begin(self) -> None:
+        conn = self.engine.connect()
+        trans = conn.begin()
+        self.pg = (conn, trans)
+        for name in self.delete:
+            conn.exec_driver_sql(f'DELETE FROM "{name}"')
+
+    def _pg_append(self, jobs: Sequence[Load]) -> int:
+        assert self.pg is not None
+        return sum(copy_frame(self.pg[0], j.table, df) for j in jobs for df in j.frames())
+
+    def _pg_end(self, commit: bool) -> int:
+        if self.pg is None:
+            return 0
+        conn, trans = self.pg
+        self.pg = None
+        try:
+            if commit:
+                trans.commit()
+            else:
+                trans.rollback()
+        finally:
+            conn.close()
+        return 0
 
 
 def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete: Sequence[str] = ()) -> int:

@@ -16,7 +16,7 @@ Frames already in memory (``frames=``) are reconciled in one shot instead; the r
 from __future__ import annotations
 
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -36,6 +36,7 @@ from reconcile.partition import NOT_READ
 from reconcile.stream import (
     FRAMES,
     KPI_INPUTS,
+    BucketSummary,
     Mapper,
     clear_out,
     combine,
@@ -149,17 +150,24 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference", "order_ref"} for name, cols in NOT_READ.items()}
     src = export_frames(store, tmp / "in", list(Frames.__dataclass_fields__), omit)  # leads: for the KPIs
     clock("export to Parquet")
-    plan = plan_buckets(src, tmp / "spill", out, partitions)
-    clock("pre-pass + spill")
+    # the previous run's links and allocations are deleted (the SQLite helper process, or COPY's connection)
+    # during the pre-pass, and each bucket's go to the store as it finishes, while the next bucket is computed
+    # (the last one's while the KPIs are); one transaction, committed last
+    with columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
+                             rows_hint=_input_rows(src)) as writer:
+        plan = plan_buckets(src, tmp / "spill", out, partitions)
+        clock("pre-pass + spill")
 
-    def one(k: int) -> Any:
-        return run_bucket(plan, k, s, as_of, (start, end))
+        def one(k: int) -> Any:
+            return run_bucket(plan, k, s, as_of, (start, end))
 
-    res = combine(mapper(one, range(plan.n)), plan.n, out)
-    clock("buckets")
-    # the links and allocations go to the store (the SQLite helper process, or COPY) while the KPIs are computed
-    with ThreadPoolExecutor(1) as pool:
-        stored = pool.submit(_store_links, store, out, run_id)
+        def stored(done: Iterable[BucketSummary]) -> Iterator[BucketSummary]:
+            for b in done:
+                writer.add(_link_jobs(out, run_id, [b.bucket]))
+                yield b
+
+        res = combine(stored(mapper(one, range(plan.n))), plan.n, out)
+        clock("buckets")
         inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
         inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
                                                         columns=["owner", "stage", "close_date", "created_at"]),
@@ -167,19 +175,32 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of, start,
                                 end)
         clock("KPIs")
-        stored.result()
+        writer.finish()
     clock("links + allocations stored")
     return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
 
 
+def _input_rows(src: Path) -> int:
+    """Rows of the exported tables the links come from (what a bulk writer sizes its write by)."""
+    return sum(pl.scan_parquet(p).select(pl.len()).collect().item()
+               for name in ("deal", "order", "invoice", "payment") if (p := src / f"{name}.parquet").exists())
+
+
+def _link_jobs(out: Path, run_id: str, buckets: Iterable[int] | None = None) -> list[columnar.Load]:
+    """The links and allocations of the buckets (default: all of them) as bulk-write jobs."""
+    def files(name: str) -> tuple[str, ...]:
+        if buckets is None:
+            return tuple(str(p) for p in sorted((out / name).glob("*.parquet")))
+        return tuple(str(p) for k in buckets if (p := out / name / f"{k:05d}.parquet").exists())
+
+    return [columnar.Load(columnar.shape(t), files(name), {"run_id": run_id}, {"evidence": "text"})
+            for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))]
+
+
 def _store_links(store: Store, out: Path, run_id: str) -> None:
     """Replace the previous run's links and allocations with this run's (one transaction, bulk)."""
-    columnar.bulk_load(store.engine, [
-        columnar.Load(columnar.shape(t), tuple(str(p) for p in sorted((out / name).glob("*.parquet"))),
-                      {"run_id": run_id}, {"evidence": "text"})
-        for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))],
-        delete=[recon_link.name, recon_allocation.name])
+    columnar.bulk_load(store.engine, _link_jobs(out, run_id), delete=[recon_link.name, recon_allocation.name])
 
 
 def _insert_small(conn: sa.Connection, table: sa.Table, df: pl.DataFrame) -> None:

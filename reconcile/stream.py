@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -133,14 +133,14 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
 Mapper = Callable[[Callable[[int], BucketSummary], Sequence[int]], Iterable[BucketSummary]]
 
 
-def sequential(fn: Callable[[int], BucketSummary], buckets: Sequence[int]) -> list[BucketSummary]:
-    """The default mapper: one bucket after the other in this process (memory bounded by one bucket)."""
+def sequential(fn: Callable[[int], BucketSummary], buckets: Sequence[int]) -> Iterator[BucketSummary]:
+    """The default mapper: one bucket after the other in this process (memory bounded by one bucket), each
+    handed on as it is done (the store path writes a bucket's links while the next one is computed)."""
     clock = _Clock()
-    out = []
     for k in buckets:
-        out.append(fn(k))
+        done = fn(k)
         clock(f"bucket {k}")
-    return out
+        yield done
 
 
 def combine(summaries: Iterable[BucketSummary], n: int, out: Path | None) -> StreamResult:
