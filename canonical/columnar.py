@@ -388,11 +388,27 @@ def close_helper() -> int:
         _HELPERS.clear()
     if not helpers:
         return 0
+    peak = 0
     for h in helpers:
+        with contextlib.suppress(Exception):
+            peak = max(peak, h.call(peak_rss_mb))
         h.close()
+    return peak
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident set in MB (``VmHWM``: its own, where ``ru_maxrss`` of a child process also
+    counts the resident set its parent had when it forked it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def _run(engine: Engine, fn: Callable[..., T], *args: Any) -> T:

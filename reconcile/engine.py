@@ -15,8 +15,11 @@ Frames already in memory (``frames=``) are reconciled in one shot instead; the r
 
 from __future__ import annotations
 
+import functools
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -34,6 +37,7 @@ from reconcile.frames import Frames, conform, export_frames
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import NOT_READ
 from reconcile.stream import (
+    DISCOVERY_TABLES,
     FRAMES,
     KPI_INPUTS,
     BucketSummary,
@@ -148,25 +152,36 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
     omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference", "order_ref"} for name, cols in NOT_READ.items()}
-    src = export_frames(store, tmp / "in", list(Frames.__dataclass_fields__), omit)  # leads: for the KPIs
-    clock("export to Parquet")
+    # what reference discovery reads first; the other tables (leads: for the KPIs) are exported while it runs
+    src = export_frames(store, tmp / "in", DISCOVERY_TABLES, omit)
+    clock("export to Parquet (discovery's tables)")
+    rest = [name for name in Frames.__dataclass_fields__ if name not in DISCOVERY_TABLES]
     # the previous run's links and allocations are deleted (the SQLite helper process, or COPY's connection)
     # during the pre-pass, and each bucket's go to the store as it finishes, while the next bucket is computed
     # (the last one's while the KPIs are); one transaction, committed last
-    with columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
-                             rows_hint=_input_rows(src)) as writer:
-        plan = plan_buckets(src, tmp / "spill", out, partitions)
-        clock("pre-pass + spill")
+    with ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
+            columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
+                                rows_hint=_input_rows(src)) as writer:
+        later = pool.submit(export_frames, store, src, rest, omit)
+        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result)
+        clock("pre-pass + spill (the other tables exported meanwhile)")
+
+        # a bucket run in this process hands its links to the writer as soon as they are on disk (before its
+        # other frames and KPI inputs are written); one run elsewhere (a Dask worker) when its summary comes back
+        _WRITERS[run_id] = (writer, set(), threading.Lock())
 
         def one(k: int) -> Any:
-            return run_bucket(plan, k, s, as_of, (start, end))
+            return run_bucket(plan, k, s, as_of, (start, end), written=functools.partial(_written, run_id, out))
 
         def stored(done: Iterable[BucketSummary]) -> Iterator[BucketSummary]:
             for b in done:
-                writer.add(_link_jobs(out, run_id, [b.bucket]))
+                _written(run_id, out, b.bucket)
                 yield b
 
-        res = combine(stored(mapper(one, range(plan.n))), plan.n, out)
+        try:
+            res = combine(stored(mapper(one, range(plan.n))), plan.n, out)
+        finally:
+            _WRITERS.pop(run_id, None)
         clock("buckets")
         inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
         inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
@@ -179,6 +194,24 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     clock("links + allocations stored")
     return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
+
+
+#: the bulk writers of the runs under way in this process (run id -> writer, buckets handed to it, a lock)
+_WRITERS: dict[str, tuple[columnar.BulkWriter, set[int], threading.Lock]] = {}
+
+
+def _written(run_id: str, out: Path, k: int) -> None:
+    """Bucket ``k``'s links and allocations are on disk: hand them to the run's writer (once; a no-op in a
+    process other than the driver's, where the driver hands them over when the bucket's summary arrives)."""
+    got = _WRITERS.get(run_id)
+    if got is None:
+        return
+    writer, done, lock = got
+    with lock:
+        if k in done:
+            return
+        done.add(k)
+        writer.add(_link_jobs(out, run_id, [k]))
 
 
 def _input_rows(src: Path) -> int:
