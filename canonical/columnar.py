@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -228,8 +228,9 @@ def _export(url: str, dialect: str, jobs: Sequence[Export], batch_rows: int) -> 
                     writer.write_table(_typed(df, table, job.dtypes).select(cols).to_arrow().cast(schema))
 
 
-def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_000) -> None:
-    """Read tables into Parquet files (:class:`Export`), without a Python row.
+def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_000, readers: int = 2) -> None:
+    """Read tables into Parquet files (:class:`Export`), without a Python row; ``readers``: helper processes
+    reading at once on SQLite (1 or 2; one reader leaves the other core to a caller that works meanwhile).
 
     On SQLite this runs in a helper process: connectorx and ADBC carry their own copy of the SQLite
     library, and two copies in one process do not see each other's POSIX locks, so one would delete the
@@ -239,11 +240,11 @@ def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_
         _export_here(engine, jobs)
         return
     url = connectorx_url(engine)
-    # two readers on two cores: the jobs dealt alternately to two helper processes (PostgreSQL: read here)
-    halves: list[list[Export]] = [[], []]
-    for i, job in enumerate(jobs):
-        halves[i % 2].append(job)
-    _run_parallel(engine, _export, [(url, engine.dialect.name, h, batch_rows) for h in halves if h])
+    # two readers on two cores: the jobs dealt alternately to two helper processes (PostgreSQL: read here); a
+    # single reader is helper 1, so that helper 0 stays free for a bulk write (BulkWriter) meanwhile
+    n = max(1, min(2, readers))
+    parts = [list(jobs[i::n]) for i in range(n)]
+    _run_parallel(engine, _export, [(url, engine.dialect.name, p, batch_rows) for p in parts if p], first=2 - n)
 
 
 #: below this many rows SQLite I/O runs in this process with Python's own sqlite3, row by row at the driver
@@ -420,12 +421,14 @@ def _run(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     return _helper(0).call(fn, *args)
 
 
-def _run_parallel(engine: Engine, fn: Callable[..., T], argsets: Sequence[tuple[Any, ...]]) -> list[T]:
-    """``fn`` over several argument sets at once: SQLite, one helper process each (readers do not block
-    each other); PostgreSQL, one after the other here."""
-    if _is_pg(engine) or len(argsets) < 2:
-        return [_run(engine, fn, *a) for a in argsets]
-    helpers = [_helper(i) for i in range(len(argsets))]
+def _run_parallel(engine: Engine, fn: Callable[..., T], argsets: Sequence[tuple[Any, ...]], first: int = 0) -> list[T]:
+    """``fn`` over several argument sets at once: SQLite, one helper process each (``first``, ``first + 1``, …;
+    readers do not block each other); PostgreSQL, one after the other here."""
+    if _is_pg(engine):
+        return [fn(*a) for a in argsets]
+    helpers = [_helper(first + i) for i in range(len(argsets))]
+    if len(helpers) == 1:
+        return [helpers[0].call(fn, *argsets[0])]
     with ThreadPoolExecutor(len(argsets)) as pool:
         return list(pool.map(lambda ha: ha[0].call(fn, *ha[1]), zip(helpers, argsets, strict=True)))
 
@@ -522,8 +525,10 @@ def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> i
 _SESSION: dict[str, Any] = {}
 
 
-def _sqlite_begin(path: str, delete: Sequence[str]) -> None:
-    """In the helper process: open a bulk write (one transaction) and empty the ``delete`` tables."""
+def _sqlite_begin(path: str, delete: Sequence[str], constant: Collection[str] = ()) -> None:
+    """In the helper process: open a bulk write (one transaction) and empty the ``delete`` tables; their
+    indexes are dropped (rebuilt by :func:`_sqlite_end`), except those on ``constant`` columns only (one value
+    for every row written: the appends extend them at their end, cheaper than a rebuild)."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
     if _SESSION:  # an earlier write its caller never ended (it died between calls)
@@ -549,6 +554,9 @@ def _sqlite_begin(path: str, delete: Sequence[str]) -> None:
             cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                         f"AND tbl_name = '{name}'")
             for index, sql in cur.fetchall():
+                cur.execute(f'SELECT name FROM pragma_index_info(\'{index}\')')
+                if constant and {c for (c,) in cur.fetchall()} <= set(constant):
+                    continue
                 cur.execute(f'DROP INDEX "{index}"')
                 _SESSION["rebuild"].append(sql)
     except BaseException:
@@ -556,8 +564,21 @@ def _sqlite_begin(path: str, delete: Sequence[str]) -> None:
         raise
 
 
+def _profile(label: str, t: float) -> float:
+    """The step's clock on stderr when LTC_RECON_PROFILE is set (as :class:`reconcile.core._Clock` prints)."""
+    import time
+
+    now = time.perf_counter()
+    if os.environ.get("LTC_RECON_PROFILE"):
+        print(f"  [bulk write] {label}: {now - t:.2f}s", file=sys.stderr, flush=True)
+    return now
+
+
 def _sqlite_append(jobs: Sequence[Load]) -> int:
     """In the helper process: append the jobs' files in the open bulk write."""
+    import time
+
+    t = time.perf_counter()
     cur = _SESSION["cur"]
     n = 0
     for job in jobs:
@@ -566,6 +587,7 @@ def _sqlite_append(jobs: Sequence[Load]) -> int:
             cur.adbc_ingest(job.table.name, out.to_arrow(), mode="append")
             n += out.height
     _SESSION["rows"] += n
+    _profile(f"{n} rows appended", t)
     return n
 
 
@@ -578,13 +600,18 @@ def _sqlite_end(commit: bool) -> int:
     rows = _SESSION["rows"]
     try:
         if commit:
+            import time
+
+            t = time.perf_counter()
             try:
                 for sql in _SESSION["rebuild"]:
                     cur.execute(sql)
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            t = _profile("indexes rebuilt", t)
             cur.execute("COMMIT")
+            _profile("committed", t)
         else:
             with contextlib.suppress(Exception):
                 cur.execute("ROLLBACK")
@@ -599,17 +626,20 @@ def _sqlite_end(commit: bool) -> int:
 class BulkWriter:
     """:func:`bulk_load` spread over time: the ``delete`` tables emptied, then each :meth:`add`'s jobs appended
     while the caller goes on (a background thread: SQLite's ADBC ingest in the helper process, PostgreSQL's
-    ``COPY`` on a connection of its own), all in one transaction that :meth:`finish` commits (indexes the
-    delete dropped are rebuilt then, in one sort each). A failed or abandoned write (:meth:`abort`, or an
+    ``COPY`` on a connection of its own), all in one transaction that :meth:`finish` commits (on SQLite the
+    emptied tables' indexes are dropped and rebuilt then, in one sort each, but those on ``constant`` columns
+    only, which the appends extend at their end). A failed or abandoned write (:meth:`abort`, or an
     exception in the ``with`` block) is rolled back: readers see the old rows or all the new ones.
 
     A bucketed reconciliation hands it each bucket's links as the bucket finishes, so they are written
     while the next bucket is computed. A small SQLite write (under :data:`SMALL` rows, and ``rows_hint``
     under it too) is held until :meth:`finish` and done by this process's sqlite3 (:func:`_load_here`)."""
 
-    def __init__(self, engine: Engine, delete: Sequence[str] = (), rows_hint: int = 0) -> None:
+    def __init__(self, engine: Engine, delete: Sequence[str] = (), rows_hint: int = 0,
+                 constant: Collection[str] = ()) -> None:
         self.engine = engine
         self.delete = list(delete)
+        self.constant = list(constant)  # columns every row of this write has one value in (e.g. a run id)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="ltc-bulk-write")
         self.mode = ""  # "" (not started: small jobs held), "pg", "helper"
         self.held: list[Load] = []
@@ -633,7 +663,8 @@ class BulkWriter:
         else:
             self.mode = "helper"
             path = connectorx_url(self.engine).removeprefix("sqlite://")
-            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_begin, path, self.delete))
+            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_begin, path, self.delete,
+                                                 self.constant))
 
     def add(self, jobs: Sequence[Load]) -> None:
         """Append the jobs' files (in the background; their errors surface in :meth:`finish`)."""

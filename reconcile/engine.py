@@ -33,7 +33,7 @@ from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
 from reconcile.core import Settings, _Clock, reconcile_frames
-from reconcile.frames import Frames, conform, export_frames
+from reconcile.frames import Frames, conform, export_frames, store_table
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import NOT_READ
 from reconcile.stream import (
@@ -42,6 +42,7 @@ from reconcile.stream import (
     KPI_INPUTS,
     BucketSummary,
     Mapper,
+    buckets_for,
     clear_out,
     combine,
     plan_buckets,
@@ -152,19 +153,23 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
     omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference", "order_ref"} for name, cols in NOT_READ.items()}
-    # what reference discovery reads first; the other tables (leads: for the KPIs) are exported while it runs
-    src = export_frames(store, tmp / "in", DISCOVERY_TABLES, omit)
-    clock("export to Parquet (discovery's tables)")
-    rest = [name for name in Frames.__dataclass_fields__ if name not in DISCOVERY_TABLES]
+    # what reference discovery reads first; with several buckets, the other tables (leads: for the KPIs) are
+    # exported by one helper process while discovery and the bucket pre-pass run on the other core (one bucket:
+    # discovery alone is too short to hide them, and two readers export them sooner)
+    meanwhile = _buckets(store, partitions) > 1
+    first = DISCOVERY_TABLES if meanwhile else list(Frames.__dataclass_fields__)
+    src = export_frames(store, tmp / "in", first, omit)
+    rest = [name for name in Frames.__dataclass_fields__ if name not in first]
+    clock("export to Parquet" + (" (discovery's tables)" if meanwhile else ""))
     # the previous run's links and allocations are deleted (the SQLite helper process, or COPY's connection)
     # during the pre-pass, and each bucket's go to the store as it finishes, while the next bucket is computed
     # (the last one's while the KPIs are); one transaction, committed last
     with ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
             columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
-                                rows_hint=_input_rows(src)) as writer:
-        later = pool.submit(export_frames, store, src, rest, omit)
-        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result)
-        clock("pre-pass + spill (the other tables exported meanwhile)")
+                                rows_hint=_input_rows(src), constant=["run_id"]) as writer:
+        later = pool.submit(export_frames, store, src, rest, omit, readers=1) if meanwhile else None
+        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result if later else None)
+        clock("pre-pass + spill" + (" (the other tables exported meanwhile)" if meanwhile else ""))
 
         # a bucket run in this process hands its links to the writer as soon as they are on disk (before its
         # other frames and KPI inputs are written); one run elsewhere (a Dask worker) when its summary comes back
@@ -194,6 +199,18 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     clock("links + allocations stored")
     return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
+
+
+def _buckets(store: Store, partitions: int | None) -> int:
+    """How many buckets the run will have (:func:`reconcile.stream.bucket_count`), from the store's live rows."""
+    if partitions is not None:
+        return buckets_for(0, partitions)
+    rows = 0
+    with store.engine.connect() as conn:
+        for name in ("payment", "invoice"):
+            t = store_table(name)
+            rows += conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.deleted_at.is_(None))).scalar_one()
+    return buckets_for(rows)
 
 
 #: the bulk writers of the runs under way in this process (run id -> writer, buckets handed to it, a lock)

@@ -84,7 +84,13 @@ def bucket_count(directory: str | Path, partitions: int | None = None) -> int:
     if partitions is not None:
         return max(1, partitions)
     src = Path(directory)
-    rows = _rows(src, "payment") + _rows(src, "invoice")
+    return buckets_for(_rows(src, "payment") + _rows(src, "invoice"))
+
+
+def buckets_for(rows: int, partitions: int | None = None) -> int:
+    """Buckets for ``rows`` payments + invoices (see :func:`bucket_count`)."""
+    if partitions is not None:
+        return max(1, partitions)
     return 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
 
 

@@ -127,7 +127,8 @@ def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tm
     for k in range(3):
         parts.append(tmp_path / f"{k}.parquet")
         _links(40 + k, f"b{k}").write_parquet(parts[-1])
-    with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100) as writer:
+    # the run id is one value for every row: its index is kept (appended to), the others rebuilt
+    with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, constant=["run_id"]) as writer:
         for p in parts:
             writer.add([columnar.Load(shape, (str(p),), {"run_id": "r1"}, {"evidence": "text"})])
             assert _link_rows(store) == before  # nothing visible before the commit
