@@ -4,8 +4,11 @@ The store's live canonical rows are exported column-wise to Parquet in a scratch
 (:func:`reconcile.frames.export_frames`, :mod:`canonical.columnar`: no Python rows), partitioned by
 customer cluster and reconciled bucket by bucket (:mod:`reconcile.stream`), so memory is bounded by one
 bucket at any size; each bucket's result frames and KPI inputs go to the scratch directory and the KPIs
-are computed from them. Then, in one transaction, the links and allocations of the previous run are
-replaced (bulk: ADBC ingest on SQLite, ``COPY`` on PostgreSQL), and in a second one the KPI snapshot is
+are computed from them. In one transaction, the links and allocations of the previous run are replaced
+(bulk: ADBC ingest in the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`):
+the old rows are deleted during the pre-pass and each bucket's rows are appended as soon as the bucket has
+written them, while the next bucket is computed; the commit follows the last bucket. With several buckets
+the tables reference discovery does not read are exported while it runs. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
 lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
 ``run`` table with its counts; a conservation failure marks the run failed and re-raises.
