@@ -94,9 +94,11 @@ class _Clock:
 
 # --- the core ------------------------------------------------------------------------------------
 
-# payments + invoices per bucket: bounds the intermediates' memory (~1 GB per bucket); smaller inputs run
-# in one shot, where the partition pre-pass would cost more time than it saves memory
-ROWS_PER_PARTITION = 200_000
+# payments + invoices per bucket: bounds the intermediates' memory; smaller inputs run in one shot, where the
+# partition pre-pass would cost more time than it saves memory. At 1M chains (2.24M rows), 200k-row buckets
+# (12) took the run's peak from the pre-pass's 1354 MB to 1549 MB as the buckets went on, 150k-row buckets
+# (15) stay under the pre-pass's peak for the same CPU time (bench/reconcile.py, 2026-12-04)
+ROWS_PER_PARTITION = 150_000
 
 
 def reconcile_frames(fr: Frames, s: Settings, as_of: date, partitions: int | None = None) -> CoreResult:
