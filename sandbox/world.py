@@ -218,8 +218,6 @@ def _impossible_value(value: Any) -> str | None:
     """Why a value cannot be what it says (a date of February 30, a Tryton tagged value that does
     not decode), or None. A world is checked before anything serves it: the emulators then never
     meet a value they cannot read."""
-    from connectors.tryton import codec
-
     if isinstance(value, str):
         m = _DATE_TEXT.match(value)
         if m is None:
@@ -231,21 +229,29 @@ def _impossible_value(value: Any) -> str | None:
             return f"{value!r} is not a valid date ({exc})"
         return None
     if isinstance(value, dict):
-        if "__class__" in value:
-            try:
-                codec._decoded(value)
-            except (ArithmeticError, ValueError, TypeError, KeyError, OverflowError) as exc:
-                return f"{json.dumps(value, default=str)} is not a valid Tryton {value.get('__class__')} ({'not a number' if isinstance(exc, ArithmeticError) else exc})"
-            return None
-        return next((f"{k}: {why}" for k, v in value.items() if (why := _impossible_value(v))), None)
+        if "__class__" not in value:
+            return next((f"{k}: {why}" for k, v in value.items()
+                         if type(v) not in _NEVER_IMPOSSIBLE and (why := _impossible_value(v))), None)
+        from connectors.tryton import codec
+
+        try:
+            codec._decoded(value)
+        except (ArithmeticError, ValueError, TypeError, KeyError, OverflowError) as exc:
+            return f"{json.dumps(value, default=str)} is not a valid Tryton {value.get('__class__')} ({'not a number' if isinstance(exc, ArithmeticError) else exc})"
+        return None
     if isinstance(value, list):
-        return next((why for v in value if (why := _impossible_value(v))), None)
+        return next((why for v in value if type(v) not in _NEVER_IMPOSSIBLE and (why := _impossible_value(v))), None)
     return None
+
+
+# exact types whose every value is possible (a text can be an impossible date: it is looked at)
+_NEVER_IMPOSSIBLE = frozenset({int, bool, float, Decimal, type(None)})
 
 
 def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int) -> str:
     """The record's id (as text) after the per-system checks; raises InputError naming file:line."""
-    bad = next(((k, why) for k, v in rec.items() if (why := _impossible_value(v))), None)
+    bad = next(((k, why) for k, v in rec.items() if type(v) not in _NEVER_IMPOSSIBLE
+                and (why := _impossible_value(v))), None)
     if bad is not None:
         rid = rec.get("Id", rec.get("id"))
         raise _fail(where, n, f"record {rid}: field {bad[0]}: {bad[1]}")
