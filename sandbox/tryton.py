@@ -107,6 +107,12 @@ def _compare(op: str, have: Any, want: Any) -> bool:
         return False
 
 
+def _raiser(fault: Exception) -> Callable[[dict[str, Any]], bool]:
+    def fail(_row: dict[str, Any]) -> bool:
+        raise fault
+    return fail
+
+
 class TrytonWorld:
     """The records (decoded) and the RPC methods over them."""
 
@@ -180,6 +186,55 @@ class TrytonWorld:
         name, op, want = leaf[0], leaf[1], leaf[2]
         return _compare(op, self.value(model, row, name), want)
 
+    def predicate(self, model: str, domain: Any) -> Callable[[dict[str, Any]], bool]:
+        """``domain`` turned once into a function of a row, equal to :meth:`matches` row by row
+        (the same answer, the same fault raised at the same row): a scan then interprets the
+        domain's structure once instead of once per row."""
+        if not isinstance(domain, list):
+            return _raiser(TrytonFault([f"ValueError: invalid domain {domain!r}", "Traceback"]))
+        if not domain:
+            return lambda _row: True
+        if self._is_leaf(domain):
+            return self._leaf_predicate(model, domain)
+        if isinstance(domain[0], str) and domain[0] in ("OR", "AND"):
+            parts = [self._part_predicate(model, p) for p in domain[1:]]
+            if domain[0] == "OR":
+                return lambda row: any(f(row) for f in parts)
+        else:
+            parts = [self._part_predicate(model, p) for p in domain]
+        if len(parts) == 1:
+            return parts[0]
+        return lambda row: all(f(row) for f in parts)
+
+    def _part_predicate(self, model: str, part: Any) -> Callable[[dict[str, Any]], bool]:
+        if not isinstance(part, list):
+            return _raiser(TrytonFault([f"ValueError: invalid domain clause {part!r}", "Traceback"]))
+        return self.predicate(model, part)
+
+    def _leaf_predicate(self, model: str, leaf: list[Any]) -> Callable[[dict[str, Any]], bool]:
+        name, op, want = leaf[0], leaf[1], leaf[2]
+        if "." in name:
+            return lambda row: _compare(op, self.value(model, row, name), want)
+        fault = TrytonFault([f"KeyError: '{name}'", f"Traceback: {model} has no field {name!r} in this world"])
+
+        def have(row: dict[str, Any]) -> Any:
+            if name in row:
+                return row[name]
+            if name == "id":
+                return None
+            raise fault
+
+        if op == "=" and want is not None:
+            return lambda row: bool(have(row) == want)
+        if op == "=":
+            return lambda row: have(row) is None
+        if op in ("in", "not in"):
+            values = list(want or [])
+            if op == "in":
+                return lambda row: have(row) in values
+            return lambda row: have(row) not in values
+        return lambda row: _compare(op, have(row), want)
+
     # --- methods ------------------------------------------------------------------------------
     def _found(self, model: str, domain: Any, context: dict[str, Any], order: Any = None,
                limit: int | None = None) -> list[dict[str, Any]]:
@@ -191,8 +246,10 @@ class TrytonWorld:
         made a replay quadratic in its size). Every row returned still passes the whole domain."""
         active_test = context.get("active_test", True)
 
+        match = self.predicate(model, domain)
+
         def ok(r: dict[str, Any]) -> bool:
-            return (not active_test or r.get("active") is not False) and self.matches(model, r, domain)
+            return (not active_test or r.get("active") is not False) and match(r)
 
         keys = [list(o) for o in order] if order else [["id", "ASC"]]
         fast = self._keyset_start(model, domain, keys) if limit is not None else None

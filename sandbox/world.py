@@ -230,8 +230,8 @@ def _impossible_value(value: Any) -> str | None:
         return None
     if isinstance(value, dict):
         if "__class__" not in value:
-            return next((f"{k}: {why}" for k, v in value.items()
-                         if type(v) not in _NEVER_IMPOSSIBLE and (why := _impossible_value(v))), None)
+            bad = _first_impossible(value)
+            return None if bad is None else f"{bad[0]}: {bad[1]}"
         from connectors.tryton import codec
 
         try:
@@ -248,10 +248,25 @@ def _impossible_value(value: Any) -> str | None:
 _NEVER_IMPOSSIBLE = frozenset({int, bool, float, Decimal, type(None)})
 
 
+def _first_impossible(values: dict[str, Any]) -> tuple[str, str] | None:
+    """``(key, why)`` of the first impossible value of a record (:func:`_impossible_value`), or None.
+    A text that does not start with a digit cannot be a date (``_DATE_TEXT``), nor can a number."""
+    for k, v in values.items():
+        kind = type(v)
+        if kind is str:
+            if not v[:1].isdigit():
+                continue
+        elif kind in _NEVER_IMPOSSIBLE:
+            continue
+        why = _impossible_value(v)
+        if why:
+            return k, why
+    return None
+
+
 def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int) -> str:
     """The record's id (as text) after the per-system checks; raises InputError naming file:line."""
-    bad = next(((k, why) for k, v in rec.items() if type(v) not in _NEVER_IMPOSSIBLE
-                and (why := _impossible_value(v))), None)
+    bad = _first_impossible(rec)
     if bad is not None:
         rid = rec.get("Id", rec.get("id"))
         raise _fail(where, n, f"record {rid}: field {bad[0]}: {bad[1]}")

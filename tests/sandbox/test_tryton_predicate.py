@@ -1,0 +1,54 @@
+"""The Tryton emulator's compiled domain (TrytonWorld.predicate) answers as its row-by-row interpreter does."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sandbox.tryton import TrytonFault, TrytonWorld
+
+
+def _world() -> TrytonWorld:
+    rng = random.Random(5)
+    parties = [{"id": i, "name": f"P{i}", "write_date": {"__class__": "datetime", "year": 2026, "month": 1, "day": 1},
+                "create_date": None} for i in range(1, 6)]
+    invoices = [{"id": i, "type": rng.choice(["out", "in", None]), "party": rng.randrange(1, 8),
+                 "number": rng.choice([f"INV-{i}", None]), "total_amount": {"__class__": "Decimal",
+                                                                             "decimal": str(rng.randrange(100))},
+                 "write_date": {"__class__": "datetime", "year": 2026, "month": 1, "day": 1, "hour": rng.randrange(5)},
+                 "create_date": None} for i in range(1, 120)]
+    return TrytonWorld({"party.party": parties, "account.invoice": invoices})
+
+
+DOMAINS: list[Any] = [
+    [], [["type", "=", "out"]], [["type", "=", None]], [["type", "!=", None]], [["type", "in", ["out", "in"]]],
+    [["type", "not in", ["out"]]], [["number", "like", "INV-1%"]], [["number", "not ilike", "inv-2%"]],
+    [["total_amount", ">=", Decimal("50")], ["type", "=", "in"]],
+    ["OR", ["type", "=", "in"], ["total_amount", "<", Decimal("10")]],
+    ["AND", ["type", "=", "out"], ["OR", ["party.name", "=", "P3"], ["id", ">", 100]]],
+    [["write_date", ">", datetime(2026, 1, 1, 2, tzinfo=UTC)]], [["party.name", "ilike", "p%"]],
+    [["id", "<=", 40], [["type", "=", "out"]]],
+    "not a domain", [["type", "=", "out"], "bad clause"], [["nope", "=", 1]], ["OR", ["type", "=", "x"], ["nope", "=", 1]],
+]
+
+
+def _interpreted(world: TrytonWorld, domain: Any) -> Any:
+    try:
+        return [r["id"] for r in world.rows["account.invoice"] if world.matches("account.invoice", r, domain)]
+    except TrytonFault as fault:
+        return ("fault", fault.payload)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_predicate_equals_the_interpreter(domain: Any) -> None:
+    world = _world()
+    match = world.predicate("account.invoice", domain)
+    try:
+        got: Any = [r["id"] for r in world.rows["account.invoice"] if match(r)]
+    except TrytonFault as fault:
+        got = ("fault", fault.payload)
+    assert got == _interpreted(world, domain)
