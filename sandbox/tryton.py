@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import itertools
 import re
 import secrets
 from collections.abc import Callable
@@ -256,7 +257,7 @@ class TrytonWorld:
         if fast is not None:
             index, start = fast
             out: list[dict[str, Any]] = []
-            for r in index[start:]:
+            for r in itertools.islice(index, start, None):  # no copy of the index's tail per page
                 if ok(r):
                     out.append(r)
                     if len(out) >= limit:  # type: ignore[operator]
@@ -285,7 +286,10 @@ class TrytonWorld:
 
     def _keyset_start(self, model: str, domain: Any, keys: list[list[Any]]) -> tuple[list[dict[str, Any]], int] | None:
         """(index, position of the first row that can match) for an ``[[f, ASC], [id, ASC]]`` order whose
-        domain bounds ``f`` from below at its top level; None when the query is not of that shape."""
+        domain bounds ``f`` from below at its top level (or an ``[[id, ASC]]`` order whose domain bounds
+        ``id`` from below: an id listing); None when the query is not of that shape."""
+        if keys == [["id", "ASC"]] and isinstance(domain, list):
+            return self._id_start(model, domain)
         if len(keys) != 2 or keys[1] != ["id", "ASC"] or str(keys[0][1]).upper() != "ASC" or "." in str(keys[0][0]):
             return None
         field = str(keys[0][0])
@@ -312,6 +316,20 @@ class TrytonWorld:
             return index, bisect.bisect_left(keys_, bound)
         except TypeError:  # a bound of another type than the stored values: the general path decides
             return None
+
+    def _id_start(self, model: str, domain: list[Any]) -> tuple[list[dict[str, Any]], int] | None:
+        bound: tuple[Any, ...] | None = None
+        for part in domain if domain and not self._is_leaf(domain) and domain[0] not in ("OR", "AND") else []:
+            if not isinstance(part, list):
+                return None
+            if self._is_leaf(part) and part[0] == "id" and part[1] in (">", ">=") and type(part[2]) is int:
+                lower = (part[2], float("inf") if part[1] == ">" else float("-inf"))
+                if bound is None or lower > bound:
+                    bound = lower
+        if bound is None:
+            return None
+        index, keys_ = self._index(model, "id")
+        return index, bisect.bisect_left(keys_, bound)
 
     @staticmethod
     def _render(row: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:

@@ -52,3 +52,17 @@ def test_predicate_equals_the_interpreter(domain: Any) -> None:
     except TrytonFault as fault:
         got = ("fault", fault.payload)
     assert got == _interpreted(world, domain)
+
+
+def test_an_id_listing_comes_from_the_index_and_equals_a_full_scan() -> None:
+    """``search_read([..., ["id", ">", last]], order=[["id", "ASC"]], limit=n)`` (the connector's id
+    listing) is served from the id index: the same pages as filtering and sorting the whole model."""
+    world = _world()
+    order = [["id", "ASC"]]
+    for domain in ([["id", ">", 0]], [["type", "=", "out"], ["id", ">", 37]], [["id", ">=", 50], ["id", ">", 20]],
+                   [["type", "!=", None], ["id", ">", 200]]):
+        full = world._found("account.invoice", domain, {}, order)
+        assert world._keyset_start("account.invoice", domain, order) is not None
+        for limit in (1, 7, 1000):
+            assert world._found("account.invoice", domain, {}, order, limit) == full[:limit]
+    assert world._keyset_start("account.invoice", [["type", "=", "out"]], order) is None  # no bound: a scan
