@@ -108,6 +108,29 @@ def _compare(op: str, have: Any, want: Any) -> bool:
         return False
 
 
+# record list -> its rows decoded: a world's records are decoded once for the check that reads them
+# (sandbox.world_readable) and the emulator that serves them. Keyed by the list's identity and
+# length (a world's lists are not changed once read); the last few lists only.
+_DECODED: dict[int, tuple[list[dict[str, Any]], int, list[dict[str, Any]]]] = {}
+_DECODED_KEEP = 12
+
+
+def _decoded_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    hit = _DECODED.get(id(records))
+    if hit is not None and hit[0] is records and hit[1] == len(records):
+        return list(hit[2])
+    rows = []
+    for rec in records:
+        row = codec.decode(rec)
+        row[CURSOR] = row.get("write_date") or row.get("create_date")
+        rows.append(row)
+    if isinstance(records, list):
+        while len(_DECODED) >= _DECODED_KEEP:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[id(records)] = (records, len(records), rows)
+    return list(rows)
+
+
 def _raiser(fault: Exception) -> Callable[[dict[str, Any]], bool]:
     def fail(_row: dict[str, Any]) -> bool:
         raise fault
@@ -125,11 +148,8 @@ class TrytonWorld:
         for model, records in world.items():
             if model not in self.rows:
                 raise KeyError(f"the Tryton emulator has no model {model}")
-            for rec in records:
-                row = codec.decode(rec)
-                row[CURSOR] = row.get("write_date") or row.get("create_date")
-                self.rows[model].append(row)
-                self.by_id[model][int(row["id"])] = row
+            self.rows[model] = _decoded_rows(records)
+            self.by_id[model] = {int(row["id"]): row for row in self.rows[model]}
         self.sessions: set[str] = set()
         self.calls: list[str] = []  # every method called (tests assert on it)
         self._indexes: dict[tuple[str, str], tuple[list[dict[str, Any]], list[tuple[Any, int]]]] = {}

@@ -205,8 +205,13 @@ def _mappings(root: Path, value: Any, systems: list[str], path: Path, line: int)
 
 # --- JSON Lines --------------------------------------------------------------------------------------
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)  # one decoder for every line (json.loads makes one per call)
+
+
 def _loads(text: str) -> Any:
-    return json.loads(text, parse_float=Decimal)
+    if text.startswith("\ufeff"):  # json.loads names a byte order mark
+        return json.loads(text, parse_float=Decimal)
+    return _DECODER.decode(text)
 
 
 # a text that is a date or an ISO instant, and nothing else (a description that starts with one is not)
