@@ -104,27 +104,8 @@ def _encode_default(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} to Tryton")
 
 
-def _prepare(value: Any) -> Any:
-    # orjson serialises datetime/date natively (ISO text), before ``default`` is consulted, so the
-    # Tryton tagging has to be applied to the tree first.
-    kind = type(value)
-    if kind in _AS_IS:
-        return value
-    if kind is dict:
-        return {k: (v if type(v) in _AS_IS else _prepare(v)) for k, v in value.items()}
-    if isinstance(value, dict):
-        return {k: _prepare(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [v if type(v) in _AS_IS else _prepare(v) for v in value]
-    if isinstance(value, Decimal | date | time | timedelta | bytes | set | frozenset):
-        return _encode_default(value)
-    return value
-
-
-# exact types orjson writes as Tryton reads them: nothing to tag, nothing to look into
-_AS_IS = frozenset({str, int, bool, float, type(None)})
-
-
 def dumps(value: Any) -> bytes:
     """Encode a request body with Tryton's type tags."""
-    return orjson.dumps(_prepare(value), default=_encode_default)
+    # orjson writes datetimes, dates and times natively (ISO text); passed through to ``default``
+    # instead, they are tagged like every other non-JSON value, in one pass over the tree
+    return orjson.dumps(value, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
