@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import bisect
 import itertools
+import operator
 import re
 import secrets
 from collections.abc import Callable
@@ -129,6 +130,10 @@ def _decoded_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             _DECODED.pop(next(iter(_DECODED)))
         _DECODED[id(records)] = (records, len(records), rows)
     return list(rows)
+
+
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                                ">=": operator.ge}
 
 
 def _raiser(fault: Exception) -> Callable[[dict[str, Any]], bool]:
@@ -254,7 +259,23 @@ class TrytonWorld:
             if op == "in":
                 return lambda row: have(row) in values
             return lambda row: have(row) not in values
-        return lambda row: _compare(op, have(row), want)
+        order = _ORDER.get(op)
+        if order is None:
+            return lambda row: _compare(op, have(row), want)
+        if want is None:
+            return lambda row: have(row) is not None and False
+        want_instant, want_day = isinstance(want, datetime), isinstance(want, date | datetime)
+
+        def ordered(row: dict[str, Any]) -> bool:  # _compare for < <= > >=, its checks hoisted
+            value = have(row)
+            if value is None or (want_day and isinstance(value, datetime) != want_instant):
+                return False
+            try:
+                return bool(order(value, want))
+            except TypeError:
+                return False
+
+        return ordered
 
     # --- methods ------------------------------------------------------------------------------
     def _found(self, model: str, domain: Any, context: dict[str, Any], order: Any = None,

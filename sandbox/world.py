@@ -26,6 +26,7 @@ import yaml
 
 from canonical.errors import InputError, yaml_problem
 from canonical.money import normalize_currency
+from connectors.tryton import codec
 
 FORMAT = 1
 SYSTEMS = ("salesforce", "hubspot", "zoho", "jiandaoyun", "stripe", "tryton", "odoo", "bank")
@@ -219,26 +220,40 @@ _DATE_TEXT = re.compile(r"^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?
                         r"(?:Z|[+-]\d\d:?\d\d)?)?$")
 
 
+_TEXT_SEEN: dict[str, str | None] = {}
+_TEXT_SEEN_MAX = 200_000
+_UNSEEN = object()
+
+
+def _impossible_text(value: str) -> str | None:
+    m = _DATE_TEXT.match(value)
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec = (int(x) if x is not None else 0 for x in m.groups())
+    try:
+        datetime(y, mo, d, h, mi, sec)
+    except ValueError as exc:
+        return f"{value!r} is not a valid date ({exc})"
+    return None
+
+
 def _impossible_value(value: Any) -> str | None:
     """Why a value cannot be what it says (a date of February 30, a Tryton tagged value that does
     not decode), or None. A world is checked before anything serves it: the emulators then never
     meet a value they cannot read."""
     if isinstance(value, str):
-        m = _DATE_TEXT.match(value)
-        if m is None:
-            return None
-        y, mo, d, h, mi, sec = (int(x) if x is not None else 0 for x in m.groups())
-        try:
-            datetime(y, mo, d, h, mi, sec)
-        except ValueError as exc:
-            return f"{value!r} is not a valid date ({exc})"
-        return None
+        known = _TEXT_SEEN.get(value, _UNSEEN)
+        if known is not _UNSEEN:  # a world repeats its dates and stamps: each distinct text is checked once
+            return known  # type: ignore[return-value]
+        why = _impossible_text(value)
+        if len(_TEXT_SEEN) >= _TEXT_SEEN_MAX:
+            _TEXT_SEEN.clear()
+        _TEXT_SEEN[value] = why
+        return why
     if isinstance(value, dict):
         if "__class__" not in value:
             bad = _first_impossible(value)
             return None if bad is None else f"{bad[0]}: {bad[1]}"
-        from connectors.tryton import codec
-
         try:
             codec._decoded(value)
         except (ArithmeticError, ValueError, TypeError, KeyError, OverflowError) as exc:

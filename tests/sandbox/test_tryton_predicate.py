@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +31,8 @@ DOMAINS: list[Any] = [
     ["OR", ["type", "=", "in"], ["total_amount", "<", Decimal("10")]],
     ["AND", ["type", "=", "out"], ["OR", ["party.name", "=", "P3"], ["id", ">", 100]]],
     [["write_date", ">", datetime(2026, 1, 1, 2, tzinfo=UTC)]], [["party.name", "ilike", "p%"]],
-    [["id", "<=", 40], [["type", "=", "out"]]],
+    [["id", "<=", 40], [["type", "=", "out"]]], [["write_date", ">", None]], [["nope", "<", None]],
+    [["write_date", "<", date(2026, 1, 2)]], [["number", ">=", 5]], [["number", "<", "INV-5"]],
     "not a domain", [["type", "=", "out"], "bad clause"], [["nope", "=", 1]], ["OR", ["type", "=", "x"], ["nope", "=", 1]],
 ]
 
