@@ -119,7 +119,7 @@ _DECODED_KEEP = 12
 def _decoded_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     hit = _DECODED.get(id(records))
     if hit is not None and hit[0] is records and hit[1] == len(records):
-        return list(hit[2])
+        return _Rows(hit[2])
     rows = []
     for rec in records:
         row = codec.decode(rec)
@@ -129,7 +129,61 @@ def _decoded_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         while len(_DECODED) >= _DECODED_KEEP:
             _DECODED.pop(next(iter(_DECODED)))
         _DECODED[id(records)] = (records, len(records), rows)
-    return list(rows)
+    return _Rows(rows)
+
+
+class _Rows(list[dict[str, Any]]):
+    """A model's rows, counting the changes made to the list (``version``): the emulator's sorted
+    indexes are rebuilt after one."""
+
+    version = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self._changed()
+
+    def extend(self, items: Any) -> None:
+        super().extend(items)
+        self._changed()
+
+    def insert(self, i: Any, item: Any) -> None:
+        super().insert(i, item)
+        self._changed()
+
+    def pop(self, i: Any = -1) -> Any:
+        self._changed()
+        return super().pop(i)
+
+    def remove(self, item: Any) -> None:
+        super().remove(item)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        super().sort(*args, **kwargs)
+        self._changed()
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._changed()
+
+    def __setitem__(self, i: Any, item: Any) -> None:
+        super().__setitem__(i, item)
+        self._changed()
+
+    def __delitem__(self, i: Any) -> None:
+        super().__delitem__(i)
+        self._changed()
+
+    def __iadd__(self, items: Any) -> Any:  # type: ignore[misc]
+        self._changed()
+        return super().__iadd__(items)
 
 
 _ORDER: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -148,7 +202,7 @@ class TrytonWorld:
     def __init__(self, world: dict[str, list[dict[str, Any]]], *, database: str = "ltc", login: str = "admin",
                  password: str = "admin") -> None:
         self.database, self.login, self.password = database, login, password
-        self.rows: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
+        self.rows: dict[str, list[dict[str, Any]]] = {m: _Rows() for m in MODELS}
         self.by_id: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in MODELS}
         for model, records in world.items():
             if model not in self.rows:
@@ -157,7 +211,7 @@ class TrytonWorld:
             self.by_id[model] = {int(row["id"]): row for row in self.rows[model]}
         self.sessions: set[str] = set()
         self.calls: list[str] = []  # every method called (tests assert on it)
-        self._indexes: dict[tuple[str, str], tuple[list[dict[str, Any]], list[tuple[Any, int]]]] = {}
+        self._indexes: dict[tuple[str, str], tuple[Any, list[dict[str, Any]], list[tuple[Any, int]]]] = {}
         self.user_id = 1
 
     # --- domain ---------------------------------------------------------------------------------
@@ -317,15 +371,18 @@ class TrytonWorld:
 
     def _index(self, model: str, field: str) -> tuple[list[dict[str, Any]], list[tuple[Any, int]]]:
         """Rows sorted on ``(field, id)`` ascending, rows without the field last (as ``_found`` sorts),
-        and their keys; built once per model and field (the world is read-only)."""
-        cache = self._indexes.get((model, field))
-        if cache is None:
-            rows = self.rows[model]
-            present = sorted((r for r in rows if r.get(field) is not None), key=lambda r: (r[field], r["id"]))
-            missing = sorted((r for r in rows if r.get(field) is None), key=lambda r: r["id"])
-            cache = (present + missing, [(r[field], r["id"]) for r in present])
-            self._indexes[(model, field)] = cache
-        return cache
+        and their keys; built once per model and field, again when the model's rows were added or
+        removed since (tests change a world's rows in place: :class:`_Rows` counts the changes)."""
+        rows = self.rows[model]
+        stamp = (id(rows), rows.version) if isinstance(rows, _Rows) else None
+        cached = self._indexes.get((model, field))
+        if cached is not None and stamp is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        present = sorted((r for r in rows if r.get(field) is not None), key=lambda r: (r[field], r["id"]))
+        missing = sorted((r for r in rows if r.get(field) is None), key=lambda r: r["id"])
+        index, keys = present + missing, [(r[field], r["id"]) for r in present]
+        self._indexes[(model, field)] = (stamp, index, keys)
+        return index, keys
 
     def _keyset_start(self, model: str, domain: Any, keys: list[list[Any]]) -> tuple[list[dict[str, Any]], int] | None:
         """(index, position of the first row that can match) for an ``[[f, ASC], [id, ASC]]`` order whose
