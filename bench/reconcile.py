@@ -88,7 +88,7 @@ def _store_child(url: str, as_of: date, partitions: int | None) -> None:
     secs = time.perf_counter() - t
     store.close()
     helper = columnar.close_helper()
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    own = columnar.peak_rss_mb()  # not ru_maxrss: a child's counts its parent's resident set at the fork
     fps = sorted(res.exceptions["fingerprint"].to_list())
     print(json.dumps({"seconds": secs, "rss_mb": own, "helper_rss_mb": helper, "partitions": res.partitions,
                       "fingerprints": hashlib.sha1("\n".join(fps).encode()).hexdigest(), "exceptions": len(fps)}))

@@ -24,6 +24,7 @@ Everything is derived from the SQLAlchemy table, so a new canonical entity (or a
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import os
 import pickle
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -227,8 +228,9 @@ def _export(url: str, dialect: str, jobs: Sequence[Export], batch_rows: int) -> 
                     writer.write_table(_typed(df, table, job.dtypes).select(cols).to_arrow().cast(schema))
 
 
-def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_000) -> None:
-    """Read tables into Parquet files (:class:`Export`), without a Python row.
+def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_000, readers: int = 2) -> None:
+    """Read tables into Parquet files (:class:`Export`), without a Python row; ``readers``: helper processes
+    reading at once on SQLite (1 or 2; one reader leaves the other core to a caller that works meanwhile).
 
     On SQLite this runs in a helper process: connectorx and ADBC carry their own copy of the SQLite
     library, and two copies in one process do not see each other's POSIX locks, so one would delete the
@@ -238,11 +240,11 @@ def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_
         _export_here(engine, jobs)
         return
     url = connectorx_url(engine)
-    # two readers on two cores: the jobs dealt alternately to two helper processes (PostgreSQL: read here)
-    halves: list[list[Export]] = [[], []]
-    for i, job in enumerate(jobs):
-        halves[i % 2].append(job)
-    _run_parallel(engine, _export, [(url, engine.dialect.name, h, batch_rows) for h in halves if h])
+    # two readers on two cores: the jobs dealt alternately to two helper processes (PostgreSQL: read here); a
+    # single reader is helper 1, so that helper 0 stays free for a bulk write (BulkWriter) meanwhile
+    n = max(1, min(2, readers))
+    parts = [list(jobs[i::n]) for i in range(n)]
+    _run_parallel(engine, _export, [(url, engine.dialect.name, p, batch_rows) for p in parts if p], first=2 - n)
 
 
 #: below this many rows SQLite I/O runs in this process with Python's own sqlite3, row by row at the driver
@@ -387,11 +389,27 @@ def close_helper() -> int:
         _HELPERS.clear()
     if not helpers:
         return 0
+    peak = 0
     for h in helpers:
+        with contextlib.suppress(Exception):
+            peak = max(peak, h.call(peak_rss_mb))
         h.close()
+    return peak
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident set in MB (``VmHWM``: its own, where ``ru_maxrss`` of a child process also
+    counts the resident set its parent had when it forked it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def _run(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
@@ -403,12 +421,14 @@ def _run(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     return _helper(0).call(fn, *args)
 
 
-def _run_parallel(engine: Engine, fn: Callable[..., T], argsets: Sequence[tuple[Any, ...]]) -> list[T]:
-    """``fn`` over several argument sets at once: SQLite, one helper process each (readers do not block
-    each other); PostgreSQL, one after the other here."""
-    if _is_pg(engine) or len(argsets) < 2:
-        return [_run(engine, fn, *a) for a in argsets]
-    helpers = [_helper(i) for i in range(len(argsets))]
+def _run_parallel(engine: Engine, fn: Callable[..., T], argsets: Sequence[tuple[Any, ...]], first: int = 0) -> list[T]:
+    """``fn`` over several argument sets at once: SQLite, one helper process each (``first``, ``first + 1``, …;
+    readers do not block each other); PostgreSQL, one after the other here."""
+    if _is_pg(engine):
+        return [fn(*a) for a in argsets]
+    helpers = [_helper(first + i) for i in range(len(argsets))]
+    if len(helpers) == 1:
+        return [helpers[0].call(fn, *argsets[0])]
     with ThreadPoolExecutor(len(argsets)) as pool:
         return list(pool.map(lambda ha: ha[0].call(fn, *ha[1]), zip(helpers, argsets, strict=True)))
 
@@ -476,16 +496,11 @@ class Load:
 
 def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = ()) -> int:
     """In one transaction: delete every row of the ``delete`` tables, then append every job's files.
-    PostgreSQL: ``COPY`` here; SQLite: ADBC bulk ingest in the helper process (see :func:`export_tables`).
-    Returns the rows written."""
-    if _is_pg(engine):
-        with engine.begin() as conn:
-            for name in delete:
-                conn.exec_driver_sql(f'DELETE FROM "{name}"')
-            return sum(copy_frame(conn, j.table, df) for j in jobs for df in j.frames())
-    if sum(pl.scan_parquet(list(j.files)).select(pl.len()).collect().item() for j in jobs if j.files) < SMALL:
-        return _load_here(engine, jobs, delete)
-    return _run(engine, _sqlite_load, connectorx_url(engine).removeprefix("sqlite://"), list(jobs), list(delete))
+    PostgreSQL: ``COPY``; SQLite: ADBC bulk ingest in the helper process (see :func:`export_tables`), or
+    this process's sqlite3 for a few rows. Returns the rows written (:class:`BulkWriter` in one go)."""
+    with BulkWriter(engine, delete) as writer:
+        writer.add(jobs)
+        return writer.finish()
 
 
 def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> int:
@@ -505,12 +520,21 @@ def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> i
     return n
 
 
-def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:
+#: the helper's open bulk write (:func:`_sqlite_begin` .. :func:`_sqlite_end`): connection, cursor, the indexes to
+#: rebuild and the rows written so far
+_SESSION: dict[str, Any] = {}
+
+
+def _sqlite_begin(path: str, delete: Sequence[str], constant: Collection[str] = ()) -> None:
+    """In the helper process: open a bulk write (one transaction) and empty the ``delete`` tables; their
+    indexes are dropped (rebuilt by :func:`_sqlite_end`), except those on ``constant`` columns only (one value
+    for every row written: the appends extend them at their end, cheaper than a rebuild)."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
+    if _SESSION:  # an earlier write its caller never ended (it died between calls)
+        _sqlite_end(False)
     adbc = adbc_sqlite.connect(path, autocommit=True)  # the transaction is ours: BEGIN IMMEDIATE .. COMMIT
     cur = adbc.cursor()
-    n = 0
     try:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -518,32 +542,205 @@ def _sqlite_load(path: str, jobs: Sequence[Load], delete: Sequence[str]) -> int:
         # index rebuilds sort in memory (measured: ~15% less CPU for 860k link + allocation rows)
         cur.execute("PRAGMA cache_size=-131072")
         cur.execute("BEGIN IMMEDIATE")
-        try:
-            rebuild: list[str] = []
-            for name in delete:
-                cur.execute(f'DELETE FROM "{name}"')
-                # an emptied table is filled faster without its indexes, which are then built in one sort each
-                cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                            f"AND tbl_name = '{name}'")
-                for index, sql in cur.fetchall():
-                    cur.execute(f'DROP INDEX "{index}"')
-                    rebuild.append(sql)
-            for job in jobs:
-                table = job.table
-                for df in job.frames():
-                    out = storage_frame(table, df, "sqlite")
-                    cur.adbc_ingest(table.name, out.to_arrow(), mode="append")
-                    n += out.height
-            for sql in rebuild:
-                cur.execute(sql)
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
-    finally:
+    except BaseException:
         cur.close()
         adbc.close()
+        raise
+    _SESSION.update(adbc=adbc, cur=cur, rebuild=[], rows=0)
+    try:
+        for name in delete:
+            cur.execute(f'DELETE FROM "{name}"')
+            # an emptied table is filled faster without its indexes, which are then built in one sort each
+            cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                        f"AND tbl_name = '{name}'")
+            for index, sql in cur.fetchall():
+                cur.execute(f'SELECT name FROM pragma_index_info(\'{index}\')')
+                if constant and {c for (c,) in cur.fetchall()} <= set(constant):
+                    continue
+                cur.execute(f'DROP INDEX "{index}"')
+                _SESSION["rebuild"].append(sql)
+    except BaseException:
+        _sqlite_end(False)
+        raise
+
+
+def _profile(label: str, t: float) -> float:
+    """The step's clock on stderr when LTC_RECON_PROFILE is set (as :class:`reconcile.core._Clock` prints)."""
+    import time
+
+    now = time.perf_counter()
+    if os.environ.get("LTC_RECON_PROFILE"):
+        print(f"  [bulk write] {label}: {now - t:.2f}s", file=sys.stderr, flush=True)
+    return now
+
+
+def _sqlite_append(jobs: Sequence[Load]) -> int:
+    """In the helper process: append the jobs' files in the open bulk write."""
+    import time
+
+    t = time.perf_counter()
+    cur = _SESSION["cur"]
+    n = 0
+    for job in jobs:
+        for df in job.frames():
+            out = storage_frame(job.table, df, "sqlite")
+            cur.adbc_ingest(job.table.name, out.to_arrow(), mode="append")
+            n += out.height
+    _SESSION["rows"] += n
+    _profile(f"{n} rows appended", t)
     return n
+
+
+def _sqlite_end(commit: bool) -> int:
+    """In the helper process: rebuild the dropped indexes and commit (or roll back) the open bulk write;
+    returns the rows it wrote (0 when rolled back or none was open)."""
+    if not _SESSION:
+        return 0
+    cur, adbc = _SESSION["cur"], _SESSION["adbc"]
+    rows = _SESSION["rows"]
+    try:
+        if commit:
+            import time
+
+            t = time.perf_counter()
+            try:
+                for sql in _SESSION["rebuild"]:
+                    cur.execute(sql)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            t = _profile("indexes rebuilt", t)
+            cur.execute("COMMIT")
+            _profile("committed", t)
+        else:
+            with contextlib.suppress(Exception):
+                cur.execute("ROLLBACK")
+            rows = 0
+    finally:
+        _SESSION.clear()
+        cur.close()
+        adbc.close()
+    return rows
+
+
+class BulkWriter:
+    """:func:`bulk_load` spread over time: the ``delete`` tables emptied, then each :meth:`add`'s jobs appended
+    while the caller goes on (a background thread: SQLite's ADBC ingest in the helper process, PostgreSQL's
+    ``COPY`` on a connection of its own), all in one transaction that :meth:`finish` commits (on SQLite the
+    emptied tables' indexes are dropped and rebuilt then, in one sort each, but those on ``constant`` columns
+    only, which the appends extend at their end). A failed or abandoned write (:meth:`abort`, or an
+    exception in the ``with`` block) is rolled back: readers see the old rows or all the new ones.
+
+    A bucketed reconciliation hands it each bucket's links as the bucket finishes, so they are written
+    while the next bucket is computed. A small SQLite write (under :data:`SMALL` rows, and ``rows_hint``
+    under it too) is held until :meth:`finish` and done by this process's sqlite3 (:func:`_load_here`)."""
+
+    def __init__(self, engine: Engine, delete: Sequence[str] = (), rows_hint: int = 0,
+                 constant: Collection[str] = ()) -> None:
+        self.engine = engine
+        self.delete = list(delete)
+        self.constant = list(constant)  # columns every row of this write has one value in (e.g. a run id)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ltc-bulk-write")
+        self.mode = ""  # "" (not started: small jobs held), "pg", "helper"
+        self.held: list[Load] = []
+        self.held_rows = 0
+        self.futures: list[Any] = []
+        self.pg: tuple[Connection, Any] | None = None
+        if _is_pg(engine) or rows_hint >= SMALL:
+            self._start()
+
+    def __enter__(self) -> BulkWriter:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is not None:
+            self.abort()
+
+    def _start(self) -> None:
+        if _is_pg(self.engine):
+            self.mode = "pg"
+            self.futures.append(self.pool.submit(self._pg_begin))
+        else:
+            self.mode = "helper"
+            path = connectorx_url(self.engine).removeprefix("sqlite://")
+            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_begin, path, self.delete,
+                                                 self.constant))
+
+    def add(self, jobs: Sequence[Load]) -> None:
+        """Append the jobs' files (in the background; their errors surface in :meth:`finish`)."""
+        jobs = [j for j in jobs if j.files]
+        if not self.mode:
+            self.held.extend(jobs)
+            self.held_rows += sum(pl.scan_parquet(list(j.files)).select(pl.len()).collect().item() for j in jobs)
+            if self.held_rows < SMALL:
+                return
+            self._start()
+            jobs, self.held = self.held, []
+        if not jobs:
+            return
+        if self.mode == "pg":
+            self.futures.append(self.pool.submit(self._pg_append, jobs))
+        else:
+            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_append, jobs))
+
+    def finish(self) -> int:
+        """Wait for the appends, commit; the rows written."""
+        try:
+            written = sum(f.result() or 0 for f in self.futures)
+        except BaseException:
+            self.abort()
+            raise
+        self.futures.clear()
+        try:
+            if not self.mode:
+                return _load_here(self.engine, self.held, self.delete)
+            if self.mode == "pg":
+                self.pool.submit(self._pg_end, True).result()
+                return written
+            return self.pool.submit(_helper(0).call, _sqlite_end, True).result()
+        finally:
+            self.pool.shutdown()
+
+    def abort(self) -> None:
+        """Roll back (nothing written becomes visible)."""
+        for f in self.futures:
+            with contextlib.suppress(BaseException):
+                f.result()
+        self.futures.clear()
+        with contextlib.suppress(Exception):
+            if self.mode == "pg":
+                self.pool.submit(self._pg_end, False).result()
+            elif self.mode == "helper":
+                self.pool.submit(_helper(0).call, _sqlite_end, False).result()
+        self.mode = ""
+        self.held.clear()
+        self.pool.shutdown()
+
+    # PostgreSQL: one connection, used only by the writer's thread
+    def _pg_begin(self) -> None:
+        conn = self.engine.connect()
+        trans = conn.begin()
+        self.pg = (conn, trans)
+        for name in self.delete:
+            conn.exec_driver_sql(f'DELETE FROM "{name}"')
+
+    def _pg_append(self, jobs: Sequence[Load]) -> int:
+        assert self.pg is not None
+        return sum(copy_frame(self.pg[0], j.table, df) for j in jobs for df in j.frames())
+
+    def _pg_end(self, commit: bool) -> int:
+        if self.pg is None:
+            return 0
+        conn, trans = self.pg
+        self.pg = None
+        try:
+            if commit:
+                trans.commit()
+            else:
+                trans.rollback()
+        finally:
+            conn.close()
+        return 0
 
 
 def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete: Sequence[str] = ()) -> int:

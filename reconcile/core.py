@@ -82,10 +82,11 @@ class _Clock:
     def __call__(self, label: str) -> None:
         if self.on:
             now = time.perf_counter()
-            import resource
             import sys
 
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            from canonical.columnar import peak_rss_mb
+
+            rss = peak_rss_mb()
             cpu = time.process_time()
             print(f"  {label}: {now - self.t:.2f}s cpu={cpu - self.cpu:.2f}s peak_rss={rss}MB", file=sys.stderr)
             self.t, self.cpu = now, cpu

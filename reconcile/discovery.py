@@ -37,7 +37,7 @@ the tokens of the texts; no per-record scan.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -375,19 +375,24 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
         part.unlink()
 
 
-def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATCH_ROWS) -> Path:
+def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATCH_ROWS,
+                       ready: Callable[[], object] | None = None) -> Path:
     """:func:`discover` over a directory of ``<table>.parquet`` (the bucketed path): the patched order,
     invoice and payment tables are written to ``dest``, every other table is linked there unchanged.
 
     Memory is bounded: the index is built from :data:`INDEX_COLUMNS` only, then the order, invoice and
     payment tables are discovered ``batch_rows`` rows at a time (each record is decided on its own, so
-    the result is :func:`discover`'s)."""
+    the result is :func:`discover`'s). Discovery reads only the deal, order, invoice and payment tables:
+    ``ready`` (when given) is waited for before the others are linked (the store path is still exporting them)."""
     from reconcile.partition import parquet_reader
 
     src, dest = Path(src), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     read = parquet_reader(src)
     ix = index_of(*(read(name, list(cols)) for name, cols in INDEX_COLUMNS.items()))
+    _discover_tables(src, dest, ix, batch_rows)
+    if ready is not None:
+        ready()
     for path in src.iterdir():
         if path.suffix == ".parquet" and path.stem not in ("order", "invoice", "payment"):
             target = dest / path.name
@@ -396,7 +401,6 @@ def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATC
                     target.symlink_to(path.resolve())
                 except OSError:
                     shutil.copyfile(path, target)
-    _discover_tables(src, dest, ix, batch_rows)
     return dest
 
 

@@ -4,8 +4,11 @@ The store's live canonical rows are exported column-wise to Parquet in a scratch
 (:func:`reconcile.frames.export_frames`, :mod:`canonical.columnar`: no Python rows), partitioned by
 customer cluster and reconciled bucket by bucket (:mod:`reconcile.stream`), so memory is bounded by one
 bucket at any size; each bucket's result frames and KPI inputs go to the scratch directory and the KPIs
-are computed from them. Then, in one transaction, the links and allocations of the previous run are
-replaced (bulk: ADBC ingest on SQLite, ``COPY`` on PostgreSQL), and in a second one the KPI snapshot is
+are computed from them. In one transaction, the links and allocations of the previous run are replaced
+(bulk: ADBC ingest in the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`):
+the old rows are deleted during the pre-pass and each bucket's rows are appended as soon as the bucket has
+written them, while the next bucket is computed; the commit follows the last bucket. With several buckets
+the tables reference discovery does not read are exported while it runs. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
 lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
 ``run`` table with its counts; a conservation failure marks the run failed and re-raises.
@@ -15,7 +18,10 @@ Frames already in memory (``frames=``) are reconciled in one shot instead; the r
 
 from __future__ import annotations
 
+import functools
 import tempfile
+import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,13 +36,16 @@ from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
 from reconcile.core import Settings, _Clock, reconcile_frames
-from reconcile.frames import Frames, conform, export_frames
+from reconcile.frames import Frames, conform, export_frames, store_table
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import NOT_READ
 from reconcile.stream import (
+    DISCOVERY_TABLES,
     FRAMES,
     KPI_INPUTS,
+    BucketSummary,
     Mapper,
+    buckets_for,
     clear_out,
     combine,
     plan_buckets,
@@ -147,19 +156,41 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
     omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference", "order_ref"} for name, cols in NOT_READ.items()}
-    src = export_frames(store, tmp / "in", list(Frames.__dataclass_fields__), omit)  # leads: for the KPIs
-    clock("export to Parquet")
-    plan = plan_buckets(src, tmp / "spill", out, partitions)
-    clock("pre-pass + spill")
+    # what reference discovery reads first; with several buckets, the other tables (leads: for the KPIs) are
+    # exported by one helper process while discovery and the bucket pre-pass run on the other core (one bucket:
+    # discovery alone is too short to hide them, and two readers export them sooner)
+    meanwhile = _buckets(store, partitions) > 1
+    first = DISCOVERY_TABLES if meanwhile else list(Frames.__dataclass_fields__)
+    src = export_frames(store, tmp / "in", first, omit)
+    rest = [name for name in Frames.__dataclass_fields__ if name not in first]
+    clock("export to Parquet" + (" (discovery's tables)" if meanwhile else ""))
+    # the previous run's links and allocations are deleted (the SQLite helper process, or COPY's connection)
+    # during the pre-pass, and each bucket's go to the store as it finishes, while the next bucket is computed
+    # (the last one's while the KPIs are); one transaction, committed last
+    with ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
+            columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
+                                rows_hint=_input_rows(src), constant=["run_id"]) as writer:
+        later = pool.submit(export_frames, store, src, rest, omit, readers=1) if meanwhile else None
+        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result if later else None)
+        clock("pre-pass + spill" + (" (the other tables exported meanwhile)" if meanwhile else ""))
 
-    def one(k: int) -> Any:
-        return run_bucket(plan, k, s, as_of, (start, end))
+        # a bucket run in this process hands its links to the writer as soon as they are on disk (before its
+        # other frames and KPI inputs are written); one run elsewhere (a Dask worker) when its summary comes back
+        _WRITERS[run_id] = (writer, set(), threading.Lock())
 
-    res = combine(mapper(one, range(plan.n)), plan.n, out)
-    clock("buckets")
-    # the links and allocations go to the store (the SQLite helper process, or COPY) while the KPIs are computed
-    with ThreadPoolExecutor(1) as pool:
-        stored = pool.submit(_store_links, store, out, run_id)
+        def one(k: int) -> Any:
+            return run_bucket(plan, k, s, as_of, (start, end), written=functools.partial(_written, run_id, out))
+
+        def stored(done: Iterable[BucketSummary]) -> Iterator[BucketSummary]:
+            for b in done:
+                _written(run_id, out, b.bucket)
+                yield b
+
+        try:
+            res = combine(stored(mapper(one, range(plan.n))), plan.n, out)
+        finally:
+            _WRITERS.pop(run_id, None)
+        clock("buckets")
         inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
         inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
                                                         columns=["owner", "stage", "close_date", "created_at"]),
@@ -167,19 +198,62 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of, start,
                                 end)
         clock("KPIs")
-        stored.result()
+        writer.finish()
     clock("links + allocations stored")
     return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
 
 
+def _buckets(store: Store, partitions: int | None) -> int:
+    """How many buckets the run will have (:func:`reconcile.stream.bucket_count`), from the store's live rows."""
+    if partitions is not None:
+        return buckets_for(0, partitions)
+    rows = 0
+    with store.engine.connect() as conn:
+        for name in ("payment", "invoice"):
+            t = store_table(name)
+            rows += conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.deleted_at.is_(None))).scalar_one()
+    return buckets_for(rows)
+
+
+#: the bulk writers of the runs under way in this process (run id -> writer, buckets handed to it, a lock)
+_WRITERS: dict[str, tuple[columnar.BulkWriter, set[int], threading.Lock]] = {}
+
+
+def _written(run_id: str, out: Path, k: int) -> None:
+    """Bucket ``k``'s links and allocations are on disk: hand them to the run's writer (once; a no-op in a
+    process other than the driver's, where the driver hands them over when the bucket's summary arrives)."""
+    got = _WRITERS.get(run_id)
+    if got is None:
+        return
+    writer, done, lock = got
+    with lock:
+        if k in done:
+            return
+        done.add(k)
+        writer.add(_link_jobs(out, run_id, [k]))
+
+
+def _input_rows(src: Path) -> int:
+    """Rows of the exported tables the links come from (what a bulk writer sizes its write by)."""
+    return sum(pl.scan_parquet(p).select(pl.len()).collect().item()
+               for name in ("deal", "order", "invoice", "payment") if (p := src / f"{name}.parquet").exists())
+
+
+def _link_jobs(out: Path, run_id: str, buckets: Iterable[int] | None = None) -> list[columnar.Load]:
+    """The links and allocations of the buckets (default: all of them) as bulk-write jobs."""
+    def files(name: str) -> tuple[str, ...]:
+        if buckets is None:
+            return tuple(str(p) for p in sorted((out / name).glob("*.parquet")))
+        return tuple(str(p) for k in buckets if (p := out / name / f"{k:05d}.parquet").exists())
+
+    return [columnar.Load(columnar.shape(t), files(name), {"run_id": run_id}, {"evidence": "text"})
+            for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))]
+
+
 def _store_links(store: Store, out: Path, run_id: str) -> None:
     """Replace the previous run's links and allocations with this run's (one transaction, bulk)."""
-    columnar.bulk_load(store.engine, [
-        columnar.Load(columnar.shape(t), tuple(str(p) for p in sorted((out / name).glob("*.parquet"))),
-                      {"run_id": run_id}, {"evidence": "text"})
-        for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))],
-        delete=[recon_link.name, recon_allocation.name])
+    columnar.bulk_load(store.engine, _link_jobs(out, run_id), delete=[recon_link.name, recon_allocation.name])
 
 
 def _insert_small(conn: sa.Connection, table: sa.Table, df: pl.DataFrame) -> None:

@@ -184,10 +184,11 @@ def load_frames(store: Store) -> Frames:
 
 
 def export_frames(store: Store, directory: str | Path, names: Sequence[str] | None = None,
-                  omit: Mapping[str, Collection[str]] | None = None) -> Path:
+                  omit: Mapping[str, Collection[str]] | None = None, readers: int = 2) -> Path:
     """Write the live rows of every frame's table to ``directory/<name>.parquet`` (the layout
     :func:`reconcile.stream.reconcile_world` reads), streamed in batches: memory bounded by a batch.
-    ``omit``: columns not to read, per frame (a reader of the files gets them as nulls)."""
+    ``omit``: columns not to read, per frame (a reader of the files gets them as nulls); ``readers``: see
+    :func:`canonical.columnar.export_tables`."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     jobs = []
@@ -195,7 +196,7 @@ def export_frames(store: Store, directory: str | Path, names: Sequence[str] | No
         table, cols = _columns(name)
         cols = [c for c in cols if c not in (omit or {}).get(name, ())]
         jobs.append(columnar.Export(columnar.shape(table), tuple(cols), str(out / f"{name}.parquet"), SCHEMAS[name]))
-    columnar.export_tables(store.engine, jobs)
+    columnar.export_tables(store.engine, jobs, readers=readers)
     return out
 
 

@@ -241,10 +241,13 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
                 b[name] = _child_buckets(*parents[parent], df[key], n)
         if name in _PARENTS:
             parents[name] = (df["id"], b[name])
-        df = df.with_columns(b.pop(name).alias("__b"))
-        for (k,), part in df.partition_by("__b", as_dict=True, include_key=False).items():
-            part.write_parquet(root / str(k) / f"{name}.parquet", compression="uncompressed", statistics=False)
-        del df
+        bucket = b.pop(name)
+        # one bucket's rows copied at a time (partition_by would copy the whole table at once: at 1M chains the
+        # payment table twice over was the peak of the pre-pass)
+        for k in bucket.unique().sort().to_list():
+            df.filter(bucket == k).write_parquet(root / str(k) / f"{name}.parquet", compression="uncompressed",
+                                                 statistics=False)
+        del df, bucket
     return root
 
 

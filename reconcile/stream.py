@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -84,7 +84,13 @@ def bucket_count(directory: str | Path, partitions: int | None = None) -> int:
     if partitions is not None:
         return max(1, partitions)
     src = Path(directory)
-    rows = _rows(src, "payment") + _rows(src, "invoice")
+    return buckets_for(_rows(src, "payment") + _rows(src, "invoice"))
+
+
+def buckets_for(rows: int, partitions: int | None = None) -> int:
+    """Buckets for ``rows`` payments + invoices (see :func:`bucket_count`)."""
+    if partitions is not None:
+        return max(1, partitions)
     return 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
 
 
@@ -98,11 +104,17 @@ def clear_out(out: str | Path) -> Path:
     return outdir
 
 
+#: the tables reference discovery reads (the others may still be on their way: ``plan_buckets``' ``ready``)
+DISCOVERY_TABLES = ("deal", "order", "invoice", "payment")
+
+
 def plan_buckets(directory: str | Path, scratch: str | Path, out: str | Path | None = None,
-                 partitions: int | None = None) -> BucketPlan:
-    """The pre-pass and the spill: every bucket's rows written under ``scratch`` (one table in memory at a time)."""
+                 partitions: int | None = None, ready: Callable[[], object] | None = None) -> BucketPlan:
+    """The pre-pass and the spill: every bucket's rows written under ``scratch`` (one table in memory at a time).
+    ``ready``: waited for once reference discovery, which reads only :data:`DISCOVERY_TABLES`, is done (the
+    store path exports the other tables meanwhile)."""
     # reference discovery over the whole world first (it needs every known identifier), into the scratch space
-    src = discover_directory(directory, Path(scratch) / "discovered")
+    src = discover_directory(directory, Path(scratch) / "discovered", ready=ready)
     n = bucket_count(src, partitions)
     read = parquet_reader(src)
     outdir = clear_out(out) if out is not None else None
@@ -112,9 +124,15 @@ def plan_buckets(directory: str | Path, scratch: str | Path, out: str | Path | N
     return BucketPlan(source=src, spill=Path(scratch), n=n, out=outdir, shared=shared)
 
 
+#: the result frames written first, and handed to ``run_bucket``'s ``written`` (the store path stores them)
+LINK_FRAMES = ("links", "allocations")
+
+
 def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
-               kpi_period: tuple[date | None, date | None] | None = None) -> BucketSummary:
-    """Reconcile bucket ``k``; its result frames (and, with ``kpi_period``, its KPI inputs) go to ``plan.out``."""
+               kpi_period: tuple[date | None, date | None] | None = None,
+               written: Callable[[int], object] | None = None) -> BucketSummary:
+    """Reconcile bucket ``k``; its result frames (and, with ``kpi_period``, its KPI inputs) go to ``plan.out``,
+    :data:`LINK_FRAMES` first: ``written(k)`` is called as soon as they are on disk."""
     if plan.n > 1:
         fr = read_bucket(plan.spill, k, plan.shared)
     else:
@@ -122,8 +140,10 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
         fr = Frames(**plan.shared, **{name: read(name, list(SCHEMAS[name])) for name in SPLIT})
     res = reconcile_one(fr, s, as_of)
     if plan.out is not None:
-        for name in FRAMES:
+        for name in (*LINK_FRAMES, *(f for f in FRAMES if f not in LINK_FRAMES)):
             getattr(res, name).write_parquet(plan.out / name / f"{k:05d}.parquet", compression="lz4")
+            if name == LINK_FRAMES[-1] and written is not None:
+                written(k)
         if kpi_period is not None:
             for name, df in kpi_inputs(fr, res, s, as_of, *kpi_period, deals=False).items():
                 df.write_parquet(plan.out / f"kpi_{name}" / f"{k:05d}.parquet", compression="lz4")
@@ -133,14 +153,14 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
 Mapper = Callable[[Callable[[int], BucketSummary], Sequence[int]], Iterable[BucketSummary]]
 
 
-def sequential(fn: Callable[[int], BucketSummary], buckets: Sequence[int]) -> list[BucketSummary]:
-    """The default mapper: one bucket after the other in this process (memory bounded by one bucket)."""
+def sequential(fn: Callable[[int], BucketSummary], buckets: Sequence[int]) -> Iterator[BucketSummary]:
+    """The default mapper: one bucket after the other in this process (memory bounded by one bucket), each
+    handed on as it is done (the store path writes a bucket's links while the next one is computed)."""
     clock = _Clock()
-    out = []
     for k in buckets:
-        out.append(fn(k))
+        done = fn(k)
         clock(f"bucket {k}")
-    return out
+        yield done
 
 
 def combine(summaries: Iterable[BucketSummary], n: int, out: Path | None) -> StreamResult:

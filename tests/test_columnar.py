@@ -86,3 +86,85 @@ def test_bulk_load_writes_what_the_orm_reads_back(store: Store, tmp_path) -> Non
 def test_float_amounts_are_refused() -> None:
     with pytest.raises(TypeError, match="not floats"):
         columnar.storage_frame(PAY, pl.DataFrame({"amount": [1.1]}), "sqlite")
+
+
+def _links(n: int, tag: str) -> pl.DataFrame:
+    return pl.DataFrame({
+        "chain_id": [f"{tag}:deal:{i}" for i in range(n)], "from_entity": ["order"] * n,
+        "from_id": [f"{tag}:order:{i}" for i in range(n)], "to_entity": ["deal"] * n,
+        "to_id": [f"{tag}:deal:{i}" for i in range(n)], "rule_id": ["order.deal_ref"] * n,
+        "evidence": [f"deal_ref={i}" for i in range(n)],
+        "confidence": pl.Series([Decimal("1")] * n, dtype=pl.Decimal(38, 10)),
+        "margin": pl.Series([None if i % 2 else Decimal(i) / 8 for i in range(n)], dtype=pl.Decimal(38, 4)),
+    })
+
+
+def _link_rows(store: Store) -> list[tuple]:  # type: ignore[type-arg]
+    from reconcile.tables import recon_link
+
+    with store.engine.connect() as conn:
+        return sorted(conn.execute(sa.select(recon_link.c.run_id, recon_link.c.from_id, recon_link.c.evidence,
+                                             recon_link.c.margin)).all())
+
+
+def _indexes(store: Store) -> set[str]:
+    return {ix["name"] for ix in sa.inspect(store.engine).get_indexes("recon_link")}
+
+
+def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Parts appended one by one while the caller goes on: readers see the old rows until ``finish``, then all
+    the new ones (the indexes dropped for the write are back)."""
+    from reconcile.tables import recon_link
+
+    shape = columnar.shape(recon_link)
+    indexes = _indexes(store)
+    old = tmp_path / "old.parquet"
+    _links(3, "old").write_parquet(old)
+    columnar.bulk_load(store.engine, [columnar.Load(shape, (str(old),), {"run_id": "r0"}, {"evidence": "text"})])
+    before = _link_rows(store)
+    assert len(before) == 3
+    parts = []
+    for k in range(3):
+        parts.append(tmp_path / f"{k}.parquet")
+        _links(40 + k, f"b{k}").write_parquet(parts[-1])
+    # the run id is one value for every row: its index is kept (appended to), the others rebuilt
+    with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, constant=["run_id"]) as writer:
+        for p in parts:
+            writer.add([columnar.Load(shape, (str(p),), {"run_id": "r1"}, {"evidence": "text"})])
+            assert _link_rows(store) == before  # nothing visible before the commit
+        assert writer.finish() == 40 + 41 + 42
+    got = _link_rows(store)
+    assert len(got) == 123 and {r[0] for r in got} == {"r1"}
+    assert ("r1", "b2:order:41", {"text": "deal_ref=41"}, None) in got
+    assert ("r1", "b1:order:4", {"text": "deal_ref=4"}, Decimal("0.5")) in got  # exact, never a float
+    assert _indexes(store) == indexes
+
+
+def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from reconcile.tables import recon_link
+
+    shape = columnar.shape(recon_link)
+    indexes = _indexes(store)
+    old = tmp_path / "old.parquet"
+    _links(3, "old").write_parquet(old)
+    columnar.bulk_load(store.engine, [columnar.Load(shape, (str(old),), {"run_id": "r0"}, {"evidence": "text"})])
+    before = _link_rows(store)
+    part = tmp_path / "new.parquet"
+    _links(30, "new").write_parquet(part)
+    with pytest.raises(RuntimeError, match="bucket failed"), \
+            columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30) as writer:
+        writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
+        raise RuntimeError("bucket failed")
+    assert _link_rows(store) == before and _indexes(store) == indexes
+    # a failing append (a NOT NULL column missing) surfaces in finish() and rolls back too
+    bad = tmp_path / "bad.parquet"
+    _links(5, "bad").drop("rule_id").with_columns(pl.lit(None, pl.String).alias("rule_id")).write_parquet(bad)
+    writer = columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30)
+    writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
+    writer.add([columnar.Load(shape, (str(bad),), {"run_id": "r1"}, {"evidence": "text"})])
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
+        writer.finish()
+    assert _link_rows(store) == before and _indexes(store) == indexes
+    # and the store takes the next write
+    assert columnar.bulk_load(store.engine, [columnar.Load(shape, (str(part),), {"run_id": "r2"},
+                                                           {"evidence": "text"})], delete=[recon_link.name]) == 30

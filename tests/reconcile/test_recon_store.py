@@ -164,3 +164,43 @@ def test_bucketed_store_run_equals_the_one_shot_run(store: Store, tmp_path: Path
         n_links = conn.execute(sa.select(sa.func.count()).select_from(recon_link)).scalar_one()
     assert sorted(stored) == sorted(core.allocations.select("payment_id", "invoice_id", "amount").rows())
     assert n_links == core.links.height
+
+
+def _stored_links(store: Store) -> list[tuple]:  # type: ignore[type-arg]
+    with store.engine.connect() as conn:
+        return sorted(conn.execute(sa.select(recon_link.c.run_id, recon_link.c.from_id, recon_link.c.to_id)).all())
+
+
+def test_bucket_links_written_as_buckets_finish_replace_the_last_run_or_roll_back(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each bucket's links go to the store as the bucket finishes (one transaction for the run): a second run
+    replaces the first run's rows whatever the mapper (one that hands the buckets back only at the end too), and
+    a run that fails after some buckets were handed to the writer leaves the last run's rows as they were."""
+    from reconcile.stream import sequential
+
+    monkeypatch.setattr(columnar, "SMALL", 0)  # SQLite: the helper-process writer
+    world = generate(300, seed=5)
+    world.load(store)
+    first = run_reconciliation(store, Config(), world.as_of, partitions=3)
+    links = _stored_links(store)
+    assert links and {r[0] for r in links} == {first.run_id}
+
+    def at_the_end(fn, buckets):  # type: ignore[no-untyped-def]
+        return list(sequential(fn, buckets))
+
+    second = run_reconciliation(store, Config(), world.as_of, partitions=3, mapper=at_the_end)
+    again = _stored_links(store)
+    assert {r[0] for r in again} == {second.run_id} and [r[1:] for r in again] == [r[1:] for r in links]
+
+    def failing(fn, buckets):  # type: ignore[no-untyped-def]
+        for k in buckets:
+            if k == 2:
+                raise RuntimeError("bucket 2 failed")
+            yield fn(k)
+
+    with pytest.raises(RuntimeError, match="bucket 2 failed"):
+        run_reconciliation(store, Config(), world.as_of, partitions=3, mapper=failing)
+    assert _stored_links(store) == again
+    with store.engine.connect() as conn:
+        assert {ix["name"] for ix in sa.inspect(conn).get_indexes("recon_link")} == {
+            ix.name for ix in recon_link.indexes}
