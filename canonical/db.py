@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,8 +50,6 @@ def mask_url(url: str) -> str:
 
 def json_default(value: Any) -> Any:
     """Serialise what JSON lacks: Decimal as its exact text, sets as sorted lists."""
-    from decimal import Decimal
-
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, set | frozenset):

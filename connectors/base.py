@@ -349,7 +349,7 @@ def unstorable_id(sid: str) -> str | None:
         return f"longer than {MAX_ID} characters"
     if "\x00" in sid:
         return "contains U+0000"
-    if any("\ud800" <= ch <= "\udfff" for ch in sid):
+    if not sid.isascii() and any("\ud800" <= ch <= "\udfff" for ch in sid):
         return "contains a lone UTF-16 surrogate"
     return None
 

@@ -112,11 +112,17 @@ def tax_id_scheme(value: Any) -> str | None:
     return None
 
 
+_REF_PUNCT = re.compile(r"[\s\-_./#:]")
+
+
 def normalize_ref(value: Any) -> str | None:
     """An identifier compared across systems: upper-case, without spaces and punctuation."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
-    text = re.sub(r"[\s\-_./#:]", "", unicodedata.normalize("NFKC", str(value)).upper())
+    text = str(value)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    text = _REF_PUNCT.sub("", text.upper())
     return text if 3 <= len(text) <= _MAX_TEXT else None
 
 
@@ -216,6 +222,7 @@ def profile_records(system: str, obj: str, obj_spec: Any, payloads: Iterable[Any
     refs: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)  # (path, kind) -> system -> n
     examples: dict[tuple[str, str], list[str]] = defaultdict(list)
     skip: dict[str, bool] = {}  # path -> read by the mapping (a record has few distinct paths)
+    ref_kinds = [(kind, index) for kind, index in known.items() if kind in REF_TARGETS and REF_TARGETS[kind] in fields]
     for payload in payloads:
         for path, value in flatten(payload):
             skipped = skip.get(path)
@@ -231,11 +238,13 @@ def profile_records(system: str, obj: str, obj_spec: Any, payloads: Iterable[Any
                 taxes[path][scheme] += 1
                 if len(examples[(path, "tax_id")]) < 3:
                     examples[(path, "tax_id")].append(text)
+            if not ref_kinds:
+                continue
             ref = normalize_ref(value)
             if ref is None:
                 continue
-            for kind, index in known.items():
-                if kind in REF_TARGETS and REF_TARGETS[kind] in fields and (where := index.get(ref)) is not None and where != system:
+            for kind, index in ref_kinds:
+                if (where := index.get(ref)) is not None and where != system:
                     refs[(path, kind)][where] += 1
                     if len(examples[(path, kind)]) < 3:
                         examples[(path, kind)].append(text)

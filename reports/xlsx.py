@@ -18,19 +18,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
-
 from canonical.money import minor_units
 from reports import labels
 from reports.cells import neutralise, plain_decimal, spreadsheet_number
 from reports.i18n import translations
 from reports.model import Report
+from reports.xlsx_stream import FONT_BOLD, FONT_LINK, FONT_PLAIN, SheetWriter, Workbook, column_letter
 
 MAX_WIDTH = 60
-LINK_FONT = Font(color="0563C1", underline="single")
 
 
 def money_format(currency: str | None) -> str:
@@ -45,69 +40,87 @@ def money_format(currency: str | None) -> str:
 
 
 def _display_width(text: str) -> int:
+    if text.isascii():
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 class _Sheet:
-    """A sheet written row by row: cells typed, formats per cell, widths tracked."""
+    """A sheet written row by row (streamed, :mod:`reports.xlsx_stream`): cells typed, formats per
+    cell, widths tracked."""
 
-    def __init__(self, ws: Worksheet, headers: list[str]) -> None:
-        self.ws = ws
+    def __init__(self, book: Workbook, title: str, headers: list[str]) -> None:
+        self.ws = book.add_sheet(title)
+        self.styles = book.styles
         self.widths = [_display_width(h) + 2 for h in headers]
-        ws.append([neutralise(h) for h in headers])
-        for c in ws[1]:
-            c.font = Font(bold=True)
-            c.alignment = Alignment(vertical="top", wrap_text=False)
+        self.letters = [column_letter(i) for i in range(1, len(headers) + 1)]
+        bold = self.styles.xf(font=FONT_BOLD, top=True)
+        self.ws.row([SheetWriter.cell(f"{self.letters[i]}1", neutralise(h), bold) for i, h in enumerate(headers)])
         self.row = 1
+
+    def _letter(self, col: int) -> str:
+        while len(self.letters) < col:
+            self.letters.append(column_letter(len(self.letters) + 1))
+            self.widths.append(0)
+        return self.letters[col - 1]
 
     def add(self, values: list[Any], *, money: dict[int, str | None] | None = None,
             links: dict[int, str | None] | None = None, formats: dict[int, str] | None = None) -> None:
         """One row; ``money``: column -> currency of an amount; ``links``: column -> URL."""
         self.row += 1
+        row = self.row
+        styles, widths = self.styles, self.widths
+        cells: list[str] = []
         for col, v in enumerate(values, start=1):
-            cell = self.ws.cell(row=self.row, column=col)
+            ref = f"{self._letter(col)}{row}"
             shown: str
+            fmt: str | None = None
+            right = False
+            value: Any
             if isinstance(v, Decimal):
                 if spreadsheet_number(v):
-                    cell.value = v
+                    value = v
                     if money and col - 1 in money:
-                        cell.number_format = money_format(money[col - 1])
+                        fmt = money_format(money[col - 1])
                     elif formats and col - 1 in formats:
-                        cell.number_format = formats[col - 1]
+                        fmt = formats[col - 1]
                     shown = f"{v:,.2f}" if abs(v) < Decimal("1e15") else plain_decimal(v)
                 else:  # beyond a double: the exact digits as text
-                    cell.value = plain_decimal(v)
-                    cell.alignment = Alignment(horizontal="right")
-                    shown = cell.value
+                    value = shown = plain_decimal(v)
+                    right = True
             elif isinstance(v, bool) or v is None or isinstance(v, int):
-                cell.value = v
+                value = v
                 shown = "" if v is None else str(v)
             elif isinstance(v, datetime):
-                cell.value = v.replace(tzinfo=None)
-                cell.number_format = "yyyy-mm-dd hh:mm"
+                value = v.replace(tzinfo=None)
+                fmt = "yyyy-mm-dd hh:mm"
                 shown = "2026-01-01 00:00"
             elif hasattr(v, "isoformat"):
-                cell.value = v
-                cell.number_format = "yyyy-mm-dd"
+                value = v
+                fmt = "yyyy-mm-dd"
                 shown = "2026-01-01"
             else:
-                cell.value = neutralise(str(v))
-                shown = cell.value
+                value = shown = neutralise(str(v))
             url = links.get(col - 1) if links else None
+            font = FONT_PLAIN
             if url:
-                cell.hyperlink = url
-                cell.font = LINK_FONT
-            if money and col - 1 in money and isinstance(cell.value, Decimal):
+                self.ws.links.append((ref, url))
+                font = FONT_LINK
+            style = styles.xf(fmt, font, right) if (fmt or right or url) else 0
+            cells.append(SheetWriter.cell(ref, value, style))
+            if money and col - 1 in money and isinstance(value, Decimal):
                 shown += " " + (money[col - 1] or "")
-            self.widths[col - 1] = max(self.widths[col - 1], min(_display_width(shown) + 2, MAX_WIDTH))
+            w = min(_display_width(shown) + 2, MAX_WIDTH)
+            if w > widths[col - 1]:
+                widths[col - 1] = w
+        self.ws.row(cells)
 
     def finish(self) -> None:
         ws = self.ws
-        ws.freeze_panes = "A2"
-        last = get_column_letter(len(self.widths))
-        ws.auto_filter.ref = f"A1:{last}{max(self.row, 1)}"
-        for i, w in enumerate(self.widths, start=1):
-            ws.column_dimensions[get_column_letter(i)].width = max(8, w)
+        ws.freeze_header = True
+        ws.autofilter = f"A1:{self.letters[-1]}{max(self.row, 1)}"
+        ws.widths = [max(8, w) for w in self.widths]
+        ws.close()
 
 
 def _sheet_title(text: str, taken: set[str]) -> str:
@@ -122,17 +135,11 @@ def _sheet_title(text: str, taken: set[str]) -> str:
 
 def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "en_US") -> None:
     _ = translations(lang).gettext
-    wb = Workbook()
+    wb = Workbook(path)
     taken: set[str] = set()
-    first = True
 
     def sheet(title: str, headers: list[str]) -> _Sheet:
-        nonlocal first
-        ws = wb.active if first else wb.create_sheet()
-        first = False
-        assert ws is not None
-        ws.title = _sheet_title(title, taken)
-        return _Sheet(ws, headers)
+        return _Sheet(wb, _sheet_title(title, taken), headers)
 
     # KPIs
     s = sheet(_("KPIs"), [_("KPI"), _("Value"), _("Unit"), _("Previous run"), _("Change"), _("Formula variant"),
@@ -212,5 +219,5 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
         for x in by_code.get(code, []):
             exception_row(s, x)
         s.finish()
-    wb.save(path)
+    wb.close()
 

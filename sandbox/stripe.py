@@ -21,6 +21,8 @@ emulator's clock; the clock can be advanced (``advance``) to age events past the
 from __future__ import annotations
 
 import base64
+import bisect
+import itertools
 import json
 import random
 import re
@@ -119,6 +121,7 @@ class StripeEmulator:
         self.rng = random.Random(seed)
         self.store: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in PREFIX}
         self.seq: dict[str, int] = {}
+        self._order: dict[str, tuple[list[str], list[tuple[int, int]]]] = {}  # see _newest_first
         self.deleted: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, tuple[str, int, Any]] = {}
         self.faults = Faults()
@@ -163,9 +166,24 @@ class StripeEmulator:
         return f"{PREFIX[resource]}_{self._n:04d}{tail}"
 
     def _put(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        old = self.store[resource].get(obj["id"])
+        if old is None or old.get("created") != obj.get("created"):
+            self._order.pop(resource, None)  # the list order changes
         self.store[resource][obj["id"]] = obj
         self.seq.setdefault(obj["id"], self._n)
         return obj
+
+    def _newest_first(self, resource: str) -> tuple[list[str], list[tuple[int, int]]]:
+        """The ids of ``resource`` newest first (``created``, then creation order) and their negated
+        keys (ascending, for bisection); kept until an object is added, removed or re-dated."""
+        objects = self.store[resource]
+        cached = self._order.get(resource)
+        if cached is not None and len(cached[0]) == len(objects):
+            return cached
+        rows = sorted(objects.values(), key=lambda o: (o["created"], self.seq[o["id"]]), reverse=True)
+        cached = ([r["id"] for r in rows], [(-r["created"], -self.seq[r["id"]]) for r in rows])
+        self._order[resource] = cached
+        return cached
 
     def _event(self, type_: str, obj: dict[str, Any], at: int | None = None) -> None:
         if self.faults.drop_events:
@@ -240,6 +258,7 @@ class StripeEmulator:
         if resource == "invoices" and obj["status"] != "draft":
             raise StripeApiError(400, "You can only delete draft invoices.", code="invoice_not_editable")
         del self.store[resource][oid]
+        self._order.pop(resource, None)
         gone = {"id": oid, "object": obj["object"], "deleted": True}
         self.deleted[oid] = gone
         self._event(f"{obj['object']}.deleted", obj)
@@ -453,6 +472,8 @@ class StripeEmulator:
             raise StripeApiError(400, "You may only specify one of these parameters: ending_before, starting_after.",
                                  param="ending_before")
         keyed = rows is None
+        if keyed and resource != "events" and not q.get("ending_before"):
+            return self._list_forward(resource, q, limit, url)
         if rows is None:
             rows = list(self.store[resource].values())
             if resource == "events":
@@ -482,6 +503,67 @@ class StripeEmulator:
             page, more = rows[:limit], len(rows) > limit
         return {"object": "list", "url": url or f"/v1/{resource}", "has_more": more,
                 "data": [self._render(r) for r in page]}
+
+    def _list_forward(self, resource: str, q: dict[str, Any], limit: int, url: str | None) -> dict[str, Any]:
+        """A page newest first, from the start or after ``starting_after``: the kept order is bisected to
+        the cursor and scanned until ``limit`` + 1 objects match, instead of filtering and sorting
+        every object of the resource for each page (which made listing a resource quadratic)."""
+        objects = self.store[resource]
+        ids, keys = self._newest_first(resource)
+        match = self._matcher(q) if ids else None
+        start = 0
+        if q.get("starting_after"):
+            obj = objects.get(q["starting_after"])
+            if obj is None:
+                raise missing(OBJECT.get(resource, "object"), q["starting_after"], "starting_after")
+            start = bisect.bisect_right(keys, (-obj["created"], -self.seq[obj["id"]]))
+        page: list[dict[str, Any]] = []
+        more = False
+        for oid in itertools.islice(ids, start, None):
+            row = objects[oid]
+            if match is not None and match(row):
+                if len(page) == limit:
+                    more = True
+                    break
+                page.append(row)
+        return {"object": "list", "url": url or f"/v1/{resource}", "has_more": more,
+                "data": [self._render(r) for r in page]}
+
+    def _matcher(self, q: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+        """:meth:`_matches` for one query: its parameters checked once (as Stripe checks them, before
+        any object is looked at), then a function of an object."""
+        bounds: list[tuple[str, int]] = []
+        equal: int | None = None
+        created = q.get("created")
+        if isinstance(created, dict):
+            for op, value in created.items():
+                if op not in ("gt", "gte", "lt", "lte"):
+                    raise StripeApiError(400, f"Received unknown parameter: created[{op}]", param=f"created[{op}]")
+                bounds.append((op, self._int(value, f"created[{op}]")))
+        elif created is not None:
+            equal = self._int(created, "created")
+        others = [(key, str(q[key])) for key in q.keys() - _COMMON]
+
+        def match(row: dict[str, Any]) -> bool:
+            at = row["created"]
+            for op, value in bounds:
+                if not (at > value if op == "gt" else at >= value if op == "gte" else at < value if op == "lt"
+                        else at <= value):
+                    return False
+            if equal is not None and at != equal:
+                return False
+            for key, want in others:
+                if key == "type" and want.endswith("*"):
+                    if not str(row.get("type", "")).startswith(want[:-1]):
+                        return False
+                elif key == "pending":
+                    if (row.get("invoice") is None) != (want.lower() == "true"):
+                        return False
+                elif str(row.get(key)) != want:
+                    return False
+            return True
+
+        return match
 
     def _matches(self, row: dict[str, Any], q: dict[str, Any]) -> bool:
         created = q.get("created")

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import base64
 import bisect
+import itertools
+import operator
 import re
 import secrets
 from collections.abc import Callable
@@ -107,25 +109,109 @@ def _compare(op: str, have: Any, want: Any) -> bool:
         return False
 
 
+# record list -> its rows decoded: a world's records are decoded once for the check that reads them
+# (sandbox.world_readable) and the emulator that serves them. Keyed by the list's identity and
+# length (a world's lists are not changed once read); the last few lists only.
+_DECODED: dict[int, tuple[list[dict[str, Any]], int, list[dict[str, Any]]]] = {}
+_DECODED_KEEP = 12
+
+
+def _decoded_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    hit = _DECODED.get(id(records))
+    if hit is not None and hit[0] is records and hit[1] == len(records):
+        return _Rows(hit[2])
+    rows = []
+    for rec in records:
+        row = codec.decode(rec)
+        row[CURSOR] = row.get("write_date") or row.get("create_date")
+        rows.append(row)
+    if isinstance(records, list):
+        while len(_DECODED) >= _DECODED_KEEP:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[id(records)] = (records, len(records), rows)
+    return _Rows(rows)
+
+
+class _Rows(list[dict[str, Any]]):
+    """A model's rows, counting the changes made to the list (``version``): the emulator's sorted
+    indexes are rebuilt after one."""
+
+    version = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self._changed()
+
+    def extend(self, items: Any) -> None:
+        super().extend(items)
+        self._changed()
+
+    def insert(self, i: Any, item: Any) -> None:
+        super().insert(i, item)
+        self._changed()
+
+    def pop(self, i: Any = -1) -> Any:
+        self._changed()
+        return super().pop(i)
+
+    def remove(self, item: Any) -> None:
+        super().remove(item)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        super().sort(*args, **kwargs)
+        self._changed()
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._changed()
+
+    def __setitem__(self, i: Any, item: Any) -> None:
+        super().__setitem__(i, item)
+        self._changed()
+
+    def __delitem__(self, i: Any) -> None:
+        super().__delitem__(i)
+        self._changed()
+
+    def __iadd__(self, items: Any) -> Any:  # type: ignore[misc]
+        self._changed()
+        return super().__iadd__(items)
+
+
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                                ">=": operator.ge}
+
+
+def _raiser(fault: Exception) -> Callable[[dict[str, Any]], bool]:
+    def fail(_row: dict[str, Any]) -> bool:
+        raise fault
+    return fail
+
+
 class TrytonWorld:
     """The records (decoded) and the RPC methods over them."""
 
     def __init__(self, world: dict[str, list[dict[str, Any]]], *, database: str = "ltc", login: str = "admin",
                  password: str = "admin") -> None:
         self.database, self.login, self.password = database, login, password
-        self.rows: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
+        self.rows: dict[str, list[dict[str, Any]]] = {m: _Rows() for m in MODELS}
         self.by_id: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in MODELS}
         for model, records in world.items():
             if model not in self.rows:
                 raise KeyError(f"the Tryton emulator has no model {model}")
-            for rec in records:
-                row = codec.decode(rec)
-                row[CURSOR] = row.get("write_date") or row.get("create_date")
-                self.rows[model].append(row)
-                self.by_id[model][int(row["id"])] = row
+            self.rows[model] = _decoded_rows(records)
+            self.by_id[model] = {int(row["id"]): row for row in self.rows[model]}
         self.sessions: set[str] = set()
         self.calls: list[str] = []  # every method called (tests assert on it)
-        self._indexes: dict[tuple[str, str], tuple[list[dict[str, Any]], list[tuple[Any, int]]]] = {}
+        self._indexes: dict[tuple[str, str], tuple[Any, list[dict[str, Any]], list[tuple[Any, int]]]] = {}
         self.user_id = 1
 
     # --- domain ---------------------------------------------------------------------------------
@@ -180,6 +266,71 @@ class TrytonWorld:
         name, op, want = leaf[0], leaf[1], leaf[2]
         return _compare(op, self.value(model, row, name), want)
 
+    def predicate(self, model: str, domain: Any) -> Callable[[dict[str, Any]], bool]:
+        """``domain`` turned once into a function of a row, equal to :meth:`matches` row by row
+        (the same answer, the same fault raised at the same row): a scan then interprets the
+        domain's structure once instead of once per row."""
+        if not isinstance(domain, list):
+            return _raiser(TrytonFault([f"ValueError: invalid domain {domain!r}", "Traceback"]))
+        if not domain:
+            return lambda _row: True
+        if self._is_leaf(domain):
+            return self._leaf_predicate(model, domain)
+        if isinstance(domain[0], str) and domain[0] in ("OR", "AND"):
+            parts = [self._part_predicate(model, p) for p in domain[1:]]
+            if domain[0] == "OR":
+                return lambda row: any(f(row) for f in parts)
+        else:
+            parts = [self._part_predicate(model, p) for p in domain]
+        if len(parts) == 1:
+            return parts[0]
+        return lambda row: all(f(row) for f in parts)
+
+    def _part_predicate(self, model: str, part: Any) -> Callable[[dict[str, Any]], bool]:
+        if not isinstance(part, list):
+            return _raiser(TrytonFault([f"ValueError: invalid domain clause {part!r}", "Traceback"]))
+        return self.predicate(model, part)
+
+    def _leaf_predicate(self, model: str, leaf: list[Any]) -> Callable[[dict[str, Any]], bool]:
+        name, op, want = leaf[0], leaf[1], leaf[2]
+        if "." in name:
+            return lambda row: _compare(op, self.value(model, row, name), want)
+        fault = TrytonFault([f"KeyError: '{name}'", f"Traceback: {model} has no field {name!r} in this world"])
+
+        def have(row: dict[str, Any]) -> Any:
+            if name in row:
+                return row[name]
+            if name == "id":
+                return None
+            raise fault
+
+        if op == "=" and want is not None:
+            return lambda row: bool(have(row) == want)
+        if op == "=":
+            return lambda row: have(row) is None
+        if op in ("in", "not in"):
+            values = list(want or [])
+            if op == "in":
+                return lambda row: have(row) in values
+            return lambda row: have(row) not in values
+        order = _ORDER.get(op)
+        if order is None:
+            return lambda row: _compare(op, have(row), want)
+        if want is None:
+            return lambda row: have(row) is not None and False
+        want_instant, want_day = isinstance(want, datetime), isinstance(want, date | datetime)
+
+        def ordered(row: dict[str, Any]) -> bool:  # _compare for < <= > >=, its checks hoisted
+            value = have(row)
+            if value is None or (want_day and isinstance(value, datetime) != want_instant):
+                return False
+            try:
+                return bool(order(value, want))
+            except TypeError:
+                return False
+
+        return ordered
+
     # --- methods ------------------------------------------------------------------------------
     def _found(self, model: str, domain: Any, context: dict[str, Any], order: Any = None,
                limit: int | None = None) -> list[dict[str, Any]]:
@@ -191,20 +342,24 @@ class TrytonWorld:
         made a replay quadratic in its size). Every row returned still passes the whole domain."""
         active_test = context.get("active_test", True)
 
+        match = self.predicate(model, domain)
+
         def ok(r: dict[str, Any]) -> bool:
-            return (not active_test or r.get("active") is not False) and self.matches(model, r, domain)
+            return (not active_test or r.get("active") is not False) and match(r)
 
         keys = [list(o) for o in order] if order else [["id", "ASC"]]
         fast = self._keyset_start(model, domain, keys) if limit is not None else None
         if fast is not None:
             index, start = fast
             out: list[dict[str, Any]] = []
-            for r in index[start:]:
+            for r in itertools.islice(index, start, None):  # no copy of the index's tail per page
                 if ok(r):
                     out.append(r)
                     if len(out) >= limit:  # type: ignore[operator]
                         break
             return out
+        if keys == [["id", "ASC"]]:  # every row has its id: the id index is the order (a count needs none)
+            return [r for r in self._index(model, "id")[0] if ok(r)]
         rows = [r for r in self.rows[model] if ok(r)]
         for name, direction in reversed(keys):
             desc = str(direction).upper().startswith("DESC")
@@ -216,19 +371,25 @@ class TrytonWorld:
 
     def _index(self, model: str, field: str) -> tuple[list[dict[str, Any]], list[tuple[Any, int]]]:
         """Rows sorted on ``(field, id)`` ascending, rows without the field last (as ``_found`` sorts),
-        and their keys; built once per model and field (the world is read-only)."""
-        cache = self._indexes.get((model, field))
-        if cache is None:
-            rows = self.rows[model]
-            present = sorted((r for r in rows if r.get(field) is not None), key=lambda r: (r[field], r["id"]))
-            missing = sorted((r for r in rows if r.get(field) is None), key=lambda r: r["id"])
-            cache = (present + missing, [(r[field], r["id"]) for r in present])
-            self._indexes[(model, field)] = cache
-        return cache
+        and their keys; built once per model and field, again when the model's rows were added or
+        removed since (tests change a world's rows in place: :class:`_Rows` counts the changes)."""
+        rows = self.rows[model]
+        stamp = (id(rows), rows.version) if isinstance(rows, _Rows) else None
+        cached = self._indexes.get((model, field))
+        if cached is not None and stamp is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        present = sorted((r for r in rows if r.get(field) is not None), key=lambda r: (r[field], r["id"]))
+        missing = sorted((r for r in rows if r.get(field) is None), key=lambda r: r["id"])
+        index, keys = present + missing, [(r[field], r["id"]) for r in present]
+        self._indexes[(model, field)] = (stamp, index, keys)
+        return index, keys
 
     def _keyset_start(self, model: str, domain: Any, keys: list[list[Any]]) -> tuple[list[dict[str, Any]], int] | None:
         """(index, position of the first row that can match) for an ``[[f, ASC], [id, ASC]]`` order whose
-        domain bounds ``f`` from below at its top level; None when the query is not of that shape."""
+        domain bounds ``f`` from below at its top level (or an ``[[id, ASC]]`` order whose domain bounds
+        ``id`` from below: an id listing); None when the query is not of that shape."""
+        if keys == [["id", "ASC"]] and isinstance(domain, list):
+            return self._id_start(model, domain)
         if len(keys) != 2 or keys[1] != ["id", "ASC"] or str(keys[0][1]).upper() != "ASC" or "." in str(keys[0][0]):
             return None
         field = str(keys[0][0])
@@ -255,6 +416,20 @@ class TrytonWorld:
             return index, bisect.bisect_left(keys_, bound)
         except TypeError:  # a bound of another type than the stored values: the general path decides
             return None
+
+    def _id_start(self, model: str, domain: list[Any]) -> tuple[list[dict[str, Any]], int] | None:
+        bound: tuple[Any, ...] | None = None
+        for part in domain if domain and not self._is_leaf(domain) and domain[0] not in ("OR", "AND") else []:
+            if not isinstance(part, list):
+                return None
+            if self._is_leaf(part) and part[0] == "id" and part[1] in (">", ">=") and type(part[2]) is int:
+                lower = (part[2], float("inf") if part[1] == ">" else float("-inf"))
+                if bound is None or lower > bound:
+                    bound = lower
+        if bound is None:
+            return None
+        index, keys_ = self._index(model, "id")
+        return index, bisect.bisect_left(keys_, bound)
 
     @staticmethod
     def _render(row: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:

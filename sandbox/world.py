@@ -26,6 +26,7 @@ import yaml
 
 from canonical.errors import InputError, yaml_problem
 from canonical.money import normalize_currency
+from connectors.tryton import codec
 
 FORMAT = 1
 SYSTEMS = ("salesforce", "hubspot", "zoho", "jiandaoyun", "stripe", "tryton", "odoo", "bank")
@@ -205,8 +206,13 @@ def _mappings(root: Path, value: Any, systems: list[str], path: Path, line: int)
 
 # --- JSON Lines --------------------------------------------------------------------------------------
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)  # one decoder for every line (json.loads makes one per call)
+
+
 def _loads(text: str) -> Any:
-    return json.loads(text, parse_float=Decimal)
+    if text.startswith("\ufeff"):  # json.loads names a byte order mark
+        return json.loads(text, parse_float=Decimal)
+    return _DECODER.decode(text)
 
 
 # a text that is a date or an ISO instant, and nothing else (a description that starts with one is not)
@@ -214,38 +220,73 @@ _DATE_TEXT = re.compile(r"^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?
                         r"(?:Z|[+-]\d\d:?\d\d)?)?$")
 
 
+_TEXT_SEEN: dict[str, str | None] = {}
+_TEXT_SEEN_MAX = 200_000
+_UNSEEN = object()
+
+
+def _impossible_text(value: str) -> str | None:
+    m = _DATE_TEXT.match(value)
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec = (int(x) if x is not None else 0 for x in m.groups())
+    try:
+        datetime(y, mo, d, h, mi, sec)
+    except ValueError as exc:
+        return f"{value!r} is not a valid date ({exc})"
+    return None
+
+
 def _impossible_value(value: Any) -> str | None:
     """Why a value cannot be what it says (a date of February 30, a Tryton tagged value that does
     not decode), or None. A world is checked before anything serves it: the emulators then never
     meet a value they cannot read."""
-    from connectors.tryton import codec
-
     if isinstance(value, str):
-        m = _DATE_TEXT.match(value)
-        if m is None:
-            return None
-        y, mo, d, h, mi, sec = (int(x) if x is not None else 0 for x in m.groups())
-        try:
-            datetime(y, mo, d, h, mi, sec)
-        except ValueError as exc:
-            return f"{value!r} is not a valid date ({exc})"
-        return None
+        known = _TEXT_SEEN.get(value, _UNSEEN)
+        if known is not _UNSEEN:  # a world repeats its dates and stamps: each distinct text is checked once
+            return known  # type: ignore[return-value]
+        why = _impossible_text(value)
+        if len(_TEXT_SEEN) >= _TEXT_SEEN_MAX:
+            _TEXT_SEEN.clear()
+        _TEXT_SEEN[value] = why
+        return why
     if isinstance(value, dict):
-        if "__class__" in value:
-            try:
-                codec._decoded(value)
-            except (ArithmeticError, ValueError, TypeError, KeyError, OverflowError) as exc:
-                return f"{json.dumps(value, default=str)} is not a valid Tryton {value.get('__class__')} ({'not a number' if isinstance(exc, ArithmeticError) else exc})"
-            return None
-        return next((f"{k}: {why}" for k, v in value.items() if (why := _impossible_value(v))), None)
+        if "__class__" not in value:
+            bad = _first_impossible(value)
+            return None if bad is None else f"{bad[0]}: {bad[1]}"
+        try:
+            codec._decoded(value)
+        except (ArithmeticError, ValueError, TypeError, KeyError, OverflowError) as exc:
+            return f"{json.dumps(value, default=str)} is not a valid Tryton {value.get('__class__')} ({'not a number' if isinstance(exc, ArithmeticError) else exc})"
+        return None
     if isinstance(value, list):
-        return next((why for v in value if (why := _impossible_value(v))), None)
+        return next((why for v in value if type(v) not in _NEVER_IMPOSSIBLE and (why := _impossible_value(v))), None)
+    return None
+
+
+# exact types whose every value is possible (a text can be an impossible date: it is looked at)
+_NEVER_IMPOSSIBLE = frozenset({int, bool, float, Decimal, type(None)})
+
+
+def _first_impossible(values: dict[str, Any]) -> tuple[str, str] | None:
+    """``(key, why)`` of the first impossible value of a record (:func:`_impossible_value`), or None.
+    A text that does not start with a digit cannot be a date (``_DATE_TEXT``), nor can a number."""
+    for k, v in values.items():
+        kind = type(v)
+        if kind is str:
+            if not v[:1].isdigit():
+                continue
+        elif kind in _NEVER_IMPOSSIBLE:
+            continue
+        why = _impossible_value(v)
+        if why:
+            return k, why
     return None
 
 
 def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int) -> str:
     """The record's id (as text) after the per-system checks; raises InputError naming file:line."""
-    bad = next(((k, why) for k, v in rec.items() if (why := _impossible_value(v))), None)
+    bad = _first_impossible(rec)
     if bad is not None:
         rid = rec.get("Id", rec.get("id"))
         raise _fail(where, n, f"record {rid}: field {bad[0]}: {bad[1]}")

@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from canonical.store import Store
 from ltc.app.config import Config
 from ltc.app.discovery import applied_overrides, describe, map_with_discovery
 from ltc.app.hints import hint_for
-from ltc.app.progress import OnProgress, StreamTimer
+from ltc.app.progress import OnProgress, ProgressEvent, StreamTimer
 from ltc.app.progress import stage as progress_stage
 from ltc.app.unread import failure, stream_health
 from mappings.engine import mark_pending, run_mapping
@@ -236,26 +237,62 @@ def _source_status(name: str, kind: str, streams: list[dict[str, Any]]) -> Sourc
 
 
 def stage_sync(ctx: Context) -> dict[str, Any]:
-    """Sync every API source; a source that fails is recorded as failed and the others go on."""
-    from ltc.app.runtime import exit_code_of, source_names
+    """Sync every API source; a source that fails is recorded as failed and the others go on.
 
-    sync_one = ctx.sync_one or _default_sync_one
+    With the default ``sync_one`` the sources are synced side by side (one thread each, at most
+    :data:`SYNC_WORKERS`): a source mostly waits on its vendor (network, the vendor's rate limit:
+    Stripe test mode allows 25 reads a second), and that wait need not hold up the others. Each
+    source still syncs its streams in order on its own connector; progress events are passed on one
+    at a time, and the sources are recorded and echoed in configuration order once all are done. A
+    shell's own ``sync_one`` (the Prefect flow runs each source as a subflow, bound to its parent
+    flow's context) is called for one source after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ltc.app.runtime import source_names
+
     names = [n for n in source_names(ctx.cfg, ctx.sources) if ctx.cfg.sources[n].kind != "camt053"]
-    for name in names:
-        kind = ctx.cfg.sources[name].kind
-        try:
-            with progress_stage(f"sync {name}", ctx.on_progress):
-                st = _source_status(name, kind, sync_one(ctx, name))
-            st.hint = hint_for(name, status=st.status)
-        except Exception as exc:  # isolated: one dead source never stops the others
-            log.warning("source %s failed: %s", name, exc)
-            st = SourceStatus(name, kind, status="failed", message=f"{type(exc).__name__}: {exc}"[:500],
-                              hint=hint_for(name, exc), exit_code=exit_code_of(exc))
-        if st.missing:
-            st.since = _since(ctx.store, name)
+    on_progress = ctx.on_progress
+    if on_progress is not None and len(names) > 1:
+        lock = threading.Lock()
+        inner = on_progress
+
+        def serialised(event: ProgressEvent) -> None:
+            with lock:
+                inner(event)
+
+        on_progress = serialised
+    if len(names) <= 1 or ctx.sync_one is not None:  # a shell's own sync_one (Prefect subflows): in order
+        statuses = [_sync_source(ctx, name, on_progress) for name in names]
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(names), SYNC_WORKERS), thread_name_prefix="sync") as pool:
+            statuses = list(pool.map(lambda name: _sync_source(ctx, name, on_progress), names))
+    for name, st in zip(names, statuses, strict=True):
         ctx.result.sources[name] = st
         ctx.echo(f"sync {name}: {st.status}" + (f" ({st.message})" if st.message else ""))
     return {n: ctx.result.sources[n].status for n in names}
+
+
+SYNC_WORKERS = 4  # sources synced at once
+
+
+def _sync_source(ctx: Context, name: str, on_progress: OnProgress | None) -> SourceStatus:
+    """One source's sync as its status (a failure isolated: one dead source never stops the others)."""
+    from ltc.app.runtime import exit_code_of
+
+    sync_one = ctx.sync_one or _default_sync_one
+    kind = ctx.cfg.sources[name].kind
+    try:
+        with progress_stage(f"sync {name}", on_progress):
+            own = ctx if on_progress is ctx.on_progress else replace(ctx, on_progress=on_progress)
+            st = _source_status(name, kind, sync_one(own, name))
+        st.hint = hint_for(name, status=st.status)
+    except Exception as exc:
+        log.warning("source %s failed: %s", name, exc)
+        st = SourceStatus(name, kind, status="failed", message=f"{type(exc).__name__}: {exc}"[:500],
+                          hint=hint_for(name, exc), exit_code=exit_code_of(exc))
+    if st.missing:
+        st.since = _since(ctx.store, name)
+    return st
 
 
 def stage_import(ctx: Context) -> dict[str, Any]:
