@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -111,9 +113,8 @@ def _indexes(store: Store) -> set[str]:
     return {ix["name"] for ix in sa.inspect(store.engine).get_indexes("recon_link")}
 
 
-def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Parts appended one by one while the caller goes on: readers see the old rows until ``finish``, then all
-    the new ones (the indexes dropped for the write are back)."""
+def _with_a_previous_run(store: Store, tmp_path: Path) -> tuple[columnar.Shape, set[str], list[Any]]:
+    """Three links of run ``r0`` stored: (the links' shape, the table's indexes, the stored rows)."""
     from reconcile.tables import recon_link
 
     shape = columnar.shape(recon_link)
@@ -121,7 +122,15 @@ def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tm
     old = tmp_path / "old.parquet"
     _links(3, "old").write_parquet(old)
     columnar.bulk_load(store.engine, [columnar.Load(shape, (str(old),), {"run_id": "r0"}, {"evidence": "text"})])
-    before = _link_rows(store)
+    return shape, indexes, _link_rows(store)
+
+
+def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Parts appended one by one while the caller goes on: readers see the old rows until ``finish``, then all
+    the new ones (the indexes dropped for the write are back)."""
+    from reconcile.tables import recon_link
+
+    shape, indexes, before = _with_a_previous_run(store, tmp_path)
     assert len(before) == 3
     parts = []
     for k in range(3):
@@ -143,12 +152,7 @@ def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tm
 def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from reconcile.tables import recon_link
 
-    shape = columnar.shape(recon_link)
-    indexes = _indexes(store)
-    old = tmp_path / "old.parquet"
-    _links(3, "old").write_parquet(old)
-    columnar.bulk_load(store.engine, [columnar.Load(shape, (str(old),), {"run_id": "r0"}, {"evidence": "text"})])
-    before = _link_rows(store)
+    shape, indexes, before = _with_a_previous_run(store, tmp_path)
     part = tmp_path / "new.parquet"
     _links(30, "new").write_parquet(part)
     with pytest.raises(RuntimeError, match="bucket failed"), \
