@@ -30,7 +30,7 @@ _STAMPS = frozenset({"id", "create_date", "write_date", "create_uid", "write_uid
 
 
 def _stored(payload: Any) -> Any:
-    """The payload as the mapping stage reads it back from the raw landing."""
+    """The payload (or a list of payloads) as the mapping stage reads it back from the raw landing."""
     return orjson.loads(db.dumps(payload))
 
 
@@ -85,7 +85,8 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
     """``(file object, record id, what is wrong)`` of the first record of ``system`` that its
     connector and mapping cannot read, or None."""
     mset = compile_for(system, system, override)
-    batch: list[tuple[int | None, str, str, Any, Any]] = []
+    keys: list[tuple[str, str]] = []
+    payloads: list[Any] = []
     files: dict[tuple[str, str], str] = {}
     for obj, raw, world_rec, payload in _served(system, records):
         rid = str(payload.get("Id", payload.get("id")))
@@ -98,7 +99,11 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
         if raw not in mset.plans:
             continue
         files[(raw, rid)] = obj
-        batch.append((None, raw, rid, _stored(payload), None))
+        keys.append((raw, rid))
+        payloads.append(payload)
+    # landed as the pipeline lands them, in one round trip (a list's JSON is its items' JSON)
+    batch = [(None, raw, rid, stored, None) for (raw, rid), stored in zip(keys, _stored(payloads), strict=True)]
+    del payloads
     result = map_records(mset, batch)
     if result.rejected:
         bad = result.rejected[0]
