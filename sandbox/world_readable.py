@@ -26,6 +26,7 @@ from mappings.engine import compile_for, map_records
 STRIPE_RAW = {"customers": "customer", "charges": "charge", "refunds": "refund", "invoices": "invoice",
               "credit_notes": "credit_note", "balance_transactions": "balance_transaction",
               "payouts": "payout", "payment_intents": "payment_intent"}
+_CHUNK = 10_000  # payloads round-tripped per orjson call (one call per record costs more than the JSON)
 _STAMPS = frozenset({"id", "create_date", "write_date", "create_uid", "write_uid", "rec_name", "display_name"})
 
 
@@ -101,9 +102,11 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
         files[(raw, rid)] = obj
         keys.append((raw, rid))
         payloads.append(payload)
-    # landed as the pipeline lands them, in one round trip (a list's JSON is its items' JSON)
-    batch = [(None, raw, rid, stored, None) for (raw, rid), stored in zip(keys, _stored(payloads), strict=True)]
+    # landed as the pipeline lands them, a chunk at a time (a list's JSON is its items' JSON)
+    stored = [p for i in range(0, len(payloads), _CHUNK) for p in _stored(payloads[i:i + _CHUNK])]
     del payloads
+    batch = [(None, raw, rid, p, None) for (raw, rid), p in zip(keys, stored, strict=True)]
+    del stored
     result = map_records(mset, batch)
     if result.rejected:
         bad = result.rejected[0]
