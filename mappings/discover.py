@@ -211,18 +211,20 @@ def _entity_fields(entity: str) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
 
 
-def profile_records(system: str, obj: str, obj_spec: Any, payloads: Iterable[Any],
-                    known: Mapping[str, Mapping[str, str]]) -> list[Finding]:
-    """The findings of one source object. ``known``: identifier kind -> {normalised value: system}."""
+Candidate = tuple[str, str, str | None, str | None]  # (path, text, tax id scheme, normalised reference)
+
+
+def candidates(obj_spec: Any, payloads: Iterable[Any]) -> list[Candidate]:
+    """The values of ``payloads`` the mapping does not read, with what is known of each without the
+    store: ``(path, text, tax id scheme or None, normalised reference or None)``. The part of the
+    profiling that does not depend on the identifiers already known (:func:`discover` keeps it for a
+    second pass over the same sample)."""
     entity = str(obj_spec.get("entity", "")) if isinstance(obj_spec, dict) else ""
-    fields = _entity_fields(entity)
+    with_tax = "tax_id" in _entity_fields(entity)
     read = read_paths(obj_spec)
-    values: Counter[str] = Counter()
-    taxes: dict[str, Counter[str]] = defaultdict(Counter)
-    refs: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)  # (path, kind) -> system -> n
-    examples: dict[tuple[str, str], list[str]] = defaultdict(list)
     skip: dict[str, bool] = {}  # path -> read by the mapping (a record has few distinct paths)
-    ref_kinds = [(kind, index) for kind, index in known.items() if kind in REF_TARGETS and REF_TARGETS[kind] in fields]
+    out: list[Candidate] = []
+    append = out.append
     for payload in payloads:
         for path, value in flatten(payload):
             skipped = skip.get(path)
@@ -233,21 +235,40 @@ def profile_records(system: str, obj: str, obj_spec: Any, payloads: Iterable[Any
             text = str(value).strip()
             if not text or len(text) > _MAX_TEXT:
                 continue
-            values[path] += 1
-            if "tax_id" in fields and (scheme := tax_id_scheme(text) or _known_tax_id(text, known, system)):
-                taxes[path][scheme] += 1
-                if len(examples[(path, "tax_id")]) < 3:
-                    examples[(path, "tax_id")].append(text)
-            if not ref_kinds:
-                continue
-            ref = normalize_ref(value)
-            if ref is None:
-                continue
-            for kind, index in ref_kinds:
-                if (where := index.get(ref)) is not None and where != system:
-                    refs[(path, kind)][where] += 1
-                    if len(examples[(path, kind)]) < 3:
-                        examples[(path, kind)].append(text)
+            append((path, text, tax_id_scheme(text) if with_tax else None, normalize_ref(value)))
+    return out
+
+
+def profile_records(system: str, obj: str, obj_spec: Any, payloads: Iterable[Any],
+                    known: Mapping[str, Mapping[str, str]]) -> list[Finding]:
+    """The findings of one source object. ``known``: identifier kind -> {normalised value: system}."""
+    return profile_candidates(system, obj, obj_spec, candidates(obj_spec, payloads), known)
+
+
+def profile_candidates(system: str, obj: str, obj_spec: Any, found: Iterable[Candidate],
+                       known: Mapping[str, Mapping[str, str]]) -> list[Finding]:
+    """The findings of one source object from its :func:`candidates`."""
+    entity = str(obj_spec.get("entity", "")) if isinstance(obj_spec, dict) else ""
+    fields = _entity_fields(entity)
+    with_tax = "tax_id" in fields
+    values: Counter[str] = Counter()
+    taxes: dict[str, Counter[str]] = defaultdict(Counter)
+    refs: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)  # (path, kind) -> system -> n
+    examples: dict[tuple[str, str], list[str]] = defaultdict(list)
+    ref_kinds = [(kind, index) for kind, index in known.items() if kind in REF_TARGETS and REF_TARGETS[kind] in fields]
+    for path, text, scheme, ref in found:
+        values[path] += 1
+        if with_tax and (scheme := scheme or _known_tax_id(text, known, system)):
+            taxes[path][scheme] += 1
+            if len(examples[(path, "tax_id")]) < 3:
+                examples[(path, "tax_id")].append(text)
+        if not ref_kinds or ref is None:
+            continue
+        for kind, index in ref_kinds:
+            if (where := index.get(ref)) is not None and where != system:
+                refs[(path, kind)][where] += 1
+                if len(examples[(path, kind)]) < 3:
+                    examples[(path, kind)].append(text)
     out: list[Finding] = []
     for path, schemes in taxes.items():
         n = sum(schemes.values())
@@ -310,10 +331,15 @@ def _payloads(store: Store, system: str, obj: str, sample: int) -> list[Any]:
 
 
 def discover(store: Store, sources: Mapping[str, tuple[str, str | None]], only: str | None = None, *,
-             sample: int = SAMPLE, generated: Mapping[str, Node] | None = None) -> list[Finding]:
+             sample: int = SAMPLE, generated: Mapping[str, Node] | None = None,
+             profiled: dict[tuple[str, str], list[Candidate]] | None = None) -> list[Finding]:
     """Findings for every landed system with a mapping (``sources``: name -> (kind, override path);
     ``generated``: name -> the mapping generated from the source's configuration, for the kinds that
-    ship none — Jiandaoyun)."""
+    ship none — Jiandaoyun).
+
+    ``profiled``: (system, object) -> its sample's :func:`candidates`, filled on a first call and
+    reused by a later one with the same ``sources``, ``generated`` and raw records (only the
+    identifiers known have changed, e.g. after a mapping): the sample is read and profiled once."""
     c = tables.raw_record.c
     with store.engine.connect() as conn:
         systems = sorted(r[0] for r in conn.execute(sa.select(c.system).distinct()))
@@ -335,7 +361,12 @@ def discover(store: Store, sources: Mapping[str, tuple[str, str | None]], only: 
                 continue  # unmapped, or mapped to several entities (Odoo's partners): not extended here
             if known is None:
                 known = known_identifiers(store)
-            out += profile_records(system, obj, spec, _payloads(store, system, obj, sample), known)
+            found = profiled.get((system, obj)) if profiled is not None else None
+            if found is None:
+                found = candidates(spec, _payloads(store, system, obj, sample))
+                if profiled is not None:
+                    profiled[(system, obj)] = found
+            out += profile_candidates(system, obj, spec, found, known)
     return out
 
 

@@ -26,11 +26,12 @@ from mappings.engine import compile_for, map_records
 STRIPE_RAW = {"customers": "customer", "charges": "charge", "refunds": "refund", "invoices": "invoice",
               "credit_notes": "credit_note", "balance_transactions": "balance_transaction",
               "payouts": "payout", "payment_intents": "payment_intent"}
+_CHUNK = 10_000  # payloads round-tripped per orjson call (one call per record costs more than the JSON)
 _STAMPS = frozenset({"id", "create_date", "write_date", "create_uid", "write_uid", "rec_name", "display_name"})
 
 
 def _stored(payload: Any) -> Any:
-    """The payload as the mapping stage reads it back from the raw landing."""
+    """The payload (or a list of payloads) as the mapping stage reads it back from the raw landing."""
     return orjson.loads(db.dumps(payload))
 
 
@@ -85,7 +86,8 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
     """``(file object, record id, what is wrong)`` of the first record of ``system`` that its
     connector and mapping cannot read, or None."""
     mset = compile_for(system, system, override)
-    batch: list[tuple[int | None, str, str, Any, Any]] = []
+    keys: list[tuple[str, str]] = []
+    payloads: list[Any] = []
     files: dict[tuple[str, str], str] = {}
     for obj, raw, world_rec, payload in _served(system, records):
         rid = str(payload.get("Id", payload.get("id")))
@@ -98,7 +100,13 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
         if raw not in mset.plans:
             continue
         files[(raw, rid)] = obj
-        batch.append((None, raw, rid, _stored(payload), None))
+        keys.append((raw, rid))
+        payloads.append(payload)
+    # landed as the pipeline lands them, a chunk at a time (a list's JSON is its items' JSON)
+    stored = [p for i in range(0, len(payloads), _CHUNK) for p in _stored(payloads[i:i + _CHUNK])]
+    del payloads
+    batch = [(None, raw, rid, p, None) for (raw, rid), p in zip(keys, stored, strict=True)]
+    del stored
     result = map_records(mset, batch)
     if result.rejected:
         bad = result.rejected[0]

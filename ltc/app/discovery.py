@@ -21,7 +21,7 @@ from canonical.store import Store
 from canonical.tables import raw_record
 from canonical.tables import run as run_table
 from ltc.app.config import Config
-from mappings.discover import Finding, best, discover, from_evidence, override_node, write_override
+from mappings.discover import Candidate, Finding, best, discover, from_evidence, override_node, write_override
 from mappings.engine import IMPLIED_KINDS, mark_pending, run_mapping
 from mappings.spec import Node
 
@@ -129,11 +129,12 @@ def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
     sources = source_kinds(cfg)
     generated = generated_mappings(store, cfg)
     previous = {(d["system"], d["object"], d["target"], d["path"]) for d in applied}
-    first = best(discover(store, sources, generated=generated), high_only=True)
+    profiled: dict[tuple[str, str], list[Candidate]] = {}  # the raw sample, read and profiled once
+    first = best(discover(store, sources, generated=generated, profiled=profiled), high_only=True)
     for system in _changed_systems(previous, {_key(f) for f in first}):
         mark_pending(store, system)
     counts = run_mapping(store, config=cfg, extra=_overrides(first))
-    second = best(discover(store, sources, generated=generated), high_only=True)
+    second = best(discover(store, sources, generated=generated, profiled=profiled), high_only=True)
     again = _changed_systems({_key(f) for f in first}, {_key(f) for f in second})
     for system in again:
         mark_pending(store, system)

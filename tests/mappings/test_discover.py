@@ -169,3 +169,30 @@ def test_a_tax_id_field_is_also_found_by_the_values_another_system_holds(sqlite_
     [f] = [f for f in suggest(sqlite_store, cfg, "crm") if f.target == "tax_id"]
     assert (f.path, f.matches, f.values, f.detail, f.confidence) == (
         "VAT_Number__c", 3, 3, {"= tryton tax id": 3}, "high")
+
+
+def test_the_pipeline_reads_each_sample_once_and_still_finds_what_the_mapping_made_known(
+        landed: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mappings import discover as discover_module
+
+    read: list[tuple[str, str]] = []
+    payloads = discover_module._payloads
+
+    def counted(store: Store, system: str, obj: str, sample: int) -> list[Any]:
+        read.append((system, obj))
+        return payloads(store, system, obj, sample)
+
+    monkeypatch.setattr(discover_module, "_payloads", counted)
+    _counts, evidence = map_with_discovery(landed, CFG)
+    assert sorted(read) == sorted(set(read)) and ("stripe", "invoice") in read  # discovery ran twice, read once
+    # the deals became known by the first mapping only: the second pass found their key in the cached sample
+    assert ("stripe", "metadata.crm_opp", "deal_ref") in {(d["system"], d["path"], d["target"]) for d in evidence}
+    # and the cached pass finds what a fresh discovery finds
+    fresh = {(f.system, f.object, f.path, f.matches, f.values) for f in suggest(landed, CFG)}
+    profiled: dict[tuple[str, str], list[Any]] = {}
+    from ltc.app.discovery import generated_mappings, source_kinds
+    sources, generated = source_kinds(CFG), generated_mappings(landed, CFG)
+    discover_module.discover(landed, sources, generated=generated, profiled=profiled)
+    cached = {(f.system, f.object, f.path, f.matches, f.values)
+              for f in discover_module.discover(landed, sources, generated=generated, profiled=profiled)}
+    assert cached == fresh and profiled

@@ -131,3 +131,16 @@ def test_stripe_invoice_lines_without_a_currency_are_refused(tmp_path: Path) -> 
     with pytest.raises(InputError, match=r"invoices\.jsonl:1: record in_1QAcmeInv0001: the stripe mapping cannot read "
                                          r"it \(field unit_price: amount without a currency"):
         read_world(world)
+
+
+def test_payloads_are_landed_in_chunks_exactly_as_one_by_one() -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from sandbox.world_readable import _stored
+
+    hostile = [{"id": 1, "amount": Decimal("12.30"), "on": date(2026, 3, 1)},
+               {"id": 2 ** 70, "name": "nul\u0000here", "z": 1, "a": [1, {"b": None}]},
+               {"id": 3, "name": "lone \ud800 surrogate"}, {"id": 4, "nested": {"k": "\\u0000 not a nul"}}]
+    assert _stored(hostile) == [_stored(p) for p in hostile]
+    assert _stored(hostile)[1]["name"] == "nul\ufffdhere" and _stored(hostile)[1]["id"] == str(2 ** 70)
