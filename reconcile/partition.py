@@ -241,19 +241,13 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
                 b[name] = _child_buckets(*parents[parent], df[key], n)
         if name in _PARENTS:
             parents[name] = (df["id"], b[name])
-        bucket = b.pop(name).to_numpy()
+        bucket = b.pop(name)
         # one bucket's rows copied at a time (partition_by would copy the whole table at once: at 1M chains the
-        # payment table twice over was the peak of the pre-pass), gathered by one stable sort of the bucket numbers
-        # (rows keep their order; not one filter pass over the whole table per bucket)
-        rows = np.argsort(bucket, kind="stable")
-        ends = np.cumsum(np.bincount(bucket, minlength=n))
-        del bucket
-        for k in range(n):
-            start = int(ends[k - 1]) if k else 0
-            if ends[k] > start:
-                df[rows[start:ends[k]]].write_parquet(root / str(k) / f"{name}.parquet", compression="uncompressed",
-                                                      statistics=False)
-        del df, rows
+        # payment table twice over was the peak of the pre-pass)
+        for k in bucket.unique().sort().to_list():
+            df.filter(bucket == k).write_parquet(root / str(k) / f"{name}.parquet", compression="uncompressed",
+                                                 statistics=False)
+        del df, bucket
     return root
 
 
