@@ -372,18 +372,25 @@ def _batches(path: Path, name: str, rows: int) -> Iterator[pl.DataFrame]:
 
 
 def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
-    """The batches as one Parquet file: written as they come, then (several) joined by Polars' streaming
-    engine, so no more than one batch is in memory."""
-    parts: list[Path] = []
-    for i, df in enumerate(batches):
-        parts.append(path.with_name(f".{path.stem}-{i:05d}.parquet"))
-        df.write_parquet(parts[-1], compression="uncompressed", statistics=False)
-    if len(parts) == 1:
-        parts[0].rename(path)
-        return
-    pl.scan_parquet(parts).sink_parquet(path, compression="uncompressed", statistics=False)
-    for part in parts:
-        part.unlink()
+    """The batches as one Parquet file, one row group each, written as they come (no more than one batch in
+    memory, and no second pass: writing parts and joining them with Polars' streaming engine read and wrote
+    every row twice)."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.stem}.parquet")
+    writer: pq.ParquetWriter | None = None
+    try:
+        for df in batches:
+            table = df.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="none", write_statistics=False)
+            elif table.schema != writer.schema:
+                table = table.cast(writer.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.rename(path)
 
 
 def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATCH_ROWS,
