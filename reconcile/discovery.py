@@ -383,7 +383,8 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
         for df in batches:
             table = df.to_arrow()
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="none", write_statistics=False)
+                writer = pq.ParquetWriter(tmp, table.schema, compression="none", write_statistics=False,
+                                          use_dictionary=False)
             elif table.schema != writer.schema:
                 table = table.cast(writer.schema)
             writer.write_table(table)
