@@ -375,6 +375,7 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
     """The batches as one Parquet file, one row group each, written as they come (no more than one batch in
     memory, and no second pass: writing parts and joining them with Polars' streaming engine read and wrote
     every row twice)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     tmp = path.with_name(f".{path.stem}.parquet")
@@ -388,6 +389,8 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
             elif table.schema != writer.schema:
                 table = table.cast(writer.schema)
             writer.write_table(table)
+            del df, table  # not kept while the next batch is discovered (the Arrow table may be a copy)
+            pa.default_memory_pool().release_unused()
     finally:
         if writer is not None:
             writer.close()

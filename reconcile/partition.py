@@ -253,9 +253,11 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
 def write_scratch(df: pl.DataFrame, path: Path) -> None:
     """A scratch table read back once by this run: Parquet written by pyarrow, uncompressed, without dictionary
     pages or statistics (a third of the CPU of Polars' writer, which dictionary-encodes strings; read back as fast)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(df.to_arrow(), path, compression="none", write_statistics=False, use_dictionary=False)
+    pa.default_memory_pool().release_unused()  # the Arrow copy's memory goes back now, not at the pool's leisure
 
 
 def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) -> Frames:
