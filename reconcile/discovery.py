@@ -385,12 +385,11 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
             table = df.to_arrow()
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="none", write_statistics=False,
-                                          use_dictionary=False)
+                                          use_dictionary=False, memory_pool=pa.system_memory_pool())
             elif table.schema != writer.schema:
                 table = table.cast(writer.schema)
             writer.write_table(table)
             del df, table  # not kept while the next batch is discovered (the Arrow table may be a copy)
-            pa.default_memory_pool().release_unused()
     finally:
         if writer is not None:
             writer.close()

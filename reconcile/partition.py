@@ -256,8 +256,9 @@ def write_scratch(df: pl.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(df.to_arrow(), path, compression="none", write_statistics=False, use_dictionary=False)
-    pa.default_memory_pool().release_unused()  # the Arrow copy's memory goes back now, not at the pool's leisure
+    # the system allocator: Arrow's default pool (jemalloc) kept the writer's buffers (+150 MB on the run's peak)
+    pq.write_table(df.to_arrow(), path, compression="none", write_statistics=False, use_dictionary=False,
+                   memory_pool=pa.system_memory_pool())
 
 
 def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) -> Frames:
