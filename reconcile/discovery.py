@@ -144,7 +144,7 @@ class Index:
     identifiers per kind, the configured keys that resolve, and the orders deals name."""
 
     by_kind: dict[str, pl.DataFrame]  # kind -> (key, target_id, target_value, n) (+ system for vendor ids)
-    deal_keys: pl.Series  # the core's keys of deal source ids, order numbers, invoice numbers (imploded)
+    deal_keys: pl.Series  # the core's keys of deal source ids, order numbers, invoice numbers (unique, sorted)
     order_keys: pl.Series
     inv_keys: pl.Series
     deal_names: pl.DataFrame  # (id, deal, value): an order a deal's order_ref names (one order per key)
@@ -157,7 +157,7 @@ def index_of(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) -> 
         return None
 
     def keys(df: pl.DataFrame, col: str) -> pl.Series:
-        return df.select(_core_key(pl.col(col)).alias("k")).drop_nulls().unique()["k"].implode()
+        return df.select(_core_key(pl.col(col)).alias("k")).drop_nulls().unique()["k"].sort()
 
     named = deal.filter(pl.col("order_ref").is_not_null())
     tok = _with_key(named.select(pl.col("source_id").alias("deal"), pl.col("order_ref").alias("value")), "value")
@@ -216,13 +216,23 @@ def discover(fr: Frames) -> Frames:
     return replace(fr, order=order, invoice=inv, payment=pay)
 
 
-def _resolved(col: str, keys: pl.Series) -> pl.Expr:
-    return _core_key(pl.col(col)).is_in(keys).fill_null(False)
+def _in_keys(values: pl.Series, keys: pl.Series) -> pl.Series:
+    """Whether each value is one of the sorted ``keys`` (false for null): a binary search in the index's keys,
+    exact, and no hash set of the whole index rebuilt for every batch (what ``is_in`` would do)."""
+    if keys.is_empty():
+        return pl.Series(values.name, [False] * len(values), pl.Boolean)
+    pos = keys.search_sorted(values.fill_null(""), side="left").clip(0, len(keys) - 1)
+    return ((keys.gather(pos) == values) & values.is_not_null()).fill_null(False).rename(values.name)
+
+
+def _resolved(df: pl.DataFrame, col: str, keys: pl.Series) -> pl.Series:
+    """Whether ``col`` resolves: its core key is one of ``keys`` (an :class:`Index`' sorted keys)."""
+    return _in_keys(df.select(_core_key(pl.col(col)))[col], keys)
 
 
 def discover_orders(order: pl.DataFrame, ix: Index) -> pl.DataFrame:
     """Orders -> deals (a batch of orders: any subset of the table's rows)."""
-    order = order.with_columns(_resolved("deal_ref", ix.deal_keys).alias("__ok"))
+    order = order.with_columns(_resolved(order, "deal_ref", ix.deal_keys).alias("__ok"))
     # a deal that names its order (a CRM field holding the ERP order number): the link from the deal's side
     d_links, d_amb = _deal_side(ix, order.filter(~pl.col("__ok")))
     order = order.with_columns((pl.col("__ok") | pl.col("id").is_in(d_links["id"].implode())).alias("__ok"))
@@ -240,14 +250,14 @@ def discover_orders(order: pl.DataFrame, ix: Index) -> pl.DataFrame:
 def order_deals(order: pl.DataFrame, ix: Index) -> pl.DataFrame:
     """(target_id, target_value): the deal of every discovered order whose deal reference resolves (what a
     payment naming an order number is linked through)."""
-    return order.filter(_resolved("deal_ref", ix.deal_keys)).select(pl.col("id").alias("target_id"),
+    return order.filter(_resolved(order, "deal_ref", ix.deal_keys)).select(pl.col("id").alias("target_id"),
                                                                    pl.col("deal_ref").alias("target_value"))
 
 
 def discover_invoices(inv: pl.DataFrame, ix: Index) -> pl.DataFrame:
     """Invoices -> orders, deals (a batch of invoices)."""
-    inv = inv.with_columns(_resolved("order_ref", ix.order_keys).alias("__ook"),
-                           _resolved("deal_ref", ix.deal_keys).alias("__dok"))
+    inv = inv.with_columns(_resolved(inv, "order_ref", ix.order_keys).alias("__ook"),
+                           _resolved(inv, "deal_ref", ix.deal_keys).alias("__dok"))
     # an invoice that names its deal may still name its order (the more specific link: what was billed)
     t_o = inv.filter(~pl.col("__ook"))
     i_o, i_o_amb = _decide(_match(pl.concat([_tokens(t_o, "order_ref"), _tokens(t_o, "ref_text")]), ix, "order"),
@@ -269,12 +279,13 @@ def discover_invoices(inv: pl.DataFrame, ix: Index) -> pl.DataFrame:
 def discover_payments(pay: pl.DataFrame, ix: Index, order_deal: pl.DataFrame) -> pl.DataFrame:
     """Payments -> invoices (several allowed: one remittance may pay several), deals (a batch of payments;
     ``order_deal``: :func:`order_deals` of every discovered order)."""
-    pay = pay.with_columns(_resolved("deal_ref", ix.deal_keys).alias("__dok"))
+    pay = pay.with_columns(_resolved(pay, "deal_ref", ix.deal_keys).alias("__dok"))
     conf = pl.concat([
         pay.select("id", _core_key(pl.col("invoice_ref")).alias("k")),
         pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]+")
                    .alias("k")).explode("k"),
-    ]).drop_nulls().filter(pl.col("k").is_in(ix.inv_keys)).select("id").unique()
+    ]).drop_nulls()
+    conf = conf.filter(_in_keys(conf["k"], ix.inv_keys)).select("id").unique()
     t_p = pay.join(conf, on="id", how="anti")
     p_tok = pl.concat([_tokens(t_p, f) for f in ("invoice_ref", "reference", "remittance", "ref_text")])
     v_tok = pl.concat([t_p.select("id", pl.lit(f).alias("field"), pl.col(f).alias("value"),
@@ -297,11 +308,11 @@ def discover_payments(pay: pl.DataFrame, ix: Index, order_deal: pl.DataFrame) ->
                                                                                  how="anti")
     pd_links = pl.concat([pd_links.select("id", "target_value"), po_links.select("id", "target_value")])
     p_amb = p_amb.join(found.select("id"), on="id", how="anti")
-    pay = pay.drop("__dok").join(found, on="id", how="left").join(
+    pay = pay.join(found, on="id", how="left").join(
         pd_links.select("id", pl.col("target_value").alias("__deal")), on="id", how="left").join(
         p_amb.select("id", pl.col("detail").alias("__amb"), pl.col("cands").alias("__cands")),
         on="id", how="left").with_columns(
-        pl.coalesce(pl.when(~_resolved("deal_ref", ix.deal_keys)).then(pl.col("__deal")), pl.col("deal_ref"))
+        pl.coalesce(pl.when(~pl.col("__dok")).then(pl.col("__deal")), pl.col("deal_ref"))
         .alias("deal_ref"), pl.coalesce("__found", "found_invoice_ids").alias("found_invoice_ids"),
         *_keep(pl.col("__rule"), pl.col("ev"), pl.col("__amb"), pl.col("__cands")))
     return conform("payment", pay)
@@ -361,18 +372,28 @@ def _batches(path: Path, name: str, rows: int) -> Iterator[pl.DataFrame]:
 
 
 def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
-    """The batches as one Parquet file: written as they come, then (several) joined by Polars' streaming
-    engine, so no more than one batch is in memory."""
-    parts: list[Path] = []
-    for i, df in enumerate(batches):
-        parts.append(path.with_name(f".{path.stem}-{i:05d}.parquet"))
-        df.write_parquet(parts[-1], compression="uncompressed", statistics=False)
-    if len(parts) == 1:
-        parts[0].rename(path)
-        return
-    pl.scan_parquet(parts).sink_parquet(path, compression="uncompressed", statistics=False)
-    for part in parts:
-        part.unlink()
+    """The batches as one Parquet file, one row group each, written as they come (no more than one batch in
+    memory, and no second pass: writing parts and joining them with Polars' streaming engine read and wrote
+    every row twice)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.stem}.parquet")
+    writer: pq.ParquetWriter | None = None
+    try:
+        for df in batches:
+            table = df.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="none", write_statistics=False,
+                                          use_dictionary=False, memory_pool=pa.system_memory_pool())
+            elif table.schema != writer.schema:
+                table = table.cast(writer.schema)
+            writer.write_table(table)
+            del df, table  # not kept while the next batch is discovered (the Arrow table may be a copy)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.rename(path)
 
 
 def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATCH_ROWS,
