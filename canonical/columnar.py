@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -566,8 +567,6 @@ def _sqlite_begin(path: str, delete: Sequence[str], constant: Collection[str] = 
 
 def _profile(label: str, t: float) -> float:
     """The step's clock on stderr when LTC_RECON_PROFILE is set (as :class:`reconcile.core._Clock` prints)."""
-    import time
-
     now = time.perf_counter()
     if os.environ.get("LTC_RECON_PROFILE"):
         print(f"  [bulk write] {label}: {now - t:.2f}s", file=sys.stderr, flush=True)
@@ -576,8 +575,6 @@ def _profile(label: str, t: float) -> float:
 
 def _sqlite_append(jobs: Sequence[Load]) -> int:
     """In the helper process: append the jobs' files in the open bulk write."""
-    import time
-
     t = time.perf_counter()
     cur = _SESSION["cur"]
     n = 0
@@ -600,8 +597,6 @@ def _sqlite_end(commit: bool) -> int:
     rows = _SESSION["rows"]
     try:
         if commit:
-            import time
-
             t = time.perf_counter()
             try:
                 for sql in _SESSION["rebuild"]:

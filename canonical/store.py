@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -371,10 +372,7 @@ class Store:
         transaction is run again on a new connection (``fn`` must be safe to repeat)."""
 
         def once() -> T:
-            if self._turn is None:
-                with self.engine.begin() as conn:
-                    return fn(conn)
-            with self._turn, self.engine.begin() as conn:
+            with self._turn or nullcontext(), self.engine.begin() as conn:
                 return fn(conn)
 
         return db.reconnecting(once, what=what)

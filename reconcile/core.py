@@ -55,8 +55,8 @@ from reconcile.stages.quotes import check_quotes, quote_chain_columns
 from reconcile.stages.settlement import settle, with_bank_charges
 from reconcile.stages.states import row_states
 
-__all__ = ["ROWS_PER_PARTITION", "ConservationError", "CoreResult", "Settings", "merge_totals", "reconcile_frames",
-           "reconcile_one"]
+__all__ = ["ROWS_PER_PARTITION", "ConservationError", "CoreResult", "Settings", "buckets_for", "merge_totals",
+           "reconcile_frames", "reconcile_one"]
 
 
 @dataclass
@@ -101,6 +101,14 @@ class _Clock:
 ROWS_PER_PARTITION = 150_000
 
 
+def buckets_for(rows: int, partitions: int | None = None) -> int:
+    """Buckets for ``rows`` payments + invoices: ``partitions`` when given, else one per
+    :data:`ROWS_PER_PARTITION` (one shot up to twice that)."""
+    if partitions is not None:
+        return max(1, partitions)
+    return 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
+
+
 def reconcile_frames(fr: Frames, s: Settings, as_of: date, partitions: int | None = None) -> CoreResult:
     """Reconcile the frames; large inputs run bucket by bucket (see :mod:`reconcile.partition`).
 
@@ -110,8 +118,7 @@ def reconcile_frames(fr: Frames, s: Settings, as_of: date, partitions: int | Non
     from reconcile.discovery import discover
 
     fr = discover(fr)
-    rows = fr.payment.height + fr.invoice.height
-    n = partitions if partitions is not None else 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
+    n = buckets_for(fr.payment.height + fr.invoice.height, partitions)
     if n <= 1:
         return reconcile_one(fr, s, as_of)
     from reconcile.partition import partitions as split

@@ -375,8 +375,9 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
     """The batches as one Parquet file, one row group each, written as they come (no more than one batch in
     memory, and no second pass: writing parts and joining them with Polars' streaming engine read and wrote
     every row twice)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from reconcile.partition import scratch_options
 
     tmp = path.with_name(f".{path.stem}.parquet")
     writer: pq.ParquetWriter | None = None
@@ -384,8 +385,7 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
         for df in batches:
             table = df.to_arrow()
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="none", write_statistics=False,
-                                          use_dictionary=False, memory_pool=pa.system_memory_pool())
+                writer = pq.ParquetWriter(tmp, table.schema, **scratch_options())
             elif table.schema != writer.schema:
                 table = table.cast(writer.schema)
             writer.write_table(table)

@@ -35,7 +35,7 @@ from canonical import columnar
 from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
-from reconcile.core import Settings, _Clock, reconcile_frames
+from reconcile.core import Settings, _Clock, buckets_for, reconcile_frames
 from reconcile.frames import Frames, conform, export_frames, store_table
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import NOT_READ
@@ -45,7 +45,6 @@ from reconcile.stream import (
     KPI_INPUTS,
     BucketSummary,
     Mapper,
-    buckets_for,
     clear_out,
     combine,
     plan_buckets,

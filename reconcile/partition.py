@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -250,15 +251,22 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
     return root
 
 
-def write_scratch(df: pl.DataFrame, path: Path) -> None:
-    """A scratch table read back once by this run: Parquet written by pyarrow, uncompressed, without dictionary
-    pages or statistics (a third of the CPU of Polars' writer, which dictionary-encodes strings; read back as fast)."""
+def scratch_options() -> dict[str, Any]:
+    """pyarrow's Parquet writer options for a scratch table read back once by this run: uncompressed, without
+    dictionary pages or statistics (a third of the CPU of Polars' writer, which dictionary-encodes strings; read
+    back as fast), on the system allocator (Arrow's default pool, jemalloc, kept the writer's buffers: +150 MB
+    on the run's peak)."""
     import pyarrow as pa
+
+    return {"compression": "none", "write_statistics": False, "use_dictionary": False,
+            "memory_pool": pa.system_memory_pool()}
+
+
+def write_scratch(df: pl.DataFrame, path: Path) -> None:
+    """A scratch table (:func:`scratch_options`) written in one go."""
     import pyarrow.parquet as pq
 
-    # the system allocator: Arrow's default pool (jemalloc) kept the writer's buffers (+150 MB on the run's peak)
-    pq.write_table(df.to_arrow(), path, compression="none", write_statistics=False, use_dictionary=False,
-                   memory_pool=pa.system_memory_pool())
+    pq.write_table(df.to_arrow(), path, **scratch_options())
 
 
 def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) -> Frames:

@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, merge_totals, reconcile_one
+from reconcile.core import Settings, _Clock, buckets_for, merge_totals, reconcile_one
 from reconcile.discovery import discover_directory
 from reconcile.frames import SCHEMAS, Frames
 from reconcile.kpi import kpi_inputs
@@ -82,16 +82,9 @@ def bucket_count(directory: str | Path, partitions: int | None = None) -> int:
     """Buckets for the tables in ``directory``: ``partitions``, else one per ``ROWS_PER_PARTITION``
     payments + invoices (one shot up to twice that)."""
     if partitions is not None:
-        return max(1, partitions)
+        return buckets_for(0, partitions)
     src = Path(directory)
     return buckets_for(_rows(src, "payment") + _rows(src, "invoice"))
-
-
-def buckets_for(rows: int, partitions: int | None = None) -> int:
-    """Buckets for ``rows`` payments + invoices (see :func:`bucket_count`)."""
-    if partitions is not None:
-        return max(1, partitions)
-    return 1 if rows <= 2 * ROWS_PER_PARTITION else -(-rows // ROWS_PER_PARTITION)
 
 
 def clear_out(out: str | Path) -> Path:
