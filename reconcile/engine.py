@@ -111,6 +111,7 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
     settings = Settings.from_config(config)
     clock = _Clock()
     run_id = store.begin_run("reconcile")
+    writers: list[columnar.BulkWriter] = []  # their checkpoints run on during the lifecycle step
     try:
         with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
             out = Path(keep) if keep is not None else Path(tmp) / "out"
@@ -119,7 +120,7 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
                 _store_links(store, out, run_id)
             else:
                 result = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out, run_id,
-                                   partitions, mapper)
+                                   partitions, mapper, writers)
             clock("reconcile + KPIs, links + allocations stored")
         at = now()
         with store.engine.begin() as conn:
@@ -128,9 +129,14 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
             _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
                                                                        pl.lit(as_of).alias("as_of")))
         clock("KPI snapshot + exception lifecycle")
+        for w in writers:
+            w.settle()
+        clock("links' checkpoint")
         if keep is None:
             result.out = None
     except Exception as exc:
+        for w in writers:
+            w.settle()
         store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
         raise
     store.finish_run(run_id, "success", counts={"exceptions": result.totals["exceptions"],
@@ -150,7 +156,8 @@ def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: dat
 
 
 def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: date | None, tmp: Path, out: Path,
-              run_id: str, partitions: int | None, mapper: Mapper) -> ReconcileResult:
+              run_id: str, partitions: int | None, mapper: Mapper,
+              writers: list[columnar.BulkWriter]) -> ReconcileResult:
     clock = _Clock()
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
@@ -197,7 +204,8 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of, start,
                                 end)
         clock("KPIs")
-        writer.finish()
+        writer.finish(settle=False)
+        writers.append(writer)
     clock("links + allocations stored")
     return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
