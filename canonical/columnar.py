@@ -650,8 +650,9 @@ class BulkWriter:
     while the caller goes on (a background thread: SQLite's ADBC ingest in the helper process, PostgreSQL's
     ``COPY`` on a connection of its own), all in one transaction that :meth:`finish` commits (on SQLite the
     emptied tables' indexes are dropped and rebuilt then, in one sort each, but those on ``constant`` columns
-    only, which the appends extend at their end). A failed or abandoned write (:meth:`abort`, or an
-    exception in the ``with`` block) is rolled back: readers see the old rows or all the new ones.
+    only, which the appends extend at their end; the commit does not checkpoint: a passive checkpoint follows it,
+    which :meth:`finish` waits for or leaves to :meth:`settle`). A failed or abandoned write (:meth:`abort`, or
+    an exception in the ``with`` block) is rolled back: readers see the old rows or all the new ones.
 
     A bucketed reconciliation hands it each bucket's links as the bucket finishes, so they are written
     while the next bucket is computed. A small SQLite write (under :data:`SMALL` rows, and ``rows_hint``

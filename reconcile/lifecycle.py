@@ -34,7 +34,9 @@ def _source_id(canonical_id: str) -> str:
     return parts[2] if len(parts) == 3 else canonical_id
 
 
-def _rows(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, Any]]:
+def prepare(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, Any]]:
+    """The stored form of one run's findings, by fingerprint (what :func:`sync` writes): a caller with time to
+    spare before the sync's transaction (the store path, while its links are committed) makes it then."""
     out: dict[str, dict[str, Any]] = {}
     for r in ex.iter_rows(named=True):
         out[r["fingerprint"]] = {
@@ -48,10 +50,13 @@ def _rows(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, An
     return out
 
 
-def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = None) -> dict[str, int]:
-    """Apply one run's findings to the stored exceptions; returns counts per transition."""
+def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = None,
+         found: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
+    """Apply one run's findings to the stored exceptions; returns counts per transition. ``found``:
+    :func:`prepare` of the same ``ex``, ``run_id`` and ``at``, when made beforehand."""
     at = at or now()
-    found = _rows(ex, run_id, at)
+    if found is None:
+        found = prepare(ex, run_id, at)
     stored = dict(conn.execute(sa.select(exc_t.c.fingerprint, exc_t.c.status)).all())
     new = [fp for fp in found if fp not in stored]
     reopen = [fp for fp in found if stored.get(fp) == "resolved"]
