@@ -10,6 +10,7 @@ one-exception status form.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -90,9 +91,13 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
 def _stored(conn: Connection, col: sa.Column[Any]) -> Callable[[Any], Any]:
     """What the driver is handed for a value of ``col`` (as the column's SQLAlchemy type would bind it)."""
     dialect, typ = conn.dialect, col.type
-    if isinstance(typ, UTCDateTime) and dialect.name == "sqlite":  # SQLite's DateTime text, as SQLAlchemy writes it
-        return lambda v: None if v is None else typ.process_bind_param(v, dialect).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(typ, UTCDateTime | Amount):
+    if isinstance(typ, UTCDateTime):
+        # a run writes one instant (its time) on every row: converted once, not once per row and column
+        if dialect.name == "sqlite":  # SQLite's DateTime text, as SQLAlchemy writes it
+            return functools.lru_cache(maxsize=16)(
+                lambda v: None if v is None else typ.process_bind_param(v, dialect).strftime("%Y-%m-%d %H:%M:%S.%f"))
+        return functools.lru_cache(maxsize=16)(lambda v: typ.process_bind_param(v, dialect))
+    if isinstance(typ, Amount):
         return lambda v: typ.process_bind_param(v, dialect)
     if isinstance(typ, sa.JSON):
         return lambda v: None if v is None else dumps(v).decode()
