@@ -19,6 +19,7 @@ Frames already in memory (``frames=``) are reconciled in one shot instead; the r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 import threading
@@ -125,7 +126,7 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
                 result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
                                               run_id, partitions, mapper, writers)
             clock("reconcile + KPIs, links + allocations stored")
-        with store.engine.begin() as conn:
+        with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
             result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
             result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
             _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
@@ -145,6 +146,22 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
                                                 "lifecycle": result.lifecycle, "states": result.totals["states"],
                                                 "partitions": result.partitions})
     return result
+
+
+@contextlib.contextmanager
+def _no_checkpoint(conn: sa.Connection, pending: bool) -> Iterator[None]:
+    """SQLite, while the links' checkpoint runs in the helper (``pending``): this connection's commits do not
+    checkpoint (its automatic checkpoint would copy the links' WAL itself, the lifecycle step waiting for it)."""
+    raw: Any = conn.connection.dbapi_connection
+    if not pending or conn.dialect.name != "sqlite" or raw is None:
+        yield
+        return
+    before = raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    raw.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA wal_autocheckpoint={int(before)}")
 
 
 def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: date | None, out: Path,
