@@ -197,7 +197,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # (the last one's while the KPIs are); one transaction, committed last
     with ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
             columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
-                                rows_hint=_input_rows(src), constant=["run_id"]) as writer:
+                                rows_hint=_input_rows(src)) as writer:
         later = pool.submit(export_frames, store, src, rest, omit, readers=1) if meanwhile else None
         plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result if later else None)
         clock("pre-pass + spill" + (" (the other tables exported meanwhile)" if meanwhile else ""))
