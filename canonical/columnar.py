@@ -506,11 +506,12 @@ class Load:
                                     for c, key in self.wrap.items() if c in df.columns))
 
 
-def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = ()) -> int:
-    """In one transaction: delete every row of the ``delete`` tables, then append every job's files.
+def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = (), swap: bool = False) -> int:
+    """In one transaction: delete every row of the ``delete`` tables, then append every job's files (``swap``: see
+    :class:`BulkWriter`).
     PostgreSQL: ``COPY``; SQLite: ADBC bulk ingest in the helper process (see :func:`export_tables`), or
     this process's sqlite3 for a few rows. Returns the rows written (:class:`BulkWriter` in one go)."""
-    with BulkWriter(engine, delete) as writer:
+    with BulkWriter(engine, delete, swap=swap) as writer:
         writer.add(jobs)
         return writer.finish()
 
@@ -542,15 +543,18 @@ def _new(name: str) -> str:
     return f"{name}__new"
 
 
-def _sqlite_begin(path: str, delete: Sequence[str]) -> None:
+def _sqlite_begin(path: str, delete: Sequence[str], swap: bool = False) -> None:
     """In the helper process: open a bulk write that replaces every row of the ``delete`` tables.
 
-    With ``delete`` (a swap): each table ``T`` is filled as a fresh table ``T__new`` (``T``'s own ``CREATE TABLE``,
+    Without ``swap``: one transaction, committed by :func:`_sqlite_end`; it empties the ``delete`` tables and drops
+    their indexes (an emptied table is filled faster without them; :func:`_sqlite_end` builds them in one sort each).
+
+    A ``swap`` (every table appended to is one of ``delete``): each table ``T`` is filled as a fresh table ``T__new`` (``T``'s own ``CREATE TABLE``,
     no index), each append committed on its own and checkpointed at once (the WAL is copied into the database
     bucket by bucket, not all at the end); readers see ``T`` unchanged until :func:`_sqlite_end`, which in one
     transaction drops ``T``, renames ``T__new`` to ``T`` and builds ``T``'s indexes (their own ``CREATE INDEX``),
     so the schema is ``T``'s exactly. Rolled back: the ``__new`` tables are dropped (as are those a killed run
-    left). Without ``delete``: one transaction appending to the tables, committed by :func:`_sqlite_end`."""
+    left)."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
     if _SESSION:  # an earlier write its caller never ended (it died between calls)
@@ -571,14 +575,22 @@ def _sqlite_begin(path: str, delete: Sequence[str]) -> None:
         cur.close()
         adbc.close()
         raise
-    _SESSION.update(adbc=adbc, cur=cur, swap=list(delete), rows=0)
+    _SESSION.update(adbc=adbc, cur=cur, swap=list(delete) if swap else [], rebuild=[], rows=0)
     try:
         for name in delete:
-            cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')  # a killed run's
-            cur.execute(f"SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '{name}'")
-            (sql,) = cur.fetchone()
-            cur.execute(_renamed(sql, name, _new(name)))
-        if delete:
+            if swap:
+                cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')  # a killed run's
+                cur.execute(f"SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '{name}'")
+                (sql,) = cur.fetchone()
+                cur.execute(_renamed(sql, name, _new(name)))
+                continue
+            cur.execute(f'DELETE FROM "{name}"')
+            cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                        f"AND tbl_name = '{name}'")
+            for index, sql in cur.fetchall():
+                cur.execute(f'DROP INDEX "{index}"')
+                _SESSION["rebuild"].append(sql)
+        if swap:
             cur.execute("COMMIT")
     except BaseException:
         _sqlite_end(False)
@@ -661,7 +673,7 @@ def _sqlite_end(commit: bool) -> int:
             if swap:
                 cur.execute("BEGIN IMMEDIATE")
             try:
-                indexes: list[str] = []
+                indexes: list[str] = list(_SESSION["rebuild"])
                 for name in swap:
                     cur.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                                 f"AND tbl_name = '{name}'")
@@ -698,20 +710,23 @@ class BulkWriter:
     """:func:`bulk_load` spread over time: the ``delete`` tables' rows replaced by those each :meth:`add`'s jobs
     append while the caller goes on (a background thread: SQLite's ADBC ingest in the helper process, PostgreSQL's
     ``COPY`` on a connection of its own); :meth:`finish` makes them visible at once. PostgreSQL: one transaction
-    (the old rows deleted first). SQLite: a swap (:func:`_sqlite_begin`): the rows go to fresh ``<table>__new``
-    tables without indexes, each append committed and checkpointed on its own (the WAL is copied into the database
-    while the caller goes on, not all at its end), and :meth:`finish` replaces the tables by them in one short
-    transaction that also builds their indexes; that commit's checkpoint follows it, which :meth:`finish` waits
-    for or leaves to :meth:`settle`. A failed or abandoned write (:meth:`abort`, or an exception in the ``with``
-    block) is rolled back (the ``__new`` tables dropped): readers see the old rows or all the new ones.
+    (the old rows deleted first). SQLite: one transaction as well (the emptied tables' indexes dropped and rebuilt
+    at :meth:`finish`, in one sort each), or with ``swap`` (every job appends to one of the ``delete`` tables;
+    :func:`_sqlite_begin`) fresh ``<table>__new`` tables without indexes, each append committed and checkpointed on
+    its own (the WAL is copied into the database while the caller goes on, not all at the end), which :meth:`finish`
+    puts in the tables' place in one short transaction that also builds their indexes. The commit does not
+    checkpoint: a passive checkpoint follows it, which :meth:`finish` waits for or leaves to :meth:`settle`. A failed
+    or abandoned write (:meth:`abort`, or an exception in the ``with`` block) is rolled back (a swap's ``__new``
+    tables dropped): readers see the old rows or all the new ones.
 
     A bucketed reconciliation hands it each bucket's links as the bucket finishes, so they are written
     while the next bucket is computed. A small SQLite write (under :data:`SMALL` rows, and ``rows_hint``
     under it too) is held until :meth:`finish` and done by this process's sqlite3 (:func:`_load_here`)."""
 
-    def __init__(self, engine: Engine, delete: Sequence[str] = (), rows_hint: int = 0) -> None:
+    def __init__(self, engine: Engine, delete: Sequence[str] = (), rows_hint: int = 0, swap: bool = False) -> None:
         self.engine = engine
         self.delete = list(delete)
+        self.swap = swap  # SQLite: the delete tables replaced by fresh ones (every append is to one of them)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="ltc-bulk-write")
         self.mode = ""  # "" (not started: small jobs held), "pg", "helper"
         self.held: list[Load] = []
@@ -736,7 +751,8 @@ class BulkWriter:
         else:
             self.mode = "helper"
             path = connectorx_url(self.engine).removeprefix("sqlite://")
-            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_begin, path, self.delete))
+            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_begin, path, self.delete,
+                                                 self.swap))
 
     def add(self, jobs: Sequence[Load]) -> None:
         """Append the jobs' files (in the background; their errors surface in :meth:`finish`)."""

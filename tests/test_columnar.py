@@ -126,7 +126,8 @@ def _with_a_previous_run(store: Store, tmp_path: Path) -> tuple[columnar.Shape, 
     return shape, indexes, _link_rows(store)
 
 
-def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("swap", [False, True])
+def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tmp_path, swap: bool) -> None:  # type: ignore[no-untyped-def]
     """Parts appended one by one while the caller goes on: readers see the old rows until ``finish``, then all
     the new ones (the indexes dropped for the write are back)."""
     from reconcile.tables import recon_link
@@ -137,7 +138,7 @@ def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tm
     for k in range(3):
         parts.append(tmp_path / f"{k}.parquet")
         _links(40 + k, f"b{k}").write_parquet(parts[-1])
-    with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100) as writer:
+    with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, swap=swap) as writer:
         for p in parts:
             writer.add([columnar.Load(shape, (str(p),), {"run_id": "r1"}, {"evidence": "text"})])
             assert _link_rows(store) == before  # nothing visible before the commit
@@ -179,21 +180,22 @@ def test_bulk_writer_commit_is_visible_at_once_and_checkpointed_by_settle(sqlite
         assert in_file_alone() == 50
 
 
-def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("swap", [False, True])
+def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path, swap: bool) -> None:  # type: ignore[no-untyped-def]
     from reconcile.tables import recon_link
 
     shape, indexes, before = _with_a_previous_run(store, tmp_path)
     part = tmp_path / "new.parquet"
     _links(30, "new").write_parquet(part)
     with pytest.raises(RuntimeError, match="bucket failed"), \
-            columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30) as writer:
+            columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30, swap=swap) as writer:
         writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
         raise RuntimeError("bucket failed")
     assert _link_rows(store) == before and _indexes(store) == indexes
     # a failing append (a NOT NULL column missing) surfaces in finish() and rolls back too
     bad = tmp_path / "bad.parquet"
     _links(5, "bad").drop("rule_id").with_columns(pl.lit(None, pl.String).alias("rule_id")).write_parquet(bad)
-    writer = columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30)
+    writer = columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30, swap=swap)
     writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
     writer.add([columnar.Load(shape, (str(bad),), {"run_id": "r1"}, {"evidence": "text"})])
     with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
@@ -240,7 +242,7 @@ def test_sqlite_swap_commits_bucket_by_bucket_unseen_until_finish_and_a_failure_
         parts.append(tmp_path / f"{k}.parquet")
         _links(20 + k, f"b{k}").write_parquet(parts[-1])
     with sqlite_store.engine.connect(), pytest.raises(RuntimeError, match="between buckets"), \
-            columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50) as writer:
+            columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True) as writer:
         writer.add([columnar.Load(shape, (str(parts[0]),), {"run_id": "r1"}, {"evidence": "text"})])
         for f in writer.futures:
             f.result()
@@ -252,7 +254,7 @@ def test_sqlite_swap_commits_bucket_by_bucket_unseen_until_finish_and_a_failure_
         assert schema(db) == old_schema  # no recon_link__new left
         db.execute("CREATE TABLE recon_link__new (junk TEXT)")  # as a killed run leaves it
         db.commit()
-    with columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50) as writer:
+    with columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True) as writer:
         for p in parts:
             writer.add([columnar.Load(shape, (str(p),), {"run_id": "r2"}, {"evidence": "text"})])
         assert writer.finish() == 41
