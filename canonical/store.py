@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -77,16 +78,28 @@ def _digest(blob: bytes, deleted: bool) -> str:
 # The landing statement is the hot path of every sync, so it is sent at the driver level with
 # values prepared once (JSON serialised once, for both the hash and the column), instead of
 # through SQLAlchemy's per-row type processing (three times slower here).
-_LAND_COLUMNS = "system, object, source_id, payload, content_hash, source_updated_at, fetched_at, deleted, run_id, pending_map"
+_LAND_COLUMNS = "system, object, source_id, payload, content_hash, source_updated_at, fetched_at, deleted, run_id"
 _LAND_UPDATE = """ON CONFLICT (system, object, source_id) DO UPDATE SET
   payload = excluded.payload, content_hash = excluded.content_hash,
   source_updated_at = excluded.source_updated_at, fetched_at = excluded.fetched_at,
-  deleted = excluded.deleted, run_id = excluded.run_id, pending_map = excluded.pending_map
+  deleted = excluded.deleted, run_id = excluded.run_id
 WHERE raw_record.content_hash <> excluded.content_hash"""
 _LAND_SQL = {
-    "sqlite": f"INSERT INTO raw_record ({_LAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) {_LAND_UPDATE}",
+    "sqlite": f"INSERT INTO raw_record ({_LAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) {_LAND_UPDATE}",
     "postgresql": f"INSERT INTO raw_record ({_LAND_COLUMNS}) "
-    f"VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, true) {_LAND_UPDATE}",
+    f"VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s) {_LAND_UPDATE}",
+}
+# Each landed version waits to be mapped: its raw_pending row, with the hash of this version (one
+# statement per page and object, the ids as one JSON array / one array parameter).
+_PENDING_SQL = {
+    "sqlite": "INSERT INTO raw_pending (system, raw_id, content_hash) "
+    "SELECT r.system, r.id, r.content_hash FROM json_each(?) AS k, raw_record r "
+    "WHERE r.system = ? AND r.object = ? AND r.source_id = k.value "
+    "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash",
+    "postgresql": "INSERT INTO raw_pending (system, raw_id, content_hash) "
+    "SELECT r.system, r.id, r.content_hash FROM unnest(%s::text[]) AS k(id) "
+    "JOIN raw_record r ON r.system = %s AND r.object = %s AND r.source_id = k.id "
+    "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash",
 }
 
 
@@ -159,6 +172,9 @@ def _land(
         for sid, blob, digest, updated, deleted in changed
     ]
     conn.exec_driver_sql(_LAND_SQL[dialect], params)
+    sids = [sid for sid, *_rest in changed]
+    conn.exec_driver_sql(_PENDING_SQL[dialect],
+                         (orjson.dumps(sids).decode() if dialect == "sqlite" else sids, system, obj))
 
 
 @dataclass(frozen=True, slots=True)
