@@ -92,9 +92,10 @@ _LAND_SQL = {
 # Each landed version waits to be mapped: its raw_pending row, with the hash of this version (one
 # statement per page and object, the ids as one JSON array / one array parameter).
 _PENDING_SQL = {
+    # (an IN list, looked up id by id in the unique index; as a join SQLite would scan the object's rows)
     "sqlite": "INSERT INTO raw_pending (system, raw_id, content_hash) "
-    "SELECT r.system, r.id, r.content_hash FROM json_each(?) AS k, raw_record r "
-    "WHERE r.system = ? AND r.object = ? AND r.source_id = k.value "
+    "SELECT r.system, r.id, r.content_hash FROM raw_record r "
+    "WHERE r.system = ? AND r.object = ? AND r.source_id IN (SELECT value FROM json_each(?)) "
     "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash",
     "postgresql": "INSERT INTO raw_pending (system, raw_id, content_hash) "
     "SELECT r.system, r.id, r.content_hash FROM unnest(%s::text[]) AS k(id) "
@@ -173,8 +174,8 @@ def _land(
     ]
     conn.exec_driver_sql(_LAND_SQL[dialect], params)
     sids = [sid for sid, *_rest in changed]
-    conn.exec_driver_sql(_PENDING_SQL[dialect],
-                         (orjson.dumps(sids).decode() if dialect == "sqlite" else sids, system, obj))
+    conn.exec_driver_sql(_PENDING_SQL[dialect], (system, obj, orjson.dumps(sids).decode()) if dialect == "sqlite"
+                         else (sids, system, obj))
 
 
 @dataclass(frozen=True, slots=True)
