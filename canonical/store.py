@@ -90,18 +90,22 @@ _LAND_SQL = {
     f"VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s) {_LAND_UPDATE}",
 }
 # Each landed version waits to be mapped: its raw_pending row, with the hash of this version (one
-# statement per page and object, the ids as one JSON array / one array parameter).
+# statement per page and object: {source id: hash} as one JSON object / two array parameters). The raw
+# ids are found in the unique index (system, object, source_id), which holds them: no raw row is read.
 _PENDING_SQL = {
-    # (an IN list, looked up id by id in the unique index; as a join SQLite would scan the object's rows)
+    # CROSS JOIN: the page's ids outside, one index look-up each (else SQLite may scan the object's rows)
     "sqlite": "INSERT INTO raw_pending (system, raw_id, content_hash) "
-    "SELECT r.system, r.id, r.content_hash FROM raw_record r "
-    "WHERE r.system = ? AND r.object = ? AND r.source_id IN (SELECT value FROM json_each(?)) "
+    "SELECT r.system, r.id, k.value FROM json_each(?) AS k CROSS JOIN raw_record AS r "
+    "WHERE r.system = ? AND r.object = ? AND r.source_id = k.key "
     "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash",
     "postgresql": "INSERT INTO raw_pending (system, raw_id, content_hash) "
-    "SELECT r.system, r.id, r.content_hash FROM unnest(%s::text[]) AS k(id) "
+    "SELECT r.system, r.id, k.h FROM unnest(%s::text[], %s::text[]) AS k(id, h) "
     "JOIN raw_record r ON r.system = %s AND r.object = %s AND r.source_id = k.id "
     "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash",
 }
+_PENDING_ONE_SQL = ("INSERT INTO raw_pending (system, raw_id, content_hash) SELECT system, id, ? FROM raw_record "
+                    "WHERE system = ? AND object = ? AND source_id = ? "
+                    "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash")
 
 
 def _known_hashes(conn: Connection, system: str, obj: str, ids: list[str], *, stamps: bool = False
@@ -173,9 +177,14 @@ def _land(
         for sid, blob, digest, updated, deleted in changed
     ]
     conn.exec_driver_sql(_LAND_SQL[dialect], params)
-    sids = [sid for sid, *_rest in changed]
-    conn.exec_driver_sql(_PENDING_SQL[dialect], (system, obj, orjson.dumps(sids).decode()) if dialect == "sqlite"
-                         else (sids, system, obj))
+    if dialect == "sqlite":
+        versions = orjson.dumps({sid: digest for sid, _blob, digest, _upd, _del in changed}).decode()
+        if conn.exec_driver_sql(_PENDING_SQL[dialect], (versions, system, obj)).rowcount != len(changed):
+            # an id that JSON text does not carry through intact (a NUL): each one as a parameter
+            conn.exec_driver_sql(_PENDING_ONE_SQL, [(digest, system, obj, sid) for sid, _b, digest, _u, _d in changed])
+    else:
+        sids, digests = [c[0] for c in changed], [c[2] for c in changed]
+        conn.exec_driver_sql(_PENDING_SQL[dialect], (sids, digests, system, obj))
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,15 @@ def test_changed_payload_is_rewritten_and_marked_for_mapping(store: Store) -> No
         assert conn.execute(sa.select(tables.raw_pending.c.content_hash)).scalar_one() == rows["00600001"]["content_hash"]
 
 
+def test_every_landed_version_is_pending_with_its_hash(store: Store) -> None:
+    odd = "odd\u00e9\U0001f600" if store.engine.dialect.name == "postgresql" else "odd\x00id"  # SQLite keeps a NUL
+    store.commit_page("sf", "Lead", [RawRecord("Lead", "L1", {"v": 1}), RawRecord("Lead", odd, {"v": 2})], None)
+    rows = {r["source_id"]: r for r in raw_rows(store)}
+    with store.engine.connect() as conn:
+        pending = set(conn.execute(sa.select(tables.raw_pending.c.raw_id, tables.raw_pending.c.content_hash)))
+    assert pending == {(r["id"], r["content_hash"]) for r in rows.values()} and len(pending) == 2
+
+
 def test_payload_decimals_are_kept_exactly(store: Store) -> None:
     store.commit_page("sf", "Opportunity", [RawRecord("Opportunity", "1", {"Amount": Decimal("0.10")})], None)
     assert store.get_raw("sf", "Opportunity", "1")["payload"]["Amount"] == "0.10"  # type: ignore[index]
