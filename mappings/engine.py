@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
@@ -221,8 +222,7 @@ def mark_pending(store: Store, system: str | None = None) -> int:
 
 def _set_pending(conn: Connection, rows: sa.Select[Any]) -> int:
     """Make the raw rows that ``rows`` selects (system, id, content hash) pending, in one statement."""
-    insert = (sa.dialects.postgresql.insert if conn.dialect.name == "postgresql" else sa.dialects.sqlite.insert)(
-        raw_pending)
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(raw_pending)
     # ``WHERE true``: SQLite's parser needs a WHERE to tell an upsert's ON from a join's
     stmt = insert.from_select(["system", "raw_id", "content_hash"], rows.where(sa.true()))
     stmt = stmt.on_conflict_do_update(index_elements=["system", "raw_id"],
