@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -285,12 +285,15 @@ def _inline(column: sa.Column[Any], dialect: str, read: str, conv: str) -> str:
     if isinstance(ctype, tables.UTCDateTime):
         if dialect == "postgresql":
             return f"({head} or (type(x) is datetime and x.tzinfo is UTC) else {conv}(x))"
-        return (f"({head} else x.replace(tzinfo=None).isoformat(' ', 'microseconds') "
+        # in UTC the text ends in "+00:00": cut off, it is the naive instant (no ``replace`` copy)
+        return (f"({head} else x.isoformat(' ', 'microseconds')[:-6] "
                 f"if type(x) is datetime and x.tzinfo is UTC else {conv}(x))")
     if isinstance(ctype, sa.JSON) or column.name == "attributes":
         return f"({head} else '{{}}' if type(x) is dict and not x else {conv}(x))"
     if isinstance(ctype, sa.Boolean):
         return f"({head} or type(x) is bool else bool(x))"
+    if isinstance(ctype, sa.Date) and dialect == "sqlite":
+        return f"({head} else x.isoformat() if type(x) is date else {conv}(x))"
     return f"{conv}({read})"
 
 
@@ -299,7 +302,7 @@ def _row_params(table: sa.Table, dialect: str) -> Any:
     the usual values converted in line (no call per value), the rest through the column's converter.
     Rows that have every column as a key (the mapping's rows do) are read by subscript; others by
     ``get`` (a missing column is NULL)."""
-    env: dict[str, Any] = {"Decimal": Decimal, "datetime": datetime, "UTC": UTC}
+    env: dict[str, Any] = {"Decimal": Decimal, "datetime": datetime, "date": date, "UTC": UTC}
     fast, slow = [], []
     for i, c in enumerate(table.columns):
         conv = _converter(c, dialect)
