@@ -289,9 +289,10 @@ _PENDING_SQL = {
     "sqlite": "SELECT r.id, r.object, r.source_id, r.payload, r.source_updated_at, r.deleted, p.content_hash, "
               "r.fetched_at FROM raw_pending p JOIN raw_record r ON r.id = p.raw_id "
               "WHERE p.system = ? AND p.raw_id > ? ORDER BY p.raw_id LIMIT ?",
+    # PostgreSQL: the batch's keys first (a join under the LIMIT may be planned as a sort of the wide rows)
     "postgresql": "SELECT r.id, r.object, r.source_id, r.payload::text, r.source_updated_at, r.deleted, p.content_hash, "
-                  "r.fetched_at FROM raw_pending p JOIN raw_record r ON r.id = p.raw_id "
-                  "WHERE p.system = %s AND p.raw_id > %s ORDER BY p.raw_id LIMIT %s",
+                  "r.fetched_at FROM (SELECT raw_id, content_hash FROM raw_pending WHERE system = %s AND raw_id > %s "
+                  "ORDER BY raw_id LIMIT %s) AS p JOIN raw_record r ON r.id = p.raw_id ORDER BY p.raw_id",
 }
 
 
