@@ -4,15 +4,15 @@ Clearing the flag in raw_record rewrote the wide raw row (its JSON payload) for 
 deleting a narrow (system, raw_id, content_hash) row is a fraction of that. The flags that are set
 move over with the content hash of their version.
 
-Revision ID: 0008_i17map_pending2
-Revises: 0007_i17map_pending
+Revision ID: 0009_i17map_pending2
+Revises: 0008_i17store_links
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_i17map_pending2"
-down_revision = "0007_i17map_pending"
+revision = "0009_i17map_pending2"
+down_revision = "0008_i17store_links"
 branch_labels = None
 depends_on = None
 
