@@ -581,8 +581,10 @@ def _sqlite_begin(path: str, delete: Sequence[str], swap: bool = False) -> None:
             if swap:
                 cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')  # a killed run's
                 cur.execute(f"SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '{name}'")
-                (sql,) = cur.fetchone()
-                cur.execute(_renamed(sql, name, _new(name)))
+                row = cur.fetchone()
+                if row is None:
+                    raise ValueError(f"no table {name} to replace")
+                cur.execute(_renamed(str(row[0]), name, _new(name)))
                 continue
             cur.execute(f'DELETE FROM "{name}"')
             cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
