@@ -63,7 +63,7 @@ def _norm(col: str) -> pl.Expr:
     return pl.col(col).str.strip_chars().str.to_uppercase()
 
 
-def _nname(col: str) -> pl.Expr:
+def _nname(col: str | pl.Expr) -> pl.Expr:
     return name_key(col)  # the core's payer key (reconcile.core.normalize_name)
 
 
