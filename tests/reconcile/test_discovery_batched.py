@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reconcile.discovery import RULES, KeySet, discover, discover_directory
+from reconcile.discovery import RULES, KeySet, _distinct, discover, discover_directory
 from reconcile.frames import Frames, conform
 from sandbox.scenario import generate
 
@@ -125,3 +125,10 @@ def test_key_set_finds_exactly_its_strings() -> None:
     # the string search (two keys of one hash) gives the same answers
     assert KeySet(None, keys.drop_nulls().unique().sort()).contains(asked).to_list() == want
     assert KeySet.of(keys.clear()).contains(asked).to_list() == [False] * len(asked)
+
+
+def test_distinct_drops_repeated_rows_only() -> None:
+    df = pl.DataFrame({"key": ["A", "A", "B", "A", None], "target_id": ["1", "2", "1", "1", "3"]})
+    got = _distinct(df, ["key", "target_id"])
+    assert sorted(got.rows(), key=str) == sorted(set(df.rows()), key=str)
+    assert _distinct(df.head(3), ["key", "target_id"]).rows() == df.head(3).rows()
