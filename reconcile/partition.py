@@ -297,7 +297,25 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
         for k in bucket.unique().sort().to_list():
             write_scratch(df.filter(bucket == k), root / str(k) / f"{name}.parquet")
         del df, bucket
+    _trim_heap()
     return root
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere). NumPy's and
+    Arrow's freed buffers of a few MB stay in the heap once glibc has raised its mmap threshold past them (it does
+    when a larger buffer is freed), and the buckets would run on top of them (at 100k chains in 4 buckets: +40 MB
+    on the run's peak)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is not None:
+        trim(0)
 
 
 def scratch_options() -> dict[str, Any]:
