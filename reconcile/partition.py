@@ -319,16 +319,10 @@ def _trim_heap() -> None:
 
 
 def scratch_options() -> dict[str, Any]:
-    """pyarrow's Parquet writer options for a scratch table read back once by this run: uncompressed, without
-    dictionary pages or statistics (a third of the CPU of Polars' writer, which dictionary-encodes strings; read
-    back as fast), on the system allocator (Arrow's default pool, jemalloc, kept the writer's buffers: +150 MB
-    on the run's peak). No Arrow schema stored: Polars then reads strings straight as its own string views
-    instead of reading Arrow large strings and converting them (half the CPU of reading a bucket back; the
-    readers cast to :data:`reconcile.frames.SCHEMAS` anyway)."""
-    import pyarrow as pa
+    """The scratch Parquet format (:func:`canonical.columnar.scratch_parquet`) for the spill and discovery."""
+    from canonical.columnar import scratch_parquet
 
-    return {"compression": "none", "write_statistics": False, "use_dictionary": False, "store_schema": False,
-            "memory_pool": pa.system_memory_pool()}
+    return scratch_parquet()
 
 
 def write_scratch(df: pl.DataFrame, path: Path) -> None:
