@@ -107,10 +107,17 @@ def _known_hashes(conn: Connection, system: str, obj: str, ids: list[str], *, st
         )
         known.update((row[0], tuple(row[1:]) if stamps else row[1]) for row in rows)
         return known
-    cols = [c.source_id, c.content_hash] + ([c.source_updated_at] if stamps else [])
+    if stamps:
+        cols = [c.source_id, c.content_hash, c.source_updated_at]
+        for chunk in _chunks(ids, _IN_CHUNK):
+            rows = conn.execute(sa.select(*cols).where(c.system == system, c.object == obj, c.source_id.in_(chunk)))
+            known.update((row[0], tuple(row[1:])) for row in rows)
+        return known
+    # the hashes alone are plain text: read at the driver level (no statement to build per page)
     for chunk in _chunks(ids, _IN_CHUNK):
-        rows = conn.execute(sa.select(*cols).where(c.system == system, c.object == obj, c.source_id.in_(chunk)))
-        known.update((row[0], tuple(row[1:]) if stamps else row[1]) for row in rows)
+        known.update(conn.exec_driver_sql(
+            "SELECT source_id, content_hash FROM raw_record WHERE system = ? AND object = ? "
+            f"AND source_id IN ({', '.join('?' * len(chunk))})", (system, obj, *chunk)).fetchall())
     return known
 
 
