@@ -8,34 +8,12 @@ Elsewhere (no safe ``fork``) everything runs in this process, as before.
 
 from __future__ import annotations
 
-import gc
-import multiprocessing
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from canonical.forking import fork_context, forks, frozen
+
 T = TypeVar("T")
-
-
-def forks() -> bool:
-    """Whether work can run in forked children here (Linux, where fork is the default and safe)."""
-    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
-
-
-def fork_context() -> Any:
-    return multiprocessing.get_context("fork")
-
-
-@contextmanager
-def frozen() -> Iterator[None]:
-    """Fork inside this: the objects that exist now are left out of the children's garbage
-    collections (``gc.freeze``), which would otherwise touch, and so copy, every inherited page."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 class Pending(Generic[T]):

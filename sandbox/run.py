@@ -104,9 +104,9 @@ def start_world_process(world: WorldDir) -> dict[str, Served]:
     """:func:`start_world` in a forked child process: the emulators' work (encoding pages, the
     vendors' paging and query logic, HTTP) then runs beside the connectors, on another core, not
     taking turns with them for this process's GIL. What they serve is the same: the child inherits
-    the world as read. Where forking is not available (:func:`sandbox.forked.forks`), the emulators run in this
+    the world as read. Where forking is not available (:func:`canonical.forking.forks`), the emulators run in this
     process."""
-    from sandbox.forked import fork_context, forks, frozen
+    from canonical.forking import fork_context, forks, frozen
 
     if not forks():
         return dict(start_world(world))

@@ -15,12 +15,13 @@ import sqlalchemy as sa
 
 from canonical import tables
 from canonical.errors import InputError
+from canonical.forking import forks
 from canonical.store import Store
 from connectors.base import sync
 from ltc.app import runtime
 from ltc.app.demo import world_sources
 from sandbox import world as world_module
-from sandbox.forked import Pending, forks, in_children
+from sandbox.forked import Pending, in_children
 from sandbox.world import read_world
 
 WORLDS = Path(__file__).parent.parent / "worlds"
