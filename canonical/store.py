@@ -180,6 +180,20 @@ class RawRecord:
     hash_ignore: tuple[str, ...] = ()  # dotted paths the content hash leaves out (see ``content_hash``)
 
 
+_Prepared = dict[str, dict[str, tuple["RawRecord", bytes, str]]]  # object -> source id -> (record, JSON, hash)
+
+
+def _prepared(records: Iterable[RawRecord]) -> _Prepared:
+    """The page's records by object and id (a re-read row: the last version wins), each with its
+    stored JSON and content hash."""
+    by_object: _Prepared = defaultdict(dict)
+    for rec in records:
+        blob = db.dumps(rec.payload)
+        digest = _digest(db.dumps(without(rec.payload, rec.hash_ignore)) if rec.hash_ignore else blob, rec.deleted)
+        by_object[rec.object][str(rec.source_id)] = (rec, blob, digest)
+    return by_object
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A record that could not be accepted, and why; it goes to quarantine, the run goes on."""
@@ -441,20 +455,18 @@ class Store:
         self, conn: Connection, system: str, records: Iterable[RawRecord], run_id: str | None = None
     ) -> PageResult:
         """Land raw records inside the caller's transaction; unchanged payloads write nothing."""
-        by_object: dict[str, dict[str, RawRecord]] = defaultdict(dict)
-        for rec in records:
-            by_object[rec.object][str(rec.source_id)] = rec  # a re-read row: the last version wins
+        return self._upsert_prepared(conn, system, _prepared(records), run_id)
+
+    def _upsert_prepared(self, conn: Connection, system: str, by_object: _Prepared, run_id: str | None
+                         ) -> PageResult:
         result = PageResult()
         fetched = now()
         for obj, recs in by_object.items():
-            stamps = any(rec.hash_ignore for rec in recs.values())
+            stamps = any(rec.hash_ignore for rec, _blob, _digest in recs.values())
             known = _known_hashes(conn, system, obj, list(recs), stamps=stamps)
             changed = []
             touched = []
-            for sid, rec in recs.items():
-                blob = db.dumps(rec.payload)
-                digest = _digest(db.dumps(without(rec.payload, rec.hash_ignore)) if rec.hash_ignore else blob,
-                                 rec.deleted)
+            for sid, (rec, blob, digest) in recs.items():
                 stored = known.get(sid)
                 if (stored[0] if stamps and stored else stored) == digest:
                     result.unchanged += 1
@@ -520,8 +532,10 @@ class Store:
         """Land a page and advance the stream's cursor in one transaction (run again on a new
         connection if the connection is lost: landing is hash-checked, quarantine deduplicated)."""
 
+        prepared = _prepared(records)  # the JSON and hashes outside the transaction (and the SQLite turn)
+
         def page(conn: Connection) -> PageResult:
-            result = self.upsert_raw(conn, connector, records, run_id)
+            result = self._upsert_prepared(conn, connector, prepared, run_id)
             result.quarantined = self.add_quarantine(conn, connector, rejected, run_id)
             self._advance_cursor(conn, connector, stream, cursor, result, len(records), run_id)
             return result
