@@ -240,9 +240,11 @@ def _source_status(name: str, kind: str, streams: list[dict[str, Any]]) -> Sourc
 def stage_sync(ctx: Context) -> dict[str, Any]:
     """Sync every API source; a source that fails is recorded as failed and the others go on.
 
-    With the default ``sync_one`` the sources are synced side by side (one thread each, at most
-    :data:`SYNC_WORKERS`): a source mostly waits on its vendor (network, the vendor's rate limit:
-    Stripe test mode allows 25 reads a second), and that wait need not hold up the others. Each
+    With the default ``sync_one`` the sources are synced side by side (at most :data:`SYNC_WORKERS`;
+    each in a forked child where fork is available (:func:`_sync_forked`), else one thread each): a
+    source mostly waits on its vendor (network, the vendor's rate limit: Stripe test mode allows 25
+    reads a second), and that wait need not hold up the others; in children, their decoding and
+    landing also use every core. Each
     source still syncs its streams in order on its own connector; progress events are passed on one
     at a time, and the sources are recorded and echoed in configuration order once all are done. A
     shell's own ``sync_one`` (the Prefect flow runs each source as a subflow, bound to its parent
