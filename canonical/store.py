@@ -20,10 +20,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -77,17 +78,34 @@ def _digest(blob: bytes, deleted: bool) -> str:
 # The landing statement is the hot path of every sync, so it is sent at the driver level with
 # values prepared once (JSON serialised once, for both the hash and the column), instead of
 # through SQLAlchemy's per-row type processing (three times slower here).
-_LAND_COLUMNS = "system, object, source_id, payload, content_hash, source_updated_at, fetched_at, deleted, run_id, pending_map"
+_LAND_COLUMNS = "system, object, source_id, payload, content_hash, source_updated_at, fetched_at, deleted, run_id"
 _LAND_UPDATE = """ON CONFLICT (system, object, source_id) DO UPDATE SET
   payload = excluded.payload, content_hash = excluded.content_hash,
   source_updated_at = excluded.source_updated_at, fetched_at = excluded.fetched_at,
-  deleted = excluded.deleted, run_id = excluded.run_id, pending_map = excluded.pending_map
+  deleted = excluded.deleted, run_id = excluded.run_id
 WHERE raw_record.content_hash <> excluded.content_hash"""
 _LAND_SQL = {
-    "sqlite": f"INSERT INTO raw_record ({_LAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) {_LAND_UPDATE}",
+    "sqlite": f"INSERT INTO raw_record ({_LAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) {_LAND_UPDATE}",
     "postgresql": f"INSERT INTO raw_record ({_LAND_COLUMNS}) "
-    f"VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, true) {_LAND_UPDATE}",
+    f"VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s) {_LAND_UPDATE}",
 }
+# Each landed version waits to be mapped: its raw_pending row, with the hash of this version (one
+# statement per page and object: {source id: hash} as one JSON object / two array parameters). The raw
+# ids are found in the unique index (system, object, source_id), which holds them: no raw row is read.
+_PENDING_SQL = {
+    # CROSS JOIN: the page's ids outside, one index look-up each (else SQLite may scan the object's rows)
+    "sqlite": "INSERT INTO raw_pending (system, raw_id, content_hash) "
+    "SELECT r.system, r.id, k.value FROM json_each(?) AS k CROSS JOIN raw_record AS r "
+    "WHERE r.system = ? AND r.object = ? AND r.source_id = k.key "
+    "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash",
+    "postgresql": "INSERT INTO raw_pending (system, raw_id, content_hash) "
+    "SELECT r.system, r.id, k.h FROM unnest(%s::text[], %s::text[]) AS k(id, h) "
+    "JOIN raw_record r ON r.system = %s AND r.object = %s AND r.source_id = k.id "
+    "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash",
+}
+_PENDING_ONE_SQL = ("INSERT INTO raw_pending (system, raw_id, content_hash) SELECT system, id, ? FROM raw_record "
+                    "WHERE system = ? AND object = ? AND source_id = ? "
+                    "ON CONFLICT (system, raw_id) DO UPDATE SET content_hash = excluded.content_hash")
 
 
 def _known_hashes(conn: Connection, system: str, obj: str, ids: list[str], *, stamps: bool = False
@@ -166,6 +184,14 @@ def _land(
         for sid, blob, digest, updated, deleted in changed
     ]
     conn.exec_driver_sql(_LAND_SQL[dialect], params)
+    if dialect == "sqlite":
+        versions = orjson.dumps({sid: digest for sid, _blob, digest, _upd, _del in changed}).decode()
+        if conn.exec_driver_sql(_PENDING_SQL[dialect], (versions, system, obj)).rowcount != len(changed):
+            # an id that JSON text does not carry through intact (a NUL): each one as a parameter
+            conn.exec_driver_sql(_PENDING_ONE_SQL, [(digest, system, obj, sid) for sid, _b, digest, _u, _d in changed])
+    else:
+        sids, digests = [c[0] for c in changed], [c[2] for c in changed]
+        conn.exec_driver_sql(_PENDING_SQL[dialect], (sids, digests, system, obj))
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,12 +306,15 @@ def _inline(column: sa.Column[Any], dialect: str, read: str, conv: str) -> str:
     if isinstance(ctype, tables.UTCDateTime):
         if dialect == "postgresql":
             return f"({head} or (type(x) is datetime and x.tzinfo is UTC) else {conv}(x))"
-        return (f"({head} else x.replace(tzinfo=None).isoformat(' ', 'microseconds') "
+        # in UTC the text ends in "+00:00": cut off, it is the naive instant (no ``replace`` copy)
+        return (f"({head} else x.isoformat(' ', 'microseconds')[:-6] "
                 f"if type(x) is datetime and x.tzinfo is UTC else {conv}(x))")
     if isinstance(ctype, sa.JSON) or column.name == "attributes":
         return f"({head} else '{{}}' if type(x) is dict and not x else {conv}(x))"
     if isinstance(ctype, sa.Boolean):
         return f"({head} or type(x) is bool else bool(x))"
+    if isinstance(ctype, sa.Date) and dialect == "sqlite":
+        return f"({head} else x.isoformat() if type(x) is date else {conv}(x))"
     return f"{conv}({read})"
 
 
@@ -294,7 +323,7 @@ def _row_params(table: sa.Table, dialect: str) -> Any:
     the usual values converted in line (no call per value), the rest through the column's converter.
     Rows that have every column as a key (the mapping's rows do) are read by subscript; others by
     ``get`` (a missing column is NULL)."""
-    env: dict[str, Any] = {"Decimal": Decimal, "datetime": datetime, "UTC": UTC}
+    env: dict[str, Any] = {"Decimal": Decimal, "datetime": datetime, "date": date, "UTC": UTC}
     fast, slow = [], []
     for i, c in enumerate(table.columns):
         conv = _converter(c, dialect)

@@ -110,15 +110,21 @@ raw_record = sa.Table(
     sa.Column("fetched_at", UTCDateTime, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("run_id", sa.String(64)),
-    # True until the mapping stage has turned this version of the payload into canonical rows.
-    sa.Column("pending_map", sa.Boolean, nullable=False, default=True),
     sa.UniqueConstraint("system", "object", "source_id"),
-    # the pending versions of a system in id order (the mapping stage reads them by batch): a partial
-    # index, so it holds only what waits to be mapped and clearing the flag only removes entries.
-    # A query uses it when its condition reads as the index's: ``pending_map IS 1`` on SQLite and ``IS TRUE``
-    # on PostgreSQL, as SQLAlchemy writes ``.is_(True)`` (not ``= 1`` nor a bare ``pending_map``).
-    sa.Index("ix_raw_record_pending", "system", "id",
-             sqlite_where=sa.text("pending_map IS 1"), postgresql_where=sa.text("pending_map IS TRUE")),
+)
+
+# The raw versions that wait to be mapped: one narrow row per pending raw row, with the content hash
+# of the version that made it pending. Landing a changed version writes it (a newer version replaces
+# the hash); the mapping stage reads a system's rows in raw id order and deletes exactly the versions
+# it mapped (same id and hash), so a version landed meanwhile stays. Kept apart from raw_record so
+# that clearing the flag does not rewrite the wide raw row with its payload.
+raw_pending = sa.Table(
+    "raw_pending",
+    metadata,
+    sa.Column("system", sa.String(64), primary_key=True),
+    sa.Column("raw_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("content_hash", sa.String(32), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 stream_state = sa.Table(

@@ -8,8 +8,8 @@
 2. Pending rows are read in id order, in batches. Each batch is mapped in memory; records that fail
    go to quarantine (stage ``map``, with field and reason) and the rest go on.
 3. One transaction per batch: bulk upserts per entity (with lineage), tombstones, quarantine, and
-   ``pending_map = false`` for exactly the versions that were read (a version landed meanwhile
-   stays pending).
+   the ``raw_pending`` rows of exactly the versions that were read deleted (a version landed
+   meanwhile stays pending).
 
 Tombstones: a raw row with ``deleted = true`` sets ``deleted_at`` on every canonical row it produced
 (found through lineage, plus its deterministic id), children included. Children that disappear from
@@ -32,13 +32,14 @@ from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
 from canonical.store import Rejected, Store, now
-from canonical.tables import lineage, quarantine, raw_record
+from canonical.tables import lineage, quarantine, raw_pending, raw_record
 from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
 from mappings.spec import MappingError, Node, load_file, load_mapping, merge, shipped_path
@@ -199,26 +200,34 @@ def generated_mapping(system: str, kind: str, src: Any, store: Store) -> Node | 
 def _pending_count(store: Store, system: str) -> int:
     with store.engine.connect() as conn:
         return int(conn.execute(
-            sa.select(sa.func.count()).select_from(raw_record)
-            .where(raw_record.c.system == system, raw_record.c.pending_map.is_(True))
+            sa.select(sa.func.count()).select_from(raw_pending).where(raw_pending.c.system == system)
         ).scalar_one())
 
 
 def _pending_systems(store: Store) -> list[str]:
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(raw_record.c.system).where(raw_record.c.pending_map.is_(True)).distinct()
-        )
+        rows = conn.execute(sa.select(raw_pending.c.system).distinct())
         return sorted(r[0] for r in rows)
 
 
 def mark_pending(store: Store, system: str | None = None) -> int:
     """Make raw rows pending again (``ltc remap``): the next mapping run rebuilds their canonical rows."""
-    stmt = raw_record.update().values(pending_map=True)
+    c = raw_record.c
+    rows = sa.select(c.system, c.id, c.content_hash)
     if system is not None:
-        stmt = stmt.where(raw_record.c.system == system)
+        rows = rows.where(c.system == system)
     with store.engine.begin() as conn:
-        return int(conn.execute(stmt).rowcount or 0)
+        return _set_pending(conn, rows)
+
+
+def _set_pending(conn: Connection, rows: sa.Select[Any]) -> int:
+    """Make the raw rows that ``rows`` selects (system, id, content hash) pending, in one statement."""
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(raw_pending)
+    # ``WHERE true``: SQLite's parser needs a WHERE to tell an upsert's ON from a join's
+    stmt = insert.from_select(["system", "raw_id", "content_hash"], rows.where(sa.true()))
+    stmt = stmt.on_conflict_do_update(index_elements=["system", "raw_id"],
+                                      set_={"content_hash": stmt.excluded.content_hash})
+    return int(conn.execute(stmt).rowcount or 0)
 
 
 def run_mapping(
@@ -275,12 +284,15 @@ class _Raw(NamedTuple):
 
 
 _PENDING_SQL = {
-    # through the partial index ix_raw_record_pending (system, id): in id order, no sort, no other rows
-    # (the condition must read as the index's: ``pending_map IS 1`` on SQLite, ``IS TRUE`` on PostgreSQL)
-    "sqlite": "SELECT id, object, source_id, payload, source_updated_at, deleted, content_hash, fetched_at "
-              "FROM raw_record WHERE system = ? AND pending_map IS 1 AND id > ? ORDER BY id LIMIT ?",
-    "postgresql": "SELECT id, object, source_id, payload::text, source_updated_at, deleted, content_hash, fetched_at "
-                  "FROM raw_record WHERE system = %s AND pending_map IS TRUE AND id > %s ORDER BY id LIMIT %s",
+    # along raw_pending's key (system, raw_id): in id order, no sort, no other rows; the content hash
+    # is raw_pending's, the version that made the row pending (what clearing it deletes)
+    "sqlite": "SELECT r.id, r.object, r.source_id, r.payload, r.source_updated_at, r.deleted, p.content_hash, "
+              "r.fetched_at FROM raw_pending p JOIN raw_record r ON r.id = p.raw_id "
+              "WHERE p.system = ? AND p.raw_id > ? ORDER BY p.raw_id LIMIT ?",
+    # PostgreSQL: the batch's keys first (a join under the LIMIT may be planned as a sort of the wide rows)
+    "postgresql": "SELECT r.id, r.object, r.source_id, r.payload::text, r.source_updated_at, r.deleted, p.content_hash, "
+                  "r.fetched_at FROM (SELECT raw_id, content_hash FROM raw_pending WHERE system = %s AND raw_id > %s "
+                  "ORDER BY raw_id LIMIT %s) AS p JOIN raw_record r ON r.id = p.raw_id ORDER BY p.raw_id",
 }
 
 
@@ -422,7 +434,7 @@ def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pen
             seen |= {(r.object, r.source_id or "") for r in result.rejected}
             _resolve_quarantine(conn, mset.system, seen)
         store.add_quarantine(conn, mset.system, result.rejected, run_id)
-        _clear_pending(conn, batch.ids, batch.hashes)
+        _clear_pending(conn, mset.system, batch.ids, batch.hashes)
     counts["records"] += len(batch)
     counts["mapped"] += len(result.ok_raw)
     counts["quarantined"] += len(result.rejected)
@@ -436,20 +448,22 @@ Sidecars = dict[str, dict[str, tuple[str, str | None]]]
 def _mark_sidecar_changes(store: Store, system: str, sidecars: Sidecars) -> None:
     """A pending sidecar record (a changed association sweep, a balance transaction landed after its
     charge) makes the records that read it pending again."""
-    c = raw_record.c
+    c, p = raw_record.c, raw_pending.c
+    side_rec = raw_record.alias("side")
     with store.engine.begin() as conn:
         for obj, sides in sidecars.items():
             for side, id_field in set(sides.values()):
-                pending_side = sa.select(c.source_id).where(c.system == system, c.object == side,
-                                                            c.pending_map.is_(True))
+                pending_side = (sa.select(side_rec.c.source_id)
+                                .join(raw_pending, sa.and_(p.system == side_rec.c.system, p.raw_id == side_rec.c.id))
+                                .where(p.system == system, side_rec.c.object == side))
                 if conn.execute(pending_side.limit(1)).first() is None:
                     continue
                 key = (c.source_id if id_field is None else c.payload[id_field].as_string() if "." not in id_field
                        else c.payload[tuple(id_field.split("."))].as_string())
-                conn.execute(raw_record.update()
-                             .where(c.system == system, c.object == obj, c.pending_map.is_(False),
-                                    key.in_(pending_side.scalar_subquery()))
-                             .values(pending_map=True))
+                not_pending = ~sa.exists().where(p.system == c.system, p.raw_id == c.id)
+                _set_pending(conn, sa.select(c.system, c.id, c.content_hash)
+                             .where(c.system == system, c.object == obj, not_pending,
+                                    key.in_(pending_side.scalar_subquery())))
 
 
 def _with_sidecars(store: Store, system: str, sidecars: Sidecars, live: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -497,21 +511,21 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
         yield items[i : i + size]
 
 
-def _clear_pending(conn: Connection, ids: Sequence[int], hashes: Sequence[str]) -> None:
-    """``pending_map = false`` for the versions read (same id AND same content hash), in one statement."""
+def _clear_pending(conn: Connection, system: str, ids: Sequence[int], hashes: Sequence[str]) -> None:
+    """Delete the ``raw_pending`` rows of the versions read (same id AND same content hash), in one statement."""
     if not ids:
         return
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
-            "UPDATE raw_record r SET pending_map = false FROM unnest(%s::bigint[], %s::text[]) AS v(id, h) "
-            "WHERE r.id = v.id AND r.content_hash = v.h",
-            (list(ids), list(hashes)),
+            "DELETE FROM raw_pending p USING unnest(%s::bigint[], %s::text[]) AS v(id, h) "
+            "WHERE p.system = %s AND p.raw_id = v.id AND p.content_hash = v.h",
+            (list(ids), list(hashes), system),
         )
         return
-    conn.exec_driver_sql(  # SQLite: the versions as one JSON object {id: hash}
-        "UPDATE raw_record SET pending_map = 0 FROM json_each(?) AS v "
-        "WHERE raw_record.id = CAST(v.key AS INTEGER) AND raw_record.content_hash = v.value",
-        (orjson.dumps(dict(zip(ids, hashes, strict=True)), option=orjson.OPT_NON_STR_KEYS).decode(),),
+    conn.exec_driver_sql(  # SQLite: the versions as one JSON object {id: hash}, each found by its key
+        "DELETE FROM raw_pending WHERE system = ? "
+        "AND (raw_id, content_hash) IN (SELECT CAST(key AS INTEGER), value FROM json_each(?))",
+        (system, orjson.dumps(dict(zip(ids, hashes, strict=True)), option=orjson.OPT_NON_STR_KEYS).decode()),
     )
 
 

@@ -7,7 +7,8 @@ bucket at any size; each bucket's result frames and KPI inputs go to the scratch
 are computed from them. In one transaction, the links and allocations of the previous run are replaced
 (bulk: ADBC ingest in the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`):
 the old rows are deleted during the pre-pass and each bucket's rows are appended as soon as the bucket has
-written them, while the next bucket is computed; the commit follows the last bucket. With several buckets
+written them, while the next bucket is computed; the commit follows the last bucket (this process makes the
+exception lifecycle's rows meanwhile), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
 the tables reference discovery does not read are exported while it runs. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
 lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
@@ -18,13 +19,14 @@ Frames already in memory (``frames=``) are reconciled in one shot instead; the r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,32 +113,55 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
     settings = Settings.from_config(config)
     clock = _Clock()
     run_id = store.begin_run("reconcile")
+    writers: list[columnar.BulkWriter] = []  # their checkpoints run on during the lifecycle step
     try:
         with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
             out = Path(keep) if keep is not None else Path(tmp) / "out"
+            found: dict[str, dict[str, Any]] | None = None
             if frames is not None:
                 result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
                 _store_links(store, out, run_id)
+                at = now()
             else:
-                result = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out, run_id,
-                                   partitions, mapper)
+                result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
+                                              run_id, partitions, mapper, writers)
             clock("reconcile + KPIs, links + allocations stored")
-        at = now()
-        with store.engine.begin() as conn:
-            result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at)
+        with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
+            result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
             result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
             _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
                                                                        pl.lit(as_of).alias("as_of")))
         clock("KPI snapshot + exception lifecycle")
+        for w in writers:
+            w.settle()
+        clock("links' checkpoint")
         if keep is None:
             result.out = None
     except Exception as exc:
+        for w in writers:
+            w.settle()
         store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
         raise
     store.finish_run(run_id, "success", counts={"exceptions": result.totals["exceptions"],
                                                 "lifecycle": result.lifecycle, "states": result.totals["states"],
                                                 "partitions": result.partitions})
     return result
+
+
+@contextlib.contextmanager
+def _no_checkpoint(conn: sa.Connection, pending: bool) -> Iterator[None]:
+    """SQLite, while the links' checkpoint runs in the helper (``pending``): this connection's commits do not
+    checkpoint (its automatic checkpoint would copy the links' WAL itself, the lifecycle step waiting for it)."""
+    raw: Any = conn.connection.dbapi_connection
+    if not pending or conn.dialect.name != "sqlite" or raw is None:
+        yield
+        return
+    before = raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    raw.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA wal_autocheckpoint={int(before)}")
 
 
 def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: date | None, out: Path,
@@ -150,7 +175,11 @@ def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: dat
 
 
 def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: date | None, tmp: Path, out: Path,
-              run_id: str, partitions: int | None, mapper: Mapper) -> ReconcileResult:
+              run_id: str, partitions: int | None, mapper: Mapper,
+              writers: list[columnar.BulkWriter]
+              ) -> tuple[ReconcileResult, datetime, dict[str, dict[str, Any]]]:
+    """The store path's reconciliation (export, pre-pass, buckets, KPIs, links stored); also the exception
+    lifecycle's time and its rows (:func:`reconcile.lifecycle.prepare`), made while the links are committed."""
     clock = _Clock()
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
@@ -197,10 +226,19 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of, start,
                                 end)
         clock("KPIs")
-        writer.finish()
+        # the last appends, the index rebuilds and the commit run in the helper (or on COPY's connection): this
+        # process meanwhile makes the lifecycle's rows
+        committed = pool.submit(writer.finish, False)
+        try:
+            at = now()
+            found = lifecycle.prepare(res.exceptions, run_id, at)
+            clock("lifecycle rows made (the links committed meanwhile)")
+        finally:
+            committed.result()
+        writers.append(writer)
     clock("links + allocations stored")
-    return ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
-                           chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
+    return (ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
+                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out), at, found)
 
 
 def _buckets(store: Store, partitions: int | None) -> int:

@@ -10,6 +10,7 @@ one-exception status form.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -34,7 +35,9 @@ def _source_id(canonical_id: str) -> str:
     return parts[2] if len(parts) == 3 else canonical_id
 
 
-def _rows(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, Any]]:
+def prepare(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, Any]]:
+    """The stored form of one run's findings, by fingerprint (what :func:`sync` writes): a caller with time to
+    spare before the sync's transaction (the store path, while its links are committed) makes it then."""
     out: dict[str, dict[str, Any]] = {}
     for r in ex.iter_rows(named=True):
         out[r["fingerprint"]] = {
@@ -48,10 +51,13 @@ def _rows(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, An
     return out
 
 
-def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = None) -> dict[str, int]:
-    """Apply one run's findings to the stored exceptions; returns counts per transition."""
+def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = None,
+         found: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
+    """Apply one run's findings to the stored exceptions; returns counts per transition. ``found``:
+    :func:`prepare` of the same ``ex``, ``run_id`` and ``at``, when made beforehand."""
     at = at or now()
-    found = _rows(ex, run_id, at)
+    if found is None:
+        found = prepare(ex, run_id, at)
     stored = dict(conn.execute(sa.select(exc_t.c.fingerprint, exc_t.c.status)).all())
     new = [fp for fp in found if fp not in stored]
     reopen = [fp for fp in found if stored.get(fp) == "resolved"]
@@ -85,9 +91,13 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
 def _stored(conn: Connection, col: sa.Column[Any]) -> Callable[[Any], Any]:
     """What the driver is handed for a value of ``col`` (as the column's SQLAlchemy type would bind it)."""
     dialect, typ = conn.dialect, col.type
-    if isinstance(typ, UTCDateTime) and dialect.name == "sqlite":  # SQLite's DateTime text, as SQLAlchemy writes it
-        return lambda v: None if v is None else typ.process_bind_param(v, dialect).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(typ, UTCDateTime | Amount):
+    if isinstance(typ, UTCDateTime):
+        # a run writes one instant (its time) on every row: converted once, not once per row and column
+        if dialect.name == "sqlite":  # SQLite's DateTime text, as SQLAlchemy writes it
+            return functools.lru_cache(maxsize=16)(
+                lambda v: None if v is None else typ.process_bind_param(v, dialect).strftime("%Y-%m-%d %H:%M:%S.%f"))
+        return functools.lru_cache(maxsize=16)(lambda v: typ.process_bind_param(v, dialect))
+    if isinstance(typ, Amount):
         return lambda v: typ.process_bind_param(v, dialect)
     if isinstance(typ, sa.JSON):
         return lambda v: None if v is None else dumps(v).decode()

@@ -62,7 +62,8 @@ recon_link = sa.Table(
     "recon_link",
     metadata,
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    # every run replaces all the rows: one run id, no index (0008_i17store_links; none on allocations either)
+    sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("chain_id", sa.String(400), index=True),
     sa.Column("from_entity", sa.String(32), nullable=False),
     sa.Column("from_id", sa.String(400), nullable=False),
@@ -79,8 +80,8 @@ recon_allocation = sa.Table(
     "recon_allocation",
     metadata,
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), nullable=False, index=True),
-    sa.Column("payment_id", sa.String(400), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("payment_id", sa.String(400), nullable=False),  # no index: no query looks allocations up by payment
     sa.Column("invoice_id", sa.String(400), nullable=False, index=True),
     sa.Column("rule_id", sa.String(64), nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),  # the invoice's currency

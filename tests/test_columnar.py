@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -147,6 +148,36 @@ def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tm
     assert ("r1", "b2:order:41", {"text": "deal_ref=41"}, None) in got
     assert ("r1", "b1:order:4", {"text": "deal_ref=4"}, Decimal("0.5")) in got  # exact, never a float
     assert _indexes(store) == indexes
+
+
+def test_bulk_writer_commit_is_visible_at_once_and_checkpointed_by_settle(sqlite_store: Store, tmp_path,  # type: ignore[no-untyped-def]
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite, helper process: the commit does not copy the WAL into the database (readers see the rows at once,
+    through the WAL); ``settle`` waits for the checkpoint that does: the database file alone then has them."""
+    import shutil
+    import sqlite3
+
+    from reconcile.tables import recon_link
+
+    monkeypatch.setattr(columnar, "SMALL", 0)
+    shape = columnar.shape(recon_link)
+    part = tmp_path / "links.parquet"
+    _links(50, "new").write_parquet(part)
+    path = Path(str(sqlite_store.engine.url.database))
+
+    def in_file_alone() -> int:  # the rows the database file holds without its WAL
+        copy = tmp_path / "alone.db"
+        shutil.copyfile(path, copy)
+        with contextlib.closing(sqlite3.connect(copy)) as db:
+            return int(db.execute("SELECT count(*) FROM recon_link").fetchone()[0])
+
+    with sqlite_store.engine.connect():  # a connection open: the WAL stays (as in a running process)
+        writer = columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50)
+        writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
+        assert writer.finish(settle=False) == 50
+        assert len(_link_rows(sqlite_store)) == 50
+        writer.settle()
+        assert in_file_alone() == 50
 
 
 def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]

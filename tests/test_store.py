@@ -32,6 +32,11 @@ def raw_rows(store: Store) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(sa.select(tables.raw_record).order_by("source_id"))]
 
 
+def pending_ids(store: Store) -> set[int]:
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.select(tables.raw_pending.c.raw_id)).scalars())
+
+
 def test_upsert_is_idempotent_and_same_hash_writes_nothing(store: Store) -> None:
     first = store.commit_page("sf", "Opportunity", recs(50), {"ts": "a"})
     assert (first.written, first.unchanged) == (50, 0)
@@ -47,14 +52,25 @@ def test_upsert_is_idempotent_and_same_hash_writes_nothing(store: Store) -> None
 def test_changed_payload_is_rewritten_and_marked_for_mapping(store: Store) -> None:
     store.commit_page("sf", "Opportunity", recs(3), None)
     with store.engine.begin() as conn:
-        conn.execute(tables.raw_record.update().values(pending_map=False))
+        conn.execute(tables.raw_pending.delete())
     changed = recs(3)
     changed[1] = RawRecord("Opportunity", changed[1].source_id, {**changed[1].payload, "Name": "Renamed"})
     res = store.commit_page("sf", "Opportunity", changed, None)
     assert (res.written, res.unchanged) == (1, 2)
     rows = {r["source_id"]: r for r in raw_rows(store)}
     assert rows["00600001"]["payload"]["Name"] == "Renamed"
-    assert [r["pending_map"] for r in raw_rows(store)] == [False, True, False]
+    assert pending_ids(store) == {rows["00600001"]["id"]}
+    with store.engine.connect() as conn:  # pending with the hash of the new version
+        assert conn.execute(sa.select(tables.raw_pending.c.content_hash)).scalar_one() == rows["00600001"]["content_hash"]
+
+
+def test_every_landed_version_is_pending_with_its_hash(store: Store) -> None:
+    odd = "odd\u00e9\U0001f600" if store.engine.dialect.name == "postgresql" else "odd\x00id"  # SQLite keeps a NUL
+    store.commit_page("sf", "Lead", [RawRecord("Lead", "L1", {"v": 1}), RawRecord("Lead", odd, {"v": 2})], None)
+    rows = {r["source_id"]: r for r in raw_rows(store)}
+    with store.engine.connect() as conn:
+        pending = set(conn.execute(sa.select(tables.raw_pending.c.raw_id, tables.raw_pending.c.content_hash)))
+    assert pending == {(r["id"], r["content_hash"]) for r in rows.values()} and len(pending) == 2
 
 
 def test_payload_decimals_are_kept_exactly(store: Store) -> None:
@@ -74,7 +90,7 @@ def test_tombstone(store: Store) -> None:
     res = store.commit_page("hs", "deals", [RawRecord("deals", "9", {"id": "9", "archived": False}, deleted=True)], None)
     assert res.written == 1  # same payload, but now deleted: a change
     row = store.get_raw("hs", "deals", "9")
-    assert row is not None and row["deleted"] is True and row["pending_map"] is True
+    assert row is not None and row["deleted"] is True and pending_ids(store) == {row["id"]}
     assert store.count_raw("hs", "deals") == 0
     assert store.count_raw("hs", "deals", include_deleted=True) == 1
 

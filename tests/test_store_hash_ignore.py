@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from canonical.store import RawRecord, Store, content_hash, without
-from canonical.tables import raw_record
+from canonical.tables import raw_pending
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 IGNORE = ("updatedAt", "properties.hs_lastmodifieddate", "properties.ltc_status")
@@ -28,12 +28,12 @@ def land(store: Store, rec: RawRecord) -> tuple[int, int, int]:
 
 def pending(store: Store) -> bool:
     with store.engine.connect() as conn:
-        return bool(conn.execute(sa.select(raw_record.c.pending_map)).scalar_one())
+        return conn.execute(sa.select(raw_pending.c.raw_id)).first() is not None
 
 
 def clear_pending(store: Store) -> None:
     with store.engine.begin() as conn:
-        conn.execute(raw_record.update().values(pending_map=False))
+        conn.execute(raw_pending.delete())
 
 
 def test_without_drops_only_the_named_paths() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from canonical.store import Store
-from canonical.tables import raw_record
+from canonical.tables import raw_pending
 from canonical.tables import run as run_table
 from ltc.app.config import Config
 from mappings.discover import Candidate, Finding, best, discover, from_evidence, override_node, write_override
@@ -150,9 +150,8 @@ def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
 
 
 def _anything_pending(store: Store) -> bool:
-    c = raw_record.c
     with store.engine.connect() as conn:
-        return conn.execute(sa.select(c.id).where(c.pending_map.is_(True)).limit(1)).first() is not None
+        return conn.execute(sa.select(raw_pending.c.raw_id).limit(1)).first() is not None
 
 
 def describe(evidence: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -18,7 +18,7 @@ from canonical.errors import ConfigError
 from canonical.model import Invoice, Order, Payment, to_row
 from canonical.money import Money
 from canonical.store import Store
-from canonical.tables import raw_record
+from canonical.tables import raw_pending
 from connectors.base import sync
 from connectors.errors import PermissionDenied
 from ltc.app import runtime
@@ -197,8 +197,7 @@ def test_after_push_crm_the_sync_re_maps_nothing_and_no_exception_changes(hs_env
     assert results["deals"].records >= len(hs_env.won) and results["deals"].written == 0
     assert results["companies"].written == 0
     with hs_env.store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(raw_record)
-                            .where(raw_record.c.pending_map.is_(True))).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(raw_pending)).scalar() == 0
     raw = hs_env.store.get_raw("hs", "deals", hs_env.won[0])
     assert raw is not None and raw["payload"]["properties"]["ltc_status"] == "paid"
     assert sum(run_mapping(hs_env.store, config=hs_env.cfg).get("hs", {}).values()) == 0

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from canonical import tables
 from canonical.errors import ConfigError
-from canonical.tables import crm_push_state, raw_record
+from canonical.tables import crm_push_state, raw_pending
 from connectors.base import sync
 from connectors.crm_push import CrmPushReport, SalesforceTarget
 from ltc.app import runtime
@@ -265,8 +265,7 @@ def test_after_push_crm_the_sync_re_maps_nothing_and_no_exception_changes(sf_env
     assert results["Opportunity"].records > 50 and results["Opportunity"].written == 0
     assert results["Account"].written == 0
     with env.store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(raw_record)
-                            .where(raw_record.c.pending_map.is_(True))).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(raw_pending)).scalar() == 0
     sid = next(iter(chains_by_deal(env)))
     raw = env.store.get_raw("salesforce", "Opportunity", sid)
     assert raw is not None and raw["payload"]["LTC_Status__c"] == env.org.rows["Opportunity"][sid]["LTC_Status__c"]

@@ -27,7 +27,7 @@ def rows(store: Store, entity: str) -> dict[str, dict[str, Any]]:
 def pending(store: Store) -> int:
     with store.engine.connect() as conn:
         return int(conn.execute(
-            sa.select(sa.func.count()).select_from(tables.raw_record).where(tables.raw_record.c.pending_map.is_(True))
+            sa.select(sa.func.count()).select_from(tables.raw_pending)
         ).scalar_one())
 
 

@@ -1,4 +1,4 @@
-"""The mapping stage's bulk paths (SQLite and PostgreSQL): pending rows read through the partial index,
+"""The mapping stage's bulk paths (SQLite and PostgreSQL): pending rows read along raw_pending's key,
 cleared in one statement per batch, bad records quarantined inside a bulk batch, upserts of existing
 rows, and the same canonical rows on both backends."""
 
@@ -51,13 +51,8 @@ def canonical_rows(store: Store) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def pending_count(store: Store) -> int:
-    c = tables.raw_record.c
     with store.engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).select_from(tables.raw_record).where(c.pending_map.is_(True))
-            ).scalar_one()
-        )
+        return int(conn.execute(sa.select(sa.func.count()).select_from(tables.raw_pending)).scalar_one())
 
 
 def test_pending_is_cleared_in_one_statement_per_batch(store: Store) -> None:
@@ -65,12 +60,13 @@ def test_pending_is_cleared_in_one_statement_per_batch(store: Store) -> None:
     with statements(store) as seen:
         counts = run_mapping(store, "camt053", batch_size=100)
     assert counts["camt053"]["records"] == 250 and counts["camt053"]["mapped"] == 250
-    clears = [s for s in seen if s.lstrip().upper().startswith("UPDATE RAW_RECORD")]
-    assert len(clears) == 3  # batches of 100, 100 and 50: one UPDATE each, not one per row
+    clears = [s for s in seen if s.lstrip().upper().startswith("DELETE FROM RAW_PENDING")]
+    assert len(clears) == 3  # batches of 100, 100 and 50: one DELETE each, not one per row
+    assert not [s for s in seen if s.lstrip().upper().startswith("UPDATE RAW_RECORD")]  # the raw rows stay as they are
     assert pending_count(store) == 0
 
 
-def test_the_pending_batches_are_read_through_the_partial_index(store: Store) -> None:
+def test_the_pending_batches_are_read_along_the_pending_key(store: Store) -> None:
     from mappings.engine import _PENDING_SQL
 
     land(store, "camt053", [entry(i) for i in range(3)])
@@ -78,8 +74,7 @@ def test_the_pending_batches_are_read_through_the_partial_index(store: Store) ->
         name = conn.dialect.name
         if name == "postgresql":
             # a tiny table, whose costs say little: seq scans and sorts are made dear, so the plan shows whether
-            # the query can be served in id order by the partial index (if its condition did not match the
-            # index's, another index plus a sort would still be chosen, and the asserts below fail)
+            # the query can be served in id order by raw_pending's primary key (system, raw_id)
             conn.exec_driver_sql("SET enable_seqscan = off")
             conn.exec_driver_sql("SET enable_sort = off")
             plan = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + _PENDING_SQL[name], ("camt053", 0, 10))]
@@ -91,7 +86,7 @@ def test_the_pending_batches_are_read_through_the_partial_index(store: Store) ->
                 for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _PENDING_SQL[name], ("camt053", 0, 10))
             ]
     text = " ".join(plan)
-    assert "ix_raw_record_pending" in text
+    assert "pk_raw_pending" in text if name == "postgresql" else "SEARCH p USING PRIMARY KEY (system=? AND raw_id>?)" in text
     assert "TEMP B-TREE" not in text and "Sort" not in text  # read in id order, not sorted per batch
 
 
