@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -266,7 +267,7 @@ def stage_sync(ctx: Context) -> dict[str, Any]:
         on_progress = serialised
     if len(names) <= 1 or ctx.sync_one is not None:  # a shell's own sync_one (Prefect subflows): in order
         statuses = [_sync_source(ctx, name, on_progress) for name in names]
-    elif SYNC_PROCESSES and forks():
+    elif sync_processes():
         statuses = _sync_forked(ctx, names, on_progress)
     else:
         with ThreadPoolExecutor(max_workers=min(len(names), SYNC_WORKERS), thread_name_prefix="sync") as pool:
@@ -279,6 +280,13 @@ def stage_sync(ctx: Context) -> dict[str, Any]:
 
 SYNC_WORKERS = 4  # sources synced at once
 SYNC_PROCESSES = True  # with fork (Linux): each source in a forked child, so that sources use every core
+
+
+def sync_processes() -> bool:
+    """Whether the sync stage forks a child per source: where fork is available (:func:`forks`), unless
+    :data:`SYNC_PROCESSES` is off or an admin sets ``LTC_SYNC_PROCESSES=off`` (then one thread per source)."""
+    env = os.environ.get("LTC_SYNC_PROCESSES", "").strip().lower()
+    return SYNC_PROCESSES and env not in ("0", "off", "false", "no") and forks()
 
 
 def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None) -> list[SourceStatus]:

@@ -80,3 +80,12 @@ def test_forked_sync_lands_what_threads_land(world: Any, tmp_path: Path, monkeyp
     sources = set(forked["statuses"])
     assert {e.stage for e in events if isinstance(e, StageProgress)} == {f"sync {s}" for s in sources}
     assert {e.source for e in events if isinstance(e, StreamProgress)} == sources
+
+
+@pytest.mark.parametrize("value", ["off", "0", "False"])
+def test_an_admin_turns_the_forked_sync_off(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pipeline.sync_processes()
+    monkeypatch.setenv("LTC_SYNC_PROCESSES", value)
+    assert not pipeline.sync_processes()
+    monkeypatch.setenv("LTC_SYNC_PROCESSES", "on")
+    assert pipeline.sync_processes()
