@@ -9,12 +9,15 @@ resolve identities, reconcile and write the reports. Checks the exceptions found
 generator's ground truth.
 
 Last line: ``world_replay_s=<s> records=<n> records_per_s=<n> precision=<p> recall=<r>``
-(``records`` = raw records landed; the write phase is printed on an earlier line).
+(``records`` = raw records landed; the write phase and the replay's stages, with its CPU seconds
+and the load average, are printed on earlier lines).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -33,6 +36,12 @@ from ltc.app.demo import replay_world  # noqa: E402
 from reconcile.tables import recon_exception  # noqa: E402
 from sandbox.scenario import generate  # noqa: E402
 from sandbox.world_writer import as_jiandaoyun, as_zoho, write_world  # noqa: E402
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and of its children that ended."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -56,9 +65,13 @@ def main() -> None:
         files = sum(1 for p in path.rglob("*") if p.is_file())
         print(f"generate_and_write_s={time.perf_counter() - t0:.2f} files={files}")
         store = Store.open(url)
-        start = time.perf_counter()
-        replay_world(store, path, Path(tmp) / "reports", echo=lambda _line: None)
-        secs = time.perf_counter() - start
+        start, cpu0 = time.perf_counter(), _cpu()
+        out = replay_world(store, path, Path(tmp) / "reports", echo=lambda _line: None)
+        secs, cpu = time.perf_counter() - start, _cpu() - cpu0
+        stages = out["result"].stages
+        print(f"read_world_s={secs - sum(s.seconds for s in stages):.2f} "
+              + " ".join(f"{s.name}_s={s.seconds:.2f}" for s in stages if s.name != "notify")
+              + f" replay_cpu_s={cpu:.2f} (this process and its forked children) load={os.getloadavg()[0]:.2f}")
         with store.engine.connect() as conn:
             records = int(conn.execute(sa.select(sa.func.count()).select_from(raw_record)).scalar_one())
             found = {r[0] for r in conn.execute(sa.select(recon_exception.c.fingerprint))}

@@ -125,10 +125,17 @@ def _known_hashes(conn: Connection, system: str, obj: str, ids: list[str], *, st
         )
         known.update((row[0], tuple(row[1:]) if stamps else row[1]) for row in rows)
         return known
-    cols = [c.source_id, c.content_hash] + ([c.source_updated_at] if stamps else [])
+    if stamps:
+        cols = [c.source_id, c.content_hash, c.source_updated_at]
+        for chunk in _chunks(ids, _IN_CHUNK):
+            rows = conn.execute(sa.select(*cols).where(c.system == system, c.object == obj, c.source_id.in_(chunk)))
+            known.update((row[0], tuple(row[1:])) for row in rows)
+        return known
+    # the hashes alone are plain text: read at the driver level (no statement to build per page)
     for chunk in _chunks(ids, _IN_CHUNK):
-        rows = conn.execute(sa.select(*cols).where(c.system == system, c.object == obj, c.source_id.in_(chunk)))
-        known.update((row[0], tuple(row[1:]) if stamps else row[1]) for row in rows)
+        known.update(conn.exec_driver_sql(
+            "SELECT source_id, content_hash FROM raw_record WHERE system = ? AND object = ? "
+            f"AND source_id IN ({', '.join('?' * len(chunk))})", (system, obj, *chunk)).fetchall())
     return known
 
 
@@ -197,6 +204,20 @@ class RawRecord:
     source_updated_at: datetime | None = None
     deleted: bool = False
     hash_ignore: tuple[str, ...] = ()  # dotted paths the content hash leaves out (see ``content_hash``)
+
+
+_Prepared = dict[str, dict[str, tuple["RawRecord", bytes, str]]]  # object -> source id -> (record, JSON, hash)
+
+
+def _prepared(records: Iterable[RawRecord]) -> _Prepared:
+    """The page's records by object and id (a re-read row: the last version wins), each with its
+    stored JSON and content hash."""
+    by_object: _Prepared = defaultdict(dict)
+    for rec in records:
+        blob = db.dumps(rec.payload)
+        digest = _digest(db.dumps(without(rec.payload, rec.hash_ignore)) if rec.hash_ignore else blob, rec.deleted)
+        by_object[rec.object][str(rec.source_id)] = (rec, blob, digest)
+    return by_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,20 +484,18 @@ class Store:
         self, conn: Connection, system: str, records: Iterable[RawRecord], run_id: str | None = None
     ) -> PageResult:
         """Land raw records inside the caller's transaction; unchanged payloads write nothing."""
-        by_object: dict[str, dict[str, RawRecord]] = defaultdict(dict)
-        for rec in records:
-            by_object[rec.object][str(rec.source_id)] = rec  # a re-read row: the last version wins
+        return self._upsert_prepared(conn, system, _prepared(records), run_id)
+
+    def _upsert_prepared(self, conn: Connection, system: str, by_object: _Prepared, run_id: str | None
+                         ) -> PageResult:
         result = PageResult()
         fetched = now()
         for obj, recs in by_object.items():
-            stamps = any(rec.hash_ignore for rec in recs.values())
+            stamps = any(rec.hash_ignore for rec, _blob, _digest in recs.values())
             known = _known_hashes(conn, system, obj, list(recs), stamps=stamps)
             changed = []
             touched = []
-            for sid, rec in recs.items():
-                blob = db.dumps(rec.payload)
-                digest = _digest(db.dumps(without(rec.payload, rec.hash_ignore)) if rec.hash_ignore else blob,
-                                 rec.deleted)
+            for sid, (rec, blob, digest) in recs.items():
                 stored = known.get(sid)
                 if (stored[0] if stamps and stored else stored) == digest:
                     result.unchanged += 1
@@ -542,8 +561,10 @@ class Store:
         """Land a page and advance the stream's cursor in one transaction (run again on a new
         connection if the connection is lost: landing is hash-checked, quarantine deduplicated)."""
 
+        prepared = _prepared(records)  # the JSON and hashes outside the transaction (and the SQLite turn)
+
         def page(conn: Connection) -> PageResult:
-            result = self.upsert_raw(conn, connector, records, run_id)
+            result = self._upsert_prepared(conn, connector, prepared, run_id)
             result.quarantined = self.add_quarantine(conn, connector, rejected, run_id)
             self._advance_cursor(conn, connector, stream, cursor, result, len(records), run_id)
             return result

@@ -67,6 +67,8 @@ def parse_instant(value: Any) -> datetime | None:
 
 def dig(record: Mapping[str, Any], path: str) -> Any:
     """``dig(rec, "properties.hs_lastmodifieddate")``: a dotted path into nested dicts (None if absent)."""
+    if type(record) is dict and "." not in path:  # the common case, without the walk
+        return record.get(path)
     cur: Any = record
     for part in path.split("."):
         if not isinstance(cur, Mapping):
@@ -321,6 +323,15 @@ def _key(ts: datetime | None, sid: str) -> tuple[str, str]:
     return (ts.isoformat(timespec="microseconds") if ts else "", sid)
 
 
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def _latest(raws: Sequence[RawRecord]) -> RawRecord:
+    """The record with the greatest :func:`_key`, found without formatting every timestamp: the
+    stamps are UTC instants (``parse_instant``), whose ``_key`` text orders as they do."""
+    return max(raws, key=lambda r: (r.source_updated_at is not None, r.source_updated_at or _NO_TIME, r.source_id))
+
+
 @dataclass
 class StreamResult:
     connector: str
@@ -544,7 +555,8 @@ def sync_stream(
             result.future += len(future)
             warnings = [_future_warning(stream, r) for r in future]
             best = run.get("max")
-            keys = [_key(raw.source_updated_at, raw.source_id) for raw in raws]
+            latest = _latest(raws) if raws else None
+            keys = [_key(latest.source_updated_at, latest.source_id)] if latest is not None else []
             if page.high_water is not None:
                 keys.append(_key(*page.high_water))
             for k in keys:
@@ -557,9 +569,8 @@ def sync_stream(
                 token = None
                 more = page.more if page.more is not None else len(page.records) >= stream.page_size
                 if more and raws:
-                    last = max(raws, key=lambda r: _key(r.source_updated_at, r.source_id))
-                    assert last.source_updated_at is not None
-                    window.resume_key = (last.source_updated_at, last.source_id)
+                    assert latest is not None and latest.source_updated_at is not None
+                    window.resume_key = (latest.source_updated_at, latest.source_id)
                     token = "keyset"
                 elif more:
                     stuck = True  # a full page with nothing landable: the keyset cannot move past it

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from reconcile.frames import Frames, conform
@@ -126,11 +127,19 @@ def _index_parts(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame)
         got = df.select(pl.col("id").alias("target_id"), pl.col(value).alias("target_value"), *system)
         got = got.with_columns(_core_key(pl.col("target_value")).alias("key")) if by_system else _with_key(
             got, "target_value")
-        got = got.drop_nulls(["key", "target_id"]).unique(["key", "target_id"])
+        got = _distinct(got.drop_nulls(["key", "target_id"]), ["key", "target_id"])
         n = pl.len().over(["system", "key"] if by_system else "key").cast(pl.UInt32)
         out[kind] = got.with_columns(n.alias("n")).select("key", "target_id", "target_value", "n",
                                                           *(["system"] if by_system else []))
     return out
+
+
+def _distinct(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    """``df.unique(cols)``, skipped when the rows' hashes of ``cols`` are already distinct (the usual case: one key
+    per record; equal rows have equal hashes, so distinct hashes prove distinct rows)."""
+    if df.select(pl.struct(cols).hash(seed=7).n_unique()).item() == df.height:
+        return df
+    return df.unique(cols)
 
 
 #: the columns the index is built from (the only columns of these tables discovery reads whole)
@@ -139,14 +148,58 @@ INDEX_COLUMNS = {"deal": ("id", "source_id", "order_ref"), "order": ("id", "numb
 
 
 @dataclass(frozen=True)
+class KeySet:
+    """A set of strings asked about a batch at a time: their 64-bit hashes sorted (``hashes``, the strings in the
+    same order in ``keys``), so a lookup is a binary search in integers checked on the strings (exact), and no hash
+    set of the whole index is rebuilt for every batch (what ``is_in`` would do). When two keys share a hash (never
+    seen; possible) the keys are sorted as strings and searched as strings."""
+
+    hashes: np.ndarray | None  # None: searched as sorted strings
+    keys: pl.Series
+
+    @staticmethod
+    def of(values: pl.Series) -> KeySet:
+        keys = values.drop_nulls()
+        by_hash = pl.DataFrame({"k": keys, "h": keys.hash(seed=_KEY_SEED)}).sort("h")
+        hashes = by_hash["h"].to_numpy()
+        same = np.flatnonzero(hashes[1:] == hashes[:-1])  # a repeated key, or two keys of one hash
+        if len(same):
+            sorted_keys = by_hash["k"]
+            if not (sorted_keys.gather(same) == sorted_keys.gather(same + 1)).all():
+                return KeySet(None, keys.unique().sort())
+            keep = np.ones(len(hashes), dtype=bool)
+            keep[same + 1] = False
+            return KeySet(hashes[keep], sorted_keys.filter(pl.Series(keep)))
+        return KeySet(hashes, by_hash["k"])
+
+    def contains(self, values: pl.Series) -> pl.Series:
+        """Whether each value is one of the keys (false for null)."""
+        keys = self.keys
+        if keys.is_empty():
+            return pl.Series(values.name, [False] * len(values), pl.Boolean)
+        if self.hashes is None:
+            pos = keys.search_sorted(values.fill_null(""), side="left").clip(0, len(keys) - 1)
+            return ((keys.gather(pos) == values) & values.is_not_null()).fill_null(False).rename(values.name)
+        hashes = values.hash(seed=_KEY_SEED).to_numpy()
+        at = np.searchsorted(self.hashes, hashes).clip(0, len(keys) - 1)
+        hit = np.flatnonzero(self.hashes[at] == hashes)
+        out = np.zeros(len(values), dtype=bool)
+        out[hit] = (keys.gather(at[hit]) == values.gather(hit)).fill_null(False).to_numpy()
+        return pl.Series(values.name, out, pl.Boolean)
+
+
+_KEY_SEED = 43
+
+
+@dataclass(frozen=True)
 class Index:
     """What every record is matched against, built once per run from :data:`INDEX_COLUMNS`: the
     identifiers per kind, the configured keys that resolve, and the orders deals name."""
 
     by_kind: dict[str, pl.DataFrame]  # kind -> (key, target_id, target_value, n) (+ system for vendor ids)
-    deal_keys: pl.Series  # the core's keys of deal source ids, order numbers, invoice numbers (unique, sorted)
-    order_keys: pl.Series
-    inv_keys: pl.Series
+    deal_keys: KeySet  # the core's keys of deal source ids, order numbers, invoice numbers
+    order_keys: KeySet
+    inv_keys: KeySet
     deal_names: pl.DataFrame  # (id, deal, value): an order a deal's order_ref names (one order per key)
 
 
@@ -156,8 +209,8 @@ def index_of(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) -> 
     if all(df.is_empty() for df in by_kind.values()):
         return None
 
-    def keys(df: pl.DataFrame, col: str) -> pl.Series:
-        return df.select(_core_key(pl.col(col)).alias("k")).drop_nulls().unique()["k"].sort()
+    def keys(df: pl.DataFrame, col: str) -> KeySet:
+        return KeySet.of(df.select(_core_key(pl.col(col)).alias("k"))["k"])
 
     named = deal.filter(pl.col("order_ref").is_not_null())
     tok = _with_key(named.select(pl.col("source_id").alias("deal"), pl.col("order_ref").alias("value")), "value")
@@ -216,17 +269,13 @@ def discover(fr: Frames) -> Frames:
     return replace(fr, order=order, invoice=inv, payment=pay)
 
 
-def _in_keys(values: pl.Series, keys: pl.Series) -> pl.Series:
-    """Whether each value is one of the sorted ``keys`` (false for null): a binary search in the index's keys,
-    exact, and no hash set of the whole index rebuilt for every batch (what ``is_in`` would do)."""
-    if keys.is_empty():
-        return pl.Series(values.name, [False] * len(values), pl.Boolean)
-    pos = keys.search_sorted(values.fill_null(""), side="left").clip(0, len(keys) - 1)
-    return ((keys.gather(pos) == values) & values.is_not_null()).fill_null(False).rename(values.name)
+def _in_keys(values: pl.Series, keys: KeySet) -> pl.Series:
+    """Whether each value is one of ``keys`` (false for null)."""
+    return keys.contains(values)
 
 
-def _resolved(df: pl.DataFrame, col: str, keys: pl.Series) -> pl.Series:
-    """Whether ``col`` resolves: its core key is one of ``keys`` (an :class:`Index`' sorted keys)."""
+def _resolved(df: pl.DataFrame, col: str, keys: KeySet) -> pl.Series:
+    """Whether ``col`` resolves: its core key is one of ``keys`` (an :class:`Index`' keys)."""
     return _in_keys(df.select(_core_key(pl.col(col)))[col], keys)
 
 

@@ -63,7 +63,7 @@ def _norm(col: str) -> pl.Expr:
     return pl.col(col).str.strip_chars().str.to_uppercase()
 
 
-def _nname(col: str) -> pl.Expr:
+def _nname(col: str | pl.Expr) -> pl.Expr:
     return name_key(col)  # the core's payer key (reconcile.core.normalize_name)
 
 
@@ -88,27 +88,37 @@ def _star(df: pl.DataFrame, nodes: list[pl.Expr], own: pl.Expr) -> tuple[pl.Seri
 def _dense(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Dense ids (0..size-1) of 64-bit hashes, equal values equal ids: one sort of the values packed with
     their positions (no hash table, no arg-sort). Only the top ``64 - bits(len)`` bits of a value are
-    kept, so two nodes may share an id: that can only merge two components (at 1M chains ~23M entries,
-    ~4.5M nodes, 39 bits: ~20 pairs of nodes in a run), never split one."""
+    kept, so two nodes may share an id: that can only merge two components (at 1M chains ~25M entries,
+    ~5.6M nodes, 39 bits: ~30 pairs of nodes in a run), never split one."""
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype=np.int32), 0
     if n >= 2**31:
         raise ValueError("too many graph nodes for one pre-pass")
+    pos, new = _packed_groups(values)
+    ids = np.empty(n, dtype=np.int32)
+    ids[pos] = np.cumsum(new, dtype=np.int32) - 1
+    return ids, int(ids[pos[-1]]) + 1
+
+
+def _packed_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of ``values`` in ascending order of their top ``64 - bits(len)`` bits (positions ascending
+    among equal values), and whether each of them starts a new value. One sort of the values packed with their
+    positions, by Polars (a third of NumPy's CPU time for 25M values)."""
+    n = len(values)
     pos_bits = max(1, int(n - 1).bit_length())
     mask = np.uint64((1 << pos_bits) - 1)
     packed = values & ~mask
     packed |= np.arange(n, dtype=np.uint64)
-    packed.sort()
-    pos = (packed & mask).astype(np.int32)
-    packed >>= np.uint64(pos_bits)
-    new = np.empty(n, dtype=bool)
-    new[0] = False
-    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    ordered = pl.Series(packed).sort()
     del packed
-    ids = np.empty(n, dtype=np.int32)
-    ids[pos] = np.cumsum(new, dtype=np.int32)
-    return ids, int(ids[pos[-1]]) + 1
+    got = ordered.to_numpy()  # a read-only view
+    pos = got.astype(np.uint32)  # the position bits (< 32) are the low bits
+    pos &= np.uint32(mask)
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.greater(np.bitwise_xor(got[1:], got[:-1]), mask, out=new[1:])
+    return pos.view(np.int32), new
 
 
 def _components(edges: pl.DataFrame, hubs: list[pl.Series]) -> list[np.ndarray]:
@@ -134,7 +144,44 @@ def _components(edges: pl.DataFrame, hubs: list[pl.Series]) -> list[np.ndarray]:
 
 
 def _child_buckets(parent_ids: pl.Series, parent_bucket: pl.Series, keys: pl.Series, n: int) -> pl.Series:
-    """Lines go with their parent row (first one of that id); a line without a parent by its key's hash."""
+    """Lines go with their parent row (first one of that id); a line without a parent by its key's hash.
+
+    The parent of every key is found on 64-bit hashes of the ids (:func:`_first_parent`: one sort, no string
+    join) and checked on the strings; the few keys whose hash met another id's (never seen; possible) are
+    joined on the strings."""
+    at = _first_parent(parent_ids, keys)
+    found = at >= 0
+    idx = pl.Series(np.where(found, at, 0), dtype=pl.UInt32)
+    same = (parent_ids.gather(idx) == keys).fill_null(False).to_numpy()
+    bucket = parent_bucket.gather(idx).to_numpy().copy()
+    orphan = ~found
+    bucket[orphan] = (keys.filter(pl.Series(orphan)).hash(seed=5) % n).cast(pl.UInt32).to_numpy()
+    clash = np.flatnonzero(found & ~same)
+    if len(clash):
+        bucket[clash] = _child_buckets_joined(parent_ids, parent_bucket, keys.gather(clash), n).to_numpy()
+    return pl.Series(bucket, dtype=pl.UInt32)
+
+
+def _first_parent(parent_ids: pl.Series, keys: pl.Series) -> np.ndarray:
+    """For every key, the row of the first parent id whose 64-bit hash (top bits) equals the key's, -1 for none
+    (and for a null key): parents' and keys' hashes sorted together (:func:`_packed_groups`), parents first among
+    equal hashes."""
+    p = len(parent_ids)
+    hashes = pl.concat([parent_ids.hash(seed=41), keys.hash(seed=41)]).to_numpy()
+    if not len(hashes):
+        return np.zeros(0, dtype=np.int64)
+    pos, new = _packed_groups(hashes)
+    del hashes
+    first = pos[new][np.cumsum(new) - 1]  # the first position of each element's group
+    del new
+    first[first >= p] = -1  # the group has no parent
+    out = np.empty(len(pos), dtype=np.int64)
+    out[pos] = first
+    return np.where(keys.is_null().to_numpy(), -1, out[p:])
+
+
+def _child_buckets_joined(parent_ids: pl.Series, parent_bucket: pl.Series, keys: pl.Series, n: int) -> pl.Series:
+    """:func:`_child_buckets` by a join on the strings."""
     pb = pl.DataFrame({"k": parent_ids, "b": parent_bucket}).unique("k", keep="first", maintain_order=True)
     got = keys.rename("k").to_frame().join(pb, on="k", how="left", maintain_order="left")
     return got.select(pl.coalesce("b", (pl.col("k").hash(seed=5) % n).cast(pl.UInt32)))["b"]
@@ -172,9 +219,11 @@ def assign_buckets(src: Frames | Reader, n: int, lines: bool = True) -> dict[str
     del inv
     pay = read("payment", ["id", "account_id", "payer_name", "deal_ref", "invoice_ref", "remittance",
                            "found_invoice_ids"])
-    add("payment", pay, [
-        pl.when(pl.col("account_id").is_not_null()).then(c("account_id")).otherwise(_node("n", _nname("payer_name"))),
-        _node("d", _norm("deal_ref"))], own="p")
+    # the payer's name key only where the payment has no account, computed once (a node reads its value twice: a
+    # Python name key would run twice)
+    pay = pay.with_columns(_nname(pl.when(pl.col("account_id").is_null()).then(pl.col("payer_name"))).alias("payer_name"))
+    add("payment", pay, [pl.when(pl.col("account_id").is_not_null()).then(c("account_id"))
+                         .otherwise(_node("n", pl.col("payer_name"))), _node("d", _norm("deal_ref"))], own="p")
     # payment -> invoice numbers it names (invoice_ref, remittance tokens): edges from the payment's hub
     tok = pl.concat([
         pay.select(hubs["payment"].alias("a"), _node("i", _norm("invoice_ref")).alias("b")),
@@ -248,18 +297,32 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
         for k in bucket.unique().sort().to_list():
             write_scratch(df.filter(bucket == k), root / str(k) / f"{name}.parquet")
         del df, bucket
+    _trim_heap()
     return root
 
 
-def scratch_options() -> dict[str, Any]:
-    """pyarrow's Parquet writer options for a scratch table read back once by this run: uncompressed, without
-    dictionary pages or statistics (a third of the CPU of Polars' writer, which dictionary-encodes strings; read
-    back as fast), on the system allocator (Arrow's default pool, jemalloc, kept the writer's buffers: +150 MB
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere). NumPy's and
+    Arrow's freed buffers of a few MB stay in the heap once glibc has raised its mmap threshold past them (it does
+    when a larger buffer is freed), and the buckets would run on top of them (at 100k chains in 4 buckets: +40 MB
     on the run's peak)."""
-    import pyarrow as pa
+    import ctypes
+    import ctypes.util
 
-    return {"compression": "none", "write_statistics": False, "use_dictionary": False,
-            "memory_pool": pa.system_memory_pool()}
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is not None:
+        trim(0)
+
+
+def scratch_options() -> dict[str, Any]:
+    """The scratch Parquet format (:func:`canonical.columnar.scratch_parquet`) for the spill and discovery."""
+    from canonical.columnar import scratch_parquet
+
+    return scratch_parquet()
 
 
 def write_scratch(df: pl.DataFrame, path: Path) -> None:

@@ -8,19 +8,21 @@ names each emulator's URL and CA file, and this process's pid, so ``ltc sandbox 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from canonical.errors import LtcError
 from sandbox.registry import EMULATORS
-from sandbox.server import RunningServer, serve
+from sandbox.server import RunningServer, Served, serve
 from sandbox.world import WorldDir, read_world
 
 TLS_KINDS = {"salesforce"}  # simple-salesforce only speaks https
@@ -72,6 +74,79 @@ def start_world(world: WorldDir) -> dict[str, RunningServer]:
 
     return _serve_all({kind: partial(world_app, kind, records(kind), **WORLD_ACCESS[kind]["app"])
                        for kind in world.api_systems})
+
+
+@dataclass
+class ForkedServer:
+    """An emulator served by the process :func:`start_world_process` forked (stopping one stops them all)."""
+
+    url: str
+    port: int
+    ca_file: str | None
+    _process: Any  # multiprocessing's Process
+    _conn: Any  # the pipe to it: closing it (or sending anything) stops the process's emulators
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            with contextlib.suppress(OSError, ValueError):  # stopped already (closed pipe)
+                self._conn.send("stop")
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(timeout=5)
+        self._conn.close()
+
+
+_STARTUP_S = 120.0  # building the emulators' indexes of a large world takes a while
+
+
+def start_world_process(world: WorldDir) -> dict[str, Served]:
+    """:func:`start_world` in a forked child process: the emulators' work (encoding pages, the
+    vendors' paging and query logic, HTTP) then runs beside the connectors, on another core, not
+    taking turns with them for this process's GIL. What they serve is the same: the child inherits
+    the world as read. Where forking is not available (:func:`canonical.forking.forks`), the emulators run in this
+    process."""
+    from canonical.forking import fork_context, forks, frozen
+
+    if not forks():
+        return dict(start_world(world))
+    ctx = fork_context()
+    mine, theirs = ctx.Pipe()
+    process = ctx.Process(target=_serve_forked, args=(world, theirs), name="ltc-world-emulators", daemon=True)
+    with frozen():
+        process.start()
+    theirs.close()
+    try:
+        if not mine.poll(_STARTUP_S):
+            raise RuntimeError(f"the world's emulators did not start within {_STARTUP_S:.0f} s")
+        started = mine.recv()
+    except BaseException:
+        process.kill()
+        process.join(timeout=5)
+        mine.close()
+        raise
+    if isinstance(started, str):  # the child's error
+        process.join(timeout=10)
+        mine.close()
+        raise RuntimeError(f"the world's emulators did not start: {started}")
+    return {kind: ForkedServer(url, port, ca, process, mine) for kind, (url, port, ca) in started.items()}
+
+
+def _serve_forked(world: WorldDir, conn: Any) -> None:
+    """The forked child: serve the world until the parent says stop or goes away."""
+    try:
+        servers = start_world(world)
+    except BaseException as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
+    try:
+        conn.send({kind: (srv.url, srv.port, srv.ca_file) for kind, srv in servers.items()})
+        conn.recv()
+    except (EOFError, OSError):  # the parent went away
+        pass
+    finally:
+        for srv in servers.values():
+            srv.stop()
 
 
 def _serve_all(apps: dict[str, Callable[[], Any]]) -> dict[str, RunningServer]:

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from cryptography import x509
@@ -78,6 +78,19 @@ def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return ca_file, cert_file, key_file
+
+
+class Served(Protocol):
+    """What a caller of a served emulator uses: where it is, the CA to trust, and how to stop it
+    (a :class:`RunningServer` in this process, or one of ``sandbox.run.start_world(..., process=True)``)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def ca_file(self) -> str | None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass

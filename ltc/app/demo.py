@@ -8,7 +8,7 @@ sync every source, map, resolve identities, reconcile. Nothing outside 127.0.0.1
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from canonical.errors import LtcError
 from ltc.app.config import Config, SecretRef, SourceConfig
 from sandbox.run import start
-from sandbox.server import RunningServer
+from sandbox.server import RunningServer, Served
 from sandbox.world import WorldDir
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def demo_sources(seed: int = 7, size: int = 50) -> Iterator[tuple[Config, dict[s
 
 
 @contextmanager
-def _pointed_at(servers: dict[str, RunningServer], access: dict[str, dict[str, Any]],
+def _pointed_at(servers: Mapping[str, Served], access: dict[str, dict[str, Any]],
                 env_prefix: str) -> Iterator[dict[str, SourceConfig]]:
     """Sources pointing at running emulators, credentials through ``<prefix>_<KIND>_<FIELD>``
     environment variables; on exit the environment is restored and the emulators stopped."""
@@ -82,7 +82,7 @@ def _pointed_at(servers: dict[str, RunningServer], access: dict[str, dict[str, A
 
 
 @contextmanager
-def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningServer]]]:
+def world_sources(world: WorldDir, *, process: bool = False) -> Iterator[tuple[Config, Mapping[str, Served]]]:
     """Serve ``world`` (read and validated by :func:`sandbox.world.read_world`) and yield a
     configuration whose sources point at its emulators, one source per system named after it.
 
@@ -92,12 +92,13 @@ def world_sources(world: WorldDir) -> Iterator[tuple[Config, dict[str, RunningSe
     connectors: import it with :func:`connectors.statements.import_folder` (or ``run_import``).
     The world's ERP is ``erp.source`` in dry-run mode: a world is a replay, its ERP emulator
     answers reads only. ``reporting_currency`` is the world's; a system the world gives a mapping
-    override (world.yaml ``mappings``) is mapped with it.
+    override (world.yaml ``mappings``) is mapped with it. With ``process``, the emulators run in a
+    forked process (:func:`sandbox.run.start_world_process`: on another core, beside the connectors).
     """
     from ltc.app.config import ErpConfig, FxConfig
-    from sandbox.run import WORLD_ACCESS, start_world
+    from sandbox.run import WORLD_ACCESS, start_world, start_world_process
 
-    servers = start_world(world)
+    servers: Mapping[str, Served] = start_world_process(world) if process else start_world(world)
     with _pointed_at(servers, WORLD_ACCESS, "LTC_WORLD") as sources:
         if world.jiandaoyun is not None and "jiandaoyun" in sources:  # the app and its forms: jiandaoyun/app.yaml
             src = sources["jiandaoyun"]
@@ -193,7 +194,7 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     world = read_world(world_path)
     claim_store(store, world)
     as_of = world.as_of or today()
-    with world_sources(world) as (cfg, servers):
+    with world_sources(world, process=True) as (cfg, servers):
         echo(f"world {world.name} ({world.path}): " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
         cfg.reports_dir = str(reports_dir)
         result = run_pipeline(store, cfg, as_of, sync_one=sync_one, echo=echo, on_progress=on_progress,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -39,6 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from canonical.errors import ConfigError
+from canonical.forking import fork_context, forks, frozen
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
@@ -239,9 +241,11 @@ def _source_status(name: str, kind: str, streams: list[dict[str, Any]]) -> Sourc
 def stage_sync(ctx: Context) -> dict[str, Any]:
     """Sync every API source; a source that fails is recorded as failed and the others go on.
 
-    With the default ``sync_one`` the sources are synced side by side (one thread each, at most
-    :data:`SYNC_WORKERS`): a source mostly waits on its vendor (network, the vendor's rate limit:
-    Stripe test mode allows 25 reads a second), and that wait need not hold up the others. Each
+    With the default ``sync_one`` the sources are synced side by side (at most :data:`SYNC_WORKERS`;
+    each in a forked child where fork is available (:func:`_sync_forked`), else one thread each): a
+    source mostly waits on its vendor (network, the vendor's rate limit: Stripe test mode allows 25
+    reads a second), and that wait need not hold up the others; in children, their decoding and
+    landing also use every core. Each
     source still syncs its streams in order on its own connector; progress events are passed on one
     at a time, and the sources are recorded and echoed in configuration order once all are done. A
     shell's own ``sync_one`` (the Prefect flow runs each source as a subflow, bound to its parent
@@ -263,6 +267,8 @@ def stage_sync(ctx: Context) -> dict[str, Any]:
         on_progress = serialised
     if len(names) <= 1 or ctx.sync_one is not None:  # a shell's own sync_one (Prefect subflows): in order
         statuses = [_sync_source(ctx, name, on_progress) for name in names]
+    elif sync_processes():
+        statuses = _sync_forked(ctx, names, on_progress)
     else:
         with ThreadPoolExecutor(max_workers=min(len(names), SYNC_WORKERS), thread_name_prefix="sync") as pool:
             statuses = list(pool.map(lambda name: _sync_source(ctx, name, on_progress), names))
@@ -273,6 +279,84 @@ def stage_sync(ctx: Context) -> dict[str, Any]:
 
 
 SYNC_WORKERS = 4  # sources synced at once
+SYNC_PROCESSES = True  # with fork (Linux): each source in a forked child, so that sources use every core
+
+
+def sync_processes() -> bool:
+    """Whether the sync stage forks a child per source: where fork is available (:func:`forks`), unless
+    :data:`SYNC_PROCESSES` is off or an admin sets ``LTC_SYNC_PROCESSES=off`` (then one thread per source)."""
+    env = os.environ.get("LTC_SYNC_PROCESSES", "").strip().lower()
+    return SYNC_PROCESSES and env not in ("0", "off", "false", "no") and forks()
+
+
+def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None) -> list[SourceStatus]:
+    """Each source's :func:`_sync_source` in a forked child (at most :data:`SYNC_WORKERS` at once):
+    decoding a vendor's pages and landing them is CPU work, which threads of one process do one at a
+    time (the GIL). A child lands into the same database on its own connections; on SQLite the
+    children take turns to write through one lock they share (the store's turn lock, made a process
+    lock). Progress events come back over each child's pipe and are passed on here, one at a time."""
+    from multiprocessing.connection import wait
+
+    mp = fork_context()
+    turn = mp.RLock() if ctx.store.engine.dialect.name == "sqlite" else None
+    statuses: dict[str, SourceStatus] = {}
+    running: dict[Any, tuple[str, Any]] = {}  # pipe -> (source, process)
+    waiting = list(names)
+
+    def start(name: str) -> None:
+        mine, theirs = mp.Pipe(duplex=False)
+        process = mp.Process(target=_sync_child, args=(ctx, name, turn, theirs, on_progress is not None),
+                             daemon=True, name=f"ltc-sync-{name}")
+        with frozen():
+            process.start()
+        theirs.close()
+        running[mine] = (name, process)
+
+    try:
+        while waiting or running:
+            while waiting and len(running) < SYNC_WORKERS:
+                start(waiting.pop(0))
+            ready: list[Any] = wait(list(running))
+            for conn in ready:
+                name, process = running[conn]
+                try:
+                    kind, value = conn.recv()
+                except EOFError:  # the child died without an answer
+                    kind, value = "done", SourceStatus(
+                        name, ctx.cfg.sources[name].kind, status="failed",
+                        message=f"the sync of {name} ended without a result (exit code {process.exitcode})")
+                if kind == "progress":
+                    if on_progress is not None:
+                        on_progress(value)
+                    continue
+                statuses[name] = value
+                del running[conn]
+                conn.close()
+                process.join()
+    finally:
+        for conn, (_name, process) in running.items():
+            process.kill()
+            process.join()
+            conn.close()
+    return [statuses[name] for name in names]
+
+
+def _sync_child(ctx: Context, name: str, turn: Any, conn: Any, progress: bool) -> None:
+    """A forked child: sync one source on new connections (the parent's stay untouched), answer its status."""
+    store = ctx.store
+    store.engine.dispose(close=False)  # the inherited pool's connections are the parent's
+    if turn is not None:
+        store._turn = turn
+
+    def relay(event: ProgressEvent) -> None:
+        conn.send(("progress", event))
+
+    try:
+        st = _sync_source(ctx, name, relay if progress else None)
+        conn.send(("done", st))
+    finally:
+        store.engine.dispose(close=True)
+        conn.close()
 
 
 def _sync_source(ctx: Context, name: str, on_progress: OnProgress | None) -> SourceStatus:

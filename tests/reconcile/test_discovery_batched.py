@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reconcile.discovery import RULES, discover, discover_directory
+from reconcile.discovery import RULES, KeySet, _distinct, discover, discover_directory
 from reconcile.frames import Frames, conform
 from sandbox.scenario import generate
 
@@ -112,3 +112,23 @@ def test_batched_discovery_of_a_world_without_targets(tmp_path: Path) -> None:
     got = discover_directory(src, tmp_path / "out", batch_rows=50)
     assert _sorted(pl.read_parquet(got / "payment.parquet")).equals(_sorted(conform("payment", fr.payment)))
     assert pl.read_parquet(got / "order.parquet").is_empty()
+
+
+def test_key_set_finds_exactly_its_strings() -> None:
+    rng = np.random.default_rng(8)
+    keys = pl.Series([f"K{i}" for i in rng.integers(0, 500, 800)] + [None], dtype=pl.String)
+    asked = pl.Series([f"K{i}" for i in rng.integers(0, 1000, 3000)] + [None, ""], dtype=pl.String)
+    want = [v is not None and v in set(keys.drop_nulls().to_list()) for v in asked.to_list()]
+    hashed = KeySet.of(keys)
+    assert hashed.hashes is not None and len(hashed.keys) == keys.drop_nulls().n_unique()
+    assert hashed.contains(asked).to_list() == want
+    # the string search (two keys of one hash) gives the same answers
+    assert KeySet(None, keys.drop_nulls().unique().sort()).contains(asked).to_list() == want
+    assert KeySet.of(keys.clear()).contains(asked).to_list() == [False] * len(asked)
+
+
+def test_distinct_drops_repeated_rows_only() -> None:
+    df = pl.DataFrame({"key": ["A", "A", "B", "A", None], "target_id": ["1", "2", "1", "1", "3"]})
+    got = _distinct(df, ["key", "target_id"])
+    assert sorted(got.rows(), key=str) == sorted(set(df.rows()), key=str)
+    assert _distinct(df.head(3), ["key", "target_id"]).rows() == df.head(3).rows()

@@ -8,8 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+import reconcile.partition as partition
 from reconcile.core import Settings, reconcile_frames
-from reconcile.partition import _dense, assign_buckets, parquet_reader
+from reconcile.partition import _child_buckets, _child_buckets_joined, _dense, assign_buckets, parquet_reader
 from reconcile.stream import reconcile_world
 from sandbox.scenario import generate
 
@@ -72,6 +73,39 @@ def test_dense_ids_are_equal_exactly_for_equal_hashes() -> None:
     for v, i in zip(sample.tolist(), ids.tolist(), strict=True):
         assert first.setdefault(v, i) == i  # one id per value ...
     assert len(set(first.values())) == size  # ... and one value per id
+
+
+def _lines(seed: int) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """Parent ids (some repeated, one null) with their buckets, and line keys: parents' ids, orphans, nulls."""
+    rng = np.random.default_rng(seed)
+    ids = [f"p{i}" for i in rng.integers(0, 3000, 4000)] + [None]
+    buckets = pl.Series(rng.integers(0, 9, len(ids)), dtype=pl.UInt32)
+    keys = [f"p{i}" if i < 3500 else (None if i % 2 else f"x{i}") for i in rng.integers(0, 4000, 20000)]
+    return pl.Series(ids, dtype=pl.String), buckets, pl.Series(keys, dtype=pl.String)
+
+
+def test_lines_follow_their_first_parent_as_a_string_join_would() -> None:
+    parents, buckets, keys = _lines(4)
+    got = _child_buckets(parents, buckets, keys, 9)
+    assert got.to_list() == _child_buckets_joined(parents, buckets, keys, 9).to_list()
+    first = {}
+    for p, b in zip(parents.to_list(), buckets.to_list(), strict=True):
+        first.setdefault(p, b)
+    assert all(b == first[k] for k, b in zip(keys.to_list(), got.to_list(), strict=True) if k in first and k)
+
+
+def test_lines_whose_hash_meets_another_id_are_joined_on_the_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    parents, buckets, keys = _lines(5)
+    want = _child_buckets_joined(parents, buckets, keys, 9).to_list()
+    real = partition._first_parent
+
+    def clashing(p: pl.Series, k: pl.Series) -> np.ndarray:  # as if every 7th key's hash met parent 0's
+        at = real(p, k).copy()
+        at[::7] = 0
+        return at
+
+    monkeypatch.setattr(partition, "_first_parent", clashing)
+    assert _child_buckets(parents, buckets, keys, 9).to_list() == want
 
 
 def test_world_directory_without_out_keeps_exceptions_and_totals(tmp_path: Path) -> None:

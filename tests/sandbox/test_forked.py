@@ -1,0 +1,116 @@
+"""The sandbox's forked work (sandbox.forked): a large world's readability checks and its emulators run
+in children of the replaying process; what they answer, and the errors they raise, are the ones the
+same work gives in this process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from canonical import tables
+from canonical.errors import InputError
+from canonical.forking import forks
+from canonical.store import Store
+from connectors.base import sync
+from ltc.app import runtime
+from ltc.app.demo import world_sources
+from sandbox import world as world_module
+from sandbox.forked import Pending, in_children
+from sandbox.world import read_world
+
+WORLDS = Path(__file__).parent.parent / "worlds"
+pytestmark = pytest.mark.skipif(not forks(), reason="no fork here: everything runs in this process")
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _fail(kind: type[Exception], text: str) -> None:
+    raise kind(text)
+
+
+def test_calls_run_in_children_and_answer_in_order() -> None:
+    pids = in_children([_pid, _pid, _pid])
+    assert len(set(pids)) == 3 and os.getpid() not in pids
+
+
+def test_the_first_error_in_order_is_raised_whichever_child_ends_first() -> None:
+    from functools import partial
+
+    with pytest.raises(ValueError, match="first"):
+        in_children([_pid, partial(_fail, ValueError, "first"), partial(_fail, KeyError, "second")])
+    # a small call is not forked: it runs here, when its result is asked for
+    assert Pending(_pid, fork=False).result() == os.getpid()
+
+
+def _both(tmp_path: Path, systems: list[str]) -> Path:
+    """A world of the tryton and stripe example worlds, each with one record neither can read."""
+    root = tmp_path / "both"
+    root.mkdir()
+    for s in systems:
+        shutil.copytree(WORLDS / s / s, root / s)
+    (root / "world.yaml").write_text(f"format: 1\nname: both\nsystems: [{', '.join(systems)}]\nerp: tryton\n"
+                                     "reporting_currency: EUR\nas_of: 2026-10-31\n", encoding="utf-8")
+    for path, line, change in ((root / "tryton" / "account.invoice.jsonl", 1,
+                                lambda rec: rec.__setitem__("currency.code", rec.pop("currency.")["code"])),
+                               (root / "stripe" / "invoices.jsonl", 2, lambda rec: rec.pop("currency"))):
+        rows = path.read_text(encoding="utf-8").splitlines()
+        rec = json.loads(rows[line - 1])
+        change(rec)
+        rows[line - 1] = json.dumps(rec)
+        path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("systems", [["tryton", "stripe"], ["stripe", "tryton"]])
+def test_forked_checks_refuse_with_the_error_the_checks_here_give(tmp_path: Path, systems: list[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _both(tmp_path, systems)
+    with pytest.raises(InputError) as here:
+        read_world(root)
+    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)  # every system checked in a child
+    with pytest.raises(InputError) as forked:
+        read_world(root)
+    assert str(forked.value) == str(here.value)
+    assert f"{systems[0]}/" in str(forked.value)  # the first system's problem, in systems order
+
+
+def _landed(world: Any, store: Store, process: bool) -> dict[tuple[str, str], Any]:
+    with world_sources(world, process=process) as (cfg, servers):
+        assert all(srv.url.startswith(("http://", "https://")) for srv in servers.values())
+        for name in runtime.source_names(cfg):
+            connector = runtime.build_connector(cfg, name)
+            try:
+                assert all(r.status == "success" for r in sync(connector, store))
+            finally:
+                connector.close()
+    raw = tables.raw_record
+    with store.engine.connect() as conn:
+        return {(r.object, r.source_id): r.payload for r in conn.execute(sa.select(raw.c.object, raw.c.source_id,
+                                                                                   raw.c.payload))}
+
+
+def test_a_world_served_from_a_forked_process_lands_what_it_lands_served_here(tmp_path: Path) -> None:
+    root = tmp_path / "all"
+    root.mkdir()
+    for s in ("salesforce", "tryton", "stripe"):
+        shutil.copytree(WORLDS / s / s, root / s)
+    (root / "world.yaml").write_text("format: 1\nname: all\nsystems: [salesforce, tryton, stripe]\nerp: tryton\n"
+                                     "reporting_currency: USD\nas_of: 2026-10-31\n", encoding="utf-8")
+    world = read_world(root)
+    here = Store.open(f"sqlite:///{tmp_path / 'here.db'}")
+    there = Store.open(f"sqlite:///{tmp_path / 'there.db'}")
+    try:
+        served_here = _landed(world, here, process=False)
+        served_there = _landed(world, there, process=True)
+    finally:
+        here.close()
+        there.close()
+    assert served_there == served_here and len(served_here) > 20
