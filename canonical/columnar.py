@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -508,11 +508,12 @@ class Load:
                                     for c, key in self.wrap.items() if c in df.columns))
 
 
-def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = ()) -> int:
-    """In one transaction: delete every row of the ``delete`` tables, then append every job's files.
+def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = (), swap: bool = False) -> int:
+    """In one transaction: delete every row of the ``delete`` tables, then append every job's files (``swap``: see
+    :class:`BulkWriter`).
     PostgreSQL: ``COPY``; SQLite: ADBC bulk ingest in the helper process (see :func:`export_tables`), or
     this process's sqlite3 for a few rows. Returns the rows written (:class:`BulkWriter` in one go)."""
-    with BulkWriter(engine, delete) as writer:
+    with BulkWriter(engine, delete, swap=swap) as writer:
         writer.add(jobs)
         return writer.finish()
 
@@ -539,46 +540,73 @@ def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> i
 _SESSION: dict[str, Any] = {}
 
 
-def _sqlite_begin(path: str, delete: Sequence[str], constant: Collection[str] = ()) -> None:
-    """In the helper process: open a bulk write (one transaction) and empty the ``delete`` tables; their
-    indexes are dropped (rebuilt by :func:`_sqlite_end`), except those on ``constant`` columns only (one value
-    for every row written: the appends extend them at their end, cheaper than a rebuild)."""
+def _new(name: str) -> str:
+    """The table a swapping bulk write fills in place of ``name`` (:func:`_sqlite_begin`)."""
+    return f"{name}__new"
+
+
+def _sqlite_begin(path: str, delete: Sequence[str], swap: bool = False) -> None:
+    """In the helper process: open a bulk write that replaces every row of the ``delete`` tables.
+
+    Without ``swap``: one transaction, committed by :func:`_sqlite_end`; it empties the ``delete`` tables and drops
+    their indexes (an emptied table is filled faster without them; :func:`_sqlite_end` builds them in one sort each).
+
+    A ``swap`` (every table appended to is one of ``delete``): each table ``T`` is filled as a fresh table ``T__new`` (``T``'s own ``CREATE TABLE``,
+    no index), each append committed on its own and checkpointed at once (the WAL is copied into the database
+    bucket by bucket, not all at the end); readers see ``T`` unchanged until :func:`_sqlite_end`, which in one
+    transaction drops ``T``, renames ``T__new`` to ``T`` and builds ``T``'s indexes (their own ``CREATE INDEX``),
+    so the schema is ``T``'s exactly. Rolled back: the ``__new`` tables are dropped (as are those a killed run
+    left)."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
     if _SESSION:  # an earlier write its caller never ended (it died between calls)
         _sqlite_end(False)
-    adbc = adbc_sqlite.connect(path, autocommit=True)  # the transaction is ours: BEGIN IMMEDIATE .. COMMIT
+    adbc = adbc_sqlite.connect(path, autocommit=True)  # the transactions are ours: BEGIN IMMEDIATE .. COMMIT
     cur = adbc.cursor()
     try:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
         # a larger page cache for the bulk write: fewer dirty pages spilled to the WAL mid-transaction, and the
-        # index rebuilds sort in memory (measured: ~15% less CPU for 860k link + allocation rows)
+        # index builds sort in memory (measured: ~15% less CPU for 860k link + allocation rows)
         cur.execute("PRAGMA cache_size=-131072")
-        # the commit does not copy the WAL into the database (SQLite's automatic checkpoint, ~40% of the write's
-        # time): :func:`_sqlite_checkpoint` does, in the background while the caller goes on (BulkWriter.settle)
+        # no automatic checkpoint at a commit: a swap's appends checkpoint themselves (:func:`_sqlite_append`), the
+        # final commit's is :func:`_sqlite_checkpoint`, in the background while the caller goes on (BulkWriter.settle)
         cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.execute("BEGIN IMMEDIATE")
     except BaseException:
         cur.close()
         adbc.close()
         raise
-    _SESSION.update(adbc=adbc, cur=cur, rebuild=[], rows=0)
+    _SESSION.update(adbc=adbc, cur=cur, swap=list(delete) if swap else [], rebuild=[], rows=0)
     try:
         for name in delete:
+            if swap:
+                cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')  # a killed run's
+                cur.execute(f"SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '{name}'")
+                row = cur.fetchone()
+                if row is None:
+                    raise ValueError(f"no table {name} to replace")
+                cur.execute(_renamed(str(row[0]), name, _new(name)))
+                continue
             cur.execute(f'DELETE FROM "{name}"')
-            # an emptied table is filled faster without its indexes, which are then built in one sort each
             cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                         f"AND tbl_name = '{name}'")
             for index, sql in cur.fetchall():
-                cur.execute(f'SELECT name FROM pragma_index_info(\'{index}\')')
-                if constant and {c for (c,) in cur.fetchall()} <= set(constant):
-                    continue
                 cur.execute(f'DROP INDEX "{index}"')
                 _SESSION["rebuild"].append(sql)
+        if swap:
+            cur.execute("COMMIT")
     except BaseException:
         _sqlite_end(False)
         raise
+
+
+def _renamed(create: str, name: str, to: str) -> str:
+    """``CREATE TABLE name (…)`` (as sqlite_master holds it, quoted or not) for table ``to``."""
+    head, paren, rest = create.partition("(")
+    if not paren or head.split()[-1].strip('"`[]') != name:
+        raise ValueError(f"unexpected schema for {name}: {create[:80]!r}")
+    return f'CREATE TABLE "{to}" ({rest}'
 
 
 def _profile(label: str, t: float) -> float:
@@ -590,17 +618,35 @@ def _profile(label: str, t: float) -> float:
 
 
 def _sqlite_append(jobs: Sequence[Load]) -> int:
-    """In the helper process: append the jobs' files in the open bulk write."""
+    """In the helper process: append the jobs' files in the open bulk write (a swap: to the ``__new`` tables, in
+    a transaction of their own, committed and checkpointed)."""
     t = time.perf_counter()
     cur = _SESSION["cur"]
+    swap = _SESSION["swap"]
     n = 0
-    for job in jobs:
-        for df in job.frames():
-            out = storage_frame(job.table, df, "sqlite")
-            cur.adbc_ingest(job.table.name, out.to_arrow(), mode="append")
-            n += out.height
+    if swap:
+        if stray := {j.table.name for j in jobs} - set(swap):
+            raise ValueError(f"a swapping bulk write appends only to the tables it replaces, not {sorted(stray)}")
+        cur.execute("BEGIN IMMEDIATE")
+    try:
+        for job in jobs:
+            for df in job.frames():
+                out = storage_frame(job.table, df, "sqlite")
+                cur.adbc_ingest(_new(job.table.name) if swap else job.table.name, out.to_arrow(), mode="append")
+                n += out.height
+        if swap:
+            cur.execute("COMMIT")
+    except BaseException:
+        if swap:
+            with contextlib.suppress(Exception):
+                cur.execute("ROLLBACK")
+        raise
     _SESSION["rows"] += n
-    _profile(f"{n} rows appended", t)
+    t = _profile(f"{n} rows appended", t)
+    if swap:
+        cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        cur.fetchall()
+        _profile("checkpointed", t)
     return n
 
 
@@ -618,27 +664,44 @@ def _sqlite_checkpoint(path: str) -> None:
 
 
 def _sqlite_end(commit: bool) -> int:
-    """In the helper process: rebuild the dropped indexes and commit (or roll back) the open bulk write;
-    returns the rows it wrote (0 when rolled back or none was open)."""
+    """In the helper process: end the open bulk write; returns the rows it wrote (0 when rolled back or none was
+    open). A swap committed: in one transaction the replaced tables are dropped, the ``__new`` ones renamed to
+    their names and given their indexes; rolled back: the ``__new`` tables dropped."""
     if not _SESSION:
         return 0
     cur, adbc = _SESSION["cur"], _SESSION["adbc"]
-    rows = _SESSION["rows"]
+    rows, swap = _SESSION["rows"], _SESSION["swap"]
     try:
         if commit:
             t = time.perf_counter()
+            if swap:
+                cur.execute("BEGIN IMMEDIATE")
             try:
-                for sql in _SESSION["rebuild"]:
+                indexes: list[str] = list(_SESSION["rebuild"])
+                for name in swap:
+                    cur.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                                f"AND tbl_name = '{name}'")
+                    indexes += [sql for (sql,) in cur.fetchall()]
+                    cur.execute(f'DROP TABLE "{name}"')
+                    cur.execute(f'ALTER TABLE "{_new(name)}" RENAME TO "{name}"')
+                t = _profile("tables swapped", t)
+                for sql in indexes:
                     cur.execute(sql)
+                t = _profile("indexes built", t)
             except BaseException:
                 cur.execute("ROLLBACK")
+                with contextlib.suppress(Exception):
+                    for name in swap:
+                        cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')
                 raise
-            t = _profile("indexes rebuilt", t)
             cur.execute("COMMIT")
             _profile("committed", t)
         else:
             with contextlib.suppress(Exception):
-                cur.execute("ROLLBACK")
+                cur.execute("ROLLBACK")  # an open transaction (not a swap's, whose appends commit on their own)
+            with contextlib.suppress(Exception):
+                for name in swap:
+                    cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')
             rows = 0
     finally:
         _SESSION.clear()
@@ -648,23 +711,26 @@ def _sqlite_end(commit: bool) -> int:
 
 
 class BulkWriter:
-    """:func:`bulk_load` spread over time: the ``delete`` tables emptied, then each :meth:`add`'s jobs appended
-    while the caller goes on (a background thread: SQLite's ADBC ingest in the helper process, PostgreSQL's
-    ``COPY`` on a connection of its own), all in one transaction that :meth:`finish` commits (on SQLite the
-    emptied tables' indexes are dropped and rebuilt then, in one sort each, but those on ``constant`` columns
-    only, which the appends extend at their end; the commit does not checkpoint: a passive checkpoint follows it,
-    which :meth:`finish` waits for or leaves to :meth:`settle`). A failed or abandoned write (:meth:`abort`, or
-    an exception in the ``with`` block) is rolled back: readers see the old rows or all the new ones.
+    """:func:`bulk_load` spread over time: the ``delete`` tables' rows replaced by those each :meth:`add`'s jobs
+    append while the caller goes on (a background thread: SQLite's ADBC ingest in the helper process, PostgreSQL's
+    ``COPY`` on a connection of its own); :meth:`finish` makes them visible at once. PostgreSQL: one transaction
+    (the old rows deleted first). SQLite: one transaction as well (the emptied tables' indexes dropped and rebuilt
+    at :meth:`finish`, in one sort each), or with ``swap`` (every job appends to one of the ``delete`` tables;
+    :func:`_sqlite_begin`) fresh ``<table>__new`` tables without indexes, each append committed and checkpointed on
+    its own (the WAL is copied into the database while the caller goes on, not all at the end), which :meth:`finish`
+    puts in the tables' place in one short transaction that also builds their indexes. The commit does not
+    checkpoint: a passive checkpoint follows it, which :meth:`finish` waits for or leaves to :meth:`settle`. A failed
+    or abandoned write (:meth:`abort`, or an exception in the ``with`` block) is rolled back (a swap's ``__new``
+    tables dropped): readers see the old rows or all the new ones.
 
     A bucketed reconciliation hands it each bucket's links as the bucket finishes, so they are written
     while the next bucket is computed. A small SQLite write (under :data:`SMALL` rows, and ``rows_hint``
     under it too) is held until :meth:`finish` and done by this process's sqlite3 (:func:`_load_here`)."""
 
-    def __init__(self, engine: Engine, delete: Sequence[str] = (), rows_hint: int = 0,
-                 constant: Collection[str] = ()) -> None:
+    def __init__(self, engine: Engine, delete: Sequence[str] = (), rows_hint: int = 0, swap: bool = False) -> None:
         self.engine = engine
         self.delete = list(delete)
-        self.constant = list(constant)  # columns every row of this write has one value in (e.g. a run id)
+        self.swap = swap  # SQLite: the delete tables replaced by fresh ones (every append is to one of them)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="ltc-bulk-write")
         self.mode = ""  # "" (not started: small jobs held), "pg", "helper"
         self.held: list[Load] = []
@@ -690,7 +756,7 @@ class BulkWriter:
             self.mode = "helper"
             path = connectorx_url(self.engine).removeprefix("sqlite://")
             self.futures.append(self.pool.submit(_helper(0).call, _sqlite_begin, path, self.delete,
-                                                 self.constant))
+                                                 self.swap))
 
     def add(self, jobs: Sequence[Load]) -> None:
         """Append the jobs' files (in the background; their errors surface in :meth:`finish`)."""

@@ -4,11 +4,12 @@ The store's live canonical rows are exported column-wise to Parquet in a scratch
 (:func:`reconcile.frames.export_frames`, :mod:`canonical.columnar`: no Python rows), partitioned by
 customer cluster and reconciled bucket by bucket (:mod:`reconcile.stream`), so memory is bounded by one
 bucket at any size; each bucket's result frames and KPI inputs go to the scratch directory and the KPIs
-are computed from them. In one transaction, the links and allocations of the previous run are replaced
-(bulk: ADBC ingest in the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`):
-the old rows are deleted during the pre-pass and each bucket's rows are appended as soon as the bucket has
-written them, while the next bucket is computed; the commit follows the last bucket (this process makes the
-exception lifecycle's rows meanwhile), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
+are computed from them. The links and allocations of the previous run are replaced at once (bulk: ADBC ingest in
+the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`): each bucket's rows are
+appended as soon as the bucket has written them, while the next bucket is computed (PostgreSQL: in one transaction,
+the old rows deleted during the pre-pass; SQLite: to fresh tables, each bucket committed and checkpointed on its
+own, swapped in for the old ones in one transaction with their indexes); the commit follows the last bucket (this
+process makes the exception lifecycle's rows meanwhile), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
 the tables reference discovery does not read are exported while it runs. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
 lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
@@ -192,12 +193,12 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     src = export_frames(store, tmp / "in", first, omit)
     rest = [name for name in Frames.__dataclass_fields__ if name not in first]
     clock("export to Parquet" + (" (discovery's tables)" if meanwhile else ""))
-    # the previous run's links and allocations are deleted (the SQLite helper process, or COPY's connection)
-    # during the pre-pass, and each bucket's go to the store as it finishes, while the next bucket is computed
-    # (the last one's while the KPIs are); one transaction, committed last
+    # each bucket's links and allocations go to the store as it finishes, while the next bucket is computed (the
+    # last one's while the KPIs are); they replace the previous run's at once when committed last (PostgreSQL: one
+    # transaction, the old rows deleted during the pre-pass; SQLite: fresh tables swapped in, see BulkWriter)
     with ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
             columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
-                                rows_hint=_input_rows(src), constant=["run_id"]) as writer:
+                                rows_hint=_input_rows(src), swap=True) as writer:
         later = pool.submit(export_frames, store, src, rest, omit, readers=1) if meanwhile else None
         plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result if later else None)
         clock("pre-pass + spill" + (" (the other tables exported meanwhile)" if meanwhile else ""))
@@ -290,7 +291,8 @@ def _link_jobs(out: Path, run_id: str, buckets: Iterable[int] | None = None) -> 
 
 def _store_links(store: Store, out: Path, run_id: str) -> None:
     """Replace the previous run's links and allocations with this run's (one transaction, bulk)."""
-    columnar.bulk_load(store.engine, _link_jobs(out, run_id), delete=[recon_link.name, recon_allocation.name])
+    columnar.bulk_load(store.engine, _link_jobs(out, run_id), delete=[recon_link.name, recon_allocation.name],
+                       swap=True)
 
 
 def _insert_small(conn: sa.Connection, table: sa.Table, df: pl.DataFrame) -> None:

@@ -126,7 +126,8 @@ def _with_a_previous_run(store: Store, tmp_path: Path) -> tuple[columnar.Shape, 
     return shape, indexes, _link_rows(store)
 
 
-def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("swap", [False, True])
+def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tmp_path, swap: bool) -> None:  # type: ignore[no-untyped-def]
     """Parts appended one by one while the caller goes on: readers see the old rows until ``finish``, then all
     the new ones (the indexes dropped for the write are back)."""
     from reconcile.tables import recon_link
@@ -137,8 +138,7 @@ def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tm
     for k in range(3):
         parts.append(tmp_path / f"{k}.parquet")
         _links(40 + k, f"b{k}").write_parquet(parts[-1])
-    # the run id is one value for every row: its index is kept (appended to), the others rebuilt
-    with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, constant=["run_id"]) as writer:
+    with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, swap=swap) as writer:
         for p in parts:
             writer.add([columnar.Load(shape, (str(p),), {"run_id": "r1"}, {"evidence": "text"})])
             assert _link_rows(store) == before  # nothing visible before the commit
@@ -180,21 +180,22 @@ def test_bulk_writer_commit_is_visible_at_once_and_checkpointed_by_settle(sqlite
         assert in_file_alone() == 50
 
 
-def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("swap", [False, True])
+def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path, swap: bool) -> None:  # type: ignore[no-untyped-def]
     from reconcile.tables import recon_link
 
     shape, indexes, before = _with_a_previous_run(store, tmp_path)
     part = tmp_path / "new.parquet"
     _links(30, "new").write_parquet(part)
     with pytest.raises(RuntimeError, match="bucket failed"), \
-            columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30) as writer:
+            columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30, swap=swap) as writer:
         writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
         raise RuntimeError("bucket failed")
     assert _link_rows(store) == before and _indexes(store) == indexes
     # a failing append (a NOT NULL column missing) surfaces in finish() and rolls back too
     bad = tmp_path / "bad.parquet"
     _links(5, "bad").drop("rule_id").with_columns(pl.lit(None, pl.String).alias("rule_id")).write_parquet(bad)
-    writer = columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30)
+    writer = columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30, swap=swap)
     writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
     writer.add([columnar.Load(shape, (str(bad),), {"run_id": "r1"}, {"evidence": "text"})])
     with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
@@ -203,3 +204,64 @@ def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path) -> None:  # typ
     # and the store takes the next write
     assert columnar.bulk_load(store.engine, [columnar.Load(shape, (str(part),), {"run_id": "r2"},
                                                            {"evidence": "text"})], delete=[recon_link.name]) == 30
+
+
+def test_sqlite_swap_commits_bucket_by_bucket_unseen_until_finish_and_a_failure_keeps_the_last_run(
+        sqlite_store: Store, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """SQLite, helper process: each append is committed to a fresh ``recon_link__new`` and checkpointed (the
+    database file alone holds it) while readers still see the last run's rows; a failure between appends drops
+    the new table (the last run's rows and schema stay); a write after it (and after a killed run's leftover
+    table) swaps the table in with exactly the schema it replaced."""
+    import shutil
+    import sqlite3
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from canonical import tables
+    from reconcile.tables import recon_link
+
+    monkeypatch.setattr(columnar, "SMALL", 0)
+    shape, indexes, before = _with_a_previous_run(sqlite_store, tmp_path)
+    path = Path(str(sqlite_store.engine.url.database))
+
+    def schema(db: Any) -> list[tuple[str, str, str]]:  # (SQLite's rename quotes the table's name)
+        return sorted((t, n, sql.replace('CREATE TABLE "recon_link"', "CREATE TABLE recon_link")) for t, n, sql in db.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name LIKE 'recon_link%' AND sql IS NOT NULL"))
+
+    def in_file_alone(table: str) -> int:  # the rows the database file holds without its WAL
+        copy = tmp_path / "alone.db"
+        shutil.copyfile(path, copy)
+        with contextlib.closing(sqlite3.connect(copy)) as db:
+            return int(db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        old_schema = schema(db)
+    parts = []
+    for k in range(2):
+        parts.append(tmp_path / f"{k}.parquet")
+        _links(20 + k, f"b{k}").write_parquet(parts[-1])
+    with sqlite_store.engine.connect(), pytest.raises(RuntimeError, match="between buckets"), \
+            columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True) as writer:
+        writer.add([columnar.Load(shape, (str(parts[0]),), {"run_id": "r1"}, {"evidence": "text"})])
+        for f in writer.futures:
+            f.result()
+        assert in_file_alone("recon_link__new") == 20  # committed and checkpointed
+        assert _link_rows(sqlite_store) == before  # readers: the last run's rows
+        raise RuntimeError("failed between buckets")
+    assert _link_rows(sqlite_store) == before and _indexes(sqlite_store) == indexes
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert schema(db) == old_schema  # no recon_link__new left
+        db.execute("CREATE TABLE recon_link__new (junk TEXT)")  # as a killed run leaves it
+        db.commit()
+    with columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True) as writer:
+        for p in parts:
+            writer.add([columnar.Load(shape, (str(p),), {"run_id": "r2"}, {"evidence": "text"})])
+        assert writer.finish() == 41
+    got = _link_rows(sqlite_store)
+    assert len(got) == 41 and {r[0] for r in got} == {"r2"}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert schema(db) == old_schema
+    with sqlite_store.engine.connect() as conn:  # what alembic compares
+        assert [d for d in compare_metadata(MigrationContext.configure(conn), tables.metadata)
+                if d[0] != "remove_table"] == []

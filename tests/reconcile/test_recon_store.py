@@ -204,3 +204,4 @@ def test_bucket_links_written_as_buckets_finish_replace_the_last_run_or_roll_bac
     with store.engine.connect() as conn:
         assert {ix["name"] for ix in sa.inspect(conn).get_indexes("recon_link")} == {
             ix.name for ix in recon_link.indexes}
+        assert not [t for t in sa.inspect(conn).get_table_names() if t.endswith("__new")]  # SQLite's swap dropped
