@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,8 +19,22 @@ def forks() -> bool:
     return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
-def fork_context() -> Any:
-    return multiprocessing.get_context("fork")
+def fork_lock() -> Any:
+    """A re-entrant lock shared by this process and the children it forks after making it."""
+    return multiprocessing.get_context("fork").RLock()
+
+
+def start_child(target: Callable[..., Any], *args: Any, name: str, duplex: bool = False) -> tuple[Any, Any]:
+    """``target(*args, conn)`` in a forked daemon child; returns ``(process, conn)``: the process and this side of
+    the pipe to it (one way, child to parent, unless ``duplex``). The child is forked inside :func:`frozen`, and
+    this process closes the child's end of the pipe, so a child that dies is seen as EOF here."""
+    ctx = multiprocessing.get_context("fork")
+    mine, theirs = ctx.Pipe(duplex=duplex)
+    process = ctx.Process(target=target, args=(*args, theirs), daemon=True, name=name)
+    with frozen():
+        process.start()
+    theirs.close()
+    return process, mine
 
 
 @contextmanager

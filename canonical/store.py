@@ -417,6 +417,14 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def in_forked_child(self, turn: Any = None) -> None:
+        """Called first in a forked child that uses this store: new connections (the inherited pool's are the
+        parent's, left untouched), and on SQLite the writers' turns taken through ``turn``, a lock shared with
+        the parent and its other children (:func:`canonical.forking.fork_lock`)."""
+        self.engine.dispose(close=False)
+        if turn is not None and self._turn is not None:
+            self._turn = turn
+
     def transaction(self, what: str, fn: Callable[[Connection], T]) -> T:
         """``fn`` in one transaction; if the database connection is lost (a PostgreSQL restart) the
         transaction is run again on a new connection (``fn`` must be safe to repeat)."""

@@ -269,14 +269,9 @@ def discover(fr: Frames) -> Frames:
     return replace(fr, order=order, invoice=inv, payment=pay)
 
 
-def _in_keys(values: pl.Series, keys: KeySet) -> pl.Series:
-    """Whether each value is one of ``keys`` (false for null)."""
-    return keys.contains(values)
-
-
 def _resolved(df: pl.DataFrame, col: str, keys: KeySet) -> pl.Series:
     """Whether ``col`` resolves: its core key is one of ``keys`` (an :class:`Index`' keys)."""
-    return _in_keys(df.select(_core_key(pl.col(col)))[col], keys)
+    return keys.contains(df.select(_core_key(pl.col(col)))[col])
 
 
 def discover_orders(order: pl.DataFrame, ix: Index) -> pl.DataFrame:
@@ -334,7 +329,7 @@ def discover_payments(pay: pl.DataFrame, ix: Index, order_deal: pl.DataFrame) ->
         pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]+")
                    .alias("k")).explode("k"),
     ]).drop_nulls()
-    conf = conf.filter(_in_keys(conf["k"], ix.inv_keys)).select("id").unique()
+    conf = conf.filter(ix.inv_keys.contains(conf["k"])).select("id").unique()
     t_p = pay.join(conf, on="id", how="anti")
     p_tok = pl.concat([_tokens(t_p, f) for f in ("invoice_ref", "reference", "remittance", "ref_text")])
     v_tok = pl.concat([t_p.select("id", pl.lit(f).alias("field"), pl.col(f).alias("value"),
@@ -426,7 +421,7 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
     every row twice)."""
     import pyarrow.parquet as pq
 
-    from reconcile.partition import scratch_options
+    from canonical.columnar import scratch_parquet
 
     tmp = path.with_name(f".{path.stem}.parquet")
     writer: pq.ParquetWriter | None = None
@@ -434,7 +429,7 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
         for df in batches:
             table = df.to_arrow()
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, **scratch_options())
+                writer = pq.ParquetWriter(tmp, table.schema, **scratch_parquet())
             elif table.schema != writer.schema:
                 table = table.cast(writer.schema)
             writer.write_table(table)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -318,18 +317,13 @@ def _trim_heap() -> None:
         trim(0)
 
 
-def scratch_options() -> dict[str, Any]:
-    """The scratch Parquet format (:func:`canonical.columnar.scratch_parquet`) for the spill and discovery."""
-    from canonical.columnar import scratch_parquet
-
-    return scratch_parquet()
-
-
 def write_scratch(df: pl.DataFrame, path: Path) -> None:
-    """A scratch table (:func:`scratch_options`) written in one go."""
+    """A scratch table (:func:`canonical.columnar.scratch_parquet`) written in one go."""
     import pyarrow.parquet as pq
 
-    pq.write_table(df.to_arrow(), path, **scratch_options())
+    from canonical.columnar import scratch_parquet
+
+    pq.write_table(df.to_arrow(), path, **scratch_parquet())
 
 
 def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) -> Frames:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from canonical.forking import fork_context, forks, frozen
+from canonical.forking import forks, start_child
 
 T = TypeVar("T")
 
@@ -26,12 +26,7 @@ class Pending(Generic[T]):
         self._conn: Any = None
         self._answered = False
         if fork and forks():
-            ctx = fork_context()
-            self._conn, theirs = ctx.Pipe(duplex=False)
-            with frozen():
-                self._process = ctx.Process(target=_child, args=(call, theirs), daemon=True, name="ltc-sandbox")
-                self._process.start()
-            theirs.close()
+            self._process, self._conn = start_child(_child, call, name="ltc-sandbox")
             self._call = None
 
     def result(self) -> T:

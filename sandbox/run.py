@@ -106,16 +106,11 @@ def start_world_process(world: WorldDir) -> dict[str, Served]:
     taking turns with them for this process's GIL. What they serve is the same: the child inherits
     the world as read. Where forking is not available (:func:`canonical.forking.forks`), the emulators run in this
     process."""
-    from canonical.forking import fork_context, forks, frozen
+    from canonical.forking import forks, start_child
 
     if not forks():
         return dict(start_world(world))
-    ctx = fork_context()
-    mine, theirs = ctx.Pipe()
-    process = ctx.Process(target=_serve_forked, args=(world, theirs), name="ltc-world-emulators", daemon=True)
-    with frozen():
-        process.start()
-    theirs.close()
+    process, mine = start_child(_serve_forked, world, name="ltc-world-emulators", duplex=True)
     try:
         if not mine.poll(_STARTUP_S):
             raise RuntimeError(f"the world's emulators did not start within {_STARTUP_S:.0f} s")

@@ -82,7 +82,7 @@ def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
 
 class Served(Protocol):
     """What a caller of a served emulator uses: where it is, the CA to trust, and how to stop it
-    (a :class:`RunningServer` in this process, or one of ``sandbox.run.start_world(..., process=True)``)."""
+    (a :class:`RunningServer` in this process, or one of ``sandbox.run.start_world_process``)."""
 
     @property
     def url(self) -> str: ...

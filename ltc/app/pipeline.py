@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from canonical.errors import ConfigError
-from canonical.forking import fork_context, forks, frozen
+from canonical.forking import fork_lock, forks, start_child
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
@@ -297,19 +297,13 @@ def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None)
     lock). Progress events come back over each child's pipe and are passed on here, one at a time."""
     from multiprocessing.connection import wait
 
-    mp = fork_context()
-    turn = mp.RLock() if ctx.store.engine.dialect.name == "sqlite" else None
+    turn = fork_lock() if ctx.store.engine.dialect.name == "sqlite" else None
     statuses: dict[str, SourceStatus] = {}
     running: dict[Any, tuple[str, Any]] = {}  # pipe -> (source, process)
     waiting = list(names)
 
     def start(name: str) -> None:
-        mine, theirs = mp.Pipe(duplex=False)
-        process = mp.Process(target=_sync_child, args=(ctx, name, turn, theirs, on_progress is not None),
-                             daemon=True, name=f"ltc-sync-{name}")
-        with frozen():
-            process.start()
-        theirs.close()
+        process, mine = start_child(_sync_child, ctx, name, turn, on_progress is not None, name=f"ltc-sync-{name}")
         running[mine] = (name, process)
 
     try:
@@ -341,12 +335,10 @@ def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None)
     return [statuses[name] for name in names]
 
 
-def _sync_child(ctx: Context, name: str, turn: Any, conn: Any, progress: bool) -> None:
+def _sync_child(ctx: Context, name: str, turn: Any, progress: bool, conn: Any) -> None:
     """A forked child: sync one source on new connections (the parent's stay untouched), answer its status."""
     store = ctx.store
-    store.engine.dispose(close=False)  # the inherited pool's connections are the parent's
-    if turn is not None:
-        store._turn = turn
+    store.in_forked_child(turn)
 
     def relay(event: ProgressEvent) -> None:
         conn.send(("progress", event))
