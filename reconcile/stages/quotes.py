@@ -31,12 +31,16 @@ EX_COLS = list(EXCEPTION_COLUMNS)
 
 
 
-def resolve_deal(df: pl.DataFrame, deal: pl.DataFrame) -> pl.DataFrame:
+def resolve_deal(df: pl.DataFrame, deal: pl.DataFrame, unique_keys: pl.DataFrame | None = None) -> pl.DataFrame:
     """``df`` with ``chain_id``: its ``deal_id`` when that deal exists, else the one deal whose source id is
-    its ``deal_ref``; and the deal's ``cluster_id``, amount and currency as ``d_*``."""
+    its ``deal_ref``; and the deal's ``cluster_id``, amount and currency as ``d_*``. ``unique_keys``: the deal keys
+    held by exactly one deal (``Orders.unique_keys``: dkey, ref_deal), when already known."""
     hit = deal.select(pl.col("id").alias("deal_id"), pl.lit(True).alias("__hit"))
-    by_ref = deal.group_by(norm(pl.col("source_id")).alias("__ref")).agg(
-        pl.col("id").min().alias("__rd"), pl.len().alias("__n")).filter(pl.col("__n") == 1).drop("__n")
+    if unique_keys is None:
+        by_ref = deal.group_by(norm(pl.col("source_id")).alias("__ref")).agg(
+            pl.col("id").min().alias("__rd"), pl.len().alias("__n")).filter(pl.col("__n") == 1).drop("__n")
+    else:
+        by_ref = unique_keys.select(pl.col("dkey").alias("__ref"), pl.col("ref_deal").alias("__rd"))
     out = df.join(hit, on="deal_id", how="left").with_columns(norm(pl.col("deal_ref")).alias("__ref"))
     out = out.join(by_ref, on="__ref", how="left").with_columns(
         pl.when(pl.col("__hit").fill_null(False)).then(pl.col("deal_id")).otherwise(pl.col("__rd")).alias("chain_id")
@@ -55,15 +59,16 @@ def _link(df: pl.DataFrame, to_entity: str, rule: str) -> pl.DataFrame:
 
 
 def check_quotes(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame, deal: pl.DataFrame,
-          deal_line: pl.DataFrame, order: pl.DataFrame, s: Settings) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+          deal_line: pl.DataFrame, order: pl.DataFrame, s: Settings, unique_keys: pl.DataFrame | None = None,
+          ) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
     """(exception parts, link parts). ``deal``: the core's deals (with ``cluster_id``); ``order``: its orders
-    (with ``deal_id``, ``active`` and ``net``)."""
+    (with ``deal_id``, ``active`` and ``net``); ``unique_keys``: ``Orders.unique_keys`` (see :func:`resolve_deal`)."""
     expect("check_quotes", "deal", deal, ("id", "source_id", "cluster_id", "amount", "currency"))
     expect("check_quotes", "order", order, ("id", "deal_id", "active", "net", "currency"))
     ex: list[pl.DataFrame] = []
     links: list[pl.DataFrame] = []
     if quote.height:
-        q = resolve_deal(quote.with_columns(pl.coalesce("untaxed", "total").alias("net")), deal)
+        q = resolve_deal(quote.with_columns(pl.coalesce("untaxed", "total").alias("net")), deal, unique_keys)
         links.append(_link(q.with_columns(pl.when(pl.col("deal_id") == pl.col("chain_id")).then(None)
                                           .otherwise(pl.col("deal_ref")).alias("deal_ref")), "quote",
                            "quote.deal"))
@@ -90,17 +95,21 @@ def check_quotes(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.Dat
             pl.format("accepted quote {} {} vs deal {} {}; {} line(s) differ", "currency", "net", "d_ccy", "d_amount",
                       pl.col("n_lines").fill_null(0)).alias("detail")))
     if contract.height:
-        c = resolve_deal(contract, deal)
+        c = resolve_deal(contract, deal, unique_keys)
         links.append(_link(c.with_columns(pl.when(pl.col("deal_id") == pl.col("chain_id")).then(None)
                                           .otherwise(pl.col("deal_ref")).alias("deal_ref")), "contract",
                            "contract.deal"))
         ords = order.filter(pl.col("active") & pl.col("deal_id").is_not_null()).group_by("deal_id").agg(
             pl.col("net").sum().alias("ordered"), pl.col("currency").n_unique().alias("n_ccy"),
-            pl.col("currency").first().alias("o_ccy"), pl.col("id").sort().alias("orders"))
+            pl.col("currency").first().alias("o_ccy"))
         act = c.filter(~pl.col("status").is_in(CONTRACT_INACTIVE).fill_null(False) & pl.col("chain_id").is_not_null())
         act = act.join(ords, left_on="chain_id", right_on="deal_id", how="inner").filter(
             (pl.col("n_ccy") == 1) & (pl.col("o_ccy") == pl.col("currency")))
         bad_c = act.filter((pl.col("value") - pl.col("ordered")).abs() > tol(s, pl.col("ordered")))
+        # the records' order lists only for the (few) contracts reported
+        bad_c = bad_c.join(order.filter(pl.col("active") & pl.col("deal_id").is_not_null()).select("deal_id", "id").join(
+            bad_c.select(pl.col("chain_id").alias("deal_id")), on="deal_id", how="semi").group_by("deal_id").agg(
+            pl.col("id").sort().alias("orders")), left_on="chain_id", right_on="deal_id", how="left")
         ex.append(bad_c.select(
             pl.lit("CONTRACT_MISMATCH").alias("code"), "chain_id", pl.concat_list(pl.col("id")).alias("keys"),
             pl.concat_list(pl.col("id"), pl.col("orders")).alias("records"), "currency",
