@@ -58,6 +58,36 @@ def _link(df: pl.DataFrame, to_entity: str, rule: str) -> pl.DataFrame:
         pl.lit(None, MONEY).alias("margin"), pl.format("{}", pl.coalesce("deal_ref", "chain_id")).alias("evidence"))
 
 
+def _lines_differ(acc: pl.DataFrame, quote_line: pl.DataFrame, deal_line: pl.DataFrame) -> pl.DataFrame:
+    """(quote_id, n_lines): the accepted quotes (``acc``: id, chain_id) whose lines differ from their deal's lines in
+    the quantity of some product code (compared only when both sides have lines and every quote line has a code).
+    The quotes are numbered (``__qk``) so that the lines are grouped and joined on integers, not on id strings;
+    quotes accepted twice over (a repeated id) are grouped by id as they come."""
+    if acc["id"].n_unique() == acc.height:
+        ak = acc.select(pl.col("id").alias("quote_id"), "chain_id").with_row_index("__qk")
+        q_key = d_key = "__qk"
+        q_side, d_side = ak.select("quote_id", "__qk"), ak.select(pl.col("chain_id").alias("deal_id"), "__qk")
+    else:
+        q_key, d_key = "quote_id", "quote_id"
+        q_side = acc.select(pl.col("id").alias("quote_id"), "chain_id")
+        d_side = acc.select(pl.col("id").alias("quote_id"), pl.col("chain_id").alias("deal_id"))
+    key = q_key
+    qty_q = quote_line.select("quote_id", "product_code", "quantity").join(q_side, on="quote_id").group_by(
+        key, "product_code").agg(pl.col("quantity").sum().alias("q_qty"))
+    qty_d = deal_line.select("deal_id", "product_code", "quantity").join(d_side, on="deal_id").group_by(
+        d_key, "product_code").agg(pl.col("quantity").sum().alias("d_qty"))
+    # lines are compared when both sides have them and every quote line names its product code
+    coded = qty_q.group_by(key).agg(pl.col("product_code").is_null().any().alias("uncoded")).filter(
+        ~pl.col("uncoded")).select(key)
+    both = coded.join(qty_d.select(key).unique(), on=key)
+    bad = qty_q.join(both, on=key).join(qty_d.join(both, on=key), on=[key, "product_code"], how="full",
+                                        coalesce=True).filter(
+        pl.col("q_qty").ne_missing(pl.col("d_qty"))).group_by(key).agg(pl.len().alias("n_lines"))
+    if key == "quote_id":
+        return bad
+    return bad.join(ak.select("__qk", "quote_id"), on="__qk").select("quote_id", "n_lines")
+
+
 def check_quotes(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame, deal: pl.DataFrame,
           deal_line: pl.DataFrame, order: pl.DataFrame, s: Settings, unique_keys: pl.DataFrame | None = None,
           ) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
@@ -73,18 +103,7 @@ def check_quotes(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.Dat
                                           .otherwise(pl.col("deal_ref")).alias("deal_ref")), "quote",
                            "quote.deal"))
         acc = q.filter((pl.col("status") == "accepted") & pl.col("chain_id").is_not_null())
-        qty_q = quote_line.join(acc.select(pl.col("id").alias("quote_id"), "chain_id"), on="quote_id").group_by(
-            "quote_id", "product_code").agg(pl.col("quantity").sum().alias("q_qty"))
-        qty_d = deal_line.join(acc.select(pl.col("id").alias("quote_id"), pl.col("chain_id").alias("deal_id")),
-                               on="deal_id").group_by("quote_id", "product_code").agg(
-            pl.col("quantity").sum().alias("d_qty"))
-        # lines are compared when both sides have them and every quote line names its product code
-        coded = qty_q.group_by("quote_id").agg(pl.col("product_code").is_null().any().alias("uncoded")).filter(
-            ~pl.col("uncoded")).select("quote_id")
-        both = coded.join(qty_d.select("quote_id").unique(), on="quote_id")
-        lines_bad = qty_q.join(both, on="quote_id").join(qty_d.join(both, on="quote_id"), on=["quote_id", "product_code"],
-                                                         how="full", coalesce=True).filter(
-            pl.col("q_qty").ne_missing(pl.col("d_qty"))).group_by("quote_id").agg(pl.len().alias("n_lines"))
+        lines_bad = _lines_differ(acc, quote_line, deal_line)
         acc = acc.join(lines_bad, left_on="id", right_on="quote_id", how="left").with_columns(
             (pl.col("currency") != pl.col("d_ccy")).fill_null(False).alias("ccy_bad"),
             ((pl.col("net") - pl.col("d_amount")).abs() > tol(s, pl.col("d_amount"))).fill_null(False).alias("amt_bad"))
