@@ -180,8 +180,10 @@ def _first_parent(parent_ids: pl.Series, keys: pl.Series) -> np.ndarray:
 
 
 def _child_buckets_joined(parent_ids: pl.Series, parent_bucket: pl.Series, keys: pl.Series, n: int) -> pl.Series:
-    """:func:`_child_buckets` by a join on the strings."""
-    pb = pl.DataFrame({"k": parent_ids, "b": parent_bucket}).unique("k", keep="first", maintain_order=True)
+    """:func:`_child_buckets` by a join on the strings (only the parents of those ids are looked at: the keys are
+    the few whose hashes clashed)."""
+    pb = pl.DataFrame({"k": parent_ids, "b": parent_bucket}).filter(pl.col("k").is_in(keys.implode())).unique(
+        "k", keep="first", maintain_order=True)
     got = keys.rename("k").to_frame().join(pb, on="k", how="left", maintain_order="left")
     return got.select(pl.coalesce("b", (pl.col("k").hash(seed=5) % n).cast(pl.UInt32)))["b"]
 
