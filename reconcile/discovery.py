@@ -93,7 +93,9 @@ def _tokens(df: pl.DataFrame, field: str, whole: bool = True) -> pl.DataFrame:
     if whole:
         # a whole value ("SO 77", a metadata value) and each " | "-separated value of ref_text
         parts.append(base.select("id", pl.col("text").str.split(" | ").alias("value")).explode("value"))
-    out = _with_key(pl.concat(parts).drop_nulls("value"), "value")
+    # a key holds a digit, and only a value with a digit gives one (:func:`key_expr` keeps the digits): the others
+    # (words of a memo: most tokens) are dropped before the keys are computed
+    out = _with_key(pl.concat(parts).filter(pl.col("value").str.contains("[0-9]")), "value")
     # one row per (record, key): the fullest value that gave it (evidence reads "so 0042", not "0042")
     out = out.drop_nulls("key").sort([pl.col("value").str.len_chars(), pl.col("value")], descending=[True, False])
     return out.unique(["id", "key"], keep="first", maintain_order=True).select(
