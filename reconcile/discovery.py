@@ -130,10 +130,17 @@ def _index_parts(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame)
         got = got.with_columns(_core_key(pl.col("target_value")).alias("key")) if by_system else _with_key(
             got, "target_value")
         got = _distinct(got.drop_nulls(["key", "target_id"]), ["key", "target_id"])
-        n = pl.len().over(["system", "key"] if by_system else "key").cast(pl.UInt32)
-        out[kind] = got.with_columns(n.alias("n")).select("key", "target_id", "target_value", "n",
+        out[kind] = got.with_columns(_count(got, ["system", "key"] if by_system else ["key"]).alias("n")).select("key", "target_id", "target_value", "n",
                                                           *(["system"] if by_system else []))
     return out
+
+
+def _count(df: pl.DataFrame, cols: list[str]) -> pl.Expr:
+    """The number of rows of ``df`` sharing each row's ``cols``: 1 everywhere when the rows' hashes of ``cols`` are
+    distinct (the usual case: a key names one record; distinct hashes prove distinct values), without grouping."""
+    if df.select(pl.struct(cols).hash(seed=7).n_unique()).item() == df.height:
+        return pl.lit(1, pl.UInt32)
+    return pl.len().over(cols).cast(pl.UInt32)
 
 
 def _distinct(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
