@@ -165,21 +165,27 @@ class KeySet:
 
     hashes: np.ndarray | None  # None: searched as sorted strings
     keys: pl.Series
+    lengths: pl.Series | None = None  # the keys' byte lengths, distinct (a value of another length is not a key)
 
     @staticmethod
     def of(values: pl.Series) -> KeySet:
         keys = values.drop_nulls()
+        lengths = keys.str.len_bytes().unique()
         by_hash = pl.DataFrame({"k": keys, "h": keys.hash(seed=_KEY_SEED)}).sort("h")
         hashes = by_hash["h"].to_numpy()
         same = np.flatnonzero(hashes[1:] == hashes[:-1])  # a repeated key, or two keys of one hash
         if len(same):
             sorted_keys = by_hash["k"]
             if not (sorted_keys.gather(same) == sorted_keys.gather(same + 1)).all():
-                return KeySet(None, keys.unique().sort())
+                return KeySet(None, keys.unique().sort(), lengths)
             keep = np.ones(len(hashes), dtype=bool)
             keep[same + 1] = False
-            return KeySet(hashes[keep], sorted_keys.filter(pl.Series(keep)))
-        return KeySet(hashes, by_hash["k"])
+            return KeySet(hashes[keep], sorted_keys.filter(pl.Series(keep)), lengths)
+        return KeySet(hashes, by_hash["k"], lengths)
+
+    def may_contain(self, values: pl.Expr) -> pl.Expr:
+        """False where a value cannot be a key (its length is no key's): a cheap filter before :meth:`contains`."""
+        return pl.lit(True) if self.lengths is None else values.str.len_bytes().is_in(self.lengths.implode())
 
     def contains(self, values: pl.Series) -> pl.Series:
         """Whether each value is one of the keys (false for null)."""
@@ -343,6 +349,8 @@ def discover_payments(pay: pl.DataFrame, ix: Index, order_deal: pl.DataFrame) ->
         pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]+")
                    .alias("k")).explode("k"),
     ]).drop_nulls()
+    # the words of a memo ("Payment", "thank") are mostly not of an invoice number's length: not looked up
+    conf = conf.filter(ix.inv_keys.may_contain(pl.col("k")))
     conf = conf.filter(ix.inv_keys.contains(conf["k"])).select("id").unique()
     t_p = pay.join(conf, on="id", how="anti")
     p_tok = pl.concat([_tokens(t_p, f) for f in ("invoice_ref", "reference", "remittance", "ref_text")])
