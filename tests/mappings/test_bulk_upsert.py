@@ -62,6 +62,7 @@ def test_sqlite_rows_go_in_a_few_multi_row_statements_of_fixed_sizes(sqlite_stor
     assert [s.count("), (") + 1 for s in deals] == [1024, 256, 16, 4, 1]
     assert [s.count("), (") + 1 for s in links] == [1024, 256, 16, 4, 1]
     with sqlite_store.engine.connect() as conn:
-        names = dict(conn.execute(sa.select(tables.table_for("deal").c.source_id, tables.table_for("deal").c.name)))
+        deal = tables.table_for("deal")
+        names = {sid: name for sid, name in conn.execute(sa.select(deal.c.source_id, deal.c.name))}
         count = conn.execute(sa.select(sa.func.count()).select_from(tables.lineage)).scalar_one()
     assert len(names) == 1301 and names["0061300"] == "deal 1300" and count == 1301
