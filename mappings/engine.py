@@ -131,6 +131,7 @@ def _map_records(
     result = BatchResult()
     rows = result.rows
     runs_of = {obj: tuple(p.run for p in plans) for obj, plans in mset.plans.items()}
+    checked = {obj: not _MUST_HAVE.keys().isdisjoint(mset.entities_of(obj)) for obj in mset.plans}
     ok_append = result.ok_raw.append
     ignored = 0
     for raw_id, obj, source_id, payload, updated in records:
@@ -156,8 +157,7 @@ def _map_records(
                 Rejected(obj, f"{type(exc).__name__}: {exc}", source_id=source_id, payload=payload, stage="map")
             )
             continue
-        missing = next(((e, f) for e, row in out if (f := _MUST_HAVE.get(e)) is not None and row.get(f) is None
-                        and row.get("deleted_at") is None), None)
+        missing = _missing_amount(out) if checked[obj] else None
         if missing is not None:  # reconciliation cannot allocate cash to or from an amount it does not know
             result.rejected.append(Rejected(obj, f"a {missing[0]} without its {missing[1]} cannot be reconciled",
                                             source_id=source_id, payload=payload, field=missing[1], stage="validate"))
@@ -167,6 +167,15 @@ def _map_records(
         ok_append((obj, source_id))
     result.ignored = ignored
     return result
+
+
+def _missing_amount(out: list[tuple[str, dict[str, Any]]]) -> tuple[str, str] | None:
+    """The first (entity, field) of ``out`` whose :data:`_MUST_HAVE` amount is missing (a live row)."""
+    for entity, row in out:
+        f = _MUST_HAVE.get(entity)
+        if f is not None and row.get(f) is None and row.get("deleted_at") is None:
+            return entity, f
+    return None
 
 
 # --- the stage -----------------------------------------------------------------------------------------
