@@ -257,10 +257,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-_LINEAGE_SQL = {
-    "sqlite": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-    "postgresql": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-}
+_LINEAGE_SQLITE = "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 _UPSERT_CACHE: dict[tuple[str, str], tuple[str, Any]] = {}
 
 
@@ -802,7 +799,8 @@ class Store:
         """Idempotent bulk upsert of canonical rows (keyed on the deterministic ``id``) plus lineage.
 
         Rows are sent at the driver level with per-column converters prepared once per table (the
-        same checks as the column types: no float amounts, no naive instants), like raw landing.
+        same checks as the column types: no float amounts, no naive instants), like raw landing; on
+        PostgreSQL as column arrays, on SQLite as multi-row statements (:func:`_sqlite_insert`).
         """
         if not rows:
             return 0
@@ -818,5 +816,5 @@ class Store:
                 conn.exec_driver_sql(_LINEAGE_UNNEST, tuple(_columns(links)))
             return len(rows)
         _sqlite_insert(conn, sql, to_params(rows))
-        _sqlite_insert(conn, _LINEAGE_SQL["sqlite"], links)
+        _sqlite_insert(conn, _LINEAGE_SQLITE, links)
         return len(rows)
