@@ -24,7 +24,7 @@ import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -367,7 +367,8 @@ def _read_pending(store: Store, system: str, after: int, limit: int) -> _Pending
 # The writer thread's statements run without the GIL, and it takes the GIL back after each one; while
 # the mapping thread runs Python it gets it only when the interpreter asks that thread to switch (every
 # 5 ms by default), which would leave the writer idle most of the time. A shorter interval during the
-# stage lets the two overlap (one switch per statement of a few hundred rows: no measurable cost).
+# stage lets the two overlap (one switch per statement of a few hundred rows: no measurable cost). On
+# SQLite only: on PostgreSQL the writer sends a few statements per batch and waits on the server.
 _SWITCH_INTERVAL = 0.0005
 _switch_lock = threading.Lock()
 _switch_state = [0, 0.0]  # stages running now, the interval before the first of them
@@ -427,7 +428,9 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
                 for key, value in batch_counts.items():
                     counts[key] += value
 
-    with _no_gc(), _short_switch_interval():
+    # SQLite: the writer's many statements each take the GIL back (PostgreSQL's few wait on the server)
+    short_switches = _short_switch_interval() if store.engine.dialect.name == "sqlite" else nullcontext()
+    with _no_gc(), short_switches:
         thread = threading.Thread(target=writer, name=f"map-{mset.system}-writer", daemon=True)
         thread.start()
         try:
