@@ -629,6 +629,44 @@ def _start_check(world: WorldDir, system: str) -> Pending[None]:
 
 def read_world(path: str | Path) -> WorldDir:
     """Read and check a world directory; raises InputError ``file:line: what to fix`` at the first problem."""
+    world, checks = open_world(path)
+    checks.finish()
+    return world
+
+
+class WorldChecks:
+    """What is left of reading a world after :func:`open_world`: the readability checks running in
+    forked children, then ``fx_rates.csv``."""
+
+    def __init__(self, world: WorldDir, checks: list[Pending[None]]) -> None:
+        self.world = world
+        self._checks = checks
+
+    def finish(self) -> None:
+        """Wait for the checks and read ``fx_rates.csv``; raises what :func:`read_world` would."""
+        from sandbox.forked import results
+
+        try:
+            results(self._checks)  # the first system's problem in order, as if checked one after the other
+        finally:
+            self.cancel()
+        fx = self.world.path / "fx_rates.csv"
+        if fx.exists():
+            self.world.fx_rates = _read_fx(fx)
+
+    def cancel(self) -> None:
+        """Stop the checks still running (the world is not to be used)."""
+        for check in self._checks:
+            check.cancel()
+
+
+def open_world(path: str | Path) -> tuple[WorldDir, WorldChecks]:
+    """:func:`read_world` in two steps: read every file (raising at the first problem found while
+    reading), the readability checks of the large systems started in forked children; then
+    :meth:`WorldChecks.finish`, which raises what :func:`read_world` would. Between the two a
+    caller can prepare what needs the records (the emulators' indexes:
+    ``sandbox.run.start_world_process``), but nothing may serve or load the world before ``finish()``
+    returned; a caller that does not call it calls ``cancel()``."""
     root = Path(path)
     if not root.is_dir():
         raise _fail(root, None, "world directory does not exist or is not a directory")
@@ -649,19 +687,13 @@ def read_world(path: str | Path) -> WorldDir:
                                      "not list; add it to systems or remove the directory")
         raise _fail(entry, None, "unknown file or directory in a world; a world holds world.yaml, "
                                  "fx_rates.csv, one directory per system and mappings/")
-    from sandbox.forked import results
-
-    checks: list[Pending[None]] = []
+    pending = WorldChecks(world, [])
     try:
         for s in world.systems:
             _read_system(world, s)
             if s in world.api_systems:
-                checks.append(_start_check(world, s))
-        results(checks)  # the first system's problem in order, as if checked one after the other
-    finally:
-        for check in checks:
-            check.cancel()
-    fx = root / "fx_rates.csv"
-    if fx.exists():
-        world.fx_rates = _read_fx(fx)
-    return world
+                pending._checks.append(_start_check(world, s))
+    except BaseException:
+        pending.cancel()
+        raise
+    return world, pending
