@@ -549,17 +549,47 @@ def _check_jiandaoyun(world: WorldDir) -> None:
 
 
 def _read_bank(world: WorldDir, folder: Path) -> None:
-    from connectors.statements import parse_bytes
-
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
+    for entry in _bank_entries(folder):
         if not entry.is_file() or entry.suffix.lower() != ".xml":
             raise _fail(entry, None, "unknown bank file; the bank directory holds camt.053 statements (*.xml)")
-        kind, _ = parse_bytes(entry.read_bytes(), str(entry))  # raises InputError naming the file
-        if kind != "camt053":
-            raise _fail(entry, 1, "not a camt.053 statement (ISO 20022 XML)")
+        _check_statement(entry)
         world.bank_files.append(entry)
+
+
+def _bank_entries(folder: Path) -> list[Path]:
+    return [e for e in sorted(folder.iterdir()) if not e.name.startswith(".")]
+
+
+def _check_statement(entry: Path) -> None:
+    from connectors.statements import parse_bytes
+
+    kind, _ = parse_bytes(entry.read_bytes(), str(entry))  # raises InputError naming the file
+    if kind != "camt053":
+        raise _fail(entry, 1, "not a camt.053 statement (ISO 20022 XML)")
+
+
+FORK_BANK_FROM = 1_000_000  # bytes of statements: a bank folder this large is parsed in a forked child
+
+
+def _start_bank(world: WorldDir, folder: Path) -> Pending[None] | None:
+    """The bank folder read last: its files listed here, their parse (the check that each is a
+    camt.053 statement) started in a forked child when the statements are large — the same errors,
+    raised by :meth:`WorldChecks.finish` before any readability problem (the order of a read). With a
+    file that is not a statement, or small statements, the folder is read here (:func:`_read_bank`)."""
+    from sandbox.forked import Pending
+
+    entries = _bank_entries(folder)
+    if not all(e.is_file() and e.suffix.lower() == ".xml" for e in entries) \
+            or sum(e.stat().st_size for e in entries) < FORK_BANK_FROM:
+        _read_bank(world, folder)
+        return None
+    world.bank_files.extend(entries)
+    return Pending(partial(_check_statements, entries))
+
+
+def _check_statements(entries: list[Path]) -> None:
+    for entry in entries:
+        _check_statement(entry)
 
 
 def _read_fx(path: Path) -> list[dict[str, Any]]:
@@ -689,7 +719,12 @@ def open_world(path: str | Path) -> tuple[WorldDir, WorldChecks]:
                                  "fx_rates.csv, one directory per system and mappings/")
     pending = WorldChecks(world, [])
     try:
-        for s in world.systems:
+        for n, s in enumerate(world.systems):
+            if s == "bank" and n == len(world.systems) - 1:  # nothing is read after it: its parse can wait
+                bank = _start_bank(world, root / s)
+                if bank is not None:  # a statement that does not parse is a reading problem: raised first
+                    pending._checks.insert(0, bank)
+                continue
             _read_system(world, s)
             if s in world.api_systems:
                 pending._checks.append(_start_check(world, s))
