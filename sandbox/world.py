@@ -560,18 +560,27 @@ def _bank_entries(folder: Path) -> list[Path]:
     return [e for e in sorted(folder.iterdir()) if not e.name.startswith(".")]
 
 
-def _check_statement(entry: Path) -> None:
-    from connectors.statements import parse_bytes
+def _check_statement(entry: Path) -> tuple[str, str, tuple[str, list[Any]]]:
+    """Parse a statement file as the import will (under its file name); raises InputError naming the
+    file (its path). Returns ``(file hash, file name, the parse)``: see
+    :func:`connectors.statements.offer_parsed`."""
+    from connectors.statements import file_hash, parse_bytes
 
-    kind, _ = parse_bytes(entry.read_bytes(), str(entry))  # raises InputError naming the file
-    if kind != "camt053":
+    data = entry.read_bytes()
+    try:
+        parsed = parse_bytes(data, entry.name)
+    except InputError:
+        parse_bytes(data, str(entry))  # raises the error naming the file's path
+        raise
+    if parsed[0] != "camt053":
         raise _fail(entry, 1, "not a camt.053 statement (ISO 20022 XML)")
+    return file_hash(data), entry.name, parsed
 
 
 FORK_BANK_FROM = 1_000_000  # bytes of statements: a bank folder this large is parsed in a forked child
 
 
-def _start_bank(world: WorldDir, folder: Path) -> Pending[None] | None:
+def _start_bank(world: WorldDir, folder: Path) -> Pending[list[tuple[str, str, tuple[str, list[Any]]]]] | None:
     """The bank folder read last: its files listed here, their parse (the check that each is a
     camt.053 statement) started in a forked child when the statements are large — the same errors,
     raised by :meth:`WorldChecks.finish` before any readability problem (the order of a read). With a
@@ -587,9 +596,8 @@ def _start_bank(world: WorldDir, folder: Path) -> Pending[None] | None:
     return Pending(partial(_check_statements, entries))
 
 
-def _check_statements(entries: list[Path]) -> None:
-    for entry in entries:
-        _check_statement(entry)
+def _check_statements(entries: list[Path]) -> list[tuple[str, str, tuple[str, list[Any]]]]:
+    return [_check_statement(entry) for entry in entries]
 
 
 def _read_fx(path: Path) -> list[dict[str, Any]]:
@@ -668,15 +676,24 @@ class WorldChecks:
     """What is left of reading a world after :func:`open_world`: the readability checks running in
     forked children, then ``fx_rates.csv``."""
 
-    def __init__(self, world: WorldDir, checks: list[Pending[None]]) -> None:
+    def __init__(self, world: WorldDir, *, offer_statements: bool = False) -> None:
         self.world = world
-        self._checks = checks
+        self._checks: list[Pending[None]] = []
+        self._bank: Pending[list[tuple[str, str, tuple[str, list[Any]]]]] | None = None
+        self._offer = offer_statements
 
     def finish(self) -> None:
         """Wait for the checks and read ``fx_rates.csv``; raises what :func:`read_world` would."""
         from sandbox.forked import results
 
         try:
+            if self._bank is not None:  # a statement that does not parse is a reading problem: raised first
+                statements = self._bank.result()
+                if self._offer:  # the import of the bank folder then does not parse them again
+                    from connectors.statements import offer_parsed
+
+                    for digest, name, parsed in statements:
+                        offer_parsed(digest, name, parsed)
             results(self._checks)  # the first system's problem in order, as if checked one after the other
         finally:
             self.cancel()
@@ -686,17 +703,19 @@ class WorldChecks:
 
     def cancel(self) -> None:
         """Stop the checks still running (the world is not to be used)."""
-        for check in self._checks:
-            check.cancel()
+        for check in [self._bank, *self._checks]:
+            if check is not None:
+                check.cancel()
 
 
-def open_world(path: str | Path) -> tuple[WorldDir, WorldChecks]:
+def open_world(path: str | Path, *, offer_statements: bool = False) -> tuple[WorldDir, WorldChecks]:
     """:func:`read_world` in two steps: read every file (raising at the first problem found while
     reading), the readability checks of the large systems started in forked children; then
     :meth:`WorldChecks.finish`, which raises what :func:`read_world` would. Between the two a
     caller can prepare what needs the records (the emulators' indexes:
     ``sandbox.run.start_world_process``), but nothing may serve or load the world before ``finish()``
-    returned; a caller that does not call it calls ``cancel()``."""
+    returned; a caller that does not call it calls ``cancel()``. With ``offer_statements``, the bank
+    statements parsed by the check are offered to their import (:func:`connectors.statements.offer_parsed`)."""
     root = Path(path)
     if not root.is_dir():
         raise _fail(root, None, "world directory does not exist or is not a directory")
@@ -717,13 +736,11 @@ def open_world(path: str | Path) -> tuple[WorldDir, WorldChecks]:
                                      "not list; add it to systems or remove the directory")
         raise _fail(entry, None, "unknown file or directory in a world; a world holds world.yaml, "
                                  "fx_rates.csv, one directory per system and mappings/")
-    pending = WorldChecks(world, [])
+    pending = WorldChecks(world, offer_statements=offer_statements)
     try:
         for n, s in enumerate(world.systems):
             if s == "bank" and n == len(world.systems) - 1:  # nothing is read after it: its parse can wait
-                bank = _start_bank(world, root / s)
-                if bank is not None:  # a statement that does not parse is a reading problem: raised first
-                    pending._checks.insert(0, bank)
+                pending._bank = _start_bank(world, root / s)
                 continue
             _read_system(world, s)
             if s in world.api_systems:

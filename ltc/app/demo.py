@@ -196,10 +196,11 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     Returns the summary (``mapping``, ``identity``, ``reconcile``, ``reports``, ``as_of``) and the
     :class:`~ltc.app.pipeline.PipelineResult` as ``result``.
     """
+    from connectors.statements import forget_parsed
     from ltc.app.pipeline import run_pipeline
     from sandbox.world import open_world
 
-    world, checks = open_world(world_path)
+    world, checks = open_world(world_path, offer_statements=True)
 
     def ready() -> None:  # runs while the emulators' process builds their indexes
         checks.finish()
@@ -214,6 +215,7 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
                                   report_title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
     finally:
         checks.cancel()  # done with already, unless the emulators failed to start
+        forget_parsed()  # the statements the check parsed and the import did not use
     if result.failed_stage:
         raise LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")
     report = result.stage("report")

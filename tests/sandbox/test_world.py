@@ -329,10 +329,16 @@ def test_large_bank_statements_are_parsed_in_a_child_with_the_same_errors(tmp_pa
 
     monkeypatch.setattr(world_module, "FORK_BANK_FROM", 0)  # every bank folder is "large"
     world = copy("bank", tmp_path)
-    read, checks = open_world(world)
+    from connectors import statements
+
+    read, checks = open_world(world, offer_statements=True)
     assert [p.name for p in read.bank_files] == ["2026-10-31.xml"]
     checks.finish()
     assert read.fx_rates  # read by finish()
+    data = (world / "bank" / "2026-10-31.xml").read_bytes()
+    assert statements._PARSED == {(statements.file_hash(data), "2026-10-31.xml"):  # for the import to use
+                                  statements.parse_bytes(data, "2026-10-31.xml")}
+    statements.forget_parsed()
     (world / "bank" / "broken.xml").write_text("<Document><BkToCstmrStmt>")
     deferred = error(world)
     monkeypatch.setattr(world_module, "FORK_BANK_FROM", 10**12)
