@@ -288,6 +288,23 @@ def _first_impossible(values: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+_SF_STAMPS_SEEN: dict[str, bool] = {}  # a world repeats its stamps: each distinct text is parsed once
+
+
+def _sf_stamp_ok(stamp: str) -> bool:
+    ok = _SF_STAMPS_SEEN.get(stamp)
+    if ok is None:
+        try:
+            datetime.fromisoformat(re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", stamp.replace("Z", "+00:00")))
+            ok = True
+        except ValueError:
+            ok = False
+        if len(_SF_STAMPS_SEEN) >= _TEXT_SEEN_MAX:
+            _SF_STAMPS_SEEN.clear()
+        _SF_STAMPS_SEEN[stamp] = ok
+    return ok
+
+
 def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int) -> str:
     """The record's id (as text) after the per-system checks; raises InputError naming file:line."""
     bad = _first_impossible(rec)
@@ -322,11 +339,9 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
         stamp = rec.get("SystemModstamp")
         if not isinstance(stamp, str):
             raise _fail(where, n, f"record {rid}: SystemModstamp is missing (e.g. \"2026-10-01T12:00:00.000+0000\")")
-        try:
-            datetime.fromisoformat(re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", stamp.replace("Z", "+00:00")))
-        except ValueError:
+        if not _sf_stamp_ok(stamp):
             raise _fail(where, n, f"record {rid}: SystemModstamp {stamp!r} is not a datetime "
-                                  "(e.g. \"2026-10-01T12:00:00.000+0000\")") from None
+                                  "(e.g. \"2026-10-01T12:00:00.000+0000\")")
     elif system == "hubspot" and obj in HUBSPOT_CRM:
         if not isinstance(rec.get("properties"), dict):
             raise _fail(where, n, f"record {rid}: properties must be an object of property values (strings)")
