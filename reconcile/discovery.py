@@ -93,7 +93,9 @@ def _tokens(df: pl.DataFrame, field: str, whole: bool = True) -> pl.DataFrame:
     if whole:
         # a whole value ("SO 77", a metadata value) and each " | "-separated value of ref_text
         parts.append(base.select("id", pl.col("text").str.split(" | ").alias("value")).explode("value"))
-    out = _with_key(pl.concat(parts).drop_nulls("value"), "value")
+    # a key holds a digit, and only a value with a digit gives one (:func:`key_expr` keeps the digits): the others
+    # (words of a memo: most tokens) are dropped before the keys are computed
+    out = _with_key(pl.concat(parts).filter(pl.col("value").str.contains("[0-9]")), "value")
     # one row per (record, key): the fullest value that gave it (evidence reads "so 0042", not "0042")
     out = out.drop_nulls("key").sort([pl.col("value").str.len_chars(), pl.col("value")], descending=[True, False])
     return out.unique(["id", "key"], keep="first", maintain_order=True).select(
@@ -128,10 +130,17 @@ def _index_parts(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame)
         got = got.with_columns(_core_key(pl.col("target_value")).alias("key")) if by_system else _with_key(
             got, "target_value")
         got = _distinct(got.drop_nulls(["key", "target_id"]), ["key", "target_id"])
-        n = pl.len().over(["system", "key"] if by_system else "key").cast(pl.UInt32)
-        out[kind] = got.with_columns(n.alias("n")).select("key", "target_id", "target_value", "n",
+        out[kind] = got.with_columns(_count(got, ["system", "key"] if by_system else ["key"]).alias("n")).select("key", "target_id", "target_value", "n",
                                                           *(["system"] if by_system else []))
     return out
+
+
+def _count(df: pl.DataFrame, cols: list[str]) -> pl.Expr:
+    """The number of rows of ``df`` sharing each row's ``cols``: 1 everywhere when the rows' hashes of ``cols`` are
+    distinct (the usual case: a key names one record; distinct hashes prove distinct values), without grouping."""
+    if df.select(pl.struct(cols).hash(seed=7).n_unique()).item() == df.height:
+        return pl.lit(1, pl.UInt32)
+    return pl.len().over(cols).cast(pl.UInt32)
 
 
 def _distinct(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
@@ -156,21 +165,27 @@ class KeySet:
 
     hashes: np.ndarray | None  # None: searched as sorted strings
     keys: pl.Series
+    lengths: pl.Series | None = None  # the keys' byte lengths, distinct (a value of another length is not a key)
 
     @staticmethod
     def of(values: pl.Series) -> KeySet:
         keys = values.drop_nulls()
+        lengths = keys.str.len_bytes().unique()
         by_hash = pl.DataFrame({"k": keys, "h": keys.hash(seed=_KEY_SEED)}).sort("h")
         hashes = by_hash["h"].to_numpy()
         same = np.flatnonzero(hashes[1:] == hashes[:-1])  # a repeated key, or two keys of one hash
         if len(same):
             sorted_keys = by_hash["k"]
             if not (sorted_keys.gather(same) == sorted_keys.gather(same + 1)).all():
-                return KeySet(None, keys.unique().sort())
+                return KeySet(None, keys.unique().sort(), lengths)
             keep = np.ones(len(hashes), dtype=bool)
             keep[same + 1] = False
-            return KeySet(hashes[keep], sorted_keys.filter(pl.Series(keep)))
-        return KeySet(hashes, by_hash["k"])
+            return KeySet(hashes[keep], sorted_keys.filter(pl.Series(keep)), lengths)
+        return KeySet(hashes, by_hash["k"], lengths)
+
+    def may_contain(self, values: pl.Expr) -> pl.Expr:
+        """False where a value cannot be a key (its length is no key's): a cheap filter before :meth:`contains`."""
+        return pl.lit(True) if self.lengths is None else values.str.len_bytes().is_in(self.lengths.implode())
 
     def contains(self, values: pl.Series) -> pl.Series:
         """Whether each value is one of the keys (false for null)."""
@@ -334,6 +349,8 @@ def discover_payments(pay: pl.DataFrame, ix: Index, order_deal: pl.DataFrame) ->
         pay.select("id", pl.col("remittance").str.to_uppercase().str.extract_all(r"[A-Z0-9][A-Z0-9_/\-]+")
                    .alias("k")).explode("k"),
     ]).drop_nulls()
+    # the words of a memo ("Payment", "thank") are mostly not of an invoice number's length: not looked up
+    conf = conf.filter(ix.inv_keys.may_contain(pl.col("k")))
     conf = conf.filter(ix.inv_keys.contains(conf["k"])).select("id").unique()
     t_p = pay.join(conf, on="id", how="anti")
     p_tok = pl.concat([_tokens(t_p, f) for f in ("invoice_ref", "reference", "remittance", "ref_text")])

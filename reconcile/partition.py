@@ -76,37 +76,46 @@ def _node(kind: str, e: pl.Expr) -> pl.Expr:
 
 
 def _star(df: pl.DataFrame, nodes: list[pl.Expr], own: pl.Expr) -> tuple[pl.Series, list[pl.DataFrame]]:
-    """Row hubs (the first non-null node, else ``own``: the row alone) and the edges hub -> every other node."""
+    """Row hubs (the first non-null node, else ``own``: the row alone) and the edges hub -> every other node
+    (``a``: the row, whose hub it is; ``b``: the other node)."""
     named = [n.alias(f"n{i}") for i, n in enumerate(nodes)]
     st = df.select(*named, own.alias("own")).with_columns(
-        pl.coalesce([*(f"n{i}" for i in range(len(nodes))), "own"]).alias("hub"))
+        pl.coalesce([*(f"n{i}" for i in range(len(nodes))), "own"]).alias("hub"), _ROW)
     edges = [st.filter(pl.col(f"n{i}").is_not_null() & (pl.col(f"n{i}") != pl.col("hub")))
-             .select(pl.col("hub").alias("a"), pl.col(f"n{i}").alias("b")) for i in range(1, len(nodes))]
+             .select(pl.col("row").alias("a"), pl.col(f"n{i}").alias("b")) for i in range(1, len(nodes))]
     return st["hub"], edges
 
 
-def _dense(values: np.ndarray) -> tuple[np.ndarray, int]:
+#: a row's position in its table (an edge's ``a``: the row whose hub is that end)
+_ROW = pl.int_range(pl.len(), dtype=pl.UInt32).alias("row")
+
+
+def _dense(values: np.ndarray, pos_bits: int | None = None) -> tuple[np.ndarray, int]:
     """Dense ids (0..size-1) of 64-bit hashes, equal values equal ids: one sort of the values packed with
     their positions (no hash table, no arg-sort). Only the top ``64 - bits(len)`` bits of a value are
     kept, so two nodes may share an id: that can only merge two components (at 1M chains ~25M entries,
-    ~5.6M nodes, 39 bits: ~30 pairs of nodes in a run), never split one."""
+    ~5.6M nodes, 39 bits: ~30 pairs of nodes in a run), never split one. ``pos_bits``: the low bits dropped (by
+    default ``bits(len)``)."""
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype=np.int32), 0
     if n >= 2**31:
         raise ValueError("too many graph nodes for one pre-pass")
-    pos, new = _packed_groups(values)
+    pos, new = _packed_groups(values, pos_bits)
     ids = np.empty(n, dtype=np.int32)
     ids[pos] = np.cumsum(new, dtype=np.int32) - 1
     return ids, int(ids[pos[-1]]) + 1
 
 
-def _packed_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _packed_groups(values: np.ndarray, pos_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The positions of ``values`` in ascending order of their top ``64 - bits(len)`` bits (positions ascending
     among equal values), and whether each of them starts a new value. One sort of the values packed with their
     positions, by Polars (a third of NumPy's CPU time for 25M values)."""
     n = len(values)
-    pos_bits = max(1, int(n - 1).bit_length())
+    if pos_bits is None:
+        pos_bits = max(1, int(n - 1).bit_length())
+    elif n > 1 << pos_bits:
+        raise ValueError("positions do not fit the low bits")
     mask = np.uint64((1 << pos_bits) - 1)
     packed = values & ~mask
     packed |= np.arange(n, dtype=np.uint64)
@@ -121,26 +130,31 @@ def _packed_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos.view(np.int32), new
 
 
-def _components(edges: pl.DataFrame, hubs: list[pl.Series]) -> list[np.ndarray]:
+def _components(edges: list[tuple[str, pl.DataFrame]], hubs: dict[str, pl.Series]) -> list[np.ndarray]:
     """The component label of every hub (scipy's sparse connected components over the edges).
 
-    The hubs are ranked together with the edges' ends, so a hub that no edge touches is a component
-    of its own and no lookup join is needed.
+    ``edges``: (table, edges from its rows' hubs: ``a`` the row, ``b`` the other node). The hubs are ranked together
+    with the edges' other ends, so a hub that no edge touches is a component of its own and no lookup join is needed;
+    an edge's hub end is its row's rank (the hubs are not ranked twice). The low bits dropped are those of ranking
+    both ends and the hubs (what the ranks, so the labels and buckets, were before the hub ends were left out).
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    m = edges.height
-    both = pl.concat([edges["a"], edges["b"], *hubs]).to_numpy()
-    idx, size = _dense(both)
-    del both
-    graph = coo_matrix((np.ones(m, dtype=np.int8), (idx[:m], idx[m:2 * m])), shape=(size, size))
-    _, labels = connected_components(graph, directed=False)
-    out, at = [], 2 * m
-    for h in hubs:
-        out.append(labels[idx[at: at + len(h)]])
+    start, at = {}, 0
+    for name, h in hubs.items():
+        start[name] = at
         at += len(h)
-    return out
+    m = sum(df.height for _, df in edges)
+    ends = pl.concat([*hubs.values(), *(df["b"] for _, df in edges)]).to_numpy()
+    idx, size = _dense(ends, max(1, int(2 * m + at - 1).bit_length()))
+    del ends
+    rows = np.concatenate([df["a"].to_numpy().astype(np.int64) + start[name] for name, df in edges]) if edges else \
+        np.zeros(0, dtype=np.int64)
+    graph = coo_matrix((np.ones(m, dtype=np.int8), (idx[rows], idx[at:])), shape=(size, size))
+    del rows
+    _, labels = connected_components(graph, directed=False)
+    return [labels[idx[start[name]: start[name] + len(h)]] for name, h in hubs.items()]
 
 
 def _child_buckets(parent_ids: pl.Series, parent_bucket: pl.Series, keys: pl.Series, n: int) -> pl.Series:
@@ -201,14 +215,15 @@ def assign_buckets(src: Frames | Reader, n: int, lines: bool = True,
         "member_id", "cluster_id").unique("member_id", keep="first", maintain_order=True)
     c = lambda col: _node("c", pl.col(col))  # noqa: E731
     hubs: dict[str, pl.Series] = {}
-    edge_parts: list[pl.DataFrame] = [xref.select(_node("c", pl.col("member_id")).alias("a"),
-                                                  _node("c", pl.col("cluster_id")).alias("b"))
-                                      .filter(pl.col("a").is_not_null() & pl.col("b").is_not_null())]
+    # an edge's ``a``: the row (of that table) whose hub is that end (a cross-ref's hub is its member's node)
+    edge_parts: list[tuple[str, pl.DataFrame]] = [("cross_ref", xref.select(
+        _ROW.alias("a"), _node("c", pl.col("member_id")).alias("m"), _node("c", pl.col("cluster_id")).alias("b"))
+        .filter(pl.col("m").is_not_null() & pl.col("b").is_not_null()).drop("m"))]
 
     def add(name: str, df: pl.DataFrame, nodes: list[pl.Expr], own: str = "r") -> None:
         hub, edges = _star(df, nodes, _node(own, pl.col("id")))
         hubs[name] = hub
-        edge_parts.extend(edges)
+        edge_parts.extend((name, e) for e in edges)
 
     acct = read("account", ["id", "name"]).with_columns(_nname("name").alias("name"))
     if names is not None:
@@ -235,20 +250,18 @@ def assign_buckets(src: Frames | Reader, n: int, lines: bool = True,
                          .otherwise(_node("n", pl.col("payer_name"))), _node("d", _norm("deal_ref"))], own="p")
     # payment -> invoice numbers it names (invoice_ref, remittance tokens): edges from the payment's hub
     tok = pl.concat([
-        pay.select(hubs["payment"].alias("a"), _node("i", _norm("invoice_ref")).alias("b")),
-        pay.select(hubs["payment"].alias("a"), pl.col("remittance").str.to_uppercase().str.extract_all(_TOKEN)
+        pay.select(_ROW.alias("a"), _node("i", _norm("invoice_ref")).alias("b")),
+        pay.select(_ROW.alias("a"), pl.col("remittance").str.to_uppercase().str.extract_all(_TOKEN)
                    .alias("b")).explode("b").with_columns(_node("i", pl.col("b")).alias("b")),
     ]).filter(pl.col("b").is_in(invoice_keys.implode()))
-    edge_parts.append(tok)
-    edge_parts.append(pay.select(hubs["payment"].alias("a"), pl.col("found_invoice_ids").alias("b")).explode("b")
-                      .drop_nulls("b").with_columns(_node("r", pl.col("b")).alias("b")))
+    edge_parts.append(("payment", tok))
+    edge_parts.append(("payment", pay.select(_ROW.alias("a"), pl.col("found_invoice_ids").alias("b")).explode("b")
+                      .drop_nulls("b").with_columns(_node("r", pl.col("b")).alias("b"))))
     del pay, tok
     hubs["cross_ref"] = xref.select(pl.coalesce(_node("c", pl.col("member_id")), _node("r", pl.col("cluster_id")),
                                                 pl.lit(0, pl.UInt64)))["member_id"]
-    edges = pl.concat(edge_parts)
+    labels = _components(edge_parts, hubs)
     edge_parts.clear()
-    labels = _components(edges, list(hubs.values()))
-    del edges
     out = {name: pl.Series(name, (lab % n).astype(np.uint32)) for name, lab in zip(hubs, labels, strict=True)}
     for name, parent, key in _LINES if lines else ():
         out[name] = _child_buckets(read(parent, ["id"])["id"], out[parent], read(name, [key])[key], n)

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reconcile.discovery import RULES, KeySet, _distinct, discover, discover_directory
+from reconcile.discovery import RULES, KeySet, _count, _distinct, _tokens, discover, discover_directory
 from reconcile.frames import Frames, conform
 from sandbox.scenario import generate
 
@@ -125,6 +125,27 @@ def test_key_set_finds_exactly_its_strings() -> None:
     # the string search (two keys of one hash) gives the same answers
     assert KeySet(None, keys.drop_nulls().unique().sort()).contains(asked).to_list() == want
     assert KeySet.of(keys.clear()).contains(asked).to_list() == [False] * len(asked)
+
+
+def test_key_set_may_contain_only_drops_values_of_no_key_length() -> None:
+    keys = KeySet.of(pl.Series(["INV-1", "SO-0042", None], dtype=pl.String))
+    asked = pl.Series(["INV-2", "PAYMENT", "SO-0042", "YOU", None], dtype=pl.String)
+    assert pl.select(keys.may_contain(pl.lit(asked))).to_series().to_list() == [True, True, True, False, None]
+    assert KeySet(None, asked).may_contain(pl.lit(asked)).meta.output_name() == "literal"  # no lengths: no filter
+
+
+def test_index_counts_targets_sharing_a_key() -> None:
+    df = pl.DataFrame({"key": ["A1", "B2", "A1", "C3"]})
+    assert df.select(_count(df, ["key"]).alias("n")).to_series().to_list() == [2, 1, 2, 1]
+    uniq = df.unique("key", maintain_order=True)
+    assert uniq.with_columns(_count(uniq, ["key"]).alias("n"))["n"].to_list() == [1, 1, 1]
+    assert uniq.with_columns(_count(uniq, ["key"]).alias("n"))["n"].dtype == pl.UInt32
+
+
+def test_tokens_without_a_digit_give_no_key() -> None:
+    df = pl.DataFrame({"id": ["p1", "p2"], "remittance": ["Payment INV-0042 thank you", "thanks, no number"]})
+    got = _tokens(df, "remittance")
+    assert set(got["key"].to_list()) == {"0042", "PAYMENTINV0042THANKYOU"} and got["id"].to_list() == ["p1", "p1"]
 
 
 def test_distinct_drops_repeated_rows_only() -> None:

@@ -75,6 +75,19 @@ def test_dense_ids_are_equal_exactly_for_equal_hashes() -> None:
     assert len(set(first.values())) == size  # ... and one value per id
 
 
+def test_dense_ids_with_more_low_bits_dropped_are_ranks_of_the_kept_bits() -> None:
+    # the components rank the hubs and the edges' other ends with the low bits of all their ends dropped
+    rng = np.random.default_rng(4)
+    sample = rng.integers(0, 2**63, 3000, dtype=np.uint64)
+    sample = np.concatenate([sample, sample[:500] ^ np.uint64(1)])  # differ in a low bit only
+    ids, size = _dense(sample, 20)
+    top = sample >> np.uint64(20)
+    assert size == len(np.unique(top))
+    assert np.array_equal(ids, np.searchsorted(np.unique(top), top))
+    with pytest.raises(ValueError):
+        _dense(sample, 10)  # the positions would not fit
+
+
 def _lines(seed: int) -> tuple[pl.Series, pl.Series, pl.Series]:
     """Parent ids (some repeated, one null) with their buckets, and line keys: parents' ids, orphans, nulls."""
     rng = np.random.default_rng(seed)
