@@ -24,7 +24,7 @@ import contextlib
 import functools
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -254,22 +254,22 @@ def _buckets(store: Store, partitions: int | None) -> int:
     return buckets_for(rows)
 
 
-#: the bulk writers of the runs under way in this process (run id -> writer, buckets handed to it, a lock)
-_WRITERS: dict[str, tuple[columnar.BulkWriter, set[int], threading.Lock]] = {}
+#: the bulk writers of the runs under way in this process (run id -> writer, files handed to it, a lock)
+_WRITERS: dict[str, tuple[columnar.BulkWriter, set[str], threading.Lock]] = {}
 
 
 def _written(run_id: str, out: Path, k: int) -> None:
-    """Bucket ``k``'s links and allocations are on disk: hand them to the run's writer (once; a no-op in a
-    process other than the driver's, where the driver hands them over when the bucket's summary arrives)."""
+    """Links or allocations of bucket ``k`` are on disk: hand those not handed yet to the run's writer (a bucket run
+    here hands its links in two parts, :func:`reconcile.stream.run_bucket`; a no-op in a process other than the
+    driver's, where the driver hands them over when the bucket's summary arrives)."""
     got = _WRITERS.get(run_id)
     if got is None:
         return
     writer, done, lock = got
     with lock:
-        if k in done:
-            return
-        done.add(k)
-        writer.add(_link_jobs(out, run_id, [k]))
+        jobs = _link_jobs(out, run_id, [k], skip=done)
+        done.update(f for j in jobs for f in j.files)
+        writer.add(jobs)
 
 
 def _input_rows(src: Path) -> int:
@@ -278,12 +278,19 @@ def _input_rows(src: Path) -> int:
                for name in ("deal", "order", "invoice", "payment") if (p := src / f"{name}.parquet").exists())
 
 
-def _link_jobs(out: Path, run_id: str, buckets: Iterable[int] | None = None) -> list[columnar.Load]:
-    """The links and allocations of the buckets (default: all of them) as bulk-write jobs."""
+def _parts(folder: Path, k: int) -> list[Path]:
+    """Bucket ``k``'s files of one result frame, in their order (``<k>.parquet``, then ``<k>-1.parquet``, …)."""
+    first = folder / f"{k:05d}.parquet"
+    rest = sorted(folder.glob(f"{k:05d}-*.parquet"), key=lambda p: int(p.stem.partition("-")[2]))
+    return [first, *rest] if first.exists() else rest
+
+
+def _link_jobs(out: Path, run_id: str, buckets: Iterable[int] | None = None,
+               skip: Collection[str] = ()) -> list[columnar.Load]:
+    """The links and allocations of the buckets (default: all of them) as bulk-write jobs (but ``skip``'s files)."""
     def files(name: str) -> tuple[str, ...]:
-        if buckets is None:
-            return tuple(str(p) for p in sorted((out / name).glob("*.parquet")))
-        return tuple(str(p) for k in buckets if (p := out / name / f"{k:05d}.parquet").exists())
+        ks = buckets if buckets is not None else sorted({int(p.name[:5]) for p in (out / name).glob("*.parquet")})
+        return tuple(str(p) for k in ks for p in _parts(out / name, k) if str(p) not in skip)
 
     return [columnar.Load(columnar.shape(t), files(name), {"run_id": run_id}, {"evidence": "text"})
             for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))]
