@@ -232,7 +232,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         committed = pool.submit(writer.finish, False)
         try:
             at = now()
-            found = lifecycle.prepare(res.exceptions, run_id, at)
+            found = lifecycle.prepare(res.exceptions, run_id, at, store.engine.dialect)
             clock("lifecycle rows made (the links committed meanwhile)")
         finally:
             committed.result()
