@@ -6,10 +6,11 @@ customer cluster and reconciled bucket by bucket (:mod:`reconcile.stream`), so m
 bucket at any size; each bucket's result frames and KPI inputs go to the scratch directory and the KPIs
 are computed from them. The links and allocations of the previous run are replaced at once (bulk: ADBC ingest in
 the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`): each bucket's rows are
-appended as soon as the bucket has written them, while the next bucket is computed (PostgreSQL: in one transaction,
+appended as soon as the bucket has written them (most of them before its checks run), while it and the next bucket
+are computed (PostgreSQL: in one transaction,
 the old rows deleted during the pre-pass; SQLite: to fresh tables, each bucket committed and checkpointed on its
 own, swapped in for the old ones in one transaction with their indexes); the commit follows the last bucket (this
-process makes the exception lifecycle's rows meanwhile), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
+process makes the exception lifecycle's rows meanwhile, converted for the driver: :func:`reconcile.lifecycle.prepare`), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
 the tables reference discovery does not read are exported while it runs. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
 lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
@@ -203,8 +204,10 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result if later else None)
         clock("pre-pass + spill" + (" (the other tables exported meanwhile)" if meanwhile else ""))
 
-        # a bucket run in this process hands its links to the writer as soon as they are on disk (before its
-        # other frames and KPI inputs are written); one run elsewhere (a Dask worker) when its summary comes back
+        # a bucket run in this process hands its links to the writer as soon as they are on disk: its order, invoice
+        # and payment links and its allocations before its checks run (they are written meanwhile), the quote and
+        # delivery links after them (reconcile.stream.run_bucket); one run elsewhere (a Dask worker) when its
+        # summary comes back
         _WRITERS[run_id] = (writer, set(), threading.Lock())
 
         def one(k: int) -> Any:
