@@ -44,6 +44,12 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _peak_mb() -> float:
+    """The peak resident set of this process or of its largest child that ended (Linux: kB)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return max(me.ru_maxrss, kids.ru_maxrss) / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chains", type=int, default=5000)
@@ -71,7 +77,8 @@ def main() -> None:
         stages = out["result"].stages
         print(f"read_world_s={secs - sum(s.seconds for s in stages):.2f} "
               + " ".join(f"{s.name}_s={s.seconds:.2f}" for s in stages if s.name != "notify")
-              + f" replay_cpu_s={cpu:.2f} (this process and its forked children) load={os.getloadavg()[0]:.2f}")
+              + f" replay_cpu_s={cpu:.2f} (this process and its forked children) load={os.getloadavg()[0]:.2f} "
+              f"peak_rss_mb={_peak_mb():.0f} (the largest of this process and its children)")
         with store.engine.connect() as conn:
             records = int(conn.execute(sa.select(sa.func.count()).select_from(raw_record)).scalar_one())
             found = {r[0] for r in conn.execute(sa.select(recon_exception.c.fingerprint))}

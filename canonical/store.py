@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import chain
 from typing import Any, TypeVar
 
 import orjson
@@ -256,10 +257,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-_LINEAGE_SQL = {
-    "sqlite": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-    "postgresql": "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-}
+_LINEAGE_SQLITE = "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 _UPSERT_CACHE: dict[tuple[str, str], tuple[str, Any]] = {}
 
 
@@ -358,6 +356,43 @@ def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, Any]:
         sql = f'INSERT INTO "{table.name}" ({cols}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}'
         _UPSERT_CACHE[key] = (sql, _row_params(table, dialect))
     return _UPSERT_CACHE[key]
+
+
+# SQLite: rows go as multi-row ``VALUES`` statements. The work of one statement runs in one
+# ``sqlite3_step`` without the GIL; ``executemany`` takes the GIL back after every row, which a busy
+# mapping thread makes wait up to a switch interval each time (the two threads then take turns
+# instead of overlapping). Statements have one of a few sizes, so that each is prepared once and
+# found in the connection's statement cache; at most _SQLITE_VARIABLES parameters each (the lowest
+# limit a SQLite build may have).
+_SQLITE_ROWS = (1024, 256, 64, 16, 4, 1)
+_SQLITE_VARIABLES = 32766
+_MULTI_CACHE: dict[tuple[str, int], str] = {}
+
+
+def _multi_row(sql: str, rows: int) -> str:
+    """``sql`` (an ``INSERT ... VALUES (?, ...) [ON CONFLICT ...]`` of one row) for ``rows`` rows."""
+    key = (sql, rows)
+    if key not in _MULTI_CACHE:
+        head, rest = sql.split(" VALUES (", 1)
+        one, tail = rest.split(")", 1)
+        _MULTI_CACHE[key] = f"{head} VALUES {', '.join([f'({one})'] * rows)}{tail}"
+    return _MULTI_CACHE[key]
+
+
+def _sqlite_insert(conn: Connection, sql: str, params: Sequence[tuple[Any, ...]]) -> None:
+    """Run the one-row insert ``sql`` for every parameter tuple, in multi-row statements, in order
+    (a later row of the same key wins, as with one statement per row)."""
+    if not params:
+        return
+    width = len(params[0])
+    i, n = 0, len(params)
+    for size in _SQLITE_ROWS:
+        if size * width > _SQLITE_VARIABLES:
+            continue
+        while n - i >= size:
+            chunk = params[i : i + size]
+            conn.exec_driver_sql(_multi_row(sql, size), tuple(chain.from_iterable(chunk)))
+            i += size
 
 
 # PostgreSQL: rows go as one column array per column (``INSERT ... SELECT FROM unnest(...)``):
@@ -764,7 +799,8 @@ class Store:
         """Idempotent bulk upsert of canonical rows (keyed on the deterministic ``id``) plus lineage.
 
         Rows are sent at the driver level with per-column converters prepared once per table (the
-        same checks as the column types: no float amounts, no naive instants), like raw landing.
+        same checks as the column types: no float amounts, no naive instants), like raw landing; on
+        PostgreSQL as column arrays, on SQLite as multi-row statements (:func:`_sqlite_insert`).
         """
         if not rows:
             return 0
@@ -779,7 +815,6 @@ class Store:
             if links:
                 conn.exec_driver_sql(_LINEAGE_UNNEST, tuple(_columns(links)))
             return len(rows)
-        conn.exec_driver_sql(sql, to_params(rows))
-        if links:
-            conn.exec_driver_sql(_LINEAGE_SQL[conn.dialect.name], links)
+        _sqlite_insert(conn, sql, to_params(rows))
+        _sqlite_insert(conn, _LINEAGE_SQLITE, links)
         return len(rows)

@@ -103,6 +103,26 @@ def parse_bytes(data: bytes, name: str) -> tuple[str, list[ParsedStatement]]:
     return kind, parser(data, name)
 
 
+# Parses done elsewhere of files about to be imported: (file hash, name) -> parse_bytes' answer.
+_PARSED: dict[tuple[str, str], tuple[str, list[ParsedStatement]]] = {}
+_PARSED_MAX = 64  # files: an offer nobody imports never holds more than this
+
+
+def offer_parsed(digest: str, name: str, parsed: tuple[str, list[ParsedStatement]]) -> None:
+    """Hand over ``parse_bytes(data, name)`` of a file whose bytes hash to ``digest`` (:func:`file_hash`),
+    parsed elsewhere (a world's check of its bank folder): the next import of those bytes under that
+    name uses it once instead of parsing them again. The parse is a function of the bytes and the name
+    alone, so the import is the same."""
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[digest, name] = parsed
+
+
+def forget_parsed() -> None:
+    """Drop the parses offered and not used."""
+    _PARSED.clear()
+
+
 def _imported_files(cursor: Any) -> dict[str, str]:
     return dict(cursor.get("files", {})) if isinstance(cursor, dict) else {}
 
@@ -129,7 +149,8 @@ def import_bytes(
 ) -> FileResult:
     """Parse and land one statement file (see the module docstring). InputError for a bad file."""
     digest = file_hash(data)
-    kind, statements = parse_bytes(data, name)
+    offered = _PARSED.pop((digest, name), None)
+    kind, statements = offered if offered is not None else parse_bytes(data, name)
     result = FileResult(path=path or Path(name), file_hash=digest, format=kind)
     cursor = store.get_cursor(source, STREAM)
     rejected: list[Rejected] = []

@@ -186,7 +186,8 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
         links_ready(0, pl.concat(first, how="vertical_relaxed"), allocations)
     clock("settlement")
     chains = check_chains(fr, orders, s, as_of, ident.acct)
-    quote_ex, quote_links = check_quotes(fr.quote, fr.quote_line, fr.contract, orders.deal, fr.deal_line, orders.order, s)
+    quote_ex, quote_links = check_quotes(fr.quote, fr.quote_line, fr.contract, orders.deal, fr.deal_line, orders.order, s,
+                                         orders.unique_keys)
     delivery_ex, delivery_links = check_deliveries(fr.delivery, orders.order, invoices.inv, s, as_of)
     billing = check_billing(fr, orders, invoices, chains, s, as_of)
     # goods out and never billed is the more specific fact: the order is not also "ordered, not invoiced"

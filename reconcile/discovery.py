@@ -181,7 +181,12 @@ class KeySet:
             pos = keys.search_sorted(values.fill_null(""), side="left").clip(0, len(keys) - 1)
             return ((keys.gather(pos) == values) & values.is_not_null()).fill_null(False).rename(values.name)
         hashes = values.hash(seed=_KEY_SEED).to_numpy()
-        at = np.searchsorted(self.hashes, hashes).clip(0, len(keys) - 1)
+        # searched in ascending order (then put back): sorted needles walk the index in order, several times
+        # faster than random probes into a table of millions
+        order = np.argsort(hashes)
+        at = np.empty(len(hashes), dtype=np.intp)
+        at[order] = np.searchsorted(self.hashes, hashes[order])
+        at = at.clip(0, len(keys) - 1)
         hit = np.flatnonzero(self.hashes[at] == hashes)
         out = np.zeros(len(values), dtype=bool)
         out[hit] = (keys.gather(at[hit]) == values.gather(hit)).fill_null(False).to_numpy()

@@ -28,6 +28,7 @@ import polars as pl
 
 from canonical.names import name_key
 from reconcile.frames import SCHEMAS, Frames, conform, with_inverse_rates
+from reconcile.stages.expr import NAME_KEY
 
 _TOKEN = r"[A-Z0-9][A-Z0-9_/\-]+"
 
@@ -180,15 +181,20 @@ def _first_parent(parent_ids: pl.Series, keys: pl.Series) -> np.ndarray:
 
 
 def _child_buckets_joined(parent_ids: pl.Series, parent_bucket: pl.Series, keys: pl.Series, n: int) -> pl.Series:
-    """:func:`_child_buckets` by a join on the strings."""
-    pb = pl.DataFrame({"k": parent_ids, "b": parent_bucket}).unique("k", keep="first", maintain_order=True)
+    """:func:`_child_buckets` by a join on the strings (only the parents of those ids are looked at: the keys are
+    the few whose hashes clashed)."""
+    pb = pl.DataFrame({"k": parent_ids, "b": parent_bucket}).filter(pl.col("k").is_in(keys.implode())).unique(
+        "k", keep="first", maintain_order=True)
     got = keys.rename("k").to_frame().join(pb, on="k", how="left", maintain_order="left")
     return got.select(pl.coalesce("b", (pl.col("k").hash(seed=5) % n).cast(pl.UInt32)))["b"]
 
 
-def assign_buckets(src: Frames | Reader, n: int, lines: bool = True) -> dict[str, pl.Series]:
+def assign_buckets(src: Frames | Reader, n: int, lines: bool = True,
+                   names: dict[str, pl.Series] | None = None) -> dict[str, pl.Series]:
     """Bucket (0..n-1) of every row of the deal, order, invoice, payment, account, line and
-    cross-ref frames, in their row order (``cross_ref``: its account rows, first per member)."""
+    cross-ref frames, in their row order (``cross_ref``: its account rows, first per member).
+    ``names``: filled with the name keys the pre-pass computes (:data:`NAME_KEY`), in row order: ``account``
+    (of every account's name), ``payment`` (of the payer's name where the payment has no account, else null)."""
     read = frames_reader(src) if isinstance(src, Frames) else src
     # accounts and clusters share one node space: an account id is its own cluster unless cross-ref'd
     xref = read("cross_ref", ["entity", "member_id", "cluster_id"]).filter(pl.col("entity") == "account").select(
@@ -205,6 +211,8 @@ def assign_buckets(src: Frames | Reader, n: int, lines: bool = True) -> dict[str
         edge_parts.extend(edges)
 
     acct = read("account", ["id", "name"]).with_columns(_nname("name").alias("name"))
+    if names is not None:
+        names["account"] = acct["name"].rename(NAME_KEY)
     add("account", acct, [c("id"), _node("n", pl.when(pl.col("name") != "").then(pl.col("name")))])
     del acct
     add("deal", read("deal", ["id", "account_id", "source_id"]), [c("account_id"), _node("d", _norm("source_id"))])
@@ -221,6 +229,8 @@ def assign_buckets(src: Frames | Reader, n: int, lines: bool = True) -> dict[str
     # the payer's name key only where the payment has no account, computed once (a node reads its value twice: a
     # Python name key would run twice)
     pay = pay.with_columns(_nname(pl.when(pl.col("account_id").is_null()).then(pl.col("payer_name"))).alias("payer_name"))
+    if names is not None:
+        names["payment"] = pay["payer_name"].rename(NAME_KEY)
     add("payment", pay, [pl.when(pl.col("account_id").is_not_null()).then(c("account_id"))
                          .otherwise(_node("n", pl.col("payer_name"))), _node("d", _norm("deal_ref"))], own="p")
     # payment -> invoice numbers it names (invoice_ref, remittance tokens): edges from the payment's hub
@@ -277,7 +287,8 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
     """Write each bucket's rows of every table to ``directory/<k>/<table>.parquet`` (one table in memory at a time;
     :func:`write_scratch`: the fastest to write and read back)."""
     root = Path(directory)
-    b = assign_buckets(read, n, lines=False)
+    names: dict[str, pl.Series] = {}
+    b = assign_buckets(read, n, lines=False, names=names)
     for k in range(n):
         (root / str(k)).mkdir(parents=True, exist_ok=True)
     parents: dict[str, tuple[pl.Series, pl.Series]] = {}
@@ -285,6 +296,8 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
         df = read(name, [c for c in SCHEMAS[name] if c not in NOT_READ.get(name, ())])
         if name == "cross_ref":
             df = _xref_rows(df)
+        if name in names:  # the name keys go with the rows: a bucket does not compute them again
+            df = df.with_columns(names.pop(name))
         for line, parent, key in _LINES:
             if line == name:
                 b[name] = _child_buckets(*parents[parent], df[key], n)
@@ -335,7 +348,10 @@ def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) 
         if f.name in shared:
             out[f.name] = shared[f.name]
         elif path.exists():
-            out[f.name] = conform(f.name, pl.read_parquet(path))
+            df = pl.read_parquet(path)
+            out[f.name] = conform(f.name, df)
+            if NAME_KEY in df.columns:  # the pre-pass's name keys (:func:`spill`), for the stages that use them
+                out[f.name] = out[f.name].with_columns(df[NAME_KEY])
         else:
             out[f.name] = conform(f.name, None)
     return Frames(**out)

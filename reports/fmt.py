@@ -29,6 +29,7 @@ from reports.cells import clean_text
 
 DASH = "—"
 _MAX_DIGITS = 400  # past this many integer digits an amount is written in scientific notation
+_MONEY_MEMO = 100_000  # amounts a formatter remembers the text of
 
 
 def _context(value: Decimal) -> decimal.Context:
@@ -45,9 +46,13 @@ def _sane(value: Decimal) -> bool:
 class Formatter:
     locale: str = "en_US"
     _loc: Locale = field(init=False, repr=False, compare=False)
+    # money() by (amount's text, currency): a report writes the same amounts many times over (a chain's
+    # records, its totals, its exceptions), and Babel's formatting is the report's largest cost
+    _money: dict[tuple[str, str | None], str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_loc", Locale.parse(self.locale))
+        object.__setattr__(self, "_money", {})
 
     @property
     def language(self) -> str:
@@ -57,6 +62,15 @@ class Formatter:
         """An amount with its currency, rounded to the currency's decimals for display."""
         if amount is None:
             return DASH
+        key = (str(amount), currency)  # the text, not the value: Decimal("-0") == 0 is written "-$0.00"
+        known = self._money.get(key)
+        if known is None:
+            if len(self._money) >= _MONEY_MEMO:
+                self._money.clear()
+            known = self._money[key] = self._format_money(amount, currency)
+        return known
+
+    def _format_money(self, amount: Any, currency: str | None) -> str:
         value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
         if not _sane(value):
             return f"{value:E} {currency or ''}".strip()

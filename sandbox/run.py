@@ -67,13 +67,30 @@ def start_world(world: WorldDir) -> dict[str, RunningServer]:
     """One emulator per API system of ``world`` (every system but ``bank``), each on a free loopback
     port, accepting the credentials of :data:`WORLD_ACCESS`. The world is validated already
     (:func:`sandbox.world.read_world`), so nothing is served from a half-valid world."""
+    return _serve_built(_build_world_apps(world))
+
+
+def _build_world_apps(world: WorldDir) -> dict[str, Any]:
+    """The ASGI app of each API system of ``world``, seeded (their indexes built)."""
     from sandbox.world import jiandaoyun_app
 
     def records(kind: str) -> Any:
         return jiandaoyun_app(world) if kind == "jiandaoyun" else world.records.get(kind, {})
 
-    return _serve_all({kind: partial(world_app, kind, records(kind), **WORLD_ACCESS[kind]["app"])
-                       for kind in world.api_systems})
+    return {kind: world_app(kind, records(kind), **WORLD_ACCESS[kind]["app"]) for kind in world.api_systems}
+
+
+def _serve_built(apps: dict[str, Any]) -> dict[str, RunningServer]:
+    """Serve each built app on a free loopback port; if one fails, the ones started are stopped."""
+    servers: dict[str, RunningServer] = {}
+    try:
+        for kind, app in apps.items():
+            servers[kind] = serve(app, tls=kind in TLS_KINDS)
+    except Exception:
+        for srv in servers.values():
+            srv.stop()
+        raise
+    return servers
 
 
 @dataclass
@@ -100,18 +117,28 @@ class ForkedServer:
 _STARTUP_S = 120.0  # building the emulators' indexes of a large world takes a while
 
 
-def start_world_process(world: WorldDir) -> dict[str, Served]:
+def start_world_process(world: WorldDir, ready: Callable[[], None] | None = None) -> dict[str, Served]:
     """:func:`start_world` in a forked child process: the emulators' work (encoding pages, the
     vendors' paging and query logic, HTTP) then runs beside the connectors, on another core, not
     taking turns with them for this process's GIL. What they serve is the same: the child inherits
     the world as read. Where forking is not available (:func:`canonical.forking.forks`), the emulators run in this
-    process."""
+    process.
+
+    ``ready()`` (e.g. :meth:`sandbox.world.WorldChecks.finish`) runs here while the child builds the
+    emulators' indexes; the child serves only once it returned. If it raises, the child is stopped
+    and its exception raised: nothing was served."""
     from canonical.forking import forks, start_child
 
     if not forks():
+        if ready is not None:
+            ready()
         return dict(start_world(world))
     process, mine = start_child(_serve_forked, world, name="ltc-world-emulators", duplex=True)
     try:
+        if ready is not None:
+            ready()
+        with contextlib.suppress(OSError):  # the child ended already (its error is in the pipe)
+            mine.send("serve")
         if not mine.poll(_STARTUP_S):
             raise RuntimeError(f"the world's emulators did not start within {_STARTUP_S:.0f} s")
         started = mine.recv()
@@ -128,9 +155,20 @@ def start_world_process(world: WorldDir) -> dict[str, Served]:
 
 
 def _serve_forked(world: WorldDir, conn: Any) -> None:
-    """The forked child: serve the world until the parent says stop or goes away."""
+    """The forked child: build the emulators, serve them once the parent says so, until it says
+    stop or goes away."""
     try:
-        servers = start_world(world)
+        apps = _build_world_apps(world)
+    except BaseException as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
+    try:
+        if conn.recv() != "serve":
+            return
+    except (EOFError, OSError):  # the parent went away (or the world failed its checks)
+        return
+    try:
+        servers = _serve_built(apps)
     except BaseException as exc:
         conn.send(f"{type(exc).__name__}: {exc}")
         return

@@ -288,6 +288,23 @@ def _first_impossible(values: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+_SF_STAMPS_SEEN: dict[str, bool] = {}  # a world repeats its stamps: each distinct text is parsed once
+
+
+def _sf_stamp_ok(stamp: str) -> bool:
+    ok = _SF_STAMPS_SEEN.get(stamp)
+    if ok is None:
+        try:
+            datetime.fromisoformat(re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", stamp.replace("Z", "+00:00")))
+            ok = True
+        except ValueError:
+            ok = False
+        if len(_SF_STAMPS_SEEN) >= _TEXT_SEEN_MAX:
+            _SF_STAMPS_SEEN.clear()
+        _SF_STAMPS_SEEN[stamp] = ok
+    return ok
+
+
 def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int) -> str:
     """The record's id (as text) after the per-system checks; raises InputError naming file:line."""
     bad = _first_impossible(rec)
@@ -322,11 +339,9 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
         stamp = rec.get("SystemModstamp")
         if not isinstance(stamp, str):
             raise _fail(where, n, f"record {rid}: SystemModstamp is missing (e.g. \"2026-10-01T12:00:00.000+0000\")")
-        try:
-            datetime.fromisoformat(re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", stamp.replace("Z", "+00:00")))
-        except ValueError:
+        if not _sf_stamp_ok(stamp):
             raise _fail(where, n, f"record {rid}: SystemModstamp {stamp!r} is not a datetime "
-                                  "(e.g. \"2026-10-01T12:00:00.000+0000\")") from None
+                                  "(e.g. \"2026-10-01T12:00:00.000+0000\")")
     elif system == "hubspot" and obj in HUBSPOT_CRM:
         if not isinstance(rec.get("properties"), dict):
             raise _fail(where, n, f"record {rid}: properties must be an object of property values (strings)")
@@ -549,17 +564,55 @@ def _check_jiandaoyun(world: WorldDir) -> None:
 
 
 def _read_bank(world: WorldDir, folder: Path) -> None:
-    from connectors.statements import parse_bytes
-
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
+    for entry in _bank_entries(folder):
         if not entry.is_file() or entry.suffix.lower() != ".xml":
             raise _fail(entry, None, "unknown bank file; the bank directory holds camt.053 statements (*.xml)")
-        kind, _ = parse_bytes(entry.read_bytes(), str(entry))  # raises InputError naming the file
-        if kind != "camt053":
-            raise _fail(entry, 1, "not a camt.053 statement (ISO 20022 XML)")
+        _check_statement(entry)
         world.bank_files.append(entry)
+
+
+def _bank_entries(folder: Path) -> list[Path]:
+    return [e for e in sorted(folder.iterdir()) if not e.name.startswith(".")]
+
+
+def _check_statement(entry: Path) -> tuple[str, str, tuple[str, list[Any]]]:
+    """Parse a statement file as the import will (under its file name); raises InputError naming the
+    file (its path). Returns ``(file hash, file name, the parse)``: see
+    :func:`connectors.statements.offer_parsed`."""
+    from connectors.statements import file_hash, parse_bytes
+
+    data = entry.read_bytes()
+    try:
+        parsed = parse_bytes(data, entry.name)
+    except InputError:
+        parse_bytes(data, str(entry))  # raises the error naming the file's path
+        raise
+    if parsed[0] != "camt053":
+        raise _fail(entry, 1, "not a camt.053 statement (ISO 20022 XML)")
+    return file_hash(data), entry.name, parsed
+
+
+FORK_BANK_FROM = 1_000_000  # bytes of statements: a bank folder this large is parsed in a forked child
+
+
+def _start_bank(world: WorldDir, folder: Path) -> Pending[list[tuple[str, str, tuple[str, list[Any]]]]] | None:
+    """The bank folder read last: its files listed here, their parse (the check that each is a
+    camt.053 statement) started in a forked child when the statements are large — the same errors,
+    raised by :meth:`WorldChecks.finish` before any readability problem (the order of a read). With a
+    file that is not a statement, or small statements, the folder is read here (:func:`_read_bank`)."""
+    from sandbox.forked import Pending
+
+    entries = _bank_entries(folder)
+    if not all(e.is_file() and e.suffix.lower() == ".xml" for e in entries) \
+            or sum(e.stat().st_size for e in entries) < FORK_BANK_FROM:
+        _read_bank(world, folder)
+        return None
+    world.bank_files.extend(entries)
+    return Pending(partial(_check_statements, entries))
+
+
+def _check_statements(entries: list[Path]) -> list[tuple[str, str, tuple[str, list[Any]]]]:
+    return [_check_statement(entry) for entry in entries]
 
 
 def _read_fx(path: Path) -> list[dict[str, Any]]:
@@ -629,6 +682,55 @@ def _start_check(world: WorldDir, system: str) -> Pending[None]:
 
 def read_world(path: str | Path) -> WorldDir:
     """Read and check a world directory; raises InputError ``file:line: what to fix`` at the first problem."""
+    world, checks = open_world(path)
+    checks.finish()
+    return world
+
+
+class WorldChecks:
+    """What is left of reading a world after :func:`open_world`: the readability checks running in
+    forked children, then ``fx_rates.csv``."""
+
+    def __init__(self, world: WorldDir, *, offer_statements: bool = False) -> None:
+        self.world = world
+        self._checks: list[Pending[None]] = []
+        self._bank: Pending[list[tuple[str, str, tuple[str, list[Any]]]]] | None = None
+        self._offer = offer_statements
+
+    def finish(self) -> None:
+        """Wait for the checks and read ``fx_rates.csv``; raises what :func:`read_world` would."""
+        from sandbox.forked import results
+
+        try:
+            if self._bank is not None:  # a statement that does not parse is a reading problem: raised first
+                statements = self._bank.result()
+                if self._offer:  # the import of the bank folder then does not parse them again
+                    from connectors.statements import offer_parsed
+
+                    for digest, name, parsed in statements:
+                        offer_parsed(digest, name, parsed)
+            results(self._checks)  # the first system's problem in order, as if checked one after the other
+        finally:
+            self.cancel()
+        fx = self.world.path / "fx_rates.csv"
+        if fx.exists():
+            self.world.fx_rates = _read_fx(fx)
+
+    def cancel(self) -> None:
+        """Stop the checks still running (the world is not to be used)."""
+        for check in [self._bank, *self._checks]:
+            if check is not None:
+                check.cancel()
+
+
+def open_world(path: str | Path, *, offer_statements: bool = False) -> tuple[WorldDir, WorldChecks]:
+    """:func:`read_world` in two steps: read every file (raising at the first problem found while
+    reading), the readability checks of the large systems started in forked children; then
+    :meth:`WorldChecks.finish`, which raises what :func:`read_world` would. Between the two a
+    caller can prepare what needs the records (the emulators' indexes:
+    ``sandbox.run.start_world_process``), but nothing may serve or load the world before ``finish()``
+    returned; a caller that does not call it calls ``cancel()``. With ``offer_statements``, the bank
+    statements parsed by the check are offered to their import (:func:`connectors.statements.offer_parsed`)."""
     root = Path(path)
     if not root.is_dir():
         raise _fail(root, None, "world directory does not exist or is not a directory")
@@ -649,19 +751,16 @@ def read_world(path: str | Path) -> WorldDir:
                                      "not list; add it to systems or remove the directory")
         raise _fail(entry, None, "unknown file or directory in a world; a world holds world.yaml, "
                                  "fx_rates.csv, one directory per system and mappings/")
-    from sandbox.forked import results
-
-    checks: list[Pending[None]] = []
+    pending = WorldChecks(world, offer_statements=offer_statements)
     try:
-        for s in world.systems:
+        for n, s in enumerate(world.systems):
+            if s == "bank" and n == len(world.systems) - 1:  # nothing is read after it: its parse can wait
+                pending._bank = _start_bank(world, root / s)
+                continue
             _read_system(world, s)
             if s in world.api_systems:
-                checks.append(_start_check(world, s))
-        results(checks)  # the first system's problem in order, as if checked one after the other
-    finally:
-        for check in checks:
-            check.cancel()
-    fx = root / "fx_rates.csv"
-    if fx.exists():
-        world.fx_rates = _read_fx(fx)
-    return world
+                pending._checks.append(_start_check(world, s))
+    except BaseException:
+        pending.cancel()
+        raise
+    return world, pending

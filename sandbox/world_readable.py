@@ -74,8 +74,11 @@ def _served(system: str, records: Mapping[str, list[dict[str, Any]]]
 
 def _dropped(world_rec: dict[str, Any], served: dict[str, Any]) -> str | None:
     """A field of the world record that the connector's request leaves out."""
-    for key, value in world_rec.items():
-        if key in _STAMPS or key in served or f"{key}." in served or value in (None, False, [], {}):
+    missing = world_rec.keys() - served.keys() - _STAMPS  # most records: none (set operations, in C)
+    if not missing:
+        return None
+    for key, value in world_rec.items():  # the first in the record's order
+        if key not in missing or f"{key}." in served or value in (None, False, [], {}):
             continue
         return key
     return None

@@ -82,7 +82,8 @@ def _pointed_at(servers: Mapping[str, Served], access: dict[str, dict[str, Any]]
 
 
 @contextmanager
-def world_sources(world: WorldDir, *, process: bool = False) -> Iterator[tuple[Config, Mapping[str, Served]]]:
+def world_sources(world: WorldDir, *, process: bool = False,
+                  ready: Callable[[], None] | None = None) -> Iterator[tuple[Config, Mapping[str, Served]]]:
     """Serve ``world`` (read and validated by :func:`sandbox.world.read_world`) and yield a
     configuration whose sources point at its emulators, one source per system named after it.
 
@@ -93,12 +94,19 @@ def world_sources(world: WorldDir, *, process: bool = False) -> Iterator[tuple[C
     The world's ERP is ``erp.source`` in dry-run mode: a world is a replay, its ERP emulator
     answers reads only. ``reporting_currency`` is the world's; a system the world gives a mapping
     override (world.yaml ``mappings``) is mapped with it. With ``process``, the emulators run in a
-    forked process (:func:`sandbox.run.start_world_process`: on another core, beside the connectors).
+    forked process (:func:`sandbox.run.start_world_process`: on another core, beside the connectors),
+    which builds the emulators while ``ready()`` runs here (the world's checks: the emulators serve
+    once it returned); without ``process``, ``ready()`` runs first.
     """
     from ltc.app.config import ErpConfig, FxConfig
     from sandbox.run import WORLD_ACCESS, start_world, start_world_process
 
-    servers: Mapping[str, Served] = start_world_process(world) if process else start_world(world)
+    if process:
+        servers: Mapping[str, Served] = start_world_process(world, ready)
+    else:
+        if ready is not None:
+            ready()
+        servers = start_world(world)
     with _pointed_at(servers, WORLD_ACCESS, "LTC_WORLD") as sources:
         if world.jiandaoyun is not None and "jiandaoyun" in sources:  # the app and its forms: jiandaoyun/app.yaml
             src = sources["jiandaoyun"]
@@ -188,17 +196,26 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     Returns the summary (``mapping``, ``identity``, ``reconcile``, ``reports``, ``as_of``) and the
     :class:`~ltc.app.pipeline.PipelineResult` as ``result``.
     """
+    from connectors.statements import forget_parsed
     from ltc.app.pipeline import run_pipeline
-    from sandbox.world import read_world
+    from sandbox.world import open_world
 
-    world = read_world(world_path)
-    claim_store(store, world)
+    world, checks = open_world(world_path, offer_statements=True)
+
+    def ready() -> None:  # runs while the emulators' process builds their indexes
+        checks.finish()
+        claim_store(store, world)
+
     as_of = world.as_of or today()
-    with world_sources(world, process=True) as (cfg, servers):
-        echo(f"world {world.name} ({world.path}): " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
-        cfg.reports_dir = str(reports_dir)
-        result = run_pipeline(store, cfg, as_of, sync_one=sync_one, echo=echo, on_progress=on_progress,
-                              report_title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
+    try:
+        with world_sources(world, process=True, ready=ready) as (cfg, servers):
+            echo(f"world {world.name} ({world.path}): " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
+            cfg.reports_dir = str(reports_dir)
+            result = run_pipeline(store, cfg, as_of, sync_one=sync_one, echo=echo, on_progress=on_progress,
+                                  report_title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
+    finally:
+        checks.cancel()  # done with already, unless the emulators failed to start
+        forget_parsed()  # the statements the check parsed and the import did not use
     if result.failed_stage:
         raise LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")
     report = result.stage("report")

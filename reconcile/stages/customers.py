@@ -14,13 +14,17 @@ def check_customers(ident: Identity) -> list[pl.DataFrame]:
     """CUSTOMER_MISMATCH exceptions (cluster level)."""
     acct = ident.acct
     expect("check_customers", "acct", acct, ("id", "cluster_id", "tax_id", "country", "source_system"))
-    cm = acct.filter(pl.len().over("cluster_id") > 1).with_columns(_tax("tax_id").alias("tax"),
-                           pl.col("country").str.to_uppercase().alias("cty")).group_by("cluster_id").agg(
+    multi = acct.filter(pl.len().over("cluster_id") > 1).with_columns(_tax("tax_id").alias("tax"),
+                                                                      pl.col("country").str.to_uppercase().alias("cty"))
+    cm = multi.group_by("cluster_id").agg(
         pl.col("tax").drop_nulls().n_unique().alias("n_tax"), pl.col("cty").drop_nulls().n_unique().alias("n_cty"),
-        (pl.col("source_system").len() - pl.col("source_system").n_unique()).alias("dups"),
-        pl.format("{}={}", _short("id"), "tax").drop_nulls().sort().str.join(", ").alias("taxes"),
-        pl.format("{}={}", _short("id"), "cty").drop_nulls().sort().str.join(", ").alias("ctys"))
+        (pl.col("source_system").len() - pl.col("source_system").n_unique()).alias("dups"))
     cm = cm.filter((pl.col("n_tax") > 1) | (pl.col("n_cty") > 1) | (pl.col("dups") > 0))
+    # the detail's lists only for the (few) clusters reported
+    cm = cm.join(multi.join(cm.select("cluster_id"), on="cluster_id", how="semi").group_by("cluster_id").agg(
+        pl.format("{}={}", _short("id"), "tax").drop_nulls().sort().str.join(", ").alias("taxes"),
+        pl.format("{}={}", _short("id"), "cty").drop_nulls().sort().str.join(", ").alias("ctys")),
+        on="cluster_id", how="left")
     cm = cm.join(acct.select("cluster_id", "id").join(cm.select("cluster_id"), on="cluster_id", how="semi").group_by(
         "cluster_id").agg(pl.col("id").sort().alias("ids")), on="cluster_id", how="left")
     return [cm.select(

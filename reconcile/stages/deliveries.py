@@ -68,11 +68,11 @@ def check_deliveries(delivery: pl.DataFrame, order: pl.DataFrame, inv: pl.DataFr
         pl.format("order_ref={}", pl.coalesce("order_ref", "oid")).alias("evidence"))]
     out = dl.filter(pl.col("state").is_in(OUT_STATES) & pl.col("oid").is_not_null()).with_columns(
         pl.coalesce("delivered_date", "shipped_date").alias("out_on"))
-    per_order = out.group_by("oid").agg(pl.col("out_on").min().alias("first_out"), pl.col("id").sort().alias("dids"))
-    billed = inv.filter(pl.col("active") & ~pl.col("is_credit") & ~pl.col("is_dup") & pl.col("order_id").is_not_null()
-                        ).group_by("order_id").agg(
+    per_order = out.group_by("oid").agg(pl.col("out_on").min().alias("first_out"))
+    bills = inv.filter(pl.col("active") & ~pl.col("is_credit") & ~pl.col("is_dup") & pl.col("order_id").is_not_null())
+    billed = bills.group_by("order_id").agg(
         pl.col("total").sum().alias("invoiced"), pl.col("issue_date").min().alias("first_issue"),
-        pl.col("id").sort().alias("iids"), pl.col("currency").first().alias("i_ccy"))
+        pl.col("currency").first().alias("i_ccy"))
     act = order.filter(pl.col("active"))
     dni = act.join(per_order, left_on="id", right_on="oid", how="inner").join(
         billed, left_on="id", right_on="order_id", how="anti").filter(
@@ -82,6 +82,9 @@ def check_deliveries(delivery: pl.DataFrame, order: pl.DataFrame, inv: pl.DataFr
         billed, left_on="id", right_on="order_id", how="inner").join(
         per_order, left_on="id", right_on="oid", how="anti").filter(
         pl.col("first_issue") <= as_of - timedelta(days=s.grace_days_invoiced_not_delivered))
+    # the records' id lists only for the (few) orders reported
+    dni = dni.join(_ids(out, "oid", dni, "dids"), left_on="id", right_on="oid", how="left")
+    ind = ind.join(_ids(bills, "order_id", ind, "iids"), left_on="id", right_on="order_id", how="left")
     ex = [
         dni.select(pl.lit("DELIVERED_NOT_INVOICED").alias("code"), pl.col("deal_id").alias("chain_id"),
                    pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id"), pl.col("dids")).alias("records"),
@@ -95,6 +98,12 @@ def check_deliveries(delivery: pl.DataFrame, order: pl.DataFrame, inv: pl.DataFr
                              "first_issue").alias("detail")),
     ]
     return [e.select(EX_COLS) for e in ex], links
+
+
+def _ids(rows: pl.DataFrame, key: str, orders: pl.DataFrame, name: str) -> pl.DataFrame:
+    """(``key``, ``name``): the sorted ids of ``rows`` per order of ``orders`` (its ``id``)."""
+    return rows.select(key, "id").join(orders.select(pl.col("id").alias(key)), on=key, how="semi").group_by(key).agg(
+        pl.col("id").sort().alias(name))
 
 
 def severity(amount_reporting: pl.Expr, amount: pl.Expr) -> pl.Expr:

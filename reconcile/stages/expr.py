@@ -27,6 +27,18 @@ def norm(col: str | pl.Expr) -> pl.Expr:
     return e.str.strip_chars().str.to_uppercase()
 
 
+#: the column of an account / payment frame that holds its name key when the partition pre-pass has computed it
+#: (``reconcile.partition.spill``): the account's name key; for a payment, its payer's name key where it has no
+#: account, else null. :func:`name_key_of` reads it instead of normalising the names again.
+NAME_KEY = "__name_key"
+
+
+def name_key_of(df: pl.DataFrame, col: str) -> pl.Expr:
+    """The name key of ``col``: what the pre-pass computed (:data:`NAME_KEY`, which the caller then drops), else
+    :func:`normalize_name`."""
+    return pl.col(NAME_KEY) if NAME_KEY in df.columns else normalize_name(col)
+
+
 def normalize_name(col: str | pl.Expr) -> pl.Expr:
     """The company-name key identity uses (:func:`canonical.names.normalize_name`: scripts other than
     Latin kept, legal forms of many jurisdictions off, full-width folded): 'Acme, Inc.' == 'ACME INC'."""

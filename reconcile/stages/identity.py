@@ -8,7 +8,7 @@ import polars as pl
 
 from reconcile.frames import Frames
 from reconcile.stages.contract import expect
-from reconcile.stages.expr import normalize_name
+from reconcile.stages.expr import NAME_KEY, name_key_of
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ def resolve_identity(fr: Frames) -> Identity:
         pl.col("member_id").alias("account_id"), "cluster_id"
     ).unique("account_id", keep="first")
     acct = fr.account.join(xref, left_on="id", right_on="account_id", how="left").with_columns(
-        pl.coalesce("cluster_id", "id").alias("cluster_id"), normalize_name("name").alias("nname")
-    )
+        pl.coalesce("cluster_id", "id").alias("cluster_id"), name_key_of(fr.account, "name").alias("nname")
+    ).drop(NAME_KEY, strict=False)
     cluster_owner = acct.filter(pl.col("owner").is_not_null()).group_by("cluster_id").agg(
         pl.col("owner").min().alias("cluster_owner")
     )

@@ -79,7 +79,9 @@ def link_invoices(fr: Frames, ident: Identity, orders: Orders, s: Settings | Non
     # duplicates: same order (or customer), amount, issue date, currency; first by number/id is the original
     bills = inv.filter(pl.col("active") & ~pl.col("is_credit")).with_columns(
         pl.coalesce("order_id", "cluster_id").alias("dk"))
-    dgroups = bills.sort(["number", "id"]).group_by(["dk", "total", "issue_date", "currency"]).agg(
+    # only bills that share their key with another are sorted and listed (the groups of more than one)
+    dkeys = ["dk", "total", "issue_date", "currency"]
+    dgroups = bills.filter(pl.len().over(dkeys) > 1).sort(["number", "id"]).group_by(dkeys).agg(
         pl.col("id").alias("ids"), pl.col("chain_id").first(), pl.col("cluster_id").first()
     ).filter(pl.col("ids").list.len() > 1).with_columns(
         pl.format("{} invoices of {} on {}", pl.col("ids").list.len(), "total", "issue_date").alias("detail"))

@@ -21,7 +21,17 @@ from reconcile.frames import MONEY, RATE, Frames
 from reconcile.settings import Settings
 from reconcile.stages.contract import expect
 from reconcile.stages.credits import Credits
-from reconcile.stages.expr import INACTIVE_PAYMENT, ZERO, conv, norm, normalize_name, split, tol, with_rate
+from reconcile.stages.expr import (
+    INACTIVE_PAYMENT,
+    NAME_KEY,
+    ZERO,
+    conv,
+    name_key_of,
+    norm,
+    split,
+    tol,
+    with_rate,
+)
 from reconcile.stages.identity import Identity
 from reconcile.stages.invoices import Invoices
 from reconcile.stages.orders import Orders
@@ -29,7 +39,8 @@ from reconcile.stages.orders import Orders
 
 @dataclass(frozen=True)
 class Payments:
-    """``pay``: payments + active, sign, amount (absolute), nname, pdate, cluster_id, dkey, ref_deal.
+    """``pay``: payments + active, sign, amount (absolute), nname (null where the pre-pass computed it and the payment
+    has an account: read only where it has none), pdate, cluster_id, dkey, ref_deal.
     ``act_pay``: the active ones. ``alloc``: payment_id, invoice_id, rule_id, currency, amount_inv, pccy,
     payment_amount, rate, signed. ``bal``: per target invoice total, credited, paid, fx, residual.
     ``ambiguous``: id, cands, detail (payments that fit several invoices or subsets).
@@ -77,9 +88,10 @@ def allocate_payments(fr: Frames, ident: Identity, orders: Orders, invoices: Inv
     pay = fr.payment.with_columns(
         (~pl.col("status").is_in(INACTIVE_PAYMENT) | pl.col("status").is_null()).alias("active"),
         pl.when(pl.col("kind") == "refund").then(-1).otherwise(1).alias("sign"),
-        pl.col("amount").abs().alias("amount"), normalize_name("payer_name").alias("nname"),
+        # the payer's name key (from the pre-pass only where the payment has no account: the only rows that use it)
+        pl.col("amount").abs().alias("amount"), name_key_of(fr.payment, "payer_name").alias("nname"),
         pl.coalesce("payment_date", pl.lit(as_of)).alias("pdate"),
-    )
+    ).drop(NAME_KEY, strict=False)
     pay = ident.cluster_of(pay).join(ident.name_to_cluster, on="nname", how="left").with_columns(
         pl.when(pl.col("account_id").is_null()).then(pl.col("name_cluster")).otherwise(pl.col("cluster_id"))
         .alias("cluster_id")

@@ -31,12 +31,16 @@ EX_COLS = list(EXCEPTION_COLUMNS)
 
 
 
-def resolve_deal(df: pl.DataFrame, deal: pl.DataFrame) -> pl.DataFrame:
+def resolve_deal(df: pl.DataFrame, deal: pl.DataFrame, unique_keys: pl.DataFrame | None = None) -> pl.DataFrame:
     """``df`` with ``chain_id``: its ``deal_id`` when that deal exists, else the one deal whose source id is
-    its ``deal_ref``; and the deal's ``cluster_id``, amount and currency as ``d_*``."""
+    its ``deal_ref``; and the deal's ``cluster_id``, amount and currency as ``d_*``. ``unique_keys``: the deal keys
+    held by exactly one deal (``Orders.unique_keys``: dkey, ref_deal), when already known."""
     hit = deal.select(pl.col("id").alias("deal_id"), pl.lit(True).alias("__hit"))
-    by_ref = deal.group_by(norm(pl.col("source_id")).alias("__ref")).agg(
-        pl.col("id").min().alias("__rd"), pl.len().alias("__n")).filter(pl.col("__n") == 1).drop("__n")
+    if unique_keys is None:
+        by_ref = deal.group_by(norm(pl.col("source_id")).alias("__ref")).agg(
+            pl.col("id").min().alias("__rd"), pl.len().alias("__n")).filter(pl.col("__n") == 1).drop("__n")
+    else:
+        by_ref = unique_keys.select(pl.col("dkey").alias("__ref"), pl.col("ref_deal").alias("__rd"))
     out = df.join(hit, on="deal_id", how="left").with_columns(norm(pl.col("deal_ref")).alias("__ref"))
     out = out.join(by_ref, on="__ref", how="left").with_columns(
         pl.when(pl.col("__hit").fill_null(False)).then(pl.col("deal_id")).otherwise(pl.col("__rd")).alias("chain_id")
@@ -54,32 +58,52 @@ def _link(df: pl.DataFrame, to_entity: str, rule: str) -> pl.DataFrame:
         pl.lit(None, MONEY).alias("margin"), pl.format("{}", pl.coalesce("deal_ref", "chain_id")).alias("evidence"))
 
 
+def _lines_differ(acc: pl.DataFrame, quote_line: pl.DataFrame, deal_line: pl.DataFrame) -> pl.DataFrame:
+    """(quote_id, n_lines): the accepted quotes (``acc``: id, chain_id) whose lines differ from their deal's lines in
+    the quantity of some product code (compared only when both sides have lines and every quote line has a code).
+    The quotes are numbered (``__qk``) so that the lines are grouped and joined on integers, not on id strings;
+    quotes accepted twice over (a repeated id) are grouped by id as they come."""
+    if acc["id"].n_unique() == acc.height:
+        ak = acc.select(pl.col("id").alias("quote_id"), "chain_id").with_row_index("__qk")
+        q_key = d_key = "__qk"
+        q_side, d_side = ak.select("quote_id", "__qk"), ak.select(pl.col("chain_id").alias("deal_id"), "__qk")
+    else:
+        q_key, d_key = "quote_id", "quote_id"
+        q_side = acc.select(pl.col("id").alias("quote_id"), "chain_id")
+        d_side = acc.select(pl.col("id").alias("quote_id"), pl.col("chain_id").alias("deal_id"))
+    key = q_key
+    qty_q = quote_line.select("quote_id", "product_code", "quantity").join(q_side, on="quote_id").group_by(
+        key, "product_code").agg(pl.col("quantity").sum().alias("q_qty"))
+    qty_d = deal_line.select("deal_id", "product_code", "quantity").join(d_side, on="deal_id").group_by(
+        d_key, "product_code").agg(pl.col("quantity").sum().alias("d_qty"))
+    # lines are compared when both sides have them and every quote line names its product code
+    coded = qty_q.group_by(key).agg(pl.col("product_code").is_null().any().alias("uncoded")).filter(
+        ~pl.col("uncoded")).select(key)
+    both = coded.join(qty_d.select(key).unique(), on=key)
+    bad = qty_q.join(both, on=key).join(qty_d.join(both, on=key), on=[key, "product_code"], how="full",
+                                        coalesce=True).filter(
+        pl.col("q_qty").ne_missing(pl.col("d_qty"))).group_by(key).agg(pl.len().alias("n_lines"))
+    if key == "quote_id":
+        return bad
+    return bad.join(ak.select("__qk", "quote_id"), on="__qk").select("quote_id", "n_lines")
+
+
 def check_quotes(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.DataFrame, deal: pl.DataFrame,
-          deal_line: pl.DataFrame, order: pl.DataFrame, s: Settings) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+          deal_line: pl.DataFrame, order: pl.DataFrame, s: Settings, unique_keys: pl.DataFrame | None = None,
+          ) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
     """(exception parts, link parts). ``deal``: the core's deals (with ``cluster_id``); ``order``: its orders
-    (with ``deal_id``, ``active`` and ``net``)."""
+    (with ``deal_id``, ``active`` and ``net``); ``unique_keys``: ``Orders.unique_keys`` (see :func:`resolve_deal`)."""
     expect("check_quotes", "deal", deal, ("id", "source_id", "cluster_id", "amount", "currency"))
     expect("check_quotes", "order", order, ("id", "deal_id", "active", "net", "currency"))
     ex: list[pl.DataFrame] = []
     links: list[pl.DataFrame] = []
     if quote.height:
-        q = resolve_deal(quote.with_columns(pl.coalesce("untaxed", "total").alias("net")), deal)
+        q = resolve_deal(quote.with_columns(pl.coalesce("untaxed", "total").alias("net")), deal, unique_keys)
         links.append(_link(q.with_columns(pl.when(pl.col("deal_id") == pl.col("chain_id")).then(None)
                                           .otherwise(pl.col("deal_ref")).alias("deal_ref")), "quote",
                            "quote.deal"))
         acc = q.filter((pl.col("status") == "accepted") & pl.col("chain_id").is_not_null())
-        qty_q = quote_line.join(acc.select(pl.col("id").alias("quote_id"), "chain_id"), on="quote_id").group_by(
-            "quote_id", "product_code").agg(pl.col("quantity").sum().alias("q_qty"))
-        qty_d = deal_line.join(acc.select(pl.col("id").alias("quote_id"), pl.col("chain_id").alias("deal_id")),
-                               on="deal_id").group_by("quote_id", "product_code").agg(
-            pl.col("quantity").sum().alias("d_qty"))
-        # lines are compared when both sides have them and every quote line names its product code
-        coded = qty_q.group_by("quote_id").agg(pl.col("product_code").is_null().any().alias("uncoded")).filter(
-            ~pl.col("uncoded")).select("quote_id")
-        both = coded.join(qty_d.select("quote_id").unique(), on="quote_id")
-        lines_bad = qty_q.join(both, on="quote_id").join(qty_d.join(both, on="quote_id"), on=["quote_id", "product_code"],
-                                                         how="full", coalesce=True).filter(
-            pl.col("q_qty").ne_missing(pl.col("d_qty"))).group_by("quote_id").agg(pl.len().alias("n_lines"))
+        lines_bad = _lines_differ(acc, quote_line, deal_line)
         acc = acc.join(lines_bad, left_on="id", right_on="quote_id", how="left").with_columns(
             (pl.col("currency") != pl.col("d_ccy")).fill_null(False).alias("ccy_bad"),
             ((pl.col("net") - pl.col("d_amount")).abs() > tol(s, pl.col("d_amount"))).fill_null(False).alias("amt_bad"))
@@ -90,17 +114,21 @@ def check_quotes(quote: pl.DataFrame, quote_line: pl.DataFrame, contract: pl.Dat
             pl.format("accepted quote {} {} vs deal {} {}; {} line(s) differ", "currency", "net", "d_ccy", "d_amount",
                       pl.col("n_lines").fill_null(0)).alias("detail")))
     if contract.height:
-        c = resolve_deal(contract, deal)
+        c = resolve_deal(contract, deal, unique_keys)
         links.append(_link(c.with_columns(pl.when(pl.col("deal_id") == pl.col("chain_id")).then(None)
                                           .otherwise(pl.col("deal_ref")).alias("deal_ref")), "contract",
                            "contract.deal"))
         ords = order.filter(pl.col("active") & pl.col("deal_id").is_not_null()).group_by("deal_id").agg(
             pl.col("net").sum().alias("ordered"), pl.col("currency").n_unique().alias("n_ccy"),
-            pl.col("currency").first().alias("o_ccy"), pl.col("id").sort().alias("orders"))
+            pl.col("currency").first().alias("o_ccy"))
         act = c.filter(~pl.col("status").is_in(CONTRACT_INACTIVE).fill_null(False) & pl.col("chain_id").is_not_null())
         act = act.join(ords, left_on="chain_id", right_on="deal_id", how="inner").filter(
             (pl.col("n_ccy") == 1) & (pl.col("o_ccy") == pl.col("currency")))
         bad_c = act.filter((pl.col("value") - pl.col("ordered")).abs() > tol(s, pl.col("ordered")))
+        # the records' order lists only for the (few) contracts reported
+        bad_c = bad_c.join(order.filter(pl.col("active") & pl.col("deal_id").is_not_null()).select("deal_id", "id").join(
+            bad_c.select(pl.col("chain_id").alias("deal_id")), on="deal_id", how="semi").group_by("deal_id").agg(
+            pl.col("id").sort().alias("orders")), left_on="chain_id", right_on="deal_id", how="left")
         ex.append(bad_c.select(
             pl.lit("CONTRACT_MISMATCH").alias("code"), "chain_id", pl.concat_list(pl.col("id")).alias("keys"),
             pl.concat_list(pl.col("id"), pl.col("orders")).alias("records"), "currency",

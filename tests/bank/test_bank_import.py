@@ -131,3 +131,28 @@ def test_run_import_records_run_counts_and_stream_status(store: Store) -> None:
         run_import(store, file=FIXTURES / "malformed.xml", source="bank-gb")
     [state] = store.stream_states()
     assert state["status"] == "failed" and state["message"].startswith("malformed.xml:7:")
+
+
+def test_an_offered_parse_is_used_once_and_imports_the_same(store: Store, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.statements as statements
+
+    path = FIXTURES / "camt053_v02_nov.xml"
+    data = path.read_bytes()
+    offered = statements.parse_bytes(data, path.name)
+    statements.offer_parsed(statements.file_hash(data), path.name, offered)
+    calls: list[str] = []
+    parse = statements.parse_bytes
+    monkeypatch.setattr(statements, "parse_bytes", lambda d, n: calls.append(n) or parse(d, n))
+    first = import_file(store, path)  # the offered parse: not parsed again
+    assert calls == []
+    assert counts(first) == [("STMT-2026-11-01", 6, 6, 0, 0, False), ("STMT-2026-11-02", 0, 0, 0, 0, True)]
+    assert store.count_raw("bank", "camt053.entry") == 6
+    import_file(store, path)  # used once: parsed now
+    assert calls == [path.name]
+    # an offer under another name (or of other bytes) is not used
+    statements.offer_parsed(statements.file_hash(data), "other.xml", offered)
+    import_file(store, path)
+    assert calls == [path.name, path.name]
+    statements.forget_parsed()
+    assert statements._PARSED == {}

@@ -40,3 +40,29 @@ def test_repeated_id_in_one_call_keeps_the_last_version_and_values_are_exact(sto
     assert got[model.canonical_id("sf", "deal", "0063")].amount is None
     assert seven.close_date == date(2026, 10, 8) and seven.attributes == {"n": 7}
     assert seven.source_updated_at == datetime(2026, 11, 1, 12, 7, tzinfo=UTC)
+
+
+def test_sqlite_rows_go_in_a_few_multi_row_statements_of_fixed_sizes(sqlite_store: Store) -> None:
+    # 1301 rows: 1024 + 256 + 16 + 4 + 1 in 5 statements of the deal table (not one per row, and only
+    # sizes that repeat from batch to batch, prepared once); lineage alike; every row and link written
+    rows = [_deal(i, f"deal {i}", f"{i}.01") for i in range(1301)]
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    sa.event.listen(sqlite_store.engine, "before_cursor_execute", record)
+    try:
+        with sqlite_store.engine.begin() as conn:
+            assert sqlite_store.upsert_entities(conn, "deal", rows) == 1301
+    finally:
+        sa.event.remove(sqlite_store.engine, "before_cursor_execute", record)
+    deals = [s for s in seen if s.startswith('INSERT INTO "deal"')]
+    links = [s for s in seen if s.startswith("INSERT INTO lineage")]
+    assert [s.count("), (") + 1 for s in deals] == [1024, 256, 16, 4, 1]
+    assert [s.count("), (") + 1 for s in links] == [1024, 256, 16, 4, 1]
+    with sqlite_store.engine.connect() as conn:
+        deal = tables.table_for("deal")
+        names = {sid: name for sid, name in conn.execute(sa.select(deal.c.source_id, deal.c.name))}
+        count = conn.execute(sa.select(sa.func.count()).select_from(tables.lineage)).scalar_one()
+    assert len(names) == 1301 and names["0061300"] == "deal 1300" and count == 1301

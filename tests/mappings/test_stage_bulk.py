@@ -192,3 +192,24 @@ def test_postgresql_and_sqlite_give_identical_canonical_rows(
                     assert str(v) == str(other[k]), (entity, cid, k)
                 if isinstance(v, datetime):
                     assert v.tzinfo == UTC == other[k].tzinfo, (entity, cid, k)
+
+
+def test_on_sqlite_the_stage_runs_with_a_short_switch_interval_and_restores_it(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from mappings import engine
+
+    seen: list[float] = []
+    real = engine.map_records
+
+    def spy(*args: Any) -> Any:
+        seen.append(sys.getswitchinterval())
+        return real(*args)
+
+    monkeypatch.setattr(engine, "map_records", spy)
+    before = sys.getswitchinterval()
+    land(sqlite_store, "camt053", [entry(i) for i in range(30)])
+    assert run_mapping(sqlite_store, "camt053", batch_size=10)["camt053"]["mapped"] == 30
+    assert seen == [engine._SWITCH_INTERVAL] * 3 and sys.getswitchinterval() == before

@@ -78,3 +78,22 @@ def test_hubspot_quotes_with_their_deal_association() -> None:
     draft = rows["quote"]["hubspot:quote:7002"]
     assert draft["status"] == "draft" and draft["deal_id"] is None and draft["currency"] == "USD"
     assert not [k for k in rejected if k[0] == "quotes"]
+
+
+def test_an_invoice_without_its_total_is_quarantined_for_validation_and_a_deal_without_amount_is_not() -> None:
+    from mapping_fixtures import fixture_records
+
+    stripe = compile_for("stripe")
+    invoice = next(r for r in fixture_records("stripe") if r.object == "invoice")
+    charge = next(r for r in fixture_records("stripe") if r.object == "charge")
+    no_total = {**invoice.payload, "total": None}
+    result = map_records(stripe, [(1, "invoice", invoice.source_id, no_total, None),
+                                  (2, "charge", charge.source_id, charge.payload, None)])
+    assert [(r.stage, r.field, r.reason) for r in result.rejected] == [
+        ("validate", "total", "a invoice without its total cannot be reconciled")]
+    assert result.ok_raw == [("charge", charge.source_id)] and "invoice" not in result.rows
+    assert "invoice_line" not in result.rows  # the invoice's lines go with it
+    sf = compile_for("salesforce")
+    deal = next(r for r in fixture_records("salesforce") if r.object == "Opportunity")
+    result = map_records(sf, [(3, "Opportunity", deal.source_id, {**deal.payload, "Amount": None}, None)])
+    assert not result.rejected and len(result.rows["deal"]) == 1 and result.rows["deal"][0]["amount"] is None

@@ -114,3 +114,19 @@ def test_world_directory_without_out_keeps_exceptions_and_totals(tmp_path: Path)
     assert got.exceptions.equals(ONE.exceptions) and got.totals == ONE.totals
     with pytest.raises(ValueError, match="not kept"):
         got.frame("states")
+
+
+def test_spilled_accounts_and_payments_carry_the_name_keys_the_buckets_would_compute(tmp_path: Path) -> None:
+    from reconcile.partition import read_bucket, spill
+    from reconcile.stages.expr import NAME_KEY, normalize_name
+
+    read = partition.frames_reader(FR)
+    spill(read, 3, tmp_path)
+    for k in range(3):
+        fr = read_bucket(tmp_path, k, {})
+        acct = fr.account.select(NAME_KEY, normalize_name("name").alias("want"))
+        assert acct.height and acct[NAME_KEY].equals(acct["want"], check_names=False)
+        pay = fr.payment.select(NAME_KEY, pl.when(pl.col("account_id").is_null()).then(normalize_name("payer_name"))
+                                .alias("want"))
+        assert pay.height and pay[NAME_KEY].equals(pay["want"], check_names=False)
+        assert NAME_KEY not in fr.deal.columns

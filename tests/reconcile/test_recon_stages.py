@@ -67,6 +67,21 @@ def test_accepted_quote_vs_deal_amount_and_lines() -> None:
     assert chains["n_quotes"] == 2 and chains["accepted_quote"] == "sf:quote:Q2"
 
 
+def test_quote_lines_compared_per_quote_also_when_a_quote_is_listed_twice() -> None:
+    from reconcile.stages.quotes import _lines_differ
+
+    acc = pl.DataFrame({"id": ["q1", "q2", "q3", "q4"], "chain_id": ["d1", "d2", "d3", "d4"]})
+    quote_line = pl.DataFrame({"quote_id": ["q1", "q1", "q2", "q3", "q4"], "product_code": ["P1", "P2", "P1", None, "P1"],
+                               "quantity": [Decimal(2), Decimal(1), Decimal(5), Decimal(1), Decimal(1)]})
+    deal_line = pl.DataFrame({"deal_id": ["d1", "d1", "d1", "d2", "d3"], "product_code": ["P1", "P2", "P3", "P1", "P1"],
+                              "quantity": [Decimal(2), Decimal(3), Decimal(1), Decimal(5), Decimal(1)]})
+    # q1: P2 differs, P3 only on the deal; q2 agrees; q3 has an uncoded line; q4's deal has no lines
+    want = {"q1": 2}
+    for a in (acc, pl.concat([acc, acc.head(1)])):  # numbered quotes, and by id when one is repeated
+        got = _lines_differ(a, quote_line, deal_line)
+        assert dict(got.select("quote_id", "n_lines").iter_rows()) == want
+
+
 def test_quote_in_another_currency_is_a_mismatch_within_tolerance_is_not() -> None:
     ex, _ = run(deal=[deal("D1", "100.00"), deal("D2", "1000.00")],
                 quote=[quote("Q1", "D1", "100.00", ccy="EUR"), quote("Q2", "D2", "1000.90")])  # 0.1% tolerance

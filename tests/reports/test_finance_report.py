@@ -158,3 +158,48 @@ def test_every_exception_links_to_its_chain_and_the_chain_back(reported: dict[st
         assert f'href="#{x_anchor}"' in row  # the chain's row links back to the exception
 
 
+
+
+def _sheets(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    wb = load_workbook(path, read_only=True)
+    return {ws.title: [tuple(r) for r in ws.iter_rows(values_only=True)] for ws in wb.worksheets}
+
+
+def test_a_large_reports_workbook_is_written_by_a_child_and_is_the_same(
+        reported: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import reports.finance as finance
+    from canonical.forking import forks
+
+    if not forks():
+        pytest.skip("no fork here: the workbook is written in this process")
+    children: list[Any] = []
+    start = finance._start_xlsx
+
+    def started(*args: Any) -> Any:
+        children.append(out := start(*args))
+        return out
+
+    monkeypatch.setattr(finance, "_start_xlsx", started)
+    monkeypatch.setattr(finance, "XLSX_FORK_FROM", 0)
+    files = write_reports(reported["store"], tmp_path / "forked", title="Test report")
+    assert len(children) == 1 and children[0][0].exitcode == 0  # written by a child, which ended well
+    assert _sheets(files.xlsx) == _sheets(reported["files"].xlsx)
+    assert files.html.read_text().count("<tr") == reported["files"].html.read_text().count("<tr")
+
+
+def test_a_workbook_child_that_fails_fails_the_report(reported: dict[str, Any], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import reports.finance as finance
+    import reports.xlsx
+    from canonical.forking import forks
+
+    if not forks():
+        pytest.skip("no fork here: the workbook is written in this process")
+
+    def broken(*_a: Any, **_k: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(reports.xlsx, "write_xlsx", broken)
+    monkeypatch.setattr(finance, "XLSX_FORK_FROM", 0)
+    with pytest.raises(OSError, match="disk full"):
+        write_reports(reported["store"], tmp_path / "failed", title="Test report")

@@ -208,3 +208,14 @@ def test_trends_and_change_since_the_last_run(zh: dict[str, Any]) -> None:
     # both runs are points of the trend charts
     dso_chart = html[html.index("<title>DSO across runs</title>"):]
     assert dso_chart[:dso_chart.index("</svg>")].count("<circle") == 2
+
+
+@pytest.mark.parametrize("locale", ["en_US", "de_DE", "zh_Hans_CN"])
+def test_remembered_amounts_are_written_as_the_first_time(locale: str) -> None:
+    amounts: list[object] = [Decimal("-0"), Decimal("0"), Decimal("0.00"), Decimal("1.005"), Decimal("1.0050"),
+                             Decimal("-12345.678"), 5, 5.5, "7.25", Decimal("1E+30"), Decimal("NaN")]
+    fresh = [Formatter(locale).money(a, c) for a in amounts for c in ("USD", "JPY", "KWD", None, "ZZZ")]
+    f = Formatter(locale)
+    first = [f.money(a, c) for a in amounts for c in ("USD", "JPY", "KWD", None, "ZZZ")]
+    again = [f.money(a, c) for a in amounts for c in ("USD", "JPY", "KWD", None, "ZZZ")]
+    assert first == fresh == again  # "-0" and "0", "1.005" and "1.0050" each written as on their own

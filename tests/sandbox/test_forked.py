@@ -114,3 +114,31 @@ def test_a_world_served_from_a_forked_process_lands_what_it_lands_served_here(tm
         here.close()
         there.close()
     assert served_there == served_here and len(served_here) > 20
+
+
+def test_the_emulators_serve_only_once_ready_returned_and_not_at_all_if_it_raises(tmp_path: Path) -> None:
+    import httpx
+
+    from sandbox.run import start_world_process
+
+    world = read_world(WORLDS / "stripe")
+    calls: list[str] = []
+
+    def ready() -> None:
+        calls.append("ready")
+
+    servers = start_world_process(world, ready)
+    try:
+        assert calls == ["ready"]
+        answer = httpx.get(servers["stripe"].url + "/v1/customers",
+                           headers={"Authorization": "Bearer sk_test_ltc_demo"}, timeout=10)
+        assert answer.status_code == 200
+    finally:
+        for srv in servers.values():
+            srv.stop()
+
+    def refuse() -> None:
+        raise InputError("world.yaml:1: not checked")
+
+    with pytest.raises(InputError, match="not checked"):
+        start_world_process(world, refuse)

@@ -320,3 +320,49 @@ def test_cli_serves_a_world_and_status_names_each_emulator(tmp_path: Path, monke
         sandbox_cmd.stop()
     assert "sandbox stopped" in capsys.readouterr().out
     assert not (tmp_path / ".ltc" / "sandbox.json").exists()
+
+
+def test_large_bank_statements_are_parsed_in_a_child_with_the_same_errors(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import sandbox.world as world_module
+    from sandbox.world import open_world
+
+    monkeypatch.setattr(world_module, "FORK_BANK_FROM", 0)  # every bank folder is "large"
+    world = copy("bank", tmp_path)
+    from connectors import statements
+
+    read, checks = open_world(world, offer_statements=True)
+    assert [p.name for p in read.bank_files] == ["2026-10-31.xml"]
+    checks.finish()
+    assert read.fx_rates  # read by finish()
+    data = (world / "bank" / "2026-10-31.xml").read_bytes()
+    offered = {(statements.file_hash(data), "2026-10-31.xml"): statements.parse_bytes(data, "2026-10-31.xml")}
+    assert offered == statements._PARSED  # for the import to use
+    statements.forget_parsed()
+    (world / "bank" / "broken.xml").write_text("<Document><BkToCstmrStmt>")
+    deferred = error(world)
+    monkeypatch.setattr(world_module, "FORK_BANK_FROM", 10**12)
+    assert error(world) == deferred and "broken.xml" in deferred
+    # a bad statement is a reading problem: raised before a readability problem of a system read earlier
+    both = copy("salesforce", tmp_path / "both")
+    shutil.copytree(world / "bank", both / "bank")
+    manifest = both / "world.yaml"
+    manifest.write_text(manifest.read_text().replace("systems: [salesforce]", "systems: [salesforce, bank]"))
+    monkeypatch.setattr(world_module, "FORK_BANK_FROM", 0)
+    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)
+    monkeypatch.setattr(world_module, "_check_readable",
+                        lambda *_a: (_ for _ in ()).throw(InputError("unreadable record")))
+    assert "broken.xml" in error(both)
+    (both / "bank" / "broken.xml").unlink()
+    assert error(both) == "unreadable record"
+
+
+def test_open_world_cancel_stops_the_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sandbox.world as world_module
+    from sandbox.world import open_world
+
+    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)  # every system checked in a child
+    _world, checks = open_world(copy("salesforce", tmp_path))
+    checks.cancel()
+    checks.cancel()  # twice is harmless
+    assert all(p._process is None for p in checks._checks)
