@@ -142,24 +142,28 @@ def _drop_legal(tokens: list[str]) -> list[str]:
 
 
 def normalize_series(names: pl.Series) -> pl.Series:
-    """:func:`normalize_name` of every value of a column (each distinct name once; null stays null):
-    the one name key identity and reconciliation (payer matching, bucketing) share.
+    """:func:`normalize_name` of every value of a column (null stays null): the one name key identity and
+    reconciliation (payer matching, bucketing) share.
 
     Most names are plain printable ASCII, where NFKC, case folding and transliteration change nothing:
-    those are normalized column-wise (:func:`_ascii_keys`); the rest (other scripts, dotted
-    abbreviations, umlaut spellings, control characters) go through :func:`normalize_name` one by one.
-    Both give the same key (``tests/identity/test_names_vectorised.py``)."""
-    distinct = names.drop_nulls().unique()
-    if distinct.is_empty():
-        return pl.Series(names.name, [None] * len(names), dtype=pl.String)
-    fast = _ascii_keys(distinct.rename("name"))
-    slow = fast.filter(pl.col("key").is_null())["name"]
-    parts = [fast.drop_nulls("key")]
-    if len(slow):
-        parts.append(pl.DataFrame({"name": slow, "key": pl.Series([normalize_name(x) for x in slow.to_list()],
-                                                                  dtype=pl.String)}))
-    keys = pl.concat(parts)
-    return names.replace_strict(keys["name"], keys["key"], default=None, return_dtype=pl.String)
+    those are normalized column-wise (:func:`_ascii_keys`, the non-null values row by row: cheaper than finding
+    the distinct names first); the rest (other scripts, dotted abbreviations, umlaut spellings, control characters) go
+    through :func:`normalize_name`, each distinct name once. Both give the same key
+    (``tests/identity/test_names_vectorised.py``)."""
+    names = names.cast(pl.String)
+    nulls = names.null_count()
+    if nulls:  # the string steps are not free on null rows: the values only, put back in place
+        out = pl.repeat(None, len(names), dtype=pl.String, eager=True).rename(names.name)
+        return out if nulls == len(names) else out.scatter(names.is_not_null().arg_true(),
+                                                           normalize_series(names.drop_nulls()))
+    keys = _ascii_keys(names)
+    slow = keys.is_null()
+    if slow.any():
+        left = names.filter(slow)
+        distinct = left.unique()
+        got = pl.Series([normalize_name(x) for x in distinct.to_list()], dtype=pl.String)
+        keys = keys.scatter(slow.arg_true(), left.replace_strict(distinct, got, return_dtype=pl.String))
+    return keys.rename(names.name)
 
 
 #: what the column-wise path takes: printable ASCII only (NFKC, casefold and unidecode are the identity there)
@@ -169,48 +173,76 @@ _SLOW = r"[a-z]\.[a-z]\.|[a-z](?:ae|oe|ue)"
 #: a legal form ending a name of more words (the leftmost such start is the longest form, as in _drop_legal)
 _LEGAL_END = r" (?:" + "|".join(sorted((" ".join(f) for f in LEGAL_FORMS), key=len, reverse=True)) + r")$"
 _LEADING_WORDS = [w for (w,) in _LEADING]
+#: every digit as ``0`` (:func:`_ascii_keys`' templates)
+_ZEROS = {str(d): "0" for d in range(1, 10)}
 
 
-def _ascii_keys(distinct: pl.Series) -> pl.DataFrame:
-    """(name, key) for distinct names: :func:`normalize_name`'s steps as Polars string expressions for
-    printable ASCII names (words kept one space apart); ``key`` null for the names left to ``normalize_name``."""
-    df = pl.DataFrame(distinct).with_columns(
+def _ascii_keys(names: pl.Series) -> pl.Series:
+    """The key of every printable ASCII name (:func:`normalize_name`'s steps as Polars string expressions, words
+    kept one space apart), null for a null name and for the names left to :func:`normalize_name`.
+
+    The legal forms are dropped (:func:`_drop_legal`) from *templates*: the keys with every digit written ``0``.
+    No legal form, leading form or long form has a digit, so a template drops the same words as its key (words of
+    the same length; a misspelt form's ratio counts only characters the form has). Names mostly differ by their
+    numbers: their few distinct templates are cut, and each key is sliced as its template was."""
+    df = pl.DataFrame({"name": names}).with_columns(
         pl.col("name").str.to_lowercase().str.replace_all(r"['`]", "").str.replace_all(r"[&+]", " and ").alias("key"))
     ok = pl.col("name").str.contains(_PRINTABLE) & ~pl.col("key").str.contains(_SLOW)
-    df = df.with_columns(pl.when(ok).then(pl.col("key").str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars(" ")))
-    # "and" carries no identity unless it is all there is (spaces doubled: "and and" are two matches)
+    key = df.select(pl.when(ok).then(pl.col("key").str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars(" ")))["key"]
+    del df
+    # "and" carries no identity unless it is all there is: only the keys with the word "and" are looked at
+    has_and = key.str.contains(r"\band\b").fill_null(False)
+    if has_and.any():
+        key = key.scatter(has_and.arg_true(), _drop_and(key.filter(has_and)))
+    rows = pl.DataFrame({"key": key, "t": key.str.replace_many(_ZEROS)})
+    templates = rows.select(pl.col("t").filter(pl.col("t").str.contains(" ", literal=True)).unique())["t"]
+    if templates.is_empty():
+        return key
+    cuts = _legal_cuts(templates)
+    return rows.join(cuts, on="t", how="left", maintain_order="left").select(
+        pl.when(pl.col("lead").is_null()).then(pl.col("key"))
+        .otherwise(pl.col("key").str.slice(pl.col("lead"), pl.col("keep"))))["key"]
+
+
+def _drop_and(keys: pl.Series) -> pl.Series:
+    """The keys without their words "and" (the key itself when nothing else is left); spaces doubled: "and and"
+    are two matches."""
     no_and = (pl.lit("  ") + pl.col("key").str.replace_all(" ", "  ", literal=True) + pl.lit("  ")).str.replace_all(
         " and ", " ", literal=True).str.replace_all(" +", " ").str.strip_chars(" ")
-    df = df.with_columns(no_and.alias("__k")).select(
-        "name", pl.when(pl.col("__k") != "").then(pl.col("__k")).otherwise(pl.col("key")).alias("key"))
-    todo = df.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "key").filter(
-        pl.col("key").str.contains(" ", literal=True))
+    return pl.DataFrame({"key": keys}).with_columns(no_and.alias("__k")).select(
+        pl.when(pl.col("__k") != "").then(pl.col("__k")).otherwise(pl.col("key")).alias("key"))["key"]
+
+
+def _legal_cuts(templates: pl.Series) -> pl.DataFrame:
+    """(t, lead, keep) for distinct keys of two words or more: what :func:`_drop_legal` keeps of each, as the
+    characters ``[lead, lead + keep)``."""
+    todo = pl.DataFrame({"t": templates}).with_columns(
+        pl.col("t").alias("key"), pl.lit(0, pl.UInt32).alias("lead"))
     done: list[pl.DataFrame] = []
     while not todo.is_empty():  # _drop_legal: one removal per round, every name at once
         todo = _drop_round(todo)
         more = pl.col("changed") & pl.col("key").str.contains(" ", literal=True)
-        done.append(todo.filter(~more).select("row", "key"))
-        todo = todo.filter(more).select("row", "key")
-    keys = df["key"]
-    if done:
-        fixed = pl.concat(done).sort("row")
-        keys = keys.scatter(fixed["row"], fixed["key"])
-    return pl.DataFrame({"name": df["name"], "key": keys})
+        done.append(todo.filter(~more).select("t", "lead", pl.col("key").str.len_bytes().alias("keep")))
+        todo = todo.filter(more).select("t", "key", "lead")
+    return pl.concat(done)
 
 
 def _drop_round(todo: pl.DataFrame) -> pl.DataFrame:
     """One pass of :func:`_drop_legal`'s loop over names of two words or more: the longest legal form at
-    the end (never the whole name), else a misspelt long form at the end, else a leading form."""
+    the end (never the whole name), else a misspelt long form at the end, else a leading form (``lead``: the
+    characters dropped at the start so far)."""
     key = pl.col("key")
     last = key.str.extract(r" ([a-z0-9]+)$")
     todo = todo.with_columns(key.str.replace(_LEGAL_END, "").alias("cut"), last.alias("last"))
     long = todo.filter(pl.col("last").str.len_chars() >= 7)["last"].unique().to_list()
     misspelt = [t for t in long if _misspelt_form(t)]
-    return todo.select("row", pl.when(pl.col("cut") != key).then(pl.col("cut"))
+    first = key.str.extract(r"^([a-z0-9]+) ")
+    leading = (pl.col("cut") == key) & ~pl.col("last").is_in(misspelt) & first.is_in(_LEADING_WORDS)
+    return todo.select("t", pl.when(pl.col("cut") != key).then(pl.col("cut"))
                        .when(pl.col("last").is_in(misspelt)).then(key.str.replace(r" [a-z0-9]+$", ""))
-                       .when(key.str.extract(r"^([a-z0-9]+) ").is_in(_LEADING_WORDS))
-                       .then(key.str.replace(r"^[a-z0-9]+ ", "")).otherwise(key).alias("key")).with_columns(
-        (pl.col("key") != todo["key"]).alias("changed"))
+                       .when(leading).then(key.str.replace(r"^[a-z0-9]+ ", "")).otherwise(key).alias("key"),
+                       pl.when(leading).then(pl.col("lead") + first.str.len_bytes() + 1).otherwise(pl.col("lead"))
+                       .cast(pl.UInt32).alias("lead")).with_columns((pl.col("key") != todo["key"]).alias("changed"))
 
 
 def name_key(col: str | pl.Expr) -> pl.Expr:
