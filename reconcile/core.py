@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -157,8 +158,17 @@ def _merge(results: list[CoreResult]) -> CoreResult:
                       totals=merge_totals([r.totals for r in results]))
 
 
-def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
-    """One shot over all the frames (what each partition runs): the stages of :mod:`reconcile.stages`."""
+#: ``reconcile_one``'s ``links_ready``: called with (part, links, allocations or None) as soon as they are final
+LinksReady = Callable[[int, pl.DataFrame | None, pl.DataFrame | None], object]
+
+
+def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady | None = None) -> CoreResult:
+    """One shot over all the frames (what each partition runs): the stages of :mod:`reconcile.stages`.
+
+    ``links_ready`` is handed the result's links as soon as they are made, before the checks: part 0 (the order,
+    invoice and payment links) with the allocations after the settlement, part 1 (quote and delivery links, ``None``
+    if there are none) after the checks; the result's ``links`` are part 0 then part 1 (the store path writes them
+    while the checks run)."""
     clock = _Clock()
     ident = resolve_identity(fr)
     clock("identity")
@@ -170,6 +180,10 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     payments = allocate_payments(fr, ident, orders, invoices, credits, s, as_of)
     clock("payments")
     settlement = settle(invoices, payments, s, as_of)
+    first = [*orders.links, *invoices.links, *(with_bank_charges(lk, settlement) for lk in payments.links)]
+    allocations = _allocation_rows(payments.alloc, settlement.last_alloc, settlement.ib)
+    if links_ready is not None:
+        links_ready(0, pl.concat(first, how="vertical_relaxed"), allocations)
     clock("settlement")
     chains = check_chains(fr, orders, s, as_of, ident.acct)
     quote_ex, quote_links = check_quotes(fr.quote, fr.quote_line, fr.contract, orders.deal, fr.deal_line, orders.order, s,
@@ -186,6 +200,9 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
     checks = [*chains.exceptions, *check_lines(fr, chains, s), *billing,
               *check_stage_conflicts(orders, invoices, payments), *check_customers(ident), *quote_ex, *delivery_ex]
     clock("checks")
+    if links_ready is not None:
+        links_ready(1, pl.concat([*quote_links, *delivery_links], how="vertical_relaxed")
+                    if quote_links or delivery_links else None, None)
     exceptions = finish_exceptions([*orders.exceptions, *invoices.exceptions, *settlement.exceptions, *checks],
                                    orders.deal, ident.cluster_owner, settlement.ib, fr, s, as_of)
     clock("exceptions")
@@ -198,10 +215,8 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date) -> CoreResult:
         quote_chain_columns(fr.quote, fr.contract, quote_links), on="chain_id", how="left").join(
         delivery_chain_columns(delivery_links, fr.delivery), on="chain_id", how="left")
     return CoreResult(chains=chain_rows,
-                      links=pl.concat([*orders.links, *invoices.links,
-                                       *(with_bank_charges(lk, settlement) for lk in payments.links),
-                                       *quote_links, *delivery_links], how="vertical_relaxed"),
-                      allocations=_allocation_rows(payments.alloc, settlement.last_alloc, settlement.ib),
+                      links=pl.concat([*first, *quote_links, *delivery_links], how="vertical_relaxed"),
+                      allocations=allocations,
                       invoice_balances=settlement.ib, payment_balances=settlement.pbal,
                       exceptions=exceptions, states=states, totals=totals)
 

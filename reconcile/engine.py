@@ -6,10 +6,11 @@ customer cluster and reconciled bucket by bucket (:mod:`reconcile.stream`), so m
 bucket at any size; each bucket's result frames and KPI inputs go to the scratch directory and the KPIs
 are computed from them. The links and allocations of the previous run are replaced at once (bulk: ADBC ingest in
 the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`): each bucket's rows are
-appended as soon as the bucket has written them, while the next bucket is computed (PostgreSQL: in one transaction,
+appended as soon as the bucket has written them (most of them before its checks run), while it and the next bucket
+are computed (PostgreSQL: in one transaction,
 the old rows deleted during the pre-pass; SQLite: to fresh tables, each bucket committed and checkpointed on its
 own, swapped in for the old ones in one transaction with their indexes); the commit follows the last bucket (this
-process makes the exception lifecycle's rows meanwhile), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
+process makes the exception lifecycle's rows meanwhile, converted for the driver: :func:`reconcile.lifecycle.prepare`), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
 the tables reference discovery does not read are exported while it runs. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
 lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
@@ -24,7 +25,7 @@ import contextlib
 import functools
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -203,8 +204,10 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result if later else None)
         clock("pre-pass + spill" + (" (the other tables exported meanwhile)" if meanwhile else ""))
 
-        # a bucket run in this process hands its links to the writer as soon as they are on disk (before its
-        # other frames and KPI inputs are written); one run elsewhere (a Dask worker) when its summary comes back
+        # a bucket run in this process hands its links to the writer as soon as they are on disk: its order, invoice
+        # and payment links and its allocations before its checks run (they are written meanwhile), the quote and
+        # delivery links after them (reconcile.stream.run_bucket); one run elsewhere (a Dask worker) when its
+        # summary comes back
         _WRITERS[run_id] = (writer, set(), threading.Lock())
 
         def one(k: int) -> Any:
@@ -232,7 +235,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         committed = pool.submit(writer.finish, False)
         try:
             at = now()
-            found = lifecycle.prepare(res.exceptions, run_id, at)
+            found = lifecycle.prepare(res.exceptions, run_id, at, store.engine.dialect)
             clock("lifecycle rows made (the links committed meanwhile)")
         finally:
             committed.result()
@@ -254,22 +257,22 @@ def _buckets(store: Store, partitions: int | None) -> int:
     return buckets_for(rows)
 
 
-#: the bulk writers of the runs under way in this process (run id -> writer, buckets handed to it, a lock)
-_WRITERS: dict[str, tuple[columnar.BulkWriter, set[int], threading.Lock]] = {}
+#: the bulk writers of the runs under way in this process (run id -> writer, files handed to it, a lock)
+_WRITERS: dict[str, tuple[columnar.BulkWriter, set[str], threading.Lock]] = {}
 
 
 def _written(run_id: str, out: Path, k: int) -> None:
-    """Bucket ``k``'s links and allocations are on disk: hand them to the run's writer (once; a no-op in a
-    process other than the driver's, where the driver hands them over when the bucket's summary arrives)."""
+    """Links or allocations of bucket ``k`` are on disk: hand those not handed yet to the run's writer (a bucket run
+    here hands its links in two parts, :func:`reconcile.stream.run_bucket`; a no-op in a process other than the
+    driver's, where the driver hands them over when the bucket's summary arrives)."""
     got = _WRITERS.get(run_id)
     if got is None:
         return
     writer, done, lock = got
     with lock:
-        if k in done:
-            return
-        done.add(k)
-        writer.add(_link_jobs(out, run_id, [k]))
+        jobs = _link_jobs(out, run_id, [k], skip=done)
+        done.update(f for j in jobs for f in j.files)
+        writer.add(jobs)
 
 
 def _input_rows(src: Path) -> int:
@@ -278,12 +281,19 @@ def _input_rows(src: Path) -> int:
                for name in ("deal", "order", "invoice", "payment") if (p := src / f"{name}.parquet").exists())
 
 
-def _link_jobs(out: Path, run_id: str, buckets: Iterable[int] | None = None) -> list[columnar.Load]:
-    """The links and allocations of the buckets (default: all of them) as bulk-write jobs."""
+def _parts(folder: Path, k: int) -> list[Path]:
+    """Bucket ``k``'s files of one result frame, in their order (``<k>.parquet``, then ``<k>-1.parquet``, …)."""
+    first = folder / f"{k:05d}.parquet"
+    rest = sorted(folder.glob(f"{k:05d}-*.parquet"), key=lambda p: int(p.stem.partition("-")[2]))
+    return [first, *rest] if first.exists() else rest
+
+
+def _link_jobs(out: Path, run_id: str, buckets: Iterable[int] | None = None,
+               skip: Collection[str] = ()) -> list[columnar.Load]:
+    """The links and allocations of the buckets (default: all of them) as bulk-write jobs (but ``skip``'s files)."""
     def files(name: str) -> tuple[str, ...]:
-        if buckets is None:
-            return tuple(str(p) for p in sorted((out / name).glob("*.parquet")))
-        return tuple(str(p) for k in buckets if (p := out / name / f"{k:05d}.parquet").exists())
+        ks = buckets if buckets is not None else sorted({int(p.name[:5]) for p in (out / name).glob("*.parquet")})
+        return tuple(str(p) for k in ks for p in _parts(out / name, k) if str(p) not in skip)
 
     return [columnar.Load(columnar.shape(t), files(name), {"run_id": run_id}, {"evidence": "text"})
             for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))]

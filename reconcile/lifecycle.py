@@ -11,6 +11,7 @@ one-exception status form.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -35,9 +36,26 @@ def _source_id(canonical_id: str) -> str:
     return parts[2] if len(parts) == 3 else canonical_id
 
 
-def prepare(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, Any]]:
+class Found(dict[str, dict[str, Any]]):
+    """:func:`prepare`'s rows by fingerprint, each also as the tuple the driver is handed (``stored``: the values of
+    :data:`FOUND` in the store's forms for ``dialect``), so that :func:`sync` converts nothing in its transaction."""
+
+    def __init__(self, rows: dict[str, dict[str, Any]], dialect: sa.Dialect) -> None:
+        super().__init__(rows)
+        self.dialect = dialect.name
+        conv = [_stored(dialect, exc_t.c[c]) for c in FOUND]
+        self.stored = {fp: tuple(f(r[c]) for c, f in zip(FOUND, conv, strict=True)) for fp, r in rows.items()}
+
+
+#: the columns of a found exception (:func:`prepare`), in :class:`Found`'s tuples
+FOUND = ("fingerprint", "code", "severity", "chain_id", "subject_ids", "source_ids", "owner", "currency",
+         "amount_at_risk", "reporting_currency", "amount_reporting", "evidence", "last_seen_at", "last_run_id")
+
+
+def prepare(ex: pl.DataFrame, run_id: str, at: datetime, dialect: sa.Dialect | None = None) -> dict[str, dict[str, Any]]:
     """The stored form of one run's findings, by fingerprint (what :func:`sync` writes): a caller with time to
-    spare before the sync's transaction (the store path, while its links are committed) makes it then."""
+    spare before the sync's transaction (the store path, while its links are committed) makes it then; with the
+    store's ``dialect``, their values converted for the driver too (:class:`Found`)."""
     out: dict[str, dict[str, Any]] = {}
     for r in ex.iter_rows(named=True):
         out[r["fingerprint"]] = {
@@ -48,7 +66,7 @@ def prepare(ex: pl.DataFrame, run_id: str, at: datetime) -> dict[str, dict[str, 
             "evidence": {"keys": list(r["keys"]), "detail": r["detail"], "bucket": r["bucket"]},
             "last_seen_at": at, "last_run_id": run_id,
         }
-    return out
+    return out if dialect is None else Found(out, dialect)
 
 
 def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = None,
@@ -63,34 +81,45 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
     reopen = [fp for fp in found if stored.get(fp) == "resolved"]
     keep = [fp for fp in found if stored.get(fp) in ("open", "acknowledged")]
     gone = [fp for fp, st in stored.items() if st in ("open", "acknowledged") and fp not in found]
-    audit: list[dict[str, Any]] = []
+    # the audit rows as the driver takes them (every value text but the instant, converted once)
+    when = _stored(conn.dialect, audit_t.c.at)(at)
+    audit: list[tuple[Any, ...]] = []
     # bulk, at the driver level: tens of thousands of exceptions are one executemany each, not a Python
     # round of SQLAlchemy's per-row type processing (the values are converted to their stored forms here)
+    pre = found.stored if isinstance(found, Found) and found.dialect == conn.dialect.name else None
     if new:
         # conflict-safe: a fingerprint stored meanwhile by someone else is left to them, not a crash
-        _write(conn, exc_t, [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new],
-               conflict="fingerprint")
-        audit += [_audit(fp, None, "open", "detected", run_id, at, action="detected") for fp in new]
+        if pre is not None:  # made before the transaction: only the status and first seen added here
+            seen = _stored(conn.dialect, exc_t.c.first_seen_at)(at)
+            _execute(conn, exc_t, [*FOUND, "status", "first_seen_at", "resolved_at"],
+                     [(*pre[fp], "open", seen, None) for fp in new], conflict="fingerprint")
+        else:
+            _write(conn, exc_t, [dict(found[fp], status="open", first_seen_at=at, resolved_at=None) for fp in new],
+                   conflict="fingerprint")
+        audit += [(fp, when, SYSTEM_ACTOR, None, "open", "detected", run_id, "detected") for fp in new]
     upd_cols = ["severity", "chain_id", "subject_ids", "source_ids", "owner", "currency", "amount_at_risk",
                 "reporting_currency", "amount_reporting", "evidence", "last_seen_at", "last_run_id"]
     for fps, extra in ((keep, {}), (reopen, {"status": "open", "resolved_at": None})):
-        if fps:
+        if fps and pre is not None:
+            pick = operator.itemgetter(*(FOUND.index(c) for c in upd_cols))
+            _update_rows(conn, exc_t, [*upd_cols, *extra], [(*pick(pre[fp]), *extra.values(), fp) for fp in fps])
+        elif fps:
             _update(conn, exc_t, [{**{c: found[fp][c] for c in upd_cols}, **extra, "fingerprint": fp} for fp in fps])
-    audit += [_audit(fp, "resolved", "open", "found again: the break is back", run_id, at, action="reopened")
+    audit += [(fp, when, SYSTEM_ACTOR, "resolved", "open", "found again: the break is back", run_id, "reopened")
               for fp in reopen]
     if gone:
         _update(conn, exc_t, [{"status": "resolved", "resolved_at": at, "last_run_id": run_id, "fingerprint": fp}
                               for fp in gone])
-        audit += [_audit(fp, stored[fp], "resolved", "auto-resolved: no longer found (data fixed)", run_id, at,
-                         action="auto_resolved") for fp in gone]
+        audit += [(fp, when, SYSTEM_ACTOR, stored[fp], "resolved", "auto-resolved: no longer found (data fixed)", run_id,
+                   "auto_resolved") for fp in gone]
     if audit:
-        _write(conn, audit_t, audit)
+        _execute(conn, audit_t, list(_audit("", None, "", "", None, at)), audit)
     return {"new": len(new), "reopened": len(reopen), "still_open": len(keep), "auto_resolved": len(gone)}
 
 
-def _stored(conn: Connection, col: sa.Column[Any]) -> Callable[[Any], Any]:
+def _stored(dialect: sa.Dialect, col: sa.Column[Any]) -> Callable[[Any], Any]:
     """What the driver is handed for a value of ``col`` (as the column's SQLAlchemy type would bind it)."""
-    dialect, typ = conn.dialect, col.type
+    typ = col.type
     if isinstance(typ, UTCDateTime):
         # a run writes one instant (its time) on every row: converted once, not once per row and column
         if dialect.name == "sqlite":  # SQLite's DateTime text, as SQLAlchemy writes it
@@ -113,23 +142,34 @@ def _placeholder(conn: Connection, col: sa.Column[Any]) -> str:
 def _write(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], conflict: str | None = None) -> None:
     """``INSERT`` the rows (all with the same keys) in one driver-level executemany."""
     cols = list(rows[0])
-    conv = [_stored(conn, table.c[c]) for c in cols]
+    conv = [_stored(conn.dialect, table.c[c]) for c in cols]
+    _execute(conn, table, cols, [tuple(f(r[c]) for c, f in zip(cols, conv, strict=True)) for r in rows], conflict)
+
+
+def _execute(conn: Connection, table: sa.Table, cols: list[str], rows: list[tuple[Any, ...]],
+             conflict: str | None = None) -> None:
+    """``INSERT`` rows already in the driver's forms (values of ``cols``) in one executemany."""
     names = ", ".join(f'"{c}"' for c in cols)
     marks = ", ".join(_placeholder(conn, table.c[c]) for c in cols)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
     if conflict:
         sql += f' ON CONFLICT ("{conflict}") DO NOTHING'
-    conn.exec_driver_sql(sql, [tuple(f(r[c]) for c, f in zip(cols, conv, strict=True)) for r in rows])
+    conn.exec_driver_sql(sql, rows)
 
 
 def _update(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """``UPDATE`` each row's columns by its ``fingerprint`` (all rows with the same keys), one executemany."""
     cols = [c for c in rows[0] if c != "fingerprint"]
-    conv = [_stored(conn, table.c[c]) for c in cols]
+    conv = [_stored(conn.dialect, table.c[c]) for c in cols]
+    _update_rows(conn, table, cols,
+                 [(*(f(r[c]) for c, f in zip(cols, conv, strict=True)), r["fingerprint"]) for r in rows])
+
+
+def _update_rows(conn: Connection, table: sa.Table, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """``UPDATE`` of ``cols`` by ``fingerprint``, rows already in the driver's forms (their values, the key last)."""
     sets = ", ".join(f'"{c}" = {_placeholder(conn, table.c[c])}' for c in cols)
     key = _placeholder(conn, table.c.fingerprint)
-    conn.exec_driver_sql(f'UPDATE "{table.name}" SET {sets} WHERE "fingerprint" = {key}',
-                         [(*(f(r[c]) for c, f in zip(cols, conv, strict=True)), r["fingerprint"]) for r in rows])
+    conn.exec_driver_sql(f'UPDATE "{table.name}" SET {sets} WHERE "fingerprint" = {key}', rows)
 
 
 def _audit(fp: str, frm: str | None, to: str, reason: str, run_id: str | None, at: datetime,
@@ -244,8 +284,10 @@ def exposure(conn: Connection, reporting_currency: str) -> list[dict[str, Any]]:
     """The open book after a run, as KPI rows (kept per run in ``kpi_snapshot`` for the trend and the
     change since the last run): exceptions not resolved, and their amount at risk in the reporting
     currency (those without an FX rate are counted in the denominator's complement, not summed)."""
-    rows = conn.execute(sa.select(exc_t.c.amount_reporting).where(exc_t.c.status != "resolved")).scalars().all()
-    priced = [Decimal(a) for a in rows if a is not None]
+    # the driver's values as they come (SQLite: text, PostgreSQL: Decimal), not through the Amount type row by row
+    raw = sa.type_coerce(exc_t.c.amount_reporting, sa.String)
+    rows = conn.execute(sa.select(raw).where(exc_t.c.status != "resolved")).scalars().all()
+    priced = [a if isinstance(a, Decimal) else Decimal(a) for a in rows if a is not None]
     total = sum(priced, Decimal(0))
     return [
         {"kpi": "open_exceptions", "variant": "open_or_acknowledged_after_run", "owner": None,

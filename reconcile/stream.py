@@ -125,22 +125,36 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
                kpi_period: tuple[date | None, date | None] | None = None,
                written: Callable[[int], object] | None = None) -> BucketSummary:
     """Reconcile bucket ``k``; its result frames (and, with ``kpi_period``, its KPI inputs) go to ``plan.out``,
-    :data:`LINK_FRAMES` first: ``written(k)`` is called as soon as they are on disk."""
+    :data:`LINK_FRAMES` first: ``written(k)`` is called as soon as they are on disk, with ``written`` in two parts
+    (``<k>.parquet`` with the allocations before the checks run, the rest of the links ``<k>-1.parquet`` after them:
+    :func:`reconcile.core.reconcile_one`'s ``links_ready``), ``written(k)`` called after each."""
     if plan.n > 1:
         fr = read_bucket(plan.spill, k, plan.shared)
     else:
         read = parquet_reader(plan.source)
         fr = Frames(**plan.shared, **{name: read(name, list(SCHEMAS[name])) for name in SPLIT})
-    res = reconcile_one(fr, s, as_of)
-    if plan.out is not None:
+    out = plan.out
+
+    def links_ready(part: int, links: pl.DataFrame | None, allocations: pl.DataFrame | None) -> None:
+        # the links (two parts: <k>.parquet, <k>-1.parquet) and allocations, written before the checks run
+        assert out is not None and written is not None
+        for name, df in (("links", links), ("allocations", allocations)):
+            if df is not None:
+                df.write_parquet(out / name / (f"{k:05d}.parquet" if part == 0 else f"{k:05d}-{part}.parquet"),
+                                 compression="lz4", statistics=False)
+        written(k)
+
+    early = out is not None and written is not None
+    res = reconcile_one(fr, s, as_of, links_ready if early else None)
+    if out is not None:
         for name in (*LINK_FRAMES, *(f for f in FRAMES if f not in LINK_FRAMES)):
             # no column statistics: a tenth of the write's CPU, and nothing reads the result frames by ranges
-            getattr(res, name).write_parquet(plan.out / name / f"{k:05d}.parquet", compression="lz4", statistics=False)
-            if name == LINK_FRAMES[-1] and written is not None:
-                written(k)
+            if early and name in LINK_FRAMES:
+                continue
+            getattr(res, name).write_parquet(out / name / f"{k:05d}.parquet", compression="lz4", statistics=False)
         if kpi_period is not None:
             for name, df in kpi_inputs(fr, res, s, as_of, *kpi_period, deals=False).items():
-                df.write_parquet(plan.out / f"kpi_{name}" / f"{k:05d}.parquet", compression="lz4")
+                df.write_parquet(out / f"kpi_{name}" / f"{k:05d}.parquet", compression="lz4")
     return BucketSummary(bucket=k, exceptions=res.exceptions, totals=res.totals, chains=res.chains.height)
 
 

@@ -4,6 +4,7 @@ rows naming who did them, the CLI over the same function, and the migration that
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -122,3 +123,40 @@ def test_migration_names_the_action_of_older_audit_rows(tmp_path) -> None:  # ty
         got = conn.execute(sa.text("SELECT action FROM recon_exception_audit ORDER BY id")).scalars().all()
     assert got == [r[0] for r in rows]
     engine.dispose()
+
+
+def test_sync_writes_the_same_rows_from_rows_prepared_before_its_transaction(store: Store) -> None:
+    """:func:`lifecycle.prepare` with the store's dialect converts the rows beforehand (the store path does it while
+    its links are committed): the sync then writes what it writes from unprepared rows, for new, kept, reopened and
+    auto-resolved exceptions alike, audit trail included."""
+    import polars as pl
+
+    from canonical.store import now
+    from reconcile.core import Settings, reconcile_frames
+    from reconcile.frames import load_frames
+
+    WORLD.load(store)
+    ex = reconcile_frames(load_frames(store), Settings.from_config(Config()), WORLD.as_of).exceptions
+    assert ex.height > 6
+    at = now()
+
+    def synced(frame: pl.DataFrame, run_id: str, dialect: sa.Dialect | None) -> tuple[Any, ...]:
+        found = lifecycle.prepare(frame, run_id, at, dialect)
+        assert isinstance(found, lifecycle.Found) == (dialect is not None)
+        with store.engine.connect() as conn:
+            trans = conn.begin()
+            counts = lifecycle.sync(conn, frame, run_id, at, found)
+            rows = sorted(repr(tuple(r)) for r in conn.execute(sa.select(recon_exception)).all())
+            audit = sorted(repr(tuple(r)[1:]) for r in conn.execute(sa.select(lifecycle.audit_t)).all())
+            trans.rollback()
+        return counts, rows, audit
+
+    assert synced(ex, "r1", None) == synced(ex, "r1", store.engine.dialect)  # every one new
+    with store.engine.begin() as conn:  # a first run stored; one of its exceptions resolved since
+        lifecycle.sync(conn, ex, "r0", at)
+        conn.execute(sa.update(recon_exception).where(recon_exception.c.fingerprint == ex["fingerprint"][0])
+                     .values(status="resolved"))
+    later = ex.slice(0, ex.height - 3)  # three fixed: auto-resolved; the first found again: reopened
+    plain = synced(later, "r2", None)
+    assert plain == synced(later, "r2", store.engine.dialect)
+    assert plain[0] == {"new": 0, "reopened": 1, "still_open": ex.height - 4, "auto_resolved": 3}

@@ -205,3 +205,44 @@ def test_bucket_links_written_as_buckets_finish_replace_the_last_run_or_roll_bac
         assert {ix["name"] for ix in sa.inspect(conn).get_indexes("recon_link")} == {
             ix.name for ix in recon_link.indexes}
         assert not [t for t in sa.inspect(conn).get_table_names() if t.endswith("__new")]  # SQLite's swap dropped
+
+
+def test_bucket_links_go_to_the_store_before_the_checks_in_the_core_order(
+        store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A bucket hands its order, invoice and payment links and its allocations to the writer before its checks run
+    (they are written meanwhile), its quote and delivery links after them; each file once, and the stored rows are
+    in the order of the core's frames (part 0, then part 1, bucket by bucket)."""
+    import reconcile.core as core_mod
+
+    monkeypatch.setattr(columnar, "SMALL", 0)  # SQLite: the helper-process writer
+    world = generate(300, seed=5)
+    world.load(store)
+    events: list[tuple[str, ...]] = []
+    add, checks = columnar.BulkWriter.add, core_mod.check_chains
+
+    def recorded_add(self: columnar.BulkWriter, jobs: list[columnar.Load]) -> None:
+        events.append(("add", *sorted(f"{j.table.name}/{Path(f).name}" for j in jobs for f in j.files)))
+        add(self, jobs)
+
+    def recorded_checks(*args: object, **kw: object) -> object:
+        events.append(("checks",))
+        return checks(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(columnar.BulkWriter, "add", recorded_add)
+    monkeypatch.setattr(core_mod, "check_chains", recorded_checks)
+    got = run_reconciliation(store, Config(), world.as_of, partitions=2, keep=tmp_path / "out")
+    handed = [e for e in events if len(e) > 1 or e[0] == "checks"]
+    assert handed == [
+        ("add", "recon_allocation/00000.parquet", "recon_link/00000.parquet"), ("checks",),
+        ("add", "recon_link/00000-1.parquet"),
+        ("add", "recon_allocation/00001.parquet", "recon_link/00001.parquet"), ("checks",),
+        ("add", "recon_link/00001-1.parquet")]
+    out = tmp_path / "out"
+    parts = [pl.read_parquet(out / "links" / f) for f in ("00000.parquet", "00000-1.parquet", "00001.parquet",
+                                                           "00001-1.parquet")]
+    assert all(p.height for p in parts)
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(recon_link.c.from_id, recon_link.c.to_id, recon_link.c.rule_id)
+                              .order_by(recon_link.c.id)).all()
+    assert [tuple(r) for r in stored] == pl.concat(parts).select("from_id", "to_id", "rule_id").rows()
+    assert got.frame("links").height == len(stored)
