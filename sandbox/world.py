@@ -13,9 +13,12 @@ them back with the same digits.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -653,6 +656,24 @@ def _read_fx(path: Path) -> list[dict[str, Any]]:
 
 def _check_readable(world: WorldDir, system: str) -> None:
     """Refuse a record the connector and mapping that serve it cannot read (``sandbox.world_readable``)."""
+    with _no_gc():  # serving, landing and mapping every record: many small dicts, no reference cycles
+        _check_readable_records(world, system)
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic collector off for the block (as it was after): a collection would only re-scan
+    every object the block made so far, again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check_readable_records(world: WorldDir, system: str) -> None:
     from sandbox.world_readable import first_unreadable
 
     if system == "jiandaoyun":
@@ -674,10 +695,30 @@ def _start_check(world: WorldDir, system: str) -> Pending[None]:
     """:func:`_check_readable` of a system just read: a large one starts at once in a forked child
     (the check serves and maps every record again: CPU work that the other core can do while this
     process reads the next system); a small one runs here when its result is asked for."""
+    from canonical.forking import forks
     from sandbox.forked import Pending
 
     size = sum(len(recs) for recs in world.records.get(system, {}).values())
-    return Pending(partial(_check_readable, world, system), fork=size >= FORK_CHECK_FROM)
+    fork = size >= FORK_CHECK_FROM
+    if fork and system == "tryton" and forks():
+        _decode_tryton(world.records.get(system, {}))
+    return Pending(partial(_check_readable, world, system), fork=fork)
+
+
+def _decode_tryton(records: dict[str, list[dict[str, Any]]]) -> None:
+    """Decode a Tryton world's records here, once (``sandbox.tryton``'s cache of decoded rows):
+    the check's child and the emulators' child, both forked from this process later, inherit them
+    instead of each decoding every record again. A record that does not decode is left to the
+    check, which raises its error in its turn (:meth:`WorldChecks.finish`)."""
+    from sandbox.tryton import MODELS, _decoded_rows
+
+    try:
+        with _no_gc():  # acyclic rows
+            for model, recs in records.items():
+                if model in MODELS:
+                    _decoded_rows(recs)
+    except Exception:  # the check decodes the record again and raises its error, in its turn
+        return
 
 
 def read_world(path: str | Path) -> WorldDir:

@@ -116,6 +116,36 @@ def test_a_world_served_from_a_forked_process_lands_what_it_lands_served_here(tm
     assert served_there == served_here and len(served_here) > 20
 
 
+def test_tryton_rows_decoded_before_the_check_forks_serve_what_rows_decoded_by_each_child_serve(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from sandbox import tryton
+
+    root = tmp_path / "all"
+    root.mkdir()
+    for s in ("salesforce", "tryton"):
+        shutil.copytree(WORLDS / s / s, root / s)
+    (root / "world.yaml").write_text("format: 1\nname: all\nsystems: [salesforce, tryton]\nerp: tryton\n"
+                                     "reporting_currency: USD\nas_of: 2026-10-31\n", encoding="utf-8")
+    plain = read_world(root)  # small: checked here, nothing decoded before a fork
+    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)  # checked in children: Tryton decoded here first
+    assert gc.isenabled()
+    early = read_world(root)
+    assert gc.isenabled()  # the collector is on again after the decode and the checks
+    for recs in early.records["tryton"].values():  # the emulators' child inherits the rows decoded here
+        assert tryton._DECODED[id(recs)][0] is recs
+    here = Store.open(f"sqlite:///{tmp_path / 'here.db'}")
+    there = Store.open(f"sqlite:///{tmp_path / 'there.db'}")
+    try:
+        served_plain = _landed(plain, here, process=False)
+        served_early = _landed(early, there, process=True)
+    finally:
+        here.close()
+        there.close()
+    assert served_early == served_plain and len(served_plain) > 10
+
+
 def test_the_emulators_serve_only_once_ready_returned_and_not_at_all_if_it_raises(tmp_path: Path) -> None:
     import httpx
 
