@@ -18,7 +18,6 @@ a new version of their parent (a Stripe invoice line removed) are tombstoned the
 
 from __future__ import annotations
 
-import gc
 import queue
 import sys
 import threading
@@ -37,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
+from canonical.gc_pause import no_gc
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
 from canonical.store import Rejected, Store, now
@@ -121,7 +121,7 @@ def map_records(
     """Map ``(raw_id, object, source_id, payload, source_updated_at)`` records in memory."""
     # Mapping allocates many small dicts and no reference cycles: the cyclic collector would only
     # re-scan every live object (the whole batch) again and again.
-    with _no_gc():
+    with no_gc():
         return _map_records(mset, records)
 
 
@@ -390,19 +390,6 @@ def _short_switch_interval() -> Iterator[None]:
                 sys.setswitchinterval(_switch_state[1])
 
 
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """The cyclic collector off: the stage allocates many small containers and no reference cycles,
-    and the collector would re-scan the whole batch again and again (a third of the read's time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
     """Read and map batch k+1 while batch k is written (a writer thread with its own connection: SQLite's
     and psycopg's statement work runs without the GIL, the mapping is Python), one transaction per batch."""
@@ -430,7 +417,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
 
     # SQLite: the writer's many statements each take the GIL back (PostgreSQL's few wait on the server)
     short_switches = _short_switch_interval() if store.engine.dialect.name == "sqlite" else nullcontext()
-    with _no_gc(), short_switches:
+    with no_gc(), short_switches:
         thread = threading.Thread(target=writer, name=f"map-{mset.system}-writer", daemon=True)
         thread.start()
         try:

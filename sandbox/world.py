@@ -13,12 +13,9 @@ them back with the same digits.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import gc
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -29,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from canonical.errors import InputError, yaml_problem
+from canonical.gc_pause import no_gc
 from canonical.money import normalize_currency
 from connectors.tryton import codec
 
@@ -656,21 +654,8 @@ def _read_fx(path: Path) -> list[dict[str, Any]]:
 
 def _check_readable(world: WorldDir, system: str) -> None:
     """Refuse a record the connector and mapping that serve it cannot read (``sandbox.world_readable``)."""
-    with _no_gc():  # serving, landing and mapping every record: many small dicts, no reference cycles
+    with no_gc():  # serving, landing and mapping every record: many small dicts, no reference cycles
         _check_readable_records(world, system)
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """The cyclic collector off for the block (as it was after): a collection would only re-scan
-    every object the block made so far, again and again."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _check_readable_records(world: WorldDir, system: str) -> None:
@@ -713,7 +698,7 @@ def _decode_tryton(records: dict[str, list[dict[str, Any]]]) -> None:
     from sandbox.tryton import MODELS, _decoded_rows
 
     try:
-        with _no_gc():  # acyclic rows
+        with no_gc():  # acyclic rows
             for model, recs in records.items():
                 if model in MODELS:
                     _decoded_rows(recs)

@@ -97,22 +97,31 @@ def _landed(world: Any, store: Store, process: bool) -> dict[tuple[str, str], An
                                                                                    raw.c.payload))}
 
 
-def test_a_world_served_from_a_forked_process_lands_what_it_lands_served_here(tmp_path: Path) -> None:
+def _world_dir(tmp_path: Path, systems: tuple[str, ...]) -> Path:
+    """A world of these test systems (copied from tests/worlds), Tryton its ERP."""
     root = tmp_path / "all"
     root.mkdir()
-    for s in ("salesforce", "tryton", "stripe"):
+    for s in systems:
         shutil.copytree(WORLDS / s / s, root / s)
-    (root / "world.yaml").write_text("format: 1\nname: all\nsystems: [salesforce, tryton, stripe]\nerp: tryton\n"
+    (root / "world.yaml").write_text(f"format: 1\nname: all\nsystems: [{', '.join(systems)}]\nerp: tryton\n"
                                      "reporting_currency: USD\nas_of: 2026-10-31\n", encoding="utf-8")
-    world = read_world(root)
+    return root
+
+
+def _landed_here_and_forked(tmp_path: Path, here_world: Any, forked_world: Any) -> tuple[Any, Any]:
+    """What ``here_world`` lands served from this process, and ``forked_world`` served from a forked one."""
     here = Store.open(f"sqlite:///{tmp_path / 'here.db'}")
     there = Store.open(f"sqlite:///{tmp_path / 'there.db'}")
     try:
-        served_here = _landed(world, here, process=False)
-        served_there = _landed(world, there, process=True)
+        return _landed(here_world, here, process=False), _landed(forked_world, there, process=True)
     finally:
         here.close()
         there.close()
+
+
+def test_a_world_served_from_a_forked_process_lands_what_it_lands_served_here(tmp_path: Path) -> None:
+    world = read_world(_world_dir(tmp_path, ("salesforce", "tryton", "stripe")))
+    served_here, served_there = _landed_here_and_forked(tmp_path, world, world)
     assert served_there == served_here and len(served_here) > 20
 
 
@@ -122,12 +131,7 @@ def test_tryton_rows_decoded_before_the_check_forks_serve_what_rows_decoded_by_e
 
     from sandbox import tryton
 
-    root = tmp_path / "all"
-    root.mkdir()
-    for s in ("salesforce", "tryton"):
-        shutil.copytree(WORLDS / s / s, root / s)
-    (root / "world.yaml").write_text("format: 1\nname: all\nsystems: [salesforce, tryton]\nerp: tryton\n"
-                                     "reporting_currency: USD\nas_of: 2026-10-31\n", encoding="utf-8")
+    root = _world_dir(tmp_path, ("salesforce", "tryton"))
     plain = read_world(root)  # small: checked here, nothing decoded before a fork
     monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)  # checked in children: Tryton decoded here first
     assert gc.isenabled()
@@ -135,14 +139,7 @@ def test_tryton_rows_decoded_before_the_check_forks_serve_what_rows_decoded_by_e
     assert gc.isenabled()  # the collector is on again after the decode and the checks
     for recs in early.records["tryton"].values():  # the emulators' child inherits the rows decoded here
         assert tryton._DECODED[id(recs)][0] is recs
-    here = Store.open(f"sqlite:///{tmp_path / 'here.db'}")
-    there = Store.open(f"sqlite:///{tmp_path / 'there.db'}")
-    try:
-        served_plain = _landed(plain, here, process=False)
-        served_early = _landed(early, there, process=True)
-    finally:
-        here.close()
-        there.close()
+    served_plain, served_early = _landed_here_and_forked(tmp_path, plain, early)
     assert served_early == served_plain and len(served_plain) > 10
 
 
