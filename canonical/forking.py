@@ -12,9 +12,11 @@ import multiprocessing
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 def forks() -> bool:
@@ -72,3 +74,80 @@ def frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+class Pending(Generic[T]):
+    """A call running in a forked child (or, where forking is not available or not asked for, to be
+    run here when its result is asked for). The child inherits what the call needs (nothing is pickled on
+    the way in) and sends back its value or its exception."""
+
+    def __init__(self, call: Callable[[], T], *, fork: bool = True, name: str = "ltc-forked") -> None:
+        self._call: Callable[[], T] | None = call
+        self._name = name
+        self._process: Any = None
+        self._conn: Any = None
+        self._answered = False
+        self.exitcode: int | None = None
+        """The child's exit code once it has been released (None: not forked, or not yet)."""
+        if fork and forks():
+            self._process, self._conn = start_child(_answer, call, name=name)
+            self._call = None
+
+    def result(self) -> T:
+        """The call's value; its exception is raised here."""
+        if self._call is not None:
+            return self._call()
+        if self._process is None:
+            raise RuntimeError(f"the forked call ({self._name}) was cancelled")
+        try:
+            ok, value = self._conn.recv()
+        except EOFError:
+            ok, value = False, RuntimeError(f"a forked call ({self._name}) ended without an answer "
+                                            f"(exit code {self._process.exitcode})")
+        self._answered = True
+        self.cancel()
+        if not ok:
+            raise value
+        return value
+
+    def cancel(self) -> None:
+        """Stop the child if it has not answered, and release it."""
+        if self._process is None:
+            return
+        if not self._answered:
+            self._process.kill()
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
+        self._conn.close()
+        self.exitcode = self._process.exitcode
+        self._process = None
+
+
+def results(pending: Sequence[Pending[T]]) -> list[T]:
+    """The results in order; the first exception (in order) is raised and the later calls are stopped."""
+    try:
+        return [p.result() for p in pending]
+    finally:
+        for p in pending:
+            p.cancel()
+
+
+def in_children(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Each call in its own forked child, all at once; their results in order. An exception raised
+    by a call is raised here (the first in ``calls`` order), as if the calls had run one after the
+    other in this process. Without fork, they run here in order."""
+    return results([Pending(call, fork=len(calls) > 1) for call in calls])
+
+
+def _answer(call: Callable[[], Any], conn: Any) -> None:
+    try:
+        outcome: tuple[bool, Any] = (True, call())
+    except BaseException as exc:
+        outcome = (False, exc)
+    try:
+        conn.send(outcome)
+    except Exception as exc:  # an answer that cannot be pickled: its text then
+        conn.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({exc})")))
+    conn.close()

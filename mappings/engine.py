@@ -19,11 +19,10 @@ a new version of their parent (a Stripe invoice line removed) are tombstoned the
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -36,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
-from canonical.gc_pause import no_gc
+from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
 from canonical.store import Rejected, Store, now
@@ -370,24 +369,6 @@ def _read_pending(store: Store, system: str, after: int, limit: int) -> _Pending
 # stage lets the two overlap (one switch per statement of a few hundred rows: no measurable cost). On
 # SQLite only: on PostgreSQL the writer sends a few statements per batch and waits on the server.
 _SWITCH_INTERVAL = 0.0005
-_switch_lock = threading.Lock()
-_switch_state = [0, 0.0]  # stages running now, the interval before the first of them
-
-
-@contextmanager
-def _short_switch_interval() -> Iterator[None]:
-    with _switch_lock:
-        if _switch_state[0] == 0:
-            _switch_state[1] = sys.getswitchinterval()
-            sys.setswitchinterval(min(_SWITCH_INTERVAL, _switch_state[1]))
-        _switch_state[0] += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _switch_state[0] -= 1
-            if _switch_state[0] == 0:
-                sys.setswitchinterval(_switch_state[1])
 
 
 def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
@@ -416,7 +397,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
                     counts[key] += value
 
     # SQLite: the writer's many statements each take the GIL back (PostgreSQL's few wait on the server)
-    short_switches = _short_switch_interval() if store.engine.dialect.name == "sqlite" else nullcontext()
+    short_switches = short_switch_interval(_SWITCH_INTERVAL) if store.engine.dialect.name == "sqlite" else nullcontext()
     with no_gc(), short_switches:
         thread = threading.Thread(target=writer, name=f"map-{mset.system}-writer", daemon=True)
         thread.start()

@@ -24,13 +24,14 @@ import decimal
 from collections import Counter, defaultdict
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from canonical import tables as ct
-from canonical.forking import forks, start_child
+from canonical.forking import Pending
 from canonical.money import minor_units
 from canonical.store import Store
 from reconcile.codes import CODES
@@ -493,7 +494,6 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     """
     from reports.html import render_html
     from reports.i18n import report_language
-    from reports.xlsx import write_xlsx
 
     lang, locale = report_language(lang, locale or getattr(config, "reporting_locale", None))
     out = Path(out_dir)
@@ -504,21 +504,15 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     report.notes = list(notes or [])
     files = ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
         "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
-    xlsx = _start_xlsx(files.xlsx, report, lang, locale) if _rows(report) >= XLSX_FORK_FROM and forks() else None
+    xlsx = _start_xlsx(files.xlsx, report, lang, locale)
     try:
         _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
         _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
         _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
-        if xlsx is None:
-            write_xlsx(files.xlsx, report, lang=lang, locale=locale)
         files.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
-    except BaseException:
-        if xlsx is not None:
-            xlsx[0].kill()
-            _finish_xlsx(xlsx, check=False)
-        raise
-    if xlsx is not None:
-        _finish_xlsx(xlsx)
+        xlsx.result()  # a small report's workbook is written here, now; a child's error is raised here
+    finally:
+        xlsx.cancel()
     return files
 
 
@@ -532,38 +526,12 @@ def _rows(report: Report) -> int:
     return len(report.chains) + len(report.records) + len(report.exceptions)
 
 
-def _start_xlsx(path: Path, report: Report, lang: str, locale: str) -> tuple[Any, Any]:
-    """The workbook written by a forked child (which inherits ``report`` as built): ``(process, pipe)``."""
-    return start_child(_xlsx_child, path, report, lang, locale, name="ltc-report-xlsx")
-
-
-def _xlsx_child(path: Path, report: Report, lang: str, locale: str, conn: Any) -> None:
+def _start_xlsx(path: Path, report: Report, lang: str, locale: str) -> Pending[None]:
+    """The workbook, written by a forked child (which inherits ``report`` as built) for a large report."""
     from reports.xlsx import write_xlsx
 
-    try:
-        write_xlsx(path, report, lang=lang, locale=locale)
-        outcome: tuple[bool, BaseException | None] = (True, None)
-    except BaseException as exc:
-        outcome = (False, exc)
-    try:
-        conn.send(outcome)
-    except Exception:  # an exception that cannot be pickled: its text then
-        conn.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]}")))
-    conn.close()
-
-
-def _finish_xlsx(started: tuple[Any, Any], *, check: bool = True) -> None:
-    """Wait for the workbook's child; with ``check``, its error (or its death) is raised here."""
-    process, conn = started
-    try:
-        ok, error = conn.recv()
-    except EOFError:
-        ok, error = False, None
-    process.join()
-    conn.close()
-    if check and not ok:
-        raise error or RuntimeError(f"the report's workbook was not written (its process ended with exit code "
-                                    f"{process.exitcode})")
+    return Pending(partial(write_xlsx, path, report, lang=lang, locale=locale),
+                   fork=_rows(report) >= XLSX_FORK_FROM, name="ltc-report-xlsx")
 
 
 __all__ = ["CHAIN_COLUMNS", "EXCEPTION_COLUMNS", "HTML_CHAIN_LIMIT", "KPI_COLUMNS", "Record", "Report", "ReportFiles",

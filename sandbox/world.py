@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from canonical.errors import InputError, yaml_problem
-from canonical.gc_pause import no_gc
+from canonical.interpreter import no_gc
 from canonical.money import normalize_currency
 from connectors.tryton import codec
 
 if TYPE_CHECKING:
-    from sandbox.forked import Pending
+    from canonical.forking import Pending
 
 FORMAT = 1
 SYSTEMS = ("salesforce", "hubspot", "zoho", "jiandaoyun", "stripe", "tryton", "odoo", "bank")
@@ -601,7 +601,7 @@ def _start_bank(world: WorldDir, folder: Path) -> Pending[list[tuple[str, str, t
     camt.053 statement) started in a forked child when the statements are large — the same errors,
     raised by :meth:`WorldChecks.finish` before any readability problem (the order of a read). With a
     file that is not a statement, or small statements, the folder is read here (:func:`_read_bank`)."""
-    from sandbox.forked import Pending
+    from canonical.forking import Pending
 
     entries = _bank_entries(folder)
     if not all(e.is_file() and e.suffix.lower() == ".xml" for e in entries) \
@@ -609,7 +609,7 @@ def _start_bank(world: WorldDir, folder: Path) -> Pending[list[tuple[str, str, t
         _read_bank(world, folder)
         return None
     world.bank_files.extend(entries)
-    return Pending(partial(_check_statements, entries))
+    return Pending(partial(_check_statements, entries), name="ltc-sandbox")
 
 
 def _check_statements(entries: list[Path]) -> list[tuple[str, str, tuple[str, list[Any]]]]:
@@ -673,21 +673,20 @@ def _check_readable_records(world: WorldDir, system: str) -> None:
     raise _fail(where, world.lines.get(system, {}).get(obj, {}).get(rid), f"record {rid}: {what}")
 
 
-FORK_CHECK_FROM = 5_000  # records: a system this large is checked in a forked child (sandbox.forked)
+FORK_CHECK_FROM = 5_000  # records: a system this large is checked in a forked child (canonical.forking.Pending)
 
 
 def _start_check(world: WorldDir, system: str) -> Pending[None]:
     """:func:`_check_readable` of a system just read: a large one starts at once in a forked child
     (the check serves and maps every record again: CPU work that the other core can do while this
     process reads the next system); a small one runs here when its result is asked for."""
-    from canonical.forking import forks
-    from sandbox.forked import Pending
+    from canonical.forking import Pending, forks
 
     size = sum(len(recs) for recs in world.records.get(system, {}).values())
     fork = size >= FORK_CHECK_FROM
     if fork and system == "tryton" and forks():
         _decode_tryton(world.records.get(system, {}))
-    return Pending(partial(_check_readable, world, system), fork=fork)
+    return Pending(partial(_check_readable, world, system), fork=fork, name="ltc-sandbox")
 
 
 def _decode_tryton(records: dict[str, list[dict[str, Any]]]) -> None:
@@ -725,7 +724,7 @@ class WorldChecks:
 
     def finish(self) -> None:
         """Wait for the checks and read ``fx_rates.csv``; raises what :func:`read_world` would."""
-        from sandbox.forked import results
+        from canonical.forking import results
 
         try:
             if self._bank is not None:  # a statement that does not parse is a reading problem: raised first

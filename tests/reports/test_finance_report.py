@@ -182,7 +182,7 @@ def test_a_large_reports_workbook_is_written_by_a_child_and_is_the_same(
     monkeypatch.setattr(finance, "_start_xlsx", started)
     monkeypatch.setattr(finance, "XLSX_FORK_FROM", 0)
     files = write_reports(reported["store"], tmp_path / "forked", title="Test report")
-    assert len(children) == 1 and children[0][0].exitcode == 0  # written by a child, which ended well
+    assert len(children) == 1 and children[0].exitcode == 0  # written by a child, which ended well
     assert _sheets(files.xlsx) == _sheets(reported["files"].xlsx)
     assert files.html.read_text().count("<tr") == reported["files"].html.read_text().count("<tr")
 

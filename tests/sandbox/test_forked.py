@@ -1,4 +1,4 @@
-"""The sandbox's forked work (sandbox.forked): a large world's readability checks and its emulators run
+"""The sandbox's forked work (canonical.forking.Pending): a large world's readability checks and its emulators run
 in children of the replaying process; what they answer, and the errors they raise, are the ones the
 same work gives in this process."""
 
@@ -15,13 +15,12 @@ import sqlalchemy as sa
 
 from canonical import tables
 from canonical.errors import InputError
-from canonical.forking import forks
+from canonical.forking import Pending, forks, in_children
 from canonical.store import Store
 from connectors.base import sync
 from ltc.app import runtime
 from ltc.app.demo import world_sources
 from sandbox import world as world_module
-from sandbox.forked import Pending, in_children
 from sandbox.world import read_world
 
 WORLDS = Path(__file__).parent.parent / "worlds"
@@ -50,14 +49,20 @@ def test_the_first_error_in_order_is_raised_whichever_child_ends_first() -> None
     assert Pending(_pid, fork=False).result() == os.getpid()
 
 
-def _both(tmp_path: Path, systems: list[str]) -> Path:
-    """A world of the tryton and stripe example worlds, each with one record neither can read."""
-    root = tmp_path / "both"
+def _world_dir(tmp_path: Path, systems: tuple[str, ...], *, name: str = "all", currency: str = "USD") -> Path:
+    """A world of these test systems (copied from tests/worlds), Tryton its ERP."""
+    root = tmp_path / name
     root.mkdir()
     for s in systems:
         shutil.copytree(WORLDS / s / s, root / s)
-    (root / "world.yaml").write_text(f"format: 1\nname: both\nsystems: [{', '.join(systems)}]\nerp: tryton\n"
-                                     "reporting_currency: EUR\nas_of: 2026-10-31\n", encoding="utf-8")
+    (root / "world.yaml").write_text(f"format: 1\nname: {name}\nsystems: [{', '.join(systems)}]\nerp: tryton\n"
+                                     f"reporting_currency: {currency}\nas_of: 2026-10-31\n", encoding="utf-8")
+    return root
+
+
+def _both(tmp_path: Path, systems: list[str]) -> Path:
+    """A world of the tryton and stripe example worlds, each with one record neither can read."""
+    root = _world_dir(tmp_path, tuple(systems), name="both", currency="EUR")
     for path, line, change in ((root / "tryton" / "account.invoice.jsonl", 1,
                                 lambda rec: rec.__setitem__("currency.code", rec.pop("currency.")["code"])),
                                (root / "stripe" / "invoices.jsonl", 2, lambda rec: rec.pop("currency"))):
@@ -95,17 +100,6 @@ def _landed(world: Any, store: Store, process: bool) -> dict[tuple[str, str], An
     with store.engine.connect() as conn:
         return {(r.object, r.source_id): r.payload for r in conn.execute(sa.select(raw.c.object, raw.c.source_id,
                                                                                    raw.c.payload))}
-
-
-def _world_dir(tmp_path: Path, systems: tuple[str, ...]) -> Path:
-    """A world of these test systems (copied from tests/worlds), Tryton its ERP."""
-    root = tmp_path / "all"
-    root.mkdir()
-    for s in systems:
-        shutil.copytree(WORLDS / s / s, root / s)
-    (root / "world.yaml").write_text(f"format: 1\nname: all\nsystems: [{', '.join(systems)}]\nerp: tryton\n"
-                                     "reporting_currency: USD\nas_of: 2026-10-31\n", encoding="utf-8")
-    return root
 
 
 def _landed_here_and_forked(tmp_path: Path, here_world: Any, forked_world: Any) -> tuple[Any, Any]:

@@ -1,11 +1,11 @@
-"""canonical.gc_pause: the collector is off inside the block and back as it was after the last block ends."""
+"""canonical.interpreter: a setting is changed inside the block and back as it was after the last block ends."""
 
 from __future__ import annotations
 
 import gc
 import threading
 
-from canonical.gc_pause import no_gc
+from canonical.interpreter import no_gc
 
 
 def test_overlapping_blocks_in_two_threads_turn_the_collector_on_only_when_the_last_ends() -> None:
