@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -460,12 +460,17 @@ class Store:
         if turn is not None and self._turn is not None:
             self._turn = turn
 
+    def write_turn(self) -> AbstractContextManager[Any]:
+        """Hold this around a write transaction that does not go through :meth:`transaction`: on SQLite
+        the writers' turn (threads of this process, and forked children given the shared lock), else nothing."""
+        return self._turn or nullcontext()
+
     def transaction(self, what: str, fn: Callable[[Connection], T]) -> T:
         """``fn`` in one transaction; if the database connection is lost (a PostgreSQL restart) the
         transaction is run again on a new connection (``fn`` must be safe to repeat)."""
 
         def once() -> T:
-            with self._turn or nullcontext(), self.engine.begin() as conn:
+            with self.write_turn(), self.engine.begin() as conn:
                 return fn(conn)
 
         return db.reconnecting(once, what=what)
