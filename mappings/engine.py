@@ -42,7 +42,7 @@ from canonical.forking import Pending, first_done, fork_lock, forks, in_forked_c
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
-from canonical.store import Rejected, Store, now
+from canonical.store import Rejected, Store, now, run_statements
 from canonical.tables import lineage, quarantine, raw_pending, raw_record
 from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
@@ -546,12 +546,18 @@ def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pen
     Returns its counts (only once it is committed, so a retried batch is counted once)."""
     counts: dict[str, int] = defaultdict(int)
     wall, cpu = time.perf_counter(), time.thread_time()
+    dialect = store.engine.dialect.name
+    # the upserts' parameters are built before the turn: other writers wait only for statements
+    upserts = [(entity, len(rows), store.upsert_statements(dialect, entity, rows))
+               for entity, rows in result.rows.items()]
+    if clocks is not None:
+        wall, cpu = clocks.step("params", wall, cpu)
     with store.write_turn(), store.engine.begin() as conn:
         if clocks is not None:
             wall, cpu = clocks.step("turn", wall, cpu)
-        for entity, rows in result.rows.items():
-            store.upsert_entities(conn, entity, rows)
-            counts[entity] += len(rows)
+        for entity, n, statements in upserts:
+            run_statements(conn, statements)
+            counts[entity] += n
         _tombstone_dropped_children(conn, mset, live, result)
         counts["tombstoned"] += _tombstone(conn, mset, dead)
         if result.rejected or _has_open_quarantine(conn, mset.system):
