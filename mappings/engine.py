@@ -265,6 +265,10 @@ def run_mapping(
     shipped kind) is left pending, counted as ``waiting`` — its raw rows stay, nothing is lost — so
     one unknown source does not stop the others; naming it in ``system`` raises the reason instead.
     ``extra``: system -> an override in memory merged last (:mod:`mappings.discover`'s fields).
+
+    Systems are mapped side by side in forked children where that pays (:func:`_map_workers`). Either
+    way every system is mapped; a system that fails (its mapping does not load, or its stage raises)
+    is raised once the others' work is committed: the first in ``systems`` order.
     """
     sources = _source_kinds(config)
     systems = [system] if system is not None else _pending_systems(store)
@@ -274,13 +278,17 @@ def run_mapping(
         src_kind, src_override = sources.get(name, (name, None))
         use_kind, use_override = kind or src_kind, override or src_override
         src = config.sources.get(name) if config is not None else None
-        base = generated_mapping(name, use_kind, src, store)
-        if system is None and base is None and use_override is None and not shipped_path(use_kind).exists():
-            outcomes[name] = {"waiting": _pending_count(store, name)}
+        try:
+            base = generated_mapping(name, use_kind, src, store)
+            if system is None and base is None and use_override is None and not shipped_path(use_kind).exists():
+                outcomes[name] = {"waiting": _pending_count(store, name)}
+                continue
+            mset = compile_for(name, use_kind, use_override,
+                               decimal_separator=getattr(src, "decimal_separator", None),
+                               extra=(extra or {}).get(name), base=base)
+        except Exception as exc:  # a mapping that does not load: raised below, after the other systems
+            outcomes[name] = exc
             continue
-        mset = compile_for(name, use_kind, use_override,
-                           decimal_separator=getattr(src, "decimal_separator", None),
-                           extra=(extra or {}).get(name), base=base)
         jobs.append((name, mset))
     pending = {name: _pending_count(store, name) for name, _mset in jobs} if len(jobs) > 1 else {}
     workers = _map_workers(pending)
@@ -288,7 +296,10 @@ def run_mapping(
         outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id))
     else:
         for name, mset in jobs:
-            outcomes[name] = _map_locked(store, mset, batch_size, run_id)
+            try:
+                outcomes[name] = _map_locked(store, mset, batch_size, run_id)
+            except Exception as exc:  # as in children: the other systems are mapped all the same
+                outcomes[name] = exc
     counts: dict[str, dict[str, int]] = {}
     for name in systems:  # the first failure in systems order, once every other system's work is committed
         outcome = outcomes[name]

@@ -18,6 +18,7 @@ from canonical import forking, model, tables
 from canonical.store import RawRecord, Store
 from mappings import engine
 from mappings.engine import run_mapping
+from mappings.spec import MappingError
 
 pytestmark = pytest.mark.skipif(not forking.forks(), reason="no fork here: the stage runs in this process")
 
@@ -110,28 +111,38 @@ def test_systems_mapped_in_forked_children_give_what_one_process_gives(
     assert _snapshot(in_children) == _snapshot(here)
 
 
+@pytest.mark.parametrize("where", ["children", "here"])
 def test_a_failing_system_is_raised_after_the_others_have_committed(
-    store: Store, forked: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, forked: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
+    if where == "here":
+        monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
     for system in SYSTEMS:
         land(store, system)
-    mapped = engine._map_system  # the spy
+    mapped, compiled = engine._map_system, engine.compile_for  # the spy
 
     def failing(store: Store, mset: engine.MappingSet, *args: Any) -> dict[str, int]:
         if mset.system in ("odoo", "tryton"):
             raise RuntimeError(f"{mset.system} broke")
         return mapped(store, mset, *args)
 
+    def not_loading(system: str, *args: Any, **kwargs: Any) -> engine.MappingSet:
+        if system == "stripe":
+            raise MappingError("stripe's mapping does not load")
+        return compiled(system, *args, **kwargs)
+
     monkeypatch.setattr(engine, "_map_system", failing)
+    monkeypatch.setattr(engine, "compile_for", not_loading)
     with pytest.raises(RuntimeError, match="odoo broke"):  # the first in systems order, not the first to fail
         run_mapping(store)
     with store.engine.connect() as conn:
         left = dict(conn.execute(sa.select(tables.raw_pending.c.system, sa.func.count())
                                  .group_by(tables.raw_pending.c.system)).all())
         lineage_of = {cid.split(":")[0] for (cid,) in conn.execute(sa.select(tables.lineage.c.canonical_id))}
-    assert set(left) == {"odoo", "tryton"}  # theirs stay pending; every other system's work is committed
-    ok = set(SYSTEMS) - {"odoo", "tryton"}
+    assert set(left) == {"odoo", "stripe", "tryton"}  # theirs stay pending; the other systems' work is committed
+    ok = set(SYSTEMS) - {"odoo", "stripe", "tryton"}
     assert set(_mapped_in(forked)) == ok and lineage_of == ok
+    assert (os.getpid() in _mapped_in(forked).values()) == (where == "here")
 
 
 def test_a_system_without_a_mapping_waits_while_the_others_are_mapped_in_children(
