@@ -10,6 +10,11 @@
 3. One transaction per batch: bulk upserts per entity (with lineage), tombstones, quarantine, and
    the ``raw_pending`` rows of exactly the versions that were read deleted (a version landed
    meanwhile stays pending).
+4. With fork (Linux) and enough work, systems are mapped side by side in forked children, one per
+   core, the largest first (:func:`_map_forked`): a system's rows are keyed by its name, so systems
+   never write the same rows; on SQLite the children take turns to write (the store's turn lock).
+   ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
+   system's time goes.
 
 Tombstones: a raw row with ``deleted = true`` sets ``deleted_at`` on every canonical row it produced
 (found through lineage, plus its deterministic id), children included. Children that disappear from
