@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sys
 import time
 from decimal import Decimal
@@ -87,6 +89,12 @@ def bench_memory(records: dict[str, list[tuple[int, str, str, Any, None]]]) -> t
     return total, rows, time.perf_counter() - start, time.process_time() - cpu
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and of its children that ended (the stage's forked ones)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def bench_store(records: dict[str, list[tuple[int, str, str, Any, None]]], backend: str) -> tuple[int, float, float]:
     with scratch_database(backend) as url:
         store = Store.open(url)
@@ -94,9 +102,9 @@ def bench_store(records: dict[str, list[tuple[int, str, str, Any, None]]], backe
             page = [RawRecord(obj, sid, payload) for _i, obj, sid, payload, _u in recs]
             for i in range(0, len(page), 5000):
                 store.commit_page(system, "bench", page[i : i + 5000], None)
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu = time.perf_counter(), _cpu()
         counts = run_mapping(store)
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
         store.close()
         return sum(c.get("records", 0) for c in counts.values()), elapsed, cpu
 
@@ -110,9 +118,10 @@ def main() -> None:
     stage = ""
     if args.store != "none":
         n, secs, cpu = bench_store(records, args.store)
-        # cpu: this process's CPU time, both threads (the database server's is not in it on PostgreSQL)
+        # cpu: this process's CPU time and its forked children's, every thread (the database server's is not
+        # in it on PostgreSQL)
         print(f"stage_on_{args.store}: records={n} seconds={secs:.2f} cpu_seconds={cpu:.2f} "
-              f"stage_records_per_s={n / secs:.0f}")
+              f"load={os.getloadavg()[0]:.2f} stage_records_per_s={n / secs:.0f}")
         stage = f"stage_records_per_s={n / secs:.0f} "
     mapped, rows, secs, cpu = bench_memory(records)
     per_system = ", ".join(f"{s}={len(r)}" for s, r in records.items())

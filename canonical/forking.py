@@ -24,6 +24,12 @@ def forks() -> bool:
     return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
+def in_forked_child() -> bool:
+    """Whether this process is a child forked by :mod:`multiprocessing` (:func:`start_child`, :class:`Pending`):
+    its work runs here, not in children of its own (a daemonic child may not have any)."""
+    return multiprocessing.parent_process() is not None
+
+
 def fork_lock() -> Any:
     """A re-entrant lock shared by this process and the children it forks after making it."""
     return multiprocessing.get_context("fork").RLock()
@@ -132,6 +138,17 @@ def results(pending: Sequence[Pending[T]]) -> list[T]:
     finally:
         for p in pending:
             p.cancel()
+
+
+def first_done(pending: Sequence[Pending[Any]], timeout: float | None = None) -> list[Pending[Any]]:
+    """The calls of ``pending`` whose results are ready, waiting (up to ``timeout``) until there is one."""
+    ready = [p for p in pending if p._process is None or p._answered]
+    if ready or not pending:
+        return ready
+    from multiprocessing.connection import wait
+
+    answered = set(map(id, wait([p._conn for p in pending], timeout)))
+    return [p for p in pending if id(p._conn) in answered]
 
 
 def in_children(calls: Sequence[Callable[[], T]]) -> list[T]:

@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -379,20 +379,31 @@ def _multi_row(sql: str, rows: int) -> str:
     return _MULTI_CACHE[key]
 
 
-def _sqlite_insert(conn: Connection, sql: str, params: Sequence[tuple[Any, ...]]) -> None:
-    """Run the one-row insert ``sql`` for every parameter tuple, in multi-row statements, in order
-    (a later row of the same key wins, as with one statement per row)."""
+def _sqlite_statements(sql: str, params: Sequence[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The one-row insert ``sql`` for every parameter tuple, as multi-row statements with their flat
+    parameters, in order (a later row of the same key wins, as with one statement per row)."""
+    out: list[tuple[str, tuple[Any, ...]]] = []
     if not params:
-        return
+        return out
     width = len(params[0])
     i, n = 0, len(params)
     for size in _SQLITE_ROWS:
         if size * width > _SQLITE_VARIABLES:
             continue
         while n - i >= size:
-            chunk = params[i : i + size]
-            conn.exec_driver_sql(_multi_row(sql, size), tuple(chain.from_iterable(chunk)))
+            out.append((_multi_row(sql, size), tuple(chain.from_iterable(params[i : i + size]))))
             i += size
+    return out
+
+
+Statements = list[tuple[str, Any]]
+"""Driver-level statements with their parameters, built ahead of the transaction that runs them."""
+
+
+def run_statements(conn: Connection, statements: Statements) -> None:
+    """Run statements built ahead (:meth:`Store.upsert_statements`) on ``conn``, in order."""
+    for sql, params in statements:
+        conn.exec_driver_sql(sql, params)
 
 
 # PostgreSQL: rows go as one column array per column (``INSERT ... SELECT FROM unnest(...)``):
@@ -460,12 +471,17 @@ class Store:
         if turn is not None and self._turn is not None:
             self._turn = turn
 
+    def write_turn(self) -> AbstractContextManager[Any]:
+        """Hold this around a write transaction that does not go through :meth:`transaction`: on SQLite
+        the writers' turn (threads of this process, and forked children given the shared lock), else nothing."""
+        return self._turn or nullcontext()
+
     def transaction(self, what: str, fn: Callable[[Connection], T]) -> T:
         """``fn`` in one transaction; if the database connection is lost (a PostgreSQL restart) the
         transaction is run again on a new connection (``fn`` must be safe to repeat)."""
 
         def once() -> T:
-            with self._turn or nullcontext(), self.engine.begin() as conn:
+            with self.write_turn(), self.engine.begin() as conn:
                 return fn(conn)
 
         return db.reconnecting(once, what=what)
@@ -800,21 +816,26 @@ class Store:
 
         Rows are sent at the driver level with per-column converters prepared once per table (the
         same checks as the column types: no float amounts, no naive instants), like raw landing; on
-        PostgreSQL as column arrays, on SQLite as multi-row statements (:func:`_sqlite_insert`).
+        PostgreSQL as column arrays, on SQLite as multi-row statements (:func:`_sqlite_statements`).
         """
+        run_statements(conn, self.upsert_statements(conn.dialect.name, entity, rows))
+        return len(rows)
+
+    @staticmethod
+    def upsert_statements(dialect: str, entity: str, rows: Sequence[Mapping[str, Any]]) -> Statements:
+        """The statements of :meth:`upsert_entities` on ``dialect``, built without a connection: a writer
+        that takes turns with others (:meth:`write_turn`) builds them before its turn."""
         if not rows:
-            return 0
+            return []
         table = tables.table_for(entity)
-        sql, to_params = _upsert_statement(table, conn.dialect.name)
+        sql, to_params = _upsert_statement(table, dialect)
         links = [(entity, r["id"], r["raw_id"]) for r in rows if r.get("raw_id") is not None]
-        if conn.dialect.name == "postgresql":
+        if dialect == "postgresql":
             # one statement may not update a row twice: the last version of an id wins, as it
             # would row after row
             unique = list({r["id"]: r for r in rows}.values())
-            conn.exec_driver_sql(_unnest_sql(table), tuple(_columns(to_params(unique))))
+            out: Statements = [(_unnest_sql(table), tuple(_columns(to_params(unique))))]
             if links:
-                conn.exec_driver_sql(_LINEAGE_UNNEST, tuple(_columns(links)))
-            return len(rows)
-        _sqlite_insert(conn, sql, to_params(rows))
-        _sqlite_insert(conn, _LINEAGE_SQLITE, links)
-        return len(rows)
+                out.append((_LINEAGE_UNNEST, tuple(_columns(links))))
+            return out
+        return _sqlite_statements(sql, to_params(rows)) + _sqlite_statements(_LINEAGE_SQLITE, links)

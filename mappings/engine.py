@@ -10,6 +10,11 @@
 3. One transaction per batch: bulk upserts per entity (with lineage), tombstones, quarantine, and
    the ``raw_pending`` rows of exactly the versions that were read deleted (a version landed
    meanwhile stays pending).
+4. With fork (Linux) and enough work, systems are mapped side by side in forked children, one per
+   core, the largest first (:func:`_map_forked`): a system's rows are keyed by its name, so systems
+   never write the same rows; on SQLite the children take turns to write (the store's turn lock).
+   ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
+   system's time goes.
 
 Tombstones: a raw row with ``deleted = true`` sets ``deleted_at`` on every canonical row it produced
 (found through lineage, plus its deterministic id), children included. Children that disappear from
@@ -18,8 +23,11 @@ a new version of their parent (a Stripe invoice line removed) are tombstoned the
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -35,10 +43,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
+from canonical.forking import Pending, first_done, fork_lock, forks, in_forked_child
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
-from canonical.store import Rejected, Store, now
+from canonical.store import Rejected, Store, now, run_statements
 from canonical.tables import lineage, quarantine, raw_pending, raw_record
 from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
@@ -261,25 +270,109 @@ def run_mapping(
     shipped kind) is left pending, counted as ``waiting`` — its raw rows stay, nothing is lost — so
     one unknown source does not stop the others; naming it in ``system`` raises the reason instead.
     ``extra``: system -> an override in memory merged last (:mod:`mappings.discover`'s fields).
+
+    Systems are mapped side by side in forked children where that pays (:func:`_map_workers`). Either
+    way every system is mapped; a system that fails (its mapping does not load, or its stage raises)
+    is raised once the others' work is committed: the first in ``systems`` order.
     """
     sources = _source_kinds(config)
     systems = [system] if system is not None else _pending_systems(store)
-    counts: dict[str, dict[str, int]] = {}
+    outcomes: dict[str, dict[str, int] | BaseException] = {}
+    jobs: list[tuple[str, MappingSet]] = []
     for name in systems:
         src_kind, src_override = sources.get(name, (name, None))
         use_kind, use_override = kind or src_kind, override or src_override
         src = config.sources.get(name) if config is not None else None
-        base = generated_mapping(name, use_kind, src, store)
-        if system is None and base is None and use_override is None and not shipped_path(use_kind).exists():
-            counts[name] = {"waiting": _pending_count(store, name)}
+        try:
+            base = generated_mapping(name, use_kind, src, store)
+            if system is None and base is None and use_override is None and not shipped_path(use_kind).exists():
+                outcomes[name] = {"waiting": _pending_count(store, name)}
+                continue
+            mset = compile_for(name, use_kind, use_override,
+                               decimal_separator=getattr(src, "decimal_separator", None),
+                               extra=(extra or {}).get(name), base=base)
+        except Exception as exc:  # a mapping that does not load: raised below, after the other systems
+            outcomes[name] = exc
             continue
-        mset = compile_for(name, use_kind, use_override,
-                           decimal_separator=getattr(src, "decimal_separator", None),
-                           extra=(extra or {}).get(name), base=base)
-        # one mapping of a system at a time: a second waits (two would race on pending flags)
-        with stage_lock(store.engine, f"map:{name}"):
-            counts[name] = _map_system(store, mset, batch_size, run_id)
+        jobs.append((name, mset))
+    pending = {name: _pending_count(store, name) for name, _mset in jobs} if len(jobs) > 1 else {}
+    workers = _map_workers(pending)
+    if workers > 1:
+        outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id))
+    else:
+        for name, mset in jobs:
+            try:
+                outcomes[name] = _map_locked(store, mset, batch_size, run_id)
+            except Exception as exc:  # as in children: the other systems are mapped all the same
+                outcomes[name] = exc
+    counts: dict[str, dict[str, int]] = {}
+    for name in systems:  # the first failure in systems order, once every other system's work is committed
+        outcome = outcomes[name]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        counts[name] = outcome
     return counts
+
+
+def _map_locked(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
+    # one mapping of a system at a time: a second waits (two would race on pending flags)
+    with stage_lock(store.engine, f"map:{mset.system}"):
+        return _map_system(store, mset, batch_size, run_id)
+
+
+MAP_PROCESSES = True  # with fork (Linux): systems mapped side by side in forked children, one per core
+FORK_FROM = 10_000  # pending records beyond the largest system's: less is not worth a fork
+
+
+def _map_workers(pending: Mapping[str, int]) -> int:
+    """How many forked children map systems side by side: as many as this process may use cores, at most one
+    per system, or 0 (all in this process) for one system, little work beside the largest system's, where fork
+    is not available, in a process that is itself a forked child, or with ``LTC_MAP_PROCESSES=off``."""
+    env = os.environ.get("LTC_MAP_PROCESSES", "").strip().lower()
+    if not MAP_PROCESSES or env in ("0", "off", "false", "no") or len(pending) < 2:
+        return 0
+    if sum(pending.values()) - max(pending.values()) < FORK_FROM or not forks() or in_forked_child():
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, len(pending)) if cores > 1 else 0
+
+
+def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
+                batch_size: int, run_id: str | None) -> dict[str, dict[str, int] | BaseException]:
+    """Each system's :func:`_map_system` in a forked child, ``workers`` at a time, the largest first (its
+    lock, reads, mapping and writes all there: canonical rows are keyed by their source system, so systems
+    mapped side by side write disjoint rows). On SQLite the children take turns to write through one lock
+    they share (the store's turn lock, made a process lock). Every system runs to its end; a failure is
+    returned as its exception."""
+    turn = fork_lock() if store.engine.dialect.name == "sqlite" else None
+    waiting = sorted(jobs, key=lambda job: -pending[job[0]])  # stable: systems order among equals
+    running: dict[str, Pending[dict[str, int]]] = {}
+    outcomes: dict[str, dict[str, int] | BaseException] = {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                name, mset = waiting.pop(0)
+                running[name] = Pending(partial(_map_child, store, mset, batch_size, run_id, turn),
+                                        name=f"ltc-map-{name}")
+            ready = {id(p) for p in first_done(list(running.values()))}
+            for name in [n for n, p in running.items() if id(p) in ready]:
+                try:
+                    outcomes[name] = running.pop(name).result()
+                except BaseException as exc:  # the child's, sent back
+                    outcomes[name] = exc
+    finally:
+        for call in running.values():  # interrupted here (KeyboardInterrupt): the children are stopped
+            call.cancel()
+    return outcomes
+
+
+def _map_child(store: Store, mset: MappingSet, batch_size: int, run_id: str | None, turn: Any) -> dict[str, int]:
+    """A forked child: one system's mapping on new connections (the parent's stay untouched)."""
+    store.in_forked_child(turn)
+    try:
+        return _map_locked(store, mset, batch_size, run_id)
+    finally:
+        store.engine.dispose(close=True)
 
 
 class _Raw(NamedTuple):
@@ -371,10 +464,34 @@ def _read_pending(store: Store, system: str, after: int, limit: int) -> _Pending
 _SWITCH_INTERVAL = 0.0005
 
 
+class _Clocks:
+    """Where one system's stage goes (``LTC_MAP_PROFILE``, printed on stderr): wall and thread CPU seconds per
+    step, of the reading-and-mapping thread (read, map, hand-over: waiting for the writer) and of the writer
+    (idle: waiting for a batch, turn: waiting for the write lock, write: the transaction)."""
+
+    def __init__(self, system: str) -> None:
+        self.system = system
+        self.wall: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.start = time.perf_counter()
+
+    def step(self, name: str, wall0: float, cpu0: float) -> tuple[float, float]:
+        wall1, cpu1 = time.perf_counter(), time.thread_time()
+        self.wall[name] += wall1 - wall0
+        self.cpu[name] += cpu1 - cpu0
+        return wall1, cpu1
+
+    def report(self, records: int) -> None:
+        steps = " ".join(f"{k}={self.wall[k]:.2f}/{self.cpu[k]:.2f}" for k in self.wall)
+        print(f"map-profile {self.system} pid={os.getpid()} records={records} "
+              f"wall={time.perf_counter() - self.start:.2f} {steps} (wall/cpu s)", file=sys.stderr, flush=True)
+
+
 def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
     """Read and map batch k+1 while batch k is written (a writer thread with its own connection: SQLite's
     and psycopg's statement work runs without the GIL, the mapping is Python), one transaction per batch."""
     counts: dict[str, int] = defaultdict(int)
+    clocks = _Clocks(mset.system) if "LTC_MAP_PROFILE" in os.environ else None
     sidecars = mset.sidecars()
     if sidecars:
         _mark_sidecar_changes(store, mset.system, sidecars)
@@ -382,19 +499,23 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
     failed: list[BaseException] = []
 
     def writer() -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
         while (item := done.get()) is not None:
+            if clocks is not None:
+                wall, cpu = clocks.step("idle", wall, cpu)
             if failed:
                 continue  # drain: the reader stops at its next batch
             try:
                 # one batch is one transaction: if the database connection is lost it is written again
                 # (what it writes is idempotent, and pending flags say what is left)
-                batch_counts = db.reconnecting(partial(_write_batch, store, mset, run_id, *item),
+                batch_counts = db.reconnecting(partial(_write_batch, store, mset, run_id, *item, clocks=clocks),
                                                what=f"mapping {mset.system}")
             except BaseException as exc:  # re-raised by the reader
                 failed.append(exc)
             else:
                 for key, value in batch_counts.items():
                     counts[key] += value
+            wall, cpu = time.perf_counter(), time.thread_time()
 
     # SQLite: the writer's many statements each take the GIL back (PostgreSQL's few wait on the server)
     short_switches = short_switch_interval(_SWITCH_INTERVAL) if store.engine.dialect.name == "sqlite" else nullcontext()
@@ -403,6 +524,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
         thread.start()
         try:
             last_id = 0
+            wall, cpu = time.perf_counter(), time.thread_time()
             while not failed:
                 batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, batch_size),
                                         what=f"mapping {mset.system}")
@@ -412,27 +534,46 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
                 live, dead = batch.live, batch.dead
                 if sidecars:
                     live = _with_sidecars(store, mset.system, sidecars, live)
+                if clocks is not None:
+                    wall, cpu = clocks.step("read", wall, cpu)
                 result = map_records(mset, live)
                 if result.deleted_stubs:
                     dead = dead + batch.raws(set(result.deleted_stubs))
+                if clocks is not None:
+                    wall, cpu = clocks.step("map", wall, cpu)
                 done.put((batch, live, dead, result))
+                if clocks is not None:
+                    wall, cpu = clocks.step("handover", wall, cpu)
         finally:
             done.put(None)
             thread.join()
     if failed:
         raise failed[0]
+    if clocks is not None:
+        clocks.report(counts.get("records", 0))
     return dict(counts)
 
 
 def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pending,
-                 live: list[tuple[Any, ...]], dead: list[_Raw], result: BatchResult) -> dict[str, int]:
-    """One batch's transaction: canonical upserts with lineage, tombstones, quarantine, pending cleared.
+                 live: list[tuple[Any, ...]], dead: list[_Raw], result: BatchResult, *,
+                 clocks: _Clocks | None = None) -> dict[str, int]:
+    """One batch's transaction (in the store's writers' turn: other systems' children write the same
+    SQLite file): canonical upserts with lineage, tombstones, quarantine, pending cleared.
     Returns its counts (only once it is committed, so a retried batch is counted once)."""
     counts: dict[str, int] = defaultdict(int)
-    with store.engine.begin() as conn:
-        for entity, rows in result.rows.items():
-            store.upsert_entities(conn, entity, rows)
-            counts[entity] += len(rows)
+    wall, cpu = time.perf_counter(), time.thread_time()
+    dialect = store.engine.dialect.name
+    # the upserts' parameters are built before the turn: other writers wait only for statements
+    upserts = [(entity, len(rows), store.upsert_statements(dialect, entity, rows))
+               for entity, rows in result.rows.items()]
+    if clocks is not None:
+        wall, cpu = clocks.step("params", wall, cpu)
+    with store.write_turn(), store.engine.begin() as conn:
+        if clocks is not None:
+            wall, cpu = clocks.step("turn", wall, cpu)
+        for entity, n, statements in upserts:
+            run_statements(conn, statements)
+            counts[entity] += n
         _tombstone_dropped_children(conn, mset, live, result)
         counts["tombstoned"] += _tombstone(conn, mset, dead)
         if result.rejected or _has_open_quarantine(conn, mset.system):
@@ -441,6 +582,8 @@ def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pen
             _resolve_quarantine(conn, mset.system, seen)
         store.add_quarantine(conn, mset.system, result.rejected, run_id)
         _clear_pending(conn, mset.system, batch.ids, batch.hashes)
+    if clocks is not None:
+        clocks.step("write", wall, cpu)
     counts["records"] += len(batch)
     counts["mapped"] += len(result.ok_raw)
     counts["quarantined"] += len(result.rejected)
@@ -456,7 +599,7 @@ def _mark_sidecar_changes(store: Store, system: str, sidecars: Sidecars) -> None
     charge) makes the records that read it pending again."""
     c, p = raw_record.c, raw_pending.c
     side_rec = raw_record.alias("side")
-    with store.engine.begin() as conn:
+    with store.write_turn(), store.engine.begin() as conn:
         for obj, sides in sidecars.items():
             for side, id_field in set(sides.values()):
                 pending_side = (sa.select(side_rec.c.source_id)

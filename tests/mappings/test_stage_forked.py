@@ -1,0 +1,185 @@
+"""The mapping stage maps systems side by side in forked children (one per core): the same rows,
+lineage, quarantine, tombstones and counts as one system after the other in this process; a failing
+system's error raised once the others' work is committed; and the cases that stay in this process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from mapping_fixtures import SYSTEMS, fixture_records, land
+
+from canonical import forking, model, tables
+from canonical.store import RawRecord, Store
+from mappings import engine
+from mappings.engine import run_mapping
+from mappings.spec import MappingError
+
+pytestmark = pytest.mark.skipif(not forking.forks(), reason="no fork here: the stage runs in this process")
+
+_VOLATILE = {"quarantine": {"id", "created_at", "first_seen_at", "last_seen_at", "run_id", "resolved_at"}}
+
+
+def _snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Canonical tables, lineage, quarantine and raw_pending, every row ordered by all of its columns."""
+    names = [tables.table_for(e).name for e in model.ENTITIES] + ["lineage", "quarantine", "raw_pending"]
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    with store.engine.connect() as conn:
+        for name in names:
+            table = tables.metadata.tables[name]
+            cols = [c for c in table.columns if c.name not in _VOLATILE.get(name, ())]
+            out[name] = sorted(tuple(map(str, r)) for r in conn.execute(sa.select(*cols)))
+    return out
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two empty, migrated stores on one backend."""
+    if request.param == "sqlite":
+        urls = [f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"]
+    else:
+        new = request.getfixturevalue("pg_new_database")
+        urls = [new(), new()]
+    a, b = Store.open(urls[0]), Store.open(urls[1])
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _land_world(store: Store) -> None:
+    """Every system's fixtures; a record that does not map (quarantine); a deleted one (tombstones)."""
+    for system in SYSTEMS:
+        land(store, system)
+    bad = fixture_records("camt053")[0]
+    land(store, "camt053", [RawRecord(bad.object, "STMT-X/BAD/0", {**bad.payload, "amount": "12,34,56"})])
+    gone = fixture_records("stripe")[0]
+    run_mapping(store, "stripe")  # mapped once, then deleted at the source
+    deleted = RawRecord(gone.object, gone.source_id, gone.payload, deleted=True,
+                        source_updated_at=datetime(2026, 3, 1, 9, 30, tzinfo=UTC))
+    store.commit_page("stripe", "all", [deleted], None)
+
+
+@pytest.fixture
+def forked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Fork for any amount of work, on two cores; each system's mapping leaves a file naming its process."""
+    where = tmp_path / "mapped"
+    where.mkdir()
+    monkeypatch.setattr(engine, "FORK_FROM", 0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.delenv("LTC_MAP_PROCESSES", raising=False)
+    mapped = engine._map_system
+
+    def spy(store: Store, mset: engine.MappingSet, *args: Any) -> dict[str, int]:
+        (where / f"{mset.system}.{os.getpid()}").touch()
+        return mapped(store, mset, *args)
+
+    monkeypatch.setattr(engine, "_map_system", spy)
+    return where
+
+
+def _mapped_in(where: Path) -> dict[str, int]:
+    return {p.name.split(".")[0]: int(p.name.split(".")[1]) for p in where.iterdir()}
+
+
+def test_systems_mapped_in_forked_children_give_what_one_process_gives(
+    two_stores: tuple[Store, Store], forked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_children, here = two_stores
+    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
+    _land_world(in_children)
+    _land_world(here)
+    monkeypatch.delenv("LTC_MAP_PROCESSES")
+    for p in forked.iterdir():
+        p.unlink()
+    counts = run_mapping(in_children, batch_size=3)
+    pids = _mapped_in(forked)
+    assert set(pids) == set(SYSTEMS) and os.getpid() not in pids.values()
+    assert len(set(pids.values())) == len(SYSTEMS)  # one child per system
+    assert counts["camt053"]["quarantined"] >= 1 and counts["stripe"]["tombstoned"] >= 1
+    assert list(counts) == sorted(SYSTEMS)  # in systems order, whichever child finished first
+
+    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
+    for p in forked.iterdir():
+        p.unlink()
+    assert run_mapping(here, batch_size=3) == counts
+    assert set(_mapped_in(forked).values()) == {os.getpid()}
+    assert _snapshot(in_children) == _snapshot(here)
+
+
+@pytest.mark.parametrize("where", ["children", "here"])
+def test_a_failing_system_is_raised_after_the_others_have_committed(
+    store: Store, forked: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    if where == "here":
+        monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
+    for system in SYSTEMS:
+        land(store, system)
+    mapped, compiled = engine._map_system, engine.compile_for  # the spy
+
+    def failing(store: Store, mset: engine.MappingSet, *args: Any) -> dict[str, int]:
+        if mset.system in ("odoo", "tryton"):
+            raise RuntimeError(f"{mset.system} broke")
+        return mapped(store, mset, *args)
+
+    def not_loading(system: str, *args: Any, **kwargs: Any) -> engine.MappingSet:
+        if system == "stripe":
+            raise MappingError("stripe's mapping does not load")
+        return compiled(system, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_map_system", failing)
+    monkeypatch.setattr(engine, "compile_for", not_loading)
+    with pytest.raises(RuntimeError, match="odoo broke"):  # the first in systems order, not the first to fail
+        run_mapping(store)
+    with store.engine.connect() as conn:
+        left = dict(conn.execute(sa.select(tables.raw_pending.c.system, sa.func.count())
+                                 .group_by(tables.raw_pending.c.system)).all())
+        lineage_of = {cid.split(":")[0] for (cid,) in conn.execute(sa.select(tables.lineage.c.canonical_id))}
+    assert set(left) == {"odoo", "stripe", "tryton"}  # theirs stay pending; the other systems' work is committed
+    ok = set(SYSTEMS) - {"odoo", "stripe", "tryton"}
+    assert set(_mapped_in(forked)) == ok and lineage_of == ok
+    assert (os.getpid() in _mapped_in(forked).values()) == (where == "here")
+
+
+def test_a_system_without_a_mapping_waits_while_the_others_are_mapped_in_children(
+    store: Store, forked: Path
+) -> None:
+    land(store, "camt053")
+    land(store, "stripe")
+    store.commit_page("acme", "things", [RawRecord("thing", "1", {"id": "1"})], None)
+    counts = run_mapping(store)
+    assert counts["acme"] == {"waiting": 1}
+    assert list(counts) == ["acme", "camt053", "stripe"]
+    assert set(_mapped_in(forked)) == {"camt053", "stripe"} and os.getpid() not in _mapped_in(forked).values()
+
+
+def test_the_stage_stays_in_this_process_when_forking_does_not_pay_or_cannot_be(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.delenv("LTC_MAP_PROCESSES", raising=False)
+    big = {"odoo": 50_000, "salesforce": 46_000, "tryton": 40_000}
+    assert engine._map_workers(big) == 2  # as many as cores
+    assert engine._map_workers({"odoo": 50_000}) == 0  # one system
+    assert engine._map_workers({"odoo": 50_000, "stripe": 3_000, "camt053": 2_000}) == 0  # little beside the largest
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert engine._map_workers(big) == 0  # one core
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4, 5})
+    assert engine._map_workers(big) == 3  # at most one child per system
+    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
+    assert engine._map_workers(big) == 0  # an admin's switch
+    monkeypatch.delenv("LTC_MAP_PROCESSES")
+    monkeypatch.setattr(engine, "forks", lambda: False)
+    assert engine._map_workers(big) == 0  # no fork (not Linux)
+    monkeypatch.setattr(engine, "forks", lambda: True)
+    monkeypatch.setattr(engine, "in_forked_child", lambda: True)
+    assert engine._map_workers(big) == 0  # already a forked child (a daemonic one may have none of its own)
+
+
+def test_a_forked_child_knows_it_is_one() -> None:
+    assert not forking.in_forked_child()
+    assert forking.Pending(forking.in_forked_child).result() is True
