@@ -613,10 +613,10 @@ def _ref_text(options: Mapping[str, Any]) -> Coerce:
                     out.append(text)
         elif value is None or t is bool:
             return
-        elif isinstance(value, Mapping):
+        elif t is dict or isinstance(value, Mapping):
             for k in (sorted(value, key=str) if len(value) > 1 else value):
                 walk(value[k], out)
-        elif isinstance(value, list | tuple):
+        elif t is list or isinstance(value, list | tuple):
             for v in value:
                 walk(v, out)
         elif not empty(value):
@@ -626,7 +626,14 @@ def _ref_text(options: Mapping[str, Any]) -> Coerce:
 
     def fn(values: Any) -> str | None:
         out: list[str] = []
-        walk(list(values), out)
+        for value in values:  # walk() of the list, its usual leaves (text, missing) in line
+            if type(value) is str:
+                if value:
+                    text = " ".join(value.split())
+                    if text and text not in out:
+                        out.append(text)
+            elif value is not None:
+                walk(value, out)
         return sep.join(out)[:MAX_TEXT].strip() or None
 
     return fn
