@@ -300,11 +300,30 @@ def _bool(options: Mapping[str, Any]) -> Coerce:
     return fn
 
 
+DATE_CACHE_SIZE = 4096  # distinct texts a date coercion keeps (about eleven years of days); then it starts over
+
+
 def _date(options: Mapping[str, Any]) -> Coerce:
-    """A calendar date. An instant becomes the date it is in the mapping's timezone."""
+    """A calendar date. An instant becomes the date it is in the mapping's timezone.
+
+    The dates of a text value are kept (``fn.cache``, text -> date: a batch repeats few distinct days,
+    and the mapping's generated code looks them up in line); a text that fails is never kept."""
     zone = _zone(options)
+    cache: dict[str, date] = {}
 
     def fn(value: Any) -> date | None:
+        if type(value) is str:
+            known = cache.get(value)
+            if known is None:
+                known = parse(value)
+                if known is not None:
+                    if len(cache) >= DATE_CACHE_SIZE:
+                        cache.clear()
+                    cache[value] = known
+            return known
+        return parse(value)
+
+    def parse(value: Any) -> date | None:
         if value is None:
             return None
         t = type(value)
@@ -337,6 +356,7 @@ def _date(options: Mapping[str, Any]) -> Coerce:
             return decoded
         return _parse_instant(value, zone).astimezone(zone).date()
 
+    fn.cache = cache  # type: ignore[attr-defined]
     return fn
 
 

@@ -713,6 +713,8 @@ class _Compiler:
             fast = "currency_cache.get(v) or {c}(v)"
         elif coerce_name == "money_minor":
             fast = "v"  # for an int (see fast_type)
+        elif coerce_name == "date":
+            fast = "{c}.cache.get(v) or {c}(v)"  # the dates of the texts seen (see coerce._date)
         inline = None
         simple_key = spec.get("from")
         if (not stages and fallback is None and default is None and not required and isinstance(simple_key, str)
