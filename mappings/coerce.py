@@ -300,11 +300,30 @@ def _bool(options: Mapping[str, Any]) -> Coerce:
     return fn
 
 
+DATE_CACHE_SIZE = 4096  # distinct texts a date coercion keeps (about eleven years of days); then it starts over
+
+
 def _date(options: Mapping[str, Any]) -> Coerce:
-    """A calendar date. An instant becomes the date it is in the mapping's timezone."""
+    """A calendar date. An instant becomes the date it is in the mapping's timezone.
+
+    The dates of a text value are kept (``fn.cache``, text -> date: a batch repeats few distinct days,
+    and the mapping's generated code looks them up in line); a text that fails is never kept."""
     zone = _zone(options)
+    cache: dict[str, date] = {}
 
     def fn(value: Any) -> date | None:
+        if type(value) is str:
+            known = cache.get(value)
+            if known is None:
+                known = parse(value)
+                if known is not None:
+                    if len(cache) >= DATE_CACHE_SIZE:
+                        cache.clear()
+                    cache[value] = known
+            return known
+        return parse(value)
+
+    def parse(value: Any) -> date | None:
         if value is None:
             return None
         t = type(value)
@@ -337,6 +356,7 @@ def _date(options: Mapping[str, Any]) -> Coerce:
             return decoded
         return _parse_instant(value, zone).astimezone(zone).date()
 
+    fn.cache = cache  # type: ignore[attr-defined]
     return fn
 
 
@@ -613,10 +633,10 @@ def _ref_text(options: Mapping[str, Any]) -> Coerce:
                     out.append(text)
         elif value is None or t is bool:
             return
-        elif isinstance(value, Mapping):
+        elif t is dict or isinstance(value, Mapping):
             for k in (sorted(value, key=str) if len(value) > 1 else value):
                 walk(value[k], out)
-        elif isinstance(value, list | tuple):
+        elif t is list or isinstance(value, list | tuple):
             for v in value:
                 walk(v, out)
         elif not empty(value):
@@ -626,7 +646,14 @@ def _ref_text(options: Mapping[str, Any]) -> Coerce:
 
     def fn(values: Any) -> str | None:
         out: list[str] = []
-        walk(list(values), out)
+        for value in values:  # walk() of the list, its usual leaves (text, missing) in line
+            if type(value) is str:
+                if value:
+                    text = " ".join(value.split())
+                    if text and text not in out:
+                        out.append(text)
+            elif value is not None:
+                walk(value, out)
         return sep.join(out)[:MAX_TEXT].strip() or None
 
     return fn

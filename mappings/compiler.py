@@ -155,6 +155,25 @@ def _coalesce(paths: list[str]) -> Getter:
     return get
 
 
+def _args_getter(paths: list[str]) -> Getter:
+    """The values of several paths, as a list (``args:``): one generated function, top-level keys in line."""
+    env: dict[str, Any] = {}
+    items = []
+    for j, path in enumerate(paths):
+        if "." not in path and not path.lstrip("-").isdigit():
+            items.append(f"get({path!r})")
+        else:
+            env[f"g{j}"] = compile_path(path)
+            items.append(f"g{j}(rec, parent)")
+    src = ("def args(rec, parent):\n"
+           "    get = rec.get if type(rec) is dict or isinstance(rec, dict) else _none\n"
+           f"    return [{', '.join(items)}]\n")
+    env["_none"] = lambda key: None
+    exec(compile(src, f"<args {' , '.join(paths)}>", "exec"), env)
+    get: Getter = env["args"]
+    return get
+
+
 # --- compiled shapes ------------------------------------------------------------------------------
 
 @dataclass(slots=True, frozen=True)
@@ -342,12 +361,17 @@ def _generate_run(
                     "            except ValueError as exc:",
                     f"                raise FieldFailure({f.name!r}, str(exc)) from None",
                 ]
+                # minor units scaled by a known exponent have that many places at most (the context's
+                # rounding of a very long integer only raises the exponent): no scale check
+                over_scale = f"(e is None or e > MAX_SCALE) and {_OVER_SCALE}"
+            else:
+                over_scale = _OVER_SCALE
             # a sane bound per currency: 1e308 or 1.23e29 never reaches reconciliation or a report
             env.update(sane_bound=sane_bound, bounds=_BOUNDS, FieldFailure=FieldFailure, MAX_SCALE=MAX_SCALE,
                        insane=_insane)
             lines += [
                 "        b = bounds.get(cur) or bounds.setdefault(cur, sane_bound(cur))",
-                "        if not -b < v < b or v.as_tuple().exponent < -MAX_SCALE:",
+                f"        if not -b < v < b or {over_scale}:",
                 f"            raise FieldFailure({f.name!r}, insane(v, cur, b))",
                 f"        row[{f.name!r}] = v",
             ]
@@ -380,6 +404,13 @@ def _generate_run(
     lines.append("    return out")
     exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
     return env["run"]
+
+
+# True when the Decimal ``v`` has more than MAX_SCALE decimal places. Its plain text (no exponent) has
+# exactly that many digits after the point, so the text decides the usual amount; ``as_tuple`` (several
+# times the cost: a tuple of digits) decides the rest (exponent notation, or a long text).
+_OVER_SCALE = ("('E' in (sx := str(v)) or len(sx) - sx.find('.') > MAX_SCALE + 1) "
+               "and v.as_tuple().exponent < -MAX_SCALE")
 
 
 def _simple_path(path: str) -> bool:
@@ -616,12 +647,7 @@ class _Compiler:
             if not multi or not isinstance(spec["args"], list):
                 raise _fail(where, "args", f"field {fname!r}: `args` (a list) is for the coercions "
                             f"{', '.join(sorted(MULTI_INPUT))}")
-            getters = [compile_path(str(p)) for p in spec["args"]]
-
-            def get_args(rec: Any, parent: Any) -> Any:
-                return [g(rec, parent) for g in getters]
-
-            get: Getter = get_args
+            get: Getter = _args_getter([str(p) for p in spec["args"]])
         elif multi:
             raise _fail(where, "coerce", f"field {fname!r}: coercion {coerce_name!r} takes `args: [...]`")
         elif "const" in spec:
@@ -687,6 +713,8 @@ class _Compiler:
             fast = "currency_cache.get(v) or {c}(v)"
         elif coerce_name == "money_minor":
             fast = "v"  # for an int (see fast_type)
+        elif coerce_name == "date":
+            fast = "{c}.cache.get(v) or {c}(v)"  # the dates of the texts seen (see coerce._date)
         inline = None
         simple_key = spec.get("from")
         if (not stages and fallback is None and default is None and not required and isinstance(simple_key, str)

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from canonical import model, tables
 from canonical.money import Money
@@ -66,3 +68,15 @@ def test_sqlite_rows_go_in_a_few_multi_row_statements_of_fixed_sizes(sqlite_stor
         names = {sid: name for sid, name in conn.execute(sa.select(deal.c.source_id, deal.c.name))}
         count = conn.execute(sa.select(sa.func.count()).select_from(tables.lineage)).scalar_one()
     assert len(names) == 1301 and names["0061300"] == "deal 1300" and count == 1301
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_sqlite_instants_written_in_line_are_the_stored_text(at: datetime) -> None:
+    from canonical import store as store_module
+
+    assert store_module._SQLITE_INSTANT_TEXT % (at.year, at.month, at.day, at.hour, at.minute, at.second,
+                                                at.microsecond) == store_module._sqlite_instant(at)
+    _sql, params = store_module._upsert_statement(tables.table_for("payment"), "sqlite")
+    row = {c.name: None for c in tables.table_for("payment").columns} | {"received_at": at, "attributes": {}}
+    names = [c.name for c in tables.table_for("payment").columns]
+    assert params([row])[0][names.index("received_at")] == store_module._sqlite_instant(at)

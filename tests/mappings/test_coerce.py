@@ -77,3 +77,35 @@ def test_hubspot_association_prefers_primary_and_is_order_independent() -> None:
     assert fn({"results": list(reversed(v3))}) == "s:account:9"
     assert fn([{"toObjectId": 4, "associationTypes": [{"typeId": 341}]}]) == "s:account:4"
     assert fn({"results": []}) is None
+
+
+def test_a_date_coercion_keeps_the_dates_of_texts_but_not_failures() -> None:
+    fn = c("date")
+    assert fn("2024-01-05") == date(2024, 1, 5)
+    assert fn("2013-05-20T23:49:32+02:00") == date(2013, 5, 20)
+    assert fn.cache == {"2024-01-05": date(2024, 1, 5), "2013-05-20T23:49:32+02:00": date(2013, 5, 20)}
+    for bad in ("2024-13-45", "someday"):
+        with pytest.raises(CoercionError):
+            fn(bad)
+        with pytest.raises(CoercionError):  # a second time too: a failure is not kept
+            fn(bad)
+    assert fn("") is None
+    assert set(fn.cache) == {"2024-01-05", "2013-05-20T23:49:32+02:00"}
+
+
+def test_the_date_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mappings.coerce as coerce
+
+    monkeypatch.setattr(coerce, "DATE_CACHE_SIZE", 3)
+    fn = c("date")
+    days = [f"2024-01-{d:02d}" for d in range(1, 8)]
+    assert [fn(d) for d in days] == [date(2024, 1, d) for d in range(1, 8)]
+    assert len(fn.cache) <= 3
+    assert fn("2024-01-01") == date(2024, 1, 1)
+
+
+def test_the_date_cache_is_per_timezone() -> None:
+    utc, tokyo = c("date"), c("date", timezone="Asia/Tokyo")
+    assert utc("2013-05-20T20:49:32Z") == date(2013, 5, 20)
+    assert tokyo("2013-05-20T20:49:32Z") == date(2013, 5, 21)
+    assert utc("2013-05-20T20:49:32Z") == date(2013, 5, 20)
