@@ -38,13 +38,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
 
-from canonical import tables
+if TYPE_CHECKING:  # at run time imported where a column's type is looked at: the helper process never needs them
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
 
@@ -52,12 +52,20 @@ _SQLITE_TS = "%Y-%m-%d %H:%M:%S%.f"
 
 
 def _is_json(col: sa.Column[Any]) -> bool:
+    import sqlalchemy as sa
+
     return isinstance(col.type, sa.JSON) or col.name in ("attributes", "evidence")
 
 
 def _kind(col: sa.Column[Any] | str) -> str:
     if isinstance(col, str):  # a Shape's column: the kind itself
         return col
+    # imported here: the helper process (python -m canonical.columnar) handles Shapes only, and starts ~0.5 s of CPU
+    # sooner without SQLAlchemy and the canonical tables
+    import sqlalchemy as sa
+
+    from canonical import tables
+
     t = col.type
     if isinstance(t, tables.Amount):
         return "amount"
@@ -87,7 +95,8 @@ def shape(table: sa.Table) -> Shape:
     return Shape(table.name, {col.name: _kind(col) for col in table.columns})
 
 
-Tableish = sa.Table | Shape
+if TYPE_CHECKING:
+    Tableish = sa.Table | Shape
 
 
 def polars_type(col: sa.Column[Any] | str) -> Any:
@@ -535,6 +544,59 @@ def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> i
     return n
 
 
+class _Lite:
+    """In the helper process: a connection of ADBC's SQLite driver at its low level, with the cursor methods the bulk
+    write uses. Its DB-API module imports pyarrow.dataset and with it pandas (~0.5 s of CPU at each helper's first
+    write); this one imports neither: results arrive as Polars frames and frames are bound as Polars hands them over
+    (the Arrow C stream interface, strings as Polars' own views)."""
+
+    def __init__(self, path: str) -> None:
+        import adbc_driver_manager
+        import adbc_driver_sqlite
+
+        self._am = adbc_driver_manager
+        self.db = adbc_driver_sqlite.connect(path)
+        try:
+            self.conn = adbc_driver_manager.AdbcConnection(self.db)  # autocommit, as ADBC connections start
+        except BaseException:
+            self.db.close()
+            raise
+        self.rows: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str) -> None:
+        """Run one statement; its result rows (if any) are kept for :meth:`fetchone` / :meth:`fetchall`."""
+        st = self._am.AdbcStatement(self.conn)
+        try:
+            st.set_sql_query(sql)
+            handle, _ = st.execute_query()
+            self.rows = pl.DataFrame(handle).rows()  # read to the end: the statement has run
+        finally:
+            st.close()
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows.pop(0) if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+    def ingest(self, table: str, df: pl.DataFrame) -> int:
+        """Append ``df`` to ``table`` (ADBC bulk ingest: a prepared INSERT bound from the frame's Arrow data, in C)."""
+        st = self._am.AdbcStatement(self.conn)
+        try:
+            st.set_options(**{"adbc.ingest.target_table": table, "adbc.ingest.mode": "adbc.ingest.mode.append"})
+            st.bind_stream(df)
+            return int(st.execute_update())
+        finally:
+            st.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.db.close()
+
+
 #: the helper's open bulk write (:func:`_sqlite_begin` .. :func:`_sqlite_end`): connection, cursor, the indexes to
 #: rebuild and the rows written so far
 _SESSION: dict[str, Any] = {}
@@ -557,12 +619,9 @@ def _sqlite_begin(path: str, delete: Sequence[str], swap: bool = False) -> None:
     transaction drops ``T``, renames ``T__new`` to ``T`` and builds ``T``'s indexes (their own ``CREATE INDEX``),
     so the schema is ``T``'s exactly. Rolled back: the ``__new`` tables are dropped (as are those a killed run
     left)."""
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
     if _SESSION:  # an earlier write its caller never ended (it died between calls)
         _sqlite_end(False)
-    adbc = adbc_sqlite.connect(path, autocommit=True)  # the transactions are ours: BEGIN IMMEDIATE .. COMMIT
-    cur = adbc.cursor()
+    adbc = cur = _Lite(path)  # the transactions are ours: BEGIN IMMEDIATE .. COMMIT
     try:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -634,8 +693,7 @@ def _sqlite_append(jobs: Sequence[Load]) -> int:
                 out = storage_frame(job.table, df, "sqlite")
                 # Polars' own string views bound as they are (the driver reads Arrow string views): no copy of every
                 # string into Arrow large strings first (measured: ~20% less CPU for 860k link + allocation rows)
-                cur.adbc_ingest(_new(job.table.name) if swap else job.table.name,
-                                out.to_arrow(compat_level=pl.CompatLevel.newest()), mode="append")
+                cur.ingest(_new(job.table.name) if swap else job.table.name, out)
                 n += out.height
         if swap:
             cur.execute("COMMIT")
@@ -656,13 +714,14 @@ def _sqlite_append(jobs: Sequence[Load]) -> int:
 def _sqlite_checkpoint(path: str) -> None:
     """In the helper process: copy the WAL a bulk write left into the database (a passive checkpoint: writers
     and readers go on meanwhile; one already under way elsewhere makes it return at once)."""
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
     t = time.perf_counter()
-    with adbc_sqlite.connect(path, autocommit=True) as adbc, adbc.cursor() as cur:
+    cur = _Lite(path)
+    try:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
         cur.fetchall()
+    finally:
+        cur.close()
     _profile("checkpointed", t)
 
 
