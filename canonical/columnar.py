@@ -469,6 +469,11 @@ def close_helper() -> int:
     return peak
 
 
+def _loaded(modules: Sequence[str]) -> list[str]:
+    """Which of ``modules`` this process has imported (what a helper process has loaded, for its start-up cost)."""
+    return [m for m in modules if m in sys.modules]
+
+
 def peak_rss_mb() -> int:
     """This process's peak resident set in MB (``VmHWM``: its own, where ``ru_maxrss`` of a child process also
     counts the resident set its parent had when it forked it)."""
