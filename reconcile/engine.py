@@ -39,7 +39,7 @@ from canonical import columnar
 from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
-from reconcile.core import Settings, _Clock, buckets_for, reconcile_frames
+from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, buckets_for, reconcile_frames
 from reconcile.frames import Frames, conform, export_frames, store_table
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import NOT_READ
@@ -249,14 +249,20 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
 
 
 def _buckets(store: Store, partitions: int | None) -> int:
-    """How many buckets the run will have (:func:`reconcile.stream.bucket_count`), from the store's live rows."""
+    """How many buckets the run will have (:func:`reconcile.stream.bucket_count`), from the store's live rows, as far
+    as it matters here: 1 or more (counted no further than one bucket holds: a large store's full count read every
+    page of its payments and invoices once more, before the export could start)."""
     if partitions is not None:
         return buckets_for(0, partitions)
+    limit = 2 * ROWS_PER_PARTITION + 1
     rows = 0
     with store.engine.connect() as conn:
         for name in ("payment", "invoice"):
             t = store_table(name)
-            rows += conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.deleted_at.is_(None))).scalar_one()
+            live = sa.select(sa.literal(1)).select_from(t).where(t.c.deleted_at.is_(None)).limit(limit - rows)
+            rows += conn.execute(sa.select(sa.func.count()).select_from(live.subquery())).scalar_one()
+            if rows >= limit:
+                break
     return buckets_for(rows)
 
 

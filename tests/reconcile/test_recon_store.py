@@ -272,3 +272,32 @@ def test_a_run_keeping_no_frames_writes_only_what_it_stores(sqlite_store: Store,
     assert {"chains", "invoice_balances", "payment_balances", "states"} <= set(written)
     assert kept.frame("states").height
     assert [r[1:] for r in _stored_links(sqlite_store)] == [r[1:] for r in lean]
+
+
+def test_bucket_count_before_the_export_stops_counting_at_one_bucket(store: Store,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the store path exports in two steps depends on 1 bucket or more: the live payments and invoices are
+    counted no further than one bucket holds (a full count read every page of the tables before the export)."""
+    import reconcile.core as core_mod
+    import reconcile.engine as engine_mod
+
+    world = generate(300, seed=5)
+    world.load(store)
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        for mod in (core_mod, engine_mod):
+            monkeypatch.setattr(mod, "ROWS_PER_PARTITION", 10)
+        assert engine_mod._buckets(store, None) > 1
+        counts = [s for s in seen if "count" in s.lower()]
+        assert len(counts) == 1 and "LIMIT" in counts[0].upper()  # stopped within the payments
+        for mod in (core_mod, engine_mod):
+            monkeypatch.setattr(mod, "ROWS_PER_PARTITION", 10**6)
+        assert engine_mod._buckets(store, None) == 1
+        assert engine_mod._buckets(store, 4) == 4
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
