@@ -1,10 +1,10 @@
 """Columnar I/O between the store and Polars: tables read as Arrow, frames written in bulk, no Python rows.
 
-Reads go through **connectorx** on both backends: it fills Arrow buffers in native code (SQLite through
-its C API with the columns' declared types, PostgreSQL through binary ``COPY``). Measured against the
-alternatives (``bench/store_io.py``; 100k-chain store, 2 cores): ADBC's SQLite driver infers a column's
-type from the first rows' values and fails on a text column whose first values are NULL (``Type mismatch
-in column 0``), and ``fetchall`` builds one Python tuple per row (what this module replaces).
+Reads fill Arrow buffers in native code: on PostgreSQL **connectorx** (binary ``COPY``); on SQLite ADBC's SQLite
+driver at its low level (:func:`_sqlite_batches`: a quarter less CPU than connectorx at 100k chains). That driver
+types a column by the first batch's values and fails on a text column NULL there (``Type mismatch in column 0``), so
+its query starts with a marked row of non-NULL values of each kind and reads the non-integer columns as text;
+``fetchall`` would build one Python tuple per row (what this module replaces).
 
 Small SQLite stores (under :data:`SMALL` rows) are read and written by this process's own sqlite3 at the
 driver level instead (typed column-wise all the same). Writes: on SQLite, ADBC bulk ingest (a prepared ``INSERT`` bound from Arrow batches in C, on its own
@@ -38,13 +38,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
 
-from canonical import tables
+if TYPE_CHECKING:  # at run time imported where a column's type is looked at: the helper process never needs them
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
 
@@ -52,12 +52,20 @@ _SQLITE_TS = "%Y-%m-%d %H:%M:%S%.f"
 
 
 def _is_json(col: sa.Column[Any]) -> bool:
+    import sqlalchemy as sa
+
     return isinstance(col.type, sa.JSON) or col.name in ("attributes", "evidence")
 
 
 def _kind(col: sa.Column[Any] | str) -> str:
     if isinstance(col, str):  # a Shape's column: the kind itself
         return col
+    # imported here: the helper process (python -m canonical.columnar) handles Shapes only, and starts ~0.5 s of CPU
+    # sooner without SQLAlchemy and the canonical tables
+    import sqlalchemy as sa
+
+    from canonical import tables
+
     t = col.type
     if isinstance(t, tables.Amount):
         return "amount"
@@ -87,7 +95,8 @@ def shape(table: sa.Table) -> Shape:
     return Shape(table.name, {col.name: _kind(col) for col in table.columns})
 
 
-Tableish = sa.Table | Shape
+if TYPE_CHECKING:
+    Tableish = sa.Table | Shape
 
 
 def polars_type(col: sa.Column[Any] | str) -> Any:
@@ -213,20 +222,69 @@ class Export:
 def _export(url: str, dialect: str, jobs: Sequence[Export], batch_rows: int) -> None:
     """Run in this process (PostgreSQL) or in the SQLite helper process: each job's rows, batch by batch,
     typed and appended to its Parquet file (memory bounded by a batch)."""
-    import connectorx as cx
     import pyarrow.parquet as pq
 
     for job in jobs:
         table = job.table
         cols = list(job.columns)
         schema = _empty(table, cols, job.dtypes).to_arrow().schema
-        sql = select_sql(dialect, table, cols, live=job.live)
         with pq.ParquetWriter(job.path, schema, **scratch_parquet()) as writer:
-            for batch in cx.read_sql(url, sql, return_type="arrow_stream", batch_size=batch_rows):
-                df = pl.from_arrow(batch)
-                assert isinstance(df, pl.DataFrame)
+            for df in _batches(url, dialect, table, cols, job.live, batch_rows):
                 if not df.is_empty():
                     writer.write_table(_typed(df, table, job.dtypes).select(cols).to_arrow().cast(schema))
+
+
+#: the marker column of :func:`_sqlite_batches`' first row
+_FIRST = "__ltc_types"
+
+
+def _batches(url: str, dialect: str, table: Tableish, cols: Sequence[str], live: bool,
+             batch_rows: int) -> Iterator[pl.DataFrame]:
+    """The live rows of ``cols``, batch by batch, untyped (:func:`_typed` types them): connectorx on PostgreSQL, ADBC's
+    SQLite driver (:func:`_sqlite_batches`) on SQLite."""
+    if dialect == "sqlite":
+        yield from _sqlite_batches(url.removeprefix("sqlite://"), table, cols, live, batch_rows)
+        return
+    import connectorx as cx
+
+    for batch in cx.read_sql(url, select_sql(dialect, table, cols, live=live), return_type="arrow_stream",
+                             batch_size=batch_rows):
+        df = pl.from_arrow(batch)
+        assert isinstance(df, pl.DataFrame)
+        yield df
+
+
+def _sqlite_batches(path: str, table: Tableish, cols: Sequence[str], live: bool,
+                    batch_rows: int) -> Iterator[pl.DataFrame]:
+    """In the helper process: a SQLite table's rows read by ADBC's SQLite driver at its low level (it fills Arrow
+    buffers in C; measured at 100k chains: a fifth less CPU than connectorx, which builds every value as a Rust string
+    first and parses dates). The driver types a column by the values of the first batch (not the declared type, and a
+    column NULL there is taken for an integer, failing on a later text), so every column but the integer ones is read
+    as ``CAST(… AS TEXT)`` (text, or NULL, whatever a row stored) and the query starts with one row of non-NULL values
+    of each kind, marked, and dropped again."""
+    import adbc_driver_manager
+    import adbc_driver_sqlite
+    import pyarrow as pa
+
+    ints = {c for c in cols if _kind(table.c[c]) in ("int", "bool")}
+    empty = "''"
+    first = ", ".join([f'1 AS "{_FIRST}"', *(f'{0 if c in ints else empty} AS "{c}"' for c in cols)])
+    rows = ", ".join(["0", *(f'"{c}"' if c in ints else f'CAST("{c}" AS TEXT)' for c in cols)])
+    sql = f'SELECT {first} UNION ALL SELECT {rows} FROM "{table.name}"'
+    if live and "deleted_at" in table.c:
+        sql += " WHERE deleted_at IS NULL"
+    db = adbc_driver_sqlite.connect(path)
+    try:
+        with adbc_driver_manager.AdbcConnection(db) as conn, adbc_driver_manager.AdbcStatement(conn) as st:
+            st.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
+            st.set_sql_query(sql)
+            handle, _ = st.execute_query()
+            for batch in pa.RecordBatchReader.from_stream(handle):
+                df = pl.from_arrow(batch)
+                assert isinstance(df, pl.DataFrame)
+                yield df.filter(pl.col(_FIRST) == 0).drop(_FIRST)
+    finally:
+        db.close()
 
 
 def scratch_parquet() -> dict[str, Any]:
@@ -246,7 +304,7 @@ def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_
     """Read tables into Parquet files (:class:`Export`), without a Python row; ``readers``: helper processes
     reading at once on SQLite (1 or 2; one reader leaves the other core to a caller that works meanwhile).
 
-    On SQLite this runs in a helper process: connectorx and ADBC carry their own copy of the SQLite
+    On SQLite this runs in a helper process: ADBC's driver carries its own copy of the SQLite
     library, and two copies in one process do not see each other's POSIX locks, so one would delete the
     WAL the other still uses ("How To Corrupt An SQLite Database File", §2.2.1). In a process of its own
     each is an ordinary SQLite client."""
@@ -411,6 +469,11 @@ def close_helper() -> int:
     return peak
 
 
+def _loaded(modules: Sequence[str]) -> list[str]:
+    """Which of ``modules`` this process has imported (what a helper process has loaded, for its start-up cost)."""
+    return [m for m in modules if m in sys.modules]
+
+
 def peak_rss_mb() -> int:
     """This process's peak resident set in MB (``VmHWM``: its own, where ``ru_maxrss`` of a child process also
     counts the resident set its parent had when it forked it)."""
@@ -535,6 +598,59 @@ def _load_here(engine: Engine, jobs: Sequence[Load], delete: Sequence[str]) -> i
     return n
 
 
+class _Lite:
+    """In the helper process: a connection of ADBC's SQLite driver at its low level, with the cursor methods the bulk
+    write uses. Its DB-API module imports pyarrow.dataset and with it pandas (~0.5 s of CPU at each helper's first
+    write); this one imports neither: results arrive as Polars frames and frames are bound as Polars hands them over
+    (the Arrow C stream interface, strings as Polars' own views)."""
+
+    def __init__(self, path: str) -> None:
+        import adbc_driver_manager
+        import adbc_driver_sqlite
+
+        self._am = adbc_driver_manager
+        self.db = adbc_driver_sqlite.connect(path)
+        try:
+            self.conn = adbc_driver_manager.AdbcConnection(self.db)  # autocommit, as ADBC connections start
+        except BaseException:
+            self.db.close()
+            raise
+        self.rows: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str) -> None:
+        """Run one statement; its result rows (if any) are kept for :meth:`fetchone` / :meth:`fetchall`."""
+        st = self._am.AdbcStatement(self.conn)
+        try:
+            st.set_sql_query(sql)
+            handle, _ = st.execute_query()
+            self.rows = pl.DataFrame(handle).rows()  # read to the end: the statement has run
+        finally:
+            st.close()
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows.pop(0) if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+    def ingest(self, table: str, df: pl.DataFrame) -> int:
+        """Append ``df`` to ``table`` (ADBC bulk ingest: a prepared INSERT bound from the frame's Arrow data, in C)."""
+        st = self._am.AdbcStatement(self.conn)
+        try:
+            st.set_options(**{"adbc.ingest.target_table": table, "adbc.ingest.mode": "adbc.ingest.mode.append"})
+            st.bind_stream(df)
+            return int(st.execute_update())
+        finally:
+            st.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.db.close()
+
+
 #: the helper's open bulk write (:func:`_sqlite_begin` .. :func:`_sqlite_end`): connection, cursor, the indexes to
 #: rebuild and the rows written so far
 _SESSION: dict[str, Any] = {}
@@ -557,12 +673,9 @@ def _sqlite_begin(path: str, delete: Sequence[str], swap: bool = False) -> None:
     transaction drops ``T``, renames ``T__new`` to ``T`` and builds ``T``'s indexes (their own ``CREATE INDEX``),
     so the schema is ``T``'s exactly. Rolled back: the ``__new`` tables are dropped (as are those a killed run
     left)."""
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
     if _SESSION:  # an earlier write its caller never ended (it died between calls)
         _sqlite_end(False)
-    adbc = adbc_sqlite.connect(path, autocommit=True)  # the transactions are ours: BEGIN IMMEDIATE .. COMMIT
-    cur = adbc.cursor()
+    adbc = cur = _Lite(path)  # the transactions are ours: BEGIN IMMEDIATE .. COMMIT
     try:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -634,8 +747,7 @@ def _sqlite_append(jobs: Sequence[Load]) -> int:
                 out = storage_frame(job.table, df, "sqlite")
                 # Polars' own string views bound as they are (the driver reads Arrow string views): no copy of every
                 # string into Arrow large strings first (measured: ~20% less CPU for 860k link + allocation rows)
-                cur.adbc_ingest(_new(job.table.name) if swap else job.table.name,
-                                out.to_arrow(compat_level=pl.CompatLevel.newest()), mode="append")
+                cur.ingest(_new(job.table.name) if swap else job.table.name, out)
                 n += out.height
         if swap:
             cur.execute("COMMIT")
@@ -656,13 +768,14 @@ def _sqlite_append(jobs: Sequence[Load]) -> int:
 def _sqlite_checkpoint(path: str) -> None:
     """In the helper process: copy the WAL a bulk write left into the database (a passive checkpoint: writers
     and readers go on meanwhile; one already under way elsewhere makes it return at once)."""
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
     t = time.perf_counter()
-    with adbc_sqlite.connect(path, autocommit=True) as adbc, adbc.cursor() as cur:
+    cur = _Lite(path)
+    try:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
         cur.fetchall()
+    finally:
+        cur.close()
     _profile("checkpointed", t)
 
 

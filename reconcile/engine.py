@@ -39,7 +39,7 @@ from canonical import columnar
 from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
-from reconcile.core import Settings, _Clock, buckets_for, reconcile_frames
+from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, buckets_for, reconcile_frames
 from reconcile.frames import Frames, conform, export_frames, store_table
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import NOT_READ
@@ -47,6 +47,7 @@ from reconcile.stream import (
     DISCOVERY_TABLES,
     FRAMES,
     KPI_INPUTS,
+    LINK_FRAMES,
     BucketSummary,
     Mapper,
     clear_out,
@@ -126,7 +127,7 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
                 at = now()
             else:
                 result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
-                                              run_id, partitions, mapper, writers)
+                                              run_id, partitions, mapper, writers, kept=keep is not None)
             clock("reconcile + KPIs, links + allocations stored")
         with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
             result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
@@ -178,10 +179,11 @@ def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: dat
 
 def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: date | None, tmp: Path, out: Path,
               run_id: str, partitions: int | None, mapper: Mapper,
-              writers: list[columnar.BulkWriter]
+              writers: list[columnar.BulkWriter], kept: bool = True
               ) -> tuple[ReconcileResult, datetime, dict[str, dict[str, Any]]]:
     """The store path's reconciliation (export, pre-pass, buckets, KPIs, links stored); also the exception
-    lifecycle's time and its rows (:func:`reconcile.lifecycle.prepare`), made while the links are committed."""
+    lifecycle's time and its rows (:func:`reconcile.lifecycle.prepare`), made while the links are committed.
+    Unless the result frames are ``kept``, the buckets write only the links and allocations (what is stored)."""
     clock = _Clock()
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
@@ -211,7 +213,8 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         _WRITERS[run_id] = (writer, set(), threading.Lock())
 
         def one(k: int) -> Any:
-            return run_bucket(plan, k, s, as_of, (start, end), written=functools.partial(_written, run_id, out))
+            return run_bucket(plan, k, s, as_of, (start, end), written=functools.partial(_written, run_id, out),
+                              frames=FRAMES if kept else LINK_FRAMES)
 
         def stored(done: Iterable[BucketSummary]) -> Iterator[BucketSummary]:
             for b in done:
@@ -246,14 +249,20 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
 
 
 def _buckets(store: Store, partitions: int | None) -> int:
-    """How many buckets the run will have (:func:`reconcile.stream.bucket_count`), from the store's live rows."""
+    """How many buckets the run will have (:func:`reconcile.stream.bucket_count`), from the store's live rows, as far
+    as it matters here: 1 or more (counted no further than one bucket holds: a large store's full count read every
+    page of its payments and invoices once more, before the export could start)."""
     if partitions is not None:
         return buckets_for(0, partitions)
+    limit = 2 * ROWS_PER_PARTITION + 1
     rows = 0
     with store.engine.connect() as conn:
         for name in ("payment", "invoice"):
             t = store_table(name)
-            rows += conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.deleted_at.is_(None))).scalar_one()
+            live = sa.select(sa.literal(1)).select_from(t).where(t.c.deleted_at.is_(None)).limit(limit - rows)
+            rows += conn.execute(sa.select(sa.func.count()).select_from(live.subquery())).scalar_one()
+            if rows >= limit:
+                break
     return buckets_for(rows)
 
 

@@ -265,3 +265,37 @@ def test_sqlite_swap_commits_bucket_by_bucket_unseen_until_finish_and_a_failure_
     with sqlite_store.engine.connect() as conn:  # what alembic compares
         assert [d for d in compare_metadata(MigrationContext.configure(conn), tables.metadata)
                 if d[0] != "remove_table"] == []
+
+
+def test_helper_reads_text_after_a_first_batch_of_nulls_and_starts_lean(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The helper's SQLite reader (ADBC's driver, which types a column by its first batch's values) reads a text
+    column that is NULL in the whole first batch and text later, a number stored in a text column, integers and
+    booleans, exactly; and the helper process runs without SQLAlchemy or pandas loaded (its start-up CPU)."""
+    import sqlite3
+
+    path = tmp_path / "t.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (name VARCHAR(40), amount TEXT, n BIGINT, flag BOOLEAN, day DATE, at DATETIME, "
+                "deleted_at DATETIME)")
+    rows = [(None, None, None, None, None, None, None)] * 2500 + [
+        ("x", "12.5000", 7, 1, "2025-01-02", "2025-01-02 03:04:05.000006", None),
+        ("", 3, None, 0, None, None, None), ("gone", "1", 1, 1, None, None, "2025-01-01 00:00:00.000000")]
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    con.commit()
+    con.close()
+    shape = columnar.Shape("t", {"name": "text", "amount": "amount", "n": "int", "flag": "bool", "day": "date",
+                                 "at": "instant", "deleted_at": "instant"})
+    out = str(tmp_path / "t.parquet")
+    job = columnar.Export(shape, ("name", "amount", "n", "flag", "day", "at"), out)
+    helper = columnar._Helper()
+    try:
+        helper.call(columnar._export, f"sqlite://{path}", "sqlite", [job], 1000)
+        loaded = helper.call(columnar._loaded, ["sqlalchemy", "pandas", "canonical.tables"])
+    finally:
+        helper.close()
+    got = pl.read_parquet(out)
+    assert got.height == 2502 and got.slice(0, 2500).null_count().row(0) == (2500,) * 6
+    assert got.slice(2500).rows() == [
+        ("x", Decimal("12.5"), 7, True, date(2025, 1, 2), datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)),
+        ("", Decimal("3"), None, False, None, None)]
+    assert loaded == []

@@ -246,3 +246,58 @@ def test_bucket_links_go_to_the_store_before_the_checks_in_the_core_order(
                               .order_by(recon_link.c.id)).all()
     assert [tuple(r) for r in stored] == pl.concat(parts).select("from_id", "to_id", "rule_id").rows()
     assert got.frame("links").height == len(stored)
+
+
+def test_a_run_keeping_no_frames_writes_only_what_it_stores(sqlite_store: Store, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``keep`` the buckets write the links and allocations (stored) and the KPI inputs, not the chains,
+    balances and states frames nobody reads; the stored rows are those of a run that keeps them all."""
+    monkeypatch.setattr(columnar, "SMALL", 0)  # SQLite: the helper-process writer
+    world = generate(300, seed=5)
+    world.load(sqlite_store)
+    written: list[str] = []
+    write = pl.DataFrame.write_parquet
+
+    def recorded(self: pl.DataFrame, file: Path, *args: object, **kw: object) -> None:
+        written.append(Path(file).parent.name)
+        write(self, file, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", recorded)
+    run_reconciliation(sqlite_store, Config(), world.as_of, partitions=2)
+    assert {"links", "allocations"} <= set(written)
+    assert not {"chains", "invoice_balances", "payment_balances", "states"} & set(written)
+    lean = _stored_links(sqlite_store)
+    written.clear()
+    kept = run_reconciliation(sqlite_store, Config(), world.as_of, partitions=2, keep=tmp_path / "kept")
+    assert {"chains", "invoice_balances", "payment_balances", "states"} <= set(written)
+    assert kept.frame("states").height
+    assert [r[1:] for r in _stored_links(sqlite_store)] == [r[1:] for r in lean]
+
+
+def test_bucket_count_before_the_export_stops_counting_at_one_bucket(store: Store,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the store path exports in two steps depends on 1 bucket or more: the live payments and invoices are
+    counted no further than one bucket holds (a full count read every page of the tables before the export)."""
+    import reconcile.core as core_mod
+    import reconcile.engine as engine_mod
+
+    world = generate(300, seed=5)
+    world.load(store)
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        for mod in (core_mod, engine_mod):
+            monkeypatch.setattr(mod, "ROWS_PER_PARTITION", 10)
+        assert engine_mod._buckets(store, None) > 1
+        counts = [s for s in seen if "count" in s.lower()]
+        assert len(counts) == 1 and "LIMIT" in counts[0].upper()  # stopped within the payments
+        for mod in (core_mod, engine_mod):
+            monkeypatch.setattr(mod, "ROWS_PER_PARTITION", 10**6)
+        assert engine_mod._buckets(store, None) == 1
+        assert engine_mod._buckets(store, 4) == 4
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
