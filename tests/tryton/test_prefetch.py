@@ -96,7 +96,7 @@ def test_prefetched_sync_lands_the_same_records_and_reads_each_page_once(tmp_pat
             cfg.sources["tryton"].page_size = 1
             cfg.sources["tryton"].options["prefetch"] = prefetch
             connector = runtime.build_connector(cfg, "tryton")
-            assert connector.prefetch is prefetch
+            assert isinstance(connector, TrytonConnector) and connector.prefetch is prefetch
             try:
                 results = sync(connector, store)
             finally:
