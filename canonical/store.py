@@ -175,7 +175,11 @@ def _land(
     dialect = conn.dialect.name
     if dialect == "sqlite":
         def ts(v: datetime | None) -> Any:
-            return None if v is None else _sqlite_instant(v)
+            if v is None:
+                return None
+            if v.tzinfo is UTC:  # the connectors' instants (parse_instant): the text without "+00:00"
+                return v.isoformat(" ", "microseconds")[:-6]
+            return _sqlite_instant(v)
     else:
         def ts(v: datetime | None) -> Any:
             return None if v is None else model.utc(v)

@@ -61,16 +61,34 @@ def _money(v: Any, currency: str | None = None) -> Decimal | None:
     d = Decimal(v)
     if not d.is_finite():
         return d
+    places = _PLACES.get(currency)
+    if places is None:
+        places = _places(currency)
+    prec = max(28, d.adjusted() + 8)
+    context = _CONTEXTS.get(prec)
+    if context is None:
+        context = _CONTEXTS[prec] = decimal.Context(prec=prec)
+    try:
+        q = d.quantize(places, context=context)
+    except (decimal.InvalidOperation, ValueError):
+        return d
+    return q if q == d else d
+
+
+# What _money quantizes with, made once: a currency's smallest unit, and a context per precision (a
+# report formats a few hundred thousand amounts). A context's flags are never read: only its traps count.
+_PLACES: dict[str | None, Decimal] = {}
+_CONTEXTS: dict[int, decimal.Context] = {}
+
+
+def _places(currency: str | None) -> Decimal:
     try:
         places = Decimal(1).scaleb(-minor_units(currency)) if currency else Decimal("0.01")
     except ValueError:
         places = Decimal("0.01")
-    try:
-        with decimal.localcontext(decimal.Context(prec=max(28, d.adjusted() + 8))):
-            q = d.quantize(places)
-    except (decimal.InvalidOperation, ValueError):
-        return d
-    return q if q == d else d
+    if len(_PLACES) < 1000:
+        _PLACES[currency] = places
+    return places
 
 
 def _kpi_key(kpi: str, variant: str) -> str:

@@ -45,6 +45,7 @@ import csv
 import io
 import json
 import random
+import re
 import secrets
 import threading
 import time
@@ -503,12 +504,13 @@ class Org:
                     for name, value in rec.items():
                         if name != "attributes" and name not in types:
                             types[name] = _infer_type(name, value)
+                stamps = [name for name, ftype in types.items() if ftype == "datetime"]
                 for rec in records:
                     row: dict[str, Any] = dict.fromkeys(types)
                     row.update({k: v for k, v in rec.items() if k != "attributes"})
-                    for name, ftype in types.items():
-                        if ftype == "datetime" and isinstance(row.get(name), str):
-                            row[name] = _sf_stamp(row[name])
+                    for name in stamps:
+                        if isinstance(value := row[name], str):
+                            row[name] = _sf_stamp(value)
                     row["IsDeleted"] = bool(row.get("IsDeleted") or False)
                     for stamp in ("CreatedDate", "LastModifiedDate"):
                         row[stamp] = row[stamp] or row["SystemModstamp"]
@@ -617,8 +619,13 @@ class Org:
                 and int(claims.get("exp", 0)) > time.time() and str(claims.get("aud", "")).startswith("https://"))
 
 
+_REST_STAMP = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
+
+
 def _sf_stamp(text: str) -> str:
     """A datetime as a world may write it (``...Z``, ``+00:00``, ``+0000``) in the REST form."""
+    if _REST_STAMP.fullmatch(text):  # the REST form already (as the world writer writes it): itself if valid,
+        return text  # and kept as given if not (February 30): what the parse below answers, without it
     t = text.strip()
     if t.endswith("Z"):
         t = t[:-1] + "+00:00"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import functools
 import itertools
 import operator
 import re
@@ -77,8 +78,14 @@ class HttpAbort(Exception):
 def _like(pattern: str, value: Any, ci: bool) -> bool:
     if not isinstance(value, str):
         return False
+    return _like_regex(pattern, ci).fullmatch(value) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _like_regex(pattern: str, ci: bool) -> re.Pattern[str]:
+    """A ``like`` pattern's regular expression, made once per pattern (a scan tests it on every row)."""
     rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, value, re.IGNORECASE | re.DOTALL if ci else re.DOTALL) is not None
+    return re.compile(rx, re.IGNORECASE | re.DOTALL if ci else re.DOTALL)
 
 
 def _compare(op: str, have: Any, want: Any) -> bool:

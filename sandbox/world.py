@@ -601,12 +601,22 @@ def _start_bank(world: WorldDir, folder: Path) -> Pending[list[tuple[str, str, t
     camt.053 statement) started in a forked child when the statements are large — the same errors,
     raised by :meth:`WorldChecks.finish` before any readability problem (the order of a read). With a
     file that is not a statement, or small statements, the folder is read here (:func:`_read_bank`)."""
+    early = _start_bank_early(world, folder)
+    if early is None:
+        _read_bank(world, folder)
+    return early
+
+
+def _start_bank_early(world: WorldDir, folder: Path
+                      ) -> Pending[list[tuple[str, str, tuple[str, list[Any]]]]] | None:
+    """The forked parse of :func:`_start_bank` when it applies (large statements only), else None. Its errors are only raised by :meth:`WorldChecks.finish`, after every
+    reading problem: it can start before the other systems are read, on the core that is idle while
+    this process reads the first one."""
     from canonical.forking import Pending
 
     entries = _bank_entries(folder)
     if not all(e.is_file() and e.suffix.lower() == ".xml" for e in entries) \
             or sum(e.stat().st_size for e in entries) < FORK_BANK_FROM:
-        _read_bank(world, folder)
         return None
     world.bank_files.extend(entries)
     return Pending(partial(_check_statements, entries), name="ltc-sandbox")
@@ -778,9 +788,13 @@ def open_world(path: str | Path, *, offer_statements: bool = False) -> tuple[Wor
                                  "fx_rates.csv, one directory per system and mappings/")
     pending = WorldChecks(world, offer_statements=offer_statements)
     try:
+        last = world.systems[-1]
+        if last == "bank":  # large statements: parsed in a child from the start, beside this process's reading
+            pending._bank = _start_bank_early(world, root / last)
         for n, s in enumerate(world.systems):
             if s == "bank" and n == len(world.systems) - 1:  # nothing is read after it: its parse can wait
-                pending._bank = _start_bank(world, root / s)
+                if pending._bank is None:
+                    pending._bank = _start_bank(world, root / s)
                 continue
             _read_system(world, s)
             if s in world.api_systems:

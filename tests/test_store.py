@@ -177,3 +177,19 @@ def test_entity_currency_must_match_its_money_fields() -> None:
                         total=Money.of("10", "USD"))
     with pytest.raises(ValueError, match="USD"):
         model.to_row(inv)
+
+
+def test_landed_instants_are_the_same_instant_whatever_their_zone(store: Store) -> None:
+    """A record's timestamp lands as the same UTC instant whether it comes in UTC (the connectors'
+    own) or in another zone, to the microsecond, and reads back aware."""
+    ist = timezone(timedelta(hours=5, minutes=30))
+    stamps = [T0 + timedelta(microseconds=7), (T0 + timedelta(seconds=1)).astimezone(ist), T0.replace(microsecond=0)]
+    store.commit_page("s", "Opportunity", [RawRecord("Opportunity", f"id{i}", {"Id": i}, source_updated_at=t)
+                                           for i, t in enumerate(stamps)], {"c": 1})
+    got = [r["source_updated_at"] for r in raw_rows(store)]
+    assert got == stamps and all(t.tzinfo is not None for t in got)
+    with store.engine.connect() as conn:
+        texts = conn.exec_driver_sql("SELECT CAST(source_updated_at AS TEXT) FROM raw_record "
+                                     "ORDER BY source_id").scalars().all()
+    if store.engine.dialect.name == "sqlite":  # the text SQLAlchemy writes for a DateTime on SQLite
+        assert texts == ["2026-11-01 12:00:00.000007", "2026-11-01 12:00:01.000000", "2026-11-01 12:00:00.000000"]

@@ -42,7 +42,8 @@ def make_erp_target(name: str, source: Any) -> Any:
 def make_connector(name: str, source: Any, *, store: Any = None) -> Any:
     """The pull connector of a ``kind: tryton`` source (found by :func:`connectors.registry.build`).
 
-    Delete detection compares ids with the store the sync binds (``options.detect_deletes``).
+    Delete detection compares ids with the store the sync binds (``options.detect_deletes``); the
+    next page is asked for while a page is landed (``options.prefetch``, default true).
     """
     from datetime import timedelta
 
@@ -52,6 +53,7 @@ def make_connector(name: str, source: Any, *, store: Any = None) -> Any:
         name, client_for(name, source), lookback=timedelta(minutes=source.lookback_minutes),
         page_size=source.page_size, store=store,
         detect_deletes=bool(source.options.get("detect_deletes", True)),
+        prefetch=bool(source.options.get("prefetch", True)),
     )
     if source.streams:
         unknown = sorted(set(source.streams) - {s.name for s in connector.streams})

@@ -28,17 +28,26 @@ stale. The mapping joins on the ids instead.
 
 Tryton deletes rows physically. With ``detect_deletes`` (default on) the last page of a stream
 compares the source's ids with the live ids in the store and lands tombstones for the missing.
+
+With ``prefetch`` (default on), after a full page the next page's ``search_read`` is sent at once from a
+worker thread, for the keyset position the engine will ask for next (the page's greatest
+``(last_modified_at, id)``), while the engine lands this page: the server answers the next page
+while this one is landed, instead of the two taking turns. The engine then gets that answer; if it
+asks for another position (a record it rejected), the answer is dropped and the page read again.
+No other call is sent while a prefetch is under way.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from canonical.store import Store
-from connectors.base import Connector, Keyset, Page, StreamSpec, Window
+from connectors.base import Connector, Keyset, Page, StreamSpec, Window, unstorable_id
 from connectors.tryton.rpc import TrytonClient
 
 CURSOR = "last_modified_at"
@@ -105,7 +114,8 @@ class TrytonConnector(Connector):
     streams = STREAMS
 
     def __init__(self, name: str, client: TrytonClient, *, lookback: timedelta = timedelta(minutes=10),
-                 page_size: int | None = None, store: Store | None = None, detect_deletes: bool = True) -> None:
+                 page_size: int | None = None, store: Store | None = None, detect_deletes: bool = True,
+                 prefetch: bool = True) -> None:
         super().__init__(name, lookback=lookback)
         self.client = client
         self.store = store
@@ -113,6 +123,9 @@ class TrytonConnector(Connector):
         self.detect_deletes = detect_deletes and store is not None
         if page_size is not None:
             self.streams = tuple(replace(s, page_size=page_size) for s in STREAMS)
+        self.prefetch = prefetch
+        self._executor: ThreadPoolExecutor | None = None
+        self._ahead: tuple[tuple[Any, ...], Future[list[dict[str, Any]]]] | None = None
 
     def bind_store(self, store: Store) -> None:
         if self.detect_deletes_enabled:
@@ -130,18 +143,44 @@ class TrytonConnector(Connector):
             domain.append([CURSOR, "<", window.until])
         return domain
 
-    def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
-        records = self.client.search_read(
+    def _page(self, stream: StreamSpec, window: Window) -> list[dict[str, Any]]:
+        return self.client.search_read(
             stream.object, self._domain(stream, window), stream.options["fields"],
             limit=stream.page_size, order=[(CURSOR, "ASC"), ("id", "ASC")], context=_CONTEXT,
         )
+
+    def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
+        key = (stream.name, stream.page_size, window.since, window.until, window.resume_key)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == key:
+            records = ahead[1].result()
+        else:
+            _drop(ahead)
+            records = self._page(stream, window)
+        if self.prefetch and len(records) >= stream.page_size:
+            nxt = _next_key(stream, records)
+            if nxt is not None:
+                following = replace(window, resume_key=nxt)
+                self._ahead = ((stream.name, stream.page_size, window.since, window.until, nxt),
+                               self._pool().submit(self._page, stream, following))
         page = Page(records=records)
         # deletes once per run, at the end of the window (not again in the future probe)
         if self.detect_deletes and window.until is not None and len(records) < stream.page_size:
             page.deleted = self._deleted(stream)
         return page
 
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tryton-{self.name}")
+        return self._executor
+
+    def _settle(self) -> None:
+        """Wait for a prefetch still under way (its answer dropped): the client then serves one call at a time."""
+        ahead, self._ahead = self._ahead, None
+        _drop(ahead)
+
     def count(self, stream: StreamSpec, window: Window) -> int | None:
+        self._settle()
         domain = list(stream.options["domain"])
         if window.since is not None:
             domain.append([CURSOR, ">=", window.since])
@@ -152,6 +191,7 @@ class TrytonConnector(Connector):
     def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
         """Every record id of the stream with its ``last_modified_at`` (``search_read`` of two
         fields, 1,000 ids a call, by id)."""
+        self._settle()
         out: dict[str, datetime | None] = {}
         last = 0
         while True:
@@ -165,6 +205,7 @@ class TrytonConnector(Connector):
             last = int(rows[-1]["id"])
 
     def fetch_ids(self, stream: StreamSpec, ids: Sequence[str]) -> list[dict[str, Any]]:
+        self._settle()
         return self.client.search_read(
             stream.object, [*stream.options["domain"], ["id", "in", [int(i) for i in ids]]],
             stream.options["fields"], order=[("id", "ASC")], context=_CONTEXT,
@@ -177,6 +218,7 @@ class TrytonConnector(Connector):
         when both count the same nothing was deleted: a run where nothing changed costs one
         ``search_count``, not a listing of every id of the model."""
         assert self.store is not None
+        self._settle()
         held = self.store.live_count(self.name, stream.object)
         if held == 0:
             return []
@@ -190,4 +232,38 @@ class TrytonConnector(Connector):
         return [{"id": int(sid)} for sid in sorted(known - present, key=int)]
 
     def close(self) -> None:
+        self._settle()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         self.client.close()
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def _next_key(stream: StreamSpec, records: list[dict[str, Any]]) -> tuple[datetime, str] | None:
+    """The keyset position the engine moves to after this page (``connectors.base``: the greatest
+    ``(updated_at, source id)`` of the page's landable records), or None when it cannot be told here."""
+    best: tuple[bool, datetime, str] | None = None
+    for rec in records:
+        sid = stream.source_id(rec)
+        if sid is None or unstorable_id(sid) is not None:
+            continue
+        try:
+            ts = stream.updated_at(rec)
+        except (ValueError, TypeError):
+            continue
+        key = (ts is not None, ts or _NO_TIME, sid)
+        if best is None or key > best:
+            best = key
+    if best is None or not best[0]:
+        return None
+    return best[1], best[2]
+
+
+def _drop(ahead: tuple[Any, Future[Any]] | None) -> None:
+    """A prefetch nobody asked for: waited for (the client is free again), its answer and error dropped."""
+    if ahead is not None:
+        with contextlib.suppress(Exception):
+            ahead[1].result()

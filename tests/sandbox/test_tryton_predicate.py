@@ -69,3 +69,18 @@ def test_an_id_listing_comes_from_the_index_and_equals_a_full_scan() -> None:
         for limit in (1, 7, 1000):
             assert world._found("account.invoice", domain, {}, order, limit) == full[:limit]
     assert world._keyset_start("account.invoice", [["type", "=", "out"]], order) is None  # no bound: a scan
+
+
+def test_like_patterns_are_compiled_once_and_match_as_sql_like() -> None:
+    from sandbox import tryton
+
+    tryton._like_regex.cache_clear()
+    cases = [("stock.shipment.out,%", "stock.shipment.out,12", False, True),
+             ("stock.shipment.out,%", "stock_shipment_out,12", False, False),  # "." is no wildcard
+             ("INV-_", "INV-7", False, True), ("INV-_", "INV-17", False, False),
+             ("inv-%", "INV-1", True, True), ("inv-%", "INV-1", False, False),
+             ("a%b", "a\nb", False, True), ("(x)%", "(x) y", False, True), ("%", 5, False, False)]
+    for _ in range(3):
+        assert [tryton._like(p, v, ci) for p, v, ci, _want in cases] == [want for *_c, want in cases]
+    info = tryton._like_regex.cache_info()
+    assert info.misses == len({(p, ci) for p, v, ci, _w in cases if isinstance(v, str)}) and info.hits > info.misses

@@ -357,6 +357,35 @@ def test_large_bank_statements_are_parsed_in_a_child_with_the_same_errors(tmp_pa
     assert error(both) == "unreadable record"
 
 
+def test_large_bank_statements_start_parsing_before_the_first_system_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statements' forked parse does not wait for the other systems' reading (the other core is idle
+    while the first one is read); its errors still come after every reading problem."""
+    import sandbox.world as world_module
+    from sandbox.world import open_world
+
+    both = copy("salesforce", tmp_path / "both")
+    shutil.copytree(copy("bank", tmp_path) / "bank", both / "bank")
+    manifest = both / "world.yaml"
+    manifest.write_text(manifest.read_text().replace("systems: [salesforce]", "systems: [salesforce, bank]"))
+    monkeypatch.setattr(world_module, "FORK_BANK_FROM", 0)
+    seen: list[list[str]] = []
+    read_system = world_module._read_system
+
+    def spy(world: world_module.WorldDir, system: str) -> None:
+        seen.append([p.name for p in world.bank_files])
+        read_system(world, system)
+
+    monkeypatch.setattr(world_module, "_read_system", spy)
+    read, checks = open_world(both)
+    checks.finish()
+    assert seen == [["2026-10-31.xml"]] and [p.name for p in read.bank_files] == ["2026-10-31.xml"]
+    (both / "bank" / "broken.xml").write_text("<Document><BkToCstmrStmt>")
+    with (both / "salesforce" / "Account.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write("{not json\n")
+    assert "Account.jsonl" in error(both)  # the reading problem first, as when the bank is parsed last
+
+
 def test_open_world_cancel_stops_the_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sandbox.world as world_module
     from sandbox.world import open_world
