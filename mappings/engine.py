@@ -48,7 +48,7 @@ from canonical.forking import Pending, fork_lock, forks, in_forked_child
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
-from canonical.store import Rejected, Statements, Store, now, run_statements
+from canonical.store import Rejected, Store, now, run_statements
 from canonical.tables import lineage, quarantine, raw_pending, raw_record
 from connectors.statements import DEFAULT_SOURCE as STATEMENT_SOURCE
 from mappings.compiler import FieldFailure, ObjectPlan, compile_mapping
@@ -493,8 +493,8 @@ _SWITCH_INTERVAL = 0.0005
 
 class _Clocks:
     """Where one system's stage goes (``LTC_MAP_PROFILE``, printed on stderr): wall and thread CPU seconds per
-    step, of the reading-and-mapping thread (read, map, params: the upserts built, hand-over: waiting for the
-    writer) and of the writer (idle: waiting for a batch, turn: waiting for the write lock, write: the transaction)."""
+    step, of the reading-and-mapping thread (read, map, hand-over: waiting for the writer) and of the writer
+    (idle: waiting for a batch, turn: waiting for the write lock, write: the transaction)."""
 
     def __init__(self, system: str) -> None:
         self.system = system
@@ -522,9 +522,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
     sidecars = mset.sidecars()
     if sidecars:
         _mark_sidecar_changes(store, mset.system, sidecars)
-    done: queue.Queue[tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult, _Upserts] | None]
-    done = queue.Queue(maxsize=1)
-    dialect = store.engine.dialect.name
+    done: queue.Queue[tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult] | None] = queue.Queue(maxsize=1)
     failed: list[BaseException] = []
 
     def writer() -> None:
@@ -570,12 +568,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
                     dead = dead + batch.raws(set(result.deleted_stubs))
                 if clocks is not None:
                     wall, cpu = clocks.step("map", wall, cpu)
-                # the upserts' parameters while the rows are fresh in the CPU's caches (in the writer, a batch
-                # later, they cost a third more), and before the write turn: other writers wait only for statements
-                upserts = _upserts(store, dialect, result)
-                if clocks is not None:
-                    wall, cpu = clocks.step("params", wall, cpu)
-                done.put((batch, live, dead, result, upserts))
+                done.put((batch, live, dead, result))
                 if clocks is not None:
                     wall, cpu = clocks.step("handover", wall, cpu)
         finally:
@@ -589,13 +582,19 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
 
 
 def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pending,
-                 live: list[tuple[Any, ...]], dead: list[_Raw], result: BatchResult, upserts: _Upserts, *,
+                 live: list[tuple[Any, ...]], dead: list[_Raw], result: BatchResult, *,
                  clocks: _Clocks | None = None) -> dict[str, int]:
     """One batch's transaction (in the store's writers' turn: other systems' children write the same
     SQLite file): canonical upserts with lineage, tombstones, quarantine, pending cleared.
     Returns its counts (only once it is committed, so a retried batch is counted once)."""
     counts: dict[str, int] = defaultdict(int)
     wall, cpu = time.perf_counter(), time.thread_time()
+    dialect = store.engine.dialect.name
+    # the upserts' parameters are built before the turn: other writers wait only for statements
+    upserts = [(entity, len(rows), store.upsert_statements(dialect, entity, rows))
+               for entity, rows in result.rows.items()]
+    if clocks is not None:
+        wall, cpu = clocks.step("params", wall, cpu)
     with store.write_turn(), store.engine.begin() as conn:
         if clocks is not None:
             wall, cpu = clocks.step("turn", wall, cpu)
@@ -617,14 +616,6 @@ def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pen
     counts["quarantined"] += len(result.rejected)
     counts["ignored"] += result.ignored
     return counts
-
-
-_Upserts = list[tuple[str, int, Statements]]  # (entity, rows, the statements that upsert them with lineage)
-
-
-def _upserts(store: Store, dialect: str, result: BatchResult) -> _Upserts:
-    """A mapped batch's upserts, built without a connection (each may run again: a retried batch)."""
-    return [(entity, len(rows), store.upsert_statements(dialect, entity, rows)) for entity, rows in result.rows.items()]
 
 
 Sidecars = dict[str, dict[str, tuple[str, str | None]]]

@@ -213,34 +213,3 @@ def test_on_sqlite_the_stage_runs_with_a_short_switch_interval_and_restores_it(
     land(sqlite_store, "camt053", [entry(i) for i in range(30)])
     assert run_mapping(sqlite_store, "camt053", batch_size=10)["camt053"]["mapped"] == 30
     assert seen == [engine._SWITCH_INTERVAL] * 3 and sys.getswitchinterval() == before
-
-
-def test_the_upserts_are_built_in_the_mapping_thread_and_a_retried_batch_runs_them_again(
-    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import threading
-
-    from mappings import engine
-
-    built_in: list[str] = []
-    real_build, real_write = Store.upsert_statements, engine._write_batch
-
-    def build(dialect: str, entity: str, rows: Any) -> Any:
-        built_in.append(threading.current_thread().name)
-        return real_build(dialect, entity, rows)
-
-    def write_twice(*args: Any, **kwargs: Any) -> Any:  # the first attempt rolled back (a lost connection)
-        with pytest.raises(RuntimeError), sqlite_store.engine.begin() as conn:
-            engine.run_statements(conn, args[7][0][2])
-            raise RuntimeError("connection lost")
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr(Store, "upsert_statements", staticmethod(build))
-    monkeypatch.setattr(engine, "_write_batch", write_twice)
-    land(sqlite_store, "camt053", [entry(i) for i in range(30)])
-    counts = run_mapping(sqlite_store, "camt053", batch_size=10)["camt053"]
-    assert counts["mapped"] == 30 and counts["payment"] == 30
-    assert built_in and set(built_in) == {threading.current_thread().name}
-    with sqlite_store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(tables.table_for("payment"))).scalar_one() == 30
-        assert conn.execute(sa.select(sa.func.count()).select_from(tables.lineage)).scalar_one() == 30
