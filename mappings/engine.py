@@ -11,7 +11,7 @@
    the ``raw_pending`` rows of exactly the versions that were read deleted (a version landed
    meanwhile stays pending).
 4. With fork (Linux) and enough work, systems are mapped side by side in forked children, one per
-   core, the largest first (:func:`_map_forked`): a system's rows are keyed by its name, so systems
+   core, each mapping its share of the systems in turn (:func:`_map_forked`): a system's rows are keyed by its name, so systems
    never write the same rows; on SQLite the children take turns to write (the store's turn lock).
    ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
    system's time goes.
@@ -24,6 +24,7 @@ a new version of their parent (a Stripe invoice line removed) are tombstoned the
 from __future__ import annotations
 
 import os
+import pickle
 import queue
 import sys
 import threading
@@ -43,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
-from canonical.forking import Pending, first_done, fork_lock, forks, in_forked_child
+from canonical.forking import Pending, fork_lock, forks, in_forked_child
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
@@ -339,40 +340,66 @@ def _map_workers(pending: Mapping[str, int]) -> int:
 
 def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
                 batch_size: int, run_id: str | None) -> dict[str, dict[str, int] | BaseException]:
-    """Each system's :func:`_map_system` in a forked child, ``workers`` at a time, the largest first (its
-    lock, reads, mapping and writes all there: canonical rows are keyed by their source system, so systems
-    mapped side by side write disjoint rows). On SQLite the children take turns to write through one lock
-    they share (the store's turn lock, made a process lock). Every system runs to its end; a failure is
-    returned as its exception."""
+    """The systems shared among ``workers`` forked children (:func:`_shares`), each child mapping its share
+    one system after the other (:func:`_map_locked`: lock, reads, mapping and writes all there; canonical
+    rows are keyed by their source system, so systems mapped side by side write disjoint rows). One child
+    per core, not per system: each child grows one heap, not one per system. On SQLite the children take
+    turns to write through one lock they share (the store's turn lock, made a process lock). Every system
+    runs to its end; a failure is returned as its exception."""
     turn = fork_lock() if store.engine.dialect.name == "sqlite" else None
-    waiting = sorted(jobs, key=lambda job: -pending[job[0]])  # stable: systems order among equals
-    running: dict[str, Pending[dict[str, int]]] = {}
+    shares = _shares(jobs, pending, workers)
+    running = [(share, Pending(partial(_map_child, store, share, batch_size, run_id, turn),
+                               name=f"ltc-map-{share[0][0]}")) for share in shares]
     outcomes: dict[str, dict[str, int] | BaseException] = {}
     try:
-        while waiting or running:
-            while waiting and len(running) < workers:
-                name, mset = waiting.pop(0)
-                running[name] = Pending(partial(_map_child, store, mset, batch_size, run_id, turn),
-                                        name=f"ltc-map-{name}")
-            ready = {id(p) for p in first_done(list(running.values()))}
-            for name in [n for n, p in running.items() if id(p) in ready]:
-                try:
-                    outcomes[name] = running.pop(name).result()
-                except BaseException as exc:  # the child's, sent back
-                    outcomes[name] = exc
+        for share, call in running:
+            try:
+                outcomes.update(call.result())
+            except BaseException as exc:  # the child died (or could not send its answer): its whole share
+                outcomes.update((name, exc) for name, _mset in share if name not in outcomes)
     finally:
-        for call in running.values():  # interrupted here (KeyboardInterrupt): the children are stopped
+        for _share, call in running:  # interrupted here (KeyboardInterrupt): the children are stopped
             call.cancel()
     return outcomes
 
 
-def _map_child(store: Store, mset: MappingSet, batch_size: int, run_id: str | None, turn: Any) -> dict[str, int]:
-    """A forked child: one system's mapping on new connections (the parent's stay untouched)."""
+def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int],
+            workers: int) -> list[list[tuple[str, MappingSet]]]:
+    """``jobs`` in at most ``workers`` shares of about the same pending work: the largest system first, each
+    onto the share with the least so far (the first among equals); a share maps its systems largest first."""
+    shares: list[list[tuple[str, MappingSet]]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for job in sorted(jobs, key=lambda job: -pending[job[0]]):  # stable: systems order among equals
+        least = loads.index(min(loads))
+        shares[least].append(job)
+        loads[least] += pending[job[0]]
+    return [share for share in shares if share]
+
+
+def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], batch_size: int, run_id: str | None,
+               turn: Any) -> dict[str, dict[str, int] | BaseException]:
+    """A forked child: its share of the systems, one after the other, on new connections (the parent's stay
+    untouched). A system that fails does not stop the next; its exception is sent back as its outcome."""
     store.in_forked_child(turn)
+    outcomes: dict[str, dict[str, int] | BaseException] = {}
     try:
-        return _map_locked(store, mset, batch_size, run_id)
+        for name, mset in share:
+            try:
+                outcomes[name] = _map_locked(store, mset, batch_size, run_id)
+            except Exception as exc:  # as in this process: the other systems are mapped all the same
+                outcomes[name] = _sendable(exc)
     finally:
         store.engine.dispose(close=True)
+    return outcomes
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    """``exc``, or its text in a RuntimeError if it cannot be pickled (to be sent back from a child)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception as why:
+        return RuntimeError(f"{type(exc).__name__}: {exc} ({why})")
+    return exc
 
 
 class _Raw(NamedTuple):

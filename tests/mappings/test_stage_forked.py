@@ -1,4 +1,4 @@
-"""The mapping stage maps systems side by side in forked children (one per core): the same rows,
+"""The mapping stage maps systems side by side in forked children (one per core, each its share in turn): the same rows,
 lineage, quarantine, tombstones and counts as one system after the other in this process; a failing
 system's error raised once the others' work is committed; and the cases that stay in this process."""
 
@@ -99,7 +99,7 @@ def test_systems_mapped_in_forked_children_give_what_one_process_gives(
     counts = run_mapping(in_children, batch_size=3)
     pids = _mapped_in(forked)
     assert set(pids) == set(SYSTEMS) and os.getpid() not in pids.values()
-    assert len(set(pids.values())) == len(SYSTEMS)  # one child per system
+    assert len(set(pids.values())) == 2  # one child per core, each mapping its share of the systems in turn
     assert counts["camt053"]["quarantined"] >= 1 and counts["stripe"]["tombstoned"] >= 1
     assert list(counts) == sorted(SYSTEMS)  # in systems order, whichever child finished first
 
@@ -178,6 +178,40 @@ def test_the_stage_stays_in_this_process_when_forking_does_not_pay_or_cannot_be(
     monkeypatch.setattr(engine, "forks", lambda: True)
     monkeypatch.setattr(engine, "in_forked_child", lambda: True)
     assert engine._map_workers(big) == 0  # already a forked child (a daemonic one may have none of its own)
+
+
+def test_systems_are_shared_among_the_children_by_pending_work_largest_first() -> None:
+    jobs = [(name, engine.MappingSet(name, name, {})) for name in ("a", "b", "c", "d", "e", "f")]
+    pending = {"a": 10, "b": 50, "c": 40, "d": 30, "e": 30, "f": 5}
+    shares = [[name for name, _m in share] for share in engine._shares(jobs, pending, 2)]
+    assert shares == [["b", "e", "f"], ["c", "d", "a"]]  # 85 and 80, each largest first
+    assert [[n for n, _m in s] for s in engine._shares(jobs[:2], pending, 3)] == [["b"], ["a"]]  # no empty share
+
+
+def test_a_child_maps_the_next_system_of_its_share_after_one_fails_and_a_dead_child_fails_its_share(
+    store: Store, forked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for system in SYSTEMS:
+        land(store, system)
+    pending = {name: engine._pending_count(store, name) for name in SYSTEMS}
+    jobs = [(name, engine.compile_for(name)) for name in SYSTEMS]
+    shares = engine._shares(jobs, pending, 2)
+    first, second = ([name for name, _m in share] for share in shares)
+    mapped = engine._map_system
+
+    def failing(store: Store, mset: engine.MappingSet, *args: Any) -> dict[str, int]:
+        if mset.system == first[0]:
+            raise RuntimeError(f"{mset.system} broke")
+        if mset.system == second[0]:
+            os._exit(3)  # the whole child dies: nothing of its share comes back
+        return mapped(store, mset, *args)
+
+    monkeypatch.setattr(engine, "_map_system", failing)
+    outcomes = engine._map_forked(store, jobs, pending, 2, 3, None)
+    assert list(outcomes) != [] and set(outcomes) == set(SYSTEMS)
+    assert isinstance(outcomes[first[0]], RuntimeError)
+    assert all(isinstance(outcomes[n], dict) and outcomes[n]["records"] > 0 for n in first[1:])
+    assert all(isinstance(outcomes[n], RuntimeError) and "without an answer" in str(outcomes[n]) for n in second)
 
 
 def test_a_forked_child_knows_it_is_one() -> None:
