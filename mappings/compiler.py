@@ -136,6 +136,15 @@ def _generate_path(parts: list[str | int]) -> Getter:
     return get
 
 
+def _path_code(path: str, j: int, env: dict[str, Any], top: str) -> str:
+    """Generated code's expression for one path: a top-level key read in line (``top`` formatted with
+    the key's literal), any other path through its compiled getter, put in ``env`` as ``g<j>``."""
+    if "." not in path and not path.lstrip("-").isdigit():
+        return top.format(key=repr(path))
+    env[f"g{j}"] = compile_path(path)
+    return f"g{j}(rec, parent)"
+
+
 def _coalesce(paths: list[str]) -> Getter:
     """The first non-empty value of several paths (one generated function; top-level keys in line)."""
     if len(paths) == 1:
@@ -143,11 +152,7 @@ def _coalesce(paths: list[str]) -> Getter:
     env: dict[str, Any] = {"empty": empty}
     lines = ["def get(rec, parent):", "    is_dict = isinstance(rec, dict)"]
     for j, path in enumerate(paths):
-        if "." not in path and not path.lstrip("-").isdigit():
-            lines.append(f"    v = rec.get({path!r}) if is_dict else None")
-        else:
-            env[f"g{j}"] = compile_path(path)
-            lines.append(f"    v = g{j}(rec, parent)")
+        lines.append(f"    v = {_path_code(path, j, env, '(rec.get({key}) if is_dict else None)')}")
         lines += ["    if v is not None and v is not False and not empty(v):", "        return v"]
     lines.append("    return None")
     exec(compile("\n".join(lines), f"<paths {' | '.join(paths)}>", "exec"), env)
@@ -158,13 +163,7 @@ def _coalesce(paths: list[str]) -> Getter:
 def _args_getter(paths: list[str]) -> Getter:
     """The values of several paths, as a list (``args:``): one generated function, top-level keys in line."""
     env: dict[str, Any] = {}
-    items = []
-    for j, path in enumerate(paths):
-        if "." not in path and not path.lstrip("-").isdigit():
-            items.append(f"get({path!r})")
-        else:
-            env[f"g{j}"] = compile_path(path)
-            items.append(f"g{j}(rec, parent)")
+    items = [_path_code(path, j, env, "get({key})") for j, path in enumerate(paths)]
     src = ("def args(rec, parent):\n"
            "    get = rec.get if type(rec) is dict or isinstance(rec, dict) else _none\n"
            f"    return [{', '.join(items)}]\n")
