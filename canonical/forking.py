@@ -10,6 +10,7 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import pickle
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -140,17 +141,6 @@ def results(pending: Sequence[Pending[T]]) -> list[T]:
             p.cancel()
 
 
-def first_done(pending: Sequence[Pending[Any]], timeout: float | None = None) -> list[Pending[Any]]:
-    """The calls of ``pending`` whose results are ready, waiting (up to ``timeout``) until there is one."""
-    ready = [p for p in pending if p._process is None or p._answered]
-    if ready or not pending:
-        return ready
-    from multiprocessing.connection import wait
-
-    answered = set(map(id, wait([p._conn for p in pending], timeout)))
-    return [p for p in pending if id(p._conn) in answered]
-
-
 def in_children(calls: Sequence[Callable[[], T]]) -> list[T]:
     """Each call in its own forked child, all at once; their results in order. An exception raised
     by a call is raised here (the first in ``calls`` order), as if the calls had run one after the
@@ -166,5 +156,19 @@ def _answer(call: Callable[[], Any], conn: Any) -> None:
     try:
         conn.send(outcome)
     except Exception as exc:  # an answer that cannot be pickled: its text then
-        conn.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({exc})")))
+        conn.send((False, _as_text(outcome[1], exc)))
     conn.close()
+
+
+def _as_text(value: Any, why: BaseException) -> RuntimeError:
+    return RuntimeError(f"{type(value).__name__}: {value} ({why})")
+
+
+def sendable(exc: BaseException) -> BaseException:
+    """``exc``, or its text in a RuntimeError if it cannot be pickled: for an exception sent back from a
+    child inside a result (a result that cannot be pickled as a whole fails the whole call)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception as why:
+        return _as_text(exc, why)
+    return exc

@@ -24,7 +24,6 @@ a new version of their parent (a Stripe invoice line removed) are tombstoned the
 from __future__ import annotations
 
 import os
-import pickle
 import queue
 import sys
 import threading
@@ -44,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
-from canonical.forking import Pending, fork_lock, forks, in_forked_child
+from canonical.forking import Pending, fork_lock, forks, in_forked_child, sendable
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
@@ -387,19 +386,10 @@ def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], batch_size
             try:
                 outcomes[name] = _map_locked(store, mset, batch_size, run_id)
             except Exception as exc:  # as in this process: the other systems are mapped all the same
-                outcomes[name] = _sendable(exc)
+                outcomes[name] = sendable(exc)
     finally:
         store.engine.dispose(close=True)
     return outcomes
-
-
-def _sendable(exc: BaseException) -> BaseException:
-    """``exc``, or its text in a RuntimeError if it cannot be pickled (to be sent back from a child)."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception as why:
-        return RuntimeError(f"{type(exc).__name__}: {exc} ({why})")
-    return exc
 
 
 class _Raw(NamedTuple):
