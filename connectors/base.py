@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -352,6 +353,50 @@ class StreamResult:
 
 
 MAX_ID = 255  # raw_record.source_id
+
+
+class PageAhead:
+    """The next keyset page of a stream, fetched in one worker thread while the engine lands this one.
+
+    :meth:`ahead` starts the fetch of the page at ``key`` (a stream's slot holds one); :meth:`take` gives
+    it if the engine asks for that key, else drops it (waited for, its answer and error dropped: the client
+    then serves one call at a time) and fetches here. :meth:`settle` drops every fetch under way (before a
+    call of another kind); :meth:`close` settles and stops the thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._executor: ThreadPoolExecutor | None = None
+        self._ahead: dict[str, tuple[Any, Future[list[dict[str, Any]]]]] = {}
+
+    def take(self, slot: str, key: Any, fetch: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        ahead = self._ahead.pop(slot, None)
+        if ahead is not None and ahead[0] == key:
+            result: list[dict[str, Any]] = ahead[1].result()
+            return result
+        _drop(ahead)
+        return fetch()
+
+    def ahead(self, slot: str, key: Any, fetch: Callable[[], list[dict[str, Any]]]) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+        _drop(self._ahead.pop(slot, None))
+        self._ahead[slot] = (key, self._executor.submit(fetch))
+
+    def settle(self) -> None:
+        while self._ahead:
+            _drop(self._ahead.popitem()[1])
+
+    def close(self) -> None:
+        self.settle()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+def _drop(ahead: tuple[Any, Future[Any]] | None) -> None:
+    if ahead is not None:
+        with contextlib.suppress(Exception):
+            ahead[1].result()
 
 
 def unstorable_id(sid: str) -> str | None:

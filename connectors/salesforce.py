@@ -43,9 +43,9 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -61,7 +61,7 @@ from simple_salesforce.exceptions import (
 
 from canonical.errors import ConfigError
 from connectors import crm_fields
-from connectors.base import Connector, Keyset, Page, StreamSpec, Window, parse_instant
+from connectors.base import Connector, Keyset, Page, PageAhead, StreamSpec, Window, parse_instant
 from connectors.errors import (
     AuthenticationError,
     ConnectorError,
@@ -231,8 +231,7 @@ class SalesforceConnector(Connector):
         self._sf: Salesforce | None = None
         self._describe: dict[str, dict[str, str]] = {}
         self.prefetch = bool(opts.get("prefetch", True))
-        self._executor: ThreadPoolExecutor | None = None
-        self._ahead: dict[str, tuple[Any, Future[list[dict[str, Any]]]]] = {}
+        self._pages = PageAhead(f"sf-{self.name}")
         self.logins = 0
 
     # -- auth ------------------------------------------------------------------------------------------
@@ -401,9 +400,7 @@ class SalesforceConnector(Connector):
         soql = build_soql(obj, fields, where, limit=stream.page_size)
         if self.url_length(soql) > self.max_url_chars:
             return self._chunked_page(stream, fields, where)
-        ahead = self._ahead.pop(obj, None)
-        key = (window.since, window.until, window.resume_key)
-        records = ahead[1].result() if ahead is not None and ahead[0] == key else self.query_all(soql)
+        records = self._pages.take(obj, (window.since, window.until, window.resume_key), lambda: self.query_all(soql))
         if self.prefetch and len(records) >= stream.page_size:
             # the next page's keyset is known now: fetch it while the engine commits this one
             last_ts = parse_instant(records[-1]["SystemModstamp"])
@@ -411,13 +408,8 @@ class SalesforceConnector(Connector):
                 nxt = (last_ts, str(records[-1]["Id"]))
                 soql_next = build_soql(obj, fields, keyset_where(window.since, nxt, window.until),
                                        limit=stream.page_size)
-                self._ahead[obj] = ((window.since, window.until, nxt), self._pool().submit(self.query_all, soql_next))
+                self._pages.ahead(obj, (window.since, window.until, nxt), partial(self.query_all, soql_next))
         return Page(records)
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sf-{self.name}")
-        return self._executor
 
     def _chunked_page(self, stream: StreamSpec, fields: list[str], where: list[str]) -> Page:
         """A wide object: the keyset query with the first field chunk fixes the page's key range; the
@@ -594,10 +586,7 @@ class SalesforceConnector(Connector):
         return out
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        self._ahead.clear()
+        self._pages.close()
         self.session.close()
 
 

@@ -39,15 +39,14 @@ No other call is sent while a prefetch is under way.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from canonical.store import Store
-from connectors.base import Connector, Keyset, Page, StreamSpec, Window, unstorable_id
+from connectors.base import Connector, Keyset, Page, PageAhead, StreamSpec, Window, unstorable_id
 from connectors.tryton.rpc import TrytonClient
 
 CURSOR = "last_modified_at"
@@ -124,8 +123,7 @@ class TrytonConnector(Connector):
         if page_size is not None:
             self.streams = tuple(replace(s, page_size=page_size) for s in STREAMS)
         self.prefetch = prefetch
-        self._executor: ThreadPoolExecutor | None = None
-        self._ahead: tuple[tuple[Any, ...], Future[list[dict[str, Any]]]] | None = None
+        self._pages = PageAhead(f"tryton-{name}")
 
     def bind_store(self, store: Store) -> None:
         if self.detect_deletes_enabled:
@@ -150,37 +148,23 @@ class TrytonConnector(Connector):
         )
 
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
+        # one slot for every stream: a prefetch of another stream is dropped (one call at a time)
         key = (stream.name, stream.page_size, window.since, window.until, window.resume_key)
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == key:
-            records = ahead[1].result()
-        else:
-            _drop(ahead)
-            records = self._page(stream, window)
+        records = self._pages.take("page", key, lambda: self._page(stream, window))
         if self.prefetch and len(records) >= stream.page_size:
             nxt = _next_key(stream, records)
             if nxt is not None:
                 following = replace(window, resume_key=nxt)
-                self._ahead = ((stream.name, stream.page_size, window.since, window.until, nxt),
-                               self._pool().submit(self._page, stream, following))
+                self._pages.ahead("page", (stream.name, stream.page_size, window.since, window.until, nxt),
+                                  partial(self._page, stream, following))
         page = Page(records=records)
         # deletes once per run, at the end of the window (not again in the future probe)
         if self.detect_deletes and window.until is not None and len(records) < stream.page_size:
             page.deleted = self._deleted(stream)
         return page
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tryton-{self.name}")
-        return self._executor
-
-    def _settle(self) -> None:
-        """Wait for a prefetch still under way (its answer dropped): the client then serves one call at a time."""
-        ahead, self._ahead = self._ahead, None
-        _drop(ahead)
-
     def count(self, stream: StreamSpec, window: Window) -> int | None:
-        self._settle()
+        self._pages.settle()  # a prefetch under way is waited for: one call at a time
         domain = list(stream.options["domain"])
         if window.since is not None:
             domain.append([CURSOR, ">=", window.since])
@@ -191,7 +175,7 @@ class TrytonConnector(Connector):
     def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
         """Every record id of the stream with its ``last_modified_at`` (``search_read`` of two
         fields, 1,000 ids a call, by id)."""
-        self._settle()
+        self._pages.settle()
         out: dict[str, datetime | None] = {}
         last = 0
         while True:
@@ -205,7 +189,7 @@ class TrytonConnector(Connector):
             last = int(rows[-1]["id"])
 
     def fetch_ids(self, stream: StreamSpec, ids: Sequence[str]) -> list[dict[str, Any]]:
-        self._settle()
+        self._pages.settle()
         return self.client.search_read(
             stream.object, [*stream.options["domain"], ["id", "in", [int(i) for i in ids]]],
             stream.options["fields"], order=[("id", "ASC")], context=_CONTEXT,
@@ -218,7 +202,7 @@ class TrytonConnector(Connector):
         when both count the same nothing was deleted: a run where nothing changed costs one
         ``search_count``, not a listing of every id of the model."""
         assert self.store is not None
-        self._settle()
+        self._pages.settle()
         held = self.store.live_count(self.name, stream.object)
         if held == 0:
             return []
@@ -232,10 +216,7 @@ class TrytonConnector(Connector):
         return [{"id": int(sid)} for sid in sorted(known - present, key=int)]
 
     def close(self) -> None:
-        self._settle()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._pages.close()
         self.client.close()
 
 
@@ -260,10 +241,3 @@ def _next_key(stream: StreamSpec, records: list[dict[str, Any]]) -> tuple[dateti
     if best is None or not best[0]:
         return None
     return best[1], best[2]
-
-
-def _drop(ahead: tuple[Any, Future[Any]] | None) -> None:
-    """A prefetch nobody asked for: waited for (the client is free again), its answer and error dropped."""
-    if ahead is not None:
-        with contextlib.suppress(Exception):
-            ahead[1].result()
