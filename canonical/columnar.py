@@ -262,10 +262,6 @@ def _sqlite_batches(path: str, table: Tableish, cols: Sequence[str], live: bool,
     column NULL there is taken for an integer, failing on a later text), so every column but the integer ones is read
     as ``CAST(… AS TEXT)`` (text, or NULL, whatever a row stored) and the query starts with one row of non-NULL values
     of each kind, marked, and dropped again."""
-    import adbc_driver_manager
-    import adbc_driver_sqlite
-    import pyarrow as pa
-
     ints = {c for c in cols if _kind(table.c[c]) in ("int", "bool")}
     empty = "''"
     first = ", ".join([f'1 AS "{_FIRST}"', *(f'{0 if c in ints else empty} AS "{c}"' for c in cols)])
@@ -273,18 +269,12 @@ def _sqlite_batches(path: str, table: Tableish, cols: Sequence[str], live: bool,
     sql = f'SELECT {first} UNION ALL SELECT {rows} FROM "{table.name}"'
     if live and "deleted_at" in table.c:
         sql += " WHERE deleted_at IS NULL"
-    db = adbc_driver_sqlite.connect(path)
+    lite = _Lite(path)
     try:
-        with adbc_driver_manager.AdbcConnection(db) as conn, adbc_driver_manager.AdbcStatement(conn) as st:
-            st.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
-            st.set_sql_query(sql)
-            handle, _ = st.execute_query()
-            for batch in pa.RecordBatchReader.from_stream(handle):
-                df = pl.from_arrow(batch)
-                assert isinstance(df, pl.DataFrame)
-                yield df.filter(pl.col(_FIRST) == 0).drop(_FIRST)
+        for df in lite.batches(sql, batch_rows):
+            yield df.filter(pl.col(_FIRST) == 0).drop(_FIRST)
     finally:
-        db.close()
+        lite.close()
 
 
 def scratch_parquet() -> dict[str, Any]:
@@ -626,6 +616,19 @@ class _Lite:
             self.rows = pl.DataFrame(handle).rows()  # read to the end: the statement has run
         finally:
             st.close()
+
+    def batches(self, sql: str, batch_rows: int) -> Iterator[pl.DataFrame]:
+        """The result of one query, batch by batch (batches of ``batch_rows`` rows, filled in C)."""
+        import pyarrow as pa
+
+        with self._am.AdbcStatement(self.conn) as st:
+            st.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
+            st.set_sql_query(sql)
+            handle, _ = st.execute_query()
+            for batch in pa.RecordBatchReader.from_stream(handle):
+                df = pl.from_arrow(batch)
+                assert isinstance(df, pl.DataFrame)
+                yield df
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return self.rows.pop(0) if self.rows else None
