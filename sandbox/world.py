@@ -597,21 +597,11 @@ FORK_BANK_FROM = 1_000_000  # bytes of statements: a bank folder this large is p
 
 
 def _start_bank(world: WorldDir, folder: Path) -> Pending[list[tuple[str, str, tuple[str, list[Any]]]]] | None:
-    """The bank folder read last: its files listed here, their parse (the check that each is a
-    camt.053 statement) started in a forked child when the statements are large — the same errors,
-    raised by :meth:`WorldChecks.finish` before any readability problem (the order of a read). With a
-    file that is not a statement, or small statements, the folder is read here (:func:`_read_bank`)."""
-    early = _start_bank_early(world, folder)
-    if early is None:
-        _read_bank(world, folder)
-    return early
-
-
-def _start_bank_early(world: WorldDir, folder: Path
-                      ) -> Pending[list[tuple[str, str, tuple[str, list[Any]]]]] | None:
-    """The forked parse of :func:`_start_bank` when it applies (large statements only), else None. Its errors are only raised by :meth:`WorldChecks.finish`, after every
-    reading problem: it can start before the other systems are read, on the core that is idle while
-    this process reads the first one."""
+    """The bank folder (read last): its files listed here and their parse (the check that each is a camt.053
+    statement) started in a forked child when the statements are large, else None (the caller reads the folder
+    with :func:`_read_bank`). The child's errors are raised by :meth:`WorldChecks.finish` before any readability
+    problem (the order of a read), so it can start before the other systems are read, on the core that is idle
+    while this process reads the first one."""
     from canonical.forking import Pending
 
     entries = _bank_entries(folder)
@@ -790,11 +780,11 @@ def open_world(path: str | Path, *, offer_statements: bool = False) -> tuple[Wor
     try:
         last = world.systems[-1]
         if last == "bank":  # large statements: parsed in a child from the start, beside this process's reading
-            pending._bank = _start_bank_early(world, root / last)
+            pending._bank = _start_bank(world, root / last)
         for n, s in enumerate(world.systems):
-            if s == "bank" and n == len(world.systems) - 1:  # nothing is read after it: its parse can wait
+            if s == "bank" and n == len(world.systems) - 1:  # parsed in the child started above, or read here now
                 if pending._bank is None:
-                    pending._bank = _start_bank(world, root / s)
+                    _read_bank(world, root / s)
                 continue
             _read_system(world, s)
             if s in world.api_systems:
