@@ -242,16 +242,39 @@ def _generate_run(
     Simple fields (one top-level key, no map/pattern/default) are read inline with ``rec.get``;
     the others call their compiled getter, stages and coercion in line.
     """
+    env = _run_env(plan)
+    lines = _row_start_code(plan, env)
+    for i, f in enumerate([*plan.plain, *plan.money]):
+        lines += _field_read_code(i, f, env, value_maps)
+        lines += _field_store_code(i, f, plan.entity, env)
+    if plan.deleted_if is not None:
+        lines += [f"    if {_match_code(plan.deleted_tests, env, 'x')}:",
+                  "        row['deleted_at'] = row['source_updated_at'] or updated or now()"]
+    lines.append(f"    out.append(({plan.entity!r}, row))")
+    for k, child in enumerate(plan.children):
+        lines += _child_code(k, child, env)
+    lines.append("    return out")
+    exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
+    return env["run"]
+
+
+def _run_env(plan: ObjectPlan) -> dict[str, Any]:
+    """The names every generated ``run`` reads (each field adds its own)."""
     env: dict[str, Any] = {"CoercionError": CoercionError, "FieldFailure": FieldFailure, "date": date,
                            "set_money": _set_money, "template": plan.template, "when": plan.when,
                            "deleted_if": plan.deleted_if, "now": _now, "empty": empty,
                            "idp": f"{plan.template['source_system']}:{plan.entity}:"}
     env.update(key=_key, currency_cache=CURRENCY_CACHE)
+    return env
+
+
+def _row_start_code(plan: ObjectPlan, env: dict[str, Any]) -> list[str]:
+    """The function's head: the ``when:`` test, and the row from the template with its keys."""
     lines = ["def run(rec, parent, source_id, raw_id, updated, out):",
              "    get = rec.get if type(rec) is dict else {}.get"]
     if plan.when is not None:
         lines += [f"    if not ({_match_code(plan.when_tests, env, 'w')}):", "        return out"]
-    lines += [
+    return lines + [
         "    row = template.copy()",
         "    attrs = {}",
         "    row['attributes'] = attrs",
@@ -260,149 +283,185 @@ def _generate_run(
         "    row['raw_id'] = raw_id",
         "    row['source_updated_at'] = updated",
     ]
-    for i, f in enumerate([*plan.plain, *plan.money]):
-        ft = f.parts.fast_type if f.parts is not None else "str"
-        if f.inline is not None:
-            key, coerce, origin, fast = f.inline
-            env[f"c{i}"] = coerce
-            env[f"o{i}"] = origin
-            env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
-            if "." in key:
-                # two levels: HubSpot `properties.x`, Tryton dotted reads (key "party." wins over "party")
-                k0, k1 = key.split(".")
-                fetch = (f"t = get({k0 + '.'!r}) or get({k0!r})\n"
-                         f"        v = t.get({k1!r}) if type(t) is dict else None")
-            else:
-                fetch = f"v = get({key!r})"
-            # None in gives None out for every coercion: no call for a missing value
-            if f.parts is not None and f.parts.false_is_none:
-                fetch += "\n        if v is False:\n            v = None"
-            if fast is not None:
-                read = (f"{fetch}\n        if v is not None:\n"
-                        f"            v = ({fast.format(c=f'c{i}')}) if type(v) is {ft} else c{i}(v)")
-            else:
-                read = f"{fetch}\n        if v is not None:\n            v = c{i}(v)"
-            lines += [
-                "    try:",
-                f"        {read}",
-                "    except CoercionError as exc:",
-                f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
-            ]
-        elif f.parts is not None:
-            fp = f.parts
-            env[f"g{i}"], env[f"c{i}"], env[f"o{i}"] = fp.get, fp.coerce, fp.origin
-            env[f"n{i}"] = f.name if f.kind != "attr" else f"attributes.{f.name}"
-            lines += _fetch_code(fp.paths, env, f"p{i}") if fp.paths is not None else [f"    v = g{i}(rec, parent)"]
-            lines.append("    try:")
-            for j, stage in enumerate(fp.stages):
-                env[f"s{i}_{j}"] = stage
-                if stage in value_maps:
-                    lines += _value_map_code(value_maps[stage], env, f"s{i}_{j}")
-                else:
-                    lines.append(f"        v = s{i}_{j}(v, rec)")
-            if fp.false_is_none:
-                lines += ["        if v is False:", "            v = None"]
-            if fp.fast is not None:
-                lines += ["        if v is not None:",
-                          f"            v = ({fp.fast.format(c=f'c{i}')}) if type(v) is {ft} else c{i}(v)"]
-            else:
-                lines += ["        if v is not None:", f"            v = c{i}(v)"]
-            lines += [
-                "    except CoercionError as exc:",
-                f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None",
-            ]
-            if fp.fallback is not None:
-                env[f"f{i}"] = fp.fallback
-                lines += ["    if v is None:", f"        v = f{i}(rec, parent)"]
-            if fp.default is not None:
-                env[f"d{i}"] = fp.default
-                lines += ["    if v is None:", f"        v = d{i}"]
-            elif fp.required:
-                env[f"r{i}"] = f"required value missing: {fp.label}"
-                lines += ["    if v is None:", f"        raise FieldFailure(n{i}, r{i})"]
+
+
+def _field_read_code(
+    i: int, f: FieldPlan, env: dict[str, Any],
+    value_maps: Mapping[Callable[[Any, Any], Any], tuple[dict[str, dict[str, Any]], str | None]],
+) -> list[str]:
+    """Lines setting ``v`` to field ``i``'s coerced value: inline, from its compiled parts, or by its getter."""
+    if f.inline is not None:
+        return _inline_read_code(i, f, env)
+    if f.parts is not None:
+        return _parts_read_code(i, f, f.parts, env, value_maps)
+    env[f"v{i}"] = f.value
+    return [f"    v = v{i}(rec, parent)"]
+
+
+def _failure_name(f: FieldPlan) -> str:
+    """The name a field's failure is reported under."""
+    return f.name if f.kind != "attr" else f"attributes.{f.name}"
+
+
+def _coerce_code(i: int, fast: str | None, fast_type: str) -> str:
+    """The coercion of a present ``v``: the fast form for a value of ``fast_type``, else the call."""
+    if fast is not None:
+        return f"v = ({fast.format(c=f'c{i}')}) if type(v) is {fast_type} else c{i}(v)"
+    return f"v = c{i}(v)"
+
+
+def _failure_code(i: int) -> list[str]:
+    return ["    except CoercionError as exc:",
+            f"        raise FieldFailure(n{i}, f'{{exc}} (from {{o{i}}})') from None"]
+
+
+def _inline_read_code(i: int, f: FieldPlan, env: dict[str, Any]) -> list[str]:
+    """A simple field (one or two keys, no stage): read with ``get`` and coerced in line."""
+    assert f.inline is not None
+    ft = f.parts.fast_type if f.parts is not None else "str"
+    key, coerce, origin, fast = f.inline
+    env[f"c{i}"], env[f"o{i}"], env[f"n{i}"] = coerce, origin, _failure_name(f)
+    if "." in key:
+        # two levels: HubSpot `properties.x`, Tryton dotted reads (key "party." wins over "party")
+        k0, k1 = key.split(".")
+        fetch = (f"t = get({k0 + '.'!r}) or get({k0!r})\n"
+                 f"        v = t.get({k1!r}) if type(t) is dict else None")
+    else:
+        fetch = f"v = get({key!r})"
+    # None in gives None out for every coercion: no call for a missing value
+    if f.parts is not None and f.parts.false_is_none:
+        fetch += "\n        if v is False:\n            v = None"
+    read = f"{fetch}\n        if v is not None:\n            {_coerce_code(i, fast, ft)}"
+    return ["    try:", f"        {read}", *_failure_code(i)]
+
+
+def _parts_read_code(
+    i: int, f: FieldPlan, fp: FieldParts, env: dict[str, Any],
+    value_maps: Mapping[Callable[[Any, Any], Any], tuple[dict[str, dict[str, Any]], str | None]],
+) -> list[str]:
+    """A field with stages, fallback, default or a complex path: its compiled parts written out."""
+    env[f"g{i}"], env[f"c{i}"], env[f"o{i}"] = fp.get, fp.coerce, fp.origin
+    env[f"n{i}"] = _failure_name(f)
+    lines = _fetch_code(fp.paths, env, f"p{i}") if fp.paths is not None else [f"    v = g{i}(rec, parent)"]
+    lines.append("    try:")
+    for j, stage in enumerate(fp.stages):
+        env[f"s{i}_{j}"] = stage
+        if stage in value_maps:
+            lines += _value_map_code(value_maps[stage], env, f"s{i}_{j}")
         else:
-            env[f"v{i}"] = f.value
-            lines.append(f"    v = v{i}(rec, parent)")
-        if f.kind == "attr" and f.parts is not None and f.parts.text:
-            lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v"]
-        elif f.kind == "attr":
-            lines += ["    if v is not None:", f"        attrs[{f.name!r}] = v.isoformat() if isinstance(v, date) else v"]
-        elif f.kind in ("money", "money_minor"):
-            # _set_money written out: the currency is the field's own or the row's and must agree
-            env[f"m{i}"] = f
-            env[f"cur{i}"] = f.currency
-            if f.currency is not None:
-                lines += [
-                    "    if v is not None:",
-                    f"        cur = cur{i}(rec, parent)",
-                    "        rc = row['currency']",
-                    "        if cur is None or (rc is not None and cur != rc):",
-                    f"            set_money(m{i}, v, rec, parent, row, {plan.entity!r})  # raises the reason",
-                    "        if rc is None:",
-                    "            row['currency'] = cur",
-                ]
-            else:
-                lines += [
-                    "    if v is not None:",
-                    "        cur = row['currency']",
-                    "        if cur is None:",
-                    f"            set_money(m{i}, v, rec, parent, row, {plan.entity!r})  # raises the reason",
-                ]
-            if f.kind == "money_minor":
-                env.update(scale_minor=scale_minor, exponents=EXPONENTS, Decimal=Decimal)
-                lines += [
-                    f"        e = exponents.get((cur, {f.convention!r}))",  # known currencies: no call
-                    "        if e is not None:",
-                    "            v = Decimal(v).scaleb(-e)",
-                    "        else:",
-                    "            try:",
-                    f"                v = scale_minor(v, cur, {f.convention!r})",
-                    "            except ValueError as exc:",
-                    f"                raise FieldFailure({f.name!r}, str(exc)) from None",
-                ]
-                # minor units scaled by a known exponent have that many places at most (the context's
-                # rounding of a very long integer only raises the exponent): no scale check
-                over_scale = f"(e is None or e > MAX_SCALE) and {_OVER_SCALE}"
-            else:
-                over_scale = _OVER_SCALE
-            # a sane bound per currency: 1e308 or 1.23e29 never reaches reconciliation or a report
-            env.update(sane_bound=sane_bound, bounds=_BOUNDS, FieldFailure=FieldFailure, MAX_SCALE=MAX_SCALE,
-                       insane=_insane)
-            lines += [
-                "        b = bounds.get(cur) or bounds.setdefault(cur, sane_bound(cur))",
-                f"        if not -b < v < b or {over_scale}:",
-                f"            raise FieldFailure({f.name!r}, insane(v, cur, b))",
-                f"        row[{f.name!r}] = v",
-            ]
-        else:
-            lines += ["    if v is not None:", f"        row[{f.name!r}] = v"]
-    if plan.deleted_if is not None:
-        lines += [f"    if {_match_code(plan.deleted_tests, env, 'x')}:", "        row['deleted_at'] = row['source_updated_at'] or updated or now()"]
-    lines.append(f"    out.append(({plan.entity!r}, row))")
-    child_paths = [(c.each_path, c.id_path) for c in plan.children]
-    for k, child in enumerate(plan.children):
-        assert child.each is not None and child.child_id is not None and child.run is not None
-        env[f"each{k}"], env[f"cid{k}"], env[f"run{k}"] = child.each, child.child_id, child.run
-        env[f"noid{k}"] = f"{child.source_object}.id"
-        each_path, id_path = child_paths[k]
-        lines += _read_code(each_path, "items") if _simple_path(each_path) else [f"    items = each{k}(rec, parent)"]
-        if _simple_path(id_path) and "." not in id_path:
-            read_id = f"cid = item.get({id_path!r}) if isinstance(item, dict) else None"
-        else:
-            read_id = f"cid = cid{k}(item, rec)"
-        lines += [
-            "    if isinstance(items, list):",
-            "        for item in items:",
-            f"            {read_id}",
-            "            if empty(cid):",
-            f"                raise FieldFailure(noid{k}, 'child item without an id')",
-            "            if len(str(cid)) > 255:",
-            f"                raise FieldFailure(noid{k}, 'child item id longer than 255 characters')",
-            f"            run{k}(item, rec, str(cid), raw_id, updated, out)",
+            lines.append(f"        v = s{i}_{j}(v, rec)")
+    if fp.false_is_none:
+        lines += ["        if v is False:", "            v = None"]
+    lines += ["        if v is not None:", f"            {_coerce_code(i, fp.fast, fp.fast_type)}", *_failure_code(i)]
+    return lines + _missing_code(i, fp, env)
+
+
+def _missing_code(i: int, fp: FieldParts, env: dict[str, Any]) -> list[str]:
+    """What a missing value becomes: the fallback's, the default, or a required-value failure."""
+    lines: list[str] = []
+    if fp.fallback is not None:
+        env[f"f{i}"] = fp.fallback
+        lines += ["    if v is None:", f"        v = f{i}(rec, parent)"]
+    if fp.default is not None:
+        env[f"d{i}"] = fp.default
+        lines += ["    if v is None:", f"        v = d{i}"]
+    elif fp.required:
+        env[f"r{i}"] = f"required value missing: {fp.label}"
+        lines += ["    if v is None:", f"        raise FieldFailure(n{i}, r{i})"]
+    return lines
+
+
+def _field_store_code(i: int, f: FieldPlan, entity: str, env: dict[str, Any]) -> list[str]:
+    """Lines putting a present ``v`` into the row: an attribute, a checked amount, or a plain field."""
+    if f.kind == "attr" and f.parts is not None and f.parts.text:
+        return ["    if v is not None:", f"        attrs[{f.name!r}] = v"]
+    if f.kind == "attr":
+        return ["    if v is not None:", f"        attrs[{f.name!r}] = v.isoformat() if isinstance(v, date) else v"]
+    if f.kind in ("money", "money_minor"):
+        return _money_code(i, f, entity, env)
+    return ["    if v is not None:", f"        row[{f.name!r}] = v"]
+
+
+def _money_code(i: int, f: FieldPlan, entity: str, env: dict[str, Any]) -> list[str]:
+    """An amount: its currency agreed with the row's, minor units scaled, a sane bound and scale checked."""
+    # _set_money written out: the currency is the field's own or the row's and must agree
+    env[f"m{i}"] = f
+    env[f"cur{i}"] = f.currency
+    lines = _money_currency_code(i, f, entity)
+    if f.kind == "money_minor":
+        lines += _money_minor_code(f, env)
+        # minor units scaled by a known exponent have that many places at most (the context's
+        # rounding of a very long integer only raises the exponent): no scale check
+        over_scale = f"(e is None or e > MAX_SCALE) and {_OVER_SCALE}"
+    else:
+        over_scale = _OVER_SCALE
+    # a sane bound per currency: 1e308 or 1.23e29 never reaches reconciliation or a report
+    env.update(sane_bound=sane_bound, bounds=_BOUNDS, FieldFailure=FieldFailure, MAX_SCALE=MAX_SCALE,
+               insane=_insane)
+    return lines + [
+        "        b = bounds.get(cur) or bounds.setdefault(cur, sane_bound(cur))",
+        f"        if not -b < v < b or {over_scale}:",
+        f"            raise FieldFailure({f.name!r}, insane(v, cur, b))",
+        f"        row[{f.name!r}] = v",
+    ]
+
+
+def _money_currency_code(i: int, f: FieldPlan, entity: str) -> list[str]:
+    """Lines setting ``cur``: the field's own currency (agreeing with the row's) or the row's."""
+    if f.currency is not None:
+        return [
+            "    if v is not None:",
+            f"        cur = cur{i}(rec, parent)",
+            "        rc = row['currency']",
+            "        if cur is None or (rc is not None and cur != rc):",
+            f"            set_money(m{i}, v, rec, parent, row, {entity!r})  # raises the reason",
+            "        if rc is None:",
+            "            row['currency'] = cur",
         ]
-    lines.append("    return out")
-    exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
-    return env["run"]
+    return [
+        "    if v is not None:",
+        "        cur = row['currency']",
+        "        if cur is None:",
+        f"            set_money(m{i}, v, rec, parent, row, {entity!r})  # raises the reason",
+    ]
+
+
+def _money_minor_code(f: FieldPlan, env: dict[str, Any]) -> list[str]:
+    """Minor units to a Decimal: by the known exponent in line, else by :func:`scale_minor`."""
+    env.update(scale_minor=scale_minor, exponents=EXPONENTS, Decimal=Decimal)
+    return [
+        f"        e = exponents.get((cur, {f.convention!r}))",  # known currencies: no call
+        "        if e is not None:",
+        "            v = Decimal(v).scaleb(-e)",
+        "        else:",
+        "            try:",
+        f"                v = scale_minor(v, cur, {f.convention!r})",
+        "            except ValueError as exc:",
+        f"                raise FieldFailure({f.name!r}, str(exc)) from None",
+    ]
+
+
+def _child_code(k: int, child: ObjectPlan, env: dict[str, Any]) -> list[str]:
+    """Lines running child plan ``k`` (its own generated ``run``) over each item of its list."""
+    assert child.each is not None and child.child_id is not None and child.run is not None
+    env[f"each{k}"], env[f"cid{k}"], env[f"run{k}"] = child.each, child.child_id, child.run
+    env[f"noid{k}"] = f"{child.source_object}.id"
+    each_path, id_path = child.each_path, child.id_path
+    lines = _read_code(each_path, "items") if _simple_path(each_path) else [f"    items = each{k}(rec, parent)"]
+    if _simple_path(id_path) and "." not in id_path:
+        read_id = f"cid = item.get({id_path!r}) if isinstance(item, dict) else None"
+    else:
+        read_id = f"cid = cid{k}(item, rec)"
+    return lines + [
+        "    if isinstance(items, list):",
+        "        for item in items:",
+        f"            {read_id}",
+        "            if empty(cid):",
+        f"                raise FieldFailure(noid{k}, 'child item without an id')",
+        "            if len(str(cid)) > 255:",
+        f"                raise FieldFailure(noid{k}, 'child item id longer than 255 characters')",
+        f"            run{k}(item, rec, str(cid), raw_id, updated, out)",
+    ]
 
 
 # True when the Decimal ``v`` has more than MAX_SCALE decimal places. Its plain text (no exponent) has
