@@ -791,6 +791,14 @@ class _Guarded:
             return _error(503, "SERVER_UNAVAILABLE", "Server is temporarily unavailable", headers)
         return None
 
+    async def guarded_body(self, request: Request) -> tuple[Response | None, dict[str, str], Any]:
+        """The request's guard, then its JSON body (amounts as Decimal)."""
+        err, headers = await self.guard(request)
+        if err:
+            return err, headers, None
+        err, body = await self.write_body(request, headers)
+        return err, headers, body
+
     async def write_body(self, request: Request, headers: dict[str, str]) -> tuple[Response | None, Any]:
         try:
             return None, json.loads(await request.body(), parse_float=Decimal)
@@ -946,10 +954,7 @@ class _Rest(_Guarded):
                       "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - len(self.org.jobs)}}, headers)
 
     async def collection_update(self, request: Request) -> Response:
-        err, headers = await self.guard(request)
-        if err:
-            return err
-        err, body = await self.write_body(request, headers)
+        err, headers, body = await self.guarded_body(request)
         if err:
             return err
         records = body.get("records") if isinstance(body, dict) else None
@@ -1087,10 +1092,7 @@ class _Bulk(_Guarded):
         return None, headers, job_id, job
 
     async def create_ingest(self, request: Request) -> Response:
-        err, headers = await self.guard(request)
-        if err:
-            return err
-        err, spec = await self.write_body(request, headers)
+        err, headers, spec = await self.guarded_body(request)
         if err:
             return err
         obj, op = spec.get("object"), spec.get("operation")
