@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from canonical.locks import stage_lock
 from canonical.store import KEEP_CURSOR, RawRecord, Rejected, Store
@@ -355,28 +355,33 @@ class StreamResult:
 MAX_ID = 255  # raw_record.source_id
 
 
-class PageAhead:
-    """The next keyset page of a stream, fetched in one worker thread while the engine lands this one.
+T = TypeVar("T")
 
-    :meth:`ahead` starts the fetch of the page at ``key`` (a stream's slot holds one); :meth:`take` gives
-    it if the engine asks for that key, else drops it (waited for, its answer and error dropped: the client
-    then serves one call at a time) and fetches here. :meth:`settle` drops every fetch under way (before a
-    call of another kind); :meth:`close` settles and stops the thread."""
+
+class PageAhead(Generic[T]):
+    """The next page of a stream, fetched in one worker thread while the engine lands this one: the
+    one read-ahead of every paged connector (keyset pages, page tokens, cursors, id batches).
+
+    :meth:`ahead` starts the fetch of the page at ``key`` (a slot holds one); :meth:`take` gives it if
+    the engine asks for that key, else drops it (waited for, its answer and error dropped: the client
+    then serves one call at a time) and fetches here. A fetch runs the connector's own call, so its
+    retries are the client's one retry layer and its error is raised by :meth:`take`. :meth:`settle`
+    drops every fetch under way (before a call of another kind); :meth:`close` settles and stops the
+    thread."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._executor: ThreadPoolExecutor | None = None
-        self._ahead: dict[str, tuple[Any, Future[list[dict[str, Any]]]]] = {}
+        self._ahead: dict[str, tuple[Any, Future[T]]] = {}
 
-    def take(self, slot: str, key: Any, fetch: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    def take(self, slot: str, key: Any, fetch: Callable[[], T]) -> T:
         ahead = self._ahead.pop(slot, None)
         if ahead is not None and ahead[0] == key:
-            result: list[dict[str, Any]] = ahead[1].result()
-            return result
+            return ahead[1].result()
         _drop(ahead)
         return fetch()
 
-    def ahead(self, slot: str, key: Any, fetch: Callable[[], list[dict[str, Any]]]) -> None:
+    def ahead(self, slot: str, key: Any, fetch: Callable[[], T]) -> None:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
         _drop(self._ahead.pop(slot, None))

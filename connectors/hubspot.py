@@ -78,13 +78,13 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from canonical.errors import ConfigError
 from connectors import crm_fields
-from connectors.base import Connector, Page, StreamSpec, Window
+from connectors.base import Connector, Page, PageAhead, StreamSpec, Window
 from connectors.errors import AuthenticationError, QuotaPaused, RetryableError
 from connectors.governor import RateGovernor, governor_for
 from connectors.http import HttpClient, RetryPolicy, parse_retry_after
@@ -100,6 +100,11 @@ SEARCH_PAGE = 200
 def modified_property(obj: str) -> str:
     """The last-modified property search filters on: ``lastmodifieddate`` on contacts only."""
     return "lastmodifieddate" if obj == "contacts" else "hs_lastmodifieddate"
+
+
+def _page_key(stream: StreamSpec, window: Window, token: Any) -> tuple[str, datetime | None, str]:
+    """What a read-ahead page is known by: the stream, the window's start and the page token."""
+    return stream.name, window.since, json.dumps(token, sort_keys=True)
 
 
 def _ms(value: datetime) -> int:
@@ -173,8 +178,7 @@ class HubSpotConnector(Connector):
         self.pages_per_commit = max(1, pages_per_commit)
         self.full_sweep_every = full_sweep_every
         self.clock = time.time  # the sweep schedule's clock (tests move it)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hubspot-{name}")
-        self._ahead: tuple[tuple[Any, ...], Future[Page]] | None = None
+        self._pages: PageAhead[Page] = PageAhead(f"hubspot-{name}")
         self._props: dict[str, list[str]] = {}
         self.options = dict(options or {})
         own = crm_fields.own_paths("hubspot", self.options, name)  # what push-crm writes: not a business change
@@ -200,7 +204,7 @@ class HubSpotConnector(Connector):
         return int(self.full_sweep_every.total_seconds() * 1000)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pages.close()
         self.http.close()
         self.search_http.close()
 
@@ -311,15 +315,11 @@ class HubSpotConnector(Connector):
     def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
         """The page at ``token``; the next one is fetched in the background while the engine commits
         this one (one request ahead at most, through the same governor and retry layer)."""
-        key = (stream.name, window.since, json.dumps(token, sort_keys=True))
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == key:
-            page = ahead[1].result()
-        else:
-            page = self._read_page(stream, window, token)
+        page = self._pages.take("page", _page_key(stream, window, token),
+                                lambda: self._read_page(stream, window, token))
         if self.read_ahead and page.next_token is not None:
-            nxt = (stream.name, window.since, json.dumps(page.next_token, sort_keys=True))
-            self._ahead = (nxt, self._pool.submit(self._read_page, stream, window, page.next_token))
+            self._pages.ahead("page", _page_key(stream, window, page.next_token),
+                              partial(self._read_page, stream, window, page.next_token))
         return page
 
     def _read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:

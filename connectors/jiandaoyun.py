@@ -31,8 +31,8 @@ records it finds missing or stale are fetched one by one (``POST /api/v5/app/ent
 
 A committed page (one checkpoint: the records and the ``data_id`` to resume after, in one transaction)
 holds up to ``pages_per_commit`` API pages (default 5, 500 records); a worker thread reads the next
-batches (two at most: memory stays flat) while the engine commits, and a run that stopped resumes
-after its last checkpoint.
+batch (one at most, :class:`~connectors.base.PageAhead`: memory stays flat) while the engine commits,
+and a run that stopped resumes after its last checkpoint.
 
 **Limits and errors.** 30 requests/s per interface (the whole platform: 50/s): one governor per
 tenant (a :class:`~connectors.governor.Pacer`: calls in slots 1/29.4 s apart) paces calls just under it. An error is HTTP 400 ``{"code": <n>, "msg": "..."}``; the frequency
@@ -43,15 +43,15 @@ after the governor empties its bucket. An unknown or disabled API key is one lin
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors.base import Connector, LastId, Page, StreamSpec, Window, parse_instant
+from connectors.base import Connector, LastId, Page, PageAhead, StreamSpec, Window, parse_instant
 from connectors.errors import AuthenticationError, ConnectorError
 from connectors.governor import Pacer, RateGovernor, governor_for
 from connectors.http import HttpClient, RetryPolicy
@@ -281,52 +281,6 @@ def jdy_hint(status: int, headers: Mapping[str, str], body: Any) -> str | None:
 Batch = tuple[list[dict[str, Any]], str | None]  # records, and the id the next batch starts after
 
 
-class _ReadAhead:
-    """The batches of one form read ahead by a worker thread, ``depth`` at most (memory stays flat):
-    batch after batch from ``body``'s position until the form's end, each keyed by the id it starts
-    after. :meth:`take` hands them out in order; a position it does not hold ends the worker."""
-
-    def __init__(self, fetch: Callable[[Mapping[str, Any]], Batch], shape: Any, body: dict[str, Any], depth: int):
-        self.shape = shape
-        self._queue: queue.Queue[tuple[Any, Batch | None, BaseException | None]] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(fetch, body), daemon=True, name="jdy-read-ahead")
-        self._thread.start()
-
-    def _run(self, fetch: Callable[[Mapping[str, Any]], Batch], body: dict[str, Any]) -> None:
-        while not self._stop.is_set():
-            start = body.get("data_id")
-            try:
-                item: tuple[Any, Batch | None, BaseException | None] = (start, fetch(body), None)
-            except BaseException as exc:  # handed to the engine's thread by take()
-                item = (start, None, exc)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item[1] is None or item[1][1] is None:
-                return
-            body = {**body, "data_id": item[1][1]}
-
-    def take(self, shape: Any, token: Any) -> Batch | None:
-        """The batch that starts after ``token`` (raising what reading it raised), or None."""
-        if shape != self.shape or self._stop.is_set():
-            return None
-        start, batch, error = self._queue.get()
-        if start != token:
-            self.stop()
-            return None
-        if error is not None:
-            self.stop()
-            raise error
-        return batch
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 class JiandaoyunConnector(Connector):
     kind = "jiandaoyun"
 
@@ -355,7 +309,7 @@ class JiandaoyunConnector(Connector):
         self.http_429 = 0
         self.pages_per_commit = max(1, pages_per_commit)
         self.read_ahead = read_ahead
-        self._ahead: _ReadAhead | None = None
+        self._batches: PageAhead[Batch] = PageAhead(f"jdy-{name}")
         self._widgets: dict[str, dict[str, Any]] = {}
         specs = [StreamSpec(WIDGETS, "_widgets", primary_key="entry_id", page_size=len(self.forms) or 1,
                             paginator=LastId(), records_path="widgets")]
@@ -379,8 +333,7 @@ class JiandaoyunConnector(Connector):
         return hit
 
     def close(self) -> None:
-        if self._ahead is not None:
-            self._ahead.stop()
+        self._batches.close()
         self.http.close()
 
     # --- calls ------------------------------------------------------------------------------------------
@@ -457,14 +410,10 @@ class JiandaoyunConnector(Connector):
             return Page(records)
         body = self._body(stream, window, token)
         shape = (stream.name, repr({k: v for k, v in body.items() if k != "data_id"}))
-        batch = self._ahead.take(shape, token) if self._ahead is not None else None
-        if batch is None:  # nothing read ahead for this position (first page, a resume, another stream)
-            if self._ahead is not None:
-                self._ahead.stop()
-            batch = self._batch(body)
-            if self.read_ahead and batch[1] is not None:
-                # the next batches are read by a worker while the engine commits (ids only move forward)
-                self._ahead = _ReadAhead(self._batch, shape, {**body, "data_id": batch[1]}, depth=2)
+        batch = self._batches.take("form", (shape, token), partial(self._batch, body))
+        if self.read_ahead and batch[1] is not None:
+            # the next batch is read by the worker while the engine commits (ids only move forward)
+            self._batches.ahead("form", (shape, batch[1]), partial(self._batch, {**body, "data_id": batch[1]}))
         records, nxt = batch
         high = (window.until, "") if window.until is not None else None
         return Page(records, next_token=nxt, high_water=high)

@@ -231,7 +231,7 @@ class SalesforceConnector(Connector):
         self._sf: Salesforce | None = None
         self._describe: dict[str, dict[str, str]] = {}
         self.prefetch = bool(opts.get("prefetch", True))
-        self._pages = PageAhead(f"sf-{self.name}")
+        self._pages: PageAhead[list[dict[str, Any]]] = PageAhead(f"sf-{self.name}")
         self.logins = 0
 
     # -- auth ------------------------------------------------------------------------------------------

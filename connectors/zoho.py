@@ -63,10 +63,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors.base import AfterCursor, Connector, Page, StreamSpec, Window, parse_instant
+from connectors.base import AfterCursor, Connector, Page, PageAhead, StreamSpec, Window, parse_instant
 from connectors.errors import AuthenticationError, ConnectorError, QuotaPaused, RetryableError
 from connectors.governor import RateGovernor, governor_for
 from connectors.http import HttpClient, RetryPolicy, not_json, parse_retry_after
@@ -234,8 +235,7 @@ class ZohoConnector(Connector):
         # twice the slots: a thread parsing a body has given its slot back, another thread takes it (the
         # slot, not the pool, bounds the calls in flight)
         self._pool = ThreadPoolExecutor(max_workers=2 * self.concurrency, thread_name_prefix=f"zoho-{name}")
-        self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"zoho-{name}-ahead")
-        self._ahead: tuple[Any, Future[_Plan]] | None = None
+        self._plans: PageAhead[_Plan] = PageAhead(f"zoho-{name}-ahead")
         wanted = list(modules or MODULES)
         unknown = [m for m in wanted if m not in MODULES]
         if unknown:
@@ -334,7 +334,7 @@ class ZohoConnector(Connector):
         return f"{code}: {message} {json.dumps(details, default=str)}".strip() if code else message or None
 
     def close(self) -> None:
-        self._planner.shutdown(wait=True, cancel_futures=True)
+        self._plans.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._accounts.close()
         if self._http is not None:
@@ -364,21 +364,14 @@ class ZohoConnector(Connector):
         if state["phase"] == "deleted":
             return self._read_deleted(stream, window, state)
         after = tuple(state["after"]) if state.get("after") else None
-        key = (stream.name, after, window.since, window.until)
-        plan: _Plan | None = None
-        if self._ahead is not None:
-            ahead_key, future = self._ahead
-            self._ahead = None
-            if ahead_key == key:
-                plan = future.result()
-        if plan is None:
-            plan = self._plan(stream, window, after)
+        plan = self._plans.take("plan", (stream.name, after, window.since, window.until),
+                                lambda: self._plan(stream, window, after))
         if self.read_ahead and plan.next_after is not None:
             # the next page's COQL runs now and its body calls queue behind this page's: the
             # concurrency slots never idle at a page boundary
             frozen = Window(window.since, until=window.until)
-            nxt = (stream.name, plan.next_after, window.since, window.until)
-            self._ahead = (nxt, self._planner.submit(self._plan, stream, frozen, plan.next_after))
+            self._plans.ahead("plan", (stream.name, plan.next_after, window.since, window.until),
+                              partial(self._plan, stream, frozen, plan.next_after))
         records = plan.collect()
         next_token = {"phase": "live", "after": list(plan.next_after)} if plan.next_after is not None else None
         return Page(records, next_token=next_token)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import decimal
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import partial
@@ -207,17 +208,80 @@ def _record(row: Any, entity: str, label: str | None, links: SourceLinks, **kw: 
                   url=links.url(row.source_system, row.source_object, row.source_id), **kw)
 
 
+@dataclass
+class _ChainSources:
+    """What the chain table is built from, read once: the live deals, the chain links by chain, the
+    order, invoice and payment rows, the allocations per invoice, account names, exception codes."""
+
+    deals: dict[str, Any]
+    orders_of: dict[str, list[str]]
+    invoices_of: dict[str, list[str]]
+    stages_of: dict[tuple[str, str], list[str]]  # (chain, quote|contract|delivery) -> ids
+    stage_text: dict[str, str]  # id -> "number (status)"
+    order_rows: dict[str, Any]
+    inv_rows: dict[str, Any]
+    pay_rows: dict[str, Any]
+    paid_on: dict[str, Decimal]
+    pays_on: dict[str, list[str]]
+    names: dict[str, str]
+    codes_of: dict[str, set[str]]
+
+    def chain_ids(self) -> set[str]:
+        """Every chain shown: won deals, chains with an order or an invoice, deals with an exception."""
+        return ({d for d, r in self.deals.items() if r.stage == "closed_won"} | set(self.orders_of)
+                | set(self.invoices_of) | {c for c in self.codes_of if c in self.deals})
+
+    def stage_list(self, cid: str, entity: str) -> str:
+        return "; ".join(self.stage_text.get(x, x) for x in sorted(set(self.stages_of.get((cid, entity), []))))
+
+
+_SRC = ("source_system", "source_object", "source_id")
+
+
 def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]], links: SourceLinks,
             records: dict[str, Record]) -> list[dict[str, Any]]:
-    deal, order, invoice, payment = (ct.table_for(e) for e in ("deal", "order", "invoice", "payment"))
-    lk, al = recon_link.c, recon_allocation.c
-    src = ("source_system", "source_object", "source_id")
-    deals = {r.id: r for r in conn.execute(sa.select(
-        deal.c.id, deal.c.name, deal.c.account_id, deal.c.owner, deal.c.stage, deal.c.close_date,
-        deal.c.currency, deal.c.amount, *(deal.c[c] for c in src)).where(deal.c.deleted_at.is_(None)))}
+    data = _chain_sources(conn, exceptions)
+    return [_chain_row(cid, data, links, records) for cid in sorted(data.chain_ids())]
+
+
+def _chain_sources(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> _ChainSources:
+    orders_of, invoices_of, stages_of = _chain_links(conn)
+    paid_on, pays_on = _allocations(conn)
+    account = ct.table_for("account")
+    codes_of: dict[str, set[str]] = defaultdict(set)
+    for x in exceptions:
+        if x["chain_id"]:
+            codes_of[x["chain_id"]].add(x["code"])
+    return _ChainSources(
+        deals=_by_id(conn, "deal", ("name", "account_id", "owner", "stage", "close_date", "currency", "amount"),
+                     live=True),
+        orders_of=orders_of, invoices_of=invoices_of, stages_of=stages_of,
+        stage_text=_stage_texts(conn, stages_of),
+        order_rows=_by_id(conn, "order", ("number", "total", "currency", "order_date")),
+        inv_rows=_by_id(conn, "invoice", ("number", "kind", "total", "currency", "status", "issue_date")),
+        pay_rows=_by_id(conn, "payment", ("amount", "currency", "payment_date", "payer_reference")),
+        paid_on=paid_on, pays_on=pays_on,
+        names=dict(conn.execute(sa.select(account.c.id, account.c.name)).all()),
+        codes_of=codes_of,
+    )
+
+
+def _by_id(conn: sa.Connection, entity: str, columns: tuple[str, ...], *, live: bool = False) -> dict[str, Any]:
+    """The entity's rows by id: ``columns`` and the source keys (``live``: deleted rows left out)."""
+    t = ct.table_for(entity)
+    query = sa.select(t.c.id, *(t.c[c] for c in columns), *(t.c[c] for c in _SRC))
+    if live:
+        query = query.where(t.c.deleted_at.is_(None))
+    return {r.id: r for r in conn.execute(query)}
+
+
+def _chain_links(conn: sa.Connection) -> tuple[dict[str, list[str]], dict[str, list[str]],
+                                               dict[tuple[str, str], list[str]]]:
+    """Per chain: its orders (linked from the deal), its invoices, its quotes, contracts and deliveries."""
+    lk = recon_link.c
     orders_of: dict[str, list[str]] = defaultdict(list)
     invoices_of: dict[str, list[str]] = defaultdict(list)
-    stages_of: dict[tuple[str, str], list[str]] = defaultdict(list)  # (chain, quote|contract|delivery) -> ids
+    stages_of: dict[tuple[str, str], list[str]] = defaultdict(list)
     for chain, frm, to_entity, to_id in conn.execute(sa.select(lk.chain_id, lk.from_entity, lk.to_entity, lk.to_id)
                                                      .where(lk.chain_id.is_not(None))):
         if to_entity == "order" and frm == "deal":
@@ -226,7 +290,12 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]], links: Source
             invoices_of[chain].append(to_id)
         elif to_entity in ("quote", "contract", "delivery"):
             stages_of[chain, to_entity].append(to_id)
-    stage_text: dict[str, str] = {}  # id -> "number (status)"
+    return orders_of, invoices_of, stages_of
+
+
+def _stage_texts(conn: sa.Connection, stages_of: dict[tuple[str, str], list[str]]) -> dict[str, str]:
+    """The linked quotes, contracts and deliveries as ``number (status)``, by id."""
+    stage_text: dict[str, str] = {}
     for entity, status in (("quote", "status"), ("contract", "status"), ("delivery", "state")):
         t = ct.table_for(entity)
         wanted = sorted({i for (_, e), ids in stages_of.items() if e == entity for i in ids})
@@ -234,104 +303,117 @@ def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]], links: Source
             for rid, number, st in conn.execute(sa.select(t.c.id, t.c.number, t.c[status])
                                                 .where(t.c.id.in_(wanted[k:k + 500]))):
                 stage_text[rid] = f"{number or rid} ({st})" if st else str(number or rid)
-    order_rows = {r.id: r for r in conn.execute(sa.select(order.c.id, order.c.number, order.c.total,
-                                                          order.c.currency, order.c.order_date,
-                                                          *(order.c[c] for c in src)))}
-    inv_rows = {r.id: r for r in conn.execute(sa.select(invoice.c.id, invoice.c.number, invoice.c.kind,
-                                                        invoice.c.total, invoice.c.currency, invoice.c.status,
-                                                        invoice.c.issue_date, *(invoice.c[c] for c in src)))}
+    return stage_text
+
+
+def _allocations(conn: sa.Connection) -> tuple[dict[str, Decimal], dict[str, list[str]]]:
+    """Per invoice: the amount allocated to it, and the payments allocated."""
+    al = recon_allocation.c
     paid_on: dict[str, Decimal] = defaultdict(lambda: ZERO)
     pays_on: dict[str, list[str]] = defaultdict(list)
     for inv_id, pay_id, amount in conn.execute(sa.select(al.invoice_id, al.payment_id, al.amount)):
         paid_on[inv_id] += Decimal(amount)
         pays_on[inv_id].append(pay_id)
-    account = ct.table_for("account")
-    names = dict(conn.execute(sa.select(account.c.id, account.c.name)).all())
-    pay_rows = {r.id: r for r in conn.execute(sa.select(payment.c.id, payment.c.amount, payment.c.currency,
-                                                        payment.c.payment_date, payment.c.payer_reference,
-                                                        *(payment.c[c] for c in src)))}
-    codes_of: dict[str, set[str]] = defaultdict(set)
-    for x in exceptions:
-        if x["chain_id"]:
-            codes_of[x["chain_id"]].add(x["code"])
-    chain_ids = {d for d, r in deals.items() if r.stage == "closed_won"} | set(orders_of) | set(invoices_of) \
-        | {c for c in codes_of if c in deals}
+    return paid_on, pays_on
+
+
+@dataclass
+class _ChainSums:
+    ordered: Decimal
+    invoiced: Decimal
+    paid: Decimal
+    pays: set[str]  # "system:source id" of each payment (its id when the row is gone)
+    pay_ids: set[str]
+
+
+def _chain_sums(data: _ChainSources, ords: list[str], invs: list[str], ccy: str | None) -> _ChainSums:
+    """Ordered, invoiced (credit notes negative) and paid (allocated) for one chain, in its deal's currency."""
+    ordered = sum((Decimal(data.order_rows[o].total or 0) for o in ords if o in data.order_rows), ZERO)
+    invoiced = paid = ZERO
+    pays: set[str] = set()
+    pay_ids: set[str] = set()
+    for i in invs:
+        row = data.inv_rows.get(i)
+        if row is None:
+            continue
+        sign = -1 if row.kind == "credit_note" else 1
+        invoiced += sign * abs(Decimal(row.total or 0))
+        paid += data.paid_on.get(i, ZERO)  # a refund is allocated (negative) to its credit note
+        for p in data.pays_on.get(i, []):
+            pay_ids.add(p)
+            pr = data.pay_rows.get(p)
+            pays.add(f"{pr.source_system}:{pr.source_id}" if pr else p)
+    invoiced, paid, ordered = (_money(v, ccy) or ZERO for v in (invoiced, paid, ordered))
+    return _ChainSums(ordered, invoiced, paid, pays, pay_ids)
+
+
+def _chain_status(codes: list[str], ords: list[str], invs: list[str], sums: _ChainSums) -> str:
+    if codes:
+        return "exception"
+    if not ords and not invs:
+        return "won, not ordered"
+    if not invs:
+        return "ordered, not invoiced"
+    if sums.invoiced - sums.paid > Decimal("0.01"):
+        return "partly paid" if sums.paid > 0 else "invoiced, unpaid"
+    return "paid"
+
+
+def _chain_records(cid: str, d: Any, ords: list[str], invs: list[str], pay_ids: set[str], data: _ChainSources,
+                   links: SourceLinks, records: dict[str, Record]) -> list[str]:
+    """The chain's records in order (deal, orders, invoices, payments), each described once in ``records``."""
 
     def keep(rid: str, make: Any) -> str:
         if rid not in records:
             records[rid] = make()
         return rid
 
-    out = []
-    for cid in sorted(chain_ids):
-        d = deals.get(cid)
-        ords = sorted(set(orders_of.get(cid, [])))
-        invs = sorted(set(invoices_of.get(cid, [])))
-        ordered = sum((Decimal(order_rows[o].total or 0) for o in ords if o in order_rows), ZERO)
-        invoiced = ZERO
-        paid = ZERO
-        pays: set[str] = set()
-        pay_ids: set[str] = set()
-        for i in invs:
-            row = inv_rows.get(i)
-            if row is None:
-                continue
-            total = abs(Decimal(row.total or 0))
-            sign = -1 if row.kind == "credit_note" else 1
-            invoiced += sign * total
-            paid += paid_on.get(i, ZERO)  # a refund is allocated (negative) to its credit note
-            for p in pays_on.get(i, []):
-                pay_ids.add(p)
-                pr = pay_rows.get(p)
-                pays.add(f"{pr.source_system}:{pr.source_id}" if pr else p)
-        ccy = d.currency if d else None
-        invoiced, paid, ordered = (_money(v, ccy) or ZERO for v in (invoiced, paid, ordered))
-        open_amount = invoiced - paid
-        codes = sorted(codes_of.get(cid, set()))
-        if codes:
-            status = "exception"
-        elif not ords and not invs:
-            status = "won, not ordered"
-        elif not invs:
-            status = "ordered, not invoiced"
-        elif open_amount > Decimal("0.01"):
-            status = "partly paid" if paid > 0 else "invoiced, unpaid"
-        else:
-            status = "paid"
-        rec_ids: list[str] = []
-        if d is not None:
-            rec_ids.append(keep(cid, lambda d=d: _record(d, "deal", d.name or d.source_id, links, amount=_money(
-                d.amount, d.currency), currency=d.currency, day=d.close_date, status=d.stage)))
-        for o in ords:
-            if (r := order_rows.get(o)) is not None:
-                rec_ids.append(keep(o, lambda r=r: _record(r, "order", r.number, links, amount=_money(
-                    r.total, r.currency), currency=r.currency, day=r.order_date)))
-        for i in invs:
-            if (r := inv_rows.get(i)) is not None:
-                rec_ids.append(keep(i, lambda r=r: _record(r, "invoice", r.number, links, amount=_money(
-                    r.total, r.currency), currency=r.currency, day=r.issue_date, status=r.status)))
-        for p in sorted(pay_ids):
-            if (r := pay_rows.get(p)) is not None:
-                rec_ids.append(keep(p, lambda r=r: _record(r, "payment", r.payer_reference or r.source_id, links,
-                                                           amount=_money(r.amount, r.currency),
-                                                           currency=r.currency, day=r.payment_date)))
-        out.append({
-            "chain_id": cid, "deal": d.source_id if d else None, "account": d.account_id if d else None,
-            "customer": names.get(d.account_id) if d else None,
-            "owner": d.owner if d else None, "stage": d.stage if d else None,
-            "close_date": d.close_date if d else None, "currency": d.currency if d else None,
-            "deal_amount": _money(d.amount, d.currency) if d else None,
-            "quotes": "; ".join(stage_text.get(q, q) for q in sorted(set(stages_of.get((cid, "quote"), [])))),
-            "contract": "; ".join(stage_text.get(c, c) for c in sorted(set(stages_of.get((cid, "contract"), [])))),
-            "orders": " ".join(order_rows[o].number or o for o in ords if o in order_rows), "ordered": ordered,
-            "deliveries": "; ".join(stage_text.get(x, x)
-                                    for x in sorted(set(stages_of.get((cid, "delivery"), [])))),
-            "invoices": " ".join(inv_rows[i].number or i for i in invs if i in inv_rows), "invoiced": invoiced,
-            "payments": " ".join(sorted(pays)), "paid": paid, "open": open_amount, "status": status,
-            "exceptions": " ".join(codes),
-            "record_ids": rec_ids,  # display only
-        })
-    return out
+    rec_ids: list[str] = []
+    if d is not None:
+        rec_ids.append(keep(cid, lambda d=d: _record(d, "deal", d.name or d.source_id, links, amount=_money(
+            d.amount, d.currency), currency=d.currency, day=d.close_date, status=d.stage)))
+    for o in ords:
+        if (r := data.order_rows.get(o)) is not None:
+            rec_ids.append(keep(o, lambda r=r: _record(r, "order", r.number, links, amount=_money(
+                r.total, r.currency), currency=r.currency, day=r.order_date)))
+    for i in invs:
+        if (r := data.inv_rows.get(i)) is not None:
+            rec_ids.append(keep(i, lambda r=r: _record(r, "invoice", r.number, links, amount=_money(
+                r.total, r.currency), currency=r.currency, day=r.issue_date, status=r.status)))
+    for p in sorted(pay_ids):
+        if (r := data.pay_rows.get(p)) is not None:
+            rec_ids.append(keep(p, lambda r=r: _record(r, "payment", r.payer_reference or r.source_id, links,
+                                                       amount=_money(r.amount, r.currency),
+                                                       currency=r.currency, day=r.payment_date)))
+    return rec_ids
+
+
+def _chain_row(cid: str, data: _ChainSources, links: SourceLinks, records: dict[str, Record]) -> dict[str, Any]:
+    """One row of the chain table: the deal, its stages, orders, invoices and payments, sums and status."""
+    d = data.deals.get(cid)
+    ords = sorted(set(data.orders_of.get(cid, [])))
+    invs = sorted(set(data.invoices_of.get(cid, [])))
+    sums = _chain_sums(data, ords, invs, d.currency if d else None)
+    codes = sorted(data.codes_of.get(cid, set()))
+    rec_ids = _chain_records(cid, d, ords, invs, sums.pay_ids, data, links, records)
+    return {
+        "chain_id": cid, "deal": d.source_id if d else None, "account": d.account_id if d else None,
+        "customer": data.names.get(d.account_id) if d else None,
+        "owner": d.owner if d else None, "stage": d.stage if d else None,
+        "close_date": d.close_date if d else None, "currency": d.currency if d else None,
+        "deal_amount": _money(d.amount, d.currency) if d else None,
+        "quotes": data.stage_list(cid, "quote"),
+        "contract": data.stage_list(cid, "contract"),
+        "orders": " ".join(data.order_rows[o].number or o for o in ords if o in data.order_rows),
+        "ordered": sums.ordered,
+        "deliveries": data.stage_list(cid, "delivery"),
+        "invoices": " ".join(data.inv_rows[i].number or i for i in invs if i in data.inv_rows),
+        "invoiced": sums.invoiced,
+        "payments": " ".join(sorted(sums.pays)), "paid": sums.paid, "open": sums.invoiced - sums.paid,
+        "status": _chain_status(codes, ords, invs, sums),
+        "exceptions": " ".join(codes),
+        "record_ids": rec_ids,  # display only
+    }
 
 
 def _subject_records(conn: sa.Connection, ids: list[str], links: SourceLinks, records: dict[str, Record]) -> None:

@@ -746,75 +746,105 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
-    """The ASGI app; ``kwargs`` go to :class:`Org` (seed, size, daily_limit, wide_fields, ...)."""
-    org = org or Org(**kwargs)
+_GRANTS = ("client_credentials", "password", "urn:ietf:params:oauth:grant-type:jwt-bearer")
 
-    async def guard(request: Request) -> tuple[Response | None, dict[str, str]]:
+
+class _Guarded:
+    """What every handler of the emulated API shares: the org, and the guard a data request passes."""
+
+    def __init__(self, org: Org) -> None:
+        self.org = org
+
+    async def guard(self, request: Request) -> tuple[Response | None, dict[str, str]]:
         """Auth, quota and faults for one data request; returns (error response or None, headers)."""
-        f = org.faults
+        f = self.org.faults
         if f.latency_s:
             await asyncio.sleep(f.latency_s)
         raw = request.url.path + ("?" + request.url.query if request.url.query else "")
-        with org.lock:
-            org.requests.append(f"{request.method} {raw}")
-            org.api_used += 1
-            used = org.api_used
-        headers = {"Sforce-Limit-Info": f"api-usage={used}/{org.daily_limit}"}
+        with self.org.lock:
+            self.org.requests.append(f"{request.method} {raw}")
+            self.org.api_used += 1
+            used = self.org.api_used
+        headers = {"Sforce-Limit-Info": f"api-usage={used}/{self.org.daily_limit}"}
+        refused = self._refused(request, raw, used, headers)
+        if refused is None and f.timeout_rate and self.org.fault_rng.random() < f.timeout_rate:
+            await asyncio.sleep(f.stall_s)
+        return refused, headers
+
+    def _refused(self, request: Request, raw: str, used: int, headers: dict[str, str]) -> Response | None:
+        """The answer to a request refused before it is served: URI too long, session expired or
+        invalid, the daily limit passed, or an injected server error."""
+        f = self.org.faults
         if len(raw) > URI_LIMIT:
-            return PlainTextResponse("URI Too Long", status_code=414), headers
+            return PlainTextResponse("URI Too Long", status_code=414)
         auth = request.headers.get("authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else ""
-        if f.expire_session_always or f.expire_session_once or not org.token_ok(token):
+        if f.expire_session_always or f.expire_session_once or not self.org.token_ok(token):
             if f.expire_session_once:
                 f.expire_session_once = False
-                with org.lock:
-                    org.tokens.clear()
-            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid", headers), headers
-        if used > org.daily_limit:
-            return _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", headers), headers
-        if f.error_rate and org.fault_rng.random() < f.error_rate:
-            return _error(503, "SERVER_UNAVAILABLE", "Server is temporarily unavailable", headers), headers
-        if f.timeout_rate and org.fault_rng.random() < f.timeout_rate:
-            await asyncio.sleep(f.stall_s)
-        return None, headers
+                with self.org.lock:
+                    self.org.tokens.clear()
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid", headers)
+        if used > self.org.daily_limit:
+            return _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", headers)
+        if f.error_rate and self.org.fault_rng.random() < f.error_rate:
+            return _error(503, "SERVER_UNAVAILABLE", "Server is temporarily unavailable", headers)
+        return None
 
-    def version_of(request: Request) -> str:
-        return str(request.path_params["version"])
+    async def guarded_body(self, request: Request) -> tuple[Response | None, dict[str, str], Any]:
+        """The request's guard, then its JSON body (amounts as Decimal)."""
+        err, headers = await self.guard(request)
+        if err:
+            return err, headers, None
+        err, body = await self.write_body(request, headers)
+        return err, headers, body
 
-    async def token(request: Request) -> Response:
+    async def write_body(self, request: Request, headers: dict[str, str]) -> tuple[Response | None, Any]:
+        try:
+            return None, json.loads(await request.body(), parse_float=Decimal)
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "Unexpected character: the request body is not JSON",
+                          headers), None
+
+
+class _Rest(_Guarded):
+    """The REST API: OAuth token, SOQL query and queryMore, describe, getDeleted, limits, sObject writes."""
+
+    async def token(self, request: Request) -> Response:
+        """``/services/oauth2/token``: an access token for the client credentials, password or JWT bearer grant."""
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         grant = str(form.get("grant_type", ""))
-        c = org.creds
-        ok = False
-        if grant == "client_credentials":
-            cid, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
-            basic = request.headers.get("authorization", "")
-            if basic.startswith("Basic "):
-                cid, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
-            ok = (cid, secret) == (c.client_id, c.client_secret)
-        elif grant == "password":
-            ok = (str(form.get("client_id")), str(form.get("client_secret")), str(form.get("username")),
-                  str(form.get("password"))) == (c.client_id, c.client_secret, c.username,
-                                                 c.password + c.security_token)
-        elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
-            ok = org.verify_jwt(str(form.get("assertion", "")))
-        else:
+        if grant not in _GRANTS:
             return JSONResponse({"error": "unsupported_grant_type", "error_description": "grant type not supported"},
                                 status_code=400)
-        if not ok:
+        if not self._granted(grant, form, request):
             return JSONResponse({"error": "invalid_grant", "error_description": "authentication failure"},
                                 status_code=400)
         base = f"{request.url.scheme}://{request.url.netloc}"
-        body = {"access_token": org.issue_token(), "instance_url": base, "token_type": "Bearer",
-                "id": f"{base}/id/00D{org.seed:015d}/005{org.seed:015d}", "issued_at": str(int(time.time() * 1000)),
+        body = {"access_token": self.org.issue_token(), "instance_url": base, "token_type": "Bearer",
+                "id": f"{base}/id/00D{self.org.seed:015d}/005{self.org.seed:015d}", "issued_at": str(int(time.time() * 1000)),
                 "signature": base64.b64encode(secrets.token_bytes(32)).decode()}
         if grant != "password":
             body["scope"] = "api"
         return JSONResponse(body)
 
-    async def query(request: Request) -> Response:
-        err, headers = await guard(request)
+    def _granted(self, grant: str, form: dict[str, str], request: Request) -> bool:
+        """Whether the grant's credentials are the org's (client credentials also by HTTP Basic)."""
+        c = self.org.creds
+        if grant == "client_credentials":
+            cid, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+            basic = request.headers.get("authorization", "")
+            if basic.startswith("Basic "):
+                cid, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+            return (cid, secret) == (c.client_id, c.client_secret)
+        if grant == "password":
+            return (str(form.get("client_id")), str(form.get("client_secret")), str(form.get("username")),
+                    str(form.get("password"))) == (c.client_id, c.client_secret, c.username,
+                                                   c.password + c.security_token)
+        return self.org.verify_jwt(str(form.get("assertion", "")))
+
+    async def query(self, request: Request) -> Response:
+        err, headers = await self.guard(request)
         if err:
             return err
         include_deleted = "queryAll" in request.url.path
@@ -822,74 +852,74 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         if not soql:
             return _error(400, "MALFORMED_QUERY", "missing query parameter q", headers)
         try:
-            q, result = org.run_query(soql, include_deleted=include_deleted)
+            q, result = self.org.run_query(soql, include_deleted=include_deleted)
         except SoqlError as exc:
             return _error(400, exc.code, exc.message, headers)
         if isinstance(result, int):
             return _json({"totalSize": result, "done": True, "records": []}, headers)
         batch = _batch_size(request)
         cursor = secrets.token_hex(8)
-        with org.lock:
-            org.cursors[cursor] = (q.obj, q.fields, result, batch)
-        return _page(request, cursor, 0, headers)
+        with self.org.lock:
+            self.org.cursors[cursor] = (q.obj, q.fields, result, batch)
+        return self._page(request, cursor, 0, headers)
 
-    def _page(request: Request, cursor: str, offset: int, headers: dict[str, str]) -> Response:
-        obj, fields, ids, batch = org.cursors[cursor]
+    def _page(self, request: Request, cursor: str, offset: int, headers: dict[str, str]) -> Response:
+        obj, fields, ids, batch = self.org.cursors[cursor]
         chunk = ids[offset:offset + batch]
-        with org.lock:
-            records = org.render(obj, fields, chunk, version_of(request))
+        with self.org.lock:
+            records = self.org.render(obj, fields, chunk, _version_of(request))
         body: dict[str, Any] = {"totalSize": len(ids), "done": offset + batch >= len(ids)}
         if not body["done"]:
-            body["nextRecordsUrl"] = f"/services/data/v{version_of(request)}/query/{cursor}-{offset + batch}"
+            body["nextRecordsUrl"] = f"/services/data/v{_version_of(request)}/query/{cursor}-{offset + batch}"
         else:
-            org.cursors.pop(cursor, None)
+            self.org.cursors.pop(cursor, None)
         body["records"] = records
         return _json(body, headers)
 
-    async def query_more(request: Request) -> Response:
-        err, headers = await guard(request)
+    async def query_more(self, request: Request) -> Response:
+        err, headers = await self.guard(request)
         if err:
             return err
         cursor, _, offset = str(request.path_params["locator"]).rpartition("-")
-        if cursor not in org.cursors or not offset.isdigit():
+        if cursor not in self.org.cursors or not offset.isdigit():
             return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator", headers)
-        return _page(request, cursor, int(offset), headers)
+        return self._page(request, cursor, int(offset), headers)
 
-    async def guarded_object(request: Request) -> tuple[Response | None, dict[str, str], str]:
+    async def guarded_object(self, request: Request) -> tuple[Response | None, dict[str, str], str]:
         """The request's auth check, then the sObject it names (a 404 in Salesforce's shape if unknown)."""
-        err, headers = await guard(request)
+        err, headers = await self.guard(request)
         obj = str(request.path_params["obj"])
-        if err is None and obj not in org.types:
+        if err is None and obj not in self.org.types:
             err = _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
         return err, headers, obj
 
-    async def describe(request: Request) -> Response:
-        err, headers, obj = await guarded_object(request)
+    async def describe(self, request: Request) -> Response:
+        err, headers, obj = await self.guarded_object(request)
         if err:
             return err
-        v = version_of(request)
+        v = _version_of(request)
         return _json({
             "name": obj, "label": obj, "labelPlural": obj + "s", "custom": False, "keyPrefix": _OBJECTS[obj][0],
             "createable": True, "updateable": True, "deletable": True, "queryable": True,
-            "fields": [org.describe_field(obj, n) for n in org.types[obj]],
+            "fields": [self.org.describe_field(obj, n) for n in self.org.types[obj]],
             "childRelationships": [], "recordTypeInfos": [],
             "urls": {"sobject": f"/services/data/v{v}/sobjects/{obj}",
                      "describe": f"/services/data/v{v}/sobjects/{obj}/describe"},
         }, headers)
 
-    async def global_describe(request: Request) -> Response:
-        err, headers = await guard(request)
+    async def global_describe(self, request: Request) -> Response:
+        err, headers = await self.guard(request)
         if err:
             return err
         return _json({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [
             {"name": o, "label": o, "custom": False, "keyPrefix": p, "queryable": True}
             for o, (p, _) in _OBJECTS.items()]}, headers)
 
-    async def get_deleted(request: Request) -> Response:
+    async def get_deleted(self, request: Request) -> Response:
         """``sobjects/<obj>/deleted/?start=&end=``: the delete log between two instants (seconds are
         ignored; start must precede end by more than a minute and lie within the last 30 days;
         entries older than 15 days are gone)."""
-        err, headers, obj = await guarded_object(request)
+        err, headers, obj = await self.guarded_object(request)
         if err:
             return err
         try:
@@ -897,32 +927,83 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
             end = _minute(request.query_params["end"])
         except (KeyError, ValueError):
             return _error(400, "MALFORMED_QUERY", "start and end must be ISO 8601 date-times", headers)
-        now = org.now()
+        now = self.org.now()
         if end - start <= timedelta(minutes=1):
             return _error(400, "INVALID_REPLICATION_DATE", "startDate must precede endDate by more than one minute",
                           headers)
         if start < now - timedelta(days=30):
             return _error(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than 30 days ago", headers)
-        end = min(end, now.replace(second=0))
-        floor = now - timedelta(days=15)
-        with org.lock:
-            log = [(rid, when) for rid, when in org.delete_log[obj].items()
-                   if (at := datetime.fromisoformat(_sf_iso(when))) >= floor and start <= at <= end]
-            earliest = min((_sf_iso(w) for w in org.delete_log[obj].values()), default=None)
-        return _json({"deletedRecords": [{"id": rid, "deletedDate": when} for rid, when in sorted(log)],
-                      "earliestDateAvailable": sf_datetime(datetime.fromisoformat(earliest)) if earliest
-                      else sf_datetime(floor),
-                      "latestDateCovered": sf_datetime(end)}, headers)
+        return _json(self._deleted(obj, start, min(end, now.replace(second=0)), now - timedelta(days=15)), headers)
 
-    async def limits(request: Request) -> Response:
-        err, headers = await guard(request)
+    def _deleted(self, obj: str, start: datetime, end: datetime, floor: datetime) -> dict[str, Any]:
+        """The getDeleted answer: the log entries in [start, end] not older than ``floor``."""
+        with self.org.lock:
+            log = [(rid, when) for rid, when in self.org.delete_log[obj].items()
+                   if (at := datetime.fromisoformat(_sf_iso(when))) >= floor and start <= at <= end]
+            earliest = min((_sf_iso(w) for w in self.org.delete_log[obj].values()), default=None)
+        return {"deletedRecords": [{"id": rid, "deletedDate": when} for rid, when in sorted(log)],
+                "earliestDateAvailable": sf_datetime(datetime.fromisoformat(earliest)) if earliest
+                else sf_datetime(floor),
+                "latestDateCovered": sf_datetime(end)}
+
+    async def limits(self, request: Request) -> Response:
+        err, headers = await self.guard(request)
         if err:
             return err
-        return _json({"DailyApiRequests": {"Max": org.daily_limit, "Remaining": max(0, org.daily_limit - org.api_used)},
-                      "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - len(org.jobs)}}, headers)
+        return _json({"DailyApiRequests": {"Max": self.org.daily_limit, "Remaining": max(0, self.org.daily_limit - self.org.api_used)},
+                      "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - len(self.org.jobs)}}, headers)
 
-    async def create_job(request: Request) -> Response:
-        err, headers = await guard(request)
+    async def collection_update(self, request: Request) -> Response:
+        err, headers, body = await self.guarded_body(request)
+        if err:
+            return err
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list):
+            return _error(400, "JSON_PARSER_ERROR", "records: a list of sObjects is required", headers)
+        if len(records) > COLLECTION_LIMIT:
+            return _error(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than "
+                          f"{COLLECTION_LIMIT} records into this call", headers)
+        items = _collection_items(records)
+        if items is None:
+            return _error(400, "INVALID_TYPE", "Must send a concrete entity type: every record needs "
+                          "attributes.type", headers)
+        chunks = sum(1 for i, it in enumerate(items) if i == 0 or it[0] != items[i - 1][0])
+        if chunks > 10:
+            return _error(400, "INVALID_BATCH_REQUEST", "A single request can process up to 10 chunks of "
+                          "records of one type", headers)
+        try:
+            results = self.org.save(items, all_or_none=bool(body.get("allOrNone")))
+        except SoqlError as exc:
+            return _error(400, exc.code, exc.message, headers)
+        return _json(results, headers)
+
+    async def record_update(self, request: Request) -> Response:
+        err, headers = await self.guard(request)
+        if err:
+            return err
+        obj, rid = str(request.path_params["obj"]), str(request.path_params["rid"])
+        if obj not in self.org.types or rid not in self.org.rows[obj]:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
+        err, body = await self.write_body(request, headers)
+        if err:
+            return err
+        try:
+            (result,) = self.org.save([(obj, rid, {k: v for k, v in body.items() if k != "attributes"})])
+        except SoqlError as exc:
+            return _error(400, exc.code, exc.message, headers)
+        if result["success"]:
+            return Response(status_code=204, headers=headers)
+        e = result["errors"][0]
+        return JSONResponse([{"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]}],
+                            status_code=400, headers=headers)
+
+
+
+class _Bulk(_Guarded):
+    """Bulk API 2.0: query jobs (snapshot results as CSV) and update ingest jobs."""
+
+    async def create_job(self, request: Request) -> Response:
+        err, headers = await self.guard(request)
         if err:
             return err
         try:
@@ -933,47 +1014,47 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         if op not in ("query", "queryAll") or not spec.get("query"):
             return _error(400, "INVALIDJOB", "operation must be query or queryAll and query is required", headers)
         try:
-            q, ids = org.run_query(spec["query"], include_deleted=op == "queryAll")
+            q, ids = self.org.run_query(spec["query"], include_deleted=op == "queryAll")
         except SoqlError as exc:
             return _error(400, exc.code, exc.message, headers)
         if isinstance(ids, int):
             return _error(400, "INVALIDJOB", "COUNT() is not supported by Bulk API 2.0 query", headers)
         if not q.order_by:
             ids = sorted(ids)  # PK-chunked: Id order, not SystemModstamp order
-        job_id = f"750Dn{len(org.jobs) + 1:010d}AAA"
-        with org.lock:
+        job_id = f"750Dn{len(self.org.jobs) + 1:010d}AAA"
+        with self.org.lock:
             # results are a snapshot taken now, rendered as CSV when downloaded
-            org.jobs[job_id] = {"q": q, "ids": ids, "polls": 0, "snapshot": {i: dict(org.rows[q.obj][i]) for i in ids}}
-        return _json(_job_info(job_id, q.obj, op, "UploadComplete", 0), headers)
+            self.org.jobs[job_id] = {"q": q, "ids": ids, "polls": 0, "snapshot": {i: dict(self.org.rows[q.obj][i]) for i in ids}}
+        return _json(self._job_info(job_id, q.obj, op, "UploadComplete", 0), headers)
 
-    def _job_info(job_id: str, obj: str, op: str, state: str, n: int) -> dict[str, Any]:
+    def _job_info(self, job_id: str, obj: str, op: str, state: str, n: int) -> dict[str, Any]:
         return {"id": job_id, "operation": op, "object": obj, "createdById": "005000000000000AAA",
-                "createdDate": sf_datetime(org.now()), "systemModstamp": sf_datetime(org.now()), "state": state,
+                "createdDate": sf_datetime(self.org.now()), "systemModstamp": sf_datetime(self.org.now()), "state": state,
                 "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(API_VERSION),
                 "lineEnding": "LF", "columnDelimiter": "COMMA", "numberRecordsProcessed": n, "retries": 0,
                 "totalProcessingTime": 0}
 
-    async def guarded_job(request: Request) -> tuple[Response | None, dict[str, str], dict[str, Any]]:
+    async def guarded_job(self, request: Request) -> tuple[Response | None, dict[str, str], dict[str, Any]]:
         """The request's auth check, then the job it names (a 404 in Salesforce's shape if unknown)."""
-        err, headers = await guard(request)
+        err, headers = await self.guard(request)
         if err:
             return err, headers, {}
-        job = org.jobs.get(str(request.path_params["job"]))
+        job = self.org.jobs.get(str(request.path_params["job"]))
         if job is None:
             return _error(404, "NOT_FOUND", "The requested resource does not exist", headers), headers, {}
         return None, headers, job
 
-    async def job_status(request: Request) -> Response:
-        err, headers, job = await guarded_job(request)
+    async def job_status(self, request: Request) -> Response:
+        err, headers, job = await self.guarded_job(request)
         if err:
             return err
         job["polls"] += 1
-        done = job["polls"] >= org.faults.bulk_polls_before_complete
-        return _json(_job_info(str(request.path_params["job"]), job["q"].obj, "query",
+        done = job["polls"] >= self.org.faults.bulk_polls_before_complete
+        return _json(self._job_info(str(request.path_params["job"]), job["q"].obj, "query",
                                "JobComplete" if done else "InProgress", len(job["ids"]) if done else 0), headers)
 
-    async def job_results(request: Request) -> Response:
-        err, headers, job = await guarded_job(request)
+    async def job_results(self, request: Request) -> Response:
+        err, headers, job = await self.guarded_job(request)
         if err:
             return err
         max_records = int(request.query_params.get("maxRecords") or 50_000)
@@ -992,104 +1073,42 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         headers["Sforce-Locator"] = base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(job["ids"]) else "null"
         return Response(buf.getvalue(), media_type="text/csv", headers=headers)
 
-    async def write_body(request: Request, headers: dict[str, str]) -> tuple[Response | None, Any]:
-        try:
-            return None, json.loads(await request.body(), parse_float=Decimal)
-        except ValueError:
-            return _error(400, "JSON_PARSER_ERROR", "Unexpected character: the request body is not JSON",
-                          headers), None
-
-    async def collection_update(request: Request) -> Response:
-        err, headers = await guard(request)
-        if err:
-            return err
-        err, body = await write_body(request, headers)
-        if err:
-            return err
-        records = body.get("records") if isinstance(body, dict) else None
-        if not isinstance(records, list):
-            return _error(400, "JSON_PARSER_ERROR", "records: a list of sObjects is required", headers)
-        if len(records) > COLLECTION_LIMIT:
-            return _error(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than "
-                          f"{COLLECTION_LIMIT} records into this call", headers)
-        items = []
-        for rec in records:
-            obj = (rec.get("attributes") or {}).get("type") if isinstance(rec, dict) else None
-            if not obj:
-                return _error(400, "INVALID_TYPE", "Must send a concrete entity type: every record needs "
-                              "attributes.type", headers)
-            rid = rec.get("id") or rec.get("Id")
-            items.append((str(obj), str(rid) if rid else None,
-                          {k: v for k, v in rec.items() if k not in ("attributes", "id", "Id")}))
-        chunks = sum(1 for i, it in enumerate(items) if i == 0 or it[0] != items[i - 1][0])
-        if chunks > 10:
-            return _error(400, "INVALID_BATCH_REQUEST", "A single request can process up to 10 chunks of "
-                          "records of one type", headers)
-        try:
-            results = org.save(items, all_or_none=bool(body.get("allOrNone")))
-        except SoqlError as exc:
-            return _error(400, exc.code, exc.message, headers)
-        return _json(results, headers)
-
-    async def record_update(request: Request) -> Response:
-        err, headers = await guard(request)
-        if err:
-            return err
-        obj, rid = str(request.path_params["obj"]), str(request.path_params["rid"])
-        if obj not in org.types or rid not in org.rows[obj]:
-            return _error(404, "NOT_FOUND", "The requested resource does not exist", headers)
-        err, body = await write_body(request, headers)
-        if err:
-            return err
-        try:
-            (result,) = org.save([(obj, rid, {k: v for k, v in body.items() if k != "attributes"})])
-        except SoqlError as exc:
-            return _error(400, exc.code, exc.message, headers)
-        if result["success"]:
-            return Response(status_code=204, headers=headers)
-        e = result["errors"][0]
-        return JSONResponse([{"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]}],
-                            status_code=400, headers=headers)
-
-    def _ingest_info(job_id: str, job: dict[str, Any], state: str) -> dict[str, Any]:
-        info = _job_info(job_id, job["object"], job["operation"], state, job.get("processed", 0))
+    def _ingest_info(self, job_id: str, job: dict[str, Any], state: str) -> dict[str, Any]:
+        info = self._job_info(job_id, job["object"], job["operation"], state, job.get("processed", 0))
         info["contentUrl"] = f"services/data/v{API_VERSION}/jobs/ingest/{job_id}/batches"
         info["numberRecordsFailed"] = len(job.get("failed", []))
         if job.get("error"):
             info["errorMessage"] = job["error"]
         return info
 
-    async def guarded_ingest(request: Request) -> tuple[Response | None, dict[str, str], str, dict[str, Any]]:
-        err, headers = await guard(request)
+    async def guarded_ingest(self, request: Request) -> tuple[Response | None, dict[str, str], str, dict[str, Any]]:
+        err, headers = await self.guard(request)
         if err:
             return err, headers, "", {}
         job_id = str(request.path_params["job"])
-        job = org.ingest.get(job_id)
+        job = self.org.ingest.get(job_id)
         if job is None:
             return _error(404, "NOT_FOUND", "The requested resource does not exist", headers), headers, job_id, {}
         return None, headers, job_id, job
 
-    async def create_ingest(request: Request) -> Response:
-        err, headers = await guard(request)
-        if err:
-            return err
-        err, spec = await write_body(request, headers)
+    async def create_ingest(self, request: Request) -> Response:
+        err, headers, spec = await self.guarded_body(request)
         if err:
             return err
         obj, op = spec.get("object"), spec.get("operation")
-        if obj not in org.types:
+        if obj not in self.org.types:
             return _error(400, "INVALIDJOB", f"Unable to find object: {obj}", headers)
         if op != "update":
             return _error(400, "API_ERROR", f"this emulator runs update ingest jobs only, not {op!r}", headers)
         if spec.get("contentType", "CSV") != "CSV" or spec.get("columnDelimiter", "COMMA") != "COMMA":
             return _error(400, "INVALIDJOB", "contentType CSV with columnDelimiter COMMA only", headers)
-        with org.lock:
-            job_id = f"750In{len(org.ingest) + 1:010d}AAA"
-            org.ingest[job_id] = {"object": obj, "operation": op, "state": "Open", "csv": None, "polls": 0}
-        return _json(_ingest_info(job_id, org.ingest[job_id], "Open"), headers)
+        with self.org.lock:
+            job_id = f"750In{len(self.org.ingest) + 1:010d}AAA"
+            self.org.ingest[job_id] = {"object": obj, "operation": op, "state": "Open", "csv": None, "polls": 0}
+        return _json(self._ingest_info(job_id, self.org.ingest[job_id], "Open"), headers)
 
-    async def upload_ingest(request: Request) -> Response:
-        err, headers, _job_id, job = await guarded_ingest(request)
+    async def upload_ingest(self, request: Request) -> Response:
+        err, headers, _job_id, job = await self.guarded_ingest(request)
         if err:
             return err
         if job["state"] != "Open" or job["csv"] is not None:
@@ -1097,36 +1116,36 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
         job["csv"] = (await request.body()).decode("utf-8")
         return Response(status_code=201, headers=headers)
 
-    async def close_ingest(request: Request) -> Response:
-        err, headers, job_id, job = await guarded_ingest(request)
+    async def close_ingest(self, request: Request) -> Response:
+        err, headers, job_id, job = await self.guarded_ingest(request)
         if err:
             return err
-        err, body = await write_body(request, headers)
+        err, body = await self.write_body(request, headers)
         if err:
             return err
         state = body.get("state")
         if state == "Aborted":
             job["state"] = "Aborted"
         elif state == "UploadComplete" and job["state"] == "Open":
-            org.run_ingest(job)
+            self.org.run_ingest(job)
             job["state"] = "UploadComplete"
         else:
             return _error(409, "INVALIDJOBSTATE", f"cannot move a job from {job['state']} to {state}", headers)
-        return _json(_ingest_info(job_id, job, job["state"]), headers)
+        return _json(self._ingest_info(job_id, job, job["state"]), headers)
 
-    async def ingest_status(request: Request) -> Response:
-        err, headers, job_id, job = await guarded_ingest(request)
+    async def ingest_status(self, request: Request) -> Response:
+        err, headers, job_id, job = await self.guarded_ingest(request)
         if err:
             return err
         if job["state"] in ("UploadComplete", "InProgress"):
             job["polls"] += 1
-            job["state"] = "JobComplete" if job["polls"] >= org.faults.bulk_polls_before_complete else "InProgress"
+            job["state"] = "JobComplete" if job["polls"] >= self.org.faults.bulk_polls_before_complete else "InProgress"
             if job.get("error"):
                 job["state"] = "Failed"
-        return _json(_ingest_info(job_id, job, job["state"]), headers)
+        return _json(self._ingest_info(job_id, job, job["state"]), headers)
 
-    async def ingest_results(request: Request) -> Response:
-        err, headers, _job_id, job = await guarded_ingest(request)
+    async def ingest_results(self, request: Request) -> Response:
+        err, headers, _job_id, job = await self.guarded_ingest(request)
         if err:
             return err
         if job["state"] not in ("JobComplete", "Failed"):
@@ -1141,31 +1160,56 @@ def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
             writer.writerow([*extra, *row])
         return Response(buf.getvalue(), media_type="text/csv", headers=headers)
 
-    data = "/services/data/v{version}"
-    routes = [
-        Route("/services/oauth2/token", token, methods=["POST"]),
-        Route(data + "/query", query), Route(data + "/query/", query),
-        Route(data + "/queryAll", query), Route(data + "/queryAll/", query),
-        Route(data + "/query/{locator}", query_more), Route(data + "/queryAll/{locator}", query_more),
-        Route(data + "/sobjects/", global_describe), Route(data + "/sobjects", global_describe),
-        Route(data + "/sobjects/{obj}/describe", describe), Route(data + "/sobjects/{obj}/describe/", describe),
-        Route(data + "/sobjects/{obj}/deleted", get_deleted), Route(data + "/sobjects/{obj}/deleted/", get_deleted),
-        Route(data + "/sobjects/{obj}/{rid}", record_update, methods=["PATCH"]),
-        Route(data + "/composite/sobjects", collection_update, methods=["PATCH"]),
-        Route(data + "/limits", limits), Route(data + "/limits/", limits),
-        Route(data + "/jobs/query", create_job, methods=["POST"]),
-        Route(data + "/jobs/query/{job}", job_status),
-        Route(data + "/jobs/query/{job}/results", job_results),
-        Route(data + "/jobs/ingest", create_ingest, methods=["POST"]),
-        Route(data + "/jobs/ingest/{job}", ingest_status, methods=["GET"]),
-        Route(data + "/jobs/ingest/{job}", close_ingest, methods=["PATCH"]),
-        Route(data + "/jobs/ingest/{job}/batches", upload_ingest, methods=["PUT"]),
-        Route(data + "/jobs/ingest/{job}/{kind:str}", ingest_results, methods=["GET"]),
-        Route(data + "/jobs/ingest/{job}/{kind:str}/", ingest_results, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes)
+
+
+def _collection_items(records: list[Any]) -> list[tuple[str, str | None, dict[str, Any]]] | None:
+    """A collection's records as (type, id, fields) to save; None if one has no ``attributes.type``."""
+    items = []
+    for rec in records:
+        obj = (rec.get("attributes") or {}).get("type") if isinstance(rec, dict) else None
+        if not obj:
+            return None
+        rid = rec.get("id") or rec.get("Id")
+        items.append((str(obj), str(rid) if rid else None,
+                      {k: v for k, v in rec.items() if k not in ("attributes", "id", "Id")}))
+    return items
+
+
+def _version_of(request: Request) -> str:
+    return str(request.path_params["version"])
+
+
+def build_app(org: Org | None = None, **kwargs: Any) -> Starlette:
+    """The ASGI app; ``kwargs`` go to :class:`Org` (seed, size, daily_limit, wide_fields, ...)."""
+    org = org or Org(**kwargs)
+    app = Starlette(routes=_routes(_Rest(org), _Bulk(org)))
     app.state.org = org
     return app
+
+
+def _routes(rest: _Rest, bulk: _Bulk) -> list[Route]:
+    data = "/services/data/v{version}"
+    return [
+        Route("/services/oauth2/token", rest.token, methods=["POST"]),
+        Route(data + "/query", rest.query), Route(data + "/query/", rest.query),
+        Route(data + "/queryAll", rest.query), Route(data + "/queryAll/", rest.query),
+        Route(data + "/query/{locator}", rest.query_more), Route(data + "/queryAll/{locator}", rest.query_more),
+        Route(data + "/sobjects/", rest.global_describe), Route(data + "/sobjects", rest.global_describe),
+        Route(data + "/sobjects/{obj}/describe", rest.describe), Route(data + "/sobjects/{obj}/describe/", rest.describe),
+        Route(data + "/sobjects/{obj}/deleted", rest.get_deleted), Route(data + "/sobjects/{obj}/deleted/", rest.get_deleted),
+        Route(data + "/sobjects/{obj}/{rid}", rest.record_update, methods=["PATCH"]),
+        Route(data + "/composite/sobjects", rest.collection_update, methods=["PATCH"]),
+        Route(data + "/limits", rest.limits), Route(data + "/limits/", rest.limits),
+        Route(data + "/jobs/query", bulk.create_job, methods=["POST"]),
+        Route(data + "/jobs/query/{job}", bulk.job_status),
+        Route(data + "/jobs/query/{job}/results", bulk.job_results),
+        Route(data + "/jobs/ingest", bulk.create_ingest, methods=["POST"]),
+        Route(data + "/jobs/ingest/{job}", bulk.ingest_status, methods=["GET"]),
+        Route(data + "/jobs/ingest/{job}", bulk.close_ingest, methods=["PATCH"]),
+        Route(data + "/jobs/ingest/{job}/batches", bulk.upload_ingest, methods=["PUT"]),
+        Route(data + "/jobs/ingest/{job}/{kind:str}", bulk.ingest_results, methods=["GET"]),
+        Route(data + "/jobs/ingest/{job}/{kind:str}/", bulk.ingest_results, methods=["GET"]),
+    ]
 
 
 def _batch_size(request: Request) -> int:

@@ -123,7 +123,7 @@ class TrytonConnector(Connector):
         if page_size is not None:
             self.streams = tuple(replace(s, page_size=page_size) for s in STREAMS)
         self.prefetch = prefetch
-        self._pages = PageAhead(f"tryton-{name}")
+        self._pages: PageAhead[list[dict[str, Any]]] = PageAhead(f"tryton-{name}")
 
     def bind_store(self, store: Store) -> None:
         if self.detect_deletes_enabled:
