@@ -4,8 +4,8 @@
   identifying source keys), with its lifecycle status (open -> acknowledged -> resolved).
 * ``recon_exception_audit``: every status change, assignment, comment and snooze, with who/when/why.
 * ``recon_link`` / ``recon_allocation``: the links and payment allocations of the latest run (every run replaces
-  them all, so a row names no run: the latest successful ``reconcile`` run in ``run`` made them;
-  ``0010_i17links``).
+  them all, so a row names no run: the latest ``reconcile`` run in ``run`` that got as far as storing them made
+  them, normally the latest successful one; ``0010_i17links``).
 * ``fx_rate``: dated FX rates (1 ``base`` = ``rate`` ``quote``).
 * ``kpi_snapshot``: KPI values per run, period, owner and named formula variant.
 """
