@@ -542,13 +542,11 @@ def storage_frame(table: Tableish, df: pl.DataFrame, dialect: str) -> pl.DataFra
 
 @dataclass(frozen=True)
 class Load:
-    """Parquet ``files`` appended to ``table`` in order, one file in memory at a time; ``constants`` are
-    columns added to every row (e.g. the run id); ``wrap`` names JSON columns whose text values are
-    stored as ``{key: text}``."""
+    """Parquet ``files`` appended to ``table`` in order, one file in memory at a time; ``wrap`` names JSON columns
+    whose text values are stored as ``{key: text}``."""
 
     table: Shape
     files: tuple[str, ...]
-    constants: Mapping[str, Any] = field(default_factory=dict)
     wrap: Mapping[str, str] = field(default_factory=dict)
 
     def frames(self) -> Iterator[pl.DataFrame]:
@@ -556,7 +554,6 @@ class Load:
             df = pl.read_parquet(path)
             if df.is_empty():
                 continue
-            df = df.with_columns(*(pl.lit(v).alias(k) for k, v in self.constants.items()))
             yield df.with_columns(*(pl.struct(pl.col(c).cast(pl.String).alias(key)).struct.json_encode().alias(c)
                                     for c, key in self.wrap.items() if c in df.columns))
 

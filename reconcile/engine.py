@@ -123,7 +123,7 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
             found: dict[str, dict[str, Any]] | None = None
             if frames is not None:
                 result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
-                _store_links(store, out, run_id)
+                _store_links(store, out)
                 at = now()
             else:
                 result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
@@ -279,7 +279,7 @@ def _written(run_id: str, out: Path, k: int) -> None:
         return
     writer, done, lock = got
     with lock:
-        jobs = _link_jobs(out, run_id, [k], skip=done)
+        jobs = _link_jobs(out, [k], skip=done)
         done.update(f for j in jobs for f in j.files)
         writer.add(jobs)
 
@@ -297,20 +297,19 @@ def _parts(folder: Path, k: int) -> list[Path]:
     return [first, *rest] if first.exists() else rest
 
 
-def _link_jobs(out: Path, run_id: str, buckets: Iterable[int] | None = None,
-               skip: Collection[str] = ()) -> list[columnar.Load]:
+def _link_jobs(out: Path, buckets: Iterable[int] | None = None, skip: Collection[str] = ()) -> list[columnar.Load]:
     """The links and allocations of the buckets (default: all of them) as bulk-write jobs (but ``skip``'s files)."""
     def files(name: str) -> tuple[str, ...]:
         ks = buckets if buckets is not None else sorted({int(p.name[:5]) for p in (out / name).glob("*.parquet")})
         return tuple(str(p) for k in ks for p in _parts(out / name, k) if str(p) not in skip)
 
-    return [columnar.Load(columnar.shape(t), files(name), {"run_id": run_id}, {"evidence": "text"})
+    return [columnar.Load(columnar.shape(t), files(name), wrap={"evidence": "text"})
             for t, name in ((recon_link, "links"), (recon_allocation, "allocations"))]
 
 
-def _store_links(store: Store, out: Path, run_id: str) -> None:
+def _store_links(store: Store, out: Path) -> None:
     """Replace the previous run's links and allocations with this run's (one transaction, bulk)."""
-    columnar.bulk_load(store.engine, _link_jobs(out, run_id), delete=[recon_link.name, recon_allocation.name],
+    columnar.bulk_load(store.engine, _link_jobs(out), delete=[recon_link.name, recon_allocation.name],
                        swap=True)
 
 

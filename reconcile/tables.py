@@ -3,7 +3,9 @@
 * ``recon_exception``: one row per break, keyed on its stable fingerprint (hash of code + the
   identifying source keys), with its lifecycle status (open -> acknowledged -> resolved).
 * ``recon_exception_audit``: every status change, assignment, comment and snooze, with who/when/why.
-* ``recon_link`` / ``recon_allocation``: the links and payment allocations of the latest run.
+* ``recon_link`` / ``recon_allocation``: the links and payment allocations of the latest run (every run replaces
+  them all, so a row names no run: the latest ``reconcile`` run in ``run`` that got as far as storing them made
+  them, normally the latest successful one; ``0010_i17links``).
 * ``fx_rate``: dated FX rates (1 ``base`` = ``rate`` ``quote``).
 * ``kpi_snapshot``: KPI values per run, period, owner and named formula variant.
 """
@@ -62,8 +64,6 @@ recon_link = sa.Table(
     "recon_link",
     metadata,
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    # every run replaces all the rows: one run id, no index (0008_i17store_links; none on allocations either)
-    sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("chain_id", sa.String(400), index=True),
     sa.Column("from_entity", sa.String(32), nullable=False),
     sa.Column("from_id", sa.String(400), nullable=False),
@@ -80,7 +80,6 @@ recon_allocation = sa.Table(
     "recon_allocation",
     metadata,
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("payment_id", sa.String(400), nullable=False),  # no index: no query looks allocations up by payment
     sa.Column("invoice_id", sa.String(400), nullable=False, index=True),
     sa.Column("rule_id", sa.String(64), nullable=False),

@@ -106,8 +106,7 @@ def _link_rows(store: Store) -> list[tuple]:  # type: ignore[type-arg]
     from reconcile.tables import recon_link
 
     with store.engine.connect() as conn:
-        return sorted(conn.execute(sa.select(recon_link.c.run_id, recon_link.c.from_id, recon_link.c.evidence,
-                                             recon_link.c.margin)).all())
+        return sorted(conn.execute(sa.select(recon_link.c.from_id, recon_link.c.evidence, recon_link.c.margin)).all())
 
 
 def _indexes(store: Store) -> set[str]:
@@ -115,14 +114,14 @@ def _indexes(store: Store) -> set[str]:
 
 
 def _with_a_previous_run(store: Store, tmp_path: Path) -> tuple[columnar.Shape, set[str], list[Any]]:
-    """Three links of run ``r0`` stored: (the links' shape, the table's indexes, the stored rows)."""
+    """Three links of an earlier run (``old:…``) stored: (the links' shape, the table's indexes, the stored rows)."""
     from reconcile.tables import recon_link
 
     shape = columnar.shape(recon_link)
     indexes = _indexes(store)
     old = tmp_path / "old.parquet"
     _links(3, "old").write_parquet(old)
-    columnar.bulk_load(store.engine, [columnar.Load(shape, (str(old),), {"run_id": "r0"}, {"evidence": "text"})])
+    columnar.bulk_load(store.engine, [columnar.Load(shape, (str(old),), wrap={"evidence": "text"})])
     return shape, indexes, _link_rows(store)
 
 
@@ -140,13 +139,13 @@ def test_bulk_writer_appends_in_the_background_and_commits_once(store: Store, tm
         _links(40 + k, f"b{k}").write_parquet(parts[-1])
     with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, swap=swap) as writer:
         for p in parts:
-            writer.add([columnar.Load(shape, (str(p),), {"run_id": "r1"}, {"evidence": "text"})])
+            writer.add([columnar.Load(shape, (str(p),), wrap={"evidence": "text"})])
             assert _link_rows(store) == before  # nothing visible before the commit
         assert writer.finish() == 40 + 41 + 42
     got = _link_rows(store)
-    assert len(got) == 123 and {r[0] for r in got} == {"r1"}
-    assert ("r1", "b2:order:41", {"text": "deal_ref=41"}, None) in got
-    assert ("r1", "b1:order:4", {"text": "deal_ref=4"}, Decimal("0.5")) in got  # exact, never a float
+    assert len(got) == 123 and {r[0].partition(":")[0] for r in got} == {"b0", "b1", "b2"}
+    assert ("b2:order:41", {"text": "deal_ref=41"}, None) in got
+    assert ("b1:order:4", {"text": "deal_ref=4"}, Decimal("0.5")) in got  # exact, never a float
     assert _indexes(store) == indexes
 
 
@@ -173,7 +172,7 @@ def test_bulk_writer_commit_is_visible_at_once_and_checkpointed_by_settle(sqlite
 
     with sqlite_store.engine.connect():  # a connection open: the WAL stays (as in a running process)
         writer = columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50)
-        writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
+        writer.add([columnar.Load(shape, (str(part),), wrap={"evidence": "text"})])
         assert writer.finish(settle=False) == 50
         assert len(_link_rows(sqlite_store)) == 50
         writer.settle()
@@ -189,21 +188,20 @@ def test_bulk_writer_rolls_back_on_error(store: Store, tmp_path, swap: bool) -> 
     _links(30, "new").write_parquet(part)
     with pytest.raises(RuntimeError, match="bucket failed"), \
             columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30, swap=swap) as writer:
-        writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
+        writer.add([columnar.Load(shape, (str(part),), wrap={"evidence": "text"})])
         raise RuntimeError("bucket failed")
     assert _link_rows(store) == before and _indexes(store) == indexes
     # a failing append (a NOT NULL column missing) surfaces in finish() and rolls back too
     bad = tmp_path / "bad.parquet"
     _links(5, "bad").drop("rule_id").with_columns(pl.lit(None, pl.String).alias("rule_id")).write_parquet(bad)
     writer = columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=30, swap=swap)
-    writer.add([columnar.Load(shape, (str(part),), {"run_id": "r1"}, {"evidence": "text"})])
-    writer.add([columnar.Load(shape, (str(bad),), {"run_id": "r1"}, {"evidence": "text"})])
+    writer.add([columnar.Load(shape, (str(part),), wrap={"evidence": "text"})])
+    writer.add([columnar.Load(shape, (str(bad),), wrap={"evidence": "text"})])
     with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
         writer.finish()
     assert _link_rows(store) == before and _indexes(store) == indexes
     # and the store takes the next write
-    assert columnar.bulk_load(store.engine, [columnar.Load(shape, (str(part),), {"run_id": "r2"},
-                                                           {"evidence": "text"})], delete=[recon_link.name]) == 30
+    assert columnar.bulk_load(store.engine, [columnar.Load(shape, (str(part),), wrap={"evidence": "text"})], delete=[recon_link.name]) == 30
 
 
 def test_sqlite_swap_commits_bucket_by_bucket_unseen_until_finish_and_a_failure_keeps_the_last_run(
@@ -243,7 +241,7 @@ def test_sqlite_swap_commits_bucket_by_bucket_unseen_until_finish_and_a_failure_
         _links(20 + k, f"b{k}").write_parquet(parts[-1])
     with sqlite_store.engine.connect(), pytest.raises(RuntimeError, match="between buckets"), \
             columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True) as writer:
-        writer.add([columnar.Load(shape, (str(parts[0]),), {"run_id": "r1"}, {"evidence": "text"})])
+        writer.add([columnar.Load(shape, (str(parts[0]),), wrap={"evidence": "text"})])
         for f in writer.futures:
             f.result()
         assert in_file_alone("recon_link__new") == 20  # committed and checkpointed
@@ -256,10 +254,10 @@ def test_sqlite_swap_commits_bucket_by_bucket_unseen_until_finish_and_a_failure_
         db.commit()
     with columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True) as writer:
         for p in parts:
-            writer.add([columnar.Load(shape, (str(p),), {"run_id": "r2"}, {"evidence": "text"})])
+            writer.add([columnar.Load(shape, (str(p),), wrap={"evidence": "text"})])
         assert writer.finish() == 41
     got = _link_rows(sqlite_store)
-    assert len(got) == 41 and {r[0] for r in got} == {"r2"}
+    assert len(got) == 41 and {r[0].partition(":")[0] for r in got} == {"b0", "b1"}
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert schema(db) == old_schema
     with sqlite_store.engine.connect() as conn:  # what alembic compares

@@ -83,3 +83,36 @@ def test_a_schema_creation_cut_short_leaves_nothing_behind(empty_url: str, monke
     store = Store.open(empty_url)  # no "schema revision none ... run `ltc db upgrade`"
     assert db.current_revision(store.engine) == db.head_revision()
     store.close()
+
+
+def test_links_lose_their_run_id_and_a_downgrade_gives_back_the_latest_runs(empty_url: str) -> None:
+    """0010_i17links: the stored links and allocations stay readable without ``run_id``; a downgrade names the
+    latest successful reconcile run on every row again."""
+    from alembic import command
+
+    from reconcile.tables import recon_allocation, recon_link
+
+    engine = db.make_engine(empty_url)
+    db.upgrade(engine, "0009_i17map_pending2")
+    t0 = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        for run_id, at in (("reconcile-old", t0), ("reconcile-new", "2026-01-02 00:00:00")):
+            conn.execute(sa.text("INSERT INTO run (id, kind, started_at, status, counts) "
+                                 "VALUES (:id, 'reconcile', :at, 'success', '{}')"), {"id": run_id, "at": at})
+        conn.execute(sa.text("INSERT INTO recon_link (run_id, chain_id, from_entity, from_id, to_entity, to_id, "
+                             "rule_id, evidence, confidence) VALUES ('reconcile-new', 'c1', 'deal', 'd1', 'order', "
+                             "'o1', 'order.deal_ref', '{\"text\": \"x\"}', '1.0000000000')"))
+        conn.execute(sa.text("INSERT INTO recon_allocation (run_id, payment_id, invoice_id, rule_id, currency, amount, "
+                             "payment_currency, payment_amount) VALUES ('reconcile-new', 'p1', 'i1', "
+                             "'payment.invoice_ref', 'EUR', '10.0000', 'EUR', '10.0000')"))
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(recon_link.c.from_id, recon_link.c.evidence)).all() == [
+            ("d1", {"text": "x"})]
+        assert conn.execute(sa.select(recon_allocation.c.invoice_id)).scalars().all() == ["i1"]
+    with engine.begin() as conn:
+        command.downgrade(db.alembic_config(conn), "0009_i17map_pending2")
+    with engine.connect() as conn:
+        for name in ("recon_link", "recon_allocation"):
+            assert conn.execute(sa.text(f"SELECT run_id FROM {name}")).scalars().all() == ["reconcile-new"]
+    engine.dispose()
