@@ -188,23 +188,22 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
     omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference", "order_ref"} for name, cols in NOT_READ.items()}
-    # what reference discovery reads first; with several buckets, the other tables (leads: for the KPIs) are
-    # exported by one helper process while discovery and the bucket pre-pass run on the other core (one bucket:
-    # discovery alone is too short to hide them, and two readers export them sooner)
-    meanwhile = _buckets(store, partitions) > 1
-    first = DISCOVERY_TABLES if meanwhile else list(Frames.__dataclass_fields__)
-    src = export_frames(store, tmp / "in", first, omit)
-    rest = [name for name in Frames.__dataclass_fields__ if name not in first]
-    clock("export to Parquet" + (" (discovery's tables)" if meanwhile else ""))
+    # what reference discovery reads first (two readers); the other tables (leads: for the KPIs) are exported while
+    # discovery runs: with several buckets by one helper process (the bucket pre-pass's spill has the other core),
+    # with one bucket by two (discovery alone leaves a core idle; three processes keep both busy)
+    readers = 1 if _buckets(store, partitions) > 1 else 2
+    src = export_frames(store, tmp / "in", DISCOVERY_TABLES, omit)
+    rest = [name for name in Frames.__dataclass_fields__ if name not in DISCOVERY_TABLES]
+    clock("export to Parquet (discovery's tables)")
     # each bucket's links and allocations go to the store as it finishes, while the next bucket is computed (the
     # last one's while the KPIs are); they replace the previous run's at once when committed last (PostgreSQL: one
     # transaction, the old rows deleted during the pre-pass; SQLite: fresh tables swapped in, see BulkWriter)
     with ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
             columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
                                 rows_hint=_input_rows(src), swap=True) as writer:
-        later = pool.submit(export_frames, store, src, rest, omit, readers=1) if meanwhile else None
-        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result if later else None)
-        clock("pre-pass + spill" + (" (the other tables exported meanwhile)" if meanwhile else ""))
+        later = pool.submit(export_frames, store, src, rest, omit, readers=readers)
+        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result)
+        clock("pre-pass + spill (the other tables exported meanwhile)")
 
         # a bucket run in this process hands its links to the writer as soon as they are on disk: its order, invoice
         # and payment links and its allocations before its checks run (they are written meanwhile), the quote and
