@@ -12,6 +12,7 @@ Guarantees (tested on SQLite and PostgreSQL):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -413,6 +414,8 @@ Statements = list[tuple[str, Any]]
 # the store taken), and in its turn copies each table's rows in with one ``INSERT ... SELECT``: the turn holds
 # only the b-tree work. Stage tables have no declared types: values reach the store's columns as bound.
 _STAGE = "ltc_stage"
+_STAGE_LINEAGE = ('INSERT INTO main.lineage (entity, canonical_id, raw_id) SELECT ?, id, raw_id FROM {stage}."{table}" '
+                  "WHERE raw_id IS NOT NULL ON CONFLICT DO NOTHING")
 _STAGE_CACHE: dict[str, tuple[str, str, str]] = {}  # table -> (create, fill, copy in)
 
 
@@ -453,7 +456,8 @@ def _staged(conn: Connection, tables_rows: Sequence[tuple[str, Sequence[str], st
             out.append((copy, ()))
         raw.commit()
     except BaseException:
-        raw.rollback()
+        with contextlib.suppress(Exception):  # a lost connection: the error that says so is the one raised
+            raw.rollback()
         raise
     return out
 
@@ -902,18 +906,15 @@ class Store:
     def staged_upserts(conn: Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> Statements:
         """The statements of :meth:`upsert_entities` for ``rows`` (entity -> rows), for a writer that takes turns
         (:meth:`write_turn`): built before its turn, on ``conn``, the connection that runs them in its turn. On
-        SQLite the rows are staged there first (:func:`_staged`): the statements only copy them in."""
+        SQLite the rows are staged there first (:func:`_staged`): the statements copy them in, and their lineage
+        from the same stage tables."""
         if conn.dialect.name != "sqlite":
             return [st for entity, some in rows.items() for st in Store.upsert_statements(conn.dialect.name, entity, some)]
-        staged = []
-        links: list[tuple[str, Any, Any]] = []
+        staged, links = [], []
         for entity, some in rows.items():
-            if not some:
-                continue
-            table = tables.table_for(entity)
-            sql, to_params = _upsert_statement(table, "sqlite")
-            staged.append((table.name, [c.name for c in table.columns], sql, to_params(some)))
-            links.extend((entity, r["id"], r["raw_id"]) for r in some if r.get("raw_id") is not None)
-        if links:
-            staged.append(("lineage", ["entity", "canonical_id", "raw_id"], _LINEAGE_SQLITE, links))
-        return _staged(conn, staged) if staged else []
+            if some:
+                table = tables.table_for(entity)
+                sql, to_params = _upsert_statement(table, "sqlite")
+                staged.append((table.name, [c.name for c in table.columns], sql, to_params(some)))
+                links.append((_STAGE_LINEAGE.format(stage=_STAGE, table=table.name), (entity,)))
+        return _staged(conn, staged) + links if staged else []
