@@ -9,7 +9,8 @@
    go to quarantine (stage ``map``, with field and reason) and the rest go on.
 3. One transaction per batch: bulk upserts per entity (with lineage), tombstones, quarantine, and
    the ``raw_pending`` rows of exactly the versions that were read deleted (a version landed
-   meanwhile stays pending).
+   meanwhile stays pending). On SQLite the rows are staged on the writer's connection before its turn
+   (:meth:`canonical.store.Store.staged_upserts`), and the WAL is checkpointed after the turn, not in it.
 4. With fork (Linux) and enough work, systems are mapped side by side in forked children, one per
    core, each mapping its share of the systems in turn (:func:`_map_forked`): a system's rows are keyed by its name, so systems
    never write the same rows; on SQLite the children take turns to write (the store's turn lock).
@@ -484,7 +485,8 @@ _SWITCH_INTERVAL = 0.0005
 class _Clocks:
     """Where one system's stage goes (``LTC_MAP_PROFILE``, printed on stderr): wall and thread CPU seconds per
     step, of the reading-and-mapping thread (read, map, hand-over: waiting for the writer) and of the writer
-    (idle: waiting for a batch, turn: waiting for the write lock, write: the transaction)."""
+    (idle: waiting for a batch, params: the upserts prepared, on SQLite their rows staged, turn: waiting for the
+    write lock, write: the transaction, checkpoint: SQLite's WAL copied into the database after it)."""
 
     def __init__(self, system: str) -> None:
         self.system = system
