@@ -440,6 +440,8 @@ def _staged(conn: Connection, tables_rows: Sequence[tuple[str, Sequence[str], st
             ) -> Statements:
     """Stage each ``(table, columns, one-row upsert, parameter tuples)`` on ``conn`` (committed in the attached
     in-memory database only); the statements that copy them into the store, in order."""
+    if conn.in_transaction():  # the staging's commit would commit it
+        raise RuntimeError("rows are staged on a connection outside any transaction")
     record = conn.connection
     raw: Any = record.dbapi_connection
     if not record.info.get(_STAGE):  # once per database connection, outside any transaction
@@ -905,9 +907,9 @@ class Store:
     @staticmethod
     def staged_upserts(conn: Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> Statements:
         """The statements of :meth:`upsert_entities` for ``rows`` (entity -> rows), for a writer that takes turns
-        (:meth:`write_turn`): built before its turn, on ``conn``, the connection that runs them in its turn. On
-        SQLite the rows are staged there first (:func:`_staged`): the statements copy them in, and their lineage
-        from the same stage tables."""
+        (:meth:`write_turn`): built before its turn, on ``conn`` (outside a transaction), the connection that runs
+        them in its turn. On SQLite the rows are staged there first (:func:`_staged`): the statements copy them
+        in, and their lineage from the same stage tables."""
         if conn.dialect.name != "sqlite":
             return [st for entity, some in rows.items() for st in Store.upsert_statements(conn.dialect.name, entity, some)]
         staged, links = [], []
