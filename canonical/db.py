@@ -134,6 +134,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+@contextmanager
+def no_autocheckpoint(conn: Connection) -> Iterator[None]:
+    """SQLite: the block's commits on ``conn`` do not checkpoint the WAL (a checkpoint at a commit copies pages
+    and syncs the file while the writer still holds its turn; the caller checkpoints later, see
+    :func:`passive_checkpoint`). Elsewhere: nothing."""
+    raw: Any = conn.connection.dbapi_connection
+    if conn.dialect.name != "sqlite" or raw is None:
+        yield
+        return
+    before = raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    raw.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA wal_autocheckpoint={int(before)}")
+
+
+def passive_checkpoint(conn: Connection) -> None:
+    """SQLite: copy what the WAL holds into the database file without waiting for readers or writers (one
+    under way elsewhere makes it return at once). Elsewhere: nothing."""
+    raw: Any = conn.connection.dbapi_connection
+    if conn.dialect.name == "sqlite" and raw is not None:
+        raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 def make_engine(url: str | None = None) -> Engine:
     """An engine for ``url``, checked to connect. Bad URL or unreachable database: one-line error."""
     raw = database_url(url)

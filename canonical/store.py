@@ -12,6 +12,7 @@ Guarantees (tested on SQLite and PostgreSQL):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -407,6 +408,60 @@ def _sqlite_statements(sql: str, params: Sequence[tuple[Any, ...]]) -> list[tupl
 
 Statements = list[tuple[str, Any]]
 """Driver-level statements with their parameters, built ahead of the transaction that runs them."""
+
+# SQLite: a writer that takes turns with others (:meth:`Store.write_turn`) stages its rows before its turn, in
+# an in-memory database attached to its connection (every value bound, every record built there, no lock on
+# the store taken), and in its turn copies each table's rows in with one ``INSERT ... SELECT``: the turn holds
+# only the b-tree work. Stage tables have no declared types: values reach the store's columns as bound.
+_STAGE = "ltc_stage"
+_STAGE_LINEAGE = ('INSERT INTO main.lineage (entity, canonical_id, raw_id) SELECT ?, id, raw_id FROM {stage}."{table}" '
+                  "WHERE raw_id IS NOT NULL ON CONFLICT DO NOTHING")
+_STAGE_CACHE: dict[str, tuple[str, str, str]] = {}  # table -> (create, fill, copy in)
+
+
+def _stage_sql(name: str, columns: Sequence[str], upsert: str) -> tuple[str, str, str]:
+    """The statements that stage rows of ``upsert`` (a one-row ``INSERT INTO "name" (...) VALUES (...)
+    ON CONFLICT ...``): create the stage table, fill it (one row), copy it into the store's table."""
+    if name not in _STAGE_CACHE:
+        head, rest = upsert.split(" VALUES (", 1)
+        one, tail = rest.split(")", 1)
+        target = head.replace(f'INSERT INTO "{name}"', f'INSERT INTO main."{name}"', 1)
+        names = ", ".join(f'"{c}"' for c in columns)
+        _STAGE_CACHE[name] = (
+            f'CREATE TABLE IF NOT EXISTS {_STAGE}."{name}" ({names})',
+            f'INSERT INTO {_STAGE}."{name}" VALUES ({one})',
+            # WHERE true: SQLite's parser tells the upsert's ON CONFLICT from a join's ON by it
+            f'{target} SELECT * FROM {_STAGE}."{name}" WHERE true{tail}',
+        )
+    return _STAGE_CACHE[name]
+
+
+def _staged(conn: Connection, tables_rows: Sequence[tuple[str, Sequence[str], str, Sequence[tuple[Any, ...]]]]
+            ) -> Statements:
+    """Stage each ``(table, columns, one-row upsert, parameter tuples)`` on ``conn`` (committed in the attached
+    in-memory database only); the statements that copy them into the store, in order."""
+    if conn.in_transaction():  # the staging's commit would commit it
+        raise RuntimeError("rows are staged on a connection outside any transaction")
+    record = conn.connection
+    raw: Any = record.dbapi_connection
+    if not record.info.get(_STAGE):  # once per database connection, outside any transaction
+        raw.execute(f"ATTACH DATABASE ':memory:' AS {_STAGE}")
+        record.info[_STAGE] = True
+    out: Statements = []
+    try:
+        for name, columns, upsert, params in tables_rows:
+            create, fill, copy = _stage_sql(name, columns, upsert)
+            raw.execute(create)
+            raw.execute(f'DELETE FROM {_STAGE}."{name}"')  # what an earlier batch (or a failed try) left
+            for sql, flat in _sqlite_statements(fill, params):
+                raw.execute(sql, flat)
+            out.append((copy, ()))
+        raw.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):  # a lost connection: the error that says so is the one raised
+            raw.rollback()
+        raise
+    return out
 
 
 def run_statements(conn: Connection, statements: Statements) -> None:
@@ -848,3 +903,20 @@ class Store:
                 out.append((_LINEAGE_UNNEST, tuple(_columns(links))))
             return out
         return _sqlite_statements(sql, to_params(rows)) + _sqlite_statements(_LINEAGE_SQLITE, links)
+
+    @staticmethod
+    def staged_upserts(conn: Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> Statements:
+        """The statements of :meth:`upsert_entities` for ``rows`` (entity -> rows), for a writer that takes turns
+        (:meth:`write_turn`): built before its turn, on ``conn`` (outside a transaction), the connection that runs
+        them in its turn. On SQLite the rows are staged there first (:func:`_staged`): the statements copy them
+        in, and their lineage from the same stage tables."""
+        if conn.dialect.name != "sqlite":
+            return [st for entity, some in rows.items() for st in Store.upsert_statements(conn.dialect.name, entity, some)]
+        staged, links = [], []
+        for entity, some in rows.items():
+            if some:
+                table = tables.table_for(entity)
+                sql, to_params = _upsert_statement(table, "sqlite")
+                staged.append((table.name, [c.name for c in table.columns], sql, to_params(some)))
+                links.append((_STAGE_LINEAGE.format(stage=_STAGE, table=table.name), (entity,)))
+        return _staged(conn, staged) + links if staged else []

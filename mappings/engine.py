@@ -9,7 +9,8 @@
    go to quarantine (stage ``map``, with field and reason) and the rest go on.
 3. One transaction per batch: bulk upserts per entity (with lineage), tombstones, quarantine, and
    the ``raw_pending`` rows of exactly the versions that were read deleted (a version landed
-   meanwhile stays pending).
+   meanwhile stays pending). On SQLite the rows are staged on the writer's connection before its turn
+   (:meth:`canonical.store.Store.staged_upserts`), and the WAL is checkpointed after the turn, not in it.
 4. With fork (Linux) and enough work, systems are mapped side by side in forked children, one per
    core, each mapping its share of the systems in turn (:func:`_map_forked`): a system's rows are keyed by its name, so systems
    never write the same rows; on SQLite the children take turns to write (the store's turn lock).
@@ -484,7 +485,8 @@ _SWITCH_INTERVAL = 0.0005
 class _Clocks:
     """Where one system's stage goes (``LTC_MAP_PROFILE``, printed on stderr): wall and thread CPU seconds per
     step, of the reading-and-mapping thread (read, map, hand-over: waiting for the writer) and of the writer
-    (idle: waiting for a batch, turn: waiting for the write lock, write: the transaction)."""
+    (idle: waiting for a batch, params: the upserts prepared, on SQLite their rows staged, turn: waiting for the
+    write lock, write: the transaction, checkpoint: SQLite's WAL copied into the database after it)."""
 
     def __init__(self, system: str) -> None:
         self.system = system
@@ -579,28 +581,32 @@ def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pen
     Returns its counts (only once it is committed, so a retried batch is counted once)."""
     counts: dict[str, int] = defaultdict(int)
     wall, cpu = time.perf_counter(), time.thread_time()
-    dialect = store.engine.dialect.name
-    # the upserts' parameters are built before the turn: other writers wait only for statements
-    upserts = [(entity, len(rows), store.upsert_statements(dialect, entity, rows))
-               for entity, rows in result.rows.items()]
-    if clocks is not None:
-        wall, cpu = clocks.step("params", wall, cpu)
-    with store.write_turn(), store.engine.begin() as conn:
+    with store.engine.connect() as conn:
+        # the upserts are prepared before the turn (on SQLite, their rows staged): other writers wait only for
+        # the statements that write the store
+        upserts = store.staged_upserts(conn, result.rows)
         if clocks is not None:
-            wall, cpu = clocks.step("turn", wall, cpu)
-        for entity, n, statements in upserts:
-            run_statements(conn, statements)
-            counts[entity] += n
-        _tombstone_dropped_children(conn, mset, live, result)
-        counts["tombstoned"] += _tombstone(conn, mset, dead)
-        if result.rejected or _has_open_quarantine(conn, mset.system):
-            seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
-            seen |= {(r.object, r.source_id or "") for r in result.rejected}
-            _resolve_quarantine(conn, mset.system, seen)
-        store.add_quarantine(conn, mset.system, result.rejected, run_id)
-        _clear_pending(conn, mset.system, batch.ids, batch.hashes)
+            wall, cpu = clocks.step("params", wall, cpu)
+        # SQLite: no WAL checkpoint at the commit, in the turn; one after it, while the next writer writes
+        with db.no_autocheckpoint(conn), store.write_turn(), conn.begin():
+            if clocks is not None:
+                wall, cpu = clocks.step("turn", wall, cpu)
+            run_statements(conn, upserts)
+            _tombstone_dropped_children(conn, mset, live, result)
+            counts["tombstoned"] += _tombstone(conn, mset, dead)
+            if result.rejected or _has_open_quarantine(conn, mset.system):
+                seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
+                seen |= {(r.object, r.source_id or "") for r in result.rejected}
+                _resolve_quarantine(conn, mset.system, seen)
+            store.add_quarantine(conn, mset.system, result.rejected, run_id)
+            _clear_pending(conn, mset.system, batch.ids, batch.hashes)
+        if clocks is not None:
+            wall, cpu = clocks.step("write", wall, cpu)
+        db.passive_checkpoint(conn)
     if clocks is not None:
-        clocks.step("write", wall, cpu)
+        clocks.step("checkpoint", wall, cpu)
+    for entity, rows in result.rows.items():
+        counts[entity] += len(rows)
     counts["records"] += len(batch)
     counts["mapped"] += len(result.ok_raw)
     counts["quarantined"] += len(result.rejected)

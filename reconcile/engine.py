@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
-from canonical import columnar
+from canonical import columnar, db
 from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
@@ -151,20 +151,10 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
     return result
 
 
-@contextlib.contextmanager
-def _no_checkpoint(conn: sa.Connection, pending: bool) -> Iterator[None]:
+def _no_checkpoint(conn: sa.Connection, pending: bool) -> contextlib.AbstractContextManager[None]:
     """SQLite, while the links' checkpoint runs in the helper (``pending``): this connection's commits do not
     checkpoint (its automatic checkpoint would copy the links' WAL itself, the lifecycle step waiting for it)."""
-    raw: Any = conn.connection.dbapi_connection
-    if not pending or conn.dialect.name != "sqlite" or raw is None:
-        yield
-        return
-    before = raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-    raw.execute("PRAGMA wal_autocheckpoint=0")
-    try:
-        yield
-    finally:
-        raw.execute(f"PRAGMA wal_autocheckpoint={int(before)}")
+    return db.no_autocheckpoint(conn) if pending else contextlib.nullcontext()
 
 
 def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: date | None, out: Path,

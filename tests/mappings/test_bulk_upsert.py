@@ -80,3 +80,52 @@ def test_sqlite_instants_written_in_line_are_the_stored_text(at: datetime) -> No
     row = {c.name: None for c in tables.table_for("payment").columns} | {"received_at": at, "attributes": {}}
     names = [c.name for c in tables.table_for("payment").columns]
     assert params([row])[0][names.index("received_at")] == store_module._sqlite_instant(at)
+
+
+def _stored(store: Store) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    deal = tables.table_for("deal")
+    with store.engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(sa.select(deal).order_by(deal.c.id))]
+        links = [tuple(r) for r in conn.execute(sa.select(tables.lineage).order_by(*tables.lineage.c))]
+    return rows, links
+
+
+def test_staged_upserts_write_what_upsert_entities_writes(store: Store, sqlite_store: Store) -> None:
+    """The stage's upserts (rows staged before the writers' turn on SQLite) store the same rows and lineage as
+    the direct upsert, the last version of a repeated id included; staging twice on one connection replaces
+    the first batch's staged rows."""
+    first = [_deal(i, f"deal {i}", None if i % 3 == 0 else f"{i}.10") for i in range(1100)]
+    second = [_deal(i, f"deal {i} again", f"{i}.20") for i in range(1000, 1300)]
+    second.append(_deal(1005, "deal 1005, last version", "0.01"))
+    second.append({**_deal(2000, "no lineage", "1.00"), "raw_id": None})
+    with store.engine.connect() as conn:
+        for rows in (first, second):
+            statements = store.staged_upserts(conn, {"deal": rows, "payment": []})
+            with conn.begin():
+                for sql, params in statements:
+                    conn.exec_driver_sql(sql, params)
+    with sqlite_store.engine.begin() as conn:
+        sqlite_store.upsert_entities(conn, "deal", first)
+        sqlite_store.upsert_entities(conn, "deal", second)
+    got, expected = _stored(store), _stored(sqlite_store)
+    assert got == expected
+    assert len(got[0]) == 1301 and len(got[1]) == 1300  # the row without a raw id has no lineage
+
+
+def test_sqlite_staging_does_not_wait_for_the_store_writer(sqlite_store: Store) -> None:
+    """Rows are staged (and committed in the attached in-memory database) while another connection holds the
+    store's write lock: only the statements that copy them in need it."""
+    with sqlite_store.engine.connect() as other, sqlite_store.engine.connect() as conn:
+        other.exec_driver_sql("PRAGMA busy_timeout=0")
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        conn.commit()
+        other.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            statements = sqlite_store.staged_upserts(conn, {"deal": [_deal(1, "one", "1.00")]})
+        finally:
+            other.exec_driver_sql("ROLLBACK")
+        with conn.begin():
+            for sql, params in statements:
+                conn.exec_driver_sql(sql, params)
+    rows, links = _stored(sqlite_store)
+    assert [r[0] for r in rows] == [model.canonical_id("sf", "deal", "0061")] and len(links) == 1
