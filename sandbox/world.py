@@ -276,11 +276,12 @@ _NEVER_IMPOSSIBLE = frozenset({int, bool, float, Decimal, type(None), date, date
 
 def _first_impossible(values: dict[str, Any]) -> tuple[str, str] | None:
     """``(key, why)`` of the first impossible value of a record (:func:`_impossible_value`), or None.
-    A text that does not start with a digit cannot be a date (``_DATE_TEXT``), nor can a number."""
+    A text that does not start with four digits and a dash cannot be a date (``_DATE_TEXT``; an id
+    made of digits is not one), nor can a number."""
     for k, v in values.items():
         kind = type(v)
         if kind is str:
-            if not v[:1].isdigit():
+            if v[4:5] != "-" or not v[:4].isdigit():
                 continue
         elif kind in _NEVER_IMPOSSIBLE:
             continue
