@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -72,15 +73,29 @@ def _run(target: Callable[..., Any], args: tuple[Any, ...]) -> None:
         os._exit(code)
 
 
+_frozen_lock = threading.Lock()
+_frozen_blocks = 0
+
+
 @contextmanager
 def frozen() -> Iterator[None]:
     """Fork inside this: the objects that exist now are left out of the children's garbage
-    collections (``gc.freeze``), which would otherwise touch, and so copy, every inherited page."""
-    gc.freeze()
+    collections (``gc.freeze``), which would otherwise touch, and so copy, every inherited page.
+
+    Also for a long block of work beside a large, long-lived heap (a world read for its replay):
+    this process's own collections then skip that heap instead of scanning it again and again.
+    Blocks nest: the objects are put back under the collector (``gc.unfreeze``) when the outermost ends."""
+    global _frozen_blocks
+    with _frozen_lock:
+        gc.freeze()
+        _frozen_blocks += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        with _frozen_lock:
+            _frozen_blocks -= 1
+            if _frozen_blocks == 0:
+                gc.unfreeze()
 
 
 class Pending(Generic[T]):

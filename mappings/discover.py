@@ -348,13 +348,9 @@ def discover(store: Store, sources: Mapping[str, tuple[str, str | None]], only: 
     for system in systems:
         if only is not None and system != only:
             continue
-        kind, override = sources.get(system, (system, None))
-        try:
-            base = (generated or {}).get(system)
-            mapping = base if base is not None else load_mapping(kind, override)
-        except MappingError:
+        objects = _object_specs(system, sources, generated)
+        if objects is None:
             continue  # no mapping for it: nothing is mapped, nothing to extend
-        objects = mapping.get("objects") or {}
         for obj in _raw_objects(store, system):
             spec = objects.get(obj)
             if not isinstance(spec, dict):
@@ -368,6 +364,32 @@ def discover(store: Store, sources: Mapping[str, tuple[str, str | None]], only: 
                     profiled[(system, obj)] = found
             out += profile_candidates(system, obj, spec, found, known)
     return out
+
+
+def _object_specs(system: str, sources: Mapping[str, tuple[str, str | None]],
+                  generated: Mapping[str, Node] | None) -> dict[str, Any] | None:
+    """The system's mapping objects (generated, else shipped + override), or None without a mapping."""
+    kind, override = sources.get(system, (system, None))
+    try:
+        base = (generated or {}).get(system)
+        mapping = base if base is not None else load_mapping(kind, override)
+    except MappingError:
+        return None
+    return mapping.get("objects") or {}
+
+
+def sample_candidates(store: Store, system: str, sources: Mapping[str, tuple[str, str | None]], *,
+                      profiled: dict[tuple[str, str], list[Candidate]], sample: int = SAMPLE,
+                      generated: Mapping[str, Node] | None = None) -> None:
+    """The :func:`candidates` of each object of ``system``'s sample, into ``profiled``: the part of
+    :func:`discover` that does not depend on the identifiers known, done ahead of it (the pipeline
+    does it once a source's sync has ended, while others still sync). Valid for a later
+    :func:`discover` with the same ``sources`` and ``generated`` while ``system``'s raw records stay as they are."""
+    objects = _object_specs(system, sources, generated)
+    for obj in _raw_objects(store, system) if objects is not None else ():
+        spec = objects.get(obj) if objects is not None else None
+        if isinstance(spec, dict) and (system, obj) not in profiled:
+            profiled[(system, obj)] = candidates(spec, _payloads(store, system, obj, sample))
 
 
 def from_evidence(evidence: Iterable[Mapping[str, Any]]) -> list[Finding]:

@@ -12,6 +12,7 @@ number stay exact as text.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
@@ -28,8 +29,9 @@ from reports.xlsx_stream import FONT_BOLD, FONT_LINK, FONT_PLAIN, SheetWriter, W
 MAX_WIDTH = 60
 
 
+@functools.lru_cache(maxsize=1024)
 def money_format(currency: str | None) -> str:
-    """The number format of an amount in ``currency``: its decimals and its code."""
+    """The number format of an amount in ``currency``: its decimals and its code (each currency's made once)."""
     try:
         places = minor_units(currency) if currency else 2
     except ValueError:
@@ -68,11 +70,14 @@ class _Sheet:
             links: dict[int, str | None] | None = None, formats: dict[int, str] | None = None) -> None:
         """One row; ``money``: column -> currency of an amount; ``links``: column -> URL."""
         self.row += 1
-        row = self.row
+        row = str(self.row)
         styles, widths = self.styles, self.widths
+        if len(values) > len(self.letters):
+            self._letter(len(values))  # the letters (and widths) of the columns up to this row's last
+        letters = self.letters
         cells: list[str] = []
         for col, v in enumerate(values, start=1):
-            ref = f"{self._letter(col)}{row}"
+            ref = letters[col - 1] + row
             shown: str
             fmt: str | None = None
             right = False
@@ -110,7 +115,7 @@ class _Sheet:
             cells.append(SheetWriter.cell(ref, value, style))
             if money and col - 1 in money and isinstance(value, Decimal):
                 shown += " " + (money[col - 1] or "")
-            w = min(_display_width(shown) + 2, MAX_WIDTH)
+            w = min((len(shown) if shown.isascii() else _display_width(shown)) + 2, MAX_WIDTH)
             if w > widths[col - 1]:
                 widths[col - 1] = w
         self.ws.row(cells)

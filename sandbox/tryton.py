@@ -127,16 +127,26 @@ def _decoded_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     hit = _DECODED.get(id(records))
     if hit is not None and hit[0] is records and hit[1] == len(records):
         return _Rows(hit[2])
-    rows = []
-    for rec in records:
-        row = codec.decode(rec)
-        row[CURSOR] = row.get("write_date") or row.get("create_date")
-        rows.append(row)
+    rows = [codec.decode(rec) for rec in records]
     if isinstance(records, list):
-        while len(_DECODED) >= _DECODED_KEEP:
-            _DECODED.pop(next(iter(_DECODED)))
-        _DECODED[id(records)] = (records, len(records), rows)
+        keep_decoded(records, rows)
+    else:
+        _with_cursor(rows)
     return _Rows(rows)
+
+
+def _with_cursor(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row[CURSOR] = row.get("write_date") or row.get("create_date")
+
+
+def keep_decoded(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """``rows`` (each of ``records`` through ``codec.decode``, made by the caller: the world's reader
+    decodes a record as it checks it) become the rows served for ``records``, given their cursor."""
+    _with_cursor(rows)
+    while len(_DECODED) >= _DECODED_KEEP:
+        _DECODED.pop(next(iter(_DECODED)))
+    _DECODED[id(records)] = (records, len(records), rows)
 
 
 class _Rows(list[dict[str, Any]]):

@@ -17,7 +17,7 @@ import csv
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
@@ -269,17 +269,19 @@ def _impossible_value(value: Any) -> str | None:
     return None
 
 
-# exact types whose every value is possible (a text can be an impossible date: it is looked at)
-_NEVER_IMPOSSIBLE = frozenset({int, bool, float, Decimal, type(None)})
+# exact types whose every value is possible (a text can be an impossible date: it is looked at); the
+# last ones are a decoded Tryton record's
+_NEVER_IMPOSSIBLE = frozenset({int, bool, float, Decimal, type(None), date, datetime, time, timedelta, bytes})
 
 
 def _first_impossible(values: dict[str, Any]) -> tuple[str, str] | None:
     """``(key, why)`` of the first impossible value of a record (:func:`_impossible_value`), or None.
-    A text that does not start with a digit cannot be a date (``_DATE_TEXT``), nor can a number."""
+    A text that does not start with four digits and a dash cannot be a date (``_DATE_TEXT``; an id
+    made of digits is not one), nor can a number."""
     for k, v in values.items():
         kind = type(v)
         if kind is str:
-            if not v[:1].isdigit():
+            if v[4:5] != "-" or not v[:4].isdigit():
                 continue
         elif kind in _NEVER_IMPOSSIBLE:
             continue
@@ -306,9 +308,14 @@ def _sf_stamp_ok(stamp: str) -> bool:
     return ok
 
 
-def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int) -> str:
-    """The record's id (as text) after the per-system checks; raises InputError naming file:line."""
-    bad = _first_impossible(rec)
+def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: int,
+                  decoded: dict[str, Any] | None = None) -> str:
+    """The record's id (as text) after the per-system checks; raises InputError naming file:line.
+    ``decoded``: a Tryton record as ``codec.decode`` made it (a tagged value that does not decode
+    stays tagged): its values are checked instead of decoding each tagged one again."""
+    bad = _first_impossible(rec if decoded is None else decoded)
+    if bad is not None and decoded is not None:
+        bad = _first_impossible(rec) or bad  # named as the file writes it
     if bad is not None:
         rid = rec.get("Id", rec.get("id"))
         raise _fail(where, n, f"record {rid}: field {bad[0]}: {bad[1]}")
@@ -409,7 +416,12 @@ def _check_record(system: str, obj: str, rec: dict[str, Any], where: Path, n: in
 
 
 def _read_jsonl(system: str, obj: str, path: Path, lines: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The file's records; a Tryton model's are also decoded here, once, for the emulator and the
+    readability check that serve them (``sandbox.tryton.keep_decoded``)."""
+    from sandbox.tryton import MODELS, keep_decoded
+
     out: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] | None = [] if system == "tryton" and obj in MODELS else None
     seen: dict[str, int] = {}
     try:
         text = path.read_text(encoding="utf-8")
@@ -424,13 +436,18 @@ def _read_jsonl(system: str, obj: str, path: Path, lines: dict[str, int] | None 
             raise _fail(path, n, f"not JSON ({exc.msg} at column {exc.colno}); each line is one JSON object") from None
         if not isinstance(rec, dict):
             raise _fail(path, n, f"a line must be one JSON object, not {type(rec).__name__}")
-        rid = _check_record(system, obj, rec, path, n)
+        row = codec.decode(rec) if rows is not None else None
+        rid = _check_record(system, obj, rec, path, n, row)
         if rid in seen:
             raise _fail(path, n, f"duplicate id {rid} (first on line {seen[rid]}); one record per id")
         seen[rid] = n
         out.append(rec)
+        if row is not None and rows is not None:
+            rows.append(row)
     if lines is not None:
         lines.update(seen)
+    if rows is not None:
+        keep_decoded(out, rows)
     return out
 
 
@@ -680,29 +697,10 @@ def _start_check(world: WorldDir, system: str) -> Pending[None]:
     """:func:`_check_readable` of a system just read: a large one starts at once in a forked child
     (the check serves and maps every record again: CPU work that the other core can do while this
     process reads the next system); a small one runs here when its result is asked for."""
-    from canonical.forking import Pending, forks
+    from canonical.forking import Pending
 
     size = sum(len(recs) for recs in world.records.get(system, {}).values())
-    fork = size >= FORK_CHECK_FROM
-    if fork and system == "tryton" and forks():
-        _decode_tryton(world.records.get(system, {}))
-    return Pending(partial(_check_readable, world, system), fork=fork, name="ltc-sandbox")
-
-
-def _decode_tryton(records: dict[str, list[dict[str, Any]]]) -> None:
-    """Decode a Tryton world's records here, once (``sandbox.tryton``'s cache of decoded rows):
-    the check's child and the emulators' child, both forked from this process later, inherit them
-    instead of each decoding every record again. A record that does not decode is left to the
-    check, which raises its error in its turn (:meth:`WorldChecks.finish`)."""
-    from sandbox.tryton import MODELS, _decoded_rows
-
-    try:
-        with no_gc():  # acyclic rows
-            for model, recs in records.items():
-                if model in MODELS:
-                    _decoded_rows(recs)
-    except Exception:  # the check decodes the record again and raises its error, in its turn
-        return
+    return Pending(partial(_check_readable, world, system), fork=size >= FORK_CHECK_FROM, name="ltc-sandbox")
 
 
 def read_world(path: str | Path) -> WorldDir:
@@ -778,6 +776,19 @@ def open_world(path: str | Path, *, offer_statements: bool = False) -> tuple[Wor
                                  "fx_rates.csv, one directory per system and mappings/")
     pending = WorldChecks(world, offer_statements=offer_statements)
     try:
+        _read_systems(world, pending)
+    except BaseException:
+        pending.cancel()
+        raise
+    return world, pending
+
+
+def _read_systems(world: WorldDir, pending: WorldChecks) -> None:
+    """Read every system's files, starting each one's readability check as it is read. The cyclic
+    collector is off meanwhile: a world is hundreds of thousands of small acyclic records, and each
+    collection would scan all those read so far again (a third of the reading's time)."""
+    root = world.path
+    with no_gc():
         last = world.systems[-1]
         if last == "bank":  # large statements: parsed in a child from the start, beside this process's reading
             pending._bank = _start_bank(world, root / last)
@@ -789,7 +800,3 @@ def open_world(path: str | Path, *, offer_statements: bool = False) -> tuple[Wor
             _read_system(world, s)
             if s in world.api_systems:
                 pending._checks.append(_start_check(world, s))
-    except BaseException:
-        pending.cancel()
-        raise
-    return world, pending

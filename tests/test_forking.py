@@ -48,3 +48,18 @@ def test_a_child_whose_work_fails_exits_1_and_says_why(capfd: pytest.CaptureFixt
     process.join(30)
     assert process.exitcode == 1
     assert "the child's own error" in capfd.readouterr().err
+
+
+def test_frozen_blocks_nest_the_heap_stays_frozen_until_the_outermost_ends() -> None:
+    import gc
+
+    from canonical.forking import frozen
+
+    kept = [{"n": n} for n in range(1000)]
+    with frozen():
+        outer = gc.get_freeze_count()
+        assert outer >= len(kept)
+        with frozen():  # a fork inside the block (start_child) freezes and ends its own block
+            pass
+        assert gc.get_freeze_count() >= outer  # still frozen: the inner block did not unfreeze
+    assert gc.get_freeze_count() == 0

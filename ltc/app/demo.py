@@ -18,10 +18,10 @@ from canonical.errors import LtcError
 from ltc.app.config import Config, SecretRef, SourceConfig
 from sandbox.run import start
 from sandbox.server import RunningServer, Served
-from sandbox.world import WorldDir
+from sandbox.world import WorldChecks, WorldDir
 
 if TYPE_CHECKING:
-    from ltc.app.pipeline import SyncOne
+    from ltc.app.pipeline import PipelineResult, SyncOne
     from ltc.app.progress import OnProgress
 
 # What each emulator accepts, and how its source is configured. Sandbox values, not secrets.
@@ -196,11 +196,30 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     Returns the summary (``mapping``, ``identity``, ``reconcile``, ``reports``, ``as_of``) and the
     :class:`~ltc.app.pipeline.PipelineResult` as ``result``.
     """
+    from canonical.forking import frozen
     from connectors.statements import forget_parsed
-    from ltc.app.pipeline import run_pipeline
     from sandbox.world import open_world
 
     world, checks = open_world(world_path, offer_statements=True)
+    try:  # the world's records (hundreds of thousands, kept for the run): left out of its garbage collections
+        with frozen():
+            result = _replay(store, world, checks, reports_dir, sync_one=sync_one, echo=echo,
+                             on_progress=on_progress)
+    finally:
+        forget_parsed()  # the statements the check parsed and the import did not use
+    if result.failed_stage:
+        raise LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")
+    report = result.stage("report")
+    as_of = world.as_of or today()
+    return {"unread": result.unread, "failed": result.quarantine_failure, "discovered": result.discovered,
+            "mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile,
+            "reports": report.detail["files"] if report else [], "as_of": as_of.isoformat(), "result": result}
+
+
+def _replay(store: Any, world: WorldDir, checks: WorldChecks, reports_dir: str | Path, *,
+            sync_one: SyncOne | None, echo: Callable[[str], Any], on_progress: OnProgress | None) -> PipelineResult:
+    """The pipeline on a world opened by :func:`sandbox.world.open_world`, once its checks passed."""
+    from ltc.app.pipeline import run_pipeline
 
     def ready() -> None:  # runs while the emulators' process builds their indexes
         checks.finish()
@@ -215,10 +234,4 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
                                   report_title=f"Reconciled order-to-invoice-to-cash report: {world.name}")
     finally:
         checks.cancel()  # done with already, unless the emulators failed to start
-        forget_parsed()  # the statements the check parsed and the import did not use
-    if result.failed_stage:
-        raise LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")
-    report = result.stage("report")
-    return {"unread": result.unread, "failed": result.quarantine_failure, "discovered": result.discovered,
-            "mapping": result.mapping, "identity": result.identity, "reconcile": result.reconcile,
-            "reports": report.detail["files"] if report else [], "as_of": as_of.isoformat(), "result": result}
+    return result

@@ -21,7 +21,16 @@ from canonical.store import Store
 from canonical.tables import raw_pending
 from canonical.tables import run as run_table
 from ltc.app.config import Config
-from mappings.discover import Candidate, Finding, best, discover, from_evidence, override_node, write_override
+from mappings.discover import (
+    Candidate,
+    Finding,
+    best,
+    discover,
+    from_evidence,
+    override_node,
+    sample_candidates,
+    write_override,
+)
 from mappings.engine import IMPLIED_KINDS, mark_pending, run_mapping
 from mappings.spec import Node
 
@@ -112,7 +121,15 @@ def _changed_systems(before: set[tuple[str, str, str, str]], after: set[tuple[st
     return {k[0] for k in before ^ after}
 
 
-def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
+def sample_early(store: Store, cfg: Config, source: str, profiled: dict[tuple[str, str], list[Candidate]]) -> None:
+    """Profile the discovery sample of ``source`` into ``profiled`` now (its sync has ended: its raw
+    records stay as they are), for :func:`map_with_discovery` to reuse."""
+    generated = {source: node} if (node := generated_mappings(store, cfg).get(source)) is not None else None
+    sample_candidates(store, source, source_kinds(cfg), profiled=profiled, generated=generated)
+
+
+def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True,
+                       profiled: dict[tuple[str, str], list[Candidate]] | None = None
                        ) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
     """Map the pending raw records with the discovered identifier fields applied.
 
@@ -120,7 +137,8 @@ def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
     again after it (the rows just mapped are new identifiers to match): when the second finds
     other fields, the systems concerned are mapped again. A change from the fields the previous run
     applied marks that system's raw records pending (its rows are rebuilt with the new fields).
-    Returns the mapping counts per system and the applied fields with their evidence."""
+    Returns the mapping counts per system and the applied fields with their evidence.
+    ``profiled``: the samples already profiled (:func:`sample_early`); the others are added to it."""
     if not enabled:
         return run_mapping(store, config=cfg), []
     applied = last_applied(store)
@@ -129,7 +147,7 @@ def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True
     sources = source_kinds(cfg)
     generated = generated_mappings(store, cfg)
     previous = {(d["system"], d["object"], d["target"], d["path"]) for d in applied}
-    profiled: dict[tuple[str, str], list[Candidate]] = {}  # the raw sample, read and profiled once
+    profiled = {} if profiled is None else profiled  # the raw sample, read and profiled once
     first = best(discover(store, sources, generated=generated, profiled=profiled), high_only=True)
     for system in _changed_systems(previous, {_key(f) for f in first}):
         mark_pending(store, system)

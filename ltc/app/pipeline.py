@@ -200,6 +200,8 @@ class Context:
     on_progress: OnProgress | None = None  # stages and streams as they go (ltc.app.progress)
     report_title: str | None = None
     mapper: Mapper = sequential  # runs the reconcile buckets (the Prefect flow passes one that reports progress)
+    profiled: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    """Discovery samples profiled during the sync (:func:`_sample_synced`), reused by the map stage."""
 
 
 # --- the stages ----------------------------------------------------------------------------------
@@ -327,12 +329,28 @@ def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None)
                 del running[conn]
                 conn.close()
                 process.join()
+                if running and not waiting:
+                    _sample_synced(ctx, name)
     finally:
         for conn, (_name, process) in running.items():
             process.kill()
             process.join()
             conn.close()
     return [statuses[name] for name in names]
+
+
+def _sample_synced(ctx: Context, name: str) -> None:
+    """While the last sources sync in their children (this process only waits for them), profile the
+    discovery sample of ``name``, whose sync has ended, for the map stage (:func:`ltc.app.discovery.sample_early`).
+    Only ahead of time: a problem here is left to the map stage, which profiles what is not done."""
+    from ltc.app.discovery import sample_early
+
+    if not ctx.cfg.discover_fields:
+        return
+    try:
+        sample_early(ctx.store, ctx.cfg, name, ctx.profiled)
+    except Exception as exc:  # the map stage profiles the sample itself, and says what is wrong
+        log.debug("discovery sample of %s left to the map stage: %s", name, exc)
 
 
 def _sync_child(ctx: Context, name: str, turn: Any, progress: bool, conn: Any) -> None:
@@ -416,7 +434,8 @@ def stage_fx(ctx: Context) -> dict[str, Any]:
 def stage_map(ctx: Context) -> dict[str, Any]:
     """Map (with the identifier fields discovery found in the landed data); then the quarantine per
     stream, which fails the run when a stream is over ``quarantine_fail_share`` (:mod:`ltc.app.unread`)."""
-    mapped, discovered = map_with_discovery(ctx.store, ctx.cfg, enabled=ctx.cfg.discover_fields)
+    mapped, discovered = map_with_discovery(ctx.store, ctx.cfg, enabled=ctx.cfg.discover_fields,
+                                            profiled=ctx.profiled)
     totals: dict[str, int] = {}
     for counts in mapped.values():
         for key, value in counts.items():

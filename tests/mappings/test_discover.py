@@ -99,6 +99,35 @@ def test_the_pipeline_applies_high_confidence_fields_and_records_why(landed: Sto
     assert evidence2 == evidence and all(c.get("records", 0) == 0 for c in again.values())
 
 
+def _count_sample_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The (system, object) of each discovery sample read from the store from now on."""
+    from mappings import discover as discover_module
+
+    read: list[tuple[str, str]] = []
+    payloads = discover_module._payloads
+
+    def counted(store: Store, system: str, obj: str, sample: int) -> list[Any]:
+        read.append((system, obj))
+        return payloads(store, system, obj, sample)
+
+    monkeypatch.setattr(discover_module, "_payloads", counted)
+    return read
+
+
+def test_a_sample_profiled_once_its_sync_ended_is_reused_and_finds_the_same(
+        landed: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ltc.app.discovery import sample_early
+
+    profiled: dict[tuple[str, str], list[Any]] = {}
+    sample_early(landed, CFG, "crm", profiled)  # crm's sync ended; the others may still be syncing
+    assert {key[0] for key in profiled} == {"crm"} and ("crm", "Account") in profiled
+    read = _count_sample_reads(monkeypatch)
+    _counts, evidence = map_with_discovery(landed, CFG, profiled=profiled)
+    assert {s for s, _ in read} == {"stripe"}  # crm's sample was not read again
+    assert {(d["system"], d["path"], d["target"]) for d in evidence} == {
+        ("crm", "VAT_Number__c", "tax_id"), ("stripe", "metadata.crm_opp", "deal_ref")}
+
+
 def test_write_override_is_a_valid_mapping_override(landed: Store, tmp_path: Path) -> None:
     map_with_discovery(landed, CFG, enabled=False)
     path = tmp_path / "crm.yaml"
@@ -175,14 +204,7 @@ def test_the_pipeline_reads_each_sample_once_and_still_finds_what_the_mapping_ma
         landed: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     from mappings import discover as discover_module
 
-    read: list[tuple[str, str]] = []
-    payloads = discover_module._payloads
-
-    def counted(store: Store, system: str, obj: str, sample: int) -> list[Any]:
-        read.append((system, obj))
-        return payloads(store, system, obj, sample)
-
-    monkeypatch.setattr(discover_module, "_payloads", counted)
+    read = _count_sample_reads(monkeypatch)
     _counts, evidence = map_with_discovery(landed, CFG)
     assert sorted(read) == sorted(set(read)) and ("stripe", "invoice") in read  # discovery ran twice, read once
     # the deals became known by the first mapping only: the second pass found their key in the cached sample

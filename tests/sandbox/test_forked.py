@@ -126,8 +126,8 @@ def test_tryton_rows_decoded_before_the_check_forks_serve_what_rows_decoded_by_e
     from sandbox import tryton
 
     root = _world_dir(tmp_path, ("salesforce", "tryton"))
-    plain = read_world(root)  # small: checked here, nothing decoded before a fork
-    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)  # checked in children: Tryton decoded here first
+    plain = read_world(root)  # small: checked here
+    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)  # checked in children: Tryton decoded here as read
     assert gc.isenabled()
     early = read_world(root)
     assert gc.isenabled()  # the collector is on again after the decode and the checks
@@ -135,6 +135,20 @@ def test_tryton_rows_decoded_before_the_check_forks_serve_what_rows_decoded_by_e
         assert tryton._DECODED[id(recs)][0] is recs
     served_plain, served_early = _landed_here_and_forked(tmp_path, plain, early)
     assert served_early == served_plain and len(served_plain) > 10
+
+
+def test_tryton_records_are_decoded_once_as_read_and_those_rows_are_served(tmp_path: Path) -> None:
+    from connectors.tryton import codec
+    from sandbox import tryton
+
+    world = read_world(_world_dir(tmp_path, ("tryton",)))
+    assert world.records["tryton"]
+    for recs in world.records["tryton"].values():
+        rows = tryton._DECODED[id(recs)][2]  # kept by the reader: the emulator does not decode them again
+        assert tryton._decoded_rows(recs) == rows
+        for rec, row in zip(recs, rows, strict=True):
+            decoded = codec.decode(rec)
+            assert row == {**decoded, tryton.CURSOR: decoded.get("write_date") or decoded.get("create_date")}
 
 
 def test_the_emulators_serve_only_once_ready_returned_and_not_at_all_if_it_raises(tmp_path: Path) -> None:
