@@ -107,5 +107,18 @@ def _encode_default(value: Any) -> Any:
 def dumps(value: Any) -> bytes:
     """Encode a request body with Tryton's type tags."""
     # orjson writes datetimes, dates and times natively (ISO text); passed through to ``default``
-    # instead, they are tagged like every other non-JSON value, in one pass over the tree
-    return orjson.dumps(value, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    # instead, they are tagged like every other non-JSON value, in one pass over the tree. A body
+    # repeats its instants and days (a record's create, write and last-modified stamps; a page's
+    # dates): each distinct one is tagged once per body.
+    tagged: dict[tuple[type, Any], Any] = {}
+
+    def default(item: Any) -> Any:
+        kind = type(item)
+        if kind is not datetime and kind is not date:
+            return _encode_default(item)
+        hit = tagged.get((kind, item))
+        if hit is None:
+            hit = tagged[(kind, item)] = _encode_default(item)
+        return hit
+
+    return orjson.dumps(value, default=default, option=orjson.OPT_PASSTHROUGH_DATETIME)
