@@ -53,8 +53,9 @@ def decode(value: Any) -> Any:
     """Turn a parsed Tryton JSON value (plain ``json``/``orjson`` output) into Python values."""
     kind = type(value)
     if kind is dict:  # the common shapes first, without a call per plain value
-        out = {k: (decode(v) if type(v) in _NESTED else v) for k, v in value.items()}
-        return _decode_object(out) if "__class__" in out else out
+        if "__class__" in value:
+            return _decode_tagged(value)
+        return {k: (decode(v) if type(v) in _NESTED else v) for k, v in value.items()}
     if kind is list:
         return [decode(v) if type(v) in _NESTED else v for v in value]
     if kind in _PLAIN:
@@ -67,6 +68,15 @@ def decode(value: Any) -> Any:
         # Tryton sends Float fields as JSON numbers; they are not money, but keep them exact anyway.
         return Decimal(repr(value))
     return value
+
+
+def _decode_tagged(obj: dict[str, Any]) -> Any:
+    """A tagged object's value; its members are plain (as Tryton sends them) or decoded first."""
+    for member in obj.values():
+        if type(member) in _NESTED:
+            return _decode_object({k: (decode(v) if type(v) in _NESTED else v) for k, v in obj.items()})
+    value = _decode_object(obj)
+    return dict(obj) if value is obj else value  # one that stays a dict is a copy, as for any dict
 
 
 # types decode has to look into (or convert); every other exact JSON type is returned as it is
