@@ -53,8 +53,9 @@ def decode(value: Any) -> Any:
     """Turn a parsed Tryton JSON value (plain ``json``/``orjson`` output) into Python values."""
     kind = type(value)
     if kind is dict:  # the common shapes first, without a call per plain value
-        out = {k: (decode(v) if type(v) in _NESTED else v) for k, v in value.items()}
-        return _decode_object(out) if "__class__" in out else out
+        if "__class__" in value:
+            return _decode_tagged(value)
+        return {k: (decode(v) if type(v) in _NESTED else v) for k, v in value.items()}
     if kind is list:
         return [decode(v) if type(v) in _NESTED else v for v in value]
     if kind in _PLAIN:
@@ -67,6 +68,15 @@ def decode(value: Any) -> Any:
         # Tryton sends Float fields as JSON numbers; they are not money, but keep them exact anyway.
         return Decimal(repr(value))
     return value
+
+
+def _decode_tagged(obj: dict[str, Any]) -> Any:
+    """A tagged object's value; its members are plain (as Tryton sends them) or decoded first."""
+    for member in obj.values():
+        if type(member) in _NESTED:
+            return _decode_object({k: (decode(v) if type(v) in _NESTED else v) for k, v in obj.items()})
+    value = _decode_object(obj)
+    return dict(obj) if value is obj else value  # one that stays a dict is a copy, as for any dict
 
 
 # types decode has to look into (or convert); every other exact JSON type is returned as it is
@@ -107,5 +117,18 @@ def _encode_default(value: Any) -> Any:
 def dumps(value: Any) -> bytes:
     """Encode a request body with Tryton's type tags."""
     # orjson writes datetimes, dates and times natively (ISO text); passed through to ``default``
-    # instead, they are tagged like every other non-JSON value, in one pass over the tree
-    return orjson.dumps(value, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    # instead, they are tagged like every other non-JSON value, in one pass over the tree. A body
+    # repeats its instants and days (a record's create, write and last-modified stamps; a page's
+    # dates): each distinct one is tagged once per body.
+    tagged: dict[tuple[type, Any], Any] = {}
+
+    def default(item: Any) -> Any:
+        kind = type(item)
+        if kind is not datetime and kind is not date:
+            return _encode_default(item)
+        hit = tagged.get((kind, item))
+        if hit is None:
+            hit = tagged[(kind, item)] = _encode_default(item)
+        return hit
+
+    return orjson.dumps(value, default=default, option=orjson.OPT_PASSTHROUGH_DATETIME)

@@ -61,6 +61,33 @@ def test_encode_tags_values_and_sends_instants_as_naive_utc() -> None:
         codec.dumps({"x": object()})
 
 
+def test_tagged_objects_that_do_not_decode_stay_dicts_and_members_are_decoded() -> None:
+    body = json.dumps({"result": [
+        {"__class__": "date", "year": 2026, "month": 2, "day": 30},  # no such day: the tagged dict as sent
+        {"__class__": "Decimal", "decimal": "twelve"},
+        {"__class__": "timedelta", "seconds": 1.5},  # a float member is decoded (Decimal) before the object
+        {"__class__": "Unknown", "x": {"__class__": "Decimal", "decimal": "1.0"}},
+    ]}).encode()
+    bad_day, bad_amount, delay, unknown = codec.loads(body)["result"]
+    assert bad_day == {"__class__": "date", "year": 2026, "month": 2, "day": 30}
+    assert bad_amount == {"__class__": "Decimal", "decimal": "twelve"}
+    assert delay == {"__class__": "timedelta", "seconds": Decimal("1.5")}
+    assert unknown == {"__class__": "Unknown", "x": Decimal("1.0")}
+    raw = {"__class__": "date", "year": 2026, "month": 2, "day": 30}
+    assert codec.decode(raw) == raw and codec.decode(raw) is not raw  # a copy, as for any dict
+
+
+def test_a_repeated_instant_is_tagged_the_same_each_time() -> None:
+    stamp = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    naive_day = date(2026, 1, 1)
+    rows = json.loads(codec.dumps([{"create_date": stamp, "write_date": stamp, "day": naive_day,
+                                    "at": stamp.astimezone(timezone(timedelta(hours=2)))} for _ in range(3)]))
+    tagged = {"__class__": "datetime", "year": 2026, "month": 1, "day": 1, "hour": 12, "minute": 0,
+              "second": 0, "microsecond": 0}
+    day = {"__class__": "date", "year": 2026, "month": 1, "day": 1}
+    assert rows == [{"create_date": tagged, "write_date": tagged, "day": day, "at": tagged}] * 3
+
+
 class FakeTryton:
     """Answers JSON-RPC like trytond 8.2 and records what it received."""
 
