@@ -1,6 +1,6 @@
 """Tryton read-back throughput: pull N customer invoices from a real trytond into the store.
 
-    python bench/erp.py                     # 1,000 invoices, page size 200, SQLite store
+    python bench/erp.py                     # 1,000 invoices, the connector's page size (1,000), SQLite store
     python bench/erp.py --invoices 5000 --page-size 500
 
 A trytond (SQLite, loopback, cached template database) is started and set up; N invoices with one
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from canonical.store import Store
 from connectors.base import sync_stream
-from connectors.tryton.connector import TrytonConnector
+from connectors.tryton.connector import PAGE, TrytonConnector
 from connectors.tryton.rpc import TrytonClient
 from sandbox import tryton_peer
 from sandbox.tryton_setup import TrytonSetup, setup_accounting
@@ -70,7 +70,7 @@ def create_invoices(client: TrytonClient, setup: TrytonSetup, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--invoices", type=int, default=1000)
-    parser.add_argument("--page-size", type=int, default=200)
+    parser.add_argument("--page-size", type=int, default=PAGE, help="records a page (default: the connector's)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ltc-bench-erp-") as tmp:
