@@ -354,18 +354,25 @@ def _row_params(table: sa.Table, dialect: str) -> Any:
 def _upsert_statement(table: sa.Table, dialect: str) -> tuple[str, Any]:
     key = (table.name, dialect)
     if key not in _UPSERT_CACHE:
-        names = [c.name for c in table.columns]
         mark = "?" if dialect == "sqlite" else "%s"
         values = ", ".join(
             f"{mark}::jsonb" if dialect == "postgresql" and (isinstance(c.type, sa.JSON) or c.name == "attributes")
             else mark
             for c in table.columns
         )
-        cols = ", ".join(f'"{n}"' for n in names)
-        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n != "id")
-        sql = f'INSERT INTO "{table.name}" ({cols}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}'
+        sql = f'INSERT INTO "{table.name}" ({_column_list(table)}) VALUES ({values}) {_on_conflict(table)}'
         _UPSERT_CACHE[key] = (sql, _row_params(table, dialect))
     return _UPSERT_CACHE[key]
+
+
+def _column_list(table: sa.Table) -> str:
+    return ", ".join(f'"{c.name}"' for c in table.columns)
+
+
+def _on_conflict(table: sa.Table) -> str:
+    """The upserts' conflict clause: a row of an id already stored replaces every other column."""
+    updates = ", ".join(f'"{c.name}" = excluded."{c.name}"' for c in table.columns if c.name != "id")
+    return f"ON CONFLICT (id) DO UPDATE SET {updates}"
 
 
 # SQLite: rows go as multi-row ``VALUES`` statements. The work of one statement runs in one
@@ -419,26 +426,23 @@ _STAGE_LINEAGE = ('INSERT INTO main.lineage (entity, canonical_id, raw_id) SELEC
 _STAGE_CACHE: dict[str, tuple[str, str, str]] = {}  # table -> (create, fill, copy in)
 
 
-def _stage_sql(name: str, columns: Sequence[str], upsert: str) -> tuple[str, str, str]:
-    """The statements that stage rows of ``upsert`` (a one-row ``INSERT INTO "name" (...) VALUES (...)
-    ON CONFLICT ...``): create the stage table, fill it (one row), copy it into the store's table."""
-    if name not in _STAGE_CACHE:
-        head, rest = upsert.split(" VALUES (", 1)
-        one, tail = rest.split(")", 1)
-        target = head.replace(f'INSERT INTO "{name}"', f'INSERT INTO main."{name}"', 1)
-        names = ", ".join(f'"{c}"' for c in columns)
-        _STAGE_CACHE[name] = (
-            f'CREATE TABLE IF NOT EXISTS {_STAGE}."{name}" ({names})',
-            f'INSERT INTO {_STAGE}."{name}" VALUES ({one})',
+def _stage_sql(table: sa.Table) -> tuple[str, str, str]:
+    """The statements that stage rows of ``table``: create the stage table, fill it (one row), copy it into the
+    store's table (the store's upsert, :func:`_upsert_statement`, reading the stage)."""
+    if table.name not in _STAGE_CACHE:
+        stage = f'{_STAGE}."{table.name}"'
+        cols = _column_list(table)
+        _STAGE_CACHE[table.name] = (
+            f"CREATE TABLE IF NOT EXISTS {stage} ({cols})",
+            f"INSERT INTO {stage} VALUES ({', '.join('?' for _ in table.columns)})",
             # WHERE true: SQLite's parser tells the upsert's ON CONFLICT from a join's ON by it
-            f'{target} SELECT * FROM {_STAGE}."{name}" WHERE true{tail}',
+            f'INSERT INTO main."{table.name}" ({cols}) SELECT * FROM {stage} WHERE true {_on_conflict(table)}',
         )
-    return _STAGE_CACHE[name]
+    return _STAGE_CACHE[table.name]
 
 
-def _staged(conn: Connection, tables_rows: Sequence[tuple[str, Sequence[str], str, Sequence[tuple[Any, ...]]]]
-            ) -> Statements:
-    """Stage each ``(table, columns, one-row upsert, parameter tuples)`` on ``conn`` (committed in the attached
+def _staged(conn: Connection, tables_rows: Sequence[tuple[sa.Table, Sequence[tuple[Any, ...]]]]) -> Statements:
+    """Stage each ``(table, parameter tuples)`` on ``conn`` (committed in the attached
     in-memory database only); the statements that copy them into the store, in order."""
     if conn.in_transaction():  # the staging's commit would commit it
         raise RuntimeError("rows are staged on a connection outside any transaction")
@@ -449,10 +453,10 @@ def _staged(conn: Connection, tables_rows: Sequence[tuple[str, Sequence[str], st
         record.info[_STAGE] = True
     out: Statements = []
     try:
-        for name, columns, upsert, params in tables_rows:
-            create, fill, copy = _stage_sql(name, columns, upsert)
+        for table, params in tables_rows:
+            create, fill, copy = _stage_sql(table)
             raw.execute(create)
-            raw.execute(f'DELETE FROM {_STAGE}."{name}"')  # what an earlier batch (or a failed try) left
+            raw.execute(f'DELETE FROM {_STAGE}."{table.name}"')  # what an earlier batch (or a failed try) left
             for sql, flat in _sqlite_statements(fill, params):
                 raw.execute(sql, flat)
             out.append((copy, ()))
@@ -916,7 +920,6 @@ class Store:
         for entity, some in rows.items():
             if some:
                 table = tables.table_for(entity)
-                sql, to_params = _upsert_statement(table, "sqlite")
-                staged.append((table.name, [c.name for c in table.columns], sql, to_params(some)))
+                staged.append((table, _upsert_statement(table, "sqlite")[1](some)))
                 links.append((_STAGE_LINEAGE.format(stage=_STAGE, table=table.name), (entity,)))
         return _staged(conn, staged) + links if staged else []

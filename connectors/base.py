@@ -538,6 +538,39 @@ def deep_check(connector: Connector, stream: StreamSpec, store: Store, *, run_id
     return result
 
 
+def _new_run(connector: Connector, stream: StreamSpec, hw: list[str] | None) -> dict[str, Any]:
+    """A run's state from the last complete run's high-water mark: it reads from that mark less the
+    connector's lookback (everything, without a mark)."""
+    since = None
+    if hw and stream.cursor_field:
+        since = (datetime.fromisoformat(hw[0]) - connector.lookback).isoformat() if hw[0] else None
+    return {"since": since, "token": None, "max": hw}
+
+
+def _raised_mark(best: list[Any] | None, latest: RawRecord | None, page: Page, cap: tuple[str, str] | None
+                 ) -> list[Any] | None:
+    """The run's high-water mark raised to the page's latest record and its own high water, never
+    past ``cap`` (the run's start)."""
+    keys = [_key(latest.source_updated_at, latest.source_id)] if latest is not None else []
+    if page.high_water is not None:
+        keys.append(_key(*page.high_water))
+    for k in keys:
+        if cap is not None and k > cap:
+            k = cap  # capped: the mark never passes the run's start
+        if best is None or tuple(k) > tuple(best):
+            best = list(k)
+    return best
+
+
+def _count_page(result: StreamResult, raws: list[RawRecord], res: Any, quarantined: int) -> None:
+    result.pages += 1
+    result.records += len(raws)
+    result.deleted += sum(1 for r in raws if r.deleted)
+    result.written += res.written
+    result.unchanged += res.unchanged
+    result.quarantined += quarantined
+
+
 def sync_stream(
     connector: Connector,
     stream: StreamSpec,
@@ -563,13 +596,7 @@ def sync_stream(
     state: dict[str, Any] = store.get_cursor(connector.name, stream.name) or {}
     if full_refresh:
         state = {}
-    run: dict[str, Any] | None = state.get("run")
-    if run is None:
-        hw = state.get("hw")
-        since = None
-        if hw and stream.cursor_field:
-            since = (datetime.fromisoformat(hw[0]) - connector.lookback).isoformat() if hw[0] else None
-        run = {"since": since, "token": None, "max": hw}
+    run = state.get("run") or _new_run(connector, stream, state.get("hw"))
     # the run's start fixes its upper bound (kept across a resume): the cursor never passes it
     started = _when(run.get("started")) or datetime.now(UTC)
     run["started"] = started.isoformat()
@@ -604,17 +631,8 @@ def sync_stream(
             future = [r for r in raws if r.source_updated_at is not None and r.source_updated_at > future_from]
             result.future += len(future)
             warnings = [_future_warning(stream, r) for r in future]
-            best = run.get("max")
             latest = _latest(raws) if raws else None
-            keys = [_key(latest.source_updated_at, latest.source_id)] if latest is not None else []
-            if page.high_water is not None:
-                keys.append(_key(*page.high_water))
-            for k in keys:
-                if cap is not None and k > cap:
-                    k = cap  # capped: the mark never passes the run's start
-                if best is None or tuple(k) > tuple(best):
-                    best = list(k)
-            run["max"] = best
+            best = run["max"] = _raised_mark(run.get("max"), latest, page, cap)
             if keyset:
                 token = None
                 more = page.more if page.more is not None else len(page.records) >= stream.page_size
@@ -647,12 +665,7 @@ def sync_stream(
                 new_state["deep_at"] = started.isoformat()  # a full read is as complete as a deep check
             res = store.commit_page(connector.name, stream.name, raws, new_state, run_id=run_id,
                                     rejected=rejected + warnings)
-            result.pages += 1
-            result.records += len(raws)
-            result.deleted += sum(1 for r in raws if r.deleted)
-            result.written += res.written
-            result.unchanged += res.unchanged
-            result.quarantined += len(rejected)
+            _count_page(result, raws, res, len(rejected))
             if on_page is not None:
                 on_page(result)
             if last_page:

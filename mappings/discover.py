@@ -386,8 +386,10 @@ def sample_candidates(store: Store, system: str, sources: Mapping[str, tuple[str
     does it once a source's sync has ended, while others still sync). Valid for a later
     :func:`discover` with the same ``sources`` and ``generated`` while ``system``'s raw records stay as they are."""
     objects = _object_specs(system, sources, generated)
-    for obj in _raw_objects(store, system) if objects is not None else ():
-        spec = objects.get(obj) if objects is not None else None
+    if objects is None:
+        return  # no mapping for it: nothing to profile
+    for obj in _raw_objects(store, system):
+        spec = objects.get(obj)
         if isinstance(spec, dict) and (system, obj) not in profiled:
             profiled[(system, obj)] = candidates(spec, _payloads(store, system, obj, sample))
 
