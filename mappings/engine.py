@@ -31,7 +31,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -300,12 +300,8 @@ def run_mapping(
     workers = _map_workers(pending)
     if workers > 1:
         outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id))
-    else:
-        for name, mset in jobs:
-            try:
-                outcomes[name] = _map_locked(store, mset, batch_size, run_id)
-            except Exception as exc:  # as in children: the other systems are mapped all the same
-                outcomes[name] = exc
+    else:  # as in children: a system that fails does not stop the others
+        outcomes.update(_map_share(store, jobs, batch_size, run_id, pending))
     counts: dict[str, dict[str, int]] = {}
     for name in systems:  # the first failure in systems order, once every other system's work is committed
         outcome = outcomes[name]
@@ -313,12 +309,6 @@ def run_mapping(
             raise outcome
         counts[name] = outcome
     return counts
-
-
-def _map_locked(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
-    # one mapping of a system at a time: a second waits (two would race on pending flags)
-    with stage_lock(store.engine, f"map:{mset.system}"):
-        return _map_system(store, mset, batch_size, run_id)
 
 
 MAP_PROCESSES = True  # with fork (Linux): systems mapped side by side in forked children, one per core
@@ -341,14 +331,14 @@ def _map_workers(pending: Mapping[str, int]) -> int:
 def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
                 batch_size: int, run_id: str | None) -> dict[str, dict[str, int] | BaseException]:
     """The systems shared among ``workers`` forked children (:func:`_shares`), each child mapping its share
-    one system after the other (:func:`_map_locked`: lock, reads, mapping and writes all there; canonical
+    one system after the other through one pipeline (:func:`_map_share`: locks, reads, mapping and writes; canonical
     rows are keyed by their source system, so systems mapped side by side write disjoint rows). One child
     per core, not per system: each child grows one heap, not one per system. On SQLite the children take
     turns to write through one lock they share (the store's turn lock, made a process lock). Every system
     runs to its end; a failure is returned as its exception."""
     turn = fork_lock() if store.engine.dialect.name == "sqlite" else None
     shares = _shares(jobs, pending, workers)
-    running = [(share, Pending(partial(_map_child, store, share, batch_size, run_id, turn),
+    running = [(share, Pending(partial(_map_child, store, share, pending, batch_size, run_id, turn),
                                name=f"ltc-map-{share[0][0]}")) for share in shares]
     outcomes: dict[str, dict[str, int] | BaseException] = {}
     try:
@@ -376,21 +366,17 @@ def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int],
     return [share for share in shares if share]
 
 
-def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], batch_size: int, run_id: str | None,
+def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int], batch_size: int,
+               run_id: str | None,
                turn: Any) -> dict[str, dict[str, int] | BaseException]:
     """A forked child: its share of the systems, one after the other, on new connections (the parent's stay
     untouched). A system that fails does not stop the next; its exception is sent back as its outcome."""
     store.in_forked_child(turn)
-    outcomes: dict[str, dict[str, int] | BaseException] = {}
     try:
-        for name, mset in share:
-            try:
-                outcomes[name] = _map_locked(store, mset, batch_size, run_id)
-            except Exception as exc:  # as in this process: the other systems are mapped all the same
-                outcomes[name] = sendable(exc)
+        outcomes = _map_share(store, share, batch_size, run_id, pending)
     finally:
         store.engine.dispose(close=True)
-    return outcomes
+    return {name: sendable(out) if isinstance(out, BaseException) else out for name, out in outcomes.items()}
 
 
 class _Raw(NamedTuple):
@@ -506,71 +492,160 @@ class _Clocks:
               f"wall={time.perf_counter() - self.start:.2f} {steps} (wall/cpu s)", file=sys.stderr, flush=True)
 
 
-def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
-    """Read and map batch k+1 while batch k is written (a writer thread with its own connection: SQLite's
-    and psycopg's statement work runs without the GIL, the mapping is Python), one transaction per batch."""
-    counts: dict[str, int] = defaultdict(int)
-    clocks = _Clocks(mset.system) if "LTC_MAP_PROFILE" in os.environ else None
+# A share's first batch is small: the writer starts on it while the reader reads and maps the next. Its last one
+# too (where the pending count says which it is): the reader, done, waits only for a small write.
+FIRST_BATCH = LAST_BATCH = 2000
+
+
+class _Run:
+    """One system's mapping in a share's pipeline: its lock (held from before its first read until its last batch
+    is committed), its counts (added by the writer as batches commit), and its failure (the reader's, else the
+    writer's first)."""
+
+    def __init__(self, mset: MappingSet, profile: bool) -> None:
+        self.mset = mset
+        self.lock = ExitStack()
+        self.counts: dict[str, int] = defaultdict(int)
+        self.clocks = _Clocks(mset.system) if profile else None
+        self.error: BaseException | None = None  # the reader's
+        self.failed: list[BaseException] = []  # the writer's (the reader stops at its next batch)
+        self.pipeline: _Pipeline | None = None
+        self.last: int | None = None  # the share's last system: its pending count (when it was counted)
+
+    def outcome(self) -> dict[str, int] | BaseException:
+        if self.error is not None:
+            return self.error
+        return self.failed[0] if self.failed else dict(self.counts)
+
+
+_Batch = tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult]
+
+
+class _Pipeline:
+    """A share's writer thread, with its own connection per batch (SQLite's and psycopg's statement work runs
+    without the GIL, the mapping is Python): it writes batch k while the reader reads and maps batch k+1, across
+    the share's systems, so the pipeline fills and drains once per share, not once per system. Items are
+    ``(run, batch)``, ``(run, None)``: that system's batches were all handed over (its lock is released once they
+    are committed), and ``None``: the share is done."""
+
+    def __init__(self, store: Store, run_id: str | None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.items: queue.Queue[tuple[_Run, _Batch | None] | None] = queue.Queue(maxsize=1)
+        self.fresh = True  # no batch handed over yet: the first is small (:data:`FIRST_BATCH`)
+        self.thread = threading.Thread(target=self._write, name="map-writer", daemon=True)
+
+    def __enter__(self) -> _Pipeline:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.items.put(None)
+        self.thread.join()
+
+    def put(self, run: _Run, batch: _Batch | None) -> None:
+        if batch is not None:
+            self.fresh = False
+        self.items.put((run, batch))
+
+    def _write(self) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        while (item := self.items.get()) is not None:
+            run, batch = item
+            if run.clocks is not None:
+                wall, cpu = run.clocks.step("idle", wall, cpu)
+            if batch is None:
+                self._finish(run)
+            elif not run.failed:  # after a failure: drain (the reader stops at its next batch)
+                try:
+                    # one batch is one transaction: if the database connection is lost it is written again
+                    # (what it writes is idempotent, and pending flags say what is left)
+                    batch_counts = db.reconnecting(
+                        partial(_write_batch, self.store, run.mset, self.run_id, *batch, clocks=run.clocks),
+                        what=f"mapping {run.mset.system}")
+                except BaseException as exc:  # the system's outcome
+                    run.failed.append(exc)
+                else:
+                    for key, value in batch_counts.items():
+                        run.counts[key] += value
+            wall, cpu = time.perf_counter(), time.thread_time()
+
+    @staticmethod
+    def _finish(run: _Run) -> None:
+        """Every batch of ``run`` is committed (or failed): its lock goes, the next mapping of it may start."""
+        try:
+            run.lock.close()
+        except BaseException as exc:
+            run.failed.append(exc)
+        if run.clocks is not None and run.error is None and not run.failed:
+            run.clocks.report(run.counts.get("records", 0))
+
+
+def _map_share(store: Store, jobs: Sequence[tuple[str, MappingSet]], batch_size: int, run_id: str | None,
+               pending: Mapping[str, int] | None = None) -> dict[str, dict[str, int] | BaseException]:
+    """Map ``jobs`` one system after the other through one pipeline (:class:`_Pipeline`): the reader goes on to
+    the next system while the writer commits the last batch of the one before. Each system is mapped under its
+    lock (one mapping of a system at a time: a second waits, two would race on pending flags); a system that
+    fails is returned as its exception and the next is mapped all the same."""
+    runs: list[_Run] = []
+    profile = "LTC_MAP_PROFILE" in os.environ
+    start, cpu = time.perf_counter(), time.process_time()
+    # SQLite: the writer's many statements each take the GIL back (PostgreSQL's few wait on the server)
+    short_switches = short_switch_interval(_SWITCH_INTERVAL) if store.engine.dialect.name == "sqlite" else nullcontext()
+    with no_gc(), short_switches, _Pipeline(store, run_id) as pipeline:
+        for _name, mset in jobs:
+            run = _Run(mset, profile)
+            run.pipeline = pipeline
+            if mset is jobs[-1][1] and pending:
+                run.last = pending.get(mset.system)
+            runs.append(run)
+            try:
+                run.lock.enter_context(stage_lock(store.engine, f"map:{mset.system}"))
+                _map_system(store, mset, batch_size, run_id, run)
+            except Exception as exc:  # the other systems are mapped all the same
+                run.error = exc
+            finally:  # its lock is released once the writer has committed what it was handed
+                pipeline.put(run, None)
+    if profile:  # the share's whole: the reader's waits for the writer and the writer's for the reader
+        waits = " ".join(f"{k}={sum(r.clocks.wall[k] for r in runs if r.clocks):.2f}" for k in ("handover", "idle"))
+        print(f"map-profile share pid={os.getpid()} systems={len(runs)} wall={time.perf_counter() - start:.2f} "
+              f"cpu={time.process_time() - cpu:.2f} {waits} (s)", file=sys.stderr, flush=True)
+    return {run.mset.system: run.outcome() for run in runs}
+
+
+def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None, run: _Run) -> None:
+    """Read and map one system's pending rows in batches, each handed to the share's writer (one transaction per
+    batch), under the system's lock (:func:`_map_share`). Stops at a batch the writer failed to write."""
+    pipeline = run.pipeline
+    assert pipeline is not None
+    clocks = run.clocks
+    wall, cpu = time.perf_counter(), time.thread_time()
     sidecars = mset.sidecars()
     if sidecars:
         _mark_sidecar_changes(store, mset.system, sidecars)
-    done: queue.Queue[tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult] | None] = queue.Queue(maxsize=1)
-    failed: list[BaseException] = []
-
-    def writer() -> None:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        while (item := done.get()) is not None:
-            if clocks is not None:
-                wall, cpu = clocks.step("idle", wall, cpu)
-            if failed:
-                continue  # drain: the reader stops at its next batch
-            try:
-                # one batch is one transaction: if the database connection is lost it is written again
-                # (what it writes is idempotent, and pending flags say what is left)
-                batch_counts = db.reconnecting(partial(_write_batch, store, mset, run_id, *item, clocks=clocks),
-                                               what=f"mapping {mset.system}")
-            except BaseException as exc:  # re-raised by the reader
-                failed.append(exc)
-            else:
-                for key, value in batch_counts.items():
-                    counts[key] += value
-            wall, cpu = time.perf_counter(), time.thread_time()
-
-    # SQLite: the writer's many statements each take the GIL back (PostgreSQL's few wait on the server)
-    short_switches = short_switch_interval(_SWITCH_INTERVAL) if store.engine.dialect.name == "sqlite" else nullcontext()
-    with no_gc(), short_switches:
-        thread = threading.Thread(target=writer, name=f"map-{mset.system}-writer", daemon=True)
-        thread.start()
-        try:
-            last_id = 0
-            wall, cpu = time.perf_counter(), time.thread_time()
-            while not failed:
-                batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, batch_size),
-                                        what=f"mapping {mset.system}")
-                if not batch:
-                    break
-                last_id = batch.ids[-1]
-                live, dead = batch.live, batch.dead
-                if sidecars:
-                    live = _with_sidecars(store, mset.system, sidecars, live)
-                if clocks is not None:
-                    wall, cpu = clocks.step("read", wall, cpu)
-                result = map_records(mset, live)
-                if result.deleted_stubs:
-                    dead = dead + batch.raws(set(result.deleted_stubs))
-                if clocks is not None:
-                    wall, cpu = clocks.step("map", wall, cpu)
-                done.put((batch, live, dead, result))
-                if clocks is not None:
-                    wall, cpu = clocks.step("handover", wall, cpu)
-        finally:
-            done.put(None)
-            thread.join()
-    if failed:
-        raise failed[0]
-    if clocks is not None:
-        clocks.report(counts.get("records", 0))
-    return dict(counts)
+    last_id, read = 0, 0
+    while not run.failed:
+        limit = min(FIRST_BATCH, batch_size) if pipeline.fresh else batch_size
+        if run.last is not None and LAST_BATCH < run.last - read <= batch_size:  # all but a small last batch
+            limit = min(limit, run.last - read - LAST_BATCH)
+        batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, limit),
+                                what=f"mapping {mset.system}")
+        if not batch:
+            break
+        last_id, read = batch.ids[-1], read + len(batch)
+        live, dead = batch.live, batch.dead
+        if sidecars:
+            live = _with_sidecars(store, mset.system, sidecars, live)
+        if clocks is not None:
+            wall, cpu = clocks.step("read", wall, cpu)
+        result = map_records(mset, live)
+        if result.deleted_stubs:
+            dead = dead + batch.raws(set(result.deleted_stubs))
+        if clocks is not None:
+            wall, cpu = clocks.step("map", wall, cpu)
+        pipeline.put(run, (batch, live, dead, result))
+        if clocks is not None:
+            wall, cpu = clocks.step("handover", wall, cpu)
 
 
 def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pending,
