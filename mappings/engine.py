@@ -492,9 +492,11 @@ class _Clocks:
               f"wall={time.perf_counter() - self.start:.2f} {steps} (wall/cpu s)", file=sys.stderr, flush=True)
 
 
-# A share's first batch is small: the writer starts on it while the reader reads and maps the next. Its last one
-# too (where the pending count says which it is): the reader, done, waits only for a small write.
+# A share's first batches are small and grow (the writer, slower per record, starts on the first while the reader
+# reads and maps a larger next one), up to the batch size. Its last one too (where the pending count says which
+# it is): the reader, done, waits only for a small write.
 FIRST_BATCH = LAST_BATCH = 2000
+_RAMP = 1.5
 
 
 class _Run:
@@ -528,11 +530,12 @@ class _Pipeline:
     ``(run, batch)``, ``(run, None)``: that system's batches were all handed over (its lock is released once they
     are committed), and ``None``: the share is done."""
 
-    def __init__(self, store: Store, run_id: str | None) -> None:
+    def __init__(self, store: Store, run_id: str | None, batch_size: int) -> None:
         self.store = store
         self.run_id = run_id
+        self.batch_size = batch_size
         self.items: queue.Queue[tuple[_Run, _Batch | None] | None] = queue.Queue(maxsize=1)
-        self.fresh = True  # no batch handed over yet: the first is small (:data:`FIRST_BATCH`)
+        self.ramp: int | None = FIRST_BATCH  # the next batch's size while the pipeline fills, then None
         self.thread = threading.Thread(target=self._write, name="map-writer", daemon=True)
 
     def __enter__(self) -> _Pipeline:
@@ -544,8 +547,10 @@ class _Pipeline:
         self.thread.join()
 
     def put(self, run: _Run, batch: _Batch | None) -> None:
-        if batch is not None:
-            self.fresh = False
+        if batch is not None and self.ramp is not None:
+            self.ramp = max(self.ramp + 1, int(self.ramp * _RAMP))
+            if self.ramp >= self.batch_size:
+                self.ramp = None
         self.items.put((run, batch))
 
     def _write(self) -> None:
@@ -592,7 +597,7 @@ def _map_share(store: Store, jobs: Sequence[tuple[str, MappingSet]], batch_size:
     start, cpu = time.perf_counter(), time.process_time()
     # SQLite: the writer's many statements each take the GIL back (PostgreSQL's few wait on the server)
     short_switches = short_switch_interval(_SWITCH_INTERVAL) if store.engine.dialect.name == "sqlite" else nullcontext()
-    with no_gc(), short_switches, _Pipeline(store, run_id) as pipeline:
+    with no_gc(), short_switches, _Pipeline(store, run_id, batch_size) as pipeline:
         for _name, mset in jobs:
             run = _Run(mset, profile)
             run.pipeline = pipeline
@@ -625,7 +630,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
         _mark_sidecar_changes(store, mset.system, sidecars)
     last_id, read = 0, 0
     while not run.failed:
-        limit = min(FIRST_BATCH, batch_size) if pipeline.fresh else batch_size
+        limit = min(pipeline.ramp or batch_size, batch_size)
         if run.last is not None and LAST_BATCH < run.last - read <= batch_size:  # all but a small last batch
             limit = min(limit, run.last - read - LAST_BATCH)
         batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, limit),
