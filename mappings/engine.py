@@ -13,7 +13,9 @@
    (:meth:`canonical.store.Store.staged_upserts`), and the WAL is checkpointed after the turn, not in it.
 4. With fork (Linux) and enough work, systems are mapped side by side in forked children, one per
    core, each mapping its share of the systems in turn (:func:`_map_forked`): a system's rows are keyed by its name, so systems
-   never write the same rows; on SQLite the children take turns to write (the store's turn lock).
+   never write the same rows; on SQLite the children take turns to write (the store's turn lock). A share (or the
+   whole stage in one process) is one pipeline (:func:`_map_share`): its writer thread commits one system's last
+   batch while the reader goes on to the next system.
    ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
    system's time goes.
 
