@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -259,6 +259,9 @@ def run_mapping(
     batch_size: int = BATCH,
     run_id: str | None = None,
     extra: Mapping[str, Node] | None = None,
+    only: Collection[str] | None = None,
+    skip: Collection[str] = (),
+    turn: Any = None,
 ) -> dict[str, dict[str, int]]:
     """Map every pending raw row (of ``system``, or of all systems) into canonical rows.
 
@@ -271,13 +274,17 @@ def run_mapping(
     shipped kind) is left pending, counted as ``waiting`` — its raw rows stay, nothing is lost — so
     one unknown source does not stop the others; naming it in ``system`` raises the reason instead.
     ``extra``: system -> an override in memory merged last (:mod:`mappings.discover`'s fields).
+    Without ``system``: ``only`` maps just those of the pending systems, and ``skip`` leaves those out (systems
+    that :func:`map_ahead` maps). ``turn``: the SQLite writers' lock to share with forked children, when other
+    processes (a :func:`map_ahead` child) write meanwhile.
 
     Systems are mapped side by side in forked children where that pays (:func:`_map_workers`). Either
     way every system is mapped; a system that fails (its mapping does not load, or its stage raises)
     is raised once the others' work is committed: the first in ``systems`` order.
     """
     sources = _source_kinds(config)
-    systems = [system] if system is not None else _pending_systems(store)
+    systems = [system] if system is not None else [
+        name for name in _pending_systems(store) if (only is None or name in only) and name not in skip]
     outcomes: dict[str, dict[str, int] | BaseException] = {}
     jobs: list[tuple[str, MappingSet]] = []
     for name in systems:
@@ -299,7 +306,7 @@ def run_mapping(
     pending = {name: _pending_count(store, name) for name, _mset in jobs} if len(jobs) > 1 else {}
     workers = _map_workers(pending)
     if workers > 1:
-        outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id))
+        outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id, turn))
     else:
         for name, mset in jobs:
             try:
@@ -339,14 +346,15 @@ def _map_workers(pending: Mapping[str, int]) -> int:
 
 
 def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
-                batch_size: int, run_id: str | None) -> dict[str, dict[str, int] | BaseException]:
+                batch_size: int, run_id: str | None, turn: Any = None) -> dict[str, dict[str, int] | BaseException]:
     """The systems shared among ``workers`` forked children (:func:`_shares`), each child mapping its share
     one system after the other (:func:`_map_locked`: lock, reads, mapping and writes all there; canonical
     rows are keyed by their source system, so systems mapped side by side write disjoint rows). One child
     per core, not per system: each child grows one heap, not one per system. On SQLite the children take
     turns to write through one lock they share (the store's turn lock, made a process lock). Every system
     runs to its end; a failure is returned as its exception."""
-    turn = fork_lock() if store.engine.dialect.name == "sqlite" else None
+    if turn is None and store.engine.dialect.name == "sqlite":
+        turn = fork_lock()
     shares = _shares(jobs, pending, workers)
     running = [(share, Pending(partial(_map_child, store, share, batch_size, run_id, turn),
                                name=f"ltc-map-{share[0][0]}")) for share in shares]
@@ -391,6 +399,29 @@ def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], batch_size
     finally:
         store.engine.dispose(close=True)
     return outcomes
+
+
+def map_ahead(store: Store, systems: Collection[str], *, config: Any = None, extra: Mapping[str, Node] | None = None,
+              turn: Any = None) -> Pending[dict[str, dict[str, int]]]:
+    """:func:`run_mapping` of the pending records of ``systems`` (only) in a forked child, started now and
+    answered by the :class:`~canonical.forking.Pending` returned: the pipeline maps a source whose sync has
+    ended while others still sync. ``turn``: the SQLite writers' lock the child shares with the processes
+    that write meanwhile (the sync's children, and this process, which must take it too). Where fork is not
+    available, the mapping runs here when its result is asked for."""
+    chosen = frozenset(systems)
+    return Pending(partial(_map_ahead_child, store, chosen, config, extra, turn),
+                   name=f"ltc-map-ahead-{'-'.join(sorted(chosen))}")
+
+
+def _map_ahead_child(store: Store, systems: frozenset[str], config: Any, extra: Mapping[str, Node] | None,
+                     turn: Any) -> dict[str, dict[str, int]]:
+    if not in_forked_child():  # not forked (no fork here): this process's own store as it is
+        return run_mapping(store, config=config, extra=extra, only=systems)
+    store.in_forked_child(turn)
+    try:
+        return run_mapping(store, config=config, extra=extra, only=systems)
+    finally:
+        store.engine.dispose(close=True)
 
 
 class _Raw(NamedTuple):

@@ -40,11 +40,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from canonical.errors import ConfigError
-from canonical.forking import fork_lock, forks, start_child
+from canonical.forking import fork_lock, forks, in_forked_child, start_child
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
-from ltc.app.discovery import applied_overrides, describe, map_with_discovery
+from ltc.app.discovery import MapAhead, applied_overrides, describe, map_with_discovery
 from ltc.app.hints import hint_for
 from ltc.app.progress import OnProgress, ProgressEvent, StreamTimer
 from ltc.app.progress import stage as progress_stage
@@ -202,6 +202,9 @@ class Context:
     mapper: Mapper = sequential  # runs the reconcile buckets (the Prefect flow passes one that reports progress)
     profiled: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     """Discovery samples profiled during the sync (:func:`_sample_synced`), reused by the map stage."""
+    map_ahead: bool = False  # the map stage will run: a source may be mapped once synced, while others sync
+    ahead: MapAhead | None = None
+    """The sources mapped during the sync (:func:`_sample_synced`), which the map stage waits for."""
 
 
 # --- the stages ----------------------------------------------------------------------------------
@@ -330,7 +333,7 @@ def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None)
                 conn.close()
                 process.join()
                 if running and not waiting:
-                    _sample_synced(ctx, name)
+                    _sample_synced(ctx, name, turn)
     finally:
         for conn, (_name, process) in running.items():
             process.kill()
@@ -339,18 +342,24 @@ def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None)
     return [statuses[name] for name in names]
 
 
-def _sample_synced(ctx: Context, name: str) -> None:
-    """While the last sources sync in their children (this process only waits for them), profile the
-    discovery sample of ``name``, whose sync has ended, for the map stage (:func:`ltc.app.discovery.sample_early`).
-    Only ahead of time: a problem here is left to the map stage, which profiles what is not done."""
+def _sample_synced(ctx: Context, name: str, turn: Any = None) -> None:
+    """While the last sources sync in their children (this process only waits for them), map ``name``, whose
+    sync has ended, in a forked child (:class:`ltc.app.discovery.MapAhead`; ``turn``: the sync's SQLite
+    writers' lock, which that child and this process then share), when the map stage is to run; else profile
+    its discovery sample for the map stage (:func:`ltc.app.discovery.sample_early`). Only ahead of time: a
+    problem here is left to the map stage, which maps and profiles what is not done."""
     from ltc.app.discovery import sample_early
 
-    if not ctx.cfg.discover_fields:
-        return
     try:
-        sample_early(ctx.store, ctx.cfg, name, ctx.profiled)
-    except Exception as exc:  # the map stage profiles the sample itself, and says what is wrong
-        log.debug("discovery sample of %s left to the map stage: %s", name, exc)
+        if ctx.map_ahead and not in_forked_child():
+            if ctx.ahead is None:
+                ctx.ahead = MapAhead(ctx.store, ctx.cfg, ctx.profiled, turn)
+            if ctx.ahead.start(name):
+                return
+        if ctx.cfg.discover_fields:
+            sample_early(ctx.store, ctx.cfg, name, ctx.profiled)
+    except Exception as exc:  # the map stage maps and profiles it itself, and says what is wrong
+        log.debug("mapping of %s left to the map stage: %s", name, exc)
 
 
 def _sync_child(ctx: Context, name: str, turn: Any, progress: bool, conn: Any) -> None:
@@ -435,7 +444,7 @@ def stage_map(ctx: Context) -> dict[str, Any]:
     """Map (with the identifier fields discovery found in the landed data); then the quarantine per
     stream, which fails the run when a stream is over ``quarantine_fail_share`` (:mod:`ltc.app.unread`)."""
     mapped, discovered = map_with_discovery(ctx.store, ctx.cfg, enabled=ctx.cfg.discover_fields,
-                                            profiled=ctx.profiled)
+                                            profiled=ctx.profiled, ahead=ctx.ahead)
     totals: dict[str, int] = {}
     for counts in mapped.values():
         for key, value in counts.items():
@@ -577,18 +586,22 @@ def run_pipeline(store: Store, cfg: Config, as_of: date | None = None, *, sync_o
     source that fails; a failing stage ends the run ``failed`` and the later stages, but notify, are skipped)."""
     result = begin(store, cfg, as_of)
     ctx = Context(store, cfg, result, sync_one=sync_one, echo=echo, sources=sources, report_title=report_title,
-                  on_progress=on_progress)
+                  on_progress=on_progress, map_ahead="map" not in skip)
     failed = False
-    for stage in STAGES:
-        if stage.name in skip or (failed and not stage.after_failure):
-            continue
-        try:  # sync shows a stage per source instead of one for all
-            with progress_stage(stage.name, on_progress if stage.name != "sync" else None) as done:
-                done(_brief(run_stage(ctx, stage)))
-        except Exception as exc:
-            log.error("stage %s failed: %s", stage.name, exc)
-            echo(f"stage {stage.name} failed: {exc}")
-            failed = True
+    try:
+        for stage in STAGES:
+            if stage.name in skip or (failed and not stage.after_failure):
+                continue
+            try:  # sync shows a stage per source instead of one for all
+                with progress_stage(stage.name, on_progress if stage.name != "sync" else None) as done:
+                    done(_brief(run_stage(ctx, stage)))
+            except Exception as exc:
+                log.error("stage %s failed: %s", stage.name, exc)
+                echo(f"stage {stage.name} failed: {exc}")
+                failed = True
+    finally:  # a stage before the map stage failed: the sources mapped ahead are not waited for
+        if ctx.ahead is not None:
+            ctx.ahead.cancel()
     return finish(store, result)
 
 
