@@ -143,11 +143,11 @@ class MapAhead:
     store: Store
     cfg: Config
     profiled: dict[tuple[str, str], list[Candidate]]
-    turn: Any = None  # the SQLite writers' lock shared with the sync's children (None elsewhere)
+    turn: Any = None  # the SQLite writers' lock shared with the sync's children, which this process takes too
     known: dict[str, dict[str, str]] | None = None  # identifiers known before this run mapped anything
     started: list[str] = field(default_factory=list)
     _running: dict[str, Pending[dict[str, dict[str, int]]]] = field(default_factory=dict)
-    _own_turn: Any = None  # this process's own writers' lock, put back once the children are done
+    own_turn: Any = None  # this process's own writers' lock, put back once the children are done
 
     def start(self, source: str) -> bool:
         """Map ``source`` (its sync has ended; its raw records stay as they are) in a forked child, with the
@@ -156,11 +156,8 @@ class MapAhead:
         store, cfg = self.store, self.cfg
         if not _pending_in(store, source):
             return False  # nothing landed: left to the map stage, which decides as before
-        if not self.started:  # the first: the state before this run maps anything
-            if cfg.discover_fields:
-                self.known = known_identifiers(store)
-            if self.turn is not None:  # from now on this process writes while the children do
-                self._own_turn = store.use_turn(self.turn)
+        if not self.started and cfg.discover_fields:  # the first: the state before this run maps anything
+            self.known = known_identifiers(store)
         extra = None
         if cfg.discover_fields:
             generated = {source: node} if (node := generated_mappings(store, cfg).get(source)) is not None else None
@@ -195,9 +192,9 @@ class MapAhead:
         for call in self._running.values():
             call.cancel()
         self._running.clear()
-        if self._own_turn is not None:
-            self.store.use_turn(self._own_turn)
-            self._own_turn = None
+        if self.own_turn is not None:
+            self.store.use_turn(self.own_turn)
+            self.own_turn = None
 
 
 def _pending_in(store: Store, system: str) -> bool:
