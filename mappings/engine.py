@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
-from canonical.forking import Pending, fork_lock, forks, in_forked_child, sendable
+from canonical.forking import Pending, fork_lock, forks, in_forked_child, results, sendable
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
@@ -305,6 +305,15 @@ def run_mapping(
         jobs.append((name, mset))
     pending = {name: _pending_count(store, name) for name, _mset in jobs} if len(jobs) > 1 else {}
     workers = _map_workers(pending)
+    if workers <= 1 and len(jobs) == 1 and system is None:
+        parts = _split_parts(store, jobs[0][1])
+        if parts is not None:
+            name, mset = jobs[0]
+            try:
+                outcomes[name] = _map_split(store, mset, parts, batch_size, run_id, turn)
+            except Exception as exc:  # as below: raised once every other system's outcome is in
+                outcomes[name] = exc
+            jobs = []
     if workers > 1:
         outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id, turn))
     else:
@@ -382,6 +391,75 @@ def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int],
         shares[least].append(job)
         loads[least] += pending[job[0]]
     return [share for share in shares if share]
+
+
+SPLIT_FROM = 50_000  # pending records of a lone system from which its objects are mapped in two children
+
+
+def _split_parts(store: Store, mset: MappingSet) -> list[list[str]] | None:
+    """A lone system's pending source objects in two parts of about the same work for two forked children, or
+    None (not worth it, or not possible: PostgreSQL, no fork, in a forked child, one core, ``LTC_MAP_PROCESSES=off``).
+    Objects that map to a common entity stay in one part: the parts then write disjoint canonical rows (an
+    entity's ids come from its source system and record, so two objects of different entities never meet),
+    and each part keeps its records' raw-id order, so that nothing depends on how the two interleave."""
+    env = os.environ.get("LTC_MAP_PROCESSES", "").strip().lower()
+    if (not MAP_PROCESSES or env in ("0", "off", "false", "no") or store.engine.dialect.name != "sqlite"
+            or not forks() or in_forked_child()):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        return None
+    with store.engine.connect() as conn:
+        sizes: dict[str, int] = dict(conn.exec_driver_sql(
+            "SELECT r.object, count(*) FROM raw_pending p JOIN raw_record r ON r.id = p.raw_id "
+            "WHERE p.system = ? GROUP BY r.object", (mset.system,)).fetchall())
+    if sum(sizes.values()) < SPLIT_FROM or len(sizes) < 2:
+        return None
+    groups: list[tuple[set[str], set[str]]] = []  # (objects, their entities and sidecar objects), joined when they meet
+    for obj in sorted(sizes):
+        # an object mapped with sidecar records stays with them too: a sidecar may be an object mapped itself
+        touches = mset.entities_of(obj) | {side for side, _id in mset.sidecars().get(obj, {}).values()} | {obj}
+        met = [g for g in groups if g[1] & touches]
+        for g in met:
+            groups.remove(g)
+        groups.append(({obj, *(o for g in met for o in g[0])}, touches.union(*(g[1] for g in met))))
+    if len(groups) < 2:
+        return None
+    parts: list[list[str]] = [[], []]
+    loads = [0, 0]
+    for objs, _touch in sorted(groups, key=lambda g: (-sum(sizes[o] for o in g[0]), sorted(g[0]))):
+        least = loads.index(min(loads))
+        parts[least] += sorted(objs)
+        loads[least] += sum(sizes[o] for o in objs)
+    return [sorted(p) for p in parts]
+
+
+def _map_split(store: Store, mset: MappingSet, parts: list[list[str]], batch_size: int, run_id: str | None,
+               turn: Any) -> dict[str, int]:
+    """One system mapped by two forked children, each the pending records of its part of the source objects
+    (:func:`_split_parts`), under this process's hold of the system's lock; their counts added up."""
+    with stage_lock(store.engine, f"map:{mset.system}"):
+        sidecars = mset.sidecars()
+        if sidecars:  # once, before the parts read what is pending
+            _mark_sidecar_changes(store, mset.system, sidecars)
+        if turn is None:
+            turn = fork_lock()
+        calls = [Pending(partial(_map_part, store, mset, part, batch_size, run_id, turn),
+                         name=f"ltc-map-{mset.system}-{i}") for i, part in enumerate(parts)]
+        counts: dict[str, int] = defaultdict(int)
+        for part_counts in results(calls):
+            for key, value in part_counts.items():
+                counts[key] += value
+    return dict(counts)
+
+
+def _map_part(store: Store, mset: MappingSet, objects: Sequence[str], batch_size: int, run_id: str | None,
+              turn: Any) -> dict[str, int]:
+    store.in_forked_child(turn)
+    try:
+        return _map_system(store, mset, batch_size, run_id, objects)
+    finally:
+        store.engine.dispose(close=True)
 
 
 def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], batch_size: int, run_id: str | None,
@@ -484,11 +562,18 @@ class _Pending:
         return out
 
 
-def _read_pending(store: Store, system: str, after: int, limit: int) -> _Pending:
+def _read_pending(store: Store, system: str, after: int, limit: int,
+                  objects: Sequence[str] | None = None) -> _Pending:
     """A batch of pending raw rows at the driver level, by column: the JSON parsed by orjson in one
-    ``map``, each distinct timestamp once, not through SQLAlchemy's per-value result processing."""
+    ``map``, each distinct timestamp once, not through SQLAlchemy's per-value result processing.
+    ``objects``: of these source objects only (SQLite; :func:`_map_split`)."""
     with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(_PENDING_SQL[conn.dialect.name], (system, after, limit)).fetchall()
+        if objects is None:
+            rows = conn.exec_driver_sql(_PENDING_SQL[conn.dialect.name], (system, after, limit)).fetchall()
+        else:
+            sql = _PENDING_SQL["sqlite"].replace(
+                " ORDER BY", f" AND r.object IN ({', '.join('?' for _ in objects)}) ORDER BY")
+            rows = conn.exec_driver_sql(sql, (system, after, *objects, limit)).fetchall()
     if not rows:
         return _Pending((), (), [], [], ())
     ids, objects, sids, texts, updated, deleted, hashes, fetched = zip(*rows, strict=True)
@@ -537,13 +622,17 @@ class _Clocks:
               f"wall={time.perf_counter() - self.start:.2f} {steps} (wall/cpu s)", file=sys.stderr, flush=True)
 
 
-def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
+def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None,
+                objects: Sequence[str] | None = None) -> dict[str, int]:
     """Read and map batch k+1 while batch k is written (a writer thread with its own connection: SQLite's
-    and psycopg's statement work runs without the GIL, the mapping is Python), one transaction per batch."""
+    and psycopg's statement work runs without the GIL, the mapping is Python), one transaction per batch.
+    ``objects``: only the pending records of these source objects (a part of the system, :func:`_map_split`,
+    whose sidecar records were marked before it was split)."""
     counts: dict[str, int] = defaultdict(int)
-    clocks = _Clocks(mset.system) if "LTC_MAP_PROFILE" in os.environ else None
+    clocks = _Clocks(mset.system if objects is None else f"{mset.system}[{','.join(objects)}]") \
+        if "LTC_MAP_PROFILE" in os.environ else None
     sidecars = mset.sidecars()
-    if sidecars:
+    if sidecars and objects is None:
         _mark_sidecar_changes(store, mset.system, sidecars)
     done: queue.Queue[tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult] | None] = queue.Queue(maxsize=1)
     failed: list[BaseException] = []
@@ -576,7 +665,7 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
             last_id = 0
             wall, cpu = time.perf_counter(), time.thread_time()
             while not failed:
-                batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, batch_size),
+                batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, batch_size, objects),
                                         what=f"mapping {mset.system}")
                 if not batch:
                     break
