@@ -13,7 +13,9 @@
    (:meth:`canonical.store.Store.staged_upserts`), and the WAL is checkpointed after the turn, not in it.
 4. With fork (Linux) and enough work, systems are mapped side by side in forked children, one per
    core, each mapping its share of the systems in turn (:func:`_map_forked`): a system's rows are keyed by its name, so systems
-   never write the same rows; on SQLite the children take turns to write (the store's turn lock).
+   never write the same rows; on SQLite the children take turns to write (the store's turn lock). A lone large
+   system is mapped by two children, each a part of its source objects that shares no entity with the other
+   part (:func:`_split_parts`).
    ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
    system's time goes.
 
