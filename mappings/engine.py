@@ -15,7 +15,8 @@
    core, each mapping its share of the systems in turn (:func:`_map_forked`): a system's rows are keyed by its name, so systems
    never write the same rows; on SQLite the children take turns to write (the store's turn lock). A share (or the
    whole stage in one process) is one pipeline (:func:`_map_share`): its writer thread commits one system's last
-   batch while the reader goes on to the next system.
+   batch while the reader goes on to the next system. A lone large system is mapped by two children, each a part of
+   its source objects that shares no entity with the other part (:func:`_split_parts`).
    ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
    system's time goes.
 
@@ -32,7 +33,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
-from canonical.forking import Pending, fork_lock, forks, in_forked_child, sendable
+from canonical.forking import Pending, fork_lock, forks, in_forked_child, results, sendable
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
@@ -261,6 +262,9 @@ def run_mapping(
     batch_size: int = BATCH,
     run_id: str | None = None,
     extra: Mapping[str, Node] | None = None,
+    only: Collection[str] | None = None,
+    skip: Collection[str] = (),
+    turn: Any = None,
 ) -> dict[str, dict[str, int]]:
     """Map every pending raw row (of ``system``, or of all systems) into canonical rows.
 
@@ -273,13 +277,17 @@ def run_mapping(
     shipped kind) is left pending, counted as ``waiting`` — its raw rows stay, nothing is lost — so
     one unknown source does not stop the others; naming it in ``system`` raises the reason instead.
     ``extra``: system -> an override in memory merged last (:mod:`mappings.discover`'s fields).
+    Without ``system``: ``only`` maps just those of the pending systems, and ``skip`` leaves those out (systems
+    that :func:`map_ahead` maps). ``turn``: the SQLite writers' lock to share with forked children, when other
+    processes (a :func:`map_ahead` child) write meanwhile.
 
     Systems are mapped side by side in forked children where that pays (:func:`_map_workers`). Either
     way every system is mapped; a system that fails (its mapping does not load, or its stage raises)
     is raised once the others' work is committed: the first in ``systems`` order.
     """
     sources = _source_kinds(config)
-    systems = [system] if system is not None else _pending_systems(store)
+    systems = [system] if system is not None else [
+        name for name in _pending_systems(store) if (only is None or name in only) and name not in skip]
     outcomes: dict[str, dict[str, int] | BaseException] = {}
     jobs: list[tuple[str, MappingSet]] = []
     for name in systems:
@@ -300,8 +308,17 @@ def run_mapping(
         jobs.append((name, mset))
     pending = {name: _pending_count(store, name) for name, _mset in jobs} if len(jobs) > 1 else {}
     workers = _map_workers(pending)
+    if workers <= 1 and len(jobs) == 1 and system is None:
+        parts = _split_parts(store, jobs[0][1])
+        if parts is not None:
+            name, mset = jobs[0]
+            try:
+                outcomes[name] = _map_split(store, mset, parts, batch_size, run_id, turn)
+            except Exception as exc:  # as below: raised once every other system's outcome is in
+                outcomes[name] = exc
+            jobs = []
     if workers > 1:
-        outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id))
+        outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id, turn))
     else:  # as in children: a system that fails does not stop the others
         outcomes.update(_map_share(store, jobs, batch_size, run_id, pending))
     counts: dict[str, dict[str, int]] = {}
@@ -331,14 +348,15 @@ def _map_workers(pending: Mapping[str, int]) -> int:
 
 
 def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
-                batch_size: int, run_id: str | None) -> dict[str, dict[str, int] | BaseException]:
+                batch_size: int, run_id: str | None, turn: Any = None) -> dict[str, dict[str, int] | BaseException]:
     """The systems shared among ``workers`` forked children (:func:`_shares`), each child mapping its share
     one system after the other through one pipeline (:func:`_map_share`: locks, reads, mapping and writes; canonical
     rows are keyed by their source system, so systems mapped side by side write disjoint rows). One child
     per core, not per system: each child grows one heap, not one per system. On SQLite the children take
     turns to write through one lock they share (the store's turn lock, made a process lock). Every system
     runs to its end; a failure is returned as its exception."""
-    turn = fork_lock() if store.engine.dialect.name == "sqlite" else None
+    if turn is None and store.engine.dialect.name == "sqlite":
+        turn = fork_lock()
     shares = _shares(jobs, pending, workers)
     running = [(share, Pending(partial(_map_child, store, share, pending, batch_size, run_id, turn),
                                name=f"ltc-map-{share[0][0]}")) for share in shares]
@@ -368,6 +386,80 @@ def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int],
     return [share for share in shares if share]
 
 
+SPLIT_FROM = 50_000  # pending records of a lone system from which its objects are mapped in two children
+
+
+def _split_parts(store: Store, mset: MappingSet) -> list[list[str]] | None:
+    """A lone system's pending source objects in two parts of about the same work for two forked children, or
+    None (not worth it, or not possible: PostgreSQL, no fork, in a forked child, one core, ``LTC_MAP_PROCESSES=off``).
+    Objects that map to a common entity stay in one part: the parts then write disjoint canonical rows (an
+    entity's ids come from its source system and record, so two objects of different entities never meet),
+    and each part keeps its records' raw-id order, so that nothing depends on how the two interleave."""
+    env = os.environ.get("LTC_MAP_PROCESSES", "").strip().lower()
+    if (not MAP_PROCESSES or env in ("0", "off", "false", "no") or store.engine.dialect.name != "sqlite"
+            or not forks() or in_forked_child()):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        return None
+    with store.engine.connect() as conn:
+        sizes: dict[str, int] = dict(conn.exec_driver_sql(
+            "SELECT r.object, count(*) FROM raw_pending p JOIN raw_record r ON r.id = p.raw_id "
+            "WHERE p.system = ? GROUP BY r.object", (mset.system,)).fetchall())
+    if sum(sizes.values()) < SPLIT_FROM or len(sizes) < 2:
+        return None
+    groups: list[tuple[set[str], set[str]]] = []  # (objects, their entities and sidecar objects), joined when they meet
+    for obj in sorted(sizes):
+        # an object mapped with sidecar records stays with them too: a sidecar may be an object mapped itself
+        touches = mset.entities_of(obj) | {side for side, _id in mset.sidecars().get(obj, {}).values()} | {obj}
+        met = [g for g in groups if g[1] & touches]
+        for g in met:
+            groups.remove(g)
+        groups.append(({obj, *(o for g in met for o in g[0])}, touches.union(*(g[1] for g in met))))
+    if len(groups) < 2:
+        return None
+    parts: list[list[str]] = [[], []]
+    loads = [0, 0]
+    for objs, _touch in sorted(groups, key=lambda g: (-sum(sizes[o] for o in g[0]), sorted(g[0]))):
+        least = loads.index(min(loads))
+        parts[least] += sorted(objs)
+        loads[least] += sum(sizes[o] for o in objs)
+    return [sorted(p) for p in parts]
+
+
+def _map_split(store: Store, mset: MappingSet, parts: list[list[str]], batch_size: int, run_id: str | None,
+               turn: Any) -> dict[str, int]:
+    """One system mapped by two forked children, each the pending records of its part of the source objects
+    (:func:`_split_parts`), under this process's hold of the system's lock; their counts added up."""
+    with stage_lock(store.engine, f"map:{mset.system}"):
+        sidecars = mset.sidecars()
+        if sidecars:  # once, before the parts read what is pending
+            _mark_sidecar_changes(store, mset.system, sidecars)
+        if turn is None:
+            turn = fork_lock()
+        calls = [Pending(partial(_map_part, store, mset, part, batch_size, run_id, turn),
+                         name=f"ltc-map-{mset.system}-{i}") for i, part in enumerate(parts)]
+        counts: dict[str, int] = defaultdict(int)
+        for part_counts in results(calls):
+            for key, value in part_counts.items():
+                counts[key] += value
+    return dict(counts)
+
+
+def _map_part(store: Store, mset: MappingSet, objects: Sequence[str], batch_size: int, run_id: str | None,
+              turn: Any) -> dict[str, int]:
+    """A forked child of :func:`_map_split`: the pending records of ``objects`` through a pipeline of its own, under
+    the lock its parent holds."""
+    store.in_forked_child(turn)
+    try:
+        outcome = _map_share(store, [(mset.system, mset)], batch_size, run_id, objects=objects)[mset.system]
+    finally:
+        store.engine.dispose(close=True)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int], batch_size: int,
                run_id: str | None,
                turn: Any) -> dict[str, dict[str, int] | BaseException]:
@@ -379,6 +471,29 @@ def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], pending: M
     finally:
         store.engine.dispose(close=True)
     return {name: sendable(out) if isinstance(out, BaseException) else out for name, out in outcomes.items()}
+
+
+def map_ahead(store: Store, systems: Collection[str], *, config: Any = None, extra: Mapping[str, Node] | None = None,
+              turn: Any = None) -> Pending[dict[str, dict[str, int]]]:
+    """:func:`run_mapping` of the pending records of ``systems`` (only) in a forked child, started now and
+    answered by the :class:`~canonical.forking.Pending` returned: the pipeline maps a source whose sync has
+    ended while others still sync. ``turn``: the SQLite writers' lock the child shares with the processes
+    that write meanwhile (the sync's children, and this process, which must take it too). Where fork is not
+    available, the mapping runs here when its result is asked for."""
+    chosen = frozenset(systems)
+    return Pending(partial(_map_ahead_child, store, chosen, config, extra, turn),
+                   name=f"ltc-map-ahead-{'-'.join(sorted(chosen))}")
+
+
+def _map_ahead_child(store: Store, systems: frozenset[str], config: Any, extra: Mapping[str, Node] | None,
+                     turn: Any) -> dict[str, dict[str, int]]:
+    if not in_forked_child():  # not forked (no fork here): this process's own store as it is
+        return run_mapping(store, config=config, extra=extra, only=systems)
+    store.in_forked_child(turn)
+    try:
+        return run_mapping(store, config=config, extra=extra, only=systems)
+    finally:
+        store.engine.dispose(close=True)
 
 
 class _Raw(NamedTuple):
@@ -441,11 +556,18 @@ class _Pending:
         return out
 
 
-def _read_pending(store: Store, system: str, after: int, limit: int) -> _Pending:
+def _read_pending(store: Store, system: str, after: int, limit: int,
+                  objects: Sequence[str] | None = None) -> _Pending:
     """A batch of pending raw rows at the driver level, by column: the JSON parsed by orjson in one
-    ``map``, each distinct timestamp once, not through SQLAlchemy's per-value result processing."""
+    ``map``, each distinct timestamp once, not through SQLAlchemy's per-value result processing.
+    ``objects``: of these source objects only (SQLite; :func:`_map_split`)."""
     with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(_PENDING_SQL[conn.dialect.name], (system, after, limit)).fetchall()
+        if objects is None:
+            rows = conn.exec_driver_sql(_PENDING_SQL[conn.dialect.name], (system, after, limit)).fetchall()
+        else:
+            sql = _PENDING_SQL["sqlite"].replace(
+                " ORDER BY", f" AND r.object IN ({', '.join('?' for _ in objects)}) ORDER BY")
+            rows = conn.exec_driver_sql(sql, (system, after, *objects, limit)).fetchall()
     if not rows:
         return _Pending((), (), [], [], ())
     ids, objects, sids, texts, updated, deleted, hashes, fetched = zip(*rows, strict=True)
@@ -506,11 +628,13 @@ class _Run:
     is committed), its counts (added by the writer as batches commit), and its failure (the reader's, else the
     writer's first)."""
 
-    def __init__(self, mset: MappingSet, profile: bool) -> None:
+    def __init__(self, mset: MappingSet, profile: bool, objects: Sequence[str] | None = None) -> None:
         self.mset = mset
+        self.objects = objects  # only these source objects' records (a part of the system, :func:`_map_split`)
         self.lock = ExitStack()
         self.counts: dict[str, int] = defaultdict(int)
-        self.clocks = _Clocks(mset.system) if profile else None
+        self.clocks = _Clocks(mset.system if objects is None else f"{mset.system}[{','.join(objects)}]") \
+            if profile else None
         self.error: BaseException | None = None  # the reader's
         self.failed: list[BaseException] = []  # the writer's (the reader stops at its next batch)
         self.pipeline: _Pipeline | None = None
@@ -589,11 +713,13 @@ class _Pipeline:
 
 
 def _map_share(store: Store, jobs: Sequence[tuple[str, MappingSet]], batch_size: int, run_id: str | None,
-               pending: Mapping[str, int] | None = None) -> dict[str, dict[str, int] | BaseException]:
+               pending: Mapping[str, int] | None = None,
+               objects: Sequence[str] | None = None) -> dict[str, dict[str, int] | BaseException]:
     """Map ``jobs`` one system after the other through one pipeline (:class:`_Pipeline`): the reader goes on to
     the next system while the writer commits the last batch of the one before. Each system is mapped under its
     lock (one mapping of a system at a time: a second waits, two would race on pending flags); a system that
-    fails is returned as its exception and the next is mapped all the same."""
+    fails is returned as its exception and the next is mapped all the same. ``objects``: one system's part
+    (:func:`_map_part`), whose lock the parent holds and whose sidecar records it marked."""
     runs: list[_Run] = []
     profile = "LTC_MAP_PROFILE" in os.environ
     start, cpu = time.perf_counter(), time.process_time()
@@ -601,13 +727,14 @@ def _map_share(store: Store, jobs: Sequence[tuple[str, MappingSet]], batch_size:
     short_switches = short_switch_interval(_SWITCH_INTERVAL) if store.engine.dialect.name == "sqlite" else nullcontext()
     with no_gc(), short_switches, _Pipeline(store, run_id, batch_size) as pipeline:
         for _name, mset in jobs:
-            run = _Run(mset, profile)
+            run = _Run(mset, profile, objects)
             run.pipeline = pipeline
             if mset is jobs[-1][1] and pending:
                 run.last = pending.get(mset.system)
             runs.append(run)
             try:
-                run.lock.enter_context(stage_lock(store.engine, f"map:{mset.system}"))
+                if objects is None:
+                    run.lock.enter_context(stage_lock(store.engine, f"map:{mset.system}"))
                 _map_system(store, mset, batch_size, run_id, run)
             except Exception as exc:  # the other systems are mapped all the same
                 run.error = exc
@@ -628,14 +755,14 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
     clocks = run.clocks
     wall, cpu = time.perf_counter(), time.thread_time()
     sidecars = mset.sidecars()
-    if sidecars:
+    if sidecars and run.objects is None:
         _mark_sidecar_changes(store, mset.system, sidecars)
     last_id, read = 0, 0
     while not run.failed:
         limit = min(pipeline.ramp or batch_size, batch_size)
         if run.last is not None and LAST_BATCH < run.last - read <= batch_size:  # all but a small last batch
             limit = min(limit, run.last - read - LAST_BATCH)
-        batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, limit),
+        batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, limit, run.objects),
                                 what=f"mapping {mset.system}")
         if not batch:
             break
