@@ -20,6 +20,7 @@ directory is :func:`reconcile.stream.reconcile_world`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -305,23 +306,34 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
     for k in range(n):
         (root / str(k)).mkdir(parents=True, exist_ok=True)
     parents: dict[str, tuple[pl.Series, pl.Series]] = {}
-    for name in SPLIT:  # parents before their lines
-        df = read(name, [c for c in SCHEMAS[name] if c not in NOT_READ.get(name, ())])
-        if name == "cross_ref":
-            df = _xref_rows(df)
-        if name in names:  # the name keys go with the rows: a bucket does not compute them again
-            df = df.with_columns(names.pop(name))
-        for line, parent, key in _LINES:
-            if line == name:
-                b[name] = _child_buckets(*parents[parent], df[key], n)
-        if name in _PARENTS:
-            parents[name] = (df["id"], b[name])
-        bucket = b.pop(name)
-        # one bucket's rows copied at a time (partition_by would copy the whole table at once: at 1M chains the
-        # payment table twice over was the peak of the pre-pass)
-        for k in bucket.unique().sort().to_list():
-            write_scratch(df.filter(bucket == k), root / str(k) / f"{name}.parquet")
-        del df, bucket
+    # each part is written by a thread of its own while the next one is cut (and the next table read): pyarrow's
+    # writer runs without the GIL, so the spill keeps both cores busy; one part in flight at a time (its memory is
+    # a bucket's share of one table)
+    with ThreadPoolExecutor(1, thread_name_prefix="ltc-spill") as pool:
+        pending: Future[None] | None = None
+        for name in SPLIT:  # parents before their lines
+            df = read(name, [c for c in SCHEMAS[name] if c not in NOT_READ.get(name, ())])
+            if name == "cross_ref":
+                df = _xref_rows(df)
+            if name in names:  # the name keys go with the rows: a bucket does not compute them again
+                df = df.with_columns(names.pop(name))
+            for line, parent, key in _LINES:
+                if line == name:
+                    b[name] = _child_buckets(*parents[parent], df[key], n)
+            if name in _PARENTS:
+                parents[name] = (df["id"], b[name])
+            bucket = b.pop(name)
+            # one bucket's rows copied at a time (partition_by would copy the whole table at once: at 1M chains the
+            # payment table twice over was the peak of the pre-pass)
+            for k in bucket.unique().sort().to_list():
+                part = df.filter(bucket == k)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(write_scratch, part, root / str(k) / f"{name}.parquet")
+                del part
+            del df, bucket
+        if pending is not None:
+            pending.result()
     _trim_heap()
     return root
 
@@ -347,9 +359,9 @@ def write_scratch(df: pl.DataFrame, path: Path) -> None:
     """A scratch table (:func:`canonical.columnar.scratch_parquet`) written in one go."""
     import pyarrow.parquet as pq
 
-    from canonical.columnar import scratch_parquet
+    from canonical.columnar import arrow_view, scratch_parquet
 
-    pq.write_table(df.to_arrow(), path, **scratch_parquet())
+    pq.write_table(arrow_view(df), path, **scratch_parquet())
 
 
 def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) -> Frames:
