@@ -297,3 +297,80 @@ def test_helper_reads_text_after_a_first_batch_of_nulls_and_starts_lean(tmp_path
         ("x", Decimal("12.5"), 7, True, date(2025, 1, 2), datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)),
         ("", Decimal("3"), None, False, None, None)]
     assert loaded == []
+
+
+def test_sqlite_swap_indexes_built_before_the_last_appends(sqlite_store: Store, tmp_path,  # type: ignore[no-untyped-def]
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite, swap: ``index()`` moves the table's indexes to ``recon_link__new`` (built over the rows so far, kept up
+    to date by the later appends); ``finish`` swaps the table in with the schema it replaced. Rolled back after
+    ``index()``, or after a killed run that had moved them, the live table gets its indexes back."""
+    import sqlite3
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from canonical import tables
+    from reconcile.tables import recon_link
+
+    monkeypatch.setattr(columnar, "SMALL", 0)
+    shape, indexes, before = _with_a_previous_run(sqlite_store, tmp_path)
+    assert indexes
+    path = Path(str(sqlite_store.engine.url.database))
+
+    def schema() -> list[tuple[str, str, str]]:  # (SQLite's rename quotes the table's name)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return sorted((t, n, sql.replace('"recon_link"', "recon_link")) for t, n, sql in db.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE tbl_name LIKE 'recon_link%' AND sql IS NOT NULL"))
+
+    def on(table: str) -> set[str]:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return {n for (n,) in db.execute(
+                f"SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name = '{table}'")}
+
+    old_schema = schema()
+    parts = []
+    for k in range(3):
+        parts.append(tmp_path / f"{k}.parquet")
+        _links(20 + k, f"b{k}").write_parquet(parts[-1])
+    load = [columnar.Load(shape, (str(p),), wrap={"evidence": "text"}) for p in parts]
+    # rolled back after the indexes moved: the live table has them back, and its rows
+    with pytest.raises(RuntimeError, match="last bucket"), \
+            columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True) as writer:
+        writer.add(load[:1])
+        writer.index()
+        for f in writer.futures:
+            f.result()
+        assert on("recon_link__new") == indexes and on("recon_link") == set()
+        assert _link_rows(sqlite_store) == before  # readers: the last run's rows
+        raise RuntimeError("the last bucket failed")
+    assert _link_rows(sqlite_store) == before and _indexes(sqlite_store) == indexes and schema() == old_schema
+    # committed: appended before and after the indexes were built, swapped in with the schema it replaced
+    with columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True) as writer:
+        writer.add(load[:2])
+        writer.index()
+        writer.add(load[2:])
+        assert writer.finish() == 63
+    got = _link_rows(sqlite_store)
+    assert len(got) == 63 and {r[0].partition(":")[0] for r in got} == {"b0", "b1", "b2"}
+    assert schema() == old_schema and _indexes(sqlite_store) == indexes
+    with sqlite3.connect(path) as db:  # the indexes answer for every row, those appended after them too
+        assert db.execute("SELECT count(*) FROM recon_link INDEXED BY ix_recon_link_chain_id "
+                          "WHERE chain_id IS NOT NULL").fetchone()[0] == \
+            db.execute("SELECT count(*) FROM recon_link NOT INDEXED WHERE chain_id IS NOT NULL").fetchone()[0]
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # a killed run that had moved the indexes: the next write gives them back before it starts
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        sqls = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                          "AND tbl_name = 'recon_link'").fetchall()
+        db.execute("CREATE TABLE recon_link__new AS SELECT * FROM recon_link WHERE 0")
+        for name, sql in sqls:
+            db.execute(f'DROP INDEX "{name}"')
+            db.execute(columnar._on_table(sql, "recon_link__new"))
+        db.commit()
+    assert on("recon_link") == set()
+    writer = columnar.BulkWriter(sqlite_store.engine, [recon_link.name], rows_hint=50, swap=True)
+    writer.abort()
+    assert _indexes(sqlite_store) == indexes and schema() == old_schema and len(_link_rows(sqlite_store)) == 63
+    with sqlite_store.engine.connect() as conn:  # what alembic compares
+        assert [d for d in compare_metadata(MigrationContext.configure(conn), tables.metadata)
+                if d[0] != "remove_table"] == []
