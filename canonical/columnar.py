@@ -28,7 +28,6 @@ import contextlib
 import io
 import os
 import pickle
-import re
 import subprocess
 import sys
 import tempfile
@@ -702,13 +701,7 @@ def _sqlite_begin(path: str, delete: Sequence[str], swap: bool = False) -> None:
     try:
         for name in delete:
             if swap:
-                # a killed run's; the indexes it had moved there (:func:`_sqlite_index`) are given back first
-                cur.execute(f"SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                            f"AND tbl_name = '{_new(name)}'")
-                moved = [sql for (sql,) in cur.fetchall()]
-                cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')
-                for sql in moved:
-                    cur.execute(_on_table(sql, name))
+                cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')  # a killed run's
                 cur.execute(f"SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '{name}'")
                 row = cur.fetchone()
                 if row is None:
@@ -726,49 +719,6 @@ def _sqlite_begin(path: str, delete: Sequence[str], swap: bool = False) -> None:
     except BaseException:
         _sqlite_end(False)
         raise
-
-
-def _on_table(create: str, to: str) -> str:
-    """``CREATE INDEX … ON <table> (…)`` (as sqlite_master holds it) on table ``to`` instead."""
-    m = re.match(r'(?is)^(\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+.+?\s+ON\s+)("[^"]+"|`[^`]+`|\[[^\]]+\]|\w+)(\s*\(.*)$',
-                 create)
-    if m is None:
-        raise ValueError(f"unexpected index schema: {create[:80]!r}")
-    return f'{m.group(1)}"{to}"{m.group(3)}'
-
-
-def _sqlite_index() -> None:
-    """In the helper process, in a swapping bulk write: the replaced tables' indexes moved to their ``__new`` tables
-    now (built over the rows appended so far, in one sort each; later appends keep them up to date), so that
-    :func:`_sqlite_end` only swaps the tables. The driver calls it while the last bucket is computed: the
-    index builds then overlap it instead of running alone at the end (measured at 1M chains: 4-6 s, the caller
-    waiting ~3 s). SQLite cannot rename an index, and an index name is unique in the database: the live table
-    goes without its indexes from here until the swap (its readers are slower for those seconds, not wrong); a
-    rolled-back write gives them back (:func:`_sqlite_end`), as does the next write after a killed one
-    (:func:`_sqlite_begin`)."""
-    t = time.perf_counter()
-    cur = _SESSION["cur"]
-    moved: dict[str, list[str]] = _SESSION.setdefault("moved", {})
-    cur.execute("BEGIN IMMEDIATE")
-    try:
-        for name in _SESSION["swap"]:
-            cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                        f"AND tbl_name = '{name}'")
-            found = cur.fetchall()
-            for index, sql in found:
-                cur.execute(f'DROP INDEX "{index}"')
-                cur.execute(_on_table(sql, _new(name)))
-            moved.setdefault(name, []).extend(sql for _, sql in found)
-        cur.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(Exception):
-            cur.execute("ROLLBACK")
-        for name in _SESSION["swap"]:
-            moved.pop(name, None)
-        raise
-    t = _profile("indexes built (before the last appends)", t)
-    cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    cur.fetchall()
 
 
 def _renamed(create: str, name: str, to: str) -> str:
@@ -836,14 +786,6 @@ def _sqlite_checkpoint(path: str) -> None:
     _profile("checkpointed", t)
 
 
-def _drop_new(cur: _Lite, swap: Sequence[str]) -> None:
-    """A swap rolled back: its ``__new`` tables dropped, the indexes moved to them (:func:`_sqlite_index`) given back."""
-    for name in swap:
-        cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')
-        for sql in _SESSION.get("moved", {}).get(name, ()):
-            cur.execute(sql)
-
-
 def _sqlite_end(commit: bool) -> int:
     """In the helper process: end the open bulk write; returns the rows it wrote (0 when rolled back or none was
     open). A swap committed: in one transaction the replaced tables are dropped, the ``__new`` ones renamed to
@@ -872,7 +814,8 @@ def _sqlite_end(commit: bool) -> int:
             except BaseException:
                 cur.execute("ROLLBACK")
                 with contextlib.suppress(Exception):
-                    _drop_new(cur, swap)
+                    for name in swap:
+                        cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')
                 raise
             cur.execute("COMMIT")
             _profile("committed", t)
@@ -880,7 +823,8 @@ def _sqlite_end(commit: bool) -> int:
             with contextlib.suppress(Exception):
                 cur.execute("ROLLBACK")  # an open transaction (not a swap's, whose appends commit on their own)
             with contextlib.suppress(Exception):
-                _drop_new(cur, swap)
+                for name in swap:
+                    cur.execute(f'DROP TABLE IF EXISTS "{_new(name)}"')
             rows = 0
     finally:
         _SESSION.clear()
@@ -953,13 +897,6 @@ class BulkWriter:
             self.futures.append(self.pool.submit(self._pg_append, jobs))
         else:
             self.futures.append(self.pool.submit(_helper(0).call, _sqlite_append, jobs))
-
-    def index(self) -> None:
-        """SQLite, a swap under way: build the new tables' indexes now, over the rows appended so far
-        (:func:`_sqlite_index`; in the background, after the appends handed over already), instead of at
-        :meth:`finish`; a no-op otherwise."""
-        if self.mode == "helper" and self.swap:
-            self.futures.append(self.pool.submit(_helper(0).call, _sqlite_index))
 
     def finish(self, settle: bool = True) -> int:
         """Wait for the appends, commit; the rows written. On SQLite the committed write is then copied from the

@@ -202,8 +202,6 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         _WRITERS[run_id] = (writer, set(), threading.Lock())
 
         def one(k: int) -> Any:
-            if k == plan.n - 1 and plan.n > 1:
-                _index_now(run_id)
             return run_bucket(plan, k, s, as_of, (start, end), written=functools.partial(_written, run_id, out),
                               frames=FRAMES if kept else LINK_FRAMES)
 
@@ -273,16 +271,6 @@ def _written(run_id: str, out: Path, k: int) -> None:
         jobs = _link_jobs(out, [k], skip=done)
         done.update(f for j in jobs for f in j.files)
         writer.add(jobs)
-
-
-def _index_now(run_id: str) -> None:
-    """The last bucket is starting: the run's writer builds the new links' and allocations' indexes now, over the
-    rows it has (:meth:`canonical.columnar.BulkWriter.index`), while this bucket is computed, instead of alone at the
-    end (a no-op in a process other than the driver's)."""
-    got = _WRITERS.get(run_id)
-    if got is not None:
-        with got[2]:
-            got[0].index()
 
 
 def _input_rows(src: Path) -> int:
