@@ -494,6 +494,13 @@ def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATC
     _discover_tables(src, dest, ix, batch_rows)
     if ready is not None:
         ready()
+    link_tables(src, dest)
+    return dest
+
+
+def link_tables(src: str | Path, dest: str | Path) -> None:
+    """The tables of ``src`` discovery leaves as they are, linked into ``dest`` (those not there yet)."""
+    src, dest = Path(src), Path(dest)
     for path in src.iterdir():
         if path.suffix == ".parquet" and path.stem not in ("order", "invoice", "payment"):
             target = dest / path.name
@@ -502,7 +509,6 @@ def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATC
                     target.symlink_to(path.resolve())
                 except OSError:
                     shutil.copyfile(path, target)
-    return dest
 
 
 def _discover_tables(src: Path, dest: Path, ix: Index | None, batch_rows: int) -> None:

@@ -11,7 +11,8 @@ are computed (PostgreSQL: in one transaction,
 the old rows deleted during the pre-pass; SQLite: to fresh tables, each bucket committed and checkpointed on its
 own, swapped in for the old ones in one transaction with their indexes); the commit follows the last bucket (this
 process makes the exception lifecycle's rows meanwhile, converted for the driver: :func:`reconcile.lifecycle.prepare`), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
-the tables reference discovery does not read are exported while it runs. In a second transaction the KPI snapshot is
+the tables reference discovery does not read are exported while it runs, the line tables (which the pre-pass's
+bucket assignment does not read either) after the others, while the buckets are assigned. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
 lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
 ``run`` table with its counts; a conservation failure marks the run failed and re-raises.
@@ -25,8 +26,8 @@ import contextlib
 import functools
 import tempfile
 import threading
-from collections.abc import Collection, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -42,7 +43,7 @@ from reconcile import lifecycle
 from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, buckets_for, reconcile_frames
 from reconcile.frames import Frames, conform, export_frames, store_table
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
-from reconcile.partition import NOT_READ
+from reconcile.partition import LINE_TABLES, NOT_READ
 from reconcile.stream import (
     DISCOVERY_TABLES,
     FRAMES,
@@ -191,8 +192,15 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     with ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
             columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
                                 rows_hint=_input_rows(src), swap=True) as writer:
-        later = pool.submit(export_frames, store, src, rest, omit, readers=readers)
-        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=later.result)
+        # with several buckets, the line tables (the bulk of the rest) are exported after the others, while the
+        # buckets are assigned (the pre-pass does not read them; numpy's and scipy's work there has one core): the
+        # spill waits for them, not discovery (which waited 4-6 s for them at 1M chains)
+        lines = [name for name in rest if name in LINE_TABLES] if readers == 1 else []
+        later = pool.submit(export_frames, store, src, [name for name in rest if name not in lines], omit,
+                            readers=readers)
+        after = pool.submit(export_frames, store, src, lines, omit, readers=readers) if lines else None
+        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=_waiting("  discovery waited for the export", later),
+                            lines=_waiting("  the spill waited for the lines' export", after) if after else None)
         clock("pre-pass + spill (the other tables exported meanwhile)")
 
         # a bucket run in this process hands its links to the writer as soon as they are on disk: its order, invoice
@@ -235,6 +243,17 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     clock("links + allocations stored")
     return (ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
                             chains=res.chains, kpis=kpis, partitions=plan.n, out=out), at, found)
+
+
+def _waiting(label: str, done: Future[Any]) -> Callable[[], object]:
+    """Waits for ``done`` (its error raised), the wait on the profile's clock (LTC_RECON_PROFILE)."""
+    def wait() -> object:
+        clock = _Clock()
+        got = done.result()
+        clock(label)
+        return got
+
+    return wait
 
 
 def _buckets(store: Store, partitions: int | None) -> int:

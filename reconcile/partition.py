@@ -291,15 +291,18 @@ _LINES = (("deal_line", "deal", "deal_id"), ("quote", "deal", "deal_id"), ("quot
           ("contract", "deal", "deal_id"), ("order_line", "order", "order_id"), ("delivery", "order", "order_id"),
           ("delivery_line", "delivery", "delivery_id"))
 _PARENTS = {parent for _, parent, _ in _LINES}
+#: the tables that follow a parent's bucket: :func:`assign_buckets` does not read them
+LINE_TABLES = tuple(line for line, _, _ in _LINES)
 #: columns the core never reads: not spilled (a bucket reads them back as nulls)
 NOT_READ = {"deal": {"created_at", "order_ref"}, "order": {"source_id", "ref_text"}, "invoice": {"source_id", "ref_text"},
             "payment": {"source_id", "ref_text", "reference"},
                 "deal_line": {"id", "currency", "unit_price"}, "order_line": {"id", "currency", "unit_price"}}
 
 
-def spill(read: Reader, n: int, directory: str | Path) -> Path:
+def spill(read: Reader, n: int, directory: str | Path, lines: Callable[[], object] | None = None) -> Path:
     """Write each bucket's rows of every table to ``directory/<k>/<table>.parquet`` (one table in memory at a time;
-    :func:`write_scratch`: the fastest to write and read back)."""
+    :func:`write_scratch`: the fastest to write and read back). ``lines``: called before the first of
+    :data:`LINE_TABLES` is read (the buckets are assigned without them)."""
     root = Path(directory)
     names: dict[str, pl.Series] = {}
     b = assign_buckets(read, n, lines=False, names=names)
@@ -312,6 +315,9 @@ def spill(read: Reader, n: int, directory: str | Path) -> Path:
     with ThreadPoolExecutor(1, thread_name_prefix="ltc-spill") as pool:
         pending: Future[None] | None = None
         for name in SPLIT:  # parents before their lines
+            if name in LINE_TABLES and lines is not None:
+                lines()
+                lines = None
             df = read(name, [c for c in SCHEMAS[name] if c not in NOT_READ.get(name, ())])
             if name == "cross_ref":
                 df = _xref_rows(df)
