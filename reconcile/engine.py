@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -118,38 +119,58 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
     clock = _Clock()
     run_id = store.begin_run("reconcile")
     writers: list[columnar.BulkWriter] = []  # their checkpoints run on during the lifecycle step
+    removing: list[threading.Thread] = []  # the scratch directory's removal runs on during the lifecycle step too
     try:
-        with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
-            out = Path(keep) if keep is not None else Path(tmp) / "out"
-            found: dict[str, dict[str, Any]] | None = None
-            if frames is not None:
-                result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
-                _store_links(store, out)
-                at = now()
-            else:
-                result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
-                                              run_id, partitions, mapper, writers, kept=keep is not None)
-            clock("reconcile + KPIs, links + allocations stored")
-        with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
-            result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
-            result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
-            _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
-                                                                       pl.lit(as_of).alias("as_of")))
-        clock("KPI snapshot + exception lifecycle")
-        for w in writers:
-            w.settle()
-        clock("links' checkpoint")
-        if keep is None:
-            result.out = None
-    except Exception as exc:
-        for w in writers:
-            w.settle()
-        store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
-    store.finish_run(run_id, "success", counts={"exceptions": result.totals["exceptions"],
-                                                "lifecycle": result.lifecycle, "states": result.totals["states"],
-                                                "partitions": result.partitions})
-    return result
+        try:
+            with _scratch_dir(scratch, removing) as tmp:
+                out = Path(keep) if keep is not None else Path(tmp) / "out"
+                found: dict[str, dict[str, Any]] | None = None
+                if frames is not None:
+                    result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
+                    _store_links(store, out)
+                    at = now()
+                else:
+                    result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
+                                                  run_id, partitions, mapper, writers, kept=keep is not None)
+                clock("reconcile + KPIs, links + allocations stored")
+            with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
+                result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
+                result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
+                _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
+                                                                           pl.lit(as_of).alias("as_of")))
+            clock("KPI snapshot + exception lifecycle")
+            for w in writers:
+                w.settle()
+            clock("links' checkpoint")
+            if keep is None:
+                result.out = None
+        except Exception as exc:
+            for w in writers:
+                w.settle()
+            store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        store.finish_run(run_id, "success", counts={"exceptions": result.totals["exceptions"],
+                                                    "lifecycle": result.lifecycle, "states": result.totals["states"],
+                                                    "partitions": result.partitions})
+        return result
+    finally:
+        for t in removing:  # removed when the run returns
+            t.join()
+
+
+@contextlib.contextmanager
+def _scratch_dir(scratch: str | Path | None, removing: list[threading.Thread]) -> Iterator[str]:
+    """A temporary directory (in ``scratch``), removed by a thread of its own once the block is left (``removing``;
+    the caller joins it) while the lifecycle step runs, which waited for it (at 1M chains, the spill and discovered
+    tables alone, 2.3 GB, took 0.6 s to remove; the export and result files come on top)."""
+    tmp = tempfile.mkdtemp(prefix="ltc-recon-", dir=scratch)
+    try:
+        yield tmp
+    finally:
+        t = threading.Thread(target=shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True},
+                             name="ltc-recon-scratch")
+        t.start()
+        removing.append(t)
 
 
 def _no_checkpoint(conn: sa.Connection, pending: bool) -> contextlib.AbstractContextManager[None]:
