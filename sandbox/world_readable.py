@@ -91,7 +91,13 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
     mset = compile_for(system, system, override)
     batch: list[tuple[None, str, str, Any, None]] = []
     plans = mset.plans
-    for obj, raw, world_rec, payload in _served(system, records):
+    erp = system in ("tryton", "odoo")
+    if not erp:  # served as they are (_served): a file's records at once, no field dropped
+        for obj, recs in records.items():
+            raw = STRIPE_RAW.get(obj, obj) if system == "stripe" else obj
+            if not obj.startswith("associations/") and raw in plans:
+                batch.extend([(None, raw, str(p.get("Id", p.get("id"))), p, None) for p in recs])
+    for obj, raw, world_rec, payload in _served(system, records) if erp else ():
         rid = str(payload.get("Id", payload.get("id")))
         if world_rec is not None and (key := _dropped(world_rec, payload)) is not None:
             fields = ", ".join(sorted(k for k in payload if k not in _STAMPS))
