@@ -267,12 +267,14 @@ def _chain_sources(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> _Ch
 
 
 def _by_id(conn: sa.Connection, entity: str, columns: tuple[str, ...], *, live: bool = False) -> dict[str, Any]:
-    """The entity's rows by id: ``columns`` and the source keys (``live``: deleted rows left out)."""
+    """The entity's rows by id: ``columns`` and the source keys (``live``: deleted rows left out).
+
+    The large reads here are fetched whole (``all()``): iterating a result fetches one row per call."""
     t = ct.table_for(entity)
     query = sa.select(t.c.id, *(t.c[c] for c in columns), *(t.c[c] for c in _SRC))
     if live:
         query = query.where(t.c.deleted_at.is_(None))
-    return {r.id: r for r in conn.execute(query)}
+    return {r.id: r for r in conn.execute(query).all()}
 
 
 def _chain_links(conn: sa.Connection) -> tuple[dict[str, list[str]], dict[str, list[str]],
@@ -301,7 +303,7 @@ def _stage_texts(conn: sa.Connection, stages_of: dict[tuple[str, str], list[str]
         wanted = sorted({i for (_, e), ids in stages_of.items() if e == entity for i in ids})
         for k in range(0, len(wanted), 500):
             for rid, number, st in conn.execute(sa.select(t.c.id, t.c.number, t.c[status])
-                                                .where(t.c.id.in_(wanted[k:k + 500]))):
+                                                .where(t.c.id.in_(wanted[k:k + 500]))).all():
                 stage_text[rid] = f"{number or rid} ({st})" if st else str(number or rid)
     return stage_text
 

@@ -56,7 +56,7 @@ _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what quote(safe="") l
 def _q(part: str) -> str:
     text = str(part)
     # a report links tens of thousands of records, whose ids rarely need quoting: checked at C speed first
-    return text if _UNRESERVED(text) else quote(text, safe="")
+    return text if (text.isascii() and text.isalnum()) or _UNRESERVED(text) else quote(text, safe="")
 
 
 class SourceLinks:

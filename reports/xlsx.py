@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,19 @@ from reports import labels
 from reports.cells import FORMULA_START, neutralise, plain_decimal, spreadsheet_number
 from reports.i18n import translations
 from reports.model import Report
-from reports.xlsx_stream import FONT_BOLD, FONT_LINK, FONT_PLAIN, SheetWriter, Workbook, column_letter
+from reports.xlsx_stream import (
+    FONT_BOLD,
+    FONT_LINK,
+    FONT_PLAIN,
+    SheetWriter,
+    Workbook,
+    column_letter,
+    serial_day,
+)
 
 MAX_WIDTH = 60
+_DIGITS_SHOWN = Decimal("1e15")  # an amount this large is sized by its plain digits, not grouped with 2 decimals
+_DATE = "yyyy-mm-dd"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -71,23 +81,40 @@ class _Sheet:
         """One row; ``money``: column -> currency of an amount; ``links``: column -> URL."""
         self.row += 1
         row = str(self.row)
-        widths = self.widths
+        styles, widths = self.styles, self.widths
         if len(values) > len(self.letters):
             self._letter(len(values))  # the letters (and widths) of the columns up to this row's last
         letters = self.letters
         cells: list[str] = []
         for i, v in enumerate(values):
             url = links.get(i) if links else None
-            if url is None and type(v) is str:
-                # the common cell, plain text without a link, written here at once (a large report has
-                # a million cells); the same XML and width as _cell gives it
+            kind = type(v)
+            # the common cells (text, with a link or not; an amount or a date without one) are written here
+            # at once (a large report has a million cells): the same XML, style and width as _cell gives them
+            if kind is str:
                 text = v if v.isprintable() and not v.startswith(FORMULA_START) else neutralise(v)
                 space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
-                cells.append(f'<c r="{letters[i]}{row}" t="inlineStr"><is><t{space}>'
+                ref = letters[i] + row
+                style = ""
+                if url:
+                    self.ws.links.append((ref, url))
+                    style = f' s="{styles.xf(None, FONT_LINK)}"'
+                cells.append(f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>'
                              f'{text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")}</t></is></c>')
                 w = min((len(text) if text.isascii() else _display_width(text)) + 2, MAX_WIDTH)
             elif v is None and not url:
                 w = 2
+            elif kind is Decimal and not url and spreadsheet_number(v):
+                fmt = money_format(money[i]) if money and i in money else formats.get(i) if formats else None
+                style = f' s="{styles.xf(fmt)}"' if fmt else ""
+                cells.append(f'<c r="{letters[i]}{row}"{style}><v>{v}</v></c>')
+                shown = f"{v:,.2f}" if abs(v) < _DIGITS_SHOWN else plain_decimal(v)
+                if money and i in money:
+                    shown += " " + (money[i] or "")
+                w = min((len(shown) if shown.isascii() else _display_width(shown)) + 2, MAX_WIDTH)
+            elif kind is date and not url:
+                cells.append(f'<c r="{letters[i]}{row}" s="{styles.xf(_DATE)}"><v>{serial_day(v)}</v></c>')
+                w = 12  # "2026-01-01" and its margin
             else:
                 w = self._cell(cells, letters[i] + row, i, v, url, money, formats)
             if w > widths[i]:
@@ -108,7 +135,7 @@ class _Sheet:
                     fmt = money_format(money[i])
                 elif formats and i in formats:
                     fmt = formats[i]
-                shown = f"{v:,.2f}" if abs(v) < Decimal("1e15") else plain_decimal(v)
+                shown = f"{v:,.2f}" if abs(v) < _DIGITS_SHOWN else plain_decimal(v)
             else:  # beyond a double: the exact digits as text
                 value = shown = plain_decimal(v)
                 right = True
@@ -121,7 +148,7 @@ class _Sheet:
             shown = "2026-01-01 00:00"
         elif hasattr(v, "isoformat"):
             value = v
-            fmt = "yyyy-mm-dd"
+            fmt = _DATE
             shown = "2026-01-01"
         else:
             value = shown = neutralise(str(v))

@@ -36,6 +36,32 @@ def test_fast_text_cells_match_the_general_path(tmp_path: Path, text: str) -> No
     assert max(fast.widths) <= max(MAX_WIDTH, 4)
 
 
+CELLS: list[tuple[object, dict[str, object]]] = [
+    (Decimal("1234.5"), {"money": "EUR"}), (Decimal("-0.001"), {"format": "#,##0.0"}), (Decimal("7"), {}),
+    (Decimal("1E+16"), {"money": "JPY"}), (Decimal("1E+400"), {"money": "USD"}), (Decimal("NaN"), {}),
+    (Decimal("12"), {"money": None}), (date(2026, 1, 2), {}), (None, {"link": "https://x.test/n"}),
+    ("linked", {"link": "https://x.test/1"}), ("=linked", {"link": "https://x.test/2"}), ("text", {"link": ""}),
+    (Decimal("5"), {"link": "https://x.test/3", "money": "EUR"}), (date(2026, 1, 2), {"link": "https://x.test/4"}),
+]
+
+
+@pytest.mark.parametrize(("value", "how"), CELLS)
+def test_fast_cells_match_the_general_path(tmp_path: Path, value: object, how: dict[str, object]) -> None:
+    book = Workbook(tmp_path / "x.xlsx")
+    fast = _Sheet(book, "fast", ["h"])
+    general = _Sheet(book, "general", ["h"])
+    money = {0: how["money"]} if "money" in how else None
+    formats = {0: how["format"]} if "format" in how else None
+    links = {0: how["link"]} if "link" in how else None
+    fast.add([value], money=money, links=links, formats=formats)  # type: ignore[arg-type]
+    cells: list[str] = []
+    width = general._cell(cells, "A2", 0, value, links[0] if links else None, money, formats)  # type: ignore[arg-type]
+    general.ws.row(cells)
+    assert _rows(fast) == _rows(general)
+    assert fast.ws.links == general.ws.links
+    assert fast.widths == [max(width, general.widths[0])]
+
+
 def test_a_long_header_keeps_its_width(tmp_path: Path) -> None:
     header = "h" * 70
     sheet = _Sheet(Workbook(tmp_path / "x.xlsx"), "s", [header])
