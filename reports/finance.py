@@ -364,29 +364,31 @@ def _chain_status(codes: list[str], ords: list[str], invs: list[str], sums: _Cha
 def _chain_records(cid: str, d: Any, ords: list[str], invs: list[str], pay_ids: set[str], data: _ChainSources,
                    links: SourceLinks, records: dict[str, Record]) -> list[str]:
     """The chain's records in order (deal, orders, invoices, payments), each described once in ``records``."""
-
-    def keep(rid: str, make: Any) -> str:
-        if rid not in records:
-            records[rid] = make()
-        return rid
-
     rec_ids: list[str] = []
     if d is not None:
-        rec_ids.append(keep(cid, lambda d=d: _record(d, "deal", d.name or d.source_id, links, amount=_money(
-            d.amount, d.currency), currency=d.currency, day=d.close_date, status=d.stage)))
+        rec_ids.append(cid)
+        if cid not in records:
+            records[cid] = _record(d, "deal", d.name or d.source_id, links, amount=_money(d.amount, d.currency),
+                                   currency=d.currency, day=d.close_date, status=d.stage)
+    order_rows, inv_rows, pay_rows = data.order_rows, data.inv_rows, data.pay_rows
     for o in ords:
-        if (r := data.order_rows.get(o)) is not None:
-            rec_ids.append(keep(o, lambda r=r: _record(r, "order", r.number, links, amount=_money(
-                r.total, r.currency), currency=r.currency, day=r.order_date)))
+        if (r := order_rows.get(o)) is not None:
+            rec_ids.append(o)
+            if o not in records:
+                records[o] = _record(r, "order", r.number, links, amount=_money(r.total, r.currency),
+                                     currency=r.currency, day=r.order_date)
     for i in invs:
-        if (r := data.inv_rows.get(i)) is not None:
-            rec_ids.append(keep(i, lambda r=r: _record(r, "invoice", r.number, links, amount=_money(
-                r.total, r.currency), currency=r.currency, day=r.issue_date, status=r.status)))
+        if (r := inv_rows.get(i)) is not None:
+            rec_ids.append(i)
+            if i not in records:
+                records[i] = _record(r, "invoice", r.number, links, amount=_money(r.total, r.currency),
+                                     currency=r.currency, day=r.issue_date, status=r.status)
     for p in sorted(pay_ids):
-        if (r := data.pay_rows.get(p)) is not None:
-            rec_ids.append(keep(p, lambda r=r: _record(r, "payment", r.payer_reference or r.source_id, links,
-                                                       amount=_money(r.amount, r.currency),
-                                                       currency=r.currency, day=r.payment_date)))
+        if (r := pay_rows.get(p)) is not None:
+            rec_ids.append(p)
+            if p not in records:
+                records[p] = _record(r, "payment", r.payer_reference or r.source_id, links,
+                                     amount=_money(r.amount, r.currency), currency=r.currency, day=r.payment_date)
     return rec_ids
 
 
