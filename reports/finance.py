@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from canonical import tables as ct
 from canonical.forking import Pending
+from canonical.interpreter import no_gc
 from canonical.money import minor_units
 from canonical.store import Store
 from reconcile.codes import CODES
@@ -553,12 +554,14 @@ def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
     report.monthly_unconverted = missing
 
 
-def build_report(store: Store, config: Any | None = None, *, chains: bool = True) -> Report:
+def build_report(store: Store, config: Any | None = None, *, chains: bool = True, monthly: bool = True) -> Report:
     """Read the latest reconciliation results from the store (``config``: ltc.yaml, for source links;
-    ``chains=False``: KPIs, history and exceptions only, as the work queue's KPI page needs)."""
+    ``chains=False``: KPIs, history and exceptions only, as the work queue's KPI page needs;
+    ``monthly=False``: without the invoiced-vs-collected months, :func:`add_monthly` adds them)."""
     links = SourceLinks.from_config(config)
     report = Report(as_of=None, run_id=None, reporting_currency=None)
-    with store.engine.connect() as conn:
+    # a large report is a million small acyclic objects: collections would only re-scan them, again and again
+    with no_gc(), store.engine.connect() as conn:
         _kpi_history(conn, report)
         report.exceptions = _exceptions(conn)
         if chains:
@@ -572,8 +575,15 @@ def build_report(store: Store, config: Any | None = None, *, chains: bool = True
         report.reporting_currency = reporting
         report.by_code = _by_code(report.exceptions, reporting)
         report.unconverted = unconverted(report.exceptions)
-        _monthly(conn, report)
+        if monthly:
+            _monthly(conn, report)
     return report
+
+
+def add_monthly(store: Store, report: Report) -> None:
+    """The invoiced-vs-collected months of a report built with ``monthly=False``."""
+    with store.engine.connect() as conn:
+        _monthly(conn, report)
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -602,7 +612,7 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     lang, locale = report_language(lang, locale or getattr(config, "reporting_locale", None))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(store, config)
+    report = build_report(store, config, monthly=False)  # the months are only on the page: read beside the workbook
     report.banners = list(banners or [])
     report.previous_complete = previous_complete
     report.notes = list(notes or [])
@@ -610,6 +620,7 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
         "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
     xlsx = _start_xlsx(files.xlsx, report, lang, locale)
     try:
+        add_monthly(store, report)
         _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
         _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
         _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
