@@ -619,15 +619,17 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     files = ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
         "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
     xlsx = _start_xlsx(files.xlsx, report, lang, locale)
-    try:
-        add_monthly(store, report)
-        _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
-        _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
-        _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
-        files.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
-        xlsx.result()  # a small report's workbook is written here, now; a child's error is raised here
-    finally:
-        xlsx.cancel()
+    # the collector off here too: it would scan the report's objects again and again while the files are written
+    with no_gc():
+        try:
+            add_monthly(store, report)
+            _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
+            _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
+            _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
+            files.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
+            xlsx.result()  # a small report's workbook is written here, now; a child's error is raised here
+        finally:
+            xlsx.cancel()
     return files
 
 
