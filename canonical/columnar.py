@@ -227,11 +227,11 @@ def _export(url: str, dialect: str, jobs: Sequence[Export], batch_rows: int) -> 
     for job in jobs:
         table = job.table
         cols = list(job.columns)
-        schema = _empty(table, cols, job.dtypes).to_arrow().schema
+        schema = arrow_view(_empty(table, cols, job.dtypes)).schema
         with pq.ParquetWriter(job.path, schema, **scratch_parquet()) as writer:
             for df in _batches(url, dialect, table, cols, job.live, batch_rows):
                 if not df.is_empty():
-                    writer.write_table(_typed(df, table, job.dtypes).select(cols).to_arrow().cast(schema))
+                    writer.write_table(arrow_view(_typed(df, table, job.dtypes).select(cols)).cast(schema))
 
 
 #: the marker column of :func:`_sqlite_batches`' first row
@@ -275,6 +275,13 @@ def _sqlite_batches(path: str, table: Tableish, cols: Sequence[str], live: bool,
             yield df.filter(pl.col(_FIRST) == 0).drop(_FIRST)
     finally:
         lite.close()
+
+
+def arrow_view(df: pl.DataFrame) -> Any:
+    """``df`` as an Arrow table for pyarrow's Parquet writer, strings as Arrow string views: Polars' own buffers
+    handed over, not copied into Arrow large strings first (the pre-pass's spill spent a fifth of its CPU on that
+    copy at 1M chains). The file written is the same, byte for byte (Parquet has one string type)."""
+    return df.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def scratch_parquet() -> dict[str, Any]:

@@ -539,6 +539,15 @@ class Store:
         if turn is not None and self._turn is not None:
             self._turn = turn
 
+    def use_turn(self, turn: Any) -> Any:
+        """On SQLite, take the writers' turns through ``turn`` from now on: a lock shared with forked children
+        (:func:`canonical.forking.fork_lock`) that write while this process writes too. Returns the lock used
+        until now, to put back the same way. Elsewhere: nothing (None)."""
+        if self._turn is None:
+            return None
+        before, self._turn = self._turn, turn
+        return before
+
     def write_turn(self) -> AbstractContextManager[Any]:
         """Hold this around a write transaction that does not go through :meth:`transaction`: on SQLite
         the writers' turn (threads of this process, and forked children given the shared lock), else nothing."""

@@ -332,18 +332,19 @@ def _payloads(store: Store, system: str, obj: str, sample: int) -> list[Any]:
 
 def discover(store: Store, sources: Mapping[str, tuple[str, str | None]], only: str | None = None, *,
              sample: int = SAMPLE, generated: Mapping[str, Node] | None = None,
-             profiled: dict[tuple[str, str], list[Candidate]] | None = None) -> list[Finding]:
+             profiled: dict[tuple[str, str], list[Candidate]] | None = None,
+             known: Mapping[str, Mapping[str, str]] | None = None) -> list[Finding]:
     """Findings for every landed system with a mapping (``sources``: name -> (kind, override path);
     ``generated``: name -> the mapping generated from the source's configuration, for the kinds that
     ship none — Jiandaoyun).
 
     ``profiled``: (system, object) -> its sample's :func:`candidates`, filled on a first call and
     reused by a later one with the same ``sources``, ``generated`` and raw records (only the
-    identifiers known have changed, e.g. after a mapping): the sample is read and profiled once."""
+    identifiers known have changed, e.g. after a mapping): the sample is read and profiled once.
+    ``known``: the identifiers to match (:func:`known_identifiers`) as read earlier, else read now."""
     c = tables.raw_record.c
     with store.engine.connect() as conn:
         systems = sorted(r[0] for r in conn.execute(sa.select(c.system).distinct()))
-    known: dict[str, dict[str, str]] | None = None
     out: list[Finding] = []
     for system in systems:
         if only is not None and system != only:

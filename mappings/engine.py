@@ -13,7 +13,10 @@
    (:meth:`canonical.store.Store.staged_upserts`), and the WAL is checkpointed after the turn, not in it.
 4. With fork (Linux) and enough work, systems are mapped side by side in forked children, one per
    core, each mapping its share of the systems in turn (:func:`_map_forked`): a system's rows are keyed by its name, so systems
-   never write the same rows; on SQLite the children take turns to write (the store's turn lock).
+   never write the same rows; on SQLite the children take turns to write (the store's turn lock). A share (or the
+   whole stage in one process) is one pipeline (:func:`_map_share`): its writer thread commits one system's last
+   batch while the reader goes on to the next system. A lone large system is mapped by two children, each a part of
+   its source objects that shares no entity with the other part (:func:`_split_parts`).
    ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
    system's time goes.
 
@@ -30,8 +33,8 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -44,7 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
-from canonical.forking import Pending, fork_lock, forks, in_forked_child, sendable
+from canonical.forking import Pending, fork_lock, forks, in_forked_child, results, sendable
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
@@ -259,6 +262,9 @@ def run_mapping(
     batch_size: int = BATCH,
     run_id: str | None = None,
     extra: Mapping[str, Node] | None = None,
+    only: Collection[str] | None = None,
+    skip: Collection[str] = (),
+    turn: Any = None,
 ) -> dict[str, dict[str, int]]:
     """Map every pending raw row (of ``system``, or of all systems) into canonical rows.
 
@@ -271,13 +277,17 @@ def run_mapping(
     shipped kind) is left pending, counted as ``waiting`` — its raw rows stay, nothing is lost — so
     one unknown source does not stop the others; naming it in ``system`` raises the reason instead.
     ``extra``: system -> an override in memory merged last (:mod:`mappings.discover`'s fields).
+    Without ``system``: ``only`` maps just those of the pending systems, and ``skip`` leaves those out (systems
+    that :func:`map_ahead` maps). ``turn``: the SQLite writers' lock to share with forked children, when other
+    processes (a :func:`map_ahead` child) write meanwhile.
 
     Systems are mapped side by side in forked children where that pays (:func:`_map_workers`). Either
     way every system is mapped; a system that fails (its mapping does not load, or its stage raises)
     is raised once the others' work is committed: the first in ``systems`` order.
     """
     sources = _source_kinds(config)
-    systems = [system] if system is not None else _pending_systems(store)
+    systems = [system] if system is not None else [
+        name for name in _pending_systems(store) if (only is None or name in only) and name not in skip]
     outcomes: dict[str, dict[str, int] | BaseException] = {}
     jobs: list[tuple[str, MappingSet]] = []
     for name in systems:
@@ -298,14 +308,19 @@ def run_mapping(
         jobs.append((name, mset))
     pending = {name: _pending_count(store, name) for name, _mset in jobs} if len(jobs) > 1 else {}
     workers = _map_workers(pending)
-    if workers > 1:
-        outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id))
-    else:
-        for name, mset in jobs:
+    if workers <= 1 and len(jobs) == 1 and system is None:
+        parts = _split_parts(store, jobs[0][1])
+        if parts is not None:
+            name, mset = jobs[0]
             try:
-                outcomes[name] = _map_locked(store, mset, batch_size, run_id)
-            except Exception as exc:  # as in children: the other systems are mapped all the same
+                outcomes[name] = _map_split(store, mset, parts, batch_size, run_id, turn)
+            except Exception as exc:  # as below: raised once every other system's outcome is in
                 outcomes[name] = exc
+            jobs = []
+    if workers > 1:
+        outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id, turn))
+    else:  # as in children: a system that fails does not stop the others
+        outcomes.update(_map_share(store, jobs, batch_size, run_id, pending))
     counts: dict[str, dict[str, int]] = {}
     for name in systems:  # the first failure in systems order, once every other system's work is committed
         outcome = outcomes[name]
@@ -313,12 +328,6 @@ def run_mapping(
             raise outcome
         counts[name] = outcome
     return counts
-
-
-def _map_locked(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
-    # one mapping of a system at a time: a second waits (two would race on pending flags)
-    with stage_lock(store.engine, f"map:{mset.system}"):
-        return _map_system(store, mset, batch_size, run_id)
 
 
 MAP_PROCESSES = True  # with fork (Linux): systems mapped side by side in forked children, one per core
@@ -339,16 +348,17 @@ def _map_workers(pending: Mapping[str, int]) -> int:
 
 
 def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
-                batch_size: int, run_id: str | None) -> dict[str, dict[str, int] | BaseException]:
+                batch_size: int, run_id: str | None, turn: Any = None) -> dict[str, dict[str, int] | BaseException]:
     """The systems shared among ``workers`` forked children (:func:`_shares`), each child mapping its share
-    one system after the other (:func:`_map_locked`: lock, reads, mapping and writes all there; canonical
+    one system after the other through one pipeline (:func:`_map_share`: locks, reads, mapping and writes; canonical
     rows are keyed by their source system, so systems mapped side by side write disjoint rows). One child
     per core, not per system: each child grows one heap, not one per system. On SQLite the children take
     turns to write through one lock they share (the store's turn lock, made a process lock). Every system
     runs to its end; a failure is returned as its exception."""
-    turn = fork_lock() if store.engine.dialect.name == "sqlite" else None
+    if turn is None and store.engine.dialect.name == "sqlite":
+        turn = fork_lock()
     shares = _shares(jobs, pending, workers)
-    running = [(share, Pending(partial(_map_child, store, share, batch_size, run_id, turn),
+    running = [(share, Pending(partial(_map_child, store, share, pending, batch_size, run_id, turn),
                                name=f"ltc-map-{share[0][0]}")) for share in shares]
     outcomes: dict[str, dict[str, int] | BaseException] = {}
     try:
@@ -376,21 +386,114 @@ def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int],
     return [share for share in shares if share]
 
 
-def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], batch_size: int, run_id: str | None,
+SPLIT_FROM = 50_000  # pending records of a lone system from which its objects are mapped in two children
+
+
+def _split_parts(store: Store, mset: MappingSet) -> list[list[str]] | None:
+    """A lone system's pending source objects in two parts of about the same work for two forked children, or
+    None (not worth it, or not possible: PostgreSQL, no fork, in a forked child, one core, ``LTC_MAP_PROCESSES=off``).
+    Objects that map to a common entity stay in one part: the parts then write disjoint canonical rows (an
+    entity's ids come from its source system and record, so two objects of different entities never meet),
+    and each part keeps its records' raw-id order, so that nothing depends on how the two interleave."""
+    env = os.environ.get("LTC_MAP_PROCESSES", "").strip().lower()
+    if (not MAP_PROCESSES or env in ("0", "off", "false", "no") or store.engine.dialect.name != "sqlite"
+            or not forks() or in_forked_child()):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        return None
+    with store.engine.connect() as conn:
+        sizes: dict[str, int] = dict(conn.exec_driver_sql(
+            "SELECT r.object, count(*) FROM raw_pending p JOIN raw_record r ON r.id = p.raw_id "
+            "WHERE p.system = ? GROUP BY r.object", (mset.system,)).fetchall())
+    if sum(sizes.values()) < SPLIT_FROM or len(sizes) < 2:
+        return None
+    groups: list[tuple[set[str], set[str]]] = []  # (objects, their entities and sidecar objects), joined when they meet
+    for obj in sorted(sizes):
+        # an object mapped with sidecar records stays with them too: a sidecar may be an object mapped itself
+        touches = mset.entities_of(obj) | {side for side, _id in mset.sidecars().get(obj, {}).values()} | {obj}
+        met = [g for g in groups if g[1] & touches]
+        for g in met:
+            groups.remove(g)
+        groups.append(({obj, *(o for g in met for o in g[0])}, touches.union(*(g[1] for g in met))))
+    if len(groups) < 2:
+        return None
+    parts: list[list[str]] = [[], []]
+    loads = [0, 0]
+    for objs, _touch in sorted(groups, key=lambda g: (-sum(sizes[o] for o in g[0]), sorted(g[0]))):
+        least = loads.index(min(loads))
+        parts[least] += sorted(objs)
+        loads[least] += sum(sizes[o] for o in objs)
+    return [sorted(p) for p in parts]
+
+
+def _map_split(store: Store, mset: MappingSet, parts: list[list[str]], batch_size: int, run_id: str | None,
+               turn: Any) -> dict[str, int]:
+    """One system mapped by two forked children, each the pending records of its part of the source objects
+    (:func:`_split_parts`), under this process's hold of the system's lock; their counts added up."""
+    with stage_lock(store.engine, f"map:{mset.system}"):
+        sidecars = mset.sidecars()
+        if sidecars:  # once, before the parts read what is pending
+            _mark_sidecar_changes(store, mset.system, sidecars)
+        if turn is None:
+            turn = fork_lock()
+        calls = [Pending(partial(_map_part, store, mset, part, batch_size, run_id, turn),
+                         name=f"ltc-map-{mset.system}-{i}") for i, part in enumerate(parts)]
+        counts: dict[str, int] = defaultdict(int)
+        for part_counts in results(calls):
+            for key, value in part_counts.items():
+                counts[key] += value
+    return dict(counts)
+
+
+def _map_part(store: Store, mset: MappingSet, objects: Sequence[str], batch_size: int, run_id: str | None,
+              turn: Any) -> dict[str, int]:
+    """A forked child of :func:`_map_split`: the pending records of ``objects`` through a pipeline of its own, under
+    the lock its parent holds."""
+    store.in_forked_child(turn)
+    try:
+        outcome = _map_share(store, [(mset.system, mset)], batch_size, run_id, objects=objects)[mset.system]
+    finally:
+        store.engine.dispose(close=True)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int], batch_size: int,
+               run_id: str | None,
                turn: Any) -> dict[str, dict[str, int] | BaseException]:
     """A forked child: its share of the systems, one after the other, on new connections (the parent's stay
     untouched). A system that fails does not stop the next; its exception is sent back as its outcome."""
     store.in_forked_child(turn)
-    outcomes: dict[str, dict[str, int] | BaseException] = {}
     try:
-        for name, mset in share:
-            try:
-                outcomes[name] = _map_locked(store, mset, batch_size, run_id)
-            except Exception as exc:  # as in this process: the other systems are mapped all the same
-                outcomes[name] = sendable(exc)
+        outcomes = _map_share(store, share, batch_size, run_id, pending)
     finally:
         store.engine.dispose(close=True)
-    return outcomes
+    return {name: sendable(out) if isinstance(out, BaseException) else out for name, out in outcomes.items()}
+
+
+def map_ahead(store: Store, systems: Collection[str], *, config: Any = None, extra: Mapping[str, Node] | None = None,
+              turn: Any = None) -> Pending[dict[str, dict[str, int]]]:
+    """:func:`run_mapping` of the pending records of ``systems`` (only) in a forked child, started now and
+    answered by the :class:`~canonical.forking.Pending` returned: the pipeline maps a source whose sync has
+    ended while others still sync. ``turn``: the SQLite writers' lock the child shares with the processes
+    that write meanwhile (the sync's children, and this process, which must take it too). Where fork is not
+    available, the mapping runs here when its result is asked for."""
+    chosen = frozenset(systems)
+    return Pending(partial(_map_ahead_child, store, chosen, config, extra, turn),
+                   name=f"ltc-map-ahead-{'-'.join(sorted(chosen))}")
+
+
+def _map_ahead_child(store: Store, systems: frozenset[str], config: Any, extra: Mapping[str, Node] | None,
+                     turn: Any) -> dict[str, dict[str, int]]:
+    if not in_forked_child():  # not forked (no fork here): this process's own store as it is
+        return run_mapping(store, config=config, extra=extra, only=systems)
+    store.in_forked_child(turn)
+    try:
+        return run_mapping(store, config=config, extra=extra, only=systems)
+    finally:
+        store.engine.dispose(close=True)
 
 
 class _Raw(NamedTuple):
@@ -453,11 +556,18 @@ class _Pending:
         return out
 
 
-def _read_pending(store: Store, system: str, after: int, limit: int) -> _Pending:
+def _read_pending(store: Store, system: str, after: int, limit: int,
+                  objects: Sequence[str] | None = None) -> _Pending:
     """A batch of pending raw rows at the driver level, by column: the JSON parsed by orjson in one
-    ``map``, each distinct timestamp once, not through SQLAlchemy's per-value result processing."""
+    ``map``, each distinct timestamp once, not through SQLAlchemy's per-value result processing.
+    ``objects``: of these source objects only (SQLite; :func:`_map_split`)."""
     with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(_PENDING_SQL[conn.dialect.name], (system, after, limit)).fetchall()
+        if objects is None:
+            rows = conn.exec_driver_sql(_PENDING_SQL[conn.dialect.name], (system, after, limit)).fetchall()
+        else:
+            sql = _PENDING_SQL["sqlite"].replace(
+                " ORDER BY", f" AND r.object IN ({', '.join('?' for _ in objects)}) ORDER BY")
+            rows = conn.exec_driver_sql(sql, (system, after, *objects, limit)).fetchall()
     if not rows:
         return _Pending((), (), [], [], ())
     ids, objects, sids, texts, updated, deleted, hashes, fetched = zip(*rows, strict=True)
@@ -506,71 +616,170 @@ class _Clocks:
               f"wall={time.perf_counter() - self.start:.2f} {steps} (wall/cpu s)", file=sys.stderr, flush=True)
 
 
-def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None) -> dict[str, int]:
-    """Read and map batch k+1 while batch k is written (a writer thread with its own connection: SQLite's
-    and psycopg's statement work runs without the GIL, the mapping is Python), one transaction per batch."""
-    counts: dict[str, int] = defaultdict(int)
-    clocks = _Clocks(mset.system) if "LTC_MAP_PROFILE" in os.environ else None
-    sidecars = mset.sidecars()
-    if sidecars:
-        _mark_sidecar_changes(store, mset.system, sidecars)
-    done: queue.Queue[tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult] | None] = queue.Queue(maxsize=1)
-    failed: list[BaseException] = []
+# A share's first batches are small and grow (the writer, slower per record, starts on the first while the reader
+# reads and maps a larger next one), up to the batch size. Its last one too (where the pending count says which
+# it is): the reader, done, waits only for a small write.
+FIRST_BATCH = LAST_BATCH = 2000
+_RAMP = 1.5
 
-    def writer() -> None:
+
+class _Run:
+    """One system's mapping in a share's pipeline: its lock (held from before its first read until its last batch
+    is committed), its counts (added by the writer as batches commit), and its failure (the reader's, else the
+    writer's first)."""
+
+    def __init__(self, mset: MappingSet, profile: bool, objects: Sequence[str] | None = None) -> None:
+        self.mset = mset
+        self.objects = objects  # only these source objects' records (a part of the system, :func:`_map_split`)
+        self.lock = ExitStack()
+        self.counts: dict[str, int] = defaultdict(int)
+        self.clocks = _Clocks(mset.system if objects is None else f"{mset.system}[{','.join(objects)}]") \
+            if profile else None
+        self.error: BaseException | None = None  # the reader's
+        self.failed: list[BaseException] = []  # the writer's (the reader stops at its next batch)
+        self.pipeline: _Pipeline | None = None
+        self.last: int | None = None  # the share's last system: its pending count (when it was counted)
+
+    def outcome(self) -> dict[str, int] | BaseException:
+        if self.error is not None:
+            return self.error
+        return self.failed[0] if self.failed else dict(self.counts)
+
+
+_Batch = tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult]
+
+
+class _Pipeline:
+    """A share's writer thread, with its own connection per batch (SQLite's and psycopg's statement work runs
+    without the GIL, the mapping is Python): it writes batch k while the reader reads and maps batch k+1, across
+    the share's systems, so the pipeline fills and drains once per share, not once per system. Items are
+    ``(run, batch)``, ``(run, None)``: that system's batches were all handed over (its lock is released once they
+    are committed), and ``None``: the share is done."""
+
+    def __init__(self, store: Store, run_id: str | None, batch_size: int) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.batch_size = batch_size
+        self.items: queue.Queue[tuple[_Run, _Batch | None] | None] = queue.Queue(maxsize=1)
+        self.ramp: int | None = FIRST_BATCH  # the next batch's size while the pipeline fills, then None
+        self.thread = threading.Thread(target=self._write, name="map-writer", daemon=True)
+
+    def __enter__(self) -> _Pipeline:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.items.put(None)
+        self.thread.join()
+
+    def put(self, run: _Run, batch: _Batch | None) -> None:
+        if batch is not None and self.ramp is not None:
+            self.ramp = max(self.ramp + 1, int(self.ramp * _RAMP))
+            if self.ramp >= self.batch_size:
+                self.ramp = None
+        self.items.put((run, batch))
+
+    def _write(self) -> None:
         wall, cpu = time.perf_counter(), time.thread_time()
-        while (item := done.get()) is not None:
-            if clocks is not None:
-                wall, cpu = clocks.step("idle", wall, cpu)
-            if failed:
-                continue  # drain: the reader stops at its next batch
-            try:
-                # one batch is one transaction: if the database connection is lost it is written again
-                # (what it writes is idempotent, and pending flags say what is left)
-                batch_counts = db.reconnecting(partial(_write_batch, store, mset, run_id, *item, clocks=clocks),
-                                               what=f"mapping {mset.system}")
-            except BaseException as exc:  # re-raised by the reader
-                failed.append(exc)
-            else:
-                for key, value in batch_counts.items():
-                    counts[key] += value
+        while (item := self.items.get()) is not None:
+            run, batch = item
+            if run.clocks is not None:
+                wall, cpu = run.clocks.step("idle", wall, cpu)
+            if batch is None:
+                self._finish(run)
+            elif not run.failed:  # after a failure: drain (the reader stops at its next batch)
+                try:
+                    # one batch is one transaction: if the database connection is lost it is written again
+                    # (what it writes is idempotent, and pending flags say what is left)
+                    batch_counts = db.reconnecting(
+                        partial(_write_batch, self.store, run.mset, self.run_id, *batch, clocks=run.clocks),
+                        what=f"mapping {run.mset.system}")
+                except BaseException as exc:  # the system's outcome
+                    run.failed.append(exc)
+                else:
+                    for key, value in batch_counts.items():
+                        run.counts[key] += value
             wall, cpu = time.perf_counter(), time.thread_time()
 
+    @staticmethod
+    def _finish(run: _Run) -> None:
+        """Every batch of ``run`` is committed (or failed): its lock goes, the next mapping of it may start."""
+        try:
+            run.lock.close()
+        except BaseException as exc:
+            run.failed.append(exc)
+        if run.clocks is not None and run.error is None and not run.failed:
+            run.clocks.report(run.counts.get("records", 0))
+
+
+def _map_share(store: Store, jobs: Sequence[tuple[str, MappingSet]], batch_size: int, run_id: str | None,
+               pending: Mapping[str, int] | None = None,
+               objects: Sequence[str] | None = None) -> dict[str, dict[str, int] | BaseException]:
+    """Map ``jobs`` one system after the other through one pipeline (:class:`_Pipeline`): the reader goes on to
+    the next system while the writer commits the last batch of the one before. Each system is mapped under its
+    lock (one mapping of a system at a time: a second waits, two would race on pending flags); a system that
+    fails is returned as its exception and the next is mapped all the same. ``objects``: one system's part
+    (:func:`_map_part`), whose lock the parent holds and whose sidecar records it marked."""
+    runs: list[_Run] = []
+    profile = "LTC_MAP_PROFILE" in os.environ
+    start, cpu = time.perf_counter(), time.process_time()
     # SQLite: the writer's many statements each take the GIL back (PostgreSQL's few wait on the server)
     short_switches = short_switch_interval(_SWITCH_INTERVAL) if store.engine.dialect.name == "sqlite" else nullcontext()
-    with no_gc(), short_switches:
-        thread = threading.Thread(target=writer, name=f"map-{mset.system}-writer", daemon=True)
-        thread.start()
-        try:
-            last_id = 0
-            wall, cpu = time.perf_counter(), time.thread_time()
-            while not failed:
-                batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, batch_size),
-                                        what=f"mapping {mset.system}")
-                if not batch:
-                    break
-                last_id = batch.ids[-1]
-                live, dead = batch.live, batch.dead
-                if sidecars:
-                    live = _with_sidecars(store, mset.system, sidecars, live)
-                if clocks is not None:
-                    wall, cpu = clocks.step("read", wall, cpu)
-                result = map_records(mset, live)
-                if result.deleted_stubs:
-                    dead = dead + batch.raws(set(result.deleted_stubs))
-                if clocks is not None:
-                    wall, cpu = clocks.step("map", wall, cpu)
-                done.put((batch, live, dead, result))
-                if clocks is not None:
-                    wall, cpu = clocks.step("handover", wall, cpu)
-        finally:
-            done.put(None)
-            thread.join()
-    if failed:
-        raise failed[0]
-    if clocks is not None:
-        clocks.report(counts.get("records", 0))
-    return dict(counts)
+    with no_gc(), short_switches, _Pipeline(store, run_id, batch_size) as pipeline:
+        for _name, mset in jobs:
+            run = _Run(mset, profile, objects)
+            run.pipeline = pipeline
+            if mset is jobs[-1][1] and pending:
+                run.last = pending.get(mset.system)
+            runs.append(run)
+            try:
+                if objects is None:
+                    run.lock.enter_context(stage_lock(store.engine, f"map:{mset.system}"))
+                _map_system(store, mset, batch_size, run_id, run)
+            except Exception as exc:  # the other systems are mapped all the same
+                run.error = exc
+            finally:  # its lock is released once the writer has committed what it was handed
+                pipeline.put(run, None)
+    if profile:  # the share's whole: the reader's waits for the writer and the writer's for the reader
+        waits = " ".join(f"{k}={sum(r.clocks.wall[k] for r in runs if r.clocks):.2f}" for k in ("handover", "idle"))
+        print(f"map-profile share pid={os.getpid()} systems={len(runs)} wall={time.perf_counter() - start:.2f} "
+              f"cpu={time.process_time() - cpu:.2f} {waits} (s)", file=sys.stderr, flush=True)
+    return {run.mset.system: run.outcome() for run in runs}
+
+
+def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | None, run: _Run) -> None:
+    """Read and map one system's pending rows in batches, each handed to the share's writer (one transaction per
+    batch), under the system's lock (:func:`_map_share`). Stops at a batch the writer failed to write."""
+    pipeline = run.pipeline
+    assert pipeline is not None
+    clocks = run.clocks
+    wall, cpu = time.perf_counter(), time.thread_time()
+    sidecars = mset.sidecars()
+    if sidecars and run.objects is None:
+        _mark_sidecar_changes(store, mset.system, sidecars)
+    last_id, read = 0, 0
+    while not run.failed:
+        limit = min(pipeline.ramp or batch_size, batch_size)
+        if run.last is not None and LAST_BATCH < run.last - read <= batch_size:  # all but a small last batch
+            limit = min(limit, run.last - read - LAST_BATCH)
+        batch = db.reconnecting(partial(_read_pending, store, mset.system, last_id, limit, run.objects),
+                                what=f"mapping {mset.system}")
+        if not batch:
+            break
+        last_id, read = batch.ids[-1], read + len(batch)
+        live, dead = batch.live, batch.dead
+        if sidecars:
+            live = _with_sidecars(store, mset.system, sidecars, live)
+        if clocks is not None:
+            wall, cpu = clocks.step("read", wall, cpu)
+        result = map_records(mset, live)
+        if result.deleted_stubs:
+            dead = dead + batch.raws(set(result.deleted_stubs))
+        if clocks is not None:
+            wall, cpu = clocks.step("map", wall, cpu)
+        pipeline.put(run, (batch, live, dead, result))
+        if clocks is not None:
+            wall, cpu = clocks.step("handover", wall, cpu)
 
 
 def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pending,

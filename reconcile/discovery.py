@@ -36,8 +36,10 @@ the tokens of the texts; no per-record scan.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -443,22 +445,34 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
     every row twice)."""
     import pyarrow.parquet as pq
 
-    from canonical.columnar import scratch_parquet
+    from canonical.columnar import arrow_view, scratch_parquet
 
     tmp = path.with_name(f".{path.stem}.parquet")
     writer: pq.ParquetWriter | None = None
-    try:
-        for df in batches:
-            table = df.to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, **scratch_parquet())
-            elif table.schema != writer.schema:
-                table = table.cast(writer.schema)
-            writer.write_table(table)
-            del df, table  # not kept while the next batch is discovered (the Arrow table may be a copy)
-    finally:
-        if writer is not None:
-            writer.close()
+    # a batch is written by a thread of its own while the next one is discovered (pyarrow's writer runs without the
+    # GIL: the other core does it); one batch in flight at a time
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="ltc-discovered") as pool:
+        try:
+            for df in batches:
+                table = arrow_view(df)  # Polars' buffers, not a copy
+                del df
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, **scratch_parquet())
+                elif table.schema != writer.schema:
+                    table = table.cast(writer.schema)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write_table, table)
+                del table
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    pending.result()  # the write under way ends before the file is closed
+            if writer is not None:
+                writer.close()
     tmp.rename(path)
 
 
@@ -480,6 +494,13 @@ def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATC
     _discover_tables(src, dest, ix, batch_rows)
     if ready is not None:
         ready()
+    link_tables(src, dest)
+    return dest
+
+
+def link_tables(src: str | Path, dest: str | Path) -> None:
+    """The tables of ``src`` discovery leaves as they are, linked into ``dest`` (those not there yet)."""
+    src, dest = Path(src), Path(dest)
     for path in src.iterdir():
         if path.suffix == ".parquet" and path.stem not in ("order", "invoice", "payment"):
             target = dest / path.name
@@ -488,7 +509,6 @@ def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATC
                     target.symlink_to(path.resolve())
                 except OSError:
                     shutil.copyfile(path, target)
-    return dest
 
 
 def _discover_tables(src: Path, dest: Path, ix: Index | None, batch_rows: int) -> None:

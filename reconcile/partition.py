@@ -20,6 +20,7 @@ directory is :func:`reconcile.stream.reconcile_world`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -290,38 +291,55 @@ _LINES = (("deal_line", "deal", "deal_id"), ("quote", "deal", "deal_id"), ("quot
           ("contract", "deal", "deal_id"), ("order_line", "order", "order_id"), ("delivery", "order", "order_id"),
           ("delivery_line", "delivery", "delivery_id"))
 _PARENTS = {parent for _, parent, _ in _LINES}
+#: the tables that follow a parent's bucket: :func:`assign_buckets` does not read them
+LINE_TABLES = tuple(line for line, _, _ in _LINES)
 #: columns the core never reads: not spilled (a bucket reads them back as nulls)
 NOT_READ = {"deal": {"created_at", "order_ref"}, "order": {"source_id", "ref_text"}, "invoice": {"source_id", "ref_text"},
             "payment": {"source_id", "ref_text", "reference"},
                 "deal_line": {"id", "currency", "unit_price"}, "order_line": {"id", "currency", "unit_price"}}
 
 
-def spill(read: Reader, n: int, directory: str | Path) -> Path:
+def spill(read: Reader, n: int, directory: str | Path, lines: Callable[[], object] | None = None) -> Path:
     """Write each bucket's rows of every table to ``directory/<k>/<table>.parquet`` (one table in memory at a time;
-    :func:`write_scratch`: the fastest to write and read back)."""
+    :func:`write_scratch`: the fastest to write and read back). ``lines``: called before the first of
+    :data:`LINE_TABLES` is read (the buckets are assigned without them)."""
     root = Path(directory)
     names: dict[str, pl.Series] = {}
     b = assign_buckets(read, n, lines=False, names=names)
     for k in range(n):
         (root / str(k)).mkdir(parents=True, exist_ok=True)
     parents: dict[str, tuple[pl.Series, pl.Series]] = {}
-    for name in SPLIT:  # parents before their lines
-        df = read(name, [c for c in SCHEMAS[name] if c not in NOT_READ.get(name, ())])
-        if name == "cross_ref":
-            df = _xref_rows(df)
-        if name in names:  # the name keys go with the rows: a bucket does not compute them again
-            df = df.with_columns(names.pop(name))
-        for line, parent, key in _LINES:
-            if line == name:
-                b[name] = _child_buckets(*parents[parent], df[key], n)
-        if name in _PARENTS:
-            parents[name] = (df["id"], b[name])
-        bucket = b.pop(name)
-        # one bucket's rows copied at a time (partition_by would copy the whole table at once: at 1M chains the
-        # payment table twice over was the peak of the pre-pass)
-        for k in bucket.unique().sort().to_list():
-            write_scratch(df.filter(bucket == k), root / str(k) / f"{name}.parquet")
-        del df, bucket
+    # each part is written by a thread of its own while the next one is cut (and the next table read): pyarrow's
+    # writer runs without the GIL, so the spill keeps both cores busy; one part in flight at a time (its memory is
+    # a bucket's share of one table)
+    with ThreadPoolExecutor(1, thread_name_prefix="ltc-spill") as pool:
+        pending: Future[None] | None = None
+        for name in SPLIT:  # parents before their lines
+            if name in LINE_TABLES and lines is not None:
+                lines()
+                lines = None
+            df = read(name, [c for c in SCHEMAS[name] if c not in NOT_READ.get(name, ())])
+            if name == "cross_ref":
+                df = _xref_rows(df)
+            if name in names:  # the name keys go with the rows: a bucket does not compute them again
+                df = df.with_columns(names.pop(name))
+            for line, parent, key in _LINES:
+                if line == name:
+                    b[name] = _child_buckets(*parents[parent], df[key], n)
+            if name in _PARENTS:
+                parents[name] = (df["id"], b[name])
+            bucket = b.pop(name)
+            # one bucket's rows copied at a time (partition_by would copy the whole table at once: at 1M chains the
+            # payment table twice over was the peak of the pre-pass)
+            for k in bucket.unique().sort().to_list():
+                part = df.filter(bucket == k)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(write_scratch, part, root / str(k) / f"{name}.parquet")
+                del part
+            del df, bucket
+        if pending is not None:
+            pending.result()
     _trim_heap()
     return root
 
@@ -347,9 +365,9 @@ def write_scratch(df: pl.DataFrame, path: Path) -> None:
     """A scratch table (:func:`canonical.columnar.scratch_parquet`) written in one go."""
     import pyarrow.parquet as pq
 
-    from canonical.columnar import scratch_parquet
+    from canonical.columnar import arrow_view, scratch_parquet
 
-    pq.write_table(df.to_arrow(), path, **scratch_parquet())
+    pq.write_table(arrow_view(df), path, **scratch_parquet())
 
 
 def read_bucket(directory: str | Path, k: int, shared: dict[str, pl.DataFrame]) -> Frames:

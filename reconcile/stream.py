@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from reconcile.core import Settings, _Clock, buckets_for, merge_totals, reconcile_one
-from reconcile.discovery import discover_directory
+from reconcile.discovery import discover_directory, link_tables
 from reconcile.frames import SCHEMAS, Frames
 from reconcile.kpi import kpi_inputs
 from reconcile.partition import SPLIT, parquet_reader, read_bucket, shared_tables, spill
@@ -102,18 +102,28 @@ DISCOVERY_TABLES = ("deal", "order", "invoice", "payment")
 
 
 def plan_buckets(directory: str | Path, scratch: str | Path, out: str | Path | None = None,
-                 partitions: int | None = None, ready: Callable[[], object] | None = None) -> BucketPlan:
+                 partitions: int | None = None, ready: Callable[[], object] | None = None,
+                 lines: Callable[[], object] | None = None) -> BucketPlan:
     """The pre-pass and the spill: every bucket's rows written under ``scratch`` (one table in memory at a time).
     ``ready``: waited for once reference discovery, which reads only :data:`DISCOVERY_TABLES`, is done (the
-    store path exports the other tables meanwhile)."""
+    store path exports the other tables meanwhile); ``lines``: waited for only before the first of
+    :data:`reconcile.partition.LINE_TABLES` is read (the store path exports them while the buckets are assigned)."""
     # reference discovery over the whole world first (it needs every known identifier), into the scratch space
     src = discover_directory(directory, Path(scratch) / "discovered", ready=ready)
+
+    def lines_ready() -> None:
+        if lines is not None:
+            lines()
+            link_tables(directory, src)
+
     n = bucket_count(src, partitions)
     read = parquet_reader(src)
     outdir = clear_out(out) if out is not None else None
     shared = shared_tables(read)
     if n > 1:
-        spill(read, n, scratch)
+        spill(read, n, scratch, lines_ready)
+    else:
+        lines_ready()
     return BucketPlan(source=src, spill=Path(scratch), n=n, out=outdir, shared=shared)
 
 

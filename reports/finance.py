@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from canonical import tables as ct
 from canonical.forking import Pending
+from canonical.interpreter import no_gc
 from canonical.money import minor_units
 from canonical.store import Store
 from reconcile.codes import CODES
@@ -267,12 +268,14 @@ def _chain_sources(conn: sa.Connection, exceptions: list[dict[str, Any]]) -> _Ch
 
 
 def _by_id(conn: sa.Connection, entity: str, columns: tuple[str, ...], *, live: bool = False) -> dict[str, Any]:
-    """The entity's rows by id: ``columns`` and the source keys (``live``: deleted rows left out)."""
+    """The entity's rows by id: ``columns`` and the source keys (``live``: deleted rows left out).
+
+    The large reads here are fetched whole (``all()``): iterating a result fetches one row per call."""
     t = ct.table_for(entity)
     query = sa.select(t.c.id, *(t.c[c] for c in columns), *(t.c[c] for c in _SRC))
     if live:
         query = query.where(t.c.deleted_at.is_(None))
-    return {r.id: r for r in conn.execute(query)}
+    return {r.id: r for r in conn.execute(query).all()}
 
 
 def _chain_links(conn: sa.Connection) -> tuple[dict[str, list[str]], dict[str, list[str]],
@@ -301,7 +304,7 @@ def _stage_texts(conn: sa.Connection, stages_of: dict[tuple[str, str], list[str]
         wanted = sorted({i for (_, e), ids in stages_of.items() if e == entity for i in ids})
         for k in range(0, len(wanted), 500):
             for rid, number, st in conn.execute(sa.select(t.c.id, t.c.number, t.c[status])
-                                                .where(t.c.id.in_(wanted[k:k + 500]))):
+                                                .where(t.c.id.in_(wanted[k:k + 500]))).all():
                 stage_text[rid] = f"{number or rid} ({st})" if st else str(number or rid)
     return stage_text
 
@@ -362,29 +365,31 @@ def _chain_status(codes: list[str], ords: list[str], invs: list[str], sums: _Cha
 def _chain_records(cid: str, d: Any, ords: list[str], invs: list[str], pay_ids: set[str], data: _ChainSources,
                    links: SourceLinks, records: dict[str, Record]) -> list[str]:
     """The chain's records in order (deal, orders, invoices, payments), each described once in ``records``."""
-
-    def keep(rid: str, make: Any) -> str:
-        if rid not in records:
-            records[rid] = make()
-        return rid
-
     rec_ids: list[str] = []
     if d is not None:
-        rec_ids.append(keep(cid, lambda d=d: _record(d, "deal", d.name or d.source_id, links, amount=_money(
-            d.amount, d.currency), currency=d.currency, day=d.close_date, status=d.stage)))
+        rec_ids.append(cid)
+        if cid not in records:
+            records[cid] = _record(d, "deal", d.name or d.source_id, links, amount=_money(d.amount, d.currency),
+                                   currency=d.currency, day=d.close_date, status=d.stage)
+    order_rows, inv_rows, pay_rows = data.order_rows, data.inv_rows, data.pay_rows
     for o in ords:
-        if (r := data.order_rows.get(o)) is not None:
-            rec_ids.append(keep(o, lambda r=r: _record(r, "order", r.number, links, amount=_money(
-                r.total, r.currency), currency=r.currency, day=r.order_date)))
+        if (r := order_rows.get(o)) is not None:
+            rec_ids.append(o)
+            if o not in records:
+                records[o] = _record(r, "order", r.number, links, amount=_money(r.total, r.currency),
+                                     currency=r.currency, day=r.order_date)
     for i in invs:
-        if (r := data.inv_rows.get(i)) is not None:
-            rec_ids.append(keep(i, lambda r=r: _record(r, "invoice", r.number, links, amount=_money(
-                r.total, r.currency), currency=r.currency, day=r.issue_date, status=r.status)))
+        if (r := inv_rows.get(i)) is not None:
+            rec_ids.append(i)
+            if i not in records:
+                records[i] = _record(r, "invoice", r.number, links, amount=_money(r.total, r.currency),
+                                     currency=r.currency, day=r.issue_date, status=r.status)
     for p in sorted(pay_ids):
-        if (r := data.pay_rows.get(p)) is not None:
-            rec_ids.append(keep(p, lambda r=r: _record(r, "payment", r.payer_reference or r.source_id, links,
-                                                       amount=_money(r.amount, r.currency),
-                                                       currency=r.currency, day=r.payment_date)))
+        if (r := pay_rows.get(p)) is not None:
+            rec_ids.append(p)
+            if p not in records:
+                records[p] = _record(r, "payment", r.payer_reference or r.source_id, links,
+                                     amount=_money(r.amount, r.currency), currency=r.currency, day=r.payment_date)
     return rec_ids
 
 
@@ -549,12 +554,14 @@ def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
     report.monthly_unconverted = missing
 
 
-def build_report(store: Store, config: Any | None = None, *, chains: bool = True) -> Report:
+def build_report(store: Store, config: Any | None = None, *, chains: bool = True, monthly: bool = True) -> Report:
     """Read the latest reconciliation results from the store (``config``: ltc.yaml, for source links;
-    ``chains=False``: KPIs, history and exceptions only, as the work queue's KPI page needs)."""
+    ``chains=False``: KPIs, history and exceptions only, as the work queue's KPI page needs;
+    ``monthly=False``: without the invoiced-vs-collected months, :func:`add_monthly` adds them)."""
     links = SourceLinks.from_config(config)
     report = Report(as_of=None, run_id=None, reporting_currency=None)
-    with store.engine.connect() as conn:
+    # a large report is a million small acyclic objects: collections would only re-scan them, again and again
+    with no_gc(), store.engine.connect() as conn:
         _kpi_history(conn, report)
         report.exceptions = _exceptions(conn)
         if chains:
@@ -568,8 +575,15 @@ def build_report(store: Store, config: Any | None = None, *, chains: bool = True
         report.reporting_currency = reporting
         report.by_code = _by_code(report.exceptions, reporting)
         report.unconverted = unconverted(report.exceptions)
-        _monthly(conn, report)
+        if monthly:
+            _monthly(conn, report)
     return report
+
+
+def add_monthly(store: Store, report: Report) -> None:
+    """The invoiced-vs-collected months of a report built with ``monthly=False``."""
+    with store.engine.connect() as conn:
+        _monthly(conn, report)
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -598,21 +612,24 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     lang, locale = report_language(lang, locale or getattr(config, "reporting_locale", None))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(store, config)
+    report = build_report(store, config, monthly=False)  # the months are only on the page: read beside the workbook
     report.banners = list(banners or [])
     report.previous_complete = previous_complete
     report.notes = list(notes or [])
     files = ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
         "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
     xlsx = _start_xlsx(files.xlsx, report, lang, locale)
-    try:
-        _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
-        _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
-        _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
-        files.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
-        xlsx.result()  # a small report's workbook is written here, now; a child's error is raised here
-    finally:
-        xlsx.cancel()
+    # the collector off here too: it would scan the report's objects again and again while the files are written
+    with no_gc():
+        try:
+            add_monthly(store, report)
+            _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
+            _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
+            _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
+            files.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
+            xlsx.result()  # a small report's workbook is written here, now; a child's error is raised here
+        finally:
+            xlsx.cancel()
     return files
 
 

@@ -15,6 +15,7 @@ A record whose source has no web UI (bank statements) or whose source is not con
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -49,8 +50,15 @@ class _Web:
     database: str | None = None
 
 
+_MARK = "LTCID"  # stands for the id when a pair's URL is made once: letters only, so quoting leaves it as it is
+_PER_ID = ("", "", "")  # a pair whose URL depends on the id itself (Stripe's section comes from its prefix)
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what quote(safe="") leaves as it is
+
+
 def _q(part: str) -> str:
-    return quote(str(part), safe="")
+    text = str(part)
+    # a report links tens of thousands of records, whose ids rarely need quoting: checked at C speed first
+    return text if (text.isascii() and text.isalnum()) or _UNRESERVED(text) else quote(text, safe="")
 
 
 class SourceLinks:
@@ -58,6 +66,7 @@ class SourceLinks:
 
     def __init__(self, webs: dict[str, _Web] | None = None) -> None:
         self._webs = webs or {}
+        self._around: dict[tuple[str | None, str | None], tuple[str, ...]] = {}
 
     @classmethod
     def from_config(cls, cfg: Any | None) -> SourceLinks:
@@ -71,9 +80,54 @@ class SourceLinks:
         return cls(webs)
 
     def url(self, system: str | None, obj: str | None, source_id: str | None) -> str | None:
+        if not source_id:
+            return None
+        # a report links tens of thousands of records of a few (system, object) pairs: the text around
+        # the id is made once per pair (Stripe's depends on the id: made each time)
+        key = (system, obj)
+        around = self._around.get(key)
+        if around is None:
+            around = self._around[key] = self._template(system, obj)
+        if around is _PER_ID:
+            return self._url(system, obj, source_id)
+        if not around:
+            return None
+        return f"{around[0]}{_q(str(source_id))}{around[1]}"
+
+    def _template(self, system: str | None, obj: str | None) -> tuple[str, ...]:
+        """``(before, after)`` the quoted id, ``()`` for no link, or ``_PER_ID`` when it depends on the id."""
+        web = self._webs.get(system or "")
+        if web is None or not web.url:
+            return ()
+        if web.kind == "stripe":
+            return _PER_ID
+        url = self._url(system, obj, _MARK)
+        if url is None:
+            return ()
+        if url.count(_MARK) != 1:  # the configured URL holds the mark itself: made each time
+            return _PER_ID
+        before, _sep, after = url.partition(_MARK)
+        return (before, after)
+
+    def _url(self, system: str | None, obj: str | None, source_id: str | None) -> str | None:
         web = self._webs.get(system or "")
         if web is None or not web.url or not source_id:
             return None
+        sid, obj = str(source_id), str(obj or "")
+        obj = ENTITY_OBJECT.get(web.kind, {}).get(obj, obj)
+        if web.kind == "salesforce" and obj:
+            return f"{web.url}/lightning/r/{_q(obj)}/{_q(sid)}/view"
+        if web.kind == "hubspot" and web.portal_id and obj in HUBSPOT_TYPES:
+            return f"{web.url}/contacts/{_q(web.portal_id)}/record/{HUBSPOT_TYPES[obj]}/{_q(sid)}"
+        if web.kind == "stripe":
+            section = next((s for p, s in STRIPE_PREFIX.items() if sid.startswith(p)), None) or STRIPE_OBJECT.get(obj)
+            if section:
+                return f"{web.url}{'/test' if web.test_mode else ''}/{section}/{_q(sid)}"
+        if web.kind == "tryton" and web.database and obj:
+            return f"{web.url}/#{_q(web.database)}/model/{_q(TRYTON_MODEL.get(obj, obj))}/{_q(sid)}"
+        if web.kind == "odoo" and obj:
+            return f"{web.url}/web#id={_q(sid)}&model={_q(obj)}&view_type=form"
+        return None
         sid, obj = str(source_id), str(obj or "")
         obj = ENTITY_OBJECT.get(web.kind, {}).get(obj, obj)
         if web.kind == "salesforce" and obj:

@@ -505,12 +505,22 @@ class Org:
                         if name != "attributes" and name not in types:
                             types[name] = _infer_type(name, value)
                 stamps = [name for name, ftype in types.items() if ftype == "datetime"]
+                blank = dict.fromkeys(types)
+                typed_attributes = "attributes" in types
+                seen: dict[str, str] = {}  # a world repeats its stamps: each distinct text is normalised once
                 for rec in records:
-                    row: dict[str, Any] = dict.fromkeys(types)
-                    row.update({k: v for k, v in rec.items() if k != "attributes"})
+                    row: dict[str, Any] = blank.copy()
+                    if typed_attributes:
+                        row.update({k: v for k, v in rec.items() if k != "attributes"})
+                    else:  # the same row: a key new to the row is added last, and removed
+                        row.update(rec)
+                        row.pop("attributes", None)
                     for name in stamps:
                         if isinstance(value := row[name], str):
-                            row[name] = _sf_stamp(value)
+                            stamp = seen.get(value)
+                            if stamp is None:
+                                stamp = seen[value] = _sf_stamp(value)
+                            row[name] = stamp
                     row["IsDeleted"] = bool(row.get("IsDeleted") or False)
                     for stamp in ("CreatedDate", "LastModifiedDate"):
                         row[stamp] = row[stamp] or row["SystemModstamp"]

@@ -461,6 +461,20 @@ class TrytonWorld:
                 out[f] = row.get(f)
         return out
 
+    @staticmethod
+    def _renderer(fields: list[str] | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """:meth:`_render` for a page of rows, the fields' keys worked out once."""
+        if not fields or not isinstance(fields, list) or not all(type(f) is str for f in fields):
+            return lambda row: TrytonWorld._render(row, fields)  # what it answers a malformed request, per row
+        keys = [f.split(".", 1)[0] + "." if "." in f else f for f in fields]  # a dotted read: the related record
+
+        def render(row: dict[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = {"id": row["id"]}
+            out.update(zip(keys, map(row.get, keys), strict=True))
+            return out
+
+        return render
+
     def call(self, method: str, params: list[Any]) -> Any:
         self.calls.append(method)
         if not params or not isinstance(params[-1], dict):
@@ -489,7 +503,8 @@ class TrytonWorld:
             if missing:
                 raise TrytonFault(["UserError", [f'The record "{missing[0]}" of "{model}" does not exist '
                                                  "(it may have been deleted).", "", None]])
-            return [self._render(self.by_id[model][i], fields) for i in ids]
+            render = self._renderer(fields)
+            return [render(self.by_id[model][i]) for i in ids]
         domain = arg(0, [])
         if name == "search_count":
             return len(self._found(model, domain, context))
@@ -499,7 +514,8 @@ class TrytonWorld:
             found = found[: int(limit)]
         if name == "search":
             return [r["id"] for r in found]
-        return [self._render(r, arg(4)) for r in found]
+        render = self._renderer(arg(4))
+        return [render(r) for r in found]
 
 
 def create_app(*, world: dict[str, list[dict[str, Any]]] | None = None, database: str = "ltc",

@@ -89,10 +89,15 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
     """``(file object, record id, what is wrong)`` of the first record of ``system`` that its
     connector and mapping cannot read, or None."""
     mset = compile_for(system, system, override)
-    keys: list[tuple[str, str]] = []
-    payloads: list[Any] = []
-    files: dict[tuple[str, str], str] = {}
-    for obj, raw, world_rec, payload in _served(system, records):
+    batch: list[tuple[None, str, str, Any, None]] = []
+    plans = mset.plans
+    erp = system in ("tryton", "odoo")
+    if not erp:  # served as they are (_served): a file's records at once, no field dropped
+        for obj, recs in records.items():
+            raw = STRIPE_RAW.get(obj, obj) if system == "stripe" else obj
+            if not obj.startswith("associations/") and raw in plans:
+                batch.extend([(None, raw, str(p.get("Id", p.get("id"))), p, None) for p in recs])
+    for obj, raw, world_rec, payload in _served(system, records) if erp else ():
         rid = str(payload.get("Id", payload.get("id")))
         if world_rec is not None and (key := _dropped(world_rec, payload)) is not None:
             fields = ", ".join(sorted(k for k in payload if k not in _STAMPS))
@@ -100,21 +105,20 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
                     if "." in key.rstrip(".") else "")
             return obj, rid, (f"field {key!r} is never requested by the {system} connector, so it would not be "
                               f"read (it requests: {fields}){hint}")
-        if raw not in mset.plans:
-            continue
-        files[(raw, rid)] = obj
-        keys.append((raw, rid))
-        payloads.append(payload)
-    # landed as the pipeline lands them, a chunk at a time (a list's JSON is its items' JSON)
-    stored = [p for i in range(0, len(payloads), _CHUNK) for p in _stored(payloads[i:i + _CHUNK])]
-    del payloads
-    batch = [(None, raw, rid, p, None) for (raw, rid), p in zip(keys, stored, strict=True)]
-    del stored
-    result = map_records(mset, batch)
-    if result.rejected:
-        bad = result.rejected[0]
-        where = f"field {bad.field}: " if bad.field else ""
-        return (files.get((bad.object, bad.source_id or ""), bad.object), bad.source_id or "?",
-                f"the {system} mapping cannot read it ({where}{bad.reason}); fix the record or give the world a "
-                f"mapping override (world.yaml mappings: {{{system}: mappings/{system}.yaml}})")
+        if raw in plans:
+            batch.append((None, raw, rid, payload, None))
+    files = {STRIPE_RAW.get(obj, obj) if system == "stripe" else obj: obj for obj in records}
+    # landed as the pipeline lands them and mapped, a chunk at a time (a list's JSON is its items' JSON; a
+    # record maps on its own): the first chunk with a rejected record holds the first one
+    for i in range(0, len(batch), _CHUNK):
+        chunk = batch[i:i + _CHUNK]
+        stored = _stored([b[3] for b in chunk])
+        result = map_records(mset, [(None, raw, rid, p, None)
+                                    for (_, raw, rid, _, _), p in zip(chunk, stored, strict=True)])
+        if result.rejected:
+            bad = result.rejected[0]
+            where = f"field {bad.field}: " if bad.field else ""
+            return (files.get(bad.object, bad.object), bad.source_id or "?",
+                    f"the {system} mapping cannot read it ({where}{bad.reason}); fix the record or give the world a "
+                    f"mapping override (world.yaml mappings: {{{system}: mappings/{system}.yaml}})")
     return None

@@ -11,12 +11,14 @@ discovered path is only ever a fallback). Which field was applied, and why, is r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from canonical.forking import Pending
 from canonical.store import Store
 from canonical.tables import raw_pending
 from canonical.tables import run as run_table
@@ -27,11 +29,12 @@ from mappings.discover import (
     best,
     discover,
     from_evidence,
+    known_identifiers,
     override_node,
     sample_candidates,
     write_override,
 )
-from mappings.engine import IMPLIED_KINDS, mark_pending, run_mapping
+from mappings.engine import IMPLIED_KINDS, map_ahead, mark_pending, run_mapping
 from mappings.spec import Node
 
 RUN_KIND = "discover"
@@ -128,9 +131,97 @@ def sample_early(store: Store, cfg: Config, source: str, profiled: dict[tuple[st
     sample_candidates(store, source, source_kinds(cfg), profiled=profiled, generated=generated)
 
 
+@dataclass
+class MapAhead:
+    """Sources mapped while the last sources still sync (:meth:`start`, each in a forked child), so that the
+    map stage (:func:`map_with_discovery`) has only the others left, and maps them as if every source had
+    waited for it: the first discovery pass of a source mapped ahead matches its sample against the
+    identifiers known before this run mapped anything (read once, at the first :meth:`start`, before any
+    source is mapped: the sync only lands raw records), exactly as the map stage's pass does for the
+    others; the second pass, after all are mapped, is the map stage's as before."""
+
+    store: Store
+    cfg: Config
+    profiled: dict[tuple[str, str], list[Candidate]]
+    turn: Any = None  # the SQLite writers' lock shared with the sync's children, which this process takes too
+    known: dict[str, dict[str, str]] | None = None  # identifiers known before this run mapped anything
+    started: list[str] = field(default_factory=list)
+    _running: dict[str, Pending[dict[str, dict[str, int]]]] = field(default_factory=dict)
+    own_turn: Any = None  # this process's own writers' lock, put back once the children are done
+
+    def start(self, source: str) -> bool:
+        """Map ``source`` (its sync has ended; its raw records stay as they are) in a forked child, with the
+        fields the map stage's first discovery pass would apply to it. False (nothing started) when the
+        source has nothing pending."""
+        store, cfg = self.store, self.cfg
+        if not _pending_in(store, source):
+            return False  # nothing landed: left to the map stage, which decides as before
+        if not self.started and cfg.discover_fields:  # the first: the state before this run maps anything
+            self.known = known_identifiers(store)
+        extra = None
+        if cfg.discover_fields:
+            generated = {source: node} if (node := generated_mappings(store, cfg).get(source)) is not None else None
+            first = best(discover(store, source_kinds(cfg), source, generated=generated, profiled=self.profiled,
+                                  known=self.known), high_only=True)
+            previous = {_key(f) for f in from_evidence(last_applied(store)) if f.system == source}
+            if _changed_systems(previous, {_key(f) for f in first}):
+                with store.write_turn():
+                    mark_pending(store, source)
+            extra = _overrides(first)
+        self.started.append(source)
+        self._running[source] = map_ahead(store, [source], config=cfg, extra=extra, turn=self.turn)
+        return True
+
+    def finish(self) -> dict[str, dict[str, int] | BaseException]:
+        """Wait for the mappings started: counts per system (a failure as its exception); this process then
+        takes its own writers' turns again."""
+        out: dict[str, dict[str, int] | BaseException] = {}
+        try:
+            for source, call in self._running.items():
+                try:
+                    out.update(call.result())
+                except Exception as exc:  # raised by the map stage, once the other systems are mapped
+                    out[source] = exc
+        finally:
+            self.cancel()
+        return out
+
+    def cancel(self) -> None:
+        """Stop the children still mapping (the pipeline ended before its map stage); nothing to do after
+        :meth:`finish`."""
+        for call in self._running.values():
+            call.cancel()
+        self._running.clear()
+        if self.own_turn is not None:
+            self.store.use_turn(self.own_turn)
+            self.own_turn = None
+
+
+def _pending_in(store: Store, system: str) -> bool:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(raw_pending.c.raw_id).where(raw_pending.c.system == system)
+                            .limit(1)).first() is not None
+
+
+def _with_ahead(ahead: MapAhead | None, rest: Callable[[], dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """``rest()`` (the mapping of the systems not mapped ahead), then the counts of those mapped ahead once
+    their children are done, in system order; a failure of either is raised once both are done."""
+    if ahead is None or not ahead.started:
+        return rest()
+    try:
+        counts = rest()
+    finally:
+        done = ahead.finish()
+    for outcome in done.values():
+        if isinstance(outcome, BaseException):
+            raise outcome
+    counts.update({k: v for k, v in done.items() if not isinstance(v, BaseException)})
+    return dict(sorted(counts.items()))
+
+
 def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True,
-                       profiled: dict[tuple[str, str], list[Candidate]] | None = None
-                       ) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
+                       profiled: dict[tuple[str, str], list[Candidate]] | None = None,
+                       ahead: MapAhead | None = None) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
     """Map the pending raw records with the discovered identifier fields applied.
 
     Discovery runs before the mapping (on the raw records and the identifiers already known) and
@@ -138,20 +229,26 @@ def map_with_discovery(store: Store, cfg: Config, *, enabled: bool = True,
     other fields, the systems concerned are mapped again. A change from the fields the previous run
     applied marks that system's raw records pending (its rows are rebuilt with the new fields).
     Returns the mapping counts per system and the applied fields with their evidence.
-    ``profiled``: the samples already profiled (:func:`sample_early`); the others are added to it."""
+    ``profiled``: the samples already profiled (:func:`sample_early`); the others are added to it.
+    ``ahead``: the sources already being mapped (:class:`MapAhead`); the others are mapped beside them."""
+    skip = set(ahead.started) if ahead is not None else set()
+    turn = ahead.turn if ahead is not None else None
     if not enabled:
-        return run_mapping(store, config=cfg), []
+        return _with_ahead(ahead, lambda: run_mapping(store, config=cfg, skip=skip, turn=turn)), []
     applied = last_applied(store)
-    if not _anything_pending(store):  # nothing landed since: the fields stand as the last run found them
+    if not skip and not _anything_pending(store):  # nothing landed since: the fields stand as the last run found them
         return run_mapping(store, config=cfg, extra=_overrides(from_evidence(applied))), applied
     sources = source_kinds(cfg)
     generated = generated_mappings(store, cfg)
     previous = {(d["system"], d["object"], d["target"], d["path"]) for d in applied}
     profiled = {} if profiled is None else profiled  # the raw sample, read and profiled once
-    first = best(discover(store, sources, generated=generated, profiled=profiled), high_only=True)
-    for system in _changed_systems(previous, {_key(f) for f in first}):
-        mark_pending(store, system)
-    counts = run_mapping(store, config=cfg, extra=_overrides(first))
+    known = ahead.known if skip and ahead is not None else None  # as before the sources mapped ahead
+    first = best(discover(store, sources, generated=generated, profiled=profiled, known=known), high_only=True)
+    for system in _changed_systems(previous, {_key(f) for f in first}) - skip:  # those ahead: marked already
+        with store.write_turn():
+            mark_pending(store, system)
+    extra = _overrides(first)
+    counts = _with_ahead(ahead, lambda: run_mapping(store, config=cfg, extra=extra, skip=skip, turn=turn))
     second = best(discover(store, sources, generated=generated, profiled=profiled), high_only=True)
     again = _changed_systems({_key(f) for f in first}, {_key(f) for f in second})
     for system in again:

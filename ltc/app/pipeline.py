@@ -40,11 +40,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from canonical.errors import ConfigError
-from canonical.forking import fork_lock, forks, start_child
+from canonical.forking import fork_lock, forks, in_forked_child, start_child
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
-from ltc.app.discovery import applied_overrides, describe, map_with_discovery
+from ltc.app.discovery import MapAhead, applied_overrides, describe, map_with_discovery
 from ltc.app.hints import hint_for
 from ltc.app.progress import OnProgress, ProgressEvent, StreamTimer
 from ltc.app.progress import stage as progress_stage
@@ -202,6 +202,12 @@ class Context:
     mapper: Mapper = sequential  # runs the reconcile buckets (the Prefect flow passes one that reports progress)
     profiled: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     """Discovery samples profiled during the sync (:func:`_sample_synced`), reused by the map stage."""
+    map_ahead: bool = False  # the map stage will run: a source may be mapped once synced, while others sync
+    import_ahead: bool = False  # the import stage will run: it may import while the API sources sync
+    imported: tuple[dict[str, Any], dict[str, SourceStatus], list[str]] | BaseException | None = None
+    """The import done during the sync (:func:`_import_now`), which the import stage reports."""
+    ahead: MapAhead | None = None
+    """The sources mapped during the sync (:func:`_sample_synced`), which the map stage waits for."""
 
 
 # --- the stages ----------------------------------------------------------------------------------
@@ -300,9 +306,12 @@ def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None)
     from multiprocessing.connection import wait
 
     turn = fork_lock() if ctx.store.engine.dialect.name == "sqlite" else None
+    # this process writes meanwhile too (the bank statements' import, the marks of a source mapped ahead)
+    own = ctx.store.use_turn(turn) if turn is not None else None
     statuses: dict[str, SourceStatus] = {}
     running: dict[Any, tuple[str, Any]] = {}  # pipe -> (source, process)
     waiting = list(names)
+    banks: list[str] = []  # the statement sources imported meanwhile, to map ahead
 
     def start(name: str) -> None:
         process, mine = start_child(_sync_child, ctx, name, turn, on_progress is not None, name=f"ltc-sync-{name}")
@@ -312,6 +321,8 @@ def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None)
         while waiting or running:
             while waiting and len(running) < SYNC_WORKERS:
                 start(waiting.pop(0))
+            if ctx.import_ahead and ctx.imported is None:  # this process only waits for the children meanwhile
+                banks = _import_now(ctx)
             ready: list[Any] = wait(list(running))
             for conn in ready:
                 name, process = running[conn]
@@ -330,27 +341,52 @@ def _sync_forked(ctx: Context, names: list[str], on_progress: OnProgress | None)
                 conn.close()
                 process.join()
                 if running and not waiting:
-                    _sample_synced(ctx, name)
+                    for source in [name, *banks]:
+                        _sample_synced(ctx, source, turn)
+                    banks = []
     finally:
         for conn, (_name, process) in running.items():
             process.kill()
             process.join()
             conn.close()
+        if own is not None:  # once the children mapping ahead are done, if any (:meth:`MapAhead.finish`)
+            if ctx.ahead is not None and ctx.ahead.started:
+                ctx.ahead.own_turn = own
+            else:
+                ctx.store.use_turn(own)
     return [statuses[name] for name in names]
 
 
-def _sample_synced(ctx: Context, name: str) -> None:
-    """While the last sources sync in their children (this process only waits for them), profile the
-    discovery sample of ``name``, whose sync has ended, for the map stage (:func:`ltc.app.discovery.sample_early`).
-    Only ahead of time: a problem here is left to the map stage, which profiles what is not done."""
+def _import_now(ctx: Context) -> list[str]:
+    """The import stage's work (:func:`_imports`), done while the API sources sync in their children (the
+    statement files are read from a folder, whatever the vendors answer); the import stage reports it.
+    Returns the statement sources that imported something, which may then be mapped ahead."""
+    try:
+        ctx.imported = done = _imports(ctx)
+    except Exception as exc:  # raised by the import stage, as if it had run there
+        ctx.imported = exc
+        return []
+    return [name for name, counts in done[0].items() if counts.get("new") or counts.get("changed")]
+
+
+def _sample_synced(ctx: Context, name: str, turn: Any = None) -> None:
+    """While the last sources sync in their children (this process only waits for them), map ``name``, whose
+    sync has ended, in a forked child (:class:`ltc.app.discovery.MapAhead`; ``turn``: the sync's SQLite
+    writers' lock, which that child and this process then share), when the map stage is to run; else profile
+    its discovery sample for the map stage (:func:`ltc.app.discovery.sample_early`). Only ahead of time: a
+    problem here is left to the map stage, which maps and profiles what is not done."""
     from ltc.app.discovery import sample_early
 
-    if not ctx.cfg.discover_fields:
-        return
     try:
-        sample_early(ctx.store, ctx.cfg, name, ctx.profiled)
-    except Exception as exc:  # the map stage profiles the sample itself, and says what is wrong
-        log.debug("discovery sample of %s left to the map stage: %s", name, exc)
+        if ctx.map_ahead and not in_forked_child():
+            if ctx.ahead is None:
+                ctx.ahead = MapAhead(ctx.store, ctx.cfg, ctx.profiled, turn)
+            if ctx.ahead.start(name):
+                return
+        if ctx.cfg.discover_fields:
+            sample_early(ctx.store, ctx.cfg, name, ctx.profiled)
+    except Exception as exc:  # the map stage maps and profiles it itself, and says what is wrong
+        log.debug("mapping of %s left to the map stage: %s", name, exc)
 
 
 def _sync_child(ctx: Context, name: str, turn: Any, progress: bool, conn: Any) -> None:
@@ -390,10 +426,25 @@ def _sync_source(ctx: Context, name: str, on_progress: OnProgress | None) -> Sou
 
 
 def stage_import(ctx: Context) -> dict[str, Any]:
-    """Import the new statement files (camt.053, MT940) of each camt053 source's folder."""
+    """Import the new statement files (camt.053, MT940) of each camt053 source's folder (or report the
+    import done while the API sources synced, :func:`_import_now`)."""
+    done, ctx.imported = ctx.imported, None
+    if isinstance(done, BaseException):
+        raise done
+    out, statuses, lines = done if done is not None else _imports(ctx)
+    for line in lines:
+        ctx.echo(line)
+    ctx.result.sources.update(statuses)
+    return out
+
+
+def _imports(ctx: Context) -> tuple[dict[str, Any], dict[str, SourceStatus], list[str]]:
+    """Each camt053 source's import: its counts, its status and the lines to echo."""
     from connectors.statements import run_import
 
     out: dict[str, Any] = {}
+    statuses: dict[str, SourceStatus] = {}
+    lines: list[str] = []
     for name, src in ctx.cfg.sources.items():
         if src.kind != "camt053" or (ctx.sources and name not in ctx.sources):
             continue
@@ -405,15 +456,15 @@ def stage_import(ctx: Context) -> dict[str, Any]:
                 raise ConfigError(f"sources.{name}.options.folder: {folder} is not a directory")
             counts = run_import(ctx.store, folder=folder, source=name).counts
             st = SourceStatus(name, "camt053", streams=[{"stream": "statements", "status": "success", **counts}])
-            ctx.echo(f"bank {name}: {counts['statements']} statement(s), {counts['entries']} entries, "
-                     f"{counts['new']} new, {counts['rejected']} rejected, {counts['skipped']} file(s) already imported")
+            lines.append(f"bank {name}: {counts['statements']} statement(s), {counts['entries']} entries, "
+                         f"{counts['new']} new, {counts['rejected']} rejected, {counts['skipped']} file(s) already imported")
             out[name] = counts
         except Exception as exc:
             st = SourceStatus(name, "camt053", status="failed", message=f"{type(exc).__name__}: {exc}"[:500])
-            ctx.echo(f"bank {name}: failed ({exc})")
+            lines.append(f"bank {name}: failed ({exc})")
             out[name] = {"failed": str(exc)}
-        ctx.result.sources[name] = st
-    return out
+        statuses[name] = st
+    return out, statuses, lines
 
 
 def stage_fx(ctx: Context) -> dict[str, Any]:
@@ -435,7 +486,7 @@ def stage_map(ctx: Context) -> dict[str, Any]:
     """Map (with the identifier fields discovery found in the landed data); then the quarantine per
     stream, which fails the run when a stream is over ``quarantine_fail_share`` (:mod:`ltc.app.unread`)."""
     mapped, discovered = map_with_discovery(ctx.store, ctx.cfg, enabled=ctx.cfg.discover_fields,
-                                            profiled=ctx.profiled)
+                                            profiled=ctx.profiled, ahead=ctx.ahead)
     totals: dict[str, int] = {}
     for counts in mapped.values():
         for key, value in counts.items():
@@ -577,18 +628,22 @@ def run_pipeline(store: Store, cfg: Config, as_of: date | None = None, *, sync_o
     source that fails; a failing stage ends the run ``failed`` and the later stages, but notify, are skipped)."""
     result = begin(store, cfg, as_of)
     ctx = Context(store, cfg, result, sync_one=sync_one, echo=echo, sources=sources, report_title=report_title,
-                  on_progress=on_progress)
+                  on_progress=on_progress, map_ahead="map" not in skip, import_ahead="import" not in skip)
     failed = False
-    for stage in STAGES:
-        if stage.name in skip or (failed and not stage.after_failure):
-            continue
-        try:  # sync shows a stage per source instead of one for all
-            with progress_stage(stage.name, on_progress if stage.name != "sync" else None) as done:
-                done(_brief(run_stage(ctx, stage)))
-        except Exception as exc:
-            log.error("stage %s failed: %s", stage.name, exc)
-            echo(f"stage {stage.name} failed: {exc}")
-            failed = True
+    try:
+        for stage in STAGES:
+            if stage.name in skip or (failed and not stage.after_failure):
+                continue
+            try:  # sync shows a stage per source instead of one for all
+                with progress_stage(stage.name, on_progress if stage.name != "sync" else None) as done:
+                    done(_brief(run_stage(ctx, stage)))
+            except Exception as exc:
+                log.error("stage %s failed: %s", stage.name, exc)
+                echo(f"stage {stage.name} failed: {exc}")
+                failed = True
+    finally:  # a stage before the map stage failed: the sources mapped ahead are not waited for
+        if ctx.ahead is not None:
+            ctx.ahead.cancel()
     return finish(store, result)
 
 

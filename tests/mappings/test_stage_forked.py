@@ -217,3 +217,41 @@ def test_a_child_maps_the_next_system_of_its_share_after_one_fails_and_a_dead_ch
 def test_a_forked_child_knows_it_is_one() -> None:
     assert not forking.in_forked_child()
     assert forking.Pending(forking.in_forked_child).result() is True
+
+
+def test_a_lone_system_split_by_source_objects_gives_what_one_process_gives(
+    two_stores: tuple[Store, Store], forked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    split, here = two_stores
+    if split.engine.dialect.name != "sqlite":
+        pytest.skip("split on SQLite only")
+    for store in (split, here):
+        land(store, "tryton")
+    monkeypatch.setattr(engine, "SPLIT_FROM", 0)
+    parts = engine._split_parts(split, engine.compile_for("tryton"))
+    assert parts is not None and len(parts) == 2 and not set(parts[0]) & set(parts[1])
+    mset = engine.compile_for("tryton")
+    entities = [set().union(*(mset.entities_of(o) for o in part)) for part in parts]
+    assert not entities[0] & entities[1]  # the parts write disjoint canonical rows
+    counts = run_mapping(split, batch_size=3)
+    pids = {int(p.name.split(".")[1]) for p in forked.iterdir()}
+    assert len(pids) == 2 and os.getpid() not in pids  # two children, one part each
+
+    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
+    assert engine._split_parts(here, mset) is None  # an admin's switch
+    assert run_mapping(here, batch_size=3) == counts
+    assert _snapshot(split) == _snapshot(here)
+    with split.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.raw_pending)).scalar_one() == 0
+
+
+def test_objects_that_share_an_entity_stay_in_one_part(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "SPLIT_FROM", 0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.delenv("LTC_MAP_PROCESSES", raising=False)
+    land(store, "tryton")
+    mset = engine.compile_for("tryton")
+    monkeypatch.setattr(mset, "entities_of", lambda obj: {"same"})  # every object writes one entity
+    assert engine._split_parts(store, mset) is None
+    monkeypatch.setattr(engine, "SPLIT_FROM", 10**9)
+    assert engine._split_parts(store, engine.compile_for("tryton")) is None  # too little to split

@@ -143,3 +143,51 @@ def test_spilled_accounts_and_payments_carry_the_name_keys_the_buckets_would_com
                                 .alias("want"))
         assert pay.height and pay[NAME_KEY].equals(pay["want"], check_names=False)
         assert NAME_KEY not in fr.deal.columns
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_line_tables_may_arrive_after_the_buckets_are_assigned(tmp_path: Path, n: int) -> None:
+    """``plan_buckets(lines=…)`` (the store path, exporting the line tables while the pre-pass runs): the line tables
+    are read only after ``lines`` returned (before the spill reads the first of them; with one bucket, before the plan
+    is returned), and the plan is the one of a directory that had them from the start."""
+    import shutil
+
+    from reconcile.partition import LINE_TABLES
+    from reconcile.stream import plan_buckets
+
+    WORLD.save(tmp_path / "world")
+    late = tmp_path / "late"
+    late.mkdir()
+    for name in LINE_TABLES:
+        shutil.move(tmp_path / "world" / f"{name}.parquet", late / f"{name}.parquet")
+    calls: list[set[str]] = []
+    seen = partition.parquet_reader
+
+    def reader(directory: str | Path) -> partition.Reader:
+        read = seen(directory)
+
+        def logged(name: str, cols: list[str]) -> pl.DataFrame:
+            assert name not in LINE_TABLES or calls, f"{name} read before the lines arrived"
+            return read(name, cols)
+
+        return logged
+
+    def arrive() -> None:
+        calls.append({p.name for p in late.iterdir()})
+        for p in late.iterdir():
+            shutil.move(p, tmp_path / "world" / p.name)
+
+    import reconcile.stream as stream
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stream, "parquet_reader", reader)
+        plan = plan_buckets(tmp_path / "world", tmp_path / "a", tmp_path / "out-a", n, lines=arrive)
+    assert len(calls) == 1 and calls[0] == {f"{name}.parquet" for name in LINE_TABLES}
+    want = plan_buckets(tmp_path / "world", tmp_path / "b", tmp_path / "out-b", n)
+    assert plan.n == want.n == n
+    for name in LINE_TABLES:  # linked into the discovered tables, as the others are
+        assert (plan.source / f"{name}.parquet").exists()
+    if n > 1:
+        for k in range(n):
+            for p in sorted((tmp_path / "b" / str(k)).iterdir()):
+                assert (tmp_path / "a" / str(k) / p.name).read_bytes() == p.read_bytes(), (k, p.name)

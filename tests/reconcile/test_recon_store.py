@@ -304,3 +304,22 @@ def test_bucket_count_before_the_export_stops_counting_at_one_bucket(store: Stor
         assert engine_mod._buckets(store, 4) == 4
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", record)
+
+
+def test_the_scratch_directory_is_gone_when_the_run_returns(store: Store, tmp_path: Path) -> None:
+    """The scratch directory is removed in the background during the lifecycle step, and is gone when the run returns
+    (or fails)."""
+    world = generate(300, seed=5)
+    world.load(store)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    run_reconciliation(store, Config(), world.as_of, partitions=2, scratch=scratch)
+    assert list(scratch.iterdir()) == []
+
+    def failing(fn, buckets):  # type: ignore[no-untyped-def]
+        yield fn(buckets[0])
+        raise RuntimeError("bucket 1 failed")
+
+    with pytest.raises(RuntimeError, match="bucket 1 failed"):
+        run_reconciliation(store, Config(), world.as_of, partitions=2, scratch=scratch, mapper=failing)
+    assert list(scratch.iterdir()) == []

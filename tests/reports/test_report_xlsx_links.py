@@ -149,3 +149,21 @@ def test_html_records_link_out(written: dict[str, Any]) -> None:
     assert 'href="https://acme.my.salesforce.com/lightning/r/Opportunity/' in text
     assert 'href="https://erp.example.com:8000/#ltc/model/account.invoice/' in text
     assert 'rel="noopener noreferrer"' in text
+
+
+def test_links_made_once_per_pair_match_links_made_each_time() -> None:
+    from reports.links import SourceLinks, _Web
+
+    links = SourceLinks({
+        "sf": _Web(kind="salesforce", url="https://sf.test"), "tr": _Web(kind="tryton", url="http://t.test", database="db"),
+        "od": _Web(kind="odoo", url="https://o.test"), "st": _Web(kind="stripe", url="https://s.test"),
+        "marked": _Web(kind="salesforce", url="https://LTCID.test"), "bare": _Web(kind="salesforce", url=None)})
+    cases = [("sf", "Opportunity", "006A1"), ("sf", "deal", "a b/c"), ("sf", "", "x"), ("tr", "order", "12"),
+             ("tr", "payments", "é"), ("od", "sale.order", "7"), ("od", "sale.order", "7&x=1"), ("st", "charge", "ch_1"),
+             ("st", "refund", "re_2"), ("st", "other", "zz"), ("marked", "Account", "LTCID"), ("bare", "Account", "1"),
+             ("none", "Account", "1"), ("sf", "Account", ""), ("sf", "Account", None)]
+    for _ in range(2):  # the second time from the pairs' made text
+        for system, obj, sid in cases:
+            assert links.url(system, obj, sid) == links._url(system, obj, sid), (system, obj, sid)
+    assert links.url("od", "sale.order", "7") == "https://o.test/web#id=7&model=sale.order&view_type=form"
+    assert links.url("marked", "Account", "1") == "https://LTCID.test/lightning/r/Account/1/view"

@@ -84,3 +84,21 @@ def test_like_patterns_are_compiled_once_and_match_as_sql_like() -> None:
         assert [tryton._like(p, v, ci) for p, v, ci, _want in cases] == [want for *_c, want in cases]
     info = tryton._like_regex.cache_info()
     assert info.misses == len({(p, ci) for p, v, ci, _w in cases if isinstance(v, str)}) and info.hits > info.misses
+
+
+@pytest.mark.parametrize("fields", [None, [], ["name", "write_date"], ["party.name", "party.code", "number", "nope"],
+                                    ["number", "number"], "number", ["number", 3], [["number"]]])
+def test_a_page_is_rendered_as_row_by_row(fields: Any) -> None:
+    rows = [{"id": 1, "number": "A", "party.": {"name": "P"}, "name": "n", "write_date": None},
+            {"id": 2, "number": None}]
+    try:
+        expected: Any = [TrytonWorld._render(r, fields) for r in rows]
+    except TypeError as exc:  # what a malformed field list answers, per row, as before
+        expected = type(exc)
+    try:
+        render = TrytonWorld._renderer(fields)
+        got: Any = [render(r) for r in rows]
+    except TypeError as exc:
+        got = type(exc)
+    assert got == expected
+    assert got is TypeError or [list(g) for g in got] == [list(e) for e in expected]  # the same key order

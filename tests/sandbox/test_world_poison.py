@@ -55,3 +55,24 @@ def test_a_tryton_february_30_in_a_sync_is_landed_and_quarantined(store: Store) 
     run_mapping(store, "erp", "tryton")
     [q] = [q for q in store.quarantined() if q["stage"] == "map"]
     assert q["source_id"] == "7" and "day is out of range for month" in q["reason"]
+
+
+def test_impossible_values_nested_or_escaped_in_a_world_are_file_line_errors(tmp_path: Path) -> None:
+    world, line = _poisoned(tmp_path, "stripe", "customers.jsonl", {"metadata": {"due": "2026-02-30"}})
+    with pytest.raises(InputError, match=rf"customers.jsonl:{line}: record .*: field metadata: due: '2026-02-30'"):
+        read_world(world)
+    world, line = _poisoned(tmp_path / "b", "stripe", "customers.jsonl", {"metadata": {"2026-02-30": "key"}})
+    read_world(world)  # a key that looks like a date is no value
+    world, line = _poisoned(tmp_path / "c", "stripe", "customers.jsonl", {"description": "2026\u00a0-02-30"})
+    read_world(world)
+    world, line = _poisoned(tmp_path / "d", "salesforce", "Account.jsonl", {"Due__c": "2026-02-30\u00e9"})
+    read_world(world)
+    path = world / "salesforce" / "Account.jsonl"  # an escape: the text is a date only once decoded
+    path.write_text(path.read_text().replace('"2026-02-30\\u00e9"', '"2026\\u002d02-30"', 1))
+    with pytest.raises(InputError, match=r"Account.jsonl:1: record .*: field Due__c: '2026-02-30' is not a valid"):
+        read_world(world)
+    world, line = _poisoned(tmp_path / "e", "tryton", "sale.sale.jsonl",
+                            {"reference": "2026-02-30", "sale_date": {"__class__": "date", "year": 2026, "month": 2,
+                                                                      "day": 3}})
+    with pytest.raises(InputError, match=r"sale.sale.jsonl:1: record 7: field reference: '2026-02-30'"):
+        read_world(world)

@@ -144,3 +144,21 @@ def test_payloads_are_landed_in_chunks_exactly_as_one_by_one() -> None:
                {"id": 3, "name": "lone \ud800 surrogate"}, {"id": 4, "nested": {"k": "\\u0000 not a nul"}}]
     assert _stored(hostile) == [_stored(p) for p in hostile]
     assert _stored(hostile)[1]["name"] == "nul\ufffdhere" and _stored(hostile)[1]["id"] == str(2 ** 70)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 10_000])
+def test_the_first_unreadable_record_is_named_whatever_the_chunk(tmp_path: Path, chunk: int,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sandbox.world_readable
+
+    monkeypatch.setattr(sandbox.world_readable, "_CHUNK", chunk)  # the check stops at the first chunk with one
+    world = _copy(tmp_path, "stripe")
+    inv = world / "stripe" / "invoices.jsonl"
+    _edit(inv, 2, lambda rec: rec.pop("currency"))
+    with pytest.raises(InputError) as err:
+        read_world(world)
+    assert str(err.value).startswith(f"{inv}:2: record in_1QAcmeInv0002: the stripe mapping cannot read it ")
+    _edit(inv, 1, lambda rec: rec.pop("currency"))  # two in different chunks (of 1): the first is named
+    with pytest.raises(InputError) as err:
+        read_world(world)
+    assert str(err.value).startswith(f"{inv}:1: record in_1QAcmeInv0001: the stripe mapping cannot read it ")
