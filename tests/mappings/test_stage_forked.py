@@ -223,11 +223,12 @@ def test_a_lone_system_split_by_source_objects_gives_what_one_process_gives(
     two_stores: tuple[Store, Store], forked: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     split, here = two_stores
-    if split.engine.dialect.name != "sqlite":
-        pytest.skip("split on SQLite only")
     for store in (split, here):
         land(store, "tryton")
     monkeypatch.setattr(engine, "SPLIT_FROM", 0)
+    if split.engine.dialect.name != "sqlite":  # PostgreSQL writers do not take turns: a system stays in one process
+        assert engine._split_parts(split, engine.compile_for("tryton")) is None
+        return
     parts = engine._split_parts(split, engine.compile_for("tryton"))
     assert parts is not None and len(parts) == 2 and not set(parts[0]) & set(parts[1])
     mset = engine.compile_for("tryton")
