@@ -113,8 +113,8 @@ def test_a_shares_first_batches_grow_and_its_last_is_small(sqlite_store: Store, 
     reads: list[tuple[str, int, int]] = []
     read = engine._read_pending
 
-    def spy(store: Store, system: str, after: int, limit: int) -> Any:
-        batch = read(store, system, after, limit)
+    def spy(store: Store, system: str, after: int, limit: int, objects: Any = None) -> Any:
+        batch = read(store, system, after, limit, objects)
         reads.append((system, limit, len(batch)))
         return batch
 
