@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import sqlalchemy as sa
 from hypothesis import given
@@ -129,3 +130,34 @@ def test_sqlite_staging_does_not_wait_for_the_store_writer(sqlite_store: Store) 
                 conn.exec_driver_sql(sql, params)
     rows, links = _stored(sqlite_store)
     assert [r[0] for r in rows] == [model.canonical_id("sf", "deal", "0061")] and len(links) == 1
+
+
+def _typed(store: Store) -> list[tuple[object, ...]]:
+    deal = tables.table_for("deal")
+    cols = ", ".join(f'typeof("{c.name}"), "{c.name}"' for c in deal.columns)
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(f'SELECT {cols} FROM "deal" ORDER BY id')]
+
+
+def test_sqlite_stage_stores_nulls_as_null(sqlite_store: Store, tmp_path: Path) -> None:
+    """The stage binds a missing value as NaN (SQLite's NULL, bound without Python's adaptation of None): every
+    column holds what the direct upsert stores, NULL (not a REAL) included, from rows with every column and from
+    rows lacking some."""
+    direct = Store.open(f"sqlite:///{tmp_path / 'direct.db'}")
+    full = [_deal(i, f"deal {i}", None if i % 2 else f"{i}.10") for i in range(40)]
+    sparse = [{k: v for k, v in _deal(i, f"sparse {i}", None).items() if k not in ("amount", "close_date")}
+              for i in range(40, 45)]
+    try:
+        for rows in (full, sparse):
+            with sqlite_store.engine.connect() as conn:
+                statements = sqlite_store.staged_upserts(conn, {"deal": rows})
+                with conn.begin():
+                    for sql, params in statements:
+                        conn.exec_driver_sql(sql, params)
+            with direct.engine.begin() as conn:
+                direct.upsert_entities(conn, "deal", rows)
+        got = _typed(sqlite_store)
+        assert got == _typed(direct) and len(got) == 45
+        assert "real" not in got[0] and got[1].count("null") > 0
+    finally:
+        direct.close()
