@@ -326,7 +326,7 @@ def _inline(column: sa.Column[Any], dialect: str, read: str, conv: str, null: st
     if isinstance(ctype, sa.JSON) or column.name == "attributes":
         return f"({head} else '{{}}' if type(x) is dict and not x else {conv}(x))"
     if isinstance(ctype, sa.Boolean):
-        return f"({head} or type(x) is bool else bool(x))"
+        return f"({head} else x if type(x) is bool else bool(x))"
     if isinstance(ctype, sa.Date) and dialect == "sqlite":
         return f"({head} else x.isoformat() if type(x) is date else {conv}(x))"
     return f"{conv}({read})" if null == "x" else f"({null} if (x := {conv}({read})) is None else x)"

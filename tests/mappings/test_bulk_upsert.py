@@ -161,3 +161,20 @@ def test_sqlite_stage_stores_nulls_as_null(sqlite_store: Store, tmp_path: Path) 
         assert "real" not in got[0] and got[1].count("null") > 0
     finally:
         direct.close()
+
+
+def test_stage_parameters_keep_booleans_and_bind_missing_values_as_null() -> None:
+    """A Boolean column (none of the canonical tables has one yet) keeps True and False in the stage's flat
+    parameters, as in the upsert's; only a missing value becomes the NULL NaN."""
+    import math
+
+    import sqlalchemy as sa
+
+    from canonical.store import _row_params
+
+    table = sa.Table("flags", sa.MetaData(), sa.Column("id", sa.Text, primary_key=True), sa.Column("on", sa.Boolean))
+    rows = [{"id": "a", "on": True}, {"id": "b", "on": False}, {"id": "c", "on": None}, {"id": "d", "on": 1}]
+    flat = _row_params(table, "sqlite", flat=True)(rows)
+    assert flat[:6] == ["a", True, "b", False, "c", flat[5]] and math.isnan(flat[5])
+    assert flat[6:] == ["d", True] and type(flat[7]) is bool
+    assert _row_params(table, "sqlite")(rows) == [("a", True), ("b", False), ("c", None), ("d", True)]
