@@ -571,6 +571,73 @@ def _count_page(result: StreamResult, raws: list[RawRecord], res: Any, quarantin
     result.quarantined += quarantined
 
 
+def _landable(stream: StreamSpec, page: Page) -> tuple[list[RawRecord], list[Rejected]]:
+    """A page's records and the deletes it reports, as raw records and the rejected of both."""
+    raws, rejected = to_raw(stream, page.records)
+    gone, gone_rejected = to_raw(stream, page.deleted, deleted=True)
+    return raws + gone, rejected + gone_rejected
+
+
+def _future_warnings(stream: StreamSpec, raws: list[RawRecord], future_from: datetime, result: StreamResult
+                     ) -> list[Rejected]:
+    """Records stamped ahead of our clock, counted and warned about (they land; the cursor does not
+    follow them)."""
+    future = [r for r in raws if r.source_updated_at is not None and r.source_updated_at > future_from]
+    result.future += len(future)
+    return [_future_warning(stream, r) for r in future]
+
+
+def _keyset_next(stream: StreamSpec, page: Page, raws: list[RawRecord], latest: RawRecord | None,
+                 window: Window, run: dict[str, Any], *, probe: bool, in_future: bool, future_from: datetime
+                 ) -> tuple[Any, bool, bool]:
+    """A keyset page's next token, whether the keyset is stuck, and whether the run reads the future.
+
+    The window resumes past the page's latest record; a full page with nothing landable cannot be
+    moved past (stuck); once the main window is done, one more pass (the *future probe*) reads what
+    is stamped ahead of our clock. The resume key goes into the run's state with the token."""
+    token = None
+    stuck = False
+    more = page.more if page.more is not None else len(page.records) >= stream.page_size
+    if more and raws:
+        assert latest is not None and latest.source_updated_at is not None
+        window.resume_key = (latest.source_updated_at, latest.source_id)
+        token = "keyset"
+    elif more:
+        stuck = True
+    elif probe and not in_future:
+        in_future = True
+        run["phase"] = "future"
+        window.since, window.until, window.resume_key = future_from, None, None
+        token = "keyset"
+    run["resume"] = _key(*window.resume_key) if window.resume_key and token else None
+    return token, stuck, in_future
+
+
+def _page_state(state: Mapping[str, Any], run: dict[str, Any], best: list[Any] | None, window: Window, *,
+                done: bool, full_read: bool, started: datetime) -> dict[str, Any]:
+    """The stream state committed with a page: the run under way, or (the run done) its high-water
+    mark; the connector's memo and the deep check's time carried (a full read counts as one)."""
+    new_state: dict[str, Any] = {"hw": best, "run": None} if done else {"hw": state.get("hw"), "run": run}
+    if window.memo is not None:
+        new_state["memo"] = window.memo
+    if state.get("deep_at"):
+        new_state["deep_at"] = state["deep_at"]
+    if done and full_read:
+        new_state["deep_at"] = started.isoformat()  # a full read is as complete as a deep check
+    return new_state
+
+
+def _stopped(result: StreamResult, stuck: bool, empty_pages: list[str]) -> None:
+    """The status of a run that stopped before the end: a stuck keyset, or max_pages reached."""
+    if stuck:
+        result.status = "incomplete"
+        result.message = (f"{empty_pages[-1] if empty_pages else 'a full page landed nothing'}; the keyset "
+                          "cannot move past these records: fix them at the source (see the quarantine)")
+    else:
+        result.status = "paused"
+        result.message = f"stopped after {result.pages} page(s) (max_pages); the next run resumes"
+
+
 def sync_stream(
     connector: Connector,
     stream: StreamSpec,
@@ -621,48 +688,24 @@ def sync_stream(
         connector.before_stream(stream)
         while True:
             page = connector.read_page(stream, window, token)
-            raws, rejected = to_raw(stream, page.records)
-            gone, gone_rejected = to_raw(stream, page.deleted, deleted=True)
-            raws += gone
-            rejected += gone_rejected
+            raws, rejected = _landable(stream, page)
             if page.records and not raws:
                 empty_pages.append(f"page {result.pages + 1}: 0 of {len(page.records)} records landed "
                                    f"({rejected[0].reason})")
-            future = [r for r in raws if r.source_updated_at is not None and r.source_updated_at > future_from]
-            result.future += len(future)
-            warnings = [_future_warning(stream, r) for r in future]
+            warnings = _future_warnings(stream, raws, future_from, result)
             latest = _latest(raws) if raws else None
             best = run["max"] = _raised_mark(run.get("max"), latest, page, cap)
             if keyset:
-                token = None
-                more = page.more if page.more is not None else len(page.records) >= stream.page_size
-                if more and raws:
-                    assert latest is not None and latest.source_updated_at is not None
-                    window.resume_key = (latest.source_updated_at, latest.source_id)
-                    token = "keyset"
-                elif more:
-                    stuck = True  # a full page with nothing landable: the keyset cannot move past it
-                elif probe and not in_future:
-                    # the window is done; one more pass reads what is stamped ahead of our clock
-                    in_future = True
-                    run["phase"] = "future"
-                    window.since, window.until, window.resume_key = future_from, None, None
-                    token = "keyset"
-                run["resume"] = _key(*window.resume_key) if window.resume_key and token else None
+                token, stuck, in_future = _keyset_next(stream, page, raws, latest, window, run, probe=probe,
+                                                       in_future=in_future, future_from=future_from)
             else:
                 token = page.next_token
             run["token"] = token
             last_page = stuck or token is None or (max_pages is not None and result.pages + 1 >= max_pages)
-            done = token is None and not stuck
-            new_state: dict[str, Any] = {"hw": best, "run": None} if done else {"hw": state.get("hw"), "run": run}
             if page.memo is not None:
                 window.memo = page.memo
-            if window.memo is not None:
-                new_state["memo"] = window.memo
-            if state.get("deep_at"):
-                new_state["deep_at"] = state["deep_at"]
-            if done and main_since is None:
-                new_state["deep_at"] = started.isoformat()  # a full read is as complete as a deep check
+            new_state = _page_state(state, run, best, window, done=token is None and not stuck,
+                                    full_read=main_since is None, started=started)
             res = store.commit_page(connector.name, stream.name, raws, new_state, run_id=run_id,
                                     rejected=rejected + warnings)
             _count_page(result, raws, res, len(rejected))
@@ -670,13 +713,8 @@ def sync_stream(
                 on_page(result)
             if last_page:
                 break
-        if stuck:
-            result.status = "incomplete"
-            result.message = (f"{empty_pages[-1] if empty_pages else 'a full page landed nothing'}; the keyset "
-                              "cannot move past these records: fix them at the source (see the quarantine)")
-        elif token is not None:
-            result.status = "paused"
-            result.message = f"stopped after {result.pages} page(s) (max_pages); the next run resumes"
+        if stuck or token is not None:
+            _stopped(result, stuck, empty_pages)
         else:
             result.status = "success"
             new_state = _completeness(connector, stream, store, result, Window(main_since, until=until),

@@ -126,63 +126,83 @@ def parse_forms(name: str, options: Mapping[str, Any]) -> list[FormConfig]:
             values: {stage: {赢单: closed_won, 输单: closed_lost}}
             lines: {widget: 产品明细, fields: {product_name: 产品, quantity: 数量, unit_price: 单价, amount: 小计}}
     """
-    from canonical import model
-
     forms = options.get("forms")
     if not isinstance(forms, Mapping) or not forms:
         raise ConfigError(f"{_where(name, 'forms')} is required: which form is customers / opportunities / "
                           "contracts / orders / collections, e.g. {customers: {entry_id: ..., fields: {name: 客户名称}}}")
-    out: list[FormConfig] = []
-    for key, spec in forms.items():
-        key = str(key)
-        if key == WIDGETS or key.startswith("_"):
-            raise ConfigError(f"{_where(name, 'forms', key)}: {key!r} is reserved (the forms' widget lists); "
-                              "name the form by its role or another key")
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"{_where(name, 'forms', key)} must be a mapping with entry_id and fields")
-        unknown = set(spec) - {"entry_id", "entity", "fields", "values", "lines", "currency"}
-        if unknown:
-            raise ConfigError(f"{_where(name, 'forms', key)}: unknown key {sorted(unknown)[0]!r}; known: entry_id, "
-                              "entity, fields, values, lines, currency")
-        entry_id = spec.get("entry_id")
-        if not isinstance(entry_id, str) or not entry_id.strip():
-            raise ConfigError(f"{_where(name, 'forms', key, 'entry_id')} is required (the form's id: 表单 ID)")
-        entity = str(spec.get("entity") or ROLES.get(key) or "")
-        if entity not in model.ENTITIES or entity.endswith("_line"):
-            raise ConfigError(f"{_where(name, 'forms', key)}: entity {entity or '(none)'!r} is not a canonical entity; "
-                              f"name the form by its role ({', '.join(ROLES)}) or set entity:")
-        known = {f for f in _fields_of(entity)}
-        fields = _str_map(name, spec.get("fields") or {}, key, "fields")
-        if not fields:
-            raise ConfigError(f"{_where(name, 'forms', key, 'fields')} is required: canonical field -> widget name or label")
-        bad = sorted(f for f in fields if f not in known and not f.startswith("attributes."))
-        if bad:
-            raise ConfigError(f"{_where(name, 'forms', key, 'fields', bad[0])}: {entity} has no field {bad[0]!r}; "
-                              f"known: {', '.join(sorted(known))} (or attributes.<name>)")
-        values = spec.get("values") or {}
-        if not isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values.values()):
-            raise ConfigError(f"{_where(name, 'forms', key, 'values')} must map a field to {{source value: canonical value}}")
-        lines = None
-        if spec.get("lines") is not None:
-            raw = spec["lines"]
-            if entity not in LINES:
-                raise ConfigError(f"{_where(name, 'forms', key, 'lines')}: a {entity} has no lines in the canonical model; "
-                                  f"lines belong to {', '.join(LINES)} forms (e.g. entity: order for a contract with products)")
-            if not isinstance(raw, Mapping) or not isinstance(raw.get("widget"), str):
-                raise ConfigError(f"{_where(name, 'forms', key, 'lines')} needs widget: <the sub-form's name or label> "
-                                  "and fields:")
-            line_fields = _str_map(name, raw.get("fields") or {}, key, "lines.fields")
-            line_known = set(_fields_of(LINES[entity][0]))
-            bad = sorted(f for f in line_fields if f not in line_known and not f.startswith("attributes."))
-            if bad:
-                raise ConfigError(f"{_where(name, 'forms', key, 'lines', 'fields', bad[0])}: {LINES[entity][0]} has no "
-                                  f"field {bad[0]!r}; known: {', '.join(sorted(line_known))}")
-            lines = LinesConfig(raw["widget"], line_fields)
-        currency = spec.get("currency")
-        out.append(FormConfig(key, entry_id.strip(), entity, fields,
-                              {str(k): {str(a): str(b) for a, b in v.items()} for k, v in values.items()},
-                              lines, str(currency) if currency else None))
-    return out
+    return [_form(name, str(key), spec) for key, spec in forms.items()]
+
+
+def _form(name: str, key: str, spec: Any) -> FormConfig:
+    """One form of ``options.forms``, checked in the order its keys are explained."""
+    _check_form_keys(name, key, spec)
+    entry_id = spec.get("entry_id")
+    if not isinstance(entry_id, str) or not entry_id.strip():
+        raise ConfigError(f"{_where(name, 'forms', key, 'entry_id')} is required (the form's id: 表单 ID)")
+    entity = _form_entity(name, key, spec)
+    fields = _form_fields(name, key, spec, entity)
+    values = spec.get("values") or {}
+    if not isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values.values()):
+        raise ConfigError(f"{_where(name, 'forms', key, 'values')} must map a field to {{source value: canonical value}}")
+    lines = _form_lines(name, key, spec["lines"], entity) if spec.get("lines") is not None else None
+    currency = spec.get("currency")
+    return FormConfig(key, entry_id.strip(), entity, fields,
+                      {str(k): {str(a): str(b) for a, b in v.items()} for k, v in values.items()},
+                      lines, str(currency) if currency else None)
+
+
+def _check_form_keys(name: str, key: str, spec: Any) -> None:
+    """A form is a mapping of known keys, under a key that is not reserved."""
+    if key == WIDGETS or key.startswith("_"):
+        raise ConfigError(f"{_where(name, 'forms', key)}: {key!r} is reserved (the forms' widget lists); "
+                          "name the form by its role or another key")
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{_where(name, 'forms', key)} must be a mapping with entry_id and fields")
+    unknown = set(spec) - {"entry_id", "entity", "fields", "values", "lines", "currency"}
+    if unknown:
+        raise ConfigError(f"{_where(name, 'forms', key)}: unknown key {sorted(unknown)[0]!r}; known: entry_id, "
+                          "entity, fields, values, lines, currency")
+
+
+def _form_entity(name: str, key: str, spec: Mapping[str, Any]) -> str:
+    """The form's canonical entity: ``entity:``, else its role's (a line entity is a sub-form's)."""
+    from canonical import model
+
+    entity = str(spec.get("entity") or ROLES.get(key) or "")
+    if entity not in model.ENTITIES or entity.endswith("_line"):
+        raise ConfigError(f"{_where(name, 'forms', key)}: entity {entity or '(none)'!r} is not a canonical entity; "
+                          f"name the form by its role ({', '.join(ROLES)}) or set entity:")
+    return entity
+
+
+def _form_fields(name: str, key: str, spec: Mapping[str, Any], entity: str) -> dict[str, str]:
+    """``fields:`` (canonical field -> widget), each a field of the entity or an attribute."""
+    known = set(_fields_of(entity))
+    fields = _str_map(name, spec.get("fields") or {}, key, "fields")
+    if not fields:
+        raise ConfigError(f"{_where(name, 'forms', key, 'fields')} is required: canonical field -> widget name or label")
+    bad = sorted(f for f in fields if f not in known and not f.startswith("attributes."))
+    if bad:
+        raise ConfigError(f"{_where(name, 'forms', key, 'fields', bad[0])}: {entity} has no field {bad[0]!r}; "
+                          f"known: {', '.join(sorted(known))} (or attributes.<name>)")
+    return fields
+
+
+def _form_lines(name: str, key: str, raw: Any, entity: str) -> LinesConfig:
+    """``lines:``, the sub-form read as the entity's lines (only entities with lines have one)."""
+    if entity not in LINES:
+        raise ConfigError(f"{_where(name, 'forms', key, 'lines')}: a {entity} has no lines in the canonical model; "
+                          f"lines belong to {', '.join(LINES)} forms (e.g. entity: order for a contract with products)")
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("widget"), str):
+        raise ConfigError(f"{_where(name, 'forms', key, 'lines')} needs widget: <the sub-form's name or label> "
+                          "and fields:")
+    line_fields = _str_map(name, raw.get("fields") or {}, key, "lines.fields")
+    line_known = set(_fields_of(LINES[entity][0]))
+    bad = sorted(f for f in line_fields if f not in line_known and not f.startswith("attributes."))
+    if bad:
+        raise ConfigError(f"{_where(name, 'forms', key, 'lines', 'fields', bad[0])}: {LINES[entity][0]} has no "
+                          f"field {bad[0]!r}; known: {', '.join(sorted(line_known))}")
+    return LinesConfig(raw["widget"], line_fields)
 
 
 def _fields_of(entity: str) -> list[str]:

@@ -949,21 +949,27 @@ class _Compiler:
 
     # --- objects ------------------------------------------------------------------------------------
     def object_plan(self, obj: str, spec: Any, parent_node: Node, child: bool = False) -> ObjectPlan:
-        if not isinstance(spec, Node):
-            raise _fail(parent_node, obj, f"object {obj!r}: expected a mapping with `entity` and `fields`")
-        unknown = set(spec) - _OBJECT_KEYS
-        if unknown:
-            k = sorted(unknown)[0]
-            raise _fail(spec, k, f"object {obj!r}: unknown key {k!r} (known: {', '.join(sorted(_OBJECT_KEYS))})")
-        entity = spec.get("entity")
-        if entity not in model.ENTITIES:
-            raise _fail(spec, "entity", f"object {obj!r}: `entity` must be one of {', '.join(model.ENTITIES)}, "
-                        f"got {entity!r}")
-        cls = model.ENTITIES[entity]
-        types = {n: _expected_type(t) for n, t in model.field_types(cls).items()}
+        entity = _object_entity(obj, spec, parent_node)
         fields_spec = spec.get("fields")
         if not isinstance(fields_spec, Node):
             raise _fail(spec, "fields", f"object {obj!r}: `fields` must be a mapping")
+        plain, money = self._field_plans(obj, entity, fields_spec)
+        _check_required(obj, entity, spec, fields_spec)
+        plan_ = ObjectPlan(obj, entity, _template(entity, self.system, obj), plain, money)
+        _conditions(plan_, spec)
+        _child_paths(plan_, obj, spec, child)
+        if "with" in spec:
+            plan_.sidecars = _sidecars(spec, obj, child)
+        for i, child_spec in enumerate(spec.get("children") or []):
+            if not isinstance(child_spec, Node):
+                raise _fail(spec, "children", f"object {obj!r}: children[{i}] must be a mapping")
+            plan_.children.append(self.object_plan(obj, child_spec, spec, child=True))
+        plan_.run = _generate_run(plan_, self.value_maps)
+        return plan_
+
+    def _field_plans(self, obj: str, entity: str, fields_spec: Node) -> tuple[list[FieldPlan], list[FieldPlan]]:
+        """The object's fields compiled, plain and money apart (money fields are set after the others)."""
+        types = {n: _expected_type(t) for n, t in model.field_types(model.ENTITIES[entity]).items()}
         plain: list[FieldPlan] = []
         money: list[FieldPlan] = []
         for fname, fspec in fields_spec.items():
@@ -982,45 +988,71 @@ class _Compiler:
             else:
                 plan = FieldPlan(fname, value, kind, currency, convention, inline, parts)
             (money if kind in ("money", "money_minor") else plain).append(plan)
-        required = [
-            f.name for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            and f.name not in _ENGINE_FIELDS
-        ]
-        for name in required:
-            if name not in fields_spec:
-                raise _fail(spec, "fields", f"object {obj!r}: required canonical field {entity}.{name} is not mapped")
-        template: Row = {f.name: None for f in dataclasses.fields(cls)}
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                template[f.name] = f.default
-        template["source_system"] = self.system
-        template["source_object"] = obj
-        plan_ = ObjectPlan(obj, entity, template, plain, money)
-        if "when" in spec:
-            plan_.when = _matcher(spec, "when", spec["when"])
-            plan_.when_tests = _matcher_tests(spec["when"])
-        if "deleted_if" in spec:
-            plan_.deleted_if = _matcher(spec, "deleted_if", spec["deleted_if"])
-            plan_.deleted_tests = _matcher_tests(spec["deleted_if"])
-        if child:
-            if "each" not in spec or "id" not in spec:
-                raise _fail(spec, None, f"child of {obj!r}: needs `each:` (the list's path) and `id:` (item id path)")
-            plan_.each = compile_path(str(spec["each"]))
-            plan_.child_id = compile_path(str(spec["id"]))
-            plan_.each_path, plan_.id_path = str(spec["each"]), str(spec["id"])
-            plan_.source_object = f"{obj}.{spec['each']}"
-            template["source_object"] = plan_.source_object
-        elif "each" in spec or "id" in spec:
-            raise _fail(spec, "each", f"object {obj!r}: `each`/`id` are for `children` entries")
-        if "with" in spec:
-            plan_.sidecars = _sidecars(spec, obj, child)
-        for i, child_spec in enumerate(spec.get("children") or []):
-            if not isinstance(child_spec, Node):
-                raise _fail(spec, "children", f"object {obj!r}: children[{i}] must be a mapping")
-            plan_.children.append(self.object_plan(obj, child_spec, spec, child=True))
-        plan_.run = _generate_run(plan_, self.value_maps)
-        return plan_
+        return plain, money
+
+
+def _object_entity(obj: str, spec: Any, parent_node: Node) -> str:
+    """The canonical entity an object maps to, once its keys are known ones."""
+    if not isinstance(spec, Node):
+        raise _fail(parent_node, obj, f"object {obj!r}: expected a mapping with `entity` and `fields`")
+    unknown = set(spec) - _OBJECT_KEYS
+    if unknown:
+        k = sorted(unknown)[0]
+        raise _fail(spec, k, f"object {obj!r}: unknown key {k!r} (known: {', '.join(sorted(_OBJECT_KEYS))})")
+    entity = spec.get("entity")
+    if entity not in model.ENTITIES:
+        raise _fail(spec, "entity", f"object {obj!r}: `entity` must be one of {', '.join(model.ENTITIES)}, "
+                    f"got {entity!r}")
+    return cast(str, entity)
+
+
+def _check_required(obj: str, entity: str, spec: Node, fields_spec: Node) -> None:
+    """Every canonical field without a default (other than the engine's own) must be mapped."""
+    required = [
+        f.name for f in dataclasses.fields(model.ENTITIES[entity])
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        and f.name not in _ENGINE_FIELDS
+    ]
+    for name in required:
+        if name not in fields_spec:
+            raise _fail(spec, "fields", f"object {obj!r}: required canonical field {entity}.{name} is not mapped")
+
+
+def _template(entity: str, system: str, obj: str) -> Row:
+    """The row every record of the object starts from: the entity's defaults and the source's keys."""
+    cls = model.ENTITIES[entity]
+    template: Row = {f.name: None for f in dataclasses.fields(cls)}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            template[f.name] = f.default
+    template["source_system"] = system
+    template["source_object"] = obj
+    return template
+
+
+def _conditions(plan: ObjectPlan, spec: Node) -> None:
+    """``when:`` (which records map) and ``deleted_if:`` (which are tombstones), with the tests the
+    generated code runs in line."""
+    if "when" in spec:
+        plan.when = _matcher(spec, "when", spec["when"])
+        plan.when_tests = _matcher_tests(spec["when"])
+    if "deleted_if" in spec:
+        plan.deleted_if = _matcher(spec, "deleted_if", spec["deleted_if"])
+        plan.deleted_tests = _matcher_tests(spec["deleted_if"])
+
+
+def _child_paths(plan: ObjectPlan, obj: str, spec: Node, child: bool) -> None:
+    """A child's list (``each:``) and item id (``id:``) paths; its rows' source object names the list."""
+    if child:
+        if "each" not in spec or "id" not in spec:
+            raise _fail(spec, None, f"child of {obj!r}: needs `each:` (the list's path) and `id:` (item id path)")
+        plan.each = compile_path(str(spec["each"]))
+        plan.child_id = compile_path(str(spec["id"]))
+        plan.each_path, plan.id_path = str(spec["each"]), str(spec["id"])
+        plan.source_object = f"{obj}.{spec['each']}"
+        plan.template["source_object"] = plan.source_object
+    elif "each" in spec or "id" in spec:
+        raise _fail(spec, "each", f"object {obj!r}: `each`/`id` are for `children` entries")
 
 
 def _sidecars(spec: Node, obj: str, child: bool) -> dict[str, tuple[str, str | None]]:

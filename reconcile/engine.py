@@ -120,42 +120,61 @@ def _reconcile(store: Store, config: Any, as_of: date, frames: Frames | None, pe
     run_id = store.begin_run("reconcile")
     writers: list[columnar.BulkWriter] = []  # their checkpoints run on during the lifecycle step
     removing: list[threading.Thread] = []  # the scratch directory's removal runs on during the lifecycle step too
+    steps = functools.partial(_reconcile_steps, store, settings, as_of, frames, period_start, period_end, partitions,
+                              mapper, scratch, keep, run_id=run_id, clock=clock, writers=writers, removing=removing)
     try:
-        try:
-            with _scratch_dir(scratch, removing) as tmp:
-                out = Path(keep) if keep is not None else Path(tmp) / "out"
-                found: dict[str, dict[str, Any]] | None = None
-                if frames is not None:
-                    result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
-                    _store_links(store, out)
-                    at = now()
-                else:
-                    result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
-                                                  run_id, partitions, mapper, writers, kept=keep is not None)
-                clock("reconcile + KPIs, links + allocations stored")
-            with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
-                result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
-                result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
-                _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
-                                                                           pl.lit(as_of).alias("as_of")))
-            clock("KPI snapshot + exception lifecycle")
-            for w in writers:
-                w.settle()
-            clock("links' checkpoint")
-            if keep is None:
-                result.out = None
-        except Exception as exc:
-            for w in writers:
-                w.settle()
-            store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
-            raise
-        store.finish_run(run_id, "success", counts={"exceptions": result.totals["exceptions"],
-                                                    "lifecycle": result.lifecycle, "states": result.totals["states"],
-                                                    "partitions": result.partitions})
-        return result
+        return _recorded(store, run_id, writers, steps)
     finally:
         for t in removing:  # removed when the run returns
             t.join()
+
+
+def _recorded(store: Store, run_id: str, writers: list[columnar.BulkWriter],
+              steps: Callable[[], ReconcileResult]) -> ReconcileResult:
+    """The run's ``steps``, recorded: a success with its counts, or a failure with its error once the links'
+    checkpoints have settled."""
+    try:
+        result = steps()
+    except Exception as exc:
+        for w in writers:
+            w.settle()
+        store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    store.finish_run(run_id, "success", counts={"exceptions": result.totals["exceptions"],
+                                                "lifecycle": result.lifecycle, "states": result.totals["states"],
+                                                "partitions": result.partitions})
+    return result
+
+
+def _reconcile_steps(store: Store, settings: Settings, as_of: date, frames: Frames | None, period_start: date | None,
+                     period_end: date | None, partitions: int | None, mapper: Mapper, scratch: str | Path | None,
+                     keep: str | Path | None, *, run_id: str, clock: _Clock, writers: list[columnar.BulkWriter],
+                     removing: list[threading.Thread]) -> ReconcileResult:
+    """Reconcile in a scratch directory, then the exception lifecycle and the KPI snapshot; the links'
+    checkpoints settled before it returns."""
+    with _scratch_dir(scratch, removing) as tmp:
+        out = Path(keep) if keep is not None else Path(tmp) / "out"
+        found: dict[str, dict[str, Any]] | None = None
+        if frames is not None:
+            result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
+            _store_links(store, out)
+            at = now()
+        else:
+            result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
+                                          run_id, partitions, mapper, writers, kept=keep is not None)
+        clock("reconcile + KPIs, links + allocations stored")
+    with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
+        result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
+        result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
+        _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
+                                                                   pl.lit(as_of).alias("as_of")))
+    clock("KPI snapshot + exception lifecycle")
+    for w in writers:
+        w.settle()
+    clock("links' checkpoint")
+    if keep is None:
+        result.out = None
+    return result
 
 
 @contextlib.contextmanager

@@ -128,18 +128,3 @@ class SourceLinks:
         if web.kind == "odoo" and obj:
             return f"{web.url}/web#id={_q(sid)}&model={_q(obj)}&view_type=form"
         return None
-        sid, obj = str(source_id), str(obj or "")
-        obj = ENTITY_OBJECT.get(web.kind, {}).get(obj, obj)
-        if web.kind == "salesforce" and obj:
-            return f"{web.url}/lightning/r/{_q(obj)}/{_q(sid)}/view"
-        if web.kind == "hubspot" and web.portal_id and obj in HUBSPOT_TYPES:
-            return f"{web.url}/contacts/{_q(web.portal_id)}/record/{HUBSPOT_TYPES[obj]}/{_q(sid)}"
-        if web.kind == "stripe":
-            section = next((s for p, s in STRIPE_PREFIX.items() if sid.startswith(p)), None) or STRIPE_OBJECT.get(obj)
-            if section:
-                return f"{web.url}{'/test' if web.test_mode else ''}/{section}/{_q(sid)}"
-        if web.kind == "tryton" and web.database and obj:
-            return f"{web.url}/#{_q(web.database)}/model/{_q(TRYTON_MODEL.get(obj, obj))}/{_q(sid)}"
-        if web.kind == "odoo" and obj:
-            return f"{web.url}/web#id={_q(sid)}&model={_q(obj)}&view_type=form"
-        return None
