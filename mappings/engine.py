@@ -338,13 +338,22 @@ def _map_workers(pending: Mapping[str, int]) -> int:
     """How many forked children map systems side by side: as many as this process may use cores, at most one
     per system, or 0 (all in this process) for one system, little work beside the largest system's, where fork
     is not available, in a process that is itself a forked child, or with ``LTC_MAP_PROCESSES=off``."""
-    env = os.environ.get("LTC_MAP_PROCESSES", "").strip().lower()
-    if not MAP_PROCESSES or env in ("0", "off", "false", "no") or len(pending) < 2:
+    if not map_processes() or len(pending) < 2 or sum(pending.values()) - max(pending.values()) < FORK_FROM:
         return 0
-    if sum(pending.values()) - max(pending.values()) < FORK_FROM or not forks() or in_forked_child():
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = _cores()
     return min(cores, len(pending)) if cores > 1 else 0
+
+
+def map_processes() -> bool:
+    """Whether mapping may run in forked children at all: fork is available, this process is not itself a
+    forked child, and neither ``MAP_PROCESSES`` nor ``LTC_MAP_PROCESSES=off`` says no (the pipeline asks too,
+    before it maps a source while the others sync)."""
+    env = os.environ.get("LTC_MAP_PROCESSES", "").strip().lower()
+    return MAP_PROCESSES and env not in ("0", "off", "false", "no") and forks() and not in_forked_child()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
@@ -395,12 +404,7 @@ def _split_parts(store: Store, mset: MappingSet) -> list[list[str]] | None:
     Objects that map to a common entity stay in one part: the parts then write disjoint canonical rows (an
     entity's ids come from its source system and record, so two objects of different entities never meet),
     and each part keeps its records' raw-id order, so that nothing depends on how the two interleave."""
-    env = os.environ.get("LTC_MAP_PROCESSES", "").strip().lower()
-    if (not MAP_PROCESSES or env in ("0", "off", "false", "no") or store.engine.dialect.name != "sqlite"
-            or not forks() or in_forked_child()):
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores < 2:
+    if not map_processes() or store.engine.dialect.name != "sqlite" or _cores() < 2:
         return None
     with store.engine.connect() as conn:
         sizes: dict[str, int] = dict(conn.exec_driver_sql(

@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from canonical.errors import ConfigError
-from canonical.forking import fork_lock, forks, in_forked_child, start_child
+from canonical.forking import fork_lock, forks, start_child
 from canonical.identity import run_identity
 from canonical.store import Store
 from ltc.app.config import Config
@@ -49,7 +49,7 @@ from ltc.app.hints import hint_for
 from ltc.app.progress import OnProgress, ProgressEvent, StreamTimer
 from ltc.app.progress import stage as progress_stage
 from ltc.app.unread import failure, stream_health
-from mappings.engine import mark_pending, run_mapping
+from mappings.engine import map_processes, mark_pending, run_mapping
 from reconcile.engine import run_reconciliation
 from reconcile.stream import Mapper, sequential
 
@@ -378,7 +378,7 @@ def _sample_synced(ctx: Context, name: str, turn: Any = None) -> None:
     from ltc.app.discovery import sample_early
 
     try:
-        if ctx.map_ahead and not in_forked_child():
+        if ctx.map_ahead and map_processes():
             if ctx.ahead is None:
                 ctx.ahead = MapAhead(ctx.store, ctx.cfg, ctx.profiled, turn)
             if ctx.ahead.start(name):

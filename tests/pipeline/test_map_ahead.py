@@ -60,10 +60,12 @@ def test_mapping_ahead_gives_what_mapping_after_the_sync_gives(tmp_path: Path, m
     assert started and "bank" in started  # sources (and the statements, imported during the sync) mapped ahead
     assert got["result"].stage("import").detail["bank"]["new"] > 0  # reported by the import stage
 
-    monkeypatch.setattr(discovery.MapAhead, "start", lambda self, source: False)
+    started.clear()
+    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")  # no mapping in children: none ahead either
     monkeypatch.setattr(pipeline, "_import_now", lambda ctx: [])
     after = Store.open(f"sqlite:///{tmp_path / 'after.db'}")
     want = replay_world(after, Path(shutil.copytree(world, tmp_path / "w2")), tmp_path / "r2", echo=lambda _s: None)
+    assert started == []
     assert ("stripe", "charge", "metadata.sf_opportunity", "deal_ref") in {
         (d["system"], d["object"], d["path"], d["target"]) for d in want["discovered"]}
     assert got["discovered"] == want["discovered"] and got["mapping"] == want["mapping"]
