@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -282,6 +282,38 @@ def arrow_view(df: pl.DataFrame) -> Any:
     handed over, not copied into Arrow large strings first (the pre-pass's spill spent a fifth of its CPU on that
     copy at 1M chains). The file written is the same, byte for byte (Parquet has one string type)."""
     return df.to_arrow(compat_level=pl.CompatLevel.newest())
+
+
+class WriteBehind:
+    """One write at a time on a thread of its own while the caller makes the next (pyarrow's Parquet writers run
+    without the GIL: the other core writes). :meth:`submit` waits for the write before it; the block's end waits for
+    the last (its error raised, unless the block is left by another)."""
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._pending: Future[Any] | None = None
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        try:
+            if kind is None:
+                self.wait()
+            elif self._pending is not None:
+                with contextlib.suppress(BaseException):  # the block's own error is the one raised
+                    self._pending.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
 
 def scratch_parquet() -> dict[str, Any]:

@@ -426,18 +426,22 @@ def _multi_row(sql: str, rows: int) -> str:
 def _sqlite_statements(sql: str, params: Sequence[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:
     """The one-row insert ``sql`` for every parameter tuple, as multi-row statements with their flat
     parameters, in order (a later row of the same key wins, as with one statement per row)."""
-    out: list[tuple[str, tuple[Any, ...]]] = []
     if not params:
-        return out
-    width = len(params[0])
-    i, n = 0, len(params)
+        return []
+    flat = list(chain.from_iterable(params))
+    return [(stmt, tuple(values)) for stmt, values in _flat_statements(sql, len(params[0]), flat)]
+
+
+def _flat_statements(sql: str, width: int, flat: list[Any]) -> Iterator[tuple[str, list[Any]]]:
+    """The one-row insert ``sql`` for the rows of ``width`` values in turn in ``flat``, as multi-row statements
+    of the sizes in :data:`_SQLITE_ROWS` with their parameters, in order."""
+    i, n = 0, len(flat) // width if width else 0
     for size in _SQLITE_ROWS:
         if size * width > _SQLITE_VARIABLES:
             continue
         while n - i >= size:
-            out.append((_multi_row(sql, size), tuple(chain.from_iterable(params[i : i + size]))))
+            yield _multi_row(sql, size), flat[i * width : (i + size) * width]
             i += size
-    return out
 
 
 Statements = list[tuple[str, Any]]
@@ -475,17 +479,6 @@ def _stage_params(table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> list[An
     if table.name not in _STAGE_PARAMS:
         _STAGE_PARAMS[table.name] = _row_params(table, "sqlite", flat=True)
     return _STAGE_PARAMS[table.name](rows)
-
-
-def _flat_statements(sql: str, width: int, flat: list[Any]) -> Iterator[tuple[str, list[Any]]]:
-    """:func:`_sqlite_statements` of the rows of ``width`` values in turn in ``flat``."""
-    i, n = 0, len(flat) // width if width else 0
-    for size in _SQLITE_ROWS:
-        if size * width > _SQLITE_VARIABLES:
-            continue
-        while n - i >= size:
-            yield _multi_row(sql, size), flat[i * width : (i + size) * width]
-            i += size
 
 
 def _staged(conn: Connection, tables_rows: Sequence[tuple[sa.Table, list[Any]]]) -> Statements:
@@ -585,6 +578,16 @@ class Store:
         self.engine.dispose(close=False)
         if turn is not None and self._turn is not None:
             self._turn = turn
+
+    @contextlib.contextmanager
+    def forked_child(self, turn: Any = None) -> Iterator[Store]:
+        """:meth:`in_forked_child` for the block of a forked child's work; the child's own connections are closed
+        when it ends."""
+        self.in_forked_child(turn)
+        try:
+            yield self
+        finally:
+            self.engine.dispose(close=True)
 
     def use_turn(self, turn: Any) -> Any:
         """On SQLite, take the writers' turns through ``turn`` from now on: a lock shared with forked children

@@ -454,11 +454,8 @@ def _map_part(store: Store, mset: MappingSet, objects: Sequence[str], batch_size
               turn: Any) -> dict[str, int]:
     """A forked child of :func:`_map_split`: the pending records of ``objects`` through a pipeline of its own, under
     the lock its parent holds."""
-    store.in_forked_child(turn)
-    try:
+    with store.forked_child(turn):
         outcome = _map_share(store, [(mset.system, mset)], batch_size, run_id, objects=objects)[mset.system]
-    finally:
-        store.engine.dispose(close=True)
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
@@ -469,11 +466,8 @@ def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], pending: M
                turn: Any) -> dict[str, dict[str, int] | BaseException]:
     """A forked child: its share of the systems, one after the other, on new connections (the parent's stay
     untouched). A system that fails does not stop the next; its exception is sent back as its outcome."""
-    store.in_forked_child(turn)
-    try:
+    with store.forked_child(turn):
         outcomes = _map_share(store, share, batch_size, run_id, pending)
-    finally:
-        store.engine.dispose(close=True)
     return {name: sendable(out) if isinstance(out, BaseException) else out for name, out in outcomes.items()}
 
 
@@ -491,13 +485,9 @@ def map_ahead(store: Store, systems: Collection[str], *, config: Any = None, ext
 
 def _map_ahead_child(store: Store, systems: frozenset[str], config: Any, extra: Mapping[str, Node] | None,
                      turn: Any) -> dict[str, dict[str, int]]:
-    if not in_forked_child():  # not forked (no fork here): this process's own store as it is
+    # not forked (no fork here): this process's own store as it is
+    with store.forked_child(turn) if in_forked_child() else nullcontext():
         return run_mapping(store, config=config, extra=extra, only=systems)
-    store.in_forked_child(turn)
-    try:
-        return run_mapping(store, config=config, extra=extra, only=systems)
-    finally:
-        store.engine.dispose(close=True)
 
 
 class _Raw(NamedTuple):

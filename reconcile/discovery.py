@@ -36,10 +36,8 @@ the tokens of the texts; no per-record scan.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -445,15 +443,13 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
     every row twice)."""
     import pyarrow.parquet as pq
 
-    from canonical.columnar import arrow_view, scratch_parquet
+    from canonical.columnar import WriteBehind, arrow_view, scratch_parquet
 
     tmp = path.with_name(f".{path.stem}.parquet")
     writer: pq.ParquetWriter | None = None
-    # a batch is written by a thread of its own while the next one is discovered (pyarrow's writer runs without the
-    # GIL: the other core does it); one batch in flight at a time
-    pending: Future[None] | None = None
-    with ThreadPoolExecutor(1, thread_name_prefix="ltc-discovered") as pool:
-        try:
+    try:
+        # a batch is written while the next one is discovered; the write under way ends before the file is closed
+        with WriteBehind("ltc-discovered") as behind:
             for df in batches:
                 table = arrow_view(df)  # Polars' buffers, not a copy
                 del df
@@ -461,18 +457,11 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
                     writer = pq.ParquetWriter(tmp, table.schema, **scratch_parquet())
                 elif table.schema != writer.schema:
                     table = table.cast(writer.schema)
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(writer.write_table, table)
+                behind.submit(writer.write_table, table)
                 del table
-            if pending is not None:
-                pending.result()
-        finally:
-            if pending is not None:
-                with contextlib.suppress(BaseException):
-                    pending.result()  # the write under way ends before the file is closed
-            if writer is not None:
-                writer.close()
+    finally:
+        if writer is not None:
+            writer.close()
     tmp.rename(path)
 
 

@@ -20,7 +20,6 @@ directory is :func:`reconcile.stream.reconcile_world`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -309,11 +308,11 @@ def spill(read: Reader, n: int, directory: str | Path, lines: Callable[[], objec
     for k in range(n):
         (root / str(k)).mkdir(parents=True, exist_ok=True)
     parents: dict[str, tuple[pl.Series, pl.Series]] = {}
-    # each part is written by a thread of its own while the next one is cut (and the next table read): pyarrow's
-    # writer runs without the GIL, so the spill keeps both cores busy; one part in flight at a time (its memory is
-    # a bucket's share of one table)
-    with ThreadPoolExecutor(1, thread_name_prefix="ltc-spill") as pool:
-        pending: Future[None] | None = None
+    # each part is written while the next one is cut (and the next table read): the spill keeps both cores busy;
+    # one part in flight at a time (its memory is a bucket's share of one table)
+    from canonical.columnar import WriteBehind
+
+    with WriteBehind("ltc-spill") as behind:
         for name in SPLIT:  # parents before their lines
             if name in LINE_TABLES and lines is not None:
                 lines()
@@ -332,14 +331,8 @@ def spill(read: Reader, n: int, directory: str | Path, lines: Callable[[], objec
             # one bucket's rows copied at a time (partition_by would copy the whole table at once: at 1M chains the
             # payment table twice over was the peak of the pre-pass)
             for k in bucket.unique().sort().to_list():
-                part = df.filter(bucket == k)
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(write_scratch, part, root / str(k) / f"{name}.parquet")
-                del part
+                behind.submit(write_scratch, df.filter(bucket == k), root / str(k) / f"{name}.parquet")
             del df, bucket
-        if pending is not None:
-            pending.result()
     _trim_heap()
     return root
 

@@ -64,12 +64,17 @@ def _served(system: str, records: Mapping[str, list[dict[str, Any]]]
             for row in rows:
                 yield ostream.object, ostream.object, by_id.get(row["id"]), row
     else:
-        for obj, recs in records.items():
-            if obj.startswith("associations/"):
-                continue
-            raw = STRIPE_RAW.get(obj, obj) if system == "stripe" else obj
+        for obj, raw, recs in _files(system, records):
             for rec in recs:
                 yield obj, raw, None, rec
+
+
+def _files(system: str, records: Mapping[str, list[dict[str, Any]]]
+           ) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """``(file object, raw object, records)`` of each file an API source serves as it is (not the ERPs')."""
+    for obj, recs in records.items():
+        if not obj.startswith("associations/"):
+            yield obj, (STRIPE_RAW.get(obj, obj) if system == "stripe" else obj), recs
 
 
 def _dropped(world_rec: dict[str, Any], served: dict[str, Any]) -> str | None:
@@ -92,10 +97,9 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
     batch: list[tuple[None, str, str, Any, None]] = []
     plans = mset.plans
     erp = system in ("tryton", "odoo")
-    if not erp:  # served as they are (_served): a file's records at once, no field dropped
-        for obj, recs in records.items():
-            raw = STRIPE_RAW.get(obj, obj) if system == "stripe" else obj
-            if not obj.startswith("associations/") and raw in plans:
+    if not erp:  # served as they are: a file's records at once, no field dropped
+        for _obj, raw, recs in _files(system, records):
+            if raw in plans:
                 batch.extend([(None, raw, str(p.get("Id", p.get("id"))), p, None) for p in recs])
     for obj, raw, world_rec, payload in _served(system, records) if erp else ():
         rid = str(payload.get("Id", payload.get("id")))
@@ -107,7 +111,7 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
                               f"read (it requests: {fields}){hint}")
         if raw in plans:
             batch.append((None, raw, rid, payload, None))
-    files = {STRIPE_RAW.get(obj, obj) if system == "stripe" else obj: obj for obj in records}
+    files = {raw: obj for obj, raw, _recs in _files(system, records)}  # an ERP's raw object is its file's
     # landed as the pipeline lands them and mapped, a chunk at a time (a list's JSON is its items' JSON; a
     # record maps on its own): the first chunk with a rejected record holds the first one
     for i in range(0, len(batch), _CHUNK):

@@ -391,17 +391,13 @@ def _sample_synced(ctx: Context, name: str, turn: Any = None) -> None:
 
 def _sync_child(ctx: Context, name: str, turn: Any, progress: bool, conn: Any) -> None:
     """A forked child: sync one source on new connections (the parent's stay untouched), answer its status."""
-    store = ctx.store
-    store.in_forked_child(turn)
-
     def relay(event: ProgressEvent) -> None:
         conn.send(("progress", event))
 
     try:
-        st = _sync_source(ctx, name, relay if progress else None)
-        conn.send(("done", st))
+        with ctx.store.forked_child(turn):
+            conn.send(("done", _sync_source(ctx, name, relay if progress else None)))
     finally:
-        store.engine.dispose(close=True)
         conn.close()
 
 
