@@ -21,8 +21,13 @@ thresholds the pair is a *review candidate* (``identity_candidate``, for a perso
 are applied strongest first with ties broken by ids, so the result does not depend on input order;
 a link that would put two different tax ids into one cluster becomes a review candidate instead.
 
-Scale: candidate pairs come from blocking keys (tax id, domain, each distinctive name token,
-name acronym) with a cap on block size, so 100k accounts compare in seconds, not hours.
+Scale: only records that share a blocking key (tax id, reference, domain, name, each distinctive name
+word and its first 4 letters, acronym) are compared, blocks over ``BLOCK_CAP`` records aside. A name-word
+block's pairs grow with the square of its size, so of those only the pairs that :func:`score` could link at
+the review threshold are scored: the same domain, abbreviation key or acronym, or a name similarity reaching it,
+found a whole array of pairs at a time (numpy, rapidfuzz ``cpdist``), names that differ only by their numbers
+left out (:func:`_linkable`). The links are exactly those of scoring every pair; the cost per record stays
+about constant. Payers that score alike (same name, system, tax id, domain, country) are scored once.
 
 Results (:func:`run_identity`):
 
@@ -38,14 +43,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import combinations
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
 from canonical import tables
@@ -113,12 +119,17 @@ def _prepare(p: Party) -> _Prepared:
     norm = normalize_name(p.name) if p.name else ""
     words = norm.split()
     places = frozenset(w for w in words if w in PLACES)
-    domain = p.domain.lower() if p.domain and p.domain.lower() not in FREE_MAIL else None
     return _Prepared(p, norm, tuple(words), frozenset(words), acronym(norm), tuple(_DIGITS.findall(norm)), places,
-                     domain)
+                     _own_domain(p))
+
+
+def _own_domain(p: Party) -> str | None:
+    """The party's domain, lower case, unless it is a free-mail one."""
+    return p.domain.lower() if p.domain and p.domain.lower() not in FREE_MAIL else None
 
 
 SHARED_DOMAIN_MIN = 3
+FUZZY_MIN = 0.7  # the least similarity of a ``fuzzy`` link
 FUZZY_MAX = Decimal("0.94")  # a similar name links below an equal one (``name`` 0.95)
 NUMBERED_SIBLINGS = Decimal("0.70")  # below any sensible review threshold
 
@@ -178,7 +189,7 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
     same_domain = bool(a.domain and a.domain == b.domain)
     exact = a.norm == b.norm
     sim = max(fuzz.ratio(a.norm, b.norm), fuzz.token_sort_ratio(a.norm, b.norm)) / 100.0
-    if not exact and not same_domain and sim < 0.7 and len(a.words) != len(b.words) \
+    if not exact and not same_domain and sim < FUZZY_MIN and len(a.words) != len(b.words) \
             and a.norm.replace(" ", "") != b.acro and b.norm.replace(" ", "") != a.acro:
         return None  # nothing left that could link them: skip the slower checks
     evidence["names"] = sorted([a.norm, b.norm])
@@ -199,7 +210,7 @@ def score(a: _Prepared, b: _Prepared, auto: Decimal = AUTO) -> Link | None:
         method, conf = "abbreviation", Decimal("0.93")
     elif same_domain:
         method, conf = "domain", Decimal("0.82")
-    elif sim >= 0.7:
+    elif sim >= FUZZY_MIN:
         # never above an exact name: "Vega Cedar Textiles" meets "Cedar Vega Textiles" at token-sort 1.0
         method, conf = "fuzzy", min(_q(sim), FUZZY_MAX)
     else:
@@ -299,6 +310,16 @@ def _close_words(t: str, u: str) -> bool:
 
 
 # --- blocking -------------------------------------------------------------------------------------
+#
+# Only records that share a blocking key (:func:`_keys`) are compared. What a block contributes depends on
+# the kind of its key:
+UNCAPPED_KEYS = ("t:", "r:")  # tax id, reference: every pair, whatever the size of the block
+WHOLE_KEYS = ("n:", "c:", "d:")  # name, name without spaces, domain: every pair of a block of up to BLOCK_CAP
+FILTERED_KEYS = ("w:", "p:")  # name word, its first 4 letters: of a block of up to BLOCK_CAP, the pairs that
+#                               :func:`score` could link at the review threshold (:func:`_linkable`), found in C
+# "a:" (acronym): its records against the one-word names equal to it (``c:``), up to BLOCK_CAP² pairs.
+# A payer meets the accounts of its WHOLE_KEYS and FILTERED_KEYS blocks (an account's "a:" counting as "c:").
+
 
 def _keys(p: _Prepared) -> set[str]:
     keys: set[str] = set()
@@ -322,22 +343,164 @@ def _keys(p: _Prepared) -> set[str]:
     return keys
 
 
-def candidate_pairs(items: Sequence[_Prepared], cap: int = BLOCK_CAP) -> set[tuple[int, int]]:
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for i, p in enumerate(items):
-        for k in _keys(p):
-            blocks[k].append(i)
-    pairs: set[tuple[int, int]] = set()
-    for key, members in blocks.items():
-        if key.startswith("a:"):
-            singles = [i for i in blocks.get("c:" + key[2:], ()) if len(items[i].words) == 1]
-            if len(members) * len(singles) <= cap * cap:
-                pairs.update((min(i, j), max(i, j)) for i in members for j in singles if i != j)
-            continue
-        if len(members) < 2 or (len(members) > cap and not key.startswith(("t:", "r:"))):
-            continue
-        pairs.update(combinations(members, 2))
-    return pairs
+def candidate_pairs(items: Sequence[_Prepared], review: Decimal = REVIEW, cap: int = BLOCK_CAP) -> list[tuple[int, int]]:
+    """The pairs ``(i, j)``, ``i < j``, of records to score, ascending (:meth:`_Blocks.pairs`)."""
+    return _Blocks.of(items).pairs(review, cap)
+
+
+@dataclass(frozen=True, slots=True)
+class _Blocks:
+    """The records of each blocking key (ascending), and the records' features."""
+
+    items: Sequence[_Prepared]
+    members: dict[str, list[int]]
+    features: _Features
+
+    @classmethod
+    def of(cls, items: Sequence[_Prepared]) -> _Blocks:
+        members: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(items):
+            for k in _keys(p):
+                members[k].append(i)
+        return cls(items, members, _Features.of(items))
+
+    def pairs(self, review: Decimal, cap: int = BLOCK_CAP) -> list[tuple[int, int]]:
+        """The pairs ``(i, j)``, ``i < j``, of records to score, ascending.
+
+        The pairs of a name-word block that :func:`_linkable` rules out are left out: :func:`score` would not link
+        them at ``review``, so the links at ``review`` or above are those of scoring every pair of every block."""
+        whole: list[list[int]] = []
+        filtered: list[list[int]] = []
+        acronyms: list[tuple[int, int]] = []
+        for key, members in self.members.items():
+            kind = key[:2]
+            if kind == "a:":
+                acronyms += _acronym_pairs(self.items, members, self.members.get("c:" + key[2:], []), cap)
+            elif kind in UNCAPPED_KEYS or len(members) <= cap:
+                (filtered if kind in FILTERED_KEYS else whole).append(members)
+        wi, wj = _pairs_within(whole)
+        fi, fj = _pairs_within(filtered)
+        keep = _linkable(self.features, fi, fj, review)
+        ai, aj = np.array(acronyms, dtype=np.int64).reshape(-1, 2).T
+        n = len(self.items)
+        codes = np.unique(np.concatenate([wi, fi[keep], ai]) * n + np.concatenate([wj, fj[keep], aj]))
+        return list(zip((codes // n).tolist(), (codes % n).tolist(), strict=True))
+
+    def for_payers(self) -> dict[str, list[int]]:
+        """The accounts a payer meets by each key: WHOLE_KEYS and FILTERED_KEYS blocks; an acronym's accounts are
+        in its ``c:`` block too (a payer "IBM" meets "International Business Machines")."""
+        out = {k: m for k, m in self.members.items() if k[:2] in WHOLE_KEYS or k[:2] in FILTERED_KEYS}
+        for k, m in self.members.items():
+            if k[:2] == "a:":
+                out["c:" + k[2:]] = out.get("c:" + k[2:], []) + m
+        return out
+
+
+def _acronym_pairs(items: Sequence[_Prepared], members: list[int], compact: list[int], cap: int) -> list[tuple[int, int]]:
+    """An acronym's records against the one-word names equal to it (``ibm``), unless that makes over cap² pairs."""
+    singles = [i for i in compact if len(items[i].words) == 1]
+    if len(members) * len(singles) > cap * cap:
+        return []
+    return [(min(i, j), max(i, j)) for i in members for j in singles if i != j]
+
+
+def _pairs_within(blocks: Iterable[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``(i, j)``, ``i < j``, of each block (its members ascending), as two index arrays."""
+    by_size: dict[int, list[list[int]]] = defaultdict(list)
+    for members in blocks:
+        if len(members) >= 2:
+            by_size[len(members)].append(members)
+    left, right = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for size, group in by_size.items():
+        rows = np.array(group, dtype=np.int64)
+        a, b = np.triu_indices(size, 1)
+        left.append(rows[:, a].ravel())
+        right.append(rows[:, b].ravel())
+    return np.concatenate(left), np.concatenate(right)
+
+
+def _pairs_across(owners: list[int], blocks: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each owner against every member of its block, as two index arrays."""
+    sizes = np.fromiter(map(len, blocks), dtype=np.int64, count=len(blocks))
+    members = np.fromiter(chain.from_iterable(blocks), dtype=np.int64, count=int(sizes.sum()))
+    return np.repeat(np.array(owners, dtype=np.int64), sizes), members
+
+
+@dataclass(frozen=True, slots=True)
+class _Features:
+    """What :func:`score` reads of records, as arrays: equal values have equal codes (one vocabulary for all
+    columns, so an acronym compares with a name without spaces), ``-1`` is none."""
+
+    vocab: dict[Hashable, int]
+    names: np.ndarray  # the normalized names themselves (objects)
+    norm: np.ndarray
+    compact: np.ndarray  # the name without spaces
+    acro: np.ndarray
+    domain: np.ndarray
+    abbrev: np.ndarray  # the first 3 letters of each word, for 2+ words: equal for an abbreviation (_abbreviated)
+    digits: np.ndarray  # the numbers in the name
+    letters: np.ndarray  # the words that are not numbers
+
+    @classmethod
+    def of(cls, items: Sequence[_Prepared], vocab: dict[Hashable, int] | None = None) -> _Features:
+        vocab = {} if vocab is None else vocab
+
+        def codes(values: Iterable[Hashable | None]) -> np.ndarray:
+            return np.fromiter((-1 if v is None else vocab.setdefault(v, len(vocab)) for v in values),
+                               dtype=np.int64, count=len(items))
+
+        return cls(
+            vocab,
+            names=np.array([p.norm for p in items], dtype=object),
+            norm=codes(p.norm or None for p in items),
+            compact=codes(p.norm.replace(" ", "") for p in items),
+            acro=codes(p.acro for p in items),
+            domain=codes(p.domain for p in items),
+            abbrev=codes(tuple(w[:3] for w in p.words) if len(p.words) >= 2 else None for p in items),
+            digits=codes(p.digits or None for p in items),
+            letters=codes(tuple(w for w in p.words if not w.isdigit()) for p in items),
+        )
+
+    def extended(self, items: Sequence[_Prepared]) -> _Features:
+        """These records' features followed by those of ``items``, in the same vocabulary."""
+        more = _Features.of(items, self.vocab)
+        return _Features(self.vocab, *(np.concatenate([getattr(self, f), getattr(more, f)])
+                                       for f in ("names", "norm", "compact", "acro", "domain", "abbrev", "digits",
+                                                 "letters")))
+
+
+def _linkable(f: _Features, i: np.ndarray, j: np.ndarray, review: Decimal) -> np.ndarray:
+    """Which pairs ``(i[k], j[k])`` :func:`score` could link at ``review`` or above, a reference or a tax id aside:
+    those with the same name, domain or abbreviation key, one name the other's acronym, or names similar enough for a
+    kept ``fuzzy`` link; but not two names that differ only by their numbers (capped to NUMBERED_SIBLINGS)."""
+    def same(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return (u[i] == v[j]) & (u[i] >= 0)
+
+    keep = same(f.norm, f.norm) | same(f.domain, f.domain) | same(f.abbrev, f.abbrev) \
+        | same(f.acro, f.compact) | same(f.compact, f.acro)
+    if review > NUMBERED_SIBLINGS:
+        siblings = (f.digits[i] >= 0) & (f.digits[j] >= 0) & (f.digits[i] != f.digits[j]) \
+            & (f.letters[i] == f.letters[j])
+        open_ = ~keep & ~siblings
+        keep &= ~siblings
+    else:
+        open_ = ~keep
+    k = np.flatnonzero(open_)
+    keep[k[_similar(f.names[i[k]], f.names[j[k]], review)]] = True
+    return keep
+
+
+def _similar(a: np.ndarray, b: np.ndarray, review: Decimal) -> np.ndarray:
+    """Which name pairs reach the similarity of a ``fuzzy`` link kept at ``review``: ``max(ratio, token_sort_ratio)``
+    of at least FUZZY_MIN and ``review``, less a hair (:func:`score` rounds the similarity to 4 places)."""
+    hit = np.zeros(len(a), dtype=bool)
+    if not len(a):
+        return hit
+    cutoff = 100 * max(FUZZY_MIN, float(review)) - 0.01
+    for scorer in (fuzz.ratio, fuzz.token_sort_ratio):
+        rest = np.flatnonzero(~hit)
+        hit[rest] = process.cpdist(a[rest], b[rest], scorer=scorer, score_cutoff=cutoff, dtype=np.float64) >= cutoff
+    return hit
 
 
 # --- resolution -----------------------------------------------------------------------------------
@@ -352,7 +515,8 @@ def resolve(
     items = _mark_homonyms(_drop_shared_domains([_prepare(p) for p in sorted(accounts, key=lambda p: p.id)]))
     index = {p.party.id: i for i, p in enumerate(items)}
     links: list[Link] = []
-    for i, j in candidate_pairs(items):
+    blocks = _Blocks.of(items)
+    for i, j in blocks.pairs(review):
         link = score(items[i], items[j], auto)
         if link is not None and link.confidence >= review:
             links.append(link)
@@ -402,7 +566,7 @@ def resolve(
             unique_reviews.append(lk)
 
     result = IdentityResult(cluster_of, member_link, unique_reviews)
-    _attach_payers(result, items, sorted(payers, key=lambda p: p.id), auto, review)
+    _attach_payers(result, blocks, sorted(payers, key=lambda p: p.id), auto, review)
     return result
 
 
@@ -413,47 +577,126 @@ def _keep_best(member_link: dict[str, Link | None], link: Link) -> None:
             member_link[m] = link
 
 
-def _attach_payers(
-    result: IdentityResult, accounts: list[_Prepared], payers: list[Party], auto: Decimal, review: Decimal
-) -> None:
+# --- payers ---------------------------------------------------------------------------------------
+
+def _attach_payers(result: IdentityResult, accounts: _Blocks, payers: list[Party], auto: Decimal,
+                   review: Decimal) -> None:
+    """Link each payer to its best account cluster, or make review candidates of its best matches.
+
+    Payers that :func:`score` cannot tell apart (the same name, tax id, domain, country and system; neither a
+    reference nor a tax id that could link them) share one scoring (:func:`_payer_signature`); the others are
+    scored on their own."""
     if not payers:
         return
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for i, p in enumerate(accounts):
-        for k in _keys(p):
-            if k[0] in "ndcwp":
-                blocks[k].append(i)
-            elif k[0] == "a":  # a payer "IBM" meets "International Business Machines"
-                blocks["c:" + k[2:]].append(i)
-    for payer in payers:
-        pp = _prepare(payer)
-        cands: set[int] = set()
-        for k in _keys(pp):
-            members = blocks.get(k, ())
-            if k[0] in "ndcwp" and len(members) <= BLOCK_CAP:
-                cands.update(members)
-        best: dict[str, Link] = {}  # cluster -> best link
-        for i in sorted(cands):
-            link = score(pp, accounts[i], auto)
-            if link is None or link.confidence < review:
-                continue
-            acc = accounts[i].party.id
-            lk = Link(payer.id, acc, link.method, link.confidence, link.evidence)
-            cluster = result.cluster_of[acc]
-            if cluster not in best or (lk.confidence, acc) > (best[cluster].confidence, best[cluster].right):
-                best[cluster] = lk
-        if not best:
-            continue
-        ranked = sorted(best.values(), key=lambda lk: (-lk.confidence, lk.right))
-        top = ranked[0]
-        tied = [lk for lk in ranked if lk.confidence == top.confidence]
-        if top.confidence >= auto and len(tied) == 1:
-            result.payer_links.append(top)
+    blocks = accounts.for_payers()
+    by_id = _ByIdentifier(accounts.items)
+    signatures = [None if by_id.may_link(payer) else _payer_signature(payer) for payer in payers]
+    shared: dict[tuple[str | None, ...], _Prepared] = {}
+    for payer, sig in zip(payers, signatures, strict=True):
+        if sig is not None and sig not in shared:
+            shared[sig] = _prepare(payer)
+    reps = list(shared.values())
+    matches = {
+        sig: _payer_matches(rep, cands, accounts.items, result.cluster_of, auto, review)
+        for sig, rep, cands in zip(shared, reps, _payer_candidates(reps, accounts, blocks, review), strict=True)
+    }
+    for payer, sig in zip(payers, signatures, strict=True):
+        if sig is None:
+            pp = _prepare(payer)
+            ranked = _payer_matches(pp, _block_members(pp, blocks), accounts.items, result.cluster_of, auto, review)
         else:
-            for lk in ranked[:3]:
-                ev = dict(lk.evidence, ambiguous=len(tied) > 1) if len(tied) > 1 else lk.evidence
-                result.payer_reviews.append(Link(lk.left, lk.right, lk.method, min(lk.confidence, auto - Decimal("0.05"))
-                                                 if len(tied) > 1 else lk.confidence, ev))
+            ranked = matches[sig]
+        links, reviews = _decide(payer.id, ranked, auto)
+        result.payer_links += links
+        result.payer_reviews += reviews
+
+
+class _ByIdentifier:
+    """Whether a reference or a tax id could link a payer to some account (:func:`score`'s steps 1 and 2)."""
+
+    def __init__(self, accounts: Sequence[_Prepared]) -> None:
+        self.refs = {r for p in accounts for r in p.party.refs}
+        self.ids = {p.party.id for p in accounts} | {p.party.source_id for p in accounts if p.party.source_id}
+        self.taxes = {p.party.tax_id for p in accounts if p.party.tax_id}
+
+    def may_link(self, payer: Party) -> bool:
+        return bool((payer.source_id and payer.source_id in self.refs) or payer.id in self.refs
+                    or any(r in self.ids for r in payer.refs) or (payer.tax_id and payer.tax_id in self.taxes))
+
+
+def _payer_signature(payer: Party) -> tuple[str | None, ...]:
+    """All that :func:`score` reads of a payer but its references: its system (the id's prefix), name, tax id,
+    domain and country."""
+    return (payer.id.split(":", 1)[0], normalize_name(payer.name) if payer.name else "", payer.tax_id,
+            _own_domain(payer), payer.country)
+
+
+def _block_members(pp: _Prepared, blocks: Mapping[str, list[int]], cap: int = BLOCK_CAP) -> list[int]:
+    """Every account of the payer's blocks of up to ``cap`` accounts."""
+    cands: set[int] = set()
+    for k in _keys(pp):
+        members = blocks.get(k, ())
+        if len(members) <= cap:
+            cands.update(members)
+    return sorted(cands)
+
+
+def _payer_candidates(reps: list[_Prepared], accounts: _Blocks, blocks: Mapping[str, list[int]], review: Decimal,
+                      cap: int = BLOCK_CAP) -> list[list[int]]:
+    """Per payer, the accounts of :func:`_block_members` less the name-word pairs :func:`_linkable` rules out."""
+    owners: dict[bool, list[int]] = {False: [], True: []}
+    members: dict[bool, list[list[int]]] = {False: [], True: []}
+    for g, rep in enumerate(reps):
+        for k in _keys(rep):
+            block = blocks.get(k)
+            if block is not None and len(block) <= cap:
+                owners[k[:2] in FILTERED_KEYS].append(g)
+                members[k[:2] in FILTERED_KEYS].append(block)
+    wg, wa = _pairs_across(owners[False], members[False])
+    fg, fa = _pairs_across(owners[True], members[True])
+    n = max(len(accounts.items), 1)
+    keep = _linkable(accounts.features.extended(reps), fg + len(accounts.items), fa, review)
+    codes = np.unique(np.concatenate([wg, fg[keep]]) * n + np.concatenate([wa, fa[keep]]))
+    bounds = np.searchsorted(codes, np.arange(len(reps) + 1) * n)
+    cands = (codes % n).tolist()
+    return [cands[bounds[g]:bounds[g + 1]] for g in range(len(reps))]
+
+
+def _payer_matches(pp: _Prepared, cands: list[int], accounts: Sequence[_Prepared], cluster_of: Mapping[str, str],
+                   auto: Decimal, review: Decimal) -> list[Link]:
+    """The payer's best link at ``review`` or above to each account cluster, strongest first."""
+    best: dict[str, Link] = {}  # cluster -> best link
+    for i in cands:
+        link = score(pp, accounts[i], auto)
+        if link is None or link.confidence < review:
+            continue
+        acc = accounts[i].party.id
+        lk = Link(pp.party.id, acc, link.method, link.confidence, link.evidence)
+        cluster = cluster_of[acc]
+        if cluster not in best or (lk.confidence, acc) > (best[cluster].confidence, best[cluster].right):
+            best[cluster] = lk
+    return sorted(best.values(), key=lambda lk: (-lk.confidence, lk.right))
+
+
+def _decide(payer_id: str, ranked: list[Link], auto: Decimal) -> tuple[list[Link], list[Link]]:
+    """``([link], [])`` when one cluster is the payer's best at ``auto`` or above; else ``([], reviews)``: the best 3,
+    capped below ``auto`` and marked ``ambiguous`` when the best are tied."""
+    if not ranked:
+        return [], []
+    top = ranked[0]
+    tied = len(ranked) > 1 and ranked[1].confidence == top.confidence  # ranked: strongest first
+    if top.confidence >= auto and not tied:
+        return [_payer_link(payer_id, top)], []
+    if not tied:
+        return [], [_payer_link(payer_id, lk) for lk in ranked[:3]]
+    return [], [_payer_link(payer_id, lk, min(lk.confidence, auto - Decimal("0.05")), ambiguous=True)
+                for lk in ranked[:3]]
+
+
+def _payer_link(payer_id: str, lk: Link, confidence: Decimal | None = None, **evidence: Any) -> Link:
+    """The payer's own copy of a link (payers that score alike share the scoring, not the result)."""
+    own = {k: list(v) if isinstance(v, list) else v for k, v in lk.evidence.items()}
+    return Link(payer_id, lk.right, lk.method, lk.confidence if confidence is None else confidence, own | evidence)
 
 
 # --- the stage: read accounts and payers, write cross_ref and identity_candidate --------------------
