@@ -510,13 +510,15 @@ def resolve(
     payers: Iterable[Party] = (),
     auto: Decimal = AUTO,
     review: Decimal = REVIEW,
+    cap: int = BLOCK_CAP,
 ) -> IdentityResult:
-    """Cluster accounts, attach payers; pure and independent of input order."""
+    """Cluster accounts, attach payers; pure and independent of input order. ``cap``: the size of a blocking key's
+    block above which the key is too common to compare on."""
     items = _mark_homonyms(_drop_shared_domains([_prepare(p) for p in sorted(accounts, key=lambda p: p.id)]))
     index = {p.party.id: i for i, p in enumerate(items)}
     links: list[Link] = []
     blocks = _Blocks.of(items)
-    for i, j in blocks.pairs(review):
+    for i, j in blocks.pairs(review, cap):
         link = score(items[i], items[j], auto)
         if link is not None and link.confidence >= review:
             links.append(link)
@@ -566,7 +568,7 @@ def resolve(
             unique_reviews.append(lk)
 
     result = IdentityResult(cluster_of, member_link, unique_reviews)
-    _attach_payers(result, blocks, sorted(payers, key=lambda p: p.id), auto, review)
+    _attach_payers(result, blocks, sorted(payers, key=lambda p: p.id), auto, review, cap)
     return result
 
 
@@ -580,7 +582,7 @@ def _keep_best(member_link: dict[str, Link | None], link: Link) -> None:
 # --- payers ---------------------------------------------------------------------------------------
 
 def _attach_payers(result: IdentityResult, accounts: _Blocks, payers: list[Party], auto: Decimal,
-                   review: Decimal) -> None:
+                   review: Decimal, cap: int = BLOCK_CAP) -> None:
     """Link each payer to its best account cluster, or make review candidates of its best matches.
 
     Payers that :func:`score` cannot tell apart (the same name, tax id, domain, country and system; neither a
@@ -598,12 +600,12 @@ def _attach_payers(result: IdentityResult, accounts: _Blocks, payers: list[Party
     reps = list(shared.values())
     matches = {
         sig: _payer_matches(rep, cands, accounts.items, result.cluster_of, auto, review)
-        for sig, rep, cands in zip(shared, reps, _payer_candidates(reps, accounts, blocks, review), strict=True)
+        for sig, rep, cands in zip(shared, reps, _payer_candidates(reps, accounts, blocks, review, cap), strict=True)
     }
     for payer, sig in zip(payers, signatures, strict=True):
         if sig is None:
             pp = _prepare(payer)
-            ranked = _payer_matches(pp, _block_members(pp, blocks), accounts.items, result.cluster_of, auto, review)
+            ranked = _payer_matches(pp, _block_members(pp, blocks, cap), accounts.items, result.cluster_of, auto, review)
         else:
             ranked = matches[sig]
         links, reviews = _decide(payer.id, ranked, auto)
