@@ -457,9 +457,9 @@ class _Features:
             compact=codes(p.norm.replace(" ", "") for p in items),
             acro=codes(p.acro for p in items),
             domain=codes(p.domain for p in items),
-            abbrev=codes(tuple(w[:3] for w in p.words) if len(p.words) >= 2 else None for p in items),
+            abbrev=codes(" ".join(w[:3] for w in p.words) if len(p.words) >= 2 else None for p in items),
             digits=codes(p.digits or None for p in items),
-            letters=codes(tuple(w for w in p.words if not w.isdigit()) for p in items),
+            letters=codes(" ".join(w for w in p.words if not w.isdigit()) for p in items),
         )
 
     def extended(self, items: Sequence[_Prepared]) -> _Features:
