@@ -490,6 +490,11 @@ def _staged(conn: Connection, tables_rows: Sequence[tuple[sa.Table, list[Any]]])
     raw: Any = record.dbapi_connection
     if not record.info.get(_STAGE):  # once per database connection, outside any transaction
         raw.execute(f"ATTACH DATABASE ':memory:' AS {_STAGE}")
+        # every entity's stage table at once: a table created later changes the stage's schema, and SQLite
+        # then prepares every statement cached on the connection that reads the stage again
+        for table in tables.entity_tables.values():
+            raw.execute(_stage_sql(table)[0])
+        raw.commit()
         record.info[_STAGE] = True
     out: Statements = []
     try:
