@@ -540,14 +540,6 @@ class _Pending:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def unload(self, live: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """``live`` (this batch's live records, or them with their sidecars) without payloads, and this batch's own
-        records dropped, once mapped: the writer needs no payload (a rejected record keeps its own). Let go here,
-        the payloads' memory goes to the next batch's records; kept until the writer is done with the batch, each
-        batch would take fresh pages (a minor page fault each) while two or three batches' payloads are alive."""
-        self.live = []
-        return [(rid, obj, sid, None, updated) for rid, obj, sid, _payload, updated in live]
-
     def raws(self, raw_ids: set[int | None]) -> list[_Raw]:
         """The live rows of these ids, as tombstones (Stripe's deleted stubs)."""
         at = {rid: i for i, rid in enumerate(self.ids)}
@@ -777,7 +769,6 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
         result = map_records(mset, live)
         if result.deleted_stubs:
             dead = dead + batch.raws(set(result.deleted_stubs))
-        live = batch.unload(live)
         if clocks is not None:
             wall, cpu = clocks.step("map", wall, cpu)
         pipeline.put(run, (batch, live, dead, result))

@@ -127,24 +127,3 @@ def test_a_shares_first_batches_grow_and_its_last_is_small(sqlite_store: Store, 
         ("camt053", 1, 1), ("camt053", 2, 2), ("camt053", 3, 2), ("camt053", 4, 0),  # grows up to the batch size
         ("stripe", 4, 4), ("stripe", 3, 3), ("stripe", 4, 1), ("stripe", 4, 0),  # all but one, then the last one
     ]
-
-
-def test_the_writer_is_handed_the_batches_records_without_their_payloads(
-    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Payloads are let go once mapped (the writer writes rows, not payloads); the records' keys stay for it."""
-    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
-    land(sqlite_store, "stripe")
-    handed: list[tuple[Any, ...]] = []
-    write = engine._write_batch
-
-    def spy(store: Store, mset: engine.MappingSet, run_id: Any, batch: Any, live: Any, *args: Any, **kw: Any) -> Any:
-        assert batch.live == []
-        handed.extend(live)
-        return write(store, mset, run_id, batch, live, *args, **kw)
-
-    monkeypatch.setattr(engine, "_write_batch", spy)
-    counts = run_mapping(sqlite_store)["stripe"]
-    assert handed and all(payload is None for _rid, _obj, _sid, payload, _upd in handed)
-    assert all(isinstance(rid, int) and obj and sid for rid, obj, sid, _payload, _upd in handed)
-    assert 0 < counts["mapped"] <= len(handed) <= counts["records"]
