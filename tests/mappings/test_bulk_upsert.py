@@ -178,3 +178,19 @@ def test_stage_parameters_keep_booleans_and_bind_missing_values_as_null() -> Non
     assert flat[:6] == ["a", True, "b", False, "c", flat[5]] and math.isnan(flat[5])
     assert flat[6:] == ["d", True] and type(flat[7]) is bool
     assert _row_params(table, "sqlite")(rows) == [("a", True), ("b", False), ("c", None), ("d", True)]
+
+
+def test_staging_another_entity_later_leaves_the_stage_schema_as_it_was(sqlite_store: Store) -> None:
+    """Every entity's stage table exists once the stage is attached: staging an entity for the first time later
+    does not change the stage's schema (which would make SQLite prepare the cached statements again)."""
+    with sqlite_store.engine.connect() as conn:
+        conn.commit()
+        sqlite_store.staged_upserts(conn, {"deal": [_deal(1, "one", "1.00")]})
+        version = conn.exec_driver_sql("PRAGMA ltc_stage.schema_version").scalar_one()
+        conn.commit()
+        payment = model.to_row(model.Payment(
+            id=model.canonical_id("sf", "payment", "p1"), source_system="sf", source_object="Payment",
+            source_id="p1", amount=Money.of("2.00", "EUR")))
+        sqlite_store.staged_upserts(conn, {"payment": [payment]})
+        assert conn.exec_driver_sql("PRAGMA ltc_stage.schema_version").scalar_one() == version
+        conn.commit()
