@@ -313,7 +313,17 @@ ENTITIES: dict[str, type[Entity]] = {
 
 
 def field_types(cls: type[Entity]) -> dict[str, Any]:
-    """Field name -> resolved type (``X | None`` unwrapped to ``X``)."""
+    """Field name -> resolved type (``X | None`` unwrapped to ``X``): a new dict, each class's resolved once."""
+    known = _FIELD_TYPES.get(cls)
+    if known is None:
+        known = _FIELD_TYPES[cls] = _field_types(cls)
+    return dict(known)
+
+
+_FIELD_TYPES: dict[type[Entity], dict[str, Any]] = {}
+
+
+def _field_types(cls: type[Entity]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from types import CodeType
 from typing import Any, cast
 
 from canonical import model
@@ -95,6 +96,20 @@ class FieldFailure(Exception):
         self.reason = reason
 
 
+_CODE: dict[tuple[str, str], CodeType] = {}
+
+
+def _code(src: str, name: str) -> CodeType:
+    """``compile(src, name, "exec")``, once per source text: a mapping is compiled again at each stage (its
+    file may have changed), and most of its generated functions come out the same; each ``exec`` of the code
+    still makes new functions in their own namespace."""
+    key = (src, name)
+    code = _CODE.get(key)
+    if code is None:
+        code = _CODE[key] = compile(src, name, "exec")
+    return code
+
+
 # --- paths --------------------------------------------------------------------------------------
 
 def compile_path(path: str) -> Getter:
@@ -131,7 +146,7 @@ def _generate_path(parts: list[str | int]) -> Getter:
         lines += ["    else:", "        return None", "    if cur is None or cur is False:", "        return None"]
     lines.append("    return cur")
     env: dict[str, Any] = {}
-    exec(compile("\n".join(lines), f"<path {'.'.join(map(str, parts))}>", "exec"), env)
+    exec(_code("\n".join(lines), f"<path {'.'.join(map(str, parts))}>"), env)
     get: Getter = env["get"]
     return get
 
@@ -155,7 +170,7 @@ def _coalesce(paths: list[str]) -> Getter:
         lines.append(f"    v = {_path_code(path, j, env, '(rec.get({key}) if is_dict else None)')}")
         lines += ["    if v is not None and v is not False and not empty(v):", "        return v"]
     lines.append("    return None")
-    exec(compile("\n".join(lines), f"<paths {' | '.join(paths)}>", "exec"), env)
+    exec(_code("\n".join(lines), f"<paths {' | '.join(paths)}>"), env)
     get: Getter = env["get"]
     return get
 
@@ -168,7 +183,7 @@ def _args_getter(paths: list[str]) -> Getter:
            "    get = rec.get if type(rec) is dict or isinstance(rec, dict) else _none\n"
            f"    return [{', '.join(items)}]\n")
     env["_none"] = lambda key: None
-    exec(compile(src, f"<args {' , '.join(paths)}>", "exec"), env)
+    exec(_code(src, f"<args {' , '.join(paths)}>"), env)
     get: Getter = env["args"]
     return get
 
@@ -254,7 +269,7 @@ def _generate_run(
     for k, child in enumerate(plan.children):
         lines += _child_code(k, child, env)
     lines.append("    return out")
-    exec(compile("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>", "exec"), env)
+    exec(_code("\n".join(lines), f"<mapping {plan.source_object} -> {plan.entity}>"), env)
     return env["run"]
 
 
