@@ -126,11 +126,23 @@ def _normalize(url: str) -> sa.engine.URL:
     return parsed
 
 
+# A sync lands a page in one transaction; its records' ids are in the page's (modification time) order, so
+# they go to scattered leaves of the raw table's (system, object, source_id) index, and the leaves a page
+# dirties grow with the index up to one per record. With SQLite's defaults (a 2 MiB page cache, a checkpoint
+# once the WAL holds 1,000 pages: at every page commit then) each page re-read those leaves from the file
+# and copied them into the database again: a cost per record that grew with what was stored already.
+SQLITE_CACHE_KIB = 65_536  # the page cache of a connection, at most (allocated as it fills)
+SQLITE_CHECKPOINT_PAGES = 16_384  # WAL pages before a commit checkpoints: a leaf that several pages
+# rewrite is copied into the database once
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
     cur.close()
 
 

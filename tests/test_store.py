@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -193,3 +194,18 @@ def test_landed_instants_are_the_same_instant_whatever_their_zone(store: Store) 
                                      "ORDER BY source_id").scalars().all()
     if store.engine.dialect.name == "sqlite":  # the text SQLAlchemy writes for a DateTime on SQLite
         assert texts == ["2026-11-01 12:00:00.000007", "2026-11-01 12:00:01.000000", "2026-11-01 12:00:00.000000"]
+
+
+def test_sqlite_connections_keep_a_large_page_cache_and_checkpoint_seldom(tmp_path: Path) -> None:
+    """A page's landing writes scattered index leaves: each connection caches them (64 MiB) and the WAL
+    collects several pages' commits before one checkpoint copies them into the database."""
+    from canonical.db import SQLITE_CACHE_KIB, SQLITE_CHECKPOINT_PAGES
+
+    s = Store.open(f"sqlite:///{tmp_path / 'ltc.db'}")
+    try:
+        with s.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == SQLITE_CHECKPOINT_PAGES
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        s.close()
