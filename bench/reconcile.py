@@ -20,6 +20,10 @@ What is timed (honestly):
 * ``peak_rss_mb``: the peak resident set of this process over the whole run (reconciliation and the
   datacompy comparison). The allocator is tuned for it (``_RJEM_MALLOC_CONF`` below, unless set).
 * ``precision`` / ``recall``: exceptions found vs the generator's ground truth, by fingerprint.
+* CPU seconds (user + system) beside the clocks: of the Parquet path (this process, ``reconcile_world`` only) and,
+  with ``--store``, of the store path's process and of its columnar helper processes apart. On a shared machine the
+  wall clocks follow the load; the CPU seconds much less (the store/Parquet CPU ratio is what the wall ratio
+  approaches where both keep the two cores busy).
 
 The last line is machine-readable.
 """
@@ -74,6 +78,12 @@ def _datacompy(world_dir: str) -> float:
     return time.perf_counter() - t
 
 
+def _cpu(who: int) -> float:
+    """CPU seconds (user + system) of this process (``RUSAGE_SELF``) or of its waited-for children."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 def _store_child(url: str, as_of: date, partitions: int | None) -> None:
     """``--child-store``: what ``ltc reconcile`` runs (run_reconciliation on the store), alone in this
     process so that its peak resident set is its own; the columnar helper's peak is reported too."""
@@ -82,15 +92,17 @@ def _store_child(url: str, as_of: date, partitions: int | None) -> None:
     from ltc.app.config import Config
     from reconcile.engine import run_reconciliation
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
     store = Store.open(url)
     res = run_reconciliation(store, Config(), as_of, partitions=partitions)
-    secs = time.perf_counter() - t
+    secs, cpu = time.perf_counter() - t, _cpu(resource.RUSAGE_SELF) - cpu
     store.close()
     helper = columnar.close_helper()
+    helper_cpu = _cpu(resource.RUSAGE_CHILDREN)  # the helper processes, waited for by close_helper
     own = columnar.peak_rss_mb()  # not ru_maxrss: a child's counts its parent's resident set at the fork
     fps = sorted(res.exceptions["fingerprint"].to_list())
-    print(json.dumps({"seconds": secs, "rss_mb": own, "helper_rss_mb": helper, "partitions": res.partitions,
+    print(json.dumps({"seconds": secs, "cpu_s": cpu, "helper_cpu_s": helper_cpu, "rss_mb": own,
+                      "helper_rss_mb": helper, "partitions": res.partitions,
                       "fingerprints": hashlib.sha1("\n".join(fps).encode()).hexdigest(), "exceptions": len(fps)}))
 
 
@@ -190,10 +202,10 @@ def main() -> None:
     print(f"generate {gen_s:.1f}s (child process), world {world_dir}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="ltc-recon-out-") as out:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
         res = reconcile_world(world_dir, Settings(), as_of, out=out, partitions=args.partitions)
-        rec_s = time.perf_counter() - t
-        print(f"{res.partitions} partitions; rows in: " + ", ".join(f"{k}={v}" for k, v in res.totals["rows"].items())
+        rec_s, rec_cpu = time.perf_counter() - t, _cpu(resource.RUSAGE_SELF) - cpu
+        print(f"{res.partitions} partitions, {rec_cpu:.2f} CPU s; rows in: " + ", ".join(f"{k}={v}" for k, v in res.totals["rows"].items())
               + "; result frames: " + ", ".join(f"{n}={pl.scan_parquet(os.path.join(out, n, '*.parquet')).select(pl.len()).collect().item()}"
                                                  for n in FRAMES), flush=True)
     found = set(res.exceptions["fingerprint"].to_list())
@@ -219,8 +231,11 @@ def main() -> None:
     fps = sorted(found)
     same = got["fingerprints"] == hashlib.sha1("\n".join(fps).encode()).hexdigest()
     rss = max(got["rss_mb"], got["helper_rss_mb"])
+    store_cpu = got["cpu_s"] + got["helper_cpu_s"]
     print(f"store {args.store}: {got['partitions']} partitions, {got['exceptions']} exceptions, same as Parquet: {same}; "
-          f"process peak {got['rss_mb']} MB, columnar helper peak {got['helper_rss_mb']} MB", flush=True)
+          f"process peak {got['rss_mb']} MB, columnar helper peak {got['helper_rss_mb']} MB; CPU {store_cpu:.2f} s "
+          f"(process {got['cpu_s']:.2f}, helpers {got['helper_cpu_s']:.2f}), {store_cpu / rec_cpu:.2f} x the Parquet "
+          f"path's {rec_cpu:.2f}", flush=True)
     if not same:
         raise SystemExit("the store path found other exceptions than the Parquet path")
     print(f"store_reconcile_s={got['seconds']:.2f} peak_rss_mb={rss} parquet_ratio={got['seconds'] / rec_s:.2f}")

@@ -268,7 +268,8 @@ def test_sqlite_swap_commits_bucket_by_bucket_unseen_until_finish_and_a_failure_
 def test_helper_reads_text_after_a_first_batch_of_nulls_and_starts_lean(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The helper's SQLite reader (ADBC's driver, which types a column by its first batch's values) reads a text
     column that is NULL in the whole first batch and text later, a number stored in a text column, integers and
-    booleans, exactly; and the helper process runs without SQLAlchemy or pandas loaded (its start-up CPU)."""
+    booleans, exactly; and the helper process runs without SQLAlchemy or pandas loaded (its start-up CPU). A table
+    of one batch at most (or none) is read in one go to the same rows, without pyarrow loaded."""
     import sqlite3
 
     path = tmp_path / "t.db"
@@ -296,4 +297,23 @@ def test_helper_reads_text_after_a_first_batch_of_nulls_and_starts_lean(tmp_path
     assert got.slice(2500).rows() == [
         ("x", Decimal("12.5"), 7, True, date(2025, 1, 2), datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)),
         ("", Decimal("3"), None, False, None, None)]
+    assert loaded == []
+
+    # a table of one batch at most is read in one go and written by Polars: the same file's rows, pyarrow not loaded
+    whole = columnar.Export(shape, job.columns, str(tmp_path / "whole.parquet"))
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE e (name VARCHAR(40), amount TEXT, deleted_at DATETIME)")
+    con.commit()
+    con.close()
+    empty = columnar.Export(columnar.Shape("e", {"name": "text", "amount": "amount", "deleted_at": "instant"}),
+                            ("name", "amount"), str(tmp_path / "e.parquet"))
+    helper = columnar._Helper()
+    try:
+        helper.call(columnar._export, f"sqlite://{path}", "sqlite", [whole, empty], 10_000)
+        loaded = helper.call(columnar._loaded, ["pyarrow"])
+    finally:
+        helper.close()
+    assert pl.read_parquet(whole.path).equals(got) and pl.read_parquet(whole.path).schema == got.schema
+    assert pl.read_parquet(empty.path).schema == {"name": pl.String, "amount": pl.Decimal(38, 10)}
+    assert pl.read_parquet(empty.path).height == 0
     assert loaded == []
