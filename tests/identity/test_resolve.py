@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,9 +171,9 @@ def test_a_domain_shared_by_many_accounts_of_one_system_is_not_evidence() -> Non
     assert res.cluster_of["sf:account:001A"] == res.cluster_of["stripe:account:cus_9"]
 
 
-def test_run_identity_that_fails_leaves_the_previous_cross_ref(store: Store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_run_identity_that_fails_leaves_the_previous_cross_ref(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The delete and the inserts are one transaction: a failure while writing keeps the previous run's rows."""
-    from tests_identity_data import land_chain  # type: ignore[import-not-found]
+    from tests_identity_data import land_chain
 
     import canonical.store
     from mappings.engine import run_mapping
