@@ -559,6 +559,40 @@ def _columns(params: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(col) for col in zip(*params, strict=True)]
 
 
+_INSERT_CACHE: dict[str, tuple[str, Any]] = {}
+
+
+def _insert_statement(table: sa.Table) -> tuple[str, Any]:
+    """SQLite's plain insert of one row of ``table`` (no conflict clause, for :func:`_flat_statements`) and its rows'
+    flat parameter function."""
+    if table.name not in _INSERT_CACHE:
+        sql = f'INSERT INTO "{table.name}" ({_column_list(table)}) VALUES ({", ".join("?" for _ in table.columns)})'
+        _INSERT_CACHE[table.name] = (sql, _row_params(table, "sqlite", flat=True))
+    return _INSERT_CACHE[table.name]
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], chunk: int = 50_000) -> None:
+    """Insert ``rows`` (column -> value, a missing column is NULL) into ``table`` in ``conn``'s transaction, the
+    values converted as the columns' types do (Decimal amounts exact, instants in UTC, JSON as the store's canonical
+    text) without SQLAlchemy's work per row and value. SQLite: multi-row statements; PostgreSQL: ``COPY`` (an array
+    parameter costs psycopg a regular expression per text element). Column defaults are not applied: give every
+    NOT NULL column."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        params = _upsert_statement(table, "postgresql")[1]  # a driver value tuple per row
+        raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is psycopg's own API
+        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({_column_list(table)}) FROM STDIN') as cp:
+            for part in _chunks(rows, chunk):
+                for values in params(part):
+                    cp.write_row(values)
+        return
+    sql, flat_params = _insert_statement(table)
+    for part in _chunks(rows, chunk):
+        for stmt, flat in _flat_statements(sql, len(table.columns), flat_params(part)):
+            conn.exec_driver_sql(stmt, tuple(flat))
+
+
 class Store:
     """Access to one ltc-hub database."""
 

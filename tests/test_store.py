@@ -209,3 +209,39 @@ def test_sqlite_connections_keep_a_large_page_cache_and_checkpoint_seldom(tmp_pa
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         s.close()
+
+
+def test_insert_rows_stores_what_the_table_insert_stores(store: Store) -> None:
+    """insert_rows (the identity stage's bulk write) stores each value as SQLAlchemy's insert of the table does:
+    exact decimals, the canonical JSON (text that COPY must escape included), the UTC instant."""
+    from canonical.store import insert_rows
+
+    evidence = {"names": ["Acme\tCorp", "back\\slash", "new\nline"], "sim": Decimal("0.9150"), "n": 3, "é": None}
+    base = [
+        {"method": "fuzzy", "confidence": Decimal("0.9150"), "evidence": evidence,
+         "created_at": datetime(2026, 11, 1, 13, 0, 7, 123456, tzinfo=timezone(timedelta(hours=1)))},
+        {"method": "self", "confidence": Decimal("1"), "evidence": {}, "created_at": T0},
+        {"method": "tax_id", "confidence": Decimal("0.70"), "evidence": {"tax_ids": ["DE1", "DE2"]}, "created_at": T0},
+    ]
+
+    def rows(entity: str) -> list[dict]:
+        return [dict(r, entity=entity, left_id=f"a:{i}", right_id=f"b:{i}") for i, r in enumerate(base)]
+
+    def stored(conn: sa.Connection, entity: str) -> list[tuple]:
+        t = tables.identity_candidate
+        return [
+            (r.left_id, r.right_id, r.method, r.confidence, str(r.confidence), r.evidence, r.created_at, r.raw_conf)
+            for r in conn.execute(sa.select(t, sa.cast(t.c.confidence, sa.Text).label("raw_conf"))
+                                  .where(t.c.entity == entity).order_by(t.c.left_id))
+        ]
+
+    with store.engine.begin() as conn:
+        conn.execute(tables.identity_candidate.insert(), rows("orm"))
+        insert_rows(conn, tables.identity_candidate, rows("bulk"))
+        insert_rows(conn, tables.identity_candidate, [])
+    with store.engine.connect() as conn:
+        orm, bulk = stored(conn, "orm"), stored(conn, "bulk")
+    assert bulk == orm and len(bulk) == 3
+    assert [r[7] for r in bulk] == ["0.9150", "1", "0.70"]  # the decimals' own text: scale kept
+    assert bulk[0][5]["names"] == ["Acme\tCorp", "back\\slash", "new\nline"]
+    assert bulk[0][6] == datetime(2026, 11, 1, 12, 0, 7, 123456, tzinfo=UTC)

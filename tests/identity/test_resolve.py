@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -168,3 +169,37 @@ def test_a_domain_shared_by_many_accounts_of_one_system_is_not_evidence() -> Non
             Party(id="stripe:account:cus_9", name="Globex Corp", domain="globex.test")]
     res = resolve(pair)
     assert res.cluster_of["sf:account:001A"] == res.cluster_of["stripe:account:cus_9"]
+
+
+def test_run_identity_that_fails_leaves_the_previous_cross_ref(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delete and the inserts are one transaction: a failure while writing keeps the previous run's rows."""
+    from tests_identity_data import land_chain
+
+    import canonical.store
+    from mappings.engine import run_mapping
+
+    land_chain(store)
+    run_mapping(store)
+    run_identity(store)
+
+    def dump() -> list[tuple]:
+        with store.engine.connect() as conn:
+            return sorted(tuple(r) for r in conn.execute(sa.select(tables.cross_ref)))
+
+    before = dump()
+    assert before
+    real = canonical.store.insert_rows
+
+    def fail_on_candidates(conn: sa.Connection, table: sa.Table, rows: list) -> None:
+        if table is tables.identity_candidate:
+            raise RuntimeError("disk full")
+        real(conn, table, rows)
+
+    monkeypatch.setattr(canonical.store, "insert_rows", fail_on_candidates)
+    try:
+        run_identity(store)
+    except RuntimeError as e:
+        assert str(e) == "disk full"
+    else:
+        raise AssertionError("the failure was swallowed")
+    assert dump() == before
