@@ -36,6 +36,7 @@ Canonical field ``attributes.<name>`` stores a custom field in the row's ``attri
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -96,18 +97,13 @@ class FieldFailure(Exception):
         self.reason = reason
 
 
-_CODE: dict[tuple[str, str], CodeType] = {}
-
-
+@functools.lru_cache(maxsize=4096)
 def _code(src: str, name: str) -> CodeType:
     """``compile(src, name, "exec")``, once per source text: a mapping is compiled again at each stage (its
     file may have changed), and most of its generated functions come out the same; each ``exec`` of the code
-    still makes new functions in their own namespace."""
-    key = (src, name)
-    code = _CODE.get(key)
-    if code is None:
-        code = _CODE[key] = compile(src, name, "exec")
-    return code
+    still makes new functions in their own namespace. Bounded: a long-running worker whose mapping files
+    change keeps the recent ones only."""
+    return compile(src, name, "exec")
 
 
 # --- paths --------------------------------------------------------------------------------------
