@@ -131,7 +131,8 @@ def _normalize(url: str) -> sa.engine.URL:
 # dirties grow with the index up to one per record. With SQLite's defaults (a 2 MiB page cache, a checkpoint
 # once the WAL holds 1,000 pages: at every page commit then) each page re-read those leaves from the file
 # and copied them into the database again: a cost per record that grew with what was stored already.
-SQLITE_CACHE_KIB = 65_536  # the page cache of a connection, at most (allocated as it fills)
+SQLITE_CACHE_KIB = 65_536  # the page cache of a connection that lands pages, at most (allocated as it fills;
+# only there: the mapping stage's writes, which append in key order, spent more CPU with it than without)
 SQLITE_CHECKPOINT_PAGES = 16_384  # WAL pages before a commit checkpoints: a leaf that several pages
 # rewrite is copied into the database once
 
@@ -141,9 +142,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
     cur.close()
+
+
+def landing_cache(conn: Connection) -> None:
+    """SQLite: ``conn``'s database connection keeps up to SQLITE_CACHE_KIB of pages from now on (once per
+    connection: a sync's pages land on scattered index leaves). Elsewhere: nothing."""
+    record: Any = conn.connection
+    if conn.dialect.name != "sqlite" or record.info.get("ltc_landing_cache"):
+        return
+    record.dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    record.info["ltc_landing_cache"] = True
 
 
 @contextmanager

@@ -792,6 +792,7 @@ class Store:
         prepared = _prepared(records)  # the JSON and hashes outside the transaction (and the SQLite turn)
 
         def page(conn: Connection) -> PageResult:
+            db.landing_cache(conn)
             result = self._upsert_prepared(conn, connector, prepared, run_id)
             result.quarantined = self.add_quarantine(conn, connector, rejected, run_id)
             self._advance_cursor(conn, connector, stream, cursor, result, len(records), run_id)

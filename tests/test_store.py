@@ -196,17 +196,22 @@ def test_landed_instants_are_the_same_instant_whatever_their_zone(store: Store) 
         assert texts == ["2026-11-01 12:00:00.000007", "2026-11-01 12:00:01.000000", "2026-11-01 12:00:00.000000"]
 
 
-def test_sqlite_connections_keep_a_large_page_cache_and_checkpoint_seldom(tmp_path: Path) -> None:
-    """A page's landing writes scattered index leaves: each connection caches them (64 MiB) and the WAL
-    collects several pages' commits before one checkpoint copies them into the database."""
+def test_sqlite_landing_connections_keep_a_large_page_cache_and_checkpoint_seldom(tmp_path: Path) -> None:
+    """A page's landing writes scattered index leaves: a connection that lands pages caches them (64 MiB),
+    others keep SQLite's default cache; the WAL collects several pages' commits before one checkpoint."""
     from canonical.db import SQLITE_CACHE_KIB, SQLITE_CHECKPOINT_PAGES
 
     s = Store.open(f"sqlite:///{tmp_path / 'ltc.db'}")
+    s.engine.pool.dispose()
     try:
         with s.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB
+            default = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+            assert default != -SQLITE_CACHE_KIB
             assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == SQLITE_CHECKPOINT_PAGES
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        s.commit_page("hubspot", "deals", [RawRecord("deal", "1", {"id": "1"})], cursor="c1")
+        with s.engine.connect() as conn:  # the pool's one connection, now a landing one
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB
     finally:
         s.close()
 
