@@ -408,7 +408,7 @@ def _on_conflict(table: sa.Table) -> str:
 # instead of overlapping). Statements have one of a few sizes, so that each is prepared once and
 # found in the connection's statement cache; at most _SQLITE_VARIABLES parameters each (the lowest
 # limit a SQLite build may have). At most 256 rows: preparing a statement costs about as much per row as
-# running it, and each connection that writes (the pool's, each forked child's) prepares every size of
+# running it, and each connection that writes (a mapping share's writer keeps one) prepares every size of
 # every table it stages once: with 1024 rows that was ~7% of the mapping stage's instructions over 60k
 # records (callgrind, one process), under 3% with 256.
 _SQLITE_ROWS = (256, 64, 16, 4, 1)

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -644,9 +644,12 @@ _Batch = tuple[_Pending, list[tuple[Any, ...]], list[_Raw], BatchResult]
 
 
 class _Pipeline:
-    """A share's writer thread, with its own connection per batch (SQLite's and psycopg's statement work runs
-    without the GIL, the mapping is Python): it writes batch k while the reader reads and maps batch k+1, across
-    the share's systems, so the pipeline fills and drains once per share, not once per system. Items are
+    """A share's writer thread, with its own connection (SQLite's and psycopg's statement work runs without the
+    GIL, the mapping is Python): it writes batch k while the reader reads and maps batch k+1, across the share's
+    systems, so the pipeline fills and drains once per share, not once per system. The writer keeps one
+    connection for the whole share (a new one only after a failed batch): SQLite prepares each staging and
+    copy statement once per connection, and a pooled connection per batch made every connection of the pool
+    prepare them all again. Items are
     ``(run, batch)``, ``(run, None)``: that system's batches were all handed over (its lock is released once they
     are committed), and ``None``: the share is done."""
 
@@ -656,6 +659,7 @@ class _Pipeline:
         self.batch_size = batch_size
         self.items: queue.Queue[tuple[_Run, _Batch | None] | None] = queue.Queue(maxsize=1)
         self.ramp: int | None = FIRST_BATCH  # the next batch's size while the pipeline fills, then None
+        self.conn: Connection | None = None  # the writer's, opened at its first batch, closed when it ends
         self.thread = threading.Thread(target=self._write, name="map-writer", daemon=True)
 
     def __enter__(self) -> _Pipeline:
@@ -674,6 +678,29 @@ class _Pipeline:
         self.items.put((run, batch))
 
     def _write(self) -> None:
+        try:
+            self._write_all()
+        finally:
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with suppress(Exception):  # a lost connection: the batch's error is the one that counts
+                conn.close()
+
+    def _write_one(self, run: _Run, batch: _Batch) -> dict[str, int]:
+        """One batch on the writer's connection (opened again after a failed batch, so that a retry after a lost
+        connection gets a new one)."""
+        if self.conn is None:
+            self.conn = self.store.engine.connect()
+        try:
+            return _write_batch(self.store, run.mset, self.run_id, *batch, conn=self.conn, clocks=run.clocks)
+        except BaseException:
+            self._drop_connection()
+            raise
+
+    def _write_all(self) -> None:
         wall, cpu = time.perf_counter(), time.thread_time()
         while (item := self.items.get()) is not None:
             run, batch = item
@@ -685,9 +712,8 @@ class _Pipeline:
                 try:
                     # one batch is one transaction: if the database connection is lost it is written again
                     # (what it writes is idempotent, and pending flags say what is left)
-                    batch_counts = db.reconnecting(
-                        partial(_write_batch, self.store, run.mset, self.run_id, *batch, clocks=run.clocks),
-                        what=f"mapping {run.mset.system}")
+                    batch_counts = db.reconnecting(partial(self._write_one, run, batch),
+                                                   what=f"mapping {run.mset.system}")
                 except BaseException as exc:  # the system's outcome
                     run.failed.append(exc)
                 else:
@@ -777,35 +803,34 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
 
 
 def _write_batch(store: Store, mset: MappingSet, run_id: str | None, batch: _Pending,
-                 live: list[tuple[Any, ...]], dead: list[_Raw], result: BatchResult, *,
+                 live: list[tuple[Any, ...]], dead: list[_Raw], result: BatchResult, *, conn: Connection,
                  clocks: _Clocks | None = None) -> dict[str, int]:
-    """One batch's transaction (in the store's writers' turn: other systems' children write the same
-    SQLite file): canonical upserts with lineage, tombstones, quarantine, pending cleared.
-    Returns its counts (only once it is committed, so a retried batch is counted once)."""
+    """One batch's transaction on ``conn`` (outside any transaction; in the store's writers' turn: other systems'
+    children write the same SQLite file): canonical upserts with lineage, tombstones, quarantine, pending
+    cleared. Returns its counts (only once it is committed, so a retried batch is counted once)."""
     counts: dict[str, int] = defaultdict(int)
     wall, cpu = time.perf_counter(), time.thread_time()
-    with store.engine.connect() as conn:
-        # the upserts are prepared before the turn (on SQLite, their rows staged): other writers wait only for
-        # the statements that write the store
-        upserts = store.staged_upserts(conn, result.rows)
+    # the upserts are prepared before the turn (on SQLite, their rows staged): other writers wait only for
+    # the statements that write the store
+    upserts = store.staged_upserts(conn, result.rows)
+    if clocks is not None:
+        wall, cpu = clocks.step("params", wall, cpu)
+    # SQLite: no WAL checkpoint at the commit, in the turn; one after it, while the next writer writes
+    with db.no_autocheckpoint(conn), store.write_turn(), conn.begin():
         if clocks is not None:
-            wall, cpu = clocks.step("params", wall, cpu)
-        # SQLite: no WAL checkpoint at the commit, in the turn; one after it, while the next writer writes
-        with db.no_autocheckpoint(conn), store.write_turn(), conn.begin():
-            if clocks is not None:
-                wall, cpu = clocks.step("turn", wall, cpu)
-            run_statements(conn, upserts)
-            _tombstone_dropped_children(conn, mset, live, result)
-            counts["tombstoned"] += _tombstone(conn, mset, dead)
-            if result.rejected or _has_open_quarantine(conn, mset.system):
-                seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
-                seen |= {(r.object, r.source_id or "") for r in result.rejected}
-                _resolve_quarantine(conn, mset.system, seen)
-            store.add_quarantine(conn, mset.system, result.rejected, run_id)
-            _clear_pending(conn, mset.system, batch.ids, batch.hashes)
-        if clocks is not None:
-            wall, cpu = clocks.step("write", wall, cpu)
-        db.passive_checkpoint(conn)
+            wall, cpu = clocks.step("turn", wall, cpu)
+        run_statements(conn, upserts)
+        _tombstone_dropped_children(conn, mset, live, result)
+        counts["tombstoned"] += _tombstone(conn, mset, dead)
+        if result.rejected or _has_open_quarantine(conn, mset.system):
+            seen = set(result.ok_raw) | {(r.object, r.source_id) for r in dead}
+            seen |= {(r.object, r.source_id or "") for r in result.rejected}
+            _resolve_quarantine(conn, mset.system, seen)
+        store.add_quarantine(conn, mset.system, result.rejected, run_id)
+        _clear_pending(conn, mset.system, batch.ids, batch.hashes)
+    if clocks is not None:
+        wall, cpu = clocks.step("write", wall, cpu)
+    db.passive_checkpoint(conn)
     if clocks is not None:
         clocks.step("checkpoint", wall, cpu)
     for entity, rows in result.rows.items():

@@ -127,3 +127,27 @@ def test_a_shares_first_batches_grow_and_its_last_is_small(sqlite_store: Store, 
         ("camt053", 1, 1), ("camt053", 2, 2), ("camt053", 3, 2), ("camt053", 4, 0),  # grows up to the batch size
         ("stripe", 4, 4), ("stripe", 3, 3), ("stripe", 4, 1), ("stripe", 4, 0),  # all but one, then the last one
     ]
+
+
+def test_a_shares_writer_keeps_one_connection_and_takes_a_new_one_after_a_failed_batch(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
+    for system in SYSTEMS:
+        land(sqlite_store, system)
+    write = engine._write_batch
+    used: list[tuple[str, sa.Connection]] = []  # every batch's system and connection (kept: ids stay distinct)
+
+    def spied(store: Store, mset: engine.MappingSet, *args: Any, conn: sa.Connection, **kwargs: Any) -> dict[str, int]:
+        used.append((mset.system, conn))
+        if len({system for system, _conn in used}) == 2 and used[-2][0] != mset.system:  # the 2nd system's 1st batch
+            raise RuntimeError("the write broke")
+        return write(store, mset, *args, conn=conn, **kwargs)
+
+    monkeypatch.setattr(engine, "_write_batch", spied)
+    with pytest.raises(RuntimeError, match="the write broke"):
+        run_mapping(sqlite_store, batch_size=3)
+    cut = next(i for i, (system, _conn) in enumerate(used) if system != used[0][0])
+    before, after = {id(conn) for _s, conn in used[: cut + 1]}, {id(conn) for _s, conn in used[cut + 1:]}
+    assert cut > 1 and len(used) > cut + 2 and len({system for system, _conn in used}) > 2
+    assert len(before) == 1 and len(after) == 1 and before != after
