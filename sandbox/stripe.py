@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import base64
 import bisect
-import itertools
 import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -511,16 +510,16 @@ class StripeEmulator:
         objects = self.store[resource]
         ids, keys = self._newest_first(resource)
         match = self._matcher(q) if ids else None
-        start = 0
+        start, end = self._created_span(q, keys) if ids else (0, 0)
         if q.get("starting_after"):
             obj = objects.get(q["starting_after"])
             if obj is None:
                 raise missing(OBJECT.get(resource, "object"), q["starting_after"], "starting_after")
-            start = bisect.bisect_right(keys, (-obj["created"], -self.seq[obj["id"]]))
+            start = max(start, bisect.bisect_right(keys, (-obj["created"], -self.seq[obj["id"]])))
         page: list[dict[str, Any]] = []
         more = False
-        for oid in itertools.islice(ids, start, None):
-            row = objects[oid]
+        for i in range(start, end):  # indexed: islice would step over the first ``start`` ids on every page
+            row = objects[ids[i]]
             if match is not None and match(row):
                 if len(page) == limit:
                     more = True
@@ -528,6 +527,26 @@ class StripeEmulator:
                 page.append(row)
         return {"object": "list", "url": url or f"/v1/{resource}", "has_more": more,
                 "data": [self._render(r) for r in page]}
+
+    def _created_span(self, q: dict[str, Any], keys: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        """The positions ``[start, end)`` of the newest-first order (``keys``: negated ``created``, then
+        sequence, ascending) outside which no object can pass ``q``'s ``created`` bounds: a ``created``
+        window's pages are bisected to it instead of scanning every newer object on its way (and every
+        older one for ``has_more``). Called after :meth:`_matcher`, which checked the parameters."""
+        created = q.get("created")
+        start, end = 0, len(keys)
+        if isinstance(created, dict):
+            bounds = [(op, self._int(value, f"created[{op}]")) for op, value in created.items()]
+        elif created is not None:
+            bounds = [("gte", self._int(created, "created")), ("lte", self._int(created, "created"))]
+        else:
+            bounds = []
+        for op, value in bounds:  # created < v: -created >= 1 - v; created <= v: -created >= -v; and so on
+            if op in ("lt", "lte"):
+                start = max(start, bisect.bisect_left(keys, ((1 if op == "lt" else 0) - value,)))
+            else:
+                end = min(end, bisect.bisect_left(keys, ((1 if op == "gte" else 0) - value,)))
+        return start, max(start, end)
 
     def _matcher(self, q: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
         """:meth:`_matches` for one query: its parameters checked once (as Stripe checks them, before

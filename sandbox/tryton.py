@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import bisect
 import functools
-import itertools
 import operator
 import re
 import secrets
@@ -369,7 +368,8 @@ class TrytonWorld:
         if fast is not None:
             index, start = fast
             out: list[dict[str, Any]] = []
-            for r in itertools.islice(index, start, None):  # no copy of the index's tail per page
+            for i in range(start, len(index)):  # indexed: neither a copy of the tail nor islice's steps to start
+                r = index[i]
                 if ok(r):
                     out.append(r)
                     if len(out) >= limit:  # type: ignore[operator]

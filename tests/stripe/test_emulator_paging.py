@@ -46,3 +46,21 @@ def test_forward_pages_equal_the_whole_list(q: dict[str, Any]) -> None:
     assert _paged(emu, "customers", {}, 5) == _everything(emu, "customers", {})
     with pytest.raises(StripeApiError):
         emu.list("charges", {"created": {"since": "1"}})
+
+
+def test_created_windows_page_like_the_whole_list() -> None:
+    """A page of a ``created`` window (bisected to it) lists what filtering every object does, at the
+    window's edges too: bounds on an object's own ``created``, one second off, exact ``created=``."""
+    emu = StripeEmulator(seed=5, size=60, clock=lambda: 1_780_000_000.0)
+    for resource in ("charges", "customers", "balance_transactions"):
+        stamps = sorted({o["created"] for o in emu.store[resource].values()})
+        picks = [stamps[0] - 1, stamps[0], stamps[len(stamps) // 3], stamps[len(stamps) // 2] + 1, stamps[-1],
+                 stamps[-1] + 1]
+        queries: list[dict[str, Any]] = [{"created": str(stamps[len(stamps) // 2])}]
+        queries += [{"created": {lo_op: str(lo), hi_op: str(hi)}} for lo in picks for hi in picks
+                    for lo_op in ("gt", "gte") for hi_op in ("lt", "lte")]
+        queries += [{"created": {op: str(at)}} for at in picks for op in ("gt", "gte", "lt", "lte")]
+        for query in queries:
+            want = _everything(emu, resource, query)
+            for limit in (1, 3, 100):
+                assert _paged(emu, resource, query, limit) == want, (resource, query, limit)
