@@ -46,7 +46,7 @@ def test_repeated_id_in_one_call_keeps_the_last_version_and_values_are_exact(sto
 
 
 def test_sqlite_rows_go_in_a_few_multi_row_statements_of_fixed_sizes(sqlite_store: Store) -> None:
-    # 1301 rows: 5 x 256 + 16 + 4 + 1 in 8 statements of the deal table (not one per row, and only
+    # 1301 rows: 10 x 128 + 2 x 8 + 2 x 2 + 1 in 15 statements of the deal table (not one per row, and only
     # sizes that repeat from batch to batch, prepared once); lineage alike; every row and link written
     rows = [_deal(i, f"deal {i}", f"{i}.01") for i in range(1301)]
     seen: list[str] = []
@@ -62,8 +62,8 @@ def test_sqlite_rows_go_in_a_few_multi_row_statements_of_fixed_sizes(sqlite_stor
         sa.event.remove(sqlite_store.engine, "before_cursor_execute", record)
     deals = [s for s in seen if s.startswith('INSERT INTO "deal"')]
     links = [s for s in seen if s.startswith("INSERT INTO lineage")]
-    assert [s.count("), (") + 1 for s in deals] == [256] * 5 + [16, 4, 1]
-    assert [s.count("), (") + 1 for s in links] == [256] * 5 + [16, 4, 1]
+    assert [s.count("), (") + 1 for s in deals] == [128] * 10 + [8, 8, 2, 2, 1]
+    assert [s.count("), (") + 1 for s in links] == [128] * 10 + [8, 8, 2, 2, 1]
     with sqlite_store.engine.connect() as conn:
         deal = tables.table_for("deal")
         names = {sid: name for sid, name in conn.execute(sa.select(deal.c.source_id, deal.c.name))}
