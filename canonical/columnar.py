@@ -370,16 +370,106 @@ def export_tables(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_
     On SQLite this runs in a helper process: ADBC's driver carries its own copy of the SQLite
     library, and two copies in one process do not see each other's POSIX locks, so one would delete the
     WAL the other still uses ("How To Corrupt An SQLite Database File", §2.2.1). In a process of its own
-    each is an ordinary SQLite client."""
-    if not _is_pg(engine) and _live_rows(engine, jobs, limit=SMALL) < SMALL:
-        _export_here(engine, jobs)
-        return
-    url = connectorx_url(engine)
-    # two readers on two cores: the jobs dealt alternately to two helper processes (PostgreSQL: read here); a
-    # single reader is helper 1, so that helper 0 stays free for a bulk write (BulkWriter) meanwhile
-    n = max(1, min(2, readers))
-    parts = [list(jobs[i::n]) for i in range(n)]
-    _run_parallel(engine, _export, [(url, engine.dialect.name, p, batch_rows) for p in parts if p], first=2 - n)
+    each is an ordinary SQLite client. :func:`start_export` does it in the background, table by table."""
+    with start_export(engine, jobs, batch_rows, readers) as exporting:
+        exporting.wait_all()
+
+
+class Exporting:
+    """The tables :func:`start_export` reads in the background: :meth:`wait` for one job's file (by its path),
+    :meth:`wait_all`; ``rows``: the live rows of its ``lead`` jobs (all of them without), counted no further
+    than :data:`SMALL`. Left by an exception, the jobs not yet started are dropped and those under way waited
+    for (their files are not removed under a reader)."""
+
+    def __init__(self, jobs: Sequence[Export], rows: int) -> None:
+        self.jobs = list(jobs)
+        self.rows = rows
+        self._done: dict[str, Future[None]] = {j.path: Future() for j in self.jobs}
+        self._lo, self._hi = 0, len(self.jobs)  # the jobs not taken yet: jobs[_lo:_hi]
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._stop = False
+
+    def __enter__(self) -> Exporting:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is not None:
+            self._stop = True
+        for t in self._threads:
+            t.join()
+        for f in self._done.values():  # the jobs never started (left by an exception)
+            f.cancel()
+        if kind is None:
+            self.wait_all()
+
+    def wait(self, path: str | Path) -> None:
+        """Returns once the job writing ``path`` is done (its error raised)."""
+        self._done[str(path)].result()
+
+    def wait_all(self) -> None:
+        for f in self._done.values():
+            f.result()
+
+    def _take(self, lead: int, back: bool, only: int | None) -> Export | None:
+        """The next job not yet taken: the first left, or (``back``) once the first ``lead`` are all taken, the
+        last left; ``only``: none past the first ``only``."""
+        with self._lock:
+            if self._stop or self._lo >= self._hi:
+                return None
+            if back and self._lo >= lead:
+                self._hi -= 1
+                return self.jobs[self._hi]
+            if only is not None and self._lo >= only:
+                return None
+            self._lo += 1
+            return self.jobs[self._lo - 1]
+
+    def _run(self, do: Callable[[Export], object], lead: int = 0, back: bool = False, only: int | None = None) -> None:
+        """Do the jobs :meth:`_take` gives, one after the other."""
+        while (job := self._take(lead, back, only)) is not None:
+            done = self._done[job.path]
+            try:
+                do(job)
+            except BaseException as exc:  # this job's waiters get the error; the next jobs are read all the same
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+    def _start(self, do: Callable[[Export], object], lead: int = 0, back: bool = False,
+               only: int | None = None) -> None:
+        t = threading.Thread(target=self._run, args=(do, lead, back, only), name="ltc-export", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+
+def start_export(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_000, readers: int = 2,
+                 lead: int = 0, from_end: bool = False) -> Exporting:
+    """:func:`export_tables` in the background, a job at a time per reader: each file can be read as soon as its job
+    is done (:meth:`Exporting.wait`) while the next are read. On SQLite the jobs are taken in their order by
+    ``readers`` helper processes, each as it finishes its last (not dealt out beforehand: neither idles while the
+    other has several to go); a single reader is helper 1 (helper 0 stays free for a bulk write, :class:`BulkWriter`)
+    but for the first ``lead`` jobs (what the caller waits for first), which two read. ``from_end``: helper 0 reads
+    the first ``lead`` jobs with helper 1, then the others from the last backwards (a caller waiting for them in
+    order has the first ones from helper 1 as soon as one reader can, the last ones, waited for last, sooner).
+    A small SQLite store (under :data:`SMALL` live rows in the ``lead`` jobs, or in all of them) is read here at
+    once by this process's sqlite3; PostgreSQL by connectorx on a thread of this process."""
+    rows = _live_rows(engine, jobs[:lead] or jobs, limit=SMALL) if not _is_pg(engine) else SMALL
+    exporting = Exporting(jobs, rows)
+    if not _is_pg(engine) and rows < SMALL:
+        exporting._run(lambda job: _export_here(engine, [job]))
+        return exporting
+    url, dialect = connectorx_url(engine), engine.dialect.name
+    if _is_pg(engine):
+        exporting._start(lambda job: _export(url, dialect, [job], batch_rows))
+        return exporting
+
+    def reader(i: int) -> Callable[[Export], object]:
+        return lambda job: _helper(i).call(_export, url, dialect, [job], batch_rows)
+
+    exporting._start(reader(1))
+    exporting._start(reader(0), lead, from_end, None if from_end or readers > 1 else lead)
+    return exporting
 
 
 #: below this many rows SQLite I/O runs in this process with Python's own sqlite3, row by row at the driver
@@ -559,18 +649,6 @@ def _run(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     if _is_pg(engine):
         return fn(*args)
     return _helper(0).call(fn, *args)
-
-
-def _run_parallel(engine: Engine, fn: Callable[..., T], argsets: Sequence[tuple[Any, ...]], first: int = 0) -> list[T]:
-    """``fn`` over several argument sets at once: SQLite, one helper process each (``first``, ``first + 1``, …;
-    readers do not block each other); PostgreSQL, one after the other here."""
-    if _is_pg(engine):
-        return [fn(*a) for a in argsets]
-    helpers = [_helper(first + i) for i in range(len(argsets))]
-    if len(helpers) == 1:
-        return [helpers[0].call(fn, *argsets[0])]
-    with ThreadPoolExecutor(len(argsets)) as pool:
-        return list(pool.map(lambda ha: ha[0].call(fn, *ha[1]), zip(helpers, argsets, strict=True)))
 
 
 # --- writes ----------------------------------------------------------------------------------------

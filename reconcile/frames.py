@@ -189,15 +189,30 @@ def export_frames(store: Store, directory: str | Path, names: Sequence[str] | No
     :func:`reconcile.stream.reconcile_world` reads), streamed in batches: memory bounded by a batch.
     ``omit``: columns not to read, per frame (a reader of the files gets them as nulls); ``readers``: see
     :func:`canonical.columnar.export_tables`."""
+    with start_export(store, directory, names, omit, readers) as exporting:
+        exporting.wait_all()
+    return Path(directory)
+
+
+def start_export(store: Store, directory: str | Path, names: Sequence[str] | None = None,
+                 omit: Mapping[str, Collection[str]] | None = None, readers: int = 2,
+                 lead: int = 0, from_end: bool = False) -> columnar.Exporting:
+    """:func:`export_frames` in the background, table by table in the order of ``names``
+    (:func:`canonical.columnar.start_export`): ``directory/<name>.parquet`` may be read once
+    ``exporting.wait(exported(directory, name))`` returns."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for name in names or SCHEMAS:
         table, cols = _columns(name)
         cols = [c for c in cols if c not in (omit or {}).get(name, ())]
-        jobs.append(columnar.Export(columnar.shape(table), tuple(cols), str(out / f"{name}.parquet"), SCHEMAS[name]))
-    columnar.export_tables(store.engine, jobs, readers=readers)
-    return out
+        jobs.append(columnar.Export(columnar.shape(table), tuple(cols), str(exported(out, name)), SCHEMAS[name]))
+    return columnar.start_export(store.engine, jobs, readers=readers, lead=lead, from_end=from_end)
+
+
+def exported(directory: str | Path, name: str) -> Path:
+    """The file :func:`export_frames` writes a frame's rows to."""
+    return Path(directory) / f"{name}.parquet"
 
 
 def days(a: pl.Expr, b: date | pl.Expr) -> pl.Expr:

@@ -63,6 +63,26 @@ def test_read_returns_exactly_what_the_orm_wrote(store: Store) -> None:
         assert json.loads(g["attributes"]) == r["attributes"]  # JSON as its text
 
 
+def test_start_export_hands_each_file_over_as_its_job_ends(store: Store, tmp_path: Path) -> None:
+    """``start_export``: the jobs are read in the background; each file is complete (what ``read_table`` reads) once
+    its ``wait`` returns, whatever the readers; a failing job's error reaches its waiter (and the block's end), and
+    the jobs after it are read all the same."""
+    with store.engine.begin() as conn:
+        store.upsert_entities(conn, "payment", _rows(500))
+    cols = ("id", "amount", "payment_date", "remittance", "source_updated_at")
+    want = columnar.read_table(store.engine, PAY, list(cols))
+    for readers in (1, 2):
+        good = [columnar.Export(columnar.shape(PAY), cols, str(tmp_path / f"{readers}-{i}.parquet")) for i in range(5)]
+        bad = columnar.Export(columnar.Shape("no_such_table", {"id": "text"}), ("id",),
+                              str(tmp_path / f"{readers}-bad.parquet"))
+        with pytest.raises(Exception, match="no_such_table"), \
+                columnar.start_export(store.engine, [*good[:2], bad, *good[2:]], readers=readers, lead=2) as exporting:
+            for job in reversed(good):
+                exporting.wait(job.path)
+                assert pl.read_parquet(job.path).equals(want)
+            exporting.wait(bad.path)
+
+
 def test_bulk_load_writes_what_the_orm_reads_back(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     rows = _rows(50)
     frame = pl.DataFrame([{k: v for k, v in r.items() if k != "attributes"} for r in rows],
