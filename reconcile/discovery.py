@@ -37,7 +37,7 @@ the tokens of the texts; no per-record scan.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -466,21 +466,30 @@ def _write_batches(batches: Iterator[pl.DataFrame], path: Path) -> None:
 
 
 def discover_directory(src: str | Path, dest: str | Path, batch_rows: int = BATCH_ROWS,
-                       ready: Callable[[], object] | None = None) -> Path:
+                       ready: Callable[[], object] | None = None,
+                       arrived: Callable[[str], object] | None = None) -> Path:
     """:func:`discover` over a directory of ``<table>.parquet`` (the bucketed path): the patched order,
     invoice and payment tables are written to ``dest``, every other table is linked there unchanged.
 
     Memory is bounded: the index is built from :data:`INDEX_COLUMNS` only, then the order, invoice and
     payment tables are discovered ``batch_rows`` rows at a time (each record is decided on its own, so
     the result is :func:`discover`'s). Discovery reads only the deal, order, invoice and payment tables:
-    ``ready`` (when given) is waited for before the others are linked (the store path is still exporting them)."""
+    ``ready`` (when given) is waited for before the others are linked (the store path is still exporting them);
+    ``arrived(name)`` before each of those four tables is first read (the store path exports them in the order
+    they are read: deal, order and invoice for the index, payment last, discovered while it arrives)."""
     from reconcile.partition import parquet_reader
 
     src, dest = Path(src), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     read = parquet_reader(src)
-    ix = index_of(*(read(name, list(cols)) for name, cols in INDEX_COLUMNS.items()))
-    _discover_tables(src, dest, ix, batch_rows)
+
+    def key_columns(name: str, cols: Sequence[str]) -> pl.DataFrame:
+        if arrived is not None:
+            arrived(name)
+        return read(name, list(cols))
+
+    ix = index_of(*(key_columns(name, cols) for name, cols in INDEX_COLUMNS.items()))
+    _discover_tables(src, dest, ix, batch_rows, arrived)
     if ready is not None:
         ready()
     link_tables(src, dest)
@@ -500,11 +509,14 @@ def link_tables(src: str | Path, dest: str | Path) -> None:
                     shutil.copyfile(path, target)
 
 
-def _discover_tables(src: Path, dest: Path, ix: Index | None, batch_rows: int) -> None:
+def _discover_tables(src: Path, dest: Path, ix: Index | None, batch_rows: int,
+                     arrived: Callable[[str], object] | None = None) -> None:
     deals: list[pl.DataFrame] = []
 
     def found(name: str) -> Iterator[pl.DataFrame]:
         nonlocal deals
+        if arrived is not None:
+            arrived(name)
         for batch in _batches(src / f"{name}.parquet", name, batch_rows):
             if ix is not None and name == "order":
                 batch = discover_orders(batch, ix)

@@ -10,9 +10,11 @@ appended as soon as the bucket has written them (most of them before its checks 
 are computed (PostgreSQL: in one transaction,
 the old rows deleted during the pre-pass; SQLite: to fresh tables, each bucket committed and checkpointed on its
 own, swapped in for the old ones in one transaction with their indexes); the commit follows the last bucket (this
-process makes the exception lifecycle's rows meanwhile, converted for the driver: :func:`reconcile.lifecycle.prepare`), and SQLite's checkpoint of it runs during the lifecycle step. With several buckets
-the tables reference discovery does not read are exported while it runs, the line tables (which the pre-pass's
-bucket assignment does not read either) after the others, while the buckets are assigned. In a second transaction the KPI snapshot is
+process makes the exception lifecycle's rows meanwhile, converted for the driver: :func:`reconcile.lifecycle.prepare`), and SQLite's checkpoint of it runs during the lifecycle step. The tables are
+exported one by one in the background by two helper processes, in the order they are read: reference discovery
+starts once the deal, order and invoice tables are there (the payments are exported meanwhile), the other tables
+are exported while it runs; with several buckets the line tables (which the pre-pass's bucket assignment does not
+read either) come last, exported from the last backwards by the second helper while the first exports the others. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
 lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
 ``run`` table with its counts; a conservation failure marks the run failed and re-raises.
@@ -28,7 +30,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -42,7 +44,7 @@ from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
 from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, buckets_for, reconcile_frames
-from reconcile.frames import Frames, conform, export_frames, store_table
+from reconcile.frames import Frames, conform, exported, start_export, store_table
 from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
 from reconcile.partition import LINE_TABLES, NOT_READ
 from reconcile.stream import (
@@ -219,28 +221,41 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
     omit = {name: set(cols) - {"created_at", "ref_text", "source_id", "reference", "order_ref"} for name, cols in NOT_READ.items()}
-    # what reference discovery reads first (two readers); the other tables (leads: for the KPIs) are exported while
-    # discovery runs: with several buckets by one helper process (the bucket pre-pass's spill has the other core),
-    # with one bucket by two (discovery alone leaves a core idle; three processes keep both busy)
-    readers = 1 if _buckets(store, partitions) > 1 else 2
-    src = export_frames(store, tmp / "in", DISCOVERY_TABLES, omit)
+    # every table exported in the background by two helper processes, a table at a time each, in the order they are
+    # read: reference discovery's (deal, order and invoice build its index; payment, discovered last, is exported
+    # while the others are), then the others (leads: for the KPIs), exported while discovery runs
+    several = _buckets(store, partitions) > 1
     rest = [name for name in Frames.__dataclass_fields__ if name not in DISCOVERY_TABLES]
-    clock("export to Parquet (discovery's tables)")
+    # with several buckets, the line tables (the bulk of the rest) come last: the pre-pass does not read them, the
+    # spill waits for them (not discovery, which waited 4-6 s for them at 1M chains); the second helper, done with
+    # discovery's tables, exports them from the last backwards while the first exports the others in order (one
+    # helper after the other did all of the rest: the spill waited 12 s for the lines at 1M chains, loaded machine)
+    lines = [name for name in rest if name in LINE_TABLES] if several else []
+    others = [name for name in rest if name not in lines]
+    src = tmp / "in"
     # each bucket's links and allocations go to the store as it finishes, while the next bucket is computed (the
     # last one's while the KPIs are); they replace the previous run's at once when committed last (PostgreSQL: one
     # transaction, the old rows deleted during the pre-pass; SQLite: fresh tables swapped in, see BulkWriter)
-    with ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
+    with start_export(store, src, [*DISCOVERY_TABLES, *others, *lines], omit, lead=len(DISCOVERY_TABLES),
+                      from_end=several) as exporting, \
+            ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
             columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
-                                rows_hint=_input_rows(src), swap=True) as writer:
-        # with several buckets, the line tables (the bulk of the rest) are exported after the others, while the
-        # buckets are assigned (the pre-pass does not read them; numpy's and scipy's work there has one core): the
-        # spill waits for them, not discovery (which waited 4-6 s for them at 1M chains)
-        lines = [name for name in rest if name in LINE_TABLES] if readers == 1 else []
-        later = pool.submit(export_frames, store, src, [name for name in rest if name not in lines], omit,
-                            readers=readers)
-        after = pool.submit(export_frames, store, src, lines, omit, readers=readers) if lines else None
-        plan = plan_buckets(src, tmp / "spill", out, partitions, ready=_waiting("  discovery waited for the export", later),
-                            lines=_waiting("  the spill waited for the lines' export", after) if after else None)
+                                rows_hint=exporting.rows, swap=True) as writer:
+        clock("export started")
+
+        def waiting(label: str, names: Iterable[str]) -> Callable[[], object]:
+            """Waits for the tables' export, the wait on the profile's clock (LTC_RECON_PROFILE)."""
+            def wait() -> None:
+                at = _Clock()
+                for name in names:
+                    exporting.wait(exported(src, name))
+                at(label)
+            return wait
+
+        plan = plan_buckets(src, tmp / "spill", out, partitions,
+                            ready=waiting("  discovery waited for the other tables' export", others),
+                            lines=waiting("  the spill waited for the lines' export", lines) if lines else None,
+                            arrived=lambda name: waiting(f"  discovery waited for {name}'s export", [name])())
         clock("pre-pass + spill (the other tables exported meanwhile)")
 
         # a bucket run in this process hands its links to the writer as soon as they are on disk: its order, invoice
@@ -285,17 +300,6 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
                             chains=res.chains, kpis=kpis, partitions=plan.n, out=out), at, found)
 
 
-def _waiting(label: str, done: Future[Any]) -> Callable[[], object]:
-    """Waits for ``done`` (its error raised), the wait on the profile's clock (LTC_RECON_PROFILE)."""
-    def wait() -> object:
-        clock = _Clock()
-        got = done.result()
-        clock(label)
-        return got
-
-    return wait
-
-
 def _buckets(store: Store, partitions: int | None) -> int:
     """How many buckets the run will have (:func:`reconcile.stream.bucket_count`), from the store's live rows, as far
     as it matters here: 1 or more (counted no further than one bucket holds: a large store's full count read every
@@ -330,12 +334,6 @@ def _written(run_id: str, out: Path, k: int) -> None:
         jobs = _link_jobs(out, [k], skip=done)
         done.update(f for j in jobs for f in j.files)
         writer.add(jobs)
-
-
-def _input_rows(src: Path) -> int:
-    """Rows of the exported tables the links come from (what a bulk writer sizes its write by)."""
-    return sum(pl.scan_parquet(p).select(pl.len()).collect().item()
-               for name in ("deal", "order", "invoice", "payment") if (p := src / f"{name}.parquet").exists())
 
 
 def _parts(folder: Path, k: int) -> list[Path]:

@@ -103,13 +103,16 @@ DISCOVERY_TABLES = ("deal", "order", "invoice", "payment")
 
 def plan_buckets(directory: str | Path, scratch: str | Path, out: str | Path | None = None,
                  partitions: int | None = None, ready: Callable[[], object] | None = None,
-                 lines: Callable[[], object] | None = None) -> BucketPlan:
+                 lines: Callable[[], object] | None = None,
+                 arrived: Callable[[str], object] | None = None) -> BucketPlan:
     """The pre-pass and the spill: every bucket's rows written under ``scratch`` (one table in memory at a time).
     ``ready``: waited for once reference discovery, which reads only :data:`DISCOVERY_TABLES`, is done (the
     store path exports the other tables meanwhile); ``lines``: waited for only before the first of
-    :data:`reconcile.partition.LINE_TABLES` is read (the store path exports them while the buckets are assigned)."""
+    :data:`reconcile.partition.LINE_TABLES` is read (the store path exports them while the buckets are assigned);
+    ``arrived(name)``: waited for before discovery first reads each of :data:`DISCOVERY_TABLES` (the store path
+    exports them one by one: :func:`reconcile.discovery.discover_directory`)."""
     # reference discovery over the whole world first (it needs every known identifier), into the scratch space
-    src = discover_directory(directory, Path(scratch) / "discovered", ready=ready)
+    src = discover_directory(directory, Path(scratch) / "discovered", ready=ready, arrived=arrived)
 
     def lines_ready() -> None:
         if lines is not None:

@@ -104,6 +104,33 @@ def test_batched_discovery_equals_one_shot(tmp_path: Path, seed: int, batch_rows
     assert pl.read_parquet(got / "deal.parquet").equals(fr.deal)
 
 
+def test_discovery_reads_each_table_only_once_it_has_arrived(tmp_path: Path) -> None:
+    """``arrived(name)`` comes before discovery first reads each table (the store path exports them one by one): a
+    table put in place only then is read all the same, the index's three first and the payments last; the result
+    is discovery's on the complete directory."""
+    fr = _texts(WORLD.frames(), 4)
+    src, later = tmp_path / "world", tmp_path / "later"
+    src.mkdir()
+    later.mkdir()
+    for f in fields(fr):
+        getattr(fr, f.name).write_parquet(src / f"{f.name}.parquet")
+    want = discover_directory(src, tmp_path / "want", batch_rows=97)
+    for name in ("deal", "order", "invoice", "payment"):
+        (src / f"{name}.parquet").rename(later / f"{name}.parquet")
+    calls: list[str] = []
+
+    def arrived(name: str) -> None:
+        calls.append(name)
+        if (later / f"{name}.parquet").exists():
+            (later / f"{name}.parquet").rename(src / f"{name}.parquet")
+
+    got = discover_directory(src, tmp_path / "got", batch_rows=97, arrived=arrived)
+    assert calls == ["deal", "order", "invoice", "order", "invoice", "payment"]
+    for name in ("order", "invoice", "payment"):
+        assert _sorted(pl.read_parquet(got / f"{name}.parquet")).equals(
+            _sorted(pl.read_parquet(want / f"{name}.parquet"))), name
+
+
 def test_batched_discovery_of_a_world_without_targets(tmp_path: Path) -> None:
     fr = WORLD.frames()
     src = tmp_path / "world"

@@ -140,10 +140,12 @@ def _sorted(df: pl.DataFrame) -> pl.DataFrame:
     return df.sort(df.columns, nulls_last=True)
 
 
+@pytest.mark.parametrize("partitions", [1, 3])  # one bucket: every table by two readers; several: the lines last
 def test_bucketed_store_run_equals_the_one_shot_run(store: Store, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """`ltc reconcile`'s path (store -> Parquet -> buckets -> store) gives what the one-shot in-memory core
-    gives on the same rows: every result frame (as sets), exceptions, totals, KPIs and what is stored."""
+                                                    monkeypatch: pytest.MonkeyPatch, partitions: int) -> None:
+    """`ltc reconcile`'s path (store -> Parquet, table by table -> buckets -> store) gives what the one-shot
+    in-memory core gives on the same rows: every result frame (as sets), exceptions, totals, KPIs and what is
+    stored."""
     monkeypatch.setattr(columnar, "SMALL", 0)  # SQLite: the helper-process I/O of large stores
     world = generate(900, seed=4)
     world.load(store)
@@ -151,8 +153,8 @@ def test_bucketed_store_run_equals_the_one_shot_run(store: Store, tmp_path: Path
     s = Settings.from_config(Config())
     core = reconcile_frames(fr, s, world.as_of, partitions=1)
     kpis = compute_kpis(fr, core, s, world.as_of)
-    got = run_reconciliation(store, Config(), world.as_of, partitions=3, keep=tmp_path / "out")
-    assert got.partitions == 3
+    got = run_reconciliation(store, Config(), world.as_of, partitions=partitions, keep=tmp_path / "out")
+    assert got.partitions == partitions
     for name in ("chains", "links", "allocations", "invoice_balances", "payment_balances", "states"):
         assert _sorted(got.frame(name)).equals(_sorted(getattr(core, name))), name
     assert got.exceptions.equals(core.exceptions) and got.totals == core.totals
