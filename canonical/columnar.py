@@ -693,8 +693,8 @@ def storage_frame(table: Tableish, df: pl.DataFrame, dialect: str) -> pl.DataFra
 
 @dataclass(frozen=True)
 class Load:
-    """Parquet ``files`` appended to ``table`` in order, one file in memory at a time; ``wrap`` names JSON columns
-    whose text values are stored as ``{key: text}``."""
+    """Parquet or Arrow IPC ``files`` (:func:`read_file`) appended to ``table`` in order, one file in memory at a time;
+    ``wrap`` names JSON columns whose text values are stored as ``{key: text}``."""
 
     table: Shape
     files: tuple[str, ...]
@@ -702,11 +702,37 @@ class Load:
 
     def frames(self) -> Iterator[pl.DataFrame]:
         for path in self.files:
-            df = pl.read_parquet(path)
+            df = read_file(path)
             if df.is_empty():
                 continue
             yield df.with_columns(*(pl.struct(pl.col(c).cast(pl.String).alias(key)).struct.json_encode().alias(c)
                                     for c, key in self.wrap.items() if c in df.columns))
+
+
+#: the suffix of a frame written as Arrow IPC (:func:`write_ipc`) instead of Parquet
+IPC = ".arrow"
+
+
+def write_ipc(df: pl.DataFrame, path: str | Path) -> None:
+    """``df`` as an uncompressed Arrow IPC file (``path`` ends in :data:`IPC`), strings as Arrow string views: a scratch
+    file read back once, at once, by the store writer (:class:`Load`), which maps it instead of decoding it (measured
+    for the links and allocations of 100k chains: 0.15 s of CPU to write against Parquet's 0.40, 0.02 s to read
+    against 0.08)."""
+    df.write_ipc(path, compression="uncompressed", compat_level=pl.CompatLevel.newest())
+
+
+def read_file(path: str | Path) -> pl.DataFrame:
+    """A frame written as Parquet or (its name ending in :data:`IPC`) as Arrow IPC (:func:`write_ipc`: mapped, not
+    copied; every chunk as written)."""
+    if str(path).endswith(IPC):
+        return pl.read_ipc(path, memory_map=True, rechunk=False)
+    return pl.read_parquet(path)
+
+
+def file_rows(path: str | Path) -> int:
+    """The rows of a Parquet or Arrow IPC file (:func:`read_file`), from its metadata."""
+    scan = pl.scan_ipc(path) if str(path).endswith(IPC) else pl.scan_parquet(path)
+    return int(scan.select(pl.len()).collect().item())
 
 
 def bulk_load(engine: Engine, jobs: Sequence[Load], delete: Sequence[str] = (), swap: bool = False) -> int:
@@ -881,18 +907,24 @@ def _renamed(create: str, name: str, to: str) -> str:
     return f'CREATE TABLE "{to}" ({rest}'
 
 
-def _profile(label: str, t: float) -> float:
-    """The step's clock on stderr when LTC_RECON_PROFILE is set (as :class:`reconcile.core._Clock` prints)."""
-    now = time.perf_counter()
+def _clock() -> tuple[float, float]:
+    """Wall clock and this process's CPU seconds (user + system), for :func:`_profile`."""
+    return time.perf_counter(), time.process_time()
+
+
+def _profile(label: str, t: tuple[float, float]) -> tuple[float, float]:
+    """The step's clock and CPU seconds (``t``: :func:`_clock` at its start) on stderr when LTC_RECON_PROFILE is set
+    (as :class:`reconcile.core._Clock` prints)."""
+    now = _clock()
     if os.environ.get("LTC_RECON_PROFILE"):
-        print(f"  [bulk write] {label}: {now - t:.2f}s", file=sys.stderr, flush=True)
+        print(f"  [bulk write] {label}: {now[0] - t[0]:.2f}s cpu={now[1] - t[1]:.2f}s", file=sys.stderr, flush=True)
     return now
 
 
 def _sqlite_append(jobs: Sequence[Load]) -> int:
     """In the helper process: append the jobs' files in the open bulk write (a swap: to the ``__new`` tables, in
     a transaction of their own, committed and checkpointed)."""
-    t = time.perf_counter()
+    t = _clock()
     cur = _SESSION["cur"]
     swap = _SESSION["swap"]
     n = 0
@@ -927,7 +959,7 @@ def _sqlite_append(jobs: Sequence[Load]) -> int:
 def _sqlite_checkpoint(path: str) -> None:
     """In the helper process: copy the WAL a bulk write left into the database (a passive checkpoint: writers
     and readers go on meanwhile; one already under way elsewhere makes it return at once)."""
-    t = time.perf_counter()
+    t = _clock()
     cur = _Lite(path)
     try:
         cur.execute("PRAGMA busy_timeout=30000")
@@ -948,7 +980,7 @@ def _sqlite_end(commit: bool) -> int:
     rows, swap = _SESSION["rows"], _SESSION["swap"]
     try:
         if commit:
-            t = time.perf_counter()
+            t = _clock()
             if swap:
                 cur.execute("BEGIN IMMEDIATE")
             try:
@@ -1038,7 +1070,7 @@ class BulkWriter:
         jobs = [j for j in jobs if j.files]
         if not self.mode:
             self.held.extend(jobs)
-            self.held_rows += sum(pl.scan_parquet(list(j.files)).select(pl.len()).collect().item() for j in jobs)
+            self.held_rows += sum(file_rows(f) for j in jobs for f in j.files)
             if self.held_rows < SMALL:
                 return
             self._start()

@@ -57,6 +57,7 @@ from reconcile.stream import (
     clear_out,
     combine,
     plan_buckets,
+    read_frame,
     run_bucket,
     sequential,
 )
@@ -73,13 +74,13 @@ class ReconcileResult:
     kpis: pl.DataFrame
     partitions: int = 1
     lifecycle: dict[str, int] = field(default_factory=dict)
-    out: Path | None = None  # the result frames, <frame>/<bucket>.parquet, when the caller kept them
+    out: Path | None = None  # the result frames, <frame>/<bucket>.parquet (or .arrow), when the caller kept them
 
     def frame(self, name: str) -> pl.DataFrame:
         """A result frame of the run (``chains``, ``links``, ``allocations``, …), when kept (``keep=``)."""
         if self.out is None:
             raise ValueError("the result frames were not kept (run_reconciliation(..., keep=DIR))")
-        return pl.read_parquet(self.out / name / "*.parquet")
+        return read_frame(self.out / name)
 
     def summary(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "as_of": self.as_of.isoformat(), **self.totals,
@@ -337,16 +338,18 @@ def _written(run_id: str, out: Path, k: int) -> None:
 
 
 def _parts(folder: Path, k: int) -> list[Path]:
-    """Bucket ``k``'s files of one result frame, in their order (``<k>.parquet``, then ``<k>-1.parquet``, …)."""
-    first = folder / f"{k:05d}.parquet"
-    rest = sorted(folder.glob(f"{k:05d}-*.parquet"), key=lambda p: int(p.stem.partition("-")[2]))
-    return [first, *rest] if first.exists() else rest
+    """Bucket ``k``'s files of one result frame, in their order (``<k>.arrow``, then ``<k>-1.arrow``, …; or Parquet)."""
+    first = [p for p in (folder / f"{k:05d}{columnar.IPC}", folder / f"{k:05d}.parquet") if p.exists()]
+    rest = sorted((p for p in folder.glob(f"{k:05d}-*") if p.suffix in (columnar.IPC, ".parquet")),
+                  key=lambda p: int(p.stem.partition("-")[2]))
+    return [*first, *rest]
 
 
 def _link_jobs(out: Path, buckets: Iterable[int] | None = None, skip: Collection[str] = ()) -> list[columnar.Load]:
     """The links and allocations of the buckets (default: all of them) as bulk-write jobs (but ``skip``'s files)."""
     def files(name: str) -> tuple[str, ...]:
-        ks = buckets if buckets is not None else sorted({int(p.name[:5]) for p in (out / name).glob("*.parquet")})
+        ks = buckets if buckets is not None else sorted({int(p.name[:5]) for p in (out / name).iterdir()
+                                                          if p.suffix in (columnar.IPC, ".parquet")})
         return tuple(str(p) for k in ks for p in _parts(out / name, k) if str(p) not in skip)
 
     return [columnar.Load(columnar.shape(t), files(name), wrap={"evidence": "text"})

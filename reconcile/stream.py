@@ -5,7 +5,8 @@ returns every result frame. This one never holds more than one bucket: the pre-p
 (:func:`reconcile.partition.assign_buckets`) reads only key columns, :func:`reconcile.partition.spill`
 writes each bucket's rows to a scratch directory one table at a time (:func:`plan_buckets`), and each
 bucket is then read, reconciled (:func:`reconcile.core.reconcile_one`) and its result frames written to
-``out`` (``<out>/<frame>/<bucket>.parquet``) before the next one is read (:func:`run_bucket`).
+``out`` (``<out>/<frame>/<bucket>.parquet``; the links and allocations, written early for the store writer, as
+``<bucket>.arrow``) before the next one is read (:func:`run_bucket`).
 Exceptions (small) and totals are returned; they equal the one-shot run's (same rows, same order), as
 the bucket results do as sets.
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from canonical import columnar
 from reconcile.core import Settings, _Clock, buckets_for, merge_totals, reconcile_one
 from reconcile.discovery import discover_directory, link_tables
 from reconcile.frames import SCHEMAS, Frames
@@ -70,7 +72,14 @@ class StreamResult:
         """One result frame, all buckets (reads ``out``)."""
         if self.out is None:
             raise ValueError("result frames were not kept (pass out=...)")
-        return pl.read_parquet(self.out / name / "*.parquet")
+        return read_frame(self.out / name)
+
+
+def read_frame(folder: Path) -> pl.DataFrame:
+    """A result frame's files in ``folder`` (Parquet, or Arrow IPC where written early: :func:`run_bucket`), in the
+    order of their names."""
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".parquet", columnar.IPC))
+    return pl.concat([columnar.read_file(p) for p in files], how="vertical_relaxed") if files else pl.DataFrame()
 
 
 def _rows(directory: Path, name: str) -> int:
@@ -141,8 +150,9 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
     """Reconcile bucket ``k``; its result frames of ``frames`` (default: all; the store path, keeping none, writes
     only the links and allocations it stores) and, with ``kpi_period``, its KPI inputs go to ``plan.out``,
     :data:`LINK_FRAMES` first: ``written(k)`` is called as soon as they are on disk, with ``written`` in two parts
-    (``<k>.parquet`` with the allocations before the checks run, the rest of the links ``<k>-1.parquet`` after them:
-    :func:`reconcile.core.reconcile_one`'s ``links_ready``), ``written(k)`` called after each."""
+    (``<k>.arrow`` with the allocations before the checks run, the rest of the links ``<k>-1.arrow`` after them, as
+    Arrow IPC: :func:`canonical.columnar.write_ipc`, :func:`reconcile.core.reconcile_one`'s ``links_ready``),
+    ``written(k)`` called after each."""
     if plan.n > 1:
         fr = read_bucket(plan.spill, k, plan.shared)
     else:
@@ -151,14 +161,15 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
     out = plan.out
 
     def links_ready(part: int, links: pl.DataFrame | None, allocations: pl.DataFrame | None) -> None:
-        # the links (two parts: <k>.parquet, <k>-1.parquet) and allocations, written before the checks run
+        # the links (two parts: <k>.arrow, <k>-1.arrow) and allocations, written before the checks run
         assert out is not None and written is not None
         for name, df in (("links", links), ("allocations", allocations)):
             if df is not None:
-                # uncompressed: read back once, at once, by the store writer (lz4 cost this process a third more
-                # CPU to write them, on the buckets' critical path)
-                df.write_parquet(out / name / (f"{k:05d}.parquet" if part == 0 else f"{k:05d}-{part}.parquet"),
-                                 compression="uncompressed", statistics=False)
+                # Arrow IPC, uncompressed: read back once, at once, by the store writer (lz4 Parquet cost this process
+                # a third more CPU to write them than uncompressed Parquet, on the buckets' critical path; that, twice
+                # what IPC costs: columnar.write_ipc)
+                columnar.write_ipc(df, out / name / (f"{k:05d}{columnar.IPC}" if part == 0
+                                                     else f"{k:05d}-{part}{columnar.IPC}"))
         written(k)
 
     early = out is not None and written is not None

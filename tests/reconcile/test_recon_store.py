@@ -238,13 +238,13 @@ def test_bucket_links_go_to_the_store_before_the_checks_in_the_core_order(
     got = run_reconciliation(store, Config(), world.as_of, partitions=2, keep=tmp_path / "out")
     handed = [e for e in events if len(e) > 1 or e[0] == "checks"]
     assert handed == [
-        ("add", "recon_allocation/00000.parquet", "recon_link/00000.parquet"), ("checks",),
-        ("add", "recon_link/00000-1.parquet"),
-        ("add", "recon_allocation/00001.parquet", "recon_link/00001.parquet"), ("checks",),
-        ("add", "recon_link/00001-1.parquet")]
+        ("add", "recon_allocation/00000.arrow", "recon_link/00000.arrow"), ("checks",),
+        ("add", "recon_link/00000-1.arrow"),
+        ("add", "recon_allocation/00001.arrow", "recon_link/00001.arrow"), ("checks",),
+        ("add", "recon_link/00001-1.arrow")]
     out = tmp_path / "out"
-    parts = [pl.read_parquet(out / "links" / f) for f in ("00000.parquet", "00000-1.parquet", "00001.parquet",
-                                                           "00001-1.parquet")]
+    parts = [columnar.read_file(out / "links" / f) for f in ("00000.arrow", "00000-1.arrow", "00001.arrow",
+                                                              "00001-1.arrow")]
     assert all(p.height for p in parts)
     with store.engine.connect() as conn:
         stored = conn.execute(sa.select(recon_link.c.from_id, recon_link.c.to_id, recon_link.c.rule_id)
@@ -261,13 +261,18 @@ def test_a_run_keeping_no_frames_writes_only_what_it_stores(sqlite_store: Store,
     world = generate(300, seed=5)
     world.load(sqlite_store)
     written: list[str] = []
-    write = pl.DataFrame.write_parquet
+    write, write_ipc = pl.DataFrame.write_parquet, pl.DataFrame.write_ipc
 
     def recorded(self: pl.DataFrame, file: Path, *args: object, **kw: object) -> None:
         written.append(Path(file).parent.name)
         write(self, file, *args, **kw)  # type: ignore[arg-type]
 
+    def recorded_ipc(self: pl.DataFrame, file: Path, *args: object, **kw: object) -> None:
+        written.append(Path(file).parent.name)
+        write_ipc(self, file, *args, **kw)  # type: ignore[arg-type]
+
     monkeypatch.setattr(pl.DataFrame, "write_parquet", recorded)
+    monkeypatch.setattr(pl.DataFrame, "write_ipc", recorded_ipc)
     run_reconciliation(sqlite_store, Config(), world.as_of, partitions=2)
     assert {"links", "allocations"} <= set(written)
     assert not {"chains", "invoice_balances", "payment_balances", "states"} & set(written)
