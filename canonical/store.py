@@ -266,8 +266,14 @@ _LINEAGE_SQLITE = "INSERT INTO lineage (entity, canonical_id, raw_id) VALUES (?,
 _UPSERT_CACHE: dict[tuple[str, str], tuple[str, Any]] = {}
 
 
-# ``_sqlite_instant``'s text of a UTC instant, from its fields (what the bulk upserts write in line)
-_SQLITE_INSTANT_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+# ``_sqlite_instant``'s text of a UTC instant (and a date's ISO text), as the bulk upserts write them in line: from
+# the fields' digits looked up in these tables (a ``%02d`` format of each field, or ``isoformat``, costs the writer
+# half as much again: callgrind, 12.1k -> 8.0k instructions per instant)
+_YEAR4 = tuple(f"{i:04d}" for i in range(10_000))
+_DIGITS2 = tuple(f"{i:02d}" for i in range(100))
+_SQLITE_DATE_TEXT = "f'{Y4[x.year]}-{D2[x.month]}-{D2[x.day]}'"
+_SQLITE_INSTANT_TEXT = ("f'{Y4[x.year]}-{D2[x.month]}-{D2[x.day]} {D2[x.hour]}:{D2[x.minute]}:{D2[x.second]}."
+                        "{D2[(us := x.microsecond) // 10000]}{D2[us // 100 % 100]}{D2[us % 100]}'")
 
 
 def _sqlite_instant(v: datetime) -> str:
@@ -321,14 +327,13 @@ def _inline(column: sa.Column[Any], dialect: str, read: str, conv: str, null: st
             return f"({head} or (type(x) is datetime and x.tzinfo is UTC) else {conv}(x))"
         # in UTC the fields are the naive instant's: formatted as ``_sqlite_instant`` writes it (isoformat
         # of an aware datetime costs twice as much: it asks the zone for its offset)
-        return (f"({head} else {_SQLITE_INSTANT_TEXT!r} % (x.year, x.month, x.day, x.hour, x.minute, x.second, "
-                f"x.microsecond) if type(x) is datetime and x.tzinfo is UTC else {conv}(x))")
+        return f"({head} else {_SQLITE_INSTANT_TEXT} if type(x) is datetime and x.tzinfo is UTC else {conv}(x))"
     if isinstance(ctype, sa.JSON) or column.name == "attributes":
         return f"({head} else '{{}}' if type(x) is dict and not x else {conv}(x))"
     if isinstance(ctype, sa.Boolean):
         return f"({head} else x if type(x) is bool else bool(x))"
     if isinstance(ctype, sa.Date) and dialect == "sqlite":
-        return f"({head} else x.isoformat() if type(x) is date else {conv}(x))"
+        return f"({head} else {_SQLITE_DATE_TEXT} if type(x) is date else {conv}(x))"
     return f"{conv}({read})" if null == "x" else f"({null} if (x := {conv}({read})) is None else x)"
 
 
@@ -339,7 +344,8 @@ def _row_params(table: sa.Table, dialect: str, *, flat: bool = False) -> Any:
     ``get`` (a missing column is NULL). ``flat`` (SQLite's stage): ``rows -> [every value of row 1, of row 2,
     ...]``, the multi-row statements' parameters without a tuple per row to build and flatten again, and each
     NULL as :data:`_NULL`."""
-    env: dict[str, Any] = {"Decimal": Decimal, "datetime": datetime, "date": date, "UTC": UTC}
+    env: dict[str, Any] = {"Decimal": Decimal, "datetime": datetime, "date": date, "UTC": UTC, "Y4": _YEAR4,
+                           "D2": _DIGITS2}
     fast, slow = [], []
     null = "x"
     if flat:

@@ -75,12 +75,25 @@ def test_sqlite_rows_go_in_a_few_multi_row_statements_of_fixed_sizes(sqlite_stor
 def test_sqlite_instants_written_in_line_are_the_stored_text(at: datetime) -> None:
     from canonical import store as store_module
 
-    assert store_module._SQLITE_INSTANT_TEXT % (at.year, at.month, at.day, at.hour, at.minute, at.second,
-                                                at.microsecond) == store_module._sqlite_instant(at)
-    _sql, params = store_module._upsert_statement(tables.table_for("payment"), "sqlite")
-    row = {c.name: None for c in tables.table_for("payment").columns} | {"received_at": at, "attributes": {}}
-    names = [c.name for c in tables.table_for("payment").columns]
+    payment = tables.table_for("payment")
+    _sql, params = store_module._upsert_statement(payment, "sqlite")
+    row = {c.name: None for c in payment.columns} | {"received_at": at, "attributes": {}}
+    names = [c.name for c in payment.columns]
     assert params([row])[0][names.index("received_at")] == store_module._sqlite_instant(at)
+    # the stage's flat parameters (the mapping stage's path) alike
+    assert store_module._stage_params(payment, [row])[names.index("received_at")] == store_module._sqlite_instant(at)
+
+
+@given(st.dates())
+def test_sqlite_dates_written_in_line_are_their_iso_text(day: date) -> None:
+    from canonical import store as store_module
+
+    invoice = tables.table_for("invoice")
+    names = [c.name for c in invoice.columns]
+    row = {c.name: None for c in invoice.columns} | {"issue_date": day, "attributes": {}}
+    _sql, params = store_module._upsert_statement(invoice, "sqlite")
+    assert params([row])[0][names.index("issue_date")] == day.isoformat()
+    assert store_module._stage_params(invoice, [row])[names.index("issue_date")] == day.isoformat()
 
 
 def _stored(store: Store) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:

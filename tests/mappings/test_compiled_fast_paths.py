@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mappings import compiler
+from mappings.coerce import COERCIONS
 from mappings.compiler import MAX_SCALE, compile_mapping
 from mappings.spec import Node
 
@@ -73,3 +76,17 @@ def test_the_generated_code_uses_the_shortcuts() -> None:
     assert ".cache.get(v)" in src  # the date: looked up in line
     assert "(e is None or e > MAX_SCALE) and ('E' in" in src  # minor units: no scale check for a known exponent
     assert src.count("v.as_tuple().exponent") == 2  # amount (after its text test) and fee
+
+
+@given(st.datetimes(), st.sampled_from(["T", " "]), st.sampled_from(["seconds", "milliseconds", "microseconds", "auto"]))
+def test_a_naive_instant_text_is_read_in_utc_as_replace_would(at: datetime, sep: str, spec: str) -> None:
+    # UTC mappings read a naive text with its zone appended (no ``replace(tzinfo=...)``): the same aware instant
+    instant = COERCIONS["instant"][0]({})
+    text = at.isoformat(sep, spec)
+    read = datetime.fromisoformat(text)
+    out = instant(text)
+    assert out == read.replace(tzinfo=UTC) and out.tzinfo is UTC and repr(out) == repr(read.replace(tzinfo=UTC))
+    # a mapping in another zone still converts from it
+    paris = COERCIONS["instant"][0]({"timezone": "Europe/Paris"})
+    if at.year > 1:
+        assert paris(text) == read.replace(tzinfo=ZoneInfo("Europe/Paris")).astimezone(UTC)
