@@ -117,7 +117,8 @@ class ForkedServer:
 _STARTUP_S = 120.0  # building the emulators' indexes of a large world takes a while
 
 
-def start_world_process(world: WorldDir, ready: Callable[[], None] | None = None) -> dict[str, Served]:
+def start_world_process(world: WorldDir, ready: Callable[[], None] | None = None, *,
+                        hand_over: bool = False) -> dict[str, Served]:
     """:func:`start_world` in a forked child process: the emulators' work (encoding pages, the
     vendors' paging and query logic, HTTP) then runs beside the connectors, on another core, not
     taking turns with them for this process's GIL. What they serve is the same: the child inherits
@@ -126,7 +127,10 @@ def start_world_process(world: WorldDir, ready: Callable[[], None] | None = None
 
     ``ready()`` (e.g. :meth:`sandbox.world.WorldChecks.finish`) runs here while the child builds the
     emulators' indexes; the child serves only once it returned. If it raises, the child is stopped
-    and its exception raised: nothing was served."""
+    and its exception raised: nothing was served. With ``hand_over`` (a caller that needs the records no
+    more once ``ready()`` returned), this process then drops its copy of the world's records
+    (:meth:`~sandbox.world.WorldDir.drop_records`) while the child finishes its indexes: the child has
+    them, and this process's later work (and the processes it forks) run without them."""
     from canonical.forking import forks, start_child
 
     if not forks():
@@ -139,6 +143,8 @@ def start_world_process(world: WorldDir, ready: Callable[[], None] | None = None
             ready()
         with contextlib.suppress(OSError):  # the child ended already (its error is in the pipe)
             mine.send("serve")
+        if hand_over:
+            world.drop_records()
         if not mine.poll(_STARTUP_S):
             raise RuntimeError(f"the world's emulators did not start within {_STARTUP_S:.0f} s")
         started = mine.recv()

@@ -63,7 +63,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sandbox.soql import Query, SoqlError, compile_where, lower_bound, parse, sf_datetime
+from sandbox.soql import Query, SoqlError, compile_where, lower_bound, parse, sf_datetime, upper_bound
 
 API_VERSION = "59.0"
 URI_LIMIT = 16_384
@@ -553,9 +553,13 @@ class Org:
             if keyed and not any(desc for _, desc in q.order_by):
                 idx = self.index(q.obj)
                 lb = lower_bound(q.where, "SystemModstamp")
+                ub = upper_bound(q.where, "SystemModstamp")  # a range scan: no row after it can match
                 start = bisect_left(idx, (lb, "")) if lb else 0
                 out: list[str] = []
-                for _, rid in idx[start:]:
+                for k in range(start, len(idx)):
+                    stamp, rid = idx[k]
+                    if ub is not None and stamp > ub:
+                        break
                     rec = rows[rid]
                     if rid in hidden or (rec["IsDeleted"] and not include_deleted) or not pred(rec):
                         continue

@@ -374,3 +374,19 @@ def lower_bound(node: Any, fname: str) -> str | None:
             return max(known) if known else None
         return None if any(b is None for b in bounds) else min(b for b in bounds if b is not None)
     return None
+
+
+def upper_bound(node: Any, fname: str) -> str | None:
+    """The greatest value of ``fname`` any matching record can have (where an index range scan may
+    stop), or None. Only datetime literals bound it (a date literal compared with a datetime field
+    is left to the predicate)."""
+    if isinstance(node, Cmp) and node.field == fname and node.op in ("=", "<", "<="):
+        v = node.value
+        return v.text if isinstance(v, DateTimeLit) else None
+    if isinstance(node, BoolOp):
+        bounds = [upper_bound(n, fname) for n in node.items]
+        if node.op == "AND":
+            known = [b for b in bounds if b is not None]
+            return min(known) if known else None
+        return None if any(b is None for b in bounds) else max(b for b in bounds if b is not None)
+    return None

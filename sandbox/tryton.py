@@ -122,6 +122,14 @@ _DECODED: dict[int, tuple[list[dict[str, Any]], int, list[dict[str, Any]]]] = {}
 _DECODED_KEEP = 12
 
 
+def forget_decoded(lists: list[list[dict[str, Any]]]) -> None:
+    """Let go of the rows decoded for these record lists (their world is not served from this process)."""
+    for records in lists:
+        hit = _DECODED.get(id(records))
+        if hit is not None and hit[0] is records:
+            del _DECODED[id(records)]
+
+
 def _decoded_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     hit = _DECODED.get(id(records))
     if hit is not None and hit[0] is records and hit[1] == len(records):

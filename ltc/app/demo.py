@@ -82,8 +82,8 @@ def _pointed_at(servers: Mapping[str, Served], access: dict[str, dict[str, Any]]
 
 
 @contextmanager
-def world_sources(world: WorldDir, *, process: bool = False,
-                  ready: Callable[[], None] | None = None) -> Iterator[tuple[Config, Mapping[str, Served]]]:
+def world_sources(world: WorldDir, *, process: bool = False, ready: Callable[[], None] | None = None,
+                  hand_over: bool = False) -> Iterator[tuple[Config, Mapping[str, Served]]]:
     """Serve ``world`` (read and validated by :func:`sandbox.world.read_world`) and yield a
     configuration whose sources point at its emulators, one source per system named after it.
 
@@ -96,13 +96,15 @@ def world_sources(world: WorldDir, *, process: bool = False,
     override (world.yaml ``mappings``) is mapped with it. With ``process``, the emulators run in a
     forked process (:func:`sandbox.run.start_world_process`: on another core, beside the connectors),
     which builds the emulators while ``ready()`` runs here (the world's checks: the emulators serve
-    once it returned); without ``process``, ``ready()`` runs first.
+    once it returned); without ``process``, ``ready()`` runs first. With ``process`` and ``hand_over``,
+    this process drops its copy of the world's records once the child has them and ``ready()`` returned
+    (``world.records`` is then empty here: only what the configuration names is used afterwards).
     """
     from ltc.app.config import ErpConfig, FxConfig
     from sandbox.run import WORLD_ACCESS, start_world, start_world_process
 
     if process:
-        servers: Mapping[str, Served] = start_world_process(world, ready)
+        servers: Mapping[str, Served] = start_world_process(world, ready, hand_over=hand_over)
     else:
         if ready is not None:
             ready()
@@ -227,7 +229,9 @@ def _replay(store: Any, world: WorldDir, checks: WorldChecks, reports_dir: str |
 
     as_of = world.as_of or today()
     try:
-        with world_sources(world, process=True, ready=ready) as (cfg, servers):
+        # the emulators' child has the records: this process drops its copy (the stages after the sync need
+        # the store only), and the sync's children are forked without it
+        with world_sources(world, process=True, ready=ready, hand_over=True) as (cfg, servers):
             echo(f"world {world.name} ({world.path}): " + ", ".join(f"{k} {s.url}" for k, s in servers.items()))
             cfg.reports_dir = str(reports_dir)
             result = run_pipeline(store, cfg, as_of, sync_one=sync_one, echo=echo, on_progress=on_progress,

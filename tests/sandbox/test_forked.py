@@ -87,8 +87,10 @@ def test_forked_checks_refuse_with_the_error_the_checks_here_give(tmp_path: Path
     assert f"{systems[0]}/" in str(forked.value)  # the first system's problem, in systems order
 
 
-def _landed(world: Any, store: Store, process: bool) -> dict[tuple[str, str], Any]:
-    with world_sources(world, process=process) as (cfg, servers):
+def _landed(world: Any, store: Store, process: bool, hand_over: bool = False) -> dict[tuple[str, str], Any]:
+    with world_sources(world, process=process, hand_over=hand_over) as (cfg, servers):
+        if hand_over:  # this process let go of its copy: the child serves its own
+            assert world.records == {} and world.lines == {}
         assert all(srv.url.startswith(("http://", "https://")) for srv in servers.values())
         for name in runtime.source_names(cfg):
             connector = runtime.build_connector(cfg, name)
@@ -102,12 +104,14 @@ def _landed(world: Any, store: Store, process: bool) -> dict[tuple[str, str], An
                                                                                    raw.c.payload))}
 
 
-def _landed_here_and_forked(tmp_path: Path, here_world: Any, forked_world: Any) -> tuple[Any, Any]:
+def _landed_here_and_forked(tmp_path: Path, here_world: Any, forked_world: Any,
+                            hand_over: bool = False) -> tuple[Any, Any]:
     """What ``here_world`` lands served from this process, and ``forked_world`` served from a forked one."""
     here = Store.open(f"sqlite:///{tmp_path / 'here.db'}")
     there = Store.open(f"sqlite:///{tmp_path / 'there.db'}")
     try:
-        return _landed(here_world, here, process=False), _landed(forked_world, there, process=True)
+        return (_landed(here_world, here, process=False),
+                _landed(forked_world, there, process=True, hand_over=hand_over))
     finally:
         here.close()
         there.close()
@@ -117,6 +121,20 @@ def test_a_world_served_from_a_forked_process_lands_what_it_lands_served_here(tm
     world = read_world(_world_dir(tmp_path, ("salesforce", "tryton", "stripe")))
     served_here, served_there = _landed_here_and_forked(tmp_path, world, world)
     assert served_there == served_here and len(served_here) > 20
+
+
+def test_a_world_handed_over_to_the_forked_process_is_dropped_here_and_served_there_all_the_same(
+        tmp_path: Path) -> None:
+    from sandbox import tryton
+
+    root = _world_dir(tmp_path, ("salesforce", "tryton", "stripe"))
+    plain = read_world(root)
+    world = read_world(root)  # read last: its Tryton rows are kept
+    kept = list(world.records["tryton"].values())
+    assert kept and all(tryton._DECODED[id(recs)][0] is recs for recs in kept)
+    served_here, served_there = _landed_here_and_forked(tmp_path, plain, world, hand_over=True)
+    assert served_there == served_here and len(served_here) > 20
+    assert not any(hit[0] is recs for hit in tryton._DECODED.values() for recs in kept)  # nor their rows
 
 
 def test_tryton_rows_decoded_before_the_check_forks_serve_what_rows_decoded_by_each_child_serve(

@@ -87,6 +87,32 @@ def test_line_that_is_json_but_not_an_object(tmp_path: Path) -> None:
     assert error(world) == f"{f}:{n}: a line must be one JSON object, not list"
 
 
+def test_records_share_their_key_texts_and_equal_each_line_decoded_alone() -> None:
+    from sandbox.world import _loads
+
+    world = read_world(WORLDS / "salesforce")
+    f = WORLDS / "salesforce" / "salesforce" / "Opportunity.jsonl"
+    opps = world.records["salesforce"]["Opportunity"]
+    assert opps == [_loads(line) for line in f.read_text().splitlines() if line.strip()]
+    first, second = (list(o) for o in opps[:2])
+    assert first[0] == second[0] and first[0] is second[0]  # one key text for every record
+
+
+@pytest.mark.parametrize("lines", [
+    ['{"object": "charge", "id": "ch_x", "created": 1, "a": [{}', '{}]}'],  # one value over two lines
+    ['{"object": "charge", "id": "ch_x", "created": 1, "a": [{}', '{}]}, {"b": 1}'],  # and a line of two
+    ['{"object": "charge", "id": "ch_x", "created": 1}, {"object": "charge", "id": "ch_y", "created": 2}'],
+    ['{"object": "charge", "id": "ch_x", "created": 1, "note": "NaN"}', '{"x": NaN'],  # the text NaN
+])
+def test_lines_that_decode_only_together_name_their_first_line(tmp_path: Path, lines: list[str]) -> None:
+    world = copy("stripe", tmp_path)
+    f = world / "stripe" / "charges.jsonl"
+    n = append(f, lines[0])
+    for line in lines[1:]:
+        append(f, line)
+    assert error(world).startswith(f"{f}:{n if 'NaN' not in lines[0] else n + 1}: not JSON")
+
+
 @pytest.mark.parametrize(("name", "file", "record", "key"), [
     ("salesforce", "Account.jsonl", {"attributes": {"type": "Account"}, "Name": "No id",
                                      "SystemModstamp": "2026-01-01T00:00:00.000+0000"}, "'Id'"),
