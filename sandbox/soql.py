@@ -362,31 +362,29 @@ def compile_where(node: Any, types: dict[str, str], obj: str) -> Predicate:
     return lambda r: any(p(r) for p in parts)
 
 
+def _bound(node: Any, fname: str, ops: tuple[str, ...], kinds: tuple[type[DateTimeLit | DateLit], ...],
+           tighter: Callable[[list[str]], str], looser: Callable[[list[str]], str]) -> str | None:
+    """The bound of ``fname`` that comparisons ``ops`` with literals of ``kinds`` give ``node``: an AND takes the
+    ``tighter`` of its known bounds, an OR the ``looser`` of its branches' (none if a branch has none)."""
+    if isinstance(node, Cmp) and node.field == fname and node.op in ops:
+        v = node.value
+        return v.text if isinstance(v, DateTimeLit | DateLit) and isinstance(v, kinds) else None
+    if isinstance(node, BoolOp):
+        bounds = [_bound(n, fname, ops, kinds, tighter, looser) for n in node.items]
+        known = [b for b in bounds if b is not None]
+        if node.op == "AND":
+            return tighter(known) if known else None
+        return None if len(known) < len(bounds) else looser(known)
+    return None
+
+
 def lower_bound(node: Any, fname: str) -> str | None:
     """The least value of ``fname`` any matching record can have (for an index seek), or None."""
-    if isinstance(node, Cmp) and node.field == fname and node.op in ("=", ">", ">="):
-        v = node.value
-        return v.text if isinstance(v, DateTimeLit | DateLit) else None
-    if isinstance(node, BoolOp):
-        bounds = [lower_bound(n, fname) for n in node.items]
-        if node.op == "AND":
-            known = [b for b in bounds if b is not None]
-            return max(known) if known else None
-        return None if any(b is None for b in bounds) else min(b for b in bounds if b is not None)
-    return None
+    return _bound(node, fname, ("=", ">", ">="), (DateTimeLit, DateLit), max, min)
 
 
 def upper_bound(node: Any, fname: str) -> str | None:
     """The greatest value of ``fname`` any matching record can have (where an index range scan may
     stop), or None. Only datetime literals bound it (a date literal compared with a datetime field
     is left to the predicate)."""
-    if isinstance(node, Cmp) and node.field == fname and node.op in ("=", "<", "<="):
-        v = node.value
-        return v.text if isinstance(v, DateTimeLit) else None
-    if isinstance(node, BoolOp):
-        bounds = [upper_bound(n, fname) for n in node.items]
-        if node.op == "AND":
-            known = [b for b in bounds if b is not None]
-            return min(known) if known else None
-        return None if any(b is None for b in bounds) else max(b for b in bounds if b is not None)
-    return None
+    return _bound(node, fname, ("=", "<", "<="), (DateTimeLit,), min, max)
