@@ -711,6 +711,8 @@ class Load:
 
 #: the suffix of a frame written as Arrow IPC (:func:`write_ipc`) instead of Parquet
 IPC = ".arrow"
+#: the suffixes of the frame files :func:`read_file` reads
+FRAME_SUFFIXES = (".parquet", IPC)
 
 
 def write_ipc(df: pl.DataFrame, path: str | Path) -> None:

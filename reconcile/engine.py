@@ -239,7 +239,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # transaction, the old rows deleted during the pre-pass; SQLite: fresh tables swapped in, see BulkWriter)
     with start_export(store, src, [*DISCOVERY_TABLES, *others, *lines], omit, lead=len(DISCOVERY_TABLES),
                       from_end=several) as exporting, \
-            ThreadPoolExecutor(1, thread_name_prefix="ltc-export") as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="ltc-commit") as pool, \
             columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
                                 rows_hint=exporting.rows, swap=True) as writer:
         clock("export started")
@@ -340,7 +340,7 @@ def _written(run_id: str, out: Path, k: int) -> None:
 def _parts(folder: Path, k: int) -> list[Path]:
     """Bucket ``k``'s files of one result frame, in their order (``<k>.arrow``, then ``<k>-1.arrow``, …; or Parquet)."""
     first = [p for p in (folder / f"{k:05d}{columnar.IPC}", folder / f"{k:05d}.parquet") if p.exists()]
-    rest = sorted((p for p in folder.glob(f"{k:05d}-*") if p.suffix in (columnar.IPC, ".parquet")),
+    rest = sorted((p for p in folder.glob(f"{k:05d}-*") if p.suffix in columnar.FRAME_SUFFIXES),
                   key=lambda p: int(p.stem.partition("-")[2]))
     return [*first, *rest]
 
@@ -349,7 +349,7 @@ def _link_jobs(out: Path, buckets: Iterable[int] | None = None, skip: Collection
     """The links and allocations of the buckets (default: all of them) as bulk-write jobs (but ``skip``'s files)."""
     def files(name: str) -> tuple[str, ...]:
         ks = buckets if buckets is not None else sorted({int(p.name[:5]) for p in (out / name).iterdir()
-                                                          if p.suffix in (columnar.IPC, ".parquet")})
+                                                          if p.suffix in columnar.FRAME_SUFFIXES})
         return tuple(str(p) for k in ks for p in _parts(out / name, k) if str(p) not in skip)
 
     return [columnar.Load(columnar.shape(t), files(name), wrap={"evidence": "text"})

@@ -78,7 +78,7 @@ class StreamResult:
 def read_frame(folder: Path) -> pl.DataFrame:
     """A result frame's files in ``folder`` (Parquet, or Arrow IPC where written early: :func:`run_bucket`), in the
     order of their names."""
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".parquet", columnar.IPC))
+    files = sorted(p for p in folder.iterdir() if p.suffix in columnar.FRAME_SUFFIXES)
     return pl.concat([columnar.read_file(p) for p in files], how="vertical_relaxed") if files else pl.DataFrame()
 
 
