@@ -18,7 +18,7 @@ What is timed (honestly):
   (deal amount vs invoiced total), including its ``matches()`` and ``report()``; the invoice frame is
   keyed on the deal before the clock starts.
 * ``peak_rss_mb``: the peak resident set of this process over the whole run (reconciliation and the
-  datacompy comparison). The allocator is tuned for it (``_RJEM_MALLOC_CONF`` below, unless set).
+  datacompy comparison), with Polars' allocator set up as every entry point has it (``canonical.ALLOCATOR``).
 * ``precision`` / ``recall``: exceptions found vs the generator's ground truth, by fingerprint.
 * CPU seconds (user + system) beside the clocks: of the Parquet path (this process, ``reconcile_world`` only) and,
   with ``--store``, of the store path's process and of its columnar helper processes apart. On a shared machine the
@@ -44,11 +44,7 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-# Polars' allocator (jemalloc) keeps freed pages ~10 s in one arena per thread, so the resident set of a
-# run that frees and reallocates whole tables grows far past its live data. One arena, freed pages handed
-# back after 5 s, and transparent huge pages (fewer page faults when they come back) keep the resident set
-# near the live data of the current step at little cost. Read when Polars loads: set before the import.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "thp:always,narenas:1,dirty_decay_ms:5000,muzzy_decay_ms:0")
+import canonical  # noqa: E402,F401,I001  (first: Polars' allocator set up, as every entry point has it: canonical.ALLOCATOR)
 
 import polars as pl  # noqa: E402
 
