@@ -452,16 +452,18 @@ def start_export(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_0
     but for the first ``lead`` jobs (what the caller waits for first), which two read. ``from_end``: helper 0 reads
     the first ``lead`` jobs with helper 1, then the others from the last backwards (a caller waiting for them in
     order has the first ones from helper 1 as soon as one reader can, the last ones, waited for last, sooner).
-    A small SQLite store (under :data:`SMALL` live rows in the ``lead`` jobs, or in all of them) is read here at
-    once by this process's sqlite3; PostgreSQL by connectorx on a thread of this process."""
-    rows = _live_rows(engine, jobs[:lead] or jobs, limit=SMALL) if not _is_pg(engine) else SMALL
+    PostgreSQL the same way, connectorx in the helpers: the Arrow buffers of its reads are theirs, not this
+    process's (at 1M chains, read on a thread here, they took this process's peak from 1.3 to 1.75 GB).
+    A small store (under :data:`SMALL` live rows in the ``lead`` jobs, or in all of them) is read without
+    helpers: SQLite at once by this process's sqlite3, PostgreSQL by connectorx on a thread of this process."""
+    rows = _live_rows(engine, jobs[:lead] or jobs, limit=SMALL)
     exporting = Exporting(jobs, rows)
-    if not _is_pg(engine) and rows < SMALL:
-        exporting._run(lambda job: _export_here(engine, [job]))
-        return exporting
     url, dialect = connectorx_url(engine), engine.dialect.name
-    if _is_pg(engine):
-        exporting._start(lambda job: _export(url, dialect, [job], batch_rows))
+    if rows < SMALL:
+        if _is_pg(engine):
+            exporting._start(lambda job: _export(url, dialect, [job], batch_rows))
+        else:
+            exporting._run(lambda job: _export_here(engine, [job]))
         return exporting
 
     def reader(i: int) -> Callable[[Export], object]:
@@ -487,7 +489,7 @@ def _live_rows(engine: Engine, jobs: Sequence[Export], limit: int | None = None)
                 " WHERE deleted_at IS NULL" if j.live and "deleted_at" in j.table.c else "")
             if limit is not None:
                 rows += f" LIMIT {max(0, limit - n)}"
-            n += int(conn.exec_driver_sql(f"SELECT count(*) FROM ({rows})").scalar_one())
+            n += int(conn.exec_driver_sql(f"SELECT count(*) FROM ({rows}) AS live").scalar_one())
             if limit is not None and n >= limit:
                 break
     return n
@@ -1025,8 +1027,10 @@ def _sqlite_end(commit: bool) -> int:
 class BulkWriter:
     """:func:`bulk_load` spread over time: the ``delete`` tables' rows replaced by those each :meth:`add`'s jobs
     append while the caller goes on (a background thread: SQLite's ADBC ingest in the helper process, PostgreSQL's
-    ``COPY`` on a connection of its own); :meth:`finish` makes them visible at once. PostgreSQL: one transaction
-    (the old rows deleted first). SQLite: one transaction as well (the emptied tables' indexes dropped and rebuilt
+    ``COPY`` on a connection of its own); :meth:`finish` makes them visible at once. PostgreSQL: one transaction,
+    the old rows deleted first, or with ``swap`` copied into a fresh ``<table>__new`` without indexes that
+    :meth:`finish` gives the table's indexes, constraints, privileges and sequences and renames into its place
+    (:func:`_pg_swap_in`; no per-row index upkeep, no dead rows). SQLite: one transaction as well (the emptied tables' indexes dropped and rebuilt
     at :meth:`finish`, in one sort each), or with ``swap`` (every job appends to one of the ``delete`` tables;
     :func:`_sqlite_begin`) fresh ``<table>__new`` tables without indexes, each append committed and checkpointed on
     its own (the WAL is copied into the database while the caller goes on, not all at the end), which :meth:`finish`
@@ -1049,7 +1053,7 @@ class BulkWriter:
         self.held_rows = 0
         self.futures: list[Any] = []
         self.pg: tuple[Connection, Any] | None = None
-        self.checkpoint: Any = None  # SQLite: the checkpoint after the commit (a future), until settle()
+        self.checkpoint: Any = None  # after the commit (a future) until settle(): SQLite's checkpoint, PostgreSQL's ANALYZE
         if _is_pg(engine) or rows_hint >= SMALL:
             self._start()
 
@@ -1102,6 +1106,8 @@ class BulkWriter:
                 return _load_here(self.engine, self.held, self.delete)
             if self.mode == "pg":
                 self.pool.submit(self._pg_end, True).result()
+                if self.swap:  # a fresh table has no statistics yet: the planner's, gathered in the background
+                    self.checkpoint = self.pool.submit(_pg_analyze, self.engine, list(self.delete))
                 return written
             rows = self.pool.submit(_helper(0).call, _sqlite_end, True).result()
             path = connectorx_url(self.engine).removeprefix("sqlite://")
@@ -1113,8 +1119,9 @@ class BulkWriter:
                 self.settle()
 
     def settle(self) -> None:
-        """Wait for the checkpoint :meth:`finish` started (if any). Its failure is no failure of the write,
-        which is committed: the next writer's automatic checkpoint copies the WAL then."""
+        """Wait for what :meth:`finish` started after the commit (if anything): SQLite's checkpoint, PostgreSQL's
+        statistics of swapped-in tables. Its failure is no failure of the write, which is committed: the next
+        writer's automatic checkpoint copies the WAL then, autovacuum gathers the statistics."""
         if self.checkpoint is not None:
             with contextlib.suppress(Exception):
                 self.checkpoint.result()
@@ -1141,11 +1148,17 @@ class BulkWriter:
         trans = conn.begin()
         self.pg = (conn, trans)
         for name in self.delete:
-            conn.exec_driver_sql(f'DELETE FROM "{name}"')
+            if self.swap:
+                _pg_fresh(conn, name)
+            else:
+                conn.exec_driver_sql(f'DELETE FROM "{name}"')
 
     def _pg_append(self, jobs: Sequence[Load]) -> int:
         assert self.pg is not None
-        return sum(copy_frame(self.pg[0], j.table, df) for j in jobs for df in j.frames())
+        if self.swap and (stray := {j.table.name for j in jobs} - set(self.delete)):
+            raise ValueError(f"a swapping bulk write appends only to the tables it replaces, not {sorted(stray)}")
+        return sum(copy_frame(self.pg[0], j.table, df, into=_new(j.table.name) if self.swap else None)
+                   for j in jobs for df in j.frames())
 
     def _pg_end(self, commit: bool) -> int:
         if self.pg is None:
@@ -1154,12 +1167,87 @@ class BulkWriter:
         self.pg = None
         try:
             if commit:
+                t = _clock()
+                for name in self.delete if self.swap else ():
+                    _pg_swap_in(conn, name)
                 trans.commit()
+                _profile("swapped in (indexes built), committed", t)
             else:
-                trans.rollback()
+                trans.rollback()  # a swap's fresh tables go with it
         finally:
             conn.close()
         return 0
+
+
+def _pg_fresh(conn: Connection, name: str) -> None:
+    """PostgreSQL, a swapping bulk write: ``name__new``, empty, in the write's transaction: ``name``'s columns,
+    defaults, NOT NULL and CHECK constraints, comments and storage, but no index (the appends fill it faster;
+    :func:`_pg_swap_in` builds them once). Readers see ``name`` untouched, and no dead rows are left in it (a
+    ``DELETE`` of the last run's rows left one per row until a vacuum)."""
+    conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{_new(name)}"')  # a crashed server's, never committed: defensive
+    conn.exec_driver_sql(f'CREATE TABLE "{_new(name)}" (LIKE "{name}" INCLUDING ALL EXCLUDING INDEXES)')
+
+
+def _pg_swap_in(conn: Connection, name: str) -> None:
+    """PostgreSQL, at the end of a swapping bulk write (its transaction): ``name__new`` given ``name``'s primary
+    key, unique constraints and indexes (one sort each, under temporary names), its privileges and its
+    sequences (a serial id goes on counting); then ``name`` dropped and ``name__new`` renamed to it, the indexes and
+    constraints to their names. ``name`` is locked only from the drop to the commit, just after. A view or a foreign
+    key on ``name`` makes the drop fail: the write is rolled back and the error names what depends on it."""
+    new = _new(name)
+
+    def rows(sql: str, *args: Any) -> list[Any]:
+        return list(conn.exec_driver_sql(sql, args).all())
+
+    temp: list[tuple[str, str]] = []  # (temporary name, final name)
+    for con, definition in rows(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+            "AND contype IN ('p', 'u', 'x') ORDER BY contype, conname", f'"{name}"'):
+        conn.exec_driver_sql(f'ALTER TABLE "{new}" ADD CONSTRAINT "{_tmp_name(con)}" {definition}')
+        temp.append((_tmp_name(con), con))
+    for index, quoted, definition in rows(
+            "SELECT c.relname, quote_ident(c.relname), pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = %s::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = "
+            "i.indexrelid) ORDER BY c.relname", f'"{name}"'):
+        head, on, rest = definition.partition(f"{quoted} ON ")  # CREATE [UNIQUE] INDEX <name> ON <table> USING …
+        _target, using, tail = rest.partition(" USING ")
+        if not on or not using:
+            raise ValueError(f"unexpected index definition on {name}: {definition[:120]!r}")
+        conn.exec_driver_sql(f'{head}"{_tmp_name(index)}" ON "{new}" USING {tail}')
+        temp.append((_tmp_name(index), index))
+    for grantee, privilege in rows(
+            "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+            "WHERE table_schema = current_schema() AND table_name = %s", name):
+        to = "PUBLIC" if grantee == "PUBLIC" else f'"{grantee}"'
+        conn.exec_driver_sql(f'GRANT {privilege} ON "{new}" TO {to}')
+    for (column,) in rows("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                          "AND NOT attisdropped", f'"{name}"'):
+        seq = conn.exec_driver_sql("SELECT pg_get_serial_sequence(%s, %s)", (f'"{name}"', column)).scalar()
+        if seq is not None:
+            conn.exec_driver_sql(f'ALTER SEQUENCE {seq} OWNED BY "{new}"."{column}"')
+    conn.exec_driver_sql(f'DROP TABLE "{name}"')
+    conn.exec_driver_sql(f'ALTER TABLE "{new}" RENAME TO "{name}"')
+    for tmp, final in temp:
+        conn.exec_driver_sql(f'ALTER INDEX "{tmp}" RENAME TO "{final}"')  # a constraint's index: the constraint too
+
+
+def _tmp_name(name: str) -> str:
+    """A temporary index or constraint name for ``name`` while both tables exist (63 bytes at most)."""
+    import hashlib
+
+    tail = "__new"
+    if len(name) + len(tail) <= 63:
+        return name + tail
+    return f"{name[:48]}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}{tail}"
+
+
+def _pg_analyze(engine: Engine, names: Sequence[str]) -> None:
+    """The planner's statistics of freshly swapped-in tables."""
+    with engine.connect() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'ANALYZE "{name}"')
+        conn.commit()
 
 
 def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete: Sequence[str] = ()) -> int:
@@ -1173,13 +1261,14 @@ def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete
         return bulk_load(engine, jobs, delete)
 
 
-def copy_frame(conn: Connection, table: Tableish, df: pl.DataFrame, chunk: int = 200_000) -> int:
-    """PostgreSQL: ``COPY table (cols) FROM STDIN (FORMAT csv)`` in ``conn``'s transaction."""
+def copy_frame(conn: Connection, table: Tableish, df: pl.DataFrame, chunk: int = 200_000, into: str | None = None) -> int:
+    """PostgreSQL: ``COPY table (cols) FROM STDIN (FORMAT csv)`` in ``conn``'s transaction (``into``: another table
+    of the same columns)."""
     out = storage_frame(table, df, "postgresql")
     cols = ", ".join(f'"{c}"' for c in out.columns)
     raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is psycopg's own API
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN (FORMAT csv)') as cp:
+    with raw.cursor() as cur, cur.copy(f'COPY "{into or table.name}" ({cols}) FROM STDIN (FORMAT csv)') as cp:
         for i in range(0, out.height, chunk):
             buf = io.BytesIO()
             out.slice(i, chunk).write_csv(buf, include_header=False, null_value="", quote_style="necessary",

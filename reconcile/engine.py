@@ -7,9 +7,8 @@ bucket at any size; each bucket's result frames and KPI inputs go to the scratch
 are computed from them. The links and allocations of the previous run are replaced at once (bulk: ADBC ingest in
 the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`): each bucket's rows are
 appended as soon as the bucket has written them (most of them before its checks run), while it and the next bucket
-are computed (PostgreSQL: in one transaction,
-the old rows deleted during the pre-pass; SQLite: to fresh tables, each bucket committed and checkpointed on its
-own, swapped in for the old ones in one transaction with their indexes); the commit follows the last bucket (this
+are computed, into fresh tables swapped in for the old ones with their indexes (PostgreSQL: all in one
+transaction; SQLite: each bucket committed and checkpointed on its own, the swap in one short transaction); the commit follows the last bucket (this
 process makes the exception lifecycle's rows meanwhile, converted for the driver: :func:`reconcile.lifecycle.prepare`), and SQLite's checkpoint of it runs during the lifecycle step. The tables are
 exported one by one in the background by two helper processes, in the order they are read: reference discovery
 starts once the deal, order and invoice tables are there (the payments are exported meanwhile), the other tables
@@ -235,8 +234,8 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     others = [name for name in rest if name not in lines]
     src = tmp / "in"
     # each bucket's links and allocations go to the store as it finishes, while the next bucket is computed (the
-    # last one's while the KPIs are); they replace the previous run's at once when committed last (PostgreSQL: one
-    # transaction, the old rows deleted during the pre-pass; SQLite: fresh tables swapped in, see BulkWriter)
+    # last one's while the KPIs are); they replace the previous run's at once when committed last (fresh tables
+    # swapped in, see BulkWriter: on PostgreSQL in one transaction, on SQLite committed bucket by bucket)
     with start_export(store, src, [*DISCOVERY_TABLES, *others, *lines], omit, lead=len(DISCOVERY_TABLES),
                       from_end=several) as exporting, \
             ThreadPoolExecutor(1, thread_name_prefix="ltc-commit") as pool, \

@@ -359,3 +359,82 @@ def test_helper_reads_text_after_a_first_batch_of_nulls_and_starts_lean(tmp_path
     assert pl.read_parquet(empty.path).schema == {"name": pl.String, "amount": pl.Decimal(38, 10)}
     assert pl.read_parquet(empty.path).height == 0
     assert loaded == []
+
+
+@pytest.mark.postgres
+def test_pg_swap_keeps_the_schema_privileges_and_sequence_and_a_dependent_view_stops_it(
+        pg_new_database: Any, tmp_path: Path) -> None:
+    """PostgreSQL: a swapping write fills a fresh ``recon_link__new`` without indexes, unseen until the commit; then
+    it takes ``recon_link``'s place with the same columns, defaults, indexes, constraint names, privileges and id
+    sequence (the next ORM insert goes on counting), no dead rows left behind, and statistics once settled. A view
+    on the table makes the swap fail: rolled back, the last run's rows and the view kept, the error saying why."""
+    import uuid
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from canonical import tables
+    from reconcile.tables import recon_link
+
+    store = Store.open(pg_new_database())
+    role = f"ltc_bi_{uuid.uuid4().hex[:8]}"
+
+    def ddl(conn: sa.Connection) -> list[Any]:
+        return [*conn.exec_driver_sql(
+            "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+            "WHERE table_name = 'recon_link' ORDER BY ordinal_position").all(),
+            *conn.exec_driver_sql("SELECT indexname, replace(indexdef, '__new', '') FROM pg_indexes "
+                                  "WHERE tablename = 'recon_link' ORDER BY 1").all(),
+            *conn.exec_driver_sql("SELECT conname, contype FROM pg_constraint WHERE conrelid = 'recon_link'::regclass "
+                                  "ORDER BY 1").all()]
+
+    def privileges(conn: sa.Connection) -> list[Any]:
+        return conn.exec_driver_sql("SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+                                    "WHERE table_name = 'recon_link' AND grantee = %s ORDER BY 2", (role,)).all()
+
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE ROLE "{role}"')
+            conn.exec_driver_sql(f'GRANT SELECT, UPDATE ON recon_link TO "{role}"')
+            before_ddl, before_privileges = ddl(conn), privileges(conn)
+        shape, _, before = _with_a_previous_run(store, tmp_path)
+        parts = []
+        for k in range(2):
+            parts.append(tmp_path / f"{k}.parquet")
+            _links(30 + k, f"b{k}").write_parquet(parts[-1])
+        with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, swap=True) as writer:
+            for p in parts:
+                writer.add([columnar.Load(shape, (str(p),), wrap={"evidence": "text"})])
+            for f in writer.futures:
+                f.result()
+            assert _link_rows(store) == before  # readers: the last run's rows, in the old table
+            assert writer.finish() == 61
+        got = _link_rows(store)
+        assert len(got) == 61 and {r[0].partition(":")[0] for r in got} == {"b0", "b1"}
+        with store.engine.begin() as conn:
+            assert ddl(conn) == before_ddl and privileges(conn) == before_privileges
+            assert [d for d in compare_metadata(MigrationContext.configure(conn), tables.metadata)
+                    if d[0] != "remove_table"] == []
+            top = conn.execute(sa.select(sa.func.max(recon_link.c.id))).scalar_one()
+            new_id = conn.execute(recon_link.insert().values(
+                chain_id="c", from_entity="order", from_id="o", to_entity="deal", to_id="d", rule_id="r",
+                evidence={}, confidence=Decimal(1)).returning(recon_link.c.id)).scalar_one()
+            assert new_id > top
+            assert conn.exec_driver_sql("SELECT count(*) FROM pg_class WHERE relname LIKE 'recon_link%%__new'"
+                                        ).scalar_one() == 0
+            # statistics gathered after the commit (finish settled them)
+            assert conn.exec_driver_sql("SELECT count(*) FROM pg_stats WHERE tablename = 'recon_link'").scalar_one() > 0
+            conn.exec_driver_sql("CREATE VIEW link_report AS SELECT chain_id FROM recon_link")
+        before = _link_rows(store)
+        with pytest.raises(Exception, match="depend"):  # the driver's own error type
+            columnar.bulk_load(store.engine, [columnar.Load(shape, (str(parts[0]),), wrap={"evidence": "text"})],
+                               delete=[recon_link.name], swap=True)
+        assert _link_rows(store) == before
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM link_report").scalar_one() == len(before)
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP VIEW IF EXISTS link_report")
+            conn.exec_driver_sql(f'REVOKE ALL ON recon_link FROM "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        store.close()
