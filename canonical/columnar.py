@@ -1261,7 +1261,7 @@ def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete
         return bulk_load(engine, jobs, delete)
 
 
-def copy_frame(conn: Connection, table: Tableish, df: pl.DataFrame, chunk: int = 200_000, into: str | None = None) -> int:
+def copy_frame(conn: Connection, table: Tableish, df: pl.DataFrame, chunk: int = 50_000, into: str | None = None) -> int:
     """PostgreSQL: ``COPY table (cols) FROM STDIN (FORMAT csv)`` in ``conn``'s transaction (``into``: another table
     of the same columns)."""
     out = storage_frame(table, df, "postgresql")

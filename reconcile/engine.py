@@ -278,17 +278,17 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         finally:
             _WRITERS.pop(run_id, None)
         clock("buckets")
-        inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
-        inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
-                                                        columns=["owner", "stage", "close_date", "created_at"]),
-                                        *period(as_of, start, end))
-        kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of, start,
-                                end)
-        clock("KPIs")
         # the last appends, the index rebuilds and the commit run in the helper (or on COPY's connection): this
-        # process meanwhile makes the lifecycle's rows
+        # process meanwhile computes the KPIs and makes the lifecycle's rows
         committed = pool.submit(writer.finish, False)
         try:
+            inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
+            inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
+                                                            columns=["owner", "stage", "close_date", "created_at"]),
+                                            *period(as_of, start, end))
+            kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of,
+                                    start, end)
+            clock("KPIs (the links committed meanwhile)")
             at = now()
             found = lifecycle.prepare(res.exceptions, run_id, at, store.engine.dialect)
             clock("lifecycle rows made (the links committed meanwhile)")
