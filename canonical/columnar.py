@@ -1053,6 +1053,7 @@ class BulkWriter:
         self.held_rows = 0
         self.futures: list[Any] = []
         self.pg: tuple[Connection, Any] | None = None
+        self.pg_swapped: list[str] = []  # PostgreSQL: the delete tables filled as fresh tables (see _pg_unswappable)
         self.checkpoint: Any = None  # after the commit (a future) until settle(): SQLite's checkpoint, PostgreSQL's ANALYZE
         if _is_pg(engine) or rows_hint >= SMALL:
             self._start()
@@ -1147,17 +1148,23 @@ class BulkWriter:
         conn = self.engine.connect()
         trans = conn.begin()
         self.pg = (conn, trans)
+        self.pg_swapped = []
         for name in self.delete:
-            if self.swap:
+            why = _pg_unswappable(conn, name) if self.swap else "no swap asked"
+            if why is None:
                 _pg_fresh(conn, name)
+                self.pg_swapped.append(name)
             else:
+                if self.swap:
+                    _profile(f"{name}: its rows deleted and replaced, not swapped ({why})", _clock())
                 conn.exec_driver_sql(f'DELETE FROM "{name}"')
 
     def _pg_append(self, jobs: Sequence[Load]) -> int:
         assert self.pg is not None
         if self.swap and (stray := {j.table.name for j in jobs} - set(self.delete)):
             raise ValueError(f"a swapping bulk write appends only to the tables it replaces, not {sorted(stray)}")
-        return sum(copy_frame(self.pg[0], j.table, df, into=_new(j.table.name) if self.swap else None)
+        return sum(copy_frame(self.pg[0], j.table, df, into=_new(j.table.name) if j.table.name in self.pg_swapped
+                              else None)
                    for j in jobs for df in j.frames())
 
     def _pg_end(self, commit: bool) -> int:
@@ -1168,7 +1175,7 @@ class BulkWriter:
         try:
             if commit:
                 t = _clock()
-                for name in self.delete if self.swap else ():
+                for name in self.pg_swapped:
                     _pg_swap_in(conn, name)
                 trans.commit()
                 _profile("swapped in (indexes built), committed", t)
@@ -1179,11 +1186,39 @@ class BulkWriter:
         return 0
 
 
+#: PostgreSQL: how long a swap waits for readers of the table it replaces (a long report query holding it) before
+#: it copies its rows into the table instead (:func:`_pg_swap_in`); new readers queue behind a waiting swap
+SWAP_LOCK_WAIT_MS = 3000
+
+#: what a swap could not carry over to the new table, as (reason, condition on pg_class ``c``)
+_PG_UNSWAPPABLE = (
+    ("not a plain table", "c.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits WHERE c.oid IN (inhrelid, inhparent))"),
+    ("owned by another role", "NOT pg_has_role(c.relowner, 'USAGE')"),
+    ("a view or rule reads it", "EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass "
+                                "AND d.objid = r.oid WHERE d.refobjid = c.oid AND r.ev_class <> c.oid)"),
+    ("a foreign key", "EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND c.oid IN (conrelid, confrelid))"),
+    ("a trigger", "EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal)"),
+    ("row security", "c.relrowsecurity OR EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = c.oid)"),
+    ("a publication", "EXISTS (SELECT 1 FROM pg_publication_rel WHERE prrelid = c.oid)"),
+    ("column privileges", "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.oid AND attacl IS NOT NULL)"),
+    ("an identity column", "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.oid AND attidentity <> '')"),
+)
+
+
+def _pg_unswappable(conn: Connection, name: str) -> str | None:
+    """Why ``name`` cannot be swapped for a fresh table without losing something a DBA set on it (the first
+    reason), or None. Such a table has its rows deleted and replaced instead, as before swaps."""
+    reasons = ", ".join(f"CASE WHEN {cond} THEN '{why}' END" for why, cond in _PG_UNSWAPPABLE)
+    got = conn.exec_driver_sql(f"SELECT COALESCE({reasons}) FROM pg_class c WHERE c.oid = %s::regclass",
+                               (f'"{name}"',)).scalar()
+    return None if got is None else str(got)
+
+
 def _pg_fresh(conn: Connection, name: str) -> None:
     """PostgreSQL, a swapping bulk write: ``name__new``, empty, in the write's transaction: ``name``'s columns,
-    defaults, NOT NULL and CHECK constraints, comments and storage, but no index (the appends fill it faster;
-    :func:`_pg_swap_in` builds them once). Readers see ``name`` untouched, and no dead rows are left in it (a
-    ``DELETE`` of the last run's rows left one per row until a vacuum)."""
+    defaults, NOT NULL and CHECK constraints, comments, storage and statistics objects, but no index (the appends
+    fill it faster; :func:`_pg_swap_in` builds them once). Readers see ``name`` untouched, and no dead rows are left
+    in it (a ``DELETE`` of the last run's rows left one per row until a vacuum)."""
     conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{_new(name)}"')  # a crashed server's, never committed: defensive
     conn.exec_driver_sql(f'CREATE TABLE "{_new(name)}" (LIKE "{name}" INCLUDING ALL EXCLUDING INDEXES)')
 
@@ -1192,8 +1227,11 @@ def _pg_swap_in(conn: Connection, name: str) -> None:
     """PostgreSQL, at the end of a swapping bulk write (its transaction): ``name__new`` given ``name``'s primary
     key, unique constraints and indexes (one sort each, under temporary names), its privileges and its
     sequences (a serial id goes on counting); then ``name`` dropped and ``name__new`` renamed to it, the indexes and
-    constraints to their names. ``name`` is locked only from the drop to the commit, just after. A view or a foreign
-    key on ``name`` makes the drop fail: the write is rolled back and the error names what depends on it."""
+    constraints to their names. ``name`` is locked only from the drop to the commit, just after. If readers hold
+    ``name`` for longer than :data:`SWAP_LOCK_WAIT_MS`, the new rows are copied into it instead (its old rows
+    deleted, readers never blocked) and ``name__new`` dropped."""
+    import sqlalchemy as sa
+
     new = _new(name)
 
     def rows(sql: str, *args: Any) -> list[Any]:
@@ -1221,15 +1259,36 @@ def _pg_swap_in(conn: Connection, name: str) -> None:
             "WHERE table_schema = current_schema() AND table_name = %s", name):
         to = "PUBLIC" if grantee == "PUBLIC" else f'"{grantee}"'
         conn.exec_driver_sql(f'GRANT {privilege} ON "{new}" TO {to}')
+    sequences = []
     for (column,) in rows("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
                           "AND NOT attisdropped", f'"{name}"'):
         seq = conn.exec_driver_sql("SELECT pg_get_serial_sequence(%s, %s)", (f'"{name}"', column)).scalar()
         if seq is not None:
-            conn.exec_driver_sql(f'ALTER SEQUENCE {seq} OWNED BY "{new}"."{column}"')
+            sequences.append((seq, column))
+    swap = conn.begin_nested()
+    try:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(SWAP_LOCK_WAIT_MS)}")
+        conn.exec_driver_sql(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE')
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        swap.rollback()  # readers keep the table: the rows go into it
+        cols = ", ".join(f'"{c}"' for (c,) in rows(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum", f'"{name}"'))
+        conn.exec_driver_sql(f'DELETE FROM "{name}"')
+        conn.exec_driver_sql(f'INSERT INTO "{name}" ({cols}) SELECT {cols} FROM "{new}"')
+        conn.exec_driver_sql(f'DROP TABLE "{new}"')
+        _profile(f"{name}: held by readers over {SWAP_LOCK_WAIT_MS} ms, its rows replaced instead of swapped", _clock())
+        return
+    conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+    for seq, column in sequences:
+        conn.exec_driver_sql(f'ALTER SEQUENCE {seq} OWNED BY "{new}"."{column}"')
     conn.exec_driver_sql(f'DROP TABLE "{name}"')
     conn.exec_driver_sql(f'ALTER TABLE "{new}" RENAME TO "{name}"')
     for tmp, final in temp:
         conn.exec_driver_sql(f'ALTER INDEX "{tmp}" RENAME TO "{final}"')  # a constraint's index: the constraint too
+    swap.commit()
 
 
 def _tmp_name(name: str) -> str:
