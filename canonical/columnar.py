@@ -1030,8 +1030,9 @@ class BulkWriter:
     ``COPY`` on a connection of its own); :meth:`finish` makes them visible at once. PostgreSQL: one transaction,
     the old rows deleted first, or with ``swap`` copied into a fresh ``<table>__new`` without indexes that
     :meth:`finish` gives the table's indexes, constraints, privileges and sequences and renames into its place
-    (:func:`_pg_swap_in`; no per-row index upkeep, no dead rows). SQLite: one transaction as well (the emptied tables' indexes dropped and rebuilt
-    at :meth:`finish`, in one sort each), or with ``swap`` (every job appends to one of the ``delete`` tables;
+    (:func:`_pg_swap_in`; no per-row index upkeep, no dead rows; :func:`_pg_unswappable` says which tables keep the
+    delete). SQLite: one transaction as well (the emptied tables' indexes dropped and rebuilt at :meth:`finish`, in
+    one sort each), or with ``swap`` (every job appends to one of the ``delete`` tables;
     :func:`_sqlite_begin`) fresh ``<table>__new`` tables without indexes, each append committed and checkpointed on
     its own (the WAL is copied into the database while the caller goes on, not all at the end), which :meth:`finish`
     puts in the tables' place in one short transaction that also builds their indexes. The commit does not
@@ -1107,7 +1108,7 @@ class BulkWriter:
                 return _load_here(self.engine, self.held, self.delete)
             if self.mode == "pg":
                 self.pool.submit(self._pg_end, True).result()
-                if self.swap:  # a fresh table has no statistics yet: the planner's, gathered in the background
+                if self.swap:  # a fresh table has no statistics yet (a replaced one stale ones): gathered meanwhile
                     self.checkpoint = self.pool.submit(_pg_analyze, self.engine, list(self.delete))
                 return written
             rows = self.pool.submit(_helper(0).call, _sqlite_end, True).result()
@@ -1302,7 +1303,7 @@ def _tmp_name(name: str) -> str:
 
 
 def _pg_analyze(engine: Engine, names: Sequence[str]) -> None:
-    """The planner's statistics of freshly swapped-in tables."""
+    """The planner's statistics of the tables a bulk write replaced."""
     with engine.connect() as conn:
         for name in names:
             conn.exec_driver_sql(f'ANALYZE "{name}"')
