@@ -8,8 +8,8 @@ are computed from them. The links and allocations of the previous run are replac
 the SQLite helper process, ``COPY`` on PostgreSQL; :class:`canonical.columnar.BulkWriter`): each bucket's rows are
 appended as soon as the bucket has written them (most of them before its checks run), while it and the next bucket
 are computed, into fresh tables swapped in for the old ones with their indexes (PostgreSQL: all in one
-transaction; SQLite: each bucket committed and checkpointed on its own, the swap in one short transaction); the commit follows the last bucket (this
-process makes the exception lifecycle's rows meanwhile, converted for the driver: :func:`reconcile.lifecycle.prepare`), and SQLite's checkpoint of it runs during the lifecycle step. The tables are
+transaction; SQLite: each bucket committed and checkpointed on its own, the swap in one short transaction); the
+commit follows the last bucket (this process computes the KPIs and makes the exception lifecycle's rows meanwhile, converted for the driver: :func:`reconcile.lifecycle.prepare`), and SQLite's checkpoint of it runs during the lifecycle step. The tables are
 exported one by one in the background by two helper processes, in the order they are read: reference discovery
 starts once the deal, order and invoice tables are there (the payments are exported meanwhile), the other tables
 are exported while it runs; with several buckets the line tables (which the pre-pass's bucket assignment does not
