@@ -1195,6 +1195,7 @@ SWAP_LOCK_WAIT_MS = 3000
 _PG_UNSWAPPABLE = (
     ("not a plain table", "c.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits WHERE c.oid IN (inhrelid, inhparent))"),
     ("owned by another role", "NOT pg_has_role(c.relowner, 'USAGE')"),
+    ("no CREATE privilege on its schema", "NOT has_schema_privilege(c.relnamespace, 'CREATE')"),
     ("a view or rule reads it", "EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass "
                                 "AND d.objid = r.oid WHERE d.refobjid = c.oid AND r.ev_class <> c.oid)"),
     ("a foreign key", "EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND c.oid IN (conrelid, confrelid))"),

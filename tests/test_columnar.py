@@ -425,19 +425,23 @@ def test_pg_swap_keeps_the_schema_privileges_and_sequence(pg_new_database: Any, 
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("blocker", ["a view", "a trigger", "a long reader"])
+@pytest.mark.parametrize("blocker", ["a view", "a trigger", "a long reader", "a role that does not own it"])
 def test_pg_a_table_that_cannot_be_swapped_has_its_rows_replaced(pg_new_database: Any, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch, blocker: str) -> None:
     """PostgreSQL: a table with what a fresh table would lose (a view on it, a trigger) is not swapped: its rows are
     deleted and the new ones copied in, in the same one transaction, and what was set on it keeps working. A reader
     holding the table past SWAP_LOCK_WAIT_MS is not waited for: the rows are copied into the table it holds."""
     import threading
+    import uuid
 
     from reconcile.tables import recon_link
 
     monkeypatch.setattr(columnar, "SWAP_LOCK_WAIT_MS", 300)
-    store = Store.open(pg_new_database())
+    url = pg_new_database()
+    store = Store.open(url)
     reader = store.engine.connect()
+    writer = store.engine  # who writes the links: the tables' owner, or an application role with table privileges
+    role = f"ltc_app_{uuid.uuid4().hex[:8]}"
     try:
         with store.engine.begin() as conn:
             if blocker == "a view":
@@ -448,7 +452,14 @@ def test_pg_a_table_that_cannot_be_swapped_has_its_rows_replaced(pg_new_database
                                      "$$ BEGIN INSERT INTO link_audit VALUES (1); RETURN NEW; END $$")
                 conn.exec_driver_sql("CREATE TRIGGER link_audit AFTER INSERT ON recon_link "
                                      "FOR EACH ROW EXECUTE FUNCTION link_audit()")
+            elif blocker == "a role that does not own it":  # PostgreSQL 15: no CREATE on schema public either
+                conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+                conn.exec_driver_sql(f'GRANT SELECT, INSERT, DELETE ON recon_link TO "{role}"')
+                conn.exec_driver_sql(f'GRANT USAGE ON SEQUENCE recon_link_id_seq TO "{role}"')
+                conn.exec_driver_sql(f'REVOKE CREATE ON SCHEMA public FROM PUBLIC, "{role}"')
             before_oid = _oid(conn)
+        if blocker == "a role that does not own it":
+            writer = sa.create_engine(sa.engine.make_url(url).set(username=role))
         shape, _, _ = _with_a_previous_run(store, tmp_path)
         parts = _parts(tmp_path)
         if blocker == "a long reader":  # a report's open transaction that has read the table (ACCESS SHARE held)
@@ -456,7 +467,7 @@ def test_pg_a_table_that_cannot_be_swapped_has_its_rows_replaced(pg_new_database
             assert reader.exec_driver_sql("SELECT count(*) FROM recon_link").scalar_one() == 3
         written: list[int] = []
         t = threading.Thread(target=lambda: written.append(columnar.bulk_load(
-            store.engine, [columnar.Load(shape, (str(p),), wrap={"evidence": "text"}) for p in parts],
+            writer, [columnar.Load(shape, (str(p),), wrap={"evidence": "text"}) for p in parts],
             delete=[recon_link.name], swap=True)))
         t.start()
         t.join(timeout=60)
@@ -478,6 +489,11 @@ def test_pg_a_table_that_cannot_be_swapped_has_its_rows_replaced(pg_new_database
             _insert_link(conn)
     finally:
         reader.close()
+        if writer is not store.engine:
+            writer.dispose()
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql(f'REVOKE ALL ON recon_link, recon_link_id_seq FROM "{role}"')
+                conn.exec_driver_sql(f'DROP ROLE "{role}"')
         store.close()
 
 
