@@ -914,6 +914,12 @@ def _renamed(create: str, name: str, to: str) -> str:
     return f'CREATE TABLE "{to}" ({rest}'
 
 
+def _only_replaced(jobs: Sequence[Load], replaced: Sequence[str]) -> None:
+    """A swapping bulk write (either backend) appends only to the tables it replaces."""
+    if stray := {j.table.name for j in jobs} - set(replaced):
+        raise ValueError(f"a swapping bulk write appends only to the tables it replaces, not {sorted(stray)}")
+
+
 def _clock() -> tuple[float, float]:
     """Wall clock and this process's CPU seconds (user + system), for :func:`_profile`."""
     return time.perf_counter(), time.process_time()
@@ -936,8 +942,7 @@ def _sqlite_append(jobs: Sequence[Load]) -> int:
     swap = _SESSION["swap"]
     n = 0
     if swap:
-        if stray := {j.table.name for j in jobs} - set(swap):
-            raise ValueError(f"a swapping bulk write appends only to the tables it replaces, not {sorted(stray)}")
+        _only_replaced(jobs, swap)
         cur.execute("BEGIN IMMEDIATE")
     try:
         for job in jobs:
@@ -1151,19 +1156,18 @@ class BulkWriter:
         self.pg = (conn, trans)
         self.pg_swapped = []
         for name in self.delete:
-            why = _pg_unswappable(conn, name) if self.swap else "no swap asked"
-            if why is None:
-                _pg_fresh(conn, name)
-                self.pg_swapped.append(name)
-            else:
-                if self.swap:
-                    _profile(f"{name}: its rows deleted and replaced, not swapped ({why})", _clock())
-                conn.exec_driver_sql(f'DELETE FROM "{name}"')
+            if self.swap:
+                if (why := _pg_unswappable(conn, name)) is None:
+                    _pg_fresh(conn, name)
+                    self.pg_swapped.append(name)
+                    continue
+                _profile(f"{name}: its rows deleted and replaced, not swapped ({why})", _clock())
+            conn.exec_driver_sql(f'DELETE FROM "{name}"')
 
     def _pg_append(self, jobs: Sequence[Load]) -> int:
         assert self.pg is not None
-        if self.swap and (stray := {j.table.name for j in jobs} - set(self.delete)):
-            raise ValueError(f"a swapping bulk write appends only to the tables it replaces, not {sorted(stray)}")
+        if self.swap:
+            _only_replaced(jobs, self.delete)
         return sum(copy_frame(self.pg[0], j.table, df, into=_new(j.table.name) if j.table.name in self.pg_swapped
                               else None)
                    for j in jobs for df in j.frames())
@@ -1261,12 +1265,9 @@ def _pg_swap_in(conn: Connection, name: str) -> None:
             "WHERE table_schema = current_schema() AND table_name = %s", name):
         to = "PUBLIC" if grantee == "PUBLIC" else f'"{grantee}"'
         conn.exec_driver_sql(f'GRANT {privilege} ON "{new}" TO {to}')
-    sequences = []
-    for (column,) in rows("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                          "AND NOT attisdropped", f'"{name}"'):
-        seq = conn.exec_driver_sql("SELECT pg_get_serial_sequence(%s, %s)", (f'"{name}"', column)).scalar()
-        if seq is not None:
-            sequences.append((seq, column))
+    # the columns in order, each with the sequence it owns (a serial id's), in one query
+    columns = rows("SELECT attname, pg_get_serial_sequence(%s, attname) FROM pg_attribute WHERE attrelid = %s::regclass "
+                   "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", f'"{name}"', f'"{name}"')
     swap = conn.begin_nested()
     try:
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(SWAP_LOCK_WAIT_MS)}")
@@ -1275,17 +1276,16 @@ def _pg_swap_in(conn: Connection, name: str) -> None:
         if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
             raise
         swap.rollback()  # readers keep the table: the rows go into it
-        cols = ", ".join(f'"{c}"' for (c,) in rows(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
-            "ORDER BY attnum", f'"{name}"'))
+        cols = ", ".join(f'"{c}"' for c, _seq in columns)
         conn.exec_driver_sql(f'DELETE FROM "{name}"')
         conn.exec_driver_sql(f'INSERT INTO "{name}" ({cols}) SELECT {cols} FROM "{new}"')
         conn.exec_driver_sql(f'DROP TABLE "{new}"')
         _profile(f"{name}: held by readers over {SWAP_LOCK_WAIT_MS} ms, its rows replaced instead of swapped", _clock())
         return
     conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
-    for seq, column in sequences:
-        conn.exec_driver_sql(f'ALTER SEQUENCE {seq} OWNED BY "{new}"."{column}"')
+    for column, seq in columns:
+        if seq is not None:
+            conn.exec_driver_sql(f'ALTER SEQUENCE {seq} OWNED BY "{new}"."{column}"')
     conn.exec_driver_sql(f'DROP TABLE "{name}"')
     conn.exec_driver_sql(f'ALTER TABLE "{new}" RENAME TO "{name}"')
     for tmp, final in temp:
