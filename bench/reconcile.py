@@ -105,10 +105,10 @@ def _store_child(url: str, as_of: date, partitions: int | None) -> None:
     from ltc.app.config import Config
     from reconcile.engine import run_reconciliation
 
-    t, cpu = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
+    busy, t, cpu = _machine_busy(), time.perf_counter(), _cpu(resource.RUSAGE_SELF)
     store = Store.open(url)
     res = run_reconciliation(store, Config(), as_of, partitions=partitions)
-    secs, cpu = time.perf_counter() - t, _cpu(resource.RUSAGE_SELF) - cpu
+    secs, cpu, after = time.perf_counter() - t, _cpu(resource.RUSAGE_SELF) - cpu, _machine_busy()
     store.close()
     helper = columnar.close_helper()
     helper_cpu = _cpu(resource.RUSAGE_CHILDREN)  # the helper processes, waited for by close_helper
@@ -116,6 +116,7 @@ def _store_child(url: str, as_of: date, partitions: int | None) -> None:
     fps = sorted(res.exceptions["fingerprint"].to_list())
     print(json.dumps({"seconds": secs, "cpu_s": cpu, "helper_cpu_s": helper_cpu, "rss_mb": own,
                       "helper_rss_mb": helper, "partitions": res.partitions,
+                      "machine_busy_s": None if busy is None or after is None else after - busy,
                       "fingerprints": hashlib.sha1("\n".join(fps).encode()).hexdigest(), "exceptions": len(fps)}))
 
 
@@ -143,12 +144,8 @@ def _store_run(world_dir: str, backend: str, as_of: date, partitions: int | None
         if partitions:
             cmd += ["--partitions", str(partitions)]
         # its stderr passes through (the per-step clocks with LTC_RECON_PROFILE set)
-        busy = _machine_busy()
         done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        after = _machine_busy()
-        got = dict(json.loads(done.stdout.strip().splitlines()[-1]))
-        got["machine_busy_s"] = None if busy is None or after is None else after - busy
-        return got
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def _digest(directory: str) -> dict[str, str]:
@@ -256,8 +253,8 @@ def main() -> None:
     if got["machine_busy_s"] is not None:
         cores = len(os.sched_getaffinity(0))
         floor = got["machine_busy_s"] / cores
-        print(f"store {args.store}: the machine was busy {got['machine_busy_s']:.2f} CPU s meanwhile (child start-up, "
-              f"helpers and database server included); on {cores} cores the store path takes {floor:.2f} s at least: "
+        print(f"store {args.store}: the machine was busy {got['machine_busy_s']:.2f} CPU s meanwhile (its helpers and "
+              f"the database server included); on {cores} cores the store path takes {floor:.2f} s at least: "
               f"ratio_floor={floor / rec_s:.2f}", flush=True)
     if not same:
         raise SystemExit("the store path found other exceptions than the Parquet path")
