@@ -251,7 +251,7 @@ def main() -> None:
           f"(process {got['cpu_s']:.2f}, helpers {got['helper_cpu_s']:.2f}), {store_cpu / rec_cpu:.2f} x the Parquet "
           f"path's {rec_cpu:.2f}", flush=True)
     if got["machine_busy_s"] is not None:
-        cores = len(os.sched_getaffinity(0))
+        cores = os.cpu_count() or 1  # /proc/stat counts every core the machine has
         floor = got["machine_busy_s"] / cores
         print(f"store {args.store}: the machine was busy {got['machine_busy_s']:.2f} CPU s meanwhile (its helpers and "
               f"the database server included); on {cores} cores the store path takes {floor:.2f} s at least: "
