@@ -61,5 +61,7 @@ def test_frozen_blocks_nest_the_heap_stays_frozen_until_the_outermost_ends() -> 
         assert outer >= len(kept)
         with frozen():  # a fork inside the block (start_child) freezes and ends its own block
             pass
-        assert gc.get_freeze_count() >= outer  # still frozen: the inner block did not unfreeze
+        # still frozen: the inner block did not unfreeze (which empties the permanent generation); not ">= outer": a
+        # thread an earlier test left running may free a few frozen objects meanwhile (seen: 9 of 698,961)
+        assert gc.get_freeze_count() >= len(kept)
     assert gc.get_freeze_count() == 0
