@@ -368,7 +368,7 @@ def _bound(node: Any, fname: str, ops: tuple[str, ...], kinds: tuple[type[DateTi
     ``tighter`` of its known bounds, an OR the ``looser`` of its branches' (none if a branch has none)."""
     if isinstance(node, Cmp) and node.field == fname and node.op in ops:
         v = node.value
-        return v.text if isinstance(v, DateTimeLit | DateLit) and isinstance(v, kinds) else None
+        return v.text if isinstance(v, kinds) else None
     if isinstance(node, BoolOp):
         bounds = [_bound(n, fname, ops, kinds, tighter, looser) for n in node.items]
         known = [b for b in bounds if b is not None]
