@@ -1,0 +1,83 @@
+"""bench/targets.py: reading a benchmark's figures, checking them against the targets, and a quick run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _targets() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_targets", ROOT / "bench" / "targets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_targets"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+T = _targets()
+
+
+def test_figures_are_the_key_value_words() -> None:
+    got = T.figures("store_reconcile_s=91.60 peak_rss_mb=1437 parquet_ratio=1.51 (note) x= =y")
+    assert got == {"store_reconcile_s": "91.60", "peak_rss_mb": "1437", "parquet_ratio": "1.51", "x": ""}
+
+
+def test_checks_compare_numbers_and_words() -> None:
+    figures = {"parquet_ratio": "1.30", "stage_records_per_s": "79999", "identical": "True"}
+    assert T.Check("parquet_ratio", "<=", "1.3").holds(figures) is True
+    assert T.Check("parquet_ratio", "<=", "1.29").holds(figures) is False
+    assert T.Check("stage_records_per_s", ">=", "80000").holds(figures) is False
+    assert T.Check("stage_records_per_s", ">=", "79999").holds(figures) is True
+    assert T.Check("identical", "==", "True").holds(figures) is True
+    assert T.Check("identical", "==", "True").holds({"identical": "False"}) is False
+    assert T.Check("speedup", ">=", "1").holds(figures) is None  # not printed: neither met nor missed
+
+
+def test_the_machine_readable_line_is_found_above_trailing_log_lines() -> None:
+    dask = next(t for t in T.TARGETS if t.name == "dask")
+    lines = ["dask: 2 worker processes; identical results: True",
+             "dask_workers=2 buckets=1 one_process_s=0.59 dask_s=3.93 speedup=0.15 identical=True",
+             "12:41:20.166 | INFO | prefect - Stopping temporary server on http://127.0.0.1:8222"]
+    assert T.last_figures(lines, dask)["identical"] == "True"
+    assert T.last_figures(lines[:1], dask) == {}
+
+
+def test_linear_growth_compares_the_per_record_cost() -> None:
+    assert T.linear({"world-5k": {"records_per_s": "8000"}}) is None
+    ok, detail = T.linear({"world-5k": {"records_per_s": "8000"}, "world-100k": {"records_per_s": "7000"}})
+    assert ok and "1.14" in detail
+    ok, _ = T.linear({"world-5k": {"records_per_s": "8000"}, "world-100k": {"records_per_s": "4000"}})
+    assert not ok
+
+
+def test_an_unknown_target_name_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        T.main(["--only", "mapping,nope", "--list"])
+    assert "unknown target(s) nope" in str(exc.value)
+    assert T.main(["--only", "mapping", "--list"]) == 0
+    assert "stage_records_per_s >= 80000" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_quick_run_reports_the_figures_and_the_probe(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "targets.py"), "--quick", "--only", "mapping",
+                          "--logs", str(tmp_path / "logs"), "--json", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("targets_met=0/0 probe_python_s=")  # --quick checks no target
+    data = json.loads(out.read_text())
+    mapping = data["targets"]["mapping"]
+    assert mapping["status"] == "ran" and int(mapping["figures"]["stage_records_per_s"]) > 0
+    assert data["probe_python_s"] > 0 and data["probe_polars_s"] > 0
+    assert (tmp_path / "logs" / "mapping.log").read_text().startswith(sys.executable)
