@@ -112,13 +112,23 @@ def figures(line: str) -> dict[str, str]:
 
 def last_figures(lines: Sequence[str], target: Target) -> dict[str, str]:
     """The figures of the benchmark's machine-readable line: the last one that has any of the target's keys (a
-    child's log line may follow it, such as Prefect's temporary server stopping)."""
+    child's log line may follow it, such as Prefect's temporary server stopping), and the last value of each figure
+    shown beside them that line lacks."""
     keys = {c.key for c in target.checks} | set(target.shown)
+    out: dict[str, str] = {}
     for line in reversed(lines):
         got = figures(line)
         if keys & got.keys():
-            return got
-    return {}
+            out = got
+            break
+    # a figure shown beside the checks may be on an earlier line (``ratio_floor``): its last value
+    for key in set(target.shown) - out.keys():
+        for line in reversed(lines):
+            value = figures(line).get(key)
+            if value is not None:
+                out[key] = value
+                break
+    return out
 
 
 def linear(results: dict[str, dict[str, str]]) -> tuple[bool, str] | None:

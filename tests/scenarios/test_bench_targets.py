@@ -49,6 +49,10 @@ def test_the_machine_readable_line_is_found_above_trailing_log_lines() -> None:
              "12:41:20.166 | INFO | prefect - Stopping temporary server on http://127.0.0.1:8222"]
     assert T.last_figures(lines, dask)["identical"] == "True"
     assert T.last_figures(lines[:1], dask) == {}
+    store = next(t for t in T.TARGETS if t.name == "reconcile-sqlite-100k")
+    got = T.last_figures(["store sqlite: ... ratio_floor=1.19", "store sqlite: ... ratio_floor=1.21",
+                          "store_reconcile_s=7.45 peak_rss_mb=900 parquet_ratio=1.29"], store)
+    assert got["parquet_ratio"] == "1.29" and got["ratio_floor"] == "1.21"  # the last one printed
 
 
 def test_linear_growth_compares_the_per_record_cost() -> None:
