@@ -214,8 +214,11 @@ def report(outcome: Outcome) -> str:
     parts = [f"{outcome.target.name}: {outcome.status} in {outcome.seconds:.0f}s"]
     for check, ok in outcome.checks:
         value = outcome.figures.get(check.key, "absent")
-        parts.append(f"{check.key}={value} (target {check.op} {check.target}: "
-                     f"{'yes' if ok else 'no' if ok is not None else 'not printed'})")
+        if outcome.status == "ran":  # --quick: at its small size a figure says nothing of the target
+            parts.append(f"{check.key}={value}")
+        else:
+            parts.append(f"{check.key}={value} (target {check.op} {check.target}: "
+                         f"{'yes' if ok else 'no' if ok is not None else 'not printed'})")
     parts += [f"{key}={outcome.figures[key]}" for key in outcome.target.shown if key in outcome.figures]
     if outcome.note:
         parts.append(outcome.note)

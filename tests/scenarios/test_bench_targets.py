@@ -80,6 +80,8 @@ def test_quick_run_reports_the_figures_and_the_probe(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     last = run.stdout.strip().splitlines()[-1]
     assert last.startswith("targets_met=0/0 probe_python_s=")  # --quick checks no target
+    line = next(ln for ln in run.stdout.splitlines() if ln.startswith("mapping: ran"))
+    assert "stage_records_per_s=" in line and "target" not in line
     data = json.loads(out.read_text())
     mapping = data["targets"]["mapping"]
     assert mapping["status"] == "ran" and int(mapping["figures"]["stage_records_per_s"]) > 0
