@@ -344,12 +344,16 @@ class RetryingSession(requests.Session):
         governor: RateGovernor | None = None,
         policy: RetryPolicy | None = None,
         observe: Observe | None = None,
+        json_loads: Callable[[bytes], Any] | None = None,
     ):
         super().__init__()
         self.system = system
         self.governor = governor
         self.policy = policy or RetryPolicy()
         self.observe = observe
+        # how the client parses its JSON answers (simple-salesforce: Decimal floats): given, the body a 2xx answer
+        # is checked with is parsed that way once, and the response's ``json()`` answers with it
+        self.json_loads = json_loads
         self.requests_sent = 0
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
@@ -370,7 +374,7 @@ class RetryingSession(requests.Session):
                     retry_after=retry_after,
                 )
             if 200 <= response.status_code < 300 and _wants_json(kwargs):
-                _check_json(self.system, url, response)
+                _check_json(self.system, url, response, self.json_loads)
             return response
 
         return self.policy.call(once, what=f"{self.system} {method!s} {redact_url(str(url))}")
@@ -384,13 +388,19 @@ def _wants_json(kwargs: Mapping[str, Any]) -> bool:
     return "csv" not in accept
 
 
-def _check_json(system: str, url: str, response: requests.Response) -> None:
+def _check_json(system: str, url: str, response: requests.Response,
+                loads: Callable[[bytes], Any] | None = None) -> None:
     """Raise (retryable) if a 2xx body that should be JSON is not: the SDK would fail on it later
-    with a JSONDecodeError, outside any retry (and the token call would blame the credentials)."""
+    with a JSONDecodeError, outside any retry (and the token call would blame the credentials).
+
+    ``loads``: the client's own parse; the value is kept and ``response.json()`` returns it, so a
+    page of records is parsed once, not once here and again by the SDK."""
     content = response.content
     if response.status_code == 204 or not content:
         return
     try:
-        orjson.loads(content)
-    except orjson.JSONDecodeError:
+        value = (loads or orjson.loads)(content)
+    except ValueError:  # orjson's and json's decode errors are ValueErrors (and so is a bad UTF-8 byte)
         raise not_json(system, url, response.status_code, content, response.headers.get("Content-Type")) from None
+    if loads is not None:
+        response.json = lambda **_hooks: value  # type: ignore[method-assign]

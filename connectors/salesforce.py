@@ -167,6 +167,11 @@ def parse_limit_info(header: str | None) -> tuple[int, int] | None:
 
 # --- the connector ------------------------------------------------------------------------------------
 
+def _sdk_json(body: bytes) -> Any:
+    """A JSON answer parsed as the client below asks for it (``parse_float=Decimal``, plain dicts)."""
+    return json.loads(body, parse_float=Decimal)
+
+
 class _Session(RetryingSession):
     """The shared retry session with a default timeout (requests has none)."""
 
@@ -220,7 +225,7 @@ class SalesforceConnector(Connector):
                                  interval_s=1.0, pause_at=Decimal(str(opts.get("quota_pause_at", "0.80")))),
         )
         self.session = _Session("salesforce", governor=self.governor, policy=policy, observe=self._observe,
-                                timeout=float(opts.get("timeout_s", 120)), verify=opts.get("ca_file") or True)
+                                json_loads=_sdk_json, timeout=float(opts.get("timeout_s", 120)), verify=opts.get("ca_file") or True)
         own = crm_fields.own_paths("salesforce", opts, name)  # what push-crm writes: not a business change
         self.streams = tuple(
             StreamSpec(obj, obj, primary_key="Id", cursor_field="SystemModstamp", page_size=self.page_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -125,6 +126,41 @@ def test_requests_session_uses_the_same_policy(monkeypatch: pytest.MonkeyPatch) 
     assert session.get("https://x.test/services/data?token=abc").status_code == 200
     assert len(calls) == 3 and sleeps[1] == 1.0
 
+
+
+def test_a_session_with_the_clients_parse_parses_each_json_answer_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the client's parse, the body the 2xx check reads is parsed that way once and ``json()`` returns
+    that value (exact amounts); a body that is not JSON is still retried, then named."""
+    bodies = [b'{"records": [{"Amount": 1234.10}]}', b"<html>maintenance</html>", b'{"done": true, "n": 0.1}']
+    calls: list[bytes] = []
+    parses: list[bytes] = []
+
+    def fake_request(self: requests.Session, method: str, url: str, *a: object, **k: object) -> requests.Response:
+        r = requests.Response()
+        r.status_code, r._content = 200, bodies[len(calls)]
+        calls.append(r._content)
+        return r
+
+    def loads(body: bytes) -> object:
+        parses.append(body)
+        return json.loads(body, parse_float=Decimal)
+
+    monkeypatch.setattr(requests.Session, "request", fake_request)
+    session = RetryingSession("salesforce", policy=policy([]), json_loads=loads)
+    first = session.get("https://x.test/query")
+    value = first.json(parse_float=Decimal)
+    assert value == {"records": [{"Amount": Decimal("1234.10")}]} and str(value["records"][0]["Amount"]) == "1234.10"
+    assert first.json() is value and parses == [bodies[0]]
+    second = session.get("https://x.test/query")  # the HTML page is retried, the next answer kept
+    assert second.json() == {"done": True, "n": Decimal("0.1")} and parses == bodies
+    calls.clear()
+    bodies[:] = [b"<html>maintenance</html>", b"not json either"]
+    with pytest.raises(ConnectorError, match="instead of JSON"):
+        RetryingSession("salesforce", policy=policy([], attempts=2), json_loads=loads).get("https://x.test/query")
+    without = RetryingSession("salesforce", policy=policy([]))  # no parse given: checked only, json() is requests'
+    calls.clear()
+    bodies[0] = b'{"n": 0.1}'
+    assert without.get("https://x.test/query").json() == {"n": 0.1}
 
 def test_redact_url() -> None:
     assert redact_url("https://h/p?access_token=abc&x=1") == "https://h/p"
