@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -722,24 +723,72 @@ def _check_readable_records(world: WorldDir, system: str) -> None:
         return
 
     problem = first_unreadable(system, world.records.get(system, {}), world.mappings.get(system))
-    if problem is None:
-        return
+    if problem is not None:
+        raise _unreadable(world, system, problem)
+
+
+def _unreadable(world: WorldDir, system: str, problem: tuple[str, str, str]) -> InputError:
     obj, rid, what = problem
     where = world.path / system / f"{obj}.jsonl"
-    raise _fail(where, world.lines.get(system, {}).get(obj, {}).get(rid), f"record {rid}: {what}")
+    return _fail(where, world.lines.get(system, {}).get(obj, {}).get(rid), f"record {rid}: {what}")
 
 
 FORK_CHECK_FROM = 5_000  # records: a system this large is checked in a forked child (canonical.forking.Pending)
+SPLIT_CHECK_FROM = 40_000
+"""Records: a system this large is checked by two forked children, each over a share of its objects. The last
+system read is checked after the reading ends, by itself: in one child that check alone was the replay's
+critical path (a 20k-chain world: 6 s of Tryton check on one core, the other idle)."""
 
 
-def _start_check(world: WorldDir, system: str) -> Pending[None]:
-    """:func:`_check_readable` of a system just read: a large one starts at once in a forked child
-    (the check serves and maps every record again: CPU work that the other core can do while this
-    process reads the next system); a small one runs here when its result is asked for."""
-    from canonical.forking import Pending
+def _start_check(world: WorldDir, system: str) -> Pending[None] | _SplitCheck:
+    """:func:`_check_readable` of a system just read: a large one starts at once in a forked child (two for a
+    very large one, :class:`_SplitCheck`): the check serves and maps every record again, CPU work that the
+    other core can do while this process reads the next system; a small one runs here when its result is
+    asked for."""
+    from canonical.forking import Pending, forks
+    from sandbox.world_readable import check_parts
 
-    size = sum(len(recs) for recs in world.records.get(system, {}).values())
+    records = world.records.get(system, {})
+    size = sum(len(recs) for recs in records.values())
+    if size >= SPLIT_CHECK_FROM and system != "jiandaoyun" and forks() and _cores() > 1:
+        shares = check_parts(system, records, 2)
+        if len(shares) > 1:
+            return _SplitCheck(world, system, shares)
     return Pending(partial(_check_readable, world, system), fork=size >= FORK_CHECK_FROM, name="ltc-sandbox")
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _check_share(world: WorldDir, system: str, objects: list[str]) -> Any:
+    from sandbox.world_readable import unreadable_in
+
+    with no_gc():
+        return unreadable_in(system, world.records.get(system, {}), world.mappings.get(system), objects)
+
+
+class _SplitCheck:
+    """One system's readability check in forked children, each over a share of its objects
+    (``sandbox.world_readable.check_parts``); :meth:`result` raises the problem the whole check would name
+    (the least ranked of the shares' first problems), after every share has answered."""
+
+    def __init__(self, world: WorldDir, system: str, shares: list[list[str]]) -> None:
+        from canonical.forking import Pending
+
+        self._world, self._system = world, system
+        self._shares = [Pending(partial(_check_share, world, system, share), name="ltc-sandbox") for share in shares]
+
+    def result(self) -> None:
+        from canonical.forking import results
+
+        found = [f for f in results(self._shares) if f is not None]
+        if found:
+            raise _unreadable(self._world, self._system, min(found, key=lambda f: f[0])[1])
+
+    def cancel(self) -> None:
+        for share in self._shares:
+            share.cancel()
 
 
 def read_world(path: str | Path) -> WorldDir:
@@ -755,13 +804,12 @@ class WorldChecks:
 
     def __init__(self, world: WorldDir, *, offer_statements: bool = False) -> None:
         self.world = world
-        self._checks: list[Pending[None]] = []
+        self._checks: list[Pending[None] | _SplitCheck] = []
         self._bank: Pending[list[tuple[str, str, tuple[str, list[Any]]]]] | None = None
         self._offer = offer_statements
 
     def finish(self) -> None:
         """Wait for the checks and read ``fx_rates.csv``; raises what :func:`read_world` would."""
-        from canonical.forking import results
 
         try:
             if self._bank is not None:  # a statement that does not parse is a reading problem: raised first
@@ -771,7 +819,8 @@ class WorldChecks:
 
                     for digest, name, parsed in statements:
                         offer_parsed(digest, name, parsed)
-            results(self._checks)  # the first system's problem in order, as if checked one after the other
+            for check in self._checks:  # the first system's problem in order, as if checked one after the other
+                check.result()
         finally:
             self.cancel()
         fx = self.world.path / "fx_rates.csv"

@@ -13,7 +13,7 @@ would quarantine, is the problem to report.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,32 @@ def _stored(payload: Any) -> Any:
     return orjson.loads(db.dumps(payload))
 
 
-def _served(system: str, records: Mapping[str, list[dict[str, Any]]]
+def streams_of(system: str, records: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+    """The objects whose records the check reads, in the order it reads them: an ERP's synced streams, another
+    API source's files (associations aside)."""
+    if system == "tryton":
+        from connectors.tryton.connector import STREAMS
+
+        return [stream.object for stream in STREAMS]
+    if system == "odoo":
+        from connectors.odoo import STREAMS as ODOO_STREAMS
+
+        return [ostream.object for ostream in ODOO_STREAMS]
+    return [obj for obj, _raw, _recs in _files(system, records)]
+
+
+def _served(system: str, records: Mapping[str, list[dict[str, Any]]], objects: Collection[str]
             ) -> Iterator[tuple[str, str, dict[str, Any] | None, dict[str, Any]]]:
-    """``(file object, raw object, world record or None, payload as landed)`` of every record the
-    system's connector syncs, as its emulator serves it."""
+    """``(file object, raw object, world record or None, payload as landed)`` of every record of ``objects``
+    that the system's connector syncs, as its emulator serves it."""
     if system == "tryton":
         from connectors.tryton.connector import _CONTEXT, STREAMS
         from sandbox.tryton import TrytonWorld
 
         world = TrytonWorld({m: rs for m, rs in records.items()})
         for stream in STREAMS:
+            if stream.object not in objects:
+                continue
             by_id = {r.get("id"): r for r in records.get(stream.object, [])}
             rows = world.call(f"model.{stream.object}.search_read",
                               [stream.options["domain"], 0, None, [["id", "ASC"]], list(stream.options["fields"]),
@@ -57,6 +73,8 @@ def _served(system: str, records: Mapping[str, list[dict[str, Any]]]
 
         server = OdooServer(models={m: list(records.get(m, [])) for m in MODELS})
         for ostream in ODOO_STREAMS:
+            if ostream.object not in objects:
+                continue
             by_id = {r.get("id"): r for r in records.get(ostream.object, [])}
             rows = server.execute(ostream.object, "search_read", [[list(t) if isinstance(t, tuple) else t
                                                                    for t in ostream.domain]],
@@ -65,8 +83,9 @@ def _served(system: str, records: Mapping[str, list[dict[str, Any]]]
                 yield ostream.object, ostream.object, by_id.get(row["id"]), row
     else:
         for obj, raw, recs in _files(system, records):
-            for rec in recs:
-                yield obj, raw, None, rec
+            if obj in objects:
+                for rec in recs:
+                    yield obj, raw, None, rec
 
 
 def _files(system: str, records: Mapping[str, list[dict[str, Any]]]
@@ -93,22 +112,49 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
                      override: str | Path | None = None) -> tuple[str, str, str] | None:
     """``(file object, record id, what is wrong)`` of the first record of ``system`` that its
     connector and mapping cannot read, or None."""
+    found = unreadable_in(system, records, override, streams_of(system, records))
+    return found[1] if found else None
+
+
+def check_parts(system: str, records: Mapping[str, list[dict[str, Any]]], parts: int) -> list[list[str]]:
+    """The system's objects (:func:`streams_of`) in at most ``parts`` shares of about as many records each, for
+    :func:`unreadable_in` in as many processes: the largest first, each onto the share with the fewest so far."""
+    shares: list[list[str]] = [[] for _ in range(parts)]
+    sizes = [0] * parts
+    for obj in sorted(streams_of(system, records), key=lambda o: -len(records.get(o, []))):
+        least = sizes.index(min(sizes))
+        shares[least].append(obj)
+        sizes[least] += len(records.get(obj, []))
+    return [share for share in shares if share]
+
+
+Rank = tuple[int, int]
+"""Which of two problems :func:`first_unreadable` names first: a field the connector drops (0) before a record the
+mapping rejects (1), then the object's place in :func:`streams_of`."""
+
+
+def unreadable_in(system: str, records: Mapping[str, list[dict[str, Any]]], override: str | Path | None,
+                  objects: Collection[str]) -> tuple[Rank, tuple[str, str, str]] | None:
+    """:func:`first_unreadable` over the records of ``objects`` only, with the problem's :data:`Rank`: of the
+    problems found by parts that together hold every object, the least ranked is the one the whole check finds
+    (within an object, records are checked in order)."""
     mset = compile_for(system, system, override)
+    order = {obj: n for n, obj in enumerate(streams_of(system, records))}
     batch: list[tuple[None, str, str, Any, None]] = []
     plans = mset.plans
     erp = system in ("tryton", "odoo")
     if not erp:  # served as they are: a file's records at once, no field dropped
-        for _obj, raw, recs in _files(system, records):
-            if raw in plans:
+        for obj, raw, recs in _files(system, records):
+            if raw in plans and obj in objects:
                 batch.extend([(None, raw, str(p.get("Id", p.get("id"))), p, None) for p in recs])
-    for obj, raw, world_rec, payload in _served(system, records) if erp else ():
+    for obj, raw, world_rec, payload in _served(system, records, objects) if erp else ():
         rid = str(payload.get("Id", payload.get("id")))
         if world_rec is not None and (key := _dropped(world_rec, payload)) is not None:
             fields = ", ".join(sorted(k for k in payload if k not in _STAMPS))
             hint = (f"; a dotted read is written as {{\"{key.split('.')[0]}.\": {{\"{key.split('.', 1)[1]}\": …}}}}"
                     if "." in key.rstrip(".") else "")
-            return obj, rid, (f"field {key!r} is never requested by the {system} connector, so it would not be "
-                              f"read (it requests: {fields}){hint}")
+            return (0, order[obj]), (obj, rid, f"field {key!r} is never requested by the {system} connector, so it "
+                                               f"would not be read (it requests: {fields}){hint}")
         if raw in plans:
             batch.append((None, raw, rid, payload, None))
     files = {raw: obj for obj, raw, _recs in _files(system, records)}  # an ERP's raw object is its file's
@@ -122,7 +168,9 @@ def first_unreadable(system: str, records: Mapping[str, list[dict[str, Any]]],
         if result.rejected:
             bad = result.rejected[0]
             where = f"field {bad.field}: " if bad.field else ""
-            return (files.get(bad.object, bad.object), bad.source_id or "?",
-                    f"the {system} mapping cannot read it ({where}{bad.reason}); fix the record or give the world a "
-                    f"mapping override (world.yaml mappings: {{{system}: mappings/{system}.yaml}})")
+            obj = files.get(bad.object, bad.object)
+            return (1, order.get(obj, len(order))), (
+                obj, bad.source_id or "?",
+                f"the {system} mapping cannot read it ({where}{bad.reason}); fix the record or give the world a "
+                f"mapping override (world.yaml mappings: {{{system}: mappings/{system}.yaml}})")
     return None

@@ -195,3 +195,79 @@ def test_the_emulators_serve_only_once_ready_returned_and_not_at_all_if_it_raise
 
     with pytest.raises(InputError, match="not checked"):
         start_world_process(world, refuse)
+
+
+def _edit_line(path: Path, line: int, change: Any) -> None:
+    rows = path.read_text(encoding="utf-8").splitlines()
+    rec = json.loads(rows[line - 1])
+    change(rec)
+    rows[line - 1] = json.dumps(rec)
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _bad_currency(rec: dict[str, Any]) -> None:  # read, then rejected by the mapping
+    rec["currency."] = {"id": 2, "code": "ZZZ"}
+
+
+def _unrequested(rec: dict[str, Any]) -> None:  # a field the connector never requests
+    rec["vat_code"] = "X"
+
+
+@pytest.mark.parametrize(("problems", "winner"), [
+    # a record the mapping rejects in an early stream, a field never requested in a later one: the field is named
+    ([("sale.line", _bad_currency), ("account.invoice", _unrequested)], "account.invoice"),
+    # two rejected records: the one of the stream the connector syncs first
+    ([("account.invoice.line", _bad_currency), ("sale.sale", _bad_currency)], "sale.sale"),
+    ([("sale.line", _bad_currency), ("account.invoice", _bad_currency)], "sale.line"),
+    # a currency on a stock move is a field the connector never requests there: named before the rejected sale
+    ([("sale.sale", _bad_currency), ("stock.move", _bad_currency)], "stock.move"),
+    # two fields never requested: the first stream's
+    ([("sale.line", _unrequested), ("account.invoice", _unrequested)], "sale.line"),
+])
+def test_a_check_split_across_children_names_the_problem_the_whole_check_names(
+        tmp_path: Path, problems: list[tuple[str, Any]], winner: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.world_readable import check_parts
+
+    root = _world_dir(tmp_path, ("tryton",))
+    for obj, change in problems:
+        _edit_line(root / "tryton" / f"{obj}.jsonl", 1, change)
+    with pytest.raises(InputError) as here:
+        read_world(root)
+    assert f"/tryton/{winner}.jsonl:1: " in str(here.value)
+    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)
+    monkeypatch.setattr(world_module, "SPLIT_CHECK_FROM", 0)  # checked by two children, a share of streams each
+    world, checks = world_module.open_world(root)
+    assert [type(c).__name__ for c in checks._checks] == ["_SplitCheck"]
+    shares = check_parts("tryton", world.records["tryton"], 2)
+    assert sorted(shares[0] + shares[1]) == sorted(world.records["tryton"])
+    (first, _), (second, _) = problems
+    assert (first in shares[0]) != (second in shares[0])  # the two problems are in different children
+    with pytest.raises(InputError) as split:
+        checks.finish()
+    assert str(split.value) == str(here.value)
+    assert all(p._process is None for c in checks._checks for p in c._shares)  # every child released
+
+
+def test_a_split_check_of_a_readable_world_passes_and_files_are_shared_out_by_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.world_readable import check_parts
+
+    root = _world_dir(tmp_path, ("stripe", "tryton"))
+    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0)
+    monkeypatch.setattr(world_module, "SPLIT_CHECK_FROM", 0)
+    world = read_world(root)
+    records = world.records["stripe"]
+    shares = check_parts("stripe", records, 2)
+    sizes = sorted(sum(len(records[o]) for o in share) for share in shares)
+    assert sorted(o for share in shares for o in share) == sorted(records)
+    biggest = max(len(r) for r in records.values())
+    assert sizes[1] - sizes[0] <= biggest  # greedy: never more than the largest file apart
+    _edit_line(root / "stripe" / "invoices.jsonl", 2, lambda rec: rec.pop("currency"))
+    _edit_line(root / "stripe" / "charges.jsonl", 1, lambda rec: rec.pop("currency"))
+    monkeypatch.setattr(world_module, "SPLIT_CHECK_FROM", 10**12)
+    with pytest.raises(InputError) as whole:
+        read_world(root)
+    monkeypatch.setattr(world_module, "SPLIT_CHECK_FROM", 0)
+    with pytest.raises(InputError) as split:
+        read_world(root)
+    assert str(split.value) == str(whole.value)
