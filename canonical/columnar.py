@@ -475,8 +475,11 @@ def start_export(engine: Engine, jobs: Sequence[Export], batch_rows: int = 500_0
 
 
 #: below this many rows SQLite I/O runs in this process with Python's own sqlite3, row by row at the driver
-#: level: starting a helper process (~1 s) would cost more than the rows
-SMALL = 200_000
+#: level: a helper process's start and first imports (~0.5 CPU s, on the other core) would cost more than the rows.
+#: Measured on 2 cores (``ltc reconcile`` of replayed worlds, alternating): at 5k chains (~23k rows in the tables
+#: discovery reads first) either way takes as long; at 20k (~91k rows) the helpers take 3.0-4.5 s against 5.4-8.6 s
+#: here (200k was the threshold then).
+SMALL = 40_000
 
 
 def _live_rows(engine: Engine, jobs: Sequence[Export], limit: int | None = None) -> int:
