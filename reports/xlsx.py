@@ -61,8 +61,8 @@ class _Sheet:
     """A sheet written row by row (streamed, :mod:`reports.xlsx_stream`): cells typed, formats per
     cell, widths tracked."""
 
-    def __init__(self, book: Workbook, title: str, headers: list[str]) -> None:
-        self.ws = book.add_sheet(title)
+    def __init__(self, book: Workbook, title: str, headers: list[str], index: int | None = None) -> None:
+        self.ws = book.add_sheet(title, index)
         self.styles = book.styles
         self.widths = [_display_width(h) + 2 for h in headers]
         self.letters = [column_letter(i) for i in range(1, len(headers) + 1)]
@@ -162,12 +162,16 @@ class _Sheet:
             shown += " " + (money[i] or "")
         return min((len(shown) if shown.isascii() else _display_width(shown)) + 2, MAX_WIDTH)
 
-    def finish(self) -> None:
+    def settle(self) -> SheetWriter:
+        """The sheet's frozen header, autofilter and widths set: ready to be written out."""
         ws = self.ws
         ws.freeze_header = True
         ws.autofilter = f"A1:{self.letters[-1]}{max(self.row, 1)}"
         ws.widths = [max(8, w) for w in self.widths]
-        ws.close()
+        return ws
+
+    def finish(self) -> None:
+        self.settle().close()
 
 
 def _sheet_title(text: str, taken: set[str]) -> str:
@@ -180,9 +184,35 @@ def _sheet_title(text: str, taken: set[str]) -> str:
     return title
 
 
-def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "en_US") -> None:
+StylesUsed = tuple[tuple[tuple[str, int], ...], tuple[tuple[tuple[int, int, bool, bool], int], ...]]
+"""A workbook's number formats and cell formats with their ids (:class:`~reports.xlsx_stream.Styles`)."""
+
+
+def _styles_used(wb: Workbook) -> StylesUsed:
+    return tuple(wb.styles.formats.items()), tuple(wb.styles.xfs.items())
+
+
+def _preregister(wb: Workbook, report: Report) -> None:
+    """The cell formats the chains and records sheets use, registered first, in one order: such a sheet written by
+    another process (:func:`write_sheet_part`) then numbers them as the workbook does."""
+    st = wb.styles
+    st.xf(font=FONT_BOLD, top=True)  # headers
+    st.xf(None, FONT_LINK)  # links
+    st.xf(_DATE)
+    st.xf(None, FONT_PLAIN, True)  # an amount beyond a spreadsheet's numbers: its digits as text, right-aligned
+    currencies = {r.currency for r in report.records.values()} | {c["currency"] for c in report.chains}
+    for currency in sorted(currencies, key=lambda c: (c is None, str(c))):
+        st.xf(money_format(currency))
+
+
+def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "en_US",
+               apart: str | None = None) -> tuple[int, StylesUsed]:
+    """Write the workbook. ``apart`` (``chains`` or ``records``): that sheet is left for :func:`write_sheet_part`
+    (written meanwhile by another process) and :func:`~reports.xlsx_stream.add_sheet_part`, which puts it in its
+    place. Returns that sheet's place (0 without) and the styles the workbook's sheets use."""
     _ = translations(lang).gettext
     wb = Workbook(path)
+    _preregister(wb, report)
     taken: set[str] = set()
 
     def sheet(title: str, headers: list[str]) -> _Sheet:
@@ -235,27 +265,16 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
         exception_row(s, x)
     s.finish()
 
-    # Chains
-    s = sheet(_("Chains"), [_("Chain"), _("Deal"), _("Customer"), _("Owner"), _("Stage"), _("Close date"),
-                            _("Currency"), _("Deal amount"), _("Ordered"), _("Invoiced"), _("Paid"), _("Open"),
-                            _("Status"), _("Exceptions"), _("Orders"), _("Invoices"), _("Payments")])
-    for c in report.chains:
-        deal = report.records.get(c["chain_id"])
-        ccy = c["currency"]
-        s.add([c["chain_id"], c["deal"], c["customer"], c["owner"], c["stage"], c["close_date"], ccy,
-               c["deal_amount"], c["ordered"], c["invoiced"], c["paid"], c["open"],
-               labels.label(labels.CHAIN_STATUS, c["status"], _), c["exceptions"], c["orders"], c["invoices"], c["payments"]],
-              money={i: ccy for i in (7, 8, 9, 10, 11)}, links={1: deal.url if deal else None})
-    s.finish()
-
-    # Records: one row per record of a chain or an exception, each linked to its source
-    s = sheet(_("Records"), [_("Chain"), _("Record"), _("System"), _("Object"), _("Source id"), _("Name or number"),
-                             _("Amount"), _("Currency"), _("Date"), _("Status"), _("Source record")])
-    chain_of = {rid: c["chain_id"] for c in report.chains for rid in c["record_ids"]}
-    for rid, r in report.records.items():
-        s.add([chain_of.get(rid), labels.label(labels.ENTITY, r.entity, _), r.system, r.object, r.source_id, r.label,
-               r.amount, r.currency, r.day, r.status, r.url], money={6: r.currency}, links={10: r.url})
-    s.finish()
+    # Chains, then records: either may be written apart (the two largest sheets)
+    placed = 0
+    for name, title in (("chains", _("Chains")), ("records", _("Records"))):
+        headers, rows = _LARGE[name]
+        if apart == name:
+            placed = wb.reserve_sheet(_sheet_title(title, taken)).index
+        else:
+            s = sheet(title, headers(_))
+            rows(s, report, _)
+            s.finish()
 
     # One sheet per exception code
     by_code: dict[str, list[dict[str, Any]]] = {}
@@ -267,4 +286,60 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
             exception_row(s, x)
         s.finish()
     wb.close()
+    return placed, _styles_used(wb)
+
+
+def _chains_headers(_: Any) -> list[str]:
+    return [_("Chain"), _("Deal"), _("Customer"), _("Owner"), _("Stage"), _("Close date"), _("Currency"),
+            _("Deal amount"), _("Ordered"), _("Invoiced"), _("Paid"), _("Open"), _("Status"), _("Exceptions"),
+            _("Orders"), _("Invoices"), _("Payments")]
+
+
+def _chains_rows(s: _Sheet, report: Report, _: Any) -> None:
+    for c in report.chains:
+        deal = report.records.get(c["chain_id"])
+        ccy = c["currency"]
+        s.add([c["chain_id"], c["deal"], c["customer"], c["owner"], c["stage"], c["close_date"], ccy,
+               c["deal_amount"], c["ordered"], c["invoiced"], c["paid"], c["open"],
+               labels.label(labels.CHAIN_STATUS, c["status"], _), c["exceptions"], c["orders"], c["invoices"],
+               c["payments"]],
+              money={i: ccy for i in (7, 8, 9, 10, 11)}, links={1: deal.url if deal else None})
+
+
+def _records_headers(_: Any) -> list[str]:
+    return [_("Chain"), _("Record"), _("System"), _("Object"), _("Source id"), _("Name or number"), _("Amount"),
+            _("Currency"), _("Date"), _("Status"), _("Source record")]
+
+
+def _records_rows(s: _Sheet, report: Report, _: Any) -> None:
+    """One row per record of a chain or an exception, each linked to its source."""
+    chain_of = {rid: c["chain_id"] for c in report.chains for rid in c["record_ids"]}
+    for rid, r in report.records.items():
+        s.add([chain_of.get(rid), labels.label(labels.ENTITY, r.entity, _), r.system, r.object, r.source_id, r.label,
+               r.amount, r.currency, r.day, r.status, r.url], money={6: r.currency}, links={10: r.url})
+
+
+_LARGE = {"chains": (_chains_headers, _chains_rows), "records": (_records_headers, _records_rows)}
+
+
+def write_sheet_part(part: Path, report: Report, name: str, index: int, *,
+                     lang: str = "en") -> tuple[str | None, StylesUsed]:
+    """The ``name`` sheet's XML part (``chains`` or ``records``), for a workbook written meanwhile with it
+    ``apart``. Returns its relationships part and the styles it used, which must be numbered as the workbook
+    numbers them (:func:`_preregister`)."""
+    _ = translations(lang).gettext
+    wb = Workbook(None)
+    _preregister(wb, report)
+    headers, rows = _LARGE[name]
+    s = _Sheet(wb, name, headers(_), index)
+    rows(s, report, _)
+    with part.open("wb") as raw:
+        rels = s.settle().write_part(raw)
+    return rels, _styles_used(wb)
+
+
+def styles_agree(book: StylesUsed, sheet: StylesUsed) -> bool:
+    """Whether every style a sheet written apart uses has the number the workbook gave it."""
+    formats, xfs = dict(book[0]), dict(book[1])
+    return all(formats.get(f) == i for f, i in sheet[0]) and all(xfs.get(k) == i for k, i in sheet[1])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -131,7 +132,17 @@ class SheetWriter:
         self._data.write(f'<row r="{self.rows}">{"".join(cells)}</row>')
 
     def close(self) -> None:
-        book = self.book
+        """Write the sheet into its workbook's package (and its hyperlinks' part)."""
+        zf = self.book.zip
+        if zf is None:
+            raise RuntimeError("a sheet of a workbook without a file: write_part() it instead")
+        with zf.open(f"xl/worksheets/sheet{self.index}.xml", "w", force_zip64=True) as raw:
+            rels = self.write_part(raw)
+        if rels is not None:
+            zf.writestr(f"xl/worksheets/_rels/sheet{self.index}.xml.rels", rels)
+
+    def write_part(self, raw: IO[bytes]) -> str | None:
+        """The sheet's XML part written to ``raw``; returns its relationships part (its hyperlinks), if any."""
         cols = "".join(f'<col min="{i}" max="{i}" width="{w}" customWidth="1"/>'
                        for i, w in enumerate(self.widths, start=1))
         pane = ('<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
@@ -151,38 +162,66 @@ class SheetWriter:
                                              for i, (ref, _u) in enumerate(self.links, start=1)) + "</hyperlinks>"
         tail += ('<pageMargins left="0.75" right="0.75" top="1" bottom="1" header="0.5" footer="0.5"/>'
                  "</worksheet>")
-        with book.zip.open(f"xl/worksheets/sheet{self.index}.xml", "w", force_zip64=True) as raw:
-            raw.write(head.encode())
-            self._data.seek(0)
-            while chunk := self._data.read(1 << 20):
-                raw.write(chunk.encode("utf-8"))
-            raw.write(tail.encode())
+        raw.write(head.encode())
+        self._data.seek(0)
+        while chunk := self._data.read(1 << 20):
+            raw.write(chunk.encode("utf-8"))
+        raw.write(tail.encode())
         self._data.close()
-        if self.links:
-            rels = "".join(f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-                           f'relationships/hyperlink" Target="{_attr(url)}" TargetMode="External"/>'
-                           for i, (_r, url) in enumerate(self.links, start=1))
-            book.zip.writestr(f"xl/worksheets/_rels/sheet{self.index}.xml.rels",
-                              '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships xmlns='
-                              f'"http://schemas.openxmlformats.org/package/2006/relationships">{rels}</Relationships>')
+        if not self.links:
+            return None
+        rels = "".join(f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+                       f'relationships/hyperlink" Target="{_attr(url)}" TargetMode="External"/>'
+                       for i, (_r, url) in enumerate(self.links, start=1))
+        return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships xmlns='
+                f'"http://schemas.openxmlformats.org/package/2006/relationships">{rels}</Relationships>')
+
+
+@dataclass(frozen=True)
+class ReservedSheet:
+    """A sheet the workbook lists whose part is written elsewhere and added by :func:`add_sheet_part`."""
+
+    index: int
+    title: str
+
+
+def add_sheet_part(path: Path, index: int, part: Path, rels: str | None) -> None:
+    """Put a sheet's XML part (written by :meth:`SheetWriter.write_part`) and its relationships into the
+    package at ``path``, in the place :meth:`Workbook.reserve_sheet` kept for it."""
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open(f"xl/worksheets/sheet{index}.xml", "w", force_zip64=True) as raw, part.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                raw.write(chunk)
+        if rels is not None:
+            zf.writestr(f"xl/worksheets/_rels/sheet{index}.xml.rels", rels)
 
 
 class Workbook:
     """A workbook written to ``path`` as its sheets are finished; :meth:`close` writes the package parts."""
 
-    def __init__(self, path: Path) -> None:
-        self.zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+    def __init__(self, path: Path | None) -> None:
+        """``path`` None: a book only to style and number sheets whose parts are written elsewhere."""
+        self.zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) if path else None
         self.styles = Styles()
-        self.sheets: list[SheetWriter] = []
+        self.sheets: list[SheetWriter | ReservedSheet] = []
 
-    def add_sheet(self, title: str) -> SheetWriter:
-        sheet = SheetWriter(self, len(self.sheets) + 1, title)
+    def add_sheet(self, title: str, index: int | None = None) -> SheetWriter:
+        """The next sheet (``index``: its place in the workbook its part is written for)."""
+        sheet = SheetWriter(self, index or len(self.sheets) + 1, title)
+        self.sheets.append(sheet)
+        return sheet
+
+    def reserve_sheet(self, title: str) -> ReservedSheet:
+        """The next sheet's place, for a part written elsewhere (:func:`add_sheet_part` once this book is closed)."""
+        sheet = ReservedSheet(len(self.sheets) + 1, title)
         self.sheets.append(sheet)
         return sheet
 
     def close(self) -> None:
         n = len(self.sheets)
         z = self.zip
+        if z is None:
+            raise RuntimeError("a workbook without a file cannot be closed")
         decl = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
         sheet_ct = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -165,8 +166,15 @@ def _sheets(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     return {ws.title: [tuple(r) for r in ws.iter_rows(values_only=True)] for ws in wb.worksheets}
 
 
+def _parts(path: Path) -> dict[str, bytes]:
+    """The workbook's package parts (its creation time left out)."""
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist() if n != "docProps/core.xml"}
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one child", "chains sheet apart"])
 def test_a_large_reports_workbook_is_written_by_a_child_and_is_the_same(
-        reported: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        reported: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool) -> None:
     import reports.finance as finance
     from canonical.forking import forks
 
@@ -181,10 +189,31 @@ def test_a_large_reports_workbook_is_written_by_a_child_and_is_the_same(
 
     monkeypatch.setattr(finance, "_start_xlsx", started)
     monkeypatch.setattr(finance, "XLSX_FORK_FROM", 0)
+    monkeypatch.setattr(finance, "XLSX_SPLIT_FROM", 0 if split else 10**9)
     files = write_reports(reported["store"], tmp_path / "forked", title="Test report")
-    assert len(children) == 1 and children[0].exitcode == 0  # written by a child, which ended well
+    assert len(children) == 1 and children[0].book.exitcode == 0  # written by a child, which ended well
+    if split:  # and the chains sheet by another, its part put in place and removed
+        assert children[0].apart.exitcode == 0 and children[0].part is not None
+        assert not children[0].part.exists() and sorted(p.name for p in files.xlsx.parent.iterdir()) == sorted(
+            p.name for p in reported["files"].xlsx.parent.iterdir())
+    else:
+        assert children[0].apart is None
     assert _sheets(files.xlsx) == _sheets(reported["files"].xlsx)
+    assert _parts(files.xlsx) == _parts(reported["files"].xlsx)  # the same XML, byte for byte
     assert files.html.read_text().count("<tr") == reported["files"].html.read_text().count("<tr")
+
+
+def test_a_sheet_apart_numbered_otherwise_than_its_workbook_is_written_again_in_one_go(
+        reported: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import reports.finance as finance
+    import reports.xlsx
+
+    monkeypatch.setattr(finance, "XLSX_FORK_FROM", 0)
+    monkeypatch.setattr(finance, "XLSX_SPLIT_FROM", 0)
+    monkeypatch.setattr(reports.xlsx, "styles_agree", lambda *_a: False)
+    files = write_reports(reported["store"], tmp_path / "again", title="Test report")
+    assert _parts(files.xlsx) == _parts(reported["files"].xlsx)
+    assert not any(p.name.endswith(".part") for p in files.xlsx.parent.iterdir())
 
 
 def test_a_workbook_child_that_fails_fails_the_report(reported: dict[str, Any], tmp_path: Path,
