@@ -55,6 +55,8 @@ def plain_decimal(value: Decimal) -> str:
 
 def csv_value(value: Any) -> str:
     """One CSV field: numbers exact, dates ISO, text neutralised."""
+    if type(value) is str:  # most fields: printable text that cannot start a formula is written as it is
+        return value if value.isprintable() and not value.startswith(FORMULA_START) else neutralise(value)
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -130,3 +130,15 @@ def test_html_escapes_hostile_text_and_formats_huge_amounts(hostile: dict[str, A
     assert "Nul\ufffdCorp" in text
     assert "$123,000,000,000,000,000,000,000,000,000.00" in text  # 1.23E+29 with separators, exact
     assert "no FX rate" in text
+
+
+def test_a_text_field_is_written_as_neutralise_writes_it_whatever_it_holds() -> None:
+    texts = ["Acme", "", " padded ", "=HYPERLINK(\"x\")", "+1", "-12.50", "-", "@owner", "\tTab", "\rCR", "a\x00b",
+             "line\nbreak", "\x7fdel", "\u2028separator", "\u200bzero width", "=1+1\x00", "名前", "’quote", "\ufeffBOM"]
+    for text in texts:
+        assert csv_value(text) == neutralise(text), text
+
+    class Named(str):
+        pass
+
+    assert csv_value(Named("=cmd")) == "'=cmd"  # a str subclass takes the general way, to the same result
