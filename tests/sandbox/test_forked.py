@@ -22,6 +22,7 @@ from ltc.app import runtime
 from ltc.app.demo import world_sources
 from sandbox import world as world_module
 from sandbox.world import read_world
+from tests.sandbox.edits import edit_line
 
 WORLDS = Path(__file__).parent.parent / "worlds"
 pytestmark = pytest.mark.skipif(not forks(), reason="no fork here: everything runs in this process")
@@ -197,14 +198,6 @@ def test_the_emulators_serve_only_once_ready_returned_and_not_at_all_if_it_raise
         start_world_process(world, refuse)
 
 
-def _edit_line(path: Path, line: int, change: Any) -> None:
-    rows = path.read_text(encoding="utf-8").splitlines()
-    rec = json.loads(rows[line - 1])
-    change(rec)
-    rows[line - 1] = json.dumps(rec)
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-
-
 def _bad_currency(rec: dict[str, Any]) -> None:  # read, then rejected by the mapping
     rec["currency."] = {"id": 2, "code": "ZZZ"}
 
@@ -230,7 +223,7 @@ def test_a_check_split_across_children_names_the_problem_the_whole_check_names(
 
     root = _world_dir(tmp_path, ("tryton",))
     for obj, change in problems:
-        _edit_line(root / "tryton" / f"{obj}.jsonl", 1, change)
+        edit_line(root / "tryton" / f"{obj}.jsonl", 1, change)
     with pytest.raises(InputError) as here:
         read_world(root)
     assert f"/tryton/{winner}.jsonl:1: " in str(here.value)
@@ -262,8 +255,8 @@ def test_a_split_check_of_a_readable_world_passes_and_files_are_shared_out_by_si
     assert sorted(o for share in shares for o in share) == sorted(records)
     biggest = max(len(r) for r in records.values())
     assert sizes[1] - sizes[0] <= biggest  # greedy: never more than the largest file apart
-    _edit_line(root / "stripe" / "invoices.jsonl", 2, lambda rec: rec.pop("currency"))
-    _edit_line(root / "stripe" / "charges.jsonl", 1, lambda rec: rec.pop("currency"))
+    edit_line(root / "stripe" / "invoices.jsonl", 2, lambda rec: rec.pop("currency"))
+    edit_line(root / "stripe" / "charges.jsonl", 1, lambda rec: rec.pop("currency"))
     monkeypatch.setattr(world_module, "SPLIT_CHECK_FROM", 10**12)
     with pytest.raises(InputError) as whole:
         read_world(root)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,20 +13,13 @@ import pytest
 
 from canonical.errors import InputError
 from sandbox.world import read_world
+from tests.sandbox.edits import edit_line
 
 WORLDS = Path(__file__).parent.parent / "worlds"
 
 
 def _copy(tmp_path: Path, name: str) -> Path:
     return Path(shutil.copytree(WORLDS / name, tmp_path / name))
-
-
-def _edit(path: Path, line: int, change: Any) -> None:
-    rows = path.read_text(encoding="utf-8").splitlines()
-    rec = json.loads(rows[line - 1])
-    change(rec)
-    rows[line - 1] = json.dumps(rec)
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
 def test_the_shipped_example_worlds_are_readable() -> None:
@@ -42,7 +34,7 @@ def test_a_dotted_read_written_flat_is_refused(tmp_path: Path) -> None:
     def flat(rec: dict[str, Any]) -> None:
         rec["currency.code"] = rec.pop("currency.")["code"]
 
-    _edit(inv, 1, flat)
+    edit_line(inv, 1, flat)
     with pytest.raises(InputError) as err:
         read_world(world)
     msg = str(err.value)
@@ -53,7 +45,7 @@ def test_a_dotted_read_written_flat_is_refused(tmp_path: Path) -> None:
 def test_a_field_the_connector_never_requests_is_refused(tmp_path: Path) -> None:
     world = _copy(tmp_path, "tryton")
     inv = world / "tryton" / "account.invoice.jsonl"
-    _edit(inv, 1, lambda rec: rec.update(due_date={"__class__": "date", "year": 2026, "month": 10, "day": 31}))
+    edit_line(inv, 1, lambda rec: rec.update(due_date={"__class__": "date", "year": 2026, "month": 10, "day": 31}))
     with pytest.raises(InputError, match=r"account\.invoice\.jsonl:1: record 31: field 'due_date' is never requested"):
         read_world(world)
 
@@ -65,7 +57,7 @@ def test_a_record_the_mapping_would_quarantine_is_refused(tmp_path: Path) -> Non
     def no_currency(rec: dict[str, Any]) -> None:
         del rec["currency"]
 
-    _edit(inv, 2, no_currency)
+    edit_line(inv, 2, no_currency)
     with pytest.raises(InputError) as err:
         read_world(world)
     assert str(err.value).startswith(f"{inv}:2: record in_1QAcmeInv0002: the stripe mapping cannot read it "
@@ -127,7 +119,7 @@ def test_stripe_invoice_lines_without_a_currency_are_refused(tmp_path: Path) -> 
             line.pop("currency", None)
             (line.get("price") or {}).pop("currency", None)
 
-    _edit(inv, 1, lines_without_currency)
+    edit_line(inv, 1, lines_without_currency)
     with pytest.raises(InputError, match=r"invoices\.jsonl:1: record in_1QAcmeInv0001: the stripe mapping cannot read "
                                          r"it \(field unit_price: amount without a currency"):
         read_world(world)
@@ -154,11 +146,11 @@ def test_the_first_unreadable_record_is_named_whatever_the_chunk(tmp_path: Path,
     monkeypatch.setattr(sandbox.world_readable, "_CHUNK", chunk)  # the check stops at the first chunk with one
     world = _copy(tmp_path, "stripe")
     inv = world / "stripe" / "invoices.jsonl"
-    _edit(inv, 2, lambda rec: rec.pop("currency"))
+    edit_line(inv, 2, lambda rec: rec.pop("currency"))
     with pytest.raises(InputError) as err:
         read_world(world)
     assert str(err.value).startswith(f"{inv}:2: record in_1QAcmeInv0002: the stripe mapping cannot read it ")
-    _edit(inv, 1, lambda rec: rec.pop("currency"))  # two in different chunks (of 1): the first is named
+    edit_line(inv, 1, lambda rec: rec.pop("currency"))  # two in different chunks (of 1): the first is named
     with pytest.raises(InputError) as err:
         read_world(world)
     assert str(err.value).startswith(f"{inv}:1: record in_1QAcmeInv0001: the stripe mapping cannot read it ")
