@@ -26,6 +26,11 @@ def forks() -> bool:
     return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def in_forked_child() -> bool:
     """Whether this process is a child forked by :mod:`multiprocessing` (:func:`start_child`, :class:`Pending`):
     its work runs here, not in children of its own (a daemonic child may not have any)."""

@@ -47,7 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
-from canonical.forking import Pending, fork_lock, forks, in_forked_child, results, sendable
+from canonical.forking import Pending, cores, fork_lock, forks, in_forked_child, results, sendable
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
@@ -340,8 +340,8 @@ def _map_workers(pending: Mapping[str, int]) -> int:
     is not available, in a process that is itself a forked child, or with ``LTC_MAP_PROCESSES=off``."""
     if not map_processes() or len(pending) < 2 or sum(pending.values()) - max(pending.values()) < FORK_FROM:
         return 0
-    cores = _cores()
-    return min(cores, len(pending)) if cores > 1 else 0
+    n_cores = cores()
+    return min(n_cores, len(pending)) if n_cores > 1 else 0
 
 
 def map_processes() -> bool:
@@ -350,10 +350,6 @@ def map_processes() -> bool:
     before it maps a source while the others sync)."""
     env = os.environ.get("LTC_MAP_PROCESSES", "").strip().lower()
     return MAP_PROCESSES and env not in ("0", "off", "false", "no") and forks() and not in_forked_child()
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
@@ -404,7 +400,7 @@ def _split_parts(store: Store, mset: MappingSet) -> list[list[str]] | None:
     Objects that map to a common entity stay in one part: the parts then write disjoint canonical rows (an
     entity's ids come from its source system and record, so two objects of different entities never meet),
     and each part keeps its records' raw-id order, so that nothing depends on how the two interleave."""
-    if not map_processes() or store.engine.dialect.name != "sqlite" or _cores() < 2:
+    if not map_processes() or store.engine.dialect.name != "sqlite" or cores() < 2:
         return None
     with store.engine.connect() as conn:
         sizes: dict[str, int] = dict(conn.exec_driver_sql(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -745,20 +744,16 @@ def _start_check(world: WorldDir, system: str) -> Pending[None] | _SplitCheck:
     very large one, :class:`_SplitCheck`): the check serves and maps every record again, CPU work that the
     other core can do while this process reads the next system; a small one runs here when its result is
     asked for."""
-    from canonical.forking import Pending, forks
+    from canonical.forking import Pending, cores, forks
     from sandbox.world_readable import check_parts
 
     records = world.records.get(system, {})
     size = sum(len(recs) for recs in records.values())
-    if size >= SPLIT_CHECK_FROM and system != "jiandaoyun" and forks() and _cores() > 1:
+    if size >= SPLIT_CHECK_FROM and system != "jiandaoyun" and forks() and cores() > 1:
         shares = check_parts(system, records, 2)
         if len(shares) > 1:
             return _SplitCheck(world, system, shares)
     return Pending(partial(_check_readable, world, system), fork=size >= FORK_CHECK_FROM, name="ltc-sandbox")
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _check_share(world: WorldDir, system: str, objects: list[str]) -> Any:
