@@ -33,6 +33,7 @@ import orjson
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from canonical import db
 from connectors.errors import (
     AuthenticationError,
     ConnectorError,
@@ -237,7 +238,7 @@ def classify(
 
 def _body(text: str) -> Any:
     try:
-        return json.loads(text, parse_float=Decimal)
+        return db.loads_exact(text)
     except ValueError:
         return text[:500]
 
@@ -327,7 +328,7 @@ class HttpClient:
 
 
 def _parse_json(content: bytes) -> Any:
-    return json.loads(content, parse_float=Decimal) if content else None
+    return db.loads_exact(content) if content else None
 
 
 class RetryingSession(requests.Session):

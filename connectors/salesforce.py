@@ -59,6 +59,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from canonical import db
 from canonical.errors import ConfigError
 from connectors import crm_fields
 from connectors.base import Connector, Keyset, Page, PageAhead, StreamSpec, Window, parse_instant
@@ -169,7 +170,7 @@ def parse_limit_info(header: str | None) -> tuple[int, int] | None:
 
 def _sdk_json(body: bytes) -> Any:
     """A JSON answer parsed as the client below asks for it (``parse_float=Decimal``, plain dicts)."""
-    return json.loads(body, parse_float=Decimal)
+    return db.loads_exact(body)
 
 
 class _Session(RetryingSession):

@@ -62,10 +62,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from canonical import db
 from canonical.errors import ConfigError
 from connectors.base import AfterCursor, Connector, Page, PageAhead, StreamSpec, Window, parse_instant
 from connectors.errors import AuthenticationError, ConnectorError, QuotaPaused, RetryableError
@@ -157,7 +157,7 @@ def keyset_query(module: str, *, since: datetime | None, until: datetime | None,
 
 
 def _parse(content: bytes) -> Any:
-    return json.loads(content, parse_float=Decimal) if content else None
+    return db.loads_exact(content) if content else None
 
 
 @dataclass

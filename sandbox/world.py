@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from canonical import db
 from canonical.errors import InputError, yaml_problem
 from canonical.interpreter import no_gc
 from canonical.money import normalize_currency
@@ -221,38 +222,10 @@ def _mappings(root: Path, value: Any, systems: list[str], path: Path, line: int)
 
 # --- JSON Lines --------------------------------------------------------------------------------------
 
-_DECODER = json.JSONDecoder(parse_float=Decimal)  # one decoder for every line (json.loads makes one per call)
-
-
 def _loads(text: str) -> Any:
-    if text.startswith("\ufeff"):  # json.loads names a byte order mark
-        return json.loads(text, parse_float=Decimal)
-    return _DECODER.decode(text)
-
-
-_LINE_MARK = object()  # what the NaN put between two lines by _loads_lines decodes to
-_ARRAY_DECODER = json.JSONDecoder(parse_float=Decimal,
-                                  parse_constant=lambda name: _LINE_MARK if name == "NaN" else float(name))
-
-
-def _loads_lines(lines: list[str]) -> list[Any] | None:
-    """Each line's JSON value, decoded as one array (the decoder then makes each distinct key text once
-    for all the records instead of once per record: a world's records take about a third less memory),
-    or None when that cannot be told apart from decoding each line alone (the caller does that then,
-    and reports the first bad line). A line is one element exactly when the ``NaN`` put between every two
-    lines (no line holds the text NaN) came back as every other element: a value that ran from one line
-    into the next would have held a ``NaN``, and no string runs past a line's end (JSON strings have no
-    raw line breaks)."""
-    if not lines or any("NaN" in line for line in lines):
-        return None
-    try:
-        values = _ARRAY_DECODER.decode("[" + "\n,NaN,\n".join(lines) + "\n]")
-    except (ValueError, RecursionError):
-        return None
-    marks = values[1::2]
-    if len(values) != 2 * len(lines) - 1 or marks.count(_LINE_MARK) != len(marks):
-        return None
-    return values[0::2]
+    """A line's (or a file's) JSON value, exact decimals (:func:`canonical.db.loads_exact`; a bad text raises
+    ``json``'s error, which names the column)."""
+    return db.loads_exact(text)
 
 
 # a text that is a date or an ISO instant, and nothing else (a description that starts with one is not)
@@ -464,15 +437,11 @@ def _read_jsonl(system: str, obj: str, path: Path, lines: dict[str, int] | None 
         raise _fail(path, None, f"not UTF-8 text ({exc.reason})") from None
     numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     del text
-    whole = _loads_lines([line for _n, line in numbered])
-    for i, (n, line) in enumerate(numbered):
-        if whole is not None:
-            rec = whole[i]
-        else:
-            try:
-                rec = _loads(line)
-            except json.JSONDecodeError as exc:
-                raise _fail(path, n, f"not JSON ({exc.msg} at column {exc.colno}); each line is one JSON object") from None
+    for n, line in numbered:
+        try:
+            rec = _loads(line)
+        except json.JSONDecodeError as exc:
+            raise _fail(path, n, f"not JSON ({exc.msg} at column {exc.colno}); each line is one JSON object") from None
         if not isinstance(rec, dict):
             raise _fail(path, n, f"a line must be one JSON object, not {type(rec).__name__}")
         row = codec.decode(rec) if rows is not None else None
