@@ -9,6 +9,7 @@ encoded back as naive UTC.
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -84,9 +85,29 @@ _NESTED = frozenset({dict, list, float})
 _PLAIN = frozenset({str, int, bool, type(None)})
 
 
+def _tagged(obj: dict[str, Any]) -> Any:
+    """The parser's hook for each JSON object (innermost first: a tagged object's members are decoded already)."""
+    return _decode_object(obj) if "__class__" in obj else obj
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# json's C parser calling the hook per object costs a third less than orjson's parse and a walk over the whole tree
+# in Python (a page of 1,000 invoices: 22 against 32 ms). A JSON number with a fraction is a Float field: as before,
+# the Decimal of the float it is (``repr``); NaN and Infinity are refused, as any text that is not JSON.
+_PARSER = json.JSONDecoder(object_hook=_tagged, parse_float=lambda text: Decimal(repr(float(text))),
+                           parse_constant=_not_json)
+
+
 def loads(body: bytes) -> Any:
-    """Parse and decode a Tryton JSON-RPC response body."""
-    return decode(orjson.loads(body))
+    """Parse and decode a Tryton JSON-RPC response body (a ``ValueError`` for a body that is not JSON in UTF-8). A
+    lone surrogate escape in a text is kept (the store writes it as U+FFFD), not taken for a broken body."""
+    try:
+        return _PARSER.decode(body.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _encode_default(value: Any) -> Any:

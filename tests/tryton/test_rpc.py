@@ -77,6 +77,42 @@ def test_tagged_objects_that_do_not_decode_stay_dicts_and_members_are_decoded() 
     assert codec.decode(raw) == raw and codec.decode(raw) is not raw  # a copy, as for any dict
 
 
+def test_a_body_parsed_is_the_walk_over_its_plain_parse() -> None:
+    """``loads`` (json's parser, decoding each object as it is made) gives exactly what ``decode`` gives over a plain
+    parse of the same body, types and Decimal exponents included; NaN, trailing text and bad UTF-8 are refused."""
+    import orjson
+
+    def same(a: Any, b: Any) -> bool:
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, dict):
+            return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, list):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        if isinstance(a, Decimal):
+            return a.as_tuple() == b.as_tuple()
+        return bool(a == b)
+
+    body = json.dumps({"id": 7, "result": [{
+        "amount": {"__class__": "Decimal", "decimal": "1200.50"}, "qty": 2.50, "rate": 1e-05, "n": -0.0,
+        "when": {"__class__": "datetime", "year": 2026, "month": 1, "day": 2, "hour": 3},
+        "nested": [[{"__class__": "date", "year": 2026, "month": 3, "day": 1}], {"k": {"__class__": "Decimal",
+                                                                                       "decimal": "1.0"}}],
+        "odd": {"__class__": "timedelta", "seconds": 2.5}, "name": "caf\u00e9 \u0000", "empty": {}, "none": None,
+    }]}).encode()
+    assert same(codec.loads(body), codec.decode(orjson.loads(body)))
+    assert codec.loads(b'{"big": 1000000000000000000000000000001}') == {"big": 10**30 + 1}  # exact (orjson: a float)
+    for bad in (b'{"x": NaN}', b'{"x": Infinity}', b'{"x": 1} trailing', b'{"x": "\xff"}',
+                b"[" * 100_000, b""):
+        with pytest.raises(ValueError):  # what the client names as "not JSON" (connectors.http)
+            codec.loads(bad)
+
+
+def test_a_lone_surrogate_escape_is_kept_not_taken_for_a_broken_page() -> None:
+    (rec,) = codec.loads(b'{"result": [{"description": "a\\ud800b"}]}')["result"]
+    assert rec["description"] == "a\ud800b"
+
+
 def test_a_repeated_instant_is_tagged_the_same_each_time() -> None:
     stamp = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     naive_day = date(2026, 1, 1)
