@@ -232,3 +232,23 @@ def test_a_workbook_child_that_fails_fails_the_report(reported: dict[str, Any], 
     monkeypatch.setattr(finance, "XLSX_FORK_FROM", 0)
     with pytest.raises(OSError, match="disk full"):
         write_reports(reported["store"], tmp_path / "failed", title="Test report")
+
+
+def test_stage_texts_read_whole_or_by_id_say_the_same(reported: dict[str, Any]) -> None:
+    """The linked quotes, contracts and deliveries as "number (status)": read whole when most of a table is linked,
+    by id when few are; either way each linked row's text, and only those."""
+    from reports.finance import _chain_links, _stage_texts
+
+    store: Store = reported["store"]
+    with store.engine.connect() as conn:
+        _orders, _invoices, stages_of = _chain_links(conn)
+        expected: dict[str, str] = {}
+        for entity, status in (("quote", "status"), ("contract", "status"), ("delivery", "state")):
+            t = ct.table_for(entity)
+            for rid, number, st in conn.execute(sa.select(t.c.id, t.c.number, t.c[status])):
+                expected[rid] = f"{number or rid} ({st})" if st else str(number or rid)
+        linked = {i for ids in stages_of.values() for i in ids}
+        assert {e for _c, e in stages_of} == {"quote", "contract", "delivery"}
+        assert _stage_texts(conn, stages_of) == {i: expected[i] for i in linked}  # most rows linked: read whole
+        one_each = dict(sorted({e: (k, ids[:1]) for k, ids in stages_of.items() for e in [k[1]]}.values()))
+        assert _stage_texts(conn, one_each) == {ids[0]: expected[ids[0]] for ids in one_each.values()}  # by id
