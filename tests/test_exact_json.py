@@ -10,25 +10,11 @@ from typing import Any
 import pytest
 
 from canonical.db import loads_exact
+from tests.same import same
 
 
 def _json(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal, and of the same types all the way down (Decimal("1.50") is not 1.5, nor Decimal("1.5"))."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, Decimal):
-        return a.as_tuple() == b.as_tuple()  # exponent included
-    if isinstance(a, float) and a != a:
-        return b != b
-    return bool(a == b)
 
 
 VALUES = [
@@ -45,12 +31,12 @@ VALUES = [
 @pytest.mark.parametrize("text", VALUES)
 def test_values_are_exactly_what_json_gives(text: str) -> None:
     for given in (text, text.encode("utf-8")):
-        assert _same(loads_exact(given), _json(given))
+        assert same(loads_exact(given), _json(given))
 
 
 def test_utf16_bytes_are_read_as_json_reads_them() -> None:
     body = '{"Amount": 12.30, "Name": "Ünïcode"}'.encode("utf-16")
-    assert _same(loads_exact(body), _json(body))
+    assert same(loads_exact(body), _json(body))
 
 
 BAD = ['{"a": 1,}', "[1,]", "01", "1.", ".5", '{"a": 1} x', '"a\tb"', "\ufeff{}", "", "[" * 100_000]
@@ -94,4 +80,4 @@ def test_random_documents_match_json() -> None:
 
     for _ in range(500):
         text = value(0)
-        assert _same(loads_exact(text), _json(text)), text
+        assert same(loads_exact(text), _json(text)), text

@@ -82,16 +82,7 @@ def test_a_body_parsed_is_the_walk_over_its_plain_parse() -> None:
     parse of the same body, types and Decimal exponents included; NaN, trailing text and bad UTF-8 are refused."""
     import orjson
 
-    def same(a: Any, b: Any) -> bool:
-        if type(a) is not type(b):
-            return False
-        if isinstance(a, dict):
-            return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-        if isinstance(a, list):
-            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-        if isinstance(a, Decimal):
-            return a.as_tuple() == b.as_tuple()
-        return bool(a == b)
+    from tests.same import same
 
     body = json.dumps({"id": 7, "result": [{
         "amount": {"__class__": "Decimal", "decimal": "1200.50"}, "qty": 2.50, "rate": 1e-05, "n": -0.0,
