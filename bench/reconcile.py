@@ -30,6 +30,12 @@ What is timed (honestly):
   scheduling; that over the Parquet path's wall clock is ``ratio_floor``, the lowest ``parquet_ratio`` the work
   done allows here (the database server's share is in it, which the process CPU seconds miss).
 
+* ``--pairs N`` (with ``--store``): the Parquet path and the store path timed N times, alternately, the store loaded
+  once; ``parquet_ratio`` is then the median of the N pairs' ratios and ``store_reconcile_s`` the median store time.
+  Each pair's two runs are seconds apart, so a machine whose speed drifts over minutes (a shared one: the same run
+  varied 1.5-1.8x here within an hour) moves both sides of a pair alike; one Parquet run against one store run
+  minutes later does not.
+
 The last line is machine-readable.
 """
 
@@ -40,10 +46,12 @@ import hashlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -121,9 +129,11 @@ def _store_child(url: str, as_of: date, partitions: int | None) -> None:
 
 
 def _store_run(world_dir: str, backend: str, as_of: date, partitions: int | None,
-               loaded: str | None = None) -> dict[str, Any]:
-    """Load the world into a fresh store (not timed), then time the store path in a child process
-    (``loaded``: the URL of a store this world was already loaded into, reused as it is)."""
+               loaded: str | None = None, parquet_again: Callable[[], float] | None = None,
+               pairs: int = 1) -> list[dict[str, Any]]:
+    """Load the world into a fresh store (not timed), then time the store path in a child process, ``pairs`` times
+    (``loaded``: the URL of a store this world was already loaded into, reused as it is); before each run but the
+    first, ``parquet_again()`` times the Parquet path once more (its seconds go into that run's ``parquet_s``)."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     from contextlib import nullcontext
 
@@ -143,9 +153,13 @@ def _store_run(world_dir: str, backend: str, as_of: date, partitions: int | None
         cmd = [sys.executable, os.path.abspath(__file__), "--child-store", url, "--as-of", as_of.isoformat()]
         if partitions:
             cmd += ["--partitions", str(partitions)]
-        # its stderr passes through (the per-step clocks with LTC_RECON_PROFILE set)
-        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        runs = []
+        for i in range(pairs):
+            parquet_s = parquet_again() if i and parquet_again is not None else None
+            # its stderr passes through (the per-step clocks with LTC_RECON_PROFILE set)
+            done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            runs.append({**json.loads(done.stdout.strip().splitlines()[-1]), "parquet_s": parquet_s})
+        return runs
 
 
 def _digest(directory: str) -> dict[str, str]:
@@ -194,6 +208,10 @@ def main() -> None:
                          "checks the results equal the one-process run and prints the speed-up.")
     ap.add_argument("--store-url", help="With --store: a store this world is already loaded into (loading 1M "
                                         "chains takes many minutes), used as it is instead of a fresh one.")
+    ap.add_argument("--pairs", type=int, default=1,
+                    help="With --store: time the Parquet path and the store path this many times, alternately (the "
+                         "store loaded once); parquet_ratio is the median of the pairs' ratios, store_reconcile_s "
+                         "the median store time (a machine whose speed drifts moves both sides of a pair alike).")
     ap.add_argument("--child-store", help=argparse.SUPPRESS)
     ap.add_argument("--as-of", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -241,10 +259,20 @@ def main() -> None:
         print(line)
         return
     print(line, flush=True)
-    got = _store_run(world_dir, args.store, as_of, args.partitions, args.store_url)
+
+    def parquet_again() -> float:
+        with tempfile.TemporaryDirectory(prefix="ltc-recon-out-") as again:
+            t = time.perf_counter()
+            reconcile_world(world_dir, Settings(), as_of, out=again, partitions=args.partitions)
+            return time.perf_counter() - t
+
+    runs = _store_run(world_dir, args.store, as_of, args.partitions, args.store_url, parquet_again, max(1, args.pairs))
+    runs[0]["parquet_s"] = rec_s
     fps = sorted(found)
-    same = got["fingerprints"] == hashlib.sha1("\n".join(fps).encode()).hexdigest()
-    rss = max(got["rss_mb"], got["helper_rss_mb"])
+    digest = hashlib.sha1("\n".join(fps).encode()).hexdigest()
+    same = all(r["fingerprints"] == digest for r in runs)
+    got = runs[0]
+    rss = max(max(r["rss_mb"], r["helper_rss_mb"]) for r in runs)
     store_cpu = got["cpu_s"] + got["helper_cpu_s"]
     print(f"store {args.store}: {got['partitions']} partitions, {got['exceptions']} exceptions, same as Parquet: {same}; "
           f"process peak {got['rss_mb']} MB, columnar helper peak {got['helper_rss_mb']} MB; CPU {store_cpu:.2f} s "
@@ -258,7 +286,13 @@ def main() -> None:
               f"ratio_floor={floor / rec_s:.2f}", flush=True)
     if not same:
         raise SystemExit("the store path found other exceptions than the Parquet path")
-    print(f"store_reconcile_s={got['seconds']:.2f} peak_rss_mb={rss} parquet_ratio={got['seconds'] / rec_s:.2f}")
+    ratios = [r["seconds"] / r["parquet_s"] for r in runs]
+    if len(runs) > 1:
+        print("pairs (Parquet s, store s, ratio): " + "; ".join(f"{r['parquet_s']:.2f}, {r['seconds']:.2f}, {q:.2f}"
+                                                                 for r, q in zip(runs, ratios, strict=True)), flush=True)
+    store_s = statistics.median(r["seconds"] for r in runs)
+    print(f"store_reconcile_s={store_s:.2f} peak_rss_mb={rss} parquet_ratio={statistics.median(ratios):.2f}"
+          + (f" pairs={len(runs)}" if len(runs) > 1 else ""))
 
 
 if __name__ == "__main__":

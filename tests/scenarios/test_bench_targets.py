@@ -87,3 +87,23 @@ def test_quick_run_reports_the_figures_and_the_probe(tmp_path: Path) -> None:
     assert mapping["status"] == "ran" and int(mapping["figures"]["stage_records_per_s"]) > 0
     assert data["probe_python_s"] > 0 and data["probe_polars_s"] > 0
     assert (tmp_path / "logs" / "mapping.log").read_text().startswith(sys.executable)
+
+
+@pytest.mark.slow
+def test_reconcile_pairs_alternate_the_two_paths_and_report_medians(tmp_path: Path) -> None:
+    """``bench/reconcile.py --pairs 3``: three (Parquet, store) pairs on one loaded store, each pair's figures printed;
+    the last line's ratio is the median of the pairs' ratios and its store time the median store time."""
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "reconcile.py"), "--chains", "300", "--store", "sqlite",
+                          "--pairs", "3", "--world", str(tmp_path / "world")],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert sum(ln.startswith("store sqlite: world loaded") for ln in lines) == 1  # loaded once
+    pairs_line = next(ln for ln in lines if ln.startswith("pairs (Parquet s, store s, ratio): "))
+    pairs = [[float(x) for x in p.split(", ")] for p in pairs_line.split(": ", 1)[1].split("; ")]
+    assert len(pairs) == 3 and all(p > 0 and s > 0 for p, s, _r in pairs)
+    assert all(abs(r - s / p) < 0.02 for p, s, r in pairs)  # rounded to 2 places each
+    got = T.figures(lines[-1])
+    assert got["pairs"] == "3"
+    assert float(got["parquet_ratio"]) == sorted(r for _p, _s, r in pairs)[1]
+    assert float(got["store_reconcile_s"]) == sorted(s for _p, s, _r in pairs)[1]
