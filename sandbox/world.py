@@ -776,7 +776,6 @@ class WorldChecks:
 
     def finish(self) -> None:
         """Wait for the checks and read ``fx_rates.csv``; raises what :func:`read_world` would."""
-
         try:
             if self._bank is not None:  # a statement that does not parse is a reading problem: raised first
                 statements = self._bank.result()
