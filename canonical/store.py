@@ -18,7 +18,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -934,6 +934,20 @@ class Store:
         q = sa.select(c.source_id, c.source_updated_at).where(c.system == system, c.object == obj,
                                                               c.deleted.is_(False))
         return self.read("live ids", lambda conn: {sid: ts for sid, ts in conn.execute(q)})
+
+    def live_among(self, system: str, obj: str, source_ids: Collection[str]) -> set[str]:
+        """Which of these source ids the store holds as live raw records of ``obj``."""
+        c = raw_record.c
+        ids = sorted(set(source_ids))
+
+        def read(conn: Connection) -> set[str]:
+            found: set[str] = set()
+            for chunk in _chunks(ids, _IN_CHUNK):
+                found.update(conn.execute(sa.select(c.source_id).where(
+                    c.system == system, c.object == obj, c.deleted.is_(False), c.source_id.in_(chunk))).scalars())
+            return found
+
+        return self.read("live ids", read) if ids else set()
 
     def live_count(self, system: str, obj: str) -> int:
         """How many live raw records of an object the store holds (cheap deletion checks)."""

@@ -164,7 +164,7 @@ class TrytonConnector(Connector):
         page = Page(records=records)
         # deletes once per run, at the end of the window (not again in the future probe)
         if self.detect_deletes and window.until is not None and len(records) < stream.page_size:
-            page.deleted = self._deleted(stream)
+            page.deleted = self._deleted(stream, records)
         return page
 
     def count(self, stream: StreamSpec, window: Window) -> int | None:
@@ -199,17 +199,21 @@ class TrytonConnector(Connector):
             stream.options["fields"], order=[("id", "ASC")], context=_CONTEXT,
         )
 
-    def _deleted(self, stream: StreamSpec) -> list[dict[str, Any]]:
+    def _deleted(self, stream: StreamSpec, last_page: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Tombstones for records the store holds live but the source no longer has.
 
-        The store holds every record the source has (this run landed whatever was created or changed), so
-        when both count the same nothing was deleted: a run where nothing changed costs one
-        ``search_count``, not a listing of every id of the model."""
+        The store holds every record the source has once this run's pages are landed (this run reads
+        whatever was created or changed), so when both count the same nothing was deleted: a run costs one
+        ``search_count``, not a listing of every id of the model. The stream's last page (this one) is not
+        landed yet: its records that the store does not hold live count as held."""
         assert self.store is not None
         self._pages.settle()
         held = self.store.live_count(self.name, stream.object)
-        if held == 0:
+        if held == 0:  # nothing held live: nothing to tombstone
             return []
+        ids = {str(r["id"]) for r in last_page if r.get("id") is not None}
+        if ids:
+            held += len(ids - self.store.live_among(self.name, stream.object, ids))
         source = int(self.client.model(stream.object, "search_count", list(stream.options["domain"]),
                                        context=_CONTEXT))
         if source == held:

@@ -71,3 +71,41 @@ def test_odoo_deleted_rows_are_tombstoned(store: Store, monkeypatch: Any) -> Non
         assert (r.status, r.deep_tombstoned) == ("success", 1)
         assert store.get_raw("erp", "res.partner", str(gone["id"]))["deleted"] is True  # type: ignore[index]
         conn.close()
+
+
+def test_tryton_deletes_cost_a_count_unless_the_counts_disagree(store: Store, monkeypatch: Any) -> None:
+    """The per-run deletion check counts the stream's last page (not landed yet when it runs) as held: a run
+    that lands records but deletes none costs one ``search_count``, not a listing of every id; a delete is
+    still tombstoned."""
+    from dataclasses import replace
+
+    app = _app("tryton")
+    data = app.state.tryton
+    parties = data.rows["party.party"]
+    for n in range(5):  # seven parties: pages of three, the last one partial
+        extra = copy.deepcopy(parties[0])
+        extra["id"], extra["code"] = 5000 + n, f"PTY-X{n}"
+        parties.append(extra)
+        data.by_id["party.party"][extra["id"]] = extra
+    listings = lambda: [c for c in data.calls if c == "model.party.party.search"]  # noqa: E731
+    with serve(app) as srv:
+        conn = _connector("tryton", srv.url, monkeypatch)
+        conn.streams = tuple(replace(s, page_size=3) for s in conn.streams)  # several pages, a partial last one
+        [first] = sync(conn, store, streams=["party.party"])
+        assert first.status == "success" and first.written == len(parties)
+        assert listings() == []  # a fresh store: nothing held, nothing to compare
+        late = copy.deepcopy(parties[0])
+        late["id"] = 9999
+        late["last_modified_at"] = max(p["last_modified_at"] for p in parties) + timedelta(seconds=1)
+        parties.append(late)
+        data.by_id["party.party"][9999] = late
+        [second] = sync(conn, store, streams=["party.party"])
+        assert second.written >= 1 and second.deleted == 0
+        assert store.get_raw("erp", "party.party", "9999") is not None
+        assert listings() == []  # the new record in the last page counted: the counts agree
+        gone = parties.pop(1)
+        del data.by_id["party.party"][gone["id"]]
+        [third] = sync(conn, store, streams=["party.party"])
+        assert third.deleted == 1 and len(listings()) == 1  # the counts disagree: ids compared, the delete found
+        assert store.get_raw("erp", "party.party", str(gone["id"]))["deleted"] is True  # type: ignore[index]
+        conn.close()
