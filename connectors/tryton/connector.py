@@ -211,7 +211,7 @@ class TrytonConnector(Connector):
         held = self.store.live_count(self.name, stream.object)
         if held == 0:  # nothing held live: nothing to tombstone
             return []
-        ids = {str(r["id"]) for r in last_page if r.get("id") is not None}
+        ids = {sid for r in last_page if (sid := stream.source_id(r)) is not None and not stream.is_deleted(r)}
         if ids:
             held += len(ids - self.store.live_among(self.name, stream.object, ids))
         source = int(self.client.model(stream.object, "search_count", list(stream.options["domain"]),
