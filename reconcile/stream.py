@@ -165,9 +165,8 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
         assert out is not None and written is not None
         for name, df in (("links", links), ("allocations", allocations)):
             if df is not None:
-                # Arrow IPC, uncompressed: read back once, at once, by the store writer (lz4 Parquet cost this process
-                # a third more CPU to write them than uncompressed Parquet, on the buckets' critical path; that, twice
-                # what IPC costs: columnar.write_ipc)
+                # Arrow IPC with lz4: read back once, at once, by the store writer (lz4 Parquet cost this process a
+                # third more CPU to write them, on the buckets' critical path: columnar.write_ipc)
                 columnar.write_ipc(df, out / name / (f"{k:05d}{columnar.IPC}" if part == 0
                                                      else f"{k:05d}-{part}{columnar.IPC}"))
         written(k)
