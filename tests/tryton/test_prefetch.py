@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from canonical.store import Store
 from canonical.tables import raw_record
-from connectors.base import Window, sync
-from connectors.tryton.connector import CURSOR, TrytonConnector
+from connectors.base import Window, sync, unstorable_id
+from connectors.tryton.connector import CURSOR, TrytonConnector, _next_key
 from ltc.app import runtime
 from ltc.app.demo import world_sources
 from sandbox.world import read_world
@@ -107,3 +109,27 @@ def test_prefetched_sync_lands_the_same_records_and_reads_each_page_once(tmp_pat
         store.close()
     assert landed[0] == landed[1] and landed[0]
     assert reads[0] == reads[1]
+
+
+def _greatest(stream: Any, records: list[dict[str, Any]]) -> tuple[datetime, str] | None:
+    """What the engine moves to (the greatest (stamp, id) of the landable records), by reading every record."""
+    keys = [(ts, sid) for r in records if (sid := stream.source_id(r)) is not None and not unstorable_id(sid)
+            and (ts := stream.updated_at(r)) is not None]
+    return max(keys) if keys else None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_prefetch_key_read_from_the_page_end_is_the_greatest_key(seed: int) -> None:
+    """Tied stamps whose ids order differently as text (``9`` after ``10``), records without a stamp first or last,
+    ids that cannot be landed: the key found from the end is the engine's."""
+    rng = random.Random(seed)
+    stream = TrytonConnector("tryton", FakeClient([])).stream("sale.sale")  # type: ignore[arg-type]
+    for _ in range(200):
+        rows: list[dict[str, Any]] = []
+        for i in rng.sample(range(1, 40), rng.randint(1, 12)):
+            stamp = None if rng.random() < 0.15 else T0 + timedelta(minutes=rng.randint(0, 3))
+            rows.append({"id": i if rng.random() > 0.1 else "", CURSOR: stamp})
+        nulls_last = rng.random() < 0.5
+        rows.sort(key=lambda r: (r[CURSOR] is None if nulls_last else r[CURSOR] is not None,
+                                 r[CURSOR] or T0, r["id"] or 0))
+        assert _next_key(stream, rows) == _greatest(stream, rows), rows
