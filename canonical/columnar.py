@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -532,13 +532,15 @@ def read_table(engine: Engine, table: sa.Table, columns: Sequence[str] | None = 
         return pl.read_parquet(path)
 
 
-def read_tables(engine: Engine, wanted: Mapping[str, tuple[sa.Table, Sequence[str], Dtypes | None]]
-                ) -> dict[str, pl.DataFrame]:
-    """Several tables at once (one helper process on SQLite): name -> (table, columns, dtypes)."""
+def read_tables(engine: Engine, wanted: Mapping[str, tuple[sa.Table, Sequence[str], Dtypes | None]], *,
+                with_deleted: Collection[str] = ()) -> dict[str, pl.DataFrame]:
+    """Several tables at once (helper processes on SQLite): name -> (table, columns, dtypes); live rows only, but
+    for the names in ``with_deleted``."""
     if _is_pg(engine):
-        return {name: read_table(engine, t, cols, dtypes=d) for name, (t, cols, d) in wanted.items()}
+        return {name: read_table(engine, t, cols, dtypes=d, live=name not in with_deleted)
+                for name, (t, cols, d) in wanted.items()}
     with tempfile.TemporaryDirectory(prefix="ltc-read-") as tmp:
-        jobs = [Export(shape(t), tuple(cols), str(Path(tmp) / f"{name}.parquet"), d)
+        jobs = [Export(shape(t), tuple(cols), str(Path(tmp) / f"{name}.parquet"), d, name not in with_deleted)
                 for name, (t, cols, d) in wanted.items()]
         export_tables(engine, jobs)
         return {name: pl.read_parquet(job.path) for name, job in zip(wanted, jobs, strict=True)}

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
@@ -234,21 +235,23 @@ def test_a_workbook_child_that_fails_fails_the_report(reported: dict[str, Any], 
         write_reports(reported["store"], tmp_path / "failed", title="Test report")
 
 
-def test_stage_texts_read_whole_or_by_id_say_the_same(reported: dict[str, Any]) -> None:
-    """The linked quotes, contracts and deliveries as "number (status)": read whole when most of a table is linked,
-    by id when few are; either way each linked row's text, and only those."""
-    from reports.finance import _chain_links, _stage_texts
+def test_stage_texts_are_the_linked_rows_number_and_status(reported: dict[str, Any]) -> None:
+    """The quotes, contracts and deliveries a chain links to as "number (status)": each linked row's text, and
+    only those."""
+    from reports.finance import _chain_links, _source_frames, _stage_texts
 
     store: Store = reported["store"]
+    frames = _source_frames(store.engine)
+    dropped = frames["link"].filter(pl.col("to_entity") == "quote")["to_id"][0]  # its quote linked to no chain now
+    frames["link"] = frames["link"].filter(pl.col("to_id") != dropped)
+    _orders, _invoices, stages_of = _chain_links(frames["link"])
+    expected: dict[str, str] = {}
     with store.engine.connect() as conn:
-        _orders, _invoices, stages_of = _chain_links(conn)
-        expected: dict[str, str] = {}
         for entity, status in (("quote", "status"), ("contract", "status"), ("delivery", "state")):
             t = ct.table_for(entity)
             for rid, number, st in conn.execute(sa.select(t.c.id, t.c.number, t.c[status])):
                 expected[rid] = f"{number or rid} ({st})" if st else str(number or rid)
-        linked = {i for ids in stages_of.values() for i in ids}
-        assert {e for _c, e in stages_of} == {"quote", "contract", "delivery"}
-        assert _stage_texts(conn, stages_of) == {i: expected[i] for i in linked}  # most rows linked: read whole
-        one_each = dict(sorted({e: (k, ids[:1]) for k, ids in stages_of.items() for e in [k[1]]}.values()))
-        assert _stage_texts(conn, one_each) == {ids[0]: expected[ids[0]] for ids in one_each.values()}  # by id
+    linked = {i for ids in stages_of.values() for i in ids}
+    assert {e for _c, e in stages_of} == {"quote", "contract", "delivery"}
+    assert dropped not in linked and dropped in expected
+    assert _stage_texts(frames) == {i: expected[i] for i in linked}
