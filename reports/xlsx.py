@@ -66,6 +66,7 @@ class _Sheet:
         self.styles = book.styles
         self.widths = [_display_width(h) + 2 for h in headers]
         self.letters = [column_letter(i) for i in range(1, len(headers) + 1)]
+        self.money_styles: dict[str | None, str] = {}  # currency -> the style attribute of its amounts
         bold = self.styles.xf(font=FONT_BOLD, top=True)
         self.ws.row([SheetWriter.cell(f"{self.letters[i]}1", neutralise(h), bold) for i, h in enumerate(headers)])
         self.row = 1
@@ -81,7 +82,7 @@ class _Sheet:
         """One row; ``money``: column -> currency of an amount; ``links``: column -> URL."""
         self.row += 1
         row = str(self.row)
-        styles, widths = self.styles, self.widths
+        styles, widths, money_styles = self.styles, self.widths, self.money_styles
         if len(values) > len(self.letters):
             self._letter(len(values))  # the letters (and widths) of the columns up to this row's last
         letters = self.letters
@@ -90,27 +91,44 @@ class _Sheet:
             url = links.get(i) if links else None
             kind = type(v)
             # the common cells (text, with a link or not; an amount or a date without one) are written here
-            # at once (a large report has a million cells): the same XML, style and width as _cell gives them
+            # at once (a large report has a million cells): the same XML, style and width as _cell gives them; a
+            # column already MAX_WIDTH wide is not measured again
             if kind is str:
                 text = v if v.isprintable() and not v.startswith(FORMULA_START) else neutralise(v)
-                space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
+                # what strip() takes off is what isspace() calls space: text with it at either end keeps it
+                space = ' xml:space="preserve"' if text.strip() != text else ""
                 ref = letters[i] + row
                 style = ""
                 if url:
                     self.ws.links.append((ref, url))
                     style = f' s="{styles.xf(None, FONT_LINK)}"'
-                cells.append(f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>'
-                             f'{text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")}</t></is></c>')
-                w = min((len(text) if text.isascii() else _display_width(text)) + 2, MAX_WIDTH)
-            elif v is None and not url:
+                esc = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") if (
+                    "&" in text or "<" in text or ">" in text) else text
+                cells.append(f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>{esc}</t></is></c>')
+                if widths[i] < MAX_WIDTH:
+                    w = (len(text) if text.isascii() else _display_width(text)) + 2
+                    if w > widths[i]:
+                        widths[i] = w if w < MAX_WIDTH else MAX_WIDTH
+                continue
+            if v is None and not url:
                 w = 2
             elif kind is Decimal and not url and spreadsheet_number(v):
-                fmt = money_format(money[i]) if money and i in money else formats.get(i) if formats else None
-                style = f' s="{styles.xf(fmt)}"' if fmt else ""
+                ccy: str | None = None
+                if money and i in money:
+                    ccy = money[i]
+                    known = money_styles.get(ccy)
+                    if known is None:
+                        known = money_styles[ccy] = f' s="{styles.xf(money_format(ccy))}"'
+                    style = known
+                else:
+                    fmt = formats.get(i) if formats else None
+                    style = f' s="{styles.xf(fmt)}"' if fmt else ""
                 cells.append(f'<c r="{letters[i]}{row}"{style}><v>{v}</v></c>')
+                if widths[i] >= MAX_WIDTH:
+                    continue
                 shown = f"{v:,.2f}" if abs(v) < _DIGITS_SHOWN else plain_decimal(v)
                 if money and i in money:
-                    shown += " " + (money[i] or "")
+                    shown += " " + (ccy or "")
                 w = min((len(shown) if shown.isascii() else _display_width(shown)) + 2, MAX_WIDTH)
             elif kind is date and not url:
                 cells.append(f'<c r="{letters[i]}{row}" s="{styles.xf(_DATE)}"><v>{serial_day(v)}</v></c>')

@@ -16,6 +16,7 @@ TEXTS = ["", "plain", " lead", "trail ", "a&b<c>d", "=SUM(A1)", "-12.50", "+x", 
 
 
 def _rows(sheet: _Sheet) -> str:
+    sheet.ws._flush()  # the rows held back
     data = sheet.ws._data
     data.seek(0)
     return data.read()
@@ -77,3 +78,28 @@ def test_other_cells_take_the_general_path(tmp_path: Path) -> None:
     assert '<c r="B2" s="3"><v>46024</v></c>' in row
     assert 't="inlineStr"><is><t>linked</t></is></c>' in row and sheet.ws.links == [("C2", "https://x.test/1")]
     assert '<c r="D2"><v>7</v></c>' in row
+
+
+def test_amount_styles_follow_each_rows_currency_and_format(tmp_path: Path) -> None:
+    """An amount column's style is its row's currency (or number format), however the rows before it were styled;
+    a column already at its widest is not measured again, and stays so."""
+    book = Workbook(tmp_path / "x.xlsx")
+    fast = _Sheet(book, "fast", ["amount", "text"])
+    general = _Sheet(book, "general", ["amount", "text"])
+    rows: list[tuple[Decimal, dict[int, str | None] | None, dict[int, str] | None]] = [
+        (Decimal("1.5"), {0: "EUR"}, None), (Decimal("2"), {0: "JPY"}, None), (Decimal("3.25"), None, {0: "#,##0.0"}),
+        (Decimal("4"), None, {0: "+#,##0;-#,##0;0"}), (Decimal("5.125"), {0: "KWD"}, None), (Decimal("6"), {0: "EUR"}, None),
+        (Decimal("7"), {0: None}, None), (Decimal("8"), None, None)]
+    expected_widths = [0, 0]
+    for n, (amount, money, formats) in enumerate(rows):
+        text = "w" * (30 * n)  # past MAX_WIDTH from the third row on
+        fast.add([amount, text], money=money, formats=formats)
+        cells: list[str] = []
+        ws = [general._cell(cells, f"{col}{n + 2}", i, v, None, money, formats)
+              for i, (col, v) in enumerate(zip("AB", [amount, text], strict=True))]
+        general.ws.row(cells)
+        general.row += 1
+        expected_widths = [max(a, b) for a, b in zip(expected_widths, ws, strict=True)]
+    assert _rows(fast) == _rows(general)
+    assert fast.widths == [max(w, h) for w, h in zip(expected_widths, general.widths, strict=True)]
+    assert fast.widths[1] == MAX_WIDTH
