@@ -128,3 +128,4 @@ def test_chain_sources_are_what_the_store_holds(world: tuple[Store, dict[str, st
     assert {k: repr(v) for k, v in got.paid_on.items()} == {k: repr(v) for k, v in want["paid"].items()}
     assert _sorted(got.pays_on) == _sorted(want["pays"])
     assert got.names == want["names"]
+

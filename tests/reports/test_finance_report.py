@@ -255,3 +255,18 @@ def test_stage_texts_are_the_linked_rows_number_and_status(reported: dict[str, A
     assert {e for _c, e in stages_of} == {"quote", "contract", "delivery"}
     assert dropped not in linked and dropped in expected
     assert _stage_texts(frames) == {i: expected[i] for i in linked}
+
+
+def test_the_sheet_written_apart_gives_way() -> None:
+    """The shorter sheet's child runs at a lower priority than this process (which is left as it was)."""
+    import os
+    from functools import partial
+
+    from canonical.forking import Pending, forks
+    from reports.finance import APART_NICE, _yielding
+
+    if not forks():
+        pytest.skip("no fork here: the sheet is not written apart")
+    mine = os.nice(0)
+    child = Pending(partial(_yielding, os.nice, 0), name="test-yielding").result()
+    assert child == min(mine + APART_NICE, 19) and os.nice(0) == mine
