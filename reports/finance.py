@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import decimal
 import logging
+import os
 from collections import Counter, defaultdict, namedtuple
 from dataclasses import dataclass
 from datetime import date
@@ -717,7 +718,8 @@ class _Workbook:
                                           fork=_rows(report) >= XLSX_FORK_FROM, name="ltc-report-xlsx")
         if split:
             self.part = path.with_name(f".{path.name}.{APART}.part")
-            self.apart = Pending(partial(_yielding, write_sheet_part, self.part, report, APART, APART_SHEET, lang=lang),
+            self.apart = Pending(partial(_yielding, os.getpid(), write_sheet_part, self.part, report, APART, APART_SHEET,
+                                         lang=lang),
                                  name=f"ltc-report-xlsx-{APART}")
 
     def result(self) -> None:
@@ -743,14 +745,15 @@ class _Workbook:
             self.part.unlink(missing_ok=True)
 
 
-def _yielding(fn: Any, *args: Any, **kw: Any) -> Any:
-    """``fn(*args, **kw)`` at a lower CPU priority (a forked child's own): the shorter sheet written apart gives way
-    to the longer one and to this process's files, so that the longest finishes first."""
+def _yielding(parent: int, fn: Any, *args: Any, **kw: Any) -> Any:
+    """``fn(*args, **kw)``, at a lower CPU priority when it runs in a child forked from process ``parent``: the
+    shorter sheet written apart gives way to the longer one and to this process's files, so that the longest
+    finishes first (never this process's own priority, where the call runs here)."""
     import contextlib
-    import os
 
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(APART_NICE)
+    if os.getpid() != parent:
+        with contextlib.suppress(OSError, AttributeError):
+            os.nice(APART_NICE)
     return fn(*args, **kw)
 
 

@@ -268,5 +268,6 @@ def test_the_sheet_written_apart_gives_way() -> None:
     if not forks():
         pytest.skip("no fork here: the sheet is not written apart")
     mine = os.nice(0)
-    child = Pending(partial(_yielding, os.nice, 0), name="test-yielding").result()
+    child = Pending(partial(_yielding, os.getpid(), os.nice, 0), name="test-yielding").result()
     assert child == min(mine + APART_NICE, 19) and os.nice(0) == mine
+    assert _yielding(os.getpid(), os.nice, 0) == mine  # run here (no fork): this process keeps its priority
