@@ -120,6 +120,11 @@ class Pending(Generic[T]):
             self._process, self._conn = start_child(_answer, call, name=name)
             self._call = None
 
+    @property
+    def forked(self) -> bool:
+        """Whether the call runs in a forked child (else here, when its result is asked for)."""
+        return self._call is None
+
     def result(self) -> T:
         """The call's value; its exception is raised here."""
         if self._call is not None:

@@ -154,3 +154,64 @@ def test_the_first_unreadable_record_is_named_whatever_the_chunk(tmp_path: Path,
     with pytest.raises(InputError) as err:
         read_world(world)
     assert str(err.value).startswith(f"{inv}:1: record in_1QAcmeInv0001: the stripe mapping cannot read it ")
+
+
+@pytest.mark.parametrize("how", ["here", "forked", "split"])
+def test_records_let_go_while_the_checks_run_keep_the_problem_and_its_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """``finish(meanwhile=...)``, as a replay whose emulators' child holds the records calls it: this process's copy
+    of the records is let go while the forked checks still run; the problem and its file:line are the same."""
+    import sandbox.world as world_module
+    from sandbox.world import open_world
+
+    monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 10**9 if how == "here" else 0)
+    monkeypatch.setattr(world_module, "SPLIT_CHECK_FROM", 0 if how == "split" else 10**9)
+    world = _copy(tmp_path, "tryton")
+    inv = world / "tryton" / "account.invoice.jsonl"
+    edit_line(inv, 1, lambda rec: rec.update(due_date={"__class__": "date", "year": 2026, "month": 10, "day": 31}))
+    read, checks = open_world(world)
+    held: list[int] = []
+
+    def meanwhile() -> None:
+        held.append(sum(len(recs) for objects in read.records.values() for recs in objects.values()))
+        read.forget_records()
+
+    with pytest.raises(InputError, match=r"account\.invoice\.jsonl:1: record 31: field 'due_date' is never requested"):
+        checks.finish(meanwhile=meanwhile)
+    assert held and held[0] > 0 and read.records == {} and read.lines  # the lines kept for the message
+
+
+def test_records_let_go_after_the_checks_run_here_and_before_the_forked_ones_answer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks that run here (they read the records) come before ``meanwhile``; the problem raised is still the
+    first system's, a forked check's, though the later system checked here failed first."""
+    import sandbox.world as world_module
+    from sandbox.world import open_world
+
+    both = _copy(tmp_path, "salesforce")
+    shutil.copytree(WORLDS / "tryton" / "tryton", both / "tryton")
+    manifest = both / "world.yaml"
+    manifest.write_text(manifest.read_text().replace("systems: [salesforce]", "systems: [salesforce, tryton]"))
+    events: list[str] = []
+
+    def check(world: Any, system: str) -> None:
+        events.append(f"{system} checked with {len(world.records.get(system, {}))} objects")
+        raise InputError(f"{system} is unreadable")
+
+    start = world_module._start_check
+
+    def start_check(world: Any, system: str) -> Any:  # Salesforce in a child, Tryton here
+        monkeypatch.setattr(world_module, "FORK_CHECK_FROM", 0 if system == "salesforce" else 10**9)
+        return start(world, system)
+
+    monkeypatch.setattr(world_module, "_check_readable", check)
+    monkeypatch.setattr(world_module, "_start_check", start_check)
+    read, checks = open_world(both)
+    with pytest.raises(InputError, match="salesforce is unreadable"):
+        checks.finish(meanwhile=lambda: events.append("meanwhile"))
+    assert events[0].startswith("tryton checked with") and not events[0].endswith(" 0 objects")
+    assert events[1:] == ["meanwhile"]
+    monkeypatch.setattr(world_module, "_check_readable", lambda *_a: None)  # readable: finish returns
+    read, checks = open_world(both)
+    checks.finish(meanwhile=read.forget_records)
+    assert read.records == {} and set(read.lines) == {"salesforce", "tryton"}
