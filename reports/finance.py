@@ -19,6 +19,7 @@ no external asset; links only to the records' source systems), ``exceptions.csv`
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import decimal
 import logging
@@ -272,7 +273,7 @@ def _source_frames(engine: sa.Engine) -> dict[str, pl.DataFrame]:
     """The tables the chain table is built from, read column-wise (:func:`canonical.columnar.read_tables`: on SQLite
     by its helper processes, not a Python row each through SQLAlchemy; at 20k chains the reads took 1.0-1.3 s here
     that way, most of it fetching and typing rows). Deals live only; orders, invoices, payments and accounts with
-    their deleted rows, as a chain's links may name one."""
+    their deleted rows, as a chain's links may name one; the links of a chain only."""
     text = pl.String
     wanted: dict[str, tuple[sa.Table, tuple[str, ...], dict[str, Any] | None]] = {
         entity: (ct.table_for(entity), ("id", *cols, *_SRC), {c: text for c in cols if c in _AMOUNTS})
@@ -282,7 +283,9 @@ def _source_frames(engine: sa.Engine) -> dict[str, pl.DataFrame]:
     wanted["allocation"] = (recon_allocation, ("invoice_id", "payment_id", "amount"), {"amount": text})
     for entity, status in _STAGES.items():
         wanted[entity] = (ct.table_for(entity), ("id", "number", status), None)
-    return columnar.read_tables(engine, wanted, with_deleted=set(wanted) - {"deal"})
+    frames = columnar.read_tables(engine, wanted, with_deleted=set(wanted) - {"deal"})
+    frames["link"] = frames["link"].filter(pl.col("chain_id").is_not_null())  # the links of a chain only
+    return frames
 
 
 def _chain_sources(engine: sa.Engine, exceptions: list[dict[str, Any]]) -> _ChainSources:
@@ -329,7 +332,6 @@ def _lists(links: pl.DataFrame) -> dict[str, list[str]]:
 def _chain_links(links: pl.DataFrame) -> tuple[dict[str, list[str]], dict[str, list[str]],
                                                 dict[tuple[str, str], list[str]]]:
     """Per chain: its orders (linked from the deal), its invoices, its quotes, contracts and deliveries."""
-    links = links.filter(pl.col("chain_id").is_not_null())
     to = pl.col("to_entity")
     orders_of = _lists(links.filter((to == "order") & (pl.col("from_entity") == "deal")))
     invoices_of = _lists(links.filter(to == "invoice"))
@@ -341,7 +343,7 @@ def _chain_links(links: pl.DataFrame) -> tuple[dict[str, list[str]], dict[str, l
 def _stage_texts(frames: dict[str, pl.DataFrame]) -> dict[str, str]:
     """The quotes, contracts and deliveries a chain links to as ``number (status)`` (the id for a number missing or
     empty; without the status for one missing or empty), by id."""
-    links = frames["link"].filter(pl.col("chain_id").is_not_null())
+    links = frames["link"]
     stage_text: dict[str, str] = {}
     for entity, status in _STAGES.items():
         linked = links.filter(pl.col("to_entity") == entity).select(pl.col("to_id").alias("id")).unique()
@@ -718,9 +720,8 @@ class _Workbook:
                                           fork=_rows(report) >= XLSX_FORK_FROM, name="ltc-report-xlsx")
         if split:
             self.part = path.with_name(f".{path.name}.{APART}.part")
-            self.apart = Pending(partial(_yielding, os.getpid(), write_sheet_part, self.part, report, APART, APART_SHEET,
-                                         lang=lang),
-                                 name=f"ltc-report-xlsx-{APART}")
+            self.apart = Pending(partial(_yielding, os.getpid(), write_sheet_part, self.part, report, APART,
+                                         APART_SHEET, lang=lang), name=f"ltc-report-xlsx-{APART}")
 
     def result(self) -> None:
         """Waits for the workbook (a child's error is raised here)."""
@@ -749,8 +750,6 @@ def _yielding(parent: int, fn: Any, *args: Any, **kw: Any) -> Any:
     """``fn(*args, **kw)``, at a lower CPU priority when it runs in a child forked from process ``parent``: the
     shorter sheet written apart gives way to the longer one and to this process's files, so that the longest
     finishes first (never this process's own priority, where the call runs here)."""
-    import contextlib
-
     if os.getpid() != parent:
         with contextlib.suppress(OSError, AttributeError):
             os.nice(APART_NICE)

@@ -235,10 +235,11 @@ def _next_key(stream: StreamSpec, records: list[dict[str, Any]]) -> tuple[dateti
     """The keyset position the engine moves to after this page (``connectors.base``: the greatest
     ``(updated_at, source id)`` of the page's landable records), or None when it cannot be told here.
 
-    The page comes sorted by stamp and id (:meth:`TrytonConnector._page`), so the greatest key is among the records
-    that share the last stamp: they are read from the end, not the whole page (measured: 1.5 ms for a page of 1,000
-    read whole, 2 µs from the end; 0.2 s of the Tryton sync's CPU at 20k chains). A source that sorted otherwise costs a prefetch
-    that is dropped (:class:`connectors.base.PageAhead` fetches the page the engine asks for), never a record."""
+    The page comes sorted by stamp and id (:meth:`TrytonConnector._page`), so the greatest key is among the
+    records that share the last stamp: they are read from the end, not the whole page (measured: 1.5 ms for a
+    page of 1,000 read whole, 2 µs from the end; 0.2 s of the Tryton sync's CPU at 20k chains). A source that
+    sorted otherwise costs a prefetch that is dropped (:class:`connectors.base.PageAhead` fetches the page the
+    engine asks for), never a record."""
     best: tuple[bool, datetime, str] | None = None
     for rec in reversed(records):
         sid = stream.source_id(rec)
