@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -185,11 +186,19 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
     if links_ready is not None:
         links_ready(0, pl.concat(first, how="vertical_relaxed"), allocations)
     clock("settlement")
-    chains = check_chains(fr, orders, s, as_of, ident.acct)
-    quote_ex, quote_links = check_quotes(fr.quote, fr.quote_line, fr.contract, orders.deal, fr.deal_line, orders.order, s,
-                                         orders.unique_keys)
-    delivery_ex, delivery_links = check_deliveries(fr.delivery, orders.order, invoices.inv, s, as_of)
-    billing = check_billing(fr, orders, invoices, chains, s, as_of)
+    # the quote and delivery checks read neither the chains nor the billing: they run on a thread beside the others
+    # (Polars releases the GIL, and each check's many small steps leave a core idle between them)
+    with ThreadPoolExecutor(1, thread_name_prefix="ltc-checks") as aside:
+        quotes = aside.submit(check_quotes, fr.quote, fr.quote_line, fr.contract, orders.deal, fr.deal_line,
+                              orders.order, s, orders.unique_keys)
+        deliveries = aside.submit(check_deliveries, fr.delivery, orders.order, invoices.inv, s, as_of)
+        chains = check_chains(fr, orders, s, as_of, ident.acct)
+        billing = check_billing(fr, orders, invoices, chains, s, as_of)
+        lines = check_lines(fr, chains, s)
+        conflicts = check_stage_conflicts(orders, invoices, payments)
+        customers = check_customers(ident)
+        quote_ex, quote_links = quotes.result()
+        delivery_ex, delivery_links = deliveries.result()
     # goods out and never billed is the more specific fact: the order is not also "ordered, not invoiced"
     shipped_unbilled = [e.filter(pl.col("code") == "DELIVERED_NOT_INVOICED").select(pl.col("keys").list.first())
                         for e in delivery_ex]
@@ -197,8 +206,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
         told = pl.concat(shipped_unbilled)["keys"].implode()
         billing = [e.filter(~((pl.col("code") == "ORDERED_NOT_INVOICED") & pl.col("keys").list.first().is_in(told)))
                    for e in billing]
-    checks = [*chains.exceptions, *check_lines(fr, chains, s), *billing,
-              *check_stage_conflicts(orders, invoices, payments), *check_customers(ident), *quote_ex, *delivery_ex]
+    checks = [*chains.exceptions, *lines, *billing, *conflicts, *customers, *quote_ex, *delivery_ex]
     clock("checks")
     if links_ready is not None:
         links_ready(1, pl.concat([*quote_links, *delivery_links], how="vertical_relaxed")
