@@ -1,0 +1,30 @@
+"""The Dask task runner the fanned-out flows run on (``flows.reconcile.reconcile_on_dask``,
+``flows.sync.sync_on_dask``): a ``LocalCluster`` of worker processes on this machine, or the cluster whose
+scheduler is at ``address``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def dask_runner(workers: int | None = None, address: str | None = None) -> Any:
+    """A ``DaskTaskRunner``: on the cluster at ``address``, else a local cluster of ``workers`` processes (one
+    thread each: a task at a time per process)."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    # the workers report their task runs to this process's Prefect API (without it, each would start a
+    # temporary server of its own)
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        api = str(client.api_url)
+    # each worker's Polars gets its share of the cores (workers that each run a thread per core oversubscribe
+    # the machine)
+    n = workers or 2
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None,
+                                          "env": {"PREFECT_API_URL": api, "POLARS_MAX_THREADS": threads}})
