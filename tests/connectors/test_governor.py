@@ -107,3 +107,32 @@ def test_pacer_keeps_no_credit_when_idle_and_waits_after_a_refusal() -> None:
     before = t.now
     pacer.acquire()
     assert t.now >= before + 1.0
+
+
+def test_a_rate_share_slows_every_governor_and_ends_with_its_block() -> None:
+    """Streams of one source fanned out over k processes: each runs at 1/k, so that together they keep to the
+    vendor's limit (burst, refill and the vendor's reported window alike)."""
+    from connectors.governor import Pacer, rate_share
+
+    t = FakeTime()
+    gov = RateGovernor("hs", capacity=190, interval_s=10, clock=t.clock, sleep=t.sleep)
+    with rate_share(0.5):
+        for _ in range(95 + 95):
+            gov.acquire()
+        # half the burst (95), then half the rate: 95 more take the whole 10 s window
+        assert 9.9 <= t.now <= 10.1
+        gov.observe_window(remaining=40, limit=190, interval_s=10)
+        assert gov.tokens <= 20  # of the 40 the vendor says are left, this process counts its half
+        with rate_share(0.25):  # nested or concurrent shares: the smallest holds
+            assert gov.rate == pytest.approx(190 / 10 / 4)
+        assert gov.rate == pytest.approx(190 / 10 / 2)
+    assert gov.rate == pytest.approx(19.0)  # the block ended: the whole rate again
+    p = Pacer("jdy", capacity=30, interval_s=1, clock=t.clock, sleep=t.sleep)
+    start = t.now
+    with rate_share(1 / 3):
+        for _ in range(11):
+            p.acquire()
+    assert t.now - start == pytest.approx(1.0)  # 10 slots of 1/10 s after the first: 30/s shared by three
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="fraction"), rate_share(bad):
+            pass

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,3 +19,18 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@contextmanager
+def running_sandbox(world: Path) -> Iterator[dict[str, Any]]:
+    """The emulators of the world directory ``world``, as ``ltc sandbox start --world`` runs them (its state kept
+    in the working directory), with their state; stopped at the end."""
+    from ltc.app import emulators
+
+    emulators.start([], 7, 10, str(world))
+    try:
+        state = emulators.read_state()
+        assert state is not None
+        yield state
+    finally:
+        emulators.stop()

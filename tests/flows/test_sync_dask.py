@@ -16,23 +16,17 @@ from canonical.store import Store
 from canonical.tables import raw_record, run
 from sandbox.scenario import generate
 from sandbox.world_writer import write_world
+from tests.flows.conftest import running_sandbox
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    from ltc.app import emulators
-
     world = write_world(generate(60, seed=5, erp="tryton"), tmp_path / "world")
     monkeypatch.chdir(tmp_path)
-    emulators.start([], 7, 10, str(world))
-    try:
-        state = emulators.read_state()
-        assert state is not None
+    with running_sandbox(world) as state:
         yield state
-    finally:
-        emulators.stop()
 
 
 STARTED = datetime.now(UTC) - timedelta(minutes=1)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import sqlalchemy as sa
 
 from canonical.store import Store
+from canonical.tables import run
 from connectors import registry
-from connectors.errors import AuthenticationError
+from connectors.base import Page, StreamSpec, Window
+from connectors.errors import AuthenticationError, NotFound
 from tests.connectors.fake import KeysetConnector, seeded
 
 pytestmark = pytest.mark.prefect
@@ -97,3 +101,51 @@ def test_prefect_yaml_deployments_build_with_their_schedules(prefect_harness: No
     # writing into the CRM is opt-in: the push-crm schedule is declared, not active
     assert deps["push-crm"].schedules[0].schedule.cron == "50 * * * *"
     assert deps["push-crm"].schedules[0].active is False
+
+
+class TwoStreams(KeysetConnector):
+    """Two streams over the same fake source (objects ``deals`` and ``deals_b``); each page notes the rate share
+    in force; the stream named ``failing`` fails at its first page (with an error no retry can fix)."""
+
+    streams = (KeysetConnector.streams[0], dataclasses.replace(KeysetConnector.streams[0], name="deals_b",
+                                                               object="deals_b"))
+    failing: str | None = None
+    shares: ClassVar[list[tuple[str, float]]] = []
+
+    def read_page(self, stream: StreamSpec, window: Window, token: Any) -> Page:
+        from connectors.governor import current_share
+
+        TwoStreams.shares.append((stream.name, current_share()))
+        if stream.name == self.failing:
+            raise NotFound(f"fake: {stream.name} is not an object of this account")  # fatal: not retried
+        return super().read_page(stream, window, token)
+
+
+def test_fanned_out_streams_share_the_rate_and_one_failing_leaves_the_other_landed(
+        env: tuple[str, FakeFactory, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sync_fanned_out`` (what ``sync_on_dask`` runs on Dask; here on the default runner, threads): each of the
+    source's two streams runs at half the rate; the stream that fails is named, the other lands all its records,
+    the source's run says failed and the flow ends Failed."""
+    from flows.sync import sync_fanned_out
+
+    cfg, factory, db_url = env
+    source = factory.source
+
+    def build(name: str, _cfg: Any) -> TwoStreams:
+        conn = TwoStreams(source)
+        conn.name = name
+        conn.failing = "deals_b"
+        return conn
+
+    monkeypatch.setitem(registry.KINDS, "hubspot", build)
+    TwoStreams.shares.clear()
+    state = sync_fanned_out(cfg, return_state=True)
+    assert state.is_failed() and "crm failed: deals_b: fake: deals_b is not an object of this account" in (state.message or "")
+    assert {name for name, _ in TwoStreams.shares} == {"deals", "deals_b"}
+    assert {share for _, share in TwoStreams.shares} == {0.5}
+    store = Store.open(db_url)
+    assert store.count_raw("crm", "deals") == 25 and store.count_raw("crm", "deals_b") == 0
+    with store.engine.connect() as conn:
+        [(status, message)] = conn.execute(sa.select(run.c.status, run.c.message).where(run.c.kind == "sync")).all()
+    assert status == "failed" and message.startswith("deals_b: ")
+    store.close()

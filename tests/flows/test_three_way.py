@@ -19,6 +19,7 @@ from canonical.store import Store
 from reconcile.tables import kpi_snapshot, recon_exception
 from sandbox.scenario import generate
 from sandbox.world_writer import write_world
+from tests.flows.conftest import running_sandbox
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -44,16 +45,9 @@ def world_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sandbox(world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    from ltc.app import emulators
-
     monkeypatch.chdir(tmp_path)
-    emulators.start([], 7, 10, str(world_dir))
-    try:
-        state = emulators.read_state()
-        assert state is not None
+    with running_sandbox(world_dir) as state:
         yield state
-    finally:
-        emulators.stop()
 
 
 def test_demo_run_and_flow_agree(world_dir: Path, tmp_path: Path, sandbox: dict[str, Any],
