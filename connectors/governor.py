@@ -6,17 +6,47 @@ The bucket starts from a configured rate and is corrected by what the vendor rep
 tokens, we believe the vendor. A daily quota (Salesforce's rolling 24 h allocation, HubSpot's daily
 limit) is tracked separately; past ``pause_at`` (a share of the allocation) :meth:`check_quota`
 raises :class:`~connectors.errors.QuotaPaused` so that the run stops with its state saved.
+
+A vendor's limit is per account, not per process: where one source's streams run in several processes at
+once (``flows.sync.sync_on_dask``), each runs its streams inside :func:`rate_share` with its part of the rate
+(1/k for k streams at once), so that together they keep to the limit.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from connectors.errors import QuotaPaused
+
+_shares: list[float] = []  # the rate shares in force in this process (:func:`rate_share`)
+_shares_lock = threading.Lock()
+
+
+def current_share() -> float:
+    """The share of each governor's rate this process may use: the smallest of those in force, else all of it."""
+    with _shares_lock:
+        return min(_shares, default=1.0)
+
+
+@contextmanager
+def rate_share(fraction: float) -> Iterator[None]:
+    """Within the block, every governor of this process runs at ``fraction`` of its rate: it sends no faster, its
+    bucket holds no more than that share of its capacity, and of the requests the vendor says are left in its
+    window it counts only that share as its own. Nested or concurrent blocks: the smallest share holds."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"a rate share is a fraction in (0, 1], not {fraction}")
+    with _shares_lock:
+        _shares.append(fraction)
+    try:
+        yield
+    finally:
+        with _shares_lock:
+            _shares.remove(fraction)
 
 
 @dataclass
@@ -42,11 +72,12 @@ class RateGovernor:
 
     @property
     def rate(self) -> float:
-        return self.capacity / self.interval_s
+        """Requests per second this process may send (its :func:`rate_share` of the vendor's)."""
+        return self.capacity / self.interval_s * current_share()
 
     def _refill(self) -> None:
         now = self.clock()
-        self.tokens = min(float(self.capacity), self.tokens + (now - self._last) * self.rate)
+        self.tokens = min(float(self.capacity) * current_share(), self.tokens + (now - self._last) * self.rate)
         self._last = now
 
     def acquire(self, cost: float = 1.0) -> None:
@@ -67,7 +98,7 @@ class RateGovernor:
             if limit and interval_s and (limit != self.capacity or interval_s != self.interval_s):
                 self.capacity, self.interval_s = float(limit), float(interval_s)
             self._refill()
-            self.tokens = min(self.tokens, float(max(remaining, 0)))
+            self.tokens = min(self.tokens, float(max(remaining, 0)) * current_share())
 
     def observe_daily(self, used: int, limit: int) -> None:
         with self._lock:

@@ -16,7 +16,6 @@ bucket order).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -26,6 +25,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import unmapped
 
+from flows.dask import dask_runner
 from ltc.app import runtime
 from ltc.app.config import load_config
 from reconcile.core import Settings
@@ -57,27 +57,6 @@ def task_mapper(run: Callable[[int], BucketSummary], buckets: Sequence[int]) -> 
         progress.update(100.0 * (i + 1) / (len(futures) or 1), f"bucket {i + 1} of {len(futures)} done",
                         force=i + 1 == len(futures))
     return out
-
-
-def dask_runner(workers: int | None = None, address: str | None = None) -> Any:
-    """A ``DaskTaskRunner``: on the cluster at ``address``, else a local cluster of ``workers`` processes."""
-    from prefect_dask import DaskTaskRunner
-
-    if address:
-        return DaskTaskRunner(address=address)
-    # the workers report their task runs to this process's Prefect API (without it, each would start a
-    # temporary server of its own)
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        api = str(client.api_url)
-    # each worker's Polars gets its share of the cores (workers that each run a thread per core oversubscribe
-    # the machine)
-    n = workers or 2
-    threads = str(max(1, (os.cpu_count() or 1) // n))
-    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None,
-                                          "env": {"PREFECT_API_URL": api, "POLARS_MAX_THREADS": threads}})
 
 
 @flow(name="ltc-reconcile", flow_run_name=_run_name)

@@ -4,6 +4,12 @@
   syncs of the same source from overlapping (created on first use). Each stream is a task with
   coarse Prefect retries for transient failures only (the HTTP layer already retried each call).
 * ``sync_all``: every configured source, each as a subflow.
+* ``sync_on_dask``: every configured source (or the named ones) with all their streams fanned out at once as
+  tasks on a Dask cluster (``flows.dask.dask_runner``: a ``LocalCluster`` of processes, or a scheduler's
+  workers across machines, the store on PostgreSQL). A stream lands what it would land alone; each of a
+  source's k streams runs at 1/k of the vendor's rate (``connectors.governor.rate_share``: the limit is the
+  account's, not a process's), so fanning out helps where landing is the bound (CPU, the database), not the
+  vendor's rate.
 * A stream that hit a vendor quota ends *paused* (state saved); the flow run then ends in a
   Failed state named ``Paused`` with the reason and the fix hint — the runs list shows it red, never a
   green success with partial data (an ``incomplete`` stream: a Failed state named ``Incomplete``).
@@ -17,6 +23,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import ExitStack
 from typing import Any
 
 from prefect import flow, get_run_logger, tags, task
@@ -30,6 +37,7 @@ from prefect.states import Failed, State
 from canonical.locks import stage_lock
 from connectors.base import sync_stream
 from connectors.errors import AuthenticationError, NotFound, PermissionDenied
+from connectors.governor import rate_share as governed_share
 from ltc.app import runtime
 from ltc.app.config import load_config
 from ltc.app.hints import PAUSED_HINT, hint_for
@@ -58,8 +66,10 @@ def ensure_limit(name: str, limit: int = 1) -> None:
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient_only,
       task_run_name="sync {source}.{stream}")
 def sync_stream_task(source: str, stream: str, run_id: str, full_refresh: bool = False,
-                     config_path: str | None = None, progress: Any = None, share: tuple[float, float] = (0, 100)
-                     ) -> dict[str, Any]:
+                     config_path: str | None = None, progress: Any = None, share: tuple[float, float] = (0, 100),
+                     rate_share: float = 1.0) -> dict[str, Any]:
+    """One stream of ``source``; ``rate_share``: the part of the vendor's rate it may use (1/k where k of the
+    source's streams run at once, :func:`sync_on_dask`)."""
     cfg = load_config(config_path)
     store = runtime.open_store(config_path)
     connector = runtime.build_connector(cfg, source)
@@ -70,8 +80,9 @@ def sync_stream_task(source: str, stream: str, run_id: str, full_refresh: bool =
                             f"{source}.{stream}: {r.pages} page(s), {r.records:,} record(s)")
 
     try:
-        result = sync_stream(connector, connector.stream(stream), store, run_id=run_id, full_refresh=full_refresh,
-                             on_page=on_page)
+        with governed_share(rate_share):
+            result = sync_stream(connector, connector.stream(stream), store, run_id=run_id,
+                                 full_refresh=full_refresh, on_page=on_page)
     finally:
         connector.close()
         store.close()
@@ -139,6 +150,76 @@ def _sync_streams(store: Any, source: str, names: list[str], limit: str, full_re
     message = next((r["message"] for r in results if r["status"] in ("paused", "incomplete")), None)
     store.finish_run(run_id, status, {r["stream"]: r for r in results}, message)
     return status, results, message
+
+
+@flow(name="ltc-sync-fanned-out", flow_run_name="sync {sources} (streams fanned out)")
+def sync_fanned_out(config_path: str | None = None, sources: list[str] | None = None,
+                    full_refresh: bool = False) -> Any:
+    """Every stream of the sources (all configured ones unless named) submitted at once to this flow's task runner
+    (:func:`sync_on_dask` runs it on Dask). Each source is held as ``sync_source`` holds it (its store lock and its
+    global concurrency limit) and is one ``sync`` run in the store; a stream that fails or pauses leaves the other
+    streams going. Ends as :func:`sync_all` does: Failed (named ``Paused`` when nothing failed outright) naming
+    each source that did not end ok, else per source its streams' results."""
+    cfg = load_config(config_path)
+    names = runtime.source_names(cfg, sources)
+    plan: dict[str, list[str]] = {}
+    for name in names:
+        connector = runtime.build_connector(cfg, name)
+        plan[name] = [s.name for s in connector.streams]
+        connector.close()
+    log = get_run_logger()
+    store = runtime.open_store(config_path)
+    try:
+        with ExitStack() as held:
+            for name in names:
+                ensure_limit(f"ltc-sync-{name}")
+                held.enter_context(concurrency(f"ltc-sync-{name}", occupy=1, strict=True))
+                held.enter_context(stage_lock(store.engine, f"sync:{name}", on_wait=lambda line: log.warning(line)))
+                store.close_interrupted("sync", name, streams=True)
+            runs = {name: store.begin_run("sync", name) for name in names}
+            futures = {(name, stream): sync_stream_task.with_options(tags=["ltc", f"source:{name}"]).submit(
+                           name, stream, runs[name], full_refresh, config_path, None, (0, 100), 1 / len(plan[name]))
+                       for name in names for stream in plan[name]}
+            outcomes = {name: _fanned_outcome(store, name, runs[name], [(st, futures[(name, st)]) for st in plan[name]])
+                        for name in names}
+    finally:
+        store.close()
+    for name, outcome in outcomes.items():
+        _artifact(name, outcome["streams"])
+        log.info("%s: %s, %d stream(s), %d record(s)", name, outcome["status"], len(outcome["streams"]),
+                 sum(r["records"] for r in outcome["streams"]))
+    return sync_verdict(outcomes, data=outcomes) or outcomes
+
+
+def _fanned_outcome(store: Any, source: str, run_id: str, futures: list[tuple[str, Any]]) -> dict[str, Any]:
+    """One source's outcome once its streams' tasks ended (as :func:`source_outcome` gives it), its run finished."""
+    results: list[dict[str, Any]] = []
+    failed: list[tuple[str, BaseException]] = []
+    for stream, future in futures:
+        try:
+            results.append(future.result())
+        except Exception as exc:  # the other streams' results stand; the source's run says which one failed
+            failed.append((stream, exc))
+    if failed:
+        first, error = failed[0]
+        store.finish_run(run_id, "failed", {r["stream"]: r for r in results}, f"{first}: {error}")
+        return {"status": "failed", "message": f"{first}: {error}", "hint": hint_for(source, error), "streams": results}
+    status = next((r["status"] for r in results if r["status"] == "paused"),
+                  next((r["status"] for r in results if r["status"] == "incomplete"), "success"))
+    said = next((r["message"] for r in results if r["status"] in ("paused", "incomplete")), None)
+    store.finish_run(run_id, status, {r["stream"]: r for r in results}, said)
+    return {"status": "ok" if status == "success" else status, "message": said,
+            "hint": None if status == "success" else hint_for(source, status=status), "streams": results}
+
+
+def sync_on_dask(config_path: str | None = None, sources: list[str] | None = None, *, workers: int | None = None,
+                 address: str | None = None, full_refresh: bool = False) -> Any:
+    """:func:`sync_fanned_out` on Dask: a local cluster of ``workers`` processes, or the cluster at ``address``
+    (its workers need ltc-hub, the ltc.yaml at ``config_path``, the sources' credentials and ``LTC_DATABASE_URL``;
+    a store every worker reaches: PostgreSQL)."""
+    from flows.dask import dask_runner
+
+    return sync_fanned_out.with_options(task_runner=dask_runner(workers, address))(config_path, sources, full_refresh)
 
 
 def sync_each(config_path: str | None, full_refresh: bool = False) -> dict[str, dict[str, Any]]:
