@@ -28,3 +28,14 @@ def dask_runner(workers: int | None = None, address: str | None = None) -> Any:
     return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
                                           "dashboard_address": None,
                                           "env": {"PREFECT_API_URL": api, "POLARS_MAX_THREADS": threads}})
+
+
+def dask_slots(workers: int | None = None, address: str | None = None) -> int:
+    """How many tasks :func:`dask_runner`'s cluster runs at once: its workers' threads (asked of the scheduler at
+    ``address``; a local cluster's ``workers`` run one each)."""
+    if not address:
+        return workers or 2
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        return max(1, sum(client.nthreads().values()))

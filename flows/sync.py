@@ -6,10 +6,10 @@
 * ``sync_all``: every configured source, each as a subflow.
 * ``sync_on_dask``: every configured source (or the named ones) with all their streams fanned out at once as
   tasks on a Dask cluster (``flows.dask.dask_runner``: a ``LocalCluster`` of processes, or a scheduler's
-  workers across machines, the store on PostgreSQL). A stream lands what it would land alone; each of a
-  source's k streams runs at 1/k of the vendor's rate (``connectors.governor.rate_share``: the limit is the
-  account's, not a process's), so fanning out helps where landing is the bound (CPU, the database), not the
-  vendor's rate.
+  workers across machines, the store on PostgreSQL). A stream lands what it would land alone; of a source's k
+  streams at most min(k, n) run at once on the cluster's n threads, each at that share of the vendor's rate
+  (``connectors.governor.rate_share``: the limit is the account's, not a process's), so fanning out helps where
+  landing is the bound (CPU, the database), not the vendor's rate.
 * A stream that hit a vendor quota ends *paused* (state saved); the flow run then ends in a
   Failed state named ``Paused`` with the reason and the fix hint — the runs list shows it red, never a
   green success with partial data (an ``incomplete`` stream: a Failed state named ``Incomplete``).
@@ -154,12 +154,15 @@ def _sync_streams(store: Any, source: str, names: list[str], limit: str, full_re
 
 @flow(name="ltc-sync-fanned-out", flow_run_name="sync {sources} (streams fanned out)")
 def sync_fanned_out(config_path: str | None = None, sources: list[str] | None = None,
-                    full_refresh: bool = False) -> Any:
+                    full_refresh: bool = False, slots: int | None = None) -> Any:
     """Every stream of the sources (all configured ones unless named) submitted at once to this flow's task runner
     (:func:`sync_on_dask` runs it on Dask). Each source is held as ``sync_source`` holds it (its store lock and its
     global concurrency limit) and is one ``sync`` run in the store; a stream that fails or pauses leaves the other
     streams going. Ends as :func:`sync_all` does: Failed (named ``Paused`` when nothing failed outright) naming
-    each source that did not end ok, else per source its streams' results."""
+    each source that did not end ok, else per source its streams' results.
+
+    ``slots``: how many tasks the runner runs at once (unknown: as many as there are streams). Of a source with k
+    streams, at most min(k, slots) run at once, and each runs at that share of the vendor's rate."""
     cfg = load_config(config_path)
     names = runtime.source_names(cfg, sources)
     plan: dict[str, list[str]] = {}
@@ -178,7 +181,8 @@ def sync_fanned_out(config_path: str | None = None, sources: list[str] | None = 
                 store.close_interrupted("sync", name, streams=True)
             runs = {name: store.begin_run("sync", name) for name in names}
             futures = {(name, stream): sync_stream_task.with_options(tags=["ltc", f"source:{name}"]).submit(
-                           name, stream, runs[name], full_refresh, config_path, None, (0, 100), 1 / len(plan[name]))
+                           name, stream, runs[name], full_refresh, config_path, None, (0, 100),
+                           1 / min(len(plan[name]), slots or len(plan[name])))
                        for name in names for stream in plan[name]}
             outcomes = {name: _fanned_outcome(store, name, runs[name], [(st, futures[(name, st)]) for st in plan[name]])
                         for name in names}
@@ -216,10 +220,13 @@ def sync_on_dask(config_path: str | None = None, sources: list[str] | None = Non
                  address: str | None = None, full_refresh: bool = False) -> Any:
     """:func:`sync_fanned_out` on Dask: a local cluster of ``workers`` processes, or the cluster at ``address``
     (its workers need ltc-hub, the ltc.yaml at ``config_path``, the sources' credentials and ``LTC_DATABASE_URL``;
-    a store every worker reaches: PostgreSQL)."""
-    from flows.dask import dask_runner
+    a store every worker reaches: PostgreSQL). The cluster's threads are the flow's slots (a local cluster's
+    workers run one thread each; a remote cluster is asked)."""
+    from flows.dask import dask_runner, dask_slots
 
-    return sync_fanned_out.with_options(task_runner=dask_runner(workers, address))(config_path, sources, full_refresh)
+    runner = dask_runner(workers, address)
+    return sync_fanned_out.with_options(task_runner=runner)(config_path, sources, full_refresh,
+                                                            dask_slots(workers, address))
 
 
 def sync_each(config_path: str | None, full_refresh: bool = False) -> dict[str, dict[str, Any]]:

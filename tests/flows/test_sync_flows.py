@@ -149,3 +149,7 @@ def test_fanned_out_streams_share_the_rate_and_one_failing_leaves_the_other_land
         [(status, message)] = conn.execute(sa.select(run.c.status, run.c.message).where(run.c.kind == "sync")).all()
     assert status == "failed" and message.startswith("deals_b: ")
     store.close()
+    # a runner that runs one task at a time: each stream may use the whole rate
+    TwoStreams.shares.clear()
+    sync_fanned_out(cfg, slots=1, return_state=True)
+    assert {share for _, share in TwoStreams.shares} == {1.0}
