@@ -171,34 +171,37 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
     if there are none) after the checks; the result's ``links`` are part 0 then part 1 (the store path writes them
     while the checks run)."""
     clock = _Clock()
-    ident = resolve_identity(fr)
-    clock("identity")
-    orders = link_orders(fr, ident, s)
-    clock("orders")
-    invoices = link_invoices(fr, ident, orders, s)
-    credits = apply_credits(invoices)
-    clock("invoices+credits")
-    payments = allocate_payments(fr, ident, orders, invoices, credits, s, as_of)
-    clock("payments")
-    settlement = settle(invoices, payments, s, as_of)
-    first = [*orders.links, *invoices.links, *(with_bank_charges(lk, settlement) for lk in payments.links)]
-    allocations = _allocation_rows(payments.alloc, settlement.last_alloc, settlement.ib)
-    if links_ready is not None:
-        links_ready(0, pl.concat(first, how="vertical_relaxed"), allocations)
-    clock("settlement")
-    # the quote and delivery checks read neither the chains nor the billing: they run on a thread beside the others
-    # (Polars releases the GIL, and each check's many small steps leave a core idle between them)
+    # each check runs on a thread beside the linking stages as soon as what it reads is made (Polars releases the
+    # GIL; the stages' many small steps leave a core idle between them): the checks one after the other there,
+    # the links, allocations and settlement here
     with ThreadPoolExecutor(1, thread_name_prefix="ltc-checks") as aside:
+        ident = resolve_identity(fr)
+        customers = aside.submit(check_customers, ident)
+        clock("identity")
+        orders = link_orders(fr, ident, s)
         quotes = aside.submit(check_quotes, fr.quote, fr.quote_line, fr.contract, orders.deal, fr.deal_line,
                               orders.order, s, orders.unique_keys)
+        chains_f = aside.submit(check_chains, fr, orders, s, as_of, ident.acct)
+        lines = aside.submit(lambda: check_lines(fr, chains_f.result(), s))
+        clock("orders")
+        invoices = link_invoices(fr, ident, orders, s)
         deliveries = aside.submit(check_deliveries, fr.delivery, orders.order, invoices.inv, s, as_of)
-        chains = check_chains(fr, orders, s, as_of, ident.acct)
-        billing = check_billing(fr, orders, invoices, chains, s, as_of)
-        lines = check_lines(fr, chains, s)
+        billing_f = aside.submit(lambda: check_billing(fr, orders, invoices, chains_f.result(), s, as_of))
+        credits = apply_credits(invoices)
+        clock("invoices+credits")
+        payments = allocate_payments(fr, ident, orders, invoices, credits, s, as_of)
+        clock("payments")
+        settlement = settle(invoices, payments, s, as_of)
+        first = [*orders.links, *invoices.links, *(with_bank_charges(lk, settlement) for lk in payments.links)]
+        allocations = _allocation_rows(payments.alloc, settlement.last_alloc, settlement.ib)
+        if links_ready is not None:
+            links_ready(0, pl.concat(first, how="vertical_relaxed"), allocations)
+        clock("settlement")
         conflicts = check_stage_conflicts(orders, invoices, payments)
-        customers = check_customers(ident)
+        chains, billing = chains_f.result(), billing_f.result()
         quote_ex, quote_links = quotes.result()
         delivery_ex, delivery_links = deliveries.result()
+        lines_ex, customers_ex = lines.result(), customers.result()
     # goods out and never billed is the more specific fact: the order is not also "ordered, not invoiced"
     shipped_unbilled = [e.filter(pl.col("code") == "DELIVERED_NOT_INVOICED").select(pl.col("keys").list.first())
                         for e in delivery_ex]
@@ -206,7 +209,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
         told = pl.concat(shipped_unbilled)["keys"].implode()
         billing = [e.filter(~((pl.col("code") == "ORDERED_NOT_INVOICED") & pl.col("keys").list.first().is_in(told)))
                    for e in billing]
-    checks = [*chains.exceptions, *lines, *billing, *conflicts, *customers, *quote_ex, *delivery_ex]
+    checks = [*chains.exceptions, *lines_ex, *billing, *conflicts, *customers_ex, *quote_ex, *delivery_ex]
     clock("checks")
     if links_ready is not None:
         links_ready(1, pl.concat([*quote_links, *delivery_links], how="vertical_relaxed")
