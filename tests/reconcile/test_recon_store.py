@@ -212,11 +212,11 @@ def test_bucket_links_written_as_buckets_finish_replace_the_last_run_or_roll_bac
         assert not [t for t in sa.inspect(conn).get_table_names() if t.endswith("__new")]  # SQLite's swap dropped
 
 
-def test_bucket_links_go_to_the_store_before_the_checks_in_the_core_order(
+def test_bucket_links_go_to_the_store_as_they_are_made_in_the_core_order(
         store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A bucket hands its order, invoice and payment links and its allocations to the writer before its checks run
-    (they are written meanwhile), its quote and delivery links after them; each file once, and the stored rows are
-    in the order of the core's frames (part 0, then part 1, bucket by bucket)."""
+    """A bucket hands its order, invoice and payment links and its allocations to the writer once they are made (they
+    are written while the bucket's last checks run), its quote and delivery links after its checks; each file once,
+    and the stored rows are in the order of the core's frames (part 0, then part 1, bucket by bucket)."""
     import reconcile.core as core_mod
 
     monkeypatch.setattr(columnar, "SMALL", 0)  # SQLite: the helper-process writer
@@ -236,12 +236,12 @@ def test_bucket_links_go_to_the_store_before_the_checks_in_the_core_order(
     monkeypatch.setattr(columnar.BulkWriter, "add", recorded_add)
     monkeypatch.setattr(core_mod, "check_chains", recorded_checks)
     got = run_reconciliation(store, Config(), world.as_of, partitions=2, keep=tmp_path / "out")
-    handed = [e for e in events if len(e) > 1 or e[0] == "checks"]
-    assert handed == [
-        ("add", "recon_allocation/00000.arrow", "recon_link/00000.arrow"), ("checks",),
-        ("add", "recon_link/00000-1.arrow"),
-        ("add", "recon_allocation/00001.arrow", "recon_link/00001.arrow"), ("checks",),
-        ("add", "recon_link/00001-1.arrow")]
+    assert [e for e in events if len(e) > 1] == [
+        ("add", "recon_allocation/00000.arrow", "recon_link/00000.arrow"), ("add", "recon_link/00000-1.arrow"),
+        ("add", "recon_allocation/00001.arrow", "recon_link/00001.arrow"), ("add", "recon_link/00001-1.arrow")]
+    # each bucket's quote and delivery links once its checks ran (they run beside the linking stages)
+    last = [events.index(("add", f"recon_link/0000{k}-1.arrow")) for k in range(2)]
+    assert ("checks",) in events[:last[0]] and ("checks",) in events[last[0] + 1:last[1]]
     out = tmp_path / "out"
     parts = [columnar.read_file(out / "links" / f) for f in ("00000.arrow", "00000-1.arrow", "00001.arrow",
                                                               "00001-1.arrow")]
