@@ -166,10 +166,10 @@ LinksReady = Callable[[int, pl.DataFrame | None, pl.DataFrame | None], object]
 def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady | None = None) -> CoreResult:
     """One shot over all the frames (what each partition runs): the stages of :mod:`reconcile.stages`.
 
-    ``links_ready`` is handed the result's links as soon as they are made, before the checks: part 0 (the order,
-    invoice and payment links) with the allocations after the settlement, part 1 (quote and delivery links, ``None``
-    if there are none) after the checks; the result's ``links`` are part 0 then part 1 (the store path writes them
-    while the checks run)."""
+    ``links_ready`` is handed the result's links as soon as they are made: part 0 (the order and invoice links)
+    before the payments are allocated, part 1 (the payment links) with the allocations after the settlement, part 2
+    (quote and delivery links, ``None`` if there are none) after the checks; the result's ``links`` are parts 0, 1
+    and 2 in order (the store path writes each while the next is computed)."""
     clock = _Clock()
     # each check runs on a thread beside the linking stages as soon as what it reads is made (Polars releases the
     # GIL; the stages' many small steps leave a core idle between them): the checks one after the other there,
@@ -185,6 +185,8 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
         lines = aside.submit(lambda: check_lines(fr, chains_f.result(), s))
         clock("orders")
         invoices = link_invoices(fr, ident, orders, s)
+        if links_ready is not None:
+            links_ready(0, _concat([*orders.links, *invoices.links]), None)
         deliveries = aside.submit(check_deliveries, fr.delivery, orders.order, invoices.inv, s, as_of)
         billing_f = aside.submit(lambda: check_billing(fr, orders, invoices, chains_f.result(), s, as_of))
         credits = apply_credits(invoices)
@@ -192,10 +194,10 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
         payments = allocate_payments(fr, ident, orders, invoices, credits, s, as_of)
         clock("payments")
         settlement = settle(invoices, payments, s, as_of)
-        first = [*orders.links, *invoices.links, *(with_bank_charges(lk, settlement) for lk in payments.links)]
+        paid = [with_bank_charges(lk, settlement) for lk in payments.links]
         allocations = _allocation_rows(payments.alloc, settlement.last_alloc, settlement.ib)
         if links_ready is not None:
-            links_ready(0, pl.concat(first, how="vertical_relaxed"), allocations)
+            links_ready(1, _concat(paid), allocations)
         clock("settlement")
         conflicts = check_stage_conflicts(orders, invoices, payments)
         chains, billing = chains_f.result(), billing_f.result()
@@ -212,8 +214,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
     checks = [*chains.exceptions, *lines_ex, *billing, *conflicts, *customers_ex, *quote_ex, *delivery_ex]
     clock("checks")
     if links_ready is not None:
-        links_ready(1, pl.concat([*quote_links, *delivery_links], how="vertical_relaxed")
-                    if quote_links or delivery_links else None, None)
+        links_ready(2, _concat([*quote_links, *delivery_links]), None)
     exceptions = finish_exceptions([*orders.exceptions, *invoices.exceptions, *settlement.exceptions, *checks],
                                    orders.deal, ident.cluster_owner, settlement.ib, fr, s, as_of)
     clock("exceptions")
@@ -226,10 +227,16 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
         quote_chain_columns(fr.quote, fr.contract, quote_links), on="chain_id", how="left").join(
         delivery_chain_columns(delivery_links, fr.delivery), on="chain_id", how="left")
     return CoreResult(chains=chain_rows,
-                      links=pl.concat([*first, *quote_links, *delivery_links], how="vertical_relaxed"),
+                      links=pl.concat([*orders.links, *invoices.links, *paid, *quote_links, *delivery_links],
+                                    how="vertical_relaxed"),
                       allocations=allocations,
                       invoice_balances=settlement.ib, payment_balances=settlement.pbal,
                       exceptions=exceptions, states=states, totals=totals)
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
+    """The frames one after the other, or None for none."""
+    return pl.concat(frames, how="vertical_relaxed") if frames else None
 
 
 def _allocation_rows(alloc: pl.DataFrame, last_alloc: pl.DataFrame, ib: pl.DataFrame) -> pl.DataFrame:

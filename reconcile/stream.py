@@ -149,10 +149,10 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
                frames: Collection[str] = FRAMES) -> BucketSummary:
     """Reconcile bucket ``k``; its result frames of ``frames`` (default: all; the store path, keeping none, writes
     only the links and allocations it stores) and, with ``kpi_period``, its KPI inputs go to ``plan.out``,
-    :data:`LINK_FRAMES` first: ``written(k)`` is called as soon as they are on disk, with ``written`` in two parts
-    (``<k>.arrow`` with the allocations before the checks run, the rest of the links ``<k>-1.arrow`` after them, as
-    Arrow IPC: :func:`canonical.columnar.write_ipc`, :func:`reconcile.core.reconcile_one`'s ``links_ready``),
-    ``written(k)`` called after each."""
+    :data:`LINK_FRAMES` first: ``written(k)`` is called as soon as they are on disk, in three parts as the core makes
+    them (:func:`reconcile.core.reconcile_one`'s ``links_ready``: the order and invoice links ``<k>.arrow``, the
+    payment links and the allocations ``<k>-1.arrow``, the quote and delivery links ``<k>-2.arrow``; Arrow IPC,
+    :func:`canonical.columnar.write_ipc`), ``written(k)`` called after each."""
     if plan.n > 1:
         fr = read_bucket(plan.spill, k, plan.shared)
     else:
@@ -161,7 +161,7 @@ def run_bucket(plan: BucketPlan, k: int, s: Settings, as_of: date,
     out = plan.out
 
     def links_ready(part: int, links: pl.DataFrame | None, allocations: pl.DataFrame | None) -> None:
-        # the links (two parts: <k>.arrow, <k>-1.arrow) and allocations, written before the checks run
+        # the links (three parts: <k>.arrow, <k>-1.arrow, <k>-2.arrow) and the allocations, as they are made
         assert out is not None and written is not None
         for name, df in (("links", links), ("allocations", allocations)):
             if df is not None:

@@ -214,9 +214,10 @@ def test_bucket_links_written_as_buckets_finish_replace_the_last_run_or_roll_bac
 
 def test_bucket_links_go_to_the_store_as_they_are_made_in_the_core_order(
         store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A bucket hands its order, invoice and payment links and its allocations to the writer once they are made (they
-    are written while the bucket's last checks run), its quote and delivery links after its checks; each file once,
-    and the stored rows are in the order of the core's frames (part 0, then part 1, bucket by bucket)."""
+    """A bucket hands its links to the writer in three parts as they are made: the order and invoice links before the
+    payments are allocated, the payment links with the allocations after the settlement, the quote and delivery links
+    after its checks; each file once, and the stored rows are in the order of the core's frames (parts 0, 1, 2,
+    bucket by bucket)."""
     import reconcile.core as core_mod
 
     monkeypatch.setattr(columnar, "SMALL", 0)  # SQLite: the helper-process writer
@@ -237,14 +238,15 @@ def test_bucket_links_go_to_the_store_as_they_are_made_in_the_core_order(
     monkeypatch.setattr(core_mod, "check_chains", recorded_checks)
     got = run_reconciliation(store, Config(), world.as_of, partitions=2, keep=tmp_path / "out")
     assert [e for e in events if len(e) > 1] == [
-        ("add", "recon_allocation/00000.arrow", "recon_link/00000.arrow"), ("add", "recon_link/00000-1.arrow"),
-        ("add", "recon_allocation/00001.arrow", "recon_link/00001.arrow"), ("add", "recon_link/00001-1.arrow")]
+        ("add", "recon_link/00000.arrow"), ("add", "recon_allocation/00000-1.arrow", "recon_link/00000-1.arrow"),
+        ("add", "recon_link/00000-2.arrow"),
+        ("add", "recon_link/00001.arrow"), ("add", "recon_allocation/00001-1.arrow", "recon_link/00001-1.arrow"),
+        ("add", "recon_link/00001-2.arrow")]
     # each bucket's quote and delivery links once its checks ran (they run beside the linking stages)
-    last = [events.index(("add", f"recon_link/0000{k}-1.arrow")) for k in range(2)]
+    last = [events.index(("add", f"recon_link/0000{k}-2.arrow")) for k in range(2)]
     assert ("checks",) in events[:last[0]] and ("checks",) in events[last[0] + 1:last[1]]
     out = tmp_path / "out"
-    parts = [columnar.read_file(out / "links" / f) for f in ("00000.arrow", "00000-1.arrow", "00001.arrow",
-                                                              "00001-1.arrow")]
+    parts = [columnar.read_file(out / "links" / f"0000{k}{part}.arrow") for k in range(2) for part in ("", "-1", "-2")]
     assert all(p.height for p in parts)
     with store.engine.connect() as conn:
         stored = conn.execute(sa.select(recon_link.c.from_id, recon_link.c.to_id, recon_link.c.rule_id)
