@@ -76,3 +76,15 @@ def test_streams_fanned_out_on_dask_land_what_one_process_lands(
     assert raws == ref_raws and len(raws) > 500
     assert streams == ref_streams and all(s[3] == "success" for s in streams)
     assert runs == ref_runs == sorted(("sync", name, "success") for name in fanned)
+
+
+def test_the_slots_of_a_cluster_are_its_worker_threads() -> None:
+    """A source's streams share its rate by the tasks the cluster runs at once: a remote scheduler is asked for its
+    workers' threads, a local cluster's workers run one each."""
+    from distributed import LocalCluster
+
+    from flows.dask import dask_slots
+
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        assert dask_slots(address=cluster.scheduler_address) == 4
+    assert dask_slots(workers=3) == 3 and dask_slots() == 2
