@@ -57,8 +57,8 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from distributed import LocalCluster
-    from prefect.client.orchestration import get_client
 
+    from flows.dask import local_cluster_kwargs
     from flows.sync import sync_all, sync_on_dask
     from ltc.app import emulators
 
@@ -73,13 +73,9 @@ def main() -> None:
             t = time.perf_counter()
             sync_all(cfg)
             one_s = time.perf_counter() - t
-            with get_client(sync_client=True) as client:
-                api = str(client.api_url)
             os.environ["LTC_DATABASE_URL"] = urls["dask"]  # the workers start with this environment
             t = time.perf_counter()
-            threads = str(max(1, (os.cpu_count() or 1) // args.workers))
-            with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                              env={"PREFECT_API_URL": api, "POLARS_MAX_THREADS": threads}) as cluster:
+            with LocalCluster(**local_cluster_kwargs(args.workers)) as cluster:  # as sync_on_dask's own
                 print(f"dask: a LocalCluster of {args.workers} worker processes started in "
                       f"{time.perf_counter() - t:.2f}s (not timed)", flush=True)
                 t = time.perf_counter()
