@@ -583,6 +583,9 @@ def _path() -> str:
 
 def _serve() -> None:
     """The helper's loop (``python -m canonical.columnar``)."""
+    from canonical.interpreter import allow_huge_pages
+
+    allow_huge_pages()  # as its allocator asks, whenever it was started (it serves runs of every size)
     inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, not into the answers
     while True:

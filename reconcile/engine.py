@@ -39,6 +39,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from canonical import columnar, db
+from canonical.interpreter import no_huge_pages
 from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
@@ -236,8 +237,10 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # each bucket's links and allocations go to the store as it finishes, while the next bucket is computed (the
     # last one's while the KPIs are); they replace the previous run's at once when committed last (fresh tables
     # swapped in, see BulkWriter: on PostgreSQL in one transaction, on SQLite committed bucket by bucket)
-    with start_export(store, src, [*DISCOVERY_TABLES, *others, *lines], omit, lead=len(DISCOVERY_TABLES),
-                      from_end=several) as exporting, \
+    # one bucket: its memory is nearly all new, in small pages (canonical.interpreter.no_huge_pages)
+    with contextlib.nullcontext() if several else no_huge_pages(), \
+            start_export(store, src, [*DISCOVERY_TABLES, *others, *lines], omit, lead=len(DISCOVERY_TABLES),
+                         from_end=several) as exporting, \
             ThreadPoolExecutor(1, thread_name_prefix="ltc-commit") as pool, \
             columnar.BulkWriter(store.engine, [recon_link.name, recon_allocation.name],
                                 rows_hint=exporting.rows, swap=True) as writer:

@@ -17,6 +17,7 @@ a Dask task runner; the scratch and ``out`` directories must then be on storage 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 import polars as pl
 
 from canonical import columnar
+from canonical.interpreter import no_huge_pages
 from reconcile.core import Settings, _Clock, buckets_for, merge_totals, reconcile_one
 from reconcile.discovery import discover_directory, link_tables
 from reconcile.frames import SCHEMAS, Frames
@@ -217,7 +219,9 @@ def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | 
     """Reconcile the world in ``directory`` bucket by bucket (``partitions``: default grows with the input;
     ``mapper`` runs :func:`run_bucket` over the buckets, by default one after the other here)."""
     clock = _Clock()
-    with tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
+    # one bucket: its memory is nearly all new, in small pages (canonical.interpreter.no_huge_pages)
+    with contextlib.nullcontext() if bucket_count(directory, partitions) > 1 else no_huge_pages(), \
+            tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
         plan = plan_buckets(directory, tmp, out, partitions)
         clock("pre-pass + spill")
 

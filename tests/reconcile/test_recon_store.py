@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -332,3 +333,28 @@ def test_the_scratch_directory_is_gone_when_the_run_returns(store: Store, tmp_pa
     with pytest.raises(RuntimeError, match="bucket 1 failed"):
         run_reconciliation(store, Config(), world.as_of, partitions=2, scratch=scratch, mapper=failing)
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_THP_DISABLE is Linux's")
+def test_one_bucket_runs_in_small_pages_several_in_huge_pages(store: Store, tmp_path: Path) -> None:
+    """A one-bucket run's memory is nearly all new: no transparent huge pages while it runs (store path and world
+    directory alike); a run of several buckets uses memory again and keeps them; either way as before afterwards."""
+    from canonical.interpreter import _huge_pages_off
+    from reconcile.stream import reconcile_world
+
+    world = generate(300, seed=5)
+    world.load(store)
+    world.save(tmp_path / "world")
+    seen: list[bool | None] = []
+
+    def watching(fn, buckets):  # type: ignore[no-untyped-def]
+        for k in buckets:
+            seen.append(_huge_pages_off())
+            yield fn(k)
+
+    for partitions, off in ((None, True), (2, False)):
+        seen.clear()
+        run_reconciliation(store, Config(), world.as_of, partitions=partitions, mapper=watching)
+        reconcile_world(tmp_path / "world", Settings(), world.as_of, partitions=partitions, mapper=watching)
+        assert seen and set(seen) == {off}, (partitions, seen)
+        assert _huge_pages_off() is False
