@@ -342,14 +342,9 @@ def _trim_heap() -> None:
     Arrow's freed buffers of a few MB stay in the heap once glibc has raised its mmap threshold past them (it does
     when a larger buffer is freed), and the buckets would run on top of them (at 100k chains in 4 buckets: +40 MB
     on the run's peak)."""
-    import ctypes
-    import ctypes.util
+    from canonical.interpreter import libc
 
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
+    trim = getattr(libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
 
