@@ -24,6 +24,7 @@ Everything is derived from the SQLAlchemy table, so a new canonical entity (or a
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import io
 import os
@@ -320,13 +321,15 @@ def arrow_view(df: pl.DataFrame) -> Any:
 
 
 class WriteBehind:
-    """One write at a time on a thread of its own while the caller makes the next (pyarrow's Parquet writers run
-    without the GIL: the other core writes). :meth:`submit` waits for the write before it; the block's end waits for
-    the last (its error raised, unless the block is left by another)."""
+    """Writes on threads of their own while the caller makes the next (pyarrow's Parquet writers run without the
+    GIL: the other core writes): at most ``slots`` at a time (one, by default: writes to one file stay in order);
+    :meth:`submit` waits for the oldest when they are all taken. The block's end waits for every write (the first
+    error raised, unless the block is left by another)."""
 
-    def __init__(self, name: str) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=name)
-        self._pending: Future[Any] | None = None
+    def __init__(self, name: str, slots: int = 1) -> None:
+        self._pool = ThreadPoolExecutor(slots, thread_name_prefix=name)
+        self._slots = slots
+        self._pending: collections.deque[Future[Any]] = collections.deque()
 
     def __enter__(self) -> WriteBehind:
         return self
@@ -335,20 +338,28 @@ class WriteBehind:
         try:
             if kind is None:
                 self.wait()
-            elif self._pending is not None:
-                with contextlib.suppress(BaseException):  # the block's own error is the one raised
-                    self._pending.result()
+            else:
+                for pending in self._pending:
+                    with contextlib.suppress(BaseException):  # the block's own error is the one raised
+                        pending.result()
         finally:
             self._pool.shutdown(wait=True)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.wait()
-        self._pending = self._pool.submit(fn, *args)
+        while len(self._pending) >= self._slots:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(fn, *args))
 
     def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        try:
+            while self._pending:
+                self._pending[0].result()
+                self._pending.popleft()
+        finally:
+            for pending in self._pending:  # an error: the others end before it is raised
+                with contextlib.suppress(BaseException):
+                    pending.result()
+            self._pending.clear()
 
 
 def scratch_parquet() -> dict[str, Any]:
