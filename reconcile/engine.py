@@ -39,7 +39,6 @@ import polars as pl
 import sqlalchemy as sa
 
 from canonical import columnar, db
-from canonical.interpreter import no_huge_pages
 from canonical.locks import stage_lock
 from canonical.store import Store, now
 from reconcile import lifecycle
@@ -59,6 +58,7 @@ from reconcile.stream import (
     plan_buckets,
     read_frame,
     run_bucket,
+    run_memory,
     sequential,
 )
 from reconcile.tables import kpi_snapshot, recon_allocation, recon_link
@@ -225,7 +225,8 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # every table exported in the background by two helper processes, a table at a time each, in the order they are
     # read: reference discovery's (deal, order and invoice build its index; payment, discovered last, is exported
     # while the others are), then the others (leads: for the KPIs), exported while discovery runs
-    several = _buckets(store, partitions) > 1
+    buckets = _buckets(store, partitions)
+    several = buckets > 1
     rest = [name for name in Frames.__dataclass_fields__ if name not in DISCOVERY_TABLES]
     # with several buckets, the line tables (the bulk of the rest) come last: the pre-pass does not read them, the
     # spill waits for them (not discovery, which waited 4-6 s for them at 1M chains); the second helper, done with
@@ -237,8 +238,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
     # each bucket's links and allocations go to the store as it finishes, while the next bucket is computed (the
     # last one's while the KPIs are); they replace the previous run's at once when committed last (fresh tables
     # swapped in, see BulkWriter: on PostgreSQL in one transaction, on SQLite committed bucket by bucket)
-    # one bucket: its memory is nearly all new, in small pages (canonical.interpreter.no_huge_pages)
-    with contextlib.nullcontext() if several else no_huge_pages(), \
+    with run_memory(buckets), \
             start_export(store, src, [*DISCOVERY_TABLES, *others, *lines], omit, lead=len(DISCOVERY_TABLES),
                          from_end=several) as exporting, \
             ThreadPoolExecutor(1, thread_name_prefix="ltc-commit") as pool, \

@@ -112,6 +112,13 @@ def clear_out(out: str | Path) -> Path:
 DISCOVERY_TABLES = ("deal", "order", "invoice", "payment")
 
 
+def run_memory(buckets: int) -> contextlib.AbstractContextManager[None]:
+    """How a run of ``buckets`` holds its memory: one bucket's is nearly all new, in small pages
+    (:func:`canonical.interpreter.no_huge_pages`); several use freed memory again, in the huge pages the allocator
+    asks for."""
+    return contextlib.nullcontext() if buckets > 1 else no_huge_pages()
+
+
 def plan_buckets(directory: str | Path, scratch: str | Path, out: str | Path | None = None,
                  partitions: int | None = None, ready: Callable[[], object] | None = None,
                  lines: Callable[[], object] | None = None,
@@ -219,8 +226,7 @@ def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | 
     """Reconcile the world in ``directory`` bucket by bucket (``partitions``: default grows with the input;
     ``mapper`` runs :func:`run_bucket` over the buckets, by default one after the other here)."""
     clock = _Clock()
-    # one bucket: its memory is nearly all new, in small pages (canonical.interpreter.no_huge_pages)
-    with contextlib.nullcontext() if bucket_count(directory, partitions) > 1 else no_huge_pages(), \
+    with run_memory(bucket_count(directory, partitions)), \
             tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
         plan = plan_buckets(directory, tmp, out, partitions)
         clock("pre-pass + spill")
