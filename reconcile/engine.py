@@ -15,7 +15,8 @@ starts once the deal, order and invoice tables are there (the payments are expor
 are exported while it runs; with several buckets the line tables (which the pre-pass's bucket assignment does not
 read either) come last, exported from the last backwards by the second helper while the first exports the others. In a second transaction the KPI snapshot is
 stored (with the open book after the lifecycle: open exceptions, amount at risk) and the exception
-lifecycle (:mod:`reconcile.lifecycle`) applied. The run is recorded in the
+lifecycle (:mod:`reconcile.lifecycle`) applied: on PostgreSQL while the links' commit builds their indexes, on SQLite
+once it is done. The run is recorded in the
 ``run`` table with its counts; a conservation failure marks the run failed and re-raises.
 
 Frames already in memory (``frames=``) are reconciled in one shot instead; the results are the same.
@@ -155,23 +156,27 @@ def _reconcile_steps(store: Store, settings: Settings, as_of: date, frames: Fram
                      removing: list[threading.Thread]) -> ReconcileResult:
     """Reconcile in a scratch directory, then the exception lifecycle and the KPI snapshot; the links'
     checkpoints settled before it returns."""
+    def book(result: ReconcileResult, at: datetime, found: dict[str, dict[str, Any]] | None) -> None:
+        """The exception lifecycle and the KPI snapshot (with the open book after it), in a transaction of their own."""
+        at_clock = _Clock()
+        with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
+            result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
+            result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
+            _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
+                                                                       pl.lit(as_of).alias("as_of")))
+        at_clock("KPI snapshot + exception lifecycle")
+
     with _scratch_dir(scratch, removing) as tmp:
         out = Path(keep) if keep is not None else Path(tmp) / "out"
-        found: dict[str, dict[str, Any]] | None = None
         if frames is not None:
             result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
             _store_links(store, out)
-            at = now()
+            rest: Callable[[], None] = functools.partial(book, result, now(), None)
         else:
-            result, at, found = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out,
-                                          run_id, partitions, mapper, writers, kept=keep is not None)
+            result, rest = _bucketed(store, settings, as_of, period_start, period_end, Path(tmp), out, run_id,
+                                     partitions, mapper, writers, book, kept=keep is not None)
         clock("reconcile + KPIs, links + allocations stored")
-    with store.engine.connect() as conn, _no_checkpoint(conn, bool(writers)), conn.begin():
-        result.lifecycle = lifecycle.sync(conn, result.exceptions, run_id, at, found)
-        result.kpis = _with_exposure(result.kpis, lifecycle.exposure(conn, settings.reporting_currency), as_of)
-        _insert_small(conn, kpi_snapshot, result.kpis.with_columns(pl.lit(run_id).alias("run_id"),
-                                                                   pl.lit(as_of).alias("as_of")))
-    clock("KPI snapshot + exception lifecycle")
+    rest()  # the lifecycle step, unless done (PostgreSQL); the scratch directory is removed meanwhile
     for w in writers:
         w.settle()
     clock("links' checkpoint")
@@ -212,12 +217,16 @@ def _one_shot(fr: Frames, s: Settings, as_of: date, start: date | None, end: dat
 
 
 def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: date | None, tmp: Path, out: Path,
-              run_id: str, partitions: int | None, mapper: Mapper,
-              writers: list[columnar.BulkWriter], kept: bool = True
-              ) -> tuple[ReconcileResult, datetime, dict[str, dict[str, Any]]]:
-    """The store path's reconciliation (export, pre-pass, buckets, KPIs, links stored); also the exception
-    lifecycle's time and its rows (:func:`reconcile.lifecycle.prepare`), made while the links are committed.
-    Unless the result frames are ``kept``, the buckets write only the links and allocations (what is stored)."""
+              run_id: str, partitions: int | None, mapper: Mapper, writers: list[columnar.BulkWriter],
+              book: Callable[[ReconcileResult, datetime, dict[str, dict[str, Any]]], None], kept: bool = True
+              ) -> tuple[ReconcileResult, Callable[[], None]]:
+    """The store path's reconciliation (export, pre-pass, buckets, KPIs, links stored) and ``book``, the exception
+    lifecycle, given its time and its rows (:func:`reconcile.lifecycle.prepare`), made while the links are committed.
+    On PostgreSQL ``book``'s transaction runs while the links' commit does too (its index builds: 6 s at 1M chains);
+    on SQLite after it, by the caller (what is returned beside the result: a no-op on PostgreSQL), as there is one
+    writer at a time and a transaction of this process's engine, which begins deferred, could not write after a
+    commit made since its first read. Unless the result frames are ``kept``, the buckets write only the links and
+    allocations (what is stored)."""
     clock = _Clock()
     # the KPIs read created_at; reference discovery (the pre-pass of plan_buckets) reads the texts and vendor
     # ids that the buckets then leave out
@@ -284,6 +293,7 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         # the last appends, the index rebuilds and the commit run in the helper (or on COPY's connection): this
         # process meanwhile computes the KPIs and makes the lifecycle's rows
         committed = pool.submit(writer.finish, False)
+        beside = store.engine.dialect.name == "postgresql"  # book() while the links are committed
         try:
             inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
             inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
@@ -295,12 +305,15 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
             at = now()
             found = lifecycle.prepare(res.exceptions, run_id, at, store.engine.dialect)
             clock("lifecycle rows made (the links committed meanwhile)")
+            result = ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
+                                     chains=res.chains, kpis=kpis, partitions=plan.n, out=out)
+            if beside:
+                book(result, at, found)
         finally:
             committed.result()
         writers.append(writer)
     clock("links + allocations stored")
-    return (ReconcileResult(run_id=run_id, as_of=as_of, exceptions=res.exceptions, totals=res.totals,
-                            chains=res.chains, kpis=kpis, partitions=plan.n, out=out), at, found)
+    return result, (lambda: None) if beside else functools.partial(book, result, at, found)
 
 
 def _buckets(store: Store, partitions: int | None) -> int:

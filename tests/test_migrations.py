@@ -116,3 +116,39 @@ def test_links_lose_their_run_id_and_a_downgrade_gives_back_the_latest_runs(empt
         for name in ("recon_link", "recon_allocation"):
             assert conn.execute(sa.text(f"SELECT run_id FROM {name}")).scalars().all() == ["reconcile-new"]
     engine.dispose()
+
+
+def test_link_keys_sort_in_byte_order_on_postgresql(empty_url: str) -> None:
+    """0011_i17c_collation: on PostgreSQL the looked-up link keys take the "C" collation (their per-run index rebuild
+    sorts bytes, not locale text) and keep their rows; lookups and joins with default-collation ids still match; a
+    downgrade gives back the database's default. SQLite's schema is unchanged."""
+    from alembic import command
+
+    engine = db.make_engine(empty_url)
+    db.upgrade(engine, "0010_i17links")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO recon_link (chain_id, from_entity, from_id, to_entity, to_id, rule_id, "
+                             "evidence, confidence) VALUES ('hubspot:deal:Äx', 'deal', 'd1', 'order', 'o1', "
+                             "'order.deal_ref', '{\"text\": \"x\"}', '1.0000000000')"))
+    pg = engine.dialect.name == "postgresql"
+
+    def collations() -> dict[str, str | None]:
+        if not pg:
+            return {}
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(
+                "SELECT table_name || '.' || column_name, collation_name FROM information_schema.columns "
+                "WHERE (table_name, column_name) IN (('recon_link', 'chain_id'), ('recon_allocation', 'invoice_id'))"
+            )).all())
+
+    db.upgrade(engine)
+    assert collations() == ({"recon_link.chain_id": "C", "recon_allocation.invoice_id": "C"} if pg else {})
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT from_id FROM recon_link WHERE chain_id = :c"),
+                            {"c": "hubspot:deal:Äx"}).scalars().all() == ["d1"]
+        joined = "SELECT l.from_id FROM recon_link l JOIN (SELECT 'hubspot:deal:Äx' AS id) d ON d.id = l.chain_id"
+        assert conn.execute(sa.text(joined)).scalars().all() == ["d1"]
+    with engine.begin() as conn:
+        command.downgrade(db.alembic_config(conn), "0010_i17links")
+    assert collations() == ({"recon_link.chain_id": None, "recon_allocation.invoice_id": None} if pg else {})
+    engine.dispose()

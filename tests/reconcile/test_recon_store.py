@@ -359,3 +359,45 @@ def test_one_bucket_runs_in_small_pages_several_in_huge_pages(store: Store, tmp_
         reconcile_world(tmp_path / "world", Settings(), world.as_of, partitions=partitions, mapper=watching)
         assert seen and set(seen) == {off}, (partitions, seen)
         assert _huge_pages_off() is before
+
+
+def test_the_lifecycle_is_applied_beside_the_links_commit_on_postgresql(store: Store,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: the exception lifecycle's transaction commits while the links' commit (their index builds) is still
+    under way, the old links still what other sessions see; SQLite: after the links' commit (one writer at a time).
+    Either way both are stored in full."""
+    import threading
+
+    monkeypatch.setattr(columnar, "SMALL", 0)  # SQLite: the helper-process writer
+    world = generate(150, seed=9)
+    world.load(store)
+    run_reconciliation(store, Config(), world.as_of)
+    first_links = _stored_links(store)
+    with store.engine.begin() as conn:  # a row the second run must put back
+        conn.execute(sa.delete(recon_link).where(recon_link.c.from_id == first_links[0][0],
+                                                 recon_link.c.to_id == first_links[0][1]))
+    pg = store.engine.dialect.name == "postgresql"
+    synced, order, seen = threading.Event(), [], []
+    real_finish, real_sync = columnar.BulkWriter.finish, lifecycle.sync
+
+    def finish(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if pg:  # the commit held until the lifecycle has committed beside it (the run would hang if it waited)
+            assert synced.wait(30), "the lifecycle did not run while the links were being committed"
+        out = real_finish(self, *args, **kwargs)
+        order.append("links")
+        return out
+
+    def sync(conn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real_sync(conn, *args, **kwargs)
+        order.append("lifecycle")
+        seen.append(len(_stored_links(store)))  # what another session sees of the links meanwhile
+        synced.set()
+        return out
+
+    monkeypatch.setattr(columnar.BulkWriter, "finish", finish)
+    monkeypatch.setattr(lifecycle, "sync", sync)
+    second = run_reconciliation(store, Config(), world.as_of)
+    assert order == (["lifecycle", "links"] if pg else ["links", "lifecycle"])
+    assert seen == [len(first_links) - 1 if pg else len(first_links)]  # PG: the first run's, less the deleted row
+    assert _stored_links(store) == first_links
+    assert second.lifecycle["still_open"] == len(lifecycle.list_exceptions(store, status="open")) > 0
