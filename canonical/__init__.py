@@ -18,3 +18,9 @@ import os
 ALLOCATOR = "thp:always,narenas:1,dirty_decay_ms:5000,muzzy_decay_ms:0"
 
 os.environ.setdefault("_RJEM_MALLOC_CONF", ALLOCATOR)
+
+#: OpenBLAS (loaded with scipy, whose sparse connected components partition a large reconciliation) starts a thread
+#: per core that spins waiting for work: nothing on the data path multiplies matrices, and on 2 cores the spinning
+#: thread took ~0.1 s of CPU from a 100k-chain ``ltc reconcile`` (perf). One thread: no spinning. Kept if set.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+

@@ -58,3 +58,23 @@ def test_a_prefect_worker_loading_the_reconcile_flow_sets_it_too() -> None:
 
 def test_a_value_from_the_environment_is_kept() -> None:
     assert _seen("import reconcile.engine", env_value="narenas:2") == {"polars": "narenas:2"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_openblas_starts_no_spinning_threads_unless_asked(preset: str | None) -> None:
+    """The partition's connected components load scipy and its OpenBLAS, which starts a spinning thread per core
+    for nothing the data path does: after ``import canonical`` it runs on the calling thread alone; a value the
+    environment gives is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    env["PYTHONPATH"] = str(ROOT)
+    code = ("import os, canonical\n"
+            "import numpy as np\nfrom scipy.sparse import coo_matrix\nfrom scipy.sparse.csgraph import connected_components\n"
+            "connected_components(coo_matrix((np.ones(3), (np.arange(3), np.arange(3))), shape=(3, 3)))\n"
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    setting, threads = out.stdout.split()
+    assert setting == (preset or "1")
+    assert (int(threads) == 1) == (preset is None)
