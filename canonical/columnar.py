@@ -1086,7 +1086,7 @@ class BulkWriter:
         self.futures: list[Any] = []
         self.pg: tuple[Connection, Any] | None = None
         self.pg_swapped: list[str] = []  # PostgreSQL: the delete tables filled as fresh tables (see _pg_unswappable)
-        self.checkpoint: Any = None  # after the commit (a future) until settle(): SQLite's checkpoint, PostgreSQL's ANALYZE
+        self.checkpoint: Any = None  # after the commit (a future) until settle(): SQLite's checkpoint
         if _is_pg(engine) or rows_hint >= SMALL:
             self._start()
 
@@ -1139,8 +1139,6 @@ class BulkWriter:
                 return _load_here(self.engine, self.held, self.delete)
             if self.mode == "pg":
                 self.pool.submit(self._pg_end, True).result()
-                if self.swap:  # a fresh table has no statistics yet (a replaced one stale ones): gathered meanwhile
-                    self.checkpoint = self.pool.submit(_pg_analyze, self.engine, list(self.delete))
                 return written
             rows = self.pool.submit(_helper(0).call, _sqlite_end, True).result()
             path = connectorx_url(self.engine).removeprefix("sqlite://")
@@ -1152,9 +1150,8 @@ class BulkWriter:
                 self.settle()
 
     def settle(self) -> None:
-        """Wait for what :meth:`finish` started after the commit (if anything): SQLite's checkpoint, PostgreSQL's
-        statistics of swapped-in tables. Its failure is no failure of the write, which is committed: the next
-        writer's automatic checkpoint copies the WAL then, autovacuum gathers the statistics."""
+        """Wait for what :meth:`finish` started after the commit (if anything): SQLite's checkpoint. Its failure is no
+        failure of the write, which is committed: the next writer's automatic checkpoint copies the WAL then."""
         if self.checkpoint is not None:
             with contextlib.suppress(Exception):
                 self.checkpoint.result()
@@ -1208,6 +1205,10 @@ class BulkWriter:
                 t = _clock()
                 for name in self.pg_swapped:
                     _pg_swap_in(conn, name)
+                if self.swap:  # a fresh table has no statistics yet, a replaced one stale ones: gathered before the commit
+                    for name in self.delete:
+                        if name not in self.pg_swapped:  # a swapped-in one's were, before its swap (_pg_swap_in)
+                            conn.exec_driver_sql(f'ANALYZE "{name}"')
                 trans.commit()
                 _profile("swapped in (indexes built), committed", t)
             else:
@@ -1258,8 +1259,10 @@ def _pg_fresh(conn: Connection, name: str) -> None:
 def _pg_swap_in(conn: Connection, name: str) -> None:
     """PostgreSQL, at the end of a swapping bulk write (its transaction): ``name__new`` given ``name``'s primary
     key, unique constraints and indexes (one sort each, under temporary names), its privileges and its
-    sequences (a serial id goes on counting); then ``name`` dropped and ``name__new`` renamed to it, the indexes and
-    constraints to their names. ``name`` is locked only from the drop to the commit, just after. If readers hold
+    sequences (a serial id goes on counting), and its statistics (ANALYZE: the planner's, committed with the swap,
+    not gathered after it while the caller waits or a first report is planned without them); then ``name`` dropped and
+    ``name__new`` renamed to it, the indexes and constraints to their names. ``name`` is locked only from the drop to
+    the commit, just after. If readers hold
     ``name`` for longer than :data:`SWAP_LOCK_WAIT_MS`, the new rows are copied into it instead (its old rows
     deleted, readers never blocked) and ``name__new`` dropped."""
     import sqlalchemy as sa
@@ -1294,6 +1297,7 @@ def _pg_swap_in(conn: Connection, name: str) -> None:
     # the columns in order, each with the sequence it owns (a serial id's), in one query
     columns = rows("SELECT attname, pg_get_serial_sequence(%s, attname) FROM pg_attribute WHERE attrelid = %s::regclass "
                    "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", f'"{name}"', f'"{name}"')
+    conn.exec_driver_sql(f'ANALYZE "{new}"')  # kept by the table under its new name
     swap = conn.begin_nested()
     try:
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(SWAP_LOCK_WAIT_MS)}")
@@ -1306,6 +1310,7 @@ def _pg_swap_in(conn: Connection, name: str) -> None:
         conn.exec_driver_sql(f'DELETE FROM "{name}"')
         conn.exec_driver_sql(f'INSERT INTO "{name}" ({cols}) SELECT {cols} FROM "{new}"')
         conn.exec_driver_sql(f'DROP TABLE "{new}"')
+        conn.exec_driver_sql(f'ANALYZE "{name}"')
         _profile(f"{name}: held by readers over {SWAP_LOCK_WAIT_MS} ms, its rows replaced instead of swapped", _clock())
         return
     conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
@@ -1327,14 +1332,6 @@ def _tmp_name(name: str) -> str:
     if len(name) + len(tail) <= 63:
         return name + tail
     return f"{name[:48]}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}{tail}"
-
-
-def _pg_analyze(engine: Engine, names: Sequence[str]) -> None:
-    """The planner's statistics of the tables a bulk write replaced."""
-    with engine.connect() as conn:
-        for name in names:
-            conn.exec_driver_sql(f'ANALYZE "{name}"')
-        conn.commit()
 
 
 def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete: Sequence[str] = ()) -> int:
