@@ -10,9 +10,10 @@ one-exception status form.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -148,8 +149,17 @@ def _write(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], confli
 
 def _execute(conn: Connection, table: sa.Table, cols: list[str], rows: list[tuple[Any, ...]],
              conflict: str | None = None) -> None:
-    """``INSERT`` rows already in the driver's forms (values of ``cols``) in one executemany."""
+    """``INSERT`` rows already in the driver's forms (values of ``cols``): one executemany, or on PostgreSQL one
+    ``COPY`` (into a scratch table first when a ``conflict`` is to be skipped)."""
     names = ", ".join(f'"{c}"' for c in cols)
+    if conn.dialect.name == "postgresql":
+        if not conflict:
+            _copy(conn, table.name, cols, rows)
+            return
+        with _scratch(conn, table, cols, rows) as tmp:
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{tmp}" '
+                                 f'ON CONFLICT ("{conflict}") DO NOTHING')
+        return
     marks = ", ".join(_placeholder(conn, table.c[c]) for c in cols)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
     if conflict:
@@ -166,10 +176,41 @@ def _update(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> No
 
 
 def _update_rows(conn: Connection, table: sa.Table, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
-    """``UPDATE`` of ``cols`` by ``fingerprint``, rows already in the driver's forms (their values, the key last)."""
+    """``UPDATE`` of ``cols`` by ``fingerprint``, rows already in the driver's forms (their values, the key last):
+    one executemany, or on PostgreSQL one ``COPY`` into a scratch table and one ``UPDATE … FROM`` it."""
+    if conn.dialect.name == "postgresql":
+        with _scratch(conn, table, [*cols, "fingerprint"], rows) as tmp:
+            sets = ", ".join(f'"{c}" = s."{c}"' for c in cols)
+            conn.exec_driver_sql(f'UPDATE "{table.name}" AS t SET {sets} FROM "{tmp}" AS s '
+                                 'WHERE t."fingerprint" = s."fingerprint"')
+        return
     sets = ", ".join(f'"{c}" = {_placeholder(conn, table.c[c])}' for c in cols)
     key = _placeholder(conn, table.c.fingerprint)
     conn.exec_driver_sql(f'UPDATE "{table.name}" SET {sets} WHERE "fingerprint" = {key}', rows)
+
+
+def _copy(conn: Connection, table: str, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: ``COPY`` the rows (values of ``cols`` in the driver's forms: JSON as text) into ``table``, in
+    ``conn``'s transaction. Tens of thousands of exceptions: a tenth of an executemany's time, most of it the
+    server's (measured at 57k: 1.6-1.8 s of which 0.6-0.9 s in this process)."""
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is psycopg's own API
+    names = ", ".join(f'"{c}"' for c in cols)
+    with raw.cursor() as cur, cur.copy(f'COPY "{table}" ({names}) FROM STDIN') as cp:
+        for row in rows:
+            cp.write_row(row)
+
+
+@contextlib.contextmanager
+def _scratch(conn: Connection, table: sa.Table, cols: list[str], rows: list[tuple[Any, ...]]) -> Iterator[str]:
+    """PostgreSQL: a temporary table of ``table``'s ``cols`` (their types, no constraint) holding the rows, for one
+    statement to read; dropped after it."""
+    tmp = f"_ltc_{table.name}_rows"
+    names = ", ".join(f'"{c}"' for c in cols)
+    conn.exec_driver_sql(f'CREATE TEMPORARY TABLE "{tmp}" ON COMMIT DROP AS SELECT {names} FROM "{table.name}" '
+                         'WITH NO DATA')
+    _copy(conn, tmp, cols, rows)
+    yield tmp
+    conn.exec_driver_sql(f'DROP TABLE "{tmp}"')
 
 
 def _audit(fp: str, frm: str | None, to: str, reason: str, run_id: str | None, at: datetime,

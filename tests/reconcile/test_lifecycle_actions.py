@@ -160,3 +160,62 @@ def test_sync_writes_the_same_rows_from_rows_prepared_before_its_transaction(sto
     plain = synced(later, "r2", None)
     assert plain == synced(later, "r2", store.engine.dialect)
     assert plain[0] == {"new": 0, "reopened": 1, "still_open": ex.height - 4, "auto_resolved": 3}
+
+
+def test_sync_stores_every_value_as_found_whatever_the_text(store: Store) -> None:
+    """What a run finds is stored value for value on either backend (PostgreSQL: by COPY, SQLite: executemany):
+    texts with the characters COPY escapes (tab, newline, backslash, quote) and non-ASCII, missing owners and
+    amounts, exact decimals, the run's instant; kept, reopened and auto-resolved rows updated, the audit trail
+    written."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    import polars as pl
+
+    texts = ["tab\there", "line\nbreak", "back\\slash \\N", 'quote " and \'', "客户 Ünïcode", ""]
+    n = len(texts)
+    ex = pl.DataFrame({
+        "fingerprint": [f"{i:032x}" for i in range(n)], "code": ["INVOICE_AMOUNT_MISMATCH"] * n,
+        "severity": ["high"] * n, "chain_id": [f"deal:{t}" for t in texts],
+        "records": [[f"deal:{t}", f"invoice:{i}"] for i, t in enumerate(texts)],
+        "owner": [None, *texts[1:]], "currency": ["EUR"] * n,
+        "amount": [None, *(Decimal(f"{i}.0001") for i in range(1, n))],
+        "reporting_currency": ["USD"] * n, "amount_reporting": [Decimal("-12345678901234.5678")] * n,
+        "keys": [[t] for t in texts], "detail": texts, "bucket": list(range(n)),
+    }, schema_overrides={"amount": pl.Decimal(38, 4), "amount_reporting": pl.Decimal(38, 4)})
+    at = datetime(2026, 12, 7, 8, 30, 15, 123456, tzinfo=UTC)
+
+    def stored() -> dict[str, dict[str, Any]]:
+        return {r["fingerprint"]: r for r in lifecycle.list_exceptions(store)}
+
+    with store.engine.begin() as conn:
+        assert lifecycle.sync(conn, ex, "r1", at, lifecycle.prepare(ex, "r1", at, store.engine.dialect))["new"] == n
+    rows = stored()
+    for i, t in enumerate(texts):
+        r = rows[f"{i:032x}"]
+        assert (r["chain_id"], r["owner"], r["status"], r["last_run_id"]) == (f"deal:{t}", t if i else None, "open", "r1")
+        assert r["subject_ids"] == [f"deal:{t}", f"invoice:{i}"] and r["source_ids"] == [f"deal:{t}", f"invoice:{i}"]
+        assert r["evidence"] == {"keys": [t], "detail": t, "bucket": i}
+        assert r["amount_at_risk"] == (Decimal(f"{i}.0001") if i else None)
+        assert r["amount_reporting"] == Decimal("-12345678901234.5678")
+        assert r["first_seen_at"] == r["last_seen_at"] == at
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(recon_exception).where(recon_exception.c.fingerprint == f"{1:032x}")
+                     .values(status="resolved"))
+    later = at + timedelta(days=1)
+    again = ex.slice(0, n - 2).with_columns(pl.lit("changed\tdetail").alias("detail"))
+    with store.engine.begin() as conn:
+        counts = lifecycle.sync(conn, again, "r2", later, lifecycle.prepare(again, "r2", later, store.engine.dialect))
+    assert counts == {"new": 0, "reopened": 1, "still_open": n - 3, "auto_resolved": 2}
+    rows = stored()
+    for i in range(n):
+        r = rows[f"{i:032x}"]
+        if i < n - 2:
+            assert (r["status"], r["last_seen_at"], r["first_seen_at"], r["last_run_id"]) == ("open", later, at, "r2")
+            assert r["evidence"]["detail"] == "changed\tdetail" and r["resolved_at"] is None
+        else:
+            assert (r["status"], r["resolved_at"], r["last_seen_at"], r["last_run_id"]) == ("resolved", later, at, "r2")
+    trail = lifecycle.audit_trail(store, f"{1:032x}")
+    assert [(t["action"], t["from_status"], t["to_status"], t["run_id"], t["at"]) for t in trail] == [
+        ("detected", None, "open", "r1", at), ("reopened", "resolved", "open", "r2", later)]
+    assert [t["action"] for t in lifecycle.audit_trail(store, f"{n - 1:032x}")] == ["detected", "auto_resolved"]
