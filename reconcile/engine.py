@@ -45,7 +45,7 @@ from canonical.store import Store, now
 from reconcile import lifecycle
 from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, buckets_for, reconcile_frames
 from reconcile.frames import Frames, conform, exported, start_export, store_table
-from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period
+from reconcile.kpi import KPI_SCHEMA, closed_deals, compute_kpis, kpis_from_inputs, period, period_leads
 from reconcile.partition import LINE_TABLES, NOT_READ
 from reconcile.stream import (
     DISCOVERY_TABLES,
@@ -296,11 +296,14 @@ def _bucketed(store: Store, s: Settings, as_of: date, start: date | None, end: d
         beside = store.engine.dialect.name == "postgresql"  # book() while the links are committed
         try:
             inputs = {name: pl.read_parquet(out / f"kpi_{name}" / "*.parquet") for name in KPI_INPUTS}
-            inputs["closed"] = closed_deals(pl.read_parquet(src / "deal.parquet",
-                                                            columns=["owner", "stage", "close_date", "created_at"]),
-                                            *period(as_of, start, end))
-            kpis = kpis_from_inputs(inputs, conform("lead", pl.read_parquet(src / "lead.parquet")), s, as_of,
-                                    start, end)
+            # the deal and lead tables scanned for the rows the KPIs read, not read whole: at 1M chains this step
+            # set the run's peak (+91 MB on SQLite, +70 MB on PostgreSQL), and read whole they took 94 MB more
+            within = period(as_of, start, end)
+            inputs["closed"] = closed_deals(pl.scan_parquet(src / "deal.parquet").select(
+                "owner", "stage", "close_date", "created_at"), *within).collect()
+            leads = period_leads(pl.scan_parquet(src / "lead.parquet").select(
+                "owner", "created_at", "converted_at"), *within).collect()
+            kpis = kpis_from_inputs(inputs, conform("lead", leads), s, as_of, start, end)
             clock("KPIs (the links committed meanwhile)")
             at = now()
             found = lifecycle.prepare(res.exceptions, run_id, at, store.engine.dialect)

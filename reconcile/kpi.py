@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 import polars as pl
 
@@ -195,11 +196,20 @@ def delivered_orders(fr: Frames, core: CoreResult, start: date, end: date) -> pl
         (~pl.col("short").fill_null(False)).alias("in_full"))
 
 
-def closed_deals(deal: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
+#: a frame, or a lazy one (the store path scans the exported tables: only the rows a KPI reads are read into memory)
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+
+
+def closed_deals(deal: FrameT, start: date, end: date) -> FrameT:
     """The win-rate and sales-cycle input: deals closed in the period (needs only the deal table)."""
     return deal.filter(pl.col("close_date").is_between(start, end)
                        & pl.col("stage").is_in(["closed_won", "closed_lost"])).select(
         "owner", "stage", days(pl.col("created_at").dt.date(), pl.col("close_date")).alias("d"))
+
+
+def period_leads(leads: FrameT, start: date, end: date) -> FrameT:
+    """The lead-conversion input: the leads created in the period (their cohort)."""
+    return leads.filter(pl.col("created_at").dt.date().is_between(start, end))
 
 
 def kpis_from_inputs(inputs: dict[str, pl.DataFrame], leads: pl.DataFrame, s: Settings, as_of: date,
@@ -241,7 +251,7 @@ def kpis_from_inputs(inputs: dict[str, pl.DataFrame], leads: pl.DataFrame, s: Se
     ia = _by_owner(inputs["issued"], [(~pl.col("bad")).sum().alias("ok"), pl.len().alias("n")])
     out.append(_rows(ia, "invoice_accuracy", "error_free_over_issued_pct", "pct", _ratio("ok", "n", 100), "ok", "n"))
 
-    leads = leads.filter(pl.col("created_at").dt.date().is_between(start, end))
+    leads = period_leads(leads, start, end)
     lc = _by_owner(leads, [pl.col("converted_at").is_not_null().sum().alias("c"), pl.len().alias("n")])
     out.append(_rows(lc, "lead_conversion_rate", "converted_in_creation_cohort_pct", "pct", _ratio("c", "n", 100),
                      "c", "n"))
@@ -281,4 +291,5 @@ def compute_kpis(fr: Frames, core: CoreResult, s: Settings, as_of: date,
 
 
 ZERO = Decimal(0)
-__all__ = ["BUCKETS", "KPI_SCHEMA", "MONEY", "closed_deals", "compute_kpis", "kpi_inputs", "kpis_from_inputs"]
+__all__ = ["BUCKETS", "KPI_SCHEMA", "MONEY", "closed_deals", "compute_kpis", "kpi_inputs", "kpis_from_inputs",
+           "period_leads"]
