@@ -177,6 +177,7 @@ def _reconcile_steps(store: Store, settings: Settings, as_of: date, frames: Fram
                                      partitions, mapper, writers, book, kept=keep is not None)
         clock("reconcile + KPIs, links + allocations stored")
     rest()  # the lifecycle step, unless done (PostgreSQL); the scratch directory is removed meanwhile
+    clock = _Clock()  # the lifecycle step timed itself (book): the checkpoint's wait alone from here
     for w in writers:
         w.settle()
     clock("links' checkpoint")

@@ -191,8 +191,8 @@ def _update_rows(conn: Connection, table: sa.Table, cols: list[str], rows: list[
 
 def _copy(conn: Connection, table: str, cols: list[str], rows: list[tuple[Any, ...]]) -> None:
     """PostgreSQL: ``COPY`` the rows (values of ``cols`` in the driver's forms: JSON as text) into ``table``, in
-    ``conn``'s transaction. Tens of thousands of exceptions: a tenth of an executemany's time, most of it the
-    server's (measured at 57k: 1.6-1.8 s of which 0.6-0.9 s in this process)."""
+    ``conn``'s transaction. 57k exceptions of a first run (and their audit rows) took 0.88 s, executemany 1.46 s (this
+    process's CPU 0.34 against 0.90 s)."""
     raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is psycopg's own API
     names = ", ".join(f'"{c}"' for c in cols)
     with raw.cursor() as cur, cur.copy(f'COPY "{table}" ({names}) FROM STDIN') as cp:
