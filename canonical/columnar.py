@@ -1124,6 +1124,11 @@ class BulkWriter:
         else:
             self.futures.append(self.pool.submit(_helper(0).call, _sqlite_append, jobs))
 
+    def drain(self) -> None:
+        """Wait for the appends handed over so far (their errors raised here, the write still open)."""
+        for f in list(self.futures):
+            f.result()
+
     def finish(self, settle: bool = True) -> int:
         """Wait for the appends, commit; the rows written. On SQLite the committed write is then copied from the
         WAL into the database (a checkpoint); ``settle=False`` leaves that running in the background (the rows

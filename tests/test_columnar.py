@@ -400,8 +400,8 @@ def test_pg_swap_keeps_the_schema_privileges_and_sequence(pg_new_database: Any, 
         with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, swap=True) as writer:
             for p in parts:
                 writer.add([columnar.Load(shape, (str(p),), wrap={"evidence": "text"})])
-            for f in writer.futures:
-                f.result()
+            writer.drain()  # every append done, nothing committed
+            assert all(f.done() for f in writer.futures)
             assert _link_rows(store) == before  # readers: the last run's rows, in the old table
             assert writer.finish(settle=False) == 61  # nothing left to settle on PostgreSQL
         got = _link_rows(store)
