@@ -339,9 +339,7 @@ class WriteBehind:
             if kind is None:
                 self.wait()
             else:
-                for pending in self._pending:
-                    with contextlib.suppress(BaseException):  # the block's own error is the one raised
-                        pending.result()
+                self._settle()  # the block's own error is the one raised
         finally:
             self._pool.shutdown(wait=True)
 
@@ -356,10 +354,14 @@ class WriteBehind:
                 self._pending[0].result()
                 self._pending.popleft()
         finally:
-            for pending in self._pending:  # an error: the others end before it is raised
-                with contextlib.suppress(BaseException):
-                    pending.result()
-            self._pending.clear()
+            self._settle()  # an error: the others end before it is raised
+
+    def _settle(self) -> None:
+        """Let every pending write end, its error dropped (another one is being raised)."""
+        for pending in self._pending:
+            with contextlib.suppress(BaseException):
+                pending.result()
+        self._pending.clear()
 
 
 def scratch_parquet() -> dict[str, Any]:

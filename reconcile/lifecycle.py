@@ -85,7 +85,7 @@ def sync(conn: Connection, ex: pl.DataFrame, run_id: str, at: datetime | None = 
     # the audit rows as the driver takes them (every value text but the instant, converted once)
     when = _stored(conn.dialect, audit_t.c.at)(at)
     audit: list[tuple[Any, ...]] = []
-    # bulk, at the driver level: tens of thousands of exceptions are one executemany each, not a Python
+    # bulk, at the driver level: tens of thousands of exceptions are one executemany (PostgreSQL: COPY) each, not a Python
     # round of SQLAlchemy's per-row type processing (the values are converted to their stored forms here)
     pre = found.stored if isinstance(found, Found) and found.dialect == conn.dialect.name else None
     if new:
@@ -141,7 +141,7 @@ def _placeholder(conn: Connection, col: sa.Column[Any]) -> str:
 
 
 def _write(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], conflict: str | None = None) -> None:
-    """``INSERT`` the rows (all with the same keys) in one driver-level executemany."""
+    """``INSERT`` the rows (all with the same keys) at the driver level (:func:`_execute`)."""
     cols = list(rows[0])
     conv = [_stored(conn.dialect, table.c[c]) for c in cols]
     _execute(conn, table, cols, [tuple(f(r[c]) for c, f in zip(cols, conv, strict=True)) for r in rows], conflict)
@@ -168,7 +168,7 @@ def _execute(conn: Connection, table: sa.Table, cols: list[str], rows: list[tupl
 
 
 def _update(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """``UPDATE`` each row's columns by its ``fingerprint`` (all rows with the same keys), one executemany."""
+    """``UPDATE`` each row's columns by its ``fingerprint`` (all rows with the same keys; :func:`_update_rows`)."""
     cols = [c for c in rows[0] if c != "fingerprint"]
     conv = [_stored(conn.dialect, table.c[c]) for c in cols]
     _update_rows(conn, table, cols,
