@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -423,6 +424,44 @@ def test_pg_swap_keeps_the_schema_privileges_and_sequence(pg_new_database: Any, 
         with store.engine.begin() as conn:
             conn.exec_driver_sql(f'REVOKE ALL ON recon_link FROM "{role}"')
             conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("step", [1, 3])
+@pytest.mark.parametrize("swap", [True, False])
+def test_pg_bulk_writer_numbers_serial_ids_from_the_sequence(pg_new_database: Any, tmp_path: Path, swap: bool,
+                                                             step: int) -> None:
+    """PostgreSQL: a frame without the table's serial id is numbered by the writer from the id's own sequence, a block
+    per part: the ids are unique and follow the parts' rows in order, each write's above the last one's, and the next
+    ``nextval`` (an ORM insert) goes on after them. A sequence of another step is left to the column's default."""
+    from reconcile.tables import recon_link
+
+    store = Store.open(pg_new_database())
+    try:
+        with store.engine.begin() as conn:
+            if step != 1:
+                conn.exec_driver_sql(f"ALTER SEQUENCE recon_link_id_seq INCREMENT BY {step}")
+            before = _insert_link(conn)
+        shape = columnar.shape(recon_link)
+        seen: list[int] = []
+        for _ in range(2):
+            parts = _parts(tmp_path)
+            with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, swap=swap) as writer:
+                for p in parts:
+                    writer.add([columnar.Load(shape, (str(p),), wrap={"evidence": "text"})])
+                assert writer.finish() == 61
+            with store.engine.begin() as conn:
+                got = conn.execute(sa.select(recon_link.c.id, recon_link.c.from_id).order_by(recon_link.c.id)).all()
+                after = _insert_link(conn)
+            ids = [r[0] for r in got]
+            # the rows in the parts' order: b0's 30, then b1's 31
+            assert [r[1] for r in got] == [f"b{k}:order:{i}" for k, n in ((0, 30), (1, 31)) for i in range(n)]
+            assert len(set(ids)) == 61 and ids[0] > (seen[-1] if seen else before)
+            assert all(b - a == step for a, b in itertools.pairwise(ids))
+            assert after == ids[-1] + step  # the sequence goes on after the block
+            seen = ids
+    finally:
         store.close()
 
 
