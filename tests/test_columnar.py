@@ -428,20 +428,24 @@ def test_pg_swap_keeps_the_schema_privileges_and_sequence(pg_new_database: Any, 
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("step", [1, 3])
+@pytest.mark.parametrize("change", [None, "ALTER SEQUENCE recon_link_id_seq INCREMENT BY 3",
+                                    "ALTER SEQUENCE recon_link_id_seq CYCLE",
+                                    "ALTER TABLE recon_link ALTER COLUMN id SET DEFAULT nextval('recon_link_id_seq') + 10"])
 @pytest.mark.parametrize("swap", [True, False])
 def test_pg_bulk_writer_numbers_serial_ids_from_the_sequence(pg_new_database: Any, tmp_path: Path, swap: bool,
-                                                             step: int) -> None:
+                                                             change: str | None) -> None:
     """PostgreSQL: a frame without the table's serial id is numbered by the writer from the id's own sequence, a block
     per part: the ids are unique and follow the parts' rows in order, each write's above the last one's, and the next
-    ``nextval`` (an ORM insert) goes on after them. A sequence of another step is left to the column's default."""
+    ``nextval`` (an ORM insert) goes on after them. A sequence of another step, one that cycles, and a column whose
+    default is not the sequence's ``nextval`` are left to the column's default (the same holds then)."""
     from reconcile.tables import recon_link
 
+    step = 3 if change and "INCREMENT" in change else 1
     store = Store.open(pg_new_database())
     try:
         with store.engine.begin() as conn:
-            if step != 1:
-                conn.exec_driver_sql(f"ALTER SEQUENCE recon_link_id_seq INCREMENT BY {step}")
+            if change:
+                conn.exec_driver_sql(change)
             before = _insert_link(conn)
         shape = columnar.shape(recon_link)
         seen: list[int] = []
