@@ -1,6 +1,6 @@
 """Mapping throughput: apply the compiled shipped mappings to vendor-shaped records in memory.
 
-    python bench/mapping.py [--records 200000] [--store sqlite|postgresql|none]
+    python bench/mapping.py [--records 200000] [--store sqlite|postgresql|none] [--mix salesforce=0.9,stripe=0.1]
 
 Records are the fixtures of tests/mappings (Salesforce, HubSpot, Stripe, Tryton, Odoo, camt.053)
 replicated with fresh ids, in their stored form (amounts as exact text, as read back from raw
@@ -66,14 +66,35 @@ def replicate(system: str, obj: str, payload: dict[str, Any], i: int) -> tuple[s
     return sid, rec
 
 
-def build(n: int) -> dict[str, list[tuple[int, str, str, Any, None]]]:
+def build(n: int, mix: dict[str, float] | None = None) -> dict[str, list[tuple[int, str, str, Any, None]]]:
+    """``n`` records: every fixture in turn, or (``mix``: system -> share of ``n``) each system's fixtures in turn
+    for its share."""
     tpl = templates()
-    flat = [(system, obj, payload) for system, recs in tpl.items() for obj, payload in recs]
-    out: dict[str, list[tuple[int, str, str, Any, None]]] = {s: [] for s in tpl}
-    for i in range(n):
-        system, obj, payload = flat[i % len(flat)]
+    if mix is None:
+        flat = [(system, obj, payload) for system, recs in tpl.items() for obj, payload in recs]
+        picks = [flat[i % len(flat)] for i in range(n)]
+    else:
+        unknown = set(mix) - set(tpl)
+        if unknown:
+            raise SystemExit(f"--mix: no fixtures for {sorted(unknown)} (systems: {', '.join(tpl)})")
+        picks = [(system, *tpl[system][j % len(tpl[system])]) for system, share in mix.items()
+                 for j in range(round(n * share / sum(mix.values())))]
+    out: dict[str, list[tuple[int, str, str, Any, None]]] = {s: [] for s in (mix or tpl)}
+    for i, (system, obj, payload) in enumerate(picks):
         sid, rec = replicate(system, obj, payload, i)
         out[system].append((i + 1, obj, sid, rec, None))
+    return out
+
+
+def _mix(text: str) -> dict[str, float]:
+    """``salesforce=0.9,stripe=0.1`` -> {system: share}."""
+    out = {}
+    for part in text.split(","):
+        system, eq, share = part.partition("=")
+        try:
+            out[system.strip()] = float(share) if eq else 1.0
+        except ValueError:
+            raise SystemExit(f"--mix: {part!r} is not system=share") from None
     return out
 
 
@@ -113,8 +134,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--store", choices=["none", "sqlite", "postgresql"], default="none")
+    ap.add_argument("--mix", type=_mix, help="Records per system, e.g. salesforce=0.9,stripe=0.1 (default: every "
+                                             "fixture of every system in turn).")
     args = ap.parse_args()
-    records = build(args.records)
+    records = build(args.records, args.mix)
     stage = ""
     if args.store != "none":
         n, secs, cpu = bench_store(records, args.store)

@@ -15,8 +15,9 @@
    core, each mapping its share of the systems in turn (:func:`_map_forked`): a system's rows are keyed by its name, so systems
    never write the same rows; on SQLite the children take turns to write (the store's turn lock). A share (or the
    whole stage in one process) is one pipeline (:func:`_map_share`): its writer thread commits one system's last
-   batch while the reader goes on to the next system. A lone large system is mapped by two children, each a part of
-   its source objects that shares no entity with the other part (:func:`_split_parts`).
+   batch while the reader goes on to the next system. A large system that holds more than half the work (a lone one, or one
+   beside smaller ones) is mapped by two children, each a part of its source objects that shares no entity with the
+   other part (:func:`_split_parts`), the smaller systems after it (:func:`_map_split`).
    ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
    system's time goes.
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import orjson
 import sqlalchemy as sa
@@ -47,7 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from canonical import db, tables
-from canonical.forking import Pending, cores, fork_lock, forks, in_forked_child, results, sendable
+from canonical.forking import Pending, cores, fork_lock, forks, in_forked_child, sendable
 from canonical.interpreter import no_gc, short_switch_interval
 from canonical.locks import stage_lock
 from canonical.model import ENTITIES, canonical_id
@@ -308,18 +309,20 @@ def run_mapping(
         jobs.append((name, mset))
     pending = {name: _pending_count(store, name) for name, _mset in jobs} if len(jobs) > 1 else {}
     workers = _map_workers(pending)
-    if workers <= 1 and len(jobs) == 1 and system is None:
-        parts = _split_parts(store, jobs[0][1])
-        if parts is not None:
-            name, mset = jobs[0]
-            try:
-                outcomes[name] = _map_split(store, mset, parts, batch_size, run_id, turn)
-            except Exception as exc:  # as below: raised once every other system's outcome is in
-                outcomes[name] = exc
-            jobs = []
-    if workers > 1:
+    lead = _lead(jobs, pending) if system is None else None
+    parts = _split_parts(store, lead[1], sized=True) if lead is not None else None
+    if lead is not None and parts is not None:
+        # one system holds more than half the work: split by its source objects, the others shared onto the parts
+        name, mset = lead
+        others = [job for job in jobs if job[0] != name]
+        try:
+            outcomes.update(_map_split(store, mset, parts, batch_size, run_id, turn, others, pending))
+        except Exception as exc:  # as below: raised once every other system's outcome is in
+            outcomes.update((n, exc) for n, _mset in jobs if n not in outcomes)
+        jobs = []
+    if jobs and workers > 1:
         outcomes.update(_map_forked(store, jobs, pending, workers, batch_size, run_id, turn))
-    else:  # as in children: a system that fails does not stop the others
+    elif jobs:  # as in children: a system that fails does not stop the others
         outcomes.update(_map_share(store, jobs, batch_size, run_id, pending))
     counts: dict[str, dict[str, int]] = {}
     for name in systems:  # the first failure in systems order, once every other system's work is committed
@@ -391,15 +394,37 @@ def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int],
     return [share for share in shares if share]
 
 
-SPLIT_FROM = 50_000  # pending records of a lone system from which its objects are mapped in two children
+SPLIT_FROM = 50_000  # pending records of a system from which its objects may be mapped in two children
 
 
-def _split_parts(store: Store, mset: MappingSet) -> list[list[str]] | None:
-    """A lone system's pending source objects in two parts of about the same work for two forked children, or
-    None (not worth it, or not possible: PostgreSQL, no fork, in a forked child, one core, ``LTC_MAP_PROCESSES=off``).
-    Objects that map to a common entity stay in one part: the parts then write disjoint canonical rows (an
-    entity's ids come from its source system and record, so two objects of different entities never meet),
-    and each part keeps its records' raw-id order, so that nothing depends on how the two interleave."""
+def _lead(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int]) -> tuple[str, MappingSet] | None:
+    """The system to split by source objects (:func:`_split_parts`): a lone one, or one with more pending records
+    than all the others together (whole systems shared among children would leave it alone on one core, the stage's
+    wall clock its own)."""
+    if len(jobs) == 1:
+        return jobs[0]
+    if not jobs:
+        return None
+    total = sum(pending.get(name, 0) for name, _mset in jobs)
+    name, mset = max(jobs, key=lambda job: pending.get(job[0], 0))
+    return (name, mset) if 2 * pending.get(name, 0) > total else None
+
+
+@overload
+def _split_parts(store: Store, mset: MappingSet) -> list[list[str]] | None: ...
+
+
+@overload
+def _split_parts(store: Store, mset: MappingSet, *, sized: Literal[True]) -> list[tuple[list[str], int]] | None: ...
+
+
+def _split_parts(store: Store, mset: MappingSet, *, sized: bool = False) -> Any:
+    """A system's pending source objects in two parts of about the same work for two forked children (``sized``: with
+    each part's pending records), or None (not worth it, or not possible: PostgreSQL, no fork, in a forked child,
+    one core, ``LTC_MAP_PROCESSES=off``). Objects that map to a common entity stay in one part: the parts then write
+    disjoint canonical rows (an entity's ids come from its source system and record, so two objects of different
+    entities never meet), and each part keeps its records' raw-id order, so that nothing depends on how the two
+    interleave."""
     if not map_processes() or store.engine.dialect.name != "sqlite" or cores() < 2:
         return None
     with store.engine.connect() as conn:
@@ -424,37 +449,68 @@ def _split_parts(store: Store, mset: MappingSet) -> list[list[str]] | None:
         least = loads.index(min(loads))
         parts[least] += sorted(objs)
         loads[least] += sum(sizes[o] for o in objs)
+    if sized:
+        return [(sorted(p), load) for p, load in zip(parts, loads, strict=True)]
     return [sorted(p) for p in parts]
 
 
-def _map_split(store: Store, mset: MappingSet, parts: list[list[str]], batch_size: int, run_id: str | None,
-               turn: Any) -> dict[str, int]:
+def _map_split(store: Store, mset: MappingSet, parts: Sequence[tuple[list[str], int]], batch_size: int,
+               run_id: str | None, turn: Any, others: Sequence[tuple[str, MappingSet]] = (),
+               pending: Mapping[str, int] | None = None) -> dict[str, dict[str, int] | BaseException]:
     """One system mapped by two forked children, each the pending records of its part of the source objects
-    (:func:`_split_parts`), under this process's hold of the system's lock; their counts added up."""
+    (:func:`_split_parts`, with their pending records), under this process's hold of the system's lock; their counts
+    added up. ``others``: systems mapped whole by the same children after their part, each onto the child with the
+    least work so far (``pending``: their records), under their own locks. The outcome of every system: its counts,
+    or its exception (the split system's: the first part's that failed; a child that died, every system of its)."""
     with stage_lock(store.engine, f"map:{mset.system}"):
         sidecars = mset.sidecars()
         if sidecars:  # once, before the parts read what is pending
             _mark_sidecar_changes(store, mset.system, sidecars)
         if turn is None:
             turn = fork_lock()
-        calls = [Pending(partial(_map_part, store, mset, part, batch_size, run_id, turn),
-                         name=f"ltc-map-{mset.system}-{i}") for i, part in enumerate(parts)]
+        shares: list[list[tuple[str, MappingSet]]] = [[] for _ in parts]
+        loads = [load for _objects, load in parts]
+        for job in sorted(others, key=lambda job: -(pending or {}).get(job[0], 0)):  # stable among equals
+            least = loads.index(min(loads))
+            shares[least].append(job)
+            loads[least] += (pending or {}).get(job[0], 0)
+        # each child's pending counts: its part's records for the split system (its last batch sized by them)
+        calls = [Pending(partial(_map_part, store, mset, objects, share, batch_size, run_id, turn,
+                                 {**(pending or {}), mset.system: load}),
+                         name=f"ltc-map-{mset.system}-{i}") for i, ((objects, load), share) in
+                 enumerate(zip(parts, shares, strict=True))]
         counts: dict[str, int] = defaultdict(int)
-        for part_counts in results(calls):
-            for key, value in part_counts.items():
-                counts[key] += value
-    return dict(counts)
+        outcomes: dict[str, dict[str, int] | BaseException] = {}
+        try:
+            for call, share in zip(calls, shares, strict=True):
+                try:
+                    got = call.result()
+                except Exception as exc:  # the child died (or could not answer): its part and its share
+                    got = {name: exc for name in (mset.system, *(n for n, _mset in share))}
+                for name, outcome in got.items():
+                    if name != mset.system:
+                        outcomes[name] = outcome
+                    elif isinstance(outcome, BaseException):
+                        outcomes.setdefault(name, outcome)
+                    elif not isinstance(outcomes.get(name), BaseException):
+                        for key, value in outcome.items():
+                            counts[key] += value
+        finally:
+            for call in calls:  # interrupted here (KeyboardInterrupt): the children are stopped
+                call.cancel()
+    outcomes.setdefault(mset.system, dict(counts))
+    return outcomes
 
 
-def _map_part(store: Store, mset: MappingSet, objects: Sequence[str], batch_size: int, run_id: str | None,
-              turn: Any) -> dict[str, int]:
-    """A forked child of :func:`_map_split`: the pending records of ``objects`` through a pipeline of its own, under
-    the lock its parent holds."""
+def _map_part(store: Store, mset: MappingSet, objects: Sequence[str], others: Sequence[tuple[str, MappingSet]],
+              batch_size: int, run_id: str | None, turn: Any,
+              pending: Mapping[str, int] | None = None) -> dict[str, dict[str, int] | BaseException]:
+    """A forked child of :func:`_map_split`: the pending records of ``objects`` (under the lock its parent holds),
+    then the ``others`` whole (each under its own lock), through one pipeline of its own; each system's outcome."""
     with store.forked_child(turn):
-        outcome = _map_share(store, [(mset.system, mset)], batch_size, run_id, objects=objects)[mset.system]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+        outcomes = _map_share(store, [(mset.system, mset), *others], batch_size, run_id, pending,
+                              parts={mset.system: objects})
+    return {name: sendable(out) if isinstance(out, BaseException) else out for name, out in outcomes.items()}
 
 
 def _map_child(store: Store, share: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int], batch_size: int,
@@ -730,12 +786,13 @@ class _Pipeline:
 
 def _map_share(store: Store, jobs: Sequence[tuple[str, MappingSet]], batch_size: int, run_id: str | None,
                pending: Mapping[str, int] | None = None,
-               objects: Sequence[str] | None = None) -> dict[str, dict[str, int] | BaseException]:
+               parts: Mapping[str, Sequence[str]] | None = None) -> dict[str, dict[str, int] | BaseException]:
     """Map ``jobs`` one system after the other through one pipeline (:class:`_Pipeline`): the reader goes on to
     the next system while the writer commits the last batch of the one before. Each system is mapped under its
     lock (one mapping of a system at a time: a second waits, two would race on pending flags); a system that
-    fails is returned as its exception and the next is mapped all the same. ``objects``: one system's part
-    (:func:`_map_part`), whose lock the parent holds and whose sidecar records it marked."""
+    fails is returned as its exception and the next is mapped all the same. ``parts``: system -> the source objects
+    of its part (:func:`_map_part`) for a system mapped in parts, whose lock the parent holds and whose sidecar
+    records it marked."""
     runs: list[_Run] = []
     profile = "LTC_MAP_PROFILE" in os.environ
     start, cpu = time.perf_counter(), time.process_time()
@@ -743,6 +800,7 @@ def _map_share(store: Store, jobs: Sequence[tuple[str, MappingSet]], batch_size:
     short_switches = short_switch_interval(_SWITCH_INTERVAL) if store.engine.dialect.name == "sqlite" else nullcontext()
     with no_gc(), short_switches, _Pipeline(store, run_id, batch_size) as pipeline:
         for _name, mset in jobs:
+            objects = (parts or {}).get(mset.system)
             run = _Run(mset, profile, objects)
             run.pipeline = pipeline
             if mset is jobs[-1][1] and pending:

@@ -256,3 +256,66 @@ def test_objects_that_share_an_entity_stay_in_one_part(store: Store, monkeypatch
     assert engine._split_parts(store, mset) is None
     monkeypatch.setattr(engine, "SPLIT_FROM", 10**9)
     assert engine._split_parts(store, engine.compile_for("tryton")) is None  # too little to split
+
+
+@pytest.mark.parametrize("failing", [None, "stripe", "part"])
+def test_a_system_with_most_of_the_work_is_split_and_the_others_mapped_beside_its_parts(
+    two_stores: tuple[Store, Store], forked: Path, monkeypatch: pytest.MonkeyPatch, failing: str | None
+) -> None:
+    """A system with more pending records than the others together (tryton, 14 against 13) is mapped in two parts by
+    two children, and the smaller systems after them, each in the child with less work: both cores busy, not one
+    child with the big system alone. The rows are those of the stage in one process. A smaller system that fails, or
+    a part, is raised once the rest is committed."""
+    split, here = two_stores
+    systems = ("tryton", "stripe", "camt053")
+    for store in (split, here):
+        for system in systems:
+            land(store, system)
+    monkeypatch.setattr(engine, "SPLIT_FROM", 0)
+    sqlite = split.engine.dialect.name == "sqlite"
+    mapped = engine._map_system
+    broken = forked.parent / "broken-part"  # the objects of the part that broke (written in its child)
+
+    def breaking(store: Store, mset: engine.MappingSet, batch_size: int, run_id: str | None, run: Any) -> None:
+        (forked / f"{mset.system}.{os.getpid()}.{len(list(forked.iterdir()))}").touch()
+        # the part of tryton that holds party.party (or the whole of tryton, where it is not split)
+        if failing == mset.system or (failing == "part" and mset.system == "tryton"
+                                      and "party.party" in (run.objects or ["party.party"])):
+            broken.write_text("\n".join(run.objects or []))
+            raise RuntimeError(f"{mset.system} broke")
+        mapped(store, mset, batch_size, run_id, run)
+
+    monkeypatch.setattr(engine, "_map_system", breaking)
+    if failing is None:
+        counts = run_mapping(split, batch_size=3)
+    else:
+        with pytest.raises(RuntimeError, match="broke"):
+            run_mapping(split, batch_size=3)
+    where: dict[str, set[int]] = {}
+    for p in forked.iterdir():
+        where.setdefault(p.name.split(".")[0], set()).add(int(p.name.split(".")[1]))
+    assert set(where) == set(systems) and os.getpid() not in set().union(*where.values())
+    if sqlite:  # two children map the two parts of tryton; the others go with them
+        assert len(where["tryton"]) == 2 and where["stripe"] | where["camt053"] <= where["tryton"]
+    else:  # PostgreSQL writers do not take turns: no parts, whole systems shared among the children
+        assert all(len(pids) == 1 for pids in where.values())
+
+    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
+    monkeypatch.setattr(engine, "_map_system", mapped)
+    if failing is None:
+        assert run_mapping(here, batch_size=3) == counts
+        assert _snapshot(split) == _snapshot(here)
+        return
+    with split.engine.connect() as conn:
+        left = dict(conn.execute(sa.select(tables.raw_pending.c.system, sa.func.count())
+                                 .group_by(tables.raw_pending.c.system)).all())
+    if failing == "stripe":  # the others committed, stripe left pending
+        assert set(left) == {"stripe"}
+    elif sqlite:  # the broken part's records left pending, the rest committed
+        assert set(left) == {"tryton"}
+        with split.engine.connect() as conn:
+            objects = {r[0] for r in conn.execute(
+                sa.select(tables.raw_record.c.object).join(tables.raw_pending,
+                                                           tables.raw_pending.c.raw_id == tables.raw_record.c.id))}
+        assert objects == set(broken.read_text().split()) and "party.party" in objects
+        assert objects < {r.object for r in fixture_records("tryton")}  # the other part committed
