@@ -381,17 +381,18 @@ def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mappi
     return outcomes
 
 
-def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int],
-            workers: int) -> list[list[tuple[str, MappingSet]]]:
+def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
+            loads: Sequence[int] | None = None) -> list[list[tuple[str, MappingSet]]]:
     """``jobs`` in at most ``workers`` shares of about the same pending work: the largest system first, each
-    onto the share with the least so far (the first among equals); a share maps its systems largest first."""
+    onto the share with the least so far (the first among equals); a share maps its systems largest first.
+    ``loads``: the work each share has already (:func:`_map_split`'s parts), every share kept, empty or not."""
     shares: list[list[tuple[str, MappingSet]]] = [[] for _ in range(workers)]
-    loads = [0] * workers
-    for job in sorted(jobs, key=lambda job: -pending[job[0]]):  # stable: systems order among equals
-        least = loads.index(min(loads))
+    sums = list(loads) if loads is not None else [0] * workers
+    for job in sorted(jobs, key=lambda job: -pending.get(job[0], 0)):  # stable: systems order among equals
+        least = sums.index(min(sums))
         shares[least].append(job)
-        loads[least] += pending[job[0]]
-    return [share for share in shares if share]
+        sums[least] += pending.get(job[0], 0)
+    return shares if loads is not None else [share for share in shares if share]
 
 
 SPLIT_FROM = 50_000  # pending records of a system from which its objects may be mapped in two children
@@ -468,12 +469,7 @@ def _map_split(store: Store, mset: MappingSet, parts: Sequence[tuple[list[str], 
             _mark_sidecar_changes(store, mset.system, sidecars)
         if turn is None:
             turn = fork_lock()
-        shares: list[list[tuple[str, MappingSet]]] = [[] for _ in parts]
-        loads = [load for _objects, load in parts]
-        for job in sorted(others, key=lambda job: -(pending or {}).get(job[0], 0)):  # stable among equals
-            least = loads.index(min(loads))
-            shares[least].append(job)
-            loads[least] += (pending or {}).get(job[0], 0)
+        shares = _shares(others, pending or {}, len(parts), [load for _objects, load in parts])
         # each child's pending counts: its part's records for the split system (its last batch sized by them)
         calls = [Pending(partial(_map_part, store, mset, objects, share, batch_size, run_id, turn,
                                  {**(pending or {}), mset.system: load}),
