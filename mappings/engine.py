@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 import orjson
 import sqlalchemy as sa
@@ -311,10 +311,10 @@ def run_mapping(
     workers = _map_workers(pending)
     lead = _lead(jobs, pending) if system is None else None
     parts = _split_parts(store, lead[1], sized=True) if lead is not None else None
-    if lead is not None and parts is not None:
+    others = [job for job in jobs if lead is None or job[0] != lead[0]]
+    if lead is not None and parts is not None and _split_pays(parts, others, pending, workers):
         # one system holds more than half the work: split by its source objects, the others shared onto the parts
         name, mset = lead
-        others = [job for job in jobs if job[0] != name]
         try:
             outcomes.update(_map_split(store, mset, parts, batch_size, run_id, turn, others, pending))
         except Exception as exc:  # as below: raised once every other system's outcome is in
@@ -381,12 +381,15 @@ def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mappi
     return outcomes
 
 
-def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
-            loads: Sequence[int] | None = None) -> list[list[tuple[str, MappingSet]]]:
+_J = TypeVar("_J", bound=tuple[str, Any])  # a job: (system, what maps it)
+
+
+def _shares(jobs: Sequence[_J], pending: Mapping[str, int], workers: int,
+            loads: Sequence[int] | None = None) -> list[list[_J]]:
     """``jobs`` in at most ``workers`` shares of about the same pending work: the largest system first, each
     onto the share with the least so far (the first among equals); a share maps its systems largest first.
     ``loads``: the work each share has already (:func:`_map_split`'s parts), every share kept, empty or not."""
-    shares: list[list[tuple[str, MappingSet]]] = [[] for _ in range(workers)]
+    shares: list[list[_J]] = [[] for _ in range(workers)]
     sums = list(loads) if loads is not None else [0] * workers
     for job in sorted(jobs, key=lambda job: -pending.get(job[0], 0)):  # stable: systems order among equals
         least = sums.index(min(sums))
@@ -409,6 +412,21 @@ def _lead(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int]) ->
     total = sum(pending.get(name, 0) for name, _mset in jobs)
     name, mset = max(jobs, key=lambda job: pending.get(job[0], 0))
     return (name, mset) if 2 * pending.get(name, 0) > total else None
+
+
+def _split_pays(parts: Sequence[tuple[list[str], int]], others: Sequence[tuple[str, MappingSet]],
+                pending: Mapping[str, int], workers: int) -> bool:
+    """Whether the split system's parts, with the ``others`` dealt onto them, leave less work to the busiest child
+    than whole systems would (shared among ``workers`` children, or all in this process): a smaller system nearly
+    as large as the split one, put beside a part, can make the split the slower way."""
+    loads = [load for _objects, load in parts]
+    split = max(load + sum(pending.get(name, 0) for name, _mset in share)
+                for load, share in zip(loads, _shares(others, pending, len(parts), loads), strict=True))
+    sizes = {"": sum(loads), **{name: pending.get(name, 0) for name, _mset in others}}  # "": the split system whole
+    if workers > 1:  # whole systems shared among the children as _map_forked would
+        jobs: list[tuple[str, Any]] = [("", None), *others]
+        return split < max(sum(sizes[name] for name, _ in share) for share in _shares(jobs, sizes, workers))
+    return split < sum(sizes.values())
 
 
 @overload
