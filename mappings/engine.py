@@ -17,7 +17,8 @@
    whole stage in one process) is one pipeline (:func:`_map_share`): its writer thread commits one system's last
    batch while the reader goes on to the next system. A large system that holds more than half the work (a lone one, or one
    beside smaller ones) is mapped by two children, each a part of its source objects that shares no entity with the
-   other part (:func:`_split_parts`), the smaller systems after it (:func:`_map_split`).
+   other part (:func:`_split_parts`), the smaller systems after it (:func:`_map_split`), where that leaves the
+   busiest child less work than whole systems would (:func:`_split_pays`).
    ``LTC_MAP_PROCESSES=off`` keeps the stage in this process; ``LTC_MAP_PROFILE`` prints where each
    system's time goes.
 
