@@ -692,6 +692,8 @@ class _Run:
     def __init__(self, mset: MappingSet, profile: bool, objects: Sequence[str] | None = None) -> None:
         self.mset = mset
         self.objects = objects  # only these source objects' records (a part of the system, :func:`_map_split`)
+        # a part's: the process that holds the system's lock for it (its parent, :func:`_map_split`)
+        self.holder: int | None = None
         self.lock = ExitStack()
         self.counts: dict[str, int] = defaultdict(int)
         self.clocks = _Clocks(mset.system if objects is None else f"{mset.system}[{','.join(objects)}]") \
@@ -818,6 +820,8 @@ def _map_share(store: Store, jobs: Sequence[tuple[str, MappingSet]], batch_size:
             objects = (parts or {}).get(mset.system)
             run = _Run(mset, profile, objects)
             run.pipeline = pipeline
+            if objects is not None:
+                run.holder = os.getppid()
             if mset is jobs[-1][1] and pending:
                 run.last = pending.get(mset.system)
             runs.append(run)
@@ -848,6 +852,11 @@ def _map_system(store: Store, mset: MappingSet, batch_size: int, run_id: str | N
         _mark_sidecar_changes(store, mset.system, sidecars)
     last_id, read = 0, 0
     while not run.failed:
+        if run.holder is not None and os.getppid() != run.holder:
+            # the parent died (killed): the lock it held for this part is gone, and a new run may take it over and map
+            # the same records; what this part handed over is written, the rest is left to that run
+            raise RuntimeError(f"mapping {mset.system}: the process that holds its lock (pid {run.holder}) has ended; "
+                               "the records not yet mapped stay pending for the next run")
         limit = min(pipeline.ramp or batch_size, batch_size)
         if run.last is not None and LAST_BATCH < run.last - read <= batch_size:  # all but a small last batch
             limit = min(limit, run.last - read - LAST_BATCH)

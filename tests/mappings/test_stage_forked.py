@@ -338,3 +338,38 @@ def test_a_system_is_not_split_where_whole_systems_leave_less_to_the_busiest_chi
     assert set(pids) == {"salesforce", "tryton"} and len(set(pids.values())) == 2 and os.getpid() not in pids.values()
     assert len(list(forked.iterdir())) == 2  # each system mapped once, whole
     assert counts["salesforce"]["records"] == 17 and counts["tryton"]["records"] == 14
+
+
+def test_a_part_stops_once_the_process_holding_its_lock_has_ended(
+    tmp_path: Path, forked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child mapping a part of a split system checks, before each batch, that its parent (which holds the system's
+    lock) is alive: once the parent is gone (here: ``getppid`` reports another process after the first batch, as it
+    does when the parent was killed), the part stops with a reason and leaves the rest pending, instead of mapping on
+    beside a new run that took the lock over. The other system in that child is mapped; the next run maps the rest,
+    and the rows are those of one run in one process."""
+    split, here = (Store.open(f"sqlite:///{tmp_path / name}") for name in ("split.db", "here.db"))  # parts: SQLite
+    for store in (split, here):
+        for system in ("tryton", "camt053"):
+            land(store, system)
+    monkeypatch.setattr(engine, "SPLIT_FROM", 0)
+    real, calls = os.getppid, [0]
+
+    def parent_gone_after_one_batch() -> int:
+        calls[0] += 1  # per child: a forked copy of the count
+        return real() if calls[0] <= 2 else 1  # the holder noted, one batch's check, then an orphan's parent
+
+    monkeypatch.setattr(os, "getppid", parent_gone_after_one_batch)
+    with pytest.raises(RuntimeError, match=r"mapping tryton: the process that holds its lock \(pid \d+\) has ended"):
+        run_mapping(split, batch_size=3)
+    with split.engine.connect() as conn:
+        left = dict(conn.execute(sa.select(tables.raw_pending.c.system, sa.func.count())
+                                 .group_by(tables.raw_pending.c.system)).all())
+    assert set(left) == {"tryton"} and 0 < left["tryton"] < 14  # each part mapped its first batch, then stopped
+    monkeypatch.setattr(os, "getppid", real)
+    run_mapping(split, batch_size=3)
+    monkeypatch.setenv("LTC_MAP_PROCESSES", "off")
+    run_mapping(here, batch_size=3)
+    assert _snapshot(split) == _snapshot(here)
+    split.close()
+    here.close()
