@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar, overload
+from typing import Any, Literal, NamedTuple, overload
 
 import orjson
 import sqlalchemy as sa
@@ -313,7 +313,7 @@ def run_mapping(
     lead = _lead(jobs, pending) if system is None else None
     parts = _split_parts(store, lead[1], sized=True) if lead is not None else None
     others = [job for job in jobs if lead is None or job[0] != lead[0]]
-    if lead is not None and parts is not None and _split_pays(parts, others, pending, workers):
+    if lead is not None and parts is not None and _split_pays(lead, parts, others, pending, workers):
         # one system holds more than half the work: split by its source objects, the others shared onto the parts
         name, mset = lead
         try:
@@ -382,15 +382,12 @@ def _map_forked(store: Store, jobs: list[tuple[str, MappingSet]], pending: Mappi
     return outcomes
 
 
-_J = TypeVar("_J", bound=tuple[str, Any])  # a job: (system, what maps it)
-
-
-def _shares(jobs: Sequence[_J], pending: Mapping[str, int], workers: int,
-            loads: Sequence[int] | None = None) -> list[list[_J]]:
+def _shares(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int,
+            loads: Sequence[int] | None = None) -> list[list[tuple[str, MappingSet]]]:
     """``jobs`` in at most ``workers`` shares of about the same pending work: the largest system first, each
     onto the share with the least so far (the first among equals); a share maps its systems largest first.
     ``loads``: the work each share has already (:func:`_map_split`'s parts), every share kept, empty or not."""
-    shares: list[list[_J]] = [[] for _ in range(workers)]
+    shares: list[list[tuple[str, MappingSet]]] = [[] for _ in range(workers)]
     sums = list(loads) if loads is not None else [0] * workers
     for job in sorted(jobs, key=lambda job: -pending.get(job[0], 0)):  # stable: systems order among equals
         least = sums.index(min(sums))
@@ -415,19 +412,20 @@ def _lead(jobs: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int]) ->
     return (name, mset) if 2 * pending.get(name, 0) > total else None
 
 
-def _split_pays(parts: Sequence[tuple[list[str], int]], others: Sequence[tuple[str, MappingSet]],
-                pending: Mapping[str, int], workers: int) -> bool:
-    """Whether the split system's parts, with the ``others`` dealt onto them, leave less work to the busiest child
+def _split_pays(lead: tuple[str, MappingSet], parts: Sequence[tuple[list[str], int]],
+                others: Sequence[tuple[str, MappingSet]], pending: Mapping[str, int], workers: int) -> bool:
+    """Whether the ``lead`` system's parts, with the ``others`` dealt onto them, leave less work to the busiest child
     than whole systems would (shared among ``workers`` children, or all in this process): a smaller system nearly
     as large as the split one, put beside a part, can make the split the slower way."""
+    def busiest(shares: Sequence[Sequence[tuple[str, MappingSet]]], loads: Sequence[int]) -> int:
+        return max(load + sum(pending.get(name, 0) for name, _mset in share) for load, share in zip(loads, shares,
+                                                                                                    strict=True))
+
     loads = [load for _objects, load in parts]
-    split = max(load + sum(pending.get(name, 0) for name, _mset in share)
-                for load, share in zip(loads, _shares(others, pending, len(parts), loads), strict=True))
-    sizes = {"": sum(loads), **{name: pending.get(name, 0) for name, _mset in others}}  # "": the split system whole
-    if workers > 1:  # whole systems shared among the children as _map_forked would
-        jobs: list[tuple[str, Any]] = [("", None), *others]
-        return split < max(sum(sizes[name] for name, _ in share) for share in _shares(jobs, sizes, workers))
-    return split < sum(sizes.values())
+    split = busiest(_shares(others, pending, len(parts), loads), loads)
+    if workers > 1:  # whole systems shared among the children as _map_forked would (several pending: all counted)
+        return split < busiest(_shares([lead, *others], pending, workers, [0] * workers), [0] * workers)
+    return split < sum(loads) + sum(pending.get(name, 0) for name, _mset in others)
 
 
 @overload
