@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -154,13 +155,37 @@ SQLITE_CHECKPOINT_PAGES = 16_384  # WAL pages before a commit checkpoints: a lea
 # rewrite is copied into the database once
 
 
+#: how long a connection waits for the database's other connections: SQLite's busy timeout, and the longest a new
+#: connection tries to put a new database into WAL mode while another connection holds it (:func:`_wal_mode`)
+SQLITE_BUSY_MS = 30_000
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    _wal_mode(cur)
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
     cur.close()
+
+
+def _wal_mode(cur: Any) -> None:
+    """Put the database into WAL mode (a no-op once it is: the mode is kept in the file). A new database's first
+    connections switch it: while another connection holds a write lock on it (two processes opening a new store at
+    once: the other one switching it, or creating the schema), SQLite answers "database is locked" at once, without
+    its busy wait (waiting there could deadlock), so the switch is tried again, up to :data:`SQLITE_BUSY_MS` in all,
+    until that connection is done (a first ``ltc sync`` beside another failed so, one run in three)."""
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    pause = 0.002
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def landing_cache(conn: Connection) -> None:

@@ -9,6 +9,7 @@ schema; a lost PostgreSQL connection is reconnected and the transaction run agai
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -148,6 +149,48 @@ def test_first_use_of_a_fresh_sqlite_store_is_race_free(tmp_path: Path) -> None:
         results = _race_first_use(f"sqlite:///{tmp_path / f'race{i}.db'}")
         assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
         assert all(r.stdout.strip() == "0" for r in results)
+
+
+def _held(path: Path) -> sqlite3.Connection:
+    """Another process's connection to a new database, in the middle of its first write (a rollback-journal file
+    still, as a new one is until a connection switches it to WAL)."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE held (x)")
+    return other
+
+
+def test_a_new_sqlite_store_opens_while_another_connection_writes_it(tmp_path: Path) -> None:
+    """Two processes opening a new store at once (two first syncs): the switch to WAL mode of the one that finds the
+    other writing was refused at once, "database is locked" without SQLite's busy wait (one trial in three of
+    ``bench/faults.py --scenario concurrent``); it waits for the other now (fails on 4b16761)."""
+    path = tmp_path / "new.db"
+    other = _held(path)
+    commit = threading.Timer(0.3, other.execute, ("COMMIT",))
+    commit.start()
+    try:
+        engine = db.make_engine(f"sqlite:///{path}")
+    finally:
+        commit.join()
+        other.close()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("SELECT count(*) FROM held").scalar() == 0
+    engine.dispose()
+
+
+def test_a_new_sqlite_store_held_too_long_is_a_one_line_error(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "SQLITE_BUSY_MS", 300)
+    path = tmp_path / "new.db"
+    other = _held(path)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(DatabaseUnavailable, match="database is locked"):
+            db.make_engine(f"sqlite:///{path}")
+    finally:
+        other.close()
+    assert 0.2 < time.monotonic() - t0 < 5
 
 
 @pytest.mark.slow
