@@ -5,6 +5,9 @@ The CLI prints ``str(error)`` on one line and exits with ``exit_code``; no trace
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+
 
 class LtcError(Exception):
     """Base of every error that should reach an operator as one clear line."""
@@ -34,6 +37,98 @@ class InputError(LtcError):
     """A file or record given to ltc-hub is malformed; the message names file and line."""
 
     exit_code = 2
+
+
+class StoreProblem(LtcError):
+    """The store's database, or a disk a run writes, cannot take the work (full, read-only, locked too long, out of
+    connections): an operator must fix it. What was committed before stands; the next run does the rest."""
+
+    exit_code = 2
+
+
+_AGAIN = "then run again (what was committed stands; the rest is done again)"
+
+_FREE = "free space there (a run's scratch files go to TMPDIR, its reports to reports_dir), " + _AGAIN
+
+#: the words of a condition an operator fixes, as SQLite says it (the driver's message, also as ADBC's driver or a
+#: helper process passes it on) or as a file write does (Polars, Arrow: the system's message in theirs), and what to do
+_WORDS = (
+    ("no space left on device", "no space left on a device this run writes: " + _FREE),
+    ("disk quota exceeded", "the disk quota of a device this run writes is used up: " + _FREE),
+    ("database or disk is full", "the disk that holds the store's database is full: free space on it, " + _AGAIN),
+    ("disk i/o error", "a disk I/O error on the store's database file: check the disk and its file system, " + _AGAIN),
+    ("readonly database", "the store's database is read-only for this process: check the permissions of the file "
+                          "and of its directory (SQLite writes its -wal and -shm files beside it) and the mount, "
+                          + _AGAIN),
+    ("database is locked", "another process held the store's database locked for longer than the 30 s this one waits "
+                           "(a tool or another process in a long write transaction): let it finish, " + _AGAIN),
+)
+
+#: PostgreSQL's SQLSTATEs for a condition an operator fixes, and what to do
+_POSTGRES = {
+    "53100": "the PostgreSQL server is out of disk space: free space on it, " + _AGAIN,
+    "53200": "the PostgreSQL server is out of memory: check its memory settings and load, " + _AGAIN,
+    "53300": "the PostgreSQL server refuses more connections: raise its max_connections or close idle clients, "
+             + _AGAIN,
+    "25006": "the PostgreSQL server is read-only (a standby?): point LTC_DATABASE_URL at the primary, " + _AGAIN,
+    "42501": "the database role lacks a privilege on the store: grant it (README: The store), " + _AGAIN,
+}
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def operator_error(exc: BaseException) -> LtcError | None:
+    """``exc`` as the one-line error an operator acts on, or None (a bug: its traceback is what helps). An
+    :class:`LtcError` anywhere in its chain is that error; a full disk, a read-only or too long locked store, a
+    PostgreSQL server out of space or connections (what the driver says, however deep in the chain: SQLAlchemy
+    wraps it, a helper process passes its text on) a :class:`StoreProblem` naming what to do, with the driver's
+    words."""
+    for err in _chain(exc):
+        if isinstance(err, LtcError):
+            return err
+        if isinstance(getattr(err, "orig", None), BaseException):
+            continue  # SQLAlchemy's wrapper: the driver's own error is next
+        if isinstance(err, OSError) and err.errno in _NO_SPACE:
+            where = f" for {err.filename}" if err.filename else ""
+            return StoreProblem(f"no space left on the device{where} ({err.strerror}): {_FREE}")
+        state = getattr(err, "sqlstate", None)
+        if isinstance(state, str) and state in _POSTGRES:
+            return StoreProblem(f"{_POSTGRES[state]} ({_first_line(err)})")
+        text = _first_line(err)
+        for words, what in _WORDS:
+            if words in text.lower():
+                return StoreProblem(f"{what} ({text})")
+    return None
+
+
+def error_text(exc: BaseException, *, typed: bool = True) -> str:
+    """``exc`` in one message for a run's record, a log or a progress line: an operator's problem under a driver's
+    error (:func:`operator_error`) as what to do and the driver's words, anything else as ``Type: message``
+    (``typed``) or its message."""
+    problem = operator_error(exc)
+    if isinstance(problem, StoreProblem) and problem is not exc:
+        return str(problem)
+    return f"{type(exc).__name__}: {exc}" if typed else str(exc)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, the driver's error it wraps (SQLAlchemy's ``orig``) and its causes, innermost last, each once."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop(0)
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        yield err
+        orig = getattr(err, "orig", None)
+        todo += [orig if isinstance(orig, BaseException) else None, err.__cause__,
+                 None if err.__suppress_context__ else err.__context__]
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def yaml_problem(path: object, exc: Exception, *, default_line: int | None = None) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from canonical.errors import ConfigError
+from canonical.errors import ConfigError, error_text
 from canonical.forking import fork_lock, forks, start_child
 from canonical.identity import run_identity
 from canonical.store import Store
@@ -414,7 +414,7 @@ def _sync_source(ctx: Context, name: str, on_progress: OnProgress | None) -> Sou
         st.hint = hint_for(name, status=st.status)
     except Exception as exc:
         log.warning("source %s failed: %s", name, exc)
-        st = SourceStatus(name, kind, status="failed", message=f"{type(exc).__name__}: {exc}"[:500],
+        st = SourceStatus(name, kind, status="failed", message=error_text(exc)[:500],
                           hint=hint_for(name, exc), exit_code=exit_code_of(exc))
     if st.missing:
         st.since = _since(ctx.store, name)
@@ -456,8 +456,8 @@ def _imports(ctx: Context) -> tuple[dict[str, Any], dict[str, SourceStatus], lis
                          f"{counts['new']} new, {counts['rejected']} rejected, {counts['skipped']} file(s) already imported")
             out[name] = counts
         except Exception as exc:
-            st = SourceStatus(name, "camt053", status="failed", message=f"{type(exc).__name__}: {exc}"[:500])
-            lines.append(f"bank {name}: failed ({exc})")
+            st = SourceStatus(name, "camt053", status="failed", message=error_text(exc)[:500])
+            lines.append(f"bank {name}: failed ({error_text(exc, typed=False)})")
             out[name] = {"failed": str(exc)}
         statuses[name] = st
     return out, statuses, lines
@@ -573,10 +573,10 @@ def run_stage(ctx: Context, stage: Stage) -> StageRun:
     try:
         detail = stage.run(ctx)
     except Exception as exc:
-        run = StageRun(stage.name, "failed", round(time.monotonic() - t0, 3), message=f"{type(exc).__name__}: {exc}")
+        run = StageRun(stage.name, "failed", round(time.monotonic() - t0, 3), message=error_text(exc))
         ctx.result.stages.append(run)
         ctx.result.failed_stage = ctx.result.failed_stage or stage.name
-        ctx.result.error = ctx.result.error or str(exc)[:500]
+        ctx.result.error = ctx.result.error or error_text(exc, typed=False)[:500]
         raise
     status = "skipped" if set(detail) == {"skipped"} else "ok"
     run = StageRun(stage.name, status, round(time.monotonic() - t0, 3), detail=detail)
@@ -634,8 +634,8 @@ def run_pipeline(store: Store, cfg: Config, as_of: date | None = None, *, sync_o
                 with progress_stage(stage.name, on_progress if stage.name != "sync" else None) as done:
                     done(_brief(run_stage(ctx, stage)))
             except Exception as exc:
-                log.error("stage %s failed: %s", stage.name, exc)
-                echo(f"stage {stage.name} failed: {exc}")
+                log.error("stage %s failed: %s", stage.name, error_text(exc, typed=False))
+                echo(f"stage {stage.name} failed: {error_text(exc, typed=False)}")
                 failed = True
     finally:  # a stage before the map stage failed: the sources mapped ahead are not waited for
         if ctx.ahead is not None:

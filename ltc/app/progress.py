@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+from canonical.errors import error_text
 from connectors.base import StreamResult
 
 
@@ -86,7 +87,7 @@ def stage(name: str, on_progress: OnProgress | None, clock: Callable[[], float] 
         yield detail.append
     except BaseException as exc:
         if on_progress is not None:
-            on_progress(StageProgress(name, "failed", clock() - t0, str(exc)[:300] or type(exc).__name__))
+            on_progress(StageProgress(name, "failed", clock() - t0, error_text(exc, typed=False)[:300] or type(exc).__name__))
         raise
     if on_progress is not None:
         on_progress(StageProgress(name, "done", clock() - t0, detail[-1] if detail else None))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from canonical import db
-from canonical.errors import ConfigError, LtcError
+from canonical.errors import ConfigError, operator_error
 from canonical.store import Store
 from connectors import registry
 from connectors.base import Connector, StreamResult, sync
@@ -60,8 +60,10 @@ class FailedStream(StreamResult):
 
 
 def exit_code_of(exc: BaseException) -> int:
-    """The exit code an error stands for: its own (``LtcError.exit_code``), else 1."""
-    return int(getattr(exc, "exit_code", 1)) if isinstance(exc, LtcError) else 1
+    """The exit code an error stands for: its own (``LtcError.exit_code``), an operator's problem's
+    (:func:`canonical.errors.operator_error`: a full disk...), else 1."""
+    problem = operator_error(exc)
+    return problem.exit_code if problem is not None else 1
 
 
 def sync_sources(cfg: Config, store: Store, only: list[str] | None = None, streams: list[str] | None = None,

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from canonical.errors import LtcError
+from canonical.errors import LtcError, operator_error
 from ltc.cli import (
     config,
     db,
@@ -84,7 +84,8 @@ app.add_typer(mapping.mappings_app, name="mappings")
 
 
 def main() -> None:
-    """Console entry point: LtcError -> one line on stderr and its exit code."""
+    """Console entry point: LtcError (or an error an operator must fix: :func:`operator_error`) -> one line on
+    stderr and its exit code."""
     try:
         app()
     except LtcError as exc:
@@ -93,3 +94,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
         sys.exit(130)
+    except Exception as exc:  # a full disk, a read-only store...: one line too; anything else is a bug
+        problem = operator_error(exc)
+        if problem is None:
+            raise
+        err_console.print(f"error: {problem}", soft_wrap=True, highlight=False, markup=False)
+        sys.exit(problem.exit_code)

@@ -1,0 +1,109 @@
+"""Errors an operator fixes reach them as one line with exit code 2, whatever layer raised them: a full disk (the
+store's or the scratch space's), a read-only store, PostgreSQL refusing a write; anything else stays a bug with its
+traceback (``canonical.errors.operator_error``)."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from canonical import db
+from canonical.errors import ConfigError, StoreProblem, error_text, operator_error
+from canonical.store import Store
+from tests.test_cli import ltc
+
+
+def _full_sqlite(tmp_path: Path) -> BaseException:
+    """A real SQLite "database or disk is full", as SQLAlchemy raises it: the file capped at its current pages."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'full.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x TEXT)")
+    try:
+        with engine.connect() as conn:
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            conn.exec_driver_sql(f"PRAGMA max_page_count={pages}")
+            conn.commit()
+            with conn.begin():
+                conn.exec_driver_sql("INSERT INTO t SELECT hex(randomblob(2000)) FROM "
+                                     "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) "
+                                     "SELECT i FROM n)")
+    except sa.exc.OperationalError as exc:
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError("the capped database took the rows")
+
+
+def test_a_full_sqlite_store_is_a_store_problem_in_the_drivers_words(tmp_path: Path) -> None:
+    exc = _full_sqlite(tmp_path)
+    problem = operator_error(exc)
+    assert isinstance(problem, StoreProblem) and problem.exit_code == 2
+    assert str(problem).startswith("the disk that holds the store's database is full: free space on it")
+    assert str(problem).endswith("(database or disk is full)")  # the driver's words, not SQLAlchemy's wrapping
+    # wrapped again further up (a stage raising its own error from it): still found
+    try:
+        raise RuntimeError("reconcile: the links could not be stored") from exc
+    except RuntimeError as outer:
+        assert operator_error(outer) == problem or str(operator_error(outer)) == str(problem)
+        assert error_text(outer) == str(problem)
+
+
+@pytest.mark.parametrize("exc", [
+    OSError(errno.ENOSPC, "No space left on device", "/tmp/ltc-recon-x/in/payment.parquet"),
+    # as Polars reports it (the scratch space full while the export writes its Parquet files)
+    pl.exceptions.ComputeError("parquet: File out of specification: underlying IO error: No space left on device "
+                               "(os error 28)"),
+    # as a helper process passes a driver's error on that cannot be pickled
+    RuntimeError("OperationalError: No space left on device"),
+])
+def test_a_full_scratch_space_says_where_space_is_wanted(exc: BaseException) -> None:
+    problem = operator_error(exc)
+    assert isinstance(problem, StoreProblem)
+    assert "no space left on" in str(problem) and "TMPDIR" in str(problem)
+
+
+def test_anything_else_stays_a_bug_and_an_ltc_error_stays_itself() -> None:
+    assert operator_error(ValueError("unexpected None in column amount")) is None
+    assert operator_error(OSError(errno.ENOENT, "No such file or directory", "x")) is None
+    assert error_text(KeyError("amount")) == "KeyError: 'amount'"
+    assert error_text(ValueError("bad"), typed=False) == "bad"
+    config = ConfigError("ltc.yaml: sources.crm.kind: unknown kind 'sf'")
+    try:
+        raise RuntimeError("stage failed") from config
+    except RuntimeError as outer:
+        assert operator_error(outer) is config
+        assert error_text(outer) == "RuntimeError: stage failed"  # not a store problem: as before
+
+
+def test_ltc_on_a_read_only_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    Store.open(f"sqlite:///{path}").close()
+    res = ltc("reconcile", "--as-of", "2026-10-31", env={"LTC_DATABASE_URL": f"sqlite:///file:{path}?mode=ro&uri=true"},
+              cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("error: the store's database is read-only for this process")
+    assert lines[0].endswith("(attempt to write a readonly database)")
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgresql_server_says_to_use_the_primary(pg_new_database: Callable[[], str]) -> None:
+    store = Store.open(pg_new_database())
+    try:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("SET default_transaction_read_only = on")  # as on a hot standby
+            conn.commit()
+            with pytest.raises(sa.exc.DBAPIError) as caught, conn.begin():
+                conn.exec_driver_sql("INSERT INTO run (id, kind, status, started_at) VALUES ('r', 'sync', 'running', now())")
+    finally:
+        store.close()
+    problem = operator_error(caught.value)
+    assert isinstance(problem, StoreProblem)
+    assert "read-only (a standby?): point LTC_DATABASE_URL at the primary" in str(problem)
+    assert "read-only transaction" in str(problem)
