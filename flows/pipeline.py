@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
+from canonical.errors import error_text
 from flows.artifacts import (
     Progress,
     kpi_table,
@@ -95,7 +96,7 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
                 else:
                     stage_task(spec.name, token)
             except Exception as exc:
-                get_run_logger().error("stage %s failed: %s", spec.name, exc)
+                get_run_logger().error("stage %s failed: %s", spec.name, error_text(exc, typed=False))
                 failed = True
         finish(store, result)
         kpis = run_kpis(store, result.reconcile.get("run_id")) if result.reconcile else []

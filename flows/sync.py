@@ -34,6 +34,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.states import Failed, State
 
+from canonical.errors import error_text
 from canonical.locks import stage_lock
 from connectors.base import sync_stream
 from connectors.errors import AuthenticationError, NotFound, PermissionDenied
@@ -254,7 +255,7 @@ def source_outcome(name: str, state: State) -> dict[str, Any]:
         state.result()
     except BaseException as e:  # the subflow's own error: reported, never re-raised here
         exc = e
-    return {"status": "failed", "message": str(exc) if exc else state.message, "hint": hint_for(name, exc),
+    return {"status": "failed", "message": error_text(exc, typed=False) if exc else state.message, "hint": hint_for(name, exc),
             "streams": []}
 
 
