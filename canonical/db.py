@@ -223,6 +223,19 @@ def passive_checkpoint(conn: Connection) -> None:
         raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
+def require_existing(url: str | None = None) -> None:
+    """A SQLite store's file must be there already: :class:`DatabaseUnavailable` (one line) if not, before anything
+    creates it. Other databases are checked by connecting."""
+    raw = database_url(url)
+    parsed = _normalize(raw)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return
+    if not Path(path).expanduser().is_file():
+        raise DatabaseUnavailable(f"no store at {mask_url(raw)}: the file does not exist; check LTC_DATABASE_URL "
+                                  "(or database_url in ltc.yaml); a sync or `ltc db upgrade` makes a new store")
+
+
 def make_engine(url: str | None = None) -> Engine:
     """An engine for ``url``, checked to connect. Bad URL or unreachable database: one-line error."""
     raw = database_url(url)

@@ -611,7 +611,12 @@ class Store:
 
     @classmethod
     def open(cls, url: str | None = None, *, auto_create: bool = True) -> Store:
-        """Connect, and check (or on an empty database create) the schema."""
+        """Connect, and check (or on an empty database create) the schema. Without ``auto_create`` (the commands that
+        work on what is stored: reconcile, report, exceptions...) a store that does not exist yet is an error, not
+        a new empty one: a SQLite file that is not there (a mistyped path would otherwise be reconciled as an empty
+        store, "0 chains, no exceptions"), a database without the schema."""
+        if not auto_create:
+            db.require_existing(url)
         engine = db.make_engine(url)
         # PostgreSQL creates the schema in one transaction: after a lost connection it is run again
         db.reconnecting(lambda: db.ensure_schema(engine, auto_create=auto_create), what="schema check")

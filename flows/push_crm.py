@@ -30,7 +30,7 @@ from ltc.app.push_crm import crm_sources, push_source
 @task(cache_policy=NO_CACHE, task_run_name="push finance status to {source}")
 def push_crm_task(source: str, dry_run: bool, create_properties: bool, config_path: str | None) -> dict[str, Any]:
     cfg = load_config(config_path)
-    store = runtime.open_store(config_path)
+    store = runtime.open_store(config_path, auto_create=False)
     try:
         report = push_source(store, cfg, source, dry_run=dry_run, create_fields=create_properties)
     finally:

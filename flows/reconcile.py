@@ -64,7 +64,7 @@ def reconcile(config_path: str | None = None, as_of: date | None = None, partiti
               scratch: str | None = None) -> dict[str, Any]:
     """Reconcile the store; the buckets run as tasks on this flow's task runner (see :func:`dask_runner`)."""
     cfg = load_config(config_path)
-    store = runtime.open_store(config_path)
+    store = runtime.open_store(config_path, auto_create=False)
     try:
         result = run_reconciliation(store, cfg, as_of or datetime.now(UTC).date(), partitions=partitions,
                                     mapper=task_mapper, scratch=scratch)

@@ -52,6 +52,28 @@ def test_default_store_is_created_on_first_use(tmp_path: Path) -> None:
     assert (tmp_path / ".ltc" / "ltc.db").exists()
 
 
+@pytest.mark.parametrize("args", [("reconcile", "--as-of", "2026-10-31"), ("report", "--out", "out"),
+                                  ("exceptions", "list"), ("remap",)])
+def test_a_command_on_what_is_stored_refuses_a_store_that_is_not_there(args: tuple[str, ...], tmp_path: Path) -> None:
+    """A mistyped store path was a new empty store: ``ltc reconcile`` said "0 chains, exceptions: none" and exit 0,
+    ``ltc report`` wrote an empty report. Now one line naming the path, exit 2, and no file made (fails on 6b2085e)."""
+    missing = tmp_path / "typo" / "ltc-prod.db"
+    res = ltc(*args, env={"LTC_DATABASE_URL": f"sqlite:///{missing}"}, cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: no store at sqlite:///{missing}: the file does not exist")
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_reconciling_an_empty_store_says_that_nothing_is_there(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store.open(url).close()  # made, as a first sync makes it, but nothing synced
+    res = ltc("reconcile", "--as-of", "2026-10-31", env={"LTC_DATABASE_URL": url}, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "0 chains" in res.stdout
+    assert "note: the store holds no deals, orders, invoices or payments" in res.stderr
+
+
 def test_status_lists_streams_with_cursor_counts_and_quarantine(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     store = Store.open(url)

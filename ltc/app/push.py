@@ -19,7 +19,7 @@ def push_to_erp(config_path: str | None = None, *, dry_run: bool = False,
     """Push the closed-won deals that need an ERP order (a dry run with ``dry_run`` or ``erp.dry_run``)."""
     cfg = load_config(config_path)
     target, confirm = push.make_target(cfg)  # looked up on the module: tests swap in their own ERP
-    store = runtime.open_store(config_path)
+    store = runtime.open_store(config_path, auto_create=False)
     try:
         return push.push_orders(store, target, dry_run=dry_run or (cfg.erp is not None and cfg.erp.dry_run),
                                 confirm=confirm, deal_ids=deal_ids)

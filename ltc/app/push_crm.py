@@ -58,7 +58,7 @@ def push_to_crm(config_path: str | None = None, *, sources: Sequence[str] | None
     """Every CRM source's push (or the named ones), in order; the store is opened once."""
     cfg = load_config(config_path)
     names = list(sources or crm_sources(cfg))
-    store = runtime.open_store(config_path)
+    store = runtime.open_store(config_path, auto_create=False)
     try:
         return [push_source(store, cfg, name, dry_run=dry_run, create_fields=create_fields) for name in names]
     finally:

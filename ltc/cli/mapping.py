@@ -16,7 +16,7 @@ def remap(source: str | None = SourceOpt, config: str | None = ConfigOpt) -> Non
     from ltc.app.pipeline import remap as remap_sources
 
     cfg = load_config(config)
-    marked, counts = remap_sources(open_store(config), cfg, source)
+    marked, counts = remap_sources(open_store(config, auto_create=False), cfg, source)
     table = Table(title=f"Remapped {marked} raw record(s)")
     for col in ("source", "records", "mapped", "quarantined", "tombstoned", "ignored", "canonical rows"):
         table.add_column(col)
@@ -37,7 +37,7 @@ def identity(config: str | None = ConfigOpt) -> None:
     from canonical.identity import run_identity
 
     cfg = load_config(config)
-    counts = run_identity(open_store(config), config=cfg)
+    counts = run_identity(open_store(config, auto_create=False), config=cfg)
     console.print("Identity: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
@@ -74,7 +74,7 @@ def suggest(
         elif not configured:
             raise ConfigError(f"--write merges identifier fields into a mapping override: configure "
                               f"sources.{source}.options.forms first (paste the proposal printed without --write)")
-    store = open_store(config)
+    store = open_store(config, auto_create=False)
     if write is not None:
         if source is None:
             raise ConfigError("--write needs --source: an override file belongs to one source")

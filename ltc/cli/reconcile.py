@@ -15,7 +15,7 @@ from rich.table import Table
 from canonical.errors import InputError
 from ltc.app import runtime
 from ltc.app.exceptions import list_exceptions, source_records
-from ltc.cli.common import ConfigOpt
+from ltc.cli.common import ConfigOpt, err_console
 from reconcile import lifecycle
 from reconcile.codes import CODES, STATUSES
 
@@ -25,7 +25,7 @@ exceptions_app = typer.Typer(help="Reconciliation exceptions: list, acknowledge,
 
 
 def _store(config: str | None) -> Any:
-    return runtime.open_store(config)
+    return runtime.open_store(config, auto_create=False)  # a mistyped path is not an empty store to reconcile
 
 
 def _as_of(value: str | None) -> date:
@@ -60,6 +60,10 @@ def reconcile(
     lc = s["lifecycle"]
     console.print(f"lifecycle: new={lc['new']} reopened={lc['reopened']} still_open={lc['still_open']} "
                   f"auto_resolved={lc['auto_resolved']}")
+    if not any(s["rows"].values()):  # "no exceptions" of an empty store is no finding
+        err_console.print("note: the store holds no deals, orders, invoices or payments: nothing is synced and mapped "
+                          "yet (`ltc sync`, `ltc run`), or LTC_DATABASE_URL names another store than the one synced",
+                          soft_wrap=True, highlight=False, markup=False)
 
 
 def _jsonable(v: Any) -> Any:

@@ -18,6 +18,6 @@ def report(
     from ltc.app.config import load_config
     from reports.finance import write_reports
 
-    files = write_reports(open_store(config), out, title=title, config=load_config(config), lang=lang)
+    files = write_reports(open_store(config, auto_create=False), out, title=title, config=load_config(config), lang=lang)
     for path in files.all():
         console.print(str(path))
