@@ -41,7 +41,7 @@ class InputError(LtcError):
 
 class StoreProblem(LtcError):
     """The store's database, or a disk a run writes, cannot take the work (full, read-only, locked too long, out of
-    connections): an operator must fix it. What was committed before stands; the next run does the rest."""
+    connections, a file or directory this process may not write): an operator must fix it. What was committed before stands; the next run does the rest."""
 
     exit_code = 2
 
@@ -75,6 +75,7 @@ _POSTGRES = {
 }
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def operator_error(exc: BaseException) -> LtcError | None:
@@ -91,6 +92,10 @@ def operator_error(exc: BaseException) -> LtcError | None:
         if isinstance(err, OSError) and err.errno in _NO_SPACE:
             where = f" for {err.filename}" if err.filename else ""
             return StoreProblem(f"no space left on the device{where} ({err.strerror}): {_FREE}")
+        if isinstance(err, OSError) and err.errno in _REFUSED and err.filename:
+            return StoreProblem(f"{err.strerror}: {err.filename}: check its permissions, its directory's and the "
+                                "mount, or choose another place (--out or reports_dir for the reports, TMPDIR for a "
+                                f"run's scratch files), {_AGAIN}")
         state = getattr(err, "sqlstate", None)
         if isinstance(state, str) and state in _POSTGRES:
             return StoreProblem(f"{_POSTGRES[state]} ({_first_line(err)})")

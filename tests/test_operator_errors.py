@@ -67,6 +67,18 @@ def test_a_full_scratch_space_says_where_space_is_wanted(exc: BaseException) -> 
     assert "no space left on" in str(problem) and "TMPDIR" in str(problem)
 
 
+def test_a_report_directory_this_process_may_not_make_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """``ltc report --out`` where the system refuses the directory (sysfs refuses even root): a traceback before
+    (fails on c2a23f4)."""
+    path = tmp_path / "s.db"
+    Store.open(f"sqlite:///{path}").close()
+    res = ltc("report", "--out", "/sys/ltc-reports", env={"LTC_DATABASE_URL": f"sqlite:///{path}"}, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("error: Operation not permitted: /sys/ltc-reports: check its permissions")
+
+
 def test_anything_else_stays_a_bug_and_an_ltc_error_stays_itself() -> None:
     assert operator_error(ValueError("unexpected None in column amount")) is None
     assert operator_error(OSError(errno.ENOENT, "No such file or directory", "x")) is None
