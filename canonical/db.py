@@ -353,6 +353,11 @@ def upgrade_locked(engine: Engine) -> tuple[str | None, str]:
         return upgrade(engine)
 
 
+def _other_tables(engine: Engine) -> list[str]:
+    """The tables, where ltc-hub would make its own (PostgreSQL: the current schema), that are not ltc-hub's."""
+    return sorted(set(sa.inspect(engine).get_table_names()) - set(tables.metadata.tables) - {"alembic_version"})
+
+
 def _has_ltc_tables(engine: Engine) -> bool:
     """Whether the database holds any table of ltc-hub (every ltc-hub schema has the canonical ones)."""
     existing = set(sa.inspect(engine).get_table_names())
@@ -409,6 +414,13 @@ def _check_schema(engine: Engine, *, auto_create: bool) -> None:
     masked = mask_url(engine.url.render_as_string(hide_password=False))
     if current is None and not _has_ltc_tables(engine):
         if auto_create:
+            others = _other_tables(engine)
+            if others:  # first use creates the schema in an empty database only, never beside another application's
+                shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+                raise SchemaOutdated(
+                    f"database {masked} holds another application's tables ({shown}) and no ltc-hub schema: point "
+                    "LTC_DATABASE_URL at a new file or an empty database, or run `ltc db upgrade` to add ltc-hub's "
+                    "tables there on purpose")
             upgrade(engine)
             return
         raise SchemaOutdated(f"database {masked} has no ltc-hub schema: run `ltc db upgrade`")

@@ -63,6 +63,21 @@ def test_empty_database_gets_the_schema_on_first_use(empty_url: str) -> None:
     store.close()
 
 
+def test_another_applications_database_is_not_given_the_schema_unasked(empty_url: str) -> None:
+    """LTC_DATABASE_URL at another application's database: ``ltc status`` made ltc-hub's 30 tables in it (fails on
+    385e3a3). First use creates the schema in an empty database only; ``ltc db upgrade`` still adds it on purpose."""
+    engine = db.make_engine(empty_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE customers (id integer)")
+    with pytest.raises(SchemaOutdated, match=r"holds another application's tables \(customers\) and no ltc-hub schema"):
+        Store.open(empty_url)
+    assert sa.inspect(engine).get_table_names() == ["customers"]
+    db.upgrade_locked(engine)
+    Store.open(empty_url).close()
+    assert {"customers", "raw_record"} <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+
+
 def test_a_schema_creation_cut_short_leaves_nothing_behind(empty_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A process killed during the first use's schema creation: every table was created, but the
     transaction never committed. The store stays empty and the next start creates the schema."""
