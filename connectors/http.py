@@ -22,6 +22,7 @@ import random
 import re
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -195,9 +196,20 @@ class RetryPolicy:
                 ) from None
             raise Unreachable(
                 f"{what}: cannot reach the server after {self.max_attempts} attempts "
-                f"({type(exc).__name__}); check the base_url and the network"
+                f"({type(exc).__name__}); check the base_url and the network{proxy_note()}"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def proxy_note() -> str:
+    """For an unreachable server: the proxies the environment sets (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY; both HTTP
+    clients send through them), passwords masked, or nothing. A proxy that is down or refuses looks like the server
+    being down."""
+    proxies = {k: v for k, v in urllib.request.getproxies_environment().items() if k in ("https", "http", "all")}
+    if not proxies:
+        return ""
+    shown = ", ".join(f"{k}: {db.mask_url(v)}" for k, v in sorted(proxies.items()))
+    return f", and the proxy the environment sets ({shown}; NO_PROXY names the hosts reached without it)"
 
 
 def classify(

@@ -56,6 +56,27 @@ def test_transport_errors_are_retried_and_capped() -> None:
     assert len(sleeps) == 2
 
 
+def test_an_unreachable_server_names_the_proxy_the_environment_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy that is down looks like the server being down: the message names it (its password masked)."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    closed = "http://ops:hunter2@127.0.0.1:9"  # the discard port: nothing listens
+    monkeypatch.setenv("HTTPS_PROXY", closed)
+    monkeypatch.setenv("HTTP_PROXY", closed)
+    client = HttpClient("example", "https://api.example.test", policy=policy([], attempts=2))
+    with pytest.raises(ConnectorError, match="cannot reach the server after 2 attempts") as caught:
+        client.request("GET", "/x")
+    message = str(caught.value)
+    assert "the proxy the environment sets (http: http://ops:***@127.0.0.1:9, https: http://ops:***@127.0.0.1:9" \
+        in message
+    assert "hunter2" not in message
+    for name in ("HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name)
+    with pytest.raises(ConnectorError) as caught:
+        HttpClient("example", "http://127.0.0.1:9", policy=policy([], attempts=1)).request("GET", "/x")
+    assert "proxy" not in str(caught.value)
+
+
 @respx.mock
 def test_persistent_5xx_gives_up_with_a_clear_error() -> None:
     respx.get("https://api.example.test/x").mock(return_value=httpx.Response(500, text="boom"))
