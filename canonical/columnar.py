@@ -202,7 +202,22 @@ def decimal_column(text: pl.Series, dtype: Any) -> pl.Series:
 def _read_arrow(url: str, sql: str) -> Any:
     import connectorx as cx
 
-    return cx.read_sql(url, sql, return_type="arrow")
+    with _driver_panics():
+        return cx.read_sql(url, sql, return_type="arrow")
+
+
+@contextlib.contextmanager
+def _driver_panics() -> Iterator[None]:
+    """connectorx's Rust panics (a statement timeout under a stream read, say) as RuntimeErrors with their text: a
+    panic is a BaseException, which passed every ``except Exception`` up to a traceback."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise RuntimeError(f"connectorx: {exc}") from None
 
 
 def _empty(table: Tableish, cols: Sequence[str], dtypes: Dtypes | None) -> pl.DataFrame:
@@ -278,11 +293,12 @@ def _batches(url: str, dialect: str, table: Tableish, cols: Sequence[str], live:
         return
     import connectorx as cx
 
-    for batch in cx.read_sql(url, select_sql(dialect, table, cols, live=live), return_type="arrow_stream",
-                             batch_size=batch_rows):
-        df = pl.from_arrow(batch)
-        assert isinstance(df, pl.DataFrame)
-        yield df
+    with _driver_panics():
+        for batch in cx.read_sql(url, select_sql(dialect, table, cols, live=live), return_type="arrow_stream",
+                                 batch_size=batch_rows):
+            df = pl.from_arrow(batch)
+            assert isinstance(df, pl.DataFrame)
+            yield df
 
 
 def _sqlite_batches(path: str, table: Tableish, cols: Sequence[str], live: bool,
@@ -608,8 +624,10 @@ def _serve() -> None:
             return
         try:
             answer: tuple[bool, Any] = (True, globals()[name](*args))
-        except Exception as exc:
-            answer = (False, exc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a driver's panic too (connectorx's Rust panics are BaseExceptions): answered,
+            answer = (False, exc)      # not the helper's death (a statement timeout killed it, its reason lost)
         try:
             blob = pickle.dumps(answer)
             pickle.loads(blob)

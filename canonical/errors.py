@@ -60,6 +60,10 @@ _WORDS = (
     ("readonly database", "the store's database is read-only for this process: check the permissions of the file "
                           "and of its directory (SQLite writes its -wal and -shm files beside it) and the mount, "
                           + _AGAIN),
+    ("canceling statement due to statement timeout", "a statement ran past the database's statement_timeout: "
+                                                      "raise it for ltc-hub's role (ALTER ROLE … SET statement_timeout "
+                                                      "= 0, or some minutes: a large store's reads and index builds "
+                                                      "take that long), " + _AGAIN),
     ("database is locked", "another process held the store's database locked for longer than the 30 s this one waits "
                            "(a tool or another process in a long write transaction): let it finish, " + _AGAIN),
 )
@@ -70,6 +74,9 @@ _POSTGRES = {
     "53200": "the PostgreSQL server is out of memory: check its memory settings and load, " + _AGAIN,
     "53300": "the PostgreSQL server refuses more connections: raise its max_connections or close idle clients, "
              + _AGAIN,
+    "57014": "the PostgreSQL server canceled a statement (its statement_timeout, or an administrator): raise "
+             "statement_timeout for ltc-hub's role (ALTER ROLE … SET statement_timeout = 0, or some minutes: a large "
+             "store's reads and index builds take that long), " + _AGAIN,
     "25006": "the PostgreSQL server is read-only (a standby?): point LTC_DATABASE_URL at the primary, " + _AGAIN,
     "42501": "the database role lacks a privilege on the store: grant it (README: The store), " + _AGAIN,
 }

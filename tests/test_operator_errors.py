@@ -119,3 +119,34 @@ def test_a_read_only_postgresql_server_says_to_use_the_primary(pg_new_database: 
     assert isinstance(problem, StoreProblem)
     assert "read-only (a standby?): point LTC_DATABASE_URL at the primary" in str(problem)
     assert "read-only transaction" in str(problem)
+
+
+@pytest.mark.postgres
+def test_a_statement_timeout_under_the_export_is_one_line_not_a_dead_helper(pg_new_database: Callable[[], str],
+                                                                             tmp_path: Path) -> None:
+    """A role's statement_timeout shorter than the export's read: connectorx panicked in the helper process, which
+    died ("the columnar I/O helper process died (exit 1)", pages of Rust backtrace); now the helper answers with the
+    panic's text and the operator reads what to raise (fails on 5d98200)."""
+    from canonical import columnar
+    from canonical.tables import table_for
+
+    url = pg_new_database()
+    store = Store.open(url)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO payment (id, source_system, source_object, source_id, attributes) "
+                             "SELECT 'p' || g, 'bank', 'entry', 'x' || g, '{}' FROM generate_series(1, 400000) g")
+        conn.exec_driver_sql(f"ALTER DATABASE \"{store.engine.url.database}\" SET statement_timeout = '40ms'")
+    store.close()
+    engine = db.make_engine(url)
+    payment = table_for("payment")
+    job = columnar.Export(columnar.shape(payment), ("id", "source_id", "attributes"), str(tmp_path / "p.parquet"))
+    try:
+        with pytest.raises(Exception) as caught:
+            columnar.export_tables(engine, [job])
+        problem = operator_error(caught.value)
+        assert isinstance(problem, StoreProblem), repr(caught.value)
+        assert "statement_timeout" in str(problem)
+        assert all(h.proc.poll() is None for h in columnar._HELPERS)  # answered, alive
+    finally:
+        engine.dispose()
+        columnar.close_helper()
