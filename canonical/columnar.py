@@ -1202,6 +1202,9 @@ class BulkWriter:
     def _pg_begin(self) -> None:
         conn = self.engine.connect()
         trans = conn.begin()
+        # the transaction waits while the caller computes (a 1M-chain reconciliation's pre-pass: ~25 s before its first
+        # COPY): a server's idle_in_transaction_session_timeout would end the session and the run with it
+        conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
         self.pg = (conn, trans)
         self.pg_swapped = []
         for name in self.delete:

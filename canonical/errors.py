@@ -77,6 +77,10 @@ _POSTGRES = {
     "57014": "the PostgreSQL server canceled a statement (its statement_timeout, or an administrator): raise "
              "statement_timeout for ltc-hub's role (ALTER ROLE … SET statement_timeout = 0, or some minutes: a large "
              "store's reads and index builds take that long), " + _AGAIN,
+    "25P03": "the PostgreSQL server ended a session idle in a transaction (its idle_in_transaction_session_timeout): "
+             "raise it for ltc-hub's role (ALTER ROLE … SET idle_in_transaction_session_timeout = 0), " + _AGAIN,
+    "57P05": "the PostgreSQL server ended an idle session (its idle_session_timeout): raise it for ltc-hub's role "
+             "(ALTER ROLE … SET idle_session_timeout = 0), " + _AGAIN,
     "25006": "the PostgreSQL server is read-only (a standby?): point LTC_DATABASE_URL at the primary, " + _AGAIN,
     "42501": "the database role lacks a privilege on the store: grant it (README: The store), " + _AGAIN,
 }

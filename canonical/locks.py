@@ -140,6 +140,10 @@ def _advisory(engine: Engine, name: str, timeout_s: float | None, poll_s: float,
         is replaced and the wait goes on)."""
         nonlocal said
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        # the session only holds the lock, idle the whole stage: a server's idle_session_timeout (PostgreSQL 14 and
+        # later) would end it and free the lock under the running stage, silently
+        with contextlib.suppress(sa.exc.DBAPIError):  # an older server has no such setting
+            conn.exec_driver_sql("SET idle_session_timeout = 0")
         try:
             while not conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (k,)).scalar():
                 who = _pg_holder(conn, k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -465,6 +466,34 @@ def test_pg_bulk_writer_numbers_serial_ids_from_the_sequence(pg_new_database: An
             assert all(b - a == step for a, b in itertools.pairwise(ids))
             assert after == ids[-1] + step  # the sequence goes on after the block
             seen = ids
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_pg_bulk_writer_outlasts_an_idle_in_transaction_timeout(pg_new_database: Any, tmp_path: Path) -> None:
+    """The writer's transaction waits while the caller computes (the pre-pass: ~25 s at 1M chains before the first
+    COPY): a server's idle_in_transaction_session_timeout ended the session and the run with a traceback (fails on
+    28a1a90)."""
+    from reconcile.tables import recon_link
+
+    url = pg_new_database()
+    store = Store.open(url)
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER DATABASE \"{store.engine.url.database}\" "
+                                 "SET idle_in_transaction_session_timeout = '300ms'")
+        store.engine.dispose()  # new sessions take the database's setting
+        shape = columnar.shape(recon_link)
+        parts = _parts(tmp_path)
+        with columnar.BulkWriter(store.engine, [recon_link.name], rows_hint=100, swap=True) as writer:
+            time.sleep(1.0)  # the caller computing
+            for p in parts:
+                writer.add([columnar.Load(shape, (str(p),), wrap={"evidence": "text"})])
+                time.sleep(0.5)
+            assert writer.finish() == 61
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(recon_link)).scalar_one() == 61
     finally:
         store.close()
 

@@ -202,6 +202,26 @@ def test_first_use_of_a_fresh_postgresql_store_is_race_free(pg_new_database: Cal
 
 
 @pytest.mark.postgres
+def test_a_postgresql_stage_lock_outlasts_an_idle_session_timeout(pg_new_database: Callable[[], str]) -> None:
+    """The lock's session is idle the whole stage: a server's idle_session_timeout ended it and freed the lock under
+    the running stage, silently (fails on 28a1a90)."""
+    from canonical.locks import advisory_key
+
+    store = Store.open(pg_new_database())
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER DATABASE \"{store.engine.url.database}\" SET idle_session_timeout = '300ms'")
+        store.engine.dispose()
+        with stage_lock(store.engine, "map:crm"):
+            time.sleep(1.0)  # the stage running
+            with store.engine.connect() as other:
+                taken = other.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (advisory_key("map:crm"),)).scalar()
+                assert taken is False  # still held by the stage's session
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
 def test_a_lost_postgresql_connection_is_reconnected_and_the_transaction_run_again(
         pg_new_database: Callable[[], str]) -> None:
     store = Store.open(pg_new_database())
