@@ -41,7 +41,8 @@ class InputError(LtcError):
 
 class StoreProblem(LtcError):
     """The store's database, or a disk a run writes, cannot take the work (full, read-only, locked too long, out of
-    connections, a file or directory this process may not write): an operator must fix it. What was committed before stands; the next run does the rest."""
+    connections, a file or directory this process may not write): an operator must fix it. What was committed
+    before stands; the next run does the rest."""
 
     exit_code = 2
 
@@ -49,6 +50,9 @@ class StoreProblem(LtcError):
 _AGAIN = "then run again (what was committed stands; the rest is done again)"
 
 _FREE = "free space there (a run's scratch files go to TMPDIR, its reports to reports_dir), " + _AGAIN
+
+_TIMEOUT = ("raise statement_timeout for ltc-hub's role (ALTER ROLE … SET statement_timeout = 0, or some minutes: a "
+            "large store's reads and index builds take that long), " + _AGAIN)
 
 #: the words of a condition an operator fixes, as SQLite says it (the driver's message, also as ADBC's driver or a
 #: helper process passes it on) or as a file write does (Polars, Arrow: the system's message in theirs), and what to do
@@ -61,11 +65,10 @@ _WORDS = (
                           "and of its directory (SQLite writes its -wal and -shm files beside it) and the mount, "
                           + _AGAIN),
     ("canceling statement due to statement timeout", "a statement ran past the database's statement_timeout: "
-                                                      "raise it for ltc-hub's role (ALTER ROLE … SET statement_timeout "
-                                                      "= 0, or some minutes: a large store's reads and index builds "
-                                                      "take that long), " + _AGAIN),
-    ("database is locked", "another process held the store's database locked for longer than the 30 s this one waits "
-                           "(a tool or another process in a long write transaction): let it finish, " + _AGAIN),
+                                                      + _TIMEOUT),
+    ("database is locked", "another process held the store's database locked for longer than this one waits (its "
+                           "busy timeout): a tool or another process in a long write transaction; let it finish, "
+                           + _AGAIN),
 )
 
 #: PostgreSQL's SQLSTATEs for a condition an operator fixes, and what to do
@@ -74,9 +77,7 @@ _POSTGRES = {
     "53200": "the PostgreSQL server is out of memory: check its memory settings and load, " + _AGAIN,
     "53300": "the PostgreSQL server refuses more connections: raise its max_connections or close idle clients, "
              + _AGAIN,
-    "57014": "the PostgreSQL server canceled a statement (its statement_timeout, or an administrator): raise "
-             "statement_timeout for ltc-hub's role (ALTER ROLE … SET statement_timeout = 0, or some minutes: a large "
-             "store's reads and index builds take that long), " + _AGAIN,
+    "57014": "the PostgreSQL server canceled a statement (its statement_timeout, or an administrator): " + _TIMEOUT,
     "25P03": "the PostgreSQL server ended a session idle in a transaction (its idle_in_transaction_session_timeout): "
              "raise it for ltc-hub's role (ALTER ROLE … SET idle_in_transaction_session_timeout = 0), " + _AGAIN,
     "57P05": "the PostgreSQL server ended an idle session (its idle_session_timeout): raise it for ltc-hub's role "
