@@ -75,10 +75,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError
-
-import defusedxml.ElementTree as DET  # noqa: N814
-from defusedxml import DefusedXmlException
+from xml.etree.ElementTree import Element
 
 from canonical.errors import InputError
 from canonical.money import UnknownCurrency, normalize_currency
@@ -88,6 +85,7 @@ from connectors.bank_statement import (
     balance_gate,
     fallback_id,
 )
+from connectors.safe_xml import parse_untrusted
 
 NAMESPACE_PREFIX = "urn:iso:std:iso:20022:tech:xsd:camt.053."
 _OPENING = ("OPBD", "PRCD")  # opening booked; previous closing booked where OPBD is absent
@@ -169,14 +167,7 @@ def _join_ustrd(lines: list[str]) -> str | None:
 
 
 def _parse_xml(data: bytes, name: str) -> Element:
-    try:
-        root = DET.fromstring(data)
-    except ParseError as exc:
-        line, col = getattr(exc, "position", (0, 0))
-        reason = re.sub(r":? *line \d+, column \d+$", "", str(exc))
-        raise InputError(f"{name}:{line}: not well-formed XML (column {col}): {reason}") from None
-    except DefusedXmlException as exc:
-        raise InputError(f"{name}: refused unsafe XML ({type(exc).__name__}: DTD/entity declarations)") from None
+    root = parse_untrusted(data, name)
     namespace = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
     for el in root.iter():
         if isinstance(el.tag, str) and el.tag.startswith("{"):

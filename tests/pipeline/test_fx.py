@@ -60,6 +60,11 @@ def test_ecb_csv_and_xml_read_the_same_rates() -> None:
         parse_rates(b"a,b\n1,2\n", "x.csv")
     with pytest.raises(InputError, match="DOCTYPE"):
         parse_rates(b'<!DOCTYPE x [<!ENTITY a "b">]><x/>', "evil.xml")
+    # the same parser as the bank statements' (defusedxml): an external DTD refused too, a broken file's line named
+    with pytest.raises(InputError, match=r"^dtd.xml: refused unsafe XML \(DTDForbidden"):
+        parse_rates(b'<?xml version="1.0"?>\n<!DOCTYPE x SYSTEM "http://127.0.0.1:9/x.dtd"><x/>', "dtd.xml")
+    with pytest.raises(InputError, match=r"^cut.xml:3: not well-formed XML \(column \d+\)"):
+        parse_rates(b'<Envelope>\n<Cube>\n<Cube time="2026-10-30"></Envelope>', "cut.xml")
 
 
 def test_cross_rates_for_a_usd_reporting_currency() -> None:
