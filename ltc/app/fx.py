@@ -47,14 +47,27 @@ def _positive(text: str) -> Decimal | None:
     return value if value.is_finite() and value > 0 else None
 
 
+#: the largest rate file read, fetched or unpacked (the ECB's whole history since 1999, ~30 currencies: under 1 MB
+#: zipped, ~6 MB as CSV): a bigger one is not a rate file, and a zip that unpacks past it would only fill memory
+MAX_RATE_FILE = 64 * 1024 * 1024
+
+
 def parse_rates(data: bytes, name: str) -> list[dict[str, Any]]:
     """The rates in a file's bytes: our CSV, the ECB's CSV (``Date,USD,JPY,…``), its XML, or a zip of one."""
     if data[:4] == b"PK\x03\x04":
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            members = [m for m in zf.namelist() if m.lower().endswith((".csv", ".xml"))]
+            members = [m for m in zf.infolist() if m.filename.lower().endswith((".csv", ".xml"))]
             if not members:
                 raise InputError(f"{name}: the zip holds no .csv or .xml rate file")
-            return parse_rates(zf.read(members[0]), f"{name}!{members[0]}")
+            member = members[0]
+            if member.file_size > MAX_RATE_FILE:
+                raise InputError(f"{name}!{member.filename}: {member.file_size:,} bytes unpacked, more than a rate "
+                                 f"file holds (at most {MAX_RATE_FILE:,})")
+            try:  # zipfile unpacks no more than the size the zip claims (past it: a CRC error)
+                unpacked = zf.read(member)
+            except zipfile.BadZipFile as exc:
+                raise InputError(f"{name}!{member.filename}: a broken zip ({exc})") from None
+            return parse_rates(unpacked, f"{name}!{member.filename}")
     text = data.decode("utf-8-sig", errors="strict").lstrip()
     if text.startswith("<"):
         return _ecb_xml(text, name)
@@ -137,14 +150,23 @@ def read_file(location: str) -> bytes:
         import httpx
 
         try:
-            resp = httpx.get(location, timeout=30, follow_redirects=True)
-            resp.raise_for_status()
+            with httpx.stream("GET", location, timeout=30, follow_redirects=True) as resp:
+                resp.raise_for_status()
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RATE_FILE:
+                        raise InputError(f"fx.files: {location} sends more than {MAX_RATE_FILE:,} bytes, more than "
+                                         "a rate file holds")
         except httpx.HTTPError as exc:
             raise ConfigError(f"fx.files: cannot fetch {location}: {exc}") from None
-        return resp.content
+        return bytes(body)
     path = Path(location)
     if not path.is_file():
         raise ConfigError(f"fx.files: {location} does not exist or is not a file")
+    if path.stat().st_size > MAX_RATE_FILE:
+        raise InputError(f"fx.files: {location} is {path.stat().st_size:,} bytes, more than a rate file holds "
+                         f"(at most {MAX_RATE_FILE:,})")
     return path.read_bytes()
 
 

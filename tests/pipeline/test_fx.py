@@ -67,6 +67,24 @@ def test_ecb_csv_and_xml_read_the_same_rates() -> None:
         parse_rates(b'<Envelope>\n<Cube>\n<Cube time="2026-10-30"></Envelope>', "cut.xml")
 
 
+def test_a_rate_zip_that_unpacks_past_any_rate_file_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zip bomb among the rate files (fetched from a URL, say): refused by the size it claims (zipfile unpacks no
+    more than that); before, read whole into memory (fails on f5614c6)."""
+    import ltc.app.fx as fx
+
+    monkeypatch.setattr(fx, "MAX_RATE_FILE", 1000)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("eurofxref-hist.csv", "Date,USD\n" + "2026-10-30,1.0921\n" * 200)  # 3.6 kB, a few hundred zipped
+    with pytest.raises(InputError, match=r"^bomb.zip!eurofxref-hist.csv: 3,609 bytes unpacked, more than a rate file"):
+        parse_rates(buf.getvalue(), "bomb.zip")
+    lying = bytearray(buf.getvalue())
+    central = lying.rfind(b"PK\x01\x02")  # the central directory's record claims a small size
+    lying[central + 24:central + 28] = (100).to_bytes(4, "little")
+    with pytest.raises(InputError, match=r"^lying.zip!eurofxref-hist.csv: a broken zip \(Bad CRC-32"):
+        parse_rates(bytes(lying), "lying.zip")
+
+
 def test_cross_rates_for_a_usd_reporting_currency() -> None:
     rows = parse_rates(ECB_CSV.encode(), "ecb.csv")
     cross = {(r["rate_date"], r["quote"]): r["rate"] for r in cross_rates(rows, "USD") if r["base"] == "USD"}
@@ -93,6 +111,19 @@ def test_ecb_file_from_a_url_and_our_csv_from_a_path_with_stale_pairs(sqlite_sto
                             date(2026, 10, 31))
     assert missing["errors"] == [f"fx.files: {tmp_path / 'missing.csv'} does not exist or is not a file"]
     assert _rates(sqlite_store) == got
+
+
+def test_a_rate_url_that_sends_more_than_any_rate_file_is_cut_off(sqlite_store: Store,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read as it arrives and stopped past the limit, not held whole in memory (fails on f5614c6)."""
+    import ltc.app.fx as fx
+
+    monkeypatch.setattr(fx, "MAX_RATE_FILE", 1000)
+    app = Starlette(routes=[Route("/big.csv", lambda _r: Response("Date,USD\n" + "2026-10-30,1.0921\n" * 500))])
+    with serve(app) as server:
+        out = refresh_rates(sqlite_store, Config(fx=FxConfig(files=[f"{server.url}/big.csv"])), date(2026, 10, 31))
+    assert out["errors"] == [f"fx.files: {server.url}/big.csv sends more than 1,000 bytes, more than a rate file holds"]
+    assert _rates(sqlite_store) == {}
 
 
 @pytest.mark.parametrize("world", ["tryton", "odoo"])
