@@ -210,7 +210,9 @@ def replay_world(store: Any, world_path: str | Path, reports_dir: str | Path, *,
     finally:
         forget_parsed()  # the statements the check parsed and the import did not use
     if result.failed_stage:
-        raise LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")
+        failure = LtcError(f"the demo's {result.failed_stage} stage failed: {result.error}")
+        failure.exit_code = result.exit_code  # 2 for what an operator fixes (a full disk), as `ltc run` exits
+        raise failure
     report = result.stage("report")
     as_of = world.as_of or today()
     return {"unread": result.unread, "failed": result.quarantine_failure, "discovered": result.discovered,

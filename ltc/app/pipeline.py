@@ -133,6 +133,7 @@ class PipelineResult:
     identity: dict[str, Any] = field(default_factory=dict)
     reconcile: dict[str, Any] = field(default_factory=dict)
     failed_stage: str | None = None
+    failed_stage_exit_code: int | None = None  # the failed stage's error's exit code (2: an operator must fix it)
     error: str | None = None
     unread: list[dict[str, Any]] = field(default_factory=list)  # streams with quarantined records (ltc.app.unread)
     discovered: list[Any] = field(default_factory=list)  # identifier fields applied by discovery
@@ -155,10 +156,11 @@ class PipelineResult:
 
     @property
     def exit_code(self) -> int:
-        """0 completed, 3 paused, 1 failed, 2 when a source failed in a way an operator must fix
-        (credentials rejected, an unreachable URL, configuration): the worst, 2 > 1 > 3 > 0."""
+        """0 completed, 3 paused, 1 failed, 2 when a source or a stage failed in a way an operator must fix
+        (credentials rejected, an unreachable URL, configuration, a full disk): the worst, 2 > 1 > 3 > 0."""
         code = {"completed": 0, "paused": 3, "failed": 1}[self.status]
-        if code == 1 and any(s.status == "failed" and s.exit_code == 2 for s in self.sources.values()):
+        if code == 1 and (self.failed_stage_exit_code == 2
+                          or any(s.status == "failed" and s.exit_code == 2 for s in self.sources.values())):
             return 2
         return code
 
@@ -575,7 +577,11 @@ def run_stage(ctx: Context, stage: Stage) -> StageRun:
     except Exception as exc:
         run = StageRun(stage.name, "failed", round(time.monotonic() - t0, 3), message=error_text(exc))
         ctx.result.stages.append(run)
-        ctx.result.failed_stage = ctx.result.failed_stage or stage.name
+        if ctx.result.failed_stage is None:
+            from ltc.app.runtime import exit_code_of
+
+            ctx.result.failed_stage = stage.name
+            ctx.result.failed_stage_exit_code = exit_code_of(exc)
         ctx.result.error = ctx.result.error or error_text(exc, typed=False)[:500]
         raise
     status = "skipped" if set(detail) == {"skipped"} else "ok"
@@ -633,8 +639,8 @@ def run_pipeline(store: Store, cfg: Config, as_of: date | None = None, *, sync_o
             try:  # sync shows a stage per source instead of one for all
                 with progress_stage(stage.name, on_progress if stage.name != "sync" else None) as done:
                     done(_brief(run_stage(ctx, stage)))
-            except Exception as exc:
-                log.error("stage %s failed: %s", stage.name, error_text(exc, typed=False))
+            except Exception as exc:  # reported by echo (and in the result): logged again, a shell showed it twice
+                log.info("stage %s failed: %s", stage.name, error_text(exc, typed=False))
                 echo(f"stage {stage.name} failed: {error_text(exc, typed=False)}")
                 failed = True
     finally:  # a stage before the map stage failed: the sources mapped ahead are not waited for

@@ -38,3 +38,5 @@ def test_status_and_exit_code() -> None:
     assert out["status"] == "failed" and out["partial"] is True and out["sources"]["crm"]["since"].startswith("2026")
     done = PipelineResult(as_of=date(2026, 10, 31), failed_stage="reconcile", error="conservation")
     assert (done.status, done.exit_code, done.banners()) == ("failed", 1, ["Stage reconcile failed: conservation"])
+    full = PipelineResult(as_of=date(2026, 10, 31), failed_stage="fx", failed_stage_exit_code=2, error="disk full")
+    assert (full.status, full.exit_code) == ("failed", 2)  # an operator's to fix, as a source's would be
