@@ -17,7 +17,7 @@ a source only paused on a vendor quota) with the reason, after reconciling what 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -71,7 +71,7 @@ def _sync_subflow(config_path: str | None) -> Any:
 
 def _run_name() -> str:
     as_of = (flow_run.parameters or {}).get("as_of")
-    return f"pipeline as of {as_of or datetime.now(UTC).date()}"
+    return f"pipeline as of {as_of or 'today'}"
 
 
 @flow(name="ltc-pipeline", flow_run_name=_run_name)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from prefect import flow, task
@@ -36,7 +36,7 @@ from reconcile.stream import BucketSummary, reconcile_world
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
-    return f"reconcile as of {(flow_run.parameters or {}).get('as_of') or datetime.now(UTC).date()}"
+    return f"reconcile as of {(flow_run.parameters or {}).get('as_of') or 'today'}"
 
 
 @task(cache_policy=NO_CACHE, task_run_name="reconcile bucket {k}")
@@ -66,7 +66,7 @@ def reconcile(config_path: str | None = None, as_of: date | None = None, partiti
     cfg = load_config(config_path)
     store = runtime.open_store(config_path, auto_create=False)
     try:
-        result = run_reconciliation(store, cfg, as_of or datetime.now(UTC).date(), partitions=partitions,
+        result = run_reconciliation(store, cfg, as_of or cfg.today(), partitions=partitions,
                                     mapper=task_mapper, scratch=scratch)
     finally:
         store.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -379,6 +379,9 @@ class Config(_Model):
     database_url: str | None = None
     reporting_currency: str = "USD"
     reporting_locale: str = "en_US"  # numbers, money and dates in the report (Babel locale, e.g. zh_Hans_CN, de_DE)
+    # the company's business day (IANA name): a run without --as-of reconciles as of today there, not in UTC (at
+    # 07:00 in Shanghai it is still yesterday in UTC: every invoice's days overdue one short)
+    timezone: str = "UTC"
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     erp: ErpConfig | None = None
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
@@ -396,6 +399,23 @@ class Config(_Model):
     @classmethod
     def _currency(cls, v: str) -> str:
         return normalize_currency(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; an IANA name, e.g. UTC, Asia/Shanghai, Europe/Berlin") from None
+        return v
+
+    def today(self, now: datetime | None = None) -> date:
+        """Today in the company's time zone (``now``: that instant instead of the clock's)."""
+        from zoneinfo import ZoneInfo
+
+        return (now or datetime.now(UTC)).astimezone(ZoneInfo(self.timezone)).date()
 
     @field_validator("reporting_locale")
     @classmethod

@@ -604,7 +604,7 @@ def _brief(run: StageRun) -> str:
 
 def begin(store: Store, cfg: Config, as_of: date | None = None) -> PipelineResult:
     """A new pipeline run: its as-of (given, else the store's recorded one, else today) and its ``run`` row."""
-    day = as_of or default_as_of(store)
+    day = as_of or default_as_of(store, cfg)
     result = PipelineResult(as_of=day)
     result.run_id = store.begin_run("pipeline")
     _record_as_of(store, result.run_id, day)
@@ -669,9 +669,10 @@ def recorded_as_of(store: Store) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
-def default_as_of(store: Store) -> date:
-    """The as-of to use when none is given: a replayed world's own, else today (UTC)."""
-    return recorded_as_of(store) or datetime.now(UTC).date()
+def default_as_of(store: Store, cfg: Config) -> date:
+    """The as-of to use when none is given: a replayed world's own, else today in the company's time zone
+    (ltc.yaml ``timezone``)."""
+    return recorded_as_of(store) or cfg.today()
 
 
 # --- after reconcile: the open book, partial marks -------------------------------------------------

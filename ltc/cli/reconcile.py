@@ -28,9 +28,7 @@ def _store(config: str | None) -> Any:
     return runtime.open_store(config, auto_create=False)  # a mistyped path is not an empty store to reconcile
 
 
-def _as_of(value: str | None) -> date:
-    if not value:
-        return date.today()
+def _as_of(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -49,7 +47,7 @@ def reconcile(
 
     cfg = load_config(config)
     store = _store(config)
-    result = run_reconciliation(store, cfg, _as_of(as_of) if as_of else default_as_of(store))
+    result = run_reconciliation(store, cfg, _as_of(as_of) if as_of else default_as_of(store, cfg))
     s = result.summary()
     console.print(f"reconcile run {s['run_id']} as of {s['as_of']}: {s['chains']} chains")
     console.print("rows: " + ", ".join(f"{k}={v}" for k, v in s["rows"].items()))
