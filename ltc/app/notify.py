@@ -8,7 +8,7 @@ Events (a target without ``events`` gets all of them):
 * ``new_exceptions``: open exceptions of high severity (or the target's ``min_severity``) that this
   target was never told about — by fingerprint, remembered in the store (``notify_sent``), so the
   same exception is never announced twice;
-* ``digest``: once a UTC day per target, the finance digest — open exceptions by code and owner, amount
+* ``digest``: once a day per target (the company's day: ltc.yaml ``timezone``), the finance digest — open exceptions by code and owner, amount
   at risk (unconverted amounts listed apart, never counted as zero), the KPIs and the report link.
 
 Delivery goes through apprise (``slack://``, ``feishu://``, ``wecombot://``, ``workflows://`` for
@@ -502,7 +502,7 @@ def notify_run(result: Any, cfg: Config, store: Store | None = None, *, now: dat
                     if _send(out, url, label, new_exceptions_message(fresh, outcome, link)):
                         _remember(store, tid, "new_exceptions", (r["fingerprint"] for r in fresh), now)
             if _wants(target, "digest"):
-                key = f"digest:{now.date().isoformat()}"
+                key = f"digest:{cfg.today(now).isoformat()}"  # the company's day (ltc.yaml timezone)
                 if not _sent_keys(store, tid, [key]):
                     mine = _filter(rows, target, target.min_severity or "low")
                     kpis = {} if outcome.kpis else kpi_labels(run_kpis(store, outcome.run_id))

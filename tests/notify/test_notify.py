@@ -208,6 +208,19 @@ def test_digest_once_a_day_with_unconverted_amounts_apart(receiver: Receiver, sq
     assert len(receiver.requests) == 2
 
 
+def test_the_digest_follows_the_companys_day(receiver: Receiver, sqlite_store: Store) -> None:
+    """23:00 and 01:00 in Shanghai are two business days but one UTC day: two digests (one before: fails on
+    622ca45)."""
+    cfg = Config.model_validate({"timezone": "Asia/Shanghai",
+                                 "notifications": {"targets": [{"url": SLACK, "events": ["digest"]}]}})
+    _exception(sqlite_store, "a" * 32, "AMOUNT_MISMATCH", "high")
+    notify_run(OUTCOME, cfg, sqlite_store, now=datetime(2026, 12, 1, 15, tzinfo=UTC))  # 23:00 on the 1st there
+    notify_run(OUTCOME, cfg, sqlite_store, now=datetime(2026, 12, 1, 17, tzinfo=UTC))  # 01:00 on the 2nd there
+    assert len(receiver.requests) == 2
+    notify_run(OUTCOME, cfg, sqlite_store, now=datetime(2026, 12, 2, 3, tzinfo=UTC))  # 11:00 on the 2nd: sent
+    assert len(receiver.requests) == 2
+
+
 def test_a_dead_target_never_fails_the_run_nor_leaks_its_key(receiver: Receiver, sqlite_store: Store,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     cfg = _cfg([{"url": WECOM}, {"url": SLACK}, {"url": FEISHU}])
