@@ -164,8 +164,9 @@ def read_file(location: str) -> bytes:
     path = Path(location)
     if not path.is_file():
         raise ConfigError(f"fx.files: {location} does not exist or is not a file")
-    if path.stat().st_size > MAX_RATE_FILE:
-        raise InputError(f"fx.files: {location} is {path.stat().st_size:,} bytes, more than a rate file holds "
+    size = path.stat().st_size
+    if size > MAX_RATE_FILE:
+        raise InputError(f"fx.files: {location} is {size:,} bytes, more than a rate file holds "
                          f"(at most {MAX_RATE_FILE:,})")
     return path.read_bytes()
 

@@ -252,9 +252,8 @@ def print_result(result: Any) -> None:
         err_console.print(f"the last complete report is kept: {result.previous_report}", highlight=False)
 
 
-def _date(value: str | None) -> date:
-    if value is None:
-        return datetime.now(UTC).date()
+def _date(value: str) -> date:
+    """``--as-of``; without it the pipeline takes the company's day (ltc.yaml ``timezone``)."""
     try:
         return date.fromisoformat(value)
     except ValueError:
