@@ -265,19 +265,20 @@ def _check(action: str, note: str, owner: str | None, until: date | None, today:
 
 
 def act(store: Store, idents: Sequence[str], action: str, actor: str, *, note: str = "", owner: str | None = None,
-        until: date | None = None) -> list[dict[str, Any]]:
+        until: date | None = None, today: date | None = None) -> list[dict[str, Any]]:
     """A person's action on one or several exceptions, in one transaction, each with an audit row naming ``actor``.
 
     ``acknowledge`` / ``resolve`` / ``reopen`` move the status; ``assign`` sets the owner a person chose
     (``owner`` empty: unassign), ``comment`` only writes the trail, ``snooze`` hides the exception from
-    the work queue until ``until`` (None: lift the snooze). An exception the action does not apply to
+    the work queue until ``until`` (None: lift the snooze), a day after ``today`` (the company's day, ``Config.today``;
+    default: the UTC day). An exception the action does not apply to
     (resolving a resolved one) is skipped with the reason; the others go on. The CLI
     (``ltc exceptions ...``) and the work queue (``ltc ui``) both come here.
     """
     if not actor or not actor.strip():
         raise InputError("an action needs the acting user")
     at = now()
-    reason = _check(action, note, owner, until, at.date())
+    reason = _check(action, note, owner, until, today or at.date())
     to, allowed = ACTIONS[action]
     out: list[dict[str, Any]] = []
     with store.engine.begin() as conn:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from urllib.parse import quote
@@ -183,12 +183,14 @@ def _top_exception(xs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 
 def finance_status(store: Store, *, systems: set[str] | None = None, links: Links | None = None,
-                   reporting_currency: str = "USD", as_of: date | None = None) -> FinanceStatus:
+                   reporting_currency: str = "USD", as_of: date | None = None,
+                   today: date | None = None) -> FinanceStatus:
     """The status of every deal in a reconciled chain and of its account, for the CRM sources ``systems``
-    (None: every source)."""
+    (None: every source), as of ``as_of`` (default: the latest reconciliation's as-of, else ``today``: the company's
+    day, ``Config.today``; default the UTC day)."""
     links = links or Links()
     report = build_report(store)
-    day = as_of or report.as_of or date.today()
+    day = as_of or report.as_of or today or datetime.now(UTC).date()
     result = FinanceStatus(as_of=day)
     deal_t, acct_t = ct.table_for("deal"), ct.table_for("account")
     chain_ids = [c["chain_id"] for c in report.chains]

@@ -186,7 +186,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
     def queue_page(request: Request) -> HTMLResponse:
         user = viewer(request)
         f = queries.Filters.parse(dict(request.query_params))
-        q = queries.queue(store, f)
+        q = queries.queue(store, f, today=cfg.today())  # snoozes end on the company's day (ltc.yaml timezone)
         return render(request, "queue.html.j2", user=user, q=q, flt=f, codes=list(labels.CODE_TITLES),
                       qs=lambda **kw: urlencode(f.query(**kw)), notice=request.query_params.get("done"))
 
@@ -197,7 +197,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         if x is None:
             return render(request, "error.html.j2", status=404, user=user,
                           message=f"no exception {fingerprint[:40]!r}")
-        return render(request, "exception.html.j2", user=user, x=x, today=date.today(),
+        return render(request, "exception.html.j2", user=user, x=x, today=cfg.today(),
                       notice=request.query_params.get("done"), error=request.query_params.get("error"))
 
     def _apply(user: User, ids: list[str], data: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -213,7 +213,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
             except ValueError:
                 raise LtcError(f"{one(data, 'until')[:20]!r} is not a date") from None
         return lifecycle.act(store, ids, action, user.name, note=one(data, "note"), owner=one(data, "owner"),
-                             until=until)
+                             until=until, today=cfg.today())
 
     @app.post("/x/{fingerprint}/act")
     async def act_one(request: Request, fingerprint: str) -> Response:

@@ -43,7 +43,7 @@ def push_source(store: Store, cfg: Config, source: str, *, dry_run: bool = False
         raise AssertionError("unreachable")  # pragma: no cover
     fields = crm_fields.names(src.kind, src.options, source)
     status = crm_status.finance_status(store, systems={source}, links=links_of(cfg),
-                                       reporting_currency=cfg.reporting_currency)
+                                       reporting_currency=cfg.reporting_currency, today=cfg.today())
     own = target is None
     target = target or crm_push.make_target(cfg, source)  # looked up on the module: tests swap in their own
     try:

@@ -106,8 +106,11 @@ def list_cmd(
 
 
 def _act(idents: list[str], action: str, actor: str | None, config: str | None, **kw: Any) -> None:
+    from ltc.app.config import load_config
+
     who = actor or getpass.getuser()
-    results = lifecycle.act(_store(config), idents, action, who, **kw)
+    today = load_config(config).today()  # a snooze's day is the company's (ltc.yaml timezone)
+    results = lifecycle.act(_store(config), idents, action, who, today=today, **kw)
     for res in results:
         if res["skipped"]:
             console.print(f"exception {res['fingerprint'][:12]}: skipped ({res['skipped']})")

@@ -3,7 +3,7 @@ rows naming who did them, the CLI over the same function, and the migration that
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -38,6 +38,9 @@ def test_actions_change_what_they_say_and_write_the_trail(store: Store) -> None:
     lifecycle.act(store, [a], "snooze", "carol", until=tomorrow, note="promised payment")
     with pytest.raises(InputError, match="after today"):
         lifecycle.act(store, [a], "snooze", "carol", until=date.today())
+    behind = datetime.now(UTC).date() - timedelta(days=1)  # the company's day behind UTC's (America, early in UTC's)
+    with pytest.raises(InputError, match=rf"after today \({behind.isoformat()}\)"):
+        lifecycle.act(store, [a], "snooze", "carol", until=behind, today=behind)
     with pytest.raises(InputError, match="comment needs text"):
         lifecycle.act(store, [a], "comment", "carol", note="  ")
     with pytest.raises(InputError, match="note is required"):

@@ -4,7 +4,7 @@ CSRF, escaping, filters, totals, the exception page, actions through the lifecyc
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -241,3 +241,25 @@ def test_deleted_records_do_not_break_the_exception_page(world: Store) -> None:
     with world.engine.begin() as conn:
         conn.execute(deal.delete().where(deal.c.id == x["chain_id"]))
     assert client_for(world, "victor").get(f"/x/{x['fingerprint']}").status_code == 200
+
+
+def test_snoozes_end_on_the_companys_day(world: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The company's day (ltc.yaml ``timezone``, ``Config.today``), not the server's, decides when a snooze ends in the
+    queue, the earliest date the exception page offers, and what the snooze form accepts: a day ahead of UTC here,
+    as Asia/Shanghai is every morning before 08:00."""
+    ahead = datetime.now(UTC).date() + timedelta(days=1)
+    monkeypatch.setattr(Config, "today", lambda self, now=None: ahead)
+    c = client_for(world, "fiona")
+    first = lifecycle.list_exceptions(world)[0]["fingerprint"]
+    lifecycle.act(world, [first], "snooze", "fiona", until=ahead + timedelta(days=1), today=ahead)
+    assert f'data-fp="{first}"' not in c.get("/").text
+    page = c.get(f"/x/{first}").text
+    assert f'min="{ahead.isoformat()}"' in page
+    r = c.post(f"/x/{first}/act", data={"action": "snooze", "until": ahead.isoformat(), "csrf": csrf(page)},
+               follow_redirects=False)  # the company's today: refused, though it is tomorrow in UTC
+    assert r.status_code == 303 and "error=" in r.headers["location"]
+    row = next(x for x in lifecycle.list_exceptions(world) if x["fingerprint"] == first)
+    assert row["snoozed_until"] == ahead + timedelta(days=1)
+
+    monkeypatch.setattr(Config, "today", lambda self, now=None: ahead + timedelta(days=1))
+    assert f'data-fp="{first}"' in c.get("/").text  # the snooze is over on the company's day (not yet in UTC)
