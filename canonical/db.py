@@ -267,8 +267,23 @@ def make_engine(url: str | None = None) -> Engine:
             if attempt < _RESTART_ATTEMPTS and _restarting(exc):  # a server restart: it answers again soon
                 time.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
                 continue
-            raise DatabaseUnavailable(f"cannot connect to database {mask_url(raw)}: {reason}") from None
+            raise DatabaseUnavailable(f"cannot connect to database {mask_url(raw)}: {reason}"
+                                      f"{_sqlite_folder_note(parsed)}") from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _sqlite_folder_note(url: sa.URL) -> str:
+    """Why an existing SQLite store could not be opened, when its folder is not writable (a read-only mount, a
+    restored backup, a folder of another user's): SQLite keeps the store's ``-wal`` and ``-shm`` files beside it
+    even to read it (WAL mode), so it says only "unable to open database file"."""
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return ""
+    store = Path(path).expanduser()
+    if not store.is_file() or os.access(store.parent, os.W_OK | os.X_OK):
+        return ""
+    return (f" (its folder {store.parent} is not writable, and SQLite writes the store's -wal and -shm files beside "
+            "it even to read it: make the folder writable for this user, or copy the store to one that is)")
 
 
 _RESTART_ATTEMPTS = 8

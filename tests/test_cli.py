@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,32 @@ def test_demo_world_replay_finds_the_delivery_breaks(tmp_path: Path) -> None:
     with (tmp_path / ".ltc/reports/chains.csv").open(encoding="utf-8") as fh:
         chains = list(csv.DictReader(fh))
     assert any(c["quotes"] and c["contract"] and c["deliveries"] for c in chains)
+
+
+def test_a_store_in_a_read_only_folder_is_one_line_that_says_why(tmp_path: Path) -> None:
+    """A copy of a SQLite store on a read-only mount (a restored backup, an auditor's snapshot) cannot be opened, even to
+    read it: SQLite writes its -wal/-shm files beside it. The one line says so, not only "unable to open database file".
+    Run for real: on a read-only bind mount as root, in a folder without write permission otherwise."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    made = ltc("status", env={"LTC_DATABASE_URL": f"sqlite:///{folder / 'ltc.db'}"}, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    view = tmp_path / "ro"
+    view.mkdir()
+    if os.geteuid() == 0:
+        if shutil.which("mount") is None or subprocess.run(["mount", "--bind", str(folder), str(view)]).returncode:
+            pytest.skip("no bind mount here (root ignores folder permissions, so only a read-only mount shows it)")
+        try:
+            assert subprocess.run(["mount", "-o", "remount,ro,bind", str(view)]).returncode == 0
+            res = ltc("status", env={"LTC_DATABASE_URL": f"sqlite:///{view / 'ltc.db'}"}, cwd=tmp_path)
+        finally:
+            subprocess.run(["umount", str(view)])
+    else:
+        folder.chmod(0o555)
+        try:
+            res = ltc("status", env={"LTC_DATABASE_URL": f"sqlite:///{folder / 'ltc.db'}"}, cwd=tmp_path)
+        finally:
+            folder.chmod(0o755)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not writable" in lines[0] and "-wal and -shm" in lines[0], res.stderr
