@@ -331,6 +331,9 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     All or nothing, SQLite included: a process killed half-way leaves the schema as it was (an empty
     store stays empty and is created again on next use), never tables without their revision."""
     before = current_revision(engine)
+    newer = _newer(engine, before)
+    if newer is not None:  # a store a later ltc-hub upgraded: no script here goes down from it
+        raise newer
     with _ddl_engine(engine) as ddl, ddl.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
     after = current_revision(engine)
@@ -439,16 +442,23 @@ def _check_schema(engine: Engine, *, auto_create: bool) -> None:
             upgrade(engine)
             return
         raise SchemaOutdated(f"database {masked} has no ltc-hub schema: run `ltc db upgrade`")
-    known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if current is not None and current not in known:
-        raise SchemaOutdated(
-            f"database {masked} is at schema revision {current}, newer than this ltc-hub knows "
-            f"(head {head}): upgrade ltc-hub"
-        )
+    newer = _newer(engine, current)
+    if newer is not None:
+        raise newer
     raise SchemaOutdated(
         f"database {masked} is at schema revision {current or 'none'}, this ltc-hub needs {head}: "
         "run `ltc db upgrade`"
     )
+
+
+def _newer(engine: Engine, current: str | None) -> SchemaOutdated | None:
+    """The error for a schema revision this ltc-hub has no script of (a later release's), or None."""
+    known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current is None or current in known:
+        return None
+    masked = mask_url(engine.url.render_as_string(hide_password=False))
+    return SchemaOutdated(f"database {masked} is at schema revision {current}, newer than this ltc-hub knows "
+                          f"(head {head_revision()}): upgrade ltc-hub (a store is never migrated down)")
 
 
 # --- connection loss ----------------------------------------------------------------------------

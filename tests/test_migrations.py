@@ -54,6 +54,11 @@ def test_store_refuses_a_schema_that_is_not_head(empty_url: str) -> None:
         conn.execute(sa.text("INSERT INTO alembic_version VALUES ('9999')"))
     with pytest.raises(SchemaOutdated, match="newer than this ltc-hub"):
         Store.open(empty_url)
+    # ``ltc db upgrade`` of a later release's store (an ltc-hub rolled back): the same one line, not Alembic's
+    # traceback (fails on 0ee0bb2), and the store untouched
+    with pytest.raises(SchemaOutdated, match=r"revision 9999, newer than this ltc-hub knows .*never migrated down"):
+        db.upgrade_locked(engine)
+    assert db.current_revision(engine) == "9999"
     engine.dispose()
 
 
