@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterator
+from pathlib import Path
 
 
 class LtcError(Exception):
@@ -154,3 +155,23 @@ def yaml_problem(path: object, exc: Exception, *, default_line: int | None = Non
     line = mark.line + 1 if mark is not None else default_line
     where = f"{path}:{line}" if line is not None else str(path)
     return f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"
+
+
+def yaml_text(path: Path) -> str:
+    """A YAML file an operator wrote, as text: UTF-8 (a byte-order mark allowed, as Windows Notepad writes it) or
+    UTF-16 with its byte-order mark (Notepad's "Unicode"), the encodings YAML allows. ``ValueError`` (one line, file
+    and line) for another encoding: a Chinese Windows editor's "ANSI" (GBK) or a Western one's (cp1252) is not
+    guessed at, as a wrong guess would give wrong names silently. ``OSError`` as the file system raised it."""
+    data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not valid UTF-16 text, though it starts as UTF-16 does; save it as UTF-8") \
+                from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8 "
+                         "(a Windows editor's 'ANSI', such as GBK, is not)") from None

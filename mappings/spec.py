@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from canonical.errors import ConfigError, yaml_problem
+from canonical.errors import ConfigError, yaml_problem, yaml_text
 
 SHIPPED_DIR = Path(__file__).parent
 
@@ -81,9 +81,10 @@ def load_file(path: str | Path) -> Node:
     not_mapping = MappingError(f"{p}: not a mapping file (a YAML mapping whose top-level keys are among "
                                f"{', '.join(sorted(TOP_LEVEL_KEYS))}; see mappings/salesforce.yaml)")
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise not_mapping from None
+        text = yaml_text(p)
+    except ValueError as exc:  # not UTF-8: a mapping saved in another encoding is said so, anything else is not one
+        raw = p.read_bytes()
+        raise (MappingError(str(exc)) if b"objects:" in raw or b"timezone:" in raw else not_mapping) from None
     except OSError as exc:
         raise MappingError(f"mapping file {p} cannot be read ({exc.strerror or type(exc).__name__})") from None
     looks_like_one = "objects:" in text or "timezone:" in text

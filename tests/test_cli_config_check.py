@@ -97,3 +97,32 @@ def test_a_good_file_says_what_it_checked(tmp_path: Path, monkeypatch: pytest.Mo
     assert res.exit_code == 0, res.output
     assert "2 source(s)" in res.stdout and "ERP erp" in res.stdout
     assert "2 credential reference(s) resolve, 2 mapping(s) compile" in res.stdout
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_ltc_yaml_as_windows_editors_save_it_loads(tmp_path: Path, encoding: str) -> None:
+    """UTF-8, UTF-8 with a byte-order mark (Notepad) and UTF-16 (Notepad's "Unicode"), CRLF line ends: the same
+    settings (UTF-16 was a UnicodeDecodeError traceback, exit 1, on 0ee0bb2)."""
+    from ltc.app.config import load_config
+
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_bytes("# 公司配置\r\ntimezone: Asia/Shanghai\r\nreporting_currency: CNY\r\n".encode(encoding))
+    loaded = load_config(cfg)
+    assert (loaded.timezone, loaded.reporting_currency) == ("Asia/Shanghai", "CNY")
+
+
+def test_ltc_yaml_in_another_encoding_or_not_a_file_is_one_line(tmp_path: Path) -> None:
+    """ltc.yaml saved as GBK (a Chinese Windows editor's 'ANSI'), or --config at a folder: one line naming the file
+    (and the line), exit 2, for every command; was a traceback, exit 1 (0ee0bb2)."""
+    import subprocess
+    import sys
+
+    gbk = tmp_path / "ltc.yaml"
+    gbk.write_bytes("timezone: UTC\n# 公司配置\n".encode("gbk"))
+    for cfg, expected in ((gbk, f"{gbk}:2: not UTF-8 text (byte 0xb9); save the file as UTF-8"),
+                          (tmp_path, f"configuration file {tmp_path} cannot be read (Is a directory)")):
+        for args in (["status"], ["config", "check"]):
+            res = subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", *args, "--config", str(cfg)],
+                                 capture_output=True, text=True, cwd=tmp_path, timeout=60)
+            assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
+            assert expected in res.stderr or expected in res.stdout, (args, res.stdout, res.stderr)

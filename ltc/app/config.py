@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from canonical.errors import ConfigError, yaml_problem
+from canonical.errors import ConfigError, yaml_problem, yaml_text
 from canonical.money import normalize_currency
 
 DEFAULT_PATH = "ltc.yaml"
@@ -478,7 +478,12 @@ def load_config(path: str | Path | None = None) -> Config:
         if explicit:
             raise ConfigError(f"configuration file {p} does not exist")
         return Config()
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = yaml_text(p)
+    except ValueError as exc:  # not UTF-8 (a Windows editor's "ANSI"): said with the line
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:  # a directory, a file this user may not read
+        raise ConfigError(f"configuration file {p} cannot be read ({exc.strerror or type(exc).__name__})") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text) or {}

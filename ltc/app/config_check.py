@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from canonical.errors import ConfigError
+from canonical.errors import ConfigError, yaml_text
 from ltc.app.config import DEFAULT_PATH, Config, ConfigProblems, SecretRef, _line_of, load_config
 
 
@@ -73,7 +73,7 @@ def check_config(path: str | Path | None = None) -> CheckResult:
     if not p.exists():
         return CheckResult(None, cfg)
     try:
-        node = yaml.compose(p.read_text(encoding="utf-8"))
+        node = yaml.compose(yaml_text(p))
     except yaml.YAMLError:  # load_config parsed it: cannot happen, but a line number is only a nicety
         node = None
     result = CheckResult(p, cfg)

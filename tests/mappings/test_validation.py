@@ -99,3 +99,20 @@ def test_a_mapping_path_at_some_other_file_never_quotes_it(tmp_path: Path, conte
     with pytest.raises(MappingError, match="not a mapping file") as err:
         load_mapping("salesforce", binary)
     assert "hunter2" not in str(err.value)
+
+
+def test_a_mapping_in_another_encoding_says_so_and_one_in_utf16_or_with_a_bom_loads(tmp_path: Path) -> None:
+    """A 简道云 mapping with Chinese comments saved by a Chinese Windows editor as 'ANSI' (GBK): named as not UTF-8
+    with its line, not called "not a mapping file" (fails on 0ee0bb2); UTF-16 and a UTF-8 BOM, as Notepad writes
+    them, load as the same mapping."""
+    text = "# 订单映射\nobjects:\n  Opportunity:\n    entity: deal\n    fields:\n      amount: Amount\n"
+    gbk = tmp_path / "gbk.yaml"
+    gbk.write_bytes(text.encode("gbk"))
+    with pytest.raises(MappingError, match=r"gbk\.yaml:1: not UTF-8 text .*save the file as UTF-8"):
+        load_mapping("salesforce", gbk)
+    loaded = []
+    for name, data in (("utf8.yaml", text.encode()), ("bom.yaml", b"\xef\xbb\xbf" + text.encode()),
+                       ("utf16.yaml", text.encode("utf-16"))):
+        (tmp_path / name).write_bytes(data)
+        loaded.append(load_mapping("salesforce", tmp_path / name)["objects"]["Opportunity"]["fields"]["amount"])
+    assert loaded == ["Amount"] * 3
