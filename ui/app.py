@@ -73,7 +73,24 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
     default_lang = report_language(lang, cfg.reporting_locale)[0]
     app = FastAPI(title="ltc work queue", docs_url=None, redoc_url=None, openapi_url=None)
     ui = cfg.ui
-    secure_cookies = False
+    base = ui.base_path  # "" or "/ltc": what every link, redirect and cookie path starts with
+    app.state.base_path = base
+
+    def at(path: str) -> str:
+        """The URL path the browser uses for the app's ``path`` (under ``ui.base_path``)."""
+        return base + path
+
+    def secure(request: Request) -> bool:
+        """The browser reached us over HTTPS (directly, or through a trusted proxy that says so): cookies go
+        ``Secure``, never sent over plain HTTP."""
+        if request.url.scheme == "https":
+            return True
+        client = request.client.host if request.client else ""
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        return client in ui.trusted_proxies and proto == "https"
+
+    def cookie(resp: Response, request: Request, name: str, value: str, **kw: Any) -> None:
+        resp.set_cookie(name, value, httponly=True, samesite="strict", secure=secure(request), path=base or "/", **kw)
 
     def language(request: Request) -> str:
         asked = request.query_params.get("lang") or request.cookies.get("ltc_lang")
@@ -102,13 +119,13 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         csrf_cookie = request.cookies.get(CSRF_COOKIE) or new_csrf_cookie()
         user: User | None = ctx.pop("user", None)
         html = env.get_template(template).render(
-            v=v, f=v.f, lang=lg, languages=LANGUAGES, css=CSS, user=user, request_path=request.url.path,
+            v=v, f=v.f, lang=lg, languages=LANGUAGES, css=CSS, user=user, request_path=request.url.path, base=base,
             csrf=signer.csrf(csrf_cookie, user.name if user else ""), **ctx)
         resp = HTMLResponse(html, status_code=status)
         if request.cookies.get(CSRF_COOKIE) != csrf_cookie:
-            resp.set_cookie(CSRF_COOKIE, csrf_cookie, httponly=True, samesite="strict", secure=secure_cookies)
+            cookie(resp, request, CSRF_COOKIE, csrf_cookie)
         if request.query_params.get("lang") in LANGUAGES:
-            resp.set_cookie("ltc_lang", lg, httponly=True, samesite="strict", secure=secure_cookies)
+            cookie(resp, request, "ltc_lang", lg)
         return resp
 
     async def form(request: Request) -> dict[str, list[str]]:
@@ -128,6 +145,17 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
             raise Denied(403, f"{user.name} is a {user.role}: viewers cannot change exceptions")
         return user
 
+    if base:
+        @app.middleware("http")
+        async def under_base(request: Request, call_next: Any) -> Response:
+            """A proxy that passes on the path as the browser sent it (``/ltc/x/…``): served as ``/x/…``; one that
+            strips ``ui.base_path`` first needs nothing."""
+            path = request.scope["path"]
+            if path == base or path.startswith(base + "/"):
+                request.scope["path"] = path[len(base):] or "/"
+            response: Response = await call_next(request)
+            return response
+
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
         resp: Response = await call_next(request)
@@ -141,7 +169,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
     @app.exception_handler(Denied)
     async def denied(request: Request, exc: Denied) -> Response:
         if exc.status == 401 and request.method == "GET":
-            return RedirectResponse("/login?" + urlencode({"next": str(request.url.path)}), status_code=303)
+            return RedirectResponse(at("/login?") + urlencode({"next": str(request.url.path)}), status_code=303)
         return render(request, "error.html.j2", status=exc.status, message=str(exc), user=None)
 
     def viewer(request: Request) -> User:
@@ -168,18 +196,17 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         known = ui.users.get(name)
         if known is None or not verify_password(one(data, "password"), known.password_hash):
             return render(request, "login.html.j2", status=401, error="bad", next=nxt)
-        resp = RedirectResponse(nxt, status_code=303)
-        resp.set_cookie(SESSION_COOKIE, signer.session(name, ui.session_hours), httponly=True, samesite="strict",
-                        secure=secure_cookies, max_age=ui.session_hours * 3600)
-        resp.set_cookie(CSRF_COOKIE, new_csrf_cookie(), httponly=True, samesite="strict", secure=secure_cookies)
+        resp = RedirectResponse(at(nxt), status_code=303)
+        cookie(resp, request, SESSION_COOKIE, signer.session(name, ui.session_hours), max_age=ui.session_hours * 3600)
+        cookie(resp, request, CSRF_COOKIE, new_csrf_cookie())
         return resp
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         data = await form(request)
         require(request, data, act=False)
-        resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(SESSION_COOKIE)
+        resp = RedirectResponse(at("/login"), status_code=303)
+        resp.delete_cookie(SESSION_COOKIE, path=base or "/")
         return resp
 
     @app.get("/", response_class=HTMLResponse)
@@ -219,7 +246,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
     async def act_one(request: Request, fingerprint: str) -> Response:
         data = await form(request)
         user = require(request, data)
-        target = f"/x/{fingerprint}"
+        target = at(f"/x/{fingerprint}")
         try:
             res = _apply(user, [fingerprint], data)
         except LtcError as exc:
@@ -234,7 +261,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         user = require(request, data)
         flt = queries.Filters.parse({k[2:]: v[0] for k, v in data.items() if k.startswith("f_") and v})
         ids = queries.filtered_ids(store, flt) if one(data, "scope") == "filtered" else data.get("fp", [])
-        back = "/?" + urlencode(flt.query())
+        back = at("/?") + urlencode(flt.query())
         if not ids:
             return RedirectResponse(back, status_code=303)
         try:

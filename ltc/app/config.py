@@ -373,6 +373,17 @@ class UiConfig(_Model):
     proxy_default_role: Literal["viewer", "finance", "admin"] | None = None  # a proxy user not listed in users
     secret: SecretRef | None = None  # signs sessions and CSRF tokens; default: random per process
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    # the path a reverse proxy publishes the work queue under (https://intranet.example.com/ltc/ -> /ltc): links,
+    # redirects and the cookies' path carry it; a request is served with it or without it (a proxy that strips it)
+    base_path: str = ""
+
+    @field_validator("base_path")
+    @classmethod
+    def _base_path(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and (not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", v) or {".", ".."} & set(v.split("/"))):
+            raise ValueError(f"{v!r} is not a URL path: give one like /ltc (a leading /; letters, digits, . _ ~ -)")
+        return v
 
 
 class Config(_Model):

@@ -45,7 +45,8 @@ def ui(
     if ctx.invoked_subcommand is not None:
         return
     srv = server(config, host, port, lang)
-    typer.echo(f"work queue on http://{srv.config.host}:{srv.config.port}/ (Ctrl-C to stop)")
+    typer.echo(f"work queue on http://{srv.config.host}:{srv.config.port}{srv.config.app.state.base_path}/ "
+               "(Ctrl-C to stop)")
     srv.run()
 
 

@@ -263,3 +263,58 @@ def test_snoozes_end_on_the_companys_day(world: Store, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(Config, "today", lambda self, now=None: ahead + timedelta(days=1))
     assert f'data-fp="{first}"' in c.get("/").text  # the snooze is over on the company's day (not yet in UTC)
+
+
+@pytest.mark.parametrize("strips", [False, True])
+def test_published_under_a_path_by_a_reverse_proxy(world: Store, strips: bool) -> None:
+    """``ui.base_path: /ltc`` (https://intranet.example.com/ltc/ through nginx): every link, form, redirect and
+    cookie path carries it, whether the proxy passes the path on as is or strips the prefix first; before, the
+    links led to the host's root (another application) and a login redirected out of the work queue."""
+    app = create_app(world, config(base_path="/ltc/"))
+
+    async def proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:  # nginx's `proxy_pass http://ui/;`
+        if scope["type"] == "http" and scope["path"].startswith("/ltc"):
+            scope = {**scope, "path": scope["path"].removeprefix("/ltc") or "/"}
+        await app(scope, receive, send)
+
+    c = TestClient(proxy if strips else app)
+
+    first = c.get("/ltc/", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/ltc/login?next=%2F"
+    page = c.get("/ltc/login")
+    assert 'action="/ltc/login"' in page.text
+    r = c.post("/ltc/login", data={"username": "fiona", "password": PASSWORDS["fiona"], "csrf": csrf(page.text),
+                                        "next": "/"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ltc/"
+    assert all("Path=/ltc;" in h for h in r.headers.get_list("set-cookie"))  # not sent to the host's other apps
+    queue = c.get("/ltc/").text
+    hrefs = re.findall(r'(?:href|action)="(/[^"]*)"', queue)
+    assert hrefs and all(h.startswith("/ltc/") for h in hrefs), [h for h in hrefs if not h.startswith("/ltc/")]
+    fp = re.findall(r'data-fp="([0-9a-f]{32})"', queue)[0]
+    detail = c.get(f"/ltc/x/{fp}")
+    assert f'action="/ltc/x/{fp}/act"' in detail.text
+    done = c.post(f"/ltc/x/{fp}/act", data={"action": "comment", "note": "called", "csrf": csrf(detail.text)},
+                  follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == f"/ltc/x/{fp}?done=comment"
+    out = c.post("/ltc/logout", data={"csrf": csrf(detail.text)}, follow_redirects=False)
+    assert out.headers["location"] == "/ltc/login" and "Path=/ltc" in out.headers["set-cookie"]
+
+
+def test_cookies_are_secure_behind_an_https_proxy_only(world: Store) -> None:
+    """Cookies go ``Secure`` when the browser's connection is HTTPS: ``X-Forwarded-Proto: https`` from a trusted proxy
+    (never from anyone else, who could otherwise choose the flag); plain HTTP keeps them usable on a laptop."""
+    def login_cookies(headers: dict[str, str], trusted: list[str]) -> list[str]:
+        page = TestClient(create_app(world, config(trusted_proxies=trusted))).get("/login", headers=headers)
+        assert page.status_code == 200 and page.headers.get_list("set-cookie"), page.text
+        return page.headers.get_list("set-cookie")
+
+    https = {"X-Forwarded-Proto": "https"}
+    assert all("Secure" in h for h in login_cookies(https, ["testclient"]))
+    assert not any("Secure" in h for h in login_cookies(https, []))
+    assert not any("Secure" in h for h in login_cookies({}, ["testclient"]))
+
+
+@pytest.mark.parametrize("bad", ["ltc", "/ltc?x=1", "//evil.example", "/ltc/../admin", "/l tc"])
+def test_a_base_path_that_is_not_a_path_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="is not a URL path: give one like /ltc"):
+        config(base_path=bad)
