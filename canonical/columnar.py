@@ -31,7 +31,6 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
+
+from canonical.scratch import scratch_dir
 
 if TYPE_CHECKING:  # at run time imported where a column's type is looked at: the helper process never needs them
     import sqlalchemy as sa
@@ -555,7 +556,7 @@ def read_table(engine: Engine, table: sa.Table, columns: Sequence[str] | None = 
         raw = pl.from_arrow(_read_arrow(connectorx_url(engine), select_sql("postgresql", table, cols, live=live)))
         assert isinstance(raw, pl.DataFrame)
         return _empty(table, cols, dtypes) if raw.is_empty() else _typed(raw, table, dtypes).select(cols)
-    with tempfile.TemporaryDirectory(prefix="ltc-read-") as tmp:
+    with scratch_dir("ltc-read-") as tmp:
         path = str(Path(tmp) / "t.parquet")
         export_tables(engine, [Export(shape(table), tuple(cols), path, dtypes, live)])
         return pl.read_parquet(path)
@@ -568,7 +569,7 @@ def read_tables(engine: Engine, wanted: Mapping[str, tuple[sa.Table, Sequence[st
     if _is_pg(engine):
         return {name: read_table(engine, t, cols, dtypes=d, live=name not in with_deleted)
                 for name, (t, cols, d) in wanted.items()}
-    with tempfile.TemporaryDirectory(prefix="ltc-read-") as tmp:
+    with scratch_dir("ltc-read-") as tmp:
         jobs = [Export(shape(t), tuple(cols), str(Path(tmp) / f"{name}.parquet"), d, name not in with_deleted)
                 for name, (t, cols, d) in wanted.items()]
         export_tables(engine, jobs)
@@ -1404,7 +1405,7 @@ def _tmp_name(name: str) -> str:
 
 def write_frames(engine: Engine, frames: Mapping[sa.Table, pl.DataFrame], delete: Sequence[str] = ()) -> int:
     """Append in-memory frames (table -> frame) in one transaction (:func:`bulk_load`)."""
-    with tempfile.TemporaryDirectory(prefix="ltc-write-") as tmp:
+    with scratch_dir("ltc-write-") as tmp:
         jobs = []
         for i, (table, df) in enumerate(frames.items()):
             path = str(Path(tmp) / f"{i}.parquet")

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +39,7 @@ import sqlalchemy as sa
 
 from canonical import columnar, db
 from canonical.locks import stage_lock
+from canonical.scratch import scratch_dir
 from canonical.store import Store, now
 from reconcile import lifecycle
 from reconcile.core import ROWS_PER_PARTITION, Settings, _Clock, buckets_for, reconcile_frames
@@ -186,19 +185,12 @@ def _reconcile_steps(store: Store, settings: Settings, as_of: date, frames: Fram
     return result
 
 
-@contextlib.contextmanager
-def _scratch_dir(scratch: str | Path | None, removing: list[threading.Thread]) -> Iterator[str]:
+def _scratch_dir(scratch: str | Path | None, removing: list[threading.Thread]) -> contextlib.AbstractContextManager[str]:
     """A temporary directory (in ``scratch``), removed by a thread of its own once the block is left (``removing``;
     the caller joins it) while the lifecycle step runs, which waited for it (at 1M chains, the spill and discovered
-    tables alone, 2.3 GB, took 0.6 s to remove; the export and result files come on top)."""
-    tmp = tempfile.mkdtemp(prefix="ltc-recon-", dir=scratch)
-    try:
-        yield tmp
-    finally:
-        t = threading.Thread(target=shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True},
-                             name="ltc-recon-scratch")
-        t.start()
-        removing.append(t)
+    tables alone, 2.3 GB, took 0.6 s to remove; the export and result files come on top). Those of killed runs are
+    removed first (:mod:`canonical.scratch`)."""
+    return scratch_dir("ltc-recon-", scratch, removing=removing)
 
 
 def _no_checkpoint(conn: sa.Connection, pending: bool) -> contextlib.AbstractContextManager[None]:

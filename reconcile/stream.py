@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +29,7 @@ import polars as pl
 
 from canonical import columnar
 from canonical.interpreter import no_huge_pages
+from canonical.scratch import scratch_dir
 from reconcile.core import Settings, _Clock, buckets_for, merge_totals, reconcile_one
 from reconcile.discovery import discover_directory, link_tables
 from reconcile.frames import SCHEMAS, Frames
@@ -227,7 +227,7 @@ def reconcile_world(directory: str | Path, s: Settings, as_of: date, out: str | 
     ``mapper`` runs :func:`run_bucket` over the buckets, by default one after the other here)."""
     clock = _Clock()
     with run_memory(bucket_count(directory, partitions)), \
-            tempfile.TemporaryDirectory(prefix="ltc-recon-", dir=scratch) as tmp:
+            scratch_dir("ltc-recon-", scratch) as tmp:
         plan = plan_buckets(directory, tmp, out, partitions)
         clock("pre-pass + spill")
 
