@@ -6,7 +6,6 @@ no traceback. Each command group lives in its own module; this one only assemble
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import typer
@@ -84,26 +83,11 @@ app.command("identity")(mapping.identity)
 app.add_typer(mapping.mappings_app, name="mappings")
 
 
-class Terminated(BaseException):
-    """SIGTERM (``systemctl stop``, ``docker stop``, a Kubernetes pod's end, a Prefect cancellation): raised in the main
-    thread like Ctrl-C's KeyboardInterrupt, so that the run unwinds (its scratch folder removed, its helper processes
-    ended) instead of stopping dead."""
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def main() -> None:
     """Console entry point: LtcError (or an error an operator must fix: :func:`operator_error`) -> one line on
     stderr and its exit code."""
-    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
-    except Terminated:
-        err_console.print("terminated (SIGTERM): what was committed stands; the next run goes on from there",
-                          highlight=False)
-        sys.exit(128 + signal.SIGTERM)
     except LtcError as exc:
         err_console.print(f"error: {exc}", soft_wrap=True, highlight=False, markup=False)
         sys.exit(exc.exit_code)
