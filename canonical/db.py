@@ -250,7 +250,11 @@ def make_engine(url: str | None = None) -> Engine:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs["pool_pre_ping"] = True
-        kwargs["connect_args"] = {"connect_timeout": 10}
+        # prepare_threshold None: no server-side prepared statements. psycopg prepares a statement run five times on
+        # a connection; behind a pooler in transaction mode (PgBouncer before 1.21, the pooled endpoints of managed
+        # PostgreSQL services) the next transaction may run on another server session, which does not know it
+        # ("prepared statement "_pg3_1" does not exist"). ltc-hub's statements are few and large: nothing to gain.
+        kwargs["connect_args"] = {"connect_timeout": 10, "prepare_threshold": None}
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except NoSuchModuleError:
@@ -387,12 +391,11 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
     """Serialise first-use schema creation between processes (two first syncs on a fresh store):
     a PostgreSQL advisory lock, or an OS lock on a file next to the SQLite database."""
     if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
-            try:
-                yield
-            finally:
-                conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
+        # a transaction's lock, which a pooler in transaction mode keeps on one server session (see locks.py)
+        with engine.connect().execution_options(isolation_level="READ COMMITTED") as conn, conn.begin():
+            conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            yield
         return
     path = engine.url.database
     try:

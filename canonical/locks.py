@@ -1,8 +1,12 @@
 """One lock per stage and store: two reconciles, two mappings of a system, two syncs of a source
 never run at the same time against one store; the second waits for the first, saying so.
 
-* **PostgreSQL**: a session advisory lock (``pg_try_advisory_lock``) on a connection held for the
-  stage. A process that dies loses its session, and the lock with it.
+* **PostgreSQL**: a transaction's advisory lock (``pg_try_advisory_xact_lock``) in a transaction held open on
+  a connection of its own for the stage (read committed: it holds no snapshot, so it keeps nothing from VACUUM). A
+  process that dies loses its session, and the lock with it. Not a session's lock: behind a pooler in transaction
+  mode (PgBouncer, the pooled endpoints of managed PostgreSQL services) a session lock stays on the server session
+  that took it, which goes back to the pool between statements: the next client given that session holds the lock
+  too, and the unlock may reach another session and leave the lock held for good.
 * **SQLite**: a row in ``stage_lock`` naming the holder (host, pid and the process's start time),
   written with a compare-and-set upsert under SQLite's writer lock. A row whose process is gone
   (killed, crashed) is stale and taken over; a live holder is waited for.
@@ -139,13 +143,14 @@ def _advisory(engine: Engine, name: str, timeout_s: float | None, poll_s: float,
         """A session holding the lock (a connection lost while waiting, e.g. a server restart,
         is replaced and the wait goes on)."""
         nonlocal said
-        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        # the session only holds the lock, idle the whole stage: a server's idle_session_timeout (PostgreSQL 14 and
-        # later) would end it and free the lock under the running stage, silently
-        with contextlib.suppress(sa.exc.DBAPIError):  # an older server has no such setting
-            conn.exec_driver_sql("SET idle_session_timeout = 0")
+        conn = engine.connect().execution_options(isolation_level="READ COMMITTED")
         try:
-            while not conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (k,)).scalar():
+            conn.begin()
+            # the transaction only holds the lock, idle the whole stage: a server's idle_in_transaction_session_timeout
+            # would end it and free the lock under the running stage, silently (for this transaction only: SET LOCAL
+            # leaves nothing on a pooled server session)
+            conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+            while not conn.exec_driver_sql("SELECT pg_try_advisory_xact_lock(%s)", (k,)).scalar():
                 who = _pg_holder(conn, k)
                 if not said:
                     say(f"{name}: another process holds this store's lock ({who}); waiting for it to finish")
@@ -161,9 +166,9 @@ def _advisory(engine: Engine, name: str, timeout_s: float | None, poll_s: float,
     try:
         yield
     finally:
-        # a session lost meanwhile (a server restart) took its locks with it
+        # the transaction's end frees the lock; a session lost meanwhile (a server restart) took it with it
         with contextlib.suppress(sa.exc.DBAPIError):
-            conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (k,))
+            conn.rollback()
         with contextlib.suppress(sa.exc.DBAPIError):
             conn.close()
 

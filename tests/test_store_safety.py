@@ -204,13 +204,15 @@ def test_first_use_of_a_fresh_postgresql_store_is_race_free(pg_new_database: Cal
 @pytest.mark.postgres
 def test_a_postgresql_stage_lock_outlasts_an_idle_session_timeout(pg_new_database: Callable[[], str]) -> None:
     """The lock's session is idle the whole stage: a server's idle_session_timeout ended it and freed the lock under
-    the running stage, silently (fails on 28a1a90)."""
+    the running stage, silently (fails on 28a1a90); the lock's transaction outlasts idle_in_transaction_session_timeout
+    as well."""
     from canonical.locks import advisory_key
 
     store = Store.open(pg_new_database())
     try:
         with store.engine.begin() as conn:
-            conn.exec_driver_sql(f"ALTER DATABASE \"{store.engine.url.database}\" SET idle_session_timeout = '300ms'")
+            for setting in ("idle_session_timeout", "idle_in_transaction_session_timeout"):
+                conn.exec_driver_sql(f"ALTER DATABASE \"{store.engine.url.database}\" SET {setting} = '300ms'")
         store.engine.dispose()
         with stage_lock(store.engine, "map:crm"):
             time.sleep(1.0)  # the stage running
