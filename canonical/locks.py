@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from canonical import db
 from canonical.errors import LtcError
+from canonical.processes import running, start_time
 from canonical.tables import stage_lock as lock_table
 
 log = logging.getLogger("canonical.locks")
@@ -47,20 +48,10 @@ class LockTimeout(LtcError):
     exit_code = 1
 
 
-def _proc_start(pid: int) -> str:
-    """The start time of a process in clock ticks since boot (Linux), "" where unknown: tells a
-    live holder from a new process that reuses a dead holder's pid."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
 def holder_id() -> str:
     """This process and thread as a lock holder: ``host:pid:start:thread``."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}:{threading.get_ident()}"
+    return f"{socket.gethostname()}:{pid}:{start_time(pid)}:{threading.get_ident()}"
 
 
 def holder_alive(holder: str) -> bool:
@@ -71,15 +62,7 @@ def holder_alive(holder: str) -> bool:
         pid = int(pid_text)
     except ValueError:
         return False
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not start or _proc_start(pid) in ("", start)
+    return running(host, pid, start)
 
 
 def advisory_key(name: str) -> int:

@@ -19,47 +19,25 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from canonical.processes import running, start_time
+
 log = logging.getLogger(__name__)
 
 OWNER = ".ltc-owner"
 PREFIX = "ltc-"
 
 
-def _started(pid: int) -> str:
-    """The process's start time in clock ticks since boot (``/proc/<pid>/stat``), "" where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rpartition(")")[2].split()[19]  # field 22; the name in parentheses may hold spaces
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def owner() -> str:
     """This process, as a marker names it."""
     pid = os.getpid()
-    return f"{socket.gethostname()} {pid} {_started(pid)}"
+    return f"{socket.gethostname()} {pid} {start_time(pid)}"
 
 
 def orphaned(marker: str) -> bool:
     """Whether the process a marker names is gone (on this host; another host's directories are never judged)."""
     host, _, rest = marker.strip().partition(" ")
     pid_text, _, started = rest.partition(" ")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if not _alive(pid):
-        return True
-    return bool(started) and _started(pid) not in ("", started)  # the pid now names another process
+    return pid_text.isdigit() and not running(host, int(pid_text), started)
 
 
 def sweep(root: str | Path | None = None) -> list[Path]:
