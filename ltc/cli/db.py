@@ -1,4 +1,4 @@
-"""``ltc db upgrade|current``: the store's schema."""
+"""``ltc db upgrade|current|backup``: the store's schema, and a consistent copy of the store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import typer
 from canonical import db
 from ltc.cli.common import ConfigOpt, console, store_url
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(help="The store's database: its schema, and backups.", no_args_is_help=True)
 
 
 @app.command("upgrade")
@@ -29,3 +29,17 @@ def db_current(config: str | None = ConfigOpt) -> None:
     engine = db.make_engine(url)
     console.print(f"database {db.mask_url(url)}: revision {db.current_revision(engine) or 'none'}; "
                   f"this ltc-hub needs {db.head_revision()}")
+
+
+@app.command("backup")
+def db_backup(dest: str = typer.Argument(..., help="A new file for the copy (SQLite: a store file; PostgreSQL: "
+                                         "pg_dump's custom format, for pg_restore)."),
+              config: str | None = ConfigOpt) -> None:
+    """Write a consistent copy of the store while runs go on (SQLite: VACUUM INTO; PostgreSQL: pg_dump)."""
+    from canonical.backup import backup
+
+    url = store_url(config)
+    db.require_existing(url)
+    made = backup(url, dest)
+    console.print(f"backup of {db.mask_url(url)} (schema revision {made.revision or 'none'}) written to {made.path} "
+                  f"({made.size / 1e6:,.1f} MB)", soft_wrap=True, highlight=False, markup=False)

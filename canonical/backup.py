@@ -1,0 +1,94 @@
+"""``ltc db backup``: a consistent copy of the store, taken while runs go on.
+
+* **SQLite**: ``VACUUM INTO`` a new file beside the destination (a read transaction: in WAL mode writers go on, and
+  the copy is the store as of the moment it began), checked with ``PRAGMA quick_check``, then renamed into place, so
+  the destination is never a half-written file. Copying the store's file itself while it is in use is not a backup:
+  the last commits live in its ``-wal`` file, and a copy taken during a checkpoint is torn.
+* **PostgreSQL**: ``pg_dump --format=custom`` (restore with ``pg_restore``); the password goes to it in the
+  environment, never on its command line, where ``ps`` shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from canonical import db
+from canonical.errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    size: int
+    revision: str | None
+
+
+def backup(url: str, dest: str | Path) -> Backup:
+    """Write a consistent copy of the store at ``url`` to ``dest`` (a new file)."""
+    target = Path(dest).expanduser()
+    if target.exists():
+        raise InputError(f"{target} exists already: give a new file name (a backup never overwrites)")
+    if not target.parent.is_dir():
+        raise InputError(f"{target.parent} is not a folder")
+    engine = db.make_engine(url)
+    try:
+        revision = db.current_revision(engine)
+        if engine.dialect.name == "sqlite":
+            _sqlite(engine, target)
+        else:
+            _pg_dump(engine.url, target)
+    finally:
+        engine.dispose()
+    return Backup(target, target.stat().st_size, revision)
+
+
+def _sqlite(engine: sa.Engine, target: Path) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)  # a killed backup's
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("VACUUM INTO ?", (str(partial),))
+        with sqlite3.connect(partial) as check:
+            problems = [r[0] for r in check.execute("PRAGMA quick_check").fetchall()]
+        check.close()
+        if problems != ["ok"]:
+            raise InputError(f"the copy of the store failed its check ({'; '.join(problems[:3])}): the store itself may "
+                             "be damaged; run `sqlite3 <store> 'PRAGMA integrity_check'`")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _pg_dump(url: sa.URL, target: Path) -> None:
+    binary = shutil.which("pg_dump")
+    if binary is None:
+        raise ConfigError("pg_dump not found: install the PostgreSQL client tools (the server's major version or "
+                          "later), e.g. `apt-get install postgresql-client`")
+    env = {**os.environ}
+    if url.password is not None:
+        env["PGPASSWORD"] = str(url.password)
+    for key, part in (("PGHOST", url.host), ("PGPORT", url.port), ("PGUSER", url.username)):
+        if part is not None:
+            env[key] = str(part)
+    for key, value in url.query.items():  # sslmode, sslrootcert, ...: libpq reads them from its environment too
+        name = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+                "connect_timeout": "PGCONNECT_TIMEOUT", "options": "PGOPTIONS"}.get(key)
+        if name is not None:
+            env[name] = str(value if isinstance(value, str) else value[0])
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        done = subprocess.run([binary, "--format=custom", f"--file={partial}", "--dbname", str(url.database)],
+                              env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = [x for x in done.stderr.strip().splitlines() if x.strip()]
+            raise InputError(f"pg_dump failed: {lines[0] if lines else f'exit code {done.returncode}'}")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
