@@ -126,3 +126,40 @@ def test_ltc_yaml_in_another_encoding_or_not_a_file_is_one_line(tmp_path: Path) 
                                  capture_output=True, text=True, cwd=tmp_path, timeout=60)
             assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
             assert expected in res.stderr or expected in res.stdout, (args, res.stdout, res.stderr)
+
+
+def test_a_credential_from_a_file_as_containers_and_systemd_mount_them(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``{file: …}``: a Docker/Kubernetes secret or a systemd credential; one trailing line end is not the value;
+    a missing, empty or huge file is a problem naming the file, never its content."""
+    from canonical.errors import ConfigError
+    from ltc.app.config import SecretRef
+
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "stripe_key").write_text("sk_test_from_a_file\n")
+    (creds / "crlf").write_bytes(b"p@ss word\r\n")
+    (creds / "empty").write_text("\n")
+    (creds / "huge").write_bytes(b"x" * 70_000)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert SecretRef(file="$CREDENTIALS_DIRECTORY/stripe_key").resolve() == "sk_test_from_a_file"
+    assert SecretRef(file=str(creds / "crlf")).resolve() == "p@ss word"
+    for name, why in (("missing", "does not exist"), ("empty", "is empty"), ("huge", "not a credential")):
+        with pytest.raises(ConfigError, match=f"credential file {creds / name} .*{why}"):
+            SecretRef(file=str(creds / name)).resolve()
+    monkeypatch.delenv("UNSET_DIR", raising=False)
+    with pytest.raises(ConfigError, match="an environment variable in it is not set"):
+        SecretRef(file="$UNSET_DIR/key").resolve()
+    with pytest.raises(ValueError, match="give exactly one of"):
+        SecretRef(file="/a", env="B")
+
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text("sources:\n  pay:\n    kind: stripe\n    credentials:\n"
+                   f"      api_key: {{file: {creds / 'missing'}}}\n")
+    res = check(cfg)
+    assert res.exit_code != 0 and f"credential file {creds / 'missing'} does not exist" in res.output
+    cfg.write_text("sources:\n  pay:\n    kind: stripe\n    credentials:\n"
+                   "      api_key: {file: $CREDENTIALS_DIRECTORY/stripe_key}\n")
+    res = check(cfg)
+    assert "sk_test_from_a_file" not in res.output
+    assert "credential file" not in res.output, res.output

@@ -34,20 +34,27 @@ class _Model(BaseModel):
 
 
 class SecretRef(_Model):
-    """Where a credential comes from: an environment variable or a Prefect Secret block.
+    """Where a credential comes from: an environment variable, a file, or a Prefect Secret block.
+
+    ``file:`` is a container's or a service manager's way: a Docker or Kubernetes secret mounted as a file
+    (``/run/secrets/stripe_key``), a systemd credential (``$CREDENTIALS_DIRECTORY/…``; ``$VAR`` and ``~`` are
+    expanded). Unlike an environment variable it is not in ``/proc/<pid>/environ`` or ``docker inspect``. One
+    trailing line end is not part of the value (``echo`` and editors add it).
 
     ``value:`` (the credential itself, in the file) is only for the local emulators' throwaway
     credentials (``ltc sandbox start --write-config``): a source whose ``base_url`` is not on this
     machine refuses it."""
 
     env: str | None = None
+    file: str | None = None
     secret: str | None = None
     value: str | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> SecretRef:
-        if sum(1 for v in (self.env, self.secret, self.value) if v) != 1:
-            raise ValueError("give exactly one of `env: VARIABLE` or `secret: prefect-block-name`")
+        if sum(1 for v in (self.env, self.file, self.secret, self.value) if v) != 1:
+            raise ValueError("give exactly one of `env: VARIABLE`, `file: /run/secrets/name` or "
+                             "`secret: prefect-block-name`")
         return self
 
     def resolve(self) -> str:
@@ -59,6 +66,8 @@ class SecretRef(_Model):
             if not value:
                 raise ConfigError(f"environment variable {self.env} is not set (a credential ltc.yaml refers to)")
             return value
+        if self.file:
+            return _secret_file(self.file)
         from prefect.blocks.system import Secret  # only the shell touches Prefect
 
         assert self.secret is not None
@@ -69,7 +78,32 @@ class SecretRef(_Model):
             raise ConfigError(f"cannot load Prefect Secret block {self.secret!r}: {exc}") from None
 
     def describe(self) -> str:
+        if self.file:
+            return f"file:{self.file}"
         return f"env:{self.env}" if self.env else f"secret:{self.secret}" if self.secret else "value:(in the file)"
+
+
+def _secret_file(name: str) -> str:
+    """A credential file's value (its one trailing line end dropped); ConfigError naming the file, never its content."""
+    path = Path(os.path.expanduser(os.path.expandvars(name)))
+    if "$" in str(path):
+        raise ConfigError(f"credential file {name}: an environment variable in it is not set")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"credential file {path} does not exist (a credential ltc.yaml refers to)") from None
+    except OSError as exc:
+        raise ConfigError(f"credential file {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > 64 * 1024:
+        raise ConfigError(f"credential file {path} holds {len(data):,} bytes: not a credential (at most 64 KiB)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"credential file {path} is not UTF-8 text") from None
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value.strip():
+        raise ConfigError(f"credential file {path} is empty")
+    return value
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
@@ -441,7 +475,8 @@ class Config(_Model):
     @model_validator(mode="after")
     def _erp_is_a_source(self) -> Config:
         if self.ui.secret is not None and self.ui.secret.value:
-            raise ValueError("ui.secret: use `env: VARIABLE` or `secret: prefect-block-name`, not a value in the file")
+            raise ValueError("ui.secret: use `env: VARIABLE`, `file: /run/secrets/name` or `secret: prefect-block-name`, "
+                             "not a value in the file")
         if self.erp is not None:
             src = self.sources.get(self.erp.source)
             if src is None:
