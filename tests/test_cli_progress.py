@@ -186,3 +186,38 @@ def test_on_a_real_terminal_sync_draws_bars(tmp_path: Path) -> None:
     out: Any = res.stdout
     assert "\x1b[" in out and "good.charges" in out and "records ·" in out and "rec/s" in out
     assert "sync good.charges:" not in out  # no plain lines on a terminal
+
+
+def test_json_lines_say_the_same_at_the_same_moments_for_a_log_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--progress json`` (or ``LTC_PROGRESS=json``): each plain line as one JSON object: UTC time, event, counts."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from rich.console import Console
+
+    from ltc.cli.progress import Json, resolve_mode
+
+    clock, lines = Clock(), []
+    plain = PlainProgress(lines.append, every=5.0, clock=clock, lines=Json)
+    timer = StreamTimer(plain, clock=clock)
+    with pytest.raises(RuntimeError), stage("sync 简道云", plain, clock=clock):
+        result = StreamResult("jdy", "订单")
+        timer(result)
+        clock.now += 6.0
+        result.pages, result.records = 3, 1200
+        timer(result)
+        clock.now += 1.0
+        result.status, result.message = "failed", "HTTP 503"
+        timer(result)
+        raise RuntimeError("server down")
+    got = [json.loads(line) for line in lines]
+    assert [(g["event"], g.get("state") or g.get("status")) for g in got] == [
+        ("stage", "start"), ("stream", "running"), ("stream", "failed"), ("stage", "failed")]
+    assert got[2] == {**got[2], "source": "jdy", "stream": "订单", "records": 1200, "pages": 3, "message": "HTTP 503",
+                      "elapsed": 7.0}
+    assert got[3]["stage"] == "sync 简道云" and got[3]["detail"] == "server down" and got[3]["elapsed"] == 7.0
+    stamps = [datetime.fromisoformat(g["ts"]) for g in got]
+    assert all(s.tzinfo is not None and abs(datetime.now(UTC) - s) < timedelta(minutes=1) for s in stamps)
+    assert "简道云" in lines[0]  # not \\u escapes: readable in the collector
+    monkeypatch.setenv("LTC_PROGRESS", "json")
+    assert resolve_mode("auto", Console()) == "json" and resolve_mode("plain", Console()) == "plain"

@@ -1,20 +1,24 @@
-"""Progress of long commands: rich bars on a terminal, plain periodic lines otherwise.
+"""Progress of long commands: rich bars on a terminal, plain periodic lines otherwise, or JSON lines.
 
 The application layer emits :mod:`ltc.app.progress` events through a plain callback; this module
 draws them. On a terminal: one line per stage (spinner, elapsed time) and per stream (records,
 pages, rate). Not on a terminal (a log file, CI, a container's output): one line when a stage or a
 stream starts, then one every ``every`` seconds while it runs, and one when it ends, e.g.
 ``sync salesforce.Opportunity: 12,000 records, 6 pages, 2,100 rec/s``. Lines go to stderr, so the
-command's own output (tables, summaries) stays clean on stdout.
+command's own output (tables, summaries) stays clean on stdout. ``json``: the same lines at the same moments as one
+JSON object each (``ts``, ``event`` ``stage`` or ``stream``, and the counts), for a log collector (Loki, Elastic,
+Datadog) to index without parsing text.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import typer
@@ -24,7 +28,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from canonical.errors import ConfigError
 from ltc.app.progress import OnProgress, ProgressEvent, StageProgress, StreamProgress
 
-Mode = Literal["auto", "bar", "plain", "off"]
+Mode = Literal["auto", "bar", "plain", "json", "off"]
 EVERY_S = 5.0  # plain mode: seconds between two lines of a running stage or stream
 
 
@@ -42,11 +46,49 @@ def stream_line(ev: StreamProgress) -> str:
     return line
 
 
+def stage_line(stage: str, state: str, elapsed: float, detail: str | None) -> str:
+    """``map: started``, ``reconcile: running, 25 s``, ``map: done in 0.3 s (5240 mapped, 0 quarantined)``."""
+    if state == "start":
+        return f"{stage}: started"
+    if state == "running":
+        return f"{stage}: running, {elapsed:,.0f} s"
+    return f"{stage}: {state} in {elapsed:,.1f} s" + (f" ({detail})" if detail else "")
+
+
+class Text:
+    """Plain mode's lines."""
+
+    stream = staticmethod(stream_line)
+    stage = staticmethod(stage_line)
+
+
+class Json:
+    """JSON mode's lines: one object each, UTC time stamped."""
+
+    @staticmethod
+    def _line(fields: dict[str, Any]) -> str:
+        return json.dumps({"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}, ensure_ascii=False)
+
+    @classmethod
+    def stream(cls, ev: StreamProgress) -> str:
+        return cls._line({"event": "stream", "source": ev.source, "stream": ev.stream, "status": ev.status,
+                          "records": ev.records, "pages": ev.pages, "written": ev.written,
+                          "quarantined": ev.quarantined, "rate": round(ev.rate, 1), "elapsed": round(ev.elapsed, 3),
+                          **({"message": ev.message} if ev.message else {})})
+
+    @classmethod
+    def stage(cls, stage: str, state: str, elapsed: float, detail: str | None) -> str:
+        return cls._line({"event": "stage", "stage": stage, "state": state, "elapsed": round(elapsed, 3),
+                          **({"detail": detail} if detail else {})})
+
+
 class PlainProgress:
-    """Periodic plain lines (no cursor movement, no colour): for logs and pipes."""
+    """Periodic plain lines (no cursor movement, no colour): for logs and pipes (``lines``: :class:`Text`, or
+    :class:`Json`)."""
 
     def __init__(self, echo: Callable[[str], Any], every: float = EVERY_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, lines: type[Text] | type[Json] = Text):
+        self.lines = lines
         self.echo = echo
         self.every = every
         self.clock = clock
@@ -62,17 +104,15 @@ class PlainProgress:
             if isinstance(ev, StageProgress):
                 if ev.state == "start":
                     self.stages[ev.stage] = now
-                    self._say(f"{ev.stage}: started", now)
                 else:
                     self.stages.pop(ev.stage, None)
-                    tail = f" ({ev.detail})" if ev.detail else ""
-                    self._say(f"{ev.stage}: {ev.state} in {ev.elapsed:,.1f} s{tail}", now)
+                self._say(self.lines.stage(ev.stage, ev.state, ev.elapsed, ev.detail), now)
                 return
             key = f"{ev.source}.{ev.stream}"
             if ev.done:
                 self.running.pop(key, None)
                 self.last.pop(key, None)
-                self._say(stream_line(ev), now)
+                self._say(self.lines.stream(ev), now)
             elif key not in self.last:  # its first line comes after `every` seconds, or when it ends
                 self.running[key] = ev
                 self.last[key] = now
@@ -80,7 +120,7 @@ class PlainProgress:
                 self.running[key] = ev
                 if now - self.last[key] >= self.every:
                     self.last[key] = now
-                    self._say(stream_line(ev), now)
+                    self._say(self.lines.stream(ev), now)
 
     def _say(self, line: str, now: float) -> None:
         self.spoke = now
@@ -94,11 +134,11 @@ class PlainProgress:
             for key, ev in self.running.items():
                 if now - self.last.get(key, now) >= self.every:
                     self.last[key] = now
-                    self._say(stream_line(ev), now)
+                    self._say(self.lines.stream(ev), now)
             if self.spoke is not None and now - self.spoke < self.every:
                 return
             for stage, started in self.stages.items():
-                self._say(f"{stage}: running, {now - started:,.0f} s", now)
+                self._say(self.lines.stage(stage, "running", now - started, None), now)
 
 
 class BarProgress:
@@ -146,11 +186,11 @@ class BarProgress:
 def resolve_mode(mode: str, console: Console) -> Mode:
     """``auto``: bars on a terminal, plain lines otherwise; ``LTC_PROGRESS`` overrides ``auto``."""
     mode = mode.strip().lower()
-    if mode not in ("auto", "bar", "plain", "off"):
-        raise ConfigError(f"--progress {mode!r}: choose auto, bar, plain or off")
+    if mode not in ("auto", "bar", "plain", "json", "off"):
+        raise ConfigError(f"--progress {mode!r}: choose auto, bar, plain, json or off")
     if mode == "auto":
         env = os.environ.get("LTC_PROGRESS", "").strip().lower()
-        if env in ("bar", "plain", "off"):
+        if env in ("bar", "plain", "json", "off"):
             return env  # type: ignore[return-value]
         return "bar" if console.is_terminal else "plain"
     return mode  # type: ignore[return-value]
@@ -168,7 +208,8 @@ def reporter(console: Console, mode: str = "auto", every: float = EVERY_S) -> It
         with bars.progress:
             yield bars
         return
-    plain = PlainProgress(lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True), every)
+    plain = PlainProgress(lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True), every,
+                          lines=Json if chosen == "json" else Text)
     stop = threading.Event()
 
     def beat() -> None:
@@ -185,4 +226,5 @@ def reporter(console: Console, mode: str = "auto", every: float = EVERY_S) -> It
 
 
 ProgressOpt: Any = typer.Option("auto", "--progress", help="Progress display: auto (bars on a terminal, periodic "
-                                "lines otherwise), bar, plain or off; LTC_PROGRESS sets what auto means.")
+                                "lines otherwise), bar, plain, json (the lines as JSON objects, for a log collector) "
+                                "or off; LTC_PROGRESS sets what auto means.")
