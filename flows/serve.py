@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from prefect import serve
 from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +40,15 @@ def deployments(prefect_file: Path = ROOT / "prefect.yaml", config_path: str | N
             # updates the deployed schedules instead of clashing with them
             schedules.append(DeploymentScheduleCreate(schedule=sched, active=bool(s.get("active", True)),
                                                       slug=s.get("slug")))
+        limit = dep.get("concurrency_limit")
+        if isinstance(limit, dict):  # {limit: 1, collision_strategy: CANCEL_NEW}, as `prefect deploy` reads it
+            limit = ConcurrencyLimitConfig(limit=limit["limit"],
+                                           collision_strategy=limit.get("collision_strategy", "ENQUEUE"))
         params = dict(dep.get("parameters") or {})
         if "config_path" in params and config_path:
             params["config_path"] = config_path
         out.append(flow_obj.to_deployment(name=dep["name"], description=dep.get("description"),
-                                          parameters=params, schedules=schedules or None,
+                                          parameters=params, schedules=schedules or None, concurrency_limit=limit,
                                           tags=list(dep.get("tags") or [])))
     return out
 

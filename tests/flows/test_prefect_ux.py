@@ -158,6 +158,9 @@ def test_prefect_deploy_all_then_ltc_serve_coexist(tmp_path: Path, prefect_harne
 
     deployed = read()
     assert deployed["pipeline"].pull_steps == [{"flows.steps.set_ltc_home": {}}]
+    limit = deployed["pipeline"].global_concurrency_limit  # one run at a time, as `ltc serve` registers it
+    assert limit is not None and limit.limit == 1 and deployed["pipeline"].concurrency_options is not None
+    assert deployed["pipeline"].concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployed["pipeline"].work_pool_name == "ltc" and deployed["pipeline"].tags == ["ltc", "pipeline"]
     # sync-source has no default source: a run must name one
     assert "source" not in deployed["sync-source"].parameters

@@ -153,3 +153,30 @@ def test_fanned_out_streams_share_the_rate_and_one_failing_leaves_the_other_land
     TwoStreams.shares.clear()
     sync_fanned_out(cfg, slots=1, return_state=True)
     assert {share for _, share in TwoStreams.shares} == {1.0}
+
+
+def test_a_scheduled_run_that_finds_the_last_one_running_is_cancelled_not_piled_up(prefect_harness: None) -> None:
+    """prefect.yaml's concurrency limit (one run, CANCEL_NEW) as `ltc serve` registers it: the server cancels a run of
+    the pipeline while another is running, instead of starting one more that waits on the stage locks (hourly
+    runs of a slow pipeline piled up, each with its process and memory)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+    from prefect.states import Pending, Running
+
+    from flows.serve import deployments
+
+    deps = {d.name: d for d in deployments()}
+    assert deps["sync-source"].concurrency_limit is None  # on demand, per source: the stage locks suffice
+    pipeline_id = deps["pipeline"].apply()
+    with get_client(sync_client=True) as client:
+        served = client.read_deployment(pipeline_id)
+        assert served.global_concurrency_limit is not None and served.global_concurrency_limit.limit == 1
+        assert served.concurrency_options is not None
+        assert served.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+        first = client.create_flow_run_from_deployment(pipeline_id)
+        for state in (Pending(), Running()):
+            assert client.set_flow_run_state(first.id, state).status.value == "ACCEPT"
+        second = client.create_flow_run_from_deployment(pipeline_id)
+        client.set_flow_run_state(second.id, Pending())
+        assert client.read_flow_run(second.id).state.is_cancelled()
+        assert client.read_flow_run(first.id).state.is_running()
