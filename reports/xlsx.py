@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -57,11 +58,18 @@ def _display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+MAX_SHEET_ROWS = 1_048_576
+"""Rows a sheet holds in Excel (and LibreOffice), the header's included. A larger sheet is a broken workbook: Excel
+offers to "repair" it and drops what is past the limit. The records sheet passes it from about 250k chains."""
+
+
 class _Sheet:
     """A sheet written row by row (streamed, :mod:`reports.xlsx_stream`): cells typed, formats per
-    cell, widths tracked."""
+    cell, widths tracked; rows past :data:`MAX_SHEET_ROWS` are left out, the last row saying how many and where
+    they are."""
 
-    def __init__(self, book: Workbook, title: str, headers: list[str], index: int | None = None) -> None:
+    def __init__(self, book: Workbook, title: str, headers: list[str], index: int | None = None,
+                 gettext: Callable[[str], str] = str) -> None:
         self.ws = book.add_sheet(title, index)
         self.styles = book.styles
         self.widths = [_display_width(h) + 2 for h in headers]
@@ -70,6 +78,10 @@ class _Sheet:
         bold = self.styles.xf(font=FONT_BOLD, top=True)
         self.ws.row([SheetWriter.cell(f"{self.letters[i]}1", neutralise(h), bold) for i, h in enumerate(headers)])
         self.row = 1
+        self.limit = MAX_SHEET_ROWS
+        self.left_out = 0  # rows past the limit
+        self.bold = bold
+        self.gettext = gettext
 
     def _letter(self, col: int) -> str:
         while len(self.letters) < col:
@@ -80,6 +92,9 @@ class _Sheet:
     def add(self, values: list[Any], *, money: dict[int, str | None] | None = None,
             links: dict[int, str | None] | None = None, formats: dict[int, str] | None = None) -> None:
         """One row; ``money``: column -> currency of an amount; ``links``: column -> URL."""
+        if self.row >= self.limit - 1:  # the sheet's last row is kept for the note of what was left out
+            self.left_out += 1
+            return
         self.row += 1
         row = str(self.row)
         styles, widths, money_styles = self.styles, self.widths, self.money_styles
@@ -185,6 +200,13 @@ class _Sheet:
         ws = self.ws
         ws.freeze_header = True
         ws.autofilter = f"A1:{self.letters[-1]}{max(self.row, 1)}"
+        if self.left_out:
+            self.row += 1
+            note = self.gettext("… %(n)s more rows are not in this sheet: a sheet holds %(limit)s rows in Excel. "
+                                "chains.csv, beside this workbook, has every chain with its orders, invoices and "
+                                "payments.") % {"n": f"{self.left_out:,}", "limit": f"{self.limit:,}"}
+            ws.row([SheetWriter.cell(f"A{self.row}", note, self.bold)])
+            self.left_out = 0
         ws.widths = [max(8, w) for w in self.widths]
         return ws
 
@@ -234,7 +256,7 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
     taken: set[str] = set()
 
     def sheet(title: str, headers: list[str]) -> _Sheet:
-        return _Sheet(wb, _sheet_title(title, taken), headers)
+        return _Sheet(wb, _sheet_title(title, taken), headers, gettext=_)
 
     # KPIs
     s = sheet(_("KPIs"), [_("KPI"), _("Value"), _("Unit"), _("Previous run"), _("Change"), _("Formula variant"),
@@ -349,7 +371,7 @@ def write_sheet_part(part: Path, report: Report, name: str, index: int, *,
     wb = Workbook(None)
     _preregister(wb, report)
     headers, rows = _LARGE[name]
-    s = _Sheet(wb, name, headers(_), index)
+    s = _Sheet(wb, name, headers(_), index, gettext=_)
     rows(s, report, _)
     with part.open("wb") as raw:
         rels = s.settle().write_part(raw)
