@@ -72,11 +72,19 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+TABLE_LIMIT = 100
+"""Exceptions the table shows by default: rendering 5,700 took 10 s (57,000 at 1M chains)."""
+
+
 @exceptions_app.command("list")
 def list_cmd(
     code: str | None = typer.Option(None, "--code", help="Only this exception code."),
     status: str | None = typer.Option(None, "--status",
                                       help="open, acknowledged, resolved or all (default: open and acknowledged)."),
+    owner: str | None = typer.Option(None, "--owner", help="Only this owner's (the assignee, else the owner "
+                                     "reconciliation derived); 'none' for the unowned."),
+    limit: int | None = typer.Option(None, "--limit", min=0, help=f"Show at most this many, the largest amounts at "
+                                     f"risk first (default: {TABLE_LIMIT} in the table, all with --json; 0: all)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     config: str | None = ConfigOpt,
 ) -> None:
@@ -87,6 +95,13 @@ def list_cmd(
         raise InputError(f"--status {status!r} must be one of {', '.join(STATUSES)}, all")
     store = _store(config)
     rows = list_exceptions(store, code, status)
+    if owner is not None:
+        wanted = None if owner.strip().lower() == "none" else owner.strip()
+        rows = [r for r in rows if (r["assignee"] or r["owner"] or None) == wanted]
+    total = len(rows)
+    cap = (None if as_json else TABLE_LIMIT) if limit is None else (limit or None)
+    if cap is not None and total > cap:  # the largest amounts at risk first (in the reporting currency)
+        rows = sorted(rows, key=lambda r: (r["amount_reporting"] is None, -(r["amount_reporting"] or 0)))[:cap]
     if as_json:
         keys = ("fingerprint", "code", "status", "severity", "source_ids", "subject_ids", "currency",
                 "amount_at_risk", "reporting_currency", "amount_reporting", "owner", "chain_id", "detail")
@@ -95,14 +110,20 @@ def list_cmd(
                for r in rows]
         typer.echo(json.dumps(out, indent=1))
         return
-    table = Table(title=f"{len(rows)} exception(s)")
+    title = f"{total} exception(s)" if len(rows) == total else \
+        f"{len(rows)} of {total} exception(s), the largest amounts at risk"
+    table = Table(title=title)
     for col in ("id", "code", "status", "severity", "records", "at risk", "owner"):
         table.add_column(col)
     for r in rows:
         recs = ", ".join(r["source_ids"][:3]) + (" …" if len(r["source_ids"]) > 3 else "")
         risk = f"{r['amount_at_risk']} {r['currency']}" if r["amount_at_risk"] is not None else "-"
-        table.add_row(r["fingerprint"][:12], r["code"], r["status"], r["severity"], recs, risk, r["owner"] or "-")
+        table.add_row(r["fingerprint"][:12], r["code"], r["status"], r["severity"], recs, risk,
+                      r["assignee"] or r["owner"] or "-")
     console.print(table)
+    if len(rows) < total:
+        console.print(f"… {total - len(rows)} more: --limit 0 lists all (--json for scripts), or narrow with --code, "
+                      "--owner or --status", highlight=False, markup=False)
 
 
 def _act(idents: list[str], action: str, actor: str | None, config: str | None, **kw: Any) -> None:

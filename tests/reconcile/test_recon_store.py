@@ -435,3 +435,36 @@ def test_a_large_postgresql_run_computes_its_kpis_after_its_last_links_are_appen
     one = run_reconciliation(store, Config(), world.as_of, partitions=1)
     assert events == ["kpis"]
     assert _stored_links(store) == stored and several.totals == one.totals
+
+
+def test_cli_list_shows_the_largest_first_within_a_limit_and_filters_by_owner(
+        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store with many exceptions: the table shows the largest amounts at risk first, at most ``--limit`` (100 by
+    default: rendering 5,700 rows took 10 s), and says how many more; --json lists all unless limited."""
+    from ltc.cli import reconcile as cli
+
+    WORLD.load(sqlite_store)
+    run_reconciliation(sqlite_store, Config(), WORLD.as_of)
+    monkeypatch.setenv("LTC_DATABASE_URL", sqlite_store.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("LTC_CONFIG", raising=False)
+    ltc = in_process_cli(monkeypatch, capsys)
+    every = json.loads(ltc("exceptions", "list", "--json").stdout)
+    assert len(every) > 5
+    largest = sorted((x for x in every if x["amount_reporting"] is not None),
+                     key=lambda x: -Decimal(x["amount_reporting"]))[:3]
+    three = json.loads(ltc("exceptions", "list", "--json", "--limit", "3").stdout)
+    assert [x["fingerprint"] for x in three] == [x["fingerprint"] for x in largest]
+    table = ltc("exceptions", "list", "--limit", "3")
+    assert f"3 of {len(every)} exception(s), the largest amounts at risk" in table.stdout
+    assert f"… {len(every) - 3} more: --limit 0 lists all" in table.stdout
+    assert all(x["fingerprint"][:12] in table.stdout for x in largest)
+    monkeypatch.setattr(cli, "TABLE_LIMIT", 4)
+    assert f"4 of {len(every)} exception(s)" in ltc("exceptions", "list").stdout
+    assert f"{len(every)} exception(s)" in ltc("exceptions", "list", "--limit", "0").stdout
+    mine = every[0]["fingerprint"]
+    assert ltc("exceptions", "assign", mine, "--owner", "dora@example.com").returncode == 0
+    owned = json.loads(ltc("exceptions", "list", "--json", "--owner", "dora@example.com").stdout)
+    assert [x["fingerprint"] for x in owned] == [mine]
+    unowned = json.loads(ltc("exceptions", "list", "--json", "--owner", "none").stdout)
+    assert mine not in {x["fingerprint"] for x in unowned} and all(not x["owner"] for x in unowned)
