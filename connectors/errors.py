@@ -52,7 +52,11 @@ class QuotaPaused(ConnectorError):
 class RetryableError(Exception):
     """Internal: a response worth retrying (429, 5xx, transport error), with the server's wait hint."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 in_the_way: bool = False):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        # something other than the API answers (a proxy's or a single sign-on page): if it still does after the
+        # retries, an operator fixes base_url or the network (exit 2), not a fault of the source
+        self.in_the_way = in_the_way

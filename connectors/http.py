@@ -139,7 +139,7 @@ def not_json(system: str, url: str | httpx.URL, status: int, content: bytes, con
         else ("an empty body" if not content.strip() else "truncated or invalid JSON")
     return RetryableError(f"{system}: {redact_url(url)} answered {status} with {kind} instead of JSON "
                           "(a proxy or load balancer in the way, or the answer was cut off); check base_url",
-                          status=status)
+                          status=status, in_the_way=kind == "an HTML page")
 
 
 def redact_url(url: str | httpx.URL) -> str:
@@ -184,9 +184,8 @@ class RetryPolicy:
                     self.attempts_made += 1
                     return fn()
         except RetryableError as exc:
-            raise ConnectorError(
-                f"{what} still failing after {self.max_attempts} attempts: {exc}", status=exc.status
-            ) from None
+            kind = Unreachable if exc.in_the_way else ConnectorError
+            raise kind(f"{what} still failing after {self.max_attempts} attempts: {exc}", status=exc.status) from None
         except TRANSPORT_ERRORS as exc:
             problem = certificate_problem(exc)
             if problem is not None:

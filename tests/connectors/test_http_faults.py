@@ -66,7 +66,7 @@ def test_a_body_that_is_never_json_is_named_not_blamed_on_credentials(upstream: 
             client.json("GET", "/things")
         text = str(err.value)
         assert "still failing after 3 attempts" in text and "truncated or invalid JSON instead of JSON" in text
-        assert "credential" not in text
+        assert "credential" not in text and err.value.exit_code == 1  # a body cut off: the source's failure
 
 
 def _html_token(request: Request) -> HTMLResponse:
@@ -83,6 +83,9 @@ def test_salesforce_login_answered_with_an_html_page_is_not_a_credentials_error(
         with pytest.raises(ConnectorError) as err:
             conn.source_ids(conn.streams[0])
         assert "HTML page instead of JSON" in str(err.value) and "credentials" not in str(err.value)
+        # still a page, not the API, after the retries: an operator fixes base_url or the network (exit 2, as an
+        # unreachable server), not a failure of the source (exit 1 before)
+        assert err.value.exit_code == 2
         conn.close()
 
 
