@@ -38,7 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import polars as pl
 
@@ -200,11 +200,19 @@ def decimal_column(text: pl.Series, dtype: Any) -> pl.Series:
         return pl.Series(text.name, [exact(v) for v in text.to_list()], dtype=dtype)
 
 
+PG_PROTOCOL: Literal["cursor"] = "cursor"
+"""connectorx's protocol on PostgreSQL: a cursor in one transaction. Its default (``binary``: COPY after statements
+prepared in other transactions) hangs for good behind a pooler in transaction mode (PgBouncer, the pooled endpoints
+of managed services), where consecutive transactions may run on different server sessions; a cursor's transaction
+keeps one session. Measured on 508k rows (deal and delivery lines, payments) on the server itself: 1.02-1.08 s
+either way."""
+
+
 def _read_arrow(url: str, sql: str) -> Any:
     import connectorx as cx
 
     with _driver_panics():
-        return cx.read_sql(url, sql, return_type="arrow")
+        return cx.read_sql(url, sql, return_type="arrow", protocol=PG_PROTOCOL)
 
 
 @contextlib.contextmanager
@@ -296,7 +304,7 @@ def _batches(url: str, dialect: str, table: Tableish, cols: Sequence[str], live:
 
     with _driver_panics():
         for batch in cx.read_sql(url, select_sql(dialect, table, cols, live=live), return_type="arrow_stream",
-                                 batch_size=batch_rows):
+                                 batch_size=batch_rows, protocol=PG_PROTOCOL):
             df = pl.from_arrow(batch)
             assert isinstance(df, pl.DataFrame)
             yield df

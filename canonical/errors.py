@@ -55,6 +55,11 @@ _FREE = "free space there (a run's scratch files go to TMPDIR, its reports to re
 _TIMEOUT = ("raise statement_timeout for ltc-hub's role (ALTER ROLE … SET statement_timeout = 0, or some minutes: a "
             "large store's reads and index builds take that long), " + _AGAIN)
 
+_POOLER = ("the PostgreSQL connection goes through a pooler in transaction mode (PgBouncer, a managed service's pooled "
+           "endpoint), where one client's prepared statements meet another's: give ltc-hub's database session pooling "
+           "(pool_mode = session), PgBouncer 1.21 or later with max_prepared_statements, or a direct connection, "
+           + _AGAIN)
+
 #: the words of a condition an operator fixes, as SQLite says it (the driver's message, also as ADBC's driver or a
 #: helper process passes it on) or as a file write does (Polars, Arrow: the system's message in theirs), and what to do
 _WORDS = (
@@ -70,6 +75,9 @@ _WORDS = (
     ("database is locked", "another process held the store's database locked for longer than this one waits (its "
                            "busy timeout): a tool or another process in a long write transaction; let it finish, "
                            + _AGAIN),
+    # connectorx (the columnar reader) names the SQLSTATE in its text: a prepared statement met another client's
+    ("sqlstate(e42p05)", _POOLER),
+    ("sqlstate(e26000)", _POOLER),
 )
 
 #: PostgreSQL's SQLSTATEs for a condition an operator fixes, and what to do
@@ -85,6 +93,8 @@ _POSTGRES = {
              "(ALTER ROLE … SET idle_session_timeout = 0), " + _AGAIN,
     "25006": "the PostgreSQL server is read-only (a standby?): point LTC_DATABASE_URL at the primary, " + _AGAIN,
     "42501": "the database role lacks a privilege on the store: grant it (README: The store), " + _AGAIN,
+    "42P05": _POOLER,  # duplicate_prepared_statement
+    "26000": _POOLER,  # invalid_sql_statement_name: a prepared statement another server session does not know
 }
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

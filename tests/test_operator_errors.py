@@ -150,3 +150,16 @@ def test_a_statement_timeout_under_the_export_is_one_line_not_a_dead_helper(pg_n
     finally:
         engine.dispose()
         columnar.close_helper()
+
+
+@pytest.mark.parametrize("text", [
+    'connectorx: cx writer failed: Source(PostgresError(Error { kind: Db, cause: Some(DbError { severity: "ERROR", '
+    'code: SqlState(E42P05), message: "prepared statement \\"s3\\" already exists" }) }))',
+    'connectorx: Source(PostgresError(Error { kind: Db, cause: Some(DbError { code: SqlState(E26000), message: '
+    '"prepared statement \\"s1\\" does not exist" }) }))',
+])
+def test_a_prepared_statement_lost_behind_a_transaction_pool_names_session_pooling(text: str) -> None:
+    """What connectorx (the columnar reader) says behind PgBouncer in transaction mode, as a helper passes it on."""
+    problem = operator_error(RuntimeError(text))
+    assert isinstance(problem, StoreProblem) and problem.exit_code == 2
+    assert "pooler in transaction mode" in str(problem) and "pool_mode = session" in str(problem)

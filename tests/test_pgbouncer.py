@@ -23,8 +23,11 @@ import sqlalchemy as sa
 
 from canonical import db
 from canonical.locks import LockTimeout, stage_lock
+from canonical.store import Store
+from sandbox.scenario import generate
 
 pytestmark = pytest.mark.postgres
+WORLD = generate(300, seed=4)
 
 
 def _free_port() -> int:
@@ -34,8 +37,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def pooled(pg_new_database: Callable[[], str]) -> Iterator[str]:
-    """A new database's URL through PgBouncer in transaction mode, two server sessions per database."""
+def pooled(pg_new_database: Callable[[], str], request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new database's URL through PgBouncer in transaction mode, two server sessions per database (or as many as
+    the test's ``sessions`` marker says)."""
+    marker = request.node.get_closest_marker("sessions")
+    sessions = marker.args[0] if marker else 2
     binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
     if binary is None:
         pytest.skip("no pgbouncer here (Debian: apt-get install pgbouncer)")
@@ -46,7 +52,7 @@ def pooled(pg_new_database: Callable[[], str]) -> Iterator[str]:
     (work / "pgbouncer.ini").write_text(
         f"[databases]\n* = host={url.host} port={url.port or 5432} user={url.username}\n"
         f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = any\n"
-        "pool_mode = transaction\ndefault_pool_size = 2\nmax_client_conn = 50\n"
+        f"pool_mode = transaction\ndefault_pool_size = {sessions}\nmax_client_conn = 50\n"
         f"logfile = {work}/pgbouncer.log\npidfile = {work}/pgbouncer.pid\n"
         "ignore_startup_parameters = extra_float_digits,options,application_name\n")
     cmd = [binary, *(["-u", "postgres"] if os.geteuid() == 0 else []), str(work / "pgbouncer.ini")]
@@ -111,3 +117,24 @@ def test_a_stage_lock_is_exclusive_through_a_transaction_pool(pooled: str) -> No
     holder_engine.dispose()
     other_engine.dispose()
 
+
+
+@pytest.mark.sessions(10)
+def test_a_reconciliation_through_a_transaction_pool_ends_it_never_hangs(pooled: str, tmp_path: Path) -> None:
+    """The columnar reader (connectorx) prepares statements in one transaction and used them in the next: behind a
+    transaction pool its COPY hung for good, holding the run's locks (0ee0bb2). Now it reads through a cursor in one
+    transaction, and where two clients' prepared statements still meet on a server session the run ends with one
+    line naming the fix (session pooling), exit 2. Either way it ends, with the store's own results or that line."""
+    import subprocess
+    import sys
+
+    WORLD.load(Store.open(pooled))
+    res = subprocess.run([sys.executable, "-c", "from ltc.cli import main; main()", "reconcile", "--as-of",
+                          WORLD.as_of.isoformat()], env={**os.environ, "LTC_DATABASE_URL": pooled}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=240)
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    if res.returncode == 0:
+        assert "lifecycle: new=" in res.stdout
+    else:
+        assert res.returncode == 2 and "pooler in transaction mode" in res.stderr and "pool_mode = session" in \
+            res.stderr, res.stderr[-2000:]
