@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -55,15 +56,19 @@ def _sqlite(engine: sa.Engine, target: Path) -> None:
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("VACUUM INTO ?", (str(partial),))
-        with sqlite3.connect(partial) as check:
+        with contextlib.closing(sqlite3.connect(partial)) as check:
             problems = [r[0] for r in check.execute("PRAGMA quick_check").fetchall()]
-        check.close()
         if problems != ["ok"]:
             raise InputError(f"the copy of the store failed its check ({'; '.join(problems[:3])}): the store itself may "
                              "be damaged; run `sqlite3 <store> 'PRAGMA integrity_check'`")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+#: the connection parameters of a URL's query that pg_dump takes from its environment
+_LIBPQ_ENV = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+              "connect_timeout": "PGCONNECT_TIMEOUT", "options": "PGOPTIONS"}
 
 
 def _pg_dump(url: sa.URL, target: Path) -> None:
@@ -78,8 +83,7 @@ def _pg_dump(url: sa.URL, target: Path) -> None:
         if part is not None:
             env[key] = str(part)
     for key, value in url.query.items():  # sslmode, sslrootcert, ...: libpq reads them from its environment too
-        name = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
-                "connect_timeout": "PGCONNECT_TIMEOUT", "options": "PGOPTIONS"}.get(key)
+        name = _LIBPQ_ENV.get(key)
         if name is not None:
             env[name] = str(value if isinstance(value, str) else value[0])
     partial = target.with_name(f".{target.name}.partial")

@@ -223,15 +223,20 @@ def passive_checkpoint(conn: Connection) -> None:
         raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
+def _sqlite_file(url: sa.URL) -> Path | None:
+    """The file of a SQLite store at a plain path (not in memory, not a ``file:`` URI), else None."""
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path).expanduser()
+
+
 def require_existing(url: str | None = None) -> None:
     """A SQLite store's file must be there already: :class:`DatabaseUnavailable` (one line) if not, before anything
     creates it. Other databases are checked by connecting."""
     raw = database_url(url)
-    parsed = _normalize(raw)
-    path = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
-        return
-    if not Path(path).expanduser().is_file():
+    store = _sqlite_file(_normalize(raw))
+    if store is not None and not store.is_file():
         raise DatabaseUnavailable(f"no store at {mask_url(raw)}: the file does not exist; check LTC_DATABASE_URL "
                                   "(or database_url in ltc.yaml); a sync or `ltc db upgrade` makes a new store")
 
@@ -280,11 +285,8 @@ def _sqlite_folder_note(url: sa.URL) -> str:
     """Why an existing SQLite store could not be opened, when its folder is not writable (a read-only mount, a
     restored backup, a folder of another user's): SQLite keeps the store's ``-wal`` and ``-shm`` files beside it
     even to read it (WAL mode), so it says only "unable to open database file"."""
-    path = url.database
-    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
-        return ""
-    store = Path(path).expanduser()
-    if not store.is_file() or os.access(store.parent, os.W_OK | os.X_OK):
+    store = _sqlite_file(url)
+    if store is None or not store.is_file() or os.access(store.parent, os.W_OK | os.X_OK):
         return ""
     return (f" (its folder {store.parent} is not writable, and SQLite writes the store's -wal and -shm files beside "
             "it even to read it: make the folder writable for this user, or copy the store to one that is)")

@@ -165,7 +165,10 @@ def _reconcile_steps(store: Store, settings: Settings, as_of: date, frames: Fram
                                                                        pl.lit(as_of).alias("as_of")))
         at_clock("KPI snapshot + exception lifecycle")
 
-    with _scratch_dir(scratch, removing) as tmp:
+    # removed by a thread of its own once the block is left (``removing``; joined when the run returns) while the
+    # lifecycle step runs, which waited for it (at 1M chains, the spill and discovered tables alone, 2.3 GB, took 0.6 s
+    # to remove); those of killed runs are removed first (canonical.scratch)
+    with scratch_dir("ltc-recon-", scratch, removing=removing) as tmp:
         out = Path(keep) if keep is not None else Path(tmp) / "out"
         if frames is not None:
             result = _one_shot(frames, settings, as_of, period_start, period_end, out, run_id)
@@ -183,14 +186,6 @@ def _reconcile_steps(store: Store, settings: Settings, as_of: date, frames: Fram
     if keep is None:
         result.out = None
     return result
-
-
-def _scratch_dir(scratch: str | Path | None, removing: list[threading.Thread]) -> contextlib.AbstractContextManager[str]:
-    """A temporary directory (in ``scratch``), removed by a thread of its own once the block is left (``removing``;
-    the caller joins it) while the lifecycle step runs, which waited for it (at 1M chains, the spill and discovered
-    tables alone, 2.3 GB, took 0.6 s to remove; the export and result files come on top). Those of killed runs are
-    removed first (:mod:`canonical.scratch`)."""
-    return scratch_dir("ltc-recon-", scratch, removing=removing)
 
 
 def _no_checkpoint(conn: sa.Connection, pending: bool) -> contextlib.AbstractContextManager[None]:

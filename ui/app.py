@@ -14,6 +14,7 @@ templates; a strict Content-Security-Policy (no script, no frame); binds 127.0.0
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,39 @@ def check_config(cfg: Any) -> None:
             raise ConfigError(f"ltc ui: user {name!r} has no password_hash and there is no trusted proxy")
 
 
+@dataclass(frozen=True)
+class _Site:
+    """Where the browser finds the work queue: under ``ui.base_path`` (``""`` or ``/ltc``, what every link, redirect
+    and cookie path starts with), reached directly or through one of ``ui.trusted_proxies``."""
+
+    base: str
+    proxies: frozenset[str]
+
+    def at(self, path: str) -> str:
+        """The URL path the browser uses for the app's ``path``."""
+        return self.base + path
+
+    def via_proxy(self, request: Request) -> bool:
+        """The request came from a trusted proxy (whose headers are believed)."""
+        return request.client is not None and request.client.host in self.proxies
+
+    def secure(self, request: Request) -> bool:
+        """The browser reached us over HTTPS (directly, or through a trusted proxy that says so): cookies go
+        ``Secure``, never sent over plain HTTP."""
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        return request.url.scheme == "https" or (self.via_proxy(request) and proto == "https")
+
+    def cookie(self, resp: Response, request: Request, name: str, value: str, **kw: Any) -> None:
+        resp.set_cookie(name, value, httponly=True, samesite="strict", secure=self.secure(request),
+                        path=self.base or "/", **kw)
+
+    def local_path(self, path: str) -> str | None:
+        """The app's path for a path a proxy passed on as the browser sent it (``/ltc/x/…``), or None (stripped)."""
+        if self.base and (path == self.base or path.startswith(self.base + "/")):
+            return path[len(self.base):] or "/"
+        return None
+
+
 def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
     """The work queue on ``store`` with the users and sources of ``cfg`` (an ``ltc.app.config.Config``)."""
     check_config(cfg)
@@ -73,32 +107,16 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
     default_lang = report_language(lang, cfg.reporting_locale)[0]
     app = FastAPI(title="ltc work queue", docs_url=None, redoc_url=None, openapi_url=None)
     ui = cfg.ui
-    base = ui.base_path  # "" or "/ltc": what every link, redirect and cookie path starts with
-    app.state.base_path = base
-
-    def at(path: str) -> str:
-        """The URL path the browser uses for the app's ``path`` (under ``ui.base_path``)."""
-        return base + path
-
-    def secure(request: Request) -> bool:
-        """The browser reached us over HTTPS (directly, or through a trusted proxy that says so): cookies go
-        ``Secure``, never sent over plain HTTP."""
-        if request.url.scheme == "https":
-            return True
-        client = request.client.host if request.client else ""
-        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-        return client in ui.trusted_proxies and proto == "https"
-
-    def cookie(resp: Response, request: Request, name: str, value: str, **kw: Any) -> None:
-        resp.set_cookie(name, value, httponly=True, samesite="strict", secure=secure(request), path=base or "/", **kw)
+    site = _Site(ui.base_path, frozenset(ui.trusted_proxies))
+    app.state.base_path = base = site.base
+    at, cookie = site.at, site.cookie
 
     def language(request: Request) -> str:
         asked = request.query_params.get("lang") or request.cookies.get("ltc_lang")
         return asked if asked in LANGUAGES else default_lang
 
     def user_of(request: Request) -> User | None:
-        client = request.client.host if request.client else ""
-        if ui.trusted_proxies and client in ui.trusted_proxies:
+        if site.via_proxy(request):
             name = (request.headers.get(ui.proxy_header) or "").strip()
             if name:
                 known = ui.users.get(name)
@@ -150,9 +168,9 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         async def under_base(request: Request, call_next: Any) -> Response:
             """A proxy that passes on the path as the browser sent it (``/ltc/x/…``): served as ``/x/…``; one that
             strips ``ui.base_path`` first needs nothing."""
-            path = request.scope["path"]
-            if path == base or path.startswith(base + "/"):
-                request.scope["path"] = path[len(base):] or "/"
+            local = site.local_path(request.scope["path"])
+            if local is not None:
+                request.scope["path"] = local
             response: Response = await call_next(request)
             return response
 
