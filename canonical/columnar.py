@@ -571,17 +571,22 @@ def read_table(engine: Engine, table: sa.Table, columns: Sequence[str] | None = 
 
 
 def read_tables(engine: Engine, wanted: Mapping[str, tuple[sa.Table, Sequence[str], Dtypes | None]], *,
-                with_deleted: Collection[str] = ()) -> dict[str, pl.DataFrame]:
+                with_deleted: Collection[str] = (),
+                then: Callable[[str, pl.DataFrame], pl.DataFrame] | None = None) -> dict[str, pl.DataFrame]:
     """Several tables at once (helper processes on SQLite): name -> (table, columns, dtypes); live rows only, but
-    for the names in ``with_deleted``."""
+    for the names in ``with_deleted``. ``then(name, frame)``: what each frame becomes as soon as it is read (made
+    smaller, say, before the next is read)."""
+    def done(name: str, df: pl.DataFrame) -> pl.DataFrame:
+        return then(name, df) if then is not None else df
+
     if _is_pg(engine):
-        return {name: read_table(engine, t, cols, dtypes=d, live=name not in with_deleted)
+        return {name: done(name, read_table(engine, t, cols, dtypes=d, live=name not in with_deleted))
                 for name, (t, cols, d) in wanted.items()}
     with scratch_dir("ltc-read-") as tmp:
         jobs = [Export(shape(t), tuple(cols), str(Path(tmp) / f"{name}.parquet"), d, name not in with_deleted)
                 for name, (t, cols, d) in wanted.items()]
         export_tables(engine, jobs)
-        return {name: pl.read_parquet(job.path) for name, job in zip(wanted, jobs, strict=True)}
+        return {name: done(name, pl.read_parquet(job.path)) for name, job in zip(wanted, jobs, strict=True)}
 
 
 class _Helper:

@@ -193,13 +193,13 @@ def finance_status(store: Store, *, systems: set[str] | None = None, links: Link
     day = as_of or report.as_of or today or datetime.now(UTC).date()
     result = FinanceStatus(as_of=day)
     deal_t, acct_t = ct.table_for("deal"), ct.table_for("account")
-    chain_ids = [c["chain_id"] for c in report.chains]
+    chain_ids = report.chains.column("chain_id")
     with store.engine.connect() as conn:
         extras = _extras(conn, day)
         rates = _Rates(conn, day)
         deals = {r.id: r for r in _select_in(conn, deal_t, [deal_t.c.id, deal_t.c.source_system, deal_t.c.source_object,
                                                             deal_t.c.source_id], chain_ids)}
-        acct_ids = sorted({c["account"] for c in report.chains if c["account"]})
+        acct_ids = sorted({a for a in report.chains.column("account") if a})
         accounts = {r.id: r for r in _select_in(conn, acct_t, [acct_t.c.id, acct_t.c.source_system,
                                                               acct_t.c.source_object, acct_t.c.source_id], acct_ids)}
     open_by_chain: dict[str, list[dict[str, Any]]] = defaultdict(list)

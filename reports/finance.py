@@ -25,6 +25,7 @@ import decimal
 import logging
 import os
 from collections import Counter, defaultdict, namedtuple
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -218,8 +219,8 @@ def _record(row: Any, entity: str, label: str | None, links: SourceLinks, **kw: 
 
 @dataclass
 class _ChainSources:
-    """What the chain table is built from, read once: the live deals, the chain links by chain, the
-    order, invoice and payment rows, the allocations per invoice, account names, exception codes."""
+    """What a batch of the chain table is built from: the live deals, the chain links by chain, the order, invoice
+    and payment rows, the allocations per invoice, account names, exception codes."""
 
     deals: dict[str, Any]
     orders_of: dict[str, list[str]]
@@ -233,11 +234,6 @@ class _ChainSources:
     pays_on: dict[str, list[str]]
     names: dict[str, str]
     codes_of: dict[str, set[str]]
-
-    def chain_ids(self) -> set[str]:
-        """Every chain shown: won deals, chains with an order or an invoice, deals with an exception."""
-        return ({d for d, r in self.deals.items() if r.stage == "closed_won"} | set(self.orders_of)
-                | set(self.invoices_of) | {c for c in self.codes_of if c in self.deals})
 
     def stage_list(self, cid: str, entity: str) -> str:
         ids = self.stages_of.get((cid, entity))
@@ -264,9 +260,77 @@ _ROWS: dict[str, Any] = {entity: namedtuple(f"{entity.title()}Row", ("id", *cols
 _STAGES = {"quote": "status", "contract": "status", "delivery": "state"}  # linked stage -> its status column
 
 
-def _chains(conn: sa.Connection, exceptions: list[dict[str, Any]], links: SourceLinks,
-            records: dict[str, Record]) -> list[dict[str, Any]]:
-    return _chain_rows(_chain_sources(conn.engine, exceptions), links, records)
+CHAIN_BATCH = 20_000
+"""Chains built at a time. Each batch's source rows become Python rows (named tuples, Decimals) only while it is
+built, and its chain rows and records go into the report's frames (:class:`~reports.model.ChainTable`): a report's
+memory is its frames and one batch, not a Python object per record (9.7 KB a chain before: ~10 GB at 1M)."""
+
+
+def _fill_chains(engine: sa.Engine, report: Report, links: SourceLinks) -> None:
+    """The report's chain table and the records its chains name, built a batch of chains at a time."""
+    frames = _source_frames(engine)
+    codes_of: dict[str, set[str]] = defaultdict(set)
+    for x in report.exceptions:
+        if x["chain_id"]:
+            codes_of[x["chain_id"]].add(x["code"])
+    shared: set[str] = set()  # the records of several batches (an invoice of two chains, one in each)
+    held: set[str] = set()  # those of them already in the report
+    for ids, part in _batches(frames, _chain_ids(frames, codes_of), CHAIN_BATCH, shared):
+        records: dict[str, Record] = {}
+        rows = _chain_rows(_chain_sources(part, codes_of), ids, links, records)
+        for rid in shared.intersection(records):
+            if rid in held:
+                del records[rid]
+            held.add(rid)
+        chain_of: dict[str, str] = {}
+        for row in rows:
+            for rid in row["record_ids"]:
+                chain_of.setdefault(rid, row["chain_id"])
+        report.chains.add(rows)
+        report.records.add(records, chain_of, new=True)
+
+
+def _chain_ids(frames: dict[str, pl.DataFrame], codes_of: dict[str, set[str]]) -> pl.Series:
+    """Every chain shown, sorted: won deals, chains with an order or an invoice, deals with an exception."""
+    deals, link = frames["deal"], frames["link"]
+    to = pl.col("to_entity")
+    won = deals.filter(pl.col("stage") == "closed_won")["id"]
+    linked = link.filter(((to == "order") & (pl.col("from_entity") == "deal")) | (to == "invoice"))["chain_id"]
+    flagged = deals.filter(pl.col("id").is_in(pl.Series(list(codes_of), dtype=pl.String).implode()))["id"]
+    return pl.concat([won, linked, flagged]).unique().sort()
+
+
+def _batches(frames: dict[str, pl.DataFrame], ids: pl.Series, size: int,
+             shared: set[str]) -> Iterator[tuple[list[str], dict[str, pl.DataFrame]]]:
+    """The chains ``ids`` a batch of ``size`` at a time, each with the rows of ``frames`` its chains name (a row two
+    batches name is in both: its id is put in ``shared``). Each frame is split into its batches once, by a join, and freed (``frames`` is emptied);
+    each batch's rows are freed once it is built. The rows read shrink as the report's frames grow: at 1M chains the
+    rows read take about 2 GB."""
+    index = pl.DataFrame({"key": ids}).with_row_index("batch").with_columns(pl.col("batch") // size)
+    count = (ids.len() + size - 1) // size
+
+    def split(entity: str, keys: pl.DataFrame, on: str) -> pl.DataFrame:  # keys: (key, batch), each pair once
+        return frames.pop(entity).join(keys, left_on=on, right_on="key", how="inner")
+
+    joined = {"link": split("link", index, "chain_id")}
+    linked = joined["link"].select(pl.col("to_id").alias("key"), "batch").unique()
+    joined["deal"] = split("deal", index, "id")
+    joined["allocation"] = split("allocation", linked, "invoice_id")
+    joined["payment"] = split("payment", joined["allocation"].select(pl.col("payment_id").alias("key"), "batch")
+                              .unique(), "id")
+    joined["account"] = split("account", joined["deal"].select(pl.col("account_id").alias("key"), "batch")
+                              .unique(), "id")
+    for entity in ("order", "invoice", *_STAGES):
+        joined[entity] = split(entity, linked, "id")
+    for entity in ("order", "invoice", "payment"):
+        shared.update(joined[entity].group_by("id").len().filter(pl.col("len") > 1)["id"].to_list())
+    empty = {entity: df.clear().drop("batch") for entity, df in joined.items()}
+    parts: dict[str, dict[Any, pl.DataFrame]] = {}
+    for entity in list(joined):
+        parts[entity] = joined.pop(entity).partition_by("batch", as_dict=True, include_key=False)
+    for batch in range(count):
+        yield (ids.slice(batch * size, size).to_list(),
+               {entity: parts[entity].pop((batch,), empty[entity]) for entity in empty})
 
 
 def _source_frames(engine: sa.Engine) -> dict[str, pl.DataFrame]:
@@ -283,19 +347,26 @@ def _source_frames(engine: sa.Engine) -> dict[str, pl.DataFrame]:
     wanted["allocation"] = (recon_allocation, ("invoice_id", "payment_id", "amount"), {"amount": text})
     for entity, status in _STAGES.items():
         wanted[entity] = (ct.table_for(entity), ("id", "number", status), None)
-    frames = columnar.read_tables(engine, wanted, with_deleted=set(wanted) - {"deal"})
-    frames["link"] = frames["link"].filter(pl.col("chain_id").is_not_null())  # the links of a chain only
-    return frames
+    return columnar.read_tables(engine, wanted, with_deleted=set(wanted) - {"deal"}, then=_compact)
 
 
-def _chain_sources(engine: sa.Engine, exceptions: list[dict[str, Any]]) -> _ChainSources:
-    frames = _source_frames(engine)
+_FEW_VALUES = frozenset({"source_system", "source_object", "currency", "stage", "kind", "status", "from_entity",
+                         "to_entity"})  # columns of a few distinct values: categorical, each value held once
+_CHAIN_LINKS = ("order", "invoice", *_STAGES)  # the links the chain table reads (not to payments or settlements)
+
+
+def _compact(name: str, df: pl.DataFrame) -> pl.DataFrame:
+    """A frame as read, made smaller at once (at 1M chains the rows read took 3.1 GB before): the links of a chain
+    only, to what the table shows; the columns of a few values categorical."""
+    if name == "link":
+        df = df.filter(pl.col("chain_id").is_not_null() & pl.col("to_entity").is_in(_CHAIN_LINKS))
+    return df.with_columns(pl.col(c).cast(pl.Categorical) for c in df.columns
+                           if c in _FEW_VALUES and df.schema[c] == pl.String)
+
+
+def _chain_sources(frames: dict[str, pl.DataFrame], codes_of: dict[str, set[str]]) -> _ChainSources:
     orders_of, invoices_of, stages_of = _chain_links(frames["link"])
     paid_on, pays_on = _allocations(frames["allocation"])
-    codes_of: dict[str, set[str]] = defaultdict(set)
-    for x in exceptions:
-        if x["chain_id"]:
-            codes_of[x["chain_id"]].add(x["code"])
     account = frames["account"]
     return _ChainSources(
         deals=_by_id(frames, "deal"), orders_of=orders_of, invoices_of=invoices_of, stages_of=stages_of,
@@ -367,8 +438,9 @@ def _allocations(allocations: pl.DataFrame) -> tuple[dict[str, Decimal], dict[st
     return paid_on, pays_on
 
 
-def _chain_rows(data: _ChainSources, links: SourceLinks, records: dict[str, Record]) -> list[dict[str, Any]]:
-    """The chain table, one row per chain: the deal, its stages, orders, invoices and payments, sums and status;
+def _chain_rows(data: _ChainSources, ids: list[str], links: SourceLinks,
+                records: dict[str, Record]) -> list[dict[str, Any]]:
+    """The chain table of the chains ``ids``, one row per chain: the deal, its stages, orders, invoices and payments, sums and status;
     each record the rows name described once in ``records`` (deal, orders, invoices, payments, in chain order).
 
     One loop with everything it reads bound locally: at 100k chains the table is half a million records and
@@ -378,7 +450,7 @@ def _chain_rows(data: _ChainSources, links: SourceLinks, records: dict[str, Reco
     paid_on, pays_on, names, stage_list = data.paid_on, data.pays_on, data.names, data.stage_list
     url, money = links.url, _money
     rows: list[dict[str, Any]] = []
-    for cid in sorted(data.chain_ids()):
+    for cid in ids:
         d = deals.get(cid)
         linked = orders_of.get(cid)
         ords = sorted(set(linked)) if linked else []
@@ -386,7 +458,7 @@ def _chain_rows(data: _ChainSources, links: SourceLinks, records: dict[str, Reco
         invs = sorted(set(linked)) if linked else []
         ccy = d.currency if d is not None else None
         rec_ids: list[str] = []
-        deal_amount = None
+        deal_amount = deal_url = None
         if d is not None:
             deal_amount = money(d.amount, ccy)
             rec_ids.append(cid)
@@ -394,6 +466,7 @@ def _chain_rows(data: _ChainSources, links: SourceLinks, records: dict[str, Reco
                 records[cid] = Record(cid, "deal", d.source_system, d.source_object, d.source_id,
                                       d.name or d.source_id, deal_amount, ccy, d.close_date, d.stage,
                                       url(d.source_system, d.source_object, d.source_id))
+            deal_url = records[cid].url
         ordered = ZERO
         numbers: list[str] = []
         for o in ords:
@@ -465,7 +538,7 @@ def _chain_rows(data: _ChainSources, links: SourceLinks, records: dict[str, Reco
             "payments": " ".join(sorted(pays)), "paid": paid, "open": invoiced - paid,
             "status": status,
             "exceptions": " ".join(codes),
-            "record_ids": rec_ids,  # display only
+            "record_ids": rec_ids, "deal_url": deal_url,  # display only
         })
     return rows
 
@@ -473,12 +546,14 @@ def _chain_rows(data: _ChainSources, links: SourceLinks, records: dict[str, Reco
 _CENT = Decimal("0.01")  # an invoice open by less than this is paid
 
 
-def _subject_records(conn: sa.Connection, ids: list[str], links: SourceLinks, records: dict[str, Record]) -> None:
-    """Records that exceptions name but no chain holds (an unapplied payment, an account)."""
+def _subject_records(conn: sa.Connection, ids: list[str], links: SourceLinks,
+                     held: set[str] | frozenset[str] = frozenset()) -> dict[str, Record]:
+    """The records of ``ids`` (those that exceptions name), but for those ``held`` already (a chain's)."""
+    records: dict[str, Record] = {}
     by_entity: dict[str, set[str]] = defaultdict(set)
     for cid in ids:
         parts = cid.split(":", 2)
-        if cid not in records and len(parts) == 3:
+        if cid not in held and len(parts) == 3:
             by_entity[parts[1]].add(cid)
     label_col = {"order": "number", "invoice": "number", "deal": "name", "account": "name",
                  "payment": "payer_reference"}
@@ -499,13 +574,12 @@ def _subject_records(conn: sa.Connection, ids: list[str], links: SourceLinks, re
                 ccy = m.get("currency")
                 records[r.id] = _record(r, entity, m.get(lab) if lab else None, links,
                                         amount=_money(m.get(amt), ccy) if amt else None, currency=ccy)
+    return records
 
 
 def describe(conn: sa.Connection, ids: list[str], links: SourceLinks) -> dict[str, Record]:
     """Canonical ids -> their records with source links (ids whose row is gone are left out)."""
-    records: dict[str, Record] = {}
-    _subject_records(conn, ids, links, records)
-    return records
+    return _subject_records(conn, ids, links)
 
 
 def chain_detail(conn: sa.Connection, chain_id: str, links: SourceLinks) -> dict[str, Any]:
@@ -617,8 +691,12 @@ def build_report(store: Store, config: Any | None = None, *, chains: bool = True
         _kpi_history(conn, report)
         report.exceptions = _exceptions(conn)
         if chains:
-            report.chains = _chains(conn, report.exceptions, links, report.records)
-            _subject_records(conn, [i for x in report.exceptions for i in x["record_ids"]], links, report.records)
+            _fill_chains(conn.engine, report, links)
+            named = [i for x in report.exceptions for i in (*x["record_ids"], x["chain_id"]) if i]
+            report.records.add(_subject_records(conn, named, links, set(report.records.lookup(named))), new=True)
+            report.records.seal()
+            report.chains.seal()
+            report.named = report.records.lookup(named)
         reporting = next((x["reporting_currency"] for x in report.exceptions if x["reporting_currency"]), None)
         if reporting is None:
             reporting = next((k["unit"] for k in report.kpis if k["kpi"] == "unapplied_cash"), None)
@@ -638,7 +716,7 @@ def add_monthly(store: Store, report: Report) -> None:
         _monthly(conn, report)
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(columns)

@@ -10,7 +10,6 @@ system). Print: landscape, repeated table headers, page numbers (``report.css``)
 
 from __future__ import annotations
 
-from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +22,7 @@ from reports import labels, svg
 from reports.cells import clean_text
 from reports.fmt import DASH, Formatter
 from reports.i18n import translations
-from reports.model import HTML_CHAIN_LIMIT, Report
+from reports.model import HTML_CHAIN_LIMIT, Record, Report
 
 TEMPLATES = Path(__file__).parent / "templates"
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -200,27 +199,28 @@ def charts(report: Report, v: View) -> dict[str, Markup]:
     return out
 
 
-def _exception_rows(report: Report) -> list[dict[str, Any]]:
-    chains = {c["chain_id"] for c in report.chains}
+def _exception_rows(report: Report, records: dict[str, Record]) -> list[dict[str, Any]]:
+    chains = report.chains.having(x["chain_id"] for x in report.exceptions if x["chain_id"])
     order = {code: i for i, code in enumerate(b["code"] for b in report.by_code)}
     rows = sorted(report.exceptions, key=lambda x: (order.get(x["code"], 99), SEVERITY_ORDER.get(x["severity"], 9),
                                                     -(x["amount_reporting"] or 0), x["fingerprint"]))
     return [dict(x, chain_shown=x["chain_id"] in chains,
-                 recs=[report.records[i] for i in x["record_ids"] if i in report.records]) for x in rows]
+                 recs=[records[i] for i in x["record_ids"] if i in records]) for x in rows]
 
 
 def render_html(report: Report, title: str | None = None, *, lang: str = "en", locale: str = "en_US") -> str:
     v = View(lang, locale)
     template = environment(lang).get_template("report.html.j2")
-    chains = sorted(report.chains, key=lambda c: (c["status"] != "exception", c["chain_id"]))
-    statuses = Counter(c["status"] for c in report.chains)
-    exceptions = _exception_rows(report)
+    chains = report.chains.first(HTML_CHAIN_LIMIT)  # exceptions first
+    statuses = report.chains.status_counts()
+    records = {**report.named, **report.records.lookup(i for c in chains for i in c["record_ids"])}
+    exceptions = _exception_rows(report, records)
     of_chain: dict[str, list[dict[str, Any]]] = {}
     for x in exceptions:
         if x["chain_id"]:
             of_chain.setdefault(x["chain_id"], []).append(x)
-    shown = [dict(c, recs=[report.records[i] for i in c["record_ids"] if i in report.records],
-                  excs=of_chain.get(c["chain_id"], [])) for c in chains[:HTML_CHAIN_LIMIT]]
+    shown = [dict(c, recs=[records[i] for i in c["record_ids"] if i in records],
+                  excs=of_chain.get(c["chain_id"], [])) for c in chains]
     return template.render(
         r=report, v=v, f=v.f, lang=lang, title=title or v._("Reconciled order-to-invoice-to-cash report"),
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
@@ -229,7 +229,7 @@ def render_html(report: Report, title: str | None = None, *, lang: str = "en", l
         page_footer=Markup(page_footer(v._("Page %(page)s of %(pages)s"))),
         summary=summary(report, v), cards=kpi_cards(report, v), charts=charts(report, v),
         aging=[k for k in report.kpis if k["kpi"].startswith("ar_aging_")],
-        exceptions=exceptions, chains=shown, more=len(chains) - len(shown), statuses=sorted(statuses.items()),
+        exceptions=exceptions, chains=shown, records=records, more=len(report.chains) - len(shown), statuses=sorted(statuses.items()),
         by_code_rows=report.by_code,
         exceptions_by_code={b["code"]: [x for x in exceptions if x["code"] == b["code"]] for b in report.by_code},
     )

@@ -240,7 +240,7 @@ def _preregister(wb: Workbook, report: Report) -> None:
     st.xf(None, FONT_LINK)  # links
     st.xf(_DATE)
     st.xf(None, FONT_PLAIN, True)  # an amount beyond a spreadsheet's numbers: its digits as text, right-aligned
-    currencies = {r.currency for r in report.records.values()} | {c["currency"] for c in report.chains}
+    currencies = report.records.currencies() | report.chains.currencies()
     for currency in sorted(currencies, key=lambda c: (c is None, str(c))):
         st.xf(money_format(currency))
 
@@ -290,7 +290,7 @@ def write_xlsx(path: Path, report: Report, *, lang: str = "en", locale: str = "e
                    _("Chain"), _("Records"), _("First seen"), _("Last seen"), _("Evidence"), _("Source record")]
 
     def exception_row(sh: _Sheet, x: dict[str, Any]) -> None:
-        recs = [report.records.get(i) for i in x["record_ids"]]
+        recs = [report.named.get(i) for i in x["record_ids"]]
         url = next((r.url for r in recs if r is not None and r.url), None)
         first_rec = next((r for r in recs if r is not None and r.url), None)
         sh.add([x["fingerprint"], x["code"], labels.label(labels.CODE_TITLES, x["code"], _), labels.label(labels.STATUS, x["status"], _),
@@ -337,13 +337,12 @@ def _chains_headers(_: Any) -> list[str]:
 
 def _chains_rows(s: _Sheet, report: Report, _: Any) -> None:
     for c in report.chains:
-        deal = report.records.get(c["chain_id"])
         ccy = c["currency"]
         s.add([c["chain_id"], c["deal"], c["customer"], c["owner"], c["stage"], c["close_date"], ccy,
                c["deal_amount"], c["ordered"], c["invoiced"], c["paid"], c["open"],
                labels.label(labels.CHAIN_STATUS, c["status"], _), c["exceptions"], c["orders"], c["invoices"],
                c["payments"]],
-              money={i: ccy for i in (7, 8, 9, 10, 11)}, links={1: deal.url if deal else None})
+              money={i: ccy for i in (7, 8, 9, 10, 11)}, links={1: c["deal_url"]})
 
 
 def _records_headers(_: Any) -> list[str]:
@@ -353,9 +352,8 @@ def _records_headers(_: Any) -> list[str]:
 
 def _records_rows(s: _Sheet, report: Report, _: Any) -> None:
     """One row per record of a chain or an exception, each linked to its source."""
-    chain_of = {rid: c["chain_id"] for c in report.chains for rid in c["record_ids"]}
-    for rid, r in report.records.items():
-        s.add([chain_of.get(rid), labels.label(labels.ENTITY, r.entity, _), r.system, r.object, r.source_id, r.label,
+    for chain, r in report.records.with_chain():
+        s.add([chain, labels.label(labels.ENTITY, r.entity, _), r.system, r.object, r.source_id, r.label,
                r.amount, r.currency, r.day, r.status, r.url], money={6: r.currency}, links={10: r.url})
 
 

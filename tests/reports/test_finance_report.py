@@ -190,6 +190,7 @@ def test_a_large_reports_workbook_is_written_by_a_child_and_is_the_same(
 
     monkeypatch.setattr(finance, "_start_xlsx", started)
     monkeypatch.setattr(finance, "XLSX_FORK_FROM", 0)
+    monkeypatch.setattr(finance, "CHAIN_BATCH", 3)  # a frame per 3 chains: the children read many (no Polars query)
     monkeypatch.setattr(finance, "XLSX_SPLIT_FROM", 0 if split else 10**9)
     files = write_reports(reported["store"], tmp_path / "forked", title="Test report")
     assert len(children) == 1 and children[0].book.exitcode == 0  # written by a child, which ended well
