@@ -41,6 +41,7 @@ from canonical import tables as ct
 from canonical.forking import Pending
 from canonical.interpreter import no_gc
 from canonical.money import minor_units
+from canonical.scratch import scratch_dir
 from canonical.store import Store
 from reconcile.codes import CODES
 from reconcile.tables import fx_rate, kpi_snapshot, recon_allocation, recon_exception, recon_link
@@ -746,21 +747,34 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
     report.banners = list(banners or [])
     report.previous_complete = previous_complete
     report.notes = list(notes or [])
-    files = ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
-        "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
-    xlsx = _start_xlsx(files.xlsx, report, lang, locale)
-    # the collector off here too: it would scan the report's objects again and again while the files are written
-    with no_gc():
-        try:
-            add_monthly(store, report)
-            _write_csv(files.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
-            _write_csv(files.csv["chains"], CHAIN_COLUMNS, report.chains)
-            _write_csv(files.csv["kpis"], KPI_COLUMNS, report.kpis)
-            files.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
-            xlsx.result()  # a small report's workbook is written here, now; a child's error is raised here
-        finally:
-            xlsx.cancel()
+    files = _files(out, report)
+    # Written beside, then moved in: a reader (finance opening the workbook mid-run, the pipeline keeping the last
+    # complete report) never meets a file half written, and a run that fails or is killed leaves the last report
+    # whole (a killed run's folder is removed by the next: canonical.scratch)
+    with scratch_dir("ltc-report-", out) as staging:
+        staged = _files(Path(staging), report)
+        xlsx = _start_xlsx(staged.xlsx, report, lang, locale)
+        # the collector off here too: it would scan the report's objects again and again while the files are written
+        with no_gc():
+            try:
+                add_monthly(store, report)
+                _write_csv(staged.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
+                _write_csv(staged.csv["chains"], CHAIN_COLUMNS, report.chains)
+                _write_csv(staged.csv["kpis"], KPI_COLUMNS, report.kpis)
+                staged.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
+                xlsx.result()  # a small report's workbook is written here, now; a child's error is raised here
+            finally:
+                xlsx.cancel()
+        for name in ("exceptions", "chains", "kpis"):
+            os.replace(staged.csv[name], files.csv[name])
+        os.replace(staged.xlsx, files.xlsx)
+        os.replace(staged.html, files.html)  # the page last: what it links to is in place
     return files
+
+
+def _files(out: Path, report: Report) -> ReportFiles:
+    return ReportFiles(directory=out, html=out / "report.html", xlsx=out / "report.xlsx", csv={
+        "exceptions": out / "exceptions.csv", "chains": out / "chains.csv", "kpis": out / "kpis.csv"}, report=report)
 
 
 XLSX_FORK_FROM = 5_000

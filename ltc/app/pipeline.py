@@ -526,8 +526,10 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     res.report = str(files.html)
     res.by_code = [dict(r) for r in (files.report.by_code if files.report else [])]
     res.previous_report = str(kept) if kept else None
-    (out / MARKER).write_text(json.dumps({"as_of": res.as_of.isoformat(), "run_id": res.run_id,
-                                          "complete": not res.partial, "banners": res.banners()}), encoding="utf-8")
+    marker = out / f"{MARKER}.{os.getpid()}.tmp"  # moved into place whole, as the report's files are
+    marker.write_text(json.dumps({"as_of": res.as_of.isoformat(), "run_id": res.run_id,
+                                  "complete": not res.partial, "banners": res.banners()}), encoding="utf-8")
+    os.replace(marker, out / MARKER)
     if not res.partial:
         shutil.rmtree(out / LAST_COMPLETE, ignore_errors=True)
     return {"report": res.report, "previous_report": res.previous_report,

@@ -230,10 +230,31 @@ def test_a_workbook_child_that_fails_fails_the_report(reported: dict[str, Any], 
     def broken(*_a: Any, **_k: Any) -> None:
         raise OSError("disk full")
 
+    out = tmp_path / "failed"
+    before = write_reports(reported["store"], out, title="Last report")
+    written = {p.name: p.read_bytes() for p in before.all()}
     monkeypatch.setattr(reports.xlsx, "write_xlsx", broken)
     monkeypatch.setattr(finance, "XLSX_FORK_FROM", 0)
     with pytest.raises(OSError, match="disk full"):
-        write_reports(reported["store"], tmp_path / "failed", title="Test report")
+        write_reports(reported["store"], out, title="Test report")
+    # the last report is left whole, not a new page and CSV files beside the old workbook; nothing else is left
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
+
+
+def test_a_killed_reports_folder_is_removed_by_the_next(reported: dict[str, Any], tmp_path: Path) -> None:
+    """A report is written in a folder beside and moved into place; a run killed meanwhile leaves that folder, marked
+    with its process, and the next report removes it (but not a folder of a process still running)."""
+    from canonical.scratch import OWNER, owner
+
+    out = tmp_path / "out"
+    killed, running = out / "ltc-report-killed", out / "ltc-report-running"
+    for folder, marker in ((killed, f"{owner().split()[0]} 999999999 0"), (running, owner())):
+        folder.mkdir(parents=True)
+        (folder / OWNER).write_text(marker)
+        (folder / "chains.csv").write_text("half")
+    files = write_reports(reported["store"], out, title="Test report")
+    assert not killed.exists() and running.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(p.name for p in files.all()), running.name])
 
 
 def test_stage_texts_are_the_linked_rows_number_and_status(reported: dict[str, Any]) -> None:
