@@ -99,6 +99,7 @@ _POSTGRES = {
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_IN_THE_WAY = (errno.ENOTDIR, errno.EEXIST)  # a file where a folder is wanted (``--out report.html``, a path under it)
 
 
 def operator_error(exc: BaseException) -> LtcError | None:
@@ -119,6 +120,10 @@ def operator_error(exc: BaseException) -> LtcError | None:
             return StoreProblem(f"{err.strerror}: {err.filename}: check its permissions, its directory's and the "
                                 "mount, or choose another place (--out or reports_dir for the reports, TMPDIR for a "
                                 f"run's scratch files), {_AGAIN}")
+        if isinstance(err, OSError) and err.errno in _IN_THE_WAY and err.filename:
+            return StoreProblem(f"{err.strerror}: {err.filename}: a file is where a folder is wanted: choose another "
+                                "place (--out or reports_dir for the reports, TMPDIR for a run's scratch files), "
+                                f"{_AGAIN}")
         state = getattr(err, "sqlstate", None)
         if isinstance(state, str) and state in _POSTGRES:
             return StoreProblem(f"{_POSTGRES[state]} ({_first_line(err)})")

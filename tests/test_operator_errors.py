@@ -79,6 +79,21 @@ def test_a_report_directory_this_process_may_not_make_is_one_line_and_exit_2(tmp
     assert lines[0].startswith("error: Operation not permitted: /sys/ltc-reports: check its permissions")
 
 
+@pytest.mark.parametrize("where", ["report.html", "report.html/reports"])
+def test_a_report_directory_where_a_file_is_is_one_line_and_exit_2(tmp_path: Path, where: str) -> None:
+    """``ltc report --out`` naming a file, or a path under one: a traceback before (FileExistsError,
+    NotADirectoryError)."""
+    path = tmp_path / "s.db"
+    Store.open(f"sqlite:///{path}").close()
+    (tmp_path / "report.html").write_text("an earlier report")
+    res = ltc("report", "--out", where, env={"LTC_DATABASE_URL": f"sqlite:///{path}"}, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert f": {where}: a file is where a folder is wanted: choose another place (--out" in lines[0]
+    assert (tmp_path / "report.html").read_text() == "an earlier report"
+
+
 def test_anything_else_stays_a_bug_and_an_ltc_error_stays_itself() -> None:
     assert operator_error(ValueError("unexpected None in column amount")) is None
     assert operator_error(OSError(errno.ENOENT, "No such file or directory", "x")) is None
