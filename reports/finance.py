@@ -40,6 +40,7 @@ from canonical import columnar
 from canonical import tables as ct
 from canonical.forking import Pending
 from canonical.interpreter import no_gc
+from canonical.locks import stage_lock
 from canonical.money import minor_units
 from canonical.scratch import scratch_dir
 from canonical.store import Store
@@ -688,7 +689,7 @@ def build_report(store: Store, config: Any | None = None, *, chains: bool = True
     links = SourceLinks.from_config(config)
     report = Report(as_of=None, run_id=None, reporting_currency=None)
     # a large report is a million small acyclic objects: collections would only re-scan them, again and again
-    with no_gc(), store.engine.connect() as conn:
+    with no_gc(), _one_run(store.engine, chains) as conn:
         _kpi_history(conn, report)
         report.exceptions = _exceptions(conn)
         if chains:
@@ -709,6 +710,29 @@ def build_report(store: Store, config: Any | None = None, *, chains: bool = True
         if monthly:
             _monthly(conn, report)
     return report
+
+
+@contextlib.contextmanager
+def _one_run(engine: sa.Engine, chains: bool) -> Iterator[sa.Connection]:
+    """A connection to read one reconciliation's results with, never a mix of two: a reconciliation commits its links
+    and then its KPIs and exceptions, and the chain table is read by other connections too (the columnar readers),
+    over seconds (a minute at 1M chains). With ``chains``, the reads hold the store's ``reconcile`` lock: a report
+    waits for a running reconciliation, saying so, and one starting meanwhile waits for the report (a read-only
+    store, which no reconciliation writes, is read without). Without (KPIs and exceptions: the work queue's page,
+    read at every view, never waiting), one connection's snapshot: a transaction, repeatable read on PostgreSQL;
+    the two are committed together."""
+    with contextlib.ExitStack() as held:
+        if chains:
+            try:
+                held.enter_context(stage_lock(engine, "reconcile"))
+            except sa.exc.OperationalError as exc:
+                if "readonly" not in str(exc).lower():
+                    raise
+        conn = held.enter_context(engine.connect())
+        if not chains and engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def add_monthly(store: Store, report: Report) -> None:

@@ -293,3 +293,39 @@ def test_the_sheet_written_apart_gives_way() -> None:
     child = Pending(partial(_yielding, os.getpid(), os.nice, 0), name="test-yielding").result()
     assert child == min(mine + APART_NICE, 19) and os.nice(0) == mine
     assert _yielding(os.getpid(), os.nice, 0) == mine  # run here (no fork): this process keeps its priority
+
+
+def test_a_report_waits_for_a_running_reconciliation_and_the_kpi_page_does_not(
+        reported: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The chain table is read over several connections: read while a reconciliation commits its links, then its
+    KPIs and exceptions, a report would mix two runs. It waits for the store's reconcile lock (held here by another
+    process, as ``ltc reconcile`` holds it), saying so; the work queue's KPI page (one connection's snapshot) does not
+    wait."""
+    import subprocess
+    import sys
+    import time
+
+    store: Store = reported["store"]
+    released = tmp_path / "released"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, pathlib\n"
+        "from canonical.store import Store\n"
+        "from canonical.locks import stage_lock\n"
+        f"store = Store.open({str(store.engine.url)!r})\n"
+        "with stage_lock(store.engine, 'reconcile'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(3)\n"
+        f"    pathlib.Path({str(released)!r}).write_text(repr(time.time()))\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.time()
+        page = build_report(store, chains=False)
+        assert time.time() - started < 2.5 and not released.exists() and page.kpis  # did not wait
+        with caplog.at_level("WARNING", logger="canonical.locks"):
+            report = build_report(store, monthly=False)
+        assert released.exists() and time.time() >= float(released.read_text())  # read after the lock was let go
+        assert any("reconcile: another process holds this store's lock" in r.getMessage() for r in caplog.records)
+        assert len(report.chains) > 0
+    finally:
+        holder.wait(timeout=30)
