@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -113,12 +114,18 @@ def polars_type(col: sa.Column[Any] | str) -> Any:
 
 def connectorx_url(engine: Engine) -> str:
     """The engine's database as a connectorx connection string (an absolute path for SQLite)."""
+    from canonical.db import sqlite_file
+
     url = engine.url
     if url.get_backend_name() == "sqlite":
-        path = url.database or ""
-        if not path or path == ":memory:":
+        path = sqlite_file(url)
+        if path is None:
             raise ValueError("columnar reads need a SQLite file, not an in-memory database")
-        return f"sqlite://{Path(path).expanduser().resolve()}"
+        if (url.database or "").startswith("file:"):  # a URI (mode=ro...): the helpers open it as one, its path whole
+            params = {k: v for k, v in url.query.items() if k != "uri" and isinstance(v, str)}
+            query = f"?{urllib.parse.urlencode(params)}" if params else ""
+            return f"sqlite://file:{urllib.parse.quote(str(path.resolve()))}{query}"
+        return f"sqlite://{path.resolve()}"
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -223,19 +224,25 @@ def passive_checkpoint(conn: Connection) -> None:
         raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
-def _sqlite_file(url: sa.URL) -> Path | None:
-    """The file of a SQLite store at a plain path (not in memory, not a ``file:`` URI), else None."""
+def sqlite_file(url: sa.URL) -> Path | None:
+    """The file of a SQLite store, at a plain path or as a ``file:`` URI names it (``sqlite:///file:/srv/ltc.db?mode=ro
+    &uri=true``: a store read only); None for another database or one in memory."""
     path = url.database
-    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
         return None
+    if path.startswith("file:"):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+        if not path or path == ":memory:" or url.query.get("mode") == "memory":
+            return None
     return Path(path).expanduser()
+
 
 
 def require_existing(url: str | None = None) -> None:
     """A SQLite store's file must be there already: :class:`DatabaseUnavailable` (one line) if not, before anything
     creates it. Other databases are checked by connecting."""
     raw = database_url(url)
-    store = _sqlite_file(_normalize(raw))
+    store = sqlite_file(_normalize(raw))
     if store is not None and not store.is_file():
         raise DatabaseUnavailable(f"no store at {mask_url(raw)}: the file does not exist; check LTC_DATABASE_URL "
                                   "(or database_url in ltc.yaml); a sync or `ltc db upgrade` makes a new store")
@@ -250,9 +257,9 @@ def make_engine(url: str | None = None) -> Engine:
         "json_deserializer": orjson.loads,
     }
     if parsed.get_backend_name() == "sqlite":
-        path = parsed.database
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        store = sqlite_file(parsed)
+        if store is not None:  # a file: URI's path too, not a folder named "file:" here
+            store.parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs["pool_pre_ping"] = True
         # prepare_threshold None: no server-side prepared statements. psycopg prepares a statement run five times on
@@ -285,7 +292,7 @@ def _sqlite_folder_note(url: sa.URL) -> str:
     """Why an existing SQLite store could not be opened, when its folder is not writable (a read-only mount, a
     restored backup, a folder of another user's): SQLite keeps the store's ``-wal`` and ``-shm`` files beside it
     even to read it (WAL mode), so it says only "unable to open database file"."""
-    store = _sqlite_file(url)
+    store = sqlite_file(url)
     if store is None or not store.is_file() or os.access(store.parent, os.W_OK | os.X_OK):
         return ""
     return (f" (its folder {store.parent} is not writable, and SQLite writes the store's -wal and -shm files beside "
@@ -399,12 +406,12 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
             yield
         return
-    path = engine.url.database
+    path = sqlite_file(engine.url)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: SQLite's own locking is all there is
         fcntl = None  # type: ignore[assignment]
-    if not path or path == ":memory:" or fcntl is None:
+    if path is None or fcntl is None:
         yield
         return
     with open(f"{path}.schema-lock", "a") as handle:

@@ -119,6 +119,49 @@ def test_ltc_on_a_read_only_store_is_one_line_and_exit_2(tmp_path: Path) -> None
     assert lines[0].endswith("(attempt to write a readonly database)")
 
 
+def test_a_store_opened_read_only_by_uri_is_reported_and_nothing_is_made_beside(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqlite:///file:/x/ltc.db?mode=ro&uri=true`` (an auditor's read-only copy, as SQLAlchemy documents it): before,
+    the columnar readers opened ``file:/x/ltc.db`` as a relative path, a new empty store ("no such table: deal"), and
+    the engine made a folder named ``file:`` in the working directory. Now the report is written from the store, the
+    reconciliation says the store is read-only, and nothing is made beside."""
+    from datetime import date
+
+    from canonical import columnar
+    from ltc.app.config import Config
+    from reconcile.engine import run_reconciliation
+    from reports.finance import build_report
+    from sandbox.scenario import generate
+
+    path = tmp_path / "store" / "ltc.db"
+    world = generate(30, seed=3)
+    store = Store.open(f"sqlite:///{path}")
+    world.load(store)
+    run_reconciliation(store, Config(), world.as_of or date(2026, 10, 31))
+    store.close()
+    before = sorted(p.name for p in path.parent.iterdir())
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"LTC_DATABASE_URL": f"sqlite:///file:{path}?mode=ro&uri=true"}
+    res = ltc("report", "--out", str(tmp_path / "out"), env=env, cwd=work)
+    assert res.returncode == 0, res.stderr
+    with (tmp_path / "out" / "chains.csv").open() as fh:
+        assert len(fh.readlines()) > 10
+    res = ltc("reconcile", "--as-of", "2026-10-31", env=env, cwd=work)
+    assert res.returncode == 2 and "read-only for this process" in res.stderr, res.stderr
+    monkeypatch.setattr(columnar, "SMALL", 0)  # read by the helper processes, as a large store is
+    monkeypatch.chdir(work)
+    ro = Store.open(env["LTC_DATABASE_URL"])
+    try:
+        assert len(build_report(ro, monthly=False).chains) == len((tmp_path / "out" / "chains.csv").read_text()
+                                                                  .splitlines()) - 1
+    finally:
+        ro.close()
+    assert list(work.iterdir()) == []  # no folder "file:" here
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        n for n in before if not n.endswith(("-wal", "-shm"))]
+
+
 @pytest.mark.postgres
 def test_a_read_only_postgresql_server_says_to_use_the_primary(pg_new_database: Callable[[], str]) -> None:
     store = Store.open(pg_new_database())
