@@ -732,6 +732,8 @@ def _one_run(engine: sa.Engine, chains: bool) -> Iterator[sa.Connection]:
         if not chains and engine.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
+            if not chains and engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN")  # pysqlite opens no transaction for reads: each would see the latest
             yield conn
 
 

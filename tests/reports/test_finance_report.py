@@ -329,3 +329,31 @@ def test_a_report_waits_for_a_running_reconciliation_and_the_kpi_page_does_not(
         assert len(report.chains) > 0
     finally:
         holder.wait(timeout=30)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_the_kpi_page_reads_one_snapshot(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The KPI page (``chains=False``) reads the KPIs and then the exceptions: a reconciliation committing between
+    the two must not be half seen. What another connection commits while the page's reads go on is not seen."""
+    from datetime import UTC, datetime
+
+    from reports.finance import _one_run
+
+    url = request.getfixturevalue("pg_new_database")() if backend == "postgresql" else f"sqlite:///{tmp_path / 's.db'}"
+    store = Store.open(url)
+    try:
+        def count(conn: sa.Connection) -> int:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(kpi_snapshot)).scalar_one())
+
+        day = datetime(2026, 10, 31, tzinfo=UTC).date()
+        row = {"run_id": "r1", "as_of": day, "period_start": day, "period_end": day, "kpi": "dso", "variant": "v",
+               "owner": None, "value": Decimal(1), "unit": "days"}
+        with _one_run(store.engine, False) as conn:
+            seen = count(conn)
+            with store.engine.begin() as other:
+                other.execute(kpi_snapshot.insert().values(**row))
+            assert count(conn) == seen  # the page's snapshot
+        with store.engine.connect() as conn:
+            assert count(conn) == seen + 1
+    finally:
+        store.close()
