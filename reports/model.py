@@ -50,6 +50,7 @@ CHAIN_SCHEMA: dict[str, Any] = {
 
 CHAIN_MONEY = frozenset({"deal_amount", "ordered", "invoiced", "paid", "open"})
 _CHAIN_VALUES = operator.itemgetter(*CHAIN_SCHEMA)
+_CHAIN_RECORDS = {"chain_id": pl.String, "record_id": pl.String}  # a chain's records, in its order
 
 RECORD_SCHEMA: dict[str, Any] = {
     "id": pl.String, "entity": pl.Categorical, "system": pl.Categorical, "object": pl.Categorical,
@@ -87,8 +88,7 @@ class ChainTable:
         self._frames.append(pl.DataFrame(columns, schema=CHAIN_SCHEMA))
         self._records.append(pl.DataFrame(
             {"chain_id": [r["chain_id"] for r in rows for _ in r.get("record_ids", ())],
-             "record_id": [i for r in rows for i in r.get("record_ids", ())]}, schema={"chain_id": pl.String,
-                                                                             "record_id": pl.String}))
+             "record_id": [i for r in rows for i in r.get("record_ids", ())]}, schema=_CHAIN_RECORDS))
         self._currencies = None
 
     def frame(self) -> pl.DataFrame:
@@ -97,9 +97,6 @@ class ChainTable:
 
     def __len__(self) -> int:
         return sum(f.height for f in self._frames)
-
-    def __bool__(self) -> bool:
-        return any(f.height for f in self._frames)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for f in self._frames:
@@ -122,8 +119,7 @@ class ChainTable:
         top = list(_chain_dicts(df.sort([pl.col("status").cast(pl.String) != "exception", "chain_id"]).head(limit)))
         wanted = pl.Series([c["chain_id"] for c in top], dtype=pl.String).implode()
         named: dict[str, list[str]] = {c["chain_id"]: [] for c in top}
-        held = pl.concat(self._records) if self._records else pl.DataFrame(schema={"chain_id": pl.String,
-                                                                                    "record_id": pl.String})
+        held = pl.concat(self._records) if self._records else pl.DataFrame(schema=_CHAIN_RECORDS)
         chosen = held.filter(pl.col("chain_id").is_in(wanted))
         for chain, record in zip(chosen["chain_id"].to_list(), chosen["record_id"].to_list(), strict=True):
             named[chain].append(record)
