@@ -10,6 +10,7 @@ system). Print: landscape, repeated table headers, page numbers (``report.css``)
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,7 @@ from reports import labels, svg
 from reports.cells import clean_text
 from reports.fmt import DASH, Formatter
 from reports.i18n import translations
-from reports.model import HTML_CHAIN_LIMIT, Record, Report
+from reports.model import HTML_CHAIN_LIMIT, HTML_EXCEPTION_LIMIT, Report
 
 TEMPLATES = Path(__file__).parent / "templates"
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -199,25 +200,39 @@ def charts(report: Report, v: View) -> dict[str, Markup]:
     return out
 
 
-def _exception_rows(report: Report, records: dict[str, Record]) -> list[dict[str, Any]]:
-    chains = report.chains.having(x["chain_id"] for x in report.exceptions if x["chain_id"])
+def _exception_rows(report: Report) -> list[dict[str, Any]]:
+    """The open exceptions in the page's order: by code as the summary orders them, the most severe first, then the
+    largest amount."""
     order = {code: i for i, code in enumerate(b["code"] for b in report.by_code)}
-    rows = sorted(report.exceptions, key=lambda x: (order.get(x["code"], 99), SEVERITY_ORDER.get(x["severity"], 9),
+    return sorted(report.exceptions, key=lambda x: (order.get(x["code"], 99), SEVERITY_ORDER.get(x["severity"], 9),
                                                     -(x["amount_reporting"] or 0), x["fingerprint"]))
-    return [dict(x, chain_shown=x["chain_id"] in chains,
-                 recs=[records[i] for i in x["record_ids"] if i in records]) for x in rows]
 
 
 def render_html(report: Report, title: str | None = None, *, lang: str = "en", locale: str = "en_US") -> str:
+    """The page. A large report shows the first :data:`HTML_EXCEPTION_LIMIT` exceptions of each code and the first
+    :data:`HTML_CHAIN_LIMIT` chains (those of the exceptions shown first), each table saying how many more the CSV
+    files and the workbook hold; every link within the page leads to a row it shows (at 1M chains the page held
+    57k exceptions, 40 MB, and linked exceptions to chains it did not show)."""
     v = View(lang, locale)
     template = environment(lang).get_template("report.html.j2")
-    chains = report.chains.first(HTML_CHAIN_LIMIT)  # exceptions first
+    by_code: dict[str, list[dict[str, Any]]] = {}
+    hidden: Counter[str] = Counter()
+    for x in _exception_rows(report):
+        rows = by_code.setdefault(x["code"], [])
+        if len(rows) < HTML_EXCEPTION_LIMIT:
+            rows.append(x)
+        else:
+            hidden[x["code"]] += 1
+    shown_x = [x for rows in by_code.values() for x in rows]
+    chains = report.chains.first(HTML_CHAIN_LIMIT, prefer=(x["chain_id"] for x in shown_x if x["chain_id"]))
     statuses = report.chains.status_counts()
     records = {**report.named, **report.records.lookup(i for c in chains for i in c["record_ids"])}
-    exceptions = _exception_rows(report, records)
+    on_page = {c["chain_id"] for c in chains}
+    exceptions = [dict(x, chain_shown=x["chain_id"] in on_page,
+                       recs=[records[i] for i in x["record_ids"] if i in records]) for x in shown_x]
     of_chain: dict[str, list[dict[str, Any]]] = {}
-    for x in exceptions:
-        if x["chain_id"]:
+    for x in report.exceptions:
+        if x["chain_id"] in on_page:
             of_chain.setdefault(x["chain_id"], []).append(x)
     shown = [dict(c, recs=[records[i] for i in c["record_ids"] if i in records],
                   excs=of_chain.get(c["chain_id"], [])) for c in chains]
@@ -229,7 +244,9 @@ def render_html(report: Report, title: str | None = None, *, lang: str = "en", l
         page_footer=Markup(page_footer(v._("Page %(page)s of %(pages)s"))),
         summary=summary(report, v), cards=kpi_cards(report, v), charts=charts(report, v),
         aging=[k for k in report.kpis if k["kpi"].startswith("ar_aging_")],
-        exceptions=exceptions, chains=shown, records=records, more=len(report.chains) - len(shown), statuses=sorted(statuses.items()),
+        exceptions=exceptions, open_count=len(report.exceptions), hidden_by_code=hidden,
+        shown_fps={x["fingerprint"] for x in exceptions}, chains=shown, records=records,
+        more=len(report.chains) - len(shown), statuses=sorted(statuses.items()),
         by_code_rows=report.by_code,
         exceptions_by_code={b["code"]: [x for x in exceptions if x["code"] == b["code"]] for b in report.by_code},
     )

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import polars as pl
 
 ZERO = Decimal(0)
-HTML_CHAIN_LIMIT = 2000  # the HTML lists this many chains (exceptions first); the CSV/XLSX list all
+HTML_CHAIN_LIMIT = 2000  # the HTML lists this many chains (those of its exceptions first); the CSV/XLSX list all
+HTML_EXCEPTION_LIMIT = 200  # and this many exceptions of a code (the most severe, the largest first); CSV/XLSX: all
 
 
 class Record(NamedTuple):
@@ -112,11 +113,14 @@ class ChainTable:
         """One column's values, in chain order (amounts as text)."""
         return self.frame()[name].to_list()
 
-    def first(self, limit: int) -> list[dict[str, Any]]:
-        """The first ``limit`` chains as a page shows them (chains with an exception first, then by chain id), each
-        with its ``record_ids``."""
+    def first(self, limit: int, prefer: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """The first ``limit`` chains as a page shows them, each with its ``record_ids``: those of ``prefer`` in its
+        order (the chains of the exceptions the page shows), then those with an exception, then the others, by id."""
         df = self.frame()
-        top = list(_chain_dicts(df.sort([pl.col("status").cast(pl.String) != "exception", "chain_id"]).head(limit)))
+        order = pl.DataFrame({"chain_id": list(dict.fromkeys(prefer))}, schema={"chain_id": pl.String})
+        df = df.join(order.with_row_index("_rank"), on="chain_id", how="left")
+        top = list(_chain_dicts(df.sort([pl.col("_rank").is_null(), "_rank", pl.col("status").cast(pl.String)
+                                         != "exception", "chain_id"]).head(limit)))
         wanted = pl.Series([c["chain_id"] for c in top], dtype=pl.String).implode()
         named: dict[str, list[str]] = {c["chain_id"]: [] for c in top}
         held = pl.concat(self._records) if self._records else pl.DataFrame(schema=_CHAIN_RECORDS)

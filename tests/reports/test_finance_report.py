@@ -357,3 +357,35 @@ def test_the_kpi_page_reads_one_snapshot(backend: str, tmp_path: Path, request: 
             assert count(conn) == seen + 1
     finally:
         store.close()
+
+
+def test_a_large_page_shows_the_first_exceptions_of_each_code_and_links_only_to_rows_it_shows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 1M chains the page held all 57k exceptions (40 MB) and linked them to chains beyond the 2,000 it shows. Now
+    each code shows its first exceptions (most severe, largest) and says how many more the files hold; the chains
+    shown start with theirs; every link within the page leads to a row on it."""
+    import reports.html as html
+
+    monkeypatch.setattr(html, "HTML_EXCEPTION_LIMIT", 2)
+    monkeypatch.setattr(html, "HTML_CHAIN_LIMIT", 5)
+    world = generate(300, seed=8, rate=0.03)
+    store = Store.open(f"sqlite:///{tmp_path / 'large.db'}")
+    world.load(store)
+    run_reconciliation(store, Config(), world.as_of)
+    report = build_report(store)
+    store.close()
+    page = html.render_html(report)
+    counts = Counter(x["code"] for x in report.exceptions)
+    assert max(counts.values()) > 2 and len(report.chains) > 5
+    shown = set(re.findall(r'<tr id="(x-[^"]+)"', page))
+    assert len(shown) == sum(min(n, 2) for n in counts.values())
+    for code, n in counts.items():
+        line = f"{n - 2} more exceptions of this code are in exceptions.csv and on the {code} sheet of report.xlsx."
+        assert (line in page) == (n > 2), code
+    ids = set(re.findall(r'\bid="([^"]+)"', page))
+    targets = set(re.findall(r'href="#([^"]+)"', page))
+    assert targets and targets <= ids  # no link within the page leads nowhere
+    chains_shown = re.findall(r'<tr id="(c-[^"]+)"', page)
+    assert len(chains_shown) == 5
+    first_exception_chain = next(x["chain_id"] for x in html._exception_rows(report) if x["chain_id"])
+    assert chains_shown[0] == html.anchor("c", first_exception_chain)
