@@ -45,7 +45,10 @@ def database_url(url: str | None = None) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (works on URLs SQLAlchemy cannot parse too)."""
+    """The URL with any password replaced by ``***`` (works on URLs SQLAlchemy cannot parse too). A SQLite URL holds
+    no password and is shown as a person writes it (SQLAlchemy writes a ``file:`` URI's colon as ``%3A``)."""
+    if url.startswith("sqlite:"):
+        return urllib.parse.unquote(url)
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:

@@ -149,6 +149,8 @@ def test_a_store_opened_read_only_by_uri_is_reported_and_nothing_is_made_beside(
         assert len(fh.readlines()) > 10
     res = ltc("reconcile", "--as-of", "2026-10-31", env=env, cwd=work)
     assert res.returncode == 2 and "read-only for this process" in res.stderr, res.stderr
+    res = ltc("status", env=env, cwd=work)
+    assert res.returncode == 0 and f"sqlite:///file:{path}?mode=ro" in res.stdout.replace("\n", ""), res.stdout
     monkeypatch.setattr(columnar, "SMALL", 0)  # read by the helper processes, as a large store is
     monkeypatch.chdir(work)
     ro = Store.open(env["LTC_DATABASE_URL"])
