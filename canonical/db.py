@@ -240,7 +240,6 @@ def sqlite_file(url: sa.URL) -> Path | None:
     return Path(path).expanduser()
 
 
-
 def require_existing(url: str | None = None) -> None:
     """A SQLite store's file must be there already: :class:`DatabaseUnavailable` (one line) if not, before anything
     creates it. Other databases are checked by connecting."""

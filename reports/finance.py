@@ -442,8 +442,9 @@ def _allocations(allocations: pl.DataFrame) -> tuple[dict[str, Decimal], dict[st
 
 def _chain_rows(data: _ChainSources, ids: list[str], links: SourceLinks,
                 records: dict[str, Record]) -> list[dict[str, Any]]:
-    """The chain table of the chains ``ids``, one row per chain: the deal, its stages, orders, invoices and payments, sums and status;
-    each record the rows name described once in ``records`` (deal, orders, invoices, payments, in chain order).
+    """The chain table of the chains ``ids``, one row per chain: the deal, its stages, orders, invoices and payments,
+    sums and status; each record the rows name described once in ``records`` (deal, orders, invoices, payments, in
+    chain order).
 
     One loop with everything it reads bound locally: at 100k chains the table is half a million records and
     sums, and a call per record or per sum was most of the report's time."""
@@ -695,10 +696,12 @@ def build_report(store: Store, config: Any | None = None, *, chains: bool = True
         if chains:
             _fill_chains(conn.engine, report, links)
             named = [i for x in report.exceptions for i in (*x["record_ids"], x["chain_id"]) if i]
-            report.records.add(_subject_records(conn, named, links, set(report.records.lookup(named))), new=True)
+            held = report.records.lookup(named)
+            more = _subject_records(conn, named, links, set(held))
+            report.records.add(more, new=True)
             report.records.seal()
             report.chains.seal()
-            report.named = report.records.lookup(named)
+            report.named = {**held, **more}
         reporting = next((x["reporting_currency"] for x in report.exceptions if x["reporting_currency"]), None)
         if reporting is None:
             reporting = next((k["unit"] for k in report.kpis if k["kpi"] == "unapplied_cash"), None)

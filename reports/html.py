@@ -223,13 +223,14 @@ def render_html(report: Report, title: str | None = None, *, lang: str = "en", l
             rows.append(x)
         else:
             hidden[x["code"]] += 1
-    shown_x = [x for rows in by_code.values() for x in rows]
-    chains = report.chains.first(HTML_CHAIN_LIMIT, prefer=(x["chain_id"] for x in shown_x if x["chain_id"]))
+    chains = report.chains.first(HTML_CHAIN_LIMIT, prefer=(x["chain_id"] for rows in by_code.values() for x in rows
+                                                           if x["chain_id"]))
     statuses = report.chains.status_counts()
     records = {**report.named, **report.records.lookup(i for c in chains for i in c["record_ids"])}
     on_page = {c["chain_id"] for c in chains}
-    exceptions = [dict(x, chain_shown=x["chain_id"] in on_page,
-                       recs=[records[i] for i in x["record_ids"] if i in records]) for x in shown_x]
+    shown_by_code = {code: [dict(x, chain_shown=x["chain_id"] in on_page,
+                                 recs=[records[i] for i in x["record_ids"] if i in records]) for x in rows]
+                     for code, rows in by_code.items()}
     of_chain: dict[str, list[dict[str, Any]]] = {}
     for x in report.exceptions:
         if x["chain_id"] in on_page:
@@ -244,9 +245,9 @@ def render_html(report: Report, title: str | None = None, *, lang: str = "en", l
         page_footer=Markup(page_footer(v._("Page %(page)s of %(pages)s"))),
         summary=summary(report, v), cards=kpi_cards(report, v), charts=charts(report, v),
         aging=[k for k in report.kpis if k["kpi"].startswith("ar_aging_")],
-        exceptions=exceptions, open_count=len(report.exceptions), hidden_by_code=hidden,
-        shown_fps={x["fingerprint"] for x in exceptions}, chains=shown, records=records,
+        open_count=len(report.exceptions), hidden_by_code=hidden,
+        shown_fps={x["fingerprint"] for rows in by_code.values() for x in rows}, chains=shown, records=records,
         more=len(report.chains) - len(shown), statuses=sorted(statuses.items()),
         by_code_rows=report.by_code,
-        exceptions_by_code={b["code"]: [x for x in exceptions if x["code"] == b["code"]] for b in report.by_code},
+        exceptions_by_code={b["code"]: shown_by_code.get(b["code"], []) for b in report.by_code},
     )
