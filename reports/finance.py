@@ -47,6 +47,7 @@ from canonical.store import Store
 from reconcile.codes import CODES
 from reconcile.tables import fx_rate, kpi_snapshot, recon_allocation, recon_exception, recon_link
 from reports.cells import csv_value
+from reports.chain_frames import chain_batch
 from reports.links import SourceLinks
 from reports.model import HTML_CHAIN_LIMIT, ZERO, Record, Report, ReportFiles
 
@@ -269,7 +270,8 @@ memory is its frames and one batch, not a Python object per record (9.7 KB a cha
 
 
 def _fill_chains(engine: sa.Engine, report: Report, links: SourceLinks) -> None:
-    """The report's chain table and the records its chains name, built a batch of chains at a time."""
+    """The report's chain table and the records its chains name, built a batch of chains at a time (by Polars:
+    :func:`reports.chain_frames.chain_batch`; with :data:`BY_FRAMES` off, by the reference loop)."""
     frames = _source_frames(engine)
     codes_of: dict[str, set[str]] = defaultdict(set)
     for x in report.exceptions:
@@ -277,19 +279,48 @@ def _fill_chains(engine: sa.Engine, report: Report, links: SourceLinks) -> None:
             codes_of[x["chain_id"]].add(x["code"])
     shared: set[str] = set()  # the records of several batches (an invoice of two chains, one in each)
     held: set[str] = set()  # those of them already in the report
+    loop = partial(_loop, codes_of=codes_of, links=links)
     for ids, part in _batches(frames, _chain_ids(frames, codes_of), CHAIN_BATCH, shared):
-        records: dict[str, Record] = {}
-        rows = _chain_rows(_chain_sources(part, codes_of), ids, links, records)
-        for rid in shared.intersection(records):
+        if BY_FRAMES:
+            rows, chain_records, records = chain_batch(part, ids, codes_of, links.url, _minor_units, _money, loop)
+            if shared:
+                again = set(records.filter(pl.col("id").is_in(pl.Series(list(shared), dtype=pl.String).implode()))
+                            ["id"].to_list())
+                if again & held:
+                    records = records.filter(~pl.col("id").is_in(pl.Series(list(again & held),
+                                                                           dtype=pl.String).implode()))
+                held |= again
+            report.chains.add_frame(rows, chain_records)
+            report.records.add_frame(records, new=True)
+            continue
+        described: dict[str, Record] = {}
+        chain_rows = _chain_rows(_chain_sources(part, codes_of), ids, links, described)
+        for rid in shared.intersection(described):
             if rid in held:
-                del records[rid]
+                del described[rid]
             held.add(rid)
         chain_of: dict[str, str] = {}
-        for row in rows:
+        for row in chain_rows:
             for rid in row["record_ids"]:
                 chain_of.setdefault(rid, row["chain_id"])
-        report.chains.add(rows)
-        report.records.add(records, chain_of, new=True)
+        report.chains.add(chain_rows)
+        report.records.add(described, chain_of, new=True)
+
+
+BY_FRAMES = True
+"""The chain table built by Polars (:mod:`reports.chain_frames`); off, by the loop :func:`_chain_rows` (the
+reference, which builds the chains the frames leave to it either way)."""
+
+
+def _loop(frames: dict[str, pl.DataFrame], ids: list[str], *, codes_of: dict[str, set[str]],
+          links: SourceLinks) -> list[dict[str, Any]]:
+    """The reference loop's rows of the chains ``ids`` from their frames."""
+    return _chain_rows(_chain_sources(frames, codes_of), ids, links, {})
+
+
+def _minor_units(currency: str | None) -> int:
+    """The decimals :func:`_money` gives an amount in ``currency``."""
+    return -int(_places(currency).as_tuple().exponent)
 
 
 def _chain_ids(frames: dict[str, pl.DataFrame], codes_of: dict[str, set[str]]) -> pl.Series:

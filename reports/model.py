@@ -92,6 +92,15 @@ class ChainTable:
              "record_id": [i for r in rows for i in r.get("record_ids", ())]}, schema=_CHAIN_RECORDS))
         self._currencies = None
 
+    def add_frame(self, rows: pl.DataFrame, records: pl.DataFrame) -> None:
+        """Rows already a frame of :data:`CHAIN_SCHEMA`, with their chains' records (``chain_id``, ``record_id``, in
+        chain order)."""
+        if rows.is_empty():
+            return
+        self._frames.append(rows)
+        self._records.append(records.select(pl.col(c).cast(t) for c, t in _CHAIN_RECORDS.items()))
+        self._currencies = None
+
     def frame(self) -> pl.DataFrame:
         """Every row as one frame (amounts as text)."""
         return pl.concat(self._frames) if self._frames else pl.DataFrame(schema=CHAIN_SCHEMA)
@@ -178,6 +187,14 @@ class RecordTable:
         columns["amount"] = [None if a is None else str(a) for a in columns["amount"]]
         columns["chain_id"] = [chain_of.get(i) for i in records] if chain_of else [None] * len(records)
         self._frames.append(pl.DataFrame(columns, schema=RECORD_SCHEMA))
+        self._unique = (self._unique and new) or len(self._frames) == 1
+        self._currencies = None
+
+    def add_frame(self, records: pl.DataFrame, *, new: bool = False) -> None:
+        """Records already a frame of :data:`RECORD_SCHEMA` (``new`` as for :meth:`add`)."""
+        if records.is_empty():
+            return
+        self._frames.append(records)
         self._unique = (self._unique and new) or len(self._frames) == 1
         self._currencies = None
 
