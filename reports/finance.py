@@ -687,6 +687,14 @@ def _per_month(conn: sa.Connection, query: sa.Select[Any], rates: dict[str, Deci
     return sums, missing
 
 
+def _cents(v: Decimal) -> Decimal:
+    """A month's sum to the cent, however large (the default context's 28 digits refused a month of ``1E+30``: the
+    whole report stopped on one absurd invoice); not a number stays as it is."""
+    if not v.is_finite():
+        return v
+    return v.quantize(_CENT, context=decimal.Context(prec=max(28, v.adjusted() + 3)))
+
+
 def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
     """Invoiced (issued, credit notes negative) and collected (payments received) per month, in the
     reporting currency at the as-of rate; the last ``months`` months up to as-of."""
@@ -709,8 +717,8 @@ def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
     invoiced, miss_inv = _per_month(conn, q_inv, rates, "credit_note")
     collected, miss_pay = _per_month(conn, q_pay, rates, "refund")
     missing = miss_inv + miss_pay
-    report.monthly = [{"month": k, "invoiced": _money(invoiced[k].quantize(Decimal("0.01")), rep),
-                       "collected": _money(collected[k].quantize(Decimal("0.01")), rep)} for k in keys]
+    report.monthly = [{"month": k, "invoiced": _money(_cents(invoiced[k]), rep),
+                       "collected": _money(_cents(collected[k]), rep)} for k in keys]
     report.monthly_unconverted = missing
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import decimal
 import re
 import zipfile
 from collections import Counter, defaultdict
@@ -389,3 +390,24 @@ def test_a_large_page_shows_the_first_exceptions_of_each_code_and_links_only_to_
     assert len(chains_shown) == 5
     first_exception_chain = next(x["chain_id"] for x in html._exception_rows(report) if x["chain_id"])
     assert chains_shown[0] == html.anchor("c", first_exception_chain)
+
+
+def test_a_month_of_an_absurd_invoice_is_summed_not_a_stopped_report(tmp_path: Path) -> None:
+    """An invoice of 1E+30 (a typo in the ERP; nothing refuses it) made the month's sum too long for the default
+    context's 28 digits when rounded to the cent: the whole report stopped (decimal.InvalidOperation)."""
+    world = generate(20, seed=9)
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    world.load(store)
+    run_reconciliation(store, Config(), world.as_of)
+    inv = ct.table_for("invoice")
+    with store.engine.begin() as conn:
+        latest = conn.execute(sa.select(inv.c.id, inv.c.issue_date, inv.c.currency).where(
+            inv.c.deleted_at.is_(None), inv.c.kind != "credit_note", inv.c.status.not_in(["void", "draft"]),
+            inv.c.issue_date <= world.as_of).order_by(inv.c.issue_date.desc())).first()
+        assert latest is not None
+        conn.execute(inv.update().where(inv.c.id == latest.id).values(total=Decimal("1E+30")))
+    files = write_reports(store, tmp_path / "out")
+    month = f"{latest.issue_date:%Y-%m}"
+    (row,) = [m for m in files.report.monthly if m["month"] == month]
+    assert row["invoiced"] > Decimal("1E+30") * Decimal("0.5")  # at the as-of rate into the reporting currency
+    assert row["invoiced"] == row["invoiced"].quantize(Decimal("0.01"), context=decimal.Context(prec=60))
