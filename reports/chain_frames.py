@@ -300,3 +300,47 @@ def _frames_of(part: dict[str, pl.DataFrame], ids: Iterable[str]) -> dict[str, p
     for entity in ("order", "invoice", "quote", "contract", "delivery"):
         out[entity] = part[entity].filter(pl.col("id").is_in(linked))
     return out
+
+
+_CSV_PLAIN_TEXT = r"^[ -~]*$"  # printable ASCII: csv_value writes it as it is, unless it could start a formula
+_FORMULA = "^[=+\\-@\t\r]"
+
+
+def _csv_texts(s: pl.Series, write: Callable[[Any], str]) -> pl.Series:
+    """A text column as :func:`reports.cells.csv_value` writes each value (``write``: it), by Polars where it leaves
+    a text as it is; an empty text null (written empty, as csv writes ``""``)."""
+    s = s.cast(pl.String)
+    odd = s.filter(~s.str.contains(_CSV_PLAIN_TEXT) | s.str.contains(_FORMULA)).unique()
+    if odd.len():
+        s = s.replace({v: write(v) for v in odd.to_list() if v is not None})
+    return s.replace("", None)
+
+
+def _csv_amounts(s: pl.Series, write: Callable[[Any], str]) -> pl.Series:
+    """Amounts as their exact text, as csv_value writes a Decimal (plain digits: ``1.23E+29`` in full)."""
+    plain = s.str.contains(r"^-?[0-9]+(?:\.[0-9]+)?$")
+    odd = s.filter(~plain).unique()
+    if odd.len():
+        s = s.replace({v: write(Decimal(v)) for v in odd.to_list() if v is not None})
+    return s
+
+
+def write_chains_csv(path: Any, frames: Iterable[pl.DataFrame], columns: list[str], money: Iterable[str],
+                     write: Callable[[Any], str]) -> None:
+    """``chains.csv`` from the chain table's frames, as the csv module writes ``write`` (csv_value) of each value of
+    the rows: the same bytes, written by Polars a frame at a time."""
+    money = set(money)
+    with open(path, "wb") as fh:
+        fh.write((",".join(columns) + "\r\n").encode())
+        for df in frames:
+            out = []
+            for c in columns:
+                s = df[c]
+                if c in money:
+                    out.append(_csv_amounts(s, write))
+                elif s.dtype in (pl.String, pl.Categorical):
+                    out.append(_csv_texts(s, write))
+                else:
+                    out.append(s)
+            pl.DataFrame(out).write_csv(fh, include_header=False, line_terminator="\r\n", quote_style="necessary",
+                                        null_value="", date_format="%Y-%m-%d")

@@ -47,9 +47,9 @@ from canonical.store import Store
 from reconcile.codes import CODES
 from reconcile.tables import fx_rate, kpi_snapshot, recon_allocation, recon_exception, recon_link
 from reports.cells import csv_value
-from reports.chain_frames import chain_batch
+from reports.chain_frames import chain_batch, write_chains_csv
 from reports.links import SourceLinks
-from reports.model import HTML_CHAIN_LIMIT, ZERO, Record, Report, ReportFiles
+from reports.model import CHAIN_MONEY, HTML_CHAIN_LIMIT, ZERO, Record, Report, ReportFiles
 
 log = logging.getLogger(__name__)
 
@@ -827,7 +827,7 @@ def write_reports(store: Store, out_dir: str | Path, *, title: str | None = None
             try:
                 add_monthly(store, report)
                 _write_csv(staged.csv["exceptions"], EXCEPTION_COLUMNS, report.exceptions)
-                _write_csv(staged.csv["chains"], CHAIN_COLUMNS, report.chains)
+                write_chains_csv(staged.csv["chains"], report.chains.frames(), CHAIN_COLUMNS, CHAIN_MONEY, csv_value)
                 _write_csv(staged.csv["kpis"], KPI_COLUMNS, report.kpis)
                 staged.html.write_text(render_html(report, title, lang=lang, locale=locale), encoding="utf-8")
                 xlsx.result()  # a small report's workbook is written here, now; a child's error is raised here

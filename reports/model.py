@@ -105,6 +105,10 @@ class ChainTable:
         """Every row as one frame (amounts as text)."""
         return pl.concat(self._frames) if self._frames else pl.DataFrame(schema=CHAIN_SCHEMA)
 
+    def frames(self) -> list[pl.DataFrame]:
+        """The rows, a frame per batch built (amounts as text), in chain order."""
+        return list(self._frames)
+
     def __len__(self) -> int:
         return sum(f.height for f in self._frames)
 

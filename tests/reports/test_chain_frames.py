@@ -7,8 +7,9 @@ numbers; rows deleted under their links), read in small batches so that records 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -21,7 +22,10 @@ from ltc.app.config import Config
 from reconcile.engine import run_reconciliation
 from reconcile.tables import recon_allocation
 from reports import finance
-from reports.finance import build_report
+from reports.cells import csv_value
+from reports.chain_frames import write_chains_csv
+from reports.finance import CHAIN_COLUMNS, build_report
+from reports.model import CHAIN_MONEY
 from sandbox.scenario import generate
 
 AMOUNTS = ["0", "0.00", "-0.00", "-0", "1E+2", "0E-7", "1E-7", "12.3456789", "123456789012345678", "1.23E+29",
@@ -53,6 +57,8 @@ def _scramble(store: Store, seed: int) -> None:
                     values[label] = rnd.choice(["", None])
                 if entity == "invoice" and pick(0.1):
                     values["kind"] = "credit_note"
+                if entity == "deal" and pick(0.03):
+                    values["close_date"] = date(999, 12, 31)  # written 0999-12-31, as isoformat writes it
                 if values:
                     conn.execute(t.update().where(t.c.id == rid).values(**values))
                 if entity != "deal" and pick(0.04):
@@ -62,6 +68,13 @@ def _scramble(store: Store, seed: int) -> None:
         for (aid,) in conn.execute(sa.select(recon_allocation.c.id)).all():
             if pick(0.3):
                 conn.execute(recon_allocation.update().where(recon_allocation.c.id == aid).values(amount=amount()))
+        texts = ["=cmd|' /C calc'!A0", "a,b", 'say "hi"', "line\r\nbreak", "", " lead", "tab\tin", "中文客户",
+                 "nbsp\u00a0x", "+1", "-12.50", "@sum", "ctl\x01x", "é"]
+        for entity, column in (("account", "name"), ("deal", "owner"), ("order", "number"), ("invoice", "number")):
+            t = ct.table_for(entity)
+            for (rid,) in conn.execute(sa.select(t.c.id)).all():
+                if pick(0.1):
+                    conn.execute(t.update().where(t.c.id == rid).values(**{column: rnd.choice(texts)}))
         for entity, status in (("quote", "status"), ("contract", "status"), ("delivery", "state")):
             t = ct.table_for(entity)
             for (rid,) in conn.execute(sa.select(t.c.id)).all():
@@ -92,6 +105,19 @@ def _built(store: Store, by_frames: bool, monkeypatch: pytest.MonkeyPatch) -> tu
     monkeypatch.setattr(finance, "CHAIN_BATCH", 17)  # many batches: records shared between them
     report = build_report(store, Config(), monthly=False)
     return report.chains.frame(), pl.concat(report.chains._records), report.records.frame()
+
+
+def test_chains_csv_by_frames_is_the_csv_modules(stores: list[Store], tmp_path: Path) -> None:
+    """chains.csv written by Polars a frame at a time is, byte for byte, what the csv module writes of csv_value of
+    each value: texts that could start a formula neutralised, control characters replaced, commas, quotes and line
+    breaks quoted, empty texts and nulls empty, amounts in full digits."""
+    for i, store in enumerate(stores):
+        report = build_report(store, Config(), monthly=False)
+        finance._write_csv(tmp_path / f"loop{i}.csv", CHAIN_COLUMNS, report.chains)
+        write_chains_csv(tmp_path / f"frames{i}.csv", report.chains.frames(), CHAIN_COLUMNS, CHAIN_MONEY, csv_value)
+        loop = (tmp_path / f"loop{i}.csv").read_bytes()
+        assert (tmp_path / f"frames{i}.csv").read_bytes() == loop
+        assert b"'=cmd" in loop and b",0999-12-31," in loop and b'"say ""hi"""' in loop and b"123000000000000000000000000000" in loop
 
 
 def test_the_frames_build_the_loops_table(stores: list[Store], monkeypatch: pytest.MonkeyPatch) -> None:
