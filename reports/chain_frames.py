@@ -302,6 +302,22 @@ def _frames_of(part: dict[str, pl.DataFrame], ids: Iterable[str]) -> dict[str, p
     return out
 
 
+def exact_sums(rows: pl.DataFrame, by: list[str], amount: str, python_sum: Callable[[Iterable[str]], Decimal]
+               ) -> list[tuple[tuple[Any, ...], Decimal]]:
+    """Per group of ``by``: the sum of the absolute amounts (exact text, never null), exact: plain amounts summed by
+    Polars as ``Decimal(38, 6)``, the others by ``python_sum`` of their texts, the two added."""
+    plain = _plain(pl.col(amount))
+    out: dict[tuple[Any, ...], Decimal] = {}
+    summed = rows.filter(plain).group_by(by).agg(pl.col(amount).cast(DEC).abs().sum().alias("_sum"))
+    for *key, total in summed.iter_rows():
+        out[tuple(key)] = Decimal(str(total))
+    odd = rows.filter(~plain)
+    if odd.height:  # added in the caller's context (make it one that keeps every digit)
+        for *key, texts in odd.group_by(by).agg(pl.col(amount)).iter_rows():
+            out[tuple(key)] = out.get(tuple(key), Decimal(0)) + python_sum(texts)
+    return sorted(out.items(), key=lambda kv: tuple(str(k) for k in kv[0]))
+
+
 _CSV_PLAIN_TEXT = r"^[ -~]*$"  # printable ASCII: csv_value writes it as it is, unless it could start a formula
 _FORMULA = "^[=+\\-@\t\r]"
 

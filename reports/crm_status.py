@@ -189,7 +189,7 @@ def finance_status(store: Store, *, systems: set[str] | None = None, links: Link
     (None: every source), as of ``as_of`` (default: the latest reconciliation's as-of, else ``today``: the company's
     day, ``Config.today``; default the UTC day)."""
     links = links or Links()
-    report = build_report(store)
+    report = build_report(store, monthly=False)  # the months are the page's, not the CRM's
     day = as_of or report.as_of or today or datetime.now(UTC).date()
     result = FinanceStatus(as_of=day)
     deal_t, acct_t = ct.table_for("deal"), ct.table_for("account")

@@ -47,7 +47,7 @@ from canonical.store import Store
 from reconcile.codes import CODES
 from reconcile.tables import fx_rate, kpi_snapshot, recon_allocation, recon_exception, recon_link
 from reports.cells import csv_value
-from reports.chain_frames import chain_batch, write_chains_csv
+from reports.chain_frames import chain_batch, exact_sums, write_chains_csv
 from reports.links import SourceLinks
 from reports.model import CHAIN_MONEY, HTML_CHAIN_LIMIT, ZERO, Record, Report, ReportFiles
 
@@ -672,19 +672,29 @@ def _month(d: date) -> str:
     return f"{d.year:04d}-{d.month:02d}"
 
 
-def _per_month(conn: sa.Connection, query: sa.Select[Any], rates: dict[str, Decimal],
+def _per_month(rows: pl.DataFrame, day: str, amount: str, rates: dict[str, Decimal],
                negative_kind: str) -> tuple[dict[str, Decimal], int]:
-    """Sums per month of (day, kind, amount, currency) rows in the reporting currency; rows of
-    ``negative_kind`` count negative; rows without a rate are counted, not summed."""
+    """Sums per month of rows (``day``, ``kind``, ``amount`` as exact text, ``currency``) in the reporting currency;
+    rows of ``negative_kind`` count negative; rows without a rate are counted, not summed. Each (month, currency,
+    sign)'s amounts are summed exactly by Polars (:func:`reports.chain_frames.exact_sums`), then converted at its rate
+    once (the rows a Python loop over Decimals at 1M chains took 12 s)."""
     sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    missing = 0
-    for day, kind, amount, ccy in conn.execute(query):
-        rate = rates.get(ccy or "")
-        if rate is None or amount is None:
-            missing += 1
-            continue
-        sums[_month(day)] += (-1 if kind == negative_kind else 1) * abs(Decimal(amount)) * rate
+    rated = pl.col("currency").cast(pl.String).fill_null("").is_in(list(rates))
+    missing = rows.filter(~rated | pl.col(amount).is_null()).height
+    grouped = rows.filter(rated & pl.col(amount).is_not_null()).select(
+        pl.col(day).dt.strftime("%Y-%m").alias("month"), pl.col("currency").cast(pl.String),
+        (pl.col("kind").cast(pl.String) == negative_kind).fill_null(False).alias("negative"), amount)
+    with decimal.localcontext(decimal.Context(prec=_EXACT)):  # the sums exact, however large (28 digits rounded)
+        for (month, ccy, negative), total in exact_sums(grouped, ["month", "currency", "negative"], amount, _abs_sum):
+            sums[month] += (-total if negative else total) * rates[ccy]
     return sums, missing
+
+
+_EXACT = 200  # digits: more than a sum of amounts of a store can have (Decimal(38, 6) sums, rates of 28 digits)
+
+
+def _abs_sum(texts: Iterable[str]) -> Decimal:
+    return sum((abs(Decimal(t)) for t in texts), ZERO)
 
 
 def _cents(v: Decimal) -> Decimal:
@@ -709,13 +719,15 @@ def _monthly(conn: sa.Connection, report: Report, months: int = 12) -> None:
     keys.reverse()
     first = date(int(keys[0][:4]), int(keys[0][5:]), 1)
     rates = _rates(conn, rep, as_of)
-    inv, pay = ct.table_for("invoice"), ct.table_for("payment")
-    q_inv = sa.select(inv.c.issue_date, inv.c.kind, inv.c.total, inv.c.currency).where(
-        inv.c.deleted_at.is_(None), inv.c.issue_date.between(first, as_of), inv.c.status.not_in(["void", "draft"]))
-    q_pay = sa.select(pay.c.payment_date, pay.c.kind, pay.c.amount, pay.c.currency).where(
-        pay.c.deleted_at.is_(None), pay.c.payment_date.between(first, as_of))
-    invoiced, miss_inv = _per_month(conn, q_inv, rates, "credit_note")
-    collected, miss_pay = _per_month(conn, q_pay, rates, "refund")
+    text = pl.String
+    read = columnar.read_tables(conn.engine, {
+        "invoice": (ct.table_for("invoice"), ("issue_date", "kind", "total", "currency", "status"), {"total": text}),
+        "payment": (ct.table_for("payment"), ("payment_date", "kind", "amount", "currency"), {"amount": text})})
+    inv = read["invoice"].filter(pl.col("issue_date").is_between(first, as_of),
+                                 ~pl.col("status").cast(pl.String).is_in(["void", "draft"]))
+    pay = read["payment"].filter(pl.col("payment_date").is_between(first, as_of))
+    invoiced, miss_inv = _per_month(inv, "issue_date", "total", rates, "credit_note")
+    collected, miss_pay = _per_month(pay, "payment_date", "amount", rates, "refund")
     missing = miss_inv + miss_pay
     report.monthly = [{"month": k, "invoiced": _money(_cents(invoiced[k]), rep),
                        "collected": _money(_cents(collected[k]), rep)} for k in keys]

@@ -6,7 +6,9 @@ numbers; rows deleted under their links), read in small batches so that records 
 
 from __future__ import annotations
 
+import decimal
 import random
+from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -57,6 +59,8 @@ def _scramble(store: Store, seed: int) -> None:
                     values[label] = rnd.choice(["", None])
                 if entity == "invoice" and pick(0.1):
                     values["kind"] = "credit_note"
+                if entity == "payment" and pick(0.1):
+                    values["kind"] = "refund"
                 if entity == "deal" and pick(0.03):
                     values["close_date"] = date(999, 12, 31)  # written 0999-12-31, as isoformat writes it
                 if values:
@@ -134,3 +138,41 @@ def test_the_frames_build_the_loops_table(stores: list[Store], monkeypatch: pyte
         assert chains["ordered"].str.contains("E").any() or chains["invoiced"].str.contains("E").any()
         assert chains["deal_amount"].str.contains(r"\.\d{3}").any()
         assert chains["status"].cast(pl.String).n_unique() >= 4
+
+
+def _monthly_by_rows(store: Store, as_of: Any, reporting: str) -> dict[str, tuple[Decimal, Decimal]]:
+    """The months as the report summed them before (a Decimal per row through SQLAlchemy, but every digit kept: the
+    default context's 28 rounded a month of 1.23E+29): the reference."""
+    from reports.finance import _cents, _money, _rates
+
+    inv, pay = ct.table_for("invoice"), ct.table_for("payment")
+    with store.engine.connect() as conn:
+        rates = _rates(conn, reporting, as_of)
+        sums: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+        for i, (query, negative) in enumerate((
+                (sa.select(inv.c.issue_date, inv.c.kind, inv.c.total, inv.c.currency).where(
+                    inv.c.deleted_at.is_(None), inv.c.issue_date <= as_of, inv.c.status.not_in(["void", "draft"])),
+                 "credit_note"),
+                (sa.select(pay.c.payment_date, pay.c.kind, pay.c.amount, pay.c.currency).where(
+                    pay.c.deleted_at.is_(None), pay.c.payment_date <= as_of), "refund"))):
+            for day, kind, amount, ccy in conn.execute(query):  # every digit kept (the report's sums are exact)
+                rate = rates.get(ccy or "")
+                if rate is not None and amount is not None and day is not None:
+                    with decimal.localcontext(decimal.Context(prec=200)):
+                        sums[f"{day:%Y-%m}"][i] += (-1 if kind == negative else 1) * abs(Decimal(amount)) * rate
+    return {k: (_money(_cents(v[0]), reporting), _money(_cents(v[1]), reporting)) for k, v in sums.items()}
+
+
+def test_the_months_are_the_rows_summed_and_converted(stores: list[Store]) -> None:
+    """Invoiced (credit notes negative) and collected (refunds negative) per month, in the reporting currency at
+    the as-of rate: the same, to the cent, as a Decimal per row summed (currencies with and without a rate, none,
+    amounts of any exponent and none, deleted rows)."""
+    for store in stores:
+        report = build_report(store, Config())
+        assert report.monthly and report.reporting_currency and report.as_of
+        expected = _monthly_by_rows(store, report.as_of, report.reporting_currency)
+        for m in report.monthly:
+            want = expected.get(m["month"], (Decimal("0.00"), Decimal("0.00")))
+            assert (str(m["invoiced"]), str(m["collected"])) == (str(want[0]), str(want[1])), m["month"]
+        assert sum(1 for m in report.monthly if m["invoiced"] or m["collected"]) >= 3
+        assert report.monthly_unconverted > 0
