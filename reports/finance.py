@@ -863,10 +863,10 @@ XLSX_FORK_FROM = 5_000
 the two take about as long, and the other core is otherwise idle then. The workbook is the same."""
 
 XLSX_SPLIT_FROM = 20_000
-"""Chains: a report with this many writes its chains sheet in a second child, beside the one writing the rest of
-the workbook (the records sheet, the largest, with it: about two thirds of the work against one third); this
-process puts it in its place once both are done. At 100k chains the workbook in one child took 27 s, 11-15 s of
-them after this process had written the CSV files and the page."""
+"""Chains: a report with this many writes its chains sheet in this process, by Polars
+(:func:`reports.xlsx.write_sheet_part_frames`), while a forked child writes the rest of the workbook (the records
+sheet, the largest, with it), and puts it in its place once both are done. At 1M chains the sheet took a second child
+about 30 s of a core a cell at a time."""
 
 APART, APART_SHEET = "chains", 4  # KPIs, exceptions by code, exceptions, chains: its place in the workbook
 
@@ -877,33 +877,32 @@ def _rows(report: Report) -> int:
 
 class _Workbook:
     """``report.xlsx`` being written: in a forked child (a large report), or here when :meth:`result` is asked for
-    (a small one); a very large one by two children, the chains sheet apart (:data:`XLSX_SPLIT_FROM`)."""
+    (a small one); a very large one with its chains sheet apart, written here (:data:`XLSX_SPLIT_FROM`)."""
 
     def __init__(self, path: Path, report: Report, lang: str, locale: str) -> None:
         from canonical.forking import forks
-        from reports.xlsx import write_sheet_part, write_xlsx
+        from reports.xlsx import write_xlsx
 
         self.path, self.report, self.lang, self.locale = path, report, lang, locale
         self.part: Path | None = None
-        self.apart: Pending[Any] | None = None
         split = len(report.chains) >= XLSX_SPLIT_FROM and forks()
         self.book: Pending[Any] = Pending(partial(write_xlsx, path, report, lang=lang, locale=locale,
                                                   apart=APART if split else None),
                                           fork=_rows(report) >= XLSX_FORK_FROM, name="ltc-report-xlsx")
         if split:
             self.part = path.with_name(f".{path.name}.{APART}.part")
-            self.apart = Pending(partial(_yielding, os.getpid(), write_sheet_part, self.part, report, APART,
-                                         APART_SHEET, lang=lang), name=f"ltc-report-xlsx-{APART}")
 
     def result(self) -> None:
-        """Waits for the workbook (a child's error is raised here)."""
-        from reports.xlsx import styles_agree, write_xlsx
+        """The sheet apart written here, then the workbook waited for (a child's error is raised here)."""
+        from reports.xlsx import styles_agree, write_sheet_part_frames, write_xlsx
         from reports.xlsx_stream import add_sheet_part
 
+        apart = (write_sheet_part_frames(self.part, self.report, APART, APART_SHEET, lang=self.lang)
+                 if self.part is not None else None)
         placed, styles = self.book.result()
-        if self.apart is None or self.part is None:
+        if apart is None or self.part is None:
             return
-        rels, used = self.apart.result()
+        rels, used = apart
         if placed == APART_SHEET and styles_agree(styles, used):
             add_sheet_part(self.path, placed, self.part, rels)
         else:  # numbered apart otherwise than the workbook: the whole workbook again, here (never seen)
@@ -912,23 +911,8 @@ class _Workbook:
 
     def cancel(self) -> None:
         self.book.cancel()
-        if self.apart is not None:
-            self.apart.cancel()
         if self.part is not None:
             self.part.unlink(missing_ok=True)
-
-
-def _yielding(parent: int, fn: Any, *args: Any, **kw: Any) -> Any:
-    """``fn(*args, **kw)``, at a lower CPU priority when it runs in a child forked from process ``parent``: the
-    shorter sheet written apart gives way to the longer one and to this process's files, so that the longest
-    finishes first (never this process's own priority, where the call runs here)."""
-    if os.getpid() != parent:
-        with contextlib.suppress(OSError, AttributeError):
-            os.nice(APART_NICE)
-    return fn(*args, **kw)
-
-
-APART_NICE = 5
 
 
 def _start_xlsx(path: Path, report: Report, lang: str, locale: str) -> _Workbook:

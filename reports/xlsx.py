@@ -20,11 +20,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from canonical.money import minor_units
 from reports import labels
 from reports.cells import FORMULA_START, neutralise, plain_decimal, spreadsheet_number
 from reports.i18n import translations
 from reports.model import Report
+from reports.xlsx_frames import Column, add_rows
 from reports.xlsx_stream import (
     FONT_BOLD,
     FONT_LINK,
@@ -358,6 +361,38 @@ def _records_rows(s: _Sheet, report: Report, _: Any) -> None:
 
 
 _LARGE = {"chains": (_chains_headers, _chains_rows), "records": (_records_headers, _records_rows)}
+
+_CHAIN_SHEET = [Column("chain_id"), Column("deal", link="deal_url"), Column("customer"), Column("owner"),
+                Column("stage"), Column("close_date", "date"), Column("currency"),
+                *(Column(c, "money", currency="currency") for c in ("deal_amount", "ordered", "invoiced", "paid", "open")),
+                Column("_status"), Column("exceptions"), Column("orders"), Column("invoices"), Column("payments")]
+
+
+def _chains_frame_rows(s: _Sheet, report: Report, _: Any) -> None:
+    """The chains sheet's rows as :func:`_chains_rows` writes them, made by Polars a frame of the chain table at a
+    time (:mod:`reports.xlsx_frames`)."""
+    for df in report.chains.frames():
+        status = pl.col("status").cast(pl.String)
+        shown = {v: labels.label(labels.CHAIN_STATUS, v, _) for v in df["status"].cast(pl.String).unique().to_list()
+                 if v is not None}
+        add_rows(s, df.with_columns(status.replace_strict(shown, default=None, return_dtype=pl.String)
+                                    .alias("_status")), _CHAIN_SHEET)
+
+
+def write_sheet_part_frames(part: Path, report: Report, name: str, index: int, *,
+                            lang: str = "en") -> tuple[str | None, StylesUsed]:
+    """:func:`write_sheet_part` of the chains sheet, its rows made by Polars (in the process that built the report:
+    never in a forked child, where Polars' threads are not)."""
+    if name != "chains":
+        return write_sheet_part(part, report, name, index, lang=lang)
+    _ = translations(lang).gettext
+    wb = Workbook(None)
+    _preregister(wb, report)
+    s = _Sheet(wb, name, _chains_headers(_), index, gettext=_)
+    _chains_frame_rows(s, report, _)
+    with part.open("wb") as raw:
+        rels = s.settle().write_part(raw)
+    return rels, _styles_used(wb)
 
 
 def write_sheet_part(part: Path, report: Report, name: str, index: int, *,

@@ -135,6 +135,12 @@ class SheetWriter:
         if len(self._rows) >= _ROWS_HELD:
             self._flush()
 
+    def add_rows(self, xml: str, n: int) -> None:
+        """``n`` rows' XML made elsewhere (:mod:`reports.xlsx_frames`), numbered from the row after the last."""
+        self._flush()
+        self.rows += n
+        self._data.write(xml)
+
     def _flush(self) -> None:
         """The rows held written to the spooled file at once (a write per row cost a sixth of a large sheet's time)."""
         self._data.write("".join(self._rows))

@@ -30,6 +30,10 @@ from reports.finance import CHAIN_COLUMNS, build_report
 from reports.model import CHAIN_MONEY
 from sandbox.scenario import generate
 
+CONFIG = Config.model_validate({"sources": {  # links to the records' source systems, as the report makes them
+    "salesforce": {"kind": "salesforce", "base_url": "https://acme.my.salesforce.com"},
+    "tryton": {"kind": "tryton", "base_url": "https://erp.example.com:8000", "options": {"database": "ltc"}},
+    "stripe": {"kind": "stripe", "base_url": "https://api.stripe.com", "web": {"test_mode": True}}}})
 AMOUNTS = ["0", "0.00", "-0.00", "-0", "1E+2", "0E-7", "1E-7", "12.3456789", "123456789012345678", "1.23E+29",
            "-12.5", "100", "99.999", "1000000.000001", "5.10", "0.005", "1234567890123.45", "63095.1100",
            "1791.2043", "-250.00", "0.01", "7.500"]
@@ -59,6 +63,8 @@ def _scramble(store: Store, seed: int) -> None:
                     values[label] = rnd.choice(["", None])
                 if entity == "invoice" and pick(0.1):
                     values["kind"] = "credit_note"
+                if entity == "deal" and pick(0.05):
+                    values["source_id"] = f"{rid.rsplit(':', 1)[-1]} x/ü&<"  # quoted in its link, escaped in XML
                 if entity == "payment" and pick(0.1):
                     values["kind"] = "refund"
                 if entity == "deal" and pick(0.03):
@@ -107,7 +113,7 @@ def stores(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def _built(store: Store, by_frames: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[pl.DataFrame, ...]:
     monkeypatch.setattr(finance, "BY_FRAMES", by_frames)
     monkeypatch.setattr(finance, "CHAIN_BATCH", 17)  # many batches: records shared between them
-    report = build_report(store, Config(), monthly=False)
+    report = build_report(store, CONFIG, monthly=False)
     return report.chains.frame(), pl.concat(report.chains._records), report.records.frame()
 
 
@@ -176,3 +182,90 @@ def test_the_months_are_the_rows_summed_and_converted(stores: list[Store]) -> No
             assert (str(m["invoiced"]), str(m["collected"])) == (str(want[0]), str(want[1])), m["month"]
         assert sum(1 for m in report.monthly if m["invoiced"] or m["collected"]) >= 3
         assert report.monthly_unconverted > 0
+
+
+def test_the_chains_sheet_by_frames_is_the_sheets_own(stores: list[Store], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chains sheet's part made by Polars is, byte for byte, the one the sheet writes a cell at a time: cells,
+    styles, widths, hyperlinks (and their relationships), in both languages, from small frames (many slices)."""
+    from reports import xlsx, xlsx_frames
+
+    monkeypatch.setattr(xlsx_frames, "SLICE", 23)
+    monkeypatch.setattr(finance, "CHAIN_BATCH", 50)
+    parts = b""
+    for i, store in enumerate(stores):
+        report = build_report(store, CONFIG, monthly=False)
+        report.chains.seal()
+        report.records.seal()
+        for lang in ("en", "zh"):
+            cells = xlsx.write_sheet_part(tmp_path / "cells.xml", report, "chains", 4, lang=lang)
+            frames = xlsx.write_sheet_part_frames(tmp_path / "frames.xml", report, "chains", 4, lang=lang)
+            assert frames == cells, (i, lang)
+            mine = (tmp_path / "frames.xml").read_bytes()
+            assert mine == (tmp_path / "cells.xml").read_bytes(), (i, lang)
+            parts += mine
+    # what the scramble put in the sheet: a formula neutralised, a control character replaced, amounts beyond a
+    # plain cell's (1.23E+29 summed, 18 digits), a link, CJK text
+    for seen in (b"'=cmd", "ctl\ufffdx".encode(), b"<v>12300000000000000000000", b"123456789012345678", b"<hyperlink ",
+                 "中文客户".encode()):
+        assert seen in parts, seen
+
+
+def test_a_sheet_past_its_rows_says_what_was_left_out_by_frames_too(stores: list[Store], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from reports import xlsx
+
+    monkeypatch.setattr(xlsx, "MAX_SHEET_ROWS", 40)
+    report = build_report(stores[0], CONFIG, monthly=False)
+    report.chains.seal()
+    report.records.seal()
+    cells = xlsx.write_sheet_part(tmp_path / "cells.xml", report, "chains", 4)
+    assert xlsx.write_sheet_part_frames(tmp_path / "frames.xml", report, "chains", 4) == cells
+    mine = (tmp_path / "frames.xml").read_bytes()
+    assert mine == (tmp_path / "cells.xml").read_bytes()
+    assert b'<row r="40">' in mine and b'<row r="41">' not in mine and b"more rows are not in this sheet" in mine
+
+
+TEXTS = ["", " a", "a ", "a&b<c>\"'", "=1+2", "-12.50", "+x", "@s", "\tx", "\rx", "中文客户", "x\u00a0", "é", "nul\x00",
+         "x" * 70, "plain text", None]
+MONEY = ["0", "0.00", "-0.00", "100", "999.995", "99.999", "9.999", "-0.001", "1234567.891", "123", "123456",
+         "999999999999999.99", "1000000000000000", "1.23E+29", "NaN", "1E+2", "12.3456789", "0.000001", None]
+CCYS = [None, "USD", "JPY", "KWD", "中文"]
+DAYS = [None, date(1899, 12, 30), date(1800, 1, 1), date(2026, 12, 7)]
+URLS = [None, "", "https://x.test/y?a=1&b=2"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_cell_by_frames_is_the_sheets_own(seed: int, tmp_path: Path) -> None:
+    """Row by row, each alone in its sheet (so that its width decides the column's): text to neutralise, escape and
+    keep spaces of, amounts of every form and size with and without a currency, dates, links and empty links."""
+    from reports import xlsx
+    from reports.xlsx_frames import Column, add_rows
+    from reports.xlsx_stream import FONT_BOLD, FONT_LINK, Workbook
+
+    rnd = random.Random(seed)
+    rows = [(rnd.choice(TEXTS), rnd.choice(URLS), rnd.choice(MONEY), rnd.choice(CCYS), rnd.choice(DAYS))
+            for _ in range(60)]
+    columns = [Column("text", link="url"), Column("amount", "money", currency="ccy"), Column("day", "date"),
+               Column("ccy")]
+    for i, (text, url, amount, ccy, day) in enumerate(rows):
+        out = []
+        for by_frames in (False, True):
+            wb = Workbook(None)
+            for style in ((None, FONT_BOLD, False, True), (None, FONT_LINK), (xlsx._DATE,), (None, 0, True),
+                          *((xlsx.money_format(c),) for c in CCYS)):  # as a report's sheets have them
+                wb.styles.xf(*style)  # type: ignore[arg-type]
+            sheet = xlsx._Sheet(wb, "s", ["Text", "Amount", "Day", "Currency"], 1)
+            if by_frames:
+                add_rows(sheet, pl.DataFrame({"text": [text], "url": [url], "amount": [amount], "ccy": [ccy],
+                                              "day": [day]}, schema={"text": pl.String, "url": pl.String,
+                                                                     "amount": pl.String, "ccy": pl.Categorical,
+                                                                     "day": pl.Date}), columns)
+            else:
+                sheet.add([text, None if amount is None else Decimal(amount), day, ccy], money={1: ccy},
+                          links={0: url})
+            path = tmp_path / f"{i}-{by_frames}.xml"
+            with path.open("wb") as raw:
+                rels = sheet.settle().write_part(raw)
+            out.append((path.read_bytes(), rels, wb.styles.xfs, wb.styles.formats))
+        assert out[1] == out[0], rows[i]

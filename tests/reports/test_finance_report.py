@@ -195,12 +195,12 @@ def test_a_large_reports_workbook_is_written_by_a_child_and_is_the_same(
     monkeypatch.setattr(finance, "XLSX_SPLIT_FROM", 0 if split else 10**9)
     files = write_reports(reported["store"], tmp_path / "forked", title="Test report")
     assert len(children) == 1 and children[0].book.exitcode == 0  # written by a child, which ended well
-    if split:  # and the chains sheet by another, its part put in place and removed
-        assert children[0].apart.exitcode == 0 and children[0].part is not None
+    if split:  # and the chains sheet by this process, by Polars, its part put in place and removed
+        assert children[0].part is not None
         assert not children[0].part.exists() and sorted(p.name for p in files.xlsx.parent.iterdir()) == sorted(
             p.name for p in reported["files"].xlsx.parent.iterdir())
     else:
-        assert children[0].apart is None
+        assert children[0].part is None
     assert _sheets(files.xlsx) == _sheets(reported["files"].xlsx)
     assert _parts(files.xlsx) == _parts(reported["files"].xlsx)  # the same XML, byte for byte
     assert files.html.read_text().count("<tr") == reported["files"].html.read_text().count("<tr")
@@ -278,22 +278,6 @@ def test_stage_texts_are_the_linked_rows_number_and_status(reported: dict[str, A
     assert {e for _c, e in stages_of} == {"quote", "contract", "delivery"}
     assert dropped not in linked and dropped in expected
     assert _stage_texts(frames) == {i: expected[i] for i in linked}
-
-
-def test_the_sheet_written_apart_gives_way() -> None:
-    """The shorter sheet's child runs at a lower priority than this process (which is left as it was)."""
-    import os
-    from functools import partial
-
-    from canonical.forking import Pending, forks
-    from reports.finance import APART_NICE, _yielding
-
-    if not forks():
-        pytest.skip("no fork here: the sheet is not written apart")
-    mine = os.nice(0)
-    child = Pending(partial(_yielding, os.getpid(), os.nice, 0), name="test-yielding").result()
-    assert child == min(mine + APART_NICE, 19) and os.nice(0) == mine
-    assert _yielding(os.getpid(), os.nice, 0) == mine  # run here (no fork): this process keeps its priority
 
 
 def test_a_report_waits_for_a_running_reconciliation_and_the_kpi_page_does_not(
