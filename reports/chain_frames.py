@@ -105,7 +105,7 @@ def _joined(df: pl.DataFrame, key: str, text: str, sep: str, order: str) -> pl.D
 
 
 def chain_batch(part: dict[str, pl.DataFrame], ids: list[str], codes_of: dict[str, set[str]],
-                url: Callable[[str | None, str | None, str | None], str | None], places_of: Callable[[str | None], int],
+                urls: Callable[[pl.Series, pl.Series, pl.Series], pl.Series], places_of: Callable[[str | None], int],
                 money: Callable[[Any, str | None], Decimal | None],
                 loop: Callable[[dict[str, pl.DataFrame], list[str]], list[dict[str, Any]]]
                 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -261,9 +261,7 @@ def chain_batch(part: dict[str, pl.DataFrame], ids: list[str], codes_of: dict[st
     first = recs.unique("record_id", keep="first", maintain_order=True)
     records = first.select(pl.col("record_id").alias("id"), "chain_id").join(about, on="id", how="left",
                                                                             maintain_order="left")
-    systems, objects, sids = (records[c].to_list() for c in ("system", "object", "source_id"))
-    records = records.with_columns(pl.Series("url", [url(s, o, i) for s, o, i in zip(systems, objects, sids,
-                                                                                       strict=True)], pl.String))
+    records = records.with_columns(urls(records["system"], records["object"], records["source_id"]))
     deal_urls = records.filter(pl.col("entity") == "deal").select("chain_id", pl.col("url").alias("deal_url"))
     t = t.join(deal_urls, on="chain_id", how="left", maintain_order="left")
 

@@ -282,7 +282,7 @@ def _fill_chains(engine: sa.Engine, report: Report, links: SourceLinks) -> None:
     loop = partial(_loop, codes_of=codes_of, links=links)
     for ids, part in _batches(frames, _chain_ids(frames, codes_of), CHAIN_BATCH, shared):
         if BY_FRAMES:
-            rows, chain_records, records = chain_batch(part, ids, codes_of, links.url, _minor_units, _money, loop)
+            rows, chain_records, records = chain_batch(part, ids, codes_of, links.urls, _minor_units, _money, loop)
             if shared:
                 again = set(records.filter(pl.col("id").is_in(pl.Series(list(shared), dtype=pl.String).implode()))
                             ["id"].to_list())

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import polars as pl
+
 HUBSPOT_TYPES = {"contacts": "0-1", "companies": "0-2", "deals": "0-3", "tickets": "0-5", "products": "0-7",
                  "line_items": "0-8", "quotes": "0-14", "invoices": "0-53"}
 STRIPE_PREFIX = {"ch_": "payments", "py_": "payments", "pi_": "payments", "re_": "refunds", "in_": "invoices",
@@ -61,6 +63,10 @@ def _q(part: str) -> str:
     return text if (text.isascii() and text.isalnum()) or _UNRESERVED(text) else quote(text, safe="")
 
 
+def _or_mark(text: str | None) -> str:
+    return "\x01" if text is None else text
+
+
 class SourceLinks:
     """``url(system, object, id)`` for the sources of a configuration."""
 
@@ -93,6 +99,33 @@ class SourceLinks:
         if not around:
             return None
         return f"{around[0]}{_q(str(source_id))}{around[1]}"
+
+    def urls(self, systems: pl.Series, objects: pl.Series, ids: pl.Series) -> pl.Series:
+        """:meth:`url` of each row, as a column: the text around the id made once per (system, object) pair and the
+        ids that need no quoting put in it by Polars; the others (quoted ids, Stripe's, whose section depends on the
+        id) by :meth:`url` itself, once each."""
+        df = pl.DataFrame({"s": systems.cast(pl.String), "o": objects.cast(pl.String), "i": ids.cast(pl.String)})
+        pairs = df.select("s", "o").unique().rows()
+        before: dict[str, str] = {}
+        after: dict[str, str] = {}
+        for system, obj in pairs:
+            around = self._around.get((system, obj))
+            if around is None:
+                around = self._around[(system, obj)] = self._template(system, obj)
+            if around and around is not _PER_ID:
+                pair = f"{_or_mark(system)}\x00{_or_mark(obj)}"
+                before[pair], after[pair] = around[0], around[1]
+        key = pl.concat_str([pl.col("s").fill_null("\x01"), pl.lit("\x00"), pl.col("o").fill_null("\x01")])
+        fast = key.is_in(list(before)) & pl.col("i").str.contains(r"^[A-Za-z0-9_.~-]+$")
+        slow = df.filter(~fast & pl.col("i").is_not_null() & (pl.col("i") != "")).unique()
+        made = {f"{_or_mark(s)}\x00{_or_mark(o)}\x00{i}": self.url(s, o, i) for s, o, i in slow.rows()}
+        made_key = pl.concat_str([key, pl.lit("\x00"), pl.col("i")])
+        odd = (made_key.replace_strict(made, default=None, return_dtype=pl.String) if made
+               else pl.lit(None, pl.String))
+        ahead = key.replace_strict(before, default=None, return_dtype=pl.String) if before else pl.lit(None, pl.String)
+        behind = key.replace_strict(after, default=None, return_dtype=pl.String) if after else pl.lit(None, pl.String)
+        return df.select(pl.when(fast).then(pl.concat_str([ahead, pl.col("i"), behind])).otherwise(odd)
+                         .alias("url")).to_series()
 
     def _template(self, system: str | None, obj: str | None) -> tuple[str, ...]:
         """``(before, after)`` the quoted id, ``()`` for no link, or ``_PER_ID`` when it depends on the id."""

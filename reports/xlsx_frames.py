@@ -62,6 +62,7 @@ def add_rows(sheet: _Sheet, df: pl.DataFrame, columns: list[Column]) -> None:
         rn = pl.int_range(first, first + part.height, eager=False).cast(pl.String).alias("_rn")
         part = part.with_columns(rn)
         cells: list[pl.Expr] = []
+        widths: list[pl.Expr] = []
         links: list[pl.Expr] = []
         for i, col in enumerate(columns):
             ref = pl.lit(letters[i]) + pl.col("_rn")
@@ -75,10 +76,9 @@ def add_rows(sheet: _Sheet, df: pl.DataFrame, columns: list[Column]) -> None:
             else:
                 cell, width = _date(sheet, col, ref)
             cells.append(cell.fill_null(""))
-            part = part.with_columns(width.alias(f"_w{i}"))
-        made = part.select(pl.concat_str([pl.lit('<row r="'), pl.col("_rn"), pl.lit('">'), *cells,
-                                          pl.lit("</row>")]).str.join("").alias("rows"),
-                           *(pl.col(f"_w{i}").max() for i in range(len(columns))))
+            widths.append(width.max().alias(f"_w{i}"))
+        made = part.lazy().select(pl.concat_str([pl.lit('<row r="'), pl.col("_rn"), pl.lit('">'), *cells,
+                                                 pl.lit("</row>")]).str.join("").alias("rows"), *widths).collect()
         sheet.ws.add_rows(made["rows"].item(), part.height)
         for i in range(len(columns)):
             w = made[f"_w{i}"].item()

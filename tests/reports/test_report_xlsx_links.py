@@ -199,3 +199,19 @@ def test_no_sheet_passes_excels_row_limit_and_the_last_row_says_what_is_left_out
             in rows[-1][0]
     assert [r[0] for r in chain_rows[1:39]] == [c["chain_id"] for c in files.report.chains[:38]]
     store.close()
+
+
+def test_urls_as_a_column_are_url_of_each_row() -> None:
+    """SourceLinks.urls (the report's records, a column at a time) gives what url gives for each row: ids quoted or
+    not, Stripe's section from the id, systems and objects without a link, missing and empty ids."""
+    import polars as pl
+
+    links = SourceLinks.from_config(CONFIG)
+    rows = [("salesforce", "Opportunity", "006A"), ("salesforce", "Opportunity", "a b/ü&"), ("salesforce", None, "1"),
+            ("tryton", "sale.sale", "7"), ("tryton", "account.invoice", "8~x"), ("stripe", "charge", "ch_1"),
+            ("stripe", "payment_intent", "pi_2"), ("hubspot", "deals", "42"), ("odoo", "sale.order", "9"),
+            ("bank", "camt053.entry", "X1"), ("nowhere", "x", "1"), (None, None, "1"), ("salesforce", "Account", ""),
+            ("salesforce", "Account", None)]
+    systems, objects, ids = (pl.Series([r[k] for r in rows], dtype=pl.String) for k in range(3))
+    assert links.urls(systems, objects, ids).to_list() == [links.url(*r) for r in rows]
+    assert sum(u is not None for u in links.urls(systems, objects, ids).to_list()) >= 8
