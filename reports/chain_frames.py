@@ -112,7 +112,8 @@ def chain_batch(part: dict[str, pl.DataFrame], ids: list[str], codes_of: dict[st
     """The chains ``ids`` (sorted) from their batch's frames (:func:`reports.finance._batches`): the chain rows
     (:data:`~reports.model.CHAIN_SCHEMA`), each chain's records in its order (``chain_id``, ``record_id``), and every
     record they name once, in the order first named, with the chain that names it first
-    (:data:`~reports.model.RECORD_SCHEMA`). ``loop(frames, ids)``: the reference's rows of the chains ``ids`` from
+    (:data:`~reports.model.RECORD_SCHEMA`). ``urls``: each record's link (``SourceLinks.urls``); ``places_of``: a
+    currency's decimals; ``money``: ``_money``; ``loop(frames, ids)``: the reference's rows of the chains ``ids`` from
     those frames, for the chains whose sums read an amount not plain."""
     places = Places(places_of)
     chains = pl.DataFrame({"chain_id": ids}, schema={"chain_id": pl.String}).with_row_index("_n")
@@ -122,113 +123,46 @@ def chain_batch(part: dict[str, pl.DataFrame], ids: list[str], codes_of: dict[st
         "chain_id", pl.col("to_id").alias("id")).unique()
     inv_links = link.filter(to == "invoice").select("chain_id", pl.col("to_id").alias("id")).unique()
 
-    # the deals, with the customer's name and the deal's amount
-    deal = part["deal"].with_columns(_str("source_system"), _str("source_object"), _str("currency"), _str("stage"))
-    deal = _money_text(deal, "amount", "currency", places, "deal_amount", money)
+    # each record's own columns, its amount as _money writes it (its own currency's decimals)
+    def texts(entity: str, *more: str) -> pl.DataFrame:
+        return part[entity].with_columns(_str("source_system"), _str("source_object"), _str("currency"),
+                                         *(_str(c) for c in more))
+    deal = _money_text(texts("deal", "stage"), "amount", "currency", places, "deal_amount", money)
     account = part["account"].select(pl.col("id").alias("account_id"), pl.col("name").alias("customer"))
     deal = deal.join(account.unique("account_id", keep="first"), on="account_id", how="left")
+    order = _money_text(texts("order"), "total", "currency", places, "amount", money)
+    inv = _money_text(texts("invoice", "kind", "status"), "total", "currency", places, "amount", money)
+    payment = _money_text(texts("payment"), "amount", "currency", places, "_amount", money).drop("amount").rename(
+        {"_amount": "amount"})
 
-    # orders and invoices a chain links to and whose rows are there, with what the sums read
-    order = part["order"].with_columns(_str("source_system"), _str("source_object"), _str("currency"))
-    order = _money_text(order, "total", "currency", places, "amount", money)
-    inv = part["invoice"].with_columns(_str("source_system"), _str("source_object"), _str("currency"), _str("kind"),
-                                       _str("status"))
-    inv = _money_text(inv, "total", "currency", places, "amount", money)
+    # the orders and invoices a chain links to whose rows are there, the sums they read, the payments allocated
     alloc = part["allocation"].with_columns(_plain(pl.col("amount")).alias("_plain"),
                                             pl.col("amount").cast(DEC, strict=False).alias("_v"),
                                             _digits(pl.col("amount")).alias("_d"))
     paid_on = alloc.group_by("invoice_id").agg(pl.col("_v").sum().alias("_paid"), pl.col("_d").max().alias("_pd"),
-                                               (~pl.col("_plain")).any().alias("_odd"))
-
-    def summed(rows: pl.DataFrame) -> pl.DataFrame:
-        """A total's value and digits as ``Decimal(r.total or 0)`` makes them (a zero or a missing total: ``0``)."""
-        t = pl.col("total")
-        v = t.cast(DEC, strict=False).fill_null(0)
-        return rows.with_columns(v.alias("_v"), pl.when(v == 0).then(0).otherwise(_digits(t)).alias("_d"),
-                                 (t.is_not_null() & ~_plain(t)).alias("_odd"))
-
-    ords = summed(ord_links.join(order, on="id", how="inner"))
-    invs = summed(inv_links.join(inv, on="id", how="inner"))
+                                               (~pl.col("_plain")).any().alias("_paid_odd"))
+    ords = _summed(ord_links.join(order, on="id", how="inner"))
+    invs = _summed(inv_links.join(inv, on="id", how="inner"))
     invs = invs.with_columns(pl.when(pl.col("kind") == "credit_note").then(-pl.col("_v").abs())
-                             .otherwise(pl.col("_v").abs()).alias("_v"))
-    invs = invs.join(paid_on.rename({"invoice_id": "id", "_odd": "_paid_odd"}), on="id", how="left")
-
-    def per_chain(rows: pl.DataFrame, prefix: str) -> pl.DataFrame:
-        number = pl.col("number")
-        named = rows.with_columns(pl.when(number.is_null() | (number == "")).then(pl.col("id")).otherwise(number)
-                                  .alias("_no"))
-        return named.sort("chain_id", "id").group_by("chain_id", maintain_order=True).agg(
-            pl.col("_no").str.join(" ").alias(f"{prefix}s"), pl.col("_v").sum().alias(f"_{prefix}_v"),
-            pl.col("_d").max().alias(f"_{prefix}_d"), pl.col("_odd").any().alias(f"_{prefix}_odd"))
-
-    ord_sums = per_chain(ords, "order")
-    inv_sums = per_chain(invs, "invoice").join(invs.group_by("chain_id").agg(
+                             .otherwise(pl.col("_v").abs()).alias("_v")).join(
+        paid_on.rename({"invoice_id": "id"}), on="id", how="left")
+    inv_sums = _per_chain(invs, "invoice").join(invs.group_by("chain_id").agg(
         pl.col("_paid").sum().alias("_paid_v"), pl.col("_pd").max().alias("_paid_d"),
         pl.col("_paid_odd").any().alias("_paid_odd")), on="chain_id", how="left")
-
-    # the payments allocated to a chain's invoices: their texts and, where their rows are there, their records
-    pays = invs.select("chain_id", pl.col("id").alias("invoice_id")).join(
-        alloc.select("invoice_id", pl.col("payment_id").alias("id")), on="invoice_id", how="inner").select(
-        "chain_id", "id").unique()
-    payment = part["payment"].with_columns(_str("source_system"), _str("source_object"), _str("currency"))
-    pays = pays.join(payment.select("id", "source_system", "source_id", pl.lit(True).alias("_there")), on="id",
-                     how="left").with_columns(
-        pl.when(pl.col("_there").is_not_null())
-        .then(pl.concat_str(pl.col("source_system").fill_null("None"), pl.lit(":"),
-                            pl.col("source_id").fill_null("None")))
-        .otherwise(pl.col("id")).alias("_text"))
-    pay_texts = pays.select("chain_id", "_text").unique().sort("chain_id", "_text").group_by(
-        "chain_id", maintain_order=True).agg(pl.col("_text").str.join(" ").alias("payments"))
-
-    # quotes, contracts, deliveries: "number (status)" each, "; " between
-    stage_cols = []
-    for entity, status in (("quote", "status"), ("contract", "status"), ("delivery", "state")):
-        st, number = pl.col(status).cast(pl.String), pl.col("number")
-        name = pl.when(number.is_null() | (number == "")).then(pl.col("id")).otherwise(number)
-        texts = part[entity].select("id", pl.when(st.is_null() | (st == "")).then(name).otherwise(
-            pl.concat_str(name, pl.lit(" ("), st, pl.lit(")"))).alias("_text")).unique("id", keep="first")
-        linked = link.filter(to == entity).select("chain_id", pl.col("to_id").alias("id")).unique().join(
-            texts, on="id", how="left").with_columns(pl.coalesce("_text", "id").alias("_text"))
-        column = {"quote": "quotes", "contract": "contract", "delivery": "deliveries"}[entity]
-        stage_cols.append(_joined(linked, "chain_id", "_text", "; ", "id").rename({"_text": column}))
+    pays, pay_texts = _payments(invs, alloc, payment)
 
     codes = pl.DataFrame({"chain_id": [c for c in ids if codes_of.get(c)],
                           "exceptions": [" ".join(sorted(codes_of[c])) for c in ids if codes_of.get(c)]},
                          schema={"chain_id": pl.String, "exceptions": pl.String})
     linked_n = ord_links.group_by("chain_id").len("_n_ord").join(
         inv_links.group_by("chain_id").len("_n_inv"), on="chain_id", how="full", coalesce=True)
-
     t = chains.join(deal.select(pl.col("id").alias("chain_id"), pl.col("source_id").alias("deal"),
                                 pl.col("account_id").alias("account"), "customer", "owner", "stage", "close_date",
                                 "currency", "deal_amount", pl.lit(True).alias("_has_deal")),
                     on="chain_id", how="left")
-    for extra in (ord_sums, inv_sums, pay_texts, *stage_cols, codes, linked_n):
+    for extra in (_per_chain(ords, "order"), inv_sums, pay_texts, *_stage_lists(part, link), codes, linked_n):
         t = t.join(extra, on="chain_id", how="left")
-    t = t.sort("_n").with_columns(places.expr(t, "currency").alias("_p"))
-
-    def money_sum(v: str, d: str) -> tuple[pl.Expr, pl.Expr]:
-        value = pl.col(v).fill_null(0).cast(DEC)
-        digits = pl.col(d).fill_null(0)
-        return _or_zero(value, _money_digits(value, digits, pl.col("_p")))
-
-    (ov, od), (iv, idg), (pv, pdg) = money_sum("_order_v", "_order_d"), money_sum("_invoice_v", "_invoice_d"), \
-        money_sum("_paid_v", "_paid_d")
-    open_v = iv - pv
-    open_d = pl.max_horizontal(idg, pdg)
-    n_ord, n_inv = pl.col("_n_ord").fill_null(0), pl.col("_n_inv").fill_null(0)
-    state = (pl.when(pl.col("exceptions").is_not_null()).then(pl.lit("exception"))
-             .when((n_ord == 0) & (n_inv == 0)).then(pl.lit("won, not ordered"))
-             .when(n_inv == 0).then(pl.lit("ordered, not invoiced"))
-             .when(open_v > pl.lit(_CENT)).then(pl.when(pv > 0).then(pl.lit("partly paid"))
-                                                 .otherwise(pl.lit("invoiced, unpaid")))
-             .otherwise(pl.lit("paid")))
-    odd = (pl.col("_order_odd").fill_null(False) | pl.col("_invoice_odd").fill_null(False)
-           | pl.col("_paid_odd").fill_null(False) | (pl.col("_p") > SCALE))
-    t = t.with_columns(
-        _written(ov, od).alias("ordered"), _written(iv, idg).alias("invoiced"), _written(pv, pdg).alias("paid"),
-        _written(open_v, open_d).alias("open"), state.alias("status"), odd.alias("_odd"),
-        *(pl.col(c).fill_null("") for c in ("quotes", "contract", "orders", "deliveries", "invoices", "payments",
-                                              "exceptions")))
+    t = _sums_and_status(t.sort("_n").with_columns(places.expr(t, "currency").alias("_p")))
 
     # each chain's records in its order: the deal, its orders, its invoices, its payments (by id each)
     recs = pl.concat([
@@ -239,28 +173,13 @@ def chain_batch(part: dict[str, pl.DataFrame], ids: list[str], codes_of: dict[st
         pays.filter(pl.col("_there").is_not_null()).select(
             "chain_id", pl.col("id").alias("record_id"), pl.lit(3).alias("_rank")),
     ]).join(chains, on="chain_id").sort("_n", "_rank", "record_id")
-    chain_records = recs.select("chain_id", "record_id")
-
-    # every record once, described
-    def described(df: pl.DataFrame, entity: str, label: str, day: str, status: str | None) -> pl.DataFrame:
-        lab = pl.col(label)
-        return df.select(pl.col("id"), pl.lit(entity).alias("entity"), pl.col("source_system").alias("system"),
-                         pl.col("source_object").alias("object"), "source_id",
-                         pl.when(lab.is_null() | (lab == "")).then(pl.col("source_id")).otherwise(lab).alias("label"),
-                         pl.col("deal_amount" if entity == "deal" else "amount").alias("amount"), "currency",
-                         pl.col(day).alias("day"), (pl.col(status) if status else pl.lit(None, pl.String))
-                         .alias("status"))
-
-    payment = _money_text(payment, "amount", "currency", places, "_amount", money).drop("amount").rename(
-        {"_amount": "amount"})
-    about = pl.concat([described(deal, "deal", "name", "close_date", "stage"),
-                       described(order, "order", "number", "order_date", None),
-                       described(inv, "invoice", "number", "issue_date", "status"),
-                       described(payment, "payment", "payer_reference", "payment_date", None)],
+    about = pl.concat([_described(deal, "deal", "name", "close_date", "stage"),
+                       _described(order, "order", "number", "order_date", None),
+                       _described(inv, "invoice", "number", "issue_date", "status"),
+                       _described(payment, "payment", "payer_reference", "payment_date", None)],
                       how="vertical_relaxed").unique("id", keep="first")
-    first = recs.unique("record_id", keep="first", maintain_order=True)
-    records = first.select(pl.col("record_id").alias("id"), "chain_id").join(about, on="id", how="left",
-                                                                            maintain_order="left")
+    records = recs.unique("record_id", keep="first", maintain_order=True).select(
+        pl.col("record_id").alias("id"), "chain_id").join(about, on="id", how="left", maintain_order="left")
     records = records.with_columns(urls(records["system"], records["object"], records["source_id"]))
     deal_urls = records.filter(pl.col("entity") == "deal").select("chain_id", pl.col("url").alias("deal_url"))
     t = t.join(deal_urls, on="chain_id", how="left", maintain_order="left")
@@ -268,9 +187,99 @@ def chain_batch(part: dict[str, pl.DataFrame], ids: list[str], codes_of: dict[st
     odd_ids = t.filter(pl.col("_odd"))["chain_id"].to_list()
     if odd_ids:
         t = _by_the_loop(t, part, odd_ids, loop)
-    rows = t.select([pl.col(c).cast(dtype) for c, dtype in CHAIN_SCHEMA.items()])
-    records = records.select([pl.col(c).cast(dtype) for c, dtype in RECORD_SCHEMA.items()])
-    return rows, chain_records, records
+    return (t.select([pl.col(c).cast(dtype) for c, dtype in CHAIN_SCHEMA.items()]),
+            recs.select("chain_id", "record_id"),
+            records.select([pl.col(c).cast(dtype) for c, dtype in RECORD_SCHEMA.items()]))
+
+
+def _summed(rows: pl.DataFrame) -> pl.DataFrame:
+    """Orders or invoices with their total's value and digits as ``Decimal(r.total or 0)`` makes them (a zero or a
+    missing total: ``0``), and whether it is one the loop must add."""
+    t = pl.col("total")
+    v = t.cast(DEC, strict=False).fill_null(0)
+    return rows.with_columns(v.alias("_v"), pl.when(v == 0).then(0).otherwise(_digits(t)).alias("_d"),
+                             (t.is_not_null() & ~_plain(t)).alias("_odd"))
+
+
+def _per_chain(rows: pl.DataFrame, prefix: str) -> pl.DataFrame:
+    """Per chain: its orders' or invoices' numbers (the id for one missing or empty) by id, their sum and digits."""
+    number = pl.col("number")
+    named = rows.with_columns(pl.when(number.is_null() | (number == "")).then(pl.col("id")).otherwise(number)
+                              .alias("_no"))
+    return named.sort("chain_id", "id").group_by("chain_id", maintain_order=True).agg(
+        pl.col("_no").str.join(" ").alias(f"{prefix}s"), pl.col("_v").sum().alias(f"_{prefix}_v"),
+        pl.col("_d").max().alias(f"_{prefix}_d"), pl.col("_odd").any().alias(f"_{prefix}_odd"))
+
+
+def _payments(invs: pl.DataFrame, alloc: pl.DataFrame, payment: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The payments allocated to a chain's invoices (``_there``: their row is there), and per chain their texts
+    (``system:source id``, the id for a row not there), sorted and joined."""
+    pays = invs.select("chain_id", pl.col("id").alias("invoice_id")).join(
+        alloc.select("invoice_id", pl.col("payment_id").alias("id")), on="invoice_id", how="inner").select(
+        "chain_id", "id").unique()
+    pays = pays.join(payment.select("id", "source_system", "source_id", pl.lit(True).alias("_there")), on="id",
+                     how="left").with_columns(
+        pl.when(pl.col("_there").is_not_null())
+        .then(pl.concat_str(pl.col("source_system").fill_null("None"), pl.lit(":"),
+                            pl.col("source_id").fill_null("None")))
+        .otherwise(pl.col("id")).alias("_text"))
+    texts = pays.select("chain_id", "_text").unique().sort("chain_id", "_text").group_by(
+        "chain_id", maintain_order=True).agg(pl.col("_text").str.join(" ").alias("payments"))
+    return pays, texts
+
+
+def _stage_lists(part: dict[str, pl.DataFrame], link: pl.DataFrame) -> list[pl.DataFrame]:
+    """Per chain: its quotes, contracts and deliveries, ``number (status)`` each (the id for a number missing or
+    empty, no status for one missing or empty, the id alone for a row not there), by id, ``; `` between."""
+    out = []
+    for entity, status, column in (("quote", "status", "quotes"), ("contract", "status", "contract"),
+                                   ("delivery", "state", "deliveries")):
+        st, number = pl.col(status).cast(pl.String), pl.col("number")
+        name = pl.when(number.is_null() | (number == "")).then(pl.col("id")).otherwise(number)
+        texts = part[entity].select("id", pl.when(st.is_null() | (st == "")).then(name).otherwise(
+            pl.concat_str(name, pl.lit(" ("), st, pl.lit(")"))).alias("_text")).unique("id", keep="first")
+        linked = link.filter(pl.col("to_entity") == entity).select("chain_id", pl.col("to_id").alias("id")).unique(
+        ).join(texts, on="id", how="left").with_columns(pl.coalesce("_text", "id").alias("_text"))
+        out.append(_joined(linked, "chain_id", "_text", "; ", "id").rename({"_text": column}))
+    return out
+
+
+def _sums_and_status(t: pl.DataFrame) -> pl.DataFrame:
+    """The chain rows' ordered, invoiced, paid and open amounts written as the loop writes them (each ``_money(...)
+    or ZERO``; open: invoiced less paid), the status, and ``_odd``: whether the loop must make the sums."""
+    def money_sum(v: str, d: str) -> tuple[pl.Expr, pl.Expr]:
+        value = pl.col(v).fill_null(0).cast(DEC)
+        return _or_zero(value, _money_digits(value, pl.col(d).fill_null(0), pl.col("_p")))
+
+    (ov, od), (iv, idg), (pv, pdg) = (money_sum("_order_v", "_order_d"), money_sum("_invoice_v", "_invoice_d"),
+                                      money_sum("_paid_v", "_paid_d"))
+    open_v = iv - pv
+    n_ord, n_inv = pl.col("_n_ord").fill_null(0), pl.col("_n_inv").fill_null(0)
+    state = (pl.when(pl.col("exceptions").is_not_null()).then(pl.lit("exception"))
+             .when((n_ord == 0) & (n_inv == 0)).then(pl.lit("won, not ordered"))
+             .when(n_inv == 0).then(pl.lit("ordered, not invoiced"))
+             .when(open_v > pl.lit(_CENT)).then(pl.when(pv > 0).then(pl.lit("partly paid"))
+                                                 .otherwise(pl.lit("invoiced, unpaid")))
+             .otherwise(pl.lit("paid")))
+    odd = (pl.col("_order_odd").fill_null(False) | pl.col("_invoice_odd").fill_null(False)
+           | pl.col("_paid_odd").fill_null(False) | (pl.col("_p") > SCALE))
+    return t.with_columns(
+        _written(ov, od).alias("ordered"), _written(iv, idg).alias("invoiced"), _written(pv, pdg).alias("paid"),
+        _written(open_v, pl.max_horizontal(idg, pdg)).alias("open"), state.alias("status"), odd.alias("_odd"),
+        *(pl.col(c).fill_null("") for c in ("quotes", "contract", "orders", "deliveries", "invoices", "payments",
+                                              "exceptions")))
+
+
+def _described(df: pl.DataFrame, entity: str, label: str, day: str, status: str | None) -> pl.DataFrame:
+    """A record as the records sheet describes it: what a person calls it (its label, else its source id), its
+    amount, currency, day and status."""
+    lab = pl.col(label)
+    return df.select(pl.col("id"), pl.lit(entity).alias("entity"), pl.col("source_system").alias("system"),
+                     pl.col("source_object").alias("object"), "source_id",
+                     pl.when(lab.is_null() | (lab == "")).then(pl.col("source_id")).otherwise(lab).alias("label"),
+                     pl.col("deal_amount" if entity == "deal" else "amount").alias("amount"), "currency",
+                     pl.col(day).alias("day"), (pl.col(status) if status else pl.lit(None, pl.String))
+                     .alias("status"))
 
 
 def _by_the_loop(t: pl.DataFrame, part: dict[str, pl.DataFrame], ids: list[str],
