@@ -12,8 +12,6 @@ number stay exact as text.
 
 from __future__ import annotations
 
-import functools
-import unicodedata
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -22,43 +20,28 @@ from typing import Any
 
 import polars as pl
 
-from canonical.money import minor_units
 from reports import labels
 from reports.cells import FORMULA_START, neutralise, plain_decimal, spreadsheet_number
 from reports.i18n import translations
 from reports.model import Report
 from reports.xlsx_frames import Column, add_rows
 from reports.xlsx_stream import (
+    DATE_FORMAT,
     FONT_BOLD,
     FONT_LINK,
     FONT_PLAIN,
+    MAX_WIDTH,
     SheetWriter,
     Workbook,
     column_letter,
+    display_width,
+    money_format,
     serial_day,
 )
 
-MAX_WIDTH = 60
 _DIGITS_SHOWN = Decimal("1e15")  # an amount this large is sized by its plain digits, not grouped with 2 decimals
-_DATE = "yyyy-mm-dd"
-
-
-@functools.lru_cache(maxsize=1024)
-def money_format(currency: str | None) -> str:
-    """The number format of an amount in ``currency``: its decimals and its code (each currency's made once)."""
-    try:
-        places = minor_units(currency) if currency else 2
-    except ValueError:
-        places = 2
-    number = "#,##0" + ("." + "0" * places if places else "")
-    code = "".join(ch for ch in (currency or "") if ch.isalnum())[:3]
-    return f"{number} [${code}]" if code else number
-
-
-def _display_width(text: str) -> int:
-    if text.isascii():
-        return len(text)
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+_DATE = DATE_FORMAT
+_display_width = display_width
 
 
 MAX_SHEET_ROWS = 1_048_576

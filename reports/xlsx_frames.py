@@ -1,11 +1,11 @@
-"""A sheet's rows from a Polars frame, written by Polars: the XML :meth:`reports.xlsx._Sheet.add` writes for each row,
+"""A sheet's rows from a Polars frame, written by Polars: the XML :meth:`reports.xlsx.Sheet.add` writes for each row,
 byte for byte, with the same widths and hyperlinks, made for a slice of rows at once instead of a cell at a time.
 
 The common cells are made by string expressions: printable ASCII text (escaped, its link font, ``xml:space`` where it
 starts or ends with a space), amounts whose text is ``str(Decimal)``'s plain form below 10^15 (their currency's
 number format), dates (serial days). Any other value (text to neutralise or beyond ASCII, an amount in exponent form,
-not a number, 10^15 or more, a link on an empty cell) is made by the sheet's own code (:meth:`_Sheet._cell` and the
-text rule of :meth:`_Sheet.add`), once per distinct value.
+not a number, 10^15 or more, a link on an empty cell) is made by the sheet's own code (:meth:`Sheet._cell` and the
+text rule of :meth:`Sheet.add`), once per distinct value.
 
 Polars' threads are not in a forked child (a query there waits for ever): this runs in the process that built the
 report, never in the workbook's forked writers.
@@ -15,15 +15,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import polars as pl
 
 from reports.cells import neutralise
-from reports.xlsx_stream import FONT_LINK
+from reports.xlsx_stream import (
+    DATE_FORMAT,
+    FONT_LINK,
+    MAX_WIDTH,
+    SheetWriter,
+    Styles,
+    display_width,
+    money_format,
+)
 
-if TYPE_CHECKING:
-    from reports.xlsx import _Sheet
+
+class Sheet(Protocol):
+    """What of a sheet being written (:class:`reports.xlsx.Sheet`) its rows by frames read and move on."""
+
+    ws: SheetWriter
+    styles: Styles
+    widths: list[int]
+    row: int
+    limit: int
+    left_out: int
+
+    def _letter(self, col: int) -> str: ...
+
+    def _cell(self, cells: list[str], ref: str, i: int, v: Any, url: str | None,
+              money: dict[int, str | None] | None, formats: dict[int, str] | None) -> int: ...
 
 SLICE = 50_000  # rows made at a time: at 1M chains a sheet's XML is about a gigabyte
 _EPOCH = date(1899, 12, 30)
@@ -44,12 +65,10 @@ class Column:
     link: str | None = None
 
 
-def add_rows(sheet: _Sheet, df: pl.DataFrame, columns: list[Column]) -> None:
+def add_rows(sheet: Sheet, df: pl.DataFrame, columns: list[Column]) -> None:
     """``df``'s rows appended to ``sheet`` as ``sheet.add`` of each row's values would (text as it is, amounts as
     ``Decimal``, dates as dates, ``money={i: currency}``, ``links={i: url}``), in a workbook whose cell formats were
     registered ahead (:func:`reports.xlsx._preregister`: the numbers do not depend on which is used first)."""
-    from reports.xlsx import MAX_WIDTH
-
     letters = [sheet._letter(i + 1) for i in range(len(columns))]
     room = max(sheet.limit - 1 - sheet.row, 0)
     sheet.left_out += max(df.height - room, 0)
@@ -67,12 +86,12 @@ def add_rows(sheet: _Sheet, df: pl.DataFrame, columns: list[Column]) -> None:
         for i, col in enumerate(columns):
             ref = pl.lit(letters[i]) + pl.col("_rn")
             if col.kind == "text":
-                cell, width, part = _text(sheet, part, col, ref, link_style)
+                cell, width = _text(sheet, part, col, ref, link_style)
                 if col.link is not None:
                     links.append(pl.when(_linked(col.link)).then(pl.struct(ref.alias("ref"), pl.col(col.link)
                                                                            .alias("url"))))
             elif col.kind == "money":
-                cell, width, part = _money(sheet, part, col, ref)
+                cell, width = _money(sheet, part, col, ref)
             else:
                 cell, width = _date(sheet, col, ref)
             cells.append(cell.fill_null(""))
@@ -97,11 +116,9 @@ def _linked(column: str) -> pl.Expr:
     return pl.col(column).is_not_null() & (pl.col(column) != "")
 
 
-def _text(sheet: _Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr, link_style: int
-          ) -> tuple[pl.Expr, pl.Expr, pl.DataFrame]:
+def _text(sheet: Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr,
+          link_style: int) -> tuple[pl.Expr, pl.Expr]:
     """A text column's cells and widths; values the fast path does not take are made once each by the sheet's rule."""
-    from reports.xlsx import MAX_WIDTH, _display_width
-
     v = pl.col(col.name).cast(pl.String)
     linked = _linked(col.link) if col.link is not None else pl.lit(False)
     style = pl.when(linked).then(pl.lit(f' s="{link_style}"')).otherwise(pl.lit(""))
@@ -114,7 +131,7 @@ def _text(sheet: _Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr, link_sty
         kept = ' xml:space="preserve"' if text.strip() != text else ""
         escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         tails[value] = f' t="inlineStr"><is><t{kept}>{escaped}</t></is></c>'
-        widths[value] = min(_display_width(text) + 2, MAX_WIDTH)
+        widths[value] = min(display_width(text) + 2, MAX_WIDTH)
     space = pl.when(v.str.starts_with(" ") | v.str.ends_with(" ")).then(pl.lit(' xml:space="preserve"')).otherwise(
         pl.lit(""))
     esc = v.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True).str.replace_all(
@@ -126,14 +143,13 @@ def _text(sheet: _Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr, link_sty
     width = pl.when(plain).then(v.str.len_chars() + 2).otherwise(odd_width)
     cell = pl.when(v.is_not_null()).then(pl.concat_str([pl.lit('<c r="'), ref, pl.lit('"'), style, tail])).when(
         linked).then(pl.concat_str([pl.lit('<c r="'), ref, pl.lit(f'" s="{link_style}"/>')]))
-    return cell, pl.when(v.is_null()).then(2).otherwise(pl.min_horizontal(width, MAX_WIDTH)), part
+    return cell, pl.when(v.is_null()).then(2).otherwise(pl.min_horizontal(width, MAX_WIDTH))
 
 
-def _money(sheet: _Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.DataFrame]:
+def _money(sheet: Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """An amount column's cells (its currency's number format) and widths (``f"{v:,.2f} {currency}"``)."""
     from decimal import Decimal
 
-    from reports.xlsx import MAX_WIDTH, money_format
 
     assert col.currency is not None
     t = pl.col(col.name).cast(pl.String)
@@ -169,16 +185,14 @@ def _money(sheet: _Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr) -> tupl
     cell = pl.when(plain).then(pl.concat_str([pl.lit('<c r="'), ref, pl.lit('"'), style, pl.lit("><v>"), t,
                                               pl.lit("</v></c>")])).otherwise(odd_cell)
     shown = pl.when(simple).then(pl.min_horizontal(width, MAX_WIDTH)).otherwise(odd_width)
-    return cell, pl.when(t.is_null()).then(2).otherwise(shown), part
+    return cell, pl.when(t.is_null()).then(2).otherwise(shown)
 
 
-def _date(sheet: _Sheet, col: Column, ref: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+def _date(sheet: Sheet, col: Column, ref: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """A date column's cells (serial days, the date format) and widths."""
-    from reports.xlsx import _DATE
-
     d = pl.col(col.name)
     serial = (d - pl.lit(_EPOCH)).dt.total_days().cast(pl.String)
-    cell = pl.when(d.is_not_null()).then(pl.concat_str([pl.lit('<c r="'), ref, pl.lit(f'" s="{sheet.styles.xf(_DATE)}"><v>'),
+    cell = pl.when(d.is_not_null()).then(pl.concat_str([pl.lit('<c r="'), ref, pl.lit(f'" s="{sheet.styles.xf(DATE_FORMAT)}"><v>'),
                                                        serial, pl.lit("</v></c>")]))
     return cell, pl.when(d.is_null()).then(2).otherwise(12)
 

@@ -11,7 +11,9 @@ row, an autofilter, column widths and external hyperlinks.
 
 from __future__ import annotations
 
+import functools
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -19,10 +21,35 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
+from canonical.money import minor_units
+
 _EPOCH = date(1899, 12, 30)  # serial day 0 of the 1900 date system (with Excel's leap-year bug baked in)
 
 FONT_PLAIN, FONT_BOLD, FONT_LINK = 0, 1, 2
 _ROWS_HELD = 500  # rows a sheet holds before it writes them to its spooled file
+
+
+MAX_WIDTH = 60  # a column's width at most, in characters
+DATE_FORMAT = "yyyy-mm-dd"
+
+
+@functools.lru_cache(maxsize=1024)
+def money_format(currency: str | None) -> str:
+    """The number format of an amount in ``currency``: its decimals and its code (each currency's made once)."""
+    try:
+        places = minor_units(currency) if currency else 2
+    except ValueError:
+        places = 2
+    number = "#,##0" + ("." + "0" * places if places else "")
+    code = "".join(ch for ch in (currency or "") if ch.isalnum())[:3]
+    return f"{number} [${code}]" if code else number
+
+
+def display_width(text: str) -> int:
+    """How many columns a text takes: two for a wide East Asian character, one for any other."""
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def column_letter(n: int) -> str:
