@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -26,7 +27,6 @@ SCALE = 6  # digits after the point a plain amount may have
 DEC = pl.Decimal(38, SCALE)
 _PLAIN = rf"^-?[0-9]{{1,15}}(?:\.[0-9]{{0,{SCALE}}})?$"
 _CENT = Decimal("0.01")
-_ENTITY_RANK = {"deal": 0, "order": 1, "invoice": 2, "payment": 3}
 _MONEY_COLUMNS = ("ordered", "invoiced", "paid", "open", "status")  # what a chain the loop builds takes from it
 
 
@@ -348,7 +348,7 @@ def _csv_amounts(s: pl.Series, write: Callable[[Any], str]) -> pl.Series:
     return s
 
 
-def write_chains_csv(path: Any, frames: Iterable[pl.DataFrame], columns: list[str], money: Iterable[str],
+def write_chains_csv(path: Path, frames: Iterable[pl.DataFrame], columns: list[str], money: Iterable[str],
                      write: Callable[[Any], str]) -> None:
     """``chains.csv`` from the chain table's frames, as the csv module writes ``write`` (csv_value) of each value of
     the rows: the same bytes, written by Polars a frame at a time."""
