@@ -17,6 +17,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a formula may start with
+# The same, as patterns for Polars' string expressions (a writer's fast path: a text of printable ASCII that starts no
+# formula is one neutralise leaves as it is; tab and carriage return are not printable ASCII)
+PRINTABLE_ASCII = r"^[ -~]*$"
+STARTS_FORMULA = r"^[=+\-@\t\r]"
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 REPLACEMENT = "\ufffd"

@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from reports.cells import PRINTABLE_ASCII, STARTS_FORMULA
 from reports.model import CHAIN_SCHEMA, RECORD_SCHEMA
 
 SCALE = 6  # digits after the point a plain amount may have
@@ -322,18 +323,16 @@ def exact_sums(rows: pl.DataFrame, by: list[str], amount: str, python_sum: Calla
     if odd.height:  # added in the caller's context (make it one that keeps every digit)
         for *key, texts in odd.group_by(by).agg(pl.col(amount)).iter_rows():
             out[tuple(key)] = out.get(tuple(key), Decimal(0)) + python_sum(texts)
-    return sorted(out.items(), key=lambda kv: tuple(str(k) for k in kv[0]))
+    return list(out.items())
 
 
-_CSV_PLAIN_TEXT = r"^[ -~]*$"  # printable ASCII: csv_value writes it as it is, unless it could start a formula
-_FORMULA = "^[=+\\-@\t\r]"
 
 
 def _csv_texts(s: pl.Series, write: Callable[[Any], str]) -> pl.Series:
     """A text column as :func:`reports.cells.csv_value` writes each value (``write``: it), by Polars where it leaves
     a text as it is; an empty text null (written empty, as csv writes ``""``)."""
     s = s.cast(pl.String)
-    odd = s.filter(~s.str.contains(_CSV_PLAIN_TEXT) | s.str.contains(_FORMULA)).unique()
+    odd = s.filter(~s.str.contains(PRINTABLE_ASCII) | s.str.contains(STARTS_FORMULA)).unique()
     if odd.len():
         s = s.replace({v: write(v) for v in odd.to_list() if v is not None})
     return s.replace("", None)

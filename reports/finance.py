@@ -49,7 +49,16 @@ from reconcile.tables import fx_rate, kpi_snapshot, recon_allocation, recon_exce
 from reports.cells import csv_value
 from reports.chain_frames import chain_batch, exact_sums, write_chains_csv
 from reports.links import SourceLinks
-from reports.model import CHAIN_MONEY, HTML_CHAIN_LIMIT, ZERO, Record, Report, ReportFiles
+from reports.model import (
+    CHAIN_MONEY,
+    HTML_CHAIN_LIMIT,
+    ZERO,
+    Record,
+    Report,
+    ReportFiles,
+    chain_frames,
+    record_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -281,30 +290,16 @@ def _fill_chains(engine: sa.Engine, report: Report, links: SourceLinks) -> None:
     held: set[str] = set()  # those of them already in the report
     loop = partial(_loop, codes_of=codes_of, links=links)
     for ids, part in _batches(frames, _chain_ids(frames, codes_of), CHAIN_BATCH, shared):
-        if BY_FRAMES:
-            rows, chain_records, records = chain_batch(part, ids, codes_of, links.urls, _minor_units, _money, loop)
-            if shared:
-                again = set(records.filter(pl.col("id").is_in(pl.Series(list(shared), dtype=pl.String).implode()))
-                            ["id"].to_list())
-                if again & held:
-                    records = records.filter(~pl.col("id").is_in(pl.Series(list(again & held),
-                                                                           dtype=pl.String).implode()))
-                held |= again
-            report.chains.add_frame(rows, chain_records)
-            report.records.add_frame(records, new=True)
-            continue
-        described: dict[str, Record] = {}
-        chain_rows = _chain_rows(_chain_sources(part, codes_of), ids, links, described)
-        for rid in shared.intersection(described):
-            if rid in held:
-                del described[rid]
-            held.add(rid)
-        chain_of: dict[str, str] = {}
-        for row in chain_rows:
-            for rid in row["record_ids"]:
-                chain_of.setdefault(rid, row["chain_id"])
-        report.chains.add(chain_rows)
-        report.records.add(described, chain_of, new=True)
+        rows, chain_records, records = (chain_batch(part, ids, codes_of, links.urls, _minor_units, _money, loop)
+                                        if BY_FRAMES else _loop_frames(part, ids, codes_of, links))
+        if shared:  # a record an earlier batch holds is kept as it was first added
+            again = set(records.filter(pl.col("id").is_in(pl.Series(list(shared), dtype=pl.String).implode()))
+                        ["id"].to_list())
+            if again & held:
+                records = records.filter(~pl.col("id").is_in(pl.Series(list(again & held), dtype=pl.String).implode()))
+            held |= again
+        report.chains.add_frame(rows, chain_records)
+        report.records.add_frame(records, new=True)
 
 
 BY_FRAMES = True
@@ -316,6 +311,18 @@ def _loop(frames: dict[str, pl.DataFrame], ids: list[str], *, codes_of: dict[str
           links: SourceLinks) -> list[dict[str, Any]]:
     """The reference loop's rows of the chains ``ids`` from their frames."""
     return _chain_rows(_chain_sources(frames, codes_of), ids, links, {})
+
+
+def _loop_frames(part: dict[str, pl.DataFrame], ids: list[str], codes_of: dict[str, set[str]],
+                 links: SourceLinks) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """What :func:`reports.chain_frames.chain_batch` gives, made by the reference loop."""
+    described: dict[str, Record] = {}
+    rows = _chain_rows(_chain_sources(part, codes_of), ids, links, described)
+    chain_of: dict[str, str] = {}
+    for row in rows:
+        for rid in row["record_ids"]:
+            chain_of.setdefault(rid, row["chain_id"])
+    return (*chain_frames(rows), record_frame(described, chain_of))
 
 
 def _minor_units(currency: str | None) -> int:

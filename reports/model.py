@@ -81,16 +81,8 @@ class ChainTable:
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Rows as :func:`reports.finance` builds them (amounts Decimals, ``record_ids``), kept as one more frame."""
-        if not rows:
-            return
-        columns: dict[str, Any] = dict(zip(CHAIN_SCHEMA, zip(*map(_CHAIN_VALUES, rows), strict=True), strict=True))
-        for c in CHAIN_MONEY:
-            columns[c] = [None if v is None else str(v) for v in columns[c]]
-        self._frames.append(pl.DataFrame(columns, schema=CHAIN_SCHEMA))
-        self._records.append(pl.DataFrame(
-            {"chain_id": [r["chain_id"] for r in rows for _ in r.get("record_ids", ())],
-             "record_id": [i for r in rows for i in r.get("record_ids", ())]}, schema=_CHAIN_RECORDS))
-        self._currencies = None
+        if rows:
+            self.add_frame(*chain_frames(rows))
 
     def add_frame(self, rows: pl.DataFrame, records: pl.DataFrame) -> None:
         """Rows already a frame of :data:`CHAIN_SCHEMA`, with their chains' records (``chain_id``, ``record_id``, in
@@ -163,6 +155,18 @@ class ChainTable:
         return set(self.frame().filter(pl.col("chain_id").is_in(wanted.implode()))["chain_id"].to_list())
 
 
+def chain_frames(rows: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Chain rows as dicts (amounts Decimals, ``record_ids``) as :meth:`ChainTable.add_frame` takes them: the rows
+    (:data:`CHAIN_SCHEMA`) and each chain's records in its order."""
+    columns: dict[str, Any] = dict(zip(CHAIN_SCHEMA, zip(*map(_CHAIN_VALUES, rows), strict=True), strict=True)) \
+        if rows else {c: [] for c in CHAIN_SCHEMA}
+    for c in CHAIN_MONEY:
+        columns[c] = [None if v is None else str(v) for v in columns[c]]
+    return pl.DataFrame(columns, schema=CHAIN_SCHEMA), pl.DataFrame(
+        {"chain_id": [r["chain_id"] for r in rows for _ in r.get("record_ids", ())],
+         "record_id": [i for r in rows for i in r.get("record_ids", ())]}, schema=_CHAIN_RECORDS)
+
+
 def _chain_dicts(df: pl.DataFrame) -> Iterator[dict[str, Any]]:
     names = list(CHAIN_SCHEMA)
     columns = [[_decimal(v) for v in df[c].to_list()] if c in CHAIN_MONEY else df[c].to_list() for c in names]
@@ -185,14 +189,8 @@ class RecordTable:
     def add(self, records: dict[str, Record], chain_of: dict[str, str] | None = None, *, new: bool = False) -> None:
         """More records; one already held is kept as it was first added (``new``: the caller knows that none is,
         which spares a pass over every record held)."""
-        if not records:
-            return
-        columns: dict[str, Any] = dict(zip(_RECORD_FIELDS, zip(*records.values(), strict=True), strict=True))
-        columns["amount"] = [None if a is None else str(a) for a in columns["amount"]]
-        columns["chain_id"] = [chain_of.get(i) for i in records] if chain_of else [None] * len(records)
-        self._frames.append(pl.DataFrame(columns, schema=RECORD_SCHEMA))
-        self._unique = (self._unique and new) or len(self._frames) == 1
-        self._currencies = None
+        if records:
+            self.add_frame(record_frame(records, chain_of), new=new)
 
     def add_frame(self, records: pl.DataFrame, *, new: bool = False) -> None:
         """Records already a frame of :data:`RECORD_SCHEMA` (``new`` as for :meth:`add`)."""
@@ -245,6 +243,16 @@ class RecordTable:
         :meth:`currencies`) needs no Polars query then (see :meth:`ChainTable.seal`)."""
         self.frame()
         self.currencies()
+
+
+def record_frame(records: dict[str, Record], chain_of: dict[str, str] | None = None) -> pl.DataFrame:
+    """Records (by id) as :meth:`RecordTable.add_frame` takes them (:data:`RECORD_SCHEMA`), each with the chain that
+    names it first (``chain_of``)."""
+    columns: dict[str, Any] = dict(zip(_RECORD_FIELDS, zip(*records.values(), strict=True), strict=True)) \
+        if records else {f: [] for f in _RECORD_FIELDS}
+    columns["amount"] = [None if a is None else str(a) for a in columns["amount"]]
+    columns["chain_id"] = [chain_of.get(i) for i in records] if chain_of else [None] * len(records)
+    return pl.DataFrame(columns, schema=RECORD_SCHEMA)
 
 
 def _records(df: pl.DataFrame, *, with_chain: bool) -> Iterator[tuple[str | None, Record]]:

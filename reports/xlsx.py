@@ -40,8 +40,6 @@ from reports.xlsx_stream import (
 )
 
 _DIGITS_SHOWN = Decimal("1e15")  # an amount this large is sized by its plain digits, not grouped with 2 decimals
-_DATE = DATE_FORMAT
-_display_width = display_width
 
 
 MAX_SHEET_ROWS = 1_048_576
@@ -58,7 +56,7 @@ class _Sheet:
                  gettext: Callable[[str], str] = str) -> None:
         self.ws = book.add_sheet(title, index)
         self.styles = book.styles
-        self.widths = [_display_width(h) + 2 for h in headers]
+        self.widths = [display_width(h) + 2 for h in headers]
         self.letters = [column_letter(i) for i in range(1, len(headers) + 1)]
         self.money_styles: dict[str | None, str] = {}  # currency -> the style attribute of its amounts
         bold = self.styles.xf(font=FONT_BOLD, top=True)
@@ -107,7 +105,7 @@ class _Sheet:
                     "&" in text or "<" in text or ">" in text) else text
                 cells.append(f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>{esc}</t></is></c>')
                 if widths[i] < MAX_WIDTH:
-                    w = (len(text) if text.isascii() else _display_width(text)) + 2
+                    w = (len(text) if text.isascii() else display_width(text)) + 2
                     if w > widths[i]:
                         widths[i] = w if w < MAX_WIDTH else MAX_WIDTH
                 continue
@@ -130,9 +128,9 @@ class _Sheet:
                 shown = f"{v:,.2f}" if abs(v) < _DIGITS_SHOWN else plain_decimal(v)
                 if money and i in money:
                     shown += " " + (ccy or "")
-                w = min((len(shown) if shown.isascii() else _display_width(shown)) + 2, MAX_WIDTH)
+                w = min((len(shown) if shown.isascii() else display_width(shown)) + 2, MAX_WIDTH)
             elif kind is date and not url:
-                cells.append(f'<c r="{letters[i]}{row}" s="{styles.xf(_DATE)}"><v>{serial_day(v)}</v></c>')
+                cells.append(f'<c r="{letters[i]}{row}" s="{styles.xf(DATE_FORMAT)}"><v>{serial_day(v)}</v></c>')
                 w = 12  # "2026-01-01" and its margin
             else:
                 w = self._cell(cells, letters[i] + row, i, v, url, money, formats)
@@ -167,7 +165,7 @@ class _Sheet:
             shown = "2026-01-01 00:00"
         elif hasattr(v, "isoformat"):
             value = v
-            fmt = _DATE
+            fmt = DATE_FORMAT
             shown = "2026-01-01"
         else:
             value = shown = neutralise(str(v))
@@ -179,7 +177,7 @@ class _Sheet:
         cells.append(SheetWriter.cell(ref, value, style))
         if money and i in money and isinstance(value, Decimal):
             shown += " " + (money[i] or "")
-        return min((len(shown) if shown.isascii() else _display_width(shown)) + 2, MAX_WIDTH)
+        return min((len(shown) if shown.isascii() else display_width(shown)) + 2, MAX_WIDTH)
 
     def settle(self) -> SheetWriter:
         """The sheet's frozen header, autofilter and widths set: ready to be written out."""
@@ -224,7 +222,7 @@ def _preregister(wb: Workbook, report: Report) -> None:
     st = wb.styles
     st.xf(font=FONT_BOLD, top=True)  # headers
     st.xf(None, FONT_LINK)  # links
-    st.xf(_DATE)
+    st.xf(DATE_FORMAT)
     st.xf(None, FONT_PLAIN, True)  # an amount beyond a spreadsheet's numbers: its digits as text, right-aligned
     currencies = report.records.currencies() | report.chains.currencies()
     for currency in sorted(currencies, key=lambda c: (c is None, str(c))):
@@ -362,36 +360,32 @@ def _chains_frame_rows(s: _Sheet, report: Report, _: Any) -> None:
                                     .alias("_status")), _CHAIN_SHEET)
 
 
-def write_sheet_part_frames(part: Path, report: Report, name: str, index: int, *,
-                            lang: str = "en") -> tuple[str | None, StylesUsed]:
-    """:func:`write_sheet_part` of the chains sheet, its rows made by Polars (in the process that built the report:
-    never in a forked child, where Polars' threads are not)."""
-    if name != "chains":
-        return write_sheet_part(part, report, name, index, lang=lang)
-    _ = translations(lang).gettext
-    wb = Workbook(None)
-    _preregister(wb, report)
-    s = _Sheet(wb, name, _chains_headers(_), index, gettext=_)
-    _chains_frame_rows(s, report, _)
-    with part.open("wb") as raw:
-        rels = s.settle().write_part(raw)
-    return rels, _styles_used(wb)
+_BY_FRAMES = {"chains": _chains_frame_rows}  # the sheets whose rows Polars can make (reports.xlsx_frames)
 
 
-def write_sheet_part(part: Path, report: Report, name: str, index: int, *,
-                     lang: str = "en") -> tuple[str | None, StylesUsed]:
+def write_sheet_part(part: Path, report: Report, name: str, index: int, *, lang: str = "en",
+                     by_frames: bool = False) -> tuple[str | None, StylesUsed]:
     """The ``name`` sheet's XML part (``chains`` or ``records``), for a workbook written meanwhile with it
     ``apart``. Returns its relationships part and the styles it used, which must be numbered as the workbook
-    numbers them (:func:`_preregister`)."""
+    numbers them (:func:`_preregister`). ``by_frames``: its rows made by Polars where they can be (the same XML;
+    only in the process that built the report, never in a forked child, where Polars' threads are not)."""
     _ = translations(lang).gettext
     wb = Workbook(None)
     _preregister(wb, report)
     headers, rows = _LARGE[name]
+    if by_frames:
+        rows = _BY_FRAMES.get(name, rows)
     s = _Sheet(wb, name, headers(_), index, gettext=_)
     rows(s, report, _)
     with part.open("wb") as raw:
         rels = s.settle().write_part(raw)
     return rels, _styles_used(wb)
+
+
+def write_sheet_part_frames(part: Path, report: Report, name: str, index: int, *,
+                            lang: str = "en") -> tuple[str | None, StylesUsed]:
+    """:func:`write_sheet_part` with its rows made by Polars."""
+    return write_sheet_part(part, report, name, index, lang=lang, by_frames=True)
 
 
 def styles_agree(book: StylesUsed, sheet: StylesUsed) -> bool:

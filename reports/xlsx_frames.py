@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from reports.cells import neutralise
+from reports.cells import PRINTABLE_ASCII, STARTS_FORMULA, neutralise
 from reports.xlsx_stream import (
     DATE_FORMAT,
     FONT_LINK,
@@ -48,8 +48,6 @@ class Sheet(Protocol):
 
 SLICE = 50_000  # rows made at a time: at 1M chains a sheet's XML is about a gigabyte
 _EPOCH = date(1899, 12, 30)
-_ASCII_TEXT = r"^[ -~]*$"
-_FORMULA = r"^[=+\-@]"  # (tab and carriage return are not printable ASCII: never plain)
 # str(Decimal)'s plain form, below 10^15: no leading zero, a zero's decimals 6 at most (0.0000001 is 1E-7)
 _PLAIN_AMOUNT = r"^-?(?:0(?:\.[0-9]{1,6})?|[1-9][0-9]{0,14}(?:\.[0-9]+)?)$"
 
@@ -122,7 +120,7 @@ def _text(sheet: Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr,
     v = pl.col(col.name).cast(pl.String)
     linked = _linked(col.link) if col.link is not None else pl.lit(False)
     style = pl.when(linked).then(pl.lit(f' s="{link_style}"')).otherwise(pl.lit(""))
-    plain = v.str.contains(_ASCII_TEXT) & ~v.str.contains(_FORMULA)
+    plain = v.str.contains(PRINTABLE_ASCII) & ~v.str.contains(STARTS_FORMULA)
     odd = part.filter(v.is_not_null() & ~plain).select(v.alias("_v")).unique()["_v"].to_list()
     tails: dict[str, str] = {}
     widths: dict[str, int] = {}
@@ -163,7 +161,7 @@ def _money(sheet: Sheet, part: pl.DataFrame, col: Column, ref: pl.Expr) -> tuple
     plain = t.str.contains(_PLAIN_AMOUNT)
     digits = t.str.extract(r"^-?([0-9]+)", 1).str.len_chars()
     negative = t.str.starts_with("-").cast(pl.Int64)
-    ascii_ccy = ccy.fill_null("").str.contains(_ASCII_TEXT)
+    ascii_ccy = ccy.fill_null("").str.contains(PRINTABLE_ASCII)
     nines = t.str.contains(r"^-?9+\.")  # f"{v:,.2f}" may carry into one more digit: made by the sheet's rule
     simple = plain & ascii_ccy & ~nines
     width = negative + digits + (digits - 1) // 3 + 3 + 1 + ccy.fill_null("").str.len_chars() + 2

@@ -241,7 +241,7 @@ def test_each_cell_by_frames_is_the_sheets_own(seed: int, tmp_path: Path) -> Non
     keep spaces of, amounts of every form and size with and without a currency, dates, links and empty links."""
     from reports import xlsx
     from reports.xlsx_frames import Column, add_rows
-    from reports.xlsx_stream import FONT_BOLD, FONT_LINK, Workbook
+    from reports.xlsx_stream import DATE_FORMAT, FONT_BOLD, FONT_LINK, Workbook
 
     rnd = random.Random(seed)
     rows = [(rnd.choice(TEXTS), rnd.choice(URLS), rnd.choice(MONEY), rnd.choice(CCYS), rnd.choice(DAYS))
@@ -252,7 +252,7 @@ def test_each_cell_by_frames_is_the_sheets_own(seed: int, tmp_path: Path) -> Non
         out = []
         for by_frames in (False, True):
             wb = Workbook(None)
-            for style in ((None, FONT_BOLD, False, True), (None, FONT_LINK), (xlsx._DATE,), (None, 0, True),
+            for style in ((None, FONT_BOLD, False, True), (None, FONT_LINK), (DATE_FORMAT,), (None, 0, True),
                           *((xlsx.money_format(c),) for c in CCYS)):  # as a report's sheets have them
                 wb.styles.xf(*style)  # type: ignore[arg-type]
             sheet = xlsx._Sheet(wb, "s", ["Text", "Amount", "Day", "Currency"], 1)
