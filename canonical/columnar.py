@@ -29,6 +29,7 @@ import contextlib
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import threading
@@ -37,12 +38,13 @@ import urllib.parse
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import polars as pl
 
+from canonical.errors import StoredValueError
 from canonical.scratch import scratch_dir
 
 if TYPE_CHECKING:  # at run time imported where a column's type is looked at: the helper process never needs them
@@ -172,7 +174,10 @@ def _typed(df: pl.DataFrame, table: Tableish, dtypes: Dtypes | None) -> pl.DataF
         want = _want(table, name, dtypes)
         s = df[name]
         if _kind(col) == "amount":
-            out.append(decimal_column(s.cast(pl.String), want))
+            try:
+                out.append(decimal_column(s.cast(pl.String), want))
+            except UnreadableAmount as bad:
+                raise StoredValueError(_unreadable(df, table.name, name, bad)) from None
         elif _kind(col) == "json" and s.dtype == pl.String:
             out.append(pl.Series(name, s).replace("", None))
         elif s.dtype == want:
@@ -190,21 +195,52 @@ def _typed(df: pl.DataFrame, table: Tableish, dtypes: Dtypes | None) -> pl.DataF
     return pl.DataFrame(out) if out else df
 
 
+#: an amount as the store holds it (``str`` of a ``Decimal``: ``-12.50``, ``1E+3``, ``0E-7``), ASCII only; ``Decimal``
+#: itself would also take ``NaN``, ``Infinity``, ``1_000``, spaces and other scripts' digits
+_AMOUNT_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class UnreadableAmount(ValueError):
+    """A stored amount that is no decimal number, or too large for the column's Decimal type."""
+
+    def __init__(self, value: str, why: str) -> None:
+        super().__init__(f"{value!r} {why}")
+        self.value, self.why = value, why
+
+
 def decimal_column(text: pl.Series, dtype: Any) -> pl.Series:
-    """Exact decimal text -> a Decimal column (an exponent form goes through ``Decimal``)."""
+    """Exact decimal text -> a Decimal column (an exponent form goes through ``Decimal``); a value that is no
+    decimal number, or has more digits before the point than ``dtype`` holds, raises :class:`UnreadableAmount`."""
     if text.dtype != pl.String:
         return text.cast(dtype)
     try:
         return text.cast(dtype, strict=True)
     except pl.exceptions.InvalidOperationError:
-        def exact(v: str | None) -> Decimal | None:
-            if v is None:
-                return None
-            try:
-                return Decimal(v)
-            except InvalidOperation:
-                raise ValueError(f"{text.name}: {v!r} is not a decimal amount") from None
-        return pl.Series(text.name, [exact(v) for v in text.to_list()], dtype=dtype)
+        whole = (dtype.precision or 38) - (dtype.scale or 0) if isinstance(dtype, pl.Decimal) else 38
+        return pl.Series(text.name, [_exact(v, whole) for v in text.to_list()], dtype=dtype)
+
+
+def _exact(text: str | None, whole: int) -> Decimal | None:
+    if text is None:
+        return None
+    if not _AMOUNT_TEXT.fullmatch(text):
+        raise UnreadableAmount(text, "is not a decimal amount")
+    value = Decimal(text)
+    if not value:
+        return Decimal(0)  # 0E+50: a zero, whatever its exponent (Polars would find it too large)
+    if value.adjusted() >= whole:
+        raise UnreadableAmount(text, f"has more than {whole} digits before the decimal point")
+    return value
+
+
+def _unreadable(df: pl.DataFrame, table: str, column: str, bad: UnreadableAmount) -> str:
+    """The one line that names an unreadable stored amount: table, row (when its id was read), column, value."""
+    row = ""
+    if "id" in df.columns:
+        ids = df.filter(pl.col(column).cast(pl.String) == bad.value)["id"]
+        row = f" row {ids[0]!r}" if len(ids) else ""
+    return (f"the store's {table} table{row}: {column} {bad}; the mapping stage quarantines such amounts, so this row "
+            f"was written around it (by hand, a tool or a restored copy): correct or delete it, then run again")
 
 
 PG_PROTOCOL: Literal["cursor"] = "cursor"

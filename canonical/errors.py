@@ -40,6 +40,14 @@ class InputError(LtcError):
     exit_code = 2
 
 
+class StoredValueError(LtcError):
+    """A row in the store's tables holds a value ltc-hub cannot read (an amount that is not a decimal, or too large
+    to compute with): the message names table, row, column and value. Such a row was written around the mapping
+    stage (which quarantines these), by hand or by a tool: correct or delete it."""
+
+    exit_code = 2
+
+
 class StoreProblem(LtcError):
     """The store's database, or a disk a run writes, cannot take the work (full, read-only, locked too long, out of
     connections, a file or directory this process may not write): an operator must fix it. What was committed

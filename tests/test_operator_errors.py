@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from canonical import db
+from canonical import db, tables
 from canonical.errors import ConfigError, StoreProblem, error_text, operator_error
 from canonical.store import Store
 from tests.test_cli import ltc
@@ -223,3 +225,23 @@ def test_a_prepared_statement_lost_behind_a_transaction_pool_names_session_pooli
     problem = operator_error(RuntimeError(text))
     assert isinstance(problem, StoreProblem) and problem.exit_code == 2
     assert "pooler in transaction mode" in str(problem) and "pool_mode = session" in str(problem)
+
+
+def test_an_unreadable_amount_in_the_store_is_one_line_naming_it_and_exit_2(tmp_path: Path) -> None:
+    """An invoice total of ``1E+40`` written into the store by hand: ``ltc reconcile`` stopped with Polars'
+    traceback ("Decimal is too large to fit in Decimal128")."""
+    url = f"sqlite:///{tmp_path / 'ltc.db'}"
+    store = Store.open(url)
+    invoice = tables.table_for("invoice")
+    with store.engine.begin() as conn:
+        store.upsert_entities(conn, "invoice", [{c.name: None for c in invoice.columns} | {
+            "id": f"erp:invoice:{i}", "source_system": "erp", "source_object": "invoice", "source_id": str(i),
+            "attributes": {}, "kind": "invoice", "currency": "EUR", "total": Decimal("10.00"),
+            "issue_date": date(2026, 10, 1)} for i in range(3)])
+        conn.execute(sa.text("UPDATE invoice SET total = '1E+40' WHERE id = 'erp:invoice:1'"))
+    store.close()
+    res = ltc("reconcile", "--as-of", "2026-10-31", env={"LTC_DATABASE_URL": url}, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("error: the store's invoice table row 'erp:invoice:1': total '1E+40' has more than")
