@@ -13,6 +13,7 @@ templates; a strict Content-Security-Policy (no script, no frame); binds 127.0.0
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date
@@ -20,11 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from canonical.errors import ConfigError, LtcError
+from canonical.errors import ConfigError, DatabaseUnavailable, LtcError, StoreProblem, operator_error
 from canonical.store import Store
 from reconcile import lifecycle
 from reports import labels
@@ -34,6 +36,8 @@ from reports.i18n import LANGUAGES, report_language
 from reports.links import SourceLinks
 from ui import queries
 from ui.auth import CSRF_COOKIE, SESSION_COOKIE, Signer, User, new_csrf_cookie, verify_password
+
+log = logging.getLogger("ltc.ui")
 
 TEMPLATES = Path(__file__).parent / "templates"
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
@@ -189,6 +193,20 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         if exc.status == 401 and request.method == "GET":
             return RedirectResponse(at("/login?") + urlencode({"next": str(request.url.path)}), status_code=303)
         return render(request, "error.html.j2", status=exc.status, message=str(exc), user=None)
+
+    async def store_trouble(request: Request, exc: Exception) -> Response:
+        """A store that cannot take the request (down, locked, read-only, full, a row it cannot read): a page with
+        the one line an operator acts on, 503 while it is the store's condition, and that line in the log;
+        anything else stays a bug (500, its traceback in the server's log)."""
+        problem = operator_error(exc)
+        if problem is None:
+            raise exc
+        log.error("%s %s: %s", request.method, request.url.path, problem)
+        status = 503 if isinstance(problem, StoreProblem | DatabaseUnavailable) else 500
+        return render(request, "error.html.j2", status=status, message=str(problem), user=None)
+
+    for kind in (LtcError, sa.exc.DBAPIError, OSError):
+        app.add_exception_handler(kind, store_trouble)
 
     def viewer(request: Request) -> User:
         user = user_of(request)

@@ -3,6 +3,7 @@ CSRF, escaping, filters, totals, the exception page, actions through the lifecyc
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -318,3 +319,37 @@ def test_cookies_are_secure_behind_an_https_proxy_only(world: Store) -> None:
 def test_a_base_path_that_is_not_a_path_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="is not a URL path: give one like /ltc"):
         config(base_path=bad)
+
+
+def test_a_store_that_cannot_take_a_write_is_a_page_saying_what_to_fix(tmp_path: Any,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A store opened read-only (an auditor's copy, a file whose permissions changed): an action used to answer
+    "Internal Server Error" with nothing said; now 503 with the one line an operator acts on, also in the log."""
+    path = tmp_path / "ltc.db"
+    store = Store.open(f"sqlite:///{path}")
+    WORLD.load(store)
+    run_reconciliation(store, Config(), WORLD.as_of)
+    fp = lifecycle.list_exceptions(store)[0]["fingerprint"]
+    store.close()
+    ro = Store.open(f"sqlite:///file:{path}?mode=ro&uri=true")
+    c = client_for(ro, "fiona")
+    assert c.get("/").status_code == 200  # reading works
+    token = csrf(c.get(f"/x/{fp}").text)
+    with caplog.at_level("ERROR", logger="ltc.ui"):
+        r = c.post(f"/x/{fp}/act", data={"action": "acknowledge", "note": "", "csrf": token}, follow_redirects=False)
+    assert r.status_code == 503, r.text[:300]
+    assert "the store's database is read-only for this process" in html.unescape(r.text)
+    assert "Traceback" not in r.text and r.headers["Content-Security-Policy"]
+    assert any("read-only" in m for m in caplog.messages)
+    ro.close()
+
+
+def test_a_bug_stays_a_bug(world: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an operator's problem becomes a page: any other error is a 500 with its traceback in the server's log."""
+    def broken(*_: Any, **__: Any) -> None:
+        raise sa.exc.ProgrammingError("SELECT x", {}, Exception("no such column: x"))
+
+    monkeypatch.setattr("ui.queries.queue", broken)
+    c = client_for(world, "fiona")
+    with pytest.raises(sa.exc.ProgrammingError):
+        c.get("/")
