@@ -163,3 +163,27 @@ def test_a_credential_from_a_file_as_containers_and_systemd_mount_them(tmp_path:
     res = check(cfg)
     assert "sk_test_from_a_file" not in res.output
     assert "credential file" not in res.output, res.output
+
+
+def test_reconcile_settings_reconciliation_cannot_use_are_refused_one_per_line(tmp_path: Path) -> None:
+    """Before, ``tolerance_abs: "1e38"`` passed the check and stopped ``ltc reconcile`` with Polars' traceback
+    ("Decimal is too large to fit in Decimal128"); ``0.00001`` was cut to 0 without a word; a share of 2 was taken."""
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text("reconcile:\n"
+                   "  tolerance_abs: '1e38'\n"
+                   "  tolerance_rel: '2'\n"
+                   "  bank_charge_max: {eur: '-1', usd: '0.00001'}\n"
+                   "  bank_charge_rel: '0.0000001'\n"
+                   "  identity_auto_threshold: '1.5'\n")
+    res = check(cfg)
+    assert res.exit_code == 2
+    *problems, last = res.stderr.strip().splitlines()
+    by_line = {int(p[len(str(cfg)) + 1:].split(":")[0]): p for p in problems}
+    assert by_line[2].startswith(f"{cfg}:2: reconcile.tolerance_abs") and "beyond any amount" in by_line[2]
+    assert by_line[3].startswith(f"{cfg}:3: reconcile.tolerance_rel") and "between 0 and 1" in by_line[3]
+    assert by_line[4].startswith(f"{cfg}:4: reconcile.bank_charge_max") and "EUR" in by_line[4]
+    assert by_line[5].startswith(f"{cfg}:5: reconcile.bank_charge_rel") and "at most 6 decimal places" in by_line[5]
+    assert by_line[6].startswith(f"{cfg}:6: reconcile.identity_auto_threshold") and "between 0 and 1" in by_line[6]
+    assert len(problems) == 5 and last == f"5 problem(s) in {cfg}"
+    cfg.write_text("reconcile:\n  tolerance_abs: '500'\n  tolerance_rel: '1'\n  bank_charge_max: {usd: '0.0001'}\n")
+    assert check(cfg).exit_code == 0  # wide, but usable

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from canonical.errors import ConfigError, yaml_problem, yaml_text
-from canonical.money import normalize_currency
+from canonical.money import SANE_BOUND, normalize_currency
 
 DEFAULT_PATH = "ltc.yaml"
 SOURCE_KINDS = ("salesforce", "hubspot", "tryton", "odoo", "stripe", "camt053", "zoho", "jiandaoyun")
@@ -261,6 +261,26 @@ class ErpConfig(_Model):
     dry_run: bool = False
 
 
+#: reconciliation computes amounts to 4 decimal places and shares to 6 (``reconcile.frames.MONEY``,
+#: ``reconcile.stages.expr.tol``): a tolerance finer than that would be cut to zero without a word
+_AMOUNT_DECIMALS, _SHARE_DECIMALS = 4, 6
+
+
+def _amount_setting(name: str, v: Decimal) -> Decimal:
+    """An amount in the reconcile settings (``name``: where, when the field's name does not say it): non-negative,
+    below any sane amount (canonical.money.SANE_BOUND: what the mapping stage accepts at all) and no finer than
+    reconciliation computes."""
+    name = f"{name}: " if name else ""
+    if v < 0:
+        raise ValueError(f"{name}{v} must not be negative")
+    if v >= SANE_BOUND:
+        raise ValueError(f"{name}{v} is beyond any amount ltc-hub reconciles (below {SANE_BOUND:,})")
+    if v.as_tuple().exponent < -_AMOUNT_DECIMALS:  # type: ignore[operator]
+        raise ValueError(f"{name}{v}: at most {_AMOUNT_DECIMALS} decimal places (reconciliation computes amounts "
+                         f"to {_AMOUNT_DECIMALS})")
+    return v
+
+
 class ReconcileConfig(_Model):
     tolerance_abs: Decimal = Decimal("0.01")
     tolerance_rel: Decimal = Decimal("0.001")
@@ -305,6 +325,25 @@ class ReconcileConfig(_Model):
         bad = [c for c, cap in v.items() if not cap.is_finite() or cap < 0]
         if bad:
             raise ValueError(f"bank_charge_max: the cap of {', '.join(bad)} must be a non-negative amount")
+        for ccy, cap in v.items():
+            _amount_setting(f"bank_charge_max.{ccy}", cap)
+        return v
+
+    @field_validator("tolerance_abs")
+    @classmethod
+    def _tolerance_abs(cls, v: Decimal) -> Decimal:
+        return _amount_setting("", v)
+
+    @field_validator("tolerance_rel", "bank_charge_rel", "identity_auto_threshold", "identity_review_threshold")
+    @classmethod
+    def _share(cls, v: Decimal | None) -> Decimal | None:
+        if v is None:
+            return v
+        if not 0 <= v <= 1:
+            raise ValueError(f"{v} is not a share between 0 and 1 (0.001 is 0.1 %)")
+        if v.as_tuple().exponent < -_SHARE_DECIMALS:  # type: ignore[operator]
+            raise ValueError(f"{v}: at most {_SHARE_DECIMALS} decimal places (reconciliation computes shares to "
+                             f"{_SHARE_DECIMALS})")
         return v
 
 

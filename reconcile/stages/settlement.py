@@ -41,7 +41,12 @@ def settle(invoices: Invoices, payments: Payments, s: Settings, as_of: date) -> 
         pl.col("applied").fill_null(ZERO).cast(MONEY)
     ).with_columns((pl.col("amount") - pl.col("applied")).cast(MONEY).alias("unapplied"))
     amb_ids = amb_all.select(pl.col("id").alias("payment_id"))
-    unapplied = pbal.filter(pl.col("unapplied") > tol(s, pl.col("amount"))).join(amb_ids, on="payment_id", how="anti")
+    # cash nobody could apply at all is unapplied whatever its size: the tolerance forgives what is left of a
+    # payment that paid something (a cent over), not a payment that paid nothing (a 0.01 verification deposit,
+    # or any payment under a tolerance as wide as ``tolerance_rel: 1``)
+    unapplied = pbal.filter(
+        (pl.col("unapplied") > tol(s, pl.col("amount"))) | ((pl.col("applied") == 0) & (pl.col("amount") != 0))
+    ).join(amb_ids, on="payment_id", how="anti")
     ex_parts.append(pbal.join(amb_all.rename({"id": "payment_id"}), on="payment_id").select(
         pl.lit("AMBIGUOUS_MATCH").alias("code"), pl.col("ref_deal").alias("chain_id"),
         pl.concat_list(pl.col("payment_id")).alias("keys"), pl.concat_list("payment_id", "cands").alias("records"),

@@ -187,3 +187,32 @@ def test_line_check_sums_per_product_and_never_pairs_missing_products() -> None:
     res = run(fr)
     assert codes(res) == [("LINE_MISMATCH", ["sf:deal:D1"])]
     assert res.exceptions["amount"].to_list() == [Decimal("200.0000")]
+
+
+@pytest.mark.parametrize(("amount", "settings"), [
+    ("0.01", S),  # a verification deposit within the absolute tolerance
+    ("40.00", Settings(tolerance_abs=Decimal("500"))),  # any receipt under a wide absolute tolerance
+    ("40.00", Settings(tolerance_rel=Decimal("1"))),  # any receipt at all under a 100 % relative one
+])
+def test_cash_applied_to_nothing_is_unapplied_whatever_the_tolerance(amount: str, settings: Settings) -> None:
+    """Before, a payment that paid nothing and lay within tolerance was 'matched' with nothing applied, and the
+    conservation check stopped every reconciliation of the store (exit 3) until someone deleted the payment."""
+    fr = world(**chain(), invoice=[invoice("I0", "SO0", "100.00")],
+               payment=[payment("P0", "100.00", ref="I0"), payment("MICRO", amount, payer="Nobody Known GmbH")])
+    res = reconcile_frames(fr, settings, AS_OF)
+    assert codes(res) == [("UNAPPLIED_PAYMENT", ["bank:payment:MICRO"])]
+    assert res.exceptions.row(0, named=True)["amount"] == Decimal(amount)
+    states = {(r["entity"], r["id"]): r["state"] for r in res.states.iter_rows(named=True)}
+    assert states[("payment", "bank:payment:MICRO")] == "exception"
+    assert states[("payment", "bank:payment:P0")] == "matched" and states[("invoice", "erp:invoice:I0")] == "matched"
+    cash = {k: Decimal(v) for k, v in res.totals["cash"]["USD"].items()}
+    assert cash == {"received": Decimal("100.00") + Decimal(amount), "applied": Decimal("100.00"),
+                    "unapplied": Decimal(amount)}
+
+
+def test_a_cent_over_on_a_payment_that_paid_its_invoice_stays_forgiven() -> None:
+    fr = world(**chain(), invoice=[invoice("I0", "SO0", "100.00")], payment=[payment("P0", "100.01", ref="I0")])
+    res = run(fr)
+    assert codes(res) == []
+    assert {r["id"]: r["state"] for r in res.states.filter(pl.col("entity") == "payment").iter_rows(named=True)} == {
+        "bank:payment:P0": "matched"}
