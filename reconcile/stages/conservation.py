@@ -13,9 +13,10 @@ from reconcile.stages.expr import ZERO
 
 
 class ConservationError(LtcError):
-    """The reconciliation does not tie out: a row has no state or two, or sums differ."""
+    """The reconciliation does not tie out: a row has no state or two, or sums differ. A failed stage (exit 1, as the
+    README's exit codes say): 3 means a pause on a vendor quota, which a run resumes, and this is no pause."""
 
-    exit_code = 3
+    exit_code = 1
 
 
 def conservation(fr: Frames, inv: pl.DataFrame, targets: pl.DataFrame, credits: pl.DataFrame,
