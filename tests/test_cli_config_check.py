@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ltc.cli import app
+from tests.test_cli import ltc
 
 
 def check(cfg: Path) -> Any:
@@ -187,3 +188,29 @@ def test_reconcile_settings_reconciliation_cannot_use_are_refused_one_per_line(t
     assert len(problems) == 5 and last == f"5 problem(s) in {cfg}"
     cfg.write_text("reconcile:\n  tolerance_abs: '500'\n  tolerance_rel: '1'\n  bank_charge_max: {usd: '0.0001'}\n")
     assert check(cfg).exit_code == 0  # wide, but usable
+
+
+def test_a_key_given_twice_is_a_problem_not_a_silent_override(tmp_path: Path) -> None:
+    """Before, a second ``reconcile:`` block replaced the first without a word (YAML keeps the last key)."""
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text("reporting_currency: EUR\n"
+                   "reconcile:\n"
+                   "  tolerance_abs: '0.01'\n"
+                   "  tolerance_abs: '5'\n"
+                   "notifications:\n"
+                   "  - {name: a, url: 'json://localhost', name: b}\n"
+                   "reconcile:\n"
+                   "  tolerance_rel: '0.01'\n")
+    res = check(cfg)
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [
+        f"{cfg}:4: reconcile.tolerance_abs: given again (first at line 3); YAML keeps only the last one, without a "
+        "word: keep one",
+        f"{cfg}:6: notifications.0.name: given again (first at line 6); YAML keeps only the last one, without a word: "
+        "keep one",
+        f"{cfg}:7: reconcile: given again (first at line 2); YAML keeps only the last one, without a word: keep one",
+        f"3 problem(s) in {cfg}"]
+    run = ltc("run", "-c", str(cfg), "--progress", "off", cwd=tmp_path,
+              env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'ltc.db'}"})
+    assert run.returncode == 2 and "reconcile: given again (first at line 2)" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -538,6 +538,25 @@ class ConfigProblems(ConfigError):
         self.problems = problems
 
 
+def duplicate_keys(node: yaml.Node | None, path: tuple[str, ...] = ()) -> list[tuple[int, int, str]]:
+    """Each key given twice in one mapping of the document ``node``: (its line, the first one's line, its dotted
+    path), in file order."""
+    found: list[tuple[int, int, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+            line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode) and name in seen:
+                found.append((line, seen[name], ".".join((*path, name))))
+            seen.setdefault(name, line)
+            found += duplicate_keys(value, (*path, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += duplicate_keys(item, (*path, str(i)))
+    return sorted(found)
+
+
 def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
     """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -576,6 +595,10 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(yaml_problem(p, exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}:1: the top level must be a mapping of settings")
+    twice = duplicate_keys(node)
+    if twice:  # YAML keeps the last and drops the first without a word: a second `reconcile:` block, say
+        raise ConfigProblems([f"{p}:{line}: {where}: given again (first at line {first}); YAML keeps only the last "
+                              "one, without a word: keep one" for line, first, where in twice])
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
