@@ -239,3 +239,16 @@ def test_a_store_in_a_read_only_folder_is_one_line_that_says_why(tmp_path: Path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "is not writable" in lines[0] and "-wal and -shm" in lines[0], res.stderr
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "false"), ("true", "true")])
+def test_prefect_analytics_are_off_unless_the_operator_turns_them_on(given: str | None, expected: str) -> None:
+    """A temporary Prefect server started by a command (a ``{secret: …}`` credential in config check) printed
+    "Failed to send telemetry" on every start on a machine with no way out."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_SERVER_ANALYTICS_ENABLED"}
+    if given is not None:
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = given
+    code = ("import os, sys\nfrom ltc.cli import main\nsys.argv = ['ltc', '--version']\ntry:\n    main()\n"
+            "except SystemExit:\n    pass\nprint(os.environ.get('PREFECT_SERVER_ANALYTICS_ENABLED'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.stdout.strip().splitlines()[-1] == expected, res.stderr

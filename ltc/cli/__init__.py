@@ -31,6 +31,11 @@ def announce(argv: list[str]) -> bool:
 
 def main() -> None:
     """Console entry point (see :func:`ltc.cli.commands.main`)."""
+    # a command that needs Prefect and finds no PREFECT_API_URL starts a temporary Prefect server in this process
+    # (a `{secret: …}` credential, `ltc serve`): its usage analytics then fail on every start where the machine has
+    # no way out ("ERROR | prefect.server.services.telemetry - Failed to send telemetry"), and send where it has.
+    # Off unless the operator says otherwise.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     announce(sys.argv[1:])
     from ltc.cli.commands import main as run
 
