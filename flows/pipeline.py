@@ -97,7 +97,7 @@ def pipeline(config_path: str | None = None, as_of: date | None = None, sync: bo
                     stage_task(spec.name, token)
             except Exception as exc:
                 get_run_logger().error("stage %s failed: %s", spec.name, error_text(exc, typed=False))
-                failed = True
+                failed = failed or spec.blocks  # fx: the later stages still run on the rates loaded before
         finish(store, result)
         kpis = run_kpis(store, result.reconcile.get("run_id")) if result.reconcile else []
     finally:

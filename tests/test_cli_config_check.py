@@ -55,7 +55,7 @@ def test_every_unresolved_reference_and_broken_mapping_is_listed(tmp_path: Path,
         "    kind: odoo\n"
         "    credentials: {api_key: {secret: known-block}}\n"    # fine
         "    mapping: broken.yaml\n"                             # line 15: does not load
-        f"  bank: {{kind: camt053, options: {{folder: '{tmp_path / 'no-such-folder'}'}}}}\n"  # line 16
+        f"  bank: {{kind: camt053, options: {{folder: '{tmp_path / 'no-such-folder'}'}}}}\n"  # line 15
     )
     res = check(cfg)
     assert res.exit_code == 2
@@ -98,6 +98,54 @@ def test_a_good_file_says_what_it_checked(tmp_path: Path, monkeypatch: pytest.Mo
     assert res.exit_code == 0, res.output
     assert "2 source(s)" in res.stdout and "ERP erp" in res.stdout
     assert "2 credential reference(s) resolve, 2 mapping(s) compile" in res.stdout
+
+
+def test_what_ltc_run_would_fail_on_is_a_problem_here(tmp_path: Path) -> None:
+    """A bank source without its folder, a base_url or rate URL that does not parse, a listed rate file that is
+    missing, not a rate file or holds no usable rate: each a problem on its line (exit 2), which `ltc run` met only
+    at run time (a source failed, the fx stage 'ok'); a URL is not fetched, a good rate file passes."""
+    (tmp_path / "good.csv").write_text("rate_date,base,quote,rate\n2026-10-30,EUR,USD,1.08\n")
+    (tmp_path / "junk.csv").write_text("hello\n")
+    (tmp_path / "bad.csv").write_text("rate_date,base,quote,rate\n2026-10-30,EUR,USD,abc\n")
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  bank:\n"
+        "    kind: camt053\n"                                          # line 3: no options.folder
+        "  pay:\n"
+        "    kind: stripe\n"
+        "    base_url: 'https://[::1'\n"                               # line 6
+        "  pay2:\n"
+        "    kind: stripe\n"
+        "    base_url: 'https://h.invalid:99999'\n"                    # line 9
+        "fx:\n"
+        "  files:\n"
+        "    - good.csv\n"
+        "    - /nope.csv\n"                                            # line 13
+        "    - junk.csv\n"                                             # line 14
+        "    - bad.csv\n"                                              # line 15
+        "    - https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip\n"
+        "    - 'https://h.invalid:0/x.csv'\n"                          # line 17
+    )
+    res = check(cfg)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert lines[0] == f"{cfg}:6: sources.pay.base_url: 'https://[::1' is not a valid URL (Invalid IPv6 URL)"
+    assert lines[1] == (f"{cfg}:9: sources.pay2.base_url: 'https://h.invalid:99999' is not a valid URL "
+                        "(Port out of range 0-65535)")
+    assert lines[2] == f"{cfg}:17: fx.files.5: 'https://h.invalid:0/x.csv': port 0 is no port a server listens on"
+    assert lines[3] == f"3 problem(s) in {cfg}"  # the shape first: the rest is checked once the file validates
+    cfg.write_text(cfg.read_text().replace("[::1", "pay.example").replace(":99999", "").replace(":0/", "/"))
+    res = check(cfg)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert lines[0] == (f"{cfg}:3: sources.bank.options.folder: not set: the folder to watch for statement files "
+                        "(ltc run imports the new files of it)")
+    assert lines[1] == f"{cfg}:13: fx.files.1: /nope.csv does not exist or is not a file"
+    assert lines[2].startswith(f"{cfg}:14: fx.files.2: {tmp_path / 'junk.csv'}:1: not a rate file: expected the header")
+    assert lines[3] == (f"{cfg}:15: fx.files.3: {tmp_path / 'bad.csv'}: no usable rate in it (1 row(s) rejected, the "
+                        f"first: {tmp_path / 'bad.csv'}:2: rate 'abc' is not a positive decimal number)")
+    assert lines[4] == f"4 problem(s) in {cfg}"
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])

@@ -16,11 +16,19 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from canonical.errors import ConfigError, yaml_problem, yaml_text
 from canonical.money import SANE_BOUND, normalize_currency
@@ -144,6 +152,22 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+def url_problem(url: str) -> str | None:
+    """Why an http(s) URL cannot be requested as written (a bracket or port that does not parse, no host), or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # parsed on access: out of range or not a number raises
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    if not parts.hostname:
+        return f"{url!r} names no host"
+    if port == 0:
+        return f"{url!r}: port 0 is no port a server listens on"
+    if any(c.isspace() for c in parts.netloc):
+        return f"{url!r}: a host with a space in it"
+    return None
+
+
 def insecure_urls(source: SourceConfig) -> list[str]:
     """The source's plain http:// URLs that leave this machine (base_url, options.login_url, and
     Zoho's options.accounts_url, where the client secret goes)."""
@@ -210,6 +234,9 @@ class SourceConfig(_Model):
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://", "file://")):
             raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
+        why = url_problem(v) if v is not None and not v.startswith("file://") else None
+        if why is not None:
+            raise ValueError(why)
         return v
 
     @field_validator("deep_check_every", mode="before")
@@ -364,10 +391,20 @@ class PushCrmConfig(_Model):
         return v
 
 
+def _rate_location(v: str) -> str:
+    why = url_problem(v) if v.startswith(("http://", "https://")) else None
+    if why is not None:
+        raise ValueError(why)
+    return v
+
+
+RateLocation = Annotated[str, AfterValidator(_rate_location)]  # an fx.files entry: a path, or a URL that parses
+
+
 class FxConfig(_Model):
     """``fx``: where FX rates come from (``ltc.app.fx``) and when a rate is stale."""
 
-    files: list[str] = Field(default_factory=list)  # paths or http(s) URLs: our CSV, ECB eurofxref CSV/XML/zip
+    files: list[RateLocation] = Field(default_factory=list)  # paths or http(s) URLs: our CSV, ECB CSV/XML/zip
     erp_rates: bool = True  # load the ERP sources' own rate stream (Tryton/Odoo currency rates)
     max_age_days: int = Field(default=7, ge=0)  # newest rate older than this at the as-of: stale
 

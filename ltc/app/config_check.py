@@ -3,7 +3,8 @@
 Beyond what :func:`ltc.app.config.load_config` validates (shape, types, values), the check resolves
 what the file only refers to: every credential reference (the environment variable is set, the
 Prefect Secret block exists; the value is never shown), every source's mapping (shipped plus
-``mapping:`` override: the file exists, loads and compiles), every bank source's folder. It lists
+``mapping:`` override: the file exists, loads and compiles), every bank source's folder (set, and a
+directory), every local FX rate file (it exists and holds a usable rate; a URL is not fetched). It lists
 all problems, one ``file:line: dotted.path: what to fix`` each, instead of stopping at the first.
 """
 
@@ -111,8 +112,17 @@ def check_config(path: str | Path | None = None) -> CheckResult:
             problem(("sources", name, "mapping") if src.mapping else ("sources", name, "kind"),
                     f"mapping does not load: {exc}")
         folder = src.options.get("folder")
-        if src.kind == "camt053" and folder and not Path(str(folder)).is_dir():
+        if src.kind == "camt053" and not folder:
+            problem(("sources", name, "options", "folder"), "not set: the folder to watch for statement files "
+                    "(ltc run imports the new files of it)")
+        elif src.kind == "camt053" and not Path(str(folder)).is_dir():
             problem(("sources", name, "options", "folder"), f"bank statement folder {folder} does not exist")
+    from ltc.app.fx import file_problem
+
+    for i, location in enumerate(cfg.fx.files):  # a URL is not fetched: the check runs without the network
+        why = file_problem(location)
+        if why is not None:
+            problem(("fx", "files", i), why)
     result.problems = [text for _line, text in sorted(found, key=lambda t: t[0])]
     from ltc.app.notify import check_targets
 

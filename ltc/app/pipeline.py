@@ -168,6 +168,8 @@ class PipelineResult:
         lines = [s.banner() for s in self.sources.values() if s.missing]
         if self.failed_stage:
             lines.append(f"Stage {self.failed_stage} failed: {self.error}")
+        lines += [f"Stage {s.name} failed: {s.message}" for s in self.stages  # after one that does not block
+                  if s.status == "failed" and s.name != self.failed_stage]
         if self.quarantine_failure:
             lines.append(self.quarantine_failure)
         return lines
@@ -457,8 +459,11 @@ def _imports(ctx: Context) -> tuple[dict[str, Any], dict[str, SourceStatus], lis
             lines.append(f"bank {name}: {counts['statements']} statement(s), {counts['entries']} entries, "
                          f"{counts['new']} new, {counts['rejected']} rejected, {counts['skipped']} file(s) already imported")
             out[name] = counts
-        except Exception as exc:
-            st = SourceStatus(name, "camt053", status="failed", message=error_text(exc)[:500])
+        except Exception as exc:  # exit 2 for what an operator fixes (no folder set, a folder that is gone)
+            from ltc.app.runtime import exit_code_of
+
+            st = SourceStatus(name, "camt053", status="failed", message=error_text(exc)[:500],
+                              exit_code=exit_code_of(exc))
             lines.append(f"bank {name}: failed ({error_text(exc, typed=False)})")
             out[name] = {"failed": str(exc)}
         statuses[name] = st
@@ -466,17 +471,22 @@ def _imports(ctx: Context) -> tuple[dict[str, Any], dict[str, SourceStatus], lis
 
 
 def stage_fx(ctx: Context) -> dict[str, Any]:
-    """Refresh the FX rates from every configured rate source; report stale pairs."""
-    from ltc.app.fx import refresh_rates
+    """Refresh the FX rates from every configured rate source; report stale pairs and rejected rows. A rate
+    file or URL that cannot be read, or holds no usable rate, fails the stage (:class:`ltc.app.fx.RatesNotRefreshed`)
+    once the others are loaded; the later stages still run on the rates there are (:attr:`Stage.blocks`)."""
+    from ltc.app.fx import RatesNotRefreshed, refresh_rates
 
     detail = refresh_rates(ctx.store, ctx.cfg, ctx.result.as_of)
     ctx.result.fx = detail
-    if detail.get("loaded") or detail.get("stale") or detail.get("errors"):
+    if detail.get("loaded") or detail.get("stale") or detail.get("errors") or detail.get("rejected"):
         ctx.echo(f"fx rates: {detail.get('loaded', 0)} loaded" + (
+            f", {detail['rejected_rows']} row(s) rejected" if detail.get("rejected_rows") else "") + (
             f"; stale: {', '.join(detail['stale'])}" if detail.get("stale") else ""))
-    for line in detail.get("errors", []):
-        log.warning("fx: %s", line)
-        ctx.echo(f"fx rates: {line}")
+    for line in detail.get("rejected", []):
+        log.info("fx: rejected %s", line)  # echoed: a shell shows it (a warning would show it twice)
+        ctx.echo(f"fx rates: rejected {line}")
+    if detail.get("errors"):
+        raise RatesNotRefreshed(detail["errors"], detail["errors_exit_code"])
     return detail
 
 
@@ -557,12 +567,13 @@ class Stage:
     run: Callable[[Context], dict[str, Any]]
     description: str
     after_failure: bool = False  # runs even when an earlier stage failed (report the failure, notify it)
+    blocks: bool = True  # when it fails, the later stages are skipped (False: they run, and the run still fails)
 
 
 STAGES: list[Stage] = [
     Stage("sync", stage_sync, "sync every API source"),
     Stage("import", stage_import, "import new bank statement files"),
-    Stage("fx", stage_fx, "refresh FX rates"),
+    Stage("fx", stage_fx, "refresh FX rates", blocks=False),  # the rates loaded before stay: reconcile with them
     Stage("map", stage_map, "map raw records to the canonical model"),
     Stage("identity", stage_identity, "resolve customer identities"),
     Stage("reconcile", stage_reconcile, "reconcile deal -> order -> invoice -> payment"),
@@ -577,13 +588,16 @@ def run_stage(ctx: Context, stage: Stage) -> StageRun:
     try:
         detail = stage.run(ctx)
     except Exception as exc:
+        from ltc.app.runtime import exit_code_of
+
         run = StageRun(stage.name, "failed", round(time.monotonic() - t0, 3), message=error_text(exc))
         ctx.result.stages.append(run)
+        code = exit_code_of(exc)
         if ctx.result.failed_stage is None:
-            from ltc.app.runtime import exit_code_of
-
             ctx.result.failed_stage = stage.name
-            ctx.result.failed_stage_exit_code = exit_code_of(exc)
+            ctx.result.failed_stage_exit_code = code
+        elif code == 2:  # a later stage failed too (after one that does not block): the worst code, 2 > 1
+            ctx.result.failed_stage_exit_code = 2
         ctx.result.error = ctx.result.error or error_text(exc, typed=False)[:500]
         raise
     status = "skipped" if set(detail) == {"skipped"} else "ok"
@@ -644,7 +658,7 @@ def run_pipeline(store: Store, cfg: Config, as_of: date | None = None, *, sync_o
             except Exception as exc:  # reported by echo (and in the result): logged again, a shell showed it twice
                 log.info("stage %s failed: %s", stage.name, error_text(exc, typed=False))
                 echo(f"stage {stage.name} failed: {error_text(exc, typed=False)}")
-                failed = True
+                failed = failed or stage.blocks
     finally:  # a stage before the map stage failed: the sources mapped ahead are not waited for
         if ctx.ahead is not None:
             ctx.ahead.cancel()
@@ -755,11 +769,14 @@ def keep_last_complete(out: Path) -> Path | None:
 
 
 def fx_notes(fx: dict[str, Any]) -> list[str]:
-    """What the report says about the FX rates of this run: stale pairs, rate sources that could not be read."""
+    """What the report says about the FX rates of this run: stale pairs, rate rows rejected (the rate sources that
+    could not be read fail the fx stage: the report's banner names them)."""
     notes = []
     if fx.get("stale"):
         notes.append(f"Stale FX rates (newest older than {fx.get('max_age_days')} days): " + ", ".join(fx["stale"]))
-    notes += [f"FX rates not refreshed: {e}" for e in fx.get("errors", [])]
+    if fx.get("rejected"):
+        notes.append(f"FX rate rows rejected ({fx.get('rejected_rows', len(fx['rejected']))}): "
+                     + "; ".join(fx["rejected"]))
     return notes
 
 

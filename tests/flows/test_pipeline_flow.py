@@ -101,3 +101,25 @@ def test_pipeline_flow_is_not_completed_over_the_quarantine_share(tmp_path: Path
     state = pipeline(str(cfg), sync=False, return_state=True)
     assert state.is_failed() and state.name == "Failed"
     assert "stripe invoice: 3 of 10 records quarantined" in (state.message or "")
+
+
+def test_pipeline_flow_fails_when_a_rate_file_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             prefect_harness: None) -> None:
+    """As `ltc run`: the fx task fails naming the file, the later stages still run on the rates there are (the
+    report is written), and the flow run ends Failed with the reason (before: Completed, `fx ok`)."""
+    from prefect.artifacts import Artifact
+
+    from flows.pipeline import pipeline
+
+    monkeypatch.setenv("LTC_DATABASE_URL", f"sqlite:///{tmp_path / 'ltc.db'}")
+    (tmp_path / "bank").mkdir()
+    cfg = tmp_path / "ltc.yaml"
+    cfg.write_text(f"sources:\n  bank: {{kind: camt053, options: {{folder: '{tmp_path / 'bank'}'}}}}\n"
+                   f"fx:\n  files: ['{tmp_path / 'nope.csv'}']\n")
+    state = pipeline(str(cfg), return_state=True)
+    assert state.is_failed() and state.name == "Failed"
+    reason = f"Stage fx failed: FX rates not refreshed: fx.files: {tmp_path / 'nope.csv'} does not exist or is not a file"
+    assert reason in (state.message or "")
+    assert (tmp_path / ".ltc" / "reports" / "report.html").exists()  # report (and reconcile) ran after it
+    artifact = Artifact.get("ltc-pipeline")
+    assert artifact is not None and "FX rates not refreshed" in str(artifact.data)

@@ -139,3 +139,48 @@ def test_the_erps_own_rate_stream(world: str, sqlite_store: Store) -> None:
     assert out["sources"] == {f"erp:{world}": 3}
     assert out["stale"] == ["EUR/GBP (newest 2026-09-01 on 2026-10-31)"]  # older than the default 7 days
     assert _rates(sqlite_store)[("EUR", "USD", date(2026, 10, 30))] == Decimal("1.0791")
+
+
+def test_a_rate_that_cannot_be_used_is_rejected_with_its_row_and_the_others_read() -> None:
+    """The ECB's CSV and XML alike; a rate of 0 (no amount converts at it), one that rounds to 0 at the ten places
+    rates are kept to, or text Decimal would take but no rate file writes (NaN, 1_000, other scripts' digits, a
+    space inside) is rejected (before, a bad row failed the whole file, and the XML's were left out unsaid)."""
+    text = ("Date,USD,JPY,GBP\n2026-10-30,1.0791,0,0.8420\n2026-10-29,1_081,١٦١,0.00000000001\n"
+            "30.10.2026,1.08,161,0.84\n2026-10-28,Infinity,1 61,1E+1\n")
+    rejected: list[str] = []
+    rows = parse_rates(text.encode(), "ecb.csv", rejected)
+    assert {(r["rate_date"].day, r["quote"]): r["rate"] for r in rows} == {
+        (30, "USD"): Decimal("1.0791"), (30, "GBP"): Decimal("0.8420"), (28, "GBP"): Decimal("10")}
+    assert rejected == ["ecb.csv:2: JPY: rate '0' is zero: no amount converts at it",
+                        "ecb.csv:3: USD: rate '1_081' is not a positive decimal number",
+                        "ecb.csv:3: JPY: rate '١٦١' is not a positive decimal number",
+                        "ecb.csv:3: GBP: rate '0.00000000001' is below 0.0000000001, the smallest rate kept (ten places)",
+                        "ecb.csv:4: '30.10.2026' is not a date (YYYY-MM-DD)",
+                        "ecb.csv:5: USD: rate 'Infinity' is not a positive decimal number",
+                        "ecb.csv:5: JPY: rate '1 61' is not a positive decimal number"]
+    with pytest.raises(InputError, match=r"^ecb.csv:2: JPY: rate '0' is zero"):  # nobody collects: the first stops it
+        parse_rates(text.encode(), "ecb.csv")
+    xml = ECB_XML.replace('rate="0.8420"', 'rate="-0.8420"').replace('currency="USD" rate="1.0810"',
+                                                                      'currency="XYZ" rate="1.0810"')
+    rejected = []
+    rows = parse_rates(xml.encode(), "ecb.xml", rejected)
+    assert {(r["rate_date"].day, r["quote"]) for r in rows} == {(30, "USD"), (29, "GBP")}
+    assert rejected == ["ecb.xml: <Cube time=2026-10-30> <Cube currency='GBP' rate='-0.8420'>: rate '-0.8420' is not "
+                        "a positive decimal number",
+                        "ecb.xml: <Cube time=2026-10-29> <Cube currency='XYZ' rate='1.0810'>: currency is not an "
+                        "ISO 4217 code"]
+
+
+def test_a_rate_url_that_answers_an_error_fails_with_the_exit_code_of_its_kind(sqlite_store: Store) -> None:
+    """A 404 is a wrong URL (exit 2, the operator's to fix); a 503 the server's, which the next run may not meet
+    (exit 1); the rates of before stay."""
+    app = Starlette(routes=[Route("/gone.csv", lambda _r: Response("no", status_code=404)),
+                            Route("/busy.csv", lambda _r: Response("later", status_code=503))])
+    with serve(app) as server:
+        busy = refresh_rates(sqlite_store, Config(fx=FxConfig(files=[f"{server.url}/busy.csv"])), date(2026, 10, 31))
+        both = refresh_rates(sqlite_store, Config(fx=FxConfig(files=[f"{server.url}/busy.csv",
+                                                                     f"{server.url}/gone.csv"])), date(2026, 10, 31))
+    assert busy["errors"] == [f"fx.files: cannot fetch {server.url}/busy.csv: the server answered 503"]
+    assert busy["errors_exit_code"] == 1
+    assert both["errors"][1] == f"fx.files: cannot fetch {server.url}/gone.csv: the server answered 404; check the URL"
+    assert both["errors_exit_code"] == 2

@@ -40,3 +40,27 @@ def test_status_and_exit_code() -> None:
     assert (done.status, done.exit_code, done.banners()) == ("failed", 1, ["Stage reconcile failed: conservation"])
     full = PipelineResult(as_of=date(2026, 10, 31), failed_stage="fx", failed_stage_exit_code=2, error="disk full")
     assert (full.status, full.exit_code) == ("failed", 2)  # an operator's to fix, as a source's would be
+
+
+def test_a_stage_that_does_not_block_and_a_later_failure_are_both_named_with_the_worst_code() -> None:
+    """fx fails without stopping the run (its rates of before stay): a later stage failing too is named as well,
+    and the run exits 2 when that one is the operator's to fix, though fx's own was 1."""
+    from typing import Any
+
+    from canonical.errors import ConfigError, LtcError
+    from ltc.app.pipeline import Context, Stage, run_stage
+
+    def fail(exc: Exception) -> Any:
+        def run(_ctx: Context) -> dict[str, Any]:
+            raise exc
+        return run
+
+    ctx = Context(store=None, cfg=None, result=PipelineResult(as_of=date(2026, 10, 31)))  # type: ignore[arg-type]
+    for stage in (Stage("fx", fail(LtcError("rate server answered 503")), "fx", blocks=False),
+                  Stage("report", fail(ConfigError("reports_dir is a file")), "report")):
+        with pytest.raises(LtcError):
+            run_stage(ctx, stage)
+    res = ctx.result
+    assert (res.status, res.exit_code, res.failed_stage) == ("failed", 2, "fx")
+    assert res.banners() == ["Stage fx failed: rate server answered 503",
+                             "Stage report failed: ConfigError: reports_dir is a file"]
