@@ -63,9 +63,25 @@ _HIGH_NOMINAL = frozenset(
 HIGH_NOMINAL_BOUND = Decimal(10) ** 18
 
 
+MAX_SCALE = 12  # decimal places: an amount with more (1E-40) is not money but a corrupt value
+
+
 def sane_bound(currency: str) -> Decimal:
     """The magnitude an amount in ``currency`` stays below (see :data:`SANE_BOUND`)."""
     return HIGH_NOMINAL_BOUND if currency in _HIGH_NOMINAL else SANE_BOUND
+
+
+def insane_amount(value: Decimal, currency: str, bound: Decimal | None = None) -> str | None:
+    """Why ``value`` is no sane amount in ``currency`` (not finite, at or beyond :func:`sane_bound`, more
+    than :data:`MAX_SCALE` decimal places), or None. ``bound``: the currency's bound, if looked up already."""
+    b = sane_bound(currency) if bound is None else bound
+    if not value.is_finite():
+        return f"amount {value} {currency} is not a finite number"
+    if not -b < value < b:
+        return f"amount {value} {currency} is beyond the sane bound of {b:,} for this currency (a corrupt or unit-mixed value?)"
+    if value.as_tuple().exponent < -MAX_SCALE:  # type: ignore[operator]
+        return f"amount {value} {currency} has more than {MAX_SCALE} decimal places (a corrupt value?)"
+    return None
 
 
 class CurrencyMismatch(ValueError):

@@ -83,6 +83,8 @@ from connectors.bank_statement import (
     ParsedStatement,
     StatementError,
     balance_gate,
+    check_amount,
+    exact_sums,
     fallback_id,
 )
 from connectors.safe_xml import parse_untrusted
@@ -135,7 +137,7 @@ def _amount(el: Element | None, what: str) -> tuple[Decimal, str]:
         currency = normalize_currency(el.get("Ccy") or "")
     except UnknownCurrency:
         raise StatementError(f"{what}: unknown currency {el.get('Ccy')!r}") from None
-    return value, currency
+    return check_amount(value, currency, what), currency
 
 
 def _cdi(el: Element, what: str) -> str:
@@ -412,7 +414,7 @@ def _statement(stmt: Element, message_id: str | None, name: str, n: int) -> Pars
                      ((e["currency"], e["signed_amount"]) for _, e in entries if e["status"] in ("BOOK", None)))
     except StatementError as exc:
         return parsed.reject(label, exc)
-    return parsed.accept(entries)
+    return parsed.accept(label, entries)
 
 
 def parse_camt053(data: bytes, name: str) -> list[ParsedStatement]:
@@ -424,4 +426,5 @@ def parse_camt053(data: bytes, name: str) -> list[ParsedStatement]:
     stmts = doc.findall("Stmt")
     if not stmts:
         raise InputError(f"{name}: camt.053 document has no statement (BkToCstmrStmt/Stmt)")
-    return [_statement(s, message_id, name, i) for i, s in enumerate(stmts, 1)]
+    with exact_sums():  # batch sums, charges
+        return [_statement(s, message_id, name, i) for i, s in enumerate(stmts, 1)]

@@ -37,7 +37,13 @@ from mt940.processors import transaction_details_post_processor_with_space
 
 from canonical.errors import InputError
 from canonical.money import UnknownCurrency, normalize_currency
-from connectors.bank_statement import ParsedStatement, StatementError, balance_gate, fallback_id
+from connectors.bank_statement import (
+    ParsedStatement,
+    StatementError,
+    balance_gate,
+    check_amount,
+    fallback_id,
+)
 
 _CREDIT_MARKS = {"C": ("CRDT", False), "RD": ("CRDT", True), "D": ("DBIT", False), "RC": ("DBIT", True)}
 
@@ -54,8 +60,32 @@ def _balance(data: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, Decimal,
                 currency = normalize_currency(bal.amount.currency or "")
             except UnknownCurrency:
                 raise StatementError(f"balance {key}: unknown currency {bal.amount.currency!r}") from None
-            return currency, Decimal(bal.amount.amount), _iso(bal.date)
+            return currency, check_amount(Decimal(bal.amount.amount), currency, f"balance {key}"), _iso(bal.date)
     return None
+
+
+# The amount of a balance (:60F:/:60M:/:62F:/:62M:, ``1!a6!n3!a15d``) and of a :61: line as written in the
+# file, and the most characters mt-940 reads of each: it takes the first 16 (15) and leaves the rest, so a
+# longer amount would come back cut short (and a :61:'s rest read as its reference).
+_AMOUNT_TEXT = re.compile(
+    r"^:(?:(?P<bal>6[02][FM]):[DC]\d{6}[^\n]{3}|(?P<line>61):\d{6}(?:[\d ]{4})?R?[DC][A-Z]?\n?)(?P<amount>[\d,]+)",
+    re.MULTILINE | re.IGNORECASE,
+)
+_AMOUNT_MAX = {"bal": 16, "line": 15}  # so the entries' arithmetic (16 digits at most) is exact in any context
+
+
+def _too_long_amount(block: str, first_line: int) -> None:
+    """StatementError naming the file line and the amount as written if a balance or :61: amount is longer
+    than mt-940 reads (instead of a balance gate that fails on its cut-short figures)."""
+    for m in _AMOUNT_TEXT.finditer(block):
+        kind = "bal" if m.group("bal") else "line"
+        text = m.group("amount")
+        if len(text) > _AMOUNT_MAX[kind]:
+            line = first_line + block.count("\n", 0, m.start())
+            raise StatementError(
+                f"line {line} (:{m.group(kind)}:): amount {text!r} is longer than an MT940 amount "
+                f"({_AMOUNT_MAX[kind]} characters with the decimal comma); it cannot be read"
+            )
 
 
 def _text(value: Any) -> str | None:
@@ -65,19 +95,20 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _entry(t: dict[str, Any], base: dict[str, Any], currency: str, n: int) -> tuple[str, dict[str, Any]]:
+def _entry(t: dict[str, Any], base: dict[str, Any], currency: str, where: str) -> tuple[str, dict[str, Any]]:
+    """One :61: transaction (``where``: its file line, ``line 12 (:61:)``) in the entry shape."""
     mark = str(t.get("status") or "").upper()
     if mark not in _CREDIT_MARKS:
-        raise StatementError(f"line {n} (:61:): debit/credit mark {mark!r} is not C, D, RC or RD")
+        raise StatementError(f"{where}: debit/credit mark {mark!r} is not C, D, RC or RD")
     cdi, reversal = _CREDIT_MARKS[mark]
-    amount = abs(Decimal(t["amount"].amount))
+    line_currency = t["amount"].currency or currency
+    amount = check_amount(abs(Decimal(t["amount"].amount)), line_currency, where)
     bank_ref = _text(t.get("bank_reference"))
     customer_ref = _text(t.get("customer_reference"))
     details = _text(t.get("transaction_details"))
     purpose = _text(t.get("purpose"))
     counterparty = _text(t.get("applicant_name"))
     counter_iban = _text(t.get("applicant_iban") or t.get("gvc_applicant_iban"))
-    line_currency = t["amount"].currency or currency
     payload: dict[str, Any] = {
         **base,
         "currency": line_currency,
@@ -114,15 +145,22 @@ def _entry(t: dict[str, Any], base: dict[str, Any], currency: str, n: int) -> tu
     return sid, payload
 
 
-def _statement(block: Any, name: str, n: int) -> ParsedStatement:
+def _statement(block: Any, text: str, first_line: int, name: str, n: int) -> ParsedStatement:
+    """The statement mt-940 read from the :20: block ``text``, which starts at line ``first_line`` of the file."""
     data: dict[str, Any] = block.data
     ref = _text(data.get("transaction_reference")) or f"#{n}"
     number = _text(data.get("statement_number"))
     stmt_id = f"{ref}/{number}" if number else ref
     account = _text(data.get("account_identification"))
     label = f"statement {stmt_id} in {name}"
-    opening = _balance(data, ("final_opening_balance", "intermediate_opening_balance"))
-    closing = _balance(data, ("final_closing_balance", "intermediate_closing_balance"))
+    try:
+        _too_long_amount(text, first_line)
+        opening = _balance(data, ("final_opening_balance", "intermediate_opening_balance"))
+        closing = _balance(data, ("final_closing_balance", "intermediate_closing_balance"))
+    except StatementError as exc:
+        parsed = ParsedStatement("mt940", stmt_id, f"{account or '?'}:{stmt_id}:?",
+                                 {"format": "mt940", "statement_id": stmt_id, "account_iban": account})
+        return parsed.reject(label, exc)
     payload: dict[str, Any] = {
         "format": "mt940",
         "statement_id": stmt_id,
@@ -143,12 +181,16 @@ def _statement(block: Any, name: str, n: int) -> ParsedStatement:
         if opening is None or closing is None:
             raise StatementError(f"{label}: no {':60F:' if opening is None else ':62F:'} balance")
         base = {"format": "mt940", "statement_id": stmt_id, "account_iban": account}
-        entries = [_entry(t.data, base, opening[0], i) for i, t in enumerate(block, 1)]
+        lines = [first_line + i for i, line in enumerate(text.split("\n")) if line.startswith(":61:")]
+        entries = [
+            _entry(t.data, base, opening[0], f"line {lines[i - 1]} (:61:)" if i <= len(lines) else f"entry {i} (:61:)")
+            for i, t in enumerate(block, 1)
+        ]
         balance_gate(label, {opening[0]: opening[1]}, {closing[0]: closing[1]},
                      ((e["currency"], e["signed_amount"]) for _, e in entries))
     except StatementError as exc:
         return parsed.reject(label, exc)
-    return parsed.accept(entries)
+    return parsed.accept(label, entries)
 
 
 def _field(block: str, tag: str) -> str | None:
@@ -199,7 +241,7 @@ def parse_mt940(data: bytes, name: str) -> list[ParsedStatement]:
                     block, processors={"post_transaction_details": [transaction_details_post_processor_with_space]},
                     options=mt940lib.Options(applicant_iban=True),
                 )
-                out.append(_statement(parsed, name, n))
+                out.append(_statement(parsed, block, line, name, n))
             except (RuntimeError, ValueError, KeyError, AttributeError, TypeError, ArithmeticError) as exc:
                 out.append(_broken(block, name, line, exc, n))
             line += block.count("\n")

@@ -46,7 +46,7 @@ from types import CodeType
 from typing import Any, cast
 
 from canonical import model
-from canonical.money import Convention, Money, normalize_currency, sane_bound
+from canonical.money import MAX_SCALE, Convention, Money, insane_amount, normalize_currency, sane_bound
 from mappings.coerce import (
     COERCIONS,
     CURRENCY_CACHE,
@@ -79,13 +79,10 @@ _MISSING = object()
 
 
 _BOUNDS: dict[str, Any] = {}  # currency -> its sane bound (canonical.money.sane_bound), filled on first use
-MAX_SCALE = 12  # decimal places: an amount with more (1E-40) is not money but a corrupt value
 
 
 def _insane(v: Decimal, cur: str, bound: Decimal) -> str:
-    if not -bound < v < bound:
-        return f"amount {v} {cur} is beyond the sane bound of {bound:,} for this currency (a corrupt or unit-mixed value?)"
-    return f"amount {v} {cur} has more than {MAX_SCALE} decimal places (a corrupt value?)"
+    return insane_amount(v, cur, bound) or f"amount {v} {cur} is no sane amount"
 
 
 class FieldFailure(Exception):

@@ -229,3 +229,51 @@ def test_multi_currency_account_gates_each_currency() -> None:
     [stmt] = parse_camt053(_doc(body), "x.xml")
     assert stmt.error == ("statement S1 in x.xml: opening 5.00 USD + entries -6.00 USD = -1.00 USD but closing "
                           "balance says -1.50 USD (difference 0.50 USD)")
+
+
+BOUND = "is beyond the sane bound of 1,000,000,000,000,000 for this currency (a corrupt or unit-mixed value?)"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # 40 significant digits in an entry: the "does not balance" message once raised decimal.InvalidOperation
+        (HEAD + _bal("OPBD", "0") + _bal("CLBD", "1") + _ntry("99999999999999999999999999999999999999.99"),
+         f"entry 1 (R1): amount 99999999999999999999999999999999999999.99 EUR {BOUND}"),
+        (HEAD + _bal("OPBD", "1e400") + _bal("CLBD", "1"), f"balance 1 (OPBD): amount 1E+400 EUR {BOUND}"),
+        (HEAD + _bal("OPBD", "0") + _bal("CLBD", "1") + _ntry("1e-400"),
+         "entry 1 (R1): amount 1E-400 EUR has more than 12 decimal places (a corrupt value?)"),
+        (HEAD + _bal("OPBD", "0") + _bal("CLBD", "1") + _ntry(
+            "1", details="<NtryDtls><TxDtls><AmtDtls><InstdAmt><Amt Ccy=\"EUR\">1e999999</Amt></InstdAmt></AmtDtls>"
+            "</TxDtls></NtryDtls>"), f"entry 1 (R1) instructed amount: amount 1E+999999 EUR {BOUND}"),
+    ],
+)
+def test_absurd_amounts_reject_the_statement_with_one_line(body: str, message: str) -> None:
+    [stmt] = parse_camt053(_doc(body), "x.xml")
+    assert stmt.error == f"statement S1 in x.xml: {message}"
+    assert stmt.entries == []
+
+
+def test_balance_gate_sums_are_exact_at_the_sane_bound() -> None:
+    # 18 digits and 12 decimal places: the default context (28 digits) rounded the sum to the closing balance
+    body = (HEAD + _bal("OPBD", "100000000000000000", ccy="VND") + _bal("CLBD", "100000000000000000", ccy="VND")
+            + _ntry("0.000000000001", ccy="VND"))
+    [stmt] = parse_camt053(_doc(body), "x.xml")
+    assert stmt.error == ("statement S1 in x.xml: opening 100000000000000000 VND + entries 0.000000000001 VND = "
+                          "100000000000000000.000000000001 VND but closing balance says 100000000000000000 VND "
+                          "(difference 0.000000000001 VND)")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (HEAD + _bal("OPBD", "0") + _bal("CLBD", "1") + _ntry("1", ref="R" * 256),
+         f"entry 1: reference {'R' * 80!r}: longer than 255 characters"),
+        (HEAD.replace("DE89370400440532013000", "DE" + "9" * 300) + _bal("OPBD", "0") + _bal("CLBD", "0"),
+         f"statement id {('DE' + '9' * 300)[:80]!r}: longer than 255 characters"),
+    ],
+)
+def test_an_id_that_cannot_be_a_key_rejects_the_statement(body: str, message: str) -> None:
+    [stmt] = parse_camt053(_doc(body), "x.xml")
+    assert stmt.error == f"statement S1 in x.xml: {message}"
+    assert stmt.entries == []

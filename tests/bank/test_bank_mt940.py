@@ -96,3 +96,35 @@ def test_swift_envelope_and_intermediate_balances() -> None:
     assert (entry["amount"], entry["credit_debit"]) == (Decimal("10.50"), "DBIT")
     assert entry["remittance_unstructured"] == "Payment to supplier second line"
     assert entry["additional_info"] == "SEPA transfer"
+
+
+@pytest.mark.parametrize(
+    ("lines", "opening", "message"),
+    [
+        # mt-940 reads 15 characters of a :61: amount (the rest became the reference) and 16 of a balance's
+        (":61:2611011101C12345678901234567,89NTRFNONREF//B1\n", "C261101EUR100,00",
+         "line 5 (:61:): amount '12345678901234567,89' is longer than an MT940 amount (15 characters with the "
+         "decimal comma); it cannot be read"),
+        ("", "C261101EUR12345678901234567,00",
+         "line 4 (:60F:): amount '12345678901234567,00' is longer than an MT940 amount (16 characters with the "
+         "decimal comma); it cannot be read"),
+    ],
+)
+def test_too_long_amount_is_named_as_written_not_cut_short(lines: str, opening: str, message: str) -> None:
+    [stmt] = parse_mt940(_stmt(lines, opening=opening), "m.sta")
+    assert stmt.error == f"statement REF/7 in m.sta: {message}"
+    assert stmt.entries == []
+
+
+def test_amount_beyond_the_sane_bound_and_unstorable_reference_reject_the_statement() -> None:
+    [stmt] = parse_mt940(_stmt("", opening="C261101EUR9999999999999999", closing="C261101EUR9999999999999999"),
+                         "m.sta")
+    assert stmt.error == ("statement REF/7 in m.sta: balance final_opening_balance: amount 9999999999999999 EUR is "
+                          "beyond the sane bound of 1,000,000,000,000,000 for this currency (a corrupt or unit-mixed "
+                          "value?)")
+    [stmt] = parse_mt940(_stmt(":61:2611011101C10,00NTRFNONREF//B\x001\n", closing="C261101EUR110,00"), "m.sta")
+    assert stmt.error == "statement REF/7 in m.sta: entry 1: reference 'B\\x001': contains U+0000"
+    [stmt] = parse_mt940(_stmt(":61:2611011101C10,00NTRFNONREF//B1\n:61:2611011101C0,0000000000001NTRF\n",
+                               closing="C261101EUR110,00"), "m.sta")
+    assert stmt.error == ("statement REF/7 in m.sta: line 6 (:61:): amount 1E-13 EUR has more than 12 decimal places "
+                          "(a corrupt value?)")  # the line of the file
