@@ -12,7 +12,11 @@ Guarantees:
   booked balance, per currency. A statement that fails (or that cannot be read) is rejected whole:
   nothing of it is landed, it goes to quarantine (object ``<format>.statement``, once per
   statement and reason, however often the file is re-imported) and the import reports it. The
-  other statements of the file still import.
+  other statements of the file still import. So is a statement with an absurd amount (beyond the
+  currency's sane bound, over 12 decimal places: :func:`~connectors.bank_statement.check_amount`)
+  or an id that cannot be a key in the store (over 255 characters, U+0000), alike on every backend.
+* **The source** (the raw system the rows land in) is a name the store can hold
+  (:func:`check_source_name`); ``ltc import-statement`` also wants it to be a bank source.
 * **Idempotent**: entries are keyed on the bank's account-servicer reference, statements on
   account + statement id; re-importing a file writes nothing (the store's same-hash no-op).
 * **Imported files** are tracked by content hash (BLAKE2b-128 of the bytes) in the cursor of the
@@ -30,6 +34,7 @@ statement is landed in its own transaction.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +49,7 @@ from canonical.store import RawRecord, Rejected, Store, content_hash, now
 from canonical.tables import quarantine
 from connectors import camt053, mt940
 from connectors.bank_statement import ParsedStatement
+from connectors.base import unstorable_id
 
 DEFAULT_SOURCE = "bank"
 STREAM = "statements"
@@ -127,20 +133,31 @@ def _imported_files(cursor: Any) -> dict[str, str]:
     return dict(cursor.get("files", {})) if isinstance(cursor, dict) else {}
 
 
-def _quarantined_already(store: Store, source: str, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
-    """Which (object, source id, reason) rejections are already open in quarantine."""
+def _quarantined_already(store: Store, source: str, keys: list[tuple[str, str | None, str]]
+                         ) -> set[tuple[str, str | None, str]]:
+    """Which (object, source id, reason) rejections are already open in quarantine (None: a statement
+    whose id cannot be a key, quarantined without one)."""
     if not keys:
         return set()
     q = quarantine.c
+    ids = q.source_id.in_(sorted({k[1] for k in keys if k[1] is not None}))
     with store.engine.connect() as conn:
         rows = conn.execute(
             sa.select(q.object, q.source_id, q.reason).where(
                 q.system == source,
                 q.resolved_at.is_(None),
-                q.source_id.in_(sorted({k[1] for k in keys})),
+                sa.or_(ids, q.source_id.is_(None)) if any(k[1] is None for k in keys) else ids,
             )
         )
         return {(o, s, r) for o, s, r in rows}
+
+
+def _rejection(stmt: ParsedStatement) -> Rejected:
+    """The quarantine row of a rejected statement (without its id if that cannot be a key: the reason
+    says so, and the payload holds it)."""
+    assert stmt.error is not None
+    sid = stmt.source_id if unstorable_id(stmt.source_id) is None else None
+    return Rejected(stmt.statement_object, stmt.error, sid, stmt.payload)
 
 
 def import_bytes(
@@ -160,7 +177,7 @@ def import_bytes(
                               entries=len(stmt.entries), error=stmt.error)
         result.statements.append(res)
         if stmt.error is not None:
-            rejected.append(Rejected(stmt.statement_object, stmt.error, stmt.source_id, stmt.payload))
+            rejected.append(_rejection(stmt))
             continue
         known = store.known_hashes(source, stmt.entry_object, [sid for sid, _ in stmt.entries])
         for sid, payload in stmt.entries:
@@ -177,8 +194,8 @@ def import_bytes(
     last = pages.pop() if pages else []
     for records in pages:
         store.commit_page(source, STREAM, records, cursor, run_id=run_id)
-    open_keys = _quarantined_already(store, source, [(r.object, str(r.source_id), r.reason) for r in rejected])
-    fresh = [r for r in rejected if (r.object, str(r.source_id), r.reason) not in open_keys]
+    open_keys = _quarantined_already(store, source, [(r.object, r.source_id, r.reason) for r in rejected])
+    fresh = [r for r in rejected if (r.object, r.source_id, r.reason) not in open_keys]
     files = _imported_files(cursor)
     files[digest] = name
     new_cursor = {"files": files, "last_file": name, "last_imported_at": now().isoformat()}
@@ -247,9 +264,23 @@ def run_import(
     in a folder pass it is reported in its result and the other files still import."""
     if (file is None) == (folder is None):
         raise InputError("import-statement: give either a FILE or --folder DIR (one of them)")
+    check_source_name(source)
     with stage_lock(store.engine, f"import:{source}"):
         store.close_interrupted("import", source, streams=True)
         return _run_import(store, file, folder, source)
+
+
+_SOURCE_MAX = 64  # characters of raw_record.system and stream_state.connector, which the source name becomes
+
+
+def check_source_name(source: str) -> None:
+    """InputError unless ``source`` can name a raw system: 1 to 64 characters, no control character."""
+    problem = ("is empty" if not source.strip() else
+               f"is longer than {_SOURCE_MAX} characters" if len(source) > _SOURCE_MAX else
+               "contains a control character" if any(ord(c) < 32 or ord(c) == 127 for c in source) else None)
+    if problem is not None:
+        raise InputError(f"import-statement: source name {source[:80]!r} {problem}; give the name of a bank source "
+                         f"(--source, default {DEFAULT_SOURCE!r})")
 
 
 def _run_import(store: Store, file: str | Path | None, folder: str | Path | None, source: str) -> ImportSummary:
@@ -258,9 +289,11 @@ def _run_import(store: Store, file: str | Path | None, folder: str | Path | None
     try:
         results = (import_folder(store, folder, source, run_id=run_id) if folder is not None
                    else [import_file(store, file, source, run_id=run_id)])  # type: ignore[arg-type]
-    except InputError as exc:
-        store.finish_run(run_id, "failed", message=str(exc))
-        store.finish_stream(source, STREAM, "failed", message=str(exc))
+    except Exception as exc:  # InputError, or anything unforeseen: the run is not left `running`
+        why = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"[:500]
+        with contextlib.suppress(Exception):  # a store that fails here: its own error is the one to see
+            store.finish_run(run_id, "failed", message=why)
+            store.finish_stream(source, STREAM, "failed", message=why)
         raise
     stmts = [st for r in results for st in r.statements]
     counts = {

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from canonical.errors import InputError
+from canonical.errors import InputError, LtcError
 from ltc.cli import app
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,7 +63,8 @@ def test_import_reports_per_statement_and_rejections_exit_1(run) -> None:  # typ
     assert "6 entries, 0 new, 0 changed, 6 unchanged" in again.stdout
 
 
-def test_clean_file_exits_0_with_source_name(run) -> None:  # type: ignore[no-untyped-def]
+def test_clean_file_exits_0_with_source_name(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "ltc.yaml").write_text("sources:\n  bank-us:\n    kind: camt053\n")
     res = run(str(FIXTURES / "camt053_v08_multi.xml"), "--source", "bank-us")
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
@@ -101,3 +102,28 @@ def test_folder_pass_then_nothing_new(run, tmp_path: Path) -> None:  # type: ign
     bad = CliRunner().invoke(app, ["import-statement"])
     assert isinstance(bad.exception, InputError) and bad.exception.exit_code == 2
     assert str(bad.exception) == "import-statement: give either a FILE or --folder DIR (one of them)"
+
+
+def test_source_must_be_a_bank_source_exit_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "ltc.yaml").write_text("sources:\n  crm:\n    kind: salesforce\n  bank-eu:\n    kind: camt053\n")
+    (tmp_path / "crm-bank.yaml").write_text("sources:\n  bank:\n    kind: salesforce\n")
+    (tmp_path / "none.yaml").write_text("sources: {}\n")
+    statement = str(FIXTURES / "camt053_v04_single.xml")
+    for args, expected in [
+        (["-s", "crm"], "source 'crm' is a salesforce source in ltc.yaml, not a bank statement (camt053) source; "
+                        "bank sources: bank, bank-eu"),
+        (["-s", "bank-us"], "source 'bank-us' is not in ltc.yaml: not a bank statement (camt053) source; "
+                            "bank sources: bank, bank-eu"),
+        (["-s", "crm", "-c", "none.yaml"], "source 'crm' is not in ltc.yaml: not a bank statement (camt053) "
+                                           "source; bank sources: bank"),
+        (["-c", "crm-bank.yaml"], "source 'bank' is a salesforce source in ltc.yaml, not a bank statement (camt053) "
+                                  "source; add a `kind: camt053` source to ltc.yaml and give its name with --source"),
+        (["-s", ""], "source name '' is empty; give the name of a bank source (--source, default 'bank')"),
+    ]:
+        res = CliRunner().invoke(app, ["import-statement", statement, *args])
+        assert isinstance(res.exception, LtcError) and res.exception.exit_code == 2, res.output
+        assert str(res.exception) == f"import-statement: {expected}"
+    assert not (tmp_path / "ltc.db").exists()  # refused before the store is opened: no run was recorded
+    for args in (["-s", "bank-eu"], [], ["-c", "none.yaml"]):  # a configured bank source, or the default one
+        res = run(statement, *args)
+        assert res.returncode == 0 and "1 entries" in res.stdout, (args, res.stderr)

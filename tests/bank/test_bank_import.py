@@ -156,3 +156,95 @@ def test_an_offered_parse_is_used_once_and_imports_the_same(store: Store, tmp_pa
     assert calls == [path.name, path.name]
     statements.forget_parsed()
     assert statements._PARSED == {}
+
+
+def _runs(store: Store) -> list[tuple[str | None, str, str | None]]:
+    import sqlalchemy as sa
+
+    from canonical.tables import run
+
+    with store.engine.connect() as conn:
+        return [(r.source, r.status, r.message) for r in conn.execute(sa.select(run).order_by(run.c.started_at))]
+
+
+V04 = (FIXTURES / "camt053_v04_single.xml").read_text()
+MT940 = (FIXTURES / "mt940_nov.sta").read_text().split("-\n")[0] + "-\n"  # its first statement, which balances
+
+
+def test_ids_that_cannot_be_keys_quarantine_their_statement_on_every_backend(store: Store, tmp_path: Path) -> None:
+    # PostgreSQL refused these with StringDataRightTruncation or a NUL error (a traceback); SQLite took them
+    long = "X" * 256
+    files = {
+        "ref.xml": V04.replace("<AcctSvcrRef>", f"<AcctSvcrRef>{long}", 1),
+        "stmt.xml": V04.replace("<Id>GBP-0601</Id>", f"<Id>{long}</Id>", 1),
+        "iban.xml": V04.replace("<IBAN>GB29NWBK60161331926819</IBAN>", f"<IBAN>{long}</IBAN>", 1),
+        "ref.sta": MT940.replace("//BREF-0001", "//BREF\x00-0001"),
+        "stmt.sta": MT940.replace(":20:STARTUMS", ":20:START\x00UMS"),
+    }
+    for name, text in files.items():
+        assert text not in (V04, MT940), name
+        (tmp_path / name).write_text(text)
+    expected = {
+        "ref.xml": "entry 1: reference 'XXXX",
+        "stmt.xml": "statement id 'GB29NWBK60161331926819:XXXX",
+        "iban.xml": "statement id 'XXXX",
+        "ref.sta": "entry 1: reference 'BREF\\x00-0001': contains U+0000",
+        "stmt.sta": "statement id 'DE89370400440532013000:START\\x00UMS/00042:2026-11-01': contains U+0000",
+    }
+    for _ in range(2):  # the same rejection is quarantined once
+        for name in files:
+            [stmt] = import_file(store, tmp_path / name).statements
+            assert stmt.error is not None and expected[name] in stmt.error, (name, stmt.error)
+    assert store.count_raw("bank") == 0
+    rows = sorted(store.quarantined("bank"), key=lambda q: q["reason"])
+    assert len(rows) == 5
+    for q in rows:
+        assert ("longer than 255 characters" in q["reason"]) != ("contains U+0000" in q["reason"])
+        assert "\x00" not in q["reason"]  # the :20: of stmt.sta is in it as U+FFFD
+        unkeyed = "statement id" in q["reason"]
+        assert (q["source_id"] is None) == unkeyed, q  # an id that cannot be a key is not the quarantine's either
+
+
+def test_absurd_amount_rejects_its_statement_and_the_folder_pass_goes_on(store: Store, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a-huge.xml").write_text(V04.replace('<Amt Ccy="GBP">12.34</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>',
+                                                  f'<Amt Ccy="GBP">{"9" * 38}.99</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>'))
+    shutil.copy(FIXTURES / "mt940_nov.sta", inbox / "b.sta")
+    summary = run_import(store, folder=inbox)
+    [huge, other] = summary.results
+    [stmt] = huge.statements
+    assert stmt.error is not None and f"amount {'9' * 38}.99 GBP is beyond the sane bound" in stmt.error
+    assert [s.new for s in other.statements] == [2, 0]
+    assert summary.counts["rejected"] == 2 and store.count_raw("bank", "mt940.entry") == 2
+    assert [status for _, status, _ in _runs(store)] == ["failed"]  # finished, not left running
+
+
+def test_an_unforeseen_error_fails_the_run_instead_of_leaving_it_running(store: Store,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.statements as statements
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise ArithmeticError("boom")
+
+    monkeypatch.setattr(statements, "import_bytes", boom)
+    with pytest.raises(ArithmeticError):
+        run_import(store, file=FIXTURES / "camt053_v04_single.xml")
+    assert _runs(store) == [("bank", "failed", "ArithmeticError: boom")]
+    [state] = store.stream_states()
+    assert (state["status"], state["message"]) == ("failed", "ArithmeticError: boom")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("", "import-statement: source name '' is empty; give the name of a bank source (--source, default 'bank')"),
+        ("b" * 65, f"import-statement: source name {'b' * 65!r} is longer than 64 characters;"),
+        ("bank\x00", "import-statement: source name 'bank\\x00' contains a control character;"),
+    ],
+)
+def test_a_source_name_the_store_cannot_hold_is_one_line(store: Store, source: str, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        run_import(store, file=FIXTURES / "camt053_v04_single.xml", source=source)
+    assert str(err.value).startswith(message) and err.value.exit_code == 2
+    assert _runs(store) == []
