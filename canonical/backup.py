@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from canonical import db
-from canonical.errors import ConfigError, InputError
+from canonical.errors import ConfigError, InputError, StoreProblem
 
 
 @dataclass(frozen=True)
@@ -38,32 +38,46 @@ def backup(url: str, dest: str | Path) -> Backup:
         raise InputError(f"{target} exists already: give a new file name (a backup never overwrites)")
     if not target.parent.is_dir():
         raise InputError(f"{target.parent} is not a folder")
-    engine = db.make_engine(url)
+    partial = _claim(target)
     try:
-        revision = db.current_revision(engine)
-        if engine.dialect.name == "sqlite":
-            _sqlite(engine, target)
-        else:
-            _pg_dump(engine.url, target)
-    finally:
-        engine.dispose()
-    return Backup(target, target.stat().st_size, revision)
-
-
-def _sqlite(engine: sa.Engine, target: Path) -> None:
-    partial = target.with_name(f".{target.name}.partial")
-    partial.unlink(missing_ok=True)  # a killed backup's
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("VACUUM INTO ?", (str(partial),))
-        with contextlib.closing(sqlite3.connect(partial)) as check:
-            problems = [r[0] for r in check.execute("PRAGMA quick_check").fetchall()]
-        if problems != ["ok"]:
-            raise InputError(f"the copy of the store failed its check ({'; '.join(problems[:3])}): the store itself may "
-                             "be damaged; run `sqlite3 <store> 'PRAGMA integrity_check'`")
+        engine = db.make_engine(url)
+        try:
+            revision = db.current_revision(engine)
+            if engine.dialect.name == "sqlite":
+                _sqlite(engine, partial)
+            else:
+                _pg_dump(engine.url, partial)
+        finally:
+            engine.dispose()
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+    return Backup(target, target.stat().st_size, revision)
+
+
+def _claim(target: Path) -> Path:
+    """The file a backup is written to before it is renamed to ``target``, made (empty: ``VACUUM INTO`` and pg_dump
+    write into it; a killed backup's removed first). A folder this process may not write is one line naming the
+    backup and the system's reason (SQLite says only "unable to open database: <that file>"), before the store is
+    read."""
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.unlink(missing_ok=True)  # a killed backup's
+        partial.touch(exist_ok=False)
+    except OSError as exc:
+        raise StoreProblem(f"cannot write the backup {target} ({exc.strerror or exc}): check the permissions and the "
+                           f"mount of {target.parent}, or give a folder this process may write") from None
+    return partial
+
+
+def _sqlite(engine: sa.Engine, partial: Path) -> None:
+    with engine.connect() as conn:
+        conn.exec_driver_sql("VACUUM INTO ?", (str(partial),))
+    with contextlib.closing(sqlite3.connect(partial)) as check:
+        problems = [r[0] for r in check.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        raise InputError(f"the copy of the store failed its check ({'; '.join(problems[:3])}): the store itself may "
+                         "be damaged; run `sqlite3 <store> 'PRAGMA integrity_check'`")
 
 
 #: the connection parameters of a URL's query that pg_dump takes from its environment
@@ -71,7 +85,7 @@ _LIBPQ_ENV = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert":
               "connect_timeout": "PGCONNECT_TIMEOUT", "options": "PGOPTIONS"}
 
 
-def _pg_dump(url: sa.URL, target: Path) -> None:
+def _pg_dump(url: sa.URL, partial: Path) -> None:
     binary = shutil.which("pg_dump")
     if binary is None:
         raise ConfigError("pg_dump not found: install the PostgreSQL client tools (the server's major version or "
@@ -86,13 +100,8 @@ def _pg_dump(url: sa.URL, target: Path) -> None:
         name = _LIBPQ_ENV.get(key)
         if name is not None:
             env[name] = str(value if isinstance(value, str) else value[0])
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        done = subprocess.run([binary, "--format=custom", f"--file={partial}", "--dbname", str(url.database)],
-                              env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            lines = [x for x in done.stderr.strip().splitlines() if x.strip()]
-            raise InputError(f"pg_dump failed: {lines[0] if lines else f'exit code {done.returncode}'}")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    done = subprocess.run([binary, "--format=custom", f"--file={partial}", "--dbname", str(url.database)],
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [x for x in done.stderr.strip().splitlines() if x.strip()]
+        raise InputError(f"pg_dump failed: {lines[0] if lines else f'exit code {done.returncode}'}")

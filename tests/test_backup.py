@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from canonical import db
 from canonical import tables as ct
 from canonical.backup import backup
-from canonical.errors import InputError
+from canonical.errors import InputError, StoreProblem
 from canonical.store import RawRecord, Store
 from sandbox.scenario import generate
 
@@ -97,3 +98,17 @@ def test_a_postgresql_backup_restores_with_pg_restore(pg_new_database: Callable[
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert _counts(restored) == _counts(url)
+
+
+
+def test_a_backup_to_a_folder_it_cannot_write_is_one_line_naming_it(tmp_path: Path) -> None:
+    """``ltc db backup /sys/b.db`` (a folder this process may not write; /var/backups for a user) ended in SQLite's
+    traceback "unable to open database: /sys/.b.db.partial", exit 1. Now one line naming the backup, the system's
+    reason and what to do (exit 2), before the store is read."""
+    url = f"sqlite:///{tmp_path / 'ltc.db'}"
+    Store.open(url).close()
+    with pytest.raises(StoreProblem) as caught:
+        backup(url, "/sys/b.db")
+    assert caught.value.exit_code == 2
+    assert re.fullmatch(r"cannot write the backup /sys/b\.db \([^)]+\): check the permissions and the mount of /sys, "
+                        r"or give a folder this process may write", str(caught.value)), str(caught.value)
