@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from canonical import tables
-from canonical.errors import ConfigError, DatabaseUnavailable, SchemaOutdated
+from canonical.errors import DAMAGED_STORE, ConfigError, DatabaseUnavailable, SchemaOutdated
 
 log = logging.getLogger("canonical.db")
 T = TypeVar("T")
@@ -285,6 +285,9 @@ def make_engine(url: str | None = None) -> Engine:
             if attempt < _RESTART_ATTEMPTS and _restarting(exc):  # a server restart: it answers again soon
                 time.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
                 continue
+            if _DAMAGED in reason:  # a truncated file: its first page is read to open it
+                raise DatabaseUnavailable(f"cannot open database {mask_url(raw)}: {DAMAGED_STORE} ({reason})") \
+                    from None
             raise DatabaseUnavailable(f"cannot connect to database {mask_url(raw)}: {reason}"
                                       f"{_sqlite_folder_note(parsed)}") from None
     raise AssertionError("unreachable")  # pragma: no cover
@@ -302,6 +305,7 @@ def _sqlite_folder_note(url: sa.URL) -> str:
 
 
 _RESTART_ATTEMPTS = 8
+_DAMAGED = "database disk image is malformed"
 
 
 def _restarting(exc: DBAPIError) -> bool:

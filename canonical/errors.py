@@ -68,6 +68,12 @@ _POOLER = ("the PostgreSQL connection goes through a pooler in transaction mode 
            "(pool_mode = session), PgBouncer 1.21 or later with max_prepared_statements, or a direct connection, "
            + _AGAIN)
 
+#: what to do about a SQLite store whose file is damaged (its header intact: it opens, and a read of a damaged page
+#: fails; a truncated file is refused when it is opened, with the same words)
+DAMAGED_STORE = ("the store's database file is damaged: restore it from a backup (stop ltc-hub, put the copy `ltc db "
+                 "backup` wrote in the store's place, its -wal and -shm files removed; README: Backups); without one, "
+                 "`sqlite3 <store> .recover` salvages what it can")
+
 #: the words of a condition an operator fixes, as SQLite says it (the driver's message, also as ADBC's driver or a
 #: helper process passes it on) or as a file write does (Polars, Arrow: the system's message in theirs), and what to do
 _WORDS = (
@@ -80,6 +86,7 @@ _WORDS = (
                           + _AGAIN),
     ("canceling statement due to statement timeout", "a statement ran past the database's statement_timeout: "
                                                       + _TIMEOUT),
+    ("database disk image is malformed", DAMAGED_STORE),
     ("database is locked", "another process held the store's database locked for longer than this one waits (its "
                            "busy timeout): a tool or another process in a long write transaction; let it finish, "
                            + _AGAIN),

@@ -4,7 +4,9 @@ traceback (``canonical.errors.operator_error``)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import sqlite3
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -15,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from canonical import db, tables
-from canonical.errors import ConfigError, StoreProblem, error_text, operator_error
+from canonical.backup import backup
+from canonical.errors import ConfigError, DatabaseUnavailable, StoreProblem, error_text, operator_error
 from canonical.store import Store
 from tests.test_cli import ltc
 
@@ -107,6 +110,52 @@ def test_anything_else_stays_a_bug_and_an_ltc_error_stays_itself() -> None:
     except RuntimeError as outer:
         assert operator_error(outer) is config
         assert error_text(outer) == "RuntimeError: stage failed"  # not a store problem: as before
+
+
+def _damaged(path: Path, *tables_hit: str) -> None:
+    """Overwrite the first page of each of ``tables_hit`` in the SQLite file at ``path`` (its header intact: it opens)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        roots = dict(conn.execute("SELECT name, rootpage FROM sqlite_master WHERE type = 'table'").fetchall())
+    with path.open("r+b") as f:
+        for name in tables_hit:
+            f.seek((roots[name] - 1) * size)
+            f.write(b"\xde\xad" * (size // 2))
+
+
+def test_a_damaged_sqlite_store_is_one_line_saying_to_restore_a_backup_and_exit_2(tmp_path: Path) -> None:
+    """A store file with damaged pages (its header intact) ended ``ltc reconcile``, ``status``, ``report`` and ``db
+    backup`` in SQLAlchemy's traceback "database disk image is malformed", exit 1. Now the one line an operator acts
+    on: the file is damaged, restore a backup (how), exit 2."""
+    path = tmp_path / "ltc.db"
+    url = f"sqlite:///{path}"
+    Store.open(url).close()
+    _damaged(path, "stream_state", "recon_exception")
+    res = ltc("reconcile", "--as-of", "2026-10-31", env={"LTC_DATABASE_URL": url}, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("error: the store's database file is damaged: restore it from a backup (stop ltc-hub, "
+                               "put the copy `ltc db backup` wrote in the store's place")
+    assert lines[0].endswith("(database disk image is malformed)")
+    with pytest.raises(sa.exc.DatabaseError) as caught:  # `ltc db backup` reads every page
+        backup(url, tmp_path / "copy.db")
+    problem = operator_error(caught.value)
+    assert isinstance(problem, StoreProblem) and str(problem).startswith("the store's database file is damaged")
+    assert [p.name for p in tmp_path.iterdir() if "copy" in p.name] == []
+
+
+def test_a_truncated_sqlite_store_says_to_restore_a_backup_too(tmp_path: Path) -> None:
+    path = tmp_path / "ltc.db"
+    Store.open(f"sqlite:///{path}").close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    path.write_bytes(path.read_bytes()[:20_000])
+    with pytest.raises(DatabaseUnavailable) as caught:
+        db.make_engine(f"sqlite:///{path}")
+    assert str(caught.value).startswith(f"cannot open database sqlite:///{path}: the store's database file is "
+                                        "damaged: restore it from a backup")
 
 
 def test_ltc_on_a_read_only_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
