@@ -141,11 +141,26 @@ def _normalize(url: str) -> sa.engine.URL:
         ) from None
     if parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+    backend = parsed.get_backend_name()
+    if backend not in _DRIVERS:
         raise ConfigError(
             f"unsupported database {mask_url(url)!r}: ltc-hub runs on SQLite or PostgreSQL"
         )
+    driver = parsed.drivername.partition("+")[2]
+    drivers, supported = _DRIVERS[backend]
+    if driver not in drivers:  # never connected with: another driver takes other arguments, or is async
+        raise ConfigError(f"unsupported driver {driver!r} in LTC_DATABASE_URL {mask_url(url)!r}: {supported}")
     return parsed
+
+
+#: the drivers ltc-hub connects with, by database ("": the URL names none; a PostgreSQL URL without one was given
+#: psycopg's), and what an operator writes
+_DRIVERS = {
+    "sqlite": (("", "pysqlite"), "ltc-hub opens SQLite with Python's sqlite3 only: write sqlite:///path/ltc.db "
+                                 "(or sqlite+pysqlite:///path/ltc.db)"),
+    "postgresql": (("psycopg",), "ltc-hub connects to PostgreSQL with psycopg 3 only: write "
+                                 "postgresql://user:pass@host:5432/db (or postgresql+psycopg://...)"),
+}
 
 
 # A sync lands a page in one transaction; its records' ids are in the page's (modification time) order, so

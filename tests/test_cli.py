@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from canonical import db
+from canonical.errors import ConfigError
 from canonical.store import RawRecord, Store
 
 LTC = [sys.executable, "-c", "from ltc.cli import main; main()"]
@@ -28,6 +30,9 @@ def ltc(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
         ("not a url", "invalid LTC_DATABASE_URL 'not a url'"),
         ("mysql://u:hunter2@localhost/x", "unsupported database 'mysql://u:***@localhost/x'"),
         ("postgresql://u:hunter2@db.internal:54x2/ltc", "the port must be a number"),
+        ("postgresql+psycopg2://u:hunter2@127.0.0.1:1/x",
+         "unsupported driver 'psycopg2' in LTC_DATABASE_URL 'postgresql+psycopg2://u:***@127.0.0.1:1/x': ltc-hub "
+         "connects to PostgreSQL with psycopg 3 only"),
     ],
 )
 def test_bad_database_url_is_one_masked_line_and_exit_2(url: str, expected: str, tmp_path: Path) -> None:
@@ -38,6 +43,26 @@ def test_bad_database_url_is_one_masked_line_and_exit_2(url: str, expected: str,
     assert len(lines) == 1, res.stderr
     assert expected in lines[0]
     assert "hunter2" not in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(("url", "driver"), [("postgresql+psycopg2://u:hunter2@127.0.0.1:1/x", "psycopg2"),
+                                           ("postgresql+asyncpg://u@127.0.0.1:1/x", "asyncpg"),
+                                           ("postgresql+bogus://u@127.0.0.1:1/x", "bogus"),
+                                           ("sqlite+aiosqlite:///{tmp}/a.db", "aiosqlite"),
+                                           ("sqlite+pysqlcipher:///{tmp}/a.db", "pysqlcipher")])
+def test_a_driver_ltc_hub_does_not_connect_with_is_refused_before_connecting(url: str, driver: str,
+                                                                            tmp_path: Path) -> None:
+    """A database URL naming another driver than ltc-hub's was connected with: ModuleNotFoundError (psycopg2), a
+    TypeError (asyncpg: connect_timeout), MissingGreenlet (aiosqlite, after making the file). Now ConfigError (exit 2)
+    naming the drivers ltc-hub supports, and nothing opened or made."""
+    url = url.format(tmp=tmp_path)
+    with pytest.raises(ConfigError, match=rf"^unsupported driver '{driver}' in LTC_DATABASE_URL .*: ltc-hub "
+                                          r"(connects to PostgreSQL with psycopg 3|opens SQLite with Python's sqlite3) "
+                                          r"only: write (postgresql|sqlite):///?"):
+        db.make_engine(url)
+    assert list(tmp_path.iterdir()) == []
+    for supported in (f"sqlite:///{tmp_path}/s.db", f"sqlite+pysqlite:///{tmp_path}/s.db"):
+        db.make_engine(supported).dispose()
 
 
 def test_status_on_empty_store_says_so(tmp_path: Path) -> None:
