@@ -65,6 +65,23 @@ def test_a_driver_ltc_hub_does_not_connect_with_is_refused_before_connecting(url
         db.make_engine(supported).dispose()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("reconcile", "--as-of", "0001-01-01"), "--as-of '0001-01-01' is out of range: give a day from 1900-01-01 to "
+                                             "2999-12-31"),
+    (("run", "--as-of", "3000-01-01"), "--as-of '3000-01-01' is out of range"),
+])
+def test_a_day_out_of_range_is_refused_at_the_option(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    """``ltc reconcile --as-of 0001-01-01`` ended in ``OverflowError: date value out of range`` (the reconciliation's
+    date arithmetic): an as-of from 1900 to 2999 is taken, any other day is one line at the option, exit 2, before
+    the store or ltc.yaml is read."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store.open(url).close()
+    res = ltc(*args, env={"LTC_DATABASE_URL": url, "LTC_PROGRESS": "off"}, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), res.stderr
+
+
 def test_status_on_empty_store_says_so(tmp_path: Path) -> None:
     res = ltc("status", env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}"}, cwd=tmp_path)
     assert res.returncode == 0, res.stderr

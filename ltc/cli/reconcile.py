@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +14,7 @@ from rich.table import Table
 from canonical.errors import InputError
 from ltc.app import runtime
 from ltc.app.exceptions import list_exceptions, source_records
-from ltc.cli.common import ConfigOpt, err_console
+from ltc.cli.common import ConfigOpt, day_option, err_console
 from reconcile import lifecycle
 from reconcile.codes import CODES, STATUSES
 
@@ -28,13 +27,6 @@ def _store(config: str | None) -> Any:
     return runtime.open_store(config, auto_create=False)  # a mistyped path is not an empty store to reconcile
 
 
-def _as_of(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
 def reconcile(
     config: str | None = ConfigOpt,
     as_of: str | None = typer.Option(None, "--as-of", help="Reconcile as of this date (default: the as-of a "
@@ -45,9 +37,10 @@ def reconcile(
     from ltc.app.pipeline import default_as_of
     from reconcile.engine import run_reconciliation
 
+    day = day_option(as_of, "--as-of") if as_of else None
     cfg = load_config(config)
     store = _store(config)
-    result = run_reconciliation(store, cfg, _as_of(as_of) if as_of else default_as_of(store, cfg))
+    result = run_reconciliation(store, cfg, day or default_as_of(store, cfg))
     s = result.summary()
     console.print(f"reconcile run {s['run_id']} as of {s['as_of']}: {s['chains']} chains")
     console.print("rows: " + ", ".join(f"{k}={v}" for k, v in s["rows"].items()))
@@ -184,5 +177,5 @@ def snooze_cmd(ident: list[str] = IdsArg, until: str = typer.Option(..., "--unti
                "today; 'none' lifts the snooze."), note: str = OptNote, actor: str | None = ActorOpt,
                config: str | None = ConfigOpt) -> None:
     """Hide exceptions from the work queue until a date."""
-    day = None if until.strip().lower() == "none" else _as_of(until)
+    day = None if until.strip().lower() == "none" else day_option(until, "--until", within=None)
     _act(ident, "snooze", actor, config, until=day, note=note)

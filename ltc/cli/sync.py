@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
 from rich.table import Table
 
 from canonical import db
-from canonical.errors import ConfigError, LtcError
+from canonical.errors import LtcError
 from canonical.store import Store
 from connectors.base import StreamResult
 from ltc.app import runtime
 from ltc.app.config import Config, load_config
 from ltc.app.status import freshness, open_exceptions, source_schedules
-from ltc.cli.common import ConfigOpt, console, err_console, fmt
+from ltc.cli.common import ConfigOpt, console, day_option, err_console, fmt
 from ltc.cli.progress import BarProgress, ProgressOpt, reporter
 
 
@@ -205,10 +205,11 @@ def run(
     """
     from ltc.app.pipeline import run_pipeline
 
+    day = day_option(as_of, "--as-of") if as_of else None
     cfg = load_config(config)
     store = runtime.open_store(config)
     with reporter(err_console, progress) as on_progress:
-        result = run_pipeline(store, cfg, _date(as_of) if as_of else None, sources=source or None,
+        result = run_pipeline(store, cfg, day, sources=source or None,
                               echo=echo_line(on_progress), on_progress=on_progress)
     print_result(result)
     if result.exit_code:
@@ -251,10 +252,3 @@ def print_result(result: Any) -> None:
     if result.previous_report:
         err_console.print(f"the last complete report is kept: {result.previous_report}", highlight=False)
 
-
-def _date(value: str) -> date:
-    """``--as-of``; without it the pipeline takes the company's day (ltc.yaml ``timezone``)."""
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
