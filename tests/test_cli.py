@@ -82,6 +82,24 @@ def test_a_day_out_of_range_is_refused_at_the_option(args: tuple[str, ...], mess
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), res.stderr
 
 
+@pytest.mark.parametrize("args", [("exceptions", "ack", "0433c\udce9", "--note", "seen"),
+                                  ("report", "--out", "out", "--title", "Q3 r\udce9sum\udce9")])
+def test_an_argument_that_is_not_utf8_is_one_line_saying_so(args: tuple[str, ...], tmp_path: Path) -> None:
+    """A terminal in Latin-1 passes é as the byte 0xe9, which Python keeps as a lone surrogate: every command that
+    stored, wrote or looked it up ended in ``UnicodeEncodeError: ... surrogates not allowed``. Now the entry point
+    refuses it for every command: one line naming the argument and the fix, exit 2."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store.open(url).close()
+    res = ltc(*args, env={"LTC_DATABASE_URL": url}, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    shown = next(a for a in args if "\udce9" in a).replace("\udce9", "\\xe9")
+    assert lines[0] == (f"error: the argument '{shown}' is not valid UTF-8 text (byte 0xe9): set the terminal to "
+                        "UTF-8 (e.g. LANG=C.UTF-8 or LC_ALL=C.UTF-8) or give the text in UTF-8")
+    assert not (tmp_path / "out").exists()
+
+
 def test_status_on_empty_store_says_so(tmp_path: Path) -> None:
     res = ltc("status", env={"LTC_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}"}, cwd=tmp_path)
     assert res.returncode == 0, res.stderr

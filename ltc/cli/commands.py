@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from canonical.errors import LtcError, operator_error
+from canonical.errors import InputError, LtcError, operator_error
 from ltc.cli import (
     config,
     db,
@@ -83,10 +83,27 @@ app.command("identity")(mapping.identity)
 app.add_typer(mapping.mappings_app, name="mappings")
 
 
+def utf8_arguments(argv: list[str]) -> None:
+    """:class:`InputError` (one line) for an argument that is not UTF-8 text: a terminal in another encoding (Latin-1,
+    GBK) passed its bytes, which Python keeps as lone surrogates, and every store, file and console write refused
+    them later with a traceback ("surrogates not allowed")."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raw = arg.encode("utf-8", "surrogateescape")
+            shown = raw.decode("utf-8", "backslashreplace")
+            shown = shown if len(shown) <= 60 else shown[:59] + "…"
+            bad = next((ord(c) & 0xFF for c in arg[exc.start:exc.end]), 0)
+            raise InputError(f"the argument '{shown}' is not valid UTF-8 text (byte 0x{bad:02x}): set the terminal "
+                             "to UTF-8 (e.g. LANG=C.UTF-8 or LC_ALL=C.UTF-8) or give the text in UTF-8") from None
+
+
 def main() -> None:
     """Console entry point: LtcError (or an error an operator must fix: :func:`operator_error`) -> one line on
     stderr and its exit code."""
     try:
+        utf8_arguments(sys.argv[1:])
         app()
     except LtcError as exc:
         err_console.print(f"error: {exc}", soft_wrap=True, highlight=False, markup=False)
