@@ -237,7 +237,9 @@ def resolve_id(conn: Connection, ident: str) -> str:
     ident = ident.strip().lower()
     if len(ident) < 6:
         raise InputError(f"exception id {ident!r} is too short: give at least 6 characters of the fingerprint")
-    hits = conn.execute(sa.select(exc_t.c.fingerprint).where(exc_t.c.fingerprint.like(f"{ident}%")).limit(3)).scalars().all()
+    # a literal prefix: % and _ in what a person typed are characters, not LIKE's wildcards
+    hits = conn.execute(sa.select(exc_t.c.fingerprint).where(exc_t.c.fingerprint.startswith(ident, autoescape=True))
+                        .limit(3)).scalars().all()
     if not hits:
         raise InputError(f"no exception with id {ident!r} (see `ltc exceptions list`)")
     if len(hits) > 1:

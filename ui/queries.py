@@ -34,10 +34,13 @@ def _int(v: str | None) -> int | None:
 
 
 def _dec(v: str | None) -> Decimal | None:
+    """A finite amount, else None: NaN (which no amount compares with), sNaN and Infinity are ignored as any other
+    malformed value is."""
     try:
-        return Decimal(v) if v not in (None, "") else None
+        d = Decimal(v) if v not in (None, "") else None
     except InvalidOperation:
         return None
+    return d if d is not None and d.is_finite() else None
 
 
 @dataclass

@@ -222,3 +222,23 @@ def test_sync_stores_every_value_as_found_whatever_the_text(store: Store) -> Non
     assert [(t["action"], t["from_status"], t["to_status"], t["run_id"], t["at"]) for t in trail] == [
         ("detected", None, "open", "r1", at), ("reopened", "resolved", "open", "r2", later)]
     assert [t["action"] for t in lifecycle.audit_trail(store, f"{n - 1:032x}")] == ["detected", "auto_resolved"]
+
+
+def _exception(fingerprint: str) -> dict[str, Any]:
+    at = datetime(2026, 10, 1, tzinfo=UTC)
+    return {"fingerprint": fingerprint, "code": "UNAPPLIED_PAYMENT", "status": "open", "severity": "medium",
+            "subject_ids": [], "source_ids": [], "evidence": {}, "first_seen_at": at, "last_seen_at": at}
+
+
+def test_an_exception_id_is_a_literal_prefix_not_a_like_pattern(store: Store) -> None:
+    """Ids were matched with LIKE: ``ltc exceptions ack '%c862735'`` (and the work queue's actions, which resolve ids
+    the same way) acted on 0433c78f…2735, whose id does not start so. %, _ and the escape character are characters
+    of the prefix now, on SQLite and PostgreSQL."""
+    fp = "0433c78fea6adac475608e3f7c862735"
+    with store.engine.begin() as conn:
+        conn.execute(recon_exception.insert(), [_exception(fp), _exception("0433d" + "0" * 27)])
+    for pattern in ("%c862735", "0433c_8f", "0433_7", "%%%%%%", "______", "0433c/8f", "0433c\\8f"):
+        with pytest.raises(InputError, match="no exception with id"):
+            lifecycle.act(store, [pattern], "acknowledge", "carol", note="seen")
+    assert [r["status"] for r in lifecycle.list_exceptions(store, status="open")] == ["open", "open"]
+    assert lifecycle.act(store, ["0433c78f"], "acknowledge", "carol", note="seen")[0]["fingerprint"] == fp

@@ -21,6 +21,7 @@ from reconcile import lifecycle
 from reconcile.engine import run_reconciliation
 from reconcile.tables import recon_exception
 from sandbox.scenario import generate
+from ui import queries
 from ui.app import create_app
 from ui.auth import hash_password, verify_password
 
@@ -211,6 +212,33 @@ def test_snoozed_are_hidden_and_bulk_acts_on_the_filtered_set(world: Store) -> N
     assert r.status_code == 303
     assert {x["fingerprint"]: x["assignee"] for x in lifecycle.list_exceptions(world)}[two[1]] == "zoe"
     assert all(lifecycle.audit_trail(world, f)[-1]["actor"] == "fiona" for f in [*medium, *two])
+
+
+@pytest.mark.parametrize("bad", ["NaN", "sNaN", "-nan", "Infinity", "-Infinity", "inf"])
+def test_filters_ignore_an_amount_that_is_no_finite_number(bad: str) -> None:
+    f = queries.Filters.parse({"min_amount": bad, "min_age": bad, "page": bad})
+    assert (f.min_amount, f.min_age, f.page) == (None, None, 1)
+    assert queries.Filters.parse({"min_amount": "1e3"}).min_amount == Decimal(1000)
+
+
+def test_an_unusable_amount_filter_is_ignored_and_an_id_is_a_literal_prefix(world: Store) -> None:
+    """``GET /?min_amount=NaN`` (sNaN, Infinity) was a 500 (``decimal.InvalidOperation`` comparing amounts): ignored
+    now, as any malformed filter is. And an action on ``/x/%c862735/act`` acted on the exception whose id ends so
+    (ids were LIKE patterns): it is no exception's id."""
+    c = client_for(world, "fiona")
+    listed = re.findall(r'<tr data-fp="([0-9a-f]{32})">', c.get("/").text)
+    for bad in ("NaN", "sNaN", "Infinity", "-Infinity"):
+        page = c.get("/", params={"min_amount": bad})
+        assert page.status_code == 200 and re.findall(r'<tr data-fp="([0-9a-f]{32})">', page.text) == listed
+    fp = listed[0]
+    token = csrf(c.get(f"/x/{fp}").text)
+    r = c.post(f"/x/{fp[:5]}_{fp[6:10]}/act", data={"action": "comment", "note": "x", "csrf": token},
+               follow_redirects=False)
+    assert r.status_code == 303 and "no+exception+with+id" in r.headers["location"], r.headers["location"]
+    bulk = c.post("/bulk", data={"csrf": token, "action": "comment", "note": "x", "scope": "selected",
+                                 "fp": ["%" + fp[-7:]]}, follow_redirects=False)
+    assert bulk.status_code == 400 and "no exception with id" in html.unescape(bulk.text)
+    assert [t["action"] for t in lifecycle.audit_trail(world, fp)] == ["detected"]
 
 
 def test_trusted_proxy_header_only_from_the_proxy(world: Store) -> None:
