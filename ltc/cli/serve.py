@@ -13,4 +13,7 @@ def serve(config: str | None = ConfigOpt,
     from flows.serve import serve_all
     from ltc.cli.ui import server
 
-    serve_all(config, ui=server(config) if ui else None)
+    queue = server(config) if ui else None
+    if queue is not None:
+        queue.listen()  # an address it cannot have: one line now, not a thread's log line beside the schedules
+    serve_all(config, ui=queue)
