@@ -105,12 +105,15 @@ def list_cmd(
         return
     title = f"{total} exception(s)" if len(rows) == total else \
         f"{len(rows)} of {total} exception(s), the largest amounts at risk"
+    from reports.finance import _money as shown
+
     table = Table(title=title)
     for col in ("id", "code", "status", "severity", "records", "at risk", "owner"):
         table.add_column(col)
     for r in rows:
         recs = ", ".join(r["source_ids"][:3]) + (" …" if len(r["source_ids"]) > 3 else "")
-        risk = f"{r['amount_at_risk']} {r['currency']}" if r["amount_at_risk"] is not None else "-"
+        amount = shown(r["amount_at_risk"], r["currency"])  # 0.0100 EUR -> 0.01 EUR, as the report and queue show
+        risk = f"{amount} {r['currency'] or ''}".strip() if amount is not None else "-"
         table.add_row(r["fingerprint"][:12], r["code"], r["status"], r["severity"], recs, risk,
                       r["assignee"] or r["owner"] or "-")
     console.print(table)

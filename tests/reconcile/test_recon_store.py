@@ -118,6 +118,12 @@ def test_cli_reconcile_list_ack_resolve(sqlite_store: Store, monkeypatch: pytest
     item = listed[0]
     assert set(item) >= {"code", "fingerprint", "status", "severity", "source_ids", "amount_at_risk", "owner"}
     assert item["source_ids"][0].startswith("U") and Decimal(item["amount_at_risk"]) > 0
+    # the table shows the amount in its currency's decimals (the store's 4 places only where they are not zeros)
+    table = ltc("exceptions", "list", "--code", "UNAPPLIED_PAYMENT").stdout
+    cents = Decimal(item["amount_at_risk"]).quantize(Decimal("0.01"))
+    assert cents == Decimal(item["amount_at_risk"]) and item["currency"] in ("USD", "EUR", "GBP")
+    assert f"{cents} {item['currency']}" in table and f"{Decimal(item['amount_at_risk']):f} " not in table.replace(
+        f"{cents} ", "")
     ack = ltc("exceptions", "ack", item["fingerprint"][:8], "--note", "looking into it", "--actor", "bob")
     assert ack.returncode == 0 and "open -> acknowledged (by bob)" in ack.stdout
     assert json.loads(ltc("exceptions", "list", "--json", "--status", "acknowledged").stdout)[0]["fingerprint"] == \
