@@ -4,7 +4,7 @@
   the copy is the store as of the moment it began), checked with ``PRAGMA quick_check``, then renamed into place, so
   the destination is never a half-written file. Copying the store's file itself while it is in use is not a backup:
   the last commits live in its ``-wal`` file, and a copy taken during a checkpoint is torn.
-* **PostgreSQL**: ``pg_dump --format=custom`` (restore with ``pg_restore``); the password goes to it in the
+* **PostgreSQL**: ``pg_dump --format=custom`` (``ltc db restore`` puts it back with ``pg_restore``); the password goes to it in the
   environment, never on its command line, where ``ps`` shows it.
 """
 
@@ -90,6 +90,16 @@ def _pg_dump(url: sa.URL, partial: Path) -> None:
     if binary is None:
         raise ConfigError("pg_dump not found: install the PostgreSQL client tools (the server's major version or "
                           "later), e.g. `apt-get install postgresql-client`")
+    done = subprocess.run([binary, "--format=custom", f"--file={partial}", "--dbname", str(url.database)],
+                          env=pg_env(url), capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [x for x in done.stderr.strip().splitlines() if x.strip()]
+        raise InputError(f"pg_dump failed: {lines[0] if lines else f'exit code {done.returncode}'}")
+
+
+def pg_env(url: sa.URL) -> dict[str, str]:
+    """The environment of a PostgreSQL client tool (pg_dump, pg_restore) connecting as ``url`` does: the password
+    in it, never on the tool's command line, where ``ps`` shows it."""
     env = {**os.environ}
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)
@@ -100,8 +110,4 @@ def _pg_dump(url: sa.URL, partial: Path) -> None:
         name = _LIBPQ_ENV.get(key)
         if name is not None:
             env[name] = str(value if isinstance(value, str) else value[0])
-    done = subprocess.run([binary, "--format=custom", f"--file={partial}", "--dbname", str(url.database)],
-                          env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = [x for x in done.stderr.strip().splitlines() if x.strip()]
-        raise InputError(f"pg_dump failed: {lines[0] if lines else f'exit code {done.returncode}'}")
+    return env

@@ -121,6 +121,12 @@ def dumps(value: Any) -> bytes:
     return out
 
 
+def parsed_url(url: str | None = None) -> sa.engine.URL:
+    """The store's URL (the argument, else ``LTC_DATABASE_URL``, else the default), parsed and checked as
+    :func:`make_engine` does, without connecting: a bad one is one line (:class:`ConfigError`)."""
+    return _normalize(database_url(url))
+
+
 def _normalize(url: str) -> sa.engine.URL:
     try:
         parsed = sa.engine.make_url(url)
@@ -354,6 +360,11 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    """Every schema revision this ltc-hub has a migration script of (head and all before it)."""
+    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
@@ -486,8 +497,7 @@ def _check_schema(engine: Engine, *, auto_create: bool) -> None:
 
 def _newer(engine: Engine, current: str | None) -> SchemaOutdated | None:
     """The error for a schema revision this ltc-hub has no script of (a later release's), or None."""
-    known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if current is None or current in known:
+    if current is None or current in known_revisions():
         return None
     masked = mask_url(engine.url.render_as_string(hide_password=False))
     return SchemaOutdated(f"database {masked} is at schema revision {current}, newer than this ltc-hub knows "

@@ -70,8 +70,8 @@ _POOLER = ("the PostgreSQL connection goes through a pooler in transaction mode 
 
 #: what to do about a SQLite store whose file is damaged (its header intact: it opens, and a read of a damaged page
 #: fails; a truncated file is refused when it is opened, with the same words)
-DAMAGED_STORE = ("the store's database file is damaged: restore it from a backup (stop ltc-hub, put the copy `ltc db "
-                 "backup` wrote in the store's place, its -wal and -shm files removed; README: Backups); without one, "
+DAMAGED_STORE = ("the store's database file is damaged: restore it from a backup with `ltc db restore <backup>` (a "
+                 "file `ltc db backup` wrote; it copies the damaged file aside first; README: Backups); without one, "
                  "`sqlite3 <store> .recover` salvages what it can")
 
 #: the words of a condition an operator fixes, as SQLite says it (the driver's message, also as ADBC's driver or a

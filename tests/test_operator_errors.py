@@ -136,8 +136,8 @@ def test_a_damaged_sqlite_store_is_one_line_saying_to_restore_a_backup_and_exit_
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    assert lines[0].startswith("error: the store's database file is damaged: restore it from a backup (stop ltc-hub, "
-                               "put the copy `ltc db backup` wrote in the store's place")
+    assert lines[0].startswith("error: the store's database file is damaged: restore it from a backup with "
+                               "`ltc db restore <backup>`")
     assert lines[0].endswith("(database disk image is malformed)")
     with pytest.raises(sa.exc.DatabaseError) as caught:  # `ltc db backup` reads every page
         backup(url, tmp_path / "copy.db")

@@ -1,4 +1,5 @@
-"""``ltc db upgrade|current|backup``: the store's schema, and a consistent copy of the store."""
+"""``ltc db upgrade|current|backup|restore``: the store's schema, a consistent copy of the store, and putting one
+back."""
 
 from __future__ import annotations
 
@@ -43,3 +44,38 @@ def db_backup(dest: str = typer.Argument(..., help="A new file for the copy (SQL
     made = backup(url, dest)
     console.print(f"backup of {db.mask_url(url)} (schema revision {made.revision or 'none'}) written to {made.path} "
                   f"({made.size / 1e6:,.1f} MB)", soft_wrap=True, highlight=False, markup=False)
+
+
+@app.command("restore")
+def db_restore(backup_file: str = typer.Argument(..., metavar="BACKUP", help="A file `ltc db backup` wrote (SQLite: "
+                                                 "a store file; PostgreSQL: pg_dump's custom format)."),
+               yes: bool = typer.Option(False, "--yes", help="Replace the store without asking."),
+               no_safety_copy: bool = typer.Option(False, "--no-safety-copy", help="Do not copy the store as it is "
+                                                   "before replacing it."),
+               config: str | None = ConfigOpt) -> None:
+    """Replace the store's content with a backup (a safety copy of the store first; upgraded if older)."""
+    import sys
+
+    import ltc.app.schema  # noqa: F401  (every table in the shared metadata: those a PostgreSQL restore drops)
+    from canonical.errors import InputError
+    from canonical.restore import check, restore
+
+    url = store_url(config)
+    plan = check(url, backup_file)
+    what = (f"{plan.target} will be replaced by the backup {plan.backup} (schema revision {plan.revision})"
+            + ("" if no_safety_copy else ", after a safety copy of it"))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"{what}: give --yes to restore without a terminal to confirm on")
+        typer.confirm(f"{what}. Go on?", abort=True)
+    done = restore(plan, safety_copy=not no_safety_copy)
+    say = lambda line: console.print(line, soft_wrap=True, highlight=False, markup=False)  # noqa: E731
+    for note in done.notes:
+        say(f"note: {note}")
+    if done.safety_copy is not None:
+        say(f"safety copy of the store as it was: {done.safety_copy}")
+    elif no_safety_copy:
+        say("no safety copy made (--no-safety-copy)")
+    say(f"restored {plan.backup} (schema revision {plan.revision}) into {plan.target}")
+    if done.upgraded is not None:
+        say(f"schema upgraded as `ltc db upgrade` does: {done.upgraded[0]} -> {done.upgraded[1]}")
