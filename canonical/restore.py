@@ -123,7 +123,8 @@ def _sqlite_revision(path: Path) -> str:
                                        "'alembic_version'").fetchone()
             row = conn.execute("SELECT version_num FROM alembic_version").fetchone() if has_version else None
     except sqlite3.DatabaseError as exc:
-        raise InputError(f"the backup {path} cannot be read as a SQLite store ({exc}): give another backup") from None
+        state = "is damaged" if _is_damage(exc) else "cannot be read as a SQLite store"
+        raise InputError(f"the backup {path} {state} ({exc}): give another backup") from None
     if row is None:
         raise InputError(f"the backup {path} holds no ltc-hub schema (no schema revision): give a backup "
                          "`ltc db backup` wrote")
