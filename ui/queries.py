@@ -86,7 +86,8 @@ class Filters:
                              "min_amount": self.min_amount, "snoozed": "1" if self.snoozed else "",
                              "sort": self.sort, "dir": "desc" if self.desc else "asc", "page": self.page}
         d.update(change)
-        return {k: str(v) for k, v in d.items() if v not in (None, "", 1) or (k == "page" and v != 1)}
+        # only an unset filter is left out (and the first page): ``min_age=1`` and ``min_amount=1`` are filters
+        return {k: str(v) for k, v in d.items() if v is not None and v != "" and not (k == "page" and v == 1)}
 
 
 @dataclass

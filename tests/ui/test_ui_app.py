@@ -381,3 +381,33 @@ def test_a_bug_stays_a_bug(world: Store, monkeypatch: pytest.MonkeyPatch) -> Non
     c = client_for(world, "fiona")
     with pytest.raises(sa.exc.ProgrammingError):
         c.get("/")
+
+
+@pytest.mark.parametrize("flt", [{"min_age": "1"}, {"min_amount": "1"}])
+def test_bulk_on_the_filtered_set_keeps_a_filter_of_one(world: Store, flt: dict[str, str]) -> None:
+    """"Apply to all N filtered" with ``Older than (days) = 1`` or ``min. amount = 1``: the filter used to be dropped
+    from the bulk form (and the sort and page links) as if it were a default, so the bulk action hit every exception;
+    it acts on the page's N now."""
+    e = recon_exception.c
+    with world.engine.begin() as conn:
+        old = conn.execute(sa.select(e.fingerprint).order_by(e.fingerprint).limit(3)).scalars().all()
+        conn.execute(recon_exception.update().where(e.fingerprint.in_(old)).values(
+            first_seen_at=datetime.now(UTC) - timedelta(days=5)))
+        if "min_amount" in flt:  # three exceptions at 1 or more, the others below
+            conn.execute(recon_exception.update().values(amount_reporting=Decimal("0.50")))
+            conn.execute(recon_exception.update().where(e.fingerprint.in_(old)).values(amount_reporting=Decimal(1)))
+    c = client_for(world, "fiona")
+    page = c.get("/", params=flt).text
+    total = int(re.search(r'data-total="(\d+)"', page).group(1))
+    assert total == 3
+    hidden = dict(re.findall(r'<input type="hidden" name="(f_[a-z_]+)" value="([^"]*)"', page))
+    key = next(iter(flt))
+    assert hidden.get(f"f_{key}") == "1"
+    assert re.search(rf'href="/\?[^"]*{key}=1[^"]*sort=age', page)  # the sort links keep it too
+    r = c.post("/bulk", data={"csrf": csrf(page), **hidden, "action": "comment", "note": "weekly review",
+                              "scope": "filtered"}, follow_redirects=False)
+    assert r.status_code == 303 and f"done=comment%3A{total}%3A0" in r.headers["location"], r.headers["location"]
+    assert f"{key}=1" in r.headers["location"]
+    commented = {x["fingerprint"] for x in lifecycle.list_exceptions(world)
+                 if lifecycle.audit_trail(world, x["fingerprint"])[-1]["action"] == "comment"}
+    assert commented == set(old)
