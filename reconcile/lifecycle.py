@@ -287,17 +287,6 @@ def act(store: Store, idents: Sequence[str], action: str, actor: str, *, note: s
         fps = list(dict.fromkeys(resolve_id(conn, i) for i in idents))
         current = dict(conn.execute(sa.select(exc_t.c.fingerprint, exc_t.c.status)
                                     .where(exc_t.c.fingerprint.in_(fps))).all()) if fps else {}
-        done, audit = [], []
-        for fp in fps:
-            cur = current[fp]
-            if cur not in allowed:
-                what = f"move it to {to}" if to else f"{action} it"
-                out.append({"fingerprint": fp, "from": cur, "to": cur, "skipped": f"exception {fp[:12]} is {cur}; "
-                            f"cannot {what}"})
-                continue
-            done.append(fp)
-            audit.append(_audit(fp, cur, to or cur, reason, None, at, actor.strip(), action))
-            out.append({"fingerprint": fp, "from": cur, "to": to or cur, "skipped": None})
         values: dict[str, Any] = {}
         if to is not None:
             values = {"status": to, "resolved_at": at if to == "resolved" else None}
@@ -305,8 +294,31 @@ def act(store: Store, idents: Sequence[str], action: str, actor: str, *, note: s
             values = {"assignee": (owner or "").strip() or None}
         elif action == "snooze":
             values = {"snoozed_until": until}
-        if done and values:
-            conn.execute(exc_t.update().where(exc_t.c.fingerprint.in_(done)).values(**values))
+        by_status: dict[str, list[str]] = {}
+        for fp in fps:
+            by_status.setdefault(current[fp], []).append(fp)
+        applied: set[str] = set()
+        for cur, group in by_status.items():
+            if cur not in allowed:
+                continue
+            # only from the status just read: another person (or a run) who changed the exception since then wins,
+            # and this action is not applied to it (the row is locked by the update until the transaction ends)
+            applied.update(conn.execute(
+                exc_t.update().where(exc_t.c.fingerprint.in_(group), exc_t.c.status == cur)
+                .values(**(values or {"status": cur})).returning(exc_t.c.fingerprint)).scalars())
+        audit = []
+        for fp in fps:
+            cur = current[fp]
+            if cur not in allowed:
+                what = f"move it to {to}" if to else f"{action} it"
+                out.append({"fingerprint": fp, "from": cur, "to": cur, "skipped": f"exception {fp[:12]} is {cur}; "
+                            f"cannot {what}"})
+            elif fp not in applied:
+                out.append({"fingerprint": fp, "from": cur, "to": cur,
+                            "skipped": f"exception {fp[:12]} was changed by someone else meanwhile: reload"})
+            else:
+                audit.append(_audit(fp, cur, to or cur, reason, None, at, actor.strip(), action))
+                out.append({"fingerprint": fp, "from": cur, "to": to or cur, "skipped": None})
         if audit:
             conn.execute(audit_t.insert(), audit)
     return out

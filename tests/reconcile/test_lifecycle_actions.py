@@ -242,3 +242,33 @@ def test_an_exception_id_is_a_literal_prefix_not_a_like_pattern(store: Store) ->
             lifecycle.act(store, [pattern], "acknowledge", "carol", note="seen")
     assert [r["status"] for r in lifecycle.list_exceptions(store, status="open")] == ["open", "open"]
     assert lifecycle.act(store, ["0433c78f"], "acknowledge", "carol", note="seen")[0]["fingerprint"] == fp
+
+
+def test_two_people_acting_at_once_do_not_both_move_an_exception(store: Store) -> None:
+    """Ada resolves an exception between the moment Fiona's acknowledge read its status (open) and its update: the
+    acknowledge used to be applied anyway (its update had no condition on the status), leaving a resolved exception
+    acknowledged and a trail with two transitions from "open". Now it is skipped, with the reason, and not in the
+    trail; the other exception of the same bulk action goes on."""
+    WORLD.load(store)
+    run_reconciliation(store, Config(), WORLD.as_of)
+    a, b = _fps(store)[:2]
+    done: list[Any] = []
+
+    def meanwhile(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if not done and statement.lstrip().upper().startswith("UPDATE RECON_EXCEPTION "):
+            done.append(None)  # once: Ada's own update comes here too
+            done[0] = lifecycle.act(store, [a], "resolve", "ada", note="paid, closing")
+
+    sa.event.listen(store.engine, "before_cursor_execute", meanwhile)
+    try:
+        out = lifecycle.act(store, [a, b], "acknowledge", "fiona", note="looking")
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", meanwhile)
+    assert done and done[0][0]["skipped"] is None
+    assert out[0]["fingerprint"] == a and out[0]["skipped"] == (
+        f"exception {a[:12]} was changed by someone else meanwhile: reload")
+    assert out[1] == {"fingerprint": b, "from": "open", "to": "acknowledged", "skipped": None}
+    status = {r["fingerprint"]: r["status"] for r in lifecycle.list_exceptions(store)}
+    assert (status[a], status[b]) == ("resolved", "acknowledged")
+    trail = [(t["actor"], t["from_status"], t["to_status"]) for t in lifecycle.audit_trail(store, a)]
+    assert trail == [("reconcile", None, "open"), ("ada", "open", "resolved")]
