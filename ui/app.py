@@ -296,7 +296,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
         data = await form(request)
         user = require(request, data)
         flt = queries.Filters.parse({k[2:]: v[0] for k, v in data.items() if k.startswith("f_") and v})
-        ids = queries.filtered_ids(store, flt) if one(data, "scope") == "filtered" else data.get("fp", [])
+        ids = queries.filtered_ids(store, flt, today=cfg.today()) if one(data, "scope") == "filtered" else data.get("fp", [])
         back = at("/?") + urlencode(flt.query())
         if not ids:
             return RedirectResponse(back, status_code=303)

@@ -182,9 +182,10 @@ def queue(store: Store, f: Filters, *, today: date | None = None, paginate: bool
                  snoozed_hidden=hidden)
 
 
-def filtered_ids(store: Store, f: Filters) -> list[str]:
-    """Every fingerprint the filters select (all pages): the target of a bulk action."""
-    return [r["fingerprint"] for r in queue(store, f, paginate=False).rows]
+def filtered_ids(store: Store, f: Filters, *, today: date | None = None) -> list[str]:
+    """Every fingerprint the filters select (all pages): the target of a bulk action. ``today``: the company's day
+    (``Config.today``), as for the page, which decides the snoozes that are over."""
+    return [r["fingerprint"] for r in queue(store, f, today=today, paginate=False).rows]
 
 
 def exception(store: Store, fingerprint: str, links: SourceLinks) -> dict[str, Any] | None:

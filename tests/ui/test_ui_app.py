@@ -411,3 +411,20 @@ def test_bulk_on_the_filtered_set_keeps_a_filter_of_one(world: Store, flt: dict[
     commented = {x["fingerprint"] for x in lifecycle.list_exceptions(world)
                  if lifecycle.audit_trail(world, x["fingerprint"])[-1]["action"] == "comment"}
     assert commented == set(old)
+
+
+def test_bulk_on_the_filtered_set_ends_snoozes_on_the_companys_day(world: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception snoozed until the company's today (a day ahead of UTC, as in Asia/Shanghai before 08:00) is back
+    on the page; "apply to all N filtered" used to decide by the UTC day and left it out of the N the page showed."""
+    ahead = datetime.now(UTC).date() + timedelta(days=1)
+    monkeypatch.setattr(Config, "today", lambda self, now=None: ahead)
+    first = lifecycle.list_exceptions(world)[0]["fingerprint"]
+    lifecycle.act(world, [first], "snooze", "fiona", until=ahead)  # accepted on the UTC day
+    c = client_for(world, "fiona")
+    page = c.get("/").text
+    assert f'data-fp="{first}"' in page
+    total = int(re.search(r'data-total="(\d+)"', page).group(1))
+    r = c.post("/bulk", data={"csrf": csrf(page), "action": "comment", "note": "weekly review", "scope": "filtered"},
+               follow_redirects=False)
+    assert f"done=comment%3A{total}%3A0" in r.headers["location"], r.headers["location"]
+    assert lifecycle.audit_trail(world, first)[-1]["reason"] == "weekly review"
