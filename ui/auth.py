@@ -89,7 +89,7 @@ class Signer:
         if not cookie or "." not in cookie:
             return None
         body, sig = cookie.rsplit(".", 1)
-        if not hmac.compare_digest(sig, self.sign("session|" + body)):
+        if not _same(sig, self.sign("session|" + body)):
             return None
         try:
             user, expiry = _unb64(body).decode().split("\n")
@@ -105,7 +105,13 @@ class Signer:
     def csrf_ok(self, cookie: str | None, user: str, token: str | None) -> bool:
         if not cookie or not token:
             return False
-        return hmac.compare_digest(self.csrf(cookie, user), token)
+        return _same(self.csrf(cookie, user), token)
+
+
+def _same(expected: str, given: str) -> bool:
+    """``given`` (from the browser) equals ``expected``, compared in constant time; as bytes, since
+    ``hmac.compare_digest`` raises TypeError on a str with a non-ASCII character (a 500 for any visitor)."""
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
 
 
 def new_csrf_cookie() -> str:

@@ -428,3 +428,15 @@ def test_bulk_on_the_filtered_set_ends_snoozes_on_the_companys_day(world: Store,
                follow_redirects=False)
     assert f"done=comment%3A{total}%3A0" in r.headers["location"], r.headers["location"]
     assert lifecycle.audit_trail(world, first)[-1]["reason"] == "weekly review"
+
+
+def test_a_non_ascii_session_cookie_or_csrf_token_is_no_session_not_a_500(sqlite_store: Store) -> None:
+    """``hmac.compare_digest`` raises TypeError on a str with a non-ASCII character: a cookie ``ltc_session=a.é`` or a
+    form's ``csrf=é`` was a 500 for anyone; it is no session (log in) and a failed CSRF check now."""
+    c = TestClient(create_app(sqlite_store, config()), raise_server_exceptions=False)
+    r = c.get("/", headers=[(b"cookie", "ltc_session=a.\u00e9".encode("latin-1"))], follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login"), r.status_code
+    c.get("/login")
+    r = c.post("/login", data={"username": "fiona", "password": PASSWORDS["fiona"], "csrf": "\u00e9"},
+               follow_redirects=False)
+    assert r.status_code == 403 and "ltc_session" not in r.headers.get("set-cookie", "")
