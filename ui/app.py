@@ -121,7 +121,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
 
     def user_of(request: Request) -> User | None:
         if site.via_proxy(request):
-            name = (request.headers.get(ui.proxy_header) or "").strip()
+            name = _utf8(request.headers.get(ui.proxy_header) or "", ui.proxy_header).strip()
             if name:
                 known = ui.users.get(name)
                 role = known.role if known else ui.proxy_default_role
@@ -318,6 +318,15 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
                       charts={k: Markup(c) for k, c in charts(report, v).items()}, streams=store.stream_states())
 
     return app
+
+
+def _utf8(value: str, header: str) -> str:
+    """A header's value as its sender wrote it: Starlette decodes header bytes as Latin-1, a proxy sends a user name
+    such as 张三 as UTF-8. Bytes that are no UTF-8 are refused (400), not taken as another user's name."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise Denied(400, f"the {header} header is not UTF-8: the proxy must send user names as UTF-8") from None
 
 
 def _safe_next(nxt: str | None) -> str:

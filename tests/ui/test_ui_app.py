@@ -440,3 +440,22 @@ def test_a_non_ascii_session_cookie_or_csrf_token_is_no_session_not_a_500(sqlite
     r = c.post("/login", data={"username": "fiona", "password": PASSWORDS["fiona"], "csrf": "\u00e9"},
                follow_redirects=False)
     assert r.status_code == 403 and "ltc_session" not in r.headers.get("set-cookie", "")
+
+
+def test_a_non_ascii_user_name_from_the_proxy_keeps_its_role(sqlite_store: Store) -> None:
+    """An SSO proxy sends 张三 as UTF-8; Starlette decodes header bytes as Latin-1, so the finance user 张三 became an
+    unknown 'å¼\\xa0ä¸\\x89' with the default role (a viewer). Bytes that are no UTF-8 are refused."""
+    users = {**config().ui.model_dump()["users"], "张三": {"role": "finance"}}
+    c = client_for(sqlite_store, trusted_proxies=["testclient"], proxy_default_role="viewer", users=users)
+    page = c.get("/", headers=[(b"x-forwarded-user", "张三".encode())])
+    assert page.status_code == 200
+    who = re.search(r'class="who">([^·]*)·\s*([^\n<]*)', page.text)
+    assert who and who.group(1).strip() == "张三" and who.group(2).strip() == "finance", who and who.groups()
+    app = c.app
+
+    async def latin1_proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:  # the test client sends UTF-8
+        headers = [(k, b"Jos\xe9") if k == b"x-forwarded-user" else (k, v) for k, v in scope.get("headers", [])]
+        await app({**scope, "headers": headers}, receive, send)  # type: ignore[operator]
+
+    bad = TestClient(latin1_proxy).get("/", headers={"X-Forwarded-User": "Jose"})  # Latin-1 bytes, not UTF-8
+    assert bad.status_code == 400 and "not UTF-8" in html.unescape(bad.text), bad.text[:300]
