@@ -13,6 +13,7 @@ templates; a strict Content-Security-Policy (no script, no frame); binds 127.0.0
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ class _Site:
     and cookie path starts with), reached directly or through one of ``ui.trusted_proxies``."""
 
     base: str
-    proxies: frozenset[str]
+    proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
     def at(self, path: str) -> str:
         """The URL path the browser uses for the app's ``path``."""
@@ -84,7 +85,15 @@ class _Site:
 
     def via_proxy(self, request: Request) -> bool:
         """The request came from a trusted proxy (whose headers are believed)."""
-        return request.client is not None and request.client.host in self.proxies
+        if request.client is None or not self.proxies:
+            return False
+        try:
+            addr = ipaddress.ip_address(request.client.host)
+        except ValueError:  # not an IP address (a Unix socket's peer)
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # ::ffff:10.0.0.5 on a dual-stack socket is 10.0.0.5
+        return any(addr in net for net in self.proxies)
 
     def secure(self, request: Request) -> bool:
         """The browser reached us over HTTPS (directly, or through a trusted proxy that says so): cookies go
@@ -111,7 +120,7 @@ def create_app(store: Store, cfg: Any, *, lang: str | None = None) -> FastAPI:
     default_lang = report_language(lang, cfg.reporting_locale)[0]
     app = FastAPI(title="ltc work queue", docs_url=None, redoc_url=None, openapi_url=None)
     ui = cfg.ui
-    site = _Site(ui.base_path, frozenset(ui.trusted_proxies))
+    site = _Site(ui.base_path, tuple(ipaddress.ip_network(p) for p in ui.trusted_proxies))
     app.state.base_path = base = site.base
     at, cookie = site.at, site.cookie
 

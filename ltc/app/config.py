@@ -477,7 +477,8 @@ class UiConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1, le=65535)
     users: dict[str, UiUser] = Field(default_factory=dict)
-    # Trust ``proxy_header`` (e.g. X-Forwarded-User) only from these client addresses.
+    # Trust ``proxy_header`` (e.g. X-Forwarded-User) only from these client addresses or networks (10.0.0.5,
+    # 10.0.0.0/8: a proxy in a container whose address changes within a range); kept normalized (10.0.0.5/32)
     trusted_proxies: list[str] = Field(default_factory=list)
     proxy_header: str = "X-Forwarded-User"
     proxy_default_role: Literal["viewer", "finance", "admin"] | None = None  # a proxy user not listed in users
@@ -486,6 +487,18 @@ class UiConfig(_Model):
     # the path a reverse proxy publishes the work queue under (https://intranet.example.com/ltc/ -> /ltc): links,
     # redirects and the cookies' path carry it; a request is served with it or without it (a proxy that strips it)
     base_path: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: list[str]) -> list[str]:
+        out = []
+        for entry in v:
+            try:
+                out.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network: give one like 10.0.0.5 or 10.0.0.0/8 "
+                                 "(a host name never matches a client's address)") from None
+        return out
 
     @field_validator("base_path")
     @classmethod

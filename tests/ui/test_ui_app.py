@@ -65,8 +65,11 @@ def login(client: TestClient, user: str) -> None:
     assert r.status_code == 303 and r.headers["location"] == "/", r.text
 
 
+PEER = ("10.0.0.7", 50000)  # the test client's address (a proxy's, when trusted)
+
+
 def client_for(store: Store, user: str | None = None, **ui: Any) -> TestClient:
-    c = TestClient(create_app(store, config(**ui)))
+    c = TestClient(create_app(store, config(**ui)), client=PEER)
     if user:
         login(c, user)
     return c
@@ -242,8 +245,7 @@ def test_an_unusable_amount_filter_is_ignored_and_an_id_is_a_literal_prefix(worl
 
 
 def test_trusted_proxy_header_only_from_the_proxy(world: Store) -> None:
-    # TestClient's peer address is "testclient"
-    c = client_for(world, trusted_proxies=["testclient"], proxy_default_role="viewer")
+    c = client_for(world, trusted_proxies=["10.0.0.7"], proxy_default_role="viewer")
     page = c.get("/", headers={"X-Forwarded-User": "sso-user@corp"})
     assert page.status_code == 200 and "sso-user@corp" in page.text
     known = c.get("/", headers={"X-Forwarded-User": "fiona"})
@@ -251,7 +253,7 @@ def test_trusted_proxy_header_only_from_the_proxy(world: Store) -> None:
     untrusted = client_for(world, trusted_proxies=["10.9.9.9"])
     r = untrusted.get("/", headers={"X-Forwarded-User": "fiona"}, follow_redirects=False)
     assert r.status_code == 303  # the header is ignored: log in first
-    strict = client_for(world, trusted_proxies=["testclient"])
+    strict = client_for(world, trusted_proxies=["10.0.0.7"])
     assert strict.get("/", headers={"X-Forwarded-User": "stranger"}).status_code == 403
 
 
@@ -333,14 +335,14 @@ def test_cookies_are_secure_behind_an_https_proxy_only(world: Store) -> None:
     """Cookies go ``Secure`` when the browser's connection is HTTPS: ``X-Forwarded-Proto: https`` from a trusted proxy
     (never from anyone else, who could otherwise choose the flag); plain HTTP keeps them usable on a laptop."""
     def login_cookies(headers: dict[str, str], trusted: list[str]) -> list[str]:
-        page = TestClient(create_app(world, config(trusted_proxies=trusted))).get("/login", headers=headers)
+        page = TestClient(create_app(world, config(trusted_proxies=trusted)), client=PEER).get("/login", headers=headers)
         assert page.status_code == 200 and page.headers.get_list("set-cookie"), page.text
         return page.headers.get_list("set-cookie")
 
     https = {"X-Forwarded-Proto": "https"}
-    assert all("Secure" in h for h in login_cookies(https, ["testclient"]))
+    assert all("Secure" in h for h in login_cookies(https, ["10.0.0.7"]))
     assert not any("Secure" in h for h in login_cookies(https, []))
-    assert not any("Secure" in h for h in login_cookies({}, ["testclient"]))
+    assert not any("Secure" in h for h in login_cookies({}, ["10.0.0.7"]))
 
 
 @pytest.mark.parametrize("bad", ["ltc", "/ltc?x=1", "//evil.example", "/ltc/../admin", "/l tc"])
@@ -446,7 +448,7 @@ def test_a_non_ascii_user_name_from_the_proxy_keeps_its_role(sqlite_store: Store
     """An SSO proxy sends 张三 as UTF-8; Starlette decodes header bytes as Latin-1, so the finance user 张三 became an
     unknown 'å¼\\xa0ä¸\\x89' with the default role (a viewer). Bytes that are no UTF-8 are refused."""
     users = {**config().ui.model_dump()["users"], "张三": {"role": "finance"}}
-    c = client_for(sqlite_store, trusted_proxies=["testclient"], proxy_default_role="viewer", users=users)
+    c = client_for(sqlite_store, trusted_proxies=["10.0.0.7"], proxy_default_role="viewer", users=users)
     page = c.get("/", headers=[(b"x-forwarded-user", "张三".encode())])
     assert page.status_code == 200
     who = re.search(r'class="who">([^·]*)·\s*([^\n<]*)', page.text)
@@ -457,5 +459,19 @@ def test_a_non_ascii_user_name_from_the_proxy_keeps_its_role(sqlite_store: Store
         headers = [(k, b"Jos\xe9") if k == b"x-forwarded-user" else (k, v) for k, v in scope.get("headers", [])]
         await app({**scope, "headers": headers}, receive, send)  # type: ignore[operator]
 
-    bad = TestClient(latin1_proxy).get("/", headers={"X-Forwarded-User": "Jose"})  # Latin-1 bytes, not UTF-8
+    bad = TestClient(latin1_proxy, client=PEER).get("/", headers={"X-Forwarded-User": "Jose"})  # Latin-1 bytes, not UTF-8
     assert bad.status_code == 400 and "not UTF-8" in html.unescape(bad.text), bad.text[:300]
+
+
+def test_trusted_proxies_may_be_networks_and_a_host_name_is_refused(sqlite_store: Store) -> None:
+    """``ui.trusted_proxies: [10.0.0.0/8]`` (a proxy in a container, its address changing within a range) and a host
+    name were accepted and never matched any client: the range is matched now, a host name refused in one line."""
+    c = client_for(sqlite_store, trusted_proxies=["192.168.1.1", "10.0.0.0/8"], proxy_default_role="viewer")
+    assert "sso-user@corp" in c.get("/", headers={"X-Forwarded-User": "sso-user@corp"}).text
+    ipv6 = TestClient(c.app, client=("::ffff:10.1.2.3", 1))  # a dual-stack socket's form of 10.1.2.3
+    assert ipv6.get("/", headers={"X-Forwarded-User": "sso-user@corp"}).status_code == 200
+    outside = client_for(sqlite_store, trusted_proxies=["10.0.1.0/24"])
+    assert outside.get("/", headers={"X-Forwarded-User": "fiona"}, follow_redirects=False).status_code == 303
+    assert config(trusted_proxies=[" 10.0.0.7 ", "fd00::/8"]).ui.trusted_proxies == ["10.0.0.7/32", "fd00::/8"]
+    with pytest.raises(ValueError, match=r"'proxy\.internal' is not an IP address or network: give one like 10\.0\."):
+        config(trusted_proxies=["proxy.internal"])
