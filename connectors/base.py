@@ -20,6 +20,7 @@ interrupted run resumes at the page where it stopped. Only a run that reached th
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +31,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from canonical.locks import stage_lock
 from canonical.store import KEEP_CURSOR, RawRecord, Rejected, Store
-from connectors.errors import ConnectorError, QuotaPaused
+from connectors.errors import ConnectorError, PagingBroken, QuotaPaused
 
 log = logging.getLogger("connectors")
 
@@ -49,8 +50,11 @@ def parse_instant(value: Any) -> datetime | None:
     if isinstance(value, bool):
         raise ValueError(f"not an instant: {value!r}")
     if isinstance(value, int | Decimal):
-        n = int(value)
-        return datetime.fromtimestamp(n / 1000 if abs(n) >= 10**11 else n, tz=UTC)
+        try:
+            n = int(value)
+            return datetime.fromtimestamp(n / 1000 if abs(n) >= 10**11 else n, tz=UTC)
+        except (ArithmeticError, OSError) as exc:  # 1e400, 10**30, NaN: not a time
+            raise ValueError(f"instant {value!r} is out of range") from exc
     if isinstance(value, str):
         text = value.strip()
         if text.isdigit():
@@ -149,9 +153,13 @@ class StartingAfter:
         return request if token is None else request.with_params(**{self.param: token})
 
     def next_token(self, body: Any, records: Sequence[Mapping[str, Any]], page_size: int) -> Any:
-        if not records or dig(body, self.more_path) is not True:
+        if dig(body, self.more_path) is not True:
             return None
-        return records[-1].get(self.id_field)
+        token = last_id(records, self.id_field)
+        if token is None:
+            raise PagingBroken(f"the source said has_more but its page of {len(records)} record(s) has no "
+                               f"usable {self.id_field!r} to continue after: its paging is broken")
+        return token
 
 
 @dataclass(frozen=True)
@@ -225,8 +233,9 @@ class StreamSpec:
     hash_ignore: tuple[str, ...] = ()
 
     def source_id(self, record: Mapping[str, Any]) -> str | None:
+        """The record's id as text; None when it has none or it is not a string or an integer."""
         value = dig(record, self.primary_key)
-        return None if value is None or value == "" else str(value)
+        return None if value is None or value == "" or bad_id(value) else str(value)
 
     def updated_at(self, record: Mapping[str, Any]) -> datetime | None:
         return parse_instant(dig(record, self.cursor_field)) if self.cursor_field else None
@@ -404,6 +413,24 @@ def _drop(ahead: tuple[Any, Future[Any]] | None) -> None:
             ahead[1].result()
 
 
+def bad_id(value: Any) -> str | None:
+    """Why a vendor's id value is not an id (only a string or an integer is: not ``true``, ``1e3``
+    or an object, which would otherwise become text ids), or None."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    return f"is {type(value).__name__} {str(value)[:80]!r}, not a string or an integer"
+
+
+def last_id(records: Sequence[Mapping[str, Any]], field: str = "id") -> str | None:
+    """The id of the last record that has a usable one (a page token for paging by id; a record
+    without one is quarantined by the engine, it does not end the paging)."""
+    for rec in reversed(records):
+        value = rec.get(field) if isinstance(rec, Mapping) else None
+        if value is not None and value != "" and not bad_id(value):
+            return str(value)
+    return None
+
+
 def unstorable_id(sid: str) -> str | None:
     """Why a source id cannot be a key in the store (too long, U+0000, a lone surrogate), or None."""
     if len(sid) > MAX_ID:
@@ -420,20 +447,34 @@ def to_raw(stream: StreamSpec, records: Iterable[Mapping[str, Any]], *, deleted:
     """Raw records of a page; a record without an id or with an unreadable timestamp is rejected."""
     raws: list[RawRecord] = []
     rejected: list[Rejected] = []
+    seen: set[str] = set()
     for rec in records:
-        sid = stream.source_id(rec)
-        if sid is None:
+        value = dig(rec, stream.primary_key)
+        if value is None or value == "":
             rejected.append(Rejected(stream.object, f"record has no {stream.primary_key!r}", payload=dict(rec),
                                      field=stream.primary_key))
             continue
+        problem = bad_id(value)
+        if problem is not None:
+            rejected.append(Rejected(stream.object, f"record {stream.primary_key!r} {problem}", payload=dict(rec),
+                                     field=stream.primary_key))
+            continue
+        sid = str(value)
         problem = unstorable_id(sid)
         if problem is not None:
             rejected.append(Rejected(stream.object, f"record id {sid[:80]!r}: {problem}", payload=dict(rec),
                                      field=stream.primary_key))
             continue
+        if sid in seen:
+            rejected.append(Rejected(
+                stream.object, f"record id {sid[:80]!r} appears more than once in one page (the source listed "
+                "it twice); the first is landed, this one is not", source_id=sid, payload=dict(rec),
+                field=stream.primary_key))
+            continue
+        seen.add(sid)
         try:
             updated = stream.updated_at(rec)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ArithmeticError) as exc:
             rejected.append(Rejected(stream.object, f"unreadable {stream.cursor_field}: {exc}", source_id=sid,
                                      payload=dict(rec), field=stream.cursor_field))
             continue
@@ -627,6 +668,21 @@ def _page_state(state: Mapping[str, Any], run: dict[str, Any], best: list[Any] |
     return new_state
 
 
+def _token_text(token: Any) -> str:
+    return json.dumps(token, sort_keys=True, default=str)
+
+
+def _repeated(seen: set[str], token: Any) -> bool:
+    """Whether a page token came back that this run has already read (a paging loop); records it."""
+    if token is None:
+        return False
+    text = _token_text(token)
+    if text in seen:
+        return True
+    seen.add(text)
+    return False
+
+
 def _stopped(result: StreamResult, stuck: bool, empty_pages: list[str]) -> None:
     """The status of a run that stopped before the end: a stuck keyset, or max_pages reached."""
     if stuck:
@@ -683,7 +739,8 @@ def sync_stream(
         memo=state.get("memo"),
     )
     empty_pages: list[str] = []
-    stuck = False
+    stuck = repeated = False
+    tokens: set[str] = {_token_text(token)} if token is not None and not keyset else set()
     try:
         connector.before_stream(stream)
         while True:
@@ -700,6 +757,7 @@ def sync_stream(
                                                        in_future=in_future, future_from=future_from)
             else:
                 token = page.next_token
+                repeated = _repeated(tokens, token)
             run["token"] = token
             last_page = stuck or token is None or (max_pages is not None and result.pages + 1 >= max_pages)
             if page.memo is not None:
@@ -711,6 +769,10 @@ def sync_stream(
             _count_page(result, raws, res, len(rejected))
             if on_page is not None:
                 on_page(result)
+            if repeated:
+                raise PagingBroken(f"{connector.name} returned the same page token twice: its paging is broken; "
+                                   f"the {result.pages} page(s) read are kept, the stream is not complete "
+                                   f"(token {_token_text(token)[:200]})")
             if last_page:
                 break
         if stuck or token is not None:
@@ -725,6 +787,11 @@ def sync_stream(
     except QuotaPaused as exc:
         result.status = "paused"
         result.message = str(exc)
+    except PagingBroken as exc:
+        # reading on would never end: what was committed stays, the high-water mark does not move
+        result.status = "incomplete"
+        result.message = str(exc)
+        log.warning("%s.%s: %s", connector.name, stream.name, exc)
     except Exception as exc:
         result.status = "failed"
         result.message = str(exc)[:2000] or type(exc).__name__

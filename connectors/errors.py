@@ -49,6 +49,12 @@ class QuotaPaused(ConnectorError):
     """
 
 
+class PagingBroken(ConnectorError):
+    """The source's paging does not move forward (the same page token, cursor or window bound
+    twice, ``has_more`` with an empty page): reading on would never end. The sync engine ends the
+    stream ``incomplete`` with this message; the pages already committed stay."""
+
+
 class RetryableError(Exception):
     """Internal: a response worth retrying (429, 5xx, transport error), with the server's wait hint."""
 

@@ -95,7 +95,8 @@ class RateGovernor:
     def observe_window(self, remaining: int, limit: int | None = None, interval_s: float | None = None) -> None:
         """The vendor's own count of requests left in its current window."""
         with self._lock:
-            if limit and interval_s and (limit != self.capacity or interval_s != self.interval_s):
+            if limit and interval_s and limit > 0 and interval_s > 0 and (
+                    limit != self.capacity or interval_s != self.interval_s):
                 self.capacity, self.interval_s = float(limit), float(interval_s)
             self._refill()
             self.tokens = min(self.tokens, float(max(remaining, 0)) * current_share())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import re
 import ssl
@@ -81,6 +82,17 @@ def dumps_exact(value: Any) -> bytes:
     return text.encode()
 
 
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    """Log a warning the first time ``key`` is seen in this process (a vendor header with a bad value
+    is ignored; saying so once per header and value is enough)."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("%s", message)
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: float = 300.0) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), clamped to [0, cap]."""
     if not value:
@@ -88,10 +100,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: fl
     value = value.strip()
     try:
         seconds = float(Decimal(value))
-    except ArithmeticError:
+        if not math.isfinite(seconds):
+            raise ArithmeticError(value)
+    except (ArithmeticError, ValueError):  # sNaN does not convert to float; NaN and 1e400 are no wait
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
+            warn_once(f"Retry-After {value[:40]}", f"ignoring the header Retry-After: {value[:40]!r} (not a "
+                      "number of seconds nor an HTTP date); the usual back-off applies")
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)

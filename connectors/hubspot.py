@@ -84,10 +84,10 @@ from typing import Any
 
 from canonical.errors import ConfigError
 from connectors import crm_fields
-from connectors.base import Connector, Page, PageAhead, StreamSpec, Window
-from connectors.errors import AuthenticationError, QuotaPaused, RetryableError
+from connectors.base import Connector, Page, PageAhead, StreamSpec, Window, bad_id, last_id
+from connectors.errors import AuthenticationError, PagingBroken, QuotaPaused, RetryableError
 from connectors.governor import RateGovernor, governor_for
-from connectors.http import HttpClient, RetryPolicy, parse_retry_after
+from connectors.http import HttpClient, RetryPolicy, parse_retry_after, warn_once
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 OBJECTS = ("contacts", "companies", "deals", "line_items", "products", "quotes")
@@ -107,6 +107,23 @@ def _page_key(stream: StreamSpec, window: Window, token: Any) -> tuple[str, date
     return stream.name, window.since, json.dumps(token, sort_keys=True)
 
 
+def header_int(headers: Mapping[str, str], name: str, *, least: int = 0) -> int | None:
+    """A HubSpot rate-limit header as an integer >= ``least``; None if absent or not such a number
+    (then ignored, with a warning once: ``n/a`` or ``0`` must not stop a sync or stall the governor)."""
+    raw = headers.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = None
+    if value is None or value < least:
+        warn_once(f"{name}: {raw[:40]}", f"hubspot: ignoring the header {name}: {raw[:40]!r} (expected an "
+                  f"integer of at least {least})")
+        return None
+    return value
+
+
 def _ms(value: datetime) -> int:
     return math.floor(value.timestamp() * 1000)
 
@@ -119,6 +136,8 @@ def pace(gov: RateGovernor, limit: int, interval_s: float, *, jitter_s: float = 
     with half a request to spare, and keep the burst small so the rate is as close to the limit as
     possible: 190/10 s gives C = 3, r ≈ 18.6/s (98 %); 5/s gives C = 1, r ≈ 4.3/s.
     """
+    if limit < 1 or not interval_s > 0:
+        raise ValueError(f"a rate limit is at least 1 request in a positive interval, not {limit} in {interval_s} s")
     capacity = max(1.0, math.floor(limit * 0.02))
     rate = (limit + 0.5 - capacity) / (interval_s + jitter_s)
     with gov._lock:
@@ -132,6 +151,21 @@ def paced_governor(name: str, limit: int, interval_s: float) -> RateGovernor:
     pace(gov, limit, interval_s)
     gov.tokens = gov.capacity
     return gov
+
+
+def _after(body: Any, after: str | None, what: str) -> str | None:
+    """A list page's ``paging.next.after``; the one just sent back again means the paging does not move."""
+    paging = body.get("paging") if isinstance(body, Mapping) else None
+    nxt = ((paging or {}).get("next") or {}).get("after") if isinstance(paging, Mapping) else None
+    if nxt and after is not None and str(nxt) == str(after):
+        raise PagingBroken(f"hubspot returned the same page token twice ({what}, after={str(after)[:60]}): its "
+                           "paging is broken; the pages read so far are kept, the stream is not complete")
+    return str(nxt) if nxt else None
+
+
+def _id_order(value: str) -> tuple[int, int | str]:
+    """HubSpot ids are numbers sent as text: ordered as numbers where they are."""
+    return (0, int(value)) if value.isdigit() else (1, value)
 
 
 class HubSpotConnector(Connector):
@@ -211,19 +245,21 @@ class HubSpotConnector(Connector):
     # --- vendor hooks ---------------------------------------------------------------------------
     def _observe(self, headers: Mapping[str, str]) -> None:
         """Feed the burst governor (and the daily guard) from HubSpot's own rate-limit headers."""
-        remaining, limit = headers.get("X-HubSpot-RateLimit-Remaining"), headers.get("X-HubSpot-RateLimit-Max")
-        interval = headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
-        if limit and interval and (int(limit), int(interval) / 1000) != self._paced:
-            self._paced = (int(limit), int(interval) / 1000)
+        remaining = header_int(headers, "X-HubSpot-RateLimit-Remaining")
+        limit = header_int(headers, "X-HubSpot-RateLimit-Max", least=1)
+        interval = header_int(headers, "X-HubSpot-RateLimit-Interval-Milliseconds", least=1)
+        if limit and interval and (limit, interval / 1000) != self._paced:
+            self._paced = (limit, interval / 1000)
             pace(self.governor, *self._paced)
         if remaining is not None:
-            self.governor.observe_window(int(remaining))
+            self.governor.observe_window(remaining)
         self._observe_daily(headers)
 
     def _observe_daily(self, headers: Mapping[str, str]) -> None:
-        daily, left = headers.get("X-HubSpot-RateLimit-Daily"), headers.get("X-HubSpot-RateLimit-Daily-Remaining")
+        daily = header_int(headers, "X-HubSpot-RateLimit-Daily", least=1)
+        left = header_int(headers, "X-HubSpot-RateLimit-Daily-Remaining")
         if daily and left is not None:
-            self.governor.observe_daily(int(daily) - int(left), int(daily))
+            self.governor.observe_daily(max(daily - left, 0), daily)
 
     def _hint(self, status: int, headers: Mapping[str, str], body: Any) -> str | None:
         info = body if isinstance(body, Mapping) else {}
@@ -346,7 +382,7 @@ class HubSpotConnector(Connector):
         state: dict[str, Any] = dict(token) if token else {"p": "arch", "after": None}
         if state["p"] == "arch":
             body = self._list(obj, state["after"], archived=True)
-            nxt = (body.get("paging") or {}).get("next", {}).get("after")
+            nxt = _after(body, state["after"], f"/crm/v3/objects/{obj}?archived=true")
             if nxt:
                 return Page(body["results"], next_token={"p": "arch", "after": nxt})
             if window.since is None:
@@ -356,7 +392,7 @@ class HubSpotConnector(Connector):
             return Page(body["results"], next_token=following)
         if state["p"] == "list":
             body = self._list_full(obj, state["after"])
-            nxt = (body.get("paging") or {}).get("next", {}).get("after")
+            nxt = _after(body, state["after"], f"/crm/v3/objects/{obj}")
             if nxt:
                 return Page(body["results"], next_token={**state, "after": nxt})
             catch_up = self._search_state(state["t0"] - int(self.lookback.total_seconds() * 1000))
@@ -392,7 +428,16 @@ class HubSpotConnector(Connector):
             return Page([], next_token={**state, "wins": [[lo, mid], [mid, hi], *wins[1:]], "last": None})
         results = body.get("results") or []
         if body.get("paging") and results:
-            return Page(results, next_token={**state, "last": results[-1]["id"], "probed": True})
+            last = last_id(results)
+            if last is None:
+                raise PagingBroken(f"hubspot search on {obj} returned a page with more to come but no record with "
+                                   "an id to continue after: its paging is broken; the stream is not complete")
+            if last == state["last"] or (state["last"] is not None and _id_order(last) <= _id_order(state["last"])):
+                raise PagingBroken(
+                    f"hubspot returned the same page token twice (search on {obj} after hs_object_id "
+                    f"{state['last']}): its paging is broken (the hs_object_id GT filter is not applied); the "
+                    "pages read so far are kept, the stream is not complete")
+            return Page(results, next_token={**state, "last": last, "probed": True})
         rest = wins[1:]
         nxt = {**state, "wins": rest, "last": None, "probed": False} if rest else None
         return Page(results, next_token=nxt)
@@ -403,7 +448,7 @@ class HubSpotConnector(Connector):
         if state["after"]:
             params["after"] = state["after"]
         body = self._get("/crm/v3/owners/", params)
-        nxt = (body.get("paging") or {}).get("next", {}).get("after")
+        nxt = _after(body, state["after"], "/crm/v3/owners/")
         if nxt:
             return Page(body["results"], next_token={**state, "after": nxt})
         return Page(body["results"], next_token={"archived": False, "after": None} if state["archived"] else None)
@@ -419,7 +464,7 @@ class HubSpotConnector(Connector):
         if state["archived"]:
             body = self._list(frm, state["after"], archived=True, props=["hs_object_id"])
             ids = [r["id"] for r in body.get("results") or []]
-            nxt = (body.get("paging") or {}).get("next", {}).get("after")
+            nxt = _after(body, state["after"], f"/crm/v3/objects/{frm}?archived=true")
             if nxt:
                 return Page([{"id": i, "archived": True} for i in ids], next_token={**state, "after": nxt})
             full_due = memo.get("full_at") is None or now - int(memo["full_at"]) >= self._full_every_ms
@@ -432,7 +477,7 @@ class HubSpotConnector(Connector):
         if state["full"]:
             body = self._list(frm, state["after"], archived=False, props=["hs_object_id"])
             ids = [r["id"] for r in body.get("results") or []]
-            nxt = (body.get("paging") or {}).get("next", {}).get("after")
+            nxt = _after(body, state["after"], f"/crm/v3/objects/{frm}")
             records = self._associations_of(frm, ids, targets)
             if nxt:
                 return Page(records, next_token={**state, "after": nxt})
@@ -468,7 +513,7 @@ class HubSpotConnector(Connector):
                         more = self._get(f"/crm/v4/objects/{frm}/{rec['id']}/associations/{to}",
                                          {"after": after, "limit": 500})
                         edges += more.get("results") or []
-                        after = (more.get("paging") or {}).get("next", {}).get("after")
+                        after = _after(more, after, f"/crm/v4/objects/{frm}/{rec['id']}/associations/{to}")
                     rec[to] = sorted(
                         ({"id": str(t["toObjectId"]),
                           "types": sorted(int(a["typeId"]) for a in t.get("associationTypes") or [])}
@@ -502,11 +547,16 @@ class HubSpotConnector(Connector):
         while True:
             body = self._list(stream.object, after, archived=False)
             for rec in body.get("results") or []:
+                rid = rec.get("id") if isinstance(rec, Mapping) else None
+                if rid is None or rid == "" or bad_id(rid):
+                    warn_once(f"hubspot {stream.object} listing id {rid!r}", f"hubspot: the {stream.object} id "
+                              f"listing holds a record without a usable id ({str(rec)[:120]}); left out")
+                    continue
                 try:
-                    out[str(rec["id"])] = stream.updated_at(rec)
-                except (ValueError, TypeError):
-                    out[str(rec["id"])] = None
-            after = (body.get("paging") or {}).get("next", {}).get("after")
+                    out[str(rid)] = stream.updated_at(rec)
+                except (ValueError, TypeError, ArithmeticError):
+                    out[str(rid)] = None
+            after = _after(body, after, f"/crm/v3/objects/{stream.object}")
             if not after:
                 return out
 

@@ -67,6 +67,7 @@ from connectors.errors import (
     AuthenticationError,
     ConnectorError,
     NotFound,
+    PagingBroken,
     PermissionDenied,
     QuotaPaused,
 )
@@ -386,8 +387,14 @@ class SalesforceConnector(Connector):
         what = f"queryAll on {soql.split(' FROM ', 1)[-1].split(' ', 1)[0]}"
         body = self._call(what, lambda sf: sf.query(soql, include_deleted=True, headers=self._headers()))
         records: list[dict[str, Any]] = list(body["records"])
+        seen: set[str] = set()
         while not body.get("done", True) and body.get("nextRecordsUrl"):
             url = str(body["nextRecordsUrl"])
+            if url in seen:  # the same locator again: reading on would never end (and never stop growing)
+                raise PagingBroken(
+                    f"{self.name} returned the same page token twice ({what}, nextRecordsUrl {url[:120]}): its "
+                    "paging is broken; the pages read so far are kept, the stream is not complete")
+            seen.add(url)
             body = self._call(what, lambda sf, u=url: sf.query_more(u, identifier_is_url=True,  # type: ignore[misc]
                                                                     headers=self._headers()))
             records.extend(body["records"])
@@ -409,9 +416,12 @@ class SalesforceConnector(Connector):
         records = self._pages.take(obj, (window.since, window.until, window.resume_key), lambda: self.query_all(soql))
         if self.prefetch and len(records) >= stream.page_size:
             # the next page's keyset is known now: fetch it while the engine commits this one
-            last_ts = parse_instant(records[-1]["SystemModstamp"])
+            try:
+                last_ts = parse_instant(records[-1].get("SystemModstamp"))
+            except (ValueError, TypeError, ArithmeticError):
+                last_ts = None  # the engine quarantines that row; no read-ahead for this page
             if last_ts is not None:
-                nxt = (last_ts, str(records[-1]["Id"]))
+                nxt = (last_ts, str(records[-1].get("Id")))
                 soql_next = build_soql(obj, fields, keyset_where(window.since, nxt, window.until),
                                        limit=stream.page_size)
                 self._pages.ahead(obj, (window.since, window.until, nxt), partial(self.query_all, soql_next))

@@ -29,17 +29,21 @@ has more pages gets them all (``/v1/invoices/{id}/lines``) before it is landed.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from canonical.errors import ConfigError
-from connectors.base import Connector, Page, StartingAfter, StreamSpec, Window
-from connectors.errors import NotFound
+from connectors.base import Connector, Page, StartingAfter, StreamSpec, Window, last_id
+from connectors.errors import NotFound, PagingBroken
 from connectors.governor import RateGovernor, governor_for
 from connectors.http import HttpClient, RetryPolicy
+
+log = logging.getLogger("connectors")
 
 API_VERSION = "2026-10-28.endive"
 DEFAULT_BASE_URL = "https://api.stripe.com"
@@ -81,6 +85,34 @@ _KEY = re.compile(r"\b([sprw]k|whsec)_(test_|live_)?[A-Za-z0-9*]+")
 def redact_keys(text: str) -> str:
     """Stripe echoes (masked) keys in 401 messages; keep any key-shaped token out of our errors."""
     return _KEY.sub(lambda m: f"{m.group(1)}_…(redacted)", text)
+
+
+def _epoch(value: Any) -> int | None:
+    """Stripe's ``created`` (integer epoch seconds) as an int; None if it is anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(Decimal(str(value)).to_integral_exact())
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+
+
+def _next_after(what: str, records: Sequence[Mapping[str, Any]], after: str | None) -> str:
+    """The ``starting_after`` for the page after ``records`` (a list answered ``has_more``): the last
+    usable id; a page that gives none, or the same one again, means the paging does not move."""
+    nxt = last_id(records)
+    if not records:
+        raise PagingBroken(f"stripe returned an empty page with has_more true for {what}: its paging is "
+                           "broken; the pages read so far are kept, the stream is not complete")
+    if nxt is None:
+        raise PagingBroken(f"stripe returned a page of {what} with has_more true but no record with an id to "
+                           "continue after: its paging is broken; the stream is not complete")
+    if nxt == after:
+        raise PagingBroken(f"stripe returned the same page token twice ({what}, starting_after={after}): its "
+                           "paging is broken; the pages read so far are kept, the stream is not complete")
+    return nxt
 
 
 def stripe_hint(status: int, headers: Mapping[str, str], body: Any) -> str | None:
@@ -220,8 +252,8 @@ class StripeConnector(Connector):
         body = self.http.json("GET", stream.path,
                               params=self._list_params(token["lo"], token["hi"], token["after"], self.page_size))
         records = list(body.get("data") or [])
-        if body.get("has_more") and records:
-            return records, {**token, "after": records[-1]["id"]}
+        if body.get("has_more"):
+            return records, {**token, "after": _next_after(stream.path, records, token["after"])}
         if not self.created_filter:
             return records, None  # one pass over everything
         floor = token["floor"]
@@ -232,7 +264,19 @@ class StripeConnector(Connector):
         older = probe.get("data") or []
         if not older:
             return records, None
-        hi = int(older[0]["created"]) + 1
+        created = _epoch(older[0].get("created")) if isinstance(older[0], Mapping) else None
+        if created is None:
+            shown = older[0].get("created") if isinstance(older[0], Mapping) else older[0]
+            raise PagingBroken(
+                f"stripe listed an object with created {str(shown)[:60]!r} (not epoch seconds) before "
+                f"created[lt]={token['lo']} on {stream.path}: the walk back through created windows cannot go on; "
+                "the pages read so far are kept, the stream is not complete")
+        if created >= token["lo"]:
+            raise PagingBroken(
+                f"stripe returned an object created at {created} for created[lt]={token['lo']} on {stream.path}: "
+                "the server ignores the created filter, so the window does not move (its paging is broken); set "
+                "the source's options.created_filter: false; the pages read so far are kept")
+        hi = created + 1
         lo = hi - self.window_s if floor is None else max(hi - self.window_s, floor)
         return records, {**token, "hi": hi, "lo": lo, "after": None}
 
@@ -254,7 +298,7 @@ class StripeConnector(Connector):
         # the documented newest-first (or ``oldest_first`` for servers such as localstripe).
         events = events or []
         sign = -1 if self._newest_first(events) else 1
-        for _, _, event in sorted(((int(e.get("created") or 0), sign * i, e) for i, e in enumerate(events)),
+        for _, _, event in sorted(((_epoch(e.get("created")) or 0, sign * i, e) for i, e in enumerate(events)),
                                   key=lambda t: (t[0], t[1])):
             obj = (event.get("data") or {}).get("object")
             if isinstance(obj, Mapping) and obj.get("object") == stream.object and obj.get("id"):
@@ -273,7 +317,7 @@ class StripeConnector(Connector):
     def _newest_first(self, events: Sequence[Mapping[str, Any]]) -> bool:
         for a, b in itertools.pairwise(events):
             if a.get("created") != b.get("created"):
-                return int(a.get("created") or 0) > int(b.get("created") or 0)
+                return (_epoch(a.get("created")) or 0) > (_epoch(b.get("created")) or 0)
         return not self.oldest_first
 
     def _read_events(self, lo: int, hi: int) -> list[dict[str, Any]] | None:
@@ -289,9 +333,9 @@ class StripeConnector(Connector):
             events += data
             if len(events) > self.max_slice_events and hi - lo > 1:
                 return None
-            if not body.get("has_more") or not data:
+            if not body.get("has_more"):
                 return events
-            after = data[-1]["id"]
+            after = _next_after(f"/v1/events [{lo}, {hi})", data, after)
 
     # --- hot set --------------------------------------------------------------------------------
 
@@ -345,15 +389,17 @@ class StripeConnector(Connector):
             return invoice
         data = list(lines.get("data") or [])
         url = f"/v1/invoices/{invoice['id']}/lines"
+        after = last_id(data)
         while True:
             params: dict[str, Any] = {"limit": 100}
-            if data:
-                params["starting_after"] = data[-1]["id"]
+            if after:
+                params["starting_after"] = after
             body = self.http.json("GET", url, params=params)
             more = list(body.get("data") or [])
             data += more
-            if not body.get("has_more") or not more:
+            if not body.get("has_more"):
                 break
+            after = _next_after(url, more, after)
         return {**invoice, "lines": {**lines, "data": data, "has_more": False}}
 
 
