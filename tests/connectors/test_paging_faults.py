@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from connectors.base import (
     sync_stream,
     to_raw,
 )
+from tests.connectors.deadline import within
 
 SPEC = StreamSpec("things", "thing", cursor_field="updated", page_size=2)
 
@@ -34,13 +34,8 @@ class Looping(Connector):
 
 
 def test_repeated_page_token_ends_the_stream_incomplete(sqlite_store: Store) -> None:
-    out: list[StreamResult] = []
-    worker = threading.Thread(target=lambda: out.append(sync_stream(Looping("loop"), SPEC, sqlite_store, run_id="r")),
-                              daemon=True)
-    worker.start()
-    worker.join(5)
-    assert not worker.is_alive(), "the sync did not end"
-    result = out[0]
+    result = within(lambda: sync_stream(Looping("loop"), SPEC, sqlite_store, run_id="r"))
+    assert isinstance(result, StreamResult), result
     assert result.status == "incomplete"
     assert (result.message or "").startswith("loop returned the same page token twice: its paging is broken")
     assert sqlite_store.count_raw("loop", "thing") == 2  # the pages read stay

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ from connectors.base import StreamResult, sync
 from connectors.governor import RateGovernor
 from connectors.http import RetryPolicy, parse_retry_after
 from connectors.stripe import StripeConnector
+from tests.connectors.deadline import within
 
 NOW = 1_795_000_000
 
@@ -26,26 +26,18 @@ def charge(i: int, created: Any = NOW - 1000) -> dict[str, Any]:
 
 def run_sync(store: Store, handler: Callable[[httpx.Request], httpx.Response]) -> StreamResult:
     """One charges sync against ``handler``, failing the test if it does not end within 5 s."""
-    out: list[Any] = []
+    def go() -> StreamResult:
+        with respx.mock:
+            respx.route(host="stripe.test").mock(side_effect=handler)
+            conn = StripeConnector("stripe", api_key="sk_test_x", base_url="https://stripe.test",
+                                   streams=["charges"], clock=lambda: NOW,
+                                   governor=RateGovernor(f"t-{uuid.uuid4().hex}", capacity=10**6, interval_s=1e-6),
+                                   policy=RetryPolicy(max_attempts=2, sleep=lambda s: None))
+            return sync(conn, store)[0]
 
-    def go() -> None:
-        try:
-            with respx.mock:
-                respx.route(host="stripe.test").mock(side_effect=handler)
-                conn = StripeConnector("stripe", api_key="sk_test_x", base_url="https://stripe.test",
-                                       streams=["charges"], clock=lambda: NOW,
-                                       governor=RateGovernor(f"t-{uuid.uuid4().hex}", capacity=10**6, interval_s=1e-6),
-                                       policy=RetryPolicy(max_attempts=2, sleep=lambda s: None))
-                out.append(sync(conn, store)[0])
-        except Exception as exc:
-            out.append(exc)
-
-    worker = threading.Thread(target=go, daemon=True)
-    worker.start()
-    worker.join(5)
-    assert not worker.is_alive(), "the sync did not end: a paging loop"
-    assert isinstance(out[0], StreamResult), out[0]
-    return out[0]
+    result = within(go)
+    assert isinstance(result, StreamResult), result
+    return result
 
 
 def page(data: list[dict[str, Any]], more: bool) -> httpx.Response:
