@@ -288,6 +288,9 @@ class Connector:
         self.clock_skew = timedelta(0)
         # how often the id sets of source and store are compared (None: never; see deep_check)
         self.deep_check_every: timedelta | None = timedelta(hours=24)
+        # the share of a stream's live records one deep check may tombstone (above DEEP_DELETE_FLOOR
+        # records); more looks like a listing cut short, and the check tombstones nothing
+        self.deep_delete_max_share = DEEP_DELETE_MAX_SHARE
 
     def stream(self, name: str) -> StreamSpec:
         for spec in self.streams:
@@ -305,6 +308,11 @@ class Connector:
     def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
         """Every live record id of the stream in the source, with its cursor timestamp where cheap
         (the deep completeness check); None if this stream has no cheap id listing."""
+        return None
+
+    def source_total(self, stream: StreamSpec) -> int | None:
+        """How many live records the stream holds in the source, where one cheap call says (the deep
+        check will not tombstone on a listing shorter than this); None if the source cannot say."""
         return None
 
     def fetch_ids(self, stream: StreamSpec, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -485,6 +493,8 @@ def to_raw(stream: StreamSpec, records: Iterable[Mapping[str, Any]], *, deleted:
 
 FUTURE_MARGIN = timedelta(minutes=5)
 DEEP_FETCH = 200  # ids per fetch_ids call of the deep check
+DEEP_DELETE_MAX_SHARE = 0.1  # default Connector.deep_delete_max_share (ltc.yaml: deep_delete_max_share)
+DEEP_DELETE_FLOOR = 20  # a deep check may always tombstone this many records, whatever the share
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -524,6 +534,7 @@ class DeepResult:
     tombstoned: int = 0
     quarantined: int = 0
     unresolved: list[str] = field(default_factory=list)  # ids still different after the repair
+    refused: str | None = None  # why the check tombstoned nothing (the listing looks cut short)
 
 
 def deep_check(connector: Connector, stream: StreamSpec, store: Store, *, run_id: str | None = None
@@ -536,6 +547,12 @@ def deep_check(connector: Connector, stream: StreamSpec, store: Store, *, run_id
     longer lists are tombstoned (Salesforce records purged from the recycle bin, HubSpot hard
     deletes, rows deleted in an ERP), dated by the source's delete log where it has one.
     Returns None when the connector has no cheap id listing for this stream.
+
+    A listing cut short (a vendor dropping its paging mid-way) would look like mass deletion, so
+    nothing is tombstoned when the source counts more live records than it listed
+    (:meth:`Connector.source_total`) or when the deletions would exceed
+    ``connector.deep_delete_max_share`` of the stream's live records (and ``DEEP_DELETE_FLOOR``):
+    ``refused`` then says why.
     """
     listing = connector.source_ids(stream)
     if listing is None:
@@ -560,13 +577,16 @@ def deep_check(connector: Connector, stream: StreamSpec, store: Store, *, run_id
         page = store.commit_page(connector.name, stream.name, raws, KEEP_CURSOR, run_id=run_id, rejected=rejected)
         result.landed += page.written
         result.quarantined += len(rejected)
+    gone = sorted(set(gone))
     if gone:
+        result.refused = _deep_delete_refusal(connector, stream, len(listing), len(gone), len(stored))
+    if gone and result.refused is None:
         oldest = min((ts for sid in gone if (ts := stored.get(sid)) is not None), default=None)
         dated = connector.deleted_since(stream, oldest) if oldest is not None else {}
         payloads = store.raw_payloads(connector.name, stream.object, gone)
         now_ = datetime.now(UTC)
         tombs = [RawRecord(stream.object, sid, payloads.get(sid) or {}, source_updated_at=dated.get(sid) or now_,
-                           deleted=True) for sid in sorted(set(gone))]
+                           deleted=True) for sid in gone]
         page = store.commit_page(connector.name, stream.name, tombs, KEEP_CURSOR, run_id=run_id)
         result.tombstoned = page.written
     after = store.live_stamps(connector.name, stream.object)
@@ -577,6 +597,25 @@ def deep_check(connector: Connector, stream: StreamSpec, store: Store, *, run_id
         log.warning("%s.%s: deep check: %d missing or stale record(s) landed, %d gone from the source tombstoned",
                     connector.name, stream.name, result.landed, result.tombstoned)
     return result
+
+
+def _deep_delete_refusal(connector: Connector, stream: StreamSpec, listed: int, gone: int, live: int
+                         ) -> str | None:
+    """Why a deep check must not tombstone ``gone`` of the ``live`` records the store holds, given a
+    listing of ``listed`` ids; None when it may."""
+    where = f"{connector.name}.{stream.name}"
+    total = connector.source_total(stream)
+    if total is not None and listed < total:
+        return (f"deep check tombstoned nothing: {gone} of {live} live record(s) of {where} would have been marked "
+                f"deleted, but the source counts {total} live records and its id listing held only {listed}: the listing "
+                "was cut short; run `ltc sync --deep` again")
+    share = connector.deep_delete_max_share
+    if gone > DEEP_DELETE_FLOOR and gone > share * live:
+        return (f"deep check tombstoned nothing: {gone} of {live} live record(s) of {where} would have been marked "
+                f"deleted (more than deep_delete_max_share {share:g}), which looks like an id listing cut short; "
+                f"if they really were deleted at the source, set deep_delete_max_share: 1 on sources."
+                f"{connector.name} in ltc.yaml for one `ltc sync --deep`")
+    return None
 
 
 def _new_run(connector: Connector, stream: StreamSpec, hw: list[str] | None) -> dict[str, Any]:
@@ -822,12 +861,18 @@ def _completeness(connector: Connector, stream: StreamSpec, store: Store, result
     if deep or gap or deep_due(connector, state, started):
         checked = deep_check(connector, stream, store, run_id=run_id)
     if checked is not None:
-        state = {**state, "deep_at": started.isoformat()}
+        # a refused check is due again next run
+        state = {k: v for k, v in state.items() if k != "deep_at"}
+        if checked.refused is None:
+            state["deep_at"] = started.isoformat()
         store.commit_page(connector.name, stream.name, [], state, run_id=run_id)
         result.deep_landed, result.deep_tombstoned = checked.landed, checked.tombstoned
         result.quarantined += checked.quarantined
         result.source_count, result.store_count = checked.source, checked.store
-        if checked.unresolved:
+        if checked.refused is not None:
+            result.status = "incomplete"
+            result.message = checked.refused
+        elif checked.unresolved:
             result.status = "incomplete"
             result.message = (f"completeness: the source lists {checked.source} live records, the store holds "
                               f"{checked.store} after the deep check (e.g. {', '.join(checked.unresolved[:5])})")

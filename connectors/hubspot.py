@@ -537,6 +537,10 @@ class HubSpotConnector(Connector):
         return int(body.get("total") or 0)
 
     # --- deep completeness ------------------------------------------------------------------------
+    def source_total(self, stream: StreamSpec) -> int | None:
+        """Live records of an object: one search without filters (its ``total``)."""
+        return self.count(stream, Window(since=None))
+
     def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
         """Every live id of an object with its last-modified stamp: the list endpoint with two
         properties (100 a call). A hard-deleted record is in neither this nor the archived list."""

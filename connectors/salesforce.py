@@ -388,7 +388,12 @@ class SalesforceConnector(Connector):
         body = self._call(what, lambda sf: sf.query(soql, include_deleted=True, headers=self._headers()))
         records: list[dict[str, Any]] = list(body["records"])
         seen: set[str] = set()
-        while not body.get("done", True) and body.get("nextRecordsUrl"):
+        while not body.get("done", True):
+            if not body.get("nextRecordsUrl"):
+                raise ConnectorError(
+                    f"{self.name}: Salesforce answered {what} with done: false but no nextRecordsUrl after "
+                    f"{len(records)} of {body.get('totalSize', '?')} rows: the result is cut short; nothing past "
+                    "it was read (run again; if it persists, check the org or a proxy between)")
             url = str(body["nextRecordsUrl"])
             if url in seen:  # the same locator again: reading on would never end (and never stop growing)
                 raise PagingBroken(
@@ -463,6 +468,10 @@ class SalesforceConnector(Connector):
         return int(body["totalSize"])
 
     # -- deep completeness ----------------------------------------------------------------------------
+
+    def source_total(self, stream: StreamSpec) -> int | None:
+        """Live records of the object (``SELECT COUNT() ... WHERE IsDeleted = false``)."""
+        return self.count(stream, Window(since=None))
 
     def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
         """Every live Id with its SystemModstamp: one ``queryAll`` of two fields (2,000 rows a call)."""

@@ -230,6 +230,8 @@ class HubSpotEmulator:
     write_faults: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
     scopes: set[str] | None = None  # the private app's granted scopes (None: all); writes check theirs
     import_polls: int = 1  # status reads of an import answered PROCESSING before it is DONE
+    drop_list_paging: bool = False  # fault: the list endpoint ends after page 1 (no ``paging`` on a full page)
+    drop_search_paging: bool = False  # fault: search pages come without ``paging`` (``total`` still right)
     objects: dict[str, dict[int, Rec]] = field(init=False, repr=False)
     served: dict[str, int] = field(init=False)
     statuses: dict[int, int] = field(init=False)
@@ -644,8 +646,9 @@ class HubSpotEmulator:
         paging = ""
         if len(results) > limit:
             nxt = results.pop()
-            paging = ',"paging":' + _dumps({"next": {"after": str(nxt.id),
-                                                     "link": f"{request.url.path}?after={nxt.id}"}})
+            if not self.drop_list_paging:
+                paging = ',"paging":' + _dumps({"next": {"after": str(nxt.id),
+                                                         "link": f"{request.url.path}?after={nxt.id}"}})
         parts = []
         for rec in results:
             links = {to: {"results": [{"id": str(t), "type": f"{SINGULAR[obj]}_to_{SINGULAR[to]}"}
@@ -799,6 +802,8 @@ class HubSpotEmulator:
         page = hits[after: after + limit]
         parts = ",".join(self._object_json(obj, r, body.get("properties")) for r in page)
         paging = f',"paging":{{"next":{{"after":"{after + limit}"}}}}' if after + limit < len(hits) else ""
+        if self.drop_search_paging:
+            paging = ""
         return _RawJSON(f'{{"total":{len(hits)},"results":[{parts}]{paging}}}')
 
     async def _properties(self, request: Request) -> Any:

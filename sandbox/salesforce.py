@@ -167,6 +167,7 @@ class Faults:
     expire_session_always: bool = False  # every data request is refused with INVALID_SESSION_ID
     bulk_polls_before_complete: int = 1
     late_commit_s: float = 0.0  # writes become visible this long after their SystemModstamp (long transactions)
+    drop_next_records_url: bool = False  # a query batch that is not the last says done: false without nextRecordsUrl
 
 
 @dataclass
@@ -883,7 +884,7 @@ class _Rest(_Guarded):
         with self.org.lock:
             records = self.org.render(obj, fields, chunk, _version_of(request))
         body: dict[str, Any] = {"totalSize": len(ids), "done": offset + batch >= len(ids)}
-        if not body["done"]:
+        if not body["done"] and not self.org.faults.drop_next_records_url:
             body["nextRecordsUrl"] = f"/services/data/v{_version_of(request)}/query/{cursor}-{offset + batch}"
         else:
             self.org.cursors.pop(cursor, None)

@@ -214,6 +214,9 @@ class SourceConfig(_Model):
     allow_insecure_http: bool = False
     # how often the deep completeness check compares the id sets of source and store ("off": never)
     deep_check_every: str | None = "24h"
+    # the share of a stream's live records one deep check may tombstone (beyond 20 records): more looks
+    # like a source listing cut short, and the check tombstones nothing and ends the stream incomplete
+    deep_delete_max_share: float = Field(default=0.1, ge=0, le=1)
     # how far the source's clock may lag ours: the sync cursor stays this far behind each run's start
     clock_skew_seconds: int = Field(default=0, ge=0)
     # the decimal separator of amounts the source sends as text ("1.234,56" needs ","); unset:

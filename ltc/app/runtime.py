@@ -48,6 +48,7 @@ def build_connector(cfg: Config, name: str) -> Connector:
     connector.lookback = timedelta(minutes=src.lookback_minutes)
     connector.clock_skew = timedelta(seconds=src.clock_skew_seconds)
     connector.deep_check_every = src.deep_every
+    connector.deep_delete_max_share = src.deep_delete_max_share
     return connector
 
 

@@ -162,3 +162,41 @@ def test_a_gap_the_deep_check_cannot_close_is_incomplete(store: Store) -> None:
     [r] = sync(_Missing(seeded(4)), store, deep=True)
     assert r.status == "incomplete" and "ghost" in (r.message or "")
     assert (r.source_count, r.store_count) == (5, 4)
+
+
+class _CutShort(KeysetConnector):
+    """A source whose id listing ends early (a vendor dropping its paging mid-way)."""
+
+    listed: int | None = None
+
+    def source_ids(self, stream: StreamSpec) -> dict[str, datetime | None] | None:
+        ids = super().source_ids(stream) or {}
+        return ids if self.listed is None else dict(sorted(ids.items())[:self.listed])
+
+
+def test_a_deep_check_that_would_tombstone_too_many_refuses_and_is_incomplete(store: Store) -> None:
+    c = _CutShort(seeded(40))
+    sync(c, store)
+    c.listed = 10
+    [r] = sync(c, store, deep=True)
+    assert r.status == "incomplete" and r.deep_tombstoned == 0
+    assert "30 of 40 live record(s)" in (r.message or "") and "deep_delete_max_share" in (r.message or "")
+    assert store.count_raw("fake", "deals") == 40 and _state(store)["status"] == "incomplete"
+    assert "deep_at" not in _state(store)["cursor"]  # due again next run
+    c.deep_delete_max_share = 1.0  # the operator says the deletions are real
+    [r] = sync(c, store, deep=True)
+    assert (r.status, r.deep_tombstoned) == ("success", 30) and store.count_raw("fake", "deals") == 10
+
+
+def test_a_deep_check_may_tombstone_a_few_records_and_trusts_the_source_count(store: Store) -> None:
+    c = _CutShort(seeded(40))
+    sync(c, store)
+    c.listed = 25  # 15 gone: under the floor of 20, tombstoned
+    [r] = sync(c, store, deep=True)
+    assert (r.status, r.deep_tombstoned) == ("success", 15)
+    c2 = _CutShort(seeded(40))
+    c2.source_total = lambda stream: 40  # type: ignore[method-assign]  # the source counts more than it listed
+    sync(c2, store, full_refresh=True)
+    c2.listed = 39
+    [r] = sync(c2, store, deep=True)
+    assert r.status == "incomplete" and r.deep_tombstoned == 0 and "counts 40 live records" in (r.message or "")

@@ -31,3 +31,17 @@ def test_hard_delete_and_late_visibility_are_repaired_by_the_deep_check(store: S
     assert "deep check repaired the store" in (r.message or "")
     [again] = sync(c, store, deep=True)
     assert (again.deep_landed, again.deep_tombstoned, again.message) == (0, 0, None)
+
+
+def test_a_deep_check_on_a_listing_cut_short_tombstones_nothing(store: Store, hubspot) -> None:  # type: ignore[no-untyped-def]
+    emu, server = hubspot(size=300)
+    c = make_connector(server, streams=["deals"])
+    sync(c, store)
+    emu.drop_list_paging = True  # the id listing ends after its first 100 ids
+    [r] = sync(c, store, deep=True)
+    assert r.status == "incomplete" and r.deep_tombstoned == 0
+    assert "200 of 300 live record(s)" in (r.message or "") and "cut short" in (r.message or "")
+    assert len(store.live_stamps("hubspot", "deals")) == len(emu.live_ids("deals")) == 300
+    emu.drop_list_paging = False
+    [again] = sync(c, store)  # the refused check is due again, and passes
+    assert (again.status, again.deep_tombstoned) == ("success", 0)

@@ -7,8 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote_plus
 
+import pytest
+
 from canonical.store import Store
 from connectors.base import sync
+from connectors.errors import ConnectorError
 from sandbox.salesforce import Org
 from tests.salesforce.conftest import Make
 
@@ -67,3 +70,15 @@ def test_a_record_stamped_2099_does_not_freeze_the_cursor(make: Make, org: Org, 
     for q in probes:
         since = datetime.fromisoformat(q.split("SystemModstamp >= ")[1].split(" ")[0].replace("Z", "+00:00"))
         assert since > started
+
+
+def test_a_query_cut_short_without_next_records_url_is_an_error(make: Make, org: Org, sqlite_store: Store) -> None:
+    for i in range(200):  # more than one query batch (200 rows at the least)
+        org.insert("Account", {"Name": f"extra {i}"})
+    conn = make(objects=["Account"], batch_size=200, page_size=500)
+    sync(conn, sqlite_store)
+    org.faults.drop_next_records_url = True  # done: false, but no nextRecordsUrl to go on with
+    with pytest.raises(ConnectorError, match="done: false but no nextRecordsUrl"):
+        sync(conn, sqlite_store, deep=True)
+    assert not any(raw["deleted"] for rid in org.rows["Account"]
+                   if (raw := sqlite_store.get_raw("sf", "Account", rid)) is not None)
