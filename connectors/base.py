@@ -258,6 +258,11 @@ class Page:
     high_water: tuple[datetime, str] | None = None
     # Connector-owned state carried across runs (e.g. ids to re-check); None = keep the previous.
     memo: Any = None
+    # The source answered in a way the connector cannot go on from safely (e.g. fewer results than the
+    # total it gave, and no way to the rest): the stream stops after this page, ``incomplete`` with
+    # this line; the run is not finished (its mark does not move), and ``next_token`` is where the
+    # next run resumes (None: the run's start).
+    halt: str | None = None
 
 
 @dataclass
@@ -780,6 +785,7 @@ def sync_stream(
     empty_pages: list[str] = []
     stuck = repeated = False
     tokens: set[str] = {_token_text(token)} if token is not None and not keyset else set()
+    halted: str | None = None
     try:
         connector.before_stream(stream)
         while True:
@@ -797,11 +803,13 @@ def sync_stream(
             else:
                 token = page.next_token
                 repeated = _repeated(tokens, token)
+            if page.halt is not None:  # the connector ends the window incomplete (its token stays: not a repeat)
+                halted, token, repeated = page.halt, page.next_token, False
             run["token"] = token
-            last_page = stuck or token is None or (max_pages is not None and result.pages + 1 >= max_pages)
+            last_page = halted is not None or stuck or token is None or (max_pages is not None and result.pages + 1 >= max_pages)
             if page.memo is not None:
                 window.memo = page.memo
-            new_state = _page_state(state, run, best, window, done=token is None and not stuck,
+            new_state = _page_state(state, run, best, window, done=token is None and not stuck and halted is None,
                                     full_read=main_since is None, started=started)
             res = store.commit_page(connector.name, stream.name, raws, new_state, run_id=run_id,
                                     rejected=rejected + warnings)
@@ -814,7 +822,9 @@ def sync_stream(
                                    f"(token {_token_text(token)[:200]})")
             if last_page:
                 break
-        if stuck or token is not None:
+        if halted is not None:
+            result.status, result.message = "incomplete", halted
+        elif stuck or token is not None:
             _stopped(result, stuck, empty_pages)
         else:
             result.status = "success"

@@ -353,7 +353,7 @@ class HubSpotConnector(Connector):
         this one (one request ahead at most, through the same governor and retry layer)."""
         page = self._pages.take("page", _page_key(stream, window, token),
                                 lambda: self._read_page(stream, window, token))
-        if self.read_ahead and page.next_token is not None:
+        if self.read_ahead and page.next_token is not None and page.halt is None:
             self._pages.ahead("page", _page_key(stream, window, page.next_token),
                               partial(self._read_page, stream, window, page.next_token))
         return page
@@ -365,10 +365,10 @@ class HubSpotConnector(Connector):
             # and one checkpoint per ~500 records instead of per 100 (SQLite commits dominate)
             page = self._object_page(stream.object, window, token)
             for _ in range(self.pages_per_commit - 1):
-                if page.next_token is None:
+                if page.next_token is None or page.halt is not None:
                     break
                 more = self._object_page(stream.object, window, page.next_token)
-                page = Page(page.records + more.records, next_token=more.next_token)
+                page = Page(page.records + more.records, next_token=more.next_token, halt=more.halt)
             return page
         if kind == "owners":
             return self._owners_page(token)
@@ -438,6 +438,16 @@ class HubSpotConnector(Connector):
                     f"{state['last']}): its paging is broken (the hs_object_id GT filter is not applied); the "
                     "pages read so far are kept, the stream is not complete")
             return Page(results, next_token={**state, "last": last, "probed": True})
+        if len(results) < total:
+            # more match than came, and no paging: a full page goes on by the id keyset (which needs no
+            # paging); anything else cannot be trusted to be the end
+            last = last_id(results)
+            if (last is not None and len(results) >= self.search_page
+                    and (state["last"] is None or _id_order(last) > _id_order(state["last"]))):
+                return Page(results, next_token={**state, "last": last, "probed": True})
+            return Page(results, next_token=state, halt=(
+                f"{self.name}: HubSpot search on {obj} returned {len(results)} of {total} results and no paging "
+                "to the rest: the window is not complete (its mark does not move; the next run reads it again)"))
         rest = wins[1:]
         nxt = {**state, "wins": rest, "last": None, "probed": False} if rest else None
         return Page(results, next_token=nxt)

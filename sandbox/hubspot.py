@@ -232,6 +232,7 @@ class HubSpotEmulator:
     import_polls: int = 1  # status reads of an import answered PROCESSING before it is DONE
     drop_list_paging: bool = False  # fault: the list endpoint ends after page 1 (no ``paging`` on a full page)
     drop_search_paging: bool = False  # fault: search pages come without ``paging`` (``total`` still right)
+    search_results_max: int | None = None  # fault: a search page holds at most this many results, whatever the limit
     objects: dict[str, dict[int, Rec]] = field(init=False, repr=False)
     served: dict[str, int] = field(init=False)
     statuses: dict[int, int] = field(init=False)
@@ -799,7 +800,7 @@ class HubSpotEmulator:
             present = [r for r in hits if self._key(obj, r, name) is not None]
             present.sort(key=lambda r: self._key(obj, r, name), reverse=desc)
             hits = present + [r for r in hits if self._key(obj, r, name) is None]
-        page = hits[after: after + limit]
+        page = hits[after: after + min(limit, self.search_results_max or limit)]
         parts = ",".join(self._object_json(obj, r, body.get("properties")) for r in page)
         paging = f',"paging":{{"next":{{"after":"{after + limit}"}}}}' if after + limit < len(hits) else ""
         if self.drop_search_paging:

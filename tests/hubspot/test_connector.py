@@ -125,6 +125,31 @@ def test_bisection_state_is_checkpointed_and_a_paused_run_resumes_inside_it(stor
     assert emu.statuses.get(400) is None
 
 
+def test_search_without_paging_goes_on_by_total_and_never_ends_short_as_success(store: Store, hubspot) -> None:  # type: ignore[no-untyped-def]
+    emu, server = hubspot(size=30)
+    c = make_connector(server, streams=["deals"], read_ahead=False)
+    c.search_page = 5
+    sync(c, store)
+    changed = list(emu.objects["deals"])[:23]
+    emu.touch("deals", changed, at_ms=emu.now_ms() - 2000, dealname="changed")
+    emu.drop_search_paging = True  # full pages, the right total, but no paging
+    [r] = sync(c, store)
+    assert r.status == "success"
+    assert all(store.get_raw("hubspot", "deals", str(i))["payload"]["properties"]["dealname"] == "changed"  # type: ignore[index]
+               for i in changed)
+    hw = store.get_cursor("hubspot", "deals")["hw"]
+    emu.touch("deals", changed, at_ms=emu.now_ms() - 1000, dealname="again")
+    emu.search_results_max = 3  # short pages: fewer results than the total, and no way to the rest
+    [r] = sync(c, store)
+    assert r.status == "incomplete" and "returned 3 of 23 results and no paging" in (r.message or "")
+    assert store.get_cursor("hubspot", "deals")["hw"] == hw  # the mark did not move past what was missed
+    emu.drop_search_paging, emu.search_results_max = False, None
+    [r] = sync(c, store)  # the next run reads the window again
+    assert r.status == "success"
+    assert all(store.get_raw("hubspot", "deals", str(i))["payload"]["properties"]["dealname"] == "again"  # type: ignore[index]
+               for i in changed)
+
+
 def test_search_refuses_paging_past_10000_like_hubspot(hubspot) -> None:  # type: ignore[no-untyped-def]
     _emu, server = hubspot(size=20)
     c = make_connector(server)
