@@ -54,3 +54,19 @@ def test_pace_never_admits_more_than_the_rolling_limit(limit: int, interval_s: f
     assert worst <= limit
     achieved = (len(sent) - 1) / (sent[-1] - sent[0])
     assert achieved >= 0.85 * limit / interval_s
+
+
+def test_deep_delete_max_share_comes_from_ltc_yaml_and_is_a_share() -> None:
+    from pydantic import ValidationError
+
+    from ltc.app.config import Config
+    from ltc.app.runtime import build_connector
+
+    src = {"kind": "hubspot", "base_url": "http://127.0.0.1:9", "credentials": {"token": {"value": "pat"}}}
+    cfg = Config.model_validate({"sources": {"crm": {**src, "deep_delete_max_share": "0.25"}}})
+    c = build_connector(cfg, "crm")
+    assert c.deep_delete_max_share == 0.25
+    c.close()
+    assert build_connector(Config.model_validate({"sources": {"crm": src}}), "crm").deep_delete_max_share == 0.1
+    with pytest.raises(ValidationError, match="deep_delete_max_share"):
+        SourceConfig.model_validate({**src, "deep_delete_max_share": 1.5})
