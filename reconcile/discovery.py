@@ -220,7 +220,7 @@ class Index:
     deal_keys: KeySet  # the core's keys of deal source ids, order numbers, invoice numbers
     order_keys: KeySet
     inv_keys: KeySet
-    deal_names: pl.DataFrame  # (id, deal, value): an order a deal's order_ref names (one order per key)
+    deal_names: pl.DataFrame  # (id, deal, deal_id, value): an order a deal's order_ref names (one order per key)
 
 
 def index_of(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) -> Index | None:
@@ -233,9 +233,10 @@ def index_of(deal: pl.DataFrame, order: pl.DataFrame, invoice: pl.DataFrame) -> 
         return KeySet.of(df.select(_core_key(pl.col(col)).alias("k"))["k"])
 
     named = deal.filter(pl.col("order_ref").is_not_null())
-    tok = _with_key(named.select(pl.col("source_id").alias("deal"), pl.col("order_ref").alias("value")), "value")
+    tok = _with_key(named.select(pl.col("source_id").alias("deal"), pl.col("id").alias("deal_id"),
+                                 pl.col("order_ref").alias("value")), "value")
     deal_names = tok.drop_nulls("key").join(by_kind["order"].filter(pl.col("n") == 1).select(
-        "key", pl.col("target_id").alias("id")), on="key", maintain_order="left").select("id", "deal", "value")
+        "key", pl.col("target_id").alias("id")), on="key", maintain_order="left").select("id", "deal", "deal_id", "value")
     return Index(by_kind, keys(deal, "source_id"), keys(order, "number"), keys(invoice, "number"), deal_names)
 
 
@@ -392,12 +393,13 @@ def _deal_side(ix: Index, orders: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
         return (pl.DataFrame(schema={"id": pl.String, "target_value": pl.String, "ev": pl.String}),
                 pl.DataFrame(schema={"id": pl.String, "detail": pl.String, "cands": pl.List(pl.String)}))
     m = ix.deal_names.join(orders.select("id"), on="id", how="semi")
-    per = m.group_by("id").agg(pl.col("deal").unique().sort().alias("cands"), pl.col("value").min())
-    links = per.filter(pl.col("cands").list.len() == 1).select(
-        "id", pl.col("cands").list.first().alias("target_value"),
-        pl.format("deal {} order_ref={}", pl.col("cands").list.first(), "value").alias("ev"))
-    amb = per.filter(pl.col("cands").list.len() > 1).select(
-        "id", pl.format("{} deals name order {}", pl.col("cands").list.len(), "value").alias("detail"), "cands")
+    per = m.group_by("id").agg(pl.col("deal").unique().sort().alias("refs"), pl.col("deal_id").unique().sort()
+                               .alias("cands"), pl.col("value").min())
+    links = per.filter(pl.col("refs").list.len() == 1).select(
+        "id", pl.col("refs").list.first().alias("target_value"),
+        pl.format("deal {} order_ref={}", pl.col("refs").list.first(), "value").alias("ev"))
+    amb = per.filter(pl.col("refs").list.len() > 1).select(
+        "id", pl.format("{} deals name order {}", pl.col("refs").list.len(), "value").alias("detail"), "cands")
     return links, amb
 
 

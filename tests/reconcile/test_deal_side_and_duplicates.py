@@ -56,6 +56,14 @@ def test_two_deals_naming_one_order_are_ambiguous_not_linked() -> None:
     assert "AMOUNT_MISMATCH" not in got
 
 
+def test_deals_naming_one_order_are_named_by_their_record_ids() -> None:
+    # the amounts differ, so only the deals' field makes it ambiguous (found by tests/reconcile/test_recon_fuzz.py):
+    # the exception named the deals by their CRM ids ('006A'), rows no work queue page or state could find
+    fr = world(deal=[_deal_naming("006A", "100.00", "SO-0042"), _deal_naming("006B", "100.00", "SO-0042")],
+               order=[order("SO-0042", None, "250.00")])
+    assert _codes(fr)["AMBIGUOUS_MATCH"] == [["erp:order:SO-0042", "sf:deal:006A", "sf:deal:006B"]]
+
+
 def test_the_order_own_deal_reference_wins_over_the_deal_side() -> None:
     # the order names deal 006A; another deal's stale field names the same order: the order's reference stands
     fr = world(deal=[deal("006A", "100.00"), _deal_naming("006B", "100.00", "SO-0042")],
