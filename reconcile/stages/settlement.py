@@ -77,7 +77,9 @@ def settle(invoices: Invoices, payments: Payments, s: Settings, as_of: date) -> 
         (pl.col("in_tol") | pl.col("in_fx_tol") | pl.col("bank_charge").is_not_null()).alias("settled"),
     ).with_columns(
         pl.when(pl.col("settled")).then(m(0)).otherwise(pl.col("residual")).cast(MONEY).alias("open_amount"),
-        pl.when(pl.col("days_past_due") <= 0).then(pl.lit("current")).when(pl.col("days_past_due") <= 30)
+        # no due date (a Stripe invoice charged automatically) is past due by no days: current, as the overdue and
+        # mismatch checks below take it, not the 90+ a null fell through to
+        pl.when(pl.col("days_past_due").fill_null(0) <= 0).then(pl.lit("current")).when(pl.col("days_past_due") <= 30)
         .then(pl.lit("1-30")).when(pl.col("days_past_due") <= 60).then(pl.lit("31-60"))
         .when(pl.col("days_past_due") <= 90).then(pl.lit("61-90")).otherwise(pl.lit("90+")).alias("bucket"),
     )

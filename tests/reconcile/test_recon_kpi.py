@@ -70,3 +70,17 @@ def test_amounts_without_an_fx_rate_are_counted_never_zero() -> None:
     assert aging == Decimal("100.00")  # only the USD invoice; the JPY one is not a 0 inside the total
     assert overall.filter(pl.col("kpi") == "won_not_invoiced_count")["value"][0] == 1  # counted, no amount
     assert overall.filter(pl.col("kpi") == "won_not_invoiced_amount")["value"][0] == 0
+
+
+def test_an_invoice_without_a_due_date_is_aged_current_not_90_plus() -> None:
+    # Stripe sends due_date null unless collection_method is send_invoice (found by test_recon_fuzz.py): the open
+    # invoice issued yesterday was aged 90+ in the invoice balances and the ar_aging KPIs
+    no_due = invoice("I0", "SO0", "100.00", issue=date(2026, 10, 30)) | {"due_date": None}
+    fr = world(deal=[deal("D0", "100.00")], order=[order("SO0", "D0", "100.00")], invoice=[no_due])
+    s = Settings()
+    res = reconcile_frames(fr, s, AS_OF)
+    assert res.invoice_balances["bucket"].to_list() == ["current"]
+    assert "INVOICE_OVERDUE" not in set(res.exceptions["code"])
+    k = compute_kpis(fr, res, s, AS_OF).filter(pl.col("owner").is_null())
+    aging = dict(k.filter(pl.col("kpi").str.starts_with("ar_aging_")).select("kpi", "value").iter_rows())
+    assert aging["ar_aging_current"] == Decimal("100.00") and aging["ar_aging_90+"] == 0
