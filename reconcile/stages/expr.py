@@ -90,8 +90,10 @@ def with_rate(df: pl.DataFrame, rates: pl.DataFrame, frm: str, to: str | pl.Expr
 
 
 def conv(amount: str, rate: str) -> pl.Expr:
-    """``amount x rate``, rounded to cents."""
-    return (pl.col(amount) * pl.col(rate)).round(2).cast(MONEY)
+    """``amount x rate``, rounded to cents; the amount itself at a rate of 1 (the same currency, nothing converted:
+    a KWD 1.005 stays 1.005, where rounding it to 1.00 made a chain that agrees to the mill disagree by 0.005)."""
+    return pl.when(pl.col(rate) == 1).then(pl.col(amount)).otherwise(
+        (pl.col(amount) * pl.col(rate)).round(2)).cast(MONEY)
 
 
 def split(pairs: pl.DataFrame, payer: str, total: str, cap: str) -> pl.Expr:

@@ -217,3 +217,22 @@ def test_a_cent_over_on_a_payment_that_paid_its_invoice_stays_forgiven() -> None
     assert codes(res) == []
     assert {r["id"]: r["state"] for r in res.states.filter(pl.col("entity") == "payment").iter_rows(named=True)} == {
         "bank:payment:P0": "matched"}
+
+
+def test_a_three_decimal_chain_that_agrees_to_the_mill_raises_nothing() -> None:
+    # KWD keeps three decimals; tolerance 0.001 is what such a company configures (found by test_recon_fuzz.py): the
+    # same-currency "conversion" rounded every figure to cents, so deal, order, bills and payments that agree to
+    # the mill were AMOUNT_MISMATCH / ORDERED_NOT_INVOICED, the instalments short and over, the transfer unapplied
+    kwd = {"ccy": "KWD"}
+    fr = world(deal=[deal("D0", "4.015", **kwd)], order=[order("SO0", "D0", "4.015", od=date(2026, 8, 1), **kwd)],
+               invoice=[invoice("I1", "SO0", "1.005", **kwd), invoice("I2", "SO0", "2.005", due=date(2026, 10, 4),
+                                                                      **kwd),
+                        invoice("I3", "SO0", "1.005", issue=date(2026, 9, 4), due=date(2026, 10, 5), **kwd)],
+               payment=[payment("P", "3.010", remittance="I1 I2", **kwd), payment("Q", "1.005", **kwd)])
+    res = reconcile_frames(fr, Settings(tolerance_abs=Decimal("0.001"), tolerance_rel=Decimal(0)), AS_OF)
+    assert codes(res) == []
+    assert res.invoice_balances["settled"].all() and (res.invoice_balances["residual"] == 0).all()
+    assert allocs(res) == {("bank:payment:P", "erp:invoice:I1"): Decimal("1.005"),
+                           ("bank:payment:P", "erp:invoice:I2"): Decimal("2.005"),
+                           ("bank:payment:Q", "erp:invoice:I3"): Decimal("1.005")}
+
