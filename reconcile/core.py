@@ -199,7 +199,7 @@ def reconcile_one(fr: Frames, s: Settings, as_of: date, links_ready: LinksReady 
         if links_ready is not None:
             links_ready(1, _concat(paid), allocations)
         clock("settlement")
-        conflicts = check_stage_conflicts(orders, invoices, payments)
+        conflicts = check_stage_conflicts(orders, invoices, payments, fr.fx_rate)
         chains, billing = chains_f.result(), billing_f.result()
         quote_ex, quote_links = quotes.result()
         delivery_ex, delivery_links = deliveries.result()

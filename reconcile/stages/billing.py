@@ -58,21 +58,34 @@ def check_billing(fr: Frames, orders: Orders, invoices: Invoices, chains: Chains
     return ex_parts
 
 
-def check_stage_conflicts(orders: Orders, invoices: Invoices, payments: Payments) -> list[pl.DataFrame]:
-    """STAGE_CONFLICT: a deal that is not won but invoiced or paid."""
+def check_stage_conflicts(orders: Orders, invoices: Invoices, payments: Payments,
+                          fx_rate: pl.DataFrame | None = None) -> list[pl.DataFrame]:
+    """STAGE_CONFLICT: a deal that is not won but invoiced or paid.
+
+    The amount at risk is in the deal's currency: what its active bills total (credit notes aside), else, billed
+    nothing, what was paid on it (net of refunds), else what its credit notes total; each figure converted at the
+    rate of its day (``fx_rate``), none when one of them has no rate."""
     inv, pay, deal = invoices.inv, payments.pay, orders.deal
-    lost_inv = inv.filter(pl.col("active") & pl.col("chain_id").is_not_null()).select("chain_id", "id", "total")
-    lost_pay = pay.filter(pl.col("active") & pl.col("ref_deal").is_not_null()).select(
-        pl.col("ref_deal").alias("chain_id"), "id", "amount")
-    sc = pl.concat([lost_inv.rename({"total": "amount"}), lost_pay]).join(
-        deal.filter(~pl.col("won")).select(pl.col("id").alias("chain_id"), "stage", "currency", "cluster_id"),
-        on="chain_id").group_by("chain_id").agg(pl.col("id").sort().alias("ids"), pl.col("stage").first(),
-                                                pl.col("currency").first(), pl.col("cluster_id").first())
-    sc = sc.join(inv.filter(pl.col("active") & ~pl.col("is_credit")).group_by("chain_id").agg(
-        pl.col("total").sum().alias("billed")), on="chain_id", how="left")
+    rows = pl.concat([
+        inv.filter(pl.col("active") & pl.col("chain_id").is_not_null()).select(
+            "chain_id", "id", pl.when(pl.col("is_credit")).then(2).otherwise(0).alias("tier"),
+            pl.col("total").alias("amount"), "currency", pl.col("issue_date").alias("day")),
+        pay.filter(pl.col("active") & pl.col("ref_deal").is_not_null()).select(
+            pl.col("ref_deal").alias("chain_id"), "id", pl.lit(1).alias("tier"),
+            (pl.col("amount") * pl.col("sign")).cast(MONEY).alias("amount"), "currency", pl.col("pdate").alias("day")),
+    ], how="vertical_relaxed").join(
+        deal.filter(~pl.col("won")).select(pl.col("id").alias("chain_id"), "stage", pl.col("currency").alias("dccy"),
+                                           "cluster_id"), on="chain_id")
+    rows = with_rate(rows, fx_rate if fx_rate is not None else pl.DataFrame(), "currency", "dccy", "day", "to_deal")
+    # the figures of the first tier the chain has (bills, else payments, else credit notes)
+    at_risk = rows.filter(pl.col("tier") == pl.col("tier").min().over("chain_id")).group_by("chain_id").agg(
+        conv("amount", "to_deal").sum().alias("amount"), pl.col("to_deal").is_null().max().alias("no_rate"))
+    sc = rows.group_by("chain_id").agg(pl.col("id").sort().alias("ids"), pl.col("stage").first(),
+                                       pl.col("dccy").first().alias("currency"), pl.col("cluster_id").first())
+    sc = sc.join(at_risk, on="chain_id")
     return [sc.select(
         pl.lit("STAGE_CONFLICT").alias("code"), "chain_id", pl.concat_list(pl.col("chain_id")).alias("keys"),
         pl.concat_list(pl.col("chain_id"), pl.col("ids")).alias("records"), "currency",
-        pl.col("billed").cast(MONEY).alias("amount"), "cluster_id",
+        pl.when(~pl.col("no_rate")).then(pl.col("amount").abs()).cast(MONEY).alias("amount"), "cluster_id",
         pl.format("deal stage {} but invoiced or paid", "stage").alias("detail"),
     )]
