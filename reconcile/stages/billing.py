@@ -64,7 +64,7 @@ def check_stage_conflicts(orders: Orders, invoices: Invoices, payments: Payments
 
     The amount at risk is in the deal's currency: what its active bills total (credit notes aside), else, billed
     nothing, what was paid on it (net of refunds), else what its credit notes total; each figure converted at the
-    rate of its day (``fx_rate``), none when one of them has no rate."""
+    rate of its day (``fx_rate``); where one has no rate, in their own currency when they share one, else none."""
     inv, pay, deal = invoices.inv, payments.pay, orders.deal
     rows = pl.concat([
         inv.filter(pl.col("active") & pl.col("chain_id").is_not_null()).select(
@@ -79,13 +79,18 @@ def check_stage_conflicts(orders: Orders, invoices: Invoices, payments: Payments
     rows = with_rate(rows, fx_rate if fx_rate is not None else pl.DataFrame(), "currency", "dccy", "day", "to_deal")
     # the figures of the first tier the chain has (bills, else payments, else credit notes)
     at_risk = rows.filter(pl.col("tier") == pl.col("tier").min().over("chain_id")).group_by("chain_id").agg(
-        conv("amount", "to_deal").sum().alias("amount"), pl.col("to_deal").is_null().max().alias("no_rate"))
+        conv("amount", "to_deal").sum().alias("amount"), pl.col("to_deal").is_null().max().alias("no_rate"),
+        pl.col("amount").sum().alias("own"), pl.col("currency").n_unique().alias("n_ccy"),
+        pl.col("currency").first().alias("own_ccy"))
+    own = pl.col("no_rate") & (pl.col("n_ccy") == 1)
     sc = rows.group_by("chain_id").agg(pl.col("id").sort().alias("ids"), pl.col("stage").first(),
                                        pl.col("dccy").first().alias("currency"), pl.col("cluster_id").first())
     sc = sc.join(at_risk, on="chain_id")
     return [sc.select(
         pl.lit("STAGE_CONFLICT").alias("code"), "chain_id", pl.concat_list(pl.col("chain_id")).alias("keys"),
-        pl.concat_list(pl.col("chain_id"), pl.col("ids")).alias("records"), "currency",
-        pl.when(~pl.col("no_rate")).then(pl.col("amount").abs()).cast(MONEY).alias("amount"), "cluster_id",
+        pl.concat_list(pl.col("chain_id"), pl.col("ids")).alias("records"),
+        pl.when(own).then(pl.col("own_ccy")).otherwise(pl.col("currency")).alias("currency"),
+        pl.when(~pl.col("no_rate")).then(pl.col("amount")).when(own).then(pl.col("own")).abs().cast(MONEY)
+        .alias("amount"), "cluster_id",
         pl.format("deal stage {} but invoiced or paid", "stage").alias("detail"),
     )]

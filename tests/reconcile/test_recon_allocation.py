@@ -241,10 +241,14 @@ def test_stage_conflict_amount_at_risk_is_in_the_deal_currency_billed_else_paid(
     # (found by test_recon_fuzz.py) a lost USD deal billed JPY 1,000,000 was a STAGE_CONFLICT of "USD 1,000,000",
     # critical; a lost deal paid but never billed carried no amount at all
     rate = [{"base": "JPY", "quote": "USD", "rate_date": date(2026, 9, 1), "rate": "0.0066"}]
-    fr = world(deal=[deal("D0", "7000.00", stage="closed_lost"), deal("D1", "80.00", stage="negotiation")],
-               invoice=[invoice("I0", None, "1000000", ccy="JPY") | {"deal_ref": "D0"}],
+    fr = world(deal=[deal("D0", "7000.00", stage="closed_lost"), deal("D1", "80.00", stage="negotiation"),
+                     deal("D2", "20.00", stage="closed_lost", ccy="EUR")],
+               invoice=[invoice("I0", None, "1000000", ccy="JPY") | {"deal_ref": "D0"},
+                        invoice("I2", None, "3000", ccy="JPY") | {"deal_ref": "D2"}],
                payment=[payment("P1", "50.00", deal_ref="D1", payer="Nobody"),
                         payment("P2", "5000", ccy="JPY", ref="I0")], fx_rate=rate)
     got = {c: (ccy, a, sev) for c, ccy, a, sev in run(fr).exceptions.filter(pl.col("code") == "STAGE_CONFLICT")
            .select("chain_id", "currency", "amount", "severity").iter_rows()}
-    assert got == {"sf:deal:D0": ("USD", Decimal("6600.00"), "high"), "sf:deal:D1": ("USD", Decimal("50.00"), "high")}
+    # no JPY -> EUR rate: the bills' own figure in their own currency, not a yen figure called euros
+    assert got == {"sf:deal:D0": ("USD", Decimal("6600.00"), "high"), "sf:deal:D1": ("USD", Decimal("50.00"), "high"),
+                   "sf:deal:D2": ("JPY", Decimal("3000"), "high")}
