@@ -54,7 +54,7 @@ def link_orders(fr: Frames, ident: Identity, s: Settings) -> Orders:
     ex_parts.append(ref_ambig.select(
         pl.lit("AMBIGUOUS_MATCH").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list("id", "dids").alias("records"),
-        "currency", pl.col("net").alias("amount"), pl.col("cluster_id"),
+        "currency", pl.col("net").abs().alias("amount"), pl.col("cluster_id"),
         pl.format("order deal_ref {} matches {} deals", "deal_ref", "n_deals").alias("detail"),
     ))
 
@@ -107,19 +107,19 @@ def link_orders(fr: Frames, ident: Identity, s: Settings) -> Orders:
     ex_parts.append(order.join(amb_orders, on="id", how="inner").select(
         pl.lit("AMBIGUOUS_MATCH").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id"), pl.col("cands")).alias("records"),
-        "currency", pl.col("net").alias("amount"), "cluster_id",
+        "currency", pl.col("net").abs().alias("amount"), "cluster_id",
         pl.format("order fits {} deals by customer and amount", pl.col("cands").list.len()).alias("detail"),
     ))
     amb_order_ids = amb_orders.select("id")
     # a reference found by value that fits several deals is reported, never used
     ref_amb = pl.col("ref_ambiguous").is_not_null()
     ex_parts.append(ambiguous_ref(order.filter(pl.col("deal_id").is_null() & pl.col("active") & ref_amb)
-                                  .join(amb_order_ids, on="id", how="anti").with_columns(pl.col("net").alias("amount"))))
+                                  .join(amb_order_ids, on="id", how="anti").with_columns(pl.col("net").abs().alias("amount"))))
     ex_parts.append(order.filter(pl.col("deal_id").is_null() & pl.col("active") & (pl.col("n_deals") <= 1) & ~ref_amb)
                     .join(amb_order_ids, on="id", how="anti").select(
         pl.lit("ORDER_WITHOUT_DEAL").alias("code"), pl.lit(None, pl.String).alias("chain_id"),
         pl.concat_list(pl.col("id")).alias("keys"), pl.concat_list(pl.col("id")).alias("records"),
-        "currency", pl.col("total").alias("amount"), "cluster_id",
+        "currency", pl.col("total").abs().alias("amount"), "cluster_id",  # a return order's total is negative
         pl.format("deal_ref={}", pl.col("deal_ref").fill_null("-")).alias("detail"),
     ))
     return Orders(deal=deal, unique_keys=unique_keys, order=order, links=links, exceptions=ex_parts)
