@@ -122,8 +122,8 @@ def test_cli_reconcile_list_ack_resolve(sqlite_store: Store, monkeypatch: pytest
     table = ltc("exceptions", "list", "--code", "UNAPPLIED_PAYMENT").stdout
     cents = Decimal(item["amount_at_risk"]).quantize(Decimal("0.01"))
     assert cents == Decimal(item["amount_at_risk"]) and item["currency"] in ("USD", "EUR", "GBP")
-    assert f"{cents} {item['currency']}" in table and f"{Decimal(item['amount_at_risk']):f} " not in table.replace(
-        f"{cents} ", "")
+    stored = f"{Decimal(item['amount_at_risk']):f}"  # 8553.2700: the cell may wrap before its currency
+    assert stored != str(cents) and str(cents) in table and stored not in table
     ack = ltc("exceptions", "ack", item["fingerprint"][:8], "--note", "looking into it", "--actor", "bob")
     assert ack.returncode == 0 and "open -> acknowledged (by bob)" in ack.stdout
     assert json.loads(ltc("exceptions", "list", "--json", "--status", "acknowledged").stdout)[0]["fingerprint"] == \
